@@ -1,0 +1,61 @@
+# SPDX-License-Identifier: Apache-2.0
+# Thin wrapper: meson does the building. Two commands matter:
+#   make demo   the main job (local PostgreSQL + mosquitto + server + fleet)
+#   make test   every test (unit, integration, fuzz replay, bounded fuzzing)
+BUILD       ?= build
+TEST_BUILD  ?= build-test
+FUZZ_BUILD  ?= build-fuzz
+FUZZ_SECONDS ?= 60
+MESON_TEST_ARGS ?=
+
+export ASAN_OPTIONS ?= detect_leaks=1:abort_on_error=1
+export UBSAN_OPTIONS ?= halt_on_error=1:print_stacktrace=1
+export LSAN_OPTIONS ?= suppressions=$(CURDIR)/tests/lsan.supp:print_suppressions=0
+
+.PHONY: all deps build test unit fuzz format format-check demo bench clean
+
+all: build
+
+deps:
+	@bash scripts/install-deps.sh
+
+$(BUILD)/build.ninja:
+	meson setup $(BUILD) -Dwerror=true
+
+build: deps $(BUILD)/build.ninja
+	ninja -C $(BUILD)
+
+$(TEST_BUILD)/build.ninja:
+	meson setup $(TEST_BUILD) -Dwerror=true -Db_sanitize=address,undefined -Db_lundef=false
+
+unit: deps $(TEST_BUILD)/build.ninja
+	ninja -C $(TEST_BUILD)
+	meson test -C $(TEST_BUILD) --print-errorlogs --num-processes 2 $(MESON_TEST_ARGS)
+
+test: unit format-check fuzz
+	@echo "make test: all suites passed"
+
+$(FUZZ_BUILD)/build.ninja:
+	CC=clang meson setup $(FUZZ_BUILD) -Dfuzz=true -Dserver=false \
+		-Db_sanitize=address,undefined -Db_lundef=false
+
+# Each libFuzzer target runs for FUZZ_SECONDS on a scratch copy of its corpus.
+fuzz: deps $(FUZZ_BUILD)/build.ninja
+	ninja -C $(FUZZ_BUILD)
+	@bash scripts/run-fuzz.sh $(FUZZ_BUILD) $(FUZZ_SECONDS)
+
+format:
+	@git ls-files '*.c' '*.h' | xargs clang-format -i
+
+format-check:
+	@git ls-files '*.c' '*.h' | xargs clang-format --dry-run -Werror
+	@echo "format-check: clean"
+
+demo: build
+	@bash scripts/demo.sh
+
+bench: build
+	@bash bench/run.sh $(BUILD)
+
+clean:
+	rm -rf $(BUILD) $(TEST_BUILD) $(FUZZ_BUILD)

@@ -1,0 +1,45 @@
+/* SPDX-License-Identifier: Apache-2.0 */
+#ifndef FLEETOTA_LIMITS_H
+#define FLEETOTA_LIMITS_H
+
+/*
+ * Every length that comes from outside is checked against one of these
+ * before it is used. Change them here and nowhere else.
+ */
+
+/* A Signed envelope (body + signatures) as a whole. */
+#define OTA_MAX_ENVELOPE_BYTES (64u * 1024u)
+/* The body inside an envelope. */
+#define OTA_MAX_BODY_BYTES (60u * 1024u)
+/* Signatures on one envelope. */
+#define OTA_MAX_SIGNATURES 16u
+/* One signature (DER ECDSA P-256 is at most 72 bytes, Ed25519 is 64). */
+#define OTA_MAX_SIG_BYTES 80u
+/* A key id (SHA-256). */
+#define OTA_KEY_ID_BYTES 32u
+/* A public key as SubjectPublicKeyInfo DER (P-256 uncompressed is 91). */
+#define OTA_MAX_PUBKEY_DER_BYTES 128u
+/* Keys in a RootList or a KeyList. */
+#define OTA_MAX_KEYS 32u
+/* Hardware revisions named by one manifest. */
+#define OTA_MAX_HW_REVISIONS 32u
+/* Any string field (model, version, names). */
+#define OTA_MAX_STRING_BYTES 128u
+/* SHA-256 digest. */
+#define OTA_SHA256_BYTES 32u
+/* The bundle header (manifest, keylist, rootlist chain). */
+#define OTA_MAX_BUNDLE_HEADER_BYTES (256u * 1024u)
+/* RootLists carried in one bundle's chain. */
+#define OTA_MAX_ROOT_CHAIN 8u
+/* Largest image a manifest may declare (64 GiB). */
+#define OTA_MAX_IMAGE_BYTES (64ull * 1024ull * 1024ull * 1024ull)
+/* Signing-input prefix: "fleetota/v1/" + longest type + NUL. */
+#define OTA_MAX_SIGNING_PREFIX 32u
+/* Decoding arena that holds one decoded envelope or body. */
+#define OTA_DECODE_ARENA_BYTES (96u * 1024u)
+/* MQTT payloads (Notify, StatusReport with its pending events). */
+#define OTA_MAX_MQTT_PAYLOAD_BYTES (32u * 1024u)
+/* Events carried in one StatusReport. */
+#define OTA_MAX_REPORT_EVENTS 32u
+
+#endif

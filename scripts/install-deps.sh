@@ -1,0 +1,27 @@
+#!/usr/bin/env bash
+# SPDX-License-Identifier: Apache-2.0
+# Installs the Debian packages of scripts/packages.txt that are missing.
+# A warm machine (everything installed) does no apt work at all.
+set -euo pipefail
+here=$(cd "$(dirname "$0")" && pwd)
+mapfile -t wanted < <(grep -v '^\s*#' "$here/packages.txt" | sed '/^\s*$/d')
+missing=()
+for pkg in "${wanted[@]}"; do
+	status=$(dpkg-query -W -f='${Status}' "$pkg" 2>/dev/null || true)
+	[[ "$status" == "install ok installed" ]] || missing+=("$pkg")
+done
+# npm ships inside some nodejs builds and conflicts with Debian's npm there:
+# ask for the package only when the command is absent.
+command -v npm >/dev/null 2>&1 || missing+=(npm)
+if ((${#missing[@]} == 0)); then
+	exit 0
+fi
+echo "install-deps: installing ${missing[*]}"
+sudo_cmd=()
+if [[ $(id -u) != 0 ]]; then sudo_cmd=(sudo); fi
+export DEBIAN_FRONTEND=noninteractive
+"${sudo_cmd[@]}" apt-get update -qq
+"${sudo_cmd[@]}" apt-get install -y -qq --no-install-recommends "${missing[@]}" >/dev/null
+# Debian starts some daemons on install (nginx, mosquitto) when it can; the
+# project starts its own private instances on loopback, so leave those alone.
+echo "install-deps: done"
