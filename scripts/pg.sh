@@ -1,0 +1,88 @@
+#!/usr/bin/env bash
+# SPDX-License-Identifier: Apache-2.0
+# A private PostgreSQL 15 cluster for development, tests and the demo:
+# listens on 127.0.0.1:PORT with its unix socket in DIR, runs as the
+# `postgres` user (PostgreSQL refuses root), started and stopped by PID.
+#
+#   scripts/pg.sh start  DIR PORT [DBNAME]   initdb if needed, start, create DBNAME
+#   scripts/pg.sh stop   DIR                 fast shutdown by PID, waits
+#   scripts/pg.sh status DIR                 exit 0 when running
+#   scripts/pg.sh conninfo DIR PORT [DBNAME] prints a libpq conninfo
+#
+# DIR's parents must be traversable by `postgres` (chmod 711 on a mktemp dir).
+set -euo pipefail
+cmd=${1:?usage: pg.sh start|stop|status|conninfo DIR [PORT] [DBNAME]}
+dir=${2:?DIR}
+bindir=${PG_BINDIR:-$(ls -d /usr/lib/postgresql/15/bin 2>/dev/null || dirname "$(command -v initdb)")}
+
+as_pg() {
+	if [[ $(id -u) == 0 ]]; then
+		runuser -u postgres -- "$@"
+	else
+		"$@"
+	fi
+}
+
+pid_of() {
+	[[ -f "$dir/data/postmaster.pid" ]] || return 1
+	local pid
+	pid=$(head -1 "$dir/data/postmaster.pid")
+	[[ -n "$pid" ]] && kill -0 "$pid" 2>/dev/null && echo "$pid"
+}
+
+case $cmd in
+start)
+	port=${3:?PORT}
+	db=${4:-fleetota}
+	mkdir -p "$dir"
+	if [[ $(id -u) == 0 ]]; then chown postgres: "$dir"; fi
+	chmod 700 "$dir"
+	if ! as_pg test -x "$dir"; then
+		echo "pg.sh: $dir is not reachable by user postgres (chmod 711 its parents)" >&2
+		exit 1
+	fi
+	if [[ ! -f "$dir/data/PG_VERSION" ]]; then
+		as_pg "$bindir/initdb" -D "$dir/data" -U postgres -A trust -E UTF8 \
+			--no-sync >"$dir/initdb.log" 2>&1 || {
+			cat "$dir/initdb.log" >&2
+			exit 1
+		}
+	fi
+	if pid_of >/dev/null; then
+		echo "pg.sh: already running (pid $(pid_of))" >&2
+	else
+		as_pg "$bindir/pg_ctl" -D "$dir/data" -l "$dir/postgres.log" -w -t 30 \
+			-o "-p $port -k $dir -c listen_addresses=127.0.0.1 -c fsync=off \
+-c synchronous_commit=off -c full_page_writes=off -c max_connections=100" \
+			start >/dev/null || {
+			tail -20 "$dir/postgres.log" >&2
+			exit 1
+		}
+	fi
+	as_pg "$bindir/psql" -h "$dir" -p "$port" -U postgres -d postgres -Atq \
+		-c "SELECT 1 FROM pg_database WHERE datname = '$db'" | grep -q 1 ||
+		as_pg "$bindir/psql" -h "$dir" -p "$port" -U postgres -d postgres -q \
+			-c "CREATE DATABASE \"$db\"" >/dev/null
+	pid_of
+	;;
+stop)
+	pid=$(pid_of) || exit 0
+	kill -INT "$pid"
+	for _ in $(seq 1 300); do
+		kill -0 "$pid" 2>/dev/null || exit 0
+		sleep 0.1
+	done
+	echo "pg.sh: postgres $pid did not stop, killing" >&2
+	kill -KILL "$pid" 2>/dev/null || true
+	;;
+status)
+	pid_of >/dev/null
+	;;
+conninfo)
+	echo "host=$dir port=${3:?PORT} dbname=${4:-fleetota} user=postgres"
+	;;
+*)
+	echo "pg.sh: unknown command $cmd" >&2
+	exit 2
+	;;
+esac
