@@ -185,6 +185,8 @@ enum ota_err ota_manifest_verify(const Fleetota__V1__KeyList *keylist,
 	enum ota_err err = ota_manifest_parse(env, arena, &m);
 	if (err != OTA_OK)
 		return err;
+	if (env->n_signatures == 0)
+		return OTA_ERR_SIGNATURE;
 	size_t prefix_len = ota_signing_prefix(OTA_OBJ_MANIFEST, prefix, sizeof(prefix));
 
 	for (size_t s = 0; s < env->n_signatures; s++) {

@@ -55,10 +55,11 @@ enum ota_err ota_manifest_parse(const Fleetota__V1__Signed *env, struct ota_aren
 /*
  * A manifest signed by one key of keylist whose validity window contains
  * the manifest's issued_at. Errors, in order of precedence:
- * OTA_ERR_FORMAT (body), OTA_ERR_KEY_UNKNOWN (no signature by a key of
- * the list, or no signature at all), OTA_ERR_SIGNATURE (a key of the list
- * signed, but the signature does not verify), OTA_ERR_KEY_EXPIRED (valid
- * signature, key not valid at issued_at).
+ * OTA_ERR_FORMAT (body), OTA_ERR_SIGNATURE (no signature at all),
+ * OTA_ERR_KEY_UNKNOWN (no signature by a key of the list),
+ * OTA_ERR_SIGNATURE (a key of the list signed, but the signature does not
+ * verify), OTA_ERR_KEY_EXPIRED (valid signature, key not valid at
+ * issued_at).
  * On success *ret_signer points into keylist.
  */
 enum ota_err ota_manifest_verify(const Fleetota__V1__KeyList *keylist,
