@@ -1,0 +1,282 @@
+/* SPDX-License-Identifier: Apache-2.0 */
+#ifndef FLEETOTA_AGENT_H
+#define FLEETOTA_AGENT_H
+
+/*
+ * libotaagent: the portable device core. It enforces the verification
+ * sequence of DESIGN.md section 3 and runs the A/B install state machine
+ * over a port (fleetota/port.h). No OS calls, no heap: the struct below and
+ * a caller-provided work area are all the memory it uses.
+ *
+ * Install, offline or online:
+ *   ota_agent_begin*()   verify trust updates + manifest (steps 1-2) before
+ *                        one image byte; stage or resume into the inactive
+ *                        slot; ota_agent_offset() says where to continue
+ *   ota_agent_write()    image chunks, hashed as they are written
+ *   ota_agent_finish()   size + hash, mark pending
+ * Then (after a reboot, in the boot step) ota_agent_boot(), and in the new
+ * image ota_agent_confirm() / ota_agent_selftest() / ota_agent_revert().
+ *
+ * Every function returns OTA_OK or a stable error (fleetota/err.h); a
+ * rejection also lands in the event log and in status().last_error. Out
+ * parameters are written only on success.
+ */
+
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+
+#include "fleetota/crypto.h"
+#include "fleetota/limits.h"
+#include "fleetota/port.h"
+
+/* Work area the core decodes into during one call (see ota_agent_init). */
+#define OTA_AGENT_WORK_BYTES (1024u * 1024u)
+/* Default bytes between staging checkpoints (slot sync + state write). */
+#define OTA_AGENT_CHECKPOINT_BYTES (1024u * 1024u)
+/* Fixed text fields of the persisted state. */
+#define OTA_AGENT_VERSION_BYTES (OTA_MAX_STRING_BYTES + 1u)
+#define OTA_AGENT_DETAIL_BYTES 96u
+
+/* Where the install state machine is. Values are persisted: append-only. */
+enum ota_phase {
+	OTA_PHASE_IDLE = 0, /* running the confirmed slot, nothing staged */
+	OTA_PHASE_STAGING = 1, /* image being written into the target slot */
+	OTA_PHASE_PENDING = 2, /* staged and verified, waits for the boot step */
+	OTA_PHASE_TRIAL = 3, /* target slot booted in trial, waits for confirm */
+};
+
+/* Event kinds; values equal the wire enum fleetota.v1.EventKind. */
+enum ota_event_kind {
+	OTA_EVENT_INSTALL_STARTED = 1,
+	OTA_EVENT_REJECTED = 2,
+	OTA_EVENT_VERIFIED = 3,
+	OTA_EVENT_PENDING = 4,
+	OTA_EVENT_TRIAL_BOOT = 5,
+	OTA_EVENT_CONFIRMED = 6,
+	OTA_EVENT_REVERTED = 7,
+	OTA_EVENT_COUNTER_ADVANCED = 8,
+	OTA_EVENT_KEYLIST_UPDATED = 9,
+	OTA_EVENT_ROOTLIST_UPDATED = 10,
+	OTA_EVENT_DOWNLOAD_FAILED = 11,
+	OTA_EVENT_BOOTED = 12,
+};
+
+/* What is known about the image in one slot. */
+struct ota_slot_info {
+	bool valid; /* holds a verified image (pending, trial or confirmed) */
+	char version[OTA_AGENT_VERSION_BYTES];
+	uint64_t version_code;
+	uint64_t security_counter;
+	uint64_t size;
+	uint8_t sha256[OTA_SHA256_BYTES];
+};
+
+/* The persisted install state (record OTA_REC_STATE). */
+struct ota_agent_state {
+	bool provisioned;
+	enum ota_phase phase;
+	uint8_t confirmed_slot; /* the slot that boots when nothing is on trial */
+	uint8_t target_slot; /* staging / pending / trial slot */
+	struct ota_slot_info slots[OTA_SLOT_COUNT];
+	uint64_t staged_bytes; /* checkpointed prefix of the target slot */
+	uint8_t staging_manifest_sha256[OTA_SHA256_BYTES];
+	uint64_t latest_time; /* monotonic latest trusted time, 0 = unknown */
+	uint64_t next_event_seq;
+	uint32_t last_error; /* enum ota_err of the last failure, 0 = none */
+	char last_error_detail[OTA_AGENT_DETAIL_BYTES];
+};
+
+/* One event of the durable log. */
+struct ota_event {
+	uint64_t seq;
+	uint64_t time;
+	enum ota_event_kind kind;
+	enum ota_err error;
+	uint64_t version_code;
+	uint64_t security_counter;
+	char version[OTA_AGENT_VERSION_BYTES];
+	char detail[OTA_AGENT_DETAIL_BYTES];
+};
+
+/* Device identity and policy (strings borrowed for the agent's life). */
+struct ota_agent_config {
+	const char *model;
+	const char *hw_revision;
+	/* bytes between staging checkpoints; 0 = OTA_AGENT_CHECKPOINT_BYTES */
+	uint64_t checkpoint_bytes;
+};
+
+/* A snapshot for status reports and `ota-agent status --json`. */
+struct ota_agent_status {
+	bool provisioned;
+	enum ota_phase phase;
+	unsigned running_slot; /* what boots now: trial slot or confirmed slot */
+	unsigned confirmed_slot;
+	struct ota_slot_info confirmed;
+	struct ota_slot_info target; /* valid only when phase != IDLE */
+	uint64_t security_counter;
+	uint64_t keylist_version;
+	uint64_t rootlist_version;
+	uint64_t staged_bytes;
+	uint64_t latest_time;
+	uint64_t next_event_seq;
+	enum ota_err last_error;
+	char last_error_detail[OTA_AGENT_DETAIL_BYTES];
+};
+
+/* Verified facts of the manifest being installed (copied, fixed size). */
+struct ota_install {
+	bool active; /* between a successful begin and finish/abort */
+	uint8_t slot;
+	uint64_t size;
+	uint64_t written; /* bytes hashed and written so far */
+	uint64_t since_checkpoint;
+	uint8_t sha256[OTA_SHA256_BYTES];
+	uint8_t manifest_sha256[OTA_SHA256_BYTES];
+	struct ota_slot_info info;
+	struct ota_sha256_ctx hash;
+};
+
+/* One agent. Opaque in spirit: use the functions. */
+struct ota_agent {
+	struct ota_port port;
+	struct ota_agent_config config;
+	uint8_t *work;
+	size_t work_len;
+	struct ota_agent_state state;
+	uint64_t counter;
+	uint64_t keylist_version;
+	uint64_t rootlist_version;
+	struct ota_install install;
+};
+
+/*
+ * Loads the persisted state through the port. work (work_len >=
+ * OTA_AGENT_WORK_BYTES) is borrowed scratch memory used only during a call:
+ * agents that never run calls concurrently may share one. A device without
+ * state is "not provisioned" (OTA_OK; status says so).
+ * OTA_ERR_STORAGE / OTA_ERR_FORMAT when stored records are unreadable.
+ */
+enum ota_err ota_agent_init(struct ota_agent *agent, const struct ota_port *port,
+			    const struct ota_agent_config *config, void *work, size_t work_len);
+
+/* Releases what a running install holds (a hash context). NULL is fine. */
+void ota_agent_close(struct ota_agent *agent);
+
+/*
+ * Factory step: stores the first RootList (signed by its own threshold)
+ * and a KeyList signed by it. Refused (OTA_ERR_BUSY) once provisioned.
+ */
+enum ota_err ota_agent_provision(struct ota_agent *agent, const uint8_t *rootlist,
+				 size_t rootlist_len, const uint8_t *keylist, size_t keylist_len);
+
+/*
+ * Trust updates outside an install (online /v1/rootlist, /v1/keylist).
+ * rootlists[] are serialized RootList envelopes, oldest first; each with a
+ * version above the stored one is one verified chain step; the result is
+ * stored only when the whole chain verifies. A KeyList must be newer than
+ * the stored one (OTA_ERR_KEYLIST_ROLLBACK; the same version is OTA_OK and
+ * changes nothing).
+ */
+enum ota_err ota_agent_update_rootlist(struct ota_agent *agent, const uint8_t *const *rootlists,
+				       const size_t *lens, size_t n);
+enum ota_err ota_agent_update_keylist(struct ota_agent *agent, const uint8_t *keylist,
+				      size_t keylist_len);
+
+/*
+ * Begins (or resumes) an install from serialized envelopes: the manifest,
+ * optionally a KeyList and a RootList chain (oldest first, may be NULL/0).
+ * Runs steps 1-2 of the verification sequence against the trust state
+ * (with the carried updates applied in memory); nothing is persisted unless
+ * everything passes. On OTA_OK the target slot is ready for
+ * ota_agent_write() from ota_agent_offset().
+ */
+enum ota_err ota_agent_begin(struct ota_agent *agent, const uint8_t *manifest, size_t manifest_len,
+			     const uint8_t *keylist, size_t keylist_len,
+			     const uint8_t *const *rootlists, const size_t *rootlist_lens,
+			     size_t n_rootlists);
+
+/* Same, from the BundleHeader bytes of a .otab (manifest, keylist, roots). */
+enum ota_err ota_agent_begin_bundle(struct ota_agent *agent, const uint8_t *header,
+				    size_t header_len);
+
+/* After begin: the image offset to continue from (0, or a resumed prefix). */
+uint64_t ota_agent_offset(const struct ota_agent *agent);
+/* After begin: the image size the manifest declares. */
+uint64_t ota_agent_image_size(const struct ota_agent *agent);
+
+/*
+ * Appends image bytes at ota_agent_offset(). More than the manifest's
+ * size in total is OTA_ERR_SIZE and aborts the install (slot erased).
+ */
+enum ota_err ota_agent_write(struct ota_agent *agent, const void *chunk, size_t len);
+
+/*
+ * Size and SHA-256 equal the manifest's (else OTA_ERR_SIZE / OTA_ERR_HASH,
+ * slot erased): the slot becomes pending for the next boot step.
+ */
+enum ota_err ota_agent_finish(struct ota_agent *agent);
+
+/*
+ * Gives up the running install with err (a transport failure). keep_staged
+ * keeps the checkpointed prefix for a later resume; otherwise the slot is
+ * erased. OTA_OK once recorded; OTA_ERR_INVALID_ARG when nothing runs.
+ */
+enum ota_err ota_agent_abort(struct ota_agent *agent, enum ota_err err, const char *detail,
+			     bool keep_staged);
+
+/*
+ * The boot step (the bootloader's part): a trial that was never confirmed
+ * is reverted; a pending slot is verified again (manifest signature,
+ * counter, hash) and booted in trial; otherwise the confirmed slot is
+ * verified and booted. *ret_slot is the slot to run. OTA_ERR_HASH when no
+ * slot holds a verified image.
+ */
+enum ota_err ota_agent_boot(struct ota_agent *agent, unsigned *ret_slot);
+
+/*
+ * In the trial image: makes it permanent, THEN advances the security
+ * counter to its value. OTA_OK without effect when nothing is on trial.
+ */
+enum ota_err ota_agent_confirm(struct ota_agent *agent);
+
+/* Reverts a trial to the confirmed slot (the counter is untouched). */
+enum ota_err ota_agent_revert(struct ota_agent *agent, enum ota_err reason, const char *detail);
+
+/*
+ * Runs the port's self-test hook on the trial image and confirms or
+ * reverts. OTA_OK when confirmed, OTA_ERR_SELFTEST when reverted.
+ */
+enum ota_err ota_agent_selftest(struct ota_agent *agent);
+
+/* Asks the port to reboot (a no-op when the port has no reboot). */
+void ota_agent_request_reboot(struct ota_agent *agent);
+
+/* A snapshot of the state (always succeeds on an initialised agent). */
+void ota_agent_status(const struct ota_agent *agent, struct ota_agent_status *ret_status);
+
+/*
+ * Reads event seq from the ring. OTA_ERR_NOT_FOUND when it was never
+ * written or has been overwritten (older than next_event_seq - N).
+ */
+enum ota_err ota_agent_event(struct ota_agent *agent, uint64_t seq, struct ota_event *ret_event);
+
+/* "idle", "staging", "pending", "trial". */
+const char *ota_phase_name(enum ota_phase phase);
+
+/* ---- persisted record formats (agent/src/record.c; fuzzed) ---------- */
+
+/* Big enough for any encoded state or event record. */
+#define OTA_AGENT_RECORD_BYTES 1024u
+
+/* Encoders return the length written into buf (cap bytes), 0 if it is too small. */
+size_t ota_state_encode(const struct ota_agent_state *state, uint8_t *buf, size_t cap);
+/* OTA_OK, or OTA_ERR_FORMAT for anything but a well-formed record. */
+enum ota_err ota_state_decode(const uint8_t *buf, size_t len, struct ota_agent_state *ret_state);
+size_t ota_counter_encode(uint64_t counter, uint8_t *buf, size_t cap);
+enum ota_err ota_counter_decode(const uint8_t *buf, size_t len, uint64_t *ret_counter);
+size_t ota_event_encode(const struct ota_event *event, uint8_t *buf, size_t cap);
+enum ota_err ota_event_decode(const uint8_t *buf, size_t len, struct ota_event *ret_event);
+
+#endif

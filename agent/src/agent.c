@@ -1,0 +1,1203 @@
+/* SPDX-License-Identifier: Apache-2.0 */
+/*
+ * The install state machine and the verification sequence of DESIGN.md
+ * section 3. Memory: the agent struct and the borrowed work area (an arena
+ * reset at the start of every call); nothing else.
+ */
+#include <string.h>
+
+#include "fleetota/agent.h"
+#include "fleetota/bundle.h"
+#include "fleetota/trust.h"
+
+/* Chunk used to re-hash a slot (resume, boot verification). */
+#define HASH_CHUNK_BYTES 4096u
+
+/* ---- small text helpers (no stdio in the core) ---------------------- */
+
+struct text {
+	char *p;
+	size_t cap;
+	size_t len;
+};
+
+static void text_init(struct text *t, char *buf, size_t cap)
+{
+	t->p = buf;
+	t->cap = cap;
+	t->len = 0;
+	buf[0] = '\0';
+}
+
+static void text_str(struct text *t, const char *s)
+{
+	while (s && *s && t->len + 1 < t->cap)
+		t->p[t->len++] = *s++;
+	t->p[t->len] = '\0';
+}
+
+static void text_u64(struct text *t, uint64_t v)
+{
+	char digits[21];
+	size_t n = 0;
+	do {
+		digits[n++] = (char)('0' + v % 10);
+		v /= 10;
+	} while (v && n < sizeof(digits));
+	while (n && t->len + 1 < t->cap)
+		t->p[t->len++] = digits[--n];
+	t->p[t->len] = '\0';
+}
+
+static void copy_str(char *dst, size_t cap, const char *src)
+{
+	size_t len = src ? strnlen(src, cap - 1) : 0;
+	if (len)
+		memcpy(dst, src, len);
+	dst[len] = '\0';
+}
+
+static void alog(struct ota_agent *agent, enum ota_log_level level, const char *msg)
+{
+	if (agent->port.ops->log)
+		agent->port.ops->log(agent->port.ctx, level, msg);
+}
+
+static uint64_t max_u64(uint64_t a, uint64_t b)
+{
+	return a > b ? a : b;
+}
+
+const char *ota_phase_name(enum ota_phase phase)
+{
+	switch (phase) {
+	case OTA_PHASE_IDLE:
+		return "idle";
+	case OTA_PHASE_STAGING:
+		return "staging";
+	case OTA_PHASE_PENDING:
+		return "pending";
+	case OTA_PHASE_TRIAL:
+		return "trial";
+	}
+	return "unknown";
+}
+
+/* ---- persistence ---------------------------------------------------- */
+
+static enum ota_err state_store(struct ota_agent *agent, const struct ota_agent_state *next)
+{
+	uint8_t buf[OTA_AGENT_RECORD_BYTES];
+	size_t len = ota_state_encode(next, buf, sizeof(buf));
+	if (len == 0)
+		return OTA_ERR_INTERNAL;
+	enum ota_err err = agent->port.ops->record_write(agent->port.ctx, OTA_REC_STATE, buf, len);
+	if (err != OTA_OK)
+		return OTA_ERR_STORAGE;
+	agent->state = *next;
+	return OTA_OK;
+}
+
+static enum ota_err counter_store(struct ota_agent *agent, uint64_t counter)
+{
+	uint8_t buf[64];
+	size_t len = ota_counter_encode(counter, buf, sizeof(buf));
+	if (len == 0)
+		return OTA_ERR_INTERNAL;
+	if (agent->port.ops->record_write(agent->port.ctx, OTA_REC_COUNTER, buf, len) != OTA_OK)
+		return OTA_ERR_STORAGE;
+	agent->counter = counter;
+	return OTA_OK;
+}
+
+/*
+ * Writes an event record with the next sequence number of *next. The
+ * caller's following state_store() persists the advanced number; a cut in
+ * between only lets the next event reuse the ring entry.
+ */
+static enum ota_err event_add(struct ota_agent *agent, struct ota_agent_state *next,
+			      enum ota_event_kind kind, enum ota_err error,
+			      const struct ota_slot_info *image, const char *detail)
+{
+	struct ota_event ev;
+	uint8_t buf[OTA_AGENT_RECORD_BYTES];
+	memset(&ev, 0, sizeof(ev));
+	ev.seq = next->next_event_seq;
+	ev.time = next->latest_time;
+	ev.kind = kind;
+	ev.error = error;
+	if (image) {
+		ev.version_code = image->version_code;
+		ev.security_counter = image->security_counter;
+		copy_str(ev.version, sizeof(ev.version), image->version);
+	}
+	copy_str(ev.detail, sizeof(ev.detail), detail);
+	size_t len = ota_event_encode(&ev, buf, sizeof(buf));
+	if (len == 0)
+		return OTA_ERR_INTERNAL;
+	enum ota_record rec = (enum ota_record)(OTA_REC_EVENT_0 + ev.seq % OTA_AGENT_EVENT_RECORDS);
+	if (agent->port.ops->record_write(agent->port.ctx, rec, buf, len) != OTA_OK)
+		return OTA_ERR_STORAGE;
+	next->next_event_seq++;
+	return OTA_OK;
+}
+
+/* Records a failure in the log and in last_error; returns err unchanged. */
+static enum ota_err note_failure(struct ota_agent *agent, struct ota_agent_state *next,
+				 enum ota_event_kind kind, enum ota_err err,
+				 const struct ota_slot_info *image, const char *detail)
+{
+	char line[OTA_AGENT_DETAIL_BYTES + 48];
+	struct text t;
+	text_init(&t, line, sizeof(line));
+	text_str(&t, ota_err_name(err));
+	text_str(&t, ": ");
+	text_str(&t, detail);
+	alog(agent, OTA_LOG_WARN, line);
+	next->last_error = (uint32_t)err;
+	copy_str(next->last_error_detail, sizeof(next->last_error_detail), detail);
+	(void)event_add(agent, next, kind, err, image, detail);
+	(void)state_store(agent, next);
+	return err;
+}
+
+static enum ota_err reject(struct ota_agent *agent, enum ota_err err,
+			   const struct ota_slot_info *image, const char *detail)
+{
+	struct ota_agent_state next = agent->state;
+	return note_failure(agent, &next, OTA_EVENT_REJECTED, err, image, detail);
+}
+
+/* Reads a record into a buffer carved from the arena. */
+static enum ota_err record_load(struct ota_agent *agent, struct ota_arena *arena,
+				enum ota_record rec, uint8_t **ret_buf, size_t *ret_len)
+{
+	uint8_t *buf = ota_arena_alloc(arena, OTA_MAX_ENVELOPE_BYTES);
+	size_t len = 0;
+	if (!buf)
+		return OTA_ERR_NOMEM;
+	enum ota_err err = agent->port.ops->record_read(agent->port.ctx, rec, buf,
+							OTA_MAX_ENVELOPE_BYTES, &len);
+	if (err == OTA_ERR_NOT_FOUND)
+		return err;
+	if (err != OTA_OK || len > OTA_MAX_ENVELOPE_BYTES)
+		return OTA_ERR_STORAGE;
+	*ret_buf = buf;
+	*ret_len = len;
+	return OTA_OK;
+}
+
+static enum ota_err envelope_store(struct ota_agent *agent, struct ota_arena *arena,
+				   enum ota_record rec, const Fleetota__V1__Signed *env)
+{
+	size_t len = fleetota__v1__signed__get_packed_size(env);
+	if (len == 0 || len > OTA_MAX_ENVELOPE_BYTES)
+		return OTA_ERR_FORMAT;
+	uint8_t *buf = ota_arena_alloc(arena, len);
+	if (!buf)
+		return OTA_ERR_NOMEM;
+	fleetota__v1__signed__pack(env, buf);
+	if (agent->port.ops->record_write(agent->port.ctx, rec, buf, len) != OTA_OK)
+		return OTA_ERR_STORAGE;
+	return OTA_OK;
+}
+
+static enum ota_err envelope_load(struct ota_agent *agent, struct ota_arena *arena,
+				  enum ota_record rec, Fleetota__V1__Signed **ret_env)
+{
+	uint8_t *buf = NULL;
+	size_t len = 0;
+	enum ota_err err = record_load(agent, arena, rec, &buf, &len);
+	if (err != OTA_OK)
+		return err;
+	return ota_envelope_decode(buf, len, arena, ret_env);
+}
+
+/*
+ * The stored trust anchors. They were verified before they were stored,
+ * and trusted storage is trusted, so they are parsed, not re-verified (a
+ * KeyList stays valid after the roots that signed it rotate).
+ */
+static enum ota_err trust_load(struct ota_agent *agent, struct ota_arena *arena,
+			       Fleetota__V1__RootList **ret_root, Fleetota__V1__KeyList **ret_kl)
+{
+	Fleetota__V1__Signed *env = NULL;
+	enum ota_err err = envelope_load(agent, arena, OTA_REC_ROOTLIST, &env);
+	if (err == OTA_OK)
+		err = ota_rootlist_parse(env, arena, ret_root);
+	if (err != OTA_OK)
+		return err == OTA_ERR_NOMEM ? err : OTA_ERR_STORAGE;
+	err = envelope_load(agent, arena, OTA_REC_KEYLIST, &env);
+	if (err == OTA_OK)
+		err = ota_keylist_parse(env, arena, ret_kl);
+	if (err != OTA_OK)
+		return err == OTA_ERR_NOMEM ? err : OTA_ERR_STORAGE;
+	return OTA_OK;
+}
+
+static uint64_t trusted_now(struct ota_agent *agent)
+{
+	uint64_t now = agent->state.latest_time;
+	uint64_t clock = 0;
+	if (agent->port.ops->clock_now &&
+	    agent->port.ops->clock_now(agent->port.ctx, &clock) == OTA_OK)
+		now = max_u64(now, clock);
+	return now;
+}
+
+static void arena_open(struct ota_agent *agent, struct ota_arena *arena)
+{
+	ota_arena_init(arena, agent->work, agent->work_len);
+}
+
+/* ---- init / provision ----------------------------------------------- */
+
+enum ota_err ota_agent_init(struct ota_agent *agent, const struct ota_port *port,
+			    const struct ota_agent_config *config, void *work, size_t work_len)
+{
+	uint8_t buf[OTA_AGENT_RECORD_BYTES];
+	size_t len = 0;
+	if (!agent || !port || !port->ops || !config || !config->model || !config->hw_revision ||
+	    !work || work_len < OTA_AGENT_WORK_BYTES)
+		return OTA_ERR_INVALID_ARG;
+	const struct ota_port_ops *ops = port->ops;
+	if (!ops->slot_size || !ops->slot_read || !ops->slot_write || !ops->slot_erase ||
+	    !ops->slot_sync || !ops->record_read || !ops->record_write)
+		return OTA_ERR_INVALID_ARG;
+	memset(agent, 0, sizeof(*agent));
+	agent->port = *port;
+	agent->config = *config;
+	if (agent->config.checkpoint_bytes == 0)
+		agent->config.checkpoint_bytes = OTA_AGENT_CHECKPOINT_BYTES;
+	agent->work = work;
+	agent->work_len = work_len;
+
+	enum ota_err err = ops->record_read(port->ctx, OTA_REC_STATE, buf, sizeof(buf), &len);
+	if (err == OTA_ERR_NOT_FOUND)
+		return OTA_OK; /* a blank device: not provisioned */
+	if (err != OTA_OK)
+		return OTA_ERR_STORAGE;
+	struct ota_agent_state state;
+	err = ota_state_decode(buf, len, &state);
+	if (err != OTA_OK)
+		return err;
+	err = ops->record_read(port->ctx, OTA_REC_COUNTER, buf, sizeof(buf), &len);
+	if (err == OTA_OK)
+		err = ota_counter_decode(buf, len, &agent->counter);
+	else if (err == OTA_ERR_NOT_FOUND)
+		err = OTA_OK;
+	if (err != OTA_OK)
+		return err == OTA_ERR_FORMAT ? err : OTA_ERR_STORAGE;
+	agent->state = state;
+	if (state.provisioned) {
+		struct ota_arena arena;
+		Fleetota__V1__RootList *root = NULL;
+		Fleetota__V1__KeyList *kl = NULL;
+		arena_open(agent, &arena);
+		err = trust_load(agent, &arena, &root, &kl);
+		if (err != OTA_OK)
+			return err;
+		agent->rootlist_version = root->version;
+		agent->keylist_version = kl->version;
+	}
+	return OTA_OK;
+}
+
+void ota_agent_close(struct ota_agent *agent)
+{
+	if (!agent)
+		return;
+	if (agent->install.active)
+		ota_sha256_abort(&agent->install.hash);
+	agent->install.active = false;
+}
+
+enum ota_err ota_agent_provision(struct ota_agent *agent, const uint8_t *rootlist,
+				 size_t rootlist_len, const uint8_t *keylist, size_t keylist_len)
+{
+	struct ota_arena arena;
+	Fleetota__V1__Signed *root_env = NULL;
+	Fleetota__V1__Signed *kl_env = NULL;
+	Fleetota__V1__RootList *root = NULL;
+	Fleetota__V1__KeyList *kl = NULL;
+	if (agent->state.provisioned)
+		return OTA_ERR_BUSY;
+	arena_open(agent, &arena);
+	enum ota_err err = ota_envelope_decode(rootlist, rootlist_len, &arena, &root_env);
+	if (err == OTA_OK)
+		err = ota_rootlist_verify_initial(root_env, &arena, &root);
+	if (err != OTA_OK)
+		return err;
+	uint64_t now = trusted_now(agent);
+	err = ota_envelope_decode(keylist, keylist_len, &arena, &kl_env);
+	if (err == OTA_OK)
+		err = ota_keylist_verify(root, kl_env, 0, now, &arena, &kl);
+	if (err != OTA_OK)
+		return err;
+	err = envelope_store(agent, &arena, OTA_REC_ROOTLIST, root_env);
+	if (err == OTA_OK)
+		err = envelope_store(agent, &arena, OTA_REC_KEYLIST, kl_env);
+	if (err == OTA_OK)
+		err = counter_store(agent, 0);
+	if (err != OTA_OK)
+		return err;
+	struct ota_agent_state next;
+	memset(&next, 0, sizeof(next));
+	next.next_event_seq = 1;
+	next.provisioned = true;
+	next.latest_time = max_u64(now, max_u64(root->issued_at, kl->issued_at));
+	(void)event_add(agent, &next, OTA_EVENT_ROOTLIST_UPDATED, OTA_OK, NULL, "provisioned");
+	(void)event_add(agent, &next, OTA_EVENT_KEYLIST_UPDATED, OTA_OK, NULL, "provisioned");
+	/* the state record is written last: it is what makes the device provisioned */
+	err = state_store(agent, &next);
+	if (err != OTA_OK)
+		return err;
+	agent->rootlist_version = root->version;
+	agent->keylist_version = kl->version;
+	return OTA_OK;
+}
+
+/* ---- trust updates -------------------------------------------------- */
+
+/* Trust as it would be after applying carried updates (nothing stored yet). */
+struct trust_view {
+	Fleetota__V1__RootList *root;
+	Fleetota__V1__KeyList *kl;
+	const Fleetota__V1__Signed *root_env; /* non-NULL when the RootList advanced */
+	const Fleetota__V1__Signed *kl_env; /* non-NULL when the KeyList advanced */
+	uint64_t now;
+};
+
+static enum ota_err trust_apply(struct ota_agent *agent, struct ota_arena *arena,
+				const Fleetota__V1__Signed *const *roots, size_t n_roots,
+				const Fleetota__V1__Signed *kl_env, struct trust_view *view,
+				struct text *detail)
+{
+	enum ota_err err = trust_load(agent, arena, &view->root, &view->kl);
+	if (err != OTA_OK) {
+		text_str(detail, "stored trust anchors unreadable");
+		return err;
+	}
+	view->now = trusted_now(agent);
+	if (n_roots > OTA_MAX_ROOT_CHAIN + 1) {
+		text_str(detail, "root chain too long");
+		return OTA_ERR_FORMAT;
+	}
+	/* the chain is walked one version at a time; older entries are skipped */
+	for (size_t i = 0; i < n_roots; i++) {
+		Fleetota__V1__RootList *parsed = NULL;
+		Fleetota__V1__RootList *next = NULL;
+		err = ota_rootlist_parse(roots[i], arena, &parsed);
+		if (err != OTA_OK) {
+			text_str(detail, "malformed RootList");
+			return err;
+		}
+		if (parsed->version <= view->root->version)
+			continue;
+		err = ota_rootlist_verify_next(view->root, roots[i], view->now, arena, &next);
+		if (err != OTA_OK) {
+			text_str(detail, "RootList ");
+			text_u64(detail, parsed->version);
+			text_str(detail, " does not follow RootList ");
+			text_u64(detail, view->root->version);
+			return err;
+		}
+		view->root = next;
+		view->root_env = roots[i];
+		view->now = max_u64(view->now, next->issued_at);
+	}
+	if (kl_env) {
+		Fleetota__V1__KeyList *parsed = NULL;
+		Fleetota__V1__KeyList *next = NULL;
+		err = ota_keylist_parse(kl_env, arena, &parsed);
+		if (err != OTA_OK) {
+			text_str(detail, "malformed KeyList");
+			return err;
+		}
+		if (parsed->version < view->kl->version) {
+			text_str(detail, "KeyList ");
+			text_u64(detail, parsed->version);
+			text_str(detail, " < trusted ");
+			text_u64(detail, view->kl->version);
+			return OTA_ERR_KEYLIST_ROLLBACK;
+		}
+		if (parsed->version > view->kl->version) {
+			err = ota_keylist_verify(view->root, kl_env, view->kl->version, view->now,
+						 arena, &next);
+			if (err != OTA_OK) {
+				text_str(detail, "KeyList ");
+				text_u64(detail, parsed->version);
+				text_str(detail, " not signed by the roots");
+				return err;
+			}
+			view->kl = next;
+			view->kl_env = kl_env;
+			view->now = max_u64(view->now, next->issued_at);
+		}
+	}
+	if (view->kl->expires_at && view->now >= view->kl->expires_at) {
+		text_str(detail, "trusted KeyList expired");
+		return OTA_ERR_EXPIRED;
+	}
+	return OTA_OK;
+}
+
+/* Stores what trust_apply() advanced: roots first, then keys, then state. */
+static enum ota_err trust_persist(struct ota_agent *agent, struct ota_arena *arena,
+				  const struct trust_view *view, struct ota_agent_state *next)
+{
+	enum ota_err err;
+	if (view->root_env) {
+		err = envelope_store(agent, arena, OTA_REC_ROOTLIST, view->root_env);
+		if (err != OTA_OK)
+			return err;
+		agent->rootlist_version = view->root->version;
+		(void)event_add(agent, next, OTA_EVENT_ROOTLIST_UPDATED, OTA_OK, NULL, "");
+	}
+	if (view->kl_env) {
+		err = envelope_store(agent, arena, OTA_REC_KEYLIST, view->kl_env);
+		if (err != OTA_OK)
+			return err;
+		agent->keylist_version = view->kl->version;
+		(void)event_add(agent, next, OTA_EVENT_KEYLIST_UPDATED, OTA_OK, NULL, "");
+	}
+	next->latest_time = max_u64(next->latest_time, view->now);
+	return OTA_OK;
+}
+
+static enum ota_err trust_update(struct ota_agent *agent, struct ota_arena *arena,
+				 const Fleetota__V1__Signed *const *roots, size_t n_roots,
+				 const Fleetota__V1__Signed *kl_env)
+{
+	char detail_buf[OTA_AGENT_DETAIL_BYTES];
+	struct text detail;
+	struct trust_view view;
+	memset(&view, 0, sizeof(view));
+	text_init(&detail, detail_buf, sizeof(detail_buf));
+	if (!agent->state.provisioned)
+		return OTA_ERR_INVALID_ARG;
+	enum ota_err err = trust_apply(agent, arena, roots, n_roots, kl_env, &view, &detail);
+	if (err != OTA_OK)
+		return reject(agent, err, NULL, detail_buf);
+	struct ota_agent_state next = agent->state;
+	err = trust_persist(agent, arena, &view, &next);
+	if (err == OTA_OK)
+		err = state_store(agent, &next);
+	return err;
+}
+
+enum ota_err ota_agent_update_rootlist(struct ota_agent *agent, const uint8_t *const *rootlists,
+				       const size_t *lens, size_t n)
+{
+	struct ota_arena arena;
+	const Fleetota__V1__Signed *envs[OTA_MAX_ROOT_CHAIN + 1];
+	if (n == 0 || n > OTA_MAX_ROOT_CHAIN + 1)
+		return OTA_ERR_FORMAT;
+	arena_open(agent, &arena);
+	for (size_t i = 0; i < n; i++) {
+		Fleetota__V1__Signed *env = NULL;
+		enum ota_err err = ota_envelope_decode(rootlists[i], lens[i], &arena, &env);
+		if (err != OTA_OK)
+			return reject(agent, err, NULL, "malformed RootList envelope");
+		envs[i] = env;
+	}
+	return trust_update(agent, &arena, envs, n, NULL);
+}
+
+enum ota_err ota_agent_update_keylist(struct ota_agent *agent, const uint8_t *keylist,
+				      size_t keylist_len)
+{
+	struct ota_arena arena;
+	Fleetota__V1__Signed *env = NULL;
+	arena_open(agent, &arena);
+	enum ota_err err = ota_envelope_decode(keylist, keylist_len, &arena, &env);
+	if (err != OTA_OK)
+		return reject(agent, err, NULL, "malformed KeyList envelope");
+	return trust_update(agent, &arena, NULL, 0, env);
+}
+
+/* ---- install -------------------------------------------------------- */
+
+static unsigned inactive_slot(const struct ota_agent *agent)
+{
+	return agent->state.confirmed_slot == 0 ? 1u : 0u;
+}
+
+static enum ota_record manifest_record(unsigned slot)
+{
+	return slot == 0 ? OTA_REC_MANIFEST_0 : OTA_REC_MANIFEST_1;
+}
+
+/* Hashes slot[0..len) into ctx, through a chunk buffer from the arena. */
+static enum ota_err slot_hash(struct ota_agent *agent, struct ota_arena *arena, unsigned slot,
+			      uint64_t len, struct ota_sha256_ctx *ctx)
+{
+	uint8_t *chunk = ota_arena_alloc(arena, HASH_CHUNK_BYTES);
+	if (!chunk)
+		return OTA_ERR_NOMEM;
+	for (uint64_t off = 0; off < len;) {
+		size_t n = len - off > HASH_CHUNK_BYTES ? HASH_CHUNK_BYTES : (size_t)(len - off);
+		if (agent->port.ops->slot_read(agent->port.ctx, slot, off, chunk, n) != OTA_OK)
+			return OTA_ERR_STORAGE;
+		enum ota_err err = ota_sha256_update(ctx, chunk, n);
+		if (err != OTA_OK)
+			return err;
+		off += n;
+	}
+	return OTA_OK;
+}
+
+/* OTA_OK when slot[0..info.size) hashes to info.sha256, else OTA_ERR_HASH. */
+static enum ota_err slot_verify_hash(struct ota_agent *agent, struct ota_arena *arena,
+				     unsigned slot, const struct ota_slot_info *info)
+{
+	struct ota_sha256_ctx ctx;
+	uint8_t digest[OTA_SHA256_BYTES];
+	uint64_t cap = 0;
+	enum ota_err verdict = OTA_ERR_HASH;
+	if (!info->valid || info->size == 0)
+		return OTA_ERR_HASH;
+	if (agent->port.ops->slot_size(agent->port.ctx, slot, &cap) != OTA_OK)
+		return OTA_ERR_STORAGE;
+	if (info->size > cap)
+		return OTA_ERR_SIZE;
+	enum ota_err err = ota_sha256_init(&ctx);
+	if (err != OTA_OK)
+		return err;
+	err = slot_hash(agent, arena, slot, info->size, &ctx);
+	if (err != OTA_OK) {
+		ota_sha256_abort(&ctx);
+		return err;
+	}
+	err = ota_sha256_final(&ctx, digest);
+	if (err != OTA_OK)
+		return err;
+	if (memcmp(digest, info->sha256, sizeof(digest)) == 0)
+		verdict = OTA_OK;
+	return verdict;
+}
+
+static void slot_info_from_manifest(const Fleetota__V1__Manifest *m, struct ota_slot_info *info)
+{
+	memset(info, 0, sizeof(*info));
+	info->valid = true;
+	copy_str(info->version, sizeof(info->version), m->version);
+	info->version_code = m->version_code;
+	info->security_counter = m->security_counter;
+	info->size = m->image->size;
+	memcpy(info->sha256, m->image->sha256.data, OTA_SHA256_BYTES);
+}
+
+/*
+ * Step 2 of the sequence: the manifest's fields against this device and its
+ * state. Order is the contract: model/revision, expiry,
+ * min_installed_version, security counter, version.
+ */
+static enum ota_err manifest_fields_check(struct ota_agent *agent, const Fleetota__V1__Manifest *m,
+					  uint64_t now, struct text *detail)
+{
+	const struct ota_slot_info *installed = &agent->state.slots[agent->state.confirmed_slot];
+	uint64_t installed_code = installed->valid ? installed->version_code : 0;
+
+	if (strcmp(m->product, agent->config.model) != 0) {
+		text_str(detail, "model ");
+		text_str(detail, m->product);
+		text_str(detail, " is not ");
+		text_str(detail, agent->config.model);
+		return OTA_ERR_HW_MISMATCH;
+	}
+	if (m->n_hw_revisions > 0) {
+		bool listed = false;
+		for (size_t i = 0; i < m->n_hw_revisions; i++) {
+			if (strcmp(m->hw_revisions[i], agent->config.hw_revision) == 0)
+				listed = true;
+		}
+		if (!listed) {
+			text_str(detail, "hw revision ");
+			text_str(detail, agent->config.hw_revision);
+			text_str(detail, " not listed");
+			return OTA_ERR_HW_MISMATCH;
+		}
+	}
+	if (m->expires_at && now >= m->expires_at) {
+		text_str(detail, "manifest expired at ");
+		text_u64(detail, m->expires_at);
+		text_str(detail, ", trusted time ");
+		text_u64(detail, now);
+		return OTA_ERR_EXPIRED;
+	}
+	if (m->min_installed_version > installed_code) {
+		text_str(detail, "needs installed version ");
+		text_u64(detail, m->min_installed_version);
+		text_str(detail, ", running ");
+		text_u64(detail, installed_code);
+		return OTA_ERR_MIN_VERSION;
+	}
+	if (m->security_counter < agent->counter) {
+		text_str(detail, "security counter ");
+		text_u64(detail, m->security_counter);
+		text_str(detail, " < ");
+		text_u64(detail, agent->counter);
+		return OTA_ERR_ROLLBACK;
+	}
+	if (m->version_code <= installed_code && !m->allow_downgrade) {
+		text_str(detail, "version ");
+		text_u64(detail, m->version_code);
+		text_str(detail, " <= installed ");
+		text_u64(detail, installed_code);
+		return OTA_ERR_DOWNGRADE;
+	}
+	return OTA_OK;
+}
+
+/* Starts a fresh staging of the verified manifest into slot. */
+static enum ota_err staging_start(struct ota_agent *agent, struct ota_arena *arena, unsigned slot,
+				  const Fleetota__V1__Signed *menv, struct ota_agent_state *next)
+{
+	/* first forget whatever the slot held, so no state points at it */
+	next->phase = OTA_PHASE_IDLE;
+	next->slots[slot].valid = false;
+	next->staged_bytes = 0;
+	enum ota_err err = state_store(agent, next);
+	if (err != OTA_OK)
+		return err;
+	if (agent->port.ops->slot_erase(agent->port.ctx, slot) != OTA_OK)
+		return OTA_ERR_STORAGE;
+	err = envelope_store(agent, arena, manifest_record(slot), menv);
+	if (err != OTA_OK)
+		return err;
+	next->phase = OTA_PHASE_STAGING;
+	next->target_slot = (uint8_t)slot;
+	memcpy(next->staging_manifest_sha256, agent->install.manifest_sha256, OTA_SHA256_BYTES);
+	return state_store(agent, next);
+}
+
+static enum ota_err install_begin(struct ota_agent *agent, struct ota_arena *arena,
+				  const Fleetota__V1__Signed *menv,
+				  const Fleetota__V1__Signed *kl_env,
+				  const Fleetota__V1__Signed *const *roots, size_t n_roots)
+{
+	char detail_buf[OTA_AGENT_DETAIL_BYTES];
+	struct text detail;
+	struct trust_view view;
+	Fleetota__V1__Manifest *m = NULL;
+	struct ota_slot_info info;
+	/* the verdict starts as failure and becomes OTA_OK in one place */
+	enum ota_err verdict = OTA_ERR_INTERNAL;
+	enum ota_err err;
+
+	memset(&view, 0, sizeof(view));
+	memset(&info, 0, sizeof(info));
+	text_init(&detail, detail_buf, sizeof(detail_buf));
+	ota_agent_close(agent);
+	if (!agent->state.provisioned)
+		return OTA_ERR_INVALID_ARG;
+	if (agent->state.phase == OTA_PHASE_TRIAL)
+		return reject(agent, OTA_ERR_BUSY, NULL, "an update is on trial");
+
+	/* step 1: trust updates carried along, then the manifest signature */
+	err = trust_apply(agent, arena, roots, n_roots, kl_env, &view, &detail);
+	if (err != OTA_OK)
+		return reject(agent, err, NULL, detail_buf);
+	const Fleetota__V1__PublicKey *signer = NULL;
+	err = ota_manifest_verify(view.kl, menv, arena, &m, &signer);
+	if (err != OTA_OK) {
+		text_str(&detail, "manifest not signed by a trusted key");
+		return reject(agent, err, NULL, detail_buf);
+	}
+	slot_info_from_manifest(m, &info);
+	/* a verified issued_at raises the latest trusted time */
+	view.now = max_u64(view.now, m->issued_at);
+
+	/* step 2: the fields */
+	err = manifest_fields_check(agent, m, view.now, &detail);
+	if (err != OTA_OK)
+		return reject(agent, err, &info, detail_buf);
+	if (!m->is_security_update && agent->port.ops->consent) {
+		struct ota_port_offer offer = {.version = m->version,
+					       .version_code = m->version_code,
+					       .security_counter = m->security_counter,
+					       .is_security_update = 0};
+		if (agent->port.ops->consent(agent->port.ctx, &offer) != OTA_OK)
+			return reject(agent, OTA_ERR_CONSENT, &info, "owner consent not given");
+	}
+	unsigned slot = inactive_slot(agent);
+	uint64_t cap = 0;
+	if (agent->port.ops->slot_size(agent->port.ctx, slot, &cap) != OTA_OK)
+		return reject(agent, OTA_ERR_STORAGE, &info, "slot size unknown");
+	if (m->image->size > cap) {
+		text_str(&detail, "image of ");
+		text_u64(&detail, m->image->size);
+		text_str(&detail, " bytes exceeds the slot");
+		return reject(agent, OTA_ERR_SIZE, &info, detail_buf);
+	}
+	verdict = OTA_OK;
+
+	/* persist: trust first, then the staging state */
+	struct ota_install *inst = &agent->install;
+	memset(inst, 0, sizeof(*inst));
+	err = ota_sha256(menv->body.data, menv->body.len, inst->manifest_sha256);
+	if (err != OTA_OK)
+		return err;
+	struct ota_agent_state next = agent->state;
+	err = trust_persist(agent, arena, &view, &next);
+	if (err != OTA_OK)
+		return err;
+	next.last_error = OTA_OK;
+	next.last_error_detail[0] = '\0';
+	(void)event_add(agent, &next, OTA_EVENT_INSTALL_STARTED, OTA_OK, &info, "");
+
+	inst->slot = (uint8_t)slot;
+	inst->size = m->image->size;
+	inst->info = info;
+	memcpy(inst->sha256, m->image->sha256.data, OTA_SHA256_BYTES);
+	err = ota_sha256_init(&inst->hash);
+	if (err != OTA_OK)
+		return err;
+
+	bool resume = agent->state.phase == OTA_PHASE_STAGING && agent->state.target_slot == slot &&
+		      agent->state.staged_bytes <= inst->size &&
+		      memcmp(agent->state.staging_manifest_sha256, inst->manifest_sha256,
+			     OTA_SHA256_BYTES) == 0;
+	if (resume) {
+		/* never trust a prefix we did not hash: hash it again from the slot */
+		err = slot_hash(agent, arena, slot, agent->state.staged_bytes, &inst->hash);
+		if (err == OTA_OK) {
+			inst->written = agent->state.staged_bytes;
+			err = state_store(agent, &next);
+		}
+	} else {
+		err = staging_start(agent, arena, slot, menv, &next);
+	}
+	if (err != OTA_OK) {
+		ota_sha256_abort(&inst->hash);
+		return err;
+	}
+	inst->active = verdict == OTA_OK;
+	return verdict;
+}
+
+enum ota_err ota_agent_begin(struct ota_agent *agent, const uint8_t *manifest, size_t manifest_len,
+			     const uint8_t *keylist, size_t keylist_len,
+			     const uint8_t *const *rootlists, const size_t *rootlist_lens,
+			     size_t n_rootlists)
+{
+	struct ota_arena arena;
+	Fleetota__V1__Signed *menv = NULL;
+	Fleetota__V1__Signed *kl_env = NULL;
+	const Fleetota__V1__Signed *roots[OTA_MAX_ROOT_CHAIN + 1];
+	if (!agent || !manifest)
+		return OTA_ERR_INVALID_ARG;
+	ota_agent_close(agent);
+	if (n_rootlists > OTA_MAX_ROOT_CHAIN + 1)
+		return reject(agent, OTA_ERR_FORMAT, NULL, "root chain too long");
+	arena_open(agent, &arena);
+	if (ota_envelope_decode(manifest, manifest_len, &arena, &menv) != OTA_OK)
+		return reject(agent, OTA_ERR_FORMAT, NULL, "malformed manifest envelope");
+	if (keylist && ota_envelope_decode(keylist, keylist_len, &arena, &kl_env) != OTA_OK)
+		return reject(agent, OTA_ERR_FORMAT, NULL, "malformed KeyList envelope");
+	for (size_t i = 0; i < n_rootlists; i++) {
+		Fleetota__V1__Signed *env = NULL;
+		if (ota_envelope_decode(rootlists[i], rootlist_lens[i], &arena, &env) != OTA_OK)
+			return reject(agent, OTA_ERR_FORMAT, NULL, "malformed RootList envelope");
+		roots[i] = env;
+	}
+	return install_begin(agent, &arena, menv, kl_env, roots, n_rootlists);
+}
+
+enum ota_err ota_agent_begin_bundle(struct ota_agent *agent, const uint8_t *header,
+				    size_t header_len)
+{
+	struct ota_arena arena;
+	Fleetota__V1__BundleHeader *hdr = NULL;
+	const Fleetota__V1__Signed *roots[OTA_MAX_ROOT_CHAIN + 1];
+	size_t n_roots = 0;
+	if (!agent || !header)
+		return OTA_ERR_INVALID_ARG;
+	ota_agent_close(agent);
+	arena_open(agent, &arena);
+	if (ota_bundle_header_decode(header, header_len, &arena, &hdr) != OTA_OK)
+		return reject(agent, OTA_ERR_FORMAT, NULL, "malformed bundle header");
+	/* intermediates oldest first, then the newest */
+	for (size_t i = 0; i < hdr->n_rootlist_chain; i++)
+		roots[n_roots++] = hdr->rootlist_chain[i];
+	if (hdr->rootlist)
+		roots[n_roots++] = hdr->rootlist;
+	return install_begin(agent, &arena, hdr->manifest, hdr->keylist, roots, n_roots);
+}
+
+uint64_t ota_agent_offset(const struct ota_agent *agent)
+{
+	return agent->install.active ? agent->install.written : 0;
+}
+
+uint64_t ota_agent_image_size(const struct ota_agent *agent)
+{
+	return agent->install.active ? agent->install.size : 0;
+}
+
+/* Ends a staging that failed verification: slot erased, state idle. */
+static enum ota_err staging_fail(struct ota_agent *agent, enum ota_err err, const char *detail)
+{
+	struct ota_slot_info info = agent->install.info;
+	unsigned slot = agent->install.slot;
+	ota_agent_close(agent);
+	struct ota_agent_state next = agent->state;
+	next.phase = OTA_PHASE_IDLE;
+	next.slots[slot].valid = false;
+	next.staged_bytes = 0;
+	memset(next.staging_manifest_sha256, 0, OTA_SHA256_BYTES);
+	(void)agent->port.ops->slot_erase(agent->port.ctx, slot);
+	return note_failure(agent, &next, OTA_EVENT_REJECTED, err, &info, detail);
+}
+
+enum ota_err ota_agent_write(struct ota_agent *agent, const void *chunk, size_t len)
+{
+	struct ota_install *inst = &agent->install;
+	if (!inst->active)
+		return OTA_ERR_INVALID_ARG;
+	if (len == 0)
+		return OTA_OK;
+	if (!chunk)
+		return OTA_ERR_INVALID_ARG;
+	if (len > inst->size - inst->written) {
+		char buf[OTA_AGENT_DETAIL_BYTES];
+		struct text detail;
+		text_init(&detail, buf, sizeof(buf));
+		text_str(&detail, "image longer than the declared ");
+		text_u64(&detail, inst->size);
+		text_str(&detail, " bytes");
+		return staging_fail(agent, OTA_ERR_SIZE, buf);
+	}
+	if (agent->port.ops->slot_write(agent->port.ctx, inst->slot, inst->written, chunk, len) !=
+	    OTA_OK) {
+		ota_agent_close(agent);
+		return OTA_ERR_STORAGE;
+	}
+	enum ota_err err = ota_sha256_update(&inst->hash, chunk, len);
+	if (err != OTA_OK) {
+		ota_agent_close(agent);
+		return err;
+	}
+	inst->written += len;
+	inst->since_checkpoint += len;
+	if (inst->since_checkpoint >= agent->config.checkpoint_bytes &&
+	    inst->written < inst->size) {
+		/* the prefix is durable before the state says it is there */
+		if (agent->port.ops->slot_sync(agent->port.ctx, inst->slot) != OTA_OK) {
+			ota_agent_close(agent);
+			return OTA_ERR_STORAGE;
+		}
+		struct ota_agent_state next = agent->state;
+		next.staged_bytes = inst->written;
+		err = state_store(agent, &next);
+		if (err != OTA_OK) {
+			ota_agent_close(agent);
+			return err;
+		}
+		inst->since_checkpoint = 0;
+	}
+	return OTA_OK;
+}
+
+enum ota_err ota_agent_finish(struct ota_agent *agent)
+{
+	struct ota_install *inst = &agent->install;
+	uint8_t digest[OTA_SHA256_BYTES];
+	enum ota_err verdict = OTA_ERR_HASH;
+	if (!inst->active)
+		return OTA_ERR_INVALID_ARG;
+	if (inst->written != inst->size) {
+		char buf[OTA_AGENT_DETAIL_BYTES];
+		struct text detail;
+		text_init(&detail, buf, sizeof(buf));
+		text_str(&detail, "image of ");
+		text_u64(&detail, inst->written);
+		text_str(&detail, " bytes, declared ");
+		text_u64(&detail, inst->size);
+		return staging_fail(agent, OTA_ERR_SIZE, buf);
+	}
+	enum ota_err err = ota_sha256_final(&inst->hash, digest);
+	if (err != OTA_OK) {
+		inst->active = false;
+		return err;
+	}
+	if (memcmp(digest, inst->sha256, sizeof(digest)) == 0)
+		verdict = OTA_OK;
+	if (verdict != OTA_OK)
+		return staging_fail(agent, verdict, "image SHA-256 differs from the manifest");
+	inst->active = false;
+	if (agent->port.ops->slot_sync(agent->port.ctx, inst->slot) != OTA_OK)
+		return OTA_ERR_STORAGE;
+	struct ota_agent_state next = agent->state;
+	next.phase = OTA_PHASE_PENDING;
+	next.target_slot = inst->slot;
+	next.slots[inst->slot] = inst->info;
+	next.staged_bytes = inst->size;
+	(void)event_add(agent, &next, OTA_EVENT_VERIFIED, OTA_OK, &inst->info, "");
+	(void)event_add(agent, &next, OTA_EVENT_PENDING, OTA_OK, &inst->info, "");
+	return state_store(agent, &next);
+}
+
+enum ota_err ota_agent_abort(struct ota_agent *agent, enum ota_err err, const char *detail,
+			     bool keep_staged)
+{
+	if (!agent->install.active)
+		return OTA_ERR_INVALID_ARG;
+	if (!keep_staged) {
+		(void)staging_fail(agent, err, detail);
+		return OTA_OK;
+	}
+	struct ota_slot_info info = agent->install.info;
+	ota_agent_close(agent);
+	struct ota_agent_state next = agent->state;
+	(void)note_failure(agent, &next, OTA_EVENT_DOWNLOAD_FAILED, err, &info, detail);
+	return OTA_OK;
+}
+
+/* ---- boot, confirm, revert ------------------------------------------ */
+
+/*
+ * A pending slot is verified as if it were new: its stored manifest
+ * against the trusted KeyList, the counter, then every byte of the slot.
+ */
+static enum ota_err pending_verify(struct ota_agent *agent, struct ota_arena *arena, unsigned slot,
+				   struct text *detail)
+{
+	Fleetota__V1__RootList *root = NULL;
+	Fleetota__V1__KeyList *kl = NULL;
+	Fleetota__V1__Signed *menv = NULL;
+	Fleetota__V1__Manifest *m = NULL;
+	const struct ota_slot_info *info = &agent->state.slots[slot];
+	enum ota_err err = trust_load(agent, arena, &root, &kl);
+	if (err != OTA_OK) {
+		text_str(detail, "trust anchors unreadable");
+		return err;
+	}
+	err = envelope_load(agent, arena, manifest_record(slot), &menv);
+	if (err != OTA_OK) {
+		text_str(detail, "pending manifest unreadable");
+		return OTA_ERR_STORAGE;
+	}
+	err = ota_manifest_verify(kl, menv, arena, &m, NULL);
+	if (err != OTA_OK) {
+		text_str(detail, "pending manifest no longer verifies");
+		return err;
+	}
+	if (m->image->size != info->size ||
+	    memcmp(m->image->sha256.data, info->sha256, OTA_SHA256_BYTES) != 0) {
+		text_str(detail, "pending manifest does not match the slot");
+		return OTA_ERR_HASH;
+	}
+	if (m->security_counter < agent->counter) {
+		text_str(detail, "pending image below the security counter");
+		return OTA_ERR_ROLLBACK;
+	}
+	err = slot_verify_hash(agent, arena, slot, info);
+	if (err != OTA_OK)
+		text_str(detail, "pending slot hash mismatch");
+	return err;
+}
+
+/* After a cut inside confirm: the confirmed image's counter is applied. */
+static enum ota_err counter_catch_up(struct ota_agent *agent)
+{
+	const struct ota_slot_info *running = &agent->state.slots[agent->state.confirmed_slot];
+	if (!running->valid || running->security_counter <= agent->counter)
+		return OTA_OK;
+	enum ota_err err = counter_store(agent, running->security_counter);
+	if (err != OTA_OK)
+		return err;
+	struct ota_agent_state next = agent->state;
+	(void)event_add(agent, &next, OTA_EVENT_COUNTER_ADVANCED, OTA_OK, running, "");
+	return state_store(agent, &next);
+}
+
+static enum ota_err trial_revert(struct ota_agent *agent, enum ota_err reason, const char *detail)
+{
+	struct ota_agent_state next = agent->state;
+	unsigned slot = next.target_slot;
+	struct ota_slot_info info = next.slots[slot];
+	next.phase = OTA_PHASE_IDLE;
+	next.slots[slot].valid = false;
+	next.staged_bytes = 0;
+	next.last_error = (uint32_t)reason;
+	copy_str(next.last_error_detail, sizeof(next.last_error_detail), detail);
+	(void)event_add(agent, &next, OTA_EVENT_REVERTED, reason, &info, detail);
+	alog(agent, OTA_LOG_WARN, "trial reverted");
+	return state_store(agent, &next);
+}
+
+enum ota_err ota_agent_boot(struct ota_agent *agent, unsigned *ret_slot)
+{
+	char detail_buf[OTA_AGENT_DETAIL_BYTES];
+	struct text detail;
+	struct ota_arena arena;
+	enum ota_err err;
+	if (!agent || !ret_slot)
+		return OTA_ERR_INVALID_ARG;
+	ota_agent_close(agent);
+	if (!agent->state.provisioned)
+		return OTA_ERR_INVALID_ARG;
+	text_init(&detail, detail_buf, sizeof(detail_buf));
+	err = counter_catch_up(agent);
+	if (err != OTA_OK)
+		return err;
+
+	if (agent->state.phase == OTA_PHASE_TRIAL) {
+		err = trial_revert(agent, OTA_ERR_SELFTEST, "trial image rebooted without confirm");
+		if (err != OTA_OK)
+			return err;
+	}
+	if (agent->state.phase == OTA_PHASE_PENDING) {
+		unsigned slot = agent->state.target_slot;
+		arena_open(agent, &arena);
+		/* the verdict starts as failure and becomes OTA_OK in one place */
+		enum ota_err verdict = OTA_ERR_INTERNAL;
+		err = pending_verify(agent, &arena, slot, &detail);
+		if (err == OTA_OK)
+			verdict = OTA_OK;
+		struct ota_agent_state next = agent->state;
+		if (verdict == OTA_OK) {
+			next.phase = OTA_PHASE_TRIAL;
+			(void)event_add(agent, &next, OTA_EVENT_TRIAL_BOOT, OTA_OK,
+					&next.slots[slot], "");
+			err = state_store(agent, &next);
+			if (err != OTA_OK)
+				return err;
+			*ret_slot = slot;
+			return OTA_OK;
+		}
+		if (err == OTA_ERR_STORAGE || err == OTA_ERR_NOMEM)
+			return err; /* cannot tell; try again at the next boot */
+		next.phase = OTA_PHASE_IDLE;
+		next.slots[slot].valid = false;
+		struct ota_slot_info info = agent->state.slots[slot];
+		err = note_failure(agent, &next, OTA_EVENT_REJECTED, err, &info, detail_buf);
+		(void)err;
+	}
+
+	/* the confirmed slot, or the other one if it still verifies */
+	unsigned slot = agent->state.confirmed_slot;
+	arena_open(agent, &arena);
+	enum ota_err verdict = OTA_ERR_HASH;
+	if (slot_verify_hash(agent, &arena, slot, &agent->state.slots[slot]) == OTA_OK)
+		verdict = OTA_OK;
+	if (verdict == OTA_OK) {
+		*ret_slot = slot;
+		return OTA_OK;
+	}
+	unsigned other = slot == 0 ? 1u : 0u;
+	const struct ota_slot_info *alt = &agent->state.slots[other];
+	if (agent->state.phase == OTA_PHASE_IDLE && alt->valid &&
+	    alt->security_counter >= agent->counter &&
+	    slot_verify_hash(agent, &arena, other, alt) == OTA_OK) {
+		struct ota_agent_state next = agent->state;
+		next.confirmed_slot = (uint8_t)other;
+		next.slots[slot].valid = false;
+		next.last_error = OTA_ERR_HASH;
+		copy_str(next.last_error_detail, sizeof(next.last_error_detail),
+			 "confirmed slot corrupt, fell back");
+		(void)event_add(agent, &next, OTA_EVENT_REVERTED, OTA_ERR_HASH, alt,
+				"confirmed slot corrupt, fell back");
+		err = state_store(agent, &next);
+		if (err != OTA_OK)
+			return err;
+		*ret_slot = other;
+		return OTA_OK;
+	}
+	alog(agent, OTA_LOG_ERROR, "no slot holds a verified image");
+	return OTA_ERR_HASH;
+}
+
+enum ota_err ota_agent_confirm(struct ota_agent *agent)
+{
+	if (!agent->state.provisioned)
+		return OTA_ERR_INVALID_ARG;
+	if (agent->state.phase != OTA_PHASE_TRIAL)
+		return OTA_OK;
+	struct ota_agent_state next = agent->state;
+	unsigned slot = next.target_slot;
+	next.confirmed_slot = (uint8_t)slot;
+	next.phase = OTA_PHASE_IDLE;
+	next.staged_bytes = 0;
+	next.last_error = OTA_OK;
+	next.last_error_detail[0] = '\0';
+	(void)event_add(agent, &next, OTA_EVENT_CONFIRMED, OTA_OK, &next.slots[slot], "");
+	/* the slot is permanent first; only then may the counter move */
+	enum ota_err err = state_store(agent, &next);
+	if (err != OTA_OK)
+		return err;
+	return counter_catch_up(agent);
+}
+
+enum ota_err ota_agent_revert(struct ota_agent *agent, enum ota_err reason, const char *detail)
+{
+	if (agent->state.phase != OTA_PHASE_TRIAL)
+		return OTA_ERR_INVALID_ARG;
+	return trial_revert(agent, reason, detail ? detail : "");
+}
+
+enum ota_err ota_agent_selftest(struct ota_agent *agent)
+{
+	if (agent->state.phase != OTA_PHASE_TRIAL || !agent->port.ops->selftest)
+		return OTA_ERR_INVALID_ARG;
+	enum ota_err verdict = OTA_ERR_SELFTEST;
+	if (agent->port.ops->selftest(agent->port.ctx, agent->state.target_slot) == OTA_OK)
+		verdict = OTA_OK;
+	if (verdict == OTA_OK)
+		return ota_agent_confirm(agent);
+	enum ota_err err = trial_revert(agent, OTA_ERR_SELFTEST, "self-test failed");
+	return err == OTA_OK ? OTA_ERR_SELFTEST : err;
+}
+
+void ota_agent_request_reboot(struct ota_agent *agent)
+{
+	if (agent->port.ops->reboot)
+		agent->port.ops->reboot(agent->port.ctx);
+}
+
+void ota_agent_status(const struct ota_agent *agent, struct ota_agent_status *ret_status)
+{
+	struct ota_agent_status s;
+	const struct ota_agent_state *st = &agent->state;
+	memset(&s, 0, sizeof(s));
+	s.provisioned = st->provisioned;
+	s.phase = st->phase;
+	s.confirmed_slot = st->confirmed_slot;
+	s.running_slot = st->phase == OTA_PHASE_TRIAL ? st->target_slot : st->confirmed_slot;
+	s.confirmed = st->slots[st->confirmed_slot];
+	if (st->phase != OTA_PHASE_IDLE)
+		s.target = st->slots[st->target_slot];
+	s.security_counter = agent->counter;
+	s.keylist_version = agent->keylist_version;
+	s.rootlist_version = agent->rootlist_version;
+	s.staged_bytes = agent->install.active ? agent->install.written : st->staged_bytes;
+	s.latest_time = st->latest_time;
+	s.next_event_seq = st->next_event_seq;
+	s.last_error = (enum ota_err)st->last_error;
+	copy_str(s.last_error_detail, sizeof(s.last_error_detail), st->last_error_detail);
+	*ret_status = s;
+}
+
+enum ota_err ota_agent_event(struct ota_agent *agent, uint64_t seq, struct ota_event *ret_event)
+{
+	uint8_t buf[OTA_AGENT_RECORD_BYTES];
+	size_t len = 0;
+	struct ota_event ev;
+	if (seq == 0 || seq >= agent->state.next_event_seq)
+		return OTA_ERR_NOT_FOUND;
+	enum ota_record rec = (enum ota_record)(OTA_REC_EVENT_0 + seq % OTA_AGENT_EVENT_RECORDS);
+	enum ota_err err =
+		agent->port.ops->record_read(agent->port.ctx, rec, buf, sizeof(buf), &len);
+	if (err == OTA_ERR_NOT_FOUND)
+		return err;
+	if (err != OTA_OK)
+		return OTA_ERR_STORAGE;
+	if (ota_event_decode(buf, len, &ev) != OTA_OK)
+		return OTA_ERR_FORMAT;
+	if (ev.seq != seq)
+		return OTA_ERR_NOT_FOUND;
+	*ret_event = ev;
+	return OTA_OK;
+}

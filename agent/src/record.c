@@ -1,0 +1,309 @@
+/* SPDX-License-Identifier: Apache-2.0 */
+/*
+ * Fixed little-endian layouts of the agent's own records, each framed as
+ * magic (4) | format (1) | payload | CRC-32 (4). The port already writes
+ * records atomically; the CRC catches storage that rots, and the decoder
+ * is strict (exact length, bounded strings, known enum values) because a
+ * record is input like any other.
+ */
+#include <string.h>
+
+#include "fleetota/agent.h"
+
+#define REC_FORMAT 1u
+#define REC_MAGIC_STATE "OTAS"
+#define REC_MAGIC_COUNTER "OTAC"
+#define REC_MAGIC_EVENT "OTAE"
+
+struct wbuf {
+	uint8_t *p;
+	size_t cap;
+	size_t len;
+	bool overflow;
+};
+
+struct rbuf {
+	const uint8_t *p;
+	size_t len;
+	size_t pos;
+	bool bad;
+};
+
+static uint32_t crc32_calc(const uint8_t *data, size_t len)
+{
+	uint32_t crc = 0xffffffffu;
+	for (size_t i = 0; i < len; i++) {
+		crc ^= data[i];
+		for (int bit = 0; bit < 8; bit++)
+			crc = (crc >> 1) ^ (0xedb88320u & (0u - (crc & 1u)));
+	}
+	return ~crc;
+}
+
+static void put_bytes(struct wbuf *w, const void *src, size_t len)
+{
+	if (w->overflow || len > w->cap - w->len) {
+		w->overflow = true;
+		return;
+	}
+	memcpy(w->p + w->len, src, len);
+	w->len += len;
+}
+
+static void put_u64(struct wbuf *w, uint64_t v)
+{
+	uint8_t b[8];
+	for (int i = 0; i < 8; i++)
+		b[i] = (uint8_t)(v >> (8 * i));
+	put_bytes(w, b, sizeof(b));
+}
+
+static void put_u32(struct wbuf *w, uint32_t v)
+{
+	uint8_t b[4];
+	for (int i = 0; i < 4; i++)
+		b[i] = (uint8_t)(v >> (8 * i));
+	put_bytes(w, b, sizeof(b));
+}
+
+static void put_u8(struct wbuf *w, uint8_t v)
+{
+	put_bytes(w, &v, 1);
+}
+
+/* A string as a fixed field of cap bytes, NUL padded. */
+static void put_str(struct wbuf *w, const char *s, size_t cap)
+{
+	uint8_t field[OTA_AGENT_VERSION_BYTES] = {0};
+	size_t len = strnlen(s, cap - 1);
+	memcpy(field, s, len);
+	put_bytes(w, field, cap);
+}
+
+static void get_bytes(struct rbuf *r, void *dst, size_t len)
+{
+	if (r->bad || len > r->len - r->pos) {
+		r->bad = true;
+		memset(dst, 0, len);
+		return;
+	}
+	memcpy(dst, r->p + r->pos, len);
+	r->pos += len;
+}
+
+static uint64_t get_u64(struct rbuf *r)
+{
+	uint8_t b[8];
+	uint64_t v = 0;
+	get_bytes(r, b, sizeof(b));
+	for (int i = 0; i < 8; i++)
+		v |= (uint64_t)b[i] << (8 * i);
+	return v;
+}
+
+static uint32_t get_u32(struct rbuf *r)
+{
+	uint8_t b[4];
+	uint32_t v = 0;
+	get_bytes(r, b, sizeof(b));
+	for (int i = 0; i < 4; i++)
+		v |= (uint32_t)b[i] << (8 * i);
+	return v;
+}
+
+static uint8_t get_u8(struct rbuf *r)
+{
+	uint8_t v = 0;
+	get_bytes(r, &v, 1);
+	return v;
+}
+
+/* The field must hold a NUL within cap bytes. */
+static void get_str(struct rbuf *r, char *dst, size_t cap)
+{
+	get_bytes(r, dst, cap);
+	const char *nul = memchr(dst, '\0', cap);
+	if (nul == NULL) {
+		r->bad = true;
+		dst[0] = '\0';
+		return;
+	}
+	/* canonical: NUL padded, so a record has exactly one encoding */
+	for (size_t i = (size_t)(nul - dst); i < cap; i++) {
+		if (dst[i] != '\0')
+			r->bad = true;
+	}
+}
+
+static bool get_bool(struct rbuf *r)
+{
+	uint8_t v = get_u8(r);
+	if (v > 1)
+		r->bad = true;
+	return v == 1;
+}
+
+static void frame_begin(struct wbuf *w, const char *magic)
+{
+	put_bytes(w, magic, 4);
+	put_u8(w, REC_FORMAT);
+}
+
+static size_t frame_end(struct wbuf *w)
+{
+	if (w->overflow)
+		return 0;
+	put_u32(w, crc32_calc(w->p, w->len));
+	return w->overflow ? 0 : w->len;
+}
+
+/* Checks magic, format and CRC; positions r after the header. */
+static bool frame_open(struct rbuf *r, const uint8_t *buf, size_t len, const char *magic)
+{
+	r->p = buf;
+	r->pos = 0;
+	r->bad = false;
+	if (!buf || len < 9 || memcmp(buf, magic, 4) != 0 || buf[4] != REC_FORMAT)
+		return false;
+	uint32_t stored = (uint32_t)buf[len - 4] | ((uint32_t)buf[len - 3] << 8) |
+			  ((uint32_t)buf[len - 2] << 16) | ((uint32_t)buf[len - 1] << 24);
+	if (crc32_calc(buf, len - 4) != stored)
+		return false;
+	r->len = len - 4;
+	r->pos = 5;
+	return true;
+}
+
+static bool frame_close(const struct rbuf *r)
+{
+	return !r->bad && r->pos == r->len;
+}
+
+static void put_slot(struct wbuf *w, const struct ota_slot_info *s)
+{
+	put_u8(w, s->valid ? 1 : 0);
+	put_str(w, s->version, sizeof(s->version));
+	put_u64(w, s->version_code);
+	put_u64(w, s->security_counter);
+	put_u64(w, s->size);
+	put_bytes(w, s->sha256, sizeof(s->sha256));
+}
+
+static void get_slot(struct rbuf *r, struct ota_slot_info *s)
+{
+	s->valid = get_bool(r);
+	get_str(r, s->version, sizeof(s->version));
+	s->version_code = get_u64(r);
+	s->security_counter = get_u64(r);
+	s->size = get_u64(r);
+	get_bytes(r, s->sha256, sizeof(s->sha256));
+}
+
+size_t ota_state_encode(const struct ota_agent_state *state, uint8_t *buf, size_t cap)
+{
+	struct wbuf w = {.p = buf, .cap = cap};
+	frame_begin(&w, REC_MAGIC_STATE);
+	put_u8(&w, state->provisioned ? 1 : 0);
+	put_u8(&w, (uint8_t)state->phase);
+	put_u8(&w, state->confirmed_slot);
+	put_u8(&w, state->target_slot);
+	for (unsigned i = 0; i < OTA_SLOT_COUNT; i++)
+		put_slot(&w, &state->slots[i]);
+	put_u64(&w, state->staged_bytes);
+	put_bytes(&w, state->staging_manifest_sha256, sizeof(state->staging_manifest_sha256));
+	put_u64(&w, state->latest_time);
+	put_u64(&w, state->next_event_seq);
+	put_u32(&w, state->last_error);
+	put_str(&w, state->last_error_detail, sizeof(state->last_error_detail));
+	return frame_end(&w);
+}
+
+enum ota_err ota_state_decode(const uint8_t *buf, size_t len, struct ota_agent_state *ret_state)
+{
+	struct ota_agent_state s;
+	struct rbuf r;
+	memset(&s, 0, sizeof(s));
+	if (!frame_open(&r, buf, len, REC_MAGIC_STATE))
+		return OTA_ERR_FORMAT;
+	s.provisioned = get_bool(&r);
+	uint8_t phase = get_u8(&r);
+	s.confirmed_slot = get_u8(&r);
+	s.target_slot = get_u8(&r);
+	for (unsigned i = 0; i < OTA_SLOT_COUNT; i++)
+		get_slot(&r, &s.slots[i]);
+	s.staged_bytes = get_u64(&r);
+	get_bytes(&r, s.staging_manifest_sha256, sizeof(s.staging_manifest_sha256));
+	s.latest_time = get_u64(&r);
+	s.next_event_seq = get_u64(&r);
+	s.last_error = get_u32(&r);
+	get_str(&r, s.last_error_detail, sizeof(s.last_error_detail));
+	if (!frame_close(&r) || phase > OTA_PHASE_TRIAL || s.confirmed_slot >= OTA_SLOT_COUNT ||
+	    s.target_slot >= OTA_SLOT_COUNT || s.last_error >= OTA__ERR_COUNT)
+		return OTA_ERR_FORMAT;
+	s.phase = (enum ota_phase)phase;
+	if (s.phase != OTA_PHASE_IDLE && s.target_slot == s.confirmed_slot)
+		return OTA_ERR_FORMAT;
+	if (s.staged_bytes > OTA_MAX_IMAGE_BYTES)
+		return OTA_ERR_FORMAT;
+	*ret_state = s;
+	return OTA_OK;
+}
+
+size_t ota_counter_encode(uint64_t counter, uint8_t *buf, size_t cap)
+{
+	struct wbuf w = {.p = buf, .cap = cap};
+	frame_begin(&w, REC_MAGIC_COUNTER);
+	put_u64(&w, counter);
+	return frame_end(&w);
+}
+
+enum ota_err ota_counter_decode(const uint8_t *buf, size_t len, uint64_t *ret_counter)
+{
+	struct rbuf r;
+	if (!frame_open(&r, buf, len, REC_MAGIC_COUNTER))
+		return OTA_ERR_FORMAT;
+	uint64_t counter = get_u64(&r);
+	if (!frame_close(&r))
+		return OTA_ERR_FORMAT;
+	*ret_counter = counter;
+	return OTA_OK;
+}
+
+size_t ota_event_encode(const struct ota_event *event, uint8_t *buf, size_t cap)
+{
+	struct wbuf w = {.p = buf, .cap = cap};
+	frame_begin(&w, REC_MAGIC_EVENT);
+	put_u64(&w, event->seq);
+	put_u64(&w, event->time);
+	put_u32(&w, (uint32_t)event->kind);
+	put_u32(&w, (uint32_t)event->error);
+	put_u64(&w, event->version_code);
+	put_u64(&w, event->security_counter);
+	put_str(&w, event->version, sizeof(event->version));
+	put_str(&w, event->detail, sizeof(event->detail));
+	return frame_end(&w);
+}
+
+enum ota_err ota_event_decode(const uint8_t *buf, size_t len, struct ota_event *ret_event)
+{
+	struct ota_event e;
+	struct rbuf r;
+	memset(&e, 0, sizeof(e));
+	if (!frame_open(&r, buf, len, REC_MAGIC_EVENT))
+		return OTA_ERR_FORMAT;
+	e.seq = get_u64(&r);
+	e.time = get_u64(&r);
+	uint32_t kind = get_u32(&r);
+	uint32_t error = get_u32(&r);
+	e.version_code = get_u64(&r);
+	e.security_counter = get_u64(&r);
+	get_str(&r, e.version, sizeof(e.version));
+	get_str(&r, e.detail, sizeof(e.detail));
+	if (!frame_close(&r) || kind < OTA_EVENT_INSTALL_STARTED || kind > OTA_EVENT_BOOTED ||
+	    error >= OTA__ERR_COUNT)
+		return OTA_ERR_FORMAT;
+	e.kind = (enum ota_event_kind)kind;
+	e.error = (enum ota_err)error;
+	*ret_event = e;
+	return OTA_OK;
+}

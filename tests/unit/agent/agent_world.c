@@ -1,0 +1,196 @@
+/* SPDX-License-Identifier: Apache-2.0 */
+#include <setjmp.h>
+#include <stdarg.h>
+#include <stddef.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include <cmocka.h>
+#include <openssl/sha.h>
+
+#include "agent_world.h"
+#include "fleetota/bundle.h"
+
+static void fill(uint8_t *buf, size_t len, uint32_t seed)
+{
+	for (size_t i = 0; i < len; i++) {
+		seed = seed * 1103515245u + 12345u;
+		buf[i] = (uint8_t)(seed >> 16);
+	}
+}
+
+static void agent_start(struct world *w)
+{
+	struct ota_agent_config cfg = {
+		.model = W_MODEL, .hw_revision = W_HW, .checkpoint_bytes = W_CHECKPOINT};
+	struct ota_port port = ota_sim_port(w->sim);
+	assert_int_equal(ota_agent_init(&w->agent, &port, &cfg, w->work, OTA_AGENT_WORK_BYTES),
+			 OTA_OK);
+}
+
+void world_restart(struct world *w)
+{
+	ota_agent_close(&w->agent);
+	agent_start(w);
+}
+
+void world_fresh_device(struct world *w)
+{
+	if (w->sim) {
+		ota_agent_close(&w->agent);
+		ota_sim_free(w->sim);
+	}
+	w->sim = ota_sim_new(W_SLOT_BYTES);
+	assert_non_null(w->sim);
+	agent_start(w);
+	struct ota_fx_buf root = ota_fx_env_bytes(w->root1);
+	struct ota_fx_buf kl = ota_fx_env_bytes(w->kl1);
+	assert_int_equal(ota_agent_provision(&w->agent, root.data, root.len, kl.data, kl.len),
+			 OTA_OK);
+	ota_fx_buf_free(&root);
+	ota_fx_buf_free(&kl);
+}
+
+void world_manifest(struct world *w, struct ota_fx_manifest *spec, const uint8_t *image, size_t len,
+		    uint64_t version_code, uint64_t counter)
+{
+	ota_fx_manifest_init(spec, image, len);
+	spec->product = W_MODEL;
+	spec->version_code = version_code;
+	spec->security_counter = counter;
+	spec->version = version_code >= 20 ? "2.0.0" : "1.0.0";
+	spec->signers = &w->op;
+	spec->n_signers = 1;
+}
+
+void world_setup(struct world *w)
+{
+	memset(w, 0, sizeof(*w));
+	w->work = malloc(OTA_AGENT_WORK_BYTES);
+	assert_non_null(w->work);
+	for (int i = 0; i < 3; i++)
+		w->roots[i] = ota_fx_key_new(i == 1 ? OTA_ALG_ECDSA_P256_SHA256 : OTA_ALG_ED25519);
+	w->op = ota_fx_key_new(OTA_ALG_ED25519);
+	w->revoked = ota_fx_key_new(OTA_ALG_ECDSA_P256_SHA256);
+	w->old = ota_fx_key_new(OTA_ALG_ED25519);
+	w->stranger = ota_fx_key_new(OTA_ALG_ED25519);
+	struct ota_fx_rootlist rs = {.version = 1,
+				     .threshold = 2,
+				     .keys = w->roots,
+				     .n_keys = 3,
+				     .issued_at = W_ISSUED - 1000,
+				     .signers = w->roots,
+				     .n_signers = 2};
+	w->root1 = ota_fx_rootlist(&rs);
+	struct ota_fx_opkey keys1[3] = {
+		{.key = w->op}, {.key = w->revoked}, {.key = w->old, .not_after = W_ISSUED - 500}};
+	struct ota_fx_keylist ks = {.version = 1,
+				    .issued_at = W_ISSUED - 900,
+				    .keys = keys1,
+				    .n_keys = 3,
+				    .signers = w->roots,
+				    .n_signers = 2};
+	w->kl1 = ota_fx_keylist(&ks);
+	struct ota_fx_opkey keys2[2] = {{.key = w->op},
+					{.key = w->old, .not_after = W_ISSUED - 500}};
+	ks.version = 2;
+	ks.keys = keys2;
+	ks.n_keys = 2;
+	w->kl2 = ota_fx_keylist(&ks);
+	fill(w->v1, sizeof(w->v1), 1);
+	fill(w->v2, sizeof(w->v2), 2);
+
+	world_fresh_device(w);
+	struct ota_fx_buf kl2 = ota_fx_env_bytes(w->kl2);
+	assert_int_equal(ota_agent_update_keylist(&w->agent, kl2.data, kl2.len), OTA_OK);
+	ota_fx_buf_free(&kl2);
+	struct ota_fx_manifest spec;
+	world_manifest(w, &spec, w->v1, sizeof(w->v1), 10, 5);
+	Fleetota__V1__Signed *m = ota_fx_manifest(&spec);
+	world_update(w, m, w->v1, sizeof(w->v1));
+	ota_fx_env_free(m);
+}
+
+void world_teardown(struct world *w)
+{
+	ota_agent_close(&w->agent);
+	ota_sim_free(w->sim);
+	ota_fx_env_free(w->root1);
+	ota_fx_env_free(w->kl1);
+	ota_fx_env_free(w->kl2);
+	for (int i = 0; i < 3; i++)
+		EVP_PKEY_free(w->roots[i]);
+	EVP_PKEY_free(w->op);
+	EVP_PKEY_free(w->revoked);
+	EVP_PKEY_free(w->old);
+	EVP_PKEY_free(w->stranger);
+	free(w->work);
+}
+
+enum ota_err world_install(struct world *w, const Fleetota__V1__Signed *manifest,
+			   const Fleetota__V1__Signed *keylist,
+			   const Fleetota__V1__Signed *rootlist, const uint8_t *image, size_t len)
+{
+	struct ota_fx_bundle bs = {.manifest = manifest, .keylist = keylist, .rootlist = rootlist};
+	struct ota_fx_buf b = ota_fx_bundle_bytes(&bs);
+	uint32_t hlen = 0;
+	assert_int_equal(ota_bundle_prefix_parse(b.data, &hlen), OTA_OK);
+	enum ota_err err =
+		ota_agent_begin_bundle(&w->agent, b.data + OTA_BUNDLE_PREFIX_BYTES, hlen);
+	ota_fx_buf_free(&b);
+	if (err != OTA_OK)
+		return err;
+	for (size_t off = (size_t)ota_agent_offset(&w->agent); off < len;) {
+		size_t n = len - off < 1000 ? len - off : 1000;
+		err = ota_agent_write(&w->agent, image + off, n);
+		if (err != OTA_OK)
+			return err;
+		off += n;
+	}
+	return ota_agent_finish(&w->agent);
+}
+
+void world_update(struct world *w, const Fleetota__V1__Signed *manifest, const uint8_t *image,
+		  size_t len)
+{
+	unsigned slot = 9;
+	assert_int_equal(world_install(w, manifest, NULL, NULL, image, len), OTA_OK);
+	assert_int_equal(ota_agent_boot(&w->agent, &slot), OTA_OK);
+	assert_int_equal(slot, w->agent.state.target_slot);
+	assert_int_equal(w->agent.state.phase, OTA_PHASE_TRIAL);
+	assert_int_equal(ota_agent_confirm(&w->agent), OTA_OK);
+	assert_int_equal(w->agent.state.phase, OTA_PHASE_IDLE);
+	assert_int_equal(w->agent.state.confirmed_slot, slot);
+}
+
+void world_snapshot(struct world *w, struct world_snapshot *snap)
+{
+	ota_agent_status(&w->agent, &snap->status);
+	SHA256(ota_sim_slot(w->sim, snap->status.running_slot), snap->status.confirmed.size,
+	       snap->running_sha);
+}
+
+static void assert_same(struct world *w, const struct world_snapshot *snap)
+{
+	struct world_snapshot now;
+	world_snapshot(w, &now);
+	assert_int_equal(now.status.phase, snap->status.phase);
+	assert_int_equal(now.status.running_slot, snap->status.running_slot);
+	assert_int_equal(now.status.confirmed_slot, snap->status.confirmed_slot);
+	assert_memory_equal(&now.status.confirmed, &snap->status.confirmed,
+			    sizeof(now.status.confirmed));
+	assert_int_equal(now.status.security_counter, snap->status.security_counter);
+	assert_int_equal(now.status.keylist_version, snap->status.keylist_version);
+	assert_int_equal(now.status.rootlist_version, snap->status.rootlist_version);
+	assert_memory_equal(now.running_sha, snap->running_sha, sizeof(now.running_sha));
+}
+
+void world_assert_unchanged(struct world *w, const struct world_snapshot *snap)
+{
+	assert_same(w, snap);
+	world_restart(w);
+	assert_same(w, snap);
+	unsigned slot = 9;
+	assert_int_equal(ota_agent_boot(&w->agent, &slot), OTA_OK);
+	assert_int_equal(slot, snap->status.running_slot);
+}

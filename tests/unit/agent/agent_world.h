@@ -1,0 +1,76 @@
+/* SPDX-License-Identifier: Apache-2.0 */
+#ifndef AGENT_WORLD_H
+#define AGENT_WORLD_H
+
+/*
+ * A provisioned device on the simulator port, with its keys, for the agent
+ * unit tests: roots r[0..2] (RootList v1, threshold 2), KeyList v1 with
+ * keys op (open), revoked (dropped by KeyList v2) and old (window ended
+ * before the manifests' issued_at); the device runs KeyList v2 and image
+ * v1 (version_code 10, counter 5) confirmed.
+ */
+
+#include <stdbool.h>
+#include <stdint.h>
+
+#include "fleetota/agent.h"
+#include "ota_fixture.h"
+#include "ota_sim.h"
+
+#define W_MODEL "fx-model"
+#define W_HW "revA"
+#define W_ISSUED 1700000000u
+#define W_SLOT_BYTES (64u * 1024u)
+#define W_CHECKPOINT 4096u
+#define W_V1_LEN 8000u
+#define W_V2_LEN 20000u
+
+struct world {
+	EVP_PKEY *roots[3];
+	EVP_PKEY *op;
+	EVP_PKEY *revoked;
+	EVP_PKEY *old;
+	EVP_PKEY *stranger;
+	Fleetota__V1__Signed *root1;
+	Fleetota__V1__Signed *kl1;
+	Fleetota__V1__Signed *kl2;
+	uint8_t v1[W_V1_LEN];
+	uint8_t v2[W_V2_LEN];
+	struct ota_sim *sim;
+	struct ota_agent agent;
+	uint8_t *work;
+};
+
+/* Builds keys, trust objects and a device running v1 (asserts on failure). */
+void world_setup(struct world *w);
+void world_teardown(struct world *w);
+/* A blank device (same keys): provisioned with root1 + kl1 only. */
+void world_fresh_device(struct world *w);
+/* Drops the agent struct and loads it again from storage (a restart). */
+void world_restart(struct world *w);
+
+/* A manifest spec for image (defaults: op-signed, model/hw of the device). */
+void world_manifest(struct world *w, struct ota_fx_manifest *spec, const uint8_t *image, size_t len,
+		    uint64_t version_code, uint64_t counter);
+
+/*
+ * Installs through the bundle path: begin_bundle(header), image in 1000-byte
+ * chunks from ota_agent_offset(), finish. Returns the first error.
+ */
+enum ota_err world_install(struct world *w, const Fleetota__V1__Signed *manifest,
+			   const Fleetota__V1__Signed *keylist,
+			   const Fleetota__V1__Signed *rootlist, const uint8_t *image, size_t len);
+/* install + boot (into the new slot) + confirm; asserts each step. */
+void world_update(struct world *w, const Fleetota__V1__Signed *manifest, const uint8_t *image,
+		  size_t len);
+
+/* What an attack must not change. */
+struct world_snapshot {
+	struct ota_agent_status status;
+	uint8_t running_sha[32];
+};
+void world_snapshot(struct world *w, struct world_snapshot *snap);
+/* Asserts that status and the running image are as in snap (also after a restart). */
+void world_assert_unchanged(struct world *w, const struct world_snapshot *snap);
+
+#endif

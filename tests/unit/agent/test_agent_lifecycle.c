@@ -1,0 +1,315 @@
+/* SPDX-License-Identifier: Apache-2.0 */
+/*
+ * Trial boot, confirm, revert, resumable staging, the event log, and the
+ * power-fail test: a cut at every mutating storage operation of an
+ * install + boot + confirm.
+ */
+#include <setjmp.h>
+#include <stdarg.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include <cmocka.h>
+#include <openssl/sha.h>
+
+#include "agent_world.h"
+#include "fleetota/bundle.h"
+
+static int setup(void **state)
+{
+	struct world *w = calloc(1, sizeof(*w));
+	if (!w)
+		return -1;
+	world_setup(w);
+	*state = w;
+	return 0;
+}
+
+static int teardown(void **state)
+{
+	world_teardown(*state);
+	free(*state);
+	return 0;
+}
+
+static Fleetota__V1__Signed *v2_manifest(struct world *w)
+{
+	struct ota_fx_manifest spec;
+	world_manifest(w, &spec, w->v2, sizeof(w->v2), 20, 7);
+	return ota_fx_manifest(&spec);
+}
+
+static void test_selftest_fails_reverts(void **state)
+{
+	struct world *w = *state;
+	Fleetota__V1__Signed *m = v2_manifest(w);
+	unsigned old_slot = w->agent.state.confirmed_slot;
+	unsigned slot = 9;
+	ota_sim_set_selftest(w->sim, true, false);
+	world_restart(w);
+	assert_int_equal(world_install(w, m, NULL, NULL, w->v2, sizeof(w->v2)), OTA_OK);
+	assert_int_equal(ota_agent_boot(&w->agent, &slot), OTA_OK);
+	assert_int_not_equal(slot, old_slot);
+	assert_string_equal(ota_err_name(ota_agent_selftest(&w->agent)), "OTA_ERR_SELFTEST");
+	struct ota_agent_status st;
+	ota_agent_status(&w->agent, &st);
+	assert_int_equal(st.phase, OTA_PHASE_IDLE);
+	assert_int_equal(st.running_slot, old_slot);
+	assert_int_equal(st.confirmed.version_code, 10);
+	assert_int_equal(st.security_counter, 5);
+	assert_int_equal(st.last_error, OTA_ERR_SELFTEST);
+	assert_int_equal(ota_agent_boot(&w->agent, &slot), OTA_OK);
+	assert_int_equal(slot, old_slot);
+	ota_fx_env_free(m);
+}
+
+static void test_selftest_passes_confirms(void **state)
+{
+	struct world *w = *state;
+	Fleetota__V1__Signed *m = v2_manifest(w);
+	unsigned slot = 9;
+	ota_sim_set_selftest(w->sim, true, true);
+	world_restart(w);
+	assert_int_equal(world_install(w, m, NULL, NULL, w->v2, sizeof(w->v2)), OTA_OK);
+	struct ota_agent_status st;
+	ota_agent_status(&w->agent, &st);
+	assert_int_equal(st.phase, OTA_PHASE_PENDING);
+	assert_int_equal(st.security_counter, 5); /* not before confirm */
+	assert_int_equal(ota_agent_boot(&w->agent, &slot), OTA_OK);
+	ota_agent_status(&w->agent, &st);
+	assert_int_equal(st.phase, OTA_PHASE_TRIAL);
+	assert_int_equal(st.security_counter, 5); /* not on trial either */
+	assert_int_equal(ota_agent_selftest(&w->agent), OTA_OK);
+	ota_agent_status(&w->agent, &st);
+	assert_int_equal(st.security_counter, 7);
+	assert_int_equal(st.confirmed_slot, slot);
+	assert_int_equal(st.confirmed.version_code, 20);
+	ota_fx_env_free(m);
+}
+
+static void test_reboot_without_confirm_reverts(void **state)
+{
+	struct world *w = *state;
+	Fleetota__V1__Signed *m = v2_manifest(w);
+	unsigned old_slot = w->agent.state.confirmed_slot;
+	unsigned slot = 9;
+	assert_int_equal(world_install(w, m, NULL, NULL, w->v2, sizeof(w->v2)), OTA_OK);
+	assert_int_equal(ota_agent_boot(&w->agent, &slot), OTA_OK);
+	assert_int_not_equal(slot, old_slot);
+	world_restart(w); /* the trial image hangs; the watchdog reboots */
+	assert_int_equal(ota_agent_boot(&w->agent, &slot), OTA_OK);
+	assert_int_equal(slot, old_slot);
+	struct ota_agent_status st;
+	ota_agent_status(&w->agent, &st);
+	assert_int_equal(st.phase, OTA_PHASE_IDLE);
+	assert_int_equal(st.security_counter, 5);
+	assert_int_equal(st.confirmed.version_code, 10);
+	assert_int_equal(st.last_error, OTA_ERR_SELFTEST);
+	/* confirm now has nothing to confirm and changes nothing */
+	assert_int_equal(ota_agent_confirm(&w->agent), OTA_OK);
+	ota_agent_status(&w->agent, &st);
+	assert_int_equal(st.security_counter, 5);
+	/* the update can be repeated */
+	world_update(w, m, w->v2, sizeof(w->v2));
+	ota_fx_env_free(m);
+}
+
+static void test_pending_slot_corrupted_before_boot(void **state)
+{
+	struct world *w = *state;
+	Fleetota__V1__Signed *m = v2_manifest(w);
+	unsigned old_slot = w->agent.state.confirmed_slot;
+	unsigned slot = 9;
+	assert_int_equal(world_install(w, m, NULL, NULL, w->v2, sizeof(w->v2)), OTA_OK);
+	ota_sim_slot(w->sim, w->agent.state.target_slot)[100] ^= 1; /* rot at rest */
+	assert_int_equal(ota_agent_boot(&w->agent, &slot), OTA_OK);
+	assert_int_equal(slot, old_slot);
+	struct ota_agent_status st;
+	ota_agent_status(&w->agent, &st);
+	assert_int_equal(st.last_error, OTA_ERR_HASH);
+	assert_int_equal(st.phase, OTA_PHASE_IDLE);
+	ota_fx_env_free(m);
+}
+
+static void test_confirmed_slot_corrupt_falls_back(void **state)
+{
+	struct world *w = *state;
+	Fleetota__V1__Signed *m = v2_manifest(w);
+	unsigned v1_slot = w->agent.state.confirmed_slot;
+	unsigned slot = 9;
+	world_update(w, m, w->v2, sizeof(w->v2));
+	unsigned v2_slot = w->agent.state.confirmed_slot;
+	/* v1 (counter 5) is below the counter 7 now: no fallback to it */
+	ota_sim_slot(w->sim, v2_slot)[10] ^= 1;
+	assert_string_equal(ota_err_name(ota_agent_boot(&w->agent, &slot)), "OTA_ERR_HASH");
+	ota_sim_slot(w->sim, v2_slot)[10] ^= 1;
+	assert_int_equal(ota_agent_boot(&w->agent, &slot), OTA_OK);
+	assert_int_equal(slot, v2_slot);
+	(void)v1_slot;
+	ota_fx_env_free(m);
+}
+
+static void test_resume_rehashes_prefix(void **state)
+{
+	struct world *w = *state;
+	Fleetota__V1__Signed *m = v2_manifest(w);
+	struct ota_fx_bundle bs = {.manifest = m};
+	struct ota_fx_buf b = ota_fx_bundle_bytes(&bs);
+	uint32_t hlen = 0;
+	assert_int_equal(ota_bundle_prefix_parse(b.data, &hlen), OTA_OK);
+	assert_int_equal(ota_agent_begin_bundle(&w->agent, b.data + 8, hlen), OTA_OK);
+	assert_int_equal(ota_agent_offset(&w->agent), 0);
+	assert_int_equal(ota_agent_write(&w->agent, w->v2, 9000),
+			 OTA_OK); /* past 2 checkpoints? one */
+	assert_int_equal(ota_agent_abort(&w->agent, OTA_ERR_TRANSPORT, "cut", true), OTA_OK);
+	world_restart(w);
+	assert_int_equal(ota_agent_begin_bundle(&w->agent, b.data + 8, hlen), OTA_OK);
+	uint64_t off = ota_agent_offset(&w->agent);
+	assert_int_equal(off, 9000);
+	assert_int_equal(ota_agent_write(&w->agent, w->v2 + off, sizeof(w->v2) - off), OTA_OK);
+	assert_int_equal(ota_agent_finish(&w->agent), OTA_OK);
+	/* a prefix changed behind the agent's back is caught by the hash */
+	struct ota_fx_manifest spec;
+	world_manifest(w, &spec, w->v2, sizeof(w->v2), 21, 7);
+	Fleetota__V1__Signed *m2 = ota_fx_manifest(&spec);
+	ota_fx_buf_free(&b);
+	bs.manifest = m2;
+	b = ota_fx_bundle_bytes(&bs);
+	assert_int_equal(ota_bundle_prefix_parse(b.data, &hlen), OTA_OK);
+	assert_int_equal(ota_agent_begin_bundle(&w->agent, b.data + 8, hlen), OTA_OK);
+	assert_int_equal(ota_agent_offset(&w->agent), 0); /* another manifest: fresh start */
+	assert_int_equal(ota_agent_write(&w->agent, w->v2, 5000), OTA_OK);
+	assert_int_equal(ota_agent_abort(&w->agent, OTA_ERR_TRANSPORT, "cut", true), OTA_OK);
+	ota_sim_slot(w->sim, w->agent.state.target_slot)[7] ^= 1;
+	assert_int_equal(ota_agent_begin_bundle(&w->agent, b.data + 8, hlen), OTA_OK);
+	off = ota_agent_offset(&w->agent);
+	assert_int_equal(off, 5000);
+	assert_int_equal(ota_agent_write(&w->agent, w->v2 + off, sizeof(w->v2) - off), OTA_OK);
+	assert_string_equal(ota_err_name(ota_agent_finish(&w->agent)), "OTA_ERR_HASH");
+	/* after the failure the next attempt starts over and succeeds */
+	assert_int_equal(world_install(w, m2, NULL, NULL, w->v2, sizeof(w->v2)), OTA_OK);
+	ota_fx_buf_free(&b);
+	ota_fx_env_free(m);
+	ota_fx_env_free(m2);
+}
+
+static void test_event_log(void **state)
+{
+	struct world *w = *state;
+	struct ota_agent_status st;
+	ota_agent_status(&w->agent, &st);
+	/* provision (2) + keylist update + install started, verified, pending, trial, confirmed,
+	 * counter advanced */
+	uint64_t last = st.next_event_seq - 1;
+	assert_true(last >= 9);
+	struct ota_event ev;
+	assert_int_equal(ota_agent_event(&w->agent, last, &ev), OTA_OK);
+	assert_int_equal(ev.kind, OTA_EVENT_COUNTER_ADVANCED);
+	assert_int_equal(ev.security_counter, 5);
+	assert_int_equal(ota_agent_event(&w->agent, last - 1, &ev), OTA_OK);
+	assert_int_equal(ev.kind, OTA_EVENT_CONFIRMED);
+	assert_int_equal(ota_agent_event(&w->agent, last + 1, &ev), OTA_ERR_NOT_FOUND);
+	/* the ring stays bounded: old entries are overwritten */
+	struct ota_fx_manifest spec;
+	world_manifest(w, &spec, w->v2, sizeof(w->v2), 5, 5);
+	Fleetota__V1__Signed *m = ota_fx_manifest(&spec);
+	for (unsigned i = 0; i < OTA_AGENT_EVENT_RECORDS + 2; i++)
+		assert_int_equal(world_install(w, m, NULL, NULL, w->v2, sizeof(w->v2)),
+				 OTA_ERR_DOWNGRADE);
+	ota_agent_status(&w->agent, &st);
+	assert_int_equal(ota_agent_event(&w->agent, 1, &ev), OTA_ERR_NOT_FOUND);
+	assert_int_equal(ota_agent_event(&w->agent, st.next_event_seq - 1, &ev), OTA_OK);
+	assert_int_equal(ev.kind, OTA_EVENT_REJECTED);
+	assert_int_equal(ev.error, OTA_ERR_DOWNGRADE);
+	ota_fx_env_free(m);
+}
+
+static void sha_of(const uint8_t *data, size_t len, uint8_t out[32])
+{
+	SHA256(data, len, out);
+}
+
+/* One install + boot + confirm of v2; stops at the first error. */
+static void run_update(struct world *w, const Fleetota__V1__Signed *m)
+{
+	unsigned slot;
+	if (world_install(w, m, NULL, NULL, w->v2, sizeof(w->v2)) != OTA_OK)
+		return;
+	if (ota_agent_boot(&w->agent, &slot) != OTA_OK)
+		return;
+	(void)ota_agent_confirm(&w->agent);
+}
+
+static void test_power_fail_every_operation(void **state)
+{
+	struct world *w = *state;
+	Fleetota__V1__Signed *m = NULL;
+	uint8_t v1_sha[32];
+	uint8_t v2_sha[32];
+	sha_of(w->v1, sizeof(w->v1), v1_sha);
+	sha_of(w->v2, sizeof(w->v2), v2_sha);
+	uint64_t n;
+	for (n = 1;; n++) {
+		/* a device on v1, then the cut at operation n of the update */
+		world_teardown(w);
+		world_setup(w);
+		ota_fx_env_free(m);
+		m = v2_manifest(w); /* the world's keys are new */
+		ota_sim_cut_at(w->sim, n);
+		run_update(w, m);
+		bool cut = ota_sim_is_off(w->sim);
+		ota_sim_power_on(w->sim);
+		world_restart(w);
+		unsigned slot = 9;
+		assert_int_equal(ota_agent_boot(&w->agent, &slot), OTA_OK);
+		struct ota_agent_status st;
+		ota_agent_status(&w->agent, &st);
+		assert_int_equal(slot, st.running_slot);
+		/* what runs is a verified image: v1 or v2, byte for byte */
+		const struct ota_slot_info *info =
+			st.phase == OTA_PHASE_TRIAL ? &st.target : &st.confirmed;
+		uint8_t sha[32];
+		sha_of(ota_sim_slot(w->sim, slot), info->size, sha);
+		assert_memory_equal(sha, info->sha256, 32);
+		assert_true(memcmp(sha, v1_sha, 32) == 0 || memcmp(sha, v2_sha, 32) == 0);
+		/* the counter is never ahead of the confirmed image */
+		assert_true(st.security_counter <= st.confirmed.security_counter);
+		assert_true(st.security_counter >= 5);
+		/* repeating the update succeeds */
+		if (st.phase == OTA_PHASE_TRIAL) {
+			assert_int_equal(ota_agent_confirm(&w->agent), OTA_OK);
+		} else if (st.confirmed.version_code != 20) {
+			world_update(w, m, w->v2, sizeof(w->v2));
+		}
+		ota_agent_status(&w->agent, &st);
+		assert_int_equal(st.confirmed.version_code, 20);
+		assert_int_equal(st.security_counter, 7);
+		assert_int_equal(ota_agent_boot(&w->agent, &slot), OTA_OK);
+		assert_int_equal(slot, st.confirmed_slot);
+		if (!cut)
+			break; /* the update ran to the end without reaching n */
+	}
+	/* erase, records, image writes, checkpoints, boot, confirm */
+	assert_true(n > 15);
+	print_message("power cut at each of %llu operations\n", (unsigned long long)(n - 1));
+	ota_fx_env_free(m);
+}
+
+int main(void)
+{
+#define T(f) cmocka_unit_test_setup_teardown(f, setup, teardown)
+	const struct CMUnitTest tests[] = {
+		T(test_selftest_fails_reverts),
+		T(test_selftest_passes_confirms),
+		T(test_reboot_without_confirm_reverts),
+		T(test_pending_slot_corrupted_before_boot),
+		T(test_confirmed_slot_corrupt_falls_back),
+		T(test_resume_rehashes_prefix),
+		T(test_event_log),
+		T(test_power_fail_every_operation),
+	};
+#undef T
+	return cmocka_run_group_tests(tests, NULL, NULL);
+}
