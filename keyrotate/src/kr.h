@@ -1,0 +1,370 @@
+/* SPDX-License-Identifier: Apache-2.0 */
+#ifndef FLEETOTA_KR_H
+#define FLEETOTA_KR_H
+
+/*
+ * ota-keys internals: one header for the modules of keyrotate/src, which
+ * are built into one static library that the tool and the unit tests link.
+ * Prefix kr_<module>_*. Functions that can fail return enum ota_err and
+ * write one line of detail for people into a struct kr_diag (never a
+ * secret); results go to ret_ out-parameters, written only on success.
+ */
+
+#include <stdarg.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <stdio.h>
+
+#include <openssl/evp.h>
+
+#include "fleetota/arena.h"
+#include "fleetota/bundle.h"
+#include "fleetota/envelope.h"
+#include "fleetota/err.h"
+#include "fleetota/limits.h"
+#include "fleetota/trust.h"
+
+/* ---- limits of the tool (wire limits are in fleetota/limits.h) ---- */
+
+/* A signed object or key descriptor file read whole. */
+#define KR_MAX_OBJECT_FILE_BYTES OTA_MAX_ENVELOPE_BYTES
+/* A PEM private key file. */
+#define KR_MAX_KEY_FILE_BYTES (16u * 1024u)
+/* A passphrase or PIN. */
+#define KR_MAX_SECRET_BYTES 1024u
+/* One audit log line, newline included. */
+#define KR_MAX_AUDIT_LINE 2048u
+/* The signer name recorded in the audit log. */
+#define KR_MAX_SIGNER_BYTES 64u
+/* Streaming buffer for images. */
+#define KR_IO_CHUNK (64u * 1024u)
+/* Arena for a decoded bundle header with its envelopes. */
+#define KR_HEADER_ARENA_BYTES (4u * OTA_MAX_BUNDLE_HEADER_BYTES)
+
+/* ---- diagnostics ---- */
+
+struct kr_diag {
+	char msg[512];
+};
+
+/* Formats the detail into diag (if any) and returns err, for `return kr_fail(...)`. */
+enum ota_err kr_fail(struct kr_diag *diag, enum ota_err err, const char *fmt, ...)
+	__attribute__((format(printf, 3, 4)));
+
+/* ---- util.c: hex, files ---- */
+
+void kr_hex_encode(const uint8_t *bytes, size_t len, char *out /* 2*len+1 */);
+/* Decodes exactly 2*cap hex digits of text into out. OTA_OK or OTA_ERR_FORMAT. */
+enum ota_err kr_hex_decode(const char *text, uint8_t *out, size_t cap);
+
+/* Reads a whole file of at most max bytes (heap; caller frees). */
+enum ota_err kr_file_read(const char *path, size_t max, uint8_t **ret_buf, size_t *ret_len,
+			  struct kr_diag *diag);
+/*
+ * Writes a file atomically (temp file in the same directory, fsync,
+ * rename) with the given mode. An existing file is replaced.
+ */
+enum ota_err kr_file_write(const char *path, const uint8_t *buf, size_t len, unsigned mode,
+			   struct kr_diag *diag);
+
+/* ---- timefmt.c ---- */
+
+/*
+ * Parses a time: "now", "never"/"0" (0 = not set), seconds since the epoch
+ * ("1767225600" or "@1767225600"), RFC 3339 UTC ("2026-01-01T00:00:00Z",
+ * or a date "2026-01-01"), or an offset from now ("+90d", "+12h", "+30m",
+ * "+45s", "-1d"). OTA_OK or OTA_ERR_FORMAT.
+ */
+enum ota_err kr_time_parse(const char *text, uint64_t now, uint64_t *ret_time);
+/* RFC 3339 UTC into buf (>= 32 bytes); "unset" for 0. Returns buf. */
+const char *kr_time_format(uint64_t t, char *buf, size_t cap);
+/* Parses a decimal uint64 (no sign, no junk). OTA_OK or OTA_ERR_FORMAT. */
+enum ota_err kr_u64_parse(const char *text, uint64_t *ret_value);
+
+/* ---- keyfile.c: key files and secrets ---- */
+
+struct kr_secret {
+	char *buf;
+	size_t len;
+};
+
+/* From an environment variable / a file (first line). Wipe with kr_secret_wipe. */
+enum ota_err kr_secret_from_env(const char *var, struct kr_secret *ret, struct kr_diag *diag);
+enum ota_err kr_secret_from_file(const char *path, struct kr_secret *ret, struct kr_diag *diag);
+void kr_secret_wipe(struct kr_secret *secret);
+
+struct kr_key_opts {
+	const struct kr_secret *passphrase; /* for encrypted key files, or NULL */
+	const struct kr_secret *pin; /* for pkcs11: keys, or NULL */
+	const char *pkcs11_module; /* NULL: $OTA_PKCS11_MODULE, else p11-kit */
+};
+
+enum ota_err kr_key_generate(enum ota_alg alg, EVP_PKEY **ret_pkey, struct kr_diag *diag);
+/*
+ * Writes pkey as PEM PKCS#8 to a new file (mode 0600, refuses to replace
+ * an existing one), encrypted (AES-256-CBC, PBKDF2) when passphrase is set.
+ */
+enum ota_err kr_key_write_private(const char *path, EVP_PKEY *pkey,
+				  const struct kr_secret *passphrase, struct kr_diag *diag);
+/*
+ * Loads a signing key: a PEM PKCS#8 file, or a "pkcs11:" URI (RFC 7512)
+ * whose key stays in the token. Refuses group/world-accessible files.
+ * Errors: OTA_ERR_STORAGE (unreadable, too open), OTA_ERR_FORMAT (not a
+ * PKCS#8 key, wrong passphrase, unsupported algorithm), OTA_ERR_INVALID_ARG
+ * (encrypted but no passphrase given), OTA_ERR_NOT_FOUND (token key).
+ */
+enum ota_err kr_key_load(const char *spec, const struct kr_key_opts *opts, EVP_PKEY **ret_pkey,
+			 struct kr_diag *diag);
+/* Parses "ed25519" / "p256" (also "ecdsa-p256"). */
+enum ota_err kr_alg_parse(const char *text, enum ota_alg *ret_alg);
+const char *kr_alg_name(int alg);
+
+/* ---- pkcs11.c: the one file that touches the ENGINE API ---- */
+
+enum ota_err kr_pkcs11_load(const char *uri, const char *module, const struct kr_secret *pin,
+			    EVP_PKEY **ret_pkey, struct kr_diag *diag);
+/* Releases the engine; call after every EVP_PKEY from it was freed. */
+void kr_pkcs11_shutdown(void);
+
+/* ---- objects.c: signed objects, descriptors, detection ---- */
+
+enum kr_obj_kind {
+	KR_OBJ_UNKNOWN = 0,
+	KR_OBJ_ROOTLIST,
+	KR_OBJ_KEYLIST,
+	KR_OBJ_MANIFEST,
+	KR_OBJ_PUBKEY, /* a PublicKey descriptor written by op-new / root-new */
+	KR_OBJ_BUNDLE,
+};
+
+const char *kr_obj_kind_name(enum kr_obj_kind kind);
+/* "rootlist"/"root", "keylist", "manifest", "pubkey", "bundle". */
+enum ota_err kr_obj_kind_parse(const char *text, enum kr_obj_kind *ret_kind);
+/* The signing type of a signed kind; OTA_ERR_INVALID_ARG for others. */
+enum ota_err kr_obj_sign_type(enum kr_obj_kind kind, enum ota_obj_type *ret_type);
+
+/*
+ * Detects what buf holds (only the prefix is needed for a bundle) by
+ * trial decoding into arena. Never fails: KR_OBJ_UNKNOWN if nothing fits.
+ */
+enum kr_obj_kind kr_obj_detect(const uint8_t *buf, size_t len, struct ota_arena *arena);
+
+/* A heap arena of cap bytes (wraps struct ota_arena). */
+struct kr_arena {
+	struct ota_arena arena;
+	void *mem;
+};
+enum ota_err kr_arena_init(struct kr_arena *arena, size_t cap);
+void kr_arena_release(struct kr_arena *arena);
+
+/* Reads a Signed envelope file into arena (shape-checked). */
+enum ota_err kr_envelope_read(const char *path, struct ota_arena *arena,
+			      Fleetota__V1__Signed **ret_env, struct kr_diag *diag);
+/* Reads a Signed envelope file onto the heap (protobuf-c default allocator). */
+enum ota_err kr_envelope_read_heap(const char *path, Fleetota__V1__Signed **ret_env,
+				   struct kr_diag *diag);
+/* Serializes env and writes it atomically (mode 0644). */
+enum ota_err kr_envelope_write(const char *path, const Fleetota__V1__Signed *env,
+			       struct kr_diag *diag);
+/* Reads a PublicKey descriptor file into arena; checks it with ota_pubkey_check. */
+enum ota_err kr_pubkey_read(const char *path, struct ota_arena *arena,
+			    Fleetota__V1__PublicKey **ret_key, struct kr_diag *diag);
+enum ota_err kr_pubkey_write(const char *path, const Fleetota__V1__PublicKey *key,
+			     struct kr_diag *diag);
+/* SubjectPublicKeyInfo PEM of a descriptor, for other tools. */
+enum ota_err kr_pubkey_write_pem(const char *path, const Fleetota__V1__PublicKey *key,
+				 struct kr_diag *diag);
+
+/*
+ * Selects keys[i] by name or by a hex key id prefix of at least 8 digits;
+ * exactly one key must match. OTA_ERR_NOT_FOUND / OTA_ERR_INVALID_ARG.
+ */
+enum ota_err kr_key_select(Fleetota__V1__PublicKey *const *keys, size_t n_keys, const char *sel,
+			   size_t *ret_index, struct kr_diag *diag);
+
+/* ---- lists.c: building the next KeyList / RootList, merging signatures ---- */
+
+struct kr_expire {
+	const char *selector;
+	uint64_t not_after;
+};
+
+struct kr_keylist_spec {
+	const Fleetota__V1__KeyList *prev; /* NULL for the first list */
+	uint64_t version; /* 0: prev->version + 1, or 1 */
+	uint64_t issued_at;
+	uint64_t expires_at;
+	uint64_t rootlist_version;
+	Fleetota__V1__PublicKey *const *add;
+	size_t n_add;
+	const char *const *remove;
+	size_t n_remove;
+	const struct kr_expire *expire;
+	size_t n_expire;
+};
+
+/*
+ * Packs the next KeyList body (heap; caller frees). OTA_ERR_KEYLIST_ROLLBACK
+ * when the version does not increase; OTA_ERR_NOT_FOUND for a selector
+ * that names no key; OTA_ERR_INVALID_ARG for a duplicate or an empty list.
+ */
+enum ota_err kr_keylist_build(const struct kr_keylist_spec *spec, uint8_t **ret_body,
+			      size_t *ret_len, struct kr_diag *diag);
+
+struct kr_rootlist_spec {
+	const Fleetota__V1__RootList *prev; /* NULL for the first list */
+	uint64_t version; /* 0: prev->version + 1, or 1 */
+	uint32_t threshold; /* 0: prev's */
+	uint64_t issued_at;
+	uint64_t expires_at;
+	Fleetota__V1__PublicKey *const *add;
+	size_t n_add;
+	const char *const *remove;
+	size_t n_remove;
+};
+
+/* Packs the next RootList body (heap). OTA_ERR_ROOT_CHAIN for a version gap. */
+enum ota_err kr_rootlist_build(const struct kr_rootlist_spec *spec, uint8_t **ret_body,
+			       size_t *ret_len, struct kr_diag *diag);
+
+/* A heap Signed envelope holding a copy of body and no signatures. */
+enum ota_err kr_envelope_new(const uint8_t *body, size_t len, Fleetota__V1__Signed **ret_env);
+
+/*
+ * Adds to into the signatures of from that into lacks (same body required:
+ * OTA_ERR_INVALID_ARG otherwise). Both heap envelopes.
+ */
+enum ota_err kr_envelope_merge(Fleetota__V1__Signed *into, const Fleetota__V1__Signed *from,
+			       struct kr_diag *diag);
+
+/* ---- audit.c: the hash-chained signing audit log ---- */
+
+struct kr_audit_entry {
+	uint64_t time;
+	const char *who;
+	const char *object; /* "root", "keylist", "manifest" */
+	uint64_t version;
+	uint8_t key_id[OTA_KEY_ID_BYTES];
+	uint8_t sha256[OTA_SHA256_BYTES]; /* of the signed body */
+};
+
+/* Appends one record under an exclusive lock; fsyncs. */
+enum ota_err kr_audit_append(const char *path, const struct kr_audit_entry *entry,
+			     struct kr_diag *diag);
+
+struct kr_audit_result {
+	uint64_t records;
+	char head[2 * OTA_SHA256_BYTES + 1]; /* hash of the last record, "" if none */
+	uint64_t bad_record; /* 1-based line of the first bad record */
+};
+
+/*
+ * Checks a whole log held in buf: every line a record, its hash over its
+ * own text, seq counting from 1, each prev equal to the previous hash.
+ * OTA_OK, or OTA_ERR_HASH (edited / removed / reordered) or OTA_ERR_FORMAT
+ * (unparseable) with result->bad_record naming the first bad record.
+ */
+enum ota_err kr_audit_verify_buf(const char *buf, size_t len, struct kr_audit_result *result,
+				 struct kr_diag *diag);
+/* The same over a file, streamed line by line. */
+enum ota_err kr_audit_verify_file(const char *path, struct kr_audit_result *result,
+				  struct kr_diag *diag);
+
+/* ---- release.c: manifests and bundles ---- */
+
+struct kr_manifest_spec {
+	uint64_t sequence;
+	const char *product;
+	const char *const *hw_revisions;
+	size_t n_hw_revisions;
+	const char *version;
+	uint64_t version_code;
+	uint64_t security_counter;
+	uint64_t min_installed_version;
+	int allow_downgrade;
+	int is_security_update;
+	uint64_t issued_at;
+	uint64_t expires_at;
+	const char *image_name;
+};
+
+/* Streams a file through SHA-256 in KR_IO_CHUNK pieces. */
+enum ota_err kr_image_hash(const char *path, uint8_t ret_sha256[OTA_SHA256_BYTES],
+			   uint64_t *ret_size, struct kr_diag *diag);
+/* Packs a Manifest body for an image of that digest and size (heap). */
+enum ota_err kr_manifest_build(const struct kr_manifest_spec *spec,
+			       const uint8_t sha256[OTA_SHA256_BYTES], uint64_t size,
+			       uint8_t **ret_body, size_t *ret_len, struct kr_diag *diag);
+
+struct kr_bundle_parts {
+	const Fleetota__V1__Signed *manifest;
+	const Fleetota__V1__Signed *keylist; /* optional */
+	const Fleetota__V1__Signed *rootlist; /* optional */
+	const Fleetota__V1__Signed *const *rootlist_chain;
+	size_t n_rootlist_chain;
+};
+
+/*
+ * Writes a .otab: prefix, header, then the image streamed from image_path
+ * and hashed again on the way; an image that no longer matches sha256 and
+ * size is OTA_ERR_HASH / OTA_ERR_SIZE and leaves no output.
+ */
+enum ota_err kr_bundle_write(const char *path, const struct kr_bundle_parts *parts,
+			     const char *image_path, const uint8_t sha256[OTA_SHA256_BYTES],
+			     uint64_t size, struct kr_diag *diag);
+
+/* ---- verify.c: verification with libotaproto ---- */
+
+struct kr_verifier {
+	uint64_t now; /* 0: expiry not judged */
+	uint64_t keylist_floor; /* a KeyList must be above this version */
+	Fleetota__V1__RootList *root; /* trusted root after the chain walk */
+	Fleetota__V1__KeyList *keylist;
+	struct kr_arena arenas[OTA_MAX_ROOT_CHAIN + 8];
+	size_t n_arenas;
+};
+
+void kr_verifier_init(struct kr_verifier *v, uint64_t now);
+void kr_verifier_release(struct kr_verifier *v);
+/* A fresh arena owned by the verifier. */
+enum ota_err kr_verifier_arena(struct kr_verifier *v, size_t cap, struct ota_arena **ret_arena);
+
+/* Trust anchor: a RootList signed by its own threshold. */
+enum ota_err kr_verify_root_anchor(struct kr_verifier *v, const Fleetota__V1__Signed *env,
+				   struct kr_diag *diag);
+/*
+ * One more RootList: same version as the trusted one (must be identical:
+ * ignored) or the next version (a chain step).
+ */
+enum ota_err kr_verify_root_step(struct kr_verifier *v, const Fleetota__V1__Signed *env,
+				 struct kr_diag *diag);
+enum ota_err kr_verify_keylist(struct kr_verifier *v, const Fleetota__V1__Signed *env,
+			       struct kr_diag *diag);
+/* Signature by the trusted KeyList, then expiry at now. */
+enum ota_err kr_verify_manifest(struct kr_verifier *v, const Fleetota__V1__Signed *env,
+				struct ota_arena *arena, Fleetota__V1__Manifest **ret_manifest,
+				struct kr_diag *diag);
+/* An image file against a manifest's sha256 and size. */
+enum ota_err kr_verify_image_file(const Fleetota__V1__Manifest *manifest, const char *path,
+				  struct kr_diag *diag);
+/*
+ * A whole bundle: rootlists it carries (chained from the verifier's root
+ * when one is set), its KeyList (or the verifier's), the manifest, then
+ * the image streamed: hash, exact size, no trailing bytes.
+ */
+enum ota_err kr_verify_bundle_file(struct kr_verifier *v, const char *path, struct kr_diag *diag);
+
+/* ---- inspect.c ---- */
+
+/*
+ * Describes an object as a JSON tree (jansson; caller json_decref).
+ * For a bundle, buf holds the prefix and header and image_bytes the size of
+ * what follows. Returns NULL for an unknown object.
+ */
+struct json_t;
+struct json_t *kr_inspect_json(const uint8_t *buf, size_t len, uint64_t image_bytes,
+			       enum kr_obj_kind kind);
+/* Human-readable rendering of such a tree. */
+void kr_inspect_print(FILE *out, const struct json_t *tree);
+
+#endif
