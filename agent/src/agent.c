@@ -1151,6 +1151,13 @@ enum ota_err ota_agent_selftest(struct ota_agent *agent)
 	return err == OTA_OK ? OTA_ERR_SELFTEST : err;
 }
 
+enum ota_err ota_agent_record_failure(struct ota_agent *agent, enum ota_err err, const char *detail)
+{
+	if (!agent->state.provisioned)
+		return err;
+	return reject(agent, err, NULL, detail ? detail : "");
+}
+
 void ota_agent_request_reboot(struct ota_agent *agent)
 {
 	if (agent->port.ops->reboot)

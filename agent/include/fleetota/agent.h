@@ -250,6 +250,14 @@ enum ota_err ota_agent_revert(struct ota_agent *agent, enum ota_err reason, cons
  */
 enum ota_err ota_agent_selftest(struct ota_agent *agent);
 
+/*
+ * Records a failure the port met outside the core (a malformed bundle
+ * frame, a transport or pin error) in the event log and last_error, as a
+ * rejection. Returns err.
+ */
+enum ota_err ota_agent_record_failure(struct ota_agent *agent, enum ota_err err,
+				      const char *detail);
+
 /* Asks the port to reboot (a no-op when the port has no reboot). */
 void ota_agent_request_reboot(struct ota_agent *agent);
 

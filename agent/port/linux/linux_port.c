@@ -1,0 +1,352 @@
+/* SPDX-License-Identifier: Apache-2.0 */
+/*
+ * File-backed port: slots are state_dir/slot0.img and slot1.img; records
+ * are files under state_dir/records, each replaced atomically (temp file,
+ * fsync, rename, fsync of the directory).
+ */
+#include <errno.h>
+#include <fcntl.h>
+#include <spawn.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <sys/wait.h>
+#include <time.h>
+#include <unistd.h>
+
+#include "fleetota/limits.h"
+#include "ota_linux.h"
+
+extern char **environ;
+
+static void record_name(enum ota_record rec, char *buf, size_t cap)
+{
+	switch (rec) {
+	case OTA_REC_STATE:
+		snprintf(buf, cap, "state");
+		return;
+	case OTA_REC_COUNTER:
+		snprintf(buf, cap, "counter");
+		return;
+	case OTA_REC_ROOTLIST:
+		snprintf(buf, cap, "rootlist");
+		return;
+	case OTA_REC_KEYLIST:
+		snprintf(buf, cap, "keylist");
+		return;
+	case OTA_REC_MANIFEST_0:
+		snprintf(buf, cap, "manifest0");
+		return;
+	case OTA_REC_MANIFEST_1:
+		snprintf(buf, cap, "manifest1");
+		return;
+	default:
+		snprintf(buf, cap, "event%02u", (unsigned)rec - OTA_REC_EVENT_0);
+		return;
+	}
+}
+
+static bool record_valid(enum ota_record rec)
+{
+	return rec <= OTA_REC_MANIFEST_1 || (rec >= OTA_REC_EVENT_0 && rec <= OTA_REC_LAST);
+}
+
+static bool path_join(char *buf, size_t cap, const char *dir, const char *name)
+{
+	int n = snprintf(buf, cap, "%s/%s", dir, name);
+	return n > 0 && (size_t)n < cap;
+}
+
+void ota_linux_slot_path(const struct ota_linux_port *ctx, unsigned slot, char *buf, size_t cap)
+{
+	char name[32];
+	snprintf(name, sizeof(name), "slot%u.img", slot);
+	if (!path_join(buf, cap, ctx->dir, name))
+		buf[0] = '\0';
+}
+
+static enum ota_err fsync_dir(const char *dir)
+{
+	int fd = open(dir, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+	if (fd < 0)
+		return OTA_ERR_STORAGE;
+	int rc = fsync(fd);
+	close(fd);
+	return rc == 0 ? OTA_OK : OTA_ERR_STORAGE;
+}
+
+static enum ota_err lx_slot_size(void *ctx, unsigned slot, uint64_t *ret_size)
+{
+	struct ota_linux_port *lx = ctx;
+	if (slot >= OTA_SLOT_COUNT)
+		return OTA_ERR_INVALID_ARG;
+	*ret_size = lx->slot_size;
+	return OTA_OK;
+}
+
+static enum ota_err lx_slot_read(void *ctx, unsigned slot, uint64_t off, void *buf, size_t len)
+{
+	char path[OTA_CONFIG_MAX_PATH + 32];
+	if (slot >= OTA_SLOT_COUNT)
+		return OTA_ERR_INVALID_ARG;
+	ota_linux_slot_path(ctx, slot, path, sizeof(path));
+	int fd = open(path, O_RDONLY | O_CLOEXEC);
+	if (fd < 0)
+		return OTA_ERR_STORAGE;
+	size_t done = 0;
+	while (done < len) {
+		ssize_t n = pread(fd, (uint8_t *)buf + done, len - done, (off_t)(off + done));
+		if (n < 0 && errno == EINTR)
+			continue;
+		if (n <= 0)
+			break;
+		done += (size_t)n;
+	}
+	close(fd);
+	return done == len ? OTA_OK : OTA_ERR_STORAGE;
+}
+
+static enum ota_err lx_slot_write(void *ctx, unsigned slot, uint64_t off, const void *buf,
+				  size_t len)
+{
+	struct ota_linux_port *lx = ctx;
+	char path[OTA_CONFIG_MAX_PATH + 32];
+	if (slot >= OTA_SLOT_COUNT || off > lx->slot_size || len > lx->slot_size - off)
+		return OTA_ERR_INVALID_ARG;
+	ota_linux_slot_path(lx, slot, path, sizeof(path));
+	int fd = open(path, O_WRONLY | O_CREAT | O_CLOEXEC, 0600);
+	if (fd < 0)
+		return OTA_ERR_STORAGE;
+	size_t done = 0;
+	while (done < len) {
+		ssize_t n =
+			pwrite(fd, (const uint8_t *)buf + done, len - done, (off_t)(off + done));
+		if (n < 0 && errno == EINTR)
+			continue;
+		if (n <= 0)
+			break;
+		done += (size_t)n;
+	}
+	int rc = close(fd);
+	return done == len && rc == 0 ? OTA_OK : OTA_ERR_STORAGE;
+}
+
+static enum ota_err lx_slot_erase(void *ctx, unsigned slot)
+{
+	struct ota_linux_port *lx = ctx;
+	char path[OTA_CONFIG_MAX_PATH + 32];
+	if (slot >= OTA_SLOT_COUNT)
+		return OTA_ERR_INVALID_ARG;
+	ota_linux_slot_path(lx, slot, path, sizeof(path));
+	int fd = open(path, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0600);
+	if (fd < 0)
+		return OTA_ERR_STORAGE;
+	int rc = fsync(fd);
+	if (close(fd) != 0 || rc != 0)
+		return OTA_ERR_STORAGE;
+	return fsync_dir(lx->dir);
+}
+
+static enum ota_err lx_slot_sync(void *ctx, unsigned slot)
+{
+	char path[OTA_CONFIG_MAX_PATH + 32];
+	if (slot >= OTA_SLOT_COUNT)
+		return OTA_ERR_INVALID_ARG;
+	ota_linux_slot_path(ctx, slot, path, sizeof(path));
+	int fd = open(path, O_WRONLY | O_CREAT | O_CLOEXEC, 0600);
+	if (fd < 0)
+		return OTA_ERR_STORAGE;
+	int rc = fsync(fd);
+	if (close(fd) != 0 || rc != 0)
+		return OTA_ERR_STORAGE;
+	return OTA_OK;
+}
+
+static bool records_dir(const struct ota_linux_port *lx, char *buf, size_t cap)
+{
+	return path_join(buf, cap, lx->dir, "records");
+}
+
+static enum ota_err lx_record_read(void *ctx, enum ota_record rec, void *buf, size_t cap,
+				   size_t *ret_len)
+{
+	char dir[OTA_CONFIG_MAX_PATH + 16];
+	char name[32];
+	char path[OTA_CONFIG_MAX_PATH + 64];
+	if (!record_valid(rec))
+		return OTA_ERR_INVALID_ARG;
+	record_name(rec, name, sizeof(name));
+	if (!records_dir(ctx, dir, sizeof(dir)) || !path_join(path, sizeof(path), dir, name))
+		return OTA_ERR_STORAGE;
+	int fd = open(path, O_RDONLY | O_CLOEXEC);
+	if (fd < 0)
+		return errno == ENOENT ? OTA_ERR_NOT_FOUND : OTA_ERR_STORAGE;
+	struct stat st;
+	if (fstat(fd, &st) != 0 || st.st_size < 0) {
+		close(fd);
+		return OTA_ERR_STORAGE;
+	}
+	if ((uint64_t)st.st_size > cap) {
+		close(fd);
+		return OTA_ERR_SIZE;
+	}
+	size_t len = (size_t)st.st_size;
+	size_t done = 0;
+	while (done < len) {
+		ssize_t n = read(fd, (uint8_t *)buf + done, len - done);
+		if (n < 0 && errno == EINTR)
+			continue;
+		if (n <= 0)
+			break;
+		done += (size_t)n;
+	}
+	close(fd);
+	if (done != len)
+		return OTA_ERR_STORAGE;
+	*ret_len = len;
+	return OTA_OK;
+}
+
+static enum ota_err lx_record_write(void *ctx, enum ota_record rec, const void *buf, size_t len)
+{
+	char dir[OTA_CONFIG_MAX_PATH + 16];
+	char name[32];
+	char tmp_name[40];
+	char path[OTA_CONFIG_MAX_PATH + 64];
+	char tmp[OTA_CONFIG_MAX_PATH + 64];
+	if (!record_valid(rec) || len > OTA_MAX_ENVELOPE_BYTES)
+		return OTA_ERR_INVALID_ARG;
+	record_name(rec, name, sizeof(name));
+	snprintf(tmp_name, sizeof(tmp_name), ".%s.tmp", name);
+	if (!records_dir(ctx, dir, sizeof(dir)) || !path_join(path, sizeof(path), dir, name) ||
+	    !path_join(tmp, sizeof(tmp), dir, tmp_name))
+		return OTA_ERR_STORAGE;
+	int fd = open(tmp, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0600);
+	if (fd < 0)
+		return OTA_ERR_STORAGE;
+	size_t done = 0;
+	while (done < len) {
+		ssize_t n = write(fd, (const uint8_t *)buf + done, len - done);
+		if (n < 0 && errno == EINTR)
+			continue;
+		if (n <= 0)
+			break;
+		done += (size_t)n;
+	}
+	int sync_rc = done == len ? fsync(fd) : -1;
+	if (close(fd) != 0 || sync_rc != 0 || rename(tmp, path) != 0) {
+		unlink(tmp);
+		return OTA_ERR_STORAGE;
+	}
+	return fsync_dir(dir);
+}
+
+static enum ota_err lx_clock_now(void *ctx, uint64_t *ret_now)
+{
+	struct ota_linux_port *lx = ctx;
+	if (!lx->trust_clock)
+		return OTA_ERR_NOT_FOUND;
+	time_t now = time(NULL);
+	if (now <= 0)
+		return OTA_ERR_NOT_FOUND;
+	*ret_now = (uint64_t)now;
+	return OTA_OK;
+}
+
+static void lx_reboot(void *ctx)
+{
+	struct ota_linux_port *lx = ctx;
+	lx->reboots_requested++;
+}
+
+static void lx_log(void *ctx, enum ota_log_level level, const char *msg)
+{
+	struct ota_linux_port *lx = ctx;
+	static const char *const names[] = {"error", "warn", "info", "debug"};
+	if (lx->quiet && level > OTA_LOG_ERROR)
+		return;
+	fprintf(stderr, "ota-agent: %s: %s\n", names[(unsigned)level & 3u], msg);
+}
+
+/* Runs selftest_cmd with /bin/sh; exit status 0 passes. */
+static enum ota_err lx_selftest(void *ctx, unsigned slot)
+{
+	struct ota_linux_port *lx = ctx;
+	char slot_str[16];
+	char path[OTA_CONFIG_MAX_PATH + 32];
+	ota_linux_slot_path(lx, slot, path, sizeof(path));
+	snprintf(slot_str, sizeof(slot_str), "%u", slot);
+	/* the hook learns which slot it tests from its environment */
+	if (setenv("OTA_SLOT", slot_str, 1) != 0 || setenv("OTA_SLOT_PATH", path, 1) != 0)
+		return OTA_ERR_SELFTEST;
+	char *argv[] = {"/bin/sh", "-c", (char *)lx->selftest_cmd, NULL};
+	pid_t pid;
+	if (posix_spawn(&pid, "/bin/sh", NULL, NULL, argv, environ) != 0)
+		return OTA_ERR_SELFTEST;
+	int status = 0;
+	while (waitpid(pid, &status, 0) < 0) {
+		if (errno != EINTR)
+			return OTA_ERR_SELFTEST;
+	}
+	return WIFEXITED(status) && WEXITSTATUS(status) == 0 ? OTA_OK : OTA_ERR_SELFTEST;
+}
+
+static const struct ota_port_ops linux_ops = {
+	.slot_size = lx_slot_size,
+	.slot_read = lx_slot_read,
+	.slot_write = lx_slot_write,
+	.slot_erase = lx_slot_erase,
+	.slot_sync = lx_slot_sync,
+	.record_read = lx_record_read,
+	.record_write = lx_record_write,
+	.clock_now = lx_clock_now,
+	.reboot = lx_reboot,
+	.log = lx_log,
+	.consent = NULL,
+	.selftest = NULL,
+};
+
+static const struct ota_port_ops linux_ops_selftest = {
+	.slot_size = lx_slot_size,
+	.slot_read = lx_slot_read,
+	.slot_write = lx_slot_write,
+	.slot_erase = lx_slot_erase,
+	.slot_sync = lx_slot_sync,
+	.record_read = lx_record_read,
+	.record_write = lx_record_write,
+	.clock_now = lx_clock_now,
+	.reboot = lx_reboot,
+	.log = lx_log,
+	.consent = NULL,
+	.selftest = lx_selftest,
+};
+
+static enum ota_err ensure_dir(const char *path)
+{
+	if (mkdir(path, 0700) == 0 || errno == EEXIST) {
+		struct stat st;
+		if (stat(path, &st) == 0 && S_ISDIR(st.st_mode))
+			return OTA_OK;
+	}
+	return OTA_ERR_STORAGE;
+}
+
+enum ota_err ota_linux_port_open(struct ota_linux_port *ctx, const struct ota_config *config,
+				 struct ota_port *ret_port)
+{
+	char dir[OTA_CONFIG_MAX_PATH + 16];
+	memset(ctx, 0, sizeof(*ctx));
+	if (strlen(config->state_dir) >= sizeof(ctx->dir))
+		return OTA_ERR_INVALID_ARG;
+	memcpy(ctx->dir, config->state_dir, strlen(config->state_dir) + 1);
+	ctx->slot_size = config->slot_size;
+	ctx->trust_clock = config->trust_clock;
+	ctx->selftest_cmd = config->selftest_cmd[0] ? config->selftest_cmd : NULL;
+	if (ensure_dir(ctx->dir) != OTA_OK || !records_dir(ctx, dir, sizeof(dir)) ||
+	    ensure_dir(dir) != OTA_OK)
+		return OTA_ERR_STORAGE;
+	ret_port->ops = ctx->selftest_cmd ? &linux_ops_selftest : &linux_ops;
+	ret_port->ctx = ctx;
+	return OTA_OK;
+}

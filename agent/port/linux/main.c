@@ -1,0 +1,447 @@
+/* SPDX-License-Identifier: Apache-2.0 */
+/*
+ * ota-agent: the reference Linux agent (DESIGN.md section 6).
+ *   provision --config F --rootlist F --keylist F [--image BUNDLE]
+ *   install BUNDLE --config F      offline install (USB / SD card)
+ *   boot --config F                the bootloader step of this port
+ *   confirm --config F
+ *   status [--json] --config F
+ *   run --config F                 the online daemon (MQTT + HTTPS)
+ * Exit 0 on success; a rejected update exits 1 with one line
+ * "rejected: OTA_ERR_X: detail"; usage and setup errors exit 2.
+ */
+#include <errno.h>
+#include <fcntl.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/file.h>
+#include <unistd.h>
+
+#include <jansson.h>
+
+#include "fleetota/agent.h"
+#include "fleetota/bundle.h"
+#include "ota_agent_cli.h"
+#include "ota_linux.h"
+
+#define EXIT_REJECTED 1
+#define EXIT_USAGE 2
+#define STREAM_CHUNK (64u * 1024u)
+
+struct cli {
+	const char *command;
+	const char *config_path;
+	const char *rootlist_path;
+	const char *keylist_path;
+	const char *image_path;
+	const char *bundle_path;
+	bool json;
+	struct ota_config config;
+	struct ota_linux_port port_ctx;
+	struct ota_port port;
+	struct ota_agent agent;
+	uint8_t *work;
+	int lock_fd;
+};
+
+static void usage(void)
+{
+	fputs("usage: ota-agent provision --config F --rootlist F --keylist F [--image BUNDLE]\n"
+	      "       ota-agent install BUNDLE --config F\n"
+	      "       ota-agent boot --config F\n"
+	      "       ota-agent confirm --config F\n"
+	      "       ota-agent status [--json] --config F\n"
+	      "       ota-agent run --config F\n",
+	      stderr);
+}
+
+static int parse_args(struct cli *cli, int argc, char **argv)
+{
+	if (argc < 2)
+		return -1;
+	cli->command = argv[1];
+	for (int i = 2; i < argc; i++) {
+		const char *arg = argv[i];
+		const char **target = NULL;
+		if (strcmp(arg, "--config") == 0)
+			target = &cli->config_path;
+		else if (strcmp(arg, "--rootlist") == 0)
+			target = &cli->rootlist_path;
+		else if (strcmp(arg, "--keylist") == 0)
+			target = &cli->keylist_path;
+		else if (strcmp(arg, "--image") == 0)
+			target = &cli->image_path;
+		else if (strcmp(arg, "--json") == 0) {
+			cli->json = true;
+			continue;
+		} else if (arg[0] != '-' && !cli->bundle_path) {
+			cli->bundle_path = arg;
+			continue;
+		} else {
+			fprintf(stderr, "ota-agent: unknown argument %s\n", arg);
+			return -1;
+		}
+		if (i + 1 >= argc) {
+			fprintf(stderr, "ota-agent: %s needs a value\n", arg);
+			return -1;
+		}
+		*target = argv[++i];
+	}
+	if (!cli->config_path) {
+		fprintf(stderr, "ota-agent: --config is required\n");
+		return -1;
+	}
+	return 0;
+}
+
+/* One line for a refused step; the detail comes from the agent's state. */
+static int report_rejection(struct cli *cli, enum ota_err err)
+{
+	struct ota_agent_status st;
+	ota_agent_status(&cli->agent, &st);
+	const char *detail = st.last_error == err ? st.last_error_detail : ota_err_describe(err);
+	printf("rejected: %s: %s\n", ota_err_name(err), detail[0] ? detail : ota_err_describe(err));
+	fflush(stdout);
+	return EXIT_REJECTED;
+}
+
+/* Reads a whole small file (an envelope) into buf; bounded by cap. */
+static int read_small_file(const char *path, uint8_t *buf, size_t cap, size_t *ret_len)
+{
+	FILE *f = fopen(path, "rb");
+	if (!f) {
+		fprintf(stderr, "ota-agent: %s: %s\n", path, strerror(errno));
+		return -1;
+	}
+	size_t len = fread(buf, 1, cap, f);
+	int extra = fgetc(f);
+	bool bad = ferror(f) != 0;
+	fclose(f);
+	if (bad || extra != EOF) {
+		fprintf(stderr, "ota-agent: %s: unreadable or larger than %zu bytes\n", path, cap);
+		return -1;
+	}
+	*ret_len = len;
+	return 0;
+}
+
+static size_t read_full(FILE *f, uint8_t *buf, size_t len)
+{
+	size_t done = 0;
+	while (done < len) {
+		size_t n = fread(buf + done, 1, len - done, f);
+		if (n == 0)
+			break;
+		done += n;
+	}
+	return done;
+}
+
+/*
+ * The offline install: prefix, header (verified by the core before one
+ * image byte is read), then the image streamed from the resume offset.
+ * Every byte after the header goes to the core, which refuses anything
+ * beyond the declared size: trailing bytes are OTA_ERR_SIZE.
+ */
+static enum ota_err install_bundle(struct cli *cli, const char *path)
+{
+	uint8_t prefix[OTA_BUNDLE_PREFIX_BYTES];
+	uint32_t header_len = 0;
+	uint8_t *header = NULL;
+	uint8_t *chunk = NULL;
+	enum ota_err err;
+	FILE *f = fopen(path, "rb");
+	if (!f) {
+		fprintf(stderr, "ota-agent: %s: %s\n", path, strerror(errno));
+		return OTA_ERR_NOT_FOUND;
+	}
+	if (read_full(f, prefix, sizeof(prefix)) != sizeof(prefix) ||
+	    ota_bundle_prefix_parse(prefix, &header_len) != OTA_OK) {
+		fclose(f);
+		return ota_agent_record_failure(&cli->agent, OTA_ERR_FORMAT, "not a .otab bundle");
+	}
+	header = malloc(header_len);
+	chunk = malloc(STREAM_CHUNK);
+	if (!header || !chunk) {
+		err = OTA_ERR_NOMEM;
+		goto out;
+	}
+	if (read_full(f, header, header_len) != header_len) {
+		err = ota_agent_record_failure(&cli->agent, OTA_ERR_FORMAT,
+					       "bundle ends inside its header");
+		goto out;
+	}
+	err = ota_agent_begin_bundle(&cli->agent, header, header_len);
+	if (err != OTA_OK)
+		goto out;
+	uint64_t offset = ota_agent_offset(&cli->agent);
+	if (offset > 0) {
+		fprintf(stderr, "ota-agent: resuming at byte %llu\n", (unsigned long long)offset);
+		if (fseeko(f, (off_t)(OTA_BUNDLE_PREFIX_BYTES + header_len + offset), SEEK_SET) !=
+		    0) {
+			(void)ota_agent_abort(&cli->agent, OTA_ERR_STORAGE, "bundle seek failed",
+					      true);
+			err = OTA_ERR_STORAGE;
+			goto out;
+		}
+	}
+	for (;;) {
+		size_t n = fread(chunk, 1, STREAM_CHUNK, f);
+		if (n > 0) {
+			err = ota_agent_write(&cli->agent, chunk, n);
+			if (err != OTA_OK)
+				goto out;
+		}
+		if (n < STREAM_CHUNK) {
+			if (ferror(f)) {
+				(void)ota_agent_abort(&cli->agent, OTA_ERR_STORAGE,
+						      "bundle read error", true);
+				err = OTA_ERR_STORAGE;
+				goto out;
+			}
+			break;
+		}
+	}
+	err = ota_agent_finish(&cli->agent);
+out:
+	free(header);
+	free(chunk);
+	fclose(f);
+	return err;
+}
+
+static int open_agent(struct cli *cli)
+{
+	char err[OTA_CONFIG_ERR_BYTES];
+	char lock_path[OTA_CONFIG_MAX_PATH + 16];
+	if (ota_config_load(cli->config_path, &cli->config, err) != OTA_OK) {
+		fprintf(stderr, "ota-agent: config %s: %s\n", cli->config_path, err);
+		return -1;
+	}
+	if (ota_linux_port_open(&cli->port_ctx, &cli->config, &cli->port) != OTA_OK) {
+		fprintf(stderr, "ota-agent: state_dir %s unusable\n", cli->config.state_dir);
+		return -1;
+	}
+	/* one agent process per device at a time */
+	snprintf(lock_path, sizeof(lock_path), "%s/lock", cli->config.state_dir);
+	cli->lock_fd = open(lock_path, O_RDWR | O_CREAT | O_CLOEXEC, 0600);
+	if (cli->lock_fd < 0 || flock(cli->lock_fd, LOCK_EX | LOCK_NB) != 0) {
+		fprintf(stderr, "ota-agent: %s is in use by another ota-agent\n",
+			cli->config.state_dir);
+		return -1;
+	}
+	cli->work = malloc(OTA_AGENT_WORK_BYTES);
+	if (!cli->work)
+		return -1;
+	struct ota_agent_config acfg = {.model = cli->config.model,
+					.hw_revision = cli->config.hw_revision,
+					.checkpoint_bytes = cli->config.checkpoint_bytes};
+	enum ota_err e =
+		ota_agent_init(&cli->agent, &cli->port, &acfg, cli->work, OTA_AGENT_WORK_BYTES);
+	if (e != OTA_OK) {
+		fprintf(stderr, "ota-agent: state unreadable: %s\n", ota_err_name(e));
+		return -1;
+	}
+	return 0;
+}
+
+static int cmd_provision(struct cli *cli)
+{
+	size_t root_len = 0;
+	size_t kl_len = 0;
+	int rc = EXIT_USAGE;
+	if (!cli->rootlist_path || !cli->keylist_path) {
+		fprintf(stderr, "ota-agent: provision needs --rootlist and --keylist\n");
+		return EXIT_USAGE;
+	}
+	uint8_t *root = malloc(OTA_MAX_ENVELOPE_BYTES);
+	uint8_t *kl = malloc(OTA_MAX_ENVELOPE_BYTES);
+	if (!root || !kl ||
+	    read_small_file(cli->rootlist_path, root, OTA_MAX_ENVELOPE_BYTES, &root_len) != 0 ||
+	    read_small_file(cli->keylist_path, kl, OTA_MAX_ENVELOPE_BYTES, &kl_len) != 0)
+		goto out;
+	enum ota_err err = ota_agent_provision(&cli->agent, root, root_len, kl, kl_len);
+	if (err != OTA_OK) {
+		printf("rejected: %s: trust anchors refused\n", ota_err_name(err));
+		rc = EXIT_REJECTED;
+		goto out;
+	}
+	if (cli->image_path) {
+		/* the factory image: verified like any other, then made permanent */
+		unsigned slot = 0;
+		err = install_bundle(cli, cli->image_path);
+		if (err == OTA_OK)
+			err = ota_agent_boot(&cli->agent, &slot);
+		if (err == OTA_OK)
+			err = ota_agent_confirm(&cli->agent);
+		if (err != OTA_OK) {
+			rc = report_rejection(cli, err);
+			goto out;
+		}
+	}
+	printf("provisioned\n");
+	rc = 0;
+out:
+	free(root);
+	free(kl);
+	return rc;
+}
+
+static int cmd_install(struct cli *cli)
+{
+	if (!cli->bundle_path) {
+		fprintf(stderr, "ota-agent: install needs a bundle file\n");
+		return EXIT_USAGE;
+	}
+	enum ota_err err = install_bundle(cli, cli->bundle_path);
+	if (err != OTA_OK)
+		return report_rejection(cli, err);
+	ota_agent_request_reboot(&cli->agent);
+	struct ota_agent_status st;
+	ota_agent_status(&cli->agent, &st);
+	printf("pending: %s in slot %u (run the boot step)\n", st.target.version,
+	       st.phase == OTA_PHASE_PENDING ? cli->agent.state.target_slot : 0);
+	return 0;
+}
+
+static int cmd_boot(struct cli *cli)
+{
+	unsigned slot = 0;
+	enum ota_err err = ota_agent_boot(&cli->agent, &slot);
+	if (err != OTA_OK)
+		return report_rejection(cli, err);
+	struct ota_agent_status st;
+	ota_agent_status(&cli->agent, &st);
+	if (st.phase == OTA_PHASE_TRIAL) {
+		printf("booted slot %u: %s (trial)\n", slot, st.target.version);
+		if (cli->port_ctx.selftest_cmd) {
+			err = ota_agent_selftest(&cli->agent);
+			if (err != OTA_OK)
+				return report_rejection(cli, err);
+			printf("confirmed: %s\n", st.target.version);
+		}
+		return 0;
+	}
+	printf("booted slot %u: %s\n", slot, st.confirmed.version);
+	return 0;
+}
+
+static int cmd_confirm(struct cli *cli)
+{
+	enum ota_err err = ota_agent_confirm(&cli->agent);
+	if (err != OTA_OK)
+		return report_rejection(cli, err);
+	struct ota_agent_status st;
+	ota_agent_status(&cli->agent, &st);
+	printf("confirmed: %s (security counter %llu)\n", st.confirmed.version,
+	       (unsigned long long)st.security_counter);
+	return 0;
+}
+
+static void hex(const uint8_t *in, size_t len, char *out)
+{
+	static const char digits[] = "0123456789abcdef";
+	for (size_t i = 0; i < len; i++) {
+		out[2 * i] = digits[in[i] >> 4];
+		out[2 * i + 1] = digits[in[i] & 15];
+	}
+	out[2 * len] = '\0';
+}
+
+static json_t *slot_json(const struct ota_slot_info *info)
+{
+	char sha[2 * OTA_SHA256_BYTES + 1];
+	if (!info->valid)
+		return json_null();
+	hex(info->sha256, OTA_SHA256_BYTES, sha);
+	return json_pack("{s:s, s:I, s:I, s:I, s:s}", "version", info->version, "version_code",
+			 (json_int_t)info->version_code, "security_counter",
+			 (json_int_t)info->security_counter, "size", (json_int_t)info->size,
+			 "sha256", sha);
+}
+
+static int cmd_status(struct cli *cli)
+{
+	struct ota_agent_status st;
+	ota_agent_status(&cli->agent, &st);
+	const char *err_name = st.last_error ? ota_err_name(st.last_error) : NULL;
+	if (!cli->json) {
+		printf("device %s (%s %s)\n", cli->config.device_id, cli->config.model,
+		       cli->config.hw_revision);
+		printf("provisioned %s, phase %s, running slot %u\n", st.provisioned ? "yes" : "no",
+		       ota_phase_name(st.phase), st.running_slot);
+		printf("version %s (%llu), security counter %llu\n",
+		       st.confirmed.valid ? st.confirmed.version : "-",
+		       (unsigned long long)st.confirmed.version_code,
+		       (unsigned long long)st.security_counter);
+		printf("keylist %llu, rootlist %llu\n", (unsigned long long)st.keylist_version,
+		       (unsigned long long)st.rootlist_version);
+		if (err_name)
+			printf("last error %s: %s\n", err_name, st.last_error_detail);
+		return 0;
+	}
+	json_t *root = json_pack(
+		"{s:s, s:s, s:s, s:b, s:s, s:i, s:i, s:o, s:I, s:I, s:I, s:I, s:b, s:o, s:I, s:I, "
+		"s:I}",
+		"device_id", cli->config.device_id, "model", cli->config.model, "hw_revision",
+		cli->config.hw_revision, "provisioned", st.provisioned, "phase",
+		ota_phase_name(st.phase), "active_slot", (int)st.running_slot, "confirmed_slot",
+		(int)st.confirmed_slot, "installed", slot_json(&st.confirmed), "version_code",
+		(json_int_t)(st.confirmed.valid ? st.confirmed.version_code : 0),
+		"security_counter", (json_int_t)st.security_counter, "keylist_version",
+		(json_int_t)st.keylist_version, "rootlist_version", (json_int_t)st.rootlist_version,
+		"pending", st.phase == OTA_PHASE_PENDING || st.phase == OTA_PHASE_TRIAL, "target",
+		st.phase != OTA_PHASE_IDLE ? slot_json(&st.target) : json_null(), "staged_bytes",
+		(json_int_t)st.staged_bytes, "latest_trusted_time", (json_int_t)st.latest_time,
+		"next_event_seq", (json_int_t)st.next_event_seq);
+	if (!root)
+		return EXIT_USAGE;
+	json_object_set_new(root, "version",
+			    st.confirmed.valid ? json_string(st.confirmed.version) : json_null());
+	json_object_set_new(root, "last_error", err_name ? json_string(err_name) : json_null());
+	json_object_set_new(root, "last_error_detail", json_string(st.last_error_detail));
+	char *text = json_dumps(root, JSON_SORT_KEYS | JSON_INDENT(2));
+	json_decref(root);
+	if (!text)
+		return EXIT_USAGE;
+	printf("%s\n", text);
+	free(text);
+	return 0;
+}
+
+int main(int argc, char **argv)
+{
+	struct cli cli;
+	int rc = EXIT_USAGE;
+	memset(&cli, 0, sizeof(cli));
+	cli.lock_fd = -1;
+	if (parse_args(&cli, argc, argv) != 0) {
+		usage();
+		return EXIT_USAGE;
+	}
+	if (open_agent(&cli) != 0)
+		goto out;
+	if (strcmp(cli.command, "provision") == 0)
+		rc = cmd_provision(&cli);
+	else if (strcmp(cli.command, "install") == 0)
+		rc = cmd_install(&cli);
+	else if (strcmp(cli.command, "boot") == 0)
+		rc = cmd_boot(&cli);
+	else if (strcmp(cli.command, "confirm") == 0)
+		rc = cmd_confirm(&cli);
+	else if (strcmp(cli.command, "status") == 0)
+		rc = cmd_status(&cli);
+	else if (strcmp(cli.command, "run") == 0)
+		rc = ota_agent_run(&cli.agent, &cli.config, &cli.port_ctx);
+	else {
+		usage();
+		rc = EXIT_USAGE;
+	}
+out:
+	ota_agent_close(&cli.agent);
+	free(cli.work);
+	if (cli.lock_fd >= 0)
+		close(cli.lock_fd);
+	return rc;
+}

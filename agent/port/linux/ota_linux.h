@@ -1,0 +1,80 @@
+/* SPDX-License-Identifier: Apache-2.0 */
+#ifndef OTA_LINUX_H
+#define OTA_LINUX_H
+
+/*
+ * The reference Linux port: the agent's config file, file-backed slots and
+ * crash-safe records under state_dir. Reused by ota-agent and by the fleet
+ * simulator.
+ */
+
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+
+#include "fleetota/err.h"
+#include "fleetota/port.h"
+
+/* Config file limits (every line, key and value is bounded). */
+#define OTA_CONFIG_MAX_BYTES (64u * 1024u)
+#define OTA_CONFIG_MAX_LINE 1024u
+#define OTA_CONFIG_MAX_PATH 512u
+#define OTA_CONFIG_MAX_PINS 8u
+#define OTA_CONFIG_ERR_BYTES 160u
+
+/* The agent's configuration (`key = value` lines, '#' comments). */
+struct ota_config {
+	char state_dir[OTA_CONFIG_MAX_PATH];
+	char device_id[129];
+	char model[129];
+	char hw_revision[129];
+	char server_url[OTA_CONFIG_MAX_PATH];
+	char broker_url[OTA_CONFIG_MAX_PATH];
+	char ca_file[OTA_CONFIG_MAX_PATH];
+	char device_cert[OTA_CONFIG_MAX_PATH];
+	char device_key[OTA_CONFIG_MAX_PATH];
+	char selftest_cmd[OTA_CONFIG_MAX_PATH];
+	/* SHA-256 of the server's SubjectPublicKeyInfo, hex, comma separated */
+	uint8_t server_pins[OTA_CONFIG_MAX_PINS][32];
+	size_t n_server_pins;
+	uint64_t slot_size; /* bytes per slot; default 256 MiB */
+	uint64_t checkpoint_bytes; /* staging checkpoint; default 1 MiB */
+	bool trust_clock; /* the system clock is authenticated */
+	unsigned stall_timeout_s; /* a download with no byte for this long fails */
+	unsigned report_interval_s;
+};
+
+/*
+ * Parses len bytes of config text. OTA_OK, or OTA_ERR_FORMAT with one line
+ * in err ("line 3: unknown key 'x'"). state_dir, device_id, model and
+ * hw_revision are required.
+ */
+enum ota_err ota_config_parse(const char *text, size_t len, struct ota_config *ret_config,
+			      char err[OTA_CONFIG_ERR_BYTES]);
+
+/* Reads and parses a file (at most OTA_CONFIG_MAX_BYTES). */
+enum ota_err ota_config_load(const char *path, struct ota_config *ret_config,
+			     char err[OTA_CONFIG_ERR_BYTES]);
+
+/* The Linux port's context: one device's state directory. */
+struct ota_linux_port {
+	char dir[OTA_CONFIG_MAX_PATH];
+	uint64_t slot_size;
+	bool trust_clock;
+	bool quiet;
+	const char *selftest_cmd; /* NULL or "" = no self-test hook */
+	unsigned reboots_requested;
+};
+
+/*
+ * Prepares ctx for state directory dir (created 0700 if missing) and
+ * returns the port. The ops table has a self-test hook only when
+ * selftest_cmd is set. OTA_ERR_STORAGE when dir is unusable.
+ */
+enum ota_err ota_linux_port_open(struct ota_linux_port *ctx, const struct ota_config *config,
+				 struct ota_port *ret_port);
+
+/* Path of slot N's image file (for tools and tests). */
+void ota_linux_slot_path(const struct ota_linux_port *ctx, unsigned slot, char *buf, size_t cap);
+
+#endif
