@@ -1,0 +1,101 @@
+# SPDX-License-Identifier: Apache-2.0
+# Shared by the rollout engine's integration tests: a private PostgreSQL
+# (scripts/pg.sh) on a free loopback port in a temp dir, every migration
+# applied in order, psql helpers, cleanup on any exit. Source it with the
+# source root as $1.
+set -euo pipefail
+
+SRC=${1:?source root}
+PGDIR_PARENT=$(mktemp -d /tmp/rollout-test.XXXXXX)
+chmod 711 "$PGDIR_PARENT"
+PGDIR=$PGDIR_PARENT/pg
+CHILD_PIDS=()
+
+rollout_cleanup() {
+	local pid
+	for pid in "${CHILD_PIDS[@]}"; do
+		kill -KILL "$pid" 2>/dev/null || true
+	done
+	"$SRC/scripts/pg.sh" stop "$PGDIR" >/dev/null 2>&1 || true
+	rm -rf "$PGDIR_PARENT"
+}
+trap rollout_cleanup EXIT
+trap 'exit 130' INT TERM
+
+port_free() {
+	! (exec 3<>"/dev/tcp/127.0.0.1/$1") 2>/dev/null
+}
+
+for _ in $(seq 1 50); do
+	PGPORT=$((20000 + RANDOM % 12000))
+	port_free "$PGPORT" && break
+done
+"$SRC/scripts/pg.sh" start "$PGDIR" "$PGPORT" fleetota >/dev/null
+
+PSQL=(psql -X -q -v ON_ERROR_STOP=1 -h 127.0.0.1 -p "$PGPORT" -U postgres -d fleetota)
+
+# q SQL: runs SQL, prints unaligned tuples only
+q() {
+	"${PSQL[@]}" -At -c "SET client_min_messages = warning" -c "$1"
+}
+
+# qf FILE: runs a file
+qf() {
+	"${PSQL[@]}" -At -c "SET client_min_messages = warning" -f "$1"
+}
+
+for f in "$SRC"/migrations/[0-9][0-9][0-9][0-9]_*.sql; do
+	"${PSQL[@]}" --single-transaction -c "SET client_min_messages = warning" -f "$f" >/dev/null
+done
+
+fail() {
+	echo "FAIL: $*" >&2
+	exit 1
+}
+
+# expect_eq WHAT ACTUAL EXPECTED
+expect_eq() {
+	if [[ "$2" != "$3" ]]; then
+		fail "$1: got '$2', expected '$3'"
+	fi
+	echo "ok - $1"
+}
+
+# expect_sqlstate WHAT CODE SQL: the statement must fail with that SQLSTATE
+expect_sqlstate() {
+	local out
+	if out=$("${PSQL[@]}" -At -v VERBOSITY=verbose -c "SET client_min_messages = warning" -c "$3" 2>&1); then
+		fail "$1: succeeded, expected SQLSTATE $2"
+	fi
+	if ! grep -q "ERROR:  $2:" <<<"$out"; then
+		fail "$1: expected SQLSTATE $2, got: $out"
+	fi
+	echo "ok - $1 ($2)"
+}
+
+# Fixture rows: an artifact for model m1 signed by key 'k1' (bytes), two
+# keylists (v1 {k1}, v2 {k1,k2}).
+KEY1="decode(repeat('11', 32), 'hex')"
+KEY2="decode(repeat('22', 32), 'hex')"
+seed_trust() {
+	q "INSERT INTO rootlists (version, bytes, sha256) VALUES (1, '\\x00', '\\x00');
+	   INSERT INTO keylists (version, rootlist_version, bytes, sha256, key_ids)
+	   VALUES (1, 1, '\\x01', '\\x01', ARRAY[$KEY1]),
+	          (2, 1, '\\x02', '\\x02', ARRAY[$KEY1, $KEY2]);"
+}
+
+# add_artifact ID VERSION_CODE [KEY] [MODEL]
+add_artifact() {
+	local key=${3:-$KEY1} model=${4:-m1}
+	q "INSERT INTO artifacts (artifact_id, digest, manifest, product, hw_revisions, version, version_code,
+	                          image_sha256, image_size, signing_key_id, store_path)
+	   VALUES ('$1', decode(md5('$1'), 'hex'), '\\x00', '$model', '{}', '1.0.$2', $2,
+	           decode(repeat('ab', 32), 'hex'), 1, $key, 'x');"
+}
+
+# add_devices N PREFIX [MODEL] [VERSION_CODE] [KEYLIST]
+add_devices() {
+	q "INSERT INTO devices (device_id, model, hw_revision, version, version_code, keylist_version, last_seen)
+	   SELECT '$2' || lpad(i::text, 7, '0'), '${3:-m1}', 'r1', '1.0.${4:-100}', ${4:-100}, ${5:-1}, now()
+	   FROM generate_series(1, $1) i;"
+}
