@@ -1,0 +1,79 @@
+/* SPDX-License-Identifier: Apache-2.0 */
+#ifndef SRV_CONFIG_INTERNAL_H
+#define SRV_CONFIG_INTERNAL_H
+
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+
+#include "fleetota/err.h"
+
+/* A config file is at most this big, a line at most this long. */
+#define SRV_CONFIG_MAX_BYTES (64u * 1024u)
+#define SRV_CONFIG_MAX_LINE 1024u
+/* Room for one error message. */
+#define SRV_CONFIG_ERR_BYTES 256u
+
+/*
+ * ota-server's configuration: `key = value` lines, `#` comments; every key
+ * may be overridden by the environment variable OTA_SERVER_<KEY> (upper
+ * case), which is how containers configure it. Strings are heap copies
+ * owned by the struct. A new module adds its fields here and one row to
+ * the table in config.c (the REST API: admin_listen, ...).
+ */
+struct srv_config {
+	/* PostgreSQL */
+	char *db_conninfo;
+	unsigned db_pool_size;
+	unsigned db_queue_max;
+	char *migrations_dir;
+	bool migrate_on_start;
+	/* device listener (mTLS) */
+	char *device_listen; /* "ADDR:PORT" */
+	char *tls_cert;
+	char *tls_key;
+	char *device_ca;
+	char *device_crl; /* optional */
+	char *store_dir;
+	double rate_per_sec; /* per-device token bucket refill */
+	double rate_burst; /* bucket size */
+	unsigned http_timeout_sec;
+	unsigned http_max_header_bytes;
+	/* MQTT */
+	char *mqtt_url; /* "ssl://127.0.0.1:8883"; empty = MQTT off */
+	char *mqtt_ca;
+	char *mqtt_cert;
+	char *mqtt_key;
+	char *mqtt_client_id;
+	char *mqtt_share_group;
+	unsigned notify_poll_ms;
+	unsigned notify_batch;
+	/* REST API (issue 6): "ADDR:PORT"; empty = no admin listener */
+	char *admin_listen;
+	char *log_level;
+};
+
+/*
+ * Parses a config text (len bytes, need not be NUL-terminated) over the
+ * defaults, then applies environment overrides when use_env is true, then
+ * checks required keys and ranges. OTA_OK and *ret_config (free with
+ * srv_config_free), or OTA_ERR_FORMAT with a message in err
+ * ("line 3: unknown key 'prot'").
+ */
+enum ota_err srv_config_parse(const char *text, size_t len, bool use_env,
+			      struct srv_config **ret_config, char err[SRV_CONFIG_ERR_BYTES]);
+
+/* Reads path (bounded) and parses it as above, with the environment. */
+enum ota_err srv_config_load(const char *path, struct srv_config **ret_config,
+			     char err[SRV_CONFIG_ERR_BYTES]);
+
+void srv_config_free(struct srv_config *config);
+
+/*
+ * Splits "ADDR:PORT" (IPv4 or a name; "[v6]:PORT"). addr must hold
+ * addr_cap bytes. OTA_OK or OTA_ERR_FORMAT.
+ */
+enum ota_err srv_config_split_listen(const char *listen, char *addr, size_t addr_cap,
+				     uint16_t *ret_port);
+
+#endif

@@ -1,0 +1,249 @@
+/* SPDX-License-Identifier: Apache-2.0 */
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+
+#include <arpa/inet.h>
+#include <netinet/in.h>
+#include <sys/socket.h>
+
+#include <event2/buffer.h>
+#include <event2/bufferevent.h>
+#include <event2/bufferevent_ssl.h>
+#include <event2/http.h>
+#include <event2/keyvalq_struct.h>
+#include <openssl/x509.h>
+
+#include "http-internal.h"
+#include "log-internal.h"
+
+struct srv_http_listener {
+	struct evhttp *http;
+	struct evhttp_bound_socket *sock;
+	SSL_CTX *tls;
+	const struct srv_http_route *routes;
+	size_t n_routes;
+	void *ctx;
+	uint16_t port;
+};
+
+double srv_now(void)
+{
+	struct timespec ts;
+
+	clock_gettime(CLOCK_MONOTONIC, &ts);
+	return (double)ts.tv_sec + (double)ts.tv_nsec / 1e9;
+}
+
+bool srv_id_valid(const char *id, size_t max_len)
+{
+	size_t i;
+
+	if (id == NULL || id[0] == '\0' || id[0] == '.' || id[0] == '-' || id[0] == '_')
+		return false;
+	for (i = 0; id[i] != '\0'; i++) {
+		char c = id[i];
+
+		if (i >= max_len)
+			return false;
+		if (!((c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') || (c >= '0' && c <= '9') ||
+		      c == '.' || c == '_' || c == '-'))
+			return false;
+	}
+	return true;
+}
+
+static const char *reason_phrase(int status)
+{
+	switch (status) {
+	case 200:
+		return "OK";
+	case 206:
+		return "Partial Content";
+	case 400:
+		return "Bad Request";
+	case 401:
+		return "Unauthorized";
+	case 403:
+		return "Forbidden";
+	case 404:
+		return "Not Found";
+	case 405:
+		return "Method Not Allowed";
+	case 413:
+		return "Payload Too Large";
+	case 416:
+		return "Range Not Satisfiable";
+	case 429:
+		return "Too Many Requests";
+	case 500:
+		return "Internal Server Error";
+	case 503:
+		return "Service Unavailable";
+	default:
+		return "Error";
+	}
+}
+
+void srv_http_send_error(struct evhttp_request *req, int status, const char *code,
+			 const char *message)
+{
+	struct evbuffer *body = evbuffer_new();
+	struct evkeyvalq *headers = evhttp_request_get_output_headers(req);
+
+	evhttp_add_header(headers, "Content-Type", "application/json");
+	evhttp_add_header(headers, "Cache-Control", "no-store");
+	if (body != NULL)
+		evbuffer_add_printf(body, "{\"error\":{\"code\":\"%s\",\"message\":\"%s\"}}\n",
+				    code, message);
+	evhttp_send_reply(req, status, reason_phrase(status), body);
+	if (body != NULL)
+		evbuffer_free(body);
+}
+
+enum ota_err srv_http_peer_cn(struct evhttp_request *req, char *out, size_t cap)
+{
+	struct evhttp_connection *evcon = evhttp_request_get_connection(req);
+	struct bufferevent *bev;
+	X509_NAME *name;
+	X509_NAME_ENTRY *entry;
+	ASN1_STRING *data;
+	X509 *cert;
+	SSL *ssl;
+	int idx, len;
+
+	if (evcon == NULL)
+		return OTA_ERR_NOT_FOUND;
+	bev = evhttp_connection_get_bufferevent(evcon);
+	ssl = bev != NULL ? bufferevent_openssl_get_ssl(bev) : NULL;
+	if (ssl == NULL)
+		return OTA_ERR_NOT_FOUND;
+	cert = SSL_get0_peer_certificate(ssl);
+	if (cert == NULL || SSL_get_verify_result(ssl) != X509_V_OK)
+		return OTA_ERR_NOT_FOUND;
+	name = X509_get_subject_name(cert);
+	idx = X509_NAME_get_index_by_NID(name, NID_commonName, -1);
+	if (idx < 0 || X509_NAME_get_index_by_NID(name, NID_commonName, idx) >= 0)
+		return OTA_ERR_NOT_FOUND; /* none, or ambiguous */
+	entry = X509_NAME_get_entry(name, idx);
+	data = X509_NAME_ENTRY_get_data(entry);
+	len = ASN1_STRING_length(data);
+	if (len <= 0 || (size_t)len >= cap)
+		return OTA_ERR_NOT_FOUND;
+	memcpy(out, ASN1_STRING_get0_data(data), (size_t)len);
+	out[len] = '\0';
+	if (strlen(out) != (size_t)len)
+		return OTA_ERR_NOT_FOUND;
+	return OTA_OK;
+}
+
+static struct bufferevent *tls_bevcb(struct event_base *base, void *arg)
+{
+	struct srv_http_listener *listener = arg;
+	struct bufferevent *bev;
+	SSL *ssl = SSL_new(listener->tls);
+
+	if (ssl == NULL)
+		return NULL;
+	bev = bufferevent_openssl_socket_new(base, -1, ssl, BUFFEREVENT_SSL_ACCEPTING,
+					     BEV_OPT_CLOSE_ON_FREE);
+	if (bev == NULL) {
+		SSL_free(ssl);
+		return NULL;
+	}
+	bufferevent_openssl_set_allow_dirty_shutdown(bev, 1);
+	return bev;
+}
+
+static void dispatch_cb(struct evhttp_request *req, void *arg)
+{
+	struct srv_http_listener *listener = arg;
+	const struct evhttp_uri *uri = evhttp_request_get_evhttp_uri(req);
+	const char *path = uri != NULL ? evhttp_uri_get_path(uri) : NULL;
+	enum evhttp_cmd_type method = evhttp_request_get_command(req);
+
+	if (path == NULL) {
+		srv_http_send_error(req, 400, "bad_request", "no path");
+		return;
+	}
+	for (size_t i = 0; i < listener->n_routes; i++) {
+		const struct srv_http_route *route = &listener->routes[i];
+		size_t prefix_len = strlen(route->prefix);
+
+		if (strncmp(path, route->prefix, prefix_len) != 0)
+			continue;
+		if (!((unsigned)method & route->methods)) {
+			srv_http_send_error(req, 405, "method_not_allowed", "method not allowed");
+			return;
+		}
+		route->handler(req, path + prefix_len, listener->ctx);
+		return;
+	}
+	srv_http_send_error(req, 404, "not_found", "no such resource");
+}
+
+enum ota_err srv_http_listener_new(struct event_base *base, const struct srv_http_opts *opts,
+				   struct srv_http_listener **ret_listener)
+{
+	struct srv_http_listener *listener;
+	struct timeval timeout = {(time_t)opts->timeout_sec, 0};
+	evutil_socket_t fd;
+	unsigned methods = 0;
+
+	listener = calloc(1, sizeof(*listener));
+	if (listener == NULL)
+		return OTA_ERR_NOMEM;
+	listener->tls = opts->tls;
+	listener->routes = opts->routes;
+	listener->n_routes = opts->n_routes;
+	listener->ctx = opts->ctx;
+	listener->http = evhttp_new(base);
+	if (listener->http == NULL) {
+		free(listener);
+		return OTA_ERR_NOMEM;
+	}
+	for (size_t i = 0; i < opts->n_routes; i++)
+		methods |= opts->routes[i].methods;
+	evhttp_set_allowed_methods(listener->http, (ev_uint16_t)methods);
+	evhttp_set_timeout_tv(listener->http, &timeout);
+	evhttp_set_max_headers_size(listener->http, (ev_ssize_t)opts->max_header_bytes);
+	evhttp_set_max_body_size(listener->http, (ev_ssize_t)opts->max_body_bytes);
+	evhttp_set_default_content_type(listener->http, "application/octet-stream");
+	if (opts->tls != NULL)
+		evhttp_set_bevcb(listener->http, tls_bevcb, listener);
+	evhttp_set_gencb(listener->http, dispatch_cb, listener);
+	listener->sock = evhttp_bind_socket_with_handle(listener->http, opts->addr, opts->port);
+	if (listener->sock == NULL) {
+		srv_log(SRV_LOG_ERROR, "cannot listen on %s:%u", opts->addr, opts->port);
+		srv_http_listener_free(listener);
+		return OTA_ERR_TRANSPORT;
+	}
+	fd = evhttp_bound_socket_get_fd(listener->sock);
+	{
+		struct sockaddr_storage ss;
+		socklen_t len = sizeof(ss);
+
+		if (getsockname(fd, (struct sockaddr *)&ss, &len) == 0) {
+			if (ss.ss_family == AF_INET)
+				listener->port = ntohs(((struct sockaddr_in *)&ss)->sin_port);
+			else if (ss.ss_family == AF_INET6)
+				listener->port = ntohs(((struct sockaddr_in6 *)&ss)->sin6_port);
+		}
+	}
+	*ret_listener = listener;
+	return OTA_OK;
+}
+
+uint16_t srv_http_listener_port(const struct srv_http_listener *listener)
+{
+	return listener->port;
+}
+
+void srv_http_listener_free(struct srv_http_listener *listener)
+{
+	if (listener == NULL)
+		return;
+	if (listener->http != NULL)
+		evhttp_free(listener->http);
+	free(listener);
+}

@@ -1,0 +1,29 @@
+/* SPDX-License-Identifier: Apache-2.0 */
+#ifndef SRV_MIGRATE_INTERNAL_H
+#define SRV_MIGRATE_INTERNAL_H
+
+#include <stdbool.h>
+#include <stddef.h>
+
+#include "fleetota/err.h"
+
+/* Most migration files, and the largest one. */
+#define SRV_MIGRATE_MAX_FILES 1000u
+#define SRV_MIGRATE_MAX_BYTES (1024u * 1024u)
+
+/* true for "NNNN_name.sql" (4 digits, [a-z0-9_] name); writes the number. */
+bool srv_migrate_name_valid(const char *name, unsigned *ret_version);
+
+/*
+ * Applies the migrations of dir to the database at conninfo, in order,
+ * each in its own transaction, under an advisory lock (several servers may
+ * start at once), recording version, name and SHA-256 in
+ * schema_migrations. A migration already applied whose file changed (or
+ * is gone) is refused: OTA_ERR_HASH, with the reason on stderr. Runs
+ * before the loop starts (blocking libpq is fine there).
+ * OTA_OK; OTA_ERR_TRANSPORT (database), OTA_ERR_STORAGE (files),
+ * OTA_ERR_FORMAT (a bad file name), OTA_ERR_HASH.
+ */
+enum ota_err srv_migrate(const char *conninfo, const char *dir, unsigned *ret_applied);
+
+#endif

@@ -1,0 +1,277 @@
+/* SPDX-License-Identifier: Apache-2.0 */
+#include <dirent.h>
+#include <errno.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include <libpq-fe.h>
+
+#include "fleetota/crypto.h"
+#include "log-internal.h"
+#include "migrate-internal.h"
+#include "store-internal.h"
+
+/* Any constant: the advisory lock that serializes migrations. */
+#define MIGRATE_LOCK_KEY "7143201905"
+
+struct migration {
+	unsigned version;
+	char name[256];
+	char checksum[65];
+	char *sql;
+};
+
+bool srv_migrate_name_valid(const char *name, unsigned *ret_version)
+{
+	size_t len = strlen(name);
+
+	if (len < 10 || len > 200 || strcmp(name + len - 4, ".sql") != 0 || name[4] != '_')
+		return false;
+	for (size_t i = 0; i < 4; i++) {
+		if (name[i] < '0' || name[i] > '9')
+			return false;
+	}
+	for (size_t i = 5; i < len - 4; i++) {
+		char c = name[i];
+
+		if (!((c >= 'a' && c <= 'z') || (c >= '0' && c <= '9') || c == '_'))
+			return false;
+	}
+	*ret_version = (unsigned)((name[0] - '0') * 1000 + (name[1] - '0') * 100 +
+				  (name[2] - '0') * 10 + (name[3] - '0'));
+	return *ret_version > 0;
+}
+
+static int cmp_migration(const void *a, const void *b)
+{
+	const struct migration *x = a, *y = b;
+
+	return (x->version > y->version) - (x->version < y->version);
+}
+
+static enum ota_err read_file(const char *dir, struct migration *m)
+{
+	char path[4096];
+	uint8_t digest[32];
+	FILE *f;
+	size_t len;
+
+	snprintf(path, sizeof(path), "%s/%s", dir, m->name);
+	f = fopen(path, "re");
+	if (f == NULL) {
+		fprintf(stderr, "migrate: %s: %s\n", path, strerror(errno));
+		return OTA_ERR_STORAGE;
+	}
+	m->sql = malloc(SRV_MIGRATE_MAX_BYTES + 1);
+	if (m->sql == NULL) {
+		fclose(f);
+		return OTA_ERR_NOMEM;
+	}
+	len = fread(m->sql, 1, SRV_MIGRATE_MAX_BYTES + 1, f);
+	fclose(f);
+	if (len > SRV_MIGRATE_MAX_BYTES) {
+		fprintf(stderr, "migrate: %s is larger than %u bytes\n", path,
+			SRV_MIGRATE_MAX_BYTES);
+		return OTA_ERR_SIZE;
+	}
+	m->sql[len] = '\0';
+	if (strlen(m->sql) != len) {
+		fprintf(stderr, "migrate: %s contains a NUL byte\n", path);
+		return OTA_ERR_FORMAT;
+	}
+	if (ota_sha256(m->sql, len, digest) != OTA_OK)
+		return OTA_ERR_INTERNAL;
+	srv_store_name_from_sha256(digest, m->checksum);
+	return OTA_OK;
+}
+
+static enum ota_err list_dir(const char *dir, struct migration **ret_list, size_t *ret_n)
+{
+	struct migration *list = NULL;
+	size_t n = 0;
+	struct dirent *de;
+	DIR *d = opendir(dir);
+	enum ota_err err = OTA_OK;
+
+	if (d == NULL) {
+		fprintf(stderr, "migrate: %s: %s\n", dir, strerror(errno));
+		return OTA_ERR_STORAGE;
+	}
+	list = calloc(SRV_MIGRATE_MAX_FILES, sizeof(*list));
+	if (list == NULL) {
+		closedir(d);
+		return OTA_ERR_NOMEM;
+	}
+	while ((de = readdir(d)) != NULL) {
+		unsigned version;
+		size_t len = strlen(de->d_name);
+
+		if (len < 4 || strcmp(de->d_name + len - 4, ".sql") != 0)
+			continue;
+		if (!srv_migrate_name_valid(de->d_name, &version)) {
+			fprintf(stderr, "migrate: %s: not NNNN_name.sql\n", de->d_name);
+			err = OTA_ERR_FORMAT;
+			break;
+		}
+		if (n == SRV_MIGRATE_MAX_FILES) {
+			err = OTA_ERR_SIZE;
+			break;
+		}
+		list[n].version = version;
+		snprintf(list[n].name, sizeof(list[n].name), "%s", de->d_name);
+		n++;
+	}
+	closedir(d);
+	if (err == OTA_OK) {
+		qsort(list, n, sizeof(*list), cmp_migration);
+		for (size_t i = 0; i + 1 < n; i++) {
+			if (list[i].version == list[i + 1].version) {
+				fprintf(stderr, "migrate: %s and %s have the same number\n",
+					list[i].name, list[i + 1].name);
+				err = OTA_ERR_FORMAT;
+				break;
+			}
+		}
+	}
+	for (size_t i = 0; i < n && err == OTA_OK; i++)
+		err = read_file(dir, &list[i]);
+	if (err != OTA_OK) {
+		for (size_t i = 0; i < n; i++)
+			free(list[i].sql);
+		free(list);
+		return err;
+	}
+	*ret_list = list;
+	*ret_n = n;
+	return OTA_OK;
+}
+
+static bool exec_ok(PGconn *pg, const char *sql, const char *what)
+{
+	PGresult *res = PQexec(pg, sql);
+	ExecStatusType st = PQresultStatus(res);
+	bool ok = st == PGRES_COMMAND_OK || st == PGRES_TUPLES_OK;
+
+	if (!ok)
+		fprintf(stderr, "migrate: %s: %s", what, PQresultErrorMessage(res));
+	PQclear(res);
+	return ok;
+}
+
+static enum ota_err apply_one(PGconn *pg, const struct migration *m)
+{
+	char version[16];
+	const char *params[3] = {version, m->name, m->checksum};
+	PGresult *res;
+	bool ok;
+
+	snprintf(version, sizeof(version), "%u", m->version);
+	if (!exec_ok(pg, "BEGIN", "BEGIN"))
+		return OTA_ERR_TRANSPORT;
+	if (!exec_ok(pg, m->sql, m->name)) {
+		exec_ok(pg, "ROLLBACK", "ROLLBACK");
+		return OTA_ERR_STORAGE;
+	}
+	res = PQexecParams(pg,
+			   "INSERT INTO schema_migrations (version, name, checksum)"
+			   " VALUES ($1::int, $2, $3)",
+			   3, NULL, params, NULL, NULL, 0);
+	ok = PQresultStatus(res) == PGRES_COMMAND_OK;
+	if (!ok)
+		fprintf(stderr, "migrate: recording %s: %s", m->name, PQresultErrorMessage(res));
+	PQclear(res);
+	if (!ok) {
+		exec_ok(pg, "ROLLBACK", "ROLLBACK");
+		return OTA_ERR_STORAGE;
+	}
+	return exec_ok(pg, "COMMIT", "COMMIT") ? OTA_OK : OTA_ERR_STORAGE;
+}
+
+enum ota_err srv_migrate(const char *conninfo, const char *dir, unsigned *ret_applied)
+{
+	struct migration *list = NULL;
+	size_t n = 0;
+	unsigned applied = 0;
+	PGconn *pg = NULL;
+	PGresult *res = NULL;
+	enum ota_err err;
+
+	err = list_dir(dir, &list, &n);
+	if (err != OTA_OK)
+		return err;
+	pg = PQconnectdb(conninfo);
+	if (PQstatus(pg) != CONNECTION_OK) {
+		fprintf(stderr, "migrate: cannot connect: %s", PQerrorMessage(pg));
+		err = OTA_ERR_TRANSPORT;
+		goto out;
+	}
+	exec_ok(pg, "SET client_min_messages = warning", "settings");
+	if (!exec_ok(pg, "SELECT pg_advisory_lock(" MIGRATE_LOCK_KEY ")", "lock") ||
+	    !exec_ok(pg,
+		     "CREATE TABLE IF NOT EXISTS schema_migrations ("
+		     " version integer PRIMARY KEY, name text NOT NULL,"
+		     " checksum text NOT NULL, applied_at timestamptz NOT NULL DEFAULT now())",
+		     "schema_migrations")) {
+		err = OTA_ERR_TRANSPORT;
+		goto out;
+	}
+	res = PQexec(pg, "SELECT version, name, checksum FROM schema_migrations ORDER BY version");
+	if (PQresultStatus(res) != PGRES_TUPLES_OK) {
+		fprintf(stderr, "migrate: %s", PQresultErrorMessage(res));
+		err = OTA_ERR_TRANSPORT;
+		goto out;
+	}
+	/* Every applied migration must still be there, unchanged. */
+	for (int row = 0; row < PQntuples(res); row++) {
+		unsigned version = (unsigned)strtoul(PQgetvalue(res, row, 0), NULL, 10);
+		const struct migration *m = NULL;
+
+		for (size_t i = 0; i < n; i++) {
+			if (list[i].version == version)
+				m = &list[i];
+		}
+		if (m == NULL) {
+			fprintf(stderr,
+				"migrate: applied migration %s is missing from %s"
+				" (database newer than this server?)\n",
+				PQgetvalue(res, row, 1), dir);
+			err = OTA_ERR_HASH;
+			goto out;
+		}
+		if (strcmp(m->checksum, PQgetvalue(res, row, 2)) != 0) {
+			fprintf(stderr,
+				"migrate: refused: %s was changed after it was applied"
+				" (checksum %s, recorded %s); add a new migration instead\n",
+				m->name, m->checksum, PQgetvalue(res, row, 2));
+			err = OTA_ERR_HASH;
+			goto out;
+		}
+	}
+	for (size_t i = 0; i < n; i++) {
+		bool done = false;
+
+		for (int row = 0; row < PQntuples(res); row++) {
+			if ((unsigned)strtoul(PQgetvalue(res, row, 0), NULL, 10) == list[i].version)
+				done = true;
+		}
+		if (done)
+			continue;
+		err = apply_one(pg, &list[i]);
+		if (err != OTA_OK)
+			goto out;
+		srv_log(SRV_LOG_INFO, "migration %s applied", list[i].name);
+		applied++;
+	}
+	*ret_applied = applied;
+	err = OTA_OK;
+out:
+	PQclear(res);
+	if (pg != NULL && PQstatus(pg) == CONNECTION_OK)
+		exec_ok(pg, "SELECT pg_advisory_unlock(" MIGRATE_LOCK_KEY ")", "unlock");
+	PQfinish(pg);
+	for (size_t i = 0; i < n; i++)
+		free(list[i].sql);
+	free(list);
+	return err;
+}

@@ -1,0 +1,333 @@
+/* SPDX-License-Identifier: Apache-2.0 */
+#include <pthread.h>
+#include <stdatomic.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include <MQTTAsync.h>
+#include <event2/event.h>
+
+#include "fleetota/limits.h"
+#include "log-internal.h"
+#include "mqtt-internal.h"
+#include "report-internal.h"
+#include "server-internal.h"
+
+#define SESSION_EXPIRY_SEC 3600
+#define CONNECT_RETRY_SEC 1
+
+enum msg_kind {
+	MSG_REPORT,
+	MSG_CONNECTED,
+	MSG_CONNECT_FAILED,
+	MSG_LOST,
+	MSG_TOO_BIG,
+};
+
+struct mqtt_msg {
+	struct mqtt_msg *next;
+	enum msg_kind kind;
+	char topic[SRV_MAX_TOPIC_BYTES + 1];
+	size_t len;
+	uint8_t payload[];
+};
+
+struct srv_mqtt {
+	struct srv_server *srv;
+	MQTTAsync client;
+	pthread_mutex_t lock;
+	struct mqtt_msg *head;
+	struct mqtt_msg *tail;
+	size_t queued;
+	uint64_t dropped;
+	struct event *ev_wake;
+	struct event *ev_retry;
+	atomic_bool connected;
+	char sub_topic[128];
+	MQTTProperties connect_props;
+};
+
+/* ---- Paho threads: copy, queue, wake; nothing else -------------------- */
+
+static void push(struct srv_mqtt *mqtt, enum msg_kind kind, const char *topic, size_t topic_len,
+		 const void *payload, size_t len)
+{
+	struct mqtt_msg *m = malloc(sizeof(*m) + len);
+
+	if (m == NULL)
+		return;
+	m->next = NULL;
+	m->kind = kind;
+	if (topic_len > SRV_MAX_TOPIC_BYTES)
+		topic_len = SRV_MAX_TOPIC_BYTES; /* the loop refuses a clipped topic */
+	if (topic != NULL)
+		memcpy(m->topic, topic, topic_len);
+	m->topic[topic != NULL ? topic_len : 0] = '\0';
+	m->len = len;
+	if (len > 0)
+		memcpy(m->payload, payload, len);
+	pthread_mutex_lock(&mqtt->lock);
+	if (mqtt->queued >= SRV_MQTT_QUEUE_MAX && kind == MSG_REPORT) {
+		mqtt->dropped++;
+		pthread_mutex_unlock(&mqtt->lock);
+		free(m);
+		return;
+	}
+	if (mqtt->tail != NULL)
+		mqtt->tail->next = m;
+	else
+		mqtt->head = m;
+	mqtt->tail = m;
+	mqtt->queued++;
+	pthread_mutex_unlock(&mqtt->lock);
+	event_active(mqtt->ev_wake, EV_READ, 0);
+}
+
+static int on_message(void *context, char *topic, int topic_len, MQTTAsync_message *message)
+{
+	struct srv_mqtt *mqtt = context;
+	size_t tlen = topic_len > 0 ? (size_t)topic_len : strlen(topic);
+
+	if (message->payloadlen < 0 || (size_t)message->payloadlen > OTA_MAX_MQTT_PAYLOAD_BYTES)
+		push(mqtt, MSG_TOO_BIG, topic, tlen, NULL, 0);
+	else
+		push(mqtt, MSG_REPORT, topic, tlen, message->payload, (size_t)message->payloadlen);
+	MQTTAsync_freeMessage(&message);
+	MQTTAsync_free(topic);
+	return 1;
+}
+
+static void on_connection_lost(void *context, char *cause)
+{
+	struct srv_mqtt *mqtt = context;
+
+	(void)cause;
+	atomic_store(&mqtt->connected, false);
+	push(mqtt, MSG_LOST, NULL, 0, NULL, 0);
+}
+
+static void on_subscribe_failure(void *context, MQTTAsync_failureData5 *response)
+{
+	struct srv_mqtt *mqtt = context;
+
+	(void)response;
+	push(mqtt, MSG_CONNECT_FAILED, "subscribe", 9, NULL, 0);
+}
+
+static void on_connected(void *context, char *cause)
+{
+	struct srv_mqtt *mqtt = context;
+	MQTTAsync_responseOptions opts = MQTTAsync_responseOptions_initializer;
+
+	(void)cause;
+	opts.context = mqtt;
+	opts.onFailure5 = on_subscribe_failure;
+	/* Re-subscribe on every (re)connect: the broker may have lost our session. */
+	MQTTAsync_subscribe(mqtt->client, mqtt->sub_topic, 1, &opts);
+	atomic_store(&mqtt->connected, true);
+	push(mqtt, MSG_CONNECTED, NULL, 0, NULL, 0);
+}
+
+static void on_connect_failure(void *context, MQTTAsync_failureData5 *response)
+{
+	struct srv_mqtt *mqtt = context;
+
+	(void)response;
+	push(mqtt, MSG_CONNECT_FAILED, "connect", 7, NULL, 0);
+}
+
+/* ---- loop thread ---------------------------------------------------- */
+
+static void connect_now(struct srv_mqtt *mqtt);
+
+static void retry_cb(evutil_socket_t fd, short what, void *arg)
+{
+	(void)fd;
+	(void)what;
+	connect_now(arg);
+}
+
+static void wake_cb(evutil_socket_t fd, short what, void *arg)
+{
+	struct srv_mqtt *mqtt = arg;
+	struct srv_server *srv = mqtt->srv;
+	struct mqtt_msg *list, *m;
+	uint64_t dropped;
+
+	(void)fd;
+	(void)what;
+	pthread_mutex_lock(&mqtt->lock);
+	list = mqtt->head;
+	mqtt->head = mqtt->tail = NULL;
+	mqtt->queued = 0;
+	dropped = mqtt->dropped;
+	mqtt->dropped = 0;
+	pthread_mutex_unlock(&mqtt->lock);
+	srv->metrics.rejections[SRV_REJECT_QUEUE_FULL] += dropped;
+	while ((m = list) != NULL) {
+		list = m->next;
+		switch (m->kind) {
+		case MSG_REPORT:
+			srv_report_handle(srv, m->topic, m->payload, m->len);
+			break;
+		case MSG_TOO_BIG:
+			srv->metrics.reports_received++;
+			srv_metrics_reject(&srv->metrics, SRV_REJECT_REPORT_TOO_BIG);
+			srv_log(SRV_LOG_WARN, "report on '%.80s' refused: too big", m->topic);
+			break;
+		case MSG_CONNECTED:
+			srv->metrics.mqtt_reconnects++;
+			srv_log(SRV_LOG_INFO, "mqtt connected, subscribed to %s", mqtt->sub_topic);
+			break;
+		case MSG_LOST:
+			srv_log(SRV_LOG_WARN, "mqtt connection lost (reconnecting)");
+			break;
+		case MSG_CONNECT_FAILED: {
+			struct timeval delay = {CONNECT_RETRY_SEC, 0};
+
+			srv_log(SRV_LOG_WARN, "mqtt %s failed, retrying", m->topic);
+			if (strcmp(m->topic, "connect") == 0)
+				evtimer_add(mqtt->ev_retry, &delay);
+			break;
+		}
+		}
+		free(m);
+	}
+}
+
+static void connect_now(struct srv_mqtt *mqtt)
+{
+	const struct srv_config *cfg = mqtt->srv->config;
+	MQTTAsync_connectOptions opts = MQTTAsync_connectOptions_initializer5;
+	MQTTAsync_SSLOptions ssl = MQTTAsync_SSLOptions_initializer;
+	int rc;
+
+	ssl.trustStore = cfg->mqtt_ca;
+	ssl.keyStore = cfg->mqtt_cert;
+	ssl.privateKey = cfg->mqtt_key;
+	ssl.enableServerCertAuth = 1;
+	ssl.verify = 1;
+	ssl.sslVersion = MQTT_SSL_VERSION_TLS_1_2;
+	opts.ssl = &ssl;
+	opts.keepAliveInterval = 20;
+	opts.cleanstart = 0; /* keep the session: QoS 1 reports wait for us */
+	opts.connectProperties = &mqtt->connect_props;
+	opts.automaticReconnect = 1;
+	opts.minRetryInterval = 1;
+	opts.maxRetryInterval = 5;
+	opts.connectTimeout = 10;
+	opts.context = mqtt;
+	opts.onFailure5 = on_connect_failure;
+	rc = MQTTAsync_connect(mqtt->client, &opts);
+	if (rc != MQTTASYNC_SUCCESS) {
+		struct timeval delay = {CONNECT_RETRY_SEC, 0};
+
+		srv_log(SRV_LOG_WARN, "mqtt connect: %s", MQTTAsync_strerror(rc));
+		evtimer_add(mqtt->ev_retry, &delay);
+	}
+}
+
+bool srv_mqtt_connected(const struct srv_mqtt *mqtt)
+{
+	return mqtt != NULL && atomic_load(&((struct srv_mqtt *)mqtt)->connected);
+}
+
+enum ota_err srv_mqtt_notify(struct srv_mqtt *mqtt, const char *device,
+			     const Fleetota__V1__Notify *notify)
+{
+	MQTTAsync_message msg = MQTTAsync_message_initializer;
+	MQTTAsync_responseOptions opts = MQTTAsync_responseOptions_initializer;
+	uint8_t buf[OTA_MAX_MQTT_PAYLOAD_BYTES];
+	char topic[SRV_MAX_TOPIC_BYTES];
+	size_t len;
+	int rc;
+
+	if (mqtt == NULL || !srv_id_valid(device, SRV_MAX_DEVICE_ID))
+		return OTA_ERR_INVALID_ARG;
+	len = fleetota__v1__notify__get_packed_size(notify);
+	if (len > sizeof(buf))
+		return OTA_ERR_SIZE;
+	fleetota__v1__notify__pack(notify, buf);
+	snprintf(topic, sizeof(topic), "fleetota/v1/%s/cmd", device);
+	msg.payload = buf;
+	msg.payloadlen = (int)len;
+	msg.qos = 1;
+	rc = MQTTAsync_sendMessage(mqtt->client, topic, &msg, &opts);
+	if (rc != MQTTASYNC_SUCCESS) {
+		srv_log(SRV_LOG_WARN, "notify %s: %s", device, MQTTAsync_strerror(rc));
+		return OTA_ERR_TRANSPORT;
+	}
+	mqtt->srv->metrics.notifies_sent++;
+	return OTA_OK;
+}
+
+enum ota_err srv_mqtt_start(struct srv_server *srv, struct srv_mqtt **ret_mqtt)
+{
+	const struct srv_config *cfg = srv->config;
+	MQTTAsync_createOptions create = MQTTAsync_createOptions_initializer5;
+	MQTTProperty expiry;
+	struct srv_mqtt *mqtt;
+	int rc;
+
+	mqtt = calloc(1, sizeof(*mqtt));
+	if (mqtt == NULL)
+		return OTA_ERR_NOMEM;
+	mqtt->srv = srv;
+	pthread_mutex_init(&mqtt->lock, NULL);
+	atomic_init(&mqtt->connected, false);
+	snprintf(mqtt->sub_topic, sizeof(mqtt->sub_topic), "$share/%s/fleetota/v1/+/status",
+		 cfg->mqtt_share_group);
+	mqtt->ev_wake = event_new(srv->base, -1, 0, wake_cb, mqtt);
+	mqtt->ev_retry = evtimer_new(srv->base, retry_cb, mqtt);
+	if (mqtt->ev_wake == NULL || mqtt->ev_retry == NULL)
+		goto fail;
+	create.sendWhileDisconnected = 1;
+	create.maxBufferedMessages = 10000;
+	create.deleteOldestMessages = 1;
+	rc = MQTTAsync_createWithOptions(&mqtt->client, cfg->mqtt_url, cfg->mqtt_client_id,
+					 MQTTCLIENT_PERSISTENCE_NONE, NULL, &create);
+	if (rc != MQTTASYNC_SUCCESS) {
+		srv_log(SRV_LOG_ERROR, "mqtt client %s: %s", cfg->mqtt_url, MQTTAsync_strerror(rc));
+		goto fail;
+	}
+	MQTTAsync_setCallbacks(mqtt->client, mqtt, on_connection_lost, on_message, NULL);
+	MQTTAsync_setConnected(mqtt->client, mqtt, on_connected);
+	memset(&expiry, 0, sizeof(expiry));
+	expiry.identifier = MQTTPROPERTY_CODE_SESSION_EXPIRY_INTERVAL;
+	expiry.value.integer4 = SESSION_EXPIRY_SEC;
+	MQTTProperties_add(&mqtt->connect_props, &expiry);
+	connect_now(mqtt);
+	*ret_mqtt = mqtt;
+	return OTA_OK;
+fail:
+	srv_mqtt_stop(mqtt);
+	return OTA_ERR_TRANSPORT;
+}
+
+void srv_mqtt_stop(struct srv_mqtt *mqtt)
+{
+	struct mqtt_msg *m;
+
+	if (mqtt == NULL)
+		return;
+	if (mqtt->client != NULL) {
+		MQTTAsync_disconnectOptions opts = MQTTAsync_disconnectOptions_initializer5;
+
+		opts.timeout = 1000;
+		if (MQTTAsync_isConnected(mqtt->client))
+			MQTTAsync_disconnect(mqtt->client, &opts);
+		MQTTAsync_destroy(&mqtt->client);
+	}
+	MQTTProperties_free(&mqtt->connect_props);
+	if (mqtt->ev_wake != NULL)
+		event_free(mqtt->ev_wake);
+	if (mqtt->ev_retry != NULL)
+		event_free(mqtt->ev_retry);
+	while ((m = mqtt->head) != NULL) {
+		mqtt->head = m->next;
+		free(m);
+	}
+	pthread_mutex_destroy(&mqtt->lock);
+	free(mqtt);
+}

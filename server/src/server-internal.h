@@ -1,0 +1,44 @@
+/* SPDX-License-Identifier: Apache-2.0 */
+#ifndef SRV_SERVER_INTERNAL_H
+#define SRV_SERVER_INTERNAL_H
+
+#include <event2/event.h>
+#include <openssl/ssl.h>
+
+#include "config-internal.h"
+#include "db-internal.h"
+#include "http-internal.h"
+#include "metrics-internal.h"
+#include "ratelimit-internal.h"
+
+struct srv_mqtt;
+struct srv_notifier;
+
+/*
+ * One ota-server process: one loop and the modules on it. Modules keep a
+ * pointer to this and use its db, metrics and config; the REST API and the
+ * rollout engine hang off it the same way (their own listener / timers).
+ */
+struct srv_server {
+	struct event_base *base;
+	struct srv_config *config;
+	struct srv_metrics metrics;
+	struct srv_db *db;
+	struct srv_ratelimit *ratelimit;
+	SSL_CTX *device_tls;
+	struct srv_http_listener *device_listener;
+	struct srv_mqtt *mqtt;
+	struct srv_notifier *notifier;
+};
+
+/* ---- delivery.c: the device listener ---------------------------------- */
+
+/* Registers the delivery statements (before srv_db_start). */
+enum ota_err srv_delivery_prepare(struct srv_db *db);
+
+/* Starts the mTLS device listener from srv->config. */
+enum ota_err srv_delivery_start(struct srv_server *srv);
+
+void srv_delivery_stop(struct srv_server *srv);
+
+#endif

@@ -1,0 +1,176 @@
+#!/usr/bin/env bash
+# SPDX-License-Identifier: Apache-2.0
+# Shared setup for the server integration tests: a temp dir, a dev PKI, a
+# private PostgreSQL and mosquitto on free loopback ports, ota-server; all
+# stopped by PID on exit, also on failure.
+set -euo pipefail
+: "${OTA_SERVER:?}" "${SRV_TESTTOOL:?}" "${TOP:?}"
+export LSAN_OPTIONS=${LSAN_OPTIONS:-suppressions=$TOP/tests/lsan.supp:print_suppressions=0}
+
+T=$(mktemp -d /tmp/fleetota-srv-test.XXXXXX)
+chmod 711 "$T"
+SERVER_PID=
+SERVER_STATUS=0
+FAILED=0
+
+log() { echo "[$(date +%T)] $*"; }
+fail() {
+	echo "FAIL: $*" >&2
+	FAILED=1
+	exit 1
+}
+
+free_port() {
+	local p
+	for _ in $(seq 1 100); do
+		p=$((20000 + RANDOM % 12000))
+		if ! (exec 3<>/dev/tcp/127.0.0.1/$p) 2>/dev/null; then
+			if ! grep -q ":$(printf '%04X' $p) " /proc/net/tcp 2>/dev/null; then
+				echo $p
+				return
+			fi
+		fi
+	done
+	fail "no free port"
+}
+
+cleanup() {
+	local rc=$?
+	set +e
+	stop_server
+	"$TOP/scripts/mosquitto.sh" stop "$T/mq" >/dev/null 2>&1
+	"$TOP/scripts/pg.sh" stop "$T/pg" >/dev/null 2>&1
+	if [[ $rc != 0 || $FAILED != 0 ]]; then
+		echo "---- ota-server log (tail)"
+		tail -40 "$T/server.log" 2>/dev/null
+		echo "---- mosquitto log (tail)"
+		tail -15 "$T/mq/mosquitto.log" 2>/dev/null
+	fi
+	rm -rf "$T"
+	exit $rc
+}
+trap cleanup EXIT
+
+PG_PORT=$(free_port)
+MQ_PORT=$(free_port)
+DEV_PORT=$(free_port)
+PKI=$T/pki
+STORE=$T/fixtures/store
+
+setup_pki() { "$TOP/scripts/pki.sh" "$PKI" "$@"; }
+
+start_pg() { "$TOP/scripts/pg.sh" start "$T/pg" "$PG_PORT" fleetota >/dev/null; }
+stop_pg() { "$TOP/scripts/pg.sh" stop "$T/pg"; }
+start_broker() { "$TOP/scripts/mosquitto.sh" start "$T/mq" "$MQ_PORT" "$PKI" >/dev/null; }
+stop_broker() { "$TOP/scripts/mosquitto.sh" stop "$T/mq"; }
+
+sql() { psql "host=$T/pg port=$PG_PORT dbname=fleetota user=postgres" -v ON_ERROR_STOP=1 -Atq "$@"; }
+
+write_config() {
+	cat >"$T/server.conf" <<CONF
+# written by tests/integration/server/lib.sh
+db_conninfo = host=$T/pg port=$PG_PORT dbname=fleetota user=postgres
+db_pool_size = 2
+migrations_dir = $TOP/migrations
+device_listen = 127.0.0.1:$DEV_PORT
+tls_cert = $PKI/server.crt
+tls_key = $PKI/server.key
+device_ca = $PKI/device-ca.crt
+store_dir = $STORE
+rate_per_sec = ${RATE_PER_SEC:-20}
+rate_burst = ${RATE_BURST:-40}
+http_timeout_sec = 3
+mqtt_url = ssl://127.0.0.1:$MQ_PORT
+mqtt_ca = $PKI/server-ca.crt
+mqtt_cert = $PKI/ota-server-mqtt.crt
+mqtt_key = $PKI/ota-server-mqtt.key
+mqtt_client_id = ota-server-test
+notify_poll_ms = 200
+log_level = debug
+CONF
+}
+
+migrate() { "$OTA_SERVER" migrate --config "$T/server.conf"; }
+
+start_server() {
+	"$OTA_SERVER" --config "$T/server.conf" >>"$T/server.log" 2>&1 &
+	SERVER_PID=$!
+	for _ in $(seq 1 100); do
+		if grep -q "mqtt connected" "$T/server.log" && grep -q "db connection 0 up" "$T/server.log"; then
+			return 0
+		fi
+		kill -0 "$SERVER_PID" 2>/dev/null || fail "ota-server exited"
+		sleep 0.1
+	done
+	fail "ota-server did not come up"
+}
+
+# Stops the server with SIGTERM; a sanitizer report makes its status non-zero.
+stop_server() {
+	[[ -n "$SERVER_PID" ]] || return 0
+	kill -TERM "$SERVER_PID" 2>/dev/null
+	wait "$SERVER_PID"
+	SERVER_STATUS=$?
+	SERVER_PID=
+	return 0
+}
+
+check_server_exit() {
+	stop_server
+	[[ $SERVER_STATUS == 0 ]] || fail "ota-server exited with $SERVER_STATUS (sanitizer report?)"
+}
+
+# dev_curl DEVICE PATH [curl args...]: prints the body, status in $T/status
+dev_curl() {
+	local dev=$1 path=$2
+	shift 2
+	curl -sS --cacert "$PKI/server-ca.crt" --cert "$PKI/devices/$dev.crt" \
+		--key "$PKI/devices/$dev.key" -o "$T/body" -w '%{http_code}' \
+		"$@" "https://127.0.0.1:$DEV_PORT$path" >"$T/status" || true
+}
+status() { cat "$T/status"; }
+
+mq_pub() { # DEVICE TOPIC FILE
+	mosquitto_pub -V 5 -q 1 -h 127.0.0.1 -p "$MQ_PORT" --cafile "$PKI/server-ca.crt" \
+		--cert "$PKI/devices/$1.crt" --key "$PKI/devices/$1.key" -t "$2" -f "$3"
+}
+
+report() { # DEVICE TOPIC_DEVICE SEQ STATE VERSION CODE COUNTER [ARTIFACT] [EVENTS...]
+	local dev=$1 topic_dev=$2
+	shift 2
+	local f="$T/report.$RANDOM.bin"
+	"$SRV_TESTTOOL" report "$f" "$dev" "$@"
+	mq_pub "$dev" "fleetota/v1/$topic_dev/status" "$f"
+}
+
+wait_for() { # SECONDS COMMAND...: retries the command until it succeeds
+	local deadline=$((SECONDS + $1))
+	shift
+	until "$@"; do
+		((SECONDS < deadline)) || return 1
+		sleep 0.2
+	done
+}
+
+sql_eq() { # EXPECTED SQL
+	[[ "$(sql -c "$2")" == "$1" ]]
+}
+
+# Standard world: PKI, PostgreSQL, broker, migrated schema, fixtures, server.
+standard_setup() {
+	setup_pki dev-1 dev-2 dev-3
+	start_pg
+	start_broker
+	write_config
+	migrate >/dev/null 2>&1 || { migrate; fail "migrate"; }
+	mkdir -p "$T/fixtures"
+	"$SRV_TESTTOOL" fixtures "$T/fixtures" art-1:1.1.0:2:300000 art-2:1.2.0:3:1000 >/dev/null
+	sql -f "$T/fixtures/trust.sql"
+	sql -f "$T/fixtures/art-1.sql"
+	sql -f "$T/fixtures/art-2.sql"
+	sql -c "INSERT INTO devices (device_id, model, hw_revision, version, version_code, security_counter)
+		VALUES ('dev-1', 'fx-model', 'rev-a', '1.0.0', 1, 1),
+		       ('dev-2', 'fx-model', 'rev-a', '1.0.0', 1, 1),
+		       ('dev-3', 'fx-model', 'rev-a', '1.0.0', 1, 1)"
+	start_server
+}
