@@ -1,0 +1,60 @@
+# SPDX-License-Identifier: Apache-2.0
+# Shared by the ota-keys integration tests: a private temp dir removed on
+# exit (also on failure), an audit log inside it, and assertions.
+set -euo pipefail
+KEYS=$(realpath "${1:?path to ota-keys}")
+HERE=$(cd "$(dirname "$0")" && pwd)
+WORK=$(mktemp -d /tmp/ota-keys-test.XXXXXX)
+cleanup_hooks=()
+cleanup() {
+	local rc=$?
+	for hook in "${cleanup_hooks[@]+"${cleanup_hooks[@]}"}"; do
+		$hook || true
+	done
+	rm -rf "$WORK"
+	exit $rc
+}
+trap cleanup EXIT
+cd "$WORK"
+export OTA_KEYS_AUDIT_LOG="$WORK/audit.log"
+export USER=ci-signer
+unset OTA_PKCS11_MODULE OTA_PKCS11_ENGINE
+
+die() {
+	echo "FAIL: $*" >&2
+	exit 1
+}
+
+# ok CMD...: must succeed
+ok() {
+	if ! "$@" >"$WORK/out" 2>"$WORK/err"; then
+		cat "$WORK/out" "$WORK/err" >&2
+		die "expected success: $*"
+	fi
+}
+
+# refused ERRNAME CMD...: must exit non-zero with "ERRNAME: detail" on stderr
+refused() {
+	local name=$1
+	shift
+	if "$@" >"$WORK/out" 2>"$WORK/err"; then
+		die "expected $name, but it succeeded: $*"
+	fi
+	if grep -q "Sanitizer" "$WORK/err"; then
+		cat "$WORK/err" >&2
+		die "sanitizer report: $*"
+	fi
+	if ! grep -q "^$name: " "$WORK/err"; then
+		cat "$WORK/err" >&2
+		die "expected $name: $*"
+	fi
+}
+
+# json FILE JQ: a field of `ota-keys inspect --json`
+json() {
+	"$KEYS" inspect --json "$1" | jq -r "$2"
+}
+
+lines() {
+	wc -l <"$1" | tr -d ' '
+}
