@@ -15,6 +15,15 @@
 
 /* ---- small text helpers (no stdio in the core) ---------------------- */
 
+/* strnlen is POSIX, not C17: the core stays within the C library of C17 */
+static size_t bounded_len(const char *s, size_t max)
+{
+	size_t len = 0;
+	while (len < max && s[len] != '\0')
+		len++;
+	return len;
+}
+
 struct text {
 	char *p;
 	size_t cap;
@@ -51,7 +60,7 @@ static void text_u64(struct text *t, uint64_t v)
 
 static void copy_str(char *dst, size_t cap, const char *src)
 {
-	size_t len = src ? strnlen(src, cap - 1) : 0;
+	size_t len = src ? bounded_len(src, cap - 1) : 0;
 	if (len)
 		memcpy(dst, src, len);
 	dst[len] = '\0';

@@ -29,6 +29,15 @@ struct rbuf {
 	bool bad;
 };
 
+/* strnlen is POSIX, not C17: the core stays within the C library of C17 */
+static size_t bounded_len(const char *s, size_t max)
+{
+	size_t len = 0;
+	while (len < max && s[len] != '\0')
+		len++;
+	return len;
+}
+
 static uint32_t crc32_calc(const uint8_t *data, size_t len)
 {
 	uint32_t crc = 0xffffffffu;
@@ -75,7 +84,7 @@ static void put_u8(struct wbuf *w, uint8_t v)
 static void put_str(struct wbuf *w, const char *s, size_t cap)
 {
 	uint8_t field[OTA_AGENT_VERSION_BYTES] = {0};
-	size_t len = strnlen(s, cap - 1);
+	size_t len = bounded_len(s, cap - 1);
 	memcpy(field, s, len);
 	put_bytes(w, field, cap);
 }

@@ -297,6 +297,26 @@ static void test_power_fail_every_operation(void **state)
 	ota_fx_env_free(m);
 }
 
+/* The core's memory: its struct plus the high-water mark of the work area. */
+static void test_memory_budget(void **state)
+{
+	struct world *w = *state;
+	Fleetota__V1__Signed *m = v2_manifest(w);
+	memset(w->work, 0xa5, OTA_AGENT_WORK_BYTES);
+	assert_int_equal(world_install(w, m, w->kl2, w->root1, w->v2, sizeof(w->v2)), OTA_OK);
+	unsigned slot;
+	assert_int_equal(ota_agent_boot(&w->agent, &slot), OTA_OK);
+	assert_int_equal(ota_agent_confirm(&w->agent), OTA_OK);
+	size_t high = OTA_AGENT_WORK_BYTES;
+	while (high > 0 && w->work[high - 1] == 0xa5)
+		high--;
+	print_message("struct ota_agent %zu bytes; work area high-water %zu of %u bytes\n",
+		      sizeof(struct ota_agent), high, OTA_AGENT_WORK_BYTES);
+	assert_true(high > 0);
+	assert_true(high < OTA_AGENT_WORK_BYTES);
+	ota_fx_env_free(m);
+}
+
 int main(void)
 {
 #define T(f) cmocka_unit_test_setup_teardown(f, setup, teardown)
@@ -309,6 +329,7 @@ int main(void)
 		T(test_resume_rehashes_prefix),
 		T(test_event_log),
 		T(test_power_fail_every_operation),
+		T(test_memory_budget),
 	};
 #undef T
 	return cmocka_run_group_tests(tests, NULL, NULL);
