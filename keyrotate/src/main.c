@@ -241,9 +241,28 @@ static int parse_u64_arg(const char *arg, uint64_t *ret)
 
 /* ---- signing: every signature goes through here, and into the audit log ---- */
 
+/* The keys a signer must be among (a root list, or old and new for a rotation). */
+struct signers {
+	Fleetota__V1__PublicKey *const *a;
+	size_t n_a;
+	Fleetota__V1__PublicKey *const *b;
+	size_t n_b;
+	const char *what;
+};
+
+static int key_listed(Fleetota__V1__PublicKey *const *keys, size_t n, const uint8_t *id)
+{
+	for (size_t i = 0; i < n; i++) {
+		if (keys[i]->key_id.len == OTA_KEY_ID_BYTES &&
+		    memcmp(keys[i]->key_id.data, id, OTA_KEY_ID_BYTES) == 0)
+			return 1;
+	}
+	return 0;
+}
+
 static enum ota_err sign_envelope(struct common *c, Fleetota__V1__Signed *env,
 				  enum ota_obj_type type, uint64_t version, const char *key_spec,
-				  uint8_t ret_key_id[OTA_KEY_ID_BYTES])
+				  const struct signers *allowed)
 {
 	EVP_PKEY *pkey = NULL;
 	struct kr_audit_entry entry = {0};
@@ -254,6 +273,14 @@ static enum ota_err sign_envelope(struct common *c, Fleetota__V1__Signed *env,
 	if (err != OTA_OK)
 		return err;
 	err = ota_pkey_public(pkey, &alg, spki, &spki_len, entry.key_id);
+	if (err == OTA_OK && allowed &&
+	    !key_listed(allowed->a, allowed->n_a, entry.key_id) &&
+	    !key_listed(allowed->b, allowed->n_b, entry.key_id)) {
+		EVP_PKEY_free(pkey);
+		return kr_fail(&c->diag, OTA_ERR_KEY_UNKNOWN, "%s is not a key of %s",
+			       strncmp(key_spec, "pkcs11:", 7) == 0 ? "the token key" : key_spec,
+			       allowed->what);
+	}
 	if (err == OTA_OK)
 		err = ota_envelope_add_signature(env, type, pkey);
 	EVP_PKEY_free(pkey);
@@ -269,8 +296,6 @@ static enum ota_err sign_envelope(struct common *c, Fleetota__V1__Signed *env,
 	err = kr_audit_append(c->audit_log, &entry, &c->diag);
 	if (err != OTA_OK)
 		return err;
-	if (ret_key_id)
-		memcpy(ret_key_id, entry.key_id, OTA_KEY_ID_BYTES);
 	return OTA_OK;
 }
 
@@ -774,30 +799,6 @@ static enum ota_err list_envelope_load(struct list_args *a, struct kr_diag *diag
 	return OTA_OK;
 }
 
-/* Is the key in keys[]? (A signer must be one of the roots it signs for.) */
-static int key_listed(Fleetota__V1__PublicKey *const *keys, size_t n, const uint8_t *id)
-{
-	for (size_t i = 0; i < n; i++) {
-		if (keys[i]->key_id.len == OTA_KEY_ID_BYTES &&
-		    memcmp(keys[i]->key_id.data, id, OTA_KEY_ID_BYTES) == 0)
-			return 1;
-	}
-	return 0;
-}
-
-static void drop_signature(Fleetota__V1__Signed *env, const uint8_t *id)
-{
-	for (size_t i = 0; i < env->n_signatures; i++) {
-		if (memcmp(env->signatures[i]->key_id.data, id, OTA_KEY_ID_BYTES) == 0) {
-			fleetota__v1__signature__free_unpacked(env->signatures[i], NULL);
-			memmove(&env->signatures[i], &env->signatures[i + 1],
-				(env->n_signatures - i - 1) * sizeof(env->signatures[0]));
-			env->n_signatures--;
-			return;
-		}
-	}
-}
-
 static int cmd_keylist(int argc, char **argv)
 {
 	struct common c = {.now = (uint64_t)time(NULL)};
@@ -904,18 +905,18 @@ static int cmd_keylist(int argc, char **argv)
 			      (unsigned long long)version, (unsigned long long)prev->version);
 		goto fail;
 	}
+	char root_name[48];
+	struct signers roots = {.what = root_name};
+	if (v.root) {
+		roots.a = v.root->keys;
+		roots.n_a = v.root->n_keys;
+		snprintf(root_name, sizeof(root_name), "RootList v%llu",
+			 (unsigned long long)v.root->version);
+	}
 	for (size_t i = 0; i < a.keys.n; i++) {
-		uint8_t id[OTA_KEY_ID_BYTES];
-		if ((err = sign_envelope(&c, env, OTA_OBJ_KEYLIST, version, a.keys.items[i], id)) !=
-		    OTA_OK)
+		if ((err = sign_envelope(&c, env, OTA_OBJ_KEYLIST, version, a.keys.items[i],
+					 v.root ? &roots : NULL)) != OTA_OK)
 			goto fail;
-		if (v.root && !key_listed(v.root->keys, v.root->n_keys, id)) {
-			drop_signature(env, id);
-			err = kr_fail(&c.diag, OTA_ERR_KEY_UNKNOWN,
-				      "%s is not a key of RootList v%llu", a.keys.items[i],
-				      (unsigned long long)v.root->version);
-			goto fail;
-		}
 	}
 	if (v.root) {
 		size_t have = 0;
@@ -1023,20 +1024,14 @@ static int cmd_rootlist(int argc, char **argv)
 			      (unsigned long long)version, (unsigned long long)prev->version);
 		goto fail;
 	}
+	char lists_name[64];
+	snprintf(lists_name, sizeof(lists_name), "RootList v%llu or v%llu",
+		 (unsigned long long)prev->version, (unsigned long long)version);
+	struct signers rotation = {prev->keys, prev->n_keys, next->keys, next->n_keys, lists_name};
 	for (size_t i = 0; i < a.keys.n; i++) {
-		uint8_t id[OTA_KEY_ID_BYTES];
-		if ((err = sign_envelope(&c, env, OTA_OBJ_ROOT, version, a.keys.items[i], id)) !=
-		    OTA_OK)
+		if ((err = sign_envelope(&c, env, OTA_OBJ_ROOT, version, a.keys.items[i],
+					 &rotation)) != OTA_OK)
 			break;
-		if (!key_listed(prev->keys, prev->n_keys, id) &&
-		    !key_listed(next->keys, next->n_keys, id)) {
-			drop_signature(env, id);
-			err = kr_fail(&c.diag, OTA_ERR_KEY_UNKNOWN,
-				      "%s is a key of neither RootList v%llu nor v%llu",
-				      a.keys.items[i], (unsigned long long)prev->version,
-				      (unsigned long long)version);
-			break;
-		}
 	}
 	size_t have_old = 0, have_new = 0;
 	if (err == OTA_OK) {

@@ -27,10 +27,12 @@ refused OTA_ERR_THRESHOLD "$KEYS" keylist new --out kl2.signed --prev kl1.signed
 grep -q "1 of the 2 root signatures" err || die "threshold detail"
 # (the one signature made is still audited: it was made)
 [[ $(lines audit.log) == $((records + 1)) ]] || die "audit record of the signature"
-# a key that is not a root does not sign a KeyList
+# a key that is not a root does not sign a KeyList (and makes no signature)
+records=$(lines audit.log)
 refused OTA_ERR_KEY_UNKNOWN "$KEYS" keylist new --out kl2.signed --prev kl1.signed \
 	--remove old --rootlist "$R1" --key op.key
 [[ ! -e kl2.signed ]] || die "KeyList signed by a non-root written"
+[[ $(lines audit.log) == "$records" ]] || die "refused signature was audited"
 
 # -- the KeyList version must increase --
 refused OTA_ERR_KEYLIST_ROLLBACK "$KEYS" keylist new --out kl2.signed --prev kl1.signed \
