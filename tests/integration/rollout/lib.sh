@@ -14,7 +14,7 @@ CHILD_PIDS=()
 rollout_cleanup() {
 	local pid
 	for pid in "${CHILD_PIDS[@]}"; do
-		kill -KILL "$pid" 2>/dev/null || true
+		kill -KILL -- "$pid" 2>/dev/null || true
 	done
 	"$SRC/scripts/pg.sh" stop "$PGDIR" >/dev/null 2>&1 || true
 	rm -rf "$PGDIR_PARENT"
