@@ -5,6 +5,7 @@
 
 #include <arpa/inet.h>
 #include <netinet/in.h>
+#include <netinet/tcp.h>
 #include <sys/socket.h>
 
 #include <event2/buffer.h>
@@ -219,6 +220,12 @@ enum ota_err srv_http_listener_new(struct event_base *base, const struct srv_htt
 		return OTA_ERR_TRANSPORT;
 	}
 	fd = evhttp_bound_socket_get_fd(listener->sock);
+	{
+		/* Accepted sockets inherit it: no Nagle delay between TLS records. */
+		int one = 1;
+
+		setsockopt(fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof(one));
+	}
 	{
 		struct sockaddr_storage ss;
 		socklen_t len = sizeof(ss);

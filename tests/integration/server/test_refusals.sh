@@ -1,3 +1,117 @@
 #!/usr/bin/env bash
 # SPDX-License-Identifier: Apache-2.0
-exit 77
+# Refusals at delivery and on MQTT: foreign CA, no certificate, another
+# device's artifact, unknown artifact, decommissioned device, forged status
+# topic, request flood (429 while others are served), Range resume, 416,
+# oversized headers, idle connections, a client cut mid-download.
+RATE_PER_SEC=5
+RATE_BURST=10
+source "$(dirname "$0")/lib.sh"
+standard_setup
+sql -c "INSERT INTO assignments (device_id, artifact_id, notified_at) VALUES
+	('dev-1', 'art-1', now()), ('dev-2', 'art-2', now()), ('dev-3', 'art-2', now())"
+
+log "a client certificate from another CA: the TLS handshake fails"
+"$TOP/scripts/pki.sh" "$T/other" dev-1 >/dev/null
+code=$(curl -sS --cacert "$PKI/server-ca.crt" --cert "$T/other/devices/dev-1.crt" \
+	--key "$T/other/devices/dev-1.key" -o /dev/null -w '%{http_code}' \
+	"https://127.0.0.1:$DEV_PORT/v1/manifests/art-1" 2>/dev/null) && fail "a foreign-CA certificate was accepted"
+[[ $code == 000 ]] || fail "a foreign-CA certificate got HTTP $code"
+
+log "no client certificate: the TLS handshake fails"
+code=$(curl -sS --cacert "$PKI/server-ca.crt" -o /dev/null -w '%{http_code}' \
+	"https://127.0.0.1:$DEV_PORT/v1/manifests/art-1" 2>/dev/null) && fail "no certificate was accepted"
+[[ $code == 000 ]] || fail "no certificate got HTTP $code"
+
+log "device A asks for device B's artifact: 403 not_assigned"
+dev_curl dev-1 /v1/manifests/art-2
+[[ $(status) == 403 ]] && grep -q '"not_assigned"' "$T/body" || fail "got $(status) $(cat "$T/body")"
+dev_curl dev-1 /v1/images/art-2
+[[ $(status) == 403 ]] || fail "image of another device: $(status)"
+
+log "unknown artifact 404, bad artifact id 404, unknown path 404, other methods refused"
+dev_curl dev-1 /v1/manifests/art-9
+[[ $(status) == 404 ]] || fail "unknown artifact: $(status)"
+dev_curl dev-1 /v1/manifests/..%2f..%2fetc
+[[ $(status) == 404 ]] || fail "traversal id: $(status)"
+dev_curl dev-1 /v1/nothing
+[[ $(status) == 404 ]] || fail "unknown path: $(status)"
+dev_curl dev-1 /v1/keylist -X POST -d x
+[[ $(status) =~ ^(405|413|501)$ ]] || fail "POST with a body: $(status)"
+dev_curl dev-1 /v1/keylist -X DELETE
+[[ $(status) =~ ^(405|501)$ ]] || fail "DELETE: $(status)"
+
+log "a decommissioned device is refused, and its reports are not stored"
+sql -c "UPDATE devices SET decommissioned = true, decommissioned_at = now() WHERE device_id = 'dev-3'"
+dev_curl dev-3 /v1/manifests/art-2
+[[ $(status) == 403 ]] && grep -q '"decommissioned"' "$T/body" || fail "decommissioned: $(status)"
+report dev-3 dev-3 1 confirmed 9.9.9 99 99 1:6
+wait_for 10 grep -q "report dev-3 seq 1: device decommissioned (ignored)" "$T/server.log" ||
+	fail "the decommissioned device's report was not processed"
+
+log "dev-2 publishes on dev-1's status topic: the broker drops it"
+report dev-2 dev-1 100 confirmed 6.6.6 66 66 100:6 2>"$T/pub.err" || true
+grep -q "Not authorized" "$T/pub.err" || fail "the broker did not refuse: $(cat "$T/pub.err")"
+log "a malformed report is refused by the server"
+head -c 200 /dev/urandom >"$T/garbage.bin"
+mq_pub dev-2 fleetota/v1/dev-2/status "$T/garbage.bin"
+report dev-2 dev-2 1 idle 1.0.0 1 1 1:12
+wait_for 10 sql_eq 1 "SELECT count(*) FROM device_events WHERE device_id = 'dev-2'" ||
+	fail "dev-2's own report not stored"
+sql_eq "1.0.0|1|0" "SELECT d.version, d.version_code, count(e.*) FROM devices d
+	LEFT JOIN device_events e USING (device_id) WHERE device_id = 'dev-1' GROUP BY 1, 2" ||
+	fail "the forged report reached dev-1: $(sql -c "SELECT * FROM device_events")"
+sql_eq "1.0.0|1|0" "SELECT d.version, d.version_code, count(e.*) FROM devices d
+	LEFT JOIN device_events e USING (device_id) WHERE device_id = 'dev-3' GROUP BY 1, 2" ||
+	fail "a decommissioned device's report was stored"
+grep -q "report on 'fleetota/v1/dev-2/status' refused: OTA_ERR_FORMAT" "$T/server.log" ||
+	fail "malformed report not refused"
+
+log "Range: a download resumed from the middle is byte-exact"
+dev_curl dev-1 /v1/images/art-1 -r 0-99999
+[[ $(status) == 206 ]] || fail "first part: $(status)"
+cp "$T/body" "$T/part1"
+dev_curl dev-1 /v1/images/art-1 -H "Range: bytes=100000-" -D "$T/headers"
+[[ $(status) == 206 ]] || fail "resume: $(status)"
+grep -qi "^Content-Range: bytes 100000-299999/300000" "$T/headers" || fail "Content-Range: $(cat "$T/headers")"
+cat "$T/part1" "$T/body" | cmp -s - "$T/fixtures/art-1.image" || fail "resumed image differs"
+dev_curl dev-1 /v1/images/art-1 -H "Range: bytes=300000-"
+[[ $(status) == 416 ]] || fail "range past the end: $(status)"
+
+log "a client cut mid-download; the server goes on"
+curl -sS --cacert "$PKI/server-ca.crt" --cert "$PKI/devices/dev-1.crt" --key "$PKI/devices/dev-1.key" \
+	--limit-rate 20k --max-time 1 -o /dev/null "https://127.0.0.1:$DEV_PORT/v1/images/art-1" 2>/dev/null || true
+sleep 4 # the rate limiter refills
+dev_curl dev-1 /v1/images/art-1
+[[ $(status) == 200 ]] && cmp -s "$T/body" "$T/fixtures/art-1.image" || fail "after a cut: $(status)"
+
+log "oversized headers are refused; idle connections are closed"
+dev_curl dev-1 /v1/keylist -H "X-Big: $(head -c 20000 /dev/zero | tr '\0' a)"
+[[ $(status) != 200 ]] || fail "a 20 kB header was accepted"
+start=$SECONDS
+exec 3<>"/dev/tcp/127.0.0.1/$DEV_PORT"
+timeout 10 cat <&3 >/dev/null || fail "idle connection not closed within 10 s"
+exec 3<&-
+((SECONDS - start <= 8)) || fail "idle connection held $((SECONDS - start)) s"
+
+log "a flood from dev-1 gets 429 + Retry-After while dev-2 is still served"
+sleep 3
+"$SRV_LOADCLIENT" 127.0.0.1 "$DEV_PORT" "$PKI/server-ca.crt" "$PKI/devices/dev-1.crt" \
+	"$PKI/devices/dev-1.key" /v1/manifests/art-1 4 50 >"$T/flood.out" &
+FLOOD=$!
+dev_curl dev-2 /v1/manifests/art-2
+[[ $(status) == 200 ]] || fail "dev-2 not served during the flood: $(status)"
+wait $FLOOD
+cat "$T/flood.out"
+grep -qE "s429=([1-9][0-9]*)" "$T/flood.out" || fail "no 429 in the flood"
+ok=$(sed -E 's/.*ok2xx=([0-9]+).*/\1/' "$T/flood.out")
+((ok <= 40)) || fail "too many requests served in the flood: $ok"
+for _ in $(seq 1 30); do
+	dev_curl dev-1 /v1/manifests/art-1 -D "$T/headers"
+	[[ $(status) == 429 ]] && break
+done
+[[ $(status) == 429 ]] && grep -qi "^Retry-After: [1-9]" "$T/headers" || fail "no Retry-After: $(status)"
+grep -q '"rate_limited"' "$T/body" || fail "429 body: $(cat "$T/body")"
+
+check_server_exit
+log "PASS"
