@@ -461,7 +461,7 @@ BEGIN
 			PERFORM rollout_fail('FO422', 'campaign: ' || SQLERRM);
 	END;
 	-- validate the target now (raises FO422 naming the field)
-	PERFORM count(*) FROM rollout_target(v_id) LIMIT 0;
+	PERFORM 1 FROM rollout_target(v_id) LIMIT 1;
 	FOR v_stage IN SELECT value FROM jsonb_array_elements(p_spec -> 'stages') LOOP
 		IF jsonb_typeof(v_stage) <> 'object' THEN
 			PERFORM rollout_fail('FO422', format('stages[%s]: must be an object', v_no));
