@@ -1,3 +1,57 @@
 #!/usr/bin/env bash
 # SPDX-License-Identifier: Apache-2.0
-exit 77
+# The database and the broker restart under a running server: reports sent
+# while PostgreSQL is down are queued and stored after it is back (none
+# lost); delivery answers 503 meanwhile and recovers; after a broker restart
+# the server reconnects, re-subscribes, receives reports and notifies again.
+source "$(dirname "$0")/lib.sh"
+standard_setup
+sql -c "INSERT INTO assignments (device_id, artifact_id, notified_at) VALUES ('dev-1', 'art-1', now())"
+
+report dev-1 dev-1 1 idle 1.0.0 1 1 1:12
+wait_for 10 sql_eq 1 "SELECT count(*) FROM device_events WHERE device_id = 'dev-1'" || fail "first report"
+
+log "PostgreSQL stops while the server runs"
+stop_pg
+report dev-1 dev-1 2 downloading 1.0.0 1 1 art-1 2:1
+report dev-1 dev-1 3 pending 1.0.0 1 1 art-1 3:3 4:4
+report dev-2 dev-2 1 idle 1.0.0 1 1 1:12
+report dev-1 dev-1 4 trial 1.1.0 2 1 art-1 5:12 6:5
+dev_curl dev-1 /v1/manifests/art-1 -D "$T/headers"
+[[ $(status) == 503 ]] || fail "delivery without a database: $(status)"
+grep -qi "^Retry-After:" "$T/headers" || fail "503 without Retry-After"
+kill -0 "$SERVER_PID" || fail "the server died with the database"
+sleep 1
+
+log "PostgreSQL is back: queued reports are stored, delivery recovers"
+start_pg
+wait_for 20 sql_eq "6|1.1.0|trial|4" "SELECT count(e.*), d.version, d.state, d.last_report_seq
+	FROM devices d JOIN device_events e USING (device_id) WHERE device_id = 'dev-1'
+	GROUP BY d.version, d.state, d.last_report_seq" ||
+	fail "reports lost: $(sql -c "SELECT device_id, seq, kind FROM device_events ORDER BY 1, 2")"
+sql_eq 1 "SELECT count(*) FROM device_events WHERE device_id = 'dev-2'" || fail "dev-2's report lost"
+wait_for 20 bash -c "source /dev/null; curl -s -o /dev/null -w '%{http_code}' --cacert '$PKI/server-ca.crt' \
+	--cert '$PKI/devices/dev-1.crt' --key '$PKI/devices/dev-1.key' \
+	https://127.0.0.1:$DEV_PORT/v1/manifests/art-1 | grep -q 200" || fail "delivery did not recover"
+grep -q "db connection [0-9] lost" "$T/server.log" || fail "the database loss went unnoticed"
+(($(grep -c "db connection [0-9] up" "$T/server.log") >= 3)) || fail "no reconnect logged"
+
+log "the broker restarts: the server reconnects and re-subscribes"
+stop_broker
+sleep 1
+start_broker
+wait_for 20 bash -c "[[ \$(grep -c 'mqtt connected' '$T/server.log') -ge 2 ]]" || fail "no MQTT reconnect"
+report dev-1 dev-1 5 confirmed 1.1.0 2 2 art-1 7:6
+wait_for 10 sql_eq "confirmed|7" "SELECT d.state, count(e.*) FROM devices d JOIN device_events e
+	USING (device_id) WHERE device_id = 'dev-1' GROUP BY d.state" || fail "report after broker restart"
+mosquitto_sub -V 5 -q 1 -h 127.0.0.1 -p "$MQ_PORT" --cafile "$PKI/server-ca.crt" \
+	--cert "$PKI/devices/dev-2.crt" --key "$PKI/devices/dev-2.key" \
+	-t fleetota/v1/dev-2/cmd -C 1 -W 15 -N >"$T/notify.bin" &
+SUB=$!
+sleep 0.5
+sql -c "INSERT INTO assignments (device_id, artifact_id) VALUES ('dev-2', 'art-2')"
+wait "$SUB" || fail "no Notify after the broker restart"
+[[ "$("$SRV_TESTTOOL" notify "$T/notify.bin")" == "1 art-2 1.2.0 3" ]] || fail "bad Notify"
+
+check_server_exit
+log "PASS"
