@@ -47,3 +47,10 @@ CREATE INDEX audit_object_idx ON audit (object, id);
 
 -- Device listing by last contact (the "last seen" filter and stragglers).
 CREATE INDEX devices_last_seen_idx ON devices (last_seen);
+
+-- Manifest fields the API shows that 0001 does not keep as columns, and
+-- who uploaded an artifact (defaults keep direct inserts working).
+ALTER TABLE artifacts
+	ADD COLUMN allow_downgrade boolean NOT NULL DEFAULT false,
+	ADD COLUMN manifest_sequence bigint NOT NULL DEFAULT 0,
+	ADD COLUMN uploaded_by text NOT NULL DEFAULT '';

@@ -1,0 +1,841 @@
+/* SPDX-License-Identifier: Apache-2.0 */
+/*
+ * The admin listener: evhttp on the server's loop, one route table (the
+ * operations of openapi.yaml), bearer-token authentication against the
+ * database, role checks, body limits and content types, then the handler.
+ * Every request gets exactly one reply (wa_reply_*), which frees its ctx.
+ */
+#include <errno.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/queue.h>
+#include <sys/stat.h>
+#include <time.h>
+
+#include <event2/bufferevent.h>
+#include <event2/bufferevent_ssl.h>
+#include <event2/keyvalq_struct.h>
+#include <openssl/err.h>
+#include <openssl/ssl.h>
+
+#include "config-internal.h"
+#include "db-internal.h"
+#include "log-internal.h"
+#include "metrics-internal.h"
+#include "ratelimit-internal.h"
+#include "webapi-internal.h"
+
+/* Bounds of the API's latency histogram (ms); +Inf implied. */
+#define WA_LATENCY_BUCKETS 10
+static const double wa_latency_bounds_ms[WA_LATENCY_BUCKETS] = {1,  2,	 5,   10,   25,
+								50, 100, 250, 1000, 5000};
+/* Status classes counted by /metrics. */
+#define WA_STATUS_CLASSES 6
+
+enum wa_body {
+	WA_BODY_NONE,
+	WA_BODY_JSON,
+	WA_BODY_BINARY,
+};
+
+struct wa_route {
+	enum evhttp_cmd_type method;
+	const char *pattern; /* segments; "*" matches one {id} */
+	enum wa_role role;
+	enum wa_body body;
+	wa_handler handler;
+};
+
+struct webapi {
+	struct event_base *base;
+	struct srv_db *db;
+	struct srv_metrics *metrics;
+	struct evhttp *http;
+	struct evhttp_bound_socket *bound;
+	SSL_CTX *ssl_ctx;
+	struct srv_ratelimit *ratelimit;
+	char *store_dir;
+	uint16_t port;
+	struct wa_ctx *live; /* requests not answered yet */
+	/* API metrics */
+	uint64_t requests_by_class[WA_STATUS_CLASSES];
+	uint64_t latency_buckets[WA_LATENCY_BUCKETS + 1];
+	double latency_sum_ms;
+	uint64_t latency_count;
+};
+
+static void h_healthz(struct wa_ctx *ctx);
+static void h_metrics(struct wa_ctx *ctx);
+
+static const struct wa_route routes[] = {
+	{EVHTTP_REQ_GET, "/healthz", WA_ROLE_NONE, WA_BODY_NONE, h_healthz},
+	{EVHTTP_REQ_GET, "/metrics", WA_ROLE_VIEWER, WA_BODY_NONE, h_metrics},
+	{EVHTTP_REQ_GET, "/api/v1/me", WA_ROLE_VIEWER, WA_BODY_NONE, wa_h_me},
+	{EVHTTP_REQ_GET, "/api/v1/tokens", WA_ROLE_ADMIN, WA_BODY_NONE, wa_h_tokens_list},
+	{EVHTTP_REQ_POST, "/api/v1/tokens", WA_ROLE_ADMIN, WA_BODY_JSON, wa_h_tokens_create},
+	{EVHTTP_REQ_DELETE, "/api/v1/tokens/*", WA_ROLE_ADMIN, WA_BODY_NONE, wa_h_tokens_revoke},
+	{EVHTTP_REQ_GET, "/api/v1/audit", WA_ROLE_VIEWER, WA_BODY_NONE, wa_h_audit_list},
+	{EVHTTP_REQ_GET, "/api/v1/devices", WA_ROLE_VIEWER, WA_BODY_NONE, wa_h_devices_list},
+	{EVHTTP_REQ_GET, "/api/v1/devices/*", WA_ROLE_VIEWER, WA_BODY_NONE, wa_h_devices_get},
+	{EVHTTP_REQ_PUT, "/api/v1/devices/*/tags", WA_ROLE_OPERATOR, WA_BODY_JSON,
+	 wa_h_devices_tags},
+	{EVHTTP_REQ_POST, "/api/v1/devices/*/decommission", WA_ROLE_ADMIN, WA_BODY_NONE,
+	 wa_h_devices_decommission},
+	{EVHTTP_REQ_GET, "/api/v1/groups", WA_ROLE_VIEWER, WA_BODY_NONE, wa_h_groups_list},
+	{EVHTTP_REQ_POST, "/api/v1/groups", WA_ROLE_OPERATOR, WA_BODY_JSON, wa_h_groups_create},
+	{EVHTTP_REQ_GET, "/api/v1/groups/*", WA_ROLE_VIEWER, WA_BODY_NONE, wa_h_groups_get},
+	{EVHTTP_REQ_DELETE, "/api/v1/groups/*", WA_ROLE_OPERATOR, WA_BODY_NONE, wa_h_groups_delete},
+	{EVHTTP_REQ_PUT, "/api/v1/groups/*/members", WA_ROLE_OPERATOR, WA_BODY_JSON,
+	 wa_h_groups_members},
+	{EVHTTP_REQ_GET, "/api/v1/groups/*/devices", WA_ROLE_VIEWER, WA_BODY_NONE,
+	 wa_h_groups_devices},
+	{EVHTTP_REQ_GET, "/api/v1/artifacts", WA_ROLE_VIEWER, WA_BODY_NONE, wa_h_artifacts_list},
+	{EVHTTP_REQ_POST, "/api/v1/artifacts", WA_ROLE_OPERATOR, WA_BODY_BINARY,
+	 wa_h_artifacts_upload},
+	{EVHTTP_REQ_GET, "/api/v1/artifacts/*", WA_ROLE_VIEWER, WA_BODY_NONE, wa_h_artifacts_get},
+	{EVHTTP_REQ_DELETE, "/api/v1/artifacts/*", WA_ROLE_OPERATOR, WA_BODY_NONE,
+	 wa_h_artifacts_delete},
+	{EVHTTP_REQ_GET, "/api/v1/keylists", WA_ROLE_VIEWER, WA_BODY_NONE, wa_h_keylists_list},
+	{EVHTTP_REQ_POST, "/api/v1/keylists", WA_ROLE_ADMIN, WA_BODY_BINARY, wa_h_keylists_upload},
+	{EVHTTP_REQ_GET, "/api/v1/rootlists", WA_ROLE_VIEWER, WA_BODY_NONE, wa_h_rootlists_list},
+	{EVHTTP_REQ_POST, "/api/v1/rootlists", WA_ROLE_ADMIN, WA_BODY_BINARY,
+	 wa_h_rootlists_upload},
+};
+#define N_ROUTES (sizeof(routes) / sizeof(routes[0]))
+
+static const char sql_auth[] =
+	"SELECT id, role, name FROM api_tokens WHERE token_sha256 = decode($1, 'hex') "
+	"AND revoked_at IS NULL";
+
+static double now_ms(void)
+{
+	struct timespec ts;
+
+	clock_gettime(CLOCK_MONOTONIC, &ts);
+	return (double)ts.tv_sec * 1000.0 + (double)ts.tv_nsec / 1e6;
+}
+
+/* ---- replies -------------------------------------------------------- */
+
+static void ctx_free(struct wa_ctx *ctx)
+{
+	if (ctx == NULL)
+		return;
+	if (!ctx->orphan) {
+		if (ctx->live_prev != NULL)
+			ctx->live_prev->live_next = ctx->live_next;
+		else
+			ctx->api->live = ctx->live_next;
+		if (ctx->live_next != NULL)
+			ctx->live_next->live_prev = ctx->live_prev;
+	}
+	if (ctx->state_free != NULL)
+		ctx->state_free(ctx->state);
+	if (ctx->query_parsed)
+		evhttp_clear_headers(&ctx->query);
+	json_decref(ctx->json);
+	free(ctx);
+}
+
+static void account(struct webapi *api, int status, double started_ms)
+{
+	double ms = now_ms() - started_ms;
+	size_t i = 0;
+	int cls = status / 100;
+
+	if (cls < 1 || cls > 5)
+		cls = 0;
+	api->requests_by_class[cls]++;
+	while (i < WA_LATENCY_BUCKETS && ms > wa_latency_bounds_ms[i])
+		i++;
+	api->latency_buckets[i]++;
+	api->latency_sum_ms += ms;
+	api->latency_count++;
+}
+
+static void send_buffer(struct wa_ctx *ctx, int status, const char *content_type,
+			struct evbuffer *buf)
+{
+	struct evkeyvalq *out = evhttp_request_get_output_headers(ctx->req);
+
+	evhttp_add_header(out, "Content-Type", content_type);
+	evhttp_add_header(out, "Cache-Control", "no-store");
+	evhttp_add_header(out, "X-Content-Type-Options", "nosniff");
+	account(ctx->api, status, ctx->started_ms);
+	evhttp_send_reply(ctx->req, status, NULL, buf);
+	ctx_free(ctx);
+}
+
+void wa_reply_text(struct wa_ctx *ctx, int status, const char *json_text)
+{
+	struct evbuffer *buf = evbuffer_new();
+
+	if (buf == NULL) {
+		account(ctx->api, 500, ctx->started_ms);
+		evhttp_send_error(ctx->req, 500, NULL);
+		ctx_free(ctx);
+		return;
+	}
+	evbuffer_add(buf, json_text, strlen(json_text));
+	evbuffer_add(buf, "\n", 1);
+	send_buffer(ctx, status, "application/json", buf);
+	evbuffer_free(buf);
+}
+
+void wa_reply_json(struct wa_ctx *ctx, int status, json_t *body)
+{
+	char *text = body != NULL ? json_dumps(body, JSON_COMPACT) : NULL;
+
+	json_decref(body);
+	if (text == NULL) {
+		wa_reply_text(ctx, 500,
+			      "{\"error\":{\"code\":\"internal\",\"message\":\"out of memory\"}}");
+		return;
+	}
+	wa_reply_text(ctx, status, text);
+	free(text);
+}
+
+void wa_reply_error(struct wa_ctx *ctx, int status, const char *code, const char *message,
+		    const char *field)
+{
+	json_t *err = json_pack("{s:s, s:s}", "code", code, "message", message);
+
+	if (err != NULL && field != NULL)
+		json_object_set_new(err, "field", json_string(field));
+	if (status == 401)
+		evhttp_add_header(evhttp_request_get_output_headers(ctx->req), "WWW-Authenticate",
+				  "Bearer realm=\"fleetota\"");
+	wa_reply_json(ctx, status, err != NULL ? json_pack("{s:o}", "error", err) : NULL);
+}
+
+const char *wa_sqlstate(const PGresult *res)
+{
+	const char *state = res != NULL ? PQresultErrorField(res, PG_DIAG_SQLSTATE) : NULL;
+
+	return state != NULL ? state : "";
+}
+
+void wa_reply_db_error(struct wa_ctx *ctx, enum ota_err err, const PGresult *res)
+{
+	if (err == OTA_ERR_STORAGE) {
+		srv_log(SRV_LOG_ERROR, "webapi: %s: statement failed: %s %s",
+			ctx->route != NULL ? ctx->route->pattern : "?", wa_sqlstate(res),
+			res != NULL ? PQresultErrorMessage(res) : "");
+		wa_reply_error(ctx, 500, "internal", "database statement failed", NULL);
+		return;
+	}
+	evhttp_add_header(evhttp_request_get_output_headers(ctx->req), "Retry-After", "1");
+	wa_reply_error(ctx, 503, "unavailable", "database unavailable, retry later", NULL);
+}
+
+/* ---- database ------------------------------------------------------- */
+
+struct db_call {
+	struct wa_ctx *ctx;
+	void (*cb)(struct wa_ctx *ctx, enum ota_err err, const PGresult *res);
+};
+
+static void db_done(void *arg, enum ota_err err, const PGresult *res)
+{
+	struct db_call *call = arg;
+	struct wa_ctx *ctx = call->ctx;
+	void (*cb)(struct wa_ctx *, enum ota_err, const PGresult *) = call->cb;
+
+	free(call);
+	if (ctx->orphan) {
+		/* the listener is gone, and with it the request */
+		ctx_free(ctx);
+		return;
+	}
+	cb(ctx, err, res);
+}
+
+static void db_run(struct wa_ctx *ctx, const char *stmt, const char *sql, int n_params,
+		   const char *const *values,
+		   void (*cb)(struct wa_ctx *ctx, enum ota_err err, const PGresult *res))
+{
+	struct db_call *call = malloc(sizeof(*call));
+	enum ota_err err;
+
+	if (call == NULL) {
+		wa_reply_error(ctx, 500, "internal", "out of memory", NULL);
+		return;
+	}
+	call->ctx = ctx;
+	call->cb = cb;
+	if (stmt != NULL)
+		err = srv_db_exec(ctx->api->db, stmt, n_params, values, false, SRV_DB_FAIL_FAST,
+				  db_done, call);
+	else
+		err = srv_db_exec_sql(ctx->api->db, sql, n_params, values, false, SRV_DB_FAIL_FAST,
+				      db_done, call);
+	if (err != OTA_OK) {
+		free(call);
+		wa_reply_db_error(ctx, OTA_ERR_BUSY, NULL);
+	}
+}
+
+void wa_db(struct wa_ctx *ctx, const char *stmt, int n_params, const char *const *values,
+	   void (*cb)(struct wa_ctx *ctx, enum ota_err err, const PGresult *res))
+{
+	db_run(ctx, stmt, NULL, n_params, values, cb);
+}
+
+void wa_db_sql(struct wa_ctx *ctx, const char *sql, int n_params, const char *const *values,
+	       void (*cb)(struct wa_ctx *ctx, enum ota_err err, const PGresult *res))
+{
+	db_run(ctx, NULL, sql, n_params, values, cb);
+}
+
+const char *wa_store_dir(const struct wa_ctx *ctx)
+{
+	return ctx->api->store_dir;
+}
+
+/* ---- query strings -------------------------------------------------- */
+
+static bool parse_query(struct wa_ctx *ctx)
+{
+	const char *q;
+
+	if (ctx->query_parsed)
+		return true;
+	TAILQ_INIT(&ctx->query);
+	q = evhttp_uri_get_query(evhttp_request_get_evhttp_uri(ctx->req));
+	if (q != NULL && evhttp_parse_query_str(q, &ctx->query) != 0) {
+		evhttp_clear_headers(&ctx->query);
+		return false;
+	}
+	ctx->query_parsed = true;
+	return true;
+}
+
+const char *wa_query(struct wa_ctx *ctx, const char *name)
+{
+	if (!parse_query(ctx))
+		return NULL;
+	return evhttp_find_header(&ctx->query, name);
+}
+
+bool wa_query_only(struct wa_ctx *ctx, const char *const *allowed)
+{
+	struct evkeyval *kv;
+
+	if (!parse_query(ctx)) {
+		wa_reply_error(ctx, 400, "bad_request", "malformed query string", NULL);
+		return false;
+	}
+	TAILQ_FOREACH(kv, &ctx->query, next)
+	{
+		size_t i;
+		bool ok = false;
+		int count = 0;
+		struct evkeyval *other;
+
+		for (i = 0; allowed[i] != NULL && !ok; i++)
+			ok = strcmp(kv->key, allowed[i]) == 0;
+		TAILQ_FOREACH(other, &ctx->query, next)
+		count += strcmp(other->key, kv->key) == 0;
+		if (!ok || count > 1 || strlen(kv->value) > 256) {
+			char msg[128];
+			const char *why = !ok	      ? "unknown query parameter"
+					  : count > 1 ? "query parameter given twice"
+						      : "query parameter too long";
+
+			snprintf(msg, sizeof(msg), "%s", why);
+			wa_reply_error(ctx, 400, "bad_request", msg, ok ? kv->key : "query");
+			return false;
+		}
+	}
+	return true;
+}
+
+bool wa_query_limit(struct wa_ctx *ctx, char out[16])
+{
+	const char *s = wa_query(ctx, "limit");
+	uint64_t limit = WEBAPI_PAGE_DEFAULT;
+
+	if (s != NULL && !wa_parse_u64(s, 1, WEBAPI_PAGE_MAX, &limit)) {
+		wa_reply_error(ctx, 400, "bad_request", "limit must be an integer in 1..500",
+			       "limit");
+		return false;
+	}
+	snprintf(out, 16, "%llu", (unsigned long long)limit);
+	return true;
+}
+
+/* ---- routing and authentication ------------------------------------- */
+
+/*
+ * Matches path against pattern; a "*" segment captures one segment
+ * (percent-decoded) into arg. 1 match, 0 no match, -1 bad encoding.
+ */
+static int match(const char *pattern, const char *path, char *arg, size_t arg_cap)
+{
+	while (*pattern != '\0' && *path != '\0') {
+		if (pattern[0] == '*') {
+			const char *end = strchr(path, '/');
+			size_t seg_len = end != NULL ? (size_t)(end - path) : strlen(path);
+			char raw[256];
+			size_t dec_len = 0;
+			char *dec;
+
+			if (seg_len == 0 || seg_len >= sizeof(raw))
+				return seg_len == 0 ? 0 : -1;
+			memcpy(raw, path, seg_len);
+			raw[seg_len] = '\0';
+			dec = evhttp_uridecode(raw, 0, &dec_len);
+			if (dec == NULL)
+				return -1;
+			if (dec_len != strlen(dec) || dec_len >= arg_cap) {
+				free(dec);
+				return -1;
+			}
+			memcpy(arg, dec, dec_len + 1);
+			free(dec);
+			pattern++;
+			path += seg_len;
+			continue;
+		}
+		if (*pattern != *path)
+			return 0;
+		pattern++;
+		path++;
+	}
+	return *pattern == '\0' && *path == '\0';
+}
+
+static void run_handler(struct wa_ctx *ctx)
+{
+	const struct wa_route *route = ctx->route;
+	struct evbuffer *in = evhttp_request_get_input_buffer(ctx->req);
+	size_t len = evbuffer_get_length(in);
+	const char *ctype =
+		evhttp_find_header(evhttp_request_get_input_headers(ctx->req), "Content-Type");
+
+	if (route->body == WA_BODY_JSON) {
+		json_error_t jerr;
+		char msg[200];
+
+		if (ctype == NULL || strncmp(ctype, "application/json", 16) != 0 ||
+		    (ctype[16] != '\0' && ctype[16] != ';')) {
+			wa_reply_error(ctx, 415, "unsupported_media_type",
+				       "the body must be application/json", NULL);
+			return;
+		}
+		if (len > WEBAPI_MAX_JSON_BODY) {
+			wa_reply_error(ctx, 413, "payload_too_large",
+				       "JSON bodies are limited to 64 KiB", NULL);
+			return;
+		}
+		ctx->json = json_loadb((const char *)evbuffer_pullup(in, -1), len,
+				       JSON_REJECT_DUPLICATES, &jerr);
+		if (ctx->json == NULL) {
+			snprintf(msg, sizeof(msg), "malformed JSON at byte %d: %.120s",
+				 jerr.position, jerr.text);
+			wa_reply_error(ctx, 400, "bad_json", msg, NULL);
+			return;
+		}
+		if (!json_is_object(ctx->json)) {
+			wa_reply_error(ctx, 400, "bad_json", "the body must be a JSON object",
+				       NULL);
+			return;
+		}
+	} else if (route->body == WA_BODY_BINARY) {
+		if (ctype == NULL || strcmp(ctype, "application/octet-stream") != 0) {
+			wa_reply_error(ctx, 415, "unsupported_media_type",
+				       "the body must be application/octet-stream", NULL);
+			return;
+		}
+		if (len == 0) {
+			wa_reply_error(ctx, 400, "bad_request", "the body is empty", "body");
+			return;
+		}
+		ctx->body = evbuffer_pullup(in, -1);
+		if (ctx->body == NULL) {
+			wa_reply_error(ctx, 500, "internal", "out of memory", NULL);
+			return;
+		}
+		ctx->body_len = len;
+	} else if (len > 0) {
+		wa_reply_error(ctx, 400, "bad_request", "this operation takes no body", "body");
+		return;
+	}
+	route->handler(ctx);
+}
+
+static void auth_done(struct wa_ctx *ctx, enum ota_err err, const PGresult *res)
+{
+	enum wa_role role;
+
+	if (err != OTA_OK) {
+		wa_reply_db_error(ctx, err, res);
+		return;
+	}
+	if (PQntuples(res) != 1) {
+		wa_reply_error(ctx, 401, "unauthorized", "unknown or revoked token", NULL);
+		return;
+	}
+	role = wa_role_from_name(PQgetvalue(res, 0, 1));
+	ctx->token_id = strtoll(PQgetvalue(res, 0, 0), NULL, 10);
+	ctx->role = role;
+	snprintf(ctx->actor, sizeof(ctx->actor), "token:%lld:%.64s", ctx->token_id,
+		 PQgetvalue(res, 0, 2));
+	if (role < ctx->route->role) {
+		char msg[96];
+
+		snprintf(msg, sizeof(msg), "this operation needs the %s role",
+			 wa_role_name(ctx->route->role));
+		wa_reply_error(ctx, 403, "forbidden", msg, NULL);
+		return;
+	}
+	run_handler(ctx);
+}
+
+static void gencb(struct evhttp_request *req, void *arg)
+{
+	struct webapi *api = arg;
+	struct wa_ctx *ctx = calloc(1, sizeof(*ctx));
+	const struct evhttp_uri *uri = evhttp_request_get_evhttp_uri(req);
+	const char *path = uri != NULL ? evhttp_uri_get_path(uri) : NULL;
+	enum evhttp_cmd_type method = evhttp_request_get_command(req);
+	bool path_known = false;
+	const char *auth, *peer = "?";
+	char hash[65];
+	const char *params[1];
+	ev_uint16_t peer_port = 0;
+	char *peer_addr = NULL;
+	unsigned retry = 1;
+
+	if (ctx == NULL) {
+		evhttp_send_error(req, 500, NULL);
+		return;
+	}
+	ctx->api = api;
+	ctx->req = req;
+	ctx->live_next = api->live;
+	if (api->live != NULL)
+		api->live->live_prev = ctx;
+	api->live = ctx;
+	ctx->method = method;
+	ctx->started_ms = now_ms();
+	if (path == NULL || path[0] != '/') {
+		wa_reply_error(ctx, 400, "bad_request", "bad request target", NULL);
+		return;
+	}
+	for (size_t i = 0; i < N_ROUTES; i++) {
+		int m = match(routes[i].pattern, path, ctx->path_arg, sizeof(ctx->path_arg));
+
+		if (m < 0) {
+			wa_reply_error(ctx, 400, "bad_request", "bad path encoding", "path");
+			return;
+		}
+		if (m == 0)
+			continue;
+		path_known = true;
+		if (routes[i].method == method) {
+			ctx->route = &routes[i];
+			break;
+		}
+	}
+	if (ctx->route == NULL) {
+		if (path_known)
+			wa_reply_error(ctx, 405, "method_not_allowed",
+				       "method not allowed on this path", NULL);
+		else
+			wa_reply_error(ctx, 404, "not_found", "no such path", NULL);
+		return;
+	}
+	evhttp_connection_get_peer(evhttp_request_get_connection(req), &peer_addr, &peer_port);
+	if (peer_addr != NULL)
+		peer = peer_addr;
+	if (!srv_ratelimit_take(api->ratelimit, peer, ctx->started_ms / 1000.0, &retry)) {
+		char value[16];
+
+		snprintf(value, sizeof(value), "%u", retry);
+		evhttp_add_header(evhttp_request_get_output_headers(req), "Retry-After", value);
+		wa_reply_error(ctx, 429, "rate_limited", "too many requests, retry later", NULL);
+		return;
+	}
+	if (ctx->route->role == WA_ROLE_NONE) {
+		run_handler(ctx);
+		return;
+	}
+	auth = evhttp_find_header(evhttp_request_get_input_headers(req), "Authorization");
+	if (auth == NULL) {
+		wa_reply_error(ctx, 401, "unauthorized", "missing bearer token", NULL);
+		return;
+	}
+	if (wa_token_hash_header(auth, hash) != OTA_OK) {
+		wa_reply_error(ctx, 401, "unauthorized", "malformed bearer token", NULL);
+		return;
+	}
+	params[0] = hash;
+	wa_db(ctx, "wa_auth", 1, params, auth_done);
+}
+
+/* ---- /healthz and /metrics ------------------------------------------ */
+
+static void h_healthz(struct wa_ctx *ctx)
+{
+	bool up = srv_db_ready(ctx->api->db);
+
+	wa_reply_json(ctx, up ? 200 : 503,
+		      json_pack("{s:s, s:b}", "status", up ? "ok" : "degraded", "database", up));
+}
+
+static const char sql_fleet_metrics[] =
+	"SELECT 'state', state, count(*) FROM devices WHERE NOT decommissioned GROUP BY state "
+	"UNION ALL SELECT 'version', version, count(*) FROM devices WHERE NOT decommissioned "
+	"GROUP BY version UNION ALL SELECT 'keylist', keylist_version::text, count(*) FROM "
+	"devices WHERE NOT decommissioned GROUP BY keylist_version UNION ALL "
+	"SELECT 'decommissioned', '', count(*) FROM devices WHERE decommissioned";
+
+/* Label values come from devices; keep them printable and unquoted. */
+static void put_label(struct evbuffer *out, const char *value)
+{
+	for (const char *p = value; *p != '\0'; p++) {
+		if (*p == '"' || *p == '\\')
+			evbuffer_add_printf(out, "\\%c", *p);
+		else if ((unsigned char)*p < 0x20 || (unsigned char)*p == 0x7f)
+			evbuffer_add(out, "_", 1);
+		else
+			evbuffer_add(out, p, 1);
+	}
+}
+
+static void metrics_done(struct wa_ctx *ctx, enum ota_err err, const PGresult *res)
+{
+	struct webapi *api = ctx->api;
+	struct evbuffer *out;
+	static const char *const class_names[WA_STATUS_CLASSES] = {"other", "1xx", "2xx",
+								   "3xx",   "4xx", "5xx"};
+	static const struct {
+		const char *kind, *metric, *label, *help;
+	} families[] = {
+		{"state", "fleetota_devices_by_state", "state", "Devices by reported state."},
+		{"version", "fleetota_devices_by_version", "version",
+		 "Devices by running firmware version."},
+		{"keylist", "fleetota_devices_by_keylist_version", "keylist_version",
+		 "Devices by trusted KeyList version."},
+	};
+	uint64_t cumulative = 0;
+
+	if (err != OTA_OK) {
+		wa_reply_db_error(ctx, err, res);
+		return;
+	}
+	out = evbuffer_new();
+	if (out == NULL) {
+		wa_reply_error(ctx, 500, "internal", "out of memory", NULL);
+		return;
+	}
+	srv_metrics_render(api->metrics, out);
+	for (size_t f = 0; f < sizeof(families) / sizeof(families[0]); f++) {
+		evbuffer_add_printf(out, "# HELP %s %s\n# TYPE %s gauge\n", families[f].metric,
+				    families[f].help, families[f].metric);
+		for (int r = 0; r < PQntuples(res); r++) {
+			if (strcmp(PQgetvalue(res, r, 0), families[f].kind) != 0)
+				continue;
+			evbuffer_add_printf(out, "%s{%s=\"", families[f].metric, families[f].label);
+			put_label(out, PQgetvalue(res, r, 1));
+			evbuffer_add_printf(out, "\"} %s\n", PQgetvalue(res, r, 2));
+		}
+	}
+	evbuffer_add_printf(out, "# HELP fleetota_devices_decommissioned Decommissioned devices.\n"
+				 "# TYPE fleetota_devices_decommissioned gauge\n");
+	for (int r = 0; r < PQntuples(res); r++) {
+		if (strcmp(PQgetvalue(res, r, 0), "decommissioned") == 0)
+			evbuffer_add_printf(out, "fleetota_devices_decommissioned %s\n",
+					    PQgetvalue(res, r, 2));
+	}
+	evbuffer_add_printf(out, "# HELP fleetota_api_requests_total REST API requests by "
+				 "status class.\n# TYPE fleetota_api_requests_total counter\n");
+	for (int i = 0; i < WA_STATUS_CLASSES; i++)
+		evbuffer_add_printf(out, "fleetota_api_requests_total{class=\"%s\"} %llu\n",
+				    class_names[i], (unsigned long long)api->requests_by_class[i]);
+	evbuffer_add_printf(out, "# HELP fleetota_api_request_duration_ms REST API latency.\n"
+				 "# TYPE fleetota_api_request_duration_ms histogram\n");
+	for (int i = 0; i < WA_LATENCY_BUCKETS; i++) {
+		cumulative += api->latency_buckets[i];
+		evbuffer_add_printf(out,
+				    "fleetota_api_request_duration_ms_bucket{le=\"%g\"} %llu\n",
+				    wa_latency_bounds_ms[i], (unsigned long long)cumulative);
+	}
+	cumulative += api->latency_buckets[WA_LATENCY_BUCKETS];
+	evbuffer_add_printf(out,
+			    "fleetota_api_request_duration_ms_bucket{le=\"+Inf\"} %llu\n"
+			    "fleetota_api_request_duration_ms_sum %.3f\n"
+			    "fleetota_api_request_duration_ms_count %llu\n",
+			    (unsigned long long)cumulative, api->latency_sum_ms,
+			    (unsigned long long)api->latency_count);
+	send_buffer(ctx, 200, "text/plain; version=0.0.4; charset=utf-8", out);
+	evbuffer_free(out);
+}
+
+static void h_metrics(struct wa_ctx *ctx)
+{
+	static const char *const allowed[] = {NULL};
+
+	if (!wa_query_only(ctx, allowed))
+		return;
+	wa_db(ctx, "wa_fleet_metrics", 0, NULL, metrics_done);
+}
+
+/* ---- lifecycle ------------------------------------------------------ */
+
+static struct bufferevent *tls_bevcb(struct event_base *base, void *arg)
+{
+	struct webapi *api = arg;
+	SSL *ssl = SSL_new(api->ssl_ctx);
+
+	if (ssl == NULL)
+		return NULL;
+	return bufferevent_openssl_socket_new(base, -1, ssl, BUFFEREVENT_SSL_ACCEPTING,
+					      BEV_OPT_CLOSE_ON_FREE);
+}
+
+static enum ota_err tls_setup(struct webapi *api, const struct webapi_config *cfg)
+{
+	api->ssl_ctx = SSL_CTX_new(TLS_server_method());
+	if (api->ssl_ctx == NULL)
+		return OTA_ERR_NOMEM;
+	SSL_CTX_set_min_proto_version(api->ssl_ctx, TLS1_2_VERSION);
+	if (SSL_CTX_use_certificate_chain_file(api->ssl_ctx, cfg->tls_cert) != 1 ||
+	    SSL_CTX_use_PrivateKey_file(api->ssl_ctx, cfg->tls_key, SSL_FILETYPE_PEM) != 1 ||
+	    SSL_CTX_check_private_key(api->ssl_ctx) != 1) {
+		srv_log(SRV_LOG_ERROR, "webapi: cannot load TLS certificate %s / key",
+			cfg->tls_cert);
+		ERR_clear_error();
+		return OTA_ERR_STORAGE;
+	}
+	evhttp_set_bevcb(api->http, tls_bevcb, api);
+	return OTA_OK;
+}
+
+enum ota_err webapi_new(struct event_base *base, struct srv_db *db, struct srv_metrics *metrics,
+			const struct webapi_config *cfg, struct webapi **ret_api)
+{
+	struct webapi *api;
+	char addr[256];
+	uint16_t port;
+	struct stat st;
+	enum ota_err err;
+	uint64_t max_upload =
+		cfg->max_upload_bytes != 0 ? cfg->max_upload_bytes : WEBAPI_DEFAULT_MAX_UPLOAD;
+
+	if (base == NULL || db == NULL || metrics == NULL || cfg->listen == NULL ||
+	    cfg->store_dir == NULL || max_upload > WEBAPI_MAX_UPLOAD_CEILING)
+		return OTA_ERR_INVALID_ARG;
+	if (srv_config_split_listen(cfg->listen, addr, sizeof(addr), &port) != OTA_OK &&
+	    !(strrchr(cfg->listen, ':') != NULL && strcmp(strrchr(cfg->listen, ':'), ":0") == 0))
+		return OTA_ERR_INVALID_ARG;
+	if (strrchr(cfg->listen, ':') != NULL && strcmp(strrchr(cfg->listen, ':'), ":0") == 0) {
+		size_t host_len = (size_t)(strrchr(cfg->listen, ':') - cfg->listen);
+
+		if (host_len == 0 || host_len >= sizeof(addr))
+			return OTA_ERR_INVALID_ARG;
+		memcpy(addr, cfg->listen, host_len);
+		addr[host_len] = '\0';
+		port = 0;
+	}
+	if (stat(cfg->store_dir, &st) != 0 || !S_ISDIR(st.st_mode))
+		return OTA_ERR_STORAGE;
+	api = calloc(1, sizeof(*api));
+	if (api == NULL)
+		return OTA_ERR_NOMEM;
+	api->base = base;
+	api->db = db;
+	api->metrics = metrics;
+	err = OTA_ERR_NOMEM;
+	api->store_dir = strdup(cfg->store_dir);
+	if (api->store_dir == NULL)
+		goto out;
+	err = srv_ratelimit_new(cfg->rate_per_sec > 0 ? cfg->rate_per_sec : 50.0,
+				cfg->rate_burst >= 1 ? cfg->rate_burst : 200.0, 4096,
+				&api->ratelimit);
+	if (err != OTA_OK)
+		goto out;
+	err = srv_db_prepare(db, "wa_auth", sql_auth);
+	if (err == OTA_OK)
+		err = srv_db_prepare(db, "wa_fleet_metrics", sql_fleet_metrics);
+	if (err == OTA_OK)
+		err = wa_tokens_prepare(db);
+	if (err == OTA_OK)
+		err = wa_devices_prepare(db);
+	if (err == OTA_OK)
+		err = wa_groups_prepare(db);
+	if (err == OTA_OK)
+		err = wa_artifacts_prepare(db);
+	if (err == OTA_OK)
+		err = wa_trust_prepare(db);
+	if (err != OTA_OK)
+		goto out;
+	err = OTA_ERR_NOMEM;
+	api->http = evhttp_new(base);
+	if (api->http == NULL)
+		goto out;
+	evhttp_set_allowed_methods(api->http, EVHTTP_REQ_GET | EVHTTP_REQ_POST | EVHTTP_REQ_PUT |
+						      EVHTTP_REQ_DELETE);
+	evhttp_set_max_body_size(api->http, (ev_ssize_t)max_upload);
+	evhttp_set_max_headers_size(api->http,
+				    cfg->max_header_bytes != 0 ? cfg->max_header_bytes : 8192);
+	evhttp_set_timeout(api->http, cfg->timeout_sec != 0 ? (int)cfg->timeout_sec : 30);
+	evhttp_set_gencb(api->http, gencb, api);
+	if (cfg->tls_cert != NULL && cfg->tls_cert[0] != '\0') {
+		err = tls_setup(api, cfg);
+		if (err != OTA_OK)
+			goto out;
+	}
+	api->bound = evhttp_bind_socket_with_handle(api->http, addr, port);
+	if (api->bound == NULL) {
+		srv_log(SRV_LOG_ERROR, "webapi: cannot listen on %s: %s", cfg->listen,
+			strerror(errno));
+		err = OTA_ERR_TRANSPORT;
+		goto out;
+	}
+	{
+		struct sockaddr_storage ss;
+		socklen_t ss_len = sizeof(ss);
+		evutil_socket_t fd = evhttp_bound_socket_get_fd(api->bound);
+
+		if (getsockname(fd, (struct sockaddr *)&ss, &ss_len) == 0) {
+			if (ss.ss_family == AF_INET)
+				api->port = ntohs(((struct sockaddr_in *)&ss)->sin_port);
+			else if (ss.ss_family == AF_INET6)
+				api->port = ntohs(((struct sockaddr_in6 *)&ss)->sin6_port);
+		}
+	}
+	srv_log(SRV_LOG_INFO, "webapi: listening on %s:%u (%s), uploads up to %llu bytes", addr,
+		api->port, api->ssl_ctx != NULL ? "https" : "http", (unsigned long long)max_upload);
+	*ret_api = api;
+	return OTA_OK;
+out:
+	webapi_free(api);
+	return err;
+}
+
+uint16_t webapi_port(const struct webapi *api)
+{
+	return api->port;
+}
+
+void webapi_free(struct webapi *api)
+{
+	if (api == NULL)
+		return;
+	for (struct wa_ctx *ctx = api->live; ctx != NULL; ctx = ctx->live_next) {
+		ctx->orphan = true;
+		ctx->api = NULL;
+		ctx->req = NULL;
+	}
+	if (api->http != NULL)
+		evhttp_free(api->http);
+	if (api->ssl_ctx != NULL)
+		SSL_CTX_free(api->ssl_ctx);
+	srv_ratelimit_free(api->ratelimit);
+	free(api->store_dir);
+	free(api);
+}
