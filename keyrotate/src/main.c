@@ -273,8 +273,7 @@ static enum ota_err sign_envelope(struct common *c, Fleetota__V1__Signed *env,
 	if (err != OTA_OK)
 		return err;
 	err = ota_pkey_public(pkey, &alg, spki, &spki_len, entry.key_id);
-	if (err == OTA_OK && allowed &&
-	    !key_listed(allowed->a, allowed->n_a, entry.key_id) &&
+	if (err == OTA_OK && allowed && !key_listed(allowed->a, allowed->n_a, entry.key_id) &&
 	    !key_listed(allowed->b, allowed->n_b, entry.key_id)) {
 		EVP_PKEY_free(pkey);
 		return kr_fail(&c->diag, OTA_ERR_KEY_UNKNOWN, "%s is not a key of %s",
