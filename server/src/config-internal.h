@@ -50,6 +50,9 @@ struct srv_config {
 	unsigned notify_batch;
 	/* REST API (issue 6): "ADDR:PORT"; empty = no admin listener */
 	char *admin_listen;
+	char *admin_tls_cert; /* optional: the REST API over HTTPS */
+	char *admin_tls_key;
+	unsigned admin_max_upload_bytes; /* largest .otab upload (held in memory) */
 	char *log_level;
 };
 

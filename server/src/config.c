@@ -55,6 +55,10 @@ static const struct key_def key_defs[] = {
 	{"notify_poll_ms", KEY_UINT, OFF(notify_poll_ms), "1000", false, 50, 3600000},
 	{"notify_batch", KEY_UINT, OFF(notify_batch), "100", false, 1, 10000},
 	{"admin_listen", KEY_STRING, OFF(admin_listen), "", false, 0, 0},
+	{"admin_tls_cert", KEY_STRING, OFF(admin_tls_cert), "", false, 0, 0},
+	{"admin_tls_key", KEY_STRING, OFF(admin_tls_key), "", false, 0, 0},
+	{"admin_max_upload_bytes", KEY_UINT, OFF(admin_max_upload_bytes), "67108864", false, 1024,
+	 1073741824},
 	{"log_level", KEY_STRING, OFF(log_level), "info", false, 0, 0},
 };
 

@@ -2,6 +2,8 @@
 /*
  * ota-server --config FILE          run the server
  * ota-server migrate --config FILE  apply database migrations and exit
+ * ota-server token create --role ROLE [--name NAME] --config FILE
+ *                                   print a new REST API bearer token once
  */
 #include <signal.h>
 #include <stdio.h>
@@ -12,6 +14,7 @@
 #include <event2/thread.h>
 #include <openssl/ssl.h>
 
+#include "fleetota/webapi.h"
 #include "log-internal.h"
 #include "migrate-internal.h"
 #include "mqtt-internal.h"
@@ -22,7 +25,9 @@
 static void usage(FILE *out)
 {
 	fprintf(out, "usage: ota-server --config FILE\n"
-		     "       ota-server migrate --config FILE\n");
+		     "       ota-server migrate --config FILE\n"
+		     "       ota-server token create --role viewer|operator|admin [--name NAME] "
+		     "--config FILE\n");
 }
 
 static void signal_cb(evutil_socket_t sig, short what, void *arg)
@@ -51,6 +56,7 @@ static int run_server(struct srv_config *config)
 {
 	struct srv_server srv;
 	struct event *ev_int = NULL, *ev_term = NULL;
+	struct webapi *api = NULL;
 	int status = 1;
 
 	memset(&srv, 0, sizeof(srv));
@@ -70,6 +76,21 @@ static int run_server(struct srv_config *config)
 	if (srv_delivery_prepare(srv.db) != OTA_OK || srv_report_prepare(&srv) != OTA_OK ||
 	    srv_notifier_prepare(&srv) != OTA_OK)
 		goto out;
+	if (config->admin_listen[0] != '\0') {
+		struct webapi_config api_cfg = {
+			.listen = config->admin_listen,
+			.store_dir = config->store_dir,
+			.tls_cert = config->admin_tls_cert,
+			.tls_key = config->admin_tls_key,
+			.max_upload_bytes = config->admin_max_upload_bytes,
+			.timeout_sec = config->http_timeout_sec,
+			.max_header_bytes = config->http_max_header_bytes,
+		};
+
+		/* before srv_db_start: it registers its statements */
+		if (webapi_new(srv.base, srv.db, &srv.metrics, &api_cfg, &api) != OTA_OK)
+			goto out;
+	}
 	if (srv_db_start(srv.db) != OTA_OK)
 		goto out;
 	if (srv_delivery_start(&srv) != OTA_OK)
@@ -103,6 +124,7 @@ out:
 	srv.mqtt = NULL;
 	srv_db_free(srv.db);
 	srv.db = NULL;
+	webapi_free(api);
 	srv_notifier_stop(srv.notifier);
 	srv_delivery_stop(&srv);
 	if (ev_int != NULL)
@@ -120,12 +142,18 @@ int main(int argc, char **argv)
 	char err[SRV_CONFIG_ERR_BYTES];
 	struct srv_config *config = NULL;
 	const char *config_path = NULL;
-	bool migrate = false;
+	bool migrate = false, token = false;
+	char *token_args[8];
+	int n_token_args = 0;
 	int level, status;
 
 	for (int i = 1; i < argc; i++) {
 		if (strcmp(argv[i], "migrate") == 0 && i == 1) {
 			migrate = true;
+		} else if (strcmp(argv[i], "token") == 0 && i == 1) {
+			token = true;
+		} else if (token && strcmp(argv[i], "--config") != 0 && n_token_args < 8) {
+			token_args[n_token_args++] = argv[i];
 		} else if (strcmp(argv[i], "--config") == 0 && i + 1 < argc) {
 			config_path = argv[++i];
 		} else if (strcmp(argv[i], "--help") == 0 || strcmp(argv[i], "-h") == 0) {
@@ -148,7 +176,11 @@ int main(int argc, char **argv)
 	level = srv_log_level_from_name(config->log_level);
 	srv_log_set_level((enum srv_log_level)level);
 	signal(SIGPIPE, SIG_IGN);
-	status = migrate ? run_migrate(config) : run_server(config);
+	if (token)
+		status = webapi_token_cli(config->db_conninfo, n_token_args, token_args, stdout,
+					  stderr);
+	else
+		status = migrate ? run_migrate(config) : run_server(config);
 	srv_config_free(config);
 	return status;
 }
