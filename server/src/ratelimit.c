@@ -125,10 +125,14 @@ bool srv_ratelimit_take(struct srv_ratelimit *rl, const char *key, double now,
 	if (b == NULL) {
 		if (rl->entries >= rl->max_entries)
 			sweep(rl, now);
-		if (rl->entries >= rl->max_entries && rl->slots[slot] != NULL) {
-			/* Still full: reuse the slot's first bucket for this key. */
-			b = rl->slots[slot];
-			rl->slots[slot] = b->next;
+		if (rl->entries >= rl->max_entries) {
+			/* Still full: recycle the first bucket found from this slot on. */
+			size_t victim = slot;
+
+			while (rl->slots[victim] == NULL)
+				victim = (victim + 1) & (rl->n_slots - 1);
+			b = rl->slots[victim];
+			rl->slots[victim] = b->next;
 			rl->entries--;
 		} else {
 			b = malloc(sizeof(*b));

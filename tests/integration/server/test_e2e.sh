@@ -6,6 +6,22 @@
 source "$(dirname "$0")/lib.sh"
 standard_setup
 
+log "migrations: a second run applies nothing; a changed applied migration is refused"
+migrate 2>&1 | grep -q "0 applied" || fail "second migrate run"
+sql_eq 1 "SELECT count(*) FROM schema_migrations WHERE version = 1 AND length(checksum) = 64" ||
+	fail "migration not recorded with its checksum"
+cp -r "$TOP/migrations" "$T/migrations-changed"
+echo "-- edited" >>"$T/migrations-changed/0001_core.sql"
+sed "s|^migrations_dir = .*|migrations_dir = $T/migrations-changed|" "$T/server.conf" >"$T/changed.conf"
+if "$OTA_SERVER" migrate --config "$T/changed.conf" 2>"$T/migrate.err"; then
+	fail "a changed migration was accepted"
+fi
+grep -q "refused: 0001_core.sql was changed after it was applied" "$T/migrate.err" ||
+	fail "unclear error: $(cat "$T/migrate.err")"
+echo "db_pool_size = lots" >>"$T/changed.conf"
+"$OTA_SERVER" --config "$T/changed.conf" 2>"$T/config.err" && fail "bad config accepted"
+grep -q "db_pool_size = 'lots' is not a number" "$T/config.err" || fail "config error: $(cat "$T/config.err")"
+
 log "device dev-1 listens on its cmd topic"
 mosquitto_sub -V 5 -q 1 -h 127.0.0.1 -p "$MQ_PORT" --cafile "$PKI/server-ca.crt" \
 	--cert "$PKI/devices/dev-1.crt" --key "$PKI/devices/dev-1.key" \

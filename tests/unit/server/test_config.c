@@ -1,0 +1,158 @@
+/* SPDX-License-Identifier: Apache-2.0 */
+#include <setjmp.h>
+#include <stdarg.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include <cmocka.h>
+
+#include "config-internal.h"
+
+static const char minimal[] = "# comment\n"
+			      "db_conninfo = host=/tmp port=5432 dbname=x\n"
+			      "tls_cert = /c.pem\n"
+			      "tls_key = /k.pem\n"
+			      "\n"
+			      "device_ca = /ca.pem\n"
+			      "  store_dir=/store  \r\n";
+
+static enum ota_err parse(const char *text, struct srv_config **cfg, char *err)
+{
+	return srv_config_parse(text, strlen(text), false, cfg, err);
+}
+
+static void test_minimal_defaults(void **state)
+{
+	struct srv_config *cfg = NULL;
+	char err[SRV_CONFIG_ERR_BYTES];
+
+	(void)state;
+	assert_int_equal(parse(minimal, &cfg, err), OTA_OK);
+	assert_string_equal(cfg->db_conninfo, "host=/tmp port=5432 dbname=x");
+	assert_string_equal(cfg->store_dir, "/store");
+	assert_int_equal(cfg->db_pool_size, 4);
+	assert_string_equal(cfg->device_listen, "127.0.0.1:8443");
+	assert_false(cfg->migrate_on_start);
+	assert_true(cfg->rate_per_sec > 4.99 && cfg->rate_per_sec < 5.01);
+	assert_string_equal(cfg->mqtt_url, "");
+	srv_config_free(cfg);
+}
+
+static void expect_error(const char *extra, const char *needle)
+{
+	struct srv_config *cfg = NULL;
+	char err[SRV_CONFIG_ERR_BYTES];
+	char *text = malloc(strlen(minimal) + strlen(extra) + 1);
+
+	assert_non_null(text);
+	strcpy(text, minimal);
+	strcat(text, extra);
+	assert_int_equal(parse(text, &cfg, err), OTA_ERR_FORMAT);
+	assert_null(cfg);
+	if (strstr(err, needle) == NULL)
+		fail_msg("error '%s' does not contain '%s'", err, needle);
+	free(text);
+}
+
+static void test_errors_name_the_line(void **state)
+{
+	(void)state;
+	expect_error("prot = 1\n", "line 8: unknown key 'prot'");
+	expect_error("db_pool_size = 0\n", "out of range");
+	expect_error("db_pool_size = 4x\n", "not a number");
+	expect_error("db_pool_size = -1\n", "not a number");
+	expect_error("rate_per_sec = nan\n", "not a number");
+	expect_error("migrate_on_start = maybe\n", "true or false");
+	expect_error("just words\n", "expected 'key = value'");
+	expect_error("device_listen = 127.0.0.1\n", "device_listen");
+	expect_error("device_listen = 127.0.0.1:99999\n", "device_listen");
+	expect_error("log_level = loud\n", "log_level");
+	expect_error("mqtt_url = ssl://127.0.0.1:8883\n", "mqtt_url needs");
+}
+
+static void test_missing_required(void **state)
+{
+	struct srv_config *cfg = NULL;
+	char err[SRV_CONFIG_ERR_BYTES];
+
+	(void)state;
+	assert_int_equal(parse("tls_cert = a\n", &cfg, err), OTA_ERR_FORMAT);
+	assert_non_null(strstr(err, "missing required key 'db_conninfo'"));
+}
+
+static void test_env_overrides(void **state)
+{
+	struct srv_config *cfg = NULL;
+	char err[SRV_CONFIG_ERR_BYTES];
+
+	(void)state;
+	setenv("OTA_SERVER_DB_POOL_SIZE", "7", 1);
+	setenv("OTA_SERVER_STORE_DIR", "/env-store", 1);
+	assert_int_equal(srv_config_parse(minimal, strlen(minimal), true, &cfg, err), OTA_OK);
+	assert_int_equal(cfg->db_pool_size, 7);
+	assert_string_equal(cfg->store_dir, "/env-store");
+	srv_config_free(cfg);
+	setenv("OTA_SERVER_DB_POOL_SIZE", "seven", 1);
+	assert_int_equal(srv_config_parse(minimal, strlen(minimal), true, &cfg, err),
+			 OTA_ERR_FORMAT);
+	assert_non_null(strstr(err, "OTA_SERVER_DB_POOL_SIZE"));
+	unsetenv("OTA_SERVER_DB_POOL_SIZE");
+	unsetenv("OTA_SERVER_STORE_DIR");
+}
+
+static void test_limits(void **state)
+{
+	struct srv_config *cfg = NULL;
+	char err[SRV_CONFIG_ERR_BYTES];
+	size_t len = SRV_CONFIG_MAX_LINE + 10;
+	char *text = malloc(SRV_CONFIG_MAX_BYTES + 2);
+
+	(void)state;
+	assert_non_null(text);
+	memset(text, 'a', len);
+	text[len] = '\0';
+	assert_int_equal(parse(text, &cfg, err), OTA_ERR_FORMAT);
+	assert_non_null(strstr(err, "longer than"));
+	memset(text, '\n', SRV_CONFIG_MAX_BYTES + 1);
+	assert_int_equal(srv_config_parse(text, SRV_CONFIG_MAX_BYTES + 1, false, &cfg, err),
+			 OTA_ERR_FORMAT);
+	assert_int_equal(srv_config_parse("a\0b = c\n", 8, false, &cfg, err), OTA_ERR_FORMAT);
+	free(text);
+}
+
+static void test_split_listen(void **state)
+{
+	char addr[64];
+	uint16_t port = 0;
+
+	(void)state;
+	assert_int_equal(srv_config_split_listen("0.0.0.0:8443", addr, sizeof(addr), &port),
+			 OTA_OK);
+	assert_string_equal(addr, "0.0.0.0");
+	assert_int_equal(port, 8443);
+	assert_int_equal(srv_config_split_listen("[::1]:443", addr, sizeof(addr), &port), OTA_OK);
+	assert_string_equal(addr, "::1");
+	assert_int_equal(port, 443);
+	assert_int_equal(srv_config_split_listen(":80", addr, sizeof(addr), &port), OTA_ERR_FORMAT);
+	assert_int_equal(srv_config_split_listen("h:0", addr, sizeof(addr), &port), OTA_ERR_FORMAT);
+	assert_int_equal(srv_config_split_listen("h:-1", addr, sizeof(addr), &port),
+			 OTA_ERR_FORMAT);
+	assert_int_equal(srv_config_split_listen("h", addr, sizeof(addr), &port), OTA_ERR_FORMAT);
+	assert_int_equal(srv_config_split_listen("a-very-long-host-name:1", addr, 8, &port),
+			 OTA_ERR_FORMAT);
+}
+
+int main(void)
+{
+	const struct CMUnitTest tests[] = {
+		cmocka_unit_test(test_minimal_defaults),
+		cmocka_unit_test(test_errors_name_the_line),
+		cmocka_unit_test(test_missing_required),
+		cmocka_unit_test(test_env_overrides),
+		cmocka_unit_test(test_limits),
+		cmocka_unit_test(test_split_listen),
+	};
+	return cmocka_run_group_tests(tests, NULL, NULL);
+}

@@ -1,0 +1,154 @@
+/* SPDX-License-Identifier: Apache-2.0 */
+#include <setjmp.h>
+#include <stdarg.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include <cmocka.h>
+
+#include "fleetota/limits.h"
+#include "report-internal.h"
+
+static uint8_t arena_mem[SRV_REPORT_ARENA_BYTES];
+
+static size_t pack(const Fleetota__V1__StatusReport *r, uint8_t **ret)
+{
+	size_t len = fleetota__v1__status_report__get_packed_size(r);
+	uint8_t *buf = malloc(len + 1);
+
+	assert_non_null(buf);
+	fleetota__v1__status_report__pack(r, buf);
+	*ret = buf;
+	return len;
+}
+
+static enum ota_err decode(const Fleetota__V1__StatusReport *r, const char *topic,
+			   Fleetota__V1__StatusReport **out, char *device)
+{
+	struct ota_arena arena;
+	uint8_t *buf;
+	size_t len = pack(r, &buf);
+	enum ota_err err;
+
+	ota_arena_init(&arena, arena_mem, sizeof(arena_mem));
+	err = srv_report_decode(buf, len, topic, &arena, out, device);
+	free(buf);
+	return err;
+}
+
+static void test_valid_report(void **state)
+{
+	Fleetota__V1__StatusReport r = FLEETOTA__V1__STATUS_REPORT__INIT;
+	Fleetota__V1__Event e = FLEETOTA__V1__EVENT__INIT;
+	Fleetota__V1__Event *events[1] = {&e};
+	Fleetota__V1__StatusReport *out = NULL;
+	char device[SRV_MAX_DEVICE_ID + 1];
+
+	(void)state;
+	r.device_id = "dev-1";
+	r.seq = 7;
+	r.state = FLEETOTA__V1__DEVICE_STATE__DEVICE_STATE_REJECTED;
+	r.error = "OTA_ERR_ROLLBACK";
+	r.version = "1.0.0";
+	e.seq = 3;
+	e.kind = FLEETOTA__V1__EVENT_KIND__EVENT_KIND_REJECTED;
+	e.error = "OTA_ERR_ROLLBACK";
+	r.n_events = 1;
+	r.events = events;
+	assert_int_equal(decode(&r, "fleetota/v1/dev-1/status", &out, device), OTA_OK);
+	assert_string_equal(device, "dev-1");
+	assert_int_equal(out->seq, 7);
+	assert_string_equal(out->events[0]->error, "OTA_ERR_ROLLBACK");
+	assert_string_equal(srv_report_state_name((int)out->state), "rejected");
+	assert_string_equal(srv_report_event_name((int)out->events[0]->kind), "rejected");
+	/* an empty device_id takes the topic's */
+	r.device_id = "";
+	assert_int_equal(decode(&r, "fleetota/v1/dev-1/status", &out, device), OTA_OK);
+	assert_string_equal(device, "dev-1");
+}
+
+static void test_refusals(void **state)
+{
+	Fleetota__V1__StatusReport r = FLEETOTA__V1__STATUS_REPORT__INIT;
+	Fleetota__V1__Event e = FLEETOTA__V1__EVENT__INIT;
+	Fleetota__V1__Event *events[OTA_MAX_REPORT_EVENTS + 1];
+	ProtobufCBinaryData ids[1];
+	uint8_t short_id[16] = {0};
+	Fleetota__V1__StatusReport *out = NULL;
+	char device[SRV_MAX_DEVICE_ID + 1] = "unchanged";
+	char long_str[OTA_MAX_STRING_BYTES + 2];
+
+	(void)state;
+	r.device_id = "dev-1";
+	/* topic names another device, or is not a status topic */
+	assert_int_equal(decode(&r, "fleetota/v1/dev-2/status", &out, device), OTA_ERR_FORMAT);
+	assert_int_equal(decode(&r, "fleetota/v1/dev-1/cmd", &out, device), OTA_ERR_FORMAT);
+	assert_int_equal(decode(&r, "fleetota/v1//status", &out, device), OTA_ERR_FORMAT);
+	assert_int_equal(decode(&r, "fleetota/v1/../status", &out, device), OTA_ERR_FORMAT);
+	assert_int_equal(decode(&r, "fleetota/v1/a/b/status", &out, device), OTA_ERR_FORMAT);
+	/* unknown error name */
+	r.error = "OTA_ERR_MADE_UP";
+	assert_int_equal(decode(&r, "fleetota/v1/dev-1/status", &out, device), OTA_ERR_FORMAT);
+	r.error = "";
+	/* over-long string */
+	memset(long_str, 'v', sizeof(long_str) - 1);
+	long_str[sizeof(long_str) - 1] = '\0';
+	r.version = long_str;
+	assert_int_equal(decode(&r, "fleetota/v1/dev-1/status", &out, device), OTA_ERR_FORMAT);
+	r.version = "";
+	/* numbers beyond bigint */
+	r.version_code = (uint64_t)INT64_MAX + 1;
+	assert_int_equal(decode(&r, "fleetota/v1/dev-1/status", &out, device), OTA_ERR_FORMAT);
+	r.version_code = 0;
+	/* key ids must be 32 bytes */
+	ids[0].data = short_id;
+	ids[0].len = sizeof(short_id);
+	r.keylist_key_ids = ids;
+	r.n_keylist_key_ids = 1;
+	assert_int_equal(decode(&r, "fleetota/v1/dev-1/status", &out, device), OTA_ERR_FORMAT);
+	r.n_keylist_key_ids = 0;
+	/* events: seq 0, and too many */
+	events[0] = &e;
+	r.events = events;
+	r.n_events = 1;
+	assert_int_equal(decode(&r, "fleetota/v1/dev-1/status", &out, device), OTA_ERR_FORMAT);
+	e.seq = 1;
+	for (size_t i = 0; i <= OTA_MAX_REPORT_EVENTS; i++)
+		events[i] = &e;
+	r.n_events = OTA_MAX_REPORT_EVENTS + 1;
+	assert_int_equal(decode(&r, "fleetota/v1/dev-1/status", &out, device), OTA_ERR_FORMAT);
+	r.n_events = OTA_MAX_REPORT_EVENTS;
+	assert_int_equal(decode(&r, "fleetota/v1/dev-1/status", &out, device), OTA_OK);
+}
+
+static void test_garbage_and_size(void **state)
+{
+	struct ota_arena arena;
+	Fleetota__V1__StatusReport *out = NULL;
+	char device[SRV_MAX_DEVICE_ID + 1];
+	uint8_t junk[64];
+	static uint8_t big[OTA_MAX_MQTT_PAYLOAD_BYTES + 1];
+
+	(void)state;
+	memset(junk, 0xff, sizeof(junk));
+	ota_arena_init(&arena, arena_mem, sizeof(arena_mem));
+	assert_int_equal(
+		srv_report_decode(junk, sizeof(junk), "fleetota/v1/d/status", &arena, &out, device),
+		OTA_ERR_FORMAT);
+	assert_int_equal(
+		srv_report_decode(big, sizeof(big), "fleetota/v1/d/status", &arena, &out, device),
+		OTA_ERR_SIZE);
+	assert_null(out);
+}
+
+int main(void)
+{
+	const struct CMUnitTest tests[] = {
+		cmocka_unit_test(test_valid_report),
+		cmocka_unit_test(test_refusals),
+		cmocka_unit_test(test_garbage_and_size),
+	};
+	return cmocka_run_group_tests(tests, NULL, NULL);
+}
