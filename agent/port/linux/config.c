@@ -47,6 +47,7 @@ static const struct key_spec keys[] = {
 	{"trust_clock", KEY_BOOL, offsetof(struct ota_config, trust_clock), 0},
 	{"stall_timeout", KEY_UINT, offsetof(struct ota_config, stall_timeout_s), 0},
 	{"report_interval", KEY_UINT, offsetof(struct ota_config, report_interval_s), 0},
+	{"download_retries", KEY_UINT, offsetof(struct ota_config, download_retries), 0},
 };
 
 static void set_err(char *err, unsigned line, const char *what, const char *arg)
@@ -179,6 +180,7 @@ enum ota_err ota_config_parse(const char *text, size_t len, struct ota_config *r
 	cfg.slot_size = DEFAULT_SLOT_SIZE;
 	cfg.stall_timeout_s = 30;
 	cfg.report_interval_s = 300;
+	cfg.download_retries = 5;
 	if (!text || len > OTA_CONFIG_MAX_BYTES) {
 		set_err(err, 0, "config larger than 64 KiB", NULL);
 		return OTA_ERR_FORMAT;

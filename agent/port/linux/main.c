@@ -7,6 +7,7 @@
  *   confirm --config F
  *   status [--json] --config F
  *   run --config F                 the online daemon (MQTT + HTTPS)
+ *   fetch ARTIFACT --config F      one online install (HTTPS only)
  * Exit 0 on success; a rejected update exits 1 with one line
  * "rejected: OTA_ERR_X: detail"; usage and setup errors exit 2.
  */
@@ -52,7 +53,8 @@ static void usage(void)
 	      "       ota-agent boot --config F\n"
 	      "       ota-agent confirm --config F\n"
 	      "       ota-agent status [--json] --config F\n"
-	      "       ota-agent run --config F\n",
+	      "       ota-agent run --config F\n"
+	      "       ota-agent fetch ARTIFACT --config F\n",
 	      stderr);
 }
 
@@ -432,6 +434,8 @@ int main(int argc, char **argv)
 		rc = cmd_confirm(&cli);
 	else if (strcmp(cli.command, "status") == 0)
 		rc = cmd_status(&cli);
+	else if (strcmp(cli.command, "fetch") == 0)
+		rc = ota_agent_fetch(&cli.agent, &cli.config, &cli.port_ctx, cli.bundle_path);
 	else if (strcmp(cli.command, "run") == 0)
 		rc = ota_agent_run(&cli.agent, &cli.config, &cli.port_ctx);
 	else {

@@ -9,4 +9,8 @@
 int ota_agent_run(struct ota_agent *agent, const struct ota_config *config,
 		  struct ota_linux_port *port);
 
+/* `ota-agent fetch ARTIFACT`: one online install over HTTPS, no MQTT. */
+int ota_agent_fetch(struct ota_agent *agent, const struct ota_config *config,
+		    struct ota_linux_port *port, const char *artifact);
+
 #endif

@@ -42,6 +42,7 @@ struct ota_config {
 	bool trust_clock; /* the system clock is authenticated */
 	unsigned stall_timeout_s; /* a download with no byte for this long fails */
 	unsigned report_interval_s;
+	unsigned download_retries; /* resumed attempts after the first (default 5) */
 };
 
 /*

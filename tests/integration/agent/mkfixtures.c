@@ -4,9 +4,11 @@
  * test into DIR, plus DIR/cases.txt: one "bundle expected_error" per line
  * (OTA_OK for bundles that must install).
  */
+#include <errno.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/stat.h>
 
 #include "ota_fixture.h"
 
@@ -121,6 +123,46 @@ int main(int argc, char **argv)
 
 	spec_for(&c, &spec, c.v2, V2_LEN, 20, 7);
 	bundle_case(&c, "good.otab", &spec, c.v2, V2_LEN, NULL, NULL, NULL);
+	{
+		/* the same update online: DIR/online/<artifact>.{manifest,image} */
+		char *online = ota_fx_path(c.dir, "online");
+		if (mkdir(online, 0700) != 0 && errno != EEXIST)
+			return 1;
+		free(online);
+		Fleetota__V1__Signed *om = ota_fx_manifest(&spec);
+		write_env(&c, "online/art-2.manifest", om);
+		write_env(&c, "online/art-bad.manifest", om);
+		write_env(&c, "online/keylist", kl2);
+		struct ota_fx_buf img = {0};
+		ota_fx_buf_append(&img, c.v2, V2_LEN);
+		write_buf(&c, "online/art-2.image", &img);
+		img.data[V2_LEN / 3] ^= 0x20;
+		write_buf(&c, "online/art-bad.image", &img);
+		ota_fx_buf_free(&img);
+		ota_fx_env_free(om);
+		/* an artifact signed by a key only KeyList 3 trusts */
+		EVP_PKEY *op3 = ota_fx_key_new(OTA_ALG_ED25519);
+		struct ota_fx_opkey keys3[2] = {{.key = c.op}, {.key = op3}};
+		struct ota_fx_keylist ks3 = {.version = 3,
+					     .keys = keys3,
+					     .n_keys = 2,
+					     .signers = c.roots,
+					     .n_signers = 2};
+		Fleetota__V1__Signed *kl3 = ota_fx_keylist(&ks3);
+		write_env(&c, "online/keylist3", kl3);
+		struct ota_fx_manifest s3;
+		spec_for(&c, &s3, c.v2, V2_LEN, 30, 8);
+		s3.signers = &op3;
+		om = ota_fx_manifest(&s3);
+		write_env(&c, "online/art-3.manifest", om);
+		img.len = 0;
+		ota_fx_buf_append(&img, c.v2, V2_LEN);
+		write_buf(&c, "online/art-3.image", &img);
+		ota_fx_buf_free(&img);
+		ota_fx_env_free(om);
+		ota_fx_env_free(kl3);
+		EVP_PKEY_free(op3);
+	}
 
 	/* tampered image byte */
 	Fleetota__V1__Signed *m = ota_fx_manifest(&spec);

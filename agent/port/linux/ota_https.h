@@ -1,0 +1,79 @@
+/* SPDX-License-Identifier: Apache-2.0 */
+#ifndef OTA_HTTPS_H
+#define OTA_HTTPS_H
+
+/*
+ * A small HTTPS GET client for device delivery (DESIGN.md section 4):
+ * mutual TLS with the device certificate, trust ONLY in the configured CA
+ * file, the server's SubjectPublicKeyInfo SHA-256 pinned (a list, for
+ * rotation), bounded headers, bounded bodies, stall and slow-drip
+ * timeouts, Range for resume. Blocking, one request per connection; used
+ * by ota-agent run and the fleet simulator.
+ */
+
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+
+#include <openssl/ssl.h>
+
+#include "fleetota/err.h"
+
+/* Response headers as a whole. */
+#define OTA_HTTPS_MAX_HEADER_BYTES (16u * 1024u)
+/* Slowest accepted transfer after the first stall_timeout seconds. */
+#define OTA_HTTPS_MIN_BYTES_PER_S 1024u
+#define OTA_HTTPS_MAX_PINS 8u
+
+struct ota_https_config {
+	const char *ca_file; /* the only trust anchor for the server */
+	const char *cert_file; /* device certificate (PEM chain) */
+	const char *key_file; /* device private key */
+	const uint8_t (*pins)[32]; /* accepted server SPKI SHA-256 values */
+	size_t n_pins; /* at least one */
+	unsigned stall_timeout_s; /* no byte for this long: OTA_ERR_TIMEOUT */
+};
+
+struct ota_https {
+	SSL_CTX *ctx;
+	uint8_t pins[OTA_HTTPS_MAX_PINS][32];
+	size_t n_pins;
+	unsigned stall_timeout_s;
+};
+
+/* What came back. */
+struct ota_https_response {
+	int status;
+	uint64_t body_bytes; /* bytes handed to the body callback */
+	unsigned retry_after_s; /* from a 429, 0 if absent */
+};
+
+/* Receives body bytes in order; a non-OTA_OK return aborts the request. */
+typedef enum ota_err (*ota_https_body_fn)(void *arg, const uint8_t *data, size_t len);
+
+/*
+ * Loads the CA, certificate and key. OTA_OK, or OTA_ERR_TRANSPORT with a
+ * line in err (err_cap bytes).
+ */
+enum ota_err ota_https_init(struct ota_https *client, const struct ota_https_config *config,
+			    char *err, size_t err_cap);
+void ota_https_free(struct ota_https *client);
+
+/*
+ * GET base_url + path ("https://host:port" + "/v1/..."). With range_from >
+ * 0 asks for "Range: bytes=range_from-" and accepts 206 from exactly that
+ * offset. The body goes to fn; more than max_body bytes is OTA_ERR_SIZE
+ * (also when Content-Length announces it). A status other than 200/206 is
+ * OTA_ERR_TRANSPORT with ret->status set. Errors: OTA_ERR_TRANSPORT
+ * (connect, TLS, certificate not from the CA, protocol), OTA_ERR_PIN
+ * (server key not pinned), OTA_ERR_TIMEOUT (stall or slow drip),
+ * OTA_ERR_SIZE, or fn's error. *ret is written in every case.
+ */
+enum ota_err ota_https_get(struct ota_https *client, const char *base_url, const char *path,
+			   uint64_t range_from, uint64_t max_body, ota_https_body_fn fn, void *arg,
+			   struct ota_https_response *ret);
+
+/* Parses a hex SHA-256 pin. */
+bool ota_https_pin_parse(const char *hex, uint8_t out[32]);
+
+#endif
