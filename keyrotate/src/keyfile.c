@@ -119,12 +119,24 @@ enum ota_err kr_key_write_private(const char *path, EVP_PKEY *pkey,
 	int fd = -1;
 	if (!mem)
 		return OTA_ERR_NOMEM;
-	int ok = passphrase && passphrase->buf
-			 ? PEM_write_bio_PKCS8PrivateKey(mem, pkey, EVP_aes_256_cbc(),
-							 passphrase->buf, (int)passphrase->len,
-							 NULL, NULL)
-			 : PEM_write_bio_PKCS8PrivateKey(mem, pkey, NULL, NULL, 0, NULL, NULL);
-	if (ok != 1) {
+	int ok = 0;
+	PKCS8_PRIV_KEY_INFO *p8 = NULL;
+	X509_SIG *p8enc = NULL;
+	if (passphrase && passphrase->buf) {
+		/* PBES2: PBKDF2-HMAC-SHA256 (more rounds than OpenSSL's default
+		 * 2048), AES-256-CBC, random salt and IV */
+		p8 = EVP_PKEY2PKCS8(pkey);
+		if (p8)
+			p8enc = PKCS8_encrypt(-1, EVP_aes_256_cbc(), passphrase->buf,
+					      (int)passphrase->len, NULL, 0, KR_KEY_PBKDF2_ROUNDS,
+					      p8);
+		ok = p8enc && PEM_write_bio_PKCS8(mem, p8enc) == 1;
+		X509_SIG_free(p8enc);
+		PKCS8_PRIV_KEY_INFO_free(p8);
+	} else {
+		ok = PEM_write_bio_PKCS8PrivateKey(mem, pkey, NULL, NULL, 0, NULL, NULL) == 1;
+	}
+	if (!ok) {
 		err = kr_fail(diag, OTA_ERR_INTERNAL, "cannot encode private key");
 		goto out;
 	}

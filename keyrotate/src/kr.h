@@ -36,6 +36,8 @@
 #define KR_MAX_AUDIT_LINE 2048u
 /* The signer name recorded in the audit log. */
 #define KR_MAX_SIGNER_BYTES 64u
+/* PBKDF2 rounds for passphrase-encrypted key files. */
+#define KR_KEY_PBKDF2_ROUNDS 200000
 /* Streaming buffer for images. */
 #define KR_IO_CHUNK (64u * 1024u)
 /* Arena for a decoded bundle header with its envelopes. */
@@ -102,7 +104,8 @@ struct kr_key_opts {
 enum ota_err kr_key_generate(enum ota_alg alg, EVP_PKEY **ret_pkey, struct kr_diag *diag);
 /*
  * Writes pkey as PEM PKCS#8 to a new file (mode 0600, refuses to replace
- * an existing one), encrypted (AES-256-CBC, PBKDF2) when passphrase is set.
+ * an existing one), encrypted (PBES2: PBKDF2-HMAC-SHA256, KR_KEY_PBKDF2_ROUNDS, AES-256-CBC)
+ * when passphrase is set.
  */
 enum ota_err kr_key_write_private(const char *path, EVP_PKEY *pkey,
 				  const struct kr_secret *passphrase, struct kr_diag *diag);
