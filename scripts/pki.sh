@@ -4,6 +4,8 @@
 # exists in DIR is kept, what is missing is made.
 #
 #   scripts/pki.sh DIR [DEVICE_ID...]
+#   scripts/pki.sh revoke DIR DEVICE_ID...   revoke device certificates and
+#                                            (re)write DIR/device-ca.crl
 #
 # DIR/server-ca.{crt,key}   signs what devices must trust: the delivery
 #                           server's certificate and the broker's
@@ -16,6 +18,33 @@
 # DIR/devices/ID.{crt,key}  one per device, CN = device id
 # DIR/server.pin            SPKI SHA-256 (hex) of server.crt, for agent pins
 set -euo pipefail
+
+# Revocation: an `openssl ca` database beside the device CA, then a CRL.
+if [[ ${1:-} == revoke ]]; then
+	dir=${2:?usage: pki.sh revoke DIR DEVICE_ID...}
+	shift 2
+	touch "$dir/device-ca.index"
+	[[ -f "$dir/device-ca.crlnumber" ]] || echo 01 >"$dir/device-ca.crlnumber"
+	for id in "$@"; do
+		crt="$dir/devices/$id.crt"
+		[[ -f "$crt" ]] || { echo "pki.sh: no certificate for $id" >&2; exit 2; }
+		serial=$(openssl x509 -in "$crt" -noout -serial | cut -d= -f2)
+		grep -q "	$serial	" "$dir/device-ca.index" && continue
+		end=$(openssl x509 -in "$crt" -noout -enddate | cut -d= -f2)
+		subject=$(openssl x509 -in "$crt" -noout -subject -nameopt compat | sed 's/^subject=//')
+		printf 'R\t%s\t%s\t%s\tunknown\t%s\n' "$(date -u -d "$end" +%y%m%d%H%M%SZ)" \
+			"$(date -u +%y%m%d%H%M%SZ)" "$serial" "$subject" >>"$dir/device-ca.index"
+	done
+	cnf=$(mktemp)
+	printf '%s\n' "[ca]" "default_ca = dev" "[dev]" "database = $dir/device-ca.index" \
+		"crlnumber = $dir/device-ca.crlnumber" "default_md = sha256" \
+		"default_crl_days = 3650" >"$cnf"
+	openssl ca -gencrl -config "$cnf" -keyfile "$dir/device-ca.key" -cert "$dir/device-ca.crt" \
+		-out "$dir/device-ca.crl" 2>/dev/null
+	rm -f "$cnf"
+	exit 0
+fi
+
 dir=${1:?usage: pki.sh DIR [DEVICE_ID...]}
 shift
 mkdir -p "$dir/devices"

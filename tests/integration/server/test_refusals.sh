@@ -3,7 +3,8 @@
 # Refusals at delivery and on MQTT: foreign CA, no certificate, another
 # device's artifact, unknown artifact, decommissioned device, forged status
 # topic, request flood (429 while others are served), Range resume, 416,
-# oversized headers, idle connections, a client cut mid-download.
+# oversized headers, idle connections, a client cut mid-download, a
+# certificate revoked in the CRL.
 RATE_PER_SEC=5
 RATE_BURST=10
 source "$(dirname "$0")/lib.sh"
@@ -112,6 +113,20 @@ for _ in $(seq 1 30); do
 done
 [[ $(status) == 429 ]] && grep -qi "^Retry-After: [1-9]" "$T/headers" || fail "no Retry-After: $(status)"
 grep -q '"rate_limited"' "$T/body" || fail "429 body: $(cat "$T/body")"
+
+check_server_exit
+
+log "with a CRL: a revoked device certificate fails the handshake, others pass"
+"$TOP/scripts/pki.sh" revoke "$PKI" dev-2
+echo "device_crl = $PKI/device-ca.crl" >>"$T/server.conf"
+start_server
+sleep 3 # dev-1's bucket refills after the flood
+code=$(curl -sS --cacert "$PKI/server-ca.crt" --cert "$PKI/devices/dev-2.crt" \
+	--key "$PKI/devices/dev-2.key" -o /dev/null -w '%{http_code}' \
+	"https://127.0.0.1:$DEV_PORT/v1/manifests/art-2" 2>/dev/null) && fail "a revoked certificate was accepted"
+[[ $code == 000 ]] || fail "a revoked certificate got HTTP $code"
+dev_curl dev-1 /v1/manifests/art-1
+[[ $(status) == 200 ]] || fail "dev-1 refused with the CRL: $(status)"
 
 check_server_exit
 log "PASS"
