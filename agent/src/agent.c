@@ -1217,3 +1217,22 @@ enum ota_err ota_agent_event(struct ota_agent *agent, uint64_t seq, struct ota_e
 	*ret_event = ev;
 	return OTA_OK;
 }
+
+enum ota_err ota_agent_keylist_key_ids(struct ota_agent *agent, uint8_t (*ids)[OTA_KEY_ID_BYTES],
+				       size_t cap, size_t *ret_n)
+{
+	struct ota_arena arena;
+	Fleetota__V1__RootList *root = NULL;
+	Fleetota__V1__KeyList *kl = NULL;
+	if (!agent->state.provisioned)
+		return OTA_ERR_INVALID_ARG;
+	arena_open(agent, &arena);
+	enum ota_err err = trust_load(agent, &arena, &root, &kl);
+	if (err != OTA_OK)
+		return err;
+	size_t n = 0;
+	for (size_t i = 0; i < kl->n_keys && n < cap; i++)
+		memcpy(ids[n++], kl->keys[i]->key_id.data, OTA_KEY_ID_BYTES);
+	*ret_n = n;
+	return OTA_OK;
+}

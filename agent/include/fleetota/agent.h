@@ -270,6 +270,13 @@ void ota_agent_status(const struct ota_agent *agent, struct ota_agent_status *re
  */
 enum ota_err ota_agent_event(struct ota_agent *agent, uint64_t seq, struct ota_event *ret_event);
 
+/*
+ * The key ids of the trusted KeyList (for reports: the server notifies a
+ * device only for keys it trusts). Writes up to cap ids and *ret_n.
+ */
+enum ota_err ota_agent_keylist_key_ids(struct ota_agent *agent, uint8_t (*ids)[OTA_KEY_ID_BYTES],
+				       size_t cap, size_t *ret_n);
+
 /* "idle", "staging", "pending", "trial". */
 const char *ota_phase_name(enum ota_phase phase);
 

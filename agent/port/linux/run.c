@@ -161,6 +161,17 @@ static void report(struct online *o, Fleetota__V1__DeviceState state)
 	}
 	r.events = event_ptrs;
 	r.n_events = n;
+	uint8_t key_ids[OTA_MAX_KEYS][OTA_KEY_ID_BYTES];
+	ProtobufCBinaryData key_id_fields[OTA_MAX_KEYS];
+	size_t n_ids = 0;
+	if (ota_agent_keylist_key_ids(o->agent, key_ids, OTA_MAX_KEYS, &n_ids) == OTA_OK) {
+		for (size_t i = 0; i < n_ids; i++) {
+			key_id_fields[i].data = key_ids[i];
+			key_id_fields[i].len = OTA_KEY_ID_BYTES;
+		}
+		r.keylist_key_ids = key_id_fields;
+		r.n_keylist_key_ids = n_ids;
+	}
 	size_t len = fleetota__v1__status_report__get_packed_size(&r);
 	if (len > OTA_MAX_MQTT_PAYLOAD_BYTES)
 		return;

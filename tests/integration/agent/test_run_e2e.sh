@@ -1,0 +1,75 @@
+#!/usr/bin/env bash
+# SPDX-License-Identifier: Apache-2.0
+# `ota-agent run` end to end with the real ota-server, PostgreSQL and
+# mosquitto (the server tests' world, tests/integration/server/lib.sh):
+# the device is provisioned with the server's trust anchors, an artifact is
+# assigned, the server notifies over MQTT, the agent fetches the manifest
+# and the image over mutual TLS with the server pinned, installs, boots,
+# confirms, and the database shows the new version and the event history.
+# env: OTA_SERVER SRV_TESTTOOL TOP OTA_AGENT
+set -euo pipefail
+: "${OTA_AGENT:?}"
+source "$TOP/tests/integration/server/lib.sh"
+AGENT_PID=
+stop_agent() {
+	[[ -n "$AGENT_PID" ]] || return 0
+	kill -TERM "$AGENT_PID" 2>/dev/null || true
+	wait "$AGENT_PID" 2>/dev/null || true
+	AGENT_PID=
+}
+trap 'stop_agent; cleanup' EXIT
+
+standard_setup
+
+cat >"$T/agent.conf" <<EOF
+state_dir = $T/agent-state
+device_id = dev-1
+model = fx-model
+hw_revision = rev-a
+slot_size = 4194304
+checkpoint_bytes = 65536
+server_url = https://127.0.0.1:$DEV_PORT
+broker_url = ssl://127.0.0.1:$MQ_PORT
+ca_file = $PKI/server-ca.crt
+device_cert = $PKI/devices/dev-1.crt
+device_key = $PKI/devices/dev-1.key
+server_pins = $(cat "$PKI/server.pin")
+stall_timeout = 5
+report_interval = 2
+EOF
+
+log "provision dev-1 with the fleet's RootList and KeyList"
+"$OTA_AGENT" provision --config "$T/agent.conf" --rootlist "$T/fixtures/rootlist.bin" \
+	--keylist "$T/fixtures/keylist.bin" >/dev/null
+
+log "ota-agent run reports at start"
+"$OTA_AGENT" run --config "$T/agent.conf" >>"$T/agent.log" 2>&1 &
+AGENT_PID=$!
+wait_for 20 sql_eq "1" "SELECT keylist_version FROM devices WHERE device_id = 'dev-1'" ||
+	fail "no start report: $(tail -5 "$T/agent.log")"
+
+log "assign art-1; the server notifies; the agent installs and confirms"
+sql -c "INSERT INTO assignments (device_id, artifact_id) VALUES ('dev-1', 'art-1')"
+wait_for 40 sql_eq "1.1.0|2|2|confirmed" \
+	"SELECT version, version_code, security_counter, state FROM devices WHERE device_id = 'dev-1'" ||
+	fail "device not on art-1: $(sql -c "SELECT * FROM devices WHERE device_id = 'dev-1'"); agent: $(tail -20 "$T/agent.log")"
+for kind in install_started verified pending trial_boot confirmed counter_advanced; do
+	sql_eq 1 "SELECT count(*) FROM device_events WHERE device_id = 'dev-1' AND kind = '$kind'" ||
+		fail "event $kind missing: $(sql -c "SELECT seq, kind FROM device_events WHERE device_id = 'dev-1' ORDER BY seq")"
+done
+stop_agent
+s=$("$OTA_AGENT" status --json --config "$T/agent.conf")
+[[ $(jq -r .version <<<"$s") == 1.1.0 && $(jq -r .security_counter <<<"$s") == 2 ]] ||
+	fail "agent status: $s"
+
+log "a server key that is not pinned: the agent refuses with OTA_ERR_PIN"
+sed -i "s/^server_pins = .*/server_pins = $(printf '%064d' 7)/" "$T/agent.conf"
+set +e
+line=$("$OTA_AGENT" fetch art-2 --config "$T/agent.conf" 2>/dev/null)
+set -e
+[[ $line == "rejected: OTA_ERR_PIN: "* ]] || fail "pin mismatch: '$line'"
+[[ $("$OTA_AGENT" status --json --config "$T/agent.conf" | jq -r .version) == 1.1.0 ]] ||
+	fail "status changed after pin refusal"
+
+check_server_exit
+log "PASS"
