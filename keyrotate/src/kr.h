@@ -56,8 +56,6 @@ enum ota_err kr_fail(struct kr_diag *diag, enum ota_err err, const char *fmt, ..
 /* ---- util.c: hex, files ---- */
 
 void kr_hex_encode(const uint8_t *bytes, size_t len, char *out /* 2*len+1 */);
-/* Decodes exactly 2*cap hex digits of text into out. OTA_OK or OTA_ERR_FORMAT. */
-enum ota_err kr_hex_decode(const char *text, uint8_t *out, size_t cap);
 
 /* Reads a whole file of at most max bytes (heap; caller frees). */
 enum ota_err kr_file_read(const char *path, size_t max, uint8_t **ret_buf, size_t *ret_len,

@@ -30,31 +30,6 @@ void kr_hex_encode(const uint8_t *bytes, size_t len, char *out)
 	out[2 * len] = '\0';
 }
 
-static int hex_value(char c)
-{
-	if (c >= '0' && c <= '9')
-		return c - '0';
-	if (c >= 'a' && c <= 'f')
-		return c - 'a' + 10;
-	if (c >= 'A' && c <= 'F')
-		return c - 'A' + 10;
-	return -1;
-}
-
-enum ota_err kr_hex_decode(const char *text, uint8_t *out, size_t cap)
-{
-	if (!text || strlen(text) != 2 * cap)
-		return OTA_ERR_FORMAT;
-	for (size_t i = 0; i < cap; i++) {
-		int hi = hex_value(text[2 * i]);
-		int lo = hex_value(text[2 * i + 1]);
-		if (hi < 0 || lo < 0)
-			return OTA_ERR_FORMAT;
-		out[i] = (uint8_t)(hi << 4 | lo);
-	}
-	return OTA_OK;
-}
-
 enum ota_err kr_file_read(const char *path, size_t max, uint8_t **ret_buf, size_t *ret_len,
 			  struct kr_diag *diag)
 {

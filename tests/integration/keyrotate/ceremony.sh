@@ -4,8 +4,16 @@
 # KeyList v1 collected from separate root holders, firmware signed and
 # verified; op key rotation (v2 with both keys, v3 with the new one only);
 # root rotation; every artefact verifies with the library and the wrong
-# ones do not; and an independent check with openssl/sha256sum/xxd.
+# ones do not; and an independent check with openssl/sha256sum/od.
 . "$(dirname "$0")/lib.sh"
+
+# ---- every command documents itself ----
+for cmd in root-init root-new op-new keylist rootlist sign verify inspect audit-verify; do
+	ok "$KEYS" $cmd --help
+	grep -q "^Usage: ota-keys $cmd" out || die "$cmd --help"
+done
+ok "$KEYS" keylist sign --help
+refused OTA_ERR_INVALID_ARG "$KEYS" no-such-command
 
 # ---- roots: 2 of 3 ----
 ok "$KEYS" root-init --out-dir roots -n 3 -k 2
@@ -131,7 +139,7 @@ data[i:i + 5] = b"9.9.9"
 PY
 refused OTA_ERR_SIGNATURE "$KEYS" verify m1-edited.signed --rootlist "$R1" --keylist kl1.signed
 
-# ---- independent check: openssl, sha256sum, xxd, no fleetota code ----
+# ---- independent check: openssl, sha256sum, od, no fleetota code ----
 # key id = SHA-256 of the SubjectPublicKeyInfo DER
 id=$(openssl pkey -pubin -in op1.pem -outform DER | sha256sum | cut -d' ' -f1)
 [[ $id == $(json m1.signed '.signatures[0].key_id') ]] || die "key id is not SHA-256(SPKI)"
@@ -144,9 +152,9 @@ for m in m1:op1 m2:op2; do
 	pem=${m##*:}.pem
 	{
 		printf 'fleetota/v1/manifest\0'
-		json "$file" .body_hex | xxd -r -p
+		json "$file" .body_hex | unhex
 	} >"$m.input"
-	json "$file" '.signatures[0].sig' | xxd -r -p >"$m.sig"
+	json "$file" '.signatures[0].sig' | unhex >"$m.sig"
 	if [[ $(json "$file" '.signatures[0].alg') == ed25519 ]]; then
 		openssl pkeyutl -verify -pubin -inkey "$pem" -rawin -in "$m.input" \
 			-sigfile "$m.sig" >/dev/null || die "openssl rejects $file"
@@ -157,7 +165,7 @@ for m in m1:op1 m2:op2; do
 	# and the same signature over a keylist-typed input does not verify
 	{
 		printf 'fleetota/v1/keylist\0'
-		json "$file" .body_hex | xxd -r -p
+		json "$file" .body_hex | unhex
 	} >"$m.wrongtype"
 	if openssl dgst -sha256 -verify "$pem" -signature "$m.sig" "$m.wrongtype" >/dev/null 2>&1 ||
 		openssl pkeyutl -verify -pubin -inkey "$pem" -rawin -in "$m.wrongtype" \
@@ -167,7 +175,7 @@ for m in m1:op1 m2:op2; do
 done
 # bundle layout: "OTAB", big-endian header length, header, the image bytes
 [[ $(head -c 4 fw1.otab) == OTAB ]] || die "bundle magic"
-hlen=$((16#$(head -c 8 fw1.otab | tail -c 4 | xxd -p)))
+hlen=$(head -c 8 fw1.otab | tail -c 4 | od -An -tu1 | awk '{print (($1*256+$2)*256+$3)*256+$4}')
 [[ $(stat -c %s fw1.otab) == $((8 + hlen + 3000000)) ]] || die "bundle size"
 tail -c 3000000 fw1.otab | cmp -s - fw1.bin || die "bundle image bytes"
 

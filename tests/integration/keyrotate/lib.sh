@@ -58,3 +58,20 @@ json() {
 lines() {
 	wc -l <"$1" | tr -d ' '
 }
+
+# hex on stdin -> bytes on stdout
+unhex() {
+	python3 -c 'import sys; sys.stdout.buffer.write(bytes.fromhex(sys.stdin.read().strip()))'
+}
+
+# maxrss CMD...: runs CMD (must succeed), prints its max RSS in KiB
+maxrss() {
+	python3 - "$@" <<'PY'
+import resource, subprocess, sys
+r = subprocess.run(sys.argv[1:], stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+if r.returncode != 0:
+    sys.stderr.write(r.stderr.decode(errors="replace"))
+    sys.exit(1)
+print(resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss)
+PY
+}

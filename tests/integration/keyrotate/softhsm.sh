@@ -60,9 +60,9 @@ ok "$KEYS" verify m.signed --rootlist "$R1" --keylist kl1.signed --image fw.bin
 # independent: openssl checks the token's ECDSA signature with the exported public key
 {
 	printf 'fleetota/v1/manifest\0'
-	json m.signed .body_hex | xxd -r -p
+	json m.signed .body_hex | unhex
 } >m.input
-json m.signed '.signatures[0].sig' | xxd -r -p >m.sig
+json m.signed '.signatures[0].sig' | unhex >m.sig
 openssl dgst -sha256 -verify op-hsm.pem -signature m.sig m.input >/dev/null ||
 	die "openssl rejects the token signature"
 # the audit log names the token key
