@@ -1432,8 +1432,10 @@ static int cmd_verify(int argc, char **argv)
 	if ((err = load_root(&v, rootlist, 1, &c.diag, &anchor)) != OTA_OK)
 		goto fail;
 	for (size_t i = 0; i < chain.n; i++) {
-		if ((err = load_root(&v, chain.items[i], 0, &c.diag, NULL)) != OTA_OK)
+		Fleetota__V1__Signed *step = NULL;
+		if ((err = load_root(&v, chain.items[i], 0, &c.diag, &step)) != OTA_OK)
 			goto fail;
+		anchor = step; /* the newest trusted one */
 	}
 	if ((err = kr_verifier_arena(&v, KR_HEADER_ARENA_BYTES, &arena)) != OTA_OK)
 		goto fail;
@@ -1494,10 +1496,10 @@ static int cmd_verify(int argc, char **argv)
 	if (kind == KR_OBJ_ROOTLIST) {
 		Fleetota__V1__RootList *r = NULL;
 		uint64_t trusted = v.root->version;
-		if (anchor && chain.n == 0 && env->body.len == anchor->body.len &&
+		if (anchor && env->body.len == anchor->body.len &&
 		    memcmp(env->body.data, anchor->body.data, env->body.len) == 0) {
-			/* the anchor itself: its own threshold was checked above */
-			printf("OK: RootList v%llu is the trust anchor\n",
+			/* the anchor or the chain's end itself: checked above */
+			printf("OK: RootList v%llu is the trusted one\n",
 			       (unsigned long long)trusted);
 			rc = 0;
 			goto out;

@@ -91,6 +91,8 @@ refused OTA_ERR_ROOT_CHAIN "$KEYS" rootlist merge --prev "$R1" --out r2.bad --fi
 ok "$KEYS" rootlist merge --prev "$R1" --out r2.signed --finalize r2.old1 r2.old2 r2.new4 r2.new5
 R2=r2.signed
 ok "$KEYS" verify "$R2" --rootlist "$R1"
+ok "$KEYS" verify "$R2" --rootlist "$R1" --rootlist-chain "$R2"
+refused OTA_ERR_ROOT_CHAIN "$KEYS" verify "$R1" --rootlist "$R1" --rootlist-chain "$R2"
 refused OTA_ERR_ROOT_CHAIN "$KEYS" verify r2.new4 --rootlist "$R1"
 
 # KeyList v4 under RootList v2, signed by the new roots
