@@ -641,16 +641,18 @@ static const char help_keylist[] =
 	"version is above --prev (OTA_ERR_KEYLIST_ROLLBACK).\n";
 
 static const char help_rootlist[] =
-	"Usage: ota-keys rootlist new --prev ROOTLIST --out FILE [--add ROOT.pub]...\n"
+	"Usage: ota-keys rootlist new [--prev ROOTLIST] --out FILE [--add ROOT.pub]...\n"
 	"                             [--remove SEL]... [--threshold K] [--issued TIME]\n"
 	"                             [--expires TIME] [--key ROOTKEY]... [--finalize]\n"
-	"       ota-keys rootlist sign --prev ROOTLIST --in FILE --out FILE --key KEY...\n"
+	"       ota-keys rootlist sign [--prev ROOTLIST] --in FILE --out FILE --key KEY...\n"
 	"                              [--finalize]\n"
-	"       ota-keys rootlist merge --prev ROOTLIST --out FILE [--finalize] PARTIAL...\n"
+	"       ota-keys rootlist merge [--prev ROOTLIST] --out FILE [--finalize] PARTIAL...\n"
 	"Rotates root keys: RootList N+1 must be signed by a threshold of RootList N's\n"
 	"keys (else devices refuse it: OTA_ERR_ROOT_CHAIN) and by a threshold of its\n"
 	"own keys (OTA_ERR_THRESHOLD). --finalize refuses to write a list that would\n"
-	"not verify.\n";
+	"not verify. Without --prev it builds RootList v1 from descriptors (--add, from\n"
+	"root-new on each holder's machine), signed by its own threshold: the way to\n"
+	"start without ever bringing the root keys together.\n";
 
 struct list_args {
 	const char *sub;
@@ -766,8 +768,6 @@ static int list_args_parse(int argc, char **argv, struct common *c, struct list_
 		return usage_error("merge needs the partial files%s", "");
 	if (strcmp(a->sub, "merge") != 0 && a->inputs.n)
 		return usage_error("unexpected argument %s", a->inputs.items[0]);
-	if (is_root && !a->prev)
-		return usage_error("rootlist needs --prev (the current RootList)%s", "");
 	if (!is_root && a->finalize && !a->rootlist)
 		return usage_error("--finalize needs --rootlist%s", "");
 	return 0;
@@ -969,11 +969,12 @@ static int cmd_rootlist(int argc, char **argv)
 	v.now = c.now;
 	if ((err = kr_arena_init(&arena, OTA_DECODE_ARENA_BYTES * 2)) != OTA_OK)
 		goto fail;
-	/* the current RootList: trusted as the anchor of this step */
-	if ((err = kr_envelope_read(a.prev, &arena.arena, &penv, &c.diag)) != OTA_OK ||
-	    (err = kr_verify_root_anchor(&v, penv, &c.diag)) != OTA_OK)
+	/* the current RootList: trusted as the anchor of this step; none for v1 */
+	if (a.prev && ((err = kr_envelope_read(a.prev, &arena.arena, &penv, &c.diag)) != OTA_OK ||
+		       (err = kr_verify_root_anchor(&v, penv, &c.diag)) != OTA_OK))
 		goto fail;
 	const Fleetota__V1__RootList *prev = v.root;
+	uint64_t prev_version = prev ? prev->version : 0;
 	if (strcmp(a.sub, "new") == 0) {
 		struct kr_rootlist_spec spec = {.prev = prev};
 		uint64_t issued = c.now, expires_at = 0, threshold = 0;
@@ -1017,16 +1018,20 @@ static int cmd_rootlist(int argc, char **argv)
 		goto fail;
 	}
 	uint64_t version = next->version;
-	if (version != prev->version + 1) {
+	if (version != prev_version + 1) {
 		kr_arena_release(&check);
-		err = kr_fail(&c.diag, OTA_ERR_ROOT_CHAIN, "RootList v%llu does not follow v%llu",
-			      (unsigned long long)version, (unsigned long long)prev->version);
+		err = kr_fail(
+			&c.diag, OTA_ERR_ROOT_CHAIN,
+			prev ? "RootList v%llu does not follow v%llu"
+			     : "RootList v%llu without --prev: only v1 (v%llu + 1) is possible",
+			(unsigned long long)version, (unsigned long long)prev_version);
 		goto fail;
 	}
 	char lists_name[64];
 	snprintf(lists_name, sizeof(lists_name), "RootList v%llu or v%llu",
-		 (unsigned long long)prev->version, (unsigned long long)version);
-	struct signers rotation = {prev->keys, prev->n_keys, next->keys, next->n_keys, lists_name};
+		 (unsigned long long)prev_version, (unsigned long long)version);
+	struct signers rotation = {prev ? prev->keys : NULL, prev ? prev->n_keys : 0, next->keys,
+				   next->n_keys, lists_name};
 	for (size_t i = 0; i < a.keys.n; i++) {
 		if ((err = sign_envelope(&c, env, OTA_OBJ_ROOT, version, a.keys.items[i],
 					 &rotation)) != OTA_OK)
@@ -1034,15 +1039,22 @@ static int cmd_rootlist(int argc, char **argv)
 	}
 	size_t have_old = 0, have_new = 0;
 	if (err == OTA_OK) {
-		ota_threshold_count(OTA_OBJ_ROOT, env, prev->keys, prev->n_keys, &have_old);
 		ota_threshold_count(OTA_OBJ_ROOT, env, next->keys, next->n_keys, &have_new);
-		printf("RootList v%llu: %zu of %u old-root and %zu of %u new-root signatures\n",
-		       (unsigned long long)version, have_old, prev->threshold, have_new,
-		       next->threshold);
+		if (prev) {
+			ota_threshold_count(OTA_OBJ_ROOT, env, prev->keys, prev->n_keys, &have_old);
+			printf("RootList v%llu: %zu of %u old-root and %zu of %u new-root "
+			       "signatures\n",
+			       (unsigned long long)version, have_old, prev->threshold, have_new,
+			       next->threshold);
+		} else {
+			printf("RootList v1: %zu of %u root signatures\n", have_new,
+			       next->threshold);
+		}
 	}
 	kr_arena_release(&check);
 	if (err != OTA_OK)
 		goto fail;
+	/* kr_verify_root_step: a chain step from prev, or (no prev) an anchor */
 	if (a.finalize && (err = kr_verify_root_step(&v, env, &c.diag)) != OTA_OK)
 		goto fail;
 	if ((err = kr_envelope_write(a.out, env, &c.diag)) != OTA_OK)

@@ -112,6 +112,18 @@ ok "$KEYS" sign --key op2.key --keylist kl4.signed --rootlist "$R2" --image fw2.
 ok "$KEYS" verify fw4.otab --rootlist "$R1"
 ok "$KEYS" verify m4.signed --rootlist "$R1" --rootlist-chain "$R2" --keylist kl4.signed
 
+# ---- RootList v1 without ever bringing the root keys together ----
+for h in 1 2 3; do ok "$KEYS" root-new --out holder-$h; done
+ok "$KEYS" rootlist new --out d1.unsigned --add holder-1.pub --add holder-2.pub \
+	--add holder-3.pub --threshold 2
+ok "$KEYS" rootlist sign --in d1.unsigned --out d1.h1 --key holder-1.key
+ok "$KEYS" rootlist sign --in d1.unsigned --out d1.h3 --key holder-3.key
+refused OTA_ERR_KEY_UNKNOWN "$KEYS" rootlist sign --in d1.unsigned --out d1.x --key op1.key
+refused OTA_ERR_THRESHOLD "$KEYS" rootlist merge --out d1.signed --finalize d1.h1
+ok "$KEYS" rootlist merge --out d1.signed --finalize d1.h1 d1.h3
+ok "$KEYS" verify d1.signed --rootlist d1.signed
+refused OTA_ERR_ROOT_CHAIN "$KEYS" rootlist new --out d2.unsigned --add holder-1.pub --version 2
+
 # ---- wrong artefacts do not verify ----
 # a manifest signature made for another type never counts
 refused OTA_ERR_FORMAT "$KEYS" verify m1.signed --rootlist "$R1" --type keylist
