@@ -18,28 +18,15 @@
 #include <openssl/x509.h>
 #include <openssl/x509v3.h>
 
+#include "https-internal.h"
 #include "ota_https.h"
 
 #define HOST_MAX 256u
-#define READ_BUF 16384u
 
 struct url {
 	char host[HOST_MAX];
 	char port[8];
 	char prefix[256];
-};
-
-/* Buffered reads over one TLS connection, with the transfer's clocks. */
-struct conn {
-	SSL *ssl;
-	int fd;
-	uint8_t buf[READ_BUF];
-	size_t pos;
-	size_t len;
-	struct timespec started;
-	uint64_t received;
-	unsigned stall_s;
-	enum ota_err err; /* why the last read failed */
 };
 
 static void set_err(char *err, size_t cap, const char *what)
@@ -166,13 +153,6 @@ static bool url_parse(const char *base, struct url *u)
 	return true;
 }
 
-static double elapsed_s(const struct timespec *since)
-{
-	struct timespec now;
-	clock_gettime(CLOCK_MONOTONIC, &now);
-	return (double)(now.tv_sec - since->tv_sec) + (double)(now.tv_nsec - since->tv_nsec) / 1e9;
-}
-
 static int tcp_connect(const struct url *u, unsigned timeout_s)
 {
 	struct addrinfo hints;
@@ -242,240 +222,35 @@ static enum ota_err pin_check(const struct ota_https *client, SSL *ssl)
 	return verdict;
 }
 
-/* Refills the buffer; false on EOF or error (c->err says which). */
-static bool conn_fill(struct conn *c)
-{
-	c->pos = 0;
-	c->len = 0;
-	/* a slow drip is a stall too: after the first stall period, a minimum rate */
-	double t = elapsed_s(&c->started);
-	if (t > c->stall_s && (double)c->received < (t - c->stall_s) * OTA_HTTPS_MIN_BYTES_PER_S) {
-		c->err = OTA_ERR_TIMEOUT;
-		return false;
-	}
-	int n = SSL_read(c->ssl, c->buf, (int)sizeof(c->buf));
-	if (n > 0) {
-		c->len = (size_t)n;
-		c->received += (uint64_t)n;
-		return true;
-	}
-	int e = SSL_get_error(c->ssl, n);
-	if (e == SSL_ERROR_ZERO_RETURN) {
-		c->err = OTA_OK; /* clean EOF */
-	} else if (e == SSL_ERROR_WANT_READ || e == SSL_ERROR_WANT_WRITE ||
-		   (e == SSL_ERROR_SYSCALL && (errno == EAGAIN || errno == EWOULDBLOCK))) {
-		/* the socket is blocking: "retry" means SO_RCVTIMEO expired */
-		c->err = OTA_ERR_TIMEOUT;
-	} else if (e == SSL_ERROR_SYSCALL && errno == 0) {
-		c->err = OTA_OK; /* EOF without close_notify: the length checks decide */
-	} else {
-		c->err = OTA_ERR_TRANSPORT;
-	}
-	ERR_clear_error();
-	return false;
-}
-
-/* One header line without CRLF into line (cap bytes); false on error. */
-static bool conn_line(struct conn *c, char *line, size_t cap, size_t *budget)
-{
-	size_t n = 0;
-	for (;;) {
-		if (c->pos == c->len && !conn_fill(c)) {
-			if (c->err == OTA_OK)
-				c->err = OTA_ERR_TRANSPORT;
-			return false;
-		}
-		char ch = (char)c->buf[c->pos++];
-		if (*budget == 0) {
-			c->err = OTA_ERR_TRANSPORT;
-			return false;
-		}
-		(*budget)--;
-		if (ch == '\n') {
-			if (n && line[n - 1] == '\r')
-				n--;
-			line[n] = '\0';
-			return true;
-		}
-		if (n + 1 >= cap) {
-			c->err = OTA_ERR_TRANSPORT;
-			return false;
-		}
-		line[n++] = ch;
-	}
-}
-
-static bool parse_u64_prefix(const char *s, int base, uint64_t *ret, const char **end)
-{
-	uint64_t v = 0;
-	size_t digits = 0;
-	for (; *s; s++, digits++) {
-		int d;
-		if (*s >= '0' && *s <= '9')
-			d = *s - '0';
-		else if (base == 16 && *s >= 'a' && *s <= 'f')
-			d = *s - 'a' + 10;
-		else if (base == 16 && *s >= 'A' && *s <= 'F')
-			d = *s - 'A' + 10;
-		else
-			break;
-		if (v > (UINT64_MAX - (uint64_t)d) / (uint64_t)base)
-			return false;
-		v = v * (uint64_t)base + (uint64_t)d;
-	}
-	if (digits == 0)
-		return false;
-	*ret = v;
-	if (end)
-		*end = s;
-	return true;
-}
-
-struct head {
-	int status;
-	bool has_length;
-	uint64_t length;
-	bool chunked;
-	bool has_range;
-	uint64_t range_first;
-	unsigned retry_after;
-};
-
-static bool header_is(const char *line, const char *name, const char **value)
-{
-	size_t n = strlen(name);
-	if (strncasecmp(line, name, n) != 0 || line[n] != ':')
-		return false;
-	const char *v = line + n + 1;
-	while (*v == ' ' || *v == '\t')
-		v++;
-	*value = v;
-	return true;
-}
-
-static enum ota_err read_head(struct conn *c, struct head *h)
-{
-	char line[1024];
-	size_t budget = OTA_HTTPS_MAX_HEADER_BYTES;
-	const char *v;
-	memset(h, 0, sizeof(*h));
-	if (!conn_line(c, line, sizeof(line), &budget))
-		return c->err;
-	if (strncmp(line, "HTTP/1.", 7) != 0 || (line[7] != '0' && line[7] != '1') ||
-	    line[8] != ' ')
-		return OTA_ERR_TRANSPORT;
-	uint64_t status = 0;
-	if (!parse_u64_prefix(line + 9, 10, &status, NULL) || status < 100 || status > 599)
-		return OTA_ERR_TRANSPORT;
-	h->status = (int)status;
-	for (;;) {
-		if (!conn_line(c, line, sizeof(line), &budget))
-			return c->err;
-		if (line[0] == '\0')
-			return OTA_OK;
-		const char *end = NULL;
-		if (header_is(line, "Content-Length", &v)) {
-			if (!parse_u64_prefix(v, 10, &h->length, &end) || *end)
-				return OTA_ERR_TRANSPORT;
-			h->has_length = true;
-		} else if (header_is(line, "Transfer-Encoding", &v)) {
-			if (strcasecmp(v, "chunked") != 0)
-				return OTA_ERR_TRANSPORT;
-			h->chunked = true;
-		} else if (header_is(line, "Content-Range", &v)) {
-			if (strncmp(v, "bytes ", 6) != 0 ||
-			    !parse_u64_prefix(v + 6, 10, &h->range_first, NULL))
-				return OTA_ERR_TRANSPORT;
-			h->has_range = true;
-		} else if (header_is(line, "Retry-After", &v)) {
-			uint64_t s = 0;
-			if (parse_u64_prefix(v, 10, &s, NULL))
-				h->retry_after = s > 86400 ? 86400 : (unsigned)s;
-		}
-	}
-}
-
-struct sink {
-	ota_https_body_fn fn;
-	void *arg;
-	uint64_t max_body;
-	uint64_t skip; /* a 200 to a Range request: drop the prefix */
-	uint64_t delivered;
-};
-
-static enum ota_err sink_put(struct sink *s, const uint8_t *data, size_t len)
-{
-	if (s->skip) {
-		size_t drop = s->skip < len ? (size_t)s->skip : len;
-		s->skip -= drop;
-		data += drop;
-		len -= drop;
-	}
-	if (len == 0)
-		return OTA_OK;
-	if (len > s->max_body - s->delivered)
-		return OTA_ERR_SIZE; /* endless data stops here */
-	s->delivered += len;
-	return s->fn(s->arg, data, len);
-}
-
-/* Copies n bytes of body (n = UINT64_MAX: until EOF). */
-static enum ota_err body_copy(struct conn *c, struct sink *s, uint64_t n, bool until_eof)
-{
-	while (until_eof || n > 0) {
-		if (c->pos == c->len && !conn_fill(c)) {
-			if (until_eof && c->err == OTA_OK)
-				return OTA_OK;
-			return c->err == OTA_OK ? OTA_ERR_TRANSPORT : c->err;
-		}
-		size_t avail = c->len - c->pos;
-		size_t take = !until_eof && n < avail ? (size_t)n : avail;
-		enum ota_err err = sink_put(s, c->buf + c->pos, take);
-		if (err != OTA_OK)
-			return err;
-		c->pos += take;
-		if (!until_eof)
-			n -= take;
-	}
-	return OTA_OK;
-}
-
-static enum ota_err body_chunked(struct conn *c, struct sink *s)
-{
-	char line[256];
-	size_t budget = OTA_HTTPS_MAX_HEADER_BYTES;
-	for (;;) {
-		uint64_t size = 0;
-		const char *end = NULL;
-		budget = OTA_HTTPS_MAX_HEADER_BYTES;
-		if (!conn_line(c, line, sizeof(line), &budget))
-			return c->err;
-		if (!parse_u64_prefix(line, 16, &size, &end) || (*end && *end != ';'))
-			return OTA_ERR_TRANSPORT;
-		if (size == 0)
-			break;
-		if (size > s->max_body - s->delivered + s->skip)
-			return OTA_ERR_SIZE;
-		enum ota_err err = body_copy(c, s, size, false);
-		if (err != OTA_OK)
-			return err;
-		if (!conn_line(c, line, sizeof(line), &budget))
-			return c->err;
-		if (line[0] != '\0')
-			return OTA_ERR_TRANSPORT;
-	}
-	for (;;) { /* trailers */
-		if (!conn_line(c, line, sizeof(line), &budget))
-			return c->err;
-		if (line[0] == '\0')
-			return OTA_OK;
-	}
-}
-
 static bool is_ip_literal(const char *host)
 {
 	unsigned char buf[16];
 	return inet_pton(AF_INET, host, buf) == 1 || inet_pton(AF_INET6, host, buf) == 1;
+}
+
+/* The parser's byte source: SSL_read on the blocking socket. */
+static enum ota_err tls_read(void *ctx, uint8_t *buf, size_t cap, size_t *ret_n)
+{
+	SSL *ssl = ctx;
+	*ret_n = 0;
+	int n = SSL_read(ssl, buf, cap > INT32_MAX ? INT32_MAX : (int)cap);
+	if (n > 0) {
+		*ret_n = (size_t)n;
+		return OTA_OK;
+	}
+	enum ota_err err;
+	int e = SSL_get_error(ssl, n);
+	if (e == SSL_ERROR_ZERO_RETURN)
+		err = OTA_OK; /* clean EOF */
+	else if (e == SSL_ERROR_WANT_READ || e == SSL_ERROR_WANT_WRITE ||
+		 (e == SSL_ERROR_SYSCALL && (errno == EAGAIN || errno == EWOULDBLOCK)))
+		err = OTA_ERR_TIMEOUT; /* blocking socket: "retry" means SO_RCVTIMEO expired */
+	else if (e == SSL_ERROR_SYSCALL && errno == 0)
+		err = OTA_OK; /* EOF without close_notify: the length checks decide */
+	else
+		err = OTA_ERR_TRANSPORT;
+	ERR_clear_error();
+	return err;
 }
 
 enum ota_err ota_https_get(struct ota_https *client, const char *base_url, const char *path,
@@ -483,40 +258,36 @@ enum ota_err ota_https_get(struct ota_https *client, const char *base_url, const
 			   struct ota_https_response *ret)
 {
 	struct url u;
-	struct head h;
 	char request[1024];
 	enum ota_err err = OTA_ERR_TRANSPORT;
-	struct conn *c = calloc(1, sizeof(*c));
+	SSL *ssl = NULL;
+	int fd = -1;
+	struct timespec started;
 	memset(ret, 0, sizeof(*ret));
-	if (!c)
-		return OTA_ERR_NOMEM;
-	c->fd = -1;
-	c->stall_s = client->stall_timeout_s;
-	clock_gettime(CLOCK_MONOTONIC, &c->started);
+	clock_gettime(CLOCK_MONOTONIC, &started);
 	if (!url_parse(base_url, &u) || strlen(path) > 512 || path[0] != '/')
 		goto out;
-	c->fd = tcp_connect(&u, client->stall_timeout_s);
-	if (c->fd < 0)
+	fd = tcp_connect(&u, client->stall_timeout_s);
+	if (fd < 0)
 		goto out;
-	c->ssl = SSL_new(client->ctx);
-	if (!c->ssl || SSL_set_fd(c->ssl, c->fd) != 1)
+	ssl = SSL_new(client->ctx);
+	if (!ssl || SSL_set_fd(ssl, fd) != 1)
 		goto out;
 	/* the certificate must name the host we asked for, and chain to ca_file */
 	if (is_ip_literal(u.host)) {
-		if (X509_VERIFY_PARAM_set1_ip_asc(SSL_get0_param(c->ssl), u.host) != 1)
+		if (X509_VERIFY_PARAM_set1_ip_asc(SSL_get0_param(ssl), u.host) != 1)
 			goto out;
-	} else if (SSL_set_tlsext_host_name(c->ssl, u.host) != 1 ||
-		   SSL_set1_host(c->ssl, u.host) != 1) {
+	} else if (SSL_set_tlsext_host_name(ssl, u.host) != 1 || SSL_set1_host(ssl, u.host) != 1) {
 		goto out;
 	}
-	int rc = SSL_connect(c->ssl);
+	int rc = SSL_connect(ssl);
 	if (rc != 1) {
-		int e = SSL_get_error(c->ssl, rc);
+		int e = SSL_get_error(ssl, rc);
 		err = e == SSL_ERROR_WANT_READ || e == SSL_ERROR_WANT_WRITE ? OTA_ERR_TIMEOUT
 									    : OTA_ERR_TRANSPORT;
 		goto out;
 	}
-	err = pin_check(client, c->ssl);
+	err = pin_check(client, ssl);
 	if (err != OTA_OK)
 		goto out;
 	int n;
@@ -531,48 +302,18 @@ enum ota_err ota_https_get(struct ota_https *client, const char *base_url, const
 			     "User-Agent: ota-agent\r\n\r\n",
 			     u.prefix, path, u.host);
 	err = OTA_ERR_TRANSPORT;
-	if (n <= 0 || (size_t)n >= sizeof(request) || SSL_write(c->ssl, request, n) != n)
+	if (n <= 0 || (size_t)n >= sizeof(request) || SSL_write(ssl, request, n) != n)
 		goto out;
-	err = read_head(c, &h);
-	if (err != OTA_OK)
-		goto out;
-	ret->status = h.status;
-	ret->retry_after_s = h.retry_after;
-	struct sink s = {.fn = fn, .arg = arg, .max_body = max_body};
-	if (h.status == 206) {
-		if (!h.has_range || h.range_first != range_from) {
-			err = OTA_ERR_TRANSPORT;
-			goto out;
-		}
-	} else if (h.status == 200) {
-		s.skip = range_from; /* the server ignored the Range */
-	} else {
-		err = OTA_ERR_TRANSPORT;
-		goto out;
-	}
-	if (h.chunked) {
-		err = body_chunked(c, &s);
-	} else if (h.has_length) {
-		if (h.length > max_body + s.skip) {
-			err = OTA_ERR_SIZE;
-			goto out;
-		}
-		err = body_copy(c, &s, h.length, false);
-	} else {
-		err = body_copy(c, &s, 0, true);
-	}
-	if (err == OTA_OK && s.skip)
-		err = OTA_ERR_TRANSPORT; /* shorter than the offset we resume from */
-	ret->body_bytes = s.delivered;
+	err = ota_https_read_response(tls_read, ssl, &started, client->stall_timeout_s, range_from,
+				      max_body, fn, arg, ret);
 out:
-	if (c->ssl) {
+	if (ssl) {
 		if (err == OTA_OK)
-			(void)SSL_shutdown(c->ssl);
-		SSL_free(c->ssl);
+			(void)SSL_shutdown(ssl);
+		SSL_free(ssl);
 	}
-	if (c->fd >= 0)
-		close(c->fd);
-	free(c);
+	if (fd >= 0)
+		close(fd);
 	ERR_clear_error();
 	return err;
 }
