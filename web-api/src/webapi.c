@@ -327,6 +327,26 @@ bool wa_query_only(struct wa_ctx *ctx, const char *const *allowed)
 		wa_reply_error(ctx, 400, "bad_request", "malformed query string", NULL);
 		return false;
 	}
+	{
+		/* decoding stops at an encoded NUL: "id=fw%00.otab" would read "fw" */
+		const char *raw = evhttp_uri_get_query(evhttp_request_get_evhttp_uri(ctx->req));
+		const char *nul = raw != NULL ? strstr(raw, "%00") : NULL;
+
+		if (nul != NULL) {
+			const char *start = nul;
+			char key[64];
+			size_t key_len;
+
+			while (start > raw && start[-1] != '&')
+				start--;
+			key_len = strcspn(start, "=&");
+			snprintf(key, sizeof(key), "%.*s", (int)(key_len < 63 ? key_len : 63),
+				 start);
+			wa_reply_error(ctx, 400, "bad_request", "NUL byte in a query parameter",
+				       key);
+			return false;
+		}
+	}
 	TAILQ_FOREACH(kv, &ctx->query, next)
 	{
 		size_t i;

@@ -1,0 +1,179 @@
+#!/usr/bin/env bash
+# SPDX-License-Identifier: Apache-2.0
+# Shared setup for the REST API tests: temp dir, private PostgreSQL on a free
+# loopback port, migrated schema, signed fixtures, ota-server with its admin
+# listener (no MQTT: the API does not need it). Everything is stopped by PID
+# on exit, also on failure.
+set -euo pipefail
+: "${OTA_SERVER:?}" "${WA_FIXTURES:?}" "${TOP:?}"
+export LSAN_OPTIONS=${LSAN_OPTIONS:-suppressions=$TOP/tests/lsan.supp:print_suppressions=0}
+
+T=$(mktemp -d /tmp/fleetota-webapi-test.XXXXXX)
+chmod 711 "$T"
+SERVER_PID=
+SERVER_STATUS=0
+FAILED=0
+RESPONSES=$T/responses.jsonl
+: >"$RESPONSES"
+
+log() { echo "[$(date +%T)] $*"; }
+fail() {
+	echo "FAIL: $*" >&2
+	FAILED=1
+	exit 1
+}
+
+free_port() {
+	local p
+	for _ in $(seq 1 100); do
+		p=$((20000 + RANDOM % 12000))
+		if ! (exec 3<>/dev/tcp/127.0.0.1/$p) 2>/dev/null &&
+			! grep -q ":$(printf '%04X' $p) " /proc/net/tcp 2>/dev/null; then
+			echo $p
+			return
+		fi
+	done
+	fail "no free port"
+}
+
+stop_server() {
+	[[ -n "$SERVER_PID" ]] || return 0
+	kill -TERM "$SERVER_PID" 2>/dev/null
+	wait "$SERVER_PID"
+	SERVER_STATUS=$?
+	SERVER_PID=
+	return 0
+}
+
+cleanup() {
+	local rc=$?
+	set +e
+	stop_server
+	"$TOP/scripts/pg.sh" stop "$T/pg" >/dev/null 2>&1
+	if [[ $rc != 0 || $FAILED != 0 ]]; then
+		echo "---- ota-server log (tail)"
+		tail -40 "$T/server.log" 2>/dev/null
+		echo "---- last response"
+		cat "$T/status" "$T/body" 2>/dev/null
+	fi
+	rm -rf "$T"
+	exit $rc
+}
+trap cleanup EXIT
+
+PG_PORT=$(free_port)
+DEV_PORT=$(free_port)
+API_PORT=$(free_port)
+PKI=$T/pki
+STORE=$T/store
+FX=$T/fixtures
+API=http://127.0.0.1:$API_PORT
+
+sql() { psql "host=$T/pg port=$PG_PORT dbname=fleetota user=postgres" -v ON_ERROR_STOP=1 -Atq "$@"; }
+sql_eq() { [[ "$(sql -c "$2")" == "$1" ]]; }
+
+# npm tools (pinned by package-lock.json) in a cache outside the repository.
+NPM_LOCK=$TOP/tests/integration/web-api/npm/package-lock.json
+NPM_DIR=${FLEETOTA_NPM_CACHE:-$HOME/.cache/fleetota/npm}/webapi-$(sha256sum "$NPM_LOCK" | cut -c1-16)
+npm_tools() {
+	local lock=$NPM_LOCK
+	if [[ ! -x "$NPM_DIR/node_modules/.bin/redocly" || ! -d "$NPM_DIR/node_modules/ajv" ]]; then
+		mkdir -p "$NPM_DIR"
+		cp "$TOP/tests/integration/web-api/npm/package.json" "$lock" "$NPM_DIR/"
+		(cd "$NPM_DIR" && npm ci --no-audit --no-fund --loglevel=error >"$NPM_DIR/install.log" 2>&1) ||
+			{ cat "$NPM_DIR/install.log"; fail "npm ci failed"; }
+	fi
+}
+
+setup_world() {
+	mkdir -p "$STORE" "$FX"
+	"$TOP/scripts/pki.sh" "$PKI" dev-1 >/dev/null 2>&1 || fail "pki"
+	"$TOP/scripts/pg.sh" start "$T/pg" "$PG_PORT" fleetota >/dev/null
+	cat >"$T/server.conf" <<CONF
+db_conninfo = host=$T/pg port=$PG_PORT dbname=fleetota user=postgres
+db_pool_size = 2
+migrations_dir = $TOP/migrations
+device_listen = 127.0.0.1:$DEV_PORT
+tls_cert = $PKI/server.crt
+tls_key = $PKI/server.key
+device_ca = $PKI/device-ca.crt
+store_dir = $STORE
+admin_listen = 127.0.0.1:$API_PORT
+admin_max_upload_bytes = ${MAX_UPLOAD:-8388608}
+http_timeout_sec = 5
+log_level = info
+CONF
+	"$OTA_SERVER" migrate --config "$T/server.conf" >"$T/migrate.log" 2>&1 ||
+		{ cat "$T/migrate.log"; fail "migrate"; }
+	"$WA_FIXTURES" "$FX" || fail "fixtures"
+	sql -c "INSERT INTO devices (device_id, model, hw_revision, version, version_code,
+			keylist_version, tags, state, last_seen)
+		VALUES ('dev-1', 'fx-model', 'rev-a', '1.0.0', 1, 1, '{eu,lab}', 'idle', now()),
+		       ('dev-2', 'fx-model', 'rev-b', '1.0.0', 1, 1, '{eu}', 'idle', now() - interval '2 days'),
+		       ('dev-3', 'gw-200', 'rev-a', '2.0.0', 7, 0, '{us}', 'idle', NULL),
+		       ('dev-4', 'fx-model', 'rev-a', '1.1.0', 2, 2, '{}', 'confirmed', now())"
+	sql -c "INSERT INTO device_events (device_id, seq, kind, version, version_code)
+		VALUES ('dev-1', 1, 'booted', '1.0.0', 1), ('dev-1', 2, 'install_started', '1.0.0', 1)"
+}
+
+start_server() {
+	"$OTA_SERVER" --config "$T/server.conf" >>"$T/server.log" 2>&1 &
+	SERVER_PID=$!
+	for _ in $(seq 1 100); do
+		if curl -s -o /dev/null "$API/healthz" && grep -q "db connection 0 up" "$T/server.log"; then
+			return 0
+		fi
+		kill -0 "$SERVER_PID" 2>/dev/null || fail "ota-server exited"
+		sleep 0.1
+	done
+	fail "ota-server did not come up"
+}
+
+check_server_exit() {
+	stop_server
+	[[ $SERVER_STATUS == 0 ]] || fail "ota-server exited with $SERVER_STATUS (sanitizer report?)"
+}
+
+new_token() { # ROLE NAME
+	"$OTA_SERVER" token create --role "$1" --name "$2" --config "$T/server.conf"
+}
+
+# api METHOD PATH [curl args...]: body in $T/body, status in $T/status; every
+# response is recorded for the contract check against openapi.yaml.
+api() {
+	local method=$1 path=$2 out
+	shift 2
+	out=$(curl -sS -X "$method" -o "$T/body" -w '%{http_code} %{content_type}' \
+		${TOKEN:+-H "Authorization: Bearer $TOKEN"} "$@" "$API$path") || true
+	echo "${out%% *}" >"$T/status"
+	jq -nc --arg m "$method" --arg p "${path%%\?*}" --arg s "${out%% *}" \
+		--arg ct "${out#* }" --rawfile b "$T/body" \
+		'{method: $m, path: $p, status: ($s | tonumber), content_type: $ct, body: $b}' \
+		>>"$RESPONSES"
+}
+status() { cat "$T/status"; }
+body() { cat "$T/body"; }
+jbody() { jq -r "$1" "$T/body"; }
+
+# expect STATUS [CODE]: the last response had this status (and error code).
+expect() {
+	[[ "$(status)" == "$1" ]] || fail "expected HTTP $1, got $(status): $(head -c 400 "$T/body")"
+	if [[ $# -ge 2 ]]; then
+		[[ "$(jq -r .error.code "$T/body" 2>/dev/null)" == "$2" ]] ||
+			fail "expected error $2, got: $(head -c 400 "$T/body")"
+	fi
+}
+
+# The whole observable state: every API table and the image store.
+db_state() {
+	sql -c "SELECT md5(string_agg(t, '|')) FROM (
+		SELECT (SELECT md5(coalesce(string_agg(d::text, ',' ORDER BY device_id), '')) FROM devices d) AS t
+		UNION ALL SELECT (SELECT md5(coalesce(string_agg(a::text, ',' ORDER BY artifact_id), '')) FROM artifacts a)
+		UNION ALL SELECT (SELECT md5(coalesce(string_agg(k::text, ',' ORDER BY version), '')) FROM keylists k)
+		UNION ALL SELECT (SELECT md5(coalesce(string_agg(r::text, ',' ORDER BY version), '')) FROM rootlists r)
+		UNION ALL SELECT (SELECT md5(coalesce(string_agg(t::text, ',' ORDER BY id), '')) FROM api_tokens t)
+		UNION ALL SELECT (SELECT md5(coalesce(string_agg(g::text, ',' ORDER BY group_id), '')) FROM device_groups g)
+		UNION ALL SELECT (SELECT md5(coalesce(string_agg(m::text, ',' ORDER BY group_id, device_id), '')) FROM device_group_members m)
+		UNION ALL SELECT (SELECT count(*)::text FROM audit)) s"
+	ls -A "$STORE" | sort | md5sum
+}

@@ -1,0 +1,152 @@
+/* SPDX-License-Identifier: Apache-2.0 */
+/*
+ * wa_fixtures DIR: signed objects for the REST API tests (tests/common
+ * ota_fixture):
+ *   rootlist1.bin        v1, self-signed by root r1 (threshold 1)
+ *   rootlist2.bin        v2 {r1, r2}, signed by r1 and r2 (one chain step)
+ *   rootlist-foreign.bin v2 signed only by an unknown root (OTA_ERR_ROOT_CHAIN)
+ *   keylist1.bin         v1 {op A}, signed by r1
+ *   keylist2.bin         v2 {op A, op B}, signed by r1
+ *   keylist-foreign.bin  v3 signed by an unknown root (OTA_ERR_THRESHOLD)
+ *   fw1.otab fw2.otab    bundles signed by A (1.1.0/2 and 1.2.0/3)
+ *   fw-unknown-key.otab  signed by a key in no KeyList (OTA_ERR_KEY_UNKNOWN)
+ *   fw-changed-image.otab one image byte flipped (OTA_ERR_HASH)
+ *   fw-truncated.otab    the last image byte missing (OTA_ERR_SIZE)
+ *   docs.otab            another valid bundle for the docs/api.md examples
+ */
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "ota_fixture.h"
+
+#define IMAGE_BYTES 65536u
+
+static void write_env(const char *dir, const char *name, Fleetota__V1__Signed *env)
+{
+	char *p = ota_fx_path(dir, name);
+
+	ota_fx_env_write(p, env);
+	free(p);
+	ota_fx_env_free(env);
+}
+
+static struct ota_fx_buf bundle(EVP_PKEY *signer, const char *version, uint64_t code, uint8_t seed)
+{
+	static uint8_t image[IMAGE_BYTES];
+	struct ota_fx_manifest m;
+	struct ota_fx_bundle b = {0};
+	Fleetota__V1__Signed *menv;
+	struct ota_fx_buf out;
+
+	for (size_t i = 0; i < sizeof(image); i++)
+		image[i] = (uint8_t)((i * 131u + seed) ^ (i >> 7));
+	ota_fx_manifest_init(&m, image, sizeof(image));
+	m.product = "fx-model";
+	m.version = version;
+	m.version_code = code;
+	m.security_counter = code;
+	m.sequence = code;
+	m.image_name = "firmware.bin";
+	m.signers = &signer;
+	m.n_signers = 1;
+	menv = ota_fx_manifest(&m);
+	b.manifest = menv;
+	b.image = image;
+	b.image_len = sizeof(image);
+	out = ota_fx_bundle_bytes(&b);
+	ota_fx_env_free(menv);
+	return out;
+}
+
+static void write_buf(const char *dir, const char *name, struct ota_fx_buf *buf)
+{
+	char *p = ota_fx_path(dir, name);
+
+	ota_fx_write_file(p, buf->data, buf->len);
+	free(p);
+	ota_fx_buf_free(buf);
+}
+
+int main(int argc, char **argv)
+{
+	EVP_PKEY *r1, *r2, *rx, *a, *b, *x;
+	struct ota_fx_opkey ops[2];
+	struct ota_fx_buf buf;
+	const char *dir;
+
+	if (argc != 2) {
+		fprintf(stderr, "usage: wa_fixtures DIR\n");
+		return 2;
+	}
+	dir = argv[1];
+	r1 = ota_fx_key_new(OTA_ALG_ED25519);
+	r2 = ota_fx_key_new(OTA_ALG_ECDSA_P256_SHA256);
+	rx = ota_fx_key_new(OTA_ALG_ED25519);
+	a = ota_fx_key_new(OTA_ALG_ED25519);
+	b = ota_fx_key_new(OTA_ALG_ED25519);
+	x = ota_fx_key_new(OTA_ALG_ED25519);
+	{
+		EVP_PKEY *keys1[] = {r1}, *keys2[] = {r1, r2}, *signers2[] = {r1, r2};
+		struct ota_fx_rootlist rl = {.version = 1,
+					     .threshold = 1,
+					     .keys = keys1,
+					     .n_keys = 1,
+					     .issued_at = 1700000000,
+					     .signers = keys1,
+					     .n_signers = 1};
+
+		write_env(dir, "rootlist1.bin", ota_fx_rootlist(&rl));
+		rl.version = 2;
+		rl.keys = keys2;
+		rl.n_keys = 2;
+		rl.signers = signers2;
+		rl.n_signers = 2;
+		write_env(dir, "rootlist2.bin", ota_fx_rootlist(&rl));
+		rl.keys = &rx;
+		rl.n_keys = 1;
+		rl.signers = &rx;
+		rl.n_signers = 1;
+		write_env(dir, "rootlist-foreign.bin", ota_fx_rootlist(&rl));
+	}
+	{
+		struct ota_fx_keylist kl = {.version = 1,
+					    .issued_at = 1700000000,
+					    .rootlist_version = 1,
+					    .keys = ops,
+					    .n_keys = 1,
+					    .signers = &r1,
+					    .n_signers = 1};
+
+		ops[0] = (struct ota_fx_opkey){a, 0, 0};
+		ops[1] = (struct ota_fx_opkey){b, 0, 0};
+		write_env(dir, "keylist1.bin", ota_fx_keylist(&kl));
+		kl.version = 2;
+		kl.n_keys = 2;
+		write_env(dir, "keylist2.bin", ota_fx_keylist(&kl));
+		kl.version = 3;
+		kl.signers = &rx;
+		write_env(dir, "keylist-foreign.bin", ota_fx_keylist(&kl));
+	}
+	buf = bundle(a, "1.1.0", 2, 1);
+	write_buf(dir, "fw1.otab", &buf);
+	buf = bundle(b, "1.2.0", 3, 2);
+	write_buf(dir, "fw2.otab", &buf);
+	buf = bundle(a, "2.0.0", 4, 3);
+	write_buf(dir, "docs.otab", &buf);
+	buf = bundle(x, "6.6.6", 66, 4);
+	write_buf(dir, "fw-unknown-key.otab", &buf);
+	buf = bundle(a, "1.3.0", 5, 5);
+	ota_fx_bundle_corrupt(&buf, OTA_FX_PART_IMAGE, 1000);
+	write_buf(dir, "fw-changed-image.otab", &buf);
+	buf = bundle(a, "1.4.0", 6, 6);
+	ota_fx_buf_truncate(&buf, 1);
+	write_buf(dir, "fw-truncated.otab", &buf);
+	EVP_PKEY_free(r1);
+	EVP_PKEY_free(r2);
+	EVP_PKEY_free(rx);
+	EVP_PKEY_free(a);
+	EVP_PKEY_free(b);
+	EVP_PKEY_free(x);
+	return 0;
+}
