@@ -23,7 +23,8 @@ INSERT INTO rollout_settings (name, value) VALUES
 	('keyrotation_min_share', '0.98'),  -- share of the fleet before a key may go
 	('retention_days', '90'),           -- default age bound of purged history
 	('events_per_device', '1000'),      -- newest device_events kept per device
-	('admission_interval_s', '5');      -- re-evaluate a target at most this often
+	('admission_interval_s', '30'),     -- re-evaluate a target at most this often
+	('admission_batch', '100000');      -- most devices admitted per campaign and tick
 
 CREATE FUNCTION rollout_setting(p_name text, p_default text) RETURNS text
 LANGUAGE sql STABLE AS $$
@@ -109,9 +110,16 @@ CREATE TABLE campaign_windows (
 --   pending -> notified -> downloading -> installed -> confirmed
 --   failed (+ error), timed_out, superseded (a higher-priority campaign took
 --   the device before it was notified), cancelled (campaign cancelled first)
+--
+-- No foreign keys here on purpose: admission inserts up to admission_batch
+-- rows per tick and the two RI triggers per row cost as much as the insert
+-- itself. Integrity holds by construction: rows come only from rollout_admit
+-- (devices selected from devices, campaign row locked), devices are never
+-- deleted (decommissioned), campaigns are never deleted (rollout_purge drops
+-- their per-device rows explicitly).
 CREATE TABLE campaign_devices (
-	campaign_id        text NOT NULL REFERENCES campaigns (campaign_id) ON DELETE CASCADE,
-	device_id          text NOT NULL REFERENCES devices (device_id),
+	campaign_id        text NOT NULL,
+	device_id          text NOT NULL,
 	stage_no           integer NOT NULL,
 	step               text NOT NULL DEFAULT 'firmware'
 	                   CHECK (step IN ('firmware', 'keylist', 'rootlist')),
@@ -549,7 +557,7 @@ END $$;
 -- priority targets one of this campaign's devices: the engine could not say
 -- which one a device belongs to.
 CREATE FUNCTION rollout_check_priority(p_campaign text) RETURNS void
-LANGUAGE plpgsql AS $$
+LANGUAGE plpgsql SET work_mem = '64MB' AS $$
 DECLARE
 	c campaigns%ROWTYPE;
 	o record;
@@ -739,7 +747,7 @@ END $$;
 
 -- (b) Admission into the current stage, set-based.
 CREATE FUNCTION rollout_admit(p_campaign text, p_now timestamptz) RETURNS bigint
-LANGUAGE plpgsql AS $$
+LANGUAGE plpgsql SET work_mem = '64MB' AS $$
 DECLARE
 	c campaigns%ROWTYPE;
 	s campaign_stages%ROWTYPE;
@@ -750,6 +758,7 @@ DECLARE
 	v_admitted bigint := 0;
 	v_latest_kl bigint;
 	v_latest_kl_has_key boolean := false;
+	v_batch bigint := greatest(1, rollout_setting('admission_batch', '100000')::bigint);
 BEGIN
 	SELECT * INTO c FROM campaigns WHERE campaign_id = p_campaign;
 	SELECT * INTO s FROM campaign_stages WHERE campaign_id = p_campaign AND stage_no = c.current_stage;
@@ -759,7 +768,7 @@ BEGIN
 		FROM keylists k ORDER BY k.version DESC LIMIT 1;
 	END IF;
 
-	CREATE TEMP TABLE IF NOT EXISTS rollout_tmp_target (device_id text PRIMARY KEY) ON COMMIT DROP;
+	CREATE TEMP TABLE IF NOT EXISTS rollout_tmp_target (device_id text NOT NULL) ON COMMIT DROP;
 	TRUNCATE rollout_tmp_target;
 	INSERT INTO rollout_tmp_target SELECT t.device_id FROM rollout_target(p_campaign) t;
 	ANALYZE rollout_tmp_target;
@@ -790,7 +799,7 @@ BEGIN
 			                    AND o.state IN ('running', 'paused')
 			                    AND m.state IN ('pending', 'notified', 'downloading', 'installed'))
 			ORDER BY hashtextextended(t.device_id, hashtext(p_campaign)), t.device_id
-			LIMIT v_quota - v_members
+			LIMIT least(v_quota - v_members, v_batch)
 		), ins AS (
 			INSERT INTO campaign_devices (campaign_id, device_id, stage_no, step, needed_keylist, state,
 			                              error, already, admit_seq, admitted_at, done_at, updated_at)
@@ -834,7 +843,10 @@ BEGIN
 		)
 		SELECT count(*) INTO v_admitted FROM ins;
 	END IF;
-	UPDATE campaigns SET admitted_at = p_now, target_size = v_target WHERE campaign_id = p_campaign;
+	-- a full batch: more to admit, do not wait for the admission interval
+	UPDATE campaigns SET admitted_at = CASE WHEN v_admitted >= v_batch THEN NULL ELSE p_now END,
+	       target_size = v_target
+	WHERE campaign_id = p_campaign;
 	RETURN v_admitted;
 END $$;
 
@@ -1025,11 +1037,12 @@ BEGIN
 		WITH picked AS (
 			SELECT m.device_id, m.stage_no, m.step FROM campaign_devices m
 			WHERE m.campaign_id = p_campaign AND m.state = 'pending'
-			  -- one update at a time per device: not while another
-			  -- campaign has it in flight
-			  AND NOT EXISTS (SELECT 1 FROM campaign_devices o
+			  -- one update at a time per device: not while another running
+			  -- campaign has it in flight (a finished campaign's stragglers do not block)
+			  AND NOT EXISTS (SELECT 1 FROM campaign_devices o JOIN campaigns oc USING (campaign_id)
 			                  WHERE o.device_id = m.device_id AND o.campaign_id <> p_campaign
-			                    AND o.state IN ('notified', 'downloading', 'installed'))
+			                    AND o.state IN ('notified', 'downloading', 'installed')
+			                    AND oc.state IN ('running', 'paused'))
 			ORDER BY m.stage_no, m.admit_seq
 			LIMIT v_budget
 			FOR UPDATE OF m SKIP LOCKED
@@ -1082,7 +1095,7 @@ DECLARE
 	c campaigns%ROWTYPE;
 	v_now timestamptz;
 	v_ids bigint[] := '{}';
-	v_interval integer := rollout_setting('admission_interval_s', '5')::integer;
+	v_interval integer := rollout_setting('admission_interval_s', '30')::integer;
 	v_advanced boolean;
 	v_guard integer;
 BEGIN

@@ -116,6 +116,7 @@ q "SELECT rollout_published(ARRAY(SELECT id FROM rollout_notifications WHERE cam
 q "SELECT sim_fleet('$T2'::timestamptz + interval '1 s')" >/dev/null
 for i in 2 3 4 5 6 7 8; do q "SELECT sim_step('s', '$T2'::timestamptz + interval '$i s')" >/dev/null; done
 expect_eq "the three beta devices confirmed" "$(q "SELECT count(*) FROM campaign_devices WHERE campaign_id='dyn' AND state='confirmed'")" 3
+q "UPDATE rollout_settings SET value = '5' WHERE name = 'admission_interval_s'"
 q "UPDATE devices SET tags = '{beta}' WHERE device_id IN ('dev0000040','dev0000041')"
 q "INSERT INTO devices (device_id, model, hw_revision, version_code, keylist_version, keylist_key_ids, tags) VALUES ('new0000001', 'm1', 'r1', 100, 2, ARRAY[$KEY1, $KEY2], '{beta}')"
 for i in $(seq 10 30); do q "SELECT sim_step('s', '$T2'::timestamptz + interval '$i s')" >/dev/null; done
