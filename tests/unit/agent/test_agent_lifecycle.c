@@ -297,6 +297,54 @@ static void test_power_fail_every_operation(void **state)
 	ota_fx_env_free(m);
 }
 
+/* A cut at every operation of install + boot + failing self-test (revert). */
+static void test_power_fail_during_revert(void **state)
+{
+	struct world *w = *state;
+	Fleetota__V1__Signed *m = NULL;
+	uint64_t n;
+	for (n = 1;; n++) {
+		world_teardown(w);
+		world_setup(w);
+		ota_fx_env_free(m);
+		m = v2_manifest(w);
+		ota_sim_set_selftest(w->sim, true, false);
+		world_restart(w);
+		unsigned v1_slot = w->agent.state.confirmed_slot;
+		unsigned slot = 9;
+		ota_sim_cut_at(w->sim, n);
+		if (world_install(w, m, NULL, NULL, w->v2, sizeof(w->v2)) == OTA_OK &&
+		    ota_agent_boot(&w->agent, &slot) == OTA_OK)
+			(void)ota_agent_selftest(&w->agent);
+		bool cut = ota_sim_is_off(w->sim);
+		ota_sim_power_on(w->sim);
+		world_restart(w);
+		assert_int_equal(ota_agent_boot(&w->agent, &slot), OTA_OK);
+		struct ota_agent_status st;
+		ota_agent_status(&w->agent, &st);
+		const struct ota_slot_info *info =
+			st.phase == OTA_PHASE_TRIAL ? &st.target : &st.confirmed;
+		uint8_t sha[32];
+		sha_of(ota_sim_slot(w->sim, slot), info->size, sha);
+		assert_memory_equal(sha, info->sha256, 32);
+		/* nothing was ever confirmed: the counter never moves */
+		assert_int_equal(st.security_counter, 5);
+		assert_int_equal(st.confirmed_slot, v1_slot);
+		if (st.phase == OTA_PHASE_TRIAL)
+			assert_string_equal(ota_err_name(ota_agent_selftest(&w->agent)),
+					    "OTA_ERR_SELFTEST");
+		ota_agent_status(&w->agent, &st);
+		assert_int_equal(st.confirmed.version_code, 10);
+		assert_int_equal(st.running_slot, v1_slot);
+		if (!cut)
+			break;
+	}
+	assert_true(n > 15);
+	print_message("revert path: power cut at each of %llu operations\n",
+		      (unsigned long long)(n - 1));
+	ota_fx_env_free(m);
+}
+
 /* The core's memory: its struct plus the high-water mark of the work area. */
 static void test_memory_budget(void **state)
 {
@@ -329,6 +377,7 @@ int main(void)
 		T(test_resume_rehashes_prefix),
 		T(test_event_log),
 		T(test_power_fail_every_operation),
+		T(test_power_fail_during_revert),
 		T(test_memory_budget),
 	};
 #undef T

@@ -1,0 +1,160 @@
+/* SPDX-License-Identifier: Apache-2.0 */
+/* The Linux reference port: config parser and file-backed storage. */
+#include <setjmp.h>
+#include <stdarg.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+
+#include <cmocka.h>
+
+#include "ota_fixture.h"
+#include "ota_linux.h"
+
+#define BASE "state_dir = /tmp/x\ndevice_id = d1\nmodel = m\nhw_revision = r\n"
+
+static enum ota_err parse(const char *text, struct ota_config *cfg, char *err)
+{
+	return ota_config_parse(text, strlen(text), cfg, err);
+}
+
+static void expect_error(const char *text, const char *message)
+{
+	struct ota_config cfg;
+	char err[OTA_CONFIG_ERR_BYTES];
+	assert_int_equal(parse(text, &cfg, err), OTA_ERR_FORMAT);
+	if (!strstr(err, message))
+		fail_msg("error '%s' does not contain '%s'", err, message);
+}
+
+static void test_config_valid(void **state)
+{
+	(void)state;
+	struct ota_config cfg;
+	char err[OTA_CONFIG_ERR_BYTES];
+	const char *text =
+		"# comment\n\n" BASE "  slot_size =  4096 \r\n"
+		"server_pins = 00112233445566778899aabbccddeeff00112233445566778899aabbccddeeff,"
+		"FFEEDDCCBBAA99887766554433221100FFEEDDCCBBAA99887766554433221100\n"
+		"trust_clock = yes\nselftest_cmd = test -s \"$OTA_SLOT_PATH\"\nstall_timeout = 7\n";
+	assert_int_equal(parse(text, &cfg, err), OTA_OK);
+	assert_string_equal(cfg.state_dir, "/tmp/x");
+	assert_string_equal(cfg.device_id, "d1");
+	assert_int_equal(cfg.slot_size, 4096);
+	assert_int_equal(cfg.n_server_pins, 2);
+	assert_int_equal(cfg.server_pins[0][1], 0x11);
+	assert_int_equal(cfg.server_pins[1][0], 0xff);
+	assert_true(cfg.trust_clock);
+	assert_int_equal(cfg.stall_timeout_s, 7);
+	assert_int_equal(cfg.report_interval_s, 300); /* default */
+	assert_string_equal(cfg.selftest_cmd, "test -s \"$OTA_SLOT_PATH\"");
+}
+
+static void test_config_errors(void **state)
+{
+	(void)state;
+	expect_error(BASE "bogus = 1\n", "line 5: unknown key 'bogus'");
+	expect_error(BASE "model = again\n", "line 5: key given twice 'model'");
+	expect_error(BASE "just words\n", "line 5: expected key = value");
+	expect_error(BASE "slot_size = 12x\n", "not a number");
+	expect_error(BASE "slot_size = -1\n", "not a number");
+	expect_error(BASE "slot_size = 0\n", "slot_size must be positive");
+	expect_error(BASE "trust_clock = maybe\n", "not true/false");
+	expect_error(BASE "server_pins = abcd\n", "server_pins");
+	expect_error(BASE "server_pins = "
+			  "zz112233445566778899aabbccddeeff00112233445566778899aabbccddeeff\n",
+		     "server_pins");
+	expect_error("state_dir = /x\nmodel = m\nhw_revision = r\n",
+		     "missing required key 'device_id'");
+
+	/* a value longer than its field, a line longer than 1024 bytes */
+	char *text = malloc(4096);
+	assert_non_null(text);
+	snprintf(text, 4096, BASE "device_key = ");
+	size_t len = strlen(text);
+	memset(text + len, 'k', 600);
+	text[len + 600] = '\0';
+	expect_error(text, "value too long for 'device_key'");
+	memset(text + len, 'k', 2000);
+	text[len + 2000] = '\0';
+	expect_error(text, "line 5: line longer than 1024 bytes");
+	free(text);
+
+	/* NUL inside a line */
+	struct ota_config cfg;
+	char err[OTA_CONFIG_ERR_BYTES];
+	const char nul[] = "state_dir = /x\0y\n";
+	assert_int_equal(ota_config_parse(nul, sizeof(nul) - 1, &cfg, err), OTA_ERR_FORMAT);
+	assert_non_null(strstr(err, "NUL"));
+	/* larger than the whole-file limit */
+	assert_int_equal(ota_config_parse(nul, OTA_CONFIG_MAX_BYTES + 1, &cfg, err),
+			 OTA_ERR_FORMAT);
+}
+
+static void test_port_records_and_slots(void **state)
+{
+	(void)state;
+	char *dir = ota_fx_tempdir_new();
+	char *state_dir = ota_fx_path(dir, "state");
+	struct ota_config cfg;
+	char err[OTA_CONFIG_ERR_BYTES];
+	char text[1024];
+	snprintf(text, sizeof(text),
+		 "state_dir = %s\ndevice_id = d\nmodel = m\nhw_revision = r\nslot_size = 100\n",
+		 state_dir);
+	assert_int_equal(parse(text, &cfg, err), OTA_OK);
+	struct ota_linux_port ctx;
+	struct ota_port port;
+	assert_int_equal(ota_linux_port_open(&ctx, &cfg, &port), OTA_OK);
+	const struct ota_port_ops *ops = port.ops;
+	assert_null(ops->selftest); /* no selftest_cmd */
+
+	uint8_t buf[64];
+	size_t len = 0;
+	assert_int_equal(ops->record_read(port.ctx, OTA_REC_STATE, buf, sizeof(buf), &len),
+			 OTA_ERR_NOT_FOUND);
+	assert_int_equal(ops->record_write(port.ctx, OTA_REC_STATE, "first", 5), OTA_OK);
+	assert_int_equal(ops->record_write(port.ctx, OTA_REC_STATE, "second!", 7), OTA_OK);
+	assert_int_equal(ops->record_read(port.ctx, OTA_REC_STATE, buf, sizeof(buf), &len), OTA_OK);
+	assert_int_equal(len, 7);
+	assert_memory_equal(buf, "second!", 7);
+	assert_int_equal(ops->record_read(port.ctx, OTA_REC_STATE, buf, 3, &len), OTA_ERR_SIZE);
+	assert_int_equal(ops->record_write(port.ctx, OTA_REC_LAST, "e", 1), OTA_OK);
+	assert_int_equal(ops->record_write(port.ctx, (enum ota_record)10, "x", 1),
+			 OTA_ERR_INVALID_ARG);
+	/* no temp file is left behind */
+	char *tmp = ota_fx_path(state_dir, "records/.state.tmp");
+	struct stat st;
+	assert_int_not_equal(stat(tmp, &st), 0);
+	free(tmp);
+
+	uint64_t size = 0;
+	assert_int_equal(ops->slot_size(port.ctx, 1, &size), OTA_OK);
+	assert_int_equal(size, 100);
+	assert_int_equal(ops->slot_erase(port.ctx, 1), OTA_OK);
+	assert_int_equal(ops->slot_write(port.ctx, 1, 10, "abcdef", 6), OTA_OK);
+	assert_int_equal(ops->slot_sync(port.ctx, 1), OTA_OK);
+	assert_int_equal(ops->slot_read(port.ctx, 1, 12, buf, 4), OTA_OK);
+	assert_memory_equal(buf, "cdef", 4);
+	/* beyond what was written, beyond the slot */
+	assert_int_equal(ops->slot_read(port.ctx, 1, 14, buf, 4), OTA_ERR_STORAGE);
+	assert_int_equal(ops->slot_write(port.ctx, 1, 98, "abc", 3), OTA_ERR_INVALID_ARG);
+	assert_int_equal(ops->slot_erase(port.ctx, 1), OTA_OK);
+	assert_int_equal(ops->slot_read(port.ctx, 1, 10, buf, 1), OTA_ERR_STORAGE);
+
+	free(state_dir);
+	ota_fx_tempdir_remove(dir);
+}
+
+int main(void)
+{
+	const struct CMUnitTest tests[] = {
+		cmocka_unit_test(test_config_valid),
+		cmocka_unit_test(test_config_errors),
+		cmocka_unit_test(test_port_records_and_slots),
+	};
+	return cmocka_run_group_tests(tests, NULL, NULL);
+}
