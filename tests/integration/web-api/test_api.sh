@@ -173,6 +173,14 @@ TOKEN=$VIEW api GET /api/v1/groups/lab
 expect 200
 TOKEN=$OPER api POST /api/v1/groups -H 'Content-Type: application/json' -d '{"group_id":"tmp","kind":"static"}'
 expect 201
+log "a group or artifact that a campaign uses is not deleted"
+sql -c "INSERT INTO campaigns (campaign_id, kind, artifact_id, target_filter, created_by)
+	VALUES ('c-tmp', 'firmware', 'fw-1.2.0', '{\"groups\": [\"tmp\"]}', 'test')"
+TOKEN=$OPER api DELETE /api/v1/groups/tmp
+expect 409 conflict
+TOKEN=$OPER api DELETE /api/v1/artifacts/fw-1.2.0
+expect 409 conflict
+sql -c "DELETE FROM campaigns WHERE campaign_id = 'c-tmp'"
 TOKEN=$OPER api DELETE /api/v1/groups/tmp
 expect 200
 TOKEN=$OPER api DELETE /api/v1/groups/tmp
