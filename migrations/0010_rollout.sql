@@ -275,20 +275,89 @@ $$;
 --   model, hw_revision, version (strings or lists), tags_all, tags_any (lists),
 --   version_code_min, version_code_max, keylist_version_min,
 --   keylist_version_max (integers), devices (list of device ids),
---   groups (list of group ids: rollout_group_members() resolves them).
+--   groups (list of device_groups ids, static or dynamic; a device in any).
 -- On top of the filter, a firmware campaign only selects devices whose model
 -- the manifest names and whose hw revision it allows, that run at least the
 -- manifest's min_installed_version and not a newer version than it ships;
 -- a key-list (root-list) campaign selects devices not past its version.
 -- Decommissioned devices are never selected.
 
--- Members of groups. The REST API's group tables come with their own
--- migration; until they exist a group id matches nothing. Replaced by a later
--- migration with CREATE OR REPLACE once groups exist.
+-- Members of groups (the REST API's device_groups, 0002): static groups by
+-- their member rows, dynamic groups by their filter (the GroupFilter JSON of
+-- web-api/openapi.yaml), compiled here to the same WHERE clause the API
+-- compiles in C: a whitelist of fields and operators, every value quoted
+-- with format(%L), so no stored text reaches the SQL as code.
+CREATE FUNCTION rollout_filter_sql(p_node jsonb, p_depth integer DEFAULT 1) RETURNS text
+LANGUAGE plpgsql IMMUTABLE AS $$
+DECLARE
+	v_parts text[];
+	v_field text;
+	v_op text;
+	v_value jsonb;
+	v_col text;
+	v_sym text;
+BEGIN
+	IF p_depth > 4 OR jsonb_typeof(p_node) IS DISTINCT FROM 'object' THEN
+		PERFORM rollout_fail('FO422', 'group filter: an object, nesting depth at most 4');
+	END IF;
+	IF p_node ? 'all' OR p_node ? 'any' THEN
+		IF jsonb_typeof(p_node -> coalesce(CASE WHEN p_node ? 'all' THEN 'all' END, 'any')) <> 'array' THEN
+			PERFORM rollout_fail('FO422', 'group filter: all/any take an array');
+		END IF;
+		SELECT array_agg(rollout_filter_sql(e, p_depth + 1)) INTO v_parts
+		FROM jsonb_array_elements(p_node -> CASE WHEN p_node ? 'all' THEN 'all' ELSE 'any' END) e;
+		IF v_parts IS NULL THEN
+			PERFORM rollout_fail('FO422', 'group filter: empty all/any');
+		END IF;
+		RETURN '(' || array_to_string(v_parts, CASE WHEN p_node ? 'all' THEN ' AND ' ELSE ' OR ' END) || ')';
+	END IF;
+	v_field := p_node ->> 'field';
+	v_op := p_node ->> 'op';
+	v_value := p_node -> 'value';
+	v_sym := CASE v_op WHEN 'eq' THEN '=' WHEN 'ne' THEN '<>' WHEN 'lt' THEN '<' WHEN 'le' THEN '<='
+	                   WHEN 'gt' THEN '>' WHEN 'ge' THEN '>=' END;
+	IF v_field IN ('model', 'hw_revision', 'version', 'state') THEN
+		v_col := 'd.' || v_field;
+		IF v_op = 'in' THEN
+			RETURN format('%s = ANY (%L::text[])', v_col, rollout_text_array(v_value, 'group filter value'));
+		ELSIF v_op IN ('eq', 'ne') AND jsonb_typeof(v_value) = 'string' THEN
+			RETURN format('%s %s %L', v_col, v_sym, v_value #>> '{}');
+		END IF;
+	ELSIF v_field IN ('version_code', 'security_counter', 'keylist_version', 'rootlist_version') THEN
+		v_col := 'd.' || v_field;
+		IF v_op = 'in' AND jsonb_typeof(v_value) = 'array' THEN
+			RETURN format('%s = ANY (%L::bigint[])', v_col,
+			              ARRAY(SELECT rollout_bigint(e, 'group filter value') FROM jsonb_array_elements(v_value) e));
+		ELSIF v_sym IS NOT NULL THEN
+			RETURN format('%s %s %s', v_col, v_sym, rollout_bigint(v_value, 'group filter value'));
+		END IF;
+	ELSIF v_field = 'tags' AND v_op = 'has' AND jsonb_typeof(v_value) = 'string' THEN
+		RETURN format('d.tags @> ARRAY[%L::text]', v_value #>> '{}');
+	ELSIF v_field = 'last_seen' AND v_op IN ('within', 'not_within') THEN
+		IF v_op = 'within' THEN
+			RETURN format('d.last_seen >= now() - make_interval(secs => %s)', rollout_bigint(v_value, 'group filter value'));
+		END IF;
+		RETURN format('(d.last_seen IS NULL OR d.last_seen < now() - make_interval(secs => %s))',
+		              rollout_bigint(v_value, 'group filter value'));
+	END IF;
+	PERFORM rollout_fail('FO422', format('group filter: unsupported condition %s', p_node));
+	RETURN NULL;
+END $$;
+
 CREATE FUNCTION rollout_group_members(p_groups text[]) RETURNS TABLE (device_id text)
-LANGUAGE sql STABLE AS $$
-	SELECT NULL::text WHERE false
-$$;
+LANGUAGE plpgsql STABLE AS $$
+#variable_conflict use_column
+DECLARE
+	g record;
+BEGIN
+	RETURN QUERY SELECT m.device_id FROM device_group_members m
+	             JOIN device_groups x ON x.group_id = m.group_id
+	             WHERE m.group_id = ANY (p_groups) AND x.kind = 'static';
+	FOR g IN SELECT x.group_id, x.filter FROM device_groups x
+	         WHERE x.group_id = ANY (p_groups) AND x.kind = 'dynamic' ORDER BY x.group_id LOOP
+		RETURN QUERY EXECUTE 'SELECT d.device_id FROM devices d WHERE ' || rollout_filter_sql(g.filter);
+	END LOOP;
+END $$;
 
 CREATE FUNCTION rollout_target(p_campaign text) RETURNS TABLE (device_id text)
 LANGUAGE plpgsql STABLE AS $$
@@ -470,6 +539,12 @@ BEGIN
 	END;
 	-- validate the target now (raises FO422 naming the field)
 	PERFORM 1 FROM rollout_target(v_id) LIMIT 1;
+	SELECT g INTO v_key
+	FROM unnest(rollout_text_array(p_spec -> 'target' -> 'groups', 'target.groups')) g
+	WHERE NOT EXISTS (SELECT 1 FROM device_groups x WHERE x.group_id = g) LIMIT 1;
+	IF v_key IS NOT NULL THEN
+		PERFORM rollout_fail('FO404', 'target.groups: group ' || v_key || ' not found');
+	END IF;
 	FOR v_stage IN SELECT value FROM jsonb_array_elements(p_spec -> 'stages') LOOP
 		IF jsonb_typeof(v_stage) <> 'object' THEN
 			PERFORM rollout_fail('FO422', format('stages[%s]: must be an object', v_no));
@@ -976,7 +1051,8 @@ END $$;
 -- (c) Notifications: within the token bucket, the stage's max in flight and
 -- the maintenance windows. Marks the devices notified and records each
 -- notification; returns them for the server to publish.
-CREATE FUNCTION rollout_notify(p_campaign text, p_server text, p_now timestamptz, p_lease_s integer)
+CREATE FUNCTION rollout_notify(p_campaign text, p_server text, p_now timestamptz, p_lease_s integer,
+                               p_max integer)
 RETURNS SETOF bigint
 LANGUAGE plpgsql AS $$
 DECLARE
@@ -1001,7 +1077,7 @@ BEGIN
 	WHERE campaign_id = p_campaign AND stage_no = c.current_stage;
 	SELECT count(*) INTO v_in_flight FROM campaign_devices
 	WHERE campaign_id = p_campaign AND state IN ('notified', 'downloading', 'installed');
-	v_budget := greatest(0, least(floor(v_tokens + 1e-9)::bigint, v_max_in_flight - v_in_flight));
+	v_budget := greatest(0, least(floor(v_tokens + 1e-9)::bigint, v_max_in_flight - v_in_flight, p_max));
 
 	-- notifications handed to a server that never published them (it died
 	-- within the lease): issue them again first; they are already in flight
@@ -1012,7 +1088,7 @@ BEGIN
 		  AND n.created_at + make_interval(secs => p_lease_s) <= p_now
 		  AND m.state = 'notified'
 		ORDER BY n.id
-		LIMIT least(floor(v_tokens + 1e-9)::bigint, 100000)
+		LIMIT greatest(0, least(floor(v_tokens + 1e-9)::bigint, p_max))
 		FOR UPDATE OF n SKIP LOCKED
 	), old AS (
 		UPDATE rollout_notifications n SET reissued = true FROM lost
@@ -1031,7 +1107,7 @@ BEGIN
 	IF v_reissued > 0 THEN
 		RETURN QUERY SELECT unnest(v_ids);
 	END IF;
-	v_budget := greatest(0, least(v_budget, floor(v_tokens + 1e-9)::bigint - v_reissued));
+	v_budget := greatest(0, least(v_budget, floor(v_tokens + 1e-9)::bigint - v_reissued, p_max - v_reissued));
 
 	IF v_budget > 0 THEN
 		WITH picked AS (
@@ -1085,7 +1161,7 @@ END $$;
 -- Returns what to publish now (Notify fields); the server publishes, then
 -- calls rollout_published() with the ids.
 CREATE FUNCTION rollout_tick(p_server text, p_now timestamptz DEFAULT NULL, p_lease_s integer DEFAULT 30,
-                             p_max_campaigns integer DEFAULT 32)
+                             p_max_campaigns integer DEFAULT 32, p_max_notify integer DEFAULT 10000)
 RETURNS TABLE (notification_id bigint, campaign_id text, device_id text, kind text, artifact_id text,
                version text, version_code bigint, is_security_update boolean, keylist_version bigint,
                rootlist_version bigint)
@@ -1142,7 +1218,8 @@ BEGIN
 			EXIT WHEN NOT v_advanced OR v_guard > 33;
 		END LOOP;
 		IF (SELECT k.state FROM campaigns k WHERE k.campaign_id = c.campaign_id) = 'running' THEN
-			v_ids := v_ids || ARRAY(SELECT rollout_notify(c.campaign_id, p_server, v_now, p_lease_s));
+			v_ids := v_ids || ARRAY(SELECT rollout_notify(c.campaign_id, p_server, v_now, p_lease_s,
+			                                              greatest(0, p_max_notify - cardinality(v_ids))));
 		END IF;
 	END LOOP;
 	RETURN QUERY
@@ -1195,7 +1272,7 @@ DECLARE
 	v_error text := coalesce(p_error, '');
 BEGIN
 	IF v_state NOT IN ('idle', 'downloading', 'verifying', 'pending', 'trial', 'confirmed', 'reverted',
-	                   'rejected', 'failed', 'unspecified') THEN
+	                   'rejected', 'failed', 'unspecified', 'unknown') THEN
 		PERFORM rollout_fail('FO422', 'state: unknown device state ' || v_state);
 	END IF;
 	IF v_state = 'reverted' AND v_error = '' THEN

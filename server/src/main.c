@@ -20,6 +20,7 @@
 #include "mqtt-internal.h"
 #include "notify-internal.h"
 #include "report-internal.h"
+#include "rollout-internal.h"
 #include "server-internal.h"
 
 static void usage(FILE *out)
@@ -57,6 +58,7 @@ static int run_server(struct srv_config *config)
 	struct srv_server srv;
 	struct event *ev_int = NULL, *ev_term = NULL;
 	struct webapi *api = NULL;
+	struct srv_rollout *rollout = NULL;
 	int status = 1;
 
 	memset(&srv, 0, sizeof(srv));
@@ -74,7 +76,7 @@ static int run_server(struct srv_config *config)
 		       &srv.metrics, &srv.db) != OTA_OK)
 		goto out;
 	if (srv_delivery_prepare(srv.db) != OTA_OK || srv_report_prepare(&srv) != OTA_OK ||
-	    srv_notifier_prepare(&srv) != OTA_OK)
+	    srv_notifier_prepare(&srv) != OTA_OK || srv_rollout_prepare(&srv) != OTA_OK)
 		goto out;
 	if (config->admin_listen[0] != '\0') {
 		struct webapi_config api_cfg = {
@@ -99,6 +101,8 @@ static int run_server(struct srv_config *config)
 		if (srv_mqtt_start(&srv, &srv.mqtt) != OTA_OK)
 			goto out;
 		if (srv_notifier_start(&srv, &srv.notifier) != OTA_OK)
+			goto out;
+		if (srv_rollout_start(&srv, &rollout) != OTA_OK)
 			goto out;
 	} else {
 		srv_log(SRV_LOG_WARN, "mqtt_url not set: no notifications, no reports");
@@ -126,6 +130,7 @@ out:
 	srv.db = NULL;
 	webapi_free(api);
 	srv_notifier_stop(srv.notifier);
+	srv_rollout_stop(rollout);
 	srv_delivery_stop(&srv);
 	if (ev_int != NULL)
 		event_free(ev_int);

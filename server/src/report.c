@@ -9,6 +9,7 @@
 #include "fleetota/limits.h"
 #include "log-internal.h"
 #include "report-internal.h"
+#include "rollout-internal.h"
 #include "server-internal.h"
 #include "store-internal.h"
 
@@ -328,6 +329,7 @@ void srv_report_handle(struct srv_server *srv, const char *topic, const uint8_t 
 		goto out;
 	}
 	ctx = NULL;
+	srv_rollout_report(srv, device, r); /* campaign state (rollout engine) */
 out:
 	free(ctx);
 	free(events);

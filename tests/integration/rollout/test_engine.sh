@@ -28,6 +28,21 @@ expect_sqlstate "unknown artifact" FO404 "SELECT rollout_create('{\"id\":\"x\",\
 expect_sqlstate "unknown campaign" FO404 "SELECT rollout_start('nope', 'a')"
 expect_eq "nothing created by refused specifications" "$(q "SELECT count(*) FROM campaigns")" 0
 
+# --- group targets: the REST API's static and dynamic groups
+q "INSERT INTO device_groups (group_id, kind) VALUES ('g1', 'static');
+   INSERT INTO device_group_members (group_id, device_id) VALUES ('g1', 'dev0000045'), ('g1', 'dev0000046');
+   INSERT INTO device_groups (group_id, kind, filter) VALUES ('g2', 'dynamic',
+     '{\"all\": [{\"field\": \"tags\", \"op\": \"has\", \"value\": \"x''); DROP TABLE devices; --\"},
+                  {\"any\": [{\"field\": \"version_code\", \"op\": \"lt\", \"value\": 200},
+                             {\"field\": \"model\", \"op\": \"in\", \"value\": [\"m9\"]}]}]}');
+   UPDATE devices SET tags = ARRAY['x''); DROP TABLE devices; --'] WHERE device_id IN ('dev0000047', 'dev0000048')"
+create '{"id":"grp","artifact":"fw-101","target":{"groups":["g1","g2"]},"stages":[{"percent":100}]}'
+expect_eq "static and dynamic group members targeted (hostile tag quoted)" \
+	"$(q "SELECT string_agg(device_id, ',' ORDER BY device_id) FROM rollout_target('grp')")" \
+	"dev0000045,dev0000046,dev0000047,dev0000048"
+expect_sqlstate "unknown group" FO404 "SELECT rollout_create('{\"id\":\"x\",\"artifact\":\"fw-101\",\"target\":{\"groups\":[\"nope\"]},\"stages\":[{\"count\":1}]}', 'a')"
+q "UPDATE devices SET tags = '{}' WHERE device_id IN ('dev0000047', 'dev0000048')"
+
 # --- four-eyes approval and start time
 create '{"id":"ap","artifact":"fw-101","requires_approval":true,"start_at":"2026-01-05T10:10:00Z","target":{"devices":["dev0000001","dev0000002"]},"stages":[{"percent":100}]}'
 expect_eq "start asks for approval" "$(q "SELECT rollout_start('ap', 'alice', $(at 0))")" awaiting_approval

@@ -1,0 +1,80 @@
+/* SPDX-License-Identifier: Apache-2.0 */
+#ifndef SRV_ROLLOUT_INTERNAL_H
+#define SRV_ROLLOUT_INTERNAL_H
+
+#include <stddef.h>
+#include <stdint.h>
+
+#include "fleetota/err.h"
+#include "ota.pb-c.h"
+
+struct srv_server;
+struct srv_rollout;
+
+/*
+ * The rollout engine's driver. The engine itself is SQL
+ * (migrations/0010_rollout.sql): this only calls rollout_tick() on a timer
+ * through srv_db (never blocking the loop), publishes the Notify messages it
+ * returns through the MQTT bridge, reports them published with
+ * rollout_published(), and feeds every StatusReport to rollout_report().
+ * Any number of servers run it against one database: campaigns are leased
+ * in SQL, a killed server's unpublished notifications are re-issued by the
+ * next server after the lease.
+ *
+ * Knobs (environment, read at start): OTA_ROLLOUT_TICK_MS (default 1000),
+ * OTA_ROLLOUT_LEASE_S (default 30), OTA_ROLLOUT_SERVER_ID (default
+ * hostname:pid).
+ */
+
+#define SRV_ROLLOUT_TICK_MS_DEFAULT 1000u
+#define SRV_ROLLOUT_TICK_MS_MIN 50u
+#define SRV_ROLLOUT_TICK_MS_MAX 600000u
+#define SRV_ROLLOUT_LEASE_S_DEFAULT 30u
+#define SRV_ROLLOUT_LEASE_S_MIN 2u
+#define SRV_ROLLOUT_LEASE_S_MAX 3600u
+/* Most notifications one tick hands to this server. */
+#define SRV_ROLLOUT_MAX_NOTIFY 10000u
+/* Longest server id (a lease owner name). */
+#define SRV_ROLLOUT_MAX_SERVER_ID 128u
+
+/* Registers the rollout statements (before srv_db_start). */
+enum ota_err srv_rollout_prepare(struct srv_server *srv);
+
+/* Starts the tick timer. Needs srv->db and srv->mqtt. */
+enum ota_err srv_rollout_start(struct srv_server *srv, struct srv_rollout **ret_rollout);
+
+/* Stops the timer; call after srv_db_free (pending callbacks done). NULL ok. */
+void srv_rollout_stop(struct srv_rollout *rollout);
+
+/*
+ * Hands one stored StatusReport to the engine (rollout_report, queued with
+ * SRV_DB_RETRY: the function is idempotent). device is the verified id.
+ */
+void srv_rollout_report(struct srv_server *srv, const char *device,
+			const Fleetota__V1__StatusReport *report);
+
+/*
+ * Pure helpers, exposed for the unit tests.
+ *
+ * Fills notify from one row of rollout_tick() (text columns: notification
+ * id, campaign, device, kind, artifact, version, version_code,
+ * is_security_update, keylist_version; NULL or "" for absent). Strings are
+ * borrowed from fields. OTA_OK, or OTA_ERR_FORMAT for an unknown kind or a
+ * number that does not parse.
+ */
+#define SRV_ROLLOUT_TICK_COLUMNS 9
+enum ota_err srv_rollout_notify_from_row(const char *const fields[SRV_ROLLOUT_TICK_COLUMNS],
+					 uint64_t issued_at, Fleetota__V1__Notify *notify);
+
+/*
+ * Appends a decimal id to a PostgreSQL array literal being built in buf
+ * ("{1,2,3}"); *len is the current length (0 to start). OTA_ERR_SIZE when it
+ * does not fit (buf unchanged). Close with srv_rollout_ids_close().
+ */
+enum ota_err srv_rollout_ids_append(char *buf, size_t cap, size_t *len, uint64_t id);
+enum ota_err srv_rollout_ids_close(char *buf, size_t cap, size_t *len);
+
+/* Environment knob within [min, max], else def. */
+unsigned srv_rollout_env_uint(const char *name, unsigned def, unsigned min, unsigned max);
+
+#endif
