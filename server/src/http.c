@@ -147,7 +147,7 @@ static struct bufferevent *tls_bevcb(struct event_base *base, void *arg)
 	if (ssl == NULL)
 		return NULL;
 	bev = bufferevent_openssl_socket_new(base, -1, ssl, BUFFEREVENT_SSL_ACCEPTING,
-					     BEV_OPT_CLOSE_ON_FREE);
+					     BEV_OPT_CLOSE_ON_FREE | BEV_OPT_DEFER_CALLBACKS);
 	if (bev == NULL) {
 		SSL_free(ssl);
 		return NULL;
