@@ -87,7 +87,7 @@ npm_tools() {
 
 setup_world() {
 	mkdir -p "$STORE" "$FX"
-	"$TOP/scripts/pki.sh" "$PKI" dev-1 >/dev/null 2>&1 || fail "pki"
+	"$TOP/scripts/pki.sh" "$PKI" dev-1 dev-4 >/dev/null 2>&1 || fail "pki"
 	"$TOP/scripts/pg.sh" start "$T/pg" "$PG_PORT" fleetota >/dev/null
 	cat >"$T/server.conf" <<CONF
 db_conninfo = host=$T/pg port=$PG_PORT dbname=fleetota user=postgres
@@ -152,6 +152,14 @@ api() {
 		>>"$RESPONSES"
 }
 status() { cat "$T/status"; }
+
+# dev_get DEVICE PATH: a device's mTLS request to the delivery listener;
+# prints the HTTP status.
+dev_get() {
+	curl -sS -o /dev/null -w '%{http_code}' --cacert "$PKI/server-ca.crt" \
+		--cert "$PKI/devices/$1.crt" --key "$PKI/devices/$1.key" \
+		"https://127.0.0.1:$DEV_PORT$2" || true
+}
 body() { cat "$T/body"; }
 jbody() { jq -r "$1" "$T/body"; }
 

@@ -129,9 +129,11 @@ expect 200
 sql_eq '{"tags": ["us"]}|{"tags": ["beta", "us"]}' \
 	"SELECT before, after FROM audit WHERE action = 'device.set_tags' ORDER BY id DESC LIMIT 1" ||
 	fail "tags audit"
+[[ $(dev_get dev-4 /v1/keylist) == 200 ]] || fail "dev-4 not served before decommissioning"
 TOKEN=$ADMIN api POST /api/v1/devices/dev-4/decommission
 expect 200
 [[ $(jbody .decommissioned) == true ]] || fail "decommission"
+[[ $(dev_get dev-4 /v1/keylist) == 403 ]] || fail "a decommissioned device is still served"
 TOKEN=$ADMIN api POST /api/v1/devices/dev-4/decommission
 expect 409 conflict
 TOKEN=$VIEW api GET "/api/v1/devices?decommissioned=false"
