@@ -96,6 +96,16 @@ EVP_PKEY *ota_fx_key_new(enum ota_alg alg)
 	return key;
 }
 
+EVP_PKEY *ota_fx_key_seeded(uint8_t seed)
+{
+	uint8_t raw[32];
+	memset(raw, seed, sizeof(raw));
+	EVP_PKEY *key = EVP_PKEY_new_raw_private_key(EVP_PKEY_ED25519, NULL, raw, sizeof(raw));
+	if (!key)
+		fx_die("seeded key failed");
+	return key;
+}
+
 void ota_fx_key_id(EVP_PKEY *key, uint8_t ret_id[OTA_KEY_ID_BYTES])
 {
 	uint8_t spki[OTA_MAX_PUBKEY_DER_BYTES];

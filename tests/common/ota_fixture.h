@@ -45,6 +45,12 @@ void ota_fx_buf_truncate(struct ota_fx_buf *buf, size_t n);
 
 /* A fresh key pair: OTA_ALG_ED25519 or OTA_ALG_ECDSA_P256_SHA256. */
 EVP_PKEY *ota_fx_key_new(enum ota_alg alg);
+/*
+ * A deterministic Ed25519 key: the private key is 32 bytes of seed. For
+ * inputs that must verify across runs (fuzz seed corpora); never for
+ * anything but tests.
+ */
+EVP_PKEY *ota_fx_key_seeded(uint8_t seed);
 /* The key id (SHA-256 of the SubjectPublicKeyInfo DER). */
 void ota_fx_key_id(EVP_PKEY *key, uint8_t ret_id[OTA_KEY_ID_BYTES]);
 /* Writes the private key (PKCS#8 PEM) or only the public key (SPKI PEM). */
