@@ -398,6 +398,44 @@ log "docs/api.md examples run as written"
 "$TOP/tests/integration/web-api/run_doc_examples.sh" "$TOP/docs/api.md" "$API" "$ADMIN" "$FX/docs.otab" "$T/doc-examples" ||
 	fail "docs/api.md examples"
 
+log "rate limit: a burst from one address gets 429 with Retry-After"
+urls=()
+for _ in $(seq 1 1500); do urls+=("$API/healthz"); done
+curl -s --no-progress-meter --parallel --parallel-max 20 -o /dev/null -w '%{http_code}\n' "${urls[@]}" \
+	>"$T/burst.txt" 2>/dev/null &
+BURST=$!
+got429=0
+for _ in $(seq 1 20); do
+	sleep 0.1
+	TOKEN= api GET /healthz -D "$T/headers"
+	if [[ $(status) == 429 ]]; then
+		got429=1
+		break
+	fi
+	sed -i '$d' "$RESPONSES"
+done
+wait "$BURST" || true
+[[ $got429 == 1 ]] || fail "no 429 during a burst: $(sort "$T/burst.txt" | uniq -c | tr '\n' ' ')"
+expect 429 rate_limited
+grep -q '^200$' "$T/burst.txt" || fail "the burst got no 200 at all"
+grep -qi '^Retry-After: [1-9]' "$T/headers" || fail "no Retry-After"
+check_server_exit
+
+log "TLS: the admin listener serves HTTPS with admin_tls_cert"
+cat >>"$T/server.conf" <<CONF
+admin_tls_cert = $PKI/server.crt
+admin_tls_key = $PKI/server.key
+CONF
+"$OTA_SERVER" --config "$T/server.conf" >>"$T/server.log" 2>&1 &
+SERVER_PID=$!
+for _ in $(seq 1 100); do
+	curl -s -o /dev/null --cacert "$PKI/server-ca.crt" "https://127.0.0.1:$API_PORT/healthz" && break
+	sleep 0.1
+done
+[[ $(curl -s -o /dev/null -w '%{http_code}' --cacert "$PKI/server-ca.crt" -H "Authorization: Bearer $ADMIN" \
+	"https://127.0.0.1:$API_PORT/api/v1/me") == 200 ]] || fail "HTTPS request"
+[[ $(curl -s -o /dev/null -w '%{http_code}' "http://127.0.0.1:$API_PORT/healthz") == 000 ]] ||
+	fail "plain HTTP answered on the TLS listener"
 check_server_exit
 
 log "contract: lint the spec, validate every recorded response against it"
