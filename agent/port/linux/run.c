@@ -263,6 +263,34 @@ static enum ota_err update_rootlist(struct online *o, struct membuf *buf)
 	return err;
 }
 
+/*
+ * This port's reboot: the boot step in process, then the self-test (or,
+ * without one, confirm: being up is this port's health check). Reports
+ * each step; returns OTA_OK once confirmed.
+ */
+static enum ota_err boot_and_confirm(struct online *o)
+{
+	unsigned slot = 0;
+	struct ota_agent_status st;
+	ota_agent_request_reboot(o->agent);
+	enum ota_err err = ota_agent_boot(o->agent, &slot);
+	if (err != OTA_OK) {
+		report(o, FLEETOTA__V1__DEVICE_STATE__DEVICE_STATE_FAILED);
+		return err;
+	}
+	ota_agent_status(o->agent, &st);
+	if (st.phase != OTA_PHASE_TRIAL) {
+		/* the pending image did not verify again: the core recorded why */
+		report(o, FLEETOTA__V1__DEVICE_STATE__DEVICE_STATE_REJECTED);
+		return st.last_error ? st.last_error : OTA_ERR_INTERNAL;
+	}
+	report(o, FLEETOTA__V1__DEVICE_STATE__DEVICE_STATE_TRIAL);
+	err = o->port->selftest_cmd ? ota_agent_selftest(o->agent) : ota_agent_confirm(o->agent);
+	report(o, err == OTA_OK ? FLEETOTA__V1__DEVICE_STATE__DEVICE_STATE_CONFIRMED
+				: FLEETOTA__V1__DEVICE_STATE__DEVICE_STATE_REVERTED);
+	return err;
+}
+
 /* Manifest first, verified by the core; then the image, resumed with Range. */
 static enum ota_err install_online(struct online *o, const char *artifact)
 {
@@ -338,25 +366,7 @@ static enum ota_err install_online(struct online *o, const char *artifact)
 	o->progress_permille = 1000;
 	report(o, FLEETOTA__V1__DEVICE_STATE__DEVICE_STATE_PENDING);
 
-	/* this port's reboot: run the boot step in process, then the self-test */
-	ota_agent_request_reboot(o->agent);
-	unsigned slot = 0;
-	err = ota_agent_boot(o->agent, &slot);
-	if (err != OTA_OK)
-		goto failed;
-	struct ota_agent_status st;
-	ota_agent_status(o->agent, &st);
-	if (st.phase != OTA_PHASE_TRIAL) {
-		err = st.last_error ? st.last_error : OTA_ERR_INTERNAL;
-		goto rejected;
-	}
-	report(o, FLEETOTA__V1__DEVICE_STATE__DEVICE_STATE_TRIAL);
-	err = o->port->selftest_cmd ? ota_agent_selftest(o->agent) : ota_agent_confirm(o->agent);
-	if (err != OTA_OK) {
-		report(o, FLEETOTA__V1__DEVICE_STATE__DEVICE_STATE_REVERTED);
-		goto out;
-	}
-	report(o, FLEETOTA__V1__DEVICE_STATE__DEVICE_STATE_CONFIRMED);
+	err = boot_and_confirm(o);
 	goto out;
 rejected:
 	report(o, FLEETOTA__V1__DEVICE_STATE__DEVICE_STATE_REJECTED);
@@ -515,13 +525,6 @@ int ota_agent_run(struct ota_agent *agent, const struct ota_config *config,
 	sigaction(SIGTERM, &sa, NULL);
 	sigaction(SIGINT, &sa, NULL);
 
-	/* running a trial image: being up is the health check of this port */
-	if (agent->state.phase == OTA_PHASE_TRIAL) {
-		if (port->selftest_cmd)
-			(void)ota_agent_selftest(agent);
-		else
-			(void)ota_agent_confirm(agent);
-	}
 	struct ota_mqtt_config mc = {.url = config->broker_url,
 				     .device_id = config->device_id,
 				     .ca_file = config->ca_file,
@@ -535,6 +538,14 @@ int ota_agent_run(struct ota_agent *agent, const struct ota_config *config,
 	}
 	fprintf(stderr, "ota-agent: running as %s\n", config->device_id);
 	report(&o, idle_state(agent));
+	/* a restart left an update pending or on trial: finish what was started */
+	if (agent->state.phase == OTA_PHASE_PENDING)
+		(void)boot_and_confirm(&o);
+	else if (agent->state.phase == OTA_PHASE_TRIAL)
+		report(&o, (port->selftest_cmd ? ota_agent_selftest(agent)
+					       : ota_agent_confirm(agent)) == OTA_OK
+				   ? FLEETOTA__V1__DEVICE_STATE__DEVICE_STATE_CONFIRMED
+				   : FLEETOTA__V1__DEVICE_STATE__DEVICE_STATE_REVERTED);
 	unsigned interval = config->report_interval_s ? config->report_interval_s : 300;
 	unsigned idle_s = 0;
 	while (!stop_requested) {
