@@ -13,7 +13,7 @@ chmod 711 "$T"
 SERVER_PID=
 SERVER_STATUS=0
 FAILED=0
-RESPONSES=$T/responses.jsonl
+RESPONSES=$T/responses.tsv
 : >"$RESPONSES"
 
 log() { echo "[$(date +%T)] $*"; }
@@ -146,10 +146,10 @@ api() {
 	out=$(curl -sS -X "$method" -o "$T/body" -w '%{http_code} %{content_type}' \
 		${TOKEN:+-H "Authorization: Bearer $TOKEN"} "$@" "$API$path") || true
 	echo "${out%% *}" >"$T/status"
-	jq -nc --arg m "$method" --arg p "${path%%\?*}" --arg s "${out%% *}" \
-		--arg ct "${out#* }" --rawfile b "$T/body" \
-		'{method: $m, path: $p, status: ($s | tonumber), content_type: $ct, body: $b}' \
-		>>"$RESPONSES"
+	# method, path, status, content type, base64 body: one line per response
+	printf '%s\t%s\t%s\t%s\t' "$method" "${path%%\?*}" "${out%% *}" "${out#* }" >>"$RESPONSES"
+	base64 -w0 "$T/body" >>"$RESPONSES"
+	echo >>"$RESPONSES"
 }
 status() { cat "$T/status"; }
 
@@ -165,9 +165,12 @@ jbody() { jq -r "$1" "$T/body"; }
 
 # expect STATUS [CODE]: the last response had this status (and error code).
 expect() {
-	[[ "$(status)" == "$1" ]] || fail "expected HTTP $1, got $(status): $(head -c 400 "$T/body")"
+	local got body
+	got=$(<"$T/status")
+	[[ "$got" == "$1" ]] || fail "expected HTTP $1, got $got: $(head -c 400 "$T/body")"
 	if [[ $# -ge 2 ]]; then
-		[[ "$(jq -r .error.code "$T/body" 2>/dev/null)" == "$2" ]] ||
+		body=$(<"$T/body")
+		[[ $body =~ ^\{\"error\":\{\"code\":\"([^\"]*)\" && ${BASH_REMATCH[1]} == "$2" ]] ||
 			fail "expected error $2, got: $(head -c 400 "$T/body")"
 	fi
 }

@@ -5,7 +5,9 @@
 // - its status is documented for that operation;
 // - a JSON body validates against the documented schema;
 // - every operation of the spec was exercised with a success status.
-// usage: node validate_contract.mjs openapi.yaml responses.jsonl
+// usage: node validate_contract.mjs openapi.yaml responses.tsv
+// (one response a line: METHOD, path, status, content type, base64 body,
+// separated by tabs)
 import { readFileSync } from 'node:fs';
 import { createRequire } from 'node:module';
 import { join } from 'node:path';
@@ -53,7 +55,9 @@ let validated = 0;
 const validators = new Map();
 
 for (const [i, line] of lines.entries()) {
-  const r = JSON.parse(line);
+  const [m, p, st, ct, b64] = line.split('\t');
+  const r = { method: m, path: p, status: Number(st), content_type: ct,
+              body: Buffer.from(b64 || '', 'base64').toString('utf8') };
   const where = `#${i + 1} ${r.method} ${r.path} -> ${r.status}`;
   const template = findTemplate(r.path);
   if (!template) {
