@@ -1,0 +1,154 @@
+#!/usr/bin/env bash
+# SPDX-License-Identifier: Apache-2.0
+# The rollout engine through the real C path: two ota-server processes on one
+# PostgreSQL and one mosquitto (TLS, per-device ACL); 24 devices, each a
+# persistent MQTT session on its own cmd topic that answers every Notify
+# with a StatusReport, like the agent would. A bad artifact: the canaries
+# revert, the campaign pauses by itself and no other device receives a
+# Notify. A good artifact: one server is killed with SIGKILL mid-stage, the
+# other takes the lease over, the campaign completes, every device counted
+# once. (Real agents in large numbers: the fleet simulator, issue 8.)
+source "$TOP/tests/integration/server/lib.sh"
+N=24
+DEVICES=()
+for i in $(seq 1 $N); do DEVICES+=("dev-$i"); done
+SUB_PIDS=()
+RESP_PIDS=()
+SERVER2_PID=
+stop_all() {
+	local p
+	for p in "${RESP_PIDS[@]}" "${SUB_PIDS[@]}"; do kill -KILL "$p" 2>/dev/null || true; done
+	if [[ -n "$SERVER2_PID" ]]; then
+		kill -TERM "$SERVER2_PID" 2>/dev/null || true
+		wait "$SERVER2_PID" 2>/dev/null || true
+	fi
+}
+trap 'stop_all; cleanup' EXIT
+
+setup_pki "${DEVICES[@]}"
+start_pg
+start_broker
+write_config
+migrate >/dev/null 2>&1 || { migrate; fail "migrate"; }
+mkdir -p "$T/fixtures"
+"$SRV_TESTTOOL" fixtures "$T/fixtures" art-bad:1.1.0:2:1000 art-good:1.2.0:3:1000 >/dev/null
+sql -f "$T/fixtures/trust.sql"
+sql -f "$T/fixtures/art-bad.sql"
+sql -f "$T/fixtures/art-good.sql"
+sql -c "INSERT INTO devices (device_id, model, hw_revision, version, version_code, security_counter, keylist_version)
+	SELECT 'dev-' || i, 'fx-model', 'rev-a', '1.0.0', 1, 1, 1 FROM generate_series(1, $N) i"
+
+# one device: a persistent session (queued QoS 1 while away) printing each
+# Notify as hex; a responder turns each into reports
+mkdir -p "$T/dev"
+for d in "${DEVICES[@]}"; do
+	echo 0 >"$T/dev/$d.seq"
+	: >"$T/dev/$d.in"
+	mosquitto_sub -V 5 -q 1 -c -i "sub-$d" -h 127.0.0.1 -p "$MQ_PORT" --cafile "$PKI/server-ca.crt" \
+		--cert "$PKI/devices/$d.crt" --key "$PKI/devices/$d.key" -t "fleetota/v1/$d/cmd" \
+		-F '%x' >>"$T/dev/$d.in" 2>>"$T/dev/$d.err" &
+	SUB_PIDS+=($!)
+	disown $!
+done
+respond() { # DEVICE: answers each new Notify line
+	local d=$1 done_lines=0 line seq kind artifact
+	while true; do
+		local lines
+		lines=$(wc -l <"$T/dev/$d.in")
+		while ((done_lines < lines)); do
+			done_lines=$((done_lines + 1))
+			line=$(sed -n "${done_lines}p" "$T/dev/$d.in")
+			xxd -r -p <<<"$line" >"$T/dev/$d.msg"
+			read -r kind artifact _ < <("$SRV_TESTTOOL" notify "$T/dev/$d.msg")
+			seq=$(($(cat "$T/dev/$d.seq") + 1))
+			echo $((seq + 1)) >"$T/dev/$d.seq"
+			echo "$artifact" >>"$T/dev/$d.got"
+			if [[ "$artifact" == art-bad ]]; then
+				report "$d" "$d" "$seq" downloading 1.0.0 1 1 "$artifact"
+				report "$d" "$d" "$((seq + 1))" reverted 1.0.0 1 1 "$artifact"
+			else
+				report "$d" "$d" "$seq" trial 1.0.0 1 1 "$artifact"
+				report "$d" "$d" "$((seq + 1))" confirmed 1.2.0 3 3 "$artifact"
+			fi
+		done
+		sleep 0.1
+	done
+}
+export -f respond report mq_pub
+export T MQ_PORT PKI SRV_TESTTOOL
+
+export OTA_ROLLOUT_TICK_MS=200 OTA_ROLLOUT_LEASE_S=2
+OTA_ROLLOUT_SERVER_ID=srv-a start_server
+DEV_PORT2=$(free_port)
+sed -e "s/^device_listen = .*/device_listen = 127.0.0.1:$DEV_PORT2/" \
+	-e "s/^mqtt_client_id = .*/mqtt_client_id = ota-server-test-2/" "$T/server.conf" >"$T/server2.conf"
+OTA_ROLLOUT_SERVER_ID=srv-b "$OTA_SERVER" --config "$T/server2.conf" >>"$T/server2.log" 2>&1 &
+SERVER2_PID=$!
+wait_for 20 grep -q "mqtt connected" "$T/server2.log" || fail "server 2 did not come up"
+for d in "${DEVICES[@]}"; do
+	bash -c "respond $d" >>"$T/dev/$d.err" 2>&1 &
+	RESP_PIDS+=($!)
+	disown $!
+done
+sleep 1
+
+log "bad artifact: the canaries revert, the campaign pauses, nobody else is notified"
+STAGES='[{"count":2,"failure_ratio":0.4},{"percent":50,"soak_seconds":1},{"percent":100}]'
+sql -c "SELECT rollout_create('{\"id\":\"bad\",\"artifact\":\"art-bad\",\"rate_per_minute\":600,\"rate_burst\":5,\"device_timeout_seconds\":60,\"stages\":$STAGES}', 'alice')" >/dev/null
+sql -c "SELECT rollout_start('bad', 'alice')" >/dev/null
+wait_for 30 sql_eq paused "SELECT state FROM campaigns WHERE campaign_id = 'bad'" ||
+	fail "bad campaign: $(sql -c "SELECT rollout_status('bad')")"
+log "paused: $(sql -c "SELECT state_reason FROM campaigns WHERE campaign_id = 'bad'")"
+sleep 2
+got=$(cat "$T"/dev/*.got 2>/dev/null | grep -c art-bad || true)
+[[ "$got" == 2 ]] || fail "devices that received the bad artifact's Notify: $got (expected the 2 canaries)"
+sql_eq "2|2" "SELECT count(*), count(*) FILTER (WHERE state = 'failed' AND error = 'OTA_ERR_SELFTEST') FROM campaign_devices WHERE campaign_id = 'bad'" ||
+	fail "bad campaign devices: $(sql -c "SELECT string_agg(device_id || ':' || state, ',') FROM campaign_devices")"
+sql -c "SELECT rollout_cancel('bad', 'alice')" >/dev/null
+
+log "good artifact: a server is killed with SIGKILL mid-stage, the campaign completes"
+sql -c "SELECT rollout_create('{\"id\":\"good\",\"artifact\":\"art-good\",\"rate_per_minute\":300,\"rate_burst\":2,\"device_timeout_seconds\":60,\"stages\":$STAGES}', 'alice')" >/dev/null
+sql -c "SELECT rollout_start('good', 'alice')" >/dev/null
+wait_for 30 sql_eq 1 "SELECT current_stage FROM campaigns WHERE campaign_id = 'good'" || fail "good campaign never reached stage 1"
+owner=$(sql -c "SELECT lease_owner FROM campaigns WHERE campaign_id = 'good'")
+log "stage 1 running, lease held by $owner: killing it"
+if [[ "$owner" == srv-a ]]; then
+	kill -KILL "$SERVER_PID"
+	wait "$SERVER_PID" 2>/dev/null || true
+	SERVER_PID=
+	survivor=srv-b
+else
+	kill -KILL "$SERVER2_PID"
+	wait "$SERVER2_PID" 2>/dev/null || true
+	SERVER2_PID=
+	survivor=srv-a
+fi
+wait_for 20 sql_eq "$survivor" "SELECT lease_owner FROM campaigns WHERE campaign_id = 'good'" ||
+	fail "$survivor did not take the lease over"
+# The killed process comes back (as a supervisor restarts it): its MQTT
+# session hands it the reports the broker queued for it meanwhile.
+if [[ "$owner" == srv-a ]]; then
+	OTA_ROLLOUT_SERVER_ID=srv-a2 start_server
+else
+	OTA_ROLLOUT_SERVER_ID=srv-b2 "$OTA_SERVER" --config "$T/server2.conf" >>"$T/server2.log" 2>&1 &
+	SERVER2_PID=$!
+fi
+wait_for 60 sql_eq completed "SELECT state FROM campaigns WHERE campaign_id = 'good'" ||
+	fail "good campaign: $(sql -c "SELECT rollout_status('good')")"
+sql_eq t "SELECT count(*) > 0 FROM campaign_events WHERE campaign_id = 'good' AND kind = 'lease' AND detail LIKE '$survivor took over from $owner'" ||
+	fail "no take-over: $(sql -c "SELECT string_agg(detail, ' | ') FROM campaign_events WHERE kind = 'lease'")"
+sql_eq "$N|$N|$N" "SELECT count(*), count(DISTINCT device_id), count(*) FILTER (WHERE state = 'confirmed') FROM campaign_devices WHERE campaign_id = 'good'" ||
+	fail "counts: $(sql -c "SELECT rollout_status('good')")"
+sql_eq "$N" "SELECT count(*) FROM devices WHERE version_code = 3" || fail "devices not on 1.2.0"
+for d in "${DEVICES[@]}"; do
+	grep -q art-good "$T/dev/$d.got" || fail "$d never received the good Notify"
+done
+# rate: for any two notifications a <= b, count in [a, b] <= burst + rate * (b - a)
+sql_eq 0 "WITH n AS (SELECT row_number() OVER (ORDER BY created_at, id) AS rn, extract(epoch FROM created_at) AS t
+	FROM rollout_notifications WHERE campaign_id = 'good')
+	SELECT count(*) FROM n a JOIN n b ON b.rn >= a.rn WHERE (b.rn - a.rn + 1) > 2 + 300 * (b.t - a.t) / 60.0 + 1e-6" ||
+	fail "rate limit exceeded"
+sql_eq "$N" "SELECT count(*) FROM assignments WHERE artifact_id = 'art-good' AND campaign_id = 'good'" || fail "assignments"
+log "rollout completed: $(sql -c "SELECT string_agg(admitted || '/' || confirmed, ' ') FROM rollout_stage_counts('good')") (admitted/confirmed per stage)"
+if [[ -n "$SERVER_PID" ]]; then check_server_exit; fi
+log "PASS"
