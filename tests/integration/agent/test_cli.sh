@@ -83,6 +83,29 @@ done <"$FIX/cases.txt"
 [ "$cases" -ge 20 ] || fail "only $cases attack cases ran"
 echo "attack matrix: $cases cases rejected with the exact error, status unchanged"
 
+# --- the manifest is judged before one image byte is read ---------------
+# A pipe delivers prefix + header and then nothing: a rejection must come
+# without waiting for the image (a reader of image bytes would block).
+hdr_len=$(od -An -tu1 -j4 -N4 "$FIX/wrong-model.otab" |
+	awk '{print $1 * 16777216 + $2 * 65536 + $3 * 256 + $4}')
+mkfifo "$WORK/pipe.otab"
+(
+	head -c $((8 + hdr_len)) "$FIX/wrong-model.otab"
+	exec sleep 10
+) >"$WORK/pipe.otab" 2>/dev/null &
+WRITER=$!
+set +e
+line=$(timeout 5 "$AGENT" install "$WORK/pipe.otab" --config "$CONF" 2>/dev/null)
+rc=$?
+set -e
+kill "$WRITER" 2>/dev/null || true
+wait "$WRITER" 2>/dev/null || true
+[ "$rc" -eq 1 ] || fail "header-only pipe: exit $rc (124 = waited for image bytes)"
+case "$line" in
+"rejected: OTA_ERR_HW_MISMATCH: "*) ;;
+*) fail "header-only pipe: '$line'" ;;
+esac
+
 # --- trial boot: reboot without confirm reverts -------------------------
 "$AGENT" install "$FIX/good.otab" --config "$CONF" >/dev/null
 [ "$(snapshot | jq -r .phase)" = pending ] || fail "good bundle not pending"
