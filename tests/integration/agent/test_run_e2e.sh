@@ -57,9 +57,21 @@ for kind in install_started verified pending trial_boot confirmed counter_advanc
 	sql_eq 1 "SELECT count(*) FROM device_events WHERE device_id = 'dev-1' AND kind = '$kind'" ||
 		fail "event $kind missing: $(sql -c "SELECT seq, kind FROM device_events WHERE device_id = 'dev-1' ORDER BY seq")"
 done
+
+log "the broker restarts; the agent reconnects, reports, and takes the next update"
+seq_before=$(sql -c "SELECT last_report_seq FROM devices WHERE device_id = 'dev-1'")
+stop_broker >/dev/null
+start_broker
+wait_for 40 sql_eq t \
+	"SELECT last_report_seq > $seq_before FROM devices WHERE device_id = 'dev-1'" ||
+	fail "no report after the broker restart: $(tail -5 "$T/agent.log")"
+sql -c "INSERT INTO assignments (device_id, artifact_id) VALUES ('dev-1', 'art-2')"
+wait_for 40 sql_eq "1.2.0|3|3|confirmed" \
+	"SELECT version, version_code, security_counter, state FROM devices WHERE device_id = 'dev-1'" ||
+	fail "device not on art-2 after the broker restart: $(sql -c "SELECT * FROM devices WHERE device_id = 'dev-1'"); agent: $(tail -20 "$T/agent.log")"
 stop_agent
 s=$("$OTA_AGENT" status --json --config "$T/agent.conf")
-[[ $(jq -r .version <<<"$s") == 1.1.0 && $(jq -r .security_counter <<<"$s") == 2 ]] ||
+[[ $(jq -r .version <<<"$s") == 1.2.0 && $(jq -r .security_counter <<<"$s") == 3 ]] ||
 	fail "agent status: $s"
 
 log "a server key that is not pinned: the agent refuses with OTA_ERR_PIN"
@@ -68,7 +80,7 @@ set +e
 line=$("$OTA_AGENT" fetch art-2 --config "$T/agent.conf" 2>/dev/null)
 set -e
 [[ $line == "rejected: OTA_ERR_PIN: "* ]] || fail "pin mismatch: '$line'"
-[[ $("$OTA_AGENT" status --json --config "$T/agent.conf" | jq -r .version) == 1.1.0 ]] ||
+[[ $("$OTA_AGENT" status --json --config "$T/agent.conf" | jq -r .version) == 1.2.0 ]] ||
 	fail "status changed after pin refusal"
 
 check_server_exit
