@@ -213,7 +213,8 @@ out:
 	return err;
 }
 
-static int open_agent(struct cli *cli)
+/* exclusive: every command but status (records are atomic files, so a read is safe) */
+static int open_agent(struct cli *cli, bool exclusive)
 {
 	char err[OTA_CONFIG_ERR_BYTES];
 	char lock_path[OTA_CONFIG_MAX_PATH + 16];
@@ -225,13 +226,15 @@ static int open_agent(struct cli *cli)
 		fprintf(stderr, "ota-agent: state_dir %s unusable\n", cli->config.state_dir);
 		return -1;
 	}
-	/* one agent process per device at a time */
-	snprintf(lock_path, sizeof(lock_path), "%s/lock", cli->config.state_dir);
-	cli->lock_fd = open(lock_path, O_RDWR | O_CREAT | O_CLOEXEC, 0600);
-	if (cli->lock_fd < 0 || flock(cli->lock_fd, LOCK_EX | LOCK_NB) != 0) {
-		fprintf(stderr, "ota-agent: %s is in use by another ota-agent\n",
-			cli->config.state_dir);
-		return -1;
+	/* one agent process that changes the device at a time */
+	if (exclusive) {
+		snprintf(lock_path, sizeof(lock_path), "%s/lock", cli->config.state_dir);
+		cli->lock_fd = open(lock_path, O_RDWR | O_CREAT | O_CLOEXEC, 0600);
+		if (cli->lock_fd < 0 || flock(cli->lock_fd, LOCK_EX | LOCK_NB) != 0) {
+			fprintf(stderr, "ota-agent: %s is in use by another ota-agent\n",
+				cli->config.state_dir);
+			return -1;
+		}
 	}
 	cli->work = malloc(OTA_AGENT_WORK_BYTES);
 	if (!cli->work)
@@ -422,7 +425,7 @@ int main(int argc, char **argv)
 		usage();
 		return EXIT_USAGE;
 	}
-	if (open_agent(&cli) != 0)
+	if (open_agent(&cli, strcmp(cli.command, "status") != 0) != 0)
 		goto out;
 	if (strcmp(cli.command, "provision") == 0)
 		rc = cmd_provision(&cli);

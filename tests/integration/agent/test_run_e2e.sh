@@ -58,6 +58,12 @@ for kind in install_started verified pending trial_boot confirmed counter_advanc
 		fail "event $kind missing: $(sql -c "SELECT seq, kind FROM device_events WHERE device_id = 'dev-1' ORDER BY seq")"
 done
 
+s=$("$OTA_AGENT" status --json --config "$T/agent.conf") # readable while run holds the device
+[[ $(jq -r .version <<<"$s") == 1.1.0 ]] || fail "status while running: $s"
+if "$OTA_AGENT" confirm --config "$T/agent.conf" >/dev/null 2>&1; then
+	fail "a second agent changed the device while run holds it"
+fi
+
 log "the broker restarts; the agent reconnects, reports, and takes the next update"
 seq_before=$(sql -c "SELECT last_report_seq FROM devices WHERE device_id = 'dev-1'")
 stop_broker >/dev/null
