@@ -11,10 +11,12 @@ set -euo pipefail
 : "${OTA_AGENT:?}"
 source "$TOP/tests/integration/server/lib.sh"
 AGENT_PID=
+AGENT_STATUS=0
 stop_agent() {
 	[[ -n "$AGENT_PID" ]] || return 0
 	kill -TERM "$AGENT_PID" 2>/dev/null || true
-	wait "$AGENT_PID" 2>/dev/null || true
+	AGENT_STATUS=0
+	wait "$AGENT_PID" 2>/dev/null || AGENT_STATUS=$?
 	AGENT_PID=
 }
 trap 'stop_agent; cleanup' EXIT
@@ -76,6 +78,7 @@ wait_for 40 sql_eq "1.2.0|3|3|confirmed" \
 	"SELECT version, version_code, security_counter, state FROM devices WHERE device_id = 'dev-1'" ||
 	fail "device not on art-2 after the broker restart: $(sql -c "SELECT * FROM devices WHERE device_id = 'dev-1'"); agent: $(tail -20 "$T/agent.log")"
 stop_agent
+[[ $AGENT_STATUS == 0 ]] || fail "ota-agent run exited with $AGENT_STATUS: $(tail -30 "$T/agent.log")"
 s=$("$OTA_AGENT" status --json --config "$T/agent.conf")
 [[ $(jq -r .version <<<"$s") == 1.2.0 && $(jq -r .security_counter <<<"$s") == 3 ]] ||
 	fail "agent status: $s"
