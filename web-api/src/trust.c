@@ -40,15 +40,27 @@ static const char sql_trust_state[] =
 	"SELECT (SELECT bytes FROM rootlists ORDER BY version DESC LIMIT 1), "
 	"(SELECT COALESCE(max(version), 0) FROM keylists)";
 
-/* Inserted only while it is still the newest (a concurrent upload loses). */
+/*
+ * Inserted only while it is still the newest (a concurrent upload loses) and
+ * while the rollout engine's key-rotation check (0010) allows the keys it
+ * drops: enough of the fleet must already trust a key the new list keeps,
+ * unless an admin forces it ($7; the check audits a forced retirement).
+ */
 static const char sql_keylist_insert[] =
-	"WITH k AS (INSERT INTO keylists (version, rootlist_version, bytes, sha256, key_ids) "
+	"WITH chk AS (SELECT rollout_keylist_check(ARRAY(SELECT decode(x, 'hex') FROM "
+	"jsonb_array_elements_text($5::jsonb) x), $7::boolean, $6, $1::bigint) AS c), "
+	"k AS (INSERT INTO keylists (version, rootlist_version, bytes, sha256, key_ids) "
 	"SELECT $1::bigint, $2::bigint, decode($3, 'hex'), decode($4, 'hex'), ARRAY(SELECT "
 	"decode(x, 'hex') FROM jsonb_array_elements_text($5::jsonb) x) WHERE NOT EXISTS "
-	"(SELECT 1 FROM keylists WHERE version >= $1::bigint) RETURNING *), "
+	"(SELECT 1 FROM keylists WHERE version >= $1::bigint) AND (SELECT (c ->> "
+	"'allowed')::boolean "
+	"FROM chk) RETURNING *), "
 	"a AS (INSERT INTO audit (actor, action, object, after) SELECT $6, 'keylist.upload', "
-	"'keylist:' || k.version, to_jsonb(" KEYLIST_JSON ") FROM k) "
-	"SELECT " KEYLIST_JSON "::text FROM k";
+	"'keylist:' || k.version, to_jsonb(" KEYLIST_JSON ") || jsonb_build_object('rotation', "
+	"(SELECT c FROM chk)) FROM k) "
+	"SELECT (SELECT " KEYLIST_JSON "::text FROM k), (SELECT c ->> 'allowed' FROM chk), "
+	"(SELECT c ->> 'dropped' FROM chk), (SELECT c ->> 'coverage' FROM chk), "
+	"(SELECT c ->> 'required' FROM chk)";
 
 static const char sql_rootlist_insert[] =
 	"WITH r AS (INSERT INTO rootlists (version, bytes, sha256) SELECT $1::bigint, "
@@ -118,6 +130,7 @@ struct trust_upload {
 	struct ota_arena arena;
 	Fleetota__V1__Signed *env;
 	bool keylist;
+	bool force; /* KeyList: retire keys below the fleet coverage threshold */
 };
 
 static void refuse(struct wa_ctx *ctx, enum ota_err err, const char *what)
@@ -138,7 +151,19 @@ static void inserted(struct wa_ctx *ctx, enum ota_err err, const PGresult *res)
 		wa_reply_db_error(ctx, err, res);
 		return;
 	}
-	if (PQntuples(res) != 1) {
+	if (PQntuples(res) != 1 || PQgetisnull(res, 0, 0)) {
+		if (PQntuples(res) == 1 && PQnfields(res) == 5 &&
+		    strcmp(PQgetvalue(res, 0, 1), "false") == 0) {
+			char msg[200];
+
+			snprintf(msg, sizeof(msg),
+				 "drops %s key(s) while only %s of the fleet trusts a kept key "
+				 "(required %s); an admin may force it with ?force=true",
+				 PQgetvalue(res, 0, 2), PQgetvalue(res, 0, 3),
+				 PQgetvalue(res, 0, 4));
+			wa_reply_error(ctx, 409, "keyrotation_coverage", msg, "body");
+			return;
+		}
 		wa_reply_error(ctx, 409, "conflict", "a newer version was stored meanwhile",
 			       "body");
 		return;
@@ -157,7 +182,7 @@ static void state_loaded(struct wa_ctx *ctx, enum ota_err err, const PGresult *r
 	uint8_t digest[32];
 	char digest_hex[65], version[24], root_version[24];
 	char *body_hex = NULL, *ids_text = NULL;
-	const char *params[6];
+	const char *params[7];
 	enum ota_err verr;
 
 	if (err != OTA_OK) {
@@ -224,7 +249,8 @@ static void state_loaded(struct wa_ctx *ctx, enum ota_err err, const PGresult *r
 		params[3] = digest_hex;
 		params[4] = ids_text;
 		params[5] = ctx->actor;
-		wa_db(ctx, "wa_keylist_insert", 6, params, inserted);
+		params[6] = up->force ? "true" : "false";
+		wa_db(ctx, "wa_keylist_insert", 7, params, inserted);
 		goto out;
 	}
 	if (root == NULL)
@@ -248,11 +274,18 @@ out:
 
 static void upload(struct wa_ctx *ctx, bool keylist)
 {
-	static const char *const allowed[] = {NULL};
+	static const char *const allowed_keylist[] = {"force", NULL};
+	static const char *const allowed_rootlist[] = {NULL};
 	struct trust_upload *up;
+	const char *force;
 
-	if (!wa_query_only(ctx, allowed))
+	if (!wa_query_only(ctx, keylist ? allowed_keylist : allowed_rootlist))
 		return;
+	force = keylist ? wa_query(ctx, "force") : NULL;
+	if (force != NULL && strcmp(force, "true") != 0 && strcmp(force, "false") != 0) {
+		wa_reply_error(ctx, 400, "bad_request", "true or false", "force");
+		return;
+	}
 	if (ctx->body_len > OTA_MAX_ENVELOPE_BYTES) {
 		wa_reply_error(ctx, 413, "payload_too_large", "a signed list is at most 64 KiB",
 			       "body");
@@ -266,6 +299,7 @@ static void upload(struct wa_ctx *ctx, bool keylist)
 	ctx->state = up;
 	ctx->state_free = free;
 	up->keylist = keylist;
+	up->force = force != NULL && strcmp(force, "true") == 0;
 	ota_arena_init(&up->arena, up->arena_mem, sizeof(up->arena_mem));
 	if (ota_envelope_decode(ctx->body, ctx->body_len, &up->arena, &up->env) != OTA_OK) {
 		refuse(ctx, OTA_ERR_FORMAT, keylist ? "keylist" : "rootlist");

@@ -398,6 +398,20 @@ log "docs/api.md examples run as written"
 "$TOP/tests/integration/web-api/run_doc_examples.sh" "$TOP/docs/api.md" "$API" "$ADMIN" "$FX/docs.otab" "$T/doc-examples" ||
 	fail "docs/api.md examples"
 
+log "key rotation: a KeyList that retires a key the fleet still needs is refused unless forced"
+BEFORE=$(db_state)
+TOKEN=$ADMIN api POST /api/v1/keylists -H 'Content-Type: application/octet-stream' --data-binary @"$FX/keylist3-drop-a.bin"
+expect 409 keyrotation_coverage
+unchanged "a refused key retirement"
+TOKEN=$ADMIN api POST "/api/v1/keylists?force=maybe" -H 'Content-Type: application/octet-stream' --data-binary @"$FX/keylist3-drop-a.bin"
+expect 400 bad_request
+TOKEN=$ADMIN api POST "/api/v1/keylists?force=true" -H 'Content-Type: application/octet-stream' --data-binary @"$FX/keylist3-drop-a.bin"
+expect 201
+[[ $(jbody .version) == 3 ]] || fail "forced keylist"
+sql_eq "keylist.force_retire,keylist.upload" \
+	"SELECT string_agg(action, ',' ORDER BY id) FROM (SELECT id, action FROM audit ORDER BY id DESC LIMIT 2) a" ||
+	fail "forced retirement not audited: $(sql -c "SELECT action FROM audit ORDER BY id DESC LIMIT 3")"
+
 log "rate limit: a burst from one address gets 429 with Retry-After"
 urls=()
 for _ in $(seq 1 1500); do urls+=("$API/healthz"); done

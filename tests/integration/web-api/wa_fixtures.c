@@ -7,6 +7,7 @@
  *   rootlist-foreign.bin v2 signed only by an unknown root (OTA_ERR_ROOT_CHAIN)
  *   keylist1.bin         v1 {op A}, signed by r1
  *   keylist2.bin         v2 {op A, op B}, signed by r1
+ *   keylist3-drop-a.bin  v3 {op B}, signed by r1: retires A
  *   keylist-foreign.bin  v3 signed by an unknown root (OTA_ERR_THRESHOLD)
  *   fw1.otab fw2.otab    bundles signed by A (1.1.0/2 and 1.2.0/3)
  *   fw-unknown-key.otab  signed by a key in no KeyList (OTA_ERR_KEY_UNKNOWN)
@@ -125,6 +126,11 @@ int main(int argc, char **argv)
 		kl.n_keys = 2;
 		write_env(dir, "keylist2.bin", ota_fx_keylist(&kl));
 		kl.version = 3;
+		kl.keys = &ops[1];
+		kl.n_keys = 1;
+		write_env(dir, "keylist3-drop-a.bin", ota_fx_keylist(&kl));
+		kl.keys = ops;
+		kl.n_keys = 2;
 		kl.signers = &rx;
 		write_env(dir, "keylist-foreign.bin", ota_fx_keylist(&kl));
 	}
