@@ -118,6 +118,8 @@ static void stream_closed_cb(struct evhttp_connection *evcon, void *arg)
 
 	(void)evcon;
 	s->srv->metrics.downloads_aborted++;
+	srv_log(SRV_LOG_DEBUG, "download aborted at byte %llu of %llu (client gone or stalled)",
+		(unsigned long long)s->next, (unsigned long long)s->end);
 	if (evhttp_request_get_connection(s->req) == NULL)
 		evhttp_request_free(s->req);
 	stream_free(s);

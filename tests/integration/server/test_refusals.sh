@@ -4,7 +4,7 @@
 # device's artifact, unknown artifact, decommissioned device, forged status
 # topic, request flood (429 while others are served), Range resume, 416,
 # oversized headers, idle connections, a client cut mid-download, a
-# certificate revoked in the CRL.
+# stalled reader, a certificate revoked in the CRL.
 RATE_PER_SEC=5
 RATE_BURST=10
 source "$(dirname "$0")/lib.sh"
@@ -85,6 +85,19 @@ curl -sS --cacert "$PKI/server-ca.crt" --cert "$PKI/devices/dev-1.crt" --key "$P
 sleep 4 # the rate limiter refills
 dev_curl dev-1 /v1/images/art-1
 [[ $(status) == 200 ]] && cmp -s "$T/body" "$T/fixtures/art-1.image" || fail "after a cut: $(status)"
+
+log "a device that stops reading mid-image is cut off after the write timeout"
+mkdir -p "$T/fx-big"
+"$SRV_TESTTOOL" fixtures "$T/fx-big" big:2.0.0:5:16000000 >/dev/null
+cp "$T/fx-big/store/"* "$STORE/"
+sql -f "$T/fx-big/big.sql"
+sql -c "INSERT INTO assignments (device_id, artifact_id, notified_at) VALUES ('dev-2', 'big', now())"
+(printf 'GET /v1/images/big HTTP/1.1\r\nHost: 127.0.0.1\r\n\r\n'; sleep 6) |
+	timeout 7 openssl s_client -quiet -connect "127.0.0.1:$DEV_PORT" -CAfile "$PKI/server-ca.crt" \
+		-cert "$PKI/devices/dev-2.crt" -key "$PKI/devices/dev-2.key" 2>/dev/null | sleep 6 || true
+grep -q "download aborted at byte" "$T/server.log" || fail "a stalled download was not cut"
+dev_curl dev-2 /v1/manifests/art-2
+[[ $(status) == 200 ]] || fail "server unhealthy after a stalled download: $(status)"
 
 log "oversized headers are refused; idle connections are closed"
 dev_curl dev-1 /v1/keylist -H "X-Big: $(head -c 20000 /dev/zero | tr '\0' a)"
