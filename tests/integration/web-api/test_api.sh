@@ -458,14 +458,17 @@ wait "$NPM_PID" || fail "npm tools"
 	{ cat "$T/lint.log"; fail "openapi.yaml does not lint"; }
 grep -Eq "warning|error" "$T/lint.log" && grep -Ev "Node.js|nodejs|Deprecation|═|║|Update Node|^$" "$T/lint.log" | grep -Eq "warning|error" &&
 	{ cat "$T/lint.log"; fail "openapi.yaml lint warnings"; }
+# this suite covers these tags; other suites (campaigns) validate their own
+COVER=Operations,Tokens,Audit,Trust,Artifacts,Devices,Groups
 NODE_PATH=$NPM_DIR/node_modules node "$TOP/tests/integration/web-api/validate_contract.mjs" \
-	"$TOP/web-api/openapi.yaml" "$RESPONSES" || fail "responses do not match openapi.yaml"
+	"$TOP/web-api/openapi.yaml" "$RESPONSES" --cover "$COVER" || fail "responses do not match openapi.yaml"
 log "the validator itself fails on drift (a body missing a field, an undocumented status)"
 printf 'GET\t/api/v1/me\t200\tapplication/json\t%s\n' "$(printf '{"token_id":1,"role":"admin"}' | base64 -w0)" >"$T/drift1.jsonl"
 printf 'GET\t/api/v1/me\t418\tapplication/json\t%s\n' "$(printf '{}' | base64 -w0)" >"$T/drift2.jsonl"
 for f in "$T/drift1.jsonl" "$T/drift2.jsonl"; do
 	cat "$RESPONSES" "$f" >"$T/drift.jsonl"
 	NODE_PATH=$NPM_DIR/node_modules node "$TOP/tests/integration/web-api/validate_contract.mjs" \
-		"$TOP/web-api/openapi.yaml" "$T/drift.jsonl" >/dev/null 2>&1 && fail "validator accepted drift ($f)"
+		"$TOP/web-api/openapi.yaml" "$T/drift.jsonl" --cover "$COVER" >/dev/null 2>&1 &&
+		fail "validator accepted drift ($f)"
 done
 log "PASS ($(wc -l <"$RESPONSES") responses validated)"
