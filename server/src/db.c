@@ -245,10 +245,13 @@ static void conn_lost(struct db_conn *conn, const char *why)
 	struct timeval delay;
 	size_t why_len = strcspn(why, "\n");
 
-	if (conn->was_up || conn->state != CONN_DOWN)
-		srv_log(conn->was_up ? SRV_LOG_WARN : SRV_LOG_DEBUG,
-			"db connection %u lost: %.*s (retry in %u ms)", conn->index, (int)why_len,
-			why, conn->backoff_ms);
+	/* Loud when a connection drops, then every BACKOFF_MAX_MS while down. */
+	srv_log(conn->was_up || conn->backoff_ms == BACKOFF_MIN_MS ||
+				conn->backoff_ms == BACKOFF_MAX_MS
+			? SRV_LOG_WARN
+			: SRV_LOG_DEBUG,
+		"db connection %u %s: %.*s (retry in %u ms)", conn->index,
+		conn->was_up ? "lost" : "failed", (int)why_len, why, conn->backoff_ms);
 	conn->was_up = false;
 	conn->current = NULL;
 	conn_close(conn);
