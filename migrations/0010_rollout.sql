@@ -93,6 +93,36 @@ CREATE TABLE campaign_stages (
 	CHECK ((device_count IS NULL) <> (percent IS NULL))
 );
 
+-- The groups a campaign's target names, kept from target_filter by a
+-- trigger: a group in use cannot be deleted (the REST API answers 409).
+CREATE TABLE campaign_groups (
+	campaign_id text NOT NULL REFERENCES campaigns (campaign_id) ON DELETE CASCADE,
+	group_id    text NOT NULL REFERENCES device_groups (group_id) ON DELETE RESTRICT,
+	PRIMARY KEY (campaign_id, group_id)
+);
+CREATE INDEX campaign_groups_group_idx ON campaign_groups (group_id);
+
+CREATE FUNCTION rollout_campaign_groups_sync() RETURNS trigger LANGUAGE plpgsql AS $$
+BEGIN
+	IF TG_OP = 'UPDATE' THEN
+		IF NEW.target_filter -> 'groups' IS NOT DISTINCT FROM OLD.target_filter -> 'groups' THEN
+			RETURN NEW;
+		END IF;
+		DELETE FROM campaign_groups WHERE campaign_id = NEW.campaign_id;
+	END IF;
+	IF jsonb_typeof(NEW.target_filter -> 'groups') = 'array' THEN
+		INSERT INTO campaign_groups (campaign_id, group_id)
+		SELECT DISTINCT NEW.campaign_id, g
+		FROM jsonb_array_elements_text(NEW.target_filter -> 'groups') g;
+	ELSIF jsonb_typeof(NEW.target_filter -> 'groups') = 'string' THEN
+		INSERT INTO campaign_groups (campaign_id, group_id)
+		VALUES (NEW.campaign_id, NEW.target_filter ->> 'groups');
+	END IF;
+	RETURN NEW;
+END $$;
+CREATE TRIGGER campaigns_groups_sync AFTER INSERT OR UPDATE OF target_filter ON campaigns
+	FOR EACH ROW EXECUTE FUNCTION rollout_campaign_groups_sync();
+
 -- Recurring maintenance windows, UTC: on the given weekdays (0 = Sunday, as
 -- extract(dow)) from start_minute for duration_minutes (may pass midnight).
 CREATE TABLE campaign_windows (
@@ -516,6 +546,12 @@ BEGIN
 	   OR jsonb_array_length(p_spec -> 'stages') NOT BETWEEN 1 AND 32 THEN
 		PERFORM rollout_fail('FO422', 'stages: an array of 1..32 stages');
 	END IF;
+	SELECT g INTO v_key
+	FROM unnest(rollout_text_array(p_spec -> 'target' -> 'groups', 'target.groups')) g
+	WHERE NOT EXISTS (SELECT 1 FROM device_groups x WHERE x.group_id = g) LIMIT 1;
+	IF v_key IS NOT NULL THEN
+		PERFORM rollout_fail('FO404', 'target.groups: group ' || v_key || ' not found');
+	END IF;
 	BEGIN
 		INSERT INTO campaigns (campaign_id, kind, artifact_id, keylist_version, rootlist_version,
 		                       target_filter, keep_open, priority, rate_per_minute, rate_burst,
@@ -539,12 +575,6 @@ BEGIN
 	END;
 	-- validate the target now (raises FO422 naming the field)
 	PERFORM 1 FROM rollout_target(v_id) LIMIT 1;
-	SELECT g INTO v_key
-	FROM unnest(rollout_text_array(p_spec -> 'target' -> 'groups', 'target.groups')) g
-	WHERE NOT EXISTS (SELECT 1 FROM device_groups x WHERE x.group_id = g) LIMIT 1;
-	IF v_key IS NOT NULL THEN
-		PERFORM rollout_fail('FO404', 'target.groups: group ' || v_key || ' not found');
-	END IF;
 	FOR v_stage IN SELECT value FROM jsonb_array_elements(p_spec -> 'stages') LOOP
 		IF jsonb_typeof(v_stage) <> 'object' THEN
 			PERFORM rollout_fail('FO422', format('stages[%s]: must be an object', v_no));
@@ -1376,6 +1406,31 @@ LANGUAGE sql STABLE AS $$
 			WHERE s.campaign_id = k.campaign_id), '[]'))
 	FROM campaigns k WHERE k.campaign_id = p_campaign
 $$;
+
+-- For the REST API: one call that changes and returns the new view (a
+-- PL/pgSQL body sees its own changes; a single SELECT would not).
+CREATE FUNCTION rollout_api_create(p_spec jsonb, p_actor text) RETURNS jsonb
+LANGUAGE plpgsql AS $$
+DECLARE
+	v_id text;
+BEGIN
+	v_id := rollout_create(p_spec, p_actor);
+	RETURN rollout_status(v_id);
+END $$;
+
+CREATE FUNCTION rollout_api_action(p_campaign text, p_action text, p_actor text) RETURNS jsonb
+LANGUAGE plpgsql AS $$
+BEGIN
+	CASE p_action
+	WHEN 'start' THEN PERFORM rollout_start(p_campaign, p_actor);
+	WHEN 'approve' THEN PERFORM rollout_approve(p_campaign, p_actor);
+	WHEN 'pause' THEN PERFORM rollout_pause(p_campaign, p_actor);
+	WHEN 'resume' THEN PERFORM rollout_resume(p_campaign, p_actor);
+	WHEN 'cancel' THEN PERFORM rollout_cancel(p_campaign, p_actor);
+	ELSE PERFORM rollout_fail('FO422', 'action: start, approve, pause, resume or cancel');
+	END CASE;
+	RETURN rollout_status(p_campaign);
+END $$;
 
 -- ---------------------------------------------------------------------------
 -- Key rotation tracking.

@@ -24,6 +24,7 @@
 #include "log-internal.h"
 #include "metrics-internal.h"
 #include "ratelimit-internal.h"
+#include "campaigns-internal.h"
 #include "webapi-internal.h"
 
 /* Bounds of the API's latency histogram (ms); +Inf implied. */
@@ -101,6 +102,26 @@ static const struct wa_route routes[] = {
 	{EVHTTP_REQ_GET, "/api/v1/rootlists", WA_ROLE_VIEWER, WA_BODY_NONE, wa_h_rootlists_list},
 	{EVHTTP_REQ_POST, "/api/v1/rootlists", WA_ROLE_ADMIN, WA_BODY_BINARY,
 	 wa_h_rootlists_upload},
+	/* the rollout engine (campaigns.c) */
+	{EVHTTP_REQ_GET, "/api/v1/campaigns", WA_ROLE_VIEWER, WA_BODY_NONE, wa_h_campaigns_list},
+	{EVHTTP_REQ_POST, "/api/v1/campaigns", WA_ROLE_OPERATOR, WA_BODY_JSON,
+	 wa_h_campaigns_create},
+	{EVHTTP_REQ_GET, "/api/v1/campaigns/*", WA_ROLE_VIEWER, WA_BODY_NONE, wa_h_campaigns_get},
+	{EVHTTP_REQ_GET, "/api/v1/campaigns/*/devices", WA_ROLE_VIEWER, WA_BODY_NONE,
+	 wa_h_campaigns_devices},
+	{EVHTTP_REQ_POST, "/api/v1/campaigns/*/start", WA_ROLE_OPERATOR, WA_BODY_NONE,
+	 wa_h_campaigns_action},
+	{EVHTTP_REQ_POST, "/api/v1/campaigns/*/approve", WA_ROLE_OPERATOR, WA_BODY_NONE,
+	 wa_h_campaigns_action},
+	{EVHTTP_REQ_POST, "/api/v1/campaigns/*/pause", WA_ROLE_OPERATOR, WA_BODY_NONE,
+	 wa_h_campaigns_action},
+	{EVHTTP_REQ_POST, "/api/v1/campaigns/*/resume", WA_ROLE_OPERATOR, WA_BODY_NONE,
+	 wa_h_campaigns_action},
+	{EVHTTP_REQ_POST, "/api/v1/campaigns/*/cancel", WA_ROLE_OPERATOR, WA_BODY_NONE,
+	 wa_h_campaigns_action},
+	{EVHTTP_REQ_GET, "/api/v1/keyrotation", WA_ROLE_VIEWER, WA_BODY_NONE, wa_h_keyrotation},
+	{EVHTTP_REQ_POST, "/api/v1/retention/purge", WA_ROLE_ADMIN, WA_BODY_JSON,
+	 wa_h_retention_purge},
 };
 #define N_ROUTES (sizeof(routes) / sizeof(routes[0]))
 
@@ -791,6 +812,8 @@ enum ota_err webapi_new(struct event_base *base, struct srv_db *db, struct srv_m
 		err = wa_artifacts_prepare(db);
 	if (err == OTA_OK)
 		err = wa_trust_prepare(db);
+	if (err == OTA_OK)
+		err = wa_campaigns_prepare(db);
 	if (err != OTA_OK)
 		goto out;
 	err = OTA_ERR_NOMEM;

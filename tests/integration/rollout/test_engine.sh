@@ -41,6 +41,7 @@ expect_eq "static and dynamic group members targeted (hostile tag quoted)" \
 	"$(q "SELECT string_agg(device_id, ',' ORDER BY device_id) FROM rollout_target('grp')")" \
 	"dev0000045,dev0000046,dev0000047,dev0000048"
 expect_sqlstate "unknown group" FO404 "SELECT rollout_create('{\"id\":\"x\",\"artifact\":\"fw-101\",\"target\":{\"groups\":[\"nope\"]},\"stages\":[{\"count\":1}]}', 'a')"
+expect_sqlstate "a group a campaign uses cannot be deleted" 23503 "DELETE FROM device_groups WHERE group_id = 'g1'"
 q "UPDATE devices SET tags = '{}' WHERE device_id IN ('dev0000047', 'dev0000048')"
 
 # --- four-eyes approval and start time
