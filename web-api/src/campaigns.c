@@ -84,9 +84,12 @@ int wa_campaign_status_from_sqlstate(const char *sqlstate, const char **ret_code
 		int status;
 		const char *code;
 	} map[] = {
-		{"FO404", 404, "not_found"},	    {"FO409", 409, "conflict"},
-		{"FO403", 403, "forbidden"},	    {"FO422", 422, "invalid_campaign"},
-		{"FO412", 409, "coverage_too_low"}, {"22007", 400, "bad_request"},
+		{"FO404", 404, "not_found"},
+		{"FO409", 409, "conflict"},
+		{"FO403", 403, "forbidden"},
+		{"FO422", 422, "invalid_campaign"},
+		{"FO412", 409, "keyrotation_coverage"},
+		{"22007", 400, "bad_request"},
 		{"22008", 400, "bad_request"},
 	};
 

@@ -412,6 +412,9 @@ sql_eq "keylist.force_retire,keylist.upload" \
 	"SELECT string_agg(action, ',' ORDER BY id) FROM (SELECT id, action FROM audit ORDER BY id DESC LIMIT 2) a" ||
 	fail "forced retirement not audited: $(sql -c "SELECT action FROM audit ORDER BY id DESC LIMIT 3")"
 
+# the rollout engine's endpoints (owned by tests/integration/rollout)
+source "$TOP/tests/integration/rollout/api_campaigns.sh"
+
 log "rate limit: a burst from one address gets 429 with Retry-After"
 urls=()
 for _ in $(seq 1 1500); do urls+=("$API/healthz"); done
