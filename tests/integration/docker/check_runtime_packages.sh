@@ -1,0 +1,35 @@
+#!/usr/bin/env bash
+# SPDX-License-Identifier: Apache-2.0
+# The container runtime stages install scripts/packages-runtime.txt and
+# nothing else: every shared library a built binary asks for (DT_NEEDED)
+# must come from a package on that list, or the image would not start.
+# Also checks that the Dockerfile installs through the two package lists.
+set -euo pipefail
+top=$(cd "$(dirname "$0")/../../.." && pwd)
+list="$top/scripts/packages-runtime.txt"
+mapfile -t allowed < <(grep -v '^\s*#' "$list" | sed '/^\s*$/d')
+status=0
+for bin in "$@"; do
+	[[ -x "$bin" ]] || { echo "FAIL: $bin is not a built executable"; exit 1; }
+	while read -r lib; do
+		path=$(ldd "$bin" | awk -v l="$lib" '$1 == l {print $3}')
+		# sanitizer runtimes belong to the test build, not to the image
+		case "$lib" in libasan.so* | libubsan.so*) continue ;; esac
+		[[ -n "$path" ]] || { echo "FAIL: $bin: $lib not found by ldd"; status=1; continue; }
+		real=$(readlink -f "$path")
+		pkg=$(dpkg -S "$real" 2>/dev/null || dpkg -S "$path" 2>/dev/null || true)
+		pkg=${pkg%%:*}
+		if [[ -z "$pkg" ]]; then
+			echo "FAIL: $bin: $lib ($real) belongs to no Debian package"
+			status=1
+		elif ! printf '%s\n' "${allowed[@]}" | grep -qx "$pkg"; then
+			echo "FAIL: $bin needs $lib from $pkg, which is not in scripts/packages-runtime.txt"
+			status=1
+		fi
+	done < <(readelf -d "$bin" | sed -n 's/.*(NEEDED).*\[\(.*\)\]/\1/p')
+	echo "checked $(basename "$bin")"
+done
+grep -q 'scripts/packages.txt' "$top/docker/Dockerfile" || { echo "FAIL: Dockerfile does not use scripts/packages.txt"; status=1; }
+grep -q 'packages-runtime.txt' "$top/docker/Dockerfile" || { echo "FAIL: Dockerfile does not use scripts/packages-runtime.txt"; status=1; }
+grep -q '^USER ota' "$top/docker/Dockerfile" || { echo "FAIL: server image does not drop root"; status=1; }
+exit $status
