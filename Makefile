@@ -36,7 +36,7 @@ test: unit format-check fuzz
 	@echo "make test: all suites passed"
 
 $(FUZZ_BUILD)/build.ninja:
-	CC=clang meson setup $(FUZZ_BUILD) -Dfuzz=true -Dserver=false \
+	CC=clang meson setup $(FUZZ_BUILD) -Dfuzz=true \
 		-Db_sanitize=address,undefined -Db_lundef=false
 
 # Each libFuzzer target runs for FUZZ_SECONDS on a scratch copy of its corpus.

@@ -2,7 +2,7 @@
 # SPDX-License-Identifier: Apache-2.0
 # Runs every libFuzzer target of a -Dfuzz=true build for a bounded time
 # (the envelope + manifest target, the device's first line of defence, for
-# the full time; every other target for a third of it, at least 10 s),
+# the full time; every other target for a quarter of it, at least 10 s),
 # starting from a scratch copy of its committed corpus (the committed corpus
 # stays as it is). Fails on the first crash, leak or sanitizer report.
 set -euo pipefail
@@ -20,7 +20,7 @@ for bin in $(find "$build" -maxdepth 3 -type f -name 'fuzz_*' -perm -u+x ! -name
 	[[ -d "$corpus" ]] && cp -r "$corpus/." "$scratch/"
 	budget=$seconds
 	if [[ $name != envelope ]]; then
-		budget=$((seconds / 3)); ((budget >= 10)) || budget=10
+		budget=$((seconds / 4)); ((budget >= 10)) || budget=10
 	fi
 	echo "fuzz: $name for ${budget}s"
 	if ! "$bin" -max_total_time="$budget" -rss_limit_mb=2048 -timeout=10 \

@@ -20,6 +20,8 @@
 
 #define FX_MAX_READ (64u * 1024u * 1024u)
 
+__attribute__((format(printf, 1, 2), noreturn)) static void fx_die(const char *fmt, ...);
+
 static void fx_die(const char *fmt, ...)
 {
 	va_list ap;
