@@ -1001,18 +1001,24 @@ DECLARE
 	c campaigns%ROWTYPE;
 	s campaign_stages%ROWTYPE;
 	r record;
+	cur record;
+	v_members bigint := 0;
 	v_last integer;
 	v_quota bigint;
 	v_errors text;
 BEGIN
 	SELECT * INTO c FROM campaigns WHERE campaign_id = p_campaign;
 	-- failure threshold, every stage so far (late failures of an earlier
-	-- stage count too)
+	-- stage count too); one pass over the counts serves the whole evaluation
 	FOR r IN SELECT k.*, st.failure_ratio, st.failures_acked
 	         FROM rollout_stage_counts(p_campaign) k
 	         JOIN campaign_stages st ON st.campaign_id = p_campaign AND st.stage_no = k.stage_no
-	         WHERE k.stage_no <= c.current_stage LOOP
-		IF r.admitted > 0
+	         ORDER BY k.stage_no LOOP
+		v_members := v_members + r.admitted;
+		IF r.stage_no = c.current_stage THEN
+			cur := r;
+		END IF;
+		IF r.stage_no <= c.current_stage AND r.admitted > 0
 		   AND (r.failed + r.timed_out - r.failures_acked)::numeric / r.admitted > r.failure_ratio THEN
 			SELECT string_agg(format('%s: %s', e.error, e.n), ', ' ORDER BY e.n DESC, e.error)
 			INTO v_errors
@@ -1033,14 +1039,13 @@ BEGIN
 	END LOOP;
 
 	SELECT * INTO s FROM campaign_stages WHERE campaign_id = p_campaign AND stage_no = c.current_stage;
-	SELECT * INTO r FROM rollout_stage_counts(p_campaign) k WHERE k.stage_no = c.current_stage;
+	r := cur;
 	v_quota := CASE WHEN s.device_count IS NOT NULL THEN least(s.device_count, c.target_size)
 	                ELSE ceil(c.target_size * s.percent / 100.0)::bigint END;
 	-- success: the stage holds its share of the target and enough of them
 	-- confirmed (an empty stage succeeds at once)
 	IF s.succeeded_at IS NULL THEN
-		IF (SELECT count(*) FROM campaign_devices m WHERE m.campaign_id = p_campaign
-		    AND m.state NOT IN ('superseded', 'cancelled')) >= v_quota
+		IF v_members >= v_quota
 		   AND (r.admitted = 0 OR r.confirmed::numeric / r.admitted >= s.success_ratio) THEN
 			UPDATE campaign_stages SET succeeded_at = p_now
 			WHERE campaign_id = p_campaign AND stage_no = c.current_stage;
