@@ -1,6 +1,379 @@
 #!/usr/bin/env bash
 # SPDX-License-Identifier: Apache-2.0
-# The main job. Replaced by the full demo when issue 8 lands.
-echo "make demo: not built yet — it needs the server, REST API and rollout engine (issues 5-8)." >&2
-echo "make test runs everything that exists today." >&2
-exit 2
+# `make demo`: a whole fleetota installation on loopback, and a rollout story
+# an operator recognises, played through the REST API with curl:
+#
+#   1. key ceremony (3 root keys, threshold 2; operational key op-1)
+#   2. a simulated fleet (ota-fleet-sim) on 1.0.0 registers itself
+#   3. 1.1.0 has a bug: its self-test fails -> the canaries revert -> the
+#      campaign pauses by itself; nobody beyond the canaries got it
+#   4. 1.1.1 fixes it -> the campaign completes stage by stage
+#   5. key rotation: new op key, KeyList v2 rolled out as a campaign,
+#      1.2.0 signed by the new key rolls out
+#   6. a rollback attempt with the old, validly signed 1.0.0 (an attacker
+#      who controls the backend assigns it) -> every device refuses
+#
+# Environment: DEMO_DEVICES (default 200), DEMO_BUILD (build dir, default
+# build/), DEMO_SKIP_BUILD=1 (use DEMO_BUILD as it is), DEMO_CHECK=1 (exit
+# non-zero unless every outcome is as told: the CI mode), DEMO_KEEP=1 (keep
+# the temp dir), DEMO_POWER_LOSS / DEMO_SLOW (fault shares for the good
+# release, default 0.05 / 0.05). Everything runs under a temp dir and
+# .demo/ keeps the logs of the last run; all processes are stopped by PID
+# on exit and on Ctrl-C.
+set -euo pipefail
+TOP=$(cd "$(dirname "$0")/.." && pwd)
+DEVICES=${DEMO_DEVICES:-200}
+BUILD=${DEMO_BUILD:-$TOP/build}
+CHECK=${DEMO_CHECK:-0}
+POWER_LOSS=${DEMO_POWER_LOSS:-0.05}
+SLOW=${DEMO_SLOW:-0.05}
+[[ $DEVICES =~ ^[0-9]+$ ]] && ((DEVICES >= 10 && DEVICES <= 20000)) ||
+	{ echo "demo: DEMO_DEVICES must be 10..20000" >&2; exit 2; }
+
+if [[ ${DEMO_SKIP_BUILD:-0} != 1 ]]; then
+	bash "$TOP/scripts/install-deps.sh"
+	[[ -f "$BUILD/build.ninja" ]] || meson setup "$BUILD" "$TOP" -Dwerror=true >/dev/null
+	ninja -C "$BUILD" >/dev/null
+fi
+SERVER_BIN=$BUILD/server/ota-server
+KEYS_BIN=$BUILD/keyrotate/ota-keys
+SIM_BIN=$BUILD/agent/ota-fleet-sim
+for b in "$SERVER_BIN" "$KEYS_BIN" "$SIM_BIN"; do
+	[[ -x "$b" ]] || { echo "demo: $b missing (build first)" >&2; exit 2; }
+done
+
+# ---- a private world, removed on exit ---------------------------------------
+T=$(mktemp -d /tmp/fleetota-demo.XXXXXX)
+chmod 711 "$T" # PostgreSQL runs as `postgres` and must reach its directory
+LOGS=$TOP/.demo
+mkdir -p "$LOGS"
+SERVER_PID=
+SIM_PID=
+FAILED=0
+START=$SECONDS
+
+say() { printf '\n\033[1m== %s\033[0m\n' "$*"; }
+log() { printf '   %s\n' "$*"; }
+fail() {
+	echo "demo: FAIL: $*" >&2
+	FAILED=1
+	exit 1
+}
+check() { # CONDITION-TEXT: a told outcome that did not happen
+	if [[ $CHECK == 1 ]]; then fail "$*"; fi
+	echo "   (!) $*" >&2
+}
+
+stop_pid() { # PID SIGNAL SECONDS
+	local pid=$1
+	[[ -n "$pid" ]] || return 0
+	kill -"$2" "$pid" 2>/dev/null || return 0
+	for _ in $(seq 1 $(($3 * 10))); do
+		kill -0 "$pid" 2>/dev/null || break
+		sleep 0.1
+	done
+	kill -KILL "$pid" 2>/dev/null || true
+	wait "$pid" 2>/dev/null || true
+}
+
+cleanup() {
+	local rc=$?
+	set +e
+	trap - INT TERM
+	stop_pid "$SIM_PID" TERM 20
+	stop_pid "$SERVER_PID" TERM 10
+	"$TOP/scripts/mosquitto.sh" stop "$T/mq" >/dev/null 2>&1
+	"$TOP/scripts/pg.sh" stop "$T/pg" >/dev/null 2>&1
+	cp "$T"/*.log "$T"/mq/mosquitto.log "$T"/sim-summary.json "$LOGS/" 2>/dev/null
+	if [[ $rc != 0 || $FAILED != 0 ]]; then
+		echo "---- ota-server log (tail)"
+		tail -20 "$T/server.log" 2>/dev/null
+		echo "---- fleet log (tail)"
+		tail -20 "$T/fleet.log" 2>/dev/null
+		echo "(logs kept in $LOGS)"
+	fi
+	if [[ ${DEMO_KEEP:-0} == 1 ]]; then
+		echo "demo: kept $T"
+	else
+		rm -rf "$T"
+	fi
+	exit $rc
+}
+trap cleanup EXIT
+trap 'echo; echo "demo: interrupted, cleaning up"; exit 130' INT TERM
+
+free_port() {
+	local p
+	for _ in $(seq 1 100); do
+		p=$((20000 + RANDOM % 12000))
+		if ! (exec 3<>"/dev/tcp/127.0.0.1/$p") 2>/dev/null &&
+			! grep -q ":$(printf '%04X' "$p") " /proc/net/tcp 2>/dev/null; then
+			echo "$p"
+			return
+		fi
+	done
+	fail "no free port"
+}
+PG_PORT=$(free_port)
+MQ_PORT=$(free_port)
+DEV_PORT=$(free_port)
+API_PORT=$(free_port)
+API=http://127.0.0.1:$API_PORT
+PKI=$T/pki
+K=$T/keys
+mkdir -p "$K" "$T/fw" "$T/store"
+export OTA_KEYS_AUDIT_LOG=$K/ota-keys-audit.log
+
+say "fleetota demo: $DEVICES devices on loopback (state in $T)"
+"$TOP/scripts/pki.sh" "$PKI" >/dev/null
+log "dev PKI: fleet CAs, server, broker and ota-server MQTT certificates"
+"$TOP/scripts/pg.sh" start "$T/pg" "$PG_PORT" fleetota >/dev/null
+log "PostgreSQL on 127.0.0.1:$PG_PORT (private cluster, user postgres)"
+"$TOP/scripts/mosquitto.sh" start "$T/mq" "$MQ_PORT" "$PKI" >/dev/null
+log "mosquitto on 127.0.0.1:$MQ_PORT (TLS client certificates, per-device ACL)"
+cat >"$T/server.conf" <<CONF
+db_conninfo = host=$T/pg port=$PG_PORT dbname=fleetota user=postgres
+db_pool_size = 4
+migrations_dir = $TOP/migrations
+device_listen = 127.0.0.1:$DEV_PORT
+tls_cert = $PKI/server.crt
+tls_key = $PKI/server.key
+device_ca = $PKI/device-ca.crt
+store_dir = $T/store
+rate_per_sec = 20
+rate_burst = 40
+mqtt_url = ssl://127.0.0.1:$MQ_PORT
+mqtt_ca = $PKI/server-ca.crt
+mqtt_cert = $PKI/ota-server-mqtt.crt
+mqtt_key = $PKI/ota-server-mqtt.key
+mqtt_client_id = ota-server-demo
+notify_poll_ms = 500
+admin_listen = 127.0.0.1:$API_PORT
+log_level = info
+CONF
+"$SERVER_BIN" migrate --config "$T/server.conf" >"$T/migrate.log" 2>&1 || fail "migrate"
+export OTA_ROLLOUT_TICK_MS=500
+"$SERVER_BIN" --config "$T/server.conf" >>"$T/server.log" 2>&1 &
+SERVER_PID=$!
+for _ in $(seq 1 100); do
+	curl -s -o /dev/null "$API/healthz" && grep -q "mqtt connected" "$T/server.log" && break
+	kill -0 "$SERVER_PID" 2>/dev/null || fail "ota-server exited"
+	sleep 0.1
+done
+log "ota-server: devices https://127.0.0.1:$DEV_PORT (mTLS), REST API $API"
+TOKEN=$("$SERVER_BIN" token create --role admin --name demo-admin --config "$T/server.conf" 2>>"$T/server.log")
+[[ -n "$TOKEN" ]] || fail "no admin token"
+log "admin token created (ota-server token create --role admin)"
+
+AUTH=(-H "Authorization: Bearer $TOKEN")
+api() { # METHOD PATH [curl args]: prints the body; fails on HTTP errors
+	local m=$1 p=$2
+	shift 2
+	curl --fail-with-body -sS -X "$m" "${AUTH[@]}" "$@" "$API$p"
+}
+api_json() { api "$1" "$2" -H 'Content-Type: application/json' -d "$3"; }
+api_bin() { api POST "$1" -H 'Content-Type: application/octet-stream' --data-binary @"$2"; }
+
+# ---- 1. key ceremony ------------------------------------------------------------
+say "1. key ceremony: root keys (2 of 3), operational key op-1, KeyList v1"
+(
+	cd "$K"
+	"$KEYS_BIN" root-init --out-dir roots -n 3 -k 2 >/dev/null
+	"$KEYS_BIN" op-new --out op-1 --not-before -1h --not-after +365d >/dev/null
+	"$KEYS_BIN" keylist new --out kl-1.signed --add op-1.pub --rootlist roots/rootlist-1.signed \
+		--key roots/root-1.key --key roots/root-2.key --finalize >/dev/null
+)
+api_bin /api/v1/rootlists "$K/roots/rootlist-1.signed" >/dev/null
+api_bin /api/v1/keylists "$K/kl-1.signed" >/dev/null
+log "RootList v1 and KeyList v1 uploaded (the server verifies them with the device's code)"
+
+# sign VERSION CODE COUNTER KEY KEYLIST [MARKER]: firmware image + bundle
+sign() {
+	local v=$1 code=$2 counter=$3 key=$4 kl=$5 img=$T/fw/fw-$1.img
+	{
+		printf 'fleetota demo firmware %s\n' "$v"
+		[[ -z "${6:-}" ]] || printf '%s\n' "$6"
+		head -c 200000 /dev/urandom
+	} >"$img"
+	"$KEYS_BIN" sign --key "$K/$key.key" --keylist "$K/$kl" --rootlist "$K/roots/rootlist-1.signed" \
+		--image "$img" --product fx-model --version "$v" --version-code "$code" \
+		--security-counter "$counter" --min-installed "${MIN_INSTALLED:-100}" --security-update \
+		--manifest-out "$T/fw/fw-$v.manifest" --bundle-out "$T/fw/fw-$v.otab" >/dev/null
+}
+MIN_INSTALLED=0 sign 1.0.0 100 1 op-1 kl-1.signed
+api_bin "/api/v1/artifacts?id=fw-1.0.0" "$T/fw/fw-1.0.0.otab" >/dev/null
+log "fw-1.0.0 signed by op-1 (security counter 1): the factory image"
+
+# ---- 2. the fleet ------------------------------------------------------------------
+say "2. the fleet: $DEVICES simulated devices, each its own certificate, slots and MQTT session"
+"$SIM_BIN" --devices "$DEVICES" --prefix dev- --pki "$PKI" --state-dir "$T/fleet" \
+	--server "https://127.0.0.1:$DEV_PORT" --broker "ssl://127.0.0.1:$MQ_PORT" \
+	--rootlist "$K/roots/rootlist-1.signed" --keylist "$K/kl-1.signed" \
+	--image "$T/fw/fw-1.0.0.otab" --slot-size 1048576 --workers 16 --progress 10 \
+	--power-loss "$POWER_LOSS" --slow "$SLOW" --slow-rate 40000 \
+	--summary-json "$T/sim-summary.json" >"$T/fleet.log" 2>&1 &
+SIM_PID=$!
+
+metric() { # NAME LABEL-VALUE: a gauge from /metrics, 0 when absent
+	api GET /metrics | awk -v n="$1" -v l="$2" '$1 ~ "^"n"{" && index($1, "\""l"\"") {v=$2} END {print v+0}'
+}
+deadline=$((SECONDS + 60 + DEVICES / 20))
+while :; do
+	n=$(metric fleetota_devices_by_version 1.0.0)
+	printf '\r   registered: %s / %s devices on 1.0.0 ' "$n" "$DEVICES"
+	((n >= DEVICES)) && break
+	kill -0 "$SIM_PID" 2>/dev/null || fail "ota-fleet-sim exited"
+	((SECONDS < deadline)) || fail "only $n of $DEVICES devices registered"
+	sleep 1
+done
+echo
+grep -E "identities|provisioned" "$T/fleet.log" | sed 's/^/   /'
+
+# ---- campaigns -----------------------------------------------------------------------
+CANARY=$((DEVICES / 20 > 3 ? DEVICES / 20 : 3))
+STAGES="[{\"count\":$CANARY,\"failure_ratio\":0.2,\"soak_seconds\":3},
+	{\"percent\":30,\"failure_ratio\":0.1,\"soak_seconds\":3},
+	{\"percent\":100,\"failure_ratio\":0.1}]"
+RATE=$((DEVICES * 6 > 600 ? DEVICES * 6 : 600))
+
+# watch ID UNTIL-STATES SECONDS: progress until the campaign is in one of them
+watch() {
+	local id=$1 until=$2 limit=$3 c state last_done=0 last_t=$SECONDS
+	local deadline=$((SECONDS + limit))
+	while :; do
+		c=$(api GET "/api/v1/campaigns/$id")
+		state=$(jq -r .state <<<"$c")
+		local line done rate
+		line=$(jq -r '"stage \(.current_stage + 1)/\(.stages | length) | target \(.target_size) | " +
+			"confirmed \([.stages[].devices.confirmed] | add) failed \([.stages[].devices.failed] | add) " +
+			"timed out \([.stages[].devices.timed_out] | add) in flight \([.stages[].devices.in_flight] | add)"' <<<"$c")
+		done=$(jq '[.stages[].devices.confirmed] | add' <<<"$c")
+		rate=$(((done - last_done) * 10 / (SECONDS - last_t + 1)))
+		printf '\r   %-10s %-9s %s | %d.%d dev/s   ' "$id" "$state" "$line" $((rate / 10)) $((rate % 10))
+		if [[ " $until " == *" $state "* ]]; then
+			echo
+			CAMPAIGN=$c
+			return 0
+		fi
+		((SECONDS < deadline)) || { echo; fail "$id still $state after ${limit}s"; }
+		kill -0 "$SIM_PID" 2>/dev/null || { echo; fail "ota-fleet-sim exited"; }
+		sleep 2
+	done
+}
+TIMEOUT_S=$((120 + DEVICES / 5))
+
+# ---- 3. the buggy release --------------------------------------------------------------
+say "3. fw-1.1.0 has a bug (its self-test fails): canary campaign"
+sign 1.1.0 110 2 op-1 kl-1.signed FLEETOTA-SELFTEST-FAIL
+api_bin "/api/v1/artifacts?id=fw-1.1.0" "$T/fw/fw-1.1.0.otab" >/dev/null
+api_json POST /api/v1/campaigns "{\"id\":\"rel-1.1.0\",\"artifact\":\"fw-1.1.0\",
+	\"target\":{\"model\":[\"fx-model\"]},\"stages\":$STAGES,\"rate_per_minute\":$RATE,
+	\"device_timeout_seconds\":120}" >/dev/null
+api POST /api/v1/campaigns/rel-1.1.0/start >/dev/null
+log "campaign rel-1.1.0 started: $CANARY canaries first, pause above 20 % failures"
+watch rel-1.1.0 "paused completed cancelled failed" "$TIMEOUT_S"
+BAD=$CAMPAIGN
+log "$(jq -r '"state: \(.state) — \(.reason)"' <<<"$BAD")"
+[[ $(jq -r .state <<<"$BAD") == paused ]] || check "rel-1.1.0 did not pause"
+jq -e '.reason | test("OTA_ERR_SELFTEST")' <<<"$BAD" >/dev/null || check "pause reason does not name OTA_ERR_SELFTEST"
+bad_failed=$(jq '.stages[0].devices.failed' <<<"$BAD")
+bad_beyond=$(jq '[.stages[1:][].devices.admitted] | add // 0' <<<"$BAD")
+((bad_failed > 0)) || check "no canary failed"
+((bad_beyond == 0)) || check "$bad_beyond devices beyond the canaries were admitted"
+bad_versions=$(api GET "/api/v1/campaigns/rel-1.1.0/devices?state=failed&limit=500" |
+	jq -r '[.items[] | .error] | group_by(.) | map("\(.[0]) \(length)") | join(", ")')
+log "failed canaries: $bad_versions; they reverted and still run 1.0.0"
+n=$(metric fleetota_devices_by_version 1.1.0)
+((n == 0)) || check "$n devices run 1.1.0"
+api POST /api/v1/campaigns/rel-1.1.0/cancel >/dev/null
+log "operator cancels rel-1.1.0"
+
+# ---- 4. the fix -----------------------------------------------------------------------------
+say "4. fw-1.1.1 fixes it: the campaign completes stage by stage"
+sign 1.1.1 111 2 op-1 kl-1.signed
+api_bin "/api/v1/artifacts?id=fw-1.1.1" "$T/fw/fw-1.1.1.otab" >/dev/null
+api_json POST /api/v1/campaigns "{\"id\":\"rel-1.1.1\",\"artifact\":\"fw-1.1.1\",
+	\"target\":{\"model\":[\"fx-model\"]},\"stages\":$STAGES,\"rate_per_minute\":$RATE,
+	\"device_timeout_seconds\":120}" >/dev/null
+api POST /api/v1/campaigns/rel-1.1.1/start >/dev/null
+watch rel-1.1.1 "paused completed cancelled failed" "$TIMEOUT_S"
+GOOD=$CAMPAIGN
+[[ $(jq -r .state <<<"$GOOD") == completed ]] || check "rel-1.1.1: $(jq -r '.state + " " + .reason' <<<"$GOOD")"
+good_confirmed=$(jq '[.stages[].devices.confirmed] | add' <<<"$GOOD")
+((good_confirmed == DEVICES)) || check "rel-1.1.1 confirmed $good_confirmed of $DEVICES"
+api GET /api/v1/campaigns/rel-1.1.1 | jq -r '.stages[] | "   stage \(.stage + 1): admitted \(.devices.admitted), confirmed \(.devices.confirmed), started \(.started_at[11:19]), done \(.completed_at[11:19] // "-")"'
+
+# ---- 5. key rotation ---------------------------------------------------------------------------
+say "5. key rotation: op-2, KeyList v2 {op-1, op-2} rolled out, fw-1.2.0 signed by op-2"
+(
+	cd "$K"
+	"$KEYS_BIN" op-new --out op-2 --not-before -1h --not-after +730d >/dev/null
+	"$KEYS_BIN" keylist new --out kl-2.signed --prev kl-1.signed --add op-2.pub \
+		--rootlist roots/rootlist-1.signed --key roots/root-2.key --key roots/root-3.key \
+		--finalize >/dev/null
+)
+api_bin /api/v1/keylists "$K/kl-2.signed" >/dev/null
+api_json POST /api/v1/campaigns "{\"id\":\"keylist-2\",\"kind\":\"keylist\",\"keylist_version\":2,
+	\"stages\":[{\"percent\":10,\"failure_ratio\":0.1},{\"percent\":100}],\"rate_per_minute\":$RATE}" >/dev/null
+api POST /api/v1/campaigns/keylist-2/start >/dev/null
+watch keylist-2 "paused completed cancelled failed" "$TIMEOUT_S"
+[[ $(jq -r .state <<<"$CAMPAIGN") == completed ]] || check "keylist-2: $(jq -r .state <<<"$CAMPAIGN")"
+log "coverage: $(api GET /api/v1/keyrotation | jq -c '[.coverage[]? | {v: .keylist_version, devices, share}]' 2>/dev/null || echo '?')"
+sign 1.2.0 120 3 op-2 kl-2.signed
+api_bin "/api/v1/artifacts?id=fw-1.2.0" "$T/fw/fw-1.2.0.otab" >/dev/null
+api_json POST /api/v1/campaigns "{\"id\":\"rel-1.2.0\",\"artifact\":\"fw-1.2.0\",
+	\"target\":{\"model\":[\"fx-model\"]},\"stages\":$STAGES,\"rate_per_minute\":$RATE,
+	\"device_timeout_seconds\":120}" >/dev/null
+api POST /api/v1/campaigns/rel-1.2.0/start >/dev/null
+watch rel-1.2.0 "paused completed cancelled failed" "$TIMEOUT_S"
+[[ $(jq -r .state <<<"$CAMPAIGN") == completed ]] || check "rel-1.2.0: $(jq -r '.state + " " + .reason' <<<"$CAMPAIGN")"
+n=$(metric fleetota_devices_by_version 1.2.0)
+((n == DEVICES)) || check "$n of $DEVICES devices run 1.2.0"
+
+# ---- 6. rollback attempt --------------------------------------------------------------------------
+say "6. rollback attempt: the old, validly signed fw-1.0.0 pushed to every device"
+log "the rollout engine never plans a downgrade, so this plays an attacker who"
+log "controls the backend: assignments written into the database, Notify sent"
+psql "host=$T/pg port=$PG_PORT dbname=fleetota user=postgres" -Atq -v ON_ERROR_STOP=1 \
+	-c "INSERT INTO assignments (device_id, artifact_id) SELECT device_id, 'fw-1.0.0' FROM devices
+	    ON CONFLICT (device_id, artifact_id) DO UPDATE SET notified_at = NULL, notify_after = now(), state = 'pending'" ||
+	fail "assignments"
+deadline=$((SECONDS + TIMEOUT_S))
+while :; do
+	refused=$(api GET /metrics | awk '$1 ~ /^fleetota_devices_by_state\{/ && /rejected/ {v=$2} END {print v+0}')
+	printf '\r   devices that refused it so far: %s / %s ' "$refused" "$DEVICES"
+	((refused >= DEVICES)) && break
+	((SECONDS < deadline)) || break
+	sleep 2
+done
+echo
+# from the API: every device's state, error and version
+: >"$T/devices.tsv"
+cursor=
+while :; do
+	page=$(api GET "/api/v1/devices?model=fx-model&limit=500${cursor:+&cursor=$cursor}")
+	jq -r '.items[] | [.device_id, .state, .last_error, .version] | @tsv' <<<"$page" >>"$T/devices.tsv"
+	cursor=$(jq -r '.next_cursor // empty' <<<"$page")
+	[[ -n "$cursor" ]] || break
+done
+refused_all=$(awk -F'\t' '$2 == "rejected" && ($3 == "OTA_ERR_ROLLBACK" || $3 == "OTA_ERR_DOWNGRADE") && $4 == "1.2.0"' "$T/devices.tsv" | wc -l)
+log "refused: $(cut -f3 "$T/devices.tsv" | sort | uniq -c | awk '{printf "%s %s  ", $2, $1}')"
+((refused_all == DEVICES)) || check "$refused_all of $DEVICES devices refused the rollback and still run 1.2.0"
+
+# ---- summary -----------------------------------------------------------------------------------------
+stop_pid "$SIM_PID" TERM 30
+SIM_PID=
+say "summary ($((SECONDS - START)) s)"
+printf '   %-11s %-9s %7s %9s %7s %9s\n' campaign state target confirmed failed timed_out
+api GET "/api/v1/campaigns?limit=20" | jq -r '.items[].id' | tac | while read -r id; do
+	api GET "/api/v1/campaigns/$id" | jq -r '[.id, .state, .target_size,
+		([.stages[].devices.confirmed] | add), ([.stages[].devices.failed] | add),
+		([.stages[].devices.timed_out] | add)] | @tsv' |
+		awk -F'\t' '{printf "   %-11s %-9s %7s %9s %7s %9s\n", $1, $2, $3, $4, $5, $6}'
+done
+log "devices by version: $(api GET /metrics | awk -F'[{}"= ]+' '/^fleetota_devices_by_version\{/ {printf "%s=%s ", $3, $4}')"
+log "rollback refused by $refused_all of $DEVICES devices"
+echo
+sed -n '/== ota-fleet-sim summary/,$p' "$T/fleet.log" | sed 's/^/   /'
+echo
+echo "demo: done; logs in .demo/ (everything else is stopped and removed)"

@@ -1,0 +1,1549 @@
+/* SPDX-License-Identifier: Apache-2.0 */
+/*
+ * ota-fleet-sim: many devices in one process. Each device has its own
+ * certificate (CN = device id), its own state directory with file-backed
+ * A/B slots (the Linux port), the agent core for every decision, its own
+ * MQTT 5 session over TLS (Paho async: one socket per device, Paho's two
+ * threads serve them all) and the HTTPS delivery client with mutual TLS
+ * and SPKI pinning. A pool of worker threads runs what the devices have
+ * to do (report, key list, install); a device is never on two workers at
+ * once. Faults are injected per device: self-test failure, power loss in
+ * the middle of a download, offline after registering, slow download.
+ *
+ * The online flow follows agent/port/linux/run.c (`ota-agent run`), with
+ * one agent opened per job from its records instead of one per process.
+ */
+#include <errno.h>
+#include <getopt.h>
+#include <inttypes.h>
+#include <pthread.h>
+#include <signal.h>
+#include <stdatomic.h>
+#include <stdint.h>
+#include <stdio.h>
+#include <string.h>
+#include <sys/resource.h>
+#include <sys/stat.h>
+#include <time.h>
+#include <unistd.h>
+
+#include "fleet_sim.h"
+#include "fleetota/agent.h"
+#include "fleetota/arena.h"
+#include "fleetota/bundle.h"
+#include "fleetota/limits.h"
+#include "ota.pb-c.h"
+#include "ota_https.h"
+#include "ota_linux.h"
+#include "ota_mqtt.h"
+
+#define ID_MAX 64u
+#define ARTIFACT_MAX 128u
+#define MAX_ARTIFACTS 32u
+#define CHUNK_BYTES (16u * 1024u)
+#define SELFTEST_MARKER "FLEETOTA-SELFTEST-FAIL"
+#define SLOT_READ_MAX (64u * 1024u * 1024u)
+
+struct fleet_options {
+	unsigned devices;
+	const char *prefix;
+	unsigned first_index;
+	const char *pki;
+	const char *state_dir;
+	const char *server_url;
+	const char *broker_url;
+	const char *model;
+	const char *hw_revision;
+	const char *rootlist;
+	const char *keylist;
+	const char *image;
+	uint64_t slot_size;
+	unsigned workers;
+	unsigned connect_rate;
+	unsigned duration_s;
+	unsigned progress_s;
+	unsigned report_interval_s;
+	unsigned stall_timeout_s;
+	unsigned slow_rate;
+	double selftest_fail;
+	double power_loss;
+	double offline;
+	double slow;
+	unsigned seed;
+	const char *summary_json;
+	bool issue_only;
+};
+
+struct fleet_device {
+	char id[ID_MAX + 1];
+	/* injected faults, fixed at start */
+	bool offline;
+	bool slow;
+	bool selftest_fails;
+	bool power_loss;
+	/* the worker that holds the device touches these; no lock needed */
+	bool power_lost;
+	bool went_offline;
+	struct ota_mqtt *mqtt;
+	uint64_t report_seq;
+	char version[OTA_AGENT_VERSION_BYTES];
+	/* under fleet.lock */
+	bool queued;
+	bool busy;
+	bool want_provision;
+	bool want_report;
+	bool want_keylist;
+	bool want_rootlist;
+	bool want_firmware;
+	bool connected_once;
+	char next_artifact[ARTIFACT_MAX + 1];
+	char next_campaign[ARTIFACT_MAX + 1];
+};
+
+struct artifact_stats {
+	char name[ARTIFACT_MAX + 1];
+	unsigned confirmed;
+	unsigned reverted;
+	unsigned by_err[2][OTA__ERR_COUNT]; /* [0] rejected, [1] failed */
+};
+
+struct fleet {
+	struct fleet_options opt;
+	struct fleet_device *devices;
+	uint8_t *factory_bundle;
+	size_t factory_bundle_len;
+	uint8_t server_pins[OTA_CONFIG_MAX_PINS][32];
+	size_t n_pins;
+	char ca_file[OTA_CONFIG_MAX_PATH];
+
+	pthread_mutex_t lock;
+	pthread_cond_t wake;
+	unsigned *queue; /* ring of device indices, each at most once */
+	unsigned q_head;
+	unsigned q_len;
+	unsigned busy_workers;
+
+	pthread_mutex_t stats_lock;
+	struct artifact_stats artifacts[MAX_ARTIFACTS];
+	unsigned n_artifacts;
+	atomic_uint provisioned;
+	atomic_uint provision_failed;
+	atomic_uint connected;
+	atomic_uint reports;
+	atomic_uint keylist_updates;
+	atomic_uint power_cuts;
+	atomic_uint confirmed_total;
+	atomic_uint reverted_total;
+	atomic_uint rejected_total;
+	atomic_uint failed_total;
+	atomic_uint downloading;
+};
+
+/* One job's view of a device: its port and core, opened from its records. */
+struct session {
+	struct ota_linux_port lp; /* first: the self-test hook gets &lp as ctx */
+	struct fleet *fleet;
+	struct fleet_device *dev;
+	struct ota_config config;
+	struct ota_port_ops ops;
+	struct ota_port port;
+	struct ota_agent agent;
+	uint8_t *work;
+	struct ota_https https;
+	bool https_ready;
+	char artifact[ARTIFACT_MAX + 1];
+	char campaign[ARTIFACT_MAX + 1];
+	uint32_t progress_permille;
+};
+
+static volatile sig_atomic_t stop_requested;
+
+static void on_signal(int sig)
+{
+	(void)sig;
+	stop_requested = 1;
+}
+
+static double now_s(void)
+{
+	struct timespec ts;
+	clock_gettime(CLOCK_MONOTONIC, &ts);
+	return (double)ts.tv_sec + (double)ts.tv_nsec / 1e9;
+}
+
+static void sleep_ms(unsigned ms)
+{
+	struct timespec ts = {.tv_sec = ms / 1000u, .tv_nsec = (long)(ms % 1000u) * 1000000L};
+	nanosleep(&ts, NULL);
+}
+
+/* Sleeps s seconds unless a stop is requested first. */
+static void sleep_s(unsigned s)
+{
+	for (unsigned i = 0; i < s * 10u && !stop_requested; i++)
+		sleep_ms(100);
+}
+
+static bool artifact_ok(const char *s)
+{
+	size_t len = strlen(s);
+	if (len == 0 || len > ARTIFACT_MAX || s[0] == '.')
+		return false;
+	for (size_t i = 0; i < len; i++) {
+		char c = s[i];
+		if (!((c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') || (c >= '0' && c <= '9') ||
+		      c == '-' || c == '_' || c == '.'))
+			return false;
+	}
+	return true;
+}
+
+static int read_file(const char *path, size_t max, uint8_t **ret_buf, size_t *ret_len)
+{
+	FILE *f = fopen(path, "rb");
+	if (!f)
+		return -1;
+	uint8_t *buf = malloc(max + 1);
+	size_t n = buf ? fread(buf, 1, max + 1, f) : 0;
+	bool bad = !buf || ferror(f) || n > max;
+	fclose(f);
+	if (bad) {
+		free(buf);
+		return -1;
+	}
+	*ret_buf = buf;
+	*ret_len = n;
+	return 0;
+}
+
+/* ---- the work queue ----------------------------------------------------- */
+
+static bool dev_has_work(const struct fleet_device *d)
+{
+	return d->want_provision || d->want_report || d->want_keylist || d->want_rootlist ||
+	       d->want_firmware;
+}
+
+/* Under fleet->lock. */
+static void enqueue_locked(struct fleet *fleet, unsigned idx)
+{
+	struct fleet_device *d = &fleet->devices[idx];
+	if (d->queued || d->busy)
+		return;
+	d->queued = true;
+	fleet->queue[(fleet->q_head + fleet->q_len) % fleet->opt.devices] = idx;
+	fleet->q_len++;
+	pthread_cond_signal(&fleet->wake);
+}
+
+/* ---- statistics ------------------------------------------------------------ */
+
+static struct artifact_stats *artifact_stats_locked(struct fleet *fleet, const char *name)
+{
+	for (unsigned i = 0; i < fleet->n_artifacts; i++) {
+		if (strcmp(fleet->artifacts[i].name, name) == 0)
+			return &fleet->artifacts[i];
+	}
+	if (fleet->n_artifacts == MAX_ARTIFACTS)
+		return NULL;
+	struct artifact_stats *a = &fleet->artifacts[fleet->n_artifacts++];
+	snprintf(a->name, sizeof(a->name), "%s", name);
+	return a;
+}
+
+enum outcome { OUT_CONFIRMED, OUT_REVERTED, OUT_REJECTED, OUT_FAILED };
+
+static void count_outcome(struct fleet *fleet, const char *artifact, enum outcome outcome,
+			  enum ota_err err)
+{
+	switch (outcome) {
+	case OUT_CONFIRMED:
+		atomic_fetch_add(&fleet->confirmed_total, 1);
+		break;
+	case OUT_REVERTED:
+		atomic_fetch_add(&fleet->reverted_total, 1);
+		break;
+	case OUT_REJECTED:
+		atomic_fetch_add(&fleet->rejected_total, 1);
+		break;
+	case OUT_FAILED:
+		atomic_fetch_add(&fleet->failed_total, 1);
+		break;
+	}
+	pthread_mutex_lock(&fleet->stats_lock);
+	struct artifact_stats *a = artifact_stats_locked(fleet, artifact[0] ? artifact : "-");
+	if (a) {
+		if (outcome == OUT_CONFIRMED)
+			a->confirmed++;
+		else if (outcome == OUT_REVERTED)
+			a->reverted++;
+		else if ((unsigned)err < OTA__ERR_COUNT)
+			a->by_err[outcome == OUT_FAILED][err]++;
+	}
+	pthread_mutex_unlock(&fleet->stats_lock);
+}
+
+/* ---- the port: Linux slots and records, the simulator's self-test ---------- */
+
+/*
+ * The application self-test of the image on trial: fails for devices
+ * picked by --selftest-fail, and on every device for an image that
+ * carries the marker (the demo's buggy 1.1.0) — the bug is in the image.
+ */
+static enum ota_err sim_selftest(void *ctx, unsigned slot)
+{
+	struct session *s = ctx;
+	char path[OTA_CONFIG_MAX_PATH + 32];
+	if (s->dev->selftest_fails)
+		return OTA_ERR_SELFTEST;
+	ota_linux_slot_path(&s->lp, slot, path, sizeof(path));
+	FILE *f = fopen(path, "rb");
+	if (!f)
+		return OTA_ERR_SELFTEST;
+	static const char marker[] = SELFTEST_MARKER;
+	const size_t mlen = sizeof(marker) - 1;
+	uint8_t buf[CHUNK_BYTES + sizeof(marker)];
+	size_t keep = 0;
+	size_t total = 0;
+	enum ota_err result = OTA_OK;
+	for (;;) {
+		size_t n = fread(buf + keep, 1, CHUNK_BYTES, f);
+		if (n == 0)
+			break;
+		total += n;
+		size_t have = keep + n;
+		for (size_t i = 0; i + mlen <= have; i++) {
+			if (memcmp(buf + i, marker, mlen) == 0) {
+				result = OTA_ERR_SELFTEST;
+				goto out;
+			}
+		}
+		keep = have < mlen - 1 ? have : mlen - 1;
+		memmove(buf, buf + have - keep, keep);
+		if (total > SLOT_READ_MAX)
+			break;
+	}
+out:
+	fclose(f);
+	return result;
+}
+
+static void session_close(struct session *s)
+{
+	ota_agent_close(&s->agent);
+	if (s->https_ready)
+		ota_https_free(&s->https);
+	s->https_ready = false;
+}
+
+static enum ota_err session_open(struct session *s, struct fleet *fleet, struct fleet_device *dev,
+				 uint8_t *work)
+{
+	const struct fleet_options *o = &fleet->opt;
+	memset(s, 0, sizeof(*s));
+	s->fleet = fleet;
+	s->dev = dev;
+	s->work = work;
+	struct ota_config *c = &s->config;
+	snprintf(c->state_dir, sizeof(c->state_dir), "%s/%s", o->state_dir, dev->id);
+	snprintf(c->device_id, sizeof(c->device_id), "%s", dev->id);
+	snprintf(c->model, sizeof(c->model), "%s", o->model);
+	snprintf(c->hw_revision, sizeof(c->hw_revision), "%s", o->hw_revision);
+	snprintf(c->server_url, sizeof(c->server_url), "%s", o->server_url ? o->server_url : "");
+	snprintf(c->ca_file, sizeof(c->ca_file), "%s", fleet->ca_file);
+	snprintf(c->device_cert, sizeof(c->device_cert), "%s/devices/%s.crt", o->pki, dev->id);
+	snprintf(c->device_key, sizeof(c->device_key), "%s/devices/%s.key", o->pki, dev->id);
+	memcpy(c->server_pins, fleet->server_pins, sizeof(c->server_pins));
+	c->n_server_pins = fleet->n_pins;
+	c->slot_size = o->slot_size;
+	c->stall_timeout_s = o->stall_timeout_s;
+	c->download_retries = 5;
+	enum ota_err err = ota_linux_port_open(&s->lp, c, &s->port);
+	if (err != OTA_OK)
+		return err;
+	s->lp.quiet = true;
+	s->ops = *s->port.ops;
+	s->ops.selftest = sim_selftest;
+	s->port.ops = &s->ops;
+	s->port.ctx = s;
+	struct ota_agent_config acfg = {.model = c->model, .hw_revision = c->hw_revision};
+	return ota_agent_init(&s->agent, &s->port, &acfg, work, OTA_AGENT_WORK_BYTES);
+}
+
+static enum ota_err session_https(struct session *s)
+{
+	char err[256];
+	if (s->https_ready)
+		return OTA_OK;
+	struct ota_https_config hc = {.ca_file = s->config.ca_file,
+				      .cert_file = s->config.device_cert,
+				      .key_file = s->config.device_key,
+				      .pins = (const uint8_t(*)[32])s->config.server_pins,
+				      .n_pins = s->config.n_server_pins,
+				      .stall_timeout_s = s->config.stall_timeout_s};
+	if (ota_https_init(&s->https, &hc, err, sizeof(err)) != OTA_OK) {
+		fprintf(stderr, "ota-fleet-sim: %s: https: %s\n", s->dev->id, err);
+		return OTA_ERR_TRANSPORT;
+	}
+	s->https_ready = true;
+	return OTA_OK;
+}
+
+/* ---- status reports (as `ota-agent run` sends them) ------------------------ */
+
+static void report(struct session *s, Fleetota__V1__DeviceState state)
+{
+	struct ota_agent_status st;
+	Fleetota__V1__StatusReport r = FLEETOTA__V1__STATUS_REPORT__INIT;
+	Fleetota__V1__Event events[OTA_MAX_REPORT_EVENTS];
+	Fleetota__V1__Event *event_ptrs[OTA_MAX_REPORT_EVENTS];
+	struct ota_event raw[OTA_MAX_REPORT_EVENTS];
+	ota_agent_status(&s->agent, &st);
+	if (st.confirmed.valid)
+		snprintf(s->dev->version, sizeof(s->dev->version), "%s", st.confirmed.version);
+	if (!s->dev->mqtt)
+		return;
+	s->dev->report_seq++;
+	r.device_id = s->dev->id;
+	r.seq = s->dev->report_seq;
+	r.state = state;
+	r.error = st.last_error ? (char *)ota_err_name(st.last_error) : "";
+	r.error_detail = st.last_error_detail;
+	r.version = st.confirmed.valid ? st.confirmed.version : "";
+	r.version_code = st.confirmed.valid ? st.confirmed.version_code : 0;
+	r.security_counter = st.security_counter;
+	r.keylist_version = st.keylist_version;
+	r.rootlist_version = st.rootlist_version;
+	r.model = s->config.model;
+	r.hw_revision = s->config.hw_revision;
+	r.progress_permille = s->progress_permille;
+	r.campaign_id = s->campaign;
+	r.artifact = s->artifact;
+	r.time = st.latest_time;
+	r.active_slot = st.running_slot;
+	r.pending_version = st.phase != OTA_PHASE_IDLE ? st.target.version : "";
+	size_t n = 0;
+	uint64_t first = st.next_event_seq > OTA_MAX_REPORT_EVENTS / 2
+				 ? st.next_event_seq - OTA_MAX_REPORT_EVENTS / 2
+				 : 1;
+	for (uint64_t seq = first; seq < st.next_event_seq && n < OTA_MAX_REPORT_EVENTS; seq++) {
+		if (ota_agent_event(&s->agent, seq, &raw[n]) != OTA_OK)
+			continue;
+		fleetota__v1__event__init(&events[n]);
+		events[n].seq = raw[n].seq;
+		events[n].time = raw[n].time;
+		events[n].kind = (Fleetota__V1__EventKind)raw[n].kind;
+		events[n].error = raw[n].error ? (char *)ota_err_name(raw[n].error) : "";
+		events[n].version = raw[n].version;
+		events[n].version_code = raw[n].version_code;
+		events[n].security_counter = raw[n].security_counter;
+		events[n].detail = raw[n].detail;
+		events[n].campaign_id = "";
+		event_ptrs[n] = &events[n];
+		n++;
+	}
+	r.events = event_ptrs;
+	r.n_events = n;
+	uint8_t key_ids[OTA_MAX_KEYS][OTA_KEY_ID_BYTES];
+	ProtobufCBinaryData key_id_fields[OTA_MAX_KEYS];
+	size_t n_ids = 0;
+	if (ota_agent_keylist_key_ids(&s->agent, key_ids, OTA_MAX_KEYS, &n_ids) == OTA_OK) {
+		for (size_t i = 0; i < n_ids; i++) {
+			key_id_fields[i].data = key_ids[i];
+			key_id_fields[i].len = OTA_KEY_ID_BYTES;
+		}
+		r.keylist_key_ids = key_id_fields;
+		r.n_keylist_key_ids = n_ids;
+	}
+	size_t len = fleetota__v1__status_report__get_packed_size(&r);
+	if (len > OTA_MAX_MQTT_PAYLOAD_BYTES)
+		return;
+	uint8_t *buf = malloc(len ? len : 1);
+	if (!buf)
+		return;
+	fleetota__v1__status_report__pack(&r, buf);
+	if (ota_mqtt_publish_status(s->dev->mqtt, buf, len) == OTA_OK)
+		atomic_fetch_add(&s->fleet->reports, 1);
+	free(buf);
+}
+
+static Fleetota__V1__DeviceState idle_state(const struct ota_agent *agent)
+{
+	switch (agent->state.phase) {
+	case OTA_PHASE_STAGING:
+		return FLEETOTA__V1__DEVICE_STATE__DEVICE_STATE_DOWNLOADING;
+	case OTA_PHASE_PENDING:
+		return FLEETOTA__V1__DEVICE_STATE__DEVICE_STATE_PENDING;
+	case OTA_PHASE_TRIAL:
+		return FLEETOTA__V1__DEVICE_STATE__DEVICE_STATE_TRIAL;
+	case OTA_PHASE_IDLE:
+		break;
+	}
+	return FLEETOTA__V1__DEVICE_STATE__DEVICE_STATE_IDLE;
+}
+
+/* ---- downloads -------------------------------------------------------------- */
+
+struct membuf {
+	uint8_t *data;
+	size_t len;
+	size_t cap;
+};
+
+static enum ota_err membuf_put(void *arg, const uint8_t *data, size_t len)
+{
+	struct membuf *m = arg;
+	if (len > m->cap - m->len)
+		return OTA_ERR_SIZE;
+	memcpy(m->data + m->len, data, len);
+	m->len += len;
+	return OTA_OK;
+}
+
+static enum ota_err fetch_envelope(struct session *s, const char *path, struct membuf *buf)
+{
+	struct ota_https_response resp;
+	buf->len = 0;
+	enum ota_err err = session_https(s);
+	if (err == OTA_OK)
+		err = ota_https_get(&s->https, s->config.server_url, path, 0, buf->cap, membuf_put,
+				    buf, &resp);
+	if (err != OTA_OK) {
+		char detail[96];
+		snprintf(detail, sizeof(detail), "GET %.48s: status %d", path, resp.status);
+		(void)ota_agent_record_failure(&s->agent, err, detail);
+	}
+	return err;
+}
+
+struct image_sink {
+	struct session *s;
+	enum ota_err core_err;
+	uint64_t size;
+	uint64_t received;
+	double started;
+	bool power_cut;
+};
+
+static enum ota_err image_put(void *arg, const uint8_t *data, size_t len)
+{
+	struct image_sink *sink = arg;
+	struct session *s = sink->s;
+	struct fleet_device *dev = s->dev;
+	enum ota_err err = ota_agent_write(&s->agent, data, len);
+	if (err != OTA_OK) {
+		sink->core_err = err;
+		return err;
+	}
+	uint64_t done = ota_agent_offset(&s->agent);
+	sink->received += len;
+	s->progress_permille = sink->size ? (uint32_t)(done * 1000u / sink->size) : 0;
+	if (dev->power_loss && !dev->power_lost && done * 2 >= sink->size && done < sink->size) {
+		/* the lights go out: nothing more is written, nothing is cleaned up */
+		dev->power_lost = true;
+		sink->power_cut = true;
+		return OTA_ERR_STORAGE;
+	}
+	if (dev->slow && s->fleet->opt.slow_rate) {
+		double due = sink->started + (double)sink->received / s->fleet->opt.slow_rate;
+		double wait = due - now_s();
+		if (wait > 0 && !stop_requested)
+			sleep_ms((unsigned)(wait * 1000.0));
+	}
+	return stop_requested ? OTA_ERR_TRANSPORT : OTA_OK;
+}
+
+/* A power cut: the core is dropped as it was; the device boots again. */
+static void power_cycle(struct session *s)
+{
+	unsigned slot = 0;
+	atomic_fetch_add(&s->fleet->power_cuts, 1);
+	ota_agent_close(&s->agent);
+	struct ota_agent_config acfg = {.model = s->config.model,
+					.hw_revision = s->config.hw_revision};
+	if (ota_agent_init(&s->agent, &s->port, &acfg, s->work, OTA_AGENT_WORK_BYTES) == OTA_OK)
+		(void)ota_agent_boot(&s->agent, &slot);
+	sleep_s(1);
+	report(s, idle_state(&s->agent));
+}
+
+static enum ota_err update_keylist(struct session *s, struct membuf *buf)
+{
+	enum ota_err err = fetch_envelope(s, "/v1/keylist", buf);
+	if (err == OTA_OK)
+		err = ota_agent_update_keylist(&s->agent, buf->data, buf->len);
+	if (err == OTA_OK)
+		atomic_fetch_add(&s->fleet->keylist_updates, 1);
+	return err;
+}
+
+static enum ota_err update_rootlist(struct session *s, struct membuf *buf)
+{
+	enum ota_err err = fetch_envelope(s, "/v1/rootlist", buf);
+	if (err == OTA_OK) {
+		const uint8_t *bufs[1] = {buf->data};
+		size_t lens[1] = {buf->len};
+		err = ota_agent_update_rootlist(&s->agent, bufs, lens, 1);
+	}
+	return err;
+}
+
+/* The reboot into the new slot, the boot step, then the self-test. */
+static enum ota_err boot_and_selftest(struct session *s)
+{
+	unsigned slot = 0;
+	struct ota_agent_status st;
+	ota_agent_request_reboot(&s->agent);
+	enum ota_err err = ota_agent_boot(&s->agent, &slot);
+	if (err != OTA_OK) {
+		report(s, FLEETOTA__V1__DEVICE_STATE__DEVICE_STATE_FAILED);
+		count_outcome(s->fleet, s->artifact, OUT_FAILED, err);
+		return err;
+	}
+	ota_agent_status(&s->agent, &st);
+	if (st.phase != OTA_PHASE_TRIAL) {
+		report(s, FLEETOTA__V1__DEVICE_STATE__DEVICE_STATE_REJECTED);
+		err = st.last_error ? st.last_error : OTA_ERR_INTERNAL;
+		count_outcome(s->fleet, s->artifact, OUT_REJECTED, err);
+		return err;
+	}
+	report(s, FLEETOTA__V1__DEVICE_STATE__DEVICE_STATE_TRIAL);
+	err = ota_agent_selftest(&s->agent);
+	report(s, err == OTA_OK ? FLEETOTA__V1__DEVICE_STATE__DEVICE_STATE_CONFIRMED
+				: FLEETOTA__V1__DEVICE_STATE__DEVICE_STATE_REVERTED);
+	count_outcome(s->fleet, s->artifact, err == OTA_OK ? OUT_CONFIRMED : OUT_REVERTED, err);
+	return err;
+}
+
+/* Manifest first, verified by the core; then the image, resumed with Range. */
+static enum ota_err install_online(struct session *s, const char *artifact)
+{
+	char path[ARTIFACT_MAX + 32];
+	struct membuf manifest = {.cap = OTA_MAX_ENVELOPE_BYTES};
+	struct membuf kl = {.cap = OTA_MAX_ENVELOPE_BYTES};
+	enum ota_err err;
+	enum outcome outcome = OUT_FAILED;
+
+	snprintf(s->artifact, sizeof(s->artifact), "%s", artifact);
+	s->progress_permille = 0;
+	manifest.data = malloc(manifest.cap);
+	kl.data = malloc(kl.cap);
+	if (!manifest.data || !kl.data) {
+		err = OTA_ERR_NOMEM;
+		goto out;
+	}
+	atomic_fetch_add(&s->fleet->downloading, 1);
+	report(s, FLEETOTA__V1__DEVICE_STATE__DEVICE_STATE_DOWNLOADING);
+	snprintf(path, sizeof(path), "/v1/manifests/%s", artifact);
+	err = fetch_envelope(s, path, &manifest);
+	if (err != OTA_OK)
+		goto failed;
+	report(s, FLEETOTA__V1__DEVICE_STATE__DEVICE_STATE_VERIFYING);
+	err = ota_agent_begin(&s->agent, manifest.data, manifest.len, NULL, 0, NULL, NULL, 0);
+	if (err == OTA_ERR_KEY_UNKNOWN && update_keylist(s, &kl) == OTA_OK) {
+		report(s, FLEETOTA__V1__DEVICE_STATE__DEVICE_STATE_VERIFYING);
+		err = ota_agent_begin(&s->agent, manifest.data, manifest.len, NULL, 0, NULL, NULL,
+				      0);
+	}
+	if (err != OTA_OK)
+		goto rejected;
+
+	uint64_t size = ota_agent_image_size(&s->agent);
+	snprintf(path, sizeof(path), "/v1/images/%s", artifact);
+	for (unsigned attempt = 0;; attempt++) {
+		struct image_sink sink = {.s = s, .size = size, .started = now_s()};
+		struct ota_https_response resp;
+		uint64_t offset = ota_agent_offset(&s->agent);
+		report(s, FLEETOTA__V1__DEVICE_STATE__DEVICE_STATE_DOWNLOADING);
+		err = ota_https_get(&s->https, s->config.server_url, path, offset, size - offset,
+				    image_put, &sink, &resp);
+		if (err == OTA_OK)
+			break;
+		if (sink.power_cut) {
+			power_cycle(s);
+			attempt = 0;
+		} else if (sink.core_err != OTA_OK) {
+			err = sink.core_err;
+			goto rejected;
+		} else if (err == OTA_ERR_SIZE || err == OTA_ERR_PIN ||
+			   attempt >= s->config.download_retries || stop_requested) {
+			char detail[96];
+			snprintf(detail, sizeof(detail), "image download: status %d", resp.status);
+			(void)ota_agent_abort(&s->agent, err, detail, err != OTA_ERR_SIZE);
+			goto failed;
+		} else {
+			(void)ota_agent_abort(&s->agent, err, "download interrupted", true);
+			unsigned wait = resp.retry_after_s ? resp.retry_after_s : 1u << attempt;
+			sleep_s(wait > 60 ? 60 : wait);
+		}
+		if (stop_requested) {
+			err = OTA_ERR_TRANSPORT;
+			goto failed;
+		}
+		err = ota_agent_begin(&s->agent, manifest.data, manifest.len, NULL, 0, NULL, NULL,
+				      0);
+		if (err != OTA_OK)
+			goto rejected;
+	}
+	err = ota_agent_finish(&s->agent);
+	if (err != OTA_OK)
+		goto rejected;
+	s->progress_permille = 1000;
+	report(s, FLEETOTA__V1__DEVICE_STATE__DEVICE_STATE_PENDING);
+	err = boot_and_selftest(s);
+	goto done;
+rejected:
+	outcome = OUT_REJECTED;
+	report(s, FLEETOTA__V1__DEVICE_STATE__DEVICE_STATE_REJECTED);
+	goto counted;
+failed:
+	report(s, FLEETOTA__V1__DEVICE_STATE__DEVICE_STATE_FAILED);
+counted:
+	count_outcome(s->fleet, s->artifact, outcome, err);
+done:
+	atomic_fetch_sub(&s->fleet->downloading, 1);
+out:
+	free(manifest.data);
+	free(kl.data);
+	return err;
+}
+
+/* ---- provisioning: the factory step ------------------------------------------ */
+
+static enum ota_err provision(struct session *s)
+{
+	struct fleet *fleet = s->fleet;
+	uint8_t *root = NULL;
+	uint8_t *kl = NULL;
+	size_t root_len = 0;
+	size_t kl_len = 0;
+	enum ota_err err = OTA_ERR_STORAGE;
+	unsigned slot = 0;
+	uint32_t header_len = 0;
+	if (read_file(fleet->opt.rootlist, OTA_MAX_ENVELOPE_BYTES, &root, &root_len) != 0 ||
+	    read_file(fleet->opt.keylist, OTA_MAX_ENVELOPE_BYTES, &kl, &kl_len) != 0)
+		goto out;
+	err = ota_agent_provision(&s->agent, root, root_len, kl, kl_len);
+	if (err != OTA_OK || !fleet->factory_bundle)
+		goto out;
+	/* the factory image: verified like any other, then made permanent */
+	err = ota_bundle_prefix_parse(fleet->factory_bundle, &header_len);
+	if (err != OTA_OK ||
+	    fleet->factory_bundle_len < OTA_BUNDLE_PREFIX_BYTES + (size_t)header_len) {
+		err = OTA_ERR_FORMAT;
+		goto out;
+	}
+	err = ota_agent_begin_bundle(&s->agent, fleet->factory_bundle + OTA_BUNDLE_PREFIX_BYTES,
+				     header_len);
+	if (err != OTA_OK)
+		goto out;
+	size_t image_at = OTA_BUNDLE_PREFIX_BYTES + header_len;
+	err = ota_agent_write(&s->agent, fleet->factory_bundle + image_at,
+			      fleet->factory_bundle_len - image_at);
+	if (err == OTA_OK)
+		err = ota_agent_finish(&s->agent);
+	if (err == OTA_OK)
+		err = ota_agent_boot(&s->agent, &slot);
+	if (err == OTA_OK)
+		err = ota_agent_confirm(&s->agent);
+out:
+	free(root);
+	free(kl);
+	return err;
+}
+
+/* ---- MQTT: on Paho's threads, only hand over -------------------------------- */
+
+struct mqtt_ctx {
+	struct fleet *fleet;
+	unsigned idx;
+};
+
+static struct mqtt_ctx *mqtt_ctxs;
+
+static void on_cmd(void *arg, const uint8_t *payload, size_t len)
+{
+	struct mqtt_ctx *mc = arg;
+	struct fleet *fleet = mc->fleet;
+	struct fleet_device *d = &fleet->devices[mc->idx];
+	uint8_t mem[OTA_MAX_MQTT_PAYLOAD_BYTES * 2];
+	struct ota_arena arena;
+	ota_arena_init(&arena, mem, sizeof(mem));
+	Fleetota__V1__Notify *n = fleetota__v1__notify__unpack(&arena.allocator, len, payload);
+	if (!n)
+		return;
+	pthread_mutex_lock(&fleet->lock);
+	switch (n->kind) {
+	case FLEETOTA__V1__NOTIFY_KIND__NOTIFY_KIND_FIRMWARE:
+		if (n->artifact && artifact_ok(n->artifact)) {
+			snprintf(d->next_artifact, sizeof(d->next_artifact), "%s", n->artifact);
+			snprintf(d->next_campaign, sizeof(d->next_campaign), "%.128s",
+				 n->campaign_id ? n->campaign_id : "");
+			d->want_firmware = true;
+		}
+		break;
+	case FLEETOTA__V1__NOTIFY_KIND__NOTIFY_KIND_KEYLIST:
+		d->want_keylist = true;
+		break;
+	case FLEETOTA__V1__NOTIFY_KIND__NOTIFY_KIND_ROOTLIST:
+		d->want_rootlist = true;
+		break;
+	default:
+		d->want_report = true;
+		break;
+	}
+	enqueue_locked(fleet, mc->idx);
+	pthread_mutex_unlock(&fleet->lock);
+}
+
+static void on_connected(void *arg)
+{
+	struct mqtt_ctx *mc = arg;
+	struct fleet *fleet = mc->fleet;
+	struct fleet_device *d = &fleet->devices[mc->idx];
+	pthread_mutex_lock(&fleet->lock);
+	if (!d->connected_once) {
+		d->connected_once = true;
+		atomic_fetch_add(&fleet->connected, 1);
+	}
+	d->want_report = true;
+	enqueue_locked(fleet, mc->idx);
+	pthread_mutex_unlock(&fleet->lock);
+}
+
+/* ---- workers ------------------------------------------------------------------ */
+
+struct job {
+	bool provision;
+	bool report;
+	bool keylist;
+	bool rootlist;
+	bool firmware;
+	char artifact[ARTIFACT_MAX + 1];
+	char campaign[ARTIFACT_MAX + 1];
+};
+
+static void run_job(struct fleet *fleet, struct fleet_device *dev, const struct job *job,
+		    uint8_t *work)
+{
+	struct session *s = calloc(1, sizeof(*s));
+	if (!s)
+		return;
+	enum ota_err err = session_open(s, fleet, dev, work);
+	if (err != OTA_OK) {
+		fprintf(stderr, "ota-fleet-sim: %s: state unusable: %s\n", dev->id,
+			ota_err_name(err));
+		if (job->provision)
+			atomic_fetch_add(&fleet->provision_failed, 1);
+		goto out;
+	}
+	if (job->provision) {
+		if (!s->agent.state.provisioned) {
+			err = provision(s);
+			if (err != OTA_OK) {
+				fprintf(stderr, "ota-fleet-sim: %s: provisioning: %s\n", dev->id,
+					ota_err_name(err));
+				atomic_fetch_add(&fleet->provision_failed, 1);
+				goto out;
+			}
+		}
+		struct ota_agent_status st;
+		ota_agent_status(&s->agent, &st);
+		if (st.confirmed.valid)
+			snprintf(dev->version, sizeof(dev->version), "%s", st.confirmed.version);
+		atomic_fetch_add(&fleet->provisioned, 1);
+		goto out;
+	}
+	/* a restart left an update pending or on trial: finish what was started */
+	if (s->agent.state.phase == OTA_PHASE_PENDING)
+		(void)boot_and_selftest(s);
+	else if (s->agent.state.phase == OTA_PHASE_TRIAL)
+		report(s, ota_agent_selftest(&s->agent) == OTA_OK
+				  ? FLEETOTA__V1__DEVICE_STATE__DEVICE_STATE_CONFIRMED
+				  : FLEETOTA__V1__DEVICE_STATE__DEVICE_STATE_REVERTED);
+	struct membuf buf = {.cap = OTA_MAX_ENVELOPE_BYTES};
+	if (job->rootlist || job->keylist)
+		buf.data = malloc(buf.cap);
+	if (job->rootlist && buf.data)
+		report(s, update_rootlist(s, &buf) == OTA_OK
+				  ? idle_state(&s->agent)
+				  : FLEETOTA__V1__DEVICE_STATE__DEVICE_STATE_REJECTED);
+	if (job->keylist && buf.data)
+		report(s, update_keylist(s, &buf) == OTA_OK
+				  ? idle_state(&s->agent)
+				  : FLEETOTA__V1__DEVICE_STATE__DEVICE_STATE_REJECTED);
+	free(buf.data);
+	if (job->firmware) {
+		snprintf(s->campaign, sizeof(s->campaign), "%s", job->campaign);
+		(void)install_online(s, job->artifact);
+	} else if (job->report) {
+		report(s, idle_state(&s->agent));
+	}
+	if (dev->offline && !dev->went_offline && dev->report_seq > 0) {
+		/* registered; now it leaves (its session stays at the broker) */
+		dev->went_offline = true;
+		ota_mqtt_stop(dev->mqtt);
+		dev->mqtt = NULL;
+	}
+out:
+	session_close(s);
+	free(s);
+}
+
+struct worker {
+	struct fleet *fleet;
+	pthread_t thread;
+	uint8_t *work;
+};
+
+static void *worker_main(void *arg)
+{
+	struct worker *w = arg;
+	struct fleet *fleet = w->fleet;
+	for (;;) {
+		struct job job;
+		pthread_mutex_lock(&fleet->lock);
+		while (!stop_requested && fleet->q_len == 0) {
+			struct timespec until;
+			clock_gettime(CLOCK_REALTIME, &until);
+			until.tv_sec += 1;
+			pthread_cond_timedwait(&fleet->wake, &fleet->lock, &until);
+		}
+		if (stop_requested) {
+			pthread_mutex_unlock(&fleet->lock);
+			break;
+		}
+		unsigned idx = fleet->queue[fleet->q_head];
+		fleet->q_head = (fleet->q_head + 1) % fleet->opt.devices;
+		fleet->q_len--;
+		struct fleet_device *d = &fleet->devices[idx];
+		d->queued = false;
+		d->busy = true;
+		fleet->busy_workers++;
+		memset(&job, 0, sizeof(job));
+		job.provision = d->want_provision;
+		job.report = d->want_report;
+		job.keylist = d->want_keylist;
+		job.rootlist = d->want_rootlist;
+		job.firmware = d->want_firmware;
+		memcpy(job.artifact, d->next_artifact, sizeof(job.artifact));
+		memcpy(job.campaign, d->next_campaign, sizeof(job.campaign));
+		d->want_provision = d->want_report = d->want_keylist = d->want_rootlist =
+			d->want_firmware = false;
+		pthread_mutex_unlock(&fleet->lock);
+
+		run_job(fleet, d, &job, w->work);
+
+		pthread_mutex_lock(&fleet->lock);
+		d->busy = false;
+		fleet->busy_workers--;
+		if (dev_has_work(d))
+			enqueue_locked(fleet, idx);
+		pthread_mutex_unlock(&fleet->lock);
+	}
+	return NULL;
+}
+
+/* ---- progress and summary ------------------------------------------------------- */
+
+static long peak_rss_kb(void)
+{
+	struct rusage ru;
+	return getrusage(RUSAGE_SELF, &ru) == 0 ? ru.ru_maxrss : 0;
+}
+
+static void print_progress(struct fleet *fleet, double t0, unsigned *last_done, double *last_t)
+{
+	pthread_mutex_lock(&fleet->lock);
+	unsigned busy = fleet->busy_workers;
+	unsigned queued = fleet->q_len;
+	pthread_mutex_unlock(&fleet->lock);
+	unsigned done = atomic_load(&fleet->confirmed_total) + atomic_load(&fleet->reverted_total) +
+			atomic_load(&fleet->rejected_total) + atomic_load(&fleet->failed_total);
+	double t = now_s();
+	double rate = t > *last_t ? (done - *last_done) / (t - *last_t) : 0;
+	*last_done = done;
+	*last_t = t;
+	printf("[fleet %5.0fs] connected %u/%u | installing %u, workers busy %u, queued %u | "
+	       "confirmed %u reverted %u rejected %u failed %u | power cuts %u | %.1f installs/s | "
+	       "rss %ld MB\n",
+	       t - t0, atomic_load(&fleet->connected), fleet->opt.devices,
+	       atomic_load(&fleet->downloading), busy, queued, atomic_load(&fleet->confirmed_total),
+	       atomic_load(&fleet->reverted_total), atomic_load(&fleet->rejected_total),
+	       atomic_load(&fleet->failed_total), atomic_load(&fleet->power_cuts), rate,
+	       peak_rss_kb() / 1024);
+	fflush(stdout);
+}
+
+struct version_count {
+	char version[OTA_AGENT_VERSION_BYTES];
+	unsigned count;
+};
+
+static void summary(struct fleet *fleet, double t0)
+{
+	const struct fleet_options *o = &fleet->opt;
+	struct version_count versions[64];
+	size_t n_versions = 0;
+	unsigned offline = 0;
+	unsigned slow = 0;
+	unsigned selftest = 0;
+	unsigned power = 0;
+	for (unsigned i = 0; i < o->devices; i++) {
+		const struct fleet_device *d = &fleet->devices[i];
+		offline += d->offline;
+		slow += d->slow;
+		selftest += d->selftest_fails;
+		power += d->power_loss;
+		const char *label = d->version[0] ? d->version : "-";
+		size_t v = 0;
+		while (v < n_versions && strcmp(versions[v].version, label) != 0)
+			v++;
+		if (v == n_versions && n_versions < 64) {
+			snprintf(versions[v].version, sizeof(versions[v].version), "%s", label);
+			versions[v].count = 0;
+			n_versions++;
+		}
+		if (v < n_versions)
+			versions[v].count++;
+	}
+	double wall = now_s() - t0;
+	printf("\n== ota-fleet-sim summary: %u devices, %.1f s, peak RSS %ld MB ==\n", o->devices,
+	       wall, peak_rss_kb() / 1024);
+	printf("injected: offline %u, self-test fails %u, power loss %u (cuts %u), slow %u\n",
+	       offline, selftest, power, atomic_load(&fleet->power_cuts), slow);
+	printf("connected %u, reports %u, keylist updates %u\n", atomic_load(&fleet->connected),
+	       atomic_load(&fleet->reports), atomic_load(&fleet->keylist_updates));
+	printf("%-24s %9s %9s  %s\n", "artifact", "confirmed", "reverted", "rejected / failed");
+	pthread_mutex_lock(&fleet->stats_lock);
+	for (unsigned i = 0; i < fleet->n_artifacts; i++) {
+		const struct artifact_stats *a = &fleet->artifacts[i];
+		printf("%-24s %9u %9u ", a->name, a->confirmed, a->reverted);
+		for (unsigned kind = 0; kind < 2; kind++)
+			for (unsigned e = 0; e < OTA__ERR_COUNT; e++)
+				if (a->by_err[kind][e])
+					printf(" %s %s %u", kind ? "failed" : "rejected",
+					       ota_err_name((enum ota_err)e), a->by_err[kind][e]);
+		printf("\n");
+	}
+	printf("running versions:");
+	for (size_t v = 0; v < n_versions; v++)
+		printf(" %s: %u", versions[v].version, versions[v].count);
+	printf("\noffline devices never answered (the server times them out): %u\n", offline);
+	fflush(stdout);
+	pthread_mutex_unlock(&fleet->stats_lock);
+
+	if (!o->summary_json)
+		return;
+	FILE *f = fopen(o->summary_json, "w");
+	if (!f) {
+		fprintf(stderr, "ota-fleet-sim: %s: %s\n", o->summary_json, strerror(errno));
+		return;
+	}
+	pthread_mutex_lock(&fleet->stats_lock);
+	fprintf(f,
+		"{\"devices\": %u, \"wall_s\": %.1f, \"peak_rss_kb\": %ld, \"connected\": %u, "
+		"\"offline\": %u, \"power_cuts\": %u, \"keylist_updates\": %u, \"artifacts\": {",
+		o->devices, wall, peak_rss_kb(), atomic_load(&fleet->connected), offline,
+		atomic_load(&fleet->power_cuts), atomic_load(&fleet->keylist_updates));
+	for (unsigned i = 0; i < fleet->n_artifacts; i++) {
+		const struct artifact_stats *a = &fleet->artifacts[i];
+		fprintf(f, "%s\"%s\": {\"confirmed\": %u, \"reverted\": %u", i ? ", " : "", a->name,
+			a->confirmed, a->reverted);
+		for (unsigned kind = 0; kind < 2; kind++) {
+			fprintf(f, ", \"%s\": {", kind ? "failed" : "rejected");
+			bool first = true;
+			for (unsigned e = 0; e < OTA__ERR_COUNT; e++) {
+				if (!a->by_err[kind][e])
+					continue;
+				fprintf(f, "%s\"%s\": %u", first ? "" : ", ",
+					ota_err_name((enum ota_err)e), a->by_err[kind][e]);
+				first = false;
+			}
+			fprintf(f, "}");
+		}
+		fprintf(f, "}");
+	}
+	fprintf(f, "}, \"versions\": {");
+	for (size_t v = 0; v < n_versions; v++)
+		fprintf(f, "%s\"%s\": %u", v ? ", " : "", versions[v].version, versions[v].count);
+	fprintf(f, "}}\n");
+	fclose(f);
+	pthread_mutex_unlock(&fleet->stats_lock);
+}
+
+/* ---- setup ------------------------------------------------------------------------- */
+
+static void usage(FILE *out)
+{
+	fputs("usage: ota-fleet-sim --devices N --pki DIR --state-dir DIR --server URL --broker "
+	      "URL\n"
+	      "         --rootlist FILE --keylist FILE --image BUNDLE [options]\n"
+	      "  --prefix P            device ids P00000.. (default sim-)\n"
+	      "  --first N             first index (default 0)\n"
+	      "  --model M --hw-rev R  what the devices are (default fx-model / rev-a)\n"
+	      "  --slot-size BYTES     per slot file (default 1 MiB)\n"
+	      "  --workers N           installs at once (default 16)\n"
+	      "  --connect-rate N      new MQTT connections per second (default 200)\n"
+	      "  --duration S          stop after S seconds (default: until SIGINT/SIGTERM)\n"
+	      "  --progress S          progress line every S seconds (default 5, 0 = off)\n"
+	      "  --report-interval S   periodic status report (default 300)\n"
+	      "  --stall-timeout S     download stall timeout (default 30)\n"
+	      "  --selftest-fail P     share of devices whose self-test fails (0..1)\n"
+	      "  --power-loss P        share that lose power in the middle of their first "
+	      "download\n"
+	      "  --offline P           share that register, then go offline for good\n"
+	      "  --slow P              share that download slowly (--slow-rate B/s, default 4096)\n"
+	      "  --seed N              picks the faulty devices (default 1)\n"
+	      "  --summary-json FILE   the final summary as JSON\n"
+	      "  --issue-certs         only make the missing device certificates, then exit\n"
+	      "An image that contains the bytes FLEETOTA-SELFTEST-FAIL fails every device's\n"
+	      "self-test (the demo's buggy release).\n",
+	      out);
+}
+
+static bool parse_share(const char *s, double *ret)
+{
+	char *end = NULL;
+	errno = 0;
+	double v = strtod(s, &end);
+	if (errno || !end || *end || v < 0 || v > 1)
+		return false;
+	*ret = v;
+	return true;
+}
+
+static bool parse_uint(const char *s, unsigned long long max, unsigned long long *ret)
+{
+	char *end = NULL;
+	errno = 0;
+	unsigned long long v = strtoull(s, &end, 10);
+	if (errno || !end || *end || s[0] == '-' || v > max)
+		return false;
+	*ret = v;
+	return true;
+}
+
+enum {
+	OPT_DEVICES = 256,
+	OPT_PREFIX,
+	OPT_FIRST,
+	OPT_PKI,
+	OPT_STATE,
+	OPT_SERVER,
+	OPT_BROKER,
+	OPT_MODEL,
+	OPT_HW,
+	OPT_ROOTLIST,
+	OPT_KEYLIST,
+	OPT_IMAGE,
+	OPT_SLOT,
+	OPT_WORKERS,
+	OPT_RATE,
+	OPT_DURATION,
+	OPT_PROGRESS,
+	OPT_REPORT,
+	OPT_STALL,
+	OPT_SLOW_RATE,
+	OPT_SELFTEST,
+	OPT_POWER,
+	OPT_OFFLINE,
+	OPT_SLOW,
+	OPT_SEED,
+	OPT_JSON,
+	OPT_ISSUE,
+	OPT_HELP,
+};
+
+static int parse_args(int argc, char **argv, struct fleet_options *o)
+{
+	static const struct option opts[] = {
+		{"devices", required_argument, NULL, OPT_DEVICES},
+		{"prefix", required_argument, NULL, OPT_PREFIX},
+		{"first", required_argument, NULL, OPT_FIRST},
+		{"pki", required_argument, NULL, OPT_PKI},
+		{"state-dir", required_argument, NULL, OPT_STATE},
+		{"server", required_argument, NULL, OPT_SERVER},
+		{"broker", required_argument, NULL, OPT_BROKER},
+		{"model", required_argument, NULL, OPT_MODEL},
+		{"hw-rev", required_argument, NULL, OPT_HW},
+		{"rootlist", required_argument, NULL, OPT_ROOTLIST},
+		{"keylist", required_argument, NULL, OPT_KEYLIST},
+		{"image", required_argument, NULL, OPT_IMAGE},
+		{"slot-size", required_argument, NULL, OPT_SLOT},
+		{"workers", required_argument, NULL, OPT_WORKERS},
+		{"connect-rate", required_argument, NULL, OPT_RATE},
+		{"duration", required_argument, NULL, OPT_DURATION},
+		{"progress", required_argument, NULL, OPT_PROGRESS},
+		{"report-interval", required_argument, NULL, OPT_REPORT},
+		{"stall-timeout", required_argument, NULL, OPT_STALL},
+		{"slow-rate", required_argument, NULL, OPT_SLOW_RATE},
+		{"selftest-fail", required_argument, NULL, OPT_SELFTEST},
+		{"power-loss", required_argument, NULL, OPT_POWER},
+		{"offline", required_argument, NULL, OPT_OFFLINE},
+		{"slow", required_argument, NULL, OPT_SLOW},
+		{"seed", required_argument, NULL, OPT_SEED},
+		{"summary-json", required_argument, NULL, OPT_JSON},
+		{"issue-certs", no_argument, NULL, OPT_ISSUE},
+		{"help", no_argument, NULL, OPT_HELP},
+		{NULL, 0, NULL, 0},
+	};
+	*o = (struct fleet_options){.prefix = "sim-",
+				    .model = "fx-model",
+				    .hw_revision = "rev-a",
+				    .slot_size = 1024u * 1024u,
+				    .workers = 16,
+				    .connect_rate = 200,
+				    .progress_s = 5,
+				    .report_interval_s = 300,
+				    .stall_timeout_s = 30,
+				    .slow_rate = 4096,
+				    .seed = 1};
+	int c;
+	unsigned long long v;
+	while ((c = getopt_long(argc, argv, "", opts, NULL)) != -1) {
+		bool ok = true;
+		switch (c) {
+		case OPT_DEVICES:
+			ok = parse_uint(optarg, 100000, &v) && v > 0;
+			o->devices = (unsigned)v;
+			break;
+		case OPT_PREFIX:
+			o->prefix = optarg;
+			ok = strlen(optarg) <= 32;
+			break;
+		case OPT_FIRST:
+			ok = parse_uint(optarg, 10000000, &v);
+			o->first_index = (unsigned)v;
+			break;
+		case OPT_PKI:
+			o->pki = optarg;
+			break;
+		case OPT_STATE:
+			o->state_dir = optarg;
+			break;
+		case OPT_SERVER:
+			o->server_url = optarg;
+			break;
+		case OPT_BROKER:
+			o->broker_url = optarg;
+			break;
+		case OPT_MODEL:
+			o->model = optarg;
+			break;
+		case OPT_HW:
+			o->hw_revision = optarg;
+			break;
+		case OPT_ROOTLIST:
+			o->rootlist = optarg;
+			break;
+		case OPT_KEYLIST:
+			o->keylist = optarg;
+			break;
+		case OPT_IMAGE:
+			o->image = optarg;
+			break;
+		case OPT_SLOT:
+			ok = parse_uint(optarg, 1ull << 32, &v) && v >= 4096;
+			o->slot_size = v;
+			break;
+		case OPT_WORKERS:
+			ok = parse_uint(optarg, 512, &v) && v > 0;
+			o->workers = (unsigned)v;
+			break;
+		case OPT_RATE:
+			ok = parse_uint(optarg, 100000, &v) && v > 0;
+			o->connect_rate = (unsigned)v;
+			break;
+		case OPT_DURATION:
+			ok = parse_uint(optarg, 1000000, &v);
+			o->duration_s = (unsigned)v;
+			break;
+		case OPT_PROGRESS:
+			ok = parse_uint(optarg, 3600, &v);
+			o->progress_s = (unsigned)v;
+			break;
+		case OPT_REPORT:
+			ok = parse_uint(optarg, 86400, &v) && v > 0;
+			o->report_interval_s = (unsigned)v;
+			break;
+		case OPT_STALL:
+			ok = parse_uint(optarg, 3600, &v) && v > 0;
+			o->stall_timeout_s = (unsigned)v;
+			break;
+		case OPT_SLOW_RATE:
+			ok = parse_uint(optarg, 1u << 30, &v) && v >= OTA_HTTPS_MIN_BYTES_PER_S;
+			o->slow_rate = (unsigned)v;
+			break;
+		case OPT_SELFTEST:
+			ok = parse_share(optarg, &o->selftest_fail);
+			break;
+		case OPT_POWER:
+			ok = parse_share(optarg, &o->power_loss);
+			break;
+		case OPT_OFFLINE:
+			ok = parse_share(optarg, &o->offline);
+			break;
+		case OPT_SLOW:
+			ok = parse_share(optarg, &o->slow);
+			break;
+		case OPT_SEED:
+			ok = parse_uint(optarg, UINT32_MAX, &v);
+			o->seed = (unsigned)v;
+			break;
+		case OPT_JSON:
+			o->summary_json = optarg;
+			break;
+		case OPT_ISSUE:
+			o->issue_only = true;
+			break;
+		case OPT_HELP:
+			usage(stdout);
+			exit(0);
+		default:
+			return -1;
+		}
+		if (!ok) {
+			fprintf(stderr, "ota-fleet-sim: invalid value for --%s: %s\n",
+				opts[c - OPT_DEVICES].name, optarg);
+			return -1;
+		}
+	}
+	if (optind != argc || !o->devices || !o->pki ||
+	    (!o->issue_only &&
+	     (!o->state_dir || !o->server_url || !o->broker_url || !o->rootlist || !o->keylist))) {
+		usage(stderr);
+		return -1;
+	}
+	return 0;
+}
+
+/* A deterministic choice per device and fault (splitmix64 of seed, index, kind). */
+static bool picked(unsigned seed, unsigned idx, unsigned kind, double share)
+{
+	uint64_t x = ((uint64_t)seed << 32) ^ ((uint64_t)idx << 4) ^ kind;
+	x += 0x9e3779b97f4a7c15ull;
+	x = (x ^ (x >> 30)) * 0xbf58476d1ce4e5b9ull;
+	x = (x ^ (x >> 27)) * 0x94d049bb133111ebull;
+	x ^= x >> 31;
+	return (double)(x >> 11) / (double)(1ull << 53) < share;
+}
+
+static int load_pins(struct fleet *fleet)
+{
+	char path[FLEET_PATH_MAX];
+	char line[160] = {0};
+	snprintf(path, sizeof(path), "%s/server.pin", fleet->opt.pki);
+	FILE *f = fopen(path, "r");
+	if (!f)
+		return -1;
+	while (fleet->n_pins < OTA_CONFIG_MAX_PINS && fgets(line, sizeof(line), f)) {
+		line[strcspn(line, "\r\n \t")] = '\0';
+		if (line[0] && ota_https_pin_parse(line, fleet->server_pins[fleet->n_pins]))
+			fleet->n_pins++;
+	}
+	fclose(f);
+	return fleet->n_pins ? 0 : -1;
+}
+
+int main(int argc, char **argv)
+{
+	struct fleet *fleet = calloc(1, sizeof(*fleet));
+	struct worker *workers = NULL;
+	struct fleet_ca *ca = NULL;
+	int rc = 2;
+	if (!fleet || parse_args(argc, argv, &fleet->opt) != 0)
+		goto out_nothing;
+	struct fleet_options *o = &fleet->opt;
+	double t0 = now_s();
+	setvbuf(stdout, NULL, _IOLBF, 0);
+	signal(SIGPIPE, SIG_IGN);
+	struct sigaction sa;
+	memset(&sa, 0, sizeof(sa));
+	sa.sa_handler = on_signal;
+	sigaction(SIGTERM, &sa, NULL);
+	sigaction(SIGINT, &sa, NULL);
+
+	fleet->devices = calloc(o->devices, sizeof(*fleet->devices));
+	fleet->queue = calloc(o->devices, sizeof(*fleet->queue));
+	mqtt_ctxs = calloc(o->devices, sizeof(*mqtt_ctxs));
+	if (!fleet->devices || !fleet->queue || !mqtt_ctxs)
+		goto out_nothing;
+	for (unsigned i = 0; i < o->devices; i++) {
+		struct fleet_device *d = &fleet->devices[i];
+		snprintf(d->id, sizeof(d->id), "%s%05u", o->prefix, o->first_index + i);
+		d->selftest_fails = picked(o->seed, i, 1, o->selftest_fail);
+		d->power_loss = picked(o->seed, i, 2, o->power_loss);
+		d->offline = picked(o->seed, i, 3, o->offline);
+		d->slow = picked(o->seed, i, 4, o->slow);
+		mqtt_ctxs[i].fleet = fleet;
+		mqtt_ctxs[i].idx = i;
+	}
+
+	/* identities: one process, the OpenSSL API, what is missing */
+	char devdir[FLEET_PATH_MAX];
+	snprintf(devdir, sizeof(devdir), "%s/devices", o->pki);
+	(void)mkdir(devdir, 0700);
+	ca = fleet_ca_load(o->pki);
+	if (!ca) {
+		fprintf(stderr,
+			"ota-fleet-sim: %s/device-ca.{crt,key} unreadable (run scripts/pki.sh)\n",
+			o->pki);
+		goto out_nothing;
+	}
+	for (unsigned i = 0; i < o->devices; i++) {
+		if (fleet_cert_issue(ca, o->pki, fleet->devices[i].id) != 0) {
+			fprintf(stderr, "ota-fleet-sim: cannot issue a certificate for %s\n",
+				fleet->devices[i].id);
+			goto out_nothing;
+		}
+	}
+	printf("ota-fleet-sim: %u device identities ready in %.1f s\n", o->devices, now_s() - t0);
+	if (o->issue_only) {
+		rc = 0;
+		goto out_nothing;
+	}
+	snprintf(fleet->ca_file, sizeof(fleet->ca_file), "%s/server-ca.crt", o->pki);
+	if (load_pins(fleet) != 0) {
+		fprintf(stderr, "ota-fleet-sim: %s/server.pin: no pin\n", o->pki);
+		goto out_nothing;
+	}
+	if (o->image && read_file(o->image, 64u * 1024u * 1024u, &fleet->factory_bundle,
+				  &fleet->factory_bundle_len) != 0) {
+		fprintf(stderr, "ota-fleet-sim: %s unreadable\n", o->image);
+		goto out_nothing;
+	}
+	if (mkdir(o->state_dir, 0700) != 0 && errno != EEXIST) {
+		fprintf(stderr, "ota-fleet-sim: %s: %s\n", o->state_dir, strerror(errno));
+		goto out_nothing;
+	}
+	pthread_mutex_init(&fleet->lock, NULL);
+	pthread_cond_init(&fleet->wake, NULL);
+	pthread_mutex_init(&fleet->stats_lock, NULL);
+
+	workers = calloc(o->workers, sizeof(*workers));
+	if (!workers)
+		goto out;
+	for (unsigned i = 0; i < o->workers; i++) {
+		workers[i].fleet = fleet;
+		workers[i].work = malloc(OTA_AGENT_WORK_BYTES);
+		if (!workers[i].work ||
+		    pthread_create(&workers[i].thread, NULL, worker_main, &workers[i]) != 0) {
+			free(workers[i].work);
+			workers[i].work = NULL;
+			stop_requested = 1;
+			break;
+		}
+	}
+
+	/* the factory: every device gets its trust anchors and first image */
+	pthread_mutex_lock(&fleet->lock);
+	for (unsigned i = 0; i < o->devices; i++) {
+		fleet->devices[i].want_provision = true;
+		enqueue_locked(fleet, i);
+	}
+	pthread_mutex_unlock(&fleet->lock);
+	while (!stop_requested &&
+	       atomic_load(&fleet->provisioned) + atomic_load(&fleet->provision_failed) <
+		       o->devices)
+		sleep_ms(50);
+	if (atomic_load(&fleet->provision_failed)) {
+		fprintf(stderr, "ota-fleet-sim: %u devices could not be provisioned\n",
+			atomic_load(&fleet->provision_failed));
+		stop_requested = 1;
+	}
+	printf("ota-fleet-sim: %u devices provisioned in %.1f s\n",
+	       atomic_load(&fleet->provisioned), now_s() - t0);
+
+	/* the fleet comes online, at most connect_rate new sessions a second */
+	double t_connect = now_s();
+	double next_progress = now_s() + o->progress_s;
+	unsigned last_done = 0;
+	double last_t = now_s();
+	double next_report = now_s() + o->report_interval_s;
+	unsigned started = 0;
+	while (!stop_requested) {
+		double t = now_s();
+		unsigned due = (unsigned)((t - t_connect) * o->connect_rate) + 1;
+		while (started < o->devices && started < due && !stop_requested) {
+			struct fleet_device *d = &fleet->devices[started];
+			char cert[FLEET_PATH_MAX];
+			char key[FLEET_PATH_MAX];
+			snprintf(cert, sizeof(cert), "%s/devices/%s.crt", o->pki, d->id);
+			snprintf(key, sizeof(key), "%s/devices/%s.key", o->pki, d->id);
+			struct ota_mqtt_config mc = {.url = o->broker_url,
+						     .device_id = d->id,
+						     .ca_file = fleet->ca_file,
+						     .cert_file = cert,
+						     .key_file = key};
+			struct ota_mqtt *mqtt = NULL;
+			enum ota_err err = ota_mqtt_start(&mc, on_cmd, on_connected,
+							  &mqtt_ctxs[started], &mqtt);
+			/*
+			 * Workers read d->mqtt after taking the lock; a connection
+			 * that came up before this assignment gets its first
+			 * report queued again here.
+			 */
+			pthread_mutex_lock(&fleet->lock);
+			d->mqtt = mqtt;
+			if (d->connected_once) {
+				d->want_report = true;
+				enqueue_locked(fleet, started);
+			}
+			pthread_mutex_unlock(&fleet->lock);
+			if (err != OTA_OK)
+				fprintf(stderr, "ota-fleet-sim: %s: mqtt client not started\n",
+					d->id);
+			started++;
+		}
+		if (o->progress_s && t >= next_progress) {
+			print_progress(fleet, t0, &last_done, &last_t);
+			next_progress = t + o->progress_s;
+		}
+		if (t >= next_report) {
+			pthread_mutex_lock(&fleet->lock);
+			for (unsigned i = 0; i < started; i++) {
+				fleet->devices[i].want_report = true;
+				enqueue_locked(fleet, i);
+			}
+			pthread_mutex_unlock(&fleet->lock);
+			next_report = t + o->report_interval_s;
+		}
+		if (o->duration_s && t - t0 >= o->duration_s)
+			break;
+		sleep_ms(50);
+	}
+	stop_requested = 1;
+	rc = 0;
+out:
+	if (workers) {
+		pthread_mutex_lock(&fleet->lock);
+		pthread_cond_broadcast(&fleet->wake);
+		pthread_mutex_unlock(&fleet->lock);
+		for (unsigned i = 0; i < o->workers; i++) {
+			if (workers[i].work) {
+				pthread_join(workers[i].thread, NULL);
+				free(workers[i].work);
+			}
+		}
+		free(workers);
+	}
+	for (unsigned i = 0; i < o->devices; i++) {
+		ota_mqtt_stop(fleet->devices[i].mqtt);
+		fleet->devices[i].mqtt = NULL;
+	}
+	summary(fleet, t0);
+	pthread_mutex_destroy(&fleet->lock);
+	pthread_cond_destroy(&fleet->wake);
+	pthread_mutex_destroy(&fleet->stats_lock);
+out_nothing:
+	fleet_ca_free(ca);
+	if (fleet) {
+		free(fleet->devices);
+		free(fleet->queue);
+		free(fleet->factory_bundle);
+	}
+	free(mqtt_ctxs);
+	free(fleet);
+	return rc;
+}
