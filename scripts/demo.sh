@@ -45,7 +45,7 @@ done
 # ---- a private world, removed on exit ---------------------------------------
 T=$(mktemp -d /tmp/fleetota-demo.XXXXXX)
 chmod 711 "$T" # PostgreSQL runs as `postgres` and must reach its directory
-LOGS=$TOP/.demo
+LOGS=${DEMO_LOGS:-$TOP/.demo}
 mkdir -p "$LOGS"
 SERVER_PID=
 SIM_PID=
@@ -220,13 +220,14 @@ metric() { # NAME LABEL-VALUE: a gauge from /metrics, 0 when absent
 deadline=$((SECONDS + 60 + DEVICES / 20))
 while :; do
 	n=$(metric fleetota_devices_by_version 1.0.0)
-	printf '\r   registered: %s / %s devices on 1.0.0 ' "$n" "$DEVICES"
+	[[ ! -t 1 ]] || printf '\r   registered: %s / %s devices on 1.0.0 ' "$n" "$DEVICES"
 	((n >= DEVICES)) && break
 	kill -0 "$SIM_PID" 2>/dev/null || fail "ota-fleet-sim exited"
 	((SECONDS < deadline)) || fail "only $n of $DEVICES devices registered"
 	sleep 1
 done
-echo
+[[ ! -t 1 ]] || echo
+log "registered: $n / $DEVICES devices on 1.0.0 ($((SECONDS - START)) s since start)"
 grep -E "identities|provisioned" "$T/fleet.log" | sed 's/^/   /'
 
 # ---- campaigns -----------------------------------------------------------------------
@@ -238,7 +239,7 @@ RATE=$((DEVICES * 6 > 600 ? DEVICES * 6 : 600))
 
 # watch ID UNTIL-STATES SECONDS: progress until the campaign is in one of them
 watch() {
-	local id=$1 until=$2 limit=$3 c state last_done=0 last_t=$SECONDS
+	local id=$1 until=$2 limit=$3 c state last_done=0 last_t=$SECONDS last_line=
 	local deadline=$((SECONDS + limit))
 	while :; do
 		c=$(api GET "/api/v1/campaigns/$id")
@@ -249,10 +250,22 @@ watch() {
 			"timed out \([.stages[].devices.timed_out] | add) in flight \([.stages[].devices.in_flight] | add)"' <<<"$c")
 		done=$(jq '[.stages[].devices.confirmed] | add' <<<"$c")
 		rate=$(((done - last_done) * 10 / (SECONDS - last_t + 1)))
-		printf '\r   %-10s %-9s %s | %d.%d dev/s   ' "$id" "$state" "$line" $((rate / 10)) $((rate % 10))
+		line=$(printf '%-10s %-9s %s | %d.%d dev/s' "$id" "$state" "$line" $((rate / 10)) $((rate % 10)))
+		if [[ -t 1 ]]; then
+			printf '\r   %s   ' "$line"
+		elif [[ "$line" != "${last_line:-}" ]]; then
+			printf '   %s\n' "$line"
+		fi
+		last_line=$line
+		last_done=$done
+		last_t=$SECONDS
 		if [[ " $until " == *" $state "* ]]; then
-			echo
+			[[ ! -t 1 ]] || echo
 			CAMPAIGN=$c
+			# the outcome as it was when the campaign ended, for the summary
+			jq -r '[.id, .state, .target_size, ([.stages[].devices.confirmed] | add),
+				([.stages[].devices.failed] | add), ([.stages[].devices.timed_out] | add)] | @tsv' \
+				<<<"$c" >>"$T/campaigns.tsv"
 			return 0
 		fi
 		((SECONDS < deadline)) || { echo; fail "$id still $state after ${limit}s"; }
@@ -341,12 +354,12 @@ psql "host=$T/pg port=$PG_PORT dbname=fleetota user=postgres" -Atq -v ON_ERROR_S
 deadline=$((SECONDS + TIMEOUT_S))
 while :; do
 	refused=$(api GET /metrics | awk '$1 ~ /^fleetota_devices_by_state\{/ && /rejected/ {v=$2} END {print v+0}')
-	printf '\r   devices that refused it so far: %s / %s ' "$refused" "$DEVICES"
+	[[ ! -t 1 ]] || printf '\r   devices that refused it so far: %s / %s ' "$refused" "$DEVICES"
 	((refused >= DEVICES)) && break
 	((SECONDS < deadline)) || break
 	sleep 2
 done
-echo
+[[ ! -t 1 ]] || echo
 # from the API: every device's state, error and version
 : >"$T/devices.tsv"
 cursor=
@@ -364,16 +377,11 @@ log "refused: $(cut -f3 "$T/devices.tsv" | sort | uniq -c | awk '{printf "%s %s 
 stop_pid "$SIM_PID" TERM 30
 SIM_PID=
 say "summary ($((SECONDS - START)) s)"
-printf '   %-11s %-9s %7s %9s %7s %9s\n' campaign state target confirmed failed timed_out
-api GET "/api/v1/campaigns?limit=20" | jq -r '.items[].id' | tac | while read -r id; do
-	api GET "/api/v1/campaigns/$id" | jq -r '[.id, .state, .target_size,
-		([.stages[].devices.confirmed] | add), ([.stages[].devices.failed] | add),
-		([.stages[].devices.timed_out] | add)] | @tsv' |
-		awk -F'\t' '{printf "   %-11s %-9s %7s %9s %7s %9s\n", $1, $2, $3, $4, $5, $6}'
-done
+printf '   %-11s %-10s %7s %9s %7s %9s\n' campaign "ended as" target confirmed failed timed_out
+awk -F'\t' '{printf "   %-11s %-10s %7s %9s %7s %9s\n", $1, $2, $3, $4, $5, $6}' "$T/campaigns.tsv"
 log "devices by version: $(api GET /metrics | awk -F'[{}"= ]+' '/^fleetota_devices_by_version\{/ {printf "%s=%s ", $3, $4}')"
 log "rollback refused by $refused_all of $DEVICES devices"
 echo
 sed -n '/== ota-fleet-sim summary/,$p' "$T/fleet.log" | sed 's/^/   /'
 echo
-echo "demo: done; logs in .demo/ (everything else is stopped and removed)"
+echo "demo: done; logs in $LOGS (everything else is stopped and removed)"
