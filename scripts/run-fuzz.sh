@@ -3,16 +3,19 @@
 # Runs every libFuzzer target of a -Dfuzz=true build for a bounded time
 # (the envelope + manifest target, the device's first line of defence, for
 # the full time; every other target for a quarter of it, at least 10 s),
-# starting from a scratch copy of its committed corpus (the committed corpus
-# stays as it is). Fails on the first crash, leak or sanitizer report.
+# two at a time (one per core), each from a scratch copy of its committed
+# corpus (the committed corpus stays as it is). Fails on any crash, leak or
+# sanitizer report, keeping the failing inputs in BUILD/fuzz-crashes/.
 set -euo pipefail
 build=${1:?build dir}
 seconds=${2:-60}
+jobs=${FUZZ_JOBS:-2}
 top=$(cd "$(dirname "$0")/.." && pwd)
 work=$(mktemp -d)
 trap 'rm -rf "$work"' EXIT
-status=0
-for bin in $(find "$build" -maxdepth 3 -type f -name 'fuzz_*' -perm -u+x ! -name '*_replay' | sort); do
+
+run_one() { # BIN
+	local bin=$1 name budget corpus scratch
 	name=$(basename "$bin"); name=${name#fuzz_}
 	corpus="$top/tests/fuzz/corpus/$name"
 	scratch="$work/$name"
@@ -22,16 +25,30 @@ for bin in $(find "$build" -maxdepth 3 -type f -name 'fuzz_*' -perm -u+x ! -name
 	if [[ $name != envelope ]]; then
 		budget=$((seconds / 4)); ((budget >= 10)) || budget=10
 	fi
-	echo "fuzz: $name for ${budget}s"
-	if ! "$bin" -max_total_time="$budget" -rss_limit_mb=2048 -timeout=10 \
+	if "$bin" -max_total_time="$budget" -rss_limit_mb=2048 -timeout=10 \
 		-artifact_prefix="$work/crash-$name-" "$scratch" >"$work/$name.log" 2>&1; then
-		tail -40 "$work/$name.log"
-		mkdir -p "$top/$build/fuzz-crashes"
-		cp "$work"/crash-"$name"-* "$top/$build/fuzz-crashes/" 2>/dev/null || true
-		echo "fuzz: $name FAILED (inputs kept in $build/fuzz-crashes)"
-		status=1
-	else
-		grep -E '^(#[0-9]+\s+DONE|Done )' "$work/$name.log" | tail -1 || true
+		echo "fuzz: $name ${budget}s: $(grep -E '^Done ' "$work/$name.log" | tail -1)"
+		return 0
 	fi
+	tail -40 "$work/$name.log"
+	mkdir -p "$build/fuzz-crashes"
+	cp "$work"/crash-"$name"-* "$build/fuzz-crashes/" 2>/dev/null || true
+	echo "fuzz: $name FAILED (inputs kept in $build/fuzz-crashes)"
+	return 1
+}
+
+status=0
+running=()
+for bin in $(find "$build" -maxdepth 3 -type f -name 'fuzz_*' -perm -u+x ! -name '*_replay' | sort); do
+	# at capacity: wait for the oldest run (each pid is waited for once)
+	if ((${#running[@]} >= jobs)); then
+		wait "${running[0]}" || status=1
+		running=("${running[@]:1}")
+	fi
+	run_one "$bin" &
+	running+=($!)
+done
+for pid in "${running[@]}"; do
+	wait "$pid" || status=1
 done
 exit $status
