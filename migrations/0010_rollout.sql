@@ -213,6 +213,12 @@ CREATE INDEX campaign_events_at_idx ON campaign_events (at);
 -- ---------------------------------------------------------------------------
 -- Helpers
 
+-- The advisory lock that serializes ticks and starts (a fixed 64-bit key).
+CREATE FUNCTION rollout_lock_key() RETURNS bigint
+LANGUAGE sql IMMUTABLE AS $$
+	SELECT 7306010700000000001::bigint
+$$;
+
 CREATE FUNCTION rollout_fail(p_code text, p_message text) RETURNS void
 LANGUAGE plpgsql AS $$
 BEGIN
@@ -691,6 +697,8 @@ END $$;
 CREATE FUNCTION rollout_go_running(p_campaign text, p_actor text, p_now timestamptz) RETURNS void
 LANGUAGE plpgsql AS $$
 BEGIN
+	-- serialized with ticks and other starts: the overlap check stays true
+	PERFORM pg_advisory_xact_lock(rollout_lock_key());
 	PERFORM rollout_check_priority(p_campaign);
 	UPDATE campaigns
 	SET state = 'running', state_reason = '', started_at = coalesce(started_at, p_now),
@@ -802,6 +810,7 @@ BEGIN
 	IF c.state <> 'paused' THEN
 		PERFORM rollout_fail('FO409', format('campaign %s is %s, only a paused campaign resumes', p_campaign, c.state));
 	END IF;
+	PERFORM pg_advisory_xact_lock(rollout_lock_key());
 	PERFORM rollout_check_priority(p_campaign);
 	UPDATE campaign_stages s
 	SET failures_acked = coalesce((SELECT count(*) FROM campaign_devices m
@@ -1212,6 +1221,13 @@ DECLARE
 BEGIN
 	IF coalesce(p_server, '') = '' THEN
 		PERFORM rollout_fail('FO422', 'server id required');
+	END IF;
+	-- One tick at a time across all servers: rules that span campaigns (a
+	-- device in one update at a time, priorities) then need no further
+	-- locking. A server that finds another ticking skips this period; the
+	-- work is set-based, so nothing is gained by ticking in parallel.
+	IF NOT pg_try_advisory_xact_lock(rollout_lock_key()) THEN
+		RETURN;
 	END IF;
 	FOR c IN SELECT * FROM campaigns k
 	         WHERE k.state = 'running'
