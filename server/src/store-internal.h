@@ -30,10 +30,31 @@ enum ota_err srv_store_open(const char *store_dir, const char *name, uint64_t ex
 			    int *ret_fd);
 
 /*
- * Adds a file to the store (test helpers and, later, the upload path):
+ * Adds a file to the store (test helpers):
  * copies src while hashing it into a temporary file, then renames it to
  * its digest. Writes the name into ret_name.
  */
 enum ota_err srv_store_add_file(const char *store_dir, const char *src, char ret_name[65]);
+
+/*
+ * A store writer: a temporary file in the store that data is appended to
+ * (and hashed) piece by piece, so a caller can bound each write; commit
+ * renames it to its digest. Uploads use it (the REST API).
+ * srv_store_writer_new: OTA_OK and *ret_w; OTA_ERR_NOMEM, OTA_ERR_STORAGE.
+ * srv_store_writer_write: OTA_OK; OTA_ERR_STORAGE.
+ * srv_store_writer_commit: when expected_sha256 is not NULL and differs
+ * from the digest of what was written, OTA_ERR_HASH and nothing is stored;
+ * otherwise fsyncs, renames the file to its digest (writes the digest to
+ * ret_sha256 if not NULL, the name to ret_name) and returns OTA_OK;
+ * OTA_ERR_STORAGE. A writer is committed at most once.
+ * srv_store_writer_free: removes the temporary file unless committed;
+ * NULL is fine.
+ */
+struct srv_store_writer;
+enum ota_err srv_store_writer_new(const char *store_dir, struct srv_store_writer **ret_w);
+enum ota_err srv_store_writer_write(struct srv_store_writer *w, const uint8_t *data, size_t len);
+enum ota_err srv_store_writer_commit(struct srv_store_writer *w, const uint8_t expected_sha256[32],
+				     uint8_t ret_sha256[32], char ret_name[65]);
+void srv_store_writer_free(struct srv_store_writer *w);
 
 #endif

@@ -6,6 +6,9 @@
  * SHA-256. The image goes to the content-addressed store (store-internal.h:
  * a file named by the image's hex SHA-256, the layout delivery reads).
  * Only the bundle header is decoded; the image is hashed while written.
+ * Both ways in (a small bundle in one request, or an upload session's file,
+ * uploads.c) go through wa_bundle_begin / wa_bundle_verify /
+ * wa_bundle_commit.
  */
 #include <errno.h>
 #include <fcntl.h>
@@ -66,7 +69,8 @@ static const char sql_insert[] =
 	"$10::boolean, $11::bigint, $12::bigint, decode($13, 'hex'), $14::bigint, $15, "
 	"decode($16, 'hex'), $17, $18::boolean, $19::bigint, $20) RETURNING *), "
 	"a AS (INSERT INTO audit (actor, action, object, after) SELECT $20, 'artifact.upload', "
-	"'artifact:' || x.artifact_id, to_jsonb(" ARTIFACT_JSON ") FROM x) "
+	"'artifact:' || x.artifact_id, to_jsonb(" ARTIFACT_JSON ") FROM x), "
+	"u AS (DELETE FROM uploads WHERE upload_id = $21::text AND EXISTS (SELECT 1 FROM x)) "
 	"SELECT " ARTIFACT_JSON "::text FROM x";
 
 static const char sql_delete[] =
@@ -172,34 +176,23 @@ void wa_h_artifacts_get(struct wa_ctx *ctx)
 	wa_db(ctx, "wa_artifact_get", 1, params, reply_one);
 }
 
-/* ---- upload --------------------------------------------------------- */
+/* ---- creating an artifact (shared by POST /artifacts and sessions) -- */
 
-struct upload {
-	char artifact_id[132];
-	uint8_t *arena_mem;
-	struct ota_arena arena;
-	Fleetota__V1__BundleHeader *header;
-	uint8_t *manifest_bytes; /* the manifest envelope, serialized */
-	size_t manifest_len;
-	char digest_hex[65];
-	size_t image_off;
-	char tmp_path[PATH_MAX]; /* a temporary file in the store, or "" */
-};
-
-static void upload_free(void *p)
+static void bundle_free(void *p)
 {
-	struct upload *up = p;
+	struct wa_bundle *b = p;
 
-	if (up == NULL)
+	if (b == NULL)
 		return;
-	if (up->tmp_path[0] != '\0')
-		unlink(up->tmp_path);
-	free(up->manifest_bytes);
-	free(up->arena_mem);
-	free(up);
+	srv_store_writer_free(b->writer);
+	if (b->ext_free != NULL)
+		b->ext_free(b->ext);
+	free(b->manifest_bytes);
+	free(b->arena_mem);
+	free(b);
 }
 
-static void refuse(struct wa_ctx *ctx, enum ota_err err, const char *what)
+void wa_bundle_refuse(struct wa_ctx *ctx, enum ota_err err, const char *what)
 {
 	char msg[160];
 
@@ -207,55 +200,55 @@ static void refuse(struct wa_ctx *ctx, enum ota_err err, const char *what)
 	wa_reply_error(ctx, 422, ota_err_name(err), msg, "body");
 }
 
-/*
- * Writes the image (len bytes) to a temporary file in the store while
- * hashing it. OTA_OK and the digest; OTA_ERR_STORAGE.
- */
-static enum ota_err write_image(struct upload *up, const char *store_dir, const uint8_t *image,
-				size_t len, uint8_t digest[32])
+bool wa_bundle_begin(struct wa_ctx *ctx, const char *artifact_id, const uint8_t *header,
+		     size_t header_len, uint64_t image_size, wa_bundle_store_fn store_image)
 {
-	struct ota_sha256_ctx sha;
-	size_t done = 0;
-	int fd;
+	struct wa_bundle *b = calloc(1, sizeof(*b));
+	uint8_t digest[32];
 
-	if ((size_t)snprintf(up->tmp_path, sizeof(up->tmp_path), "%s/.upload-XXXXXX", store_dir) >=
-	    sizeof(up->tmp_path)) {
-		up->tmp_path[0] = '\0';
-		return OTA_ERR_STORAGE;
+	if (b == NULL) {
+		wa_reply_error(ctx, 500, "internal", "out of memory", NULL);
+		return false;
 	}
-	fd = mkstemp(up->tmp_path);
-	if (fd < 0) {
-		up->tmp_path[0] = '\0';
-		return OTA_ERR_STORAGE;
+	ctx->state = b;
+	ctx->state_free = bundle_free;
+	snprintf(b->artifact_id, sizeof(b->artifact_id), "%s", artifact_id);
+	b->image_size = image_size;
+	b->store_image = store_image;
+	b->arena_mem = malloc(WA_HEADER_ARENA_BYTES);
+	if (b->arena_mem == NULL) {
+		wa_reply_error(ctx, 500, "internal", "out of memory", NULL);
+		return false;
 	}
-	if (ota_sha256_init(&sha) != OTA_OK) {
-		close(fd);
-		return OTA_ERR_STORAGE;
+	ota_arena_init(&b->arena, b->arena_mem, WA_HEADER_ARENA_BYTES);
+	if (header_len > OTA_MAX_BUNDLE_HEADER_BYTES ||
+	    ota_bundle_header_decode(header, header_len, &b->arena, &b->header) != OTA_OK) {
+		wa_bundle_refuse(ctx, OTA_ERR_FORMAT, "bundle header");
+		return false;
 	}
-	while (done < len) {
-		size_t chunk = len - done > 1u << 20 ? 1u << 20 : len - done;
-		ssize_t n;
-
-		if (ota_sha256_update(&sha, image + done, chunk) != OTA_OK)
-			break;
-		n = write(fd, image + done, chunk);
-		if (n < 0 && errno == EINTR)
-			continue;
-		if (n <= 0)
-			break;
-		done += (size_t)n;
+	b->manifest_len = fleetota__v1__signed__get_packed_size(b->header->manifest);
+	if (b->manifest_len == 0 || b->manifest_len > OTA_MAX_ENVELOPE_BYTES) {
+		wa_bundle_refuse(ctx, OTA_ERR_FORMAT, "manifest");
+		return false;
 	}
-	if (done != len || fsync(fd) != 0) {
-		ota_sha256_abort(&sha);
-		close(fd);
-		return OTA_ERR_STORAGE;
+	b->manifest_bytes = malloc(b->manifest_len);
+	if (b->manifest_bytes == NULL) {
+		wa_reply_error(ctx, 500, "internal", "out of memory", NULL);
+		return false;
 	}
-	close(fd);
-	return ota_sha256_final(&sha, digest);
+	fleetota__v1__signed__pack(b->header->manifest, b->manifest_bytes);
+	if (ota_sha256(b->manifest_bytes, b->manifest_len, digest) != OTA_OK) {
+		wa_reply_error(ctx, 500, "internal", "hash failed", NULL);
+		return false;
+	}
+	wa_hex(digest, sizeof(digest), b->digest_hex);
+	return true;
 }
 
-static void upload_inserted(struct wa_ctx *ctx, enum ota_err err, const PGresult *res)
+static void bundle_inserted(struct wa_ctx *ctx, enum ota_err err, const PGresult *res)
 {
+	struct wa_bundle *b = ctx->state;
+
 	if (err == OTA_ERR_STORAGE && strcmp(wa_sqlstate(res), "23505") == 0) {
 		wa_reply_error(ctx, 409, "conflict", "this artifact id or manifest exists", "id");
 		return;
@@ -264,12 +257,81 @@ static void upload_inserted(struct wa_ctx *ctx, enum ota_err err, const PGresult
 		wa_reply_db_error(ctx, err, res);
 		return;
 	}
+	if (b->created != NULL)
+		b->created(ctx, b);
 	wa_reply_text(ctx, 201, PQgetvalue(res, 0, 0));
 }
 
-static void upload_checked(struct wa_ctx *ctx, enum ota_err err, const PGresult *res)
+void wa_bundle_commit(struct wa_ctx *ctx, struct wa_bundle *b)
 {
-	struct upload *up = ctx->state;
+	const Fleetota__V1__Manifest *m = b->manifest;
+	uint8_t digest[32];
+	char image_hex[65], signer_hex[65], store_name[65], size_text[24];
+	char *manifest_hex = NULL, *hw_json = NULL;
+	char nums[6][24];
+	const char *params[21];
+	json_t *hw;
+	enum ota_err err;
+
+	err = srv_store_writer_commit(b->writer, m->image->sha256.data, digest, store_name);
+	if (err == OTA_ERR_HASH) {
+		wa_bundle_refuse(ctx, OTA_ERR_HASH, "image");
+		return;
+	}
+	if (err != OTA_OK) {
+		wa_reply_error(ctx, 500, "store_error", "cannot write the image store", NULL);
+		return;
+	}
+	manifest_hex = malloc(2 * b->manifest_len + 1);
+	hw = json_array();
+	for (size_t i = 0; hw != NULL && i < m->n_hw_revisions; i++)
+		json_array_append_new(hw, json_string(m->hw_revisions[i]));
+	hw_json = hw != NULL ? json_dumps(hw, JSON_COMPACT) : NULL;
+	json_decref(hw);
+	if (manifest_hex == NULL || hw_json == NULL) {
+		wa_reply_error(ctx, 500, "internal", "out of memory", NULL);
+		goto out;
+	}
+	wa_hex(b->manifest_bytes, b->manifest_len, manifest_hex);
+	wa_hex(digest, sizeof(digest), image_hex);
+	wa_hex(b->signer->key_id.data, OTA_KEY_ID_BYTES, signer_hex);
+	snprintf(nums[0], 24, "%llu", (unsigned long long)m->version_code);
+	snprintf(nums[1], 24, "%llu", (unsigned long long)m->security_counter);
+	snprintf(nums[2], 24, "%llu", (unsigned long long)m->min_installed_version);
+	snprintf(nums[3], 24, "%llu", (unsigned long long)m->issued_at);
+	snprintf(nums[4], 24, "%llu", (unsigned long long)m->expires_at);
+	snprintf(nums[5], 24, "%llu", (unsigned long long)m->sequence);
+	snprintf(size_text, sizeof(size_text), "%llu", (unsigned long long)m->image->size);
+	params[0] = b->artifact_id;
+	params[1] = b->digest_hex;
+	params[2] = manifest_hex;
+	params[3] = m->product;
+	params[4] = hw_json;
+	params[5] = m->version;
+	params[6] = nums[0];
+	params[7] = nums[1];
+	params[8] = nums[2];
+	params[9] = m->is_security_update ? "true" : "false";
+	params[10] = nums[3];
+	params[11] = nums[4];
+	params[12] = image_hex;
+	params[13] = size_text;
+	params[14] = m->image->name != NULL ? m->image->name : "";
+	params[15] = signer_hex;
+	params[16] = store_name;
+	params[17] = m->allow_downgrade ? "true" : "false";
+	params[18] = nums[5];
+	params[19] = ctx->actor;
+	params[20] = b->upload_id[0] != '\0' ? b->upload_id : NULL;
+	wa_db(ctx, "wa_artifact_insert", 21, params, bundle_inserted);
+out:
+	free(manifest_hex);
+	free(hw_json);
+}
+
+static void bundle_checked(struct wa_ctx *ctx, enum ota_err err, const PGresult *res)
+{
+	struct wa_bundle *b = ctx->state;
 	uint8_t *kl_bytes = NULL, *kl_arena_mem = NULL;
 	size_t kl_len = 0;
 	struct ota_arena kl_arena;
@@ -277,12 +339,6 @@ static void upload_checked(struct wa_ctx *ctx, enum ota_err err, const PGresult 
 	Fleetota__V1__KeyList *keylist = NULL;
 	Fleetota__V1__Manifest *m = NULL;
 	const Fleetota__V1__PublicKey *signer = NULL;
-	uint8_t digest[32];
-	char image_hex[65], signer_hex[65], final_path[PATH_MAX], store_name[65];
-	char *manifest_hex = NULL, *hw_json = NULL;
-	char nums[6][24];
-	const char *params[20];
-	json_t *hw;
 	enum ota_err verr;
 
 	if (err != OTA_OK) {
@@ -317,99 +373,59 @@ static void upload_checked(struct wa_ctx *ctx, enum ota_err err, const PGresult 
 		goto out;
 	}
 	/* the device's own check: signature by a key of the trusted list */
-	verr = ota_manifest_verify(keylist, up->header->manifest, &up->arena, &m, &signer);
+	verr = ota_manifest_verify(keylist, b->header->manifest, &b->arena, &m, &signer);
 	if (verr != OTA_OK) {
-		refuse(ctx, verr, "manifest");
+		wa_bundle_refuse(ctx, verr, "manifest");
 		goto out;
 	}
 	if (m->image == NULL || m->image->sha256.len != OTA_SHA256_BYTES ||
 	    signer->key_id.len != OTA_KEY_ID_BYTES) {
-		refuse(ctx, OTA_ERR_FORMAT, "manifest");
+		wa_bundle_refuse(ctx, OTA_ERR_FORMAT, "manifest");
 		goto out;
 	}
-	if (m->image->size != ctx->body_len - up->image_off) {
-		refuse(ctx, OTA_ERR_SIZE, "image");
+	if (m->image->size != b->image_size) {
+		wa_bundle_refuse(ctx, OTA_ERR_SIZE, "image");
 		goto out;
 	}
-	if (write_image(up, wa_store_dir(ctx), ctx->body + up->image_off,
-			ctx->body_len - up->image_off, digest) != OTA_OK) {
+	/* the manifest lives in b->arena, the keylist only in kl_arena */
+	b->manifest = m;
+	b->signer = signer;
+	if (srv_store_writer_new(wa_store_dir(ctx), &b->writer) != OTA_OK) {
 		wa_reply_error(ctx, 500, "store_error", "cannot write the image store", NULL);
 		goto out;
 	}
-	if (memcmp(digest, m->image->sha256.data, OTA_SHA256_BYTES) != 0) {
-		refuse(ctx, OTA_ERR_HASH, "image");
-		goto out;
-	}
-	srv_store_name_from_sha256(digest, store_name);
-	if ((size_t)snprintf(final_path, sizeof(final_path), "%s/%s", wa_store_dir(ctx),
-			     store_name) >= sizeof(final_path) ||
-	    rename(up->tmp_path, final_path) != 0) {
-		wa_reply_error(ctx, 500, "store_error", "cannot write the image store", NULL);
-		goto out;
-	}
-	up->tmp_path[0] = '\0';
-
-	manifest_hex = malloc(2 * up->manifest_len + 1);
-	hw = json_array();
-	for (size_t i = 0; hw != NULL && i < m->n_hw_revisions; i++)
-		json_array_append_new(hw, json_string(m->hw_revisions[i]));
-	hw_json = hw != NULL ? json_dumps(hw, JSON_COMPACT) : NULL;
-	json_decref(hw);
-	if (manifest_hex == NULL || hw_json == NULL) {
-		wa_reply_error(ctx, 500, "internal", "out of memory", NULL);
-		goto out;
-	}
-	wa_hex(up->manifest_bytes, up->manifest_len, manifest_hex);
-	wa_hex(digest, sizeof(digest), image_hex);
-	wa_hex(signer->key_id.data, OTA_KEY_ID_BYTES, signer_hex);
-	snprintf(nums[0], 24, "%llu", (unsigned long long)m->version_code);
-	snprintf(nums[1], 24, "%llu", (unsigned long long)m->security_counter);
-	snprintf(nums[2], 24, "%llu", (unsigned long long)m->min_installed_version);
-	snprintf(nums[3], 24, "%llu", (unsigned long long)m->issued_at);
-	snprintf(nums[4], 24, "%llu", (unsigned long long)m->expires_at);
-	snprintf(nums[5], 24, "%llu", (unsigned long long)m->sequence);
-	{
-		char size_text[24];
-
-		snprintf(size_text, sizeof(size_text), "%llu", (unsigned long long)m->image->size);
-		params[0] = up->artifact_id;
-		params[1] = up->digest_hex;
-		params[2] = manifest_hex;
-		params[3] = m->product;
-		params[4] = hw_json;
-		params[5] = m->version;
-		params[6] = nums[0];
-		params[7] = nums[1];
-		params[8] = nums[2];
-		params[9] = m->is_security_update ? "true" : "false";
-		params[10] = nums[3];
-		params[11] = nums[4];
-		params[12] = image_hex;
-		params[13] = size_text;
-		params[14] = m->image->name != NULL ? m->image->name : "";
-		params[15] = signer_hex;
-		params[16] = store_name;
-		params[17] = m->allow_downgrade ? "true" : "false";
-		params[18] = nums[5];
-		params[19] = ctx->actor;
-		wa_db(ctx, "wa_artifact_insert", 20, params, upload_inserted);
-	}
+	b->store_image(ctx, b);
 out:
-	free(manifest_hex);
-	free(hw_json);
 	free(kl_bytes);
 	free(kl_arena_mem);
+}
+
+void wa_bundle_verify(struct wa_ctx *ctx)
+{
+	struct wa_bundle *b = ctx->state;
+	const char *params[2] = {b->artifact_id, b->digest_hex};
+
+	wa_db(ctx, "wa_artifact_precheck", 2, params, bundle_checked);
+}
+
+/* ---- POST /api/v1/artifacts: a small bundle in one request ----------- */
+
+/* The image is in the request body (at most one upload chunk). */
+static void store_from_body(struct wa_ctx *ctx, struct wa_bundle *b)
+{
+	if (srv_store_writer_write(b->writer, ctx->body + (ctx->body_len - b->image_size),
+				   b->image_size) != OTA_OK) {
+		wa_reply_error(ctx, 500, "store_error", "cannot write the image store", NULL);
+		return;
+	}
+	wa_bundle_commit(ctx, b);
 }
 
 void wa_h_artifacts_upload(struct wa_ctx *ctx)
 {
 	static const char *const allowed[] = {"id", NULL};
 	const char *id;
-	struct upload *up;
-	size_t header_off, header_len;
-	uint8_t digest[32];
-	const char *params[2];
-	enum ota_err err;
+	size_t header_off, header_len, image_off;
 
 	if (!wa_query_only(ctx, allowed))
 		return;
@@ -420,49 +436,15 @@ void wa_h_artifacts_upload(struct wa_ctx *ctx)
 			       "id");
 		return;
 	}
-	up = calloc(1, sizeof(*up));
-	if (up == NULL) {
-		wa_reply_error(ctx, 500, "internal", "out of memory", NULL);
-		return;
-	}
-	ctx->state = up;
-	ctx->state_free = upload_free;
-	snprintf(up->artifact_id, sizeof(up->artifact_id), "%s", id);
-	if (wa_bundle_split(ctx->body, ctx->body_len, &header_off, &header_len, &up->image_off) !=
+	if (wa_bundle_split(ctx->body, ctx->body_len, &header_off, &header_len, &image_off) !=
 	    OTA_OK) {
-		refuse(ctx, OTA_ERR_FORMAT, "bundle");
+		wa_bundle_refuse(ctx, OTA_ERR_FORMAT, "bundle");
 		return;
 	}
-	up->arena_mem = malloc(WA_HEADER_ARENA_BYTES);
-	if (up->arena_mem == NULL) {
-		wa_reply_error(ctx, 500, "internal", "out of memory", NULL);
+	if (!wa_bundle_begin(ctx, id, ctx->body + header_off, header_len, ctx->body_len - image_off,
+			     store_from_body))
 		return;
-	}
-	ota_arena_init(&up->arena, up->arena_mem, WA_HEADER_ARENA_BYTES);
-	err = ota_bundle_header_decode(ctx->body + header_off, header_len, &up->arena, &up->header);
-	if (err != OTA_OK) {
-		refuse(ctx, OTA_ERR_FORMAT, "bundle header");
-		return;
-	}
-	up->manifest_len = fleetota__v1__signed__get_packed_size(up->header->manifest);
-	if (up->manifest_len == 0 || up->manifest_len > OTA_MAX_ENVELOPE_BYTES) {
-		refuse(ctx, OTA_ERR_FORMAT, "manifest");
-		return;
-	}
-	up->manifest_bytes = malloc(up->manifest_len);
-	if (up->manifest_bytes == NULL) {
-		wa_reply_error(ctx, 500, "internal", "out of memory", NULL);
-		return;
-	}
-	fleetota__v1__signed__pack(up->header->manifest, up->manifest_bytes);
-	if (ota_sha256(up->manifest_bytes, up->manifest_len, digest) != OTA_OK) {
-		wa_reply_error(ctx, 500, "internal", "hash failed", NULL);
-		return;
-	}
-	wa_hex(digest, sizeof(digest), up->digest_hex);
-	params[0] = up->artifact_id;
-	params[1] = up->digest_hex;
-	wa_db(ctx, "wa_artifact_precheck", 2, params, upload_checked);
+	wa_bundle_verify(ctx);
 }
 
 /* ---- delete --------------------------------------------------------- */

@@ -12,8 +12,10 @@
 #include <jansson.h>
 #include <libpq-fe.h>
 
+#include "fleetota/arena.h"
 #include "fleetota/err.h"
 #include "fleetota/webapi.h"
+#include "ota.pb-c.h"
 
 /* ---- roles and tokens (token.c) --------------------------------------- */
 
@@ -104,9 +106,91 @@ enum ota_err wa_bundle_split(const uint8_t *buf, size_t len, size_t *ret_header_
  */
 enum ota_err wa_pg_bytea_decode(const char *text, uint8_t *out, size_t cap, size_t *ret_len);
 
-/* ---- the server side (webapi.c) --------------------------------------- */
+/* ---- creating an artifact from a bundle (artifacts.c) ------------------ */
 
 struct wa_ctx;
+struct wa_bundle;
+struct srv_store_writer;
+
+/*
+ * Writes a bundle's image to the store (an srv_store_writer) and then
+ * calls wa_bundle_commit; may take several loop turns (wa_defer).
+ */
+typedef void (*wa_bundle_store_fn)(struct wa_ctx *ctx, struct wa_bundle *b);
+
+/*
+ * One artifact being created, by POST /api/v1/artifacts (the bundle in
+ * memory) or by finishing an upload session (the bundle in a file): both
+ * decode the header here, verify the manifest against the server's newest
+ * KeyList with the same code, and store the image through a store writer
+ * that checks its SHA-256 before the file gets its name. ctx->state is
+ * this struct; ext is the caller's (freed with ext_free).
+ */
+struct wa_bundle {
+	char artifact_id[132];
+	char upload_id[40]; /* the session deleted with the insert, or "" */
+	uint8_t *arena_mem;
+	struct ota_arena arena;
+	Fleetota__V1__BundleHeader *header;
+	uint8_t *manifest_bytes; /* the manifest envelope, serialized */
+	size_t manifest_len;
+	char digest_hex[65];
+	uint64_t image_size; /* the bundle's bytes after its header */
+	/* after verification */
+	Fleetota__V1__Manifest *manifest;
+	const Fleetota__V1__PublicKey *signer;
+	struct srv_store_writer *writer; /* the image on its way to the store */
+	wa_bundle_store_fn store_image;
+	/* called after the artifact row is in (before the 201 reply) */
+	void (*created)(struct wa_ctx *ctx, struct wa_bundle *b);
+	void *ext;
+	void (*ext_free)(void *ext);
+};
+
+/*
+ * Makes ctx->state a new bundle for artifact_id (checked by the caller)
+ * and decodes header (header_len bytes, bounded by the caller). true on
+ * success; false after replying (422 OTA_ERR_FORMAT, 500).
+ */
+bool wa_bundle_begin(struct wa_ctx *ctx, const char *artifact_id, const uint8_t *header,
+		     size_t header_len, uint64_t image_size, wa_bundle_store_fn store_image);
+/*
+ * Checks id and manifest against the database (409), verifies the
+ * manifest against the newest KeyList (422 with the error name) and the
+ * image size (422 OTA_ERR_SIZE), then calls b->store_image.
+ */
+void wa_bundle_verify(struct wa_ctx *ctx);
+/*
+ * Commits b->writer: 422 OTA_ERR_HASH (nothing stored) when the image
+ * differs from the manifest, else inserts the artifact (and its audit
+ * row, and deletes b->upload_id's session in the same statement) and
+ * replies 201 (409 on a duplicate).
+ */
+void wa_bundle_commit(struct wa_ctx *ctx, struct wa_bundle *b);
+/* The 422 reply for a bundle refused with err ("what: description"). */
+void wa_bundle_refuse(struct wa_ctx *ctx, enum ota_err err, const char *what);
+
+/* ---- upload sessions (uploads.c) --------------------------------------- */
+
+struct wa_uploads;
+/*
+ * Creates the private upload dir (<store_dir>/.uploads, mode 0700) and the
+ * purge timer. max_bundle bounds one session's declared size.
+ */
+enum ota_err wa_uploads_new(struct webapi *api, struct event_base *base, const char *store_dir,
+			    uint64_t max_bundle, struct wa_uploads **ret);
+void wa_uploads_free(struct wa_uploads *up);
+enum ota_err wa_uploads_prepare(struct srv_db *db);
+struct wa_uploads *wa_uploads_of(const struct wa_ctx *ctx);
+
+void wa_h_uploads_create(struct wa_ctx *ctx);
+void wa_h_uploads_get(struct wa_ctx *ctx);
+void wa_h_uploads_append(struct wa_ctx *ctx);
+void wa_h_uploads_delete(struct wa_ctx *ctx);
+void wa_h_uploads_finish(struct wa_ctx *ctx);
+
+/* ---- the server side (webapi.c) --------------------------------------- */
+
 typedef void (*wa_handler)(struct wa_ctx *ctx);
 
 struct wa_ctx {
@@ -130,6 +214,8 @@ struct wa_ctx {
 	void (*state_free)(void *state);
 	int step;
 	double started_ms;
+	struct event *defer_ev; /* wa_defer */
+	void (*defer_cb)(struct wa_ctx *ctx);
 	/* live requests of the listener (webapi_free orphans them) */
 	struct wa_ctx *live_prev, *live_next;
 	bool orphan;
@@ -175,6 +261,24 @@ void wa_db_sql(struct wa_ctx *ctx, const char *sql, int n_params, const char *co
 const char *wa_sqlstate(const PGresult *res);
 
 const char *wa_store_dir(const struct wa_ctx *ctx);
+
+/*
+ * Calls cb(ctx) on a later turn of the loop (other requests run in
+ * between): long work is cut into bounded steps. If the listener goes
+ * away first, ctx is freed without a reply.
+ */
+void wa_defer(struct wa_ctx *ctx, void (*cb)(struct wa_ctx *ctx));
+
+/*
+ * A ctx that is no HTTP request (timers that query the database through
+ * wa_db); wa_ctx_done frees it. NULL when out of memory.
+ */
+struct wa_ctx *wa_ctx_internal(struct webapi *api);
+void wa_ctx_done(struct wa_ctx *ctx);
+/* A request header, or NULL. */
+const char *wa_header(struct wa_ctx *ctx, const char *name);
+/* Adds a response header (before the reply). */
+void wa_add_header(struct wa_ctx *ctx, const char *name, const char *value);
 
 /* Registers statements: one per module. */
 enum ota_err wa_tokens_prepare(struct srv_db *db);

@@ -38,6 +38,7 @@ enum wa_body {
 	WA_BODY_NONE,
 	WA_BODY_JSON,
 	WA_BODY_BINARY,
+	WA_BODY_CHUNK, /* an upload chunk: application/offset+octet-stream too */
 };
 
 struct wa_route {
@@ -57,6 +58,7 @@ struct webapi {
 	SSL_CTX *ssl_ctx;
 	struct srv_ratelimit *ratelimit;
 	char *store_dir;
+	struct wa_uploads *uploads;
 	uint16_t port;
 	struct wa_ctx *live; /* requests not answered yet */
 	/* API metrics */
@@ -97,6 +99,17 @@ static const struct wa_route routes[] = {
 	{EVHTTP_REQ_GET, "/api/v1/artifacts/*", WA_ROLE_VIEWER, WA_BODY_NONE, wa_h_artifacts_get},
 	{EVHTTP_REQ_DELETE, "/api/v1/artifacts/*", WA_ROLE_OPERATOR, WA_BODY_NONE,
 	 wa_h_artifacts_delete},
+	/* resumable upload sessions (uploads.c) */
+	{EVHTTP_REQ_POST, "/api/v1/uploads", WA_ROLE_OPERATOR, WA_BODY_JSON, wa_h_uploads_create},
+	{EVHTTP_REQ_GET, "/api/v1/uploads/*", WA_ROLE_OPERATOR, WA_BODY_NONE, wa_h_uploads_get},
+	{EVHTTP_REQ_HEAD, "/api/v1/uploads/*", WA_ROLE_OPERATOR, WA_BODY_NONE, wa_h_uploads_get},
+	{EVHTTP_REQ_PATCH, "/api/v1/uploads/*", WA_ROLE_OPERATOR, WA_BODY_CHUNK,
+	 wa_h_uploads_append},
+	{EVHTTP_REQ_PUT, "/api/v1/uploads/*", WA_ROLE_OPERATOR, WA_BODY_CHUNK, wa_h_uploads_append},
+	{EVHTTP_REQ_DELETE, "/api/v1/uploads/*", WA_ROLE_OPERATOR, WA_BODY_NONE,
+	 wa_h_uploads_delete},
+	{EVHTTP_REQ_POST, "/api/v1/uploads/*/artifact", WA_ROLE_OPERATOR, WA_BODY_JSON,
+	 wa_h_uploads_finish},
 	{EVHTTP_REQ_GET, "/api/v1/keylists", WA_ROLE_VIEWER, WA_BODY_NONE, wa_h_keylists_list},
 	{EVHTTP_REQ_POST, "/api/v1/keylists", WA_ROLE_ADMIN, WA_BODY_BINARY, wa_h_keylists_upload},
 	{EVHTTP_REQ_GET, "/api/v1/rootlists", WA_ROLE_VIEWER, WA_BODY_NONE, wa_h_rootlists_list},
@@ -151,6 +164,8 @@ static void ctx_free(struct wa_ctx *ctx)
 		if (ctx->live_next != NULL)
 			ctx->live_next->live_prev = ctx->live_prev;
 	}
+	if (ctx->defer_ev != NULL)
+		event_free(ctx->defer_ev);
 	if (ctx->state_free != NULL)
 		ctx->state_free(ctx->state);
 	if (ctx->query_parsed)
@@ -281,7 +296,10 @@ static void db_run(struct wa_ctx *ctx, const char *stmt, const char *sql, int n_
 	enum ota_err err;
 
 	if (call == NULL) {
-		wa_reply_error(ctx, 500, "internal", "out of memory", NULL);
+		if (ctx->req == NULL)
+			cb(ctx, OTA_ERR_NOMEM, NULL);
+		else
+			wa_reply_error(ctx, 500, "internal", "out of memory", NULL);
 		return;
 	}
 	call->ctx = ctx;
@@ -294,7 +312,10 @@ static void db_run(struct wa_ctx *ctx, const char *stmt, const char *sql, int n_
 				      db_done, call);
 	if (err != OTA_OK) {
 		free(call);
-		wa_reply_db_error(ctx, OTA_ERR_BUSY, NULL);
+		if (ctx->req == NULL) /* wa_ctx_internal: no one to reply to */
+			cb(ctx, OTA_ERR_BUSY, NULL);
+		else
+			wa_reply_db_error(ctx, OTA_ERR_BUSY, NULL);
 	}
 }
 
@@ -313,6 +334,70 @@ void wa_db_sql(struct wa_ctx *ctx, const char *sql, int n_params, const char *co
 const char *wa_store_dir(const struct wa_ctx *ctx)
 {
 	return ctx->api->store_dir;
+}
+
+struct wa_uploads *wa_uploads_of(const struct wa_ctx *ctx)
+{
+	return ctx->api->uploads;
+}
+
+static void defer_fire(evutil_socket_t fd, short what, void *arg)
+{
+	struct wa_ctx *ctx = arg;
+
+	(void)fd;
+	(void)what;
+	if (ctx->orphan) {
+		ctx_free(ctx);
+		return;
+	}
+	ctx->defer_cb(ctx);
+}
+
+void wa_defer(struct wa_ctx *ctx, void (*cb)(struct wa_ctx *ctx))
+{
+	static const struct timeval now = {0, 0};
+
+	if (ctx->defer_ev == NULL) {
+		ctx->defer_ev = evtimer_new(ctx->api->base, defer_fire, ctx);
+		if (ctx->defer_ev == NULL) {
+			wa_reply_error(ctx, 500, "internal", "out of memory", NULL);
+			return;
+		}
+	}
+	ctx->defer_cb = cb;
+	evtimer_add(ctx->defer_ev, &now);
+}
+
+struct wa_ctx *wa_ctx_internal(struct webapi *api)
+{
+	struct wa_ctx *ctx = calloc(1, sizeof(*ctx));
+
+	if (ctx == NULL)
+		return NULL;
+	ctx->api = api;
+	ctx->live_next = api->live;
+	if (api->live != NULL)
+		api->live->live_prev = ctx;
+	api->live = ctx;
+	ctx->started_ms = now_ms();
+	snprintf(ctx->actor, sizeof(ctx->actor), "server");
+	return ctx;
+}
+
+void wa_ctx_done(struct wa_ctx *ctx)
+{
+	ctx_free(ctx);
+}
+
+const char *wa_header(struct wa_ctx *ctx, const char *name)
+{
+	return evhttp_find_header(evhttp_request_get_input_headers(ctx->req), name);
+}
+
+void wa_add_header(struct wa_ctx *ctx, const char *name, const char *value)
+{
+	evhttp_add_header(evhttp_request_get_output_headers(ctx->req), name, value);
 }
 
 /* ---- query strings -------------------------------------------------- */
@@ -484,8 +569,10 @@ static void run_handler(struct wa_ctx *ctx)
 				       NULL);
 			return;
 		}
-	} else if (route->body == WA_BODY_BINARY) {
-		if (ctype == NULL || strcmp(ctype, "application/octet-stream") != 0) {
+	} else if (route->body == WA_BODY_BINARY || route->body == WA_BODY_CHUNK) {
+		if (ctype == NULL || (strcmp(ctype, "application/octet-stream") != 0 &&
+				      (route->body != WA_BODY_CHUNK ||
+				       strcmp(ctype, "application/offset+octet-stream") != 0))) {
 			wa_reply_error(ctx, 415, "unsupported_media_type",
 				       "the body must be application/octet-stream", NULL);
 			return;
@@ -814,6 +901,11 @@ enum ota_err webapi_new(struct event_base *base, struct srv_db *db, struct srv_m
 		err = wa_trust_prepare(db);
 	if (err == OTA_OK)
 		err = wa_campaigns_prepare(db);
+	if (err == OTA_OK)
+		err = wa_uploads_prepare(db);
+	if (err != OTA_OK)
+		goto out;
+	err = wa_uploads_new(api, base, cfg->store_dir, max_upload, &api->uploads);
 	if (err != OTA_OK)
 		goto out;
 	err = OTA_ERR_NOMEM;
@@ -821,8 +913,10 @@ enum ota_err webapi_new(struct event_base *base, struct srv_db *db, struct srv_m
 	if (api->http == NULL)
 		goto out;
 	evhttp_set_allowed_methods(api->http, EVHTTP_REQ_GET | EVHTTP_REQ_POST | EVHTTP_REQ_PUT |
-						      EVHTTP_REQ_DELETE);
-	evhttp_set_max_body_size(api->http, (ev_ssize_t)max_upload);
+						      EVHTTP_REQ_DELETE | EVHTTP_REQ_PATCH |
+						      EVHTTP_REQ_HEAD);
+	/* no request body above one chunk is ever buffered */
+	evhttp_set_max_body_size(api->http, (ev_ssize_t)WEBAPI_UPLOAD_CHUNK_MAX);
 	evhttp_set_max_headers_size(api->http,
 				    cfg->max_header_bytes != 0 ? cfg->max_header_bytes : 8192);
 	evhttp_set_timeout(api->http, cfg->timeout_sec != 0 ? (int)cfg->timeout_sec : 30);
@@ -851,8 +945,10 @@ enum ota_err webapi_new(struct event_base *base, struct srv_db *db, struct srv_m
 				api->port = ntohs(((struct sockaddr_in6 *)&ss)->sin6_port);
 		}
 	}
-	srv_log(SRV_LOG_INFO, "webapi: listening on %s:%u (%s), uploads up to %llu bytes", addr,
-		api->port, api->ssl_ctx != NULL ? "https" : "http", (unsigned long long)max_upload);
+	srv_log(SRV_LOG_INFO,
+		"webapi: listening on %s:%u (%s), bundles up to %llu bytes, bodies up to %u", addr,
+		api->port, api->ssl_ctx != NULL ? "https" : "http", (unsigned long long)max_upload,
+		WEBAPI_UPLOAD_CHUNK_MAX);
 	*ret_api = api;
 	return OTA_OK;
 out:
@@ -869,11 +965,16 @@ void webapi_free(struct webapi *api)
 {
 	if (api == NULL)
 		return;
-	for (struct wa_ctx *ctx = api->live; ctx != NULL; ctx = ctx->live_next) {
+	for (struct wa_ctx *ctx = api->live, *next; ctx != NULL; ctx = next) {
+		next = ctx->live_next;
 		ctx->orphan = true;
 		ctx->api = NULL;
 		ctx->req = NULL;
+		/* a deferred step would never run again: nobody else frees it */
+		if (ctx->defer_ev != NULL && evtimer_pending(ctx->defer_ev, NULL))
+			ctx_free(ctx);
 	}
+	wa_uploads_free(api->uploads);
 	if (api->http != NULL)
 		evhttp_free(api->http);
 	if (api->ssl_ctx != NULL)

@@ -28,10 +28,23 @@ struct webapi;
 
 /* Request body limits (bytes). JSON bodies are small; see docs/api.md. */
 #define WEBAPI_MAX_JSON_BODY (64u * 1024u)
-/* Default bound of an uploaded .otab bundle (held in memory while read). */
+/* Default bound of an uploaded .otab bundle (written to disk, see below). */
 #define WEBAPI_DEFAULT_MAX_UPLOAD (64u * 1024u * 1024u)
 /* Hard ceiling of max_upload_bytes. */
 #define WEBAPI_MAX_UPLOAD_CEILING (1024u * 1024u * 1024u)
+/*
+ * Largest request body the admin listener reads (libevent buffers a body
+ * whole before the API sees it): one chunk of an upload session, or a
+ * whole small bundle on POST /api/v1/artifacts. Bigger bundles go through
+ * upload sessions (docs/api.md), which write chunk by chunk to disk.
+ */
+#define WEBAPI_UPLOAD_CHUNK_MAX (8u * 1024u * 1024u)
+/* Open upload sessions, all tokens together, and their declared bytes. */
+#define WEBAPI_UPLOAD_MAX_SESSIONS 16u
+#define WEBAPI_UPLOAD_MAX_TOTAL_BYTES (4ull * 1024ull * 1024ull * 1024ull)
+/* Lifetime of an upload session (from its creation), and the purge period. */
+#define WEBAPI_UPLOAD_TTL_SEC (24u * 3600u)
+#define WEBAPI_UPLOAD_PURGE_SEC 60u
 /* Page size: default and maximum items of one list response. */
 #define WEBAPI_PAGE_DEFAULT 100u
 #define WEBAPI_PAGE_MAX 500u
@@ -44,7 +57,7 @@ struct webapi_config {
 	const char *store_dir; /* the server's content-addressed image store */
 	const char *tls_cert; /* optional (NULL or ""): serve HTTPS */
 	const char *tls_key; /* with tls_cert */
-	uint64_t max_upload_bytes; /* 0 = WEBAPI_DEFAULT_MAX_UPLOAD */
+	uint64_t max_upload_bytes; /* largest bundle; 0 = WEBAPI_DEFAULT_MAX_UPLOAD */
 	unsigned timeout_sec; /* idle/read timeout of a connection; 0 = 30 */
 	unsigned max_header_bytes; /* 0 = 8192 */
 	double rate_per_sec; /* per client address; 0 = 50 */
