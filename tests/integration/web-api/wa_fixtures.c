@@ -14,6 +14,10 @@
  *   fw-changed-image.otab one image byte flipped (OTA_ERR_HASH)
  *   fw-truncated.otab    the last image byte missing (OTA_ERR_SIZE)
  *   docs.otab            another valid bundle for the docs/api.md examples
+ * wa_fixtures DIR BYTES also writes, for the upload session tests:
+ *   big.otab             a bundle with a BYTES-byte image, signed by A
+ *   chunks.otab          a 20 MiB image (three 8 MiB chunks), signed by A
+ *   chunks-changed.otab  the same, one image byte flipped (OTA_ERR_HASH)
  */
 #include <stdio.h>
 #include <stdlib.h>
@@ -32,17 +36,20 @@ static void write_env(const char *dir, const char *name, Fleetota__V1__Signed *e
 	ota_fx_env_free(env);
 }
 
-static struct ota_fx_buf bundle(EVP_PKEY *signer, const char *version, uint64_t code, uint8_t seed)
+static struct ota_fx_buf bundle_of(EVP_PKEY *signer, const char *version, uint64_t code,
+				   uint8_t seed, size_t image_len)
 {
-	static uint8_t image[IMAGE_BYTES];
+	uint8_t *image = malloc(image_len);
 	struct ota_fx_manifest m;
 	struct ota_fx_bundle b = {0};
 	Fleetota__V1__Signed *menv;
 	struct ota_fx_buf out;
 
-	for (size_t i = 0; i < sizeof(image); i++)
+	if (image == NULL)
+		abort();
+	for (size_t i = 0; i < image_len; i++)
 		image[i] = (uint8_t)((i * 131u + seed) ^ (i >> 7));
-	ota_fx_manifest_init(&m, image, sizeof(image));
+	ota_fx_manifest_init(&m, image, image_len);
 	m.product = "fx-model";
 	m.version = version;
 	m.version_code = code;
@@ -54,10 +61,16 @@ static struct ota_fx_buf bundle(EVP_PKEY *signer, const char *version, uint64_t 
 	menv = ota_fx_manifest(&m);
 	b.manifest = menv;
 	b.image = image;
-	b.image_len = sizeof(image);
+	b.image_len = image_len;
 	out = ota_fx_bundle_bytes(&b);
 	ota_fx_env_free(menv);
+	free(image);
 	return out;
+}
+
+static struct ota_fx_buf bundle(EVP_PKEY *signer, const char *version, uint64_t code, uint8_t seed)
+{
+	return bundle_of(signer, version, code, seed, IMAGE_BYTES);
 }
 
 static void write_buf(const char *dir, const char *name, struct ota_fx_buf *buf)
@@ -76,8 +89,8 @@ int main(int argc, char **argv)
 	struct ota_fx_buf buf;
 	const char *dir;
 
-	if (argc != 2) {
-		fprintf(stderr, "usage: wa_fixtures DIR\n");
+	if (argc != 2 && argc != 3) {
+		fprintf(stderr, "usage: wa_fixtures DIR [BIG_IMAGE_BYTES]\n");
 		return 2;
 	}
 	dir = argv[1];
@@ -148,6 +161,17 @@ int main(int argc, char **argv)
 	buf = bundle(a, "1.4.0", 6, 6);
 	ota_fx_buf_truncate(&buf, 1);
 	write_buf(dir, "fw-truncated.otab", &buf);
+	if (argc == 3) {
+		size_t big = strtoul(argv[2], NULL, 10);
+
+		buf = bundle_of(a, "3.0.0", 10, 7, big);
+		write_buf(dir, "big.otab", &buf);
+		buf = bundle_of(a, "2.5.0", 8, 8, 20u << 20);
+		write_buf(dir, "chunks.otab", &buf);
+		buf = bundle_of(a, "2.6.0", 9, 9, 20u << 20);
+		ota_fx_bundle_corrupt(&buf, OTA_FX_PART_IMAGE, 17u << 20);
+		write_buf(dir, "chunks-changed.otab", &buf);
+	}
 	EVP_PKEY_free(r1);
 	EVP_PKEY_free(r2);
 	EVP_PKEY_free(rx);
