@@ -5,6 +5,7 @@
 BUILD       ?= build
 TEST_BUILD  ?= build-test
 FUZZ_BUILD  ?= build-fuzz
+BENCH_BUILD ?= build-bench
 FUZZ_SECONDS ?= 60
 MESON_TEST_ARGS ?=
 
@@ -54,8 +55,12 @@ format-check:
 demo: build
 	@bash scripts/demo.sh
 
-bench: build
-	@bash bench/run.sh $(BUILD)
+# Release build of its own; bench/run.sh builds only the programs it runs.
+$(BENCH_BUILD)/build.ninja:
+	meson setup $(BENCH_BUILD) -Dwerror=true -Dbuildtype=release
+
+bench: deps $(BENCH_BUILD)/build.ninja
+	@bash bench/run.sh $(BENCH_BUILD)
 
 clean:
-	rm -rf $(BUILD) $(TEST_BUILD) $(FUZZ_BUILD)
+	rm -rf $(BUILD) $(TEST_BUILD) $(FUZZ_BUILD) $(BENCH_BUILD)
