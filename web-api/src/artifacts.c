@@ -294,7 +294,7 @@ void wa_bundle_commit(struct wa_ctx *ctx, struct wa_bundle *b)
 	}
 	wa_hex(b->manifest_bytes, b->manifest_len, manifest_hex);
 	wa_hex(digest, sizeof(digest), image_hex);
-	wa_hex(b->signer->key_id.data, OTA_KEY_ID_BYTES, signer_hex);
+	wa_hex(b->signer_key_id, OTA_KEY_ID_BYTES, signer_hex);
 	snprintf(nums[0], 24, "%llu", (unsigned long long)m->version_code);
 	snprintf(nums[1], 24, "%llu", (unsigned long long)m->security_counter);
 	snprintf(nums[2], 24, "%llu", (unsigned long long)m->min_installed_version);
@@ -389,7 +389,7 @@ static void bundle_checked(struct wa_ctx *ctx, enum ota_err err, const PGresult 
 	}
 	/* the manifest lives in b->arena, the keylist only in kl_arena */
 	b->manifest = m;
-	b->signer = signer;
+	memcpy(b->signer_key_id, signer->key_id.data, OTA_KEY_ID_BYTES);
 	if (srv_store_writer_new(wa_store_dir(ctx), &b->writer) != OTA_OK) {
 		wa_reply_error(ctx, 500, "store_error", "cannot write the image store", NULL);
 		goto out;

@@ -14,6 +14,7 @@
 
 #include "fleetota/arena.h"
 #include "fleetota/err.h"
+#include "fleetota/trust.h"
 #include "fleetota/webapi.h"
 #include "ota.pb-c.h"
 
@@ -137,8 +138,8 @@ struct wa_bundle {
 	char digest_hex[65];
 	uint64_t image_size; /* the bundle's bytes after its header */
 	/* after verification */
-	Fleetota__V1__Manifest *manifest;
-	const Fleetota__V1__PublicKey *signer;
+	Fleetota__V1__Manifest *manifest; /* in arena */
+	uint8_t signer_key_id[OTA_KEY_ID_BYTES]; /* the keylist is gone by then */
 	struct srv_store_writer *writer; /* the image on its way to the store */
 	wa_bundle_store_fn store_image;
 	/* called after the artifact row is in (before the 201 reply) */
