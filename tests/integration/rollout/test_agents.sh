@@ -79,7 +79,7 @@ sql -c "SELECT rollout_cancel('bad', 'alice')" >/dev/null
 
 log "a good artifact: every stage completes on every device"
 rm -f "$FLAG"
-sql -c "SELECT rollout_create('{\"id\":\"good\",\"artifact\":\"art-good\",\"rate_per_minute\":600,\"device_timeout_seconds\":120,\"stages\":$STAGES}', 'alice')" >/dev/null
+sql -c "SELECT rollout_create('{\"id\":\"good\",\"artifact\":\"art-good\",\"rate_per_minute\":3000,\"device_timeout_seconds\":120,\"stages\":$STAGES}', 'alice')" >/dev/null
 sql -c "SELECT rollout_start('good', 'alice')" >/dev/null
 wait_for 150 sql_eq completed "SELECT state FROM campaigns WHERE campaign_id = 'good'" ||
 	fail "good campaign: $(sql -c "SELECT rollout_status('good')")"
