@@ -83,7 +83,7 @@ struct fleet_device {
 	bool power_loss;
 	/* the worker that holds the device touches these; no lock needed */
 	bool power_lost;
-	bool went_offline;
+	double offline_at; /* when an offline device leaves (0: not yet known) */
 	struct ota_mqtt *mqtt;
 	uint64_t report_seq;
 	char version[OTA_AGENT_VERSION_BYTES];
@@ -126,6 +126,8 @@ struct fleet {
 	pthread_mutex_t stats_lock;
 	struct artifact_stats artifacts[MAX_ARTIFACTS];
 	unsigned n_artifacts;
+	unsigned offline_total; /* devices picked to go offline */
+	unsigned offline_gone; /* main thread only */
 	atomic_uint provisioned;
 	atomic_uint provision_failed;
 	atomic_uint connected;
@@ -879,12 +881,9 @@ static void run_job(struct fleet *fleet, struct fleet_device *dev, const struct 
 	} else if (job->report) {
 		report(s, idle_state(&s->agent));
 	}
-	if (dev->offline && !dev->went_offline && dev->report_seq > 0) {
-		/* registered; now it leaves (its session stays at the broker) */
-		dev->went_offline = true;
-		ota_mqtt_stop(dev->mqtt);
-		dev->mqtt = NULL;
-	}
+	/* registered: it leaves a little later, once its report went out */
+	if (dev->offline && dev->report_seq > 0 && dev->offline_at == 0)
+		dev->offline_at = now_s() + 3;
 out:
 	session_close(s);
 	free(s);
@@ -942,6 +941,32 @@ static void *worker_main(void *arg)
 		pthread_mutex_unlock(&fleet->lock);
 	}
 	return NULL;
+}
+
+/*
+ * Offline devices registered and their report had time to leave: they go
+ * away for good (their persistent session stays at the broker, so what is
+ * sent to them queues there). Only a device no worker holds is touched.
+ */
+static void take_offline(struct fleet *fleet, unsigned started, double now)
+{
+	for (unsigned i = 0; i < started; i++) {
+		struct fleet_device *d = &fleet->devices[i];
+		struct ota_mqtt *mqtt = NULL;
+		pthread_mutex_lock(&fleet->lock);
+		if (!d->busy && !d->queued && d->offline && d->mqtt && d->offline_at > 0 &&
+		    now >= d->offline_at) {
+			mqtt = d->mqtt;
+			d->mqtt = NULL;
+		}
+		pthread_mutex_unlock(&fleet->lock);
+		if (!mqtt)
+			continue;
+		ota_mqtt_stop(mqtt);
+		if (++fleet->offline_gone == fleet->offline_total)
+			printf("ota-fleet-sim: all %u offline devices registered and went away\n",
+			       fleet->offline_total);
+	}
 }
 
 /* ---- progress and summary ------------------------------------------------------- */
@@ -1063,6 +1088,25 @@ static void summary(struct fleet *fleet, double t0)
 			fprintf(f, "}");
 		}
 		fprintf(f, "}");
+	}
+	fprintf(f, "}, \"faults\": {");
+	static const char *const fault_names[] = {"offline", "selftest_fails", "power_loss",
+						  "slow"};
+	for (unsigned kind = 0; kind < 4; kind++) {
+		fprintf(f, "%s\"%s\": [", kind ? ", " : "", fault_names[kind]);
+		bool first = true;
+		for (unsigned i = 0; i < o->devices; i++) {
+			const struct fleet_device *d = &fleet->devices[i];
+			bool has = kind == 0   ? d->offline
+				   : kind == 1 ? d->selftest_fails
+				   : kind == 2 ? d->power_loss
+					       : d->slow;
+			if (!has)
+				continue;
+			fprintf(f, "%s\"%s\"", first ? "" : ", ", d->id);
+			first = false;
+		}
+		fprintf(f, "]");
 	}
 	fprintf(f, "}, \"versions\": {");
 	for (size_t v = 0; v < n_versions; v++)
@@ -1375,6 +1419,7 @@ int main(int argc, char **argv)
 		d->selftest_fails = picked(o->seed, i, 1, o->selftest_fail);
 		d->power_loss = picked(o->seed, i, 2, o->power_loss);
 		d->offline = picked(o->seed, i, 3, o->offline);
+		fleet->offline_total += d->offline;
 		d->slow = picked(o->seed, i, 4, o->slow);
 		mqtt_ctxs[i].fleet = fleet;
 		mqtt_ctxs[i].idx = i;
@@ -1462,6 +1507,7 @@ int main(int argc, char **argv)
 	double last_t = now_s();
 	double next_report = now_s() + o->report_interval_s;
 	unsigned started = 0;
+	double next_offline_scan = now_s();
 	while (!stop_requested) {
 		double t = now_s();
 		unsigned due = (unsigned)((t - t_connect) * o->connect_rate) + 1;
@@ -1499,6 +1545,10 @@ int main(int argc, char **argv)
 		if (o->progress_s && t >= next_progress) {
 			print_progress(fleet, t0, &last_done, &last_t);
 			next_progress = t + o->progress_s;
+		}
+		if (o->offline > 0 && t >= next_offline_scan) {
+			take_offline(fleet, started, t);
+			next_offline_scan = t + 1;
 		}
 		if (t >= next_report) {
 			pthread_mutex_lock(&fleet->lock);
