@@ -18,7 +18,8 @@
 #            with BENCH_ROLLOUT_DEVICES rows) against `pgbench -S` tps on a
 #            private cluster started by the same scripts/pg.sh
 #
-#   bench/run.sh [BUILD_DIR]      (make bench: BUILD_DIR=build-bench, release)
+#   bench/run.sh [BUILD_DIR]      (default and make bench: build-bench, a
+#                                  release build; run.sh builds what it runs)
 # Knobs: BENCH_PARTS ("server device verify rollout"), BENCH_IMAGE_MB (32,
 #        the served image), BENCH_SECONDS (8), BENCH_CONNS (4),
 #        BENCH_SMALL_CONNS (8), BENCH_INSTALL_MB (256), BENCH_SPEED_SECONDS
@@ -33,8 +34,9 @@
 # per CPU second on both sides (openssl's default), which a busy machine
 # does not move. The load average is printed.
 set -euo pipefail
+export LC_ALL=C # decimal points in awk and printf
 top=$(cd "$(dirname "$0")/.." && pwd)
-build=${1:-build}
+build=${1:-build-bench}
 [[ $build = /* ]] || build=$top/$build
 parts=" ${BENCH_PARTS:-server device verify rollout} "
 want() { [[ $parts == *" $1 "* ]]; }
@@ -66,7 +68,8 @@ want server && targets+=(server/ota-server tests/integration/server/srv_testtool
 want device && targets+=(agent/ota-agent keyrotate/ota-keys)
 want verify && targets+=(keyrotate/ota-keys bench/ota-bench-verify)
 if [[ -f $build/build.ninja && ${#targets[@]} -gt 0 ]]; then
-	ninja -C "$build" "${targets[@]}" >/dev/null || {
+	ninja_out=$(ninja -C "$build" "${targets[@]}" 2>&1) || {
+		tail -30 <<<"$ninja_out" >&2
 		echo "bench: build failed (ninja -C $build ${targets[*]})" >&2
 		exit 1
 	}
