@@ -59,19 +59,19 @@ CONF
 	"$OTA_AGENT" run --config "$T/$d.conf" >>"$T/$d.log" 2>&1 &
 	AGENT_PIDS+=($!)
 done
-wait_for 30 sql_eq "$N" "SELECT count(*) FROM devices WHERE keylist_version = 1 AND model = 'fx-model'" ||
+wait_for 180 sql_eq "$N" "SELECT count(*) FROM devices WHERE keylist_version = 1 AND model = 'fx-model'" ||
 	fail "agents did not report: $(sql -c "SELECT count(*) FROM devices")"
 
 STAGES='[{"count":2,"failure_ratio":0.4},{"percent":50,"soak_seconds":1},{"percent":100}]'
 log "canaries whose self-test fails: the campaign pauses by itself"
-sql -c "SELECT rollout_create('{\"id\":\"bad\",\"artifact\":\"art-bad\",\"rate_per_minute\":600,\"device_timeout_seconds\":120,\"stages\":$STAGES}', 'alice')" >/dev/null
+sql -c "SELECT rollout_create('{\"id\":\"bad\",\"artifact\":\"art-bad\",\"rate_per_minute\":600,\"device_timeout_seconds\":600,\"stages\":$STAGES}', 'alice')" >/dev/null
 sql -c "SELECT rollout_start('bad', 'alice')" >/dev/null
-wait_for 90 sql_eq paused "SELECT state FROM campaigns WHERE campaign_id = 'bad'" ||
+wait_for 180 sql_eq paused "SELECT state FROM campaigns WHERE campaign_id = 'bad'" ||
 	fail "bad campaign: $(sql -c "SELECT rollout_status('bad')"); $(tail -5 "$T/dev-1.log")"
 log "paused: $(sql -c "SELECT state_reason FROM campaigns WHERE campaign_id = 'bad'")"
 sql_eq "2" "SELECT count(DISTINCT device_id) FROM rollout_notifications WHERE campaign_id = 'bad'" ||
 	fail "notified beyond the canaries"
-wait_for 60 sql_eq "2" "SELECT count(*) FROM campaign_devices WHERE campaign_id = 'bad' AND state = 'failed' AND error = 'OTA_ERR_SELFTEST'" ||
+wait_for 180 sql_eq "2" "SELECT count(*) FROM campaign_devices WHERE campaign_id = 'bad' AND state = 'failed' AND error = 'OTA_ERR_SELFTEST'" ||
 	fail "canaries: $(sql -c "SELECT string_agg(device_id || ':' || state || ':' || error, ',') FROM campaign_devices")"
 sql_eq "2" "SELECT count(*) FROM devices d JOIN campaign_devices m USING (device_id) WHERE m.campaign_id = 'bad' AND d.version_code < 2 AND m.reported_version_code = d.version_code" ||
 	fail "reverted canaries not recorded on the version they run: $(sql -c "SELECT string_agg(d.device_id || ':' || d.version || ':' || d.version_code || ':' || coalesce(m.reported_version_code::text, '-'), ',') FROM devices d JOIN campaign_devices m USING (device_id) WHERE m.campaign_id = 'bad'")"
@@ -79,9 +79,9 @@ sql -c "SELECT rollout_cancel('bad', 'alice')" >/dev/null
 
 log "a good artifact: every stage completes on every device"
 rm -f "$FLAG"
-sql -c "SELECT rollout_create('{\"id\":\"good\",\"artifact\":\"art-good\",\"rate_per_minute\":3000,\"device_timeout_seconds\":120,\"stages\":$STAGES}', 'alice')" >/dev/null
+sql -c "SELECT rollout_create('{\"id\":\"good\",\"artifact\":\"art-good\",\"rate_per_minute\":3000,\"device_timeout_seconds\":600,\"stages\":$STAGES}', 'alice')" >/dev/null
 sql -c "SELECT rollout_start('good', 'alice')" >/dev/null
-wait_for 150 sql_eq completed "SELECT state FROM campaigns WHERE campaign_id = 'good'" ||
+wait_for 300 sql_eq completed "SELECT state FROM campaigns WHERE campaign_id = 'good'" ||
 	fail "good campaign: $(sql -c "SELECT rollout_status('good')")"
 sql_eq "$N|$N" "SELECT count(*), count(*) FILTER (WHERE state = 'confirmed') FROM campaign_devices WHERE campaign_id = 'good'" ||
 	fail "good campaign devices: $(sql -c "SELECT string_agg(device_id || ':' || state, ',') FROM campaign_devices WHERE campaign_id = 'good'")"

@@ -84,7 +84,7 @@ sed -e "s/^device_listen = .*/device_listen = 127.0.0.1:$DEV_PORT2/" \
 	-e "s/^mqtt_client_id = .*/mqtt_client_id = ota-server-test-2/" "$T/server.conf" >"$T/server2.conf"
 OTA_ROLLOUT_SERVER_ID=srv-b "$OTA_SERVER" --config "$T/server2.conf" >>"$T/server2.log" 2>&1 &
 SERVER2_PID=$!
-wait_for 20 grep -q "mqtt connected" "$T/server2.log" || fail "server 2 did not come up"
+wait_for 60 grep -q "mqtt connected" "$T/server2.log" || fail "server 2 did not come up"
 for d in "${DEVICES[@]}"; do
 	bash -c "respond $d" >>"$T/dev/$d.err" 2>&1 &
 	RESP_PIDS+=($!)
@@ -94,9 +94,9 @@ sleep 1
 
 log "bad artifact: the canaries revert, the campaign pauses, nobody else is notified"
 STAGES='[{"count":2,"failure_ratio":0.4},{"percent":50,"soak_seconds":1},{"percent":100}]'
-sql -c "SELECT rollout_create('{\"id\":\"bad\",\"artifact\":\"art-bad\",\"rate_per_minute\":600,\"rate_burst\":5,\"device_timeout_seconds\":60,\"stages\":$STAGES}', 'alice')" >/dev/null
+sql -c "SELECT rollout_create('{\"id\":\"bad\",\"artifact\":\"art-bad\",\"rate_per_minute\":600,\"rate_burst\":5,\"device_timeout_seconds\":300,\"stages\":$STAGES}', 'alice')" >/dev/null
 sql -c "SELECT rollout_start('bad', 'alice')" >/dev/null
-wait_for 30 sql_eq paused "SELECT state FROM campaigns WHERE campaign_id = 'bad'" ||
+wait_for 120 sql_eq paused "SELECT state FROM campaigns WHERE campaign_id = 'bad'" ||
 	fail "bad campaign: $(sql -c "SELECT rollout_status('bad')")"
 log "paused: $(sql -c "SELECT state_reason FROM campaigns WHERE campaign_id = 'bad'")"
 sleep 2
@@ -107,9 +107,9 @@ sql_eq "2|2" "SELECT count(*), count(*) FILTER (WHERE state = 'failed' AND error
 sql -c "SELECT rollout_cancel('bad', 'alice')" >/dev/null
 
 log "good artifact: a server is killed with SIGKILL mid-stage, the campaign completes"
-sql -c "SELECT rollout_create('{\"id\":\"good\",\"artifact\":\"art-good\",\"rate_per_minute\":300,\"rate_burst\":2,\"device_timeout_seconds\":60,\"stages\":$STAGES}', 'alice')" >/dev/null
+sql -c "SELECT rollout_create('{\"id\":\"good\",\"artifact\":\"art-good\",\"rate_per_minute\":300,\"rate_burst\":2,\"device_timeout_seconds\":300,\"stages\":$STAGES}', 'alice')" >/dev/null
 sql -c "SELECT rollout_start('good', 'alice')" >/dev/null
-wait_for 30 sql_eq 1 "SELECT current_stage FROM campaigns WHERE campaign_id = 'good'" || fail "good campaign never reached stage 1"
+wait_for 120 sql_eq 1 "SELECT current_stage FROM campaigns WHERE campaign_id = 'good'" || fail "good campaign never reached stage 1"
 owner=$(sql -c "SELECT lease_owner FROM campaigns WHERE campaign_id = 'good'")
 log "stage 1 running, lease held by $owner: killing it"
 if [[ "$owner" == srv-a ]]; then
@@ -123,7 +123,7 @@ else
 	SERVER2_PID=
 	survivor=srv-a
 fi
-wait_for 20 sql_eq "$survivor" "SELECT lease_owner FROM campaigns WHERE campaign_id = 'good'" ||
+wait_for 60 sql_eq "$survivor" "SELECT lease_owner FROM campaigns WHERE campaign_id = 'good'" ||
 	fail "$survivor did not take the lease over"
 # The killed process comes back (as a supervisor restarts it): its MQTT
 # session hands it the reports the broker queued for it meanwhile.
@@ -133,7 +133,7 @@ else
 	OTA_ROLLOUT_SERVER_ID=srv-b2 "$OTA_SERVER" --config "$T/server2.conf" >>"$T/server2.log" 2>&1 &
 	SERVER2_PID=$!
 fi
-wait_for 60 sql_eq completed "SELECT state FROM campaigns WHERE campaign_id = 'good'" ||
+wait_for 240 sql_eq completed "SELECT state FROM campaigns WHERE campaign_id = 'good'" ||
 	fail "good campaign: $(sql -c "SELECT rollout_status('good')")"
 sql_eq t "SELECT count(*) > 0 FROM campaign_events WHERE campaign_id = 'good' AND kind = 'lease' AND detail LIKE '$survivor took over from $owner'" ||
 	fail "no take-over: $(sql -c "SELECT string_agg(detail, ' | ') FROM campaign_events WHERE kind = 'lease'")"

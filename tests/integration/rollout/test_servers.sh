@@ -12,7 +12,7 @@ seed_trust
 add_artifact fw-102 102
 add_devices 400 dev
 LEASE=2
-q "SELECT rollout_create('{\"id\":\"cc\",\"artifact\":\"fw-102\",\"rate_per_minute\":6000,\"rate_burst\":100,\"device_timeout_seconds\":60,\"stages\":[{\"count\":20,\"soak_seconds\":1},{\"percent\":50,\"soak_seconds\":1},{\"percent\":100}]}', 'alice')" >/dev/null
+q "SELECT rollout_create('{\"id\":\"cc\",\"artifact\":\"fw-102\",\"rate_per_minute\":6000,\"rate_burst\":100,\"device_timeout_seconds\":300,\"stages\":[{\"count\":20,\"soak_seconds\":1},{\"percent\":50,\"soak_seconds\":1},{\"percent\":100}]}', 'alice')" >/dev/null
 q "SELECT rollout_start('cc', 'alice')" >/dev/null
 MARK=$PGDIR_PARENT/s1-took
 
@@ -53,14 +53,14 @@ spawn() {
 }
 spawn server s1 0.5
 s1=$SPAWNED
-for _ in $(seq 1 100); do
+for _ in $(seq 1 400); do
 	[[ "$(q "SELECT lease_owner FROM campaigns WHERE campaign_id='cc'")" == s1 ]] && break
 	sleep 0.05
 done
 expect_eq "s1 holds the lease" "$(q "SELECT lease_owner FROM campaigns WHERE campaign_id='cc'")" s1
 spawn server s2 0.05
 spawn fleet
-for _ in $(seq 1 300); do
+for _ in $(seq 1 1500); do
 	[[ -f "$MARK" ]] && break
 	sleep 0.02
 done
@@ -68,7 +68,7 @@ done
 kill -KILL -- "-$s1"
 echo "   killed s1 (pid group $s1) in stage $(q "SELECT current_stage FROM campaigns WHERE campaign_id='cc'") with $(q "SELECT count(*) FROM rollout_notifications WHERE server_id='s1' AND published_at IS NULL") unpublished notifications"
 
-for _ in $(seq 1 600); do
+for _ in $(seq 1 1800); do
 	[[ "$(q "SELECT state FROM campaigns WHERE campaign_id='cc'")" == completed ]] && break
 	sleep 0.1
 done
