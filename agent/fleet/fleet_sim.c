@@ -532,16 +532,28 @@ static enum ota_err image_put(void *arg, const uint8_t *data, size_t len)
 	struct image_sink *sink = arg;
 	struct session *s = sink->s;
 	struct fleet_device *dev = s->dev;
-	enum ota_err err = ota_agent_write(&s->agent, data, len);
-	if (err != OTA_OK) {
-		sink->core_err = err;
-		return err;
+	bool cut = false;
+	if (dev->power_loss && !dev->power_lost) {
+		/* the lights go out half way through the image */
+		uint64_t half = sink->size / 2;
+		uint64_t at = ota_agent_offset(&s->agent);
+		if (at + len > half) {
+			cut = true;
+			len = at < half ? (size_t)(half - at) : 0;
+		}
+	}
+	if (len > 0) {
+		enum ota_err err = ota_agent_write(&s->agent, data, len);
+		if (err != OTA_OK) {
+			sink->core_err = err;
+			return err;
+		}
 	}
 	uint64_t done = ota_agent_offset(&s->agent);
 	sink->received += len;
 	s->progress_permille = sink->size ? (uint32_t)(done * 1000u / sink->size) : 0;
-	if (dev->power_loss && !dev->power_lost && done * 2 >= sink->size && done < sink->size) {
-		/* the lights go out: nothing more is written, nothing is cleaned up */
+	if (cut) {
+		/* nothing more is written, nothing is cleaned up */
 		dev->power_lost = true;
 		sink->power_cut = true;
 		return OTA_ERR_STORAGE;
@@ -1505,7 +1517,8 @@ int main(int argc, char **argv)
 	double next_progress = now_s() + o->progress_s;
 	unsigned last_done = 0;
 	double last_t = now_s();
-	double next_report = now_s() + o->report_interval_s;
+	double next_report = now_s() + 1;
+	unsigned report_second = 1; /* second 0's devices just reported at connect */
 	unsigned started = 0;
 	double next_offline_scan = now_s();
 	while (!stop_requested) {
@@ -1550,14 +1563,20 @@ int main(int argc, char **argv)
 			take_offline(fleet, started, t);
 			next_offline_scan = t + 1;
 		}
+		/*
+		 * Periodic reports, spread over the interval (device i in second
+		 * i mod interval): a whole fleet at once would queue ahead of
+		 * the installs.
+		 */
 		if (t >= next_report) {
+			unsigned second = report_second++ % o->report_interval_s;
 			pthread_mutex_lock(&fleet->lock);
-			for (unsigned i = 0; i < started; i++) {
+			for (unsigned i = second; i < started; i += o->report_interval_s) {
 				fleet->devices[i].want_report = true;
 				enqueue_locked(fleet, i);
 			}
 			pthread_mutex_unlock(&fleet->lock);
-			next_report = t + o->report_interval_s;
+			next_report = t + 1;
 		}
 		if (o->duration_s && t - t0 >= o->duration_s)
 			break;
