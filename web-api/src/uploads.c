@@ -56,17 +56,10 @@ struct wa_uploads {
 	"'sha256', encode(x.sha256, 'hex'), 'created_at', x.created_at, 'updated_at', "    \
 	"x.updated_at, 'expires_at', x.expires_at)"
 
-/* Inserts a session within the bounds (count and declared bytes). */
+/* Inserts a session within the bounds (migrations/0012_uploads.sql). */
 static const char sql_create[] =
-	"WITH p AS (SELECT count(*) AS n, COALESCE(sum(size), 0) AS total FROM uploads "
-	"WHERE expires_at > now()), "
-	"x AS (INSERT INTO uploads (upload_id, token_id, size, sha256, expires_at) "
-	"SELECT $1, $2::bigint, $3::bigint, decode($4, 'hex'), "
-	"now() + make_interval(secs => $5::int) FROM p "
-	"WHERE p.n < $6::int AND p.total + $3::bigint <= $7::bigint RETURNING *), "
-	"a AS (INSERT INTO audit (actor, action, object, after) SELECT $8, 'upload.create', "
-	"'upload:' || x.upload_id, to_jsonb(" UPLOAD_JSON ") FROM x) "
-	"SELECT (SELECT " UPLOAD_JSON "::text FROM x), (SELECT n FROM p)";
+	"SELECT upload_create($1, $2::bigint, $3::bigint, decode($4, 'hex'), $5::int, $6::int, "
+	"$7::bigint, $8)::text, (SELECT count(*) FROM uploads WHERE expires_at > now())";
 
 static const char sql_get[] = "SELECT " UPLOAD_JSON "::text, x.upload_offset, x.size, "
 			      "encode(x.sha256, 'hex') FROM uploads x WHERE x.upload_id = $1 "

@@ -76,11 +76,54 @@ static void test_add_and_open(void **state)
 	rmdir(dir);
 }
 
+/* Pieces in, hash checked before the name: a mismatch stores nothing. */
+static void test_writer(void **state)
+{
+	static const char abc_sha[] =
+		"ba7816bf8f01cfea414140de5dae2223b00361a396177a9cb410ff61f20015ad";
+	char dir[] = "/tmp/srv-store-XXXXXX";
+	char name[65], path[512];
+	uint8_t expected[32], digest[32];
+	struct srv_store_writer *w = NULL;
+	int fd = -1;
+
+	(void)state;
+	assert_non_null(mkdtemp(dir));
+	for (int i = 0; i < 32; i++)
+		sscanf(abc_sha + 2 * i, "%2hhx", &expected[i]);
+	/* a wrong expected digest: OTA_ERR_HASH, the directory stays empty */
+	assert_int_equal(srv_store_writer_new(dir, &w), OTA_OK);
+	assert_int_equal(srv_store_writer_write(w, (const uint8_t *)"abd", 3), OTA_OK);
+	assert_int_equal(srv_store_writer_commit(w, expected, digest, name), OTA_ERR_HASH);
+	srv_store_writer_free(w);
+	assert_int_equal(rmdir(dir), 0);
+	assert_int_equal(mkdir(dir, 0700), 0);
+	/* in pieces, the right digest: stored under its name */
+	assert_int_equal(srv_store_writer_new(dir, &w), OTA_OK);
+	assert_int_equal(srv_store_writer_write(w, (const uint8_t *)"a", 1), OTA_OK);
+	assert_int_equal(srv_store_writer_write(w, (const uint8_t *)"bc", 2), OTA_OK);
+	assert_int_equal(srv_store_writer_commit(w, expected, digest, name), OTA_OK);
+	assert_memory_equal(digest, expected, 32);
+	assert_string_equal(name, abc_sha);
+	srv_store_writer_free(w); /* committed: the file stays */
+	assert_int_equal(srv_store_open(dir, name, 3, &fd), OTA_OK);
+	close(fd);
+	/* freed before commit: the temporary file goes */
+	assert_int_equal(srv_store_writer_new(dir, &w), OTA_OK);
+	assert_int_equal(srv_store_writer_write(w, (const uint8_t *)"x", 1), OTA_OK);
+	srv_store_writer_free(w);
+	srv_store_writer_free(NULL);
+	snprintf(path, sizeof(path), "%s/%s", dir, name);
+	assert_int_equal(unlink(path), 0);
+	assert_int_equal(rmdir(dir), 0);
+}
+
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
 		cmocka_unit_test(test_names),
 		cmocka_unit_test(test_add_and_open),
+		cmocka_unit_test(test_writer),
 	};
 	return cmocka_run_group_tests(tests, NULL, NULL);
 }
