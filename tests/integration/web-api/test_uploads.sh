@@ -336,6 +336,28 @@ expect 200
 sql_eq 0 "SELECT count(*) FROM artifacts WHERE artifact_id = 'evil'" || fail "evil stored"
 BEFORE=$(state)
 
+log "two requests for the same offset: exactly one writes"
+TOKEN=$OPER create "$FX/docs.otab" ""
+RACE=$UP
+RACE_PIDS=()
+chunk "$FX/docs.otab" 0 4096
+cp "$T/chunk" "$T/race-a"
+head -c 4096 /dev/urandom >"$T/race-b"
+for w in a b; do
+	curl -sS -o /dev/null -w '%{http_code}\n' -X PATCH -H "Authorization: Bearer $OPER" \
+		-H 'Content-Type: application/offset+octet-stream' -H 'Upload-Offset: 0' \
+		--data-binary @"$T/race-$w" "$API/api/v1/uploads/$RACE" >"$T/race-$w.code" &
+	RACE_PIDS+=($!)
+done
+wait "${RACE_PIDS[@]}"
+codes=$(cat "$T/race-a.code" "$T/race-b.code" | sort | tr '\n' ' ')
+[[ $codes == "200 409 " ]] || fail "same-offset race: $codes"
+winner=$(grep -l 200 "$T/race-a.code" "$T/race-b.code" | sed 's/\.code$//')
+cmp -s "$UPDIR/$RACE" "$winner" || fail "the file does not hold the winner's chunk"
+sql_eq 4096 "SELECT upload_offset FROM uploads WHERE upload_id = '$RACE'" || fail "race offset"
+TOKEN=$OPER api DELETE "/api/v1/uploads/$RACE"
+expect 200
+
 log "bounds: at most 16 open sessions"
 n=$(sql -c "SELECT count(*) FROM uploads")
 for i in $(seq $((n + 1)) 16); do
