@@ -52,7 +52,7 @@ struct srv_config {
 	char *admin_listen;
 	char *admin_tls_cert; /* optional: the REST API over HTTPS */
 	char *admin_tls_key;
-	unsigned admin_max_upload_bytes; /* largest .otab bundle (upload sessions write it to disk) */
+	unsigned admin_max_upload_bytes; /* largest .otab bundle (written to disk) */
 	char *log_level;
 };
 
