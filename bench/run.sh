@@ -363,7 +363,7 @@ bench_verify() {
 bench_rollout() {
 	local out planned ms tps
 	echo "bench: rollout: planning over $rollout_devices devices (test_scale.sh), pgbench -S"
-	ROLLOUT_SCALE_DEVICES=$rollout_devices timeout 180 \
+	ROLLOUT_SCALE_DEVICES=$rollout_devices ROLLOUT_SCALE_FULL=1 timeout 180 \
 		bash "$top/tests/integration/rollout/test_scale.sh" "$top" >"$T/rollout.log" 2>&1 &
 	child_pid=$!
 	wait "$child_pid" || {
