@@ -1,5 +1,6 @@
 /* SPDX-License-Identifier: Apache-2.0 */
 /* The OpenSSL 3 backend of fleetota/crypto.h. */
+#include <pthread.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -94,10 +95,94 @@ bad:
 	return OTA_ERR_FORMAT;
 }
 
+/*
+ * Decoding a public key costs more than checking a signature with it, and a
+ * verifier sees the same few keys (its KeyList, its roots) again and again:
+ * keep the last decoded keys, keyed by their exact DER bytes. Shared by all
+ * threads under one lock; a key handed out carries its own reference, so
+ * eviction never frees a key in use.
+ */
+#define KEY_CACHE_SLOTS 16u
+
+struct key_cache_entry {
+	uint8_t spki[OTA_MAX_PUBKEY_DER_BYTES];
+	size_t spki_len;
+	enum ota_alg alg;
+	EVP_PKEY *pkey;
+	uint64_t last_used;
+};
+
+static struct key_cache_entry key_cache[KEY_CACHE_SLOTS];
+static uint64_t key_cache_clock;
+static pthread_mutex_t key_cache_lock = PTHREAD_MUTEX_INITIALIZER;
+
+static EVP_PKEY *key_cache_get(enum ota_alg alg, const uint8_t *spki, size_t spki_len)
+{
+	EVP_PKEY *found = NULL;
+	pthread_mutex_lock(&key_cache_lock);
+	for (size_t i = 0; i < KEY_CACHE_SLOTS; i++) {
+		struct key_cache_entry *e = &key_cache[i];
+		if (e->pkey && e->alg == alg && e->spki_len == spki_len &&
+		    memcmp(e->spki, spki, spki_len) == 0) {
+			if (EVP_PKEY_up_ref(e->pkey) == 1) {
+				found = e->pkey;
+				e->last_used = ++key_cache_clock;
+			}
+			break;
+		}
+	}
+	pthread_mutex_unlock(&key_cache_lock);
+	return found;
+}
+
+static void key_cache_put(enum ota_alg alg, const uint8_t *spki, size_t spki_len, EVP_PKEY *pkey)
+{
+	EVP_PKEY *evicted = NULL;
+	pthread_mutex_lock(&key_cache_lock);
+	struct key_cache_entry *victim = &key_cache[0];
+	for (size_t i = 0; i < KEY_CACHE_SLOTS; i++) {
+		struct key_cache_entry *e = &key_cache[i];
+		if (e->pkey && e->alg == alg && e->spki_len == spki_len &&
+		    memcmp(e->spki, spki, spki_len) == 0) {
+			victim = NULL; /* another thread cached it meanwhile */
+			break;
+		}
+		if (!e->pkey || (victim->pkey && e->last_used < victim->last_used))
+			victim = e;
+	}
+	if (victim && EVP_PKEY_up_ref(pkey) == 1) {
+		evicted = victim->pkey;
+		memcpy(victim->spki, spki, spki_len);
+		victim->spki_len = spki_len;
+		victim->alg = alg;
+		victim->pkey = pkey;
+		victim->last_used = ++key_cache_clock;
+	}
+	pthread_mutex_unlock(&key_cache_lock);
+	EVP_PKEY_free(evicted);
+}
+
+/* load_key through the cache; the caller frees its reference. */
+static enum ota_err load_key_cached(enum ota_alg alg, const uint8_t *spki, size_t spki_len,
+				    EVP_PKEY **ret_pkey)
+{
+	if (!spki || spki_len == 0 || spki_len > OTA_MAX_PUBKEY_DER_BYTES)
+		return OTA_ERR_FORMAT;
+	EVP_PKEY *pkey = key_cache_get(alg, spki, spki_len);
+	if (!pkey) {
+		enum ota_err err = load_key(alg, spki, spki_len, &pkey);
+		if (err != OTA_OK)
+			return err;
+		key_cache_put(alg, spki, spki_len, pkey);
+	}
+	*ret_pkey = pkey;
+	return OTA_OK;
+}
+
 enum ota_err ota_crypto_key_check(enum ota_alg alg, const uint8_t *spki, size_t spki_len)
 {
 	EVP_PKEY *pkey = NULL;
-	enum ota_err err = load_key(alg, spki, spki_len, &pkey);
+	enum ota_err err = load_key_cached(alg, spki, spki_len, &pkey);
 	EVP_PKEY_free(pkey);
 	return err;
 }
@@ -106,10 +191,12 @@ enum ota_err ota_crypto_verify(enum ota_alg alg, const uint8_t *spki, size_t spk
 			       const uint8_t *prefix, size_t prefix_len, const uint8_t *body,
 			       size_t body_len, const uint8_t *sig, size_t sig_len)
 {
+	/* manifests and key lists are small: sign them from the stack */
+	uint8_t stack_msg[2048];
 	EVP_PKEY *pkey = NULL;
 	EVP_MD_CTX *md = NULL;
 	uint8_t *msg = NULL;
-	enum ota_err err = load_key(alg, spki, spki_len, &pkey);
+	enum ota_err err = load_key_cached(alg, spki, spki_len, &pkey);
 	if (err != OTA_OK)
 		return err;
 	err = OTA_ERR_SIGNATURE;
@@ -122,7 +209,8 @@ enum ota_err ota_crypto_verify(enum ota_alg alg, const uint8_t *spki, size_t spk
 	}
 	if (alg == OTA_ALG_ED25519) {
 		/* pure Ed25519 signs the whole message in one pass */
-		msg = malloc(prefix_len + body_len);
+		msg = prefix_len + body_len <= sizeof(stack_msg) ? stack_msg
+								 : malloc(prefix_len + body_len);
 		if (!msg) {
 			err = OTA_ERR_NOMEM;
 			goto out;
@@ -140,7 +228,8 @@ enum ota_err ota_crypto_verify(enum ota_alg alg, const uint8_t *spki, size_t spk
 			err = OTA_OK;
 	}
 out:
-	free(msg);
+	if (msg != stack_msg)
+		free(msg);
 	EVP_MD_CTX_free(md);
 	EVP_PKEY_free(pkey);
 	return err;

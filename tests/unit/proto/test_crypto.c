@@ -97,6 +97,45 @@ static void test_verify_rejects_wrong_key_kinds(void **state)
 	EVP_PKEY_free(ed);
 }
 
+/* More keys than the decoded-key cache holds, in rounds: every key keeps
+ * verifying its own signatures and never another key's. */
+static void test_key_cache_never_confuses_keys(void **state)
+{
+	(void)state;
+	enum { N_KEYS = 40 };
+	EVP_PKEY *keys[N_KEYS];
+	uint8_t spki[N_KEYS][OTA_MAX_PUBKEY_DER_BYTES], sig[N_KEYS][OTA_MAX_SIG_BYTES], id[32];
+	size_t spki_len[N_KEYS], sig_len[N_KEYS];
+	enum ota_alg alg[N_KEYS];
+	uint8_t body[] = "cache";
+	uint8_t prefix[OTA_MAX_SIGNING_PREFIX];
+	size_t prefix_len = ota_signing_prefix(OTA_OBJ_ROOT, prefix, sizeof(prefix));
+
+	for (int i = 0; i < N_KEYS; i++) {
+		keys[i] = ptu_keygen(i % 3 ? OTA_ALG_ED25519 : OTA_ALG_ECDSA_P256_SHA256);
+		assert_int_equal(ota_pkey_public(keys[i], &alg[i], spki[i], &spki_len[i], id),
+				 OTA_OK);
+		assert_int_equal(ota_sign(OTA_OBJ_ROOT, body, sizeof(body), keys[i], &alg[i], id,
+					  sig[i], &sig_len[i]),
+				 OTA_OK);
+	}
+	for (int round = 0; round < 3; round++) {
+		for (int i = 0; i < N_KEYS; i++) {
+			int other = (i + 1 + round) % N_KEYS;
+			assert_int_equal(ota_crypto_verify(alg[i], spki[i], spki_len[i], prefix,
+							   prefix_len, body, sizeof(body), sig[i],
+							   sig_len[i]),
+					 OTA_OK);
+			enum ota_err err =
+				ota_crypto_verify(alg[i], spki[i], spki_len[i], prefix, prefix_len,
+						  body, sizeof(body), sig[other], sig_len[other]);
+			assert_int_equal(err, OTA_ERR_SIGNATURE);
+		}
+	}
+	for (int i = 0; i < N_KEYS; i++)
+		EVP_PKEY_free(keys[i]);
+}
+
 static void write_file(const char *path, const uint8_t *data, size_t len)
 {
 	FILE *f = fopen(path, "wb");
@@ -210,6 +249,7 @@ int main(void)
 	const struct CMUnitTest tests[] = {
 		cmocka_unit_test(test_sha256_known_answer),
 		cmocka_unit_test(test_verify_rejects_wrong_key_kinds),
+		cmocka_unit_test(test_key_cache_never_confuses_keys),
 		cmocka_unit_test(test_independent_ed25519),
 		cmocka_unit_test(test_independent_ecdsa_p256),
 	};
