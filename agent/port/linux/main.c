@@ -239,9 +239,14 @@ static int open_agent(struct cli *cli, bool exclusive)
 	cli->work = malloc(OTA_AGENT_WORK_BYTES);
 	if (!cli->work)
 		return -1;
+	/* a Linux device stages images of hundreds of MiB into files: every
+	 * checkpoint costs three fsyncs, so checkpoint every 8 MiB unless the
+	 * config says otherwise (the core's default suits small flash) */
+	uint64_t checkpoint = cli->config.checkpoint_bytes ? cli->config.checkpoint_bytes
+							   : OTA_LINUX_CHECKPOINT_BYTES;
 	struct ota_agent_config acfg = {.model = cli->config.model,
 					.hw_revision = cli->config.hw_revision,
-					.checkpoint_bytes = cli->config.checkpoint_bytes};
+					.checkpoint_bytes = checkpoint};
 	enum ota_err e =
 		ota_agent_init(&cli->agent, &cli->port, &acfg, cli->work, OTA_AGENT_WORK_BYTES);
 	if (e != OTA_OK) {

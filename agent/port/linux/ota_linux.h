@@ -58,6 +58,9 @@ enum ota_err ota_config_load(const char *path, struct ota_config *ret_config,
 			     char err[OTA_CONFIG_ERR_BYTES]);
 
 /* The Linux port's context: one device's state directory. */
+/* Default staging checkpoint of the Linux port (config checkpoint_bytes). */
+#define OTA_LINUX_CHECKPOINT_BYTES (8u * 1024u * 1024u)
+
 struct ota_linux_port {
 	char dir[OTA_CONFIG_MAX_PATH];
 	uint64_t slot_size;
