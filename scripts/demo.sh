@@ -385,25 +385,28 @@ psql "host=$T/pg port=$PG_PORT dbname=fleetota user=postgres" -Atq -v ON_ERROR_S
 	-c "INSERT INTO assignments (device_id, artifact_id) SELECT device_id, 'fw-1.0.0' FROM devices
 	    ON CONFLICT (device_id, artifact_id) DO UPDATE SET notified_at = NULL, notify_after = now(), state = 'pending'" ||
 	fail "assignments"
+# from the API: every device's state, error and version (a device that
+# refused reports its last error from then on, also when it is idle again)
+devices_tsv() {
+	local cursor='' page
+	: >"$T/devices.tsv"
+	while :; do
+		page=$(api GET "/api/v1/devices?model=fx-model&limit=500${cursor:+&cursor=$cursor}")
+		jq -r '.items[] | [.device_id, .state, .last_error, .version] | @tsv' <<<"$page" >>"$T/devices.tsv"
+		cursor=$(jq -r '.next_cursor // empty' <<<"$page")
+		[[ -n "$cursor" ]] || break
+	done
+	awk -F'\t' '($3 == "OTA_ERR_ROLLBACK" || $3 == "OTA_ERR_DOWNGRADE") && $4 == "1.2.0"' "$T/devices.tsv" | wc -l
+}
 deadline=$((SECONDS + TIMEOUT_S))
 while :; do
-	refused=$(api GET /metrics | awk '$1 ~ /^fleetota_devices_by_state\{/ && /rejected/ {v=$2} END {print v+0}')
-	[[ ! -t 1 ]] || printf '\r   devices that refused it so far: %s / %s ' "$refused" "$DEVICES"
-	((refused >= DEVICES)) && break
+	refused_all=$(devices_tsv)
+	[[ ! -t 1 ]] || printf '\r   devices that refused it so far: %s / %s ' "$refused_all" "$DEVICES"
+	((refused_all >= DEVICES)) && break
 	((SECONDS < deadline)) || break
 	sleep 2
 done
 [[ ! -t 1 ]] || echo
-# from the API: every device's state, error and version
-: >"$T/devices.tsv"
-cursor=
-while :; do
-	page=$(api GET "/api/v1/devices?model=fx-model&limit=500${cursor:+&cursor=$cursor}")
-	jq -r '.items[] | [.device_id, .state, .last_error, .version] | @tsv' <<<"$page" >>"$T/devices.tsv"
-	cursor=$(jq -r '.next_cursor // empty' <<<"$page")
-	[[ -n "$cursor" ]] || break
-done
-refused_all=$(awk -F'\t' '$2 == "rejected" && ($3 == "OTA_ERR_ROLLBACK" || $3 == "OTA_ERR_DOWNGRADE") && $4 == "1.2.0"' "$T/devices.tsv" | wc -l)
 log "refused: $(cut -f3 "$T/devices.tsv" | sort | uniq -c | awk '{printf "%s %s  ", $2, $1}')"
 ((refused_all == DEVICES)) || check "$refused_all of $DEVICES devices refused the rollback and still run 1.2.0"
 fi
