@@ -178,11 +178,39 @@ static bool session_arg(struct wa_ctx *ctx, const char *const *allowed)
 
 /* ---- purge ---------------------------------------------------------- */
 
+/*
+ * Files without a row (a crash between creating the file and its row, or
+ * between deleting the row and the file): a file untouched for longer than
+ * a session lives is past its session's expiry, whatever happened.
+ */
+static void sweep_orphans(const struct wa_uploads *up)
+{
+	DIR *dir = opendir(up->dir);
+	struct dirent *de;
+	time_t now = time(NULL);
+
+	if (dir == NULL)
+		return;
+	while ((de = readdir(dir)) != NULL) {
+		struct stat st;
+
+		if (!upload_id_valid(de->d_name) ||
+		    fstatat(dirfd(dir), de->d_name, &st, AT_SYMLINK_NOFOLLOW) != 0)
+			continue;
+		if (now - st.st_mtime > (time_t)WEBAPI_UPLOAD_TTL_SEC + 3600) {
+			srv_log(SRV_LOG_INFO, "webapi: removing stale upload file %s", de->d_name);
+			upload_unlink(up, de->d_name);
+		}
+	}
+	closedir(dir);
+}
+
 static void purge_done(struct wa_ctx *ctx, enum ota_err err, const PGresult *res)
 {
 	struct wa_uploads *up = wa_uploads_of(ctx);
 
 	up->purging = false;
+	sweep_orphans(up);
 	if (err == OTA_OK) {
 		for (int r = 0; r < PQntuples(res); r++)
 			upload_unlink(up, PQgetvalue(res, r, 0));
@@ -312,6 +340,7 @@ static void create_purged(struct wa_ctx *ctx, enum ota_err err, const PGresult *
 	}
 	for (int r = 0; r < PQntuples(res); r++)
 		upload_unlink(up, PQgetvalue(res, r, 0));
+	sweep_orphans(up);
 	if (RAND_bytes(rnd, sizeof(rnd)) != 1) {
 		wa_reply_error(ctx, 500, "internal", "no randomness", NULL);
 		return;

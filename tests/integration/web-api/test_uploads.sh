@@ -370,6 +370,10 @@ sql_eq 16 "SELECT count(*) FROM uploads" || fail "session bound"
 
 log "expiry: an expired session is gone, purged (row, file, audit) before the next is created"
 sql -c "UPDATE uploads SET expires_at = now() - interval '1 second' WHERE token_id <> (SELECT id FROM api_tokens WHERE name = 'up-ci')"
+# a file without a row (a crash between the two), untouched for two days
+STALE=u_$(head -c 16 /dev/urandom | od -An -tx1 | tr -d ' \n')
+: >"$UPDIR/$STALE"
+touch -d '2 days ago' "$UPDIR/$STALE"
 TOKEN=$OPER api GET "/api/v1/uploads/$MINE"
 expect 200
 EXPIRED=$(sql -c "SELECT upload_id FROM uploads WHERE expires_at < now() LIMIT 1")
@@ -380,6 +384,7 @@ TOKEN=$OPER2 api POST /api/v1/uploads -H 'Content-Type: application/json' -d '{"
 expect 201
 sql_eq 2 "SELECT count(*) FROM uploads" || fail "expired sessions not purged"
 [[ ! -e $UPDIR/$EXPIRED ]] || fail "expired session's file left"
+[[ ! -e $UPDIR/$STALE ]] || fail "stale file without a session left"
 sql_eq 15 "SELECT count(*) FROM audit WHERE action = 'upload.expire' AND actor = 'server'" || fail "expiry audit"
 [[ $(ls -A "$UPDIR" | wc -l) == 2 ]] || fail "upload dir: $(ls -A "$UPDIR")"
 
