@@ -19,7 +19,7 @@ stop_agent() {
 	wait "$AGENT_PID" 2>/dev/null || AGENT_STATUS=$?
 	AGENT_PID=
 }
-trap 'stop_agent; cleanup' EXIT
+at_cleanup stop_agent
 
 standard_setup
 

@@ -19,7 +19,7 @@ stop_sim() {
 	SIM_PID=
 }
 # keep the failing status for cleanup (it exits with the status it sees)
-trap 'rc=$?; stop_sim; (exit $rc); cleanup' EXIT
+at_cleanup stop_sim
 
 setup_pki
 start_pg

@@ -20,7 +20,7 @@ stop_agents() {
 	for p in "${AGENT_PIDS[@]}"; do wait "$p" 2>/dev/null || true; done
 	AGENT_PIDS=()
 }
-trap 'stop_agents; cleanup' EXIT
+at_cleanup stop_agents
 
 setup_pki "${DEVICES[@]}"
 start_pg

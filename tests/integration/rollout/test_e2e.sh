@@ -23,7 +23,7 @@ stop_all() {
 		wait "$SERVER2_PID" 2>/dev/null || true
 	fi
 }
-trap 'stop_all; cleanup' EXIT
+at_cleanup stop_all
 
 setup_pki "${DEVICES[@]}"
 start_pg

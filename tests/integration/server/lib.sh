@@ -34,9 +34,19 @@ free_port() {
 	fail "no free port"
 }
 
+# Tests stop their own extra processes by registering a hook here, never by
+# replacing the EXIT trap: the trap must keep the test's exit status.
+CLEANUP_HOOKS=()
+at_cleanup() { CLEANUP_HOOKS+=("$1"); }
+
 cleanup() {
 	local rc=$?
 	set +e
+	((FAILED == 0)) || ((rc != 0)) || rc=1
+	local hook
+	for hook in "${CLEANUP_HOOKS[@]+"${CLEANUP_HOOKS[@]}"}"; do
+		"$hook"
+	done
 	stop_server
 	"$TOP/scripts/mosquitto.sh" stop "$T/mq" >/dev/null 2>&1
 	"$TOP/scripts/pg.sh" stop "$T/pg" >/dev/null 2>&1

@@ -12,7 +12,7 @@ stop_server2() {
 	wait "$SERVER2_PID" 2>/dev/null || true
 	SERVER2_PID=
 }
-trap 'stop_server2; cleanup' EXIT
+at_cleanup stop_server2
 standard_setup
 
 DEV_PORT2=$(free_port)
