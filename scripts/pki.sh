@@ -11,6 +11,8 @@
 #                           server's certificate and the broker's
 # DIR/server.{crt,key}      ota-server device listener (CN/SAN 127.0.0.1, localhost)
 # DIR/broker.{crt,key}      mosquitto (same SANs)
+#                           PKI_EXTRA_SANS adds SANs to both (e.g. for
+#                           containers: DNS:ota-server,DNS:broker)
 # DIR/device-ca.{crt,key}   signs client identities: devices and the server's
 #                           MQTT client (so the broker needs one CA file)
 # DIR/ota-server-mqtt.{crt,key}  the server's MQTT client, CN=ota-server
@@ -75,7 +77,7 @@ leaf() {
 	if [[ $kind == server ]]; then
 		printf '%s\n' "basicConstraints=critical,CA:FALSE" \
 			"keyUsage=critical,digitalSignature" "extendedKeyUsage=serverAuth" \
-			"subjectAltName=IP:127.0.0.1,DNS:localhost" >"$ext"
+			"subjectAltName=IP:127.0.0.1,DNS:localhost${PKI_EXTRA_SANS:+,$PKI_EXTRA_SANS}" >"$ext"
 	else
 		printf '%s\n' "basicConstraints=critical,CA:FALSE" \
 			"keyUsage=critical,digitalSignature" "extendedKeyUsage=clientAuth" >"$ext"
