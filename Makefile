@@ -13,7 +13,7 @@ export ASAN_OPTIONS ?= detect_leaks=1:abort_on_error=1
 export UBSAN_OPTIONS ?= halt_on_error=1:print_stacktrace=1
 export LSAN_OPTIONS ?= suppressions=$(CURDIR)/tests/lsan.supp:print_suppressions=0
 
-.PHONY: all deps build test unit fuzz format format-check demo bench clean
+.PHONY: all deps build test unit fuzz format format-check demo bench api-docs clean
 
 all: build
 
@@ -61,6 +61,10 @@ $(BENCH_BUILD)/build.ninja:
 
 bench: deps $(BENCH_BUILD)/build.ninja
 	@bash bench/run.sh $(BENCH_BUILD)
+
+# The operator API reference, rendered from web-api/openapi.yaml.
+api-docs: deps
+	@bash scripts/api-docs.sh $(BUILD)/api.html
 
 clean:
 	rm -rf $(BUILD) $(TEST_BUILD) $(FUZZ_BUILD) $(BENCH_BUILD)

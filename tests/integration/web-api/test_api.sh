@@ -457,6 +457,10 @@ wait "$NPM_PID" || fail "npm tools"
 	{ cat "$T/lint.log"; fail "openapi.yaml does not lint"; }
 grep -Eq "warning|error" "$T/lint.log" && grep -Ev "Node.js|nodejs|Deprecation|═|║|Update Node|^$" "$T/lint.log" | grep -Eq "warning|error" &&
 	{ cat "$T/lint.log"; fail "openapi.yaml lint warnings"; }
+# the operator docs render from the contract (make api-docs does the same)
+"$NPM_DIR/node_modules/.bin/redocly" build-docs "$TOP/web-api/openapi.yaml" -o "$T/api.html" \
+	>"$T/docs.log" 2>&1 || { cat "$T/docs.log"; fail "the API docs do not render"; }
+grep -q "fleetota" "$T/api.html" || fail "rendered API docs lack the spec's title"
 # this suite covers these tags; other suites (campaigns) validate their own
 COVER=Operations,Tokens,Audit,Trust,Artifacts,Devices,Groups
 NODE_PATH=$NPM_DIR/node_modules node "$TOP/tests/integration/web-api/validate_contract.mjs" \
