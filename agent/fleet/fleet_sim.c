@@ -10,8 +10,9 @@
  * once. Faults are injected per device: self-test failure, power loss in
  * the middle of a download, offline after registering, slow download.
  *
- * The online flow follows agent/port/linux/run.c (`ota-agent run`), with
- * one agent opened per job from its records instead of one per process.
+ * The online flow is `ota-agent run`'s own (agent/port/linux/online.c),
+ * with one agent opened per job from its records instead of one per
+ * process; the faults plug into it as flags and hooks.
  */
 #include <errno.h>
 #include <getopt.h>
@@ -36,6 +37,7 @@
 #include "ota_https.h"
 #include "ota_linux.h"
 #include "ota_mqtt.h"
+#include "ota_online.h"
 
 #define ID_MAX 64u
 #define ARTIFACT_MAX 128u
@@ -153,9 +155,7 @@ struct session {
 	uint8_t *work;
 	struct ota_https https;
 	bool https_ready;
-	char artifact[ARTIFACT_MAX + 1];
-	char campaign[ARTIFACT_MAX + 1];
-	uint32_t progress_permille;
+	struct ota_online online; /* the install flow, its artifact and campaign */
 };
 
 static volatile sig_atomic_t stop_requested;
@@ -391,186 +391,66 @@ static enum ota_err session_https(struct session *s)
 	return OTA_OK;
 }
 
-/* ---- status reports (as `ota-agent run` sends them) ------------------------ */
+/* ---- the online flow's hooks (ota_online.h, as `ota-agent run`) ------------ */
 
-static void report(struct session *s, Fleetota__V1__DeviceState state)
+static bool report_begin(void *arg, const struct ota_agent_status *st, uint64_t *seq)
 {
-	struct ota_agent_status st;
-	Fleetota__V1__StatusReport r = FLEETOTA__V1__STATUS_REPORT__INIT;
-	Fleetota__V1__Event events[OTA_MAX_REPORT_EVENTS];
-	Fleetota__V1__Event *event_ptrs[OTA_MAX_REPORT_EVENTS];
-	struct ota_event raw[OTA_MAX_REPORT_EVENTS];
-	ota_agent_status(&s->agent, &st);
-	if (st.confirmed.valid)
-		snprintf(s->dev->version, sizeof(s->dev->version), "%s", st.confirmed.version);
+	struct session *s = arg;
+	if (st->confirmed.valid)
+		snprintf(s->dev->version, sizeof(s->dev->version), "%s", st->confirmed.version);
 	if (!s->dev->mqtt)
-		return;
+		return false;
 	s->dev->report_seq++;
-	r.device_id = s->dev->id;
-	r.seq = s->dev->report_seq;
-	r.state = state;
-	r.error = st.last_error ? (char *)ota_err_name(st.last_error) : "";
-	r.error_detail = st.last_error_detail;
-	r.version = st.confirmed.valid ? st.confirmed.version : "";
-	r.version_code = st.confirmed.valid ? st.confirmed.version_code : 0;
-	r.security_counter = st.security_counter;
-	r.keylist_version = st.keylist_version;
-	r.rootlist_version = st.rootlist_version;
-	r.model = s->config.model;
-	r.hw_revision = s->config.hw_revision;
-	r.progress_permille = s->progress_permille;
-	r.campaign_id = s->campaign;
-	r.artifact = s->artifact;
-	r.time = st.latest_time;
-	r.active_slot = st.running_slot;
-	r.pending_version = st.phase != OTA_PHASE_IDLE ? st.target.version : "";
-	size_t n = 0;
-	uint64_t first = st.next_event_seq > OTA_MAX_REPORT_EVENTS / 2
-				 ? st.next_event_seq - OTA_MAX_REPORT_EVENTS / 2
-				 : 1;
-	for (uint64_t seq = first; seq < st.next_event_seq && n < OTA_MAX_REPORT_EVENTS; seq++) {
-		if (ota_agent_event(&s->agent, seq, &raw[n]) != OTA_OK)
-			continue;
-		fleetota__v1__event__init(&events[n]);
-		events[n].seq = raw[n].seq;
-		events[n].time = raw[n].time;
-		events[n].kind = (Fleetota__V1__EventKind)raw[n].kind;
-		events[n].error = raw[n].error ? (char *)ota_err_name(raw[n].error) : "";
-		events[n].version = raw[n].version;
-		events[n].version_code = raw[n].version_code;
-		events[n].security_counter = raw[n].security_counter;
-		events[n].detail = raw[n].detail;
-		events[n].campaign_id = "";
-		event_ptrs[n] = &events[n];
-		n++;
-	}
-	r.events = event_ptrs;
-	r.n_events = n;
-	uint8_t key_ids[OTA_MAX_KEYS][OTA_KEY_ID_BYTES];
-	ProtobufCBinaryData key_id_fields[OTA_MAX_KEYS];
-	size_t n_ids = 0;
-	if (ota_agent_keylist_key_ids(&s->agent, key_ids, OTA_MAX_KEYS, &n_ids) == OTA_OK) {
-		for (size_t i = 0; i < n_ids; i++) {
-			key_id_fields[i].data = key_ids[i];
-			key_id_fields[i].len = OTA_KEY_ID_BYTES;
-		}
-		r.keylist_key_ids = key_id_fields;
-		r.n_keylist_key_ids = n_ids;
-	}
-	size_t len = fleetota__v1__status_report__get_packed_size(&r);
-	if (len > OTA_MAX_MQTT_PAYLOAD_BYTES)
-		return;
-	uint8_t *buf = malloc(len ? len : 1);
-	if (!buf)
-		return;
-	fleetota__v1__status_report__pack(&r, buf);
+	*seq = s->dev->report_seq;
+	return true;
+}
+
+static void report_send(void *arg, const uint8_t *buf, size_t len)
+{
+	struct session *s = arg;
 	if (ota_mqtt_publish_status(s->dev->mqtt, buf, len) == OTA_OK)
 		atomic_fetch_add(&s->fleet->reports, 1);
-	free(buf);
 }
 
-static Fleetota__V1__DeviceState idle_state(const struct ota_agent *agent)
+static enum ota_err https_ready(void *arg)
 {
-	switch (agent->state.phase) {
-	case OTA_PHASE_STAGING:
-		return FLEETOTA__V1__DEVICE_STATE__DEVICE_STATE_DOWNLOADING;
-	case OTA_PHASE_PENDING:
-		return FLEETOTA__V1__DEVICE_STATE__DEVICE_STATE_PENDING;
-	case OTA_PHASE_TRIAL:
-		return FLEETOTA__V1__DEVICE_STATE__DEVICE_STATE_TRIAL;
-	case OTA_PHASE_IDLE:
+	return session_https(arg);
+}
+
+static void note(void *arg, enum ota_online_note what, enum ota_err err)
+{
+	struct session *s = arg;
+	switch (what) {
+	case OTA_ONLINE_CONFIRMED:
+		count_outcome(s->fleet, s->online.artifact, OUT_CONFIRMED, err);
+		break;
+	case OTA_ONLINE_REVERTED:
+		count_outcome(s->fleet, s->online.artifact, OUT_REVERTED, err);
+		break;
+	case OTA_ONLINE_REJECTED:
+		count_outcome(s->fleet, s->online.artifact, OUT_REJECTED, err);
+		break;
+	case OTA_ONLINE_FAILED:
+		count_outcome(s->fleet, s->online.artifact, OUT_FAILED, err);
+		break;
+	case OTA_ONLINE_KEYLIST_UPDATED:
+		atomic_fetch_add(&s->fleet->keylist_updates, 1);
+		break;
+	case OTA_ONLINE_DOWNLOAD_START:
+		atomic_fetch_add(&s->fleet->downloading, 1);
+		break;
+	case OTA_ONLINE_DOWNLOAD_END:
+		atomic_fetch_sub(&s->fleet->downloading, 1);
 		break;
 	}
-	return FLEETOTA__V1__DEVICE_STATE__DEVICE_STATE_IDLE;
-}
-
-/* ---- downloads -------------------------------------------------------------- */
-
-struct membuf {
-	uint8_t *data;
-	size_t len;
-	size_t cap;
-};
-
-static enum ota_err membuf_put(void *arg, const uint8_t *data, size_t len)
-{
-	struct membuf *m = arg;
-	if (len > m->cap - m->len)
-		return OTA_ERR_SIZE;
-	memcpy(m->data + m->len, data, len);
-	m->len += len;
-	return OTA_OK;
-}
-
-static enum ota_err fetch_envelope(struct session *s, const char *path, struct membuf *buf)
-{
-	struct ota_https_response resp;
-	buf->len = 0;
-	enum ota_err err = session_https(s);
-	if (err == OTA_OK)
-		err = ota_https_get(&s->https, s->config.server_url, path, 0, buf->cap, membuf_put,
-				    buf, &resp);
-	if (err != OTA_OK) {
-		char detail[96];
-		snprintf(detail, sizeof(detail), "GET %.48s: status %d", path, resp.status);
-		(void)ota_agent_record_failure(&s->agent, err, detail);
-	}
-	return err;
-}
-
-struct image_sink {
-	struct session *s;
-	enum ota_err core_err;
-	uint64_t size;
-	uint64_t received;
-	double started;
-	bool power_cut;
-};
-
-static enum ota_err image_put(void *arg, const uint8_t *data, size_t len)
-{
-	struct image_sink *sink = arg;
-	struct session *s = sink->s;
-	struct fleet_device *dev = s->dev;
-	bool cut = false;
-	if (dev->power_loss && !dev->power_lost) {
-		/* the lights go out half way through the image */
-		uint64_t half = sink->size / 2;
-		uint64_t at = ota_agent_offset(&s->agent);
-		if (at + len > half) {
-			cut = true;
-			len = at < half ? (size_t)(half - at) : 0;
-		}
-	}
-	if (len > 0) {
-		enum ota_err err = ota_agent_write(&s->agent, data, len);
-		if (err != OTA_OK) {
-			sink->core_err = err;
-			return err;
-		}
-	}
-	uint64_t done = ota_agent_offset(&s->agent);
-	sink->received += len;
-	s->progress_permille = sink->size ? (uint32_t)(done * 1000u / sink->size) : 0;
-	if (cut) {
-		/* nothing more is written, nothing is cleaned up */
-		dev->power_lost = true;
-		sink->power_cut = true;
-		return OTA_ERR_STORAGE;
-	}
-	if (dev->slow && s->fleet->opt.slow_rate) {
-		double due = sink->started + (double)sink->received / s->fleet->opt.slow_rate;
-		double wait = due - now_s();
-		if (wait > 0 && !stop_requested)
-			sleep_ms((unsigned)(wait * 1000.0));
-	}
-	return stop_requested ? OTA_ERR_TRANSPORT : OTA_OK;
 }
 
 /* A power cut: the core is dropped as it was; the device boots again. */
-static void power_cycle(struct session *s)
+static void power_cycle(void *arg)
 {
+	struct session *s = arg;
 	unsigned slot = 0;
+	s->dev->power_lost = true;
 	atomic_fetch_add(&s->fleet->power_cuts, 1);
 	ota_agent_close(&s->agent);
 	struct ota_agent_config acfg = {.model = s->config.model,
@@ -578,148 +458,30 @@ static void power_cycle(struct session *s)
 	if (ota_agent_init(&s->agent, &s->port, &acfg, s->work, OTA_AGENT_WORK_BYTES) == OTA_OK)
 		(void)ota_agent_boot(&s->agent, &slot);
 	sleep_s(1);
-	report(s, idle_state(&s->agent));
+	ota_online_report(&s->online, ota_online_idle_state(&s->agent));
 }
 
-static enum ota_err update_keylist(struct session *s, struct membuf *buf)
+/* The flow as this device runs it: always its self-test, its faults. */
+static void session_online(struct session *s)
 {
-	enum ota_err err = fetch_envelope(s, "/v1/keylist", buf);
-	if (err == OTA_OK)
-		err = ota_agent_update_keylist(&s->agent, buf->data, buf->len);
-	if (err == OTA_OK)
-		atomic_fetch_add(&s->fleet->keylist_updates, 1);
-	return err;
-}
-
-static enum ota_err update_rootlist(struct session *s, struct membuf *buf)
-{
-	enum ota_err err = fetch_envelope(s, "/v1/rootlist", buf);
-	if (err == OTA_OK) {
-		const uint8_t *bufs[1] = {buf->data};
-		size_t lens[1] = {buf->len};
-		err = ota_agent_update_rootlist(&s->agent, bufs, lens, 1);
-	}
-	return err;
-}
-
-/* The reboot into the new slot, the boot step, then the self-test. */
-static enum ota_err boot_and_selftest(struct session *s)
-{
-	unsigned slot = 0;
-	struct ota_agent_status st;
-	ota_agent_request_reboot(&s->agent);
-	enum ota_err err = ota_agent_boot(&s->agent, &slot);
-	if (err != OTA_OK) {
-		report(s, FLEETOTA__V1__DEVICE_STATE__DEVICE_STATE_FAILED);
-		count_outcome(s->fleet, s->artifact, OUT_FAILED, err);
-		return err;
-	}
-	ota_agent_status(&s->agent, &st);
-	if (st.phase != OTA_PHASE_TRIAL) {
-		report(s, FLEETOTA__V1__DEVICE_STATE__DEVICE_STATE_REJECTED);
-		err = st.last_error ? st.last_error : OTA_ERR_INTERNAL;
-		count_outcome(s->fleet, s->artifact, OUT_REJECTED, err);
-		return err;
-	}
-	report(s, FLEETOTA__V1__DEVICE_STATE__DEVICE_STATE_TRIAL);
-	err = ota_agent_selftest(&s->agent);
-	report(s, err == OTA_OK ? FLEETOTA__V1__DEVICE_STATE__DEVICE_STATE_CONFIRMED
-				: FLEETOTA__V1__DEVICE_STATE__DEVICE_STATE_REVERTED);
-	count_outcome(s->fleet, s->artifact, err == OTA_OK ? OUT_CONFIRMED : OUT_REVERTED, err);
-	return err;
-}
-
-/* Manifest first, verified by the core; then the image, resumed with Range. */
-static enum ota_err install_online(struct session *s, const char *artifact)
-{
-	char path[ARTIFACT_MAX + 32];
-	struct membuf manifest = {.cap = OTA_MAX_ENVELOPE_BYTES};
-	struct membuf kl = {.cap = OTA_MAX_ENVELOPE_BYTES};
-	enum ota_err err;
-	enum outcome outcome = OUT_FAILED;
-
-	snprintf(s->artifact, sizeof(s->artifact), "%s", artifact);
-	s->progress_permille = 0;
-	manifest.data = malloc(manifest.cap);
-	kl.data = malloc(kl.cap);
-	if (!manifest.data || !kl.data) {
-		err = OTA_ERR_NOMEM;
-		goto out;
-	}
-	atomic_fetch_add(&s->fleet->downloading, 1);
-	report(s, FLEETOTA__V1__DEVICE_STATE__DEVICE_STATE_DOWNLOADING);
-	snprintf(path, sizeof(path), "/v1/manifests/%s", artifact);
-	err = fetch_envelope(s, path, &manifest);
-	if (err != OTA_OK)
-		goto failed;
-	report(s, FLEETOTA__V1__DEVICE_STATE__DEVICE_STATE_VERIFYING);
-	err = ota_agent_begin(&s->agent, manifest.data, manifest.len, NULL, 0, NULL, NULL, 0);
-	if (err == OTA_ERR_KEY_UNKNOWN && update_keylist(s, &kl) == OTA_OK) {
-		report(s, FLEETOTA__V1__DEVICE_STATE__DEVICE_STATE_VERIFYING);
-		err = ota_agent_begin(&s->agent, manifest.data, manifest.len, NULL, 0, NULL, NULL,
-				      0);
-	}
-	if (err != OTA_OK)
-		goto rejected;
-
-	uint64_t size = ota_agent_image_size(&s->agent);
-	snprintf(path, sizeof(path), "/v1/images/%s", artifact);
-	for (unsigned attempt = 0;; attempt++) {
-		struct image_sink sink = {.s = s, .size = size, .started = now_s()};
-		struct ota_https_response resp;
-		uint64_t offset = ota_agent_offset(&s->agent);
-		report(s, FLEETOTA__V1__DEVICE_STATE__DEVICE_STATE_DOWNLOADING);
-		err = ota_https_get(&s->https, s->config.server_url, path, offset, size - offset,
-				    image_put, &sink, &resp);
-		if (err == OTA_OK)
-			break;
-		if (sink.power_cut) {
-			power_cycle(s);
-			attempt = 0;
-		} else if (sink.core_err != OTA_OK) {
-			err = sink.core_err;
-			goto rejected;
-		} else if (err == OTA_ERR_SIZE || err == OTA_ERR_PIN ||
-			   attempt >= s->config.download_retries || stop_requested) {
-			char detail[96];
-			snprintf(detail, sizeof(detail), "image download: status %d", resp.status);
-			(void)ota_agent_abort(&s->agent, err, detail, err != OTA_ERR_SIZE);
-			goto failed;
-		} else {
-			(void)ota_agent_abort(&s->agent, err, "download interrupted", true);
-			unsigned wait = resp.retry_after_s ? resp.retry_after_s : 1u << attempt;
-			sleep_s(wait > 60 ? 60 : wait);
-		}
-		if (stop_requested) {
-			err = OTA_ERR_TRANSPORT;
-			goto failed;
-		}
-		err = ota_agent_begin(&s->agent, manifest.data, manifest.len, NULL, 0, NULL, NULL,
-				      0);
-		if (err != OTA_OK)
-			goto rejected;
-	}
-	err = ota_agent_finish(&s->agent);
-	if (err != OTA_OK)
-		goto rejected;
-	s->progress_permille = 1000;
-	report(s, FLEETOTA__V1__DEVICE_STATE__DEVICE_STATE_PENDING);
-	err = boot_and_selftest(s);
-	goto done;
-rejected:
-	outcome = OUT_REJECTED;
-	report(s, FLEETOTA__V1__DEVICE_STATE__DEVICE_STATE_REJECTED);
-	goto counted;
-failed:
-	report(s, FLEETOTA__V1__DEVICE_STATE__DEVICE_STATE_FAILED);
-counted:
-	count_outcome(s->fleet, s->artifact, outcome, err);
-done:
-	atomic_fetch_sub(&s->fleet->downloading, 1);
-out:
-	free(manifest.data);
-	free(kl.data);
-	return err;
+	struct fleet_device *dev = s->dev;
+	s->online = (struct ota_online){
+		.agent = &s->agent,
+		.config = &s->config,
+		.https = &s->https,
+		.stop = &stop_requested,
+		.selftest = true,
+		.quiet = true,
+		.stop_aborts = true,
+		.power_cut = dev->power_loss && !dev->power_lost,
+		.slow_rate = dev->slow ? s->fleet->opt.slow_rate : 0,
+		.arg = s,
+		.https_ready = https_ready,
+		.report_begin = report_begin,
+		.report_send = report_send,
+		.note = note,
+		.power_cycle = power_cycle,
+	};
 }
 
 /* ---- provisioning: the factory step ------------------------------------------ */
@@ -868,30 +630,15 @@ static void run_job(struct fleet *fleet, struct fleet_device *dev, const struct 
 		atomic_fetch_add(&fleet->provisioned, 1);
 		goto out;
 	}
+	session_online(s);
 	/* a restart left an update pending or on trial: finish what was started */
-	if (s->agent.state.phase == OTA_PHASE_PENDING)
-		(void)boot_and_selftest(s);
-	else if (s->agent.state.phase == OTA_PHASE_TRIAL)
-		report(s, ota_agent_selftest(&s->agent) == OTA_OK
-				  ? FLEETOTA__V1__DEVICE_STATE__DEVICE_STATE_CONFIRMED
-				  : FLEETOTA__V1__DEVICE_STATE__DEVICE_STATE_REVERTED);
-	struct membuf buf = {.cap = OTA_MAX_ENVELOPE_BYTES};
-	if (job->rootlist || job->keylist)
-		buf.data = malloc(buf.cap);
-	if (job->rootlist && buf.data)
-		report(s, update_rootlist(s, &buf) == OTA_OK
-				  ? idle_state(&s->agent)
-				  : FLEETOTA__V1__DEVICE_STATE__DEVICE_STATE_REJECTED);
-	if (job->keylist && buf.data)
-		report(s, update_keylist(s, &buf) == OTA_OK
-				  ? idle_state(&s->agent)
-				  : FLEETOTA__V1__DEVICE_STATE__DEVICE_STATE_REJECTED);
-	free(buf.data);
+	ota_online_resume(&s->online);
+	ota_online_update_lists(&s->online, job->rootlist, job->keylist);
 	if (job->firmware) {
-		snprintf(s->campaign, sizeof(s->campaign), "%s", job->campaign);
-		(void)install_online(s, job->artifact);
+		snprintf(s->online.campaign, sizeof(s->online.campaign), "%s", job->campaign);
+		(void)ota_online_install(&s->online, job->artifact);
 	} else if (job->report) {
-		report(s, idle_state(&s->agent));
+		ota_online_report(&s->online, ota_online_idle_state(&s->agent));
 	}
 	/* registered: it leaves a little later, once its report went out */
 	if (dev->offline && dev->report_seq > 0 && dev->offline_at == 0)
