@@ -87,13 +87,29 @@ static enum ota_err next_version(uint64_t prev, uint64_t wanted, uint64_t *ret)
 	return OTA_OK;
 }
 
+/* The packed body of a list, within the body limit. */
+static enum ota_err pack_body(const ProtobufCMessage *msg, const char *what, uint8_t **ret_body,
+			      size_t *ret_len, struct kr_diag *diag)
+{
+	size_t len = protobuf_c_message_get_packed_size(msg);
+	if (len > OTA_MAX_BODY_BYTES)
+		return kr_fail(diag, OTA_ERR_FORMAT, "%s of %zu bytes is over the limit", what,
+			       len);
+	uint8_t *body = malloc(len);
+	if (!body)
+		return OTA_ERR_NOMEM;
+	protobuf_c_message_pack(msg, body);
+	*ret_body = body;
+	*ret_len = len;
+	return OTA_OK;
+}
+
 enum ota_err kr_keylist_build(const struct kr_keylist_spec *spec, uint8_t **ret_body,
 			      size_t *ret_len, struct kr_diag *diag)
 {
 	/* large: keep it off the stack */
 	struct key_set *set = calloc(1, sizeof(*set));
 	Fleetota__V1__KeyList kl = FLEETOTA__V1__KEY_LIST__INIT;
-	uint8_t *body = NULL;
 	enum ota_err err;
 	uint64_t prev_version = spec->prev ? spec->prev->version : 0;
 
@@ -134,23 +150,8 @@ enum ota_err kr_keylist_build(const struct kr_keylist_spec *spec, uint8_t **ret_
 	kl.rootlist_version = spec->rootlist_version;
 	kl.keys = set->ptrs;
 	kl.n_keys = set->n;
-	size_t len = fleetota__v1__key_list__get_packed_size(&kl);
-	if (len > OTA_MAX_BODY_BYTES) {
-		err = kr_fail(diag, OTA_ERR_FORMAT, "KeyList of %zu bytes is over the limit", len);
-		goto out;
-	}
-	body = malloc(len);
-	if (!body) {
-		err = OTA_ERR_NOMEM;
-		goto out;
-	}
-	fleetota__v1__key_list__pack(&kl, body);
-	*ret_body = body;
-	*ret_len = len;
-	body = NULL;
-	err = OTA_OK;
+	err = pack_body(&kl.base, "KeyList", ret_body, ret_len, diag);
 out:
-	free(body);
 	free(set);
 	return err;
 }
@@ -160,7 +161,6 @@ enum ota_err kr_rootlist_build(const struct kr_rootlist_spec *spec, uint8_t **re
 {
 	struct key_set *set = calloc(1, sizeof(*set));
 	Fleetota__V1__RootList rl = FLEETOTA__V1__ROOT_LIST__INIT;
-	uint8_t *body = NULL;
 	enum ota_err err;
 	uint64_t prev_version = spec->prev ? spec->prev->version : 0;
 
@@ -199,23 +199,8 @@ enum ota_err kr_rootlist_build(const struct kr_rootlist_spec *spec, uint8_t **re
 	rl.expires_at = spec->expires_at;
 	rl.keys = set->ptrs;
 	rl.n_keys = set->n;
-	size_t len = fleetota__v1__root_list__get_packed_size(&rl);
-	if (len > OTA_MAX_BODY_BYTES) {
-		err = kr_fail(diag, OTA_ERR_FORMAT, "RootList of %zu bytes is over the limit", len);
-		goto out;
-	}
-	body = malloc(len);
-	if (!body) {
-		err = OTA_ERR_NOMEM;
-		goto out;
-	}
-	fleetota__v1__root_list__pack(&rl, body);
-	*ret_body = body;
-	*ret_len = len;
-	body = NULL;
-	err = OTA_OK;
+	err = pack_body(&rl.base, "RootList", ret_body, ret_len, diag);
 out:
-	free(body);
 	free(set);
 	return err;
 }

@@ -186,6 +186,40 @@ static int common_option(struct common *c, int opt, const char *arg)
 	}
 }
 
+/*
+ * The next option of a command: common options (when c is given) are consumed
+ * here, --help prints HELP (and the common help with c) and an unknown option
+ * is a usage error. Returns the option, 0 at the end of the options, or -1
+ * when the command is to return *rc (0 after --help, else EXIT_USAGE).
+ */
+static int next_option(int argc, char **argv, const char *shortopts, const struct option *options,
+		       struct common *c, const char *help, int *rc)
+{
+	int opt;
+	while ((opt = getopt_long(argc, argv, shortopts, options, NULL)) != -1) {
+		int used = c ? common_option(c, opt, optarg) : 0;
+		if (used < 0) {
+			*rc = EXIT_USAGE;
+			return -1;
+		}
+		if (used)
+			continue;
+		if (opt == OPT_HELP) {
+			fputs(help, stdout);
+			if (c)
+				fputs(COMMON_HELP, stdout);
+			*rc = 0;
+			return -1;
+		}
+		if (opt == '?' || opt == ':') {
+			*rc = usage_error("unknown option%s", "");
+			return -1;
+		}
+		return opt;
+	}
+	return 0;
+}
+
 /* Secrets are read once the options are parsed. */
 static int common_ready(struct common *c)
 {
@@ -298,6 +332,36 @@ static enum ota_err sign_envelope(struct common *c, Fleetota__V1__Signed *env,
 	return OTA_OK;
 }
 
+/* Every signature by a list of keys. */
+static enum ota_err sign_all(struct common *c, Fleetota__V1__Signed *env, enum ota_obj_type type,
+			     uint64_t version, const char *const *keys, size_t n,
+			     const struct signers *allowed)
+{
+	enum ota_err err = OTA_OK;
+	for (size_t i = 0; err == OTA_OK && i < n; i++)
+		err = sign_envelope(c, env, type, version, keys[i], allowed);
+	return err;
+}
+
+typedef enum ota_err (*verify_fn)(struct kr_verifier *v, const Fleetota__V1__Signed *env,
+				  struct kr_diag *diag);
+
+/* Reads PATH into an arena of the verifier and has VERIFY check it. */
+static enum ota_err load_verified(struct kr_verifier *v, const char *path, verify_fn verify,
+				  struct kr_diag *diag, Fleetota__V1__Signed **ret_env)
+{
+	struct ota_arena *arena;
+	Fleetota__V1__Signed *env = NULL;
+	enum ota_err err = kr_verifier_arena(v, OTA_DECODE_ARENA_BYTES, &arena);
+	if (err == OTA_OK)
+		err = kr_envelope_read(path, arena, &env, diag);
+	if (err == OTA_OK)
+		err = verify(v, env, diag);
+	if (err == OTA_OK && ret_env)
+		*ret_env = env;
+	return err;
+}
+
 static void print_key_id(FILE *out, const uint8_t *id)
 {
 	char hex[2 * OTA_KEY_ID_BYTES + 1];
@@ -334,6 +398,37 @@ static int write_descriptor(const char *prefix, const Fleetota__V1__PublicKey *k
 	return err;
 }
 
+/*
+ * A key and its descriptor PREFIX.pub and PREFIX.pem: loaded from SPEC, or
+ * generated into PREFIX.key. With ret_spec, where the key is (to sign with).
+ */
+static enum ota_err make_key(struct common *c, const char *spec, enum ota_alg alg,
+			     const char *prefix, const char *label, uint64_t not_before,
+			     uint64_t not_after, char **ret_spec, Fleetota__V1__PublicKey **ret_pub)
+{
+	char path[4200];
+	EVP_PKEY *pkey = NULL;
+	enum ota_err err;
+	snprintf(path, sizeof(path), "%s.key", prefix);
+	if (ret_spec)
+		*ret_spec = strdup(spec ? spec : path);
+	if (spec) {
+		err = kr_key_load(spec, &c->key_opts, &pkey, &c->diag);
+	} else {
+		err = kr_key_generate(alg, &pkey, &c->diag);
+		if (err == OTA_OK)
+			err = kr_key_write_private(path, pkey, c->key_opts.passphrase, &c->diag);
+	}
+	if (err == OTA_OK && ret_spec && !*ret_spec)
+		err = OTA_ERR_NOMEM;
+	if (err == OTA_OK)
+		err = ota_pubkey_from_pkey(pkey, label, not_before, not_after, ret_pub);
+	EVP_PKEY_free(pkey);
+	if (err == OTA_OK)
+		err = write_descriptor(prefix, *ret_pub, &c->diag);
+	return err;
+}
+
 static int cmd_root_init(int argc, char **argv)
 {
 	static const struct option options[] = {
@@ -361,17 +456,8 @@ static int cmd_root_init(int argc, char **argv)
 	int rc = EXIT_REJECTED, opt;
 	enum ota_err err;
 
-	while ((opt = getopt_long(argc, argv, "n:k:", options, NULL)) != -1) {
-		int used = common_option(&c, opt, optarg);
-		if (used < 0)
-			return EXIT_USAGE;
-		if (used)
-			continue;
+	while ((opt = next_option(argc, argv, "n:k:", options, &c, help_root_init, &rc)) > 0) {
 		switch (opt) {
-		case OPT_HELP:
-			fputs(help_root_init, stdout);
-			fputs(COMMON_HELP, stdout);
-			return 0;
 		case OPT_OUT_DIR:
 			out_dir = optarg;
 			break;
@@ -400,10 +486,10 @@ static int cmd_root_init(int argc, char **argv)
 		case OPT_EXPIRES:
 			expires_arg = optarg;
 			break;
-		default:
-			return usage_error("unknown option%s", "");
 		}
 	}
+	if (opt < 0)
+		return rc;
 	if (!out_dir || optind != argc)
 		return usage_error("--out-dir is required%s", "");
 	if (keys.n)
@@ -421,28 +507,10 @@ static int cmd_root_init(int argc, char **argv)
 	}
 	for (n_keys = 0; n_keys < count; n_keys++) {
 		char prefix[4096], name[32];
-		EVP_PKEY *pkey = NULL;
 		snprintf(name, sizeof(name), "root-%zu", n_keys + 1);
 		snprintf(prefix, sizeof(prefix), "%s/%s", out_dir, name);
-		if (keys.n) {
-			key_paths[n_keys] = strdup(keys.items[n_keys]);
-			err = kr_key_load(keys.items[n_keys], &c.key_opts, &pkey, &c.diag);
-		} else {
-			char path[4200];
-			snprintf(path, sizeof(path), "%s.key", prefix);
-			key_paths[n_keys] = strdup(path);
-			err = kr_key_generate(alg, &pkey, &c.diag);
-			if (err == OTA_OK)
-				err = kr_key_write_private(path, pkey, c.key_opts.passphrase,
-							   &c.diag);
-		}
-		if (err == OTA_OK && !key_paths[n_keys])
-			err = OTA_ERR_NOMEM;
-		if (err == OTA_OK)
-			err = ota_pubkey_from_pkey(pkey, name, 0, 0, &pubs[n_keys]);
-		EVP_PKEY_free(pkey);
-		if (err == OTA_OK)
-			err = write_descriptor(prefix, pubs[n_keys], &c.diag);
+		err = make_key(&c, keys.n ? keys.items[n_keys] : NULL, alg, prefix, name, 0, 0,
+			       &key_paths[n_keys], &pubs[n_keys]);
 		if (err != OTA_OK) {
 			n_keys++;
 			goto fail;
@@ -459,10 +527,9 @@ static int cmd_root_init(int argc, char **argv)
 	if ((err = kr_rootlist_build(&spec, &body, &body_len, &c.diag)) != OTA_OK ||
 	    (err = kr_envelope_new(body, body_len, &env)) != OTA_OK)
 		goto fail;
-	for (size_t i = 0; i < n_keys; i++) {
-		if ((err = sign_envelope(&c, env, OTA_OBJ_ROOT, 1, key_paths[i], NULL)) != OTA_OK)
-			goto fail;
-	}
+	if ((err = sign_all(&c, env, OTA_OBJ_ROOT, 1, (const char *const *)key_paths, n_keys,
+			    NULL)) != OTA_OK)
+		goto fail;
 	/* the same check a device makes when the list is provisioned */
 	struct kr_verifier v;
 	kr_verifier_init(&v, 0);
@@ -528,21 +595,12 @@ static int cmd_key_new(int argc, char **argv, int is_root)
 	uint64_t not_before, not_after;
 	enum ota_alg alg = OTA_ALG_ED25519;
 	Fleetota__V1__PublicKey *pub = NULL;
-	EVP_PKEY *pkey = NULL;
 	int rc, opt;
 	enum ota_err err;
 
-	while ((opt = getopt_long(argc, argv, "", options, NULL)) != -1) {
-		int used = common_option(&c, opt, optarg);
-		if (used < 0)
-			return EXIT_USAGE;
-		if (used)
-			continue;
+	while ((opt = next_option(argc, argv, "", options, &c,
+				  is_root ? help_root_new : help_op_new, &rc)) > 0) {
 		switch (opt) {
-		case OPT_HELP:
-			fputs(is_root ? help_root_new : help_op_new, stdout);
-			fputs(COMMON_HELP, stdout);
-			return 0;
 		case OPT_OUT:
 			out = optarg;
 			break;
@@ -566,10 +624,10 @@ static int cmd_key_new(int argc, char **argv, int is_root)
 				return usage_error("root keys have no validity window%s", "");
 			na_arg = optarg;
 			break;
-		default:
-			return usage_error("unknown option%s", "");
 		}
 	}
+	if (opt < 0)
+		return rc;
 	if (!out || optind != argc)
 		return usage_error("--out PREFIX is required%s", "");
 	if (parse_time_arg(&c, nb_arg, &not_before) || parse_time_arg(&c, na_arg, &not_after))
@@ -578,7 +636,6 @@ static int cmd_key_new(int argc, char **argv, int is_root)
 		return usage_error("--not-after is before --not-before%s", "");
 	if ((rc = common_ready(&c)) != 0)
 		goto out;
-	char path[4200];
 	char *base_copy = strdup(out);
 	if (!base_copy) {
 		err = OTA_ERR_NOMEM;
@@ -587,19 +644,7 @@ static int cmd_key_new(int argc, char **argv, int is_root)
 	char label[OTA_MAX_STRING_BYTES + 1];
 	snprintf(label, sizeof(label), "%s", name ? name : basename(base_copy));
 	free(base_copy);
-	if (key) {
-		err = kr_key_load(key, &c.key_opts, &pkey, &c.diag);
-	} else {
-		snprintf(path, sizeof(path), "%s.key", out);
-		err = kr_key_generate(alg, &pkey, &c.diag);
-		if (err == OTA_OK)
-			err = kr_key_write_private(path, pkey, c.key_opts.passphrase, &c.diag);
-	}
-	if (err == OTA_OK)
-		err = ota_pubkey_from_pkey(pkey, label, not_before, not_after, &pub);
-	if (err == OTA_OK)
-		err = write_descriptor(out, pub, &c.diag);
-	if (err != OTA_OK)
+	if ((err = make_key(&c, key, alg, out, label, not_before, not_after, NULL, &pub)) != OTA_OK)
 		goto fail;
 	char nb[40], na[40];
 	printf("%s key \"%s\" id ", is_root ? "root" : "operational", label);
@@ -613,7 +658,6 @@ static int cmd_key_new(int argc, char **argv, int is_root)
 fail:
 	rc = fail(err, &c.diag);
 out:
-	EVP_PKEY_free(pkey);
 	if (pub)
 		fleetota__v1__public_key__free_unpacked(pub, NULL);
 	common_release(&c);
@@ -683,7 +727,7 @@ static int list_args_parse(int argc, char **argv, struct common *c, struct list_
 		{"finalize", no_argument, NULL, OPT_FINALIZE},
 		{NULL, 0, NULL, 0},
 	};
-	int opt;
+	int opt, rc;
 	if (argc < 2 || strcmp(argv[1], "--help") == 0 || strcmp(argv[1], "-h") == 0) {
 		fputs(is_root ? help_rootlist : help_keylist, argc < 2 ? stderr : stdout);
 		fputs(COMMON_HELP, argc < 2 ? stderr : stdout);
@@ -695,18 +739,10 @@ static int list_args_parse(int argc, char **argv, struct common *c, struct list_
 		return usage_error("unknown subcommand %s", a->sub);
 	argc--;
 	argv++;
-	while ((opt = getopt_long(argc, argv, "", options, NULL)) != -1) {
-		int used = common_option(c, opt, optarg);
+	while ((opt = next_option(argc, argv, "", options, c,
+				  is_root ? help_rootlist : help_keylist, &rc)) > 0) {
 		int bad = 0;
-		if (used < 0)
-			return EXIT_USAGE;
-		if (used)
-			continue;
 		switch (opt) {
-		case OPT_HELP:
-			fputs(is_root ? help_rootlist : help_keylist, stdout);
-			fputs(COMMON_HELP, stdout);
-			return -1;
 		case OPT_OUT:
 			a->out = optarg;
 			break;
@@ -750,12 +786,12 @@ static int list_args_parse(int argc, char **argv, struct common *c, struct list_
 		case OPT_FINALIZE:
 			a->finalize = 1;
 			break;
-		default:
-			return usage_error("unknown option%s", "");
 		}
 		if (bad)
 			return EXIT_USAGE;
 	}
+	if (opt < 0)
+		return rc == 0 ? -1 : rc;
 	for (int i = optind; i < argc; i++) {
 		if (list_push(&a->inputs, argv[i]))
 			return EXIT_USAGE;
@@ -798,6 +834,34 @@ static enum ota_err list_envelope_load(struct list_args *a, struct kr_diag *diag
 	return OTA_OK;
 }
 
+/*
+ * The start of keylist and rootlist: arguments parsed, secrets read, the
+ * verifier's clock set and ARENA ready for the previous list. Returns -1 to
+ * go on, else the command's exit status (0 after --help).
+ */
+static int list_cmd_start(int argc, char **argv, struct common *c, struct list_args *a, int is_root,
+			  struct kr_verifier *v, struct kr_arena *arena)
+{
+	int rc = list_args_parse(argc, argv, c, a, is_root);
+	if (rc != 0)
+		return rc < 0 ? 0 : rc;
+	if ((rc = common_ready(c)) != 0)
+		return rc;
+	v->now = c->now;
+	enum ota_err err = kr_arena_init(arena, OTA_DECODE_ARENA_BYTES * 2);
+	return err == OTA_OK ? -1 : fail(err, &c->diag);
+}
+
+/* The descriptors of --add. */
+static enum ota_err read_adds(const struct list_args *a, struct ota_arena *arena,
+			      Fleetota__V1__PublicKey **adds, struct kr_diag *diag)
+{
+	enum ota_err err = OTA_OK;
+	for (size_t i = 0; err == OTA_OK && i < a->add.n; i++)
+		err = kr_pubkey_read(a->add.items[i], arena, &adds[i], diag);
+	return err;
+}
+
 static int cmd_keylist(int argc, char **argv)
 {
 	struct common c = {.now = (uint64_t)time(NULL)};
@@ -814,22 +878,11 @@ static int cmd_keylist(int argc, char **argv)
 	int rc;
 
 	kr_verifier_init(&v, 0);
-	rc = list_args_parse(argc, argv, &c, &a, 0);
-	if (rc != 0)
-		return rc < 0 ? 0 : rc;
-	if ((rc = common_ready(&c)) != 0)
+	if ((rc = list_cmd_start(argc, argv, &c, &a, 0, &v, &prev_arena)) >= 0)
 		goto out;
-	v.now = c.now;
-	if ((err = kr_arena_init(&prev_arena, OTA_DECODE_ARENA_BYTES * 2)) != OTA_OK)
+	if (a.rootlist &&
+	    (err = load_verified(&v, a.rootlist, kr_verify_root_anchor, &c.diag, NULL)) != OTA_OK)
 		goto fail;
-	if (a.rootlist) {
-		Fleetota__V1__Signed *renv = NULL;
-		struct ota_arena *arena;
-		if ((err = kr_verifier_arena(&v, OTA_DECODE_ARENA_BYTES, &arena)) != OTA_OK ||
-		    (err = kr_envelope_read(a.rootlist, arena, &renv, &c.diag)) != OTA_OK ||
-		    (err = kr_verify_root_anchor(&v, renv, &c.diag)) != OTA_OK)
-			goto fail;
-	}
 	if (a.prev) {
 		Fleetota__V1__Signed *penv = NULL;
 		if ((err = kr_envelope_read(a.prev, &prev_arena.arena, &penv, &c.diag)) != OTA_OK)
@@ -856,11 +909,8 @@ static int cmd_keylist(int argc, char **argv)
 		spec.issued_at = issued;
 		spec.expires_at = expires_at;
 		spec.rootlist_version = v.root ? v.root->version : 0;
-		for (size_t i = 0; i < a.add.n; i++) {
-			if ((err = kr_pubkey_read(a.add.items[i], &prev_arena.arena, &adds[i],
-						  &c.diag)) != OTA_OK)
-				goto fail;
-		}
+		if ((err = read_adds(&a, &prev_arena.arena, adds, &c.diag)) != OTA_OK)
+			goto fail;
 		for (size_t i = 0; i < a.expire.n; i++) {
 			const char *eq = strrchr(a.expire.items[i], '=');
 			static char selectors[MAX_LIST_ARGS][OTA_MAX_STRING_BYTES + 1];
@@ -912,11 +962,9 @@ static int cmd_keylist(int argc, char **argv)
 		snprintf(root_name, sizeof(root_name), "RootList v%llu",
 			 (unsigned long long)v.root->version);
 	}
-	for (size_t i = 0; i < a.keys.n; i++) {
-		if ((err = sign_envelope(&c, env, OTA_OBJ_KEYLIST, version, a.keys.items[i],
-					 v.root ? &roots : NULL)) != OTA_OK)
-			goto fail;
-	}
+	if ((err = sign_all(&c, env, OTA_OBJ_KEYLIST, version, a.keys.items, a.keys.n,
+			    v.root ? &roots : NULL)) != OTA_OK)
+		goto fail;
 	if (v.root) {
 		size_t have = 0;
 		ota_threshold_count(OTA_OBJ_KEYLIST, env, v.root->keys, v.root->n_keys, &have);
@@ -961,14 +1009,8 @@ static int cmd_rootlist(int argc, char **argv)
 	int rc;
 
 	kr_verifier_init(&v, 0);
-	rc = list_args_parse(argc, argv, &c, &a, 1);
-	if (rc != 0)
-		return rc < 0 ? 0 : rc;
-	if ((rc = common_ready(&c)) != 0)
+	if ((rc = list_cmd_start(argc, argv, &c, &a, 1, &v, &arena)) >= 0)
 		goto out;
-	v.now = c.now;
-	if ((err = kr_arena_init(&arena, OTA_DECODE_ARENA_BYTES * 2)) != OTA_OK)
-		goto fail;
 	/* the current RootList: trusted as the anchor of this step; none for v1 */
 	if (a.prev && ((err = kr_envelope_read(a.prev, &arena.arena, &penv, &c.diag)) != OTA_OK ||
 		       (err = kr_verify_root_anchor(&v, penv, &c.diag)) != OTA_OK))
@@ -992,11 +1034,8 @@ static int cmd_rootlist(int argc, char **argv)
 		spec.threshold = (uint32_t)threshold;
 		spec.issued_at = issued;
 		spec.expires_at = expires_at;
-		for (size_t i = 0; i < a.add.n; i++) {
-			if ((err = kr_pubkey_read(a.add.items[i], &arena.arena, &adds[i],
-						  &c.diag)) != OTA_OK)
-				goto fail;
-		}
+		if ((err = read_adds(&a, &arena.arena, adds, &c.diag)) != OTA_OK)
+			goto fail;
 		spec.add = adds;
 		spec.n_add = a.add.n;
 		spec.remove = a.remove.items;
@@ -1032,11 +1071,7 @@ static int cmd_rootlist(int argc, char **argv)
 		 (unsigned long long)prev_version, (unsigned long long)version);
 	struct signers rotation = {prev ? prev->keys : NULL, prev ? prev->n_keys : 0, next->keys,
 				   next->n_keys, lists_name};
-	for (size_t i = 0; i < a.keys.n; i++) {
-		if ((err = sign_envelope(&c, env, OTA_OBJ_ROOT, version, a.keys.items[i],
-					 &rotation)) != OTA_OK)
-			break;
-	}
+	err = sign_all(&c, env, OTA_OBJ_ROOT, version, a.keys.items, a.keys.n, &rotation);
 	size_t have_old = 0, have_new = 0;
 	if (err == OTA_OK) {
 		ota_threshold_count(OTA_OBJ_ROOT, env, next->keys, next->n_keys, &have_new);
@@ -1140,18 +1175,9 @@ static int cmd_sign(int argc, char **argv)
 	enum ota_err err = OTA_OK;
 
 	kr_verifier_init(&v, 0);
-	while ((opt = getopt_long(argc, argv, "", options, NULL)) != -1) {
-		int used = common_option(&c, opt, optarg);
+	while ((opt = next_option(argc, argv, "", options, &c, help_sign, &rc)) > 0) {
 		int bad = 0;
-		if (used < 0)
-			return EXIT_USAGE;
-		if (used)
-			continue;
 		switch (opt) {
-		case OPT_HELP:
-			fputs(help_sign, stdout);
-			fputs(COMMON_HELP, stdout);
-			return 0;
 		case OPT_KEY:
 			key = optarg;
 			break;
@@ -1212,12 +1238,12 @@ static int cmd_sign(int argc, char **argv)
 		case OPT_NO_KEYLIST:
 			no_keylist = 1;
 			break;
-		default:
-			return usage_error("unknown option%s", "");
 		}
 		if (bad)
 			return EXIT_USAGE;
 	}
+	if (opt < 0)
+		return rc;
 	if (optind != argc || !key || !keylist || !image || !version_code_arg)
 		return usage_error("sign needs --key, --keylist, --image and --version-code%s", "");
 	if (!manifest_out && !bundle_out)
@@ -1354,22 +1380,6 @@ static const char help_verify[] =
 	"key of --keylist valid at its issued_at (--image checks the image too); a\n"
 	"bundle is checked whole, image streamed. Exits 0, or 1 with OTA_ERR_X: detail.\n";
 
-static int load_root(struct kr_verifier *v, const char *path, int anchor, struct kr_diag *diag,
-		     Fleetota__V1__Signed **ret_env)
-{
-	struct ota_arena *arena;
-	Fleetota__V1__Signed *env = NULL;
-	enum ota_err err = kr_verifier_arena(v, OTA_DECODE_ARENA_BYTES, &arena);
-	if (err == OTA_OK)
-		err = kr_envelope_read(path, arena, &env, diag);
-	if (err == OTA_OK)
-		err = anchor ? kr_verify_root_anchor(v, env, diag)
-			     : kr_verify_root_step(v, env, diag);
-	if (err == OTA_OK && ret_env)
-		*ret_env = env;
-	return err;
-}
-
 static int cmd_verify(int argc, char **argv)
 {
 	static const struct option options[] = {
@@ -1396,17 +1406,8 @@ static int cmd_verify(int argc, char **argv)
 	enum ota_err err = OTA_OK;
 
 	kr_verifier_init(&v, 0);
-	while ((opt = getopt_long(argc, argv, "", options, NULL)) != -1) {
-		int used = common_option(&c, opt, optarg);
-		if (used < 0)
-			return EXIT_USAGE;
-		if (used)
-			continue;
+	while ((opt = next_option(argc, argv, "", options, &c, help_verify, &rc)) > 0) {
 		switch (opt) {
-		case OPT_HELP:
-			fputs(help_verify, stdout);
-			fputs(COMMON_HELP, stdout);
-			return 0;
 		case OPT_ROOTLIST:
 			rootlist = optarg;
 			break;
@@ -1428,10 +1429,10 @@ static int cmd_verify(int argc, char **argv)
 			if (kr_obj_kind_parse(optarg, &kind) != OTA_OK || kind == KR_OBJ_PUBKEY)
 				return usage_error("unknown --type %s", optarg);
 			break;
-		default:
-			return usage_error("unknown option%s", "");
 		}
 	}
+	if (opt < 0)
+		return rc;
 	if (optind + 1 != argc)
 		return usage_error("verify takes one FILE%s", "");
 	const char *path = argv[optind];
@@ -1441,11 +1442,12 @@ static int cmd_verify(int argc, char **argv)
 		goto out;
 	v.now = c.now;
 	v.keylist_floor = floor;
-	if ((err = load_root(&v, rootlist, 1, &c.diag, &anchor)) != OTA_OK)
+	if ((err = load_verified(&v, rootlist, kr_verify_root_anchor, &c.diag, &anchor)) != OTA_OK)
 		goto fail;
 	for (size_t i = 0; i < chain.n; i++) {
 		Fleetota__V1__Signed *step = NULL;
-		if ((err = load_root(&v, chain.items[i], 0, &c.diag, &step)) != OTA_OK)
+		if ((err = load_verified(&v, chain.items[i], kr_verify_root_step, &c.diag,
+					 &step)) != OTA_OK)
 			goto fail;
 		anchor = step; /* the newest trusted one */
 	}
@@ -1475,12 +1477,8 @@ static int cmd_verify(int argc, char **argv)
 	}
 	if (kind == KR_OBJ_BUNDLE) {
 		if (keylist) {
-			Fleetota__V1__Signed *kenv = NULL;
-			struct ota_arena *karena;
-			if ((err = kr_verifier_arena(&v, OTA_DECODE_ARENA_BYTES, &karena)) !=
-				    OTA_OK ||
-			    (err = kr_envelope_read(keylist, karena, &kenv, &c.diag)) != OTA_OK ||
-			    (err = kr_verify_keylist(&v, kenv, &c.diag)) != OTA_OK)
+			if ((err = load_verified(&v, keylist, kr_verify_keylist, &c.diag, NULL)) !=
+			    OTA_OK)
 				goto fail;
 			/* a KeyList in the bundle must then be newer than this one */
 			v.keylist_floor =
@@ -1538,16 +1536,13 @@ static int cmd_verify(int argc, char **argv)
 		       (unsigned long long)v.keylist->version, (unsigned long long)v.root->version,
 		       v.keylist->n_keys);
 	} else {
-		Fleetota__V1__Signed *kenv = NULL;
 		Fleetota__V1__Manifest *m = NULL;
-		struct ota_arena *karena;
 		if (!keylist) {
 			rc = usage_error("a manifest needs --keylist%s", "");
 			goto out;
 		}
-		if ((err = kr_verifier_arena(&v, OTA_DECODE_ARENA_BYTES, &karena)) != OTA_OK ||
-		    (err = kr_envelope_read(keylist, karena, &kenv, &c.diag)) != OTA_OK ||
-		    (err = kr_verify_keylist(&v, kenv, &c.diag)) != OTA_OK ||
+		if ((err = load_verified(&v, keylist, kr_verify_keylist, &c.diag, NULL)) !=
+			    OTA_OK ||
 		    (err = kr_verify_manifest(&v, env, arena, &m, &c.diag)) != OTA_OK)
 			goto fail;
 		if (image && (err = kr_verify_image_file(m, image, &c.diag)) != OTA_OK)
@@ -1588,11 +1583,8 @@ static int cmd_inspect(int argc, char **argv)
 	uint64_t image_bytes = 0;
 	enum ota_err err;
 
-	while ((opt = getopt_long(argc, argv, "", options, NULL)) != -1) {
+	while ((opt = next_option(argc, argv, "", options, NULL, help_inspect, &rc)) > 0) {
 		switch (opt) {
-		case OPT_HELP:
-			fputs(help_inspect, stdout);
-			return 0;
 		case OPT_JSON:
 			as_json = 1;
 			break;
@@ -1600,10 +1592,10 @@ static int cmd_inspect(int argc, char **argv)
 			if (kr_obj_kind_parse(optarg, &kind) != OTA_OK)
 				return usage_error("unknown --type %s", optarg);
 			break;
-		default:
-			return usage_error("unknown option%s", "");
 		}
 	}
+	if (opt < 0)
+		return rc;
 	if (optind + 1 != argc)
 		return usage_error("inspect takes one FILE%s", "");
 	const char *path = argv[optind];
@@ -1675,19 +1667,16 @@ static int cmd_audit_verify(int argc, char **argv)
 	const char *expect = NULL;
 	struct kr_diag diag = {{0}};
 	struct kr_audit_result result;
-	int opt;
-	while ((opt = getopt_long(argc, argv, "", options, NULL)) != -1) {
+	int opt, rc;
+	while ((opt = next_option(argc, argv, "", options, NULL, help_audit_verify, &rc)) > 0) {
 		switch (opt) {
-		case OPT_HELP:
-			fputs(help_audit_verify, stdout);
-			return 0;
 		case OPT_EXPECT_HEAD:
 			expect = optarg;
 			break;
-		default:
-			return usage_error("unknown option%s", "");
 		}
 	}
+	if (opt < 0)
+		return rc;
 	if (optind + 1 != argc)
 		return usage_error("audit-verify takes one LOG%s", "");
 	enum ota_err err = kr_audit_verify_file(argv[optind], &result, &diag);
