@@ -87,10 +87,14 @@ static enum ota_err next_version(uint64_t prev, uint64_t wanted, uint64_t *ret)
 	return OTA_OK;
 }
 
-/* The packed body of a list, within the body limit. */
-static enum ota_err pack_body(const ProtobufCMessage *msg, const char *what, uint8_t **ret_body,
-			      size_t *ret_len, struct kr_diag *diag)
+/* The packed body of a list (WHAT), within the body limit; not expired when issued. */
+static enum ota_err pack_body(const ProtobufCMessage *msg, const char *what, uint64_t issued_at,
+			      uint64_t expires_at, uint8_t **ret_body, size_t *ret_len,
+			      struct kr_diag *diag)
 {
+	if (expires_at && expires_at <= issued_at)
+		return kr_fail(diag, OTA_ERR_INVALID_ARG, "%s would expire before it is issued",
+			       what);
 	size_t len = protobuf_c_message_get_packed_size(msg);
 	if (len > OTA_MAX_BODY_BYTES)
 		return kr_fail(diag, OTA_ERR_FORMAT, "%s of %zu bytes is over the limit", what,
@@ -140,17 +144,13 @@ enum ota_err kr_keylist_build(const struct kr_keylist_spec *spec, uint8_t **ret_
 		}
 		key->not_after = spec->expire[i].not_after;
 	}
-	if (spec->expires_at && spec->expires_at <= spec->issued_at) {
-		err = kr_fail(diag, OTA_ERR_INVALID_ARG,
-			      "KeyList would expire before it is issued");
-		goto out;
-	}
 	kl.issued_at = spec->issued_at;
 	kl.expires_at = spec->expires_at;
 	kl.rootlist_version = spec->rootlist_version;
 	kl.keys = set->ptrs;
 	kl.n_keys = set->n;
-	err = pack_body(&kl.base, "KeyList", ret_body, ret_len, diag);
+	err = pack_body(&kl.base, "KeyList", spec->issued_at, spec->expires_at, ret_body, ret_len,
+			diag);
 out:
 	free(set);
 	return err;
@@ -185,11 +185,6 @@ enum ota_err kr_rootlist_build(const struct kr_rootlist_spec *spec, uint8_t **re
 			      rl.threshold, set->n);
 		goto out;
 	}
-	if (spec->expires_at && spec->expires_at <= spec->issued_at) {
-		err = kr_fail(diag, OTA_ERR_INVALID_ARG,
-			      "RootList would expire before it is issued");
-		goto out;
-	}
 	for (size_t i = 0; i < set->n; i++) {
 		/* a root key carries no validity window: roots are rotated instead */
 		set->ptrs[i]->not_before = 0;
@@ -199,7 +194,8 @@ enum ota_err kr_rootlist_build(const struct kr_rootlist_spec *spec, uint8_t **re
 	rl.expires_at = spec->expires_at;
 	rl.keys = set->ptrs;
 	rl.n_keys = set->n;
-	err = pack_body(&rl.base, "RootList", ret_body, ret_len, diag);
+	err = pack_body(&rl.base, "RootList", spec->issued_at, spec->expires_at, ret_body, ret_len,
+			diag);
 out:
 	free(set);
 	return err;

@@ -852,6 +852,19 @@ static int list_cmd_start(int argc, char **argv, struct common *c, struct list_a
 	return err == OTA_OK ? -1 : fail(err, &c->diag);
 }
 
+/* The end of keylist and rootlist: everything released; returns RC. */
+static int list_cmd_end(int rc, struct common *c, struct kr_verifier *v, struct kr_arena *arena,
+			Fleetota__V1__Signed *env, uint8_t *body)
+{
+	if (env)
+		fleetota__v1__signed__free_unpacked(env, NULL);
+	free(body);
+	kr_arena_release(arena);
+	kr_verifier_release(v);
+	common_release(c);
+	return rc;
+}
+
 /* The descriptors of --add. */
 static enum ota_err read_adds(const struct list_args *a, struct ota_arena *arena,
 			      Fleetota__V1__PublicKey **adds, struct kr_diag *diag)
@@ -986,13 +999,7 @@ static int cmd_keylist(int argc, char **argv)
 fail:
 	rc = fail(err, &c.diag);
 out:
-	if (env)
-		fleetota__v1__signed__free_unpacked(env, NULL);
-	free(body);
-	kr_arena_release(&prev_arena);
-	kr_verifier_release(&v);
-	common_release(&c);
-	return rc;
+	return list_cmd_end(rc, &c, &v, &prev_arena, env, body);
 }
 
 static int cmd_rootlist(int argc, char **argv)
@@ -1099,13 +1106,7 @@ static int cmd_rootlist(int argc, char **argv)
 fail:
 	rc = fail(err, &c.diag);
 out:
-	if (env)
-		fleetota__v1__signed__free_unpacked(env, NULL);
-	free(body);
-	kr_arena_release(&arena);
-	kr_verifier_release(&v);
-	common_release(&c);
-	return rc;
+	return list_cmd_end(rc, &c, &v, &arena, env, body);
 }
 
 /* ---- sign: firmware image -> manifest + bundle ---- */
