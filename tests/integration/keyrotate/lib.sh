@@ -15,6 +15,9 @@ cleanup() {
 	exit $rc
 }
 trap cleanup EXIT
+# a test runner's timeout (TERM) or Ctrl-C must still stop what we started
+trap 'exit 143' TERM
+trap 'exit 130' INT
 cd "$WORK"
 export OTA_KEYS_AUDIT_LOG="$WORK/audit.log"
 export USER=ci-signer

@@ -60,6 +60,9 @@ cleanup() {
 	exit $rc
 }
 trap cleanup EXIT
+# a test runner's timeout (TERM) or Ctrl-C must still stop what we started
+trap 'exit 143' TERM
+trap 'exit 130' INT
 
 PG_PORT=$(free_port)
 DEV_PORT=$(free_port)
