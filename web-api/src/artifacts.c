@@ -99,15 +99,6 @@ enum ota_err wa_artifacts_prepare(struct srv_db *db)
 	return err;
 }
 
-static void reply_list(struct wa_ctx *ctx, enum ota_err err, const PGresult *res)
-{
-	if (err != OTA_OK) {
-		wa_reply_db_error(ctx, err, res);
-		return;
-	}
-	wa_reply_text(ctx, 200, PQgetvalue(res, 0, 0));
-}
-
 void wa_h_artifacts_list(struct wa_ctx *ctx)
 {
 	static const char *const allowed[] = {"product", "version", "security",
@@ -138,7 +129,7 @@ void wa_h_artifacts_list(struct wa_ctx *ctx)
 		return;
 	}
 	params[4] = limit;
-	wa_db(ctx, "wa_artifact_list", 5, params, reply_list);
+	wa_db(ctx, "wa_artifact_list", 5, params, wa_reply_db_text);
 }
 
 static bool artifact_arg(struct wa_ctx *ctx)

@@ -83,15 +83,6 @@ enum ota_err wa_devices_prepare(struct srv_db *db)
 	return err;
 }
 
-static void reply_list(struct wa_ctx *ctx, enum ota_err err, const PGresult *res)
-{
-	if (err != OTA_OK) {
-		wa_reply_db_error(ctx, err, res);
-		return;
-	}
-	wa_reply_text(ctx, 200, PQgetvalue(res, 0, 0));
-}
-
 void wa_h_devices_list(struct wa_ctx *ctx)
 {
 	static const char *const allowed[] = {"model",
@@ -156,7 +147,7 @@ void wa_h_devices_list(struct wa_ctx *ctx)
 		return;
 	}
 	params[11] = limit;
-	wa_db(ctx, "wa_device_list", 12, params, reply_list);
+	wa_db(ctx, "wa_device_list", 12, params, wa_reply_db_text);
 }
 
 static bool device_arg(struct wa_ctx *ctx)

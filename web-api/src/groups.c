@@ -106,15 +106,6 @@ static bool group_arg(struct wa_ctx *ctx, const char *const *allowed)
 	return true;
 }
 
-static void reply_list(struct wa_ctx *ctx, enum ota_err err, const PGresult *res)
-{
-	if (err != OTA_OK) {
-		wa_reply_db_error(ctx, err, res);
-		return;
-	}
-	wa_reply_text(ctx, 200, PQgetvalue(res, 0, 0));
-}
-
 void wa_h_groups_list(struct wa_ctx *ctx)
 {
 	static const char *const allowed[] = {"kind", "cursor", "limit", NULL};
@@ -135,7 +126,7 @@ void wa_h_groups_list(struct wa_ctx *ctx)
 		return;
 	}
 	params[2] = limit;
-	wa_db(ctx, "wa_group_list", 3, params, reply_list);
+	wa_db(ctx, "wa_group_list", 3, params, wa_reply_db_text);
 }
 
 /* Checks a "devices" array of device ids; returns its JSON text or NULL. */
@@ -355,7 +346,7 @@ struct members_state {
 
 static void members_listed(struct wa_ctx *ctx, enum ota_err err, const PGresult *res)
 {
-	reply_list(ctx, err, res);
+	wa_reply_db_text(ctx, err, res);
 }
 
 static void group_loaded(struct wa_ctx *ctx, enum ota_err err, const PGresult *res)

@@ -85,15 +85,6 @@ enum ota_err wa_trust_prepare(struct srv_db *db)
 	return err;
 }
 
-static void reply_list(struct wa_ctx *ctx, enum ota_err err, const PGresult *res)
-{
-	if (err != OTA_OK) {
-		wa_reply_db_error(ctx, err, res);
-		return;
-	}
-	wa_reply_text(ctx, 200, PQgetvalue(res, 0, 0));
-}
-
 static void list(struct wa_ctx *ctx, const char *stmt)
 {
 	static const char *const allowed[] = {"cursor", "limit", NULL};
@@ -109,7 +100,7 @@ static void list(struct wa_ctx *ctx, const char *stmt)
 		return;
 	}
 	params[1] = limit;
-	wa_db(ctx, stmt, 2, params, reply_list);
+	wa_db(ctx, stmt, 2, params, wa_reply_db_text);
 }
 
 void wa_h_keylists_list(struct wa_ctx *ctx)

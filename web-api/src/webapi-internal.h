@@ -234,6 +234,11 @@ void wa_reply_error(struct wa_ctx *ctx, int status, const char *code, const char
 		    const char *field);
 /* The answer to a failed database call (503 or 500). */
 void wa_reply_db_error(struct wa_ctx *ctx, enum ota_err err, const PGresult *res);
+/*
+ * A database callback for statements that return one JSON text cell:
+ * 200 with it, or the failed call's answer.
+ */
+void wa_reply_db_text(struct wa_ctx *ctx, enum ota_err err, const PGresult *res);
 
 /* A query parameter, or NULL. */
 const char *wa_query(struct wa_ctx *ctx, const char *name);

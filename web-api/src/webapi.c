@@ -266,6 +266,15 @@ void wa_reply_db_error(struct wa_ctx *ctx, enum ota_err err, const PGresult *res
 	wa_reply_error(ctx, 503, "unavailable", "database unavailable, retry later", NULL);
 }
 
+void wa_reply_db_text(struct wa_ctx *ctx, enum ota_err err, const PGresult *res)
+{
+	if (err != OTA_OK) {
+		wa_reply_db_error(ctx, err, res);
+		return;
+	}
+	wa_reply_text(ctx, 200, PQgetvalue(res, 0, 0));
+}
+
 /* ---- database ------------------------------------------------------- */
 
 struct db_call {
