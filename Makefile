@@ -6,6 +6,7 @@ BUILD       ?= build
 TEST_BUILD  ?= build-test
 FUZZ_BUILD  ?= build-fuzz
 BENCH_BUILD ?= build-bench
+MIN_BUILD   ?= build-min
 FUZZ_SECONDS ?= 60
 MESON_TEST_ARGS ?=
 
@@ -13,7 +14,7 @@ export ASAN_OPTIONS ?= detect_leaks=1:abort_on_error=1
 export UBSAN_OPTIONS ?= halt_on_error=1:print_stacktrace=1
 export LSAN_OPTIONS ?= suppressions=$(CURDIR)/tests/lsan.supp:print_suppressions=0
 
-.PHONY: all deps build test unit fuzz format format-check demo bench api-docs clean
+.PHONY: all deps build test unit trees demo-check fuzz format format-check demo bench api-docs clean
 
 all: build
 
@@ -33,8 +34,23 @@ unit: deps $(TEST_BUILD)/build.ninja
 	ninja -C $(TEST_BUILD)
 	meson test -C $(TEST_BUILD) --print-errorlogs --num-processes 2 $(MESON_TEST_ARGS)
 
-test: unit format-check fuzz
+test: trees unit demo-check format-check fuzz
 	@echo "make test: all suites passed"
+
+# Every tree the README and docs name, configured exactly as they say
+# (gcc warns at -O2 about what it misses at -O0): build/ as make demo builds
+# it, the device-only tree, and the release tree of make bench.
+$(MIN_BUILD)/build.ninja:
+	meson setup $(MIN_BUILD) -Dwerror=true -Dserver=false
+
+trees: build $(MIN_BUILD)/build.ninja $(BENCH_BUILD)/build.ninja
+	ninja -C $(MIN_BUILD)
+	ninja -C $(BENCH_BUILD)
+	@echo "trees: $(BUILD) $(MIN_BUILD) $(BENCH_BUILD) built"
+
+# The demo's CI mode on the binaries make demo runs (build/, -O2).
+demo-check: build
+	TOP=$(CURDIR) DEMO_BUILD=$(CURDIR)/$(BUILD) bash tests/integration/demo/test_demo.sh
 
 $(FUZZ_BUILD)/build.ninja:
 	CC=clang meson setup $(FUZZ_BUILD) -Dfuzz=true \
@@ -67,4 +83,4 @@ api-docs: deps
 	@bash scripts/api-docs.sh $(BUILD)/api.html
 
 clean:
-	rm -rf $(BUILD) $(TEST_BUILD) $(FUZZ_BUILD) $(BENCH_BUILD)
+	rm -rf $(BUILD) $(TEST_BUILD) $(FUZZ_BUILD) $(BENCH_BUILD) $(MIN_BUILD)

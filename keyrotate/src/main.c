@@ -196,6 +196,8 @@ static int next_option(int argc, char **argv, const char *shortopts, const struc
 		       struct common *c, const char *help, int *rc)
 {
 	int opt;
+	/* Every path leaves *rc defined: callers read it whenever this returns < 0. */
+	*rc = 0;
 	while ((opt = getopt_long(argc, argv, shortopts, options, NULL)) != -1) {
 		int used = c ? common_option(c, opt, optarg) : 0;
 		if (used < 0) {
