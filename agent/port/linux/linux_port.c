@@ -1,8 +1,11 @@
 /* SPDX-License-Identifier: Apache-2.0 */
 /*
- * File-backed port: slots are state_dir/slot0.img and slot1.img; records
- * are files under state_dir/records, each replaced atomically (temp file,
- * fsync, rename, fsync of the directory).
+ * File-backed port: slots are state_dir/slot0.img and slot1.img; each copy
+ * of a record is a file under state_dir/records (state.0, state.1, ...),
+ * replaced atomically (temp file, fsync, rename, fsync of the directory).
+ * The core keeps two copies and falls back to the other when one is torn
+ * or lost; the atomic replacement is kept because `ota-agent status` reads
+ * records without the lock while `run` writes them.
  */
 #include <errno.h>
 #include <fcntl.h>
@@ -20,36 +23,20 @@
 
 extern char **environ;
 
-static void record_name(enum ota_record rec, char *buf, size_t cap)
+static void record_name(enum ota_record rec, unsigned copy, char *buf, size_t cap)
 {
-	switch (rec) {
-	case OTA_REC_STATE:
-		snprintf(buf, cap, "state");
-		return;
-	case OTA_REC_COUNTER:
-		snprintf(buf, cap, "counter");
-		return;
-	case OTA_REC_ROOTLIST:
-		snprintf(buf, cap, "rootlist");
-		return;
-	case OTA_REC_KEYLIST:
-		snprintf(buf, cap, "keylist");
-		return;
-	case OTA_REC_MANIFEST_0:
-		snprintf(buf, cap, "manifest0");
-		return;
-	case OTA_REC_MANIFEST_1:
-		snprintf(buf, cap, "manifest1");
-		return;
-	default:
-		snprintf(buf, cap, "event%02u", (unsigned)rec - OTA_REC_EVENT_0);
-		return;
-	}
+	static const char *const names[] = {"state",	 "counter",   "rootlist", "keylist",
+					    "manifest0", "manifest1", "boot"};
+	if ((unsigned)rec < sizeof(names) / sizeof(names[0]))
+		snprintf(buf, cap, "%s.%u", names[rec], copy);
+	else
+		snprintf(buf, cap, "event%02u.%u", (unsigned)rec - OTA_REC_EVENT_0, copy);
 }
 
-static bool record_valid(enum ota_record rec)
+static bool record_valid(enum ota_record rec, unsigned copy)
 {
-	return rec <= OTA_REC_MANIFEST_1 || (rec >= OTA_REC_EVENT_0 && rec <= OTA_REC_LAST);
+	return copy < OTA_RECORD_COPIES &&
+	       (rec <= OTA_REC_BOOT || (rec >= OTA_REC_EVENT_0 && rec <= OTA_REC_LAST));
 }
 
 static bool path_join(char *buf, size_t cap, const char *dir, const char *name)
@@ -168,15 +155,15 @@ static bool records_dir(const struct ota_linux_port *lx, char *buf, size_t cap)
 	return path_join(buf, cap, lx->dir, "records");
 }
 
-static enum ota_err lx_record_read(void *ctx, enum ota_record rec, void *buf, size_t cap,
-				   size_t *ret_len)
+static enum ota_err lx_record_read(void *ctx, enum ota_record rec, unsigned copy, void *buf,
+				   size_t cap, size_t *ret_len)
 {
 	char dir[OTA_CONFIG_MAX_PATH + 16];
 	char name[32];
 	char path[OTA_CONFIG_MAX_PATH + 64];
-	if (!record_valid(rec))
+	if (!record_valid(rec, copy))
 		return OTA_ERR_INVALID_ARG;
-	record_name(rec, name, sizeof(name));
+	record_name(rec, copy, name, sizeof(name));
 	if (!records_dir(ctx, dir, sizeof(dir)) || !path_join(path, sizeof(path), dir, name))
 		return OTA_ERR_STORAGE;
 	int fd = open(path, O_RDONLY | O_CLOEXEC);
@@ -208,16 +195,17 @@ static enum ota_err lx_record_read(void *ctx, enum ota_record rec, void *buf, si
 	return OTA_OK;
 }
 
-static enum ota_err lx_record_write(void *ctx, enum ota_record rec, const void *buf, size_t len)
+static enum ota_err lx_record_write(void *ctx, enum ota_record rec, unsigned copy,
+				    const void *buf, size_t len)
 {
 	char dir[OTA_CONFIG_MAX_PATH + 16];
 	char name[32];
 	char tmp_name[40];
 	char path[OTA_CONFIG_MAX_PATH + 64];
 	char tmp[OTA_CONFIG_MAX_PATH + 64];
-	if (!record_valid(rec) || len > OTA_MAX_ENVELOPE_BYTES)
+	if (!record_valid(rec, copy) || len > OTA_RECORD_COPY_MAX_BYTES)
 		return OTA_ERR_INVALID_ARG;
-	record_name(rec, name, sizeof(name));
+	record_name(rec, copy, name, sizeof(name));
 	snprintf(tmp_name, sizeof(tmp_name), ".%s.tmp", name);
 	if (!records_dir(ctx, dir, sizeof(dir)) || !path_join(path, sizeof(path), dir, name) ||
 	    !path_join(tmp, sizeof(tmp), dir, tmp_name))

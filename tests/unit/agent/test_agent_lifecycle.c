@@ -123,7 +123,7 @@ static void test_pending_slot_corrupted_before_boot(void **state)
 	unsigned old_slot = w->agent.state.confirmed_slot;
 	unsigned slot = 9;
 	assert_int_equal(world_install(w, m, NULL, NULL, w->v2, sizeof(w->v2)), OTA_OK);
-	ota_sim_slot(w->sim, w->agent.state.target_slot)[100] ^= 1; /* rot at rest */
+	ota_sim_slot_damage(w->sim, w->agent.state.target_slot, 100, 1); /* rot at rest */
 	assert_int_equal(ota_agent_boot(&w->agent, &slot), OTA_OK);
 	assert_int_equal(slot, old_slot);
 	struct ota_agent_status st;
@@ -142,9 +142,9 @@ static void test_confirmed_slot_corrupt_falls_back(void **state)
 	world_update(w, m, w->v2, sizeof(w->v2));
 	unsigned v2_slot = w->agent.state.confirmed_slot;
 	/* v1 (counter 5) is below the counter 7 now: no fallback to it */
-	ota_sim_slot(w->sim, v2_slot)[10] ^= 1;
+	ota_sim_slot_damage(w->sim, v2_slot, 10, 1);
 	assert_string_equal(ota_err_name(ota_agent_boot(&w->agent, &slot)), "OTA_ERR_HASH");
-	ota_sim_slot(w->sim, v2_slot)[10] ^= 1;
+	ota_sim_slot_damage(w->sim, v2_slot, 10, 1);
 	assert_int_equal(ota_agent_boot(&w->agent, &slot), OTA_OK);
 	assert_int_equal(slot, v2_slot);
 	(void)v1_slot;
@@ -182,7 +182,7 @@ static void test_resume_rehashes_prefix(void **state)
 	assert_int_equal(ota_agent_offset(&w->agent), 0); /* another manifest: fresh start */
 	assert_int_equal(ota_agent_write(&w->agent, w->v2, 5000), OTA_OK);
 	assert_int_equal(ota_agent_abort(&w->agent, OTA_ERR_TRANSPORT, "cut", true), OTA_OK);
-	ota_sim_slot(w->sim, w->agent.state.target_slot)[7] ^= 1;
+	ota_sim_slot_damage(w->sim, w->agent.state.target_slot, 7, 1);
 	assert_int_equal(ota_agent_begin_bundle(&w->agent, b.data + 8, hlen), OTA_OK);
 	off = ota_agent_offset(&w->agent);
 	assert_int_equal(off, 5000);
