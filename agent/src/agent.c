@@ -1231,6 +1231,9 @@ static enum ota_err pending_verify(struct ota_agent *agent, struct ota_arena *ar
 static enum ota_err counter_catch_up(struct ota_agent *agent)
 {
 	const struct ota_slot_info *running = &agent->state.slots[agent->state.confirmed_slot];
+	/* neither copy readable: init took the confirmed image's counter; store it */
+	if (agent->records[OTA_REC_COUNTER].valid == 0 && agent->state.provisioned)
+		(void)counter_store(agent, agent->counter);
 	if (!running->valid || running->security_counter <= agent->counter)
 		return OTA_OK;
 	enum ota_err err = counter_store(agent, running->security_counter);
