@@ -123,6 +123,47 @@ static bool copy_load(struct ota_agent *agent, enum ota_record rec, unsigned cop
 	return true;
 }
 
+/* What one pass over the copies of a record found. */
+struct copy_scan {
+	struct ota_record_copy best;
+	unsigned best_copy;
+	bool found;
+	uint8_t present;
+	uint8_t valid; /* copies that hold best.seq */
+};
+
+static void copies_scan(struct ota_agent *agent, enum ota_record rec, uint8_t *buf, size_t cap,
+			struct copy_scan *scan)
+{
+	struct ota_record_copy c;
+	uint64_t seqs[OTA_RECORD_COPIES] = {0};
+	uint8_t loaded = 0;
+	memset(scan, 0, sizeof(*scan));
+	for (unsigned copy = 0; copy < OTA_RECORD_COPIES; copy++) {
+		if (!copy_load(agent, rec, copy, buf, cap, &c, &scan->present))
+			continue;
+		loaded |= (uint8_t)(1u << copy);
+		seqs[copy] = c.seq;
+		/* on a tie the copy read last wins: it is still in buf */
+		if (!scan->found || c.seq >= scan->best.seq) {
+			scan->best = c;
+			scan->best_copy = copy;
+			scan->found = true;
+		}
+	}
+	if (scan->found && scan->best_copy != OTA_RECORD_COPIES - 1u) {
+		uint8_t ignored = 0;
+		uint64_t seq = scan->best.seq;
+		if (!copy_load(agent, rec, scan->best_copy, buf, cap, &scan->best, &ignored) ||
+		    scan->best.seq != seq)
+			scan->found = false; /* it changed under us */
+	}
+	for (unsigned copy = 0; scan->found && copy < OTA_RECORD_COPIES; copy++) {
+		if ((loaded & (1u << copy)) && seqs[copy] == scan->best.seq)
+			scan->valid |= (uint8_t)(1u << copy);
+	}
+}
+
 /*
  * Reads the newest valid copy of rec into buf (a copy's frame, payload at
  * OTA_RECORD_COPY_HEADER_BYTES). OTA_ERR_NOT_FOUND when no copy exists,
@@ -132,47 +173,26 @@ static bool copy_load(struct ota_agent *agent, enum ota_record rec, unsigned cop
 static enum ota_err rec_read(struct ota_agent *agent, enum ota_record rec, uint8_t *buf, size_t cap,
 			     struct ota_record_copy *ret_copy)
 {
-	struct ota_record_copy best;
-	struct ota_record_copy c;
-	uint64_t seqs[OTA_RECORD_COPIES] = {0};
-	uint8_t present = 0;
-	uint8_t loaded = 0;
-	unsigned best_copy = 0;
-	bool found = false;
-	memset(&best, 0, sizeof(best));
-	for (unsigned copy = 0; copy < OTA_RECORD_COPIES; copy++) {
-		if (!copy_load(agent, rec, copy, buf, cap, &c, &present))
-			continue;
-		loaded |= (uint8_t)(1u << copy);
-		seqs[copy] = c.seq;
-		/* on a tie the copy read last wins: it is still in buf */
-		if (!found || c.seq >= best.seq) {
-			best = c;
-			best_copy = copy;
-			found = true;
-		}
-	}
-	if (found && best_copy != OTA_RECORD_COPIES - 1u) {
-		uint8_t ignored = 0;
-		uint64_t seq = best.seq;
-		if (!copy_load(agent, rec, best_copy, buf, cap, &best, &ignored) || best.seq != seq)
-			found = false; /* it changed under us */
-	}
+	struct copy_scan scan;
+	copies_scan(agent, rec, buf, cap, &scan);
+	/*
+	 * Copies exist and none checks: a writer of another process may have
+	 * been in the middle of each copy as this one read it (it writes one
+	 * copy at a time). Once more.
+	 */
+	if (!scan.found && scan.present)
+		copies_scan(agent, rec, buf, cap, &scan);
 	if (rec_tracked(rec)) {
 		struct ota_record_meta *meta = &agent->records[rec];
 		meta->known = true;
-		meta->present = present;
-		meta->seq = found ? best.seq : 0;
-		meta->newest = (uint8_t)best_copy;
-		meta->valid = 0;
-		for (unsigned copy = 0; found && copy < OTA_RECORD_COPIES; copy++) {
-			if ((loaded & (1u << copy)) && seqs[copy] == best.seq)
-				meta->valid |= (uint8_t)(1u << copy);
-		}
+		meta->present = scan.present;
+		meta->seq = scan.found ? scan.best.seq : 0;
+		meta->newest = (uint8_t)scan.best_copy;
+		meta->valid = scan.valid;
 	}
-	if (!found)
-		return present ? OTA_ERR_STORAGE : OTA_ERR_NOT_FOUND;
-	*ret_copy = best;
+	if (!scan.found)
+		return scan.present ? OTA_ERR_STORAGE : OTA_ERR_NOT_FOUND;
+	*ret_copy = scan.best;
 	return OTA_OK;
 }
 

@@ -120,9 +120,10 @@ struct ota_port_ops {
 	 * the new bytes survive a power cut (the port syncs before it
 	 * returns). It need not be atomic: a cut may leave the copy torn,
 	 * zeroed or missing, which the core detects by the copy's CRC and
-	 * answers with the other copy. The core never writes both copies of
-	 * a record in one call. (Linux replaces each copy file atomically
-	 * anyway, because `ota-agent status` reads without the lock.)
+	 * answers with the other copy. The core writes the two copies of a
+	 * record one after the other, never at once, and a reader that finds
+	 * neither copy valid reads both once more (a writer in another process
+	 * may have been in the middle of them).
 	 */
 	enum ota_err (*record_write)(void *ctx, enum ota_record rec, unsigned copy,
 				     const void *buf, size_t len);

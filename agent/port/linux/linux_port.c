@@ -2,10 +2,8 @@
 /*
  * File-backed port: slots are state_dir/slot0.img and slot1.img; each copy
  * of a record is a file under state_dir/records (state.0, state.1, ...),
- * replaced atomically (temp file, fsync, rename, fsync of the directory).
- * The core keeps two copies and falls back to the other when one is torn
- * or lost; the atomic replacement is kept because `ota-agent status` reads
- * records without the lock while `run` writes them.
+ * overwritten in place and fsynced. The core keeps two copies, writes one
+ * at a time and falls back to the other when one is torn or lost.
  */
 #include <errno.h>
 #include <fcntl.h>
@@ -63,6 +61,22 @@ static enum ota_err fsync_dir(const char *dir)
 	return rc == 0 ? OTA_OK : OTA_ERR_STORAGE;
 }
 
+/* pwrite until len bytes are written at off (EINTR retried). */
+static bool write_all(int fd, const void *buf, size_t len, uint64_t off)
+{
+	size_t done = 0;
+	while (done < len) {
+		ssize_t n =
+			pwrite(fd, (const uint8_t *)buf + done, len - done, (off_t)(off + done));
+		if (n < 0 && errno == EINTR)
+			continue;
+		if (n <= 0)
+			return false;
+		done += (size_t)n;
+	}
+	return true;
+}
+
 static enum ota_err lx_slot_size(void *ctx, unsigned slot, uint64_t *ret_size)
 {
 	struct ota_linux_port *lx = ctx;
@@ -105,18 +119,8 @@ static enum ota_err lx_slot_write(void *ctx, unsigned slot, uint64_t off, const 
 	int fd = open(path, O_WRONLY | O_CREAT | O_CLOEXEC, 0600);
 	if (fd < 0)
 		return OTA_ERR_STORAGE;
-	size_t done = 0;
-	while (done < len) {
-		ssize_t n =
-			pwrite(fd, (const uint8_t *)buf + done, len - done, (off_t)(off + done));
-		if (n < 0 && errno == EINTR)
-			continue;
-		if (n <= 0)
-			break;
-		done += (size_t)n;
-	}
-	int rc = close(fd);
-	return done == len && rc == 0 ? OTA_OK : OTA_ERR_STORAGE;
+	bool ok = write_all(fd, buf, len, off);
+	return close(fd) == 0 && ok ? OTA_OK : OTA_ERR_STORAGE;
 }
 
 static enum ota_err lx_slot_erase(void *ctx, unsigned slot)
@@ -195,39 +199,36 @@ static enum ota_err lx_record_read(void *ctx, enum ota_record rec, unsigned copy
 	return OTA_OK;
 }
 
+/*
+ * Overwrites the copy in place and fsyncs it. No temp file and rename:
+ * a cut may tear this copy, which the core detects by its CRC and answers
+ * with the other copy, so one fsync per copy is enough (the directory is
+ * synced only when the file is created). A concurrent `status` that meets
+ * the copy half written reads the other one.
+ */
 static enum ota_err lx_record_write(void *ctx, enum ota_record rec, unsigned copy,
 				    const void *buf, size_t len)
 {
 	char dir[OTA_CONFIG_MAX_PATH + 16];
 	char name[32];
-	char tmp_name[40];
 	char path[OTA_CONFIG_MAX_PATH + 64];
-	char tmp[OTA_CONFIG_MAX_PATH + 64];
 	if (!record_valid(rec, copy) || len > OTA_RECORD_COPY_MAX_BYTES)
 		return OTA_ERR_INVALID_ARG;
 	record_name(rec, copy, name, sizeof(name));
-	snprintf(tmp_name, sizeof(tmp_name), ".%s.tmp", name);
-	if (!records_dir(ctx, dir, sizeof(dir)) || !path_join(path, sizeof(path), dir, name) ||
-	    !path_join(tmp, sizeof(tmp), dir, tmp_name))
+	if (!records_dir(ctx, dir, sizeof(dir)) || !path_join(path, sizeof(path), dir, name))
 		return OTA_ERR_STORAGE;
-	int fd = open(tmp, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0600);
+	bool created = false;
+	int fd = open(path, O_WRONLY | O_CLOEXEC);
+	if (fd < 0 && errno == ENOENT) {
+		fd = open(path, O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC, 0600);
+		created = true;
+	}
 	if (fd < 0)
 		return OTA_ERR_STORAGE;
-	size_t done = 0;
-	while (done < len) {
-		ssize_t n = write(fd, (const uint8_t *)buf + done, len - done);
-		if (n < 0 && errno == EINTR)
-			continue;
-		if (n <= 0)
-			break;
-		done += (size_t)n;
-	}
-	int sync_rc = done == len ? fsync(fd) : -1;
-	if (close(fd) != 0 || sync_rc != 0 || rename(tmp, path) != 0) {
-		unlink(tmp);
+	bool ok = write_all(fd, buf, len, 0) && ftruncate(fd, (off_t)len) == 0 && fsync(fd) == 0;
+	if (close(fd) != 0 || !ok)
 		return OTA_ERR_STORAGE;
-	}
-	return fsync_dir(dir);
+	return created ? fsync_dir(dir) : OTA_OK;
 }
 
 static enum ota_err lx_clock_now(void *ctx, uint64_t *ret_now)
