@@ -94,8 +94,15 @@ const char *ota_phase_name(enum ota_phase phase)
 
 /* ---- redundant records ---------------------------------------------- */
 
-/* One copy of a small record: state, counter, event, boot. */
+/*
+ * One copy of a small record, sized for what it holds (the encoders return
+ * 0 if that ever stops fitting): the state (about 540 bytes of payload),
+ * an event (274), the boot record (196), the counter (17).
+ */
 #define SMALL_COPY_BYTES (OTA_RECORD_COPY_OVERHEAD + OTA_AGENT_RECORD_BYTES)
+#define EVENT_COPY_BYTES (OTA_RECORD_COPY_OVERHEAD + 320u)
+#define BOOT_COPY_BYTES (OTA_RECORD_COPY_OVERHEAD + 224u)
+#define COUNTER_COPY_BYTES (OTA_RECORD_COPY_OVERHEAD + 32u)
 #define ALL_COPIES ((uint8_t)((1u << OTA_RECORD_COPIES) - 1u))
 
 static bool rec_tracked(enum ota_record rec)
@@ -240,13 +247,13 @@ static enum ota_err rec_write(struct ota_agent *agent, enum ota_record rec, uint
 	return OTA_OK;
 }
 
-/* A small record: payload encoded into buf + header by the caller. */
+/* A small record: payload encoded into buf + header by the caller (0 = did not fit). */
 static enum ota_err small_store(struct ota_agent *agent, enum ota_record rec, uint8_t *buf,
-				size_t payload_len, uint64_t event_seq)
+				size_t cap, size_t payload_len, uint64_t event_seq)
 {
 	if (payload_len == 0)
 		return OTA_ERR_INTERNAL;
-	return rec_write(agent, rec, buf, SMALL_COPY_BYTES, payload_len, event_seq);
+	return rec_write(agent, rec, buf, cap, payload_len, event_seq);
 }
 
 /* ---- persistence ---------------------------------------------------- */
@@ -258,8 +265,8 @@ static enum ota_err state_store(struct ota_agent *agent, const struct ota_agent_
 	if (agent->state_lost)
 		return OTA_ERR_STORAGE;
 	size_t len = ota_state_encode(next, buf + OTA_RECORD_COPY_HEADER_BYTES,
-				      OTA_AGENT_RECORD_BYTES);
-	enum ota_err err = small_store(agent, OTA_REC_STATE, buf, len, 0);
+				      sizeof(buf) - OTA_RECORD_COPY_OVERHEAD);
+	enum ota_err err = small_store(agent, OTA_REC_STATE, buf, sizeof(buf), len, 0);
 	if (err != OTA_OK)
 		return err;
 	agent->state = *next;
@@ -268,10 +275,10 @@ static enum ota_err state_store(struct ota_agent *agent, const struct ota_agent_
 
 static enum ota_err counter_store(struct ota_agent *agent, uint64_t counter)
 {
-	uint8_t buf[SMALL_COPY_BYTES];
+	uint8_t buf[COUNTER_COPY_BYTES];
 	size_t len = ota_counter_encode(counter, buf + OTA_RECORD_COPY_HEADER_BYTES,
-					OTA_AGENT_RECORD_BYTES);
-	enum ota_err err = small_store(agent, OTA_REC_COUNTER, buf, len, 0);
+					sizeof(buf) - OTA_RECORD_COPY_OVERHEAD);
+	enum ota_err err = small_store(agent, OTA_REC_COUNTER, buf, sizeof(buf), len, 0);
 	if (err != OTA_OK)
 		return err;
 	agent->counter = counter;
@@ -293,7 +300,7 @@ static bool same_image(const struct ota_slot_info *a, const struct ota_slot_info
  */
 static enum ota_err boot_record_sync(struct ota_agent *agent)
 {
-	uint8_t buf[SMALL_COPY_BYTES];
+	uint8_t buf[BOOT_COPY_BYTES];
 	struct ota_record_copy copy;
 	struct ota_boot_record have;
 	struct ota_boot_record want;
@@ -308,8 +315,8 @@ static enum ota_err boot_record_sync(struct ota_agent *agent)
 	    have.slot == want.slot && same_image(&have.image, &want.image))
 		return OTA_OK;
 	size_t len = ota_boot_encode(&want, buf + OTA_RECORD_COPY_HEADER_BYTES,
-				     OTA_AGENT_RECORD_BYTES);
-	return small_store(agent, OTA_REC_BOOT, buf, len, 0);
+				     sizeof(buf) - OTA_RECORD_COPY_OVERHEAD);
+	return small_store(agent, OTA_REC_BOOT, buf, sizeof(buf), len, 0);
 }
 
 /*
@@ -322,7 +329,7 @@ static enum ota_err event_add(struct ota_agent *agent, struct ota_agent_state *n
 			      const struct ota_slot_info *image, const char *detail)
 {
 	struct ota_event ev;
-	uint8_t buf[SMALL_COPY_BYTES];
+	uint8_t buf[EVENT_COPY_BYTES];
 	if (agent->state_lost)
 		return OTA_ERR_STORAGE; /* the next event number is unknown */
 	memset(&ev, 0, sizeof(ev));
@@ -337,9 +344,9 @@ static enum ota_err event_add(struct ota_agent *agent, struct ota_agent_state *n
 	}
 	copy_str(ev.detail, sizeof(ev.detail), detail);
 	size_t len = ota_event_encode(&ev, buf + OTA_RECORD_COPY_HEADER_BYTES,
-				      OTA_AGENT_RECORD_BYTES);
+				      sizeof(buf) - OTA_RECORD_COPY_OVERHEAD);
 	enum ota_record rec = (enum ota_record)(OTA_REC_EVENT_0 + ev.seq % OTA_AGENT_EVENT_RECORDS);
-	enum ota_err err = small_store(agent, rec, buf, len, ev.seq);
+	enum ota_err err = small_store(agent, rec, buf, sizeof(buf), len, ev.seq);
 	if (err != OTA_OK)
 		return err;
 	next->next_event_seq++;
@@ -1309,7 +1316,7 @@ static uint64_t events_next_seq(struct ota_agent *agent)
 {
 	uint64_t next = 1;
 	for (unsigned i = 0; i < OTA_AGENT_EVENT_RECORDS; i++) {
-		uint8_t buf[SMALL_COPY_BYTES];
+		uint8_t buf[EVENT_COPY_BYTES];
 		struct ota_record_copy copy;
 		struct ota_event ev;
 		enum ota_record rec = (enum ota_record)(OTA_REC_EVENT_0 + i);
@@ -1359,7 +1366,7 @@ static enum ota_err manifest_candidate(struct ota_agent *agent, struct ota_arena
  */
 static enum ota_err state_rebuild(struct ota_agent *agent, unsigned *ret_slot)
 {
-	uint8_t buf[SMALL_COPY_BYTES];
+	uint8_t buf[BOOT_COPY_BYTES];
 	struct ota_record_copy copy;
 	struct ota_boot_record boot;
 	struct ota_arena arena;
@@ -1596,7 +1603,7 @@ void ota_agent_status(const struct ota_agent *agent, struct ota_agent_status *re
 
 enum ota_err ota_agent_event(struct ota_agent *agent, uint64_t seq, struct ota_event *ret_event)
 {
-	uint8_t buf[SMALL_COPY_BYTES];
+	uint8_t buf[EVENT_COPY_BYTES];
 	struct ota_record_copy copy;
 	struct ota_event ev;
 	if (seq == 0 || seq >= agent->state.next_event_seq)
