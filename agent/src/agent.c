@@ -116,8 +116,7 @@ static bool copy_load(struct ota_agent *agent, enum ota_record rec, unsigned cop
 {
 	struct ota_record_copy c;
 	size_t len = 0;
-	enum ota_err err =
-		agent->port.ops->record_read(agent->port.ctx, rec, copy, buf, cap, &len);
+	enum ota_err err = agent->port.ops->record_read(agent->port.ctx, rec, copy, buf, cap, &len);
 	if (err == OTA_ERR_NOT_FOUND)
 		return false;
 	/* an unreadable copy still exists: it counts for "provisioned" */

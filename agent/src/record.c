@@ -372,7 +372,8 @@ size_t ota_record_copy_seal(enum ota_record rec, uint64_t seq, uint8_t *buf, siz
 	return frame_end(&w);
 }
 
-enum ota_err ota_record_copy_decode(const uint8_t *buf, size_t len, struct ota_record_copy *ret_copy)
+enum ota_err ota_record_copy_decode(const uint8_t *buf, size_t len,
+				    struct ota_record_copy *ret_copy)
 {
 	struct rbuf r;
 	uint8_t magic[4];

@@ -49,8 +49,8 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 	    copy.payload_len + OTA_RECORD_COPY_OVERHEAD != size)
 		__builtin_trap();
 	memcpy(sealed + OTA_RECORD_COPY_HEADER_BYTES, copy.payload, copy.payload_len);
-	size_t len = ota_record_copy_seal(copy.rec, copy.seq, sealed, copy.payload_len,
-					  sizeof(sealed));
+	size_t len =
+		ota_record_copy_seal(copy.rec, copy.seq, sealed, copy.payload_len, sizeof(sealed));
 	must_equal(sealed, len, data, size);
 	payload_round_trip(copy.payload, copy.payload_len);
 	return 0;

@@ -125,8 +125,8 @@ struct ota_port_ops {
 	 * neither copy valid reads both once more (a writer in another process
 	 * may have been in the middle of them).
 	 */
-	enum ota_err (*record_write)(void *ctx, enum ota_record rec, unsigned copy,
-				     const void *buf, size_t len);
+	enum ota_err (*record_write)(void *ctx, enum ota_record rec, unsigned copy, const void *buf,
+				     size_t len);
 
 	/*
 	 * Clock: *ret_now = seconds since the Unix epoch, only when the port

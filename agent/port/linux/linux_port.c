@@ -206,8 +206,8 @@ static enum ota_err lx_record_read(void *ctx, enum ota_record rec, unsigned copy
  * synced only when the file is created). A concurrent `status` that meets
  * the copy half written reads the other one.
  */
-static enum ota_err lx_record_write(void *ctx, enum ota_record rec, unsigned copy,
-				    const void *buf, size_t len)
+static enum ota_err lx_record_write(void *ctx, enum ota_record rec, unsigned copy, const void *buf,
+				    size_t len)
 {
 	char dir[OTA_CONFIG_MAX_PATH + 16];
 	char name[32];

@@ -199,8 +199,8 @@ static enum ota_err sim_record_read(void *ctx, enum ota_record rec, unsigned cop
  * Durable on return, like a flash write followed by its sync. A cut tears
  * the copy: the first half of the new bytes over the old ones.
  */
-static enum ota_err sim_record_write(void *ctx, enum ota_record rec, unsigned copy,
-				     const void *buf, size_t len)
+static enum ota_err sim_record_write(void *ctx, enum ota_record rec, unsigned copy, const void *buf,
+				     size_t len)
 {
 	struct ota_sim *sim = ctx;
 	if (sim->off)

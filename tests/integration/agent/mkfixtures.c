@@ -274,8 +274,11 @@ int main(int argc, char **argv)
 					   .n_signers = 2};
 	Fleetota__V1__Signed *other_root = ota_fx_rootlist(&other_rs);
 	struct ota_fx_opkey other_keys[1] = {{.key = c.stranger}};
-	struct ota_fx_keylist other_ks = {
-		.version = 1, .keys = other_keys, .n_keys = 1, .signers = new_roots, .n_signers = 2};
+	struct ota_fx_keylist other_ks = {.version = 1,
+					  .keys = other_keys,
+					  .n_keys = 1,
+					  .signers = new_roots,
+					  .n_signers = 2};
 	Fleetota__V1__Signed *other_kl = ota_fx_keylist(&other_ks);
 	write_env(&c, "other-root.env", other_root);
 	write_env(&c, "other-kl.env", other_kl);

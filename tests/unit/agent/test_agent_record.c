@@ -101,10 +101,12 @@ static void test_copy_frame(void **st)
 	uint8_t buf[OTA_RECORD_COPY_OVERHEAD + 16];
 	struct ota_record_copy c;
 	memcpy(buf + OTA_RECORD_COPY_HEADER_BYTES, "payload!", 8);
-	size_t len = ota_record_copy_seal(OTA_REC_KEYLIST, 0x0102030405060708u, buf, 8, sizeof(buf));
+	size_t len =
+		ota_record_copy_seal(OTA_REC_KEYLIST, 0x0102030405060708u, buf, 8, sizeof(buf));
 	assert_int_equal(len, 8 + OTA_RECORD_COPY_OVERHEAD);
 	/* the layout of docs/formats.md */
-	assert_memory_equal(buf, "OTAR\x02\x03\x00\x00\x08\x07\x06\x05\x04\x03\x02\x01\x08\x00\x00\x00",
+	assert_memory_equal(buf,
+			    "OTAR\x02\x03\x00\x00\x08\x07\x06\x05\x04\x03\x02\x01\x08\x00\x00\x00",
 			    OTA_RECORD_COPY_HEADER_BYTES);
 	assert_int_equal(ota_record_copy_decode(buf, len, &c), OTA_OK);
 	assert_int_equal(c.rec, OTA_REC_KEYLIST);
@@ -124,9 +126,9 @@ static void test_copy_frame(void **st)
 	/* unknown record ids and oversized payloads are not sealed */
 	assert_int_equal(ota_record_copy_seal((enum ota_record)10, 1, buf, 8, sizeof(buf)), 0);
 	assert_int_equal(ota_record_copy_seal(OTA_REC_STATE, 1, buf, 8, len - 1), 0);
-	assert_int_equal(ota_record_copy_seal(OTA_REC_STATE, 1, buf, OTA_MAX_ENVELOPE_BYTES + 1,
-					      SIZE_MAX),
-			 0);
+	assert_int_equal(
+		ota_record_copy_seal(OTA_REC_STATE, 1, buf, OTA_MAX_ENVELOPE_BYTES + 1, SIZE_MAX),
+		0);
 }
 
 static void test_boot_record(void **st)

@@ -77,9 +77,12 @@ static Fleetota__V1__Signed *v2_manifest(struct world *w)
 static void provision_other_roots(struct world *w, enum ota_err expected)
 {
 	EVP_PKEY *other[2] = {ota_fx_key_new(OTA_ALG_ED25519), ota_fx_key_new(OTA_ALG_ED25519)};
-	struct ota_fx_rootlist rs = {
-		.version = 1, .threshold = 2, .keys = other, .n_keys = 2, .signers = other,
-		.n_signers = 2};
+	struct ota_fx_rootlist rs = {.version = 1,
+				     .threshold = 2,
+				     .keys = other,
+				     .n_keys = 2,
+				     .signers = other,
+				     .n_signers = 2};
 	struct ota_fx_opkey keys[1] = {{.key = w->stranger}};
 	struct ota_fx_keylist ks = {
 		.version = 1, .keys = keys, .n_keys = 1, .signers = other, .n_signers = 2};
@@ -141,7 +144,8 @@ static void test_state_deleted_stays_provisioned(void **state)
 	assert_int_equal(st.confirmed_slot, v1_slot);
 	assert_memory_equal(&st.confirmed, &snap.status.confirmed, sizeof(st.confirmed));
 	assert_int_equal(st.security_counter, 5);
-	assert_string_equal(st.last_error_detail, "state record lost; rebuilt from the boot record");
+	assert_string_equal(st.last_error_detail,
+			    "state record lost; rebuilt from the boot record");
 	/* the event numbers continue after the newest event in the ring */
 	assert_true(st.next_event_seq > snap.status.next_event_seq);
 	struct ota_event ev;
@@ -174,7 +178,8 @@ static void test_state_and_boot_record_lost(void **state)
 	assert_int_equal(slot, snap.status.confirmed_slot);
 	struct ota_agent_status st;
 	ota_agent_status(&w->agent, &st);
-	assert_string_equal(st.last_error_detail, "state record lost; rebuilt from the slot manifests");
+	assert_string_equal(st.last_error_detail,
+			    "state record lost; rebuilt from the slot manifests");
 	world_assert_unchanged(w, &snap);
 	assert_copies_equal(w, OTA_REC_BOOT);
 }
@@ -280,8 +285,7 @@ static void test_one_bad_copy_manifest_and_event(void **state)
 static void test_both_copies_bad(void **state)
 {
 	struct world *w = *state;
-	static const enum ota_record trust[] = {OTA_REC_ROOTLIST, OTA_REC_KEYLIST,
-						OTA_REC_COUNTER};
+	static const enum ota_record trust[] = {OTA_REC_ROOTLIST, OTA_REC_KEYLIST, OTA_REC_COUNTER};
 	Fleetota__V1__Signed *m = NULL;
 	for (size_t r = 0; r < sizeof(trust) / sizeof(trust[0]); r++) {
 		world_teardown(w);
@@ -341,12 +345,9 @@ int main(void)
 {
 #define T(f) cmocka_unit_test_setup_teardown(f, setup, teardown)
 	const struct CMUnitTest tests[] = {
-		T(test_state_deleted_stays_provisioned),
-		T(test_state_and_boot_record_lost),
-		T(test_state_lost_and_slot_rotten),
-		T(test_one_bad_copy_changes_nothing),
-		T(test_one_bad_copy_manifest_and_event),
-		T(test_both_copies_bad),
+		T(test_state_deleted_stays_provisioned), T(test_state_and_boot_record_lost),
+		T(test_state_lost_and_slot_rotten),	 T(test_one_bad_copy_changes_nothing),
+		T(test_one_bad_copy_manifest_and_event), T(test_both_copies_bad),
 		T(test_pending_manifest_unreadable),
 	};
 #undef T
