@@ -161,6 +161,17 @@ new_token() { # ROLE NAME
 	"$OTA_SERVER" token create --role "$1" --name "$2" --config "$T/server.conf"
 }
 
+# server_ms "CODE PRETRANSFER TOTAL ...": curl's times (seconds, 6 decimals)
+# to the ms from the request sent (after connect and TLS) to the response's
+# end, into $T/time.
+server_ms() {
+	local code pre total
+	read -r code pre total _ <<<"$1"
+	pre=${pre/./}
+	total=${total/./}
+	echo $(((10#${total:-0} - 10#${pre:-0}) / 1000)) >"$T/time"
+}
+
 # api METHOD PATH [curl args...]: body in $T/body, status in $T/status, the
 # server's time to answer in $T/time (ms, from the request sent to the end of
 # the response); every response is recorded for the contract check against
@@ -170,8 +181,7 @@ api() {
 	shift 2
 	out=$(curl -sS -X "$method" -o "$T/body" -w '%{http_code} %{time_pretransfer} %{time_total} %{content_type}' \
 		${TOKEN:+-H "Authorization: Bearer $TOKEN"} "$@" "$API$path") || true
-	# the server's time to answer (ms), without the client's start-up
-	awk '{ printf "%d\n", ($3 - $2) * 1000 }' <<<"$out" >"$T/time"
+	server_ms "$out"
 	out="${out%% *} ${out#* * * }"
 	echo "${out%% *}" >"$T/status"
 	# method, path, status, content type, base64 body: one line per response
@@ -188,8 +198,7 @@ dev_get() {
 	out=$(curl -sS -o /dev/null -w '%{http_code} %{time_pretransfer} %{time_total}' --cacert "$PKI/server-ca.crt" \
 		--cert "$PKI/devices/$1.crt" --key "$PKI/devices/$1.key" \
 		"https://127.0.0.1:$DEV_PORT$2") || true
-	# the server's time to answer after the TLS handshake (ms)
-	awk '{ printf "%d\n", ($3 - $2) * 1000 }' <<<"$out" >"$T/time"
+	server_ms "$out"
 	echo "${out%% *}"
 }
 body() { cat "$T/body"; }
