@@ -25,8 +25,11 @@ db_timeout_ms = $DEV_DEADLINE
 CONF
 start_server
 for i in 1 2; do
-	grep -q "db connection $i up" "$T/server.log" && continue
-	sleep 0.5
+	for _ in $(seq 1 100); do
+		grep -q "db connection $i up" "$T/server.log" && break
+		sleep 0.1
+	done
+	grep -q "db connection $i up" "$T/server.log" || fail "db connection $i did not come up"
 done
 ADMIN=$(new_token admin root-admin)
 TOKEN=$ADMIN api GET /api/v1/devices
