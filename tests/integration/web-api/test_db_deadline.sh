@@ -103,10 +103,10 @@ timeouts=$(sed -n 's/^fleetota_db_timeouts_total \([0-9]*\)$/\1/p' "$T/body")
 
 log "a statement stuck behind a row lock: 503 at the deadline, and it never lands"
 sql -c "BEGIN; SELECT device_id FROM devices WHERE device_id = 'dev-2' FOR UPDATE;
-	SELECT pg_sleep(20); COMMIT;" >/dev/null 2>&1 &
+	SELECT pg_sleep(30); COMMIT;" >/dev/null 2>&1 &
 LOCKER=$!
 for _ in $(seq 1 50); do
-	sql_eq 1 "SELECT count(*) FROM pg_stat_activity WHERE query LIKE '%pg_sleep(20)%'
+	sql_eq 1 "SELECT count(*) FROM pg_stat_activity WHERE query LIKE '%pg_sleep(30)%'
 		AND state = 'active' AND pid <> pg_backend_pid()" && break
 	sleep 0.1
 done
@@ -124,9 +124,9 @@ for _ in $(seq 1 40); do
 	sleep 0.1
 done
 [[ -n $gone ]] || fail "the timed-out UPDATE still waits in PostgreSQL: $(sql -c "SELECT pid, query FROM pg_stat_activity WHERE wait_event_type = 'Lock'")"
-sql_eq 1 "SELECT count(*) FROM pg_stat_activity WHERE query LIKE '%pg_sleep(20)%' AND pid <> pg_backend_pid()" ||
-	fail "the lock holder ended too early for this test"
-sql -c "SELECT pg_cancel_backend(pid) FROM pg_stat_activity WHERE query LIKE '%pg_sleep(20)%'
+sql_eq 1 "SELECT count(*) FROM pg_stat_activity WHERE query LIKE '%pg_sleep(30)%' AND pid <> pg_backend_pid()" ||
+	fail "the lock holder ended too early for this test: $(tail -20 "$T/pg/postgres.log")"
+sql -c "SELECT pg_cancel_backend(pid) FROM pg_stat_activity WHERE query LIKE '%pg_sleep(30)%'
 	AND pid <> pg_backend_pid()" >/dev/null
 wait "$LOCKER" || true
 sleep 0.5
