@@ -195,7 +195,7 @@ status() { cat "$T/status"; }
 # prints the HTTP status (its time in $T/time, as api's).
 dev_get() {
 	local out
-	out=$(curl -sS -o /dev/null -w '%{http_code} %{time_pretransfer} %{time_total}' --cacert "$PKI/server-ca.crt" \
+	out=$(curl -sS -m 20 -o /dev/null -w '%{http_code} %{time_pretransfer} %{time_total}' --cacert "$PKI/server-ca.crt" \
 		--cert "$PKI/devices/$1.crt" --key "$PKI/devices/$1.key" \
 		"https://127.0.0.1:$DEV_PORT$2") || true
 	server_ms "$out"

@@ -52,12 +52,12 @@ log "the database hangs: postmaster and backends stopped"
 pg_freeze
 
 # a connection that is up but hung: only a round trip can tell
-TOKEN= api GET /healthz
+TOKEN= api GET /healthz --max-time 10
 expect 503
 [[ $(jbody .status) == degraded && $(jbody .database) == false ]] || fail "healthz body: $(body)"
 within $HEALTH_DEADLINE "healthz" $((HEALTH_DEADLINE - 20))
 
-TOKEN=$ADMIN api GET "/api/v1/devices?model=fx-model"
+TOKEN=$ADMIN api GET "/api/v1/devices?model=fx-model" --max-time 10
 expect 503 timeout
 jbody .error.message | grep -q "within $API_DEADLINE ms" || fail "timeout message: $(body)"
 within $API_DEADLINE "GET /api/v1/devices" $((API_DEADLINE - 20))
@@ -71,7 +71,7 @@ within $DEV_DEADLINE "device GET /v1/manifests" $((DEV_DEADLINE - 20))
 for req in "GET /api/v1/me" "PUT /api/v1/devices/dev-1/tags" "POST /api/v1/devices/dev-2/decommission" \
 	"GET /healthz"; do
 	# shellcheck disable=SC2086
-	TOKEN=$ADMIN api $req -H 'Content-Type: application/json' $([[ $req == PUT* ]] && echo "-d {\"tags\":[\"x\"]}")
+	TOKEN=$ADMIN api $req --max-time 10 -H 'Content-Type: application/json' $([[ $req == PUT* ]] && echo "-d {\"tags\":[\"x\"]}")
 	expect 503
 	within $API_DEADLINE "$req"
 done
@@ -110,7 +110,7 @@ for _ in $(seq 1 50); do
 		AND state = 'active' AND pid <> pg_backend_pid()" && break
 	sleep 0.1
 done
-TOKEN=$ADMIN api PUT /api/v1/devices/dev-2/tags -H 'Content-Type: application/json' -d '{"tags":["late"]}'
+TOKEN=$ADMIN api PUT /api/v1/devices/dev-2/tags --max-time 10 -H 'Content-Type: application/json' -d '{"tags":["late"]}'
 expect 503 timeout
 within $API_DEADLINE "PUT tags behind a lock" $((API_DEADLINE - 20))
 # the backend notices its client went away (client_connection_check_interval)
