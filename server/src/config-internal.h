@@ -25,7 +25,9 @@ struct srv_config {
 	/* PostgreSQL */
 	char *db_conninfo;
 	unsigned db_pool_size;
-	unsigned db_queue_max;
+	unsigned db_queue_max; /* queries waiting for a connection */
+	unsigned db_timeout_ms; /* deadline of a database call (device paths, engine) */
+	unsigned db_retry_timeout_ms; /* of a retried one (reports), queue wait included */
 	char *migrations_dir;
 	bool migrate_on_start;
 	/* device listener (mTLS) */
@@ -53,6 +55,8 @@ struct srv_config {
 	char *admin_tls_cert; /* optional: the REST API over HTTPS */
 	char *admin_tls_key;
 	unsigned admin_max_upload_bytes; /* largest .otab bundle (written to disk) */
+	unsigned admin_db_timeout_ms; /* deadline of each REST API database call */
+	unsigned healthz_timeout_ms; /* of /healthz's round trip (SELECT 1) */
 	char *log_level;
 };
 

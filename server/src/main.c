@@ -73,7 +73,9 @@ static int run_server(struct srv_config *config)
 	if (srv.base == NULL)
 		goto out;
 	if (srv_db_new(srv.base, config->db_conninfo, config->db_pool_size, config->db_queue_max,
-		       &srv.metrics, &srv.db) != OTA_OK)
+		       &srv.metrics, &srv.db) != OTA_OK ||
+	    srv_db_set_deadlines(srv.db, config->db_timeout_ms, config->db_retry_timeout_ms) !=
+		    OTA_OK)
 		goto out;
 	if (srv_delivery_prepare(srv.db) != OTA_OK || srv_report_prepare(&srv) != OTA_OK ||
 	    srv_notifier_prepare(&srv) != OTA_OK || srv_rollout_prepare(&srv) != OTA_OK)
@@ -87,6 +89,8 @@ static int run_server(struct srv_config *config)
 			.max_upload_bytes = config->admin_max_upload_bytes,
 			.timeout_sec = config->http_timeout_sec,
 			.max_header_bytes = config->http_max_header_bytes,
+			.db_timeout_ms = config->admin_db_timeout_ms,
+			.healthz_timeout_ms = config->healthz_timeout_ms,
 		};
 
 		/* before srv_db_start: it registers its statements */
