@@ -4,6 +4,16 @@
  * of a record is a file under state_dir/records (state.0, state.1, ...),
  * overwritten in place and fsynced. The core keeps two copies, writes one
  * at a time and falls back to the other when one is torn or lost.
+ *
+ * A device upgraded from an agent before two-copy records has one file per
+ * record (records/state, ..., the payload unframed, replaced atomically by
+ * temp file and rename). Such a file is read as copy 0 with sequence 0 in
+ * the new frame while records/NAME.0 does not exist, so the device keeps
+ * its trust records, counter and state; the core's first write of the
+ * record (copy 1 first, it holds no newer value, then copy 0) moves it to
+ * the new layout and the old file is removed. The port does this, not the
+ * core: file names are the port's business, and a port with no history
+ * carries no such code.
  */
 #include <errno.h>
 #include <fcntl.h>
@@ -16,19 +26,28 @@
 #include <time.h>
 #include <unistd.h>
 
+#include "fleetota/agent.h"
 #include "fleetota/limits.h"
 #include "ota_linux.h"
 
 extern char **environ;
 
+/* The file of one copy, or with copy == LEGACY_COPY the old layout's one file. */
+#define LEGACY_COPY OTA_RECORD_COPIES
+
 static void record_name(enum ota_record rec, unsigned copy, char *buf, size_t cap)
 {
 	static const char *const names[] = {"state",	 "counter",   "rootlist", "keylist",
 					    "manifest0", "manifest1", "boot"};
+	char base[16];
 	if ((unsigned)rec < sizeof(names) / sizeof(names[0]))
-		snprintf(buf, cap, "%s.%u", names[rec], copy);
+		snprintf(base, sizeof(base), "%s", names[rec]);
 	else
-		snprintf(buf, cap, "event%02u.%u", (unsigned)rec - OTA_REC_EVENT_0, copy);
+		snprintf(base, sizeof(base), "event%02u", (unsigned)rec - OTA_REC_EVENT_0);
+	if (copy == LEGACY_COPY)
+		snprintf(buf, cap, "%s", base);
+	else
+		snprintf(buf, cap, "%s.%u", base, copy);
 }
 
 static bool record_valid(enum ota_record rec, unsigned copy)
@@ -159,17 +178,18 @@ static bool records_dir(const struct ota_linux_port *lx, char *buf, size_t cap)
 	return path_join(buf, cap, lx->dir, "records");
 }
 
-static enum ota_err lx_record_read(void *ctx, enum ota_record rec, unsigned copy, void *buf,
-				   size_t cap, size_t *ret_len)
+static bool record_path(const struct ota_linux_port *lx, enum ota_record rec, unsigned copy,
+			char *buf, size_t cap)
 {
 	char dir[OTA_CONFIG_MAX_PATH + 16];
 	char name[32];
-	char path[OTA_CONFIG_MAX_PATH + 64];
-	if (!record_valid(rec, copy))
-		return OTA_ERR_INVALID_ARG;
 	record_name(rec, copy, name, sizeof(name));
-	if (!records_dir(ctx, dir, sizeof(dir)) || !path_join(path, sizeof(path), dir, name))
-		return OTA_ERR_STORAGE;
+	return records_dir(lx, dir, sizeof(dir)) && path_join(buf, cap, dir, name);
+}
+
+/* Reads the whole file at path into buf (cap bytes). */
+static enum ota_err file_read(const char *path, uint8_t *buf, size_t cap, size_t *ret_len)
+{
 	int fd = open(path, O_RDONLY | O_CLOEXEC);
 	if (fd < 0)
 		return errno == ENOENT ? OTA_ERR_NOT_FOUND : OTA_ERR_STORAGE;
@@ -185,7 +205,7 @@ static enum ota_err lx_record_read(void *ctx, enum ota_record rec, unsigned copy
 	size_t len = (size_t)st.st_size;
 	size_t done = 0;
 	while (done < len) {
-		ssize_t n = read(fd, (uint8_t *)buf + done, len - done);
+		ssize_t n = read(fd, buf + done, len - done);
 		if (n < 0 && errno == EINTR)
 			continue;
 		if (n <= 0)
@@ -199,6 +219,41 @@ static enum ota_err lx_record_read(void *ctx, enum ota_record rec, unsigned copy
 	return OTA_OK;
 }
 
+/* The old layout's file of rec as copy 0: its payload framed with sequence 0. */
+static enum ota_err legacy_read(const struct ota_linux_port *lx, enum ota_record rec, uint8_t *buf,
+				size_t cap, size_t *ret_len)
+{
+	char path[OTA_CONFIG_MAX_PATH + 64];
+	size_t len = 0;
+	if (cap < OTA_RECORD_COPY_OVERHEAD)
+		return OTA_ERR_SIZE;
+	if (!record_path(lx, rec, LEGACY_COPY, path, sizeof(path)))
+		return OTA_ERR_STORAGE;
+	enum ota_err err = file_read(path, buf + OTA_RECORD_COPY_HEADER_BYTES,
+				     cap - OTA_RECORD_COPY_OVERHEAD, &len);
+	if (err != OTA_OK)
+		return err;
+	size_t sealed = ota_record_copy_seal(rec, 0, buf, len, cap);
+	if (sealed == 0)
+		return OTA_ERR_SIZE; /* larger than any record: not ours */
+	*ret_len = sealed;
+	return OTA_OK;
+}
+
+static enum ota_err lx_record_read(void *ctx, enum ota_record rec, unsigned copy, void *buf,
+				   size_t cap, size_t *ret_len)
+{
+	char path[OTA_CONFIG_MAX_PATH + 64];
+	if (!record_valid(rec, copy))
+		return OTA_ERR_INVALID_ARG;
+	if (!record_path(ctx, rec, copy, path, sizeof(path)))
+		return OTA_ERR_STORAGE;
+	enum ota_err err = file_read(path, buf, cap, ret_len);
+	if (err == OTA_ERR_NOT_FOUND && copy == 0)
+		err = legacy_read(ctx, rec, buf, cap, ret_len);
+	return err;
+}
+
 /*
  * Overwrites the copy in place and fsyncs it. No temp file and rename:
  * a cut may tear this copy, which the core detects by its CRC and answers
@@ -210,12 +265,13 @@ static enum ota_err lx_record_write(void *ctx, enum ota_record rec, unsigned cop
 				    size_t len)
 {
 	char dir[OTA_CONFIG_MAX_PATH + 16];
-	char name[32];
 	char path[OTA_CONFIG_MAX_PATH + 64];
+	char legacy[OTA_CONFIG_MAX_PATH + 64];
 	if (!record_valid(rec, copy) || len > OTA_RECORD_COPY_MAX_BYTES)
 		return OTA_ERR_INVALID_ARG;
-	record_name(rec, copy, name, sizeof(name));
-	if (!records_dir(ctx, dir, sizeof(dir)) || !path_join(path, sizeof(path), dir, name))
+	if (!records_dir(ctx, dir, sizeof(dir)) ||
+	    !record_path(ctx, rec, copy, path, sizeof(path)) ||
+	    !record_path(ctx, rec, LEGACY_COPY, legacy, sizeof(legacy)))
 		return OTA_ERR_STORAGE;
 	bool created = false;
 	int fd = open(path, O_WRONLY | O_CLOEXEC);
@@ -228,6 +284,12 @@ static enum ota_err lx_record_write(void *ctx, enum ota_record rec, unsigned cop
 	bool ok = write_all(fd, buf, len, 0) && ftruncate(fd, (off_t)len) == 0 && fsync(fd) == 0;
 	if (close(fd) != 0 || !ok)
 		return OTA_ERR_STORAGE;
+	/*
+	 * Copy 0 now shadows the old layout's file (reads never fall back to
+	 * it again): it is gone for good once this copy is durable.
+	 */
+	if (copy == 0 && unlink(legacy) == 0)
+		created = true;
 	return created ? fsync_dir(dir) : OTA_OK;
 }
 
