@@ -16,10 +16,11 @@
 #define MCU_RECORD_BYTES 1024u
 #define MCU_RECORDS (OTA_REC_LAST + 1)
 
+/* Each record's two copies: on real flash, in two different erase blocks. */
 struct mcu_flash {
 	uint8_t slots[OTA_SLOT_COUNT][MCU_SLOT_BYTES];
-	uint8_t records[MCU_RECORDS][MCU_RECORD_BYTES];
-	size_t record_len[MCU_RECORDS]; /* 0 = never written */
+	uint8_t records[MCU_RECORDS][OTA_RECORD_COPIES][MCU_RECORD_BYTES];
+	size_t record_len[MCU_RECORDS][OTA_RECORD_COPIES]; /* 0 = never written */
 };
 
 static struct mcu_flash flash;
@@ -42,8 +43,7 @@ static enum ota_err slot_read(void *ctx, unsigned slot, uint64_t off, void *buf,
 	return OTA_OK;
 }
 
-static enum ota_err slot_write(void *ctx, unsigned slot, uint64_t off, const void *buf,
-			       size_t len)
+static enum ota_err slot_write(void *ctx, unsigned slot, uint64_t off, const void *buf, size_t len)
 {
 	(void)ctx;
 	if (slot >= OTA_SLOT_COUNT || off > MCU_SLOT_BYTES || len > MCU_SLOT_BYTES - off)
@@ -67,30 +67,32 @@ static enum ota_err slot_sync(void *ctx, unsigned slot)
 	return slot < OTA_SLOT_COUNT ? OTA_OK : OTA_ERR_INVALID_ARG;
 }
 
-static enum ota_err record_read(void *ctx, enum ota_record rec, void *buf, size_t cap,
-				size_t *ret_len)
+static enum ota_err record_read(void *ctx, enum ota_record rec, unsigned copy, void *buf,
+				size_t cap, size_t *ret_len)
 {
 	(void)ctx;
-	if ((unsigned)rec >= MCU_RECORDS)
+	if ((unsigned)rec >= MCU_RECORDS || copy >= OTA_RECORD_COPIES)
 		return OTA_ERR_INVALID_ARG;
-	if (flash.record_len[rec] == 0)
+	size_t len = flash.record_len[rec][copy];
+	if (len == 0)
 		return OTA_ERR_NOT_FOUND;
-	if (flash.record_len[rec] > cap)
+	if (len > cap)
 		return OTA_ERR_SIZE;
-	memcpy(buf, flash.records[rec], flash.record_len[rec]);
-	*ret_len = flash.record_len[rec];
+	memcpy(buf, flash.records[rec][copy], len);
+	*ret_len = len;
 	return OTA_OK;
 }
 
-static enum ota_err record_write(void *ctx, enum ota_record rec, const void *buf, size_t len)
+static enum ota_err record_write(void *ctx, enum ota_record rec, unsigned copy, const void *buf,
+				 size_t len)
 {
 	(void)ctx;
-	if ((unsigned)rec >= MCU_RECORDS || len == 0)
+	if ((unsigned)rec >= MCU_RECORDS || copy >= OTA_RECORD_COPIES || len == 0)
 		return OTA_ERR_INVALID_ARG;
 	if (len > MCU_RECORD_BYTES)
 		return OTA_ERR_SIZE;
-	memcpy(flash.records[rec], buf, len);
-	flash.record_len[rec] = len;
+	memcpy(flash.records[rec][copy], buf, len);
+	flash.record_len[rec][copy] = len;
 	return OTA_OK;
 }
 
