@@ -10,9 +10,10 @@
  * once. Faults are injected per device: self-test failure, power loss in
  * the middle of a download, offline after registering, slow download.
  *
- * The online flow is `ota-agent run`'s own (agent/port/linux/online.c),
- * with one agent opened per job from its records instead of one per
- * process; the faults plug into it as flags and hooks.
+ * The online install policy is `ota-agent run`'s own, the core's
+ * (agent/src/online.c), with one agent opened per job from its records
+ * instead of one per process; the transport faults wrap the port's fetch
+ * (agent/port/sim/sim_faults.c).
  */
 #include <errno.h>
 #include <getopt.h>
@@ -33,14 +34,15 @@
 #include "fleetota/arena.h"
 #include "fleetota/bundle.h"
 #include "fleetota/limits.h"
+#include "fleetota/online.h"
 #include "ota.pb-c.h"
 #include "ota_https.h"
 #include "ota_linux.h"
 #include "ota_mqtt.h"
-#include "ota_online.h"
+#include "ota_sim_faults.h"
 
 #define ID_MAX 64u
-#define ARTIFACT_MAX 128u
+#define ARTIFACT_MAX OTA_ONLINE_ARTIFACT_MAX
 #define MAX_ARTIFACTS 32u
 #define CHUNK_BYTES (16u * 1024u)
 #define SELFTEST_MARKER "FLEETOTA-SELFTEST-FAIL"
@@ -155,7 +157,9 @@ struct session {
 	uint8_t *work;
 	struct ota_https https;
 	bool https_ready;
-	struct ota_online online; /* the install flow, its artifact and campaign */
+	struct ota_sim_faults faults; /* around the Linux port's fetch */
+	struct ota_online online; /* the core's install policy, its artifact and campaign */
+	uint8_t online_work[OTA_ONLINE_WORK_BYTES];
 };
 
 static volatile sig_atomic_t stop_requested;
@@ -338,6 +342,21 @@ static void session_close(struct session *s)
 	s->https_ready = false;
 }
 
+static enum ota_err session_https(struct session *s);
+
+/* The port's fetch: the HTTPS client made on first use, through the device's faults. */
+static enum ota_err session_fetch(void *ctx, const struct ota_fetch_request *req,
+				  ota_port_sink_fn sink, void *sink_arg,
+				  struct ota_fetch_result *ret)
+{
+	struct session *s = ctx;
+	memset(ret, 0, sizeof(*ret));
+	enum ota_err err = session_https(s);
+	if (err != OTA_OK)
+		return err;
+	return ota_sim_faults_fetch(&s->faults, req, sink, sink_arg, ret);
+}
+
 static enum ota_err session_open(struct session *s, struct fleet *fleet, struct fleet_device *dev,
 				 uint8_t *work)
 {
@@ -364,8 +383,14 @@ static enum ota_err session_open(struct session *s, struct fleet *fleet, struct 
 	if (err != OTA_OK)
 		return err;
 	s->lp.quiet = true;
+	s->lp.https = &s->https;
+	s->lp.server_url = c->server_url;
+	s->lp.stop = &stop_requested;
+	s->faults.inner_ops = s->port.ops;
+	s->faults.inner_ctx = &s->lp;
 	s->ops = *s->port.ops;
 	s->ops.selftest = sim_selftest;
+	s->ops.fetch = session_fetch;
 	s->port.ops = &s->ops;
 	s->port.ctx = s;
 	struct ota_agent_config acfg = {.model = c->model, .hw_revision = c->hw_revision};
@@ -391,7 +416,13 @@ static enum ota_err session_https(struct session *s)
 	return OTA_OK;
 }
 
-/* ---- the online flow's hooks (ota_online.h, as `ota-agent run`) ------------ */
+/* ---- the online policy's hooks (fleetota/online.h, as `ota-agent run`) ----- */
+
+static bool stopping(void *arg)
+{
+	(void)arg;
+	return stop_requested != 0;
+}
 
 static bool report_begin(void *arg, const struct ota_agent_status *st, uint64_t *seq)
 {
@@ -410,11 +441,6 @@ static void report_send(void *arg, const uint8_t *buf, size_t len)
 	struct session *s = arg;
 	if (ota_mqtt_publish_status(s->dev->mqtt, buf, len) == OTA_OK)
 		atomic_fetch_add(&s->fleet->reports, 1);
-}
-
-static enum ota_err https_ready(void *arg)
-{
-	return session_https(arg);
 }
 
 static void note(void *arg, enum ota_online_note what, enum ota_err err)
@@ -442,6 +468,8 @@ static void note(void *arg, enum ota_online_note what, enum ota_err err)
 	case OTA_ONLINE_DOWNLOAD_END:
 		atomic_fetch_sub(&s->fleet->downloading, 1);
 		break;
+	case OTA_ONLINE_RETRY:
+		break; /* quiet: a fleet has many */
 	}
 }
 
@@ -465,22 +493,25 @@ static void power_cycle(void *arg)
 static void session_online(struct session *s)
 {
 	struct fleet_device *dev = s->dev;
+	s->faults.power_cut = dev->power_loss && !dev->power_lost;
+	s->faults.slow_rate = dev->slow ? s->fleet->opt.slow_rate : 0;
+	s->faults.stop = &stop_requested;
+	s->faults.power_cycle = power_cycle;
+	s->faults.arg = s;
 	s->online = (struct ota_online){
 		.agent = &s->agent,
-		.config = &s->config,
-		.https = &s->https,
-		.stop = &stop_requested,
+		.device_id = s->config.device_id,
+		.model = s->config.model,
+		.hw_revision = s->config.hw_revision,
+		.download_retries = s->config.download_retries,
 		.selftest = true,
-		.quiet = true,
 		.stop_aborts = true,
-		.power_cut = dev->power_loss && !dev->power_lost,
-		.slow_rate = dev->slow ? s->fleet->opt.slow_rate : 0,
+		.work = s->online_work,
 		.arg = s,
-		.https_ready = https_ready,
+		.stopping = stopping,
 		.report_begin = report_begin,
 		.report_send = report_send,
 		.note = note,
-		.power_cycle = power_cycle,
 	};
 }
 

@@ -9,6 +9,7 @@
 #include "fleetota/agent.h"
 #include "fleetota/bundle.h"
 #include "fleetota/trust.h"
+#include "text-internal.h"
 
 /* Chunk used to re-hash a slot (resume, boot verification). */
 #define HASH_CHUNK_BYTES 4096u
@@ -22,40 +23,6 @@ static size_t bounded_len(const char *s, size_t max)
 	while (len < max && s[len] != '\0')
 		len++;
 	return len;
-}
-
-struct text {
-	char *p;
-	size_t cap;
-	size_t len;
-};
-
-static void text_init(struct text *t, char *buf, size_t cap)
-{
-	t->p = buf;
-	t->cap = cap;
-	t->len = 0;
-	buf[0] = '\0';
-}
-
-static void text_str(struct text *t, const char *s)
-{
-	while (s && *s && t->len + 1 < t->cap)
-		t->p[t->len++] = *s++;
-	t->p[t->len] = '\0';
-}
-
-static void text_u64(struct text *t, uint64_t v)
-{
-	char digits[21];
-	size_t n = 0;
-	do {
-		digits[n++] = (char)('0' + v % 10);
-		v /= 10;
-	} while (v && n < sizeof(digits));
-	while (n && t->len + 1 < t->cap)
-		t->p[t->len++] = digits[--n];
-	t->p[t->len] = '\0';
 }
 
 static void copy_str(char *dst, size_t cap, const char *src)
@@ -358,11 +325,11 @@ static enum ota_err note_failure(struct ota_agent *agent, struct ota_agent_state
 				 const struct ota_slot_info *image, const char *detail)
 {
 	char line[OTA_AGENT_DETAIL_BYTES + 48];
-	struct text t;
-	text_init(&t, line, sizeof(line));
-	text_str(&t, ota_err_name(err));
-	text_str(&t, ": ");
-	text_str(&t, detail);
+	struct ota_text t;
+	ota_text_init(&t, line, sizeof(line));
+	ota_text_str(&t, ota_err_name(err));
+	ota_text_str(&t, ": ");
+	ota_text_str(&t, detail);
 	alog(agent, OTA_LOG_WARN, line);
 	next->last_error = (uint32_t)err;
 	copy_str(next->last_error_detail, sizeof(next->last_error_detail), detail);
@@ -619,16 +586,16 @@ struct trust_view {
 static enum ota_err trust_apply(struct ota_agent *agent, struct ota_arena *arena,
 				const Fleetota__V1__Signed *const *roots, size_t n_roots,
 				const Fleetota__V1__Signed *kl_env, struct trust_view *view,
-				struct text *detail)
+				struct ota_text *detail)
 {
 	enum ota_err err = trust_load(agent, arena, &view->root, &view->kl);
 	if (err != OTA_OK) {
-		text_str(detail, "stored trust anchors unreadable");
+		ota_text_str(detail, "stored trust anchors unreadable");
 		return err;
 	}
 	view->now = trusted_now(agent);
 	if (n_roots > OTA_MAX_ROOT_CHAIN + 1) {
-		text_str(detail, "root chain too long");
+		ota_text_str(detail, "root chain too long");
 		return OTA_ERR_FORMAT;
 	}
 	/* the chain is walked one version at a time; older entries are skipped */
@@ -637,17 +604,17 @@ static enum ota_err trust_apply(struct ota_agent *agent, struct ota_arena *arena
 		Fleetota__V1__RootList *next = NULL;
 		err = ota_rootlist_parse(roots[i], arena, &parsed);
 		if (err != OTA_OK) {
-			text_str(detail, "malformed RootList");
+			ota_text_str(detail, "malformed RootList");
 			return err;
 		}
 		if (parsed->version <= view->root->version)
 			continue;
 		err = ota_rootlist_verify_next(view->root, roots[i], view->now, arena, &next);
 		if (err != OTA_OK) {
-			text_str(detail, "RootList ");
-			text_u64(detail, parsed->version);
-			text_str(detail, " does not follow RootList ");
-			text_u64(detail, view->root->version);
+			ota_text_str(detail, "RootList ");
+			ota_text_u64(detail, parsed->version);
+			ota_text_str(detail, " does not follow RootList ");
+			ota_text_u64(detail, view->root->version);
 			return err;
 		}
 		view->root = next;
@@ -659,23 +626,23 @@ static enum ota_err trust_apply(struct ota_agent *agent, struct ota_arena *arena
 		Fleetota__V1__KeyList *next = NULL;
 		err = ota_keylist_parse(kl_env, arena, &parsed);
 		if (err != OTA_OK) {
-			text_str(detail, "malformed KeyList");
+			ota_text_str(detail, "malformed KeyList");
 			return err;
 		}
 		if (parsed->version < view->kl->version) {
-			text_str(detail, "KeyList ");
-			text_u64(detail, parsed->version);
-			text_str(detail, " < trusted ");
-			text_u64(detail, view->kl->version);
+			ota_text_str(detail, "KeyList ");
+			ota_text_u64(detail, parsed->version);
+			ota_text_str(detail, " < trusted ");
+			ota_text_u64(detail, view->kl->version);
 			return OTA_ERR_KEYLIST_ROLLBACK;
 		}
 		if (parsed->version > view->kl->version) {
 			err = ota_keylist_verify(view->root, kl_env, view->kl->version, view->now,
 						 arena, &next);
 			if (err != OTA_OK) {
-				text_str(detail, "KeyList ");
-				text_u64(detail, parsed->version);
-				text_str(detail, " not signed by the roots");
+				ota_text_str(detail, "KeyList ");
+				ota_text_u64(detail, parsed->version);
+				ota_text_str(detail, " not signed by the roots");
 				return err;
 			}
 			view->kl = next;
@@ -684,7 +651,7 @@ static enum ota_err trust_apply(struct ota_agent *agent, struct ota_arena *arena
 		}
 	}
 	if (view->kl->expires_at && view->now >= view->kl->expires_at) {
-		text_str(detail, "trusted KeyList expired");
+		ota_text_str(detail, "trusted KeyList expired");
 		return OTA_ERR_EXPIRED;
 	}
 	return OTA_OK;
@@ -718,10 +685,10 @@ static enum ota_err trust_update(struct ota_agent *agent, struct ota_arena *aren
 				 const Fleetota__V1__Signed *kl_env)
 {
 	char detail_buf[OTA_AGENT_DETAIL_BYTES];
-	struct text detail;
+	struct ota_text detail;
 	struct trust_view view;
 	memset(&view, 0, sizeof(view));
-	text_init(&detail, detail_buf, sizeof(detail_buf));
+	ota_text_init(&detail, detail_buf, sizeof(detail_buf));
 	enum ota_err err = agent_usable(agent);
 	if (err != OTA_OK)
 		return err;
@@ -843,16 +810,16 @@ static void slot_info_from_manifest(const Fleetota__V1__Manifest *m, struct ota_
  * min_installed_version, security counter, version.
  */
 static enum ota_err manifest_fields_check(struct ota_agent *agent, const Fleetota__V1__Manifest *m,
-					  uint64_t now, struct text *detail)
+					  uint64_t now, struct ota_text *detail)
 {
 	const struct ota_slot_info *installed = &agent->state.slots[agent->state.confirmed_slot];
 	uint64_t installed_code = installed->valid ? installed->version_code : 0;
 
 	if (strcmp(m->product, agent->config.model) != 0) {
-		text_str(detail, "model ");
-		text_str(detail, m->product);
-		text_str(detail, " is not ");
-		text_str(detail, agent->config.model);
+		ota_text_str(detail, "model ");
+		ota_text_str(detail, m->product);
+		ota_text_str(detail, " is not ");
+		ota_text_str(detail, agent->config.model);
 		return OTA_ERR_HW_MISMATCH;
 	}
 	if (m->n_hw_revisions > 0) {
@@ -862,38 +829,38 @@ static enum ota_err manifest_fields_check(struct ota_agent *agent, const Fleetot
 				listed = true;
 		}
 		if (!listed) {
-			text_str(detail, "hw revision ");
-			text_str(detail, agent->config.hw_revision);
-			text_str(detail, " not listed");
+			ota_text_str(detail, "hw revision ");
+			ota_text_str(detail, agent->config.hw_revision);
+			ota_text_str(detail, " not listed");
 			return OTA_ERR_HW_MISMATCH;
 		}
 	}
 	if (m->expires_at && now >= m->expires_at) {
-		text_str(detail, "manifest expired at ");
-		text_u64(detail, m->expires_at);
-		text_str(detail, ", trusted time ");
-		text_u64(detail, now);
+		ota_text_str(detail, "manifest expired at ");
+		ota_text_u64(detail, m->expires_at);
+		ota_text_str(detail, ", trusted time ");
+		ota_text_u64(detail, now);
 		return OTA_ERR_EXPIRED;
 	}
 	if (m->min_installed_version > installed_code) {
-		text_str(detail, "needs installed version ");
-		text_u64(detail, m->min_installed_version);
-		text_str(detail, ", running ");
-		text_u64(detail, installed_code);
+		ota_text_str(detail, "needs installed version ");
+		ota_text_u64(detail, m->min_installed_version);
+		ota_text_str(detail, ", running ");
+		ota_text_u64(detail, installed_code);
 		return OTA_ERR_MIN_VERSION;
 	}
 	if (m->security_counter < agent->counter) {
-		text_str(detail, "security counter ");
-		text_u64(detail, m->security_counter);
-		text_str(detail, " < ");
-		text_u64(detail, agent->counter);
+		ota_text_str(detail, "security counter ");
+		ota_text_u64(detail, m->security_counter);
+		ota_text_str(detail, " < ");
+		ota_text_u64(detail, agent->counter);
 		return OTA_ERR_ROLLBACK;
 	}
 	if (m->version_code <= installed_code && !m->allow_downgrade) {
-		text_str(detail, "version ");
-		text_u64(detail, m->version_code);
-		text_str(detail, " <= installed ");
-		text_u64(detail, installed_code);
+		ota_text_str(detail, "version ");
+		ota_text_u64(detail, m->version_code);
+		ota_text_str(detail, " <= installed ");
+		ota_text_u64(detail, installed_code);
 		return OTA_ERR_DOWNGRADE;
 	}
 	return OTA_OK;
@@ -927,7 +894,7 @@ static enum ota_err install_begin(struct ota_agent *agent, struct ota_arena *are
 				  const Fleetota__V1__Signed *const *roots, size_t n_roots)
 {
 	char detail_buf[OTA_AGENT_DETAIL_BYTES];
-	struct text detail;
+	struct ota_text detail;
 	struct trust_view view;
 	Fleetota__V1__Manifest *m = NULL;
 	struct ota_slot_info info;
@@ -937,7 +904,7 @@ static enum ota_err install_begin(struct ota_agent *agent, struct ota_arena *are
 
 	memset(&view, 0, sizeof(view));
 	memset(&info, 0, sizeof(info));
-	text_init(&detail, detail_buf, sizeof(detail_buf));
+	ota_text_init(&detail, detail_buf, sizeof(detail_buf));
 	ota_agent_close(agent);
 	err = agent_usable(agent);
 	if (err != OTA_OK)
@@ -952,7 +919,7 @@ static enum ota_err install_begin(struct ota_agent *agent, struct ota_arena *are
 	const Fleetota__V1__PublicKey *signer = NULL;
 	err = ota_manifest_verify(view.kl, menv, arena, &m, &signer);
 	if (err != OTA_OK) {
-		text_str(&detail, "manifest not signed by a trusted key");
+		ota_text_str(&detail, "manifest not signed by a trusted key");
 		return reject(agent, err, NULL, detail_buf);
 	}
 	slot_info_from_manifest(m, &info);
@@ -976,9 +943,9 @@ static enum ota_err install_begin(struct ota_agent *agent, struct ota_arena *are
 	if (agent->port.ops->slot_size(agent->port.ctx, slot, &cap) != OTA_OK)
 		return reject(agent, OTA_ERR_STORAGE, &info, "slot size unknown");
 	if (m->image->size > cap) {
-		text_str(&detail, "image of ");
-		text_u64(&detail, m->image->size);
-		text_str(&detail, " bytes exceeds the slot");
+		ota_text_str(&detail, "image of ");
+		ota_text_u64(&detail, m->image->size);
+		ota_text_str(&detail, " bytes exceeds the slot");
 		return reject(agent, OTA_ERR_SIZE, &info, detail_buf);
 	}
 	verdict = OTA_OK;
@@ -1116,11 +1083,11 @@ enum ota_err ota_agent_write(struct ota_agent *agent, const void *chunk, size_t 
 		return OTA_ERR_INVALID_ARG;
 	if (len > inst->size - inst->written) {
 		char buf[OTA_AGENT_DETAIL_BYTES];
-		struct text detail;
-		text_init(&detail, buf, sizeof(buf));
-		text_str(&detail, "image longer than the declared ");
-		text_u64(&detail, inst->size);
-		text_str(&detail, " bytes");
+		struct ota_text detail;
+		ota_text_init(&detail, buf, sizeof(buf));
+		ota_text_str(&detail, "image longer than the declared ");
+		ota_text_u64(&detail, inst->size);
+		ota_text_str(&detail, " bytes");
 		return staging_fail(agent, OTA_ERR_SIZE, buf);
 	}
 	if (agent->port.ops->slot_write(agent->port.ctx, inst->slot, inst->written, chunk, len) !=
@@ -1163,12 +1130,12 @@ enum ota_err ota_agent_finish(struct ota_agent *agent)
 		return OTA_ERR_INVALID_ARG;
 	if (inst->written != inst->size) {
 		char buf[OTA_AGENT_DETAIL_BYTES];
-		struct text detail;
-		text_init(&detail, buf, sizeof(buf));
-		text_str(&detail, "image of ");
-		text_u64(&detail, inst->written);
-		text_str(&detail, " bytes, declared ");
-		text_u64(&detail, inst->size);
+		struct ota_text detail;
+		ota_text_init(&detail, buf, sizeof(buf));
+		ota_text_str(&detail, "image of ");
+		ota_text_u64(&detail, inst->written);
+		ota_text_str(&detail, " bytes, declared ");
+		ota_text_u64(&detail, inst->size);
 		return staging_fail(agent, OTA_ERR_SIZE, buf);
 	}
 	enum ota_err err = ota_sha256_final(&inst->hash, digest);
@@ -1216,7 +1183,7 @@ enum ota_err ota_agent_abort(struct ota_agent *agent, enum ota_err err, const ch
  * against the trusted KeyList, the counter, then every byte of the slot.
  */
 static enum ota_err pending_verify(struct ota_agent *agent, struct ota_arena *arena, unsigned slot,
-				   struct text *detail)
+				   struct ota_text *detail)
 {
 	Fleetota__V1__RootList *root = NULL;
 	Fleetota__V1__KeyList *kl = NULL;
@@ -1225,31 +1192,31 @@ static enum ota_err pending_verify(struct ota_agent *agent, struct ota_arena *ar
 	const struct ota_slot_info *info = &agent->state.slots[slot];
 	enum ota_err err = trust_load(agent, arena, &root, &kl);
 	if (err != OTA_OK) {
-		text_str(detail, "trust anchors unreadable");
+		ota_text_str(detail, "trust anchors unreadable");
 		return err;
 	}
 	err = envelope_load(agent, arena, manifest_record(slot), &menv);
 	if (err != OTA_OK) {
-		text_str(detail, "pending manifest unreadable");
+		ota_text_str(detail, "pending manifest unreadable");
 		return OTA_ERR_STORAGE;
 	}
 	err = ota_manifest_verify(kl, menv, arena, &m, NULL);
 	if (err != OTA_OK) {
-		text_str(detail, "pending manifest no longer verifies");
+		ota_text_str(detail, "pending manifest no longer verifies");
 		return err;
 	}
 	if (m->image->size != info->size ||
 	    memcmp(m->image->sha256.data, info->sha256, OTA_SHA256_BYTES) != 0) {
-		text_str(detail, "pending manifest does not match the slot");
+		ota_text_str(detail, "pending manifest does not match the slot");
 		return OTA_ERR_HASH;
 	}
 	if (m->security_counter < agent->counter) {
-		text_str(detail, "pending image below the security counter");
+		ota_text_str(detail, "pending image below the security counter");
 		return OTA_ERR_ROLLBACK;
 	}
 	err = slot_verify_hash(agent, arena, slot, info);
 	if (err != OTA_OK)
-		text_str(detail, "pending slot hash mismatch");
+		ota_text_str(detail, "pending slot hash mismatch");
 	return err;
 }
 
@@ -1411,10 +1378,10 @@ static enum ota_err state_rebuild(struct ota_agent *agent, unsigned *ret_slot)
 	}
 	struct ota_agent_state next;
 	char detail_buf[OTA_AGENT_DETAIL_BYTES];
-	struct text detail;
-	text_init(&detail, detail_buf, sizeof(detail_buf));
-	text_str(&detail, "state record lost; rebuilt from the ");
-	text_str(&detail, source);
+	struct ota_text detail;
+	ota_text_init(&detail, detail_buf, sizeof(detail_buf));
+	ota_text_str(&detail, "state record lost; rebuilt from the ");
+	ota_text_str(&detail, source);
 	memset(&next, 0, sizeof(next));
 	next.provisioned = true;
 	next.phase = OTA_PHASE_IDLE;
@@ -1437,7 +1404,7 @@ static enum ota_err state_rebuild(struct ota_agent *agent, unsigned *ret_slot)
 enum ota_err ota_agent_boot(struct ota_agent *agent, unsigned *ret_slot)
 {
 	char detail_buf[OTA_AGENT_DETAIL_BYTES];
-	struct text detail;
+	struct ota_text detail;
 	struct ota_arena arena;
 	enum ota_err err;
 	if (!agent || !ret_slot)
@@ -1447,7 +1414,7 @@ enum ota_err ota_agent_boot(struct ota_agent *agent, unsigned *ret_slot)
 		return OTA_ERR_INVALID_ARG;
 	if (agent->state_lost)
 		return state_rebuild(agent, ret_slot);
-	text_init(&detail, detail_buf, sizeof(detail_buf));
+	ota_text_init(&detail, detail_buf, sizeof(detail_buf));
 	records_scrub(agent);
 	/*
 	 * Nothing below may keep the last good slot from booting: a record

@@ -18,6 +18,7 @@
  * This header is the core of the porting guide (docs/porting.md).
  */
 
+#include <stdbool.h>
 #include <stddef.h>
 #include <stdint.h>
 
@@ -70,6 +71,47 @@ enum ota_log_level {
 	OTA_LOG_INFO = 2,
 	OTA_LOG_DEBUG = 3,
 };
+
+/* What the transport fetches: the delivery API of DESIGN.md section 4. */
+enum ota_fetch_what {
+	OTA_FETCH_MANIFEST = 0, /* the signed manifest of an artifact */
+	OTA_FETCH_IMAGE = 1, /* the image of an artifact, from an offset */
+	OTA_FETCH_KEYLIST = 2, /* the current signed KeyList */
+	OTA_FETCH_ROOTLIST = 3, /* the current signed RootList */
+};
+
+/* One fetch (borrowed, valid during the call). */
+struct ota_fetch_request {
+	enum ota_fetch_what what;
+	const char *artifact; /* the artifact id for MANIFEST and IMAGE, else "" */
+	/*
+	 * The same object as a path of the HTTPS delivery API
+	 * ("/v1/manifests/ID", "/v1/images/ID", "/v1/keylist",
+	 * "/v1/rootlist"): an HTTP transport uses it as is, another
+	 * transport maps `what` and `artifact` its own way.
+	 */
+	const char *path;
+	/* Resume from this byte (an HTTP Range request); 0 = from the start. */
+	uint64_t offset;
+	/* More body bytes than this is OTA_ERR_SIZE (also when announced). */
+	uint64_t max_bytes;
+};
+
+/* What a fetch found out (written in every case, also on failure). */
+struct ota_fetch_result {
+	int status; /* the protocol's status (HTTP status), 0 if none */
+	uint64_t body_bytes; /* bytes handed to the sink */
+	unsigned retry_after_s; /* the server asked to retry after this long, 0 = not */
+	/*
+	 * The device restarted during the transfer and the core was opened
+	 * again from its records (only the simulator's power-cut fault,
+	 * agent/port/sim, does this): the core starts the attempt over.
+	 */
+	bool restarted;
+};
+
+/* Receives body bytes in order; any error aborts the fetch with that error. */
+typedef enum ota_err (*ota_port_sink_fn)(void *sink_arg, const uint8_t *data, size_t len);
 
 /* What the consent hook is asked about (borrowed, valid during the call). */
 struct ota_port_offer {
@@ -160,6 +202,34 @@ struct ota_port_ops {
 	 * and a reboot without it reverts.
 	 */
 	enum ota_err (*selftest)(void *ctx, unsigned slot);
+
+	/*
+	 * Transport, for the online install policy (fleetota/online.h);
+	 * NULL in a port that installs bundles only. Like SWUpdate's channel:
+	 * the core decides what to fetch, in which order, what to believe
+	 * and when to retry; the port only moves bytes.
+	 *
+	 * fetch: gets req->what from offset req->offset and hands the body to
+	 * sink in order, in pieces of any size. The port bounds what it
+	 * reads (never more than req->max_bytes of body, OTA_ERR_SIZE
+	 * otherwise; bounded headers) and gives every fetch a deadline: no
+	 * byte for the port's stall timeout, or a transfer slower than its
+	 * minimum rate, is OTA_ERR_TIMEOUT. Errors: OTA_ERR_TRANSPORT
+	 * (connect, protocol, a status other than success: status set),
+	 * OTA_ERR_PIN (the server is not who it must be), OTA_ERR_TIMEOUT,
+	 * OTA_ERR_SIZE, or the sink's error. An offset the server does not
+	 * resume from exactly is OTA_ERR_TRANSPORT. *ret is written in every
+	 * case. Authenticity is NOT the transport's job: the core verifies
+	 * every byte it keeps.
+	 */
+	enum ota_err (*fetch)(void *ctx, const struct ota_fetch_request *req, ota_port_sink_fn sink,
+			      void *sink_arg, struct ota_fetch_result *ret);
+	/*
+	 * wait: the back-off between download attempts: returns after
+	 * seconds, or earlier when the device is asked to stop. May be NULL
+	 * (no wait).
+	 */
+	void (*wait)(void *ctx, unsigned seconds);
 };
 
 /* A port: the ops (static, shared) and one device's context. */

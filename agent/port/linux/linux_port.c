@@ -356,6 +356,8 @@ static const struct ota_port_ops linux_ops = {
 	.log = lx_log,
 	.consent = NULL,
 	.selftest = NULL,
+	.fetch = ota_linux_fetch,
+	.wait = ota_linux_wait,
 };
 
 static const struct ota_port_ops linux_ops_selftest = {
@@ -371,6 +373,8 @@ static const struct ota_port_ops linux_ops_selftest = {
 	.log = lx_log,
 	.consent = NULL,
 	.selftest = lx_selftest,
+	.fetch = ota_linux_fetch,
+	.wait = ota_linux_wait,
 };
 
 static enum ota_err ensure_dir(const char *path)

@@ -8,6 +8,7 @@
  * simulator.
  */
 
+#include <signal.h>
 #include <stdbool.h>
 #include <stddef.h>
 #include <stdint.h>
@@ -61,6 +62,8 @@ enum ota_err ota_config_load(const char *path, struct ota_config *ret_config,
 /* Default staging checkpoint of the Linux port (config checkpoint_bytes). */
 #define OTA_LINUX_CHECKPOINT_BYTES (8u * 1024u * 1024u)
 
+struct ota_https;
+
 struct ota_linux_port {
 	char dir[OTA_CONFIG_MAX_PATH];
 	uint64_t slot_size;
@@ -68,6 +71,10 @@ struct ota_linux_port {
 	bool quiet;
 	const char *selftest_cmd; /* NULL or "" = no self-test hook */
 	unsigned reboots_requested;
+	/* the transport (agent/port/linux/transport.c); fetch fails until set */
+	struct ota_https *https; /* borrowed */
+	const char *server_url; /* "https://host:port", borrowed */
+	const volatile sig_atomic_t *stop; /* set by a signal handler: wait returns */
 };
 
 /*
@@ -77,6 +84,17 @@ struct ota_linux_port {
  */
 enum ota_err ota_linux_port_open(struct ota_linux_port *ctx, const struct ota_config *config,
 				 struct ota_port *ret_port);
+
+/*
+ * The port's transport operations (fleetota/port.h): fetch is a GET of
+ * req->path on server_url with the HTTPS client (ota_https.h: mutual TLS,
+ * pinning, bounded headers and body, stall and slow-drip deadlines,
+ * Range); wait sleeps in steps of 100 ms until the time is up or *stop
+ * is set. ctx is a struct ota_linux_port.
+ */
+enum ota_err ota_linux_fetch(void *ctx, const struct ota_fetch_request *req, ota_port_sink_fn sink,
+			     void *sink_arg, struct ota_fetch_result *ret);
+void ota_linux_wait(void *ctx, unsigned seconds);
 
 /* Path of slot N's image file (for tools and tests). */
 void ota_linux_slot_path(const struct ota_linux_port *ctx, unsigned slot, char *buf, size_t cap);

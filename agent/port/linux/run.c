@@ -16,15 +16,16 @@
 
 #include "fleetota/arena.h"
 #include "fleetota/limits.h"
+#include "fleetota/online.h"
 #include "ota.pb-c.h"
 #include "ota_agent_cli.h"
 #include "ota_https.h"
+#include "ota_linux.h"
 #include "ota_mqtt.h"
-#include "ota_online.h"
 
 #define EXIT_REJECTED 1
 #define EXIT_SETUP 2
-#define ARTIFACT_MAX 128u
+#define ARTIFACT_MAX OTA_ONLINE_ARTIFACT_MAX
 
 struct online {
 	struct ota_agent *agent;
@@ -33,7 +34,8 @@ struct online {
 	struct ota_https https;
 	struct ota_mqtt *mqtt; /* NULL for fetch */
 	uint64_t report_seq;
-	struct ota_online online; /* the install flow, its artifact and campaign */
+	struct ota_online online; /* the core's install policy, its artifact and campaign */
+	uint8_t *online_work; /* OTA_ONLINE_WORK_BYTES */
 
 	/* handed over from Paho's thread */
 	pthread_mutex_t lock;
@@ -105,7 +107,13 @@ static void report_seq_store(const struct online *o)
 		unlink(tmp);
 }
 
-/* ---- status reports (ota_online.h builds them) ------------------------ */
+static bool stopping(void *arg)
+{
+	(void)arg;
+	return stop_requested != 0;
+}
+
+/* ---- status reports (fleetota/online.h builds them) ------------------- */
 
 static bool report_begin(void *arg, const struct ota_agent_status *st, uint64_t *seq)
 {
@@ -124,6 +132,14 @@ static void report_send(void *arg, const uint8_t *buf, size_t len)
 	struct online *o = arg;
 	if (ota_mqtt_publish_status(o->mqtt, buf, len) != OTA_OK)
 		fprintf(stderr, "ota-agent: status report not queued\n");
+}
+
+static void note(void *arg, enum ota_online_note what, enum ota_err err)
+{
+	(void)arg;
+	if (what == OTA_ONLINE_RETRY)
+		fprintf(stderr, "ota-agent: download interrupted (%s), retrying\n",
+			ota_err_name(err));
 }
 
 /* ---- setup ------------------------------------------------------------ */
@@ -150,18 +166,32 @@ static int online_open(struct online *o, struct ota_agent *agent, const struct o
 				      .pins = config->server_pins,
 				      .n_pins = config->n_server_pins,
 				      .stall_timeout_s = config->stall_timeout_s};
-	if (ota_https_init(&o->https, &hc, err, sizeof(err)) != OTA_OK) {
-		fprintf(stderr, "ota-agent: https: %s\n", err);
+	o->online_work = malloc(OTA_ONLINE_WORK_BYTES);
+	if (!o->online_work) {
+		fprintf(stderr, "ota-agent: out of memory\n");
 		return -1;
 	}
+	if (ota_https_init(&o->https, &hc, err, sizeof(err)) != OTA_OK) {
+		fprintf(stderr, "ota-agent: https: %s\n", err);
+		free(o->online_work);
+		return -1;
+	}
+	/* the port's transport: this HTTPS client, this server */
+	port->https = &o->https;
+	port->server_url = config->server_url;
+	port->stop = &stop_requested;
 	o->online = (struct ota_online){.agent = agent,
-					.config = config,
-					.https = &o->https,
-					.stop = &stop_requested,
+					.device_id = config->device_id,
+					.model = config->model,
+					.hw_revision = config->hw_revision,
+					.download_retries = config->download_retries,
 					.selftest = port->selftest_cmd != NULL,
+					.work = o->online_work,
 					.arg = o,
+					.stopping = stopping,
 					.report_begin = report_begin,
-					.report_send = report_send};
+					.report_send = report_send,
+					.note = note};
 	pthread_mutex_init(&o->lock, NULL);
 	pthread_cond_init(&o->wake, NULL);
 	o->report_seq = report_seq_load(o);
@@ -172,7 +202,10 @@ static void online_close(struct online *o)
 {
 	ota_mqtt_stop(o->mqtt);
 	o->mqtt = NULL;
+	o->port->https = NULL;
 	ota_https_free(&o->https);
+	free(o->online_work);
+	o->online_work = NULL;
 	pthread_mutex_destroy(&o->lock);
 	pthread_cond_destroy(&o->wake);
 }

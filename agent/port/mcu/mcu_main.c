@@ -1,7 +1,8 @@
 /* SPDX-License-Identifier: Apache-2.0 */
 /*
  * The Cortex-M link check's firmware: the reset handler runs the boot step
- * and then every entry point of the core once, so the linker keeps all of
+ * and then every entry point of the core once, the online install policy
+ * included, so the linker keeps all of
  * it and the size report (scripts/mcu-build.sh) counts the whole core.
  * Linked with -nostdlib: an OS call anywhere in the core is an undefined
  * symbol and fails the build.
@@ -10,10 +11,13 @@
 #include <stdint.h>
 
 #include "fleetota/agent.h"
+#include "fleetota/online.h"
 #include "mcu_port.h"
 
 /* Scratch memory the core borrows during a call. */
 static uint8_t work[OTA_AGENT_WORK_BYTES];
+/* The online policy's: manifest, KeyList, one report. */
+static uint8_t online_work[OTA_ONLINE_WORK_BYTES];
 static struct ota_agent agent;
 static const uint8_t nothing[1];
 volatile enum ota_err mcu_last_err;
@@ -36,6 +40,22 @@ void free(void *ptr)
 	(void)ptr;
 }
 
+/* Reports would leave over the device's uplink; the stub sends none. */
+static bool report_begin(void *arg, const struct ota_agent_status *st, uint64_t *seq)
+{
+	(void)arg;
+	(void)st;
+	*seq = 0;
+	return false;
+}
+
+static void report_send(void *arg, const uint8_t *buf, size_t len)
+{
+	(void)arg;
+	(void)buf;
+	(void)len;
+}
+
 void Reset_Handler(void);
 void Reset_Handler(void)
 {
@@ -52,7 +72,8 @@ void Reset_Handler(void)
 	if (err == OTA_OK)
 		err = ota_agent_boot(&agent, &slot);
 	if (err == OTA_OK)
-		err = ota_agent_provision(&agent, nothing, sizeof(nothing), nothing, sizeof(nothing));
+		err = ota_agent_provision(&agent, nothing, sizeof(nothing), nothing,
+					  sizeof(nothing));
 	if (err == OTA_OK)
 		err = ota_agent_update_rootlist(&agent, lists, lens, 1);
 	if (err == OTA_OK)
@@ -68,6 +89,19 @@ void Reset_Handler(void)
 	if (ota_agent_selftest(&agent) != OTA_OK)
 		ota_agent_revert(&agent, OTA_ERR_SELFTEST, "mcu");
 	ota_agent_confirm(&agent);
+	/* the online install policy, through the port's transport */
+	struct ota_online online = {.agent = &agent,
+				    .device_id = "mcu-1",
+				    .model = config.model,
+				    .hw_revision = config.hw_revision,
+				    .download_retries = 3,
+				    .work = online_work,
+				    .report_begin = report_begin,
+				    .report_send = report_send};
+	ota_online_update_lists(&online, true, true);
+	if (ota_online_install(&online, "fw") != OTA_OK)
+		ota_online_resume(&online);
+	ota_online_report(&online, ota_online_idle_state(&agent));
 	ota_agent_status(&agent, &status);
 	mcu_last_err = err;
 	mcu_slot = slot + status.running_slot;
@@ -82,5 +116,5 @@ struct mcu_vectors {
 	uint32_t *stack_top;
 	void (*reset)(void);
 };
-__attribute__((section(".isr_vector"), used)) const struct mcu_vectors mcu_vectors = {
-	&mcu_stack_top, Reset_Handler};
+__attribute__((section(".isr_vector"), used))
+const struct mcu_vectors mcu_vectors = {&mcu_stack_top, Reset_Handler};

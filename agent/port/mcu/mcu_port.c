@@ -96,6 +96,29 @@ static enum ota_err record_write(void *ctx, enum ota_record rec, unsigned copy, 
 	return OTA_OK;
 }
 
+/*
+ * The transport: a real port moves bytes here (a cellular modem's HTTPS,
+ * CoAP over a radio, a UART to a gateway), bounded by req->max_bytes and
+ * with a deadline. The stub has no link.
+ */
+static enum ota_err fetch(void *ctx, const struct ota_fetch_request *req, ota_port_sink_fn sink,
+			  void *sink_arg, struct ota_fetch_result *ret)
+{
+	(void)ctx;
+	(void)req;
+	(void)sink;
+	(void)sink_arg;
+	memset(ret, 0, sizeof(*ret));
+	return OTA_ERR_TRANSPORT;
+}
+
+/* Back-off: a real port sleeps on a timer (low power) here. */
+static void wait(void *ctx, unsigned seconds)
+{
+	(void)ctx;
+	(void)seconds;
+}
+
 static const struct ota_port_ops mcu_ops = {
 	.slot_size = slot_size,
 	.slot_read = slot_read,
@@ -104,6 +127,8 @@ static const struct ota_port_ops mcu_ops = {
 	.slot_sync = slot_sync,
 	.record_read = record_read,
 	.record_write = record_write,
+	.fetch = fetch,
+	.wait = wait,
 };
 
 void ota_mcu_port(struct ota_port *ret_port)

@@ -1,15 +1,20 @@
 /* SPDX-License-Identifier: Apache-2.0 */
 /*
- * The online install flow (see ota_online.h): one copy for `ota-agent run`
- * and the fleet simulator, so what a device installs is decided once.
+ * The online install policy (fleetota/online.h): one copy for every port,
+ * so what a device fetches, believes and retries is decided once. Bytes
+ * move only through the port's fetch and wait operations.
  */
-#include <stdio.h>
-#include <stdlib.h>
 #include <string.h>
-#include <time.h>
 
-#include "fleetota/limits.h"
-#include "ota_online.h"
+#include "fleetota/online.h"
+#include "text-internal.h"
+
+/* The work area's parts. */
+#define WORK_MANIFEST 0u
+#define WORK_KEYLIST OTA_MAX_ENVELOPE_BYTES
+#define WORK_REPORT (2u * OTA_MAX_ENVELOPE_BYTES)
+/* "GET " + at most this much of the path, as the detail of a failed fetch. */
+#define DETAIL_PATH_MAX 48u
 
 /* ---- status reports --------------------------------------------------- */
 
@@ -24,7 +29,7 @@ void ota_online_report(struct ota_online *o, Fleetota__V1__DeviceState state)
 	ota_agent_status(o->agent, &st);
 	if (!o->report_begin(o->arg, &st, &seq))
 		return;
-	r.device_id = (char *)o->config->device_id;
+	r.device_id = (char *)o->device_id;
 	r.seq = seq;
 	r.state = state;
 	r.error = st.last_error ? (char *)ota_err_name(st.last_error) : "";
@@ -34,8 +39,8 @@ void ota_online_report(struct ota_online *o, Fleetota__V1__DeviceState state)
 	r.security_counter = st.security_counter;
 	r.keylist_version = st.keylist_version;
 	r.rootlist_version = st.rootlist_version;
-	r.model = (char *)o->config->model;
-	r.hw_revision = (char *)o->config->hw_revision;
+	r.model = (char *)o->model;
+	r.hw_revision = (char *)o->hw_revision;
 	r.progress_permille = o->progress_permille;
 	r.campaign_id = o->campaign;
 	r.artifact = o->artifact;
@@ -79,12 +84,9 @@ void ota_online_report(struct ota_online *o, Fleetota__V1__DeviceState state)
 	size_t len = fleetota__v1__status_report__get_packed_size(&r);
 	if (len > OTA_MAX_MQTT_PAYLOAD_BYTES)
 		return;
-	uint8_t *buf = malloc(len ? len : 1);
-	if (!buf)
-		return;
+	uint8_t *buf = o->work + WORK_REPORT;
 	fleetota__v1__status_report__pack(&r, buf);
 	o->report_send(o->arg, buf, len);
-	free(buf);
 }
 
 Fleetota__V1__DeviceState ota_online_idle_state(const struct ota_agent *agent)
@@ -108,6 +110,11 @@ static void note(struct ota_online *o, enum ota_online_note what, enum ota_err e
 		o->note(o->arg, what, err);
 }
 
+static bool stopping(struct ota_online *o)
+{
+	return o->stopping && o->stopping(o->arg);
+}
+
 /* ---- downloads -------------------------------------------------------- */
 
 struct membuf {
@@ -126,66 +133,74 @@ static enum ota_err membuf_put(void *arg, const uint8_t *data, size_t len)
 	return OTA_OK;
 }
 
-/* GET a signed object (at most one envelope) into buf. */
-static enum ota_err fetch_envelope(struct ota_online *o, const char *path, struct membuf *buf)
+/* The delivery API's path of what (DESIGN.md section 4). */
+static void fetch_path(enum ota_fetch_what what, const char *artifact, char *buf, size_t cap)
 {
-	struct ota_https_response resp = {0};
+	static const char *const prefix[] = {"/v1/manifests/", "/v1/images/", "/v1/keylist",
+					     "/v1/rootlist"};
+	struct ota_text t;
+	ota_text_init(&t, buf, cap);
+	ota_text_str(&t, prefix[what]);
+	if (what == OTA_FETCH_MANIFEST || what == OTA_FETCH_IMAGE)
+		ota_text_str(&t, artifact);
+}
+
+/* One fetch through the port; *ret is written in every case. */
+static enum ota_err transport_fetch(struct ota_online *o, const struct ota_fetch_request *req,
+				    ota_port_sink_fn sink, void *sink_arg,
+				    struct ota_fetch_result *ret)
+{
+	const struct ota_port *port = &o->agent->port;
+	memset(ret, 0, sizeof(*ret));
+	if (!port->ops->fetch)
+		return OTA_ERR_INVALID_ARG;
+	return port->ops->fetch(port->ctx, req, sink, sink_arg, ret);
+}
+
+/* "<what>: status <n>" as the detail of a failed transfer. */
+static void status_detail(char *buf, size_t cap, const char *what, size_t what_max, int status)
+{
+	struct ota_text t;
+	ota_text_init(&t, buf, cap);
+	ota_text_strn(&t, what, what_max);
+	ota_text_str(&t, ": status ");
+	ota_text_int(&t, status);
+}
+
+/* GET a signed object (at most one envelope) into buf. */
+static enum ota_err fetch_envelope(struct ota_online *o, enum ota_fetch_what what,
+				   const char *artifact, struct membuf *buf)
+{
+	char path[OTA_ONLINE_ARTIFACT_MAX + 32];
+	char what_text[DETAIL_PATH_MAX + 8];
+	struct ota_fetch_result res;
+	fetch_path(what, artifact, path, sizeof(path));
+	struct ota_fetch_request req = {
+		.what = what, .artifact = artifact, .path = path, .max_bytes = buf->cap};
 	buf->len = 0;
-	enum ota_err err = o->https_ready ? o->https_ready(o->arg) : OTA_OK;
-	if (err == OTA_OK)
-		err = ota_https_get(o->https, o->config->server_url, path, 0, buf->cap, membuf_put,
-				    buf, &resp);
+	enum ota_err err = transport_fetch(o, &req, membuf_put, buf, &res);
 	if (err != OTA_OK) {
 		char detail[96];
-		snprintf(detail, sizeof(detail), "GET %.48s: status %d", path, resp.status);
+		struct ota_text t;
+		ota_text_init(&t, what_text, sizeof(what_text));
+		ota_text_str(&t, "GET ");
+		ota_text_strn(&t, path, DETAIL_PATH_MAX);
+		status_detail(detail, sizeof(detail), what_text, sizeof(what_text), res.status);
 		(void)ota_agent_record_failure(o->agent, err, detail);
 	}
 	return err;
-}
-
-static double now_s(void)
-{
-	struct timespec ts;
-	clock_gettime(CLOCK_MONOTONIC, &ts);
-	return (double)ts.tv_sec + (double)ts.tv_nsec / 1e9;
-}
-
-static void sleep_ms(unsigned ms)
-{
-	struct timespec ts = {.tv_sec = ms / 1000u, .tv_nsec = (long)(ms % 1000u) * 1000000L};
-	nanosleep(&ts, NULL);
-}
-
-/* Sleeps s seconds unless a stop is requested first. */
-static void sleep_s(const struct ota_online *o, unsigned s)
-{
-	for (unsigned i = 0; i < s * 10u && !*o->stop; i++)
-		sleep_ms(100);
 }
 
 struct image_sink {
 	struct ota_online *o;
 	enum ota_err core_err; /* the core refused a chunk (it already recorded why) */
 	uint64_t size;
-	uint64_t received;
-	double started;
-	bool power_cut;
 };
 
 static enum ota_err image_put(void *arg, const uint8_t *data, size_t len)
 {
 	struct image_sink *sink = arg;
 	struct ota_online *o = sink->o;
-	bool cut = false;
-	if (o->power_cut) {
-		/* the lights go out half way through the image */
-		uint64_t half = sink->size / 2;
-		uint64_t at = ota_agent_offset(o->agent);
-		if (at + len > half) {
-			cut = true;
-			len = at < half ? (size_t)(half - at) : 0;
-		}
-	}
 	if (len > 0) {
 		enum ota_err err = ota_agent_write(o->agent, data, len);
 		if (err != OTA_OK) {
@@ -194,26 +209,13 @@ static enum ota_err image_put(void *arg, const uint8_t *data, size_t len)
 		}
 	}
 	uint64_t done = ota_agent_offset(o->agent);
-	sink->received += len;
 	o->progress_permille = sink->size ? (uint32_t)(done * 1000u / sink->size) : 0;
-	if (cut) {
-		/* nothing more is written, nothing is cleaned up */
-		o->power_cut = false;
-		sink->power_cut = true;
-		return OTA_ERR_STORAGE;
-	}
-	if (o->slow_rate) {
-		double due = sink->started + (double)sink->received / o->slow_rate;
-		double wait = due - now_s();
-		if (wait > 0 && !*o->stop)
-			sleep_ms((unsigned)(wait * 1000.0));
-	}
-	return o->stop_aborts && *o->stop ? OTA_ERR_TRANSPORT : OTA_OK;
+	return o->stop_aborts && stopping(o) ? OTA_ERR_TRANSPORT : OTA_OK;
 }
 
 static enum ota_err update_keylist(struct ota_online *o, struct membuf *buf)
 {
-	enum ota_err err = fetch_envelope(o, "/v1/keylist", buf);
+	enum ota_err err = fetch_envelope(o, OTA_FETCH_KEYLIST, "", buf);
 	if (err == OTA_OK)
 		err = ota_agent_update_keylist(o->agent, buf->data, buf->len);
 	if (err == OTA_OK)
@@ -223,7 +225,7 @@ static enum ota_err update_keylist(struct ota_online *o, struct membuf *buf)
 
 static enum ota_err update_rootlist(struct ota_online *o, struct membuf *buf)
 {
-	enum ota_err err = fetch_envelope(o, "/v1/rootlist", buf);
+	enum ota_err err = fetch_envelope(o, OTA_FETCH_ROOTLIST, "", buf);
 	if (err == OTA_OK) {
 		const uint8_t *bufs[1] = {buf->data};
 		size_t lens[1] = {buf->len};
@@ -234,18 +236,15 @@ static enum ota_err update_rootlist(struct ota_online *o, struct membuf *buf)
 
 void ota_online_update_lists(struct ota_online *o, bool rootlist, bool keylist)
 {
-	struct membuf buf = {.cap = OTA_MAX_ENVELOPE_BYTES};
-	if (rootlist || keylist)
-		buf.data = malloc(buf.cap);
-	if (rootlist && buf.data)
+	struct membuf buf = {.data = o->work + WORK_KEYLIST, .cap = OTA_MAX_ENVELOPE_BYTES};
+	if (rootlist)
 		ota_online_report(o, update_rootlist(o, &buf) == OTA_OK
 					     ? ota_online_idle_state(o->agent)
 					     : FLEETOTA__V1__DEVICE_STATE__DEVICE_STATE_REJECTED);
-	if (keylist && buf.data)
+	if (keylist)
 		ota_online_report(o, update_keylist(o, &buf) == OTA_OK
 					     ? ota_online_idle_state(o->agent)
 					     : FLEETOTA__V1__DEVICE_STATE__DEVICE_STATE_REJECTED);
-	free(buf.data);
 }
 
 /*
@@ -291,27 +290,38 @@ void ota_online_resume(struct ota_online *o)
 					     : FLEETOTA__V1__DEVICE_STATE__DEVICE_STATE_REVERTED);
 }
 
+static void backoff(struct ota_online *o, unsigned seconds)
+{
+	const struct ota_port *port = &o->agent->port;
+	if (port->ops->wait)
+		port->ops->wait(port->ctx, seconds);
+}
+
+/* 1 << attempt seconds, at most OTA_ONLINE_MAX_BACKOFF_S (no shift past the width). */
+static unsigned backoff_s(unsigned attempt, unsigned retry_after_s)
+{
+	unsigned wait = retry_after_s;
+	if (!wait)
+		wait = attempt < 31u ? 1u << attempt : OTA_ONLINE_MAX_BACKOFF_S;
+	return wait > OTA_ONLINE_MAX_BACKOFF_S ? OTA_ONLINE_MAX_BACKOFF_S : wait;
+}
+
 /* Manifest first, verified by the core; then the image, resumed with Range. */
 enum ota_err ota_online_install(struct ota_online *o, const char *artifact)
 {
 	char path[OTA_ONLINE_ARTIFACT_MAX + 32];
-	struct membuf manifest = {.cap = OTA_MAX_ENVELOPE_BYTES};
-	struct membuf kl = {.cap = OTA_MAX_ENVELOPE_BYTES};
+	struct membuf manifest = {.data = o->work + WORK_MANIFEST, .cap = OTA_MAX_ENVELOPE_BYTES};
+	struct membuf kl = {.data = o->work + WORK_KEYLIST, .cap = OTA_MAX_ENVELOPE_BYTES};
 	enum ota_err err;
 	enum ota_online_note outcome = OTA_ONLINE_FAILED;
 
-	snprintf(o->artifact, sizeof(o->artifact), "%s", artifact);
+	struct ota_text t;
+	ota_text_init(&t, o->artifact, sizeof(o->artifact));
+	ota_text_str(&t, artifact);
 	o->progress_permille = 0;
-	manifest.data = malloc(manifest.cap);
-	kl.data = malloc(kl.cap);
-	if (!manifest.data || !kl.data) {
-		err = OTA_ERR_NOMEM;
-		goto out;
-	}
 	note(o, OTA_ONLINE_DOWNLOAD_START, OTA_OK);
 	ota_online_report(o, FLEETOTA__V1__DEVICE_STATE__DEVICE_STATE_DOWNLOADING);
-	snprintf(path, sizeof(path), "/v1/manifests/%s", artifact);
-	err = fetch_envelope(o, path, &manifest);
+	err = fetch_envelope(o, OTA_FETCH_MANIFEST, artifact, &manifest);
 	if (err != OTA_OK)
 		goto failed;
 	ota_online_report(o, FLEETOTA__V1__DEVICE_STATE__DEVICE_STATE_VERIFYING);
@@ -326,38 +336,40 @@ enum ota_err ota_online_install(struct ota_online *o, const char *artifact)
 		goto rejected;
 
 	uint64_t size = ota_agent_image_size(o->agent);
-	snprintf(path, sizeof(path), "/v1/images/%s", artifact);
+	fetch_path(OTA_FETCH_IMAGE, artifact, path, sizeof(path));
 	for (unsigned attempt = 0;; attempt++) {
-		struct image_sink sink = {.o = o, .size = size, .started = now_s()};
-		struct ota_https_response resp;
+		struct image_sink sink = {.o = o, .size = size};
+		struct ota_fetch_result res;
 		uint64_t offset = ota_agent_offset(o->agent);
+		struct ota_fetch_request req = {.what = OTA_FETCH_IMAGE,
+						.artifact = artifact,
+						.path = path,
+						.offset = offset,
+						.max_bytes = size - offset};
 		ota_online_report(o, FLEETOTA__V1__DEVICE_STATE__DEVICE_STATE_DOWNLOADING);
-		err = ota_https_get(o->https, o->config->server_url, path, offset, size - offset,
-				    image_put, &sink, &resp);
+		err = transport_fetch(o, &req, image_put, &sink, &res);
 		if (err == OTA_OK)
 			break;
-		if (sink.power_cut) {
-			o->power_cycle(o->arg);
+		if (res.restarted) {
+			/* the device came up again from its records: start over from there */
 			attempt = 0;
 		} else if (sink.core_err != OTA_OK) {
 			err = sink.core_err; /* recorded by the core, slot erased */
 			goto rejected;
 		} else if (err == OTA_ERR_SIZE || err == OTA_ERR_PIN ||
-			   attempt >= o->config->download_retries || (o->stop_aborts && *o->stop)) {
+			   attempt >= o->download_retries || (o->stop_aborts && stopping(o))) {
 			char detail[96];
-			snprintf(detail, sizeof(detail), "image download: status %d", resp.status);
+			status_detail(detail, sizeof(detail), "image download", SIZE_MAX,
+				      res.status);
 			(void)ota_agent_abort(o->agent, err, detail, err != OTA_ERR_SIZE);
 			goto failed;
 		} else {
 			/* keep the hashed prefix; begin again re-verifies and re-hashes it */
 			(void)ota_agent_abort(o->agent, err, "download interrupted", true);
-			if (!o->quiet)
-				fprintf(stderr, "ota-agent: download interrupted (%s), retrying\n",
-					ota_err_name(err));
-			unsigned wait = resp.retry_after_s ? resp.retry_after_s : 1u << attempt;
-			sleep_s(o, wait > 60 ? 60 : wait);
+			note(o, OTA_ONLINE_RETRY, err);
+			backoff(o, backoff_s(attempt, res.retry_after_s));
 		}
-		if (*o->stop) {
+		if (stopping(o)) {
 			err = OTA_ERR_TRANSPORT;
 			goto failed;
 		}
@@ -383,8 +395,5 @@ counted:
 	note(o, outcome, err);
 done:
 	note(o, OTA_ONLINE_DOWNLOAD_END, err);
-out:
-	free(manifest.data);
-	free(kl.data);
 	return err;
 }
