@@ -103,6 +103,7 @@ mqtt_cert = $PKI/servers/1.crt
 mqtt_key = $PKI/servers/1.key
 notify_poll_ms = 200
 log_level = debug
+${SERVER_CONF_EXTRA:-}
 CONF
 }
 
@@ -156,6 +157,27 @@ status() { cat "$T/status"; }
 mq_pub() { # DEVICE TOPIC FILE
 	mosquitto_pub -V 5 -q 1 -h 127.0.0.1 -p "$MQ_PORT" --cafile "$PKI/server-ca.crt" \
 		--cert "$PKI/devices/$1.crt" --key "$PKI/devices/$1.key" -t "$2" -f "$3"
+}
+
+# mq_sub_bg DEVICE CLIENT_ID OUT: a long-lived subscriber on DEVICE's cmd
+# topic in the background (its messages, one per line, in OUT); sets MQ_SUB_PID
+# and stops it at cleanup.
+MQ_SUB_PIDS=()
+stop_mq_subs() {
+	local pid
+	for pid in "${MQ_SUB_PIDS[@]+"${MQ_SUB_PIDS[@]}"}"; do
+		kill -TERM "$pid" 2>/dev/null
+		wait "$pid" 2>/dev/null
+	done
+	MQ_SUB_PIDS=()
+}
+at_cleanup stop_mq_subs
+mq_sub_bg() {
+	mosquitto_sub -V 5 -q 1 -h 127.0.0.1 -p "$MQ_PORT" --cafile "$PKI/server-ca.crt" \
+		--cert "$PKI/devices/$1.crt" --key "$PKI/devices/$1.key" -i "$2" \
+		-t "fleetota/v1/$1/cmd" -F '%x' >"$3" 2>"$3.err" &
+	MQ_SUB_PID=$!
+	MQ_SUB_PIDS+=("$MQ_SUB_PID")
 }
 
 report() { # DEVICE TOPIC_DEVICE SEQ STATE VERSION CODE COUNTER [ARTIFACT] [EVENTS...]
