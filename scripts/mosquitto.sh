@@ -93,6 +93,10 @@ start)
 reload)
 	pid=$(pid_of) || { echo "mosquitto.sh: not running" >&2; exit 1; }
 	write_acl "$(cat "$dir/pki-dir")"
+	if [[ ! -f "$dir/mosquitto.log" ]]; then # logging elsewhere (a container)
+		kill -HUP "$pid"
+		exit 0
+	fi
 	before=$(reloads)
 	kill -HUP "$pid"
 	for _ in $(seq 1 100); do
