@@ -70,8 +70,8 @@ static const struct key_def key_defs[] = {
  * every other key needs a restart. docs/server.md has the same list.
  */
 static const char *const live_keys[] = {
-	"log_level",  "rate_per_sec",	   "rate_burst",     "device_ca",    "device_crl",
-	"tls_cert",   "tls_key",	   "device_reload_sec", "notify_poll_ms", "notify_batch",
+	"log_level", "rate_per_sec", "rate_burst",	  "device_ca",	    "device_crl",
+	"tls_cert",  "tls_key",	     "device_reload_sec", "notify_poll_ms", "notify_batch",
 };
 
 static void set_err(char err[SRV_CONFIG_ERR_BYTES], const char *fmt, ...)
@@ -419,7 +419,8 @@ static void list_add(char list[SRV_CONFIG_ERR_BYTES], const char *name)
 	size_t used = strlen(list);
 
 	if (used + strlen(name) + 6 >= SRV_CONFIG_ERR_BYTES) {
-		if (used + 4 < SRV_CONFIG_ERR_BYTES && (used < 3 || strcmp(list + used - 3, "...") != 0))
+		if (used + 4 < SRV_CONFIG_ERR_BYTES &&
+		    (used < 3 || strcmp(list + used - 3, "...") != 0))
 			strcat(list, "...");
 		return;
 	}
@@ -427,7 +428,8 @@ static void list_add(char list[SRV_CONFIG_ERR_BYTES], const char *name)
 }
 
 enum ota_err srv_config_update(struct srv_config *live, const struct srv_config *fresh,
-			       char applied[SRV_CONFIG_ERR_BYTES], char restart[SRV_CONFIG_ERR_BYTES])
+			       char applied[SRV_CONFIG_ERR_BYTES],
+			       char restart[SRV_CONFIG_ERR_BYTES])
 {
 	applied[0] = restart[0] = '\0';
 	for (size_t i = 0; i < N_KEYS; i++) {

@@ -57,8 +57,7 @@ bool srv_tls_peer_verified(SSL *ssl);
  * (cap bytes): exactly one CN, printable ASCII without spaces. OTA_OK, or
  * OTA_ERR_STORAGE/OTA_ERR_FORMAT with a message in err.
  */
-enum ota_err srv_tls_cert_cn(const char *path, char *out, size_t cap,
-			     char err[SRV_TLS_ERR_BYTES]);
+enum ota_err srv_tls_cert_cn(const char *path, char *out, size_t cap, char err[SRV_TLS_ERR_BYTES]);
 
 /* HTTP methods a route accepts (evhttp's EVHTTP_REQ_* bits). */
 typedef void (*srv_http_handler)(struct evhttp_request *req, const char *path_rest, void *ctx);

@@ -50,7 +50,8 @@ static bool same_stamps(const struct file_stamp a[TLS_FILES], const struct file_
 {
 	for (size_t i = 0; i < TLS_FILES; i++) {
 		if (a[i].exists != b[i].exists || a[i].ino != b[i].ino || a[i].size != b[i].size ||
-		    a[i].mtime.tv_sec != b[i].mtime.tv_sec || a[i].mtime.tv_nsec != b[i].mtime.tv_nsec)
+		    a[i].mtime.tv_sec != b[i].mtime.tv_sec ||
+		    a[i].mtime.tv_nsec != b[i].mtime.tv_nsec)
 			return false;
 	}
 	return true;
@@ -124,7 +125,8 @@ static void hup_cb(evutil_socket_t fd, short what, void *arg)
 	srv_log(SRV_LOG_INFO, "reload (SIGHUP): config %s: applied: %s", reload->config_path,
 		applied[0] != '\0' ? applied : "no change");
 	if (restart[0] != '\0')
-		srv_log(SRV_LOG_WARN, "reload (SIGHUP): changed but need a restart (running values kept): %s",
+		srv_log(SRV_LOG_WARN,
+			"reload (SIGHUP): changed but need a restart (running values kept): %s",
 			restart);
 	reload_tls(reload, "SIGHUP");
 }

@@ -181,8 +181,7 @@ bool srv_tls_peer_verified(SSL *ssl)
 	return ok;
 }
 
-enum ota_err srv_tls_cert_cn(const char *path, char *out, size_t cap,
-			     char err[SRV_TLS_ERR_BYTES])
+enum ota_err srv_tls_cert_cn(const char *path, char *out, size_t cap, char err[SRV_TLS_ERR_BYTES])
 {
 	FILE *f = fopen(path, "re");
 	X509 *cert = NULL;
