@@ -52,7 +52,8 @@ static const struct key_def key_defs[] = {
 	{"mqtt_ca", KEY_STRING, OFF(mqtt_ca), "", false, 0, 0},
 	{"mqtt_cert", KEY_STRING, OFF(mqtt_cert), "", false, 0, 0},
 	{"mqtt_key", KEY_STRING, OFF(mqtt_key), "", false, 0, 0},
-	{"mqtt_client_id", KEY_STRING, OFF(mqtt_client_id), "ota-server-1", false, 0, 0},
+	{"device_reload_sec", KEY_UINT, OFF(device_reload_sec), "60", false, 0, 86400},
+	{"mqtt_client_id", KEY_STRING, OFF(mqtt_client_id), "", false, 0, 0},
 	{"mqtt_share_group", KEY_STRING, OFF(mqtt_share_group), "fleetota", false, 0, 0},
 	{"notify_poll_ms", KEY_UINT, OFF(notify_poll_ms), "1000", false, 50, 3600000},
 	{"notify_batch", KEY_UINT, OFF(notify_batch), "100", false, 1, 10000},
@@ -67,6 +68,15 @@ static const struct key_def key_defs[] = {
 };
 
 #define N_KEYS (sizeof(key_defs) / sizeof(key_defs[0]))
+
+/*
+ * What SIGHUP applies to a running server (reload.c does the applying);
+ * every other key needs a restart. docs/server.md has the same list.
+ */
+static const char *const live_keys[] = {
+	"log_level", "rate_per_sec", "rate_burst",	  "device_ca",	    "device_crl",
+	"tls_cert",  "tls_key",	     "device_reload_sec", "notify_poll_ms", "notify_batch",
+};
 
 static void set_err(char err[SRV_CONFIG_ERR_BYTES], const char *fmt, ...)
 	__attribute__((format(printf, 2, 3)));
@@ -378,6 +388,88 @@ void srv_config_free(struct srv_config *config)
 			free(*(char **)(void *)((char *)config + key_defs[i].offset));
 	}
 	free(config);
+}
+
+static bool is_live(const char *name)
+{
+	for (size_t i = 0; i < sizeof(live_keys) / sizeof(live_keys[0]); i++) {
+		if (strcmp(live_keys[i], name) == 0)
+			return true;
+	}
+	return false;
+}
+
+static bool same_value(const struct srv_config *a, const struct srv_config *b,
+		       const struct key_def *def)
+{
+	const void *fa = (const char *)a + def->offset, *fb = (const char *)b + def->offset;
+
+	switch (def->type) {
+	case KEY_STRING:
+		return strcmp(*(char *const *)fa, *(char *const *)fb) == 0;
+	case KEY_UINT:
+		return *(const unsigned *)fa == *(const unsigned *)fb;
+	case KEY_DOUBLE:
+		return *(const double *)fa == *(const double *)fb;
+	case KEY_BOOL:
+		return *(const bool *)fa == *(const bool *)fb;
+	}
+	return false;
+}
+
+/* Appends ", name" (or "name") to list, ending in "..." when it is full. */
+static void list_add(char list[SRV_CONFIG_ERR_BYTES], const char *name)
+{
+	size_t used = strlen(list);
+
+	if (used + strlen(name) + 6 >= SRV_CONFIG_ERR_BYTES) {
+		if (used + 4 < SRV_CONFIG_ERR_BYTES &&
+		    (used < 3 || strcmp(list + used - 3, "...") != 0))
+			strcat(list, "...");
+		return;
+	}
+	snprintf(list + used, SRV_CONFIG_ERR_BYTES - used, "%s%s", used > 0 ? ", " : "", name);
+}
+
+enum ota_err srv_config_update(struct srv_config *live, const struct srv_config *fresh,
+			       char applied[SRV_CONFIG_ERR_BYTES],
+			       char restart[SRV_CONFIG_ERR_BYTES])
+{
+	applied[0] = restart[0] = '\0';
+	for (size_t i = 0; i < N_KEYS; i++) {
+		const struct key_def *def = &key_defs[i];
+		void *field = (char *)live + def->offset;
+		const void *value = (const char *)fresh + def->offset;
+
+		if (same_value(live, fresh, def))
+			continue;
+		if (!is_live(def->name)) {
+			list_add(restart, def->name);
+			continue;
+		}
+		switch (def->type) {
+		case KEY_STRING: {
+			char *copy = strdup(*(char *const *)value);
+
+			if (copy == NULL)
+				return OTA_ERR_NOMEM;
+			free(*(char **)field);
+			*(char **)field = copy;
+			break;
+		}
+		case KEY_UINT:
+			*(unsigned *)field = *(const unsigned *)value;
+			break;
+		case KEY_DOUBLE:
+			*(double *)field = *(const double *)value;
+			break;
+		case KEY_BOOL:
+			*(bool *)field = *(const bool *)value;
+			break;
+		}
+		list_add(applied, def->name);
+	}
+	return OTA_OK;
 }
 
 enum ota_err srv_config_split_listen(const char *listen, char *addr, size_t addr_cap,

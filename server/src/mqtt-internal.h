@@ -24,6 +24,9 @@ struct srv_mqtt;
 /* Most messages waiting for the loop (beyond: dropped and counted). */
 #define SRV_MQTT_QUEUE_MAX 100000u
 
+/* Longest MQTT client id (= the CN of mqtt_cert) taken. */
+#define SRV_MQTT_MAX_CLIENT_ID 64u
+
 enum ota_err srv_mqtt_start(struct srv_server *srv, struct srv_mqtt **ret_mqtt);
 void srv_mqtt_stop(struct srv_mqtt *mqtt);
 

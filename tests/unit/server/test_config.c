@@ -3,6 +3,7 @@
 #include <stdarg.h>
 #include <stddef.h>
 #include <stdint.h>
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -131,6 +132,40 @@ static void test_limits(void **state)
 	free(text);
 }
 
+/* A reload applies live keys, names the restart keys, and keeps their values. */
+static void test_update_live_and_restart(void **state)
+{
+	struct srv_config *live = NULL, *fresh = NULL;
+	char err[SRV_CONFIG_ERR_BYTES], applied[SRV_CONFIG_ERR_BYTES],
+		restart[SRV_CONFIG_ERR_BYTES];
+	char text[1024];
+
+	(void)state;
+	assert_int_equal(parse(minimal, &live, err), OTA_OK);
+	assert_int_equal(live->device_reload_sec, 60);
+	assert_string_equal(live->mqtt_client_id, "");
+	snprintf(text, sizeof(text),
+		 "%slog_level = debug\nrate_burst = 7\ndevice_crl = /crl.pem\n"
+		 "db_pool_size = 9\nmqtt_url = ssl://b:8883\nmqtt_ca = /a\nmqtt_cert = /c\n"
+		 "mqtt_key = /k\n",
+		 minimal);
+	assert_int_equal(parse(text, &fresh, err), OTA_OK);
+	assert_int_equal(srv_config_update(live, fresh, applied, restart), OTA_OK);
+	assert_string_equal(applied, "device_crl, rate_burst, log_level");
+	assert_string_equal(restart, "db_pool_size, mqtt_url, mqtt_ca, mqtt_cert, mqtt_key");
+	assert_string_equal(live->log_level, "debug");
+	assert_string_equal(live->device_crl, "/crl.pem");
+	assert_true(live->rate_burst > 6.99 && live->rate_burst < 7.01);
+	assert_int_equal(live->db_pool_size, 4);
+	assert_string_equal(live->mqtt_url, "");
+	/* the same again: nothing differs any more but the restart keys */
+	assert_int_equal(srv_config_update(live, fresh, applied, restart), OTA_OK);
+	assert_string_equal(applied, "");
+	assert_string_equal(restart, "db_pool_size, mqtt_url, mqtt_ca, mqtt_cert, mqtt_key");
+	srv_config_free(fresh);
+	srv_config_free(live);
+}
+
 static void test_split_listen(void **state)
 {
 	char addr[64];
@@ -162,6 +197,7 @@ int main(void)
 		cmocka_unit_test(test_env_overrides),
 		cmocka_unit_test(test_limits),
 		cmocka_unit_test(test_split_listen),
+		cmocka_unit_test(test_update_live_and_restart),
 	};
 	return cmocka_run_group_tests(tests, NULL, NULL);
 }
