@@ -172,15 +172,12 @@ static void on_signal(int sig)
 
 static double now_s(void)
 {
-	struct timespec ts;
-	clock_gettime(CLOCK_MONOTONIC, &ts);
-	return (double)ts.tv_sec + (double)ts.tv_nsec / 1e9;
+	return ota_sim_now_s();
 }
 
 static void sleep_ms(unsigned ms)
 {
-	struct timespec ts = {.tv_sec = ms / 1000u, .tv_nsec = (long)(ms % 1000u) * 1000000L};
-	nanosleep(&ts, NULL);
+	ota_sim_sleep_ms(ms);
 }
 
 /* Sleeps s seconds unless a stop is requested first. */

@@ -32,6 +32,10 @@ struct ota_sim_faults {
 	void *arg;
 };
 
+/* Monotonic seconds, and a sleep: the simulator's clock. */
+double ota_sim_now_s(void);
+void ota_sim_sleep_ms(unsigned ms);
+
 /* The fetch operation of fleetota/port.h through the faults of f. */
 enum ota_err ota_sim_faults_fetch(struct ota_sim_faults *f, const struct ota_fetch_request *req,
 				  ota_port_sink_fn sink, void *sink_arg,

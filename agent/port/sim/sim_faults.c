@@ -16,14 +16,14 @@ struct faulty_sink {
 	bool cut;
 };
 
-static double now_s(void)
+double ota_sim_now_s(void)
 {
 	struct timespec ts;
 	clock_gettime(CLOCK_MONOTONIC, &ts);
 	return (double)ts.tv_sec + (double)ts.tv_nsec / 1e9;
 }
 
-static void sleep_ms(unsigned ms)
+void ota_sim_sleep_ms(unsigned ms)
 {
 	struct timespec ts = {.tv_sec = ms / 1000u, .tv_nsec = (long)(ms % 1000u) * 1000000L};
 	nanosleep(&ts, NULL);
@@ -60,9 +60,9 @@ static enum ota_err faulty_put(void *arg, const uint8_t *data, size_t len)
 	}
 	if (f->slow_rate) {
 		double due = fs->started + (double)fs->received / f->slow_rate;
-		double wait = due - now_s();
+		double wait = due - ota_sim_now_s();
 		if (wait > 0 && !stopped(f))
-			sleep_ms((unsigned)(wait * 1000.0));
+			ota_sim_sleep_ms((unsigned)(wait * 1000.0));
 		if (stopped(f))
 			return OTA_ERR_TRANSPORT;
 	}
@@ -83,7 +83,7 @@ enum ota_err ota_sim_faults_fetch(struct ota_sim_faults *f, const struct ota_fet
 				 .sink_arg = sink_arg,
 				 .offset = req->offset,
 				 .size = req->offset + req->max_bytes,
-				 .started = now_s()};
+				 .started = ota_sim_now_s()};
 	enum ota_err err = f->inner_ops->fetch(f->inner_ctx, req, faulty_put, &fs, ret);
 	if (fs.cut) {
 		f->power_cycle(f->arg);
