@@ -18,40 +18,9 @@ set -euo pipefail
 
 AGENT=$1
 MKFIX=$2
-WORK=$(mktemp -d "${TMPDIR:-/tmp}/ota-agent-legacy.XXXXXX")
-trap 'rm -rf "$WORK"' EXIT
-
-fail() {
-	echo "FAIL: $*" >&2
-	exit 1
-}
-
-mkdir "$WORK/fix"
-"$MKFIX" "$WORK/fix" >/dev/null
-FIX=$WORK/fix
-CONF=$WORK/agent.conf
-REC=$WORK/state/records
-cat >"$CONF" <<CONF
-state_dir = $WORK/state
-device_id = dev-legacy-1
-model = fx-model
-hw_revision = revA
-slot_size = 1048576
-checkpoint_bytes = 8192
-CONF
-field() { "$AGENT" status --json --config "$CONF" | jq -r ".$1"; }
-
-expect_line() {
-	local want=$1
-	shift
-	set +e
-	local line
-	line=$("$AGENT" "$@" --config "$CONF" 2>/dev/null)
-	local rc=$?
-	set -e
-	[ "$rc" -eq 1 ] || fail "$*: exit $rc, line '$line'"
-	[ "$line" = "$want" ] || fail "$*: expected '$want', got '$line'"
-}
+# shellcheck source=lib.sh
+source "$(dirname "$0")/lib.sh"
+agent_world legacy dev-legacy-1
 
 # Rewrites every record in the old layout: copy 0's payload as records/NAME.
 to_old_layout() {

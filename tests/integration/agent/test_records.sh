@@ -13,53 +13,21 @@ set -euo pipefail
 
 AGENT=$1
 MKFIX=$2
-WORK=$(mktemp -d "${TMPDIR:-/tmp}/ota-agent-records.XXXXXX")
-trap 'rm -rf "$WORK"' EXIT
-
-fail() {
-	echo "FAIL: $*" >&2
-	exit 1
-}
-
-mkdir "$WORK/fix"
-"$MKFIX" "$WORK/fix" >/dev/null
-FIX=$WORK/fix
-CONF=$WORK/agent.conf
-REC=$WORK/state/records
-cat >"$CONF" <<EOF
-state_dir = $WORK/state
-device_id = dev-records-1
-model = fx-model
-hw_revision = revA
-slot_size = 1048576
-checkpoint_bytes = 8192
-EOF
+# shellcheck source=lib.sh
+source "$(dirname "$0")/lib.sh"
+agent_world records dev-records-1
 
 snapshot() {
 	"$AGENT" status --json --config "$CONF" |
 		jq -S '{provisioned, active_slot, confirmed_slot, installed, version_code,
 		        security_counter, keylist_version, rootlist_version, phase}'
 }
-field() { "$AGENT" status --json --config "$CONF" | jq -r ".$1"; }
 
 # A device on v1 (counter 5, KeyList 2), in a fresh state directory.
 fresh_device() {
 	rm -rf "$WORK/state"
 	"$AGENT" provision --config "$CONF" --rootlist "$FIX/root1.env" --keylist "$FIX/kl1.env" \
 		--image "$FIX/v1.otab" >/dev/null
-}
-
-# Runs the agent, expects exit 1 and exactly the line $1.
-expect_line() {
-	local want=$1
-	shift
-	set +e
-	local line
-	line=$("$AGENT" "$@" --config "$CONF" 2>/dev/null)
-	local rc=$?
-	set -e
-	[ "$rc" -eq 1 ] || fail "$*: exit $rc, line '$line'"
-	[ "$line" = "$want" ] || fail "$*: expected '$want', got '$line'"
 }
 
 # The update to v2 works: install, boot (trial), confirm.

@@ -399,47 +399,53 @@ static void test_backoff_capped(void **state)
 	assert_int_equal(fk.waits[0], OTA_ONLINE_MAX_BACKOFF_S);
 }
 
+/* One image fetch with fault f ends the install with want, no retry. */
+static void final_fault(struct world *w, enum fault f, enum ota_err want, enum ota_phase phase,
+			Fleetota__V1__DeviceState last)
+{
+	struct ota_online o = policy(w);
+	serve_manifest(w, NULL);
+	fk.faults[0] = f;
+	assert_int_equal(ota_online_install(&o, ART), want);
+	assert_int_equal(fk.n_image, 1);
+	assert_int_equal(fk.n_waits, 0);
+	assert_runs_in(w, "1.0.0", 5, phase);
+	assert_int_equal(fk.states[fk.n_states - 1], last);
+}
+
 /* Endless data: the core takes no byte past the manifest's size. */
 static void test_endless_data(void **state)
 {
 	struct world *w = *state;
-	struct ota_online o = policy(w);
-	serve_manifest(w, NULL);
-	fk.faults[0] = F_ENDLESS;
-	assert_int_equal(ota_online_install(&o, ART), OTA_ERR_SIZE);
+	final_fault(w, F_ENDLESS, OTA_ERR_SIZE, OTA_PHASE_IDLE, S(REJECTED));
 	assert_true(fk.image_bytes <= sizeof(w->v2) + CHUNK);
-	assert_int_equal(fk.n_image, 1);
-	assert_int_equal(fk.n_waits, 0);
-	assert_runs(w, "1.0.0", 5);
-	assert_int_equal(fk.states[fk.n_states - 1], S(REJECTED));
 }
 
 /* One byte short, and the transport says done: the core refuses it. */
 static void test_wrong_size(void **state)
 {
-	struct world *w = *state;
-	struct ota_online o = policy(w);
-	serve_manifest(w, NULL);
-	fk.faults[0] = F_SHORT;
-	assert_int_equal(ota_online_install(&o, ART), OTA_ERR_SIZE);
-	assert_int_equal(fk.n_image, 1);
-	assert_runs(w, "1.0.0", 5);
-	assert_int_equal(fk.states[fk.n_states - 1], S(REJECTED));
+	final_fault(*state, F_SHORT, OTA_ERR_SIZE, OTA_PHASE_IDLE, S(REJECTED));
 }
 
-/* A server that is not pinned: no retry. */
+/* A server that is not pinned: no retry; the hashed prefix is kept for later. */
 static void test_pin_is_final(void **state)
 {
-	struct world *w = *state;
-	struct ota_online o = policy(w);
-	serve_manifest(w, NULL);
-	fk.faults[0] = F_PIN;
-	assert_int_equal(ota_online_install(&o, ART), OTA_ERR_PIN);
-	assert_int_equal(fk.n_image, 1);
-	assert_int_equal(fk.n_waits, 0);
-	/* the hashed prefix is kept for a later resume */
-	assert_runs_in(w, "1.0.0", 5, OTA_PHASE_STAGING);
-	assert_int_equal(fk.states[fk.n_states - 1], S(FAILED));
+	final_fault(*state, F_PIN, OTA_ERR_PIN, OTA_PHASE_STAGING, S(FAILED));
+}
+
+/* The server offers KeyList 3: op and, with_stranger, the stranger's key. */
+static void serve_keylist3(struct world *w, bool with_stranger)
+{
+	struct ota_fx_opkey keys[2] = {{.key = w->op}, {.key = w->stranger}};
+	struct ota_fx_keylist ks = {.version = 3,
+				    .issued_at = W_ISSUED - 800,
+				    .keys = keys,
+				    .n_keys = with_stranger ? 2 : 1,
+				    .signers = w->roots,
+				    .n_signers = 2};
+	Fleetota__V1__Signed *kl3 = ota_fx_keylist(&ks);
+	fk.keylist = ota_fx_env_bytes(kl3);
+	ota_fx_env_free(kl3);
 }
 
 /* The manifest's key is only in a newer KeyList: fetched, applied, one more try. */
@@ -447,16 +453,7 @@ static void test_key_unknown_then_newer_keylist(void **state)
 {
 	struct world *w = *state;
 	struct ota_online o = policy(w);
-	struct ota_fx_opkey keys[2] = {{.key = w->op}, {.key = w->stranger}};
-	struct ota_fx_keylist ks = {.version = 3,
-				    .issued_at = W_ISSUED - 800,
-				    .keys = keys,
-				    .n_keys = 2,
-				    .signers = w->roots,
-				    .n_signers = 2};
-	Fleetota__V1__Signed *kl3 = ota_fx_keylist(&ks);
-	fk.keylist = ota_fx_env_bytes(kl3);
-	ota_fx_env_free(kl3);
+	serve_keylist3(w, true);
 	serve_manifest(w, w->stranger);
 	assert_int_equal(ota_online_install(&o, ART), OTA_OK);
 	assert_runs(w, "2.0.0", 7);
@@ -473,16 +470,7 @@ static void test_key_unknown_everywhere(void **state)
 {
 	struct world *w = *state;
 	struct ota_online o = policy(w);
-	struct ota_fx_opkey keys[1] = {{.key = w->op}};
-	struct ota_fx_keylist ks = {.version = 3,
-				    .issued_at = W_ISSUED - 800,
-				    .keys = keys,
-				    .n_keys = 1,
-				    .signers = w->roots,
-				    .n_signers = 2};
-	Fleetota__V1__Signed *kl3 = ota_fx_keylist(&ks);
-	fk.keylist = ota_fx_env_bytes(kl3);
-	ota_fx_env_free(kl3);
+	serve_keylist3(w, false);
 	serve_manifest(w, w->stranger);
 	assert_int_equal(ota_online_install(&o, ART), OTA_ERR_KEY_UNKNOWN);
 	assert_int_equal(fk.fetches[OTA_FETCH_IMAGE], 0);
