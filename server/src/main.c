@@ -72,6 +72,8 @@ static int run_server(struct srv_config *config)
 	srv.base = event_base_new();
 	if (srv.base == NULL)
 		goto out;
+	if (srv_conns_new(srv.base, srv.metrics.conns, &srv.conns) != OTA_OK)
+		goto out;
 	if (srv_db_new(srv.base, config->db_conninfo, config->db_pool_size, config->db_queue_max,
 		       &srv.metrics, &srv.db) != OTA_OK)
 		goto out;
@@ -79,6 +81,7 @@ static int run_server(struct srv_config *config)
 	    srv_notifier_prepare(&srv) != OTA_OK || srv_rollout_prepare(&srv) != OTA_OK)
 		goto out;
 	if (config->admin_listen[0] != '\0') {
+		struct srv_conn_limits admin_limits;
 		struct webapi_config api_cfg = {
 			.listen = config->admin_listen,
 			.store_dir = config->store_dir,
@@ -87,7 +90,11 @@ static int run_server(struct srv_config *config)
 			.max_upload_bytes = config->admin_max_upload_bytes,
 			.timeout_sec = config->http_timeout_sec,
 			.max_header_bytes = config->http_max_header_bytes,
+			.conns = srv.conns,
+			.conn_limits = &admin_limits,
 		};
+
+		srv_config_conn_limits(config, SRV_LISTENER_ADMIN, &admin_limits);
 
 		/* before srv_db_start: it registers its statements */
 		if (webapi_new(srv.base, srv.db, &srv.metrics, &api_cfg, &api) != OTA_OK)
@@ -132,6 +139,7 @@ out:
 	srv_notifier_stop(srv.notifier);
 	srv_rollout_stop(rollout);
 	srv_delivery_stop(&srv);
+	srv_conns_free(srv.conns); /* after every listener, before the loop */
 	if (ev_int != NULL)
 		event_free(ev_int);
 	if (ev_term != NULL)
