@@ -22,10 +22,14 @@
  *    ones), and the whole request with its body; a connection that misses
  *    one is closed and counted;
  *  - caps on connections in total and per peer (an IPv4 address, an IPv6
- *    /64); when a cap is reached the oldest idle connection (of the peer,
- *    or of the listener) is closed to make room; a connection is idle
- *    unless a request of it is being answered. The last few slots of a
- *    table go only to peers that hold no connection yet;
+ *    /64); when a cap is reached the oldest idle connection is closed to
+ *    make room: the peer's own when it has one, else the listener's; a
+ *    connection is idle unless a request of it is being answered. The
+ *    last few slots of a table go only to peers that hold no connection
+ *    yet;
+ *  - a budget of new connections per peer (a token bucket: the per-peer
+ *    cap per second, twice that in a burst), so that a peer that
+ *    reconnects as fast as it is closed cannot churn the table;
  *  - caps that fit the descriptor limit (RLIMIT_NOFILE), and an accept
  *    that neither spins nor stalls on EMFILE/ENFILE: the oldest idle
  *    connection of any listener is closed and accept() pauses briefly.
@@ -63,6 +67,7 @@ enum srv_conn_close {
 	SRV_CONN_CLOSE_PEER_CAP, /* refused: the peer's connections are all busy */
 	SRV_CONN_CLOSE_TOTAL_CAP, /* refused: the listener's are all busy */
 	SRV_CONN_CLOSE_FD_LIMIT, /* accept() failed: EMFILE, ENFILE, ENOBUFS */
+	SRV_CONN_CLOSE_PEER_RATE, /* refused: the peer opens connections too fast */
 	SRV__CONN_CLOSE_COUNT
 };
 

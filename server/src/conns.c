@@ -36,10 +36,17 @@
 #include "conns-internal.h"
 #include "http-internal.h"
 #include "log-internal.h"
+#include "ratelimit-internal.h"
 
 /* listen(2) backlog: slow clients must not make good ones wait for a SYN retry. */
 #define CONNS_BACKLOG 1024
 #define CONNS_PEER_SLOTS 4096u
+/*
+ * Accepted connections not yet admitted (each holds a descriptor): accept
+ * pauses at this many, so a burst cannot overrun the descriptor limit
+ * before admission closes the excess.
+ */
+#define CONNS_MAX_PENDING 16u
 /* The by-descriptor table covers descriptors below this. */
 #define CONNS_MAX_FDS (1u << 20)
 
@@ -77,7 +84,10 @@ struct srv_conns_listener {
 	struct srv_conn_limits limits; /* effective */
 	unsigned reserve;
 	unsigned open;
+	unsigned pending; /* accepted, admission not run yet */
+	bool paused; /* accept paused for pending admissions */
 	struct conn_list idle; /* idle connections, oldest first */
+	struct srv_ratelimit *peer_rate; /* new connections per peer */
 	struct event *resume_ev;
 	void (*gencb)(struct evhttp_request *, void *);
 	void *gencb_arg;
@@ -99,6 +109,7 @@ struct srv_conn {
 	struct srv_conn *all_prev, *all_next;
 	evutil_socket_t fd;
 	enum conn_phase phase;
+	bool gated; /* admission ran */
 	bool in_idle;
 	uint8_t scan; /* head scanner: 0 in a line, 1 after LF, 2 after LF CR */
 	double accepted; /* monotonic seconds */
@@ -136,6 +147,7 @@ static const char *const close_names[SRV__CONN_CLOSE_COUNT] = {
 	[SRV_CONN_CLOSE_PEER_CAP] = "peer_cap",
 	[SRV_CONN_CLOSE_TOTAL_CAP] = "total_cap",
 	[SRV_CONN_CLOSE_FD_LIMIT] = "fd_limit",
+	[SRV_CONN_CLOSE_PEER_RATE] = "peer_rate",
 };
 
 const char *srv_listener_name(enum srv_listener_kind kind)
@@ -173,6 +185,22 @@ static bool key_from(const struct sockaddr_storage *ss, enum srv_listener_kind k
 		return true;
 	}
 	return false;
+}
+
+#define CONNS_KEY_TEXT (2 * sizeof(struct conn_key) + 1)
+
+/* The key as text (hex), for the per-peer rate limiter. */
+static const char *key_text(const struct conn_key *key, char out[CONNS_KEY_TEXT])
+{
+	static const char hex[] = "0123456789abcdef";
+	const uint8_t *p = (const uint8_t *)key;
+
+	for (size_t i = 0; i < sizeof(*key); i++) {
+		out[2 * i] = hex[p[i] >> 4];
+		out[2 * i + 1] = hex[p[i] & 15];
+	}
+	out[2 * sizeof(*key)] = '\0';
+	return out;
 }
 
 static size_t key_slot(const struct conn_key *key)
@@ -245,11 +273,27 @@ static void idle_remove(struct srv_conn *c)
 /* ---- release and close ----------------------------------------------- */
 
 /* Forgets c: its slot, its callbacks, its memory. */
+static void gate_done(struct srv_conn *c)
+{
+	struct srv_conns_listener *lst = c->lst;
+
+	if (c->gated)
+		return;
+	c->gated = true;
+	lst->pending--;
+	if (lst->paused && lst->pending == 0) {
+		lst->paused = false;
+		if (!evtimer_pending(lst->resume_ev, NULL)) /* not resting after EMFILE */
+			evconnlistener_enable(lst->lev);
+	}
+}
+
 static void conn_free(struct srv_conn *c)
 {
 	struct srv_conns_listener *lst = c->lst;
 	struct srv_conns *conns = c->conns;
 
+	gate_done(c);
 	idle_remove(c);
 	if (c->peer != NULL) {
 		c->peer->count--;
@@ -507,10 +551,12 @@ static void admit(struct srv_conn *c)
 	struct sockaddr_storage ss;
 	socklen_t ss_len = sizeof(ss);
 	struct conn_key key;
+	char key_buf[CONNS_KEY_TEXT];
 	struct conn_peer *peer;
 	evutil_socket_t fd = bufferevent_getfd(c->bev);
 	void *cbarg = NULL;
 
+	gate_done(c);
 	/* evhttp's connection is the argument of the callbacks it gave the bufferevent */
 	bufferevent_getcb(c->bev, NULL, NULL, NULL, &cbarg);
 	if (cbarg == NULL) { /* evhttp gave up on it already */
@@ -526,6 +572,11 @@ static void admit(struct srv_conn *c)
 		return;
 	}
 	c->fd = fd;
+	if (!srv_ratelimit_take(lst->peer_rate, key_text(&key, key_buf), c->accepted, NULL)) {
+		peer_put(conns, peer);
+		refuse(c, SRV_CONN_CLOSE_PEER_RATE);
+		return;
+	}
 	peer->count++; /* holds the peer while others are closed */
 	if (peer->count > l->max_conns_per_peer) {
 		struct srv_conn *victim = TAILQ_FIRST(&peer->idle);
@@ -540,7 +591,11 @@ static void admit(struct srv_conn *c)
 	}
 	if (lst->open >= l->max_conns ||
 	    (lst->open + lst->reserve >= l->max_conns && peer->count > 1)) {
-		struct srv_conn *victim = TAILQ_FIRST(&lst->idle);
+		/* a peer that holds connections gives up its own oldest first */
+		struct srv_conn *victim = TAILQ_FIRST(&peer->idle);
+
+		if (victim == NULL)
+			victim = TAILQ_FIRST(&lst->idle);
 
 		if (victim == NULL) {
 			peer->count--;
@@ -611,6 +666,10 @@ static struct bufferevent *conn_bevcb(struct event_base *base, void *arg)
 	conns->metrics[lst->kind].accepted++;
 	/* evhttp sets the socket once this returns: admission runs right after */
 	event_active(c->timer, EV_TIMEOUT, 1);
+	if (++lst->pending >= CONNS_MAX_PENDING && lst->lev != NULL) {
+		lst->paused = true;
+		evconnlistener_disable(lst->lev);
+	}
 	return c->bev;
 }
 
@@ -678,7 +737,8 @@ static void resume_cb(evutil_socket_t fd, short what, void *arg)
 
 	(void)fd;
 	(void)what;
-	evconnlistener_enable(lst->lev);
+	if (!lst->paused)
+		evconnlistener_enable(lst->lev);
 }
 
 /*
@@ -833,7 +893,13 @@ enum ota_err srv_conns_listen(struct srv_conns *conns, enum srv_listener_kind ki
 	if (lst->reserve > SRV_CONNS_MAX_RESERVE)
 		lst->reserve = SRV_CONNS_MAX_RESERVE;
 	lst->resume_ev = evtimer_new(conns->base, resume_cb, lst);
-	if (lst->resume_ev == NULL) {
+	if (lst->resume_ev == NULL ||
+	    srv_ratelimit_new(lst->limits.max_conns_per_peer,
+			      2.0 * lst->limits.max_conns_per_peer, 2u * lst->limits.max_conns,
+			      &lst->peer_rate) != OTA_OK) {
+		if (lst->resume_ev != NULL)
+			event_free(lst->resume_ev);
+		srv_ratelimit_free(lst->peer_rate);
 		free(lst);
 		return OTA_ERR_NOMEM;
 	}
@@ -893,6 +959,7 @@ void srv_conns_free(struct srv_conns *conns)
 				guarded[i] = NULL;
 		}
 		event_free(lst->resume_ev);
+		srv_ratelimit_free(lst->peer_rate);
 		free(lst);
 	}
 	for (size_t i = 0; i < CONNS_PEER_SLOTS; i++) {
