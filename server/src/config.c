@@ -49,7 +49,8 @@ static const struct key_def key_defs[] = {
 	{"http_handshake_timeout_sec", KEY_UINT, OFF(http_handshake_timeout_sec), "10", false, 1,
 	 600},
 	{"http_header_timeout_sec", KEY_UINT, OFF(http_header_timeout_sec), "20", false, 1, 600},
-	{"http_request_timeout_sec", KEY_UINT, OFF(http_request_timeout_sec), "120", false, 1, 3600},
+	{"http_request_timeout_sec", KEY_UINT, OFF(http_request_timeout_sec), "120", false, 1,
+	 3600},
 	{"device_max_conns", KEY_UINT, OFF(device_max_conns), "4096", false, 8, 1000000},
 	{"device_max_conns_per_peer", KEY_UINT, OFF(device_max_conns_per_peer), "64", false, 1,
 	 1000000},
@@ -67,7 +68,8 @@ static const struct key_def key_defs[] = {
 	{"admin_max_upload_bytes", KEY_UINT, OFF(admin_max_upload_bytes), "67108864", false, 1024,
 	 1073741824},
 	{"admin_max_conns", KEY_UINT, OFF(admin_max_conns), "256", false, 8, 100000},
-	{"admin_max_conns_per_peer", KEY_UINT, OFF(admin_max_conns_per_peer), "32", false, 1, 100000},
+	{"admin_max_conns_per_peer", KEY_UINT, OFF(admin_max_conns_per_peer), "32", false, 1,
+	 100000},
 	{"log_level", KEY_STRING, OFF(log_level), "info", false, 0, 0},
 };
 

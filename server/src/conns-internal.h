@@ -52,11 +52,7 @@
 /* Bytes handed to the socket layer at a time (keeps writers' back-pressure). */
 #define SRV_CONNS_WRITE_HIGH_BYTES (256u * 1024u)
 
-enum srv_listener_kind {
-	SRV_LISTENER_DEVICE,
-	SRV_LISTENER_ADMIN,
-	SRV__LISTENER_COUNT
-};
+enum srv_listener_kind { SRV_LISTENER_DEVICE, SRV_LISTENER_ADMIN, SRV__LISTENER_COUNT };
 
 /* Why the guard closed or refused a connection (stable metric labels). */
 enum srv_conn_close {
@@ -123,9 +119,12 @@ const struct srv_conn_limits *srv_conns_limits(const struct srv_conns *conns,
 					       enum srv_listener_kind kind);
 
 /*
- * Frees the guard. Call after the evhttp of every listener is freed and
- * before event_base_free (connections still being finalized are detached).
+ * Drops the connections accepted but not admitted yet. Call once the loop
+ * has stopped, before the listeners' evhttp are freed.
  */
+void srv_conns_stop(struct srv_conns *conns);
+
+/* Frees the guard, after the evhttp of every listener is freed. */
 void srv_conns_free(struct srv_conns *conns);
 
 /* Stable labels. */

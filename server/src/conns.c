@@ -272,7 +272,7 @@ static void idle_remove(struct srv_conn *c)
 
 /* ---- release and close ----------------------------------------------- */
 
-/* Forgets c: its slot, its callbacks, its memory. */
+/* c's admission ran (or never will): accept resumes once none is waiting. */
 static void gate_done(struct srv_conn *c)
 {
 	struct srv_conns_listener *lst = c->lst;
@@ -288,6 +288,7 @@ static void gate_done(struct srv_conn *c)
 	}
 }
 
+/* Forgets c: its slot, its callbacks, its memory. */
 static void conn_free(struct srv_conn *c)
 {
 	struct srv_conns_listener *lst = c->lst;
@@ -328,15 +329,14 @@ static void conn_closecb(struct evhttp_connection *evcon, void *arg)
 	conn_free(c);
 }
 
-/* Closes c now, without a reply (the user's close callback runs). */
+/* Closes c now, without a reply (only idle connections: no user callback). */
 static void force_close(struct srv_conn *c)
 {
 	struct evhttp_connection *evcon = c->evcon;
 
+	conn_free(c);
 	if (evcon != NULL)
-		evhttp_connection_free(evcon); /* conn_closecb frees c */
-	else
-		conn_free(c);
+		evhttp_connection_free(evcon);
 }
 
 static void close_counted(struct srv_conn *c, enum srv_conn_close reason)
@@ -565,7 +565,8 @@ static void admit(struct srv_conn *c)
 	}
 	c->evcon = cbarg;
 	evhttp_connection_set_closecb(c->evcon, conn_closecb, c);
-	if (fd < 0 || (size_t)fd >= conns->n_fds ||
+	c->input_cb = evbuffer_add_cb(bufferevent_get_input(c->bev), input_cb, c);
+	if (c->input_cb == NULL || fd < 0 || (size_t)fd >= conns->n_fds ||
 	    getpeername(fd, (struct sockaddr *)&ss, &ss_len) != 0 ||
 	    !key_from(&ss, lst->kind, &key) || (peer = peer_get(conns, &key)) == NULL) {
 		force_close(c);
@@ -643,11 +644,7 @@ static struct bufferevent *conn_bevcb(struct event_base *base, void *arg)
 		c->bev = bufferevent_socket_new(base, -1, BEV_OPT_CLOSE_ON_FREE);
 	}
 	c->timer = c->bev != NULL ? event_new(base, -1, 0, timer_cb, c) : NULL;
-	c->input_cb = c->timer != NULL ? evbuffer_add_cb(bufferevent_get_input(c->bev), input_cb, c)
-				       : NULL;
-	if (c->input_cb == NULL) {
-		if (c->timer != NULL)
-			event_free(c->timer);
+	if (c->timer == NULL) {
 		if (c->bev != NULL)
 			bufferevent_free(c->bev);
 		free(c);
@@ -843,7 +840,8 @@ static evutil_socket_t bind_listen(const char *addr, uint16_t port)
 		setsockopt(fd, SOL_SOCKET, SO_REUSEADDR, &one, sizeof(one));
 		/* accepted sockets inherit it: no Nagle delay between TLS records */
 		setsockopt(fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof(one));
-		if (bind(fd, res->ai_addr, res->ai_addrlen) != 0 || listen(fd, CONNS_BACKLOG) != 0) {
+		if (bind(fd, res->ai_addr, res->ai_addrlen) != 0 ||
+		    listen(fd, CONNS_BACKLOG) != 0) {
 			int saved = errno;
 
 			close(fd);
@@ -894,9 +892,8 @@ enum ota_err srv_conns_listen(struct srv_conns *conns, enum srv_listener_kind ki
 		lst->reserve = SRV_CONNS_MAX_RESERVE;
 	lst->resume_ev = evtimer_new(conns->base, resume_cb, lst);
 	if (lst->resume_ev == NULL ||
-	    srv_ratelimit_new(lst->limits.max_conns_per_peer,
-			      2.0 * lst->limits.max_conns_per_peer, 2u * lst->limits.max_conns,
-			      &lst->peer_rate) != OTA_OK) {
+	    srv_ratelimit_new(lst->limits.max_conns_per_peer, 2.0 * lst->limits.max_conns_per_peer,
+			      2u * lst->limits.max_conns, &lst->peer_rate) != OTA_OK) {
 		if (lst->resume_ev != NULL)
 			event_free(lst->resume_ev);
 		srv_ratelimit_free(lst->peer_rate);
@@ -937,9 +934,24 @@ enum ota_err srv_conns_listen(struct srv_conns *conns, enum srv_listener_kind ki
 const struct srv_conn_limits *srv_conns_limits(const struct srv_conns *conns,
 					       enum srv_listener_kind kind)
 {
-	if (conns == NULL || (unsigned)kind >= SRV__LISTENER_COUNT || conns->listeners[kind] == NULL)
+	if (conns == NULL || (unsigned)kind >= SRV__LISTENER_COUNT ||
+	    conns->listeners[kind] == NULL)
 		return NULL;
 	return &conns->listeners[kind]->limits;
+}
+
+void srv_conns_stop(struct srv_conns *conns)
+{
+	struct srv_conn *c, *next;
+
+	if (conns == NULL)
+		return;
+	/* admitted ones go with their evhttp (close callback); these would not */
+	for (c = conns->all; c != NULL; c = next) {
+		next = c->all_next;
+		if (c->phase == CONN_GATE)
+			conn_free(c);
+	}
 }
 
 void srv_conns_free(struct srv_conns *conns)
@@ -982,7 +994,8 @@ void srv_conn_metrics_render(const struct srv_conn_metrics *m, struct evbuffer *
 				 "by a listener.\n"
 				 "# TYPE fleetota_connections_accepted_total counter\n");
 	for (int k = 0; k < SRV__LISTENER_COUNT; k++)
-		evbuffer_add_printf(out, "fleetota_connections_accepted_total{listener=\"%s\"} %llu\n",
+		evbuffer_add_printf(out,
+				    "fleetota_connections_accepted_total{listener=\"%s\"} %llu\n",
 				    listener_names[k], (unsigned long long)m[k].accepted);
 	evbuffer_add_printf(out, "# HELP fleetota_connections_closed_total Connections the guard "
 				 "closed or refused (deadline, cap, descriptor limit).\n"
@@ -993,7 +1006,8 @@ void srv_conn_metrics_render(const struct srv_conn_metrics *m, struct evbuffer *
 				out,
 				"fleetota_connections_closed_total{listener=\"%s\",reason=\"%s\"} "
 				"%llu\n",
-				listener_names[k], close_names[r], (unsigned long long)m[k].closed[r]);
+				listener_names[k], close_names[r],
+				(unsigned long long)m[k].closed[r]);
 	}
 	evbuffer_add_printf(out, "# HELP fleetota_connections_open Connections open now.\n"
 				 "# TYPE fleetota_connections_open gauge\n");

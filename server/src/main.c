@@ -131,6 +131,7 @@ out:
 	 * pending query is answered (BUSY) while requests are still alive, then
 	 * the listeners close.
 	 */
+	srv_conns_stop(srv.conns);
 	srv_mqtt_stop(srv.mqtt);
 	srv.mqtt = NULL;
 	srv_db_free(srv.db);
@@ -139,6 +140,15 @@ out:
 	srv_notifier_stop(srv.notifier);
 	srv_rollout_stop(rollout);
 	srv_delivery_stop(&srv);
+	/*
+	 * Connections closed just now still have deferred callbacks (TLS)
+	 * holding their last reference: two more turns of the loop release
+	 * them, then the guard goes.
+	 */
+	if (srv.base != NULL) {
+		event_base_loop(srv.base, EVLOOP_NONBLOCK);
+		event_base_loop(srv.base, EVLOOP_NONBLOCK);
+	}
 	srv_conns_free(srv.conns); /* after every listener, before the loop */
 	if (ev_int != NULL)
 		event_free(ev_int);

@@ -22,7 +22,9 @@
  *   srv_slowclient probe [OPTIONS] HOST PORT PATH
  *     one GET on a new connection every --interval-ms for --duration SEC
  *     (or --count N); latency is connect + handshake + reply, bounded by
- *     --timeout-ms (a request that takes longer counts as failed)
+ *     --timeout-ms (a request that takes longer counts as failed);
+ *     --keepalive: the requests share one connection (opened again if
+ *     the server closes it), latency is request + reply
  *   prints: requests= ok= failed= p50_ms= p99_ms= max_ms= statuses=200:N,...
  *
  *   Common: --tls CA CERT KEY (mutual TLS; CERT/KEY may be "-" for none)
@@ -75,6 +77,7 @@ struct opts {
 	int timeout_ms;
 	bool sequential;
 	bool reconnect;
+	bool keepalive;
 	const char *ready_file;
 	const char *src[MAX_SRC];
 	int n_src;
@@ -179,8 +182,8 @@ static char next_byte(const struct opts *o, size_t i)
 
 	if (strcmp(o->mode, "hs") == 0)
 		return i < sizeof(record) ? (char)record[i] : 0;
-	head_len = (size_t)snprintf(head, sizeof(head), "GET %s HTTP/1.1\r\nHost: x\r\nX-Slow: ",
-				    o->path);
+	head_len = (size_t)snprintf(head, sizeof(head),
+				    "GET %s HTTP/1.1\r\nHost: x\r\nX-Slow: ", o->path);
 	return i < head_len ? head[i] : 'a';
 }
 
@@ -255,7 +258,7 @@ static int run_slow(const struct opts *o, int n_conns)
 	int n_closed_ids = 0, next_to_open = 0, up_once = 0, open_at_end = 0;
 	long opened = 0, established = 0, closed_by_server = 0, reconnects = 0, failed = 0;
 	double life_min = 1e9, life_max = 0, start = now_sec();
-	double end = start + (o->hold > 0 ? o->hold : 120.0);
+	double end = start + (o->hold > 0 ? o->hold : 120.0), last_report = start;
 	bool ready_written = false;
 
 	for (int i = 0; i < n_conns; i++) {
@@ -268,7 +271,8 @@ static int run_slow(const struct opts *o, int n_conns)
 
 		for (int i = 0; i < n_conns; i++) {
 			open_now += conns[i].state != C_FREE;
-			in_progress += conns[i].state == C_CONNECTING || conns[i].state == C_HANDSHAKE;
+			in_progress +=
+				conns[i].state == C_CONNECTING || conns[i].state == C_HANDSHAKE;
 		}
 		if (!o->reconnect && up_once == n_conns && open_now == 0)
 			break;
@@ -277,7 +281,8 @@ static int run_slow(const struct opts *o, int n_conns)
 
 			if (c->state != C_FREE || (c->established_once && !o->reconnect))
 				continue;
-			if (o->sequential ? (i != next_to_open || in_progress > 0) : in_progress >= 64)
+			if (o->sequential ? (i != next_to_open || in_progress > 0)
+					  : in_progress >= 64)
 				continue;
 			c->fd = open_socket(o, i);
 			if (c->fd < 0) {
@@ -291,6 +296,12 @@ static int run_slow(const struct opts *o, int n_conns)
 			c->started = t;
 			c->sent = 0;
 			c->want_write = false;
+		}
+		if (getenv("SRV_SLOWCLIENT_DEBUG") != NULL &&
+		    (long)(t * 2) != (long)(last_report * 2)) {
+			fprintf(stderr, "t=%.1f up_once=%d open=%d in_progress=%d failed=%ld\n",
+				t - start, up_once, open_now, in_progress, failed);
+			last_report = t;
 		}
 		if (!ready_written && o->ready_file != NULL && up_once == n_conns) {
 			FILE *f = fopen(o->ready_file, "w");
@@ -373,59 +384,64 @@ static int run_slow(const struct opts *o, int n_conns)
 	return 0;
 }
 
-/* One GET on a new connection; the HTTP status, or 0 on failure. */
-static int probe_once(const struct opts *o, double deadline)
+/*
+ * One GET, on c when it is still open (--keepalive), else on a new
+ * connection; the HTTP status, or 0 on failure. c stays open after a
+ * complete reply when keepalive is set.
+ */
+static int probe_once(const struct opts *o, struct conn *c, bool keepalive, double deadline)
 {
-	struct conn c = {.fd = -1};
 	char req[512], resp[16384];
-	size_t got = 0, req_len;
+	size_t got = 0, req_len, want = 0;
 	int status = 0;
 	bool sent = false;
 
-	req_len = (size_t)snprintf(req, sizeof(req),
-				   "GET %s HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n", o->path);
-	c.fd = open_socket(o, 0);
-	if (c.fd < 0)
-		return 0;
-	c.state = C_CONNECTING;
+	req_len = (size_t)snprintf(req, sizeof(req), "GET %s HTTP/1.1\r\nHost: x\r\n%s\r\n",
+				   o->path, keepalive ? "" : "Connection: close\r\n");
+	if (c->state == C_FREE) {
+		c->fd = open_socket(o, 0);
+		if (c->fd < 0)
+			return 0;
+		c->state = C_CONNECTING;
+	}
 	while (now_sec() < deadline) {
-		struct pollfd p = {.fd = c.fd};
+		struct pollfd p = {.fd = c->fd};
 		int ms = (int)((deadline - now_sec()) * 1000) + 1;
 
-		p.events = c.state == C_CONNECTING || (c.state == C_HANDSHAKE && c.want_write) ||
-					   (c.state == C_DRIBBLE && !sent)
+		p.events = c->state == C_CONNECTING || (c->state == C_HANDSHAKE && c->want_write) ||
+					   (c->state == C_DRIBBLE && !sent)
 				   ? POLLOUT
 				   : POLLIN;
 		if (poll(&p, 1, ms) <= 0)
 			continue;
-		if (c.state == C_CONNECTING) {
+		if (c->state == C_CONNECTING) {
 			struct opts plain = *o;
 
 			plain.mode = "head";
-			if (connected(&plain, &c) != 0)
+			if (connected(&plain, c) != 0)
 				break;
 			continue;
 		}
-		if (c.state == C_HANDSHAKE) {
-			int r = handshake(&c);
+		if (c->state == C_HANDSHAKE) {
+			int r = handshake(c);
 
 			if (r < 0)
 				break;
 			if (r > 0)
-				c.state = C_DRIBBLE;
+				c->state = C_DRIBBLE;
 			continue;
 		}
 		if (!sent) {
-			if (c.ssl != NULL) {
-				int r = SSL_write(c.ssl, req, (int)req_len);
+			if (c->ssl != NULL) {
+				int r = SSL_write(c->ssl, req, (int)req_len);
 
 				if (r <= 0) {
-					r = SSL_get_error(c.ssl, r);
+					r = SSL_get_error(c->ssl, r);
 					if (r != SSL_ERROR_WANT_READ && r != SSL_ERROR_WANT_WRITE)
 						break;
 					continue;
 				}
-			} else if (send(c.fd, req, req_len, MSG_NOSIGNAL) != (ssize_t)req_len) {
+			} else if (send(c->fd, req, req_len, MSG_NOSIGNAL) != (ssize_t)req_len) {
 				break;
 			}
 			sent = true;
@@ -433,25 +449,33 @@ static int probe_once(const struct opts *o, double deadline)
 		}
 		{
 			int n;
+			const char *end;
 
-			if (c.ssl != NULL) {
-				n = SSL_read(c.ssl, resp + got, (int)(sizeof(resp) - 1 - got));
+			if (c->ssl != NULL) {
+				n = SSL_read(c->ssl, resp + got, (int)(sizeof(resp) - 1 - got));
 				if (n <= 0) {
-					int e = SSL_get_error(c.ssl, n);
+					int e = SSL_get_error(c->ssl, n);
 
 					if (e == SSL_ERROR_WANT_READ || e == SSL_ERROR_WANT_WRITE)
 						continue;
 				}
 			} else {
-				n = (int)recv(c.fd, resp + got, sizeof(resp) - 1 - got, 0);
+				n = (int)recv(c->fd, resp + got, sizeof(resp) - 1 - got, 0);
 				if (n < 0 && (errno == EAGAIN || errno == EWOULDBLOCK))
 					continue;
 			}
-			if (n > 0)
-				got += (size_t)n;
+			if (n <= 0)
+				break;
+			got += (size_t)n;
 			resp[got] = '\0';
-			/* the status line and the end of the head are enough */
-			if (strstr(resp, "\r\n\r\n") != NULL || n <= 0 || got == sizeof(resp) - 1) {
+			end = strstr(resp, "\r\n\r\n");
+			if (end != NULL && want == 0) {
+				const char *cl = strstr(resp, "Content-Length: ");
+				long len = cl != NULL && cl < end ? atol(cl + 16) : 0;
+
+				want = (size_t)(end + 4 - resp) + (size_t)(len > 0 ? len : 0);
+			}
+			if ((want > 0 && got >= want) || got == sizeof(resp) - 1) {
 				if (sscanf(resp, "HTTP/1.%*d %d", &status) != 1)
 					status = 0;
 				break;
@@ -459,7 +483,8 @@ static int probe_once(const struct opts *o, double deadline)
 		}
 	}
 	ERR_clear_error();
-	conn_close(&c);
+	if (!keepalive || status == 0)
+		conn_close(c);
 	return status;
 }
 
@@ -473,12 +498,16 @@ static int cmp_double(const void *a, const void *b)
 static int run_probe(const struct opts *o)
 {
 	static double samples[MAX_SAMPLES];
-	long n = 0, ok = 0, failed = 0, by_status[6] = {0};
+	long n = 0, ok = 0, failed = 0, by_status[6] = {0}, connections = 0;
 	double start = now_sec(), end = start + (o->duration > 0 ? o->duration : 1e9);
+	struct conn c = {.fd = -1, .state = C_FREE};
 
 	while (n < MAX_SAMPLES && (o->count <= 0 || n < o->count) && now_sec() < end) {
 		double t0 = now_sec();
-		int status = probe_once(o, t0 + o->timeout_ms / 1000.0);
+		int status;
+
+		connections += c.state == C_FREE;
+		status = probe_once(o, &c, o->keepalive, t0 + o->timeout_ms / 1000.0);
 		double ms = (now_sec() - t0) * 1000.0;
 
 		samples[n++] = ms;
@@ -494,11 +523,13 @@ static int run_probe(const struct opts *o)
 				usleep(1000);
 		}
 	}
+	conn_close(&c);
 	qsort(samples, (size_t)n, sizeof(samples[0]), cmp_double);
-	printf("requests=%ld ok=%ld failed=%ld p50_ms=%.1f p99_ms=%.1f max_ms=%.1f "
+	printf("connections=%ld requests=%ld ok=%ld failed=%ld p50_ms=%.1f p99_ms=%.1f max_ms=%.1f "
 	       "s2xx=%ld s4xx=%ld s5xx=%ld\n",
-	       n, ok, failed, n ? samples[n / 2] : 0, n ? samples[(n * 99 + 99) / 100 - 1] : 0,
-	       n ? samples[n - 1] : 0, by_status[2], by_status[4], by_status[5]);
+	       connections, n, ok, failed, n ? samples[n / 2] : 0,
+	       n ? samples[(n * 99 + 99) / 100 - 1] : 0, n ? samples[n - 1] : 0, by_status[2],
+	       by_status[4], by_status[5]);
 	return 0;
 }
 
@@ -518,10 +549,12 @@ static SSL_CTX *make_tls(const char *ca, const char *cert, const char *key)
 
 static int usage(void)
 {
-	fprintf(stderr, "usage: srv_slowclient slow|probe [--tls CA CERT KEY] [--src A,B] "
-			"[--mode head|hs] [--interval-ms N] [--hold SEC] [--reconnect] [--sequential] "
-			"[--ready FILE] [--path P] [--duration SEC] [--count N] [--timeout-ms N] "
-			"HOST PORT CONNS|PATH\n");
+	fprintf(stderr,
+		"usage: srv_slowclient slow|probe [--tls CA CERT KEY] [--src A,B] "
+		"[--mode head|hs] [--interval-ms N] [--hold SEC] [--reconnect] [--sequential] "
+		"[--ready FILE] [--path P] [--duration SEC] [--count N] [--timeout-ms N] "
+		"[--keepalive] "
+		"HOST PORT CONNS|PATH\n");
 	return 2;
 }
 
@@ -568,6 +601,8 @@ int main(int argc, char **argv)
 			o.count = atol(argv[++i]);
 		} else if (strcmp(a, "--ready") == 0 && i + 1 < argc) {
 			o.ready_file = argv[++i];
+		} else if (strcmp(a, "--keepalive") == 0) {
+			o.keepalive = true;
 		} else if (strcmp(a, "--reconnect") == 0) {
 			o.reconnect = true;
 		} else if (strcmp(a, "--sequential") == 0) {
@@ -580,8 +615,8 @@ int main(int argc, char **argv)
 	}
 	if (n_pos != 3)
 		return usage();
-	for (char *tok = src_list != NULL ? strtok(src_list, ",") : NULL; tok != NULL && o.n_src < MAX_SRC;
-	     tok = strtok(NULL, ","))
+	for (char *tok = src_list != NULL ? strtok(src_list, ",") : NULL;
+	     tok != NULL && o.n_src < MAX_SRC; tok = strtok(NULL, ","))
 		o.src[o.n_src++] = tok;
 	o.host = pos[0];
 	o.port = atoi(pos[1]);
