@@ -86,8 +86,10 @@ struct srv_conns;
 
 /*
  * A guard on base whose counters go to metrics[SRV__LISTENER_COUNT]
- * (borrowed, e.g. struct srv_metrics' conns). OTA_OK and *ret_conns, or
- * OTA_ERR_NOMEM.
+ * (borrowed, e.g. struct srv_metrics' conns). Call it right after
+ * event_base_new: it gives base three priorities (the guard's timers take
+ * the lowest; every event made afterwards defaults to the middle one).
+ * OTA_OK and *ret_conns, or OTA_ERR_NOMEM.
  */
 enum ota_err srv_conns_new(struct event_base *base, struct srv_conn_metrics *metrics,
 			   struct srv_conns **ret_conns);

@@ -47,6 +47,18 @@
  * before admission closes the excess.
  */
 #define CONNS_MAX_PENDING 16u
+/*
+ * The guard's timers run below every other event (3 priorities: the rest
+ * of the server runs at the middle one), and at most CONNS_SLICE_WORK of
+ * them act in a row: the others wait 1 ms. A wave of deadlines (a
+ * thousand slow clients connected at once expire at once) is then cut
+ * into slices with the requests of good clients in between.
+ */
+#define CONNS_PRIORITIES 3
+#define CONNS_GATE_PRIORITY 0
+#define CONNS_TIMER_PRIORITY 2
+#define CONNS_SLICE_WORK 32u
+#define CONNS_SLICE_SEC 0.002
 /* The by-descriptor table covers descriptors below this. */
 #define CONNS_MAX_FDS (1u << 20)
 
@@ -126,6 +138,8 @@ struct srv_conns {
 	struct conn_peer *peers[CONNS_PEER_SLOTS];
 	struct srv_conn *all; /* every connection not finalized yet */
 	unsigned long long nofile;
+	double slice_start; /* see CONNS_SLICE_WORK */
+	unsigned slice_work;
 };
 
 /*
@@ -411,6 +425,18 @@ static bool handshake_done(const struct srv_conn *c)
 
 static void admit(struct srv_conn *c);
 
+/* true while the current slice of guard work has room (see CONNS_SLICE_WORK). */
+static bool slice_take(struct srv_conns *conns)
+{
+	double now = srv_now();
+
+	if (now - conns->slice_start > CONNS_SLICE_SEC) {
+		conns->slice_start = now;
+		conns->slice_work = 0;
+	}
+	return ++conns->slice_work <= CONNS_SLICE_WORK;
+}
+
 static void timer_cb(evutil_socket_t fd, short what, void *arg)
 {
 	struct srv_conn *c = arg;
@@ -419,8 +445,12 @@ static void timer_cb(evutil_socket_t fd, short what, void *arg)
 
 	(void)fd;
 	(void)what;
-	if (c->phase == CONN_GATE) {
+	if (c->phase == CONN_GATE) { /* never deferred: nothing may read before it */
 		admit(c);
+		return;
+	}
+	if (!slice_take(c->conns)) {
+		arm(c, srv_now() + 0.001);
 		return;
 	}
 	deadline = next_deadline(c, &reason);
@@ -540,6 +570,23 @@ static void refuse(struct srv_conn *c, enum srv_conn_close reason)
 }
 
 /*
+ * Closes victim to make room for c, or, when there is no idle connection
+ * to close, refuses c (for reason) and returns false.
+ */
+static bool make_room(struct srv_conn *c, struct conn_peer *peer, struct srv_conn *victim,
+		      enum srv_conn_close reason)
+{
+	if (victim == NULL) {
+		peer->count--;
+		peer_put(c->conns, peer);
+		refuse(c, reason);
+		return false;
+	}
+	close_counted(victim, SRV_CONN_CLOSE_EVICTED);
+	return true;
+}
+
+/*
  * Right after accept: a slot for the peer and in the listener's table,
  * made by closing the oldest idle connection when a cap is reached.
  */
@@ -579,32 +626,17 @@ static void admit(struct srv_conn *c)
 		return;
 	}
 	peer->count++; /* holds the peer while others are closed */
-	if (peer->count > l->max_conns_per_peer) {
-		struct srv_conn *victim = TAILQ_FIRST(&peer->idle);
-
-		if (victim == NULL) {
-			peer->count--;
-			peer_put(conns, peer);
-			refuse(c, SRV_CONN_CLOSE_PEER_CAP);
-			return;
-		}
-		close_counted(victim, SRV_CONN_CLOSE_EVICTED);
-	}
+	if (peer->count > l->max_conns_per_peer &&
+	    !make_room(c, peer, TAILQ_FIRST(&peer->idle), SRV_CONN_CLOSE_PEER_CAP))
+		return;
 	if (lst->open >= l->max_conns ||
 	    (lst->open + lst->reserve >= l->max_conns && peer->count > 1)) {
 		/* a peer that holds connections gives up its own oldest first */
 		struct srv_conn *victim = TAILQ_FIRST(&peer->idle);
 
-		if (victim == NULL)
-			victim = TAILQ_FIRST(&lst->idle);
-
-		if (victim == NULL) {
-			peer->count--;
-			peer_put(conns, peer);
-			refuse(c, SRV_CONN_CLOSE_TOTAL_CAP);
+		if (!make_room(c, peer, victim != NULL ? victim : TAILQ_FIRST(&lst->idle),
+			       SRV_CONN_CLOSE_TOTAL_CAP))
 			return;
-		}
-		close_counted(victim, SRV_CONN_CLOSE_EVICTED);
 	}
 	c->peer = peer;
 	lst->open++;
@@ -612,6 +644,7 @@ static void admit(struct srv_conn *c)
 	conns->by_fd[fd] = c;
 	c->phase = lst->tls != NULL ? CONN_HANDSHAKE : CONN_HEAD;
 	idle_add(c);
+	event_priority_set(c->timer, CONNS_TIMER_PRIORITY);
 	arm_phase(c);
 	if (evbuffer_get_length(bufferevent_get_input(c->bev)) > 0) /* not yet, but cheap */
 		saw_input(c, bufferevent_get_input(c->bev), 0,
@@ -644,6 +677,8 @@ static struct bufferevent *conn_bevcb(struct event_base *base, void *arg)
 		c->bev = bufferevent_socket_new(base, -1, BEV_OPT_CLOSE_ON_FREE);
 	}
 	c->timer = c->bev != NULL ? event_new(base, -1, 0, timer_cb, c) : NULL;
+	if (c->timer != NULL) /* admission runs before any read of the connection */
+		event_priority_set(c->timer, CONNS_GATE_PRIORITY);
 	if (c->timer == NULL) {
 		if (c->bev != NULL)
 			bufferevent_free(c->bev);
@@ -781,6 +816,9 @@ enum ota_err srv_conns_new(struct event_base *base, struct srv_conn_metrics *met
 		return OTA_ERR_NOMEM;
 	conns->base = base;
 	conns->metrics = metrics;
+	/* before any other event of the server exists: they get the middle one */
+	if (event_base_priority_init(base, CONNS_PRIORITIES) != 0)
+		srv_log(SRV_LOG_WARN, "connection guard: no event priorities");
 	conns->nofile = 1024;
 	if (getrlimit(RLIMIT_NOFILE, &rl) == 0)
 		conns->nofile = rl.rlim_cur == RLIM_INFINITY ? CONNS_MAX_FDS
