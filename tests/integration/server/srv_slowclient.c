@@ -12,6 +12,7 @@
  *     --hold SEC     run for SEC seconds (default: until all are closed, at
  *                    most 120 s)
  *     --reconnect    a connection the server closes is opened again
+ *     (SIGTERM ends the run early; the figures are printed)
  *     --src A,B,...  local addresses used in turn (127.0.0.x)
  *     --sequential   open one after the other (each once established),
  *                    so that connection i is older than i+1
@@ -83,6 +84,15 @@ struct opts {
 	int n_src;
 	SSL_CTX *tls;
 };
+
+/* SIGTERM ends a run early; its figures are still printed. */
+static volatile sig_atomic_t stop_requested;
+
+static void on_term(int sig)
+{
+	(void)sig;
+	stop_requested = 1;
+}
 
 static double now_sec(void)
 {
@@ -265,7 +275,7 @@ static int run_slow(const struct opts *o, int n_conns)
 		conns[i].fd = -1;
 		conns[i].state = C_FREE;
 	}
-	while (now_sec() < end) {
+	while (!stop_requested && now_sec() < end) {
 		double t = now_sec();
 		int open_now = 0, in_progress = 0;
 
@@ -568,6 +578,7 @@ int main(int argc, char **argv)
 	int status;
 
 	signal(SIGPIPE, SIG_IGN);
+	signal(SIGTERM, on_term);
 	if (argc < 2)
 		return usage();
 	probe = strcmp(argv[1], "probe") == 0;

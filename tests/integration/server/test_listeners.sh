@@ -96,34 +96,45 @@ log "$out"
 in_window "$out" 2950 3900
 [[ $(metric admin header_deadline) == 3 ]] || fail "admin header_deadline metric"
 
+[[ "$(fingerprint)" == "$FP" ]] || fail "the attack changed the database"
+check_server_exit
+
+# the caps, with the default deadlines (a loaded machine opens connections slowly)
+printf '%s\n' "http_handshake_timeout_sec = 10" "http_header_timeout_sec = 20" \
+	"http_request_timeout_sec = 30" >>"$T/server.conf"
+: >"$T/server.log"
+start_server
 log "one peer opens 13 device connections (cap 10): its 3 oldest are closed, another peer is served"
 "$SRV_SLOWCLIENT" slow "${TLS_DEV1[@]}" --mode head --path /v1/keylist --sequential \
-	--ready "$T/ready" --hold 2.5 --src 127.0.0.3 127.0.0.1 "$DEV_PORT" 13 >"$T/slow.out" &
+	--ready "$T/ready" --hold 60 --src 127.0.0.3 127.0.0.1 "$DEV_PORT" 13 >"$T/slow.out" &
 SLOW=$!
-wait_for 10 test -e "$T/ready" || fail "slow connections not up"
+wait_for 40 test -e "$T/ready" || fail "slow connections not up"
 probe_ok "dev-1 from another address" "$DEV_PORT" /v1/manifests/art-1 "${TLS_DEV1[@]}"
+kill -TERM $SLOW
 wait $SLOW
 out=$(cat "$T/slow.out")
 log "$out"
 [[ $(field closed_ids "$out") == 0,1,2 && $(field open_at_end "$out") == 10 ]] ||
 	fail "per-peer cap: expected the 3 oldest closed and 10 left: $out"
 [[ $(metric device evicted_idle) == 3 ]] || fail "evicted_idle metric: $(metric device evicted_idle)"
+sleep 1
 rm -f "$T/ready"
 
 log "REST cap 16 (one slot reserved): 14 connections from 3 addresses, then 4 from new ones"
-"$SRV_SLOWCLIENT" slow --mode head --path /healthz --sequential --ready "$T/ready" --hold 2.5 \
+"$SRV_SLOWCLIENT" slow --mode head --path /healthz --sequential --ready "$T/ready" --hold 60 \
 	--src 127.0.0.11,127.0.0.12,127.0.0.13 127.0.0.1 "$API_PORT" 14 >"$T/slow.out" &
 SLOW=$!
-wait_for 10 test -e "$T/ready" || fail "slow connections not up"
+wait_for 40 test -e "$T/ready" || fail "slow connections not up"
 rm -f "$T/ready"
 # the 15th and 16th fill the table (a new peer may take the reserved slot),
 # the 17th and 18th close the two oldest idle ones
-"$SRV_SLOWCLIENT" slow --mode head --path /healthz --sequential --ready "$T/ready" --hold 2 \
+"$SRV_SLOWCLIENT" slow --mode head --path /healthz --sequential --ready "$T/ready" --hold 60 \
 	--src 127.0.0.21,127.0.0.22,127.0.0.23,127.0.0.24 127.0.0.1 "$API_PORT" 4 >"$T/slow2.out" &
 SLOW2=$!
-wait_for 10 test -e "$T/ready" || fail "slow connections not up"
+wait_for 40 test -e "$T/ready" || fail "slow connections not up"
 # /healthz closes the third oldest
 probe_ok "/healthz with the table full" "$API_PORT" /healthz
+kill -TERM $SLOW $SLOW2
 wait $SLOW $SLOW2
 out=$(cat "$T/slow.out")
 log "$out"
@@ -137,9 +148,6 @@ log "$(cat "$T/slow2.out")"
 check_server_exit
 
 log "ulimit -n 160: 200 slow device and 100 slow REST connections from 16 addresses"
-# the default deadlines, so that the slow connections stay while we probe
-printf '%s\n' "http_handshake_timeout_sec = 10" "http_header_timeout_sec = 20" \
-	"http_request_timeout_sec = 30" >>"$T/server.conf"
 : >"$T/server.log"
 (
 	ulimit -n 160
@@ -151,16 +159,17 @@ grep -q "device listener: at most 36 connections fit the descriptor limit (160)"
 	fail "device cap not fitted to the limit: $(grep 'fit the descriptor' "$T/server.log")"
 SRC=$(seq -s, -f '127.0.1.%g' 1 16)
 rm -f "$T/ready" "$T/ready2"
-"$SRV_SLOWCLIENT" slow --mode hs --hold 8 --ready "$T/ready" --src "$SRC" 127.0.0.1 "$DEV_PORT" 200 \
+"$SRV_SLOWCLIENT" slow --mode hs --hold 60 --ready "$T/ready" --src "$SRC" 127.0.0.1 "$DEV_PORT" 200 \
 	>"$T/slow-dev.out" &
 SLOW=$!
-"$SRV_SLOWCLIENT" slow --mode head --path /healthz --hold 8 --ready "$T/ready2" --src "$SRC" \
+"$SRV_SLOWCLIENT" slow --mode head --path /healthz --hold 60 --ready "$T/ready2" --src "$SRC" \
 	127.0.0.1 "$API_PORT" 100 >"$T/slow-api.out" &
 SLOW2=$!
-wait_for 10 test -e "$T/ready" -a -e "$T/ready2" || fail "slow connections not up"
+wait_for 40 test -e "$T/ready" -a -e "$T/ready2" || fail "slow connections not up"
 fds=$(ls "/proc/$SERVER_PID/fd" | wc -l)
 probe_ok "/healthz under the limit" "$API_PORT" /healthz
 probe_ok "dev-1 under the limit" "$DEV_PORT" /v1/manifests/art-1 "${TLS_DEV1[@]}"
+kill -TERM $SLOW $SLOW2
 wait $SLOW $SLOW2
 out=$(cat "$T/slow-dev.out")
 log "device attack: $out"
