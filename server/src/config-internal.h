@@ -26,7 +26,9 @@ struct srv_config {
 	/* PostgreSQL */
 	char *db_conninfo;
 	unsigned db_pool_size;
-	unsigned db_queue_max;
+	unsigned db_queue_max; /* queries waiting for a connection */
+	unsigned db_timeout_ms; /* deadline of a database call (device paths, engine) */
+	unsigned db_retry_timeout_ms; /* of a retried one (reports), queue wait included */
 	char *migrations_dir;
 	bool migrate_on_start;
 	/* device listener (mTLS) */
@@ -62,6 +64,8 @@ struct srv_config {
 	unsigned admin_max_upload_bytes; /* largest .otab bundle (written to disk) */
 	unsigned admin_max_conns;
 	unsigned admin_max_conns_per_peer;
+	unsigned admin_db_timeout_ms; /* deadline of each REST API database call */
+	unsigned healthz_timeout_ms; /* of /healthz's round trip (SELECT 1) */
 	char *log_level;
 };
 

@@ -75,7 +75,9 @@ static int run_server(struct srv_config *config)
 	if (srv_conns_new(srv.base, srv.metrics.conns, &srv.conns) != OTA_OK)
 		goto out;
 	if (srv_db_new(srv.base, config->db_conninfo, config->db_pool_size, config->db_queue_max,
-		       &srv.metrics, &srv.db) != OTA_OK)
+		       &srv.metrics, &srv.db) != OTA_OK ||
+	    srv_db_set_deadlines(srv.db, config->db_timeout_ms, config->db_retry_timeout_ms) !=
+		    OTA_OK)
 		goto out;
 	if (srv_delivery_prepare(srv.db) != OTA_OK || srv_report_prepare(&srv) != OTA_OK ||
 	    srv_notifier_prepare(&srv) != OTA_OK || srv_rollout_prepare(&srv) != OTA_OK)
@@ -92,6 +94,8 @@ static int run_server(struct srv_config *config)
 			.max_header_bytes = config->http_max_header_bytes,
 			.conns = srv.conns,
 			.conn_limits = &admin_limits,
+			.db_timeout_ms = config->admin_db_timeout_ms,
+			.healthz_timeout_ms = config->healthz_timeout_ms,
 		};
 
 		srv_config_conn_limits(config, SRV_LISTENER_ADMIN, &admin_limits);

@@ -33,6 +33,12 @@ static void test_minimal_defaults(void **state)
 	assert_string_equal(cfg->db_conninfo, "host=/tmp port=5432 dbname=x");
 	assert_string_equal(cfg->store_dir, "/store");
 	assert_int_equal(cfg->db_pool_size, 4);
+	/* every database call has a deadline; the queue is bounded by both */
+	assert_int_equal(cfg->db_queue_max, 4096);
+	assert_int_equal(cfg->db_timeout_ms, 5000);
+	assert_int_equal(cfg->db_retry_timeout_ms, 30000);
+	assert_int_equal(cfg->admin_db_timeout_ms, 3000);
+	assert_int_equal(cfg->healthz_timeout_ms, 1000);
 	assert_string_equal(cfg->device_listen, "127.0.0.1:8443");
 	assert_false(cfg->migrate_on_start);
 	assert_true(cfg->rate_per_sec > 4.99 && cfg->rate_per_sec < 5.01);
@@ -63,6 +69,9 @@ static void test_errors_name_the_line(void **state)
 	expect_error("db_pool_size = 0\n", "out of range");
 	expect_error("db_pool_size = 4x\n", "not a number");
 	expect_error("db_pool_size = -1\n", "not a number");
+	expect_error("db_timeout_ms = 0\n", "out of range");
+	expect_error("healthz_timeout_ms = 60001\n", "out of range");
+	expect_error("db_queue_max = 1000001\n", "out of range");
 	expect_error("rate_per_sec = nan\n", "not a number");
 	expect_error("migrate_on_start = maybe\n", "true or false");
 	expect_error("just words\n", "expected 'key = value'");
