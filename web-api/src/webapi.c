@@ -56,7 +56,6 @@ struct webapi {
 	struct srv_db *db;
 	struct srv_metrics *metrics;
 	struct evhttp *http;
-	struct evhttp_bound_socket *bound;
 	SSL_CTX *ssl_ctx;
 	struct srv_ratelimit *ratelimit;
 	char *store_dir;
