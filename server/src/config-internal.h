@@ -6,6 +6,7 @@
 #include <stddef.h>
 #include <stdint.h>
 
+#include "conns-internal.h"
 #include "fleetota/err.h"
 
 /* A config file is at most this big, a line at most this long. */
@@ -42,6 +43,12 @@ struct srv_config {
 	double rate_burst; /* bucket size */
 	unsigned http_timeout_sec;
 	unsigned http_max_header_bytes;
+	/* connection guard of both listeners (conns-internal.h) */
+	unsigned http_handshake_timeout_sec;
+	unsigned http_header_timeout_sec;
+	unsigned http_request_timeout_sec;
+	unsigned device_max_conns;
+	unsigned device_max_conns_per_peer;
 	/* MQTT */
 	char *mqtt_url; /* "ssl://127.0.0.1:8883"; empty = MQTT off */
 	char *mqtt_ca;
@@ -56,6 +63,8 @@ struct srv_config {
 	char *admin_tls_cert; /* optional: the REST API over HTTPS */
 	char *admin_tls_key;
 	unsigned admin_max_upload_bytes; /* largest .otab bundle (written to disk) */
+	unsigned admin_max_conns;
+	unsigned admin_max_conns_per_peer;
 	unsigned admin_db_timeout_ms; /* deadline of each REST API database call */
 	unsigned healthz_timeout_ms; /* of /healthz's round trip (SELECT 1) */
 	char *log_level;
@@ -76,6 +85,10 @@ enum ota_err srv_config_load(const char *path, struct srv_config **ret_config,
 			     char err[SRV_CONFIG_ERR_BYTES]);
 
 void srv_config_free(struct srv_config *config);
+
+/* The deadlines and caps config gives the listener of kind. */
+void srv_config_conn_limits(const struct srv_config *config, enum srv_listener_kind kind,
+			    struct srv_conn_limits *ret_limits);
 
 /*
  * For a reload (SIGHUP): every key whose value differs between live and

@@ -48,6 +48,14 @@ static const struct key_def key_defs[] = {
 	{"rate_burst", KEY_DOUBLE, OFF(rate_burst), "20", false, 1, 1e6},
 	{"http_timeout_sec", KEY_UINT, OFF(http_timeout_sec), "30", false, 1, 3600},
 	{"http_max_header_bytes", KEY_UINT, OFF(http_max_header_bytes), "8192", false, 512, 65536},
+	{"http_handshake_timeout_sec", KEY_UINT, OFF(http_handshake_timeout_sec), "10", false, 1,
+	 600},
+	{"http_header_timeout_sec", KEY_UINT, OFF(http_header_timeout_sec), "20", false, 1, 600},
+	{"http_request_timeout_sec", KEY_UINT, OFF(http_request_timeout_sec), "120", false, 1,
+	 3600},
+	{"device_max_conns", KEY_UINT, OFF(device_max_conns), "4096", false, 8, 1000000},
+	{"device_max_conns_per_peer", KEY_UINT, OFF(device_max_conns_per_peer), "64", false, 1,
+	 1000000},
 	{"mqtt_url", KEY_STRING, OFF(mqtt_url), "", false, 0, 0},
 	{"mqtt_ca", KEY_STRING, OFF(mqtt_ca), "", false, 0, 0},
 	{"mqtt_cert", KEY_STRING, OFF(mqtt_cert), "", false, 0, 0},
@@ -64,6 +72,9 @@ static const struct key_def key_defs[] = {
 	{"healthz_timeout_ms", KEY_UINT, OFF(healthz_timeout_ms), "1000", false, 10, 60000},
 	{"admin_max_upload_bytes", KEY_UINT, OFF(admin_max_upload_bytes), "67108864", false, 1024,
 	 1073741824},
+	{"admin_max_conns", KEY_UINT, OFF(admin_max_conns), "256", false, 8, 100000},
+	{"admin_max_conns_per_peer", KEY_UINT, OFF(admin_max_conns_per_peer), "32", false, 1,
+	 100000},
 	{"log_level", KEY_STRING, OFF(log_level), "info", false, 0, 0},
 };
 
@@ -304,6 +315,12 @@ static enum ota_err check(const struct srv_config *config, char err[SRV_CONFIG_E
 		set_err(err, "mqtt_url needs mqtt_ca, mqtt_cert and mqtt_key");
 		return OTA_ERR_FORMAT;
 	}
+	if (config->http_handshake_timeout_sec > config->http_header_timeout_sec ||
+	    config->http_header_timeout_sec > config->http_request_timeout_sec) {
+		set_err(err, "need http_handshake_timeout_sec <= http_header_timeout_sec <= "
+			     "http_request_timeout_sec");
+		return OTA_ERR_FORMAT;
+	}
 	if (config->rate_burst < 1.0) {
 		set_err(err, "rate_burst must be at least 1");
 		return OTA_ERR_FORMAT;
@@ -504,4 +521,17 @@ enum ota_err srv_config_split_listen(const char *listen, char *addr, size_t addr
 	addr[host_len] = '\0';
 	*ret_port = (uint16_t)port;
 	return OTA_OK;
+}
+
+void srv_config_conn_limits(const struct srv_config *config, enum srv_listener_kind kind,
+			    struct srv_conn_limits *ret_limits)
+{
+	bool device = kind == SRV_LISTENER_DEVICE;
+
+	ret_limits->handshake_timeout_sec = config->http_handshake_timeout_sec;
+	ret_limits->header_timeout_sec = config->http_header_timeout_sec;
+	ret_limits->request_timeout_sec = config->http_request_timeout_sec;
+	ret_limits->max_conns = device ? config->device_max_conns : config->admin_max_conns;
+	ret_limits->max_conns_per_peer =
+		device ? config->device_max_conns_per_peer : config->admin_max_conns_per_peer;
 }

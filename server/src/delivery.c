@@ -47,7 +47,6 @@ struct dlv_request {
 struct dlv_stream {
 	struct srv_server *srv;
 	struct evhttp_request *req;
-	struct evhttp_connection *evcon;
 	int fd;
 	uint64_t next;
 	uint64_t end; /* exclusive */
@@ -127,7 +126,7 @@ static void stream_closed_cb(struct evhttp_connection *evcon, void *arg)
 
 static void stream_finish(struct dlv_stream *s, bool complete)
 {
-	evhttp_connection_set_closecb(s->evcon, NULL, NULL);
+	srv_conns_on_close(s->srv->conns, s->req, NULL, NULL);
 	if (complete)
 		s->srv->metrics.downloads_completed++;
 	evhttp_send_reply_end(s->req);
@@ -208,7 +207,6 @@ static void serve_image(struct dlv_request *r, const char *store_name, uint64_t 
 	}
 	s->srv = srv;
 	s->req = r->req;
-	s->evcon = evhttp_request_get_connection(r->req);
 	s->fd = fd;
 	s->next = first;
 	s->end = size == 0 ? 0 : last + 1;
@@ -224,14 +222,14 @@ static void serve_image(struct dlv_request *r, const char *store_name, uint64_t 
 	evhttp_add_header(out, "Accept-Ranges", "bytes");
 	srv->metrics.downloads_started++;
 	srv_metrics_latency(&srv->metrics, (srv_now() - r->started) * 1000.0);
-	if (s->evcon == NULL) { /* the client left while we asked the database */
+	if (evhttp_request_get_connection(r->req) == NULL) { /* the client left meanwhile */
 		evhttp_send_reply(r->req, status, "", NULL);
 		stream_free(s);
 		return;
 	}
-	evhttp_connection_set_closecb(s->evcon, stream_closed_cb, s);
+	srv_conns_on_close(srv->conns, r->req, stream_closed_cb, s);
 	evhttp_send_reply_start(r->req, status, status == 206 ? "Partial Content" : "OK");
-	stream_more_cb(s->evcon, s);
+	stream_more_cb(evhttp_request_get_connection(r->req), s);
 }
 
 /* ---- database answers ------------------------------------------------ */
@@ -324,6 +322,32 @@ static void db_cb(void *arg, enum ota_err err, const PGresult *res)
 
 /* ---- handlers ------------------------------------------------------- */
 
+/*
+ * The per-device budget, for every request on the device listener (an
+ * unknown path costs a token too): the device is the certificate's CN.
+ */
+static bool admit_device(struct evhttp_request *req, void *ctx)
+{
+	struct dlv_request r = {.srv = ctx, .req = req, .started = srv_now()};
+	unsigned retry_after = 1;
+	char header[16];
+
+	if (srv_http_peer_cn(req, r.device, sizeof(r.device)) != OTA_OK ||
+	    !srv_id_valid(r.device, DLV_MAX_DEVICE_ID)) {
+		r.srv->metrics.requests++;
+		reject(&r, SRV_REJECT_UNKNOWN_DEVICE, 403, "no usable client certificate");
+		return false;
+	}
+	if (!srv_ratelimit_take(r.srv->ratelimit, r.device, r.started, &retry_after)) {
+		r.srv->metrics.requests++;
+		snprintf(header, sizeof(header), "%u", retry_after);
+		evhttp_add_header(evhttp_request_get_output_headers(req), "Retry-After", header);
+		reject(&r, SRV_REJECT_RATE_LIMITED, 429, "too many requests");
+		return false;
+	}
+	return true;
+}
+
 static void handle(struct evhttp_request *req, const char *rest, struct srv_server *srv,
 		   enum dlv_kind kind)
 {
@@ -331,8 +355,6 @@ static void handle(struct evhttp_request *req, const char *rest, struct srv_serv
 					    "dlv_rootlist"};
 	struct dlv_request *r;
 	const char *params[2];
-	unsigned retry_after = 1;
-	char header[16];
 	enum ota_err err;
 
 	srv->metrics.requests++;
@@ -345,15 +367,9 @@ static void handle(struct evhttp_request *req, const char *rest, struct srv_serv
 	r->req = req;
 	r->kind = kind;
 	r->started = srv_now();
-	if (srv_http_peer_cn(req, r->device, sizeof(r->device)) != OTA_OK ||
-	    !srv_id_valid(r->device, DLV_MAX_DEVICE_ID)) {
+	/* admit_device checked the certificate and took the device's token */
+	if (srv_http_peer_cn(req, r->device, sizeof(r->device)) != OTA_OK) {
 		reject(r, SRV_REJECT_UNKNOWN_DEVICE, 403, "no usable client certificate");
-		goto done;
-	}
-	if (!srv_ratelimit_take(srv->ratelimit, r->device, r->started, &retry_after)) {
-		snprintf(header, sizeof(header), "%u", retry_after);
-		evhttp_add_header(evhttp_request_get_output_headers(req), "Retry-After", header);
-		reject(r, SRV_REJECT_RATE_LIMITED, 429, "too many requests");
 		goto done;
 	}
 	if (kind == DLV_MANIFEST || kind == DLV_IMAGE) {
@@ -410,6 +426,7 @@ enum ota_err srv_delivery_start(struct srv_server *srv)
 {
 	const struct srv_config *cfg = srv->config;
 	struct srv_http_opts opts = {0};
+	struct srv_conn_limits limits;
 	char addr[256], err_msg[SRV_TLS_ERR_BYTES];
 	uint16_t port;
 	enum ota_err err;
@@ -432,6 +449,11 @@ enum ota_err srv_delivery_start(struct srv_server *srv)
 	opts.timeout_sec = cfg->http_timeout_sec;
 	opts.max_header_bytes = cfg->http_max_header_bytes;
 	opts.max_body_bytes = 0; /* GET only: a body is refused */
+	srv_config_conn_limits(cfg, SRV_LISTENER_DEVICE, &limits);
+	opts.conns = srv->conns;
+	opts.kind = SRV_LISTENER_DEVICE;
+	opts.limits = &limits;
+	opts.admit = admit_device;
 	opts.routes = device_routes;
 	opts.n_routes = sizeof(device_routes) / sizeof(device_routes[0]);
 	opts.ctx = srv;

@@ -10,11 +10,12 @@
 #include <event2/http.h>
 #include <openssl/ssl.h>
 
+#include "conns-internal.h"
 #include "fleetota/err.h"
 
 /*
- * HTTP listeners on the loop: evhttp, over TLS (bufferevent_openssl via
- * evhttp_set_bevcb) or plain. The device listener (delivery.c) is one; the
+ * HTTP listeners on the loop: evhttp, over TLS (bufferevent_openssl) or
+ * plain, behind the connection guard (conns-internal.h: deadlines, caps). The device listener (delivery.c) is one; the
  * operator REST API (issue 6) adds its own with srv_http_listener_new() and
  * its route table, on its own address, with its own TLS context (or none).
  * Each request is dispatched to the first route whose prefix matches the
@@ -68,13 +69,23 @@ struct srv_http_route {
 	srv_http_handler handler;
 };
 
+/*
+ * Called for every request before routing (a per-client budget): true to
+ * go on; false after it replied.
+ */
+typedef bool (*srv_http_admit)(struct evhttp_request *req, void *ctx);
+
 struct srv_http_opts {
 	const char *addr;
 	uint16_t port; /* 0 = any free port (tests); see srv_http_listener_port */
 	SSL_CTX *tls; /* borrowed; NULL = plain HTTP */
-	unsigned timeout_sec; /* idle / slow connections are closed after this */
+	unsigned timeout_sec; /* idle keep-alive / stalled writes are closed after this */
 	size_t max_header_bytes;
 	size_t max_body_bytes;
+	struct srv_conns *conns; /* borrowed: the process's connection guard */
+	enum srv_listener_kind kind;
+	const struct srv_conn_limits *limits; /* deadlines and caps */
+	srv_http_admit admit; /* optional */
 	const struct srv_http_route *routes; /* borrowed, must outlive the listener */
 	size_t n_routes;
 	void *ctx; /* passed to handlers */

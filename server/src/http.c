@@ -3,11 +3,6 @@
 #include <string.h>
 #include <time.h>
 
-#include <arpa/inet.h>
-#include <netinet/in.h>
-#include <netinet/tcp.h>
-#include <sys/socket.h>
-
 #include <event2/buffer.h>
 #include <event2/bufferevent.h>
 #include <event2/bufferevent_ssl.h>
@@ -20,8 +15,7 @@
 
 struct srv_http_listener {
 	struct evhttp *http;
-	struct evhttp_bound_socket *sock;
-	SSL_CTX *tls;
+	srv_http_admit admit;
 	const struct srv_http_route *routes;
 	size_t n_routes;
 	void *ctx;
@@ -138,24 +132,6 @@ enum ota_err srv_http_peer_cn(struct evhttp_request *req, char *out, size_t cap)
 	return OTA_OK;
 }
 
-static struct bufferevent *tls_bevcb(struct event_base *base, void *arg)
-{
-	struct srv_http_listener *listener = arg;
-	struct bufferevent *bev;
-	SSL *ssl = SSL_new(listener->tls);
-
-	if (ssl == NULL)
-		return NULL;
-	bev = bufferevent_openssl_socket_new(base, -1, ssl, BUFFEREVENT_SSL_ACCEPTING,
-					     BEV_OPT_CLOSE_ON_FREE | BEV_OPT_DEFER_CALLBACKS);
-	if (bev == NULL) {
-		SSL_free(ssl);
-		return NULL;
-	}
-	bufferevent_openssl_set_allow_dirty_shutdown(bev, 1);
-	return bev;
-}
-
 static void dispatch_cb(struct evhttp_request *req, void *arg)
 {
 	struct srv_http_listener *listener = arg;
@@ -167,6 +143,8 @@ static void dispatch_cb(struct evhttp_request *req, void *arg)
 		srv_http_send_error(req, 400, "bad_request", "no path");
 		return;
 	}
+	if (listener->admit != NULL && !listener->admit(req, listener->ctx))
+		return;
 	for (size_t i = 0; i < listener->n_routes; i++) {
 		const struct srv_http_route *route = &listener->routes[i];
 		size_t prefix_len = strlen(route->prefix);
@@ -188,13 +166,15 @@ enum ota_err srv_http_listener_new(struct event_base *base, const struct srv_htt
 {
 	struct srv_http_listener *listener;
 	struct timeval timeout = {(time_t)opts->timeout_sec, 0};
-	evutil_socket_t fd;
 	unsigned methods = 0;
+	enum ota_err err;
 
+	if (opts->conns == NULL || opts->limits == NULL)
+		return OTA_ERR_INVALID_ARG;
 	listener = calloc(1, sizeof(*listener));
 	if (listener == NULL)
 		return OTA_ERR_NOMEM;
-	listener->tls = opts->tls;
+	listener->admit = opts->admit;
 	listener->routes = opts->routes;
 	listener->n_routes = opts->n_routes;
 	listener->ctx = opts->ctx;
@@ -210,32 +190,11 @@ enum ota_err srv_http_listener_new(struct event_base *base, const struct srv_htt
 	evhttp_set_max_headers_size(listener->http, (ev_ssize_t)opts->max_header_bytes);
 	evhttp_set_max_body_size(listener->http, (ev_ssize_t)opts->max_body_bytes);
 	evhttp_set_default_content_type(listener->http, "application/octet-stream");
-	if (opts->tls != NULL)
-		evhttp_set_bevcb(listener->http, tls_bevcb, listener);
-	evhttp_set_gencb(listener->http, dispatch_cb, listener);
-	listener->sock = evhttp_bind_socket_with_handle(listener->http, opts->addr, opts->port);
-	if (listener->sock == NULL) {
-		srv_log(SRV_LOG_ERROR, "cannot listen on %s:%u", opts->addr, opts->port);
+	err = srv_conns_listen(opts->conns, opts->kind, listener->http, opts->addr, opts->port,
+			       opts->tls, opts->limits, dispatch_cb, listener, &listener->port);
+	if (err != OTA_OK) {
 		srv_http_listener_free(listener);
-		return OTA_ERR_TRANSPORT;
-	}
-	fd = evhttp_bound_socket_get_fd(listener->sock);
-	{
-		/* Accepted sockets inherit it: no Nagle delay between TLS records. */
-		int one = 1;
-
-		setsockopt(fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof(one));
-	}
-	{
-		struct sockaddr_storage ss;
-		socklen_t len = sizeof(ss);
-
-		if (getsockname(fd, (struct sockaddr *)&ss, &len) == 0) {
-			if (ss.ss_family == AF_INET)
-				listener->port = ntohs(((struct sockaddr_in *)&ss)->sin_port);
-			else if (ss.ss_family == AF_INET6)
-				listener->port = ntohs(((struct sockaddr_in6 *)&ss)->sin6_port);
-		}
+		return err;
 	}
 	*ret_listener = listener;
 	return OTA_OK;

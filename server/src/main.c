@@ -75,6 +75,8 @@ static int run_server(struct srv_config *config, const char *config_path)
 	srv.base = event_base_new();
 	if (srv.base == NULL)
 		goto out;
+	if (srv_conns_new(srv.base, srv.metrics.conns, &srv.conns) != OTA_OK)
+		goto out;
 	if (srv_db_new(srv.base, config->db_conninfo, config->db_pool_size, config->db_queue_max,
 		       &srv.metrics, &srv.db) != OTA_OK ||
 	    srv_db_set_deadlines(srv.db, config->db_timeout_ms, config->db_retry_timeout_ms) !=
@@ -84,6 +86,7 @@ static int run_server(struct srv_config *config, const char *config_path)
 	    srv_notifier_prepare(&srv) != OTA_OK || srv_rollout_prepare(&srv) != OTA_OK)
 		goto out;
 	if (config->admin_listen[0] != '\0') {
+		struct srv_conn_limits admin_limits;
 		struct webapi_config api_cfg = {
 			.listen = config->admin_listen,
 			.store_dir = config->store_dir,
@@ -92,9 +95,13 @@ static int run_server(struct srv_config *config, const char *config_path)
 			.max_upload_bytes = config->admin_max_upload_bytes,
 			.timeout_sec = config->http_timeout_sec,
 			.max_header_bytes = config->http_max_header_bytes,
+			.conns = srv.conns,
+			.conn_limits = &admin_limits,
 			.db_timeout_ms = config->admin_db_timeout_ms,
 			.healthz_timeout_ms = config->healthz_timeout_ms,
 		};
+
+		srv_config_conn_limits(config, SRV_LISTENER_ADMIN, &admin_limits);
 
 		/* before srv_db_start: it registers its statements */
 		if (webapi_new(srv.base, srv.db, &srv.metrics, &api_cfg, &api) != OTA_OK)
@@ -135,6 +142,7 @@ out:
 	 * the listeners close.
 	 */
 	srv_reload_stop(reload);
+	srv_conns_stop(srv.conns);
 	srv_mqtt_stop(srv.mqtt);
 	srv.mqtt = NULL;
 	srv_db_free(srv.db);
@@ -143,6 +151,16 @@ out:
 	srv_notifier_stop(srv.notifier);
 	srv_rollout_stop(rollout);
 	srv_delivery_stop(&srv);
+	/*
+	 * Connections closed just now still have deferred callbacks (TLS)
+	 * holding their last reference: two more turns of the loop release
+	 * them, then the guard goes.
+	 */
+	if (srv.base != NULL) {
+		event_base_loop(srv.base, EVLOOP_NONBLOCK);
+		event_base_loop(srv.base, EVLOOP_NONBLOCK);
+	}
+	srv_conns_free(srv.conns); /* after every listener, before the loop */
 	if (ev_int != NULL)
 		event_free(ev_int);
 	if (ev_term != NULL)

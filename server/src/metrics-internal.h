@@ -6,6 +6,7 @@
 
 #include <event2/buffer.h>
 
+#include "conns-internal.h"
 #include "fleetota/err.h"
 
 /*
@@ -56,6 +57,7 @@ struct srv_metrics {
 	uint64_t latency_buckets[SRV_LATENCY_BUCKETS + 1];
 	double latency_sum_ms;
 	uint64_t latency_count;
+	struct srv_conn_metrics conns[SRV__LISTENER_COUNT]; /* the listeners' guard */
 };
 
 /* Stable label of a rejection ("rate_limited"). */

@@ -101,5 +101,6 @@ int srv_metrics_render(const struct srv_metrics *m, struct evbuffer *out)
 			    "fleetota_request_duration_ms_count %llu\n",
 			    (unsigned long long)cumulative, m->latency_sum_ms,
 			    (unsigned long long)m->latency_count);
+	srv_conn_metrics_render(m->conns, out);
 	return 0;
 }

@@ -25,6 +25,7 @@ struct srv_server {
 	struct srv_metrics metrics;
 	struct srv_db *db;
 	struct srv_ratelimit *ratelimit;
+	struct srv_conns *conns; /* the listeners' connection guard */
 	SSL_CTX *device_tls;
 	struct srv_http_listener *device_listener;
 	struct srv_mqtt *mqtt;

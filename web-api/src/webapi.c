@@ -20,6 +20,7 @@
 #include <openssl/ssl.h>
 
 #include "config-internal.h"
+#include "conns-internal.h"
 #include "db-internal.h"
 #include "log-internal.h"
 #include "metrics-internal.h"
@@ -55,7 +56,6 @@ struct webapi {
 	struct srv_db *db;
 	struct srv_metrics *metrics;
 	struct evhttp *http;
-	struct evhttp_bound_socket *bound;
 	SSL_CTX *ssl_ctx;
 	struct srv_ratelimit *ratelimit;
 	char *store_dir;
@@ -871,17 +871,6 @@ static void h_metrics(struct wa_ctx *ctx)
 
 /* ---- lifecycle ------------------------------------------------------ */
 
-static struct bufferevent *tls_bevcb(struct event_base *base, void *arg)
-{
-	struct webapi *api = arg;
-	SSL *ssl = SSL_new(api->ssl_ctx);
-
-	if (ssl == NULL)
-		return NULL;
-	return bufferevent_openssl_socket_new(base, -1, ssl, BUFFEREVENT_SSL_ACCEPTING,
-					      BEV_OPT_CLOSE_ON_FREE);
-}
-
 static enum ota_err tls_setup(struct webapi *api, const struct webapi_config *cfg)
 {
 	api->ssl_ctx = SSL_CTX_new(TLS_server_method());
@@ -896,7 +885,6 @@ static enum ota_err tls_setup(struct webapi *api, const struct webapi_config *cf
 		ERR_clear_error();
 		return OTA_ERR_STORAGE;
 	}
-	evhttp_set_bevcb(api->http, tls_bevcb, api);
 	return OTA_OK;
 }
 
@@ -912,7 +900,8 @@ enum ota_err webapi_new(struct event_base *base, struct srv_db *db, struct srv_m
 		cfg->max_upload_bytes != 0 ? cfg->max_upload_bytes : WEBAPI_DEFAULT_MAX_UPLOAD;
 
 	if (base == NULL || db == NULL || metrics == NULL || cfg->listen == NULL ||
-	    cfg->store_dir == NULL || max_upload > WEBAPI_MAX_UPLOAD_CEILING)
+	    cfg->store_dir == NULL || max_upload > WEBAPI_MAX_UPLOAD_CEILING ||
+	    cfg->conns == NULL || cfg->conn_limits == NULL)
 		return OTA_ERR_INVALID_ARG;
 	if (srv_config_split_listen(cfg->listen, addr, sizeof(addr), &port) != OTA_OK &&
 	    !(strrchr(cfg->listen, ':') != NULL && strcmp(strrchr(cfg->listen, ':'), ":0") == 0))
@@ -983,31 +972,16 @@ enum ota_err webapi_new(struct event_base *base, struct srv_db *db, struct srv_m
 	evhttp_set_max_headers_size(api->http,
 				    cfg->max_header_bytes != 0 ? cfg->max_header_bytes : 8192);
 	evhttp_set_timeout(api->http, cfg->timeout_sec != 0 ? (int)cfg->timeout_sec : 30);
-	evhttp_set_gencb(api->http, gencb, api);
 	if (cfg->tls_cert != NULL && cfg->tls_cert[0] != '\0') {
 		err = tls_setup(api, cfg);
 		if (err != OTA_OK)
 			goto out;
 	}
-	api->bound = evhttp_bind_socket_with_handle(api->http, addr, port);
-	if (api->bound == NULL) {
-		srv_log(SRV_LOG_ERROR, "webapi: cannot listen on %s: %s", cfg->listen,
-			strerror(errno));
-		err = OTA_ERR_TRANSPORT;
+	/* the guard binds, owns the TLS bufferevents and calls gencb */
+	err = srv_conns_listen(cfg->conns, SRV_LISTENER_ADMIN, api->http, addr, port, api->ssl_ctx,
+			       cfg->conn_limits, gencb, api, &api->port);
+	if (err != OTA_OK)
 		goto out;
-	}
-	{
-		struct sockaddr_storage ss;
-		socklen_t ss_len = sizeof(ss);
-		evutil_socket_t fd = evhttp_bound_socket_get_fd(api->bound);
-
-		if (getsockname(fd, (struct sockaddr *)&ss, &ss_len) == 0) {
-			if (ss.ss_family == AF_INET)
-				api->port = ntohs(((struct sockaddr_in *)&ss)->sin_port);
-			else if (ss.ss_family == AF_INET6)
-				api->port = ntohs(((struct sockaddr_in6 *)&ss)->sin6_port);
-		}
-	}
 	srv_log(SRV_LOG_INFO,
 		"webapi: listening on %s:%u (%s), bundles up to %llu bytes, bodies up to %u", addr,
 		api->port, api->ssl_ctx != NULL ? "https" : "http", (unsigned long long)max_upload,

@@ -166,6 +166,40 @@ static void test_update_live_and_restart(void **state)
 	srv_config_free(live);
 }
 
+static void test_conn_limits(void **state)
+{
+	struct srv_config *cfg = NULL;
+	struct srv_conn_limits dev, admin;
+	char err[SRV_CONFIG_ERR_BYTES];
+	char text[1024];
+
+	(void)state;
+	assert_int_equal(parse(minimal, &cfg, err), OTA_OK);
+	srv_config_conn_limits(cfg, SRV_LISTENER_DEVICE, &dev);
+	srv_config_conn_limits(cfg, SRV_LISTENER_ADMIN, &admin);
+	assert_int_equal(dev.handshake_timeout_sec, 10);
+	assert_int_equal(dev.header_timeout_sec, 20);
+	assert_int_equal(dev.request_timeout_sec, 120);
+	assert_int_equal(dev.max_conns, 4096);
+	assert_int_equal(dev.max_conns_per_peer, 64);
+	assert_int_equal(admin.max_conns, 256);
+	assert_int_equal(admin.max_conns_per_peer, 32);
+	assert_int_equal(admin.header_timeout_sec, 20);
+	srv_config_free(cfg);
+	snprintf(text, sizeof(text), "%sdevice_max_conns = 100\ndevice_max_conns_per_peer = 7\n",
+		 minimal);
+	assert_int_equal(parse(text, &cfg, err), OTA_OK);
+	srv_config_conn_limits(cfg, SRV_LISTENER_DEVICE, &dev);
+	assert_int_equal(dev.max_conns, 100);
+	assert_int_equal(dev.max_conns_per_peer, 7);
+	srv_config_free(cfg);
+	/* the handshake is part of the head, the head part of the request */
+	expect_error("http_handshake_timeout_sec = 30\n", "http_handshake_timeout_sec <=");
+	expect_error("http_request_timeout_sec = 5\n", "<= http_request_timeout_sec");
+	expect_error("device_max_conns = 0\n", "out of range");
+	expect_error("admin_max_conns_per_peer = 0\n", "out of range");
+}
+
 static void test_split_listen(void **state)
 {
 	char addr[64];
@@ -196,6 +230,7 @@ int main(void)
 		cmocka_unit_test(test_missing_required),
 		cmocka_unit_test(test_env_overrides),
 		cmocka_unit_test(test_limits),
+		cmocka_unit_test(test_conn_limits),
 		cmocka_unit_test(test_split_listen),
 		cmocka_unit_test(test_update_live_and_restart),
 	};

@@ -22,6 +22,8 @@
  *   ...run the loop...
  *   webapi_free(api);                           before srv_db_free(db)
  */
+struct srv_conn_limits;
+struct srv_conns;
 struct srv_db;
 struct srv_metrics;
 struct webapi;
@@ -65,6 +67,8 @@ struct webapi_config {
 	unsigned max_header_bytes; /* 0 = 8192 */
 	double rate_per_sec; /* per client address; 0 = 50 */
 	double rate_burst; /* 0 = 200 */
+	struct srv_conns *conns; /* required: the server's connection guard */
+	const struct srv_conn_limits *conn_limits; /* required: deadlines and caps */
 	/* deadline of each database call of a request (503 "timeout"); 0 = default */
 	unsigned db_timeout_ms;
 	/* deadline of /healthz's round trip to the database; 0 = default */
