@@ -49,6 +49,7 @@ struct db_conn {
 	struct db_query *current;
 	PGresult *result;
 	bool was_up;
+	bool ever_up; /* a later "up" is a reconnect */
 };
 
 struct db_stmt {
@@ -118,11 +119,27 @@ static struct db_query *query_new(const char *stmt, const char *sql, int n_param
 	return q;
 }
 
+/*
+ * SQLSTATE classes that answer a client's input rather than report a
+ * failing database: the engine's own refusals (FOxxx: 404, 409, 422), data
+ * exceptions (22: a malformed value) and integrity conflicts (23: a
+ * duplicate id). They are refusals, not database errors.
+ */
+static bool is_client_refusal(const PGresult *res)
+{
+	const char *state = res != NULL ? PQresultErrorField(res, PG_DIAG_SQLSTATE) : NULL;
+
+	return state != NULL && (strncmp(state, "FO", 2) == 0 || strncmp(state, "22", 2) == 0 ||
+				 strncmp(state, "23", 2) == 0);
+}
+
 static void query_finish(struct srv_db *db, struct db_query *q, enum ota_err err,
 			 const PGresult *res)
 {
 	if (err == OTA_OK)
 		db->metrics->db_queries++;
+	else if (is_client_refusal(res))
+		db->metrics->db_refusals++;
 	else
 		db->metrics->db_errors++;
 	q->cb(q->arg, err, res);
@@ -298,7 +315,9 @@ static void conn_send_prepare(struct db_conn *conn)
 		if (conn->was_up)
 			return;
 		conn->was_up = true;
-		db->metrics->db_reconnects++;
+		if (conn->ever_up)
+			db->metrics->db_reconnects++;
+		conn->ever_up = true;
 		srv_log(SRV_LOG_INFO, "db connection %u up", conn->index);
 		dispatch(db);
 		return;
@@ -358,7 +377,8 @@ static void conn_complete(struct db_conn *conn)
 		conn->current = NULL;
 		conn->state = CONN_IDLE;
 		if (!ok)
-			srv_log(SRV_LOG_WARN, "db query %s failed: %s", q->stmt ? q->stmt : "(sql)",
+			srv_log(is_client_refusal(res) ? SRV_LOG_DEBUG : SRV_LOG_WARN,
+				"db query %s failed: %s", q->stmt ? q->stmt : "(sql)",
 				PQresultErrorMessage(res));
 		query_finish(db, q, ok ? OTA_OK : OTA_ERR_STORAGE, res);
 	}
