@@ -15,6 +15,7 @@
 #include <jansson.h>
 #include <openssl/crypto.h>
 
+#include "fleetota-version.h"
 #include "fleetota/sign.h"
 #include "kr.h"
 
@@ -1698,7 +1699,7 @@ static int cmd_audit_verify(int argc, char **argv)
 /* ---- dispatch ---- */
 
 static const char help_main[] =
-	"Usage: ota-keys COMMAND [options]   (ota-keys COMMAND --help)\n"
+	"Usage: ota-keys COMMAND [options]   (ota-keys COMMAND --help; ota-keys --version)\n"
 	"Keys and signing for fleetota (docs/keys.md).\n"
 	"  root-init     generate root keys and the first RootList (k of n)\n"
 	"  root-new      generate a root key for a rotation\n"
@@ -1740,6 +1741,10 @@ int main(int argc, char **argv)
 		rc = cmd_audit_verify(argc, argv);
 	else if (strcmp(cmd, "--help") == 0 || strcmp(cmd, "-h") == 0 || strcmp(cmd, "help") == 0) {
 		fputs(help_main, stdout);
+		rc = 0;
+	} else if (strcmp(cmd, "--version") == 0) {
+		/* only here: after a command, --version is an option (keylist, sign) */
+		printf("ota-keys %s\n", fleetota_version());
 		rc = 0;
 	} else {
 		fprintf(stderr, "OTA_ERR_INVALID_ARG: unknown command %s\n", cmd);
