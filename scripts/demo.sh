@@ -291,6 +291,17 @@ STAGES="[{\"count\":$CANARY,\"failure_ratio\":0.2,\"soak_seconds\":3},
 	{\"percent\":100,\"failure_ratio\":0.1}]"
 RATE=$((DEVICES * 6 > 600 ? DEVICES * 6 : 600))
 
+# record CAMPAIGN-JSON: its outcome as the summary shows it. Taken when the
+# campaign's story ends: later campaigns count a device as confirmed in
+# every campaign whose version it has reached (the engine's "the version it
+# runs is what counts"), so reading rel-1.1.0 at the very end would show
+# its reverted canaries as confirmed.
+record() {
+	jq -r '[.id, .state, .target_size, ([.stages[].devices.confirmed] | add),
+		([.stages[].devices.failed] | add), ([.stages[].devices.timed_out] | add)] | @tsv' \
+		<<<"$1" >>"$T/campaigns.tsv"
+}
+
 # human_stages: the engine's reason counts stages from 0 ("stage 0: 3 of
 # 10 devices failed"); shown from 1 like the progress line ("stage 1/3")
 human_stages() {
@@ -328,7 +339,6 @@ watch() {
 		if [[ " $until " == *" $state "* ]]; then
 			[[ ! -t 1 ]] || echo
 			CAMPAIGN=$c
-			echo "$id" >>"$T/campaigns.txt" # the summary shows each as it finally is
 			return 0
 		fi
 		((SECONDS < deadline)) || { echo; fail "$id still $state after ${limit}s"; }
@@ -363,8 +373,19 @@ log "failed canaries: $bad_versions; they reverted and still run 1.0.0"
 n=$(metric fleetota_devices_by_version 1.1.0)
 ((n == 0)) || check "$n devices run 1.1.0"
 api POST /api/v1/campaigns/rel-1.1.0/cancel >/dev/null
-[[ $(api GET /api/v1/campaigns/rel-1.1.0 | jq -r .state) == cancelled ]] || check "rel-1.1.0 not cancelled"
-log "operator cancels rel-1.1.0: the devices not yet notified are released"
+log "operator cancels rel-1.1.0: the devices not yet notified are released;"
+log "the canaries still in flight finish (and revert) before the next release"
+# counted once nobody is in flight: the pause came at the first failures
+# over the threshold, with canaries still installing
+deadline=$((SECONDS + TIMEOUT_S))
+while BAD=$(api GET /api/v1/campaigns/rel-1.1.0) &&
+	(($(jq '[.stages[].devices.in_flight] | add' <<<"$BAD") > 0)) && ((SECONDS < deadline)); do
+	sleep 1
+done
+[[ $(jq -r .state <<<"$BAD") == cancelled ]] || check "rel-1.1.0 is $(jq -r .state <<<"$BAD"), not cancelled"
+record "$BAD"
+bad_failed=$(jq '[.stages[].devices.failed] | add' <<<"$BAD")
+log "rel-1.1.0: $bad_failed canaries failed (OTA_ERR_SELFTEST) and reverted; none in flight"
 fi
 
 # ---- 4. the fix -----------------------------------------------------------------------------
@@ -377,6 +398,7 @@ api_json POST /api/v1/campaigns "{\"id\":\"rel-1.1.1\",\"artifact\":\"fw-1.1.1\"
 api POST /api/v1/campaigns/rel-1.1.1/start >/dev/null
 watch rel-1.1.1 "paused completed cancelled failed" "$TIMEOUT_S"
 GOOD=$CAMPAIGN
+record "$GOOD"
 [[ $(jq -r .state <<<"$GOOD") == completed ]] || check "rel-1.1.1: $(jq -r '.state + " " + .reason' <<<"$GOOD")"
 good_confirmed=$(jq '[.stages[].devices.confirmed] | add' <<<"$GOOD")
 ((good_confirmed == DEVICES)) || check "rel-1.1.1 confirmed $good_confirmed of $DEVICES"
@@ -397,6 +419,7 @@ api_json POST /api/v1/campaigns "{\"id\":\"keylist-2\",\"kind\":\"keylist\",\"ke
 	\"stages\":[{\"percent\":10,\"failure_ratio\":0.1},{\"percent\":100}],\"rate_per_minute\":$RATE}" >/dev/null
 api POST /api/v1/campaigns/keylist-2/start >/dev/null
 watch keylist-2 "paused completed cancelled failed" "$TIMEOUT_S"
+record "$CAMPAIGN"
 [[ $(jq -r .state <<<"$CAMPAIGN") == completed ]] || check "keylist-2: $(jq -r .state <<<"$CAMPAIGN")"
 api GET /api/v1/keyrotation >"$T/keyrotation.json"
 log "key-rotation coverage (GET /api/v1/keyrotation):"
@@ -413,6 +436,7 @@ api_json POST /api/v1/campaigns "{\"id\":\"rel-1.2.0\",\"artifact\":\"fw-1.2.0\"
 	\"device_timeout_seconds\":120}" >/dev/null
 api POST /api/v1/campaigns/rel-1.2.0/start >/dev/null
 watch rel-1.2.0 "paused completed cancelled failed" "$TIMEOUT_S"
+record "$CAMPAIGN"
 [[ $(jq -r .state <<<"$CAMPAIGN") == completed ]] || check "rel-1.2.0: $(jq -r '.state + " " + .reason' <<<"$CAMPAIGN")"
 n=$(metric fleetota_devices_by_version 1.2.0)
 ((n == DEVICES)) || check "$n of $DEVICES devices run 1.2.0"
@@ -456,11 +480,7 @@ server_rss=$(awk '/^VmHWM/ {print int($2 / 1024)}' "/proc/$SERVER_PID/status" 2>
 stop_sims
 say "summary ($((SECONDS - START)) s)"
 printf '   %-11s %-10s %7s %9s %7s %9s\n' campaign "ended as" target confirmed failed timed_out
-# as each campaign is now (rel-1.1.0 paused itself, then was cancelled)
-while read -r id; do
-	api GET "/api/v1/campaigns/$id" | jq -r '[.id, .state, .target_size, ([.stages[].devices.confirmed] | add),
-		([.stages[].devices.failed] | add), ([.stages[].devices.timed_out] | add)] | @tsv'
-done <"$T/campaigns.txt" | awk -F'\t' '{printf "   %-11s %-10s %7s %9s %7s %9s\n", $1, $2, $3, $4, $5, $6}'
+awk -F'\t' '{printf "   %-11s %-10s %7s %9s %7s %9s\n", $1, $2, $3, $4, $5, $6}' "$T/campaigns.tsv"
 log "devices by version: $(api GET /metrics | awk -F'[{}"= ]+' '/^fleetota_devices_by_version\{/ {printf "%s=%s ", $3, $4}')"
 [[ $STORY != full ]] || log "rollback refused by $refused_all of $DEVICES devices"
 log "ota-server peak RSS: $server_rss MB"
@@ -468,6 +488,15 @@ echo
 for f in "$T"/fleet*.log; do
 	sed -n '/== ota-fleet-sim summary/,$p' "$f" | sed 's/^/   /'
 done
+if [[ $STORY == full ]]; then
+	# the two accounts of the bad release: the server's and the devices'
+	sim_reverted=$(jq -s '[.[].artifacts["fw-1.1.0"].reverted // 0] | add' "$T"/sim-summary*.json)
+	if [[ "$sim_reverted" == "$bad_failed" ]]; then
+		log "fw-1.1.0: $bad_failed failed in the campaign = $sim_reverted reverted on the devices"
+	else
+		check "fw-1.1.0: $bad_failed failed in the campaign, $sim_reverted reverted on the devices"
+	fi
+fi
 echo
 if [[ $STAY != 1 ]]; then
 	echo "demo: done; logs in $LOGS (everything else is stopped and removed)"
