@@ -222,6 +222,7 @@ static void conn_connect(struct db_conn *conn)
 		conn_lost(conn, conn->pg != NULL ? PQerrorMessage(conn->pg) : "out of memory");
 		return;
 	}
+	PQsetNoticeProcessor(conn->pg, srv_log_pg_notice, NULL);
 	conn->state = CONN_CONNECTING;
 	if (conn_watch(conn, EV_WRITE) != 0) {
 		conn_lost(conn, "cannot watch the connection socket");

@@ -34,6 +34,12 @@ void srv_log_set_format(enum srv_log_format format);
 int srv_log_format_from_name(const char *name);
 void srv_log(enum srv_log_level level, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
 
+/*
+ * A libpq notice processor (PQsetNoticeProcessor): PostgreSQL's notices and
+ * warnings become log lines (level warn) instead of raw text on stderr.
+ */
+void srv_log_pg_notice(void *arg, const char *message);
+
 /* One answered HTTP request (the REST API's access log, level info). */
 struct srv_log_access {
 	const char *method;

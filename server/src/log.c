@@ -121,6 +121,12 @@ void srv_log(enum srv_log_level level, const char *fmt, ...)
 	funlockfile(stderr);
 }
 
+void srv_log_pg_notice(void *arg, const char *message)
+{
+	(void)arg;
+	srv_log(SRV_LOG_WARN, "postgresql: %s", message);
+}
+
 void srv_log_access(const struct srv_log_access *a)
 {
 	if (SRV_LOG_INFO > log_level)

@@ -114,6 +114,19 @@ grep -q '^fleetota_campaign_target_devices{campaign="c-1"} 2$' "$T/metrics.txt" 
 "$PROMTOOL" check metrics <"$T/metrics.txt" >"$T/promtool.out" 2>&1 ||
 	fail "promtool check metrics (with campaigns): $(cat "$T/promtool.out")"
 
+log "real reconnects count: the database drops the server's sessions, the broker restarts"
+sql -c "SELECT count(pg_terminate_backend(pid)) FROM pg_stat_activity
+	WHERE datname = 'fleetota' AND pid <> pg_backend_pid()" >/dev/null
+stop_broker >/dev/null 2>&1
+start_broker
+reconnected() {
+	metrics >"$T/metrics.txt" 2>/dev/null || return 1
+	(($(value fleetota_db_reconnects_total) >= 1 && $(value fleetota_mqtt_reconnects_total) == 1))
+}
+wait_for 30 reconnected || fail "reconnects not counted: db $(value fleetota_db_reconnects_total)" \
+	"mqtt $(value fleetota_mqtt_reconnects_total)"
+log "  db_reconnects_total $(value fleetota_db_reconnects_total), mqtt_reconnects_total 1"
+
 log "real database errors still count: a statement on a dropped table"
 errors_before=$(value fleetota_db_errors_total)
 sql -c "DROP TABLE audit CASCADE"
