@@ -44,6 +44,7 @@ struct srv_mqtt {
 	struct event *ev_wake;
 	struct event *ev_retry;
 	atomic_bool connected;
+	bool ever_connected; /* loop thread: a later connect is a reconnect */
 	char sub_topic[128];
 	MQTTProperties connect_props;
 };
@@ -177,7 +178,9 @@ static void wake_cb(evutil_socket_t fd, short what, void *arg)
 			srv_log(SRV_LOG_WARN, "report on '%.80s' refused: too big", m->topic);
 			break;
 		case MSG_CONNECTED:
-			srv->metrics.mqtt_reconnects++;
+			if (mqtt->ever_connected)
+				srv->metrics.mqtt_reconnects++;
+			mqtt->ever_connected = true;
 			srv_log(SRV_LOG_INFO, "mqtt connected, subscribed to %s", mqtt->sub_topic);
 			break;
 		case MSG_LOST:

@@ -222,6 +222,9 @@ struct wa_ctx {
 	bool orphan;
 };
 
+/* accesslog.c: one access-log line for an answered request (no token, no query). */
+void wa_access_log(const struct wa_ctx *ctx, int status, size_t bytes, double duration_ms);
+
 /* Replies with a JSON body (stolen reference) and frees ctx. */
 void wa_reply_json(struct wa_ctx *ctx, int status, json_t *body);
 /* Replies with raw JSON text of a database result and frees ctx. */

@@ -217,7 +217,7 @@ expect 200
 grep -q '^fleetota_devices_by_version{version="1.0.0"} 2$' "$T/body" || fail "devices by version: $(grep by_version "$T/body")"
 grep -q '^fleetota_devices_by_state{state="idle"} 3$' "$T/body" || fail "devices by state"
 grep -q '^fleetota_rejections_total{reason="rate_limited"} ' "$T/body" || fail "rejections"
-grep -q '^fleetota_api_request_duration_ms_count ' "$T/body" || fail "latency"
+grep -q '^fleetota_api_request_duration_seconds_count ' "$T/body" || fail "latency"
 grep -q '^fleetota_bytes_served_total ' "$T/body" || fail "bytes served"
 
 # ------------------------------------------------------------------------
