@@ -17,7 +17,8 @@ $$;
 -- p_digest: SHA-256 of the MQTT payload, p_refused: reports of this device
 -- the server refused for its budget since the last call (a flood event).
 --
--- outcome:
+-- Returns one row: outcome, new_events (events stored), campaign_changes
+-- (rollout_report), suspect (the device's flag), refusal_events. outcome:
 --   stored          the device row, its new events, its assignment and the
 --                   rollout engine (rollout_report) were updated;
 --   duplicate       the same report again (same seq and digest: an MQTT
@@ -27,7 +28,8 @@ $$;
 --   decommissioned  nothing changes.
 CREATE OR REPLACE FUNCTION report_ingest(p_device text, p_report jsonb, p_digest bytea,
                                          p_refused integer DEFAULT 0)
-RETURNS TABLE (outcome text, new_events bigint, campaign_changes bigint, suspect boolean)
+RETURNS TABLE (outcome text, new_events bigint, campaign_changes bigint, suspect boolean,
+               refusal_events bigint)
 LANGUAGE plpgsql AS $$
 DECLARE
 	v_seq bigint := (p_report->>'seq')::bigint;
@@ -106,6 +108,7 @@ BEGIN
 		                       format('%s reports over the budget refused', p_refused));
 	END IF;
 	new_events := v_events;
+	refusal_events := coalesce(jsonb_array_length(v_refusals), 0);
 	campaign_changes := v_changes;
 	suspect := coalesce((SELECT d.suspect FROM devices d WHERE d.device_id = p_device), false);
 	RETURN NEXT;
