@@ -23,8 +23,14 @@ $$;
 --                   rollout engine (rollout_report) were updated;
 --   duplicate       the same report again (same seq and digest: an MQTT
 --                   redelivery): nothing changes;
---   replay          seq 0, or a seq not newer than the stored one with other
---                   content: nothing changes but a security event;
+--   replay          seq 0, or another report under the stored seq: nothing
+--                   changes but a security event;
+--   stale           a seq older than the stored one: the row, assignment and
+--                   campaign state stay, events not seen yet are stored. Not
+--                   a security event: MQTT reorders legitimately (a shared
+--                   subscription member that died gets its queued reports
+--                   after the others stored newer ones), and a device's own
+--                   old events change nothing that newer reports set;
 --   decommissioned  nothing changes.
 CREATE OR REPLACE FUNCTION report_ingest(p_device text, p_report jsonb, p_digest bytea,
                                          p_refused integer DEFAULT 0)
@@ -47,11 +53,13 @@ BEGIN
 		outcome := 'decommissioned';
 	ELSIF v_found AND v_seq = v_dev.last_report_seq AND v_dev.last_report_sha256 = p_digest THEN
 		outcome := 'duplicate';
-	ELSIF v_seq <= 0 OR (v_found AND v_seq <= v_dev.last_report_seq) THEN
+	ELSIF v_seq <= 0 OR (v_found AND v_seq = v_dev.last_report_seq) THEN
 		outcome := 'replay';
 		PERFORM security_event(p_device, 'replay',
 		                       format('report seq %s, stored seq %s', v_seq,
 		                              coalesce(v_dev.last_report_seq, 0)));
+	ELSIF v_found AND v_seq < v_dev.last_report_seq THEN
+		outcome := 'stale';
 	END IF;
 	IF outcome = 'stored' THEN
 		INSERT INTO devices AS d (device_id, model, hw_revision, version, version_code,
@@ -78,6 +86,14 @@ BEGIN
 			last_error_detail = EXCLUDED.last_error_detail,
 			last_report_seq = EXCLUDED.last_report_seq,
 			last_report_sha256 = EXCLUDED.last_report_sha256, last_seen = now();
+		UPDATE assignments SET state = p_report->>'state', error = p_report->>'error', updated_at = now()
+		WHERE device_id = p_device AND artifact_id = p_report->>'artifact' AND p_report->>'artifact' <> '';
+		v_changes := rollout_report(p_device, p_report->>'state', (p_report->>'version_code')::bigint,
+		                            (p_report->>'keylist_version')::bigint,
+		                            (p_report->>'rootlist_version')::bigint,
+		                            p_report->>'error', p_report->>'campaign_id');
+	END IF;
+	IF outcome IN ('stored', 'stale') THEN
 		WITH ins AS (
 			INSERT INTO device_events (device_id, seq, kind, error, version, version_code,
 			                           security_counter, detail, campaign_id, device_time)
@@ -96,12 +112,6 @@ BEGIN
 		FOR v_detail IN SELECT jsonb_array_elements_text(v_refusals) LOOP
 			PERFORM security_event(p_device, 'refusal', v_detail);
 		END LOOP;
-		UPDATE assignments SET state = p_report->>'state', error = p_report->>'error', updated_at = now()
-		WHERE device_id = p_device AND artifact_id = p_report->>'artifact' AND p_report->>'artifact' <> '';
-		v_changes := rollout_report(p_device, p_report->>'state', (p_report->>'version_code')::bigint,
-		                            (p_report->>'keylist_version')::bigint,
-		                            (p_report->>'rootlist_version')::bigint,
-		                            p_report->>'error', p_report->>'campaign_id');
 	END IF;
 	IF coalesce(p_refused, 0) > 0 THEN
 		PERFORM security_event(p_device, 'flood',

@@ -45,6 +45,7 @@ enum srv_ingest_outcome {
 	SRV_INGEST_DUPLICATE,	   /* the stored report again (redelivery) */
 	SRV_INGEST_REPLAY,	   /* seq 0 or not newer: refused, security event */
 	SRV_INGEST_DECOMMISSIONED, /* ignored */
+	SRV_INGEST_STALE,	   /* older than the stored seq: only new events kept */
 	SRV_INGEST_COALESCED,	   /* over budget: held, stored with the next token */
 	SRV_INGEST_DROPPED,	   /* over budget and no room to hold it */
 	SRV_INGEST_REFUSED,	   /* not a valid report (err says why) */

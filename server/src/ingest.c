@@ -56,6 +56,7 @@ const char *srv_ingest_outcome_name(enum srv_ingest_outcome outcome)
 		[SRV_INGEST_DUPLICATE] = "duplicate",
 		[SRV_INGEST_REPLAY] = "replay",
 		[SRV_INGEST_DECOMMISSIONED] = "decommissioned",
+		[SRV_INGEST_STALE] = "stale",
 		[SRV_INGEST_COALESCED] = "coalesced",
 		[SRV_INGEST_DROPPED] = "dropped",
 		[SRV_INGEST_REFUSED] = "refused",
@@ -173,7 +174,9 @@ enum call_rc { CALL_OK, CALL_RETRY, CALL_FAIL };
 static enum call_rc db_call(struct srv_ingest *ing, const char *const params[4],
 			    struct srv_ingest_result *result)
 {
-	static const char *const outcomes[] = {"stored", "duplicate", "replay", "decommissioned"};
+	/* in the order of enum srv_ingest_outcome */
+	static const char *const outcomes[] = {"stored", "duplicate", "replay", "decommissioned",
+					       "stale"};
 	double deadline = srv_now() + ing->deadline_ms / 1000.0;
 	enum call_rc rc = CALL_RETRY;
 	PGresult *res;

@@ -59,6 +59,7 @@ struct srv_metrics {
 	uint64_t device_errors[OTA__ERR_COUNT]; /* error names devices reported */
 	uint64_t reports_coalesced; /* over budget: held and stored coalesced */
 	uint64_t reports_duplicate; /* redeliveries of a stored report */
+	uint64_t reports_stale;	    /* older than the stored seq (reordered) */
 	uint64_t security_events[SRV__SECURITY_COUNT];
 	uint64_t notifies_sent;
 	uint64_t db_reconnects;

@@ -85,6 +85,8 @@ int srv_metrics_render(const struct srv_metrics *m, struct evbuffer *out)
 		m->reports_coalesced);
 	COUNTER("reports_duplicate_total", "Redeliveries of a stored report (ignored).",
 		m->reports_duplicate);
+	COUNTER("reports_stale_total", "Reports older than the stored one (only new events kept).",
+		m->reports_stale);
 	COUNTER("notifies_sent_total", "Notify messages published.", m->notifies_sent);
 	COUNTER("db_reconnects_total", "PostgreSQL connections re-established.", m->db_reconnects);
 	COUNTER("db_queries_total", "PostgreSQL queries completed.", m->db_queries);

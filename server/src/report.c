@@ -306,6 +306,12 @@ void srv_report_account(struct srv_server *srv, const struct srv_ingest_result *
 							     : "decommissioned (ignored)",
 			result->new_events, result->merged > 1 ? " (coalesced)" : "");
 		break;
+	case SRV_INGEST_STALE:
+		m->reports_stale++;
+		m->events_stored += (uint64_t)(result->new_events > 0 ? result->new_events : 0);
+		srv_log(SRV_LOG_DEBUG, "report %s seq %llu: stale (device row kept), %lld new events",
+			result->device, (unsigned long long)result->seq, result->new_events);
+		break;
 	case SRV_INGEST_DUPLICATE:
 		m->reports_duplicate++;
 		srv_log(SRV_LOG_DEBUG, "report %s seq %llu: duplicate (ignored)", result->device,
