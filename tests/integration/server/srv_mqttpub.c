@@ -9,7 +9,9 @@
  * Reports FIRST_SEQ .. FIRST_SEQ+COUNT-1 on fleetota/v1/DEVICE/status, each
  * with state idle, version 1.0.<seq>, version_code <seq> and one event
  * (seq = report seq, kind booted). PER_SEC > 0 paces them. Prints
- * "published N in S s" and exits 0 when the broker acknowledged all.
+ * "published N in S s first_at=T" (T: wall clock of the first publish, to
+ * compare with a database timestamp) and exits 0 when the broker
+ * acknowledged all.
  */
 #include <stdio.h>
 #include <stdlib.h>
@@ -70,7 +72,8 @@ int main(int argc, char **argv)
 	MQTTClient_deliveryToken token = 0;
 	char url[128], topic[128];
 	unsigned long long first, count, per_sec = 0;
-	double start;
+	double start, first_at;
+	struct timespec wall;
 	int rc, status = 1;
 
 	if (argc < 9) {
@@ -103,6 +106,8 @@ int main(int argc, char **argv)
 		goto out;
 	}
 	MQTTResponse_free(resp);
+	clock_gettime(CLOCK_REALTIME, &wall);
+	first_at = (double)wall.tv_sec + (double)wall.tv_nsec / 1e9;
 	start = now_s();
 	for (unsigned long long i = 0; i < count; i++) {
 		uint8_t buf[512];
@@ -132,7 +137,7 @@ int main(int argc, char **argv)
 		fprintf(stderr, "completion: %s\n", MQTTClient_strerror(rc));
 		goto out;
 	}
-	printf("published %llu in %.3f s\n", count, now_s() - start);
+	printf("published %llu in %.3f s first_at=%.6f\n", count, now_s() - start, first_at);
 	status = 0;
 out:
 	MQTTClient_disconnect5(client, 1000, MQTTREASONCODE_SUCCESS, NULL);
