@@ -18,13 +18,17 @@ restart_server() {
 PUBS=()
 stop_pubs() { for p in "${PUBS[@]+"${PUBS[@]}"}"; do kill "$p" 2>/dev/null || true; done; }
 at_cleanup stop_pubs
-log "dev-1..3 publish $N reports each (about 60 a second) while the server is killed 4 times"
+log "dev-1..3 publish $N reports each (40 a second) while the server is killed 4 times"
 for d in dev-1 dev-2 dev-3; do
-	pub "$d" 1 "$N" 60 >"$T/pub.$d" 2>&1 &
+	pub "$d" 1 "$N" 40 >"$T/pub.$d" 2>&1 &
 	PUBS+=($!)
 done
+stored=0
 for i in 1 2 3 4; do
-	sleep "0.$((RANDOM % 9 + 1))"
+	# kill while reports are being stored: after progress, at a random moment
+	wait_for 20 bash -c "(( \$(psql 'host=$T/pg port=$PG_PORT dbname=fleetota user=postgres' -Atqc \
+		'SELECT count(*) FROM device_events') > $stored + 10 ))" || fail "no progress after restart $i"
+	sleep "0.$((RANDOM % 5))$((RANDOM % 10))"
 	kill -KILL "$SERVER_PID"
 	wait "$SERVER_PID" 2>/dev/null || true
 	SERVER_PID=
