@@ -14,7 +14,7 @@ export ASAN_OPTIONS ?= detect_leaks=1:abort_on_error=1
 export UBSAN_OPTIONS ?= halt_on_error=1:print_stacktrace=1
 export LSAN_OPTIONS ?= suppressions=$(CURDIR)/tests/lsan.supp:print_suppressions=0
 
-.PHONY: all deps build test unit trees demo-check fuzz format format-check demo bench api-docs clean
+.PHONY: all deps build test unit trees demo-check mcu fuzz format format-check demo bench api-docs clean
 
 all: build
 
@@ -34,7 +34,7 @@ unit: deps $(TEST_BUILD)/build.ninja
 	ninja -C $(TEST_BUILD)
 	meson test -C $(TEST_BUILD) --print-errorlogs --num-processes 2 $(MESON_TEST_ARGS)
 
-test: trees unit demo-check format-check fuzz
+test: trees mcu unit demo-check format-check fuzz
 	@echo "make test: all suites passed"
 
 # Every tree the README and docs name, configured exactly as they say
@@ -47,6 +47,10 @@ trees: build $(MIN_BUILD)/build.ninja $(BENCH_BUILD)/build.ninja
 	ninja -C $(MIN_BUILD)
 	ninja -C $(BENCH_BUILD)
 	@echo "trees: $(BUILD) $(MIN_BUILD) $(BENCH_BUILD) built"
+
+# The agent core linked for a Cortex-M4 with no OS (docs/porting.md).
+mcu: deps
+	@bash scripts/mcu-build.sh build-mcu
 
 # The demo's CI mode on the binaries make demo runs (build/, -O2).
 demo-check: build
@@ -83,4 +87,4 @@ api-docs: deps
 	@bash scripts/api-docs.sh $(BUILD)/api.html
 
 clean:
-	rm -rf $(BUILD) $(TEST_BUILD) $(FUZZ_BUILD) $(BENCH_BUILD) $(MIN_BUILD)
+	rm -rf $(BUILD) $(TEST_BUILD) $(FUZZ_BUILD) $(BENCH_BUILD) $(MIN_BUILD) build-mcu

@@ -13,7 +13,7 @@ struct srv_rollout;
 
 /*
  * The rollout engine's driver. The engine itself is SQL
- * (migrations/0010_rollout.sql): this only calls rollout_tick() on a timer
+ * (migrations/code/rollout_*.sql): this only calls rollout_tick() on a timer
  * through srv_db (never blocking the loop), publishes the Notify messages it
  * returns through the MQTT bridge, reports them published with
  * rollout_published(), and feeds every StatusReport to rollout_report().

@@ -1,0 +1,203 @@
+/* SPDX-License-Identifier: Apache-2.0 */
+/*
+ * ota-keys command line: what every command shares (options, secrets,
+ * signing with a list of keys, loading a verified list). One file per
+ * command, cmd_NAME.c, each with its own help; main.c holds the table.
+ */
+#ifndef KR_CLI_H
+#define KR_CLI_H
+
+#include <getopt.h>
+#include <stdio.h>
+
+#include "fleetota/sign.h"
+#include "kr.h"
+
+#define EXIT_REJECTED 1
+#define EXIT_USAGE 2
+#define MAX_LIST_ARGS OTA_MAX_KEYS
+
+/* ---- options shared by every command ---- */
+
+enum {
+	OPT_PASS_ENV = 1000,
+	OPT_PASS_FILE,
+	OPT_PIN_ENV,
+	OPT_PIN_FILE,
+	OPT_MODULE,
+	OPT_AUDIT,
+	OPT_SIGNER,
+	OPT_NOW,
+	OPT_HELP,
+	/* command options */
+	OPT_OUT,
+	OPT_OUT_DIR,
+	OPT_IN,
+	OPT_KEY,
+	OPT_ALG,
+	OPT_NAME,
+	OPT_NOT_BEFORE,
+	OPT_NOT_AFTER,
+	OPT_ISSUED,
+	OPT_EXPIRES,
+	OPT_VERSION,
+	OPT_PREV,
+	OPT_ROOTLIST,
+	OPT_ROOTLIST_CHAIN,
+	OPT_KEYLIST,
+	OPT_ADD,
+	OPT_REMOVE,
+	OPT_EXPIRE,
+	OPT_THRESHOLD,
+	OPT_FINALIZE,
+	OPT_IMAGE,
+	OPT_PRODUCT,
+	OPT_HW_REV,
+	OPT_VERSION_CODE,
+	OPT_SECURITY_COUNTER,
+	OPT_MIN_INSTALLED,
+	OPT_ALLOW_DOWNGRADE,
+	OPT_SECURITY_UPDATE,
+	OPT_SEQUENCE,
+	OPT_IMAGE_NAME,
+	OPT_MANIFEST_OUT,
+	OPT_BUNDLE_OUT,
+	OPT_NO_KEYLIST,
+	OPT_TYPE,
+	OPT_JSON,
+	OPT_KEYLIST_FLOOR,
+	OPT_EXPECT_HEAD,
+	OPT_COUNT,
+};
+
+#define COMMON_OPTIONS                                                       \
+	{"passphrase-env", required_argument, NULL, OPT_PASS_ENV},           \
+		{"passphrase-file", required_argument, NULL, OPT_PASS_FILE}, \
+		{"pin-env", required_argument, NULL, OPT_PIN_ENV},           \
+		{"pin-file", required_argument, NULL, OPT_PIN_FILE},         \
+		{"pkcs11-module", required_argument, NULL, OPT_MODULE},      \
+		{"audit-log", required_argument, NULL, OPT_AUDIT},           \
+		{"signer", required_argument, NULL, OPT_SIGNER},             \
+		{"now", required_argument, NULL, OPT_NOW},                   \
+	{                                                                    \
+		"help", no_argument, NULL, OPT_HELP                          \
+	}
+
+#define COMMON_HELP                                                                            \
+	"Common options:\n"                                                                    \
+	"  --passphrase-env VAR   passphrase of encrypted key files (new and loaded)\n"        \
+	"  --passphrase-file FILE the same, first line of FILE\n"                              \
+	"  --pin-env VAR | --pin-file FILE   PIN for pkcs11: keys\n"                           \
+	"  --pkcs11-module PATH   PKCS#11 module (default $OTA_PKCS11_MODULE, else p11-kit)\n" \
+	"  --audit-log FILE       signing audit log (default $OTA_KEYS_AUDIT_LOG,\n"           \
+	"                         else ./ota-keys-audit.log)\n"                                \
+	"  --signer NAME          who signs, for the audit log (default $USER)\n"              \
+	"  --now TIME             the current time (default: the clock)\n"                     \
+	"TIME: 2026-01-31T12:00:00Z, 2026-01-31, @EPOCH, EPOCH, now, never, +90d, -1h\n"
+
+struct common {
+	const char *pass_env, *pass_file, *pin_env, *pin_file;
+	const char *audit_log;
+	const char *signer;
+	uint64_t now;
+	struct kr_secret pass, pin;
+	struct kr_key_opts key_opts;
+	struct kr_diag diag;
+};
+
+/* Repeated option values. */
+struct list {
+	const char *items[MAX_LIST_ARGS];
+	size_t n;
+};
+
+/* The keys a signer must be among (a root list, or old and new for a rotation). */
+struct signers {
+	Fleetota__V1__PublicKey *const *a;
+	size_t n_a;
+	Fleetota__V1__PublicKey *const *b;
+	size_t n_b;
+	const char *what;
+};
+
+typedef enum ota_err (*verify_fn)(struct kr_verifier *v, const Fleetota__V1__Signed *env,
+				  struct kr_diag *diag);
+
+struct list_args {
+	const char *sub;
+	const char *out, *in, *prev, *rootlist;
+	const char *version_arg, *issued_arg, *expires_arg, *threshold_arg;
+	struct list keys, add, remove, expire, inputs;
+	int finalize;
+};
+
+extern const char cli_help_keylist[];
+extern const char cli_help_rootlist[];
+
+int cli_list_push(struct list *list, const char *value);
+
+int cli_fail(enum ota_err err, const struct kr_diag *diag);
+
+int cli_usage_error(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
+
+int cli_common_option(struct common *c, int opt, const char *arg);
+
+int cli_next_option(int argc, char **argv, const char *shortopts, const struct option *options,
+		    struct common *c, const char *help, int *rc);
+
+int cli_common_ready(struct common *c);
+
+void cli_common_release(struct common *c);
+
+int cli_parse_time(const struct common *c, const char *arg, uint64_t *ret);
+
+int cli_parse_u64(const char *arg, uint64_t *ret);
+
+int cli_key_listed(Fleetota__V1__PublicKey *const *keys, size_t n, const uint8_t *id);
+
+enum ota_err cli_sign_envelope(struct common *c, Fleetota__V1__Signed *env, enum ota_obj_type type,
+			       uint64_t version, const char *key_spec,
+			       const struct signers *allowed);
+
+enum ota_err cli_sign_all(struct common *c, Fleetota__V1__Signed *env, enum ota_obj_type type,
+			  uint64_t version, const char *const *keys, size_t n,
+			  const struct signers *allowed);
+
+enum ota_err cli_load_verified(struct kr_verifier *v, const char *path, verify_fn verify,
+			       struct kr_diag *diag, Fleetota__V1__Signed **ret_env);
+
+void cli_print_key_id(FILE *out, const uint8_t *id);
+
+int cli_write_descriptor(const char *prefix, const Fleetota__V1__PublicKey *key,
+			 struct kr_diag *diag);
+
+enum ota_err cli_make_key(struct common *c, const char *spec, enum ota_alg alg, const char *prefix,
+			  const char *label, uint64_t not_before, uint64_t not_after,
+			  char **ret_spec, Fleetota__V1__PublicKey **ret_pub);
+
+/* keylist and rootlist (cmd_list.c) */
+int cli_list_args_parse(int argc, char **argv, struct common *c, struct list_args *a, int is_root);
+
+enum ota_err cli_list_envelope_load(struct list_args *a, struct kr_diag *diag,
+				    Fleetota__V1__Signed **ret_env);
+
+int cli_list_start(int argc, char **argv, struct common *c, struct list_args *a, int is_root,
+		   struct kr_verifier *v, struct kr_arena *arena);
+
+int cli_list_end(int rc, struct common *c, struct kr_verifier *v, struct kr_arena *arena,
+		 Fleetota__V1__Signed *env, uint8_t *body);
+
+enum ota_err cli_read_adds(const struct list_args *a, struct ota_arena *arena,
+			   Fleetota__V1__PublicKey **adds, struct kr_diag *diag);
+
+/* The commands: argv[0] is the command's name; each returns the exit status. */
+int cli_cmd_root_init(int argc, char **argv);
+int cli_cmd_key_new(int argc, char **argv, int is_root);
+int cli_cmd_keylist(int argc, char **argv);
+int cli_cmd_rootlist(int argc, char **argv);
+int cli_cmd_sign(int argc, char **argv);
+int cli_cmd_verify(int argc, char **argv);
+int cli_cmd_inspect(int argc, char **argv);
+int cli_cmd_audit_verify(int argc, char **argv);
+
+#endif
