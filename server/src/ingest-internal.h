@@ -41,32 +41,32 @@ struct srv_ingest;
 #define SRV_INGEST_LOG_TOPIC 80u
 
 enum srv_ingest_outcome {
-	SRV_INGEST_STORED,	   /* row, events, assignment and rollout updated */
-	SRV_INGEST_DUPLICATE,	   /* the stored report again (redelivery) */
-	SRV_INGEST_REPLAY,	   /* seq 0 or not newer: refused, security event */
+	SRV_INGEST_STORED, /* row, events, assignment and rollout updated */
+	SRV_INGEST_DUPLICATE, /* the stored report again (redelivery) */
+	SRV_INGEST_REPLAY, /* seq 0 or not newer: refused, security event */
 	SRV_INGEST_DECOMMISSIONED, /* ignored */
-	SRV_INGEST_STALE,	   /* older than the stored seq: only new events kept */
-	SRV_INGEST_COALESCED,	   /* over budget: held, stored with the next token */
-	SRV_INGEST_DROPPED,	   /* over budget and no room to hold it */
-	SRV_INGEST_REFUSED,	   /* not a valid report (err says why) */
-	SRV_INGEST_FAILED,	   /* the database refused it: not retried */
-	SRV_INGEST_ABANDONED,	   /* shutting down before it was stored */
+	SRV_INGEST_STALE, /* older than the stored seq: only new events kept */
+	SRV_INGEST_COALESCED, /* over budget: held, stored with the next token */
+	SRV_INGEST_DROPPED, /* over budget and no room to hold it */
+	SRV_INGEST_REFUSED, /* not a valid report (err says why) */
+	SRV_INGEST_FAILED, /* the database refused it: not retried */
+	SRV_INGEST_ABANDONED, /* shutting down before it was stored */
 };
 
 struct srv_ingest_result {
 	enum srv_ingest_outcome outcome;
-	enum ota_err err;	   /* REFUSED: OTA_ERR_SIZE or OTA_ERR_FORMAT */
+	enum ota_err err; /* REFUSED: OTA_ERR_SIZE or OTA_ERR_FORMAT */
 	enum ota_err device_error; /* the error name the report carried */
 	char device[SRV_MAX_DEVICE_ID + 1];
 	char topic[SRV_INGEST_LOG_TOPIC + 1]; /* REFUSED: the topic, clipped */
-	bool flushed;			       /* held reports stored by the flusher */
+	bool flushed; /* held reports stored by the flusher */
 	uint64_t seq;
-	unsigned merged;	 /* reports this store stands for */
-	long long new_events;	 /* events stored (new) */
+	unsigned merged; /* reports this store stands for */
+	long long new_events; /* events stored (new) */
 	long long campaign_changes;
 	long long refusal_events; /* security refusals among the new events */
-	unsigned flood_refused;	  /* > 0: a flood event was recorded for these */
-	bool suspect;		  /* the device is flagged suspect */
+	unsigned flood_refused; /* > 0: a flood event was recorded for these */
+	bool suspect; /* the device is flagged suspect */
 };
 
 /* Called on a Paho or the flusher thread, once per message or flush. */

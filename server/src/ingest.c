@@ -26,14 +26,14 @@ static const char sql_ingest[] =
 struct held {
 	char device[SRV_MAX_DEVICE_ID + 1];
 	struct srv_report_doc doc;
-	unsigned refused;	  /* over-budget reports not yet in a flood event */
+	unsigned refused; /* over-budget reports not yet in a flood event */
 	double last_flood_event; /* 0: never */
 	double last_used;
 };
 
 struct srv_ingest {
 	pthread_mutex_t lock; /* budget, held, stopping */
-	pthread_cond_t wake;  /* flusher tick, stop, idle */
+	pthread_cond_t wake; /* flusher tick, stop, idle */
 	pthread_mutex_t db_lock;
 	PGconn *conn; /* under db_lock */
 	char *conninfo;
@@ -52,16 +52,11 @@ struct srv_ingest {
 const char *srv_ingest_outcome_name(enum srv_ingest_outcome outcome)
 {
 	static const char *const names[] = {
-		[SRV_INGEST_STORED] = "stored",
-		[SRV_INGEST_DUPLICATE] = "duplicate",
-		[SRV_INGEST_REPLAY] = "replay",
-		[SRV_INGEST_DECOMMISSIONED] = "decommissioned",
-		[SRV_INGEST_STALE] = "stale",
-		[SRV_INGEST_COALESCED] = "coalesced",
-		[SRV_INGEST_DROPPED] = "dropped",
-		[SRV_INGEST_REFUSED] = "refused",
-		[SRV_INGEST_FAILED] = "failed",
-		[SRV_INGEST_ABANDONED] = "abandoned",
+		[SRV_INGEST_STORED] = "stored",	  [SRV_INGEST_DUPLICATE] = "duplicate",
+		[SRV_INGEST_REPLAY] = "replay",	  [SRV_INGEST_DECOMMISSIONED] = "decommissioned",
+		[SRV_INGEST_STALE] = "stale",	  [SRV_INGEST_COALESCED] = "coalesced",
+		[SRV_INGEST_DROPPED] = "dropped", [SRV_INGEST_REFUSED] = "refused",
+		[SRV_INGEST_FAILED] = "failed",	  [SRV_INGEST_ABANDONED] = "abandoned",
 	};
 
 	if ((unsigned)outcome >= sizeof(names) / sizeof(names[0]))
@@ -137,7 +132,8 @@ static bool db_connect(struct srv_ingest *ing)
 	snprintf(timeout, sizeof(timeout), "%u", (ing->deadline_ms + 999u) / 1000u);
 	ing->conn = PQconnectdbParams(keys, values, 1);
 	if (ing->conn == NULL || PQstatus(ing->conn) != CONNECTION_OK ||
-	    PQsetnonblocking(ing->conn, 1) != 0 || !PQsendPrepare(ing->conn, STMT, sql_ingest, 0, NULL)) {
+	    PQsetnonblocking(ing->conn, 1) != 0 ||
+	    !PQsendPrepare(ing->conn, STMT, sql_ingest, 0, NULL)) {
 		srv_log(SRV_LOG_WARN, "ingest: database connection failed: %s",
 			ing->conn != NULL ? PQerrorMessage(ing->conn) : "out of memory");
 		db_drop(ing);
@@ -292,8 +288,7 @@ static void store(struct srv_ingest *ing, const struct srv_report_doc *doc, unsi
 
 /* ---- held reports (under lock) ----------------------------------------- */
 
-static struct held *held_find(struct srv_ingest *ing, const char *device, bool create,
-			      double now)
+static struct held *held_find(struct srv_ingest *ing, const char *device, bool create, double now)
 {
 	struct held *free_slot = NULL, *idle = NULL;
 
@@ -419,13 +414,15 @@ bool srv_ingest_message(struct srv_ingest *ing, const char *topic, const uint8_t
 	result.err = srv_report_decode(payload, len, topic, &arena, &r, result.device);
 	if (result.err == OTA_OK) {
 		result.seq = r->seq;
-		if (r->error[0] != '\0' && ota_err_from_name(r->error, &result.device_error) != OTA_OK)
+		if (r->error[0] != '\0' &&
+		    ota_err_from_name(r->error, &result.device_error) != OTA_OK)
 			result.device_error = OTA_OK;
 		result.err = srv_report_doc_new(r, payload, len, &doc);
 	}
 	if (result.err != OTA_OK) {
 		snprintf(result.topic, sizeof(result.topic), "%s", topic);
-		result.outcome = result.err == OTA_ERR_NOMEM ? SRV_INGEST_FAILED : SRV_INGEST_REFUSED;
+		result.outcome =
+			result.err == OTA_ERR_NOMEM ? SRV_INGEST_FAILED : SRV_INGEST_REFUSED;
 		if (result.err != OTA_ERR_SIZE && result.err != OTA_ERR_NOMEM)
 			result.err = OTA_ERR_FORMAT;
 		goto out;

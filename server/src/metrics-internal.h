@@ -36,9 +36,9 @@ enum srv_reject {
 /* Security events (audit action "security.<name>"; stable label values). */
 enum srv_security_kind {
 	SRV_SECURITY_CROSS_DEVICE, /* asked for an artifact not assigned to it */
-	SRV_SECURITY_REPLAY,	   /* report seq 0 or not newer than the stored one */
-	SRV_SECURITY_FLOOD,	   /* reports over the device's budget */
-	SRV_SECURITY_REFUSAL,	   /* the device refused something (pin, signature...) */
+	SRV_SECURITY_REPLAY, /* report seq 0 or not newer than the stored one */
+	SRV_SECURITY_FLOOD, /* reports over the device's budget */
+	SRV_SECURITY_REFUSAL, /* the device refused something (pin, signature...) */
 	SRV__SECURITY_COUNT
 };
 
@@ -59,7 +59,7 @@ struct srv_metrics {
 	uint64_t device_errors[OTA__ERR_COUNT]; /* error names devices reported */
 	uint64_t reports_coalesced; /* over budget: held and stored coalesced */
 	uint64_t reports_duplicate; /* redeliveries of a stored report */
-	uint64_t reports_stale;	    /* older than the stored seq (reordered) */
+	uint64_t reports_stale; /* older than the stored seq (reordered) */
 	uint64_t security_events[SRV__SECURITY_COUNT];
 	uint64_t notifies_sent;
 	uint64_t db_reconnects;

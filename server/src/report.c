@@ -129,10 +129,10 @@ enum ota_err srv_report_decode(const uint8_t *payload, size_t len, const char *t
 static json_t *event_json(const Fleetota__V1__Event *e)
 {
 	return json_pack("{sIsssssssIsIsssssI}", "seq", (json_int_t)e->seq, "kind",
-			 srv_report_event_name((int)e->kind), "error", e->error, "version", e->version,
-			 "version_code", (json_int_t)e->version_code, "security_counter",
-			 (json_int_t)e->security_counter, "detail", e->detail, "campaign_id",
-			 e->campaign_id, "time", (json_int_t)e->time);
+			 srv_report_event_name((int)e->kind), "error", e->error, "version",
+			 e->version, "version_code", (json_int_t)e->version_code,
+			 "security_counter", (json_int_t)e->security_counter, "detail", e->detail,
+			 "campaign_id", e->campaign_id, "time", (json_int_t)e->time);
 }
 
 static json_t *report_json(const Fleetota__V1__StatusReport *r)
@@ -152,16 +152,16 @@ static json_t *report_json(const Fleetota__V1__StatusReport *r)
 		if (json_array_append_new(key_ids, json_string(hex)) != 0)
 			goto fail;
 	}
-	doc = json_pack("{sIsssssssssIsIsIsIsssssIsssssssOsO}", "seq", (json_int_t)r->seq,
-			"state", srv_report_state_name((int)r->state), "error", r->error,
-			"error_detail", r->error_detail, "version", r->version, "version_code",
-			(json_int_t)r->version_code, "security_counter",
-			(json_int_t)r->security_counter, "keylist_version",
-			(json_int_t)r->keylist_version, "rootlist_version",
-			(json_int_t)r->rootlist_version, "model", r->model, "hw_revision",
-			r->hw_revision, "active_slot", (json_int_t)r->active_slot,
-			"pending_version", r->pending_version, "artifact", r->artifact,
-			"campaign_id", r->campaign_id, "events", events, "keylist_key_ids", key_ids);
+	doc = json_pack(
+		"{sIsssssssssIsIsIsIsssssIsssssssOsO}", "seq", (json_int_t)r->seq, "state",
+		srv_report_state_name((int)r->state), "error", r->error, "error_detail",
+		r->error_detail, "version", r->version, "version_code", (json_int_t)r->version_code,
+		"security_counter", (json_int_t)r->security_counter, "keylist_version",
+		(json_int_t)r->keylist_version, "rootlist_version", (json_int_t)r->rootlist_version,
+		"model", r->model, "hw_revision", r->hw_revision, "active_slot",
+		(json_int_t)r->active_slot, "pending_version", r->pending_version, "artifact",
+		r->artifact, "campaign_id", r->campaign_id, "events", events, "keylist_key_ids",
+		key_ids);
 	json_decref(events);
 	json_decref(key_ids);
 	return doc;
@@ -288,7 +288,8 @@ void srv_report_account(struct srv_server *srv, const struct srv_ingest_result *
 
 	if (!result->flushed)
 		m->reports_received++;
-	if ((unsigned)result->device_error > OTA_OK && (unsigned)result->device_error < OTA__ERR_COUNT)
+	if ((unsigned)result->device_error > OTA_OK &&
+	    (unsigned)result->device_error < OTA__ERR_COUNT)
 		m->device_errors[result->device_error]++;
 	if (result->refusal_events > 0)
 		m->security_events[SRV_SECURITY_REFUSAL] += (uint64_t)result->refusal_events;
@@ -309,7 +310,8 @@ void srv_report_account(struct srv_server *srv, const struct srv_ingest_result *
 	case SRV_INGEST_STALE:
 		m->reports_stale++;
 		m->events_stored += (uint64_t)(result->new_events > 0 ? result->new_events : 0);
-		srv_log(SRV_LOG_DEBUG, "report %s seq %llu: stale (device row kept), %lld new events",
+		srv_log(SRV_LOG_DEBUG,
+			"report %s seq %llu: stale (device row kept), %lld new events",
 			result->device, (unsigned long long)result->seq, result->new_events);
 		break;
 	case SRV_INGEST_DUPLICATE:

@@ -63,9 +63,9 @@ static const char sql_tags[] =
 	"SELECT " DEVICE_JSON "::text FROM d";
 
 /* security_suspect_clear() audits; no row for an unknown device. */
-static const char sql_clear_suspect[] = "SELECT " DEVICE_JSON
-					"::text FROM security_suspect_clear($1, $2) d"
-					" WHERE d.device_id IS NOT NULL";
+static const char sql_clear_suspect[] =
+	"SELECT " DEVICE_JSON "::text FROM security_suspect_clear($1, $2) d"
+	" WHERE d.device_id IS NOT NULL";
 
 static const char sql_decommission[] =
 	"WITH d AS (UPDATE devices SET decommissioned = true, decommissioned_at = now() "

@@ -231,10 +231,8 @@ static void test_merge_bound(void **state)
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
-		cmocka_unit_test(test_valid_report),
-		cmocka_unit_test(test_refusals),
-		cmocka_unit_test(test_garbage_and_size),
-		cmocka_unit_test(test_merge),
+		cmocka_unit_test(test_valid_report),	 cmocka_unit_test(test_refusals),
+		cmocka_unit_test(test_garbage_and_size), cmocka_unit_test(test_merge),
 		cmocka_unit_test(test_merge_bound),
 	};
 	return cmocka_run_group_tests(tests, NULL, NULL);
