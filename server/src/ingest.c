@@ -228,8 +228,8 @@ static bool stopping(struct srv_ingest *ing)
 	return stop;
 }
 
-/* Sleeps ms unless stopped. */
-static void back_off(struct srv_ingest *ing, unsigned ms)
+/* The CLOCK_REALTIME instant ms from now (for pthread_cond_timedwait). */
+static struct timespec in_ms(unsigned ms)
 {
 	struct timespec until;
 
@@ -240,6 +240,14 @@ static void back_off(struct srv_ingest *ing, unsigned ms)
 		until.tv_sec++;
 		until.tv_nsec -= 1000000000L;
 	}
+	return until;
+}
+
+/* Sleeps ms unless stopped. */
+static void back_off(struct srv_ingest *ing, unsigned ms)
+{
+	struct timespec until = in_ms(ms);
+
 	pthread_mutex_lock(&ing->lock);
 	if (!ing->stopping)
 		pthread_cond_timedwait(&ing->wake, &ing->lock, &until);
@@ -350,15 +358,9 @@ static void *flusher_main(void *arg)
 
 	pthread_mutex_lock(&ing->lock);
 	while (!ing->stopping) {
-		struct timespec until;
+		struct timespec until = in_ms(SRV_INGEST_FLUSH_MS);
 		double now;
 
-		clock_gettime(CLOCK_REALTIME, &until);
-		until.tv_nsec += (long)SRV_INGEST_FLUSH_MS * 1000000L;
-		if (until.tv_nsec >= 1000000000L) {
-			until.tv_sec++;
-			until.tv_nsec -= 1000000000L;
-		}
 		pthread_cond_timedwait(&ing->wake, &ing->lock, &until);
 		now = srv_now();
 		for (size_t i = 0; i < SRV_INGEST_MAX_HELD && !ing->stopping; i++) {
@@ -501,14 +503,8 @@ bool srv_ingest_idle(struct srv_ingest *ing, unsigned timeout_ms)
 
 	pthread_mutex_lock(&ing->lock);
 	while (ing->busy > 0 && srv_now() < deadline) {
-		struct timespec until;
+		struct timespec until = in_ms(50u);
 
-		clock_gettime(CLOCK_REALTIME, &until);
-		until.tv_nsec += 50L * 1000000L;
-		if (until.tv_nsec >= 1000000000L) {
-			until.tv_sec++;
-			until.tv_nsec -= 1000000000L;
-		}
 		pthread_cond_timedwait(&ing->wake, &ing->lock, &until);
 	}
 	idle = ing->busy == 0;
