@@ -124,6 +124,25 @@ static void test_refusals(void **state)
 	assert_int_equal(decode(&r, "fleetota/v1/dev-1/status", &out, device), OTA_OK);
 }
 
+static void test_utf8(void **state)
+{
+	static const char *const bad[] = {
+		"\xff", "a\xc3", "\xc0\xaf", "\xed\xa0\x80", "\xf4\x90\x80\x80", "\xe0\x80\xaf"};
+	Fleetota__V1__StatusReport r = FLEETOTA__V1__STATUS_REPORT__INIT;
+	Fleetota__V1__StatusReport *out = NULL;
+	char device[SRV_MAX_DEVICE_ID + 1];
+
+	(void)state;
+	r.seq = 1;
+	r.version = "1.0.0-\xc3\xa9\xe2\x82\xac\xf0\x9f\x98\x80"; /* é € U+1F600 */
+	assert_int_equal(decode(&r, "fleetota/v1/dev-1/status", &out, device), OTA_OK);
+	for (size_t i = 0; i < sizeof(bad) / sizeof(bad[0]); i++) {
+		r.version = (char *)bad[i];
+		assert_int_equal(decode(&r, "fleetota/v1/dev-1/status", &out, device),
+				 OTA_ERR_FORMAT);
+	}
+}
+
 static void test_garbage_and_size(void **state)
 {
 	struct ota_arena arena;
@@ -233,7 +252,7 @@ int main(void)
 	const struct CMUnitTest tests[] = {
 		cmocka_unit_test(test_valid_report),	 cmocka_unit_test(test_refusals),
 		cmocka_unit_test(test_garbage_and_size), cmocka_unit_test(test_merge),
-		cmocka_unit_test(test_merge_bound),
+		cmocka_unit_test(test_merge_bound),	 cmocka_unit_test(test_utf8),
 	};
 	return cmocka_run_group_tests(tests, NULL, NULL);
 }
