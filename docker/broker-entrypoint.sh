@@ -1,15 +1,13 @@
 #!/bin/sh
 # SPDX-License-Identifier: Apache-2.0
 # mosquitto in the foreground with fleetota's template (TLS client
-# certificates, identity as username, per-device ACL), listening on all
-# container interfaces instead of loopback.
+# certificates, identity = CN = username = client id, CRLs, per-device ACL
+# plus the server identities found in /pki/servers/), listening on all
+# container interfaces instead of loopback. Reload (CRL, ACL) with
+# `mosquitto.sh reload /var/lib/fleetota/broker` inside the container.
 set -eu
 dir=/var/lib/fleetota/broker
 here=/usr/share/fleetota/scripts
-mkdir -p "$dir"
-sed -e "s|@DIR@|$dir|g" -e "s|@PORT@|8883|g" -e "s|@PKI@|/pki|g" -e "s|@USER@|$(id -un)|g" \
-    -e "s|^listener 8883 127.0.0.1|listener 8883 0.0.0.0|" \
-    -e "/^pid_file/d" -e "s|^log_dest file .*|log_dest stdout|" \
-    "$here/mosquitto.conf.in" >"$dir/mosquitto.conf"
-cp "$here/mosquitto.acl" "$dir/acl"
+"$here/mosquitto.sh" config "$dir" 8883 /pki 0.0.0.0
+sed -i "s|^log_dest file .*|log_dest stdout|" "$dir/mosquitto.conf"
 exec mosquitto -c "$dir/mosquitto.conf"

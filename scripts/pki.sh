@@ -4,8 +4,13 @@
 # exists in DIR is kept, what is missing is made.
 #
 #   scripts/pki.sh DIR [DEVICE_ID...]
-#   scripts/pki.sh revoke DIR DEVICE_ID...   revoke device certificates and
-#                                            (re)write DIR/device-ca.crl
+#   scripts/pki.sh server DIR NAME...        more ota-server MQTT identities
+#   scripts/pki.sh revoke DIR DEVICE_ID...   revoke device certificates
+#   scripts/pki.sh revoke-server DIR NAME... revoke server MQTT identities
+#   scripts/pki.sh takeover-cert DIR DEVICE_ID OUT
+#                       a 5-minute certificate for DEVICE_ID's MQTT session
+#                       (mosquitto.sh kick uses it to close a revoked
+#                       device's live session; OUT.{crt,key})
 #
 # DIR/server-ca.{crt,key}   signs what devices must trust: the delivery
 #                           server's certificate and the broker's
@@ -13,44 +18,27 @@
 # DIR/broker.{crt,key}      mosquitto (same SANs)
 #                           PKI_EXTRA_SANS adds SANs to both (e.g. for
 #                           containers: DNS:ota-server,DNS:broker)
-# DIR/device-ca.{crt,key}   signs client identities: devices and the server's
-#                           MQTT client (so the broker needs one CA file)
-# DIR/ota-server-mqtt.{crt,key}  the server's MQTT client, CN=ota-server
-#                           (a reserved identity: never issue it to a device)
-# DIR/devices/ID.{crt,key}  one per device, CN = device id
+# DIR/device-ca.{crt,key}   signs devices only: CN = device id, which must
+#                           match [A-Za-z0-9][A-Za-z0-9._-]{0,63}
+# DIR/devices/ID.{crt,key}  one per device
+# DIR/server-client-ca.{crt,key}  signs ota-server MQTT identities only
+# DIR/servers/NAME.{crt,key}      one per ota-server instance, CN =
+#                           ota-server:NAME (the ':' is refused in device ids,
+#                           so no device certificate can carry a server's
+#                           identity; docs/decisions.md). `pki.sh DIR` makes
+#                           servers/1.
+# DIR/mqtt-client-ca.crt    device CA + server client CA: the broker's cafile
+# DIR/device-ca.crl, DIR/server-client-ca.crl  CRLs (empty until a revoke)
+# DIR/mqtt-client-ca.crl    both CRLs: the broker's crlfile
 # DIR/server.pin            SPKI SHA-256 (hex) of server.crt, for agent pins
 set -euo pipefail
-
-# Revocation: an `openssl ca` database beside the device CA, then a CRL.
-if [[ ${1:-} == revoke ]]; then
-	dir=${2:?usage: pki.sh revoke DIR DEVICE_ID...}
-	shift 2
-	touch "$dir/device-ca.index"
-	[[ -f "$dir/device-ca.crlnumber" ]] || echo 01 >"$dir/device-ca.crlnumber"
-	for id in "$@"; do
-		crt="$dir/devices/$id.crt"
-		[[ -f "$crt" ]] || { echo "pki.sh: no certificate for $id" >&2; exit 2; }
-		serial=$(openssl x509 -in "$crt" -noout -serial | cut -d= -f2)
-		grep -q "	$serial	" "$dir/device-ca.index" && continue
-		end=$(openssl x509 -in "$crt" -noout -enddate | cut -d= -f2)
-		subject=$(openssl x509 -in "$crt" -noout -subject -nameopt compat | sed 's/^subject=//')
-		printf 'R\t%s\t%s\t%s\tunknown\t%s\n' "$(date -u -d "$end" +%y%m%d%H%M%SZ)" \
-			"$(date -u +%y%m%d%H%M%SZ)" "$serial" "$subject" >>"$dir/device-ca.index"
-	done
-	cnf=$(mktemp)
-	printf '%s\n' "[ca]" "default_ca = dev" "[dev]" "database = $dir/device-ca.index" \
-		"crlnumber = $dir/device-ca.crlnumber" "default_md = sha256" \
-		"default_crl_days = 3650" >"$cnf"
-	openssl ca -gencrl -config "$cnf" -keyfile "$dir/device-ca.key" -cert "$dir/device-ca.crt" \
-		-out "$dir/device-ca.crl" 2>/dev/null
-	rm -f "$cnf"
-	exit 0
-fi
-
-dir=${1:?usage: pki.sh DIR [DEVICE_ID...]}
-shift
-mkdir -p "$dir/devices"
 days=3650
+id_re='^[A-Za-z0-9][A-Za-z0-9._-]{0,63}$'
+
+die() {
+	echo "pki.sh: $*" >&2
+	exit 2
+}
 
 key() { # PATH
 	[[ -f "$1" ]] || openssl genpkey -algorithm EC -pkeyopt ec_paramgen_curve:P-256 \
@@ -68,7 +56,7 @@ ca() { # NAME CN
 		-addext "keyUsage=critical,keyCertSign,cRLSign" 2>/dev/null
 }
 
-# leaf CA OUT CN KIND(server|client)
+# leaf CA OUT CN KIND(server|client) [DAYS]
 leaf() {
 	local ca=$1 out=$2 cn=$3 kind=$4 ext
 	[[ -f "$out.crt" ]] && return 0
@@ -84,22 +72,131 @@ leaf() {
 	fi
 	openssl req -new -key "$out.key" -subj "/O=fleetota dev/CN=$cn" 2>/dev/null |
 		openssl x509 -req -CA "$dir/$ca.crt" -CAkey "$dir/$ca.key" -CAcreateserial \
-			-days $days -extfile "$ext" -out "$out.crt" 2>/dev/null
+			-days "${5:-$days}" -extfile "$ext" -out "$out.crt" 2>/dev/null
 	rm -f "$ext"
 }
 
+# crl CA: (re)writes DIR/CA.crl from the CA's revocation index, then the
+# broker's bundle. A CRL's lastUpdate has one-second resolution and a
+# verifier prefers the newer of two equal CRLs: wait for the next second.
+crl() {
+	local ca=$1 cnf
+	touch "$dir/$ca.index"
+	[[ -f "$dir/$ca.crlnumber" ]] || echo 01 >"$dir/$ca.crlnumber"
+	if [[ -f "$dir/$ca.crl" ]]; then
+		local last
+		last=$(date -u -d "$(openssl crl -in "$dir/$ca.crl" -noout -lastupdate | cut -d= -f2)" +%s)
+		while (($(date -u +%s) <= last)); do sleep 0.2; done
+	fi
+	cnf=$(mktemp)
+	printf '%s\n' "[ca]" "default_ca = c" "[c]" "database = $dir/$ca.index" \
+		"crlnumber = $dir/$ca.crlnumber" "default_md = sha256" \
+		"default_crl_days = 3650" >"$cnf"
+	openssl ca -gencrl -config "$cnf" -keyfile "$dir/$ca.key" -cert "$dir/$ca.crt" \
+		-out "$dir/$ca.crl.tmp" 2>/dev/null
+	rm -f "$cnf"
+	mv "$dir/$ca.crl.tmp" "$dir/$ca.crl"
+	bundles
+}
+
+bundles() {
+	local f
+	for f in crt crl; do
+		[[ -f "$dir/device-ca.$f" && -f "$dir/server-client-ca.$f" ]] || continue
+		cat "$dir/device-ca.$f" "$dir/server-client-ca.$f" >"$dir/mqtt-client-ca.$f.tmp"
+		mv "$dir/mqtt-client-ca.$f.tmp" "$dir/mqtt-client-ca.$f"
+	done
+}
+
+# revoke CA CERT...: adds the certificates to the CA's index
+revoke() {
+	local ca=$1 crt serial end subject
+	shift
+	touch "$dir/$ca.index"
+	for crt in "$@"; do
+		serial=$(openssl x509 -in "$crt" -noout -serial | cut -d= -f2)
+		grep -q "	$serial	" "$dir/$ca.index" && continue
+		end=$(openssl x509 -in "$crt" -noout -enddate | cut -d= -f2)
+		subject=$(openssl x509 -in "$crt" -noout -subject -nameopt compat | sed 's/^subject=//')
+		printf 'R\t%s\t%s\t%s\tunknown\t%s\n' "$(date -u -d "$end" +%y%m%d%H%M%SZ)" \
+			"$(date -u +%y%m%d%H%M%SZ)" "$serial" "$subject" >>"$dir/$ca.index"
+	done
+	crl "$ca"
+}
+
+server_identity() { # NAME
+	[[ $1 =~ $id_re ]] || die "invalid server name '$1'"
+	leaf server-client-ca "$dir/servers/$1" "ota-server:$1" client
+}
+
+existing() { # KIND ID: the certificate file or exit 2
+	[[ -f "$dir/$1/$2.crt" ]] || die "no certificate for $2"
+	echo "$dir/$1/$2.crt"
+}
+
+case ${1:-} in
+revoke | revoke-server)
+	what=$1
+	dir=${2:?usage: pki.sh $what DIR ID...}
+	shift 2
+	kind=devices ca_name=device-ca
+	[[ $what == revoke ]] || kind=servers ca_name=server-client-ca
+	crts=()
+	for id in "$@"; do crts+=("$(existing "$kind" "$id")"); done
+	revoke "$ca_name" "${crts[@]}"
+	exit 0
+	;;
+server)
+	dir=${2:?usage: pki.sh server DIR NAME...}
+	shift 2
+	mkdir -p "$dir/servers"
+	for name in "$@"; do server_identity "$name"; done
+	exit 0
+	;;
+takeover-cert)
+	dir=${2:?usage: pki.sh takeover-cert DIR DEVICE_ID OUT}
+	id=${3:?DEVICE_ID} out=${4:?OUT}
+	[[ $id =~ $id_re ]] || die "invalid device id '$id'"
+	rm -f "$out.crt" "$out.key"
+	key "$out.key"
+	# openssl x509 -days counts whole days: openssl ca with an end date
+	tmp=$(mktemp -d)
+	touch "$tmp/index"
+	openssl rand -hex 16 >"$tmp/serial"
+	printf '%s\n' "[ca]" "default_ca = c" "[c]" "database = $tmp/index" \
+		"serial = $tmp/serial" "new_certs_dir = $tmp" "default_md = sha256" \
+		"policy = p" "x509_extensions = x" "unique_subject = no" \
+		"[p]" "commonName = supplied" "organizationName = optional" \
+		"[x]" "basicConstraints = critical,CA:FALSE" \
+		"keyUsage = critical,digitalSignature" "extendedKeyUsage = clientAuth" >"$tmp/cnf"
+	openssl req -new -key "$out.key" -subj "/O=fleetota dev/CN=$id" -out "$tmp/csr" 2>/dev/null
+	openssl ca -batch -notext -config "$tmp/cnf" -cert "$dir/device-ca.crt" \
+		-keyfile "$dir/device-ca.key" -in "$tmp/csr" -out "$out.crt" \
+		-startdate "$(date -u -d '-1 min' +%Y%m%d%H%M%SZ)" \
+		-enddate "$(date -u -d '+5 min' +%Y%m%d%H%M%SZ)" 2>/dev/null
+	rm -rf "$tmp"
+	exit 0
+	;;
+esac
+
+dir=${1:?usage: pki.sh DIR [DEVICE_ID...]}
+shift
+for id in "$@"; do
+	[[ $id =~ $id_re ]] || die "invalid device id '$id'"
+done
+mkdir -p "$dir/devices" "$dir/servers"
 ca server-ca "fleetota dev server CA"
 ca device-ca "fleetota dev device CA"
+ca server-client-ca "fleetota dev server client CA"
 leaf server-ca "$dir/server" 127.0.0.1 server
 leaf server-ca "$dir/broker" 127.0.0.1 server
-leaf device-ca "$dir/ota-server-mqtt" ota-server client
+server_identity 1
 for id in "$@"; do
-	if [[ ! $id =~ ^[A-Za-z0-9][A-Za-z0-9._-]{0,63}$ || $id == ota-server ]]; then
-		echo "pki.sh: invalid device id '$id'" >&2
-		exit 2
-	fi
 	leaf device-ca "$dir/devices/$id" "$id" client
 done
+[[ -f "$dir/device-ca.crl" ]] || crl device-ca
+[[ -f "$dir/server-client-ca.crl" ]] || crl server-client-ca
+bundles
 if [[ ! -f "$dir/server.pin" ]]; then
 	openssl x509 -in "$dir/server.crt" -noout -pubkey | openssl pkey -pubin -outform DER |
 		openssl dgst -sha256 -r | cut -d' ' -f1 >"$dir/server.pin"

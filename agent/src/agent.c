@@ -92,31 +92,230 @@ const char *ota_phase_name(enum ota_phase phase)
 	return "unknown";
 }
 
+/* ---- redundant records ---------------------------------------------- */
+
+/*
+ * One copy of a small record, sized for what it holds (the encoders return
+ * 0 if that ever stops fitting): the state (about 540 bytes of payload),
+ * an event (274), the boot record (196), the counter (17).
+ */
+#define SMALL_COPY_BYTES (OTA_RECORD_COPY_OVERHEAD + OTA_AGENT_RECORD_BYTES)
+#define EVENT_COPY_BYTES (OTA_RECORD_COPY_OVERHEAD + 320u)
+#define BOOT_COPY_BYTES (OTA_RECORD_COPY_OVERHEAD + 224u)
+#define COUNTER_COPY_BYTES (OTA_RECORD_COPY_OVERHEAD + 32u)
+#define ALL_COPIES ((uint8_t)((1u << OTA_RECORD_COPIES) - 1u))
+
+static bool rec_tracked(enum ota_record rec)
+{
+	return (unsigned)rec < OTA_AGENT_TRACKED_RECORDS;
+}
+
+/* Reads one copy into buf and checks its frame; *present gets its bit if it exists. */
+static bool copy_load(struct ota_agent *agent, enum ota_record rec, unsigned copy, uint8_t *buf,
+		      size_t cap, struct ota_record_copy *ret_copy, uint8_t *present)
+{
+	struct ota_record_copy c;
+	size_t len = 0;
+	enum ota_err err = agent->port.ops->record_read(agent->port.ctx, rec, copy, buf, cap, &len);
+	if (err == OTA_ERR_NOT_FOUND)
+		return false;
+	/* an unreadable copy still exists: it counts for "provisioned" */
+	*present |= (uint8_t)(1u << copy);
+	if (err != OTA_OK || len > cap)
+		return false;
+	if (ota_record_copy_decode(buf, len, &c) != OTA_OK || c.rec != rec)
+		return false;
+	*ret_copy = c;
+	return true;
+}
+
+/* What one pass over the copies of a record found. */
+struct copy_scan {
+	struct ota_record_copy best;
+	unsigned best_copy;
+	bool found;
+	uint8_t present;
+	uint8_t valid; /* copies that hold best.seq */
+};
+
+static void copies_scan(struct ota_agent *agent, enum ota_record rec, uint8_t *buf, size_t cap,
+			struct copy_scan *scan)
+{
+	struct ota_record_copy c;
+	uint64_t seqs[OTA_RECORD_COPIES] = {0};
+	uint8_t loaded = 0;
+	memset(scan, 0, sizeof(*scan));
+	for (unsigned copy = 0; copy < OTA_RECORD_COPIES; copy++) {
+		if (!copy_load(agent, rec, copy, buf, cap, &c, &scan->present))
+			continue;
+		loaded |= (uint8_t)(1u << copy);
+		seqs[copy] = c.seq;
+		/* on a tie the copy read last wins: it is still in buf */
+		if (!scan->found || c.seq >= scan->best.seq) {
+			scan->best = c;
+			scan->best_copy = copy;
+			scan->found = true;
+		}
+	}
+	if (scan->found && scan->best_copy != OTA_RECORD_COPIES - 1u) {
+		uint8_t ignored = 0;
+		uint64_t seq = scan->best.seq;
+		if (!copy_load(agent, rec, scan->best_copy, buf, cap, &scan->best, &ignored) ||
+		    scan->best.seq != seq)
+			scan->found = false; /* it changed under us */
+	}
+	for (unsigned copy = 0; scan->found && copy < OTA_RECORD_COPIES; copy++) {
+		if ((loaded & (1u << copy)) && seqs[copy] == scan->best.seq)
+			scan->valid |= (uint8_t)(1u << copy);
+	}
+}
+
+/*
+ * Reads the newest valid copy of rec into buf (a copy's frame, payload at
+ * OTA_RECORD_COPY_HEADER_BYTES). OTA_ERR_NOT_FOUND when no copy exists,
+ * OTA_ERR_STORAGE when copies exist and none is valid. Tracked records
+ * learn their copies' sequence numbers here.
+ */
+static enum ota_err rec_read(struct ota_agent *agent, enum ota_record rec, uint8_t *buf, size_t cap,
+			     struct ota_record_copy *ret_copy)
+{
+	struct copy_scan scan;
+	copies_scan(agent, rec, buf, cap, &scan);
+	/*
+	 * Copies exist and none checks: a writer of another process may have
+	 * been in the middle of each copy as this one read it (it writes one
+	 * copy at a time). Once more.
+	 */
+	if (!scan.found && scan.present)
+		copies_scan(agent, rec, buf, cap, &scan);
+	if (rec_tracked(rec)) {
+		struct ota_record_meta *meta = &agent->records[rec];
+		meta->known = true;
+		meta->present = scan.present;
+		meta->seq = scan.found ? scan.best.seq : 0;
+		meta->newest = (uint8_t)scan.best_copy;
+		meta->valid = scan.valid;
+	}
+	if (!scan.found)
+		return scan.present ? OTA_ERR_STORAGE : OTA_ERR_NOT_FOUND;
+	*ret_copy = scan.best;
+	return OTA_OK;
+}
+
+/*
+ * Stores the payload at buf + OTA_RECORD_COPY_HEADER_BYTES as the new
+ * value of rec, in the manner of U-Boot's redundant environment: the copy
+ * that does not hold the newest value is written (durably) first, then the
+ * other, so a cut tears at most the copy being written and the other one
+ * still holds the old or the new value. Tracked records take the next
+ * sequence number; event copies carry the event's own (event_seq).
+ */
+static enum ota_err rec_write(struct ota_agent *agent, enum ota_record rec, uint8_t *buf,
+			      size_t cap, size_t payload_len, uint64_t event_seq)
+{
+	struct ota_record_meta *meta = rec_tracked(rec) ? &agent->records[rec] : NULL;
+	if (meta && !meta->known)
+		return OTA_ERR_INTERNAL; /* a write must know which copy is older */
+	uint64_t seq = meta ? meta->seq + 1 : event_seq;
+	unsigned first = meta && meta->valid ? 1u - meta->newest : 0u;
+	size_t len = ota_record_copy_seal(rec, seq, buf, payload_len, cap);
+	if (len == 0)
+		return OTA_ERR_INTERNAL;
+	for (unsigned i = 0; i < OTA_RECORD_COPIES; i++) {
+		unsigned copy = (first + i) % OTA_RECORD_COPIES;
+		uint8_t bit = (uint8_t)(1u << copy);
+		enum ota_err err =
+			agent->port.ops->record_write(agent->port.ctx, rec, copy, buf, len);
+		if (meta && err != OTA_OK) {
+			meta->present |= bit;
+			meta->valid &= (uint8_t)~bit; /* possibly torn */
+		}
+		if (err != OTA_OK)
+			return OTA_ERR_STORAGE;
+		if (!meta)
+			continue;
+		meta->present |= bit;
+		if (i == 0) {
+			meta->seq = seq;
+			meta->newest = (uint8_t)copy;
+			meta->valid = bit;
+		} else {
+			meta->valid |= bit;
+		}
+	}
+	return OTA_OK;
+}
+
+/* A small record: payload encoded into buf + header by the caller (0 = did not fit). */
+static enum ota_err small_store(struct ota_agent *agent, enum ota_record rec, uint8_t *buf,
+				size_t cap, size_t payload_len, uint64_t event_seq)
+{
+	if (payload_len == 0)
+		return OTA_ERR_INTERNAL;
+	return rec_write(agent, rec, buf, cap, payload_len, event_seq);
+}
+
 /* ---- persistence ---------------------------------------------------- */
 
 static enum ota_err state_store(struct ota_agent *agent, const struct ota_agent_state *next)
 {
-	uint8_t buf[OTA_AGENT_RECORD_BYTES];
-	size_t len = ota_state_encode(next, buf, sizeof(buf));
-	if (len == 0)
-		return OTA_ERR_INTERNAL;
-	enum ota_err err = agent->port.ops->record_write(agent->port.ctx, OTA_REC_STATE, buf, len);
-	if (err != OTA_OK)
+	uint8_t buf[SMALL_COPY_BYTES];
+	/* a lost state is written again only by the boot step's rebuild */
+	if (agent->state_lost)
 		return OTA_ERR_STORAGE;
+	size_t len = ota_state_encode(next, buf + OTA_RECORD_COPY_HEADER_BYTES,
+				      sizeof(buf) - OTA_RECORD_COPY_OVERHEAD);
+	enum ota_err err = small_store(agent, OTA_REC_STATE, buf, sizeof(buf), len, 0);
+	if (err != OTA_OK)
+		return err;
 	agent->state = *next;
 	return OTA_OK;
 }
 
 static enum ota_err counter_store(struct ota_agent *agent, uint64_t counter)
 {
-	uint8_t buf[64];
-	size_t len = ota_counter_encode(counter, buf, sizeof(buf));
-	if (len == 0)
-		return OTA_ERR_INTERNAL;
-	if (agent->port.ops->record_write(agent->port.ctx, OTA_REC_COUNTER, buf, len) != OTA_OK)
-		return OTA_ERR_STORAGE;
+	uint8_t buf[COUNTER_COPY_BYTES];
+	size_t len = ota_counter_encode(counter, buf + OTA_RECORD_COPY_HEADER_BYTES,
+					sizeof(buf) - OTA_RECORD_COPY_OVERHEAD);
+	enum ota_err err = small_store(agent, OTA_REC_COUNTER, buf, sizeof(buf), len, 0);
+	if (err != OTA_OK)
+		return err;
 	agent->counter = counter;
 	return OTA_OK;
+}
+
+static bool same_image(const struct ota_slot_info *a, const struct ota_slot_info *b)
+{
+	return a->valid == b->valid && a->size == b->size && a->version_code == b->version_code &&
+	       a->security_counter == b->security_counter &&
+	       memcmp(a->sha256, b->sha256, OTA_SHA256_BYTES) == 0 &&
+	       strcmp(a->version, b->version) == 0;
+}
+
+/*
+ * Keeps the boot record equal to the confirmed slot of the state. It is
+ * written only when the confirmed slot changes, so it is rarely torn, and
+ * it lets the boot step find the last good slot when the state is lost.
+ */
+static enum ota_err boot_record_sync(struct ota_agent *agent)
+{
+	uint8_t buf[BOOT_COPY_BYTES];
+	struct ota_record_copy copy;
+	struct ota_boot_record have;
+	struct ota_boot_record want;
+	memset(&want, 0, sizeof(want));
+	want.slot = agent->state.confirmed_slot;
+	want.image = agent->state.slots[want.slot];
+	if (!want.image.valid)
+		return OTA_OK;
+	if (agent->records[OTA_REC_BOOT].valid == ALL_COPIES &&
+	    rec_read(agent, OTA_REC_BOOT, buf, sizeof(buf), &copy) == OTA_OK &&
+	    ota_boot_decode(copy.payload, copy.payload_len, &have) == OTA_OK &&
+	    have.slot == want.slot && same_image(&have.image, &want.image))
+		return OTA_OK;
+	size_t len = ota_boot_encode(&want, buf + OTA_RECORD_COPY_HEADER_BYTES,
+				     sizeof(buf) - OTA_RECORD_COPY_OVERHEAD);
+	return small_store(agent, OTA_REC_BOOT, buf, sizeof(buf), len, 0);
 }
 
 /*
@@ -129,7 +328,9 @@ static enum ota_err event_add(struct ota_agent *agent, struct ota_agent_state *n
 			      const struct ota_slot_info *image, const char *detail)
 {
 	struct ota_event ev;
-	uint8_t buf[OTA_AGENT_RECORD_BYTES];
+	uint8_t buf[EVENT_COPY_BYTES];
+	if (agent->state_lost)
+		return OTA_ERR_STORAGE; /* the next event number is unknown */
 	memset(&ev, 0, sizeof(ev));
 	ev.seq = next->next_event_seq;
 	ev.time = next->latest_time;
@@ -141,12 +342,12 @@ static enum ota_err event_add(struct ota_agent *agent, struct ota_agent_state *n
 		copy_str(ev.version, sizeof(ev.version), image->version);
 	}
 	copy_str(ev.detail, sizeof(ev.detail), detail);
-	size_t len = ota_event_encode(&ev, buf, sizeof(buf));
-	if (len == 0)
-		return OTA_ERR_INTERNAL;
+	size_t len = ota_event_encode(&ev, buf + OTA_RECORD_COPY_HEADER_BYTES,
+				      sizeof(buf) - OTA_RECORD_COPY_OVERHEAD);
 	enum ota_record rec = (enum ota_record)(OTA_REC_EVENT_0 + ev.seq % OTA_AGENT_EVENT_RECORDS);
-	if (agent->port.ops->record_write(agent->port.ctx, rec, buf, len) != OTA_OK)
-		return OTA_ERR_STORAGE;
+	enum ota_err err = small_store(agent, rec, buf, sizeof(buf), len, ev.seq);
+	if (err != OTA_OK)
+		return err;
 	next->next_event_seq++;
 	return OTA_OK;
 }
@@ -177,22 +378,19 @@ static enum ota_err reject(struct ota_agent *agent, enum ota_err err,
 	return note_failure(agent, &next, OTA_EVENT_REJECTED, err, image, detail);
 }
 
-/* Reads a record into a buffer carved from the arena. */
+/* Reads the newest valid copy of a record into a buffer carved from the arena. */
 static enum ota_err record_load(struct ota_agent *agent, struct ota_arena *arena,
-				enum ota_record rec, uint8_t **ret_buf, size_t *ret_len)
+				enum ota_record rec, const uint8_t **ret_payload, size_t *ret_len)
 {
-	uint8_t *buf = ota_arena_alloc(arena, OTA_MAX_ENVELOPE_BYTES);
-	size_t len = 0;
+	struct ota_record_copy copy;
+	uint8_t *buf = ota_arena_alloc(arena, OTA_RECORD_COPY_MAX_BYTES);
 	if (!buf)
 		return OTA_ERR_NOMEM;
-	enum ota_err err = agent->port.ops->record_read(agent->port.ctx, rec, buf,
-							OTA_MAX_ENVELOPE_BYTES, &len);
-	if (err == OTA_ERR_NOT_FOUND)
+	enum ota_err err = rec_read(agent, rec, buf, OTA_RECORD_COPY_MAX_BYTES, &copy);
+	if (err != OTA_OK)
 		return err;
-	if (err != OTA_OK || len > OTA_MAX_ENVELOPE_BYTES)
-		return OTA_ERR_STORAGE;
-	*ret_buf = buf;
-	*ret_len = len;
+	*ret_payload = copy.payload;
+	*ret_len = copy.payload_len;
 	return OTA_OK;
 }
 
@@ -202,19 +400,24 @@ static enum ota_err envelope_store(struct ota_agent *agent, struct ota_arena *ar
 	size_t len = fleetota__v1__signed__get_packed_size(env);
 	if (len == 0 || len > OTA_MAX_ENVELOPE_BYTES)
 		return OTA_ERR_FORMAT;
-	uint8_t *buf = ota_arena_alloc(arena, len);
+	if (!agent->records[rec].known) {
+		/* learn which copy is older (a manifest is not read at init) */
+		const uint8_t *old = NULL;
+		size_t old_len = 0;
+		if (record_load(agent, arena, rec, &old, &old_len) == OTA_ERR_NOMEM)
+			return OTA_ERR_NOMEM;
+	}
+	uint8_t *buf = ota_arena_alloc(arena, len + OTA_RECORD_COPY_OVERHEAD);
 	if (!buf)
 		return OTA_ERR_NOMEM;
-	fleetota__v1__signed__pack(env, buf);
-	if (agent->port.ops->record_write(agent->port.ctx, rec, buf, len) != OTA_OK)
-		return OTA_ERR_STORAGE;
-	return OTA_OK;
+	fleetota__v1__signed__pack(env, buf + OTA_RECORD_COPY_HEADER_BYTES);
+	return rec_write(agent, rec, buf, len + OTA_RECORD_COPY_OVERHEAD, len, 0);
 }
 
 static enum ota_err envelope_load(struct ota_agent *agent, struct ota_arena *arena,
 				  enum ota_record rec, Fleetota__V1__Signed **ret_env)
 {
-	uint8_t *buf = NULL;
+	const uint8_t *buf = NULL;
 	size_t len = 0;
 	enum ota_err err = record_load(agent, arena, rec, &buf, &len);
 	if (err != OTA_OK)
@@ -225,22 +428,28 @@ static enum ota_err envelope_load(struct ota_agent *agent, struct ota_arena *are
 /*
  * The stored trust anchors. They were verified before they were stored,
  * and trusted storage is trusted, so they are parsed, not re-verified (a
- * KeyList stays valid after the roots that signed it rotate).
+ * KeyList stays valid after the roots that signed it rotate). Both records
+ * are read even when the first fails, so init learns of every copy.
  */
 static enum ota_err trust_load(struct ota_agent *agent, struct ota_arena *arena,
 			       Fleetota__V1__RootList **ret_root, Fleetota__V1__KeyList **ret_kl)
 {
-	Fleetota__V1__Signed *env = NULL;
-	enum ota_err err = envelope_load(agent, arena, OTA_REC_ROOTLIST, &env);
-	if (err == OTA_OK)
-		err = ota_rootlist_parse(env, arena, ret_root);
-	if (err != OTA_OK)
-		return err == OTA_ERR_NOMEM ? err : OTA_ERR_STORAGE;
-	err = envelope_load(agent, arena, OTA_REC_KEYLIST, &env);
-	if (err == OTA_OK)
-		err = ota_keylist_parse(env, arena, ret_kl);
-	if (err != OTA_OK)
-		return err == OTA_ERR_NOMEM ? err : OTA_ERR_STORAGE;
+	Fleetota__V1__Signed *root_env = NULL;
+	Fleetota__V1__Signed *kl_env = NULL;
+	Fleetota__V1__RootList *root = NULL;
+	Fleetota__V1__KeyList *kl = NULL;
+	enum ota_err root_err = envelope_load(agent, arena, OTA_REC_ROOTLIST, &root_env);
+	enum ota_err kl_err = envelope_load(agent, arena, OTA_REC_KEYLIST, &kl_env);
+	if (root_err == OTA_OK)
+		root_err = ota_rootlist_parse(root_env, arena, &root);
+	if (kl_err == OTA_OK)
+		kl_err = ota_keylist_parse(kl_env, arena, &kl);
+	if (root_err == OTA_ERR_NOMEM || kl_err == OTA_ERR_NOMEM)
+		return OTA_ERR_NOMEM;
+	if (root_err != OTA_OK || kl_err != OTA_OK)
+		return OTA_ERR_STORAGE;
+	*ret_root = root;
+	*ret_kl = kl;
 	return OTA_OK;
 }
 
@@ -259,13 +468,35 @@ static void arena_open(struct ota_agent *agent, struct ota_arena *arena)
 	ota_arena_init(arena, agent->work, agent->work_len);
 }
 
+/* OTA_OK when the device may change: provisioned, and its state readable. */
+static enum ota_err agent_usable(const struct ota_agent *agent)
+{
+	if (!agent->state.provisioned)
+		return OTA_ERR_INVALID_ARG;
+	return agent->state_lost ? OTA_ERR_STORAGE : OTA_OK;
+}
+
 /* ---- init / provision ----------------------------------------------- */
+
+/* Any copy of a record only a provisioned device has (events and manifests aside). */
+static bool trust_present(const struct ota_agent *agent)
+{
+	static const enum ota_record trust[] = {OTA_REC_STATE, OTA_REC_COUNTER, OTA_REC_ROOTLIST,
+						OTA_REC_KEYLIST, OTA_REC_BOOT};
+	for (size_t i = 0; i < sizeof(trust) / sizeof(trust[0]); i++) {
+		if (agent->records[trust[i]].present)
+			return true;
+	}
+	return false;
+}
+
+#define STATE_LOST_DETAIL "state record unreadable (both copies); the boot step rebuilds it"
 
 enum ota_err ota_agent_init(struct ota_agent *agent, const struct ota_port *port,
 			    const struct ota_agent_config *config, void *work, size_t work_len)
 {
-	uint8_t buf[OTA_AGENT_RECORD_BYTES];
-	size_t len = 0;
+	uint8_t buf[SMALL_COPY_BYTES];
+	struct ota_record_copy copy;
 	if (!agent || !port || !port->ops || !config || !config->model || !config->hw_revision ||
 	    !work || work_len < OTA_AGENT_WORK_BYTES)
 		return OTA_ERR_INVALID_ARG;
@@ -281,34 +512,42 @@ enum ota_err ota_agent_init(struct ota_agent *agent, const struct ota_port *port
 	agent->work = work;
 	agent->work_len = work_len;
 
-	enum ota_err err = ops->record_read(port->ctx, OTA_REC_STATE, buf, sizeof(buf), &len);
-	if (err == OTA_ERR_NOT_FOUND)
-		return OTA_OK; /* a blank device: not provisioned */
-	if (err != OTA_OK)
-		return OTA_ERR_STORAGE;
 	struct ota_agent_state state;
-	err = ota_state_decode(buf, len, &state);
-	if (err != OTA_OK)
-		return err;
-	err = ops->record_read(port->ctx, OTA_REC_COUNTER, buf, sizeof(buf), &len);
-	if (err == OTA_OK)
-		err = ota_counter_decode(buf, len, &agent->counter);
-	else if (err == OTA_ERR_NOT_FOUND)
-		err = OTA_OK;
-	if (err != OTA_OK)
-		return err == OTA_ERR_FORMAT ? err : OTA_ERR_STORAGE;
-	agent->state = state;
-	if (state.provisioned) {
-		struct ota_arena arena;
-		Fleetota__V1__RootList *root = NULL;
-		Fleetota__V1__KeyList *kl = NULL;
-		arena_open(agent, &arena);
-		err = trust_load(agent, &arena, &root, &kl);
-		if (err != OTA_OK)
-			return err;
+	enum ota_err state_err = rec_read(agent, OTA_REC_STATE, buf, sizeof(buf), &copy);
+	if (state_err == OTA_OK &&
+	    (ota_state_decode(copy.payload, copy.payload_len, &state) != OTA_OK ||
+	     !state.provisioned))
+		state_err = OTA_ERR_STORAGE;
+	uint64_t counter = 0;
+	if (rec_read(agent, OTA_REC_COUNTER, buf, sizeof(buf), &copy) != OTA_OK ||
+	    ota_counter_decode(copy.payload, copy.payload_len, &counter) != OTA_OK)
+		counter = 0;
+	(void)rec_read(agent, OTA_REC_BOOT, buf, sizeof(buf), &copy);
+	struct ota_arena arena;
+	Fleetota__V1__RootList *root = NULL;
+	Fleetota__V1__KeyList *kl = NULL;
+	arena_open(agent, &arena);
+	if (trust_load(agent, &arena, &root, &kl) == OTA_OK) {
 		agent->rootlist_version = root->version;
 		agent->keylist_version = kl->version;
 	}
+	if (state_err == OTA_ERR_NOT_FOUND && !trust_present(agent))
+		return OTA_OK; /* a blank device: not provisioned */
+	if (state_err != OTA_OK) {
+		/* provisioned, state lost: never "blank", never a new set of roots */
+		agent->state_lost = true;
+		agent->state.provisioned = true;
+		agent->state.last_error = OTA_ERR_STORAGE;
+		copy_str(agent->state.last_error_detail, sizeof(agent->state.last_error_detail),
+			 STATE_LOST_DETAIL);
+		alog(agent, OTA_LOG_ERROR, STATE_LOST_DETAIL);
+		agent->counter = counter;
+		return OTA_OK;
+	}
+	agent->state = state;
+	/* a lost counter record never goes below the confirmed image's counter */
+	const struct ota_slot_info *running = &state.slots[state.confirmed_slot];
+	agent->counter = running->valid ? max_u64(counter, running->security_counter) : counter;
 	return OTA_OK;
 }
 
@@ -329,7 +568,7 @@ enum ota_err ota_agent_provision(struct ota_agent *agent, const uint8_t *rootlis
 	Fleetota__V1__Signed *kl_env = NULL;
 	Fleetota__V1__RootList *root = NULL;
 	Fleetota__V1__KeyList *kl = NULL;
-	if (agent->state.provisioned)
+	if (agent->state.provisioned || trust_present(agent))
 		return OTA_ERR_BUSY;
 	arena_open(agent, &arena);
 	enum ota_err err = ota_envelope_decode(rootlist, rootlist_len, &arena, &root_env);
@@ -483,9 +722,10 @@ static enum ota_err trust_update(struct ota_agent *agent, struct ota_arena *aren
 	struct trust_view view;
 	memset(&view, 0, sizeof(view));
 	text_init(&detail, detail_buf, sizeof(detail_buf));
-	if (!agent->state.provisioned)
-		return OTA_ERR_INVALID_ARG;
-	enum ota_err err = trust_apply(agent, arena, roots, n_roots, kl_env, &view, &detail);
+	enum ota_err err = agent_usable(agent);
+	if (err != OTA_OK)
+		return err;
+	err = trust_apply(agent, arena, roots, n_roots, kl_env, &view, &detail);
 	if (err != OTA_OK)
 		return reject(agent, err, NULL, detail_buf);
 	struct ota_agent_state next = agent->state;
@@ -699,8 +939,9 @@ static enum ota_err install_begin(struct ota_agent *agent, struct ota_arena *are
 	memset(&info, 0, sizeof(info));
 	text_init(&detail, detail_buf, sizeof(detail_buf));
 	ota_agent_close(agent);
-	if (!agent->state.provisioned)
-		return OTA_ERR_INVALID_ARG;
+	err = agent_usable(agent);
+	if (err != OTA_OK)
+		return err;
 	if (agent->state.phase == OTA_PHASE_TRIAL)
 		return reject(agent, OTA_ERR_BUSY, NULL, "an update is on trial");
 
@@ -798,6 +1039,8 @@ enum ota_err ota_agent_begin(struct ota_agent *agent, const uint8_t *manifest, s
 	if (!agent || !manifest)
 		return OTA_ERR_INVALID_ARG;
 	ota_agent_close(agent);
+	if (agent->state_lost)
+		return OTA_ERR_STORAGE;
 	if (n_rootlists > OTA_MAX_ROOT_CHAIN + 1)
 		return reject(agent, OTA_ERR_FORMAT, NULL, "root chain too long");
 	arena_open(agent, &arena);
@@ -824,6 +1067,8 @@ enum ota_err ota_agent_begin_bundle(struct ota_agent *agent, const uint8_t *head
 	if (!agent || !header)
 		return OTA_ERR_INVALID_ARG;
 	ota_agent_close(agent);
+	if (agent->state_lost)
+		return OTA_ERR_STORAGE;
 	arena_open(agent, &arena);
 	if (ota_bundle_header_decode(header, header_len, &arena, &hdr) != OTA_OK)
 		return reject(agent, OTA_ERR_FORMAT, NULL, "malformed bundle header");
@@ -1012,6 +1257,9 @@ static enum ota_err pending_verify(struct ota_agent *agent, struct ota_arena *ar
 static enum ota_err counter_catch_up(struct ota_agent *agent)
 {
 	const struct ota_slot_info *running = &agent->state.slots[agent->state.confirmed_slot];
+	/* neither copy readable: init took the confirmed image's counter; store it */
+	if (agent->records[OTA_REC_COUNTER].valid == 0 && agent->state.provisioned)
+		(void)counter_store(agent, agent->counter);
 	if (!running->valid || running->security_counter <= agent->counter)
 		return OTA_OK;
 	enum ota_err err = counter_store(agent, running->security_counter);
@@ -1037,6 +1285,155 @@ static enum ota_err trial_revert(struct ota_agent *agent, enum ota_err reason, c
 	return state_store(agent, &next);
 }
 
+/*
+ * Rewrites every record whose two copies do not both hold its newest
+ * value, from the good copy: one bad copy is repaired before a second one
+ * can go bad. Failures leave things as they were.
+ */
+static void records_scrub(struct ota_agent *agent)
+{
+	for (unsigned i = 0; i < OTA_AGENT_TRACKED_RECORDS; i++) {
+		enum ota_record rec = (enum ota_record)i;
+		const struct ota_record_meta *meta = &agent->records[rec];
+		struct ota_record_copy copy;
+		struct ota_arena arena;
+		if (!meta->known || meta->valid == 0 || meta->valid == ALL_COPIES)
+			continue;
+		arena_open(agent, &arena);
+		uint8_t *buf = ota_arena_alloc(&arena, OTA_RECORD_COPY_MAX_BYTES);
+		if (!buf || rec_read(agent, rec, buf, OTA_RECORD_COPY_MAX_BYTES, &copy) != OTA_OK)
+			continue;
+		/* the payload is in place after the header: seal it again with seq + 1 */
+		if (rec_write(agent, rec, buf, OTA_RECORD_COPY_MAX_BYTES, copy.payload_len, 0) ==
+		    OTA_OK)
+			alog(agent, OTA_LOG_WARN, "record copy repaired from the other copy");
+	}
+}
+
+/* The next event number after a lost state: one past the newest event in the ring. */
+static uint64_t events_next_seq(struct ota_agent *agent)
+{
+	uint64_t next = 1;
+	for (unsigned i = 0; i < OTA_AGENT_EVENT_RECORDS; i++) {
+		uint8_t buf[EVENT_COPY_BYTES];
+		struct ota_record_copy copy;
+		struct ota_event ev;
+		enum ota_record rec = (enum ota_record)(OTA_REC_EVENT_0 + i);
+		if (rec_read(agent, rec, buf, sizeof(buf), &copy) == OTA_OK &&
+		    ota_event_decode(copy.payload, copy.payload_len, &ev) == OTA_OK &&
+		    ev.seq % OTA_AGENT_EVENT_RECORDS == i && ev.seq >= next)
+			next = ev.seq + 1;
+	}
+	return next;
+}
+
+/* A slot whose stored manifest verifies against kl and whose bytes hash to it. */
+static enum ota_err manifest_candidate(struct ota_agent *agent, struct ota_arena *arena,
+				       const Fleetota__V1__KeyList *kl, unsigned slot,
+				       struct ota_slot_info *ret_info, uint64_t *ret_issued_at)
+{
+	Fleetota__V1__Signed *menv = NULL;
+	Fleetota__V1__Manifest *m = NULL;
+	struct ota_slot_info info;
+	enum ota_err err = envelope_load(agent, arena, manifest_record(slot), &menv);
+	if (err == OTA_OK)
+		err = ota_manifest_verify(kl, menv, arena, &m, NULL);
+	if (err != OTA_OK)
+		return err;
+	if (strcmp(m->product, agent->config.model) != 0)
+		return OTA_ERR_HW_MISMATCH;
+	if (m->security_counter < agent->counter)
+		return OTA_ERR_ROLLBACK;
+	slot_info_from_manifest(m, &info);
+	err = slot_verify_hash(agent, arena, slot, &info);
+	if (err != OTA_OK)
+		return err;
+	*ret_info = info;
+	*ret_issued_at = m->issued_at;
+	return OTA_OK;
+}
+
+/*
+ * The boot step when neither copy of the state is readable. The last good
+ * slot comes from the boot record (written when the confirmed slot
+ * changes) when its image still hashes and is not below the counter;
+ * failing that, from the slots' stored manifests: a slot whose manifest
+ * verifies against the trusted KeyList, is for this model, is not below
+ * the counter and whose bytes hash to it (the higher version if both do).
+ * The state is rebuilt around that slot (idle, the other slot forgotten)
+ * and stored; the slot boots even when the store fails.
+ */
+static enum ota_err state_rebuild(struct ota_agent *agent, unsigned *ret_slot)
+{
+	uint8_t buf[BOOT_COPY_BYTES];
+	struct ota_record_copy copy;
+	struct ota_boot_record boot;
+	struct ota_arena arena;
+	Fleetota__V1__RootList *root = NULL;
+	Fleetota__V1__KeyList *kl = NULL;
+	struct ota_slot_info found;
+	unsigned slot = 0;
+	uint64_t latest = 0;
+	const char *source = "boot record";
+	/* the verdict starts as failure and becomes OTA_OK in one place */
+	enum ota_err verdict = OTA_ERR_HASH;
+	memset(&found, 0, sizeof(found));
+	arena_open(agent, &arena);
+	bool trusted = trust_load(agent, &arena, &root, &kl) == OTA_OK;
+	if (trusted)
+		latest = max_u64(root->issued_at, kl->issued_at);
+	if (rec_read(agent, OTA_REC_BOOT, buf, sizeof(buf), &copy) == OTA_OK &&
+	    ota_boot_decode(copy.payload, copy.payload_len, &boot) == OTA_OK &&
+	    boot.image.security_counter >= agent->counter &&
+	    slot_verify_hash(agent, &arena, boot.slot, &boot.image) == OTA_OK) {
+		slot = boot.slot;
+		found = boot.image;
+	}
+	bool from_boot_record = found.valid;
+	for (unsigned s = 0; !from_boot_record && trusted && s < OTA_SLOT_COUNT; s++) {
+		struct ota_slot_info info;
+		uint64_t issued_at = 0;
+		if (manifest_candidate(agent, &arena, kl, s, &info, &issued_at) != OTA_OK)
+			continue;
+		if (found.valid && info.version_code <= found.version_code)
+			continue;
+		slot = s;
+		found = info;
+		latest = max_u64(latest, issued_at);
+		source = "slot manifests";
+	}
+	/* found is set only from an image that hashed right */
+	if (found.valid)
+		verdict = OTA_OK;
+	if (verdict != OTA_OK) {
+		alog(agent, OTA_LOG_ERROR, "state lost and no slot holds a verified image");
+		return OTA_ERR_HASH;
+	}
+	struct ota_agent_state next;
+	char detail_buf[OTA_AGENT_DETAIL_BYTES];
+	struct text detail;
+	text_init(&detail, detail_buf, sizeof(detail_buf));
+	text_str(&detail, "state record lost; rebuilt from the ");
+	text_str(&detail, source);
+	memset(&next, 0, sizeof(next));
+	next.provisioned = true;
+	next.phase = OTA_PHASE_IDLE;
+	next.confirmed_slot = (uint8_t)slot;
+	next.target_slot = (uint8_t)slot;
+	next.slots[slot] = found;
+	next.latest_time = max_u64(latest, trusted_now(agent));
+	next.next_event_seq = events_next_seq(agent);
+	agent->state_lost = false;
+	agent->state.next_event_seq = next.next_event_seq;
+	(void)note_failure(agent, &next, OTA_EVENT_REJECTED, OTA_ERR_STORAGE, &found, detail_buf);
+	/* memory follows the rebuilt state even if storage refused it */
+	agent->state = next;
+	(void)boot_record_sync(agent);
+	(void)counter_catch_up(agent);
+	*ret_slot = slot;
+	return OTA_OK;
+}
+
 enum ota_err ota_agent_boot(struct ota_agent *agent, unsigned *ret_slot)
 {
 	char detail_buf[OTA_AGENT_DETAIL_BYTES];
@@ -1048,16 +1445,19 @@ enum ota_err ota_agent_boot(struct ota_agent *agent, unsigned *ret_slot)
 	ota_agent_close(agent);
 	if (!agent->state.provisioned)
 		return OTA_ERR_INVALID_ARG;
+	if (agent->state_lost)
+		return state_rebuild(agent, ret_slot);
 	text_init(&detail, detail_buf, sizeof(detail_buf));
-	err = counter_catch_up(agent);
-	if (err != OTA_OK)
-		return err;
+	records_scrub(agent);
+	/*
+	 * Nothing below may keep the last good slot from booting: a record
+	 * that cannot be written or read only postpones what needed it.
+	 */
+	(void)counter_catch_up(agent);
+	(void)boot_record_sync(agent);
 
-	if (agent->state.phase == OTA_PHASE_TRIAL) {
-		err = trial_revert(agent, OTA_ERR_SELFTEST, "trial image rebooted without confirm");
-		if (err != OTA_OK)
-			return err;
-	}
+	if (agent->state.phase == OTA_PHASE_TRIAL)
+		(void)trial_revert(agent, OTA_ERR_SELFTEST, "trial image rebooted without confirm");
 	if (agent->state.phase == OTA_PHASE_PENDING) {
 		unsigned slot = agent->state.target_slot;
 		arena_open(agent, &arena);
@@ -1071,19 +1471,19 @@ enum ota_err ota_agent_boot(struct ota_agent *agent, unsigned *ret_slot)
 			next.phase = OTA_PHASE_TRIAL;
 			(void)event_add(agent, &next, OTA_EVENT_TRIAL_BOOT, OTA_OK,
 					&next.slots[slot], "");
-			err = state_store(agent, &next);
-			if (err != OTA_OK)
-				return err;
-			*ret_slot = slot;
-			return OTA_OK;
+			/* a trial that is not on record would never revert */
+			if (state_store(agent, &next) == OTA_OK) {
+				*ret_slot = slot;
+				return OTA_OK;
+			}
+		} else if (err != OTA_ERR_STORAGE && err != OTA_ERR_NOMEM) {
+			next.phase = OTA_PHASE_IDLE;
+			next.slots[slot].valid = false;
+			struct ota_slot_info info = agent->state.slots[slot];
+			(void)note_failure(agent, &next, OTA_EVENT_REJECTED, err, &info,
+					   detail_buf);
 		}
-		if (err == OTA_ERR_STORAGE || err == OTA_ERR_NOMEM)
-			return err; /* cannot tell; try again at the next boot */
-		next.phase = OTA_PHASE_IDLE;
-		next.slots[slot].valid = false;
-		struct ota_slot_info info = agent->state.slots[slot];
-		err = note_failure(agent, &next, OTA_EVENT_REJECTED, err, &info, detail_buf);
-		(void)err;
+		/* else cannot tell: it stays pending for the next boot */
 	}
 
 	/* the confirmed slot, or the other one if it still verifies */
@@ -1112,6 +1512,7 @@ enum ota_err ota_agent_boot(struct ota_agent *agent, unsigned *ret_slot)
 		err = state_store(agent, &next);
 		if (err != OTA_OK)
 			return err;
+		(void)boot_record_sync(agent);
 		*ret_slot = other;
 		return OTA_OK;
 	}
@@ -1121,8 +1522,9 @@ enum ota_err ota_agent_boot(struct ota_agent *agent, unsigned *ret_slot)
 
 enum ota_err ota_agent_confirm(struct ota_agent *agent)
 {
-	if (!agent->state.provisioned)
-		return OTA_ERR_INVALID_ARG;
+	enum ota_err err = agent_usable(agent);
+	if (err != OTA_OK)
+		return err;
 	if (agent->state.phase != OTA_PHASE_TRIAL)
 		return OTA_OK;
 	struct ota_agent_state next = agent->state;
@@ -1134,9 +1536,11 @@ enum ota_err ota_agent_confirm(struct ota_agent *agent)
 	next.last_error_detail[0] = '\0';
 	(void)event_add(agent, &next, OTA_EVENT_CONFIRMED, OTA_OK, &next.slots[slot], "");
 	/* the slot is permanent first; only then may the counter move */
-	enum ota_err err = state_store(agent, &next);
+	err = state_store(agent, &next);
 	if (err != OTA_OK)
 		return err;
+	/* a failure here is repaired by the next boot step */
+	(void)boot_record_sync(agent);
 	return counter_catch_up(agent);
 }
 
@@ -1198,19 +1602,16 @@ void ota_agent_status(const struct ota_agent *agent, struct ota_agent_status *re
 
 enum ota_err ota_agent_event(struct ota_agent *agent, uint64_t seq, struct ota_event *ret_event)
 {
-	uint8_t buf[OTA_AGENT_RECORD_BYTES];
-	size_t len = 0;
+	uint8_t buf[EVENT_COPY_BYTES];
+	struct ota_record_copy copy;
 	struct ota_event ev;
 	if (seq == 0 || seq >= agent->state.next_event_seq)
 		return OTA_ERR_NOT_FOUND;
 	enum ota_record rec = (enum ota_record)(OTA_REC_EVENT_0 + seq % OTA_AGENT_EVENT_RECORDS);
-	enum ota_err err =
-		agent->port.ops->record_read(agent->port.ctx, rec, buf, sizeof(buf), &len);
-	if (err == OTA_ERR_NOT_FOUND)
-		return err;
+	enum ota_err err = rec_read(agent, rec, buf, sizeof(buf), &copy);
 	if (err != OTA_OK)
-		return OTA_ERR_STORAGE;
-	if (ota_event_decode(buf, len, &ev) != OTA_OK)
+		return err;
+	if (ota_event_decode(copy.payload, copy.payload_len, &ev) != OTA_OK)
 		return OTA_ERR_FORMAT;
 	if (ev.seq != seq)
 		return OTA_ERR_NOT_FOUND;

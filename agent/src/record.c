@@ -1,10 +1,13 @@
 /* SPDX-License-Identifier: Apache-2.0 */
 /*
  * Fixed little-endian layouts of the agent's own records, each framed as
- * magic (4) | format (1) | payload | CRC-32 (4). The port already writes
- * records atomically; the CRC catches storage that rots, and the decoder
- * is strict (exact length, bounded strings, known enum values) because a
- * record is input like any other.
+ * magic (4) | format (1) | payload | CRC-32 (4), and the frame of one
+ * stored copy of any record (docs/formats.md): "OTAR" | format 2 | record
+ * id | 2 zero bytes | sequence (8) | payload length (4) | payload | CRC-32.
+ * The copy CRC catches a torn write or storage that rots, so the core can
+ * fall back to the other copy; the decoders are strict (exact length,
+ * bounded strings, known enum values) because a record is input like any
+ * other.
  */
 #include <string.h>
 
@@ -14,6 +17,9 @@
 #define REC_MAGIC_STATE "OTAS"
 #define REC_MAGIC_COUNTER "OTAC"
 #define REC_MAGIC_EVENT "OTAE"
+#define REC_MAGIC_BOOT "OTAG"
+#define COPY_MAGIC "OTAR"
+#define COPY_FORMAT 2u
 
 struct wbuf {
 	uint8_t *p;
@@ -314,5 +320,88 @@ enum ota_err ota_event_decode(const uint8_t *buf, size_t len, struct ota_event *
 	e.kind = (enum ota_event_kind)kind;
 	e.error = (enum ota_err)error;
 	*ret_event = e;
+	return OTA_OK;
+}
+
+size_t ota_boot_encode(const struct ota_boot_record *boot, uint8_t *buf, size_t cap)
+{
+	struct wbuf w = {.p = buf, .cap = cap};
+	frame_begin(&w, REC_MAGIC_BOOT);
+	put_u8(&w, boot->slot);
+	put_slot(&w, &boot->image);
+	return frame_end(&w);
+}
+
+enum ota_err ota_boot_decode(const uint8_t *buf, size_t len, struct ota_boot_record *ret_boot)
+{
+	struct ota_boot_record b;
+	struct rbuf r;
+	memset(&b, 0, sizeof(b));
+	if (!frame_open(&r, buf, len, REC_MAGIC_BOOT))
+		return OTA_ERR_FORMAT;
+	b.slot = get_u8(&r);
+	get_slot(&r, &b.image);
+	if (!frame_close(&r) || b.slot >= OTA_SLOT_COUNT || !b.image.valid)
+		return OTA_ERR_FORMAT;
+	*ret_boot = b;
+	return OTA_OK;
+}
+
+static bool record_id_known(uint32_t rec)
+{
+	return rec <= OTA_REC_BOOT || (rec >= OTA_REC_EVENT_0 && rec <= OTA_REC_LAST);
+}
+
+size_t ota_record_copy_seal(enum ota_record rec, uint64_t seq, uint8_t *buf, size_t payload_len,
+			    size_t cap)
+{
+	if (!record_id_known((uint32_t)rec) || payload_len > OTA_MAX_ENVELOPE_BYTES ||
+	    cap < OTA_RECORD_COPY_OVERHEAD || payload_len > cap - OTA_RECORD_COPY_OVERHEAD)
+		return 0;
+	struct wbuf w = {.p = buf, .cap = OTA_RECORD_COPY_HEADER_BYTES};
+	put_bytes(&w, COPY_MAGIC, 4);
+	put_u8(&w, COPY_FORMAT);
+	put_u8(&w, (uint8_t)rec);
+	put_u8(&w, 0);
+	put_u8(&w, 0);
+	put_u64(&w, seq);
+	put_u32(&w, (uint32_t)payload_len);
+	/* the payload is already in place: the CRC follows it */
+	w.cap = cap;
+	w.len = OTA_RECORD_COPY_HEADER_BYTES + payload_len;
+	return frame_end(&w);
+}
+
+enum ota_err ota_record_copy_decode(const uint8_t *buf, size_t len,
+				    struct ota_record_copy *ret_copy)
+{
+	struct rbuf r;
+	uint8_t magic[4];
+	if (!buf || len < OTA_RECORD_COPY_OVERHEAD ||
+	    len - OTA_RECORD_COPY_OVERHEAD > OTA_MAX_ENVELOPE_BYTES)
+		return OTA_ERR_FORMAT;
+	r.p = buf;
+	r.len = len - 4;
+	r.pos = 0;
+	r.bad = false;
+	get_bytes(&r, magic, sizeof(magic));
+	uint8_t format = get_u8(&r);
+	uint8_t rec = get_u8(&r);
+	uint8_t reserved0 = get_u8(&r);
+	uint8_t reserved1 = get_u8(&r);
+	uint64_t seq = get_u64(&r);
+	uint32_t payload_len = get_u32(&r);
+	if (r.bad || memcmp(magic, COPY_MAGIC, 4) != 0 || format != COPY_FORMAT ||
+	    !record_id_known(rec) || reserved0 != 0 || reserved1 != 0 ||
+	    payload_len != len - OTA_RECORD_COPY_OVERHEAD)
+		return OTA_ERR_FORMAT;
+	uint32_t stored = (uint32_t)buf[len - 4] | ((uint32_t)buf[len - 3] << 8) |
+			  ((uint32_t)buf[len - 2] << 16) | ((uint32_t)buf[len - 1] << 24);
+	if (crc32_calc(buf, len - 4) != stored)
+		return OTA_ERR_FORMAT;
+	ret_copy->rec = (enum ota_record)rec;
+	ret_copy->seq = seq;
+	ret_copy->payload = buf + OTA_RECORD_COPY_HEADER_BYTES;
+	ret_copy->payload_len = payload_len;
 	return OTA_OK;
 }

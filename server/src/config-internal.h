@@ -25,7 +25,9 @@ struct srv_config {
 	/* PostgreSQL */
 	char *db_conninfo;
 	unsigned db_pool_size;
-	unsigned db_queue_max;
+	unsigned db_queue_max; /* queries waiting for a connection */
+	unsigned db_timeout_ms; /* deadline of a database call (device paths, engine) */
+	unsigned db_retry_timeout_ms; /* of a retried one (reports), queue wait included */
 	char *migrations_dir;
 	bool migrate_on_start;
 	/* device listener (mTLS) */
@@ -34,6 +36,7 @@ struct srv_config {
 	char *tls_key;
 	char *device_ca;
 	char *device_crl; /* optional */
+	unsigned device_reload_sec; /* re-read CA/CRL/cert when changed; 0 = SIGHUP only */
 	char *store_dir;
 	double rate_per_sec; /* per-device token bucket refill */
 	double rate_burst; /* bucket size */
@@ -46,7 +49,7 @@ struct srv_config {
 	char *mqtt_ca;
 	char *mqtt_cert;
 	char *mqtt_key;
-	char *mqtt_client_id;
+	char *mqtt_client_id; /* empty = the CN of mqtt_cert; else must equal it */
 	char *mqtt_share_group;
 	unsigned notify_poll_ms;
 	unsigned notify_batch;
@@ -55,6 +58,8 @@ struct srv_config {
 	char *admin_tls_cert; /* optional: the REST API over HTTPS */
 	char *admin_tls_key;
 	unsigned admin_max_upload_bytes; /* largest .otab bundle (written to disk) */
+	unsigned admin_db_timeout_ms; /* deadline of each REST API database call */
+	unsigned healthz_timeout_ms; /* of /healthz's round trip (SELECT 1) */
 	char *log_level;
 };
 
@@ -73,6 +78,17 @@ enum ota_err srv_config_load(const char *path, struct srv_config **ret_config,
 			     char err[SRV_CONFIG_ERR_BYTES]);
 
 void srv_config_free(struct srv_config *config);
+
+/*
+ * For a reload (SIGHUP): every key whose value differs between live and
+ * fresh is either applied (copied into live: the keys a running server
+ * takes, see live_keys in config.c) and named in applied, or left as it is
+ * and named in restart. Both lists are comma-separated ("" when none).
+ * OTA_OK, or OTA_ERR_NOMEM (live then holds a mix; still valid).
+ */
+enum ota_err srv_config_update(struct srv_config *live, const struct srv_config *fresh,
+			       char applied[SRV_CONFIG_ERR_BYTES],
+			       char restart[SRV_CONFIG_ERR_BYTES]);
 
 /*
  * Splits "ADDR:PORT" (IPv4 or a name; "[v6]:PORT"). addr must hold

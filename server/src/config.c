@@ -32,7 +32,9 @@ struct key_def {
 static const struct key_def key_defs[] = {
 	{"db_conninfo", KEY_STRING, OFF(db_conninfo), NULL, true, 0, 0},
 	{"db_pool_size", KEY_UINT, OFF(db_pool_size), "4", false, 1, 64},
-	{"db_queue_max", KEY_UINT, OFF(db_queue_max), "100000", false, 16, 10000000},
+	{"db_queue_max", KEY_UINT, OFF(db_queue_max), "4096", false, 16, 1000000},
+	{"db_timeout_ms", KEY_UINT, OFF(db_timeout_ms), "5000", false, 10, 3600000},
+	{"db_retry_timeout_ms", KEY_UINT, OFF(db_retry_timeout_ms), "30000", false, 10, 3600000},
 	{"migrations_dir", KEY_STRING, OFF(migrations_dir), SRV_DEFAULT_MIGRATIONS_DIR, false, 0,
 	 0},
 	{"migrate_on_start", KEY_BOOL, OFF(migrate_on_start), "false", false, 0, 0},
@@ -52,19 +54,31 @@ static const struct key_def key_defs[] = {
 	{"mqtt_ca", KEY_STRING, OFF(mqtt_ca), "", false, 0, 0},
 	{"mqtt_cert", KEY_STRING, OFF(mqtt_cert), "", false, 0, 0},
 	{"mqtt_key", KEY_STRING, OFF(mqtt_key), "", false, 0, 0},
-	{"mqtt_client_id", KEY_STRING, OFF(mqtt_client_id), "ota-server-1", false, 0, 0},
+	{"device_reload_sec", KEY_UINT, OFF(device_reload_sec), "60", false, 0, 86400},
+	{"mqtt_client_id", KEY_STRING, OFF(mqtt_client_id), "", false, 0, 0},
 	{"mqtt_share_group", KEY_STRING, OFF(mqtt_share_group), "fleetota", false, 0, 0},
 	{"notify_poll_ms", KEY_UINT, OFF(notify_poll_ms), "1000", false, 50, 3600000},
 	{"notify_batch", KEY_UINT, OFF(notify_batch), "100", false, 1, 10000},
 	{"admin_listen", KEY_STRING, OFF(admin_listen), "", false, 0, 0},
 	{"admin_tls_cert", KEY_STRING, OFF(admin_tls_cert), "", false, 0, 0},
 	{"admin_tls_key", KEY_STRING, OFF(admin_tls_key), "", false, 0, 0},
+	{"admin_db_timeout_ms", KEY_UINT, OFF(admin_db_timeout_ms), "3000", false, 10, 3600000},
+	{"healthz_timeout_ms", KEY_UINT, OFF(healthz_timeout_ms), "1000", false, 10, 60000},
 	{"admin_max_upload_bytes", KEY_UINT, OFF(admin_max_upload_bytes), "67108864", false, 1024,
 	 1073741824},
 	{"log_level", KEY_STRING, OFF(log_level), "info", false, 0, 0},
 };
 
 #define N_KEYS (sizeof(key_defs) / sizeof(key_defs[0]))
+
+/*
+ * What SIGHUP applies to a running server (reload.c does the applying);
+ * every other key needs a restart. docs/server.md has the same list.
+ */
+static const char *const live_keys[] = {
+	"log_level", "rate_per_sec", "rate_burst",	  "device_ca",	    "device_crl",
+	"tls_cert",  "tls_key",	     "device_reload_sec", "notify_poll_ms", "notify_batch",
+};
 
 static void set_err(char err[SRV_CONFIG_ERR_BYTES], const char *fmt, ...)
 	__attribute__((format(printf, 2, 3)));
@@ -376,6 +390,88 @@ void srv_config_free(struct srv_config *config)
 			free(*(char **)(void *)((char *)config + key_defs[i].offset));
 	}
 	free(config);
+}
+
+static bool is_live(const char *name)
+{
+	for (size_t i = 0; i < sizeof(live_keys) / sizeof(live_keys[0]); i++) {
+		if (strcmp(live_keys[i], name) == 0)
+			return true;
+	}
+	return false;
+}
+
+static bool same_value(const struct srv_config *a, const struct srv_config *b,
+		       const struct key_def *def)
+{
+	const void *fa = (const char *)a + def->offset, *fb = (const char *)b + def->offset;
+
+	switch (def->type) {
+	case KEY_STRING:
+		return strcmp(*(char *const *)fa, *(char *const *)fb) == 0;
+	case KEY_UINT:
+		return *(const unsigned *)fa == *(const unsigned *)fb;
+	case KEY_DOUBLE:
+		return *(const double *)fa == *(const double *)fb;
+	case KEY_BOOL:
+		return *(const bool *)fa == *(const bool *)fb;
+	}
+	return false;
+}
+
+/* Appends ", name" (or "name") to list, ending in "..." when it is full. */
+static void list_add(char list[SRV_CONFIG_ERR_BYTES], const char *name)
+{
+	size_t used = strlen(list);
+
+	if (used + strlen(name) + 6 >= SRV_CONFIG_ERR_BYTES) {
+		if (used + 4 < SRV_CONFIG_ERR_BYTES &&
+		    (used < 3 || strcmp(list + used - 3, "...") != 0))
+			strcat(list, "...");
+		return;
+	}
+	snprintf(list + used, SRV_CONFIG_ERR_BYTES - used, "%s%s", used > 0 ? ", " : "", name);
+}
+
+enum ota_err srv_config_update(struct srv_config *live, const struct srv_config *fresh,
+			       char applied[SRV_CONFIG_ERR_BYTES],
+			       char restart[SRV_CONFIG_ERR_BYTES])
+{
+	applied[0] = restart[0] = '\0';
+	for (size_t i = 0; i < N_KEYS; i++) {
+		const struct key_def *def = &key_defs[i];
+		void *field = (char *)live + def->offset;
+		const void *value = (const char *)fresh + def->offset;
+
+		if (same_value(live, fresh, def))
+			continue;
+		if (!is_live(def->name)) {
+			list_add(restart, def->name);
+			continue;
+		}
+		switch (def->type) {
+		case KEY_STRING: {
+			char *copy = strdup(*(char *const *)value);
+
+			if (copy == NULL)
+				return OTA_ERR_NOMEM;
+			free(*(char **)field);
+			*(char **)field = copy;
+			break;
+		}
+		case KEY_UINT:
+			*(unsigned *)field = *(const unsigned *)value;
+			break;
+		case KEY_DOUBLE:
+			*(double *)field = *(const double *)value;
+			break;
+		case KEY_BOOL:
+			*(bool *)field = *(const bool *)value;
+			break;
+		}
+		list_add(applied, def->name);
+	}
+	return OTA_OK;
 }
 
 enum ota_err srv_config_split_listen(const char *listen, char *addr, size_t addr_cap,

@@ -5,16 +5,24 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/queue.h>
+#include <time.h>
 
 #include "db-internal.h"
 #include "log-internal.h"
 
 #define BACKOFF_MIN_MS 100u
 #define BACKOFF_MAX_MS 5000u
-#define CONNECT_TIMEOUT_SEC 10
+/* At most one warning a second about queries that expired in the queue. */
+#define QUEUE_WARN_INTERVAL_SEC 1
+
+struct db_conn;
 
 struct db_query {
 	TAILQ_ENTRY(db_query) link;
+	struct srv_db *db;
+	struct db_conn *conn; /* the connection running it, or NULL: queued */
+	struct event *ev_deadline;
+	unsigned timeout_ms;
 	const char *stmt; /* prepared statement name, or NULL */
 	const char *sql; /* SQL text when stmt is NULL */
 	int n_params;
@@ -30,6 +38,7 @@ TAILQ_HEAD(db_query_list, db_query);
 enum conn_state {
 	CONN_DOWN,
 	CONN_CONNECTING,
+	CONN_SETUP, /* session settings (SET ...) */
 	CONN_PREPARING,
 	CONN_IDLE,
 	CONN_BUSY,
@@ -43,7 +52,7 @@ struct db_conn {
 	struct event *ev_io;
 	int ev_fd;
 	short ev_what;
-	struct event *ev_timer; /* reconnect back-off, or connect timeout */
+	struct event *ev_timer; /* reconnect back-off, or the opening deadline */
 	unsigned backoff_ms;
 	size_t prep_index;
 	struct db_query *current;
@@ -61,7 +70,12 @@ struct srv_db {
 	char *conninfo;
 	struct srv_metrics *metrics;
 	unsigned queue_max;
+	unsigned timeout_ms; /* default deadline of fail-fast queries */
+	unsigned retry_timeout_ms; /* of SRV_DB_RETRY queries */
 	size_t queued;
+	/* queries that expired in the queue since the last warning */
+	unsigned expired_unlogged;
+	time_t expired_logged_at;
 	struct db_query_list queue;
 	struct db_stmt stmts[SRV_DB_MAX_STATEMENTS];
 	size_t n_stmts;
@@ -74,13 +88,16 @@ struct srv_db {
 static void conn_io_cb(evutil_socket_t fd, short what, void *arg);
 static void conn_lost(struct db_conn *conn, const char *why);
 static void dispatch(struct srv_db *db);
+static void query_deadline_cb(evutil_socket_t fd, short what, void *arg);
 
 /* ---- queries -------------------------------------------------------- */
 
-static struct db_query *query_new(const char *stmt, const char *sql, int n_params,
-				  const char *const *values, bool binary_result, unsigned flags,
-				  srv_db_cb cb, void *arg)
+static struct db_query *query_new(struct srv_db *db, const struct srv_db_query *query, srv_db_cb cb,
+				  void *arg)
 {
+	const char *stmt = query->stmt, *sql = query->sql;
+	const char *const *values = query->values;
+	int n_params = query->n_params;
 	size_t size = sizeof(struct db_query) + (size_t)n_params * sizeof(char *);
 	size_t text_len = (stmt != NULL ? strlen(stmt) : strlen(sql)) + 1;
 	struct db_query *q;
@@ -92,6 +109,15 @@ static struct db_query *query_new(const char *stmt, const char *sql, int n_param
 	q = calloc(1, size);
 	if (q == NULL)
 		return NULL;
+	q->ev_deadline = evtimer_new(db->base, query_deadline_cb, q);
+	if (q->ev_deadline == NULL) {
+		free(q);
+		return NULL;
+	}
+	q->db = db;
+	q->timeout_ms = query->timeout_ms != 0		? query->timeout_ms
+			: (query->flags & SRV_DB_RETRY) ? db->retry_timeout_ms
+							: db->timeout_ms;
 	q->values = (const char **)(void *)(q + 1);
 	p = (char *)(q->values + n_params);
 	for (int i = 0; i < n_params; i++) {
@@ -111,16 +137,23 @@ static struct db_query *query_new(const char *stmt, const char *sql, int n_param
 	else
 		q->sql = p;
 	q->n_params = n_params;
-	q->binary_result = binary_result ? 1 : 0;
-	q->flags = flags;
+	q->binary_result = query->binary_result ? 1 : 0;
+	q->flags = query->flags;
 	q->cb = cb;
 	q->arg = arg;
 	return q;
 }
 
+static const char *query_name(const struct db_query *q)
+{
+	return q->stmt != NULL ? q->stmt : "(sql)";
+}
+
+/* Answers q (its one callback) and frees it; q is in no list any more. */
 static void query_finish(struct srv_db *db, struct db_query *q, enum ota_err err,
 			 const PGresult *res)
 {
+	event_free(q->ev_deadline);
 	if (err == OTA_OK)
 		db->metrics->db_queries++;
 	else
@@ -198,7 +231,8 @@ static void conn_close(struct db_conn *conn)
 
 static void conn_connect(struct db_conn *conn)
 {
-	struct timeval timeout = {CONNECT_TIMEOUT_SEC, 0};
+	struct timeval timeout = {SRV_DB_CONNECT_TIMEOUT_MS / 1000,
+				  (SRV_DB_CONNECT_TIMEOUT_MS % 1000) * 1000};
 
 	conn->pg = PQconnectStart(conn->db->conninfo);
 	if (conn->pg == NULL || PQstatus(conn->pg) == CONNECTION_BAD) {
@@ -221,8 +255,9 @@ static void conn_timer_cb(evutil_socket_t fd, short what, void *arg)
 	(void)what;
 	if (conn->state == CONN_DOWN)
 		conn_connect(conn);
-	else if (conn->state == CONN_CONNECTING)
-		conn_lost(conn, "connect timed out");
+	else if (conn->state == CONN_CONNECTING || conn->state == CONN_SETUP ||
+		 conn->state == CONN_PREPARING)
+		conn_lost(conn, "opening the connection timed out");
 }
 
 static bool is_connection_error(const PGresult *res, const PGconn *pg)
@@ -256,6 +291,7 @@ static void conn_lost(struct db_conn *conn, const char *why)
 	conn->current = NULL;
 	conn_close(conn);
 	if (q != NULL) {
+		q->conn = NULL;
 		if ((q->flags & SRV_DB_RETRY) && !db->closing) {
 			TAILQ_INSERT_HEAD(&db->queue, q, link);
 			db->queued++;
@@ -289,6 +325,7 @@ static void conn_send_prepare(struct db_conn *conn)
 	struct srv_db *db = conn->db;
 
 	if (conn->prep_index == db->n_stmts) {
+		evtimer_del(conn->ev_timer); /* opened in time */
 		conn->state = CONN_IDLE;
 		conn->backoff_ms = BACKOFF_MIN_MS;
 		if (conn_watch(conn, EV_READ) != 0) {
@@ -312,6 +349,24 @@ static void conn_send_prepare(struct db_conn *conn)
 	conn_flush(conn);
 }
 
+/*
+ * Session settings, before the statements are prepared: a backend whose
+ * connection we dropped at a deadline checks for it while it runs.
+ */
+static void conn_send_setup(struct db_conn *conn)
+{
+	char sql[96];
+
+	snprintf(sql, sizeof(sql), "SET client_connection_check_interval = %u",
+		 SRV_DB_CLIENT_CHECK_MS);
+	conn->state = CONN_SETUP;
+	if (!PQsendQuery(conn->pg, sql)) {
+		conn_lost(conn, PQerrorMessage(conn->pg));
+		return;
+	}
+	conn_flush(conn);
+}
+
 /* A whole result arrived (PQgetResult returned NULL after it). */
 static void conn_complete(struct db_conn *conn)
 {
@@ -321,6 +376,21 @@ static void conn_complete(struct db_conn *conn)
 	bool ok = status == PGRES_TUPLES_OK || status == PGRES_COMMAND_OK;
 
 	conn->result = NULL;
+	if (conn->state == CONN_SETUP) {
+		if (!ok && is_connection_error(res, conn->pg)) {
+			PQclear(res);
+			conn_lost(conn, PQerrorMessage(conn->pg));
+			return;
+		}
+		/* before PostgreSQL 14: no such setting; deadlines still hold */
+		if (!ok)
+			srv_log(SRV_LOG_WARN, "db connection %u: %s", conn->index,
+				PQresultErrorMessage(res));
+		PQclear(res);
+		conn->prep_index = 0;
+		conn_send_prepare(conn);
+		return;
+	}
 	if (conn->state == CONN_PREPARING) {
 		if (!ok) {
 			char why[512];
@@ -356,9 +426,10 @@ static void conn_complete(struct db_conn *conn)
 		struct db_query *q = conn->current;
 
 		conn->current = NULL;
+		q->conn = NULL;
 		conn->state = CONN_IDLE;
 		if (!ok)
-			srv_log(SRV_LOG_WARN, "db query %s failed: %s", q->stmt ? q->stmt : "(sql)",
+			srv_log(SRV_LOG_WARN, "db query %s failed: %s", query_name(q),
 				PQresultErrorMessage(res));
 		query_finish(db, q, ok ? OTA_OK : OTA_ERR_STORAGE, res);
 	}
@@ -427,13 +498,12 @@ static void conn_io_cb(evutil_socket_t fd, short what, void *arg)
 				conn_lost(conn, "cannot watch the connection socket");
 			return;
 		case PGRES_POLLING_OK:
-			evtimer_del(conn->ev_timer);
+			/* the opening deadline runs on until the statements are prepared */
 			if (PQsetnonblocking(conn->pg, 1) != 0) {
 				conn_lost(conn, PQerrorMessage(conn->pg));
 				return;
 			}
-			conn->prep_index = 0;
-			conn_send_prepare(conn);
+			conn_send_setup(conn);
 			return;
 		default:
 			return;
@@ -470,6 +540,7 @@ static void dispatch(struct srv_db *db)
 		TAILQ_REMOVE(&db->queue, q, link);
 		db->queued--;
 		conn->current = q;
+		q->conn = conn;
 		conn->state = CONN_BUSY;
 		if (q->stmt != NULL)
 			sent = PQsendQueryPrepared(conn->pg, q->stmt, q->n_params, q->values, NULL,
@@ -485,22 +556,77 @@ static void dispatch(struct srv_db *db)
 	}
 }
 
-static enum ota_err enqueue(struct srv_db *db, const char *stmt, const char *sql, int n_params,
-			    const char *const *values, bool binary_result, unsigned flags,
-			    srv_db_cb cb, void *arg)
+/* Warns about queries that expired unsent, at most once a second. */
+static void note_expired_in_queue(struct srv_db *db, const struct db_query *q)
+{
+	time_t now = time(NULL);
+
+	db->expired_unlogged++;
+	if (now - db->expired_logged_at < QUEUE_WARN_INTERVAL_SEC)
+		return;
+	srv_log(SRV_LOG_WARN,
+		"db: %u queries timed out waiting for a connection, not sent (last: %s, %u ms)",
+		db->expired_unlogged, query_name(q), q->timeout_ms);
+	db->expired_unlogged = 0;
+	db->expired_logged_at = now;
+}
+
+/*
+ * A query's deadline: queued, it leaves the queue unsent; running, its
+ * connection is dropped (the only way not to block on a hung server) and
+ * reopened with back-off. Its callback gets OTA_ERR_TIMEOUT.
+ */
+static void query_deadline_cb(evutil_socket_t fd, short what, void *arg)
+{
+	struct db_query *q = arg;
+	struct srv_db *db = q->db;
+	struct db_conn *conn = q->conn;
+
+	(void)fd;
+	(void)what;
+	db->metrics->db_timeouts++;
+	if (conn == NULL) {
+		TAILQ_REMOVE(&db->queue, q, link);
+		db->queued--;
+		note_expired_in_queue(db, q);
+	} else {
+		char why[160];
+
+		snprintf(why, sizeof(why), "query %.64s timed out after %u ms, connection dropped",
+			 query_name(q), q->timeout_ms);
+		conn->current = NULL;
+		q->conn = NULL;
+		conn_lost(conn, why);
+	}
+	query_finish(db, q, OTA_ERR_TIMEOUT, NULL);
+}
+
+enum ota_err srv_db_run(struct srv_db *db, const struct srv_db_query *query, srv_db_cb cb,
+			void *arg)
 {
 	struct db_query *q;
+	struct timeval deadline;
 
-	if (cb == NULL || n_params < 0 || (unsigned)n_params > SRV_DB_MAX_PARAMS ||
-	    (n_params > 0 && values == NULL))
+	if (cb == NULL || query == NULL || (query->stmt == NULL) == (query->sql == NULL) ||
+	    query->n_params < 0 || (unsigned)query->n_params > SRV_DB_MAX_PARAMS ||
+	    (query->n_params > 0 && query->values == NULL) ||
+	    (query->timeout_ms != 0 && (query->timeout_ms < SRV_DB_MIN_TIMEOUT_MS ||
+					query->timeout_ms > SRV_DB_MAX_TIMEOUT_MS)))
 		return OTA_ERR_INVALID_ARG;
 	if (db->closing || db->queued >= db->queue_max)
 		return OTA_ERR_BUSY;
-	if (!(flags & SRV_DB_RETRY) && !srv_db_ready(db))
+	if (!(query->flags & SRV_DB_RETRY) && !srv_db_ready(db))
 		return OTA_ERR_BUSY;
-	q = query_new(stmt, sql, n_params, values, binary_result, flags, cb, arg);
+	q = query_new(db, query, cb, arg);
 	if (q == NULL)
 		return OTA_ERR_NOMEM;
+	deadline.tv_sec = q->timeout_ms / 1000;
+	deadline.tv_usec = (suseconds_t)(q->timeout_ms % 1000) * 1000;
+	if (evtimer_add(q->ev_deadline, &deadline) != 0) {
+		event_free(q->ev_deadline);
+		free(q);
+		return OTA_ERR_NOMEM;
+	}
 	TAILQ_INSERT_TAIL(&db->queue, q, link);
 	db->queued++;
 	dispatch(db);
@@ -511,18 +637,30 @@ enum ota_err srv_db_exec(struct srv_db *db, const char *stmt, int n_params,
 			 const char *const *values, bool binary_result, unsigned flags,
 			 srv_db_cb cb, void *arg)
 {
+	struct srv_db_query query = {.stmt = stmt,
+				     .n_params = n_params,
+				     .values = values,
+				     .binary_result = binary_result,
+				     .flags = flags};
+
 	if (stmt == NULL)
 		return OTA_ERR_INVALID_ARG;
-	return enqueue(db, stmt, NULL, n_params, values, binary_result, flags, cb, arg);
+	return srv_db_run(db, &query, cb, arg);
 }
 
 enum ota_err srv_db_exec_sql(struct srv_db *db, const char *sql, int n_params,
 			     const char *const *values, bool binary_result, unsigned flags,
 			     srv_db_cb cb, void *arg)
 {
+	struct srv_db_query query = {.sql = sql,
+				     .n_params = n_params,
+				     .values = values,
+				     .binary_result = binary_result,
+				     .flags = flags};
+
 	if (sql == NULL)
 		return OTA_ERR_INVALID_ARG;
-	return enqueue(db, NULL, sql, n_params, values, binary_result, flags, cb, arg);
+	return srv_db_run(db, &query, cb, arg);
 }
 
 /* ---- lifecycle ------------------------------------------------------ */
@@ -540,6 +678,8 @@ enum ota_err srv_db_new(struct event_base *base, const char *conninfo, unsigned 
 	db->base = base;
 	db->metrics = metrics;
 	db->queue_max = queue_max;
+	db->timeout_ms = SRV_DB_DEFAULT_TIMEOUT_MS;
+	db->retry_timeout_ms = SRV_DB_DEFAULT_RETRY_TIMEOUT_MS;
 	TAILQ_INIT(&db->queue);
 	db->conninfo = strdup(conninfo);
 	db->conns = calloc(pool_size, sizeof(*db->conns));
@@ -561,6 +701,16 @@ enum ota_err srv_db_new(struct event_base *base, const char *conninfo, unsigned 
 fail:
 	srv_db_free(db);
 	return OTA_ERR_NOMEM;
+}
+
+enum ota_err srv_db_set_deadlines(struct srv_db *db, unsigned timeout_ms, unsigned retry_timeout_ms)
+{
+	if (timeout_ms < SRV_DB_MIN_TIMEOUT_MS || timeout_ms > SRV_DB_MAX_TIMEOUT_MS ||
+	    retry_timeout_ms < SRV_DB_MIN_TIMEOUT_MS || retry_timeout_ms > SRV_DB_MAX_TIMEOUT_MS)
+		return OTA_ERR_INVALID_ARG;
+	db->timeout_ms = timeout_ms;
+	db->retry_timeout_ms = retry_timeout_ms;
+	return OTA_OK;
 }
 
 enum ota_err srv_db_prepare(struct srv_db *db, const char *name, const char *sql)

@@ -33,6 +33,32 @@
 enum ota_err srv_tls_server_ctx(const char *cert, const char *key, const char *client_ca,
 				const char *crl, SSL_CTX **ret_ctx, char err[SRV_TLS_ERR_BYTES]);
 
+/*
+ * Reloads a live context made by srv_tls_server_ctx from the same kind of
+ * files: a complete new context is built and checked first, then its
+ * certificate chain, key, client CA list and verify store (CA + CRL) replace
+ * live's; only new handshakes use them (open connections keep going, and
+ * srv_tls_peer_verified checks them again). Sessions from before do not
+ * resume. On error live is unchanged: OTA_ERR_STORAGE/FORMAT/NOMEM and err.
+ */
+enum ota_err srv_tls_server_reload(SSL_CTX *live, const char *cert, const char *key,
+				   const char *client_ca, const char *crl,
+				   char err[SRV_TLS_ERR_BYTES]);
+
+/*
+ * true when ssl's client certificate verified at the handshake and still
+ * verifies against its context's current store (checked again, once, after
+ * each srv_tls_server_reload): a certificate revoked since is refused.
+ */
+bool srv_tls_peer_verified(SSL *ssl);
+
+/*
+ * The subject CN of the first certificate in the PEM file path into out
+ * (cap bytes): exactly one CN, printable ASCII without spaces. OTA_OK, or
+ * OTA_ERR_STORAGE/OTA_ERR_FORMAT with a message in err.
+ */
+enum ota_err srv_tls_cert_cn(const char *path, char *out, size_t cap, char err[SRV_TLS_ERR_BYTES]);
+
 /* HTTP methods a route accepts (evhttp's EVHTTP_REQ_* bits). */
 typedef void (*srv_http_handler)(struct evhttp_request *req, const char *path_rest, void *ctx);
 

@@ -120,7 +120,7 @@ enum ota_err srv_http_peer_cn(struct evhttp_request *req, char *out, size_t cap)
 	if (ssl == NULL)
 		return OTA_ERR_NOT_FOUND;
 	cert = SSL_get0_peer_certificate(ssl);
-	if (cert == NULL || SSL_get_verify_result(ssl) != X509_V_OK)
+	if (cert == NULL || !srv_tls_peer_verified(ssl))
 		return OTA_ERR_NOT_FOUND;
 	name = X509_get_subject_name(cert);
 	idx = X509_NAME_get_index_by_NID(name, NID_commonName, -1);

@@ -19,6 +19,7 @@
 #include "migrate-internal.h"
 #include "mqtt-internal.h"
 #include "notify-internal.h"
+#include "reload-internal.h"
 #include "report-internal.h"
 #include "rollout-internal.h"
 #include "server-internal.h"
@@ -53,16 +54,18 @@ static int run_migrate(const struct srv_config *config)
 	return 0;
 }
 
-static int run_server(struct srv_config *config)
+static int run_server(struct srv_config *config, const char *config_path)
 {
 	struct srv_server srv;
 	struct event *ev_int = NULL, *ev_term = NULL;
 	struct webapi *api = NULL;
 	struct srv_rollout *rollout = NULL;
+	struct srv_reload *reload = NULL;
 	int status = 1;
 
 	memset(&srv, 0, sizeof(srv));
 	srv.config = config;
+	signal(SIGHUP, SIG_IGN); /* until srv_reload_start: a reload, never an exit */
 	if (config->migrate_on_start && run_migrate(config) != 0)
 		return 1;
 	if (evthread_use_pthreads() != 0) {
@@ -73,7 +76,9 @@ static int run_server(struct srv_config *config)
 	if (srv.base == NULL)
 		goto out;
 	if (srv_db_new(srv.base, config->db_conninfo, config->db_pool_size, config->db_queue_max,
-		       &srv.metrics, &srv.db) != OTA_OK)
+		       &srv.metrics, &srv.db) != OTA_OK ||
+	    srv_db_set_deadlines(srv.db, config->db_timeout_ms, config->db_retry_timeout_ms) !=
+		    OTA_OK)
 		goto out;
 	if (srv_delivery_prepare(srv.db) != OTA_OK || srv_report_prepare(&srv) != OTA_OK ||
 	    srv_notifier_prepare(&srv) != OTA_OK || srv_rollout_prepare(&srv) != OTA_OK)
@@ -87,6 +92,8 @@ static int run_server(struct srv_config *config)
 			.max_upload_bytes = config->admin_max_upload_bytes,
 			.timeout_sec = config->http_timeout_sec,
 			.max_header_bytes = config->http_max_header_bytes,
+			.db_timeout_ms = config->admin_db_timeout_ms,
+			.healthz_timeout_ms = config->healthz_timeout_ms,
 		};
 
 		/* before srv_db_start: it registers its statements */
@@ -112,6 +119,9 @@ static int run_server(struct srv_config *config)
 	if (ev_int == NULL || ev_term == NULL || event_add(ev_int, NULL) != 0 ||
 	    event_add(ev_term, NULL) != 0)
 		goto out;
+	/* SIGHUP and the device TLS timer: reload without dropping connections */
+	if (srv_reload_start(&srv, config_path, &reload) != OTA_OK)
+		goto out;
 	srv_log(SRV_LOG_INFO, "ota-server running");
 	if (event_base_dispatch(srv.base) < 0)
 		goto out;
@@ -124,6 +134,7 @@ out:
 	 * pending query is answered (BUSY) while requests are still alive, then
 	 * the listeners close.
 	 */
+	srv_reload_stop(reload);
 	srv_mqtt_stop(srv.mqtt);
 	srv.mqtt = NULL;
 	srv_db_free(srv.db);
@@ -185,7 +196,7 @@ int main(int argc, char **argv)
 		status = webapi_token_cli(config->db_conninfo, n_token_args, token_args, stdout,
 					  stderr);
 	else
-		status = migrate ? run_migrate(config) : run_server(config);
+		status = migrate ? run_migrate(config) : run_server(config, config_path);
 	srv_config_free(config);
 	return status;
 }

@@ -65,6 +65,7 @@ struct srv_metrics {
 	uint64_t db_reconnects;
 	uint64_t db_queries;
 	uint64_t db_errors;
+	uint64_t db_timeouts; /* of db_errors: deadlines passed */
 	uint64_t mqtt_reconnects;
 	uint64_t latency_buckets[SRV_LATENCY_BUCKETS + 1];
 	double latency_sum_ms;

@@ -91,6 +91,8 @@ int srv_metrics_render(const struct srv_metrics *m, struct evbuffer *out)
 	COUNTER("db_reconnects_total", "PostgreSQL connections re-established.", m->db_reconnects);
 	COUNTER("db_queries_total", "PostgreSQL queries completed.", m->db_queries);
 	COUNTER("db_errors_total", "PostgreSQL queries failed.", m->db_errors);
+	COUNTER("db_timeouts_total", "PostgreSQL queries failed at their deadline.",
+		m->db_timeouts);
 	COUNTER("mqtt_reconnects_total", "MQTT connections re-established.", m->mqtt_reconnects);
 	evbuffer_add_printf(out, "# HELP fleetota_rejections_total Refused requests and reports.\n"
 				 "# TYPE fleetota_rejections_total counter\n");

@@ -28,6 +28,9 @@ struct srv_mqtt;
 /* Deadline of one report_ingest() call. */
 #define SRV_MQTT_INGEST_DEADLINE_MS 5000u
 
+/* Longest MQTT client id (= the CN of mqtt_cert) taken. */
+#define SRV_MQTT_MAX_CLIENT_ID 64u
+
 enum ota_err srv_mqtt_start(struct srv_server *srv, struct srv_mqtt **ret_mqtt);
 void srv_mqtt_stop(struct srv_mqtt *mqtt);
 

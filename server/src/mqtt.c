@@ -296,8 +296,41 @@ enum ota_err srv_mqtt_notify(struct srv_mqtt *mqtt, const char *device,
 	return OTA_OK;
 }
 
+/*
+ * The broker makes the client id the certificate CN (use_identity_as_username
+ * + use_username_as_clientid), so ours is the CN of mqtt_cert: a configured
+ * mqtt_client_id must equal it. A CN that is also a valid device id is
+ * refused: a device certificate could carry it and take our session.
+ */
+static bool client_id_from_cert(const struct srv_config *cfg, char *out, size_t cap)
+{
+	char err[SRV_TLS_ERR_BYTES];
+
+	if (srv_tls_cert_cn(cfg->mqtt_cert, out, cap, err) != OTA_OK) {
+		srv_log(SRV_LOG_ERROR, "mqtt_cert: %s", err);
+		return false;
+	}
+	if (srv_id_valid(out, SRV_MAX_DEVICE_ID)) {
+		srv_log(SRV_LOG_ERROR,
+			"mqtt_cert %s: CN '%s' is a valid device id, so a device certificate "
+			"could take the server's MQTT identity; use a server identity such as "
+			"CN=ota-server:NAME (scripts/pki.sh server DIR NAME)",
+			cfg->mqtt_cert, out);
+		return false;
+	}
+	if (cfg->mqtt_client_id[0] != '\0' && strcmp(cfg->mqtt_client_id, out) != 0) {
+		srv_log(SRV_LOG_ERROR,
+			"mqtt_client_id '%s' is not the CN '%s' of mqtt_cert %s: the broker uses "
+			"the certificate CN as client id (leave mqtt_client_id empty)",
+			cfg->mqtt_client_id, out, cfg->mqtt_cert);
+		return false;
+	}
+	return true;
+}
+
 enum ota_err srv_mqtt_start(struct srv_server *srv, struct srv_mqtt **ret_mqtt)
 {
+	char client_id[SRV_MQTT_MAX_CLIENT_ID + 1];
 	const struct srv_config *cfg = srv->config;
 	MQTTAsync_createOptions create = MQTTAsync_createOptions_initializer5;
 	struct srv_ingest_config ingest = {
@@ -310,6 +343,8 @@ enum ota_err srv_mqtt_start(struct srv_server *srv, struct srv_mqtt **ret_mqtt)
 	struct srv_mqtt *mqtt;
 	int rc;
 
+	if (!client_id_from_cert(cfg, client_id, sizeof(client_id)))
+		return OTA_ERR_INVALID_ARG;
 	mqtt = calloc(1, sizeof(*mqtt));
 	if (mqtt == NULL)
 		return OTA_ERR_NOMEM;
@@ -327,7 +362,8 @@ enum ota_err srv_mqtt_start(struct srv_server *srv, struct srv_mqtt **ret_mqtt)
 	create.sendWhileDisconnected = 1;
 	create.maxBufferedMessages = 10000;
 	create.deleteOldestMessages = 1;
-	rc = MQTTAsync_createWithOptions(&mqtt->client, cfg->mqtt_url, cfg->mqtt_client_id,
+	srv_log(SRV_LOG_INFO, "mqtt client id %s (the CN of %s)", client_id, cfg->mqtt_cert);
+	rc = MQTTAsync_createWithOptions(&mqtt->client, cfg->mqtt_url, client_id,
 					 MQTTCLIENT_PERSISTENCE_NONE, NULL, &create);
 	if (rc != MQTTASYNC_SUCCESS) {
 		srv_log(SRV_LOG_ERROR, "mqtt client %s: %s", cfg->mqtt_url, MQTTAsync_strerror(rc));

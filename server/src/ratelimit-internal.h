@@ -23,6 +23,9 @@ enum ota_err srv_ratelimit_new(double rate, double burst, size_t max_entries,
 			       struct srv_ratelimit **ret_rl);
 void srv_ratelimit_free(struct srv_ratelimit *rl);
 
+/* New rate and burst for every bucket from now on (a reload). */
+enum ota_err srv_ratelimit_set(struct srv_ratelimit *rl, double rate, double burst);
+
 /*
  * Takes one token for key at time now (seconds, monotonic). true when
  * allowed; false when the bucket is empty, and then *ret_retry_after_sec

@@ -59,6 +59,15 @@ enum ota_err srv_ratelimit_new(double rate, double burst, size_t max_entries,
 	return OTA_OK;
 }
 
+enum ota_err srv_ratelimit_set(struct srv_ratelimit *rl, double rate, double burst)
+{
+	if (!(rate > 0) || !(burst >= 1))
+		return OTA_ERR_INVALID_ARG;
+	rl->rate = rate;
+	rl->burst = burst;
+	return OTA_OK;
+}
+
 void srv_ratelimit_free(struct srv_ratelimit *rl)
 {
 	if (rl == NULL)

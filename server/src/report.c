@@ -14,6 +14,7 @@
 #include "security-internal.h"
 #include "server-internal.h"
 #include "store-internal.h"
+#include "utf8-internal.h"
 
 static const char *const state_names[] = {
 	"unknown", "idle",	"downloading", "verifying", "pending",
@@ -40,47 +41,6 @@ const char *srv_report_event_name(int kind)
 	return event_names[kind];
 }
 
-/* Well-formed UTF-8 (no overlongs, surrogates or code points past U+10FFFF). */
-static bool utf8_ok(const unsigned char *s, size_t len)
-{
-	size_t i = 0;
-
-	while (i < len) {
-		unsigned char c = s[i];
-		size_t n;
-		uint32_t cp;
-
-		if (c < 0x80) {
-			i++;
-			continue;
-		}
-		if (c >= 0xc2 && c <= 0xdf) {
-			n = 1;
-			cp = c & 0x1f;
-		} else if (c >= 0xe0 && c <= 0xef) {
-			n = 2;
-			cp = c & 0x0f;
-		} else if (c >= 0xf0 && c <= 0xf4) {
-			n = 3;
-			cp = c & 0x07;
-		} else {
-			return false;
-		}
-		if (len - i <= n)
-			return false;
-		for (size_t k = 1; k <= n; k++) {
-			if ((s[i + k] & 0xc0) != 0x80)
-				return false;
-			cp = (cp << 6) | (s[i + k] & 0x3f);
-		}
-		if ((n == 2 && cp < 0x800) || (n == 3 && (cp < 0x10000 || cp > 0x10ffff)) ||
-		    (cp >= 0xd800 && cp <= 0xdfff))
-			return false;
-		i += n + 1;
-	}
-	return true;
-}
-
 /* A string from a report: within max bytes and UTF-8 (it becomes JSON). */
 static bool str_ok(const char *s, size_t max)
 {
@@ -89,7 +49,7 @@ static bool str_ok(const char *s, size_t max)
 	if (s == NULL)
 		return false;
 	len = strnlen(s, max + 1);
-	return len <= max && utf8_ok((const unsigned char *)s, len);
+	return len <= max && srv_utf8_valid(s, len);
 }
 
 static bool error_name_ok(const char *name)

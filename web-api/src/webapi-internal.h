@@ -243,8 +243,11 @@ void wa_reply_db_text(struct wa_ctx *ctx, enum ota_err err, const PGresult *res)
 /* A query parameter, or NULL. */
 const char *wa_query(struct wa_ctx *ctx, const char *name);
 /*
- * Checks that every query parameter is in allowed (NULL-terminated);
- * replies 400 naming the first unknown one and returns false otherwise.
+ * Checks that every query parameter is in allowed (NULL-terminated), given
+ * once, at most 256 bytes of valid UTF-8 without NUL (values reach SQL as
+ * text); replies 400 bad_request naming the first bad one and returns false
+ * otherwise. Every handler calls it before reading a parameter: it is the
+ * one place where query strings are validated.
  */
 bool wa_query_only(struct wa_ctx *ctx, const char *const *allowed);
 /*
@@ -254,8 +257,10 @@ bool wa_query_only(struct wa_ctx *ctx, const char *const *allowed);
 bool wa_query_limit(struct wa_ctx *ctx, char out[16]);
 
 /*
- * Runs the prepared statement stmt; cb gets ctx back. On a refused call,
- * replies 503 itself.
+ * Runs the prepared statement stmt with the API's deadline
+ * (admin_db_timeout_ms); cb gets ctx back (OTA_ERR_TIMEOUT at the deadline:
+ * wa_reply_db_error answers 503 "timeout"). On a refused call, replies 503
+ * itself.
  */
 void wa_db(struct wa_ctx *ctx, const char *stmt, int n_params, const char *const *values,
 	   void (*cb)(struct wa_ctx *ctx, enum ota_err err, const PGresult *res));

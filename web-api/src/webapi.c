@@ -24,6 +24,7 @@
 #include "log-internal.h"
 #include "metrics-internal.h"
 #include "ratelimit-internal.h"
+#include "utf8-internal.h"
 #include "campaigns-internal.h"
 #include "webapi-internal.h"
 
@@ -60,6 +61,8 @@ struct webapi {
 	char *store_dir;
 	struct wa_uploads *uploads;
 	uint16_t port;
+	unsigned db_timeout_ms; /* each database call of a request */
+	unsigned healthz_timeout_ms;
 	struct wa_ctx *live; /* requests not answered yet */
 	/* API metrics */
 	uint64_t requests_by_class[WA_STATUS_CLASSES];
@@ -139,6 +142,8 @@ static const struct wa_route routes[] = {
 	 wa_h_retention_purge},
 };
 #define N_ROUTES (sizeof(routes) / sizeof(routes[0]))
+
+static const char sql_health[] = "SELECT 1";
 
 static const char sql_auth[] =
 	"SELECT id, role, name FROM api_tokens WHERE token_sha256 = decode($1, 'hex') "
@@ -265,6 +270,15 @@ void wa_reply_db_error(struct wa_ctx *ctx, enum ota_err err, const PGresult *res
 		return;
 	}
 	evhttp_add_header(evhttp_request_get_output_headers(ctx->req), "Retry-After", "1");
+	if (err == OTA_ERR_TIMEOUT) {
+		char msg[96];
+
+		snprintf(msg, sizeof(msg),
+			 "the database did not answer within %u ms (OTA_ERR_TIMEOUT), retry later",
+			 ctx->api->db_timeout_ms);
+		wa_reply_error(ctx, 503, "timeout", msg, NULL);
+		return;
+	}
 	wa_reply_error(ctx, 503, "unavailable", "database unavailable, retry later", NULL);
 }
 
@@ -299,47 +313,58 @@ static void db_done(void *arg, enum ota_err err, const PGresult *res)
 	cb(ctx, err, res);
 }
 
-static void db_run(struct wa_ctx *ctx, const char *stmt, const char *sql, int n_params,
-		   const char *const *values,
-		   void (*cb)(struct wa_ctx *ctx, enum ota_err err, const PGresult *res))
+/*
+ * Queues query (fail fast, its deadline set by the caller) with cb to get
+ * ctx back. OTA_OK, or the refusal (cb will not be called).
+ */
+static enum ota_err db_start(struct wa_ctx *ctx, struct srv_db_query *query,
+			     void (*cb)(struct wa_ctx *ctx, enum ota_err err, const PGresult *res))
 {
 	struct db_call *call = malloc(sizeof(*call));
 	enum ota_err err;
 
-	if (call == NULL) {
-		if (ctx->req == NULL)
-			cb(ctx, OTA_ERR_NOMEM, NULL);
-		else
-			wa_reply_error(ctx, 500, "internal", "out of memory", NULL);
-		return;
-	}
+	if (call == NULL)
+		return OTA_ERR_NOMEM;
 	call->ctx = ctx;
 	call->cb = cb;
-	if (stmt != NULL)
-		err = srv_db_exec(ctx->api->db, stmt, n_params, values, false, SRV_DB_FAIL_FAST,
-				  db_done, call);
-	else
-		err = srv_db_exec_sql(ctx->api->db, sql, n_params, values, false, SRV_DB_FAIL_FAST,
-				      db_done, call);
-	if (err != OTA_OK) {
+	query->flags = SRV_DB_FAIL_FAST;
+	err = srv_db_run(ctx->api->db, query, db_done, call);
+	if (err != OTA_OK)
 		free(call);
-		if (ctx->req == NULL) /* wa_ctx_internal: no one to reply to */
-			cb(ctx, OTA_ERR_BUSY, NULL);
-		else
-			wa_reply_db_error(ctx, OTA_ERR_BUSY, NULL);
-	}
+	return err;
+}
+
+static void db_run(struct wa_ctx *ctx, struct srv_db_query *query,
+		   void (*cb)(struct wa_ctx *ctx, enum ota_err err, const PGresult *res))
+{
+	enum ota_err err;
+
+	query->timeout_ms = ctx->api->db_timeout_ms;
+	err = db_start(ctx, query, cb);
+	if (err == OTA_OK)
+		return;
+	if (ctx->req == NULL) /* wa_ctx_internal: no one to reply to */
+		cb(ctx, err == OTA_ERR_NOMEM ? err : OTA_ERR_BUSY, NULL);
+	else if (err == OTA_ERR_NOMEM)
+		wa_reply_error(ctx, 500, "internal", "out of memory", NULL);
+	else
+		wa_reply_db_error(ctx, OTA_ERR_BUSY, NULL);
 }
 
 void wa_db(struct wa_ctx *ctx, const char *stmt, int n_params, const char *const *values,
 	   void (*cb)(struct wa_ctx *ctx, enum ota_err err, const PGresult *res))
 {
-	db_run(ctx, stmt, NULL, n_params, values, cb);
+	struct srv_db_query query = {.stmt = stmt, .n_params = n_params, .values = values};
+
+	db_run(ctx, &query, cb);
 }
 
 void wa_db_sql(struct wa_ctx *ctx, const char *sql, int n_params, const char *const *values,
 	       void (*cb)(struct wa_ctx *ctx, enum ota_err err, const PGresult *res))
 {
-	db_run(ctx, NULL, sql, n_params, values, cb);
+	struct srv_db_query query = {.sql = sql, .n_params = n_params, .values = values};
+
+	db_run(ctx, &query, cb);
 }
 
 const char *wa_store_dir(const struct wa_ctx *ctx)
@@ -475,11 +500,14 @@ bool wa_query_only(struct wa_ctx *ctx, const char *const *allowed)
 			ok = strcmp(kv->key, allowed[i]) == 0;
 		TAILQ_FOREACH(other, &ctx->query, next)
 		count += strcmp(other->key, kv->key) == 0;
-		if (!ok || count > 1 || strlen(kv->value) > 256) {
+		/* every value reaches SQL as text: PostgreSQL takes UTF-8 only */
+		if (!ok || count > 1 || strlen(kv->value) > 256 || !srv_utf8_valid_str(kv->value)) {
 			char msg[128];
 			const char *why = !ok	      ? "unknown query parameter"
 					  : count > 1 ? "query parameter given twice"
-						      : "query parameter too long";
+					  : strlen(kv->value) > 256
+						  ? "query parameter too long"
+						  : "query parameter is not valid UTF-8";
 
 			snprintf(msg, sizeof(msg), "%s", why);
 			wa_reply_error(ctx, 400, "bad_request", msg, ok ? kv->key : "query");
@@ -526,7 +554,8 @@ static int match(const char *pattern, const char *path, char *arg, size_t arg_ca
 			dec = evhttp_uridecode(raw, 0, &dec_len);
 			if (dec == NULL)
 				return -1;
-			if (dec_len != strlen(dec) || dec_len >= arg_cap) {
+			if (dec_len != strlen(dec) || dec_len >= arg_cap ||
+			    !srv_utf8_valid(dec, dec_len)) {
 				free(dec);
 				return -1;
 			}
@@ -717,12 +746,31 @@ static void gencb(struct evhttp_request *req, void *arg)
 
 /* ---- /healthz and /metrics ------------------------------------------ */
 
-static void h_healthz(struct wa_ctx *ctx)
+static void health_reply(struct wa_ctx *ctx, bool up)
 {
-	bool up = srv_db_ready(ctx->api->db);
-
+	if (!up)
+		evhttp_add_header(evhttp_request_get_output_headers(ctx->req), "Retry-After", "1");
 	wa_reply_json(ctx, up ? 200 : 503,
 		      json_pack("{s:s, s:b}", "status", up ? "ok" : "degraded", "database", up));
+}
+
+static void health_done(struct wa_ctx *ctx, enum ota_err err, const PGresult *res)
+{
+	(void)res;
+	health_reply(ctx, err == OTA_OK);
+}
+
+/*
+ * A real round trip through the pool (a connection that is up but whose
+ * server hangs does not count), with its own short deadline.
+ */
+static void h_healthz(struct wa_ctx *ctx)
+{
+	struct srv_db_query query = {.stmt = "wa_health",
+				     .timeout_ms = ctx->api->healthz_timeout_ms};
+
+	if (db_start(ctx, &query, health_done) != OTA_OK)
+		health_reply(ctx, false);
 }
 
 static const char sql_fleet_metrics[] =
@@ -888,6 +936,10 @@ enum ota_err webapi_new(struct event_base *base, struct srv_db *db, struct srv_m
 	api->base = base;
 	api->db = db;
 	api->metrics = metrics;
+	api->db_timeout_ms =
+		cfg->db_timeout_ms != 0 ? cfg->db_timeout_ms : WEBAPI_DEFAULT_DB_TIMEOUT_MS;
+	api->healthz_timeout_ms = cfg->healthz_timeout_ms != 0 ? cfg->healthz_timeout_ms
+							       : WEBAPI_DEFAULT_HEALTHZ_TIMEOUT_MS;
 	err = OTA_ERR_NOMEM;
 	api->store_dir = strdup(cfg->store_dir);
 	if (api->store_dir == NULL)
@@ -898,6 +950,8 @@ enum ota_err webapi_new(struct event_base *base, struct srv_db *db, struct srv_m
 	if (err != OTA_OK)
 		goto out;
 	err = srv_db_prepare(db, "wa_auth", sql_auth);
+	if (err == OTA_OK)
+		err = srv_db_prepare(db, "wa_health", sql_health);
 	if (err == OTA_OK)
 		err = srv_db_prepare(db, "wa_fleet_metrics", sql_fleet_metrics);
 	if (err == OTA_OK)

@@ -138,6 +138,27 @@ struct ota_install {
 	struct ota_sha256_ctx hash;
 };
 
+/* The boot record (OTA_REC_BOOT): which slot is confirmed, and its image. */
+struct ota_boot_record {
+	uint8_t slot;
+	struct ota_slot_info image;
+};
+
+/*
+ * What the agent knows about the two copies of a record it tracks (every
+ * record but the event ring, whose copies carry the event's number).
+ */
+struct ota_record_meta {
+	uint64_t seq; /* sequence number of the newest valid copy, 0 = none */
+	uint8_t newest; /* the copy that holds seq */
+	uint8_t present; /* bit per copy that exists, readable or not */
+	uint8_t valid; /* bit per copy whose frame checks */
+	bool known; /* read since ota_agent_init */
+};
+
+/* Records with a struct ota_record_meta: OTA_REC_STATE .. OTA_REC_BOOT. */
+#define OTA_AGENT_TRACKED_RECORDS (OTA_REC_BOOT + 1u)
+
 /* One agent. Opaque in spirit: use the functions. */
 struct ota_agent {
 	struct ota_port port;
@@ -149,14 +170,25 @@ struct ota_agent {
 	uint64_t keylist_version;
 	uint64_t rootlist_version;
 	struct ota_install install;
+	struct ota_record_meta records[OTA_AGENT_TRACKED_RECORDS];
+	/*
+	 * Provisioned, but neither copy of the state record is readable:
+	 * everything but ota_agent_boot() (which rebuilds the state) and
+	 * status is refused with OTA_ERR_STORAGE.
+	 */
+	bool state_lost;
 };
 
 /*
  * Loads the persisted state through the port. work (work_len >=
  * OTA_AGENT_WORK_BYTES) is borrowed scratch memory used only during a call:
- * agents that never run calls concurrently may share one. A device without
- * state is "not provisioned" (OTA_OK; status says so).
- * OTA_ERR_STORAGE / OTA_ERR_FORMAT when stored records are unreadable.
+ * agents that never run calls concurrently may share one. A device with
+ * no copy of any of its records is "not provisioned" (OTA_OK; status says
+ * so). A device that holds a trust record (any copy of the state, counter,
+ * RootList, KeyList or boot record) is provisioned even when its state is
+ * unreadable: then init still succeeds, status reports last_error
+ * OTA_ERR_STORAGE, every other step is refused until the boot step has
+ * rebuilt the state (agent->state_lost). OTA_ERR_INVALID_ARG only.
  */
 enum ota_err ota_agent_init(struct ota_agent *agent, const struct ota_port *port,
 			    const struct ota_agent_config *config, void *work, size_t work_len);
@@ -166,7 +198,9 @@ void ota_agent_close(struct ota_agent *agent);
 
 /*
  * Factory step: stores the first RootList (signed by its own threshold)
- * and a KeyList signed by it. Refused (OTA_ERR_BUSY) once provisioned.
+ * and a KeyList signed by it. Refused with OTA_ERR_BUSY when any copy of
+ * any trust record exists (readable or not), so a lost or damaged state
+ * record never lets other roots in.
  */
 enum ota_err ota_agent_provision(struct ota_agent *agent, const uint8_t *rootlist,
 				 size_t rootlist_len, const uint8_t *keylist, size_t keylist_len);
@@ -230,8 +264,13 @@ enum ota_err ota_agent_abort(struct ota_agent *agent, enum ota_err err, const ch
  * The boot step (the bootloader's part): a trial that was never confirmed
  * is reverted; a pending slot is verified again (manifest signature,
  * counter, hash) and booted in trial; otherwise the confirmed slot is
- * verified and booted. *ret_slot is the slot to run. OTA_ERR_HASH when no
- * slot holds a verified image.
+ * verified and booted. A pending slot that cannot be verified because a
+ * record is unreadable stays pending and the confirmed slot boots. When
+ * the state record is lost, the state is rebuilt from the boot record (or,
+ * failing that, from the slot whose stored manifest verifies against the
+ * trusted KeyList and whose bytes hash to it) and that slot boots. A record
+ * copy found damaged is rewritten from the good one. *ret_slot is the slot
+ * to run. OTA_ERR_HASH when no slot holds a verified image.
  */
 enum ota_err ota_agent_boot(struct ota_agent *agent, unsigned *ret_slot);
 
@@ -293,5 +332,27 @@ size_t ota_counter_encode(uint64_t counter, uint8_t *buf, size_t cap);
 enum ota_err ota_counter_decode(const uint8_t *buf, size_t len, uint64_t *ret_counter);
 size_t ota_event_encode(const struct ota_event *event, uint8_t *buf, size_t cap);
 enum ota_err ota_event_decode(const uint8_t *buf, size_t len, struct ota_event *ret_event);
+size_t ota_boot_encode(const struct ota_boot_record *boot, uint8_t *buf, size_t cap);
+enum ota_err ota_boot_decode(const uint8_t *buf, size_t len, struct ota_boot_record *ret_boot);
+
+/* One stored copy of a record, decoded; payload points into the input. */
+struct ota_record_copy {
+	enum ota_record rec;
+	uint64_t seq;
+	const uint8_t *payload;
+	size_t payload_len;
+};
+
+/*
+ * Frames one copy in place: the payload already sits at buf +
+ * OTA_RECORD_COPY_HEADER_BYTES; the header goes before it and the CRC-32
+ * after. Returns the copy's length, 0 when cap is too small, the payload
+ * longer than OTA_MAX_ENVELOPE_BYTES or rec unknown.
+ */
+size_t ota_record_copy_seal(enum ota_record rec, uint64_t seq, uint8_t *buf, size_t payload_len,
+			    size_t cap);
+/* OTA_OK for a well-formed copy of a known record, else OTA_ERR_FORMAT. */
+enum ota_err ota_record_copy_decode(const uint8_t *buf, size_t len,
+				    struct ota_record_copy *ret_copy);
 
 #endif

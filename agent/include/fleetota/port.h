@@ -22,6 +22,7 @@
 #include <stdint.h>
 
 #include "fleetota/err.h"
+#include "fleetota/limits.h"
 
 /* The two image slots of the A/B layout. */
 #define OTA_SLOT_COUNT 2u
@@ -30,9 +31,25 @@
 #define OTA_AGENT_EVENT_RECORDS 32u
 
 /*
+ * Every record is kept as OTA_RECORD_COPIES copies in the manner of
+ * U-Boot's redundant environment: the core frames each copy with the
+ * record id, a sequence number and a CRC-32 (docs/formats.md), writes the
+ * copy that does not hold the newest value first, then the other, and
+ * reads the valid copy with the highest sequence number. A torn, zeroed or
+ * lost copy thus falls back to the other one. A copy is at most
+ * OTA_RECORD_COPY_MAX_BYTES.
+ */
+#define OTA_RECORD_COPIES 2u
+/* Frame of one copy: 20 bytes of header before the payload, CRC-32 after. */
+#define OTA_RECORD_COPY_HEADER_BYTES 20u
+#define OTA_RECORD_COPY_OVERHEAD (OTA_RECORD_COPY_HEADER_BYTES + 4u)
+#define OTA_RECORD_COPY_MAX_BYTES (OTA_MAX_ENVELOPE_BYTES + OTA_RECORD_COPY_OVERHEAD)
+
+/*
  * Named records of trusted storage. A record is a small blob (at most
- * OTA_MAX_ENVELOPE_BYTES) that only the agent writes. Values are stable:
- * a port may use them as file names or flash offsets.
+ * OTA_MAX_ENVELOPE_BYTES of payload) that only the agent writes. Values
+ * are stable: a port may use them (and the copy index) as file names or
+ * flash offsets.
  */
 enum ota_record {
 	OTA_REC_STATE = 0, /* install state machine (agent/src/state.c) */
@@ -41,6 +58,7 @@ enum ota_record {
 	OTA_REC_KEYLIST = 3, /* the trusted KeyList envelope */
 	OTA_REC_MANIFEST_0 = 4, /* manifest envelope of the image in slot 0 */
 	OTA_REC_MANIFEST_1 = 5, /* manifest envelope of the image in slot 1 */
+	OTA_REC_BOOT = 6, /* the confirmed slot and its image: the boot step's fallback */
 	OTA_REC_EVENT_0 = 16, /* event ring: OTA_REC_EVENT_0 + (seq % N) */
 	OTA_REC_LAST = OTA_REC_EVENT_0 + OTA_AGENT_EVENT_RECORDS - 1,
 };
@@ -85,23 +103,30 @@ struct ota_port_ops {
 
 	/*
 	 * Trusted storage: records only the agent writes, out of reach of
-	 * the running application where the hardware allows.
+	 * the running application where the hardware allows. Each record has
+	 * OTA_RECORD_COPIES copies (copy 0 and 1), stored apart: on flash in
+	 * different erase blocks, so that one failing block or one torn write
+	 * loses at most one copy.
 	 *
-	 * record_read: copies the record into buf (cap bytes) and writes
-	 * *ret_len; OTA_ERR_NOT_FOUND when the record was never written;
-	 * OTA_ERR_SIZE when it does not fit.
+	 * record_read: copies copy `copy` of the record into buf (cap bytes)
+	 * and writes *ret_len; OTA_ERR_NOT_FOUND when that copy was never
+	 * written (or was deleted); OTA_ERR_SIZE when it does not fit. Any
+	 * other error means "exists but unreadable".
 	 */
-	enum ota_err (*record_read)(void *ctx, enum ota_record rec, void *buf, size_t cap,
-				    size_t *ret_len);
+	enum ota_err (*record_read)(void *ctx, enum ota_record rec, unsigned copy, void *buf,
+				    size_t cap, size_t *ret_len);
 	/*
-	 * record_write: replaces the record ATOMICALLY and DURABLY: after a
-	 * power cut at any instant, a later record_read returns either the
-	 * complete old value or the complete new value, never a mix, and on
-	 * OTA_OK the new value survives a power cut. (Linux: write a temp
-	 * file, fsync, rename, fsync the directory. Flash: two copies with a
-	 * sequence number and a CRC.)
+	 * record_write: replaces copy `copy` of the record DURABLY: on OTA_OK
+	 * the new bytes survive a power cut (the port syncs before it
+	 * returns). It need not be atomic: a cut may leave the copy torn,
+	 * zeroed or missing, which the core detects by the copy's CRC and
+	 * answers with the other copy. The core writes the two copies of a
+	 * record one after the other, never at once, and a reader that finds
+	 * neither copy valid reads both once more (a writer in another process
+	 * may have been in the middle of them).
 	 */
-	enum ota_err (*record_write)(void *ctx, enum ota_record rec, const void *buf, size_t len);
+	enum ota_err (*record_write)(void *ctx, enum ota_record rec, unsigned copy, const void *buf,
+				     size_t len);
 
 	/*
 	 * Clock: *ret_now = seconds since the Unix epoch, only when the port

@@ -1,8 +1,9 @@
 /* SPDX-License-Identifier: Apache-2.0 */
 /*
- * File-backed port: slots are state_dir/slot0.img and slot1.img; records
- * are files under state_dir/records, each replaced atomically (temp file,
- * fsync, rename, fsync of the directory).
+ * File-backed port: slots are state_dir/slot0.img and slot1.img; each copy
+ * of a record is a file under state_dir/records (state.0, state.1, ...),
+ * overwritten in place and fsynced. The core keeps two copies, writes one
+ * at a time and falls back to the other when one is torn or lost.
  */
 #include <errno.h>
 #include <fcntl.h>
@@ -20,36 +21,20 @@
 
 extern char **environ;
 
-static void record_name(enum ota_record rec, char *buf, size_t cap)
+static void record_name(enum ota_record rec, unsigned copy, char *buf, size_t cap)
 {
-	switch (rec) {
-	case OTA_REC_STATE:
-		snprintf(buf, cap, "state");
-		return;
-	case OTA_REC_COUNTER:
-		snprintf(buf, cap, "counter");
-		return;
-	case OTA_REC_ROOTLIST:
-		snprintf(buf, cap, "rootlist");
-		return;
-	case OTA_REC_KEYLIST:
-		snprintf(buf, cap, "keylist");
-		return;
-	case OTA_REC_MANIFEST_0:
-		snprintf(buf, cap, "manifest0");
-		return;
-	case OTA_REC_MANIFEST_1:
-		snprintf(buf, cap, "manifest1");
-		return;
-	default:
-		snprintf(buf, cap, "event%02u", (unsigned)rec - OTA_REC_EVENT_0);
-		return;
-	}
+	static const char *const names[] = {"state",	 "counter",   "rootlist", "keylist",
+					    "manifest0", "manifest1", "boot"};
+	if ((unsigned)rec < sizeof(names) / sizeof(names[0]))
+		snprintf(buf, cap, "%s.%u", names[rec], copy);
+	else
+		snprintf(buf, cap, "event%02u.%u", (unsigned)rec - OTA_REC_EVENT_0, copy);
 }
 
-static bool record_valid(enum ota_record rec)
+static bool record_valid(enum ota_record rec, unsigned copy)
 {
-	return rec <= OTA_REC_MANIFEST_1 || (rec >= OTA_REC_EVENT_0 && rec <= OTA_REC_LAST);
+	return copy < OTA_RECORD_COPIES &&
+	       (rec <= OTA_REC_BOOT || (rec >= OTA_REC_EVENT_0 && rec <= OTA_REC_LAST));
 }
 
 static bool path_join(char *buf, size_t cap, const char *dir, const char *name)
@@ -74,6 +59,22 @@ static enum ota_err fsync_dir(const char *dir)
 	int rc = fsync(fd);
 	close(fd);
 	return rc == 0 ? OTA_OK : OTA_ERR_STORAGE;
+}
+
+/* pwrite until len bytes are written at off (EINTR retried). */
+static bool write_all(int fd, const void *buf, size_t len, uint64_t off)
+{
+	size_t done = 0;
+	while (done < len) {
+		ssize_t n =
+			pwrite(fd, (const uint8_t *)buf + done, len - done, (off_t)(off + done));
+		if (n < 0 && errno == EINTR)
+			continue;
+		if (n <= 0)
+			return false;
+		done += (size_t)n;
+	}
+	return true;
 }
 
 static enum ota_err lx_slot_size(void *ctx, unsigned slot, uint64_t *ret_size)
@@ -118,18 +119,8 @@ static enum ota_err lx_slot_write(void *ctx, unsigned slot, uint64_t off, const 
 	int fd = open(path, O_WRONLY | O_CREAT | O_CLOEXEC, 0600);
 	if (fd < 0)
 		return OTA_ERR_STORAGE;
-	size_t done = 0;
-	while (done < len) {
-		ssize_t n =
-			pwrite(fd, (const uint8_t *)buf + done, len - done, (off_t)(off + done));
-		if (n < 0 && errno == EINTR)
-			continue;
-		if (n <= 0)
-			break;
-		done += (size_t)n;
-	}
-	int rc = close(fd);
-	return done == len && rc == 0 ? OTA_OK : OTA_ERR_STORAGE;
+	bool ok = write_all(fd, buf, len, off);
+	return close(fd) == 0 && ok ? OTA_OK : OTA_ERR_STORAGE;
 }
 
 static enum ota_err lx_slot_erase(void *ctx, unsigned slot)
@@ -168,15 +159,15 @@ static bool records_dir(const struct ota_linux_port *lx, char *buf, size_t cap)
 	return path_join(buf, cap, lx->dir, "records");
 }
 
-static enum ota_err lx_record_read(void *ctx, enum ota_record rec, void *buf, size_t cap,
-				   size_t *ret_len)
+static enum ota_err lx_record_read(void *ctx, enum ota_record rec, unsigned copy, void *buf,
+				   size_t cap, size_t *ret_len)
 {
 	char dir[OTA_CONFIG_MAX_PATH + 16];
 	char name[32];
 	char path[OTA_CONFIG_MAX_PATH + 64];
-	if (!record_valid(rec))
+	if (!record_valid(rec, copy))
 		return OTA_ERR_INVALID_ARG;
-	record_name(rec, name, sizeof(name));
+	record_name(rec, copy, name, sizeof(name));
 	if (!records_dir(ctx, dir, sizeof(dir)) || !path_join(path, sizeof(path), dir, name))
 		return OTA_ERR_STORAGE;
 	int fd = open(path, O_RDONLY | O_CLOEXEC);
@@ -208,38 +199,36 @@ static enum ota_err lx_record_read(void *ctx, enum ota_record rec, void *buf, si
 	return OTA_OK;
 }
 
-static enum ota_err lx_record_write(void *ctx, enum ota_record rec, const void *buf, size_t len)
+/*
+ * Overwrites the copy in place and fsyncs it. No temp file and rename:
+ * a cut may tear this copy, which the core detects by its CRC and answers
+ * with the other copy, so one fsync per copy is enough (the directory is
+ * synced only when the file is created). A concurrent `status` that meets
+ * the copy half written reads the other one.
+ */
+static enum ota_err lx_record_write(void *ctx, enum ota_record rec, unsigned copy, const void *buf,
+				    size_t len)
 {
 	char dir[OTA_CONFIG_MAX_PATH + 16];
 	char name[32];
-	char tmp_name[40];
 	char path[OTA_CONFIG_MAX_PATH + 64];
-	char tmp[OTA_CONFIG_MAX_PATH + 64];
-	if (!record_valid(rec) || len > OTA_MAX_ENVELOPE_BYTES)
+	if (!record_valid(rec, copy) || len > OTA_RECORD_COPY_MAX_BYTES)
 		return OTA_ERR_INVALID_ARG;
-	record_name(rec, name, sizeof(name));
-	snprintf(tmp_name, sizeof(tmp_name), ".%s.tmp", name);
-	if (!records_dir(ctx, dir, sizeof(dir)) || !path_join(path, sizeof(path), dir, name) ||
-	    !path_join(tmp, sizeof(tmp), dir, tmp_name))
+	record_name(rec, copy, name, sizeof(name));
+	if (!records_dir(ctx, dir, sizeof(dir)) || !path_join(path, sizeof(path), dir, name))
 		return OTA_ERR_STORAGE;
-	int fd = open(tmp, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0600);
+	bool created = false;
+	int fd = open(path, O_WRONLY | O_CLOEXEC);
+	if (fd < 0 && errno == ENOENT) {
+		fd = open(path, O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC, 0600);
+		created = true;
+	}
 	if (fd < 0)
 		return OTA_ERR_STORAGE;
-	size_t done = 0;
-	while (done < len) {
-		ssize_t n = write(fd, (const uint8_t *)buf + done, len - done);
-		if (n < 0 && errno == EINTR)
-			continue;
-		if (n <= 0)
-			break;
-		done += (size_t)n;
-	}
-	int sync_rc = done == len ? fsync(fd) : -1;
-	if (close(fd) != 0 || sync_rc != 0 || rename(tmp, path) != 0) {
-		unlink(tmp);
+	bool ok = write_all(fd, buf, len, 0) && ftruncate(fd, (off_t)len) == 0 && fsync(fd) == 0;
+	if (close(fd) != 0 || !ok)
 		return OTA_ERR_STORAGE;
-	}
-	return fsync_dir(dir);
+	return created ? fsync_dir(dir) : OTA_OK;
 }
 
 static enum ota_err lx_clock_now(void *ctx, uint64_t *ret_now)

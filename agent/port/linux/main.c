@@ -213,7 +213,7 @@ out:
 	return err;
 }
 
-/* exclusive: every command but status (records are atomic files, so a read is safe) */
+/* exclusive: every command but status (each record copy is an atomic file, so a read is safe) */
 static int open_agent(struct cli *cli, bool exclusive)
 {
 	char err[OTA_CONFIG_ERR_BYTES];
@@ -273,7 +273,10 @@ static int cmd_provision(struct cli *cli)
 		goto out;
 	enum ota_err err = ota_agent_provision(&cli->agent, root, root_len, kl, kl_len);
 	if (err != OTA_OK) {
-		printf("rejected: %s: trust anchors refused\n", ota_err_name(err));
+		/* BUSY: any copy of a trust record exists, even with the state lost */
+		printf("rejected: %s: %s\n", ota_err_name(err),
+		       err == OTA_ERR_BUSY ? "device already provisioned (trust records exist)"
+					   : "trust anchors refused");
 		rc = EXIT_REJECTED;
 		goto out;
 	}

@@ -5,12 +5,18 @@
 /*
  * The simulator port: slots and trusted storage in memory, with power-cut
  * injection in the spirit of MCUboot's simulator. Every mutating storage
- * operation (slot write, erase, sync, record write) is numbered from 1;
- * with ota_sim_cut_at(sim, N) the Nth one is interrupted: a slot write or
- * erase is torn (its first half lands), a record write does not happen
- * (records are atomic by contract), and from then on every operation
- * fails with OTA_ERR_STORAGE until ota_sim_power_on(). Used by the tests
- * and by the fleet simulator (one ota_sim per device).
+ * operation (slot write, erase, sync, record copy write) is numbered from
+ * 1; with ota_sim_cut_at(sim, N) the Nth one is interrupted: a slot write
+ * or erase is torn (its first half lands), a record copy is torn (the
+ * first half of its new bytes over the old ones), and from then on every
+ * operation fails with OTA_ERR_STORAGE until ota_sim_power_on().
+ *
+ * Slots sit behind a write-back cache: a slot write reaches the "disk"
+ * only at that slot's next slot_sync (erase is durable). At a cut every
+ * byte written since the slot's last sync is lost (OTA_SIM_CACHE_DROP,
+ * the default) or, with OTA_SIM_CACHE_TEAR, the first half of that range
+ * lands and the rest is lost. Record copy writes are durable on return
+ * (the port contract). Used by the agent's unit tests and fuzz target.
  */
 
 #include <stdbool.h>
@@ -19,6 +25,12 @@
 #include "fleetota/port.h"
 
 struct ota_sim;
+
+/* What a cut does to slot bytes written since the slot's last sync. */
+enum ota_sim_cache {
+	OTA_SIM_CACHE_DROP = 0, /* all lost */
+	OTA_SIM_CACHE_TEAR = 1, /* the first half of the unsynced range lands */
+};
 
 /* A device with two slots of slot_bytes each; NULL when out of memory. */
 struct ota_sim *ota_sim_new(uint64_t slot_bytes);
@@ -45,7 +57,15 @@ void ota_sim_set_consent(struct ota_sim *sim, bool has_consent, bool grants);
 /* Reboot requests seen. */
 unsigned ota_sim_reboots(const struct ota_sim *sim);
 
-/* Direct slot access for tests (no fault counting). */
+/* Direct slot access for tests (no fault counting): what reads see. */
 uint8_t *ota_sim_slot(struct ota_sim *sim, unsigned slot);
+/* Rot at rest: flips bits of one durable byte of a slot. */
+void ota_sim_slot_damage(struct ota_sim *sim, unsigned slot, uint64_t off, uint8_t xor_mask);
+void ota_sim_set_cache(struct ota_sim *sim, enum ota_sim_cache mode);
+
+/* Direct access to one stored copy of a record (NULL when absent). */
+uint8_t *ota_sim_record(struct ota_sim *sim, enum ota_record rec, unsigned copy, size_t *ret_len);
+/* Removes one copy of a record, as if its storage was wiped. */
+void ota_sim_record_delete(struct ota_sim *sim, enum ota_record rec, unsigned copy);
 
 #endif

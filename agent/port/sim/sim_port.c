@@ -13,10 +13,23 @@ struct sim_record {
 	uint8_t *data;
 };
 
+/*
+ * A slot behind a write-back cache: reads and writes see `cache`; `disk`
+ * is what survives a power cut. Bytes written since the slot's last sync
+ * lie in [dirty_lo, dirty_hi) and are lost (or torn) at a cut.
+ */
+struct sim_slot {
+	uint8_t *cache;
+	uint8_t *disk;
+	uint64_t dirty_lo;
+	uint64_t dirty_hi;
+};
+
 struct ota_sim {
 	uint64_t slot_bytes;
-	uint8_t *slots[OTA_SLOT_COUNT];
-	struct sim_record records[SIM_RECORDS];
+	struct sim_slot slots[OTA_SLOT_COUNT];
+	struct sim_record records[SIM_RECORDS][OTA_RECORD_COPIES];
+	enum ota_sim_cache cache_mode;
 	uint64_t ops;
 	uint64_t cut_at;
 	bool off;
@@ -28,6 +41,45 @@ struct ota_sim {
 	unsigned reboots;
 };
 
+static void slot_mark_dirty(struct sim_slot *s, uint64_t off, uint64_t len)
+{
+	if (s->dirty_lo == s->dirty_hi) {
+		s->dirty_lo = off;
+		s->dirty_hi = off + len;
+		return;
+	}
+	if (off < s->dirty_lo)
+		s->dirty_lo = off;
+	if (off + len > s->dirty_hi)
+		s->dirty_hi = off + len;
+}
+
+/* The cache reaches the disk (a sync, or the part of a flush a cut let through). */
+static void slot_flush(struct sim_slot *s, uint64_t lo, uint64_t hi)
+{
+	memcpy(s->disk + lo, s->cache + lo, (size_t)(hi - lo));
+}
+
+/* Power is gone: what the cache held and the disk did not is lost or torn. */
+static void sim_lose_unsynced(struct ota_sim *sim)
+{
+	for (unsigned i = 0; i < OTA_SLOT_COUNT; i++) {
+		struct sim_slot *s = &sim->slots[i];
+		uint64_t lo = s->dirty_lo;
+		uint64_t hi = s->dirty_hi;
+		if (lo == hi)
+			continue;
+		if (sim->cache_mode == OTA_SIM_CACHE_TEAR) {
+			/* the cache flushed its first half before the power went */
+			uint64_t landed = lo + (hi - lo) / 2;
+			slot_flush(s, lo, landed);
+			lo = landed;
+		}
+		memcpy(s->cache + lo, s->disk + lo, (size_t)(hi - lo));
+		s->dirty_lo = s->dirty_hi = 0;
+	}
+}
+
 /* Counts one mutating operation; true when it is the one that is cut. */
 static bool sim_cut_now(struct ota_sim *sim)
 {
@@ -37,6 +89,13 @@ static bool sim_cut_now(struct ota_sim *sim)
 		return true;
 	}
 	return false;
+}
+
+/* The cut operation has done its partial damage: the power goes. */
+static enum ota_err sim_power_fails(struct ota_sim *sim)
+{
+	sim_lose_unsynced(sim);
+	return OTA_ERR_STORAGE;
 }
 
 static enum ota_err sim_slot_size(void *ctx, unsigned slot, uint64_t *ret_size)
@@ -57,7 +116,7 @@ static enum ota_err sim_slot_read(void *ctx, unsigned slot, uint64_t off, void *
 		return OTA_ERR_STORAGE;
 	if (slot >= OTA_SLOT_COUNT || off > sim->slot_bytes || len > sim->slot_bytes - off)
 		return OTA_ERR_INVALID_ARG;
-	memcpy(buf, sim->slots[slot] + off, len);
+	memcpy(buf, sim->slots[slot].cache + off, len);
 	return OTA_OK;
 }
 
@@ -69,11 +128,13 @@ static enum ota_err sim_slot_write(void *ctx, unsigned slot, uint64_t off, const
 		return OTA_ERR_STORAGE;
 	if (slot >= OTA_SLOT_COUNT || off > sim->slot_bytes || len > sim->slot_bytes - off)
 		return OTA_ERR_INVALID_ARG;
-	if (sim_cut_now(sim)) {
-		memcpy(sim->slots[slot] + off, buf, len / 2); /* torn */
-		return OTA_ERR_STORAGE;
-	}
-	memcpy(sim->slots[slot] + off, buf, len);
+	struct sim_slot *s = &sim->slots[slot];
+	/* the write lands in the cache only; slot_sync makes it durable */
+	size_t landed = sim_cut_now(sim) ? len / 2 : len;
+	memcpy(s->cache + off, buf, landed);
+	slot_mark_dirty(s, off, landed);
+	if (sim->off)
+		return sim_power_fails(sim);
 	return OTA_OK;
 }
 
@@ -84,11 +145,14 @@ static enum ota_err sim_slot_erase(void *ctx, unsigned slot)
 		return OTA_ERR_STORAGE;
 	if (slot >= OTA_SLOT_COUNT)
 		return OTA_ERR_INVALID_ARG;
-	if (sim_cut_now(sim)) {
-		memset(sim->slots[slot], 0xff, sim->slot_bytes / 2); /* torn */
-		return OTA_ERR_STORAGE;
-	}
-	memset(sim->slots[slot], 0xff, sim->slot_bytes);
+	struct sim_slot *s = &sim->slots[slot];
+	/* durable on return; a cut tears it (its first half is erased) */
+	size_t erased = sim_cut_now(sim) ? (size_t)(sim->slot_bytes / 2) : (size_t)sim->slot_bytes;
+	memset(s->cache, 0xff, erased);
+	memset(s->disk, 0xff, erased);
+	if (sim->off)
+		return sim_power_fails(sim);
+	s->dirty_lo = s->dirty_hi = 0;
 	return OTA_OK;
 }
 
@@ -100,19 +164,28 @@ static enum ota_err sim_slot_sync(void *ctx, unsigned slot)
 	if (slot >= OTA_SLOT_COUNT)
 		return OTA_ERR_INVALID_ARG;
 	if (sim_cut_now(sim))
-		return OTA_ERR_STORAGE;
+		return sim_power_fails(sim);
+	struct sim_slot *s = &sim->slots[slot];
+	if (s->dirty_lo != s->dirty_hi)
+		slot_flush(s, s->dirty_lo, s->dirty_hi);
+	s->dirty_lo = s->dirty_hi = 0;
 	return OTA_OK;
 }
 
-static enum ota_err sim_record_read(void *ctx, enum ota_record rec, void *buf, size_t cap,
-				    size_t *ret_len)
+static bool sim_record_valid(enum ota_record rec, unsigned copy)
+{
+	return (unsigned)rec < SIM_RECORDS && copy < OTA_RECORD_COPIES;
+}
+
+static enum ota_err sim_record_read(void *ctx, enum ota_record rec, unsigned copy, void *buf,
+				    size_t cap, size_t *ret_len)
 {
 	struct ota_sim *sim = ctx;
 	if (sim->off)
 		return OTA_ERR_STORAGE;
-	if ((unsigned)rec >= SIM_RECORDS)
+	if (!sim_record_valid(rec, copy))
 		return OTA_ERR_INVALID_ARG;
-	const struct sim_record *r = &sim->records[rec];
+	const struct sim_record *r = &sim->records[rec][copy];
 	if (!r->present)
 		return OTA_ERR_NOT_FOUND;
 	if (r->len > cap)
@@ -122,24 +195,34 @@ static enum ota_err sim_record_read(void *ctx, enum ota_record rec, void *buf, s
 	return OTA_OK;
 }
 
-static enum ota_err sim_record_write(void *ctx, enum ota_record rec, const void *buf, size_t len)
+/*
+ * Durable on return, like a flash write followed by its sync. A cut tears
+ * the copy: the first half of the new bytes over the old ones.
+ */
+static enum ota_err sim_record_write(void *ctx, enum ota_record rec, unsigned copy, const void *buf,
+				     size_t len)
 {
 	struct ota_sim *sim = ctx;
 	if (sim->off)
 		return OTA_ERR_STORAGE;
-	if ((unsigned)rec >= SIM_RECORDS || len > OTA_MAX_ENVELOPE_BYTES)
+	if (!sim_record_valid(rec, copy) || len > OTA_RECORD_COPY_MAX_BYTES)
 		return OTA_ERR_INVALID_ARG;
-	if (sim_cut_now(sim))
-		return OTA_ERR_STORAGE; /* atomic: the old value stays */
-	uint8_t *copy = malloc(len ? len : 1);
-	if (!copy)
+	struct sim_record *r = &sim->records[rec][copy];
+	bool cut = sim_cut_now(sim);
+	uint8_t *data = malloc(len ? len : 1);
+	if (!data)
 		return OTA_ERR_STORAGE;
-	memcpy(copy, buf, len);
-	struct sim_record *r = &sim->records[rec];
+	size_t landed = cut ? len / 2 : len;
+	memset(data, 0xff, len);
+	if (cut && r->present)
+		memcpy(data, r->data, r->len < len ? r->len : len);
+	memcpy(data, buf, landed);
 	free(r->data);
-	r->data = copy;
+	r->data = data;
 	r->len = len;
 	r->present = true;
+	if (cut)
+		return sim_power_fails(sim);
 	return OTA_OK;
 }
 
@@ -212,10 +295,12 @@ struct ota_sim *ota_sim_new(uint64_t slot_bytes)
 		goto fail;
 	sim->slot_bytes = slot_bytes;
 	for (unsigned i = 0; i < OTA_SLOT_COUNT; i++) {
-		sim->slots[i] = malloc((size_t)slot_bytes);
-		if (!sim->slots[i])
+		sim->slots[i].cache = malloc((size_t)slot_bytes);
+		sim->slots[i].disk = malloc((size_t)slot_bytes);
+		if (!sim->slots[i].cache || !sim->slots[i].disk)
 			goto fail;
-		memset(sim->slots[i], 0xff, (size_t)slot_bytes);
+		memset(sim->slots[i].cache, 0xff, (size_t)slot_bytes);
+		memset(sim->slots[i].disk, 0xff, (size_t)slot_bytes);
 	}
 	sim->selftest_passes = true;
 	return sim;
@@ -228,10 +313,14 @@ void ota_sim_free(struct ota_sim *sim)
 {
 	if (!sim)
 		return;
-	for (unsigned i = 0; i < OTA_SLOT_COUNT; i++)
-		free(sim->slots[i]);
-	for (unsigned i = 0; i < SIM_RECORDS; i++)
-		free(sim->records[i].data);
+	for (unsigned i = 0; i < OTA_SLOT_COUNT; i++) {
+		free(sim->slots[i].cache);
+		free(sim->slots[i].disk);
+	}
+	for (unsigned i = 0; i < SIM_RECORDS; i++) {
+		for (unsigned c = 0; c < OTA_RECORD_COPIES; c++)
+			free(sim->records[i][c].data);
+	}
 	free(sim);
 }
 
@@ -289,5 +378,35 @@ unsigned ota_sim_reboots(const struct ota_sim *sim)
 
 uint8_t *ota_sim_slot(struct ota_sim *sim, unsigned slot)
 {
-	return slot < OTA_SLOT_COUNT ? sim->slots[slot] : NULL;
+	return slot < OTA_SLOT_COUNT ? sim->slots[slot].cache : NULL;
+}
+
+void ota_sim_slot_damage(struct ota_sim *sim, unsigned slot, uint64_t off, uint8_t xor_mask)
+{
+	if (slot >= OTA_SLOT_COUNT || off >= sim->slot_bytes)
+		return;
+	sim->slots[slot].cache[off] ^= xor_mask;
+	sim->slots[slot].disk[off] ^= xor_mask;
+}
+
+void ota_sim_set_cache(struct ota_sim *sim, enum ota_sim_cache mode)
+{
+	sim->cache_mode = mode;
+}
+
+uint8_t *ota_sim_record(struct ota_sim *sim, enum ota_record rec, unsigned copy, size_t *ret_len)
+{
+	if (!sim_record_valid(rec, copy) || !sim->records[rec][copy].present)
+		return NULL;
+	*ret_len = sim->records[rec][copy].len;
+	return sim->records[rec][copy].data;
+}
+
+void ota_sim_record_delete(struct ota_sim *sim, enum ota_record rec, unsigned copy)
+{
+	if (!sim_record_valid(rec, copy))
+		return;
+	struct sim_record *r = &sim->records[rec][copy];
+	free(r->data);
+	memset(r, 0, sizeof(*r));
 }

@@ -265,6 +265,26 @@ int main(int argc, char **argv)
 	bundle_case(&c, "rootlist-few-roots.otab", &spec, c.v2, V2_LEN, NULL, root2,
 		    "OTA_ERR_ROOT_CHAIN");
 
+	/* trust anchors of another fleet: a provisioned device must refuse them */
+	struct ota_fx_rootlist other_rs = {.version = 1,
+					   .threshold = 2,
+					   .keys = new_roots,
+					   .n_keys = 2,
+					   .signers = new_roots,
+					   .n_signers = 2};
+	Fleetota__V1__Signed *other_root = ota_fx_rootlist(&other_rs);
+	struct ota_fx_opkey other_keys[1] = {{.key = c.stranger}};
+	struct ota_fx_keylist other_ks = {.version = 1,
+					  .keys = other_keys,
+					  .n_keys = 1,
+					  .signers = new_roots,
+					  .n_signers = 2};
+	Fleetota__V1__Signed *other_kl = ota_fx_keylist(&other_ks);
+	write_env(&c, "other-root.env", other_root);
+	write_env(&c, "other-kl.env", other_kl);
+	ota_fx_env_free(other_root);
+	ota_fx_env_free(other_kl);
+
 	fclose(c.cases);
 	ota_fx_env_free(root2);
 	ota_fx_env_free(root1);

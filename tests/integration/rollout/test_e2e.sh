@@ -80,8 +80,7 @@ export T MQ_PORT PKI SRV_TESTTOOL
 export OTA_ROLLOUT_TICK_MS=200 OTA_ROLLOUT_LEASE_S=2
 OTA_ROLLOUT_SERVER_ID=srv-a start_server
 DEV_PORT2=$(free_port)
-sed -e "s/^device_listen = .*/device_listen = 127.0.0.1:$DEV_PORT2/" \
-	-e "s/^mqtt_client_id = .*/mqtt_client_id = ota-server-test-2/" "$T/server.conf" >"$T/server2.conf"
+second_server_config "$DEV_PORT2" "$T/server2.conf"
 OTA_ROLLOUT_SERVER_ID=srv-b "$OTA_SERVER" --config "$T/server2.conf" >>"$T/server2.log" 2>&1 &
 SERVER2_PID=$!
 wait_for 60 grep -q "mqtt connected" "$T/server2.log" || fail "server 2 did not come up"

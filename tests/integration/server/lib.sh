@@ -70,7 +70,11 @@ DEV_PORT=$(free_port)
 PKI=$T/pki
 STORE=$T/fixtures/store
 
-setup_pki() { "$TOP/scripts/pki.sh" "$PKI" "$@"; }
+# The dev PKI with server MQTT identities ota-server:1 and ota-server:2.
+setup_pki() {
+	"$TOP/scripts/pki.sh" "$PKI" "$@"
+	"$TOP/scripts/pki.sh" server "$PKI" 2
+}
 
 start_pg() { "$TOP/scripts/pg.sh" start "$T/pg" "$PG_PORT" fleetota >/dev/null; }
 stop_pg() { "$TOP/scripts/pg.sh" stop "$T/pg"; }
@@ -97,15 +101,22 @@ report_burst = ${REPORT_BURST:-30}
 http_timeout_sec = 3
 mqtt_url = ssl://127.0.0.1:$MQ_PORT
 mqtt_ca = $PKI/server-ca.crt
-mqtt_cert = $PKI/ota-server-mqtt.crt
-mqtt_key = $PKI/ota-server-mqtt.key
-mqtt_client_id = ota-server-test
+mqtt_cert = $PKI/servers/1.crt
+mqtt_key = $PKI/servers/1.key
 notify_poll_ms = 200
 log_level = debug
+${SERVER_CONF_EXTRA:-}
 CONF
 	if [[ -n "${API_PORT:-}" ]]; then
 		echo "admin_listen = 127.0.0.1:$API_PORT" >>"$T/server.conf"
 	fi
+}
+
+# second_server_config DEVICE_PORT OUT: the config of a second instance
+# (its own device port and MQTT identity ota-server:2)
+second_server_config() {
+	sed -e "s/^device_listen = .*/device_listen = 127.0.0.1:$1/" \
+		-e "s|/servers/1\.|/servers/2.|" "$T/server.conf" >"$2"
 }
 
 migrate() { "$OTA_SERVER" migrate --config "$T/server.conf"; }
@@ -151,6 +162,27 @@ status() { cat "$T/status"; }
 mq_pub() { # DEVICE TOPIC FILE
 	mosquitto_pub -V 5 -q 1 -h 127.0.0.1 -p "$MQ_PORT" --cafile "$PKI/server-ca.crt" \
 		--cert "$PKI/devices/$1.crt" --key "$PKI/devices/$1.key" -t "$2" -f "$3"
+}
+
+# mq_sub_bg DEVICE CLIENT_ID OUT: a long-lived subscriber on DEVICE's cmd
+# topic in the background (its messages, one per line, in OUT); sets MQ_SUB_PID
+# and stops it at cleanup.
+MQ_SUB_PIDS=()
+stop_mq_subs() {
+	local pid
+	for pid in "${MQ_SUB_PIDS[@]+"${MQ_SUB_PIDS[@]}"}"; do
+		kill -TERM "$pid" 2>/dev/null
+		wait "$pid" 2>/dev/null
+	done
+	MQ_SUB_PIDS=()
+}
+at_cleanup stop_mq_subs
+mq_sub_bg() {
+	mosquitto_sub -V 5 -q 1 -h 127.0.0.1 -p "$MQ_PORT" --cafile "$PKI/server-ca.crt" \
+		--cert "$PKI/devices/$1.crt" --key "$PKI/devices/$1.key" -i "$2" \
+		-t "fleetota/v1/$1/cmd" -F '%x' >"$3" 2>"$3.err" &
+	MQ_SUB_PID=$!
+	MQ_SUB_PIDS+=("$MQ_SUB_PID")
 }
 
 report() { # DEVICE TOPIC_DEVICE SEQ STATE VERSION CODE COUNTER [ARTIFACT] [EVENTS...]

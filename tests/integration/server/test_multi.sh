@@ -16,8 +16,7 @@ at_cleanup stop_server2
 standard_setup
 
 DEV_PORT2=$(free_port)
-sed -e "s/^device_listen = .*/device_listen = 127.0.0.1:$DEV_PORT2/" \
-	-e "s/^mqtt_client_id = .*/mqtt_client_id = ota-server-test-2/" "$T/server.conf" >"$T/server2.conf"
+second_server_config "$DEV_PORT2" "$T/server2.conf"
 start_server2() {
 	"$OTA_SERVER" --config "$T/server2.conf" >>"$T/server2.log" 2>&1 &
 	SERVER2_PID=$!

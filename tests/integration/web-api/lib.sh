@@ -12,6 +12,7 @@ T=$(mktemp -d /tmp/fleetota-webapi-test.XXXXXX)
 chmod 711 "$T"
 SERVER_PID=
 SERVER_STATUS=0
+PG_FROZEN=
 FAILED=0
 RESPONSES=$T/responses.tsv
 : >"$RESPONSES"
@@ -48,6 +49,7 @@ stop_server() {
 cleanup() {
 	local rc=$?
 	set +e
+	pg_thaw
 	stop_server
 	"$TOP/scripts/pg.sh" stop "$T/pg" >/dev/null 2>&1
 	if [[ $rc != 0 || $FAILED != 0 ]]; then
@@ -71,6 +73,24 @@ PKI=$T/pki
 STORE=$T/store
 FX=$T/fixtures
 API=http://127.0.0.1:$API_PORT
+
+# A hung database (not a down one): pg_freeze stops the private cluster's
+# postmaster and every process it started (backends included) with SIGSTOP,
+# by the PIDs of its pidfile; pg_thaw continues them (cleanup does too).
+pg_freeze() {
+	local pm
+	pm=$(head -1 "$T/pg/data/postmaster.pid")
+	[[ $pm =~ ^[0-9]+$ ]] || fail "no postmaster pid"
+	PG_FROZEN="$pm $(ps -o pid= --ppid "$pm" | tr '\n' ' ')"
+	# shellcheck disable=SC2086 # a list of PIDs
+	kill -STOP $PG_FROZEN
+}
+pg_thaw() {
+	[[ -n "$PG_FROZEN" ]] || return 0
+	# shellcheck disable=SC2086
+	kill -CONT $PG_FROZEN 2>/dev/null
+	PG_FROZEN=
+}
 
 sql() { psql "host=$T/pg port=$PG_PORT dbname=fleetota user=postgres" -v ON_ERROR_STOP=1 -Atq "$@"; }
 sql_eq() { [[ "$(sql -c "$2")" == "$1" ]]; }
@@ -141,13 +161,28 @@ new_token() { # ROLE NAME
 	"$OTA_SERVER" token create --role "$1" --name "$2" --config "$T/server.conf"
 }
 
-# api METHOD PATH [curl args...]: body in $T/body, status in $T/status; every
-# response is recorded for the contract check against openapi.yaml.
+# server_ms "CODE PRETRANSFER TOTAL ...": curl's times (seconds, 6 decimals)
+# to the ms from the request sent (after connect and TLS) to the response's
+# end, into $T/time.
+server_ms() {
+	local code pre total
+	read -r code pre total _ <<<"$1"
+	pre=${pre/./}
+	total=${total/./}
+	echo $(((10#${total:-0} - 10#${pre:-0}) / 1000)) >"$T/time"
+}
+
+# api METHOD PATH [curl args...]: body in $T/body, status in $T/status, the
+# server's time to answer in $T/time (ms, from the request sent to the end of
+# the response); every response is recorded for the contract check against
+# openapi.yaml.
 api() {
 	local method=$1 path=$2 out
 	shift 2
-	out=$(curl -sS -X "$method" -o "$T/body" -w '%{http_code} %{content_type}' \
+	out=$(curl -sS -X "$method" -o "$T/body" -w '%{http_code} %{time_pretransfer} %{time_total} %{content_type}' \
 		${TOKEN:+-H "Authorization: Bearer $TOKEN"} "$@" "$API$path") || true
+	server_ms "$out"
+	out="${out%% *} ${out#* * * }"
 	echo "${out%% *}" >"$T/status"
 	# method, path, status, content type, base64 body: one line per response
 	printf '%s\t%s\t%s\t%s\t' "$method" "${path%%\?*}" "${out%% *}" "${out#* }" >>"$RESPONSES"
@@ -157,11 +192,14 @@ api() {
 status() { cat "$T/status"; }
 
 # dev_get DEVICE PATH: a device's mTLS request to the delivery listener;
-# prints the HTTP status.
+# prints the HTTP status (its time in $T/time, as api's).
 dev_get() {
-	curl -sS -o /dev/null -w '%{http_code}' --cacert "$PKI/server-ca.crt" \
+	local out
+	out=$(curl -sS -m 20 -o /dev/null -w '%{http_code} %{time_pretransfer} %{time_total}' --cacert "$PKI/server-ca.crt" \
 		--cert "$PKI/devices/$1.crt" --key "$PKI/devices/$1.key" \
-		"https://127.0.0.1:$DEV_PORT$2" || true
+		"https://127.0.0.1:$DEV_PORT$2") || true
+	server_ms "$out"
+	echo "${out%% *}"
 }
 body() { cat "$T/body"; }
 jbody() { jq -r "$1" "$T/body"; }

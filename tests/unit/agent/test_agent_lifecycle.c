@@ -123,7 +123,7 @@ static void test_pending_slot_corrupted_before_boot(void **state)
 	unsigned old_slot = w->agent.state.confirmed_slot;
 	unsigned slot = 9;
 	assert_int_equal(world_install(w, m, NULL, NULL, w->v2, sizeof(w->v2)), OTA_OK);
-	ota_sim_slot(w->sim, w->agent.state.target_slot)[100] ^= 1; /* rot at rest */
+	ota_sim_slot_damage(w->sim, w->agent.state.target_slot, 100, 1); /* rot at rest */
 	assert_int_equal(ota_agent_boot(&w->agent, &slot), OTA_OK);
 	assert_int_equal(slot, old_slot);
 	struct ota_agent_status st;
@@ -142,9 +142,9 @@ static void test_confirmed_slot_corrupt_falls_back(void **state)
 	world_update(w, m, w->v2, sizeof(w->v2));
 	unsigned v2_slot = w->agent.state.confirmed_slot;
 	/* v1 (counter 5) is below the counter 7 now: no fallback to it */
-	ota_sim_slot(w->sim, v2_slot)[10] ^= 1;
+	ota_sim_slot_damage(w->sim, v2_slot, 10, 1);
 	assert_string_equal(ota_err_name(ota_agent_boot(&w->agent, &slot)), "OTA_ERR_HASH");
-	ota_sim_slot(w->sim, v2_slot)[10] ^= 1;
+	ota_sim_slot_damage(w->sim, v2_slot, 10, 1);
 	assert_int_equal(ota_agent_boot(&w->agent, &slot), OTA_OK);
 	assert_int_equal(slot, v2_slot);
 	(void)v1_slot;
@@ -182,7 +182,7 @@ static void test_resume_rehashes_prefix(void **state)
 	assert_int_equal(ota_agent_offset(&w->agent), 0); /* another manifest: fresh start */
 	assert_int_equal(ota_agent_write(&w->agent, w->v2, 5000), OTA_OK);
 	assert_int_equal(ota_agent_abort(&w->agent, OTA_ERR_TRANSPORT, "cut", true), OTA_OK);
-	ota_sim_slot(w->sim, w->agent.state.target_slot)[7] ^= 1;
+	ota_sim_slot_damage(w->sim, w->agent.state.target_slot, 7, 1);
 	assert_int_equal(ota_agent_begin_bundle(&w->agent, b.data + 8, hlen), OTA_OK);
 	off = ota_agent_offset(&w->agent);
 	assert_int_equal(off, 5000);
@@ -231,70 +231,194 @@ static void sha_of(const uint8_t *data, size_t len, uint8_t out[32])
 	SHA256(data, len, out);
 }
 
+/* Trust objects carried by the update in the trust-rotation cut loop. */
+struct rotation {
+	EVP_PKEY *roots2[2];
+	EVP_PKEY *op3;
+	Fleetota__V1__Signed *root2;
+	Fleetota__V1__Signed *kl3;
+};
+
+/* RootList 2 (signed by RootList 1 and itself), KeyList 3 under it, a new op key. */
+static void rotation_new(struct world *w, struct rotation *r)
+{
+	r->roots2[0] = ota_fx_key_new(OTA_ALG_ED25519);
+	r->roots2[1] = ota_fx_key_new(OTA_ALG_ECDSA_P256_SHA256);
+	r->op3 = ota_fx_key_new(OTA_ALG_ED25519);
+	EVP_PKEY *signers[4] = {w->roots[0], w->roots[1], r->roots2[0], r->roots2[1]};
+	struct ota_fx_rootlist rs = {.version = 2,
+				     .threshold = 2,
+				     .keys = r->roots2,
+				     .n_keys = 2,
+				     .issued_at = W_ISSUED - 100,
+				     .signers = signers,
+				     .n_signers = 4};
+	r->root2 = ota_fx_rootlist(&rs);
+	struct ota_fx_opkey keys[1] = {{.key = r->op3}};
+	struct ota_fx_keylist ks = {.version = 3,
+				    .issued_at = W_ISSUED - 50,
+				    .keys = keys,
+				    .n_keys = 1,
+				    .signers = r->roots2,
+				    .n_signers = 2};
+	r->kl3 = ota_fx_keylist(&ks);
+}
+
+static void rotation_free(struct rotation *r)
+{
+	ota_fx_env_free(r->root2);
+	ota_fx_env_free(r->kl3);
+	EVP_PKEY_free(r->roots2[0]);
+	EVP_PKEY_free(r->roots2[1]);
+	EVP_PKEY_free(r->op3);
+	memset(r, 0, sizeof(*r));
+}
+
+/* One power-fail scenario: an update of v2, optionally carrying a trust rotation. */
+struct cut_run {
+	Fleetota__V1__Signed *m;
+	struct rotation rot;
+	bool rotate;
+};
+
+static void cut_run_prepare(struct world *w, struct cut_run *run, bool rotate)
+{
+	struct ota_fx_manifest spec;
+	memset(run, 0, sizeof(*run));
+	run->rotate = rotate;
+	world_manifest(w, &spec, w->v2, sizeof(w->v2), 20, 7);
+	if (rotate) {
+		rotation_new(w, &run->rot);
+		spec.signers = &run->rot.op3;
+	}
+	run->m = ota_fx_manifest(&spec);
+}
+
+static void cut_run_free(struct cut_run *run)
+{
+	ota_fx_env_free(run->m);
+	if (run->rotate)
+		rotation_free(&run->rot);
+}
+
+static enum ota_err cut_run_install(struct world *w, const struct cut_run *run)
+{
+	return world_install(w, run->m, run->rotate ? run->rot.kl3 : NULL,
+			     run->rotate ? run->rot.root2 : NULL, w->v2, sizeof(w->v2));
+}
+
 /* One install + boot + confirm of v2; stops at the first error. */
-static void run_update(struct world *w, const Fleetota__V1__Signed *m)
+static void run_update(struct world *w, const struct cut_run *run)
 {
 	unsigned slot;
-	if (world_install(w, m, NULL, NULL, w->v2, sizeof(w->v2)) != OTA_OK)
+	if (cut_run_install(w, run) != OTA_OK)
 		return;
 	if (ota_agent_boot(&w->agent, &slot) != OTA_OK)
 		return;
 	(void)ota_agent_confirm(&w->agent);
 }
 
-static void test_power_fail_every_operation(void **state)
+/*
+ * A device on v1, the update cut at operation n, then a restart. Checks
+ * that the restarted device reads its records, boots a verified image,
+ * that a pending image survived (its bytes were synced before it was
+ * recorded), that trust moved roots first and then keys, and that
+ * repeating the update succeeds. Returns whether the cut happened.
+ */
+static bool cut_once(struct world *w, enum ota_sim_cache mode, bool rotate, uint64_t n)
 {
-	struct world *w = *state;
-	Fleetota__V1__Signed *m = NULL;
 	uint8_t v1_sha[32];
 	uint8_t v2_sha[32];
+	struct cut_run run;
 	sha_of(w->v1, sizeof(w->v1), v1_sha);
 	sha_of(w->v2, sizeof(w->v2), v2_sha);
-	uint64_t n;
-	for (n = 1;; n++) {
-		/* a device on v1, then the cut at operation n of the update */
-		world_teardown(w);
-		world_setup(w);
-		ota_fx_env_free(m);
-		m = v2_manifest(w); /* the world's keys are new */
-		ota_sim_cut_at(w->sim, n);
-		run_update(w, m);
-		bool cut = ota_sim_is_off(w->sim);
-		ota_sim_power_on(w->sim);
-		world_restart(w);
-		unsigned slot = 9;
-		assert_int_equal(ota_agent_boot(&w->agent, &slot), OTA_OK);
-		struct ota_agent_status st;
-		ota_agent_status(&w->agent, &st);
-		assert_int_equal(slot, st.running_slot);
-		/* what runs is a verified image: v1 or v2, byte for byte */
-		const struct ota_slot_info *info =
-			st.phase == OTA_PHASE_TRIAL ? &st.target : &st.confirmed;
-		uint8_t sha[32];
-		sha_of(ota_sim_slot(w->sim, slot), info->size, sha);
-		assert_memory_equal(sha, info->sha256, 32);
-		assert_true(memcmp(sha, v1_sha, 32) == 0 || memcmp(sha, v2_sha, 32) == 0);
-		/* the counter is never ahead of the confirmed image */
-		assert_true(st.security_counter <= st.confirmed.security_counter);
-		assert_true(st.security_counter >= 5);
-		/* repeating the update succeeds */
-		if (st.phase == OTA_PHASE_TRIAL) {
-			assert_int_equal(ota_agent_confirm(&w->agent), OTA_OK);
-		} else if (st.confirmed.version_code != 20) {
-			world_update(w, m, w->v2, sizeof(w->v2));
-		}
-		ota_agent_status(&w->agent, &st);
-		assert_int_equal(st.confirmed.version_code, 20);
-		assert_int_equal(st.security_counter, 7);
-		assert_int_equal(ota_agent_boot(&w->agent, &slot), OTA_OK);
-		assert_int_equal(slot, st.confirmed_slot);
-		if (!cut)
-			break; /* the update ran to the end without reaching n */
+	world_teardown(w);
+	world_setup(w);
+	cut_run_prepare(w, &run, rotate); /* the world's keys are new */
+	ota_sim_set_cache(w->sim, mode);
+	ota_sim_cut_at(w->sim, n);
+	run_update(w, &run);
+	bool cut = ota_sim_is_off(w->sim);
+	ota_sim_power_on(w->sim);
+	world_restart(w);
+	assert_false(w->agent.state_lost);
+	struct ota_agent_status st;
+	ota_agent_status(&w->agent, &st);
+	/* RootList 2 is stored before KeyList 3: never keys without their roots */
+	if (rotate) {
+		assert_true(st.rootlist_version == 1 || st.rootlist_version == 2);
+		assert_true(st.keylist_version == 2 || st.keylist_version == 3);
+		assert_false(st.rootlist_version == 1 && st.keylist_version == 3);
+	} else {
+		assert_int_equal(st.rootlist_version, 1);
+		assert_int_equal(st.keylist_version, 2);
 	}
-	/* erase, records, image writes, checkpoints, boot, confirm */
+	enum ota_phase before = st.phase;
+	unsigned pending_slot = w->agent.state.target_slot;
+	unsigned slot = 9;
+	assert_int_equal(ota_agent_boot(&w->agent, &slot), OTA_OK);
+	ota_agent_status(&w->agent, &st);
+	assert_int_equal(slot, st.running_slot);
+	if (before == OTA_PHASE_PENDING) {
+		/* recorded as pending = durable: it must verify and boot in trial */
+		assert_int_equal(st.phase, OTA_PHASE_TRIAL);
+		assert_int_equal(slot, pending_slot);
+	}
+	assert_int_not_equal(st.last_error, OTA_ERR_HASH);
+	/* what runs is a verified image: v1 or v2, byte for byte */
+	const struct ota_slot_info *info = st.phase == OTA_PHASE_TRIAL ? &st.target : &st.confirmed;
+	uint8_t sha[32];
+	sha_of(ota_sim_slot(w->sim, slot), info->size, sha);
+	assert_memory_equal(sha, info->sha256, 32);
+	assert_true(memcmp(sha, v1_sha, 32) == 0 || memcmp(sha, v2_sha, 32) == 0);
+	/* the counter is never ahead of the confirmed image */
+	assert_true(st.security_counter <= st.confirmed.security_counter);
+	assert_true(st.security_counter >= 5);
+	/* repeating the update succeeds */
+	if (st.phase == OTA_PHASE_TRIAL) {
+		assert_int_equal(ota_agent_confirm(&w->agent), OTA_OK);
+	} else if (st.confirmed.version_code != 20) {
+		assert_int_equal(cut_run_install(w, &run), OTA_OK);
+		assert_int_equal(ota_agent_boot(&w->agent, &slot), OTA_OK);
+		assert_int_equal(ota_agent_confirm(&w->agent), OTA_OK);
+	}
+	world_restart(w);
+	ota_agent_status(&w->agent, &st);
+	assert_int_equal(st.confirmed.version_code, 20);
+	assert_int_equal(st.security_counter, 7);
+	assert_int_equal(st.rootlist_version, rotate ? 2 : 1);
+	assert_int_equal(st.keylist_version, rotate ? 3 : 2);
+	assert_int_equal(ota_agent_boot(&w->agent, &slot), OTA_OK);
+	assert_int_equal(slot, st.confirmed_slot);
+	cut_run_free(&run);
+	return cut;
+}
+
+/* A cut at every mutating storage operation; returns how many there were. */
+static uint64_t cut_every_operation(struct world *w, enum ota_sim_cache mode, bool rotate)
+{
+	uint64_t n = 1;
+	while (cut_once(w, mode, rotate, n))
+		n++;
+	/* erase, record copies, image writes, checkpoints, boot, confirm */
 	assert_true(n > 15);
-	print_message("power cut at each of %llu operations\n", (unsigned long long)(n - 1));
-	ota_fx_env_free(m);
+	print_message("%s cache, %s: power cut at each of %llu operations\n",
+		      mode == OTA_SIM_CACHE_DROP ? "dropping" : "tearing",
+		      rotate ? "RootList + KeyList in the bundle" : "plain update",
+		      (unsigned long long)(n - 1));
+	return n - 1;
+}
+
+static void test_power_fail_every_operation(void **state)
+{
+	(void)cut_every_operation(*state, OTA_SIM_CACHE_DROP, false);
+	(void)cut_every_operation(*state, OTA_SIM_CACHE_TEAR, false);
+}
+
+/* KeyList / RootList updates carried in the bundle, under the same cut loop. */
+static void test_power_fail_trust_rotation(void **state)
+{
+	(void)cut_every_operation(*state, OTA_SIM_CACHE_DROP, true);
 }
 
 /* A cut at every operation of install + boot + failing self-test (revert). */
@@ -377,6 +501,7 @@ int main(void)
 		T(test_resume_rehashes_prefix),
 		T(test_event_log),
 		T(test_power_fail_every_operation),
+		T(test_power_fail_trust_rotation),
 		T(test_power_fail_during_revert),
 		T(test_memory_budget),
 	};

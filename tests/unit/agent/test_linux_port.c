@@ -114,22 +114,38 @@ static void test_port_records_and_slots(void **state)
 
 	uint8_t buf[64];
 	size_t len = 0;
-	assert_int_equal(ops->record_read(port.ctx, OTA_REC_STATE, buf, sizeof(buf), &len),
+	assert_int_equal(ops->record_read(port.ctx, OTA_REC_STATE, 0, buf, sizeof(buf), &len),
 			 OTA_ERR_NOT_FOUND);
-	assert_int_equal(ops->record_write(port.ctx, OTA_REC_STATE, "first", 5), OTA_OK);
-	assert_int_equal(ops->record_write(port.ctx, OTA_REC_STATE, "second!", 7), OTA_OK);
-	assert_int_equal(ops->record_read(port.ctx, OTA_REC_STATE, buf, sizeof(buf), &len), OTA_OK);
+	assert_int_equal(ops->record_write(port.ctx, OTA_REC_STATE, 0, "first", 5), OTA_OK);
+	assert_int_equal(ops->record_write(port.ctx, OTA_REC_STATE, 0, "second!", 7), OTA_OK);
+	assert_int_equal(ops->record_read(port.ctx, OTA_REC_STATE, 0, buf, sizeof(buf), &len),
+			 OTA_OK);
 	assert_int_equal(len, 7);
 	assert_memory_equal(buf, "second!", 7);
-	assert_int_equal(ops->record_read(port.ctx, OTA_REC_STATE, buf, 3, &len), OTA_ERR_SIZE);
-	assert_int_equal(ops->record_write(port.ctx, OTA_REC_LAST, "e", 1), OTA_OK);
-	assert_int_equal(ops->record_write(port.ctx, (enum ota_record)10, "x", 1),
-			 OTA_ERR_INVALID_ARG);
-	/* no temp file is left behind */
-	char *tmp = ota_fx_path(state_dir, "records/.state.tmp");
+	assert_int_equal(ops->record_read(port.ctx, OTA_REC_STATE, 0, buf, 3, &len), OTA_ERR_SIZE);
+	/* the copies are separate files */
+	assert_int_equal(ops->record_read(port.ctx, OTA_REC_STATE, 1, buf, sizeof(buf), &len),
+			 OTA_ERR_NOT_FOUND);
+	assert_int_equal(ops->record_write(port.ctx, OTA_REC_STATE, 1, "other", 5), OTA_OK);
+	assert_int_equal(ops->record_read(port.ctx, OTA_REC_STATE, 1, buf, sizeof(buf), &len),
+			 OTA_OK);
+	assert_memory_equal(buf, "other", 5);
+	char *copy1 = ota_fx_path(state_dir, "records/state.1");
 	struct stat st;
-	assert_int_not_equal(stat(tmp, &st), 0);
-	free(tmp);
+	assert_int_equal(stat(copy1, &st), 0);
+	free(copy1);
+	assert_int_equal(ops->record_write(port.ctx, OTA_REC_LAST, 1, "e", 1), OTA_OK);
+	assert_int_equal(ops->record_write(port.ctx, OTA_REC_BOOT, 0, "b", 1), OTA_OK);
+	assert_int_equal(ops->record_write(port.ctx, (enum ota_record)10, 0, "x", 1),
+			 OTA_ERR_INVALID_ARG);
+	assert_int_equal(ops->record_write(port.ctx, OTA_REC_STATE, 2, "x", 1),
+			 OTA_ERR_INVALID_ARG);
+	/* a copy is overwritten in place: a shorter value leaves no old tail */
+	assert_int_equal(ops->record_write(port.ctx, OTA_REC_STATE, 0, "ab", 2), OTA_OK);
+	assert_int_equal(ops->record_read(port.ctx, OTA_REC_STATE, 0, buf, sizeof(buf), &len),
+			 OTA_OK);
+	assert_int_equal(len, 2);
+	assert_memory_equal(buf, "ab", 2);
 
 	uint64_t size = 0;
 	assert_int_equal(ops->slot_size(port.ctx, 1, &size), OTA_OK);

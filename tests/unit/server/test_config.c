@@ -3,6 +3,7 @@
 #include <stdarg.h>
 #include <stddef.h>
 #include <stdint.h>
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -33,6 +34,12 @@ static void test_minimal_defaults(void **state)
 	assert_string_equal(cfg->db_conninfo, "host=/tmp port=5432 dbname=x");
 	assert_string_equal(cfg->store_dir, "/store");
 	assert_int_equal(cfg->db_pool_size, 4);
+	/* every database call has a deadline; the queue is bounded by both */
+	assert_int_equal(cfg->db_queue_max, 4096);
+	assert_int_equal(cfg->db_timeout_ms, 5000);
+	assert_int_equal(cfg->db_retry_timeout_ms, 30000);
+	assert_int_equal(cfg->admin_db_timeout_ms, 3000);
+	assert_int_equal(cfg->healthz_timeout_ms, 1000);
 	assert_string_equal(cfg->device_listen, "127.0.0.1:8443");
 	assert_false(cfg->migrate_on_start);
 	assert_true(cfg->rate_per_sec > 4.99 && cfg->rate_per_sec < 5.01);
@@ -63,6 +70,9 @@ static void test_errors_name_the_line(void **state)
 	expect_error("db_pool_size = 0\n", "out of range");
 	expect_error("db_pool_size = 4x\n", "not a number");
 	expect_error("db_pool_size = -1\n", "not a number");
+	expect_error("db_timeout_ms = 0\n", "out of range");
+	expect_error("healthz_timeout_ms = 60001\n", "out of range");
+	expect_error("db_queue_max = 1000001\n", "out of range");
 	expect_error("rate_per_sec = nan\n", "not a number");
 	expect_error("migrate_on_start = maybe\n", "true or false");
 	expect_error("just words\n", "expected 'key = value'");
@@ -122,6 +132,40 @@ static void test_limits(void **state)
 	free(text);
 }
 
+/* A reload applies live keys, names the restart keys, and keeps their values. */
+static void test_update_live_and_restart(void **state)
+{
+	struct srv_config *live = NULL, *fresh = NULL;
+	char err[SRV_CONFIG_ERR_BYTES], applied[SRV_CONFIG_ERR_BYTES],
+		restart[SRV_CONFIG_ERR_BYTES];
+	char text[1024];
+
+	(void)state;
+	assert_int_equal(parse(minimal, &live, err), OTA_OK);
+	assert_int_equal(live->device_reload_sec, 60);
+	assert_string_equal(live->mqtt_client_id, "");
+	snprintf(text, sizeof(text),
+		 "%slog_level = debug\nrate_burst = 7\ndevice_crl = /crl.pem\n"
+		 "db_pool_size = 9\nmqtt_url = ssl://b:8883\nmqtt_ca = /a\nmqtt_cert = /c\n"
+		 "mqtt_key = /k\n",
+		 minimal);
+	assert_int_equal(parse(text, &fresh, err), OTA_OK);
+	assert_int_equal(srv_config_update(live, fresh, applied, restart), OTA_OK);
+	assert_string_equal(applied, "device_crl, rate_burst, log_level");
+	assert_string_equal(restart, "db_pool_size, mqtt_url, mqtt_ca, mqtt_cert, mqtt_key");
+	assert_string_equal(live->log_level, "debug");
+	assert_string_equal(live->device_crl, "/crl.pem");
+	assert_true(live->rate_burst > 6.99 && live->rate_burst < 7.01);
+	assert_int_equal(live->db_pool_size, 4);
+	assert_string_equal(live->mqtt_url, "");
+	/* the same again: nothing differs any more but the restart keys */
+	assert_int_equal(srv_config_update(live, fresh, applied, restart), OTA_OK);
+	assert_string_equal(applied, "");
+	assert_string_equal(restart, "db_pool_size, mqtt_url, mqtt_ca, mqtt_cert, mqtt_key");
+	srv_config_free(fresh);
+	srv_config_free(live);
+}
+
 static void test_split_listen(void **state)
 {
 	char addr[64];
@@ -153,6 +197,7 @@ int main(void)
 		cmocka_unit_test(test_env_overrides),
 		cmocka_unit_test(test_limits),
 		cmocka_unit_test(test_split_listen),
+		cmocka_unit_test(test_update_live_and_restart),
 	};
 	return cmocka_run_group_tests(tests, NULL, NULL);
 }

@@ -34,6 +34,27 @@ static void test_burst_then_refill(void **state)
 	srv_ratelimit_free(rl);
 }
 
+/* A reload's new rate and burst hold for buckets that already exist. */
+static void test_set_applies_to_existing(void **state)
+{
+	struct srv_ratelimit *rl = NULL;
+	unsigned retry = 0;
+
+	(void)state;
+	assert_int_equal(srv_ratelimit_new(1.0, 5.0, 100, &rl), OTA_OK);
+	assert_true(srv_ratelimit_take(rl, "dev-1", 10.0, &retry));
+	assert_int_equal(srv_ratelimit_set(rl, 10.0, 2.0), OTA_OK);
+	/* refilled to the new burst (2), not the old one (5) */
+	for (int i = 0; i < 2; i++)
+		assert_true(srv_ratelimit_take(rl, "dev-1", 100.0, &retry));
+	assert_false(srv_ratelimit_take(rl, "dev-1", 100.0, &retry));
+	/* the new rate: 10 tokens a second */
+	assert_true(srv_ratelimit_take(rl, "dev-1", 100.15, &retry));
+	assert_int_equal(srv_ratelimit_set(rl, 0.0, 2.0), OTA_ERR_INVALID_ARG);
+	assert_int_equal(srv_ratelimit_set(rl, 1.0, 0.5), OTA_ERR_INVALID_ARG);
+	srv_ratelimit_free(rl);
+}
+
 static void test_slow_rate_retry_after(void **state)
 {
 	struct srv_ratelimit *rl = NULL;
@@ -79,6 +100,7 @@ int main(void)
 	const struct CMUnitTest tests[] = {
 		cmocka_unit_test(test_burst_then_refill),
 		cmocka_unit_test(test_slow_rate_retry_after),
+		cmocka_unit_test(test_set_applies_to_existing),
 		cmocka_unit_test(test_bounded_entries),
 		cmocka_unit_test(test_bad_args),
 	};

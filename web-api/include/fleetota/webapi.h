@@ -45,6 +45,9 @@ struct webapi;
 /* Lifetime of an upload session (from its creation), and the purge period. */
 #define WEBAPI_UPLOAD_TTL_SEC (24u * 3600u)
 #define WEBAPI_UPLOAD_PURGE_SEC 60u
+/* Deadlines (ms) of a request's database calls and of /healthz's round trip. */
+#define WEBAPI_DEFAULT_DB_TIMEOUT_MS 3000u
+#define WEBAPI_DEFAULT_HEALTHZ_TIMEOUT_MS 1000u
 /* Page size: default and maximum items of one list response. */
 #define WEBAPI_PAGE_DEFAULT 100u
 #define WEBAPI_PAGE_MAX 500u
@@ -62,6 +65,10 @@ struct webapi_config {
 	unsigned max_header_bytes; /* 0 = 8192 */
 	double rate_per_sec; /* per client address; 0 = 50 */
 	double rate_burst; /* 0 = 200 */
+	/* deadline of each database call of a request (503 "timeout"); 0 = default */
+	unsigned db_timeout_ms;
+	/* deadline of /healthz's round trip to the database; 0 = default */
+	unsigned healthz_timeout_ms;
 };
 
 /*

@@ -1,0 +1,137 @@
+#!/usr/bin/env bash
+# SPDX-License-Identifier: Apache-2.0
+# Revocation takes effect without a restart (issue 12, finding 2; issue 11
+# "SIGHUP reloads the configuration and the CRL without dropping
+# connections"). dev-3 is revoked (pki.sh revoke), then ota-server and the
+# broker are reloaded by SIGHUP: dev-3 is refused at the delivery listener
+# (new handshakes, its open keep-alive connection, a resumed TLS session)
+# and at the broker (new connections; its live session is closed by
+# mosquitto.sh kick); its report does not change its database row. dev-2's
+# open HTTPS connection and MQTT session survive the reloads. A config
+# change is applied live or named as needing a restart; with
+# device_reload_sec the CRL is picked up without a signal.
+source "$(dirname "$0")/lib.sh"
+SERVER_CONF_EXTRA="device_crl = $PKI/device-ca.crl
+device_reload_sec = 0
+http_timeout_sec = 30"
+standard_setup
+server_pid=$SERVER_PID
+
+# keepalive DEVICE NAME: one TLS connection, GET /v1/keylist now and again
+# once $T/NAME.go exists; the status lines go to $T/NAME.out
+keepalive() {
+	local dev=$1 name=$2
+	{
+		printf 'GET /v1/keylist HTTP/1.1\r\nHost: 127.0.0.1\r\n\r\n'
+		while [[ ! -f "$T/$name.go" ]]; do sleep 0.1; done
+		printf 'GET /v1/keylist HTTP/1.1\r\nHost: 127.0.0.1\r\nConnection: close\r\n\r\n'
+	} | timeout 60 openssl s_client -quiet -connect "127.0.0.1:$DEV_PORT" \
+		-CAfile "$PKI/server-ca.crt" -cert "$PKI/devices/$dev.crt" \
+		-key "$PKI/devices/$dev.key" >"$T/$name.raw" 2>"$T/$name.err" || true
+	{ grep -ao 'HTTP/1.1 [0-9]*' "$T/$name.raw" || true; } | cut -d' ' -f2 | tr '\n' ' ' >"$T/$name.out"
+}
+statuses() { sed 's/ $//' "$T/$1.out"; }
+
+# tls_try DEVICE [s_client args]: a fresh handshake + request; s_client's
+# output in $T/tls.out
+tls_try() {
+	local dev=$1
+	shift
+	printf 'GET /v1/keylist HTTP/1.1\r\nHost: 127.0.0.1\r\nConnection: close\r\n\r\n' |
+		timeout 20 openssl s_client -ign_eof -connect "127.0.0.1:$DEV_PORT" \
+			-CAfile "$PKI/server-ca.crt" -cert "$PKI/devices/$dev.crt" \
+			-key "$PKI/devices/$dev.key" "$@" >"$T/tls.out" 2>&1 || true
+}
+row() { sql -c "SELECT row(d.*)::text FROM devices d WHERE device_id = '$1'"; }
+
+log "before: dev-3 reports (stored), keeps an HTTPS connection and an MQTT session open"
+report dev-3 dev-3 5 idle 1.0.0 1 1 || fail "dev-3 publish before revocation"
+wait_for 10 sql_eq 5 "SELECT last_report_seq FROM devices WHERE device_id = 'dev-3'" || fail "dev-3's report"
+tls_try dev-3 -sess_out "$T/dev3.session"
+grep -q "HTTP/1.1 200" "$T/tls.out" && [[ -s "$T/dev3.session" ]] || fail "dev-3 session: $(tail -3 "$T/tls.out")"
+keepalive dev-3 ka3 &
+ka3=$!
+keepalive dev-2 ka2 &
+ka2=$!
+mq_sub_bg dev-3 dev-3 "$T/dev3.msgs"
+sub3=$MQ_SUB_PID
+mq_sub_bg dev-2 dev-2 "$T/dev2.msgs"
+sub2=$MQ_SUB_PID
+wait_for 10 bash -c "grep -q \"as dev-3 (p5\" '$T/mq/mosquitto.log' && grep -q \"as dev-2 (p5\" '$T/mq/mosquitto.log'" ||
+	fail "subscribers did not connect"
+sleep 0.5
+
+log "revoke dev-3, SIGHUP to the broker and to ota-server"
+"$TOP/scripts/pki.sh" revoke "$PKI" dev-3
+"$TOP/scripts/mosquitto.sh" reload "$T/mq" || fail "broker reload"
+kill -HUP "$SERVER_PID"
+wait_for 10 grep -q "reload (SIGHUP): device listener CA, CRL, certificate and key reloaded" "$T/server.log" ||
+	fail "ota-server did not reload: $(grep reload "$T/server.log")"
+grep -q "reload (SIGHUP): config $T/server.conf: applied: no change" "$T/server.log" || fail "config reload line"
+row3=$(row dev-3)
+
+log "delivery listener: dev-3's open connection is refused on its next request, dev-2's goes on"
+touch "$T/ka3.go" "$T/ka2.go"
+wait "$ka3" "$ka2" || true
+[[ "$(statuses ka3)" == "200 403" ]] || fail "dev-3 keep-alive statuses: $(statuses ka3)"
+[[ "$(statuses ka2)" == "200 200" ]] || fail "dev-2 keep-alive statuses: $(statuses ka2)"
+
+log "delivery listener: a new handshake and a resumed session of dev-3 are refused"
+tls_try dev-3
+grep -q "alert certificate revoked" "$T/tls.out" || fail "dev-3 new handshake: $(grep -a -m3 -i 'alert\|HTTP' "$T/tls.out")"
+! grep -q "HTTP/1.1" "$T/tls.out" || fail "dev-3 got an HTTP answer"
+tls_try dev-3 -sess_in "$T/dev3.session"
+grep -q "alert certificate revoked" "$T/tls.out" || fail "dev-3 resumed session: $(grep -a -m3 -i 'reused\|alert\|HTTP' "$T/tls.out")"
+! grep -q "^Reused" "$T/tls.out" || fail "dev-3's old session was resumed"
+dev_curl dev-2 /v1/keylist
+[[ $(status) == 200 ]] || fail "dev-2 new connection after the reload: $(status)"
+
+log "broker: dev-3 cannot connect any more; its live session is closed by mosquitto.sh kick"
+n_fail_before=$(grep -c "certificate verify failed" "$T/mq/mosquitto.log" || true)
+rc=0
+report dev-3 dev-3 6 idle 1.0.0 1 1 2>/dev/null || rc=$?
+((rc != 0)) || fail "dev-3 published after the revocation"
+n_fail=$(grep -c "certificate verify failed" "$T/mq/mosquitto.log" || true)
+((n_fail == n_fail_before + 1)) || fail "broker refusals: $n_fail_before -> $n_fail"
+"$TOP/scripts/mosquitto.sh" kick "$T/mq" dev-3 >/dev/null || fail "kick"
+grep -q "Client dev-3 already connected, closing old connection" "$T/mq/mosquitto.log" || fail "dev-3's session was not closed"
+wait_for 15 bash -c "! kill -0 $sub3 2>/dev/null" || fail "dev-3's subscriber is still connected"
+sleep 1
+[[ "$(row dev-3)" == "$row3" ]] || fail "dev-3's row changed: $row3 -> $(row dev-3)"
+
+log "dev-2's MQTT session and the server's survived: a Notify reaches dev-2"
+kill -0 "$sub2" 2>/dev/null || fail "dev-2's subscriber died: $(cat "$T/dev2.msgs.err")"
+! grep -q "Client dev-2 disconnected\|Client dev-2 already connected" "$T/mq/mosquitto.log" || fail "dev-2 was disconnected"
+sql -c "INSERT INTO assignments (device_id, artifact_id) VALUES ('dev-2', 'art-1')"
+wait_for 10 test -s "$T/dev2.msgs" || fail "no Notify for dev-2 after the reloads"
+[[ "$(grep -c "mqtt connected" "$T/server.log")|$(grep -c "mqtt connection lost" "$T/server.log" || true)" == "1|0" ]] ||
+	fail "the server's MQTT session was dropped"
+report dev-2 dev-2 9 idle 1.0.0 1 1 || fail "dev-2 publish after the reloads"
+wait_for 10 sql_eq 9 "SELECT last_report_seq FROM devices WHERE device_id = 'dev-2'" || fail "dev-2's report"
+
+log "config reload: live keys applied, the others named"
+sed -i -e 's/^log_level = debug/log_level = info/' -e 's/^db_pool_size = 2/db_pool_size = 3/' \
+	-e 's/^device_reload_sec = 0/device_reload_sec = 1/' "$T/server.conf"
+kill -HUP "$SERVER_PID"
+wait_for 10 grep -q "applied: device_reload_sec, log_level" "$T/server.log" ||
+	fail "live keys: $(grep 'reload (SIGHUP): config' "$T/server.log" | tail -1)"
+grep -q "changed but need a restart (running values kept): db_pool_size" "$T/server.log" ||
+	fail "restart keys: $(grep 'need a restart' "$T/server.log")"
+echo "log_level = nonsense" >>"$T/server.conf"
+kill -HUP "$SERVER_PID"
+wait_for 10 grep -q "reload (SIGHUP): config not applied: .*log_level = 'nonsense'" "$T/server.log" ||
+	fail "a bad config: $(grep 'reload' "$T/server.log" | tail -2)"
+sed -i '$d' "$T/server.conf"
+
+log "device_reload_sec = 1: revoking dev-1 takes effect without a signal"
+dev_curl dev-1 /v1/keylist
+[[ $(status) == 200 ]] || fail "dev-1 before: $(status)"
+"$TOP/scripts/pki.sh" revoke "$PKI" dev-1
+wait_for 10 grep -q "reload (files changed): device listener" "$T/server.log" || fail "no timed reload"
+tls_try dev-1
+grep -q "alert certificate revoked" "$T/tls.out" || fail "dev-1 after the timed reload: $(grep -a -m3 -i 'alert\|HTTP' "$T/tls.out")"
+
+[[ "$SERVER_PID" == "$server_pid" && $(grep -c "ota-server running" "$T/server.log") == 1 ]] ||
+	fail "ota-server was restarted"
+check_server_exit
+log "PASS"
