@@ -31,7 +31,17 @@ enum srv_reject {
 	SRV_REJECT_REPORT_TOPIC,
 	SRV_REJECT_REPORT_TOO_BIG,
 	SRV_REJECT_QUEUE_FULL,
+	SRV_REJECT_REPORT_OVER_BUDGET, /* over budget with no room to hold it */
 	SRV__REJECT_COUNT
+};
+
+/* Security events (audit action "security.<name>"; stable label values). */
+enum srv_security_kind {
+	SRV_SECURITY_CROSS_DEVICE, /* asked for an artifact not assigned to it */
+	SRV_SECURITY_REPLAY, /* report seq 0 or not newer than the stored one */
+	SRV_SECURITY_FLOOD, /* reports over the device's budget */
+	SRV_SECURITY_REFUSAL, /* the device refused something (pin, signature...) */
+	SRV__SECURITY_COUNT
 };
 
 /*
@@ -63,6 +73,10 @@ struct srv_metrics {
 	uint64_t reports_stored;
 	uint64_t events_stored;
 	uint64_t device_errors[OTA__ERR_COUNT]; /* error names devices reported */
+	uint64_t reports_coalesced; /* over budget: held and stored coalesced */
+	uint64_t reports_duplicate; /* redeliveries of a stored report */
+	uint64_t reports_stale; /* older than the stored seq (reordered) */
+	uint64_t security_events[SRV__SECURITY_COUNT];
 	uint64_t notifies_sent;
 	uint64_t db_reconnects;
 	uint64_t db_queries;
@@ -76,6 +90,9 @@ struct srv_metrics {
 
 /* Stable label of a rejection ("rate_limited"). */
 const char *srv_reject_name(enum srv_reject reason);
+
+/* Stable label of a security event kind ("cross_device"). */
+const char *srv_security_kind_name(enum srv_security_kind kind);
 
 void srv_metrics_reject(struct srv_metrics *metrics, enum srv_reject reason);
 void srv_metrics_latency(struct srv_metrics *metrics, double ms);

@@ -21,7 +21,22 @@ static const char *const reject_names[SRV__REJECT_COUNT] = {
 	[SRV_REJECT_REPORT_TOPIC] = "report_topic_mismatch",
 	[SRV_REJECT_REPORT_TOO_BIG] = "report_too_big",
 	[SRV_REJECT_QUEUE_FULL] = "queue_full",
+	[SRV_REJECT_REPORT_OVER_BUDGET] = "report_over_budget",
 };
+
+static const char *const security_names[SRV__SECURITY_COUNT] = {
+	[SRV_SECURITY_CROSS_DEVICE] = "cross_device",
+	[SRV_SECURITY_REPLAY] = "replay",
+	[SRV_SECURITY_FLOOD] = "flood",
+	[SRV_SECURITY_REFUSAL] = "refusal",
+};
+
+const char *srv_security_kind_name(enum srv_security_kind kind)
+{
+	if ((unsigned)kind >= SRV__SECURITY_COUNT)
+		return "unknown";
+	return security_names[kind];
+}
 
 const char *srv_reject_name(enum srv_reject reason)
 {
@@ -97,6 +112,12 @@ int srv_metrics_render(const struct srv_metrics *m, struct evbuffer *out)
 		m->reports_received);
 	COUNTER("reports_stored_total", "Status reports stored.", m->reports_stored);
 	COUNTER("events_stored_total", "Device events stored (new).", m->events_stored);
+	COUNTER("reports_coalesced_total", "Reports over a device's budget, stored coalesced.",
+		m->reports_coalesced);
+	COUNTER("reports_duplicate_total", "Redeliveries of a stored report (ignored).",
+		m->reports_duplicate);
+	COUNTER("reports_stale_total", "Reports older than the stored one (only new events kept).",
+		m->reports_stale);
 	COUNTER("notifies_sent_total", "Notify messages published.", m->notifies_sent);
 	COUNTER("db_reconnects_total",
 		"PostgreSQL connections re-established after a loss (first connects excluded).",
@@ -118,6 +139,12 @@ int srv_metrics_render(const struct srv_metrics *m, struct evbuffer *out)
 	for (int i = 0; i < SRV__REJECT_COUNT; i++)
 		evbuffer_add_printf(out, "fleetota_rejections_total{reason=\"%s\"} %llu\n",
 				    reject_names[i], (unsigned long long)m->rejections[i]);
+	evbuffer_add_printf(out, "# HELP fleetota_security_events_total Security events recorded "
+				 "in the audit trail.\n"
+				 "# TYPE fleetota_security_events_total counter\n");
+	for (int i = 0; i < SRV__SECURITY_COUNT; i++)
+		evbuffer_add_printf(out, "fleetota_security_events_total{kind=\"%s\"} %llu\n",
+				    security_names[i], (unsigned long long)m->security_events[i]);
 	evbuffer_add_printf(out, "# HELP fleetota_device_errors_total Errors devices reported.\n"
 				 "# TYPE fleetota_device_errors_total counter\n");
 	for (int i = 1; i < OTA__ERR_COUNT; i++) {

@@ -311,6 +311,7 @@ void wa_h_devices_list(struct wa_ctx *ctx);
 void wa_h_devices_get(struct wa_ctx *ctx);
 void wa_h_devices_tags(struct wa_ctx *ctx);
 void wa_h_devices_decommission(struct wa_ctx *ctx);
+void wa_h_devices_clear_suspect(struct wa_ctx *ctx);
 void wa_h_groups_list(struct wa_ctx *ctx);
 void wa_h_groups_create(struct wa_ctx *ctx);
 void wa_h_groups_get(struct wa_ctx *ctx);

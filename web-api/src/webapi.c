@@ -82,6 +82,8 @@ static const struct wa_route routes[] = {
 	 wa_h_devices_tags},
 	{EVHTTP_REQ_POST, "/api/v1/devices/*/decommission", WA_ROLE_ADMIN, WA_BODY_NONE,
 	 wa_h_devices_decommission},
+	{EVHTTP_REQ_POST, "/api/v1/devices/*/clear-suspect", WA_ROLE_OPERATOR, WA_BODY_NONE,
+	 wa_h_devices_clear_suspect},
 	{EVHTTP_REQ_GET, "/api/v1/groups", WA_ROLE_VIEWER, WA_BODY_NONE, wa_h_groups_list},
 	{EVHTTP_REQ_POST, "/api/v1/groups", WA_ROLE_OPERATOR, WA_BODY_JSON, wa_h_groups_create},
 	{EVHTTP_REQ_GET, "/api/v1/groups/*", WA_ROLE_VIEWER, WA_BODY_NONE, wa_h_groups_get},
