@@ -18,15 +18,24 @@
 # non-zero unless every outcome is as told: the CI mode), DEMO_KEEP=1 (keep
 # the temp dir), DEMO_POWER_LOSS / DEMO_SLOW (fault shares, default 0.05 /
 # 0.05), DEMO_IMAGE_KB (firmware size, default 200), DEMO_STORY=scale
-# (only registration and one staged release: for measuring large fleets). Everything runs under a temp dir and
-# .demo/ keeps the logs of the last run; all processes are stopped by PID
-# on exit and on Ctrl-C.
+# (only registration and one staged release: for measuring large fleets),
+# DEMO_STAY=1 (at the end, leave ota-server, PostgreSQL and mosquitto
+# running until Ctrl-C and print the URL, a token and curl lines to try).
+# Everything runs under a temp dir and .demo/ keeps the logs of the last
+# run; all processes are stopped by PID on exit, on Ctrl-C and when the
+# reader of stdout goes away (`make demo | tee log`, then Ctrl-C): the key
+# material goes first, and no write to a closed pipe can stop the cleanup.
+#
+# Stage numbers: the API counts stages from 0 (`current_stage`, `stage`,
+# the engine's pause reason "stage 0: ..."); this script shows them as
+# people count, from 1 ("stage 1/3"), also inside the pause reason.
 set -euo pipefail
 TOP=$(cd "$(dirname "$0")/.." && pwd)
 DEVICES=${DEMO_DEVICES:-200}
 BUILD=${DEMO_BUILD:-$TOP/build}
 CHECK=${DEMO_CHECK:-0}
 STORY=${DEMO_STORY:-full}
+STAY=${DEMO_STAY:-0}
 IMAGE_KB=${DEMO_IMAGE_KB:-200}
 POWER_LOSS=${DEMO_POWER_LOSS:-0.05}
 SLOW=${DEMO_SLOW:-0.05}
@@ -48,6 +57,8 @@ done
 # ---- a private world, removed on exit ---------------------------------------
 T=$(mktemp -d /tmp/fleetota-demo.XXXXXX)
 chmod 711 "$T" # PostgreSQL runs as `postgres` and must reach its directory
+PKI=$T/pki
+K=$T/keys
 LOGS=${DEMO_LOGS:-$TOP/.demo}
 mkdir -p "$LOGS"
 SERVER_PID=
@@ -91,10 +102,18 @@ stop_sims() {
 	SIM_PIDS=()
 	SIM_PID=
 }
+# Key material first: the root and operational private keys, the PKI's
+# private keys (the rest of $T follows once the processes are stopped).
+remove_keys() {
+	rm -rf "$K" "$PKI" "$T/fw" 2>/dev/null
+}
 cleanup() {
 	local rc=$?
 	set +e
-	trap - INT TERM
+	# From here a write to a closed stdout fails (EPIPE) instead of killing
+	# the shell, and a second Ctrl-C does not cut the cleanup short.
+	trap '' PIPE INT TERM
+	remove_keys
 	local t0=$SECONDS
 	stop_sims
 	stop_pid "$SERVER_PID" TERM 10
@@ -117,7 +136,13 @@ cleanup() {
 	exit $rc
 }
 trap cleanup EXIT
-trap 'echo; echo "demo: interrupted, cleaning up"; exit 130' INT TERM
+# stdout's reader went away (`| tee`, then Ctrl-C): nothing more to show
+on_sigpipe() {
+	exec >/dev/null
+	exit 141
+}
+trap on_sigpipe PIPE
+trap 'trap "" PIPE; echo; echo "demo: interrupted, cleaning up"; exit 130' INT TERM
 
 free_port() {
 	local p
@@ -136,8 +161,6 @@ MQ_PORT=$(free_port)
 DEV_PORT=$(free_port)
 API_PORT=$(free_port)
 API=http://127.0.0.1:$API_PORT
-PKI=$T/pki
-K=$T/keys
 mkdir -p "$K" "$T/fw" "$T/store"
 export OTA_KEYS_AUDIT_LOG=$K/ota-keys-audit.log
 
@@ -268,6 +291,23 @@ STAGES="[{\"count\":$CANARY,\"failure_ratio\":0.2,\"soak_seconds\":3},
 	{\"percent\":100,\"failure_ratio\":0.1}]"
 RATE=$((DEVICES * 6 > 600 ? DEVICES * 6 : 600))
 
+# record CAMPAIGN-JSON: its outcome as the summary shows it. Taken when the
+# campaign's story ends: later campaigns count a device as confirmed in
+# every campaign whose version it has reached (the engine's "the version it
+# runs is what counts"), so reading rel-1.1.0 at the very end would show
+# its reverted canaries as confirmed.
+record() {
+	jq -r '[.id, .state, .target_size, ([.stages[].devices.confirmed] | add),
+		([.stages[].devices.failed] | add), ([.stages[].devices.timed_out] | add)] | @tsv' \
+		<<<"$1" >>"$T/campaigns.tsv"
+}
+
+# human_stages: the engine's reason counts stages from 0 ("stage 0: 3 of
+# 10 devices failed"); shown from 1 like the progress line ("stage 1/3")
+human_stages() {
+	perl -pe 's/\bstage (\d+)\b/"stage " . ($1 + 1)/ge'
+}
+
 # watch ID UNTIL-STATES SECONDS: progress until the campaign is in one of them
 watch() {
 	local id=$1 until=$2 limit=$3 c state last_done=0 last_t=$SECONDS last_line=
@@ -275,6 +315,12 @@ watch() {
 	while :; do
 		c=$(api GET "/api/v1/campaigns/$id")
 		state=$(jq -r .state <<<"$c")
+		# the engine sizes the target at its first tick after start: until
+		# then there is nothing true to show
+		if [[ $state == running && $(jq .target_size <<<"$c") == 0 ]] && ((SECONDS < deadline)); then
+			sleep 0.3
+			continue
+		fi
 		local line done rate
 		line=$(jq -r '"stage \(.current_stage + 1)/\(.stages | length) | target \(.target_size) | " +
 			"confirmed \([.stages[].devices.confirmed] | add) failed \([.stages[].devices.failed] | add) " +
@@ -293,10 +339,6 @@ watch() {
 		if [[ " $until " == *" $state "* ]]; then
 			[[ ! -t 1 ]] || echo
 			CAMPAIGN=$c
-			# the outcome as it was when the campaign ended, for the summary
-			jq -r '[.id, .state, .target_size, ([.stages[].devices.confirmed] | add),
-				([.stages[].devices.failed] | add), ([.stages[].devices.timed_out] | add)] | @tsv' \
-				<<<"$c" >>"$T/campaigns.tsv"
 			return 0
 		fi
 		((SECONDS < deadline)) || { echo; fail "$id still $state after ${limit}s"; }
@@ -318,7 +360,7 @@ api POST /api/v1/campaigns/rel-1.1.0/start >/dev/null
 log "campaign rel-1.1.0 started: $CANARY canaries first, pause above 20 % failures"
 watch rel-1.1.0 "paused completed cancelled failed" "$TIMEOUT_S"
 BAD=$CAMPAIGN
-log "$(jq -r '"state: \(.state) — \(.reason)"' <<<"$BAD")"
+log "$(jq -r '"state: \(.state) — \(.reason)"' <<<"$BAD" | human_stages)"
 [[ $(jq -r .state <<<"$BAD") == paused ]] || check "rel-1.1.0 did not pause"
 jq -e '.reason | test("OTA_ERR_SELFTEST")' <<<"$BAD" >/dev/null || check "pause reason does not name OTA_ERR_SELFTEST"
 bad_failed=$(jq '.stages[0].devices.failed' <<<"$BAD")
@@ -331,7 +373,19 @@ log "failed canaries: $bad_versions; they reverted and still run 1.0.0"
 n=$(metric fleetota_devices_by_version 1.1.0)
 ((n == 0)) || check "$n devices run 1.1.0"
 api POST /api/v1/campaigns/rel-1.1.0/cancel >/dev/null
-log "operator cancels rel-1.1.0"
+log "operator cancels rel-1.1.0: the devices not yet notified are released;"
+log "the canaries still in flight finish (and revert) before the next release"
+# counted once nobody is in flight: the pause came at the first failures
+# over the threshold, with canaries still installing
+deadline=$((SECONDS + TIMEOUT_S))
+while BAD=$(api GET /api/v1/campaigns/rel-1.1.0) &&
+	(($(jq '[.stages[].devices.in_flight] | add' <<<"$BAD") > 0)) && ((SECONDS < deadline)); do
+	sleep 1
+done
+[[ $(jq -r .state <<<"$BAD") == cancelled ]] || check "rel-1.1.0 is $(jq -r .state <<<"$BAD"), not cancelled"
+record "$BAD"
+bad_failed=$(jq '[.stages[].devices.failed] | add' <<<"$BAD")
+log "rel-1.1.0: $bad_failed canaries failed (OTA_ERR_SELFTEST) and reverted; none in flight"
 fi
 
 # ---- 4. the fix -----------------------------------------------------------------------------
@@ -344,6 +398,7 @@ api_json POST /api/v1/campaigns "{\"id\":\"rel-1.1.1\",\"artifact\":\"fw-1.1.1\"
 api POST /api/v1/campaigns/rel-1.1.1/start >/dev/null
 watch rel-1.1.1 "paused completed cancelled failed" "$TIMEOUT_S"
 GOOD=$CAMPAIGN
+record "$GOOD"
 [[ $(jq -r .state <<<"$GOOD") == completed ]] || check "rel-1.1.1: $(jq -r '.state + " " + .reason' <<<"$GOOD")"
 good_confirmed=$(jq '[.stages[].devices.confirmed] | add' <<<"$GOOD")
 ((good_confirmed == DEVICES)) || check "rel-1.1.1 confirmed $good_confirmed of $DEVICES"
@@ -364,8 +419,16 @@ api_json POST /api/v1/campaigns "{\"id\":\"keylist-2\",\"kind\":\"keylist\",\"ke
 	\"stages\":[{\"percent\":10,\"failure_ratio\":0.1},{\"percent\":100}],\"rate_per_minute\":$RATE}" >/dev/null
 api POST /api/v1/campaigns/keylist-2/start >/dev/null
 watch keylist-2 "paused completed cancelled failed" "$TIMEOUT_S"
+record "$CAMPAIGN"
 [[ $(jq -r .state <<<"$CAMPAIGN") == completed ]] || check "keylist-2: $(jq -r .state <<<"$CAMPAIGN")"
-log "coverage: $(api GET /api/v1/keyrotation | jq -c '[.coverage[]? | {v: .keylist_version, devices, share}]' 2>/dev/null || echo '?')"
+api GET /api/v1/keyrotation >"$T/keyrotation.json"
+log "key-rotation coverage (GET /api/v1/keyrotation):"
+jq -r '"KeyList", "devices", "share", "last seen", (.coverage[] | ("v\(.keylist_version)",
+	.devices, "\(.share * 1000 | round / 10) %", (.last_seen // "-" | .[0:19])))' "$T/keyrotation.json" |
+	paste - - - - | awk -F'\t' '{printf "     %-8s %8s %8s  %s\n", $1, $2, $3, $4}'
+log "$(jq -r '"stragglers below v\(.latest_keylist): \(.stragglers | length)" +
+	(if (.stragglers | length) > 0 then " (\([.stragglers[:5][].device_id] | join(", ")))" else "" end) +
+	"; a KeyList may drop op-1 once \(.min_share * 100 | round) % trust v\(.latest_keylist)"' "$T/keyrotation.json")"
 sign 1.2.0 120 3 op-2 kl-2.signed
 api_bin "/api/v1/artifacts?id=fw-1.2.0" "$T/fw/fw-1.2.0.otab" >/dev/null
 api_json POST /api/v1/campaigns "{\"id\":\"rel-1.2.0\",\"artifact\":\"fw-1.2.0\",
@@ -373,6 +436,7 @@ api_json POST /api/v1/campaigns "{\"id\":\"rel-1.2.0\",\"artifact\":\"fw-1.2.0\"
 	\"device_timeout_seconds\":120}" >/dev/null
 api POST /api/v1/campaigns/rel-1.2.0/start >/dev/null
 watch rel-1.2.0 "paused completed cancelled failed" "$TIMEOUT_S"
+record "$CAMPAIGN"
 [[ $(jq -r .state <<<"$CAMPAIGN") == completed ]] || check "rel-1.2.0: $(jq -r '.state + " " + .reason' <<<"$CAMPAIGN")"
 n=$(metric fleetota_devices_by_version 1.2.0)
 ((n == DEVICES)) || check "$n of $DEVICES devices run 1.2.0"
@@ -424,5 +488,29 @@ echo
 for f in "$T"/fleet*.log; do
 	sed -n '/== ota-fleet-sim summary/,$p' "$f" | sed 's/^/   /'
 done
+if [[ $STORY == full ]]; then
+	# the two accounts of the bad release: the server's and the devices'
+	sim_reverted=$(jq -s '[.[].artifacts["fw-1.1.0"].reverted // 0] | add' "$T"/sim-summary*.json)
+	if [[ "$sim_reverted" == "$bad_failed" ]]; then
+		log "fw-1.1.0: $bad_failed failed in the campaign = $sim_reverted reverted on the devices"
+	else
+		check "fw-1.1.0: $bad_failed failed in the campaign, $sim_reverted reverted on the devices"
+	fi
+fi
 echo
-echo "demo: done; logs in $LOGS (everything else is stopped and removed)"
+if [[ $STAY != 1 ]]; then
+	echo "demo: done; logs in $LOGS (everything else is stopped and removed)"
+	exit 0
+fi
+say "the stack stays up (DEMO_STAY=1): Ctrl-C stops it and removes everything"
+log "REST API   $API   (ota-server, PID $SERVER_PID; the simulated fleet is stopped)"
+log "token      $TOKEN   (admin, this throwaway installation only)"
+log "PostgreSQL psql 'host=$T/pg port=$PG_PORT dbname=fleetota user=postgres'"
+log "try:"
+log "  curl -sS -H 'Authorization: Bearer $TOKEN' $API/api/v1/campaigns | jq '.items[] | {id, state, reason}'"
+log "  curl -sS -H 'Authorization: Bearer $TOKEN' '$API/api/v1/devices?limit=5' | jq '.items[] | {device_id, version, state}'"
+log "  curl -sS -H 'Authorization: Bearer $TOKEN' $API/metrics | grep -E '^fleetota_(campaign_state|devices_by_version)'"
+while kill -0 "$SERVER_PID" 2>/dev/null; do
+	sleep 1
+done
+fail "ota-server exited"

@@ -29,6 +29,7 @@
 #include <time.h>
 #include <unistd.h>
 
+#include "fleetota-version.h"
 #include "fleet_sim.h"
 #include "fleetota/agent.h"
 #include "fleetota/arena.h"
@@ -928,6 +929,7 @@ static void usage(FILE *out)
 	      "  --seed N              picks the faulty devices (default 1)\n"
 	      "  --summary-json FILE   the final summary as JSON\n"
 	      "  --issue-certs         only make the missing device certificates, then exit\n"
+	      "  --version, --help\n"
 	      "An image that contains the bytes FLEETOTA-SELFTEST-FAIL fails every device's\n"
 	      "self-test (the demo's buggy release).\n",
 	      out);
@@ -984,6 +986,7 @@ enum {
 	OPT_JSON,
 	OPT_ISSUE,
 	OPT_HELP,
+	OPT_VERSION,
 };
 
 static int parse_args(int argc, char **argv, struct fleet_options *o)
@@ -1017,6 +1020,7 @@ static int parse_args(int argc, char **argv, struct fleet_options *o)
 		{"summary-json", required_argument, NULL, OPT_JSON},
 		{"issue-certs", no_argument, NULL, OPT_ISSUE},
 		{"help", no_argument, NULL, OPT_HELP},
+		{"version", no_argument, NULL, OPT_VERSION},
 		{NULL, 0, NULL, 0},
 	};
 	*o = (struct fleet_options){.prefix = "sim-",
@@ -1130,6 +1134,9 @@ static int parse_args(int argc, char **argv, struct fleet_options *o)
 			break;
 		case OPT_HELP:
 			usage(stdout);
+			exit(0);
+		case OPT_VERSION:
+			printf("ota-fleet-sim %s\n", fleetota_version());
 			exit(0);
 		default:
 			return -1;

@@ -9,6 +9,7 @@
 #include <string.h>
 
 #include "cli.h"
+#include "fleetota-version.h"
 
 static int cmd_op_new(int argc, char **argv)
 {
@@ -21,7 +22,7 @@ static int cmd_root_new(int argc, char **argv)
 }
 
 static const char help_main[] =
-	"Usage: ota-keys COMMAND [options]   (ota-keys COMMAND --help)\n"
+	"Usage: ota-keys COMMAND [options]   (ota-keys COMMAND --help; ota-keys --version)\n"
 	"Keys and signing for fleetota (docs/keys.md).\n"
 	"  root-init     generate root keys and the first RootList (k of n)\n"
 	"  root-new      generate a root key for a rotation\n"
@@ -67,6 +68,10 @@ int main(int argc, char **argv)
 	} else if (strcmp(cmd, "--help") == 0 || strcmp(cmd, "-h") == 0 ||
 		   strcmp(cmd, "help") == 0) {
 		fputs(help_main, stdout);
+		rc = 0;
+	} else if (strcmp(cmd, "--version") == 0) {
+		/* only here: after a command, --version is an option (keylist, sign) */
+		printf("ota-keys %s\n", fleetota_version());
 		rc = 0;
 	} else {
 		fprintf(stderr, "OTA_ERR_INVALID_ARG: unknown command %s\n", cmd);

@@ -41,6 +41,8 @@ struct srv_config {
 	char *store_dir;
 	double rate_per_sec; /* per-device token bucket refill */
 	double rate_burst; /* bucket size */
+	double report_rate_per_sec; /* per-device MQTT report budget */
+	double report_burst;
 	unsigned http_timeout_sec;
 	unsigned http_max_header_bytes;
 	/* connection guard of both listeners (conns-internal.h) */

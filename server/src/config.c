@@ -46,6 +46,8 @@ static const struct key_def key_defs[] = {
 	{"store_dir", KEY_STRING, OFF(store_dir), NULL, true, 0, 0},
 	{"rate_per_sec", KEY_DOUBLE, OFF(rate_per_sec), "5", false, 0.001, 1e6},
 	{"rate_burst", KEY_DOUBLE, OFF(rate_burst), "20", false, 1, 1e6},
+	{"report_rate_per_sec", KEY_DOUBLE, OFF(report_rate_per_sec), "2", false, 0.001, 1e6},
+	{"report_burst", KEY_DOUBLE, OFF(report_burst), "30", false, 1, 1e6},
 	{"http_timeout_sec", KEY_UINT, OFF(http_timeout_sec), "30", false, 1, 3600},
 	{"http_max_header_bytes", KEY_UINT, OFF(http_max_header_bytes), "8192", false, 512, 65536},
 	{"http_handshake_timeout_sec", KEY_UINT, OFF(http_handshake_timeout_sec), "10", false, 1,

@@ -58,6 +58,7 @@ struct db_conn {
 	struct db_query *current;
 	PGresult *result;
 	bool was_up;
+	bool ever_up; /* a later "up" is a reconnect */
 };
 
 struct db_stmt {
@@ -149,6 +150,20 @@ static const char *query_name(const struct db_query *q)
 	return q->stmt != NULL ? q->stmt : "(sql)";
 }
 
+/*
+ * SQLSTATE classes that answer a client's input rather than report a
+ * failing database: the engine's own refusals (FOxxx: 404, 409, 422), data
+ * exceptions (22: a malformed value) and integrity conflicts (23: a
+ * duplicate id). They are refusals, not database errors.
+ */
+static bool is_client_refusal(const PGresult *res)
+{
+	const char *state = res != NULL ? PQresultErrorField(res, PG_DIAG_SQLSTATE) : NULL;
+
+	return state != NULL && (strncmp(state, "FO", 2) == 0 || strncmp(state, "22", 2) == 0 ||
+				 strncmp(state, "23", 2) == 0);
+}
+
 /* Answers q (its one callback) and frees it; q is in no list any more. */
 static void query_finish(struct srv_db *db, struct db_query *q, enum ota_err err,
 			 const PGresult *res)
@@ -156,6 +171,8 @@ static void query_finish(struct srv_db *db, struct db_query *q, enum ota_err err
 	event_free(q->ev_deadline);
 	if (err == OTA_OK)
 		db->metrics->db_queries++;
+	else if (is_client_refusal(res))
+		db->metrics->db_refusals++;
 	else
 		db->metrics->db_errors++;
 	q->cb(q->arg, err, res);
@@ -239,6 +256,7 @@ static void conn_connect(struct db_conn *conn)
 		conn_lost(conn, conn->pg != NULL ? PQerrorMessage(conn->pg) : "out of memory");
 		return;
 	}
+	PQsetNoticeProcessor(conn->pg, srv_log_pg_notice, NULL);
 	conn->state = CONN_CONNECTING;
 	if (conn_watch(conn, EV_WRITE) != 0) {
 		conn_lost(conn, "cannot watch the connection socket");
@@ -335,7 +353,9 @@ static void conn_send_prepare(struct db_conn *conn)
 		if (conn->was_up)
 			return;
 		conn->was_up = true;
-		db->metrics->db_reconnects++;
+		if (conn->ever_up)
+			db->metrics->db_reconnects++;
+		conn->ever_up = true;
 		srv_log(SRV_LOG_INFO, "db connection %u up", conn->index);
 		dispatch(db);
 		return;
@@ -429,7 +449,8 @@ static void conn_complete(struct db_conn *conn)
 		q->conn = NULL;
 		conn->state = CONN_IDLE;
 		if (!ok)
-			srv_log(SRV_LOG_WARN, "db query %s failed: %s", query_name(q),
+			srv_log(is_client_refusal(res) ? SRV_LOG_DEBUG : SRV_LOG_WARN,
+				"db query %s failed: %s", query_name(q),
 				PQresultErrorMessage(res));
 		query_finish(db, q, ok ? OTA_OK : OTA_ERR_STORAGE, res);
 	}

@@ -18,6 +18,7 @@
 
 #include "fleetota/limits.h"
 #include "log-internal.h"
+#include "security-internal.h"
 #include "range-internal.h"
 #include "server-internal.h"
 #include "store-internal.h"
@@ -283,6 +284,11 @@ static void answer(struct dlv_request *r, enum ota_err err, const PGresult *res)
 		return;
 	}
 	if (!srv_db_get_bool(res, 0, 3)) {
+		char detail[DLV_MAX_ARTIFACT_ID + 32];
+
+		snprintf(detail, sizeof(detail), "%s of artifact %s",
+			 r->kind == DLV_MANIFEST ? "manifest" : "image", r->artifact);
+		srv_security_record(r->srv, r->device, SRV_SECURITY_CROSS_DEVICE, detail);
 		reject(r, SRV_REJECT_NOT_ASSIGNED, 403, "artifact not assigned to this device");
 		return;
 	}

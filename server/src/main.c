@@ -4,6 +4,7 @@
  * ota-server migrate --config FILE  apply database migrations and exit
  * ota-server token create --role ROLE [--name NAME] --config FILE
  *                                   print a new REST API bearer token once
+ * ota-server --version | --help     (also after a subcommand)
  */
 #include <signal.h>
 #include <stdio.h>
@@ -14,6 +15,7 @@
 #include <event2/thread.h>
 #include <openssl/ssl.h>
 
+#include "fleetota-version.h"
 #include "fleetota/webapi.h"
 #include "log-internal.h"
 #include "migrate-internal.h"
@@ -23,13 +25,56 @@
 #include "report-internal.h"
 #include "rollout-internal.h"
 #include "server-internal.h"
+#include "service-internal.h"
 
 static void usage(FILE *out)
 {
-	fprintf(out, "usage: ota-server --config FILE\n"
+	fprintf(out, "usage: ota-server [--log-format text|json] --config FILE\n"
 		     "       ota-server migrate --config FILE\n"
 		     "       ota-server token create --role viewer|operator|admin [--name NAME] "
-		     "--config FILE\n");
+		     "--config FILE\n"
+		     "       ota-server --version | --help\n");
+}
+
+/* --help and --version anywhere answer at once (exit 0), before the config. */
+static bool early_answer(int argc, char **argv)
+{
+	static const char *const sub_help[][2] = {
+		{"migrate", "usage: ota-server migrate --config FILE\n"
+			    "Applies the database migrations (migrations_dir) and exits.\n"},
+		{"token", "usage: ota-server token create --role viewer|operator|admin "
+			  "[--name NAME] --config FILE\n"
+			  "Prints a new REST API bearer token once (stored hashed).\n"},
+	};
+
+	for (int i = 1; i < argc; i++) {
+		if (strcmp(argv[i], "--version") == 0) {
+			printf("ota-server %s\n", fleetota_version());
+			return true;
+		}
+		if (strcmp(argv[i], "--help") != 0 && strcmp(argv[i], "-h") != 0)
+			continue;
+		for (size_t k = 0; k < sizeof(sub_help) / sizeof(sub_help[0]); k++) {
+			if (strcmp(argv[1], sub_help[k][0]) == 0) {
+				fputs(sub_help[k][1], stdout);
+				return true;
+			}
+		}
+		usage(stdout);
+		printf("Runs the campaign server: device delivery (mTLS), MQTT reports and "
+		       "notifications, the REST API, the rollout engine.\n"
+		       "--log-format json: one JSON object per log line (ts, level, msg).\n");
+		return true;
+	}
+	return false;
+}
+
+/* The process is ready once a database connection is up (listeners are bound). */
+static bool server_ready(void *arg)
+{
+	const struct srv_server *srv = arg;
+
+	return srv_db_ready(srv->db);
 }
 
 static void signal_cb(evutil_socket_t sig, short what, void *arg)
@@ -38,6 +83,7 @@ static void signal_cb(evutil_socket_t sig, short what, void *arg)
 
 	(void)what;
 	srv_log(SRV_LOG_INFO, "signal %d: shutting down", (int)sig);
+	srv_service_stopping();
 	event_base_loopexit(base, NULL);
 }
 
@@ -61,6 +107,7 @@ static int run_server(struct srv_config *config, const char *config_path)
 	struct webapi *api = NULL;
 	struct srv_rollout *rollout = NULL;
 	struct srv_reload *reload = NULL;
+	struct srv_service *service = NULL;
 	int status = 1;
 
 	memset(&srv, 0, sizeof(srv));
@@ -129,7 +176,9 @@ static int run_server(struct srv_config *config, const char *config_path)
 	/* SIGHUP and the device TLS timer: reload without dropping connections */
 	if (srv_reload_start(&srv, config_path, &reload) != OTA_OK)
 		goto out;
-	srv_log(SRV_LOG_INFO, "ota-server running");
+	if (srv_service_start(srv.base, server_ready, &srv, &service) != OTA_OK)
+		goto out;
+	srv_log(SRV_LOG_INFO, "ota-server %s running", fleetota_version());
 	if (event_base_dispatch(srv.base) < 0)
 		goto out;
 	status = 0;
@@ -141,6 +190,8 @@ out:
 	 * pending query is answered (BUSY) while requests are still alive, then
 	 * the listeners close.
 	 */
+	srv_service_stopping();
+	srv_service_free(service);
 	srv_reload_stop(reload);
 	srv_conns_stop(srv.conns);
 	srv_mqtt_stop(srv.mqtt);
@@ -179,8 +230,10 @@ int main(int argc, char **argv)
 	bool migrate = false, token = false;
 	char *token_args[8];
 	int n_token_args = 0;
-	int level, status;
+	int level, status, log_format = SRV_LOG_TEXT;
 
+	if (early_answer(argc, argv))
+		return 0;
 	for (int i = 1; i < argc; i++) {
 		if (strcmp(argv[i], "migrate") == 0 && i == 1) {
 			migrate = true;
@@ -190,9 +243,9 @@ int main(int argc, char **argv)
 			token_args[n_token_args++] = argv[i];
 		} else if (strcmp(argv[i], "--config") == 0 && i + 1 < argc) {
 			config_path = argv[++i];
-		} else if (strcmp(argv[i], "--help") == 0 || strcmp(argv[i], "-h") == 0) {
-			usage(stdout);
-			return 0;
+		} else if (strcmp(argv[i], "--log-format") == 0 && i + 1 < argc &&
+			   (log_format = srv_log_format_from_name(argv[i + 1])) >= 0) {
+			i++;
 		} else {
 			fprintf(stderr, "ota-server: unexpected argument '%s'\n", argv[i]);
 			usage(stderr);
@@ -209,6 +262,7 @@ int main(int argc, char **argv)
 	}
 	level = srv_log_level_from_name(config->log_level);
 	srv_log_set_level((enum srv_log_level)level);
+	srv_log_set_format((enum srv_log_format)log_format);
 	signal(SIGPIPE, SIG_IGN);
 	if (token)
 		status = webapi_token_cli(config->db_conninfo, n_token_args, token_args, stdout,

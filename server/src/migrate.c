@@ -381,6 +381,7 @@ enum ota_err srv_migrate(const char *conninfo, const char *dir, unsigned *ret_ap
 		err = OTA_ERR_TRANSPORT;
 		goto out;
 	}
+	PQsetNoticeProcessor(pg, srv_log_pg_notice, NULL);
 	exec_ok(pg, "SET client_min_messages = warning", "settings");
 	if (!exec_ok(pg, "SELECT pg_advisory_lock(" MIGRATE_LOCK_KEY ")", "lock") ||
 	    !exec_ok(pg,

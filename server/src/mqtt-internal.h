@@ -16,13 +16,17 @@ struct srv_mqtt;
  * The MQTT bridge: Paho MQTT C async (MQTT 5, TLS with the server's client
  * certificate), automatic reconnect, shared subscription
  * $share/{group}/fleetota/v1/+/status re-made on every connect. Paho calls
- * us on its own threads; those callbacks only copy the message into a
- * locked queue and wake the loop (event_active), which decodes and stores
- * it (report.c). Nothing on Paho's threads touches the database.
+ * us on its own threads. A status report is stored on Paho's receive thread
+ * before its QoS 1 acknowledgement (ingest-internal.h says why it cannot
+ * wait for the loop); the other callbacks and every ingest result are
+ * copied into a locked queue and wake the loop (event_active), which keeps
+ * the metrics and logs.
  */
 
-/* Most messages waiting for the loop (beyond: dropped and counted). */
+/* Most results waiting for the loop (beyond: dropped and counted). */
 #define SRV_MQTT_QUEUE_MAX 100000u
+/* Deadline of one report_ingest() call. */
+#define SRV_MQTT_INGEST_DEADLINE_MS 5000u
 
 /* Longest MQTT client id (= the CN of mqtt_cert) taken. */
 #define SRV_MQTT_MAX_CLIENT_ID 64u

@@ -4,11 +4,13 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <unistd.h>
 
 #include <MQTTAsync.h>
 #include <event2/event.h>
 
 #include "fleetota/limits.h"
+#include "ingest-internal.h"
 #include "log-internal.h"
 #include "mqtt-internal.h"
 #include "report-internal.h"
@@ -18,7 +20,7 @@
 #define CONNECT_RETRY_SEC 1
 
 enum msg_kind {
-	MSG_REPORT,
+	MSG_RESULT, /* payload: struct srv_ingest_result */
 	MSG_CONNECTED,
 	MSG_CONNECT_FAILED,
 	MSG_LOST,
@@ -35,6 +37,7 @@ struct mqtt_msg {
 
 struct srv_mqtt {
 	struct srv_server *srv;
+	struct srv_ingest *ingest;
 	MQTTAsync client;
 	pthread_mutex_t lock;
 	struct mqtt_msg *head;
@@ -44,6 +47,7 @@ struct srv_mqtt {
 	struct event *ev_wake;
 	struct event *ev_retry;
 	atomic_bool connected;
+	bool ever_connected; /* loop thread: a later connect is a reconnect */
 	char sub_topic[128];
 	MQTTProperties connect_props;
 };
@@ -68,7 +72,7 @@ static void push(struct srv_mqtt *mqtt, enum msg_kind kind, const char *topic, s
 	if (len > 0)
 		memcpy(m->payload, payload, len);
 	pthread_mutex_lock(&mqtt->lock);
-	if (mqtt->queued >= SRV_MQTT_QUEUE_MAX && kind == MSG_REPORT) {
+	if (mqtt->queued >= SRV_MQTT_QUEUE_MAX && kind == MSG_RESULT) {
 		mqtt->dropped++;
 		pthread_mutex_unlock(&mqtt->lock);
 		free(m);
@@ -84,15 +88,42 @@ static void push(struct srv_mqtt *mqtt, enum msg_kind kind, const char *topic, s
 	event_active(mqtt->ev_wake, EV_READ, 0);
 }
 
+/* Ingest results go to the loop for metrics and logs. */
+static void on_result(void *arg, const struct srv_ingest_result *result)
+{
+	push(arg, MSG_RESULT, NULL, 0, result, sizeof(*result));
+}
+
+/*
+ * Paho sends the PUBACK when this returns (see ingest-internal.h): the
+ * report is stored (or refused, or held by the budget) before that.
+ */
 static int on_message(void *context, char *topic, int topic_len, MQTTAsync_message *message)
 {
 	struct srv_mqtt *mqtt = context;
 	size_t tlen = topic_len > 0 ? (size_t)topic_len : strlen(topic);
+	char topic_copy[SRV_MAX_TOPIC_BYTES + 1];
 
-	if (message->payloadlen < 0 || (size_t)message->payloadlen > OTA_MAX_MQTT_PAYLOAD_BYTES)
+	if (message->payloadlen < 0 || (size_t)message->payloadlen > OTA_MAX_MQTT_PAYLOAD_BYTES) {
 		push(mqtt, MSG_TOO_BIG, topic, tlen, NULL, 0);
-	else
-		push(mqtt, MSG_REPORT, topic, tlen, message->payload, (size_t)message->payloadlen);
+	} else {
+		/* a clipped or NUL-carrying topic is refused by the decoder */
+		if (tlen > SRV_MAX_TOPIC_BYTES)
+			tlen = SRV_MAX_TOPIC_BYTES;
+		memcpy(topic_copy, topic, tlen);
+		topic_copy[tlen] = '\0';
+		if (!srv_ingest_message(mqtt->ingest, topic_copy, message->payload,
+					(size_t)message->payloadlen)) {
+			/*
+			 * Shutting down and not stored: never acknowledge it.
+			 * The broker gives it to the next server (shared
+			 * subscription, persistent session); srv_mqtt_stop
+			 * leaves Paho alone while this thread waits here.
+			 */
+			for (;;)
+				pause();
+		}
+	}
 	MQTTAsync_freeMessage(&message);
 	MQTTAsync_free(topic);
 	return 1;
@@ -168,16 +199,22 @@ static void wake_cb(evutil_socket_t fd, short what, void *arg)
 	while ((m = list) != NULL) {
 		list = m->next;
 		switch (m->kind) {
-		case MSG_REPORT:
-			srv_report_handle(srv, m->topic, m->payload, m->len);
+		case MSG_RESULT: {
+			struct srv_ingest_result result;
+
+			memcpy(&result, m->payload, sizeof(result));
+			srv_report_account(srv, &result);
 			break;
+		}
 		case MSG_TOO_BIG:
 			srv->metrics.reports_received++;
 			srv_metrics_reject(&srv->metrics, SRV_REJECT_REPORT_TOO_BIG);
 			srv_log(SRV_LOG_WARN, "report on '%.80s' refused: too big", m->topic);
 			break;
 		case MSG_CONNECTED:
-			srv->metrics.mqtt_reconnects++;
+			if (mqtt->ever_connected)
+				srv->metrics.mqtt_reconnects++;
+			mqtt->ever_connected = true;
 			srv_log(SRV_LOG_INFO, "mqtt connected, subscribed to %s", mqtt->sub_topic);
 			break;
 		case MSG_LOST:
@@ -299,6 +336,12 @@ enum ota_err srv_mqtt_start(struct srv_server *srv, struct srv_mqtt **ret_mqtt)
 	char client_id[SRV_MQTT_MAX_CLIENT_ID + 1];
 	const struct srv_config *cfg = srv->config;
 	MQTTAsync_createOptions create = MQTTAsync_createOptions_initializer5;
+	struct srv_ingest_config ingest = {
+		.conninfo = cfg->db_conninfo,
+		.rate_per_sec = cfg->report_rate_per_sec,
+		.burst = cfg->report_burst,
+		.deadline_ms = SRV_MQTT_INGEST_DEADLINE_MS,
+	};
 	MQTTProperty expiry;
 	struct srv_mqtt *mqtt;
 	int rc;
@@ -313,6 +356,8 @@ enum ota_err srv_mqtt_start(struct srv_server *srv, struct srv_mqtt **ret_mqtt)
 	atomic_init(&mqtt->connected, false);
 	snprintf(mqtt->sub_topic, sizeof(mqtt->sub_topic), "$share/%s/fleetota/v1/+/status",
 		 cfg->mqtt_share_group);
+	if (srv_ingest_new(&ingest, on_result, mqtt, &mqtt->ingest) != OTA_OK)
+		goto fail;
 	mqtt->ev_wake = event_new(srv->base, -1, 0, wake_cb, mqtt);
 	mqtt->ev_retry = evtimer_new(srv->base, retry_cb, mqtt);
 	if (mqtt->ev_wake == NULL || mqtt->ev_retry == NULL)
@@ -347,6 +392,17 @@ void srv_mqtt_stop(struct srv_mqtt *mqtt)
 
 	if (mqtt == NULL)
 		return;
+	srv_ingest_stop(mqtt->ingest);
+	if (mqtt->ingest != NULL &&
+	    !srv_ingest_idle(mqtt->ingest, SRV_MQTT_INGEST_DEADLINE_MS + 1000u)) {
+		/*
+		 * A report is inside Paho's callback, not stored: Paho holds its
+		 * lock and must not acknowledge it, so Paho is left as it is
+		 * (the process is about to exit; the broker redelivers).
+		 */
+		srv_log(SRV_LOG_WARN, "mqtt: a report is not stored; leaving it unacknowledged");
+		return;
+	}
 	if (mqtt->client != NULL) {
 		MQTTAsync_disconnectOptions opts = MQTTAsync_disconnectOptions_initializer5;
 
@@ -364,6 +420,7 @@ void srv_mqtt_stop(struct srv_mqtt *mqtt)
 		mqtt->head = m->next;
 		free(m);
 	}
+	srv_ingest_free(mqtt->ingest);
 	pthread_mutex_destroy(&mqtt->lock);
 	free(mqtt);
 }

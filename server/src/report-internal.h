@@ -5,6 +5,8 @@
 #include <stddef.h>
 #include <stdint.h>
 
+#include <jansson.h>
+
 #include "fleetota/arena.h"
 #include "fleetota/err.h"
 #include "ota.pb-c.h"
@@ -38,16 +40,43 @@ const char *srv_report_state_name(int state);
 /* "install_started", ... for an EventKind; "unknown" otherwise. */
 const char *srv_report_event_name(int kind);
 
-/* Registers the statements of report storage (before srv_db_start). */
-enum ota_err srv_report_prepare(struct srv_server *srv);
+/*
+ * A report on its way to report_ingest(): the decoded StatusReport as JSON
+ * (the function's p_report), its seq, the SHA-256 of the MQTT payload (a
+ * redelivery of the stored report is a duplicate, not a replay), how many
+ * reports were coalesced into it and how many events the coalescing bound
+ * dropped.
+ */
+struct srv_report_doc {
+	json_t *json;
+	uint64_t seq;
+	uint8_t digest[32];
+	unsigned merged;
+	size_t events_dropped;
+};
+
+/* Events one coalesced report keeps (the newest by seq). */
+#define SRV_REPORT_COALESCE_EVENTS 256u
+
+/* Builds *ret_doc (owns its JSON) from a decoded report and its payload. */
+enum ota_err srv_report_doc_new(const Fleetota__V1__StatusReport *r, const uint8_t *payload,
+				size_t len, struct srv_report_doc *ret_doc);
+
+/* Frees the JSON and zeroes doc. NULL is fine. */
+void srv_report_doc_clear(struct srv_report_doc *doc);
 
 /*
- * Decodes and stores one report on the loop thread: device registry upsert
- * (never a decommissioned device; stale seqs do not overwrite newer state)
- * and its events (idempotent on (device, seq)). Queued with SRV_DB_RETRY,
- * so it survives a database restart.
+ * Coalesces doc into *into (which may be empty) and empties doc: the fields
+ * of the report with the higher seq win, events are the union by seq (the
+ * newest SRV_REPORT_COALESCE_EVENTS). OTA_ERR_NOMEM leaves both as they were.
  */
-void srv_report_handle(struct srv_server *srv, const char *topic, const uint8_t *payload,
-		       size_t len);
+enum ota_err srv_report_merge(struct srv_report_doc *into, struct srv_report_doc *doc);
+
+/* Registers the loop's statements of this module (before srv_db_start). */
+enum ota_err srv_report_prepare(struct srv_server *srv);
+
+struct srv_ingest_result;
+/* Metrics and log lines of one ingest result (loop thread). */
+void srv_report_account(struct srv_server *srv, const struct srv_ingest_result *result);
 
 #endif

@@ -6,12 +6,15 @@
 
 #include <jansson.h>
 
+#include "fleetota/crypto.h"
 #include "fleetota/limits.h"
+#include "ingest-internal.h"
 #include "log-internal.h"
 #include "report-internal.h"
-#include "rollout-internal.h"
+#include "security-internal.h"
 #include "server-internal.h"
 #include "store-internal.h"
+#include "utf8-internal.h"
 
 static const char *const state_names[] = {
 	"unknown", "idle",	"downloading", "verifying", "pending",
@@ -38,9 +41,15 @@ const char *srv_report_event_name(int kind)
 	return event_names[kind];
 }
 
+/* A string from a report: within max bytes and UTF-8 (it becomes JSON). */
 static bool str_ok(const char *s, size_t max)
 {
-	return s != NULL && strnlen(s, max + 1) <= max;
+	size_t len;
+
+	if (s == NULL)
+		return false;
+	len = strnlen(s, max + 1);
+	return len <= max && srv_utf8_valid(s, len);
 }
 
 static bool error_name_ok(const char *name)
@@ -124,214 +133,224 @@ enum ota_err srv_report_decode(const uint8_t *payload, size_t len, const char *t
 	return OTA_OK;
 }
 
-/*
- * One statement, so it is atomic and idempotent: upsert the device (not a
- * decommissioned one; a report older than the newest applied one does not
- * overwrite), insert the events (ON CONFLICT on the device's seq), move the
- * assignment the report is about.
- */
-static const char sql_store[] =
-	"WITH up AS ("
-	" INSERT INTO devices AS d (device_id, model, hw_revision, version, version_code,"
-	"  security_counter, keylist_version, rootlist_version, keylist_key_ids,"
-	"  pending_version, active_slot, state, last_error, last_error_detail,"
-	"  last_report_seq, last_seen)"
-	" VALUES ($1, $11, $12, $6, $7::bigint, $8::bigint, $9::bigint, $10::bigint,"
-	"  ARRAY(SELECT decode(x, 'hex') FROM jsonb_array_elements_text($18::jsonb) AS x),"
-	"  $14, $13::int, $3, $4, $5, $2::bigint, now())"
-	" ON CONFLICT (device_id) DO UPDATE SET"
-	"  model = CASE WHEN EXCLUDED.model <> '' THEN EXCLUDED.model ELSE d.model END,"
-	"  hw_revision = CASE WHEN EXCLUDED.hw_revision <> '' THEN EXCLUDED.hw_revision"
-	"   ELSE d.hw_revision END,"
-	"  version = EXCLUDED.version, version_code = EXCLUDED.version_code,"
-	"  security_counter = EXCLUDED.security_counter,"
-	"  keylist_version = EXCLUDED.keylist_version,"
-	"  rootlist_version = EXCLUDED.rootlist_version,"
-	"  keylist_key_ids = EXCLUDED.keylist_key_ids,"
-	"  pending_version = EXCLUDED.pending_version, active_slot = EXCLUDED.active_slot,"
-	"  state = EXCLUDED.state, last_error = EXCLUDED.last_error,"
-	"  last_error_detail = EXCLUDED.last_error_detail,"
-	"  last_report_seq = GREATEST(d.last_report_seq, EXCLUDED.last_report_seq),"
-	"  last_seen = now()"
-	" WHERE NOT d.decommissioned"
-	"  AND (EXCLUDED.last_report_seq = 0 OR EXCLUDED.last_report_seq > d.last_report_seq)"
-	" RETURNING 1"
-	"), live AS ("
-	" SELECT 1 WHERE EXISTS (SELECT 1 FROM up)"
-	"  OR EXISTS (SELECT 1 FROM devices WHERE device_id = $1 AND NOT decommissioned)"
-	"), ev AS ("
-	" INSERT INTO device_events (device_id, seq, kind, error, version, version_code,"
-	"  security_counter, detail, campaign_id, device_time)"
-	" SELECT $1, e.seq, e.kind, e.error, e.version, e.version_code, e.security_counter,"
-	"  e.detail, COALESCE(NULLIF(e.campaign_id, ''), $16::text), e.time"
-	" FROM jsonb_to_recordset($17::jsonb) AS e(seq bigint, kind text, error text,"
-	"  version text, version_code bigint, security_counter bigint, detail text,"
-	"  campaign_id text, time bigint)"
-	" WHERE EXISTS (SELECT 1 FROM live)"
-	" ON CONFLICT (device_id, seq) DO NOTHING"
-	" RETURNING 1"
-	"), asg AS ("
-	" UPDATE assignments SET state = $3, error = $4, updated_at = now()"
-	" WHERE device_id = $1 AND artifact_id = $15 AND $15 <> ''"
-	"  AND EXISTS (SELECT 1 FROM up)"
-	" RETURNING 1"
-	")"
-	" SELECT (SELECT count(*) FROM up), (SELECT count(*) FROM ev),"
-	"  (SELECT count(*) FROM asg), EXISTS (SELECT 1 FROM live)";
-
-enum ota_err srv_report_prepare(struct srv_server *srv)
+static json_t *event_json(const Fleetota__V1__Event *e)
 {
-	return srv_db_prepare(srv->db, "rpt_store", sql_store);
+	return json_pack("{sIsssssssIsIsssssI}", "seq", (json_int_t)e->seq, "kind",
+			 srv_report_event_name((int)e->kind), "error", e->error, "version",
+			 e->version, "version_code", (json_int_t)e->version_code,
+			 "security_counter", (json_int_t)e->security_counter, "detail", e->detail,
+			 "campaign_id", e->campaign_id, "time", (json_int_t)e->time);
 }
 
-struct report_ctx {
-	struct srv_server *srv;
-	char device[SRV_MAX_DEVICE_ID + 1];
-	uint64_t seq;
-};
-
-static void store_cb(void *arg, enum ota_err err, const PGresult *res)
+static json_t *report_json(const Fleetota__V1__StatusReport *r)
 {
-	struct report_ctx *ctx = arg;
+	json_t *events = json_array(), *key_ids = json_array(), *doc; /* "O": doc holds its own */
 
-	if (err == OTA_OK && PQntuples(res) == 1) {
-		long long events = atoll(PQgetvalue(res, 0, 1));
-		bool live = strcmp(PQgetvalue(res, 0, 3), "t") == 0;
-
-		ctx->srv->metrics.reports_stored++;
-		ctx->srv->metrics.events_stored += events > 0 ? (uint64_t)events : 0;
-		srv_log(SRV_LOG_DEBUG, "report %s seq %llu: device %s, %lld new events",
-			ctx->device, (unsigned long long)ctx->seq,
-			live ? "updated" : "decommissioned (ignored)", events);
-	} else if (err != OTA_ERR_BUSY) {
-		srv_log(SRV_LOG_ERROR, "report %s seq %llu not stored: %s", ctx->device,
-			(unsigned long long)ctx->seq,
-			res != NULL ? PQresultErrorMessage(res) : ota_err_name(err));
-	}
-	free(ctx);
-}
-
-static char *events_json(const Fleetota__V1__StatusReport *r)
-{
-	json_t *arr = json_array();
-	char *text;
-
-	if (arr == NULL)
-		return NULL;
+	if (events == NULL || key_ids == NULL)
+		goto fail;
 	for (size_t i = 0; i < r->n_events; i++) {
-		const Fleetota__V1__Event *e = r->events[i];
-		json_t *obj = json_pack("{sIsssssssIsIsssssI}", "seq", (json_int_t)e->seq, "kind",
-					srv_report_event_name((int)e->kind), "error", e->error,
-					"version", e->version, "version_code",
-					(json_int_t)e->version_code, "security_counter",
-					(json_int_t)e->security_counter, "detail", e->detail,
-					"campaign_id", e->campaign_id, "time", (json_int_t)e->time);
-
-		if (obj == NULL || json_array_append_new(arr, obj) != 0) {
-			json_decref(arr);
-			return NULL;
-		}
+		if (json_array_append_new(events, event_json(r->events[i])) != 0)
+			goto fail;
 	}
-	text = json_dumps(arr, JSON_COMPACT);
-	json_decref(arr);
-	return text;
-}
-
-static char *key_ids_json(const Fleetota__V1__StatusReport *r)
-{
-	json_t *arr = json_array();
-	char *text;
-
-	if (arr == NULL)
-		return NULL;
 	for (size_t i = 0; i < r->n_keylist_key_ids; i++) {
 		char hex[65];
 
 		srv_store_name_from_sha256(r->keylist_key_ids[i].data, hex);
-		if (json_array_append_new(arr, json_string(hex)) != 0) {
-			json_decref(arr);
+		if (json_array_append_new(key_ids, json_string(hex)) != 0)
+			goto fail;
+	}
+	doc = json_pack(
+		"{sIsssssssssIsIsIsIsssssIsssssssOsO}", "seq", (json_int_t)r->seq, "state",
+		srv_report_state_name((int)r->state), "error", r->error, "error_detail",
+		r->error_detail, "version", r->version, "version_code", (json_int_t)r->version_code,
+		"security_counter", (json_int_t)r->security_counter, "keylist_version",
+		(json_int_t)r->keylist_version, "rootlist_version", (json_int_t)r->rootlist_version,
+		"model", r->model, "hw_revision", r->hw_revision, "active_slot",
+		(json_int_t)r->active_slot, "pending_version", r->pending_version, "artifact",
+		r->artifact, "campaign_id", r->campaign_id, "events", events, "keylist_key_ids",
+		key_ids);
+	json_decref(events);
+	json_decref(key_ids);
+	return doc;
+fail:
+	json_decref(events);
+	json_decref(key_ids);
+	return NULL;
+}
+
+enum ota_err srv_report_doc_new(const Fleetota__V1__StatusReport *r, const uint8_t *payload,
+				size_t len, struct srv_report_doc *ret_doc)
+{
+	json_t *json = report_json(r);
+
+	if (json == NULL)
+		return OTA_ERR_NOMEM;
+	ret_doc->json = json;
+	ret_doc->seq = r->seq;
+	ret_doc->merged = 1;
+	ret_doc->events_dropped = 0;
+	ota_sha256(payload, len, ret_doc->digest);
+	return OTA_OK;
+}
+
+void srv_report_doc_clear(struct srv_report_doc *doc)
+{
+	if (doc == NULL)
+		return;
+	json_decref(doc->json);
+	memset(doc, 0, sizeof(*doc));
+}
+
+static bool has_event(const json_t *events, json_int_t seq)
+{
+	size_t i;
+	const json_t *e;
+
+	json_array_foreach(events, i, e)
+	{
+		if (json_integer_value(json_object_get(e, "seq")) == seq)
+			return true;
+	}
+	return false;
+}
+
+static int by_seq(const void *a, const void *b)
+{
+	json_int_t x = json_integer_value(json_object_get(*(json_t *const *)a, "seq"));
+	json_int_t y = json_integer_value(json_object_get(*(json_t *const *)b, "seq"));
+
+	return (x > y) - (x < y);
+}
+
+/* The newest SRV_REPORT_COALESCE_EVENTS events of both, each seq once. */
+static json_t *events_union(const json_t *a, const json_t *b, size_t *dropped)
+{
+	json_t *all[2 * SRV_REPORT_COALESCE_EVENTS];
+	json_t *out = json_array();
+	size_t n = 0, i, skip;
+	json_t *e;
+
+	if (out == NULL)
+		return NULL;
+	json_array_foreach(a, i, e)
+	{
+		if (n < sizeof(all) / sizeof(all[0]))
+			all[n++] = e;
+	}
+	json_array_foreach(b, i, e)
+	{
+		if (n < sizeof(all) / sizeof(all[0]) &&
+		    !has_event(a, json_integer_value(json_object_get(e, "seq"))))
+			all[n++] = e;
+	}
+	qsort(all, n, sizeof(all[0]), by_seq);
+	skip = n > SRV_REPORT_COALESCE_EVENTS ? n - SRV_REPORT_COALESCE_EVENTS : 0;
+	*dropped += skip;
+	for (i = skip; i < n; i++) {
+		if (json_array_append(out, all[i]) != 0) {
+			json_decref(out);
 			return NULL;
 		}
 	}
-	text = json_dumps(arr, JSON_COMPACT);
-	json_decref(arr);
-	return text;
+	return out;
 }
 
-void srv_report_handle(struct srv_server *srv, const char *topic, const uint8_t *payload,
-		       size_t len)
+enum ota_err srv_report_merge(struct srv_report_doc *into, struct srv_report_doc *doc)
 {
-	static uint8_t arena_mem[SRV_REPORT_ARENA_BYTES]; /* loop thread only */
-	struct ota_arena arena;
-	Fleetota__V1__StatusReport *r = NULL;
-	struct report_ctx *ctx;
-	char device[SRV_MAX_DEVICE_ID + 1];
-	char seq[24], version_code[24], counter[24], kl[24], rl[24], slot[12];
-	char *events = NULL, *key_ids = NULL;
-	const char *params[18];
-	enum ota_err err;
+	struct srv_report_doc *newer, *older;
+	json_t *events;
 
-	srv->metrics.reports_received++;
-	ota_arena_init(&arena, arena_mem, sizeof(arena_mem));
-	err = srv_report_decode(payload, len, topic, &arena, &r, device);
-	if (err != OTA_OK) {
-		srv_metrics_reject(&srv->metrics, err == OTA_ERR_SIZE ? SRV_REJECT_REPORT_TOO_BIG
-								      : SRV_REJECT_REPORT_FORMAT);
-		srv_log(SRV_LOG_WARN, "report on '%.80s' refused: %s", topic, ota_err_name(err));
-		return;
+	if (into->json == NULL) {
+		*into = *doc;
+		memset(doc, 0, sizeof(*doc));
+		return OTA_OK;
 	}
-	if (r->error[0] != '\0') {
-		enum ota_err reported;
+	newer = doc->seq > into->seq ? doc : into;
+	older = newer == doc ? into : doc;
+	events = events_union(json_object_get(older->json, "events"),
+			      json_object_get(newer->json, "events"), &newer->events_dropped);
+	if (events == NULL || json_object_set_new(newer->json, "events", events) != 0)
+		return OTA_ERR_NOMEM;
+	newer->merged += older->merged;
+	newer->events_dropped += older->events_dropped;
+	if (newer == doc) {
+		json_decref(into->json);
+		*into = *doc;
+	} else {
+		json_decref(doc->json);
+	}
+	memset(doc, 0, sizeof(*doc));
+	return OTA_OK;
+}
 
-		if (ota_err_from_name(r->error, &reported) == OTA_OK &&
-		    (unsigned)reported < OTA__ERR_COUNT)
-			srv->metrics.device_errors[reported]++;
+enum ota_err srv_report_prepare(struct srv_server *srv)
+{
+	return srv_security_prepare(srv->db);
+}
+
+void srv_report_account(struct srv_server *srv, const struct srv_ingest_result *result)
+{
+	struct srv_metrics *m = &srv->metrics;
+	const char *outcome = srv_ingest_outcome_name(result->outcome);
+
+	if (!result->flushed)
+		m->reports_received++;
+	if ((unsigned)result->device_error > OTA_OK &&
+	    (unsigned)result->device_error < OTA__ERR_COUNT)
+		m->device_errors[result->device_error]++;
+	if (result->refusal_events > 0)
+		m->security_events[SRV_SECURITY_REFUSAL] += (uint64_t)result->refusal_events;
+	if (result->flood_refused > 0 && result->outcome != SRV_INGEST_FAILED &&
+	    result->outcome != SRV_INGEST_ABANDONED)
+		m->security_events[SRV_SECURITY_FLOOD]++;
+	switch (result->outcome) {
+	case SRV_INGEST_STORED:
+	case SRV_INGEST_DECOMMISSIONED:
+		m->reports_stored++;
+		m->events_stored += (uint64_t)(result->new_events > 0 ? result->new_events : 0);
+		srv_log(SRV_LOG_DEBUG, "report %s seq %llu: device %s, %lld new events%s",
+			result->device, (unsigned long long)result->seq,
+			result->outcome == SRV_INGEST_STORED ? "updated"
+							     : "decommissioned (ignored)",
+			result->new_events, result->merged > 1 ? " (coalesced)" : "");
+		break;
+	case SRV_INGEST_STALE:
+		m->reports_stale++;
+		m->events_stored += (uint64_t)(result->new_events > 0 ? result->new_events : 0);
+		srv_log(SRV_LOG_DEBUG,
+			"report %s seq %llu: stale (device row kept), %lld new events",
+			result->device, (unsigned long long)result->seq, result->new_events);
+		break;
+	case SRV_INGEST_DUPLICATE:
+		m->reports_duplicate++;
+		srv_log(SRV_LOG_DEBUG, "report %s seq %llu: duplicate (ignored)", result->device,
+			(unsigned long long)result->seq);
+		break;
+	case SRV_INGEST_REPLAY:
+		m->security_events[SRV_SECURITY_REPLAY]++;
+		srv_log(SRV_LOG_WARN, "report %s seq %llu refused: replay or zero seq",
+			result->device, (unsigned long long)result->seq);
+		break;
+	case SRV_INGEST_COALESCED:
+		m->reports_coalesced++;
+		break;
+	case SRV_INGEST_DROPPED:
+		srv_metrics_reject(m, SRV_REJECT_REPORT_OVER_BUDGET);
+		break;
+	case SRV_INGEST_REFUSED:
+		srv_metrics_reject(m, result->err == OTA_ERR_SIZE ? SRV_REJECT_REPORT_TOO_BIG
+								  : SRV_REJECT_REPORT_FORMAT);
+		srv_log(SRV_LOG_WARN, "report on '%s' refused: %s", result->topic,
+			ota_err_name(result->err));
+		break;
+	case SRV_INGEST_FAILED:
+	case SRV_INGEST_ABANDONED:
+		srv_metrics_reject(m, SRV_REJECT_STORE);
+		srv_log(SRV_LOG_ERROR, "report %s seq %llu not stored (%s)", result->device,
+			(unsigned long long)result->seq, outcome);
+		break;
 	}
-	events = events_json(r);
-	key_ids = key_ids_json(r);
-	ctx = calloc(1, sizeof(*ctx));
-	if (events == NULL || key_ids == NULL || ctx == NULL) {
-		srv_log(SRV_LOG_ERROR, "report %s: out of memory", device);
-		goto out;
-	}
-	ctx->srv = srv;
-	memcpy(ctx->device, device, sizeof(device));
-	ctx->seq = r->seq;
-	snprintf(seq, sizeof(seq), "%" PRIu64, r->seq);
-	snprintf(version_code, sizeof(version_code), "%" PRIu64, r->version_code);
-	snprintf(counter, sizeof(counter), "%" PRIu64, r->security_counter);
-	snprintf(kl, sizeof(kl), "%" PRIu64, r->keylist_version);
-	snprintf(rl, sizeof(rl), "%" PRIu64, r->rootlist_version);
-	snprintf(slot, sizeof(slot), "%u", r->active_slot);
-	params[0] = device;
-	params[1] = seq;
-	params[2] = srv_report_state_name((int)r->state);
-	params[3] = r->error;
-	params[4] = r->error_detail;
-	params[5] = r->version;
-	params[6] = version_code;
-	params[7] = counter;
-	params[8] = kl;
-	params[9] = rl;
-	params[10] = r->model;
-	params[11] = r->hw_revision;
-	params[12] = slot;
-	params[13] = r->pending_version;
-	params[14] = r->artifact;
-	params[15] = r->campaign_id;
-	params[16] = events;
-	params[17] = key_ids;
-	err = srv_db_exec(srv->db, "rpt_store", 18, params, false, SRV_DB_RETRY, store_cb, ctx);
-	if (err != OTA_OK) {
-		srv_metrics_reject(&srv->metrics, SRV_REJECT_QUEUE_FULL);
-		srv_log(SRV_LOG_ERROR, "report %s seq %llu dropped: %s", device,
-			(unsigned long long)r->seq, ota_err_name(err));
-		goto out;
-	}
-	ctx = NULL;
-	srv_rollout_report(srv, device, r); /* campaign state (rollout engine) */
-out:
-	free(ctx);
-	free(events);
-	free(key_ids);
+	if (result->suspect && (result->outcome == SRV_INGEST_REPLAY || result->flood_refused > 0 ||
+				result->refusal_events > 0))
+		srv_log(SRV_LOG_WARN, "device %s is flagged suspect", result->device);
 }

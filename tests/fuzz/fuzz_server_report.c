@@ -1,7 +1,8 @@
 /* SPDX-License-Identifier: Apache-2.0 */
 /*
- * StatusReport decoding as the server does it. Input: one byte choosing a
- * topic, then the payload.
+ * StatusReport decoding as the server does it, then what the ingest does
+ * with a valid one: its JSON for report_ingest() and the coalescing of two
+ * reports. Input: one byte choosing a topic, then the payload.
  */
 #include <stdint.h>
 #include <stdlib.h>
@@ -36,6 +37,15 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 			sink += strlen(report->events[i]->detail);
 		sink += strlen(report->version) + strlen(device);
 		(void)sink;
+		struct srv_report_doc held = {0}, doc;
+
+		if (srv_report_doc_new(report, data + 1, size - 1, &held) == OTA_OK &&
+		    srv_report_doc_new(report, data + 1, size - 1, &doc) == OTA_OK) {
+			doc.seq ^= 1; /* either side may be the newer */
+			if (srv_report_merge(&held, &doc) != OTA_OK)
+				srv_report_doc_clear(&doc);
+		}
+		srv_report_doc_clear(&held);
 	}
 	return 0;
 }

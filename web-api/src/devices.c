@@ -1,5 +1,5 @@
 /* SPDX-License-Identifier: Apache-2.0 */
-/* Devices: list with filters, show with recent events, tags, decommission. */
+/* Devices: list with filters, show with recent events, tags, decommission, clear suspect. */
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -20,7 +20,8 @@
 	"'pending_version', d.pending_version, 'active_slot', d.active_slot, 'tags', d.tags, " \
 	"'state', d.state, 'last_error', d.last_error, 'last_error_detail', "                  \
 	"d.last_error_detail, 'last_seen', d.last_seen, 'created_at', d.created_at, "          \
-	"'decommissioned', d.decommissioned, 'decommissioned_at', d.decommissioned_at)"
+	"'decommissioned', d.decommissioned, 'decommissioned_at', d.decommissioned_at, "       \
+	"'suspect', d.suspect, 'suspect_reason', d.suspect_reason, 'suspect_at', d.suspect_at)"
 
 const char wa_sql_device_json[] = DEVICE_JSON;
 
@@ -38,6 +39,7 @@ static const char sql_list[] =
 	"make_interval(secs => $8::double precision)) "
 	"AND ($9::boolean IS NULL OR d.decommissioned = $9::boolean) "
 	"AND ($10::bigint IS NULL OR d.version_code = $10::bigint) "
+	"AND ($13::boolean IS NULL OR d.suspect = $13::boolean) "
 	"AND d.device_id > COALESCE($11::text, '') ORDER BY d.device_id LIMIT $12::int) d";
 
 static const char sql_get[] =
@@ -60,6 +62,11 @@ static const char sql_tags[] =
 	"to_jsonb(tags) FROM old)), jsonb_build_object('tags', to_jsonb(d.tags)) FROM d) "
 	"SELECT " DEVICE_JSON "::text FROM d";
 
+/* security_suspect_clear() audits; no row for an unknown device. */
+static const char sql_clear_suspect[] =
+	"SELECT " DEVICE_JSON "::text FROM security_suspect_clear($1, $2) d"
+	" WHERE d.device_id IS NOT NULL";
+
 static const char sql_decommission[] =
 	"WITH d AS (UPDATE devices SET decommissioned = true, decommissioned_at = now() "
 	"WHERE device_id = $1 AND NOT decommissioned RETURNING *), "
@@ -80,7 +87,22 @@ enum ota_err wa_devices_prepare(struct srv_db *db)
 		err = srv_db_prepare(db, "wa_device_tags", sql_tags);
 	if (err == OTA_OK)
 		err = srv_db_prepare(db, "wa_device_decommission", sql_decommission);
+	if (err == OTA_OK)
+		err = srv_db_prepare(db, "wa_device_clear_suspect", sql_clear_suspect);
 	return err;
+}
+
+/* An optional true/false query parameter; false after a 400 reply. */
+static bool bool_query(struct wa_ctx *ctx, const char *name, const char **ret_value)
+{
+	const char *s = wa_query(ctx, name);
+
+	if (s != NULL && strcmp(s, "true") != 0 && strcmp(s, "false") != 0) {
+		wa_reply_error(ctx, 400, "bad_request", "true or false", name);
+		return false;
+	}
+	*ret_value = s;
+	return true;
 }
 
 void wa_h_devices_list(struct wa_ctx *ctx)
@@ -95,16 +117,16 @@ void wa_h_devices_list(struct wa_ctx *ctx)
 					      "not_seen_within",
 					      "decommissioned",
 					      "version_code",
+					      "suspect",
 					      "cursor",
 					      "limit",
 					      NULL};
 	static const char *const text_filters[] = {"model", "hw_revision", "version", "state"};
 	static const char *const num_filters[] = {"keylist_version", "seen_within",
 						  "not_seen_within"};
-	const char *params[12];
+	const char *params[13];
 	char limit[16];
 	uint64_t v;
-	const char *s;
 
 	if (!wa_query_only(ctx, allowed) || !wa_query_limit(ctx, limit))
 		return;
@@ -129,12 +151,9 @@ void wa_h_devices_list(struct wa_ctx *ctx)
 			return;
 		}
 	}
-	s = wa_query(ctx, "decommissioned");
-	if (s != NULL && strcmp(s, "true") != 0 && strcmp(s, "false") != 0) {
-		wa_reply_error(ctx, 400, "bad_request", "true or false", "decommissioned");
+	if (!bool_query(ctx, "decommissioned", &params[8]) ||
+	    !bool_query(ctx, "suspect", &params[12]))
 		return;
-	}
-	params[8] = s;
 	params[9] = wa_query(ctx, "version_code");
 	if (params[9] != NULL && !wa_parse_u64(params[9], 0, INT64_MAX, &v)) {
 		wa_reply_error(ctx, 400, "bad_request", "must be a non-negative integer",
@@ -147,7 +166,7 @@ void wa_h_devices_list(struct wa_ctx *ctx)
 		return;
 	}
 	params[11] = limit;
-	wa_db(ctx, "wa_device_list", 12, params, wa_reply_db_text);
+	wa_db(ctx, "wa_device_list", 13, params, wa_reply_db_text);
 }
 
 static bool device_arg(struct wa_ctx *ctx)
@@ -242,4 +261,13 @@ void wa_h_devices_decommission(struct wa_ctx *ctx)
 	if (!device_arg(ctx))
 		return;
 	wa_db(ctx, "wa_device_decommission", 2, params, decommissioned);
+}
+
+void wa_h_devices_clear_suspect(struct wa_ctx *ctx)
+{
+	const char *params[2] = {ctx->path_arg, ctx->actor};
+
+	if (!device_arg(ctx))
+		return;
+	wa_db(ctx, "wa_device_clear_suspect", 2, params, reply_one);
 }

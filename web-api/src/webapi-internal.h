@@ -222,6 +222,9 @@ struct wa_ctx {
 	bool orphan;
 };
 
+/* accesslog.c: one access-log line for an answered request (no token, no query). */
+void wa_access_log(const struct wa_ctx *ctx, int status, size_t bytes, double duration_ms);
+
 /* Replies with a JSON body (stolen reference) and frees ctx. */
 void wa_reply_json(struct wa_ctx *ctx, int status, json_t *body);
 /* Replies with raw JSON text of a database result and frees ctx. */
@@ -308,6 +311,7 @@ void wa_h_devices_list(struct wa_ctx *ctx);
 void wa_h_devices_get(struct wa_ctx *ctx);
 void wa_h_devices_tags(struct wa_ctx *ctx);
 void wa_h_devices_decommission(struct wa_ctx *ctx);
+void wa_h_devices_clear_suspect(struct wa_ctx *ctx);
 void wa_h_groups_list(struct wa_ctx *ctx);
 void wa_h_groups_create(struct wa_ctx *ctx);
 void wa_h_groups_get(struct wa_ctx *ctx);

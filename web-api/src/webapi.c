@@ -29,10 +29,6 @@
 #include "campaigns-internal.h"
 #include "webapi-internal.h"
 
-/* Bounds of the API's latency histogram (ms); +Inf implied. */
-#define WA_LATENCY_BUCKETS 10
-static const double wa_latency_bounds_ms[WA_LATENCY_BUCKETS] = {1,  2,	 5,   10,   25,
-								50, 100, 250, 1000, 5000};
 /* Status classes counted by /metrics. */
 #define WA_STATUS_CLASSES 6
 
@@ -66,9 +62,7 @@ struct webapi {
 	struct wa_ctx *live; /* requests not answered yet */
 	/* API metrics */
 	uint64_t requests_by_class[WA_STATUS_CLASSES];
-	uint64_t latency_buckets[WA_LATENCY_BUCKETS + 1];
-	double latency_sum_ms;
-	uint64_t latency_count;
+	struct srv_histogram latency;
 };
 
 static void h_healthz(struct wa_ctx *ctx);
@@ -88,6 +82,8 @@ static const struct wa_route routes[] = {
 	 wa_h_devices_tags},
 	{EVHTTP_REQ_POST, "/api/v1/devices/*/decommission", WA_ROLE_ADMIN, WA_BODY_NONE,
 	 wa_h_devices_decommission},
+	{EVHTTP_REQ_POST, "/api/v1/devices/*/clear-suspect", WA_ROLE_OPERATOR, WA_BODY_NONE,
+	 wa_h_devices_clear_suspect},
 	{EVHTTP_REQ_GET, "/api/v1/groups", WA_ROLE_VIEWER, WA_BODY_NONE, wa_h_groups_list},
 	{EVHTTP_REQ_POST, "/api/v1/groups", WA_ROLE_OPERATOR, WA_BODY_JSON, wa_h_groups_create},
 	{EVHTTP_REQ_GET, "/api/v1/groups/*", WA_ROLE_VIEWER, WA_BODY_NONE, wa_h_groups_get},
@@ -179,20 +175,18 @@ static void ctx_free(struct wa_ctx *ctx)
 	free(ctx);
 }
 
-static void account(struct webapi *api, int status, double started_ms)
+/* Every reply passes here once: the API's metrics and the access log. */
+static void account(struct wa_ctx *ctx, int status, size_t bytes)
 {
-	double ms = now_ms() - started_ms;
-	size_t i = 0;
+	struct webapi *api = ctx->api;
+	double ms = now_ms() - ctx->started_ms;
 	int cls = status / 100;
 
 	if (cls < 1 || cls > 5)
 		cls = 0;
 	api->requests_by_class[cls]++;
-	while (i < WA_LATENCY_BUCKETS && ms > wa_latency_bounds_ms[i])
-		i++;
-	api->latency_buckets[i]++;
-	api->latency_sum_ms += ms;
-	api->latency_count++;
+	srv_histogram_observe(&api->latency, ms / 1000.0);
+	wa_access_log(ctx, status, bytes, ms);
 }
 
 static void send_buffer(struct wa_ctx *ctx, int status, const char *content_type,
@@ -203,7 +197,7 @@ static void send_buffer(struct wa_ctx *ctx, int status, const char *content_type
 	evhttp_add_header(out, "Content-Type", content_type);
 	evhttp_add_header(out, "Cache-Control", "no-store");
 	evhttp_add_header(out, "X-Content-Type-Options", "nosniff");
-	account(ctx->api, status, ctx->started_ms);
+	account(ctx, status, evbuffer_get_length(buf));
 	evhttp_send_reply(ctx->req, status, NULL, buf);
 	ctx_free(ctx);
 }
@@ -213,7 +207,7 @@ void wa_reply_text(struct wa_ctx *ctx, int status, const char *json_text)
 	struct evbuffer *buf = evbuffer_new();
 
 	if (buf == NULL) {
-		account(ctx->api, 500, ctx->started_ms);
+		account(ctx, 500, 0);
 		evhttp_send_error(ctx->req, 500, NULL);
 		ctx_free(ctx);
 		return;
@@ -771,42 +765,12 @@ static void h_healthz(struct wa_ctx *ctx)
 		health_reply(ctx, false);
 }
 
-static const char sql_fleet_metrics[] =
-	"SELECT 'state', state, count(*) FROM devices WHERE NOT decommissioned GROUP BY state "
-	"UNION ALL SELECT 'version', version, count(*) FROM devices WHERE NOT decommissioned "
-	"GROUP BY version UNION ALL SELECT 'keylist', keylist_version::text, count(*) FROM "
-	"devices WHERE NOT decommissioned GROUP BY keylist_version UNION ALL "
-	"SELECT 'decommissioned', '', count(*) FROM devices WHERE decommissioned";
-
-/* Label values come from devices; keep them printable and unquoted. */
-static void put_label(struct evbuffer *out, const char *value)
-{
-	for (const char *p = value; *p != '\0'; p++) {
-		if (*p == '"' || *p == '\\')
-			evbuffer_add_printf(out, "\\%c", *p);
-		else if ((unsigned char)*p < 0x20 || (unsigned char)*p == 0x7f)
-			evbuffer_add(out, "_", 1);
-		else
-			evbuffer_add(out, p, 1);
-	}
-}
-
 static void metrics_done(struct wa_ctx *ctx, enum ota_err err, const PGresult *res)
 {
 	struct webapi *api = ctx->api;
 	struct evbuffer *out;
 	static const char *const class_names[WA_STATUS_CLASSES] = {"other", "1xx", "2xx",
 								   "3xx",   "4xx", "5xx"};
-	static const struct {
-		const char *kind, *metric, *label, *help;
-	} families[] = {
-		{"state", "fleetota_devices_by_state", "state", "Devices by reported state."},
-		{"version", "fleetota_devices_by_version", "version",
-		 "Devices by running firmware version."},
-		{"keylist", "fleetota_devices_by_keylist_version", "keylist_version",
-		 "Devices by trusted KeyList version."},
-	};
-	uint64_t cumulative = 0;
 
 	if (err != OTA_OK) {
 		wa_reply_db_error(ctx, err, res);
@@ -818,44 +782,14 @@ static void metrics_done(struct wa_ctx *ctx, enum ota_err err, const PGresult *r
 		return;
 	}
 	srv_metrics_render(api->metrics, out);
-	for (size_t f = 0; f < sizeof(families) / sizeof(families[0]); f++) {
-		evbuffer_add_printf(out, "# HELP %s %s\n# TYPE %s gauge\n", families[f].metric,
-				    families[f].help, families[f].metric);
-		for (int r = 0; r < PQntuples(res); r++) {
-			if (strcmp(PQgetvalue(res, r, 0), families[f].kind) != 0)
-				continue;
-			evbuffer_add_printf(out, "%s{%s=\"", families[f].metric, families[f].label);
-			put_label(out, PQgetvalue(res, r, 1));
-			evbuffer_add_printf(out, "\"} %s\n", PQgetvalue(res, r, 2));
-		}
-	}
-	evbuffer_add_printf(out, "# HELP fleetota_devices_decommissioned Decommissioned devices.\n"
-				 "# TYPE fleetota_devices_decommissioned gauge\n");
-	for (int r = 0; r < PQntuples(res); r++) {
-		if (strcmp(PQgetvalue(res, r, 0), "decommissioned") == 0)
-			evbuffer_add_printf(out, "fleetota_devices_decommissioned %s\n",
-					    PQgetvalue(res, r, 2));
-	}
+	srv_metrics_render_fleet(res, out);
 	evbuffer_add_printf(out, "# HELP fleetota_api_requests_total REST API requests by "
 				 "status class.\n# TYPE fleetota_api_requests_total counter\n");
 	for (int i = 0; i < WA_STATUS_CLASSES; i++)
 		evbuffer_add_printf(out, "fleetota_api_requests_total{class=\"%s\"} %llu\n",
 				    class_names[i], (unsigned long long)api->requests_by_class[i]);
-	evbuffer_add_printf(out, "# HELP fleetota_api_request_duration_ms REST API latency.\n"
-				 "# TYPE fleetota_api_request_duration_ms histogram\n");
-	for (int i = 0; i < WA_LATENCY_BUCKETS; i++) {
-		cumulative += api->latency_buckets[i];
-		evbuffer_add_printf(out,
-				    "fleetota_api_request_duration_ms_bucket{le=\"%g\"} %llu\n",
-				    wa_latency_bounds_ms[i], (unsigned long long)cumulative);
-	}
-	cumulative += api->latency_buckets[WA_LATENCY_BUCKETS];
-	evbuffer_add_printf(out,
-			    "fleetota_api_request_duration_ms_bucket{le=\"+Inf\"} %llu\n"
-			    "fleetota_api_request_duration_ms_sum %.3f\n"
-			    "fleetota_api_request_duration_ms_count %llu\n",
-			    (unsigned long long)cumulative, api->latency_sum_ms,
-			    (unsigned long long)api->latency_count);
+	srv_histogram_render(&api->latency, "api_request_duration_seconds", "REST API latency.",
+			     out);
 	send_buffer(ctx, 200, "text/plain; version=0.0.4; charset=utf-8", out);
 	evbuffer_free(out);
 }
@@ -940,7 +874,7 @@ enum ota_err webapi_new(struct event_base *base, struct srv_db *db, struct srv_m
 	if (err == OTA_OK)
 		err = srv_db_prepare(db, "wa_health", sql_health);
 	if (err == OTA_OK)
-		err = srv_db_prepare(db, "wa_fleet_metrics", sql_fleet_metrics);
+		err = srv_db_prepare(db, "wa_fleet_metrics", srv_metrics_fleet_sql);
 	if (err == OTA_OK)
 		err = wa_tokens_prepare(db);
 	if (err == OTA_OK)

@@ -8,6 +8,7 @@
  *   status [--json] --config F
  *   run --config F                 the online daemon (MQTT + HTTPS)
  *   fetch ARTIFACT --config F      one online install (HTTPS only)
+ *   --version; --help (also after a command: that command's help)
  * Exit 0 on success; a rejected update exits 1 with one line
  * "rejected: OTA_ERR_X: detail"; usage and setup errors exit 2.
  */
@@ -21,6 +22,7 @@
 
 #include <jansson.h>
 
+#include "fleetota-version.h"
 #include "fleetota/agent.h"
 #include "fleetota/bundle.h"
 #include "ota_agent_cli.h"
@@ -46,16 +48,66 @@ struct cli {
 	int lock_fd;
 };
 
+/* Every command: its usage line and what it does (--help). */
+static const struct {
+	const char *name, *usage, *help;
+} commands[] = {
+	{"provision", "provision --config F --rootlist F --keylist F [--image BUNDLE]",
+	 "Factory step: installs the trust anchors (RootList, KeyList) and, with --image,\n"
+	 "the first firmware into slot A."},
+	{"install", "install BUNDLE --config F",
+	 "Offline install (USB, SD card): verifies the bundle, writes the inactive slot and\n"
+	 "marks it pending. The next `ota-agent boot` starts it in trial."},
+	{"boot", "boot --config F",
+	 "The bootloader step of this port, run once per boot before the application: a\n"
+	 "pending slot is verified again and booted in trial; a trial that was never\n"
+	 "confirmed reverts to the previous slot."},
+	{"confirm", "confirm --config F",
+	 "The application's self-test passed: the trial slot becomes permanent, then the\n"
+	 "security counter advances."},
+	{"status", "status [--json] --config F",
+	 "Active slot, versions, security counter, KeyList/RootList versions, pending,\n"
+	 "last error."},
+	{"run", "run --config F",
+	 "The online daemon: MQTT notifications and reports, HTTPS delivery; confirms a\n"
+	 "trial slot after its self-test (self_test_cmd)."},
+	{"fetch", "fetch ARTIFACT --config F", "One online install over HTTPS (no MQTT)."},
+};
+#define N_COMMANDS (sizeof(commands) / sizeof(commands[0]))
+
+static void usage_to(FILE *out)
+{
+	for (size_t i = 0; i < N_COMMANDS; i++)
+		fprintf(out, "%s ota-agent %s\n", i == 0 ? "usage:" : "      ", commands[i].usage);
+	fprintf(out, "       ota-agent --version | --help | COMMAND --help\n");
+}
+
 static void usage(void)
 {
-	fputs("usage: ota-agent provision --config F --rootlist F --keylist F [--image BUNDLE]\n"
-	      "       ota-agent install BUNDLE --config F\n"
-	      "       ota-agent boot --config F\n"
-	      "       ota-agent confirm --config F\n"
-	      "       ota-agent status [--json] --config F\n"
-	      "       ota-agent run --config F\n"
-	      "       ota-agent fetch ARTIFACT --config F\n",
-	      stderr);
+	usage_to(stderr);
+}
+
+/* --version and --help anywhere answer on stdout and exit 0 (no config needed). */
+static bool early_answer(int argc, char **argv)
+{
+	for (int i = 1; i < argc; i++) {
+		if (strcmp(argv[i], "--version") == 0) {
+			printf("ota-agent %s\n", fleetota_version());
+			return true;
+		}
+		if (strcmp(argv[i], "--help") != 0 && strcmp(argv[i], "-h") != 0)
+			continue;
+		for (size_t k = 0; k < N_COMMANDS; k++) {
+			if (strcmp(argv[1], commands[k].name) == 0) {
+				printf("usage: ota-agent %s\n%s\n", commands[k].usage,
+				       commands[k].help);
+				return true;
+			}
+		}
+		usage_to(stdout);
+		return true;
+	}
+	return false;
 }
 
 static int parse_args(struct cli *cli, int argc, char **argv)
@@ -429,6 +481,8 @@ int main(int argc, char **argv)
 	int rc = EXIT_USAGE;
 	memset(&cli, 0, sizeof(cli));
 	cli.lock_fd = -1;
+	if (early_answer(argc, argv))
+		return 0;
 	if (parse_args(&cli, argc, argv) != 0) {
 		usage();
 		return EXIT_USAGE;

@@ -96,6 +96,8 @@ device_ca = $PKI/device-ca.crt
 store_dir = $STORE
 rate_per_sec = ${RATE_PER_SEC:-20}
 rate_burst = ${RATE_BURST:-40}
+report_rate_per_sec = ${REPORT_RATE:-2}
+report_burst = ${REPORT_BURST:-30}
 http_timeout_sec = 3
 mqtt_url = ssl://127.0.0.1:$MQ_PORT
 mqtt_ca = $PKI/server-ca.crt
@@ -105,6 +107,9 @@ notify_poll_ms = 200
 log_level = debug
 ${SERVER_CONF_EXTRA:-}
 CONF
+	if [[ -n "${API_PORT:-}" ]]; then
+		echo "admin_listen = 127.0.0.1:$API_PORT" >>"$T/server.conf"
+	fi
 }
 
 # second_server_config DEVICE_PORT OUT: the config of a second instance
@@ -186,6 +191,31 @@ report() { # DEVICE TOPIC_DEVICE SEQ STATE VERSION CODE COUNTER [ARTIFACT] [EVEN
 	local f="$T/report.$RANDOM.bin"
 	"$SRV_TESTTOOL" report "$f" "$dev" "$@"
 	mq_pub "$dev" "fleetota/v1/$topic_dev/status" "$f"
+}
+
+# pub DEVICE FIRST_SEQ COUNT [PER_SEC]: QoS 1 reports, all acknowledged by the
+# broker when it returns (srv_mqttpub.c)
+pub() {
+	"$SRV_MQTTPUB" 127.0.0.1 "$MQ_PORT" "$PKI/server-ca.crt" "$PKI/devices/$1.crt" \
+		"$PKI/devices/$1.key" "$@"
+}
+
+# What a report may change: devices, their events, assignments, campaign
+# state (audit rows are counted apart).
+db_fingerprint() {
+	sql -c "SELECT md5(string_agg(t, '|')) FROM (
+		SELECT (SELECT md5(coalesce(string_agg(d::text, ',' ORDER BY device_id), '')) FROM devices d) AS t
+		UNION ALL SELECT (SELECT md5(coalesce(string_agg(e::text, ',' ORDER BY id), '')) FROM device_events e)
+		UNION ALL SELECT (SELECT md5(coalesce(string_agg(a::text, ',' ORDER BY device_id, artifact_id), ''))
+			FROM assignments a)
+		UNION ALL SELECT (SELECT md5(coalesce(string_agg(c::text, ',' ORDER BY campaign_id, device_id), ''))
+			FROM campaign_devices c)) s"
+}
+
+# metric NAME_WITH_LABELS: its value on /metrics (needs API_PORT and TOKEN)
+metric() {
+	curl -sS -H "Authorization: Bearer $TOKEN" "http://127.0.0.1:$API_PORT/metrics" |
+		awk -v m="$1" '$1 == m { print $2 }'
 }
 
 wait_for() { # SECONDS COMMAND...: retries the command until it succeeds

@@ -107,7 +107,7 @@ expect 200
 TOKEN=$VIEW api GET /api/v1/artifacts/nope
 expect 404 not_found
 
-log "devices: filters, show with events, tags, decommission"
+log "devices: filters, show with events, tags, suspect flag, decommission"
 TOKEN=$VIEW api GET "/api/v1/devices?model=fx-model&tag=eu"
 expect 200
 [[ $(jbody '[.items[].device_id] | join(",")') == dev-1,dev-2 ]] || fail "device filter: $(body)"
@@ -129,6 +129,19 @@ expect 200
 sql_eq '{"tags": ["us"]}|{"tags": ["beta", "us"]}' \
 	"SELECT before, after FROM audit WHERE action = 'device.set_tags' ORDER BY id DESC LIMIT 1" ||
 	fail "tags audit"
+sql -c "UPDATE devices SET suspect = true, suspect_reason = 'test', suspect_at = now() WHERE device_id = 'dev-3'"
+TOKEN=$VIEW api GET "/api/v1/devices?suspect=true"
+expect 200
+[[ $(jbody '[.items[] | .device_id + ":" + .suspect_reason] | join(",")') == dev-3:test ]] || fail "suspect filter: $(body)"
+TOKEN=$VIEW api POST /api/v1/devices/dev-3/clear-suspect
+expect 403 forbidden
+TOKEN=$OPER api POST /api/v1/devices/dev-3/clear-suspect
+expect 200
+[[ $(jbody '[.suspect, .suspect_at] | map(tostring) | join(",")') == false,null ]] || fail "clear-suspect: $(body)"
+sql_eq 'test|false' "SELECT before->>'suspect_reason', after->>'suspect' FROM audit
+	WHERE action = 'device.suspect_clear' AND object = 'device:dev-3'" || fail "clear-suspect audit"
+TOKEN=$OPER api POST /api/v1/devices/nobody/clear-suspect
+expect 404 not_found
 [[ $(dev_get dev-4 /v1/keylist) == 200 ]] || fail "dev-4 not served before decommissioning"
 TOKEN=$ADMIN api POST /api/v1/devices/dev-4/decommission
 expect 200
@@ -205,7 +218,7 @@ expect 200
 TOKEN=$VIEW api GET "/api/v1/audit?action=token.create&cursor=$(jbody .next_cursor)"
 expect 200
 [[ $(jbody '.items | length') -ge 3 ]] || fail "audit filter"
-sql_eq "token.create,token.create,token.create,token.create,token.revoke,rootlist.upload,rootlist.upload,keylist.upload,artifact.upload,keylist.upload,artifact.upload,device.set_tags,device.decommission,group.create,group.create,group.set_members,group.create,group.delete,artifact.delete" \
+sql_eq "token.create,token.create,token.create,token.create,token.revoke,rootlist.upload,rootlist.upload,keylist.upload,artifact.upload,keylist.upload,artifact.upload,device.set_tags,device.suspect_clear,device.decommission,group.create,group.create,group.set_members,group.create,group.delete,artifact.delete" \
 	"SELECT string_agg(action, ',' ORDER BY id) FROM audit" || fail "audit trail: $(sql -c "SELECT string_agg(action, ',' ORDER BY id) FROM audit")"
 sql -c "UPDATE audit SET actor = 'x'" 2>/dev/null && fail "audit UPDATE allowed"
 sql -c "DELETE FROM audit" 2>/dev/null && fail "audit DELETE allowed"
@@ -217,7 +230,7 @@ expect 200
 grep -q '^fleetota_devices_by_version{version="1.0.0"} 2$' "$T/body" || fail "devices by version: $(grep by_version "$T/body")"
 grep -q '^fleetota_devices_by_state{state="idle"} 3$' "$T/body" || fail "devices by state"
 grep -q '^fleetota_rejections_total{reason="rate_limited"} ' "$T/body" || fail "rejections"
-grep -q '^fleetota_api_request_duration_ms_count ' "$T/body" || fail "latency"
+grep -q '^fleetota_api_request_duration_seconds_count ' "$T/body" || fail "latency"
 grep -q '^fleetota_bytes_served_total ' "$T/body" || fail "bytes served"
 
 # ------------------------------------------------------------------------

@@ -36,10 +36,15 @@ static void test_render(void **state)
 	assert_non_null(strstr(text, "fleetota_bytes_served_total 12345\n"));
 	assert_non_null(strstr(text, "fleetota_rejections_total{reason=\"rate_limited\"} 2\n"));
 	assert_non_null(strstr(text, "fleetota_device_errors_total{error=\"OTA_ERR_HASH\"} 3\n"));
-	assert_non_null(strstr(text, "fleetota_request_duration_ms_bucket{le=\"1\"} 1\n"));
-	assert_non_null(strstr(text, "fleetota_request_duration_ms_bucket{le=\"50\"} 2\n"));
-	assert_non_null(strstr(text, "fleetota_request_duration_ms_bucket{le=\"+Inf\"} 3\n"));
-	assert_non_null(strstr(text, "fleetota_request_duration_ms_count 3\n"));
+	/* Prometheus base units: seconds */
+	assert_non_null(strstr(text, "fleetota_request_duration_seconds_bucket{le=\"0.001\"} 1\n"));
+	assert_non_null(strstr(text, "fleetota_request_duration_seconds_bucket{le=\"0.05\"} 2\n"));
+	assert_non_null(strstr(text, "fleetota_request_duration_seconds_bucket{le=\"+Inf\"} 3\n"));
+	assert_non_null(strstr(text, "fleetota_request_duration_seconds_count 3\n"));
+	assert_non_null(strstr(text, "fleetota_request_duration_seconds_sum 100.029500\n"));
+	assert_null(strstr(text, "_ms"));
+	assert_non_null(
+		strstr(text, "fleetota_build_info{version=\"" FLEETOTA_VERSION "\",revision=\""));
 	assert_string_equal(srv_reject_name(SRV__REJECT_COUNT), "unknown");
 	free(text);
 	evbuffer_free(out);

@@ -3,6 +3,7 @@
 #include <stdarg.h>
 #include <stddef.h>
 #include <stdint.h>
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -123,6 +124,25 @@ static void test_refusals(void **state)
 	assert_int_equal(decode(&r, "fleetota/v1/dev-1/status", &out, device), OTA_OK);
 }
 
+static void test_utf8(void **state)
+{
+	static const char *const bad[] = {
+		"\xff", "a\xc3", "\xc0\xaf", "\xed\xa0\x80", "\xf4\x90\x80\x80", "\xe0\x80\xaf"};
+	Fleetota__V1__StatusReport r = FLEETOTA__V1__STATUS_REPORT__INIT;
+	Fleetota__V1__StatusReport *out = NULL;
+	char device[SRV_MAX_DEVICE_ID + 1];
+
+	(void)state;
+	r.seq = 1;
+	r.version = "1.0.0-\xc3\xa9\xe2\x82\xac\xf0\x9f\x98\x80"; /* é € U+1F600 */
+	assert_int_equal(decode(&r, "fleetota/v1/dev-1/status", &out, device), OTA_OK);
+	for (size_t i = 0; i < sizeof(bad) / sizeof(bad[0]); i++) {
+		r.version = (char *)bad[i];
+		assert_int_equal(decode(&r, "fleetota/v1/dev-1/status", &out, device),
+				 OTA_ERR_FORMAT);
+	}
+}
+
 static void test_garbage_and_size(void **state)
 {
 	struct ota_arena arena;
@@ -143,12 +163,96 @@ static void test_garbage_and_size(void **state)
 	assert_null(out);
 }
 
+/* A doc of a report with seq, version "v<seq>" and events first..last. */
+static void make_doc(uint64_t seq, uint64_t first, uint64_t last, struct srv_report_doc *doc)
+{
+	Fleetota__V1__StatusReport r = FLEETOTA__V1__STATUS_REPORT__INIT;
+	Fleetota__V1__Event ev[400];
+	Fleetota__V1__Event *events[400];
+	char version[24];
+	uint8_t *buf;
+	size_t len, n = 0;
+
+	snprintf(version, sizeof(version), "v%llu", (unsigned long long)seq);
+	r.seq = seq;
+	r.version = version;
+	r.state = FLEETOTA__V1__DEVICE_STATE__DEVICE_STATE_IDLE;
+	for (uint64_t s = first; s <= last && n < 400; s++, n++) {
+		fleetota__v1__event__init(&ev[n]);
+		ev[n].seq = s;
+		ev[n].kind = FLEETOTA__V1__EVENT_KIND__EVENT_KIND_BOOTED;
+		events[n] = &ev[n];
+	}
+	r.events = events;
+	r.n_events = n;
+	len = pack(&r, &buf);
+	assert_int_equal(srv_report_doc_new(&r, buf, len, doc), OTA_OK);
+	free(buf);
+}
+
+static json_int_t event_seq(const struct srv_report_doc *doc, size_t i)
+{
+	return json_integer_value(
+		json_object_get(json_array_get(json_object_get(doc->json, "events"), i), "seq"));
+}
+
+static void test_merge(void **state)
+{
+	struct srv_report_doc held = {0}, doc, same;
+
+	(void)state;
+	make_doc(5, 1, 3, &doc);
+	assert_int_equal(json_integer_value(json_object_get(doc.json, "seq")), 5);
+	assert_string_equal(json_string_value(json_object_get(doc.json, "state")), "idle");
+	/* into an empty doc: moved */
+	assert_int_equal(srv_report_merge(&held, &doc), OTA_OK);
+	assert_null(doc.json);
+	assert_int_equal(held.seq, 5);
+	/* a newer one: its fields win, events united and ordered, each seq once */
+	make_doc(7, 3, 4, &doc);
+	assert_int_equal(srv_report_merge(&held, &doc), OTA_OK);
+	assert_int_equal(held.seq, 7);
+	assert_int_equal(held.merged, 2);
+	assert_string_equal(json_string_value(json_object_get(held.json, "version")), "v7");
+	assert_int_equal(json_array_size(json_object_get(held.json, "events")), 4);
+	for (size_t i = 0; i < 4; i++)
+		assert_int_equal(event_seq(&held, i), (json_int_t)i + 1);
+	/* an older one arriving late: the newest fields stay, its events count */
+	make_doc(6, 9, 9, &same);
+	assert_int_equal(srv_report_merge(&held, &same), OTA_OK);
+	assert_int_equal(held.seq, 7);
+	assert_string_equal(json_string_value(json_object_get(held.json, "version")), "v7");
+	assert_int_equal(json_array_size(json_object_get(held.json, "events")), 5);
+	assert_int_equal(event_seq(&held, 4), 9);
+	assert_int_equal(held.merged, 3);
+	assert_null(same.json);
+	srv_report_doc_clear(&held);
+	srv_report_doc_clear(NULL);
+}
+
+static void test_merge_bound(void **state)
+{
+	struct srv_report_doc held = {0}, doc;
+
+	(void)state;
+	make_doc(1, 1, 200, &held);
+	make_doc(2, 101, 300, &doc);
+	assert_int_equal(srv_report_merge(&held, &doc), OTA_OK);
+	/* 300 distinct events: the newest SRV_REPORT_COALESCE_EVENTS stay */
+	assert_int_equal(json_array_size(json_object_get(held.json, "events")),
+			 SRV_REPORT_COALESCE_EVENTS);
+	assert_int_equal(held.events_dropped, 300 - SRV_REPORT_COALESCE_EVENTS);
+	assert_int_equal(event_seq(&held, 0), 300 - SRV_REPORT_COALESCE_EVENTS + 1);
+	assert_int_equal(event_seq(&held, SRV_REPORT_COALESCE_EVENTS - 1), 300);
+	srv_report_doc_clear(&held);
+}
+
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
-		cmocka_unit_test(test_valid_report),
-		cmocka_unit_test(test_refusals),
-		cmocka_unit_test(test_garbage_and_size),
+		cmocka_unit_test(test_valid_report),	 cmocka_unit_test(test_refusals),
+		cmocka_unit_test(test_garbage_and_size), cmocka_unit_test(test_merge),
+		cmocka_unit_test(test_merge_bound),	 cmocka_unit_test(test_utf8),
 	};
 	return cmocka_run_group_tests(tests, NULL, NULL);
 }
