@@ -14,6 +14,9 @@
 /* true for "NNNN_name.sql" (4 digits, [a-z0-9_] name); writes the number. */
 bool srv_migrate_name_valid(const char *name, unsigned *ret_version);
 
+/* true for "name.sql" ([a-z0-9_] name), a file of the code/ directory. */
+bool srv_migrate_code_name_valid(const char *name);
+
 /*
  * Applies the migrations of dir to the database at conninfo, in order,
  * each in its own transaction, under an advisory lock (several servers may
@@ -21,6 +24,9 @@ bool srv_migrate_name_valid(const char *name, unsigned *ret_version);
  * schema_migrations. A migration already applied whose file changed (or
  * is gone) is refused: OTA_ERR_HASH, with the reason on stderr. Runs
  * before the loop starts (blocking libpq is fine there).
+ * Then the function files of dir/code (CREATE OR REPLACE ...) whose text
+ * changed since they were last applied are applied again, in one
+ * transaction, recorded in schema_code. *ret_applied counts both.
  * OTA_OK; OTA_ERR_TRANSPORT (database), OTA_ERR_STORAGE (files),
  * OTA_ERR_FORMAT (a bad file name), OTA_ERR_HASH.
  */

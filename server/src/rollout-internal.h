@@ -13,12 +13,12 @@ struct srv_server;
 struct srv_rollout;
 
 /*
- * The rollout engine's driver. The engine itself is SQL (docs/campaigns.md):
- * this only calls rollout_tick() on a timer through srv_db (never blocking
- * the loop), publishes the Notify messages it returns through the MQTT
- * bridge, and reports each one published with rollout_published() once the
- * broker acknowledged it (QoS 1 PUBACK), and feeds every StatusReport to
- * rollout_report(). Any number of servers run it against one database:
+ * The rollout engine's driver. The engine itself is SQL
+ * (migrations/code/rollout_*.sql, docs/campaigns.md): this only calls
+ * rollout_tick() on a timer through srv_db (never blocking the loop),
+ * publishes the Notify messages it returns through the MQTT bridge, reports
+ * each one published with rollout_published() once the broker acknowledged
+ * it (QoS 1 PUBACK), and feeds every StatusReport to rollout_report(). Any number of servers run it against one database:
  * campaigns are leased in SQL; a notification nobody acknowledged within the
  * lease (a crash, a broker stall, a take-over) is issued again.
  *

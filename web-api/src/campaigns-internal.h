@@ -9,7 +9,7 @@ struct wa_ctx;
 
 /*
  * Campaign, key-rotation and retention endpoints (campaigns.c): thin
- * handlers over the rollout engine's SQL functions (0010_rollout.sql).
+ * handlers over the rollout engine's SQL functions (migrations/code/rollout_*.sql).
  */
 enum ota_err wa_campaigns_prepare(struct srv_db *db);
 

@@ -1,7 +1,7 @@
 /* SPDX-License-Identifier: Apache-2.0 */
 /*
  * Campaigns, key-rotation coverage and retention through the REST API. The
- * rollout engine is SQL (migrations/0010_rollout.sql): these handlers only
+ * rollout engine is SQL (migrations/code/rollout_*.sql): these handlers only
  * check the request's shape, call its functions with the caller as actor
  * (they write the audit rows) and return the JSON the database builds.
  * Engine errors carry SQLSTATEs of class FO, mapped to HTTP here.

@@ -5,7 +5,7 @@
  * at its offset to a file in the private upload dir (<store_dir>/.uploads),
  * so no request body above one chunk is ever held in memory. The session
  * state (owner token, declared size, offset, expiry) is a row of uploads
- * (migrations/0012_uploads.sql). Finishing reads the bundle header from the
+ * (migrations/0012_uploads.sql, code/uploads.sql). Finishing reads the bundle header from the
  * file (bounded), verifies it with the code of POST /api/v1/artifacts
  * (artifacts.c: wa_bundle_*) and copies the image into the store through a
  * store writer, one chunk per turn of the loop.
@@ -56,7 +56,7 @@ struct wa_uploads {
 	"'sha256', encode(x.sha256, 'hex'), 'created_at', x.created_at, 'updated_at', "    \
 	"x.updated_at, 'expires_at', x.expires_at)"
 
-/* Inserts a session within the bounds (migrations/0012_uploads.sql). */
+/* Inserts a session within the bounds (migrations/code/uploads.sql). */
 static const char sql_create[] =
 	"SELECT upload_create($1, $2::bigint, $3::bigint, decode($4, 'hex'), $5::int, $6::int, "
 	"$7::bigint, $8)::text, (SELECT count(*) FROM uploads WHERE expires_at > now())";

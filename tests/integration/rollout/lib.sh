@@ -47,6 +47,11 @@ qf() {
 for f in "$SRC"/migrations/[0-9][0-9][0-9][0-9]_*.sql; do
 	"${PSQL[@]}" --single-transaction -c "SET client_min_messages = warning" -f "$f" >/dev/null
 done
+# the functions, as `ota-server migrate` applies them (docs/server.md)
+code_files=()
+for f in "$SRC"/migrations/code/*.sql; do code_files+=(-f "$f"); done
+"${PSQL[@]}" --single-transaction -c "SET client_min_messages = warning" \
+	-c "SET check_function_bodies = off" "${code_files[@]}" >/dev/null
 
 fail() {
 	echo "FAIL: $*" >&2

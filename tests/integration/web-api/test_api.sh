@@ -442,7 +442,7 @@ CONF
 "$OTA_SERVER" --config "$T/server.conf" >>"$T/server.log" 2>&1 &
 SERVER_PID=$!
 for _ in $(seq 1 100); do
-	curl -s -o /dev/null --cacert "$PKI/server-ca.crt" "https://127.0.0.1:$API_PORT/healthz" && break
+	curl -sf -o /dev/null --cacert "$PKI/server-ca.crt" "https://127.0.0.1:$API_PORT/healthz" && break
 	sleep 0.1
 done
 [[ $(curl -s -o /dev/null -w '%{http_code}' --cacert "$PKI/server-ca.crt" -H "Authorization: Bearer $ADMIN" \

@@ -27,10 +27,23 @@ static void test_names(void **state)
 	assert_false(srv_migrate_name_valid("abcd_core.sql", &v));
 }
 
+static void test_code_names(void **state)
+{
+	(void)state;
+	assert_true(srv_migrate_code_name_valid("rollout_engine.sql"));
+	assert_true(srv_migrate_code_name_valid("a.sql"));
+	assert_false(srv_migrate_code_name_valid(".sql"));
+	assert_false(srv_migrate_code_name_valid("Rollout.sql"));
+	assert_false(srv_migrate_code_name_valid("roll-out.sql"));
+	assert_false(srv_migrate_code_name_valid("rollout.sql.orig"));
+	assert_false(srv_migrate_code_name_valid("../x.sql"));
+}
+
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
 		cmocka_unit_test(test_names),
+		cmocka_unit_test(test_code_names),
 	};
 	return cmocka_run_group_tests(tests, NULL, NULL);
 }

@@ -1,0 +1,280 @@
+-- SPDX-License-Identifier: Apache-2.0
+-- fleetota rollout engine: settings lookup, error/event/audit helpers, spec parsing, windows,
+-- the target filter and group membership.
+-- Re-applied by `ota-server migrate` whenever this file changes (docs/server.md).
+
+CREATE OR REPLACE FUNCTION rollout_setting(p_name text, p_default text) RETURNS text
+LANGUAGE sql STABLE AS $$
+	SELECT coalesce((SELECT value FROM rollout_settings WHERE name = p_name), p_default)
+$$;
+
+CREATE OR REPLACE FUNCTION rollout_campaign_groups_sync() RETURNS trigger LANGUAGE plpgsql AS $$
+BEGIN
+	IF TG_OP = 'UPDATE' THEN
+		IF NEW.target_filter -> 'groups' IS NOT DISTINCT FROM OLD.target_filter -> 'groups' THEN
+			RETURN NEW;
+		END IF;
+		DELETE FROM campaign_groups WHERE campaign_id = NEW.campaign_id;
+	END IF;
+	IF jsonb_typeof(NEW.target_filter -> 'groups') = 'array' THEN
+		INSERT INTO campaign_groups (campaign_id, group_id)
+		SELECT DISTINCT NEW.campaign_id, g
+		FROM jsonb_array_elements_text(NEW.target_filter -> 'groups') g;
+	ELSIF jsonb_typeof(NEW.target_filter -> 'groups') = 'string' THEN
+		INSERT INTO campaign_groups (campaign_id, group_id)
+		VALUES (NEW.campaign_id, NEW.target_filter ->> 'groups');
+	END IF;
+	RETURN NEW;
+END $$;
+
+CREATE OR REPLACE TRIGGER campaigns_groups_sync AFTER INSERT OR UPDATE OF target_filter ON campaigns
+	FOR EACH ROW EXECUTE FUNCTION rollout_campaign_groups_sync();
+
+-- ---------------------------------------------------------------------------
+-- Helpers
+
+-- The advisory lock that serializes ticks and starts (a fixed 64-bit key).
+CREATE OR REPLACE FUNCTION rollout_lock_key() RETURNS bigint
+LANGUAGE sql IMMUTABLE AS $$
+	SELECT 7306010700000000001::bigint
+$$;
+
+CREATE OR REPLACE FUNCTION rollout_fail(p_code text, p_message text) RETURNS void
+LANGUAGE plpgsql AS $$
+BEGIN
+	RAISE EXCEPTION USING ERRCODE = p_code, MESSAGE = p_message;
+END $$;
+
+CREATE OR REPLACE FUNCTION rollout_event(p_campaign text, p_kind text, p_stage integer, p_detail text,
+                              p_at timestamptz) RETURNS void
+LANGUAGE sql AS $$
+	INSERT INTO campaign_events (campaign_id, at, kind, stage_no, detail)
+	VALUES (p_campaign, coalesce(p_at, now()), p_kind, p_stage, coalesce(p_detail, ''))
+$$;
+
+CREATE OR REPLACE FUNCTION rollout_audit(p_actor text, p_action text, p_object text, p_before jsonb,
+                              p_after jsonb) RETURNS void
+LANGUAGE sql AS $$
+	INSERT INTO audit (actor, action, object, before, after)
+	VALUES (coalesce(p_actor, ''), p_action, coalesce(p_object, ''), p_before, p_after)
+$$;
+
+-- A JSON value that must be an array of strings (or absent / null).
+CREATE OR REPLACE FUNCTION rollout_text_array(p_value jsonb, p_field text) RETURNS text[]
+LANGUAGE plpgsql IMMUTABLE AS $$
+BEGIN
+	IF p_value IS NULL OR jsonb_typeof(p_value) = 'null' THEN
+		RETURN NULL;
+	END IF;
+	IF jsonb_typeof(p_value) = 'string' THEN
+		RETURN ARRAY[p_value #>> '{}'];
+	END IF;
+	IF jsonb_typeof(p_value) <> 'array' OR jsonb_array_length(p_value) > 10000 OR EXISTS (
+		SELECT 1 FROM jsonb_array_elements(p_value) e WHERE jsonb_typeof(e) <> 'string') THEN
+		PERFORM rollout_fail('FO422', p_field || ': must be a string or an array of strings');
+	END IF;
+	RETURN ARRAY(SELECT jsonb_array_elements_text(p_value));
+END $$;
+
+CREATE OR REPLACE FUNCTION rollout_bigint(p_value jsonb, p_field text) RETURNS bigint
+LANGUAGE plpgsql IMMUTABLE AS $$
+BEGIN
+	IF p_value IS NULL OR jsonb_typeof(p_value) = 'null' THEN
+		RETURN NULL;
+	END IF;
+	IF jsonb_typeof(p_value) <> 'number' OR (p_value #>> '{}') !~ '^-?[0-9]{1,18}$' THEN
+		PERFORM rollout_fail('FO422', p_field || ': must be an integer');
+	END IF;
+	RETURN (p_value #>> '{}')::bigint;
+END $$;
+
+CREATE OR REPLACE FUNCTION rollout_ratio(p_value jsonb, p_field text) RETURNS numeric
+LANGUAGE plpgsql IMMUTABLE AS $$
+DECLARE
+	v numeric;
+BEGIN
+	IF p_value IS NULL OR jsonb_typeof(p_value) = 'null' THEN
+		RETURN NULL;
+	END IF;
+	IF jsonb_typeof(p_value) <> 'number' THEN
+		PERFORM rollout_fail('FO422', p_field || ': must be a number');
+	END IF;
+	v := (p_value #>> '{}')::numeric;
+	IF v < 0 OR v > 1 THEN
+		PERFORM rollout_fail('FO422', p_field || ': must be between 0 and 1');
+	END IF;
+	RETURN v;
+END $$;
+
+-- true when p_now lies in one of the campaign's maintenance windows (or the
+-- campaign has none). Windows are UTC: the server enforces them because many
+-- devices have no trustworthy clock.
+CREATE OR REPLACE FUNCTION rollout_in_window(p_campaign text, p_now timestamptz) RETURNS boolean
+LANGUAGE sql STABLE AS $$
+	SELECT NOT EXISTS (SELECT 1 FROM campaign_windows WHERE campaign_id = p_campaign)
+	    OR EXISTS (
+		SELECT 1
+		FROM campaign_windows w,
+		     generate_series(0, 7) AS back(days_back),
+		     LATERAL (SELECT (date_trunc('day', p_now AT TIME ZONE 'UTC')
+		                      - make_interval(days => back.days_back)) AS day) d
+		WHERE w.campaign_id = p_campaign
+		  AND extract(dow FROM d.day)::integer = ANY (w.days)
+		  AND (p_now AT TIME ZONE 'UTC') >= d.day + make_interval(mins => w.start_minute)
+		  AND (p_now AT TIME ZONE 'UTC') < d.day + make_interval(mins => w.start_minute + w.duration_minutes))
+$$;
+
+-- ---------------------------------------------------------------------------
+-- Target: the devices a campaign may install on, as one set-based query.
+--
+-- target_filter keys (all optional, ANDed; a list matches any of its values):
+--   model, hw_revision, version (strings or lists), tags_all, tags_any (lists),
+--   version_code_min, version_code_max, keylist_version_min,
+--   keylist_version_max (integers), devices (list of device ids),
+--   groups (list of device_groups ids, static or dynamic; a device in any).
+-- On top of the filter, a firmware campaign only selects devices whose model
+-- the manifest names and whose hw revision it allows, that run at least the
+-- manifest's min_installed_version and not a newer version than it ships;
+-- a key-list (root-list) campaign selects devices not past its version.
+-- Decommissioned devices are never selected.
+
+-- Members of groups (the REST API's device_groups, 0002): static groups by
+-- their member rows, dynamic groups by their filter (the GroupFilter JSON of
+-- web-api/openapi.yaml), compiled here to the same WHERE clause the API
+-- compiles in C: a whitelist of fields and operators, every value quoted
+-- with format(%L), so no stored text reaches the SQL as code.
+CREATE OR REPLACE FUNCTION rollout_filter_sql(p_node jsonb, p_depth integer DEFAULT 1) RETURNS text
+LANGUAGE plpgsql IMMUTABLE AS $$
+DECLARE
+	v_parts text[];
+	v_field text;
+	v_op text;
+	v_value jsonb;
+	v_col text;
+	v_sym text;
+BEGIN
+	IF p_depth > 4 OR jsonb_typeof(p_node) IS DISTINCT FROM 'object' THEN
+		PERFORM rollout_fail('FO422', 'group filter: an object, nesting depth at most 4');
+	END IF;
+	IF p_node ? 'all' OR p_node ? 'any' THEN
+		IF jsonb_typeof(p_node -> coalesce(CASE WHEN p_node ? 'all' THEN 'all' END, 'any')) <> 'array' THEN
+			PERFORM rollout_fail('FO422', 'group filter: all/any take an array');
+		END IF;
+		SELECT array_agg(rollout_filter_sql(e, p_depth + 1)) INTO v_parts
+		FROM jsonb_array_elements(p_node -> CASE WHEN p_node ? 'all' THEN 'all' ELSE 'any' END) e;
+		IF v_parts IS NULL THEN
+			PERFORM rollout_fail('FO422', 'group filter: empty all/any');
+		END IF;
+		RETURN '(' || array_to_string(v_parts, CASE WHEN p_node ? 'all' THEN ' AND ' ELSE ' OR ' END) || ')';
+	END IF;
+	v_field := p_node ->> 'field';
+	v_op := p_node ->> 'op';
+	v_value := p_node -> 'value';
+	v_sym := CASE v_op WHEN 'eq' THEN '=' WHEN 'ne' THEN '<>' WHEN 'lt' THEN '<' WHEN 'le' THEN '<='
+	                   WHEN 'gt' THEN '>' WHEN 'ge' THEN '>=' END;
+	IF v_field IN ('model', 'hw_revision', 'version', 'state') THEN
+		v_col := 'd.' || v_field;
+		IF v_op = 'in' THEN
+			RETURN format('%s = ANY (%L::text[])', v_col, rollout_text_array(v_value, 'group filter value'));
+		ELSIF v_op IN ('eq', 'ne') AND jsonb_typeof(v_value) = 'string' THEN
+			RETURN format('%s %s %L', v_col, v_sym, v_value #>> '{}');
+		END IF;
+	ELSIF v_field IN ('version_code', 'security_counter', 'keylist_version', 'rootlist_version') THEN
+		v_col := 'd.' || v_field;
+		IF v_op = 'in' AND jsonb_typeof(v_value) = 'array' THEN
+			RETURN format('%s = ANY (%L::bigint[])', v_col,
+			              ARRAY(SELECT rollout_bigint(e, 'group filter value') FROM jsonb_array_elements(v_value) e));
+		ELSIF v_sym IS NOT NULL THEN
+			RETURN format('%s %s %s', v_col, v_sym, rollout_bigint(v_value, 'group filter value'));
+		END IF;
+	ELSIF v_field = 'tags' AND v_op = 'has' AND jsonb_typeof(v_value) = 'string' THEN
+		RETURN format('d.tags @> ARRAY[%L::text]', v_value #>> '{}');
+	ELSIF v_field = 'last_seen' AND v_op IN ('within', 'not_within') THEN
+		IF v_op = 'within' THEN
+			RETURN format('d.last_seen >= now() - make_interval(secs => %s)', rollout_bigint(v_value, 'group filter value'));
+		END IF;
+		RETURN format('(d.last_seen IS NULL OR d.last_seen < now() - make_interval(secs => %s))',
+		              rollout_bigint(v_value, 'group filter value'));
+	END IF;
+	PERFORM rollout_fail('FO422', format('group filter: unsupported condition %s', p_node));
+	RETURN NULL;
+END $$;
+
+CREATE OR REPLACE FUNCTION rollout_group_members(p_groups text[]) RETURNS TABLE (device_id text)
+LANGUAGE plpgsql STABLE AS $$
+#variable_conflict use_column
+DECLARE
+	g record;
+BEGIN
+	RETURN QUERY SELECT m.device_id FROM device_group_members m
+	             JOIN device_groups x ON x.group_id = m.group_id
+	             WHERE m.group_id = ANY (p_groups) AND x.kind = 'static';
+	FOR g IN SELECT x.group_id, x.filter FROM device_groups x
+	         WHERE x.group_id = ANY (p_groups) AND x.kind = 'dynamic' ORDER BY x.group_id LOOP
+		RETURN QUERY EXECUTE 'SELECT d.device_id FROM devices d WHERE ' || rollout_filter_sql(g.filter);
+	END LOOP;
+END $$;
+
+CREATE OR REPLACE FUNCTION rollout_target(p_campaign text) RETURNS TABLE (device_id text)
+LANGUAGE plpgsql STABLE AS $$
+#variable_conflict use_column
+DECLARE
+	c campaigns%ROWTYPE;
+	a artifacts%ROWTYPE;
+	f jsonb;
+	v_models text[];
+	v_hws text[];
+	v_versions text[];
+	v_tags_all text[];
+	v_tags_any text[];
+	v_devices text[];
+	v_groups text[];
+	v_vmin bigint;
+	v_vmax bigint;
+	v_klmin bigint;
+	v_klmax bigint;
+BEGIN
+	SELECT * INTO c FROM campaigns WHERE campaign_id = p_campaign;
+	IF NOT FOUND THEN
+		PERFORM rollout_fail('FO404', 'campaign ' || p_campaign || ' not found');
+	END IF;
+	f := c.target_filter;
+	v_models := rollout_text_array(f -> 'model', 'target.model');
+	v_hws := rollout_text_array(f -> 'hw_revision', 'target.hw_revision');
+	v_versions := rollout_text_array(f -> 'version', 'target.version');
+	v_tags_all := rollout_text_array(f -> 'tags_all', 'target.tags_all');
+	v_tags_any := rollout_text_array(f -> 'tags_any', 'target.tags_any');
+	v_devices := rollout_text_array(f -> 'devices', 'target.devices');
+	v_groups := rollout_text_array(f -> 'groups', 'target.groups');
+	v_vmin := rollout_bigint(f -> 'version_code_min', 'target.version_code_min');
+	v_vmax := rollout_bigint(f -> 'version_code_max', 'target.version_code_max');
+	v_klmin := rollout_bigint(f -> 'keylist_version_min', 'target.keylist_version_min');
+	v_klmax := rollout_bigint(f -> 'keylist_version_max', 'target.keylist_version_max');
+	IF c.kind = 'firmware' THEN
+		SELECT * INTO a FROM artifacts WHERE artifact_id = c.artifact_id;
+	END IF;
+	RETURN QUERY
+	SELECT d.device_id
+	FROM devices d
+	WHERE NOT d.decommissioned
+	  AND (v_models IS NULL OR d.model = ANY (v_models))
+	  AND (v_hws IS NULL OR d.hw_revision = ANY (v_hws))
+	  AND (v_versions IS NULL OR d.version = ANY (v_versions))
+	  AND (v_tags_all IS NULL OR d.tags @> v_tags_all)
+	  AND (v_tags_any IS NULL OR d.tags && v_tags_any)
+	  AND (v_devices IS NULL OR d.device_id = ANY (v_devices))
+	  AND (v_groups IS NULL OR d.device_id IN (SELECT g.device_id FROM rollout_group_members(v_groups) g))
+	  AND (v_vmin IS NULL OR d.version_code >= v_vmin)
+	  AND (v_vmax IS NULL OR d.version_code <= v_vmax)
+	  AND (v_klmin IS NULL OR d.keylist_version >= v_klmin)
+	  AND (v_klmax IS NULL OR d.keylist_version <= v_klmax)
+	  AND CASE c.kind
+		WHEN 'firmware' THEN
+			d.model = a.product
+			AND (cardinality(a.hw_revisions) = 0 OR d.hw_revision = ANY (a.hw_revisions))
+			AND d.version_code >= a.min_installed_version
+			AND d.version_code <= a.version_code
+		WHEN 'keylist' THEN d.keylist_version <= c.keylist_version
+		ELSE d.rootlist_version <= c.rootlist_version
+	  END;
+END $$;

@@ -1,0 +1,576 @@
+-- SPDX-License-Identifier: Apache-2.0
+-- fleetota rollout engine: admission, timeouts, stage evaluation, rate-limited notifications
+-- with leases, the tick, device reports and the status view.
+-- Re-applied by `ota-server migrate` whenever this file changes (docs/server.md).
+
+-- ---------------------------------------------------------------------------
+-- The tick's parts, per campaign (called with the campaign row locked).
+
+-- (b) Admission into the current stage, set-based.
+CREATE OR REPLACE FUNCTION rollout_admit(p_campaign text, p_now timestamptz) RETURNS bigint
+LANGUAGE plpgsql SET work_mem = '64MB' AS $$
+DECLARE
+	c campaigns%ROWTYPE;
+	s campaign_stages%ROWTYPE;
+	a artifacts%ROWTYPE;
+	v_members bigint;
+	v_target bigint;
+	v_quota bigint;
+	v_admitted bigint := 0;
+	v_latest_kl bigint;
+	v_latest_kl_has_key boolean := false;
+	v_batch bigint := greatest(1, rollout_setting('admission_batch', '100000')::bigint);
+BEGIN
+	SELECT * INTO c FROM campaigns WHERE campaign_id = p_campaign;
+	SELECT * INTO s FROM campaign_stages WHERE campaign_id = p_campaign AND stage_no = c.current_stage;
+	IF c.kind = 'firmware' THEN
+		SELECT * INTO a FROM artifacts WHERE artifact_id = c.artifact_id;
+		SELECT k.version, a.signing_key_id = ANY (k.key_ids) INTO v_latest_kl, v_latest_kl_has_key
+		FROM keylists k ORDER BY k.version DESC LIMIT 1;
+	END IF;
+
+	CREATE TEMP TABLE IF NOT EXISTS rollout_tmp_target (device_id text NOT NULL) ON COMMIT DROP;
+	TRUNCATE rollout_tmp_target;
+	INSERT INTO rollout_tmp_target SELECT t.device_id FROM rollout_target(p_campaign) t;
+	ANALYZE rollout_tmp_target;
+
+	SELECT count(*) INTO v_members FROM campaign_devices
+	WHERE campaign_id = p_campaign AND state NOT IN ('superseded', 'cancelled');
+	-- the target as it is now: matching devices plus members that left it
+	SELECT v_members + count(*) INTO v_target
+	FROM rollout_tmp_target t
+	WHERE NOT EXISTS (SELECT 1 FROM campaign_devices m
+	                  WHERE m.campaign_id = p_campaign AND m.device_id = t.device_id
+	                    AND m.state NOT IN ('superseded', 'cancelled'));
+	v_quota := CASE WHEN s.device_count IS NOT NULL THEN least(s.device_count, v_target)
+	                ELSE ceil(v_target * s.percent / 100.0)::bigint END;
+
+	IF v_quota > v_members THEN
+		WITH chosen AS (
+			SELECT d.device_id, d.version_code, d.keylist_version, d.rootlist_version,
+			       coalesce(nullif(d.keylist_key_ids, '{}'), k.key_ids, '{}') AS key_ids
+			FROM rollout_tmp_target t
+			JOIN devices d ON d.device_id = t.device_id
+			LEFT JOIN keylists k ON k.version = d.keylist_version
+			WHERE NOT EXISTS (SELECT 1 FROM campaign_devices m
+			                  WHERE m.campaign_id = p_campaign AND m.device_id = t.device_id)
+			  -- a higher-priority campaign holds the device: not ours
+			  AND NOT EXISTS (SELECT 1 FROM campaign_devices m JOIN campaigns o USING (campaign_id)
+			                  WHERE m.device_id = t.device_id AND o.priority > c.priority
+			                    AND o.state IN ('running', 'paused')
+			                    AND m.state IN ('pending', 'notified', 'downloading', 'installed'))
+			ORDER BY hashtextextended(t.device_id, hashtext(p_campaign)), t.device_id
+			LIMIT least(v_quota - v_members, v_batch)
+		), ins AS (
+			INSERT INTO campaign_devices (campaign_id, device_id, stage_no, step, needed_keylist, state,
+			                              error, already, admit_seq, admitted_at, done_at, updated_at)
+			SELECT p_campaign, ch.device_id, c.current_stage,
+			       CASE WHEN c.kind = 'firmware' AND ch.version_code <> a.version_code
+			                 AND NOT (a.signing_key_id = ANY (ch.key_ids)) THEN 'keylist'
+			            WHEN c.kind = 'rootlist' THEN 'rootlist'
+			            WHEN c.kind = 'keylist' THEN 'keylist'
+			            ELSE 'firmware' END,
+			       CASE WHEN c.kind = 'firmware' AND ch.version_code <> a.version_code
+			                 AND NOT (a.signing_key_id = ANY (ch.key_ids)) THEN coalesce(v_latest_kl, 0)
+			            WHEN c.kind = 'keylist' THEN c.keylist_version
+			            ELSE 0 END,
+			       st.state, st.error, st.state = 'confirmed',
+			       nextval('campaign_devices_admit_seq'), p_now,
+			       CASE WHEN st.state IN ('confirmed', 'failed') THEN p_now END, p_now
+			FROM chosen ch,
+			     LATERAL (SELECT CASE
+			         WHEN c.kind = 'firmware' AND ch.version_code = a.version_code THEN 'confirmed'
+			         WHEN c.kind = 'keylist' AND ch.keylist_version >= c.keylist_version THEN 'confirmed'
+			         WHEN c.kind = 'rootlist' AND ch.rootlist_version >= c.rootlist_version THEN 'confirmed'
+			         -- the device cannot verify the manifest and no KeyList it
+			         -- could move to trusts the signing key
+			         WHEN c.kind = 'firmware' AND NOT (a.signing_key_id = ANY (ch.key_ids))
+			              AND (v_latest_kl IS NULL OR NOT v_latest_kl_has_key
+			                   OR v_latest_kl <= ch.keylist_version) THEN 'failed'
+			         ELSE 'pending' END AS state,
+			       CASE WHEN c.kind = 'firmware' AND ch.version_code <> a.version_code
+			                 AND NOT (a.signing_key_id = ANY (ch.key_ids))
+			                 AND (v_latest_kl IS NULL OR NOT v_latest_kl_has_key
+			                      OR v_latest_kl <= ch.keylist_version)
+			            THEN 'OTA_ERR_KEY_UNKNOWN' ELSE '' END AS error) st
+			RETURNING device_id
+		), sup AS (
+			-- a lower-priority campaign loses the devices it has not notified yet
+			UPDATE campaign_devices m SET state = 'superseded', updated_at = p_now
+			FROM campaigns o
+			WHERE o.campaign_id = m.campaign_id AND o.priority < c.priority
+			  AND m.state = 'pending' AND m.device_id IN (SELECT device_id FROM ins)
+			RETURNING 1
+		)
+		SELECT count(*) INTO v_admitted FROM ins;
+	END IF;
+	-- a full batch: more to admit, do not wait for the admission interval
+	UPDATE campaigns SET admitted_at = CASE WHEN v_admitted >= v_batch THEN NULL ELSE p_now END,
+	       target_size = v_target
+	WHERE campaign_id = p_campaign;
+	RETURN v_admitted;
+END $$;
+
+-- (d) Devices that did not report within the timeout count as failed.
+CREATE OR REPLACE FUNCTION rollout_timeouts(p_campaign text, p_now timestamptz) RETURNS bigint
+LANGUAGE plpgsql AS $$
+DECLARE
+	v_timeout integer;
+	v_count bigint;
+BEGIN
+	SELECT device_timeout_s INTO v_timeout FROM campaigns WHERE campaign_id = p_campaign;
+	UPDATE campaign_devices
+	SET state = 'timed_out', error = 'OTA_ERR_TIMEOUT', done_at = p_now, updated_at = p_now
+	WHERE campaign_id = p_campaign AND state IN ('notified', 'downloading', 'installed')
+	  AND greatest(notified_at, last_report_at) + make_interval(secs => v_timeout) <= p_now;
+	GET DIAGNOSTICS v_count = ROW_COUNT;
+	RETURN v_count;
+END $$;
+
+-- Counts per stage, derived from per-device rows (also for the REST API).
+CREATE OR REPLACE FUNCTION rollout_stage_counts(p_campaign text)
+RETURNS TABLE (stage_no integer, admitted bigint, pending bigint, in_flight bigint,
+               confirmed bigint, failed bigint, timed_out bigint, superseded bigint,
+               cancelled bigint)
+LANGUAGE sql STABLE AS $$
+	SELECT s.stage_no,
+	       count(m.device_id) FILTER (WHERE m.state NOT IN ('superseded', 'cancelled')),
+	       count(m.device_id) FILTER (WHERE m.state = 'pending'),
+	       count(m.device_id) FILTER (WHERE m.state IN ('notified', 'downloading', 'installed')),
+	       count(m.device_id) FILTER (WHERE m.state = 'confirmed'),
+	       count(m.device_id) FILTER (WHERE m.state = 'failed'),
+	       count(m.device_id) FILTER (WHERE m.state = 'timed_out'),
+	       count(m.device_id) FILTER (WHERE m.state = 'superseded'),
+	       count(m.device_id) FILTER (WHERE m.state = 'cancelled')
+	FROM campaign_stages s
+	LEFT JOIN campaign_devices m ON m.campaign_id = s.campaign_id AND m.stage_no = s.stage_no
+	WHERE s.campaign_id = p_campaign
+	GROUP BY s.stage_no
+	ORDER BY s.stage_no
+$$;
+
+-- (e) Stage evaluation. Returns true when the stage advanced (the caller
+-- admits again for the new stage).
+CREATE OR REPLACE FUNCTION rollout_evaluate(p_campaign text, p_now timestamptz) RETURNS boolean
+LANGUAGE plpgsql AS $$
+DECLARE
+	c campaigns%ROWTYPE;
+	s campaign_stages%ROWTYPE;
+	r record;
+	cur record;
+	v_members bigint := 0;
+	v_last integer;
+	v_quota bigint;
+	v_errors text;
+BEGIN
+	SELECT * INTO c FROM campaigns WHERE campaign_id = p_campaign;
+	-- failure threshold, every stage so far (late failures of an earlier
+	-- stage count too); one pass over the counts serves the whole evaluation
+	FOR r IN SELECT k.*, st.failure_ratio, st.failures_acked
+	         FROM rollout_stage_counts(p_campaign) k
+	         JOIN campaign_stages st ON st.campaign_id = p_campaign AND st.stage_no = k.stage_no
+	         ORDER BY k.stage_no LOOP
+		v_members := v_members + r.admitted;
+		IF r.stage_no = c.current_stage THEN
+			cur := r;
+		END IF;
+		IF r.stage_no <= c.current_stage AND r.admitted > 0
+		   AND (r.failed + r.timed_out - r.failures_acked)::numeric / r.admitted > r.failure_ratio THEN
+			SELECT string_agg(format('%s: %s', e.error, e.n), ', ' ORDER BY e.n DESC, e.error)
+			INTO v_errors
+			FROM (SELECT m.error, count(*) AS n FROM campaign_devices m
+			      WHERE m.campaign_id = p_campaign AND m.stage_no = r.stage_no
+			        AND m.state IN ('failed', 'timed_out')
+			      GROUP BY m.error) e;
+			UPDATE campaigns
+			SET state = 'paused', updated_at = p_now,
+			    state_reason = format('stage %s: %s of %s devices failed (%s), over the failure threshold %s',
+			                          r.stage_no, r.failed + r.timed_out, r.admitted, v_errors,
+			                          r.failure_ratio)
+			WHERE campaign_id = p_campaign;
+			PERFORM rollout_event(p_campaign, 'paused', r.stage_no,
+			                      (SELECT state_reason FROM campaigns WHERE campaign_id = p_campaign), p_now);
+			RETURN false;
+		END IF;
+	END LOOP;
+
+	SELECT * INTO s FROM campaign_stages WHERE campaign_id = p_campaign AND stage_no = c.current_stage;
+	r := cur;
+	v_quota := CASE WHEN s.device_count IS NOT NULL THEN least(s.device_count, c.target_size)
+	                ELSE ceil(c.target_size * s.percent / 100.0)::bigint END;
+	-- success: the stage holds its share of the target and enough of them
+	-- confirmed (an empty stage succeeds at once)
+	IF s.succeeded_at IS NULL THEN
+		IF v_members >= v_quota
+		   AND (r.admitted = 0 OR r.confirmed::numeric / r.admitted >= s.success_ratio) THEN
+			UPDATE campaign_stages SET succeeded_at = p_now
+			WHERE campaign_id = p_campaign AND stage_no = c.current_stage;
+			PERFORM rollout_event(p_campaign, 'stage_succeeded', c.current_stage,
+			                      format('%s of %s confirmed; soak %s s', r.confirmed, r.admitted, s.soak_s), p_now);
+			s.succeeded_at := p_now;
+		ELSE
+			RETURN false;
+		END IF;
+	END IF;
+	IF p_now < s.succeeded_at + make_interval(secs => s.soak_s) THEN
+		RETURN false;
+	END IF;
+	SELECT max(stage_no) INTO v_last FROM campaign_stages WHERE campaign_id = p_campaign;
+	IF c.current_stage >= v_last THEN
+		IF c.keep_open THEN
+			RETURN false;                -- a standing rollout keeps admitting
+		END IF;
+		UPDATE campaign_stages SET completed_at = coalesce(completed_at, p_now)
+		WHERE campaign_id = p_campaign AND stage_no = c.current_stage;
+		UPDATE campaigns
+		SET state = 'completed', state_reason = '', finished_at = p_now,
+		    lease_owner = NULL, lease_until = NULL, updated_at = p_now
+		WHERE campaign_id = p_campaign;
+		PERFORM rollout_event(p_campaign, 'completed', c.current_stage, '', p_now);
+		RETURN false;
+	END IF;
+	UPDATE campaign_stages SET completed_at = coalesce(completed_at, p_now)
+	WHERE campaign_id = p_campaign AND stage_no = c.current_stage;
+	UPDATE campaign_stages SET started_at = coalesce(started_at, p_now)
+	WHERE campaign_id = p_campaign AND stage_no = c.current_stage + 1;
+	UPDATE campaigns SET current_stage = c.current_stage + 1, updated_at = p_now
+	WHERE campaign_id = p_campaign;
+	PERFORM rollout_event(p_campaign, 'stage_started', c.current_stage + 1, '', p_now);
+	RETURN true;
+END $$;
+
+-- (c) Notifications: within the token bucket, the stage's max in flight and
+-- the maintenance windows. Marks the devices notified and records each
+-- notification; returns them for the server to publish.
+CREATE OR REPLACE FUNCTION rollout_notify(p_campaign text, p_server text, p_now timestamptz, p_lease_s integer,
+                               p_max integer)
+RETURNS SETOF bigint
+LANGUAGE plpgsql AS $$
+DECLARE
+	c campaigns%ROWTYPE;
+	v_max_in_flight integer;
+	v_in_flight bigint;
+	v_tokens double precision;
+	v_budget bigint;
+	v_reissued bigint := 0;
+	v_count bigint := 0;
+	v_ids bigint[];
+BEGIN
+	SELECT * INTO c FROM campaigns WHERE campaign_id = p_campaign;
+	v_tokens := least(c.rate_burst::double precision,
+	                  c.bucket_tokens + greatest(0, extract(epoch FROM p_now - coalesce(c.bucket_at, p_now)))
+	                                    * c.rate_per_minute / 60.0);
+	IF NOT rollout_in_window(p_campaign, p_now) THEN
+		UPDATE campaigns SET bucket_tokens = v_tokens, bucket_at = p_now WHERE campaign_id = p_campaign;
+		RETURN;
+	END IF;
+	SELECT max_in_flight INTO v_max_in_flight FROM campaign_stages
+	WHERE campaign_id = p_campaign AND stage_no = c.current_stage;
+	SELECT count(*) INTO v_in_flight FROM campaign_devices
+	WHERE campaign_id = p_campaign AND state IN ('notified', 'downloading', 'installed');
+	v_budget := greatest(0, least(floor(v_tokens + 1e-9)::bigint, v_max_in_flight - v_in_flight, p_max));
+
+	-- notifications handed to a server that never published them (it died
+	-- within the lease): issue them again first; they are already in flight
+	WITH lost AS (
+		SELECT n.id FROM rollout_notifications n
+		JOIN campaign_devices m ON m.campaign_id = n.campaign_id AND m.device_id = n.device_id
+		WHERE n.campaign_id = p_campaign AND n.published_at IS NULL AND NOT n.reissued
+		  AND n.created_at + make_interval(secs => p_lease_s) <= p_now
+		  AND m.state = 'notified'
+		ORDER BY n.id
+		LIMIT greatest(0, least(floor(v_tokens + 1e-9)::bigint, p_max))
+		FOR UPDATE OF n SKIP LOCKED
+	), old AS (
+		UPDATE rollout_notifications n SET reissued = true FROM lost
+		WHERE n.id = lost.id
+		RETURNING n.campaign_id, n.device_id, n.stage_no, n.step
+	), upd AS (
+		UPDATE campaign_devices m SET notified_at = p_now, notify_count = notify_count + 1, updated_at = p_now
+		FROM old WHERE m.campaign_id = old.campaign_id AND m.device_id = old.device_id
+		RETURNING m.device_id
+	), ins AS (
+		INSERT INTO rollout_notifications (campaign_id, device_id, stage_no, step, server_id, created_at)
+		SELECT old.campaign_id, old.device_id, old.stage_no, old.step, p_server, p_now FROM old
+		RETURNING id
+	)
+	SELECT count(*), array_agg(id) INTO v_reissued, v_ids FROM ins;
+	IF v_reissued > 0 THEN
+		RETURN QUERY SELECT unnest(v_ids);
+	END IF;
+	v_budget := greatest(0, least(v_budget, floor(v_tokens + 1e-9)::bigint - v_reissued, p_max - v_reissued));
+
+	IF v_budget > 0 THEN
+		WITH picked AS (
+			SELECT m.device_id, m.stage_no, m.step FROM campaign_devices m
+			WHERE m.campaign_id = p_campaign AND m.state = 'pending'
+			  -- one update at a time per device: not while another running
+			  -- campaign has it in flight (a finished campaign's stragglers do not block)
+			  AND NOT EXISTS (SELECT 1 FROM campaign_devices o JOIN campaigns oc USING (campaign_id)
+			                  WHERE o.device_id = m.device_id AND o.campaign_id <> p_campaign
+			                    AND o.state IN ('notified', 'downloading', 'installed')
+			                    AND oc.state IN ('running', 'paused'))
+			ORDER BY m.stage_no, m.admit_seq
+			LIMIT v_budget
+			FOR UPDATE OF m SKIP LOCKED
+		), upd AS (
+			UPDATE campaign_devices m
+			SET state = 'notified', notified_at = p_now, notify_count = notify_count + 1, updated_at = p_now
+			FROM picked WHERE m.campaign_id = p_campaign AND m.device_id = picked.device_id
+			RETURNING m.device_id, m.stage_no, m.step
+		), asg AS (
+			-- delivery serves a device only what assignments allow
+			INSERT INTO assignments (device_id, artifact_id, campaign_id, state, notified_at, notify_count,
+			                         notify_after, updated_at)
+			SELECT upd.device_id, c.artifact_id, p_campaign, 'notified', p_now, 1, p_now, p_now
+			FROM upd WHERE c.kind = 'firmware'
+			ON CONFLICT (device_id, artifact_id) DO UPDATE
+			SET campaign_id = EXCLUDED.campaign_id, state = 'notified', notified_at = EXCLUDED.notified_at,
+			    notify_count = assignments.notify_count + 1, updated_at = EXCLUDED.updated_at
+			RETURNING 1
+		), ins AS (
+			INSERT INTO rollout_notifications (campaign_id, device_id, stage_no, step, server_id, created_at)
+			SELECT p_campaign, upd.device_id, upd.stage_no, upd.step, p_server, p_now FROM upd
+			RETURNING id
+		)
+		SELECT count(*), array_agg(id) INTO v_count, v_ids FROM ins;
+		IF v_count > 0 THEN
+			RETURN QUERY SELECT unnest(v_ids);
+		END IF;
+	END IF;
+	UPDATE campaigns SET bucket_tokens = greatest(0, v_tokens - v_reissued - v_count), bucket_at = p_now
+	WHERE campaign_id = p_campaign;
+END $$;
+
+-- ---------------------------------------------------------------------------
+-- The tick: one call per server and period, one transaction.
+--   (a) claims due campaigns (running, start time reached) that no live
+--       server holds, with FOR UPDATE SKIP LOCKED, and leases them to
+--       p_server for p_lease_s seconds: a killed server's campaigns are taken
+--       over when the lease expires, its unpublished notifications re-issued;
+--   then per campaign: timeouts, admission, stage evaluation, notifications.
+-- Returns what to publish now (Notify fields); the server publishes, then
+-- calls rollout_published() with the ids.
+CREATE OR REPLACE FUNCTION rollout_tick(p_server text, p_now timestamptz DEFAULT NULL, p_lease_s integer DEFAULT 30,
+                             p_max_campaigns integer DEFAULT 32, p_max_notify integer DEFAULT 10000)
+RETURNS TABLE (notification_id bigint, campaign_id text, device_id text, kind text, artifact_id text,
+               version text, version_code bigint, is_security_update boolean, keylist_version bigint,
+               rootlist_version bigint)
+LANGUAGE plpgsql AS $$
+#variable_conflict use_column
+DECLARE
+	c campaigns%ROWTYPE;
+	v_now timestamptz;
+	v_ids bigint[] := '{}';
+	v_interval integer := rollout_setting('admission_interval_s', '30')::integer;
+	v_advanced boolean;
+	v_guard integer;
+BEGIN
+	IF coalesce(p_server, '') = '' THEN
+		PERFORM rollout_fail('FO422', 'server id required');
+	END IF;
+	-- One tick at a time across all servers: rules that span campaigns (a
+	-- device in one update at a time, priorities) then need no further
+	-- locking. A server that finds another ticking skips this period; the
+	-- work is set-based, so nothing is gained by ticking in parallel.
+	IF NOT pg_try_advisory_xact_lock(rollout_lock_key()) THEN
+		RETURN;
+	END IF;
+	FOR c IN SELECT * FROM campaigns k
+	         WHERE k.state = 'running'
+	           AND (k.start_at IS NULL OR k.start_at <= coalesce(p_now, clock_timestamp()))
+	           AND (k.lease_owner IS NULL OR k.lease_owner = p_server
+	                OR k.lease_until <= coalesce(p_now, clock_timestamp()))
+	         ORDER BY k.priority DESC, k.created_at
+	         LIMIT p_max_campaigns
+	         FOR UPDATE SKIP LOCKED LOOP
+		-- time never runs backwards for a campaign, whoever ticks it
+		v_now := greatest(coalesce(p_now, clock_timestamp()), c.bucket_at, c.admitted_at);
+		IF c.lease_owner IS DISTINCT FROM p_server THEN
+			PERFORM rollout_event(c.campaign_id, 'lease', c.current_stage,
+			                      format('%s took over from %s', p_server, coalesce(c.lease_owner, '-')), v_now);
+		END IF;
+		UPDATE campaigns k SET lease_owner = p_server, lease_until = v_now + make_interval(secs => p_lease_s)
+		WHERE k.campaign_id = c.campaign_id;
+		IF c.kind = 'firmware' AND EXISTS (
+			SELECT 1 FROM artifacts x WHERE x.artifact_id = c.artifact_id
+			AND x.expires_at <> 0 AND x.expires_at <= extract(epoch FROM v_now)) THEN
+			UPDATE campaigns k SET state = 'failed', state_reason = 'artifact expired (OTA_ERR_EXPIRED)',
+			       finished_at = v_now, lease_owner = NULL, lease_until = NULL, updated_at = v_now
+			WHERE k.campaign_id = c.campaign_id;
+			UPDATE campaign_devices m SET state = 'cancelled', updated_at = v_now
+			WHERE m.campaign_id = c.campaign_id AND m.state = 'pending';
+			PERFORM rollout_event(c.campaign_id, 'failed', c.current_stage, 'artifact expired', v_now);
+			CONTINUE;
+		END IF;
+		PERFORM rollout_timeouts(c.campaign_id, v_now);
+		v_guard := 0;
+		LOOP
+			SELECT * INTO c FROM campaigns k WHERE k.campaign_id = c.campaign_id;
+			IF c.admitted_at IS NULL OR c.admitted_at + make_interval(secs => v_interval) <= v_now
+			   OR v_guard > 0 THEN
+				PERFORM rollout_admit(c.campaign_id, v_now);
+			END IF;
+			v_advanced := rollout_evaluate(c.campaign_id, v_now);
+			v_guard := v_guard + 1;
+			EXIT WHEN NOT v_advanced OR v_guard > 33;
+		END LOOP;
+		IF (SELECT k.state FROM campaigns k WHERE k.campaign_id = c.campaign_id) = 'running' THEN
+			v_ids := v_ids || ARRAY(SELECT rollout_notify(c.campaign_id, p_server, v_now, p_lease_s,
+			                                              greatest(0, p_max_notify - cardinality(v_ids))));
+		END IF;
+	END LOOP;
+	RETURN QUERY
+	SELECT n.id, n.campaign_id, n.device_id, n.step, k.artifact_id, a.version, a.version_code,
+	       coalesce(a.is_security_update, false),
+	       CASE WHEN n.step = 'keylist' THEN coalesce(nullif(m.needed_keylist, 0), k.keylist_version) END,
+	       k.rootlist_version
+	FROM rollout_notifications n
+	JOIN campaigns k ON k.campaign_id = n.campaign_id
+	JOIN campaign_devices m ON m.campaign_id = n.campaign_id AND m.device_id = n.device_id
+	LEFT JOIN artifacts a ON a.artifact_id = k.artifact_id
+	WHERE n.id = ANY (v_ids)
+	ORDER BY n.id;
+END $$;
+
+-- The server handed these notifications to the broker. Idempotent.
+CREATE OR REPLACE FUNCTION rollout_published(p_ids bigint[], p_now timestamptz DEFAULT NULL) RETURNS bigint
+LANGUAGE plpgsql AS $$
+DECLARE
+	v_count bigint;
+BEGIN
+	UPDATE rollout_notifications SET published_at = coalesce(p_now, clock_timestamp())
+	WHERE id = ANY (p_ids) AND published_at IS NULL;
+	GET DIAGNOSTICS v_count = ROW_COUNT;
+	RETURN v_count;
+END $$;
+
+-- ---------------------------------------------------------------------------
+-- A StatusReport arrived (after the server stored it in devices and
+-- device_events). p_state is the report's DeviceState in lower case without
+-- prefix: idle, downloading, verifying, pending, trial, confirmed, reverted,
+-- rejected, failed. Returns the number of campaign rows changed; a repeated
+-- report changes nothing.
+--
+-- Truth comes from the version the device reports running: a device is
+-- confirmed only when it runs the campaign's version (or newer) and says so
+-- outside of a trial; a device that reverted is failed with the version it
+-- really runs recorded, and a new campaign can target it again; a device that
+-- timed out and reports later is reconciled to what it reports.
+CREATE OR REPLACE FUNCTION rollout_report(p_device text, p_state text, p_version_code bigint,
+                               p_keylist_version bigint DEFAULT NULL, p_rootlist_version bigint DEFAULT NULL,
+                               p_error text DEFAULT '', p_campaign text DEFAULT '',
+                               p_now timestamptz DEFAULT NULL)
+RETURNS bigint
+LANGUAGE plpgsql AS $$
+DECLARE
+	v_now timestamptz := coalesce(p_now, clock_timestamp());
+	v_count bigint;
+	v_state text := lower(coalesce(p_state, ''));
+	v_error text := coalesce(p_error, '');
+BEGIN
+	IF v_state NOT IN ('idle', 'downloading', 'verifying', 'pending', 'trial', 'confirmed', 'reverted',
+	                   'rejected', 'failed', 'unspecified', 'unknown') THEN
+		PERFORM rollout_fail('FO422', 'state: unknown device state ' || v_state);
+	END IF;
+	IF v_state = 'reverted' AND v_error = '' THEN
+		v_error := 'OTA_ERR_SELFTEST';
+	ELSIF v_state IN ('rejected', 'failed') AND v_error = '' THEN
+		v_error := 'OTA_ERR_TRANSPORT';
+	END IF;
+	WITH cur AS (
+		SELECT m.campaign_id, m.device_id, m.state AS old_state, m.step, m.needed_keylist,
+		       k.kind, k.keylist_version AS c_kl, k.rootlist_version AS c_rl, a.version_code AS c_vc,
+		       m.state IN ('notified', 'downloading', 'installed', 'timed_out')
+		       AND (coalesce(p_campaign, '') = '' OR p_campaign = m.campaign_id) AS addressed
+		FROM campaign_devices m
+		JOIN campaigns k ON k.campaign_id = m.campaign_id
+		LEFT JOIN artifacts a ON a.artifact_id = k.artifact_id
+		WHERE m.device_id = p_device
+		  AND m.state NOT IN ('confirmed', 'superseded', 'cancelled')
+		  AND k.state NOT IN ('draft', 'awaiting_approval')
+		FOR UPDATE OF m
+	), nxt AS (
+		SELECT cur.*,
+		CASE
+			-- the version it runs is what counts
+			WHEN cur.kind = 'firmware' AND cur.step = 'firmware' AND p_version_code >= cur.c_vc
+			     AND v_state IN ('idle', 'confirmed') THEN 'confirmed'
+			WHEN cur.kind = 'keylist' AND p_keylist_version >= cur.c_kl THEN 'confirmed'
+			WHEN cur.kind = 'rootlist' AND p_rootlist_version >= cur.c_rl THEN 'confirmed'
+			-- key-list step done: the firmware step follows (notified again)
+			WHEN cur.kind = 'firmware' AND cur.step = 'keylist' AND p_keylist_version >= cur.needed_keylist
+			     AND cur.old_state <> 'failed' THEN 'pending'
+			WHEN NOT cur.addressed THEN cur.old_state
+			WHEN v_state IN ('reverted', 'rejected', 'failed') THEN 'failed'
+			WHEN cur.old_state = 'timed_out' THEN 'timed_out'
+			WHEN cur.kind = 'firmware' AND v_state IN ('pending', 'trial') THEN 'installed'
+			WHEN v_state IN ('downloading', 'verifying') AND cur.old_state IN ('notified', 'downloading')
+			     THEN 'downloading'
+			ELSE cur.old_state
+		END AS new_state
+		FROM cur
+	), upd AS (
+		UPDATE campaign_devices m
+		SET state = nxt.new_state,
+		    step = CASE WHEN nxt.step = 'keylist' AND nxt.kind = 'firmware' AND nxt.new_state = 'pending'
+		                THEN 'firmware' ELSE m.step END,
+		    error = CASE WHEN nxt.new_state = 'failed' AND nxt.old_state <> 'failed' THEN v_error
+		                 WHEN nxt.new_state IN ('confirmed', 'pending') THEN '' ELSE m.error END,
+		    reconciled = m.reconciled OR (nxt.old_state = 'timed_out' AND nxt.new_state <> 'timed_out'),
+		    done_at = CASE WHEN nxt.new_state IN ('confirmed', 'failed') THEN coalesce(m.done_at, v_now)
+		                   WHEN nxt.new_state = 'pending' THEN NULL ELSE m.done_at END,
+		    notified_at = CASE WHEN nxt.new_state = 'pending' THEN NULL ELSE m.notified_at END,
+		    last_report_at = v_now,
+		    reported_version_code = coalesce(p_version_code, m.reported_version_code),
+		    reported_keylist = coalesce(p_keylist_version, m.reported_keylist),
+		    updated_at = v_now
+		FROM nxt
+		WHERE m.campaign_id = nxt.campaign_id AND m.device_id = nxt.device_id
+		  AND (nxt.new_state <> nxt.old_state
+		       OR m.reported_version_code IS DISTINCT FROM coalesce(p_version_code, m.reported_version_code)
+		       OR (nxt.addressed AND nxt.new_state NOT IN ('failed', 'timed_out')))
+		RETURNING m.campaign_id, m.device_id, m.state, nxt.old_state
+	), asg AS (
+		UPDATE assignments x SET state = upd.state, updated_at = v_now
+		FROM upd
+		WHERE x.device_id = upd.device_id AND x.campaign_id = upd.campaign_id AND x.state <> upd.state
+		RETURNING 1
+	)
+	SELECT count(*) FILTER (WHERE upd.state <> upd.old_state) INTO v_count FROM upd;
+	RETURN v_count;
+END $$;
+
+-- ---------------------------------------------------------------------------
+-- Per-device view of a campaign (for the REST API).
+CREATE OR REPLACE FUNCTION rollout_status(p_campaign text) RETURNS jsonb
+LANGUAGE sql STABLE AS $$
+	SELECT jsonb_build_object(
+		'id', k.campaign_id, 'kind', k.kind, 'artifact', k.artifact_id,
+		'keylist_version', k.keylist_version, 'rootlist_version', k.rootlist_version,
+		'state', k.state, 'reason', k.state_reason, 'current_stage', k.current_stage,
+		'priority', k.priority, 'target', k.target_filter, 'target_size', k.target_size,
+		'keep_open', k.keep_open,
+		'rate_per_minute', k.rate_per_minute, 'rate_burst', k.rate_burst,
+		'device_timeout_seconds', k.device_timeout_s, 'start_at', k.start_at,
+		'requires_approval', k.requires_approval, 'created_by', k.created_by,
+		'approved_by', k.approved_by, 'created_at', k.created_at, 'started_at', k.started_at,
+		'finished_at', k.finished_at,
+		'windows', coalesce((SELECT jsonb_agg(jsonb_build_object('days', w.days, 'start_minute', w.start_minute,
+		                                                        'duration_minutes', w.duration_minutes)
+		                                      ORDER BY w.window_no)
+		                     FROM campaign_windows w WHERE w.campaign_id = k.campaign_id), '[]'),
+		'stages', coalesce((SELECT jsonb_agg(jsonb_build_object(
+			'stage', s.stage_no, 'count', s.device_count, 'percent', s.percent,
+			'success_ratio', s.success_ratio, 'failure_ratio', s.failure_ratio,
+			'soak_seconds', s.soak_s, 'max_in_flight', s.max_in_flight,
+			'started_at', s.started_at, 'succeeded_at', s.succeeded_at, 'completed_at', s.completed_at,
+			'devices', jsonb_build_object('admitted', n.admitted, 'pending', n.pending,
+			                              'in_flight', n.in_flight, 'confirmed', n.confirmed,
+			                              'failed', n.failed, 'timed_out', n.timed_out,
+			                              'superseded', n.superseded, 'cancelled', n.cancelled))
+			ORDER BY s.stage_no)
+			FROM campaign_stages s JOIN rollout_stage_counts(k.campaign_id) n ON n.stage_no = s.stage_no
+			WHERE s.campaign_id = k.campaign_id), '[]'))
+	FROM campaigns k WHERE k.campaign_id = p_campaign
+$$;
