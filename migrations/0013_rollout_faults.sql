@@ -10,19 +10,19 @@
 --     within it pauses with a reason naming the devices and their errors.
 
 ALTER TABLE campaigns
-	ADD COLUMN IF NOT EXISTS lease_token       bigint NOT NULL DEFAULT 0,
-	ADD COLUMN IF NOT EXISTS transient_retries integer NOT NULL DEFAULT 2 CHECK (transient_retries BETWEEN 0 AND 100),
-	ADD COLUMN IF NOT EXISTS retry_backoff_s   integer NOT NULL DEFAULT 30 CHECK (retry_backoff_s BETWEEN 1 AND 86400);
+	ADD COLUMN lease_token       bigint NOT NULL DEFAULT 0,
+	ADD COLUMN transient_retries integer NOT NULL DEFAULT 2 CHECK (transient_retries BETWEEN 0 AND 100),
+	ADD COLUMN retry_backoff_s   integer NOT NULL DEFAULT 30 CHECK (retry_backoff_s BETWEEN 1 AND 86400);
 
 ALTER TABLE campaign_stages
-	ADD COLUMN IF NOT EXISTS budget_s     integer CHECK (budget_s > 0),   -- NULL: derived, see rollout_stage_budget
-	ADD COLUMN IF NOT EXISTS budget_start timestamptz;                     -- stage start, or the last resume
+	ADD COLUMN budget_s     integer CHECK (budget_s > 0),   -- NULL: derived, see rollout_stage_budget
+	ADD COLUMN budget_start timestamptz;                     -- stage start, or the last resume
 
 ALTER TABLE campaign_devices
-	ADD COLUMN IF NOT EXISTS attempts integer NOT NULL DEFAULT 0,          -- transient failures retried
-	ADD COLUMN IF NOT EXISTS retry_at timestamptz;                         -- pending again, not before
+	ADD COLUMN attempts integer NOT NULL DEFAULT 0,          -- transient failures retried
+	ADD COLUMN retry_at timestamptz;                         -- pending again, not before
 
 ALTER TABLE rollout_notifications
-	ADD COLUMN IF NOT EXISTS fence bigint NOT NULL DEFAULT 0;
+	ADD COLUMN fence bigint NOT NULL DEFAULT 0;
 
 UPDATE campaign_stages SET budget_start = started_at WHERE started_at IS NOT NULL;
