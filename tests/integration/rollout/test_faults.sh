@@ -38,18 +38,22 @@ declare -A PID=()
 SIM_PID=
 stop_all() {
 	local n
+	if [[ -n "$SIM_PID" ]]; then
+		kill -TERM "$SIM_PID" 2>/dev/null || true
+		wait "$SIM_PID" 2>/dev/null || true
+	fi
 	for n in "${!PID[@]}"; do
 		[[ -n "${PID[$n]}" ]] || continue
 		kill -CONT "${PID[$n]}" 2>/dev/null || true
 		kill -TERM "${PID[$n]}" 2>/dev/null || true
 		wait "${PID[$n]}" 2>/dev/null || true
 	done
-	if [[ -n "$SIM_PID" ]]; then
-		kill -TERM "$SIM_PID" 2>/dev/null || true
-		wait "$SIM_PID" 2>/dev/null || true
-	fi
 	local mq
 	mq=$(cat "$T/mq/mosquitto.pid" 2>/dev/null) && kill -CONT "$mq" 2>/dev/null
+	if [[ -n "${ROLLOUT_FAULT_KEEP:-}" ]]; then
+		mkdir -p "$ROLLOUT_FAULT_KEEP"
+		cp "$T"/*.log "$T/mq/mosquitto.log" "$ROLLOUT_FAULT_KEEP/" 2>/dev/null || true
+	fi
 	if [[ $FAILED != 0 ]]; then
 		for n in a b; do
 			echo "---- srv-$n log (tail)"
@@ -88,7 +92,8 @@ cp "$T/server.conf" "$T/srv-a.conf"
 run() {
 	local name=$1 conf=$T/srv-$1.conf logf=$T/srv-$1.log mark
 	shift
-	mark=$(wc -l <"$logf" 2>/dev/null || echo 0)
+	: >>"$logf"
+	mark=$(wc -l <"$logf")
 	env "$@" OTA_ROLLOUT_SERVER_ID="srv-$name" "$OTA_SERVER" --config "$conf" >>"$logf" 2>&1 &
 	PID[$name]=$!
 	wait_for 60 bash -c "tail -n +$((mark + 1)) '$logf' | grep -q 'db connection 0 up' &&
@@ -115,17 +120,18 @@ log "$N simulated devices"
 "$OTA_FLEET_SIM" --devices "$N" --prefix sim- --pki "$PKI" --state-dir "$T/fleet" \
 	--server "https://127.0.0.1:$DEV_PORT_D" --broker "ssl://127.0.0.1:$MQ_PORT" \
 	--rootlist "$T/fixtures/rootlist.bin" --keylist "$T/fixtures/keylist.bin" \
-	--slot-size 65536 --workers 16 --connect-rate 400 --progress 10 --report-interval 15 \
+	--slot-size 65536 --workers 16 --connect-rate 25 --progress 10 \
 	--transient-fail 0.1 --seed "$SEED" --notify-log "$NOTIFY_LOG" \
 	--summary-json "$T/summary.json" >"$T/fleet.log" 2>&1 &
 SIM_PID=$!
-wait_for 120 sql_eq "$N" "SELECT count(*) FROM devices WHERE device_id LIKE 'sim-%' AND keylist_version = 1" ||
+wait_for 180 sql_eq "$N" "SELECT count(*) FROM devices WHERE device_id LIKE 'sim-%' AND keylist_version = 1" ||
 	fail "devices registered: $(sql -c "SELECT count(*) FROM devices")"
 log "fleet online after $((SECONDS - T0)) s"
 
-# campaign ID ARTIFACT [EXTRA JSON FIELDS]: every simulated device, one stage
+# campaign ID ARTIFACT [EXTRA JSON FIELDS]: every simulated device, one
+# stage, notified over about ten seconds
 campaign() {
-	sql -c "SELECT rollout_create('{\"id\":\"$1\",\"artifact\":\"$2\",\"target\":{\"model\":[\"fx-model\"]},\"rate_per_minute\":3000,\"rate_burst\":30,\"device_timeout_seconds\":60,\"transient_retries\":2,\"retry_backoff_seconds\":1,\"stages\":[{\"percent\":100}]${3:+,$3}}', 'alice')" >/dev/null
+	sql -c "SELECT rollout_create('{\"id\":\"$1\",\"artifact\":\"$2\",\"target\":{\"model\":[\"fx-model\"]},\"rate_per_minute\":$((N * 6)),\"rate_burst\":$((N / 20 + 1)),\"device_timeout_seconds\":60,\"transient_retries\":2,\"retry_backoff_seconds\":1,\"stages\":[{\"percent\":100}]${3:+,$3}}', 'alice')" >/dev/null
 	sql -c "SELECT rollout_start('$1', 'alice')" >/dev/null
 }
 # completes ID VERSION: the campaign completes, every device confirmed on
