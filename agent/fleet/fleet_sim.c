@@ -163,7 +163,7 @@ struct fleet {
 	atomic_uint downloading;
 	atomic_uint transient_injected;
 	unsigned notify_duplicates; /* under lock */
-	FILE *notify_log;           /* under lock */
+	FILE *notify_log; /* under lock */
 };
 
 /* One job's view of a device: its port and core, opened from its records. */
@@ -606,7 +606,8 @@ static void on_cmd(void *arg, const uint8_t *payload, size_t len)
 		clock_gettime(CLOCK_REALTIME, &ts);
 		fprintf(fleet->notify_log, "%lld %s %" PRIu64 " %.128s %d %s\n",
 			(long long)ts.tv_sec * 1000 + ts.tv_nsec / 1000000, d->id, n->seq,
-			campaign[0] ? campaign : "-", (int)n->kind, duplicate ? "duplicate" : "act");
+			campaign[0] ? campaign : "-", (int)n->kind,
+			duplicate ? "duplicate" : "act");
 	}
 	if (n->seq > d->last_seq)
 		d->last_seq = n->seq;
@@ -940,8 +941,8 @@ static void summary(struct fleet *fleet, double t0)
 		fprintf(f, "}");
 	}
 	fprintf(f, "}, \"faults\": {");
-	static const char *const fault_names[] = {"offline", "selftest_fails", "power_loss",
-						  "slow", "transient"};
+	static const char *const fault_names[] = {"offline", "selftest_fails", "power_loss", "slow",
+						  "transient"};
 	for (unsigned kind = 0; kind < 5; kind++) {
 		fprintf(f, "%s\"%s\": [", kind ? ", " : "", fault_names[kind]);
 		bool first = true;

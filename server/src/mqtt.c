@@ -24,7 +24,7 @@ enum msg_kind {
 	MSG_CONNECT_FAILED,
 	MSG_LOST,
 	MSG_TOO_BIG,
-	MSG_ACK,  /* a tracked publish's PUBACK (token) */
+	MSG_ACK, /* a tracked publish's PUBACK (token) */
 	MSG_NACK, /* a tracked publish failed or was refused (token) */
 };
 
@@ -35,6 +35,14 @@ struct mqtt_msg {
 	char topic[SRV_MAX_TOPIC_BYTES + 1];
 	size_t len;
 	uint8_t payload[];
+};
+
+/* A tracked publish waiting for its PUBACK, by delivery token. */
+struct ack_slot {
+	uint64_t seq;
+	uint64_t fence;
+	MQTTAsync_token token;
+	bool used;
 };
 
 struct srv_mqtt {
@@ -50,13 +58,7 @@ struct srv_mqtt {
 	atomic_bool connected;
 	char sub_topic[128];
 	MQTTProperties connect_props;
-	/* tracked publishes, loop thread only */
-	struct ack_slot {
-		uint64_t seq;
-		uint64_t fence;
-		MQTTAsync_token token;
-		bool used;
-	} *acks;
+	struct ack_slot *acks; /* SRV_MQTT_ACK_SLOTS, loop thread only */
 	MQTTAsync_token last_token;
 	srv_mqtt_ack_fn ack_fn;
 	void *ack_arg;
@@ -108,8 +110,8 @@ static void push(struct srv_mqtt *mqtt, enum msg_kind kind, const char *topic, s
 /* QoS 1: Paho calls this on the PUBACK. MQTT 5 refusals come as codes >= 0x80. */
 static void on_publish_success(void *context, MQTTAsync_successData5 *response)
 {
-	enum msg_kind kind = response->reasonCode >= MQTTREASONCODE_UNSPECIFIED_ERROR ? MSG_NACK
-										      : MSG_ACK;
+	enum msg_kind kind =
+		response->reasonCode >= MQTTREASONCODE_UNSPECIFIED_ERROR ? MSG_NACK : MSG_ACK;
 
 	push_token(context, kind, NULL, 0, NULL, 0, response->token);
 }

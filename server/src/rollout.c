@@ -50,8 +50,7 @@ static const char sql_tick[] =
 	" version_code, is_security_update, keylist_version, fence"
 	" FROM rollout_tick($1, NULL, $2::int, 32, $3::int)";
 
-static const char sql_published[] =
-	"SELECT rollout_published($1::bigint[], $2::bigint[], $3)";
+static const char sql_published[] = "SELECT rollout_published($1::bigint[], $2::bigint[], $3)";
 
 static const char sql_report[] =
 	"SELECT rollout_report($1, $2, $3::bigint, $4::bigint, $5::bigint, $6, $7)";
@@ -282,8 +281,9 @@ static void flush_acks(struct srv_rollout *r)
 			r) == OTA_OK)
 		r->in_flight = true;
 	else
-		srv_log(SRV_LOG_WARN, "rollout: could not queue rollout_published (%zu issued again "
-				      "after the lease)",
+		srv_log(SRV_LOG_WARN,
+			"rollout: could not queue rollout_published (%zu issued again "
+			"after the lease)",
 			n);
 }
 
@@ -303,7 +303,7 @@ static void on_ack(void *arg, uint64_t seq, uint64_t fence)
 	pump(r);
 }
 
-/* Publishes a tick's rows while the lease is surely ours; returns how many went out. */
+/* Publishes a tick's rows while the lease is surely ours, re-checked before each. */
 static void publish_rows(struct srv_rollout *r, const PGresult *res)
 {
 	uint64_t now = (uint64_t)time(NULL);
@@ -352,7 +352,8 @@ static void publish_rows(struct srv_rollout *r, const PGresult *res)
 			continue;
 		}
 		published++;
-		srv_log(SRV_LOG_DEBUG, "rollout: publish %" PRIu64 " to %s (%s, campaign %s, fence %" PRIu64 ")",
+		srv_log(SRV_LOG_DEBUG,
+			"rollout: publish %" PRIu64 " to %s (%s, campaign %s, fence %" PRIu64 ")",
 			notify.seq, device, or_empty(fields[3]), notify.campaign_id, fence);
 	}
 	if (published + failed + fenced > 0)
@@ -379,7 +380,8 @@ static void tick_done_cb(void *arg, enum ota_err err, const PGresult *res)
 	else
 		publish_rows(r, res);
 	if (r->acks_dropped > 0) {
-		srv_log(SRV_LOG_WARN, "rollout: %" PRIu64 " acknowledgements not recorded (queue full)",
+		srv_log(SRV_LOG_WARN,
+			"rollout: %" PRIu64 " acknowledgements not recorded (queue full)",
 			r->acks_dropped);
 		r->acks_dropped = 0;
 	}
