@@ -141,11 +141,18 @@ tick ra 5001 >/dev/null
 expect_eq "progress: the rate cap" "$(progress ra 5002)" rate_limit
 expect_eq "progress: notifying once the bucket refilled" "$(progress ra 5070)" notifying
 q "SELECT rollout_cancel('ra', 'alice', $(at 5003))" >/dev/null
-create '{"id":"mf","artifact":"fw-101","target":{"devices":["dev0000035","dev0000036"]},"rate_per_minute":600,"rate_burst":10,"device_timeout_seconds":600,"stages":[{"percent":100,"max_in_flight":1}]}'
-start mf 5100
-tick mf 5101 >/dev/null
-expect_eq "progress: the in-flight limit" "$(progress mf 5102)" in_flight_limit
-q "SELECT rollout_cancel('mf', 'alice', $(at 5103))" >/dev/null
+# waits_for WHAT SPEC AT REASON: started at AT and ticked once, the campaign
+# waits for REASON; then cancelled
+waits_for() {
+	local id
+	id=$(jq -r .id <<<"$2")
+	create "$2"
+	start "$id" "$3"
+	tick "$id" $(($3 + 1)) >/dev/null
+	expect_eq "progress: $1" "$(progress "$id" $(($3 + 2)))" "$4"
+	q "SELECT rollout_cancel('$id', 'alice', $(at $(($3 + 3))))" >/dev/null
+}
+waits_for "the in-flight limit" '{"id":"mf","artifact":"fw-101","target":{"devices":["dev0000035","dev0000036"]},"rate_per_minute":600,"rate_burst":10,"device_timeout_seconds":600,"stages":[{"percent":100,"max_in_flight":1}]}' 5100 in_flight_limit
 create '{"id":"so","artifact":"fw-101","target":{"devices":["dev0000037"]},"rate_per_minute":600,"device_timeout_seconds":600,"stages":[{"count":1,"soak_seconds":300},{"percent":100}]}'
 start so 5200
 tick so 5201 >/dev/null
@@ -154,11 +161,7 @@ q "SELECT rollout_report('dev0000037', 'confirmed', 101, 1, NULL, '', 'so', $(at
 tick so 5203 >/dev/null
 expect_eq "progress: the soak" "$(progress so 5210)" soak
 q "SELECT rollout_cancel('so', 'alice', $(at 5211))" >/dev/null
-create '{"id":"wi","artifact":"fw-101","target":{"devices":["dev0000038"]},"windows":[{"days":[3],"start_minute":0,"duration_minutes":60}],"stages":[{"percent":100}]}'
-start wi 5300
-tick wi 5301 >/dev/null
-expect_eq "progress: a maintenance window" "$(progress wi 5302)" window
-q "SELECT rollout_cancel('wi', 'alice', $(at 5303))" >/dev/null
+waits_for "a maintenance window" '{"id":"wi","artifact":"fw-101","target":{"devices":["dev0000038"]},"windows":[{"days":[3],"start_minute":0,"duration_minutes":60}],"stages":[{"percent":100}]}' 5300 window
 create '{"id":"aa","artifact":"fw-101","requires_approval":true,"target":{"devices":["dev0000039"]},"stages":[{"percent":100}]}'
 start aa 5400
 expect_eq "progress: approval" "$(progress aa 5401)" approval
