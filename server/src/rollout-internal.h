@@ -65,13 +65,6 @@ enum ota_err srv_rollout_start(struct srv_server *srv, struct srv_rollout **ret_
 void srv_rollout_stop(struct srv_rollout *rollout);
 
 /*
- * Hands one stored StatusReport to the engine (rollout_report, queued with
- * SRV_DB_RETRY: the function is idempotent). device is the verified id.
- */
-void srv_rollout_report(struct srv_server *srv, const char *device,
-			const Fleetota__V1__StatusReport *report);
-
-/*
  * Pure helpers, exposed for the unit tests.
  *
  * Fills notify from one row of rollout_tick() (text columns: notification

@@ -52,17 +52,12 @@ static const char sql_tick[] =
 
 static const char sql_published[] = "SELECT rollout_published($1::bigint[], $2::bigint[], $3)";
 
-static const char sql_report[] =
-	"SELECT rollout_report($1, $2, $3::bigint, $4::bigint, $5::bigint, $6, $7)";
-
 enum ota_err srv_rollout_prepare(struct srv_server *srv)
 {
 	enum ota_err err = srv_db_prepare(srv->db, "rol_tick", sql_tick);
 
 	if (err == OTA_OK)
 		err = srv_db_prepare(srv->db, "rol_published", sql_published);
-	if (err == OTA_OK)
-		err = srv_db_prepare(srv->db, "rol_report", sql_report);
 	return err;
 }
 
@@ -512,35 +507,4 @@ void srv_rollout_stop(struct srv_rollout *r)
 	free(r->ack_seq);
 	free(r->ack_fence);
 	free(r);
-}
-
-static void report_cb(void *arg, enum ota_err err, const PGresult *res)
-{
-	(void)arg;
-	if (err != OTA_OK && err != OTA_ERR_BUSY)
-		srv_log(SRV_LOG_ERROR, "rollout: report not applied: %s",
-			res != NULL ? PQresultErrorMessage(res) : ota_err_name(err));
-}
-
-void srv_rollout_report(struct srv_server *srv, const char *device,
-			const Fleetota__V1__StatusReport *report)
-{
-	char version_code[24], kl[24], rl[24];
-	const char *params[7];
-
-	if (srv == NULL || srv->db == NULL || device == NULL || report == NULL)
-		return;
-	snprintf(version_code, sizeof(version_code), "%" PRIu64, report->version_code);
-	snprintf(kl, sizeof(kl), "%" PRIu64, report->keylist_version);
-	snprintf(rl, sizeof(rl), "%" PRIu64, report->rootlist_version);
-	params[0] = device;
-	params[1] = srv_report_state_name((int)report->state);
-	params[2] = version_code;
-	params[3] = kl;
-	params[4] = rl;
-	params[5] = or_empty(report->error);
-	params[6] = or_empty(report->campaign_id);
-	if (srv_db_exec(srv->db, "rol_report", 7, params, false, SRV_DB_RETRY, report_cb, NULL) !=
-	    OTA_OK)
-		srv_log(SRV_LOG_WARN, "rollout: report of %s not queued", device);
 }

@@ -52,7 +52,8 @@ void Reset_Handler(void)
 	if (err == OTA_OK)
 		err = ota_agent_boot(&agent, &slot);
 	if (err == OTA_OK)
-		err = ota_agent_provision(&agent, nothing, sizeof(nothing), nothing, sizeof(nothing));
+		err = ota_agent_provision(&agent, nothing, sizeof(nothing), nothing,
+					  sizeof(nothing));
 	if (err == OTA_OK)
 		err = ota_agent_update_rootlist(&agent, lists, lens, 1);
 	if (err == OTA_OK)
@@ -82,5 +83,5 @@ struct mcu_vectors {
 	uint32_t *stack_top;
 	void (*reset)(void);
 };
-__attribute__((section(".isr_vector"), used)) const struct mcu_vectors mcu_vectors = {
-	&mcu_stack_top, Reset_Handler};
+__attribute__((section(".isr_vector"), used))
+const struct mcu_vectors mcu_vectors = {&mcu_stack_top, Reset_Handler};

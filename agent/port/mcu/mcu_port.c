@@ -42,8 +42,7 @@ static enum ota_err slot_read(void *ctx, unsigned slot, uint64_t off, void *buf,
 	return OTA_OK;
 }
 
-static enum ota_err slot_write(void *ctx, unsigned slot, uint64_t off, const void *buf,
-			       size_t len)
+static enum ota_err slot_write(void *ctx, unsigned slot, uint64_t off, const void *buf, size_t len)
 {
 	(void)ctx;
 	if (slot >= OTA_SLOT_COUNT || off > MCU_SLOT_BYTES || len > MCU_SLOT_BYTES - off)
