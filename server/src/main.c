@@ -63,6 +63,9 @@ static int run_server(struct srv_config *config)
 
 	memset(&srv, 0, sizeof(srv));
 	srv.config = config;
+	if (config->db_wait_sec > 0 &&
+	    srv_migrate_wait_db(config->db_conninfo, config->db_wait_sec) != OTA_OK)
+		return 1;
 	if (config->migrate_on_start && run_migrate(config) != 0)
 		return 1;
 	if (evthread_use_pthreads() != 0) {
