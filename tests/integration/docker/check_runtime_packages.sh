@@ -29,7 +29,7 @@ for bin in "$@"; do
 	done < <(readelf -d "$bin" | sed -n 's/.*(NEEDED).*\[\(.*\)\]/\1/p')
 	echo "checked $(basename "$bin")"
 done
-grep -q 'scripts/packages.txt' "$top/docker/Dockerfile" || { echo "FAIL: Dockerfile does not use scripts/packages.txt"; status=1; }
+grep -q "packages.txt '# ---- end of the build stage'" "$top/docker/Dockerfile" && grep -q "^# ---- end of the build stage" "$top/scripts/packages.txt" || { echo "FAIL: Dockerfile does not install the build part of scripts/packages.txt"; status=1; }
 grep -q 'packages-runtime.txt' "$top/docker/Dockerfile" || { echo "FAIL: Dockerfile does not use scripts/packages-runtime.txt"; status=1; }
 grep -q '^USER ota' "$top/docker/Dockerfile" || { echo "FAIL: server image does not drop root"; status=1; }
 exit $status
