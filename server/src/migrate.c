@@ -320,6 +320,7 @@ enum ota_err srv_migrate_wait_db(const char *conninfo, unsigned wait_sec)
 		pause.tv_sec = backoff_ms / 1000;
 		pause.tv_nsec = (long)(backoff_ms % 1000) * 1000000L;
 		nanosleep(&pause, NULL);
-		backoff_ms = backoff_ms * 2 > WAIT_BACKOFF_MAX_MS ? WAIT_BACKOFF_MAX_MS : backoff_ms * 2;
+		backoff_ms =
+			backoff_ms * 2 > WAIT_BACKOFF_MAX_MS ? WAIT_BACKOFF_MAX_MS : backoff_ms * 2;
 	}
 }
