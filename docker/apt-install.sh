@@ -19,4 +19,5 @@ apt-get update -qq
 # an image build is all or nothing: no fsync per unpacked file
 xargs apt-get install -y -qq --no-install-recommends -o Dpkg::Options::=--force-unsafe-io \
 	</tmp/apt-packages >/dev/null
-rm -rf /var/lib/apt/lists/* /tmp/apt-packages
+# apt-get update also writes ~80 MB of package caches: not for an image
+rm -rf /var/lib/apt/lists/* /var/cache/apt/*.bin /var/cache/apt/archives/*.deb /tmp/apt-packages

@@ -63,27 +63,12 @@ printf '%s\n' 'unqualified-search-registries = []' >"$T/registries.conf"
 export CONTAINERS_CONF=$T/containers.conf CONTAINERS_STORAGE_CONF=$T/storage.conf
 export CONTAINERS_REGISTRIES_CONF=$T/registries.conf
 
-free_port() {
-	local p
-	for _ in $(seq 1 100); do
-		p=$((20000 + RANDOM % 12000))
-		if ! (exec 3<>"/dev/tcp/127.0.0.1/$p") 2>/dev/null &&
-			! grep -q ":$(printf '%04X' "$p") " /proc/net/tcp 2>/dev/null; then
-			echo "$p"
-			return
-		fi
-	done
-	fail "no free port"
-}
-# the compose file's variables: images, loopback-only ports, fleet size
+# the compose file's variables: images, fleet size, ports published on
+# loopback only, host ports left to the engine (set but empty)
 export FLEETOTA_TAG=ci-$(echo "$TOP" | sha256sum | cut -c1-8)
 export FLEETOTA_BASE_IMAGE=localhost/fleetota-base:bookworm
 export FLEETOTA_PUBLISH=127.0.0.1 FLEET_DEVICES=$DEVICES
-OTA_DEVICE_PORT=$(free_port)
-OTA_API_PORT=$(free_port)
-OTA_MQTT_PORT=$(free_port)
-export OTA_DEVICE_PORT OTA_API_PORT OTA_MQTT_PORT
-API=http://127.0.0.1:$OTA_API_PORT
+export OTA_DEVICE_PORT= OTA_API_PORT= OTA_MQTT_PORT=
 compose() { podman-compose -p "$PROJECT" -f "$TOP/docker/compose.yaml" "$@"; }
 ctr() { echo "${PROJECT}_$1_1"; } # podman-compose 1.0's container names
 
@@ -129,9 +114,14 @@ for img in ota-server tools broker postgres; do
 done
 
 # ---- up -----------------------------------------------------------------------
-log "podman-compose up ($DEVICES devices; REST API $API)"
+log "podman-compose up ($DEVICES devices)"
 t_up=$SECONDS
 compose up -d --no-build >"$T/up.log" 2>&1 || { cat "$T/up.log"; fail "compose up"; }
+API=http://$(podman port "$(ctr ota-server)" 8080) || fail "REST API port not published"
+for s in ota-server broker; do
+	podman port "$(ctr $s)" | grep -v -- '-> 127\.0\.0\.1:' | grep . && fail "$s publishes beyond loopback"
+done
+[[ $API == http://127.0.0.1:[0-9]* ]] || fail "REST API published on $API, not on loopback"
 # health as the images define it; podman runs no timers here (no systemd),
 # so the test runs each container's HEALTHCHECK itself
 healthy() { podman healthcheck run "$(ctr "$1")" >/dev/null 2>&1; }
@@ -143,7 +133,7 @@ until healthy ota-server; do
 	sleep 1
 done
 HEALTHY_S=$((SECONDS - t_up))
-log "ota-server healthy $HEALTHY_S s after compose up"
+log "ota-server healthy $HEALTHY_S s after compose up (REST API $API)"
 healthy postgres || fail "postgres health check fails"
 healthy broker || fail "broker health check fails"
 # the broker's check is a real client: mosquitto logged its TLS session
