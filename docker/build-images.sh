@@ -2,6 +2,7 @@
 # SPDX-License-Identifier: Apache-2.0
 # Builds fleetota's four images with buildah, no registry needed:
 #   fleetota/ota-server, fleetota/tools, fleetota/broker, fleetota/postgres
+# (and fleetota/build, the compile stage, kept as a build cache)
 # (tag FLEETOTA_TAG, default latest), all from one base image.
 #
 #   docker/build-images.sh
@@ -31,7 +32,8 @@ if [[ $base == localhost/fleetota-base:* ]] &&
 	command -v mmdebstrap >/dev/null || { echo "build-images: mmdebstrap is missing" >&2; exit 2; }
 	echo "build-images: making $base with mmdebstrap (Debian 12, minbase, no docs)"
 	t0=$SECONDS
-	# what debian:bookworm-slim leaves out, and no recommends
+	# what debian:bookworm-slim leaves out, no recommends, and no fsync per
+	# unpacked file (an image is made whole or not at all)
 	mmdebstrap --quiet --variant=minbase --format=tar \
 		--aptopt='APT::Install-Recommends "false"' \
 		--dpkgopt='path-exclude=/usr/share/man/*' \
@@ -39,6 +41,7 @@ if [[ $base == localhost/fleetota-base:* ]] &&
 		--dpkgopt='path-include=/usr/share/doc/*/copyright' \
 		--dpkgopt='path-exclude=/usr/share/locale/*' \
 		--dpkgopt='path-exclude=/usr/share/info/*' \
+		--dpkgopt='force-unsafe-io' \
 		--customize-hook='rm -rf "$1"/var/lib/apt/lists/* "$1"/var/cache/apt/*.bin' \
 		bookworm - | podman import --quiet --change 'CMD ["bash"]' - "$base" >/dev/null
 	echo "build-images: $base made in $((SECONDS - t0)) s"
@@ -56,6 +59,9 @@ build() { # TARGET IMAGE-NAME
 # two at a time: the compile of one overlaps the package downloads of the other
 build postgres postgres &
 pid=$!
-build server ota-server && build tools tools && build broker broker || status=$?
+# The build stage is tagged too (fleetota/build): an untagged last layer
+# would be dangling, and `podman image prune` would drop the compile cache.
+build server ota-server && build build build && build tools tools && build broker broker ||
+	status=$?
 wait "$pid" || status=$?
 exit "${status:-0}"

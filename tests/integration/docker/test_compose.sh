@@ -23,6 +23,7 @@ CACHE=${FLEETOTA_CONTAINERS_CACHE:-$HOME/.cache/fleetota/containers}
 T=$(mktemp -d /tmp/fleetota-compose.XXXXXX)
 PROJECT=fleetota-test-$$
 FAILED=0
+UP= # set once compose up ran: there are container logs to show
 START=$SECONDS
 
 log() { echo "[$(date +%T)] $*"; }
@@ -77,7 +78,7 @@ cleanup() {
 	set +e
 	trap - INT TERM
 	((FAILED == 0)) || ((rc != 0)) || rc=1
-	if [[ $rc != 0 ]]; then
+	if [[ $rc != 0 && -n $UP ]]; then
 		for s in pki keys postgres broker ota-server fleet; do
 			echo "---- $s (log tail)"
 			podman logs --tail 25 "$(ctr "$s")" 2>&1
@@ -116,6 +117,7 @@ done
 # ---- up -----------------------------------------------------------------------
 log "podman-compose up ($DEVICES devices)"
 t_up=$SECONDS
+UP=1
 compose up -d --no-build >"$T/up.log" 2>&1 || { cat "$T/up.log"; fail "compose up"; }
 API=http://$(podman port "$(ctr ota-server)" 8080) || fail "REST API port not published"
 for s in ota-server broker; do
