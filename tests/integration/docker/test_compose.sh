@@ -92,7 +92,10 @@ cleanup() {
 	ids=$(podman volume ls -q --filter "label=io.podman.compose.project=$PROJECT")
 	[[ -z "$ids" ]] || podman volume rm -f $ids >/dev/null
 	podman network exists "${PROJECT}_default" && podman network rm -f "${PROJECT}_default" >/dev/null
-	# superseded build layers of earlier runs (the cache keeps the newest)
+	# buildah's working containers of an interrupted build (we hold the
+	# cache's lock: no other build runs here), then superseded build layers
+	# of earlier runs (the cache keeps the newest)
+	buildah rm --all >/dev/null 2>&1
 	podman image prune -f >/dev/null 2>&1
 	left=$(podman ps -aq --filter "label=io.podman.compose.project=$PROJECT" | wc -l)
 	((left == 0)) || { echo "FAIL: $left containers left"; rc=1; }
