@@ -10,7 +10,7 @@ dir=/var/lib/fleetota/broker
 here=/usr/share/fleetota/scripts
 mkdir -p "$dir"
 sed -e "s|@DIR@|$dir|g" -e "s|@PORT@|8883|g" -e "s|@PKI@|/pki|g" -e "s|@USER@|$(id -un)|g" \
-	-e "s|^listener 8883 127.0.0.1|listener 8883 0.0.0.0|" \
+	-e "s|@BIND@|0.0.0.0|g" -e "s|^listener 8883 127.0.0.1|listener 8883 0.0.0.0|" \
 	-e "/^pid_file/d" -e "s|^log_dest file .*|log_dest stderr|" \
 	"$here/mosquitto.conf.in" >"$dir/mosquitto.conf"
 cp "$here/mosquitto.acl" "$dir/acl"
