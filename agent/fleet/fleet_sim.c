@@ -8,7 +8,15 @@
  * and SPKI pinning. A pool of worker threads runs what the devices have
  * to do (report, key list, install); a device is never on two workers at
  * once. Faults are injected per device: self-test failure, power loss in
- * the middle of a download, offline after registering, slow download.
+ * the middle of a download, offline after registering, slow download,
+ * transient delivery failures (the first N installs fail with
+ * OTA_ERR_TRANSPORT: the delivery server is unreachable for them).
+ *
+ * Like the agent, a device acts on a Notify once: a notification it already
+ * saw (its seq, the server's notification id, is not newer than the last
+ * one), or one for the campaign and artifact it is installing or has
+ * installed, is a duplicate and ignored (MQTT QoS 1 and the server's
+ * re-issue after a crash or take-over deliver at least once).
  *
  * The online install policy is `ota-agent run`'s own, the core's
  * (agent/src/online.c), with one agent opened per job from its records
@@ -74,8 +82,11 @@ struct fleet_options {
 	double power_loss;
 	double offline;
 	double slow;
+	double transient;
+	unsigned transient_count;
 	unsigned seed;
 	const char *summary_json;
+	const char *notify_log;
 	bool issue_only;
 };
 
@@ -86,6 +97,8 @@ struct fleet_device {
 	bool slow;
 	bool selftest_fails;
 	bool power_loss;
+	unsigned transient_left; /* installs still to fail (worker holding the device) */
+	bool transient;
 	/* the worker that holds the device touches these; no lock needed */
 	bool power_lost;
 	double offline_at; /* when an offline device leaves (0: not yet known) */
@@ -103,6 +116,13 @@ struct fleet_device {
 	bool connected_once;
 	char next_artifact[ARTIFACT_MAX + 1];
 	char next_campaign[ARTIFACT_MAX + 1];
+	/* duplicate suppression, under fleet.lock */
+	uint64_t last_seq;
+	bool installing;
+	char job_artifact[ARTIFACT_MAX + 1]; /* the install a worker runs */
+	char job_campaign[ARTIFACT_MAX + 1];
+	char done_artifact[ARTIFACT_MAX + 1]; /* the last confirmed install */
+	char done_campaign[ARTIFACT_MAX + 1];
 };
 
 struct artifact_stats {
@@ -144,6 +164,9 @@ struct fleet {
 	atomic_uint rejected_total;
 	atomic_uint failed_total;
 	atomic_uint downloading;
+	atomic_uint transient_injected;
+	unsigned notify_duplicates; /* under lock */
+	FILE *notify_log; /* under lock */
 };
 
 /* One job's view of a device: its port and core, opened from its records. */
@@ -566,6 +589,33 @@ struct mqtt_ctx {
 
 static struct mqtt_ctx *mqtt_ctxs;
 
+static bool same_install(const char *artifact, const char *campaign, const char *artifact2,
+			 const char *campaign2)
+{
+	return artifact[0] && strcmp(artifact, artifact2) == 0 && strcmp(campaign, campaign2) == 0;
+}
+
+/*
+ * Under fleet->lock. A notification already seen, or a firmware one for
+ * the install (campaign and artifact) that is queued, running or done.
+ */
+static bool notify_duplicate_locked(const struct fleet_device *d, const Fleetota__V1__Notify *n)
+{
+	char artifact[ARTIFACT_MAX + 1];
+	char campaign[ARTIFACT_MAX + 1];
+	if (n->seq != 0 && n->seq <= d->last_seq)
+		return true;
+	if (n->kind != FLEETOTA__V1__NOTIFY_KIND__NOTIFY_KIND_FIRMWARE)
+		return false;
+	snprintf(artifact, sizeof(artifact), "%s", n->artifact ? n->artifact : "");
+	snprintf(campaign, sizeof(campaign), "%.128s", n->campaign_id ? n->campaign_id : "");
+	return (d->want_firmware &&
+		same_install(artifact, campaign, d->next_artifact, d->next_campaign)) ||
+	       (d->installing &&
+		same_install(artifact, campaign, d->job_artifact, d->job_campaign)) ||
+	       same_install(artifact, campaign, d->done_artifact, d->done_campaign);
+}
+
 static void on_cmd(void *arg, const uint8_t *payload, size_t len)
 {
 	struct mqtt_ctx *mc = arg;
@@ -578,12 +628,28 @@ static void on_cmd(void *arg, const uint8_t *payload, size_t len)
 	if (!n)
 		return;
 	pthread_mutex_lock(&fleet->lock);
+	const char *campaign = n->campaign_id ? n->campaign_id : "";
+	bool duplicate = notify_duplicate_locked(d, n);
+	if (fleet->notify_log) {
+		struct timespec ts;
+		clock_gettime(CLOCK_REALTIME, &ts);
+		fprintf(fleet->notify_log, "%lld %s %" PRIu64 " %.128s %d %s\n",
+			(long long)ts.tv_sec * 1000 + ts.tv_nsec / 1000000, d->id, n->seq,
+			campaign[0] ? campaign : "-", (int)n->kind,
+			duplicate ? "duplicate" : "act");
+	}
+	if (n->seq > d->last_seq)
+		d->last_seq = n->seq;
+	if (duplicate) {
+		fleet->notify_duplicates++;
+		pthread_mutex_unlock(&fleet->lock);
+		return;
+	}
 	switch (n->kind) {
 	case FLEETOTA__V1__NOTIFY_KIND__NOTIFY_KIND_FIRMWARE:
 		if (n->artifact && artifact_ok(n->artifact)) {
 			snprintf(d->next_artifact, sizeof(d->next_artifact), "%s", n->artifact);
-			snprintf(d->next_campaign, sizeof(d->next_campaign), "%.128s",
-				 n->campaign_id ? n->campaign_id : "");
+			snprintf(d->next_campaign, sizeof(d->next_campaign), "%.128s", campaign);
 			d->want_firmware = true;
 		}
 		break;
@@ -628,12 +694,14 @@ struct job {
 	char campaign[ARTIFACT_MAX + 1];
 };
 
-static void run_job(struct fleet *fleet, struct fleet_device *dev, const struct job *job,
+/* Runs one job; true when it installed and confirmed firmware. */
+static bool run_job(struct fleet *fleet, struct fleet_device *dev, const struct job *job,
 		    uint8_t *work)
 {
+	bool confirmed = false;
 	struct session *s = calloc(1, sizeof(*s));
 	if (!s)
-		return;
+		return false;
 	enum ota_err err = session_open(s, fleet, dev, work);
 	if (err != OTA_OK) {
 		fprintf(stderr, "ota-fleet-sim: %s: state unusable: %s\n", dev->id,
@@ -665,7 +733,14 @@ static void run_job(struct fleet *fleet, struct fleet_device *dev, const struct 
 	ota_online_update_lists(&s->online, job->rootlist, job->keylist);
 	if (job->firmware) {
 		snprintf(s->online.campaign, sizeof(s->online.campaign), "%s", job->campaign);
-		(void)ota_online_install(&s->online, job->artifact);
+		if (dev->transient_left > 0) {
+			/* the delivery server is out of reach for this install */
+			dev->transient_left--;
+			atomic_fetch_add(&fleet->transient_injected, 1);
+			snprintf(s->config.server_url, sizeof(s->config.server_url),
+				 "https://127.0.0.1:1");
+		}
+		confirmed = ota_online_install(&s->online, job->artifact) == OTA_OK;
 	} else if (job->report) {
 		ota_online_report(&s->online, ota_online_idle_state(&s->agent));
 	}
@@ -675,6 +750,7 @@ static void run_job(struct fleet *fleet, struct fleet_device *dev, const struct 
 out:
 	session_close(s);
 	free(s);
+	return confirmed;
 }
 
 struct worker {
@@ -715,13 +791,21 @@ static void *worker_main(void *arg)
 		job.firmware = d->want_firmware;
 		memcpy(job.artifact, d->next_artifact, sizeof(job.artifact));
 		memcpy(job.campaign, d->next_campaign, sizeof(job.campaign));
+		d->installing = job.firmware;
+		memcpy(d->job_artifact, job.artifact, sizeof(d->job_artifact));
+		memcpy(d->job_campaign, job.campaign, sizeof(d->job_campaign));
 		d->want_provision = d->want_report = d->want_keylist = d->want_rootlist =
 			d->want_firmware = false;
 		pthread_mutex_unlock(&fleet->lock);
 
-		run_job(fleet, d, &job, w->work);
+		bool confirmed = run_job(fleet, d, &job, w->work);
 
 		pthread_mutex_lock(&fleet->lock);
+		d->installing = false;
+		if (confirmed) {
+			memcpy(d->done_artifact, job.artifact, sizeof(d->done_artifact));
+			memcpy(d->done_campaign, job.campaign, sizeof(d->done_campaign));
+		}
 		d->busy = false;
 		fleet->busy_workers--;
 		if (dev_has_work(d))
@@ -823,8 +907,14 @@ static void summary(struct fleet *fleet, double t0)
 	double wall = now_s() - t0;
 	printf("\n== ota-fleet-sim summary: %u devices, %.1f s, peak RSS %ld MB ==\n", o->devices,
 	       wall, peak_rss_kb() / 1024);
-	printf("injected: offline %u, self-test fails %u, power loss %u (cuts %u), slow %u\n",
-	       offline, selftest, power, atomic_load(&fleet->power_cuts), slow);
+	printf("injected: offline %u, self-test fails %u, power loss %u (cuts %u), slow %u, "
+	       "transient delivery failures %u\n",
+	       offline, selftest, power, atomic_load(&fleet->power_cuts), slow,
+	       atomic_load(&fleet->transient_injected));
+	pthread_mutex_lock(&fleet->lock);
+	printf("duplicate notifications ignored: %u\n", fleet->notify_duplicates);
+	unsigned duplicates = fleet->notify_duplicates;
+	pthread_mutex_unlock(&fleet->lock);
 	printf("connected %u, reports %u, keylist updates %u\n", atomic_load(&fleet->connected),
 	       atomic_load(&fleet->reports), atomic_load(&fleet->keylist_updates));
 	printf("%-24s %9s %9s  %s\n", "artifact", "confirmed", "reverted", "rejected / failed");
@@ -856,9 +946,11 @@ static void summary(struct fleet *fleet, double t0)
 	pthread_mutex_lock(&fleet->stats_lock);
 	fprintf(f,
 		"{\"devices\": %u, \"wall_s\": %.1f, \"peak_rss_kb\": %ld, \"connected\": %u, "
-		"\"offline\": %u, \"power_cuts\": %u, \"keylist_updates\": %u, \"artifacts\": {",
+		"\"offline\": %u, \"power_cuts\": %u, \"keylist_updates\": %u, "
+		"\"transient_failures\": %u, \"duplicates_ignored\": %u, \"artifacts\": {",
 		o->devices, wall, peak_rss_kb(), atomic_load(&fleet->connected), offline,
-		atomic_load(&fleet->power_cuts), atomic_load(&fleet->keylist_updates));
+		atomic_load(&fleet->power_cuts), atomic_load(&fleet->keylist_updates),
+		atomic_load(&fleet->transient_injected), duplicates);
 	for (unsigned i = 0; i < fleet->n_artifacts; i++) {
 		const struct artifact_stats *a = &fleet->artifacts[i];
 		fprintf(f, "%s\"%s\": {\"confirmed\": %u, \"reverted\": %u", i ? ", " : "", a->name,
@@ -878,9 +970,9 @@ static void summary(struct fleet *fleet, double t0)
 		fprintf(f, "}");
 	}
 	fprintf(f, "}, \"faults\": {");
-	static const char *const fault_names[] = {"offline", "selftest_fails", "power_loss",
-						  "slow"};
-	for (unsigned kind = 0; kind < 4; kind++) {
+	static const char *const fault_names[] = {"offline", "selftest_fails", "power_loss", "slow",
+						  "transient"};
+	for (unsigned kind = 0; kind < 5; kind++) {
 		fprintf(f, "%s\"%s\": [", kind ? ", " : "", fault_names[kind]);
 		bool first = true;
 		for (unsigned i = 0; i < o->devices; i++) {
@@ -888,7 +980,8 @@ static void summary(struct fleet *fleet, double t0)
 			bool has = kind == 0   ? d->offline
 				   : kind == 1 ? d->selftest_fails
 				   : kind == 2 ? d->power_loss
-					       : d->slow;
+				   : kind == 3 ? d->slow
+					       : d->transient;
 			if (!has)
 				continue;
 			fprintf(f, "%s\"%s\"", first ? "" : ", ", d->id);
@@ -926,8 +1019,13 @@ static void usage(FILE *out)
 	      "download\n"
 	      "  --offline P           share that register, then go offline for good\n"
 	      "  --slow P              share that download slowly (--slow-rate B/s, default 4096)\n"
+	      "  --transient-fail P    share whose first installs fail with OTA_ERR_TRANSPORT\n"
+	      "                        (delivery server unreachable)\n"
+	      "  --transient-count N   how many installs fail that way (default 1)\n"
 	      "  --seed N              picks the faulty devices (default 1)\n"
 	      "  --summary-json FILE   the final summary as JSON\n"
+	      "  --notify-log FILE     one line per Notify received: epoch ms, device, seq,\n"
+	      "                        campaign, kind, act | duplicate\n"
 	      "  --issue-certs         only make the missing device certificates, then exit\n"
 	      "  --version, --help\n"
 	      "An image that contains the bytes FLEETOTA-SELFTEST-FAIL fails every device's\n"
@@ -984,6 +1082,9 @@ enum {
 	OPT_SLOW,
 	OPT_SEED,
 	OPT_JSON,
+	OPT_TRANSIENT,
+	OPT_TRANSIENT_COUNT,
+	OPT_NOTIFY_LOG,
 	OPT_ISSUE,
 	OPT_HELP,
 	OPT_VERSION,
@@ -1018,6 +1119,9 @@ static int parse_args(int argc, char **argv, struct fleet_options *o)
 		{"slow", required_argument, NULL, OPT_SLOW},
 		{"seed", required_argument, NULL, OPT_SEED},
 		{"summary-json", required_argument, NULL, OPT_JSON},
+		{"transient-fail", required_argument, NULL, OPT_TRANSIENT},
+		{"transient-count", required_argument, NULL, OPT_TRANSIENT_COUNT},
+		{"notify-log", required_argument, NULL, OPT_NOTIFY_LOG},
 		{"issue-certs", no_argument, NULL, OPT_ISSUE},
 		{"help", no_argument, NULL, OPT_HELP},
 		{"version", no_argument, NULL, OPT_VERSION},
@@ -1033,6 +1137,7 @@ static int parse_args(int argc, char **argv, struct fleet_options *o)
 				    .report_interval_s = 300,
 				    .stall_timeout_s = 30,
 				    .slow_rate = 4096,
+				    .transient_count = 1,
 				    .seed = 1};
 	int c;
 	unsigned long long v;
@@ -1129,6 +1234,16 @@ static int parse_args(int argc, char **argv, struct fleet_options *o)
 		case OPT_JSON:
 			o->summary_json = optarg;
 			break;
+		case OPT_TRANSIENT:
+			ok = parse_share(optarg, &o->transient);
+			break;
+		case OPT_TRANSIENT_COUNT:
+			ok = parse_uint(optarg, 100, &v) && v > 0;
+			o->transient_count = (unsigned)v;
+			break;
+		case OPT_NOTIFY_LOG:
+			o->notify_log = optarg;
+			break;
 		case OPT_ISSUE:
 			o->issue_only = true;
 			break;
@@ -1215,6 +1330,8 @@ int main(int argc, char **argv)
 		d->offline = picked(o->seed, i, 3, o->offline);
 		fleet->offline_total += d->offline;
 		d->slow = picked(o->seed, i, 4, o->slow);
+		d->transient = picked(o->seed, i, 5, o->transient);
+		d->transient_left = d->transient ? o->transient_count : 0;
 		mqtt_ctxs[i].fleet = fleet;
 		mqtt_ctxs[i].idx = i;
 	}
@@ -1255,6 +1372,14 @@ int main(int argc, char **argv)
 	if (mkdir(o->state_dir, 0700) != 0 && errno != EEXIST) {
 		fprintf(stderr, "ota-fleet-sim: %s: %s\n", o->state_dir, strerror(errno));
 		goto out_nothing;
+	}
+	if (o->notify_log) {
+		fleet->notify_log = fopen(o->notify_log, "a");
+		if (!fleet->notify_log) {
+			fprintf(stderr, "ota-fleet-sim: %s: %s\n", o->notify_log, strerror(errno));
+			goto out_nothing;
+		}
+		setvbuf(fleet->notify_log, NULL, _IOLBF, 0);
 	}
 	pthread_mutex_init(&fleet->lock, NULL);
 	pthread_cond_init(&fleet->wake, NULL);
@@ -1390,6 +1515,8 @@ out:
 out_nothing:
 	fleet_ca_free(ca);
 	if (fleet) {
+		if (fleet->notify_log)
+			fclose(fleet->notify_log);
 		free(fleet->devices);
 		free(fleet->queue);
 		free(fleet->factory_bundle);

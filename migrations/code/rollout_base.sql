@@ -59,6 +59,28 @@ LANGUAGE sql AS $$
 	VALUES (coalesce(p_actor, ''), p_action, coalesce(p_object, ''), p_before, p_after)
 $$;
 
+-- Back-off before the next try after a transient failure: base * 2^attempts,
+-- at most an hour (attempts counts the failures retried so far).
+CREATE OR REPLACE FUNCTION rollout_retry_backoff(p_base_s integer, p_attempts integer) RETURNS interval
+LANGUAGE sql IMMUTABLE AS $$
+	SELECT make_interval(secs => least(3600, p_base_s::double precision * power(2, least(greatest(p_attempts, 0), 20))))
+$$;
+
+-- A stage's time budget in seconds: its own, else long enough to notify
+-- its devices at the campaign's rate, in waves of max_in_flight that each
+-- may take the device timeout, and for the last of them to use up its tries
+-- (timeout and back-off each time). Time outside the maintenance windows
+-- does not count (rollout_notify moves budget_start on).
+CREATE OR REPLACE FUNCTION rollout_stage_budget(c campaigns, s campaign_stages, p_devices bigint)
+RETURNS double precision
+LANGUAGE sql IMMUTABLE AS $$
+	SELECT coalesce(s.budget_s::double precision,
+	                greatest(p_devices, 1) * 60.0 / c.rate_per_minute
+	                + (ceil(greatest(p_devices, 1)::numeric / s.max_in_flight) + c.transient_retries)
+	                  * c.device_timeout_s
+	                + extract(epoch FROM rollout_retry_backoff(c.retry_backoff_s, c.transient_retries)) * 2)
+$$;
+
 -- A JSON value that must be an array of strings (or absent / null).
 CREATE OR REPLACE FUNCTION rollout_text_array(p_value jsonb, p_field text) RETURNS text[]
 LANGUAGE plpgsql IMMUTABLE AS $$

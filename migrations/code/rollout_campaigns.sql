@@ -44,7 +44,8 @@ BEGIN
 		IF v_key NOT IN ('id', 'kind', 'artifact', 'keylist_version', 'rootlist_version',
 		                 'target', 'keep_open', 'stages', 'rate_per_minute', 'rate_burst',
 		                 'device_timeout_seconds', 'start_at', 'priority',
-		                 'requires_approval', 'windows') THEN
+		                 'requires_approval', 'windows', 'transient_retries',
+		                 'retry_backoff_seconds') THEN
 			PERFORM rollout_fail('FO422', v_key || ': unknown field');
 		END IF;
 	END LOOP;
@@ -105,7 +106,8 @@ BEGIN
 	BEGIN
 		INSERT INTO campaigns (campaign_id, kind, artifact_id, keylist_version, rootlist_version,
 		                       target_filter, keep_open, priority, rate_per_minute, rate_burst,
-		                       device_timeout_s, start_at, requires_approval, created_by)
+		                       device_timeout_s, start_at, requires_approval, created_by,
+		                       transient_retries, retry_backoff_s)
 		VALUES (v_id, v_kind,
 		        CASE WHEN v_kind = 'firmware' THEN p_spec ->> 'artifact' END,
 		        CASE WHEN v_kind = 'keylist' THEN (p_spec ->> 'keylist_version')::bigint END,
@@ -117,7 +119,9 @@ BEGIN
 		        coalesce(rollout_bigint(p_spec -> 'device_timeout_seconds', 'device_timeout_seconds'), 3600),
 		        (p_spec ->> 'start_at')::timestamptz,
 		        coalesce((p_spec ->> 'requires_approval')::boolean, false),
-		        p_actor);
+		        p_actor,
+		        coalesce(rollout_bigint(p_spec -> 'transient_retries', 'transient_retries'), 2),
+		        coalesce(rollout_bigint(p_spec -> 'retry_backoff_seconds', 'retry_backoff_seconds'), 30));
 	EXCEPTION
 		WHEN check_violation OR invalid_text_representation OR invalid_datetime_format
 		     OR datetime_field_overflow OR numeric_value_out_of_range THEN
@@ -131,7 +135,7 @@ BEGIN
 		END IF;
 		FOR v_key IN SELECT jsonb_object_keys(v_stage) LOOP
 			IF v_key NOT IN ('count', 'percent', 'success_ratio', 'failure_ratio',
-			                 'soak_seconds', 'max_in_flight') THEN
+			                 'soak_seconds', 'max_in_flight', 'budget_seconds') THEN
 				PERFORM rollout_fail('FO422', format('stages[%s].%s: unknown field', v_no, v_key));
 			END IF;
 		END LOOP;
@@ -154,12 +158,13 @@ BEGIN
 		v_prev_percent := coalesce(v_percent, v_prev_percent);
 		BEGIN
 			INSERT INTO campaign_stages (campaign_id, stage_no, device_count, percent, success_ratio,
-			                             failure_ratio, soak_s, max_in_flight)
+			                             failure_ratio, soak_s, max_in_flight, budget_s)
 			VALUES (v_id, v_no, v_count, v_percent,
 			        coalesce(rollout_ratio(v_stage -> 'success_ratio', format('stages[%s].success_ratio', v_no)), 1),
 			        coalesce(rollout_ratio(v_stage -> 'failure_ratio', format('stages[%s].failure_ratio', v_no)), 0),
 			        coalesce(rollout_bigint(v_stage -> 'soak_seconds', format('stages[%s].soak_seconds', v_no)), 0),
-			        coalesce(rollout_bigint(v_stage -> 'max_in_flight', format('stages[%s].max_in_flight', v_no)), 1000));
+			        coalesce(rollout_bigint(v_stage -> 'max_in_flight', format('stages[%s].max_in_flight', v_no)), 1000),
+			        rollout_bigint(v_stage -> 'budget_seconds', format('stages[%s].budget_seconds', v_no)));
 		EXCEPTION
 			WHEN check_violation OR numeric_value_out_of_range THEN
 				PERFORM rollout_fail('FO422', format('stages[%s]: %s', v_no, SQLERRM));
@@ -248,7 +253,8 @@ BEGIN
 	SET state = 'running', state_reason = '', started_at = coalesce(started_at, p_now),
 	    bucket_tokens = rate_burst, bucket_at = NULL, admitted_at = NULL, updated_at = p_now
 	WHERE campaign_id = p_campaign;
-	UPDATE campaign_stages SET started_at = coalesce(started_at, p_now)
+	UPDATE campaign_stages SET started_at = coalesce(started_at, p_now),
+	       budget_start = coalesce(budget_start, p_now)
 	WHERE campaign_id = p_campaign AND stage_no = 0;
 	PERFORM rollout_event(p_campaign, 'started', 0, 'by ' || p_actor, p_now);
 END $$;
@@ -361,6 +367,8 @@ BEGIN
 	                               WHERE m.campaign_id = p_campaign AND m.stage_no = s.stage_no
 	                                 AND m.state IN ('failed', 'timed_out')), 0)
 	WHERE s.campaign_id = p_campaign;
+	UPDATE campaign_stages SET budget_start = v_now
+	WHERE campaign_id = p_campaign AND stage_no = c.current_stage;
 	UPDATE campaigns
 	SET state = 'running', state_reason = '', bucket_at = NULL, bucket_tokens = rate_burst,
 	    admitted_at = NULL, updated_at = v_now

@@ -111,18 +111,32 @@ BEGIN
 	RETURN v_admitted;
 END $$;
 
--- (d) Devices that did not report within the timeout count as failed.
+-- (d) Devices that did not report within the timeout: retried (a transient
+-- failure) while the campaign's transient_retries allow, else failed.
 CREATE OR REPLACE FUNCTION rollout_timeouts(p_campaign text, p_now timestamptz) RETURNS bigint
 LANGUAGE plpgsql AS $$
 DECLARE
-	v_timeout integer;
+	c campaigns%ROWTYPE;
 	v_count bigint;
 BEGIN
-	SELECT device_timeout_s INTO v_timeout FROM campaigns WHERE campaign_id = p_campaign;
-	UPDATE campaign_devices
-	SET state = 'timed_out', error = 'OTA_ERR_TIMEOUT', done_at = p_now, updated_at = p_now
-	WHERE campaign_id = p_campaign AND state IN ('notified', 'downloading', 'installed')
-	  AND greatest(notified_at, last_report_at) + make_interval(secs => v_timeout) <= p_now;
+	SELECT * INTO c FROM campaigns WHERE campaign_id = p_campaign;
+	WITH late AS (
+		SELECT m.device_id, m.attempts FROM campaign_devices m
+		WHERE m.campaign_id = p_campaign AND m.state IN ('notified', 'downloading', 'installed')
+		  AND greatest(m.notified_at, m.last_report_at) + make_interval(secs => c.device_timeout_s) <= p_now
+		FOR UPDATE
+	)
+	UPDATE campaign_devices m
+	SET state = CASE WHEN late.attempts < c.transient_retries THEN 'pending' ELSE 'timed_out' END,
+	    error = 'OTA_ERR_TIMEOUT',
+	    attempts = late.attempts + CASE WHEN late.attempts < c.transient_retries THEN 1 ELSE 0 END,
+	    retry_at = CASE WHEN late.attempts < c.transient_retries
+	                    THEN p_now + rollout_retry_backoff(c.retry_backoff_s, late.attempts) END,
+	    notified_at = CASE WHEN late.attempts < c.transient_retries THEN NULL ELSE m.notified_at END,
+	    done_at = CASE WHEN late.attempts < c.transient_retries THEN NULL ELSE p_now END,
+	    updated_at = p_now
+	FROM late
+	WHERE m.campaign_id = p_campaign AND m.device_id = late.device_id;
 	GET DIAGNOSTICS v_count = ROW_COUNT;
 	RETURN v_count;
 END $$;
@@ -148,6 +162,53 @@ LANGUAGE sql STABLE AS $$
 	GROUP BY s.stage_no
 	ORDER BY s.stage_no
 $$;
+
+-- Why the current stage is stalled, or NULL. Stalled: every device of the
+-- stage has finished and too few confirmed (it can never complete), or the
+-- stage ran past its time budget. Names the devices not confirmed (the
+-- first 10) and the errors.
+CREATE OR REPLACE FUNCTION rollout_stall_reason(p_campaign text, c campaigns, s campaign_stages,
+                                     p_admitted bigint, p_confirmed bigint, p_pending bigint,
+                                     p_in_flight bigint, p_acked bigint, p_all_admitted boolean,
+                                     p_now timestamptz)
+RETURNS text
+LANGUAGE plpgsql STABLE AS $$
+DECLARE
+	v_budget double precision := rollout_stage_budget(c, s, p_admitted);
+	v_why text;
+	v_errors text;
+	v_devices text;
+	v_open bigint;
+BEGIN
+	IF p_all_admitted AND p_pending = 0 AND p_in_flight = 0 AND p_admitted > 0 THEN
+		v_why := 'cannot complete';
+	ELSIF s.budget_start IS NOT NULL AND s.budget_start + make_interval(secs => v_budget) <= p_now THEN
+		v_why := format('not done within its budget of %s s', round(v_budget::numeric));
+	ELSE
+		RETURN NULL;
+	END IF;
+	SELECT string_agg(format('%s: %s', e.error, e.n), ', ' ORDER BY e.n DESC, e.error)
+	INTO v_errors
+	FROM (SELECT m.error, count(*) AS n FROM campaign_devices m
+	      WHERE m.campaign_id = p_campaign AND m.stage_no = s.stage_no AND m.error <> ''
+	        AND m.state NOT IN ('confirmed', 'superseded', 'cancelled')
+	      GROUP BY m.error) e;
+	SELECT string_agg(format('%s (%s%s)', x.device_id, x.state,
+	                         CASE WHEN x.error <> '' THEN ' ' || x.error ELSE '' END), ', '
+	                  ORDER BY x.device_id)
+	INTO v_devices
+	FROM (SELECT m.device_id, m.state, m.error FROM campaign_devices m
+	      WHERE m.campaign_id = p_campaign AND m.stage_no = s.stage_no
+	        AND m.state NOT IN ('confirmed', 'superseded', 'cancelled')
+	      ORDER BY m.device_id LIMIT 10) x;
+	SELECT count(*) INTO v_open FROM campaign_devices m
+	WHERE m.campaign_id = p_campaign AND m.stage_no = s.stage_no
+	  AND m.state NOT IN ('confirmed', 'superseded', 'cancelled');
+	RETURN format('stalled: stage %s %s: %s of %s devices confirmed, success_ratio %s; errors: %s; not confirmed: %s%s',
+	              s.stage_no, v_why, p_confirmed, p_admitted - p_acked, s.success_ratio,
+	              coalesce(v_errors, 'none'), coalesce(v_devices, '-'),
+	              CASE WHEN v_open > 10 THEN format(' and %s more', v_open - 10) ELSE '' END);
+END $$;
 
 -- (e) Stage evaluation. Returns true when the stage advanced (the caller
 -- admits again for the new stage).
@@ -199,16 +260,27 @@ BEGIN
 	v_quota := CASE WHEN s.device_count IS NOT NULL THEN least(s.device_count, c.target_size)
 	                ELSE ceil(c.target_size * s.percent / 100.0)::bigint END;
 	-- success: the stage holds its share of the target and enough of them
-	-- confirmed (an empty stage succeeds at once)
+	-- confirmed (an empty stage succeeds at once); failures an operator
+	-- resumed over no longer count
 	IF s.succeeded_at IS NULL THEN
 		IF v_members >= v_quota
-		   AND (r.admitted = 0 OR r.confirmed::numeric / r.admitted >= s.success_ratio) THEN
+		   AND (r.admitted - r.failures_acked <= 0
+		        OR r.confirmed::numeric / (r.admitted - r.failures_acked) >= s.success_ratio) THEN
 			UPDATE campaign_stages SET succeeded_at = p_now
 			WHERE campaign_id = p_campaign AND stage_no = c.current_stage;
 			PERFORM rollout_event(p_campaign, 'stage_succeeded', c.current_stage,
 			                      format('%s of %s confirmed; soak %s s', r.confirmed, r.admitted, s.soak_s), p_now);
 			s.succeeded_at := p_now;
 		ELSE
+			-- no silent stall: a stage that cannot complete any more, or is
+			-- over its time budget, pauses and says why
+			v_errors := rollout_stall_reason(p_campaign, c, s, r.admitted, r.confirmed, r.pending,
+			                                 r.in_flight, r.failures_acked, v_members >= v_quota, p_now);
+			IF v_errors IS NOT NULL THEN
+				UPDATE campaigns SET state = 'paused', updated_at = p_now, state_reason = v_errors
+				WHERE campaign_id = p_campaign;
+				PERFORM rollout_event(p_campaign, 'paused', c.current_stage, v_errors, p_now);
+			END IF;
 			RETURN false;
 		END IF;
 	END IF;
@@ -231,7 +303,7 @@ BEGIN
 	END IF;
 	UPDATE campaign_stages SET completed_at = coalesce(completed_at, p_now)
 	WHERE campaign_id = p_campaign AND stage_no = c.current_stage;
-	UPDATE campaign_stages SET started_at = coalesce(started_at, p_now)
+	UPDATE campaign_stages SET started_at = coalesce(started_at, p_now), budget_start = p_now
 	WHERE campaign_id = p_campaign AND stage_no = c.current_stage + 1;
 	UPDATE campaigns SET current_stage = c.current_stage + 1, updated_at = p_now
 	WHERE campaign_id = p_campaign;
@@ -290,8 +362,8 @@ BEGIN
 		FROM old WHERE m.campaign_id = old.campaign_id AND m.device_id = old.device_id
 		RETURNING m.device_id
 	), ins AS (
-		INSERT INTO rollout_notifications (campaign_id, device_id, stage_no, step, server_id, created_at)
-		SELECT old.campaign_id, old.device_id, old.stage_no, old.step, p_server, p_now FROM old
+		INSERT INTO rollout_notifications (campaign_id, device_id, stage_no, step, server_id, created_at, fence)
+		SELECT old.campaign_id, old.device_id, old.stage_no, old.step, p_server, p_now, c.lease_token FROM old
 		RETURNING id
 	)
 	SELECT count(*), array_agg(id) INTO v_reissued, v_ids FROM ins;
@@ -304,6 +376,8 @@ BEGIN
 		WITH picked AS (
 			SELECT m.device_id, m.stage_no, m.step FROM campaign_devices m
 			WHERE m.campaign_id = p_campaign AND m.state = 'pending'
+			  -- a transient failure is retried after its back-off
+			  AND (m.retry_at IS NULL OR m.retry_at <= p_now)
 			  -- one update at a time per device: not while another running
 			  -- campaign has it in flight (a finished campaign's stragglers do not block)
 			  AND NOT EXISTS (SELECT 1 FROM campaign_devices o JOIN campaigns oc USING (campaign_id)
@@ -329,8 +403,8 @@ BEGIN
 			    notify_count = assignments.notify_count + 1, updated_at = EXCLUDED.updated_at
 			RETURNING 1
 		), ins AS (
-			INSERT INTO rollout_notifications (campaign_id, device_id, stage_no, step, server_id, created_at)
-			SELECT p_campaign, upd.device_id, upd.stage_no, upd.step, p_server, p_now FROM upd
+			INSERT INTO rollout_notifications (campaign_id, device_id, stage_no, step, server_id, created_at, fence)
+			SELECT p_campaign, upd.device_id, upd.stage_no, upd.step, p_server, p_now, c.lease_token FROM upd
 			RETURNING id
 		)
 		SELECT count(*), array_agg(id) INTO v_count, v_ids FROM ins;
@@ -349,13 +423,16 @@ END $$;
 --       p_server for p_lease_s seconds: a killed server's campaigns are taken
 --       over when the lease expires, its unpublished notifications re-issued;
 --   then per campaign: timeouts, admission, stage evaluation, notifications.
--- Returns what to publish now (Notify fields); the server publishes, then
--- calls rollout_published() with the ids.
+-- Returns what to publish now (Notify fields and the lease's fencing token);
+-- the server publishes, then calls rollout_published() with the ids the
+-- broker acknowledged and their tokens.
+-- the fencing token column changed the return type (0013)
+DROP FUNCTION IF EXISTS rollout_tick(text, timestamptz, integer, integer, integer);
 CREATE OR REPLACE FUNCTION rollout_tick(p_server text, p_now timestamptz DEFAULT NULL, p_lease_s integer DEFAULT 30,
                              p_max_campaigns integer DEFAULT 32, p_max_notify integer DEFAULT 10000)
 RETURNS TABLE (notification_id bigint, campaign_id text, device_id text, kind text, artifact_id text,
                version text, version_code bigint, is_security_update boolean, keylist_version bigint,
-               rootlist_version bigint)
+               rootlist_version bigint, fence bigint)
 LANGUAGE plpgsql AS $$
 #variable_conflict use_column
 DECLARE
@@ -390,7 +467,12 @@ BEGIN
 			PERFORM rollout_event(c.campaign_id, 'lease', c.current_stage,
 			                      format('%s took over from %s', p_server, coalesce(c.lease_owner, '-')), v_now);
 		END IF;
-		UPDATE campaigns k SET lease_owner = p_server, lease_until = v_now + make_interval(secs => p_lease_s)
+		-- fencing: a new holder, or a lease that ran out, is a new generation;
+		-- what was issued under an older one can no longer be marked published
+		UPDATE campaigns k SET lease_owner = p_server, lease_until = v_now + make_interval(secs => p_lease_s),
+		       lease_token = CASE WHEN c.lease_owner IS DISTINCT FROM p_server OR c.lease_until IS NULL
+		                               OR c.lease_until <= v_now
+		                          THEN c.lease_token + 1 ELSE c.lease_token END
 		WHERE k.campaign_id = c.campaign_id;
 		IF c.kind = 'firmware' AND EXISTS (
 			SELECT 1 FROM artifacts x WHERE x.artifact_id = c.artifact_id
@@ -402,6 +484,13 @@ BEGIN
 			WHERE m.campaign_id = c.campaign_id AND m.state = 'pending';
 			PERFORM rollout_event(c.campaign_id, 'failed', c.current_stage, 'artifact expired', v_now);
 			CONTINUE;
+		END IF;
+		-- waiting for a maintenance window is not a stall: the stage's budget
+		-- clock stops while the campaign is outside its windows (bucket_at is
+		-- its previous tick)
+		IF c.bucket_at IS NOT NULL AND c.bucket_at < v_now AND NOT rollout_in_window(c.campaign_id, c.bucket_at) THEN
+			UPDATE campaign_stages st SET budget_start = st.budget_start + (v_now - c.bucket_at)
+			WHERE st.campaign_id = c.campaign_id AND st.stage_no = c.current_stage;
 		END IF;
 		PERFORM rollout_timeouts(c.campaign_id, v_now);
 		v_guard := 0;
@@ -424,7 +513,7 @@ BEGIN
 	SELECT n.id, n.campaign_id, n.device_id, n.step, k.artifact_id, a.version, a.version_code,
 	       coalesce(a.is_security_update, false),
 	       CASE WHEN n.step = 'keylist' THEN coalesce(nullif(m.needed_keylist, 0), k.keylist_version) END,
-	       k.rootlist_version
+	       k.rootlist_version, n.fence
 	FROM rollout_notifications n
 	JOIN campaigns k ON k.campaign_id = n.campaign_id
 	JOIN campaign_devices m ON m.campaign_id = n.campaign_id AND m.device_id = n.device_id
@@ -433,14 +522,26 @@ BEGIN
 	ORDER BY n.id;
 END $$;
 
--- The server handed these notifications to the broker. Idempotent.
-CREATE OR REPLACE FUNCTION rollout_published(p_ids bigint[], p_now timestamptz DEFAULT NULL) RETURNS bigint
+-- The broker acknowledged these notifications (QoS 1 PUBACK), published by
+-- p_server under the fencing tokens p_fences (pairwise with p_ids). Only a
+-- token that is still its campaign's current one, held by p_server, marks
+-- a notification published: a stale instance writes nothing. Idempotent.
+-- Returns the number of notifications marked.
+-- the unfenced form (ids only) is gone: a stale instance must not mark anything
+DROP FUNCTION IF EXISTS rollout_published(bigint[], timestamptz);
+CREATE OR REPLACE FUNCTION rollout_published(p_ids bigint[], p_fences bigint[], p_server text,
+                                  p_now timestamptz DEFAULT NULL) RETURNS bigint
 LANGUAGE plpgsql AS $$
 DECLARE
 	v_count bigint;
 BEGIN
-	UPDATE rollout_notifications SET published_at = coalesce(p_now, clock_timestamp())
-	WHERE id = ANY (p_ids) AND published_at IS NULL;
+	IF cardinality(coalesce(p_ids, '{}')) <> cardinality(coalesce(p_fences, '{}')) THEN
+		PERFORM rollout_fail('FO422', 'fences: one per id');
+	END IF;
+	UPDATE rollout_notifications n SET published_at = coalesce(p_now, clock_timestamp())
+	FROM unnest(p_ids, p_fences) AS a(id, fence), campaigns k
+	WHERE n.id = a.id AND n.published_at IS NULL AND n.fence = a.fence AND n.server_id = p_server
+	  AND k.campaign_id = n.campaign_id AND k.lease_owner = p_server AND k.lease_token = a.fence;
 	GET DIAGNOSTICS v_count = ROW_COUNT;
 	RETURN v_count;
 END $$;
@@ -482,7 +583,13 @@ BEGIN
 		SELECT m.campaign_id, m.device_id, m.state AS old_state, m.step, m.needed_keylist,
 		       k.kind, k.keylist_version AS c_kl, k.rootlist_version AS c_rl, a.version_code AS c_vc,
 		       m.state IN ('notified', 'downloading', 'installed', 'timed_out')
-		       AND (coalesce(p_campaign, '') = '' OR p_campaign = m.campaign_id) AS addressed
+		       AND (coalesce(p_campaign, '') = '' OR p_campaign = m.campaign_id) AS addressed,
+		       -- a transient failure of a device in flight is retried while tries are left
+		       v_state IN ('failed', 'rejected') AND v_error IN ('OTA_ERR_TRANSPORT', 'OTA_ERR_TIMEOUT')
+		       AND m.state IN ('notified', 'downloading', 'installed')
+		       AND (coalesce(p_campaign, '') = '' OR p_campaign = m.campaign_id)
+		       AND m.attempts < k.transient_retries AS retry,
+		       m.attempts, k.retry_backoff_s
 		FROM campaign_devices m
 		JOIN campaigns k ON k.campaign_id = m.campaign_id
 		LEFT JOIN artifacts a ON a.artifact_id = k.artifact_id
@@ -502,6 +609,7 @@ BEGIN
 			WHEN cur.kind = 'firmware' AND cur.step = 'keylist' AND p_keylist_version >= cur.needed_keylist
 			     AND cur.old_state <> 'failed' THEN 'pending'
 			WHEN NOT cur.addressed THEN cur.old_state
+			WHEN cur.retry THEN 'pending'
 			WHEN v_state IN ('reverted', 'rejected', 'failed') THEN 'failed'
 			WHEN cur.old_state = 'timed_out' THEN 'timed_out'
 			WHEN cur.kind = 'firmware' AND v_state IN ('pending', 'trial') THEN 'installed'
@@ -514,8 +622,13 @@ BEGIN
 		UPDATE campaign_devices m
 		SET state = nxt.new_state,
 		    step = CASE WHEN nxt.step = 'keylist' AND nxt.kind = 'firmware' AND nxt.new_state = 'pending'
+		                     AND NOT nxt.retry
 		                THEN 'firmware' ELSE m.step END,
-		    error = CASE WHEN nxt.new_state = 'failed' AND nxt.old_state <> 'failed' THEN v_error
+		    attempts = m.attempts + CASE WHEN nxt.retry THEN 1 ELSE 0 END,
+		    retry_at = CASE WHEN nxt.retry THEN v_now + rollout_retry_backoff(nxt.retry_backoff_s, nxt.attempts)
+		                    WHEN nxt.new_state = 'pending' THEN NULL ELSE m.retry_at END,
+		    error = CASE WHEN nxt.retry THEN v_error
+		                 WHEN nxt.new_state = 'failed' AND nxt.old_state <> 'failed' THEN v_error
 		                 WHEN nxt.new_state IN ('confirmed', 'pending') THEN '' ELSE m.error END,
 		    reconciled = m.reconciled OR (nxt.old_state = 'timed_out' AND nxt.new_state <> 'timed_out'),
 		    done_at = CASE WHEN nxt.new_state IN ('confirmed', 'failed') THEN coalesce(m.done_at, v_now)
@@ -542,6 +655,107 @@ BEGIN
 END $$;
 
 -- ---------------------------------------------------------------------------
+-- Why a campaign moves or not, now: {"state": moving | waiting | stalled |
+-- done, "reason": ..., "detail": a sentence}. Reasons: notifying, devices
+-- (in flight, waiting for their reports), evaluating (the next tick admits
+-- or advances); not_started, approval, start_time, window, soak,
+-- rate_limit, in_flight_limit, device_busy (in flight in another
+-- campaign), retry_backoff, no_server (no server ticked it for a minute),
+-- paused; stalled (a stall pause, the detail names devices and errors);
+-- finished.
+CREATE OR REPLACE FUNCTION rollout_progress(p_campaign text, p_now timestamptz DEFAULT NULL) RETURNS jsonb
+LANGUAGE plpgsql STABLE AS $$
+DECLARE
+	c campaigns%ROWTYPE;
+	s campaign_stages%ROWTYPE;
+	v_now timestamptz := coalesce(p_now, clock_timestamp());
+	v_pending bigint;
+	v_due bigint;
+	v_in_flight bigint;
+	v_busy bigint;
+	v_next_retry timestamptz;
+	v_tokens double precision;
+BEGIN
+	SELECT * INTO c FROM campaigns WHERE campaign_id = p_campaign;
+	IF NOT FOUND THEN
+		RETURN NULL;
+	END IF;
+	IF c.state = 'draft' THEN
+		RETURN jsonb_build_object('state', 'waiting', 'reason', 'not_started', 'detail', 'a draft: start it');
+	ELSIF c.state = 'awaiting_approval' THEN
+		RETURN jsonb_build_object('state', 'waiting', 'reason', 'approval',
+		                          'detail', 'waits for an operator other than ' || c.created_by || ' to approve');
+	ELSIF c.state = 'paused' THEN
+		RETURN jsonb_build_object('state', CASE WHEN c.state_reason LIKE 'stalled:%' THEN 'stalled' ELSE 'waiting' END,
+		                          'reason', CASE WHEN c.state_reason LIKE 'stalled:%' THEN 'stalled' ELSE 'paused' END,
+		                          'detail', c.state_reason);
+	ELSIF c.state <> 'running' THEN
+		RETURN jsonb_build_object('state', 'done', 'reason', 'finished',
+		                          'detail', c.state || CASE WHEN c.state_reason <> '' THEN ': ' || c.state_reason ELSE '' END);
+	END IF;
+	IF c.start_at > v_now THEN
+		RETURN jsonb_build_object('state', 'waiting', 'reason', 'start_time', 'detail', format('starts at %s', c.start_at));
+	END IF;
+	IF c.lease_until IS NOT NULL AND c.lease_until + interval '60 seconds' < v_now THEN
+		RETURN jsonb_build_object('state', 'waiting', 'reason', 'no_server',
+		                          'detail', format('no server has ticked it since %s (last: %s)', c.lease_until, c.lease_owner));
+	END IF;
+	SELECT * INTO s FROM campaign_stages WHERE campaign_id = p_campaign AND stage_no = c.current_stage;
+	IF s.succeeded_at IS NOT NULL AND v_now < s.succeeded_at + make_interval(secs => s.soak_s) THEN
+		RETURN jsonb_build_object('state', 'waiting', 'reason', 'soak',
+		                          'detail', format('stage %s succeeded, soaks until %s', s.stage_no,
+		                                           s.succeeded_at + make_interval(secs => s.soak_s)));
+	END IF;
+	SELECT count(*) FILTER (WHERE m.state = 'pending'),
+	       count(*) FILTER (WHERE m.state = 'pending' AND (m.retry_at IS NULL OR m.retry_at <= v_now)),
+	       count(*) FILTER (WHERE m.state IN ('notified', 'downloading', 'installed')),
+	       min(m.retry_at) FILTER (WHERE m.state = 'pending' AND m.retry_at > v_now)
+	INTO v_pending, v_due, v_in_flight, v_next_retry
+	FROM campaign_devices m WHERE m.campaign_id = p_campaign;
+	IF v_due > 0 THEN
+		IF NOT rollout_in_window(p_campaign, v_now) THEN
+			RETURN jsonb_build_object('state', 'waiting', 'reason', 'window',
+			                          'detail', format('%s devices wait for a maintenance window', v_due));
+		END IF;
+		IF v_in_flight >= s.max_in_flight THEN
+			RETURN jsonb_build_object('state', 'waiting', 'reason', 'in_flight_limit',
+			                          'detail', format('%s devices in flight, stage %s allows %s; %s wait',
+			                                           v_in_flight, s.stage_no, s.max_in_flight, v_due));
+		END IF;
+		v_tokens := least(c.rate_burst::double precision,
+		                  c.bucket_tokens + greatest(0, extract(epoch FROM v_now - coalesce(c.bucket_at, v_now)))
+		                                    * c.rate_per_minute / 60.0);
+		IF v_tokens < 1 THEN
+			RETURN jsonb_build_object('state', 'waiting', 'reason', 'rate_limit',
+			                          'detail', format('rate cap %s per minute: %s devices wait', c.rate_per_minute, v_due));
+		END IF;
+		SELECT count(*) INTO v_busy FROM campaign_devices m
+		WHERE m.campaign_id = p_campaign AND m.state = 'pending' AND (m.retry_at IS NULL OR m.retry_at <= v_now)
+		  AND EXISTS (SELECT 1 FROM campaign_devices o JOIN campaigns oc USING (campaign_id)
+		              WHERE o.device_id = m.device_id AND o.campaign_id <> p_campaign
+		                AND o.state IN ('notified', 'downloading', 'installed')
+		                AND oc.state IN ('running', 'paused'));
+		IF v_busy = v_due THEN
+			RETURN jsonb_build_object('state', 'waiting', 'reason', 'device_busy',
+			                          'detail', format('%s devices are updating in another campaign', v_busy));
+		END IF;
+		RETURN jsonb_build_object('state', 'moving', 'reason', 'notifying',
+		                          'detail', format('%s devices to notify, at most %s per minute', v_due, c.rate_per_minute));
+	END IF;
+	IF v_in_flight > 0 THEN
+		RETURN jsonb_build_object('state', 'moving', 'reason', 'devices',
+		                          'detail', format('%s devices updating, waiting for their reports', v_in_flight));
+	END IF;
+	IF v_pending > 0 THEN
+		RETURN jsonb_build_object('state', 'waiting', 'reason', 'retry_backoff',
+		                          'detail', format('%s devices retry after a transient failure, the next at %s',
+		                                           v_pending, v_next_retry));
+	END IF;
+	RETURN jsonb_build_object('state', 'moving', 'reason', 'evaluating',
+	                          'detail', format('stage %s: the next tick admits devices or moves on', s.stage_no));
+END $$;
+
+-- ---------------------------------------------------------------------------
 -- Per-device view of a campaign (for the REST API).
 CREATE OR REPLACE FUNCTION rollout_status(p_campaign text) RETURNS jsonb
 LANGUAGE sql STABLE AS $$
@@ -553,6 +767,8 @@ LANGUAGE sql STABLE AS $$
 		'keep_open', k.keep_open,
 		'rate_per_minute', k.rate_per_minute, 'rate_burst', k.rate_burst,
 		'device_timeout_seconds', k.device_timeout_s, 'start_at', k.start_at,
+		'transient_retries', k.transient_retries, 'retry_backoff_seconds', k.retry_backoff_s,
+		'progress', rollout_progress(k.campaign_id),
 		'requires_approval', k.requires_approval, 'created_by', k.created_by,
 		'approved_by', k.approved_by, 'created_at', k.created_at, 'started_at', k.started_at,
 		'finished_at', k.finished_at,
@@ -564,6 +780,7 @@ LANGUAGE sql STABLE AS $$
 			'stage', s.stage_no, 'count', s.device_count, 'percent', s.percent,
 			'success_ratio', s.success_ratio, 'failure_ratio', s.failure_ratio,
 			'soak_seconds', s.soak_s, 'max_in_flight', s.max_in_flight,
+			'budget_seconds', round(rollout_stage_budget(k, s, n.admitted)::numeric),
 			'started_at', s.started_at, 'succeeded_at', s.succeeded_at, 'completed_at', s.completed_at,
 			'devices', jsonb_build_object('admitted', n.admitted, 'pending', n.pending,
 			                              'in_flight', n.in_flight, 'confirmed', n.confirmed,

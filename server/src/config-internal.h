@@ -31,6 +31,7 @@ struct srv_config {
 	unsigned db_retry_timeout_ms; /* of a retried one (reports), queue wait included */
 	char *migrations_dir;
 	bool migrate_on_start;
+	unsigned db_wait_sec; /* at start: wait this long for the database (0 = no wait) */
 	/* device listener (mTLS) */
 	char *device_listen; /* "ADDR:PORT" */
 	char *tls_cert;

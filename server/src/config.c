@@ -38,6 +38,7 @@ static const struct key_def key_defs[] = {
 	{"migrations_dir", KEY_STRING, OFF(migrations_dir), SRV_DEFAULT_MIGRATIONS_DIR, false, 0,
 	 0},
 	{"migrate_on_start", KEY_BOOL, OFF(migrate_on_start), "false", false, 0, 0},
+	{"db_wait_sec", KEY_UINT, OFF(db_wait_sec), "60", false, 0, 3600},
 	{"device_listen", KEY_STRING, OFF(device_listen), "127.0.0.1:8443", false, 0, 0},
 	{"tls_cert", KEY_STRING, OFF(tls_cert), NULL, true, 0, 0},
 	{"tls_key", KEY_STRING, OFF(tls_key), NULL, true, 0, 0},

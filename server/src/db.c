@@ -450,8 +450,7 @@ static void conn_complete(struct db_conn *conn)
 		conn->state = CONN_IDLE;
 		if (!ok)
 			srv_log(is_client_refusal(res) ? SRV_LOG_DEBUG : SRV_LOG_WARN,
-				"db query %s failed: %s", query_name(q),
-				PQresultErrorMessage(res));
+				"db query %s failed: %s", query_name(q), PQresultErrorMessage(res));
 		query_finish(db, q, ok ? OTA_OK : OTA_ERR_STORAGE, res);
 	}
 	PQclear(res);

@@ -113,6 +113,9 @@ static int run_server(struct srv_config *config, const char *config_path)
 	memset(&srv, 0, sizeof(srv));
 	srv.config = config;
 	signal(SIGHUP, SIG_IGN); /* until srv_reload_start: a reload, never an exit */
+	if (config->db_wait_sec > 0 &&
+	    srv_migrate_wait_db(config->db_conninfo, config->db_wait_sec) != OTA_OK)
+		return 1;
 	if (config->migrate_on_start && run_migrate(config) != 0)
 		return 1;
 	if (evthread_use_pthreads() != 0) {

@@ -32,4 +32,14 @@ bool srv_migrate_code_name_valid(const char *name);
  */
 enum ota_err srv_migrate(const char *conninfo, const char *dir, unsigned *ret_applied);
 
+/*
+ * Waits until the database at conninfo accepts connections (PQping), with
+ * back-off from 0.2 s doubling to 5 s, for at most wait_sec seconds: a
+ * container engine may start ota-server before PostgreSQL. Each attempt
+ * is bounded by connect_timeout (5 s unless conninfo sets one). Blocking:
+ * before the loop starts. OTA_OK; OTA_ERR_TIMEOUT (not reachable in time);
+ * OTA_ERR_INVALID_ARG (conninfo unusable). Logs why it waits.
+ */
+enum ota_err srv_migrate_wait_db(const char *conninfo, unsigned wait_sec);
+
 #endif

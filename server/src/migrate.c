@@ -4,6 +4,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <time.h>
 
 #include <libpq-fe.h>
 
@@ -458,4 +459,52 @@ out:
 	PQfinish(pg);
 	free_list(list, n);
 	return err;
+}
+
+#define WAIT_BACKOFF_MIN_MS 200u
+#define WAIT_BACKOFF_MAX_MS 5000u
+
+static long long monotonic_ms(void)
+{
+	struct timespec ts;
+
+	clock_gettime(CLOCK_MONOTONIC, &ts);
+	return (long long)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
+}
+
+enum ota_err srv_migrate_wait_db(const char *conninfo, unsigned wait_sec)
+{
+	/* later keywords win: conninfo's own connect_timeout overrides ours */
+	const char *const keywords[] = {"connect_timeout", "dbname", NULL};
+	const char *const values[] = {"5", conninfo, NULL};
+	long long deadline = monotonic_ms() + (long long)wait_sec * 1000;
+	unsigned backoff_ms = WAIT_BACKOFF_MIN_MS;
+
+	for (;;) {
+		PGPing ping = PQpingParams(keywords, values, 1);
+		long long left;
+		struct timespec pause;
+
+		if (ping == PQPING_OK)
+			return OTA_OK;
+		if (ping == PQPING_NO_ATTEMPT) {
+			srv_log(SRV_LOG_ERROR, "db_conninfo: not usable (bad parameters)");
+			return OTA_ERR_INVALID_ARG;
+		}
+		left = deadline - monotonic_ms();
+		if (left <= 0) {
+			srv_log(SRV_LOG_ERROR, "database not reachable after %u s (db_wait_sec)",
+				wait_sec);
+			return OTA_ERR_TIMEOUT;
+		}
+		if ((long long)backoff_ms > left)
+			backoff_ms = (unsigned)left;
+		srv_log(SRV_LOG_WARN, "waiting for the database (%s), next try in %u ms",
+			ping == PQPING_REJECT ? "it refuses connections" : "no answer", backoff_ms);
+		pause.tv_sec = backoff_ms / 1000;
+		pause.tv_nsec = (long)(backoff_ms % 1000) * 1000000L;
+		nanosleep(&pause, NULL);
+		backoff_ms =
+			backoff_ms * 2 > WAIT_BACKOFF_MAX_MS ? WAIT_BACKOFF_MAX_MS : backoff_ms * 2;
+	}
 }

@@ -31,6 +31,13 @@ struct srv_mqtt;
 /* Longest MQTT client id (= the CN of mqtt_cert) taken. */
 #define SRV_MQTT_MAX_CLIENT_ID 64u
 
+/*
+ * Tracked publishes are keyed by their Paho delivery token (the QoS 1
+ * packet id, 1..65535, never reused while the publish waits for its
+ * PUBACK): one slot per possible token.
+ */
+#define SRV_MQTT_ACK_SLOTS 65536u
+
 enum ota_err srv_mqtt_start(struct srv_server *srv, struct srv_mqtt **ret_mqtt);
 void srv_mqtt_stop(struct srv_mqtt *mqtt);
 
@@ -39,8 +46,33 @@ bool srv_mqtt_connected(const struct srv_mqtt *mqtt);
 /*
  * Publishes a Notify (QoS 1) to fleetota/v1/{device}/cmd. OTA_OK when Paho
  * took it (it buffers while disconnected), OTA_ERR_TRANSPORT otherwise.
+ * Taken is not delivered: callers that must know use srv_mqtt_notify_tracked.
  */
 enum ota_err srv_mqtt_notify(struct srv_mqtt *mqtt, const char *device,
 			     const Fleetota__V1__Notify *notify);
+
+/*
+ * Called on the loop thread once the broker acknowledged (QoS 1 PUBACK with
+ * a reason code below 0x80) a tracked Notify: its seq and the fencing token
+ * it was published under. A publish that fails or is never acknowledged
+ * produces no call.
+ */
+typedef void (*srv_mqtt_ack_fn)(void *arg, uint64_t seq, uint64_t fence);
+void srv_mqtt_set_ack_handler(struct srv_mqtt *mqtt, srv_mqtt_ack_fn fn, void *arg);
+
+/*
+ * srv_mqtt_notify, tracked: the publish carries the fencing token (MQTT 5
+ * user property "fleetota-fence") and its PUBACK reaches the ack handler.
+ * OTA_ERR_TRANSPORT when Paho did not take it.
+ */
+enum ota_err srv_mqtt_notify_tracked(struct srv_mqtt *mqtt, const char *device,
+				     const Fleetota__V1__Notify *notify, uint64_t fence);
+
+/*
+ * Test hook (rollout failpoints): waits up to timeout_ms for the last
+ * tracked publish to complete. Blocks the calling thread; never used on a
+ * normal path.
+ */
+void srv_mqtt_wait_last(struct srv_mqtt *mqtt, unsigned timeout_ms);
 
 #endif

@@ -1,4 +1,5 @@
 /* SPDX-License-Identifier: Apache-2.0 */
+#include <inttypes.h>
 #include <pthread.h>
 #include <stdatomic.h>
 #include <stdio.h>
@@ -25,14 +26,25 @@ enum msg_kind {
 	MSG_CONNECT_FAILED,
 	MSG_LOST,
 	MSG_TOO_BIG,
+	MSG_ACK, /* a tracked publish's PUBACK (token) */
+	MSG_NACK, /* a tracked publish failed or was refused (token) */
 };
 
 struct mqtt_msg {
 	struct mqtt_msg *next;
 	enum msg_kind kind;
+	MQTTAsync_token token;
 	char topic[SRV_MAX_TOPIC_BYTES + 1];
 	size_t len;
 	uint8_t payload[];
+};
+
+/* A tracked publish waiting for its PUBACK, by delivery token. */
+struct ack_slot {
+	uint64_t seq;
+	uint64_t fence;
+	MQTTAsync_token token;
+	bool used;
 };
 
 struct srv_mqtt {
@@ -50,12 +62,16 @@ struct srv_mqtt {
 	bool ever_connected; /* loop thread: a later connect is a reconnect */
 	char sub_topic[128];
 	MQTTProperties connect_props;
+	struct ack_slot *acks; /* SRV_MQTT_ACK_SLOTS, loop thread only */
+	MQTTAsync_token last_token;
+	srv_mqtt_ack_fn ack_fn;
+	void *ack_arg;
 };
 
 /* ---- Paho threads: copy, queue, wake; nothing else -------------------- */
 
-static void push(struct srv_mqtt *mqtt, enum msg_kind kind, const char *topic, size_t topic_len,
-		 const void *payload, size_t len)
+static void push_token(struct srv_mqtt *mqtt, enum msg_kind kind, const char *topic,
+		       size_t topic_len, const void *payload, size_t len, MQTTAsync_token token)
 {
 	struct mqtt_msg *m = malloc(sizeof(*m) + len);
 
@@ -63,6 +79,7 @@ static void push(struct srv_mqtt *mqtt, enum msg_kind kind, const char *topic, s
 		return;
 	m->next = NULL;
 	m->kind = kind;
+	m->token = token;
 	if (topic_len > SRV_MAX_TOPIC_BYTES)
 		topic_len = SRV_MAX_TOPIC_BYTES; /* the loop refuses a clipped topic */
 	if (topic != NULL)
@@ -86,6 +103,26 @@ static void push(struct srv_mqtt *mqtt, enum msg_kind kind, const char *topic, s
 	mqtt->queued++;
 	pthread_mutex_unlock(&mqtt->lock);
 	event_active(mqtt->ev_wake, EV_READ, 0);
+}
+
+static void push(struct srv_mqtt *mqtt, enum msg_kind kind, const char *topic, size_t topic_len,
+		 const void *payload, size_t len)
+{
+	push_token(mqtt, kind, topic, topic_len, payload, len, 0);
+}
+
+/* QoS 1: Paho calls this on the PUBACK. MQTT 5 refusals come as codes >= 0x80. */
+static void on_publish_success(void *context, MQTTAsync_successData5 *response)
+{
+	enum msg_kind kind =
+		response->reasonCode >= MQTTREASONCODE_UNSPECIFIED_ERROR ? MSG_NACK : MSG_ACK;
+
+	push_token(context, kind, NULL, 0, NULL, 0, response->token);
+}
+
+static void on_publish_failure(void *context, MQTTAsync_failureData5 *response)
+{
+	push_token(context, MSG_NACK, NULL, 0, NULL, 0, response->token);
 }
 
 /* Ingest results go to the loop for metrics and logs. */
@@ -170,6 +207,23 @@ static void on_connect_failure(void *context, MQTTAsync_failureData5 *response)
 
 /* ---- loop thread ---------------------------------------------------- */
 
+static void ack_done(struct srv_mqtt *mqtt, MQTTAsync_token token, bool acked)
+{
+	struct ack_slot *slot;
+
+	if (mqtt->acks == NULL || token <= 0)
+		return;
+	slot = &mqtt->acks[(unsigned)token % SRV_MQTT_ACK_SLOTS];
+	if (!slot->used || slot->token != token)
+		return;
+	slot->used = false;
+	if (acked) {
+		mqtt->srv->metrics.notifies_sent++;
+		if (mqtt->ack_fn != NULL)
+			mqtt->ack_fn(mqtt->ack_arg, slot->seq, slot->fence);
+	}
+}
+
 static void connect_now(struct srv_mqtt *mqtt);
 
 static void retry_cb(evutil_socket_t fd, short what, void *arg)
@@ -219,6 +273,10 @@ static void wake_cb(evutil_socket_t fd, short what, void *arg)
 			break;
 		case MSG_LOST:
 			srv_log(SRV_LOG_WARN, "mqtt connection lost (reconnecting)");
+			break;
+		case MSG_ACK:
+		case MSG_NACK:
+			ack_done(mqtt, m->token, m->kind == MSG_ACK);
 			break;
 		case MSG_CONNECT_FAILED: {
 			struct timeval delay = {CONNECT_RETRY_SEC, 0};
@@ -270,8 +328,12 @@ bool srv_mqtt_connected(const struct srv_mqtt *mqtt)
 	return mqtt != NULL && atomic_load(&((struct srv_mqtt *)mqtt)->connected);
 }
 
-enum ota_err srv_mqtt_notify(struct srv_mqtt *mqtt, const char *device,
-			     const Fleetota__V1__Notify *notify)
+#define FENCE_PROPERTY "fleetota-fence"
+
+/* Publishes one Notify; *ret_token is Paho's delivery token. */
+static enum ota_err publish_notify(struct srv_mqtt *mqtt, const char *device,
+				   const Fleetota__V1__Notify *notify, const char *fence,
+				   MQTTAsync_token *ret_token)
 {
 	MQTTAsync_message msg = MQTTAsync_message_initializer;
 	MQTTAsync_responseOptions opts = MQTTAsync_responseOptions_initializer;
@@ -290,13 +352,76 @@ enum ota_err srv_mqtt_notify(struct srv_mqtt *mqtt, const char *device,
 	msg.payload = buf;
 	msg.payloadlen = (int)len;
 	msg.qos = 1;
+	if (fence != NULL) {
+		MQTTProperty prop;
+
+		memset(&prop, 0, sizeof(prop));
+		prop.identifier = MQTTPROPERTY_CODE_USER_PROPERTY;
+		prop.value.data.data = FENCE_PROPERTY;
+		prop.value.data.len = (int)strlen(FENCE_PROPERTY);
+		prop.value.value.data = (char *)fence;
+		prop.value.value.len = (int)strlen(fence);
+		if (MQTTProperties_add(&msg.properties, &prop) != 0)
+			return OTA_ERR_NOMEM;
+		opts.context = mqtt;
+		opts.onSuccess5 = on_publish_success;
+		opts.onFailure5 = on_publish_failure;
+	}
 	rc = MQTTAsync_sendMessage(mqtt->client, topic, &msg, &opts);
+	MQTTProperties_free(&msg.properties);
 	if (rc != MQTTASYNC_SUCCESS) {
 		srv_log(SRV_LOG_WARN, "notify %s: %s", device, MQTTAsync_strerror(rc));
 		return OTA_ERR_TRANSPORT;
 	}
-	mqtt->srv->metrics.notifies_sent++;
+	*ret_token = opts.token;
 	return OTA_OK;
+}
+
+enum ota_err srv_mqtt_notify(struct srv_mqtt *mqtt, const char *device,
+			     const Fleetota__V1__Notify *notify)
+{
+	MQTTAsync_token token;
+	enum ota_err err = publish_notify(mqtt, device, notify, NULL, &token);
+
+	if (err == OTA_OK)
+		mqtt->srv->metrics.notifies_sent++;
+	return err;
+}
+
+void srv_mqtt_set_ack_handler(struct srv_mqtt *mqtt, srv_mqtt_ack_fn fn, void *arg)
+{
+	mqtt->ack_fn = fn;
+	mqtt->ack_arg = arg;
+}
+
+enum ota_err srv_mqtt_notify_tracked(struct srv_mqtt *mqtt, const char *device,
+				     const Fleetota__V1__Notify *notify, uint64_t fence)
+{
+	char fence_text[24];
+	MQTTAsync_token token = 0;
+	enum ota_err err;
+
+	snprintf(fence_text, sizeof(fence_text), "%" PRIu64, fence);
+	err = publish_notify(mqtt, device, notify, fence_text, &token);
+	if (err != OTA_OK)
+		return err;
+	/*
+	 * Filled before the loop can see the PUBACK (it is queued to this
+	 * thread). A token Paho re-uses belongs to a publish it gave up on.
+	 */
+	if (token > 0) {
+		struct ack_slot *slot = &mqtt->acks[(unsigned)token % SRV_MQTT_ACK_SLOTS];
+
+		*slot = (struct ack_slot){notify->seq, fence, token, true};
+		mqtt->last_token = token;
+	}
+	return OTA_OK;
+}
+
+void srv_mqtt_wait_last(struct srv_mqtt *mqtt, unsigned timeout_ms)
+{
+	if (mqtt != NULL && mqtt->last_token > 0)
+		(void)MQTTAsync_waitForCompletion(mqtt->client, mqtt->last_token, timeout_ms);
 }
 
 /*
@@ -360,7 +485,8 @@ enum ota_err srv_mqtt_start(struct srv_server *srv, struct srv_mqtt **ret_mqtt)
 		goto fail;
 	mqtt->ev_wake = event_new(srv->base, -1, 0, wake_cb, mqtt);
 	mqtt->ev_retry = evtimer_new(srv->base, retry_cb, mqtt);
-	if (mqtt->ev_wake == NULL || mqtt->ev_retry == NULL)
+	mqtt->acks = calloc(SRV_MQTT_ACK_SLOTS, sizeof(*mqtt->acks));
+	if (mqtt->ev_wake == NULL || mqtt->ev_retry == NULL || mqtt->acks == NULL)
 		goto fail;
 	create.sendWhileDisconnected = 1;
 	create.maxBufferedMessages = 10000;
@@ -422,5 +548,6 @@ void srv_mqtt_stop(struct srv_mqtt *mqtt)
 	}
 	srv_ingest_free(mqtt->ingest);
 	pthread_mutex_destroy(&mqtt->lock);
+	free(mqtt->acks);
 	free(mqtt);
 }

@@ -1,5 +1,6 @@
 /* SPDX-License-Identifier: Apache-2.0 */
 #include <errno.h>
+#include <signal.h>
 #include <inttypes.h>
 #include <stdbool.h>
 #include <stdio.h>
@@ -16,26 +17,40 @@
 
 /* "{" + ids of up to 20 digits and a comma each + "}" + NUL */
 #define IDS_BYTES (SRV_ROLLOUT_MAX_NOTIFY * 21u + 3u)
+/* a tick row: the Notify fields, then the fencing token */
+#define TICK_COLUMNS (SRV_ROLLOUT_TICK_FENCE_COLUMN + 1)
+/* most failpoint wait for the broker's acknowledgement (test hook) */
+#define FAILPOINT_WAIT_MS 3000u
 
 struct srv_rollout {
 	struct srv_server *srv;
 	struct event *ev_timer;
-	bool in_flight;
+	bool in_flight; /* one database call at a time */
+	bool tick_due;
 	unsigned tick_ms;
 	unsigned lease_s;
+	uint64_t tick_sent_ms; /* monotonic: when the running tick was sent */
 	char server_id[SRV_ROLLOUT_MAX_SERVER_ID + 1];
 	char *ids;
+	char *fences;
+	/* acknowledged publishes waiting for rollout_published */
+	uint64_t *ack_seq;
+	uint64_t *ack_fence;
+	size_t n_acks;
+	uint64_t acks_dropped;
+	/* test hook */
+	enum srv_rollout_failpoint failpoint;
+	unsigned failpoint_n;
+	const char *failpoint_arm;
+	const char *failpoint_name;
 };
 
 static const char sql_tick[] =
 	"SELECT notification_id, campaign_id, device_id, kind, artifact_id, version,"
-	" version_code, is_security_update, keylist_version"
+	" version_code, is_security_update, keylist_version, fence"
 	" FROM rollout_tick($1, NULL, $2::int, 32, $3::int)";
 
-static const char sql_published[] = "SELECT rollout_published($1::bigint[])";
-
-static const char sql_report[] =
-	"SELECT rollout_report($1, $2, $3::bigint, $4::bigint, $5::bigint, $6, $7)";
+static const char sql_published[] = "SELECT rollout_published($1::bigint[], $2::bigint[], $3)";
 
 enum ota_err srv_rollout_prepare(struct srv_server *srv)
 {
@@ -43,8 +58,6 @@ enum ota_err srv_rollout_prepare(struct srv_server *srv)
 
 	if (err == OTA_OK)
 		err = srv_db_prepare(srv->db, "rol_published", sql_published);
-	if (err == OTA_OK)
-		err = srv_db_prepare(srv->db, "rol_report", sql_report);
 	return err;
 }
 
@@ -154,6 +167,66 @@ enum ota_err srv_rollout_ids_close(char *buf, size_t cap, size_t *len)
 	return OTA_OK;
 }
 
+static uint64_t now_ms(void)
+{
+	struct timespec ts;
+
+	clock_gettime(CLOCK_MONOTONIC, &ts);
+	return (uint64_t)ts.tv_sec * 1000u + (uint64_t)ts.tv_nsec / 1000000u;
+}
+
+bool srv_rollout_lease_valid(uint64_t now, uint64_t sent_ms, unsigned lease_s)
+{
+	uint64_t lease_ms = (uint64_t)lease_s * 1000u;
+	uint64_t margin = lease_ms / 4u > 500u ? lease_ms / 4u : 500u;
+
+	return now >= sent_ms && now - sent_ms + margin < lease_ms;
+}
+
+enum ota_err srv_rollout_failpoint_parse(const char *text, enum srv_rollout_failpoint *ret_fp,
+					 unsigned *ret_n)
+{
+	static const char publish[] = "publish-";
+	char *end;
+	unsigned long n;
+
+	if (strcmp(text, "tick-sent") == 0) {
+		*ret_fp = SRV_ROLLOUT_FP_TICK_SENT;
+		*ret_n = 0;
+		return OTA_OK;
+	}
+	if (strcmp(text, "tick-result") == 0) {
+		*ret_fp = SRV_ROLLOUT_FP_TICK_RESULT;
+		*ret_n = 0;
+		return OTA_OK;
+	}
+	if (strncmp(text, publish, sizeof(publish) - 1u) != 0)
+		return OTA_ERR_FORMAT;
+	text += sizeof(publish) - 1u;
+	if (text[0] < '1' || text[0] > '9')
+		return OTA_ERR_FORMAT;
+	errno = 0;
+	n = strtoul(text, &end, 10);
+	if (errno != 0 || *end != '\0' || n > SRV_ROLLOUT_MAX_NOTIFY)
+		return OTA_ERR_FORMAT;
+	*ret_fp = SRV_ROLLOUT_FP_PUBLISH;
+	*ret_n = (unsigned)n;
+	return OTA_OK;
+}
+
+/* The test hook: stops this process once at the named step (see the header). */
+static void failpoint(struct srv_rollout *r, enum srv_rollout_failpoint at)
+{
+	if (r->failpoint != at || (r->failpoint_arm != NULL && access(r->failpoint_arm, F_OK) != 0))
+		return;
+	r->failpoint = SRV_ROLLOUT_FP_NONE;
+	if (at == SRV_ROLLOUT_FP_PUBLISH)
+		srv_mqtt_wait_last(r->srv->mqtt, FAILPOINT_WAIT_MS);
+	srv_log(SRV_LOG_WARN, "rollout: failpoint %s: stopping", r->failpoint_name);
+	raise(SIGSTOP);
+	srv_log(SRV_LOG_WARN, "rollout: failpoint %s: resumed", r->failpoint_name);
+}
+
 static void arm(struct srv_rollout *r)
 {
 	struct timeval delay = {(time_t)(r->tick_ms / 1000u),
@@ -161,6 +234,8 @@ static void arm(struct srv_rollout *r)
 
 	evtimer_add(r->ev_timer, &delay);
 }
+
+static void pump(struct srv_rollout *r);
 
 static void published_cb(void *arg, enum ota_err err, const PGresult *res)
 {
@@ -172,93 +247,187 @@ static void published_cb(void *arg, enum ota_err err, const PGresult *res)
 	if (err != OTA_OK)
 		srv_log(SRV_LOG_WARN, "rollout: marking notifications published failed: %s",
 			res != NULL ? PQresultErrorMessage(res) : ota_err_name(err));
-	arm(r);
+	else if (PQntuples(res) == 1 && !PQgetisnull(res, 0, 0))
+		srv_log(SRV_LOG_DEBUG, "rollout: %s acknowledged notifications marked published",
+			PQgetvalue(res, 0, 0));
+	pump(r);
+}
+
+/*
+ * Marks what the broker acknowledged, under the fencing tokens the
+ * notifications were published with: the database refuses stale ones.
+ */
+static void flush_acks(struct srv_rollout *r)
+{
+	size_t ids_len = 0, fences_len = 0;
+	const char *params[3] = {r->ids, r->fences, r->server_id};
+	size_t n = r->n_acks;
+
+	r->n_acks = 0;
+	for (size_t i = 0; i < n; i++)
+		if (srv_rollout_ids_append(r->ids, IDS_BYTES, &ids_len, r->ack_seq[i]) != OTA_OK ||
+		    srv_rollout_ids_append(r->fences, IDS_BYTES, &fences_len, r->ack_fence[i]) !=
+			    OTA_OK)
+			return; /* cannot happen: at most SRV_ROLLOUT_MAX_NOTIFY acks */
+	if (srv_rollout_ids_close(r->ids, IDS_BYTES, &ids_len) != OTA_OK ||
+	    srv_rollout_ids_close(r->fences, IDS_BYTES, &fences_len) != OTA_OK)
+		return;
+	if (srv_db_exec(r->srv->db, "rol_published", 3, params, false, SRV_DB_RETRY, published_cb,
+			r) == OTA_OK)
+		r->in_flight = true;
+	else
+		srv_log(SRV_LOG_WARN,
+			"rollout: could not queue rollout_published (%zu issued again "
+			"after the lease)",
+			n);
+}
+
+/* The broker acknowledged one notification (loop thread, from the MQTT bridge). */
+static void on_ack(void *arg, uint64_t seq, uint64_t fence)
+{
+	struct srv_rollout *r = arg;
+
+	if (r->n_acks == SRV_ROLLOUT_MAX_NOTIFY) {
+		/* not marked: issued again after the lease, which is allowed */
+		r->acks_dropped++;
+		return;
+	}
+	r->ack_seq[r->n_acks] = seq;
+	r->ack_fence[r->n_acks] = fence;
+	r->n_acks++;
+	pump(r);
+}
+
+/* Publishes a tick's rows while the lease is surely ours, re-checked before each. */
+static void publish_rows(struct srv_rollout *r, const PGresult *res)
+{
+	uint64_t now = (uint64_t)time(NULL);
+	unsigned published = 0, failed = 0, fenced = 0;
+	int rows = PQntuples(res);
+
+	if (PQnfields(res) != TICK_COLUMNS) {
+		srv_log(SRV_LOG_ERROR, "rollout: tick returned %d columns, expected %d",
+			PQnfields(res), TICK_COLUMNS);
+		return;
+	}
+	if (rows > 0)
+		failpoint(r, SRV_ROLLOUT_FP_TICK_RESULT);
+	for (int row = 0; row < rows; row++) {
+		const char *fields[TICK_COLUMNS];
+		Fleetota__V1__Notify notify;
+		uint64_t fence;
+		char *end;
+		const char *device;
+
+		if (r->failpoint == SRV_ROLLOUT_FP_PUBLISH && published == r->failpoint_n)
+			failpoint(r, SRV_ROLLOUT_FP_PUBLISH);
+		/* re-checked before every publish: a stopped process resumes here */
+		if (!srv_rollout_lease_valid(now_ms(), r->tick_sent_ms, r->lease_s)) {
+			fenced = (unsigned)(rows - row);
+			break;
+		}
+		for (int col = 0; col < TICK_COLUMNS; col++)
+			fields[col] = PQgetisnull(res, row, col) ? NULL : PQgetvalue(res, row, col);
+		device = or_empty(fields[2]);
+		if (srv_rollout_notify_from_row(fields, now, &notify) != OTA_OK ||
+		    fields[SRV_ROLLOUT_TICK_FENCE_COLUMN] == NULL) {
+			srv_log(SRV_LOG_ERROR, "rollout: unusable tick row for %.64s", device);
+			failed++;
+			continue;
+		}
+		errno = 0;
+		fence = strtoull(fields[SRV_ROLLOUT_TICK_FENCE_COLUMN], &end, 10);
+		if (errno != 0 || *end != '\0') {
+			failed++;
+			continue;
+		}
+		/* not published: stays unacknowledged and is issued again after the lease */
+		if (srv_mqtt_notify_tracked(r->srv->mqtt, device, &notify, fence) != OTA_OK) {
+			failed++;
+			continue;
+		}
+		published++;
+		srv_log(SRV_LOG_DEBUG,
+			"rollout: publish %" PRIu64 " to %s (%s, campaign %s, fence %" PRIu64 ")",
+			notify.seq, device, or_empty(fields[3]), notify.campaign_id, fence);
+	}
+	if (published + failed + fenced > 0)
+		srv_log(SRV_LOG_INFO, "rollout: %u notifications published, %u failed", published,
+			failed);
+	if (fenced > 0)
+		srv_log(SRV_LOG_WARN,
+			"rollout: lease no longer surely ours (%u ms since the tick): %u "
+			"notifications not published (fenced)",
+			(unsigned)(now_ms() - r->tick_sent_ms), fenced);
 }
 
 static void tick_done_cb(void *arg, enum ota_err err, const PGresult *res)
 {
 	struct srv_rollout *r = arg;
-	uint64_t now = (uint64_t)time(NULL);
-	size_t len = 0;
-	unsigned published = 0, failed = 0;
 
 	r->in_flight = false;
+	r->tick_due = false;
 	if (err == OTA_ERR_BUSY)
 		return;
-	if (err != OTA_OK) {
+	if (err != OTA_OK)
 		srv_log(SRV_LOG_ERROR, "rollout: tick failed: %s",
 			res != NULL ? PQresultErrorMessage(res) : ota_err_name(err));
-		arm(r);
-		return;
-	}
-	for (int row = 0; row < PQntuples(res); row++) {
-		const char *fields[SRV_ROLLOUT_TICK_COLUMNS];
-		Fleetota__V1__Notify notify;
-		const char *device;
-
-		if (PQnfields(res) != SRV_ROLLOUT_TICK_COLUMNS)
-			break;
-		for (int col = 0; col < SRV_ROLLOUT_TICK_COLUMNS; col++)
-			fields[col] = PQgetisnull(res, row, col) ? NULL : PQgetvalue(res, row, col);
-		device = or_empty(fields[2]);
-		if (srv_rollout_notify_from_row(fields, now, &notify) != OTA_OK) {
-			srv_log(SRV_LOG_ERROR, "rollout: unusable tick row for %.64s", device);
-			failed++;
-			continue;
-		}
-		/*
-		 * A notification not published stays unmarked: the engine issues
-		 * it again after the lease (a Notify is only a hint).
-		 */
-		if (srv_mqtt_notify(r->srv->mqtt, device, &notify) != OTA_OK) {
-			failed++;
-			continue;
-		}
-		if (srv_rollout_ids_append(r->ids, IDS_BYTES, &len, notify.seq) != OTA_OK)
-			break;
-		published++;
-		srv_log(SRV_LOG_DEBUG, "rollout: notified %s (%s, campaign %s)", device,
-			or_empty(fields[3]), notify.campaign_id);
-	}
-	if (published + failed > 0)
-		srv_log(SRV_LOG_INFO, "rollout: %u notifications published, %u failed", published,
-			failed);
-	if (len > 0 && srv_rollout_ids_close(r->ids, IDS_BYTES, &len) == OTA_OK) {
-		const char *params[1] = {r->ids};
-
-		if (srv_db_exec(r->srv->db, "rol_published", 1, params, false, SRV_DB_RETRY,
-				published_cb, r) == OTA_OK) {
-			r->in_flight = true;
-			return;
-		}
-		srv_log(SRV_LOG_WARN, "rollout: could not queue rollout_published");
+	else
+		publish_rows(r, res);
+	if (r->acks_dropped > 0) {
+		srv_log(SRV_LOG_WARN,
+			"rollout: %" PRIu64 " acknowledgements not recorded (queue full)",
+			r->acks_dropped);
+		r->acks_dropped = 0;
 	}
 	arm(r);
+	pump(r);
 }
 
-static void tick_cb(evutil_socket_t fd, short what, void *arg)
+static void start_tick(struct srv_rollout *r)
 {
-	struct srv_rollout *r = arg;
 	char lease[16], max_notify[16];
 	const char *params[3] = {r->server_id, lease, max_notify};
 
-	(void)fd;
-	(void)what;
-	if (r->in_flight)
-		return;
 	/* claim nothing we could not publish */
 	if (r->srv->mqtt == NULL || !srv_mqtt_connected(r->srv->mqtt) ||
 	    !srv_db_ready(r->srv->db)) {
+		r->tick_due = false;
 		arm(r);
 		return;
 	}
 	snprintf(lease, sizeof(lease), "%u", r->lease_s);
 	snprintf(max_notify, sizeof(max_notify), "%u", SRV_ROLLOUT_MAX_NOTIFY);
+	r->tick_sent_ms = now_ms();
 	if (srv_db_exec(r->srv->db, "rol_tick", 3, params, false, SRV_DB_FAIL_FAST, tick_done_cb,
-			r) == OTA_OK)
-		r->in_flight = true;
-	else
+			r) != OTA_OK) {
+		r->tick_due = false;
 		arm(r);
+		return;
+	}
+	r->in_flight = true;
+	failpoint(r, SRV_ROLLOUT_FP_TICK_SENT);
+}
+
+/* One database call at a time: acknowledgements first, then a due tick. */
+static void pump(struct srv_rollout *r)
+{
+	if (r->in_flight)
+		return;
+	if (r->n_acks > 0)
+		flush_acks(r);
+	if (!r->in_flight && r->tick_due)
+		start_tick(r);
+}
+
+static void tick_cb(evutil_socket_t fd, short what, void *arg)
+{
+	struct srv_rollout *r = arg;
+
+	(void)fd;
+	(void)what;
+	r->tick_due = true;
+	pump(r);
 }
 
 static bool server_id_ok(const char *id)
@@ -277,6 +446,7 @@ enum ota_err srv_rollout_start(struct srv_server *srv, struct srv_rollout **ret_
 {
 	struct srv_rollout *r = calloc(1, sizeof(*r));
 	const char *id = getenv("OTA_ROLLOUT_SERVER_ID");
+	const char *fp;
 
 	if (r == NULL)
 		return OTA_ERR_NOMEM;
@@ -297,12 +467,28 @@ enum ota_err srv_rollout_start(struct srv_server *srv, struct srv_rollout **ret_
 		host[sizeof(host) - 1u] = '\0';
 		snprintf(r->server_id, sizeof(r->server_id), "%s:%ld", host, (long)getpid());
 	}
+	fp = getenv("OTA_ROLLOUT_FAILPOINT");
+	if (fp != NULL && fp[0] != '\0') {
+		if (srv_rollout_failpoint_parse(fp, &r->failpoint, &r->failpoint_n) != OTA_OK) {
+			srv_log(SRV_LOG_ERROR, "OTA_ROLLOUT_FAILPOINT=%.32s unknown", fp);
+			free(r);
+			return OTA_ERR_INVALID_ARG;
+		}
+		r->failpoint_name = fp;
+		r->failpoint_arm = getenv("OTA_ROLLOUT_FAILPOINT_ARM");
+		srv_log(SRV_LOG_WARN, "rollout: test failpoint %s armed", fp);
+	}
 	r->ids = malloc(IDS_BYTES);
+	r->fences = malloc(IDS_BYTES);
+	r->ack_seq = calloc(SRV_ROLLOUT_MAX_NOTIFY, sizeof(*r->ack_seq));
+	r->ack_fence = calloc(SRV_ROLLOUT_MAX_NOTIFY, sizeof(*r->ack_fence));
 	r->ev_timer = evtimer_new(srv->base, tick_cb, r);
-	if (r->ids == NULL || r->ev_timer == NULL) {
+	if (r->ids == NULL || r->fences == NULL || r->ack_seq == NULL || r->ack_fence == NULL ||
+	    r->ev_timer == NULL) {
 		srv_rollout_stop(r);
 		return OTA_ERR_NOMEM;
 	}
+	srv_mqtt_set_ack_handler(srv->mqtt, on_ack, r);
 	srv_log(SRV_LOG_INFO, "rollout: server id %s, tick %u ms, lease %u s", r->server_id,
 		r->tick_ms, r->lease_s);
 	arm(r);
@@ -317,36 +503,8 @@ void srv_rollout_stop(struct srv_rollout *r)
 	if (r->ev_timer != NULL)
 		event_free(r->ev_timer);
 	free(r->ids);
+	free(r->fences);
+	free(r->ack_seq);
+	free(r->ack_fence);
 	free(r);
-}
-
-static void report_cb(void *arg, enum ota_err err, const PGresult *res)
-{
-	(void)arg;
-	if (err != OTA_OK && err != OTA_ERR_BUSY)
-		srv_log(SRV_LOG_ERROR, "rollout: report not applied: %s",
-			res != NULL ? PQresultErrorMessage(res) : ota_err_name(err));
-}
-
-void srv_rollout_report(struct srv_server *srv, const char *device,
-			const Fleetota__V1__StatusReport *report)
-{
-	char version_code[24], kl[24], rl[24];
-	const char *params[7];
-
-	if (srv == NULL || srv->db == NULL || device == NULL || report == NULL)
-		return;
-	snprintf(version_code, sizeof(version_code), "%" PRIu64, report->version_code);
-	snprintf(kl, sizeof(kl), "%" PRIu64, report->keylist_version);
-	snprintf(rl, sizeof(rl), "%" PRIu64, report->rootlist_version);
-	params[0] = device;
-	params[1] = srv_report_state_name((int)report->state);
-	params[2] = version_code;
-	params[3] = kl;
-	params[4] = rl;
-	params[5] = or_empty(report->error);
-	params[6] = or_empty(report->campaign_id);
-	if (srv_db_exec(srv->db, "rol_report", 7, params, false, SRV_DB_RETRY, report_cb, NULL) !=
-	    OTA_OK)
-		srv_log(SRV_LOG_WARN, "rollout: report of %s not queued", device);
 }

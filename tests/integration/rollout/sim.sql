@@ -69,14 +69,15 @@ CREATE FUNCTION sim_step(p_server text, p_now timestamptz) RETURNS bigint
 LANGUAGE plpgsql AS $$
 DECLARE
 	v_ids bigint[];
+	v_fences bigint[];
 BEGIN
-	SELECT array_agg(notification_id) INTO v_ids FROM rollout_tick(p_server, p_now);
+	SELECT array_agg(notification_id), array_agg(fence) INTO v_ids, v_fences FROM rollout_tick(p_server, p_now);
 	INSERT INTO sim_flight
 	SELECT k.campaign_id, p_now, k.current_stage,
 	       (SELECT count(*) FROM campaign_devices m WHERE m.campaign_id = k.campaign_id
 	        AND m.state IN ('notified', 'downloading', 'installed'))
 	FROM campaigns k WHERE k.state = 'running';
-	PERFORM rollout_published(coalesce(v_ids, '{}'), p_now);
+	PERFORM rollout_published(coalesce(v_ids, '{}'), coalesce(v_fences, '{}'), p_server, p_now);
 	PERFORM sim_fleet(p_now);
 	RETURN coalesce(cardinality(v_ids), 0);
 END $$;

@@ -14,6 +14,12 @@ add_devices 50 dev
 T="2026-01-05 10:00:00+00"  # a Monday
 at() { echo "'$T'::timestamptz + interval '$1 s'"; }
 create() { q "SELECT rollout_create('$1', '${2:-alice}')" >/dev/null; }
+# published CAMPAIGN AT: server s marks all of the campaign's notifications
+# published, each under the fencing token it was issued with
+published() {
+	q "SELECT rollout_published(array_agg(id ORDER BY id), array_agg(fence ORDER BY id), 's', $2)
+	   FROM rollout_notifications WHERE campaign_id = '$1'" >/dev/null
+}
 
 # --- specification errors name the field; nothing is created
 expect_sqlstate "unknown field" FO422 "SELECT rollout_create('{\"id\":\"x\",\"artifact\":\"fw-101\",\"stages\":[{\"count\":1}],\"colour\":1}', 'a')"
@@ -45,7 +51,7 @@ expect_sqlstate "a group a campaign uses cannot be deleted" 23503 "DELETE FROM d
 q "UPDATE devices SET tags = '{}' WHERE device_id IN ('dev0000047', 'dev0000048')"
 
 # --- four-eyes approval and start time
-create '{"id":"ap","artifact":"fw-101","requires_approval":true,"start_at":"2026-01-05T10:10:00Z","target":{"devices":["dev0000001","dev0000002"]},"stages":[{"percent":100}]}'
+create '{"id":"ap","transient_retries":0,"artifact":"fw-101","requires_approval":true,"start_at":"2026-01-05T10:10:00Z","target":{"devices":["dev0000001","dev0000002"]},"stages":[{"percent":100}]}'
 expect_eq "start asks for approval" "$(q "SELECT rollout_start('ap', 'alice', $(at 0))")" awaiting_approval
 expect_sqlstate "creator cannot approve" FO403 "SELECT rollout_approve('ap', 'alice')"
 expect_eq "still awaiting approval" "$(q "SELECT state FROM campaigns WHERE campaign_id='ap'")" awaiting_approval
@@ -61,7 +67,7 @@ expect_eq "audit has create, start, approve" \
 	"campaign.create:alice,campaign.start:alice,campaign.approve:bob"
 
 # --- timeouts and a late report
-q "SELECT rollout_published(ARRAY(SELECT id FROM rollout_notifications WHERE campaign_id='ap'), $(at 600))" >/dev/null
+published ap "$(at 600)"
 q "SELECT rollout_report('dev0000001', 'downloading', 100, 1, NULL, '', 'ap', $(at 601))" >/dev/null
 expect_eq "reported progress" "$(q "SELECT state FROM campaign_devices WHERE campaign_id='ap' AND device_id='dev0000001'")" downloading
 q "SELECT count(*) FROM rollout_tick('s', $(at 4300))" >/dev/null
@@ -78,11 +84,8 @@ expect_eq "the same late report again changes nothing" \
 expect_eq "reconciled flag" "$(q "SELECT reconciled FROM campaign_devices WHERE campaign_id='ap' AND device_id='dev0000001'")" t
 expect_eq "resume acknowledges the failures" "$(q "SELECT rollout_resume('ap', 'bob', $(at 4500))")" running
 q "SELECT count(*) FROM rollout_tick('s', $(at 4501))" >/dev/null
-expect_eq "the acknowledged failure does not pause it again" \
-	"$(q "SELECT state FROM campaigns WHERE campaign_id='ap'")" running
-q "UPDATE campaign_stages SET success_ratio = 0.5 WHERE campaign_id = 'ap'"
-q "SELECT count(*) FROM rollout_tick('s', $(at 4502))" >/dev/null
-expect_eq "success ratio 0.5 reached" "$(q "SELECT state FROM campaigns WHERE campaign_id='ap'")" completed
+expect_eq "the acknowledged failure neither pauses it again nor holds the stage back" \
+	"$(q "SELECT state FROM campaigns WHERE campaign_id='ap'")" completed
 
 # --- priorities
 create '{"id":"lo","artifact":"fw-102","priority":1,"target":{"tags_any":["lab"]},"rate_per_minute":60,"rate_burst":1,"stages":[{"percent":100}]}'
@@ -124,11 +127,11 @@ echo "   first notifications: $(tr '\n' ' ' <<<"$out")"
 expect_eq "devices on KeyList v1 get the key-list step" \
 	"$(q "SELECT count(*) FROM campaign_devices WHERE campaign_id='dyn' AND step='keylist' AND needed_keylist=2 AND device_id <> 'dev0000031'")" \
 	"$(q "SELECT count(*) FROM campaign_devices WHERE campaign_id='dyn' AND device_id <> 'dev0000031'")"
-q "SELECT rollout_published(ARRAY(SELECT id FROM rollout_notifications WHERE campaign_id='dyn'), '$T2')" >/dev/null
+published dyn "'$T2'"
 q "SELECT sim_fleet('$T2')" >/dev/null
 expect_eq "after the KeyList the firmware step follows" \
 	"$(q "SELECT string_agg(DISTINCT kind, ',') FROM rollout_tick('s', '$T2'::timestamptz + interval '1 s')")" firmware
-q "SELECT rollout_published(ARRAY(SELECT id FROM rollout_notifications WHERE campaign_id='dyn'), '$T2'::timestamptz + interval '1 s')" >/dev/null
+published dyn "'$T2'::timestamptz + interval '1 s'"
 q "SELECT sim_fleet('$T2'::timestamptz + interval '1 s')" >/dev/null
 for i in 2 3 4 5 6 7 8; do q "SELECT sim_step('s', '$T2'::timestamptz + interval '$i s')" >/dev/null; done
 expect_eq "the three beta devices confirmed" "$(q "SELECT count(*) FROM campaign_devices WHERE campaign_id='dyn' AND state='confirmed'")" 3

@@ -18,18 +18,21 @@ MARK=$PGDIR_PARENT/s1-took
 
 # server NAME PUBLISH_DELAY: tick, wait, publish, forever
 server() {
-	local name=$1 delay=$2 out ids stage
+	local name=$1 delay=$2 out ids fences stage
 	while true; do
-		out=$(q "SELECT coalesce(string_agg(notification_id::text, ','), '') FROM rollout_tick('$name', NULL, $LEASE);
+		out=$(q "SELECT coalesce(string_agg(notification_id::text, ','), '') || '|' || coalesce(string_agg(fence::text, ','), '')
+		         FROM rollout_tick('$name', NULL, $LEASE);
 		         SELECT current_stage FROM campaigns WHERE campaign_id = 'cc'") || true
 		ids=$(head -1 <<<"$out")
+		fences=${ids#*|}
+		ids=${ids%%|*}
 		stage=$(tail -1 <<<"$out")
 		if [[ -n "$ids" ]]; then
 			if [[ "$name" == s1 && "$stage" -ge 1 ]]; then
 				touch "$MARK"
 			fi
 			sleep "$delay"
-			q "SELECT rollout_published('{$ids}')" >/dev/null || true
+			q "SELECT rollout_published('{$ids}', '{$fences}', '$name')" >/dev/null || true
 		fi
 		sleep 0.05
 	done

@@ -112,12 +112,60 @@ static void test_env(void **state)
 	unsetenv("OTA_TEST_KNOB");
 }
 
+/* Fencing: a tick's rows are published only well inside the lease it took. */
+static void test_lease_valid(void **state)
+{
+	(void)state;
+	/* lease 30 s: margin 7.5 s */
+	assert_true(srv_rollout_lease_valid(1000, 1000, 30));
+	assert_true(srv_rollout_lease_valid(1000 + 22499, 1000, 30));
+	assert_false(srv_rollout_lease_valid(1000 + 22500, 1000, 30));
+	/* a process stopped for longer than the lease resumes fenced */
+	assert_false(srv_rollout_lease_valid(1000 + 600000, 1000, 30));
+	/* lease 2 s: the margin is at least 500 ms */
+	assert_true(srv_rollout_lease_valid(1000 + 1499, 1000, 2));
+	assert_false(srv_rollout_lease_valid(1000 + 1500, 1000, 2));
+	/* a clock that went backwards is not trusted */
+	assert_false(srv_rollout_lease_valid(999, 1000, 30));
+}
+
+static void test_failpoint_parse(void **state)
+{
+	enum srv_rollout_failpoint fp = SRV_ROLLOUT_FP_NONE;
+	unsigned n = 99;
+
+	(void)state;
+	assert_int_equal(srv_rollout_failpoint_parse("tick-sent", &fp, &n), OTA_OK);
+	assert_int_equal(fp, SRV_ROLLOUT_FP_TICK_SENT);
+	assert_int_equal(srv_rollout_failpoint_parse("tick-result", &fp, &n), OTA_OK);
+	assert_int_equal(fp, SRV_ROLLOUT_FP_TICK_RESULT);
+	assert_int_equal(srv_rollout_failpoint_parse("publish-3", &fp, &n), OTA_OK);
+	assert_int_equal(fp, SRV_ROLLOUT_FP_PUBLISH);
+	assert_int_equal(n, 3);
+	fp = SRV_ROLLOUT_FP_NONE;
+	n = 99;
+	assert_int_equal(srv_rollout_failpoint_parse("publish-0", &fp, &n), OTA_ERR_FORMAT);
+	assert_int_equal(srv_rollout_failpoint_parse("publish-", &fp, &n), OTA_ERR_FORMAT);
+	assert_int_equal(srv_rollout_failpoint_parse("publish-2x", &fp, &n), OTA_ERR_FORMAT);
+	assert_int_equal(srv_rollout_failpoint_parse("publish-99999999999", &fp, &n),
+			 OTA_ERR_FORMAT);
+	assert_int_equal(srv_rollout_failpoint_parse("publish--1", &fp, &n), OTA_ERR_FORMAT);
+	assert_int_equal(srv_rollout_failpoint_parse("tick", &fp, &n), OTA_ERR_FORMAT);
+	/* out-parameters untouched on failure */
+	assert_int_equal(fp, SRV_ROLLOUT_FP_NONE);
+	assert_int_equal(n, 99);
+}
+
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
-		cmocka_unit_test(test_firmware_row), cmocka_unit_test(test_keylist_row),
-		cmocka_unit_test(test_bad_rows),     cmocka_unit_test(test_ids),
+		cmocka_unit_test(test_firmware_row),
+		cmocka_unit_test(test_keylist_row),
+		cmocka_unit_test(test_bad_rows),
+		cmocka_unit_test(test_ids),
 		cmocka_unit_test(test_env),
+		cmocka_unit_test(test_lease_valid),
+		cmocka_unit_test(test_failpoint_parse),
 	};
 
 	return cmocka_run_group_tests(tests, NULL, NULL);

@@ -1,0 +1,221 @@
+#!/usr/bin/env bash
+# SPDX-License-Identifier: Apache-2.0
+# The container path a user takes, run for real: docker/build-images.sh
+# builds the four images with buildah (base image from mmdebstrap, no
+# registry), podman-compose starts docker/compose.yaml itself, and then,
+# only through the published REST API on loopback: a token, the trust
+# lists and signed artifacts uploaded, a 2-stage campaign to FLEET_DEVICES
+# simulated devices (the compose file's fleet service) run to completion.
+# Health checks are the images' own (podman healthcheck run). Everything
+# the test starts (containers, volumes, network) is removed by name/ID.
+#
+# Engine settings are private (CONTAINERS_CONF, CONTAINERS_STORAGE_CONF,
+# CONTAINERS_REGISTRIES_CONF): runc with fixed ulimits (the sandbox lacks
+# CAP_SYS_RESOURCE for crun's setrlimit), netavark, no registry. The image
+# store is a cache under FLEETOTA_CONTAINERS_CACHE (default
+# ~/.cache/fleetota/containers): the base image and the build steps before
+# the first changed file are reused by the next run. One container test at
+# a time per cache (flock). Prints image sizes and timings.
+set -euo pipefail
+: "${TOP:?}"
+DEVICES=${FLEET_DEVICES:-24}
+CACHE=${FLEETOTA_CONTAINERS_CACHE:-$HOME/.cache/fleetota/containers}
+T=$(mktemp -d /tmp/fleetota-compose.XXXXXX)
+PROJECT=fleetota-test-$$
+FAILED=0
+UP= # set once compose up ran: there are container logs to show
+START=$SECONDS
+
+log() { echo "[$(date +%T)] $*"; }
+fail() {
+	echo "FAIL: $*" >&2
+	FAILED=1
+	exit 1
+}
+
+for tool in buildah podman podman-compose mmdebstrap runc curl jq flock; do
+	command -v "$tool" >/dev/null || fail "$tool is missing (scripts/install-deps.sh installs it)"
+done
+
+mkdir -p "$CACHE/storage" "$CACHE/run" "$CACHE/tmp" "$CACHE/networks"
+exec 9>"$CACHE/lock"
+log "waiting for the container cache lock ($CACHE)"
+flock -w 1800 9 || fail "another container test holds $CACHE/lock for 30 min"
+
+cat >"$T/containers.conf" <<EOF
+[containers]
+default_ulimits = ["nofile=1024:1024", "nproc=1000:1000"]
+[engine]
+runtime = "runc"
+cgroup_manager = "cgroupfs"
+events_logger = "file"
+tmp_dir = "$CACHE/tmp"
+[network]
+network_backend = "netavark"
+network_config_dir = "$CACHE/networks"
+EOF
+cat >"$T/storage.conf" <<EOF
+[storage]
+driver = "overlay"
+graphroot = "$CACHE/storage"
+runroot = "$CACHE/run"
+EOF
+printf '%s\n' 'unqualified-search-registries = []' >"$T/registries.conf"
+export CONTAINERS_CONF=$T/containers.conf CONTAINERS_STORAGE_CONF=$T/storage.conf
+export CONTAINERS_REGISTRIES_CONF=$T/registries.conf
+
+# the compose file's variables: images, fleet size, ports published on
+# loopback only, host ports left to the engine (set but empty)
+export FLEETOTA_TAG=ci-$(echo "$TOP" | sha256sum | cut -c1-8)
+export FLEETOTA_BASE_IMAGE=localhost/fleetota-base:bookworm
+export FLEETOTA_PUBLISH=127.0.0.1 FLEET_DEVICES=$DEVICES
+export OTA_DEVICE_PORT= OTA_API_PORT= OTA_MQTT_PORT=
+compose() { podman-compose -p "$PROJECT" -f "$TOP/docker/compose.yaml" "$@"; }
+ctr() { echo "${PROJECT}_$1_1"; } # podman-compose 1.0's container names
+
+cleanup() {
+	local rc=$?
+	set +e
+	trap - INT TERM
+	((FAILED == 0)) || ((rc != 0)) || rc=1
+	if [[ $rc != 0 && -n $UP ]]; then
+		for s in pki keys postgres broker ota-server fleet; do
+			echo "---- $s (log tail)"
+			podman logs --tail 25 "$(ctr "$s")" 2>&1
+		done
+	fi
+	local t0=$SECONDS ids
+	compose down -v -t 5 >"$T/down.log" 2>&1
+	# by name/ID, also what `down` missed (a failed start)
+	ids=$(podman ps -aq --filter "label=io.podman.compose.project=$PROJECT")
+	[[ -z "$ids" ]] || podman rm -f -t 2 $ids >/dev/null
+	ids=$(podman volume ls -q --filter "label=io.podman.compose.project=$PROJECT")
+	[[ -z "$ids" ]] || podman volume rm -f $ids >/dev/null
+	podman network exists "${PROJECT}_default" && podman network rm -f "${PROJECT}_default" >/dev/null
+	# buildah's working containers of an interrupted build (we hold the
+	# cache's lock: no other build runs here), then superseded build layers
+	# of earlier runs (the cache keeps the newest)
+	buildah rm --all >/dev/null 2>&1
+	podman image prune -f >/dev/null 2>&1
+	left=$(podman ps -aq --filter "label=io.podman.compose.project=$PROJECT" | wc -l)
+	((left == 0)) || { echo "FAIL: $left containers left"; rc=1; }
+	log "torn down in $((SECONDS - t0)) s"
+	rm -rf "$T"
+	exit $rc
+}
+trap cleanup EXIT
+trap 'exit 143' TERM
+trap 'exit 130' INT
+
+# ---- build ------------------------------------------------------------------
+log "building the images (cache: $CACHE)"
+t0=$SECONDS
+bash "$TOP/docker/build-images.sh" || fail "image build"
+BUILD_S=$((SECONDS - t0))
+for img in ota-server tools broker postgres; do
+	podman image inspect --format '{{.Config.Healthcheck}}' "fleetota/$img:$FLEETOTA_TAG" >"$T/hc"
+	case $img in tools) ;; *) grep -q CMD "$T/hc" || fail "$img has no HEALTHCHECK (docker format lost?)" ;; esac
+done
+
+# ---- up -----------------------------------------------------------------------
+log "podman-compose up ($DEVICES devices)"
+t_up=$SECONDS
+UP=1
+compose up -d --no-build >"$T/up.log" 2>&1 || { cat "$T/up.log"; fail "compose up"; }
+API=http://$(podman port "$(ctr ota-server)" 8080) || fail "REST API port not published"
+for s in ota-server broker; do
+	podman port "$(ctr $s)" | grep -v -- '-> 127\.0\.0\.1:' | grep . && fail "$s publishes beyond loopback"
+done
+[[ $API == http://127.0.0.1:[0-9]* ]] || fail "REST API published on $API, not on loopback"
+# health as the images define it; podman runs no timers here (no systemd),
+# so the test runs each container's HEALTHCHECK itself
+healthy() { podman healthcheck run "$(ctr "$1")" >/dev/null 2>&1; }
+deadline=$((SECONDS + 240))
+until healthy ota-server; do
+	((SECONDS < deadline)) || fail "ota-server not healthy after 240 s"
+	[[ $(podman inspect -f '{{.State.Running}}' "$(ctr ota-server)") == true ]] ||
+		fail "ota-server container stopped"
+	sleep 1
+done
+HEALTHY_S=$((SECONDS - t_up))
+log "ota-server healthy $HEALTHY_S s after compose up (REST API $API)"
+healthy postgres || fail "postgres health check fails"
+healthy broker || fail "broker health check fails"
+# the broker's check is a real client: mosquitto logged its TLS session
+# (also proves the broker's log is not held in a buffer)
+podman logs "$(ctr broker)" 2>&1 | grep -q "as broker-health" ||
+	fail "broker log shows no broker-health client (the check did not connect?)"
+podman logs "$(ctr ota-server)" 2>&1 | grep -q "waiting for the database\|db connection 0 up" ||
+	fail "ota-server log lacks its database start"
+
+# ---- through the REST API ---------------------------------------------------------
+ADMIN=$(podman exec "$(ctr ota-server)" ota-server token create --role admin --name compose-admin \
+	--config /etc/fleetota/ota-server.conf) || fail "token create"
+api() { # TOKEN METHOD PATH [curl args]
+	local tok=$1 m=$2 p=$3
+	shift 3
+	curl --fail-with-body -sS -X "$m" -H "Authorization: Bearer $tok" "$@" "$API$p"
+}
+OP=$(api "$ADMIN" POST /api/v1/tokens -H 'Content-Type: application/json' \
+	-d '{"name": "compose-operator", "role": "operator"}' | jq -r .token)
+[[ -n "$OP" && "$OP" != null ]] || fail "no operator token from POST /api/v1/tokens"
+[[ $(api "$OP" GET /api/v1/me | jq -r .role) == operator ]] || fail "operator token"
+
+podman wait "$(ctr keys)" >"$T/keys.rc" || fail "keys service"
+[[ $(cat "$T/keys.rc") == 0 ]] || fail "keys service exited $(cat "$T/keys.rc")"
+for f in roots/rootlist-1.signed kl-1.signed fw-1.0.0.otab fw-1.1.0.otab; do
+	podman cp "$(ctr keys):/keys/$f" "$T/" || fail "copy $f out of the keys container"
+done
+api "$ADMIN" POST /api/v1/rootlists -H 'Content-Type: application/octet-stream' \
+	--data-binary @"$T/rootlist-1.signed" >/dev/null || fail "rootlist upload"
+api "$ADMIN" POST /api/v1/keylists -H 'Content-Type: application/octet-stream' \
+	--data-binary @"$T/kl-1.signed" >/dev/null || fail "keylist upload"
+for v in 1.0.0 1.1.0; do
+	api "$OP" POST "/api/v1/artifacts?id=fw-$v" -H 'Content-Type: application/octet-stream' \
+		--data-binary @"$T/fw-$v.otab" >/dev/null || fail "artifact fw-$v upload"
+done
+log "RootList, KeyList, fw-1.0.0 and fw-1.1.0 uploaded"
+
+metric() { # NAME VERSION: fleetota_devices_by_version{...version...} or 0
+	api "$OP" GET /metrics | awk -v n="$1" -v l="$2" '$1 ~ "^"n"{" && index($1, "\""l"\"") {v=$2} END {print v+0}'
+}
+deadline=$((SECONDS + 180))
+until (($(metric fleetota_devices_by_version 1.0.0) >= DEVICES)); do
+	((SECONDS < deadline)) || fail "only $(metric fleetota_devices_by_version 1.0.0) of $DEVICES devices registered"
+	[[ $(podman inspect -f '{{.State.Running}}' "$(ctr fleet)") == true ]] || fail "fleet container stopped"
+	sleep 2
+done
+log "$DEVICES devices registered on 1.0.0"
+
+api "$OP" POST /api/v1/campaigns -H 'Content-Type: application/json' -d '{"id": "rel-1.1.0",
+	"artifact": "fw-1.1.0", "target": {"model": ["fx-model"]},
+	"stages": [{"count": 4, "failure_ratio": 0.2, "soak_seconds": 2}, {"percent": 100, "failure_ratio": 0.1}],
+	"rate_per_minute": 600, "device_timeout_seconds": 120}' >/dev/null || fail "campaign create"
+api "$OP" POST /api/v1/campaigns/rel-1.1.0/start >/dev/null || fail "campaign start"
+deadline=$((SECONDS + 240))
+while :; do
+	c=$(api "$OP" GET /api/v1/campaigns/rel-1.1.0)
+	state=$(jq -r .state <<<"$c")
+	case $state in completed) break ;; paused | cancelled | failed) fail "campaign $state: $(jq -c . <<<"$c")" ;; esac
+	((SECONDS < deadline)) || fail "campaign still $state after 240 s: $(jq -c . <<<"$c")"
+	sleep 2
+done
+confirmed=$(jq '[.stages[].devices.confirmed] | add' <<<"$c")
+failed=$(jq '[.stages[].devices.failed] | add' <<<"$c")
+stages=$(jq '.stages | length' <<<"$c")
+first=$(jq '.stages[0].devices.confirmed' <<<"$c")
+((stages == 2)) || fail "$stages stages"
+((first == 4)) || fail "stage 1 confirmed $first devices, expected the 4 canaries"
+((confirmed == DEVICES && failed == 0)) || fail "confirmed $confirmed, failed $failed of $DEVICES"
+on_new=$(metric fleetota_devices_by_version 1.1.0)
+((on_new == DEVICES)) || fail "$on_new of $DEVICES devices report 1.1.0"
+log "campaign rel-1.1.0 completed: $first canaries, then the rest; $on_new devices on 1.1.0"
+
+echo "---- measured"
+for img in ota-server tools broker postgres; do
+	printf '  image fleetota/%-10s %s\n' "$img" \
+		"$(podman image inspect --format '{{.Size}}' "fleetota/$img:$FLEETOTA_TAG" | numfmt --to=si)B"
+done
+echo "  images built in $BUILD_S s; compose up -> ota-server healthy: $HEALTHY_S s"
+echo "  container test total (build, up, campaign): $((SECONDS - START)) s"
+log "PASS"

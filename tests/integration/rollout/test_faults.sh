@@ -1,0 +1,295 @@
+#!/usr/bin/env bash
+# SPDX-License-Identifier: Apache-2.0
+# The campaign engine under an operator's bad day, through the real pieces:
+# two ota-server instances running the rollout (srv-a, srv-b) on one
+# PostgreSQL and one mosquitto, a third serving delivery only, and a
+# simulated fleet (ota-fleet-sim, 400 devices by default) that logs every
+# Notify it receives. Timings are random (ROLLOUT_FAULT_SEED repeats a run).
+#
+#   1. 10 % of the devices fail their first download (OTA_ERR_TRANSPORT):
+#      retried with back-off, the campaign completes; a Notify published
+#      again by hand is ignored by its device (duplicate by seq).
+#   2. the broker stalls (SIGSTOP ~2 s) and the lease holder is killed with
+#      SIGKILL meanwhile: what it published but the broker never
+#      acknowledged is issued again by the other instance; every device
+#      notified and confirmed, exactly one install each.
+#   3. the lease holder freezes (SIGSTOP at a test failpoint) right after
+#      sending its tick (the tick commits while it is frozen), after its tick
+#      committed, and between two publishes; the other instance takes over;
+#      the resumed instance publishes nothing (its log, the devices' Notify
+#      log, the database's marks) and the campaign completes, one install
+#      per device.
+#   4. a stage whose devices cannot finish pauses within its time budget,
+#      naming the devices; progress says stalled.
+# env: OTA_SERVER SRV_TESTTOOL TOP OTA_FLEET_SIM [ROLLOUT_FAULT_DEVICES]
+#      [ROLLOUT_FAULT_SEED]
+source "$TOP/tests/integration/server/lib.sh"
+: "${OTA_FLEET_SIM:?}"
+N=${ROLLOUT_FAULT_DEVICES:-400}
+SEED=${ROLLOUT_FAULT_SEED:-$((RANDOM * 32768 + RANDOM))}
+RANDOM=$SEED
+LEASE=3
+export OTA_ROLLOUT_TICK_MS=200 OTA_ROLLOUT_LEASE_S=$LEASE
+NOTIFY_LOG=$T/notify.log
+T0=$SECONDS
+log "seed $SEED ($N devices; ROLLOUT_FAULT_SEED=$SEED repeats these timings)"
+
+declare -A PID=()
+SIM_PID=
+stop_all() {
+	local n
+	if [[ -n "$SIM_PID" ]]; then
+		kill -TERM "$SIM_PID" 2>/dev/null || true
+		wait "$SIM_PID" 2>/dev/null || true
+	fi
+	for n in "${!PID[@]}"; do
+		[[ -n "${PID[$n]}" ]] || continue
+		kill -CONT "${PID[$n]}" 2>/dev/null || true
+		kill -TERM "${PID[$n]}" 2>/dev/null || true
+		wait "${PID[$n]}" 2>/dev/null || true
+	done
+	local mq
+	mq=$(cat "$T/mq/mosquitto.pid" 2>/dev/null) && kill -CONT "$mq" 2>/dev/null
+	if [[ -n "${ROLLOUT_FAULT_KEEP:-}" ]]; then
+		mkdir -p "$ROLLOUT_FAULT_KEEP"
+		cp "$T"/*.log "$T/mq/mosquitto.log" "$ROLLOUT_FAULT_KEEP/" 2>/dev/null || true
+	fi
+	if [[ $FAILED != 0 ]]; then
+		for n in a b; do
+			echo "---- srv-$n log (tail)"
+			tail -25 "$T/srv-$n.log" 2>/dev/null
+		done
+		echo "---- fleet (tail)"
+		tail -15 "$T/fleet.log" 2>/dev/null
+	fi
+}
+at_cleanup stop_all
+
+setup_pki
+start_pg
+start_broker
+write_config
+migrate >/dev/null 2>&1 || { migrate; fail "migrate"; }
+mkdir -p "$T/fixtures"
+ARTS=(art-1:1.1.0:2 art-2:1.2.0:3 art-3:1.3.0:4 art-4:1.4.0:5 art-5:1.5.0:6 art-6:1.6.0:7)
+"$SRV_TESTTOOL" fixtures "$T/fixtures" "${ARTS[@]/%/:20000}" >/dev/null
+sql -f "$T/fixtures/trust.sql"
+for a in "${ARTS[@]}"; do sql -f "$T/fixtures/${a%%:*}.sql"; done
+
+# srv-a, srv-b: rollout (MQTT); srv-d: delivery only (no MQTT, no rollout),
+# so that killing or freezing a rollout instance never cuts the downloads
+DEV_PORT_B=$(free_port)
+sed -e "s/^device_listen = .*/device_listen = 127.0.0.1:$DEV_PORT_B/" \
+	-e "s/^mqtt_client_id = .*/mqtt_client_id = ota-server-test-b/" "$T/server.conf" >"$T/srv-b.conf"
+DEV_PORT_D=$(free_port)
+sed -e "s/^device_listen = .*/device_listen = 127.0.0.1:$DEV_PORT_D/" \
+	-e "/^mqtt_/d" -e "s/^rate_per_sec = .*/rate_per_sec = 2000/" \
+	-e "s/^rate_burst = .*/rate_burst = 4000/" "$T/server.conf" >"$T/srv-d.conf"
+sed -i -e "s/^rate_per_sec = .*/rate_per_sec = 2000/" -e "s/^rate_burst = .*/rate_burst = 4000/" "$T/server.conf"
+cp "$T/server.conf" "$T/srv-a.conf"
+
+# run NAME [ENV=VALUE...]: starts (or restarts) an instance, waits until it is up
+run() {
+	local name=$1 conf=$T/srv-$1.conf logf=$T/srv-$1.log mark
+	shift
+	: >>"$logf"
+	mark=$(wc -l <"$logf")
+	env "$@" OTA_ROLLOUT_SERVER_ID="srv-$name" "$OTA_SERVER" --config "$conf" >>"$logf" 2>&1 &
+	PID[$name]=$!
+	wait_for 60 bash -c "tail -n +$((mark + 1)) '$logf' | grep -q 'db connection 0 up' &&
+		{ [[ $name == d ]] || tail -n +$((mark + 1)) '$logf' | grep -q 'mqtt connected'; }" ||
+		fail "srv-$name did not come up"
+}
+# halt NAME: SIGTERM, expects a clean exit (sanitizers)
+halt() {
+	local rc=0
+	kill -TERM "${PID[$1]}"
+	wait "${PID[$1]}" || rc=$?
+	PID[$1]=
+	((rc == 0)) || fail "srv-$1 exited with $rc"
+}
+frozen() { [[ $(awk '{print $3}' "/proc/$1/stat" 2>/dev/null) == T ]]; }
+owner() { sql -c "SELECT coalesce(lease_owner, '') FROM campaigns WHERE campaign_id = '$1'"; }
+now_ms() { date +%s%3N; }
+
+run d
+run a
+run b
+
+log "$N simulated devices"
+"$OTA_FLEET_SIM" --devices "$N" --prefix sim- --pki "$PKI" --state-dir "$T/fleet" \
+	--server "https://127.0.0.1:$DEV_PORT_D" --broker "ssl://127.0.0.1:$MQ_PORT" \
+	--rootlist "$T/fixtures/rootlist.bin" --keylist "$T/fixtures/keylist.bin" \
+	--slot-size 65536 --workers 16 --connect-rate 20 --progress 10 \
+	--transient-fail 0.1 --seed "$SEED" --notify-log "$NOTIFY_LOG" \
+	--summary-json "$T/summary.json" >"$T/fleet.log" 2>&1 &
+SIM_PID=$!
+wait_for 360 sql_eq "$N" "SELECT count(*) FROM devices WHERE device_id LIKE 'sim-%' AND keylist_version = 1" ||
+	fail "devices registered: $(sql -c "SELECT count(*) FROM devices")"
+log "fleet online after $((SECONDS - T0)) s"
+
+# campaign ID ARTIFACT [EXTRA JSON FIELDS]: every simulated device, one
+# stage, notified over about ten seconds
+campaign() {
+	sql -c "SELECT rollout_create('{\"id\":\"$1\",\"artifact\":\"$2\",\"target\":{\"model\":[\"fx-model\"]},\"rate_per_minute\":$((N * 6)),\"rate_burst\":$((N / 20 + 1)),\"device_timeout_seconds\":120,\"transient_retries\":2,\"retry_backoff_seconds\":1,\"stages\":[{\"percent\":100}]${3:+,$3}}', 'alice')" >/dev/null
+	sql -c "SELECT rollout_start('$1', 'alice')" >/dev/null
+}
+# completes ID VERSION: the campaign completes, every device confirmed on
+# VERSION, and each device acted on exactly one Notify of the campaign
+completes() {
+	wait_for 300 sql_eq completed "SELECT state FROM campaigns WHERE campaign_id = '$1'" ||
+		fail "$1: $(sql -c "SELECT rollout_status('$1') - 'stages' - 'target'")"
+	sql_eq "$N|$N" "SELECT count(*), count(*) FILTER (WHERE state = 'confirmed') FROM campaign_devices WHERE campaign_id = '$1'" ||
+		fail "$1 devices: $(sql -c "SELECT state, count(*) FROM campaign_devices WHERE campaign_id = '$1' GROUP BY 1")"
+	sql_eq "$N" "SELECT count(*) FROM devices WHERE device_id LIKE 'sim-%' AND version = '$2'" ||
+		fail "$1: devices not on $2"
+	local acts
+	acts=$(awk -v c="$1" '$4 == c && $6 == "act" { n[$2]++ } END { for (d in n) print n[d] }' "$NOTIFY_LOG" | sort | uniq -c | tr '\n' ' ')
+	echo "   $1: installs per device (count x installs): $acts"
+}
+installs_once() {
+	local bad
+	bad=$(awk -v c="$1" '$4 == c && $6 == "act" { n[$2]++ } END { for (d in n) if (n[d] != 1) print d ":" n[d] }' "$NOTIFY_LOG" | head -5)
+	[[ -z "$bad" ]] || fail "$1: devices that installed more than once: $bad"
+	[[ $(awk -v c="$1" '$4 == c && $6 == "act" { print $2 }' "$NOTIFY_LOG" | sort -u | wc -l) == "$N" ]] ||
+		fail "$1: not every device received the campaign's Notify"
+	echo "ok - $1: every device notified, confirmed, exactly one install each"
+}
+
+# ---- 1. transient download failures --------------------------------------
+log "1. 10 % transient download failures"
+mosquitto_sub -V 5 -q 1 -i dup-witness -h 127.0.0.1 -p "$MQ_PORT" --cafile "$PKI/server-ca.crt" \
+	--cert "$PKI/devices/sim-00000.crt" --key "$PKI/devices/sim-00000.key" \
+	-t fleetota/v1/sim-00000/cmd -C 1 -W 120 -F '%x' >"$T/witness.hex" 2>/dev/null &
+WITNESS=$!
+sleep 0.5
+campaign tr art-1
+completes tr 1.1.0
+# the devices that installed twice are those whose first download failed
+# (a device still installing when its timeout re-notifies it ignores that)
+twice=$(awk '$4 == "tr" && $6 == "act" { n[$2]++ } END { for (d in n) if (n[d] == 2) print d }' "$NOTIFY_LOG" | paste -sd, -)
+transient=$(tr ',' '\n' <<<"$twice" | grep -c . || true)
+((transient >= N / 20 && transient <= N / 5)) || fail "devices that installed twice: $transient (expected about 10 %)"
+sql_eq "$transient" "SELECT count(*) FROM campaign_devices WHERE campaign_id = 'tr' AND attempts >= 1
+	AND state = 'confirmed' AND device_id = ANY ('{$twice}'::text[])" ||
+	fail "devices that installed twice were not all retried and confirmed"
+echo "ok - $transient devices failed their first download (OTA_ERR_TRANSPORT), were retried and confirmed"
+wait "$WITNESS" || fail "no Notify captured for sim-00000"
+seq=$(awk '$2 == "sim-00000" && $4 == "tr" { print $3; exit }' "$NOTIFY_LOG")
+xxd -r -p "$T/witness.hex" >"$T/witness.bin"
+mosquitto_pub -V 5 -q 1 -i dup-test -h 127.0.0.1 -p "$MQ_PORT" --cafile "$PKI/server-ca.crt" \
+	--cert "$PKI/ota-server-mqtt.crt" --key "$PKI/ota-server-mqtt.key" \
+	-t fleetota/v1/sim-00000/cmd -f "$T/witness.bin"
+wait_for 10 grep -q "sim-00000 $seq tr 1 duplicate" "$NOTIFY_LOG" ||
+	fail "the repeated Notify $seq: $(grep "sim-00000" "$NOTIFY_LOG" | tail -3)"
+installs_once_except_transient() {
+	local bad
+	bad=$(awk -v c="$1" '$4 == c && $6 == "act" { n[$2]++ } END { for (d in n) if (n[d] > 2) print d }' "$NOTIFY_LOG")
+	[[ -z "$bad" ]] || fail "$1: installed more than twice: $bad"
+}
+installs_once_except_transient tr
+echo "ok - a Notify delivered again (same campaign and seq) is ignored by the device"
+
+# ---- 2. broker stall + SIGKILL of the lease holder -------------------------
+log "2. kill -9 of the lease holder during a broker stall"
+campaign ks art-2
+wait_for 30 sql_eq t "SELECT count(*) >= $((N / 5)) FROM rollout_notifications WHERE campaign_id = 'ks' AND published_at IS NOT NULL" ||
+	fail "ks did not start"
+holder=$(owner ks)
+victim=${holder#srv-}
+MQ_PID=$(cat "$T/mq/mosquitto.pid")
+kill -STOP "$MQ_PID"
+stall_ms=$((1800 + RANDOM % 400))
+kill_at_ms=$((200 + RANDOM % 1200))
+sleep "$(printf '0.%03d' "$kill_at_ms")"
+unacked=$(sql -c "SELECT count(*) FROM rollout_notifications WHERE campaign_id = 'ks' AND server_id = '$holder' AND published_at IS NULL")
+kill -KILL "${PID[$victim]}"
+wait "${PID[$victim]}" 2>/dev/null || true
+PID[$victim]=
+sleep "$(printf '%d.%03d' $(((stall_ms - kill_at_ms) / 1000)) $(((stall_ms - kill_at_ms) % 1000)))"
+kill -CONT "$MQ_PID"
+log "   broker stopped ${stall_ms} ms, $holder killed after ${kill_at_ms} ms with $unacked notifications unacknowledged"
+((unacked > 0)) || fail "nothing was unacknowledged at the kill: the stall did not hold publishes back"
+other=$([[ $victim == a ]] && echo b || echo a)
+wait_for 30 sql_eq "srv-$other" "SELECT lease_owner FROM campaigns WHERE campaign_id = 'ks'" ||
+	fail "srv-$other did not take the lease over"
+run "$victim" # a supervisor restarts it; its MQTT session holds reports queued for it
+completes ks 1.2.0
+installs_once ks
+sql_eq t "SELECT count(*) > 0 FROM rollout_notifications WHERE campaign_id = 'ks' AND server_id = '$holder' AND published_at IS NULL AND reissued" ||
+	fail "nothing of $holder's was re-issued"
+sql_eq 0 "SELECT count(*) FROM campaign_devices m WHERE campaign_id = 'ks' AND NOT EXISTS (SELECT 1 FROM rollout_notifications n WHERE n.campaign_id = 'ks' AND n.device_id = m.device_id AND n.published_at IS NOT NULL)" ||
+	fail "a device has no acknowledged notification"
+echo "ok - what the broker never acknowledged was re-issued by srv-$other; every device has an acknowledged Notify"
+
+# ---- 3. freezing the lease holder at each step of its tick --------------
+# freeze CAMPAIGN ARTIFACT VERSION FAILPOINT
+freeze() {
+	local c=$1 art=$2 version=$3 fp=$4 arm=$T/arm-$1 resume_ms resumed_line
+	log "3. $c: srv-a frozen at failpoint $fp"
+	[[ -z "${PID[b]}" ]] || halt b
+	halt a
+	run a OTA_ROLLOUT_FAILPOINT="$fp" OTA_ROLLOUT_FAILPOINT_ARM="$arm"
+	campaign "$c" "$art"
+	wait_for 30 sql_eq t "SELECT lease_owner = 'srv-a' AND (SELECT count(*) FROM rollout_notifications WHERE campaign_id = '$c' AND published_at IS NOT NULL) >= $((N / 10 + RANDOM % (N / 5))) FROM campaigns WHERE campaign_id = '$c'" ||
+		fail "$c: srv-a did not get going"
+	run b
+	touch "$arm"
+	wait_for 20 frozen "${PID[a]}" || fail "$c: srv-a did not stop at $fp"
+	grep -q "failpoint $fp: stopping" "$T/srv-a.log" || fail "$c: no failpoint log line"
+	wait_for 30 sql_eq srv-b "SELECT lease_owner FROM campaigns WHERE campaign_id = '$c'" ||
+		fail "$c: srv-b did not take over"
+	sleep "0.$((RANDOM % 10))"
+	resume_ms=$(now_ms)
+	kill -CONT "${PID[a]}"
+	wait_for 10 grep -q "failpoint $fp: resumed" "$T/srv-a.log" || fail "$c: srv-a did not resume"
+	resumed_line=$(grep -n "failpoint $fp: resumed" "$T/srv-a.log" | tail -1 | cut -d: -f1)
+	completes "$c" "$version"
+	installs_once "$c"
+	if tail -n +"$resumed_line" "$T/srv-a.log" | grep "rollout: publish "; then
+		fail "$c: srv-a published after it resumed"
+	fi
+	local late ids
+	ids=$(awk -v t="$resume_ms" -v c="$c" '$4 == c && $1 > t { print $3 }' "$NOTIFY_LOG" | sort -u | paste -sd, -)
+	late=$(sql -c "SELECT count(*) FROM rollout_notifications WHERE server_id = 'srv-a' AND id = ANY ('{$ids}'::bigint[])")
+	[[ $late == 0 ]] || fail "$c: devices received $late of srv-a's notifications after it resumed"
+	sql_eq 0 "SELECT count(*) FROM rollout_notifications WHERE campaign_id = '$c' AND server_id = 'srv-a'
+		AND published_at > to_timestamp($resume_ms / 1000.0)" || fail "$c: srv-a marked notifications after it resumed"
+	local fenced
+	fenced=$(tail -n +"$resumed_line" "$T/srv-a.log" | grep -o '[0-9]* notifications not published (fenced)' | head -1 || true)
+	echo "ok - $c ($fp): srv-a published and marked nothing after it resumed${fenced:+ ($fenced)}"
+}
+freeze fs art-3 1.3.0 tick-sent
+freeze fr art-4 1.4.0 tick-result
+freeze fp art-5 1.5.0 "publish-$((1 + RANDOM % 4))"
+halt a
+run a
+
+# ---- 4. a stage that cannot progress pauses within its budget ------------
+log "4. a stage whose devices cannot finish pauses within its budget"
+sql -c "INSERT INTO devices (device_id, model, hw_revision, version, version_code, keylist_version)
+	VALUES ('ghost-1', 'fx-model', 'rev-a', '1.0.0', 1, 1), ('ghost-2', 'fx-model', 'rev-a', '1.0.0', 1, 1)"
+BUDGET=8
+sql -c "SELECT rollout_create('{\"id\":\"bg\",\"artifact\":\"art-6\",\"target\":{\"devices\":[\"sim-00001\",\"sim-00002\",\"sim-00003\",\"ghost-1\",\"ghost-2\"]},\"rate_per_minute\":3000,\"device_timeout_seconds\":600,\"stages\":[{\"percent\":100,\"budget_seconds\":$BUDGET}]}', 'alice')" >/dev/null
+started=$SECONDS
+sql -c "SELECT rollout_start('bg', 'alice')" >/dev/null
+wait_for $((BUDGET + 10)) sql_eq paused "SELECT state FROM campaigns WHERE campaign_id = 'bg'" ||
+	fail "bg: $(sql -c "SELECT rollout_status('bg') ->> 'progress'")"
+took=$((SECONDS - started))
+reason=$(sql -c "SELECT state_reason FROM campaigns WHERE campaign_id = 'bg'")
+[[ $reason == "stalled: stage 0 not done within its budget of $BUDGET s: 3 of 5 devices confirmed"*"not confirmed: ghost-1 (notified), ghost-2 (notified)" ]] ||
+	fail "bg reason: $reason"
+sql_eq stalled "SELECT rollout_status('bg') -> 'progress' ->> 'reason'" || fail "bg progress"
+echo "ok - paused ${took} s after the start (budget $BUDGET s): $reason"
+
+kill -TERM "$SIM_PID"
+wait "$SIM_PID" || fail "ota-fleet-sim exited with $?"
+SIM_PID=
+if grep -E "ERROR: (Address|Leak)Sanitizer|runtime error:" "$T/fleet.log"; then
+	fail "sanitizer report in the simulator"
+fi
+log "simulator: $(jq -c '{transient_failures, duplicates_ignored}' "$T/summary.json")"
+halt a
+halt b
+halt d
+log "PASS in $((SECONDS - T0)) s"
