@@ -57,7 +57,7 @@ static const struct key_def key_defs[] = {
 	{"http_request_timeout_sec", KEY_UINT, OFF(http_request_timeout_sec), "120", false, 1,
 	 3600},
 	{"device_max_conns", KEY_UINT, OFF(device_max_conns), "4096", false, 8, 1000000},
-	{"device_max_conns_per_peer", KEY_UINT, OFF(device_max_conns_per_peer), "64", false, 1,
+	{"device_max_conns_per_peer", KEY_UINT, OFF(device_max_conns_per_peer), "1024", false, 1,
 	 1000000},
 	{"mqtt_url", KEY_STRING, OFF(mqtt_url), "", false, 0, 0},
 	{"mqtt_ca", KEY_STRING, OFF(mqtt_ca), "", false, 0, 0},

@@ -181,7 +181,7 @@ static void test_conn_limits(void **state)
 	assert_int_equal(dev.header_timeout_sec, 20);
 	assert_int_equal(dev.request_timeout_sec, 120);
 	assert_int_equal(dev.max_conns, 4096);
-	assert_int_equal(dev.max_conns_per_peer, 64);
+	assert_int_equal(dev.max_conns_per_peer, 1024);
 	assert_int_equal(admin.max_conns, 256);
 	assert_int_equal(admin.max_conns_per_peer, 32);
 	assert_int_equal(admin.header_timeout_sec, 20);
