@@ -131,7 +131,7 @@ wait_for 10 grep -q "reload (files changed): device listener" "$T/server.log" ||
 tls_try dev-1
 grep -q "alert certificate revoked" "$T/tls.out" || fail "dev-1 after the timed reload: $(grep -a -m3 -i 'alert\|HTTP' "$T/tls.out")"
 
-[[ "$SERVER_PID" == "$server_pid" && $(grep -c "ota-server running" "$T/server.log") == 1 ]] ||
+[[ "$SERVER_PID" == "$server_pid" && $(grep -c "info: ota-server .*running$" "$T/server.log") == 1 ]] ||
 	fail "ota-server was restarted"
 check_server_exit
 log "PASS"
