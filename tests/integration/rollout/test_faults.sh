@@ -80,7 +80,7 @@ for a in "${ARTS[@]}"; do sql -f "$T/fixtures/${a%%:*}.sql"; done
 # so that killing or freezing a rollout instance never cuts the downloads
 DEV_PORT_B=$(free_port)
 sed -e "s/^device_listen = .*/device_listen = 127.0.0.1:$DEV_PORT_B/" \
-	-e "s/^mqtt_client_id = .*/mqtt_client_id = ota-server-test-b/" "$T/server.conf" >"$T/srv-b.conf"
+	-e "s|/servers/1\.|/servers/2.|" "$T/server.conf" >"$T/srv-b.conf" # its own MQTT identity
 DEV_PORT_D=$(free_port)
 sed -e "s/^device_listen = .*/device_listen = 127.0.0.1:$DEV_PORT_D/" \
 	-e "/^mqtt_/d" -e "s/^rate_per_sec = .*/rate_per_sec = 2000/" \
