@@ -7,8 +7,7 @@
 # Notify it receives. Timings are random (ROLLOUT_FAULT_SEED repeats a run).
 #
 #   1. 10 % of the devices fail their first download (OTA_ERR_TRANSPORT):
-#      retried with back-off, the campaign completes; a Notify published
-#      again by hand is ignored by its device (duplicate by seq).
+#      retried with back-off, the campaign completes.
 #   2. the broker stalls (SIGSTOP ~2 s) and the lease holder is killed with
 #      SIGKILL meanwhile: what it published but the broker never
 #      acknowledged is issued again by the other instance; every device
