@@ -232,12 +232,23 @@ static bool exec_ok(PGconn *pg, const char *sql, const char *what)
 	return ok;
 }
 
+/* Runs one parameterised statement that records m; prints why it failed. */
+static bool record_ok(PGconn *pg, const struct migration *m, const char *sql, int n,
+		      const char *const *params)
+{
+	PGresult *res = PQexecParams(pg, sql, n, NULL, params, NULL, NULL, 0);
+	bool ok = PQresultStatus(res) == PGRES_COMMAND_OK;
+
+	if (!ok)
+		fprintf(stderr, "migrate: recording %s: %s", m->name, PQresultErrorMessage(res));
+	PQclear(res);
+	return ok;
+}
+
 static enum ota_err apply_one(PGconn *pg, const struct migration *m)
 {
 	char version[16];
 	const char *params[3] = {version, m->name, m->checksum};
-	PGresult *res;
-	bool ok;
 
 	snprintf(version, sizeof(version), "%u", m->version);
 	if (!exec_ok(pg, "BEGIN", "BEGIN"))
@@ -246,15 +257,10 @@ static enum ota_err apply_one(PGconn *pg, const struct migration *m)
 		exec_ok(pg, "ROLLBACK", "ROLLBACK");
 		return OTA_ERR_STORAGE;
 	}
-	res = PQexecParams(pg,
-			   "INSERT INTO schema_migrations (version, name, checksum)"
-			   " VALUES ($1::int, $2, $3)",
-			   3, NULL, params, NULL, NULL, 0);
-	ok = PQresultStatus(res) == PGRES_COMMAND_OK;
-	if (!ok)
-		fprintf(stderr, "migrate: recording %s: %s", m->name, PQresultErrorMessage(res));
-	PQclear(res);
-	if (!ok) {
+	if (!record_ok(pg, m,
+		       "INSERT INTO schema_migrations (version, name, checksum)"
+		       " VALUES ($1::int, $2, $3)",
+		       3, params)) {
 		exec_ok(pg, "ROLLBACK", "ROLLBACK");
 		return OTA_ERR_STORAGE;
 	}
@@ -264,18 +270,12 @@ static enum ota_err apply_one(PGconn *pg, const struct migration *m)
 static bool record_code(PGconn *pg, const struct migration *m)
 {
 	const char *params[2] = {m->name, m->checksum};
-	PGresult *res =
-		PQexecParams(pg,
-			     "INSERT INTO schema_code (name, checksum) VALUES ($1, $2)"
-			     " ON CONFLICT (name) DO UPDATE SET checksum = EXCLUDED.checksum,"
-			     " applied_at = now()",
-			     2, NULL, params, NULL, NULL, 0);
-	bool ok = PQresultStatus(res) == PGRES_COMMAND_OK;
 
-	if (!ok)
-		fprintf(stderr, "migrate: recording %s: %s", m->name, PQresultErrorMessage(res));
-	PQclear(res);
-	return ok;
+	return record_ok(pg, m,
+			 "INSERT INTO schema_code (name, checksum) VALUES ($1, $2)"
+			 " ON CONFLICT (name) DO UPDATE SET checksum = EXCLUDED.checksum,"
+			 " applied_at = now()",
+			 2, params);
 }
 
 /*
@@ -351,17 +351,11 @@ static bool update_checksum(PGconn *pg, const struct migration *m)
 {
 	char version[16];
 	const char *params[2] = {version, m->checksum};
-	PGresult *res;
-	bool ok;
 
 	snprintf(version, sizeof(version), "%u", m->version);
-	res = PQexecParams(pg, "UPDATE schema_migrations SET checksum = $2 WHERE version = $1::int",
-			   2, NULL, params, NULL, NULL, 0);
-	ok = PQresultStatus(res) == PGRES_COMMAND_OK;
-	if (!ok)
-		fprintf(stderr, "migrate: recording %s: %s", m->name, PQresultErrorMessage(res));
-	PQclear(res);
-	return ok;
+	return record_ok(pg, m,
+			 "UPDATE schema_migrations SET checksum = $2 WHERE version = $1::int", 2,
+			 params);
 }
 
 enum ota_err srv_migrate(const char *conninfo, const char *dir, unsigned *ret_applied)
