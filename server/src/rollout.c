@@ -19,7 +19,7 @@
 #define IDS_BYTES (SRV_ROLLOUT_MAX_NOTIFY * 21u + 3u)
 /* a tick row: the Notify fields, then the fencing token */
 #define TICK_COLUMNS (SRV_ROLLOUT_TICK_FENCE_COLUMN + 1)
-/* most failpoint wait for the broker's acknowledgement (test hook) */
+/* a failpoint first waits this long for the broker to acknowledge the last publish (test hook) */
 #define FAILPOINT_WAIT_MS 3000u
 
 struct srv_rollout {
@@ -220,8 +220,12 @@ static void failpoint(struct srv_rollout *r, enum srv_rollout_failpoint at)
 	if (r->failpoint != at || (r->failpoint_arm != NULL && access(r->failpoint_arm, F_OK) != 0))
 		return;
 	r->failpoint = SRV_ROLLOUT_FP_NONE;
-	if (at == SRV_ROLLOUT_FP_PUBLISH)
-		srv_mqtt_wait_last(r->srv->mqtt, FAILPOINT_WAIT_MS);
+	/*
+	 * What was handed to Paho before the stop belongs to the lease we held
+	 * then; let the broker take it first, so that what the test sees after
+	 * SIGCONT is only what this instance does as a stale one.
+	 */
+	srv_mqtt_wait_last(r->srv->mqtt, FAILPOINT_WAIT_MS);
 	srv_log(SRV_LOG_WARN, "rollout: failpoint %s: stopping", r->failpoint_name);
 	raise(SIGSTOP);
 	srv_log(SRV_LOG_WARN, "rollout: failpoint %s: resumed", r->failpoint_name);
