@@ -211,20 +211,6 @@ static void sleep_s(unsigned s)
 		sleep_ms(100);
 }
 
-static bool artifact_ok(const char *s)
-{
-	size_t len = strlen(s);
-	if (len == 0 || len > ARTIFACT_MAX || s[0] == '.')
-		return false;
-	for (size_t i = 0; i < len; i++) {
-		char c = s[i];
-		if (!((c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') || (c >= '0' && c <= '9') ||
-		      c == '-' || c == '_' || c == '.'))
-			return false;
-	}
-	return true;
-}
-
 static int read_file(const char *path, size_t max, uint8_t **ret_buf, size_t *ret_len)
 {
 	FILE *f = fopen(path, "rb");
@@ -589,31 +575,18 @@ struct mqtt_ctx {
 
 static struct mqtt_ctx *mqtt_ctxs;
 
-static bool same_install(const char *artifact, const char *campaign, const char *artifact2,
-			 const char *campaign2)
-{
-	return artifact[0] && strcmp(artifact, artifact2) == 0 && strcmp(campaign, campaign2) == 0;
-}
-
 /*
  * Under fleet->lock. A notification already seen, or a firmware one for
  * the install (campaign and artifact) that is queued, running or done.
  */
-static bool notify_duplicate_locked(const struct fleet_device *d, const Fleetota__V1__Notify *n)
+static bool notify_duplicate_locked(struct fleet_device *d, const Fleetota__V1__Notify *n)
 {
-	char artifact[ARTIFACT_MAX + 1];
-	char campaign[ARTIFACT_MAX + 1];
-	if (n->seq != 0 && n->seq <= d->last_seq)
-		return true;
-	if (n->kind != FLEETOTA__V1__NOTIFY_KIND__NOTIFY_KIND_FIRMWARE)
-		return false;
-	snprintf(artifact, sizeof(artifact), "%s", n->artifact ? n->artifact : "");
-	snprintf(campaign, sizeof(campaign), "%.128s", n->campaign_id ? n->campaign_id : "");
-	return (d->want_firmware &&
-		same_install(artifact, campaign, d->next_artifact, d->next_campaign)) ||
-	       (d->installing &&
-		same_install(artifact, campaign, d->job_artifact, d->job_campaign)) ||
-	       same_install(artifact, campaign, d->done_artifact, d->done_campaign);
+	const struct ota_online_install_ref busy[] = {
+		{d->want_firmware ? d->next_artifact : NULL, d->next_campaign},
+		{d->installing ? d->job_artifact : NULL, d->job_campaign},
+		{d->done_artifact, d->done_campaign},
+	};
+	return ota_online_notify_duplicate(&d->last_seq, n, busy, sizeof(busy) / sizeof(busy[0]));
 }
 
 static void on_cmd(void *arg, const uint8_t *payload, size_t len)
@@ -638,8 +611,6 @@ static void on_cmd(void *arg, const uint8_t *payload, size_t len)
 			campaign[0] ? campaign : "-", (int)n->kind,
 			duplicate ? "duplicate" : "act");
 	}
-	if (n->seq > d->last_seq)
-		d->last_seq = n->seq;
 	if (duplicate) {
 		fleet->notify_duplicates++;
 		pthread_mutex_unlock(&fleet->lock);
@@ -647,7 +618,7 @@ static void on_cmd(void *arg, const uint8_t *payload, size_t len)
 	}
 	switch (n->kind) {
 	case FLEETOTA__V1__NOTIFY_KIND__NOTIFY_KIND_FIRMWARE:
-		if (n->artifact && artifact_ok(n->artifact)) {
+		if (n->artifact && ota_online_artifact_ok(n->artifact)) {
 			snprintf(d->next_artifact, sizeof(d->next_artifact), "%s", n->artifact);
 			snprintf(d->next_campaign, sizeof(d->next_campaign), "%.128s", campaign);
 			d->want_firmware = true;

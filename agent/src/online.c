@@ -397,3 +397,47 @@ done:
 	note(o, OTA_ONLINE_DOWNLOAD_END, err);
 	return err;
 }
+
+/* ---- notifications ----------------------------------------------------- */
+
+static bool same_install(const char *artifact, const char *campaign,
+			 const struct ota_online_install_ref *ref)
+{
+	return artifact[0] != '\0' && ref->artifact != NULL &&
+	       strncmp(artifact, ref->artifact, OTA_ONLINE_ARTIFACT_MAX) == 0 &&
+	       strncmp(campaign, ref->campaign != NULL ? ref->campaign : "",
+		       OTA_ONLINE_ARTIFACT_MAX) == 0;
+}
+
+bool ota_online_notify_duplicate(uint64_t *last_seq, const Fleetota__V1__Notify *n,
+				 const struct ota_online_install_ref *busy, size_t nbusy)
+{
+	bool stale = n->seq != 0 && n->seq <= *last_seq;
+	if (n->seq > *last_seq)
+		*last_seq = n->seq;
+	if (stale)
+		return true;
+	if (n->kind != FLEETOTA__V1__NOTIFY_KIND__NOTIFY_KIND_FIRMWARE || n->artifact == NULL)
+		return false;
+	for (size_t i = 0; i < nbusy; i++) {
+		if (same_install(n->artifact, n->campaign_id != NULL ? n->campaign_id : "",
+				 &busy[i]))
+			return true;
+	}
+	return false;
+}
+
+bool ota_online_artifact_ok(const char *artifact)
+{
+	size_t len = 0;
+	if (artifact[0] == '.')
+		return false;
+	for (; artifact[len] != '\0'; len++) {
+		char c = artifact[len];
+		if (len == OTA_ONLINE_ARTIFACT_MAX ||
+		    !((c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') || (c >= '0' && c <= '9') ||
+		      c == '-' || c == '_' || c == '.'))
+			return false;
+	}
+	return len > 0;
+}

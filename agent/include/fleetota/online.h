@@ -94,4 +94,26 @@ void ota_online_update_lists(struct ota_online *o, bool rootlist, bool keylist);
  */
 enum ota_err ota_online_install(struct ota_online *o, const char *artifact);
 
+/* An install a device has queued, is running or has confirmed. */
+struct ota_online_install_ref {
+	const char *artifact; /* NULL or "": no install in this place */
+	const char *campaign;
+};
+
+/*
+ * A Notify to drop, the same on every port: one whose seq (when not 0) is
+ * not newer than *last_seq (a late or repeated hint; notifications are
+ * delivered at least once), or a firmware Notify for an install (same
+ * artifact and campaign) among busy[0..nbusy). Advances *last_seq to a
+ * newer seq either way.
+ */
+bool ota_online_notify_duplicate(uint64_t *last_seq, const Fleetota__V1__Notify *n,
+				 const struct ota_online_install_ref *busy, size_t nbusy);
+
+/*
+ * An artifact id a device will put into a request path: 1 to
+ * OTA_ONLINE_ARTIFACT_MAX characters of [A-Za-z0-9._-], not starting with '.'.
+ */
+bool ota_online_artifact_ok(const char *artifact);
+
 #endif

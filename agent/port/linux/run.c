@@ -46,6 +46,12 @@ struct online {
 	bool want_firmware;
 	char next_artifact[ARTIFACT_MAX + 1];
 	char next_campaign[ARTIFACT_MAX + 1];
+	/* what a repeated Notify is checked against (ota_online_notify_duplicate) */
+	uint64_t notify_seq;
+	char running_artifact[ARTIFACT_MAX + 1];
+	char running_campaign[ARTIFACT_MAX + 1];
+	char done_artifact[ARTIFACT_MAX + 1]; /* the last confirmed install */
+	char done_campaign[ARTIFACT_MAX + 1];
 };
 
 static volatile sig_atomic_t stop_requested;
@@ -54,20 +60,6 @@ static void on_signal(int sig)
 {
 	(void)sig;
 	stop_requested = 1;
-}
-
-static bool artifact_ok(const char *s)
-{
-	size_t len = strlen(s);
-	if (len == 0 || len > ARTIFACT_MAX)
-		return false;
-	for (size_t i = 0; i < len; i++) {
-		char c = s[i];
-		if (!((c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') || (c >= '0' && c <= '9') ||
-		      c == '-' || c == '_' || c == '.'))
-			return false;
-	}
-	return s[0] != '.';
 }
 
 /* ---- report sequence (strictly increasing across restarts) ----------- */
@@ -214,7 +206,7 @@ int ota_agent_fetch(struct ota_agent *agent, const struct ota_config *config,
 		    struct ota_linux_port *port, const char *artifact)
 {
 	struct online o;
-	if (!artifact || !artifact_ok(artifact)) {
+	if (!artifact || !ota_online_artifact_ok(artifact)) {
 		fprintf(stderr, "ota-agent: fetch needs a valid artifact id\n");
 		return EXIT_SETUP;
 	}
@@ -247,10 +239,16 @@ static void on_cmd(void *arg, const uint8_t *payload, size_t len)
 	pthread_mutex_lock(&o->lock);
 	ota_arena_init(&arena, mem, sizeof(mem));
 	Fleetota__V1__Notify *n = fleetota__v1__notify__unpack(&arena.allocator, len, payload);
-	if (n) {
+	const struct ota_online_install_ref busy[] = {
+		{o->want_firmware ? o->next_artifact : NULL, o->next_campaign},
+		{o->running_artifact, o->running_campaign},
+		{o->done_artifact, o->done_campaign},
+	};
+	if (n &&
+	    !ota_online_notify_duplicate(&o->notify_seq, n, busy, sizeof(busy) / sizeof(busy[0]))) {
 		switch (n->kind) {
 		case FLEETOTA__V1__NOTIFY_KIND__NOTIFY_KIND_FIRMWARE:
-			if (n->artifact && artifact_ok(n->artifact)) {
+			if (n->artifact && ota_online_artifact_ok(n->artifact)) {
 				snprintf(o->next_artifact, sizeof(o->next_artifact), "%s",
 					 n->artifact);
 				snprintf(o->next_campaign, sizeof(o->next_campaign), "%.128s",
@@ -335,15 +333,27 @@ int ota_agent_run(struct ota_agent *agent, const struct ota_config *config,
 		rootlist = o.want_rootlist;
 		want_report = o.want_report;
 		memcpy(artifact, o.next_artifact, sizeof(artifact));
-		if (firmware)
+		if (firmware) {
 			memcpy(o.online.campaign, o.next_campaign, sizeof(o.online.campaign));
+			memcpy(o.running_artifact, o.next_artifact, sizeof(o.running_artifact));
+			memcpy(o.running_campaign, o.next_campaign, sizeof(o.running_campaign));
+		}
 		o.want_firmware = o.want_keylist = o.want_rootlist = o.want_report = false;
 		pthread_mutex_unlock(&o.lock);
 
 		ota_online_update_lists(&o.online, rootlist, keylist);
-		if (firmware)
-			(void)ota_online_install(&o.online, artifact);
-		else if (want_report)
+		if (firmware) {
+			enum ota_err err = ota_online_install(&o.online, artifact);
+			pthread_mutex_lock(&o.lock);
+			if (err == OTA_OK) {
+				memcpy(o.done_artifact, o.running_artifact,
+				       sizeof(o.done_artifact));
+				memcpy(o.done_campaign, o.running_campaign,
+				       sizeof(o.done_campaign));
+			}
+			o.running_artifact[0] = o.running_campaign[0] = '\0';
+			pthread_mutex_unlock(&o.lock);
+		} else if (want_report)
 			ota_online_report(&o.online, ota_online_idle_state(agent));
 	}
 	fprintf(stderr, "ota-agent: stopping\n");

@@ -60,6 +60,19 @@ for kind in install_started verified pending trial_boot confirmed counter_advanc
 		fail "event $kind missing: $(sql -c "SELECT seq, kind FROM device_events WHERE device_id = 'dev-1' ORDER BY seq")"
 done
 
+log "the same Notify again (notifications are delivered at least once): the agent drops it"
+reports_before=$(sql -c "SELECT last_report_seq FROM devices WHERE device_id = 'dev-1'")
+sql -c "UPDATE assignments SET notified_at = NULL WHERE device_id = 'dev-1' AND artifact_id = 'art-1'"
+wait_for 20 sql_eq 2 "SELECT notify_count FROM assignments WHERE device_id = 'dev-1' AND artifact_id = 'art-1'" ||
+	fail "art-1 not notified again"
+# two idle reports (report_interval 2 s) after the repeated Notify
+wait_for 20 sql_eq t "SELECT last_report_seq >= $reports_before + 2 FROM devices WHERE device_id = 'dev-1'" ||
+	fail "no idle reports after the repeated Notify: $(tail -5 "$T/agent.log")"
+sql_eq "idle|1.1.0|" "SELECT state, version, last_error FROM devices WHERE device_id = 'dev-1'" ||
+	fail "a repeated Notify changed the device: $(sql -c "SELECT state, version, last_error FROM devices WHERE device_id = 'dev-1'")"
+sql_eq 1 "SELECT count(*) FROM device_events WHERE device_id = 'dev-1' AND kind = 'install_started'" ||
+	fail "a repeated Notify started an install: $(sql -c "SELECT seq, kind, error FROM device_events WHERE device_id = 'dev-1' ORDER BY seq")"
+
 s=$("$OTA_AGENT" status --json --config "$T/agent.conf") # readable while run holds the device
 [[ $(jq -r .version <<<"$s") == 1.1.0 ]] || fail "status while running: $s"
 if "$OTA_AGENT" confirm --config "$T/agent.conf" >/dev/null 2>&1; then

@@ -581,6 +581,77 @@ static void test_no_transport(void **state)
 	assert_runs(w, "1.0.0", 5);
 }
 
+/* Notify dedup: the real agent and the simulator drop the same hints. */
+static Fleetota__V1__Notify notify_of(uint64_t seq, Fleetota__V1__NotifyKind kind, char *artifact,
+				      char *campaign)
+{
+	Fleetota__V1__Notify n = FLEETOTA__V1__NOTIFY__INIT;
+	n.seq = seq;
+	n.kind = kind;
+	n.artifact = artifact;
+	n.campaign_id = campaign;
+	return n;
+}
+
+static void test_notify_duplicates(void **state)
+{
+	(void)state;
+	const Fleetota__V1__NotifyKind fw = FLEETOTA__V1__NOTIFY_KIND__NOTIFY_KIND_FIRMWARE;
+	const Fleetota__V1__NotifyKind kl = FLEETOTA__V1__NOTIFY_KIND__NOTIFY_KIND_KEYLIST;
+	char art[] = "fw-2", other[] = "fw-3", camp[] = "c-1", camp2[] = "c-2", empty[] = "";
+	struct ota_online_install_ref busy[3] = {{NULL, NULL}, {"", ""}, {"fw-2", "c-1"}};
+	uint64_t last = 0;
+	Fleetota__V1__Notify n = notify_of(5, kl, empty, empty);
+
+	assert_false(ota_online_notify_duplicate(&last, &n, NULL, 0));
+	assert_int_equal(last, 5);
+	/* the same seq again, and an older one: dropped, last unchanged */
+	assert_true(ota_online_notify_duplicate(&last, &n, NULL, 0));
+	n.seq = 4;
+	assert_true(ota_online_notify_duplicate(&last, &n, NULL, 0));
+	assert_int_equal(last, 5);
+	/* seq 0 (no seq) is never a duplicate by seq */
+	n.seq = 0;
+	assert_false(ota_online_notify_duplicate(&last, &n, NULL, 0));
+	assert_int_equal(last, 5);
+	/* a re-issued firmware Notify (new seq) for an install queued, running or done */
+	n = notify_of(9, fw, art, camp);
+	assert_true(ota_online_notify_duplicate(&last, &n, busy, 3));
+	assert_int_equal(last, 9);
+	/* another campaign or another artifact is new */
+	n = notify_of(10, fw, art, camp2);
+	assert_false(ota_online_notify_duplicate(&last, &n, busy, 3));
+	n = notify_of(11, fw, other, camp);
+	assert_false(ota_online_notify_duplicate(&last, &n, busy, 3));
+	/* empty or missing artifacts never match */
+	n = notify_of(12, fw, NULL, NULL);
+	assert_false(ota_online_notify_duplicate(&last, &n, busy, 3));
+	n = notify_of(13, fw, empty, empty);
+	assert_false(ota_online_notify_duplicate(&last, &n, busy, 3));
+	/* a non-firmware Notify is not matched against installs */
+	n = notify_of(14, kl, art, camp);
+	assert_false(ota_online_notify_duplicate(&last, &n, busy, 3));
+}
+
+static void test_artifact_names(void **state)
+{
+	(void)state;
+	char longest[OTA_ONLINE_ARTIFACT_MAX + 2];
+	memset(longest, 'a', sizeof(longest));
+	longest[OTA_ONLINE_ARTIFACT_MAX] = '\0';
+	assert_true(ota_online_artifact_ok("fw-1.2_3"));
+	assert_true(ota_online_artifact_ok(longest));
+	longest[OTA_ONLINE_ARTIFACT_MAX] = 'a';
+	longest[OTA_ONLINE_ARTIFACT_MAX + 1] = '\0';
+	assert_false(ota_online_artifact_ok(longest));
+	assert_false(ota_online_artifact_ok(""));
+	assert_false(ota_online_artifact_ok(".hidden"));
+	assert_false(ota_online_artifact_ok("../x"));
+	assert_false(ota_online_artifact_ok("a/b"));
+	assert_false(ota_online_artifact_ok("a b"));
+	assert_false(ota_online_artifact_ok("a%2f"));
+}
+
 int main(void)
 {
 #define T(f) cmocka_unit_test_setup_teardown(f, setup, teardown)
@@ -601,6 +672,8 @@ int main(void)
 		T(test_stop),
 		T(test_sim_power_cut),
 		T(test_no_transport),
+		cmocka_unit_test(test_notify_duplicates),
+		cmocka_unit_test(test_artifact_names),
 	};
 #undef T
 	return cmocka_run_group_tests(tests, NULL, NULL);
