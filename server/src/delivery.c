@@ -446,6 +446,15 @@ enum ota_err srv_delivery_start(struct srv_server *srv)
 		srv_log(SRV_LOG_ERROR, "device listener TLS: %s", err_msg);
 		return err;
 	}
+	err = srv_tickets_load(srv->device_tls, cfg->device_ticket_keys, err_msg, sizeof(err_msg));
+	if (err == OTA_OK &&
+	    (err = srv_tls_sessions_enable(srv->device_tls, cfg->device_session_sec,
+					   &srv->metrics.tls)) != OTA_OK)
+		snprintf(err_msg, sizeof(err_msg), "out of memory");
+	if (err != OTA_OK) {
+		srv_log(SRV_LOG_ERROR, "device listener TLS sessions: %s", err_msg);
+		return err;
+	}
 	err = srv_ratelimit_new(cfg->rate_per_sec, cfg->rate_burst, 1u << 20, &srv->ratelimit);
 	if (err != OTA_OK)
 		return err;

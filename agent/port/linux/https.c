@@ -110,8 +110,39 @@ void ota_https_free(struct ota_https *client)
 {
 	if (!client)
 		return;
+	SSL_SESSION_free(client->session);
+	client->session = NULL;
 	SSL_CTX_free(client->ctx);
 	client->ctx = NULL;
+}
+
+/* Offers the kept session when it belongs to key ("host:port"). */
+static void session_offer(struct ota_https *client, SSL *ssl, const char *key)
+{
+	if (client->session != NULL && strcmp(client->session_key, key) == 0)
+		(void)SSL_set_session(ssl, client->session);
+}
+
+/* After a successful request: keep ssl's session (TLS 1.3 tickets came with the reply). */
+static void session_keep(struct ota_https *client, SSL *ssl, const char *key)
+{
+	SSL_SESSION *session = SSL_get1_session(ssl);
+
+	if (session == NULL || !SSL_SESSION_is_resumable(session) ||
+	    strlen(key) >= sizeof(client->session_key)) {
+		SSL_SESSION_free(session);
+		return;
+	}
+	SSL_SESSION_free(client->session);
+	client->session = session;
+	memcpy(client->session_key, key, strlen(key) + 1);
+}
+
+static void session_forget(struct ota_https *client)
+{
+	SSL_SESSION_free(client->session);
+	client->session = NULL;
+	client->session_key[0] = '\0';
 }
 
 static bool url_parse(const char *base, struct url *u)
@@ -259,6 +290,7 @@ enum ota_err ota_https_get(struct ota_https *client, const char *base_url, const
 {
 	struct url u;
 	char request[1024];
+	char session_key[OTA_HTTPS_SESSION_KEY_BYTES] = "";
 	enum ota_err err = OTA_ERR_TRANSPORT;
 	SSL *ssl = NULL;
 	int fd = -1;
@@ -280,6 +312,8 @@ enum ota_err ota_https_get(struct ota_https *client, const char *base_url, const
 	} else if (SSL_set_tlsext_host_name(ssl, u.host) != 1 || SSL_set1_host(ssl, u.host) != 1) {
 		goto out;
 	}
+	snprintf(session_key, sizeof(session_key), "%s:%s", u.host, u.port);
+	session_offer(client, ssl, session_key);
 	int rc = SSL_connect(ssl);
 	if (rc != 1) {
 		int e = SSL_get_error(ssl, rc);
@@ -287,6 +321,10 @@ enum ota_err ota_https_get(struct ota_https *client, const char *base_url, const
 									    : OTA_ERR_TRANSPORT;
 		goto out;
 	}
+	client->connections++;
+	if (SSL_session_reused(ssl))
+		client->resumed++;
+	/* resumed or not: the certificate of the session must be pinned */
 	err = pin_check(client, ssl);
 	if (err != OTA_OK)
 		goto out;
@@ -308,8 +346,12 @@ enum ota_err ota_https_get(struct ota_https *client, const char *base_url, const
 				      max_body, fn, arg, ret);
 out:
 	if (ssl) {
-		if (err == OTA_OK)
+		if (err == OTA_OK) {
+			session_keep(client, ssl, session_key);
 			(void)SSL_shutdown(ssl);
+		} else if (ret->status == 0) { /* no reply: the connection or the server failed */
+			session_forget(client);
+		}
 		SSL_free(ssl);
 	}
 	if (fd >= 0)
