@@ -6,7 +6,11 @@
 #
 #   server   ota-server's device listener against nginx serving the same
 #            files with the same certificates (mutual TLS, same device CA),
-#            loopback: MB/s for image delivery, requests/s for manifests
+#            loopback: MB/s for image delivery, requests/s for manifests,
+#            connections/s for a new connection per request, TLS 1.3 and
+#            1.2, with a full handshake and resuming the previous
+#            connection's session (a device reconnecting); ota-server reads
+#            its tickets' keys from a ticket key file, as replicas do
 #   device   `ota-agent install` of a bundle with a 256 MiB image (MB/s)
 #            against `openssl speed -evp sha256` (16 KiB blocks) and against
 #            dd of the same bundle to a file on the same filesystem with
@@ -22,7 +26,8 @@
 #                                  release build; run.sh builds what it runs)
 # Knobs: BENCH_PARTS ("server device verify rollout"), BENCH_IMAGE_MB (32,
 #        the served image), BENCH_SECONDS (8), BENCH_CONNS (4),
-#        BENCH_SMALL_CONNS (8), BENCH_INSTALL_MB (256), BENCH_SPEED_SECONDS
+#        BENCH_SMALL_CONNS (8), BENCH_TLS_SECONDS (5), BENCH_TLS_CONNS (4),
+#        BENCH_INSTALL_MB (256), BENCH_SPEED_SECONDS
 #        (3), BENCH_ROLLOUT_DEVICES (200000; at least 120000, 0 skips it),
 #        BENCH_PGBENCH_SECONDS (5)
 #
@@ -50,6 +55,8 @@ image_mb=${BENCH_IMAGE_MB:-32}
 seconds=${BENCH_SECONDS:-8}
 conns=${BENCH_CONNS:-4}
 small_conns=${BENCH_SMALL_CONNS:-8}
+tls_seconds=${BENCH_TLS_SECONDS:-5}
+tls_conns=${BENCH_TLS_CONNS:-4}
 install_mb=${BENCH_INSTALL_MB:-256}
 speed_seconds=${BENCH_SPEED_SECONDS:-3}
 rollout_devices=${BENCH_ROLLOUT_DEVICES:-200000}
@@ -126,6 +133,7 @@ if want server || want rollout; then
 fi
 
 bench_server() {
+local tls_rows=()
 srv_port=$(free_port)
 ngx_port=$(free_port)
 pki=$T/pki
@@ -135,6 +143,7 @@ echo "bench: server: setting up (PKI, ${image_mb} MB image)"
 mkdir -p "$T/fx"
 "$tool" fixtures "$T/fx" "img:1.0.0:2:$((image_mb * 1024 * 1024))" >/dev/null
 chmod -R a+rX "$T/fx"
+(umask 077 && for _ in 1 2 3; do openssl rand -hex 80; done >"$T/tickets.keys")
 cat >"$T/server.conf" <<CONF
 db_conninfo = host=$T/pg port=$pg_port dbname=fleetota user=postgres
 migrations_dir = $top/migrations
@@ -143,8 +152,11 @@ tls_cert = $pki/server.crt
 tls_key = $pki/server.key
 device_ca = $pki/device-ca.crt
 store_dir = $T/fx/store
+device_ticket_keys = $T/tickets.keys
 rate_per_sec = 1000000
 rate_burst = 1000000
+device_max_conns = 7000
+device_max_conns_per_peer = 7000
 log_level = warn
 CONF
 "$server" migrate --config "$T/server.conf" >/dev/null 2>&1
@@ -194,9 +206,10 @@ nginx -p "$T/nginx" -c "$T/nginx/nginx.conf" 2>"$T/nginx/start.err" || {
 }
 sleep 0.5
 
-run() { # PORT PATH CONNS
+run() { # PORT PATH CONNS [SECONDS MODE TLS]
 	"$load" 127.0.0.1 "$1" "$pki/server-ca.crt" "$pki/devices/bench-dev.crt" \
-		"$pki/devices/bench-dev.key" "$2" "$3" 100000000 "$seconds"
+		"$pki/devices/bench-dev.key" "$2" "$3" 100000000 "${4:-$seconds}" "${5:-keepalive}" \
+		"${6:-any}"
 }
 field() { sed -E "s/.* $1=([0-9.]+).*/\1/" <<<"$2"; }
 check() { # NAME OUTPUT
@@ -224,10 +237,37 @@ echo "bench: manifest requests, $small_conns connections, ${seconds}s each"
 srv_man=$(run "$srv_port" /v1/manifests/img "$small_conns"); check ota-server-manifest "$srv_man"
 ngx_man=$(run "$ngx_port" /v1/manifests/img "$small_conns"); check nginx-manifest "$ngx_man"
 
+local v mode out name ours_c anchor_c resumed
+for v in 1.3 1.2; do
+	for mode in full resume; do
+		echo "bench: TLS $v, a new connection per request ($mode), $tls_conns clients, ${tls_seconds}s each"
+		out=$(run "$srv_port" /v1/manifests/img "$tls_conns" "$tls_seconds" "$mode" "$v")
+		check "ota-server-tls$v-$mode" "$out"
+		ours_c=$(field cps "$out")
+		resumed=$(field resumed "$out")
+		echo "bench:   ota-server: $(field conns "$out") connections, $resumed resumed"
+		out=$(run "$ngx_port" /v1/manifests/img "$tls_conns" "$tls_seconds" "$mode" "$v")
+		check "nginx-tls$v-$mode" "$out"
+		anchor_c=$(field cps "$out")
+		echo "bench:   nginx: $(field conns "$out") connections, $(field resumed "$out") resumed"
+		if [[ $mode == full ]]; then
+			name="mTLS new connection, full handshake, TLS $v (conn/s)"
+		else
+			name="mTLS reconnect with a session, TLS $v (conn/s)"
+		fi
+		tls_rows+=("$name|$ours_c|$anchor_c")
+	done
+done
+
 report "image delivery, ${conns} conns (MB/s)" "$(field MBps "$srv_img")" \
 	"nginx, same files and certificates" "$(field MBps "$ngx_img")"
 report "manifest requests, ${small_conns} conns (req/s)" "$(field rps "$srv_man")" \
 	"nginx, same files and certificates" "$(field rps "$ngx_man")" 0
+local row
+for row in "${tls_rows[@]}"; do
+	IFS='|' read -r name ours_c anchor_c <<<"$row"
+	report "$name" "$ours_c" "nginx, same files and certificates" "$anchor_c" 0
+done
 echo "bench: (ota-server checks device, assignment and rate limit in PostgreSQL for every request; nginx serves static files)"
 kill -TERM "$server_pid" && wait "$server_pid" || true
 server_pid=

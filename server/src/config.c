@@ -90,8 +90,9 @@ static const struct key_def key_defs[] = {
  * every other key needs a restart. docs/server.md has the same list.
  */
 static const char *const live_keys[] = {
-	"log_level", "rate_per_sec", "rate_burst",	  "device_ca",	    "device_crl",
-	"device_ticket_keys", "tls_cert",  "tls_key",	     "device_reload_sec", "notify_poll_ms", "notify_batch",
+	"log_level",	     "rate_per_sec",	   "rate_burst",   "device_ca",
+	"device_crl",	     "device_ticket_keys", "tls_cert",	   "tls_key",
+	"device_reload_sec", "notify_poll_ms",	   "notify_batch",
 };
 
 static void set_err(char err[SRV_CONFIG_ERR_BYTES], const char *fmt, ...)

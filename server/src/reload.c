@@ -71,8 +71,8 @@ static void reload_tls(struct srv_reload *reload, const char *why)
 		srv_log(SRV_LOG_ERROR, "reload (%s): device TLS kept as it was: %s", why, err);
 		return;
 	}
-	if (srv_tickets_load(reload->srv->device_tls, cfg->device_ticket_keys, err,
-			     sizeof(err)) != OTA_OK)
+	if (srv_tickets_load(reload->srv->device_tls, cfg->device_ticket_keys, err, sizeof(err)) !=
+	    OTA_OK)
 		srv_log(SRV_LOG_ERROR, "reload (%s): TLS ticket keys kept as they were: %s", why,
 			err);
 	srv_log(SRV_LOG_INFO,

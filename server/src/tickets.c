@@ -16,6 +16,7 @@
 
 #include <openssl/core_names.h>
 #include <openssl/crypto.h>
+#include <openssl/err.h>
 #include <openssl/evp.h>
 #include <openssl/params.h>
 #include <openssl/rand.h>
@@ -58,23 +59,14 @@ static void keys_free_ex(void *parent, void *ptr, CRYPTO_EX_DATA *ad, int idx, l
 	keys_free(ptr);
 }
 
-static int hex_value(int c)
-{
-	if (c >= '0' && c <= '9')
-		return c - '0';
-	if (c >= 'a' && c <= 'f')
-		return c - 'a' + 10;
-	if (c >= 'A' && c <= 'F')
-		return c - 'A' + 10;
-	return -1;
-}
-
 /* One line (no newline) into keys; false on a bad line. Blank and '#' lines add nothing. */
 static bool parse_line(const char *line, size_t len, struct ticket_keys *keys)
 {
 	unsigned char raw[KEY_BYTES];
+	char hex[2 * KEY_BYTES + 1];
 	struct ticket_key *key;
 	size_t i = 0, n = 0;
+	int ok;
 
 	while (i < len && isspace((unsigned char)line[i]))
 		i++;
@@ -84,14 +76,14 @@ static bool parse_line(const char *line, size_t len, struct ticket_keys *keys)
 		return true;
 	if (len - i != 2 * KEY_BYTES || keys->n == SRV_TICKETS_MAX_KEYS)
 		return false;
-	for (; i < len; i += 2) {
-		int hi = hex_value(line[i]), lo = hex_value(line[i + 1]);
-
-		if (hi < 0 || lo < 0) {
-			OPENSSL_cleanse(raw, sizeof(raw));
-			return false;
-		}
-		raw[n++] = (unsigned char)(hi << 4 | lo);
+	memcpy(hex, line + i, 2 * KEY_BYTES);
+	hex[2 * KEY_BYTES] = '\0';
+	ok = OPENSSL_hexstr2buf_ex(raw, sizeof(raw), &n, hex, '\0');
+	OPENSSL_cleanse(hex, sizeof(hex));
+	if (ok != 1 || n != KEY_BYTES) {
+		OPENSSL_cleanse(raw, sizeof(raw));
+		ERR_clear_error();
+		return false;
 	}
 	key = &keys->keys[keys->n++];
 	memcpy(key->name, raw, NAME_BYTES);
@@ -101,8 +93,7 @@ static bool parse_line(const char *line, size_t len, struct ticket_keys *keys)
 	return true;
 }
 
-static enum ota_err read_file(const char *path, struct ticket_keys *keys, char *err,
-			      size_t err_cap)
+static enum ota_err read_file(const char *path, struct ticket_keys *keys, char *err, size_t err_cap)
 {
 	char text[SRV_TICKETS_MAX_FILE_BYTES + 1];
 	struct stat st;
@@ -181,7 +172,8 @@ static int ticket_key_cb(SSL *ssl, unsigned char key_name[16], unsigned char *iv
 		key = &keys->keys[i];
 		if (CRYPTO_memcmp(key_name, key->name, NAME_BYTES) != 0)
 			continue;
-		if (!mac_init(hctx, key) || EVP_DecryptInit_ex(cctx, cipher, NULL, key->aes, iv) != 1)
+		if (!mac_init(hctx, key) ||
+		    EVP_DecryptInit_ex(cctx, cipher, NULL, key->aes, iv) != 1)
 			return -1;
 		return i == keys->encrypt ? 1 : 2;
 	}
@@ -246,11 +238,13 @@ void srv_tls_metrics_render(const struct srv_tls_metrics *m, struct evbuffer *ou
 		"or CRL whose certificate was verified again before resuming.\n"
 		"# TYPE fleetota_tls_resume_rechecked_total counter\n"
 		"fleetota_tls_resume_rechecked_total %llu\n"
-		"# HELP fleetota_tls_resume_refused_total Tickets refused because their certificate "
+		"# HELP fleetota_tls_resume_refused_total Tickets refused because their "
+		"certificate "
 		"is revoked, expired or no longer verifies (a full handshake instead).\n"
 		"# TYPE fleetota_tls_resume_refused_total counter\n"
 		"fleetota_tls_resume_refused_total %llu\n"
-		"# HELP fleetota_tls_ticket_unknown_key_total Tickets no key of the ticket key file "
+		"# HELP fleetota_tls_ticket_unknown_key_total Tickets no key of the ticket key "
+		"file "
 		"decrypts (a full handshake instead).\n"
 		"# TYPE fleetota_tls_ticket_unknown_key_total counter\n"
 		"fleetota_tls_ticket_unknown_key_total %llu\n",

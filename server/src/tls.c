@@ -288,9 +288,8 @@ static int ticket_gen_cb(SSL *ssl, void *arg)
 	return SSL_SESSION_set1_ticket_appdata(session, fp, SRV_TLS_FP_BYTES);
 }
 
-static SSL_TICKET_RETURN ticket_dec_cb(SSL *ssl, SSL_SESSION *session,
-				       const unsigned char *keyname, size_t keyname_length,
-				       SSL_TICKET_STATUS status, void *arg)
+static SSL_TICKET_RETURN ticket_dec_cb(SSL *ssl, SSL_SESSION *session, const unsigned char *keyname,
+				       size_t keyname_length, SSL_TICKET_STATUS status, void *arg)
 {
 	SSL_CTX *ctx = SSL_get_SSL_CTX(ssl);
 	struct srv_tls_metrics *metrics = SSL_CTX_get_ex_data(ctx, metrics_index);
