@@ -12,8 +12,10 @@
  * full (a new connection and a full handshake for every request), resume
  * (a new connection for every request, offering the session of the
  * previous one: a device reconnecting). TLS: 1.2, 1.3 or any (default).
- * Prints also conns= (handshakes completed) and resumed= (of which
- * SSL_session_reused).
+ * Prints also conns= (handshakes completed), resumed= (of which
+ * SSL_session_reused) and dirty_closes= (the server closed without a
+ * close_notify). Without keep-alive every request reads to the server's
+ * close, as a device's client does.
  */
 #include <arpa/inet.h>
 #include <netinet/in.h>
@@ -44,6 +46,7 @@ struct worker {
 	SSL_SESSION *session; /* MODE_RESUME: offered on the next connection */
 	long conns;
 	long resumed;
+	long dirty_closes; /* the server closed without a close_notify */
 	long max_requests;
 	double deadline;
 	long requests;
@@ -183,7 +186,19 @@ static void *run(void *arg)
 			continue;
 		}
 		w->requests++;
-		if (w->mode != MODE_KEEPALIVE) { /* the reply is complete: end this connection */
+		if (w->mode != MODE_KEEPALIVE) {
+			/*
+			 * Connection: close: read to the server's close, as a
+			 * client that waits for it does. A bare EOF (no
+			 * close_notify) makes OpenSSL drop the session.
+			 */
+			int r;
+
+			while ((r = SSL_read(ssl, buf, 1 << 20)) > 0)
+				;
+			if (SSL_get_error(ssl, r) != SSL_ERROR_ZERO_RETURN)
+				w->dirty_closes++;
+			ERR_clear_error();
 			if (w->mode == MODE_RESUME) {
 				SSL_SESSION_free(w->session);
 				w->session = SSL_get1_session(ssl);
@@ -214,7 +229,7 @@ int main(int argc, char **argv)
 	SSL_CTX *ctx;
 	int conns;
 	double start, elapsed, seconds = 0;
-	long total = 0, st[6] = {0}, errors = 0, n_conns = 0, resumed = 0;
+	long total = 0, st[6] = {0}, errors = 0, n_conns = 0, resumed = 0, dirty = 0;
 	enum mode mode = MODE_KEEPALIVE;
 	unsigned long long bytes = 0;
 
@@ -266,14 +281,15 @@ int main(int argc, char **argv)
 		bytes += workers[i].bytes;
 		n_conns += workers[i].conns;
 		resumed += workers[i].resumed;
+		dirty += workers[i].dirty_closes;
 		for (int j = 0; j < 6; j++)
 			st[j] += workers[i].status[j];
 	}
 	elapsed = now_sec() - start;
 	printf("requests=%ld ok2xx=%ld s4xx=%ld s429=%ld s5xx=%ld errors=%ld bytes=%llu "
-	       "seconds=%.3f rps=%.1f MBps=%.1f conns=%ld resumed=%ld cps=%.1f\n",
+	       "seconds=%.3f rps=%.1f MBps=%.1f conns=%ld resumed=%ld dirty_closes=%ld cps=%.1f\n",
 	       total, st[2], st[4], st[0], st[5], errors, bytes, elapsed, (double)total / elapsed,
-	       (double)bytes / elapsed / 1e6, n_conns, resumed, (double)n_conns / elapsed);
+	       (double)bytes / elapsed / 1e6, n_conns, resumed, dirty, (double)n_conns / elapsed);
 	SSL_CTX_free(ctx);
 	return 0;
 }

@@ -245,11 +245,11 @@ for v in 1.3 1.2; do
 		check "ota-server-tls$v-$mode" "$out"
 		ours_c=$(field cps "$out")
 		resumed=$(field resumed "$out")
-		echo "bench:   ota-server: $(field conns "$out") connections, $resumed resumed"
+		echo "bench:   ota-server: $(field conns "$out") connections, $resumed resumed, $(field dirty_closes "$out") closed without close_notify"
 		out=$(run "$ngx_port" /v1/manifests/img "$tls_conns" "$tls_seconds" "$mode" "$v")
 		check "nginx-tls$v-$mode" "$out"
 		anchor_c=$(field cps "$out")
-		echo "bench:   nginx: $(field conns "$out") connections, $(field resumed "$out") resumed"
+		echo "bench:   nginx: $(field conns "$out") connections, $(field resumed "$out") resumed, $(field dirty_closes "$out") closed without close_notify"
 		if [[ $mode == full ]]; then
 			name="mTLS new connection, full handshake, TLS $v (conn/s)"
 		else

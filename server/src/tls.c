@@ -91,20 +91,16 @@ static bool digest_file(EVP_MD_CTX *md, const char *path)
 	return ok && EVP_DigestUpdate(md, &total, sizeof(total)) == 1;
 }
 
-/* The store fingerprint of ctx: SHA-256 over the CA file and the CRL file. */
-static bool set_fingerprint(SSL_CTX *ctx, const char *client_ca, const char *crl)
+/* The store fingerprint: SHA-256 over the CA file and the CRL file, into fp. */
+static bool fingerprint(const char *client_ca, const char *crl, unsigned char fp[SRV_TLS_FP_BYTES])
 {
 	EVP_MD_CTX *md = EVP_MD_CTX_new();
-	unsigned char *fp = OPENSSL_malloc(SRV_TLS_FP_BYTES);
 	unsigned len = 0;
-	bool ok = md != NULL && fp != NULL && EVP_DigestInit_ex(md, EVP_sha256(), NULL) == 1 &&
+	bool ok = md != NULL && EVP_DigestInit_ex(md, EVP_sha256(), NULL) == 1 &&
 		  digest_file(md, client_ca) && digest_file(md, crl) &&
-		  EVP_DigestFinal_ex(md, fp, &len) == 1 && len == SRV_TLS_FP_BYTES &&
-		  SSL_CTX_set_ex_data(ctx, fp_index, fp) == 1;
+		  EVP_DigestFinal_ex(md, fp, &len) == 1 && len == SRV_TLS_FP_BYTES;
 
 	EVP_MD_CTX_free(md);
-	if (!ok)
-		OPENSSL_free(fp);
 	return ok;
 }
 
@@ -157,7 +153,10 @@ static enum ota_err load_verify(SSL_CTX *ctx, const char *client_ca, const char 
 				char err[SRV_TLS_ERR_BYTES])
 {
 	STACK_OF(X509_NAME) * names;
+	unsigned char fp_before[SRV_TLS_FP_BYTES], *fp;
 
+	if (!fingerprint(client_ca, crl, fp_before))
+		return fail(ctx, err, OTA_ERR_STORAGE, "reading client CA and CRL", client_ca);
 	if (SSL_CTX_load_verify_locations(ctx, client_ca, NULL) != 1)
 		return fail(ctx, err, OTA_ERR_STORAGE, "loading client CA", client_ca);
 	names = SSL_load_client_CA_file(client_ca);
@@ -167,8 +166,6 @@ static enum ota_err load_verify(SSL_CTX *ctx, const char *client_ca, const char 
 	SSL_CTX_set_verify(ctx, SSL_VERIFY_PEER | SSL_VERIFY_FAIL_IF_NO_PEER_CERT, verify_cb);
 	SSL_CTX_set_verify_depth(ctx, 4);
 	set_session_context(ctx);
-	if (!set_fingerprint(ctx, client_ca, crl))
-		return fail(ctx, err, OTA_ERR_STORAGE, "reading client CA and CRL", client_ca);
 	if (crl != NULL && crl[0] != '\0') {
 		X509_STORE *store = SSL_CTX_get_cert_store(ctx);
 		X509_LOOKUP *lookup = X509_STORE_add_lookup(store, X509_LOOKUP_file());
@@ -176,6 +173,18 @@ static enum ota_err load_verify(SSL_CTX *ctx, const char *client_ca, const char 
 		if (lookup == NULL || X509_load_crl_file(lookup, crl, X509_FILETYPE_PEM) <= 0)
 			return fail(ctx, err, OTA_ERR_STORAGE, "loading CRL", crl);
 		X509_STORE_set_flags(store, X509_V_FLAG_CRL_CHECK);
+	}
+	/*
+	 * The fingerprint must name exactly what was loaded: files that
+	 * changed while being read fail this load (the next reload retries).
+	 */
+	fp = OPENSSL_malloc(SRV_TLS_FP_BYTES);
+	if (fp == NULL || !fingerprint(client_ca, crl, fp) ||
+	    CRYPTO_memcmp(fp, fp_before, SRV_TLS_FP_BYTES) != 0 ||
+	    SSL_CTX_set_ex_data(ctx, fp_index, fp) != 1) {
+		OPENSSL_free(fp);
+		return fail(ctx, err, OTA_ERR_STORAGE, "client CA or CRL changed while read",
+			    client_ca);
 	}
 	return OTA_OK;
 }
@@ -342,8 +351,9 @@ static void info_cb(const SSL *ssl, int where, int ret)
 	if (!(where & SSL_CB_HANDSHAKE_DONE) || SSL_get_ex_data(ssl, counted_index) != NULL)
 		return;
 	metrics = SSL_CTX_get_ex_data(SSL_get_SSL_CTX(ssl), metrics_index);
-	mutable_ssl = SSL_get_SSL_CTX(ssl) != NULL ? (SSL *)(uintptr_t)ssl : NULL;
-	if (metrics == NULL || mutable_ssl == NULL)
+	/* the callback gets a const SSL; marking it needs a writable one */
+	mutable_ssl = (SSL *)(uintptr_t)ssl;
+	if (metrics == NULL)
 		return;
 	SSL_set_ex_data(mutable_ssl, counted_index, (void *)1);
 	if (SSL_session_reused(ssl))

@@ -1,0 +1,446 @@
+#!/usr/bin/env bash
+# SPDX-License-Identifier: Apache-2.0
+# Benchmark (not a test). Every number is printed next to an anchor measured
+# in the same run on the same machine, and the ratio: the ratios are what
+# compares across machines (docs/bench.md).
+#
+#   server   ota-server's device listener against nginx serving the same
+#            files with the same certificates (mutual TLS, same device CA),
+#            loopback: MB/s for image delivery, requests/s for manifests,
+#            connections/s for a new connection per request, TLS 1.3 and
+#            1.2, with a full handshake and resuming the previous
+#            connection's session (a device reconnecting); ota-server reads
+#            its tickets' keys from a ticket key file, as replicas do
+#   device   `ota-agent install` of a bundle with a 256 MiB image (MB/s)
+#            against `openssl speed -evp sha256` (16 KiB blocks) and against
+#            dd of the same bundle to a file on the same filesystem with
+#            fsync (the I/O floor); `ota-keys sign` of the same image
+#   verify   manifest verifications/s through libotaproto (bench/verify.c:
+#            envelope decode + ota_manifest_verify against a KeyList),
+#            Ed25519 and ECDSA P-256, against `openssl speed` verify/s
+#   rollout  campaign planning rate (tests/integration/rollout/test_scale.sh
+#            with BENCH_ROLLOUT_DEVICES rows) against `pgbench -S` tps on a
+#            private cluster started by the same scripts/pg.sh
+#
+#   bench/run.sh [BUILD_DIR]      (default and make bench: build-bench, a
+#                                  release build; run.sh builds what it runs)
+# Knobs: BENCH_PARTS ("server device verify rollout"), BENCH_IMAGE_MB (32,
+#        the served image), BENCH_SECONDS (8), BENCH_CONNS (4),
+#        BENCH_SMALL_CONNS (8), BENCH_TLS_SECONDS (5), BENCH_TLS_CONNS (4),
+#        BENCH_INSTALL_MB (256), BENCH_SPEED_SECONDS
+#        (3), BENCH_ROLLOUT_DEVICES (200000; at least 120000, 0 skips it),
+#        BENCH_PGBENCH_SECONDS (5)
+#
+# Both servers run one process/worker (ota-server is one event loop; nginx
+# gets worker_processes 1) and the same load client (a C client with the
+# device certificate; wrk cannot present client certificates). Throughput
+# rates are wall clock (openssl speed with -elapsed), so a busy machine slows
+# the anchors as it slows us; signature verification, pure CPU, is counted
+# per CPU second on both sides (openssl's default), which a busy machine
+# does not move. The load average is printed.
+set -euo pipefail
+export LC_ALL=C # decimal points in awk and printf
+top=$(cd "$(dirname "$0")/.." && pwd)
+build=${1:-build-bench}
+[[ $build = /* ]] || build=$top/$build
+parts=" ${BENCH_PARTS:-server device verify rollout} "
+want() { [[ $parts == *" $1 "* ]]; }
+server=$build/server/ota-server
+tool=$build/tests/integration/server/srv_testtool
+load=$build/tests/integration/server/srv_loadclient
+agent=$build/agent/ota-agent
+keys=$build/keyrotate/ota-keys
+verify=$build/bench/ota-bench-verify
+image_mb=${BENCH_IMAGE_MB:-32}
+seconds=${BENCH_SECONDS:-8}
+conns=${BENCH_CONNS:-4}
+small_conns=${BENCH_SMALL_CONNS:-8}
+tls_seconds=${BENCH_TLS_SECONDS:-5}
+tls_conns=${BENCH_TLS_CONNS:-4}
+install_mb=${BENCH_INSTALL_MB:-256}
+speed_seconds=${BENCH_SPEED_SECONDS:-3}
+rollout_devices=${BENCH_ROLLOUT_DEVICES:-200000}
+pgbench_seconds=${BENCH_PGBENCH_SECONDS:-5}
+if ((rollout_devices > 0 && rollout_devices < 120000)); then
+	# test_scale.sh expects its 1 % canary stage to exceed the 1000 in flight
+	echo "bench: BENCH_ROLLOUT_DEVICES must be 0 or at least 120000" >&2
+	exit 2
+fi
+
+# Only the programs the bench runs (a release build of every test and fuzz
+# target would take longer than the bench).
+targets=()
+want server && targets+=(server/ota-server tests/integration/server/srv_testtool
+	tests/integration/server/srv_loadclient)
+want device && targets+=(agent/ota-agent keyrotate/ota-keys)
+want verify && targets+=(keyrotate/ota-keys bench/ota-bench-verify)
+if [[ -f $build/build.ninja && ${#targets[@]} -gt 0 ]]; then
+	ninja_out=$(ninja -C "$build" "${targets[@]}" 2>&1) || {
+		tail -30 <<<"$ninja_out" >&2
+		echo "bench: build failed (ninja -C $build ${targets[*]})" >&2
+		exit 1
+	}
+fi
+for t in "${targets[@]}"; do
+	[[ -x $build/$t ]] || { echo "bench: $build/$t missing (ninja -C $build)" >&2; exit 1; }
+done
+
+T=$(mktemp -d /tmp/fleetota-bench.XXXXXX)
+chmod 711 "$T"
+server_pid=
+child_pid=
+cleanup() {
+	set +e
+	[[ -n $child_pid ]] && kill -TERM "$child_pid" 2>/dev/null && wait "$child_pid"
+	[[ -n $server_pid ]] && kill -TERM "$server_pid" 2>/dev/null && wait "$server_pid"
+	[[ -f $T/nginx/nginx.pid ]] && kill -QUIT "$(cat "$T/nginx/nginx.pid")" 2>/dev/null
+	sleep 0.3
+	"$top/scripts/pg.sh" stop "$T/pg" >/dev/null 2>&1
+	rm -rf "$T"
+}
+trap cleanup EXIT
+trap 'exit 130' INT TERM
+
+free_port() {
+	local p
+	while :; do
+		p=$((20000 + RANDOM % 12000))
+		(exec 3<>/dev/tcp/127.0.0.1/$p) 2>/dev/null || { echo $p; return; }
+	done
+}
+now() { echo "$EPOCHREALTIME"; }
+calc() { awk "BEGIN { printf \"%.6g\", $1 }"; }
+loadavg() { cut -d' ' -f1-3 /proc/loadavg; }
+
+# The summary: one row per measurement (what|ours|anchor name|anchor|ratio).
+rows=()
+report() { # WHAT OURS ANCHOR_NAME ANCHOR [DIGITS]
+	local ratio
+	ratio=$(calc "$2 / $4")
+	rows+=("$1|$2|$3|$4|$ratio|${5:-1}")
+	printf 'bench: %s: %.*f; anchor %s: %.*f; ratio %.3f\n' "$1" "${5:-1}" "$2" "$3" \
+		"${5:-1}" "$4" "$ratio"
+}
+
+echo "bench: $(nproc) cores, load average $(loadavg) at start; parts:$parts"
+if awk -v l="$(cut -d' ' -f1 /proc/loadavg)" -v n="$(nproc)" 'BEGIN { exit !(l > n) }'; then
+	echo "bench: note: the load average is above the core count; wall-clock numbers will be low and noisy"
+fi
+pg_port=
+if want server || want rollout; then
+	pg_port=$(free_port)
+	"$top/scripts/pg.sh" start "$T/pg" "$pg_port" fleetota >/dev/null
+fi
+
+bench_server() {
+local tls_rows=()
+srv_port=$(free_port)
+ngx_port=$(free_port)
+pki=$T/pki
+
+echo "bench: server: setting up (PKI, ${image_mb} MB image)"
+"$top/scripts/pki.sh" "$pki" bench-dev >/dev/null
+mkdir -p "$T/fx"
+"$tool" fixtures "$T/fx" "img:1.0.0:2:$((image_mb * 1024 * 1024))" >/dev/null
+chmod -R a+rX "$T/fx"
+(umask 077 && for _ in 1 2 3; do openssl rand -hex 80; done >"$T/tickets.keys")
+cat >"$T/server.conf" <<CONF
+db_conninfo = host=$T/pg port=$pg_port dbname=fleetota user=postgres
+migrations_dir = $top/migrations
+device_listen = 127.0.0.1:$srv_port
+tls_cert = $pki/server.crt
+tls_key = $pki/server.key
+device_ca = $pki/device-ca.crt
+store_dir = $T/fx/store
+rate_per_sec = 1000000
+rate_burst = 1000000
+device_max_conns = 7000
+device_max_conns_per_peer = 7000
+log_level = warn
+CONF
+"$server" migrate --config "$T/server.conf" >/dev/null 2>&1
+psql_() { psql "host=$T/pg port=$pg_port dbname=fleetota user=postgres" -qAt "$@"; }
+psql_ -f "$T/fx/trust.sql"
+psql_ -f "$T/fx/img.sql"
+psql_ -c "INSERT INTO devices (device_id) VALUES ('bench-dev');
+	INSERT INTO assignments (device_id, artifact_id, notified_at) VALUES ('bench-dev', 'img', now())"
+"$server" --config "$T/server.conf" 2>"$T/server.log" &
+server_pid=$!
+
+# nginx: same files under the same paths, same certificates, client certs required.
+store_file=$(ls "$T/fx/store")
+mkdir -p "$T/nginx/www/v1/images" "$T/nginx/www/v1/manifests" "$T/nginx/tmp"
+ln "$T/fx/store/$store_file" "$T/nginx/www/v1/images/img"
+cp "$T/fx/img.manifest" "$T/nginx/www/v1/manifests/img"
+chmod -R a+rX "$T/nginx"
+cat >"$T/nginx/nginx.conf" <<CONF
+worker_processes 1;
+pid $T/nginx/nginx.pid;
+error_log $T/nginx/error.log warn;
+events { worker_connections 1024; }
+http {
+	access_log off;
+	sendfile on;
+	keepalive_requests 1000000;
+	client_body_temp_path $T/nginx/tmp;
+	proxy_temp_path $T/nginx/tmp;
+	fastcgi_temp_path $T/nginx/tmp;
+	uwsgi_temp_path $T/nginx/tmp;
+	scgi_temp_path $T/nginx/tmp;
+	default_type application/octet-stream;
+	server {
+		listen 127.0.0.1:$ngx_port ssl;
+		ssl_certificate $pki/server.crt;
+		ssl_certificate_key $pki/server.key;
+		ssl_client_certificate $pki/device-ca.crt;
+		ssl_verify_client on;
+		ssl_protocols TLSv1.2 TLSv1.3;
+		root $T/nginx/www;
+	}
+}
+CONF
+nginx -p "$T/nginx" -c "$T/nginx/nginx.conf" 2>"$T/nginx/start.err" || {
+	cat "$T/nginx/start.err" >&2
+	exit 1
+}
+sleep 0.5
+
+run() { # PORT PATH CONNS [SECONDS MODE TLS]
+	"$load" 127.0.0.1 "$1" "$pki/server-ca.crt" "$pki/devices/bench-dev.crt" \
+		"$pki/devices/bench-dev.key" "$2" "$3" 100000000 "${4:-$seconds}" "${5:-keepalive}" \
+		"${6:-any}"
+}
+field() { sed -E "s/.* $1=([0-9.]+).*/\1/" <<<"$2"; }
+check() { # NAME OUTPUT
+	local ok errors
+	ok=$(field ok2xx "$2")
+	errors=$(field errors "$2")
+	if [[ $ok == 0 || $(field s4xx "$2") != 0 || $(field s5xx "$2") != 0 ]]; then
+		echo "bench: $1 failed: $2" >&2
+		exit 1
+	fi
+	[[ $errors == 0 ]] || echo "bench: note: $1 had $errors connection errors" >&2
+}
+
+# Same file through both (a sanity check that they serve identical bytes).
+for port in $srv_port $ngx_port; do
+	curl -s --cacert "$pki/server-ca.crt" --cert "$pki/devices/bench-dev.crt" \
+		--key "$pki/devices/bench-dev.key" "https://127.0.0.1:$port/v1/images/img" |
+		cmp -s - "$T/fx/img.image" || { echo "bench: port $port serves other bytes" >&2; exit 1; }
+done
+
+echo "bench: image delivery, $conns connections, ${seconds}s each"
+srv_img=$(run "$srv_port" /v1/images/img "$conns"); check ota-server-image "$srv_img"
+ngx_img=$(run "$ngx_port" /v1/images/img "$conns"); check nginx-image "$ngx_img"
+echo "bench: manifest requests, $small_conns connections, ${seconds}s each"
+srv_man=$(run "$srv_port" /v1/manifests/img "$small_conns"); check ota-server-manifest "$srv_man"
+ngx_man=$(run "$ngx_port" /v1/manifests/img "$small_conns"); check nginx-manifest "$ngx_man"
+
+local v mode out name ours_c anchor_c resumed
+for v in 1.3 1.2; do
+	for mode in full resume; do
+		echo "bench: TLS $v, a new connection per request ($mode), $tls_conns clients, ${tls_seconds}s each"
+		out=$(run "$srv_port" /v1/manifests/img "$tls_conns" "$tls_seconds" "$mode" "$v")
+		check "ota-server-tls$v-$mode" "$out"
+		ours_c=$(field cps "$out")
+		resumed=$(field resumed "$out")
+		echo "bench:   ota-server: $(field conns "$out") connections, $resumed resumed, $(field dirty_closes "$out") closed without close_notify"
+		out=$(run "$ngx_port" /v1/manifests/img "$tls_conns" "$tls_seconds" "$mode" "$v")
+		check "nginx-tls$v-$mode" "$out"
+		anchor_c=$(field cps "$out")
+		echo "bench:   nginx: $(field conns "$out") connections, $(field resumed "$out") resumed, $(field dirty_closes "$out") closed without close_notify"
+		if [[ $mode == full ]]; then
+			name="mTLS new connection, full handshake, TLS $v (conn/s)"
+		else
+			name="mTLS reconnect with a session, TLS $v (conn/s)"
+		fi
+		tls_rows+=("$name|$ours_c|$anchor_c")
+	done
+done
+
+report "image delivery, ${conns} conns (MB/s)" "$(field MBps "$srv_img")" \
+	"nginx, same files and certificates" "$(field MBps "$ngx_img")"
+report "manifest requests, ${small_conns} conns (req/s)" "$(field rps "$srv_man")" \
+	"nginx, same files and certificates" "$(field rps "$ngx_man")" 0
+local row
+for row in "${tls_rows[@]}"; do
+	IFS='|' read -r name ours_c anchor_c <<<"$row"
+	report "$name" "$ours_c" "nginx, same files and certificates" "$anchor_c" 0
+done
+echo "bench: (ota-server checks device, assignment and rate limit in PostgreSQL for every request; nginx serves static files)"
+kill -TERM "$server_pid" && wait "$server_pid" || true
+server_pid=
+stop_nginx
+}
+
+stop_nginx() {
+	local pid
+	[[ -f $T/nginx/nginx.pid ]] || return 0
+	pid=$(cat "$T/nginx/nginx.pid")
+	kill -QUIT "$pid" 2>/dev/null || return 0
+	for _ in $(seq 1 50); do
+		kill -0 "$pid" 2>/dev/null || break
+		sleep 0.1
+	done
+	rm -f "$T/nginx/nginx.pid"
+}
+
+# openssl speed, machine-readable; prints the +F line. speed: wall clock
+# (-elapsed); speed_cpu: per CPU second of the process (openssl's default).
+speed() {
+	openssl speed -elapsed -mr -seconds "$speed_seconds" "$@" 2>/dev/null | grep '^+F'
+}
+speed_cpu() {
+	openssl speed -mr -seconds "$speed_seconds" "$@" 2>/dev/null | grep '^+F'
+}
+
+# Keys, KeyList and signed manifests for the device and verify parts.
+keys_ready=
+make_keys() {
+	[[ -z $keys_ready ]] || return 0
+	mkdir -p "$T/keys"
+	(
+		cd "$T/keys"
+		export OTA_KEYS_AUDIT_LOG=$T/keys/audit.log USER=bench
+		"$keys" root-init --out-dir roots -n 1 -k 1 &&
+			"$keys" op-new --out op-ed25519 --not-before -1d &&
+			"$keys" op-new --out op-p256 --alg p256 --not-before -1d &&
+			"$keys" keylist new --out kl.signed --add op-ed25519.pub --add op-p256.pub \
+				--key roots/root-1.key --rootlist roots/rootlist-1.signed --finalize
+	) >"$T/keys.log" 2>&1 || { cat "$T/keys.log" >&2; exit 1; }
+	keys_ready=1
+}
+
+sign() { # KEY IMAGE MANIFEST_OUT [BUNDLE_OUT]
+	local out=(--manifest-out "$3")
+	[[ -z ${4:-} ]] || out=(--bundle-out "$4")
+	OTA_KEYS_AUDIT_LOG=$T/keys/audit.log USER=bench timeout 120 "$keys" sign \
+		--key "$T/keys/$1.key" --keylist "$T/keys/kl.signed" \
+		--rootlist "$T/keys/roots/rootlist-1.signed" --image "$2" --product bench \
+		--hw-rev A --version 1.0.0 --version-code 1 "${out[@]}" >>"$T/keys.log" 2>&1 ||
+		{ cat "$T/keys.log" >&2; exit 1; }
+}
+
+bench_device() {
+	local img=$T/dev/image bundle=$T/dev/image.otab bytes t0 t1 out
+	make_keys
+	mkdir -p "$T/dev"
+	bytes=$((install_mb * 1024 * 1024))
+	echo "bench: device: ${install_mb} MiB image (random bytes), sign, install, anchors"
+	openssl rand -out "$img" "$bytes"
+
+	t0=$(now)
+	sign op-ed25519 "$img" "" "$bundle"
+	t1=$(now)
+	local sign_mbps
+	sign_mbps=$(calc "$bytes / ($t1 - $t0) / 1e6")
+
+	cat >"$T/dev/agent.conf" <<CONF
+state_dir = $T/dev/state
+device_id = bench-dev
+model = bench
+hw_revision = A
+slot_size = $bytes
+CONF
+	"$agent" provision --config "$T/dev/agent.conf" --rootlist "$T/keys/roots/rootlist-1.signed" \
+		--keylist "$T/keys/kl.signed" >/dev/null
+	t0=$(now)
+	out=$(timeout 120 "$agent" install "$bundle" --config "$T/dev/agent.conf") || {
+		echo "bench: ota-agent install failed: $out" >&2
+		exit 1
+	}
+	t1=$(now)
+	[[ $out == pending:* ]] || { echo "bench: ota-agent install: $out" >&2; exit 1; }
+	local install_mbps
+	install_mbps=$(calc "$bytes / ($t1 - $t0) / 1e6")
+	rm -rf "$T/dev/state"
+
+	# The I/O floor: the same bundle copied on the same filesystem, fsync'd.
+	local bundle_bytes dd_mbps
+	bundle_bytes=$(stat -c %s "$bundle")
+	t0=$(now)
+	dd if="$bundle" of="$T/dev/copy" bs=1M conv=fsync status=none
+	t1=$(now)
+	dd_mbps=$(calc "$bundle_bytes / ($t1 - $t0) / 1e6")
+	rm -f "$T/dev/copy"
+
+	local sha_mbps
+	sha_mbps=$(speed -evp sha256 -bytes 16384 | cut -d: -f4)
+	sha_mbps=$(calc "$sha_mbps / 1e6")
+	rm -f "$img" "$bundle"
+
+	report "ota-agent install ${install_mb} MiB (MB/s)" "$install_mbps" \
+		"openssl sha256, 16 KiB blocks" "$sha_mbps"
+	report "ota-agent install ${install_mb} MiB (MB/s)" "$install_mbps" \
+		"dd of the bundle + fsync" "$dd_mbps"
+	report "ota-keys sign ${install_mb} MiB (MB/s)" "$sign_mbps" \
+		"openssl sha256, 16 KiB blocks" "$sha_mbps"
+}
+
+bench_verify() {
+	local alg line ours anchor openssl_alg col
+	make_keys
+	mkdir -p "$T/ver"
+	head -c 4096 /dev/urandom >"$T/ver/image"
+	for alg in ed25519 p256; do
+		sign "op-$alg" "$T/ver/image" "$T/ver/$alg.manifest"
+		line=$("$verify" "$T/keys/roots/rootlist-1.signed" "$T/keys/kl.signed" \
+			"$T/ver/$alg.manifest" "$speed_seconds") || exit 1
+		[[ $line == "alg=$alg "* ]] || { echo "bench: verify: $line" >&2; exit 1; }
+		ours=$(sed -E 's/.* cpu_rate=([0-9.]+).*/\1/' <<<"$line")
+		if [[ $alg == ed25519 ]]; then
+			openssl_alg=ed25519 col=6 # +F6:n:bits:Ed25519:sign/s:verify/s
+		else
+			openssl_alg=ecdsap256 col=5 # +F4:n:bits:sign/s:verify/s
+		fi
+		anchor=$(speed_cpu "$openssl_alg" | cut -d: -f$col)
+		report "manifest verify, $alg (/CPU s)" "$ours" "openssl speed $openssl_alg verify" \
+			"$anchor" 0
+	done
+}
+
+bench_rollout() {
+	local out planned ms tps
+	echo "bench: rollout: planning over $rollout_devices devices (test_scale.sh), pgbench -S"
+	ROLLOUT_SCALE_DEVICES=$rollout_devices ROLLOUT_SCALE_FULL=1 timeout 180 \
+		bash "$top/tests/integration/rollout/test_scale.sh" "$top" >"$T/rollout.log" 2>&1 &
+	child_pid=$!
+	wait "$child_pid" || {
+		child_pid=
+		tail -20 "$T/rollout.log" >&2
+		echo "bench: rollout scale test failed" >&2
+		exit 1
+	}
+	child_pid=
+	out=$(grep -E '^ +planning [0-9]+ devices: [0-9]+ ms' "$T/rollout.log") || {
+		cat "$T/rollout.log" >&2
+		exit 1
+	}
+	planned=$(sed -E 's/ +planning ([0-9]+) devices.*/\1/' <<<"$out")
+	ms=$(sed -E 's/.*devices: ([0-9]+) ms.*/\1/' <<<"$out")
+
+	psql "host=$T/pg port=$pg_port dbname=fleetota user=postgres" -qAt \
+		-c "CREATE DATABASE pgbench"
+	local pgb=(-h 127.0.0.1 -p "$pg_port" -U postgres)
+	pgbench "${pgb[@]}" -i -q -s 1 pgbench >"$T/pgbench.log" 2>&1 ||
+		{ cat "$T/pgbench.log" >&2; exit 1; }
+	tps=$(pgbench "${pgb[@]}" -n -S -c 2 -j 2 -T "$pgbench_seconds" pgbench 2>&1 |
+		sed -nE 's/^tps = ([0-9.]+) .*/\1/p')
+	[[ -n $tps ]] || { echo "bench: pgbench gave no tps" >&2; exit 1; }
+	report "rollout planning, $planned devices (devices/s)" "$(calc "$planned * 1000 / $ms")" \
+		"pgbench -S, 2 clients (tps)" "$tps" 0
+}
+
+want server && bench_server
+want device && bench_device
+want verify && bench_verify
+((rollout_devices == 0)) || ! want rollout || bench_rollout
+
+echo
+echo "fleetota bench summary ($(nproc) cores, load average $(loadavg) at end; loopback)"
+printf '%-46s %10s   %-34s %10s %7s\n' "measurement" "fleetota" "anchor" "anchor" "ratio"
+for row in "${rows[@]}"; do
+	IFS='|' read -r what ours anchor_name anchor ratio digits <<<"$row"
+	printf '%-46s %10.*f   %-34s %10.*f %7.3f\n' "$what" "$digits" "$ours" "$anchor_name" \
+		"$digits" "$anchor" "$ratio"
+done
