@@ -15,7 +15,9 @@
  * the manifest -> image pair and the next cycles resume instead of making
  * a full mutual-TLS handshake. The server's key is checked against the
  * pins on every connection, resumed or not; a failed connection forgets
- * the session.
+ * the session, and a handshake that fails with a session offered is tried
+ * once more at once without it (a server that cannot resume may refuse
+ * the handshake instead of ignoring the session).
  */
 
 #include <stdbool.h>
