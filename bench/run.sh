@@ -205,6 +205,8 @@ nginx -p "$T/nginx" -c "$T/nginx/nginx.conf" 2>"$T/nginx/start.err" || {
 	exit 1
 }
 sleep 0.5
+ngx_pid=$(pgrep -P "$(cat "$T/nginx/nginx.pid")" | head -1) # the one worker
+[[ -n $ngx_pid ]] || { echo "bench: no nginx worker" >&2; exit 1; }
 
 run() { # PORT PATH CONNS [SECONDS MODE TLS]
 	"$load" 127.0.0.1 "$1" "$pki/server-ca.crt" "$pki/devices/bench-dev.crt" \
@@ -212,6 +214,19 @@ run() { # PORT PATH CONNS [SECONDS MODE TLS]
 		"${6:-any}"
 }
 field() { sed -E "s/.* $1=([0-9.]+).*/\1/" <<<"$2"; }
+# runcpu PID ARGS...: run ARGS, the server PID's CPU seconds (user + system)
+# meanwhile appended as cpu=: what each side spent, which other processes
+# on a busy machine do not move as they move wall-clock rates
+clk=$(getconf CLK_TCK)
+cpu_s() { awk -v t="$clk" '{ printf "%.3f", ($14 + $15) / t }' "/proc/$1/stat"; }
+runcpu() {
+	local pid=$1 c0 out
+	shift
+	c0=$(cpu_s "$pid")
+	out=$(run "$@")
+	echo "$out cpu=$(calc "$(cpu_s "$pid") - $c0")"
+}
+per_cpu() { calc "$(field "$1" "$2") * $(field seconds "$2") / $(field cpu "$2")"; }
 check() { # NAME OUTPUT
 	local ok errors
 	ok=$(field ok2xx "$2")
@@ -231,31 +246,33 @@ for port in $srv_port $ngx_port; do
 done
 
 echo "bench: image delivery, $conns connections, ${seconds}s each"
-srv_img=$(run "$srv_port" /v1/images/img "$conns"); check ota-server-image "$srv_img"
-ngx_img=$(run "$ngx_port" /v1/images/img "$conns"); check nginx-image "$ngx_img"
+srv_img=$(runcpu "$server_pid" "$srv_port" /v1/images/img "$conns"); check ota-server-image "$srv_img"
+ngx_img=$(runcpu "$ngx_pid" "$ngx_port" /v1/images/img "$conns"); check nginx-image "$ngx_img"
 echo "bench: manifest requests, $small_conns connections, ${seconds}s each"
-srv_man=$(run "$srv_port" /v1/manifests/img "$small_conns"); check ota-server-manifest "$srv_man"
-ngx_man=$(run "$ngx_port" /v1/manifests/img "$small_conns"); check nginx-manifest "$ngx_man"
+srv_man=$(runcpu "$server_pid" "$srv_port" /v1/manifests/img "$small_conns"); check ota-server-manifest "$srv_man"
+ngx_man=$(runcpu "$ngx_pid" "$ngx_port" /v1/manifests/img "$small_conns"); check nginx-manifest "$ngx_man"
 
-local v mode out name ours_c anchor_c resumed
+local v mode out name ours_c anchor_c resumed ours_cpu anchor_cpu
 for v in 1.3 1.2; do
 	for mode in full resume; do
 		echo "bench: TLS $v, a new connection per request ($mode), $tls_conns clients, ${tls_seconds}s each"
-		out=$(run "$srv_port" /v1/manifests/img "$tls_conns" "$tls_seconds" "$mode" "$v")
+		out=$(runcpu "$server_pid" "$srv_port" /v1/manifests/img "$tls_conns" "$tls_seconds" "$mode" "$v")
 		check "ota-server-tls$v-$mode" "$out"
 		ours_c=$(field cps "$out")
+		ours_cpu=$(per_cpu cps "$out")
 		resumed=$(field resumed "$out")
 		echo "bench:   ota-server: $(field conns "$out") connections, $resumed resumed, $(field dirty_closes "$out") closed without close_notify"
-		out=$(run "$ngx_port" /v1/manifests/img "$tls_conns" "$tls_seconds" "$mode" "$v")
+		out=$(runcpu "$ngx_pid" "$ngx_port" /v1/manifests/img "$tls_conns" "$tls_seconds" "$mode" "$v")
 		check "nginx-tls$v-$mode" "$out"
 		anchor_c=$(field cps "$out")
+		anchor_cpu=$(per_cpu cps "$out")
 		echo "bench:   nginx: $(field conns "$out") connections, $(field resumed "$out") resumed, $(field dirty_closes "$out") closed without close_notify"
 		if [[ $mode == full ]]; then
 			name="mTLS new connection, full handshake, TLS $v (conn/s)"
 		else
 			name="mTLS reconnect with a session, TLS $v (conn/s)"
 		fi
-		tls_rows+=("$name|$ours_c|$anchor_c")
+		tls_rows+=("$name|$ours_c|$anchor_c" "${name/(conn\/s)/(conn per server CPU s)}|$ours_cpu|$anchor_cpu")
 	done
 done
 
@@ -263,6 +280,10 @@ report "image delivery, ${conns} conns (MB/s)" "$(field MBps "$srv_img")" \
 	"nginx, same files and certificates" "$(field MBps "$ngx_img")"
 report "manifest requests, ${small_conns} conns (req/s)" "$(field rps "$srv_man")" \
 	"nginx, same files and certificates" "$(field rps "$ngx_man")" 0
+report "image delivery (MB per server CPU s)" "$(per_cpu MBps "$srv_img")" \
+	"nginx, same files and certificates" "$(per_cpu MBps "$ngx_img")"
+report "manifest requests (req per server CPU s)" "$(per_cpu rps "$srv_man")" \
+	"nginx, same files and certificates" "$(per_cpu rps "$ngx_man")" 0
 local row
 for row in "${tls_rows[@]}"; do
 	IFS='|' read -r name ours_c anchor_c <<<"$row"
@@ -439,9 +460,9 @@ want verify && bench_verify
 
 echo
 echo "fleetota bench summary ($(nproc) cores, load average $(loadavg) at end; loopback)"
-printf '%-46s %10s   %-34s %10s %7s\n' "measurement" "fleetota" "anchor" "anchor" "ratio"
+printf '%-66s %10s   %-34s %10s %7s\n' "measurement" "fleetota" "anchor" "anchor" "ratio"
 for row in "${rows[@]}"; do
 	IFS='|' read -r what ours anchor_name anchor ratio digits <<<"$row"
-	printf '%-46s %10.*f   %-34s %10.*f %7.3f\n' "$what" "$digits" "$ours" "$anchor_name" \
+	printf '%-66s %10.*f   %-34s %10.*f %7.3f\n' "$what" "$digits" "$ours" "$anchor_name" \
 		"$digits" "$anchor" "$ratio"
 done
