@@ -6,7 +6,11 @@
 #
 #   server   ota-server's device listener against nginx serving the same
 #            files with the same certificates (mutual TLS, same device CA),
-#            loopback: MB/s for image delivery, requests/s for manifests
+#            loopback: MB/s for image delivery, requests/s for manifests,
+#            connections/s for a new connection per request, TLS 1.3 and
+#            1.2, with a full handshake and resuming the previous
+#            connection's session (a device reconnecting); ota-server reads
+#            its tickets' keys from a ticket key file, as replicas do
 #   device   `ota-agent install` of a bundle with a 256 MiB image (MB/s)
 #            against `openssl speed -evp sha256` (16 KiB blocks) and against
 #            dd of the same bundle to a file on the same filesystem with
@@ -22,7 +26,8 @@
 #                                  release build; run.sh builds what it runs)
 # Knobs: BENCH_PARTS ("server device verify rollout"), BENCH_IMAGE_MB (32,
 #        the served image), BENCH_SECONDS (8), BENCH_CONNS (4),
-#        BENCH_SMALL_CONNS (8), BENCH_INSTALL_MB (256), BENCH_SPEED_SECONDS
+#        BENCH_SMALL_CONNS (8), BENCH_TLS_SECONDS (5), BENCH_TLS_CONNS (4),
+#        BENCH_INSTALL_MB (256), BENCH_SPEED_SECONDS
 #        (3), BENCH_ROLLOUT_DEVICES (200000; at least 120000, 0 skips it),
 #        BENCH_PGBENCH_SECONDS (5)
 #
@@ -50,6 +55,8 @@ image_mb=${BENCH_IMAGE_MB:-32}
 seconds=${BENCH_SECONDS:-8}
 conns=${BENCH_CONNS:-4}
 small_conns=${BENCH_SMALL_CONNS:-8}
+tls_seconds=${BENCH_TLS_SECONDS:-5}
+tls_conns=${BENCH_TLS_CONNS:-4}
 install_mb=${BENCH_INSTALL_MB:-256}
 speed_seconds=${BENCH_SPEED_SECONDS:-3}
 rollout_devices=${BENCH_ROLLOUT_DEVICES:-200000}
@@ -126,6 +133,7 @@ if want server || want rollout; then
 fi
 
 bench_server() {
+local tls_rows=()
 srv_port=$(free_port)
 ngx_port=$(free_port)
 pki=$T/pki
@@ -135,6 +143,7 @@ echo "bench: server: setting up (PKI, ${image_mb} MB image)"
 mkdir -p "$T/fx"
 "$tool" fixtures "$T/fx" "img:1.0.0:2:$((image_mb * 1024 * 1024))" >/dev/null
 chmod -R a+rX "$T/fx"
+(umask 077 && for _ in 1 2 3; do openssl rand -hex 80; done >"$T/tickets.keys")
 cat >"$T/server.conf" <<CONF
 db_conninfo = host=$T/pg port=$pg_port dbname=fleetota user=postgres
 migrations_dir = $top/migrations
@@ -143,8 +152,11 @@ tls_cert = $pki/server.crt
 tls_key = $pki/server.key
 device_ca = $pki/device-ca.crt
 store_dir = $T/fx/store
+device_ticket_keys = $T/tickets.keys
 rate_per_sec = 1000000
 rate_burst = 1000000
+device_max_conns = 7000
+device_max_conns_per_peer = 7000
 log_level = warn
 CONF
 "$server" migrate --config "$T/server.conf" >/dev/null 2>&1
@@ -193,12 +205,28 @@ nginx -p "$T/nginx" -c "$T/nginx/nginx.conf" 2>"$T/nginx/start.err" || {
 	exit 1
 }
 sleep 0.5
+ngx_pid=$(pgrep -P "$(cat "$T/nginx/nginx.pid")" | head -1) # the one worker
+[[ -n $ngx_pid ]] || { echo "bench: no nginx worker" >&2; exit 1; }
 
-run() { # PORT PATH CONNS
+run() { # PORT PATH CONNS [SECONDS MODE TLS]
 	"$load" 127.0.0.1 "$1" "$pki/server-ca.crt" "$pki/devices/bench-dev.crt" \
-		"$pki/devices/bench-dev.key" "$2" "$3" 100000000 "$seconds"
+		"$pki/devices/bench-dev.key" "$2" "$3" 100000000 "${4:-$seconds}" "${5:-keepalive}" \
+		"${6:-any}"
 }
 field() { sed -E "s/.* $1=([0-9.]+).*/\1/" <<<"$2"; }
+# runcpu PID ARGS...: run ARGS, the server PID's CPU seconds (user + system)
+# meanwhile appended as cpu=: what each side spent, which other processes
+# on a busy machine do not move as they move wall-clock rates
+clk=$(getconf CLK_TCK)
+cpu_s() { awk -v t="$clk" '{ printf "%.3f", ($14 + $15) / t }' "/proc/$1/stat"; }
+runcpu() {
+	local pid=$1 c0 out
+	shift
+	c0=$(cpu_s "$pid")
+	out=$(run "$@")
+	echo "$out cpu=$(calc "$(cpu_s "$pid") - $c0")"
+}
+per_cpu() { calc "$(field "$1" "$2") * $(field seconds "$2") / $(field cpu "$2")"; }
 check() { # NAME OUTPUT
 	local ok errors
 	ok=$(field ok2xx "$2")
@@ -218,16 +246,49 @@ for port in $srv_port $ngx_port; do
 done
 
 echo "bench: image delivery, $conns connections, ${seconds}s each"
-srv_img=$(run "$srv_port" /v1/images/img "$conns"); check ota-server-image "$srv_img"
-ngx_img=$(run "$ngx_port" /v1/images/img "$conns"); check nginx-image "$ngx_img"
+srv_img=$(runcpu "$server_pid" "$srv_port" /v1/images/img "$conns"); check ota-server-image "$srv_img"
+ngx_img=$(runcpu "$ngx_pid" "$ngx_port" /v1/images/img "$conns"); check nginx-image "$ngx_img"
 echo "bench: manifest requests, $small_conns connections, ${seconds}s each"
-srv_man=$(run "$srv_port" /v1/manifests/img "$small_conns"); check ota-server-manifest "$srv_man"
-ngx_man=$(run "$ngx_port" /v1/manifests/img "$small_conns"); check nginx-manifest "$ngx_man"
+srv_man=$(runcpu "$server_pid" "$srv_port" /v1/manifests/img "$small_conns"); check ota-server-manifest "$srv_man"
+ngx_man=$(runcpu "$ngx_pid" "$ngx_port" /v1/manifests/img "$small_conns"); check nginx-manifest "$ngx_man"
+
+local v mode out name ours_c anchor_c resumed ours_cpu anchor_cpu
+for v in 1.3 1.2; do
+	for mode in full resume; do
+		echo "bench: TLS $v, a new connection per request ($mode), $tls_conns clients, ${tls_seconds}s each"
+		out=$(runcpu "$server_pid" "$srv_port" /v1/manifests/img "$tls_conns" "$tls_seconds" "$mode" "$v")
+		check "ota-server-tls$v-$mode" "$out"
+		ours_c=$(field cps "$out")
+		ours_cpu=$(per_cpu cps "$out")
+		resumed=$(field resumed "$out")
+		echo "bench:   ota-server: $(field conns "$out") connections, $resumed resumed, $(field dirty_closes "$out") closed without close_notify"
+		out=$(runcpu "$ngx_pid" "$ngx_port" /v1/manifests/img "$tls_conns" "$tls_seconds" "$mode" "$v")
+		check "nginx-tls$v-$mode" "$out"
+		anchor_c=$(field cps "$out")
+		anchor_cpu=$(per_cpu cps "$out")
+		echo "bench:   nginx: $(field conns "$out") connections, $(field resumed "$out") resumed, $(field dirty_closes "$out") closed without close_notify"
+		if [[ $mode == full ]]; then
+			name="mTLS new connection, full handshake, TLS $v (conn/s)"
+		else
+			name="mTLS reconnect with a session, TLS $v (conn/s)"
+		fi
+		tls_rows+=("$name|$ours_c|$anchor_c" "${name/(conn\/s)/(conn per server CPU s)}|$ours_cpu|$anchor_cpu")
+	done
+done
 
 report "image delivery, ${conns} conns (MB/s)" "$(field MBps "$srv_img")" \
 	"nginx, same files and certificates" "$(field MBps "$ngx_img")"
 report "manifest requests, ${small_conns} conns (req/s)" "$(field rps "$srv_man")" \
 	"nginx, same files and certificates" "$(field rps "$ngx_man")" 0
+report "image delivery (MB per server CPU s)" "$(per_cpu MBps "$srv_img")" \
+	"nginx, same files and certificates" "$(per_cpu MBps "$ngx_img")"
+report "manifest requests (req per server CPU s)" "$(per_cpu rps "$srv_man")" \
+	"nginx, same files and certificates" "$(per_cpu rps "$ngx_man")" 0
+local row
+for row in "${tls_rows[@]}"; do
+	IFS='|' read -r name ours_c anchor_c <<<"$row"
+	report "$name" "$ours_c" "nginx, same files and certificates" "$anchor_c" 0
+done
 echo "bench: (ota-server checks device, assignment and rate limit in PostgreSQL for every request; nginx serves static files)"
 kill -TERM "$server_pid" && wait "$server_pid" || true
 server_pid=
@@ -399,9 +460,9 @@ want verify && bench_verify
 
 echo
 echo "fleetota bench summary ($(nproc) cores, load average $(loadavg) at end; loopback)"
-printf '%-46s %10s   %-34s %10s %7s\n' "measurement" "fleetota" "anchor" "anchor" "ratio"
+printf '%-66s %10s   %-34s %10s %7s\n' "measurement" "fleetota" "anchor" "anchor" "ratio"
 for row in "${rows[@]}"; do
 	IFS='|' read -r what ours anchor_name anchor ratio digits <<<"$row"
-	printf '%-46s %10.*f   %-34s %10.*f %7.3f\n' "$what" "$digits" "$ours" "$anchor_name" \
+	printf '%-66s %10.*f   %-34s %10.*f %7.3f\n' "$what" "$digits" "$ours" "$anchor_name" \
 		"$digits" "$anchor" "$ratio"
 done

@@ -38,6 +38,8 @@ struct srv_config {
 	char *tls_key;
 	char *device_ca;
 	char *device_crl; /* optional */
+	char *device_ticket_keys; /* optional: TLS ticket keys shared by replicas */
+	unsigned device_session_sec; /* TLS session (ticket) lifetime */
 	unsigned device_reload_sec; /* re-read CA/CRL/cert when changed; 0 = SIGHUP only */
 	char *store_dir;
 	double rate_per_sec; /* per-device token bucket refill */

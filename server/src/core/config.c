@@ -44,6 +44,8 @@ static const struct key_def key_defs[] = {
 	{"tls_key", KEY_STRING, OFF(tls_key), NULL, true, 0, 0},
 	{"device_ca", KEY_STRING, OFF(device_ca), NULL, true, 0, 0},
 	{"device_crl", KEY_STRING, OFF(device_crl), "", false, 0, 0},
+	{"device_ticket_keys", KEY_STRING, OFF(device_ticket_keys), "", false, 0, 0},
+	{"device_session_sec", KEY_UINT, OFF(device_session_sec), "86400", false, 60, 604800},
 	{"store_dir", KEY_STRING, OFF(store_dir), NULL, true, 0, 0},
 	{"rate_per_sec", KEY_DOUBLE, OFF(rate_per_sec), "5", false, 0.001, 1e6},
 	{"rate_burst", KEY_DOUBLE, OFF(rate_burst), "20", false, 1, 1e6},
@@ -88,8 +90,9 @@ static const struct key_def key_defs[] = {
  * every other key needs a restart. docs/server.md has the same list.
  */
 static const char *const live_keys[] = {
-	"log_level", "rate_per_sec", "rate_burst",	  "device_ca",	    "device_crl",
-	"tls_cert",  "tls_key",	     "device_reload_sec", "notify_poll_ms", "notify_batch",
+	"log_level",	     "rate_per_sec",	   "rate_burst",   "device_ca",
+	"device_crl",	     "device_ticket_keys", "tls_cert",	   "tls_key",
+	"device_reload_sec", "notify_poll_ms",	   "notify_batch",
 };
 
 static void set_err(char err[SRV_CONFIG_ERR_BYTES], const char *fmt, ...)

@@ -302,12 +302,18 @@ static void gate_done(struct srv_conn *c)
 	}
 }
 
-/* Forgets c: its slot, its callbacks, its memory. */
+/*
+ * Forgets c: its slot, its callbacks, its memory. Its connection is about
+ * to be freed: when every byte of it was written, TLS ends with a
+ * close_notify (a client that sees a bare EOF drops its session).
+ */
 static void conn_free(struct srv_conn *c)
 {
 	struct srv_conns_listener *lst = c->lst;
 	struct srv_conns *conns = c->conns;
 
+	if (lst->tls != NULL && evbuffer_get_length(bufferevent_get_output(c->bev)) == 0)
+		srv_tls_close_notify(bufferevent_openssl_get_ssl(c->bev));
 	gate_done(c);
 	idle_remove(c);
 	if (c->peer != NULL) {

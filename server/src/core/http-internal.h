@@ -11,6 +11,7 @@
 #include <openssl/ssl.h>
 
 #include "conns-internal.h"
+#include "tickets-internal.h"
 #include "fleetota/err.h"
 
 /*
@@ -52,6 +53,24 @@ enum ota_err srv_tls_server_reload(SSL_CTX *live, const char *cert, const char *
  * each srv_tls_server_reload): a certificate revoked since is refused.
  */
 bool srv_tls_peer_verified(SSL *ssl);
+
+/*
+ * Sessions on a context made by srv_tls_server_ctx: resumption through
+ * tickets only (keys: srv_tickets_load), sessions valid lifetime_sec, a
+ * resumed client certificate checked against the current CA and CRL when
+ * they changed since the ticket was issued, handshakes counted in metrics
+ * (borrowed, must outlive ctx). OTA_OK or OTA_ERR_NOMEM.
+ */
+enum ota_err srv_tls_sessions_enable(SSL_CTX *ctx, unsigned lifetime_sec,
+				     struct srv_tls_metrics *metrics);
+
+/*
+ * Sends ssl's close_notify when its handshake is done and it has not sent
+ * one: one non-blocking try (a full socket buffer means none), so that
+ * clients keep their session. Call just before the connection is freed,
+ * only when every byte of the reply was written.
+ */
+void srv_tls_close_notify(SSL *ssl);
 
 /*
  * The subject CN of the first certificate in the PEM file path into out

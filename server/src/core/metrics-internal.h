@@ -8,6 +8,7 @@
 #include <libpq-fe.h>
 
 #include "conns-internal.h"
+#include "tickets-internal.h"
 #include "fleetota/err.h"
 
 /*
@@ -86,6 +87,7 @@ struct srv_metrics {
 	uint64_t mqtt_reconnects;
 	struct srv_histogram latency; /* device listener requests */
 	struct srv_conn_metrics conns[SRV__LISTENER_COUNT]; /* the listeners' guard */
+	struct srv_tls_metrics tls; /* the device listener's handshakes */
 };
 
 /* Stable label of a rejection ("rate_limited"). */

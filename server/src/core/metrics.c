@@ -157,6 +157,7 @@ int srv_metrics_render(const struct srv_metrics *m, struct evbuffer *out)
 	srv_histogram_render(&m->latency, "request_duration_seconds",
 			     "Device listener request latency.", out);
 	srv_conn_metrics_render(m->conns, out);
+	srv_tls_metrics_render(&m->tls, out);
 	return 0;
 }
 

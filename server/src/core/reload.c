@@ -10,7 +10,7 @@
 #include "reload-internal.h"
 #include "server-internal.h"
 
-#define TLS_FILES 4
+#define TLS_FILES 5
 
 struct file_stamp {
 	bool exists;
@@ -31,7 +31,7 @@ struct srv_reload {
 static void stamp_files(const struct srv_config *cfg, struct file_stamp out[TLS_FILES])
 {
 	const char *paths[TLS_FILES] = {cfg->device_ca, cfg->device_crl, cfg->tls_cert,
-					cfg->tls_key};
+					cfg->tls_key, cfg->device_ticket_keys};
 
 	memset(out, 0, sizeof(struct file_stamp) * TLS_FILES);
 	for (size_t i = 0; i < TLS_FILES; i++) {
@@ -71,6 +71,10 @@ static void reload_tls(struct srv_reload *reload, const char *why)
 		srv_log(SRV_LOG_ERROR, "reload (%s): device TLS kept as it was: %s", why, err);
 		return;
 	}
+	if (srv_tickets_load(reload->srv->device_tls, cfg->device_ticket_keys, err, sizeof(err)) !=
+	    OTA_OK)
+		srv_log(SRV_LOG_ERROR, "reload (%s): TLS ticket keys kept as they were: %s", why,
+			err);
 	srv_log(SRV_LOG_INFO,
 		"reload (%s): device listener CA, CRL, certificate and key reloaded for new "
 		"connections",

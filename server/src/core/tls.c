@@ -4,13 +4,26 @@
 #include <stdio.h>
 #include <string.h>
 
+#include <openssl/crypto.h>
 #include <openssl/err.h>
+#include <openssl/evp.h>
 #include <openssl/pem.h>
 #include <openssl/x509.h>
 
 #include "http-internal.h"
 
 /*
+ * Sessions (srv_tls_sessions_enable): resumption only through tickets
+ * (no server-side cache), so every resumption passes ticket_dec_cb. A
+ * ticket carries, inside its encrypted and authenticated body, the
+ * SHA-256 of the client CA and CRL files it was issued under (the
+ * "store fingerprint", made from the files' bytes so that every replica
+ * with the same files computes the same one). A ticket whose fingerprint
+ * is not the current one (the CRL or the CA changed since) resumes only
+ * if the certificate in the session verifies again against the current
+ * store; else the client gets a full handshake, which a revoked
+ * certificate fails. An expired certificate never resumes.
+ *
  * Revocation without dropping connections: srv_tls_server_reload() builds
  * a complete fresh context from the files and moves its certificate, key,
  * client CA list and verify store (CA + CRL) into the live SSL_CTX, so only
@@ -23,6 +36,73 @@
  */
 
 static int gen_index = -1; /* ex_data slot on SSL_CTX and on SSL */
+static int fp_index = -1; /* SSL_CTX: the store fingerprint, SRV_TLS_FP_BYTES, OPENSSL_malloc'd */
+static int metrics_index = -1; /* SSL_CTX: struct srv_tls_metrics *, borrowed */
+static int counted_index = -1; /* SSL: the handshake was counted */
+
+#define SRV_TLS_FP_BYTES 32u
+/* A CA or CRL file larger than this is refused (a CRL of ~1M entries). */
+#define SRV_TLS_MAX_VERIFY_FILE_BYTES (64u * 1024u * 1024u)
+
+static void fp_free(void *parent, void *ptr, CRYPTO_EX_DATA *ad, int idx, long argl, void *argp)
+{
+	(void)parent;
+	(void)ad;
+	(void)idx;
+	(void)argl;
+	(void)argp;
+	OPENSSL_free(ptr);
+}
+
+static bool indexes_ready(void)
+{
+	if (gen_index < 0)
+		gen_index = SSL_CTX_get_ex_new_index(0, NULL, NULL, NULL, NULL);
+	if (fp_index < 0)
+		fp_index = SSL_CTX_get_ex_new_index(0, NULL, NULL, NULL, fp_free);
+	if (metrics_index < 0)
+		metrics_index = SSL_CTX_get_ex_new_index(0, NULL, NULL, NULL, NULL);
+	if (counted_index < 0)
+		counted_index = SSL_get_ex_new_index(0, NULL, NULL, NULL, NULL);
+	return gen_index >= 0 && fp_index >= 0 && metrics_index >= 0 && counted_index >= 0;
+}
+
+/* Adds the bytes of the file path to md (a missing path adds nothing). */
+static bool digest_file(EVP_MD_CTX *md, const char *path)
+{
+	unsigned char buf[16384];
+	size_t total = 0, n;
+	FILE *f;
+	bool ok;
+
+	if (path == NULL || path[0] == '\0')
+		return EVP_DigestUpdate(md, "-", 1) == 1;
+	f = fopen(path, "re");
+	if (f == NULL)
+		return false;
+	while ((n = fread(buf, 1, sizeof(buf), f)) > 0) {
+		total += n;
+		if (total > SRV_TLS_MAX_VERIFY_FILE_BYTES || EVP_DigestUpdate(md, buf, n) != 1)
+			break;
+	}
+	ok = ferror(f) == 0 && feof(f) != 0 && total <= SRV_TLS_MAX_VERIFY_FILE_BYTES;
+	fclose(f);
+	/* the length separates the two files */
+	return ok && EVP_DigestUpdate(md, &total, sizeof(total)) == 1;
+}
+
+/* The store fingerprint: SHA-256 over the CA file and the CRL file, into fp. */
+static bool fingerprint(const char *client_ca, const char *crl, unsigned char fp[SRV_TLS_FP_BYTES])
+{
+	EVP_MD_CTX *md = EVP_MD_CTX_new();
+	unsigned len = 0;
+	bool ok = md != NULL && EVP_DigestInit_ex(md, EVP_sha256(), NULL) == 1 &&
+		  digest_file(md, client_ca) && digest_file(md, crl) &&
+		  EVP_DigestFinal_ex(md, fp, &len) == 1 && len == SRV_TLS_FP_BYTES;
+
+	EVP_MD_CTX_free(md);
+	return ok;
+}
 
 static enum ota_err fail(SSL_CTX *ctx, char err[SRV_TLS_ERR_BYTES], enum ota_err code,
 			 const char *what, const char *path)
@@ -57,13 +137,15 @@ static int verify_cb(int preverify_ok, X509_STORE_CTX *store_ctx)
 	return preverify_ok;
 }
 
-/* A new session id context per generation: no session from before resumes. */
-static void set_session_context(SSL_CTX *ctx, uintptr_t generation)
+/*
+ * One session id context for every replica and generation: whether a
+ * session may resume after a reload is ticket_dec_cb's decision.
+ */
+static void set_session_context(SSL_CTX *ctx)
 {
-	char sid_ctx[32];
-	int len = snprintf(sid_ctx, sizeof(sid_ctx), "fleetota/%lu", (unsigned long)generation);
+	static const char sid_ctx[] = "fleetota/device";
 
-	SSL_CTX_set_session_id_context(ctx, (const unsigned char *)sid_ctx, (unsigned)len);
+	SSL_CTX_set_session_id_context(ctx, (const unsigned char *)sid_ctx, sizeof(sid_ctx) - 1);
 }
 
 /* The client CA and the CRL: a fresh verify store for ctx. */
@@ -71,7 +153,10 @@ static enum ota_err load_verify(SSL_CTX *ctx, const char *client_ca, const char 
 				char err[SRV_TLS_ERR_BYTES])
 {
 	STACK_OF(X509_NAME) * names;
+	unsigned char fp_before[SRV_TLS_FP_BYTES], *fp;
 
+	if (!fingerprint(client_ca, crl, fp_before))
+		return fail(ctx, err, OTA_ERR_STORAGE, "reading client CA and CRL", client_ca);
 	if (SSL_CTX_load_verify_locations(ctx, client_ca, NULL) != 1)
 		return fail(ctx, err, OTA_ERR_STORAGE, "loading client CA", client_ca);
 	names = SSL_load_client_CA_file(client_ca);
@@ -80,7 +165,7 @@ static enum ota_err load_verify(SSL_CTX *ctx, const char *client_ca, const char 
 	SSL_CTX_set_client_CA_list(ctx, names);
 	SSL_CTX_set_verify(ctx, SSL_VERIFY_PEER | SSL_VERIFY_FAIL_IF_NO_PEER_CERT, verify_cb);
 	SSL_CTX_set_verify_depth(ctx, 4);
-	set_session_context(ctx, ctx_generation(ctx));
+	set_session_context(ctx);
 	if (crl != NULL && crl[0] != '\0') {
 		X509_STORE *store = SSL_CTX_get_cert_store(ctx);
 		X509_LOOKUP *lookup = X509_STORE_add_lookup(store, X509_LOOKUP_file());
@@ -88,6 +173,18 @@ static enum ota_err load_verify(SSL_CTX *ctx, const char *client_ca, const char 
 		if (lookup == NULL || X509_load_crl_file(lookup, crl, X509_FILETYPE_PEM) <= 0)
 			return fail(ctx, err, OTA_ERR_STORAGE, "loading CRL", crl);
 		X509_STORE_set_flags(store, X509_V_FLAG_CRL_CHECK);
+	}
+	/*
+	 * The fingerprint must name exactly what was loaded: files that
+	 * changed while being read fail this load (the next reload retries).
+	 */
+	fp = OPENSSL_malloc(SRV_TLS_FP_BYTES);
+	if (fp == NULL || !fingerprint(client_ca, crl, fp) ||
+	    CRYPTO_memcmp(fp, fp_before, SRV_TLS_FP_BYTES) != 0 ||
+	    SSL_CTX_set_ex_data(ctx, fp_index, fp) != 1) {
+		OPENSSL_free(fp);
+		return fail(ctx, err, OTA_ERR_STORAGE, "client CA or CRL changed while read",
+			    client_ca);
 	}
 	return OTA_OK;
 }
@@ -97,9 +194,7 @@ enum ota_err srv_tls_server_ctx(const char *cert, const char *key, const char *c
 {
 	SSL_CTX *ctx;
 
-	if (gen_index < 0)
-		gen_index = SSL_CTX_get_ex_new_index(0, NULL, NULL, NULL, NULL);
-	if (gen_index < 0 || (ctx = SSL_CTX_new(TLS_server_method())) == NULL)
+	if (!indexes_ready() || (ctx = SSL_CTX_new(TLS_server_method())) == NULL)
 		return fail(NULL, err, OTA_ERR_NOMEM, "TLS", "context");
 	SSL_CTX_set_min_proto_version(ctx, TLS1_2_VERSION);
 	SSL_CTX_set_options(ctx, SSL_OP_NO_RENEGOTIATION | SSL_OP_CIPHER_SERVER_PREFERENCE);
@@ -147,13 +242,31 @@ enum ota_err srv_tls_server_reload(SSL_CTX *live, const char *cert, const char *
 		return fail(fresh, err, OTA_ERR_NOMEM, "TLS", "taking over certificate");
 	}
 	if (names != NULL) {
+		unsigned char *live_fp = SSL_CTX_get_ex_data(live, fp_index);
+		const unsigned char *fresh_fp = SSL_CTX_get_ex_data(fresh, fp_index);
+
 		SSL_CTX_set1_cert_store(live, SSL_CTX_get_cert_store(fresh));
 		SSL_CTX_set_client_CA_list(live, names);
-		set_session_context(live, generation);
+		if (live_fp != NULL && fresh_fp != NULL)
+			memcpy(live_fp, fresh_fp, SRV_TLS_FP_BYTES);
 		SSL_CTX_flush_sessions(live, 0);
 	}
 	SSL_CTX_free(fresh);
 	return OTA_OK;
+}
+
+/* true when peer (with the untrusted chain, may be NULL) verifies against ctx's store now. */
+static bool cert_verifies(SSL_CTX *ctx, X509 *peer, STACK_OF(X509) * chain)
+{
+	X509_STORE_CTX *store_ctx = X509_STORE_CTX_new();
+	bool ok = store_ctx != NULL &&
+		  X509_STORE_CTX_init(store_ctx, SSL_CTX_get_cert_store(ctx), peer, chain) == 1 &&
+		  X509_STORE_CTX_set_default(store_ctx, "ssl_client") == 1 &&
+		  X509_verify_cert(store_ctx) == 1;
+
+	X509_STORE_CTX_free(store_ctx);
+	ERR_clear_error();
+	return ok;
 }
 
 bool srv_tls_peer_verified(SSL *ssl)
@@ -161,24 +274,115 @@ bool srv_tls_peer_verified(SSL *ssl)
 	SSL_CTX *ctx = SSL_get_SSL_CTX(ssl);
 	X509 *peer = SSL_get0_peer_certificate(ssl);
 	uintptr_t generation = ctx_generation(ctx);
-	X509_STORE_CTX *store_ctx;
-	bool ok;
 
 	if (peer == NULL || SSL_get_verify_result(ssl) != X509_V_OK)
 		return false;
 	if (gen_index < 0 || (uintptr_t)SSL_get_ex_data(ssl, gen_index) == generation)
 		return true;
-	store_ctx = X509_STORE_CTX_new();
-	ok = store_ctx != NULL &&
-	     X509_STORE_CTX_init(store_ctx, SSL_CTX_get_cert_store(ctx), peer,
-				 SSL_get_peer_cert_chain(ssl)) == 1 &&
-	     X509_STORE_CTX_set_default(store_ctx, "ssl_client") == 1 &&
-	     X509_verify_cert(store_ctx) == 1;
-	X509_STORE_CTX_free(store_ctx);
+	if (!cert_verifies(ctx, peer, SSL_get_peer_cert_chain(ssl)))
+		return false;
+	SSL_set_ex_data(ssl, gen_index, (void *)generation);
+	return true;
+}
+
+/* Every ticket carries the store fingerprint it was issued under. */
+static int ticket_gen_cb(SSL *ssl, void *arg)
+{
+	const unsigned char *fp = SSL_CTX_get_ex_data(SSL_get_SSL_CTX(ssl), fp_index);
+	SSL_SESSION *session = SSL_get_session(ssl);
+
+	(void)arg;
+	if (fp == NULL || session == NULL)
+		return 1; /* no client certificates: nothing to bind */
+	return SSL_SESSION_set1_ticket_appdata(session, fp, SRV_TLS_FP_BYTES);
+}
+
+static SSL_TICKET_RETURN ticket_dec_cb(SSL *ssl, SSL_SESSION *session, const unsigned char *keyname,
+				       size_t keyname_length, SSL_TICKET_STATUS status, void *arg)
+{
+	SSL_CTX *ctx = SSL_get_SSL_CTX(ssl);
+	struct srv_tls_metrics *metrics = SSL_CTX_get_ex_data(ctx, metrics_index);
+	const unsigned char *fp = SSL_CTX_get_ex_data(ctx, fp_index);
+	X509 *peer = session != NULL ? SSL_SESSION_get0_peer(session) : NULL;
+	void *appdata = NULL;
+	size_t appdata_len = 0;
+	bool renew = status == SSL_TICKET_SUCCESS_RENEW;
+
+	(void)keyname;
+	(void)keyname_length;
+	(void)arg;
+	if (status == SSL_TICKET_FATAL_ERR_MALLOC || status == SSL_TICKET_FATAL_ERR_OTHER)
+		return SSL_TICKET_RETURN_ABORT;
+	if (status == SSL_TICKET_NO_DECRYPT && metrics != NULL)
+		metrics->ticket_unknown_key++;
+	if (status != SSL_TICKET_SUCCESS && status != SSL_TICKET_SUCCESS_RENEW)
+		return SSL_TICKET_RETURN_IGNORE_RENEW;
+	if (fp == NULL) /* no client certificates on this listener */
+		return renew ? SSL_TICKET_RETURN_USE_RENEW : SSL_TICKET_RETURN_USE;
+	if (peer == NULL || X509_cmp_current_time(X509_get0_notAfter(peer)) <= 0) {
+		if (metrics != NULL)
+			metrics->resume_refused++;
+		return SSL_TICKET_RETURN_IGNORE_RENEW;
+	}
+	if (SSL_SESSION_get0_ticket_appdata(session, &appdata, &appdata_len) != 1 ||
+	    appdata_len != SRV_TLS_FP_BYTES || CRYPTO_memcmp(appdata, fp, SRV_TLS_FP_BYTES) != 0) {
+		/* issued under another CA or CRL: the certificate again, now */
+		if (metrics != NULL)
+			metrics->resume_rechecked++;
+		if (!cert_verifies(ctx, peer, NULL)) {
+			if (metrics != NULL)
+				metrics->resume_refused++;
+			return SSL_TICKET_RETURN_IGNORE_RENEW;
+		}
+		renew = true; /* a ticket with the current fingerprint */
+	}
+	/* verified under the current store: srv_tls_peer_verified need not check again */
+	SSL_set_ex_data(ssl, gen_index, (void *)ctx_generation(ctx));
+	return renew ? SSL_TICKET_RETURN_USE_RENEW : SSL_TICKET_RETURN_USE;
+}
+
+/* Counts each connection's handshake once (TLS 1.3 servers report "done" again after tickets). */
+static void info_cb(const SSL *ssl, int where, int ret)
+{
+	SSL *mutable_ssl;
+	struct srv_tls_metrics *metrics;
+
+	(void)ret;
+	if (!(where & SSL_CB_HANDSHAKE_DONE) || SSL_get_ex_data(ssl, counted_index) != NULL)
+		return;
+	metrics = SSL_CTX_get_ex_data(SSL_get_SSL_CTX(ssl), metrics_index);
+	/* the callback gets a const SSL; marking it needs a writable one */
+	mutable_ssl = (SSL *)(uintptr_t)ssl;
+	if (metrics == NULL)
+		return;
+	SSL_set_ex_data(mutable_ssl, counted_index, (void *)1);
+	if (SSL_session_reused(ssl))
+		metrics->resumed++;
+	else
+		metrics->full_handshakes++;
+}
+
+enum ota_err srv_tls_sessions_enable(SSL_CTX *ctx, unsigned lifetime_sec,
+				     struct srv_tls_metrics *metrics)
+{
+	if (!indexes_ready() || SSL_CTX_set_ex_data(ctx, metrics_index, metrics) != 1 ||
+	    SSL_CTX_set_session_ticket_cb(ctx, ticket_gen_cb, ticket_dec_cb, NULL) != 1)
+		return OTA_ERR_NOMEM;
+	SSL_CTX_set_session_cache_mode(ctx, SSL_SESS_CACHE_OFF);
+	SSL_CTX_clear_options(ctx, SSL_OP_NO_TICKET);
+	SSL_CTX_set_timeout(ctx, (long)lifetime_sec);
+	SSL_CTX_set_info_callback(ctx, info_cb);
+	return OTA_OK;
+}
+
+void srv_tls_close_notify(SSL *ssl)
+{
+	if (ssl == NULL || !SSL_is_init_finished(ssl) ||
+	    (SSL_get_shutdown(ssl) & SSL_SENT_SHUTDOWN) != 0)
+		return;
+	/* one non-blocking try: a full socket buffer means no close_notify */
+	(void)SSL_shutdown(ssl);
 	ERR_clear_error();
-	if (ok)
-		SSL_set_ex_data(ssl, gen_index, (void *)generation);
-	return ok;
 }
 
 enum ota_err srv_tls_cert_cn(const char *path, char *out, size_t cap, char err[SRV_TLS_ERR_BYTES])

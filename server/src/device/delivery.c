@@ -3,9 +3,19 @@
  * The device listener: HTTPS with mutual TLS. The device id is the CN of
  * the verified client certificate; a device gets only what is assigned to
  * it. Images stream from the content-addressed store in chunks, the next
- * chunk read only when the previous one left the output buffer.
+ * chunk queued only when the previous one left the output buffer.
+ *
+ * A chunk is a file segment of the store file (evbuffer_file_segment,
+ * mapped, never sendfile: TLS must see the bytes): SSL_write encrypts
+ * straight from the page cache, with no read() into a buffer of ours and
+ * no copy. The loop never calls read on the store; what can still wait
+ * on the disk is the page fault on a cold page, so each chunk asks the
+ * kernel to read the next one ahead (POSIX_FADV_WILLNEED, asynchronous).
+ * Store files are immutable (content-addressed, replaced only by rename),
+ * so a mapping never sees a file shrink under it.
  */
 #include <errno.h>
+#include <fcntl.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -23,7 +33,7 @@
 #include "server-internal.h"
 #include "store-internal.h"
 
-#define DLV_CHUNK_BYTES (256u * 1024u)
+#define DLV_CHUNK_BYTES (1024u * 1024u)
 #define DLV_MAX_DEVICE_ID 64u
 #define DLV_MAX_ARTIFACT_ID 128u
 /* Longest signed list or manifest served (an envelope). */
@@ -139,8 +149,7 @@ static void stream_more_cb(struct evhttp_connection *evcon, void *arg)
 	struct dlv_stream *s = arg;
 	size_t want;
 	struct evbuffer *buf;
-	struct evbuffer_iovec vec;
-	ssize_t got;
+	struct evbuffer_file_segment *seg = NULL;
 
 	(void)evcon;
 	if (s->next >= s->end) {
@@ -149,27 +158,28 @@ static void stream_more_cb(struct evhttp_connection *evcon, void *arg)
 	}
 	want = s->end - s->next > DLV_CHUNK_BYTES ? DLV_CHUNK_BYTES : (size_t)(s->end - s->next);
 	buf = evbuffer_new();
-	if (buf == NULL || evbuffer_reserve_space(buf, (ev_ssize_t)want, &vec, 1) < 1) {
+	if (buf != NULL)
+		seg = evbuffer_file_segment_new(s->fd, (ev_off_t)s->next, (ev_off_t)want,
+						EVBUF_FS_DISABLE_SENDFILE |
+							EVBUF_FS_DISABLE_LOCKING);
+	/* the buffer holds the segment from here on */
+	if (seg == NULL || evbuffer_add_file_segment(buf, seg, 0, (ev_off_t)want) != 0) {
+		srv_log(SRV_LOG_ERROR, "store file segment at %llu: %s",
+			(unsigned long long)s->next, seg == NULL ? strerror(errno) : "not added");
+		srv_metrics_reject(&s->srv->metrics, SRV_REJECT_STORE);
+		if (seg != NULL)
+			evbuffer_file_segment_free(seg);
 		if (buf != NULL)
 			evbuffer_free(buf);
 		stream_finish(s, false);
 		return;
 	}
-	do {
-		got = pread(s->fd, vec.iov_base, want, (off_t)s->next);
-	} while (got < 0 && errno == EINTR);
-	if (got <= 0) {
-		srv_log(SRV_LOG_ERROR, "store read failed at %llu: %s", (unsigned long long)s->next,
-			got < 0 ? strerror(errno) : "short file");
-		srv_metrics_reject(&s->srv->metrics, SRV_REJECT_STORE);
-		evbuffer_free(buf);
-		stream_finish(s, false);
-		return;
-	}
-	vec.iov_len = (size_t)got;
-	evbuffer_commit_space(buf, &vec, 1);
-	s->next += (uint64_t)got;
-	s->srv->metrics.bytes_served += (uint64_t)got;
+	evbuffer_file_segment_free(seg);
+	s->next += want;
+	s->srv->metrics.bytes_served += want;
+	if (s->next < s->end)
+		(void)posix_fadvise(s->fd, (off_t)s->next, (off_t)DLV_CHUNK_BYTES,
+				    POSIX_FADV_WILLNEED);
 	evhttp_send_reply_chunk_with_cb(s->req, buf, stream_more_cb, s);
 	evbuffer_free(buf);
 }
@@ -444,6 +454,15 @@ enum ota_err srv_delivery_start(struct srv_server *srv)
 				 &srv->device_tls, err_msg);
 	if (err != OTA_OK) {
 		srv_log(SRV_LOG_ERROR, "device listener TLS: %s", err_msg);
+		return err;
+	}
+	err = srv_tickets_load(srv->device_tls, cfg->device_ticket_keys, err_msg, sizeof(err_msg));
+	if (err == OTA_OK &&
+	    (err = srv_tls_sessions_enable(srv->device_tls, cfg->device_session_sec,
+					   &srv->metrics.tls)) != OTA_OK)
+		snprintf(err_msg, sizeof(err_msg), "out of memory");
+	if (err != OTA_OK) {
+		srv_log(SRV_LOG_ERROR, "device listener TLS sessions: %s", err_msg);
 		return err;
 	}
 	err = srv_ratelimit_new(cfg->rate_per_sec, cfg->rate_burst, 1u << 20, &srv->ratelimit);

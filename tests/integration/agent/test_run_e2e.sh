@@ -6,6 +6,7 @@
 # assigned, the server notifies over MQTT, the agent fetches the manifest
 # and the image over mutual TLS with the server pinned, installs, boots,
 # confirms, and the database shows the new version and the event history.
+# The agent keeps its TLS session: one full handshake for both updates.
 # env: OTA_SERVER SRV_TESTTOOL TOP OTA_AGENT
 set -euo pipefail
 : "${OTA_AGENT:?}"
@@ -21,7 +22,9 @@ stop_agent() {
 }
 at_cleanup stop_agent
 
+API_PORT=$(free_port)
 standard_setup
+TOKEN=$("$OTA_SERVER" token create --role viewer --name e2e --config "$T/server.conf")
 
 cat >"$T/agent.conf" <<EOF
 state_dir = $T/agent-state
@@ -92,6 +95,10 @@ wait_for 40 sql_eq "1.2.0|3|3|confirmed" \
 	fail "device not on art-2 after the broker restart: $(sql -c "SELECT * FROM devices WHERE device_id = 'dev-1'"); agent: $(tail -20 "$T/agent.log")"
 stop_agent
 [[ $AGENT_STATUS == 0 ]] || fail "ota-agent run exited with $AGENT_STATUS: $(tail -30 "$T/agent.log")"
+
+log "one full TLS handshake for both updates: every later connection resumed the session"
+full=$(metric fleetota_tls_handshakes_total) resumed=$(metric fleetota_tls_resumed_total)
+[[ $full == 1 ]] && ((resumed >= 3)) || fail "TLS handshakes: $full full, $resumed resumed"
 s=$("$OTA_AGENT" status --json --config "$T/agent.conf")
 [[ $(jq -r .version <<<"$s") == 1.2.0 && $(jq -r .security_counter <<<"$s") == 3 ]] ||
 	fail "agent status: $s"
