@@ -15,8 +15,8 @@
 #include "fleetota/arena.h"
 #include "fleetota/err.h"
 #include "fleetota/trust.h"
-#include "fleetota/webapi.h"
 #include "ota.pb-c.h"
+#include "webapi.h"
 
 /* ---- roles and tokens (token.c) --------------------------------------- */
 

@@ -14,6 +14,7 @@
 #include "ingest-internal.h"
 #include "log-internal.h"
 #include "ratelimit-internal.h"
+#include "report-internal.h"
 
 #define STMT "report_ingest"
 

@@ -5,8 +5,7 @@
 #include <time.h>
 
 #include "log-internal.h"
-#include "mqtt-internal.h"
-#include "notify-internal.h"
+#include "device.h"
 #include "server-internal.h"
 
 struct srv_notifier {

@@ -9,10 +9,9 @@
 #include <time.h>
 #include <unistd.h>
 
+#include "device.h"
 #include "log-internal.h"
-#include "mqtt-internal.h"
-#include "report-internal.h"
-#include "rollout-internal.h"
+#include "rollout.h"
 #include "server-internal.h"
 
 /* "{" + ids of up to 20 digits and a comma each + "}" + NUL */
