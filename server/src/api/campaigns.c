@@ -161,7 +161,7 @@ static bool campaign_arg(struct wa_ctx *ctx, const char *const *allowed)
 
 	if (!wa_query_only(ctx, allowed != NULL ? allowed : none))
 		return false;
-	if (!wa_id_valid(ctx->path_arg, 128)) {
+	if (!wa_id_valid(ctx->path_arg, WA_MAX_OBJECT_ID)) {
 		wa_reply_error(ctx, 400, "bad_request", "not a campaign id", "campaign_id");
 		return false;
 	}
@@ -192,7 +192,7 @@ void wa_h_campaigns_list(struct wa_ctx *ctx)
 		return;
 	}
 	params[1] = wa_query(ctx, "cursor");
-	if (params[1] != NULL && !wa_id_valid(params[1], 128)) {
+	if (params[1] != NULL && !wa_id_valid(params[1], WA_MAX_OBJECT_ID)) {
 		wa_reply_error(ctx, 400, "bad_request", "bad cursor", "cursor");
 		return;
 	}
@@ -246,7 +246,7 @@ void wa_h_campaigns_devices(struct wa_ctx *ctx)
 		return;
 	}
 	params[2] = wa_query(ctx, "cursor");
-	if (params[2] != NULL && !wa_id_valid(params[2], 64)) {
+	if (params[2] != NULL && !wa_id_valid(params[2], WA_MAX_DEVICE_ID)) {
 		wa_reply_error(ctx, 400, "bad_request", "bad cursor", "cursor");
 		return;
 	}

@@ -132,7 +132,7 @@ void wa_h_tokens_create(struct wa_ctx *ctx)
 	const char *key;
 	json_t *value;
 	struct token_state *st;
-	char hash[65];
+	char hash[SRV_SHA256_HEX_BYTES];
 	const char *params[4];
 
 	if (!wa_query_only(ctx, allowed))
@@ -271,7 +271,7 @@ static void cli_timeout(evutil_socket_t fd, short what, void *arg)
 int webapi_token_cli(const char *conninfo, int argc, char **argv, FILE *out, FILE *err)
 {
 	const char *role = NULL, *name = "bootstrap-admin";
-	char token[WEBAPI_TOKEN_CHARS + 1], hash[65];
+	char token[WEBAPI_TOKEN_CHARS + 1], hash[SRV_SHA256_HEX_BYTES];
 	struct cli_state st = {.out = out, .err = err, .token = token, .status = 1};
 	struct timeval tv = {15, 0};
 	struct event *timer = NULL;

@@ -14,7 +14,9 @@
 
 #include "fleetota/arena.h"
 #include "fleetota/err.h"
+#include "api-limits.h"
 #include "fleetota/trust.h"
+#include "hex-internal.h"
 #include "ota.pb-c.h"
 #include "webapi.h"
 
@@ -40,13 +42,10 @@ enum ota_err wa_token_generate(char out[WEBAPI_TOKEN_CHARS + 1]);
  * and checks its shape. OTA_OK and its lowercase hex SHA-256 in hex_out;
  * OTA_ERR_FORMAT for anything else (the caller answers 401).
  */
-enum ota_err wa_token_hash_header(const char *header, char hex_out[65]);
+enum ota_err wa_token_hash_header(const char *header, char hex_out[SRV_SHA256_HEX_BYTES]);
 
 /* Lowercase hex SHA-256 of a token. */
-enum ota_err wa_token_hash(const char *token, char hex_out[65]);
-
-/* Lowercase hex of len bytes into out (2 * len + 1 bytes). */
-void wa_hex(const uint8_t *data, size_t len, char *out);
+enum ota_err wa_token_hash(const char *token, char hex_out[SRV_SHA256_HEX_BYTES]);
 
 /* ---- identifiers and query values (validate.c) ------------------------ */
 
@@ -88,7 +87,7 @@ struct wa_filter_sql {
  * (128 bytes) naming what is wrong.
  */
 enum ota_err wa_filter_compile(const json_t *filter, int first_param, struct wa_filter_sql *out,
-			       char err[128]);
+			       char err[WA_FILTER_ERR_BYTES]);
 void wa_filter_sql_clear(struct wa_filter_sql *out);
 
 /* ---- bundles (upload.c) ----------------------------------------------- */
@@ -135,7 +134,7 @@ struct wa_bundle {
 	Fleetota__V1__BundleHeader *header;
 	uint8_t *manifest_bytes; /* the manifest envelope, serialized */
 	size_t manifest_len;
-	char digest_hex[65];
+	char digest_hex[SRV_SHA256_HEX_BYTES];
 	uint64_t image_size; /* the bundle's bytes after its header */
 	/* after verification */
 	Fleetota__V1__Manifest *manifest; /* in arena */

@@ -12,5 +12,7 @@
 #define SRV_MAX_DEVICE_ID 64u
 /* Longest MQTT topic we look at. */
 #define SRV_MAX_TOPIC_BYTES 256u
+/* A SHA-256 digest as lowercase hex (store names, token hashes), NUL included. */
+#define SRV_SHA256_HEX_BYTES (2u * 32u + 1u)
 
 #endif

@@ -153,7 +153,7 @@ static json_t *report_json(const Fleetota__V1__StatusReport *r)
 			goto fail;
 	}
 	for (size_t i = 0; i < r->n_keylist_key_ids; i++) {
-		char hex[65];
+		char hex[SRV_SHA256_HEX_BYTES];
 
 		srv_store_name_from_sha256(r->keylist_key_ids[i].data, hex);
 		if (json_array_append_new(key_ids, json_string(hex)) != 0)
