@@ -14,7 +14,10 @@ header of core, and only the public headers of the components it may use:
 
 A *-internal.h header never leaves its component (core's are the shared
 base layer). The include graph of files and the graph of components must
-have no cycle. Exit 1 with one line per violation.
+have no cycle. Modules (x.c with x.h or x-internal.h) must not include
+each other in a circle either, but for the circles in KNOWN_CYCLES, which
+are known debt: a new circle fails, and so does a known one that is gone
+(take it off the list). Exit 1 with one line per violation.
 
     check_layout.py SRC_DIR        check server/src
     check_layout.py --self-test    check that violations are found
@@ -36,6 +39,13 @@ PUBLIC = {
     'api': {'webapi.h'},
     'rollout': {'rollout.h'},
 }
+# Module circles still to break (docs/where-to-change.md): the router's
+# table names every handler while the handlers use the router's helpers,
+# and conns.c takes srv_now() from http.c whose header needs conns'.
+KNOWN_CYCLES = [
+    {'api/campaigns', 'api/webapi'},
+    {'core/conns', 'core/http'},
+]
 INCLUDE = re.compile(r'^\s*#\s*include\s+"([^"]+)"', re.M)
 
 
@@ -67,6 +77,41 @@ def resolve(rel, name, known):
     return None
 
 
+def module(rel):
+    return re.sub(r'(-internal)?\.[ch]$', '', rel)
+
+
+def strongly_connected(graph):
+    """The node sets of graph's circles (Tarjan), each of two or more nodes."""
+    index, low, stack, on, out = {}, {}, [], set(), []
+
+    def visit(v):
+        index[v] = low[v] = len(index)
+        stack.append(v)
+        on.add(v)
+        for w in sorted(graph.get(v, ())):
+            if w not in index:
+                visit(w)
+                low[v] = min(low[v], low[w])
+            elif w in on:
+                low[v] = min(low[v], index[w])
+        if low[v] == index[v]:
+            comp = set()
+            while True:
+                w = stack.pop()
+                on.discard(w)
+                comp.add(w)
+                if w == v:
+                    break
+            if len(comp) > 1:
+                out.append(comp)
+
+    for v in sorted(graph):
+        if v not in index:
+            visit(v)
+    return out
+
+
 def find_cycle(graph):
     state = {}
     stack = []
@@ -93,11 +138,14 @@ def find_cycle(graph):
     return None
 
 
-def check(src):
+def check(src, known_cycles=None):
+    if known_cycles is None:
+        known_cycles = KNOWN_CYCLES
     known = files(src)
     errors = []
     fgraph = {}
     cgraph = {}
+    mgraph = {}
     for rel, path in sorted(known.items()):
         with open(path, encoding='utf-8', errors='replace') as f:
             text = f.read()
@@ -107,6 +155,8 @@ def check(src):
             if target is None:
                 continue  # proto/, generated or system header
             fgraph.setdefault(rel, set()).add(target)
+            if module(rel) != module(target):
+                mgraph.setdefault(module(rel), set()).add(module(target))
             b = component(target)
             if a == b:
                 continue
@@ -120,6 +170,14 @@ def check(src):
         c = find_cycle(graph)
         if c:
             errors.append(f'include cycle ({what}): ' + ' -> '.join(c))
+    comps = strongly_connected(mgraph)
+    for comp in comps:
+        if comp not in known_cycles:
+            errors.append('module circle: ' + ' <-> '.join(sorted(comp)))
+    for comp in known_cycles:
+        if comp not in comps:
+            errors.append('known circle gone (take it off KNOWN_CYCLES): ' +
+                          ' <-> '.join(sorted(comp)))
     return errors, len(known), sum(len(v) for v in fgraph.values())
 
 
@@ -130,6 +188,9 @@ def self_test():
         'core using device': {'device/device.h': '', 'core/x.c': '#include "device.h"\n'},
         'a header cycle': {'core/a.h': '#include "b.h"\n', 'core/b.h': '#include "a.h"\n'},
         'device using rollout': {'rollout/rollout.h': '', 'device/x.c': '#include "rollout.h"\n'},
+        'a module circle': {
+            'device/a-internal.h': '', 'device/b-internal.h': '',
+            'device/a.c': '#include "b-internal.h"\n', 'device/b.c': '#include "a-internal.h"\n'},
     }
     ok = True
     for what, tree in cases.items():
@@ -138,7 +199,7 @@ def self_test():
                 os.makedirs(os.path.join(d, os.path.dirname(rel)), exist_ok=True)
                 with open(os.path.join(d, rel), 'w') as f:
                     f.write(text)
-            errors, _, _ = check(d)
+            errors, _, _ = check(d, [])
             if not errors:
                 print(f'self-test: {what} not found')
                 ok = False
@@ -148,7 +209,7 @@ def self_test():
             os.makedirs(os.path.join(d, os.path.dirname(rel)), exist_ok=True)
             with open(os.path.join(d, rel), 'w') as f:
                 f.write(text)
-        if check(d)[0]:
+        if check(d, [])[0]:
             print('self-test: a clean tree fails')
             ok = False
     return ok
@@ -164,7 +225,8 @@ def main():
         print(e)
     if errors:
         sys.exit(1)
-    print(f'server/src: {nfiles} files, {nedges} includes, no cycle, no reach into internals')
+    print(f'server/src: {nfiles} files, {nedges} includes: no file or component cycle, no reach'
+          f' into internals, no module circle beyond the {len(KNOWN_CYCLES)} known ones')
 
 
 if __name__ == '__main__':
