@@ -15,6 +15,7 @@
 #include "fleetota/arena.h"
 #include "fleetota/err.h"
 #include "api-limits.h"
+#include "db-internal.h"
 #include "fleetota/trust.h"
 #include "hex-internal.h"
 #include "ota.pb-c.h"
@@ -266,6 +267,13 @@ bool wa_query_limit(struct wa_ctx *ctx, char out[16]);
  */
 void wa_db(struct wa_ctx *ctx, const char *stmt, int n_params, const char *const *values,
 	   void (*cb)(struct wa_ctx *ctx, enum ota_err err, const PGresult *res));
+/* wa_db of an entry of a module's statement table (srv_db_stmt). */
+static inline void wa_db_stmt(struct wa_ctx *ctx, const struct srv_db_stmt *stmt,
+			      const char *const *values,
+			      void (*cb)(struct wa_ctx *ctx, enum ota_err err, const PGresult *res))
+{
+	wa_db(ctx, stmt->name, stmt->n_params, values, cb);
+}
 /* The same with SQL text (dynamic filters), always parameterised. */
 void wa_db_sql(struct wa_ctx *ctx, const char *sql, int n_params, const char *const *values,
 	       void (*cb)(struct wa_ctx *ctx, enum ota_err err, const PGresult *res));
@@ -325,8 +333,5 @@ void wa_h_keylists_list(struct wa_ctx *ctx);
 void wa_h_keylists_upload(struct wa_ctx *ctx);
 void wa_h_rootlists_list(struct wa_ctx *ctx);
 void wa_h_rootlists_upload(struct wa_ctx *ctx);
-
-/* Token creation shared by the API and the CLI (tokens.c). */
-extern const char wa_sql_token_create[];
 
 #endif
