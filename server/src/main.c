@@ -16,16 +16,14 @@
 #include <openssl/ssl.h>
 
 #include "fleetota-version.h"
-#include "fleetota/webapi.h"
+#include "device.h"
 #include "log-internal.h"
 #include "migrate-internal.h"
-#include "mqtt-internal.h"
-#include "notify-internal.h"
 #include "reload-internal.h"
-#include "report-internal.h"
-#include "rollout-internal.h"
+#include "rollout.h"
 #include "server-internal.h"
 #include "service-internal.h"
+#include "webapi.h"
 
 static void usage(FILE *out)
 {
@@ -162,7 +160,7 @@ static int run_server(struct srv_config *config, const char *config_path)
 	if (srv_delivery_start(&srv) != OTA_OK)
 		goto out;
 	if (config->mqtt_url[0] != '\0') {
-		if (srv_mqtt_start(&srv, &srv.mqtt) != OTA_OK)
+		if (srv_mqtt_start(&srv, &srv_report_receiver, &srv.mqtt) != OTA_OK)
 			goto out;
 		if (srv_notifier_start(&srv, &srv.notifier) != OTA_OK)
 			goto out;

@@ -124,7 +124,7 @@ void wa_h_artifacts_list(struct wa_ctx *ctx)
 		return;
 	}
 	params[3] = wa_query(ctx, "cursor");
-	if (params[3] != NULL && !wa_id_valid(params[3], 128)) {
+	if (params[3] != NULL && !wa_id_valid(params[3], WA_MAX_OBJECT_ID)) {
 		wa_reply_error(ctx, 400, "bad_request", "bad cursor", "cursor");
 		return;
 	}
@@ -138,7 +138,7 @@ static bool artifact_arg(struct wa_ctx *ctx)
 
 	if (!wa_query_only(ctx, allowed))
 		return false;
-	if (!wa_id_valid(ctx->path_arg, 128)) {
+	if (!wa_id_valid(ctx->path_arg, WA_MAX_OBJECT_ID)) {
 		wa_reply_error(ctx, 400, "bad_request", "not an artifact id", "artifact_id");
 		return false;
 	}
@@ -232,7 +232,7 @@ bool wa_bundle_begin(struct wa_ctx *ctx, const char *artifact_id, const uint8_t 
 		wa_reply_error(ctx, 500, "internal", "hash failed", NULL);
 		return false;
 	}
-	wa_hex(digest, sizeof(digest), b->digest_hex);
+	srv_hex_encode(digest, sizeof(digest), b->digest_hex);
 	return true;
 }
 
@@ -257,7 +257,8 @@ void wa_bundle_commit(struct wa_ctx *ctx, struct wa_bundle *b)
 {
 	const Fleetota__V1__Manifest *m = b->manifest;
 	uint8_t digest[32];
-	char image_hex[65], signer_hex[65], store_name[65], size_text[24];
+	char image_hex[SRV_SHA256_HEX_BYTES], signer_hex[SRV_SHA256_HEX_BYTES],
+		store_name[SRV_SHA256_HEX_BYTES], size_text[24];
 	char *manifest_hex = NULL, *hw_json = NULL;
 	char nums[6][24];
 	const char *params[21];
@@ -283,9 +284,9 @@ void wa_bundle_commit(struct wa_ctx *ctx, struct wa_bundle *b)
 		wa_reply_error(ctx, 500, "internal", "out of memory", NULL);
 		goto out;
 	}
-	wa_hex(b->manifest_bytes, b->manifest_len, manifest_hex);
-	wa_hex(digest, sizeof(digest), image_hex);
-	wa_hex(b->signer_key_id, OTA_KEY_ID_BYTES, signer_hex);
+	srv_hex_encode(b->manifest_bytes, b->manifest_len, manifest_hex);
+	srv_hex_encode(digest, sizeof(digest), image_hex);
+	srv_hex_encode(b->signer_key_id, OTA_KEY_ID_BYTES, signer_hex);
 	snprintf(nums[0], 24, "%llu", (unsigned long long)m->version_code);
 	snprintf(nums[1], 24, "%llu", (unsigned long long)m->security_counter);
 	snprintf(nums[2], 24, "%llu", (unsigned long long)m->min_installed_version);
@@ -421,7 +422,7 @@ void wa_h_artifacts_upload(struct wa_ctx *ctx)
 	if (!wa_query_only(ctx, allowed))
 		return;
 	id = wa_query(ctx, "id");
-	if (id == NULL || !wa_id_valid(id, 128)) {
+	if (id == NULL || !wa_id_valid(id, WA_MAX_OBJECT_ID)) {
 		wa_reply_error(ctx, 400, "bad_request",
 			       "id: 1..128 of letters, digits and . _ - (first alphanumeric)",
 			       "id");

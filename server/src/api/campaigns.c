@@ -14,68 +14,26 @@
 #include "db-internal.h"
 #include "webapi-internal.h"
 
-static const char sql_list[] =
-	"SELECT json_build_object('items', COALESCE(json_agg(json_build_object("
-	"'id', k.campaign_id, 'kind', k.kind, 'artifact', k.artifact_id, "
-	"'keylist_version', k.keylist_version, 'rootlist_version', k.rootlist_version, "
-	"'state', k.state, 'reason', k.state_reason, 'current_stage', k.current_stage, "
-	"'priority', k.priority, 'created_by', k.created_by, 'created_at', k.created_at) "
-	"ORDER BY k.campaign_id), '[]'::json), 'next_cursor', "
-	"CASE WHEN count(*) = $3::int THEN max(k.campaign_id) END)::text FROM ("
-	"SELECT * FROM campaigns WHERE ($1::text IS NULL OR state = $1) "
-	"AND campaign_id > COALESCE($2::text, '') ORDER BY campaign_id LIMIT $3::int) k";
-
-static const char sql_create[] = "SELECT rollout_api_create($1::jsonb, $2)::text";
-
-static const char sql_get[] = "SELECT rollout_status($1)::text";
-
-static const char sql_devices[] =
-	"SELECT CASE WHEN NOT EXISTS (SELECT 1 FROM campaigns WHERE campaign_id = $1) THEN NULL "
-	"ELSE (SELECT json_build_object('items', COALESCE(json_agg(json_build_object("
-	"'device_id', m.device_id, 'stage', m.stage_no, 'step', m.step, 'state', m.state, "
-	"'error', m.error, 'already', m.already, 'reconciled', m.reconciled, "
-	"'notify_count', m.notify_count, 'notified_at', m.notified_at, "
-	"'last_report_at', m.last_report_at, 'reported_version_code', "
-	"m.reported_version_code, 'updated_at', m.updated_at, 'attempts', m.attempts, "
-	"'retry_at', m.retry_at) ORDER BY m.device_id), "
-	"'[]'::json), 'next_cursor', CASE WHEN count(*) = $4::int THEN max(m.device_id) END)"
-	"::text FROM (SELECT * FROM campaign_devices WHERE campaign_id = $1 "
-	"AND ($2::text IS NULL OR state = $2) AND device_id > COALESCE($3::text, '') "
-	"ORDER BY device_id LIMIT $4::int) m) END";
-
-/* $2 = start | approve | pause | resume | cancel */
-static const char sql_action[] = "SELECT rollout_api_action($1, $2, $3)::text";
-
-static const char sql_keyrotation[] =
-	"SELECT json_build_object('min_share', rollout_setting('keyrotation_min_share', "
-	"'0.98')::numeric, 'latest_keylist', (SELECT max(version) FROM keylists), "
-	"'coverage', COALESCE((SELECT json_agg(json_build_object('keylist_version', "
-	"c.keylist_version, 'devices', c.devices, 'share', c.share, 'last_seen', c.last_seen) "
-	"ORDER BY c.keylist_version) FROM rollout_keylist_coverage() c), '[]'::json), "
-	"'stragglers', COALESCE((SELECT json_agg(json_build_object('device_id', s.device_id, "
-	"'keylist_version', s.keylist_version, 'model', s.model, 'version', s.version, "
-	"'last_seen', s.last_seen)) FROM rollout_keylist_stragglers(COALESCE($1::bigint, "
-	"(SELECT max(version) FROM keylists), 0), $2::int) s), '[]'::json))::text";
-
-static const char sql_purge[] = "SELECT rollout_purge($1::timestamptz, $2::int, $3)::text";
+/*
+ * The statements, in one table: the engine's functions (rollout_*.sql) and
+ * the API's reads (api_campaigns.sql).
+ */
+enum { STMT_LIST, STMT_CREATE, STMT_GET, STMT_DEVICES, STMT_ACTION, STMT_KEYROTATION, STMT_PURGE };
+static const struct srv_db_stmt stmts[] = {
+	[STMT_LIST] = {"wa_campaign_list", "SELECT api_campaign_list($1, $2, $3)", 3},
+	[STMT_CREATE] = {"wa_campaign_create", "SELECT rollout_api_create($1::jsonb, $2)::text", 2},
+	[STMT_GET] = {"wa_campaign_get", "SELECT rollout_status($1)::text", 1},
+	[STMT_DEVICES] = {"wa_campaign_devices", "SELECT api_campaign_devices($1, $2, $3, $4)", 4},
+	/* $2 = start | approve | pause | resume | cancel */
+	[STMT_ACTION] = {"wa_campaign_action", "SELECT rollout_api_action($1, $2, $3)::text", 3},
+	[STMT_KEYROTATION] = {"wa_keyrotation", "SELECT api_keyrotation($1, $2)", 2},
+	[STMT_PURGE] = {"wa_retention_purge",
+			"SELECT rollout_purge($1::timestamptz, $2::int, $3)::text", 3},
+};
 
 enum ota_err wa_campaigns_prepare(struct srv_db *db)
 {
-	enum ota_err err = srv_db_prepare(db, "wa_campaign_list", sql_list);
-
-	if (err == OTA_OK)
-		err = srv_db_prepare(db, "wa_campaign_create", sql_create);
-	if (err == OTA_OK)
-		err = srv_db_prepare(db, "wa_campaign_get", sql_get);
-	if (err == OTA_OK)
-		err = srv_db_prepare(db, "wa_campaign_devices", sql_devices);
-	if (err == OTA_OK)
-		err = srv_db_prepare(db, "wa_campaign_action", sql_action);
-	if (err == OTA_OK)
-		err = srv_db_prepare(db, "wa_keyrotation", sql_keyrotation);
-	if (err == OTA_OK)
-		err = srv_db_prepare(db, "wa_retention_purge", sql_purge);
-	return err;
+	return srv_db_prepare_stmts(db, stmts, sizeof(stmts) / sizeof(stmts[0]));
 }
 
 int wa_campaign_status_from_sqlstate(const char *sqlstate, const char **ret_code)
@@ -161,7 +119,7 @@ static bool campaign_arg(struct wa_ctx *ctx, const char *const *allowed)
 
 	if (!wa_query_only(ctx, allowed != NULL ? allowed : none))
 		return false;
-	if (!wa_id_valid(ctx->path_arg, 128)) {
+	if (!wa_id_valid(ctx->path_arg, WA_MAX_OBJECT_ID)) {
 		wa_reply_error(ctx, 400, "bad_request", "not a campaign id", "campaign_id");
 		return false;
 	}
@@ -192,12 +150,12 @@ void wa_h_campaigns_list(struct wa_ctx *ctx)
 		return;
 	}
 	params[1] = wa_query(ctx, "cursor");
-	if (params[1] != NULL && !wa_id_valid(params[1], 128)) {
+	if (params[1] != NULL && !wa_id_valid(params[1], WA_MAX_OBJECT_ID)) {
 		wa_reply_error(ctx, 400, "bad_request", "bad cursor", "cursor");
 		return;
 	}
 	params[2] = limit;
-	wa_db(ctx, "wa_campaign_list", 3, params, reply_200);
+	wa_db_stmt(ctx, &stmts[STMT_LIST], params, reply_200);
 }
 
 void wa_h_campaigns_create(struct wa_ctx *ctx)
@@ -215,7 +173,7 @@ void wa_h_campaigns_create(struct wa_ctx *ctx)
 	}
 	params[0] = text;
 	params[1] = ctx->actor;
-	wa_db(ctx, "wa_campaign_create", 2, params, reply_201);
+	wa_db_stmt(ctx, &stmts[STMT_CREATE], params, reply_201);
 	free(text);
 }
 
@@ -225,7 +183,7 @@ void wa_h_campaigns_get(struct wa_ctx *ctx)
 
 	if (!campaign_arg(ctx, NULL))
 		return;
-	wa_db(ctx, "wa_campaign_get", 1, params, reply_200);
+	wa_db_stmt(ctx, &stmts[STMT_GET], params, reply_200);
 }
 
 void wa_h_campaigns_devices(struct wa_ctx *ctx)
@@ -246,12 +204,12 @@ void wa_h_campaigns_devices(struct wa_ctx *ctx)
 		return;
 	}
 	params[2] = wa_query(ctx, "cursor");
-	if (params[2] != NULL && !wa_id_valid(params[2], 64)) {
+	if (params[2] != NULL && !wa_id_valid(params[2], WA_MAX_DEVICE_ID)) {
 		wa_reply_error(ctx, 400, "bad_request", "bad cursor", "cursor");
 		return;
 	}
 	params[3] = limit;
-	wa_db(ctx, "wa_campaign_devices", 4, params, reply_200);
+	wa_db_stmt(ctx, &stmts[STMT_DEVICES], params, reply_200);
 }
 
 /* POST /api/v1/campaigns/{id}/ACTION: the action is the route's last segment. */
@@ -283,7 +241,7 @@ void wa_h_campaigns_action(struct wa_ctx *ctx)
 	params[0] = ctx->path_arg;
 	params[1] = action;
 	params[2] = ctx->actor;
-	wa_db(ctx, "wa_campaign_action", 3, params, reply_200);
+	wa_db_stmt(ctx, &stmts[STMT_ACTION], params, reply_200);
 }
 
 void wa_h_keyrotation(struct wa_ctx *ctx)
@@ -302,7 +260,7 @@ void wa_h_keyrotation(struct wa_ctx *ctx)
 	}
 	params[0] = min_version;
 	params[1] = limit;
-	wa_db(ctx, "wa_keyrotation", 2, params, reply_200);
+	wa_db_stmt(ctx, &stmts[STMT_KEYROTATION], params, reply_200);
 }
 
 void wa_h_retention_purge(struct wa_ctx *ctx)
@@ -340,5 +298,5 @@ void wa_h_retention_purge(struct wa_ctx *ctx)
 	params[0] = before != NULL ? json_string_value(before) : NULL;
 	params[1] = rows;
 	params[2] = ctx->actor;
-	wa_db(ctx, "wa_retention_purge", 3, params, reply_200);
+	wa_db_stmt(ctx, &stmts[STMT_PURGE], params, reply_200);
 }

@@ -161,7 +161,7 @@ void wa_h_devices_list(struct wa_ctx *ctx)
 		return;
 	}
 	params[10] = wa_query(ctx, "cursor");
-	if (params[10] != NULL && !wa_id_valid(params[10], 64)) {
+	if (params[10] != NULL && !wa_id_valid(params[10], WA_MAX_DEVICE_ID)) {
 		wa_reply_error(ctx, 400, "bad_request", "bad cursor", "cursor");
 		return;
 	}
@@ -175,7 +175,7 @@ static bool device_arg(struct wa_ctx *ctx)
 
 	if (!wa_query_only(ctx, allowed))
 		return false;
-	if (!wa_id_valid(ctx->path_arg, 64)) {
+	if (!wa_id_valid(ctx->path_arg, WA_MAX_DEVICE_ID)) {
 		wa_reply_error(ctx, 400, "bad_request", "not a device id", "device_id");
 		return false;
 	}

@@ -54,7 +54,7 @@ static enum ota_err fail(struct compiler *c, const char *fmt, ...)
 	va_list ap;
 
 	va_start(ap, fmt);
-	vsnprintf(c->err, 128, fmt, ap);
+	vsnprintf(c->err, WA_FILTER_ERR_BYTES, fmt, ap);
 	va_end(ap);
 	return OTA_ERR_FORMAT;
 }
@@ -259,7 +259,7 @@ static enum ota_err node(struct compiler *c, const json_t *n, unsigned depth)
 }
 
 enum ota_err wa_filter_compile(const json_t *filter, int first_param, struct wa_filter_sql *out,
-			       char err[128])
+			       char err[WA_FILTER_ERR_BYTES])
 {
 	struct compiler c = {.out = out, .next_param = first_param, .err = err};
 	enum ota_err rc;
@@ -273,7 +273,7 @@ enum ota_err wa_filter_compile(const json_t *filter, int first_param, struct wa_
 		rc = emit(&c, ")");
 	if (rc != OTA_OK) {
 		if (rc == OTA_ERR_NOMEM)
-			snprintf(err, 128, "out of memory");
+			snprintf(err, WA_FILTER_ERR_BYTES, "out of memory");
 		wa_filter_sql_clear(out);
 	}
 	return rc;

@@ -99,7 +99,7 @@ static bool group_arg(struct wa_ctx *ctx, const char *const *allowed)
 
 	if (!wa_query_only(ctx, allowed != NULL ? allowed : none))
 		return false;
-	if (!wa_id_valid(ctx->path_arg, 64)) {
+	if (!wa_id_valid(ctx->path_arg, WA_MAX_GROUP_ID)) {
 		wa_reply_error(ctx, 400, "bad_request", "not a group id", "group_id");
 		return false;
 	}
@@ -121,7 +121,7 @@ void wa_h_groups_list(struct wa_ctx *ctx)
 		return;
 	}
 	params[1] = wa_query(ctx, "cursor");
-	if (params[1] != NULL && !wa_id_valid(params[1], 64)) {
+	if (params[1] != NULL && !wa_id_valid(params[1], WA_MAX_GROUP_ID)) {
 		wa_reply_error(ctx, 400, "bad_request", "bad cursor", "cursor");
 		return;
 	}
@@ -142,7 +142,7 @@ static char *device_list_json(struct wa_ctx *ctx, const json_t *devices)
 	for (size_t i = 0; i < json_array_size(devices); i++) {
 		const json_t *d = json_array_get(devices, i);
 
-		if (!json_is_string(d) || !wa_id_valid(json_string_value(d), 64)) {
+		if (!json_is_string(d) || !wa_id_valid(json_string_value(d), WA_MAX_DEVICE_ID)) {
 			wa_reply_error(ctx, 400, "bad_request", "devices: not a device id",
 				       "devices");
 			return NULL;
@@ -184,7 +184,7 @@ void wa_h_groups_create(struct wa_ctx *ctx)
 	const char *key;
 	json_t *value;
 	struct wa_filter_sql compiled;
-	char ferr[128];
+	char ferr[WA_FILTER_ERR_BYTES];
 	char *filter_text = NULL, *devices_text = NULL;
 	const char *params[6];
 	bool dynamic;
@@ -202,7 +202,7 @@ void wa_h_groups_create(struct wa_ctx *ctx)
 			return;
 		}
 	}
-	if (!json_is_string(id) || !wa_id_valid(json_string_value(id), 64)) {
+	if (!json_is_string(id) || !wa_id_valid(json_string_value(id), WA_MAX_GROUP_ID)) {
 		wa_reply_error(ctx, 400, "bad_request",
 			       "group_id: 1..64 of letters, digits and . _ - (first alphanumeric)",
 			       "group_id");
@@ -354,7 +354,7 @@ static void group_loaded(struct wa_ctx *ctx, enum ota_err err, const PGresult *r
 	struct members_state *st = ctx->state;
 	struct wa_filter_sql compiled = {0};
 	const char *params[WA_FILTER_MAX_CONDITIONS + 3];
-	char ferr[128];
+	char ferr[WA_FILTER_ERR_BYTES];
 	char *sql;
 	size_t cap = 12288, used;
 	int n = 0;
@@ -438,7 +438,7 @@ void wa_h_groups_devices(struct wa_ctx *ctx)
 		return;
 	cursor = wa_query(ctx, "cursor");
 	if (cursor != NULL) {
-		if (!wa_id_valid(cursor, 64)) {
+		if (!wa_id_valid(cursor, WA_MAX_DEVICE_ID)) {
 			wa_reply_error(ctx, 400, "bad_request", "bad cursor", "cursor");
 			return;
 		}

@@ -31,17 +31,6 @@ enum wa_role wa_role_from_name(const char *name)
 	return WA_ROLE_NONE;
 }
 
-void wa_hex(const uint8_t *data, size_t len, char *out)
-{
-	static const char hex[] = "0123456789abcdef";
-
-	for (size_t i = 0; i < len; i++) {
-		out[2 * i] = hex[data[i] >> 4];
-		out[2 * i + 1] = hex[data[i] & 15];
-	}
-	out[2 * len] = '\0';
-}
-
 static bool b64url_char(char c)
 {
 	return (c >= 'A' && c <= 'Z') || (c >= 'a' && c <= 'z') || (c >= '0' && c <= '9') ||
@@ -76,18 +65,18 @@ enum ota_err wa_token_generate(char out[WEBAPI_TOKEN_CHARS + 1])
 	return pos == WEBAPI_TOKEN_CHARS ? OTA_OK : OTA_ERR_INTERNAL;
 }
 
-enum ota_err wa_token_hash(const char *token, char hex_out[65])
+enum ota_err wa_token_hash(const char *token, char hex_out[SRV_SHA256_HEX_BYTES])
 {
 	uint8_t digest[32];
 	enum ota_err err = ota_sha256(token, strlen(token), digest);
 
 	if (err != OTA_OK)
 		return err;
-	wa_hex(digest, sizeof(digest), hex_out);
+	srv_hex_encode(digest, sizeof(digest), hex_out);
 	return OTA_OK;
 }
 
-enum ota_err wa_token_hash_header(const char *header, char hex_out[65])
+enum ota_err wa_token_hash_header(const char *header, char hex_out[SRV_SHA256_HEX_BYTES])
 {
 	size_t prefix = strlen(WEBAPI_TOKEN_PREFIX);
 	const char *token;

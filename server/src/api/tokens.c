@@ -9,49 +9,18 @@
 #include "db-internal.h"
 #include "webapi-internal.h"
 
-#define TOKEN_COLS "id, name, role, created_by, created_at, revoked_at"
-
-const char wa_sql_token_create[] =
-	"WITH t AS (INSERT INTO api_tokens (name, role, token_sha256, created_by) "
-	"VALUES ($1, $2, decode($3, 'hex'), $4) RETURNING " TOKEN_COLS "), "
-	"a AS (INSERT INTO audit (actor, action, object, after) "
-	"SELECT $4, 'token.create', 'token:' || t.id, to_jsonb(t) FROM t) "
-	"SELECT row_to_json(t)::text FROM t";
-
-static const char sql_token_list[] =
-	"SELECT json_build_object('items', COALESCE(json_agg(t ORDER BY t.id), '[]'::json), "
-	"'next_cursor', CASE WHEN count(*) = $2::int THEN max(t.id)::text END)::text FROM ("
-	"SELECT " TOKEN_COLS " FROM api_tokens WHERE id > COALESCE($1::bigint, 0) "
-	"ORDER BY id LIMIT $2::int) t";
-
-static const char sql_token_revoke[] =
-	"WITH old AS (SELECT " TOKEN_COLS " FROM api_tokens WHERE id = $1::bigint), "
-	"t AS (UPDATE api_tokens SET revoked_at = now() WHERE id = $1::bigint "
-	"AND revoked_at IS NULL RETURNING " TOKEN_COLS "), "
-	"a AS (INSERT INTO audit (actor, action, object, before, after) "
-	"SELECT $2, 'token.revoke', 'token:' || t.id, (SELECT to_jsonb(old) FROM old), "
-	"to_jsonb(t) FROM t) "
-	"SELECT (SELECT row_to_json(t)::text FROM t), (SELECT count(*) FROM old)";
-
-static const char sql_audit_list[] =
-	"SELECT json_build_object('items', COALESCE(json_agg(a ORDER BY a.id DESC), '[]'::json), "
-	"'next_cursor', CASE WHEN count(*) = $5::int THEN min(a.id)::text END)::text FROM ("
-	"SELECT id, at, actor, action, object, before, after FROM audit "
-	"WHERE ($1::text IS NULL OR actor = $1) AND ($2::text IS NULL OR action = $2) "
-	"AND ($3::text IS NULL OR object = $3) AND ($4::bigint IS NULL OR id < $4::bigint) "
-	"ORDER BY id DESC LIMIT $5::int) a";
+/* The statements (migrations/code/api_tokens.sql), in one table. */
+enum { STMT_CREATE, STMT_LIST, STMT_REVOKE, STMT_AUDIT };
+static const struct srv_db_stmt stmts[] = {
+	[STMT_CREATE] = {"wa_token_create", "SELECT api_token_create($1, $2, $3, $4)", 4},
+	[STMT_LIST] = {"wa_token_list", "SELECT api_token_list($1, $2)", 2},
+	[STMT_REVOKE] = {"wa_token_revoke", "SELECT token, found FROM api_token_revoke($1, $2)", 2},
+	[STMT_AUDIT] = {"wa_audit_list", "SELECT api_audit_list($1, $2, $3, $4, $5)", 5},
+};
 
 enum ota_err wa_tokens_prepare(struct srv_db *db)
 {
-	enum ota_err err = srv_db_prepare(db, "wa_token_create", wa_sql_token_create);
-
-	if (err == OTA_OK)
-		err = srv_db_prepare(db, "wa_token_list", sql_token_list);
-	if (err == OTA_OK)
-		err = srv_db_prepare(db, "wa_token_revoke", sql_token_revoke);
-	if (err == OTA_OK)
-		err = srv_db_prepare(db, "wa_audit_list", sql_audit_list);
-	return err;
+	return srv_db_prepare_stmts(db, stmts, sizeof(stmts) / sizeof(stmts[0]));
 }
 
 /* Replies 200 with the single JSON text column of res. */
@@ -92,7 +61,7 @@ void wa_h_tokens_list(struct wa_ctx *ctx)
 	}
 	params[0] = cursor;
 	params[1] = limit;
-	wa_db(ctx, "wa_token_list", 2, params, reply_row);
+	wa_db_stmt(ctx, &stmts[STMT_LIST], params, reply_row);
 }
 
 struct token_state {
@@ -132,7 +101,7 @@ void wa_h_tokens_create(struct wa_ctx *ctx)
 	const char *key;
 	json_t *value;
 	struct token_state *st;
-	char hash[65];
+	char hash[SRV_SHA256_HEX_BYTES];
 	const char *params[4];
 
 	if (!wa_query_only(ctx, allowed))
@@ -166,7 +135,7 @@ void wa_h_tokens_create(struct wa_ctx *ctx)
 	params[1] = json_string_value(role);
 	params[2] = hash;
 	params[3] = ctx->actor;
-	wa_db(ctx, "wa_token_create", 4, params, token_created);
+	wa_db_stmt(ctx, &stmts[STMT_CREATE], params, token_created);
 }
 
 static void token_revoked(struct wa_ctx *ctx, enum ota_err err, const PGresult *res)
@@ -200,7 +169,7 @@ void wa_h_tokens_revoke(struct wa_ctx *ctx)
 	}
 	params[0] = ctx->path_arg;
 	params[1] = ctx->actor;
-	wa_db(ctx, "wa_token_revoke", 2, params, token_revoked);
+	wa_db_stmt(ctx, &stmts[STMT_REVOKE], params, token_revoked);
 }
 
 void wa_h_audit_list(struct wa_ctx *ctx)
@@ -227,7 +196,7 @@ void wa_h_audit_list(struct wa_ctx *ctx)
 		return;
 	}
 	params[4] = limit;
-	wa_db(ctx, "wa_audit_list", 5, params, reply_row);
+	wa_db_stmt(ctx, &stmts[STMT_AUDIT], params, reply_row);
 }
 
 /* ---- CLI: ota-server token create ----------------------------------- */
@@ -271,7 +240,7 @@ static void cli_timeout(evutil_socket_t fd, short what, void *arg)
 int webapi_token_cli(const char *conninfo, int argc, char **argv, FILE *out, FILE *err)
 {
 	const char *role = NULL, *name = "bootstrap-admin";
-	char token[WEBAPI_TOKEN_CHARS + 1], hash[65];
+	char token[WEBAPI_TOKEN_CHARS + 1], hash[SRV_SHA256_HEX_BYTES];
 	struct cli_state st = {.out = out, .err = err, .token = token, .status = 1};
 	struct timeval tv = {15, 0};
 	struct event *timer = NULL;
@@ -311,9 +280,9 @@ int webapi_token_cli(const char *conninfo, int argc, char **argv, FILE *out, FIL
 	params[2] = hash;
 	params[3] = "cli";
 	/* RETRY: the query waits for the first connection (bounded by the timer) */
-	if (srv_db_prepare(db, "wa_cli_token_create", wa_sql_token_create) != OTA_OK ||
+	if (srv_db_prepare_stmts(db, &stmts[STMT_CREATE], 1) != OTA_OK ||
 	    srv_db_start(db) != OTA_OK ||
-	    srv_db_exec(db, "wa_cli_token_create", 4, params, false, SRV_DB_RETRY, cli_done, &st) !=
+	    srv_db_exec_stmt(db, &stmts[STMT_CREATE], params, false, SRV_DB_RETRY, cli_done, &st) !=
 		    OTA_OK) {
 		fprintf(err, "token: database unavailable\n");
 		goto out;

@@ -171,7 +171,7 @@ static void state_loaded(struct wa_ctx *ctx, enum ota_err err, const PGresult *r
 	uint64_t now = (uint64_t)time(NULL), current_kl;
 	size_t trusted_len = 0;
 	uint8_t digest[32];
-	char digest_hex[65], version[24], root_version[24];
+	char digest_hex[SRV_SHA256_HEX_BYTES], version[24], root_version[24];
 	char *body_hex = NULL, *ids_text = NULL;
 	const char *params[7];
 	enum ota_err verr;
@@ -196,13 +196,13 @@ static void state_loaded(struct wa_ctx *ctx, enum ota_err err, const PGresult *r
 		wa_reply_error(ctx, 500, "internal", "hash failed", NULL);
 		return;
 	}
-	wa_hex(digest, sizeof(digest), digest_hex);
+	srv_hex_encode(digest, sizeof(digest), digest_hex);
 	body_hex = malloc(2 * ctx->body_len + 1);
 	if (body_hex == NULL) {
 		wa_reply_error(ctx, 500, "internal", "out of memory", NULL);
 		return;
 	}
-	wa_hex(ctx->body, ctx->body_len, body_hex);
+	srv_hex_encode(ctx->body, ctx->body_len, body_hex);
 
 	if (up->keylist) {
 		json_t *ids;
@@ -222,7 +222,8 @@ static void state_loaded(struct wa_ctx *ctx, enum ota_err err, const PGresult *r
 		for (size_t i = 0; ids != NULL && i < keylist->n_keys; i++) {
 			char id_hex[2 * OTA_KEY_ID_BYTES + 1];
 
-			wa_hex(keylist->keys[i]->key_id.data, keylist->keys[i]->key_id.len, id_hex);
+			srv_hex_encode(keylist->keys[i]->key_id.data, keylist->keys[i]->key_id.len,
+				       id_hex);
 			json_array_append_new(ids, json_string(id_hex));
 		}
 		ids_text = ids != NULL ? json_dumps(ids, JSON_COMPACT) : NULL;

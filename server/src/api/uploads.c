@@ -347,7 +347,7 @@ static void create_purged(struct wa_ctx *ctx, enum ota_err err, const PGresult *
 	}
 	cs->id[0] = 'u';
 	cs->id[1] = '_';
-	wa_hex(rnd, sizeof(rnd), cs->id + 2);
+	srv_hex_encode(rnd, sizeof(rnd), cs->id + 2);
 	if (!upload_path(up, cs->id, path)) {
 		wa_reply_error(ctx, 500, "internal", "bad upload path", NULL);
 		return;
@@ -859,7 +859,7 @@ void wa_h_uploads_finish(struct wa_ctx *ctx)
 		}
 	}
 	artifact_id = json_string_value(json_object_get(ctx->json, "artifact_id"));
-	if (artifact_id == NULL || !wa_id_valid(artifact_id, 128)) {
+	if (artifact_id == NULL || !wa_id_valid(artifact_id, WA_MAX_OBJECT_ID)) {
 		wa_reply_error(ctx, 400, "bad_request",
 			       "artifact_id: 1..128 of letters, digits and . _ - (first "
 			       "alphanumeric)",

@@ -31,12 +31,12 @@ bool wa_id_valid(const char *s, size_t max)
 
 bool wa_name_valid(const char *s)
 {
-	return word_valid(s, 64, " ._@:-");
+	return word_valid(s, WA_MAX_NAME, " ._@:-");
 }
 
 bool wa_tag_valid(const char *s)
 {
-	return word_valid(s, 64, "._:=/-");
+	return word_valid(s, WA_MAX_TAG, "._:=/-");
 }
 
 bool wa_text_valid(const char *s)
@@ -46,7 +46,7 @@ bool wa_text_valid(const char *s)
 	if (s == NULL)
 		return false;
 	len = strlen(s);
-	if (len == 0 || len > 128)
+	if (len == 0 || len > WA_MAX_TEXT)
 		return false;
 	for (size_t i = 0; i < len; i++) {
 		unsigned char c = (unsigned char)s[i];

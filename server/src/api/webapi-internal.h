@@ -14,9 +14,12 @@
 
 #include "fleetota/arena.h"
 #include "fleetota/err.h"
+#include "api-limits.h"
+#include "db-internal.h"
 #include "fleetota/trust.h"
-#include "fleetota/webapi.h"
+#include "hex-internal.h"
 #include "ota.pb-c.h"
+#include "webapi.h"
 
 /* ---- roles and tokens (token.c) --------------------------------------- */
 
@@ -40,13 +43,10 @@ enum ota_err wa_token_generate(char out[WEBAPI_TOKEN_CHARS + 1]);
  * and checks its shape. OTA_OK and its lowercase hex SHA-256 in hex_out;
  * OTA_ERR_FORMAT for anything else (the caller answers 401).
  */
-enum ota_err wa_token_hash_header(const char *header, char hex_out[65]);
+enum ota_err wa_token_hash_header(const char *header, char hex_out[SRV_SHA256_HEX_BYTES]);
 
 /* Lowercase hex SHA-256 of a token. */
-enum ota_err wa_token_hash(const char *token, char hex_out[65]);
-
-/* Lowercase hex of len bytes into out (2 * len + 1 bytes). */
-void wa_hex(const uint8_t *data, size_t len, char *out);
+enum ota_err wa_token_hash(const char *token, char hex_out[SRV_SHA256_HEX_BYTES]);
 
 /* ---- identifiers and query values (validate.c) ------------------------ */
 
@@ -88,7 +88,7 @@ struct wa_filter_sql {
  * (128 bytes) naming what is wrong.
  */
 enum ota_err wa_filter_compile(const json_t *filter, int first_param, struct wa_filter_sql *out,
-			       char err[128]);
+			       char err[WA_FILTER_ERR_BYTES]);
 void wa_filter_sql_clear(struct wa_filter_sql *out);
 
 /* ---- bundles (upload.c) ----------------------------------------------- */
@@ -135,7 +135,7 @@ struct wa_bundle {
 	Fleetota__V1__BundleHeader *header;
 	uint8_t *manifest_bytes; /* the manifest envelope, serialized */
 	size_t manifest_len;
-	char digest_hex[65];
+	char digest_hex[SRV_SHA256_HEX_BYTES];
 	uint64_t image_size; /* the bundle's bytes after its header */
 	/* after verification */
 	Fleetota__V1__Manifest *manifest; /* in arena */
@@ -267,6 +267,13 @@ bool wa_query_limit(struct wa_ctx *ctx, char out[16]);
  */
 void wa_db(struct wa_ctx *ctx, const char *stmt, int n_params, const char *const *values,
 	   void (*cb)(struct wa_ctx *ctx, enum ota_err err, const PGresult *res));
+/* wa_db of an entry of a module's statement table (srv_db_stmt). */
+static inline void wa_db_stmt(struct wa_ctx *ctx, const struct srv_db_stmt *stmt,
+			      const char *const *values,
+			      void (*cb)(struct wa_ctx *ctx, enum ota_err err, const PGresult *res))
+{
+	wa_db(ctx, stmt->name, stmt->n_params, values, cb);
+}
 /* The same with SQL text (dynamic filters), always parameterised. */
 void wa_db_sql(struct wa_ctx *ctx, const char *sql, int n_params, const char *const *values,
 	       void (*cb)(struct wa_ctx *ctx, enum ota_err err, const PGresult *res));
@@ -326,8 +333,5 @@ void wa_h_keylists_list(struct wa_ctx *ctx);
 void wa_h_keylists_upload(struct wa_ctx *ctx);
 void wa_h_rootlists_list(struct wa_ctx *ctx);
 void wa_h_rootlists_upload(struct wa_ctx *ctx);
-
-/* Token creation shared by the API and the CLI (tokens.c). */
-extern const char wa_sql_token_create[];
 
 #endif

@@ -663,7 +663,7 @@ static void gencb(struct evhttp_request *req, void *arg)
 	enum evhttp_cmd_type method = evhttp_request_get_command(req);
 	bool path_known = false;
 	const char *auth, *peer = "?";
-	char hash[65];
+	char hash[SRV_SHA256_HEX_BYTES];
 	const char *params[1];
 	ev_uint16_t peer_port = 0;
 	char *peer_addr = NULL;

@@ -34,6 +34,7 @@
 #include <event2/listener.h>
 
 #include "conns-internal.h"
+#include "hex-internal.h"
 #include "http-internal.h"
 #include "log-internal.h"
 #include "ratelimit-internal.h"
@@ -206,14 +207,7 @@ static bool key_from(const struct sockaddr_storage *ss, enum srv_listener_kind k
 /* The key as text (hex), for the per-peer rate limiter. */
 static const char *key_text(const struct conn_key *key, char out[CONNS_KEY_TEXT])
 {
-	static const char hex[] = "0123456789abcdef";
-	const uint8_t *p = (const uint8_t *)key;
-
-	for (size_t i = 0; i < sizeof(*key); i++) {
-		out[2 * i] = hex[p[i] >> 4];
-		out[2 * i + 1] = hex[p[i] & 15];
-	}
-	out[2 * sizeof(*key)] = '\0';
+	srv_hex_encode(key, sizeof(*key), out);
 	return out;
 }
 

@@ -96,6 +96,21 @@ enum ota_err srv_db_set_deadlines(struct srv_db *db, unsigned timeout_ms,
 /* Registers a statement (copied). Only before srv_db_start(). */
 enum ota_err srv_db_prepare(struct srv_db *db, const char *name, const char *sql);
 
+/*
+ * A module's statements in one table: name, SQL (a call of a function of
+ * migrations/code), number of parameters. The table is registered with
+ * srv_db_prepare_stmts and an entry run with srv_db_exec_stmt, so a name
+ * and its parameter count are written once.
+ */
+struct srv_db_stmt {
+	const char *name;
+	const char *sql;
+	int n_params;
+};
+
+/* srv_db_prepare for each of the n statements; stops at the first error. */
+enum ota_err srv_db_prepare_stmts(struct srv_db *db, const struct srv_db_stmt *stmts, size_t n);
+
 /* Starts connecting every pooled connection (asynchronously). */
 enum ota_err srv_db_start(struct srv_db *db);
 
@@ -110,6 +125,11 @@ enum ota_err srv_db_start(struct srv_db *db);
 enum ota_err srv_db_exec(struct srv_db *db, const char *stmt, int n_params,
 			 const char *const *values, bool binary_result, unsigned flags,
 			 srv_db_cb cb, void *arg);
+
+/* srv_db_exec of a table entry (its name and n_params). */
+enum ota_err srv_db_exec_stmt(struct srv_db *db, const struct srv_db_stmt *stmt,
+			      const char *const *values, bool binary_result, unsigned flags,
+			      srv_db_cb cb, void *arg);
 
 /* Same with SQL text (one statement, $1.. parameters), not prepared. */
 enum ota_err srv_db_exec_sql(struct srv_db *db, const char *sql, int n_params,

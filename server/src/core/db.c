@@ -752,6 +752,22 @@ enum ota_err srv_db_prepare(struct srv_db *db, const char *name, const char *sql
 	return OTA_OK;
 }
 
+enum ota_err srv_db_prepare_stmts(struct srv_db *db, const struct srv_db_stmt *stmts, size_t n)
+{
+	enum ota_err err = OTA_OK;
+
+	for (size_t i = 0; i < n && err == OTA_OK; i++)
+		err = srv_db_prepare(db, stmts[i].name, stmts[i].sql);
+	return err;
+}
+
+enum ota_err srv_db_exec_stmt(struct srv_db *db, const struct srv_db_stmt *stmt,
+			      const char *const *values, bool binary_result, unsigned flags,
+			      srv_db_cb cb, void *arg)
+{
+	return srv_db_exec(db, stmt->name, stmt->n_params, values, binary_result, flags, cb, arg);
+}
+
 enum ota_err srv_db_start(struct srv_db *db)
 {
 	if (db->started)

@@ -19,7 +19,7 @@
 struct migration {
 	unsigned version;
 	char name[256];
-	char checksum[65];
+	char checksum[SRV_SHA256_HEX_BYTES];
 	char *sql;
 };
 

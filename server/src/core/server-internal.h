@@ -32,14 +32,4 @@ struct srv_server {
 	struct srv_notifier *notifier;
 };
 
-/* ---- delivery.c: the device listener ---------------------------------- */
-
-/* Registers the delivery statements (before srv_db_start). */
-enum ota_err srv_delivery_prepare(struct srv_db *db);
-
-/* Starts the mTLS device listener from srv->config. */
-enum ota_err srv_delivery_start(struct srv_server *srv);
-
-void srv_delivery_stop(struct srv_server *srv);
-
 #endif

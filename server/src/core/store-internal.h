@@ -7,6 +7,7 @@
 #include <stdint.h>
 
 #include "fleetota/err.h"
+#include "srv-limits.h"
 
 /*
  * The content-addressed image store: a directory of files named by the
@@ -19,7 +20,7 @@
 bool srv_store_name_valid(const char *name);
 
 /* Lowercase hex of a 32-byte digest into out (65 bytes). */
-void srv_store_name_from_sha256(const uint8_t sha256[32], char out[65]);
+void srv_store_name_from_sha256(const uint8_t sha256[32], char out[SRV_SHA256_HEX_BYTES]);
 
 /*
  * Opens store_dir/name read-only (no symlinks) and checks that its size
@@ -34,7 +35,8 @@ enum ota_err srv_store_open(const char *store_dir, const char *name, uint64_t ex
  * copies src while hashing it into a temporary file, then renames it to
  * its digest. Writes the name into ret_name.
  */
-enum ota_err srv_store_add_file(const char *store_dir, const char *src, char ret_name[65]);
+enum ota_err srv_store_add_file(const char *store_dir, const char *src,
+				char ret_name[SRV_SHA256_HEX_BYTES]);
 
 /*
  * A store writer: a temporary file in the store that data is appended to
@@ -54,7 +56,7 @@ struct srv_store_writer;
 enum ota_err srv_store_writer_new(const char *store_dir, struct srv_store_writer **ret_w);
 enum ota_err srv_store_writer_write(struct srv_store_writer *w, const uint8_t *data, size_t len);
 enum ota_err srv_store_writer_commit(struct srv_store_writer *w, const uint8_t expected_sha256[32],
-				     uint8_t ret_sha256[32], char ret_name[65]);
+				     uint8_t ret_sha256[32], char ret_name[SRV_SHA256_HEX_BYTES]);
 void srv_store_writer_free(struct srv_store_writer *w);
 
 #endif

@@ -9,6 +9,7 @@
 #include <unistd.h>
 
 #include "fleetota/crypto.h"
+#include "hex-internal.h"
 #include "store-internal.h"
 
 bool srv_store_name_valid(const char *name)
@@ -26,15 +27,9 @@ bool srv_store_name_valid(const char *name)
 	return name[64] == '\0';
 }
 
-void srv_store_name_from_sha256(const uint8_t sha256[32], char out[65])
+void srv_store_name_from_sha256(const uint8_t sha256[32], char out[SRV_SHA256_HEX_BYTES])
 {
-	static const char hex[] = "0123456789abcdef";
-
-	for (size_t i = 0; i < 32; i++) {
-		out[2 * i] = hex[sha256[i] >> 4];
-		out[2 * i + 1] = hex[sha256[i] & 15];
-	}
-	out[64] = '\0';
+	srv_hex_encode(sha256, 32, out);
 }
 
 enum ota_err srv_store_open(const char *store_dir, const char *name, uint64_t expected_size,
@@ -119,9 +114,9 @@ enum ota_err srv_store_writer_write(struct srv_store_writer *w, const uint8_t *d
 }
 
 enum ota_err srv_store_writer_commit(struct srv_store_writer *w, const uint8_t expected_sha256[32],
-				     uint8_t ret_sha256[32], char ret_name[65])
+				     uint8_t ret_sha256[32], char ret_name[SRV_SHA256_HEX_BYTES])
 {
-	char final[PATH_MAX], name[65];
+	char final[PATH_MAX], name[SRV_SHA256_HEX_BYTES];
 	uint8_t digest[32];
 
 	if (w == NULL || w->fd < 0 || !w->sha_live)
@@ -165,11 +160,12 @@ void srv_store_writer_free(struct srv_store_writer *w)
 	free(w);
 }
 
-enum ota_err srv_store_add_file(const char *store_dir, const char *src, char ret_name[65])
+enum ota_err srv_store_add_file(const char *store_dir, const char *src,
+				char ret_name[SRV_SHA256_HEX_BYTES])
 {
 	struct srv_store_writer *w = NULL;
 	uint8_t buf[65536];
-	char name[65];
+	char name[SRV_SHA256_HEX_BYTES];
 	enum ota_err err;
 	int in;
 	ssize_t n;

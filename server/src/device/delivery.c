@@ -26,6 +26,7 @@
 #include <event2/http.h>
 #include <event2/keyvalq_struct.h>
 
+#include "device.h"
 #include "fleetota/limits.h"
 #include "log-internal.h"
 #include "security-internal.h"

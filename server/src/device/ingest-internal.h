@@ -7,7 +7,7 @@
 #include <stdint.h>
 
 #include "fleetota/err.h"
-#include "report-internal.h"
+#include "srv-limits.h"
 
 /*
  * Report ingest on the MQTT receive path: a report is stored before its

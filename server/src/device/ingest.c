@@ -10,10 +10,12 @@
 
 #include <libpq-fe.h>
 
+#include "hex-internal.h"
 #include "http-internal.h"
 #include "ingest-internal.h"
 #include "log-internal.h"
 #include "ratelimit-internal.h"
+#include "report-internal.h"
 
 #define STMT "report_ingest"
 
@@ -258,7 +260,7 @@ static void back_off(struct srv_ingest *ing, unsigned ms)
 static void store(struct srv_ingest *ing, const struct srv_report_doc *doc, unsigned refused,
 		  struct srv_ingest_result *result)
 {
-	char digest[65], refused_text[16];
+	char digest[SRV_SHA256_HEX_BYTES], refused_text[16];
 	char *text = json_dumps(doc->json, JSON_COMPACT);
 	const char *params[4] = {result->device, text, digest, refused_text};
 	unsigned delay = SRV_INGEST_RETRY_MIN_MS;
@@ -269,8 +271,7 @@ static void store(struct srv_ingest *ing, const struct srv_report_doc *doc, unsi
 		result->outcome = SRV_INGEST_FAILED;
 		return;
 	}
-	for (size_t i = 0; i < sizeof(doc->digest); i++)
-		snprintf(digest + 2 * i, 3, "%02x", doc->digest[i]);
+	srv_hex_encode(doc->digest, sizeof(doc->digest), digest);
 	snprintf(refused_text, sizeof(refused_text), "%u", refused);
 	for (;;) {
 		enum call_rc rc;

@@ -11,17 +11,16 @@
 #include <event2/event.h>
 
 #include "fleetota/limits.h"
-#include "ingest-internal.h"
 #include "log-internal.h"
-#include "mqtt-internal.h"
-#include "report-internal.h"
+#include "mqtt.h"
 #include "server-internal.h"
+#include "srv-limits.h"
 
 #define SESSION_EXPIRY_SEC 3600
 #define CONNECT_RETRY_SEC 1
 
 enum msg_kind {
-	MSG_RESULT, /* payload: struct srv_ingest_result */
+	MSG_RESULT, /* payload: the receiver's result */
 	MSG_CONNECTED,
 	MSG_CONNECT_FAILED,
 	MSG_LOST,
@@ -49,7 +48,8 @@ struct ack_slot {
 
 struct srv_mqtt {
 	struct srv_server *srv;
-	struct srv_ingest *ingest;
+	const struct srv_mqtt_receiver *receiver;
+	void *receiver_state;
 	MQTTAsync client;
 	pthread_mutex_t lock;
 	struct mqtt_msg *head;
@@ -125,10 +125,10 @@ static void on_publish_failure(void *context, MQTTAsync_failureData5 *response)
 	push_token(context, MSG_NACK, NULL, 0, NULL, 0, response->token);
 }
 
-/* Ingest results go to the loop for metrics and logs. */
-static void on_result(void *arg, const struct srv_ingest_result *result)
+/* Receiver results go to the loop for metrics and logs. */
+void srv_mqtt_post_result(struct srv_mqtt *mqtt, const void *result, size_t len)
 {
-	push(arg, MSG_RESULT, NULL, 0, result, sizeof(*result));
+	push(mqtt, MSG_RESULT, NULL, 0, result, len);
 }
 
 /*
@@ -149,8 +149,8 @@ static int on_message(void *context, char *topic, int topic_len, MQTTAsync_messa
 			tlen = SRV_MAX_TOPIC_BYTES;
 		memcpy(topic_copy, topic, tlen);
 		topic_copy[tlen] = '\0';
-		if (!srv_ingest_message(mqtt->ingest, topic_copy, message->payload,
-					(size_t)message->payloadlen)) {
+		if (!mqtt->receiver->message(mqtt->receiver_state, topic_copy, message->payload,
+					     (size_t)message->payloadlen)) {
 			/*
 			 * Shutting down and not stored: never acknowledge it.
 			 * The broker gives it to the next server (shared
@@ -253,13 +253,9 @@ static void wake_cb(evutil_socket_t fd, short what, void *arg)
 	while ((m = list) != NULL) {
 		list = m->next;
 		switch (m->kind) {
-		case MSG_RESULT: {
-			struct srv_ingest_result result;
-
-			memcpy(&result, m->payload, sizeof(result));
-			srv_report_account(srv, &result);
+		case MSG_RESULT:
+			mqtt->receiver->result(mqtt->receiver_state, m->payload, m->len);
 			break;
-		}
 		case MSG_TOO_BIG:
 			srv->metrics.reports_received++;
 			srv_metrics_reject(&srv->metrics, SRV_REJECT_REPORT_TOO_BIG);
@@ -456,17 +452,12 @@ static bool client_id_from_cert(const struct srv_config *cfg, char *out, size_t 
 	return true;
 }
 
-enum ota_err srv_mqtt_start(struct srv_server *srv, struct srv_mqtt **ret_mqtt)
+enum ota_err srv_mqtt_start(struct srv_server *srv, const struct srv_mqtt_receiver *receiver,
+			    struct srv_mqtt **ret_mqtt)
 {
 	char client_id[SRV_MQTT_MAX_CLIENT_ID + 1];
 	const struct srv_config *cfg = srv->config;
 	MQTTAsync_createOptions create = MQTTAsync_createOptions_initializer5;
-	struct srv_ingest_config ingest = {
-		.conninfo = cfg->db_conninfo,
-		.rate_per_sec = cfg->report_rate_per_sec,
-		.burst = cfg->report_burst,
-		.deadline_ms = SRV_MQTT_INGEST_DEADLINE_MS,
-	};
 	MQTTProperty expiry;
 	struct srv_mqtt *mqtt;
 	int rc;
@@ -477,11 +468,13 @@ enum ota_err srv_mqtt_start(struct srv_server *srv, struct srv_mqtt **ret_mqtt)
 	if (mqtt == NULL)
 		return OTA_ERR_NOMEM;
 	mqtt->srv = srv;
+	mqtt->receiver = receiver;
 	pthread_mutex_init(&mqtt->lock, NULL);
 	atomic_init(&mqtt->connected, false);
 	snprintf(mqtt->sub_topic, sizeof(mqtt->sub_topic), "$share/%s/fleetota/v1/+/status",
 		 cfg->mqtt_share_group);
-	if (srv_ingest_new(&ingest, on_result, mqtt, &mqtt->ingest) != OTA_OK)
+	mqtt->receiver_state = receiver->start(srv, mqtt);
+	if (mqtt->receiver_state == NULL)
 		goto fail;
 	mqtt->ev_wake = event_new(srv->base, -1, 0, wake_cb, mqtt);
 	mqtt->ev_retry = evtimer_new(srv->base, retry_cb, mqtt);
@@ -518,9 +511,9 @@ void srv_mqtt_stop(struct srv_mqtt *mqtt)
 
 	if (mqtt == NULL)
 		return;
-	srv_ingest_stop(mqtt->ingest);
-	if (mqtt->ingest != NULL &&
-	    !srv_ingest_idle(mqtt->ingest, SRV_MQTT_INGEST_DEADLINE_MS + 1000u)) {
+	mqtt->receiver->stop(mqtt->receiver_state);
+	if (mqtt->receiver_state != NULL &&
+	    !mqtt->receiver->idle(mqtt->receiver_state, SRV_MQTT_INGEST_DEADLINE_MS + 1000u)) {
 		/*
 		 * A report is inside Paho's callback, not stored: Paho holds its
 		 * lock and must not acknowledge it, so Paho is left as it is
@@ -546,7 +539,7 @@ void srv_mqtt_stop(struct srv_mqtt *mqtt)
 		mqtt->head = m->next;
 		free(m);
 	}
-	srv_ingest_free(mqtt->ingest);
+	mqtt->receiver->free(mqtt->receiver_state);
 	pthread_mutex_destroy(&mqtt->lock);
 	free(mqtt->acks);
 	free(mqtt);

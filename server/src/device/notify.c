@@ -5,8 +5,7 @@
 #include <time.h>
 
 #include "log-internal.h"
-#include "mqtt-internal.h"
-#include "notify-internal.h"
+#include "device.h"
 #include "server-internal.h"
 
 struct srv_notifier {
@@ -16,23 +15,17 @@ struct srv_notifier {
 	uint64_t seq;
 };
 
-static const char sql_claim[] =
-	"UPDATE assignments a SET notified_at = now(), notify_count = a.notify_count + 1,"
-	" state = CASE WHEN a.state = 'pending' THEN 'notified' ELSE a.state END,"
-	" updated_at = now()"
-	" FROM (SELECT s.device_id, s.artifact_id FROM assignments s"
-	"  JOIN devices d ON d.device_id = s.device_id"
-	"  WHERE s.notified_at IS NULL AND s.notify_after <= now() AND NOT d.decommissioned"
-	"  ORDER BY s.notify_after LIMIT $1::int FOR UPDATE OF s SKIP LOCKED) c,"
-	" artifacts r"
-	" WHERE a.device_id = c.device_id AND a.artifact_id = c.artifact_id"
-	"  AND r.artifact_id = a.artifact_id"
-	" RETURNING a.device_id, a.artifact_id, COALESCE(a.campaign_id, ''), r.version,"
-	"  r.version_code, r.is_security_update";
+/* The statement (migrations/code/notify.sql). */
+static const struct srv_db_stmt stmt_claim = {
+	"ntf_claim",
+	"SELECT device_id, artifact_id, campaign_id, version, version_code, is_security_update"
+	" FROM notify_claim($1::int)",
+	1,
+};
 
 enum ota_err srv_notifier_prepare(struct srv_server *srv)
 {
-	return srv_db_prepare(srv->db, "ntf_claim", sql_claim);
+	return srv_db_prepare_stmts(srv->db, &stmt_claim, 1);
 }
 
 static void arm(struct srv_notifier *n)
@@ -85,8 +78,8 @@ static void tick_cb(evutil_socket_t fd, short what, void *arg)
 		return;
 	}
 	snprintf(batch, sizeof(batch), "%u", n->srv->config->notify_batch);
-	if (srv_db_exec(n->srv->db, "ntf_claim", 1, params, false, SRV_DB_FAIL_FAST, claimed_cb,
-			n) == OTA_OK)
+	if (srv_db_exec_stmt(n->srv->db, &stmt_claim, params, false, SRV_DB_FAIL_FAST, claimed_cb,
+			     n) == OTA_OK)
 		n->in_flight = true;
 	else
 		arm(n);

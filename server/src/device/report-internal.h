@@ -10,13 +10,10 @@
 #include "fleetota/arena.h"
 #include "fleetota/err.h"
 #include "ota.pb-c.h"
+#include "srv-limits.h"
 
 struct srv_server;
 
-/* Longest device id (certificate CN, MQTT username, topic level). */
-#define SRV_MAX_DEVICE_ID 64u
-/* Longest MQTT topic we look at. */
-#define SRV_MAX_TOPIC_BYTES 256u
 /* Free-text details (error_detail, event detail) a report may carry. */
 #define SRV_MAX_DETAIL_BYTES 1024u
 /* Arena for one decoded StatusReport of OTA_MAX_MQTT_PAYLOAD_BYTES. */
@@ -71,12 +68,5 @@ void srv_report_doc_clear(struct srv_report_doc *doc);
  * newest SRV_REPORT_COALESCE_EVENTS). OTA_ERR_NOMEM leaves both as they were.
  */
 enum ota_err srv_report_merge(struct srv_report_doc *into, struct srv_report_doc *doc);
-
-/* Registers the loop's statements of this module (before srv_db_start). */
-enum ota_err srv_report_prepare(struct srv_server *srv);
-
-struct srv_ingest_result;
-/* Metrics and log lines of one ingest result (loop thread). */
-void srv_report_account(struct srv_server *srv, const struct srv_ingest_result *result);
 
 #endif

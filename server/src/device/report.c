@@ -7,8 +7,8 @@
 #include <jansson.h>
 
 #include "fleetota/crypto.h"
+#include "device.h"
 #include "fleetota/limits.h"
-#include "ingest-internal.h"
 #include "log-internal.h"
 #include "report-internal.h"
 #include "security-internal.h"
@@ -153,7 +153,7 @@ static json_t *report_json(const Fleetota__V1__StatusReport *r)
 			goto fail;
 	}
 	for (size_t i = 0; i < r->n_keylist_key_ids; i++) {
-		char hex[65];
+		char hex[SRV_SHA256_HEX_BYTES];
 
 		srv_store_name_from_sha256(r->keylist_key_ids[i].data, hex);
 		if (json_array_append_new(key_ids, json_string(hex)) != 0)
@@ -286,71 +286,4 @@ enum ota_err srv_report_merge(struct srv_report_doc *into, struct srv_report_doc
 enum ota_err srv_report_prepare(struct srv_server *srv)
 {
 	return srv_security_prepare(srv->db);
-}
-
-void srv_report_account(struct srv_server *srv, const struct srv_ingest_result *result)
-{
-	struct srv_metrics *m = &srv->metrics;
-	const char *outcome = srv_ingest_outcome_name(result->outcome);
-
-	if (!result->flushed)
-		m->reports_received++;
-	if ((unsigned)result->device_error > OTA_OK &&
-	    (unsigned)result->device_error < OTA__ERR_COUNT)
-		m->device_errors[result->device_error]++;
-	if (result->refusal_events > 0)
-		m->security_events[SRV_SECURITY_REFUSAL] += (uint64_t)result->refusal_events;
-	if (result->flood_refused > 0 && result->outcome != SRV_INGEST_FAILED &&
-	    result->outcome != SRV_INGEST_ABANDONED)
-		m->security_events[SRV_SECURITY_FLOOD]++;
-	switch (result->outcome) {
-	case SRV_INGEST_STORED:
-	case SRV_INGEST_DECOMMISSIONED:
-		m->reports_stored++;
-		m->events_stored += (uint64_t)(result->new_events > 0 ? result->new_events : 0);
-		srv_log(SRV_LOG_DEBUG, "report %s seq %llu: device %s, %lld new events%s",
-			result->device, (unsigned long long)result->seq,
-			result->outcome == SRV_INGEST_STORED ? "updated"
-							     : "decommissioned (ignored)",
-			result->new_events, result->merged > 1 ? " (coalesced)" : "");
-		break;
-	case SRV_INGEST_STALE:
-		m->reports_stale++;
-		m->events_stored += (uint64_t)(result->new_events > 0 ? result->new_events : 0);
-		srv_log(SRV_LOG_DEBUG,
-			"report %s seq %llu: stale (device row kept), %lld new events",
-			result->device, (unsigned long long)result->seq, result->new_events);
-		break;
-	case SRV_INGEST_DUPLICATE:
-		m->reports_duplicate++;
-		srv_log(SRV_LOG_DEBUG, "report %s seq %llu: duplicate (ignored)", result->device,
-			(unsigned long long)result->seq);
-		break;
-	case SRV_INGEST_REPLAY:
-		m->security_events[SRV_SECURITY_REPLAY]++;
-		srv_log(SRV_LOG_WARN, "report %s seq %llu refused: replay or zero seq",
-			result->device, (unsigned long long)result->seq);
-		break;
-	case SRV_INGEST_COALESCED:
-		m->reports_coalesced++;
-		break;
-	case SRV_INGEST_DROPPED:
-		srv_metrics_reject(m, SRV_REJECT_REPORT_OVER_BUDGET);
-		break;
-	case SRV_INGEST_REFUSED:
-		srv_metrics_reject(m, result->err == OTA_ERR_SIZE ? SRV_REJECT_REPORT_TOO_BIG
-								  : SRV_REJECT_REPORT_FORMAT);
-		srv_log(SRV_LOG_WARN, "report on '%s' refused: %s", result->topic,
-			ota_err_name(result->err));
-		break;
-	case SRV_INGEST_FAILED:
-	case SRV_INGEST_ABANDONED:
-		srv_metrics_reject(m, SRV_REJECT_STORE);
-		srv_log(SRV_LOG_ERROR, "report %s seq %llu not stored (%s)", result->device,
-			(unsigned long long)result->seq, outcome);
-		break;
-	}
-	if (result->suspect && (result->outcome == SRV_INGEST_REPLAY || result->flood_refused > 0 ||
-				result->refusal_events > 0))
-		srv_log(SRV_LOG_WARN, "device %s is flagged suspect", result->device);
 }

@@ -4,15 +4,16 @@
 #include <string.h>
 
 #include "log-internal.h"
-#include "report-internal.h"
+#include "srv-limits.h"
 #include "security-internal.h"
 #include "server-internal.h"
 
-static const char sql_event[] = "SELECT security_event($1, $2, $3)";
+/* The statement (migrations/code/security.sql). */
+static const struct srv_db_stmt stmt_event = {"sec_event", "SELECT security_event($1, $2, $3)", 3};
 
 enum ota_err srv_security_prepare(struct srv_db *db)
 {
-	return srv_db_prepare(db, "sec_event", sql_event);
+	return srv_db_prepare_stmts(db, &stmt_event, 1);
 }
 
 struct event_ctx {
@@ -56,8 +57,8 @@ void srv_security_record(struct srv_server *srv, const char *device, enum srv_se
 	params[1] = srv_security_kind_name(kind);
 	params[2] = detail;
 	/* fail fast: a retried call after a lost connection could audit twice */
-	if (srv_db_exec(srv->db, "sec_event", 3, params, false, SRV_DB_FAIL_FAST, event_cb, ctx) !=
-	    OTA_OK) {
+	if (srv_db_exec_stmt(srv->db, &stmt_event, params, false, SRV_DB_FAIL_FAST, event_cb,
+			     ctx) != OTA_OK) {
 		srv_log(SRV_LOG_ERROR, "security event %s of %s not recorded: database busy",
 			srv_security_kind_name(kind), device);
 		free(ctx);

@@ -9,10 +9,9 @@
 #include <time.h>
 #include <unistd.h>
 
+#include "device.h"
 #include "log-internal.h"
-#include "mqtt-internal.h"
-#include "report-internal.h"
-#include "rollout-internal.h"
+#include "rollout.h"
 #include "server-internal.h"
 
 /* "{" + ids of up to 20 digits and a comma each + "}" + NUL */
@@ -45,20 +44,21 @@ struct srv_rollout {
 	const char *failpoint_name;
 };
 
-static const char sql_tick[] =
-	"SELECT notification_id, campaign_id, device_id, kind, artifact_id, version,"
-	" version_code, is_security_update, keylist_version, fence"
-	" FROM rollout_tick($1, NULL, $2::int, 32, $3::int)";
-
-static const char sql_published[] = "SELECT rollout_published($1::bigint[], $2::bigint[], $3)";
+/* The statements (migrations/code/rollout_engine.sql), in one table. */
+enum { STMT_TICK, STMT_PUBLISHED };
+static const struct srv_db_stmt stmts[] = {
+	[STMT_TICK] = {"rol_tick",
+		       "SELECT notification_id, campaign_id, device_id, kind, artifact_id, version,"
+		       " version_code, is_security_update, keylist_version, fence"
+		       " FROM rollout_tick($1, NULL, $2::int, 32, $3::int)",
+		       3},
+	[STMT_PUBLISHED] = {"rol_published",
+			    "SELECT rollout_published($1::bigint[], $2::bigint[], $3)", 3},
+};
 
 enum ota_err srv_rollout_prepare(struct srv_server *srv)
 {
-	enum ota_err err = srv_db_prepare(srv->db, "rol_tick", sql_tick);
-
-	if (err == OTA_OK)
-		err = srv_db_prepare(srv->db, "rol_published", sql_published);
-	return err;
+	return srv_db_prepare_stmts(srv->db, stmts, sizeof(stmts) / sizeof(stmts[0]));
 }
 
 unsigned srv_rollout_env_uint(const char *name, unsigned def, unsigned min, unsigned max)
@@ -276,8 +276,8 @@ static void flush_acks(struct srv_rollout *r)
 	if (srv_rollout_ids_close(r->ids, IDS_BYTES, &ids_len) != OTA_OK ||
 	    srv_rollout_ids_close(r->fences, IDS_BYTES, &fences_len) != OTA_OK)
 		return;
-	if (srv_db_exec(r->srv->db, "rol_published", 3, params, false, SRV_DB_RETRY, published_cb,
-			r) == OTA_OK)
+	if (srv_db_exec_stmt(r->srv->db, &stmts[STMT_PUBLISHED], params, false, SRV_DB_RETRY,
+			     published_cb, r) == OTA_OK)
 		r->in_flight = true;
 	else
 		srv_log(SRV_LOG_WARN,
@@ -403,8 +403,8 @@ static void start_tick(struct srv_rollout *r)
 	snprintf(lease, sizeof(lease), "%u", r->lease_s);
 	snprintf(max_notify, sizeof(max_notify), "%u", SRV_ROLLOUT_MAX_NOTIFY);
 	r->tick_sent_ms = now_ms();
-	if (srv_db_exec(r->srv->db, "rol_tick", 3, params, false, SRV_DB_FAIL_FAST, tick_done_cb,
-			r) != OTA_OK) {
+	if (srv_db_exec_stmt(r->srv->db, &stmts[STMT_TICK], params, false, SRV_DB_FAIL_FAST,
+			     tick_done_cb, r) != OTA_OK) {
 		r->tick_due = false;
 		arm(r);
 		return;

@@ -58,6 +58,8 @@ cleanup() {
 		echo "---- last response"
 		cat "$T/status" "$T/body" 2>/dev/null
 	fi
+	# before/after comparisons: keep what was recorded (normalize_responses.py)
+	[[ -z ${WA_KEEP_RESPONSES:-} ]] || cp "$RESPONSES" "$WA_KEEP_RESPONSES"
 	rm -rf "$T"
 	exit $rc
 }

@@ -1,6 +1,6 @@
 /* SPDX-License-Identifier: Apache-2.0 */
-#ifndef SRV_ROLLOUT_INTERNAL_H
-#define SRV_ROLLOUT_INTERNAL_H
+#ifndef SRV_ROLLOUT_H
+#define SRV_ROLLOUT_H
 
 #include <stdbool.h>
 #include <stddef.h>

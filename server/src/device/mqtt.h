@@ -1,6 +1,6 @@
 /* SPDX-License-Identifier: Apache-2.0 */
-#ifndef SRV_MQTT_INTERNAL_H
-#define SRV_MQTT_INTERNAL_H
+#ifndef SRV_MQTT_H
+#define SRV_MQTT_H
 
 #include <stdbool.h>
 #include <stddef.h>
@@ -38,9 +38,36 @@ struct srv_mqtt;
  */
 #define SRV_MQTT_ACK_SLOTS 65536u
 
-enum ota_err srv_mqtt_start(struct srv_server *srv, struct srv_mqtt **ret_mqtt);
+/*
+ * What the transport does with status messages: it knows no report (main.c
+ * passes srv_report_receiver, device.h). start runs in srv_mqtt_start before
+ * the first connect and returns the receiver's state (NULL: failed); message
+ * runs on a Paho thread for each status message within the size limit
+ * (topic NUL-terminated, clipped to SRV_MAX_TOPIC_BYTES) and returns false
+ * when shutting down and not taken (never acknowledged); result runs on the
+ * loop thread for each srv_mqtt_post_result; stop, idle (waits up to
+ * timeout_ms for message calls to return; false: one is still inside) and
+ * free run in srv_mqtt_stop. Every one but start takes a NULL state.
+ */
+struct srv_mqtt_receiver {
+	void *(*start)(struct srv_server *srv, struct srv_mqtt *mqtt);
+	bool (*message)(void *state, const char *topic, const uint8_t *payload, size_t len);
+	void (*result)(void *state, const void *result, size_t len);
+	void (*stop)(void *state);
+	bool (*idle)(void *state, unsigned timeout_ms);
+	void (*free)(void *state);
+};
+
+enum ota_err srv_mqtt_start(struct srv_server *srv, const struct srv_mqtt_receiver *receiver,
+			    struct srv_mqtt **ret_mqtt);
 void srv_mqtt_stop(struct srv_mqtt *mqtt);
 
+/*
+ * Any thread: copies result (len bytes) for the receiver's result callback
+ * on the loop thread. Beyond SRV_MQTT_QUEUE_MAX queued it is dropped and
+ * counted (rejections "queue_full").
+ */
+void srv_mqtt_post_result(struct srv_mqtt *mqtt, const void *result, size_t len);
 bool srv_mqtt_connected(const struct srv_mqtt *mqtt);
 
 /*
