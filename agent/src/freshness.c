@@ -105,19 +105,27 @@ enum ota_err ota_agent_timestamp(struct ota_agent *agent, const uint8_t *timesta
 	uint64_t now = ota_core_now(agent);
 	if (now < ts->issued_at)
 		now = ts->issued_at;
-	if (!ota_timestamp_fresh(ts, now))
-		return refuse_quietly(agent, OTA_ERR_EXPIRED,
-				      "Timestamp expired at / trusted time ", ts->expires_at, now);
-	if (ts->issued_at == have->issued_at && !have->frozen)
-		return OTA_OK; /* the one we keep: nothing to write */
+	bool fresh = ota_timestamp_fresh(ts, now);
+	if (ts->issued_at == have->issued_at && (!fresh || !have->frozen)) {
+		/* the one we keep: nothing to write */
+		return fresh ? OTA_OK
+			     : refuse_quietly(agent, OTA_ERR_EXPIRED,
+					      "Timestamp expired at / trusted time ",
+					      ts->expires_at, now);
+	}
 
+	/*
+	 * Newer: kept even when stale (it is authentic, and its expiry says
+	 * since when the server's view is old), but only a fresh one closes a
+	 * freeze report.
+	 */
 	struct ota_freshness next = *have;
 	struct ota_agent_state state = agent->state;
-	bool restored = next.frozen;
+	bool restored = next.frozen && fresh;
 	next.issued_at = ts->issued_at;
 	next.expires_at = ts->expires_at;
 	next.version_code = ts->version_code;
-	next.frozen = false;
+	next.frozen = next.frozen && !fresh;
 	version_copy(next.version, sizeof(next.version), ts->version);
 	if (restored)
 		(void)ota_core_event(agent, &state, OTA_EVENT_FRESHNESS_RESTORED, OTA_OK,
@@ -131,6 +139,9 @@ enum ota_err ota_agent_timestamp(struct ota_agent *agent, const uint8_t *timesta
 		state.latest_time = ts->issued_at;
 	if (restored || raised)
 		err = ota_core_state_store(agent, &state);
+	if (err == OTA_OK && !fresh)
+		return refuse_quietly(agent, OTA_ERR_EXPIRED, "Timestamp expired at / trusted time ",
+				      ts->expires_at, now);
 	return err;
 }
 

@@ -25,12 +25,13 @@
  * signed by a key with the timestamp role (else OTA_ERR_KEY_ROLE,
  * OTA_ERR_KEY_UNKNOWN, OTA_ERR_SIGNATURE, OTA_ERR_KEY_EXPIRED: recorded as
  * a rejection), for this device's model (OTA_ERR_HW_MISMATCH), not older
- * than the newest one kept (OTA_ERR_TIMESTAMP_ROLLBACK) and fresh at the
- * trusted time (OTA_ERR_EXPIRED). The last two change nothing and are
- * only logged: that is what a frozen or replaying server serves, and the
- * freeze report is its signal. On OTA_OK the Timestamp is kept, its
- * issued_at raises the latest trusted time, and an open freeze report is
- * closed.
+ * than the newest one kept (OTA_ERR_TIMESTAMP_ROLLBACK: changes nothing)
+ * and fresh at the trusted time (OTA_ERR_EXPIRED). The last two are only
+ * logged: that is what a frozen or replaying server serves, and the
+ * freeze report is its signal. A verified Timestamp newer than the kept
+ * one is kept even when stale (its expires_at then dates the freeze) and
+ * raises the latest trusted time; only a fresh one (OTA_OK) closes an
+ * open freeze report.
  */
 enum ota_err ota_agent_timestamp(struct ota_agent *agent, const uint8_t *timestamp, size_t len);
 
