@@ -25,6 +25,7 @@
 #include "report-internal.h"
 #include "rollout-internal.h"
 #include "server-internal.h"
+#include "timestamp-internal.h"
 #include "service-internal.h"
 
 static void usage(FILE *out)
@@ -159,6 +160,8 @@ static int run_server(struct srv_config *config, const char *config_path)
 	}
 	if (srv_db_start(srv.db) != OTA_OK)
 		goto out;
+	if (srv_timestamp_start(&srv, &srv.timestamps) != OTA_OK)
+		goto out;
 	if (srv_delivery_start(&srv) != OTA_OK)
 		goto out;
 	if (config->mqtt_url[0] != '\0') {
@@ -205,6 +208,8 @@ out:
 	srv_notifier_stop(srv.notifier);
 	srv_rollout_stop(rollout);
 	srv_delivery_stop(&srv);
+	srv_timestamp_stop(srv.timestamps);
+	srv.timestamps = NULL;
 	/*
 	 * Connections closed just now still have deferred callbacks (TLS)
 	 * holding their last reference: two more turns of the loop release
