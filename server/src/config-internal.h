@@ -40,7 +40,7 @@ struct srv_config {
 	char *device_crl; /* optional */
 	/* signed freshness: the timestamp role's key (PEM PKCS#8, 0600), "" = off */
 	char *timestamp_key;
-	unsigned timestamp_lifetime_sec; /* life of a signed Timestamp (60 .. 604800) */
+	unsigned timestamp_lifetime_sec; /* life of a signed Timestamp (8 .. 604800) */
 	unsigned device_reload_sec; /* re-read CA/CRL/cert when changed; 0 = SIGHUP only */
 	char *store_dir;
 	double rate_per_sec; /* per-device token bucket refill */

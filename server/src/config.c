@@ -80,7 +80,7 @@ static const struct key_def key_defs[] = {
 	 100000},
 	{"log_level", KEY_STRING, OFF(log_level), "info", false, 0, 0},
 	{"timestamp_key", KEY_STRING, OFF(timestamp_key), "", false, 0, 0},
-	{"timestamp_lifetime_sec", KEY_UINT, OFF(timestamp_lifetime_sec), "86400", false, 60,
+	{"timestamp_lifetime_sec", KEY_UINT, OFF(timestamp_lifetime_sec), "86400", false, 8,
 	 604800},
 };
 
