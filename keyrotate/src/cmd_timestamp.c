@@ -21,7 +21,8 @@ static const char help_timestamp[] =
 
 struct ts_args {
 	const char *key, *keylist, *rootlist, *manifest, *out;
-	const char *issued_arg, *expires_arg, *version_code_arg, *counter_arg;
+	const char *issued_arg, *expires_arg, *version_arg, *version_code_arg, *counter_arg;
+	const char *artifact_arg;
 	Fleetota__V1__Timestamp ts;
 };
 
@@ -62,7 +63,7 @@ static int ts_parse_args(int argc, char **argv, struct common *c, struct ts_args
 			a->manifest = optarg;
 			break;
 		case OPT_VERSION:
-			a->ts.version = optarg;
+			a->version_arg = optarg;
 			break;
 		case OPT_VERSION_CODE:
 			a->version_code_arg = optarg;
@@ -71,7 +72,7 @@ static int ts_parse_args(int argc, char **argv, struct common *c, struct ts_args
 			a->counter_arg = optarg;
 			break;
 		case OPT_ARTIFACT:
-			a->ts.artifact = optarg;
+			a->artifact_arg = optarg;
 			break;
 		case OPT_ISSUED:
 			a->issued_arg = optarg;
@@ -86,10 +87,10 @@ static int ts_parse_args(int argc, char **argv, struct common *c, struct ts_args
 	}
 	if (opt < 0)
 		return rc;
-	if (optind != argc || !a->key || !a->keylist || !a->ts.product || !a->out)
+	if (optind != argc || !a->key || !a->keylist || !a->ts.product[0] || !a->out)
 		return cli_usage_error("timestamp needs --key, --keylist, --product and --out%s",
 				       "");
-	if (a->manifest && (a->ts.version || a->version_code_arg || a->counter_arg))
+	if (a->manifest && (a->version_arg || a->version_code_arg || a->counter_arg))
 		return cli_usage_error("--manifest names the release: no --version-code%s", "");
 	if (cli_parse_time(c, a->issued_arg, &a->ts.issued_at) ||
 	    cli_parse_time(c, a->expires_arg, &a->ts.expires_at) ||
@@ -165,6 +166,7 @@ int cli_cmd_timestamp(int argc, char **argv)
 {
 	struct common c = {.now = (uint64_t)time(NULL)};
 	struct ts_args a = {.issued_arg = "now", .expires_arg = "+1d"};
+	fleetota__v1__timestamp__init(&a.ts);
 	struct kr_verifier v;
 	struct ota_arena *arena = NULL;
 	Fleetota__V1__Signed *kenv = NULL, *renv = NULL, *env = NULL;
@@ -173,7 +175,6 @@ int cli_cmd_timestamp(int argc, char **argv)
 	enum ota_err err;
 	int rc;
 
-	fleetota__v1__timestamp__init(&a.ts);
 	kr_verifier_init(&v, 0);
 	if ((rc = ts_parse_args(argc, argv, &c, &a)) >= 0)
 		goto out;
@@ -197,10 +198,9 @@ int cli_cmd_timestamp(int argc, char **argv)
 		goto cli_fail;
 	if (a.manifest && (err = ts_from_manifest(&c, &v, a.manifest, &a.ts, sha)) != OTA_OK)
 		goto cli_fail;
-	if (!a.ts.version)
-		a.ts.version = "";
-	if (!a.ts.artifact)
-		a.ts.artifact = "";
+	if (!a.manifest)
+		a.ts.version = (char *)(a.version_arg ? a.version_arg : "");
+	a.ts.artifact = (char *)(a.artifact_arg ? a.artifact_arg : "");
 	a.ts.keylist_version = v.keylist->version;
 	size_t len = fleetota__v1__timestamp__get_packed_size(&a.ts);
 	if (len == 0 || len > OTA_MAX_BODY_BYTES || !(body = malloc(len))) {
