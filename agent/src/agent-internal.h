@@ -26,6 +26,8 @@ enum ota_err ota_core_trust(struct ota_agent *agent, struct ota_arena *arena,
 			    Fleetota__V1__KeyList **ret_kl);
 /* The latest trusted time, raised by the port's trusted clock. */
 uint64_t ota_core_now(struct ota_agent *agent);
+/* true and *ret_now when the port's clock is trusted now. */
+bool ota_core_clock(struct ota_agent *agent, uint64_t *ret_now);
 /* A rejection: event, last_error, log line. Returns err. */
 enum ota_err ota_core_reject(struct ota_agent *agent, enum ota_err err, const char *detail);
 void ota_core_log(struct ota_agent *agent, enum ota_log_level level, const char *msg);

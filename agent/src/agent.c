@@ -1652,6 +1652,12 @@ uint64_t ota_core_now(struct ota_agent *agent)
 	return trusted_now(agent);
 }
 
+bool ota_core_clock(struct ota_agent *agent, uint64_t *ret_now)
+{
+	return agent->port.ops->clock_now &&
+	       agent->port.ops->clock_now(agent->port.ctx, ret_now) == OTA_OK;
+}
+
 enum ota_err ota_core_reject(struct ota_agent *agent, enum ota_err err, const char *detail)
 {
 	return reject(agent, err, NULL, detail);

@@ -85,7 +85,8 @@ enum ota_err ota_agent_timestamp(struct ota_agent *agent, const uint8_t *timesta
 		return err;
 	if (ota_envelope_decode(timestamp, len, &arena, &env) != OTA_OK)
 		return ota_core_reject(agent, OTA_ERR_FORMAT, "malformed Timestamp envelope");
-	err = ota_timestamp_verify(kl, env, &arena, &ts, NULL);
+	const Fleetota__V1__PublicKey *signer = NULL;
+	err = ota_timestamp_verify(kl, env, &arena, &ts, &signer);
 	if (err != OTA_OK)
 		return ota_core_reject(agent, err,
 				       err == OTA_ERR_FORMAT ? "malformed Timestamp"
@@ -98,7 +99,18 @@ enum ota_err ota_agent_timestamp(struct ota_agent *agent, const uint8_t *timesta
 	if (err != OTA_OK)
 		return err;
 	const struct ota_freshness *have = &agent->freshness;
-	if (ts->issued_at < have->issued_at)
+	uint64_t clock = 0;
+	if (ota_core_clock(agent, &clock) && ts->issued_at > clock &&
+	    ts->issued_at - clock > OTA_TIMESTAMP_MAX_SKEW_S)
+		return ota_core_reject(agent, OTA_ERR_EXPIRED,
+				       "Timestamp issued after the trusted clock");
+	/*
+	 * The ratchet is per timestamp key: after the roots rotate that key (a
+	 * new KeyList), the new key's Timestamps count from scratch, so one
+	 * that a stolen key dated far ahead cannot hold a device forever.
+	 */
+	bool same_key = memcmp(have->signer, signer->key_id.data, OTA_KEY_ID_BYTES) == 0;
+	if (same_key && ts->issued_at < have->issued_at)
 		return refuse_quietly(agent, OTA_ERR_TIMESTAMP_ROLLBACK,
 				      "Timestamp issued / newest kept ", ts->issued_at,
 				      have->issued_at);
@@ -106,7 +118,7 @@ enum ota_err ota_agent_timestamp(struct ota_agent *agent, const uint8_t *timesta
 	if (now < ts->issued_at)
 		now = ts->issued_at;
 	bool fresh = ota_timestamp_fresh(ts, now);
-	if (ts->issued_at == have->issued_at && (!fresh || !have->frozen)) {
+	if (same_key && ts->issued_at == have->issued_at && (!fresh || !have->frozen)) {
 		/* the one we keep: nothing to write */
 		return fresh ? OTA_OK
 			     : refuse_quietly(agent, OTA_ERR_EXPIRED,
@@ -127,17 +139,19 @@ enum ota_err ota_agent_timestamp(struct ota_agent *agent, const uint8_t *timesta
 	next.version_code = ts->version_code;
 	next.frozen = next.frozen && !fresh;
 	version_copy(next.version, sizeof(next.version), ts->version);
+	memcpy(next.signer, signer->key_id.data, OTA_KEY_ID_BYTES);
 	if (restored)
 		(void)ota_core_event(agent, &state, OTA_EVENT_FRESHNESS_RESTORED, OTA_OK,
 				     "fresh Timestamp");
 	err = freshness_store(agent, &next);
 	if (err != OTA_OK)
 		return err;
-	/* a verified issued_at raises the latest trusted time, as a manifest's does */
-	bool raised = state.latest_time < ts->issued_at;
-	if (raised)
-		state.latest_time = ts->issued_at;
-	if (restored || raised)
+	/*
+	 * Unlike a manifest's, a Timestamp's issued_at does not raise the
+	 * latest trusted time: its key is online, and a stolen one must not
+	 * be able to expire every manifest and KeyList of the device.
+	 */
+	if (restored)
 		err = ota_core_state_store(agent, &state);
 	if (err == OTA_OK && !fresh)
 		return refuse_quietly(agent, OTA_ERR_EXPIRED, "Timestamp expired at / trusted time ",

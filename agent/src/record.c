@@ -339,6 +339,7 @@ size_t ota_freshness_encode(const struct ota_freshness *f, uint8_t *buf, size_t 
 	put_u64(&w, f->since);
 	put_u8(&w, f->frozen ? 1 : 0);
 	put_str(&w, f->version, sizeof(f->version));
+	put_bytes(&w, f->signer, sizeof(f->signer));
 	return frame_end(&w);
 }
 
@@ -355,6 +356,7 @@ enum ota_err ota_freshness_decode(const uint8_t *buf, size_t len, struct ota_fre
 	f.since = get_u64(&r);
 	f.frozen = get_bool(&r);
 	get_str(&r, f.version, sizeof(f.version));
+	get_bytes(&r, f.signer, sizeof(f.signer));
 	if (!frame_close(&r) || (f.issued_at != 0 && f.expires_at <= f.issued_at))
 		return OTA_ERR_FORMAT;
 	*ret_f = f;

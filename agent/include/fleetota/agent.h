@@ -178,6 +178,7 @@ struct ota_freshness {
 	uint64_t since; /* trusted time of the first check: the clock of a device that saw none */
 	bool frozen; /* a freeze report (OTA_ERR_FROZEN) is open */
 	char version[OTA_AGENT_VERSION_BYTES];
+	uint8_t signer[OTA_KEY_ID_BYTES]; /* key id of its timestamp key */
 };
 
 /* One agent. Opaque in spirit: use the functions. */

@@ -14,8 +14,7 @@
  *
  * Time is the core's latest trusted time raised by the port's trusted
  * clock: a device without a trusted clock cannot tell that time passes
- * and so cannot detect a freeze (the Timestamp still raises its latest
- * trusted time, which makes manifest and KeyList expiry bite).
+ * and so cannot detect a freeze.
  */
 
 #include "fleetota/agent.h"
@@ -29,9 +28,13 @@
  * and fresh at the trusted time (OTA_ERR_EXPIRED). The last two are only
  * logged: that is what a frozen or replaying server serves, and the
  * freeze report is its signal. A verified Timestamp newer than the kept
- * one is kept even when stale (its expires_at then dates the freeze) and
- * raises the latest trusted time; only a fresh one (OTA_OK) closes an
- * open freeze report.
+ * one is kept even when stale (its expires_at then dates the freeze);
+ * only a fresh one (OTA_OK) closes an open freeze report. One issued more
+ * than OTA_TIMESTAMP_MAX_SKEW_S after the port's trusted clock is
+ * OTA_ERR_EXPIRED (a rejection). The order is per timestamp key: a
+ * Timestamp by another key of the role (after a rotation) is not compared
+ * with the kept one. A Timestamp never raises the latest trusted time (its
+ * key is online).
  */
 enum ota_err ota_agent_timestamp(struct ota_agent *agent, const uint8_t *timestamp, size_t len);
 

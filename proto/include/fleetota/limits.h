@@ -40,6 +40,11 @@
  * timestamp key or a captured timestamp buys an attacker at most this.
  */
 #define OTA_MAX_TIMESTAMP_LIFETIME_S (7ull * 24ull * 3600ull)
+/*
+ * How far a Timestamp's issued_at may lie ahead of a device's trusted
+ * clock: a stolen timestamp key cannot fast-forward the device's ratchet.
+ */
+#define OTA_TIMESTAMP_MAX_SKEW_S 3600ull
 /* Decoding arena that holds one decoded envelope or body. */
 #define OTA_DECODE_ARENA_BYTES (96u * 1024u)
 /* MQTT payloads (Notify, StatusReport with its pending events). */

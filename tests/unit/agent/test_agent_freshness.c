@@ -7,7 +7,9 @@
  * and a fresh one closes it, across a restart; the timestamp key cannot
  * sign a manifest or a KeyList and an operational key cannot sign a
  * Timestamp (OTA_ERR_KEY_ROLE, nothing changed); expires_at = 0 and
- * over-long lifetimes are refused; an older Timestamp changes nothing.
+ * over-long lifetimes are refused; an older Timestamp changes nothing; one
+ * dated ahead of the trusted clock is refused and none raises the latest
+ * trusted time; a rotated timestamp key counts from scratch.
  */
 #include <setjmp.h>
 #include <stdarg.h>
@@ -300,6 +302,63 @@ static void older_timestamp_changes_nothing(void **state)
 		       "OTA_ERR_TIMESTAMP_ROLLBACK");
 }
 
+static void future_timestamp_refused(void **state)
+{
+	struct fx *f = *state;
+	/* a stolen timestamp key dates one far ahead to hold the ratchet */
+	assert_refused(f,
+		       timestamp_bytes(f->ts_key, OTA_OBJ_TIMESTAMP, W_MODEL,
+				       NOW + OTA_TIMESTAMP_MAX_SKEW_S + 1, 3600),
+		       "OTA_ERR_EXPIRED");
+	struct ota_fx_buf ok = timestamp_bytes(f->ts_key, OTA_OBJ_TIMESTAMP, W_MODEL,
+					       NOW + OTA_TIMESTAMP_MAX_SKEW_S, 3600);
+	struct ota_agent_status before, after;
+	ota_agent_status(&f->w.agent, &before);
+	assert_int_equal(ota_agent_timestamp(&f->w.agent, ok.data, ok.len), OTA_OK);
+	ota_fx_buf_free(&ok);
+	/* a Timestamp never raises the latest trusted time (its key is online) */
+	ota_agent_status(&f->w.agent, &after);
+	assert_int_equal(after.latest_time, before.latest_time);
+}
+
+static void rotated_key_counts_from_scratch(void **state)
+{
+	struct fx *f = *state;
+	struct ota_fx_buf first = timestamp_bytes(f->ts_key, OTA_OBJ_TIMESTAMP, W_MODEL, NOW, 3600);
+	assert_int_equal(ota_agent_timestamp(&f->w.agent, first.data, first.len), OTA_OK);
+	ota_fx_buf_free(&first);
+	/* the roots replace the timestamp key (KeyList v4) */
+	EVP_PKEY *next_key = ota_fx_key_new(OTA_ALG_ECDSA_P256_SHA256);
+	struct ota_fx_opkey keys[2] = {
+		{.key = f->w.op},
+		{.key = next_key, .role = FLEETOTA__V1__KEY_ROLE__KEY_ROLE_TIMESTAMP}};
+	struct ota_fx_keylist ks = {.version = 4,
+				    .issued_at = W_ISSUED,
+				    .keys = keys,
+				    .n_keys = 2,
+				    .signers = f->w.roots,
+				    .n_signers = 2};
+	Fleetota__V1__Signed *kl4 = ota_fx_keylist(&ks);
+	struct ota_fx_buf kl4_bytes = ota_fx_env_bytes(kl4);
+	assert_int_equal(ota_agent_update_keylist(&f->w.agent, kl4_bytes.data, kl4_bytes.len),
+			 OTA_OK);
+	/* the old key is gone; the new one's Timestamps are not compared with its */
+	struct ota_fx_buf old = timestamp_bytes(f->ts_key, OTA_OBJ_TIMESTAMP, W_MODEL, NOW + 1, 3600);
+	assert_string_equal(ota_err_name(ota_agent_timestamp(&f->w.agent, old.data, old.len)),
+			    "OTA_ERR_KEY_UNKNOWN");
+	struct ota_fx_buf next = timestamp_bytes(next_key, OTA_OBJ_TIMESTAMP, W_MODEL, NOW - 100,
+						 3600);
+	assert_int_equal(ota_agent_timestamp(&f->w.agent, next.data, next.len), OTA_OK);
+	struct ota_freshness fresh;
+	assert_int_equal(ota_agent_freshness(&f->w.agent, &fresh), OTA_OK);
+	assert_int_equal(fresh.issued_at, NOW - 100);
+	ota_fx_buf_free(&old);
+	ota_fx_buf_free(&next);
+	ota_fx_buf_free(&kl4_bytes);
+	ota_fx_env_free(kl4);
+	EVP_PKEY_free(next_key);
+}
+
 static void timestamp_key_cannot_sign_manifest(void **state)
 {
 	struct fx *f = *state;
@@ -376,6 +435,8 @@ int main(void)
 		cmocka_unit_test_setup_teardown(expires_at_zero_and_long_lives_refused, setup,
 						teardown),
 		cmocka_unit_test_setup_teardown(older_timestamp_changes_nothing, setup, teardown),
+		cmocka_unit_test_setup_teardown(future_timestamp_refused, setup, teardown),
+		cmocka_unit_test_setup_teardown(rotated_key_counts_from_scratch, setup, teardown),
 		cmocka_unit_test_setup_teardown(timestamp_key_cannot_sign_manifest, setup,
 						teardown),
 		cmocka_unit_test_setup_teardown(timestamp_key_cannot_sign_keylist, setup,
