@@ -41,8 +41,7 @@ static enum ota_err freshness_store(struct ota_agent *agent, const struct ota_fr
 	uint8_t buf[FRESHNESS_COPY_BYTES];
 	size_t len = ota_freshness_encode(next, buf + OTA_RECORD_COPY_HEADER_BYTES,
 					  sizeof(buf) - OTA_RECORD_COPY_OVERHEAD);
-	enum ota_err err =
-		ota_core_record_store(agent, OTA_REC_FRESHNESS, buf, sizeof(buf), len);
+	enum ota_err err = ota_core_record_store(agent, OTA_REC_FRESHNESS, buf, sizeof(buf), len);
 	if (err == OTA_OK)
 		agent->freshness = *next;
 	return err;
@@ -154,8 +153,8 @@ enum ota_err ota_agent_timestamp(struct ota_agent *agent, const uint8_t *timesta
 	if (restored)
 		err = ota_core_state_store(agent, &state);
 	if (err == OTA_OK && !fresh)
-		return refuse_quietly(agent, OTA_ERR_EXPIRED, "Timestamp expired at / trusted time ",
-				      ts->expires_at, now);
+		return refuse_quietly(agent, OTA_ERR_EXPIRED,
+				      "Timestamp expired at / trusted time ", ts->expires_at, now);
 	return err;
 }
 

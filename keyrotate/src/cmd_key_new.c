@@ -39,7 +39,7 @@ static const char help_timestamp_new[] =
 int cli_cmd_key_new(int argc, char **argv, enum cli_key_kind kind)
 {
 	const int is_root = kind == CLI_KEY_ROOT;
-	const char *help = is_root			 ? help_root_new
+	const char *help = is_root		       ? help_root_new
 			   : kind == CLI_KEY_TIMESTAMP ? help_timestamp_new
 						       : help_op_new;
 	static const struct option options[] = {
@@ -115,7 +115,10 @@ int cli_cmd_key_new(int argc, char **argv, enum cli_key_kind kind)
 		goto cli_fail;
 	char nb[40], na[40];
 	printf("%s key \"%s\" id ",
-	       is_root ? "root" : kind == CLI_KEY_TIMESTAMP ? "timestamp" : "operational", label);
+	       is_root			   ? "root"
+	       : kind == CLI_KEY_TIMESTAMP ? "timestamp"
+					   : "operational",
+	       label);
 	cli_print_key_id(stdout, pub->key_id.data);
 	if (!is_root)
 		printf(" valid %s .. %s", kr_time_format(not_before, nb, sizeof(nb)),

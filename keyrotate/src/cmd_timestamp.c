@@ -117,7 +117,8 @@ static enum ota_err ts_signer_check(struct common *c, const Fleetota__V1__KeyLis
 		return kr_fail(&c->diag, err, "unusable key");
 	const Fleetota__V1__PublicKey *key = ota_keylist_find(kl, id, sizeof(id));
 	if (!key)
-		return kr_fail(&c->diag, OTA_ERR_KEY_UNKNOWN, "the signing key is not in KeyList v%llu",
+		return kr_fail(&c->diag, OTA_ERR_KEY_UNKNOWN,
+			       "the signing key is not in KeyList v%llu",
 			       (unsigned long long)kl->version);
 	if (key->role != FLEETOTA__V1__KEY_ROLE__KEY_ROLE_TIMESTAMP)
 		return kr_fail(&c->diag, OTA_ERR_KEY_ROLE,

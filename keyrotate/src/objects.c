@@ -9,9 +9,9 @@
 #include "kr.h"
 
 static const char *const kind_names[] = {
-	[KR_OBJ_UNKNOWN] = "unknown", [KR_OBJ_ROOTLIST] = "rootlist",
-	[KR_OBJ_KEYLIST] = "keylist", [KR_OBJ_MANIFEST] = "manifest",
-	[KR_OBJ_PUBKEY] = "pubkey",   [KR_OBJ_BUNDLE] = "bundle",
+	[KR_OBJ_UNKNOWN] = "unknown",	  [KR_OBJ_ROOTLIST] = "rootlist",
+	[KR_OBJ_KEYLIST] = "keylist",	  [KR_OBJ_MANIFEST] = "manifest",
+	[KR_OBJ_PUBKEY] = "pubkey",	  [KR_OBJ_BUNDLE] = "bundle",
 	[KR_OBJ_TIMESTAMP] = "timestamp",
 };
 

@@ -144,8 +144,9 @@ static enum ota_err keylist_signer_fail(const struct kr_verifier *v, enum ota_er
 		return kr_fail(diag, err, "%s is not signed by a key of KeyList v%llu", what,
 			       (unsigned long long)v->keylist->version);
 	case OTA_ERR_KEY_ROLE:
-		return kr_fail(diag, err, "%s is signed by a key of KeyList v%llu whose role may "
-				"not sign it (timestamp key vs. operational key)",
+		return kr_fail(diag, err,
+			       "%s is signed by a key of KeyList v%llu whose role may "
+			       "not sign it (timestamp key vs. operational key)",
 			       what, (unsigned long long)v->keylist->version);
 	case OTA_ERR_SIGNATURE:
 		return kr_fail(diag, err, "%s signature does not verify", what);

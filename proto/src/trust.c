@@ -126,8 +126,8 @@ enum ota_err ota_keylist_verify(const Fleetota__V1__RootList *root, const Fleeto
 	/* the online timestamp key must never be a root key as well */
 	for (size_t i = 0; i < kl->n_keys; i++) {
 		const Fleetota__V1__PublicKey *key = kl->keys[i];
-		for (size_t r = 0; key->role == FLEETOTA__V1__KEY_ROLE__KEY_ROLE_TIMESTAMP &&
-				   r < root->n_keys;
+		for (size_t r = 0;
+		     key->role == FLEETOTA__V1__KEY_ROLE__KEY_ROLE_TIMESTAMP && r < root->n_keys;
 		     r++) {
 			if (memcmp(root->keys[r]->key_id.data, key->key_id.data,
 				   OTA_KEY_ID_BYTES) == 0)

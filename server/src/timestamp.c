@@ -104,8 +104,8 @@ static void column_text(const PGresult *res, int row, int col, char *buf, size_t
 }
 
 /* One product line's Timestamp from row of timestamp_releases(). */
-static enum ota_err sign_row(struct srv_timestamps *ts, const PGresult *res, int row,
-			     uint64_t now, struct ts_entry *out)
+static enum ota_err sign_row(struct srv_timestamps *ts, const PGresult *res, int row, uint64_t now,
+			     struct ts_entry *out)
 {
 	char version[OTA_MAX_STRING_BYTES + 1], artifact[OTA_MAX_STRING_BYTES + 1];
 	uint8_t manifest_sha[OTA_SHA256_BYTES];
@@ -133,7 +133,8 @@ static enum ota_err sign_row(struct srv_timestamps *ts, const PGresult *res, int
 		Fleetota__V1__Signed *menv = NULL;
 		ota_arena_init(&arena, mem, sizeof(mem));
 		if (ota_envelope_decode((const uint8_t *)PQgetvalue(res, row, 5),
-					(size_t)PQgetlength(res, row, 5), &arena, &menv) != OTA_OK ||
+					(size_t)PQgetlength(res, row, 5), &arena,
+					&menv) != OTA_OK ||
 		    ota_sha256(menv->body.data, menv->body.len, manifest_sha) != OTA_OK)
 			return OTA_ERR_FORMAT;
 		t.manifest_sha256.data = manifest_sha;

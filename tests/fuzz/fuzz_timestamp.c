@@ -28,10 +28,9 @@ static const Fleetota__V1__KeyList *fixed_keylist(void)
 	if (kl)
 		return kl;
 	EVP_PKEY *root = ota_fx_key_seeded(SEED_ROOT);
-	struct ota_fx_opkey keys[2] = {
-		{.key = ota_fx_key_seeded(SEED_TIMESTAMP),
-		 .role = FLEETOTA__V1__KEY_ROLE__KEY_ROLE_TIMESTAMP},
-		{.key = ota_fx_key_seeded(SEED_OPERATIONAL)}};
+	struct ota_fx_opkey keys[2] = {{.key = ota_fx_key_seeded(SEED_TIMESTAMP),
+					.role = FLEETOTA__V1__KEY_ROLE__KEY_ROLE_TIMESTAMP},
+				       {.key = ota_fx_key_seeded(SEED_OPERATIONAL)}};
 	struct ota_fx_keylist spec = {
 		.version = 1, .keys = keys, .n_keys = 2, .signers = &root, .n_signers = 1};
 	Fleetota__V1__Signed *env = ota_fx_keylist(&spec);

@@ -79,7 +79,8 @@ enum ota_fetch_what {
 	OTA_FETCH_IMAGE = 1, /* the image of an artifact, from an offset */
 	OTA_FETCH_KEYLIST = 2, /* the current signed KeyList */
 	OTA_FETCH_ROOTLIST = 3, /* the current signed RootList */
-	OTA_FETCH_TIMESTAMP = 4, /* the current signed Timestamp of the product (artifact = model) */
+	OTA_FETCH_TIMESTAMP =
+		4, /* the current signed Timestamp of the product (artifact = model) */
 };
 
 /* One fetch (borrowed, valid during the call). */

@@ -475,13 +475,13 @@ static int cmd_status(struct cli *cli)
 	json_object_set_new(root, "last_error_detail", json_string(st.last_error_detail));
 	struct ota_freshness fresh;
 	if (ota_agent_freshness(&cli->agent, &fresh) == OTA_OK)
-		json_object_set_new(
-			root, "freshness",
-			json_pack("{s:I, s:I, s:s, s:I, s:b}", "timestamp_issued_at",
-				  (json_int_t)fresh.issued_at, "timestamp_expires_at",
-				  (json_int_t)fresh.expires_at, "current_version", fresh.version,
-				  "current_version_code", (json_int_t)fresh.version_code, "frozen",
-				  fresh.frozen));
+		json_object_set_new(root, "freshness",
+				    json_pack("{s:I, s:I, s:s, s:I, s:b}", "timestamp_issued_at",
+					      (json_int_t)fresh.issued_at, "timestamp_expires_at",
+					      (json_int_t)fresh.expires_at, "current_version",
+					      fresh.version, "current_version_code",
+					      (json_int_t)fresh.version_code, "frozen",
+					      fresh.frozen));
 	char *text = json_dumps(root, JSON_SORT_KEYS | JSON_INDENT(2));
 	json_decref(root);
 	if (!text)

@@ -343,11 +343,12 @@ static void rotated_key_counts_from_scratch(void **state)
 	assert_int_equal(ota_agent_update_keylist(&f->w.agent, kl4_bytes.data, kl4_bytes.len),
 			 OTA_OK);
 	/* the old key is gone; the new one's Timestamps are not compared with its */
-	struct ota_fx_buf old = timestamp_bytes(f->ts_key, OTA_OBJ_TIMESTAMP, W_MODEL, NOW + 1, 3600);
+	struct ota_fx_buf old =
+		timestamp_bytes(f->ts_key, OTA_OBJ_TIMESTAMP, W_MODEL, NOW + 1, 3600);
 	assert_string_equal(ota_err_name(ota_agent_timestamp(&f->w.agent, old.data, old.len)),
 			    "OTA_ERR_KEY_UNKNOWN");
-	struct ota_fx_buf next = timestamp_bytes(next_key, OTA_OBJ_TIMESTAMP, W_MODEL, NOW - 100,
-						 3600);
+	struct ota_fx_buf next =
+		timestamp_bytes(next_key, OTA_OBJ_TIMESTAMP, W_MODEL, NOW - 100, 3600);
 	assert_int_equal(ota_agent_timestamp(&f->w.agent, next.data, next.len), OTA_OK);
 	struct ota_freshness fresh;
 	assert_int_equal(ota_agent_freshness(&f->w.agent, &fresh), OTA_OK);
@@ -368,9 +369,9 @@ static void timestamp_key_cannot_sign_manifest(void **state)
 	spec.signers = &f->ts_key;
 	Fleetota__V1__Signed *m = ota_fx_manifest(&spec);
 	world_snapshot(&f->w, &snap);
-	assert_string_equal(ota_err_name(world_install(&f->w, m, NULL, NULL, f->w.v2,
-						       sizeof(f->w.v2))),
-			    "OTA_ERR_KEY_ROLE");
+	assert_string_equal(
+		ota_err_name(world_install(&f->w, m, NULL, NULL, f->w.v2, sizeof(f->w.v2))),
+		"OTA_ERR_KEY_ROLE");
 	world_assert_unchanged(&f->w, &snap);
 	ota_fx_env_free(m);
 }
@@ -395,9 +396,9 @@ static void timestamp_key_cannot_sign_keylist(void **state)
 		Fleetota__V1__Signed *kl = ota_fx_keylist(&ks);
 		struct ota_fx_buf buf = ota_fx_env_bytes(kl);
 		world_snapshot(&f->w, &snap);
-		assert_string_equal(ota_err_name(ota_agent_update_keylist(&f->w.agent, buf.data,
-									  buf.len)),
-				    "OTA_ERR_KEY_ROLE");
+		assert_string_equal(
+			ota_err_name(ota_agent_update_keylist(&f->w.agent, buf.data, buf.len)),
+			"OTA_ERR_KEY_ROLE");
 		world_assert_unchanged(&f->w, &snap);
 		assert_int_equal(snap.status.keylist_version, 3);
 		ota_fx_buf_free(&buf);
@@ -439,8 +440,7 @@ int main(void)
 		cmocka_unit_test_setup_teardown(rotated_key_counts_from_scratch, setup, teardown),
 		cmocka_unit_test_setup_teardown(timestamp_key_cannot_sign_manifest, setup,
 						teardown),
-		cmocka_unit_test_setup_teardown(timestamp_key_cannot_sign_keylist, setup,
-						teardown),
+		cmocka_unit_test_setup_teardown(timestamp_key_cannot_sign_keylist, setup, teardown),
 	};
 	return cmocka_run_group_tests(tests, NULL, NULL);
 }

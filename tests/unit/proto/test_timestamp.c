@@ -56,9 +56,9 @@ static int setup(void **state)
 				     .n_signers = 1};
 	f->root_env = ota_fx_rootlist(&rs);
 	ota_arena_init(&f->arena, f->mem, sizeof(f->mem));
-	assert_int_equal(ota_rootlist_verify_initial(f->root_env, &f->arena, &f->rootlist),
-			 OTA_OK);
-	Fleetota__V1__Signed *kl = keylist_env(f, f->ts, FLEETOTA__V1__KEY_ROLE__KEY_ROLE_TIMESTAMP);
+	assert_int_equal(ota_rootlist_verify_initial(f->root_env, &f->arena, &f->rootlist), OTA_OK);
+	Fleetota__V1__Signed *kl =
+		keylist_env(f, f->ts, FLEETOTA__V1__KEY_ROLE__KEY_ROLE_TIMESTAMP);
 	assert_int_equal(ota_keylist_verify(f->rootlist, kl, 1, 0, &f->arena, &f->kl), OTA_OK);
 	ota_fx_env_free(kl);
 	*state = f;
@@ -111,13 +111,13 @@ static void timestamp_roles(void **state)
 	assert_false(ota_timestamp_fresh(ts, 0));
 	ota_fx_env_free(env);
 	/* an operational key's signature is refused without being checked */
-	assert_string_equal(ota_err_name(verify_ts(f, ts_env(f->op, OTA_OBJ_TIMESTAMP, ISSUED,
-							      ISSUED + 3600))),
-			    "OTA_ERR_KEY_ROLE");
+	assert_string_equal(
+		ota_err_name(verify_ts(f, ts_env(f->op, OTA_OBJ_TIMESTAMP, ISSUED, ISSUED + 3600))),
+		"OTA_ERR_KEY_ROLE");
 	/* the timestamp key's signature made for another type is void */
-	assert_string_equal(ota_err_name(verify_ts(f, ts_env(f->ts, OTA_OBJ_MANIFEST, ISSUED,
-							      ISSUED + 3600))),
-			    "OTA_ERR_SIGNATURE");
+	assert_string_equal(
+		ota_err_name(verify_ts(f, ts_env(f->ts, OTA_OBJ_MANIFEST, ISSUED, ISSUED + 3600))),
+		"OTA_ERR_SIGNATURE");
 	/* both signed, as a captured server might try: the role decides */
 	EVP_PKEY *both[2] = {f->op, f->ts};
 	struct ota_fx_timestamp spec = {.issued_at = ISSUED,
@@ -131,16 +131,15 @@ static void timestamp_roles(void **state)
 static void timestamp_must_expire_soon(void **state)
 {
 	struct fx *f = *state;
-	assert_string_equal(
-		ota_err_name(verify_ts(f, ts_env(f->ts, OTA_OBJ_TIMESTAMP, ISSUED, 0))),
-		"OTA_ERR_FORMAT");
+	assert_string_equal(ota_err_name(verify_ts(f, ts_env(f->ts, OTA_OBJ_TIMESTAMP, ISSUED, 0))),
+			    "OTA_ERR_FORMAT");
 	assert_string_equal(
 		ota_err_name(verify_ts(f, ts_env(f->ts, OTA_OBJ_TIMESTAMP, ISSUED, ISSUED))),
 		"OTA_ERR_FORMAT");
-	assert_string_equal(ota_err_name(verify_ts(f, ts_env(f->ts, OTA_OBJ_TIMESTAMP, ISSUED,
-							      ISSUED + OTA_MAX_TIMESTAMP_LIFETIME_S +
-								      1))),
-			    "OTA_ERR_FORMAT");
+	assert_string_equal(
+		ota_err_name(verify_ts(f, ts_env(f->ts, OTA_OBJ_TIMESTAMP, ISSUED,
+						 ISSUED + OTA_MAX_TIMESTAMP_LIFETIME_S + 1))),
+		"OTA_ERR_FORMAT");
 	assert_int_equal(verify_ts(f, ts_env(f->ts, OTA_OBJ_TIMESTAMP, ISSUED,
 					     ISSUED + OTA_MAX_TIMESTAMP_LIFETIME_S)),
 			 OTA_OK);
@@ -158,14 +157,14 @@ static void manifest_never_by_timestamp_key(void **state)
 	Fleetota__V1__Signed *env = ota_fx_manifest(&spec);
 	assert_string_equal(ota_err_name(ota_manifest_verify(f->kl, env, &f->arena, &m, NULL)),
 			    "OTA_ERR_KEY_ROLE");
-	assert_true(ota_keylist_signed_by_role(f->kl, env,
-					       FLEETOTA__V1__KEY_ROLE__KEY_ROLE_TIMESTAMP));
+	assert_true(
+		ota_keylist_signed_by_role(f->kl, env, FLEETOTA__V1__KEY_ROLE__KEY_ROLE_TIMESTAMP));
 	ota_fx_env_free(env);
 	spec.signers = &f->op;
 	env = ota_fx_manifest(&spec);
 	assert_int_equal(ota_manifest_verify(f->kl, env, &f->arena, &m, NULL), OTA_OK);
-	assert_false(ota_keylist_signed_by_role(f->kl, env,
-						FLEETOTA__V1__KEY_ROLE__KEY_ROLE_TIMESTAMP));
+	assert_false(
+		ota_keylist_signed_by_role(f->kl, env, FLEETOTA__V1__KEY_ROLE__KEY_ROLE_TIMESTAMP));
 	ota_fx_env_free(env);
 }
 
@@ -177,9 +176,9 @@ static void roles_in_lists(void **state)
 	/* the timestamp key may not be a root key as well */
 	Fleetota__V1__Signed *env =
 		keylist_env(f, f->root, FLEETOTA__V1__KEY_ROLE__KEY_ROLE_TIMESTAMP);
-	assert_string_equal(ota_err_name(ota_keylist_verify(f->rootlist, env, 1, 0, &f->arena,
-							    &kl)),
-			    "OTA_ERR_KEY_ROLE");
+	assert_string_equal(
+		ota_err_name(ota_keylist_verify(f->rootlist, env, 1, 0, &f->arena, &kl)),
+		"OTA_ERR_KEY_ROLE");
 	ota_fx_env_free(env);
 	/* an unknown role is malformed */
 	env = keylist_env(f, f->ts, 7);
