@@ -189,7 +189,13 @@ static void keylist_cb(void *arg, enum ota_err err, const PGresult *res)
 {
 	struct srv_timestamps *ts = arg;
 	uint8_t *mem = NULL;
-	if (err == OTA_OK && PQntuples(res) == 1 && !PQgetisnull(res, 0, 0) &&
+	if (err != OTA_OK) {
+		/* also at shutdown (OTA_ERR_BUSY): no second query from here */
+		srv_log(SRV_LOG_WARN, "timestamp: KeyList unavailable: %s", ota_err_name(err));
+		ts->busy = false;
+		return;
+	}
+	if (PQntuples(res) == 1 && !PQgetisnull(res, 0, 0) &&
 	    (mem = malloc(OTA_DECODE_ARENA_BYTES)) != NULL) {
 		struct ota_arena arena;
 		Fleetota__V1__Signed *env = NULL;
