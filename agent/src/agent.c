@@ -9,6 +9,7 @@
 #include "fleetota/agent.h"
 #include "fleetota/bundle.h"
 #include "fleetota/trust.h"
+#include "agent-internal.h"
 #include "text-internal.h"
 
 /* Chunk used to re-hash a slot (resume, boot verification). */
@@ -639,6 +640,11 @@ static enum ota_err trust_apply(struct ota_agent *agent, struct ota_arena *arena
 		if (parsed->version > view->kl->version) {
 			err = ota_keylist_verify(view->root, kl_env, view->kl->version, view->now,
 						 arena, &next);
+			/* the trusted timestamp key signed it: name the role, not the count */
+			if (err == OTA_ERR_THRESHOLD &&
+			    ota_keylist_signed_by_role(view->kl, kl_env,
+						       FLEETOTA__V1__KEY_ROLE__KEY_ROLE_TIMESTAMP))
+				err = OTA_ERR_KEY_ROLE;
 			if (err != OTA_OK) {
 				ota_text_str(detail, "KeyList ");
 				ota_text_u64(detail, parsed->version);
@@ -1603,4 +1609,61 @@ enum ota_err ota_agent_keylist_key_ids(struct ota_agent *agent, uint8_t (*ids)[O
 		memcpy(ids[n++], kl->keys[i]->key_id.data, OTA_KEY_ID_BYTES);
 	*ret_n = n;
 	return OTA_OK;
+}
+
+/* ---- for the other modules of the core (agent-internal.h) ----------- */
+
+enum ota_err ota_core_record_read(struct ota_agent *agent, enum ota_record rec, uint8_t *buf,
+				  size_t cap, struct ota_record_copy *ret_copy)
+{
+	return rec_read(agent, rec, buf, cap, ret_copy);
+}
+
+enum ota_err ota_core_record_store(struct ota_agent *agent, enum ota_record rec, uint8_t *buf,
+				   size_t cap, size_t payload_len)
+{
+	return small_store(agent, rec, buf, cap, payload_len, 0);
+}
+
+enum ota_err ota_core_event(struct ota_agent *agent, struct ota_agent_state *next,
+			    enum ota_event_kind kind, enum ota_err error, const char *detail)
+{
+	return event_add(agent, next, kind, error, NULL, detail);
+}
+
+enum ota_err ota_core_state_store(struct ota_agent *agent, const struct ota_agent_state *next)
+{
+	return state_store(agent, next);
+}
+
+enum ota_err ota_core_trust(struct ota_agent *agent, struct ota_arena *arena,
+			    Fleetota__V1__KeyList **ret_kl)
+{
+	Fleetota__V1__RootList *root = NULL;
+	arena_open(agent, arena);
+	enum ota_err err = agent_usable(agent);
+	if (err == OTA_OK)
+		err = trust_load(agent, arena, &root, ret_kl);
+	return err;
+}
+
+uint64_t ota_core_now(struct ota_agent *agent)
+{
+	return trusted_now(agent);
+}
+
+bool ota_core_clock(struct ota_agent *agent, uint64_t *ret_now)
+{
+	return agent->port.ops->clock_now &&
+	       agent->port.ops->clock_now(agent->port.ctx, ret_now) == OTA_OK;
+}
+
+enum ota_err ota_core_reject(struct ota_agent *agent, enum ota_err err, const char *detail)
+{
+	return reject(agent, err, NULL, detail);
+}
+
+void ota_core_log(struct ota_agent *agent, enum ota_log_level level, const char *msg)
+{
+	alog(agent, level, msg);
 }

@@ -6,6 +6,7 @@
  */
 #include <string.h>
 
+#include "fleetota/freshness.h"
 #include "fleetota/online.h"
 #include "text-internal.h"
 
@@ -47,6 +48,13 @@ void ota_online_report(struct ota_online *o, Fleetota__V1__DeviceState state)
 	r.time = st.latest_time;
 	r.active_slot = st.running_slot;
 	r.pending_version = st.phase != OTA_PHASE_IDLE ? st.target.version : "";
+	struct ota_freshness fresh;
+	if (ota_agent_freshness(o->agent, &fresh) == OTA_OK) {
+		r.timestamp_issued_at = fresh.issued_at;
+		r.timestamp_expires_at = fresh.expires_at;
+		r.current_version_code = fresh.version_code;
+		r.freshness_error = fresh.frozen ? (char *)ota_err_name(OTA_ERR_FROZEN) : "";
+	}
 	/* the newest events; the server keeps each seq once */
 	size_t n = 0;
 	uint64_t first = st.next_event_seq > OTA_MAX_REPORT_EVENTS / 2
@@ -137,11 +145,11 @@ static enum ota_err membuf_put(void *arg, const uint8_t *data, size_t len)
 static void fetch_path(enum ota_fetch_what what, const char *artifact, char *buf, size_t cap)
 {
 	static const char *const prefix[] = {"/v1/manifests/", "/v1/images/", "/v1/keylist",
-					     "/v1/rootlist"};
+					     "/v1/rootlist", "/v1/timestamp/"};
 	struct ota_text t;
 	ota_text_init(&t, buf, cap);
 	ota_text_str(&t, prefix[what]);
-	if (what == OTA_FETCH_MANIFEST || what == OTA_FETCH_IMAGE)
+	if (what == OTA_FETCH_MANIFEST || what == OTA_FETCH_IMAGE || what == OTA_FETCH_TIMESTAMP)
 		ota_text_str(&t, artifact);
 }
 
@@ -245,6 +253,29 @@ void ota_online_update_lists(struct ota_online *o, bool rootlist, bool keylist)
 		ota_online_report(o, update_keylist(o, &buf) == OTA_OK
 					     ? ota_online_idle_state(o->agent)
 					     : FLEETOTA__V1__DEVICE_STATE__DEVICE_STATE_REJECTED);
+}
+
+/*
+ * Signed freshness: the product line's current Timestamp, verified and
+ * kept by the core, then the freeze judgement. A report goes out when the
+ * freeze report opens or closes.
+ */
+enum ota_err ota_online_freshness(struct ota_online *o, enum ota_err *ret_timestamp_err)
+{
+	struct membuf buf = {.data = o->work + WORK_KEYLIST, .cap = OTA_MAX_ENVELOPE_BYTES};
+	struct ota_freshness before;
+	struct ota_freshness after;
+	if (ota_agent_freshness(o->agent, &before) != OTA_OK)
+		before.frozen = false;
+	enum ota_err ts_err = fetch_envelope(o, OTA_FETCH_TIMESTAMP, o->model, &buf);
+	if (ts_err == OTA_OK)
+		ts_err = ota_agent_timestamp(o->agent, buf.data, buf.len);
+	if (ret_timestamp_err)
+		*ret_timestamp_err = ts_err;
+	enum ota_err verdict = ota_agent_freshness_check(o->agent);
+	if (ota_agent_freshness(o->agent, &after) == OTA_OK && after.frozen != before.frozen)
+		ota_online_report(o, ota_online_idle_state(o->agent));
+	return verdict;
 }
 
 /*

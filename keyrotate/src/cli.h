@@ -68,6 +68,8 @@ enum {
 	OPT_KEYLIST_FLOOR,
 	OPT_EXPECT_HEAD,
 	OPT_COUNT,
+	OPT_ARTIFACT,
+	OPT_MANIFEST,
 };
 
 #define COMMON_OPTIONS                                                       \
@@ -173,7 +175,8 @@ int cli_write_descriptor(const char *prefix, const Fleetota__V1__PublicKey *key,
 
 enum ota_err cli_make_key(struct common *c, const char *spec, enum ota_alg alg, const char *prefix,
 			  const char *label, uint64_t not_before, uint64_t not_after,
-			  char **ret_spec, Fleetota__V1__PublicKey **ret_pub);
+			  Fleetota__V1__KeyRole role, char **ret_spec,
+			  Fleetota__V1__PublicKey **ret_pub);
 
 /* keylist and rootlist (cmd_list.c) */
 int cli_list_args_parse(int argc, char **argv, struct common *c, struct list_args *a, int is_root);
@@ -192,7 +195,14 @@ enum ota_err cli_read_adds(const struct list_args *a, struct ota_arena *arena,
 
 /* The commands: argv[0] is the command's name; each returns the exit status. */
 int cli_cmd_root_init(int argc, char **argv);
-int cli_cmd_key_new(int argc, char **argv, int is_root);
+/* The key op-new, root-new and timestamp-new make. */
+enum cli_key_kind {
+	CLI_KEY_OPERATIONAL,
+	CLI_KEY_ROOT,
+	CLI_KEY_TIMESTAMP,
+};
+int cli_cmd_key_new(int argc, char **argv, enum cli_key_kind kind);
+int cli_cmd_timestamp(int argc, char **argv);
 int cli_cmd_keylist(int argc, char **argv);
 int cli_cmd_rootlist(int argc, char **argv);
 int cli_cmd_sign(int argc, char **argv);

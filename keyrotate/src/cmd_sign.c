@@ -210,6 +210,13 @@ int cli_cmd_sign(int argc, char **argv)
 			      (unsigned long long)v.keylist->version);
 		goto cli_fail;
 	}
+	if (op->role != FLEETOTA__V1__KEY_ROLE__KEY_ROLE_OPERATIONAL) {
+		err = kr_fail(
+			&c.diag, OTA_ERR_KEY_ROLE,
+			"\"%s\" is the timestamp key of KeyList v%llu: it signs timestamps only",
+			op->name, (unsigned long long)v.keylist->version);
+		goto cli_fail;
+	}
 	if ((op->not_before && spec.issued_at < op->not_before) ||
 	    (op->not_after && spec.issued_at > op->not_after)) {
 		char a[40], b[40], t[40];

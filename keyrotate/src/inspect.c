@@ -48,10 +48,13 @@ static json_t *u64(uint64_t v)
 
 static json_t *pubkey_json(const Fleetota__V1__PublicKey *key)
 {
-	return json_pack("{s:o, s:s, s:o, s:o, s:o, s:o}", "name", wire_string(key->name), "alg",
-			 kr_alg_name(key->alg), "key_id",
+	return json_pack("{s:o, s:s, s:o, s:o, s:o, s:s, s:o}", "name", wire_string(key->name),
+			 "alg", kr_alg_name(key->alg), "key_id",
 			 hex_string(key->key_id.data, key->key_id.len), "not_before",
 			 time_value(key->not_before), "not_after", time_value(key->not_after),
+			 "role",
+			 key->role == FLEETOTA__V1__KEY_ROLE__KEY_ROLE_TIMESTAMP ? "timestamp"
+										 : "operational",
 			 "public_key", hex_string(key->public_key.data, key->public_key.len));
 }
 
@@ -126,6 +129,18 @@ static json_t *signed_json(const Fleetota__V1__Signed *env, enum kr_obj_kind kin
 		Fleetota__V1__Manifest *m;
 		if (ota_manifest_parse(env, arena, &m) == OTA_OK)
 			body = manifest_json(m);
+	} else if (kind == KR_OBJ_TIMESTAMP) {
+		Fleetota__V1__Timestamp *t;
+		if (ota_timestamp_parse(env, arena, &t) == OTA_OK)
+			body = json_pack(
+				"{s:o, s:o, s:o, s:o, s:o, s:o, s:o, s:o, s:o}", "product",
+				wire_string(t->product), "issued_at", time_value(t->issued_at),
+				"expires_at", time_value(t->expires_at), "keylist_version",
+				u64(t->keylist_version), "version", wire_string(t->version),
+				"version_code", u64(t->version_code), "security_counter",
+				u64(t->security_counter), "artifact", wire_string(t->artifact),
+				"manifest_sha256",
+				hex_string(t->manifest_sha256.data, t->manifest_sha256.len));
 	}
 	if (!body)
 		return NULL;

@@ -136,10 +136,11 @@ enum kr_obj_kind {
 	KR_OBJ_MANIFEST,
 	KR_OBJ_PUBKEY, /* a PublicKey descriptor written by op-new / root-new */
 	KR_OBJ_BUNDLE,
+	KR_OBJ_TIMESTAMP, /* signed freshness (ota-keys timestamp) */
 };
 
 const char *kr_obj_kind_name(enum kr_obj_kind kind);
-/* "rootlist"/"root", "keylist", "manifest", "pubkey", "bundle". */
+/* "rootlist"/"root", "keylist", "manifest", "pubkey", "bundle", "timestamp". */
 enum ota_err kr_obj_kind_parse(const char *text, enum kr_obj_kind *ret_kind);
 /* The signing type of a signed kind; OTA_ERR_INVALID_ARG for others. */
 enum ota_err kr_obj_sign_type(enum kr_obj_kind kind, enum ota_obj_type *ret_type);
@@ -341,6 +342,13 @@ enum ota_err kr_verify_root_step(struct kr_verifier *v, const Fleetota__V1__Sign
 				 struct kr_diag *diag);
 enum ota_err kr_verify_keylist(struct kr_verifier *v, const Fleetota__V1__Signed *env,
 			       struct kr_diag *diag);
+/*
+ * A Timestamp signed by the trusted KeyList's timestamp key; expired at
+ * now (when set) is OTA_ERR_EXPIRED.
+ */
+enum ota_err kr_verify_timestamp(struct kr_verifier *v, const Fleetota__V1__Signed *env,
+				 struct ota_arena *arena, Fleetota__V1__Timestamp **ret_ts,
+				 struct kr_diag *diag);
 /* Signature by the trusted KeyList, then expiry at now. */
 enum ota_err kr_verify_manifest(struct kr_verifier *v, const Fleetota__V1__Signed *env,
 				struct ota_arena *arena, Fleetota__V1__Manifest **ret_manifest,

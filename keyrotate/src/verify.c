@@ -135,6 +135,28 @@ enum ota_err kr_verify_keylist(struct kr_verifier *v, const Fleetota__V1__Signed
 	return OTA_OK;
 }
 
+/* The detail of a refused signature by a KeyList key, for object what. */
+static enum ota_err keylist_signer_fail(const struct kr_verifier *v, enum ota_err err,
+					const char *what, struct kr_diag *diag)
+{
+	switch (err) {
+	case OTA_ERR_KEY_UNKNOWN:
+		return kr_fail(diag, err, "%s is not signed by a key of KeyList v%llu", what,
+			       (unsigned long long)v->keylist->version);
+	case OTA_ERR_KEY_ROLE:
+		return kr_fail(diag, err,
+			       "%s is signed by a key of KeyList v%llu whose role may "
+			       "not sign it (timestamp key vs. operational key)",
+			       what, (unsigned long long)v->keylist->version);
+	case OTA_ERR_SIGNATURE:
+		return kr_fail(diag, err, "%s signature does not verify", what);
+	case OTA_ERR_KEY_EXPIRED:
+		return kr_fail(diag, err, "%s signing key is not valid at its issued_at", what);
+	default:
+		return kr_fail(diag, err, "%s rejected", what);
+	}
+}
+
 enum ota_err kr_verify_manifest(struct kr_verifier *v, const Fleetota__V1__Signed *env,
 				struct ota_arena *arena, Fleetota__V1__Manifest **ret_manifest,
 				struct kr_diag *diag)
@@ -145,23 +167,28 @@ enum ota_err kr_verify_manifest(struct kr_verifier *v, const Fleetota__V1__Signe
 		return kr_fail(diag, OTA_ERR_INVALID_ARG,
 			       "a trusted KeyList is needed (--keylist)");
 	enum ota_err err = ota_manifest_verify(v->keylist, env, arena, &m, &signer);
-	switch (err) {
-	case OTA_OK:
-		break;
-	case OTA_ERR_KEY_UNKNOWN:
-		return kr_fail(diag, err, "manifest is not signed by a key of KeyList v%llu",
-			       (unsigned long long)v->keylist->version);
-	case OTA_ERR_SIGNATURE:
-		return kr_fail(diag, err, "manifest signature does not verify");
-	case OTA_ERR_KEY_EXPIRED:
-		return kr_fail(diag, err,
-			       "manifest signing key is not valid at the manifest's issued_at");
-	default:
-		return kr_fail(diag, err, "manifest rejected");
-	}
+	if (err != OTA_OK)
+		return keylist_signer_fail(v, err, "manifest", diag);
 	if (v->now && m->expires_at && v->now >= m->expires_at)
 		return kr_fail(diag, OTA_ERR_EXPIRED, "manifest has expired");
 	*ret_manifest = m;
+	return OTA_OK;
+}
+
+enum ota_err kr_verify_timestamp(struct kr_verifier *v, const Fleetota__V1__Signed *env,
+				 struct ota_arena *arena, Fleetota__V1__Timestamp **ret_ts,
+				 struct kr_diag *diag)
+{
+	Fleetota__V1__Timestamp *ts = NULL;
+	if (!v->keylist)
+		return kr_fail(diag, OTA_ERR_INVALID_ARG,
+			       "a trusted KeyList is needed (--keylist)");
+	enum ota_err err = ota_timestamp_verify(v->keylist, env, arena, &ts, NULL);
+	if (err != OTA_OK)
+		return keylist_signer_fail(v, err, "timestamp", diag);
+	if (v->now && !ota_timestamp_fresh(ts, v->now))
+		return kr_fail(diag, OTA_ERR_EXPIRED, "timestamp has expired: not fresh");
+	*ret_ts = ts;
 	return OTA_OK;
 }
 

@@ -39,6 +39,12 @@ static const struct err_entry err_table[OTA__ERR_COUNT] = {
 	[OTA_ERR_NOT_FOUND] = {"OTA_ERR_NOT_FOUND", "not found"},
 	[OTA_ERR_BUSY] = {"OTA_ERR_BUSY", "busy, try again later"},
 	[OTA_ERR_CONSENT] = {"OTA_ERR_CONSENT", "update waits for the owner's consent"},
+	[OTA_ERR_KEY_ROLE] = {"OTA_ERR_KEY_ROLE",
+			      "signed by a trusted key whose role may not sign this object"},
+	[OTA_ERR_FROZEN] = {"OTA_ERR_FROZEN",
+			    "no fresh signed timestamp for too long: updates may be withheld"},
+	[OTA_ERR_TIMESTAMP_ROLLBACK] = {"OTA_ERR_TIMESTAMP_ROLLBACK",
+					"timestamp older than the newest one verified"},
 };
 
 const char *ota_err_name(enum ota_err err)

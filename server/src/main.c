@@ -157,6 +157,8 @@ static int run_server(struct srv_config *config, const char *config_path)
 	}
 	if (srv_db_start(srv.db) != OTA_OK)
 		goto out;
+	if (srv_timestamp_start(&srv, &srv.timestamps) != OTA_OK)
+		goto out;
 	if (srv_delivery_start(&srv) != OTA_OK)
 		goto out;
 	if (config->mqtt_url[0] != '\0') {
@@ -203,6 +205,8 @@ out:
 	srv_notifier_stop(srv.notifier);
 	srv_rollout_stop(rollout);
 	srv_delivery_stop(&srv);
+	srv_timestamp_stop(srv.timestamps);
+	srv.timestamps = NULL;
 	/*
 	 * Connections closed just now still have deferred callbacks (TLS)
 	 * holding their last reference: two more turns of the loop release

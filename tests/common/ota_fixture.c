@@ -240,6 +240,8 @@ Fleetota__V1__Signed *ota_fx_keylist(const struct ota_fx_keylist *spec)
 	kl.rootlist_version = spec->rootlist_version;
 	kl.n_keys = spec->n_keys;
 	kl.keys = fx_pubkeys(keys, nb, na, spec->n_keys);
+	for (size_t i = 0; i < spec->n_keys; i++)
+		kl.keys[i]->role = spec->keys[i].role;
 	Fleetota__V1__Signed *env =
 		fx_sign_message(OTA_OBJ_KEYLIST, &kl.base, spec->signers, spec->n_signers);
 	fx_pubkeys_free(kl.keys, kl.n_keys);
@@ -286,6 +288,20 @@ Fleetota__V1__Signed *ota_fx_manifest(const struct ota_fx_manifest *spec)
 	image.name = (char *)(spec->image_name ? spec->image_name : "");
 	m.image = &image;
 	return fx_sign_message(spec->sign_type, &m.base, spec->signers, spec->n_signers);
+}
+
+Fleetota__V1__Signed *ota_fx_timestamp(const struct ota_fx_timestamp *spec)
+{
+	Fleetota__V1__Timestamp ts = FLEETOTA__V1__TIMESTAMP__INIT;
+	ts.product = (char *)(spec->product ? spec->product : "fx-model");
+	ts.issued_at = spec->issued_at;
+	ts.expires_at = spec->expires_at;
+	ts.keylist_version = spec->keylist_version;
+	ts.version = (char *)(spec->version ? spec->version : "");
+	ts.version_code = spec->version_code;
+	ts.security_counter = spec->security_counter;
+	ts.artifact = (char *)(spec->artifact ? spec->artifact : "");
+	return fx_sign_message(spec->sign_type, &ts.base, spec->signers, spec->n_signers);
 }
 
 /* ---- bundles -------------------------------------------------------- */

@@ -87,6 +87,7 @@ struct ota_fx_opkey {
 	EVP_PKEY *key;
 	uint64_t not_before;
 	uint64_t not_after;
+	Fleetota__V1__KeyRole role; /* 0: operational (signs manifests) */
 };
 
 /* KeyList signed (type "keylist") by signers, normally root keys. */
@@ -130,6 +131,25 @@ struct ota_fx_manifest {
 };
 void ota_fx_manifest_init(struct ota_fx_manifest *spec, const uint8_t *image, size_t image_len);
 Fleetota__V1__Signed *ota_fx_manifest(const struct ota_fx_manifest *spec);
+
+/*
+ * Timestamp (signed freshness) signed as sign_type (OTA_OBJ_TIMESTAMP for
+ * a real one) by signers; product NULL = "fx-model".
+ */
+struct ota_fx_timestamp {
+	const char *product;
+	uint64_t issued_at;
+	uint64_t expires_at;
+	uint64_t keylist_version;
+	const char *version;
+	uint64_t version_code;
+	uint64_t security_counter;
+	const char *artifact;
+	enum ota_obj_type sign_type;
+	EVP_PKEY *const *signers;
+	size_t n_signers;
+};
+Fleetota__V1__Signed *ota_fx_timestamp(const struct ota_fx_timestamp *spec);
 
 /* ---- bundles -------------------------------------------------------- */
 

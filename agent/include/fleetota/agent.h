@@ -60,7 +60,12 @@ enum ota_event_kind {
 	OTA_EVENT_ROOTLIST_UPDATED = 10,
 	OTA_EVENT_DOWNLOAD_FAILED = 11,
 	OTA_EVENT_BOOTED = 12,
+	OTA_EVENT_FREEZE_SUSPECTED = 20, /* no fresh Timestamp for too long (OTA_ERR_FROZEN) */
+	OTA_EVENT_FRESHNESS_RESTORED = 21, /* a fresh Timestamp after a freeze report */
 };
+
+/* A value of enum ota_event_kind (record decoders refuse anything else). */
+bool ota_event_kind_known(uint32_t kind);
 
 /* What is known about the image in one slot. */
 struct ota_slot_info {
@@ -105,6 +110,12 @@ struct ota_agent_config {
 	const char *hw_revision;
 	/* bytes between staging checkpoints; 0 = OTA_AGENT_CHECKPOINT_BYTES */
 	uint64_t checkpoint_bytes;
+	/*
+	 * Signed freshness (fleetota/freshness.h): seconds without a fresh
+	 * Timestamp after which the device reports that it may be frozen;
+	 * 0 = freeze detection off.
+	 */
+	uint64_t freshness_max_age_s;
 };
 
 /* A snapshot for status reports and `ota-agent status --json`. */
@@ -156,8 +167,19 @@ struct ota_record_meta {
 	bool known; /* read since ota_agent_init */
 };
 
-/* Records with a struct ota_record_meta: OTA_REC_STATE .. OTA_REC_BOOT. */
-#define OTA_AGENT_TRACKED_RECORDS (OTA_REC_BOOT + 1u)
+/* Records with a struct ota_record_meta: OTA_REC_STATE .. OTA_REC_FRESHNESS. */
+#define OTA_AGENT_TRACKED_RECORDS (OTA_REC_FRESHNESS + 1u)
+
+/* The persisted freshness (record OTA_REC_FRESHNESS; agent/src/freshness.c). */
+struct ota_freshness {
+	uint64_t issued_at; /* the newest verified Timestamp, 0 = none yet */
+	uint64_t expires_at;
+	uint64_t version_code; /* the release it names */
+	uint64_t since; /* trusted time of the first check: the clock of a device that saw none */
+	bool frozen; /* a freeze report (OTA_ERR_FROZEN) is open */
+	char version[OTA_AGENT_VERSION_BYTES];
+	uint8_t signer[OTA_KEY_ID_BYTES]; /* key id of its timestamp key */
+};
 
 /* One agent. Opaque in spirit: use the functions. */
 struct ota_agent {
@@ -171,6 +193,8 @@ struct ota_agent {
 	uint64_t rootlist_version;
 	struct ota_install install;
 	struct ota_record_meta records[OTA_AGENT_TRACKED_RECORDS];
+	struct ota_freshness freshness;
+	bool freshness_loaded; /* freshness read from its record since init */
 	/*
 	 * Provisioned, but neither copy of the state record is readable:
 	 * everything but ota_agent_boot() (which rebuilds the state) and
@@ -332,6 +356,8 @@ size_t ota_counter_encode(uint64_t counter, uint8_t *buf, size_t cap);
 enum ota_err ota_counter_decode(const uint8_t *buf, size_t len, uint64_t *ret_counter);
 size_t ota_event_encode(const struct ota_event *event, uint8_t *buf, size_t cap);
 enum ota_err ota_event_decode(const uint8_t *buf, size_t len, struct ota_event *ret_event);
+size_t ota_freshness_encode(const struct ota_freshness *f, uint8_t *buf, size_t cap);
+enum ota_err ota_freshness_decode(const uint8_t *buf, size_t len, struct ota_freshness *ret_f);
 size_t ota_boot_encode(const struct ota_boot_record *boot, uint8_t *buf, size_t cap);
 enum ota_err ota_boot_decode(const uint8_t *buf, size_t len, struct ota_boot_record *ret_boot);
 

@@ -88,6 +88,15 @@ void ota_online_resume(struct ota_online *o);
 void ota_online_update_lists(struct ota_online *o, bool rootlist, bool keylist);
 
 /*
+ * Signed freshness (fleetota/freshness.h): fetches /v1/timestamp/MODEL,
+ * hands it to the core, then judges freshness; reports when the freeze
+ * report opens or closes. OTA_ERR_FROZEN while the device may be frozen;
+ * *ret_timestamp_err (may be NULL) gets the fetch's or the Timestamp's own
+ * verdict (fleetota/freshness.h).
+ */
+enum ota_err ota_online_freshness(struct ota_online *o, enum ota_err *ret_timestamp_err);
+
+/*
  * One online install of artifact (sets o->artifact, progress): OTA_OK
  * once the new image is confirmed, else the error (also in the core's
  * status and event log). OTA_ERR_INVALID_ARG without a fetch operation.

@@ -60,6 +60,7 @@ enum ota_record {
 	OTA_REC_MANIFEST_0 = 4, /* manifest envelope of the image in slot 0 */
 	OTA_REC_MANIFEST_1 = 5, /* manifest envelope of the image in slot 1 */
 	OTA_REC_BOOT = 6, /* the confirmed slot and its image: the boot step's fallback */
+	OTA_REC_FRESHNESS = 7, /* the newest verified Timestamp and the freeze report */
 	OTA_REC_EVENT_0 = 16, /* event ring: OTA_REC_EVENT_0 + (seq % N) */
 	OTA_REC_LAST = OTA_REC_EVENT_0 + OTA_AGENT_EVENT_RECORDS - 1,
 };
@@ -78,6 +79,8 @@ enum ota_fetch_what {
 	OTA_FETCH_IMAGE = 1, /* the image of an artifact, from an offset */
 	OTA_FETCH_KEYLIST = 2, /* the current signed KeyList */
 	OTA_FETCH_ROOTLIST = 3, /* the current signed RootList */
+	OTA_FETCH_TIMESTAMP =
+		4, /* the current signed Timestamp of the product (artifact = model) */
 };
 
 /* One fetch (borrowed, valid during the call). */
@@ -87,7 +90,7 @@ struct ota_fetch_request {
 	/*
 	 * The same object as a path of the HTTPS delivery API
 	 * ("/v1/manifests/ID", "/v1/images/ID", "/v1/keylist",
-	 * "/v1/rootlist"): an HTTP transport uses it as is, another
+	 * "/v1/rootlist", "/v1/timestamp/MODEL"): an HTTP transport uses it as is, another
 	 * transport maps `what` and `artifact` its own way.
 	 */
 	const char *path;

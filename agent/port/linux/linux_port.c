@@ -38,7 +38,7 @@ extern char **environ;
 static void record_name(enum ota_record rec, unsigned copy, char *buf, size_t cap)
 {
 	static const char *const names[] = {"state",	 "counter",   "rootlist", "keylist",
-					    "manifest0", "manifest1", "boot"};
+					    "manifest0", "manifest1", "boot",	  "freshness"};
 	char base[16];
 	if ((unsigned)rec < sizeof(names) / sizeof(names[0]))
 		snprintf(base, sizeof(base), "%s", names[rec]);
@@ -53,7 +53,7 @@ static void record_name(enum ota_record rec, unsigned copy, char *buf, size_t ca
 static bool record_valid(enum ota_record rec, unsigned copy)
 {
 	return copy < OTA_RECORD_COPIES &&
-	       (rec <= OTA_REC_BOOT || (rec >= OTA_REC_EVENT_0 && rec <= OTA_REC_LAST));
+	       (rec <= OTA_REC_FRESHNESS || (rec >= OTA_REC_EVENT_0 && rec <= OTA_REC_LAST));
 }
 
 static bool path_join(char *buf, size_t cap, const char *dir, const char *name)

@@ -44,6 +44,9 @@ struct ota_config {
 	unsigned stall_timeout_s; /* a download with no byte for this long fails */
 	unsigned report_interval_s;
 	unsigned download_retries; /* resumed attempts after the first (default 5) */
+	/* signed freshness: report "may be frozen" after this long without a fresh Timestamp (0 = off) */
+	uint64_t freshness_max_age_s;
+	unsigned timestamp_interval_s; /* fetch /v1/timestamp/MODEL this often (default 3600) */
 };
 
 /*

@@ -15,6 +15,7 @@
 #include <unistd.h>
 
 #include "fleetota/arena.h"
+#include "fleetota/freshness.h"
 #include "fleetota/limits.h"
 #include "fleetota/online.h"
 #include "ota.pb-c.h"
@@ -228,6 +229,31 @@ int ota_agent_fetch(struct ota_agent *agent, const struct ota_config *config,
 	return 0;
 }
 
+int ota_agent_freshness_once(struct ota_agent *agent, const struct ota_config *config,
+			     struct ota_linux_port *port)
+{
+	struct online o;
+	struct ota_freshness f;
+	enum ota_err ts_err = OTA_OK;
+	if (online_open(&o, agent, config, port) != 0)
+		return EXIT_SETUP;
+	enum ota_err verdict = ota_online_freshness(&o.online, &ts_err);
+	online_close(&o);
+	if (ts_err != OTA_OK)
+		fprintf(stderr, "ota-agent: timestamp: %s\n", ota_err_name(ts_err));
+	if (ota_agent_freshness(agent, &f) != OTA_OK)
+		memset(&f, 0, sizeof(f));
+	if (verdict != OTA_OK) {
+		printf("rejected: %s: no fresh timestamp since %llu\n", ota_err_name(verdict),
+		       (unsigned long long)(f.issued_at ? f.expires_at : f.since));
+		return EXIT_REJECTED;
+	}
+	printf("fresh: %s current %s (code %llu), timestamp issued %llu expires %llu\n",
+	       config->model, f.version[0] ? f.version : "-", (unsigned long long)f.version_code,
+	       (unsigned long long)f.issued_at, (unsigned long long)f.expires_at);
+	return 0;
+}
+
 /* ---- the daemon ------------------------------------------------------- */
 
 /* On Paho's thread: decode the hint and hand it over. */
@@ -313,6 +339,10 @@ int ota_agent_run(struct ota_agent *agent, const struct ota_config *config,
 	ota_online_resume(&o.online);
 	unsigned interval = config->report_interval_s ? config->report_interval_s : 300;
 	unsigned idle_s = 0;
+	/* signed freshness (fleetota/freshness.h): at start, then every timestamp_interval */
+	bool freshness = config->freshness_max_age_s > 0;
+	unsigned ts_interval = config->timestamp_interval_s ? config->timestamp_interval_s : 3600;
+	unsigned ts_idle_s = ts_interval;
 	while (!stop_requested) {
 		bool firmware, keylist, rootlist, want_report;
 		char artifact[ARTIFACT_MAX + 1];
@@ -327,6 +357,8 @@ int ota_agent_run(struct ota_agent *agent, const struct ota_config *config,
 				idle_s = 0;
 				o.want_report = true;
 			}
+			if (rc == ETIMEDOUT)
+				ts_idle_s++;
 		}
 		firmware = o.want_firmware;
 		keylist = o.want_keylist;
@@ -342,6 +374,10 @@ int ota_agent_run(struct ota_agent *agent, const struct ota_config *config,
 		pthread_mutex_unlock(&o.lock);
 
 		ota_online_update_lists(&o.online, rootlist, keylist);
+		if (freshness && ts_idle_s >= ts_interval) {
+			ts_idle_s = 0;
+			(void)ota_online_freshness(&o.online, NULL);
+		}
 		if (firmware) {
 			enum ota_err err = ota_online_install(&o.online, artifact);
 			pthread_mutex_lock(&o.lock);

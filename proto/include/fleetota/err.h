@@ -35,6 +35,10 @@ enum ota_err {
 	OTA_ERR_NOT_FOUND = 23,
 	OTA_ERR_BUSY = 24,
 	OTA_ERR_CONSENT = 25,
+	/* signed freshness (docs/decisions.md) */
+	OTA_ERR_KEY_ROLE = 26,
+	OTA_ERR_FROZEN = 27,
+	OTA_ERR_TIMESTAMP_ROLLBACK = 28,
 	OTA__ERR_COUNT
 };
 

@@ -40,6 +40,9 @@ struct srv_config {
 	char *device_crl; /* optional */
 	char *device_ticket_keys; /* optional: TLS ticket keys shared by replicas */
 	unsigned device_session_sec; /* TLS session (ticket) lifetime */
+	/* signed freshness: the timestamp role's key (PEM PKCS#8, 0600), "" = off */
+	char *timestamp_key;
+	unsigned timestamp_lifetime_sec; /* life of a signed Timestamp (8 .. 604800) */
 	unsigned device_reload_sec; /* re-read CA/CRL/cert when changed; 0 = SIGHUP only */
 	char *store_dir;
 	double rate_per_sec; /* per-device token bucket refill */

@@ -81,6 +81,9 @@ static const struct key_def key_defs[] = {
 	{"admin_max_conns_per_peer", KEY_UINT, OFF(admin_max_conns_per_peer), "32", false, 1,
 	 100000},
 	{"log_level", KEY_STRING, OFF(log_level), "info", false, 0, 0},
+	{"timestamp_key", KEY_STRING, OFF(timestamp_key), "", false, 0, 0},
+	{"timestamp_lifetime_sec", KEY_UINT, OFF(timestamp_lifetime_sec), "86400", false, 8,
+	 604800},
 };
 
 #define N_KEYS (sizeof(key_defs) / sizeof(key_defs[0]))

@@ -69,6 +69,8 @@ struct srv_metrics {
 	uint64_t downloads_aborted;
 	uint64_t bytes_served;
 	uint64_t manifests_served;
+	uint64_t timestamps_signed; /* signed freshness (timestamp.c) */
+	uint64_t timestamps_served;
 	uint64_t rejections[SRV__REJECT_COUNT];
 	uint64_t reports_received;
 	uint64_t reports_stored;

@@ -108,6 +108,9 @@ int srv_metrics_render(const struct srv_metrics *m, struct evbuffer *out)
 		m->downloads_aborted);
 	COUNTER("bytes_served_total", "Image bytes written to devices.", m->bytes_served);
 	COUNTER("manifests_served_total", "Manifests served.", m->manifests_served);
+	COUNTER("timestamps_signed_total", "Timestamps signed by the timestamp role.",
+		m->timestamps_signed);
+	COUNTER("timestamps_served_total", "Timestamps served to devices.", m->timestamps_served);
 	COUNTER("reports_received_total", "Status reports received over MQTT.",
 		m->reports_received);
 	COUNTER("reports_stored_total", "Status reports stored.", m->reports_stored);

@@ -30,6 +30,7 @@ struct srv_server {
 	struct srv_http_listener *device_listener;
 	struct srv_mqtt *mqtt;
 	struct srv_notifier *notifier;
+	struct srv_timestamps *timestamps; /* NULL: no timestamp role (timestamp-internal.h) */
 };
 
 #endif

@@ -32,6 +32,7 @@
 #include "security-internal.h"
 #include "range-internal.h"
 #include "server-internal.h"
+#include "timestamp-internal.h"
 #include "store-internal.h"
 
 #define DLV_CHUNK_BYTES (1024u * 1024u)
@@ -437,6 +438,7 @@ static const struct srv_http_route device_routes[] = {
 	{"/v1/images/", EVHTTP_REQ_GET, handle_image},
 	{"/v1/keylist", EVHTTP_REQ_GET, handle_keylist},
 	{"/v1/rootlist", EVHTTP_REQ_GET, handle_rootlist},
+	{"/v1/timestamp/", EVHTTP_REQ_GET, srv_timestamp_handle},
 };
 
 enum ota_err srv_delivery_start(struct srv_server *srv)

@@ -15,6 +15,7 @@
 struct srv_server;
 struct srv_db;
 struct srv_notifier;
+struct srv_timestamps;
 
 /* ---- delivery.c: the device listener ---------------------------------- */
 
@@ -39,6 +40,17 @@ void srv_delivery_stop(struct srv_server *srv);
 enum ota_err srv_notifier_prepare(struct srv_server *srv);
 enum ota_err srv_notifier_start(struct srv_server *srv, struct srv_notifier **ret_notifier);
 void srv_notifier_stop(struct srv_notifier *notifier);
+
+/* ---- timestamp.c: the timestamp role (timestamp-internal.h) ------------ */
+
+/*
+ * Loads timestamp_key (a PEM PKCS#8 file, not readable by group or others)
+ * and starts the signing timer. *ret is NULL when timestamp_key is not set.
+ */
+enum ota_err srv_timestamp_start(struct srv_server *srv, struct srv_timestamps **ret);
+
+/* Stops the timer, wipes the key. NULL is fine. */
+void srv_timestamp_stop(struct srv_timestamps *ts);
 
 /* ---- report.c, receiver.c: status reports ------------------------------ */
 

@@ -36,6 +36,11 @@ const char *srv_report_state_name(int state)
 
 const char *srv_report_event_name(int kind)
 {
+	/* signed freshness (ota.proto EventKind 20, 21) */
+	if (kind == FLEETOTA__V1__EVENT_KIND__EVENT_KIND_FREEZE_SUSPECTED)
+		return "freeze_suspected";
+	if (kind == FLEETOTA__V1__EVENT_KIND__EVENT_KIND_FRESHNESS_RESTORED)
+		return "freshness_restored";
 	if (kind < 0 || (size_t)kind >= sizeof(event_names) / sizeof(event_names[0]))
 		return "unknown";
 	return event_names[kind];

@@ -43,7 +43,7 @@ struct fake {
 	unsigned retry_after;
 	bool stop;
 	/* what the transport saw */
-	unsigned fetches[4];
+	unsigned fetches[5];
 	uint64_t offsets[MAX_FETCHES];
 	unsigned n_image;
 	uint64_t image_bytes;
@@ -85,7 +85,7 @@ static enum ota_err fake_fetch(void *ctx, const struct ota_fetch_request *req,
 {
 	(void)ctx;
 	memset(ret, 0, sizeof(*ret));
-	assert_true((unsigned)req->what < 4u);
+	assert_true((unsigned)req->what < 5u);
 	fk.fetches[req->what]++;
 	switch (req->what) {
 	case OTA_FETCH_MANIFEST:
@@ -109,6 +109,7 @@ static enum ota_err fake_fetch(void *ctx, const struct ota_fetch_request *req,
 		return deliver(fk.keylist.data, fk.keylist.len, req->max_bytes, SIZE_MAX, sink,
 			       sink_arg, ret);
 	case OTA_FETCH_ROOTLIST:
+	case OTA_FETCH_TIMESTAMP:
 		ret->status = 404;
 		return OTA_ERR_TRANSPORT;
 	case OTA_FETCH_IMAGE:
