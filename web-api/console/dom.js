@@ -1,7 +1,7 @@
 // SPDX-License-Identifier: Apache-2.0
 // Building the page without HTML strings: every value becomes a text node
 // (textContent), so a device id or an image name such as "<script>" is
-// shown as those characters and never parsed. innerHTML is not used.
+// shown as those characters and never parsed as markup.
 
 // h('div.card#x', {onclick: fn, title: 't'}, child, 'text', [more]) -> element
 export function h(spec, attrs, ...children) {

@@ -117,7 +117,7 @@ function renderSummary(el, s, modelSel, versionSel) {
         s.decommissioned ? `, ${s.decommissioned} decommissioned` : '')),
     card('By model and version', perModel.length ? perModel : h('p.muted', 'No device yet.')),
     card('By state', stacked(group(s.breakdown, 'state'), s.devices)),
-    s.truncated ? h('p.muted', 'More combinations than shown.') : null);
+    ...(s.truncated ? [h('p.muted', 'More combinations than shown.')] : []));
 }
 
 function renderCoverage(el, kr) {
@@ -125,9 +125,9 @@ function renderCoverage(el, kr) {
   clear(el).append(h('h2', 'KeyList coverage'),
     h('p', `Newest KeyList: v${kr.latest_keylist ?? '—'}. A KeyList may drop a key once `,
       h('b', `${Math.round(kr.min_share * 100)} %`), ' of the fleet trusts its successor.'),
-    kr.coverage.map((c) => h('div.cov', h('span.cov-v', `v${c.keylist_version}`),
+    h('div.covs', kr.coverage.map((c) => h('div.cov', h('span.cov-v', `v${c.keylist_version}`),
       bar(total, [{ value: c.devices, cls: c.keylist_version === kr.latest_keylist ? 'ok' : 'warn', label: `v${c.keylist_version}` }], `v${c.keylist_version}`),
-      h('span', `${c.devices} devices, ${(c.share * 100).toFixed(1)} %`))),
+      h('span', `${c.devices} devices, ${(c.share * 100).toFixed(1)} %`)))),
     h('h3', `Stragglers (${kr.stragglers.length}${kr.stragglers.length >= 100 ? '+' : ''})`),
     table(['Device', 'KeyList', 'Model', 'Version', 'Last seen'], kr.stragglers.slice(0, 20).map((s) =>
       h('tr', h('td', h('a', { href: '#/devices/' + enc(s.device_id) }, s.device_id)), h('td', `v${s.keylist_version}`),
