@@ -138,8 +138,9 @@ csp=$(csp_of /console/)
 	fail "console CSP: '$csp'"
 grep -q 'src="/console/app.js"' "$T/asset" || fail "/console/ is not the console's page"
 grep -qi '<script>' "$T/asset" && fail "inline script in index.html"
-api GET /console/
+api GET /console
 expect 200
+grep -q 'src="/console/app.js"' "$T/body" || fail "/console is not the console's page"
 api GET /console/app.js
 expect 200
 api GET /console/console.css
