@@ -13,7 +13,7 @@ function size(n) {
 export function artifactsView(main) {
   const body = h('div');
   main.append(h('div.head', h('h1', 'Artifacts'),
-    h('p.muted', 'Upload with ota-keys sign … --bundle-out and POST /api/v1/artifacts (docs/api.md).')), body);
+    h('p.muted', 'Sign with ota-keys sign … --bundle-out; upload with ota-ctl artifacts upload (docs/ctl.md).')), body);
   return poll(async () => {
     const [arts, kls] = await Promise.all([api.get('/artifacts' + qs({ limit: 500 })), api.get('/keylists' + qs({ limit: 500 }))]);
     const trusting = (key) => kls.items.filter((k) => k.key_ids.includes(key)).map((k) => `v${k.version}`);
