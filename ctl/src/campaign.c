@@ -148,11 +148,19 @@ int ctl_cmd_campaign(struct ctl *ctl, int argc, char **argv)
 	}
 	if (argc == 3 && strcmp(argv[1], "create") == 0) {
 		json_error_t jerr;
-		json_t *body = json_load_file(argv[2], JSON_REJECT_DUPLICATES, &jerr);
+		const char *ext = strrchr(argv[2], '.');
+		bool yaml = ext != NULL && (strcmp(ext, ".yaml") == 0 || strcmp(ext, ".yml") == 0);
+		char yerr[160] = "";
+		json_t *body = yaml ? ctl_yaml_load(argv[2], yerr, sizeof(yerr))
+				    : json_load_file(argv[2], JSON_REJECT_DUPLICATES, &jerr);
 		bool ok;
 
 		if (body == NULL) {
-			fprintf(stderr, "ota-ctl: %s:%d: %s\n", argv[2], jerr.line, jerr.text);
+			if (yaml)
+				fprintf(stderr, "ota-ctl: %s: %s\n", argv[2], yerr);
+			else
+				fprintf(stderr, "ota-ctl: %s:%d: %s\n", argv[2], jerr.line,
+					jerr.text);
 			return CTL_EXIT_USAGE;
 		}
 		ok = ctl_post(ctl, "/api/v1/campaigns", body, &r);
@@ -183,7 +191,7 @@ int ctl_cmd_campaign(struct ctl *ctl, int argc, char **argv)
 		return ctl_shown(ctl, ctl_post(ctl, path, NULL, &r), &r, status_row);
 	}
 	fprintf(stderr,
-		"usage: ota-ctl campaign list [--state S] | show ID | create FILE.json | "
+		"usage: ota-ctl campaign list [--state S] | show ID | create FILE.json|FILE.yaml | "
 		"watch ID [--interval S] [--timeout S] | start|approve|pause|resume|cancel ID\n");
 	return CTL_EXIT_USAGE;
 }

@@ -104,6 +104,9 @@ int ctl_shown(const struct ctl *ctl, bool ok, struct ctl_response *r,
 /* GET path; print JSON (--json) or row() per item of "items". */
 int ctl_list(const struct ctl *ctl, const char *path, void (*row)(const json_t *item));
 
+/* A YAML file as JSON (yaml.c); NULL and a message in err. */
+json_t *ctl_yaml_load(const char *path, char *err, size_t err_cap);
+
 /* Commands (argc/argv start at the command's own name). */
 int ctl_cmd_login(struct ctl *ctl, int argc, char **argv);
 int ctl_cmd_artifacts(struct ctl *ctl, int argc, char **argv);

@@ -28,7 +28,7 @@ static const struct command commands[] = {
 	{"artifacts", ctl_cmd_artifacts,
 	 "artifacts list | show ID | upload FILE --id ID [--chunk BYTES]", "list show upload"},
 	{"campaign", ctl_cmd_campaign,
-	 "campaign list | show ID | create FILE.json | watch ID | "
+	 "campaign list | show ID | create FILE.json|FILE.yaml | watch ID | "
 	 "start|approve|pause|resume|cancel ID",
 	 "list show create watch start approve pause resume cancel"},
 	{"devices", ctl_cmd_devices,

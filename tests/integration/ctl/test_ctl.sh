@@ -107,6 +107,31 @@ cat >"$T/c1.json" <<'JSON'
  "stages": [{"count": 1, "failure_ratio": 0.5}, {"percent": 100}], "rate_per_minute": 60}
 JSON
 "$OTA_CTL" --token "$OPER" campaign create "$T/c1.json" | grep -q "^ctl-1  draft" || fail "create"
+cat >"$T/c2.yaml" <<'YAML'
+# the same body as YAML: plain scalars typed, quoted ones strings
+id: "ctl-2"
+artifact: fw-1.1.0
+target: {model: [fx-model], tags_any: ["1.5"]}
+stages:
+  - count: 1
+    failure_ratio: 0.25
+  - percent: 100
+rate_per_minute: 30
+requires_approval: true
+YAML
+"$OTA_CTL" --token "$OPER" --json campaign create "$T/c2.yaml" >"$T/out" || fail "create from YAML"
+jq -e '.id == "ctl-2" and .stages[0].failure_ratio == 0.25 and .stages[1].percent == 100 and
+	.rate_per_minute == 30 and .requires_approval == true and .target.tags_any == ["1.5"]' "$T/out" >/dev/null ||
+	fail "YAML campaign: $(cat "$T/out")"
+{
+	echo 'a: &a ["x", "x", "x", "x", "x", "x", "x", "x", "x", "x"]'
+	for l in b c d e f g; do
+		p=$(printf '%s' "$l" | tr 'b-g' 'a-f')
+		echo "$l: &$l [*$p, *$p, *$p, *$p, *$p, *$p, *$p, *$p, *$p, *$p]"
+	done
+} >"$T/laughs.yaml"
+[[ $(code "$OTA_CTL" campaign create "$T/laughs.yaml") == 2 ]] || fail "an alias bomb was expanded"
+grep -q "too many values" "$T/err" || fail "alias bomb: $(cat "$T/err")"
 echo '{"id": "ctl-x", "stages": [' >"$T/bad.json"
 [[ $(code "$OTA_CTL" campaign create "$T/bad.json") == 2 ]] || fail "malformed JSON file"
 "$OTA_CTL" --token "$OPER" campaign start ctl-1 >/dev/null || fail "start"
