@@ -117,6 +117,10 @@ int main(int argc, char **argv)
 			usage(stdout);
 			return CTL_EXIT_OK;
 		}
+		if (strcmp(o, "--version") == 0) {
+			printf("ota-ctl %s\n", FLEETOTA_VERSION);
+			return CTL_EXIT_OK;
+		}
 		if (strcmp(o, "--profile") == 0)
 			ok = copy_opt(ctl.profile, sizeof(ctl.profile), v);
 		else if (strcmp(o, "--server") == 0)
@@ -141,6 +145,16 @@ int main(int argc, char **argv)
 	if (i >= argc) {
 		usage(stderr);
 		return CTL_EXIT_USAGE;
+	}
+	for (int k = i + 1; k < argc; k++) {
+		if (strcmp(argv[k], "--help") != 0)
+			continue;
+		for (size_t c = 0; c < N_COMMANDS; c++) {
+			if (strcmp(argv[i], commands[c].name) == 0) {
+				printf("usage: ota-ctl [global options] %s\n", commands[c].help);
+				return CTL_EXIT_OK;
+			}
+		}
 	}
 	if (ctl.server[0] == '\0' && (env = getenv("OTA_CTL_SERVER")) != NULL)
 		snprintf(ctl.server, sizeof(ctl.server), "%s", env);
