@@ -20,7 +20,9 @@
 # 0.05), DEMO_IMAGE_KB (firmware size, default 200), DEMO_STORY=scale
 # (only registration and one staged release: for measuring large fleets),
 # DEMO_STAY=1 (at the end, leave ota-server, PostgreSQL and mosquitto
-# running until Ctrl-C and print the URL, a token and curl lines to try).
+# running until Ctrl-C and print the console's URL, a token and curl lines
+# to try). The console's URL and the admin token are also printed at start,
+# so the rollout can be watched in a browser while it plays.
 # Everything runs under a temp dir and .demo/ keeps the logs of the last
 # run; all processes are stopped by PID on exit, on Ctrl-C and when the
 # reader of stdout goes away (`make demo | tee log`, then Ctrl-C): the key
@@ -189,6 +191,7 @@ mqtt_key = $PKI/servers/1.key
 device_crl = $PKI/device-ca.crl
 notify_poll_ms = 500
 admin_listen = 127.0.0.1:$API_PORT
+console_dir = $TOP/web-api/console
 log_level = info
 CONF
 "$SERVER_BIN" migrate --config "$T/server.conf" >"$T/migrate.log" 2>&1 || fail "migrate"
@@ -204,6 +207,7 @@ log "ota-server: devices https://127.0.0.1:$DEV_PORT (mTLS), REST API $API"
 TOKEN=$("$SERVER_BIN" token create --role admin --name demo-admin --config "$T/server.conf" 2>>"$T/server.log")
 [[ -n "$TOKEN" ]] || fail "no admin token"
 log "admin token created (ota-server token create --role admin)"
+log "console: $API/console/ (sign in with the token $TOKEN)"
 
 AUTH=(-H "Authorization: Bearer $TOKEN")
 api() { # METHOD PATH [curl args]: prints the body; fails on HTTP errors
@@ -503,6 +507,7 @@ if [[ $STAY != 1 ]]; then
 	exit 0
 fi
 say "the stack stays up (DEMO_STAY=1): Ctrl-C stops it and removes everything"
+log "console    $API/console/   (sign in with the token below)"
 log "REST API   $API   (ota-server, PID $SERVER_PID; the simulated fleet is stopped)"
 log "token      $TOKEN   (admin, this throwaway installation only)"
 log "PostgreSQL psql 'host=$T/pg port=$PG_PORT dbname=fleetota user=postgres'"

@@ -147,6 +147,7 @@ static int run_server(struct srv_config *config, const char *config_path)
 			.conn_limits = &admin_limits,
 			.db_timeout_ms = config->admin_db_timeout_ms,
 			.healthz_timeout_ms = config->healthz_timeout_ms,
+			.console_dir = config->console_dir,
 		};
 
 		srv_config_conn_limits(config, SRV_LISTENER_ADMIN, &admin_limits);

@@ -183,6 +183,7 @@ void wa_h_campaigns_get(struct wa_ctx *ctx)
 
 	if (!campaign_arg(ctx, NULL))
 		return;
+	ctx->etag = true; /* pollers: If-None-Match -> 304 while nothing changed */
 	wa_db_stmt(ctx, &stmts[STMT_GET], params, reply_200);
 }
 

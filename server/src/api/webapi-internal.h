@@ -215,6 +215,7 @@ struct wa_ctx {
 	void (*state_free)(void *state);
 	int step;
 	double started_ms;
+	bool etag; /* a 200 carries an ETag; If-None-Match -> 304 (observe.c) */
 	struct event *defer_ev; /* wa_defer */
 	void (*defer_cb)(struct wa_ctx *ctx);
 	/* live requests of the listener (webapi_free orphans them) */
@@ -333,5 +334,32 @@ void wa_h_keylists_list(struct wa_ctx *ctx);
 void wa_h_keylists_upload(struct wa_ctx *ctx);
 void wa_h_rootlists_list(struct wa_ctx *ctx);
 void wa_h_rootlists_upload(struct wa_ctx *ctx);
+
+/* ---- the operator console (console.c, observe.c) ---------------------- */
+
+struct wa_console;
+struct wa_asset;
+/* The Content-Security-Policy of every console answer. */
+extern const char wa_console_csp[];
+/* Reads the assets of dir (flat, bounded) into memory. */
+enum ota_err wa_console_new(const char *dir, struct wa_console **ret);
+void wa_console_free(struct wa_console *console);
+const struct wa_asset *wa_console_find(const struct wa_console *console, const char *name);
+/* The listener's console, or NULL when console_dir is not set. */
+const struct wa_console *wa_console_of(const struct wa_ctx *ctx);
+/* Replies with len bytes of data (borrowed until sent) and frees ctx. */
+void wa_reply_bytes(struct wa_ctx *ctx, int status, const char *content_type, const char *data,
+		    size_t len);
+/*
+ * Adds the ETag of a 200 body text and tells whether the request's
+ * If-None-Match names it (the answer is then 304 without a body).
+ */
+bool wa_etag_not_modified(struct wa_ctx *ctx, const char *text);
+enum ota_err wa_observe_prepare(struct srv_db *db);
+void wa_h_console(struct wa_ctx *ctx);
+void wa_h_campaigns_events(struct wa_ctx *ctx);
+void wa_h_campaigns_failures(struct wa_ctx *ctx);
+void wa_h_fleet_summary(struct wa_ctx *ctx);
+void wa_h_fleet_devices(struct wa_ctx *ctx);
 
 #endif

@@ -56,6 +56,7 @@ struct webapi {
 	struct srv_ratelimit *ratelimit;
 	char *store_dir;
 	struct wa_uploads *uploads;
+	struct wa_console *console; /* NULL: no console_dir */
 	uint16_t port;
 	unsigned db_timeout_ms; /* each database call of a request */
 	unsigned healthz_timeout_ms;
@@ -131,6 +132,16 @@ static const struct wa_route routes[] = {
 	 wa_h_campaigns_action},
 	{EVHTTP_REQ_POST, "/api/v1/campaigns/*/cancel", WA_ROLE_OPERATOR, WA_BODY_NONE,
 	 wa_h_campaigns_action},
+	/* what the console follows (observe.c) and its assets (console.c) */
+	{EVHTTP_REQ_GET, "/api/v1/campaigns/*/events", WA_ROLE_VIEWER, WA_BODY_NONE,
+	 wa_h_campaigns_events},
+	{EVHTTP_REQ_GET, "/api/v1/campaigns/*/failures", WA_ROLE_VIEWER, WA_BODY_NONE,
+	 wa_h_campaigns_failures},
+	{EVHTTP_REQ_GET, "/api/v1/fleet", WA_ROLE_VIEWER, WA_BODY_NONE, wa_h_fleet_summary},
+	{EVHTTP_REQ_GET, "/api/v1/fleet/devices", WA_ROLE_VIEWER, WA_BODY_NONE, wa_h_fleet_devices},
+	{EVHTTP_REQ_GET, "/console", WA_ROLE_NONE, WA_BODY_NONE, wa_h_console},
+	{EVHTTP_REQ_GET, "/console/", WA_ROLE_NONE, WA_BODY_NONE, wa_h_console},
+	{EVHTTP_REQ_GET, "/console/*", WA_ROLE_NONE, WA_BODY_NONE, wa_h_console},
 	{EVHTTP_REQ_GET, "/api/v1/keyrotation", WA_ROLE_VIEWER, WA_BODY_NONE, wa_h_keyrotation},
 	{EVHTTP_REQ_POST, "/api/v1/retention/purge", WA_ROLE_ADMIN, WA_BODY_JSON,
 	 wa_h_retention_purge},
@@ -202,10 +213,34 @@ static void send_buffer(struct wa_ctx *ctx, int status, const char *content_type
 	ctx_free(ctx);
 }
 
-void wa_reply_text(struct wa_ctx *ctx, int status, const char *json_text)
+void wa_reply_bytes(struct wa_ctx *ctx, int status, const char *content_type, const char *data,
+		    size_t len)
 {
 	struct evbuffer *buf = evbuffer_new();
 
+	if (buf == NULL || evbuffer_add(buf, data, len) != 0) {
+		if (buf != NULL)
+			evbuffer_free(buf);
+		wa_reply_error(ctx, 500, "internal", "out of memory", NULL);
+		return;
+	}
+	send_buffer(ctx, status, content_type, buf);
+	evbuffer_free(buf);
+}
+
+void wa_reply_text(struct wa_ctx *ctx, int status, const char *json_text)
+{
+	struct evbuffer *buf;
+
+	if (ctx->etag && status == 200 && wa_etag_not_modified(ctx, json_text)) {
+		evhttp_add_header(evhttp_request_get_output_headers(ctx->req), "Cache-Control",
+				  "no-cache");
+		account(ctx, 304, 0);
+		evhttp_send_reply(ctx->req, 304, "Not Modified", NULL);
+		ctx_free(ctx);
+		return;
+	}
+	buf = evbuffer_new();
 	if (buf == NULL) {
 		account(ctx, 500, 0);
 		evhttp_send_error(ctx->req, 500, NULL);
@@ -362,6 +397,11 @@ void wa_db_sql(struct wa_ctx *ctx, const char *sql, int n_params, const char *co
 const char *wa_store_dir(const struct wa_ctx *ctx)
 {
 	return ctx->api->store_dir;
+}
+
+const struct wa_console *wa_console_of(const struct wa_ctx *ctx)
+{
+	return ctx->api->console;
 }
 
 struct wa_uploads *wa_uploads_of(const struct wa_ctx *ctx)
@@ -889,6 +929,10 @@ enum ota_err webapi_new(struct event_base *base, struct srv_db *db, struct srv_m
 		err = wa_campaigns_prepare(db);
 	if (err == OTA_OK)
 		err = wa_uploads_prepare(db);
+	if (err == OTA_OK)
+		err = wa_observe_prepare(db);
+	if (err == OTA_OK && cfg->console_dir != NULL && cfg->console_dir[0] != '\0')
+		err = wa_console_new(cfg->console_dir, &api->console);
 	if (err != OTA_OK)
 		goto out;
 	err = wa_uploads_new(api, base, cfg->store_dir, max_upload, &api->uploads);
@@ -946,6 +990,7 @@ void webapi_free(struct webapi *api)
 			ctx_free(ctx);
 	}
 	wa_uploads_free(api->uploads);
+	wa_console_free(api->console);
 	if (api->http != NULL)
 		evhttp_free(api->http);
 	if (api->ssl_ctx != NULL)

@@ -73,6 +73,8 @@ struct webapi_config {
 	unsigned db_timeout_ms;
 	/* deadline of /healthz's round trip to the database; 0 = default */
 	unsigned healthz_timeout_ms;
+	/* the operator console's assets, served at /console/; NULL or "" = none */
+	const char *console_dir;
 };
 
 /*

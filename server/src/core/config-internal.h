@@ -70,6 +70,7 @@ struct srv_config {
 	char *admin_listen;
 	char *admin_tls_cert; /* optional: the REST API over HTTPS */
 	char *admin_tls_key;
+	char *console_dir; /* the operator console's assets (/console/); empty = none */
 	unsigned admin_max_upload_bytes; /* largest .otab bundle (written to disk) */
 	unsigned admin_max_conns;
 	unsigned admin_max_conns_per_peer;

@@ -73,6 +73,7 @@ static const struct key_def key_defs[] = {
 	{"admin_listen", KEY_STRING, OFF(admin_listen), "", false, 0, 0},
 	{"admin_tls_cert", KEY_STRING, OFF(admin_tls_cert), "", false, 0, 0},
 	{"admin_tls_key", KEY_STRING, OFF(admin_tls_key), "", false, 0, 0},
+	{"console_dir", KEY_STRING, OFF(console_dir), "", false, 0, 0},
 	{"admin_db_timeout_ms", KEY_UINT, OFF(admin_db_timeout_ms), "3000", false, 10, 3600000},
 	{"healthz_timeout_ms", KEY_UINT, OFF(healthz_timeout_ms), "1000", false, 10, 60000},
 	{"admin_max_upload_bytes", KEY_UINT, OFF(admin_max_upload_bytes), "67108864", false, 1024,

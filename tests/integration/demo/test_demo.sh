@@ -41,6 +41,9 @@ grep -q "fw-1.1.0: $failed failed in the campaign = $failed reverted on the devi
 grep -qE "^     KeyList +devices +share +last seen$" "$out" || fail "no coverage table"
 grep -qE "^     v2 +50 +100 % +[0-9]{4}-" "$out" || fail "coverage row: $(grep -A3 "KeyList  " "$out")"
 grep -q '\[{' "$out" && fail "raw JSON on screen: $(grep '\[{' "$out")"
+# the operator console's URL and a token to sign in with (docs/console.md)
+grep -qE "^   console: http://127\.0\.0\.1:[0-9]+/console/ \(sign in with the token fota_[A-Za-z0-9_-]{43}\)$" "$out" ||
+	fail "no console URL and token: $(grep -i console "$out")"
 state=$(sed -n 's/.*state in \(\/tmp\/fleetota-demo\.[A-Za-z0-9]*\)).*/\1/p' "$LOGS/out.txt")
 [[ -n "$state" && ! -e "$state" ]] || fail "the demo's temp dir $state is still there"
 if grep -lE "ERROR: (Address|Leak)Sanitizer|runtime error:" "$LOGS"/*.log; then

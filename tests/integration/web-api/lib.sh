@@ -124,6 +124,7 @@ tls_key = $PKI/server.key
 device_ca = $PKI/device-ca.crt
 store_dir = $STORE
 admin_listen = 127.0.0.1:$API_PORT
+console_dir = $TOP/web-api/console
 admin_max_upload_bytes = ${MAX_UPLOAD:-8388608}
 http_timeout_sec = 5
 log_level = info
