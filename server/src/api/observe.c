@@ -15,6 +15,7 @@
 #include <openssl/evp.h>
 
 #include "db-internal.h"
+#include "hex-internal.h"
 #include "webapi-internal.h"
 
 extern const char wa_sql_device_json[];
@@ -79,7 +80,7 @@ bool wa_etag_not_modified(struct wa_ctx *ctx, const char *text)
 
 	if (EVP_Digest(text, strlen(text), md, &md_len, EVP_sha256(), NULL) != 1 || md_len < 16)
 		return false; /* no ETag: the client gets the body */
-	wa_hex(md, 16, hex);
+	srv_hex_encode(md, 16, hex);
 	snprintf(tag, sizeof(tag), "\"%s\"", hex);
 	wa_add_header(ctx, "ETag", tag);
 	inm = wa_header(ctx, "If-None-Match");
