@@ -39,6 +39,13 @@ static const struct err_entry err_table[OTA__ERR_COUNT] = {
 	[OTA_ERR_NOT_FOUND] = {"OTA_ERR_NOT_FOUND", "not found"},
 	[OTA_ERR_BUSY] = {"OTA_ERR_BUSY", "busy, try again later"},
 	[OTA_ERR_CONSENT] = {"OTA_ERR_CONSENT", "update waits for the owner's consent"},
+	[OTA_ERR_NOT_RECIPIENT] = {"OTA_ERR_NOT_RECIPIENT",
+				   "encrypted image not wrapped for a key of this device"},
+	[OTA_ERR_KEY_UNWRAP] = {"OTA_ERR_KEY_UNWRAP",
+				"content key does not unwrap, or is not this image's key"},
+	[OTA_ERR_DECRYPT] = {"OTA_ERR_DECRYPT", "encrypted image chunk fails authentication"},
+	[OTA_ERR_UNSUPPORTED] = {"OTA_ERR_UNSUPPORTED",
+				 "combination or feature this build does not support"},
 };
 
 const char *ota_err_name(enum ota_err err)

@@ -35,6 +35,11 @@ enum ota_err {
 	OTA_ERR_NOT_FOUND = 23,
 	OTA_ERR_BUSY = 24,
 	OTA_ERR_CONSENT = 25,
+	/* encrypted images (docs/formats.md) */
+	OTA_ERR_NOT_RECIPIENT = 26,
+	OTA_ERR_KEY_UNWRAP = 27,
+	OTA_ERR_DECRYPT = 28,
+	OTA_ERR_UNSUPPORTED = 29,
 	OTA__ERR_COUNT
 };
 
