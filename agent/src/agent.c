@@ -1093,6 +1093,19 @@ static enum ota_err staging_fail(struct ota_agent *agent, enum ota_err err, cons
 	return note_failure(agent, &next, OTA_EVENT_REJECTED, err, &info, detail);
 }
 
+/* staging_fail with the detail "<before><n><after>". */
+static enum ota_err staging_fail_n(struct ota_agent *agent, enum ota_err err, const char *before,
+				   uint64_t n, const char *after)
+{
+	char buf[OTA_AGENT_DETAIL_BYTES];
+	struct ota_text detail;
+	ota_text_init(&detail, buf, sizeof(buf));
+	ota_text_str(&detail, before);
+	ota_text_u64(&detail, n);
+	ota_text_str(&detail, after);
+	return staging_fail(agent, err, buf);
+}
+
 /*
  * Plaintext at inst->written: into the slot and the hash. A checkpoint
  * (slot sync, then the state) when one is due and allowed here: an
@@ -1147,15 +1160,9 @@ static enum ota_err decrypt_write(struct ota_agent *agent, const uint8_t *in, si
 						    agent->work_len, &used, &made, &chunk_end);
 		if (err == OTA_OK)
 			err = plain_write(agent, agent->work, made, chunk_end);
-		if (err == OTA_ERR_DECRYPT) {
-			char buf[OTA_AGENT_DETAIL_BYTES];
-			struct ota_text detail;
-			ota_text_init(&detail, buf, sizeof(buf));
-			ota_text_str(&detail, "chunk ");
-			ota_text_u64(&detail, index);
-			ota_text_str(&detail, " of the encrypted image fails authentication");
-			return staging_fail(agent, err, buf);
-		}
+		if (err == OTA_ERR_DECRYPT)
+			return staging_fail_n(agent, err, "chunk ", index,
+					      " of the encrypted image fails authentication");
 		if (err != OTA_OK) {
 			ota_agent_close(agent);
 			return err;
@@ -1176,15 +1183,9 @@ enum ota_err ota_agent_write(struct ota_agent *agent, const void *chunk, size_t 
 	if (!chunk)
 		return OTA_ERR_INVALID_ARG;
 	uint64_t declared = inst->dec.on ? inst->dec.wire_size : inst->size;
-	if (len > declared - ota_agent_offset(agent)) {
-		char buf[OTA_AGENT_DETAIL_BYTES];
-		struct ota_text detail;
-		ota_text_init(&detail, buf, sizeof(buf));
-		ota_text_str(&detail, "image longer than the declared ");
-		ota_text_u64(&detail, declared);
-		ota_text_str(&detail, " bytes");
-		return staging_fail(agent, OTA_ERR_SIZE, buf);
-	}
+	if (len > declared - ota_agent_offset(agent))
+		return staging_fail_n(agent, OTA_ERR_SIZE, "image longer than the declared ",
+				      declared, " bytes");
 	if (inst->dec.on)
 		return decrypt_write(agent, chunk, len);
 	return plain_write(agent, chunk, len, true);

@@ -65,9 +65,8 @@ bool ota_decrypt_done(const struct ota_decrypt *d)
 	return d->on && d->wire_done == d->wire_size && !d->chunk_open;
 }
 
-enum ota_err ota_decrypt_feed(struct ota_decrypt *d, const uint8_t *in, size_t len,
-			      uint8_t *out, size_t cap, size_t *ret_used, size_t *ret_made,
-			      bool *ret_chunk_end)
+enum ota_err ota_decrypt_feed(struct ota_decrypt *d, const uint8_t *in, size_t len, uint8_t *out,
+			      size_t cap, size_t *ret_used, size_t *ret_made, bool *ret_chunk_end)
 {
 	enum ota_err err;
 	*ret_used = 0;

@@ -199,11 +199,11 @@ enum ota_err cli_read_adds(const struct list_args *a, struct ota_arena *arena,
 
 /* ---- encrypted images (cli_encrypt.c): options of sign and rewrap ---- */
 
-#define ENCRYPT_OPTIONS                                                         \
-	{"encrypt-to", required_argument, NULL, OPT_ENCRYPT_TO},                \
+#define ENCRYPT_OPTIONS                                                          \
+	{"encrypt-to", required_argument, NULL, OPT_ENCRYPT_TO},                 \
 		{"recipient-name", required_argument, NULL, OPT_RECIPIENT_NAME}, \
 		{"chunk-size", required_argument, NULL, OPT_CHUNK_SIZE},         \
-	{                                                                       \
+	{                                                                        \
 		"ciphertext-out", required_argument, NULL, OPT_CIPHERTEXT_OUT    \
 	}
 

@@ -22,7 +22,8 @@ int cli_encrypt_option(struct cli_encrypt *e, int opt, const char *arg)
 		if (cli_parse_u64(arg, &v))
 			return EXIT_USAGE;
 		if (v < OTA_MIN_CRYPT_CHUNK_BYTES || v > OTA_MAX_CRYPT_CHUNK_BYTES)
-			return cli_usage_error("--chunk-size must be %u..%u", OTA_MIN_CRYPT_CHUNK_BYTES,
+			return cli_usage_error("--chunk-size must be %u..%u",
+					       OTA_MIN_CRYPT_CHUNK_BYTES,
 					       OTA_MAX_CRYPT_CHUNK_BYTES);
 		e->chunk_bytes = (uint32_t)v;
 		return 0;

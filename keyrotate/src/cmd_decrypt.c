@@ -21,8 +21,8 @@ static const char help_decrypt[] =
 	"OTA_ERR_SIZE, OTA_ERR_HASH name what is wrong; no output is left then.\n";
 
 /* Feeds the ciphertext from fd through d into out, hashing the plaintext. */
-static enum ota_err decrypt_fd(int fd, int out, struct ota_decrypt *d,
-			       struct ota_sha256_ctx *hash, struct kr_diag *diag)
+static enum ota_err decrypt_fd(int fd, int out, struct ota_decrypt *d, struct ota_sha256_ctx *hash,
+			       struct kr_diag *diag)
 {
 	enum ota_err err = OTA_ERR_NOMEM;
 	uint8_t *in = malloc(KR_IO_CHUNK);

@@ -164,7 +164,8 @@ int cli_cmd_rewrap(int argc, char **argv)
 		goto out;
 	fd = open(a.in, O_RDONLY | O_CLOEXEC);
 	if (fd < 0) {
-		err = kr_fail(&c.diag, OTA_ERR_STORAGE, "cannot open %s: %s", a.in, strerror(errno));
+		err = kr_fail(&c.diag, OTA_ERR_STORAGE, "cannot open %s: %s", a.in,
+			      strerror(errno));
 		goto cli_fail;
 	}
 	if ((err = kr_bundle_header_read(&v, fd, a.in, &hdr, &offset, &c.diag)) != OTA_OK ||

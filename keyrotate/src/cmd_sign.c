@@ -163,8 +163,8 @@ int cli_cmd_sign(int argc, char **argv)
 	if (!manifest_out && !bundle_out)
 		return cli_usage_error("give --manifest-out and/or --bundle-out%s", "");
 	if (crypt.to.n && !bundle_out && !crypt.ciphertext_out)
-		return cli_usage_error("an encrypted image needs --bundle-out or --ciphertext-out%s",
-				       "");
+		return cli_usage_error(
+			"an encrypted image needs --bundle-out or --ciphertext-out%s", "");
 	if (chain.n > OTA_MAX_ROOT_CHAIN)
 		return cli_usage_error("too many --rootlist-chain files%s", "");
 	if (cli_parse_u64(version_code_arg, &spec.version_code) ||

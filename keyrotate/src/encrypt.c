@@ -137,8 +137,7 @@ enum ota_err kr_recipient_add(Fleetota__V1__Encryption *enc,
 	if (!name || strlen(name) > OTA_MAX_STRING_BYTES)
 		return kr_fail(diag, OTA_ERR_INVALID_ARG, "recipient name too long");
 	if (enc->n_recipients >= OTA_MAX_RECIPIENTS)
-		return kr_fail(diag, OTA_ERR_FORMAT, "more than %u recipients",
-			       OTA_MAX_RECIPIENTS);
+		return kr_fail(diag, OTA_ERR_FORMAT, "more than %u recipients", OTA_MAX_RECIPIENTS);
 	enum ota_err err = ota_crypt_recipient_id(recipient, id);
 	if (err != OTA_OK)
 		return kr_fail(diag, err, "recipient %s is not an X25519 key", name);
@@ -256,8 +255,8 @@ static enum ota_err encrypt_stream(int in, int out, const Fleetota__V1__Encrypti
 	for (uint64_t index = 0;; index++) {
 		ssize_t got = read_full(in, buf, enc->chunk_bytes);
 		if (got < 0) {
-			err = kr_fail(diag, OTA_ERR_STORAGE, "cannot read image %s: %s",
-				      image_path, strerror(errno));
+			err = kr_fail(diag, OTA_ERR_STORAGE, "cannot read image %s: %s", image_path,
+				      strerror(errno));
 			break;
 		}
 		if (got == 0)

@@ -81,11 +81,11 @@ static json_t *encryption_json(const Fleetota__V1__Encryption *e)
 {
 	json_t *rcpts = json_array();
 	for (size_t i = 0; rcpts && i < e->n_recipients; i++)
-		json_array_append_new(
-			rcpts, json_pack("{s:o, s:o}", "name", wire_string(e->recipients[i]->name),
-					 "key_id",
-					 hex_string(e->recipients[i]->key_id.data,
-						    e->recipients[i]->key_id.len)));
+		json_array_append_new(rcpts,
+				      json_pack("{s:o, s:o}", "name",
+						wire_string(e->recipients[i]->name), "key_id",
+						hex_string(e->recipients[i]->key_id.data,
+							   e->recipients[i]->key_id.len)));
 	return json_pack("{s:s, s:o, s:o, s:o, s:o}", "alg", "aes256gcm-x25519-hkdf-aeskw",
 			 "ciphertext_sha256",
 			 hex_string(e->ciphertext_sha256.data, e->ciphertext_sha256.len),

@@ -24,7 +24,8 @@ static bool bytes_len(const ProtobufCBinaryData *b, size_t len)
 
 enum ota_err ota_encryption_check(const Fleetota__V1__Encryption *enc, uint64_t plaintext_size)
 {
-	if (!enc || enc->alg != FLEETOTA__V1__ENCRYPTION_ALG__ENCRYPTION_ALG_AES256GCM_X25519_HKDF_AESKW)
+	if (!enc ||
+	    enc->alg != FLEETOTA__V1__ENCRYPTION_ALG__ENCRYPTION_ALG_AES256GCM_X25519_HKDF_AESKW)
 		return OTA_ERR_FORMAT;
 	if (!bytes_len(&enc->ciphertext_sha256, OTA_SHA256_BYTES) ||
 	    !bytes_len(&enc->nonce_prefix, OTA_CRYPT_NONCE_PREFIX_BYTES) ||

@@ -159,8 +159,9 @@ enum ota_err ota_crypt_unwrap(EVP_PKEY *private_key, const uint8_t ephemeral[OTA
 }
 
 enum ota_err ota_crypt_seal_chunk(const uint8_t key[OTA_CEK_BYTES],
-				  const uint8_t prefix[OTA_CRYPT_NONCE_PREFIX_BYTES], uint64_t index,
-				  bool last, const uint8_t *in, size_t len, uint8_t *out)
+				  const uint8_t prefix[OTA_CRYPT_NONCE_PREFIX_BYTES],
+				  uint64_t index, bool last, const uint8_t *in, size_t len,
+				  uint8_t *out)
 {
 	uint8_t nonce[OTA_CRYPT_NONCE_BYTES];
 	uint8_t aad[OTA_CRYPT_AAD_BYTES];

@@ -50,8 +50,8 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 		while (piece > 0) {
 			size_t used = 0, made = 0;
 			bool end = false;
-			enum ota_err err =
-				ota_decrypt_feed(&d, data + at, piece, out, sizeof(out), &used, &made, &end);
+			enum ota_err err = ota_decrypt_feed(&d, data + at, piece, out, sizeof(out),
+							    &used, &made, &end);
 			if (err != OTA_OK)
 				goto done;
 			if (made > used || used > piece || d.wire_done > d.wire_size)

@@ -55,9 +55,8 @@ uint64_t ota_decrypt_wire_offset(const struct ota_decrypt *d, uint64_t plain_off
  * a tag was checked and the chunk authenticated. OTA_ERR_DECRYPT when a
  * tag fails; OTA_ERR_SIZE past the end of the ciphertext.
  */
-enum ota_err ota_decrypt_feed(struct ota_decrypt *d, const uint8_t *in, size_t len,
-			      uint8_t *out, size_t cap, size_t *ret_used, size_t *ret_made,
-			      bool *ret_chunk_end);
+enum ota_err ota_decrypt_feed(struct ota_decrypt *d, const uint8_t *in, size_t len, uint8_t *out,
+			      size_t cap, size_t *ret_used, size_t *ret_made, bool *ret_chunk_end);
 
 /* True once every chunk authenticated (the stream is complete). */
 bool ota_decrypt_done(const struct ota_decrypt *d);

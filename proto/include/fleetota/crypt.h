@@ -36,7 +36,7 @@
 /* AAD of one chunk: label (17) + NUL + index (8) + last flag (1). */
 #define OTA_CRYPT_AAD_BYTES 27u
 /* HKDF info of one recipient entry: label (16) + NUL + key id + prefix + plaintext digest. */
-#define OTA_CRYPT_WRAP_CONTEXT_BYTES                                                   \
+#define OTA_CRYPT_WRAP_CONTEXT_BYTES \
 	(17u + OTA_KEY_ID_BYTES + OTA_CRYPT_NONCE_PREFIX_BYTES + OTA_SHA256_BYTES)
 /* ota-keys' default plaintext chunk. */
 #define OTA_CRYPT_CHUNK_DEFAULT (64u * 1024u)

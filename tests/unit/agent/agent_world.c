@@ -219,8 +219,8 @@ void world_assert_unchanged(struct world *w, const struct world_snapshot *snap)
 
 /* Installs m (+ optional trust objects) with image and expects err, nothing changed. */
 void world_expect_rejected(struct world *w, const Fleetota__V1__Signed *m,
-			    const Fleetota__V1__Signed *kl, const Fleetota__V1__Signed *root,
-			    const uint8_t *image, size_t len, enum ota_err expected)
+			   const Fleetota__V1__Signed *kl, const Fleetota__V1__Signed *root,
+			   const uint8_t *image, size_t len, enum ota_err expected)
 {
 	struct world_snapshot snap;
 	world_snapshot(w, &snap);

@@ -50,8 +50,8 @@ struct enc_update {
 	Fleetota__V1__Signed *m;
 };
 
-static void enc_update_make(struct world *w, struct enc_update *u, const uint8_t *image,
-			    size_t len, EVP_PKEY *const *recipients, size_t n)
+static void enc_update_make(struct world *w, struct enc_update *u, const uint8_t *image, size_t len,
+			    EVP_PKEY *const *recipients, size_t n)
 {
 	struct ota_fx_manifest spec;
 	u->crypt = ota_fx_encrypt(image, len, CHUNK, recipients, n);
@@ -124,9 +124,9 @@ static void test_not_recipient(void **state)
 	struct enc_update u;
 	enc_update_make(w, &u, w->v2, sizeof(w->v2), &other, 1);
 	struct ota_fx_buf env = ota_fx_env_bytes(u.m);
-	assert_string_equal(ota_err_name(ota_agent_begin(&w->agent, env.data, env.len, NULL, 0,
-							 NULL, NULL, 0)),
-			    "OTA_ERR_NOT_RECIPIENT");
+	assert_string_equal(
+		ota_err_name(ota_agent_begin(&w->agent, env.data, env.len, NULL, 0, NULL, NULL, 0)),
+		"OTA_ERR_NOT_RECIPIENT");
 	assert_int_equal(ota_agent_image_size(&w->agent), 0);
 	ota_fx_buf_free(&env);
 	expect_enc_rejected(w, &u, OTA_ERR_NOT_RECIPIENT);
@@ -252,8 +252,8 @@ static void test_replayed_wrapped_key(void **state)
 	memcpy(rb->ephemeral_public.data, ra->ephemeral_public.data, OTA_X25519_BYTES);
 	memcpy(rb->wrapped_key.data, ra->wrapped_key.data, OTA_WRAPPED_KEY_BYTES);
 	enc_update_resign(w, &b, v3, sizeof(v3));
-	world_expect_rejected(w, b.m, NULL, NULL, b.crypt->ciphertext.data,
-			      b.crypt->ciphertext.len, OTA_ERR_KEY_UNWRAP);
+	world_expect_rejected(w, b.m, NULL, NULL, b.crypt->ciphertext.data, b.crypt->ciphertext.len,
+			      OTA_ERR_KEY_UNWRAP);
 	/* and A's whole encryption block with B's image digest: A's key, B's check */
 	ota_fx_crypt_free(b.crypt);
 	b.crypt = NULL;
@@ -262,8 +262,8 @@ static void test_replayed_wrapped_key(void **state)
 	world_manifest(w, &spec, v3, sizeof(v3), 20, 7);
 	spec.encryption = a.crypt->enc;
 	b.m = ota_fx_manifest(&spec);
-	world_expect_rejected(w, b.m, NULL, NULL, a.crypt->ciphertext.data,
-			      a.crypt->ciphertext.len, OTA_ERR_KEY_UNWRAP);
+	world_expect_rejected(w, b.m, NULL, NULL, a.crypt->ciphertext.data, a.crypt->ciphertext.len,
+			      OTA_ERR_KEY_UNWRAP);
 	enc_update_free(&a);
 	enc_update_free(&b);
 }
@@ -346,18 +346,18 @@ static void test_resume_at_chunk_boundary(void **state)
 	assert_int_equal(ota_agent_image_size(&w->agent), u.crypt->ciphertext.len);
 	size_t part = 2 * SEALED + SEALED / 2;
 	for (size_t off = 0; off < part; off += 1000)
-		assert_int_equal(ota_agent_write(&w->agent, ct + off,
-						 part - off < 1000 ? part - off : 1000),
-				 OTA_OK);
+		assert_int_equal(
+			ota_agent_write(&w->agent, ct + off, part - off < 1000 ? part - off : 1000),
+			OTA_OK);
 	assert_int_equal(ota_agent_abort(&w->agent, OTA_ERR_TRANSPORT, "cut", true), OTA_OK);
 	world_restart(w);
 	assert_int_equal(ota_agent_begin(&w->agent, env.data, env.len, NULL, 0, NULL, NULL, 0),
 			 OTA_OK);
 	uint64_t offset = ota_agent_offset(&w->agent);
 	assert_int_equal(offset, 2 * SEALED);
-	assert_int_equal(ota_agent_write(&w->agent, ct + offset,
-					 u.crypt->ciphertext.len - (size_t)offset),
-			 OTA_OK);
+	assert_int_equal(
+		ota_agent_write(&w->agent, ct + offset, u.crypt->ciphertext.len - (size_t)offset),
+		OTA_OK);
 	assert_int_equal(ota_agent_finish(&w->agent), OTA_OK);
 	assert_int_equal(ota_agent_boot(&w->agent, &slot), OTA_OK);
 	assert_int_equal(ota_agent_confirm(&w->agent), OTA_OK);
