@@ -150,6 +150,34 @@ static void test_wrong_key(void **state)
 	enc_update_free(&u);
 }
 
+/*
+ * An entry that unwraps, but to a key that is not the artifact's (a
+ * signer's mistake or a planted entry): the key check refuses it before
+ * the download, not the first tag after it.
+ */
+static void test_wrong_content_key(void **state)
+{
+	struct world *w = *state;
+	struct enc_update u;
+	uint8_t other[OTA_CEK_BYTES], context[OTA_CRYPT_WRAP_CONTEXT_BYTES], sha[OTA_SHA256_BYTES];
+	enc_update_make(w, &u, w->v2, sizeof(w->v2), &w->dev_keys[0], 1);
+	Fleetota__V1__Recipient *r = u.crypt->enc->recipients[0];
+	memset(other, 0x5a, sizeof(other));
+	SHA256(w->v2, sizeof(w->v2), sha);
+	ota_crypt_wrap_context(r->key_id.data, u.crypt->enc->nonce_prefix.data, sha, context);
+	assert_int_equal(ota_crypt_wrap(w->dev_keys[0], context, other, r->ephemeral_public.data,
+					r->wrapped_key.data),
+			 OTA_OK);
+	enc_update_resign(w, &u, w->v2, sizeof(w->v2));
+	struct ota_fx_buf env = ota_fx_env_bytes(u.m);
+	assert_string_equal(
+		ota_err_name(ota_agent_begin(&w->agent, env.data, env.len, NULL, 0, NULL, NULL, 0)),
+		"OTA_ERR_KEY_UNWRAP");
+	ota_fx_buf_free(&env);
+	expect_enc_rejected(w, &u, OTA_ERR_KEY_UNWRAP);
+	enc_update_free(&u);
+}
+
 /* One bit of chunk `chunk` flipped at offset `at` (a tag byte when at >= the chunk's data). */
 static void tamper_case(struct world *w, size_t chunk, size_t at)
 {
@@ -375,6 +403,7 @@ int main(void)
 		T(test_product_line_key),
 		T(test_not_recipient),
 		T(test_wrong_key),
+		T(test_wrong_content_key),
 		T(test_tampered_first_chunk),
 		T(test_tampered_middle_chunk),
 		T(test_tampered_last_chunk),
