@@ -44,8 +44,7 @@ static enum ota_err recipients_remove(Fleetota__V1__Encryption *enc, const struc
 		Fleetota__V1__Recipient *gone = enc->recipients[j];
 		memmove(enc->recipients + j, enc->recipients + j + 1,
 			(enc->n_recipients - j - 1) * sizeof(*enc->recipients));
-		enc->recipients[--enc->n_recipients] = gone; /* freed with enc */
-		enc->recipients[enc->n_recipients] = NULL;
+		enc->recipients[--enc->n_recipients] = NULL;
 		free(gone->key_id.data);
 		free(gone->ephemeral_public.data);
 		free(gone->wrapped_key.data);
