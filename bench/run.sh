@@ -14,7 +14,8 @@
 #   device   `ota-agent install` of a bundle with a 256 MiB image (MB/s)
 #            against `openssl speed -evp sha256` (16 KiB blocks) and against
 #            dd of the same bundle to a file on the same filesystem with
-#            fsync (the I/O floor); `ota-keys sign` of the same image
+#            fsync (the I/O floor); the same image encrypted (AES-256-GCM,
+#            product-line key) against the plain install; `ota-keys sign`
 #   verify   manifest verifications/s through libotaproto (bench/verify.c:
 #            envelope decode + ota_manifest_verify against a KeyList),
 #            Ed25519 and ECDSA P-256, against `openssl speed` verify/s
@@ -339,8 +340,39 @@ sign() { # KEY IMAGE MANIFEST_OUT [BUNDLE_OUT]
 	OTA_KEYS_AUDIT_LOG=$T/keys/audit.log USER=bench timeout 120 "$keys" sign \
 		--key "$T/keys/$1.key" --keylist "$T/keys/kl.signed" \
 		--rootlist "$T/keys/roots/rootlist-1.signed" --image "$2" --product bench \
-		--hw-rev A --version 1.0.0 --version-code 1 "${out[@]}" >>"$T/keys.log" 2>&1 ||
+		--hw-rev A --version 1.0.0 --version-code 1 "${out[@]}" \
+		${ENCRYPT_TO:+--encrypt-to "$ENCRYPT_TO"} >>"$T/keys.log" 2>&1 ||
 		{ cat "$T/keys.log" >&2; exit 1; }
+}
+
+# CPU seconds (user + system) of this shell's finished children so far
+# (`times` runs in this shell, not in a subshell that has no children)
+children_cpu() {
+	times >"$T/times"
+	tail -1 "$T/times" | awk '{ split($1, u, /[ms]/); split($2, s, /[ms]/); print u[1] * 60 + u[2] + s[1] * 60 + s[2] }'
+}
+
+# install_rate BUNDLE BYTES: one `ota-agent install` on a fresh device:
+# "MB/s MB/CPU-s" (wall clock, and per CPU second: a busy machine does not move the latter)
+install_rate() {
+	local t0 t1 out
+	rm -rf "$T/dev/state"
+	"$agent" provision --config "$T/dev/agent.conf" --rootlist "$T/keys/roots/rootlist-1.signed" \
+		--keylist "$T/keys/kl.signed" >/dev/null
+	local cpu0 cpu1
+	children_cpu >"$T/cpu0"
+	t0=$(now)
+	out=$(timeout 120 "$agent" install "$1" --config "$T/dev/agent.conf") || {
+		echo "bench: ota-agent install failed: $out" >&2
+		exit 1
+	}
+	t1=$(now)
+	children_cpu >"$T/cpu1"
+	cpu0=$(cat "$T/cpu0")
+	cpu1=$(cat "$T/cpu1")
+	[[ $out == pending:* ]] || { echo "bench: ota-agent install: $out" >&2; exit 1; }
+	rm -rf "$T/dev/state"
+	echo "$(calc "$2 / ($t1 - $t0) / 1e6") $(calc "$2 / ($cpu1 - $cpu0 + 0.001) / 1e6")"
 }
 
 bench_device() {
@@ -357,25 +389,27 @@ bench_device() {
 	local sign_mbps
 	sign_mbps=$(calc "$bytes / ($t1 - $t0) / 1e6")
 
+	"$keys" enc-key-new --out "$T/dev/product" >/dev/null
+	ENCRYPT_TO=$T/dev/product.pub sign op-ed25519 "$img" "" "$T/dev/image-enc.otab"
 	cat >"$T/dev/agent.conf" <<CONF
 state_dir = $T/dev/state
 device_id = bench-dev
 model = bench
 hw_revision = A
 slot_size = $bytes
+decrypt_key = $T/dev/product.key
 CONF
-	"$agent" provision --config "$T/dev/agent.conf" --rootlist "$T/keys/roots/rootlist-1.signed" \
-		--keylist "$T/keys/kl.signed" >/dev/null
-	t0=$(now)
-	out=$(timeout 120 "$agent" install "$bundle" --config "$T/dev/agent.conf") || {
-		echo "bench: ota-agent install failed: $out" >&2
-		exit 1
-	}
-	t1=$(now)
-	[[ $out == pending:* ]] || { echo "bench: ota-agent install: $out" >&2; exit 1; }
-	local install_mbps
-	install_mbps=$(calc "$bytes / ($t1 - $t0) / 1e6")
-	rm -rf "$T/dev/state"
+	# plain and encrypted alternate, best of three each: a busy machine hits both alike
+	local install_mbps=0 enc_mbps=0 install_cpu=0 enc_cpu=0 r c
+	for _ in 1 2 3; do
+		read -r r c <<<"$(install_rate "$bundle" "$bytes")"
+		install_mbps=$(calc "($r > $install_mbps) ? $r : $install_mbps")
+		install_cpu=$(calc "($c > $install_cpu) ? $c : $install_cpu")
+		read -r r c <<<"$(install_rate "$T/dev/image-enc.otab" "$bytes")"
+		enc_mbps=$(calc "($r > $enc_mbps) ? $r : $enc_mbps")
+		enc_cpu=$(calc "($c > $enc_cpu) ? $c : $enc_cpu")
+	done
+	rm -f "$T/dev/image-enc.otab"
 
 	# The I/O floor: the same bundle copied on the same filesystem, fsync'd.
 	local bundle_bytes dd_mbps
@@ -395,6 +429,10 @@ CONF
 		"openssl sha256, 16 KiB blocks" "$sha_mbps"
 	report "ota-agent install ${install_mb} MiB (MB/s)" "$install_mbps" \
 		"dd of the bundle + fsync" "$dd_mbps"
+	report "ota-agent install ${install_mb} MiB encrypted (MB/s)" "$enc_mbps" \
+		"the same install, plain" "$install_mbps"
+	report "ota-agent install ${install_mb} MiB encrypted (MB/CPU s)" "$enc_cpu" \
+		"the same install, plain" "$install_cpu"
 	report "ota-keys sign ${install_mb} MiB (MB/s)" "$sign_mbps" \
 		"openssl sha256, 16 KiB blocks" "$sha_mbps"
 }

@@ -70,6 +70,7 @@ struct fleet_options {
 	const char *rootlist;
 	const char *keylist;
 	const char *image;
+	const char *product_key; /* encrypted images: the product line's key, or NULL */
 	uint64_t slot_size;
 	unsigned workers;
 	unsigned connect_rate;
@@ -384,6 +385,8 @@ static enum ota_err session_open(struct session *s, struct fleet *fleet, struct 
 	memcpy(c->server_pins, fleet->server_pins, sizeof(c->server_pins));
 	c->n_server_pins = fleet->n_pins;
 	c->slot_size = o->slot_size;
+	snprintf(c->product_key, sizeof(c->product_key), "%s",
+		 o->product_key ? o->product_key : "");
 	c->stall_timeout_s = o->stall_timeout_s;
 	c->download_retries = 5;
 	enum ota_err err = ota_linux_port_open(&s->lp, c, &s->port);
@@ -979,6 +982,7 @@ static void usage(FILE *out)
 	      "  --first N             first index (default 0)\n"
 	      "  --model M --hw-rev R  what the devices are (default fx-model / rev-a)\n"
 	      "  --slot-size BYTES     per slot file (default 1 MiB)\n"
+	      "  --product-key FILE    X25519 key of the product line (encrypted images)\n"
 	      "  --workers N           installs at once (default 16)\n"
 	      "  --connect-rate N      new MQTT connections per second (default 200)\n"
 	      "  --duration S          stop after S seconds (default: until SIGINT/SIGTERM)\n"
@@ -1040,6 +1044,7 @@ enum {
 	OPT_KEYLIST,
 	OPT_IMAGE,
 	OPT_SLOT,
+	OPT_PRODUCT_KEY,
 	OPT_WORKERS,
 	OPT_RATE,
 	OPT_DURATION,
@@ -1077,6 +1082,7 @@ static int parse_args(int argc, char **argv, struct fleet_options *o)
 		{"keylist", required_argument, NULL, OPT_KEYLIST},
 		{"image", required_argument, NULL, OPT_IMAGE},
 		{"slot-size", required_argument, NULL, OPT_SLOT},
+		{"product-key", required_argument, NULL, OPT_PRODUCT_KEY},
 		{"workers", required_argument, NULL, OPT_WORKERS},
 		{"connect-rate", required_argument, NULL, OPT_RATE},
 		{"duration", required_argument, NULL, OPT_DURATION},
@@ -1141,6 +1147,9 @@ static int parse_args(int argc, char **argv, struct fleet_options *o)
 			break;
 		case OPT_MODEL:
 			o->model = optarg;
+			break;
+		case OPT_PRODUCT_KEY:
+			o->product_key = optarg;
 			break;
 		case OPT_HW:
 			o->hw_revision = optarg;

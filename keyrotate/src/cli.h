@@ -70,6 +70,13 @@ enum {
 	OPT_COUNT,
 	OPT_ARTIFACT,
 	OPT_MANIFEST,
+	/* encrypted images (cli_encrypt.c) */
+	OPT_ENCRYPT_TO,
+	OPT_RECIPIENT_NAME,
+	OPT_CHUNK_SIZE,
+	OPT_CIPHERTEXT_OUT,
+	OPT_HOLDER_KEY,
+	OPT_REMOVE_RECIPIENT,
 };
 
 #define COMMON_OPTIONS                                                       \
@@ -193,6 +200,53 @@ int cli_list_end(int rc, struct common *c, struct kr_verifier *v, struct kr_aren
 enum ota_err cli_read_adds(const struct list_args *a, struct ota_arena *arena,
 			   Fleetota__V1__PublicKey **adds, struct kr_diag *diag);
 
+/* ---- encrypted images (cli_encrypt.c): options of sign and rewrap ---- */
+
+#define ENCRYPT_OPTIONS                                                          \
+	{"encrypt-to", required_argument, NULL, OPT_ENCRYPT_TO},                 \
+		{"recipient-name", required_argument, NULL, OPT_RECIPIENT_NAME}, \
+		{"chunk-size", required_argument, NULL, OPT_CHUNK_SIZE},         \
+	{                                                                        \
+		"ciphertext-out", required_argument, NULL, OPT_CIPHERTEXT_OUT    \
+	}
+
+struct cli_encrypt {
+	struct list to; /* recipient public key files */
+	struct list names; /* their labels, in order (may be fewer) */
+	const char *ciphertext_out;
+	uint32_t chunk_bytes; /* 0 = OTA_CRYPT_CHUNK_DEFAULT */
+	char tmp_path[4096]; /* a ciphertext written next to the bundle, removed at release */
+	Fleetota__V1__Encryption *enc;
+	EVP_PKEY *keys[OTA_MAX_RECIPIENTS];
+	size_t n_keys;
+};
+
+/* An encryption option (0), a usage error (EXIT_USAGE), or -1: not one of them. */
+int cli_encrypt_option(struct cli_encrypt *e, int opt, const char *arg);
+
+/*
+ * Encrypts the image for the recipients (into --ciphertext-out, or a
+ * temporary file next to bundle_out) and sets spec->encryption and what
+ * the bundle must carry (the ciphertext, its digest and size).
+ */
+enum ota_err cli_encrypt_image(struct cli_encrypt *e, struct common *c, const char *image,
+			       const uint8_t sha256[OTA_SHA256_BYTES], uint64_t size,
+			       const char *bundle_out, struct kr_manifest_spec *spec,
+			       const char **ret_payload, const uint8_t **ret_payload_sha,
+			       uint64_t *ret_payload_size);
+
+/*
+ * A manifest may not be both a delta and encrypted (docs/decisions.md):
+ * OTA_ERR_UNSUPPORTED.
+ */
+enum ota_err cli_encrypt_combination(const Fleetota__V1__Manifest *m, struct kr_diag *diag);
+
+/* Frees keys, the Encryption and a temporary ciphertext. */
+void cli_encrypt_release(struct cli_encrypt *e);
+
+/* Labels: names[i] when given, else the key file's base name. */
+const char *cli_encrypt_name(const struct cli_encrypt *e, size_t i);
+
 /* The commands: argv[0] is the command's name; each returns the exit status. */
 int cli_cmd_root_init(int argc, char **argv);
 /* The key op-new, root-new and timestamp-new make. */
@@ -209,5 +263,8 @@ int cli_cmd_sign(int argc, char **argv);
 int cli_cmd_verify(int argc, char **argv);
 int cli_cmd_inspect(int argc, char **argv);
 int cli_cmd_audit_verify(int argc, char **argv);
+int cli_cmd_enc_key_new(int argc, char **argv);
+int cli_cmd_rewrap(int argc, char **argv);
+int cli_cmd_decrypt(int argc, char **argv);
 
 #endif

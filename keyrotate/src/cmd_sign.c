@@ -30,7 +30,13 @@ static const char help_sign[] =
 	"  --image-name NAME      default: the image's file name\n"
 	"  --rootlist ROOTLIST    verify the KeyList against it and carry it in the bundle\n"
 	"  --rootlist-chain FILE  intermediate RootLists for the bundle, oldest first\n"
-	"  --no-keylist           do not carry the KeyList in the bundle\n";
+	"  --no-keylist           do not carry the KeyList in the bundle\n"
+	"  --encrypt-to KEY.pub   encrypt the image for this X25519 recipient key (repeat:\n"
+	"                         a product line's key, device keys; ota-keys enc-key-new);\n"
+	"                         the bundle then carries the ciphertext\n"
+	"  --recipient-name NAME  label of the matching --encrypt-to entry (default: its file)\n"
+	"  --chunk-size N         plaintext bytes per encrypted chunk (default 65536)\n"
+	"  --ciphertext-out FILE  also keep the ciphertext (needed without --bundle-out)\n";
 
 int cli_cmd_sign(int argc, char **argv)
 {
@@ -57,6 +63,7 @@ int cli_cmd_sign(int argc, char **argv)
 		{"manifest-out", required_argument, NULL, OPT_MANIFEST_OUT},
 		{"bundle-out", required_argument, NULL, OPT_BUNDLE_OUT},
 		{"no-keylist", no_argument, NULL, OPT_NO_KEYLIST},
+		ENCRYPT_OPTIONS,
 		{NULL, 0, NULL, 0},
 	};
 	struct common c = {.now = (uint64_t)time(NULL)};
@@ -75,6 +82,7 @@ int cli_cmd_sign(int argc, char **argv)
 	uint64_t size = 0;
 	char *image_copy = NULL;
 	enum ota_err err = OTA_OK;
+	struct cli_encrypt crypt = {0};
 
 	kr_verifier_init(&v, 0);
 	while ((opt = cli_next_option(argc, argv, "", options, &c, help_sign, &rc)) > 0) {
@@ -140,6 +148,9 @@ int cli_cmd_sign(int argc, char **argv)
 		case OPT_NO_KEYLIST:
 			no_keylist = 1;
 			break;
+		default:
+			bad = cli_encrypt_option(&crypt, opt, optarg);
+			break;
 		}
 		if (bad)
 			return EXIT_USAGE;
@@ -151,6 +162,9 @@ int cli_cmd_sign(int argc, char **argv)
 				       "");
 	if (!manifest_out && !bundle_out)
 		return cli_usage_error("give --manifest-out and/or --bundle-out%s", "");
+	if (crypt.to.n && !bundle_out && !crypt.ciphertext_out)
+		return cli_usage_error(
+			"an encrypted image needs --bundle-out or --ciphertext-out%s", "");
 	if (chain.n > OTA_MAX_ROOT_CHAIN)
 		return cli_usage_error("too many --rootlist-chain files%s", "");
 	if (cli_parse_u64(version_code_arg, &spec.version_code) ||
@@ -227,8 +241,18 @@ int cli_cmd_sign(int argc, char **argv)
 			      kr_time_format(spec.issued_at, t, sizeof(t)));
 		goto cli_fail;
 	}
-	if ((err = kr_image_hash(image, sha, &size, &c.diag)) != OTA_OK ||
-	    (err = kr_manifest_build(&spec, sha, size, &body, &body_len, &c.diag)) != OTA_OK ||
+	/* what the bundle carries: the image, or its ciphertext */
+	const char *payload = image;
+	const uint8_t *payload_sha = sha;
+	uint64_t payload_size = 0;
+	if ((err = kr_image_hash(image, sha, &size, &c.diag)) != OTA_OK)
+		goto cli_fail;
+	payload_size = size;
+	if (crypt.to.n &&
+	    (err = cli_encrypt_image(&crypt, &c, image, sha, size, bundle_out, &spec, &payload,
+				     &payload_sha, &payload_size)) != OTA_OK)
+		goto cli_fail;
+	if ((err = kr_manifest_build(&spec, sha, size, &body, &body_len, &c.diag)) != OTA_OK ||
 	    (err = kr_envelope_new(body, body_len, &env)) != OTA_OK ||
 	    (err = cli_sign_envelope(&c, env, OTA_OBJ_MANIFEST, spec.version_code, key, NULL)) !=
 		    OTA_OK)
@@ -242,6 +266,8 @@ int cli_cmd_sign(int argc, char **argv)
 	v.now = 0; /* a manifest issued in the future is still well-signed */
 	err = kr_verify_manifest(&v, env, marena, &m, &c.diag);
 	v.now = saved_now;
+	if (err == OTA_OK)
+		err = cli_encrypt_combination(m, &c.diag);
 	if (err != OTA_OK)
 		goto cli_fail;
 	if (bundle_out) {
@@ -252,8 +278,8 @@ int cli_cmd_sign(int argc, char **argv)
 			.rootlist_chain = (const Fleetota__V1__Signed *const *)chain_envs,
 			.n_rootlist_chain = chain.n,
 		};
-		if ((err = kr_bundle_write(bundle_out, &parts, image, sha, size, &c.diag)) !=
-		    OTA_OK)
+		if ((err = kr_bundle_write(bundle_out, &parts, payload, payload_sha, payload_size,
+					   &c.diag)) != OTA_OK)
 			goto cli_fail;
 	}
 	if (manifest_out && (err = kr_envelope_write(manifest_out, env, &c.diag)) != OTA_OK)
@@ -272,6 +298,7 @@ out:
 		fleetota__v1__signed__free_unpacked(env, NULL);
 	free(body);
 	free(image_copy);
+	cli_encrypt_release(&crypt);
 	kr_verifier_release(&v);
 	cli_common_release(&c);
 	return rc;

@@ -79,6 +79,23 @@ static json_t *signatures_json(const Fleetota__V1__Signed *env)
 	return arr;
 }
 
+/* The encryption block: recipients by label and key id, never a key. */
+static json_t *encryption_json(const Fleetota__V1__Encryption *e)
+{
+	json_t *rcpts = json_array();
+	for (size_t i = 0; rcpts && i < e->n_recipients; i++)
+		json_array_append_new(rcpts,
+				      json_pack("{s:o, s:o}", "name",
+						wire_string(e->recipients[i]->name), "key_id",
+						hex_string(e->recipients[i]->key_id.data,
+							   e->recipients[i]->key_id.len)));
+	return json_pack("{s:s, s:o, s:o, s:o, s:o}", "alg", "aes256gcm-x25519-hkdf-aeskw",
+			 "ciphertext_sha256",
+			 hex_string(e->ciphertext_sha256.data, e->ciphertext_sha256.len),
+			 "ciphertext_size", u64(e->ciphertext_size), "chunk_bytes",
+			 u64(e->chunk_bytes), "recipients", rcpts);
+}
+
 static json_t *manifest_json(const Fleetota__V1__Manifest *m)
 {
 	json_t *revs = json_array();
@@ -94,6 +111,8 @@ static json_t *manifest_json(const Fleetota__V1__Manifest *m)
 		time_value(m->issued_at), "expires_at", time_value(m->expires_at), "image",
 		"sha256", hex_string(m->image->sha256.data, m->image->sha256.len), "size",
 		u64(m->image->size), "name", wire_string(m->image->name));
+	if (obj && m->encryption)
+		json_object_set_new(obj, "encryption", encryption_json(m->encryption));
 	if (obj && m->delta)
 		json_object_set_new(
 			obj, "delta",

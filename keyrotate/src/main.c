@@ -39,7 +39,10 @@ static const char help_main[] =
 	"  timestamp     sign a short-lived Timestamp: the current release of a product\n"
 	"  verify        verify any signed object or bundle against a RootList\n"
 	"  inspect       show an object (--json)\n"
-	"  audit-verify  check the signing audit log's hash chain\n";
+	"  audit-verify  check the signing audit log's hash chain\n"
+	"  enc-key-new   generate an X25519 recipient key for encrypted images\n"
+	"  rewrap        add (or drop) recipients of an encrypted bundle\n"
+	"  decrypt       decrypt an encrypted bundle's image with a recipient key\n";
 
 static const struct command {
 	const char *name;
@@ -56,6 +59,9 @@ static const struct command {
 	{"verify", cli_cmd_verify},
 	{"inspect", cli_cmd_inspect},
 	{"audit-verify", cli_cmd_audit_verify},
+	{"enc-key-new", cli_cmd_enc_key_new},
+	{"rewrap", cli_cmd_rewrap},
+	{"decrypt", cli_cmd_decrypt},
 };
 
 int main(int argc, char **argv)

@@ -118,6 +118,7 @@ enum ota_err kr_manifest_build(const struct kr_manifest_spec *spec,
 	m.issued_at = spec->issued_at;
 	m.expires_at = spec->expires_at;
 	m.image = &image;
+	m.encryption = (Fleetota__V1__Encryption *)spec->encryption;
 
 	size_t len = fleetota__v1__manifest__get_packed_size(&m);
 	if (len > OTA_MAX_BODY_BYTES)
@@ -148,6 +149,14 @@ static int write_all(int fd, const uint8_t *buf, size_t len)
 enum ota_err kr_bundle_write(const char *path, const struct kr_bundle_parts *parts,
 			     const char *image_path, const uint8_t sha256[OTA_SHA256_BYTES],
 			     uint64_t size, struct kr_diag *diag)
+{
+	return kr_bundle_write_from(path, parts, image_path, 0, sha256, size, diag);
+}
+
+enum ota_err kr_bundle_write_from(const char *path, const struct kr_bundle_parts *parts,
+				  const char *image_path, uint64_t image_offset,
+				  const uint8_t sha256[OTA_SHA256_BYTES], uint64_t size,
+				  struct kr_diag *diag)
 {
 	Fleetota__V1__BundleHeader hdr = FLEETOTA__V1__BUNDLE_HEADER__INIT;
 	uint8_t prefix[OTA_BUNDLE_PREFIX_BYTES];
@@ -183,6 +192,10 @@ enum ota_err kr_bundle_write(const char *path, const struct kr_bundle_parts *par
 	ota_bundle_prefix_write((uint32_t)header_len, prefix);
 
 	in = open(image_path, O_RDONLY | O_CLOEXEC);
+	if (in >= 0 && image_offset > 0 && lseek(in, (off_t)image_offset, SEEK_SET) < 0) {
+		close(in);
+		in = -1;
+	}
 	if (in < 0) {
 		err = kr_fail(diag, OTA_ERR_STORAGE, "cannot open image %s: %s", image_path,
 			      strerror(errno));

@@ -200,6 +200,10 @@ static enum ota_err image_check(int fd, const Fleetota__V1__Manifest *m, const c
 	uint8_t digest[OTA_SHA256_BYTES];
 	uint64_t seen = 0;
 	enum ota_err err = OTA_OK;
+	/* an encrypted image travels as ciphertext: its digest and size */
+	const uint8_t *want_sha = NULL;
+	uint64_t want_size = 0;
+	ota_manifest_payload(m, &want_sha, &want_size);
 	uint8_t *chunk = malloc(KR_IO_CHUNK);
 	if (!chunk)
 		return OTA_ERR_NOMEM;
@@ -209,7 +213,7 @@ static enum ota_err image_check(int fd, const Fleetota__V1__Manifest *m, const c
 	}
 	for (;;) {
 		/* never ask for more than the manifest allows, plus one to see excess */
-		uint64_t left = m->image->size - seen;
+		uint64_t left = want_size - seen;
 		size_t want = left < KR_IO_CHUNK ? (size_t)left : KR_IO_CHUNK;
 		if (want == 0)
 			want = 1;
@@ -223,22 +227,22 @@ static enum ota_err image_check(int fd, const Fleetota__V1__Manifest *m, const c
 		}
 		if (got == 0)
 			break;
-		if (seen + (uint64_t)got > m->image->size) {
+		if (seen + (uint64_t)got > want_size) {
 			err = kr_fail(diag, OTA_ERR_SIZE, "%s: more than the %llu image bytes",
-				      what, (unsigned long long)m->image->size);
+				      what, (unsigned long long)want_size);
 			break;
 		}
 		seen += (uint64_t)got;
 		if ((err = ota_sha256_update(&ctx, chunk, (size_t)got)) != OTA_OK)
 			break;
 	}
-	if (err == OTA_OK && seen != m->image->size)
+	if (err == OTA_OK && seen != want_size)
 		err = kr_fail(diag, OTA_ERR_SIZE, "%s: %llu image bytes, the manifest says %llu",
-			      what, (unsigned long long)seen, (unsigned long long)m->image->size);
+			      what, (unsigned long long)seen, (unsigned long long)want_size);
 	if (err != OTA_OK) {
 		ota_sha256_abort(&ctx);
 	} else if ((err = ota_sha256_final(&ctx, digest)) == OTA_OK &&
-		   memcmp(digest, m->image->sha256.data, OTA_SHA256_BYTES) != 0) {
+		   memcmp(digest, want_sha, OTA_SHA256_BYTES) != 0) {
 		err = kr_fail(diag, OTA_ERR_HASH, "%s: image SHA-256 differs from the manifest's",
 			      what);
 	}
@@ -271,28 +275,22 @@ static int read_exact(int fd, uint8_t *buf, size_t len)
 	return 0;
 }
 
-enum ota_err kr_verify_bundle_file(struct kr_verifier *v, const char *path, struct kr_diag *diag)
+enum ota_err kr_bundle_header_read(struct kr_verifier *v, int fd, const char *path,
+				   Fleetota__V1__BundleHeader **ret_hdr, uint64_t *ret_image_offset,
+				   struct kr_diag *diag)
 {
 	uint8_t prefix[OTA_BUNDLE_PREFIX_BYTES];
 	uint32_t header_len = 0;
 	uint8_t *header = NULL;
 	struct ota_arena *arena = NULL;
 	Fleetota__V1__BundleHeader *hdr = NULL;
-	Fleetota__V1__Manifest *m = NULL;
 	enum ota_err err;
-	int fd = open(path, O_RDONLY | O_CLOEXEC);
-	if (fd < 0)
-		return kr_fail(diag, OTA_ERR_STORAGE, "cannot open %s: %s", path, strerror(errno));
 	if (read_exact(fd, prefix, sizeof(prefix)) != 0 ||
-	    ota_bundle_prefix_parse(prefix, &header_len) != OTA_OK) {
-		err = kr_fail(diag, OTA_ERR_FORMAT, "%s: not a .otab bundle", path);
-		goto out;
-	}
+	    ota_bundle_prefix_parse(prefix, &header_len) != OTA_OK)
+		return kr_fail(diag, OTA_ERR_FORMAT, "%s: not a .otab bundle", path);
 	header = malloc(header_len);
-	if (!header) {
-		err = OTA_ERR_NOMEM;
-		goto out;
-	}
+	if (!header)
+		return OTA_ERR_NOMEM;
 	if (read_exact(fd, header, header_len) != 0) {
 		err = kr_fail(diag, OTA_ERR_FORMAT, "%s: truncated bundle header", path);
 		goto out;
@@ -303,6 +301,27 @@ enum ota_err kr_verify_bundle_file(struct kr_verifier *v, const char *path, stru
 		err = kr_fail(diag, OTA_ERR_FORMAT, "%s: malformed bundle header", path);
 		goto out;
 	}
+	*ret_hdr = hdr;
+	*ret_image_offset = OTA_BUNDLE_PREFIX_BYTES + (uint64_t)header_len;
+out:
+	free(header);
+	return err;
+}
+
+enum ota_err kr_verify_bundle_file(struct kr_verifier *v, const char *path, struct kr_diag *diag)
+{
+	struct ota_arena *arena = NULL;
+	Fleetota__V1__BundleHeader *hdr = NULL;
+	Fleetota__V1__Manifest *m = NULL;
+	uint64_t image_offset = 0;
+	enum ota_err err;
+	int fd = open(path, O_RDONLY | O_CLOEXEC);
+	if (fd < 0)
+		return kr_fail(diag, OTA_ERR_STORAGE, "cannot open %s: %s", path, strerror(errno));
+	if ((err = kr_bundle_header_read(v, fd, path, &hdr, &image_offset, diag)) != OTA_OK)
+		goto out;
+	if ((err = kr_verifier_arena(v, OTA_DECODE_ARENA_BYTES, &arena)) != OTA_OK)
+		goto out;
 	/* the RootLists it carries, oldest first, each a step from the trusted one */
 	for (size_t i = 0; i < hdr->n_rootlist_chain; i++) {
 		if ((err = kr_verify_root_step(v, hdr->rootlist_chain[i], diag)) != OTA_OK)
@@ -319,7 +338,6 @@ enum ota_err kr_verify_bundle_file(struct kr_verifier *v, const char *path, stru
 		goto out;
 	err = image_check(fd, m, path, diag);
 out:
-	free(header);
 	close(fd);
 	return err;
 }

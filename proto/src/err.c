@@ -45,6 +45,13 @@ static const struct err_entry err_table[OTA__ERR_COUNT] = {
 			    "no fresh signed timestamp for too long: updates may be withheld"},
 	[OTA_ERR_TIMESTAMP_ROLLBACK] = {"OTA_ERR_TIMESTAMP_ROLLBACK",
 					"timestamp older than the newest one verified"},
+	[OTA_ERR_NOT_RECIPIENT] = {"OTA_ERR_NOT_RECIPIENT",
+				   "encrypted image not wrapped for a key of this device"},
+	[OTA_ERR_KEY_UNWRAP] = {"OTA_ERR_KEY_UNWRAP",
+				"content key does not unwrap, or is not this image's key"},
+	[OTA_ERR_DECRYPT] = {"OTA_ERR_DECRYPT", "encrypted image chunk fails authentication"},
+	[OTA_ERR_UNSUPPORTED] = {"OTA_ERR_UNSUPPORTED",
+				 "combination or feature this build does not support"},
 };
 
 const char *ota_err_name(enum ota_err err)

@@ -3,6 +3,7 @@
 #include <string.h>
 
 #include "fleetota/limits.h"
+#include "fleetota/crypt.h"
 #include "fleetota/trust.h"
 
 static int string_ok(const char *s, int required)
@@ -163,6 +164,8 @@ enum ota_err ota_manifest_parse(const Fleetota__V1__Signed *env, struct ota_aren
 			 m->delta->size > OTA_MAX_IMAGE_BYTES))
 		return OTA_ERR_FORMAT;
 	if (m->expires_at && m->expires_at <= m->issued_at)
+		return OTA_ERR_FORMAT;
+	if (m->encryption && ota_encryption_check(m->encryption, m->image->size) != OTA_OK)
 		return OTA_ERR_FORMAT;
 	*ret_manifest = m;
 	return OTA_OK;

@@ -27,6 +27,7 @@
 #include <stdint.h>
 
 #include "fleetota/crypto.h"
+#include "fleetota/decrypt.h"
 #include "fleetota/limits.h"
 #include "fleetota/port.h"
 
@@ -147,6 +148,8 @@ struct ota_install {
 	uint8_t manifest_sha256[OTA_SHA256_BYTES];
 	struct ota_slot_info info;
 	struct ota_sha256_ctx hash;
+	/* an encrypted image: ota_agent_write takes ciphertext (agent/src/decrypt.c) */
+	struct ota_decrypt dec;
 };
 
 /* The boot record (OTA_REC_BOOT): which slot is confirmed, and its image. */
@@ -259,14 +262,21 @@ enum ota_err ota_agent_begin(struct ota_agent *agent, const uint8_t *manifest, s
 enum ota_err ota_agent_begin_bundle(struct ota_agent *agent, const uint8_t *header,
 				    size_t header_len);
 
-/* After begin: the image offset to continue from (0, or a resumed prefix). */
+/*
+ * After begin: the offset of the bytes to send next (0, or a resumed
+ * prefix). Offsets and sizes count the bytes that travel: the image's,
+ * or for an encrypted image the ciphertext's (a resume starts at a chunk
+ * boundary).
+ */
 uint64_t ota_agent_offset(const struct ota_agent *agent);
-/* After begin: the image size the manifest declares. */
+/* After begin: the size of what travels (image.size, or the ciphertext's). */
 uint64_t ota_agent_image_size(const struct ota_agent *agent);
 
 /*
- * Appends image bytes at ota_agent_offset(). More than the manifest's
- * size in total is OTA_ERR_SIZE and aborts the install (slot erased).
+ * Appends image bytes (ciphertext for an encrypted image, decrypted and
+ * authenticated chunk by chunk on the way) at ota_agent_offset(). More
+ * than the declared size in total is OTA_ERR_SIZE, a chunk that fails its
+ * tag OTA_ERR_DECRYPT; both abort the install (slot erased).
  */
 enum ota_err ota_agent_write(struct ota_agent *agent, const void *chunk, size_t len);
 

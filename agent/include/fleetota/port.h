@@ -124,6 +124,18 @@ struct ota_port_offer {
 	int is_security_update;
 };
 
+/*
+ * One recipient entry of an encrypted manifest (borrowed during the call;
+ * fleetota/crypt.h and docs/formats.md describe the construction).
+ */
+struct ota_key_unwrap_request {
+	const uint8_t *key_id; /* OTA_KEY_ID_BYTES: SHA-256 of the recipient's SPKI DER */
+	const uint8_t *ephemeral_public; /* 32 bytes, raw X25519 */
+	const uint8_t *wrapped_key; /* 40 bytes, RFC 3394 */
+	const uint8_t *context; /* HKDF info: recipient and artifact binding */
+	size_t context_len;
+};
+
 struct ota_port_ops {
 	/*
 	 * Image slots (0 and 1). Offsets and lengths are bytes.
@@ -233,6 +245,20 @@ struct ota_port_ops {
 	 * (no wait).
 	 */
 	void (*wait)(void *ctx, unsigned seconds);
+
+	/*
+	 * Optional (NULL: encrypted images are refused, OTA_ERR_UNSUPPORTED).
+	 * key_unwrap: the device's recipient keys (a device key, a product
+	 * line's key) stay behind this call, so a secure element, a TPM or
+	 * a PKCS#11 token may hold them and do the X25519 step inside.
+	 * OTA_ERR_NOT_FOUND when the device holds no private key with
+	 * req->key_id (the core tries the next entry); OTA_OK with the
+	 * 32-byte content key in ret_key; OTA_ERR_KEY_UNWRAP when the key is
+	 * held and the entry does not unwrap with it. The core wipes ret_key
+	 * as soon as the cipher holds it; the port wipes its own copies.
+	 */
+	enum ota_err (*key_unwrap)(void *ctx, const struct ota_key_unwrap_request *req,
+				   uint8_t ret_key[32]);
 };
 
 /* A port: the ops (static, shared) and one device's context. */

@@ -41,6 +41,8 @@ static const struct key_spec keys[] = {
 	STR_KEY(device_cert),
 	STR_KEY(device_key),
 	STR_KEY(selftest_cmd),
+	STR_KEY(decrypt_key),
+	STR_KEY(product_key),
 	{"server_pins", KEY_PINS, 0, 0},
 	{"slot_size", KEY_U64, offsetof(struct ota_config, slot_size), 0},
 	{"checkpoint_bytes", KEY_U64, offsetof(struct ota_config, checkpoint_bytes), 0},

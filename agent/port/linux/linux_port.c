@@ -358,6 +358,7 @@ static const struct ota_port_ops linux_ops = {
 	.selftest = NULL,
 	.fetch = ota_linux_fetch,
 	.wait = ota_linux_wait,
+	.key_unwrap = ota_linux_key_unwrap,
 };
 
 static const struct ota_port_ops linux_ops_selftest = {
@@ -375,6 +376,7 @@ static const struct ota_port_ops linux_ops_selftest = {
 	.selftest = lx_selftest,
 	.fetch = ota_linux_fetch,
 	.wait = ota_linux_wait,
+	.key_unwrap = ota_linux_key_unwrap,
 };
 
 static enum ota_err ensure_dir(const char *path)
@@ -398,6 +400,8 @@ enum ota_err ota_linux_port_open(struct ota_linux_port *ctx, const struct ota_co
 	ctx->slot_size = config->slot_size;
 	ctx->trust_clock = config->trust_clock;
 	ctx->selftest_cmd = config->selftest_cmd[0] ? config->selftest_cmd : NULL;
+	ctx->unwrap_keys[0] = config->decrypt_key;
+	ctx->unwrap_keys[1] = config->product_key;
 	if (ensure_dir(ctx->dir) != OTA_OK || !records_dir(ctx, dir, sizeof(dir)) ||
 	    ensure_dir(dir) != OTA_OK)
 		return OTA_ERR_STORAGE;

@@ -35,6 +35,9 @@ struct ota_config {
 	char device_cert[OTA_CONFIG_MAX_PATH];
 	char device_key[OTA_CONFIG_MAX_PATH];
 	char selftest_cmd[OTA_CONFIG_MAX_PATH];
+	/* encrypted images: PEM X25519 private keys (this device's, its product line's) */
+	char decrypt_key[OTA_CONFIG_MAX_PATH];
+	char product_key[OTA_CONFIG_MAX_PATH];
 	/* SHA-256 of the server's SubjectPublicKeyInfo, hex, comma separated */
 	uint8_t server_pins[OTA_CONFIG_MAX_PINS][32];
 	size_t n_server_pins;
@@ -78,6 +81,8 @@ struct ota_linux_port {
 	struct ota_https *https; /* borrowed */
 	const char *server_url; /* "https://host:port", borrowed */
 	const volatile sig_atomic_t *stop; /* set by a signal handler: wait returns */
+	/* recipient key files (decrypt_key, product_key; "" = none), borrowed */
+	const char *unwrap_keys[2];
 };
 
 /*
@@ -98,6 +103,15 @@ enum ota_err ota_linux_port_open(struct ota_linux_port *ctx, const struct ota_co
 enum ota_err ota_linux_fetch(void *ctx, const struct ota_fetch_request *req, ota_port_sink_fn sink,
 			     void *sink_arg, struct ota_fetch_result *ret);
 void ota_linux_wait(void *ctx, unsigned seconds);
+
+/*
+ * The port's key_unwrap operation (fleetota/port.h) over the key files of
+ * ctx->unwrap_keys: each is read when an encrypted manifest arrives, used
+ * and freed (agent/port/linux/unwrap.c; docs/porting.md for a PKCS#11 or
+ * TPM key instead).
+ */
+enum ota_err ota_linux_key_unwrap(void *ctx, const struct ota_key_unwrap_request *req,
+				  uint8_t ret_key[32]);
 
 /* Path of slot N's image file (for tools and tests). */
 void ota_linux_slot_path(const struct ota_linux_port *ctx, unsigned slot, char *buf, size_t cap);

@@ -39,6 +39,8 @@ struct ota_sim {
 	bool has_consent;
 	bool consent_grants;
 	unsigned reboots;
+	ota_sim_unwrap_fn unwrap;
+	void *unwrap_arg;
 };
 
 static void slot_mark_dirty(struct sim_slot *s, uint64_t off, uint64_t len)
@@ -257,6 +259,16 @@ static enum ota_err sim_selftest(void *ctx, unsigned slot)
 	return sim->selftest_passes ? OTA_OK : OTA_ERR_SELFTEST;
 }
 
+/* The device's recipient keys live with the test (a secure element's role). */
+static enum ota_err sim_key_unwrap(void *ctx, const struct ota_key_unwrap_request *req,
+				   uint8_t ret_key[32])
+{
+	struct ota_sim *sim = ctx;
+	if (!sim->unwrap)
+		return OTA_ERR_NOT_FOUND;
+	return sim->unwrap(sim->unwrap_arg, req, ret_key);
+}
+
 static const struct ota_port_ops sim_ops = {
 	.slot_size = sim_slot_size,
 	.slot_read = sim_slot_read,
@@ -270,6 +282,7 @@ static const struct ota_port_ops sim_ops = {
 	.log = NULL,
 	.consent = sim_consent,
 	.selftest = sim_selftest,
+	.key_unwrap = sim_key_unwrap,
 };
 
 /* Same table without the self-test hook (confirm comes from outside). */
@@ -286,6 +299,7 @@ static const struct ota_port_ops sim_ops_no_selftest = {
 	.log = NULL,
 	.consent = sim_consent,
 	.selftest = NULL,
+	.key_unwrap = sim_key_unwrap,
 };
 
 struct ota_sim *ota_sim_new(uint64_t slot_bytes)
@@ -369,6 +383,12 @@ void ota_sim_set_consent(struct ota_sim *sim, bool has_consent, bool grants)
 {
 	sim->has_consent = has_consent;
 	sim->consent_grants = grants;
+}
+
+void ota_sim_set_key_unwrap(struct ota_sim *sim, ota_sim_unwrap_fn unwrap, void *arg)
+{
+	sim->unwrap = unwrap;
+	sim->unwrap_arg = arg;
 }
 
 unsigned ota_sim_reboots(const struct ota_sim *sim)

@@ -39,6 +39,11 @@ enum ota_err {
 	OTA_ERR_KEY_ROLE = 26,
 	OTA_ERR_FROZEN = 27,
 	OTA_ERR_TIMESTAMP_ROLLBACK = 28,
+	/* encrypted images (docs/formats.md) */
+	OTA_ERR_NOT_RECIPIENT = 29,
+	OTA_ERR_KEY_UNWRAP = 30,
+	OTA_ERR_DECRYPT = 31,
+	OTA_ERR_UNSUPPORTED = 32,
 	OTA__ERR_COUNT
 };
 

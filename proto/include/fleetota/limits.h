@@ -51,5 +51,10 @@
 #define OTA_MAX_MQTT_PAYLOAD_BYTES (32u * 1024u)
 /* Events carried in one StatusReport. */
 #define OTA_MAX_REPORT_EVENTS 32u
+/* Encrypted images: recipients of one artifact's content key. */
+#define OTA_MAX_RECIPIENTS 64u
+/* Plaintext bytes per encrypted chunk: bounds of the manifest's chunk_bytes. */
+#define OTA_MIN_CRYPT_CHUNK_BYTES 256u
+#define OTA_MAX_CRYPT_CHUNK_BYTES (16u * 1024u * 1024u)
 
 #endif

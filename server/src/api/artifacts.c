@@ -20,6 +20,7 @@
 
 #include "db-internal.h"
 #include "fleetota/bundle.h"
+#include "fleetota/crypt.h"
 #include "fleetota/crypto.h"
 #include "fleetota/trust.h"
 #include "store-internal.h"
@@ -265,7 +266,11 @@ void wa_bundle_commit(struct wa_ctx *ctx, struct wa_bundle *b)
 	json_t *hw;
 	enum ota_err err;
 
-	err = srv_store_writer_commit(b->writer, m->image->sha256.data, digest, store_name);
+	/* the store holds what devices fetch: the ciphertext of an encrypted image */
+	const uint8_t *payload_sha = NULL;
+	uint64_t payload_size = 0;
+	ota_manifest_payload(m, &payload_sha, &payload_size);
+	err = srv_store_writer_commit(b->writer, payload_sha, digest, store_name);
 	if (err == OTA_ERR_HASH) {
 		wa_bundle_refuse(ctx, OTA_ERR_HASH, "image");
 		return;
@@ -293,7 +298,7 @@ void wa_bundle_commit(struct wa_ctx *ctx, struct wa_bundle *b)
 	snprintf(nums[3], 24, "%llu", (unsigned long long)m->issued_at);
 	snprintf(nums[4], 24, "%llu", (unsigned long long)m->expires_at);
 	snprintf(nums[5], 24, "%llu", (unsigned long long)m->sequence);
-	snprintf(size_text, sizeof(size_text), "%llu", (unsigned long long)m->image->size);
+	snprintf(size_text, sizeof(size_text), "%llu", (unsigned long long)payload_size);
 	params[0] = b->artifact_id;
 	params[1] = b->digest_hex;
 	params[2] = manifest_hex;
@@ -375,7 +380,10 @@ static void bundle_checked(struct wa_ctx *ctx, enum ota_err err, const PGresult 
 		wa_bundle_refuse(ctx, OTA_ERR_FORMAT, "manifest");
 		goto out;
 	}
-	if (m->image->size != b->image_size) {
+	const uint8_t *payload_sha = NULL;
+	uint64_t payload_size = 0;
+	ota_manifest_payload(m, &payload_sha, &payload_size);
+	if (payload_size != b->image_size) {
 		wa_bundle_refuse(ctx, OTA_ERR_SIZE, "image");
 		goto out;
 	}

@@ -23,6 +23,9 @@ DEMO_SKIP_BUILD=1 DEMO_CHECK=1 DEMO_DEVICES=${DEMO_DEVICES:-50} DEMO_LOGS=$LOGS 
 cat "$LOGS/out.txt"
 [[ $rc == 0 ]] || fail "demo exited with $rc"
 grep -q "rollback refused by 50 of 50 devices" "$LOGS/out.txt" || fail "rollback line"
+# the encrypted campaign (issue 16): fw-1.2.0 went out as ciphertext and
+# every device decrypted it (versions["1.2.0"] == 50 below)
+grep -q "fw-1.2.0 encrypted for the product line's key" "$LOGS/out.txt" || fail "encrypted campaign line"
 # what a new user reads (issue 11): one stage base, a cancelled campaign
 # shown as cancelled, the failed and reverted counts agree, the first
 # progress line shows the real target, coverage as a table

@@ -328,6 +328,54 @@ static void test_stall_resumes_with_range(void **state)
 	assert_int_equal(fk.waits[0], 1);
 }
 
+/* The encrypted v2 (issue 16) in chunks of 4096 for keys; the fake serves its ciphertext. */
+static struct ota_fx_crypt *serve_encrypted(struct world *w, EVP_PKEY *const *keys, size_t n)
+{
+	struct ota_fx_manifest spec;
+	struct ota_fx_crypt *crypt = ota_fx_encrypt(w->v2, sizeof(w->v2), 4096, keys, n);
+	world_manifest(w, &spec, w->v2, sizeof(w->v2), 20, 7);
+	spec.encryption = crypt->enc;
+	Fleetota__V1__Signed *m = ota_fx_manifest(&spec);
+	fk.manifest = ota_fx_env_bytes(m);
+	ota_fx_env_free(m);
+	fk.image = crypt->ciphertext.data;
+	fk.image_len = crypt->ciphertext.len;
+	return crypt;
+}
+
+/* An encrypted image stalls after 9000 bytes: Range resumes at a chunk boundary. */
+static void test_encrypted_stall_resumes_at_chunk(void **state)
+{
+	struct world *w = *state;
+	struct ota_online o = policy(w);
+	struct ota_fx_crypt *crypt = serve_encrypted(w, w->dev_keys, 1);
+	fk.faults[0] = F_STALL;
+	fk.fault_at[0] = 9000;
+	assert_int_equal(ota_online_install(&o, ART), OTA_OK);
+	assert_runs(w, "2.0.0", 7);
+	assert_memory_equal(ota_sim_slot(w->sim, w->agent.state.confirmed_slot), w->v2,
+			    sizeof(w->v2));
+	assert_int_equal(fk.n_image, 2);
+	/* a checkpoint after every chunk of 4096 + 16: two authenticated before byte 9000 */
+	assert_int_equal(fk.offsets[1], 2 * 4112);
+	assert_int_equal(fk.image_bytes, 9000 + crypt->ciphertext.len - 2 * 4112);
+	ota_fx_crypt_free(crypt);
+}
+
+/* A device that is no recipient never asks for the image. */
+static void test_encrypted_not_recipient_no_download(void **state)
+{
+	struct world *w = *state;
+	struct ota_online o = policy(w);
+	EVP_PKEY *other = ota_fx_x25519_new();
+	struct ota_fx_crypt *crypt = serve_encrypted(w, &other, 1);
+	assert_string_equal(ota_err_name(ota_online_install(&o, ART)), "OTA_ERR_NOT_RECIPIENT");
+	assert_int_equal(fk.fetches[OTA_FETCH_IMAGE], 0);
+	assert_runs(w, "1.0.0", 5);
+	ota_fx_crypt_free(crypt);
+	EVP_PKEY_free(other);
+}
+
 /* Two cuts: each attempt resumes where the last one's checkpoint is; 1 s then 2 s. */
 static void test_cuts_resume_and_back_off(void **state)
 {
@@ -659,6 +707,8 @@ int main(void)
 	const struct CMUnitTest tests[] = {
 		T(test_install_confirms),
 		T(test_stall_resumes_with_range),
+		T(test_encrypted_stall_resumes_at_chunk),
+		T(test_encrypted_not_recipient_no_download),
 		T(test_cuts_resume_and_back_off),
 		T(test_retry_after),
 		T(test_retries_bounded),
