@@ -25,12 +25,32 @@ static const char help_sign[] =
 	"  --min-installed N      version_code the device must already run (default 0)\n"
 	"  --allow-downgrade      allow installing below the running version\n"
 	"  --security-update      mark as a security update\n"
+	"  --fixes MIN-MAX        with --security-update: the version codes it fixes\n"
+	"                         (inclusive; MAX below --version-code)\n"
+	"  --advisory TEXT        with --security-update: advisory id(s), e.g. CVE-2026-1234\n"
 	"  --issued TIME          default now; --expires TIME default never\n"
 	"  --sequence N           default: --issued in seconds\n"
 	"  --image-name NAME      default: the image's file name\n"
 	"  --rootlist ROOTLIST    verify the KeyList against it and carry it in the bundle\n"
 	"  --rootlist-chain FILE  intermediate RootLists for the bundle, oldest first\n"
 	"  --no-keylist           do not carry the KeyList in the bundle\n";
+
+/* "MIN-MAX": two version codes; the order and the flag are release.c's to check. */
+static int parse_fixes(const char *arg, struct kr_manifest_spec *spec)
+{
+	char min_text[24];
+	const char *dash = strchr(arg, '-');
+	size_t len = dash ? (size_t)(dash - arg) : 0;
+
+	if (!dash || len == 0 || len >= sizeof(min_text))
+		return cli_usage_error("--fixes wants MIN-MAX version codes, not %s", arg);
+	memcpy(min_text, arg, len);
+	min_text[len] = '\0';
+	if (cli_parse_u64(min_text, &spec->fixes_version_code_min) ||
+	    cli_parse_u64(dash + 1, &spec->fixes_version_code_max))
+		return EXIT_USAGE;
+	return 0;
+}
 
 int cli_cmd_sign(int argc, char **argv)
 {
@@ -50,6 +70,8 @@ int cli_cmd_sign(int argc, char **argv)
 		{"min-installed", required_argument, NULL, OPT_MIN_INSTALLED},
 		{"allow-downgrade", no_argument, NULL, OPT_ALLOW_DOWNGRADE},
 		{"security-update", no_argument, NULL, OPT_SECURITY_UPDATE},
+		{"fixes", required_argument, NULL, OPT_FIXES},
+		{"advisory", required_argument, NULL, OPT_ADVISORY},
 		{"issued", required_argument, NULL, OPT_ISSUED},
 		{"expires", required_argument, NULL, OPT_EXPIRES},
 		{"sequence", required_argument, NULL, OPT_SEQUENCE},
@@ -118,6 +140,12 @@ int cli_cmd_sign(int argc, char **argv)
 			break;
 		case OPT_SECURITY_UPDATE:
 			spec.is_security_update = 1;
+			break;
+		case OPT_FIXES:
+			bad = parse_fixes(optarg, &spec);
+			break;
+		case OPT_ADVISORY:
+			spec.advisory = optarg;
 			break;
 		case OPT_ISSUED:
 			issued_arg = optarg;

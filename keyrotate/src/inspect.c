@@ -91,6 +91,12 @@ static json_t *manifest_json(const Fleetota__V1__Manifest *m)
 		time_value(m->issued_at), "expires_at", time_value(m->expires_at), "image",
 		"sha256", hex_string(m->image->sha256.data, m->image->sha256.len), "size",
 		u64(m->image->size), "name", wire_string(m->image->name));
+	if (obj && m->is_security_update)
+		json_object_set_new(obj, "security_fix",
+				    json_pack("{s:o, s:o, s:o}", "fixes_version_code_min",
+					      u64(m->fixes_version_code_min),
+					      "fixes_version_code_max", u64(m->fixes_version_code_max),
+					      "advisory", wire_string(m->advisory)));
 	if (obj && m->delta)
 		json_object_set_new(
 			obj, "delta",

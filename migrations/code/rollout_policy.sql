@@ -337,9 +337,11 @@ BEGIN
 	       count(*) FILTER (WHERE m.state IN ('pending', 'notified', 'downloading', 'installed'))
 	INTO v_last, v_open
 	FROM campaign_devices m WHERE m.campaign_id = p_campaign;
+	-- waiting for a maintenance window counts here (unlike a stage budget):
+	-- a security fix held back by windows is what operators must hear about
 	v_last := greatest(v_last, c.started_at, c.security_stall_alert_at,
-	                   (SELECT budget_start FROM campaign_stages
-	                    WHERE campaign_id = p_campaign AND stage_no = c.current_stage));
+	                   (SELECT max(e.at) FROM campaign_events e
+	                    WHERE e.campaign_id = p_campaign AND e.kind = 'resumed'));
 	IF v_open = 0 OR v_last + make_interval(secs => c.security_stall_alert_s) > p_now THEN
 		RETURN;
 	END IF;

@@ -27,6 +27,7 @@
 #include "ratelimit-internal.h"
 #include "utf8-internal.h"
 #include "campaigns-internal.h"
+#include "exposure-internal.h"
 #include "webapi-internal.h"
 
 /* Status classes counted by /metrics. */
@@ -132,6 +133,8 @@ static const struct wa_route routes[] = {
 	{EVHTTP_REQ_POST, "/api/v1/campaigns/*/cancel", WA_ROLE_OPERATOR, WA_BODY_NONE,
 	 wa_h_campaigns_action},
 	{EVHTTP_REQ_GET, "/api/v1/keyrotation", WA_ROLE_VIEWER, WA_BODY_NONE, wa_h_keyrotation},
+	{EVHTTP_REQ_GET, "/api/v1/security/exposure", WA_ROLE_VIEWER, WA_BODY_NONE,
+	 wa_h_security_exposure},
 	{EVHTTP_REQ_POST, "/api/v1/retention/purge", WA_ROLE_ADMIN, WA_BODY_JSON,
 	 wa_h_retention_purge},
 };
@@ -889,6 +892,8 @@ enum ota_err webapi_new(struct event_base *base, struct srv_db *db, struct srv_m
 		err = wa_campaigns_prepare(db);
 	if (err == OTA_OK)
 		err = wa_uploads_prepare(db);
+	if (err == OTA_OK)
+		err = wa_exposure_prepare(db);
 	if (err != OTA_OK)
 		goto out;
 	err = wa_uploads_new(api, base, cfg->store_dir, max_upload, &api->uploads);
