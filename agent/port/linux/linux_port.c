@@ -309,6 +309,7 @@ static void lx_reboot(void *ctx)
 {
 	struct ota_linux_port *lx = ctx;
 	lx->reboots_requested++;
+	ota_linux_reboot_mark(lx);
 }
 
 static void lx_log(void *ctx, enum ota_log_level level, const char *msg)
@@ -358,6 +359,7 @@ static const struct ota_port_ops linux_ops = {
 	.selftest = NULL,
 	.fetch = ota_linux_fetch,
 	.wait = ota_linux_wait,
+	.health = ota_linux_health,
 };
 
 static const struct ota_port_ops linux_ops_selftest = {
@@ -375,6 +377,7 @@ static const struct ota_port_ops linux_ops_selftest = {
 	.selftest = lx_selftest,
 	.fetch = ota_linux_fetch,
 	.wait = ota_linux_wait,
+	.health = ota_linux_health,
 };
 
 static enum ota_err ensure_dir(const char *path)

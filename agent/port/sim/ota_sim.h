@@ -56,6 +56,8 @@ void ota_sim_set_selftest(struct ota_sim *sim, bool has_selftest, bool passes);
 void ota_sim_set_consent(struct ota_sim *sim, bool has_consent, bool grants);
 /* Reboot requests seen. */
 unsigned ota_sim_reboots(const struct ota_sim *sim);
+/* The health hook's answer: the application's health and unrequested boots. */
+void ota_sim_set_health(struct ota_sim *sim, uint32_t permille, uint64_t unrequested_boots);
 
 /* Direct slot access for tests (no fault counting): what reads see. */
 uint8_t *ota_sim_slot(struct ota_sim *sim, unsigned slot);
