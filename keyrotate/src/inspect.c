@@ -95,8 +95,9 @@ static json_t *manifest_json(const Fleetota__V1__Manifest *m)
 		json_object_set_new(obj, "security_fix",
 				    json_pack("{s:o, s:o, s:o}", "fixes_version_code_min",
 					      u64(m->fixes_version_code_min),
-					      "fixes_version_code_max", u64(m->fixes_version_code_max),
-					      "advisory", wire_string(m->advisory)));
+					      "fixes_version_code_max",
+					      u64(m->fixes_version_code_max), "advisory",
+					      wire_string(m->advisory)));
 	if (obj && m->delta)
 		json_object_set_new(
 			obj, "delta",

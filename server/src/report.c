@@ -25,8 +25,6 @@ static const char *const event_names[] = {
 	"unknown",	    "install_started", "rejected", "verified",	       "pending",
 	"trial_boot",	    "confirmed",       "reverted", "counter_advanced", "keylist_updated",
 	"rootlist_updated", "download_failed", "booted",
-	/* post-install health (EventKind 17..18) */
-	[17] = "unexpected_reboot", [18] = "health",
 };
 
 const char *srv_report_state_name(int state)
@@ -38,8 +36,7 @@ const char *srv_report_state_name(int state)
 
 const char *srv_report_event_name(int kind)
 {
-	if (kind < 0 || (size_t)kind >= sizeof(event_names) / sizeof(event_names[0]) ||
-	    event_names[kind] == NULL)
+	if (kind < 0 || (size_t)kind >= sizeof(event_names) / sizeof(event_names[0]))
 		return "unknown";
 	return event_names[kind];
 }

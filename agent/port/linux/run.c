@@ -296,8 +296,8 @@ static void health_after_install(struct online *o, unsigned reboots_before)
 		(void)ota_linux_boot_note(o->port);
 	if (!o->online.health_open)
 		return;
-	uint32_t window = o->online.health_window_s ? o->online.health_window_s
-						    : HEALTH_WINDOW_DEFAULT_S;
+	uint32_t window =
+		o->online.health_window_s ? o->online.health_window_s : HEALTH_WINDOW_DEFAULT_S;
 	o->health_until = (uint64_t)time(NULL) + window;
 	(void)ota_linux_health_window_save(o->port, o->health_until, o->online.health_base);
 }
@@ -306,8 +306,8 @@ static void health_after_install(struct online *o, unsigned reboots_before)
 static void health_tick(struct online *o, bool at_start)
 {
 	uint64_t now = (uint64_t)time(NULL);
-	if (at_start && ota_linux_health_window_load(o->port, &o->health_until,
-						     &o->online.health_base) &&
+	if (at_start &&
+	    ota_linux_health_window_load(o->port, &o->health_until, &o->online.health_base) &&
 	    o->health_until > now)
 		o->online.health_open = true;
 	if (o->online.health_open && now >= o->health_until) {

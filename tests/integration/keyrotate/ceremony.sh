@@ -46,6 +46,25 @@ ok "$KEYS" verify fw1.otab --rootlist "$R1"
 [[ $(json m1.signed .body.security_counter) == 3 ]] || die "counter"
 [[ $(json m1.signed .body.is_security_update) == true ]] || die "security flag"
 [[ $(json m1.signed '.body.hw_revisions | join(",")') == A,B ]] || die "hw revisions"
+[[ $(json m1.signed '.body.security_fix | "\(.fixes_version_code_min)-\(.fixes_version_code_max):\(.advisory)"') == 0-0: ]] ||
+	die "a security update without --fixes states no range"
+
+# ---- a security fix says, signed, which versions it fixes (docs/campaigns.md) ----
+ok "$KEYS" sign --key op1.key --keylist kl1.signed --rootlist "$R1" --image fw1.bin \
+	--product acme-gw --version 1.0.1 --version-code 101 --security-update \
+	--fixes 90-100 --advisory CVE-2026-1234 --manifest-out m1fix.signed
+ok "$KEYS" verify m1fix.signed --rootlist "$R1" --keylist kl1.signed --image fw1.bin
+[[ $(json m1fix.signed '.body.security_fix | "\(.fixes_version_code_min)-\(.fixes_version_code_max):\(.advisory)"') == 90-100:CVE-2026-1234 ]] ||
+	die "inspect prints the signed fix range and advisory"
+refused OTA_ERR_INVALID_ARG "$KEYS" sign --key op1.key --keylist kl1.signed --image fw1.bin \
+	--product acme-gw --version 1.0.1 --version-code 101 --fixes 90-100 --manifest-out x.signed
+refused OTA_ERR_INVALID_ARG "$KEYS" sign --key op1.key --keylist kl1.signed --image fw1.bin \
+	--product acme-gw --version 1.0.1 --version-code 101 --security-update --fixes 90-101 \
+	--manifest-out x.signed
+refused OTA_ERR_INVALID_ARG "$KEYS" sign --key op1.key --keylist kl1.signed --image fw1.bin \
+	--product acme-gw --version 1.0.1 --version-code 101 --security-update --fixes 99-90 \
+	--manifest-out x.signed
+[[ ! -e x.signed ]] || die "a refused signing wrote a manifest"
 
 # ---- op key rotation: v2 holds op1 and op2, v3 only op2 ----
 ok "$KEYS" op-new --out op2 --alg p256 --not-before -1h --not-after +400d
