@@ -382,7 +382,7 @@ int ota_agent_run(struct ota_agent *agent, const struct ota_config *config,
 		ota_online_update_lists(&o.online, rootlist, keylist);
 		health_tick(&o, false);
 		if (firmware) {
-			unsigned reboots_before = port->reboots_requested;
+			reboots_before = port->reboots_requested;
 			(void)ota_online_install(&o.online, artifact);
 			health_after_install(&o, reboots_before);
 		} else if (want_report)
