@@ -212,6 +212,15 @@ BEGIN
 	              CASE WHEN v_open > 10 THEN format(' and %s more', v_open - 10) ELSE '' END);
 END $$;
 
+-- The engine pauses a campaign and says why (a paused event with the reason).
+CREATE OR REPLACE FUNCTION rollout_halt(p_campaign text, p_stage integer, p_reason text, p_now timestamptz)
+RETURNS void
+LANGUAGE sql AS $$
+	UPDATE campaigns SET state = 'paused', updated_at = p_now, state_reason = p_reason
+	WHERE campaign_id = p_campaign;
+	SELECT rollout_event(p_campaign, 'paused', p_stage, p_reason, p_now);
+$$;
+
 -- (e) Stage evaluation. Returns true when the stage advanced (the caller
 -- admits again for the new stage).
 CREATE OR REPLACE FUNCTION rollout_evaluate(p_campaign text, p_now timestamptz) RETURNS boolean
@@ -243,9 +252,7 @@ BEGIN
 		IF r.stage_no <= c.current_stage THEN
 			v_errors := rollout_policy_reason(p_campaign, r.stage_no, r.admitted);
 			IF v_errors IS NOT NULL THEN
-				UPDATE campaigns SET state = 'paused', updated_at = p_now, state_reason = v_errors
-				WHERE campaign_id = p_campaign;
-				PERFORM rollout_event(p_campaign, 'paused', r.stage_no, v_errors, p_now);
+				PERFORM rollout_halt(p_campaign, r.stage_no, v_errors, p_now);
 				RETURN false;
 			END IF;
 		END IF;
@@ -291,9 +298,7 @@ BEGIN
 			v_errors := rollout_stall_reason(p_campaign, c, s, r.admitted, r.confirmed, r.pending,
 			                                 r.in_flight, r.failures_acked, v_members >= v_quota, p_now);
 			IF v_errors IS NOT NULL THEN
-				UPDATE campaigns SET state = 'paused', updated_at = p_now, state_reason = v_errors
-				WHERE campaign_id = p_campaign;
-				PERFORM rollout_event(p_campaign, 'paused', c.current_stage, v_errors, p_now);
+				PERFORM rollout_halt(p_campaign, c.current_stage, v_errors, p_now);
 			END IF;
 			RETURN false;
 		END IF;

@@ -224,6 +224,7 @@ LANGUAGE plpgsql STABLE AS $$
 DECLARE
 	s campaign_stages%ROWTYPE;
 	n record;
+	v record;
 BEGIN
 	SELECT * INTO s FROM campaign_stages WHERE campaign_id = p_campaign AND stage_no = p_stage;
 	IF p_admitted <= 0 OR (s.build_failure_ratio IS NULL AND s.network_failure_ratio IS NULL
@@ -231,21 +232,18 @@ BEGIN
 		RETURN NULL;
 	END IF;
 	SELECT * INTO n FROM rollout_policy_counts(p_campaign) x WHERE x.stage_no = p_stage;
-	IF (s.build_failure_ratio IS NOT NULL OR s.network_failure_ratio IS NOT NULL)
-	   AND (n.build_failed - s.build_failures_acked)::numeric / p_admitted
-	       > coalesce(s.build_failure_ratio, s.failure_ratio) THEN
-		RETURN format('stage %s: build: %s of %s devices failed (%s), over the build failure threshold %s',
-		              p_stage, n.build_failed, p_admitted,
-		              rollout_class_errors(p_campaign, p_stage, 'build'),
-		              coalesce(s.build_failure_ratio, s.failure_ratio));
-	END IF;
-	IF (s.build_failure_ratio IS NOT NULL OR s.network_failure_ratio IS NOT NULL)
-	   AND (n.network_failed - s.network_failures_acked)::numeric / p_admitted
-	       > coalesce(s.network_failure_ratio, s.failure_ratio) THEN
-		RETURN format('stage %s: network: %s of %s devices failed (%s), over the network failure threshold %s',
-		              p_stage, n.network_failed, p_admitted,
-		              rollout_class_errors(p_campaign, p_stage, 'network'),
-		              coalesce(s.network_failure_ratio, s.failure_ratio));
+	IF s.build_failure_ratio IS NOT NULL OR s.network_failure_ratio IS NOT NULL THEN
+		-- the build first: a bad build matters more than a flaky network
+		FOR v IN SELECT * FROM (VALUES
+			('build', n.build_failed, s.build_failures_acked, coalesce(s.build_failure_ratio, s.failure_ratio)),
+			('network', n.network_failed, s.network_failures_acked, coalesce(s.network_failure_ratio, s.failure_ratio))
+		) AS x(class, failed, acked, ratio) LOOP
+			IF (v.failed - v.acked)::numeric / p_admitted > v.ratio THEN
+				RETURN format('stage %s: %s: %s of %s devices failed (%s), over the %s failure threshold %s',
+				              p_stage, v.class, v.failed, p_admitted,
+				              rollout_class_errors(p_campaign, p_stage, v.class), v.class, v.ratio);
+			END IF;
+		END LOOP;
 	END IF;
 	IF s.health_window_s IS NOT NULL
 	   AND (n.unhealthy - s.unhealthy_acked)::numeric / p_admitted > s.health_unhealthy_ratio THEN

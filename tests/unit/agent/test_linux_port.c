@@ -94,21 +94,28 @@ static void test_config_errors(void **state)
 			 OTA_ERR_FORMAT);
 }
 
+/* A port on state_dir, 100-byte slots (cfg must outlive it: the port borrows). */
+static void port_open(const char *state_dir, struct ota_config *cfg, struct ota_linux_port *ctx,
+		      struct ota_port *port)
+{
+	char err[OTA_CONFIG_ERR_BYTES];
+	char text[1024];
+	snprintf(text, sizeof(text),
+		 "state_dir = %s\ndevice_id = d\nmodel = m\nhw_revision = r\nslot_size = 100\n",
+		 state_dir);
+	assert_int_equal(parse(text, cfg, err), OTA_OK);
+	assert_int_equal(ota_linux_port_open(ctx, cfg, port), OTA_OK);
+}
+
 static void test_port_records_and_slots(void **state)
 {
 	(void)state;
 	char *dir = ota_fx_tempdir_new();
 	char *state_dir = ota_fx_path(dir, "state");
 	struct ota_config cfg;
-	char err[OTA_CONFIG_ERR_BYTES];
-	char text[1024];
-	snprintf(text, sizeof(text),
-		 "state_dir = %s\ndevice_id = d\nmodel = m\nhw_revision = r\nslot_size = 100\n",
-		 state_dir);
-	assert_int_equal(parse(text, &cfg, err), OTA_OK);
 	struct ota_linux_port ctx;
 	struct ota_port port;
-	assert_int_equal(ota_linux_port_open(&ctx, &cfg, &port), OTA_OK);
+	port_open(state_dir, &cfg, &ctx, &port);
 	const struct ota_port_ops *ops = port.ops;
 	assert_null(ops->selftest); /* no selftest_cmd */
 
@@ -182,14 +189,9 @@ static void test_port_health(void **state)
 	char *dir = ota_fx_tempdir_new();
 	char *state_dir = ota_fx_path(dir, "state");
 	struct ota_config cfg;
-	char err[OTA_CONFIG_ERR_BYTES];
-	char text[1024];
-	snprintf(text, sizeof(text), "state_dir = %s\ndevice_id = d\nmodel = m\nhw_revision = r\n",
-		 state_dir);
-	assert_int_equal(parse(text, &cfg, err), OTA_OK);
 	struct ota_linux_port ctx;
 	struct ota_port port;
-	assert_int_equal(ota_linux_port_open(&ctx, &cfg, &port), OTA_OK);
+	port_open(state_dir, &cfg, &ctx, &port);
 	struct ota_port_health h;
 	assert_non_null(port.ops->health);
 	assert_int_equal(port.ops->health(port.ctx, &h), OTA_OK);
