@@ -297,6 +297,7 @@ static const struct ota_port_ops sim_ops_no_selftest = {
 	.log = NULL,
 	.consent = sim_consent,
 	.selftest = NULL,
+	.health = sim_health,
 };
 
 struct ota_sim *ota_sim_new(uint64_t slot_bytes)

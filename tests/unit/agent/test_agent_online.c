@@ -615,13 +615,20 @@ static void test_health_after_confirm(void **state)
 	assert_false(fk.health_known[fk.n_states - 1]);
 }
 
+static enum ota_err failing_selftest(void *ctx, unsigned slot)
+{
+	(void)ctx;
+	(void)slot;
+	return OTA_ERR_SELFTEST;
+}
+
 /* A revert opens no window; a port without the hook reports healthy. */
 static void test_health_revert_and_no_hook(void **state)
 {
 	struct world *w = *state;
 	struct ota_online o = policy(w);
 	serve_manifest(w, NULL);
-	ota_sim_set_selftest(w->sim, true, false);
+	fake_ops.selftest = failing_selftest;
 	o.selftest = true;
 	assert_int_equal(ota_online_install(&o, ART), OTA_ERR_SELFTEST);
 	assert_false(o.health_open);
