@@ -50,13 +50,13 @@ ok "$KEYS" verify fw1.otab --rootlist "$R1"
 	die "a security update without --fixes states no range"
 
 # ---- a security fix says, signed, which versions it fixes (docs/campaigns.md) ----
-ok "$KEYS" sign --key op1.key --keylist kl1.signed --rootlist "$R1" --image fw1.bin \
+head -c 1000 /dev/urandom >small.bin
+ok "$KEYS" sign --key op1.key --keylist kl1.signed --rootlist "$R1" --image small.bin \
 	--product acme-gw --version 1.0.1 --version-code 101 --security-update \
 	--fixes 90-100 --advisory CVE-2026-1234 --manifest-out m1fix.signed
-ok "$KEYS" verify m1fix.signed --rootlist "$R1" --keylist kl1.signed --image fw1.bin
+ok "$KEYS" verify m1fix.signed --rootlist "$R1" --keylist kl1.signed --image small.bin
 [[ $(json m1fix.signed '.body.security_fix | "\(.fixes_version_code_min)-\(.fixes_version_code_max):\(.advisory)"') == 90-100:CVE-2026-1234 ]] ||
 	die "inspect prints the signed fix range and advisory"
-head -c 1000 /dev/urandom >small.bin
 refused OTA_ERR_INVALID_ARG "$KEYS" sign --key op1.key --keylist kl1.signed --image small.bin \
 	--product acme-gw --version 1.0.1 --version-code 101 --fixes 90-100 --manifest-out x.signed
 refused OTA_ERR_INVALID_ARG "$KEYS" sign --key op1.key --keylist kl1.signed --image small.bin \
