@@ -55,6 +55,16 @@ void ota_online_report(struct ota_online *o, Fleetota__V1__DeviceState state)
 		r.current_version_code = fresh.version_code;
 		r.freshness_error = fresh.frozen ? (char *)ota_err_name(OTA_ERR_FROZEN) : "";
 	}
+	if (o->health_open) {
+		struct ota_port_health h;
+		ota_online_health(o, &h);
+		uint64_t boots = h.unrequested_boots >= o->health_base
+					 ? h.unrequested_boots - o->health_base
+					 : 0;
+		r.health_known = true;
+		r.unexpected_reboots = boots > UINT32_MAX ? UINT32_MAX : (uint32_t)boots;
+		r.health_permille = h.permille > 1000 ? 1000 : h.permille;
+	}
 	/* the newest events; the server keeps each seq once */
 	size_t n = 0;
 	uint64_t first = st.next_event_seq > OTA_MAX_REPORT_EVENTS / 2
@@ -95,6 +105,30 @@ void ota_online_report(struct ota_online *o, Fleetota__V1__DeviceState state)
 	uint8_t *buf = o->work + WORK_REPORT;
 	fleetota__v1__status_report__pack(&r, buf);
 	o->report_send(o->arg, buf, len);
+}
+
+void ota_online_health(const struct ota_online *o, struct ota_port_health *ret)
+{
+	struct ota_port_health h = {.permille = 1000, .unrequested_boots = 0};
+	const struct ota_port_ops *ops = o->agent->port.ops;
+	if (ops->health && ops->health(o->agent->port.ctx, &h) != OTA_OK) {
+		/* a port that cannot tell is not reported healthy */
+		h.permille = 0;
+	}
+	*ret = h;
+}
+
+void ota_online_health_open(struct ota_online *o)
+{
+	struct ota_port_health h;
+	ota_online_health(o, &h);
+	o->health_base = h.unrequested_boots;
+	o->health_open = true;
+}
+
+void ota_online_health_close(struct ota_online *o)
+{
+	o->health_open = false;
 }
 
 Fleetota__V1__DeviceState ota_online_idle_state(const struct ota_agent *agent)
@@ -304,6 +338,10 @@ enum ota_err ota_online_boot_and_confirm(struct ota_online *o)
 	}
 	ota_online_report(o, FLEETOTA__V1__DEVICE_STATE__DEVICE_STATE_TRIAL);
 	err = o->selftest ? ota_agent_selftest(o->agent) : ota_agent_confirm(o->agent);
+	if (err == OTA_OK)
+		ota_online_health_open(o);
+	else
+		ota_online_health_close(o);
 	ota_online_report(o, err == OTA_OK ? FLEETOTA__V1__DEVICE_STATE__DEVICE_STATE_CONFIRMED
 					   : FLEETOTA__V1__DEVICE_STATE__DEVICE_STATE_REVERTED);
 	note(o, err == OTA_OK ? OTA_ONLINE_CONFIRMED : OTA_ONLINE_REVERTED, err);

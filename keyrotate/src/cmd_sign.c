@@ -25,6 +25,9 @@ static const char help_sign[] =
 	"  --min-installed N      version_code the device must already run (default 0)\n"
 	"  --allow-downgrade      allow installing below the running version\n"
 	"  --security-update      mark as a security update\n"
+	"  --fixes MIN-MAX        with --security-update: the version codes it fixes\n"
+	"                         (inclusive; MAX below --version-code)\n"
+	"  --advisory TEXT        with --security-update: advisory id(s), e.g. CVE-2026-1234\n"
 	"  --issued TIME          default now; --expires TIME default never\n"
 	"  --sequence N           default: --issued in seconds\n"
 	"  --image-name NAME      default: the image's file name\n"
@@ -37,6 +40,23 @@ static const char help_sign[] =
 	"  --recipient-name NAME  label of the matching --encrypt-to entry (default: its file)\n"
 	"  --chunk-size N         plaintext bytes per encrypted chunk (default 65536)\n"
 	"  --ciphertext-out FILE  also keep the ciphertext (needed without --bundle-out)\n";
+
+/* "MIN-MAX": two version codes; the order and the flag are release.c's to check. */
+static int parse_fixes(const char *arg, struct kr_manifest_spec *spec)
+{
+	char min_text[24];
+	const char *dash = strchr(arg, '-');
+	size_t len = dash ? (size_t)(dash - arg) : 0;
+
+	if (!dash || len == 0 || len >= sizeof(min_text))
+		return cli_usage_error("--fixes wants MIN-MAX version codes, not %s", arg);
+	memcpy(min_text, arg, len);
+	min_text[len] = '\0';
+	if (cli_parse_u64(min_text, &spec->fixes_version_code_min) ||
+	    cli_parse_u64(dash + 1, &spec->fixes_version_code_max))
+		return EXIT_USAGE;
+	return 0;
+}
 
 int cli_cmd_sign(int argc, char **argv)
 {
@@ -56,6 +76,8 @@ int cli_cmd_sign(int argc, char **argv)
 		{"min-installed", required_argument, NULL, OPT_MIN_INSTALLED},
 		{"allow-downgrade", no_argument, NULL, OPT_ALLOW_DOWNGRADE},
 		{"security-update", no_argument, NULL, OPT_SECURITY_UPDATE},
+		{"fixes", required_argument, NULL, OPT_FIXES},
+		{"advisory", required_argument, NULL, OPT_ADVISORY},
 		{"issued", required_argument, NULL, OPT_ISSUED},
 		{"expires", required_argument, NULL, OPT_EXPIRES},
 		{"sequence", required_argument, NULL, OPT_SEQUENCE},
@@ -126,6 +148,12 @@ int cli_cmd_sign(int argc, char **argv)
 			break;
 		case OPT_SECURITY_UPDATE:
 			spec.is_security_update = 1;
+			break;
+		case OPT_FIXES:
+			bad = parse_fixes(optarg, &spec);
+			break;
+		case OPT_ADVISORY:
+			spec.advisory = optarg;
 			break;
 		case OPT_ISSUED:
 			issued_arg = optarg;

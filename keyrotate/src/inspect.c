@@ -113,6 +113,13 @@ static json_t *manifest_json(const Fleetota__V1__Manifest *m)
 		u64(m->image->size), "name", wire_string(m->image->name));
 	if (obj && m->encryption)
 		json_object_set_new(obj, "encryption", encryption_json(m->encryption));
+	if (obj && m->is_security_update)
+		json_object_set_new(obj, "security_fix",
+				    json_pack("{s:o, s:o, s:o}", "fixes_version_code_min",
+					      u64(m->fixes_version_code_min),
+					      "fixes_version_code_max",
+					      u64(m->fixes_version_code_max), "advisory",
+					      wire_string(m->advisory)));
 	if (obj && m->delta)
 		json_object_set_new(
 			obj, "delta",

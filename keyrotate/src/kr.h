@@ -286,6 +286,10 @@ struct kr_manifest_spec {
 	uint64_t min_installed_version;
 	int allow_downgrade;
 	int is_security_update;
+	/* with is_security_update: the version_code range it fixes (max 0 = not stated) */
+	uint64_t fixes_version_code_min;
+	uint64_t fixes_version_code_max;
+	const char *advisory; /* optional, e.g. a CVE id */
 	uint64_t issued_at;
 	uint64_t expires_at;
 	const char *image_name;

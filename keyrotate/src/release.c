@@ -94,6 +94,17 @@ enum ota_err kr_manifest_build(const struct kr_manifest_spec *spec,
 	}
 	if (spec->image_name && strlen(spec->image_name) > OTA_MAX_STRING_BYTES)
 		return kr_fail(diag, OTA_ERR_INVALID_ARG, "image name too long");
+	if ((spec->fixes_version_code_max || spec->advisory) && !spec->is_security_update)
+		return kr_fail(diag, OTA_ERR_INVALID_ARG,
+			       "--fixes and --advisory describe a --security-update");
+	if (spec->fixes_version_code_max &&
+	    (spec->fixes_version_code_min > spec->fixes_version_code_max ||
+	     spec->fixes_version_code_max >= spec->version_code))
+		return kr_fail(diag, OTA_ERR_INVALID_ARG,
+			       "--fixes: MIN <= MAX < the release's version code");
+	if (spec->advisory && !string_ok(spec->advisory))
+		return kr_fail(diag, OTA_ERR_INVALID_ARG, "--advisory: 1..%u bytes",
+			       OTA_MAX_STRING_BYTES);
 	if (spec->expires_at && spec->expires_at <= spec->issued_at)
 		return kr_fail(diag, OTA_ERR_INVALID_ARG,
 			       "the manifest would expire before it is issued");
@@ -115,6 +126,9 @@ enum ota_err kr_manifest_build(const struct kr_manifest_spec *spec,
 	m.min_installed_version = spec->min_installed_version;
 	m.allow_downgrade = spec->allow_downgrade ? 1 : 0;
 	m.is_security_update = spec->is_security_update ? 1 : 0;
+	m.fixes_version_code_min = spec->fixes_version_code_min;
+	m.fixes_version_code_max = spec->fixes_version_code_max;
+	m.advisory = (char *)(spec->advisory ? spec->advisory : "");
 	m.issued_at = spec->issued_at;
 	m.expires_at = spec->expires_at;
 	m.image = &image;

@@ -148,7 +148,8 @@ enum ota_err ota_manifest_parse(const Fleetota__V1__Signed *env, struct ota_aren
 		return OTA_ERR_FORMAT;
 	Fleetota__V1__Manifest *m =
 		fleetota__v1__manifest__unpack(&arena->allocator, env->body.len, env->body.data);
-	if (!m || !string_ok(m->product, 1) || !string_ok(m->version, 1))
+	if (!m || !string_ok(m->product, 1) || !string_ok(m->version, 1) ||
+	    !string_ok(m->advisory, 0))
 		return OTA_ERR_FORMAT;
 	if (m->n_hw_revisions > OTA_MAX_HW_REVISIONS)
 		return OTA_ERR_FORMAT;

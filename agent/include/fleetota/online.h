@@ -60,6 +60,15 @@ struct ota_online {
 	uint32_t progress_permille;
 	char artifact[OTA_ONLINE_ARTIFACT_MAX + 1];
 	char campaign[OTA_ONLINE_ARTIFACT_MAX + 1];
+	/*
+	 * Post-install health: a confirm opens the window (the caller sets
+	 * health_window_s from the firmware Notify and closes the window when
+	 * it has passed, ota_online_health_close); while open, reports carry
+	 * the port's health and the boots it did not ask for since the confirm.
+	 */
+	uint32_t health_window_s;
+	bool health_open;
+	uint64_t health_base; /* the port's unrequested_boots at the confirm */
 
 	void *arg; /* for the hooks */
 	/* the device is asked to stop (NULL: never) */
@@ -77,6 +86,12 @@ void ota_online_report(struct ota_online *o, Fleetota__V1__DeviceState state);
 
 /* The state an idle report shows for the core's phase. */
 Fleetota__V1__DeviceState ota_online_idle_state(const struct ota_agent *agent);
+
+/* The port's health (permille 1000 and no boots without its hook). */
+void ota_online_health(const struct ota_online *o, struct ota_port_health *ret);
+/* Opens the health window now (a confirm does), or closes it. */
+void ota_online_health_open(struct ota_online *o);
+void ota_online_health_close(struct ota_online *o);
 
 /* Reboot, boot step, self-test (or confirm); OTA_OK once confirmed. */
 enum ota_err ota_online_boot_and_confirm(struct ota_online *o);

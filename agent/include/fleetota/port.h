@@ -116,6 +116,19 @@ struct ota_fetch_result {
 /* Receives body bytes in order; any error aborts the fetch with that error. */
 typedef enum ota_err (*ota_port_sink_fn)(void *sink_arg, const uint8_t *data, size_t len);
 
+/* Post-install health, from the port's health hook. */
+struct ota_port_health {
+	/* the application's health, 0..1000 (1000 = healthy) */
+	uint32_t permille;
+	/*
+	 * Boots over the device's life that the agent did not ask for (no
+	 * reboot op before them): a watchdog, a crash, a power failure. The
+	 * port knows the cause (a reset-cause register, a marker the reboot op
+	 * leaves); the count never decreases.
+	 */
+	uint64_t unrequested_boots;
+};
+
 /* What the consent hook is asked about (borrowed, valid during the call). */
 struct ota_port_offer {
 	const char *version;
@@ -259,6 +272,15 @@ struct ota_port_ops {
 	 */
 	enum ota_err (*key_unwrap)(void *ctx, const struct ota_key_unwrap_request *req,
 				   uint8_t ret_key[32]);
+
+	/*
+	 * Optional (NULL = no health signal: permille 1000, no unrequested
+	 * boots). The device's health after an update: the online policy
+	 * reports it while the health window after a confirm is open
+	 * (docs/campaigns.md, "Halting on health"), and a campaign halts
+	 * when too many devices report unexpected reboots or a low value.
+	 */
+	enum ota_err (*health)(void *ctx, struct ota_port_health *ret);
 };
 
 /* A port: the ops (static, shared) and one device's context. */

@@ -309,6 +309,7 @@ static void lx_reboot(void *ctx)
 {
 	struct ota_linux_port *lx = ctx;
 	lx->reboots_requested++;
+	ota_linux_reboot_mark(lx);
 }
 
 static void lx_log(void *ctx, enum ota_log_level level, const char *msg)
@@ -359,6 +360,7 @@ static const struct ota_port_ops linux_ops = {
 	.fetch = ota_linux_fetch,
 	.wait = ota_linux_wait,
 	.key_unwrap = ota_linux_key_unwrap,
+	.health = ota_linux_health,
 };
 
 static const struct ota_port_ops linux_ops_selftest = {
@@ -377,6 +379,7 @@ static const struct ota_port_ops linux_ops_selftest = {
 	.fetch = ota_linux_fetch,
 	.wait = ota_linux_wait,
 	.key_unwrap = ota_linux_key_unwrap,
+	.health = ota_linux_health,
 };
 
 static enum ota_err ensure_dir(const char *path)

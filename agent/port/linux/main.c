@@ -380,6 +380,8 @@ static int cmd_install(struct cli *cli)
 static int cmd_boot(struct cli *cli)
 {
 	unsigned slot = 0;
+	/* health: a boot the agent did not ask for is counted (health.c) */
+	(void)ota_linux_boot_note(&cli->port_ctx);
 	enum ota_err err = ota_agent_boot(&cli->agent, &slot);
 	if (err != OTA_OK)
 		return report_rejection(cli, err);

@@ -113,6 +113,20 @@ void ota_linux_wait(void *ctx, unsigned seconds);
 enum ota_err ota_linux_key_unwrap(void *ctx, const struct ota_key_unwrap_request *req,
 				  uint8_t ret_key[32]);
 
+/*
+ * Post-install health (health.c; files in the state directory): the health
+ * op (the application writes 0..1000 to STATE_DIR/health; boots without a
+ * reboot request are counted); the reboot op's marker; a boot happened
+ * (counted unless the agent asked for it); the open health window after a
+ * confirm, kept across restarts (until 0 = closed).
+ */
+enum ota_err ota_linux_health(void *ctx, struct ota_port_health *ret);
+void ota_linux_reboot_mark(struct ota_linux_port *lx);
+enum ota_err ota_linux_boot_note(struct ota_linux_port *lx);
+enum ota_err ota_linux_health_window_save(struct ota_linux_port *lx, uint64_t until, uint64_t base);
+bool ota_linux_health_window_load(struct ota_linux_port *lx, uint64_t *ret_until,
+				  uint64_t *ret_base);
+
 /* Path of slot N's image file (for tools and tests). */
 void ota_linux_slot_path(const struct ota_linux_port *ctx, unsigned slot, char *buf, size_t cap);
 

@@ -53,6 +53,8 @@ struct online {
 	char running_campaign[ARTIFACT_MAX + 1];
 	char done_artifact[ARTIFACT_MAX + 1]; /* the last confirmed install */
 	char done_campaign[ARTIFACT_MAX + 1];
+	uint32_t next_health_window; /* Notify.health_window_seconds */
+	uint64_t health_until; /* the open health window closes then (epoch s) */
 };
 
 static volatile sig_atomic_t stop_requested;
@@ -279,6 +281,7 @@ static void on_cmd(void *arg, const uint8_t *payload, size_t len)
 					 n->artifact);
 				snprintf(o->next_campaign, sizeof(o->next_campaign), "%.128s",
 					 n->campaign_id ? n->campaign_id : "");
+				o->next_health_window = n->health_window_seconds;
 				o->want_firmware = true;
 			}
 			break;
@@ -304,6 +307,37 @@ static void on_connected(void *arg)
 	o->want_report = true;
 	pthread_cond_signal(&o->wake);
 	pthread_mutex_unlock(&o->lock);
+}
+
+/* Default health window when the Notify named none. */
+#define HEALTH_WINDOW_DEFAULT_S 3600u
+
+/* After an install: the in-process boot consumed the reboot marker; a
+ * confirm opens the health window, kept in the state directory. */
+static void health_after_install(struct online *o, unsigned reboots_before)
+{
+	if (o->port->reboots_requested != reboots_before)
+		(void)ota_linux_boot_note(o->port);
+	if (!o->online.health_open)
+		return;
+	uint32_t window =
+		o->online.health_window_s ? o->online.health_window_s : HEALTH_WINDOW_DEFAULT_S;
+	o->health_until = (uint64_t)time(NULL) + window;
+	(void)ota_linux_health_window_save(o->port, o->health_until, o->online.health_base);
+}
+
+/* A restart keeps an open window; a passed one closes (reports stop carrying health). */
+static void health_tick(struct online *o, bool at_start)
+{
+	uint64_t now = (uint64_t)time(NULL);
+	if (at_start &&
+	    ota_linux_health_window_load(o->port, &o->health_until, &o->online.health_base) &&
+	    o->health_until > now)
+		o->online.health_open = true;
+	if (o->online.health_open && now >= o->health_until) {
+		ota_online_health_close(&o->online);
+		(void)ota_linux_health_window_save(o->port, 0, 0);
+	}
 }
 
 int ota_agent_run(struct ota_agent *agent, const struct ota_config *config,
@@ -334,9 +368,12 @@ int ota_agent_run(struct ota_agent *agent, const struct ota_config *config,
 		return EXIT_SETUP;
 	}
 	fprintf(stderr, "ota-agent: running as %s\n", config->device_id);
+	health_tick(&o, true);
 	ota_online_report(&o.online, ota_online_idle_state(agent));
 	/* a restart left an update pending or on trial: finish what was started */
+	unsigned reboots_before = port->reboots_requested;
 	ota_online_resume(&o.online);
+	health_after_install(&o, reboots_before);
 	unsigned interval = config->report_interval_s ? config->report_interval_s : 300;
 	unsigned idle_s = 0;
 	/* signed freshness (fleetota/freshness.h): at start, then every timestamp_interval */
@@ -369,6 +406,7 @@ int ota_agent_run(struct ota_agent *agent, const struct ota_config *config,
 			memcpy(o.online.campaign, o.next_campaign, sizeof(o.online.campaign));
 			memcpy(o.running_artifact, o.next_artifact, sizeof(o.running_artifact));
 			memcpy(o.running_campaign, o.next_campaign, sizeof(o.running_campaign));
+			o.online.health_window_s = o.next_health_window;
 		}
 		o.want_firmware = o.want_keylist = o.want_rootlist = o.want_report = false;
 		pthread_mutex_unlock(&o.lock);
@@ -378,8 +416,11 @@ int ota_agent_run(struct ota_agent *agent, const struct ota_config *config,
 			ts_idle_s = 0;
 			(void)ota_online_freshness(&o.online, NULL);
 		}
+		health_tick(&o, false);
 		if (firmware) {
+			reboots_before = port->reboots_requested;
 			enum ota_err err = ota_online_install(&o.online, artifact);
+			health_after_install(&o, reboots_before);
 			pthread_mutex_lock(&o.lock);
 			if (err == OTA_OK) {
 				memcpy(o.done_artifact, o.running_artifact,

@@ -64,6 +64,8 @@ typedef enum ota_err (*ota_sim_unwrap_fn)(void *arg, const struct ota_key_unwrap
 void ota_sim_set_key_unwrap(struct ota_sim *sim, ota_sim_unwrap_fn unwrap, void *arg);
 /* Reboot requests seen. */
 unsigned ota_sim_reboots(const struct ota_sim *sim);
+/* The health hook's answer: the application's health and unrequested boots. */
+void ota_sim_set_health(struct ota_sim *sim, uint32_t permille, uint64_t unrequested_boots);
 
 /* Direct slot access for tests (no fault counting): what reads see. */
 uint8_t *ota_sim_slot(struct ota_sim *sim, unsigned slot);

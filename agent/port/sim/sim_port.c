@@ -41,6 +41,8 @@ struct ota_sim {
 	unsigned reboots;
 	ota_sim_unwrap_fn unwrap;
 	void *unwrap_arg;
+	uint32_t health_permille;
+	uint64_t unrequested_boots;
 };
 
 static void slot_mark_dirty(struct sim_slot *s, uint64_t off, uint64_t len)
@@ -252,6 +254,14 @@ static enum ota_err sim_consent(void *ctx, const struct ota_port_offer *offer)
 	return OTA_ERR_CONSENT;
 }
 
+static enum ota_err sim_health(void *ctx, struct ota_port_health *ret)
+{
+	struct ota_sim *sim = ctx;
+	ret->permille = sim->health_permille;
+	ret->unrequested_boots = sim->unrequested_boots;
+	return OTA_OK;
+}
+
 static enum ota_err sim_selftest(void *ctx, unsigned slot)
 {
 	struct ota_sim *sim = ctx;
@@ -283,6 +293,7 @@ static const struct ota_port_ops sim_ops = {
 	.consent = sim_consent,
 	.selftest = sim_selftest,
 	.key_unwrap = sim_key_unwrap,
+	.health = sim_health,
 };
 
 /* Same table without the self-test hook (confirm comes from outside). */
@@ -300,6 +311,7 @@ static const struct ota_port_ops sim_ops_no_selftest = {
 	.consent = sim_consent,
 	.selftest = NULL,
 	.key_unwrap = sim_key_unwrap,
+	.health = sim_health,
 };
 
 struct ota_sim *ota_sim_new(uint64_t slot_bytes)
@@ -317,6 +329,7 @@ struct ota_sim *ota_sim_new(uint64_t slot_bytes)
 		memset(sim->slots[i].disk, 0xff, (size_t)slot_bytes);
 	}
 	sim->selftest_passes = true;
+	sim->health_permille = 1000;
 	return sim;
 fail:
 	ota_sim_free(sim);
@@ -389,6 +402,12 @@ void ota_sim_set_key_unwrap(struct ota_sim *sim, ota_sim_unwrap_fn unwrap, void 
 {
 	sim->unwrap = unwrap;
 	sim->unwrap_arg = arg;
+}
+
+void ota_sim_set_health(struct ota_sim *sim, uint32_t permille, uint64_t unrequested_boots)
+{
+	sim->health_permille = permille;
+	sim->unrequested_boots = unrequested_boots;
 }
 
 unsigned ota_sim_reboots(const struct ota_sim *sim)

@@ -64,11 +64,13 @@ static const char sql_insert[] =
 	"WITH x AS (INSERT INTO artifacts (artifact_id, digest, manifest, product, "
 	"hw_revisions, version, version_code, security_counter, min_installed_version, "
 	"is_security_update, issued_at, expires_at, image_sha256, image_size, image_name, "
-	"signing_key_id, store_path, allow_downgrade, manifest_sequence, uploaded_by) VALUES "
+	"signing_key_id, store_path, allow_downgrade, manifest_sequence, uploaded_by, "
+	"fixes_version_code_min, fixes_version_code_max, advisory) VALUES "
 	"($1, decode($2, 'hex'), decode($3, 'hex'), $4, ARRAY(SELECT "
 	"jsonb_array_elements_text($5::jsonb)), $6, $7::bigint, $8::bigint, $9::bigint, "
 	"$10::boolean, $11::bigint, $12::bigint, decode($13, 'hex'), $14::bigint, $15, "
-	"decode($16, 'hex'), $17, $18::boolean, $19::bigint, $20) RETURNING *), "
+	"decode($16, 'hex'), $17, $18::boolean, $19::bigint, $20, $22::bigint, $23::bigint, "
+	"$24) RETURNING *), "
 	"a AS (INSERT INTO audit (actor, action, object, after) SELECT $20, 'artifact.upload', "
 	"'artifact:' || x.artifact_id, to_jsonb(" ARTIFACT_JSON ") FROM x), "
 	"u AS (DELETE FROM uploads WHERE upload_id = $21::text AND EXISTS (SELECT 1 FROM x)) "
@@ -261,8 +263,8 @@ void wa_bundle_commit(struct wa_ctx *ctx, struct wa_bundle *b)
 	char image_hex[SRV_SHA256_HEX_BYTES], signer_hex[SRV_SHA256_HEX_BYTES],
 		store_name[SRV_SHA256_HEX_BYTES], size_text[24];
 	char *manifest_hex = NULL, *hw_json = NULL;
-	char nums[6][24];
-	const char *params[21];
+	char nums[8][24];
+	const char *params[24];
 	json_t *hw;
 	enum ota_err err;
 
@@ -298,6 +300,11 @@ void wa_bundle_commit(struct wa_ctx *ctx, struct wa_bundle *b)
 	snprintf(nums[3], 24, "%llu", (unsigned long long)m->issued_at);
 	snprintf(nums[4], 24, "%llu", (unsigned long long)m->expires_at);
 	snprintf(nums[5], 24, "%llu", (unsigned long long)m->sequence);
+	/* the signed fix range (Manifest 30..31) means something only for a security fix */
+	snprintf(nums[6], 24, "%llu",
+		 (unsigned long long)(m->is_security_update ? m->fixes_version_code_min : 0));
+	snprintf(nums[7], 24, "%llu",
+		 (unsigned long long)(m->is_security_update ? m->fixes_version_code_max : 0));
 	snprintf(size_text, sizeof(size_text), "%llu", (unsigned long long)payload_size);
 	params[0] = b->artifact_id;
 	params[1] = b->digest_hex;
@@ -320,7 +327,10 @@ void wa_bundle_commit(struct wa_ctx *ctx, struct wa_bundle *b)
 	params[18] = nums[5];
 	params[19] = ctx->actor;
 	params[20] = b->upload_id[0] != '\0' ? b->upload_id : NULL;
-	wa_db(ctx, "wa_artifact_insert", 21, params, bundle_inserted);
+	params[21] = nums[6];
+	params[22] = nums[7];
+	params[23] = m->advisory != NULL ? m->advisory : "";
+	wa_db(ctx, "wa_artifact_insert", 24, params, bundle_inserted);
 out:
 	free(manifest_hex);
 	free(hw_json);

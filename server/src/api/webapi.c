@@ -27,6 +27,7 @@
 #include "ratelimit-internal.h"
 #include "utf8-internal.h"
 #include "campaigns-internal.h"
+#include "exposure-internal.h"
 #include "webapi-internal.h"
 
 /* Status classes counted by /metrics. */
@@ -143,6 +144,8 @@ static const struct wa_route routes[] = {
 	{EVHTTP_REQ_GET, "/console/", WA_ROLE_NONE, WA_BODY_NONE, wa_h_console},
 	{EVHTTP_REQ_GET, "/console/*", WA_ROLE_NONE, WA_BODY_NONE, wa_h_console},
 	{EVHTTP_REQ_GET, "/api/v1/keyrotation", WA_ROLE_VIEWER, WA_BODY_NONE, wa_h_keyrotation},
+	{EVHTTP_REQ_GET, "/api/v1/security/exposure", WA_ROLE_VIEWER, WA_BODY_NONE,
+	 wa_h_security_exposure},
 	{EVHTTP_REQ_POST, "/api/v1/retention/purge", WA_ROLE_ADMIN, WA_BODY_JSON,
 	 wa_h_retention_purge},
 };
@@ -931,6 +934,8 @@ enum ota_err webapi_new(struct event_base *base, struct srv_db *db, struct srv_m
 		err = wa_uploads_prepare(db);
 	if (err == OTA_OK)
 		err = wa_observe_prepare(db);
+	if (err == OTA_OK)
+		err = wa_exposure_prepare(db);
 	if (err == OTA_OK && cfg->console_dir != NULL && cfg->console_dir[0] != '\0')
 		err = wa_console_new(cfg->console_dir, &api->console);
 	if (err != OTA_OK)

@@ -16,6 +16,8 @@ struct srv_server;
 
 /* Free-text details (error_detail, event detail) a report may carry. */
 #define SRV_MAX_DETAIL_BYTES 1024u
+/* Most unexpected reboots a health report may claim (StatusReport 31). */
+#define SRV_MAX_UNEXPECTED_REBOOTS 1000000u
 /* Arena for one decoded StatusReport of OTA_MAX_MQTT_PAYLOAD_BYTES. */
 #define SRV_REPORT_ARENA_BYTES (256u * 1024u)
 

@@ -115,7 +115,8 @@ enum ota_err srv_report_decode(const uint8_t *payload, size_t len, const char *t
 		return OTA_ERR_FORMAT;
 	if (r->seq > INT64_MAX || r->version_code > INT64_MAX || r->security_counter > INT64_MAX ||
 	    r->keylist_version > INT64_MAX || r->rootlist_version > INT64_MAX ||
-	    r->time > INT64_MAX || r->progress_permille > 1000 || r->active_slot > 255)
+	    r->time > INT64_MAX || r->progress_permille > 1000 || r->active_slot > 255 ||
+	    r->health_permille > 1000 || r->unexpected_reboots > SRV_MAX_UNEXPECTED_REBOOTS)
 		return OTA_ERR_FORMAT;
 	if (r->n_events > OTA_MAX_REPORT_EVENTS || r->n_keylist_key_ids > OTA_MAX_KEYS)
 		return OTA_ERR_FORMAT;
@@ -174,6 +175,16 @@ static json_t *report_json(const Fleetota__V1__StatusReport *r)
 		(json_int_t)r->active_slot, "pending_version", r->pending_version, "artifact",
 		r->artifact, "campaign_id", r->campaign_id, "events", events, "keylist_key_ids",
 		key_ids);
+	/* post-install health (StatusReport 30..32, rollout_health) */
+	if (doc != NULL && r->health_known &&
+	    (json_object_set_new(doc, "health_known", json_true()) != 0 ||
+	     json_object_set_new(doc, "unexpected_reboots",
+				 json_integer((json_int_t)r->unexpected_reboots)) != 0 ||
+	     json_object_set_new(doc, "health_permille",
+				 json_integer((json_int_t)r->health_permille)) != 0)) {
+		json_decref(doc);
+		doc = NULL;
+	}
 	json_decref(events);
 	json_decref(key_ids);
 	return doc;

@@ -17,7 +17,7 @@
 /* "{" + ids of up to 20 digits and a comma each + "}" + NUL */
 #define IDS_BYTES (SRV_ROLLOUT_MAX_NOTIFY * 21u + 3u)
 /* a tick row: the Notify fields, then the fencing token */
-#define TICK_COLUMNS (SRV_ROLLOUT_TICK_FENCE_COLUMN + 1)
+#define TICK_COLUMNS (SRV_ROLLOUT_TICK_HEALTH_COLUMN + 1)
 /* a failpoint first waits this long for the broker to acknowledge the last publish (test hook) */
 #define FAILPOINT_WAIT_MS 3000u
 
@@ -49,7 +49,7 @@ enum { STMT_TICK, STMT_PUBLISHED };
 static const struct srv_db_stmt stmts[] = {
 	[STMT_TICK] = {"rol_tick",
 		       "SELECT notification_id, campaign_id, device_id, kind, artifact_id, version,"
-		       " version_code, is_security_update, keylist_version, fence"
+		       " version_code, is_security_update, keylist_version, fence, health_window_s"
 		       " FROM rollout_tick($1, NULL, $2::int, 32, $3::int)",
 		       3},
 	[STMT_PUBLISHED] = {"rol_published",
@@ -319,7 +319,7 @@ static void publish_rows(struct srv_rollout *r, const PGresult *res)
 	for (int row = 0; row < rows; row++) {
 		const char *fields[TICK_COLUMNS];
 		Fleetota__V1__Notify notify;
-		uint64_t fence;
+		uint64_t fence, health_window;
 		char *end;
 		const char *device;
 
@@ -341,10 +341,13 @@ static void publish_rows(struct srv_rollout *r, const PGresult *res)
 		}
 		errno = 0;
 		fence = strtoull(fields[SRV_ROLLOUT_TICK_FENCE_COLUMN], &end, 10);
-		if (errno != 0 || *end != '\0') {
+		if (errno != 0 || *end != '\0' ||
+		    !parse_u64(fields[SRV_ROLLOUT_TICK_HEALTH_COLUMN], &health_window) ||
+		    health_window > UINT32_MAX) {
 			failed++;
 			continue;
 		}
+		notify.health_window_seconds = (uint32_t)health_window;
 		/* not published: stays unacknowledged and is issued again after the lease */
 		if (srv_mqtt_notify_tracked(r->srv->mqtt, device, &notify, fence) != OTA_OK) {
 			failed++;

@@ -76,6 +76,8 @@ void srv_rollout_stop(struct srv_rollout *rollout);
 #define SRV_ROLLOUT_TICK_COLUMNS 9
 /* Then the fencing token, the last column of a tick row. */
 #define SRV_ROLLOUT_TICK_FENCE_COLUMN 9
+/* Then the stage's post-install health window (Notify.health_window_seconds). */
+#define SRV_ROLLOUT_TICK_HEALTH_COLUMN 10
 enum ota_err srv_rollout_notify_from_row(const char *const fields[SRV_ROLLOUT_TICK_COLUMNS],
 					 uint64_t issued_at, Fleetota__V1__Notify *notify);
 

@@ -51,6 +51,9 @@ struct fake {
 	unsigned n_waits;
 	Fleetota__V1__DeviceState states[64];
 	uint32_t progress[64];
+	bool health_known[64];
+	uint32_t reboots[64];
+	uint32_t health[64];
 	unsigned n_states;
 	unsigned retries;
 	enum ota_err outcome;
@@ -200,6 +203,9 @@ static void report_send(void *arg, const uint8_t *buf, size_t len)
 	assert_true(fk.n_states < 64u);
 	fk.states[fk.n_states] = r->state;
 	fk.progress[fk.n_states] = r->progress_permille;
+	fk.health_known[fk.n_states] = r->health_known;
+	fk.reboots[fk.n_states] = r->unexpected_reboots;
+	fk.health[fk.n_states] = r->health_permille;
 	fk.n_states++;
 	fleetota__v1__status_report__free_unpacked(r, NULL);
 }
@@ -701,11 +707,67 @@ static void test_artifact_names(void **state)
 	assert_false(ota_online_artifact_ok("a%2f"));
 }
 
+/* Post-install health: a confirm opens the window; reports then carry the
+ * port's health and the boots it did not ask for since the confirm. */
+static void test_health_after_confirm(void **state)
+{
+	struct world *w = *state;
+	struct ota_online o = policy(w);
+	serve_manifest(w, NULL);
+	ota_sim_set_health(w->sim, 1000, 4); /* boots before the update do not count */
+	ota_online_report(&o, S(IDLE));
+	assert_false(fk.health_known[0]);
+	assert_int_equal(ota_online_install(&o, ART), OTA_OK);
+	unsigned last = fk.n_states - 1;
+	assert_int_equal(fk.states[last], S(CONFIRMED));
+	assert_false(fk.health_known[last - 1]); /* the trial report */
+	assert_true(fk.health_known[last]);
+	assert_int_equal(fk.reboots[last], 0);
+	assert_int_equal(fk.health[last], 1000);
+	ota_sim_set_health(w->sim, 400, 6);
+	ota_online_report(&o, S(IDLE));
+	last = fk.n_states - 1;
+	assert_true(fk.health_known[last]);
+	assert_int_equal(fk.reboots[last], 2);
+	assert_int_equal(fk.health[last], 400);
+	ota_online_health_close(&o);
+	ota_online_report(&o, S(IDLE));
+	assert_false(fk.health_known[fk.n_states - 1]);
+}
+
+static enum ota_err failing_selftest(void *ctx, unsigned slot)
+{
+	(void)ctx;
+	(void)slot;
+	return OTA_ERR_SELFTEST;
+}
+
+/* A revert opens no window; a port without the hook reports healthy. */
+static void test_health_revert_and_no_hook(void **state)
+{
+	struct world *w = *state;
+	struct ota_online o = policy(w);
+	serve_manifest(w, NULL);
+	fake_ops.selftest = failing_selftest;
+	o.selftest = true;
+	assert_int_equal(ota_online_install(&o, ART), OTA_ERR_SELFTEST);
+	assert_false(o.health_open);
+	assert_false(fk.health_known[fk.n_states - 1]);
+	fake_ops.health = NULL;
+	ota_online_health_open(&o);
+	ota_online_report(&o, S(IDLE));
+	assert_true(fk.health_known[fk.n_states - 1]);
+	assert_int_equal(fk.health[fk.n_states - 1], 1000);
+	assert_int_equal(fk.reboots[fk.n_states - 1], 0);
+}
+
 int main(void)
 {
 #define T(f) cmocka_unit_test_setup_teardown(f, setup, teardown)
 	const struct CMUnitTest tests[] = {
 		T(test_install_confirms),
+		T(test_health_after_confirm),
+		T(test_health_revert_and_no_hook),
 		T(test_stall_resumes_with_range),
 		T(test_encrypted_stall_resumes_at_chunk),
 		T(test_encrypted_not_recipient_no_download),

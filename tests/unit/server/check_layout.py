@@ -43,7 +43,8 @@ PUBLIC = {
 # table names every handler while the handlers use the router's helpers,
 # and conns.c takes srv_now() from http.c whose header needs conns'.
 KNOWN_CYCLES = [
-    {'api/campaigns', 'api/webapi'},
+    # the router includes each resource's header, resources include the router's
+    {'api/campaigns', 'api/exposure', 'api/webapi'},
     {'core/conns', 'core/http'},
 ]
 INCLUDE = re.compile(r'^\s*#\s*include\s+"([^"]+)"', re.M)
