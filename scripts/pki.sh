@@ -60,7 +60,6 @@ ca() { # NAME CN
 leaf() {
 	local ca=$1 out=$2 cn=$3 kind=$4 ext
 	[[ -f "$out.crt" ]] && return 0
-	key "$out.key"
 	ext=$(mktemp)
 	if [[ $kind == server ]]; then
 		printf '%s\n' "basicConstraints=critical,CA:FALSE" \
@@ -70,9 +69,14 @@ leaf() {
 		printf '%s\n' "basicConstraints=critical,CA:FALSE" \
 			"keyUsage=critical,digitalSignature" "extendedKeyUsage=clientAuth" >"$ext"
 	fi
-	openssl req -new -key "$out.key" -subj "/O=fleetota dev/CN=$cn" 2>/dev/null |
+	# the key and its request in one openssl run (an existing key is kept):
+	# openssl's start-up is most of a leaf's cost, and tests make hundreds
+	local newkey=(-key "$out.key")
+	[[ -f "$out.key" ]] || newkey=(-newkey ec -pkeyopt ec_paramgen_curve:P-256 -noenc -keyout "$out.key")
+	(umask 077 && openssl req -new "${newkey[@]}" -subj "/O=fleetota dev/CN=$cn" 2>/dev/null) |
 		openssl x509 -req -CA "$dir/$ca.crt" -CAkey "$dir/$ca.key" -CAcreateserial \
 			-days "${5:-$days}" -extfile "$ext" -out "$out.crt" 2>/dev/null
+	chmod 600 "$out.key"
 	rm -f "$ext"
 }
 

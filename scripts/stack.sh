@@ -47,6 +47,10 @@ STACK_SERVER_PID=
 STACK_SERVER_STATUS=0
 STACK_SERVER_ENV=()
 STACK_PORT_DIR=${STACK_PORT_DIR:-/tmp/fleetota-ports}
+# psql straight from PostgreSQL's bindir: Debian's /usr/bin/psql is a Perl
+# wrapper that doubles the CPU of each call, and tests poll with psql
+STACK_PG_BINDIR=${PG_BINDIR:-$(ls -d /usr/lib/postgresql/15/bin 2>/dev/null || dirname "$(command -v initdb || command -v psql)")}
+[[ ! -x "$STACK_PG_BINDIR/psql" || ":$PATH:" == *":$STACK_PG_BINDIR:"* ]] || PATH=$STACK_PG_BINDIR:$PATH
 
 stack_fail() {
 	if declare -F fail >/dev/null; then
