@@ -11,7 +11,7 @@ FUZZ_SECONDS ?= 60
 # Integration tests mostly wait (servers, brokers, timeouts), so more run at
 # once than there are cores; the ones that measure time or load both cores
 # are is_parallel: false in their meson.build and run alone.
-TEST_PROCESSES ?= 4
+TEST_PROCESSES ?= 3
 MESON_TEST_ARGS ?=
 # make test records each phase's wall and CPU time here and prints them
 PHASE_TIMES ?= $(CURDIR)/$(TEST_BUILD)-phases.tsv
@@ -42,7 +42,8 @@ $(TEST_BUILD)/build.ninja:
 unit: deps $(TEST_BUILD)/build.ninja
 	CPUTIME_LABEL=build-test $(TIMED) ninja -C $(TEST_BUILD)
 	CPUTIME_LABEL="meson tests" $(TIMED) meson test -C $(TEST_BUILD) --print-errorlogs \
-		--num-processes $(TEST_PROCESSES) --wrapper $(CURDIR)/scripts/cputime.py $(MESON_TEST_ARGS)
+		--num-processes $(TEST_PROCESSES) --wrapper $(CURDIR)/scripts/cputime.py --logbase testlog \
+		$(MESON_TEST_ARGS)
 
 # The phases one after the other, then where the time went (also on failure).
 test:

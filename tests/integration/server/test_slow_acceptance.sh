@@ -72,6 +72,9 @@ log "device connections open at the server, every 5 s: ${samples[*]}"
 wait $PROBE $PROBE_NEW
 probe=$(cat "$T/probe.out")
 probe_new=$(cat "$T/probe-new.out")
+# the hold is over: the dribblers stop now (SIGTERM: they print their
+# figures) instead of running out their --hold margin
+kill -TERM $SLOW_A $SLOW_B 2>/dev/null || true
 wait $SLOW_A $SLOW_B
 log "handshake dribblers: $(cat "$T/slow-hs.out")"
 log "request-head dribblers: $(cat "$T/slow-head.out")"
