@@ -130,14 +130,7 @@ stack_pki "$pki" bench-dev
 mkdir -p "$T/fx"
 "$tool" fixtures "$T/fx" "img:1.0.0:2:$((image_mb * 1024 * 1024))" >/dev/null
 chmod -R a+rX "$T/fx"
-stack_server_conf "$T/server.conf" \
-	"db_conninfo=host=$T/pg port=$pg_port dbname=fleetota user=postgres" \
-	"migrations_dir=$top/migrations" \
-	"device_listen=127.0.0.1:$srv_port" \
-	"tls_cert=$pki/server.crt" \
-	"tls_key=$pki/server.key" \
-	"device_ca=$pki/device-ca.crt" \
-	"store_dir=$T/fx/store" \
+stack_server_conf "$T/server.conf" "$pki" "$T/pg" "$pg_port" "$srv_port" "$T/fx/store" \
 	rate_per_sec=1000000 \
 	rate_burst=1000000 \
 	log_level=warn

@@ -163,21 +163,11 @@ stack_pg_start "$T/pg" "$PG_PORT"
 log "PostgreSQL on 127.0.0.1:$PG_PORT (private cluster, user postgres)"
 stack_broker_start "$T/mq" "$MQ_PORT" "$PKI"
 log "mosquitto on 127.0.0.1:$MQ_PORT (TLS client certificates, per-device ACL)"
-stack_server_conf "$T/server.conf" \
-	"db_conninfo=host=$T/pg port=$PG_PORT dbname=fleetota user=postgres" \
+stack_server_conf "$T/server.conf" "$PKI" "$T/pg" "$PG_PORT" "$DEV_PORT" "$T/store" \
 	db_pool_size=4 \
-	"migrations_dir=$TOP/migrations" \
-	"device_listen=127.0.0.1:$DEV_PORT" \
-	"tls_cert=$PKI/server.crt" \
-	"tls_key=$PKI/server.key" \
-	"device_ca=$PKI/device-ca.crt" \
-	"store_dir=$T/store" \
 	rate_per_sec=20 \
 	rate_burst=40 \
-	"mqtt_url=ssl://127.0.0.1:$MQ_PORT" \
-	"mqtt_ca=$PKI/server-ca.crt" \
-	"mqtt_cert=$PKI/servers/1.crt" \
-	"mqtt_key=$PKI/servers/1.key" \
+	"mqtt=$MQ_PORT" \
 	"device_crl=$PKI/device-ca.crl" \
 	notify_poll_ms=500 \
 	"admin_listen=127.0.0.1:$API_PORT" \

@@ -17,10 +17,13 @@
 #   stack_pki DIR [DEVICE_ID...] the dev PKI (pki.sh), quiet
 #   stack_pg_start DIR PORT      PostgreSQL, database fleetota; stack_pg_stop DIR
 #   stack_broker_start DIR PORT PKI   mosquitto; stack_broker_stop DIR
-#   stack_server_conf OUT KEY=VALUE...
-#                                an ota-server config: the given keys, in the
-#                                given order (one per argument, "KEY=VALUE"
-#                                or a whole "KEY = VALUE" line)
+#   stack_server_conf OUT PKI PG_DIR PG_PORT DEVICE_PORT STORE [KEY=VALUE...]
+#                                an ota-server config: the database, the
+#                                migrations, the device listener with PKI's
+#                                certificates, the store, then the given keys
+#                                in order (one per argument, "KEY=VALUE" or a
+#                                whole "KEY = VALUE" line; "mqtt=PORT": the
+#                                broker on PORT as PKI's ota-server:1)
 #   stack_server_start CONF LOG [UNTIL...]
 #                                ota-server in the background (STACK_SERVER_PID;
 #                                env STACK_SERVER_ENV=(K=V...) for its
@@ -32,7 +35,9 @@
 #   stack_server_stop [SIGNAL [SECONDS]]
 #                                stops it by PID (TERM; after SECONDS, KILL
 #                                when SECONDS is given), its exit status in
-#                                STACK_SERVER_STATUS
+#                                STACK_SERVER_STATUS; STACK_STOP_PID=PID
+#                                stack_server_stop stops a server the caller
+#                                started itself
 #   stack_stop                   server, broker and PostgreSQL under STACK
 #   stack_cleanup                stack_stop, then removes STACK and releases
 #                                the ports (from an EXIT trap)
@@ -106,11 +111,18 @@ stack_pg_stop() { "$STACK_TOP/scripts/pg.sh" stop "${1:?DIR}"; }
 stack_broker_start() { "$STACK_TOP/scripts/mosquitto.sh" start "${1:?DIR}" "${2:?PORT}" "${3:?PKI}" >/dev/null; }
 stack_broker_stop() { "$STACK_TOP/scripts/mosquitto.sh" stop "${1:?DIR}"; }
 
-stack_server_conf() { # OUT KEY=VALUE...
-	local out=${1:?OUT} kv
-	shift
-	for kv in "$@"; do
-		if [[ $kv == *" = "* || $kv == "#"* || -z $kv ]]; then
+stack_server_conf() { # OUT PKI PG_DIR PG_PORT DEVICE_PORT STORE [KEY=VALUE...]
+	local out=${1:?OUT} pki=${2:?PKI} kv
+	local base=("db_conninfo=host=${3:?PG_DIR} port=${4:?PG_PORT} dbname=fleetota user=postgres"
+		"migrations_dir=$STACK_TOP/migrations" "device_listen=127.0.0.1:${5:?DEVICE_PORT}"
+		"tls_cert=$pki/server.crt" "tls_key=$pki/server.key" "device_ca=$pki/device-ca.crt"
+		"store_dir=${6:?STORE}")
+	shift 6
+	for kv in "${base[@]}" "$@"; do
+		if [[ $kv == mqtt=* ]]; then
+			printf '%s\n' "mqtt_url = ssl://127.0.0.1:${kv#mqtt=}" "mqtt_ca = $pki/server-ca.crt" \
+				"mqtt_cert = $pki/servers/1.crt" "mqtt_key = $pki/servers/1.key"
+		elif [[ $kv == *" = "* || $kv == "#"* || -z $kv ]]; then
 			printf '%s\n' "$kv"
 		else
 			printf '%s = %s\n' "${kv%%=*}" "${kv#*=}"
@@ -145,9 +157,9 @@ stack_server_start() { # CONF LOG [UNTIL...]
 }
 
 stack_server_stop() { # [SIGNAL [SECONDS]]
-	local pid=$STACK_SERVER_PID
+	local pid=${STACK_STOP_PID:-$STACK_SERVER_PID}
 	[[ -n "$pid" ]] || return 0
-	STACK_SERVER_PID=
+	[[ -n "${STACK_STOP_PID:-}" ]] || STACK_SERVER_PID=
 	kill -"${1:-TERM}" "$pid" 2>/dev/null || true
 	if [[ -n "${2:-}" ]]; then
 		for _ in $(seq 1 $(($2 * 10))); do

@@ -74,25 +74,15 @@ stop_broker() { stack_broker_stop "$T/mq"; }
 sql() { psql "host=$T/pg port=$PG_PORT dbname=fleetota user=postgres" -v ON_ERROR_STOP=1 -Atq "$@"; }
 
 write_config() {
-	stack_server_conf "$T/server.conf" \
+	stack_server_conf "$T/server.conf" "$PKI" "$T/pg" "$PG_PORT" "$DEV_PORT" "$STORE" \
 		"# written by tests/integration/server/lib.sh" \
-		"db_conninfo=host=$T/pg port=$PG_PORT dbname=fleetota user=postgres" \
 		db_pool_size=2 \
-		"migrations_dir=$TOP/migrations" \
-		"device_listen=127.0.0.1:$DEV_PORT" \
-		"tls_cert=$PKI/server.crt" \
-		"tls_key=$PKI/server.key" \
-		"device_ca=$PKI/device-ca.crt" \
-		"store_dir=$STORE" \
 		"rate_per_sec=${RATE_PER_SEC:-20}" \
 		"rate_burst=${RATE_BURST:-40}" \
 		"report_rate_per_sec=${REPORT_RATE:-2}" \
 		"report_burst=${REPORT_BURST:-30}" \
 		http_timeout_sec=3 \
-		"mqtt_url=ssl://127.0.0.1:$MQ_PORT" \
-		"mqtt_ca=$PKI/server-ca.crt" \
-		"mqtt_cert=$PKI/servers/1.crt" \
-		"mqtt_key=$PKI/servers/1.key" \
+		"mqtt=$MQ_PORT" \
 		notify_poll_ms=200 \
 		log_level=debug \
 		"${SERVER_CONF_EXTRA:-}"
@@ -120,11 +110,8 @@ start_server() {
 # Stops the server with SIGTERM; a sanitizer report makes its status non-zero.
 stop_server() {
 	[[ -n "$SERVER_PID" ]] || return 0
-	STACK_SERVER_PID=$SERVER_PID
-	SERVER_PID=
-	stack_server_stop
-	SERVER_STATUS=$STACK_SERVER_STATUS
-	return 0
+	STACK_STOP_PID=$SERVER_PID stack_server_stop
+	SERVER_PID= SERVER_STATUS=$STACK_SERVER_STATUS
 }
 
 check_server_exit() {

@@ -29,11 +29,8 @@ free_port() { stack_free_port; }
 
 stop_server() {
 	[[ -n "$SERVER_PID" ]] || return 0
-	STACK_SERVER_PID=$SERVER_PID
-	SERVER_PID=
-	stack_server_stop
-	SERVER_STATUS=$STACK_SERVER_STATUS
-	return 0
+	STACK_STOP_PID=$SERVER_PID stack_server_stop
+	SERVER_PID= SERVER_STATUS=$STACK_SERVER_STATUS
 }
 
 cleanup() {
@@ -102,15 +99,8 @@ setup_world() {
 	mkdir -p "$STORE" "$FX"
 	"$TOP/scripts/pki.sh" "$PKI" dev-1 dev-4 >/dev/null 2>&1 || fail "pki"
 	stack_pg_start "$T/pg" "$PG_PORT"
-	stack_server_conf "$T/server.conf" \
-		"db_conninfo=host=$T/pg port=$PG_PORT dbname=fleetota user=postgres" \
+	stack_server_conf "$T/server.conf" "$PKI" "$T/pg" "$PG_PORT" "$DEV_PORT" "$STORE" \
 		db_pool_size=2 \
-		"migrations_dir=$TOP/migrations" \
-		"device_listen=127.0.0.1:$DEV_PORT" \
-		"tls_cert=$PKI/server.crt" \
-		"tls_key=$PKI/server.key" \
-		"device_ca=$PKI/device-ca.crt" \
-		"store_dir=$STORE" \
 		"admin_listen=127.0.0.1:$API_PORT" \
 		"admin_max_upload_bytes=${MAX_UPLOAD:-8388608}" \
 		http_timeout_sec=5 \
