@@ -46,10 +46,14 @@ log "baseline, kept-alive connection: $base"
 SRC_A=$(seq -s, -f '127.0.2.%g' 1 20)
 SRC_B=$(seq -s, -f '127.0.3.%g' 1 5)
 log "1,000 slow connections for $HOLD s (900 handshakes, 100 request heads, 1 byte/s)"
-"$SRV_SLOWCLIENT" slow --mode hs --reconnect --hold $((HOLD + 25)) --ready "$T/ready-a" \
+# the dribblers run until stopped after the measured hold: their own --hold
+# is only a backstop, longer than their ramp-up (up to 120 s on a loaded
+# machine) plus the hold, so the count never drops while it is sampled
+DRIBBLE_S=$((HOLD + 180))
+"$SRV_SLOWCLIENT" slow --mode hs --reconnect --hold "$DRIBBLE_S" --ready "$T/ready-a" \
 	--src "$SRC_A" 127.0.0.1 "$DEV_PORT" 900 >"$T/slow-hs.out" &
 SLOW_A=$!
-"$SRV_SLOWCLIENT" slow --mode head --path /v1/manifests/art-1 --reconnect --hold $((HOLD + 25)) \
+"$SRV_SLOWCLIENT" slow --mode head --path /v1/manifests/art-1 --reconnect --hold "$DRIBBLE_S" \
 	--ready "$T/ready-b" --tls "$PKI/server-ca.crt" "$PKI/devices/dev-2.crt" "$PKI/devices/dev-2.key" \
 	--src "$SRC_B" 127.0.0.1 "$DEV_PORT" 100 >"$T/slow-head.out" &
 SLOW_B=$!
