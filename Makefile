@@ -42,7 +42,7 @@ $(TEST_BUILD)/build.ninja:
 unit: deps $(TEST_BUILD)/build.ninja
 	CPUTIME_LABEL=build-test $(TIMED) ninja -C $(TEST_BUILD)
 	CPUTIME_LABEL="meson tests" $(TIMED) meson test -C $(TEST_BUILD) --print-errorlogs \
-		--num-processes $(TEST_PROCESSES) --wrapper $(CURDIR)/scripts/cputime.py --logbase testlog \
+		--num-processes $(TEST_PROCESSES) --wrapper $(CURDIR)/scripts/cputime.py \
 		$(MESON_TEST_ARGS)
 
 # The phases one after the other, then where the time went (also on failure).

@@ -10,7 +10,10 @@ set -euo pipefail
 phases=${1:?PHASES_FILE}
 build=${2:-build-test}
 top_n=${3:-20}
-/usr/bin/python3 - "$phases" "$build/meson-logs/testlog.json" "$top_n" <<'PY'
+# meson names its log after the wrapper (make test: scripts/cputime.py)
+testlog=$build/meson-logs/testlog-cputime.py.json
+[[ -f $testlog ]] || testlog=$build/meson-logs/testlog.json
+/usr/bin/python3 - "$phases" "$testlog" "$top_n" <<'PY'
 import json, os, re, sys
 phases, testlog, top_n = sys.argv[1], sys.argv[2], int(sys.argv[3])
 print("== make test: time per phase (wall / CPU of the process tree, seconds)")
