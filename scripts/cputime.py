@@ -28,11 +28,17 @@ def main():
     if len(sys.argv) < 2:
         print("usage: cputime.py COMMAND [ARGS...]", file=sys.stderr)
         return 2
+    log = os.environ.get("CPUTIME_LOG")
+    label = os.environ.get("CPUTIME_LABEL", sys.argv[1])
     libc = ctypes.CDLL(None, use_errno=True)
     libc.prctl(PR_SET_CHILD_SUBREAPER, 1, 0, 0, 0)
     start = time.monotonic()
     child = os.fork()
     if child == 0:
+        # the phase log is this process's: a nested cputime.py (meson's
+        # wrapper of each test) must not write to it
+        os.environ.pop("CPUTIME_LOG", None)
+        os.environ.pop("CPUTIME_LABEL", None)
         try:
             os.execvp(sys.argv[1], sys.argv[1:])
         except OSError as e:
@@ -71,9 +77,9 @@ def main():
         rc = 128 + os.WTERMSIG(status)
     else:
         rc = os.WEXITSTATUS(status)
-    if os.environ.get("CPUTIME_LOG"):
-        with open(os.environ["CPUTIME_LOG"], "a") as f:
-            f.write(f"{os.environ.get('CPUTIME_LABEL', sys.argv[1])}\t"
+    if log:
+        with open(log, "a") as f:
+            f.write(f"{label}\t"
                     f"{ru.ru_utime + ru.ru_stime:.1f}\t{wall:.1f}\t{rc}\n")
     return rc
 
