@@ -10,11 +10,6 @@
 #   scripts/pg.sh conninfo DIR PORT [DBNAME] prints a libpq conninfo
 #
 # DIR's parents must be traversable by `postgres` (chmod 711 on a mktemp dir).
-#
-# initdb costs about 2.5 s of CPU, and the tests start some 40 clusters: the
-# first initdb's result (a cluster never started) is kept as a template in
-# PG_TEMPLATE (default /tmp/fleetota-pg-template-UID-VERSION) and later
-# clusters are copies of it (cp -a, 0.3 s). PG_TEMPLATE=none turns it off.
 set -euo pipefail
 cmd=${1:?usage: pg.sh start|stop|status|conninfo DIR [PORT] [DBNAME]}
 dir=${2:?DIR}
@@ -46,23 +41,12 @@ start)
 		echo "pg.sh: $dir is not reachable by user postgres (chmod 711 its parents)" >&2
 		exit 1
 	fi
-	version=$("$bindir/pg_ctl" --version | awk '{print $NF}')
-	template=${PG_TEMPLATE:-/tmp/fleetota-pg-template-$(id -u)-$version}
-	if [[ ! -f "$dir/data/PG_VERSION" && $template != none && -f "$template/PG_VERSION" ]]; then
-		cp -a "$template" "$dir/data"
-	fi
 	if [[ ! -f "$dir/data/PG_VERSION" ]]; then
-		rm -rf "$dir/data"
 		as_pg "$bindir/initdb" -D "$dir/data" -U postgres -A trust -E UTF8 \
 			--no-sync >"$dir/initdb.log" 2>&1 || {
 			cat "$dir/initdb.log" >&2
 			exit 1
 		}
-		# the template appears whole or not at all (another test may race)
-		if [[ $template != none && ! -e "$template" ]]; then
-			cp -a "$dir/data" "$template.$$" 2>/dev/null &&
-				mv -T "$template.$$" "$template" 2>/dev/null || rm -rf "$template.$$"
-		fi
 	fi
 	if pid_of >/dev/null; then
 		echo "pg.sh: already running (pid $(pid_of))" >&2
