@@ -21,7 +21,8 @@ code() { local rc=0; "$@" >"$T/out" 2>"$T/err" || rc=$?; echo "$rc"; }
 log "usage errors exit 2; an unknown server or token exits 1"
 [[ $(code "$OTA_CTL" --server "$API" frobnicate) == 2 ]] || fail "unknown command"
 [[ $(code "$OTA_CTL" devices) == 2 ]] || fail "no server: $(cat "$T/err")"
-[[ $(code "$OTA_CTL" --server "$API" --token fota_bad devices list) == 1 ]] || fail "bad token"
+rc=$(code "$OTA_CTL" --server "$API" --token fota_bad devices list)
+[[ $rc == 1 ]] || fail "bad token: exit $rc: $(head -c 2000 "$T/err")"
 grep -q "HTTP 401 unauthorized" "$T/err" || fail "401 not named: $(cat "$T/err")"
 
 log "login: checks the token, writes the profile (0600), later commands use it"
