@@ -9,6 +9,7 @@
 #include "fleetota/agent.h"
 #include "fleetota/bundle.h"
 #include "fleetota/trust.h"
+#include "delta-internal.h"
 #include "text-internal.h"
 
 /* Chunk used to re-hash a slot (resume, boot verification). */
@@ -525,6 +526,7 @@ void ota_agent_close(struct ota_agent *agent)
 	if (agent->install.active)
 		ota_sha256_abort(&agent->install.hash);
 	agent->install.active = false;
+	ota_delta_install_close(agent);
 }
 
 enum ota_err ota_agent_provision(struct ota_agent *agent, const uint8_t *rootlist,
@@ -948,6 +950,11 @@ static enum ota_err install_begin(struct ota_agent *agent, struct ota_arena *are
 		ota_text_str(&detail, " bytes exceeds the slot");
 		return reject(agent, OTA_ERR_SIZE, &info, detail_buf);
 	}
+	if (m->delta) {
+		err = ota_delta_install_check(agent, m, &detail);
+		if (err != OTA_OK)
+			return reject(agent, err, &info, detail_buf);
+	}
 	verdict = OTA_OK;
 
 	/* persist: trust first, then the staging state */
@@ -956,6 +963,13 @@ static enum ota_err install_begin(struct ota_agent *agent, struct ota_arena *are
 	err = ota_sha256(menv->body.data, menv->body.len, inst->manifest_sha256);
 	if (err != OTA_OK)
 		return err;
+	inst->slot = (uint8_t)slot;
+	inst->info = info;
+	if (m->delta) {
+		err = ota_delta_install_open(agent, m);
+		if (err != OTA_OK)
+			return reject(agent, err, &info, "cannot open the delta base");
+	}
 	struct ota_agent_state next = agent->state;
 	err = trust_persist(agent, arena, &view, &next);
 	if (err != OTA_OK)
@@ -964,15 +978,17 @@ static enum ota_err install_begin(struct ota_agent *agent, struct ota_arena *are
 	next.last_error_detail[0] = '\0';
 	(void)event_add(agent, &next, OTA_EVENT_INSTALL_STARTED, OTA_OK, &info, "");
 
-	inst->slot = (uint8_t)slot;
-	inst->size = m->image->size;
-	inst->info = info;
+	if (!inst->delta)
+		inst->size = m->image->size;
 	memcpy(inst->sha256, m->image->sha256.data, OTA_SHA256_BYTES);
 	err = ota_sha256_init(&inst->hash);
-	if (err != OTA_OK)
+	if (err != OTA_OK) {
+		ota_delta_install_close(agent);
 		return err;
+	}
 
-	bool resume = agent->state.phase == OTA_PHASE_STAGING && agent->state.target_slot == slot &&
+	/* a delta starts over: its output is only as good as every frame before it */
+	bool resume = !inst->delta && agent->state.phase == OTA_PHASE_STAGING && agent->state.target_slot == slot &&
 		      agent->state.staged_bytes <= inst->size &&
 		      memcmp(agent->state.staging_manifest_sha256, inst->manifest_sha256,
 			     OTA_SHA256_BYTES) == 0;
@@ -988,6 +1004,7 @@ static enum ota_err install_begin(struct ota_agent *agent, struct ota_arena *are
 	}
 	if (err != OTA_OK) {
 		ota_sha256_abort(&inst->hash);
+		ota_delta_install_close(agent);
 		return err;
 	}
 	inst->active = verdict == OTA_OK;
@@ -1057,6 +1074,17 @@ uint64_t ota_agent_image_size(const struct ota_agent *agent)
 	return agent->install.active ? agent->install.size : 0;
 }
 
+bool ota_agent_install_is_delta(const struct ota_agent *agent,
+				uint8_t ret_base_sha256[OTA_SHA256_BYTES])
+{
+	if (!agent->install.active || !agent->install.delta)
+		return false;
+	if (ret_base_sha256)
+		memcpy(ret_base_sha256, agent->state.slots[agent->install.base_slot].sha256,
+		       OTA_SHA256_BYTES);
+	return true;
+}
+
 /* Ends a staging that failed verification: slot erased, state idle. */
 static enum ota_err staging_fail(struct ota_agent *agent, enum ota_err err, const char *detail)
 {
@@ -1072,6 +1100,23 @@ static enum ota_err staging_fail(struct ota_agent *agent, enum ota_err err, cons
 	return note_failure(agent, &next, OTA_EVENT_REJECTED, err, &info, detail);
 }
 
+/* Delta payload bytes: a payload that is not the signed one fails the staging. */
+static enum ota_err delta_write(struct ota_agent *agent, const void *chunk, size_t len)
+{
+	char buf[OTA_AGENT_DETAIL_BYTES];
+	struct ota_text detail;
+	ota_text_init(&detail, buf, sizeof(buf));
+	enum ota_err err = ota_delta_install_write(agent, chunk, len, &detail);
+	if (err == OTA_OK) {
+		agent->install.written += len;
+		return OTA_OK;
+	}
+	if (err == OTA_ERR_HASH)
+		return staging_fail(agent, err, buf);
+	ota_agent_close(agent);
+	return err;
+}
+
 enum ota_err ota_agent_write(struct ota_agent *agent, const void *chunk, size_t len)
 {
 	struct ota_install *inst = &agent->install;
@@ -1085,11 +1130,14 @@ enum ota_err ota_agent_write(struct ota_agent *agent, const void *chunk, size_t 
 		char buf[OTA_AGENT_DETAIL_BYTES];
 		struct ota_text detail;
 		ota_text_init(&detail, buf, sizeof(buf));
-		ota_text_str(&detail, "image longer than the declared ");
+		ota_text_str(&detail, inst->delta ? "delta longer than the declared "
+						  : "image longer than the declared ");
 		ota_text_u64(&detail, inst->size);
 		ota_text_str(&detail, " bytes");
 		return staging_fail(agent, OTA_ERR_SIZE, buf);
 	}
+	if (inst->delta)
+		return delta_write(agent, chunk, len);
 	if (agent->port.ops->slot_write(agent->port.ctx, inst->slot, inst->written, chunk, len) !=
 	    OTA_OK) {
 		ota_agent_close(agent);
@@ -1138,9 +1186,17 @@ enum ota_err ota_agent_finish(struct ota_agent *agent)
 		ota_text_u64(&detail, inst->size);
 		return staging_fail(agent, OTA_ERR_SIZE, buf);
 	}
+	if (inst->delta) {
+		char buf[OTA_AGENT_DETAIL_BYTES];
+		struct ota_text detail;
+		ota_text_init(&detail, buf, sizeof(buf));
+		enum ota_err derr = ota_delta_install_finish(agent, &detail);
+		if (derr != OTA_OK)
+			return staging_fail(agent, derr, buf);
+	}
 	enum ota_err err = ota_sha256_final(&inst->hash, digest);
 	if (err != OTA_OK) {
-		inst->active = false;
+		ota_agent_close(agent);
 		return err;
 	}
 	if (memcmp(digest, inst->sha256, sizeof(digest)) == 0)
@@ -1148,13 +1204,14 @@ enum ota_err ota_agent_finish(struct ota_agent *agent)
 	if (verdict != OTA_OK)
 		return staging_fail(agent, verdict, "image SHA-256 differs from the manifest");
 	inst->active = false;
+	ota_delta_install_close(agent);
 	if (agent->port.ops->slot_sync(agent->port.ctx, inst->slot) != OTA_OK)
 		return OTA_ERR_STORAGE;
 	struct ota_agent_state next = agent->state;
 	next.phase = OTA_PHASE_PENDING;
 	next.target_slot = inst->slot;
 	next.slots[inst->slot] = inst->info;
-	next.staged_bytes = inst->size;
+	next.staged_bytes = inst->info.size;
 	(void)event_add(agent, &next, OTA_EVENT_VERIFIED, OTA_OK, &inst->info, "");
 	(void)event_add(agent, &next, OTA_EVENT_PENDING, OTA_OK, &inst->info, "");
 	return state_store(agent, &next);

@@ -68,6 +68,9 @@ enum {
 	OPT_KEYLIST_FLOOR,
 	OPT_EXPECT_HEAD,
 	OPT_COUNT,
+	OPT_BASE,
+	OPT_DELTA_CHUNK,
+	OPT_DELTA_LEVEL,
 };
 
 #define COMMON_OPTIONS                                                       \

@@ -11,6 +11,7 @@
 #include <openssl/crypto.h>
 
 #include "cli.h"
+#include "ota_delta_make.h"
 
 static const char help_sign[] =
 	"Usage: ota-keys sign --key OPKEY --keylist KEYLIST --image FILE --product MODEL\n"
@@ -30,7 +31,13 @@ static const char help_sign[] =
 	"  --image-name NAME      default: the image's file name\n"
 	"  --rootlist ROOTLIST    verify the KeyList against it and carry it in the bundle\n"
 	"  --rootlist-chain FILE  intermediate RootLists for the bundle, oldest first\n"
-	"  --no-keylist           do not carry the KeyList in the bundle\n";
+	"  --no-keylist           do not carry the KeyList in the bundle\n"
+	"  --base FILE            a delta bundle: the payload is the delta from FILE (the\n"
+	"                         image devices must run) to --image; the manifest binds\n"
+	"                         both images' hashes and the delta's (docs/keys.md)\n"
+	"  --delta-chunk N        image bytes per delta frame, the device's RAM (default\n"
+	"                         1048576, at most 1048576)\n"
+	"  --delta-level N        zstd level of the delta (default 19)\n";
 
 int cli_cmd_sign(int argc, char **argv)
 {
@@ -57,6 +64,9 @@ int cli_cmd_sign(int argc, char **argv)
 		{"manifest-out", required_argument, NULL, OPT_MANIFEST_OUT},
 		{"bundle-out", required_argument, NULL, OPT_BUNDLE_OUT},
 		{"no-keylist", no_argument, NULL, OPT_NO_KEYLIST},
+		{"base", required_argument, NULL, OPT_BASE},
+		{"delta-chunk", required_argument, NULL, OPT_DELTA_CHUNK},
+		{"delta-level", required_argument, NULL, OPT_DELTA_LEVEL},
 		{NULL, 0, NULL, 0},
 	};
 	struct common c = {.now = (uint64_t)time(NULL)};
@@ -75,6 +85,11 @@ int cli_cmd_sign(int argc, char **argv)
 	uint64_t size = 0;
 	char *image_copy = NULL;
 	enum ota_err err = OTA_OK;
+	const char *base = NULL;
+	uint64_t delta_chunk = OTA_DELTA_DEFAULT_CHUNK_BYTES, delta_level = OTA_DELTA_DEFAULT_LEVEL;
+	Fleetota__V1__DeltaInfo delta;
+	struct kr_delta_hashes delta_hashes;
+	char delta_path[4096] = "";
 
 	kr_verifier_init(&v, 0);
 	while ((opt = cli_next_option(argc, argv, "", options, &c, help_sign, &rc)) > 0) {
@@ -140,6 +155,15 @@ int cli_cmd_sign(int argc, char **argv)
 		case OPT_NO_KEYLIST:
 			no_keylist = 1;
 			break;
+		case OPT_BASE:
+			base = optarg;
+			break;
+		case OPT_DELTA_CHUNK:
+			bad = cli_parse_u64(optarg, &delta_chunk);
+			break;
+		case OPT_DELTA_LEVEL:
+			bad = cli_parse_u64(optarg, &delta_level);
+			break;
 		}
 		if (bad)
 			return EXIT_USAGE;
@@ -151,6 +175,11 @@ int cli_cmd_sign(int argc, char **argv)
 				       "");
 	if (!manifest_out && !bundle_out)
 		return cli_usage_error("give --manifest-out and/or --bundle-out%s", "");
+	if (base && (!bundle_out || delta_chunk == 0 || delta_chunk > OTA_DELTA_MAX_CHUNK_BYTES ||
+		     delta_level < 1 || delta_level > 22))
+		return cli_usage_error("--base needs --bundle-out, --delta-chunk 1..1048576 and "
+				       "--delta-level 1..22%s",
+				       "");
 	if (chain.n > OTA_MAX_ROOT_CHAIN)
 		return cli_usage_error("too many --rootlist-chain files%s", "");
 	if (cli_parse_u64(version_code_arg, &spec.version_code) ||
@@ -220,6 +249,19 @@ int cli_cmd_sign(int argc, char **argv)
 			      kr_time_format(spec.issued_at, t, sizeof(t)));
 		goto cli_fail;
 	}
+	if (base) {
+		/* the payload is the delta: the bundle streams it instead of the image */
+		if (snprintf(delta_path, sizeof(delta_path), "%s.delta.tmp", bundle_out) >=
+		    (int)sizeof(delta_path)) {
+			err = kr_fail(&c.diag, OTA_ERR_INVALID_ARG, "path too long");
+			goto cli_fail;
+		}
+		if ((err = kr_delta_build(base, image, delta_path, (uint32_t)delta_chunk,
+					  (int)delta_level, &delta, &delta_hashes, &c.diag)) !=
+		    OTA_OK)
+			goto cli_fail;
+		spec.delta = &delta;
+	}
 	if ((err = kr_image_hash(image, sha, &size, &c.diag)) != OTA_OK ||
 	    (err = kr_manifest_build(&spec, sha, size, &body, &body_len, &c.diag)) != OTA_OK ||
 	    (err = kr_envelope_new(body, body_len, &env)) != OTA_OK ||
@@ -245,8 +287,9 @@ int cli_cmd_sign(int argc, char **argv)
 			.rootlist_chain = (const Fleetota__V1__Signed *const *)chain_envs,
 			.n_rootlist_chain = chain.n,
 		};
-		if ((err = kr_bundle_write(bundle_out, &parts, image, sha, size, &c.diag)) !=
-		    OTA_OK)
+		if ((err = kr_bundle_write(bundle_out, &parts, base ? delta_path : image,
+					   base ? delta_hashes.sha256 : sha,
+					   base ? delta.size : size, &c.diag)) != OTA_OK)
 			goto cli_fail;
 	}
 	if (manifest_out && (err = kr_envelope_write(manifest_out, env, &c.diag)) != OTA_OK)
@@ -256,6 +299,10 @@ int cli_cmd_sign(int argc, char **argv)
 	printf("manifest %s %s (code %llu, counter %llu) image %llu bytes sha256 %s\n",
 	       spec.product, spec.version, (unsigned long long)spec.version_code,
 	       (unsigned long long)spec.security_counter, (unsigned long long)size, sha_hex);
+	if (base)
+		printf("delta %llu bytes (%.1f %% of the image) from base of %llu bytes\n",
+		       (unsigned long long)delta.size, 100.0 * (double)delta.size / (double)size,
+		       (unsigned long long)delta.base_size);
 	rc = 0;
 	goto out;
 cli_fail:
@@ -263,6 +310,8 @@ cli_fail:
 out:
 	if (env)
 		fleetota__v1__signed__free_unpacked(env, NULL);
+	if (delta_path[0])
+		unlink(delta_path);
 	free(body);
 	free(image_copy);
 	kr_verifier_release(&v);

@@ -39,6 +39,10 @@ static const struct err_entry err_table[OTA__ERR_COUNT] = {
 	[OTA_ERR_NOT_FOUND] = {"OTA_ERR_NOT_FOUND", "not found"},
 	[OTA_ERR_BUSY] = {"OTA_ERR_BUSY", "busy, try again later"},
 	[OTA_ERR_CONSENT] = {"OTA_ERR_CONSENT", "update waits for the owner's consent"},
+	[OTA_ERR_DELTA_BASE] = {"OTA_ERR_DELTA_BASE",
+				"delta is made from an image this device does not run"},
+	[OTA_ERR_DELTA_UNSUPPORTED] = {"OTA_ERR_DELTA_UNSUPPORTED",
+				       "delta encoding or size this device cannot apply"},
 };
 
 const char *ota_err_name(enum ota_err err)

@@ -27,6 +27,7 @@
 #include <stdint.h>
 
 #include "fleetota/crypto.h"
+#include "fleetota/delta.h"
 #include "fleetota/limits.h"
 #include "fleetota/port.h"
 
@@ -105,6 +106,14 @@ struct ota_agent_config {
 	const char *hw_revision;
 	/* bytes between staging checkpoints; 0 = OTA_AGENT_CHECKPOINT_BYTES */
 	uint64_t checkpoint_bytes;
+	/*
+	 * Work area for delta updates (fleetota/delta.h), borrowed for the
+	 * agent's life; NULL = deltas are refused (OTA_ERR_DELTA_UNSUPPORTED).
+	 * OTA_DELTA_WORK_BYTES takes any delta; a smaller area takes deltas
+	 * whose chunk fits (ota_delta_work_bytes).
+	 */
+	void *delta_work;
+	size_t delta_work_len;
 };
 
 /* A snapshot for status reports and `ota-agent status --json`. */
@@ -136,6 +145,18 @@ struct ota_install {
 	uint8_t manifest_sha256[OTA_SHA256_BYTES];
 	struct ota_slot_info info;
 	struct ota_sha256_ctx hash;
+	/*
+	 * A delta install (agent/src/delta_install.c): size and written count
+	 * the delta payload; hash, sha256 and info are still the final
+	 * image's. A delta is never resumed: it starts over (it is small).
+	 */
+	bool delta;
+	bool base_mapped;
+	uint8_t base_slot;
+	uint64_t image_written; /* final-image bytes written into the slot */
+	uint8_t delta_sha256[OTA_SHA256_BYTES];
+	struct ota_sha256_ctx delta_hash;
+	struct ota_delta applier;
 };
 
 /* The boot record (OTA_REC_BOOT): which slot is confirmed, and its image. */
@@ -237,8 +258,18 @@ enum ota_err ota_agent_begin_bundle(struct ota_agent *agent, const uint8_t *head
 
 /* After begin: the image offset to continue from (0, or a resumed prefix). */
 uint64_t ota_agent_offset(const struct ota_agent *agent);
-/* After begin: the image size the manifest declares. */
+/*
+ * After begin: the payload size the manifest declares: the image's, or
+ * for a delta the delta's (what the transport must fetch).
+ */
 uint64_t ota_agent_image_size(const struct ota_agent *agent);
+
+/*
+ * After begin: true when the install is a delta; then *ret_base_sha256
+ * (may be NULL) is the base image's hash (the delivery path names it).
+ */
+bool ota_agent_install_is_delta(const struct ota_agent *agent,
+				uint8_t ret_base_sha256[OTA_SHA256_BYTES]);
 
 /*
  * Appends image bytes at ota_agent_offset(). More than the manifest's

@@ -75,6 +75,9 @@ struct ota_linux_port {
 	struct ota_https *https; /* borrowed */
 	const char *server_url; /* "https://host:port", borrowed */
 	const volatile sig_atomic_t *stop; /* set by a signal handler: wait returns */
+	/* slot_map: the running slot mapped read-only for a delta's base */
+	const void *map[OTA_SLOT_COUNT];
+	size_t map_len[OTA_SLOT_COUNT];
 };
 
 /*

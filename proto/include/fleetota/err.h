@@ -35,6 +35,10 @@ enum ota_err {
 	OTA_ERR_NOT_FOUND = 23,
 	OTA_ERR_BUSY = 24,
 	OTA_ERR_CONSENT = 25,
+	/* a delta's base is not the image this device runs (refused before download) */
+	OTA_ERR_DELTA_BASE = 26,
+	/* a delta this device cannot apply (algorithm, chunk size, no mapped slot) */
+	OTA_ERR_DELTA_UNSUPPORTED = 27,
 	OTA__ERR_COUNT
 };
 

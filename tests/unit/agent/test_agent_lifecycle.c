@@ -274,19 +274,43 @@ static void rotation_free(struct rotation *r)
 	memset(r, 0, sizeof(*r));
 }
 
-/* One power-fail scenario: an update of v2, optionally carrying a trust rotation. */
+/*
+ * One power-fail scenario: an update of v2, optionally carrying a trust
+ * rotation; or (delta) an update to the next image by a delta from v1.
+ */
 struct cut_run {
 	Fleetota__V1__Signed *m;
 	struct rotation rot;
 	bool rotate;
+	bool delta;
+	struct world_delta d;
+	uint8_t next[W_NEXT_LEN];
+	const uint8_t *image; /* the final image */
+	size_t image_len;
+	const uint8_t *payload; /* what the install streams: the image or the delta */
+	size_t payload_len;
 };
 
-static void cut_run_prepare(struct world *w, struct cut_run *run, bool rotate)
+static void cut_run_prepare(struct world *w, struct cut_run *run, bool rotate, bool delta)
 {
 	struct ota_fx_manifest spec;
 	memset(run, 0, sizeof(*run));
 	run->rotate = rotate;
+	run->delta = delta;
+	run->image = run->payload = w->v2;
+	run->image_len = run->payload_len = sizeof(w->v2);
 	world_manifest(w, &spec, w->v2, sizeof(w->v2), 20, 7);
+	if (delta) {
+		world_next_image(w, run->next);
+		world_delta_make(&run->d, w->v1, sizeof(w->v1), run->next, W_NEXT_LEN,
+				 W_DELTA_CHUNK);
+		world_manifest(w, &spec, run->next, W_NEXT_LEN, 20, 7);
+		spec.delta = &run->d.info;
+		run->image = run->next;
+		run->image_len = W_NEXT_LEN;
+		run->payload = run->d.payload;
+		run->payload_len = run->d.len;
+	}
 	if (rotate) {
 		rotation_new(w, &run->rot);
 		spec.signers = &run->rot.op3;
@@ -299,12 +323,13 @@ static void cut_run_free(struct cut_run *run)
 	ota_fx_env_free(run->m);
 	if (run->rotate)
 		rotation_free(&run->rot);
+	world_delta_free(&run->d);
 }
 
 static enum ota_err cut_run_install(struct world *w, const struct cut_run *run)
 {
 	return world_install(w, run->m, run->rotate ? run->rot.kl3 : NULL,
-			     run->rotate ? run->rot.root2 : NULL, w->v2, sizeof(w->v2));
+			     run->rotate ? run->rot.root2 : NULL, run->payload, run->payload_len);
 }
 
 /* One install + boot + confirm of v2; stops at the first error. */
@@ -325,16 +350,16 @@ static void run_update(struct world *w, const struct cut_run *run)
  * recorded), that trust moved roots first and then keys, and that
  * repeating the update succeeds. Returns whether the cut happened.
  */
-static bool cut_once(struct world *w, enum ota_sim_cache mode, bool rotate, uint64_t n)
+static bool cut_once(struct world *w, enum ota_sim_cache mode, bool rotate, bool delta, uint64_t n)
 {
 	uint8_t v1_sha[32];
 	uint8_t v2_sha[32];
 	struct cut_run run;
-	sha_of(w->v1, sizeof(w->v1), v1_sha);
-	sha_of(w->v2, sizeof(w->v2), v2_sha);
 	world_teardown(w);
 	world_setup(w);
-	cut_run_prepare(w, &run, rotate); /* the world's keys are new */
+	cut_run_prepare(w, &run, rotate, delta); /* the world's keys are new */
+	sha_of(w->v1, sizeof(w->v1), v1_sha);
+	sha_of(run.image, run.image_len, v2_sha);
 	ota_sim_set_cache(w->sim, mode);
 	ota_sim_cut_at(w->sim, n);
 	run_update(w, &run);
@@ -395,30 +420,43 @@ static bool cut_once(struct world *w, enum ota_sim_cache mode, bool rotate, uint
 }
 
 /* A cut at every mutating storage operation; returns how many there were. */
-static uint64_t cut_every_operation(struct world *w, enum ota_sim_cache mode, bool rotate)
+static uint64_t cut_every_operation(struct world *w, enum ota_sim_cache mode, bool rotate,
+				    bool delta)
 {
 	uint64_t n = 1;
-	while (cut_once(w, mode, rotate, n))
+	while (cut_once(w, mode, rotate, delta, n))
 		n++;
 	/* erase, record copies, image writes, checkpoints, boot, confirm */
 	assert_true(n > 15);
 	print_message("%s cache, %s: power cut at each of %llu operations\n",
 		      mode == OTA_SIM_CACHE_DROP ? "dropping" : "tearing",
-		      rotate ? "RootList + KeyList in the bundle" : "plain update",
+		      rotate ? "RootList + KeyList in the bundle"
+			     : (delta ? "delta update" : "plain update"),
 		      (unsigned long long)(n - 1));
 	return n - 1;
 }
 
 static void test_power_fail_every_operation(void **state)
 {
-	(void)cut_every_operation(*state, OTA_SIM_CACHE_DROP, false);
-	(void)cut_every_operation(*state, OTA_SIM_CACHE_TEAR, false);
+	(void)cut_every_operation(*state, OTA_SIM_CACHE_DROP, false, false);
+	(void)cut_every_operation(*state, OTA_SIM_CACHE_TEAR, false, false);
+}
+
+/*
+ * The same loop over a delta apply (issue 15): a cut at any operation
+ * leaves a verified image booting, never a pending slot without the full
+ * hash, and the repeated update (starting the delta over) succeeds.
+ */
+static void test_power_fail_delta(void **state)
+{
+	(void)cut_every_operation(*state, OTA_SIM_CACHE_DROP, false, true);
+	(void)cut_every_operation(*state, OTA_SIM_CACHE_TEAR, false, true);
 }
 
 /* KeyList / RootList updates carried in the bundle, under the same cut loop. */
 static void test_power_fail_trust_rotation(void **state)
 {
-	(void)cut_every_operation(*state, OTA_SIM_CACHE_DROP, true);
+	(void)cut_every_operation(*state, OTA_SIM_CACHE_DROP, true, false);
 }
 
 /* A cut at every operation of install + boot + failing self-test (revert). */
@@ -501,6 +539,7 @@ int main(void)
 		T(test_resume_rehashes_prefix),
 		T(test_event_log),
 		T(test_power_fail_every_operation),
+		T(test_power_fail_delta),
 		T(test_power_fail_trust_rotation),
 		T(test_power_fail_during_revert),
 		T(test_memory_budget),
