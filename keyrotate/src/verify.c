@@ -1,5 +1,6 @@
 /* SPDX-License-Identifier: Apache-2.0 */
 #include <errno.h>
+#include <stdbool.h>
 #include <fcntl.h>
 #include <stdlib.h>
 #include <string.h>
@@ -165,10 +166,18 @@ enum ota_err kr_verify_manifest(struct kr_verifier *v, const Fleetota__V1__Signe
 	return OTA_OK;
 }
 
-/* Streams fd through SHA-256; checks exact size and digest. */
-static enum ota_err image_check(int fd, const Fleetota__V1__Manifest *m, const char *what,
-				struct kr_diag *diag)
+/*
+ * Streams fd through SHA-256; checks exact size and digest: the image's,
+ * or with payload set and a delta manifest the delta payload's (what a
+ * delta bundle carries after its header).
+ */
+static enum ota_err image_check(int fd, const Fleetota__V1__Manifest *m, bool payload,
+				const char *what, struct kr_diag *diag)
 {
+	bool delta = payload && m->delta;
+	const uint64_t size = delta ? m->delta->size : m->image->size;
+	const uint8_t *sha = delta ? m->delta->sha256.data : m->image->sha256.data;
+	const char *noun = delta ? "delta" : "image";
 	struct ota_sha256_ctx ctx;
 	uint8_t digest[OTA_SHA256_BYTES];
 	uint64_t seen = 0;
@@ -182,7 +191,7 @@ static enum ota_err image_check(int fd, const Fleetota__V1__Manifest *m, const c
 	}
 	for (;;) {
 		/* never ask for more than the manifest allows, plus one to see excess */
-		uint64_t left = m->image->size - seen;
+		uint64_t left = size - seen;
 		size_t want = left < KR_IO_CHUNK ? (size_t)left : KR_IO_CHUNK;
 		if (want == 0)
 			want = 1;
@@ -196,24 +205,24 @@ static enum ota_err image_check(int fd, const Fleetota__V1__Manifest *m, const c
 		}
 		if (got == 0)
 			break;
-		if (seen + (uint64_t)got > m->image->size) {
-			err = kr_fail(diag, OTA_ERR_SIZE, "%s: more than the %llu image bytes",
-				      what, (unsigned long long)m->image->size);
+		if (seen + (uint64_t)got > size) {
+			err = kr_fail(diag, OTA_ERR_SIZE, "%s: more than the %llu %s bytes", what,
+				      (unsigned long long)size, noun);
 			break;
 		}
 		seen += (uint64_t)got;
 		if ((err = ota_sha256_update(&ctx, chunk, (size_t)got)) != OTA_OK)
 			break;
 	}
-	if (err == OTA_OK && seen != m->image->size)
-		err = kr_fail(diag, OTA_ERR_SIZE, "%s: %llu image bytes, the manifest says %llu",
-			      what, (unsigned long long)seen, (unsigned long long)m->image->size);
+	if (err == OTA_OK && seen != size)
+		err = kr_fail(diag, OTA_ERR_SIZE, "%s: %llu %s bytes, the manifest says %llu",
+			      what, (unsigned long long)seen, noun, (unsigned long long)size);
 	if (err != OTA_OK) {
 		ota_sha256_abort(&ctx);
 	} else if ((err = ota_sha256_final(&ctx, digest)) == OTA_OK &&
-		   memcmp(digest, m->image->sha256.data, OTA_SHA256_BYTES) != 0) {
-		err = kr_fail(diag, OTA_ERR_HASH, "%s: image SHA-256 differs from the manifest's",
-			      what);
+		   memcmp(digest, sha, OTA_SHA256_BYTES) != 0) {
+		err = kr_fail(diag, OTA_ERR_HASH, "%s: %s SHA-256 differs from the manifest's", what,
+			      noun);
 	}
 	free(chunk);
 	return err;
@@ -225,7 +234,7 @@ enum ota_err kr_verify_image_file(const Fleetota__V1__Manifest *manifest, const 
 	int fd = open(path, O_RDONLY | O_CLOEXEC);
 	if (fd < 0)
 		return kr_fail(diag, OTA_ERR_STORAGE, "cannot open %s: %s", path, strerror(errno));
-	enum ota_err err = image_check(fd, manifest, path, diag);
+	enum ota_err err = image_check(fd, manifest, false, path, diag);
 	close(fd);
 	return err;
 }
@@ -290,7 +299,7 @@ enum ota_err kr_verify_bundle_file(struct kr_verifier *v, const char *path, stru
 	/* the manifest is verified before one image byte is read */
 	if ((err = kr_verify_manifest(v, hdr->manifest, arena, &m, diag)) != OTA_OK)
 		goto out;
-	err = image_check(fd, m, path, diag);
+	err = image_check(fd, m, true, path, diag);
 out:
 	free(header);
 	close(fd);
