@@ -22,7 +22,9 @@
 #            mke2fs -d; cached in bench/cache/rootfs (the first run needs the
 #            network and a few minutes; BENCH_DELTA_ROOTFS=0 skips the pair)
 # Knobs: BENCH_DELTA_PAIRS ("agent rootfs"), BENCH_DELTA_OLD, BENCH_DELTA_ROOTFS_MB
-#        (image size, 400), BENCH_DELTA_BUILD_S (time bound of each build, 900)
+#        (image size, 240), BENCH_DELTA_BUILD_S (time bound of each build, 900),
+#        BENCH_DELTA_LEVEL (zstd level of ota-keys sign --base, 19),
+#        BENCH_DELTA_ROOTFS_LEVEL (the rootfs pair's, 3)
 
 delta_cache=$top/bench/cache
 delta_bound=${BENCH_DELTA_BUILD_S:-900}
@@ -77,7 +79,7 @@ delta_rootfs_tree() { # NAME INCLUDE
 }
 
 delta_pair_rootfs() { # DIR
-	local mb=${BENCH_DELTA_ROOTFS_MB:-400} name
+	local mb=${BENCH_DELTA_ROOTFS_MB:-240} name
 	delta_rootfs_tree base "" || return 1
 	delta_rootfs_tree new "less,nano,netbase,procps" || return 1
 	for name in base new; do
@@ -114,12 +116,15 @@ delta_sign() { # IMAGE VERSION_CODE BUNDLE [--base BASE]
 }
 
 bench_delta_pair() { # NAME
-	local d=$T/delta-$1 what base_bytes new_bytes
+	local d=$T/delta-$1 what base_bytes new_bytes level=${BENCH_DELTA_LEVEL:-19}
+	# make time grows with image x base / chunk (docs/decisions.md): a lower
+	# zstd level keeps a rootfs image's delta in minutes
+	[[ $1 != rootfs ]] || level=${BENCH_DELTA_ROOTFS_LEVEL:-3}
 	mkdir -p "$d"
 	what=$("delta_pair_$1" "$d") || { echo "bench: delta: pair $1 skipped" >&2; return 0; }
 	base_bytes=$(stat -c %s "$d/base")
 	new_bytes=$(stat -c %s "$d/new")
-	echo "bench: delta: $what ($base_bytes -> $new_bytes bytes)"
+	echo "bench: delta: $what ($base_bytes -> $new_bytes bytes), zstd level $level"
 	make_keys
 	delta_sign "$d/base" 1 "$d/base.otab" >/dev/null
 	delta_sign "$d/new" 2 "$d/full.otab" >/dev/null
@@ -129,7 +134,7 @@ bench_delta_pair() { # NAME
 		"$keys" sign --key "$T/keys/op-ed25519.key" --keylist "$T/keys/kl.signed" \
 		--rootlist "$T/keys/roots/rootlist-1.signed" --image "$d/new" --product bench \
 		--hw-rev A --version 1.0.2 --version-code 2 --bundle-out "$d/delta.otab" \
-		--base "$d/base") || return 1
+		--base "$d/base" --delta-level "$level") || return 1
 	size_ours=$(grep -oE '^delta [0-9]+' "$d/make.log" | cut -d' ' -f2)
 	t_bsdiff=$(delta_measure "$d/bsdiff" bsdiff "$d/base" "$d/new" "$d/patch.bsdiff") || return 1
 	size_bs=$(stat -c %s "$d/patch.bsdiff")
