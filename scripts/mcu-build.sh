@@ -20,49 +20,39 @@ mkdir -p "$out/obj"
 CC=arm-none-eabi-gcc
 command -v $CC >/dev/null || { echo "mcu-build: $CC missing (bash scripts/install-deps.sh)" >&2; exit 1; }
 
-# protobuf-c's runtime source, once
-pbc=$(ls -d "$out"/src/protobuf-c-*/ 2>/dev/null | head -1 || true)
-if [[ -z "$pbc" ]]; then
-	echo "mcu-build: fetching Debian's protobuf-c source"
-	apt=$out/apt
-	mkdir -p "$apt/lists/partial" "$apt/parts" "$out/src"
-	cat >"$apt/parts/src.sources" <<SRC
+# A Debian source package unpacked into $out/src, once: prints its directory.
+source_pkg() { # DIR_GLOB SOURCE_SPEC
+	local dir
+	dir=$(ls -d "$out"/src/$1/ 2>/dev/null | head -1 || true)
+	if [[ -z "$dir" ]]; then
+		echo "mcu-build: fetching Debian's $2 source" >&2
+		local apt=$out/apt
+		mkdir -p "$apt/lists/partial" "$apt/parts" "$out/src"
+		cat >"$apt/parts/src.sources" <<SRC
 Types: deb-src
 URIs: http://deb.debian.org/debian
 Suites: bookworm
 Components: main
 Signed-By: /usr/share/keyrings/debian-archive-keyring.gpg
 SRC
-	opts=(-o Dir::Etc::SourceList=/dev/null -o "Dir::Etc::SourceParts=$apt/parts"
-		-o "Dir::State::Lists=$apt/lists" -o Debug::NoDropPrivs=1 -o APT::Sandbox::User=root)
-	apt-get "${opts[@]}" update -qq
-	version=$(dpkg-query -W -f='${source:Version}' libprotobuf-c-dev)
-	(cd "$out/src" && apt-get "${opts[@]}" source -qq "protobuf-c=$version" >/dev/null)
-	pbc=$(ls -d "$out"/src/protobuf-c-*/ | head -1)
-fi
+		local opts=(-o Dir::Etc::SourceList=/dev/null -o "Dir::Etc::SourceParts=$apt/parts"
+			-o "Dir::State::Lists=$apt/lists" -o Debug::NoDropPrivs=1
+			-o APT::Sandbox::User=root)
+		apt-get "${opts[@]}" update -qq >&2
+		(cd "$out/src" && apt-get "${opts[@]}" source -qq "$2" >/dev/null)
+		dir=$(ls -d "$out"/src/$1/ | head -1)
+	fi
+	echo "$dir"
+}
 
+# protobuf-c's runtime source, of the version the host uses
+pbc=$(source_pkg 'protobuf-c-*' "protobuf-c=$(dpkg-query -W -f='${source:Version}' libprotobuf-c-dev)")
 # zstd's decoder (the delta applier of agent/src/delta.c), from Debian
 # bookworm's source package (the frame format is stable: any 1.5 decoder
-# reads what the host's encoder writes); only lib/common and
+# reads what the host's encoder writes; the host's version may be a
+# security update the mirror's source pool lacks); only lib/common and
 # lib/decompress, without the x86 assembly
-zsrc=$(ls -d "$out"/src/libzstd-*/ 2>/dev/null | head -1 || true)
-if [[ -z "$zsrc" ]]; then
-	echo "mcu-build: fetching Debian's zstd source"
-	apt=$out/apt
-	mkdir -p "$apt/lists/partial" "$apt/parts" "$out/src"
-	cat >"$apt/parts/src.sources" <<SRC
-Types: deb-src
-URIs: http://deb.debian.org/debian
-Suites: bookworm
-Components: main
-Signed-By: /usr/share/keyrings/debian-archive-keyring.gpg
-SRC
-	opts=(-o Dir::Etc::SourceList=/dev/null -o "Dir::Etc::SourceParts=$apt/parts"
-		-o "Dir::State::Lists=$apt/lists" -o Debug::NoDropPrivs=1 -o APT::Sandbox::User=root)
-	apt-get "${opts[@]}" update -qq
-	(cd "$out/src" && apt-get "${opts[@]}" source -qq libzstd >/dev/null)
-	zsrc=$(ls -d "$out"/src/libzstd-*/ | head -1)
-fi
+zsrc=$(source_pkg 'libzstd-*' libzstd)
 
 protoc-c --proto_path="$top/proto" --c_out="$out" "$top/proto/ota.proto"
 

@@ -23,8 +23,7 @@ static unsigned window_log_for(uint64_t bytes)
 
 static bool dict_magic(const uint8_t *base, size_t len)
 {
-	return len >= 4 && base[0] == 0x37 && base[1] == 0xA4 && base[2] == 0x30 &&
-	       base[3] == 0xEC;
+	return len >= 4 && base[0] == 0x37 && base[1] == 0xA4 && base[2] == 0x30 && base[3] == 0xEC;
 }
 
 static bool zstd_ok(size_t rc)

@@ -988,8 +988,8 @@ static enum ota_err install_begin(struct ota_agent *agent, struct ota_arena *are
 	}
 
 	/* a delta starts over: its output is only as good as every frame before it */
-	bool resume = !inst->delta && agent->state.phase == OTA_PHASE_STAGING && agent->state.target_slot == slot &&
-		      agent->state.staged_bytes <= inst->size &&
+	bool resume = !inst->delta && agent->state.phase == OTA_PHASE_STAGING &&
+		      agent->state.target_slot == slot && agent->state.staged_bytes <= inst->size &&
 		      memcmp(agent->state.staging_manifest_sha256, inst->manifest_sha256,
 			     OTA_SHA256_BYTES) == 0;
 	if (resume) {

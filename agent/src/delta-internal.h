@@ -18,8 +18,8 @@
  * base is the running image (OTA_ERR_DELTA_BASE), and this device can
  * apply the encoding (OTA_ERR_DELTA_UNSUPPORTED). Nothing is changed.
  */
-enum ota_err ota_delta_install_check(const struct ota_agent *agent,
-				     const Fleetota__V1__Manifest *m, struct ota_text *detail);
+enum ota_err ota_delta_install_check(const struct ota_agent *agent, const Fleetota__V1__Manifest *m,
+				     struct ota_text *detail);
 
 /*
  * Opens the delta part of agent->install (already zeroed, slot set): maps

@@ -87,8 +87,8 @@ static enum ota_err frame_decode(struct ota_delta *d, ota_delta_out_fn out, void
 	return OTA_OK;
 }
 
-static enum ota_err feed(struct ota_delta *d, const uint8_t *data, size_t len,
-			 ota_delta_out_fn out, void *out_arg)
+static enum ota_err feed(struct ota_delta *d, const uint8_t *data, size_t len, ota_delta_out_fn out,
+			 void *out_arg)
 {
 	while (len > 0) {
 		if (d->frame_len == 0) {
@@ -144,8 +144,7 @@ enum ota_err ota_delta_feed(struct ota_delta *d, const uint8_t *data, size_t len
 
 bool ota_delta_complete(const struct ota_delta *d)
 {
-	return d->open && d->out_done == d->final_size && d->frame_len == 0 &&
-	       d->prefix_have == 0;
+	return d->open && d->out_done == d->final_size && d->frame_len == 0 && d->prefix_have == 0;
 }
 
 void ota_delta_close(struct ota_delta *d)

@@ -8,8 +8,8 @@
 
 #include "delta-internal.h"
 
-enum ota_err ota_delta_install_check(const struct ota_agent *agent,
-				     const Fleetota__V1__Manifest *m, struct ota_text *detail)
+enum ota_err ota_delta_install_check(const struct ota_agent *agent, const Fleetota__V1__Manifest *m,
+				     struct ota_text *detail)
 {
 	const Fleetota__V1__DeltaInfo *d = m->delta;
 	const struct ota_slot_info *running = &agent->state.slots[agent->state.confirmed_slot];

@@ -139,8 +139,8 @@ static enum ota_err membuf_put(void *arg, const uint8_t *data, size_t len)
 }
 
 /* The delivery API's path of what (DESIGN.md section 4). */
-static void fetch_path(enum ota_fetch_what what, const char *artifact, const char *query,
-		       char *buf, size_t cap)
+static void fetch_path(enum ota_fetch_what what, const char *artifact, const char *query, char *buf,
+		       size_t cap)
 {
 	static const char *const prefix[] = {"/v1/manifests/", "/v1/images/", "/v1/keylist",
 					     "/v1/rootlist"};
@@ -346,8 +346,8 @@ static bool delta_fallback(enum ota_err err)
  * is pending on OTA_OK. *ret_rejected: the core refused (else a transport
  * failure); *ret_delta: the manifest was a delta.
  */
-static enum ota_err stage(struct ota_online *o, const char *artifact, bool full,
-			  bool *ret_rejected, bool *ret_delta)
+static enum ota_err stage(struct ota_online *o, const char *artifact, bool full, bool *ret_rejected,
+			  bool *ret_delta)
 {
 	char path[OTA_ONLINE_ARTIFACT_MAX + 32 + 2 * OTA_SHA256_BYTES];
 	struct membuf manifest = {.data = o->work + WORK_MANIFEST, .cap = OTA_MAX_ENVELOPE_BYTES};
@@ -376,8 +376,8 @@ static enum ota_err stage(struct ota_online *o, const char *artifact, bool full,
 	if (ota_agent_install_is_delta(o->agent, base)) {
 		if (full) {
 			/* asked for the full image, got a delta: not what was asked */
-			(void)ota_agent_abort(o->agent, OTA_ERR_FORMAT, "a delta, not the full image",
-					      false);
+			(void)ota_agent_abort(o->agent, OTA_ERR_FORMAT,
+					      "a delta, not the full image", false);
 			return OTA_ERR_FORMAT;
 		}
 		*ret_delta = true;

@@ -5,22 +5,21 @@
 #include "kr.h"
 #include "ota_delta_make.h"
 
-enum ota_err kr_delta_build(const char *base_path, const char *image_path,
-			    const char *payload_path, uint32_t chunk_bytes, int level,
-			    Fleetota__V1__DeltaInfo *ret_info, struct kr_delta_hashes *ret_hashes,
-			    struct kr_diag *diag)
+enum ota_err kr_delta_build(const char *base_path, const char *image_path, const char *payload_path,
+			    uint32_t chunk_bytes, int level, Fleetota__V1__DeltaInfo *ret_info,
+			    struct kr_delta_hashes *ret_hashes, struct kr_diag *diag)
 {
 	struct ota_delta_made made;
-	enum ota_err err = ota_delta_make_file(base_path, image_path, payload_path, chunk_bytes,
-					       level, &made);
+	enum ota_err err =
+		ota_delta_make_file(base_path, image_path, payload_path, chunk_bytes, level, &made);
 	if (err == OTA_ERR_DELTA_UNSUPPORTED)
 		return kr_fail(diag, err,
 			       "no delta of %s from %s: chunk of %u bytes out of 1..%u, or a base "
 			       "that begins with zstd's dictionary magic",
 			       image_path, base_path, chunk_bytes, OTA_DELTA_MAX_CHUNK_BYTES);
 	if (err != OTA_OK)
-		return kr_fail(diag, err, "cannot make the delta of %s from %s into %s",
-			       image_path, base_path, payload_path);
+		return kr_fail(diag, err, "cannot make the delta of %s from %s into %s", image_path,
+			       base_path, payload_path);
 	memcpy(ret_hashes->base_sha256, made.base_sha256, OTA_SHA256_BYTES);
 	memcpy(ret_hashes->sha256, made.sha256, OTA_SHA256_BYTES);
 	fleetota__v1__delta_info__init(ret_info);

@@ -215,14 +215,14 @@ static enum ota_err image_check(int fd, const Fleetota__V1__Manifest *m, bool pa
 			break;
 	}
 	if (err == OTA_OK && seen != size)
-		err = kr_fail(diag, OTA_ERR_SIZE, "%s: %llu %s bytes, the manifest says %llu",
-			      what, (unsigned long long)seen, noun, (unsigned long long)size);
+		err = kr_fail(diag, OTA_ERR_SIZE, "%s: %llu %s bytes, the manifest says %llu", what,
+			      (unsigned long long)seen, noun, (unsigned long long)size);
 	if (err != OTA_OK) {
 		ota_sha256_abort(&ctx);
 	} else if ((err = ota_sha256_final(&ctx, digest)) == OTA_OK &&
 		   memcmp(digest, sha, OTA_SHA256_BYTES) != 0) {
-		err = kr_fail(diag, OTA_ERR_HASH, "%s: %s SHA-256 differs from the manifest's", what,
-			      noun);
+		err = kr_fail(diag, OTA_ERR_HASH, "%s: %s SHA-256 differs from the manifest's",
+			      what, noun);
 	}
 	free(chunk);
 	return err;

@@ -202,9 +202,8 @@ static void sim_slot_unmap(void *ctx, unsigned slot)
 {
 	struct ota_sim *sim = ctx;
 	if (slot < OTA_SLOT_COUNT)
-		sim->mapped &= (uint8_t)~(1u << slot);
+		sim->mapped &= (uint8_t) ~(1u << slot);
 }
-
 
 static bool sim_record_valid(enum ota_record rec, unsigned copy)
 {

@@ -169,9 +169,9 @@ void world_delta_make(struct world_delta *d, const uint8_t *base, size_t base_le
 	struct payload_buf b = {.d = d};
 	uint64_t size = 0;
 	memset(d, 0, sizeof(*d));
-	assert_int_equal(ota_delta_make(base, base_len, image, len, chunk_bytes, 19, payload_put,
-					&b, &size),
-			 OTA_OK);
+	assert_int_equal(
+		ota_delta_make(base, base_len, image, len, chunk_bytes, 19, payload_put, &b, &size),
+		OTA_OK);
 	assert_int_equal(size, d->len);
 	SHA256(base, base_len, d->base_sha256);
 	SHA256(d->payload, d->len, d->sha256);

@@ -131,9 +131,8 @@ static void test_wrong_base(void **state)
 	struct ota_fx_buf b = ota_fx_bundle_bytes(&bs);
 	uint32_t hlen = 0;
 	assert_int_equal(ota_bundle_prefix_parse(b.data, &hlen), OTA_OK);
-	assert_string_equal(ota_err_name(ota_agent_begin_bundle(&w->agent,
-								 b.data + OTA_BUNDLE_PREFIX_BYTES,
-								 hlen)),
+	assert_string_equal(ota_err_name(ota_agent_begin_bundle(
+				    &w->agent, b.data + OTA_BUNDLE_PREFIX_BYTES, hlen)),
 			    "OTA_ERR_DELTA_BASE");
 	assert_int_equal(ota_agent_image_size(&w->agent), 0);
 	ota_fx_buf_free(&b);
@@ -383,12 +382,10 @@ int main(void)
 		cmocka_unit_test_setup_teardown(test_tampered_delta, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_output_hash_wrong, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_delta_to_other_image, setup, teardown),
-		cmocka_unit_test_setup_teardown(test_unsigned_payload_same_output, setup,
-						teardown),
+		cmocka_unit_test_setup_teardown(test_unsigned_payload_same_output, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_untrusted_signer, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_delta_bigger_than_declared, setup, teardown),
-		cmocka_unit_test_setup_teardown(test_delta_shorter_than_declared, setup,
-						teardown),
+		cmocka_unit_test_setup_teardown(test_delta_shorter_than_declared, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_image_size_wrong, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_full_image_checks_hold, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_unsupported, setup, teardown),

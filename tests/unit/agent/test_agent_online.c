@@ -400,8 +400,8 @@ static void test_delta_fails_then_full(void **state)
 	struct ota_event ev;
 	bool hash_event = false;
 	for (uint64_t seq = 1; seq < w->agent.state.next_event_seq; seq++) {
-		if (ota_agent_event(&w->agent, seq, &ev) == OTA_OK && ev.kind == OTA_EVENT_REJECTED &&
-		    ev.error == OTA_ERR_HASH)
+		if (ota_agent_event(&w->agent, seq, &ev) == OTA_OK &&
+		    ev.kind == OTA_EVENT_REJECTED && ev.error == OTA_ERR_HASH)
 			hash_event = true;
 	}
 	assert_true(hash_event);
