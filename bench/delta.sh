@@ -20,8 +20,9 @@
 #   rootfs   two Debian bookworm minbase trees made by mmdebstrap (the new
 #            one with a few packages added), as ext4 images made by
 #            mke2fs -d; cached in bench/cache/rootfs (the first run needs the
-#            network and a few minutes; BENCH_DELTA_ROOTFS=0 skips the pair)
-# Knobs: BENCH_DELTA_PAIRS ("agent rootfs"), BENCH_DELTA_OLD, BENCH_DELTA_ROOTFS_MB
+#            network and a few minutes); only with BENCH_DELTA_PAIRS="agent rootfs"
+# Knobs: BENCH_DELTA_PAIRS ("agent"; "agent rootfs" adds the rootfs pair,
+#        minutes of mmdebstrap the first time and of delta making each time), BENCH_DELTA_OLD, BENCH_DELTA_ROOTFS_MB
 #        (image size, 240), BENCH_DELTA_BUILD_S (time bound of each build, 900),
 #        BENCH_DELTA_LEVEL (zstd level of ota-keys sign --base, 19),
 #        BENCH_DELTA_ROOTFS_LEVEL (the rootfs pair's, 3)
@@ -184,7 +185,7 @@ bench_delta_pair() { # NAME
 delta_rows=()
 bench_delta() {
 	local pair
-	for pair in ${BENCH_DELTA_PAIRS:-agent rootfs}; do
+	for pair in ${BENCH_DELTA_PAIRS:-agent}; do
 		bench_delta_pair "$pair"
 	done
 	echo
