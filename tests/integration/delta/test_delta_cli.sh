@@ -52,6 +52,14 @@ delta=$(stat -c %s d12.otab)
 ((delta * 4 < full)) || fail "delta bundle of $delta bytes for a $full-byte image"
 "$KEYS" verify --rootlist roots/rootlist-1.signed d12.otab >/dev/null ||
 	fail "ota-keys verify refuses the delta bundle"
+# the manifest binds the base (hash, size), the encoding and the payload
+insp=$("$KEYS" inspect --json d12.otab)
+[ "$(jq -r '.. | .delta? // empty | .base_sha256' <<<"$insp")" = "$(sha256sum v1.img | cut -d' ' -f1)" ] ||
+	fail "inspect: base hash: $insp"
+[ "$(jq -r '.. | .delta? // empty | "\(.base_size) \(.chunk_bytes) \(.algorithm)"' <<<"$insp")" = \
+	"120000 65536 1" ] || fail "inspect: delta fields: $insp"
+[ "$(jq -r '.. | .image? // empty | .sha256? // empty' <<<"$insp" | head -1)" = \
+	"$(sha256sum v2.img | cut -d' ' -f1)" ] || fail "inspect: final image hash: $insp"
 sign v2.img 2 wrong-base.otab --base other.img >/dev/null
 # a delta that makes v2b (one byte off v2) under v2's signed hash: the
 # manifest of v2 with the payload of v2b's delta, same length
