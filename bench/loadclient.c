@@ -5,8 +5,17 @@
  * for a number of requests per connection or for a duration. Prints one
  * line: requests, per-status counts, body bytes, seconds, req/s, MB/s.
  *
- *   srv_loadclient HOST PORT CA CERT KEY PATH CONNS REQUESTS_PER_CONN [SECONDS]
+ *   srv_loadclient HOST PORT CA CERT KEY PATH CONNS REQUESTS_PER_CONN [SECONDS [MODE [TLS]]]
  *   (SECONDS > 0: run for that long instead, REQUESTS_PER_CONN is a cap)
+ *
+ * MODE: keepalive (default: one connection per worker, many requests),
+ * full (a new connection and a full handshake for every request), resume
+ * (a new connection for every request, offering the session of the
+ * previous one: a device reconnecting). TLS: 1.2, 1.3 or any (default).
+ * Prints also conns= (handshakes completed), resumed= (of which
+ * SSL_session_reused) and dirty_closes= (the server closed without a
+ * close_notify). Without keep-alive every request reads to the server's
+ * close, as a device's client does.
  */
 #include <arpa/inet.h>
 #include <netinet/in.h>
@@ -25,12 +34,19 @@
 #define MAX_CONNS 256
 #define HEADER_MAX 8192
 
+enum mode { MODE_KEEPALIVE, MODE_FULL, MODE_RESUME };
+
 struct worker {
 	pthread_t thread;
 	SSL_CTX *ctx;
 	const char *host;
 	int port;
 	const char *path;
+	enum mode mode;
+	SSL_SESSION *session; /* MODE_RESUME: offered on the next connection */
+	long conns;
+	long resumed;
+	long dirty_closes; /* the server closed without a close_notify */
 	long max_requests;
 	double deadline;
 	long requests;
@@ -67,11 +83,16 @@ static SSL *open_conn(struct worker *w, int *ret_fd)
 	ssl = SSL_new(w->ctx);
 	SSL_set_fd(ssl, fd);
 	SSL_set_tlsext_host_name(ssl, "localhost");
+	if (w->session != NULL)
+		SSL_set_session(ssl, w->session);
 	if (SSL_connect(ssl) != 1) {
 		SSL_free(ssl);
 		close(fd);
 		return NULL;
 	}
+	w->conns++;
+	if (SSL_session_reused(ssl))
+		w->resumed++;
 	*ret_fd = fd;
 	return ssl;
 }
@@ -96,7 +117,8 @@ static char *find_ci(char *hay, const char *end, const char *needle)
 static int do_request(struct worker *w, SSL *ssl, char *buf, size_t cap)
 {
 	char req[1024];
-	int n = snprintf(req, sizeof(req), "GET %s HTTP/1.1\r\nHost: %s\r\n\r\n", w->path, w->host);
+	int n = snprintf(req, sizeof(req), "GET %s HTTP/1.1\r\nHost: %s\r\n%s\r\n", w->path,
+			 w->host, w->mode == MODE_KEEPALIVE ? "" : "Connection: close\r\n");
 	size_t have = 0;
 	char *end = NULL, *cl;
 	long long content_length = 0, body_have;
@@ -164,6 +186,28 @@ static void *run(void *arg)
 			continue;
 		}
 		w->requests++;
+		if (w->mode != MODE_KEEPALIVE) {
+			/*
+			 * Connection: close: read to the server's close, as a
+			 * client that waits for it does. A bare EOF (no
+			 * close_notify) makes OpenSSL drop the session.
+			 */
+			int r;
+
+			while ((r = SSL_read(ssl, buf, 1 << 20)) > 0)
+				;
+			if (SSL_get_error(ssl, r) != SSL_ERROR_ZERO_RETURN)
+				w->dirty_closes++;
+			ERR_clear_error();
+			if (w->mode == MODE_RESUME) {
+				SSL_SESSION_free(w->session);
+				w->session = SSL_get1_session(ssl);
+			}
+			SSL_shutdown(ssl);
+			SSL_free(ssl);
+			close(fd);
+			ssl = NULL;
+		}
 		if (status >= 100 && status < 600)
 			w->status[status / 100]++;
 		if (status == 429)
@@ -174,6 +218,7 @@ static void *run(void *arg)
 		SSL_free(ssl);
 		close(fd);
 	}
+	SSL_SESSION_free(w->session);
 	free(buf);
 	return NULL;
 }
@@ -184,7 +229,8 @@ int main(int argc, char **argv)
 	SSL_CTX *ctx;
 	int conns;
 	double start, elapsed, seconds = 0;
-	long total = 0, st[6] = {0}, errors = 0;
+	long total = 0, st[6] = {0}, errors = 0, n_conns = 0, resumed = 0, dirty = 0;
+	enum mode mode = MODE_KEEPALIVE;
 	unsigned long long bytes = 0;
 
 	if (argc < 9) {
@@ -197,7 +243,19 @@ int main(int argc, char **argv)
 		return 2;
 	if (argc > 9)
 		seconds = atof(argv[9]);
+	if (argc > 10 && strcmp(argv[10], "full") == 0)
+		mode = MODE_FULL;
+	else if (argc > 10 && strcmp(argv[10], "resume") == 0)
+		mode = MODE_RESUME;
+	else if (argc > 10 && strcmp(argv[10], "keepalive") != 0)
+		return 2;
 	ctx = SSL_CTX_new(TLS_client_method());
+	if (argc > 11 && strcmp(argv[11], "1.2") == 0)
+		SSL_CTX_set_max_proto_version(ctx, TLS1_2_VERSION);
+	else if (argc > 11 && strcmp(argv[11], "1.3") == 0)
+		SSL_CTX_set_min_proto_version(ctx, TLS1_3_VERSION);
+	/* a worker's session is only ever offered by that worker */
+	SSL_CTX_set_session_cache_mode(ctx, SSL_SESS_CACHE_OFF);
 	if (SSL_CTX_load_verify_locations(ctx, argv[3], NULL) != 1 ||
 	    SSL_CTX_use_certificate_chain_file(ctx, argv[4]) != 1 ||
 	    SSL_CTX_use_PrivateKey_file(ctx, argv[5], SSL_FILETYPE_PEM) != 1) {
@@ -211,6 +269,7 @@ int main(int argc, char **argv)
 		workers[i].host = argv[1];
 		workers[i].port = atoi(argv[2]);
 		workers[i].path = argv[6];
+		workers[i].mode = mode;
 		workers[i].max_requests = atol(argv[8]);
 		workers[i].deadline = seconds > 0 ? start + seconds : 0;
 		pthread_create(&workers[i].thread, NULL, run, &workers[i]);
@@ -220,14 +279,17 @@ int main(int argc, char **argv)
 		total += workers[i].requests;
 		errors += workers[i].errors;
 		bytes += workers[i].bytes;
+		n_conns += workers[i].conns;
+		resumed += workers[i].resumed;
+		dirty += workers[i].dirty_closes;
 		for (int j = 0; j < 6; j++)
 			st[j] += workers[i].status[j];
 	}
 	elapsed = now_sec() - start;
 	printf("requests=%ld ok2xx=%ld s4xx=%ld s429=%ld s5xx=%ld errors=%ld bytes=%llu "
-	       "seconds=%.3f rps=%.1f MBps=%.1f\n",
+	       "seconds=%.3f rps=%.1f MBps=%.1f conns=%ld resumed=%ld dirty_closes=%ld cps=%.1f\n",
 	       total, st[2], st[4], st[0], st[5], errors, bytes, elapsed, (double)total / elapsed,
-	       (double)bytes / elapsed / 1e6);
+	       (double)bytes / elapsed / 1e6, n_conns, resumed, dirty, (double)n_conns / elapsed);
 	SSL_CTX_free(ctx);
 	return 0;
 }

@@ -6,11 +6,16 @@
 #
 #   server   ota-server's device listener against nginx serving the same
 #            files with the same certificates (mutual TLS, same device CA),
-#            loopback: MB/s for image delivery, requests/s for manifests
+#            loopback: MB/s for image delivery, requests/s for manifests,
+#            connections/s for a new connection per request, TLS 1.3 and
+#            1.2, with a full handshake and resuming the previous
+#            connection's session (a device reconnecting); ota-server reads
+#            its tickets' keys from a ticket key file, as replicas do
 #   device   `ota-agent install` of a bundle with a 256 MiB image (MB/s)
 #            against `openssl speed -evp sha256` (16 KiB blocks) and against
 #            dd of the same bundle to a file on the same filesystem with
-#            fsync (the I/O floor); `ota-keys sign` of the same image
+#            fsync (the I/O floor); the same image encrypted (AES-256-GCM,
+#            product-line key) against the plain install; `ota-keys sign`
 #   verify   manifest verifications/s through libotaproto (bench/verify.c:
 #            envelope decode + ota_manifest_verify against a KeyList),
 #            Ed25519 and ECDSA P-256, against `openssl speed` verify/s
@@ -26,7 +31,8 @@
 # Knobs: BENCH_PARTS ("server device verify delta rollout"; delta's own
 #        knobs are in bench/delta.sh), BENCH_IMAGE_MB (32,
 #        the served image), BENCH_SECONDS (8), BENCH_CONNS (4),
-#        BENCH_SMALL_CONNS (8), BENCH_INSTALL_MB (256), BENCH_SPEED_SECONDS
+#        BENCH_SMALL_CONNS (8), BENCH_TLS_SECONDS (5), BENCH_TLS_CONNS (4),
+#        BENCH_INSTALL_MB (256), BENCH_SPEED_SECONDS
 #        (3), BENCH_ROLLOUT_DEVICES (200000; at least 120000, 0 skips it),
 #        BENCH_PGBENCH_SECONDS (5)
 #
@@ -54,6 +60,8 @@ image_mb=${BENCH_IMAGE_MB:-32}
 seconds=${BENCH_SECONDS:-8}
 conns=${BENCH_CONNS:-4}
 small_conns=${BENCH_SMALL_CONNS:-8}
+tls_seconds=${BENCH_TLS_SECONDS:-5}
+tls_conns=${BENCH_TLS_CONNS:-4}
 install_mb=${BENCH_INSTALL_MB:-256}
 speed_seconds=${BENCH_SPEED_SECONDS:-3}
 rollout_devices=${BENCH_ROLLOUT_DEVICES:-200000}
@@ -131,6 +139,7 @@ if want server || want rollout; then
 fi
 
 bench_server() {
+local tls_rows=()
 srv_port=$(free_port)
 ngx_port=$(free_port)
 pki=$T/pki
@@ -140,6 +149,7 @@ echo "bench: server: setting up (PKI, ${image_mb} MB image)"
 mkdir -p "$T/fx"
 "$tool" fixtures "$T/fx" "img:1.0.0:2:$((image_mb * 1024 * 1024))" >/dev/null
 chmod -R a+rX "$T/fx"
+(umask 077 && for _ in 1 2 3; do openssl rand -hex 80; done >"$T/tickets.keys")
 cat >"$T/server.conf" <<CONF
 db_conninfo = host=$T/pg port=$pg_port dbname=fleetota user=postgres
 migrations_dir = $top/migrations
@@ -148,8 +158,11 @@ tls_cert = $pki/server.crt
 tls_key = $pki/server.key
 device_ca = $pki/device-ca.crt
 store_dir = $T/fx/store
+device_ticket_keys = $T/tickets.keys
 rate_per_sec = 1000000
 rate_burst = 1000000
+device_max_conns = 7000
+device_max_conns_per_peer = 7000
 log_level = warn
 CONF
 "$server" migrate --config "$T/server.conf" >/dev/null 2>&1
@@ -198,12 +211,28 @@ nginx -p "$T/nginx" -c "$T/nginx/nginx.conf" 2>"$T/nginx/start.err" || {
 	exit 1
 }
 sleep 0.5
+ngx_pid=$(pgrep -P "$(cat "$T/nginx/nginx.pid")" | head -1) # the one worker
+[[ -n $ngx_pid ]] || { echo "bench: no nginx worker" >&2; exit 1; }
 
-run() { # PORT PATH CONNS
+run() { # PORT PATH CONNS [SECONDS MODE TLS]
 	"$load" 127.0.0.1 "$1" "$pki/server-ca.crt" "$pki/devices/bench-dev.crt" \
-		"$pki/devices/bench-dev.key" "$2" "$3" 100000000 "$seconds"
+		"$pki/devices/bench-dev.key" "$2" "$3" 100000000 "${4:-$seconds}" "${5:-keepalive}" \
+		"${6:-any}"
 }
 field() { sed -E "s/.* $1=([0-9.]+).*/\1/" <<<"$2"; }
+# runcpu PID ARGS...: run ARGS, the server PID's CPU seconds (user + system)
+# meanwhile appended as cpu=: what each side spent, which other processes
+# on a busy machine do not move as they move wall-clock rates
+clk=$(getconf CLK_TCK)
+cpu_s() { awk -v t="$clk" '{ printf "%.3f", ($14 + $15) / t }' "/proc/$1/stat"; }
+runcpu() {
+	local pid=$1 c0 out
+	shift
+	c0=$(cpu_s "$pid")
+	out=$(run "$@")
+	echo "$out cpu=$(calc "$(cpu_s "$pid") - $c0")"
+}
+per_cpu() { calc "$(field "$1" "$2") * $(field seconds "$2") / $(field cpu "$2")"; }
 check() { # NAME OUTPUT
 	local ok errors
 	ok=$(field ok2xx "$2")
@@ -223,16 +252,49 @@ for port in $srv_port $ngx_port; do
 done
 
 echo "bench: image delivery, $conns connections, ${seconds}s each"
-srv_img=$(run "$srv_port" /v1/images/img "$conns"); check ota-server-image "$srv_img"
-ngx_img=$(run "$ngx_port" /v1/images/img "$conns"); check nginx-image "$ngx_img"
+srv_img=$(runcpu "$server_pid" "$srv_port" /v1/images/img "$conns"); check ota-server-image "$srv_img"
+ngx_img=$(runcpu "$ngx_pid" "$ngx_port" /v1/images/img "$conns"); check nginx-image "$ngx_img"
 echo "bench: manifest requests, $small_conns connections, ${seconds}s each"
-srv_man=$(run "$srv_port" /v1/manifests/img "$small_conns"); check ota-server-manifest "$srv_man"
-ngx_man=$(run "$ngx_port" /v1/manifests/img "$small_conns"); check nginx-manifest "$ngx_man"
+srv_man=$(runcpu "$server_pid" "$srv_port" /v1/manifests/img "$small_conns"); check ota-server-manifest "$srv_man"
+ngx_man=$(runcpu "$ngx_pid" "$ngx_port" /v1/manifests/img "$small_conns"); check nginx-manifest "$ngx_man"
+
+local v mode out name ours_c anchor_c resumed ours_cpu anchor_cpu
+for v in 1.3 1.2; do
+	for mode in full resume; do
+		echo "bench: TLS $v, a new connection per request ($mode), $tls_conns clients, ${tls_seconds}s each"
+		out=$(runcpu "$server_pid" "$srv_port" /v1/manifests/img "$tls_conns" "$tls_seconds" "$mode" "$v")
+		check "ota-server-tls$v-$mode" "$out"
+		ours_c=$(field cps "$out")
+		ours_cpu=$(per_cpu cps "$out")
+		resumed=$(field resumed "$out")
+		echo "bench:   ota-server: $(field conns "$out") connections, $resumed resumed, $(field dirty_closes "$out") closed without close_notify"
+		out=$(runcpu "$ngx_pid" "$ngx_port" /v1/manifests/img "$tls_conns" "$tls_seconds" "$mode" "$v")
+		check "nginx-tls$v-$mode" "$out"
+		anchor_c=$(field cps "$out")
+		anchor_cpu=$(per_cpu cps "$out")
+		echo "bench:   nginx: $(field conns "$out") connections, $(field resumed "$out") resumed, $(field dirty_closes "$out") closed without close_notify"
+		if [[ $mode == full ]]; then
+			name="mTLS new connection, full handshake, TLS $v (conn/s)"
+		else
+			name="mTLS reconnect with a session, TLS $v (conn/s)"
+		fi
+		tls_rows+=("$name|$ours_c|$anchor_c" "${name/(conn\/s)/(conn per server CPU s)}|$ours_cpu|$anchor_cpu")
+	done
+done
 
 report "image delivery, ${conns} conns (MB/s)" "$(field MBps "$srv_img")" \
 	"nginx, same files and certificates" "$(field MBps "$ngx_img")"
 report "manifest requests, ${small_conns} conns (req/s)" "$(field rps "$srv_man")" \
 	"nginx, same files and certificates" "$(field rps "$ngx_man")" 0
+report "image delivery (MB per server CPU s)" "$(per_cpu MBps "$srv_img")" \
+	"nginx, same files and certificates" "$(per_cpu MBps "$ngx_img")"
+report "manifest requests (req per server CPU s)" "$(per_cpu rps "$srv_man")" \
+	"nginx, same files and certificates" "$(per_cpu rps "$ngx_man")" 0
+local row
+for row in "${tls_rows[@]}"; do
+	IFS='|' read -r name ours_c anchor_c <<<"$row"
+	report "$name" "$ours_c" "nginx, same files and certificates" "$anchor_c" 0
+done
 echo "bench: (ota-server checks device, assignment and rate limit in PostgreSQL for every request; nginx serves static files)"
 kill -TERM "$server_pid" && wait "$server_pid" || true
 server_pid=
@@ -283,8 +345,39 @@ sign() { # KEY IMAGE MANIFEST_OUT [BUNDLE_OUT]
 	OTA_KEYS_AUDIT_LOG=$T/keys/audit.log USER=bench timeout 120 "$keys" sign \
 		--key "$T/keys/$1.key" --keylist "$T/keys/kl.signed" \
 		--rootlist "$T/keys/roots/rootlist-1.signed" --image "$2" --product bench \
-		--hw-rev A --version 1.0.0 --version-code 1 "${out[@]}" >>"$T/keys.log" 2>&1 ||
+		--hw-rev A --version 1.0.0 --version-code 1 "${out[@]}" \
+		${ENCRYPT_TO:+--encrypt-to "$ENCRYPT_TO"} >>"$T/keys.log" 2>&1 ||
 		{ cat "$T/keys.log" >&2; exit 1; }
+}
+
+# CPU seconds (user + system) of this shell's finished children so far
+# (`times` runs in this shell, not in a subshell that has no children)
+children_cpu() {
+	times >"$T/times"
+	tail -1 "$T/times" | awk '{ split($1, u, /[ms]/); split($2, s, /[ms]/); print u[1] * 60 + u[2] + s[1] * 60 + s[2] }'
+}
+
+# install_rate BUNDLE BYTES: one `ota-agent install` on a fresh device:
+# "MB/s MB/CPU-s" (wall clock, and per CPU second: a busy machine does not move the latter)
+install_rate() {
+	local t0 t1 out
+	rm -rf "$T/dev/state"
+	"$agent" provision --config "$T/dev/agent.conf" --rootlist "$T/keys/roots/rootlist-1.signed" \
+		--keylist "$T/keys/kl.signed" >/dev/null
+	local cpu0 cpu1
+	children_cpu >"$T/cpu0"
+	t0=$(now)
+	out=$(timeout 120 "$agent" install "$1" --config "$T/dev/agent.conf") || {
+		echo "bench: ota-agent install failed: $out" >&2
+		exit 1
+	}
+	t1=$(now)
+	children_cpu >"$T/cpu1"
+	cpu0=$(cat "$T/cpu0")
+	cpu1=$(cat "$T/cpu1")
+	[[ $out == pending:* ]] || { echo "bench: ota-agent install: $out" >&2; exit 1; }
+	rm -rf "$T/dev/state"
+	echo "$(calc "$2 / ($t1 - $t0) / 1e6") $(calc "$2 / ($cpu1 - $cpu0 + 0.001) / 1e6")"
 }
 
 # shellcheck source=bench/delta.sh
@@ -304,25 +397,27 @@ bench_device() {
 	local sign_mbps
 	sign_mbps=$(calc "$bytes / ($t1 - $t0) / 1e6")
 
+	"$keys" enc-key-new --out "$T/dev/product" >/dev/null
+	ENCRYPT_TO=$T/dev/product.pub sign op-ed25519 "$img" "" "$T/dev/image-enc.otab"
 	cat >"$T/dev/agent.conf" <<CONF
 state_dir = $T/dev/state
 device_id = bench-dev
 model = bench
 hw_revision = A
 slot_size = $bytes
+decrypt_key = $T/dev/product.key
 CONF
-	"$agent" provision --config "$T/dev/agent.conf" --rootlist "$T/keys/roots/rootlist-1.signed" \
-		--keylist "$T/keys/kl.signed" >/dev/null
-	t0=$(now)
-	out=$(timeout 120 "$agent" install "$bundle" --config "$T/dev/agent.conf") || {
-		echo "bench: ota-agent install failed: $out" >&2
-		exit 1
-	}
-	t1=$(now)
-	[[ $out == pending:* ]] || { echo "bench: ota-agent install: $out" >&2; exit 1; }
-	local install_mbps
-	install_mbps=$(calc "$bytes / ($t1 - $t0) / 1e6")
-	rm -rf "$T/dev/state"
+	# plain and encrypted alternate, best of three each: a busy machine hits both alike
+	local install_mbps=0 enc_mbps=0 install_cpu=0 enc_cpu=0 r c
+	for _ in 1 2 3; do
+		read -r r c <<<"$(install_rate "$bundle" "$bytes")"
+		install_mbps=$(calc "($r > $install_mbps) ? $r : $install_mbps")
+		install_cpu=$(calc "($c > $install_cpu) ? $c : $install_cpu")
+		read -r r c <<<"$(install_rate "$T/dev/image-enc.otab" "$bytes")"
+		enc_mbps=$(calc "($r > $enc_mbps) ? $r : $enc_mbps")
+		enc_cpu=$(calc "($c > $enc_cpu) ? $c : $enc_cpu")
+	done
+	rm -f "$T/dev/image-enc.otab"
 
 	# The I/O floor: the same bundle copied on the same filesystem, fsync'd.
 	local bundle_bytes dd_mbps
@@ -342,6 +437,10 @@ CONF
 		"openssl sha256, 16 KiB blocks" "$sha_mbps"
 	report "ota-agent install ${install_mb} MiB (MB/s)" "$install_mbps" \
 		"dd of the bundle + fsync" "$dd_mbps"
+	report "ota-agent install ${install_mb} MiB encrypted (MB/s)" "$enc_mbps" \
+		"the same install, plain" "$install_mbps"
+	report "ota-agent install ${install_mb} MiB encrypted (MB/CPU s)" "$enc_cpu" \
+		"the same install, plain" "$install_cpu"
 	report "ota-keys sign ${install_mb} MiB (MB/s)" "$sign_mbps" \
 		"openssl sha256, 16 KiB blocks" "$sha_mbps"
 }
@@ -408,9 +507,9 @@ want delta && bench_delta
 
 echo
 echo "fleetota bench summary ($(nproc) cores, load average $(loadavg) at end; loopback)"
-printf '%-46s %10s   %-34s %10s %7s\n' "measurement" "fleetota" "anchor" "anchor" "ratio"
+printf '%-66s %10s   %-34s %10s %7s\n' "measurement" "fleetota" "anchor" "anchor" "ratio"
 for row in "${rows[@]}"; do
 	IFS='|' read -r what ours anchor_name anchor ratio digits <<<"$row"
-	printf '%-46s %10.*f   %-34s %10.*f %7.3f\n' "$what" "$digits" "$ours" "$anchor_name" \
+	printf '%-66s %10.*f   %-34s %10.*f %7.3f\n' "$what" "$digits" "$ours" "$anchor_name" \
 		"$digits" "$anchor" "$ratio"
 done

@@ -20,7 +20,9 @@
 # 0.05), DEMO_IMAGE_KB (firmware size, default 200), DEMO_STORY=scale
 # (only registration and one staged release: for measuring large fleets),
 # DEMO_STAY=1 (at the end, leave ota-server, PostgreSQL and mosquitto
-# running until Ctrl-C and print the URL, a token and curl lines to try).
+# running until Ctrl-C and print the console's URL, a token and curl lines
+# to try). The console's URL and the admin token are also printed at start,
+# so the rollout can be watched in a browser while it plays.
 # Everything runs under a temp dir and .demo/ keeps the logs of the last
 # run; all processes are stopped by PID on exit, on Ctrl-C and when the
 # reader of stdout goes away (`make demo | tee log`, then Ctrl-C): the key
@@ -189,6 +191,7 @@ mqtt_key = $PKI/servers/1.key
 device_crl = $PKI/device-ca.crl
 notify_poll_ms = 500
 admin_listen = 127.0.0.1:$API_PORT
+console_dir = $TOP/web-api/console
 log_level = info
 CONF
 "$SERVER_BIN" migrate --config "$T/server.conf" >"$T/migrate.log" 2>&1 || fail "migrate"
@@ -204,6 +207,7 @@ log "ota-server: devices https://127.0.0.1:$DEV_PORT (mTLS), REST API $API"
 TOKEN=$("$SERVER_BIN" token create --role admin --name demo-admin --config "$T/server.conf" 2>>"$T/server.log")
 [[ -n "$TOKEN" ]] || fail "no admin token"
 log "admin token created (ota-server token create --role admin)"
+log "console: $API/console/ (sign in with the token $TOKEN)"
 
 AUTH=(-H "Authorization: Bearer $TOKEN")
 api() { # METHOD PATH [curl args]: prints the body; fails on HTTP errors
@@ -222,6 +226,8 @@ say "1. key ceremony: root keys (2 of 3), operational key op-1, KeyList v1"
 	"$KEYS_BIN" op-new --out op-1 --not-before -1h --not-after +365d >/dev/null
 	"$KEYS_BIN" keylist new --out kl-1.signed --add op-1.pub --rootlist roots/rootlist-1.signed \
 		--key roots/root-1.key --key roots/root-2.key --finalize >/dev/null
+	# the product line's recipient key (encrypted images): every device holds it
+	"$KEYS_BIN" enc-key-new --out product-fx >/dev/null
 )
 api_bin /api/v1/rootlists "$K/roots/rootlist-1.signed" >/dev/null
 api_bin /api/v1/keylists "$K/kl-1.signed" >/dev/null
@@ -238,6 +244,7 @@ sign() {
 	"$KEYS_BIN" sign --key "$K/$key.key" --keylist "$K/$kl" --rootlist "$K/roots/rootlist-1.signed" \
 		--image "$img" --product fx-model --version "$v" --version-code "$code" \
 		--security-counter "$counter" --min-installed "${MIN_INSTALLED:-100}" --security-update \
+		${ENCRYPT_TO:+--encrypt-to "$ENCRYPT_TO"} \
 		--manifest-out "$T/fw/fw-$v.manifest" --bundle-out "$T/fw/fw-$v.otab" >/dev/null
 }
 MIN_INSTALLED=0 sign 1.0.0 100 1 op-1 kl-1.signed
@@ -261,6 +268,7 @@ for ((k = 0; k < NSIM; k++)); do
 		--server "https://127.0.0.1:$DEV_PORT" --broker "ssl://127.0.0.1:$MQ_PORT" \
 		--rootlist "$K/roots/rootlist-1.signed" --keylist "$K/kl-1.signed" \
 		--image "$T/fw/fw-1.0.0.otab" --slot-size 1048576 --workers "$WORKERS" --progress 10 \
+		--product-key "$K/product-fx.key" \
 		--power-loss "$POWER_LOSS" --slow "$SLOW" --slow-rate 40000 --seed $((k + 1)) \
 		--summary-json "$T/sim-summary${suffix:+-$suffix}.json" >"$T/fleet${suffix:+-$suffix}.log" 2>&1 &
 	SIM_PIDS+=($!)
@@ -429,8 +437,14 @@ jq -r '"KeyList", "devices", "share", "last seen", (.coverage[] | ("v\(.keylist_
 log "$(jq -r '"stragglers below v\(.latest_keylist): \(.stragglers | length)" +
 	(if (.stragglers | length) > 0 then " (\([.stragglers[:5][].device_id] | join(", ")))" else "" end) +
 	"; a KeyList may drop op-1 once \(.min_share * 100 | round) % trust v\(.latest_keylist)"' "$T/keyrotation.json")"
-sign 1.2.0 120 3 op-2 kl-2.signed
+ENCRYPT_TO=$K/product-fx.pub sign 1.2.0 120 3 op-2 kl-2.signed
 api_bin "/api/v1/artifacts?id=fw-1.2.0" "$T/fw/fw-1.2.0.otab" >/dev/null
+log "fw-1.2.0 encrypted for the product line's key: the server stores and serves only ciphertext"
+# the store holds the ciphertext (its digest is the API's image_sha256), never the image
+stored=$(api GET /api/v1/artifacts/fw-1.2.0 | jq -r .image_sha256)
+[[ $stored != "$(sha256sum <"$T/fw/fw-1.2.0.img" | cut -c1-64)" ]] ||
+	check "the server stored fw-1.2.0 in plaintext"
+grep -rqF "fleetota demo firmware 1.2.0" "$T/store" && check "plaintext of fw-1.2.0 in the store"
 api_json POST /api/v1/campaigns "{\"id\":\"rel-1.2.0\",\"artifact\":\"fw-1.2.0\",
 	\"target\":{\"model\":[\"fx-model\"]},\"stages\":$STAGES,\"rate_per_minute\":$RATE,
 	\"device_timeout_seconds\":120}" >/dev/null
@@ -503,6 +517,7 @@ if [[ $STAY != 1 ]]; then
 	exit 0
 fi
 say "the stack stays up (DEMO_STAY=1): Ctrl-C stops it and removes everything"
+log "console    $API/console/   (sign in with the token below)"
 log "REST API   $API   (ota-server, PID $SERVER_PID; the simulated fleet is stopped)"
 log "token      $TOKEN   (admin, this throwaway installation only)"
 log "PostgreSQL psql 'host=$T/pg port=$PG_PORT dbname=fleetota user=postgres'"

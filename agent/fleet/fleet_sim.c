@@ -70,6 +70,7 @@ struct fleet_options {
 	const char *rootlist;
 	const char *keylist;
 	const char *image;
+	const char *product_key; /* encrypted images: the product line's key, or NULL */
 	uint64_t slot_size;
 	unsigned workers;
 	unsigned connect_rate;
@@ -209,20 +210,6 @@ static void sleep_s(unsigned s)
 {
 	for (unsigned i = 0; i < s * 10u && !stop_requested; i++)
 		sleep_ms(100);
-}
-
-static bool artifact_ok(const char *s)
-{
-	size_t len = strlen(s);
-	if (len == 0 || len > ARTIFACT_MAX || s[0] == '.')
-		return false;
-	for (size_t i = 0; i < len; i++) {
-		char c = s[i];
-		if (!((c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') || (c >= '0' && c <= '9') ||
-		      c == '-' || c == '_' || c == '.'))
-			return false;
-	}
-	return true;
 }
 
 static int read_file(const char *path, size_t max, uint8_t **ret_buf, size_t *ret_len)
@@ -398,6 +385,8 @@ static enum ota_err session_open(struct session *s, struct fleet *fleet, struct 
 	memcpy(c->server_pins, fleet->server_pins, sizeof(c->server_pins));
 	c->n_server_pins = fleet->n_pins;
 	c->slot_size = o->slot_size;
+	snprintf(c->product_key, sizeof(c->product_key), "%s",
+		 o->product_key ? o->product_key : "");
 	c->stall_timeout_s = o->stall_timeout_s;
 	c->download_retries = 5;
 	enum ota_err err = ota_linux_port_open(&s->lp, c, &s->port);
@@ -589,31 +578,18 @@ struct mqtt_ctx {
 
 static struct mqtt_ctx *mqtt_ctxs;
 
-static bool same_install(const char *artifact, const char *campaign, const char *artifact2,
-			 const char *campaign2)
-{
-	return artifact[0] && strcmp(artifact, artifact2) == 0 && strcmp(campaign, campaign2) == 0;
-}
-
 /*
  * Under fleet->lock. A notification already seen, or a firmware one for
  * the install (campaign and artifact) that is queued, running or done.
  */
-static bool notify_duplicate_locked(const struct fleet_device *d, const Fleetota__V1__Notify *n)
+static bool notify_duplicate_locked(struct fleet_device *d, const Fleetota__V1__Notify *n)
 {
-	char artifact[ARTIFACT_MAX + 1];
-	char campaign[ARTIFACT_MAX + 1];
-	if (n->seq != 0 && n->seq <= d->last_seq)
-		return true;
-	if (n->kind != FLEETOTA__V1__NOTIFY_KIND__NOTIFY_KIND_FIRMWARE)
-		return false;
-	snprintf(artifact, sizeof(artifact), "%s", n->artifact ? n->artifact : "");
-	snprintf(campaign, sizeof(campaign), "%.128s", n->campaign_id ? n->campaign_id : "");
-	return (d->want_firmware &&
-		same_install(artifact, campaign, d->next_artifact, d->next_campaign)) ||
-	       (d->installing &&
-		same_install(artifact, campaign, d->job_artifact, d->job_campaign)) ||
-	       same_install(artifact, campaign, d->done_artifact, d->done_campaign);
+	const struct ota_online_install_ref busy[] = {
+		{d->want_firmware ? d->next_artifact : NULL, d->next_campaign},
+		{d->installing ? d->job_artifact : NULL, d->job_campaign},
+		{d->done_artifact, d->done_campaign},
+	};
+	return ota_online_notify_duplicate(&d->last_seq, n, busy, sizeof(busy) / sizeof(busy[0]));
 }
 
 static void on_cmd(void *arg, const uint8_t *payload, size_t len)
@@ -638,8 +614,6 @@ static void on_cmd(void *arg, const uint8_t *payload, size_t len)
 			campaign[0] ? campaign : "-", (int)n->kind,
 			duplicate ? "duplicate" : "act");
 	}
-	if (n->seq > d->last_seq)
-		d->last_seq = n->seq;
 	if (duplicate) {
 		fleet->notify_duplicates++;
 		pthread_mutex_unlock(&fleet->lock);
@@ -647,7 +621,7 @@ static void on_cmd(void *arg, const uint8_t *payload, size_t len)
 	}
 	switch (n->kind) {
 	case FLEETOTA__V1__NOTIFY_KIND__NOTIFY_KIND_FIRMWARE:
-		if (n->artifact && artifact_ok(n->artifact)) {
+		if (n->artifact && ota_online_artifact_ok(n->artifact)) {
 			snprintf(d->next_artifact, sizeof(d->next_artifact), "%s", n->artifact);
 			snprintf(d->next_campaign, sizeof(d->next_campaign), "%.128s", campaign);
 			d->want_firmware = true;
@@ -1008,6 +982,7 @@ static void usage(FILE *out)
 	      "  --first N             first index (default 0)\n"
 	      "  --model M --hw-rev R  what the devices are (default fx-model / rev-a)\n"
 	      "  --slot-size BYTES     per slot file (default 1 MiB)\n"
+	      "  --product-key FILE    X25519 key of the product line (encrypted images)\n"
 	      "  --workers N           installs at once (default 16)\n"
 	      "  --connect-rate N      new MQTT connections per second (default 200)\n"
 	      "  --duration S          stop after S seconds (default: until SIGINT/SIGTERM)\n"
@@ -1069,6 +1044,7 @@ enum {
 	OPT_KEYLIST,
 	OPT_IMAGE,
 	OPT_SLOT,
+	OPT_PRODUCT_KEY,
 	OPT_WORKERS,
 	OPT_RATE,
 	OPT_DURATION,
@@ -1106,6 +1082,7 @@ static int parse_args(int argc, char **argv, struct fleet_options *o)
 		{"keylist", required_argument, NULL, OPT_KEYLIST},
 		{"image", required_argument, NULL, OPT_IMAGE},
 		{"slot-size", required_argument, NULL, OPT_SLOT},
+		{"product-key", required_argument, NULL, OPT_PRODUCT_KEY},
 		{"workers", required_argument, NULL, OPT_WORKERS},
 		{"connect-rate", required_argument, NULL, OPT_RATE},
 		{"duration", required_argument, NULL, OPT_DURATION},
@@ -1170,6 +1147,9 @@ static int parse_args(int argc, char **argv, struct fleet_options *o)
 			break;
 		case OPT_MODEL:
 			o->model = optarg;
+			break;
+		case OPT_PRODUCT_KEY:
+			o->product_key = optarg;
 			break;
 		case OPT_HW:
 			o->hw_revision = optarg;

@@ -6,9 +6,11 @@
  */
 #include <string.h>
 
+#include "decrypt-internal.h"
 #include "fleetota/agent.h"
 #include "fleetota/bundle.h"
 #include "fleetota/trust.h"
+#include "agent-internal.h"
 #include "delta-internal.h"
 #include "text-internal.h"
 
@@ -519,6 +521,13 @@ enum ota_err ota_agent_init(struct ota_agent *agent, const struct ota_port *port
 	return OTA_OK;
 }
 
+/* Ends the decryptor and the delta applier of agent->install (either may be off). */
+static void install_release(struct ota_agent *agent)
+{
+	ota_decrypt_close(&agent->install.dec);
+	ota_delta_install_close(agent);
+}
+
 void ota_agent_close(struct ota_agent *agent)
 {
 	if (!agent)
@@ -526,7 +535,7 @@ void ota_agent_close(struct ota_agent *agent)
 	if (agent->install.active)
 		ota_sha256_abort(&agent->install.hash);
 	agent->install.active = false;
-	ota_delta_install_close(agent);
+	install_release(agent);
 }
 
 enum ota_err ota_agent_provision(struct ota_agent *agent, const uint8_t *rootlist,
@@ -641,6 +650,11 @@ static enum ota_err trust_apply(struct ota_agent *agent, struct ota_arena *arena
 		if (parsed->version > view->kl->version) {
 			err = ota_keylist_verify(view->root, kl_env, view->kl->version, view->now,
 						 arena, &next);
+			/* the trusted timestamp key signed it: name the role, not the count */
+			if (err == OTA_ERR_THRESHOLD &&
+			    ota_keylist_signed_by_role(view->kl, kl_env,
+						       FLEETOTA__V1__KEY_ROLE__KEY_ROLE_TIMESTAMP))
+				err = OTA_ERR_KEY_ROLE;
 			if (err != OTA_OK) {
 				ota_text_str(detail, "KeyList ");
 				ota_text_u64(detail, parsed->version);
@@ -950,30 +964,45 @@ static enum ota_err install_begin(struct ota_agent *agent, struct ota_arena *are
 		ota_text_str(&detail, " bytes exceeds the slot");
 		return reject(agent, OTA_ERR_SIZE, &info, detail_buf);
 	}
+	/*
+	 * an encrypted image: this device's key unwraps it, or no byte is
+	 * fetched. First: a delta that is also encrypted is refused here
+	 * (OTA_ERR_UNSUPPORTED), whatever its base, before the delta checks.
+	 */
+	struct ota_decrypt dec;
+	err = ota_decrypt_prepare(&agent->port, m, &dec, &detail);
+	if (err != OTA_OK)
+		return reject(agent, err, &info, detail_buf);
 	if (m->delta) {
 		err = ota_delta_install_check(agent, m, &detail);
-		if (err != OTA_OK)
+		if (err != OTA_OK) {
+			ota_decrypt_close(&dec);
 			return reject(agent, err, &info, detail_buf);
+		}
 	}
 	verdict = OTA_OK;
 
 	/* persist: trust first, then the staging state */
 	struct ota_install *inst = &agent->install;
 	memset(inst, 0, sizeof(*inst));
+	inst->dec = dec;
 	err = ota_sha256(menv->body.data, menv->body.len, inst->manifest_sha256);
-	if (err != OTA_OK)
-		return err;
 	inst->slot = (uint8_t)slot;
 	inst->info = info;
-	if (m->delta) {
+	if (err == OTA_OK && m->delta) {
 		err = ota_delta_install_open(agent, m);
-		if (err != OTA_OK)
+		if (err != OTA_OK) {
+			install_release(agent);
 			return reject(agent, err, &info, "cannot open the delta base");
+		}
 	}
 	struct ota_agent_state next = agent->state;
-	err = trust_persist(agent, arena, &view, &next);
-	if (err != OTA_OK)
+	if (err == OTA_OK)
+		err = trust_persist(agent, arena, &view, &next);
+	if (err != OTA_OK) {
+		install_release(agent);
 		return err;
+	}
 	next.last_error = OTA_OK;
 	next.last_error_detail[0] = '\0';
 	(void)event_add(agent, &next, OTA_EVENT_INSTALL_STARTED, OTA_OK, &info, "");
@@ -983,15 +1012,20 @@ static enum ota_err install_begin(struct ota_agent *agent, struct ota_arena *are
 	memcpy(inst->sha256, m->image->sha256.data, OTA_SHA256_BYTES);
 	err = ota_sha256_init(&inst->hash);
 	if (err != OTA_OK) {
-		ota_delta_install_close(agent);
+		install_release(agent);
 		return err;
 	}
 
-	/* a delta starts over: its output is only as good as every frame before it */
+	/*
+	 * a delta starts over: its output is only as good as every frame before
+	 * it; an encrypted image resumes at a chunk boundary (checkpoints are at one)
+	 */
 	bool resume = !inst->delta && agent->state.phase == OTA_PHASE_STAGING &&
 		      agent->state.target_slot == slot && agent->state.staged_bytes <= inst->size &&
 		      memcmp(agent->state.staging_manifest_sha256, inst->manifest_sha256,
-			     OTA_SHA256_BYTES) == 0;
+			     OTA_SHA256_BYTES) == 0 &&
+		      (!inst->dec.on ||
+		       ota_decrypt_seek(&inst->dec, agent->state.staged_bytes) == OTA_OK);
 	if (resume) {
 		/* never trust a prefix we did not hash: hash it again from the slot */
 		err = slot_hash(agent, arena, slot, agent->state.staged_bytes, &inst->hash);
@@ -1004,7 +1038,7 @@ static enum ota_err install_begin(struct ota_agent *agent, struct ota_arena *are
 	}
 	if (err != OTA_OK) {
 		ota_sha256_abort(&inst->hash);
-		ota_delta_install_close(agent);
+		install_release(agent);
 		return err;
 	}
 	inst->active = verdict == OTA_OK;
@@ -1066,12 +1100,18 @@ enum ota_err ota_agent_begin_bundle(struct ota_agent *agent, const uint8_t *head
 
 uint64_t ota_agent_offset(const struct ota_agent *agent)
 {
-	return agent->install.active ? agent->install.written : 0;
+	const struct ota_install *inst = &agent->install;
+	if (!inst->active)
+		return 0;
+	return inst->dec.on ? inst->dec.wire_done : inst->written;
 }
 
 uint64_t ota_agent_image_size(const struct ota_agent *agent)
 {
-	return agent->install.active ? agent->install.size : 0;
+	const struct ota_install *inst = &agent->install;
+	if (!inst->active)
+		return 0;
+	return inst->dec.on ? inst->dec.wire_size : inst->size;
 }
 
 bool ota_agent_install_is_delta(const struct ota_agent *agent,
@@ -1100,6 +1140,19 @@ static enum ota_err staging_fail(struct ota_agent *agent, enum ota_err err, cons
 	return note_failure(agent, &next, OTA_EVENT_REJECTED, err, &info, detail);
 }
 
+/* staging_fail with the detail "<before><n><after>". */
+static enum ota_err staging_fail_n(struct ota_agent *agent, enum ota_err err, const char *before,
+				   uint64_t n, const char *after)
+{
+	char buf[OTA_AGENT_DETAIL_BYTES];
+	struct ota_text detail;
+	ota_text_init(&detail, buf, sizeof(buf));
+	ota_text_str(&detail, before);
+	ota_text_u64(&detail, n);
+	ota_text_str(&detail, after);
+	return staging_fail(agent, err, buf);
+}
+
 /* Delta payload bytes: a payload that is not the signed one fails the staging. */
 static enum ota_err delta_write(struct ota_agent *agent, const void *chunk, size_t len)
 {
@@ -1117,40 +1170,30 @@ static enum ota_err delta_write(struct ota_agent *agent, const void *chunk, size
 	return err;
 }
 
-enum ota_err ota_agent_write(struct ota_agent *agent, const void *chunk, size_t len)
+/*
+ * Plaintext at inst->written: into the slot and the hash. A checkpoint
+ * (slot sync, then the state) when one is due and allowed here: an
+ * encrypted image checkpoints only where a chunk authenticated.
+ */
+static enum ota_err plain_write(struct ota_agent *agent, const void *data, size_t len,
+				bool may_checkpoint)
 {
 	struct ota_install *inst = &agent->install;
-	if (!inst->active)
-		return OTA_ERR_INVALID_ARG;
-	if (len == 0)
-		return OTA_OK;
-	if (!chunk)
-		return OTA_ERR_INVALID_ARG;
-	if (len > inst->size - inst->written) {
-		char buf[OTA_AGENT_DETAIL_BYTES];
-		struct ota_text detail;
-		ota_text_init(&detail, buf, sizeof(buf));
-		ota_text_str(&detail, inst->delta ? "delta longer than the declared "
-						  : "image longer than the declared ");
-		ota_text_u64(&detail, inst->size);
-		ota_text_str(&detail, " bytes");
-		return staging_fail(agent, OTA_ERR_SIZE, buf);
+	if (len > 0) {
+		if (agent->port.ops->slot_write(agent->port.ctx, inst->slot, inst->written, data,
+						len) != OTA_OK) {
+			ota_agent_close(agent);
+			return OTA_ERR_STORAGE;
+		}
+		enum ota_err err = ota_sha256_update(&inst->hash, data, len);
+		if (err != OTA_OK) {
+			ota_agent_close(agent);
+			return err;
+		}
+		inst->written += len;
+		inst->since_checkpoint += len;
 	}
-	if (inst->delta)
-		return delta_write(agent, chunk, len);
-	if (agent->port.ops->slot_write(agent->port.ctx, inst->slot, inst->written, chunk, len) !=
-	    OTA_OK) {
-		ota_agent_close(agent);
-		return OTA_ERR_STORAGE;
-	}
-	enum ota_err err = ota_sha256_update(&inst->hash, chunk, len);
-	if (err != OTA_OK) {
-		ota_agent_close(agent);
-		return err;
-	}
-	inst->written += len;
-	inst->since_checkpoint += len;
-	if (inst->since_checkpoint >= agent->config.checkpoint_bytes &&
+	if (may_checkpoint && inst->since_checkpoint >= agent->config.checkpoint_bytes &&
 	    inst->written < inst->size) {
 		/* the prefix is durable before the state says it is there */
 		if (agent->port.ops->slot_sync(agent->port.ctx, inst->slot) != OTA_OK) {
@@ -1159,7 +1202,7 @@ enum ota_err ota_agent_write(struct ota_agent *agent, const void *chunk, size_t 
 		}
 		struct ota_agent_state next = agent->state;
 		next.staged_bytes = inst->written;
-		err = state_store(agent, &next);
+		enum ota_err err = state_store(agent, &next);
 		if (err != OTA_OK) {
 			ota_agent_close(agent);
 			return err;
@@ -1169,6 +1212,53 @@ enum ota_err ota_agent_write(struct ota_agent *agent, const void *chunk, size_t 
 	return OTA_OK;
 }
 
+/* Ciphertext through the decryptor; plaintext out through the work area. */
+static enum ota_err decrypt_write(struct ota_agent *agent, const uint8_t *in, size_t len)
+{
+	struct ota_install *inst = &agent->install;
+	while (len > 0) {
+		size_t used = 0, made = 0;
+		bool chunk_end = false;
+		uint64_t index = inst->dec.index;
+		enum ota_err err = ota_decrypt_feed(&inst->dec, in, len, agent->work,
+						    agent->work_len, &used, &made, &chunk_end);
+		if (err == OTA_OK)
+			err = plain_write(agent, agent->work, made, chunk_end);
+		if (err == OTA_ERR_DECRYPT)
+			return staging_fail_n(agent, err, "chunk ", index,
+					      " of the encrypted image fails authentication");
+		if (err != OTA_OK) {
+			ota_agent_close(agent);
+			return err;
+		}
+		in += used;
+		len -= used;
+	}
+	return OTA_OK;
+}
+
+enum ota_err ota_agent_write(struct ota_agent *agent, const void *chunk, size_t len)
+{
+	struct ota_install *inst = &agent->install;
+	if (!inst->active)
+		return OTA_ERR_INVALID_ARG;
+	if (len == 0)
+		return OTA_OK;
+	if (!chunk)
+		return OTA_ERR_INVALID_ARG;
+	uint64_t declared = inst->dec.on ? inst->dec.wire_size : inst->size;
+	if (len > declared - ota_agent_offset(agent))
+		return staging_fail_n(agent, OTA_ERR_SIZE,
+				      inst->delta ? "delta longer than the declared "
+						  : "image longer than the declared ",
+				      declared, " bytes");
+	if (inst->delta)
+		return delta_write(agent, chunk, len);
+	if (inst->dec.on)
+		return decrypt_write(agent, chunk, len);
+	return plain_write(agent, chunk, len, true);
+}
+
 enum ota_err ota_agent_finish(struct ota_agent *agent)
 {
 	struct ota_install *inst = &agent->install;
@@ -1176,6 +1266,16 @@ enum ota_err ota_agent_finish(struct ota_agent *agent)
 	enum ota_err verdict = OTA_ERR_HASH;
 	if (!inst->active)
 		return OTA_ERR_INVALID_ARG;
+	if (inst->dec.on && !ota_decrypt_done(&inst->dec)) {
+		char buf[OTA_AGENT_DETAIL_BYTES];
+		struct ota_text detail;
+		ota_text_init(&detail, buf, sizeof(buf));
+		ota_text_str(&detail, "encrypted image ends at byte ");
+		ota_text_u64(&detail, inst->dec.wire_done);
+		ota_text_str(&detail, " of ");
+		ota_text_u64(&detail, inst->dec.wire_size);
+		return staging_fail(agent, OTA_ERR_SIZE, buf);
+	}
 	if (inst->written != inst->size) {
 		char buf[OTA_AGENT_DETAIL_BYTES];
 		struct ota_text detail;
@@ -1204,7 +1304,7 @@ enum ota_err ota_agent_finish(struct ota_agent *agent)
 	if (verdict != OTA_OK)
 		return staging_fail(agent, verdict, "image SHA-256 differs from the manifest");
 	inst->active = false;
-	ota_delta_install_close(agent);
+	install_release(agent);
 	if (agent->port.ops->slot_sync(agent->port.ctx, inst->slot) != OTA_OK)
 		return OTA_ERR_STORAGE;
 	struct ota_agent_state next = agent->state;
@@ -1660,4 +1760,61 @@ enum ota_err ota_agent_keylist_key_ids(struct ota_agent *agent, uint8_t (*ids)[O
 		memcpy(ids[n++], kl->keys[i]->key_id.data, OTA_KEY_ID_BYTES);
 	*ret_n = n;
 	return OTA_OK;
+}
+
+/* ---- for the other modules of the core (agent-internal.h) ----------- */
+
+enum ota_err ota_core_record_read(struct ota_agent *agent, enum ota_record rec, uint8_t *buf,
+				  size_t cap, struct ota_record_copy *ret_copy)
+{
+	return rec_read(agent, rec, buf, cap, ret_copy);
+}
+
+enum ota_err ota_core_record_store(struct ota_agent *agent, enum ota_record rec, uint8_t *buf,
+				   size_t cap, size_t payload_len)
+{
+	return small_store(agent, rec, buf, cap, payload_len, 0);
+}
+
+enum ota_err ota_core_event(struct ota_agent *agent, struct ota_agent_state *next,
+			    enum ota_event_kind kind, enum ota_err error, const char *detail)
+{
+	return event_add(agent, next, kind, error, NULL, detail);
+}
+
+enum ota_err ota_core_state_store(struct ota_agent *agent, const struct ota_agent_state *next)
+{
+	return state_store(agent, next);
+}
+
+enum ota_err ota_core_trust(struct ota_agent *agent, struct ota_arena *arena,
+			    Fleetota__V1__KeyList **ret_kl)
+{
+	Fleetota__V1__RootList *root = NULL;
+	arena_open(agent, arena);
+	enum ota_err err = agent_usable(agent);
+	if (err == OTA_OK)
+		err = trust_load(agent, arena, &root, ret_kl);
+	return err;
+}
+
+uint64_t ota_core_now(struct ota_agent *agent)
+{
+	return trusted_now(agent);
+}
+
+bool ota_core_clock(struct ota_agent *agent, uint64_t *ret_now)
+{
+	return agent->port.ops->clock_now &&
+	       agent->port.ops->clock_now(agent->port.ctx, ret_now) == OTA_OK;
+}
+
+enum ota_err ota_core_reject(struct ota_agent *agent, enum ota_err err, const char *detail)
+{
+	return reject(agent, err, NULL, detail);
+}
+
+void ota_core_log(struct ota_agent *agent, enum ota_log_level level, const char *msg)
+{
+	alog(agent, level, msg);
 }

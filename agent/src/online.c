@@ -6,6 +6,7 @@
  */
 #include <string.h>
 
+#include "fleetota/freshness.h"
 #include "fleetota/online.h"
 #include "text-internal.h"
 
@@ -52,6 +53,23 @@ void ota_online_report(struct ota_online *o, Fleetota__V1__DeviceState state)
 		r.running_sha256.data = st.confirmed.sha256;
 		r.running_sha256.len = OTA_SHA256_BYTES;
 	}
+	struct ota_freshness fresh;
+	if (ota_agent_freshness(o->agent, &fresh) == OTA_OK) {
+		r.timestamp_issued_at = fresh.issued_at;
+		r.timestamp_expires_at = fresh.expires_at;
+		r.current_version_code = fresh.version_code;
+		r.freshness_error = fresh.frozen ? (char *)ota_err_name(OTA_ERR_FROZEN) : "";
+	}
+	if (o->health_open) {
+		struct ota_port_health h;
+		ota_online_health(o, &h);
+		uint64_t boots = h.unrequested_boots >= o->health_base
+					 ? h.unrequested_boots - o->health_base
+					 : 0;
+		r.health_known = true;
+		r.unexpected_reboots = boots > UINT32_MAX ? UINT32_MAX : (uint32_t)boots;
+		r.health_permille = h.permille > 1000 ? 1000 : h.permille;
+	}
 	/* the newest events; the server keeps each seq once */
 	size_t n = 0;
 	uint64_t first = st.next_event_seq > OTA_MAX_REPORT_EVENTS / 2
@@ -92,6 +110,30 @@ void ota_online_report(struct ota_online *o, Fleetota__V1__DeviceState state)
 	uint8_t *buf = o->work + WORK_REPORT;
 	fleetota__v1__status_report__pack(&r, buf);
 	o->report_send(o->arg, buf, len);
+}
+
+void ota_online_health(const struct ota_online *o, struct ota_port_health *ret)
+{
+	struct ota_port_health h = {.permille = 1000, .unrequested_boots = 0};
+	const struct ota_port_ops *ops = o->agent->port.ops;
+	if (ops->health && ops->health(o->agent->port.ctx, &h) != OTA_OK) {
+		/* a port that cannot tell is not reported healthy */
+		h.permille = 0;
+	}
+	*ret = h;
+}
+
+void ota_online_health_open(struct ota_online *o)
+{
+	struct ota_port_health h;
+	ota_online_health(o, &h);
+	o->health_base = h.unrequested_boots;
+	o->health_open = true;
+}
+
+void ota_online_health_close(struct ota_online *o)
+{
+	o->health_open = false;
 }
 
 Fleetota__V1__DeviceState ota_online_idle_state(const struct ota_agent *agent)
@@ -143,11 +185,11 @@ static void fetch_path(enum ota_fetch_what what, const char *artifact, const cha
 		       size_t cap)
 {
 	static const char *const prefix[] = {"/v1/manifests/", "/v1/images/", "/v1/keylist",
-					     "/v1/rootlist"};
+					     "/v1/rootlist", "/v1/timestamp/"};
 	struct ota_text t;
 	ota_text_init(&t, buf, cap);
 	ota_text_str(&t, prefix[what]);
-	if (what == OTA_FETCH_MANIFEST || what == OTA_FETCH_IMAGE) {
+	if (what == OTA_FETCH_MANIFEST || what == OTA_FETCH_IMAGE || what == OTA_FETCH_TIMESTAMP) {
 		ota_text_str(&t, artifact);
 		ota_text_str(&t, query);
 	}
@@ -256,6 +298,29 @@ void ota_online_update_lists(struct ota_online *o, bool rootlist, bool keylist)
 }
 
 /*
+ * Signed freshness: the product line's current Timestamp, verified and
+ * kept by the core, then the freeze judgement. A report goes out when the
+ * freeze report opens or closes.
+ */
+enum ota_err ota_online_freshness(struct ota_online *o, enum ota_err *ret_timestamp_err)
+{
+	struct membuf buf = {.data = o->work + WORK_KEYLIST, .cap = OTA_MAX_ENVELOPE_BYTES};
+	struct ota_freshness before;
+	struct ota_freshness after;
+	if (ota_agent_freshness(o->agent, &before) != OTA_OK)
+		before.frozen = false;
+	enum ota_err ts_err = fetch_envelope(o, OTA_FETCH_TIMESTAMP, o->model, "", &buf);
+	if (ts_err == OTA_OK)
+		ts_err = ota_agent_timestamp(o->agent, buf.data, buf.len);
+	if (ret_timestamp_err)
+		*ret_timestamp_err = ts_err;
+	enum ota_err verdict = ota_agent_freshness_check(o->agent);
+	if (ota_agent_freshness(o->agent, &after) == OTA_OK && after.frozen != before.frozen)
+		ota_online_report(o, ota_online_idle_state(o->agent));
+	return verdict;
+}
+
+/*
  * The reboot: the boot step in process, then the self-test (or, without
  * one, confirm: being up is the health check). Reports each step;
  * returns OTA_OK once confirmed.
@@ -281,6 +346,10 @@ enum ota_err ota_online_boot_and_confirm(struct ota_online *o)
 	}
 	ota_online_report(o, FLEETOTA__V1__DEVICE_STATE__DEVICE_STATE_TRIAL);
 	err = o->selftest ? ota_agent_selftest(o->agent) : ota_agent_confirm(o->agent);
+	if (err == OTA_OK)
+		ota_online_health_open(o);
+	else
+		ota_online_health_close(o);
 	ota_online_report(o, err == OTA_OK ? FLEETOTA__V1__DEVICE_STATE__DEVICE_STATE_CONFIRMED
 					   : FLEETOTA__V1__DEVICE_STATE__DEVICE_STATE_REVERTED);
 	note(o, err == OTA_OK ? OTA_ONLINE_CONFIRMED : OTA_ONLINE_REVERTED, err);
@@ -480,4 +549,48 @@ counted:
 done:
 	note(o, OTA_ONLINE_DOWNLOAD_END, err);
 	return err;
+}
+
+/* ---- notifications ----------------------------------------------------- */
+
+static bool same_install(const char *artifact, const char *campaign,
+			 const struct ota_online_install_ref *ref)
+{
+	return artifact[0] != '\0' && ref->artifact != NULL &&
+	       strncmp(artifact, ref->artifact, OTA_ONLINE_ARTIFACT_MAX) == 0 &&
+	       strncmp(campaign, ref->campaign != NULL ? ref->campaign : "",
+		       OTA_ONLINE_ARTIFACT_MAX) == 0;
+}
+
+bool ota_online_notify_duplicate(uint64_t *last_seq, const Fleetota__V1__Notify *n,
+				 const struct ota_online_install_ref *busy, size_t nbusy)
+{
+	bool stale = n->seq != 0 && n->seq <= *last_seq;
+	if (n->seq > *last_seq)
+		*last_seq = n->seq;
+	if (stale)
+		return true;
+	if (n->kind != FLEETOTA__V1__NOTIFY_KIND__NOTIFY_KIND_FIRMWARE || n->artifact == NULL)
+		return false;
+	for (size_t i = 0; i < nbusy; i++) {
+		if (same_install(n->artifact, n->campaign_id != NULL ? n->campaign_id : "",
+				 &busy[i]))
+			return true;
+	}
+	return false;
+}
+
+bool ota_online_artifact_ok(const char *artifact)
+{
+	size_t len = 0;
+	if (artifact[0] == '.')
+		return false;
+	for (; artifact[len] != '\0'; len++) {
+		char c = artifact[len];
+		if (len == OTA_ONLINE_ARTIFACT_MAX ||
+		    !((c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') || (c >= '0' && c <= '9') ||
+		      c == '-' || c == '_' || c == '.'))
+			return false;
+	}
+	return len > 0;
 }

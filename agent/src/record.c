@@ -18,6 +18,7 @@
 #define REC_MAGIC_COUNTER "OTAC"
 #define REC_MAGIC_EVENT "OTAE"
 #define REC_MAGIC_BOOT "OTAG"
+#define REC_MAGIC_FRESHNESS "OTAF"
 #define COPY_MAGIC "OTAR"
 #define COPY_FORMAT 2u
 
@@ -314,12 +315,51 @@ enum ota_err ota_event_decode(const uint8_t *buf, size_t len, struct ota_event *
 	e.security_counter = get_u64(&r);
 	get_str(&r, e.version, sizeof(e.version));
 	get_str(&r, e.detail, sizeof(e.detail));
-	if (!frame_close(&r) || kind < OTA_EVENT_INSTALL_STARTED || kind > OTA_EVENT_BOOTED ||
-	    error >= OTA__ERR_COUNT)
+	if (!frame_close(&r) || !ota_event_kind_known(kind) || error >= OTA__ERR_COUNT)
 		return OTA_ERR_FORMAT;
 	e.kind = (enum ota_event_kind)kind;
 	e.error = (enum ota_err)error;
 	*ret_event = e;
+	return OTA_OK;
+}
+
+bool ota_event_kind_known(uint32_t kind)
+{
+	return (kind >= OTA_EVENT_INSTALL_STARTED && kind <= OTA_EVENT_BOOTED) ||
+	       kind == OTA_EVENT_FREEZE_SUSPECTED || kind == OTA_EVENT_FRESHNESS_RESTORED;
+}
+
+size_t ota_freshness_encode(const struct ota_freshness *f, uint8_t *buf, size_t cap)
+{
+	struct wbuf w = {.p = buf, .cap = cap};
+	frame_begin(&w, REC_MAGIC_FRESHNESS);
+	put_u64(&w, f->issued_at);
+	put_u64(&w, f->expires_at);
+	put_u64(&w, f->version_code);
+	put_u64(&w, f->since);
+	put_u8(&w, f->frozen ? 1 : 0);
+	put_str(&w, f->version, sizeof(f->version));
+	put_bytes(&w, f->signer, sizeof(f->signer));
+	return frame_end(&w);
+}
+
+enum ota_err ota_freshness_decode(const uint8_t *buf, size_t len, struct ota_freshness *ret_f)
+{
+	struct ota_freshness f;
+	struct rbuf r;
+	memset(&f, 0, sizeof(f));
+	if (!frame_open(&r, buf, len, REC_MAGIC_FRESHNESS))
+		return OTA_ERR_FORMAT;
+	f.issued_at = get_u64(&r);
+	f.expires_at = get_u64(&r);
+	f.version_code = get_u64(&r);
+	f.since = get_u64(&r);
+	f.frozen = get_bool(&r);
+	get_str(&r, f.version, sizeof(f.version));
+	get_bytes(&r, f.signer, sizeof(f.signer));
+	if (!frame_close(&r) || (f.issued_at != 0 && f.expires_at <= f.issued_at))
+		return OTA_ERR_FORMAT;
+	*ret_f = f;
 	return OTA_OK;
 }
 
@@ -349,7 +389,8 @@ enum ota_err ota_boot_decode(const uint8_t *buf, size_t len, struct ota_boot_rec
 
 static bool record_id_known(uint32_t rec)
 {
-	return rec <= OTA_REC_BOOT || (rec >= OTA_REC_EVENT_0 && rec <= OTA_REC_LAST);
+	return rec <= OTA_REC_BOOT || rec == OTA_REC_FRESHNESS ||
+	       (rec >= OTA_REC_EVENT_0 && rec <= OTA_REC_LAST);
 }
 
 size_t ota_record_copy_seal(enum ota_record rec, uint64_t seq, uint8_t *buf, size_t payload_len,

@@ -274,7 +274,8 @@ int cli_write_descriptor(const char *prefix, const Fleetota__V1__PublicKey *key,
  */
 enum ota_err cli_make_key(struct common *c, const char *spec, enum ota_alg alg, const char *prefix,
 			  const char *label, uint64_t not_before, uint64_t not_after,
-			  char **ret_spec, Fleetota__V1__PublicKey **ret_pub)
+			  Fleetota__V1__KeyRole role, char **ret_spec,
+			  Fleetota__V1__PublicKey **ret_pub)
 {
 	char path[4200];
 	EVP_PKEY *pkey = NULL;
@@ -294,6 +295,8 @@ enum ota_err cli_make_key(struct common *c, const char *spec, enum ota_alg alg, 
 	if (err == OTA_OK)
 		err = ota_pubkey_from_pkey(pkey, label, not_before, not_after, ret_pub);
 	EVP_PKEY_free(pkey);
+	if (err == OTA_OK)
+		(*ret_pub)->role = role;
 	if (err == OTA_OK)
 		err = cli_write_descriptor(prefix, *ret_pub, &c->diag);
 	return err;

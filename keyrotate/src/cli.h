@@ -58,6 +58,8 @@ enum {
 	OPT_MIN_INSTALLED,
 	OPT_ALLOW_DOWNGRADE,
 	OPT_SECURITY_UPDATE,
+	OPT_FIXES,
+	OPT_ADVISORY,
 	OPT_SEQUENCE,
 	OPT_IMAGE_NAME,
 	OPT_MANIFEST_OUT,
@@ -68,6 +70,15 @@ enum {
 	OPT_KEYLIST_FLOOR,
 	OPT_EXPECT_HEAD,
 	OPT_COUNT,
+	OPT_ARTIFACT,
+	OPT_MANIFEST,
+	/* encrypted images (cli_encrypt.c) */
+	OPT_ENCRYPT_TO,
+	OPT_RECIPIENT_NAME,
+	OPT_CHUNK_SIZE,
+	OPT_CIPHERTEXT_OUT,
+	OPT_HOLDER_KEY,
+	OPT_REMOVE_RECIPIENT,
 	OPT_BASE,
 	OPT_DELTA_CHUNK,
 	OPT_DELTA_LEVEL,
@@ -176,7 +187,8 @@ int cli_write_descriptor(const char *prefix, const Fleetota__V1__PublicKey *key,
 
 enum ota_err cli_make_key(struct common *c, const char *spec, enum ota_alg alg, const char *prefix,
 			  const char *label, uint64_t not_before, uint64_t not_after,
-			  char **ret_spec, Fleetota__V1__PublicKey **ret_pub);
+			  Fleetota__V1__KeyRole role, char **ret_spec,
+			  Fleetota__V1__PublicKey **ret_pub);
 
 /* keylist and rootlist (cmd_list.c) */
 int cli_list_args_parse(int argc, char **argv, struct common *c, struct list_args *a, int is_root);
@@ -193,14 +205,71 @@ int cli_list_end(int rc, struct common *c, struct kr_verifier *v, struct kr_aren
 enum ota_err cli_read_adds(const struct list_args *a, struct ota_arena *arena,
 			   Fleetota__V1__PublicKey **adds, struct kr_diag *diag);
 
+/* ---- encrypted images (cli_encrypt.c): options of sign and rewrap ---- */
+
+#define ENCRYPT_OPTIONS                                                          \
+	{"encrypt-to", required_argument, NULL, OPT_ENCRYPT_TO},                 \
+		{"recipient-name", required_argument, NULL, OPT_RECIPIENT_NAME}, \
+		{"chunk-size", required_argument, NULL, OPT_CHUNK_SIZE},         \
+	{                                                                        \
+		"ciphertext-out", required_argument, NULL, OPT_CIPHERTEXT_OUT    \
+	}
+
+struct cli_encrypt {
+	struct list to; /* recipient public key files */
+	struct list names; /* their labels, in order (may be fewer) */
+	const char *ciphertext_out;
+	uint32_t chunk_bytes; /* 0 = OTA_CRYPT_CHUNK_DEFAULT */
+	char tmp_path[4096]; /* a ciphertext written next to the bundle, removed at release */
+	Fleetota__V1__Encryption *enc;
+	EVP_PKEY *keys[OTA_MAX_RECIPIENTS];
+	size_t n_keys;
+};
+
+/* An encryption option (0), a usage error (EXIT_USAGE), or -1: not one of them. */
+int cli_encrypt_option(struct cli_encrypt *e, int opt, const char *arg);
+
+/*
+ * Encrypts the image for the recipients (into --ciphertext-out, or a
+ * temporary file next to bundle_out) and sets spec->encryption and what
+ * the bundle must carry (the ciphertext, its digest and size).
+ */
+enum ota_err cli_encrypt_image(struct cli_encrypt *e, struct common *c, const char *image,
+			       const uint8_t sha256[OTA_SHA256_BYTES], uint64_t size,
+			       const char *bundle_out, struct kr_manifest_spec *spec,
+			       const char **ret_payload, const uint8_t **ret_payload_sha,
+			       uint64_t *ret_payload_size);
+
+/*
+ * A manifest may not be both a delta and encrypted (docs/decisions.md):
+ * OTA_ERR_UNSUPPORTED.
+ */
+enum ota_err cli_encrypt_combination(bool encrypted, bool delta, struct kr_diag *diag);
+
+/* Frees keys, the Encryption and a temporary ciphertext. */
+void cli_encrypt_release(struct cli_encrypt *e);
+
+/* Labels: names[i] when given, else the key file's base name. */
+const char *cli_encrypt_name(const struct cli_encrypt *e, size_t i);
+
 /* The commands: argv[0] is the command's name; each returns the exit status. */
 int cli_cmd_root_init(int argc, char **argv);
-int cli_cmd_key_new(int argc, char **argv, int is_root);
+/* The key op-new, root-new and timestamp-new make. */
+enum cli_key_kind {
+	CLI_KEY_OPERATIONAL,
+	CLI_KEY_ROOT,
+	CLI_KEY_TIMESTAMP,
+};
+int cli_cmd_key_new(int argc, char **argv, enum cli_key_kind kind);
+int cli_cmd_timestamp(int argc, char **argv);
 int cli_cmd_keylist(int argc, char **argv);
 int cli_cmd_rootlist(int argc, char **argv);
 int cli_cmd_sign(int argc, char **argv);
 int cli_cmd_verify(int argc, char **argv);
 int cli_cmd_inspect(int argc, char **argv);
 int cli_cmd_audit_verify(int argc, char **argv);
+int cli_cmd_enc_key_new(int argc, char **argv);
+int cli_cmd_rewrap(int argc, char **argv);
+int cli_cmd_decrypt(int argc, char **argv);
 
 #endif

@@ -1,5 +1,5 @@
 /* SPDX-License-Identifier: Apache-2.0 */
-/* ota-keys op-new and root-new: one key with its descriptor. */
+/* ota-keys op-new, root-new and timestamp-new: one key with its descriptor. */
 #include <libgen.h>
 #include <stdlib.h>
 #include <string.h>
@@ -26,8 +26,22 @@ static const char help_root_new[] =
 	"                         [--key SPEC]\n"
 	"Generates a root key for a RootList rotation: PREFIX.key, PREFIX.pub, PREFIX.pem.\n";
 
-int cli_cmd_key_new(int argc, char **argv, int is_root)
+static const char help_timestamp_new[] =
+	"Usage: ota-keys timestamp-new --out PREFIX [--name NAME] [--not-before TIME]\n"
+	"                              [--not-after TIME] [--alg ed25519|p256] [--key SPEC]\n"
+	"Generates the timestamp role's key: PREFIX.key, PREFIX.pub (descriptor with the\n"
+	"timestamp role, for `keylist --add`), PREFIX.pem. A KeyList key with this role\n"
+	"signs Timestamps (`ota-keys timestamp`, or the server's timestamp_key) and\n"
+	"nothing else: devices refuse it on a manifest or a KeyList (OTA_ERR_KEY_ROLE).\n"
+	"It is the one key the server may hold online (docs/keys.md).\n"
+	"  --not-before TIME      default now; --not-after TIME default +90d\n";
+
+int cli_cmd_key_new(int argc, char **argv, enum cli_key_kind kind)
 {
+	const int is_root = kind == CLI_KEY_ROOT;
+	const char *help = is_root		       ? help_root_new
+			   : kind == CLI_KEY_TIMESTAMP ? help_timestamp_new
+						       : help_op_new;
 	static const struct option options[] = {
 		COMMON_OPTIONS,
 		{"out", required_argument, NULL, OPT_OUT},
@@ -40,15 +54,15 @@ int cli_cmd_key_new(int argc, char **argv, int is_root)
 	};
 	struct common c = {.now = (uint64_t)time(NULL)};
 	const char *out = NULL, *name = NULL, *key = NULL;
-	const char *nb_arg = is_root ? "never" : "now", *na_arg = is_root ? "never" : "+365d";
+	const char *nb_arg = is_root ? "never" : "now";
+	const char *na_arg = is_root ? "never" : kind == CLI_KEY_TIMESTAMP ? "+90d" : "+365d";
 	uint64_t not_before, not_after;
 	enum ota_alg alg = OTA_ALG_ED25519;
 	Fleetota__V1__PublicKey *pub = NULL;
 	int rc, opt;
 	enum ota_err err;
 
-	while ((opt = cli_next_option(argc, argv, "", options, &c,
-				      is_root ? help_root_new : help_op_new, &rc)) > 0) {
+	while ((opt = cli_next_option(argc, argv, "", options, &c, help, &rc)) > 0) {
 		switch (opt) {
 		case OPT_OUT:
 			out = optarg;
@@ -93,11 +107,18 @@ int cli_cmd_key_new(int argc, char **argv, int is_root)
 	char label[OTA_MAX_STRING_BYTES + 1];
 	snprintf(label, sizeof(label), "%s", name ? name : basename(base_copy));
 	free(base_copy);
-	if ((err = cli_make_key(&c, key, alg, out, label, not_before, not_after, NULL, &pub)) !=
-	    OTA_OK)
+	Fleetota__V1__KeyRole role = kind == CLI_KEY_TIMESTAMP
+					     ? FLEETOTA__V1__KEY_ROLE__KEY_ROLE_TIMESTAMP
+					     : FLEETOTA__V1__KEY_ROLE__KEY_ROLE_OPERATIONAL;
+	if ((err = cli_make_key(&c, key, alg, out, label, not_before, not_after, role, NULL,
+				&pub)) != OTA_OK)
 		goto cli_fail;
 	char nb[40], na[40];
-	printf("%s key \"%s\" id ", is_root ? "root" : "operational", label);
+	printf("%s key \"%s\" id ",
+	       is_root			   ? "root"
+	       : kind == CLI_KEY_TIMESTAMP ? "timestamp"
+					   : "operational",
+	       label);
 	cli_print_key_id(stdout, pub->key_id.data);
 	if (!is_root)
 		printf(" valid %s .. %s", kr_time_format(not_before, nb, sizeof(nb)),

@@ -107,7 +107,8 @@ int cli_cmd_root_init(int argc, char **argv)
 		snprintf(name, sizeof(name), "root-%zu", n_keys + 1);
 		snprintf(prefix, sizeof(prefix), "%s/%s", out_dir, name);
 		err = cli_make_key(&c, keys.n ? keys.items[n_keys] : NULL, alg, prefix, name, 0, 0,
-				   &key_paths[n_keys], &pubs[n_keys]);
+				   FLEETOTA__V1__KEY_ROLE__KEY_ROLE_OPERATIONAL, &key_paths[n_keys],
+				   &pubs[n_keys]);
 		if (err != OTA_OK) {
 			n_keys++;
 			goto cli_fail;

@@ -26,6 +26,9 @@ static const char help_sign[] =
 	"  --min-installed N      version_code the device must already run (default 0)\n"
 	"  --allow-downgrade      allow installing below the running version\n"
 	"  --security-update      mark as a security update\n"
+	"  --fixes MIN-MAX        with --security-update: the version codes it fixes\n"
+	"                         (inclusive; MAX below --version-code)\n"
+	"  --advisory TEXT        with --security-update: advisory id(s), e.g. CVE-2026-1234\n"
 	"  --issued TIME          default now; --expires TIME default never\n"
 	"  --sequence N           default: --issued in seconds\n"
 	"  --image-name NAME      default: the image's file name\n"
@@ -37,7 +40,30 @@ static const char help_sign[] =
 	"                         both images' hashes and the delta's (docs/keys.md)\n"
 	"  --delta-chunk N        image bytes per delta frame, the device's RAM (default\n"
 	"                         1048576, at most 1048576)\n"
-	"  --delta-level N        zstd level of the delta (default 19)\n";
+	"  --delta-level N        zstd level of the delta (default 19)\n"
+	"  --encrypt-to KEY.pub   encrypt the image for this X25519 recipient key (repeat:\n"
+	"                         a product line's key, device keys; ota-keys enc-key-new);\n"
+	"                         the bundle then carries the ciphertext\n"
+	"  --recipient-name NAME  label of the matching --encrypt-to entry (default: its file)\n"
+	"  --chunk-size N         plaintext bytes per encrypted chunk (default 65536)\n"
+	"  --ciphertext-out FILE  also keep the ciphertext (needed without --bundle-out)\n";
+
+/* "MIN-MAX": two version codes; the order and the flag are release.c's to check. */
+static int parse_fixes(const char *arg, struct kr_manifest_spec *spec)
+{
+	char min_text[24];
+	const char *dash = strchr(arg, '-');
+	size_t len = dash ? (size_t)(dash - arg) : 0;
+
+	if (!dash || len == 0 || len >= sizeof(min_text))
+		return cli_usage_error("--fixes wants MIN-MAX version codes, not %s", arg);
+	memcpy(min_text, arg, len);
+	min_text[len] = '\0';
+	if (cli_parse_u64(min_text, &spec->fixes_version_code_min) ||
+	    cli_parse_u64(dash + 1, &spec->fixes_version_code_max))
+		return EXIT_USAGE;
+	return 0;
+}
 
 int cli_cmd_sign(int argc, char **argv)
 {
@@ -57,6 +83,8 @@ int cli_cmd_sign(int argc, char **argv)
 		{"min-installed", required_argument, NULL, OPT_MIN_INSTALLED},
 		{"allow-downgrade", no_argument, NULL, OPT_ALLOW_DOWNGRADE},
 		{"security-update", no_argument, NULL, OPT_SECURITY_UPDATE},
+		{"fixes", required_argument, NULL, OPT_FIXES},
+		{"advisory", required_argument, NULL, OPT_ADVISORY},
 		{"issued", required_argument, NULL, OPT_ISSUED},
 		{"expires", required_argument, NULL, OPT_EXPIRES},
 		{"sequence", required_argument, NULL, OPT_SEQUENCE},
@@ -67,6 +95,7 @@ int cli_cmd_sign(int argc, char **argv)
 		{"base", required_argument, NULL, OPT_BASE},
 		{"delta-chunk", required_argument, NULL, OPT_DELTA_CHUNK},
 		{"delta-level", required_argument, NULL, OPT_DELTA_LEVEL},
+		ENCRYPT_OPTIONS,
 		{NULL, 0, NULL, 0},
 	};
 	struct common c = {.now = (uint64_t)time(NULL)};
@@ -90,6 +119,7 @@ int cli_cmd_sign(int argc, char **argv)
 	Fleetota__V1__DeltaInfo delta;
 	struct kr_delta_hashes delta_hashes;
 	char delta_path[4096] = "";
+	struct cli_encrypt crypt = {0};
 
 	kr_verifier_init(&v, 0);
 	while ((opt = cli_next_option(argc, argv, "", options, &c, help_sign, &rc)) > 0) {
@@ -134,6 +164,12 @@ int cli_cmd_sign(int argc, char **argv)
 		case OPT_SECURITY_UPDATE:
 			spec.is_security_update = 1;
 			break;
+		case OPT_FIXES:
+			bad = parse_fixes(optarg, &spec);
+			break;
+		case OPT_ADVISORY:
+			spec.advisory = optarg;
+			break;
 		case OPT_ISSUED:
 			issued_arg = optarg;
 			break;
@@ -164,6 +200,9 @@ int cli_cmd_sign(int argc, char **argv)
 		case OPT_DELTA_LEVEL:
 			bad = cli_parse_u64(optarg, &delta_level);
 			break;
+		default:
+			bad = cli_encrypt_option(&crypt, opt, optarg);
+			break;
 		}
 		if (bad)
 			return EXIT_USAGE;
@@ -180,6 +219,9 @@ int cli_cmd_sign(int argc, char **argv)
 		return cli_usage_error("--base needs --bundle-out, --delta-chunk 1..1048576 and "
 				       "--delta-level 1..22%s",
 				       "");
+	if (crypt.to.n && !bundle_out && !crypt.ciphertext_out)
+		return cli_usage_error(
+			"an encrypted image needs --bundle-out or --ciphertext-out%s", "");
 	if (chain.n > OTA_MAX_ROOT_CHAIN)
 		return cli_usage_error("too many --rootlist-chain files%s", "");
 	if (cli_parse_u64(version_code_arg, &spec.version_code) ||
@@ -199,6 +241,9 @@ int cli_cmd_sign(int argc, char **argv)
 	}
 	if ((rc = cli_common_ready(&c)) != 0)
 		goto out;
+	/* before the delta is made or the image encrypted */
+	if ((err = cli_encrypt_combination(crypt.to.n > 0, base != NULL, &c.diag)) != OTA_OK)
+		goto cli_fail;
 	v.now = c.now;
 	if ((err = kr_verifier_arena(&v, KR_HEADER_ARENA_BYTES, &arena)) != OTA_OK)
 		goto cli_fail;
@@ -239,6 +284,13 @@ int cli_cmd_sign(int argc, char **argv)
 			      (unsigned long long)v.keylist->version);
 		goto cli_fail;
 	}
+	if (op->role != FLEETOTA__V1__KEY_ROLE__KEY_ROLE_OPERATIONAL) {
+		err = kr_fail(
+			&c.diag, OTA_ERR_KEY_ROLE,
+			"\"%s\" is the timestamp key of KeyList v%llu: it signs timestamps only",
+			op->name, (unsigned long long)v.keylist->version);
+		goto cli_fail;
+	}
 	if ((op->not_before && spec.issued_at < op->not_before) ||
 	    (op->not_after && spec.issued_at > op->not_after)) {
 		char a[40], b[40], t[40];
@@ -262,8 +314,23 @@ int cli_cmd_sign(int argc, char **argv)
 			goto cli_fail;
 		spec.delta = &delta;
 	}
-	if ((err = kr_image_hash(image, sha, &size, &c.diag)) != OTA_OK ||
-	    (err = kr_manifest_build(&spec, sha, size, &body, &body_len, &c.diag)) != OTA_OK ||
+	/* what the bundle carries: the image, its delta, or its ciphertext */
+	const char *payload = image;
+	const uint8_t *payload_sha = sha;
+	uint64_t payload_size = 0;
+	if ((err = kr_image_hash(image, sha, &size, &c.diag)) != OTA_OK)
+		goto cli_fail;
+	payload_size = size;
+	if (base) {
+		payload = delta_path;
+		payload_sha = delta_hashes.sha256;
+		payload_size = delta.size;
+	}
+	if (crypt.to.n &&
+	    (err = cli_encrypt_image(&crypt, &c, image, sha, size, bundle_out, &spec, &payload,
+				     &payload_sha, &payload_size)) != OTA_OK)
+		goto cli_fail;
+	if ((err = kr_manifest_build(&spec, sha, size, &body, &body_len, &c.diag)) != OTA_OK ||
 	    (err = kr_envelope_new(body, body_len, &env)) != OTA_OK ||
 	    (err = cli_sign_envelope(&c, env, OTA_OBJ_MANIFEST, spec.version_code, key, NULL)) !=
 		    OTA_OK)
@@ -277,6 +344,8 @@ int cli_cmd_sign(int argc, char **argv)
 	v.now = 0; /* a manifest issued in the future is still well-signed */
 	err = kr_verify_manifest(&v, env, marena, &m, &c.diag);
 	v.now = saved_now;
+	if (err == OTA_OK)
+		err = cli_encrypt_combination(m->encryption != NULL, m->delta != NULL, &c.diag);
 	if (err != OTA_OK)
 		goto cli_fail;
 	if (bundle_out) {
@@ -287,9 +356,8 @@ int cli_cmd_sign(int argc, char **argv)
 			.rootlist_chain = (const Fleetota__V1__Signed *const *)chain_envs,
 			.n_rootlist_chain = chain.n,
 		};
-		if ((err = kr_bundle_write(bundle_out, &parts, base ? delta_path : image,
-					   base ? delta_hashes.sha256 : sha,
-					   base ? delta.size : size, &c.diag)) != OTA_OK)
+		if ((err = kr_bundle_write(bundle_out, &parts, payload, payload_sha, payload_size,
+					   &c.diag)) != OTA_OK)
 			goto cli_fail;
 	}
 	if (manifest_out && (err = kr_envelope_write(manifest_out, env, &c.diag)) != OTA_OK)
@@ -314,6 +382,7 @@ out:
 		unlink(delta_path);
 	free(body);
 	free(image_copy);
+	cli_encrypt_release(&crypt);
 	kr_verifier_release(&v);
 	cli_common_release(&c);
 	return rc;

@@ -15,7 +15,7 @@
 static const char help_verify[] =
 	"Usage: ota-keys verify FILE --rootlist ROOTLIST [--rootlist-chain FILE]...\n"
 	"                       [--keylist KEYLIST] [--keylist-floor N] [--image IMAGE]\n"
-	"                       [--type rootlist|keylist|manifest|bundle] [--now TIME]\n"
+	"                       [--type rootlist|keylist|manifest|timestamp|bundle] [--now TIME]\n"
 	"Verifies FILE with the device's own code. ROOTLIST is the trust anchor (signed\n"
 	"by its own threshold); --rootlist-chain files are walked one version at a time.\n"
 	"A RootList FILE must be the next step (or the anchor itself); a KeyList must be\n"
@@ -179,6 +179,22 @@ int cli_cmd_verify(int argc, char **argv)
 		printf("OK: KeyList v%llu signed by RootList v%llu (%zu keys)\n",
 		       (unsigned long long)v.keylist->version, (unsigned long long)v.root->version,
 		       v.keylist->n_keys);
+	} else if (kind == KR_OBJ_TIMESTAMP) {
+		Fleetota__V1__Timestamp *t = NULL;
+		char expires[40];
+		if (!keylist) {
+			rc = cli_usage_error("a timestamp needs --keylist%s", "");
+			goto out;
+		}
+		if ((err = cli_load_verified(&v, keylist, kr_verify_keylist, &c.diag, NULL)) !=
+			    OTA_OK ||
+		    (err = kr_verify_timestamp(&v, env, arena, &t, &c.diag)) != OTA_OK)
+			goto cli_fail;
+		printf("OK: timestamp %s current %s (code %llu) signed by the timestamp key of "
+		       "KeyList v%llu, fresh until %s\n",
+		       t->product, t->version[0] ? t->version : "-",
+		       (unsigned long long)t->version_code, (unsigned long long)v.keylist->version,
+		       kr_time_format(t->expires_at, expires, sizeof(expires)));
 	} else {
 		Fleetota__V1__Manifest *m = NULL;
 		if (!keylist) {

@@ -48,10 +48,13 @@ static json_t *u64(uint64_t v)
 
 static json_t *pubkey_json(const Fleetota__V1__PublicKey *key)
 {
-	return json_pack("{s:o, s:s, s:o, s:o, s:o, s:o}", "name", wire_string(key->name), "alg",
-			 kr_alg_name(key->alg), "key_id",
+	return json_pack("{s:o, s:s, s:o, s:o, s:o, s:s, s:o}", "name", wire_string(key->name),
+			 "alg", kr_alg_name(key->alg), "key_id",
 			 hex_string(key->key_id.data, key->key_id.len), "not_before",
 			 time_value(key->not_before), "not_after", time_value(key->not_after),
+			 "role",
+			 key->role == FLEETOTA__V1__KEY_ROLE__KEY_ROLE_TIMESTAMP ? "timestamp"
+										 : "operational",
 			 "public_key", hex_string(key->public_key.data, key->public_key.len));
 }
 
@@ -76,6 +79,23 @@ static json_t *signatures_json(const Fleetota__V1__Signed *env)
 	return arr;
 }
 
+/* The encryption block: recipients by label and key id, never a key. */
+static json_t *encryption_json(const Fleetota__V1__Encryption *e)
+{
+	json_t *rcpts = json_array();
+	for (size_t i = 0; rcpts && i < e->n_recipients; i++)
+		json_array_append_new(rcpts,
+				      json_pack("{s:o, s:o}", "name",
+						wire_string(e->recipients[i]->name), "key_id",
+						hex_string(e->recipients[i]->key_id.data,
+							   e->recipients[i]->key_id.len)));
+	return json_pack("{s:s, s:o, s:o, s:o, s:o}", "alg", "aes256gcm-x25519-hkdf-aeskw",
+			 "ciphertext_sha256",
+			 hex_string(e->ciphertext_sha256.data, e->ciphertext_sha256.len),
+			 "ciphertext_size", u64(e->ciphertext_size), "chunk_bytes",
+			 u64(e->chunk_bytes), "recipients", rcpts);
+}
+
 static json_t *manifest_json(const Fleetota__V1__Manifest *m)
 {
 	json_t *revs = json_array();
@@ -91,6 +111,15 @@ static json_t *manifest_json(const Fleetota__V1__Manifest *m)
 		time_value(m->issued_at), "expires_at", time_value(m->expires_at), "image",
 		"sha256", hex_string(m->image->sha256.data, m->image->sha256.len), "size",
 		u64(m->image->size), "name", wire_string(m->image->name));
+	if (obj && m->encryption)
+		json_object_set_new(obj, "encryption", encryption_json(m->encryption));
+	if (obj && m->is_security_update)
+		json_object_set_new(obj, "security_fix",
+				    json_pack("{s:o, s:o, s:o}", "fixes_version_code_min",
+					      u64(m->fixes_version_code_min),
+					      "fixes_version_code_max",
+					      u64(m->fixes_version_code_max), "advisory",
+					      wire_string(m->advisory)));
 	if (obj && m->delta)
 		json_object_set_new(
 			obj, "delta",
@@ -129,6 +158,18 @@ static json_t *signed_json(const Fleetota__V1__Signed *env, enum kr_obj_kind kin
 		Fleetota__V1__Manifest *m;
 		if (ota_manifest_parse(env, arena, &m) == OTA_OK)
 			body = manifest_json(m);
+	} else if (kind == KR_OBJ_TIMESTAMP) {
+		Fleetota__V1__Timestamp *t;
+		if (ota_timestamp_parse(env, arena, &t) == OTA_OK)
+			body = json_pack(
+				"{s:o, s:o, s:o, s:o, s:o, s:o, s:o, s:o, s:o}", "product",
+				wire_string(t->product), "issued_at", time_value(t->issued_at),
+				"expires_at", time_value(t->expires_at), "keylist_version",
+				u64(t->keylist_version), "version", wire_string(t->version),
+				"version_code", u64(t->version_code), "security_counter",
+				u64(t->security_counter), "artifact", wire_string(t->artifact),
+				"manifest_sha256",
+				hex_string(t->manifest_sha256.data, t->manifest_sha256.len));
 	}
 	if (!body)
 		return NULL;

@@ -19,6 +19,7 @@
 
 #include "fleetota/arena.h"
 #include "fleetota/bundle.h"
+#include "fleetota/crypt.h"
 #include "fleetota/envelope.h"
 #include "fleetota/err.h"
 #include "fleetota/limits.h"
@@ -136,10 +137,11 @@ enum kr_obj_kind {
 	KR_OBJ_MANIFEST,
 	KR_OBJ_PUBKEY, /* a PublicKey descriptor written by op-new / root-new */
 	KR_OBJ_BUNDLE,
+	KR_OBJ_TIMESTAMP, /* signed freshness (ota-keys timestamp) */
 };
 
 const char *kr_obj_kind_name(enum kr_obj_kind kind);
-/* "rootlist"/"root", "keylist", "manifest", "pubkey", "bundle". */
+/* "rootlist"/"root", "keylist", "manifest", "pubkey", "bundle", "timestamp". */
 enum ota_err kr_obj_kind_parse(const char *text, enum kr_obj_kind *ret_kind);
 /* The signing type of a signed kind; OTA_ERR_INVALID_ARG for others. */
 enum ota_err kr_obj_sign_type(enum kr_obj_kind kind, enum ota_obj_type *ret_type);
@@ -284,9 +286,15 @@ struct kr_manifest_spec {
 	uint64_t min_installed_version;
 	int allow_downgrade;
 	int is_security_update;
+	/* with is_security_update: the version_code range it fixes (max 0 = not stated) */
+	uint64_t fixes_version_code_min;
+	uint64_t fixes_version_code_max;
+	const char *advisory; /* optional, e.g. a CVE id */
 	uint64_t issued_at;
 	uint64_t expires_at;
 	const char *image_name;
+	/* an encrypted image (encrypt.c): copied into the manifest; NULL = plain */
+	const Fleetota__V1__Encryption *encryption;
 	/* a delta bundle's DeltaInfo (keyrotate/src/delta.c), NULL for a full image */
 	const Fleetota__V1__DeltaInfo *delta;
 };
@@ -329,6 +337,50 @@ struct kr_bundle_parts {
 enum ota_err kr_bundle_write(const char *path, const struct kr_bundle_parts *parts,
 			     const char *image_path, const uint8_t sha256[OTA_SHA256_BYTES],
 			     uint64_t size, struct kr_diag *diag);
+/* The same with the image read from image_path from byte image_offset to its end. */
+enum ota_err kr_bundle_write_from(const char *path, const struct kr_bundle_parts *parts,
+				  const char *image_path, uint64_t image_offset,
+				  const uint8_t sha256[OTA_SHA256_BYTES], uint64_t size,
+				  struct kr_diag *diag);
+
+/* ---- encrypt.c: encrypted images (fleetota/crypt.h) ---- */
+
+/* Reads an X25519 recipient key: a public key (SPKI PEM) or a private key (PEM). */
+enum ota_err kr_recipient_read(const char *path, struct kr_key_opts *opts, EVP_PKEY **ret_key,
+			       struct kr_diag *diag);
+
+/*
+ * Encrypts the image at image_path (its plaintext digest and size already
+ * known; a file that changed since is OTA_ERR_HASH) into out_path with a
+ * fresh content key and nonce prefix, and wraps the key for every
+ * recipient (names[i] is the entry's label). *ret_enc is a heap
+ * Encryption (kr_encryption_free). The content key is wiped before return.
+ */
+enum ota_err kr_encrypt_image(const char *image_path, const uint8_t sha256[OTA_SHA256_BYTES],
+			      uint64_t size, uint32_t chunk_bytes, EVP_PKEY *const *recipients,
+			      const char *const *names, size_t n, const char *out_path,
+			      Fleetota__V1__Encryption **ret_enc, struct kr_diag *diag);
+void kr_encryption_free(Fleetota__V1__Encryption *enc);
+
+/*
+ * The content key of manifest m, unwrapped with holder (a recipient's
+ * private key) and checked against key_check. OTA_ERR_NOT_RECIPIENT when
+ * holder has no entry, OTA_ERR_KEY_UNWRAP when it does not unwrap.
+ */
+enum ota_err kr_content_key(const Fleetota__V1__Manifest *m, EVP_PKEY *holder,
+			    uint8_t ret_key[OTA_CEK_BYTES], struct kr_diag *diag);
+
+/*
+ * Adds an entry wrapping key for recipient to enc (heap) of the image
+ * with that plaintext digest. A key listed already is OTA_ERR_INVALID_ARG.
+ */
+enum ota_err kr_recipient_add(Fleetota__V1__Encryption *enc,
+			      const uint8_t plaintext_sha256[OTA_SHA256_BYTES],
+			      const uint8_t key[OTA_CEK_BYTES], EVP_PKEY *recipient,
+			      const char *name, struct kr_diag *diag);
+/* A heap copy (for kr_recipient_add) of a decoded Encryption. */
+enum ota_err kr_encryption_dup(const Fleetota__V1__Encryption *src,
+			       Fleetota__V1__Encryption **ret_enc);
 
 /* ---- verify.c: verification with libotaproto ---- */
 
@@ -357,6 +409,13 @@ enum ota_err kr_verify_root_step(struct kr_verifier *v, const Fleetota__V1__Sign
 				 struct kr_diag *diag);
 enum ota_err kr_verify_keylist(struct kr_verifier *v, const Fleetota__V1__Signed *env,
 			       struct kr_diag *diag);
+/*
+ * A Timestamp signed by the trusted KeyList's timestamp key; expired at
+ * now (when set) is OTA_ERR_EXPIRED.
+ */
+enum ota_err kr_verify_timestamp(struct kr_verifier *v, const Fleetota__V1__Signed *env,
+				 struct ota_arena *arena, Fleetota__V1__Timestamp **ret_ts,
+				 struct kr_diag *diag);
 /* Signature by the trusted KeyList, then expiry at now. */
 enum ota_err kr_verify_manifest(struct kr_verifier *v, const Fleetota__V1__Signed *env,
 				struct ota_arena *arena, Fleetota__V1__Manifest **ret_manifest,
@@ -370,6 +429,14 @@ enum ota_err kr_verify_image_file(const Fleetota__V1__Manifest *manifest, const 
  * the image streamed: hash, exact size, no trailing bytes.
  */
 enum ota_err kr_verify_bundle_file(struct kr_verifier *v, const char *path, struct kr_diag *diag);
+/*
+ * Reads a bundle's prefix and header from fd (at its start) into an arena
+ * of v; *ret_image_offset is where the image (or ciphertext) begins. No
+ * signature is checked here.
+ */
+enum ota_err kr_bundle_header_read(struct kr_verifier *v, int fd, const char *path,
+				   Fleetota__V1__BundleHeader **ret_hdr, uint64_t *ret_image_offset,
+				   struct kr_diag *diag);
 
 /* ---- inspect.c ---- */
 

@@ -13,12 +13,17 @@
 
 static int cmd_op_new(int argc, char **argv)
 {
-	return cli_cmd_key_new(argc, argv, 0);
+	return cli_cmd_key_new(argc, argv, CLI_KEY_OPERATIONAL);
 }
 
 static int cmd_root_new(int argc, char **argv)
 {
-	return cli_cmd_key_new(argc, argv, 1);
+	return cli_cmd_key_new(argc, argv, CLI_KEY_ROOT);
+}
+
+static int cmd_timestamp_new(int argc, char **argv)
+{
+	return cli_cmd_key_new(argc, argv, CLI_KEY_TIMESTAMP);
 }
 
 static const char help_main[] =
@@ -27,12 +32,17 @@ static const char help_main[] =
 	"  root-init     generate root keys and the first RootList (k of n)\n"
 	"  root-new      generate a root key for a rotation\n"
 	"  op-new        generate an operational key with a validity window\n"
+	"  timestamp-new generate the timestamp role's key (signs timestamps only)\n"
 	"  keylist       new | sign | merge: the next KeyList, signed by k roots\n"
 	"  rootlist      new | sign | merge: the next RootList (rotate roots)\n"
 	"  sign          firmware image -> signed manifest and .otab bundle\n"
+	"  timestamp     sign a short-lived Timestamp: the current release of a product\n"
 	"  verify        verify any signed object or bundle against a RootList\n"
 	"  inspect       show an object (--json)\n"
-	"  audit-verify  check the signing audit log's hash chain\n";
+	"  audit-verify  check the signing audit log's hash chain\n"
+	"  enc-key-new   generate an X25519 recipient key for encrypted images\n"
+	"  rewrap        add (or drop) recipients of an encrypted bundle\n"
+	"  decrypt       decrypt an encrypted bundle's image with a recipient key\n";
 
 static const struct command {
 	const char *name;
@@ -41,12 +51,17 @@ static const struct command {
 	{"root-init", cli_cmd_root_init},
 	{"op-new", cmd_op_new},
 	{"root-new", cmd_root_new},
+	{"timestamp-new", cmd_timestamp_new},
 	{"keylist", cli_cmd_keylist},
 	{"rootlist", cli_cmd_rootlist},
 	{"sign", cli_cmd_sign},
+	{"timestamp", cli_cmd_timestamp},
 	{"verify", cli_cmd_verify},
 	{"inspect", cli_cmd_inspect},
 	{"audit-verify", cli_cmd_audit_verify},
+	{"enc-key-new", cli_cmd_enc_key_new},
+	{"rewrap", cli_cmd_rewrap},
+	{"decrypt", cli_cmd_decrypt},
 };
 
 int main(int argc, char **argv)

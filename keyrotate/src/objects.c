@@ -9,9 +9,10 @@
 #include "kr.h"
 
 static const char *const kind_names[] = {
-	[KR_OBJ_UNKNOWN] = "unknown", [KR_OBJ_ROOTLIST] = "rootlist",
-	[KR_OBJ_KEYLIST] = "keylist", [KR_OBJ_MANIFEST] = "manifest",
-	[KR_OBJ_PUBKEY] = "pubkey",   [KR_OBJ_BUNDLE] = "bundle",
+	[KR_OBJ_UNKNOWN] = "unknown",	  [KR_OBJ_ROOTLIST] = "rootlist",
+	[KR_OBJ_KEYLIST] = "keylist",	  [KR_OBJ_MANIFEST] = "manifest",
+	[KR_OBJ_PUBKEY] = "pubkey",	  [KR_OBJ_BUNDLE] = "bundle",
+	[KR_OBJ_TIMESTAMP] = "timestamp",
 };
 
 const char *kr_obj_kind_name(enum kr_obj_kind kind)
@@ -27,7 +28,7 @@ enum ota_err kr_obj_kind_parse(const char *text, enum kr_obj_kind *ret_kind)
 		*ret_kind = KR_OBJ_ROOTLIST;
 		return OTA_OK;
 	}
-	for (unsigned i = KR_OBJ_ROOTLIST; i <= KR_OBJ_BUNDLE; i++) {
+	for (unsigned i = KR_OBJ_ROOTLIST; i <= KR_OBJ_TIMESTAMP; i++) {
 		if (text && strcmp(text, kind_names[i]) == 0) {
 			*ret_kind = (enum kr_obj_kind)i;
 			return OTA_OK;
@@ -47,6 +48,9 @@ enum ota_err kr_obj_sign_type(enum kr_obj_kind kind, enum ota_obj_type *ret_type
 		return OTA_OK;
 	case KR_OBJ_MANIFEST:
 		*ret_type = OTA_OBJ_MANIFEST;
+		return OTA_OK;
+	case KR_OBJ_TIMESTAMP:
+		*ret_type = OTA_OBJ_TIMESTAMP;
 		return OTA_OK;
 	default:
 		return OTA_ERR_INVALID_ARG;
@@ -81,13 +85,16 @@ enum kr_obj_kind kr_obj_detect(const uint8_t *buf, size_t len, struct ota_arena 
 		Fleetota__V1__RootList *root;
 		Fleetota__V1__KeyList *kl;
 		Fleetota__V1__Manifest *m;
-		/* the three bodies differ in wire types, so at most one fits */
+		Fleetota__V1__Timestamp *t;
+		/* the four bodies differ in wire types, so at most one fits */
 		if (ota_rootlist_parse(env, arena, &root) == OTA_OK)
 			return KR_OBJ_ROOTLIST;
 		if (ota_keylist_parse(env, arena, &kl) == OTA_OK)
 			return KR_OBJ_KEYLIST;
 		if (ota_manifest_parse(env, arena, &m) == OTA_OK)
 			return KR_OBJ_MANIFEST;
+		if (ota_timestamp_parse(env, arena, &t) == OTA_OK)
+			return KR_OBJ_TIMESTAMP;
 	}
 	ota_arena_reset(arena);
 	if (len > 0 && len <= KR_MAX_OBJECT_FILE_BYTES) {

@@ -94,6 +94,17 @@ enum ota_err kr_manifest_build(const struct kr_manifest_spec *spec,
 	}
 	if (spec->image_name && strlen(spec->image_name) > OTA_MAX_STRING_BYTES)
 		return kr_fail(diag, OTA_ERR_INVALID_ARG, "image name too long");
+	if ((spec->fixes_version_code_max || spec->advisory) && !spec->is_security_update)
+		return kr_fail(diag, OTA_ERR_INVALID_ARG,
+			       "--fixes and --advisory describe a --security-update");
+	if (spec->fixes_version_code_max &&
+	    (spec->fixes_version_code_min > spec->fixes_version_code_max ||
+	     spec->fixes_version_code_max >= spec->version_code))
+		return kr_fail(diag, OTA_ERR_INVALID_ARG,
+			       "--fixes: MIN <= MAX < the release's version code");
+	if (spec->advisory && !string_ok(spec->advisory))
+		return kr_fail(diag, OTA_ERR_INVALID_ARG, "--advisory: 1..%u bytes",
+			       OTA_MAX_STRING_BYTES);
 	if (spec->expires_at && spec->expires_at <= spec->issued_at)
 		return kr_fail(diag, OTA_ERR_INVALID_ARG,
 			       "the manifest would expire before it is issued");
@@ -115,9 +126,13 @@ enum ota_err kr_manifest_build(const struct kr_manifest_spec *spec,
 	m.min_installed_version = spec->min_installed_version;
 	m.allow_downgrade = spec->allow_downgrade ? 1 : 0;
 	m.is_security_update = spec->is_security_update ? 1 : 0;
+	m.fixes_version_code_min = spec->fixes_version_code_min;
+	m.fixes_version_code_max = spec->fixes_version_code_max;
+	m.advisory = (char *)(spec->advisory ? spec->advisory : "");
 	m.issued_at = spec->issued_at;
 	m.expires_at = spec->expires_at;
 	m.image = &image;
+	m.encryption = (Fleetota__V1__Encryption *)spec->encryption;
 	m.delta = (Fleetota__V1__DeltaInfo *)spec->delta;
 
 	size_t len = fleetota__v1__manifest__get_packed_size(&m);
@@ -149,6 +164,14 @@ static int write_all(int fd, const uint8_t *buf, size_t len)
 enum ota_err kr_bundle_write(const char *path, const struct kr_bundle_parts *parts,
 			     const char *image_path, const uint8_t sha256[OTA_SHA256_BYTES],
 			     uint64_t size, struct kr_diag *diag)
+{
+	return kr_bundle_write_from(path, parts, image_path, 0, sha256, size, diag);
+}
+
+enum ota_err kr_bundle_write_from(const char *path, const struct kr_bundle_parts *parts,
+				  const char *image_path, uint64_t image_offset,
+				  const uint8_t sha256[OTA_SHA256_BYTES], uint64_t size,
+				  struct kr_diag *diag)
 {
 	Fleetota__V1__BundleHeader hdr = FLEETOTA__V1__BUNDLE_HEADER__INIT;
 	uint8_t prefix[OTA_BUNDLE_PREFIX_BYTES];
@@ -184,6 +207,10 @@ enum ota_err kr_bundle_write(const char *path, const struct kr_bundle_parts *par
 	ota_bundle_prefix_write((uint32_t)header_len, prefix);
 
 	in = open(image_path, O_RDONLY | O_CLOEXEC);
+	if (in >= 0 && image_offset > 0 && lseek(in, (off_t)image_offset, SEEK_SET) < 0) {
+		close(in);
+		in = -1;
+	}
 	if (in < 0) {
 		err = kr_fail(diag, OTA_ERR_STORAGE, "cannot open image %s: %s", image_path,
 			      strerror(errno));

@@ -136,6 +136,28 @@ enum ota_err kr_verify_keylist(struct kr_verifier *v, const Fleetota__V1__Signed
 	return OTA_OK;
 }
 
+/* The detail of a refused signature by a KeyList key, for object what. */
+static enum ota_err keylist_signer_fail(const struct kr_verifier *v, enum ota_err err,
+					const char *what, struct kr_diag *diag)
+{
+	switch (err) {
+	case OTA_ERR_KEY_UNKNOWN:
+		return kr_fail(diag, err, "%s is not signed by a key of KeyList v%llu", what,
+			       (unsigned long long)v->keylist->version);
+	case OTA_ERR_KEY_ROLE:
+		return kr_fail(diag, err,
+			       "%s is signed by a key of KeyList v%llu whose role may "
+			       "not sign it (timestamp key vs. operational key)",
+			       what, (unsigned long long)v->keylist->version);
+	case OTA_ERR_SIGNATURE:
+		return kr_fail(diag, err, "%s signature does not verify", what);
+	case OTA_ERR_KEY_EXPIRED:
+		return kr_fail(diag, err, "%s signing key is not valid at its issued_at", what);
+	default:
+		return kr_fail(diag, err, "%s rejected", what);
+	}
+}
+
 enum ota_err kr_verify_manifest(struct kr_verifier *v, const Fleetota__V1__Signed *env,
 				struct ota_arena *arena, Fleetota__V1__Manifest **ret_manifest,
 				struct kr_diag *diag)
@@ -146,37 +168,49 @@ enum ota_err kr_verify_manifest(struct kr_verifier *v, const Fleetota__V1__Signe
 		return kr_fail(diag, OTA_ERR_INVALID_ARG,
 			       "a trusted KeyList is needed (--keylist)");
 	enum ota_err err = ota_manifest_verify(v->keylist, env, arena, &m, &signer);
-	switch (err) {
-	case OTA_OK:
-		break;
-	case OTA_ERR_KEY_UNKNOWN:
-		return kr_fail(diag, err, "manifest is not signed by a key of KeyList v%llu",
-			       (unsigned long long)v->keylist->version);
-	case OTA_ERR_SIGNATURE:
-		return kr_fail(diag, err, "manifest signature does not verify");
-	case OTA_ERR_KEY_EXPIRED:
-		return kr_fail(diag, err,
-			       "manifest signing key is not valid at the manifest's issued_at");
-	default:
-		return kr_fail(diag, err, "manifest rejected");
-	}
+	if (err != OTA_OK)
+		return keylist_signer_fail(v, err, "manifest", diag);
 	if (v->now && m->expires_at && v->now >= m->expires_at)
 		return kr_fail(diag, OTA_ERR_EXPIRED, "manifest has expired");
 	*ret_manifest = m;
 	return OTA_OK;
 }
 
+enum ota_err kr_verify_timestamp(struct kr_verifier *v, const Fleetota__V1__Signed *env,
+				 struct ota_arena *arena, Fleetota__V1__Timestamp **ret_ts,
+				 struct kr_diag *diag)
+{
+	Fleetota__V1__Timestamp *ts = NULL;
+	if (!v->keylist)
+		return kr_fail(diag, OTA_ERR_INVALID_ARG,
+			       "a trusted KeyList is needed (--keylist)");
+	enum ota_err err = ota_timestamp_verify(v->keylist, env, arena, &ts, NULL);
+	if (err != OTA_OK)
+		return keylist_signer_fail(v, err, "timestamp", diag);
+	if (v->now && !ota_timestamp_fresh(ts, v->now))
+		return kr_fail(diag, OTA_ERR_EXPIRED, "timestamp has expired: not fresh");
+	*ret_ts = ts;
+	return OTA_OK;
+}
+
 /*
- * Streams fd through SHA-256; checks exact size and digest: the image's,
- * or with payload set and a delta manifest the delta payload's (what a
- * delta bundle carries after its header).
+ * Streams fd through SHA-256; checks exact size and digest: of what
+ * travels (the image, or an encrypted image's ciphertext), or with payload
+ * set and a delta manifest the delta payload's (what a delta bundle
+ * carries after its header).
  */
 static enum ota_err image_check(int fd, const Fleetota__V1__Manifest *m, bool payload,
 				const char *what, struct kr_diag *diag)
 {
 	bool delta = payload && m->delta;
-	const uint64_t size = delta ? m->delta->size : m->image->size;
-	const uint8_t *sha = delta ? m->delta->sha256.data : m->image->sha256.data;
+	/* an encrypted image travels as ciphertext: its digest and size */
+	const uint8_t *sha = NULL;
+	uint64_t size = 0;
+	ota_manifest_payload(m, &sha, &size);
+	if (delta) {
+		sha = m->delta->sha256.data;
+		size = m->delta->size;
+	}
 	const char *noun = delta ? "delta" : "image";
 	struct ota_sha256_ctx ctx;
 	uint8_t digest[OTA_SHA256_BYTES];
@@ -253,28 +287,22 @@ static int read_exact(int fd, uint8_t *buf, size_t len)
 	return 0;
 }
 
-enum ota_err kr_verify_bundle_file(struct kr_verifier *v, const char *path, struct kr_diag *diag)
+enum ota_err kr_bundle_header_read(struct kr_verifier *v, int fd, const char *path,
+				   Fleetota__V1__BundleHeader **ret_hdr, uint64_t *ret_image_offset,
+				   struct kr_diag *diag)
 {
 	uint8_t prefix[OTA_BUNDLE_PREFIX_BYTES];
 	uint32_t header_len = 0;
 	uint8_t *header = NULL;
 	struct ota_arena *arena = NULL;
 	Fleetota__V1__BundleHeader *hdr = NULL;
-	Fleetota__V1__Manifest *m = NULL;
 	enum ota_err err;
-	int fd = open(path, O_RDONLY | O_CLOEXEC);
-	if (fd < 0)
-		return kr_fail(diag, OTA_ERR_STORAGE, "cannot open %s: %s", path, strerror(errno));
 	if (read_exact(fd, prefix, sizeof(prefix)) != 0 ||
-	    ota_bundle_prefix_parse(prefix, &header_len) != OTA_OK) {
-		err = kr_fail(diag, OTA_ERR_FORMAT, "%s: not a .otab bundle", path);
-		goto out;
-	}
+	    ota_bundle_prefix_parse(prefix, &header_len) != OTA_OK)
+		return kr_fail(diag, OTA_ERR_FORMAT, "%s: not a .otab bundle", path);
 	header = malloc(header_len);
-	if (!header) {
-		err = OTA_ERR_NOMEM;
-		goto out;
-	}
+	if (!header)
+		return OTA_ERR_NOMEM;
 	if (read_exact(fd, header, header_len) != 0) {
 		err = kr_fail(diag, OTA_ERR_FORMAT, "%s: truncated bundle header", path);
 		goto out;
@@ -285,6 +313,27 @@ enum ota_err kr_verify_bundle_file(struct kr_verifier *v, const char *path, stru
 		err = kr_fail(diag, OTA_ERR_FORMAT, "%s: malformed bundle header", path);
 		goto out;
 	}
+	*ret_hdr = hdr;
+	*ret_image_offset = OTA_BUNDLE_PREFIX_BYTES + (uint64_t)header_len;
+out:
+	free(header);
+	return err;
+}
+
+enum ota_err kr_verify_bundle_file(struct kr_verifier *v, const char *path, struct kr_diag *diag)
+{
+	struct ota_arena *arena = NULL;
+	Fleetota__V1__BundleHeader *hdr = NULL;
+	Fleetota__V1__Manifest *m = NULL;
+	uint64_t image_offset = 0;
+	enum ota_err err;
+	int fd = open(path, O_RDONLY | O_CLOEXEC);
+	if (fd < 0)
+		return kr_fail(diag, OTA_ERR_STORAGE, "cannot open %s: %s", path, strerror(errno));
+	if ((err = kr_bundle_header_read(v, fd, path, &hdr, &image_offset, diag)) != OTA_OK)
+		goto out;
+	if ((err = kr_verifier_arena(v, OTA_DECODE_ARENA_BYTES, &arena)) != OTA_OK)
+		goto out;
 	/* the RootLists it carries, oldest first, each a step from the trusted one */
 	for (size_t i = 0; i < hdr->n_rootlist_chain; i++) {
 		if ((err = kr_verify_root_step(v, hdr->rootlist_chain[i], diag)) != OTA_OK)
@@ -301,7 +350,6 @@ enum ota_err kr_verify_bundle_file(struct kr_verifier *v, const char *path, stru
 		goto out;
 	err = image_check(fd, m, true, path, diag);
 out:
-	free(header);
 	close(fd);
 	return err;
 }

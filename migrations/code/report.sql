@@ -92,6 +92,12 @@ BEGIN
 		                            (p_report->>'keylist_version')::bigint,
 		                            (p_report->>'rootlist_version')::bigint,
 		                            p_report->>'error', p_report->>'campaign_id');
+		-- post-install health in the window after a confirm (StatusReport 30..32)
+		IF coalesce((p_report->>'health_known')::boolean, false) THEN
+			v_changes := v_changes + rollout_health(p_device, (p_report->>'version_code')::bigint,
+			                                        (p_report->>'unexpected_reboots')::bigint,
+			                                        (p_report->>'health_permille')::bigint);
+		END IF;
 	END IF;
 	IF outcome IN ('stored', 'stale') THEN
 		WITH ins AS (

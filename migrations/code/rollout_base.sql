@@ -129,11 +129,13 @@ BEGIN
 END $$;
 
 -- true when p_now lies in one of the campaign's maintenance windows (or the
--- campaign has none). Windows are UTC: the server enforces them because many
--- devices have no trustworthy clock.
+-- campaign has none, or is a security fix whose policy overrides them).
+-- Windows are UTC: the server enforces them because many devices have no
+-- trustworthy clock.
 CREATE OR REPLACE FUNCTION rollout_in_window(p_campaign text, p_now timestamptz) RETURNS boolean
 LANGUAGE sql STABLE AS $$
 	SELECT NOT EXISTS (SELECT 1 FROM campaign_windows WHERE campaign_id = p_campaign)
+	    OR EXISTS (SELECT 1 FROM campaigns WHERE campaign_id = p_campaign AND security_override_windows)
 	    OR EXISTS (
 		SELECT 1
 		FROM campaign_windows w,
@@ -153,7 +155,10 @@ $$;
 --   model, hw_revision, version (strings or lists), tags_all, tags_any (lists),
 --   version_code_min, version_code_max, keylist_version_min,
 --   keylist_version_max (integers), devices (list of device ids),
---   groups (list of device_groups ids, static or dynamic; a device in any).
+--   groups (list of device_groups ids, static or dynamic; a device in any),
+--   version_range (a semantic-version range of the running version, see
+--   rollout_version_bounds: "1.4.x"), affected (true: only devices whose
+--   version_code the security artifact's signed range fixes).
 -- On top of the filter, a firmware campaign only selects devices whose model
 -- the manifest names and whose hw revision it allows, that run at least the
 -- manifest's min_installed_version and not a newer version than it ships;
@@ -255,6 +260,10 @@ DECLARE
 	v_vmax bigint;
 	v_klmin bigint;
 	v_klmax bigint;
+	v_vlo bigint[];
+	v_vhi bigint[];
+	v_affected boolean := false;
+	v_fix_hi bigint;
 BEGIN
 	SELECT * INTO c FROM campaigns WHERE campaign_id = p_campaign;
 	IF NOT FOUND THEN
@@ -275,6 +284,22 @@ BEGIN
 	IF c.kind = 'firmware' THEN
 		SELECT * INTO a FROM artifacts WHERE artifact_id = c.artifact_id;
 	END IF;
+	IF f ? 'version_range' THEN
+		IF jsonb_typeof(f -> 'version_range') <> 'string' THEN
+			PERFORM rollout_fail('FO422', 'target.version_range: must be a string');
+		END IF;
+		SELECT lo, hi INTO v_vlo, v_vhi FROM rollout_version_bounds(f ->> 'version_range', 'target.version_range');
+	END IF;
+	IF f ? 'affected' THEN
+		IF jsonb_typeof(f -> 'affected') <> 'boolean' THEN
+			PERFORM rollout_fail('FO422', 'target.affected: must be true or false');
+		END IF;
+		v_affected := (f ->> 'affected')::boolean;
+		IF v_affected AND NOT coalesce(a.is_security_update, false) THEN
+			PERFORM rollout_fail('FO422', 'target.affected: the artifact is not a signed security update');
+		END IF;
+		v_fix_hi := rollout_fixes_max(a);
+	END IF;
 	RETURN QUERY
 	SELECT d.device_id
 	FROM devices d
@@ -290,6 +315,9 @@ BEGIN
 	  AND (v_vmax IS NULL OR d.version_code <= v_vmax)
 	  AND (v_klmin IS NULL OR d.keylist_version >= v_klmin)
 	  AND (v_klmax IS NULL OR d.keylist_version <= v_klmax)
+	  AND (v_vlo IS NULL OR rollout_semver(d.version) >= v_vlo)
+	  AND (v_vhi IS NULL OR rollout_semver(d.version) < v_vhi)
+	  AND (NOT v_affected OR d.version_code BETWEEN a.fixes_version_code_min AND v_fix_hi)
 	  AND CASE c.kind
 		WHEN 'firmware' THEN
 			d.model = a.product

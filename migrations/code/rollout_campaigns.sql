@@ -45,7 +45,7 @@ BEGIN
 		                 'target', 'keep_open', 'stages', 'rate_per_minute', 'rate_burst',
 		                 'device_timeout_seconds', 'start_at', 'priority',
 		                 'requires_approval', 'windows', 'transient_retries',
-		                 'retry_backoff_seconds') THEN
+		                 'retry_backoff_seconds', 'security') THEN
 			PERFORM rollout_fail('FO422', v_key || ': unknown field');
 		END IF;
 	END LOOP;
@@ -56,7 +56,8 @@ BEGIN
 		FOR v_key IN SELECT jsonb_object_keys(p_spec -> 'target') LOOP
 			IF v_key NOT IN ('model', 'hw_revision', 'version', 'tags_all', 'tags_any',
 			                 'version_code_min', 'version_code_max', 'keylist_version_min',
-			                 'keylist_version_max', 'devices', 'groups') THEN
+			                 'keylist_version_max', 'devices', 'groups', 'version_range',
+			                 'affected') THEN
 				PERFORM rollout_fail('FO422', 'target.' || v_key || ': unknown field');
 			END IF;
 		END LOOP;
@@ -127,6 +128,7 @@ BEGIN
 		     OR datetime_field_overflow OR numeric_value_out_of_range THEN
 			PERFORM rollout_fail('FO422', 'campaign: ' || SQLERRM);
 	END;
+	PERFORM rollout_security_policy(v_id, p_spec -> 'security');
 	-- validate the target now (raises FO422 naming the field)
 	PERFORM 1 FROM rollout_target(v_id) LIMIT 1;
 	FOR v_stage IN SELECT value FROM jsonb_array_elements(p_spec -> 'stages') LOOP
@@ -135,7 +137,8 @@ BEGIN
 		END IF;
 		FOR v_key IN SELECT jsonb_object_keys(v_stage) LOOP
 			IF v_key NOT IN ('count', 'percent', 'success_ratio', 'failure_ratio',
-			                 'soak_seconds', 'max_in_flight', 'budget_seconds') THEN
+			                 'soak_seconds', 'max_in_flight', 'budget_seconds',
+			                 'build_failure_ratio', 'network_failure_ratio', 'health') THEN
 				PERFORM rollout_fail('FO422', format('stages[%s].%s: unknown field', v_no, v_key));
 			END IF;
 		END LOOP;
@@ -169,6 +172,7 @@ BEGIN
 			WHEN check_violation OR numeric_value_out_of_range THEN
 				PERFORM rollout_fail('FO422', format('stages[%s]: %s', v_no, SQLERRM));
 		END;
+		PERFORM rollout_stage_policy(v_id, v_no, v_stage);
 		v_no := v_no + 1;
 	END LOOP;
 	v_no := 0;
@@ -215,7 +219,8 @@ END $$;
 
 -- Refuses (FO409) when another running or paused campaign of the same
 -- priority targets one of this campaign's devices: the engine could not say
--- which one a device belongs to.
+-- which one a device belongs to. A security campaign whose policy preempts
+-- ranks above every functional one, whatever their priorities.
 CREATE OR REPLACE FUNCTION rollout_check_priority(p_campaign text) RETURNS void
 LANGUAGE plpgsql SET work_mem = '64MB' AS $$
 DECLARE
@@ -226,6 +231,7 @@ BEGIN
 	SELECT * INTO c FROM campaigns WHERE campaign_id = p_campaign;
 	FOR o IN SELECT campaign_id FROM campaigns
 	         WHERE state IN ('running', 'paused') AND priority = c.priority
+	           AND security_preempt = c.security_preempt
 	           AND campaign_id <> p_campaign ORDER BY campaign_id LOOP
 		SELECT t.device_id INTO v_device
 		FROM rollout_target(p_campaign) t
@@ -367,6 +373,7 @@ BEGIN
 	                               WHERE m.campaign_id = p_campaign AND m.stage_no = s.stage_no
 	                                 AND m.state IN ('failed', 'timed_out')), 0)
 	WHERE s.campaign_id = p_campaign;
+	PERFORM rollout_policy_ack(p_campaign);
 	UPDATE campaign_stages SET budget_start = v_now
 	WHERE campaign_id = p_campaign AND stage_no = c.current_stage;
 	UPDATE campaigns

@@ -56,7 +56,8 @@ BEGIN
 			                  WHERE m.campaign_id = p_campaign AND m.device_id = t.device_id)
 			  -- a higher-priority campaign holds the device: not ours
 			  AND NOT EXISTS (SELECT 1 FROM campaign_devices m JOIN campaigns o USING (campaign_id)
-			                  WHERE m.device_id = t.device_id AND o.priority > c.priority
+			                  WHERE m.device_id = t.device_id
+			                    AND (o.security_preempt, o.priority) > (c.security_preempt, c.priority)
 			                    AND o.state IN ('running', 'paused')
 			                    AND m.state IN ('pending', 'notified', 'downloading', 'installed'))
 			ORDER BY hashtextextended(t.device_id, hashtext(p_campaign)), t.device_id
@@ -98,7 +99,8 @@ BEGIN
 			-- a lower-priority campaign loses the devices it has not notified yet
 			UPDATE campaign_devices m SET state = 'superseded', updated_at = p_now
 			FROM campaigns o
-			WHERE o.campaign_id = m.campaign_id AND o.priority < c.priority
+			WHERE o.campaign_id = m.campaign_id
+			  AND (o.security_preempt, o.priority) < (c.security_preempt, c.priority)
 			  AND m.state = 'pending' AND m.device_id IN (SELECT device_id FROM ins)
 			RETURNING 1
 		)
@@ -210,6 +212,15 @@ BEGIN
 	              CASE WHEN v_open > 10 THEN format(' and %s more', v_open - 10) ELSE '' END);
 END $$;
 
+-- The engine pauses a campaign and says why (a paused event with the reason).
+CREATE OR REPLACE FUNCTION rollout_halt(p_campaign text, p_stage integer, p_reason text, p_now timestamptz)
+RETURNS void
+LANGUAGE sql AS $$
+	UPDATE campaigns SET state = 'paused', updated_at = p_now, state_reason = p_reason
+	WHERE campaign_id = p_campaign;
+	SELECT rollout_event(p_campaign, 'paused', p_stage, p_reason, p_now);
+$$;
+
 -- (e) Stage evaluation. Returns true when the stage advanced (the caller
 -- admits again for the new stage).
 CREATE OR REPLACE FUNCTION rollout_evaluate(p_campaign text, p_now timestamptz) RETURNS boolean
@@ -227,7 +238,8 @@ BEGIN
 	SELECT * INTO c FROM campaigns WHERE campaign_id = p_campaign;
 	-- failure threshold, every stage so far (late failures of an earlier
 	-- stage count too); one pass over the counts serves the whole evaluation
-	FOR r IN SELECT k.*, st.failure_ratio, st.failures_acked
+	FOR r IN SELECT k.*, st.failure_ratio, st.failures_acked,
+	                st.build_failure_ratio IS NULL AND st.network_failure_ratio IS NULL AS one_threshold
 	         FROM rollout_stage_counts(p_campaign) k
 	         JOIN campaign_stages st ON st.campaign_id = p_campaign AND st.stage_no = k.stage_no
 	         ORDER BY k.stage_no LOOP
@@ -235,7 +247,16 @@ BEGIN
 		IF r.stage_no = c.current_stage THEN
 			cur := r;
 		END IF;
-		IF r.stage_no <= c.current_stage AND r.admitted > 0
+		-- the update policy's signals first: a bad build, the network, health
+		-- after the confirm (docs/campaigns.md, "Halting on health")
+		IF r.stage_no <= c.current_stage THEN
+			v_errors := rollout_policy_reason(p_campaign, r.stage_no, r.admitted);
+			IF v_errors IS NOT NULL THEN
+				PERFORM rollout_halt(p_campaign, r.stage_no, v_errors, p_now);
+				RETURN false;
+			END IF;
+		END IF;
+		IF r.stage_no <= c.current_stage AND r.admitted > 0 AND r.one_threshold
 		   AND (r.failed + r.timed_out - r.failures_acked)::numeric / r.admitted > r.failure_ratio THEN
 			SELECT string_agg(format('%s: %s', e.error, e.n), ', ' ORDER BY e.n DESC, e.error)
 			INTO v_errors
@@ -277,9 +298,7 @@ BEGIN
 			v_errors := rollout_stall_reason(p_campaign, c, s, r.admitted, r.confirmed, r.pending,
 			                                 r.in_flight, r.failures_acked, v_members >= v_quota, p_now);
 			IF v_errors IS NOT NULL THEN
-				UPDATE campaigns SET state = 'paused', updated_at = p_now, state_reason = v_errors
-				WHERE campaign_id = p_campaign;
-				PERFORM rollout_event(p_campaign, 'paused', c.current_stage, v_errors, p_now);
+				PERFORM rollout_halt(p_campaign, c.current_stage, v_errors, p_now);
 			END IF;
 			RETURN false;
 		END IF;
@@ -423,7 +442,8 @@ END $$;
 --       p_server for p_lease_s seconds: a killed server's campaigns are taken
 --       over when the lease expires, its unpublished notifications re-issued;
 --   then per campaign: timeouts, admission, stage evaluation, notifications.
--- Returns what to publish now (Notify fields and the lease's fencing token);
+-- Returns what to publish now (Notify fields, the lease's fencing token and
+-- the stage's post-install health window);
 -- the server publishes, then calls rollout_published() with the ids the
 -- broker acknowledged and their tokens.
 -- the fencing token column changed the return type (0013)
@@ -432,7 +452,7 @@ CREATE OR REPLACE FUNCTION rollout_tick(p_server text, p_now timestamptz DEFAULT
                              p_max_campaigns integer DEFAULT 32, p_max_notify integer DEFAULT 10000)
 RETURNS TABLE (notification_id bigint, campaign_id text, device_id text, kind text, artifact_id text,
                version text, version_code bigint, is_security_update boolean, keylist_version bigint,
-               rootlist_version bigint, fence bigint)
+               rootlist_version bigint, fence bigint, health_window_s bigint)
 LANGUAGE plpgsql AS $$
 #variable_conflict use_column
 DECLARE
@@ -458,7 +478,7 @@ BEGIN
 	           AND (k.start_at IS NULL OR k.start_at <= coalesce(p_now, clock_timestamp()))
 	           AND (k.lease_owner IS NULL OR k.lease_owner = p_server
 	                OR k.lease_until <= coalesce(p_now, clock_timestamp()))
-	         ORDER BY k.priority DESC, k.created_at
+	         ORDER BY k.security_preempt DESC, k.priority DESC, k.created_at
 	         LIMIT p_max_campaigns
 	         FOR UPDATE SKIP LOCKED LOOP
 		-- time never runs backwards for a campaign, whoever ticks it
@@ -508,12 +528,14 @@ BEGIN
 			v_ids := v_ids || ARRAY(SELECT rollout_notify(c.campaign_id, p_server, v_now, p_lease_s,
 			                                              greatest(0, p_max_notify - cardinality(v_ids))));
 		END IF;
+		PERFORM rollout_security_watch(c.campaign_id, v_now);
 	END LOOP;
 	RETURN QUERY
 	SELECT n.id, n.campaign_id, n.device_id, n.step, k.artifact_id, a.version, a.version_code,
 	       coalesce(a.is_security_update, false),
 	       CASE WHEN n.step = 'keylist' THEN coalesce(nullif(m.needed_keylist, 0), k.keylist_version) END,
-	       k.rootlist_version, n.fence
+	       k.rootlist_version, n.fence,
+	       CASE WHEN n.step = 'firmware' THEN rollout_health_window(n.campaign_id, n.stage_no) ELSE 0 END
 	FROM rollout_notifications n
 	JOIN campaigns k ON k.campaign_id = n.campaign_id
 	JOIN campaign_devices m ON m.campaign_id = n.campaign_id AND m.device_id = n.device_id
@@ -768,6 +790,9 @@ LANGUAGE sql STABLE AS $$
 		'rate_per_minute', k.rate_per_minute, 'rate_burst', k.rate_burst,
 		'device_timeout_seconds', k.device_timeout_s, 'start_at', k.start_at,
 		'transient_retries', k.transient_retries, 'retry_backoff_seconds', k.retry_backoff_s,
+		'security', CASE WHEN k.security_stall_alert_s IS NOT NULL THEN jsonb_build_object(
+			'override_windows', k.security_override_windows, 'preempt', k.security_preempt,
+			'stall_alert_seconds', k.security_stall_alert_s) END,
 		'progress', rollout_progress(k.campaign_id),
 		'requires_approval', k.requires_approval, 'created_by', k.created_by,
 		'approved_by', k.approved_by, 'created_at', k.created_at, 'started_at', k.started_at,
@@ -781,6 +806,13 @@ LANGUAGE sql STABLE AS $$
 			'success_ratio', s.success_ratio, 'failure_ratio', s.failure_ratio,
 			'soak_seconds', s.soak_s, 'max_in_flight', s.max_in_flight,
 			'budget_seconds', round(rollout_stage_budget(k, s, n.admitted)::numeric),
+			'build_failure_ratio', s.build_failure_ratio, 'network_failure_ratio', s.network_failure_ratio,
+			'health', CASE WHEN s.health_window_s IS NOT NULL THEN jsonb_build_object(
+				'window_seconds', s.health_window_s, 'max_unexpected_reboots', s.health_max_reboots,
+				'min_health', round(s.health_min_permille / 1000.0, 3),
+				'max_unhealthy_ratio', s.health_unhealthy_ratio) END,
+			'signals', jsonb_build_object('build_failed', p.build_failed, 'network_failed', p.network_failed,
+			                              'unhealthy', p.unhealthy),
 			'started_at', s.started_at, 'succeeded_at', s.succeeded_at, 'completed_at', s.completed_at,
 			'devices', jsonb_build_object('admitted', n.admitted, 'pending', n.pending,
 			                              'in_flight', n.in_flight, 'confirmed', n.confirmed,
@@ -788,6 +820,7 @@ LANGUAGE sql STABLE AS $$
 			                              'superseded', n.superseded, 'cancelled', n.cancelled))
 			ORDER BY s.stage_no)
 			FROM campaign_stages s JOIN rollout_stage_counts(k.campaign_id) n ON n.stage_no = s.stage_no
+			JOIN rollout_policy_counts(k.campaign_id) p ON p.stage_no = s.stage_no
 			WHERE s.campaign_id = k.campaign_id), '[]'))
 	FROM campaigns k WHERE k.campaign_id = p_campaign
 $$;

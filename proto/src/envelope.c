@@ -8,6 +8,7 @@ static const char *const obj_type_names[] = {
 	[OTA_OBJ_ROOT] = "root",
 	[OTA_OBJ_KEYLIST] = "keylist",
 	[OTA_OBJ_MANIFEST] = "manifest",
+	[OTA_OBJ_TIMESTAMP] = "timestamp",
 };
 
 const char *ota_obj_type_name(enum ota_obj_type type)
@@ -84,6 +85,9 @@ enum ota_err ota_pubkey_check(const Fleetota__V1__PublicKey *key)
 	if (key->name && strlen(key->name) > OTA_MAX_STRING_BYTES)
 		return OTA_ERR_FORMAT;
 	if (key->not_before && key->not_after && key->not_after < key->not_before)
+		return OTA_ERR_FORMAT;
+	if (key->role != FLEETOTA__V1__KEY_ROLE__KEY_ROLE_OPERATIONAL &&
+	    key->role != FLEETOTA__V1__KEY_ROLE__KEY_ROLE_TIMESTAMP)
 		return OTA_ERR_FORMAT;
 	if (ota_key_id(key->public_key.data, key->public_key.len, id) != OTA_OK)
 		return OTA_ERR_FORMAT;

@@ -1,7 +1,9 @@
 /* SPDX-License-Identifier: Apache-2.0 */
+#include <stdbool.h>
 #include <string.h>
 
 #include "fleetota/limits.h"
+#include "fleetota/crypt.h"
 #include "fleetota/trust.h"
 
 static int string_ok(const char *s, int required)
@@ -46,6 +48,11 @@ enum ota_err ota_rootlist_parse(const Fleetota__V1__Signed *env, struct ota_aren
 	if (!root || root->version == 0 || root->threshold == 0 || root->threshold > root->n_keys ||
 	    keys_check(root->keys, root->n_keys) != OTA_OK)
 		return OTA_ERR_FORMAT;
+	/* a root key has no role: the timestamp role lives in KeyLists only */
+	for (size_t i = 0; i < root->n_keys; i++) {
+		if (root->keys[i]->role != FLEETOTA__V1__KEY_ROLE__KEY_ROLE_OPERATIONAL)
+			return OTA_ERR_FORMAT;
+	}
 	*ret_root = root;
 	return OTA_OK;
 }
@@ -117,6 +124,17 @@ enum ota_err ota_keylist_verify(const Fleetota__V1__RootList *root, const Fleeto
 		return err;
 	if (kl->version <= current_version)
 		return OTA_ERR_KEYLIST_ROLLBACK;
+	/* the online timestamp key must never be a root key as well */
+	for (size_t i = 0; i < kl->n_keys; i++) {
+		const Fleetota__V1__PublicKey *key = kl->keys[i];
+		for (size_t r = 0;
+		     key->role == FLEETOTA__V1__KEY_ROLE__KEY_ROLE_TIMESTAMP && r < root->n_keys;
+		     r++) {
+			if (memcmp(root->keys[r]->key_id.data, key->key_id.data,
+				   OTA_KEY_ID_BYTES) == 0)
+				return OTA_ERR_KEY_ROLE;
+		}
+	}
 	if (expired(kl->expires_at, now))
 		return OTA_ERR_EXPIRED;
 	*ret_keylist = kl;
@@ -130,7 +148,8 @@ enum ota_err ota_manifest_parse(const Fleetota__V1__Signed *env, struct ota_aren
 		return OTA_ERR_FORMAT;
 	Fleetota__V1__Manifest *m =
 		fleetota__v1__manifest__unpack(&arena->allocator, env->body.len, env->body.data);
-	if (!m || !string_ok(m->product, 1) || !string_ok(m->version, 1))
+	if (!m || !string_ok(m->product, 1) || !string_ok(m->version, 1) ||
+	    !string_ok(m->advisory, 0))
 		return OTA_ERR_FORMAT;
 	if (m->n_hw_revisions > OTA_MAX_HW_REVISIONS)
 		return OTA_ERR_FORMAT;
@@ -147,6 +166,8 @@ enum ota_err ota_manifest_parse(const Fleetota__V1__Signed *env, struct ota_aren
 			 m->delta->base_size == 0 || m->delta->base_size > OTA_MAX_IMAGE_BYTES))
 		return OTA_ERR_FORMAT;
 	if (m->expires_at && m->expires_at <= m->issued_at)
+		return OTA_ERR_FORMAT;
+	if (m->encryption && ota_encryption_check(m->encryption, m->image->size) != OTA_OK)
 		return OTA_ERR_FORMAT;
 	*ret_manifest = m;
 	return OTA_OK;
@@ -173,22 +194,28 @@ static int key_valid_at(const Fleetota__V1__PublicKey *key, uint64_t when)
 	return 1;
 }
 
-enum ota_err ota_manifest_verify(const Fleetota__V1__KeyList *keylist,
-				 const Fleetota__V1__Signed *env, struct ota_arena *arena,
-				 Fleetota__V1__Manifest **ret_manifest,
-				 const Fleetota__V1__PublicKey **ret_signer)
+/* The role a key of a signed list acts in (a key written before roles: operational). */
+static bool role_is(const Fleetota__V1__PublicKey *key, Fleetota__V1__KeyRole role)
+{
+	return key->role == role;
+}
+
+enum ota_err ota_keylist_signature_verify(const Fleetota__V1__KeyList *keylist,
+					  enum ota_obj_type type, Fleetota__V1__KeyRole role,
+					  const Fleetota__V1__Signed *env, uint64_t issued_at,
+					  const Fleetota__V1__PublicKey **ret_signer)
 {
 	uint8_t prefix[OTA_MAX_SIGNING_PREFIX];
-	Fleetota__V1__Manifest *m = NULL;
 	/* starts as failure; becomes success in exactly one place below */
 	enum ota_err result = OTA_ERR_KEY_UNKNOWN;
 
-	enum ota_err err = ota_manifest_parse(env, arena, &m);
-	if (err != OTA_OK)
-		return err;
+	if (ota_envelope_check(env) != OTA_OK)
+		return OTA_ERR_FORMAT;
 	if (env->n_signatures == 0)
 		return OTA_ERR_SIGNATURE;
-	size_t prefix_len = ota_signing_prefix(OTA_OBJ_MANIFEST, prefix, sizeof(prefix));
+	size_t prefix_len = ota_signing_prefix(type, prefix, sizeof(prefix));
+	if (prefix_len == 0)
+		return OTA_ERR_INVALID_ARG;
 
 	for (size_t s = 0; s < env->n_signatures; s++) {
 		const Fleetota__V1__Signature *sig = env->signatures[s];
@@ -196,28 +223,51 @@ enum ota_err ota_manifest_verify(const Fleetota__V1__KeyList *keylist,
 			ota_keylist_find(keylist, sig->key_id.data, sig->key_id.len);
 		if (!key)
 			continue;
+		if (!role_is(key, role)) {
+			/* a trusted key acting outside its role: refused before any crypto */
+			if (result == OTA_ERR_KEY_UNKNOWN)
+				result = OTA_ERR_KEY_ROLE;
+			continue;
+		}
 		if (key->alg != sig->alg) {
 			result = OTA_ERR_SIGNATURE;
 			continue;
 		}
-		err = ota_crypto_verify((enum ota_alg)key->alg, key->public_key.data,
-					key->public_key.len, prefix, prefix_len, env->body.data,
-					env->body.len, sig->sig.data, sig->sig.len);
+		enum ota_err err = ota_crypto_verify(
+			(enum ota_alg)key->alg, key->public_key.data, key->public_key.len, prefix,
+			prefix_len, env->body.data, env->body.len, sig->sig.data, sig->sig.len);
 		if (err == OTA_ERR_SIGNATURE) {
-			if (result == OTA_ERR_KEY_UNKNOWN)
+			if (result == OTA_ERR_KEY_UNKNOWN || result == OTA_ERR_KEY_ROLE)
 				result = OTA_ERR_SIGNATURE;
 			continue;
 		}
 		if (err != OTA_OK)
 			return err;
-		if (!key_valid_at(key, m->issued_at)) {
+		if (!key_valid_at(key, issued_at)) {
 			result = OTA_ERR_KEY_EXPIRED;
 			continue;
 		}
-		*ret_manifest = m;
 		if (ret_signer)
 			*ret_signer = key;
 		return OTA_OK;
 	}
 	return result;
+}
+
+enum ota_err ota_manifest_verify(const Fleetota__V1__KeyList *keylist,
+				 const Fleetota__V1__Signed *env, struct ota_arena *arena,
+				 Fleetota__V1__Manifest **ret_manifest,
+				 const Fleetota__V1__PublicKey **ret_signer)
+{
+	Fleetota__V1__Manifest *m = NULL;
+	enum ota_err err = ota_manifest_parse(env, arena, &m);
+	if (err != OTA_OK)
+		return err;
+	err = ota_keylist_signature_verify(keylist, OTA_OBJ_MANIFEST,
+					   FLEETOTA__V1__KEY_ROLE__KEY_ROLE_OPERATIONAL, env,
+					   m->issued_at, ret_signer);
+	if (err != OTA_OK)
+		return err;
+	*ret_manifest = m;
+	return OTA_OK;
 }

@@ -16,16 +16,14 @@
 #include <openssl/ssl.h>
 
 #include "fleetota-version.h"
-#include "fleetota/webapi.h"
+#include "device.h"
 #include "log-internal.h"
 #include "migrate-internal.h"
-#include "mqtt-internal.h"
-#include "notify-internal.h"
 #include "reload-internal.h"
-#include "report-internal.h"
-#include "rollout-internal.h"
+#include "rollout.h"
 #include "server-internal.h"
 #include "service-internal.h"
+#include "webapi.h"
 
 static void usage(FILE *out)
 {
@@ -149,6 +147,7 @@ static int run_server(struct srv_config *config, const char *config_path)
 			.conn_limits = &admin_limits,
 			.db_timeout_ms = config->admin_db_timeout_ms,
 			.healthz_timeout_ms = config->healthz_timeout_ms,
+			.console_dir = config->console_dir,
 		};
 
 		srv_config_conn_limits(config, SRV_LISTENER_ADMIN, &admin_limits);
@@ -159,10 +158,12 @@ static int run_server(struct srv_config *config, const char *config_path)
 	}
 	if (srv_db_start(srv.db) != OTA_OK)
 		goto out;
+	if (srv_timestamp_start(&srv, &srv.timestamps) != OTA_OK)
+		goto out;
 	if (srv_delivery_start(&srv) != OTA_OK)
 		goto out;
 	if (config->mqtt_url[0] != '\0') {
-		if (srv_mqtt_start(&srv, &srv.mqtt) != OTA_OK)
+		if (srv_mqtt_start(&srv, &srv_report_receiver, &srv.mqtt) != OTA_OK)
 			goto out;
 		if (srv_notifier_start(&srv, &srv.notifier) != OTA_OK)
 			goto out;
@@ -205,6 +206,8 @@ out:
 	srv_notifier_stop(srv.notifier);
 	srv_rollout_stop(rollout);
 	srv_delivery_stop(&srv);
+	srv_timestamp_stop(srv.timestamps);
+	srv.timestamps = NULL;
 	/*
 	 * Connections closed just now still have deferred callbacks (TLS)
 	 * holding their last reference: two more turns of the loop release

@@ -15,6 +15,7 @@
 #include <openssl/sha.h>
 
 #include "fleetota/bundle.h"
+#include "fleetota/crypt_host.h"
 #include "fleetota/limits.h"
 #include "fleetota/sign.h"
 
@@ -240,6 +241,8 @@ Fleetota__V1__Signed *ota_fx_keylist(const struct ota_fx_keylist *spec)
 	kl.rootlist_version = spec->rootlist_version;
 	kl.n_keys = spec->n_keys;
 	kl.keys = fx_pubkeys(keys, nb, na, spec->n_keys);
+	for (size_t i = 0; i < spec->n_keys; i++)
+		kl.keys[i]->role = spec->keys[i].role;
 	Fleetota__V1__Signed *env =
 		fx_sign_message(OTA_OBJ_KEYLIST, &kl.base, spec->signers, spec->n_signers);
 	fx_pubkeys_free(kl.keys, kl.n_keys);
@@ -285,8 +288,98 @@ Fleetota__V1__Signed *ota_fx_manifest(const struct ota_fx_manifest *spec)
 	image.size = spec->image_size;
 	image.name = (char *)(spec->image_name ? spec->image_name : "");
 	m.image = &image;
+	m.encryption = (Fleetota__V1__Encryption *)spec->encryption;
 	m.delta = (Fleetota__V1__DeltaInfo *)spec->delta;
 	return fx_sign_message(spec->sign_type, &m.base, spec->signers, spec->n_signers);
+}
+
+Fleetota__V1__Signed *ota_fx_timestamp(const struct ota_fx_timestamp *spec)
+{
+	Fleetota__V1__Timestamp ts = FLEETOTA__V1__TIMESTAMP__INIT;
+	ts.product = (char *)(spec->product ? spec->product : "fx-model");
+	ts.issued_at = spec->issued_at;
+	ts.expires_at = spec->expires_at;
+	ts.keylist_version = spec->keylist_version;
+	ts.version = (char *)(spec->version ? spec->version : "");
+	ts.version_code = spec->version_code;
+	ts.security_counter = spec->security_counter;
+	ts.artifact = (char *)(spec->artifact ? spec->artifact : "");
+	return fx_sign_message(spec->sign_type, &ts.base, spec->signers, spec->n_signers);
+}
+
+/* ---- encrypted images ---------------------------------------------- */
+
+EVP_PKEY *ota_fx_x25519_new(void)
+{
+	EVP_PKEY *key = ota_crypt_keygen();
+	if (!key)
+		fx_die("X25519 keygen failed");
+	return key;
+}
+
+struct ota_fx_crypt *ota_fx_encrypt(const uint8_t *image, size_t len, uint32_t chunk_bytes,
+				    EVP_PKEY *const *recipients, size_t n_recipients)
+{
+	uint8_t sha[OTA_SHA256_BYTES];
+	struct ota_fx_crypt *c = fx_alloc(sizeof(*c));
+	Fleetota__V1__Encryption *enc = fx_alloc(sizeof(*enc));
+	memset(c, 0, sizeof(*c));
+	fleetota__v1__encryption__init(enc);
+	c->enc = enc;
+	SHA256(image, len, sha);
+	if (ota_crypt_random(c->key, sizeof(c->key)) != OTA_OK)
+		fx_die("random failed");
+	uint8_t prefix[OTA_CRYPT_NONCE_PREFIX_BYTES], check[OTA_KEY_CHECK_BYTES];
+	if (ota_crypt_random(prefix, sizeof(prefix)) != OTA_OK ||
+	    ota_crypt_key_check(c->key, prefix, check) != OTA_OK)
+		fx_die("key check failed");
+	enc->alg = FLEETOTA__V1__ENCRYPTION_ALG__ENCRYPTION_ALG_AES256GCM_X25519_HKDF_AESKW;
+	enc->chunk_bytes = chunk_bytes;
+	enc->ciphertext_size = ota_crypt_ciphertext_size(len, chunk_bytes);
+	fx_bytes(&enc->nonce_prefix, prefix, sizeof(prefix));
+	fx_bytes(&enc->key_check, check, sizeof(check));
+	enc->n_recipients = n_recipients;
+	enc->recipients = fx_alloc(n_recipients * sizeof(*enc->recipients) + 1);
+	for (size_t i = 0; i < n_recipients; i++) {
+		uint8_t id[OTA_KEY_ID_BYTES], context[OTA_CRYPT_WRAP_CONTEXT_BYTES];
+		uint8_t eph[OTA_X25519_BYTES], wrapped[OTA_WRAPPED_KEY_BYTES];
+		Fleetota__V1__Recipient *r = fx_alloc(sizeof(*r));
+		fleetota__v1__recipient__init(r);
+		if (ota_crypt_recipient_id(recipients[i], id) != OTA_OK)
+			fx_die("recipient id failed");
+		ota_crypt_wrap_context(id, prefix, sha, context);
+		if (ota_crypt_wrap(recipients[i], context, c->key, eph, wrapped) != OTA_OK)
+			fx_die("wrap failed");
+		fx_bytes(&r->key_id, id, sizeof(id));
+		fx_bytes(&r->ephemeral_public, eph, sizeof(eph));
+		fx_bytes(&r->wrapped_key, wrapped, sizeof(wrapped));
+		r->name = fx_strdup("fx-recipient");
+		enc->recipients[i] = r;
+	}
+	c->ciphertext.len = (size_t)enc->ciphertext_size;
+	c->ciphertext.data = fx_alloc(c->ciphertext.len + 1);
+	size_t out = 0;
+	for (uint64_t index = 0, at = 0; at < len; index++) {
+		size_t n = len - at < chunk_bytes ? len - at : chunk_bytes;
+		if (ota_crypt_seal_chunk(c->key, prefix, index, at + n == len, image + at, n,
+					 c->ciphertext.data + out) != OTA_OK)
+			fx_die("seal failed");
+		at += n;
+		out += n + OTA_CRYPT_TAG_BYTES;
+	}
+	uint8_t ct_sha[OTA_SHA256_BYTES];
+	SHA256(c->ciphertext.data, c->ciphertext.len, ct_sha);
+	fx_bytes(&enc->ciphertext_sha256, ct_sha, sizeof(ct_sha));
+	return c;
+}
+
+void ota_fx_crypt_free(struct ota_fx_crypt *crypt)
+{
+	if (!crypt)
+		return;
+	fleetota__v1__encryption__free_unpacked(crypt->enc, NULL);
+	ota_fx_buf_free(&crypt->ciphertext);
+	free(crypt);
 }
 
 /* ---- bundles -------------------------------------------------------- */

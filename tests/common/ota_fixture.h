@@ -87,6 +87,7 @@ struct ota_fx_opkey {
 	EVP_PKEY *key;
 	uint64_t not_before;
 	uint64_t not_after;
+	Fleetota__V1__KeyRole role; /* 0: operational (signs manifests) */
 };
 
 /* KeyList signed (type "keylist") by signers, normally root keys. */
@@ -124,6 +125,7 @@ struct ota_fx_manifest {
 	uint8_t image_sha256[OTA_SHA256_BYTES];
 	uint64_t image_size;
 	const char *image_name;
+	const Fleetota__V1__Encryption *encryption; /* NULL = a plain image */
 	enum ota_obj_type sign_type;
 	EVP_PKEY *const *signers;
 	size_t n_signers;
@@ -131,6 +133,41 @@ struct ota_fx_manifest {
 };
 void ota_fx_manifest_init(struct ota_fx_manifest *spec, const uint8_t *image, size_t image_len);
 Fleetota__V1__Signed *ota_fx_manifest(const struct ota_fx_manifest *spec);
+
+/*
+ * Timestamp (signed freshness) signed as sign_type (OTA_OBJ_TIMESTAMP for
+ * a real one) by signers; product NULL = "fx-model".
+ */
+struct ota_fx_timestamp {
+	const char *product;
+	uint64_t issued_at;
+	uint64_t expires_at;
+	uint64_t keylist_version;
+	const char *version;
+	uint64_t version_code;
+	uint64_t security_counter;
+	const char *artifact;
+	enum ota_obj_type sign_type;
+	EVP_PKEY *const *signers;
+	size_t n_signers;
+};
+Fleetota__V1__Signed *ota_fx_timestamp(const struct ota_fx_timestamp *spec);
+
+/* ---- encrypted images ---------------------------------------------- */
+
+/* An image encrypted by ota_fx_encrypt (fleetota/crypt_host.h does the crypto). */
+struct ota_fx_crypt {
+	Fleetota__V1__Encryption *enc; /* for struct ota_fx_manifest.encryption */
+	struct ota_fx_buf ciphertext;
+	uint8_t key[32]; /* the content key (tests craft attacks with it) */
+};
+
+/* A fresh X25519 recipient key. */
+EVP_PKEY *ota_fx_x25519_new(void);
+/* Encrypts image in chunks of chunk_bytes for the recipients. Free with ota_fx_crypt_free. */
+struct ota_fx_crypt *ota_fx_encrypt(const uint8_t *image, size_t len, uint32_t chunk_bytes,
+				    EVP_PKEY *const *recipients, size_t n_recipients);
+void ota_fx_crypt_free(struct ota_fx_crypt *crypt);
 
 /* ---- bundles -------------------------------------------------------- */
 

@@ -1,8 +1,9 @@
 /* SPDX-License-Identifier: Apache-2.0 */
 /*
  * The agent's persisted records: the frame of one stored copy (record id,
- * sequence, CRC) and, inside it or alone, the state, counter, event and
- * boot records. Whatever decodes must encode back to the same bytes.
+ * sequence, CRC) and, inside it or alone, the state, counter, event,
+ * boot and freshness records. Whatever decodes must encode back to the
+ * same bytes.
  */
 #include <stdint.h>
 #include <string.h>
@@ -23,6 +24,7 @@ static void payload_round_trip(const uint8_t *data, size_t size)
 	struct ota_agent_state state;
 	struct ota_event event;
 	struct ota_boot_record boot;
+	struct ota_freshness fresh;
 	uint64_t counter = 0;
 	uint8_t again[OTA_AGENT_RECORD_BYTES];
 
@@ -32,6 +34,8 @@ static void payload_round_trip(const uint8_t *data, size_t size)
 		must_equal(again, ota_event_encode(&event, again, sizeof(again)), data, size);
 	if (ota_boot_decode(data, size, &boot) == OTA_OK)
 		must_equal(again, ota_boot_encode(&boot, again, sizeof(again)), data, size);
+	if (ota_freshness_decode(data, size, &fresh) == OTA_OK)
+		must_equal(again, ota_freshness_encode(&fresh, again, sizeof(again)), data, size);
 	if (ota_counter_decode(data, size, &counter) == OTA_OK)
 		must_equal(again, ota_counter_encode(counter, again, sizeof(again)), data, size);
 }

@@ -27,6 +27,7 @@
 #include <stdint.h>
 
 #include "fleetota/crypto.h"
+#include "fleetota/decrypt.h"
 #include "fleetota/delta.h"
 #include "fleetota/limits.h"
 #include "fleetota/port.h"
@@ -61,7 +62,12 @@ enum ota_event_kind {
 	OTA_EVENT_ROOTLIST_UPDATED = 10,
 	OTA_EVENT_DOWNLOAD_FAILED = 11,
 	OTA_EVENT_BOOTED = 12,
+	OTA_EVENT_FREEZE_SUSPECTED = 20, /* no fresh Timestamp for too long (OTA_ERR_FROZEN) */
+	OTA_EVENT_FRESHNESS_RESTORED = 21, /* a fresh Timestamp after a freeze report */
 };
+
+/* A value of enum ota_event_kind (record decoders refuse anything else). */
+bool ota_event_kind_known(uint32_t kind);
 
 /* What is known about the image in one slot. */
 struct ota_slot_info {
@@ -107,6 +113,12 @@ struct ota_agent_config {
 	/* bytes between staging checkpoints; 0 = OTA_AGENT_CHECKPOINT_BYTES */
 	uint64_t checkpoint_bytes;
 	/*
+	 * Signed freshness (fleetota/freshness.h): seconds without a fresh
+	 * Timestamp after which the device reports that it may be frozen;
+	 * 0 = freeze detection off.
+	 */
+	uint64_t freshness_max_age_s;
+	/*
 	 * Work area for delta updates (fleetota/delta.h), borrowed for the
 	 * agent's life; NULL = deltas are refused (OTA_ERR_DELTA_UNSUPPORTED).
 	 * OTA_DELTA_WORK_BYTES takes any delta; a smaller area takes deltas
@@ -145,6 +157,8 @@ struct ota_install {
 	uint8_t manifest_sha256[OTA_SHA256_BYTES];
 	struct ota_slot_info info;
 	struct ota_sha256_ctx hash;
+	/* an encrypted image: ota_agent_write takes ciphertext (agent/src/decrypt.c) */
+	struct ota_decrypt dec;
 	/*
 	 * A delta install (agent/src/delta_install.c): size and written count
 	 * the delta payload; hash, sha256 and info are still the final
@@ -177,8 +191,19 @@ struct ota_record_meta {
 	bool known; /* read since ota_agent_init */
 };
 
-/* Records with a struct ota_record_meta: OTA_REC_STATE .. OTA_REC_BOOT. */
-#define OTA_AGENT_TRACKED_RECORDS (OTA_REC_BOOT + 1u)
+/* Records with a struct ota_record_meta: OTA_REC_STATE .. OTA_REC_FRESHNESS. */
+#define OTA_AGENT_TRACKED_RECORDS (OTA_REC_FRESHNESS + 1u)
+
+/* The persisted freshness (record OTA_REC_FRESHNESS; agent/src/freshness.c). */
+struct ota_freshness {
+	uint64_t issued_at; /* the newest verified Timestamp, 0 = none yet */
+	uint64_t expires_at;
+	uint64_t version_code; /* the release it names */
+	uint64_t since; /* trusted time of the first check: the clock of a device that saw none */
+	bool frozen; /* a freeze report (OTA_ERR_FROZEN) is open */
+	char version[OTA_AGENT_VERSION_BYTES];
+	uint8_t signer[OTA_KEY_ID_BYTES]; /* key id of its timestamp key */
+};
 
 /* One agent. Opaque in spirit: use the functions. */
 struct ota_agent {
@@ -192,6 +217,8 @@ struct ota_agent {
 	uint64_t rootlist_version;
 	struct ota_install install;
 	struct ota_record_meta records[OTA_AGENT_TRACKED_RECORDS];
+	struct ota_freshness freshness;
+	bool freshness_loaded; /* freshness read from its record since init */
 	/*
 	 * Provisioned, but neither copy of the state record is readable:
 	 * everything but ota_agent_boot() (which rebuilds the state) and
@@ -256,11 +283,16 @@ enum ota_err ota_agent_begin(struct ota_agent *agent, const uint8_t *manifest, s
 enum ota_err ota_agent_begin_bundle(struct ota_agent *agent, const uint8_t *header,
 				    size_t header_len);
 
-/* After begin: the image offset to continue from (0, or a resumed prefix). */
+/*
+ * After begin: the offset of the bytes to send next (0, or a resumed
+ * prefix). Offsets and sizes count the bytes that travel: the image's,
+ * or for an encrypted image the ciphertext's (a resume starts at a chunk
+ * boundary).
+ */
 uint64_t ota_agent_offset(const struct ota_agent *agent);
 /*
- * After begin: the payload size the manifest declares: the image's, or
- * for a delta the delta's (what the transport must fetch).
+ * After begin: the size of what travels: the delta payload's for a delta,
+ * the ciphertext's for an encrypted image, else image.size.
  */
 uint64_t ota_agent_image_size(const struct ota_agent *agent);
 
@@ -272,8 +304,11 @@ bool ota_agent_install_is_delta(const struct ota_agent *agent,
 				uint8_t ret_base_sha256[OTA_SHA256_BYTES]);
 
 /*
- * Appends image bytes at ota_agent_offset(). More than the manifest's
- * size in total is OTA_ERR_SIZE and aborts the install (slot erased).
+ * Appends payload bytes at ota_agent_offset(): image bytes, ciphertext for
+ * an encrypted image (decrypted and authenticated chunk by chunk on the
+ * way), or a delta's payload (applied frame by frame). More than the
+ * declared size in total is OTA_ERR_SIZE, a chunk that fails its tag
+ * OTA_ERR_DECRYPT; both abort the install (slot erased).
  */
 enum ota_err ota_agent_write(struct ota_agent *agent, const void *chunk, size_t len);
 
@@ -363,6 +398,8 @@ size_t ota_counter_encode(uint64_t counter, uint8_t *buf, size_t cap);
 enum ota_err ota_counter_decode(const uint8_t *buf, size_t len, uint64_t *ret_counter);
 size_t ota_event_encode(const struct ota_event *event, uint8_t *buf, size_t cap);
 enum ota_err ota_event_decode(const uint8_t *buf, size_t len, struct ota_event *ret_event);
+size_t ota_freshness_encode(const struct ota_freshness *f, uint8_t *buf, size_t cap);
+enum ota_err ota_freshness_decode(const uint8_t *buf, size_t len, struct ota_freshness *ret_f);
 size_t ota_boot_encode(const struct ota_boot_record *boot, uint8_t *buf, size_t cap);
 enum ota_err ota_boot_decode(const uint8_t *buf, size_t len, struct ota_boot_record *ret_boot);
 

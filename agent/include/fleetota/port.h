@@ -60,6 +60,7 @@ enum ota_record {
 	OTA_REC_MANIFEST_0 = 4, /* manifest envelope of the image in slot 0 */
 	OTA_REC_MANIFEST_1 = 5, /* manifest envelope of the image in slot 1 */
 	OTA_REC_BOOT = 6, /* the confirmed slot and its image: the boot step's fallback */
+	OTA_REC_FRESHNESS = 7, /* the newest verified Timestamp and the freeze report */
 	OTA_REC_EVENT_0 = 16, /* event ring: OTA_REC_EVENT_0 + (seq % N) */
 	OTA_REC_LAST = OTA_REC_EVENT_0 + OTA_AGENT_EVENT_RECORDS - 1,
 };
@@ -78,6 +79,8 @@ enum ota_fetch_what {
 	OTA_FETCH_IMAGE = 1, /* the image of an artifact, from an offset */
 	OTA_FETCH_KEYLIST = 2, /* the current signed KeyList */
 	OTA_FETCH_ROOTLIST = 3, /* the current signed RootList */
+	OTA_FETCH_TIMESTAMP =
+		4, /* the current signed Timestamp of the product (artifact = model) */
 };
 
 /* One fetch (borrowed, valid during the call). */
@@ -87,7 +90,7 @@ struct ota_fetch_request {
 	/*
 	 * The same object as a path of the HTTPS delivery API
 	 * ("/v1/manifests/ID", "/v1/images/ID", "/v1/keylist",
-	 * "/v1/rootlist"): an HTTP transport uses it as is, another
+	 * "/v1/rootlist", "/v1/timestamp/MODEL"): an HTTP transport uses it as is, another
 	 * transport maps `what` and `artifact` its own way.
 	 */
 	const char *path;
@@ -113,12 +116,37 @@ struct ota_fetch_result {
 /* Receives body bytes in order; any error aborts the fetch with that error. */
 typedef enum ota_err (*ota_port_sink_fn)(void *sink_arg, const uint8_t *data, size_t len);
 
+/* Post-install health, from the port's health hook. */
+struct ota_port_health {
+	/* the application's health, 0..1000 (1000 = healthy) */
+	uint32_t permille;
+	/*
+	 * Boots over the device's life that the agent did not ask for (no
+	 * reboot op before them): a watchdog, a crash, a power failure. The
+	 * port knows the cause (a reset-cause register, a marker the reboot op
+	 * leaves); the count never decreases.
+	 */
+	uint64_t unrequested_boots;
+};
+
 /* What the consent hook is asked about (borrowed, valid during the call). */
 struct ota_port_offer {
 	const char *version;
 	uint64_t version_code;
 	uint64_t security_counter;
 	int is_security_update;
+};
+
+/*
+ * One recipient entry of an encrypted manifest (borrowed during the call;
+ * fleetota/crypt.h and docs/formats.md describe the construction).
+ */
+struct ota_key_unwrap_request {
+	const uint8_t *key_id; /* OTA_KEY_ID_BYTES: SHA-256 of the recipient's SPKI DER */
+	const uint8_t *ephemeral_public; /* 32 bytes, raw X25519 */
+	const uint8_t *wrapped_key; /* 40 bytes, RFC 3394 */
+	const uint8_t *context; /* HKDF info: recipient and artifact binding */
+	size_t context_len;
 };
 
 struct ota_port_ops {
@@ -230,6 +258,29 @@ struct ota_port_ops {
 	 * (no wait).
 	 */
 	void (*wait)(void *ctx, unsigned seconds);
+
+	/*
+	 * Optional (NULL: encrypted images are refused, OTA_ERR_UNSUPPORTED).
+	 * key_unwrap: the device's recipient keys (a device key, a product
+	 * line's key) stay behind this call, so a secure element, a TPM or
+	 * a PKCS#11 token may hold them and do the X25519 step inside.
+	 * OTA_ERR_NOT_FOUND when the device holds no private key with
+	 * req->key_id (the core tries the next entry); OTA_OK with the
+	 * 32-byte content key in ret_key; OTA_ERR_KEY_UNWRAP when the key is
+	 * held and the entry does not unwrap with it. The core wipes ret_key
+	 * as soon as the cipher holds it; the port wipes its own copies.
+	 */
+	enum ota_err (*key_unwrap)(void *ctx, const struct ota_key_unwrap_request *req,
+				   uint8_t ret_key[32]);
+
+	/*
+	 * Optional (NULL = no health signal: permille 1000, no unrequested
+	 * boots). The device's health after an update: the online policy
+	 * reports it while the health window after a confirm is open
+	 * (docs/campaigns.md, "Halting on health"), and a campaign halts
+	 * when too many devices report unexpected reboots or a low value.
+	 */
+	enum ota_err (*health)(void *ctx, struct ota_port_health *ret);
 
 	/*
 	 * Optional (NULL = this device takes no delta updates,

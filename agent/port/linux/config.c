@@ -41,6 +41,8 @@ static const struct key_spec keys[] = {
 	STR_KEY(device_cert),
 	STR_KEY(device_key),
 	STR_KEY(selftest_cmd),
+	STR_KEY(decrypt_key),
+	STR_KEY(product_key),
 	{"server_pins", KEY_PINS, 0, 0},
 	{"slot_size", KEY_U64, offsetof(struct ota_config, slot_size), 0},
 	{"checkpoint_bytes", KEY_U64, offsetof(struct ota_config, checkpoint_bytes), 0},
@@ -48,6 +50,8 @@ static const struct key_spec keys[] = {
 	{"stall_timeout", KEY_UINT, offsetof(struct ota_config, stall_timeout_s), 0},
 	{"report_interval", KEY_UINT, offsetof(struct ota_config, report_interval_s), 0},
 	{"download_retries", KEY_UINT, offsetof(struct ota_config, download_retries), 0},
+	{"freshness_max_age", KEY_U64, offsetof(struct ota_config, freshness_max_age_s), 0},
+	{"timestamp_interval", KEY_UINT, offsetof(struct ota_config, timestamp_interval_s), 0},
 };
 
 static void set_err(char *err, unsigned line, const char *what, const char *arg)
@@ -181,6 +185,7 @@ enum ota_err ota_config_parse(const char *text, size_t len, struct ota_config *r
 	cfg.stall_timeout_s = 30;
 	cfg.report_interval_s = 300;
 	cfg.download_retries = 5;
+	cfg.timestamp_interval_s = 3600;
 	if (!text || len > OTA_CONFIG_MAX_BYTES) {
 		set_err(err, 0, "config larger than 64 KiB", NULL);
 		return OTA_ERR_FORMAT;

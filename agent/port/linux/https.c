@@ -110,8 +110,39 @@ void ota_https_free(struct ota_https *client)
 {
 	if (!client)
 		return;
+	SSL_SESSION_free(client->session);
+	client->session = NULL;
 	SSL_CTX_free(client->ctx);
 	client->ctx = NULL;
+}
+
+/* Offers the kept session when it belongs to key ("host:port"). */
+static void session_offer(struct ota_https *client, SSL *ssl, const char *key)
+{
+	if (client->session != NULL && strcmp(client->session_key, key) == 0)
+		(void)SSL_set_session(ssl, client->session);
+}
+
+/* After a successful request: keep ssl's session (TLS 1.3 tickets came with the reply). */
+static void session_keep(struct ota_https *client, SSL *ssl, const char *key)
+{
+	SSL_SESSION *session = SSL_get1_session(ssl);
+
+	if (session == NULL || !SSL_SESSION_is_resumable(session) ||
+	    strlen(key) >= sizeof(client->session_key)) {
+		SSL_SESSION_free(session);
+		return;
+	}
+	SSL_SESSION_free(client->session);
+	client->session = session;
+	memcpy(client->session_key, key, strlen(key) + 1);
+}
+
+static void session_forget(struct ota_https *client)
+{
+	SSL_SESSION_free(client->session);
+	client->session = NULL;
+	client->session_key[0] = '\0';
 }
 
 static bool url_parse(const char *base, struct url *u)
@@ -253,12 +284,61 @@ static enum ota_err tls_read(void *ctx, uint8_t *buf, size_t cap, size_t *ret_n)
 	return err;
 }
 
+/*
+ * A TCP connection and a TLS handshake with u's server, offering the kept
+ * session when offer is true. OTA_OK with *ret_fd and *ret_ssl (the
+ * caller frees both), or OTA_ERR_TRANSPORT / OTA_ERR_TIMEOUT with nothing
+ * to free.
+ */
+static enum ota_err tls_open(struct ota_https *client, const struct url *u, const char *session_key,
+			     bool offer, int *ret_fd, SSL **ret_ssl)
+{
+	enum ota_err err = OTA_ERR_TRANSPORT;
+	SSL *ssl = NULL;
+	int fd = tcp_connect(u, client->stall_timeout_s), rc;
+
+	if (fd < 0)
+		return OTA_ERR_TRANSPORT;
+	ssl = SSL_new(client->ctx);
+	if (!ssl || SSL_set_fd(ssl, fd) != 1)
+		goto fail;
+	/* the certificate must name the host we asked for, and chain to ca_file */
+	if (is_ip_literal(u->host)) {
+		if (X509_VERIFY_PARAM_set1_ip_asc(SSL_get0_param(ssl), u->host) != 1)
+			goto fail;
+	} else if (SSL_set_tlsext_host_name(ssl, u->host) != 1 ||
+		   SSL_set1_host(ssl, u->host) != 1) {
+		goto fail;
+	}
+	if (offer)
+		session_offer(client, ssl, session_key);
+	rc = SSL_connect(ssl);
+	if (rc != 1) {
+		int e = SSL_get_error(ssl, rc);
+		err = e == SSL_ERROR_WANT_READ || e == SSL_ERROR_WANT_WRITE ? OTA_ERR_TIMEOUT
+									    : OTA_ERR_TRANSPORT;
+		goto fail;
+	}
+	client->connections++;
+	if (SSL_session_reused(ssl))
+		client->resumed++;
+	*ret_fd = fd;
+	*ret_ssl = ssl;
+	return OTA_OK;
+fail:
+	SSL_free(ssl);
+	close(fd);
+	ERR_clear_error();
+	return err;
+}
+
 enum ota_err ota_https_get(struct ota_https *client, const char *base_url, const char *path,
 			   uint64_t range_from, uint64_t max_body, ota_https_body_fn fn, void *arg,
 			   struct ota_https_response *ret)
 {
 	struct url u;
 	char request[1024];
+	char session_key[OTA_HTTPS_SESSION_KEY_BYTES] = "";
 	enum ota_err err = OTA_ERR_TRANSPORT;
 	SSL *ssl = NULL;
 	int fd = -1;
@@ -267,26 +347,16 @@ enum ota_err ota_https_get(struct ota_https *client, const char *base_url, const
 	clock_gettime(CLOCK_MONOTONIC, &started);
 	if (!url_parse(base_url, &u) || strlen(path) > 512 || path[0] != '/')
 		goto out;
-	fd = tcp_connect(&u, client->stall_timeout_s);
-	if (fd < 0)
-		goto out;
-	ssl = SSL_new(client->ctx);
-	if (!ssl || SSL_set_fd(ssl, fd) != 1)
-		goto out;
-	/* the certificate must name the host we asked for, and chain to ca_file */
-	if (is_ip_literal(u.host)) {
-		if (X509_VERIFY_PARAM_set1_ip_asc(SSL_get0_param(ssl), u.host) != 1)
-			goto out;
-	} else if (SSL_set_tlsext_host_name(ssl, u.host) != 1 || SSL_set1_host(ssl, u.host) != 1) {
-		goto out;
+	snprintf(session_key, sizeof(session_key), "%s:%s", u.host, u.port);
+	err = tls_open(client, &u, session_key, true, &fd, &ssl);
+	if (err == OTA_ERR_TRANSPORT && client->session != NULL) {
+		/* a server that cannot take the session back may fail the handshake: once without */
+		session_forget(client);
+		err = tls_open(client, &u, session_key, false, &fd, &ssl);
 	}
-	int rc = SSL_connect(ssl);
-	if (rc != 1) {
-		int e = SSL_get_error(ssl, rc);
-		err = e == SSL_ERROR_WANT_READ || e == SSL_ERROR_WANT_WRITE ? OTA_ERR_TIMEOUT
-									    : OTA_ERR_TRANSPORT;
+	if (err != OTA_OK)
 		goto out;
-	}
+	/* resumed or not: the certificate of the session must be pinned */
 	err = pin_check(client, ssl);
 	if (err != OTA_OK)
 		goto out;
@@ -308,10 +378,14 @@ enum ota_err ota_https_get(struct ota_https *client, const char *base_url, const
 				      max_body, fn, arg, ret);
 out:
 	if (ssl) {
-		if (err == OTA_OK)
+		if (err == OTA_OK) {
+			session_keep(client, ssl, session_key);
 			(void)SSL_shutdown(ssl);
+		}
 		SSL_free(ssl);
 	}
+	if (err != OTA_OK && ret->status == 0) /* no reply: the connection or the server failed */
+		session_forget(client);
 	if (fd >= 0)
 		close(fd);
 	ERR_clear_error();

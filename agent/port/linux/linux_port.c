@@ -39,7 +39,7 @@ extern char **environ;
 static void record_name(enum ota_record rec, unsigned copy, char *buf, size_t cap)
 {
 	static const char *const names[] = {"state",	 "counter",   "rootlist", "keylist",
-					    "manifest0", "manifest1", "boot"};
+					    "manifest0", "manifest1", "boot",	  "freshness"};
 	char base[16];
 	if ((unsigned)rec < sizeof(names) / sizeof(names[0]))
 		snprintf(base, sizeof(base), "%s", names[rec]);
@@ -54,7 +54,7 @@ static void record_name(enum ota_record rec, unsigned copy, char *buf, size_t ca
 static bool record_valid(enum ota_record rec, unsigned copy)
 {
 	return copy < OTA_RECORD_COPIES &&
-	       (rec <= OTA_REC_BOOT || (rec >= OTA_REC_EVENT_0 && rec <= OTA_REC_LAST));
+	       (rec <= OTA_REC_FRESHNESS || (rec >= OTA_REC_EVENT_0 && rec <= OTA_REC_LAST));
 }
 
 static bool path_join(char *buf, size_t cap, const char *dir, const char *name)
@@ -352,6 +352,7 @@ static void lx_reboot(void *ctx)
 {
 	struct ota_linux_port *lx = ctx;
 	lx->reboots_requested++;
+	ota_linux_reboot_mark(lx);
 }
 
 static void lx_log(void *ctx, enum ota_log_level level, const char *msg)
@@ -403,6 +404,8 @@ static const struct ota_port_ops linux_ops = {
 	.selftest = NULL,
 	.fetch = ota_linux_fetch,
 	.wait = ota_linux_wait,
+	.key_unwrap = ota_linux_key_unwrap,
+	.health = ota_linux_health,
 };
 
 static const struct ota_port_ops linux_ops_selftest = {
@@ -422,6 +425,8 @@ static const struct ota_port_ops linux_ops_selftest = {
 	.selftest = lx_selftest,
 	.fetch = ota_linux_fetch,
 	.wait = ota_linux_wait,
+	.key_unwrap = ota_linux_key_unwrap,
+	.health = ota_linux_health,
 };
 
 static enum ota_err ensure_dir(const char *path)
@@ -445,6 +450,8 @@ enum ota_err ota_linux_port_open(struct ota_linux_port *ctx, const struct ota_co
 	ctx->slot_size = config->slot_size;
 	ctx->trust_clock = config->trust_clock;
 	ctx->selftest_cmd = config->selftest_cmd[0] ? config->selftest_cmd : NULL;
+	ctx->unwrap_keys[0] = config->decrypt_key;
+	ctx->unwrap_keys[1] = config->product_key;
 	if (ensure_dir(ctx->dir) != OTA_OK || !records_dir(ctx, dir, sizeof(dir)) ||
 	    ensure_dir(dir) != OTA_OK)
 		return OTA_ERR_STORAGE;

@@ -8,6 +8,7 @@
  *   status [--json] --config F
  *   run --config F                 the online daemon (MQTT + HTTPS)
  *   fetch ARTIFACT --config F      one online install (HTTPS only)
+ *   freshness --config F           fetch + judge the signed Timestamp once
  *   --version; --help (also after a command: that command's help)
  * Exit 0 on success; a rejected update exits 1 with one line
  * "rejected: OTA_ERR_X: detail"; usage and setup errors exit 2.
@@ -25,6 +26,7 @@
 #include "fleetota-version.h"
 #include "fleetota/agent.h"
 #include "fleetota/bundle.h"
+#include "fleetota/freshness.h"
 #include "ota_agent_cli.h"
 #include "ota_linux.h"
 
@@ -73,6 +75,10 @@ static const struct {
 	 "The online daemon: MQTT notifications and reports, HTTPS delivery; confirms a\n"
 	 "trial slot after its self-test (self_test_cmd)."},
 	{"fetch", "fetch ARTIFACT --config F", "One online install over HTTPS (no MQTT)."},
+	{"freshness", "freshness --config F",
+	 "Fetches the product line's signed Timestamp once over HTTPS, keeps it when it is\n"
+	 "newer and fresh, and judges freshness: exit 1 with OTA_ERR_FROZEN when no fresh\n"
+	 "Timestamp was seen for freshness_max_age seconds."},
 };
 #define N_COMMANDS (sizeof(commands) / sizeof(commands[0]))
 
@@ -302,6 +308,7 @@ static int open_agent(struct cli *cli, bool exclusive)
 	struct ota_agent_config acfg = {.model = cli->config.model,
 					.hw_revision = cli->config.hw_revision,
 					.checkpoint_bytes = checkpoint,
+					.freshness_max_age_s = cli->config.freshness_max_age_s,
 					.delta_work = cli->delta_work,
 					.delta_work_len = OTA_DELTA_WORK_BYTES};
 	enum ota_err e =
@@ -378,6 +385,8 @@ static int cmd_install(struct cli *cli)
 static int cmd_boot(struct cli *cli)
 {
 	unsigned slot = 0;
+	/* health: a boot the agent did not ask for is counted (health.c) */
+	(void)ota_linux_boot_note(&cli->port_ctx);
 	enum ota_err err = ota_agent_boot(&cli->agent, &slot);
 	if (err != OTA_OK)
 		return report_rejection(cli, err);
@@ -471,6 +480,15 @@ static int cmd_status(struct cli *cli)
 			    st.confirmed.valid ? json_string(st.confirmed.version) : json_null());
 	json_object_set_new(root, "last_error", err_name ? json_string(err_name) : json_null());
 	json_object_set_new(root, "last_error_detail", json_string(st.last_error_detail));
+	struct ota_freshness fresh;
+	if (ota_agent_freshness(&cli->agent, &fresh) == OTA_OK)
+		json_object_set_new(root, "freshness",
+				    json_pack("{s:I, s:I, s:s, s:I, s:b}", "timestamp_issued_at",
+					      (json_int_t)fresh.issued_at, "timestamp_expires_at",
+					      (json_int_t)fresh.expires_at, "current_version",
+					      fresh.version, "current_version_code",
+					      (json_int_t)fresh.version_code, "frozen",
+					      fresh.frozen));
 	char *text = json_dumps(root, JSON_SORT_KEYS | JSON_INDENT(2));
 	json_decref(root);
 	if (!text)
@@ -506,6 +524,8 @@ int main(int argc, char **argv)
 		rc = cmd_status(&cli);
 	else if (strcmp(cli.command, "fetch") == 0)
 		rc = ota_agent_fetch(&cli.agent, &cli.config, &cli.port_ctx, cli.bundle_path);
+	else if (strcmp(cli.command, "freshness") == 0)
+		rc = ota_agent_freshness_once(&cli.agent, &cli.config, &cli.port_ctx);
 	else if (strcmp(cli.command, "run") == 0)
 		rc = ota_agent_run(&cli.agent, &cli.config, &cli.port_ctx);
 	else {

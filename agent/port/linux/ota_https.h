@@ -9,6 +9,15 @@
  * rotation), bounded headers, bounded bodies, stall and slow-drip
  * timeouts, Range for resume. Blocking, one request per connection; used
  * by ota-agent run and the fleet simulator.
+ *
+ * The client keeps the TLS session of its last successful request (in
+ * memory) and offers it on the next connection to the same host and port:
+ * the manifest -> image pair and the next cycles resume instead of making
+ * a full mutual-TLS handshake. The server's key is checked against the
+ * pins on every connection, resumed or not; a failed connection forgets
+ * the session, and a handshake that fails with a session offered is tried
+ * once more at once without it (a server that cannot resume may refuse
+ * the handshake instead of ignoring the session).
  */
 
 #include <stdbool.h>
@@ -24,6 +33,8 @@
 /* Slowest accepted transfer after the first stall_timeout seconds. */
 #define OTA_HTTPS_MIN_BYTES_PER_S 1024u
 #define OTA_HTTPS_MAX_PINS 8u
+/* "host:port" the kept session belongs to. */
+#define OTA_HTTPS_SESSION_KEY_BYTES 272u
 
 struct ota_https_config {
 	const char *ca_file; /* the only trust anchor for the server */
@@ -39,6 +50,10 @@ struct ota_https {
 	uint8_t pins[OTA_HTTPS_MAX_PINS][32];
 	size_t n_pins;
 	unsigned stall_timeout_s;
+	SSL_SESSION *session; /* of the last successful request, or NULL */
+	char session_key[OTA_HTTPS_SESSION_KEY_BYTES]; /* its "host:port" */
+	uint64_t connections; /* TLS connections made */
+	uint64_t resumed; /* of which resumed a session */
 };
 
 /* What came back. */

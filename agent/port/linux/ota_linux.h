@@ -35,6 +35,9 @@ struct ota_config {
 	char device_cert[OTA_CONFIG_MAX_PATH];
 	char device_key[OTA_CONFIG_MAX_PATH];
 	char selftest_cmd[OTA_CONFIG_MAX_PATH];
+	/* encrypted images: PEM X25519 private keys (this device's, its product line's) */
+	char decrypt_key[OTA_CONFIG_MAX_PATH];
+	char product_key[OTA_CONFIG_MAX_PATH];
 	/* SHA-256 of the server's SubjectPublicKeyInfo, hex, comma separated */
 	uint8_t server_pins[OTA_CONFIG_MAX_PINS][32];
 	size_t n_server_pins;
@@ -44,6 +47,9 @@ struct ota_config {
 	unsigned stall_timeout_s; /* a download with no byte for this long fails */
 	unsigned report_interval_s;
 	unsigned download_retries; /* resumed attempts after the first (default 5) */
+	/* signed freshness: report "may be frozen" after this long without a fresh Timestamp (0 = off) */
+	uint64_t freshness_max_age_s;
+	unsigned timestamp_interval_s; /* fetch /v1/timestamp/MODEL this often (default 3600) */
 };
 
 /*
@@ -75,6 +81,8 @@ struct ota_linux_port {
 	struct ota_https *https; /* borrowed */
 	const char *server_url; /* "https://host:port", borrowed */
 	const volatile sig_atomic_t *stop; /* set by a signal handler: wait returns */
+	/* recipient key files (decrypt_key, product_key; "" = none), borrowed */
+	const char *unwrap_keys[2];
 	/* slot_map: the running slot mapped read-only for a delta's base */
 	const void *map[OTA_SLOT_COUNT];
 	size_t map_len[OTA_SLOT_COUNT];
@@ -98,6 +106,29 @@ enum ota_err ota_linux_port_open(struct ota_linux_port *ctx, const struct ota_co
 enum ota_err ota_linux_fetch(void *ctx, const struct ota_fetch_request *req, ota_port_sink_fn sink,
 			     void *sink_arg, struct ota_fetch_result *ret);
 void ota_linux_wait(void *ctx, unsigned seconds);
+
+/*
+ * The port's key_unwrap operation (fleetota/port.h) over the key files of
+ * ctx->unwrap_keys: each is read when an encrypted manifest arrives, used
+ * and freed (agent/port/linux/unwrap.c; docs/porting.md for a PKCS#11 or
+ * TPM key instead).
+ */
+enum ota_err ota_linux_key_unwrap(void *ctx, const struct ota_key_unwrap_request *req,
+				  uint8_t ret_key[32]);
+
+/*
+ * Post-install health (health.c; files in the state directory): the health
+ * op (the application writes 0..1000 to STATE_DIR/health; boots without a
+ * reboot request are counted); the reboot op's marker; a boot happened
+ * (counted unless the agent asked for it); the open health window after a
+ * confirm, kept across restarts (until 0 = closed).
+ */
+enum ota_err ota_linux_health(void *ctx, struct ota_port_health *ret);
+void ota_linux_reboot_mark(struct ota_linux_port *lx);
+enum ota_err ota_linux_boot_note(struct ota_linux_port *lx);
+enum ota_err ota_linux_health_window_save(struct ota_linux_port *lx, uint64_t until, uint64_t base);
+bool ota_linux_health_window_load(struct ota_linux_port *lx, uint64_t *ret_until,
+				  uint64_t *ret_base);
 
 /* Path of slot N's image file (for tools and tests). */
 void ota_linux_slot_path(const struct ota_linux_port *ctx, unsigned slot, char *buf, size_t cap);

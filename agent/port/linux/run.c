@@ -15,6 +15,7 @@
 #include <unistd.h>
 
 #include "fleetota/arena.h"
+#include "fleetota/freshness.h"
 #include "fleetota/limits.h"
 #include "fleetota/online.h"
 #include "ota.pb-c.h"
@@ -46,6 +47,14 @@ struct online {
 	bool want_firmware;
 	char next_artifact[ARTIFACT_MAX + 1];
 	char next_campaign[ARTIFACT_MAX + 1];
+	/* what a repeated Notify is checked against (ota_online_notify_duplicate) */
+	uint64_t notify_seq;
+	char running_artifact[ARTIFACT_MAX + 1];
+	char running_campaign[ARTIFACT_MAX + 1];
+	char done_artifact[ARTIFACT_MAX + 1]; /* the last confirmed install */
+	char done_campaign[ARTIFACT_MAX + 1];
+	uint32_t next_health_window; /* Notify.health_window_seconds */
+	uint64_t health_until; /* the open health window closes then (epoch s) */
 };
 
 static volatile sig_atomic_t stop_requested;
@@ -54,20 +63,6 @@ static void on_signal(int sig)
 {
 	(void)sig;
 	stop_requested = 1;
-}
-
-static bool artifact_ok(const char *s)
-{
-	size_t len = strlen(s);
-	if (len == 0 || len > ARTIFACT_MAX)
-		return false;
-	for (size_t i = 0; i < len; i++) {
-		char c = s[i];
-		if (!((c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') || (c >= '0' && c <= '9') ||
-		      c == '-' || c == '_' || c == '.'))
-			return false;
-	}
-	return s[0] != '.';
 }
 
 /* ---- report sequence (strictly increasing across restarts) ----------- */
@@ -214,7 +209,7 @@ int ota_agent_fetch(struct ota_agent *agent, const struct ota_config *config,
 		    struct ota_linux_port *port, const char *artifact)
 {
 	struct online o;
-	if (!artifact || !artifact_ok(artifact)) {
+	if (!artifact || !ota_online_artifact_ok(artifact)) {
 		fprintf(stderr, "ota-agent: fetch needs a valid artifact id\n");
 		return EXIT_SETUP;
 	}
@@ -236,6 +231,31 @@ int ota_agent_fetch(struct ota_agent *agent, const struct ota_config *config,
 	return 0;
 }
 
+int ota_agent_freshness_once(struct ota_agent *agent, const struct ota_config *config,
+			     struct ota_linux_port *port)
+{
+	struct online o;
+	struct ota_freshness f;
+	enum ota_err ts_err = OTA_OK;
+	if (online_open(&o, agent, config, port) != 0)
+		return EXIT_SETUP;
+	enum ota_err verdict = ota_online_freshness(&o.online, &ts_err);
+	online_close(&o);
+	if (ts_err != OTA_OK)
+		fprintf(stderr, "ota-agent: timestamp: %s\n", ota_err_name(ts_err));
+	if (ota_agent_freshness(agent, &f) != OTA_OK)
+		memset(&f, 0, sizeof(f));
+	if (verdict != OTA_OK) {
+		printf("rejected: %s: no fresh timestamp since %llu\n", ota_err_name(verdict),
+		       (unsigned long long)(f.issued_at ? f.expires_at : f.since));
+		return EXIT_REJECTED;
+	}
+	printf("fresh: %s current %s (code %llu), timestamp issued %llu expires %llu\n",
+	       config->model, f.version[0] ? f.version : "-", (unsigned long long)f.version_code,
+	       (unsigned long long)f.issued_at, (unsigned long long)f.expires_at);
+	return 0;
+}
+
 /* ---- the daemon ------------------------------------------------------- */
 
 /* On Paho's thread: decode the hint and hand it over. */
@@ -247,14 +267,21 @@ static void on_cmd(void *arg, const uint8_t *payload, size_t len)
 	pthread_mutex_lock(&o->lock);
 	ota_arena_init(&arena, mem, sizeof(mem));
 	Fleetota__V1__Notify *n = fleetota__v1__notify__unpack(&arena.allocator, len, payload);
-	if (n) {
+	const struct ota_online_install_ref busy[] = {
+		{o->want_firmware ? o->next_artifact : NULL, o->next_campaign},
+		{o->running_artifact, o->running_campaign},
+		{o->done_artifact, o->done_campaign},
+	};
+	if (n &&
+	    !ota_online_notify_duplicate(&o->notify_seq, n, busy, sizeof(busy) / sizeof(busy[0]))) {
 		switch (n->kind) {
 		case FLEETOTA__V1__NOTIFY_KIND__NOTIFY_KIND_FIRMWARE:
-			if (n->artifact && artifact_ok(n->artifact)) {
+			if (n->artifact && ota_online_artifact_ok(n->artifact)) {
 				snprintf(o->next_artifact, sizeof(o->next_artifact), "%s",
 					 n->artifact);
 				snprintf(o->next_campaign, sizeof(o->next_campaign), "%.128s",
 					 n->campaign_id ? n->campaign_id : "");
+				o->next_health_window = n->health_window_seconds;
 				o->want_firmware = true;
 			}
 			break;
@@ -280,6 +307,37 @@ static void on_connected(void *arg)
 	o->want_report = true;
 	pthread_cond_signal(&o->wake);
 	pthread_mutex_unlock(&o->lock);
+}
+
+/* Default health window when the Notify named none. */
+#define HEALTH_WINDOW_DEFAULT_S 3600u
+
+/* After an install: the in-process boot consumed the reboot marker; a
+ * confirm opens the health window, kept in the state directory. */
+static void health_after_install(struct online *o, unsigned reboots_before)
+{
+	if (o->port->reboots_requested != reboots_before)
+		(void)ota_linux_boot_note(o->port);
+	if (!o->online.health_open)
+		return;
+	uint32_t window =
+		o->online.health_window_s ? o->online.health_window_s : HEALTH_WINDOW_DEFAULT_S;
+	o->health_until = (uint64_t)time(NULL) + window;
+	(void)ota_linux_health_window_save(o->port, o->health_until, o->online.health_base);
+}
+
+/* A restart keeps an open window; a passed one closes (reports stop carrying health). */
+static void health_tick(struct online *o, bool at_start)
+{
+	uint64_t now = (uint64_t)time(NULL);
+	if (at_start &&
+	    ota_linux_health_window_load(o->port, &o->health_until, &o->online.health_base) &&
+	    o->health_until > now)
+		o->online.health_open = true;
+	if (o->online.health_open && now >= o->health_until) {
+		ota_online_health_close(&o->online);
+		(void)ota_linux_health_window_save(o->port, 0, 0);
+	}
 }
 
 int ota_agent_run(struct ota_agent *agent, const struct ota_config *config,
@@ -310,11 +368,18 @@ int ota_agent_run(struct ota_agent *agent, const struct ota_config *config,
 		return EXIT_SETUP;
 	}
 	fprintf(stderr, "ota-agent: running as %s\n", config->device_id);
+	health_tick(&o, true);
 	ota_online_report(&o.online, ota_online_idle_state(agent));
 	/* a restart left an update pending or on trial: finish what was started */
+	unsigned reboots_before = port->reboots_requested;
 	ota_online_resume(&o.online);
+	health_after_install(&o, reboots_before);
 	unsigned interval = config->report_interval_s ? config->report_interval_s : 300;
 	unsigned idle_s = 0;
+	/* signed freshness (fleetota/freshness.h): at start, then every timestamp_interval */
+	bool freshness = config->freshness_max_age_s > 0;
+	unsigned ts_interval = config->timestamp_interval_s ? config->timestamp_interval_s : 3600;
+	unsigned ts_idle_s = ts_interval;
 	while (!stop_requested) {
 		bool firmware, keylist, rootlist, want_report;
 		char artifact[ARTIFACT_MAX + 1];
@@ -329,21 +394,43 @@ int ota_agent_run(struct ota_agent *agent, const struct ota_config *config,
 				idle_s = 0;
 				o.want_report = true;
 			}
+			if (rc == ETIMEDOUT)
+				ts_idle_s++;
 		}
 		firmware = o.want_firmware;
 		keylist = o.want_keylist;
 		rootlist = o.want_rootlist;
 		want_report = o.want_report;
 		memcpy(artifact, o.next_artifact, sizeof(artifact));
-		if (firmware)
+		if (firmware) {
 			memcpy(o.online.campaign, o.next_campaign, sizeof(o.online.campaign));
+			memcpy(o.running_artifact, o.next_artifact, sizeof(o.running_artifact));
+			memcpy(o.running_campaign, o.next_campaign, sizeof(o.running_campaign));
+			o.online.health_window_s = o.next_health_window;
+		}
 		o.want_firmware = o.want_keylist = o.want_rootlist = o.want_report = false;
 		pthread_mutex_unlock(&o.lock);
 
 		ota_online_update_lists(&o.online, rootlist, keylist);
-		if (firmware)
-			(void)ota_online_install(&o.online, artifact);
-		else if (want_report)
+		if (freshness && ts_idle_s >= ts_interval) {
+			ts_idle_s = 0;
+			(void)ota_online_freshness(&o.online, NULL);
+		}
+		health_tick(&o, false);
+		if (firmware) {
+			reboots_before = port->reboots_requested;
+			enum ota_err err = ota_online_install(&o.online, artifact);
+			health_after_install(&o, reboots_before);
+			pthread_mutex_lock(&o.lock);
+			if (err == OTA_OK) {
+				memcpy(o.done_artifact, o.running_artifact,
+				       sizeof(o.done_artifact));
+				memcpy(o.done_campaign, o.running_campaign,
+				       sizeof(o.done_campaign));
+			}
+			o.running_artifact[0] = o.running_campaign[0] = '\0';
+			pthread_mutex_unlock(&o.lock);
+		} else if (want_report)
 			ota_online_report(&o.online, ota_online_idle_state(agent));
 	}
 	fprintf(stderr, "ota-agent: stopping\n");

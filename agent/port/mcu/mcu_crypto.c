@@ -64,3 +64,43 @@ enum ota_err ota_crypto_verify(enum ota_alg alg, const uint8_t *spki, size_t spk
 	(void)sig_len;
 	return OTA_ERR_SIGNATURE;
 }
+
+/* Encrypted images: no cipher in the stub, so none is ever accepted. */
+enum ota_err ota_gcm_open(struct ota_gcm_ctx *ctx, const uint8_t key[32])
+{
+	(void)key;
+	ctx->impl = 0;
+	return OTA_ERR_UNSUPPORTED;
+}
+
+enum ota_err ota_gcm_chunk_begin(struct ota_gcm_ctx *ctx, const uint8_t nonce[12],
+				 const uint8_t *aad, size_t aad_len)
+{
+	(void)ctx;
+	(void)nonce;
+	(void)aad;
+	(void)aad_len;
+	return OTA_ERR_UNSUPPORTED;
+}
+
+enum ota_err ota_gcm_chunk_update(struct ota_gcm_ctx *ctx, const uint8_t *in, size_t len,
+				  uint8_t *out)
+{
+	(void)ctx;
+	(void)in;
+	(void)len;
+	(void)out;
+	return OTA_ERR_UNSUPPORTED;
+}
+
+enum ota_err ota_gcm_chunk_end(struct ota_gcm_ctx *ctx, const uint8_t tag[16])
+{
+	(void)ctx;
+	(void)tag;
+	return OTA_ERR_DECRYPT;
+}
+
+void ota_gcm_close(struct ota_gcm_ctx *ctx)
+{
+	ctx->impl = 0;
+}

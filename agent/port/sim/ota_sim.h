@@ -54,8 +54,18 @@ void ota_sim_set_clock(struct ota_sim *sim, uint64_t now);
 void ota_sim_set_selftest(struct ota_sim *sim, bool has_selftest, bool passes);
 /* Consent hook: absent, or answering grant/refuse. */
 void ota_sim_set_consent(struct ota_sim *sim, bool has_consent, bool grants);
+/*
+ * The port's key_unwrap operation (fleetota/port.h) answers through unwrap
+ * (the test holds the device's recipient keys); without one every entry
+ * is OTA_ERR_NOT_FOUND, so an encrypted image is OTA_ERR_NOT_RECIPIENT.
+ */
+typedef enum ota_err (*ota_sim_unwrap_fn)(void *arg, const struct ota_key_unwrap_request *req,
+					  uint8_t ret_key[32]);
+void ota_sim_set_key_unwrap(struct ota_sim *sim, ota_sim_unwrap_fn unwrap, void *arg);
 /* Reboot requests seen. */
 unsigned ota_sim_reboots(const struct ota_sim *sim);
+/* The health hook's answer: the application's health and unrequested boots. */
+void ota_sim_set_health(struct ota_sim *sim, uint32_t permille, uint64_t unrequested_boots);
 
 /* Direct slot access for tests (no fault counting): what reads see. */
 uint8_t *ota_sim_slot(struct ota_sim *sim, unsigned slot);

@@ -39,6 +39,10 @@ struct ota_sim {
 	bool has_consent;
 	bool consent_grants;
 	unsigned reboots;
+	ota_sim_unwrap_fn unwrap;
+	void *unwrap_arg;
+	uint32_t health_permille;
+	uint64_t unrequested_boots;
 	uint8_t mapped; /* bit per slot the core has mapped (it must not write it) */
 };
 
@@ -283,11 +287,29 @@ static enum ota_err sim_consent(void *ctx, const struct ota_port_offer *offer)
 	return OTA_ERR_CONSENT;
 }
 
+static enum ota_err sim_health(void *ctx, struct ota_port_health *ret)
+{
+	struct ota_sim *sim = ctx;
+	ret->permille = sim->health_permille;
+	ret->unrequested_boots = sim->unrequested_boots;
+	return OTA_OK;
+}
+
 static enum ota_err sim_selftest(void *ctx, unsigned slot)
 {
 	struct ota_sim *sim = ctx;
 	(void)slot;
 	return sim->selftest_passes ? OTA_OK : OTA_ERR_SELFTEST;
+}
+
+/* The device's recipient keys live with the test (a secure element's role). */
+static enum ota_err sim_key_unwrap(void *ctx, const struct ota_key_unwrap_request *req,
+				   uint8_t ret_key[32])
+{
+	struct ota_sim *sim = ctx;
+	if (!sim->unwrap)
+		return OTA_ERR_NOT_FOUND;
+	return sim->unwrap(sim->unwrap_arg, req, ret_key);
 }
 
 static const struct ota_port_ops sim_ops = {
@@ -303,6 +325,8 @@ static const struct ota_port_ops sim_ops = {
 	.log = NULL,
 	.consent = sim_consent,
 	.selftest = sim_selftest,
+	.key_unwrap = sim_key_unwrap,
+	.health = sim_health,
 	.slot_map = sim_slot_map,
 	.slot_unmap = sim_slot_unmap,
 };
@@ -321,6 +345,8 @@ static const struct ota_port_ops sim_ops_no_selftest = {
 	.log = NULL,
 	.consent = sim_consent,
 	.selftest = NULL,
+	.key_unwrap = sim_key_unwrap,
+	.health = sim_health,
 	.slot_map = sim_slot_map,
 	.slot_unmap = sim_slot_unmap,
 };
@@ -340,6 +366,7 @@ struct ota_sim *ota_sim_new(uint64_t slot_bytes)
 		memset(sim->slots[i].disk, 0xff, (size_t)slot_bytes);
 	}
 	sim->selftest_passes = true;
+	sim->health_permille = 1000;
 	return sim;
 fail:
 	ota_sim_free(sim);
@@ -406,6 +433,18 @@ void ota_sim_set_consent(struct ota_sim *sim, bool has_consent, bool grants)
 {
 	sim->has_consent = has_consent;
 	sim->consent_grants = grants;
+}
+
+void ota_sim_set_key_unwrap(struct ota_sim *sim, ota_sim_unwrap_fn unwrap, void *arg)
+{
+	sim->unwrap = unwrap;
+	sim->unwrap_arg = arg;
+}
+
+void ota_sim_set_health(struct ota_sim *sim, uint32_t permille, uint64_t unrequested_boots)
+{
+	sim->health_permille = permille;
+	sim->unrequested_boots = unrequested_boots;
 }
 
 unsigned ota_sim_reboots(const struct ota_sim *sim)

@@ -50,4 +50,29 @@ enum ota_err ota_crypto_verify(enum ota_alg alg, const uint8_t *spki, size_t spk
 			       const uint8_t *prefix, size_t prefix_len, const uint8_t *body,
 			       size_t body_len, const uint8_t *sig, size_t sig_len);
 
+/*
+ * AES-256-GCM decryption of encrypted images (fleetota/crypt.h), one chunk
+ * at a time over one key. Room for a backend's state without a heap, as
+ * for SHA-256. Plaintext comes out before the chunk's tag is checked: the
+ * caller writes it only where nothing runs it (the inactive slot) and
+ * treats a failing tag as the end of the install.
+ */
+struct ota_gcm_ctx {
+	void *impl;
+	uint64_t state[64];
+};
+
+/* Takes the key (the caller wipes its copy). OTA_OK or OTA_ERR_NOMEM/INTERNAL. */
+enum ota_err ota_gcm_open(struct ota_gcm_ctx *ctx, const uint8_t key[32]);
+/* Starts one chunk: a 12-byte nonce and its AAD. */
+enum ota_err ota_gcm_chunk_begin(struct ota_gcm_ctx *ctx, const uint8_t nonce[12],
+				 const uint8_t *aad, size_t aad_len);
+/* Decrypts len bytes of the chunk into out (len bytes; may equal in). */
+enum ota_err ota_gcm_chunk_update(struct ota_gcm_ctx *ctx, const uint8_t *in, size_t len,
+				  uint8_t *out);
+/* Ends the chunk: OTA_OK when tag authenticates it, else OTA_ERR_DECRYPT. */
+enum ota_err ota_gcm_chunk_end(struct ota_gcm_ctx *ctx, const uint8_t tag[16]);
+/* Wipes and releases the key; safe on a closed or zeroed context. */
+void ota_gcm_close(struct ota_gcm_ctx *ctx);
+
 #endif

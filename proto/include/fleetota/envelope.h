@@ -11,14 +11,15 @@
 #include "fleetota/limits.h"
 #include "ota.pb-c.h"
 
-/* The three kinds of signed object; the name is part of the signing input. */
+/* The kinds of signed object; the name is part of the signing input. */
 enum ota_obj_type {
 	OTA_OBJ_ROOT,
 	OTA_OBJ_KEYLIST,
 	OTA_OBJ_MANIFEST,
+	OTA_OBJ_TIMESTAMP,
 };
 
-/* "root", "keylist", "manifest"; NULL for anything else. */
+/* "root", "keylist", "manifest", "timestamp"; NULL for anything else. */
 const char *ota_obj_type_name(enum ota_obj_type type);
 
 /*

@@ -35,10 +35,19 @@ enum ota_err {
 	OTA_ERR_NOT_FOUND = 23,
 	OTA_ERR_BUSY = 24,
 	OTA_ERR_CONSENT = 25,
+	/* signed freshness (docs/decisions.md) */
+	OTA_ERR_KEY_ROLE = 26,
+	OTA_ERR_FROZEN = 27,
+	OTA_ERR_TIMESTAMP_ROLLBACK = 28,
+	/* encrypted images (docs/formats.md) */
+	OTA_ERR_NOT_RECIPIENT = 29,
+	OTA_ERR_KEY_UNWRAP = 30,
+	OTA_ERR_DECRYPT = 31,
+	OTA_ERR_UNSUPPORTED = 32,
 	/* a delta's base is not the image this device runs (refused before download) */
-	OTA_ERR_DELTA_BASE = 26,
+	OTA_ERR_DELTA_BASE = 33,
 	/* a delta this device cannot apply (algorithm, chunk size, no mapped slot) */
-	OTA_ERR_DELTA_UNSUPPORTED = 27,
+	OTA_ERR_DELTA_UNSUPPORTED = 34,
 	OTA__ERR_COUNT
 };
 

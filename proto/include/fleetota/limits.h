@@ -35,11 +35,26 @@
 #define OTA_MAX_IMAGE_BYTES (64ull * 1024ull * 1024ull * 1024ull)
 /* Signing-input prefix: "fleetota/v1/" + longest type + NUL. */
 #define OTA_MAX_SIGNING_PREFIX 32u
+/*
+ * Longest life of a signed Timestamp (expires_at - issued_at): a stolen
+ * timestamp key or a captured timestamp buys an attacker at most this.
+ */
+#define OTA_MAX_TIMESTAMP_LIFETIME_S (7ull * 24ull * 3600ull)
+/*
+ * How far a Timestamp's issued_at may lie ahead of a device's trusted
+ * clock: a stolen timestamp key cannot fast-forward the device's ratchet.
+ */
+#define OTA_TIMESTAMP_MAX_SKEW_S 3600ull
 /* Decoding arena that holds one decoded envelope or body. */
 #define OTA_DECODE_ARENA_BYTES (96u * 1024u)
 /* MQTT payloads (Notify, StatusReport with its pending events). */
 #define OTA_MAX_MQTT_PAYLOAD_BYTES (32u * 1024u)
 /* Events carried in one StatusReport. */
 #define OTA_MAX_REPORT_EVENTS 32u
+/* Encrypted images: recipients of one artifact's content key. */
+#define OTA_MAX_RECIPIENTS 64u
+/* Plaintext bytes per encrypted chunk: bounds of the manifest's chunk_bytes. */
+#define OTA_MIN_CRYPT_CHUNK_BYTES 256u
+#define OTA_MAX_CRYPT_CHUNK_BYTES (16u * 1024u * 1024u)
 
 #endif

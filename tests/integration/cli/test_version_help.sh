@@ -12,6 +12,7 @@ declare -A subcommands=(
 	[ota-agent]="provision install boot confirm status run fetch"
 	[ota-keys]="root-init root-new op-new keylist rootlist sign verify inspect audit-verify"
 	[ota-fleet-sim]=""
+	[ota-ctl]="login artifacts campaign devices tokens audit completion"
 )
 T=$(mktemp -d /tmp/fleetota-cli-test.XXXXXX)
 trap 'rm -rf "$T"' EXIT

@@ -23,6 +23,9 @@ DEMO_SKIP_BUILD=1 DEMO_CHECK=1 DEMO_DEVICES=${DEMO_DEVICES:-50} DEMO_LOGS=$LOGS 
 cat "$LOGS/out.txt"
 [[ $rc == 0 ]] || fail "demo exited with $rc"
 grep -q "rollback refused by 50 of 50 devices" "$LOGS/out.txt" || fail "rollback line"
+# the encrypted campaign (issue 16): fw-1.2.0 went out as ciphertext and
+# every device decrypted it (versions["1.2.0"] == 50 below)
+grep -q "fw-1.2.0 encrypted for the product line's key" "$LOGS/out.txt" || fail "encrypted campaign line"
 # what a new user reads (issue 11): one stage base, a cancelled campaign
 # shown as cancelled, the failed and reverted counts agree, the first
 # progress line shows the real target, coverage as a table
@@ -41,6 +44,9 @@ grep -q "fw-1.1.0: $failed failed in the campaign = $failed reverted on the devi
 grep -qE "^     KeyList +devices +share +last seen$" "$out" || fail "no coverage table"
 grep -qE "^     v2 +50 +100 % +[0-9]{4}-" "$out" || fail "coverage row: $(grep -A3 "KeyList  " "$out")"
 grep -q '\[{' "$out" && fail "raw JSON on screen: $(grep '\[{' "$out")"
+# the operator console's URL and a token to sign in with (docs/console.md)
+grep -qE "^   console: http://127\.0\.0\.1:[0-9]+/console/ \(sign in with the token fota_[A-Za-z0-9_-]{43}\)$" "$out" ||
+	fail "no console URL and token: $(grep -i console "$out")"
 state=$(sed -n 's/.*state in \(\/tmp\/fleetota-demo\.[A-Za-z0-9]*\)).*/\1/p' "$LOGS/out.txt")
 [[ -n "$state" && ! -e "$state" ]] || fail "the demo's temp dir $state is still there"
 if grep -lE "ERROR: (Address|Leak)Sanitizer|runtime error:" "$LOGS"/*.log; then

@@ -85,6 +85,11 @@ done
 state=$(state_dir "$W/stay.out")
 grep -E "^   REST API +http://127\.0\.0\.1:[0-9]+" "$W/stay.out" >/dev/null || fail "stay: no URL"
 grep -E "^   token +fota_" "$W/stay.out" >/dev/null || fail "stay: no token"
+console=$(sed -nE 's|^   console +(http://127\.0\.0\.1:[0-9]+/console/) .*|\1|p' "$W/stay.out")
+[[ -n "$console" ]] || fail "stay: no console URL"
+curl -sS -D - -o /dev/null "$console" | tr -d '\r' | grep -q "^Content-Security-Policy: default-src 'none'" ||
+	fail "stay: the console at $console does not answer with its CSP"
+log "   ok: the console answers at $console"
 mapfile -t tries < <(sed -n 's/^     *\(curl .*\)$/\1/p' "$W/stay.out")
 ((${#tries[@]} == 3)) || fail "stay: ${#tries[@]} curl lines: $(cat "$W/stay.out")"
 for t in "${tries[@]}"; do

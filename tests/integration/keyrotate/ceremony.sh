@@ -46,6 +46,26 @@ ok "$KEYS" verify fw1.otab --rootlist "$R1"
 [[ $(json m1.signed .body.security_counter) == 3 ]] || die "counter"
 [[ $(json m1.signed .body.is_security_update) == true ]] || die "security flag"
 [[ $(json m1.signed '.body.hw_revisions | join(",")') == A,B ]] || die "hw revisions"
+[[ $(json m1.signed '.body.security_fix | "\(.fixes_version_code_min)-\(.fixes_version_code_max):\(.advisory)"') == 0-0: ]] ||
+	die "a security update without --fixes states no range"
+
+# ---- a security fix says, signed, which versions it fixes (docs/campaigns.md) ----
+head -c 1000 /dev/urandom >small.bin
+ok "$KEYS" sign --key op1.key --keylist kl1.signed --rootlist "$R1" --image small.bin \
+	--product acme-gw --version 1.0.1 --version-code 101 --security-update \
+	--fixes 90-100 --advisory CVE-2026-1234 --manifest-out m1fix.signed
+ok "$KEYS" verify m1fix.signed --rootlist "$R1" --keylist kl1.signed --image small.bin
+[[ $(json m1fix.signed '.body.security_fix | "\(.fixes_version_code_min)-\(.fixes_version_code_max):\(.advisory)"') == 90-100:CVE-2026-1234 ]] ||
+	die "inspect prints the signed fix range and advisory"
+refused OTA_ERR_INVALID_ARG "$KEYS" sign --key op1.key --keylist kl1.signed --image small.bin \
+	--product acme-gw --version 1.0.1 --version-code 101 --fixes 90-100 --manifest-out x.signed
+refused OTA_ERR_INVALID_ARG "$KEYS" sign --key op1.key --keylist kl1.signed --image small.bin \
+	--product acme-gw --version 1.0.1 --version-code 101 --security-update --fixes 90-101 \
+	--manifest-out x.signed
+refused OTA_ERR_INVALID_ARG "$KEYS" sign --key op1.key --keylist kl1.signed --image small.bin \
+	--product acme-gw --version 1.0.1 --version-code 101 --security-update --fixes 99-90 \
+	--manifest-out x.signed
+[[ ! -e x.signed ]] || die "a refused signing wrote a manifest"
 
 # ---- op key rotation: v2 holds op1 and op2, v3 only op2 ----
 ok "$KEYS" op-new --out op2 --alg p256 --not-before -1h --not-after +400d
@@ -197,5 +217,6 @@ tail -c 3000000 fw1.otab | cmp -s - fw1.bin || die "bundle image bytes"
 ok "$KEYS" audit-verify audit.log
 grep -q '"who":"holder3"' audit.log || die "--signer not recorded"
 grep -q '"who":"ci-signer"' audit.log || die "\$USER not recorded"
-[[ $(grep -c '"object":"manifest"' audit.log) == 3 ]] || die "manifest audit records"
+# three releases and the security fix (m1fix); refused signings are not recorded
+[[ $(grep -c '"object":"manifest"' audit.log) == 4 ]] || die "manifest audit records"
 echo "ceremony: ok ($(lines audit.log) audit records)"

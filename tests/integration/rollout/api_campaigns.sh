@@ -93,3 +93,42 @@ TOKEN=$ADMIN api POST /api/v1/retention/purge "${JSON[@]}" -d "{\"before\":\"$(d
 expect 200
 [[ $(jbody .campaign_devices) -ge 1 ]] || fail "purge: $(body)"
 sql_eq 0 "SELECT count(*) FROM campaign_devices WHERE campaign_id = 'api-c1'" || fail "purged rows remain"
+
+log "update policy: security policy, version range, build/network thresholds, health; exposure view"
+sql -c "INSERT INTO artifacts (artifact_id, digest, manifest, product, version, version_code, is_security_update,
+	fixes_version_code_min, fixes_version_code_max, advisory, issued_at, image_sha256, image_size,
+	signing_key_id, store_path)
+	VALUES ('api-sec', decode(md5('api-sec'), 'hex'), '\\x00', 'fx-model', '9.0.1', 900001, true, 1, 1,
+	        'CVE-2026-9999', extract(epoch FROM now())::bigint - 3600, decode(repeat('ab', 32), 'hex'), 1,
+	        decode(repeat('cd', 32), 'hex'), 'x')" >/dev/null
+TOKEN=$OPER api POST /api/v1/campaigns "${JSON[@]}" -d '{"id":"api-s1","artifact":"api-sec",
+	"security":{"override_windows":true,"preempt":true,"stall_alert_seconds":600},
+	"target":{"version_range":">=1.0.0 <1.1.0","affected":true},
+	"stages":[{"count":1,"build_failure_ratio":0.2,"network_failure_ratio":0.5,
+	           "health":{"window_seconds":600,"max_unexpected_reboots":1,"min_health":0.5,"max_unhealthy_ratio":0.1}}]}'
+expect 201
+[[ $(jbody .security.preempt) == true && $(jbody '.stages[0].health.window_seconds') == 600 &&
+	$(jbody '.stages[0].build_failure_ratio') == 0.2 && $(jbody '.stages[0].signals.unhealthy') == 0 &&
+	$(jbody '.stages[0].soak_seconds') == 600 ]] || fail "security campaign: $(body)"
+TOKEN=$OPER api POST /api/v1/campaigns "${JSON[@]}" -d "{\"id\":\"api-s2\",\"artifact\":\"$ART\",
+	\"security\":{\"override_windows\":true},\"stages\":[{\"count\":1}]}"
+expect 422 invalid_campaign
+[[ $(jbody .error.field) == security ]] || fail "a functional artifact refuses the security policy: $(body)"
+TOKEN=$OPER api POST /api/v1/campaigns "${JSON[@]}" -d '{"id":"api-s3","artifact":"api-sec",
+	"target":{"version_range":"one point four"},"stages":[{"count":1}]}'
+expect 422 invalid_campaign
+TOKEN=$VIEW api GET /api/v1/security/exposure
+expect 200
+# the fix replaces version_code 1: exactly the fx-model devices on it
+want=$(sql -c "SELECT count(*) FROM devices WHERE model = 'fx-model' AND version_code = 1 AND NOT decommissioned")
+[[ $(jbody '.fixes[] | select(.artifact == "api-sec") | .exposed_devices') == "$want" && $want -ge 1 &&
+	$(jbody '.fixes[] | select(.artifact == "api-sec") | .advisory') == CVE-2026-9999 &&
+	$(jbody '.fixes[] | select(.artifact == "api-sec") | .age_seconds') -ge 3600 ]] ||
+	fail "exposure ($want expected): $(body)"
+TOKEN=$VIEW api GET "/api/v1/security/exposure?model=no-such-model"
+expect 200
+[[ $(jbody '.fixes | length') == 0 && $(jbody '.models | length') == 0 ]] || fail "exposure by model: $(body)"
+TOKEN=$VIEW api GET "/api/v1/security/exposure?colour=red"
+expect 400 bad_request
+TOKEN= api GET /api/v1/security/exposure
+expect 401

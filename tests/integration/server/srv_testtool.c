@@ -5,7 +5,8 @@
  *
  *   srv_testtool fixtures DIR ID:VERSION:CODE:SIZE...
  *       signed RootList/KeyList (DIR/rootlist.bin, DIR/keylist.bin,
- *       DIR/trust.sql) and per artifact DIR/ID.manifest, DIR/ID.image,
+ *       DIR/trust.sql; the KeyList also lists the timestamp role's key,
+ *       DIR/timestamp.key) and per artifact DIR/ID.manifest, DIR/ID.image,
  *       DIR/ID.otab, DIR/ID.sql (the artifacts row; the image goes into the
  *       store as DIR/store/<sha256>).
  *   srv_testtool report FILE DEVICE SEQ STATE VERSION CODE COUNTER [ARTIFACT]
@@ -44,9 +45,11 @@ static int cmd_fixtures(int argc, char **argv)
 	const char *dir = argv[0];
 	EVP_PKEY *root = ota_fx_key_new(OTA_ALG_ED25519);
 	EVP_PKEY *op = ota_fx_key_new(OTA_ALG_ED25519);
+	EVP_PKEY *ts = ota_fx_key_new(OTA_ALG_ED25519);
 	struct ota_fx_rootlist rl = {0};
 	struct ota_fx_keylist kl = {0};
-	struct ota_fx_opkey opkey = {op, 0, 0};
+	struct ota_fx_opkey opkeys[2] = {
+		{.key = op}, {.key = ts, .role = FLEETOTA__V1__KEY_ROLE__KEY_ROLE_TIMESTAMP}};
 	Fleetota__V1__Signed *root_env, *kl_env;
 	struct ota_fx_buf rl_bytes, kl_bytes;
 	uint8_t op_id[OTA_KEY_ID_BYTES], digest[32];
@@ -66,8 +69,8 @@ static int cmd_fixtures(int argc, char **argv)
 	kl.version = 1;
 	kl.issued_at = 1700000000;
 	kl.rootlist_version = 1;
-	kl.keys = &opkey;
-	kl.n_keys = 1;
+	kl.keys = opkeys;
+	kl.n_keys = 2;
 	kl.signers = &root;
 	kl.n_signers = 1;
 	kl_env = ota_fx_keylist(&kl);
@@ -81,6 +84,10 @@ static int cmd_fixtures(int argc, char **argv)
 	free(p);
 	p = path2(dir, "root", ".pem");
 	ota_fx_key_write_pem(p, root, false);
+	free(p);
+	p = path2(dir, "timestamp", ".key");
+	ota_fx_key_write_pem(p, ts, true);
+	chmod(p, 0600);
 	free(p);
 	ota_fx_key_id(op, op_id);
 	p = path2(dir, "trust", ".sql");
@@ -191,6 +198,7 @@ static int cmd_fixtures(int argc, char **argv)
 	ota_fx_env_free(kl_env);
 	EVP_PKEY_free(root);
 	EVP_PKEY_free(op);
+	EVP_PKEY_free(ts);
 	free(store);
 	return 0;
 }

@@ -58,6 +58,8 @@ cleanup() {
 		echo "---- last response"
 		cat "$T/status" "$T/body" 2>/dev/null
 	fi
+	# before/after comparisons: keep what was recorded (normalize_responses.py)
+	[[ -z ${WA_KEEP_RESPONSES:-} ]] || cp "$RESPONSES" "$WA_KEEP_RESPONSES"
 	rm -rf "$T"
 	exit $rc
 }
@@ -122,6 +124,7 @@ tls_key = $PKI/server.key
 device_ca = $PKI/device-ca.crt
 store_dir = $STORE
 admin_listen = 127.0.0.1:$API_PORT
+console_dir = $TOP/web-api/console
 admin_max_upload_bytes = ${MAX_UPLOAD:-8388608}
 http_timeout_sec = 5
 log_level = info

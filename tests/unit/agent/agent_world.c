@@ -10,6 +10,7 @@
 
 #include "agent_world.h"
 #include "fleetota/bundle.h"
+#include "fleetota/crypt_host.h"
 #include "ota_delta_make.h"
 
 static void fill(uint8_t *buf, size_t len, uint32_t seed)
@@ -18,6 +19,22 @@ static void fill(uint8_t *buf, size_t len, uint32_t seed)
 		seed = seed * 1103515245u + 12345u;
 		buf[i] = (uint8_t)(seed >> 16);
 	}
+}
+
+/* The sim's key_unwrap: the device holds w->dev_keys (a secure element's role). */
+static enum ota_err world_unwrap(void *arg, const struct ota_key_unwrap_request *req,
+				 uint8_t ret_key[32])
+{
+	struct world *w = arg;
+	for (size_t i = 0; i < W_DEV_KEYS; i++) {
+		uint8_t id[OTA_KEY_ID_BYTES];
+		if (!w->dev_keys[i] || ota_crypt_recipient_id(w->dev_keys[i], id) != OTA_OK ||
+		    memcmp(id, req->key_id, sizeof(id)) != 0)
+			continue;
+		return ota_crypt_unwrap(w->dev_keys[i], req->ephemeral_public, req->context,
+					req->wrapped_key, ret_key);
+	}
+	return OTA_ERR_NOT_FOUND;
 }
 
 static void agent_start(struct world *w)
@@ -46,6 +63,7 @@ void world_fresh_device(struct world *w)
 	}
 	w->sim = ota_sim_new(W_SLOT_BYTES);
 	assert_non_null(w->sim);
+	ota_sim_set_key_unwrap(w->sim, world_unwrap, w);
 	agent_start(w);
 	struct ota_fx_buf root = ota_fx_env_bytes(w->root1);
 	struct ota_fx_buf kl = ota_fx_env_bytes(w->kl1);
@@ -80,6 +98,8 @@ void world_setup(struct world *w)
 	w->revoked = ota_fx_key_new(OTA_ALG_ECDSA_P256_SHA256);
 	w->old = ota_fx_key_new(OTA_ALG_ED25519);
 	w->stranger = ota_fx_key_new(OTA_ALG_ED25519);
+	for (size_t i = 0; i < W_DEV_KEYS; i++)
+		w->dev_keys[i] = ota_fx_x25519_new();
 	struct ota_fx_rootlist rs = {.version = 1,
 				     .threshold = 2,
 				     .keys = w->roots,
@@ -130,6 +150,8 @@ void world_teardown(struct world *w)
 	EVP_PKEY_free(w->revoked);
 	EVP_PKEY_free(w->old);
 	EVP_PKEY_free(w->stranger);
+	for (size_t i = 0; i < W_DEV_KEYS; i++)
+		EVP_PKEY_free(w->dev_keys[i]);
 	free(w->work);
 	free(w->delta_work);
 }
@@ -258,4 +280,24 @@ void world_assert_unchanged(struct world *w, const struct world_snapshot *snap)
 	unsigned slot = 9;
 	assert_int_equal(ota_agent_boot(&w->agent, &slot), OTA_OK);
 	assert_int_equal(slot, snap->status.running_slot);
+}
+
+/* Installs m (+ optional trust objects) with image and expects err, nothing changed. */
+void world_expect_rejected(struct world *w, const Fleetota__V1__Signed *m,
+			   const Fleetota__V1__Signed *kl, const Fleetota__V1__Signed *root,
+			   const uint8_t *image, size_t len, enum ota_err expected)
+{
+	struct world_snapshot snap;
+	world_snapshot(w, &snap);
+	enum ota_err err = world_install(w, m, kl, root, image, len);
+	assert_string_equal(ota_err_name(err), ota_err_name(expected));
+	struct ota_agent_status st;
+	ota_agent_status(&w->agent, &st);
+	assert_string_equal(ota_err_name(st.last_error), ota_err_name(expected));
+	/* the rejection is in the event log */
+	struct ota_event ev;
+	assert_int_equal(ota_agent_event(&w->agent, st.next_event_seq - 1, &ev), OTA_OK);
+	assert_int_equal(ev.kind, OTA_EVENT_REJECTED);
+	assert_int_equal(ev.error, expected);
+	world_assert_unchanged(w, &snap);
 }

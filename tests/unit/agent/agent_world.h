@@ -24,6 +24,8 @@
 #define W_CHECKPOINT 4096u
 #define W_V1_LEN 8000u
 #define W_V2_LEN 20000u
+/* Recipient keys the device holds: [0] its own, [1] its product line's. */
+#define W_DEV_KEYS 2u
 
 struct world {
 	EVP_PKEY *roots[3];
@@ -31,6 +33,7 @@ struct world {
 	EVP_PKEY *revoked;
 	EVP_PKEY *old;
 	EVP_PKEY *stranger;
+	EVP_PKEY *dev_keys[W_DEV_KEYS]; /* X25519, answered by the sim's key_unwrap */
 	Fleetota__V1__Signed *root1;
 	Fleetota__V1__Signed *kl1;
 	Fleetota__V1__Signed *kl2;
@@ -64,6 +67,15 @@ enum ota_err world_install(struct world *w, const Fleetota__V1__Signed *manifest
 /* install + boot (into the new slot) + confirm; asserts each step. */
 void world_update(struct world *w, const Fleetota__V1__Signed *manifest, const uint8_t *image,
 		  size_t len);
+
+/*
+ * Installs m (+ optional trust objects) with image and expects exactly
+ * err: in status, in the event log (a REJECTED event), and nothing else
+ * changed (world_assert_unchanged).
+ */
+void world_expect_rejected(struct world *w, const Fleetota__V1__Signed *m,
+			   const Fleetota__V1__Signed *kl, const Fleetota__V1__Signed *root,
+			   const uint8_t *image, size_t len, enum ota_err expected);
 
 /* The delta tests' new image: v1 with a few bytes changed and 5000 appended. */
 #define W_NEXT_LEN (W_V1_LEN + 5000u)

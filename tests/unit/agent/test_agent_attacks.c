@@ -32,26 +32,6 @@ static int teardown(void **state)
 	return 0;
 }
 
-/* Installs m (+ optional trust objects) with image and expects err, nothing changed. */
-static void expect_rejected(struct world *w, const Fleetota__V1__Signed *m,
-			    const Fleetota__V1__Signed *kl, const Fleetota__V1__Signed *root,
-			    const uint8_t *image, size_t len, enum ota_err expected)
-{
-	struct world_snapshot snap;
-	world_snapshot(w, &snap);
-	enum ota_err err = world_install(w, m, kl, root, image, len);
-	assert_string_equal(ota_err_name(err), ota_err_name(expected));
-	struct ota_agent_status st;
-	ota_agent_status(&w->agent, &st);
-	assert_string_equal(ota_err_name(st.last_error), ota_err_name(expected));
-	/* the rejection is in the event log */
-	struct ota_event ev;
-	assert_int_equal(ota_agent_event(&w->agent, st.next_event_seq - 1, &ev), OTA_OK);
-	assert_int_equal(ev.kind, OTA_EVENT_REJECTED);
-	assert_int_equal(ev.error, expected);
-	world_assert_unchanged(w, &snap);
-}
-
 /* A v2 manifest spec (code 20, counter 7) that installs fine as is. */
 static void good_spec(struct world *w, struct ota_fx_manifest *spec)
 {
@@ -62,7 +42,7 @@ static void expect_spec_rejected(struct world *w, const struct ota_fx_manifest *
 				 enum ota_err expected)
 {
 	Fleetota__V1__Signed *m = ota_fx_manifest(spec);
-	expect_rejected(w, m, NULL, NULL, w->v2, sizeof(w->v2), expected);
+	world_expect_rejected(w, m, NULL, NULL, w->v2, sizeof(w->v2), expected);
 	ota_fx_env_free(m);
 }
 
@@ -91,7 +71,7 @@ static void test_tampered_image_byte(void **state)
 	assert_non_null(bad);
 	memcpy(bad, w->v2, sizeof(w->v2));
 	bad[sizeof(w->v2) / 2] ^= 0x40;
-	expect_rejected(w, m, NULL, NULL, bad, sizeof(w->v2), OTA_ERR_HASH);
+	world_expect_rejected(w, m, NULL, NULL, bad, sizeof(w->v2), OTA_ERR_HASH);
 	free(bad);
 	ota_fx_env_free(m);
 }
@@ -111,7 +91,7 @@ static void test_tampered_manifest_byte(void **state)
 	}
 	assert_non_null(hit);
 	hit[0] = '3';
-	expect_rejected(w, m, NULL, NULL, w->v2, sizeof(w->v2), OTA_ERR_SIGNATURE);
+	world_expect_rejected(w, m, NULL, NULL, w->v2, sizeof(w->v2), OTA_ERR_SIGNATURE);
 	ota_fx_env_free(m);
 }
 
@@ -280,7 +260,7 @@ static void test_image_longer(void **state)
 	good_spec(w, &spec);
 	spec.image_size = sizeof(w->v2) - 10; /* hash of the full image, size shorter */
 	Fleetota__V1__Signed *m = ota_fx_manifest(&spec);
-	expect_rejected(w, m, NULL, NULL, w->v2, sizeof(w->v2), OTA_ERR_SIZE);
+	world_expect_rejected(w, m, NULL, NULL, w->v2, sizeof(w->v2), OTA_ERR_SIZE);
 	ota_fx_env_free(m);
 }
 
@@ -290,7 +270,7 @@ static void test_image_shorter(void **state)
 	struct ota_fx_manifest spec;
 	good_spec(w, &spec);
 	Fleetota__V1__Signed *m = ota_fx_manifest(&spec);
-	expect_rejected(w, m, NULL, NULL, w->v2, sizeof(w->v2) - 1, OTA_ERR_SIZE);
+	world_expect_rejected(w, m, NULL, NULL, w->v2, sizeof(w->v2) - 1, OTA_ERR_SIZE);
 	ota_fx_env_free(m);
 }
 
@@ -310,7 +290,7 @@ static void test_keylist_rollback(void **state)
 	good_spec(w, &spec);
 	Fleetota__V1__Signed *m = ota_fx_manifest(&spec);
 	/* a bundle that carries KeyList 1 (which still trusts the revoked key) */
-	expect_rejected(w, m, w->kl1, NULL, w->v2, sizeof(w->v2), OTA_ERR_KEYLIST_ROLLBACK);
+	world_expect_rejected(w, m, w->kl1, NULL, w->v2, sizeof(w->v2), OTA_ERR_KEYLIST_ROLLBACK);
 	ota_fx_env_free(m);
 	/* and the online path */
 	struct world_snapshot snap;
@@ -333,7 +313,7 @@ static void test_keylist_too_few_roots(void **state)
 	good_spec(w, &spec);
 	spec.signers = &w->stranger;
 	Fleetota__V1__Signed *m = ota_fx_manifest(&spec);
-	expect_rejected(w, m, kl, NULL, w->v2, sizeof(w->v2), OTA_ERR_THRESHOLD);
+	world_expect_rejected(w, m, kl, NULL, w->v2, sizeof(w->v2), OTA_ERR_THRESHOLD);
 	ota_fx_env_free(m);
 	ota_fx_env_free(kl);
 }
@@ -353,7 +333,7 @@ static void test_rootlist_too_few_old_roots(void **state)
 	struct ota_fx_manifest spec;
 	good_spec(w, &spec);
 	Fleetota__V1__Signed *m = ota_fx_manifest(&spec);
-	expect_rejected(w, m, NULL, root2, w->v2, sizeof(w->v2), OTA_ERR_ROOT_CHAIN);
+	world_expect_rejected(w, m, NULL, root2, w->v2, sizeof(w->v2), OTA_ERR_ROOT_CHAIN);
 	/* and the online path */
 	struct world_snapshot snap;
 	world_snapshot(w, &snap);
@@ -402,7 +382,7 @@ static void test_root_rotation_then_new_keylist(void **state)
 	Fleetota__V1__Signed *m = ota_fx_manifest(&spec);
 
 	/* skipping RootList 2 is not a chain */
-	expect_rejected(w, m, kl3, root3, w->v2, sizeof(w->v2), OTA_ERR_ROOT_CHAIN);
+	world_expect_rejected(w, m, kl3, root3, w->v2, sizeof(w->v2), OTA_ERR_ROOT_CHAIN);
 
 	/* the whole chain, step by step, through a bundle */
 	struct ota_fx_bundle bs = {.manifest = m, .keylist = kl3, .rootlist = root3};

@@ -44,7 +44,7 @@ struct fake {
 	unsigned retry_after;
 	bool stop;
 	/* what the transport saw */
-	unsigned fetches[4];
+	unsigned fetches[5];
 	uint64_t offsets[MAX_FETCHES];
 	unsigned n_image;
 	uint64_t image_bytes;
@@ -52,6 +52,9 @@ struct fake {
 	unsigned n_waits;
 	Fleetota__V1__DeviceState states[64];
 	uint32_t progress[64];
+	bool health_known[64];
+	uint32_t reboots[64];
+	uint32_t health[64];
 	unsigned n_states;
 	unsigned retries;
 	enum ota_err outcome;
@@ -93,7 +96,7 @@ static enum ota_err fake_fetch(void *ctx, const struct ota_fetch_request *req,
 {
 	(void)ctx;
 	memset(ret, 0, sizeof(*ret));
-	assert_true((unsigned)req->what < 4u);
+	assert_true((unsigned)req->what < 5u);
 	fk.fetches[req->what]++;
 	switch (req->what) {
 	case OTA_FETCH_MANIFEST:
@@ -124,6 +127,7 @@ static enum ota_err fake_fetch(void *ctx, const struct ota_fetch_request *req,
 		return deliver(fk.keylist.data, fk.keylist.len, req->max_bytes, SIZE_MAX, sink,
 			       sink_arg, ret);
 	case OTA_FETCH_ROOTLIST:
+	case OTA_FETCH_TIMESTAMP:
 		ret->status = 404;
 		return OTA_ERR_TRANSPORT;
 	case OTA_FETCH_IMAGE:
@@ -222,6 +226,9 @@ static void report_send(void *arg, const uint8_t *buf, size_t len)
 	assert_true(fk.n_states < 64u);
 	fk.states[fk.n_states] = r->state;
 	fk.progress[fk.n_states] = r->progress_permille;
+	fk.health_known[fk.n_states] = r->health_known;
+	fk.reboots[fk.n_states] = r->unexpected_reboots;
+	fk.health[fk.n_states] = r->health_permille;
 	fk.n_states++;
 	fleetota__v1__status_report__free_unpacked(r, NULL);
 }
@@ -425,6 +432,54 @@ static void test_stall_resumes_with_range(void **state)
 	assert_int_equal(fk.retries, 1);
 	assert_int_equal(fk.n_waits, 1);
 	assert_int_equal(fk.waits[0], 1);
+}
+
+/* The encrypted v2 (issue 16) in chunks of 4096 for keys; the fake serves its ciphertext. */
+static struct ota_fx_crypt *serve_encrypted(struct world *w, EVP_PKEY *const *keys, size_t n)
+{
+	struct ota_fx_manifest spec;
+	struct ota_fx_crypt *crypt = ota_fx_encrypt(w->v2, sizeof(w->v2), 4096, keys, n);
+	world_manifest(w, &spec, w->v2, sizeof(w->v2), 20, 7);
+	spec.encryption = crypt->enc;
+	Fleetota__V1__Signed *m = ota_fx_manifest(&spec);
+	fk.manifest = ota_fx_env_bytes(m);
+	ota_fx_env_free(m);
+	fk.image = crypt->ciphertext.data;
+	fk.image_len = crypt->ciphertext.len;
+	return crypt;
+}
+
+/* An encrypted image stalls after 9000 bytes: Range resumes at a chunk boundary. */
+static void test_encrypted_stall_resumes_at_chunk(void **state)
+{
+	struct world *w = *state;
+	struct ota_online o = policy(w);
+	struct ota_fx_crypt *crypt = serve_encrypted(w, w->dev_keys, 1);
+	fk.faults[0] = F_STALL;
+	fk.fault_at[0] = 9000;
+	assert_int_equal(ota_online_install(&o, ART), OTA_OK);
+	assert_runs(w, "2.0.0", 7);
+	assert_memory_equal(ota_sim_slot(w->sim, w->agent.state.confirmed_slot), w->v2,
+			    sizeof(w->v2));
+	assert_int_equal(fk.n_image, 2);
+	/* a checkpoint after every chunk of 4096 + 16: two authenticated before byte 9000 */
+	assert_int_equal(fk.offsets[1], 2 * 4112);
+	assert_int_equal(fk.image_bytes, 9000 + crypt->ciphertext.len - 2 * 4112);
+	ota_fx_crypt_free(crypt);
+}
+
+/* A device that is no recipient never asks for the image. */
+static void test_encrypted_not_recipient_no_download(void **state)
+{
+	struct world *w = *state;
+	struct ota_online o = policy(w);
+	EVP_PKEY *other = ota_fx_x25519_new();
+	struct ota_fx_crypt *crypt = serve_encrypted(w, &other, 1);
+	assert_string_equal(ota_err_name(ota_online_install(&o, ART)), "OTA_ERR_NOT_RECIPIENT");
+	assert_int_equal(fk.fetches[OTA_FETCH_IMAGE], 0);
+	assert_runs(w, "1.0.0", 5);
+	ota_fx_crypt_free(crypt);
+	EVP_PKEY_free(other);
 }
 
 /* Two cuts: each attempt resumes where the last one's checkpoint is; 1 s then 2 s. */
@@ -681,14 +736,143 @@ static void test_no_transport(void **state)
 	assert_runs(w, "1.0.0", 5);
 }
 
+/* Notify dedup: the real agent and the simulator drop the same hints. */
+static Fleetota__V1__Notify notify_of(uint64_t seq, Fleetota__V1__NotifyKind kind, char *artifact,
+				      char *campaign)
+{
+	Fleetota__V1__Notify n = FLEETOTA__V1__NOTIFY__INIT;
+	n.seq = seq;
+	n.kind = kind;
+	n.artifact = artifact;
+	n.campaign_id = campaign;
+	return n;
+}
+
+static void test_notify_duplicates(void **state)
+{
+	(void)state;
+	const Fleetota__V1__NotifyKind fw = FLEETOTA__V1__NOTIFY_KIND__NOTIFY_KIND_FIRMWARE;
+	const Fleetota__V1__NotifyKind kl = FLEETOTA__V1__NOTIFY_KIND__NOTIFY_KIND_KEYLIST;
+	char art[] = "fw-2", other[] = "fw-3", camp[] = "c-1", camp2[] = "c-2", empty[] = "";
+	struct ota_online_install_ref busy[3] = {{NULL, NULL}, {"", ""}, {"fw-2", "c-1"}};
+	uint64_t last = 0;
+	Fleetota__V1__Notify n = notify_of(5, kl, empty, empty);
+
+	assert_false(ota_online_notify_duplicate(&last, &n, NULL, 0));
+	assert_int_equal(last, 5);
+	/* the same seq again, and an older one: dropped, last unchanged */
+	assert_true(ota_online_notify_duplicate(&last, &n, NULL, 0));
+	n.seq = 4;
+	assert_true(ota_online_notify_duplicate(&last, &n, NULL, 0));
+	assert_int_equal(last, 5);
+	/* seq 0 (no seq) is never a duplicate by seq */
+	n.seq = 0;
+	assert_false(ota_online_notify_duplicate(&last, &n, NULL, 0));
+	assert_int_equal(last, 5);
+	/* a re-issued firmware Notify (new seq) for an install queued, running or done */
+	n = notify_of(9, fw, art, camp);
+	assert_true(ota_online_notify_duplicate(&last, &n, busy, 3));
+	assert_int_equal(last, 9);
+	/* another campaign or another artifact is new */
+	n = notify_of(10, fw, art, camp2);
+	assert_false(ota_online_notify_duplicate(&last, &n, busy, 3));
+	n = notify_of(11, fw, other, camp);
+	assert_false(ota_online_notify_duplicate(&last, &n, busy, 3));
+	/* empty or missing artifacts never match */
+	n = notify_of(12, fw, NULL, NULL);
+	assert_false(ota_online_notify_duplicate(&last, &n, busy, 3));
+	n = notify_of(13, fw, empty, empty);
+	assert_false(ota_online_notify_duplicate(&last, &n, busy, 3));
+	/* a non-firmware Notify is not matched against installs */
+	n = notify_of(14, kl, art, camp);
+	assert_false(ota_online_notify_duplicate(&last, &n, busy, 3));
+}
+
+static void test_artifact_names(void **state)
+{
+	(void)state;
+	char longest[OTA_ONLINE_ARTIFACT_MAX + 2];
+	memset(longest, 'a', sizeof(longest));
+	longest[OTA_ONLINE_ARTIFACT_MAX] = '\0';
+	assert_true(ota_online_artifact_ok("fw-1.2_3"));
+	assert_true(ota_online_artifact_ok(longest));
+	longest[OTA_ONLINE_ARTIFACT_MAX] = 'a';
+	longest[OTA_ONLINE_ARTIFACT_MAX + 1] = '\0';
+	assert_false(ota_online_artifact_ok(longest));
+	assert_false(ota_online_artifact_ok(""));
+	assert_false(ota_online_artifact_ok(".hidden"));
+	assert_false(ota_online_artifact_ok("../x"));
+	assert_false(ota_online_artifact_ok("a/b"));
+	assert_false(ota_online_artifact_ok("a b"));
+	assert_false(ota_online_artifact_ok("a%2f"));
+}
+
+/* Post-install health: a confirm opens the window; reports then carry the
+ * port's health and the boots it did not ask for since the confirm. */
+static void test_health_after_confirm(void **state)
+{
+	struct world *w = *state;
+	struct ota_online o = policy(w);
+	serve_manifest(w, NULL);
+	ota_sim_set_health(w->sim, 1000, 4); /* boots before the update do not count */
+	ota_online_report(&o, S(IDLE));
+	assert_false(fk.health_known[0]);
+	assert_int_equal(ota_online_install(&o, ART), OTA_OK);
+	unsigned last = fk.n_states - 1;
+	assert_int_equal(fk.states[last], S(CONFIRMED));
+	assert_false(fk.health_known[last - 1]); /* the trial report */
+	assert_true(fk.health_known[last]);
+	assert_int_equal(fk.reboots[last], 0);
+	assert_int_equal(fk.health[last], 1000);
+	ota_sim_set_health(w->sim, 400, 6);
+	ota_online_report(&o, S(IDLE));
+	last = fk.n_states - 1;
+	assert_true(fk.health_known[last]);
+	assert_int_equal(fk.reboots[last], 2);
+	assert_int_equal(fk.health[last], 400);
+	ota_online_health_close(&o);
+	ota_online_report(&o, S(IDLE));
+	assert_false(fk.health_known[fk.n_states - 1]);
+}
+
+static enum ota_err failing_selftest(void *ctx, unsigned slot)
+{
+	(void)ctx;
+	(void)slot;
+	return OTA_ERR_SELFTEST;
+}
+
+/* A revert opens no window; a port without the hook reports healthy. */
+static void test_health_revert_and_no_hook(void **state)
+{
+	struct world *w = *state;
+	struct ota_online o = policy(w);
+	serve_manifest(w, NULL);
+	fake_ops.selftest = failing_selftest;
+	o.selftest = true;
+	assert_int_equal(ota_online_install(&o, ART), OTA_ERR_SELFTEST);
+	assert_false(o.health_open);
+	assert_false(fk.health_known[fk.n_states - 1]);
+	fake_ops.health = NULL;
+	ota_online_health_open(&o);
+	ota_online_report(&o, S(IDLE));
+	assert_true(fk.health_known[fk.n_states - 1]);
+	assert_int_equal(fk.health[fk.n_states - 1], 1000);
+	assert_int_equal(fk.reboots[fk.n_states - 1], 0);
+}
+
 int main(void)
 {
 #define T(f) cmocka_unit_test_setup_teardown(f, setup, teardown)
 	const struct CMUnitTest tests[] = {
 		T(test_install_confirms),
+		T(test_health_after_confirm),
+		T(test_health_revert_and_no_hook),
 		T(test_delta_install),
 		T(test_delta_fails_then_full),
 		T(test_stall_resumes_with_range),
+		T(test_encrypted_stall_resumes_at_chunk),
+		T(test_encrypted_not_recipient_no_download),
 		T(test_cuts_resume_and_back_off),
 		T(test_retry_after),
 		T(test_retries_bounded),
@@ -703,6 +887,8 @@ int main(void)
 		T(test_stop),
 		T(test_sim_power_cut),
 		T(test_no_transport),
+		cmocka_unit_test(test_notify_duplicates),
+		cmocka_unit_test(test_artifact_names),
 	};
 #undef T
 	return cmocka_run_group_tests(tests, NULL, NULL);

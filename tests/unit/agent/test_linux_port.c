@@ -94,21 +94,28 @@ static void test_config_errors(void **state)
 			 OTA_ERR_FORMAT);
 }
 
+/* A port on state_dir, 100-byte slots (cfg must outlive it: the port borrows). */
+static void port_open(const char *state_dir, struct ota_config *cfg, struct ota_linux_port *ctx,
+		      struct ota_port *port)
+{
+	char err[OTA_CONFIG_ERR_BYTES];
+	char text[1024];
+	snprintf(text, sizeof(text),
+		 "state_dir = %s\ndevice_id = d\nmodel = m\nhw_revision = r\nslot_size = 100\n",
+		 state_dir);
+	assert_int_equal(parse(text, cfg, err), OTA_OK);
+	assert_int_equal(ota_linux_port_open(ctx, cfg, port), OTA_OK);
+}
+
 static void test_port_records_and_slots(void **state)
 {
 	(void)state;
 	char *dir = ota_fx_tempdir_new();
 	char *state_dir = ota_fx_path(dir, "state");
 	struct ota_config cfg;
-	char err[OTA_CONFIG_ERR_BYTES];
-	char text[1024];
-	snprintf(text, sizeof(text),
-		 "state_dir = %s\ndevice_id = d\nmodel = m\nhw_revision = r\nslot_size = 100\n",
-		 state_dir);
-	assert_int_equal(parse(text, &cfg, err), OTA_OK);
 	struct ota_linux_port ctx;
 	struct ota_port port;
-	assert_int_equal(ota_linux_port_open(&ctx, &cfg, &port), OTA_OK);
+	port_open(state_dir, &cfg, &ctx, &port);
 	const struct ota_port_ops *ops = port.ops;
 	assert_null(ops->selftest); /* no selftest_cmd */
 
@@ -165,12 +172,65 @@ static void test_port_records_and_slots(void **state)
 	ota_fx_tempdir_remove(dir);
 }
 
+static void write_text_file(const char *dir, const char *name, const char *text)
+{
+	char *path = ota_fx_path(dir, name);
+	FILE *f = fopen(path, "w");
+	assert_non_null(f);
+	fputs(text, f);
+	fclose(f);
+	free(path);
+}
+
+/* Post-install health: the application's file, boots the agent did not ask for. */
+static void test_port_health(void **state)
+{
+	(void)state;
+	char *dir = ota_fx_tempdir_new();
+	char *state_dir = ota_fx_path(dir, "state");
+	struct ota_config cfg;
+	struct ota_linux_port ctx;
+	struct ota_port port;
+	port_open(state_dir, &cfg, &ctx, &port);
+	struct ota_port_health h;
+	assert_non_null(port.ops->health);
+	assert_int_equal(port.ops->health(port.ctx, &h), OTA_OK);
+	assert_int_equal(h.permille, 1000); /* no file: healthy */
+	assert_int_equal(h.unrequested_boots, 0);
+	/* a boot nobody asked for counts; one after the reboot op does not */
+	assert_int_equal(ota_linux_boot_note(&ctx), OTA_OK);
+	port.ops->reboot(port.ctx);
+	assert_int_equal(ota_linux_boot_note(&ctx), OTA_OK);
+	assert_int_equal(ota_linux_boot_note(&ctx), OTA_OK);
+	assert_int_equal(port.ops->health(port.ctx, &h), OTA_OK);
+	assert_int_equal(h.unrequested_boots, 2);
+	write_text_file(state_dir, "health", "400\n");
+	assert_int_equal(port.ops->health(port.ctx, &h), OTA_OK);
+	assert_int_equal(h.permille, 400);
+	write_text_file(state_dir, "health", "1001\n");
+	assert_int_equal(port.ops->health(port.ctx, &h), OTA_OK);
+	assert_int_equal(h.permille, 0); /* out of range: not healthy */
+	write_text_file(state_dir, "health", "fine\n");
+	assert_int_equal(port.ops->health(port.ctx, &h), OTA_OK);
+	assert_int_equal(h.permille, 0);
+	/* the open window survives a restart of the daemon */
+	uint64_t until = 0, base = 0;
+	assert_false(ota_linux_health_window_load(&ctx, &until, &base));
+	assert_int_equal(ota_linux_health_window_save(&ctx, 1800000000u, 2), OTA_OK);
+	assert_true(ota_linux_health_window_load(&ctx, &until, &base));
+	assert_int_equal(until, 1800000000u);
+	assert_int_equal(base, 2);
+	free(state_dir);
+	ota_fx_tempdir_remove(dir);
+}
+
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
 		cmocka_unit_test(test_config_valid),
 		cmocka_unit_test(test_config_errors),
 		cmocka_unit_test(test_port_records_and_slots),
+		cmocka_unit_test(test_port_health),
 	};
 	return cmocka_run_group_tests(tests, NULL, NULL);
 }

@@ -9,7 +9,7 @@
 
 #include <cmocka.h>
 
-#include "rollout-internal.h"
+#include "rollout.h"
 
 static void test_firmware_row(void **state)
 {

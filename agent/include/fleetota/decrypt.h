@@ -1,0 +1,67 @@
+/* SPDX-License-Identifier: Apache-2.0 */
+#ifndef FLEETOTA_DECRYPT_H
+#define FLEETOTA_DECRYPT_H
+
+/*
+ * The agent core's streaming decryptor for encrypted images
+ * (agent/src/decrypt.c; format in fleetota/crypt.h). It turns the
+ * ciphertext stream, in pieces of any size, into plaintext, checks every
+ * chunk's tag as the chunk ends, and can start at any chunk boundary (a
+ * resumed download). No heap: the cipher state sits in the struct.
+ */
+
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+
+#include "fleetota/crypt.h"
+#include "fleetota/crypto.h"
+
+struct ota_decrypt {
+	bool on; /* the install is of an encrypted image */
+	uint32_t chunk_bytes;
+	uint64_t plain_size;
+	uint64_t wire_size; /* ciphertext bytes */
+	uint64_t wire_done; /* ciphertext bytes consumed */
+	uint64_t index; /* the current chunk */
+	uint32_t chunk_done; /* its ciphertext bytes consumed */
+	bool chunk_open;
+	uint8_t tag_have;
+	uint8_t tag[OTA_CRYPT_TAG_BYTES];
+	uint8_t prefix[OTA_CRYPT_NONCE_PREFIX_BYTES];
+	struct ota_gcm_ctx gcm;
+};
+
+/*
+ * Opens a decryptor for enc (shape-checked) over a plaintext of
+ * plain_size bytes with key, at the start. The caller wipes key.
+ */
+enum ota_err ota_decrypt_open(struct ota_decrypt *d, const Fleetota__V1__Encryption *enc,
+			      uint64_t plain_size, const uint8_t key[OTA_CEK_BYTES]);
+
+/*
+ * Continues at plaintext offset plain_offset, a multiple of chunk_bytes
+ * (or the size). OTA_ERR_INVALID_ARG otherwise.
+ */
+enum ota_err ota_decrypt_seek(struct ota_decrypt *d, uint64_t plain_offset);
+
+/* The ciphertext offset of plaintext offset (a chunk boundary). */
+uint64_t ota_decrypt_wire_offset(const struct ota_decrypt *d, uint64_t plain_offset);
+
+/*
+ * Takes up to len ciphertext bytes, never past the end of the current
+ * chunk's ciphertext or tag: *ret_used bytes consumed, *ret_made
+ * plaintext bytes written to out (at most cap), *ret_chunk_end true when
+ * a tag was checked and the chunk authenticated. OTA_ERR_DECRYPT when a
+ * tag fails; OTA_ERR_SIZE past the end of the ciphertext.
+ */
+enum ota_err ota_decrypt_feed(struct ota_decrypt *d, const uint8_t *in, size_t len, uint8_t *out,
+			      size_t cap, size_t *ret_used, size_t *ret_made, bool *ret_chunk_end);
+
+/* True once every chunk authenticated (the stream is complete). */
+bool ota_decrypt_done(const struct ota_decrypt *d);
+
+/* Wipes the key; NULL and a closed decryptor are fine. */
+void ota_decrypt_close(struct ota_decrypt *d);
+
+#endif

@@ -1,0 +1,501 @@
+/* SPDX-License-Identifier: Apache-2.0 */
+/*
+ * Artifacts: an uploaded .otab is accepted only when its manifest verifies
+ * against the newest KeyList the server holds (ota_manifest_verify, the
+ * code the device runs) and its image matches the manifest's size and
+ * SHA-256. The image goes to the content-addressed store (store-internal.h:
+ * a file named by the image's hex SHA-256, the layout delivery reads).
+ * Only the bundle header is decoded; the image is hashed while written.
+ * Both ways in (a small bundle in one request, or an upload session's file,
+ * uploads.c) go through wa_bundle_begin / wa_bundle_verify /
+ * wa_bundle_commit.
+ */
+#include <errno.h>
+#include <fcntl.h>
+#include <limits.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+#include "db-internal.h"
+#include "fleetota/bundle.h"
+#include "fleetota/crypt.h"
+#include "fleetota/crypto.h"
+#include "fleetota/trust.h"
+#include "store-internal.h"
+#include "webapi-internal.h"
+
+/* Decoding room for a bundle header (manifest, keylist, root chain). */
+#define WA_HEADER_ARENA_BYTES (2u * OTA_MAX_BUNDLE_HEADER_BYTES + OTA_DECODE_ARENA_BYTES)
+#define WA_KEYLIST_ARENA_BYTES (2u * OTA_DECODE_ARENA_BYTES)
+
+#define ARTIFACT_JSON                                                                         \
+	"json_build_object('artifact_id', x.artifact_id, 'digest', encode(x.digest, 'hex'), " \
+	"'product', x.product, 'hw_revisions', x.hw_revisions, 'version', x.version, "        \
+	"'version_code', x.version_code, 'security_counter', x.security_counter, "            \
+	"'min_installed_version', x.min_installed_version, 'allow_downgrade', "               \
+	"x.allow_downgrade, 'is_security_update', x.is_security_update, 'issued_at', "        \
+	"x.issued_at, 'expires_at', x.expires_at, 'manifest_sequence', x.manifest_sequence, " \
+	"'image_sha256', encode(x.image_sha256, 'hex'), 'image_size', x.image_size, "         \
+	"'image_name', x.image_name, 'signing_key_id', encode(x.signing_key_id, 'hex'), "     \
+	"'uploaded_by', x.uploaded_by, 'created_at', x.created_at, 'assigned_devices', "      \
+	"(SELECT count(*) FROM assignments s WHERE s.artifact_id = x.artifact_id))"
+
+static const char sql_list[] =
+	"SELECT json_build_object('items', COALESCE(json_agg(" ARTIFACT_JSON
+	" ORDER BY x.artifact_id), '[]'::json), 'next_cursor', "
+	"CASE WHEN count(*) = $5::int THEN max(x.artifact_id) END)::text FROM ("
+	"SELECT * FROM artifacts WHERE ($1::text IS NULL OR product = $1) "
+	"AND ($2::text IS NULL OR version = $2) "
+	"AND ($3::boolean IS NULL OR is_security_update = $3::boolean) "
+	"AND artifact_id > COALESCE($4::text, '') ORDER BY artifact_id LIMIT $5::int) x";
+
+static const char sql_get[] = "SELECT " ARTIFACT_JSON "::text FROM artifacts x "
+			      "WHERE x.artifact_id = $1";
+
+/* The newest KeyList, and whether the id or the manifest is known. */
+static const char sql_precheck[] =
+	"SELECT (SELECT bytes FROM keylists ORDER BY version DESC LIMIT 1), "
+	"EXISTS (SELECT 1 FROM artifacts WHERE artifact_id = $1), "
+	"EXISTS (SELECT 1 FROM artifacts WHERE digest = decode($2, 'hex'))";
+
+static const char sql_insert[] =
+	"WITH x AS (INSERT INTO artifacts (artifact_id, digest, manifest, product, "
+	"hw_revisions, version, version_code, security_counter, min_installed_version, "
+	"is_security_update, issued_at, expires_at, image_sha256, image_size, image_name, "
+	"signing_key_id, store_path, allow_downgrade, manifest_sequence, uploaded_by, "
+	"fixes_version_code_min, fixes_version_code_max, advisory) VALUES "
+	"($1, decode($2, 'hex'), decode($3, 'hex'), $4, ARRAY(SELECT "
+	"jsonb_array_elements_text($5::jsonb)), $6, $7::bigint, $8::bigint, $9::bigint, "
+	"$10::boolean, $11::bigint, $12::bigint, decode($13, 'hex'), $14::bigint, $15, "
+	"decode($16, 'hex'), $17, $18::boolean, $19::bigint, $20, $22::bigint, $23::bigint, "
+	"$24) RETURNING *), "
+	"a AS (INSERT INTO audit (actor, action, object, after) SELECT $20, 'artifact.upload', "
+	"'artifact:' || x.artifact_id, to_jsonb(" ARTIFACT_JSON ") FROM x), "
+	"u AS (DELETE FROM uploads WHERE upload_id = $21::text AND EXISTS (SELECT 1 FROM x)) "
+	"SELECT " ARTIFACT_JSON "::text FROM x";
+
+static const char sql_delete[] =
+	"WITH x AS (DELETE FROM artifacts WHERE artifact_id = $1 AND NOT EXISTS (SELECT 1 "
+	"FROM assignments WHERE artifact_id = $1) RETURNING *), "
+	"a AS (INSERT INTO audit (actor, action, object, before) SELECT $2, "
+	"'artifact.delete', 'artifact:' || x.artifact_id, to_jsonb(" ARTIFACT_JSON ") FROM x) "
+	"SELECT (SELECT " ARTIFACT_JSON "::text FROM x), "
+	"(SELECT count(*) FROM artifacts WHERE artifact_id = $1), "
+	"(SELECT store_path FROM x), "
+	"(SELECT count(*) FROM artifacts o WHERE o.store_path = (SELECT store_path FROM x) "
+	"AND o.artifact_id <> $1)";
+
+enum ota_err wa_artifacts_prepare(struct srv_db *db)
+{
+	enum ota_err err = srv_db_prepare(db, "wa_artifact_list", sql_list);
+
+	if (err == OTA_OK)
+		err = srv_db_prepare(db, "wa_artifact_get", sql_get);
+	if (err == OTA_OK)
+		err = srv_db_prepare(db, "wa_artifact_precheck", sql_precheck);
+	if (err == OTA_OK)
+		err = srv_db_prepare(db, "wa_artifact_insert", sql_insert);
+	if (err == OTA_OK)
+		err = srv_db_prepare(db, "wa_artifact_delete", sql_delete);
+	return err;
+}
+
+void wa_h_artifacts_list(struct wa_ctx *ctx)
+{
+	static const char *const allowed[] = {"product", "version", "security",
+					      "cursor",	 "limit",   NULL};
+	const char *params[5];
+	char limit[16];
+
+	if (!wa_query_only(ctx, allowed) || !wa_query_limit(ctx, limit))
+		return;
+	params[0] = wa_query(ctx, "product");
+	params[1] = wa_query(ctx, "version");
+	for (int i = 0; i < 2; i++) {
+		if (params[i] != NULL && !wa_text_valid(params[i])) {
+			wa_reply_error(ctx, 400, "bad_request", "1..128 printable characters",
+				       i == 0 ? "product" : "version");
+			return;
+		}
+	}
+	params[2] = wa_query(ctx, "security");
+	if (params[2] != NULL && strcmp(params[2], "true") != 0 &&
+	    strcmp(params[2], "false") != 0) {
+		wa_reply_error(ctx, 400, "bad_request", "true or false", "security");
+		return;
+	}
+	params[3] = wa_query(ctx, "cursor");
+	if (params[3] != NULL && !wa_id_valid(params[3], WA_MAX_OBJECT_ID)) {
+		wa_reply_error(ctx, 400, "bad_request", "bad cursor", "cursor");
+		return;
+	}
+	params[4] = limit;
+	wa_db(ctx, "wa_artifact_list", 5, params, wa_reply_db_text);
+}
+
+static bool artifact_arg(struct wa_ctx *ctx)
+{
+	static const char *const allowed[] = {NULL};
+
+	if (!wa_query_only(ctx, allowed))
+		return false;
+	if (!wa_id_valid(ctx->path_arg, WA_MAX_OBJECT_ID)) {
+		wa_reply_error(ctx, 400, "bad_request", "not an artifact id", "artifact_id");
+		return false;
+	}
+	return true;
+}
+
+static void reply_one(struct wa_ctx *ctx, enum ota_err err, const PGresult *res)
+{
+	if (err != OTA_OK) {
+		wa_reply_db_error(ctx, err, res);
+		return;
+	}
+	if (PQntuples(res) != 1 || PQgetisnull(res, 0, 0)) {
+		wa_reply_error(ctx, 404, "not_found", "no such artifact", NULL);
+		return;
+	}
+	wa_reply_text(ctx, 200, PQgetvalue(res, 0, 0));
+}
+
+void wa_h_artifacts_get(struct wa_ctx *ctx)
+{
+	const char *params[1] = {ctx->path_arg};
+
+	if (!artifact_arg(ctx))
+		return;
+	wa_db(ctx, "wa_artifact_get", 1, params, reply_one);
+}
+
+/* ---- creating an artifact (shared by POST /artifacts and sessions) -- */
+
+static void bundle_free(void *p)
+{
+	struct wa_bundle *b = p;
+
+	if (b == NULL)
+		return;
+	srv_store_writer_free(b->writer);
+	if (b->ext_free != NULL)
+		b->ext_free(b->ext);
+	free(b->manifest_bytes);
+	free(b->arena_mem);
+	free(b);
+}
+
+void wa_bundle_refuse(struct wa_ctx *ctx, enum ota_err err, const char *what)
+{
+	char msg[160];
+
+	snprintf(msg, sizeof(msg), "%s: %s", what, ota_err_describe(err));
+	wa_reply_error(ctx, 422, ota_err_name(err), msg, "body");
+}
+
+bool wa_bundle_begin(struct wa_ctx *ctx, const char *artifact_id, const uint8_t *header,
+		     size_t header_len, uint64_t image_size, wa_bundle_store_fn store_image)
+{
+	struct wa_bundle *b = calloc(1, sizeof(*b));
+	uint8_t digest[32];
+
+	if (b == NULL) {
+		wa_reply_error(ctx, 500, "internal", "out of memory", NULL);
+		return false;
+	}
+	ctx->state = b;
+	ctx->state_free = bundle_free;
+	snprintf(b->artifact_id, sizeof(b->artifact_id), "%s", artifact_id);
+	b->image_size = image_size;
+	b->store_image = store_image;
+	b->arena_mem = malloc(WA_HEADER_ARENA_BYTES);
+	if (b->arena_mem == NULL) {
+		wa_reply_error(ctx, 500, "internal", "out of memory", NULL);
+		return false;
+	}
+	ota_arena_init(&b->arena, b->arena_mem, WA_HEADER_ARENA_BYTES);
+	if (header_len > OTA_MAX_BUNDLE_HEADER_BYTES ||
+	    ota_bundle_header_decode(header, header_len, &b->arena, &b->header) != OTA_OK) {
+		wa_bundle_refuse(ctx, OTA_ERR_FORMAT, "bundle header");
+		return false;
+	}
+	b->manifest_len = fleetota__v1__signed__get_packed_size(b->header->manifest);
+	if (b->manifest_len == 0 || b->manifest_len > OTA_MAX_ENVELOPE_BYTES) {
+		wa_bundle_refuse(ctx, OTA_ERR_FORMAT, "manifest");
+		return false;
+	}
+	b->manifest_bytes = malloc(b->manifest_len);
+	if (b->manifest_bytes == NULL) {
+		wa_reply_error(ctx, 500, "internal", "out of memory", NULL);
+		return false;
+	}
+	fleetota__v1__signed__pack(b->header->manifest, b->manifest_bytes);
+	if (ota_sha256(b->manifest_bytes, b->manifest_len, digest) != OTA_OK) {
+		wa_reply_error(ctx, 500, "internal", "hash failed", NULL);
+		return false;
+	}
+	srv_hex_encode(digest, sizeof(digest), b->digest_hex);
+	return true;
+}
+
+static void bundle_inserted(struct wa_ctx *ctx, enum ota_err err, const PGresult *res)
+{
+	struct wa_bundle *b = ctx->state;
+
+	if (err == OTA_ERR_STORAGE && strcmp(wa_sqlstate(res), "23505") == 0) {
+		wa_reply_error(ctx, 409, "conflict", "this artifact id or manifest exists", "id");
+		return;
+	}
+	if (err != OTA_OK) {
+		wa_reply_db_error(ctx, err, res);
+		return;
+	}
+	if (b->created != NULL)
+		b->created(ctx, b);
+	wa_reply_text(ctx, 201, PQgetvalue(res, 0, 0));
+}
+
+void wa_bundle_commit(struct wa_ctx *ctx, struct wa_bundle *b)
+{
+	const Fleetota__V1__Manifest *m = b->manifest;
+	uint8_t digest[32];
+	char image_hex[SRV_SHA256_HEX_BYTES], signer_hex[SRV_SHA256_HEX_BYTES],
+		store_name[SRV_SHA256_HEX_BYTES], size_text[24];
+	char *manifest_hex = NULL, *hw_json = NULL;
+	char nums[8][24];
+	const char *params[24];
+	json_t *hw;
+	enum ota_err err;
+
+	/* the store holds what devices fetch: the ciphertext of an encrypted image */
+	const uint8_t *payload_sha = NULL;
+	uint64_t payload_size = 0;
+	ota_manifest_payload(m, &payload_sha, &payload_size);
+	err = srv_store_writer_commit(b->writer, payload_sha, digest, store_name);
+	if (err == OTA_ERR_HASH) {
+		wa_bundle_refuse(ctx, OTA_ERR_HASH, "image");
+		return;
+	}
+	if (err != OTA_OK) {
+		wa_reply_error(ctx, 500, "store_error", "cannot write the image store", NULL);
+		return;
+	}
+	manifest_hex = malloc(2 * b->manifest_len + 1);
+	hw = json_array();
+	for (size_t i = 0; hw != NULL && i < m->n_hw_revisions; i++)
+		json_array_append_new(hw, json_string(m->hw_revisions[i]));
+	hw_json = hw != NULL ? json_dumps(hw, JSON_COMPACT) : NULL;
+	json_decref(hw);
+	if (manifest_hex == NULL || hw_json == NULL) {
+		wa_reply_error(ctx, 500, "internal", "out of memory", NULL);
+		goto out;
+	}
+	srv_hex_encode(b->manifest_bytes, b->manifest_len, manifest_hex);
+	srv_hex_encode(digest, sizeof(digest), image_hex);
+	srv_hex_encode(b->signer_key_id, OTA_KEY_ID_BYTES, signer_hex);
+	snprintf(nums[0], 24, "%llu", (unsigned long long)m->version_code);
+	snprintf(nums[1], 24, "%llu", (unsigned long long)m->security_counter);
+	snprintf(nums[2], 24, "%llu", (unsigned long long)m->min_installed_version);
+	snprintf(nums[3], 24, "%llu", (unsigned long long)m->issued_at);
+	snprintf(nums[4], 24, "%llu", (unsigned long long)m->expires_at);
+	snprintf(nums[5], 24, "%llu", (unsigned long long)m->sequence);
+	/* the signed fix range (Manifest 30..31) means something only for a security fix */
+	snprintf(nums[6], 24, "%llu",
+		 (unsigned long long)(m->is_security_update ? m->fixes_version_code_min : 0));
+	snprintf(nums[7], 24, "%llu",
+		 (unsigned long long)(m->is_security_update ? m->fixes_version_code_max : 0));
+	snprintf(size_text, sizeof(size_text), "%llu", (unsigned long long)payload_size);
+	params[0] = b->artifact_id;
+	params[1] = b->digest_hex;
+	params[2] = manifest_hex;
+	params[3] = m->product;
+	params[4] = hw_json;
+	params[5] = m->version;
+	params[6] = nums[0];
+	params[7] = nums[1];
+	params[8] = nums[2];
+	params[9] = m->is_security_update ? "true" : "false";
+	params[10] = nums[3];
+	params[11] = nums[4];
+	params[12] = image_hex;
+	params[13] = size_text;
+	params[14] = m->image->name != NULL ? m->image->name : "";
+	params[15] = signer_hex;
+	params[16] = store_name;
+	params[17] = m->allow_downgrade ? "true" : "false";
+	params[18] = nums[5];
+	params[19] = ctx->actor;
+	params[20] = b->upload_id[0] != '\0' ? b->upload_id : NULL;
+	params[21] = nums[6];
+	params[22] = nums[7];
+	params[23] = m->advisory != NULL ? m->advisory : "";
+	wa_db(ctx, "wa_artifact_insert", 24, params, bundle_inserted);
+out:
+	free(manifest_hex);
+	free(hw_json);
+}
+
+static void bundle_checked(struct wa_ctx *ctx, enum ota_err err, const PGresult *res)
+{
+	struct wa_bundle *b = ctx->state;
+	uint8_t *kl_bytes = NULL, *kl_arena_mem = NULL;
+	size_t kl_len = 0;
+	struct ota_arena kl_arena;
+	Fleetota__V1__Signed *kl_env = NULL;
+	Fleetota__V1__KeyList *keylist = NULL;
+	Fleetota__V1__Manifest *m = NULL;
+	const Fleetota__V1__PublicKey *signer = NULL;
+	enum ota_err verr;
+
+	if (err != OTA_OK) {
+		wa_reply_db_error(ctx, err, res);
+		return;
+	}
+	if (strcmp(PQgetvalue(res, 0, 1), "t") == 0) {
+		wa_reply_error(ctx, 409, "conflict", "an artifact with this id exists", "id");
+		return;
+	}
+	if (strcmp(PQgetvalue(res, 0, 2), "t") == 0) {
+		wa_reply_error(ctx, 409, "conflict", "this manifest is already uploaded", "body");
+		return;
+	}
+	if (PQgetisnull(res, 0, 0)) {
+		wa_reply_error(ctx, 422, ota_err_name(OTA_ERR_KEY_UNKNOWN),
+			       "the server holds no KeyList yet: upload one first", "body");
+		return;
+	}
+	kl_bytes = malloc(OTA_MAX_ENVELOPE_BYTES);
+	kl_arena_mem = malloc(WA_KEYLIST_ARENA_BYTES);
+	if (kl_bytes == NULL || kl_arena_mem == NULL) {
+		wa_reply_error(ctx, 500, "internal", "out of memory", NULL);
+		goto out;
+	}
+	ota_arena_init(&kl_arena, kl_arena_mem, WA_KEYLIST_ARENA_BYTES);
+	if (wa_pg_bytea_decode(PQgetvalue(res, 0, 0), kl_bytes, OTA_MAX_ENVELOPE_BYTES, &kl_len) !=
+		    OTA_OK ||
+	    ota_envelope_decode(kl_bytes, kl_len, &kl_arena, &kl_env) != OTA_OK ||
+	    ota_keylist_parse(kl_env, &kl_arena, &keylist) != OTA_OK) {
+		wa_reply_error(ctx, 500, "internal", "the stored KeyList does not decode", NULL);
+		goto out;
+	}
+	/* the device's own check: signature by a key of the trusted list */
+	verr = ota_manifest_verify(keylist, b->header->manifest, &b->arena, &m, &signer);
+	if (verr != OTA_OK) {
+		wa_bundle_refuse(ctx, verr, "manifest");
+		goto out;
+	}
+	if (m->image == NULL || m->image->sha256.len != OTA_SHA256_BYTES ||
+	    signer->key_id.len != OTA_KEY_ID_BYTES) {
+		wa_bundle_refuse(ctx, OTA_ERR_FORMAT, "manifest");
+		goto out;
+	}
+	const uint8_t *payload_sha = NULL;
+	uint64_t payload_size = 0;
+	ota_manifest_payload(m, &payload_sha, &payload_size);
+	if (payload_size != b->image_size) {
+		wa_bundle_refuse(ctx, OTA_ERR_SIZE, "image");
+		goto out;
+	}
+	/* the manifest lives in b->arena, the keylist only in kl_arena */
+	b->manifest = m;
+	memcpy(b->signer_key_id, signer->key_id.data, OTA_KEY_ID_BYTES);
+	if (srv_store_writer_new(wa_store_dir(ctx), &b->writer) != OTA_OK) {
+		wa_reply_error(ctx, 500, "store_error", "cannot write the image store", NULL);
+		goto out;
+	}
+	b->store_image(ctx, b);
+out:
+	free(kl_bytes);
+	free(kl_arena_mem);
+}
+
+void wa_bundle_verify(struct wa_ctx *ctx)
+{
+	struct wa_bundle *b = ctx->state;
+	const char *params[2] = {b->artifact_id, b->digest_hex};
+
+	wa_db(ctx, "wa_artifact_precheck", 2, params, bundle_checked);
+}
+
+/* ---- POST /api/v1/artifacts: a small bundle in one request ----------- */
+
+/* The image is in the request body (at most one upload chunk). */
+static void store_from_body(struct wa_ctx *ctx, struct wa_bundle *b)
+{
+	if (srv_store_writer_write(b->writer, ctx->body + (ctx->body_len - b->image_size),
+				   b->image_size) != OTA_OK) {
+		wa_reply_error(ctx, 500, "store_error", "cannot write the image store", NULL);
+		return;
+	}
+	wa_bundle_commit(ctx, b);
+}
+
+void wa_h_artifacts_upload(struct wa_ctx *ctx)
+{
+	static const char *const allowed[] = {"id", NULL};
+	const char *id;
+	size_t header_off, header_len, image_off;
+
+	if (!wa_query_only(ctx, allowed))
+		return;
+	id = wa_query(ctx, "id");
+	if (id == NULL || !wa_id_valid(id, WA_MAX_OBJECT_ID)) {
+		wa_reply_error(ctx, 400, "bad_request",
+			       "id: 1..128 of letters, digits and . _ - (first alphanumeric)",
+			       "id");
+		return;
+	}
+	if (wa_bundle_split(ctx->body, ctx->body_len, &header_off, &header_len, &image_off) !=
+	    OTA_OK) {
+		wa_bundle_refuse(ctx, OTA_ERR_FORMAT, "bundle");
+		return;
+	}
+	if (!wa_bundle_begin(ctx, id, ctx->body + header_off, header_len, ctx->body_len - image_off,
+			     store_from_body))
+		return;
+	wa_bundle_verify(ctx);
+}
+
+/* ---- delete --------------------------------------------------------- */
+
+static void artifact_deleted(struct wa_ctx *ctx, enum ota_err err, const PGresult *res)
+{
+	const char *store_path;
+
+	if (err == OTA_ERR_STORAGE && strcmp(wa_sqlstate(res), "23503") == 0) {
+		wa_reply_error(ctx, 409, "conflict", "the artifact is used by a campaign", NULL);
+		return;
+	}
+	if (err != OTA_OK) {
+		wa_reply_db_error(ctx, err, res);
+		return;
+	}
+	if (PQgetisnull(res, 0, 0)) {
+		if (strcmp(PQgetvalue(res, 0, 1), "0") == 0)
+			wa_reply_error(ctx, 404, "not_found", "no such artifact", NULL);
+		else
+			wa_reply_error(ctx, 409, "conflict", "the artifact is assigned to devices",
+				       NULL);
+		return;
+	}
+	store_path = PQgetvalue(res, 0, 2);
+	/* the store is shared by content: drop the file only when unused */
+	if (strcmp(PQgetvalue(res, 0, 3), "0") == 0 && srv_store_name_valid(store_path)) {
+		char path[PATH_MAX];
+
+		if ((size_t)snprintf(path, sizeof(path), "%s/%s", wa_store_dir(ctx), store_path) <
+		    sizeof(path))
+			unlink(path);
+	}
+	wa_reply_text(ctx, 200, PQgetvalue(res, 0, 0));
+}
+
+void wa_h_artifacts_delete(struct wa_ctx *ctx)
+{
+	const char *params[2] = {ctx->path_arg, ctx->actor};
+
+	if (!artifact_arg(ctx))
+		return;
+	wa_db(ctx, "wa_artifact_delete", 2, params, artifact_deleted);
+}

@@ -1,0 +1,243 @@
+/* SPDX-License-Identifier: Apache-2.0 */
+/*
+ * Read-only views that the operator console (and any poller) follows: a
+ * campaign's event history and its failures by error name, a fleet
+ * summary by model / version / state, and a device search with the
+ * dynamic-group filter language. Their answers, and the campaign status,
+ * carry an ETag: a poller that sends it back in If-None-Match gets 304 with
+ * no body while nothing changed (docs/console.md says why polling, not
+ * server-sent events).
+ */
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include <openssl/evp.h>
+
+#include "db-internal.h"
+#include "hex-internal.h"
+#include "webapi-internal.h"
+
+extern const char wa_sql_device_json[];
+
+/* Seconds since last_seen under which a device counts as online (default). */
+#define WA_ONLINE_SECONDS_DEFAULT 600u
+/* Distinct (model, version, state) rows of one fleet summary. */
+#define WA_FLEET_BREAKDOWN_MAX 500
+
+static const char sql_events[] =
+	"SELECT CASE WHEN NOT EXISTS (SELECT 1 FROM campaigns WHERE campaign_id = $1) THEN NULL "
+	"ELSE (SELECT json_build_object('items', COALESCE(json_agg(json_build_object("
+	"'id', e.id, 'at', e.at, 'kind', e.kind, 'stage', e.stage_no, 'detail', e.detail) "
+	"ORDER BY e.id), '[]'::json), 'next_cursor', CASE WHEN count(*) = $3::int "
+	"THEN max(e.id)::text END)::text FROM (SELECT * FROM campaign_events "
+	"WHERE campaign_id = $1 AND id > COALESCE($2::bigint, 0) ORDER BY id LIMIT $3::int) e) END";
+
+static const char sql_failures[] =
+	"SELECT CASE WHEN NOT EXISTS (SELECT 1 FROM campaigns WHERE campaign_id = $1) THEN NULL "
+	"ELSE (SELECT json_build_object('items', COALESCE(json_agg(json_build_object("
+	"'stage', f.stage_no, 'state', f.state, 'error', f.error, 'devices', f.n) "
+	"ORDER BY f.stage_no, f.n DESC, f.error), '[]'::json))::text FROM (SELECT stage_no, "
+	"state, error, count(*) AS n FROM campaign_devices WHERE campaign_id = $1 "
+	"AND state IN ('failed', 'timed_out') GROUP BY stage_no, state, error) f) END";
+
+static const char sql_fleet[] =
+	"SELECT json_build_object('online_seconds', $1::int, "
+	"'devices', count(*) FILTER (WHERE NOT decommissioned), "
+	"'online', count(*) FILTER (WHERE NOT decommissioned AND last_seen >= now() - "
+	"make_interval(secs => $1::int)), "
+	"'suspect', count(*) FILTER (WHERE NOT decommissioned AND suspect), "
+	"'decommissioned', count(*) FILTER (WHERE decommissioned), "
+	"'breakdown', (SELECT COALESCE(json_agg(json_build_object('model', b.model, "
+	"'version', b.version, 'state', b.state, 'devices', b.n, 'online', b.online) "
+	"ORDER BY b.model, b.version, b.state), '[]'::json) FROM (SELECT model, version, state, "
+	"count(*) AS n, count(*) FILTER (WHERE last_seen >= now() - make_interval(secs => "
+	"$1::int)) AS online FROM devices WHERE NOT decommissioned GROUP BY model, version, "
+	"state ORDER BY model, version, state LIMIT $2::int) b), "
+	"'truncated', (SELECT count(*) > $2::int FROM (SELECT 1 FROM devices WHERE NOT "
+	"decommissioned GROUP BY model, version, state LIMIT $2::int + 1) c))::text FROM devices";
+
+enum ota_err wa_observe_prepare(struct srv_db *db)
+{
+	enum ota_err err = srv_db_prepare(db, "wa_campaign_events", sql_events);
+
+	if (err == OTA_OK)
+		err = srv_db_prepare(db, "wa_campaign_failures", sql_failures);
+	if (err == OTA_OK)
+		err = srv_db_prepare(db, "wa_fleet_summary", sql_fleet);
+	return err;
+}
+
+/* ---- ETag ------------------------------------------------------------- */
+
+bool wa_etag_not_modified(struct wa_ctx *ctx, const char *text)
+{
+	unsigned char md[EVP_MAX_MD_SIZE];
+	unsigned int md_len = 0;
+	char hex[2 * 16 + 1];
+	char tag[sizeof(hex) + 2];
+	const char *inm;
+
+	if (EVP_Digest(text, strlen(text), md, &md_len, EVP_sha256(), NULL) != 1 || md_len < 16)
+		return false; /* no ETag: the client gets the body */
+	srv_hex_encode(md, 16, hex);
+	snprintf(tag, sizeof(tag), "\"%s\"", hex);
+	wa_add_header(ctx, "ETag", tag);
+	inm = wa_header(ctx, "If-None-Match");
+	/* one tag, or a list of them: a match anywhere counts (RFC 9110 13.1.2) */
+	return inm != NULL && (strstr(inm, tag) != NULL || strcmp(inm, "*") == 0);
+}
+
+/* ---- handlers --------------------------------------------------------- */
+
+static void reply_found(struct wa_ctx *ctx, enum ota_err err, const PGresult *res)
+{
+	if (err != OTA_OK) {
+		wa_reply_db_error(ctx, err, res);
+		return;
+	}
+	if (PQntuples(res) != 1 || PQgetisnull(res, 0, 0)) {
+		wa_reply_error(ctx, 404, "not_found", "no such campaign", NULL);
+		return;
+	}
+	wa_reply_text(ctx, 200, PQgetvalue(res, 0, 0));
+}
+
+static bool campaign_id_ok(struct wa_ctx *ctx)
+{
+	if (!wa_id_valid(ctx->path_arg, 128)) {
+		wa_reply_error(ctx, 400, "bad_request", "not a campaign id", "campaign_id");
+		return false;
+	}
+	return true;
+}
+
+void wa_h_campaigns_events(struct wa_ctx *ctx)
+{
+	static const char *const allowed[] = {"cursor", "limit", NULL};
+	const char *params[3];
+	char limit[16];
+	uint64_t id;
+
+	if (!wa_query_only(ctx, allowed) || !campaign_id_ok(ctx) || !wa_query_limit(ctx, limit))
+		return;
+	params[0] = ctx->path_arg;
+	params[1] = wa_query(ctx, "cursor");
+	if (params[1] != NULL && !wa_parse_u64(params[1], 0, INT64_MAX, &id)) {
+		wa_reply_error(ctx, 400, "bad_request", "bad cursor", "cursor");
+		return;
+	}
+	params[2] = limit;
+	ctx->etag = true;
+	wa_db(ctx, "wa_campaign_events", 3, params, reply_found);
+}
+
+void wa_h_campaigns_failures(struct wa_ctx *ctx)
+{
+	static const char *const none[] = {NULL};
+	const char *params[1] = {ctx->path_arg};
+
+	if (!wa_query_only(ctx, none) || !campaign_id_ok(ctx))
+		return;
+	ctx->etag = true;
+	wa_db(ctx, "wa_campaign_failures", 1, params, reply_found);
+}
+
+void wa_h_fleet_summary(struct wa_ctx *ctx)
+{
+	static const char *const allowed[] = {"online_seconds", NULL};
+	const char *online = NULL;
+	char seconds[24], rows[16];
+	uint64_t v = WA_ONLINE_SECONDS_DEFAULT;
+	const char *params[2];
+
+	if (!wa_query_only(ctx, allowed))
+		return;
+	online = wa_query(ctx, "online_seconds");
+	if (online != NULL && !wa_parse_u64(online, 1, 30u * 86400u, &v)) {
+		wa_reply_error(ctx, 400, "bad_request", "seconds in 1..2592000", "online_seconds");
+		return;
+	}
+	snprintf(seconds, sizeof(seconds), "%llu", (unsigned long long)v);
+	snprintf(rows, sizeof(rows), "%d", WA_FLEET_BREAKDOWN_MAX);
+	params[0] = seconds;
+	params[1] = rows;
+	ctx->etag = true;
+	wa_db(ctx, "wa_fleet_summary", 2, params, wa_reply_db_text);
+}
+
+/*
+ * GET /api/v1/fleet/devices?filter=JSON&q=TEXT: the GroupFilter language of
+ * dynamic groups, compiled by filter.c to parameters only, plus a device id
+ * substring; paged by device id like GET /api/v1/devices.
+ */
+void wa_h_fleet_devices(struct wa_ctx *ctx)
+{
+	static const char *const allowed[] = {"filter", "q", "cursor", "limit", NULL};
+	static const char head[] =
+		"SELECT json_build_object('items', COALESCE(json_agg(%s ORDER BY d.device_id), "
+		"'[]'::json), 'next_cursor', CASE WHEN count(*) = $%d::int THEN max(d.device_id) "
+		"END)::text FROM (SELECT d.* FROM devices d WHERE NOT d.decommissioned "
+		"AND d.device_id > COALESCE($%d::text, '') "
+		"AND ($%d::text IS NULL OR strpos(d.device_id, $%d) > 0) AND %s "
+		"ORDER BY d.device_id LIMIT $%d::int) d";
+	struct wa_filter_sql compiled = {0};
+	const char *params[WA_FILTER_MAX_CONDITIONS + 3];
+	const char *text, *cursor, *q;
+	char limit[16], ferr[128];
+	json_t *filter = NULL;
+	json_error_t jerr;
+	char *sql = NULL;
+	size_t cap = 12288;
+	int n = 0, used;
+
+	if (!wa_query_only(ctx, allowed) || !wa_query_limit(ctx, limit))
+		return;
+	cursor = wa_query(ctx, "cursor");
+	if (cursor != NULL && !wa_id_valid(cursor, 64)) {
+		wa_reply_error(ctx, 400, "bad_request", "bad cursor", "cursor");
+		return;
+	}
+	q = wa_query(ctx, "q");
+	if (q != NULL && !wa_text_valid(q)) {
+		wa_reply_error(ctx, 400, "bad_request", "1..128 printable characters", "q");
+		return;
+	}
+	text = wa_query(ctx, "filter");
+	if (text != NULL) {
+		filter = json_loads(text, JSON_REJECT_DUPLICATES, &jerr);
+		if (filter == NULL) {
+			wa_reply_error(ctx, 400, "bad_request", "filter is not JSON", "filter");
+			return;
+		}
+		if (wa_filter_compile(filter, 1, &compiled, ferr) != OTA_OK) {
+			json_decref(filter);
+			wa_reply_error(ctx, 400, "bad_request", ferr, "filter");
+			return;
+		}
+		json_decref(filter);
+		for (int i = 0; i < compiled.n_params; i++)
+			params[n++] = compiled.params[i];
+	}
+	sql = malloc(cap);
+	if (sql == NULL) {
+		wa_filter_sql_clear(&compiled);
+		wa_reply_error(ctx, 500, "internal", "out of memory", NULL);
+		return;
+	}
+	/* $n+1 cursor, $n+2 q, $n+3 limit */
+	used = snprintf(sql, cap, head, wa_sql_device_json, n + 3, n + 1, n + 2, n + 2,
+			text != NULL ? compiled.where : "true", n + 3);
+	if (used < 0 || (size_t)used >= cap) {
+		free(sql);
+		wa_filter_sql_clear(&compiled);
+		wa_reply_error(ctx, 500, "internal", "query too long", NULL);
+		return;
+	}
+	params[n++] = cursor;
+	params[n++] = q;
+	params[n++] = limit;
+	wa_db_sql(ctx, sql, n, params, wa_reply_db_text);
+	free(sql);
+	wa_filter_sql_clear(&compiled);
+}

@@ -1,0 +1,18 @@
+/* SPDX-License-Identifier: Apache-2.0 */
+#ifndef SRV_LIMITS_H
+#define SRV_LIMITS_H
+
+/*
+ * The server's own limits, shared by its components (the wire limits that
+ * agent and server share are in proto/include/fleetota/limits.h). Named
+ * srv-limits.h, not limits.h: an -I directory would shadow <limits.h>.
+ */
+
+/* Longest device id (certificate CN, MQTT username, topic level). */
+#define SRV_MAX_DEVICE_ID 64u
+/* Longest MQTT topic we look at. */
+#define SRV_MAX_TOPIC_BYTES 256u
+/* A SHA-256 digest as lowercase hex (store names, token hashes), NUL included. */
+#define SRV_SHA256_HEX_BYTES (2u * 32u + 1u)
+
+#endif

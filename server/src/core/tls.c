@@ -1,0 +1,428 @@
+/* SPDX-License-Identifier: Apache-2.0 */
+#include <stdarg.h>
+#include <stdint.h>
+#include <stdio.h>
+#include <string.h>
+
+#include <openssl/crypto.h>
+#include <openssl/err.h>
+#include <openssl/evp.h>
+#include <openssl/pem.h>
+#include <openssl/x509.h>
+
+#include "http-internal.h"
+
+/*
+ * Sessions (srv_tls_sessions_enable): resumption only through tickets
+ * (no server-side cache), so every resumption passes ticket_dec_cb. A
+ * ticket carries, inside its encrypted and authenticated body, the
+ * SHA-256 of the client CA and CRL files it was issued under (the
+ * "store fingerprint", made from the files' bytes so that every replica
+ * with the same files computes the same one). A ticket whose fingerprint
+ * is not the current one (the CRL or the CA changed since) resumes only
+ * if the certificate in the session verifies again against the current
+ * store; else the client gets a full handshake, which a revoked
+ * certificate fails. An expired certificate never resumes.
+ *
+ * Revocation without dropping connections: srv_tls_server_reload() builds
+ * a complete fresh context from the files and moves its certificate, key,
+ * client CA list and verify store (CA + CRL) into the live SSL_CTX, so only
+ * new handshakes see them. Each reload bumps a generation number kept on
+ * the context; the verify callback stamps every handshake with the
+ * generation it was verified under, and srv_tls_peer_verified() verifies a
+ * connection's client certificate again (once) when the generation moved:
+ * a device revoked while it holds a keep-alive connection is refused on
+ * its next request.
+ */
+
+static int gen_index = -1; /* ex_data slot on SSL_CTX and on SSL */
+static int fp_index = -1; /* SSL_CTX: the store fingerprint, SRV_TLS_FP_BYTES, OPENSSL_malloc'd */
+static int metrics_index = -1; /* SSL_CTX: struct srv_tls_metrics *, borrowed */
+static int counted_index = -1; /* SSL: the handshake was counted */
+
+#define SRV_TLS_FP_BYTES 32u
+/* A CA or CRL file larger than this is refused (a CRL of ~1M entries). */
+#define SRV_TLS_MAX_VERIFY_FILE_BYTES (64u * 1024u * 1024u)
+
+static void fp_free(void *parent, void *ptr, CRYPTO_EX_DATA *ad, int idx, long argl, void *argp)
+{
+	(void)parent;
+	(void)ad;
+	(void)idx;
+	(void)argl;
+	(void)argp;
+	OPENSSL_free(ptr);
+}
+
+static bool indexes_ready(void)
+{
+	if (gen_index < 0)
+		gen_index = SSL_CTX_get_ex_new_index(0, NULL, NULL, NULL, NULL);
+	if (fp_index < 0)
+		fp_index = SSL_CTX_get_ex_new_index(0, NULL, NULL, NULL, fp_free);
+	if (metrics_index < 0)
+		metrics_index = SSL_CTX_get_ex_new_index(0, NULL, NULL, NULL, NULL);
+	if (counted_index < 0)
+		counted_index = SSL_get_ex_new_index(0, NULL, NULL, NULL, NULL);
+	return gen_index >= 0 && fp_index >= 0 && metrics_index >= 0 && counted_index >= 0;
+}
+
+/* Adds the bytes of the file path to md (a missing path adds nothing). */
+static bool digest_file(EVP_MD_CTX *md, const char *path)
+{
+	unsigned char buf[16384];
+	size_t total = 0, n;
+	FILE *f;
+	bool ok;
+
+	if (path == NULL || path[0] == '\0')
+		return EVP_DigestUpdate(md, "-", 1) == 1;
+	f = fopen(path, "re");
+	if (f == NULL)
+		return false;
+	while ((n = fread(buf, 1, sizeof(buf), f)) > 0) {
+		total += n;
+		if (total > SRV_TLS_MAX_VERIFY_FILE_BYTES || EVP_DigestUpdate(md, buf, n) != 1)
+			break;
+	}
+	ok = ferror(f) == 0 && feof(f) != 0 && total <= SRV_TLS_MAX_VERIFY_FILE_BYTES;
+	fclose(f);
+	/* the length separates the two files */
+	return ok && EVP_DigestUpdate(md, &total, sizeof(total)) == 1;
+}
+
+/* The store fingerprint: SHA-256 over the CA file and the CRL file, into fp. */
+static bool fingerprint(const char *client_ca, const char *crl, unsigned char fp[SRV_TLS_FP_BYTES])
+{
+	EVP_MD_CTX *md = EVP_MD_CTX_new();
+	unsigned len = 0;
+	bool ok = md != NULL && EVP_DigestInit_ex(md, EVP_sha256(), NULL) == 1 &&
+		  digest_file(md, client_ca) && digest_file(md, crl) &&
+		  EVP_DigestFinal_ex(md, fp, &len) == 1 && len == SRV_TLS_FP_BYTES;
+
+	EVP_MD_CTX_free(md);
+	return ok;
+}
+
+static enum ota_err fail(SSL_CTX *ctx, char err[SRV_TLS_ERR_BYTES], enum ota_err code,
+			 const char *what, const char *path)
+{
+	char ssl_err[160];
+	unsigned long e = ERR_peek_last_error();
+
+	ssl_err[0] = '\0';
+	if (e != 0)
+		ERR_error_string_n(e, ssl_err, sizeof(ssl_err));
+	ERR_clear_error();
+	snprintf(err, SRV_TLS_ERR_BYTES, "%s %s: %s", what, path, e != 0 ? ssl_err : "failed");
+	SSL_CTX_free(ctx);
+	return code;
+}
+
+static uintptr_t ctx_generation(const SSL_CTX *ctx)
+{
+	return gen_index < 0 ? 0 : (uintptr_t)SSL_CTX_get_ex_data(ctx, gen_index);
+}
+
+/* Stamps a verified handshake with the context's generation. */
+static int verify_cb(int preverify_ok, X509_STORE_CTX *store_ctx)
+{
+	SSL *ssl;
+
+	if (preverify_ok != 1 || X509_STORE_CTX_get_error_depth(store_ctx) != 0)
+		return preverify_ok;
+	ssl = X509_STORE_CTX_get_ex_data(store_ctx, SSL_get_ex_data_X509_STORE_CTX_idx());
+	if (ssl != NULL)
+		SSL_set_ex_data(ssl, gen_index, (void *)ctx_generation(SSL_get_SSL_CTX(ssl)));
+	return preverify_ok;
+}
+
+/*
+ * One session id context for every replica and generation: whether a
+ * session may resume after a reload is ticket_dec_cb's decision.
+ */
+static void set_session_context(SSL_CTX *ctx)
+{
+	static const char sid_ctx[] = "fleetota/device";
+
+	SSL_CTX_set_session_id_context(ctx, (const unsigned char *)sid_ctx, sizeof(sid_ctx) - 1);
+}
+
+/* The client CA and the CRL: a fresh verify store for ctx. */
+static enum ota_err load_verify(SSL_CTX *ctx, const char *client_ca, const char *crl,
+				char err[SRV_TLS_ERR_BYTES])
+{
+	STACK_OF(X509_NAME) * names;
+	unsigned char fp_before[SRV_TLS_FP_BYTES], *fp;
+
+	if (!fingerprint(client_ca, crl, fp_before))
+		return fail(ctx, err, OTA_ERR_STORAGE, "reading client CA and CRL", client_ca);
+	if (SSL_CTX_load_verify_locations(ctx, client_ca, NULL) != 1)
+		return fail(ctx, err, OTA_ERR_STORAGE, "loading client CA", client_ca);
+	names = SSL_load_client_CA_file(client_ca);
+	if (names == NULL)
+		return fail(ctx, err, OTA_ERR_FORMAT, "reading client CA", client_ca);
+	SSL_CTX_set_client_CA_list(ctx, names);
+	SSL_CTX_set_verify(ctx, SSL_VERIFY_PEER | SSL_VERIFY_FAIL_IF_NO_PEER_CERT, verify_cb);
+	SSL_CTX_set_verify_depth(ctx, 4);
+	set_session_context(ctx);
+	if (crl != NULL && crl[0] != '\0') {
+		X509_STORE *store = SSL_CTX_get_cert_store(ctx);
+		X509_LOOKUP *lookup = X509_STORE_add_lookup(store, X509_LOOKUP_file());
+
+		if (lookup == NULL || X509_load_crl_file(lookup, crl, X509_FILETYPE_PEM) <= 0)
+			return fail(ctx, err, OTA_ERR_STORAGE, "loading CRL", crl);
+		X509_STORE_set_flags(store, X509_V_FLAG_CRL_CHECK);
+	}
+	/*
+	 * The fingerprint must name exactly what was loaded: files that
+	 * changed while being read fail this load (the next reload retries).
+	 */
+	fp = OPENSSL_malloc(SRV_TLS_FP_BYTES);
+	if (fp == NULL || !fingerprint(client_ca, crl, fp) ||
+	    CRYPTO_memcmp(fp, fp_before, SRV_TLS_FP_BYTES) != 0 ||
+	    SSL_CTX_set_ex_data(ctx, fp_index, fp) != 1) {
+		OPENSSL_free(fp);
+		return fail(ctx, err, OTA_ERR_STORAGE, "client CA or CRL changed while read",
+			    client_ca);
+	}
+	return OTA_OK;
+}
+
+enum ota_err srv_tls_server_ctx(const char *cert, const char *key, const char *client_ca,
+				const char *crl, SSL_CTX **ret_ctx, char err[SRV_TLS_ERR_BYTES])
+{
+	SSL_CTX *ctx;
+
+	if (!indexes_ready() || (ctx = SSL_CTX_new(TLS_server_method())) == NULL)
+		return fail(NULL, err, OTA_ERR_NOMEM, "TLS", "context");
+	SSL_CTX_set_min_proto_version(ctx, TLS1_2_VERSION);
+	SSL_CTX_set_options(ctx, SSL_OP_NO_RENEGOTIATION | SSL_OP_CIPHER_SERVER_PREFERENCE);
+	SSL_CTX_set_mode(ctx, SSL_MODE_RELEASE_BUFFERS);
+	if (SSL_CTX_use_certificate_chain_file(ctx, cert) != 1)
+		return fail(ctx, err, OTA_ERR_STORAGE, "loading certificate", cert);
+	if (SSL_CTX_use_PrivateKey_file(ctx, key, SSL_FILETYPE_PEM) != 1)
+		return fail(ctx, err, OTA_ERR_STORAGE, "loading key", key);
+	if (SSL_CTX_check_private_key(ctx) != 1)
+		return fail(ctx, err, OTA_ERR_FORMAT, "key does not match certificate", cert);
+	if (client_ca != NULL && client_ca[0] != '\0') {
+		enum ota_err code = load_verify(ctx, client_ca, crl, err);
+
+		if (code != OTA_OK)
+			return code;
+	}
+	*ret_ctx = ctx;
+	return OTA_OK;
+}
+
+enum ota_err srv_tls_server_reload(SSL_CTX *live, const char *cert, const char *key,
+				   const char *client_ca, const char *crl,
+				   char err[SRV_TLS_ERR_BYTES])
+{
+	SSL_CTX *fresh = NULL;
+	STACK_OF(X509) *chain = NULL;
+	STACK_OF(X509_NAME) *names = NULL;
+	uintptr_t generation = ctx_generation(live) + 1;
+	enum ota_err code;
+
+	code = srv_tls_server_ctx(cert, key, client_ca, crl, &fresh, err);
+	if (code != OTA_OK)
+		return code;
+	SSL_CTX_get0_chain_certs(fresh, &chain);
+	if (client_ca != NULL && client_ca[0] != '\0') {
+		names = SSL_dup_CA_list(SSL_CTX_get_client_CA_list(fresh));
+		if (names == NULL)
+			return fail(fresh, err, OTA_ERR_NOMEM, "TLS", "client CA list");
+	}
+	/* Nothing in live changes unless everything could be taken over. */
+	if (SSL_CTX_use_cert_and_key(live, SSL_CTX_get0_certificate(fresh),
+				     SSL_CTX_get0_privatekey(fresh), chain, 1) != 1 ||
+	    SSL_CTX_set_ex_data(live, gen_index, (void *)generation) != 1) {
+		sk_X509_NAME_pop_free(names, X509_NAME_free);
+		return fail(fresh, err, OTA_ERR_NOMEM, "TLS", "taking over certificate");
+	}
+	if (names != NULL) {
+		unsigned char *live_fp = SSL_CTX_get_ex_data(live, fp_index);
+		const unsigned char *fresh_fp = SSL_CTX_get_ex_data(fresh, fp_index);
+
+		SSL_CTX_set1_cert_store(live, SSL_CTX_get_cert_store(fresh));
+		SSL_CTX_set_client_CA_list(live, names);
+		if (live_fp != NULL && fresh_fp != NULL)
+			memcpy(live_fp, fresh_fp, SRV_TLS_FP_BYTES);
+		SSL_CTX_flush_sessions(live, 0);
+	}
+	SSL_CTX_free(fresh);
+	return OTA_OK;
+}
+
+/* true when peer (with the untrusted chain, may be NULL) verifies against ctx's store now. */
+static bool cert_verifies(SSL_CTX *ctx, X509 *peer, STACK_OF(X509) * chain)
+{
+	X509_STORE_CTX *store_ctx = X509_STORE_CTX_new();
+	bool ok = store_ctx != NULL &&
+		  X509_STORE_CTX_init(store_ctx, SSL_CTX_get_cert_store(ctx), peer, chain) == 1 &&
+		  X509_STORE_CTX_set_default(store_ctx, "ssl_client") == 1 &&
+		  X509_verify_cert(store_ctx) == 1;
+
+	X509_STORE_CTX_free(store_ctx);
+	ERR_clear_error();
+	return ok;
+}
+
+bool srv_tls_peer_verified(SSL *ssl)
+{
+	SSL_CTX *ctx = SSL_get_SSL_CTX(ssl);
+	X509 *peer = SSL_get0_peer_certificate(ssl);
+	uintptr_t generation = ctx_generation(ctx);
+
+	if (peer == NULL || SSL_get_verify_result(ssl) != X509_V_OK)
+		return false;
+	if (gen_index < 0 || (uintptr_t)SSL_get_ex_data(ssl, gen_index) == generation)
+		return true;
+	if (!cert_verifies(ctx, peer, SSL_get_peer_cert_chain(ssl)))
+		return false;
+	SSL_set_ex_data(ssl, gen_index, (void *)generation);
+	return true;
+}
+
+/* Every ticket carries the store fingerprint it was issued under. */
+static int ticket_gen_cb(SSL *ssl, void *arg)
+{
+	const unsigned char *fp = SSL_CTX_get_ex_data(SSL_get_SSL_CTX(ssl), fp_index);
+	SSL_SESSION *session = SSL_get_session(ssl);
+
+	(void)arg;
+	if (fp == NULL || session == NULL)
+		return 1; /* no client certificates: nothing to bind */
+	return SSL_SESSION_set1_ticket_appdata(session, fp, SRV_TLS_FP_BYTES);
+}
+
+static SSL_TICKET_RETURN ticket_dec_cb(SSL *ssl, SSL_SESSION *session, const unsigned char *keyname,
+				       size_t keyname_length, SSL_TICKET_STATUS status, void *arg)
+{
+	SSL_CTX *ctx = SSL_get_SSL_CTX(ssl);
+	struct srv_tls_metrics *metrics = SSL_CTX_get_ex_data(ctx, metrics_index);
+	const unsigned char *fp = SSL_CTX_get_ex_data(ctx, fp_index);
+	X509 *peer = session != NULL ? SSL_SESSION_get0_peer(session) : NULL;
+	void *appdata = NULL;
+	size_t appdata_len = 0;
+	bool renew = status == SSL_TICKET_SUCCESS_RENEW;
+
+	(void)keyname;
+	(void)keyname_length;
+	(void)arg;
+	if (status == SSL_TICKET_FATAL_ERR_MALLOC || status == SSL_TICKET_FATAL_ERR_OTHER)
+		return SSL_TICKET_RETURN_ABORT;
+	if (status == SSL_TICKET_NO_DECRYPT && metrics != NULL)
+		metrics->ticket_unknown_key++;
+	if (status != SSL_TICKET_SUCCESS && status != SSL_TICKET_SUCCESS_RENEW)
+		return SSL_TICKET_RETURN_IGNORE_RENEW;
+	if (fp == NULL) /* no client certificates on this listener */
+		return renew ? SSL_TICKET_RETURN_USE_RENEW : SSL_TICKET_RETURN_USE;
+	if (peer == NULL || X509_cmp_current_time(X509_get0_notAfter(peer)) <= 0) {
+		if (metrics != NULL)
+			metrics->resume_refused++;
+		return SSL_TICKET_RETURN_IGNORE_RENEW;
+	}
+	if (SSL_SESSION_get0_ticket_appdata(session, &appdata, &appdata_len) != 1 ||
+	    appdata_len != SRV_TLS_FP_BYTES || CRYPTO_memcmp(appdata, fp, SRV_TLS_FP_BYTES) != 0) {
+		/* issued under another CA or CRL: the certificate again, now */
+		if (metrics != NULL)
+			metrics->resume_rechecked++;
+		if (!cert_verifies(ctx, peer, NULL)) {
+			if (metrics != NULL)
+				metrics->resume_refused++;
+			return SSL_TICKET_RETURN_IGNORE_RENEW;
+		}
+		renew = true; /* a ticket with the current fingerprint */
+	}
+	/* verified under the current store: srv_tls_peer_verified need not check again */
+	SSL_set_ex_data(ssl, gen_index, (void *)ctx_generation(ctx));
+	return renew ? SSL_TICKET_RETURN_USE_RENEW : SSL_TICKET_RETURN_USE;
+}
+
+/* Counts each connection's handshake once (TLS 1.3 servers report "done" again after tickets). */
+static void info_cb(const SSL *ssl, int where, int ret)
+{
+	SSL *mutable_ssl;
+	struct srv_tls_metrics *metrics;
+
+	(void)ret;
+	if (!(where & SSL_CB_HANDSHAKE_DONE) || SSL_get_ex_data(ssl, counted_index) != NULL)
+		return;
+	metrics = SSL_CTX_get_ex_data(SSL_get_SSL_CTX(ssl), metrics_index);
+	/* the callback gets a const SSL; marking it needs a writable one */
+	mutable_ssl = (SSL *)(uintptr_t)ssl;
+	if (metrics == NULL)
+		return;
+	SSL_set_ex_data(mutable_ssl, counted_index, (void *)1);
+	if (SSL_session_reused(ssl))
+		metrics->resumed++;
+	else
+		metrics->full_handshakes++;
+}
+
+enum ota_err srv_tls_sessions_enable(SSL_CTX *ctx, unsigned lifetime_sec,
+				     struct srv_tls_metrics *metrics)
+{
+	if (!indexes_ready() || SSL_CTX_set_ex_data(ctx, metrics_index, metrics) != 1 ||
+	    SSL_CTX_set_session_ticket_cb(ctx, ticket_gen_cb, ticket_dec_cb, NULL) != 1)
+		return OTA_ERR_NOMEM;
+	SSL_CTX_set_session_cache_mode(ctx, SSL_SESS_CACHE_OFF);
+	SSL_CTX_clear_options(ctx, SSL_OP_NO_TICKET);
+	SSL_CTX_set_timeout(ctx, (long)lifetime_sec);
+	SSL_CTX_set_info_callback(ctx, info_cb);
+	return OTA_OK;
+}
+
+void srv_tls_close_notify(SSL *ssl)
+{
+	if (ssl == NULL || !SSL_is_init_finished(ssl) ||
+	    (SSL_get_shutdown(ssl) & SSL_SENT_SHUTDOWN) != 0)
+		return;
+	/* one non-blocking try: a full socket buffer means no close_notify */
+	(void)SSL_shutdown(ssl);
+	ERR_clear_error();
+}
+
+enum ota_err srv_tls_cert_cn(const char *path, char *out, size_t cap, char err[SRV_TLS_ERR_BYTES])
+{
+	FILE *f = fopen(path, "re");
+	X509 *cert = NULL;
+	X509_NAME *name;
+	ASN1_STRING *data;
+	const unsigned char *cn;
+	int idx, len;
+	enum ota_err code = OTA_ERR_FORMAT;
+
+	if (f == NULL) {
+		snprintf(err, SRV_TLS_ERR_BYTES, "%s: cannot open", path);
+		return OTA_ERR_STORAGE;
+	}
+	cert = PEM_read_X509(f, NULL, NULL, NULL);
+	fclose(f);
+	ERR_clear_error();
+	snprintf(err, SRV_TLS_ERR_BYTES, "%s: no certificate with exactly one printable CN", path);
+	if (cert == NULL)
+		return OTA_ERR_FORMAT;
+	name = X509_get_subject_name(cert);
+	idx = X509_NAME_get_index_by_NID(name, NID_commonName, -1);
+	if (idx < 0 || X509_NAME_get_index_by_NID(name, NID_commonName, idx) >= 0)
+		goto out;
+	data = X509_NAME_ENTRY_get_data(X509_NAME_get_entry(name, idx));
+	len = ASN1_STRING_length(data);
+	if (len <= 0 || (size_t)len >= cap)
+		goto out;
+	cn = ASN1_STRING_get0_data(data);
+	for (int i = 0; i < len; i++) {
+		if (cn[i] < 0x21 || cn[i] > 0x7e)
+			goto out;
+	}
+	memcpy(out, cn, (size_t)len);
+	out[len] = '\0';
+	err[0] = '\0';
+	code = OTA_OK;
+out:
+	X509_free(cert);
+	return code;
+}

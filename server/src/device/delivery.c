@@ -1,0 +1,504 @@
+/* SPDX-License-Identifier: Apache-2.0 */
+/*
+ * The device listener: HTTPS with mutual TLS. The device id is the CN of
+ * the verified client certificate; a device gets only what is assigned to
+ * it. Images stream from the content-addressed store in chunks, the next
+ * chunk queued only when the previous one left the output buffer.
+ *
+ * A chunk is a file segment of the store file (evbuffer_file_segment,
+ * mapped, never sendfile: TLS must see the bytes): SSL_write encrypts
+ * straight from the page cache, with no read() into a buffer of ours and
+ * no copy. The loop never calls read on the store; what can still wait
+ * on the disk is the page fault on a cold page, so each chunk asks the
+ * kernel to read the next one ahead (POSIX_FADV_WILLNEED, asynchronous).
+ * Store files are immutable (content-addressed, replaced only by rename),
+ * so a mapping never sees a file shrink under it.
+ */
+#include <errno.h>
+#include <fcntl.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/uio.h>
+#include <unistd.h>
+
+#include <event2/buffer.h>
+#include <event2/http.h>
+#include <event2/keyvalq_struct.h>
+
+#include "device.h"
+#include "fleetota/limits.h"
+#include "log-internal.h"
+#include "security-internal.h"
+#include "range-internal.h"
+#include "server-internal.h"
+#include "timestamp-internal.h"
+#include "store-internal.h"
+
+#define DLV_CHUNK_BYTES (1024u * 1024u)
+#define DLV_MAX_DEVICE_ID 64u
+#define DLV_MAX_ARTIFACT_ID 128u
+/* Longest signed list or manifest served (an envelope). */
+#define DLV_MAX_OBJECT_BYTES OTA_MAX_ENVELOPE_BYTES
+
+enum dlv_kind {
+	DLV_MANIFEST,
+	DLV_IMAGE,
+	DLV_KEYLIST,
+	DLV_ROOTLIST,
+};
+
+struct dlv_request {
+	struct srv_server *srv;
+	struct evhttp_request *req;
+	enum dlv_kind kind;
+	double started;
+	char device[DLV_MAX_DEVICE_ID + 1];
+	char artifact[DLV_MAX_ARTIFACT_ID + 1];
+};
+
+struct dlv_stream {
+	struct srv_server *srv;
+	struct evhttp_request *req;
+	int fd;
+	uint64_t next;
+	uint64_t end; /* exclusive */
+};
+
+static const char sql_artifact[] =
+	"SELECT d.device_id IS NOT NULL, COALESCE(d.decommissioned, false),"
+	" a.artifact_id IS NOT NULL, s.device_id IS NOT NULL, a.manifest, a.store_path,"
+	" a.image_size"
+	" FROM (SELECT $1::text AS dev, $2::text AS art) p"
+	" LEFT JOIN devices d ON d.device_id = p.dev"
+	" LEFT JOIN artifacts a ON a.artifact_id = p.art"
+	" LEFT JOIN assignments s ON s.device_id = p.dev AND s.artifact_id = p.art";
+
+static const char sql_image[] =
+	"SELECT d.device_id IS NOT NULL, COALESCE(d.decommissioned, false),"
+	" a.artifact_id IS NOT NULL, s.device_id IS NOT NULL, NULL::bytea, a.store_path,"
+	" a.image_size"
+	" FROM (SELECT $1::text AS dev, $2::text AS art) p"
+	" LEFT JOIN devices d ON d.device_id = p.dev"
+	" LEFT JOIN artifacts a ON a.artifact_id = p.art"
+	" LEFT JOIN assignments s ON s.device_id = p.dev AND s.artifact_id = p.art";
+
+static const char sql_keylist[] =
+	"SELECT d.device_id IS NOT NULL, COALESCE(d.decommissioned, false),"
+	" (SELECT bytes FROM keylists ORDER BY version DESC LIMIT 1)"
+	" FROM (SELECT $1::text AS dev) p LEFT JOIN devices d ON d.device_id = p.dev";
+
+static const char sql_rootlist[] =
+	"SELECT d.device_id IS NOT NULL, COALESCE(d.decommissioned, false),"
+	" (SELECT bytes FROM rootlists ORDER BY version DESC LIMIT 1)"
+	" FROM (SELECT $1::text AS dev) p LEFT JOIN devices d ON d.device_id = p.dev";
+
+enum ota_err srv_delivery_prepare(struct srv_db *db)
+{
+	enum ota_err err;
+
+	if ((err = srv_db_prepare(db, "dlv_manifest", sql_artifact)) != OTA_OK ||
+	    (err = srv_db_prepare(db, "dlv_image", sql_image)) != OTA_OK ||
+	    (err = srv_db_prepare(db, "dlv_keylist", sql_keylist)) != OTA_OK ||
+	    (err = srv_db_prepare(db, "dlv_rootlist", sql_rootlist)) != OTA_OK)
+		return err;
+	return OTA_OK;
+}
+
+static void reject(struct dlv_request *r, enum srv_reject reason, int status, const char *msg)
+{
+	srv_metrics_reject(&r->srv->metrics, reason);
+	srv_log(SRV_LOG_DEBUG, "device %s: %s -> %d %s", r->device, msg, status,
+		srv_reject_name(reason));
+	srv_http_send_error(r->req, status, srv_reject_name(reason), msg);
+	srv_metrics_latency(&r->srv->metrics, (srv_now() - r->started) * 1000.0);
+}
+
+/* ---- image streaming ------------------------------------------------ */
+
+static void stream_free(struct dlv_stream *s)
+{
+	if (s->fd >= 0)
+		close(s->fd);
+	free(s);
+}
+
+/* The client went away mid-stream: evhttp detached the request from it. */
+static void stream_closed_cb(struct evhttp_connection *evcon, void *arg)
+{
+	struct dlv_stream *s = arg;
+
+	(void)evcon;
+	s->srv->metrics.downloads_aborted++;
+	srv_log(SRV_LOG_DEBUG, "download aborted at byte %llu of %llu (client gone or stalled)",
+		(unsigned long long)s->next, (unsigned long long)s->end);
+	if (evhttp_request_get_connection(s->req) == NULL)
+		evhttp_request_free(s->req);
+	stream_free(s);
+}
+
+static void stream_finish(struct dlv_stream *s, bool complete)
+{
+	srv_conns_on_close(s->srv->conns, s->req, NULL, NULL);
+	if (complete)
+		s->srv->metrics.downloads_completed++;
+	evhttp_send_reply_end(s->req);
+	stream_free(s);
+}
+
+static void stream_more_cb(struct evhttp_connection *evcon, void *arg)
+{
+	struct dlv_stream *s = arg;
+	size_t want;
+	struct evbuffer *buf;
+	struct evbuffer_file_segment *seg = NULL;
+
+	(void)evcon;
+	if (s->next >= s->end) {
+		stream_finish(s, true);
+		return;
+	}
+	want = s->end - s->next > DLV_CHUNK_BYTES ? DLV_CHUNK_BYTES : (size_t)(s->end - s->next);
+	buf = evbuffer_new();
+	if (buf != NULL)
+		seg = evbuffer_file_segment_new(s->fd, (ev_off_t)s->next, (ev_off_t)want,
+						EVBUF_FS_DISABLE_SENDFILE |
+							EVBUF_FS_DISABLE_LOCKING);
+	/* the buffer holds the segment from here on */
+	if (seg == NULL || evbuffer_add_file_segment(buf, seg, 0, (ev_off_t)want) != 0) {
+		srv_log(SRV_LOG_ERROR, "store file segment at %llu: %s",
+			(unsigned long long)s->next, seg == NULL ? strerror(errno) : "not added");
+		srv_metrics_reject(&s->srv->metrics, SRV_REJECT_STORE);
+		if (seg != NULL)
+			evbuffer_file_segment_free(seg);
+		if (buf != NULL)
+			evbuffer_free(buf);
+		stream_finish(s, false);
+		return;
+	}
+	evbuffer_file_segment_free(seg);
+	s->next += want;
+	s->srv->metrics.bytes_served += want;
+	if (s->next < s->end)
+		(void)posix_fadvise(s->fd, (off_t)s->next, (off_t)DLV_CHUNK_BYTES,
+				    POSIX_FADV_WILLNEED);
+	evhttp_send_reply_chunk_with_cb(s->req, buf, stream_more_cb, s);
+	evbuffer_free(buf);
+}
+
+static void serve_image(struct dlv_request *r, const char *store_name, uint64_t size)
+{
+	struct srv_server *srv = r->srv;
+	struct evkeyvalq *in = evhttp_request_get_input_headers(r->req);
+	struct evkeyvalq *out = evhttp_request_get_output_headers(r->req);
+	uint64_t first = 0, last = size == 0 ? 0 : size - 1;
+	enum srv_range_result range;
+	struct dlv_stream *s;
+	char header[96];
+	int fd = -1, status = 200;
+	enum ota_err err;
+
+	range = srv_range_parse(evhttp_find_header(in, "Range"), size, &first, &last);
+	if (range == SRV_RANGE_UNSATISFIABLE) {
+		snprintf(header, sizeof(header), "bytes */%llu", (unsigned long long)size);
+		evhttp_add_header(out, "Content-Range", header);
+		reject(r, SRV_REJECT_RANGE, 416, "range not satisfiable");
+		return;
+	}
+	err = srv_store_open(srv->config->store_dir, store_name, size, &fd);
+	if (err != OTA_OK) {
+		srv_log(SRV_LOG_ERROR, "artifact %s: store file %s: %s", r->artifact, store_name,
+			ota_err_name(err));
+		reject(r, SRV_REJECT_STORE, 500, "image unavailable");
+		return;
+	}
+	s = calloc(1, sizeof(*s));
+	if (s == NULL) {
+		close(fd);
+		reject(r, SRV_REJECT_STORE, 500, "out of memory");
+		return;
+	}
+	s->srv = srv;
+	s->req = r->req;
+	s->fd = fd;
+	s->next = first;
+	s->end = size == 0 ? 0 : last + 1;
+	if (range == SRV_RANGE_OK) {
+		status = 206;
+		snprintf(header, sizeof(header), "bytes %llu-%llu/%llu", (unsigned long long)first,
+			 (unsigned long long)last, (unsigned long long)size);
+		evhttp_add_header(out, "Content-Range", header);
+	}
+	snprintf(header, sizeof(header), "%llu", (unsigned long long)(s->end - s->next));
+	evhttp_add_header(out, "Content-Length", header);
+	evhttp_add_header(out, "Content-Type", "application/octet-stream");
+	evhttp_add_header(out, "Accept-Ranges", "bytes");
+	srv->metrics.downloads_started++;
+	srv_metrics_latency(&srv->metrics, (srv_now() - r->started) * 1000.0);
+	if (evhttp_request_get_connection(r->req) == NULL) { /* the client left meanwhile */
+		evhttp_send_reply(r->req, status, "", NULL);
+		stream_free(s);
+		return;
+	}
+	srv_conns_on_close(srv->conns, r->req, stream_closed_cb, s);
+	evhttp_send_reply_start(r->req, status, status == 206 ? "Partial Content" : "OK");
+	stream_more_cb(evhttp_request_get_connection(r->req), s);
+}
+
+/* ---- database answers ------------------------------------------------ */
+
+static void send_object(struct dlv_request *r, const char *data, int len)
+{
+	struct evbuffer *body = evbuffer_new();
+	struct evkeyvalq *out = evhttp_request_get_output_headers(r->req);
+
+	evhttp_add_header(out, "Content-Type", "application/octet-stream");
+	evhttp_add_header(out, "Cache-Control", "no-store");
+	if (body == NULL || evbuffer_add(body, data, (size_t)len) != 0) {
+		if (body != NULL)
+			evbuffer_free(body);
+		reject(r, SRV_REJECT_STORE, 500, "out of memory");
+		return;
+	}
+	evhttp_send_reply(r->req, 200, "OK", body);
+	evbuffer_free(body);
+	srv_metrics_latency(&r->srv->metrics, (srv_now() - r->started) * 1000.0);
+}
+
+static void answer(struct dlv_request *r, enum ota_err err, const PGresult *res)
+{
+	if (err != OTA_OK || PQntuples(res) != 1) {
+		evhttp_add_header(evhttp_request_get_output_headers(r->req), "Retry-After", "5");
+		reject(r, SRV_REJECT_DB_UNAVAILABLE, 503, "database unavailable");
+		return;
+	}
+	if (!srv_db_get_bool(res, 0, 0)) {
+		reject(r, SRV_REJECT_UNKNOWN_DEVICE, 403, "device not provisioned");
+		return;
+	}
+	if (srv_db_get_bool(res, 0, 1)) {
+		reject(r, SRV_REJECT_DECOMMISSIONED, 403, "device decommissioned");
+		return;
+	}
+	if (r->kind == DLV_KEYLIST || r->kind == DLV_ROOTLIST) {
+		int len = PQgetlength(res, 0, 2);
+
+		if (PQgetisnull(res, 0, 2) || len <= 0 || (size_t)len > DLV_MAX_OBJECT_BYTES) {
+			reject(r, SRV_REJECT_NOT_FOUND, 404,
+			       r->kind == DLV_KEYLIST ? "no keylist" : "no rootlist");
+			return;
+		}
+		send_object(r, PQgetvalue(res, 0, 2), len);
+		return;
+	}
+	if (!srv_db_get_bool(res, 0, 2)) {
+		reject(r, SRV_REJECT_NOT_FOUND, 404, "unknown artifact");
+		return;
+	}
+	if (!srv_db_get_bool(res, 0, 3)) {
+		char detail[DLV_MAX_ARTIFACT_ID + 32];
+
+		snprintf(detail, sizeof(detail), "%s of artifact %s",
+			 r->kind == DLV_MANIFEST ? "manifest" : "image", r->artifact);
+		srv_security_record(r->srv, r->device, SRV_SECURITY_CROSS_DEVICE, detail);
+		reject(r, SRV_REJECT_NOT_ASSIGNED, 403, "artifact not assigned to this device");
+		return;
+	}
+	if (r->kind == DLV_MANIFEST) {
+		int len = PQgetlength(res, 0, 4);
+
+		if (len <= 0 || (size_t)len > DLV_MAX_OBJECT_BYTES) {
+			reject(r, SRV_REJECT_STORE, 500, "bad manifest row");
+			return;
+		}
+		r->srv->metrics.manifests_served++;
+		send_object(r, PQgetvalue(res, 0, 4), len);
+		return;
+	}
+	{
+		char name[65];
+		int name_len = PQgetlength(res, 0, 5);
+		long long size = srv_db_get_int8(res, 0, 6);
+
+		if (name_len != 64 || size < 0) {
+			reject(r, SRV_REJECT_STORE, 500, "bad artifact row");
+			return;
+		}
+		memcpy(name, PQgetvalue(res, 0, 5), 64);
+		name[64] = '\0';
+		serve_image(r, name, (uint64_t)size);
+	}
+}
+
+static void db_cb(void *arg, enum ota_err err, const PGresult *res)
+{
+	struct dlv_request *r = arg;
+
+	answer(r, err, res);
+	free(r);
+}
+
+/* ---- handlers ------------------------------------------------------- */
+
+/*
+ * The per-device budget, for every request on the device listener (an
+ * unknown path costs a token too): the device is the certificate's CN.
+ */
+static bool admit_device(struct evhttp_request *req, void *ctx)
+{
+	struct dlv_request r = {.srv = ctx, .req = req, .started = srv_now()};
+	unsigned retry_after = 1;
+	char header[16];
+
+	if (srv_http_peer_cn(req, r.device, sizeof(r.device)) != OTA_OK ||
+	    !srv_id_valid(r.device, DLV_MAX_DEVICE_ID)) {
+		r.srv->metrics.requests++;
+		reject(&r, SRV_REJECT_UNKNOWN_DEVICE, 403, "no usable client certificate");
+		return false;
+	}
+	if (!srv_ratelimit_take(r.srv->ratelimit, r.device, r.started, &retry_after)) {
+		r.srv->metrics.requests++;
+		snprintf(header, sizeof(header), "%u", retry_after);
+		evhttp_add_header(evhttp_request_get_output_headers(req), "Retry-After", header);
+		reject(&r, SRV_REJECT_RATE_LIMITED, 429, "too many requests");
+		return false;
+	}
+	return true;
+}
+
+static void handle(struct evhttp_request *req, const char *rest, struct srv_server *srv,
+		   enum dlv_kind kind)
+{
+	static const char *const stmts[] = {"dlv_manifest", "dlv_image", "dlv_keylist",
+					    "dlv_rootlist"};
+	struct dlv_request *r;
+	const char *params[2];
+	enum ota_err err;
+
+	srv->metrics.requests++;
+	r = calloc(1, sizeof(*r));
+	if (r == NULL) {
+		srv_http_send_error(req, 503, "out_of_memory", "try later");
+		return;
+	}
+	r->srv = srv;
+	r->req = req;
+	r->kind = kind;
+	r->started = srv_now();
+	/* admit_device checked the certificate and took the device's token */
+	if (srv_http_peer_cn(req, r->device, sizeof(r->device)) != OTA_OK) {
+		reject(r, SRV_REJECT_UNKNOWN_DEVICE, 403, "no usable client certificate");
+		goto done;
+	}
+	if (kind == DLV_MANIFEST || kind == DLV_IMAGE) {
+		if (!srv_id_valid(rest, DLV_MAX_ARTIFACT_ID)) {
+			reject(r, SRV_REJECT_NOT_FOUND, 404, "bad artifact id");
+			goto done;
+		}
+		snprintf(r->artifact, sizeof(r->artifact), "%s", rest);
+	} else if (rest[0] != '\0') {
+		reject(r, SRV_REJECT_NOT_FOUND, 404, "no such resource");
+		goto done;
+	}
+	params[0] = r->device;
+	params[1] = r->artifact;
+	err = srv_db_exec(srv->db, stmts[kind], kind == DLV_MANIFEST || kind == DLV_IMAGE ? 2 : 1,
+			  params, true, SRV_DB_FAIL_FAST, db_cb, r);
+	if (err == OTA_OK)
+		return; /* db_cb replies and frees r */
+	evhttp_add_header(evhttp_request_get_output_headers(req), "Retry-After", "5");
+	reject(r, err == OTA_ERR_BUSY ? SRV_REJECT_DB_UNAVAILABLE : SRV_REJECT_STORE, 503,
+	       "database unavailable");
+done:
+	free(r);
+}
+
+static void handle_manifest(struct evhttp_request *req, const char *rest, void *ctx)
+{
+	handle(req, rest, ctx, DLV_MANIFEST);
+}
+
+static void handle_image(struct evhttp_request *req, const char *rest, void *ctx)
+{
+	handle(req, rest, ctx, DLV_IMAGE);
+}
+
+static void handle_keylist(struct evhttp_request *req, const char *rest, void *ctx)
+{
+	handle(req, rest, ctx, DLV_KEYLIST);
+}
+
+static void handle_rootlist(struct evhttp_request *req, const char *rest, void *ctx)
+{
+	handle(req, rest, ctx, DLV_ROOTLIST);
+}
+
+static const struct srv_http_route device_routes[] = {
+	{"/v1/manifests/", EVHTTP_REQ_GET, handle_manifest},
+	{"/v1/images/", EVHTTP_REQ_GET, handle_image},
+	{"/v1/keylist", EVHTTP_REQ_GET, handle_keylist},
+	{"/v1/rootlist", EVHTTP_REQ_GET, handle_rootlist},
+	{"/v1/timestamp/", EVHTTP_REQ_GET, srv_timestamp_handle},
+};
+
+enum ota_err srv_delivery_start(struct srv_server *srv)
+{
+	const struct srv_config *cfg = srv->config;
+	struct srv_http_opts opts = {0};
+	struct srv_conn_limits limits;
+	char addr[256], err_msg[SRV_TLS_ERR_BYTES];
+	uint16_t port;
+	enum ota_err err;
+
+	err = srv_config_split_listen(cfg->device_listen, addr, sizeof(addr), &port);
+	if (err != OTA_OK)
+		return err;
+	err = srv_tls_server_ctx(cfg->tls_cert, cfg->tls_key, cfg->device_ca, cfg->device_crl,
+				 &srv->device_tls, err_msg);
+	if (err != OTA_OK) {
+		srv_log(SRV_LOG_ERROR, "device listener TLS: %s", err_msg);
+		return err;
+	}
+	err = srv_tickets_load(srv->device_tls, cfg->device_ticket_keys, err_msg, sizeof(err_msg));
+	if (err == OTA_OK &&
+	    (err = srv_tls_sessions_enable(srv->device_tls, cfg->device_session_sec,
+					   &srv->metrics.tls)) != OTA_OK)
+		snprintf(err_msg, sizeof(err_msg), "out of memory");
+	if (err != OTA_OK) {
+		srv_log(SRV_LOG_ERROR, "device listener TLS sessions: %s", err_msg);
+		return err;
+	}
+	err = srv_ratelimit_new(cfg->rate_per_sec, cfg->rate_burst, 1u << 20, &srv->ratelimit);
+	if (err != OTA_OK)
+		return err;
+	opts.addr = addr;
+	opts.port = port;
+	opts.tls = srv->device_tls;
+	opts.timeout_sec = cfg->http_timeout_sec;
+	opts.max_header_bytes = cfg->http_max_header_bytes;
+	opts.max_body_bytes = 0; /* GET only: a body is refused */
+	srv_config_conn_limits(cfg, SRV_LISTENER_DEVICE, &limits);
+	opts.conns = srv->conns;
+	opts.kind = SRV_LISTENER_DEVICE;
+	opts.limits = &limits;
+	opts.admit = admit_device;
+	opts.routes = device_routes;
+	opts.n_routes = sizeof(device_routes) / sizeof(device_routes[0]);
+	opts.ctx = srv;
+	err = srv_http_listener_new(srv->base, &opts, &srv->device_listener);
+	if (err != OTA_OK)
+		return err;
+	srv_log(SRV_LOG_INFO, "device listener on %s:%u (mTLS)", addr,
+		srv_http_listener_port(srv->device_listener));
+	return OTA_OK;
+}
+
+void srv_delivery_stop(struct srv_server *srv)
+{
+	srv_http_listener_free(srv->device_listener);
+	srv->device_listener = NULL;
+	srv_ratelimit_free(srv->ratelimit);
+	srv->ratelimit = NULL;
+	SSL_CTX_free(srv->device_tls);
+	srv->device_tls = NULL;
+}

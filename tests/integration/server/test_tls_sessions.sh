@@ -1,0 +1,155 @@
+#!/usr/bin/env bash
+# SPDX-License-Identifier: Apache-2.0
+# TLS sessions on the device listener (issue 19): the server ends every
+# connection with a close_notify; sessions resume through tickets (TLS 1.3
+# and 1.2) on this replica and on a second one that reads the same ticket
+# key file; a resumed connection is still the device of its certificate;
+# rotating the key file keeps sessions; a ticket of another key file is
+# refused (full handshake); a device revoked after its session was made
+# cannot resume (the CRL is checked on resumption) while another device's
+# session, made under the old CRL, resumes after its certificate verified
+# again. Every count is read from /metrics.
+source "$(dirname "$0")/lib.sh"
+API_PORT=$(free_port)
+DEV_PORT2=$(free_port)
+key() { openssl rand -hex 80; }
+keys_file() { # OUT KEY...: a ticket key file, mode 0600
+	local out=$1
+	shift
+	(umask 077 && { echo "# ticket keys (test)"; printf '%s\n' "$@"; } >"$out.tmp")
+	mv "$out.tmp" "$out"
+}
+K1=$(key) K2=$(key) K3=$(key) K4=$(key)
+keys_file "$T/tickets.keys" "$K1" "$K2" "$K3"
+SERVER_CONF_EXTRA="device_crl = $PKI/device-ca.crl
+device_ticket_keys = $T/tickets.keys
+device_reload_sec = 0
+http_timeout_sec = 30"
+standard_setup
+TOKEN=$("$OTA_SERVER" token create --role viewer --name tls --config "$T/server.conf")
+sql -c "INSERT INTO assignments (device_id, artifact_id) VALUES ('dev-1', 'art-2'), ('dev-3', 'art-2')"
+
+# get DEVICE PORT PATH OUT [s_client args]: one connection, one request;
+# s_client's output in $T/OUT
+get() {
+	local dev=$1 port=$2 path=$3 out=$4
+	shift 4
+	printf 'GET %s HTTP/1.1\r\nHost: 127.0.0.1\r\nConnection: close\r\n\r\n' "$path" |
+		timeout 20 openssl s_client -ign_eof -connect "127.0.0.1:$port" \
+			-CAfile "$PKI/server-ca.crt" -cert "$PKI/devices/$dev.crt" \
+			-key "$PKI/devices/$dev.key" "$@" >"$T/$out" 2>&1 || true
+}
+http_status() { grep -ao -m1 'HTTP/1.1 [0-9]*' "$T/$1" | cut -d' ' -f2; }
+reused() { grep -q '^Reused, ' "$T/$1"; }
+m() { metric "$1"; }
+m2() { # metric on the second instance
+	curl -sS -H "Authorization: Bearer $TOKEN" "http://127.0.0.1:$API_PORT2/metrics" |
+		awk -v m="$1" '$1 == m { print $2 }'
+}
+
+log "close_notify: the server ends a Connection: close reply cleanly"
+python3 - "$DEV_PORT" "$PKI" <<'PY' || fail "no close_notify from the server"
+import socket, ssl, sys
+port, pki = int(sys.argv[1]), sys.argv[2]
+ctx = ssl.SSLContext(ssl.PROTOCOL_TLS_CLIENT)
+ctx.load_verify_locations(pki + "/server-ca.crt")
+ctx.load_cert_chain(pki + "/devices/dev-1.crt", pki + "/devices/dev-1.key")
+for version in (ssl.TLSVersion.TLSv1_3, ssl.TLSVersion.TLSv1_2):
+    ctx.maximum_version = version
+    with socket.create_connection(("127.0.0.1", port), timeout=10) as raw:
+        with ctx.wrap_socket(raw, server_hostname="127.0.0.1", suppress_ragged_eofs=False) as s:
+            s.sendall(b"GET /v1/keylist HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n")
+            data = b""
+            while True:
+                chunk = s.recv(65536)  # SSLEOFError on an EOF without close_notify
+                if not chunk:
+                    break
+                data += chunk
+            assert data.startswith(b"HTTP/1.1 200"), data[:40]
+PY
+
+for v in 1_3 1_2; do
+	log "TLS ${v/_/.}: a session of dev-1 resumes, and the resumed connection is dev-1"
+	full0=$(m fleetota_tls_handshakes_total) res0=$(m fleetota_tls_resumed_total)
+	get dev-1 "$DEV_PORT" /v1/manifests/art-2 "new$v" -tls$v -sess_out "$T/dev1-$v.sess"
+	[[ $(http_status "new$v") == 200 ]] && ! reused "new$v" || fail "first connection: $(tail -5 "$T/new$v")"
+	[[ -s "$T/dev1-$v.sess" ]] || fail "no session from the first connection"
+	get dev-1 "$DEV_PORT" /v1/manifests/art-2 "res$v" -tls$v -sess_in "$T/dev1-$v.sess"
+	reused "res$v" || fail "TLS ${v/_/.} session not resumed: $(grep -a -m3 'New,\|Reused\|alert' "$T/res$v")"
+	[[ $(http_status "res$v") == 200 ]] || fail "resumed manifest: $(http_status "res$v")"
+	[[ $(m fleetota_tls_handshakes_total) == $((full0 + 1)) && $(m fleetota_tls_resumed_total) == $((res0 + 1)) ]] ||
+		fail "metrics: handshakes $full0 -> $(m fleetota_tls_handshakes_total), resumed $res0 -> $(m fleetota_tls_resumed_total)"
+done
+log "a resumed session of dev-2 is dev-2: art-2 is not assigned to it (403)"
+get dev-2 "$DEV_PORT" /v1/keylist d2new -tls1_3 -sess_out "$T/dev2.sess"
+get dev-2 "$DEV_PORT" /v1/manifests/art-2 d2res -tls1_3 -sess_in "$T/dev2.sess"
+reused d2res && [[ $(http_status d2res) == 403 ]] || fail "dev-2 resumed: $(http_status d2res)"
+
+log "a second replica with the same ticket key file resumes the first one's sessions"
+API_PORT2=$(free_port)
+second_server_config "$DEV_PORT2" "$T/server2.conf"
+sed -i "s/^admin_listen = .*/admin_listen = 127.0.0.1:$API_PORT2/" "$T/server2.conf"
+"$OTA_SERVER" --config "$T/server2.conf" >>"$T/server2.log" 2>&1 &
+server2_pid=$!
+stop_server2() { [[ -z ${server2_pid:-} ]] || { kill -TERM "$server2_pid" 2>/dev/null; wait "$server2_pid" || true; }; }
+at_cleanup stop_server2
+wait_for 20 bash -c "grep -q 'device listener on' '$T/server2.log' && grep -q 'db connection 0 up' '$T/server2.log'" ||
+	fail "second server: $(tail -5 "$T/server2.log")"
+for v in 1_3 1_2; do
+	get dev-1 "$DEV_PORT2" /v1/manifests/art-2 "r2$v" -tls$v -sess_in "$T/dev1-$v.sess"
+	reused "r2$v" && [[ $(http_status "r2$v") == 200 ]] ||
+		fail "TLS ${v/_/.} session of replica 1 on replica 2: $(grep -a -m3 'New,\|Reused\|HTTP/' "$T/r2$v")"
+done
+[[ $(m2 fleetota_tls_resumed_total) == 2 && $(m2 fleetota_tls_handshakes_total) == 0 ]] ||
+	fail "replica 2 metrics: resumed $(m2 fleetota_tls_resumed_total), full $(m2 fleetota_tls_handshakes_total)"
+kill -TERM "$server2_pid"
+wait "$server2_pid" || fail "second server exited with $? (sanitizer report?)"
+server2_pid=
+
+log "rotation (append a key, drop the first): sessions made before still resume"
+keys_file "$T/tickets.keys" "$K2" "$K3" "$K4"
+kill -HUP "$SERVER_PID"
+wait_for 10 grep -q "reload (SIGHUP): device listener" "$T/server.log" || fail "no reload"
+get dev-1 "$DEV_PORT" /v1/keylist rot -tls1_3 -sess_in "$T/dev1-1_3.sess" -sess_out "$T/dev1-rot.sess"
+reused rot && [[ $(http_status rot) == 200 ]] || fail "after rotation: $(grep -a -m3 'New,\|Reused\|HTTP' "$T/rot")"
+
+log "a ticket of another key file is refused: a full handshake"
+unknown0=$(m fleetota_tls_ticket_unknown_key_total)
+keys_file "$T/tickets.keys" "$(key)" "$(key)"
+kill -HUP "$SERVER_PID"
+wait_for 10 bash -c "[[ \$(grep -c 'reload (SIGHUP): device listener' '$T/server.log') == 2 ]]" || fail "no second reload"
+for v in 1_3 1_2; do
+	get dev-1 "$DEV_PORT" /v1/keylist "foreign$v" -tls$v -sess_in "$T/dev1-$v.sess"
+	! reused "foreign$v" && [[ $(http_status "foreign$v") == 200 ]] ||
+		fail "TLS ${v/_/.}: a ticket of another key file: $(grep -a -m3 'New,\|Reused\|HTTP' "$T/foreign$v")"
+done
+[[ $(m fleetota_tls_ticket_unknown_key_total) == $((unknown0 + 2)) ]] ||
+	fail "unknown key count: $unknown0 -> $(m fleetota_tls_ticket_unknown_key_total)"
+grep -q "$K2\|$K3" "$T/server.log" && fail "key bytes in the log"
+
+log "revocation: dev-3's session cannot resume once the CRL names it; dev-2's can"
+for v in 1_3 1_2; do
+	get dev-3 "$DEV_PORT" /v1/manifests/art-2 "d3$v" -tls$v -sess_out "$T/dev3-$v.sess"
+	[[ $(http_status "d3$v") == 200 ]] || fail "dev-3 before: $(http_status "d3$v")"
+	get dev-2 "$DEV_PORT" /v1/keylist "d2$v" -tls$v -sess_out "$T/dev2-$v.sess"
+done
+fp_before=$(db_fingerprint)
+refused0=$(m fleetota_tls_resume_refused_total) rechecked0=$(m fleetota_tls_resume_rechecked_total)
+"$TOP/scripts/pki.sh" revoke "$PKI" dev-3
+kill -HUP "$SERVER_PID"
+wait_for 10 bash -c "[[ \$(grep -c 'reload (SIGHUP): device listener' '$T/server.log') == 3 ]]" || fail "no third reload"
+for v in 1_3 1_2; do
+	get dev-3 "$DEV_PORT" /v1/manifests/art-2 "rev$v" -tls$v -sess_in "$T/dev3-$v.sess"
+	! reused "rev$v" || fail "TLS ${v/_/.}: dev-3's session resumed after its revocation"
+	! grep -q "HTTP/1.1" "$T/rev$v" || fail "TLS ${v/_/.}: revoked dev-3 got an HTTP answer"
+	grep -q "alert certificate revoked" "$T/rev$v" || fail "dev-3: $(grep -a -m3 -i 'alert\|verify' "$T/rev$v")"
+	get dev-2 "$DEV_PORT" /v1/keylist "ok$v" -tls$v -sess_in "$T/dev2-$v.sess"
+	reused "ok$v" && [[ $(http_status "ok$v") == 200 ]] ||
+		fail "TLS ${v/_/.}: dev-2's session after the CRL change: $(grep -a -m3 'New,\|Reused\|HTTP' "$T/ok$v")"
+done
+[[ $(m fleetota_tls_resume_refused_total) == $((refused0 + 2)) && $(m fleetota_tls_resume_rechecked_total) == $((rechecked0 + 4)) ]] ||
+	fail "refused $refused0 -> $(m fleetota_tls_resume_refused_total), rechecked $rechecked0 -> $(m fleetota_tls_resume_rechecked_total)"
+[[ $(db_fingerprint) == "$fp_before" ]] || fail "the database changed"
+
+check_server_exit
+log "PASS"

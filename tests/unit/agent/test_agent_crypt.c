@@ -1,0 +1,433 @@
+/* SPDX-License-Identifier: Apache-2.0 */
+/*
+ * Encrypted images in the agent core (issue 16): a good update, then the
+ * attack matrix (not a recipient, wrong key, tampered ciphertext in the
+ * first, a middle and the last chunk, swapped chunks, truncated tag, a
+ * wrapped key replayed from another artifact, delta + encryption), each
+ * checking the exact error name and that the device did not change
+ * (world_expect_rejected); and a resume at a chunk boundary.
+ */
+#include <setjmp.h>
+#include <stdarg.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include <cmocka.h>
+#include <openssl/sha.h>
+
+#include "agent_world.h"
+#include "fleetota/bundle.h"
+#include "fleetota/crypt_host.h"
+#include "fleetota/trust.h"
+
+/* 20000-byte v2 in chunks of 4096: four full chunks and one of 3616. */
+#define CHUNK 4096u
+#define SEALED (CHUNK + OTA_CRYPT_TAG_BYTES)
+#define N_CHUNKS 5u
+
+static int setup(void **state)
+{
+	struct world *w = calloc(1, sizeof(*w));
+	if (!w)
+		return -1;
+	world_setup(w);
+	*state = w;
+	return 0;
+}
+
+static int teardown(void **state)
+{
+	world_teardown(*state);
+	free(*state);
+	return 0;
+}
+
+/* An encrypted v2 (code 20, counter 7) for recipients, and its signed manifest. */
+struct enc_update {
+	struct ota_fx_crypt *crypt;
+	Fleetota__V1__Signed *m;
+};
+
+static void enc_update_make(struct world *w, struct enc_update *u, const uint8_t *image, size_t len,
+			    EVP_PKEY *const *recipients, size_t n)
+{
+	struct ota_fx_manifest spec;
+	u->crypt = ota_fx_encrypt(image, len, CHUNK, recipients, n);
+	world_manifest(w, &spec, image, len, 20, 7);
+	spec.encryption = u->crypt->enc;
+	u->m = ota_fx_manifest(&spec);
+}
+
+/* The manifest again, after a test changed u->crypt->enc. */
+static void enc_update_resign(struct world *w, struct enc_update *u, const uint8_t *image,
+			      size_t len)
+{
+	struct ota_fx_manifest spec;
+	ota_fx_env_free(u->m);
+	world_manifest(w, &spec, image, len, 20, 7);
+	spec.encryption = u->crypt->enc;
+	u->m = ota_fx_manifest(&spec);
+}
+
+static void enc_update_free(struct enc_update *u)
+{
+	ota_fx_env_free(u->m);
+	ota_fx_crypt_free(u->crypt);
+}
+
+static void expect_enc_rejected(struct world *w, struct enc_update *u, enum ota_err expected)
+{
+	world_expect_rejected(w, u->m, NULL, NULL, u->crypt->ciphertext.data,
+			      u->crypt->ciphertext.len, expected);
+}
+
+static void assert_running_v2(struct world *w)
+{
+	struct ota_agent_status st;
+	ota_agent_status(&w->agent, &st);
+	assert_int_equal(st.confirmed.version_code, 20);
+	assert_memory_equal(ota_sim_slot(w->sim, st.running_slot), w->v2, sizeof(w->v2));
+}
+
+static void test_encrypted_update(void **state)
+{
+	struct world *w = *state;
+	struct enc_update u;
+	enc_update_make(w, &u, w->v2, sizeof(w->v2), &w->dev_keys[0], 1);
+	assert_int_equal(u.crypt->ciphertext.len, sizeof(w->v2) + N_CHUNKS * OTA_CRYPT_TAG_BYTES);
+	world_update(w, u.m, u.crypt->ciphertext.data, u.crypt->ciphertext.len);
+	assert_running_v2(w);
+	enc_update_free(&u);
+}
+
+/* A product line's key among strangers' keys: the device finds its entry. */
+static void test_product_line_key(void **state)
+{
+	struct world *w = *state;
+	EVP_PKEY *keys[3] = {ota_fx_x25519_new(), w->dev_keys[1], ota_fx_x25519_new()};
+	struct enc_update u;
+	enc_update_make(w, &u, w->v2, sizeof(w->v2), keys, 3);
+	world_update(w, u.m, u.crypt->ciphertext.data, u.crypt->ciphertext.len);
+	assert_running_v2(w);
+	enc_update_free(&u);
+	EVP_PKEY_free(keys[0]);
+	EVP_PKEY_free(keys[2]);
+}
+
+/* Refused by begin, before one image byte: the online path never fetches the image. */
+static void test_not_recipient(void **state)
+{
+	struct world *w = *state;
+	EVP_PKEY *other = ota_fx_x25519_new();
+	struct enc_update u;
+	enc_update_make(w, &u, w->v2, sizeof(w->v2), &other, 1);
+	struct ota_fx_buf env = ota_fx_env_bytes(u.m);
+	assert_string_equal(
+		ota_err_name(ota_agent_begin(&w->agent, env.data, env.len, NULL, 0, NULL, NULL, 0)),
+		"OTA_ERR_NOT_RECIPIENT");
+	assert_int_equal(ota_agent_image_size(&w->agent), 0);
+	ota_fx_buf_free(&env);
+	expect_enc_rejected(w, &u, OTA_ERR_NOT_RECIPIENT);
+	EVP_PKEY_free(other);
+	enc_update_free(&u);
+}
+
+/* The device's key id, but the key was wrapped for another key. */
+static void test_wrong_key(void **state)
+{
+	struct world *w = *state;
+	EVP_PKEY *other = ota_fx_x25519_new();
+	uint8_t id[OTA_KEY_ID_BYTES];
+	struct enc_update u;
+	enc_update_make(w, &u, w->v2, sizeof(w->v2), &other, 1);
+	assert_int_equal(ota_crypt_recipient_id(w->dev_keys[0], id), OTA_OK);
+	memcpy(u.crypt->enc->recipients[0]->key_id.data, id, sizeof(id));
+	enc_update_resign(w, &u, w->v2, sizeof(w->v2));
+	expect_enc_rejected(w, &u, OTA_ERR_KEY_UNWRAP);
+	EVP_PKEY_free(other);
+	enc_update_free(&u);
+}
+
+/*
+ * An entry that unwraps, but to a key that is not the artifact's (a
+ * signer's mistake or a planted entry): the key check refuses it before
+ * the download, not the first tag after it.
+ */
+static void test_wrong_content_key(void **state)
+{
+	struct world *w = *state;
+	struct enc_update u;
+	uint8_t other[OTA_CEK_BYTES], context[OTA_CRYPT_WRAP_CONTEXT_BYTES], sha[OTA_SHA256_BYTES];
+	enc_update_make(w, &u, w->v2, sizeof(w->v2), &w->dev_keys[0], 1);
+	Fleetota__V1__Recipient *r = u.crypt->enc->recipients[0];
+	memset(other, 0x5a, sizeof(other));
+	SHA256(w->v2, sizeof(w->v2), sha);
+	ota_crypt_wrap_context(r->key_id.data, u.crypt->enc->nonce_prefix.data, sha, context);
+	assert_int_equal(ota_crypt_wrap(w->dev_keys[0], context, other, r->ephemeral_public.data,
+					r->wrapped_key.data),
+			 OTA_OK);
+	enc_update_resign(w, &u, w->v2, sizeof(w->v2));
+	struct ota_fx_buf env = ota_fx_env_bytes(u.m);
+	assert_string_equal(
+		ota_err_name(ota_agent_begin(&w->agent, env.data, env.len, NULL, 0, NULL, NULL, 0)),
+		"OTA_ERR_KEY_UNWRAP");
+	ota_fx_buf_free(&env);
+	expect_enc_rejected(w, &u, OTA_ERR_KEY_UNWRAP);
+	enc_update_free(&u);
+}
+
+/* One bit of chunk `chunk` flipped at offset `at` (a tag byte when at >= the chunk's data). */
+static void tamper_case(struct world *w, size_t chunk, size_t at)
+{
+	struct enc_update u;
+	enc_update_make(w, &u, w->v2, sizeof(w->v2), &w->dev_keys[0], 1);
+	size_t off = chunk * SEALED + at;
+	assert_true(off < u.crypt->ciphertext.len);
+	u.crypt->ciphertext.data[off] ^= 0x10;
+	expect_enc_rejected(w, &u, OTA_ERR_DECRYPT);
+	enc_update_free(&u);
+}
+
+static void test_tampered_first_chunk(void **state)
+{
+	tamper_case(*state, 0, 7);
+}
+
+static void test_tampered_middle_chunk(void **state)
+{
+	tamper_case(*state, 2, CHUNK / 2);
+}
+
+static void test_tampered_last_chunk(void **state)
+{
+	tamper_case(*state, N_CHUNKS - 1, 100);
+}
+
+static void test_tampered_tag(void **state)
+{
+	tamper_case(*state, 1, CHUNK + 3);
+}
+
+static void test_swapped_chunks(void **state)
+{
+	struct world *w = *state;
+	struct enc_update u;
+	uint8_t tmp[SEALED];
+	enc_update_make(w, &u, w->v2, sizeof(w->v2), &w->dev_keys[0], 1);
+	uint8_t *ct = u.crypt->ciphertext.data;
+	memcpy(tmp, ct + SEALED, SEALED);
+	memcpy(ct + SEALED, ct + 2 * SEALED, SEALED);
+	memcpy(ct + 2 * SEALED, tmp, SEALED);
+	expect_enc_rejected(w, &u, OTA_ERR_DECRYPT);
+	enc_update_free(&u);
+}
+
+/* The stream ends inside the last tag: shorter than the signed ciphertext size. */
+static void test_truncated_tag(void **state)
+{
+	struct world *w = *state;
+	struct enc_update u;
+	enc_update_make(w, &u, w->v2, sizeof(w->v2), &w->dev_keys[0], 1);
+	ota_fx_buf_truncate(&u.crypt->ciphertext, 5);
+	expect_enc_rejected(w, &u, OTA_ERR_SIZE);
+	enc_update_free(&u);
+}
+
+/* Four bytes cut out of chunk 0's tag, four appended: same length, broken tag. */
+static void test_shortened_tag_realigned(void **state)
+{
+	struct world *w = *state;
+	struct enc_update u;
+	enc_update_make(w, &u, w->v2, sizeof(w->v2), &w->dev_keys[0], 1);
+	struct ota_fx_buf *ct = &u.crypt->ciphertext;
+	memmove(ct->data + CHUNK + 12, ct->data + SEALED, ct->len - SEALED);
+	memset(ct->data + ct->len - 4, 0, 4);
+	expect_enc_rejected(w, &u, OTA_ERR_DECRYPT);
+	enc_update_free(&u);
+}
+
+/* Only the chunk marked last may end the stream: a last chunk dropped is caught. */
+static void test_dropped_last_chunk_manifest_consistent(void **state)
+{
+	struct world *w = *state;
+	struct enc_update u;
+	/* the image without its last chunk, but encrypted as the full one's first chunks */
+	enc_update_make(w, &u, w->v2, sizeof(w->v2), &w->dev_keys[0], 1);
+	struct ota_fx_buf *ct = &u.crypt->ciphertext;
+	/* pad the dropped part with chunk 0 again: its AAD says "not last", index 0 */
+	memcpy(ct->data + 4 * SEALED, ct->data, ct->len - 4 * SEALED);
+	expect_enc_rejected(w, &u, OTA_ERR_DECRYPT);
+	enc_update_free(&u);
+}
+
+/*
+ * A wrapped key copied from artifact A into artifact B's (correctly
+ * signed) manifest: the wrap context binds B, so it does not unwrap.
+ */
+static void test_replayed_wrapped_key(void **state)
+{
+	struct world *w = *state;
+	struct enc_update a, b;
+	uint8_t v3[W_V2_LEN];
+	memcpy(v3, w->v2, sizeof(v3));
+	v3[10] ^= 0xff;
+	enc_update_make(w, &a, w->v2, sizeof(w->v2), &w->dev_keys[0], 1);
+	enc_update_make(w, &b, v3, sizeof(v3), &w->dev_keys[0], 1);
+	Fleetota__V1__Recipient *ra = a.crypt->enc->recipients[0];
+	Fleetota__V1__Recipient *rb = b.crypt->enc->recipients[0];
+	memcpy(rb->ephemeral_public.data, ra->ephemeral_public.data, OTA_X25519_BYTES);
+	memcpy(rb->wrapped_key.data, ra->wrapped_key.data, OTA_WRAPPED_KEY_BYTES);
+	enc_update_resign(w, &b, v3, sizeof(v3));
+	world_expect_rejected(w, b.m, NULL, NULL, b.crypt->ciphertext.data, b.crypt->ciphertext.len,
+			      OTA_ERR_KEY_UNWRAP);
+	/* and A's whole encryption block with B's image digest: A's key, B's check */
+	ota_fx_crypt_free(b.crypt);
+	b.crypt = NULL;
+	struct ota_fx_manifest spec;
+	ota_fx_env_free(b.m);
+	world_manifest(w, &spec, v3, sizeof(v3), 20, 7);
+	spec.encryption = a.crypt->enc;
+	b.m = ota_fx_manifest(&spec);
+	world_expect_rejected(w, b.m, NULL, NULL, a.crypt->ciphertext.data, a.crypt->ciphertext.len,
+			      OTA_ERR_KEY_UNWRAP);
+	enc_update_free(&a);
+	enc_update_free(&b);
+}
+
+/* Every tag checks but the plaintext is not the signed one: the digest catches it. */
+static void test_plaintext_hash_checked(void **state)
+{
+	struct world *w = *state;
+	struct enc_update u;
+	uint8_t bad[CHUNK];
+	enc_update_make(w, &u, w->v2, sizeof(w->v2), &w->dev_keys[0], 1);
+	memcpy(bad, w->v2, CHUNK);
+	bad[1] ^= 1;
+	assert_int_equal(ota_crypt_seal_chunk(u.crypt->key, u.crypt->enc->nonce_prefix.data, 0,
+					      false, bad, CHUNK, u.crypt->ciphertext.data),
+			 OTA_OK);
+	expect_enc_rejected(w, &u, OTA_ERR_HASH);
+	enc_update_free(&u);
+}
+
+/*
+ * A delta that is also encrypted is refused (docs/decisions.md) with one
+ * error, OTA_ERR_UNSUPPORTED, before the delta's own checks: whether its
+ * base is the running image (v1) or not, and on a device that could apply it.
+ */
+static void test_delta_and_encryption_refused(void **state)
+{
+	struct world *w = *state;
+	for (int running_base = 1; running_base >= 0; running_base--) {
+		struct enc_update u;
+		enc_update_make(w, &u, w->v2, sizeof(w->v2), &w->dev_keys[0], 1);
+		Fleetota__V1__Manifest *m =
+			fleetota__v1__manifest__unpack(NULL, u.m->body.len, u.m->body.data);
+		assert_non_null(m);
+		Fleetota__V1__DeltaInfo delta = FLEETOTA__V1__DELTA_INFO__INIT;
+		uint8_t base[OTA_SHA256_BYTES];
+		SHA256(w->v1, sizeof(w->v1), base);
+		base[0] ^= running_base ? 0 : 1;
+		delta.base_sha256.data = base;
+		delta.base_sha256.len = sizeof(base);
+		delta.sha256.data = base;
+		delta.sha256.len = sizeof(base);
+		delta.size = 100;
+		delta.algorithm = FLEETOTA__V1__DELTA_ALGORITHM__DELTA_ALGORITHM_ZSTD_CHUNKED;
+		delta.chunk_bytes = W_DELTA_CHUNK;
+		delta.base_size = sizeof(w->v1);
+		m->delta = &delta;
+		size_t len = fleetota__v1__manifest__get_packed_size(m);
+		uint8_t *body = malloc(len);
+		assert_non_null(body);
+		fleetota__v1__manifest__pack(m, body);
+		m->delta = NULL;
+		fleetota__v1__manifest__free_unpacked(m, NULL);
+		Fleetota__V1__Signed *signed_m =
+			ota_fx_sign_body(OTA_OBJ_MANIFEST, body, len, &w->op, 1);
+		free(body);
+		world_expect_rejected(w, signed_m, NULL, NULL, u.crypt->ciphertext.data,
+				      u.crypt->ciphertext.len, OTA_ERR_UNSUPPORTED);
+		ota_fx_env_free(signed_m);
+		enc_update_free(&u);
+	}
+}
+
+/* A malformed encryption block is a malformed manifest. */
+static void test_bad_encryption_block(void **state)
+{
+	struct world *w = *state;
+	struct enc_update u;
+	enc_update_make(w, &u, w->v2, sizeof(w->v2), &w->dev_keys[0], 1);
+	u.crypt->enc->ciphertext_size += 16;
+	enc_update_resign(w, &u, w->v2, sizeof(w->v2));
+	expect_enc_rejected(w, &u, OTA_ERR_FORMAT);
+	enc_update_free(&u);
+}
+
+/*
+ * Interrupted after two and a half chunks (checkpoints every 4096 bytes,
+ * one per chunk): the restarted device resumes at the ciphertext offset
+ * of the last authenticated chunk boundary and finishes.
+ */
+static void test_resume_at_chunk_boundary(void **state)
+{
+	struct world *w = *state;
+	struct enc_update u;
+	unsigned slot = 9;
+	enc_update_make(w, &u, w->v2, sizeof(w->v2), &w->dev_keys[0], 1);
+	struct ota_fx_buf env = ota_fx_env_bytes(u.m);
+	const uint8_t *ct = u.crypt->ciphertext.data;
+	assert_int_equal(ota_agent_begin(&w->agent, env.data, env.len, NULL, 0, NULL, NULL, 0),
+			 OTA_OK);
+	assert_int_equal(ota_agent_image_size(&w->agent), u.crypt->ciphertext.len);
+	size_t part = 2 * SEALED + SEALED / 2;
+	for (size_t off = 0; off < part; off += 1000)
+		assert_int_equal(
+			ota_agent_write(&w->agent, ct + off, part - off < 1000 ? part - off : 1000),
+			OTA_OK);
+	assert_int_equal(ota_agent_abort(&w->agent, OTA_ERR_TRANSPORT, "cut", true), OTA_OK);
+	world_restart(w);
+	assert_int_equal(ota_agent_begin(&w->agent, env.data, env.len, NULL, 0, NULL, NULL, 0),
+			 OTA_OK);
+	uint64_t offset = ota_agent_offset(&w->agent);
+	assert_int_equal(offset, 2 * SEALED);
+	assert_int_equal(
+		ota_agent_write(&w->agent, ct + offset, u.crypt->ciphertext.len - (size_t)offset),
+		OTA_OK);
+	assert_int_equal(ota_agent_finish(&w->agent), OTA_OK);
+	assert_int_equal(ota_agent_boot(&w->agent, &slot), OTA_OK);
+	assert_int_equal(ota_agent_confirm(&w->agent), OTA_OK);
+	assert_running_v2(w);
+	ota_fx_buf_free(&env);
+	enc_update_free(&u);
+}
+
+#define T(fn) cmocka_unit_test_setup_teardown(fn, setup, teardown)
+
+int main(void)
+{
+	const struct CMUnitTest tests[] = {
+		T(test_encrypted_update),
+		T(test_product_line_key),
+		T(test_not_recipient),
+		T(test_wrong_key),
+		T(test_wrong_content_key),
+		T(test_tampered_first_chunk),
+		T(test_tampered_middle_chunk),
+		T(test_tampered_last_chunk),
+		T(test_tampered_tag),
+		T(test_swapped_chunks),
+		T(test_truncated_tag),
+		T(test_shortened_tag_realigned),
+		T(test_dropped_last_chunk_manifest_consistent),
+		T(test_replayed_wrapped_key),
+		T(test_plaintext_hash_checked),
+		T(test_delta_and_encryption_refused),
+		T(test_bad_encryption_block),
+		T(test_resume_at_chunk_boundary),
+	};
+	return cmocka_run_group_tests(tests, NULL, NULL);
+}
