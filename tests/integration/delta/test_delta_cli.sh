@@ -60,6 +60,13 @@ insp=$("$KEYS" inspect --json d12.otab)
 	"120000 65536 1" ] || fail "inspect: delta fields: $insp"
 [ "$(jq -r '.. | .image? // empty | .sha256? // empty' <<<"$insp" | head -1)" = \
 	"$(sha256sum v2.img | cut -d' ' -f1)" ] || fail "inspect: final image hash: $insp"
+# a delta may not be encrypted: refused before anything is made or written
+"$KEYS" enc-key-new --out dev-enc >/dev/null
+if sign v2.img 2 enc-delta.otab --base v1.img --encrypt-to dev-enc.pub >/dev/null 2>err.txt; then
+	fail "ota-keys signed an encrypted delta"
+fi
+grep -q "^OTA_ERR_UNSUPPORTED: " err.txt || fail "encrypted delta: $(cat err.txt)"
+[ ! -e enc-delta.otab ] && [ ! -e enc-delta.otab.delta.tmp ] || fail "encrypted delta: files left"
 sign v2.img 2 wrong-base.otab --base other.img >/dev/null
 # a delta that makes v2b (one byte off v2) under v2's signed hash: the
 # manifest of v2 with the payload of v2b's delta, same length
