@@ -8,13 +8,20 @@ FUZZ_BUILD  ?= build-fuzz
 BENCH_BUILD ?= build-bench
 MIN_BUILD   ?= build-min
 FUZZ_SECONDS ?= 60
+# Integration tests mostly wait (servers, brokers, timeouts), so more run at
+# once than there are cores; the ones that measure time or load both cores
+# are is_parallel: false in their meson.build and run alone.
+TEST_PROCESSES ?= 3
 MESON_TEST_ARGS ?=
+# make test records each phase's wall and CPU time here and prints them
+PHASE_TIMES ?= $(CURDIR)/$(TEST_BUILD)-phases.tsv
+TIMED = CPUTIME_LOG=$(PHASE_TIMES) /usr/bin/python3 $(CURDIR)/scripts/cputime.py
 
 export ASAN_OPTIONS ?= detect_leaks=1:abort_on_error=1
 export UBSAN_OPTIONS ?= halt_on_error=1:print_stacktrace=1
 export LSAN_OPTIONS ?= suppressions=$(CURDIR)/tests/lsan.supp:print_suppressions=0
 
-.PHONY: all deps build test unit trees demo-check mcu fuzz format format-check demo bench api-docs clean
+.PHONY: all deps build test test-phases unit trees demo-check mcu fuzz format format-check demo bench api-docs clean
 
 all: build
 
@@ -30,12 +37,22 @@ build: deps $(BUILD)/build.ninja
 $(TEST_BUILD)/build.ninja:
 	meson setup $(TEST_BUILD) -Dwerror=true -Db_sanitize=address,undefined -Db_lundef=false
 
+# Every test runs under scripts/cputime.py: its log shows the CPU time of
+# the test's whole process tree next to the wall time.
 unit: deps $(TEST_BUILD)/build.ninja
-	ninja -C $(TEST_BUILD)
-	meson test -C $(TEST_BUILD) --print-errorlogs --num-processes 2 $(MESON_TEST_ARGS)
+	CPUTIME_LABEL=build-test $(TIMED) ninja -C $(TEST_BUILD)
+	CPUTIME_LABEL="meson tests" $(TIMED) meson test -C $(TEST_BUILD) --print-errorlogs \
+		--num-processes $(TEST_PROCESSES) --wrapper $(CURDIR)/scripts/cputime.py \
+		$(MESON_TEST_ARGS)
 
-test: trees mcu unit demo-check format-check fuzz
-	@echo "make test: all suites passed"
+# The phases one after the other, then where the time went (also on failure).
+test:
+	@rm -f $(PHASE_TIMES)
+	@rc=0; $(MAKE) --no-print-directory test-phases || rc=$$?; \
+		bash scripts/test-times.sh $(PHASE_TIMES) $(TEST_BUILD); \
+		[ $$rc = 0 ] && echo "make test: all suites passed"; exit $$rc
+
+test-phases: trees mcu unit demo-check format-check fuzz
 
 # Every tree the README and docs name, configured exactly as they say
 # (gcc warns at -O2 about what it misses at -O0): build/ as make demo builds
@@ -43,33 +60,41 @@ test: trees mcu unit demo-check format-check fuzz
 $(MIN_BUILD)/build.ninja:
 	meson setup $(MIN_BUILD) -Dwerror=true -Dserver=false
 
-trees: build $(MIN_BUILD)/build.ninja $(BENCH_BUILD)/build.ninja
-	ninja -C $(MIN_BUILD)
-	ninja -C $(BENCH_BUILD)
+# The release tree: the programs bench/run.sh builds and runs, as make bench
+# builds them (docs/bench.md), not every test and fuzz target again at -O3.
+BENCH_TARGETS = server/ota-server agent/ota-agent keyrotate/ota-keys bench/ota-bench-verify \
+	tests/integration/server/srv_testtool tests/integration/server/srv_loadclient
+trees: deps $(BUILD)/build.ninja $(MIN_BUILD)/build.ninja $(BENCH_BUILD)/build.ninja
+	CPUTIME_LABEL=trees $(TIMED) sh -c 'ninja -C $(BUILD) && ninja -C $(MIN_BUILD) && \
+		ninja -C $(BENCH_BUILD) $(BENCH_TARGETS)'
 	@echo "trees: $(BUILD) $(MIN_BUILD) $(BENCH_BUILD) built"
 
 # The agent core linked for a Cortex-M4 with no OS (docs/porting.md).
 mcu: deps
-	@bash scripts/mcu-build.sh build-mcu
+	@CPUTIME_LABEL=mcu $(TIMED) bash scripts/mcu-build.sh build-mcu
 
 # The demo's CI mode on the binaries make demo runs (build/, -O2).
 demo-check: build
-	TOP=$(CURDIR) DEMO_BUILD=$(CURDIR)/$(BUILD) bash tests/integration/demo/test_demo.sh
+	TOP=$(CURDIR) DEMO_BUILD=$(CURDIR)/$(BUILD) CPUTIME_LABEL=demo-check $(TIMED) \
+		bash tests/integration/demo/test_demo.sh
 
 $(FUZZ_BUILD)/build.ninja:
 	CC=clang meson setup $(FUZZ_BUILD) -Dfuzz=true \
 		-Db_sanitize=address,undefined -Db_lundef=false
 
 # Each libFuzzer target runs for FUZZ_SECONDS on a scratch copy of its corpus.
+# Only the fuzz targets are built (the clang tree exists for them; every
+# library they link is instrumented).
 fuzz: deps $(FUZZ_BUILD)/build.ninja
-	ninja -C $(FUZZ_BUILD)
-	@bash scripts/run-fuzz.sh $(FUZZ_BUILD) $(FUZZ_SECONDS)
+	CPUTIME_LABEL=fuzz-build $(TIMED) sh -c 'ninja -C $(FUZZ_BUILD) $$(ninja -C $(FUZZ_BUILD) -t targets all | \
+		awk -F: "\$$2 ~ /LINKER/ && \$$1 ~ /(^|\/)fuzz_[^\/]*\$$/ { print \$$1 }")'
+	@CPUTIME_LABEL=fuzz $(TIMED) bash scripts/run-fuzz.sh $(FUZZ_BUILD) $(FUZZ_SECONDS)
 
 format:
 	@git ls-files '*.c' '*.h' | xargs clang-format -i
 
 format-check:
-	@git ls-files '*.c' '*.h' | xargs clang-format --dry-run -Werror
+	@CPUTIME_LABEL=format-check $(TIMED) sh -c "git ls-files '*.c' '*.h' | xargs clang-format --dry-run -Werror"
 	@echo "format-check: clean"
 
 demo: build

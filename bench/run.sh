@@ -91,29 +91,24 @@ for t in "${targets[@]}"; do
 	[[ -x $build/$t ]] || { echo "bench: $build/$t missing (ninja -C $build)" >&2; exit 1; }
 done
 
-T=$(mktemp -d /tmp/fleetota-bench.XXXXXX)
-chmod 711 "$T"
-server_pid=
+# the stack's pieces: scripts/stack.sh, shared with the tests and the demo
+source "$top/scripts/stack.sh"
+stack_init fleetota-bench
+T=$STACK
+OTA_SERVER=$server
 child_pid=
 cleanup() {
 	set +e
 	[[ -n $child_pid ]] && kill -TERM "$child_pid" 2>/dev/null && wait "$child_pid"
-	[[ -n $server_pid ]] && kill -TERM "$server_pid" 2>/dev/null && wait "$server_pid"
+	stack_server_stop
 	[[ -f $T/nginx/nginx.pid ]] && kill -QUIT "$(cat "$T/nginx/nginx.pid")" 2>/dev/null
 	sleep 0.3
-	"$top/scripts/pg.sh" stop "$T/pg" >/dev/null 2>&1
-	rm -rf "$T"
+	stack_cleanup
 }
 trap cleanup EXIT
 trap 'exit 130' INT TERM
 
-free_port() {
-	local p
-	while :; do
-		p=$((20000 + RANDOM % 12000))
-		(exec 3<>/dev/tcp/127.0.0.1/$p) 2>/dev/null || { echo $p; return; }
-	done
-}
+free_port() { stack_free_port; }
 now() { echo "$EPOCHREALTIME"; }
 calc() { awk "BEGIN { printf \"%.6g\", $1 }"; }
 loadavg() { cut -d' ' -f1-3 /proc/loadavg; }
@@ -135,7 +130,7 @@ fi
 pg_port=
 if want server || want rollout; then
 	pg_port=$(free_port)
-	"$top/scripts/pg.sh" start "$T/pg" "$pg_port" fleetota >/dev/null
+	stack_pg_start "$T/pg" "$pg_port"
 fi
 
 bench_server() {
@@ -145,34 +140,26 @@ ngx_port=$(free_port)
 pki=$T/pki
 
 echo "bench: server: setting up (PKI, ${image_mb} MB image)"
-"$top/scripts/pki.sh" "$pki" bench-dev >/dev/null
+stack_pki "$pki" bench-dev
 mkdir -p "$T/fx"
 "$tool" fixtures "$T/fx" "img:1.0.0:2:$((image_mb * 1024 * 1024))" >/dev/null
 chmod -R a+rX "$T/fx"
 (umask 077 && for _ in 1 2 3; do openssl rand -hex 80; done >"$T/tickets.keys")
-cat >"$T/server.conf" <<CONF
-db_conninfo = host=$T/pg port=$pg_port dbname=fleetota user=postgres
-migrations_dir = $top/migrations
-device_listen = 127.0.0.1:$srv_port
-tls_cert = $pki/server.crt
-tls_key = $pki/server.key
-device_ca = $pki/device-ca.crt
-store_dir = $T/fx/store
-device_ticket_keys = $T/tickets.keys
-rate_per_sec = 1000000
-rate_burst = 1000000
-device_max_conns = 7000
-device_max_conns_per_peer = 7000
-log_level = warn
-CONF
+stack_server_conf "$T/server.conf" "$pki" "$T/pg" "$pg_port" "$srv_port" "$T/fx/store" \
+	rate_per_sec=1000000 \
+	rate_burst=1000000 \
+	"device_ticket_keys=$T/tickets.keys" \
+	device_max_conns=7000 \
+	device_max_conns_per_peer=7000 \
+	log_level=warn
 "$server" migrate --config "$T/server.conf" >/dev/null 2>&1
 psql_() { psql "host=$T/pg port=$pg_port dbname=fleetota user=postgres" -qAt "$@"; }
 psql_ -f "$T/fx/trust.sql"
 psql_ -f "$T/fx/img.sql"
 psql_ -c "INSERT INTO devices (device_id) VALUES ('bench-dev');
 	INSERT INTO assignments (device_id, artifact_id, notified_at) VALUES ('bench-dev', 'img', now())"
-"$server" --config "$T/server.conf" 2>"$T/server.log" &
-server_pid=$!
+listening() { (exec 3<>"/dev/tcp/127.0.0.1/$srv_port") 2>/dev/null; }
+STACK_SERVER_READY=listening stack_server_start "$T/server.conf" "$T/server.log"
 
 # nginx: same files under the same paths, same certificates, client certs required.
 store_file=$(ls "$T/fx/store")
@@ -296,8 +283,7 @@ for row in "${tls_rows[@]}"; do
 	report "$name" "$ours_c" "nginx, same files and certificates" "$anchor_c" 0
 done
 echo "bench: (ota-server checks device, assignment and rate limit in PostgreSQL for every request; nginx serves static files)"
-kill -TERM "$server_pid" && wait "$server_pid" || true
-server_pid=
+stack_server_stop
 stop_nginx
 }
 

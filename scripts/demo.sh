@@ -57,8 +57,11 @@ for b in "$SERVER_BIN" "$KEYS_BIN" "$SIM_BIN"; do
 done
 
 # ---- a private world, removed on exit ---------------------------------------
-T=$(mktemp -d /tmp/fleetota-demo.XXXXXX)
-chmod 711 "$T" # PostgreSQL runs as `postgres` and must reach its directory
+# (the stack's pieces: scripts/stack.sh, shared with the tests and the bench)
+source "$TOP/scripts/stack.sh"
+stack_init fleetota-demo
+T=$STACK
+OTA_SERVER=$SERVER_BIN
 PKI=$T/pki
 K=$T/keys
 LOGS=${DEMO_LOGS:-$TOP/.demo}
@@ -118,9 +121,8 @@ cleanup() {
 	remove_keys
 	local t0=$SECONDS
 	stop_sims
-	stop_pid "$SERVER_PID" TERM 10
-	"$TOP/scripts/mosquitto.sh" stop "$T/mq" >/dev/null 2>&1
-	"$TOP/scripts/pg.sh" stop "$T/pg" >/dev/null 2>&1
+	stack_server_stop TERM 10
+	stack_stop
 	echo "demo: fleet, ota-server, mosquitto and PostgreSQL stopped ($((SECONDS - t0)) s)"
 	cp "$T"/*.log "$T"/mq/mosquitto.log "$T"/sim-summary*.json "$LOGS/" 2>/dev/null
 	if [[ $rc != 0 || $FAILED != 0 ]]; then
@@ -132,8 +134,9 @@ cleanup() {
 	fi
 	if [[ ${DEMO_KEEP:-0} == 1 ]]; then
 		echo "demo: kept $T"
+		stack_release_ports
 	else
-		rm -rf "$T"
+		stack_cleanup
 	fi
 	exit $rc
 }
@@ -146,18 +149,7 @@ on_sigpipe() {
 trap on_sigpipe PIPE
 trap 'trap "" PIPE; echo; echo "demo: interrupted, cleaning up"; exit 130' INT TERM
 
-free_port() {
-	local p
-	for _ in $(seq 1 100); do
-		p=$((20000 + RANDOM % 12000))
-		if ! (exec 3<>"/dev/tcp/127.0.0.1/$p") 2>/dev/null &&
-			! grep -q ":$(printf '%04X' "$p") " /proc/net/tcp 2>/dev/null; then
-			echo "$p"
-			return
-		fi
-	done
-	fail "no free port"
-}
+free_port() { stack_free_port; }
 PG_PORT=$(free_port)
 MQ_PORT=$(free_port)
 DEV_PORT=$(free_port)
@@ -167,42 +159,27 @@ mkdir -p "$K" "$T/fw" "$T/store"
 export OTA_KEYS_AUDIT_LOG=$K/ota-keys-audit.log
 
 say "fleetota demo: $DEVICES devices on loopback (state in $T)"
-"$TOP/scripts/pki.sh" "$PKI" >/dev/null
+stack_pki "$PKI"
 log "dev PKI: fleet CAs, server, broker and ota-server MQTT certificates"
-"$TOP/scripts/pg.sh" start "$T/pg" "$PG_PORT" fleetota >/dev/null
+stack_pg_start "$T/pg" "$PG_PORT"
 log "PostgreSQL on 127.0.0.1:$PG_PORT (private cluster, user postgres)"
-"$TOP/scripts/mosquitto.sh" start "$T/mq" "$MQ_PORT" "$PKI" >/dev/null
+stack_broker_start "$T/mq" "$MQ_PORT" "$PKI"
 log "mosquitto on 127.0.0.1:$MQ_PORT (TLS client certificates, per-device ACL)"
-cat >"$T/server.conf" <<CONF
-db_conninfo = host=$T/pg port=$PG_PORT dbname=fleetota user=postgres
-db_pool_size = 4
-migrations_dir = $TOP/migrations
-device_listen = 127.0.0.1:$DEV_PORT
-tls_cert = $PKI/server.crt
-tls_key = $PKI/server.key
-device_ca = $PKI/device-ca.crt
-store_dir = $T/store
-rate_per_sec = 20
-rate_burst = 40
-mqtt_url = ssl://127.0.0.1:$MQ_PORT
-mqtt_ca = $PKI/server-ca.crt
-mqtt_cert = $PKI/servers/1.crt
-mqtt_key = $PKI/servers/1.key
-device_crl = $PKI/device-ca.crl
-notify_poll_ms = 500
-admin_listen = 127.0.0.1:$API_PORT
-console_dir = $TOP/web-api/console
-log_level = info
-CONF
+stack_server_conf "$T/server.conf" "$PKI" "$T/pg" "$PG_PORT" "$DEV_PORT" "$T/store" \
+	db_pool_size=4 \
+	rate_per_sec=20 \
+	rate_burst=40 \
+	"mqtt=$MQ_PORT" \
+	"device_crl=$PKI/device-ca.crl" \
+	notify_poll_ms=500 \
+	"admin_listen=127.0.0.1:$API_PORT" \
+	"console_dir=$TOP/web-api/console" \
+	log_level=info
 "$SERVER_BIN" migrate --config "$T/server.conf" >"$T/migrate.log" 2>&1 || fail "migrate"
 export OTA_ROLLOUT_TICK_MS=500
-"$SERVER_BIN" --config "$T/server.conf" >>"$T/server.log" 2>&1 &
-SERVER_PID=$!
-for _ in $(seq 1 100); do
-	curl -s -o /dev/null "$API/healthz" && grep -q "mqtt connected" "$T/server.log" && break
-	kill -0 "$SERVER_PID" 2>/dev/null || fail "ota-server exited"
-	sleep 0.1
-done
+healthz() { curl -s -o /dev/null "$API/healthz"; }
+STACK_SERVER_READY=healthz stack_server_start "$T/server.conf" "$T/server.log"
+SERVER_PID=$STACK_SERVER_PID
 log "ota-server: devices https://127.0.0.1:$DEV_PORT (mTLS), REST API $API"
 TOKEN=$("$SERVER_BIN" token create --role admin --name demo-admin --config "$T/server.conf" 2>>"$T/server.log")
 [[ -n "$TOKEN" ]] || fail "no admin token"

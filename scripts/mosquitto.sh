@@ -3,7 +3,8 @@
 # A private mosquitto broker on 127.0.0.1:PORT with TLS client certificates
 # required, identity = certificate CN = username = client id, the CRLs of
 # PKI_DIR and the per-device ACL of scripts/mosquitto.acl plus one entry per
-# ota-server identity in PKI_DIR/servers/. Started and stopped by PID.
+# ota-server identity in PKI_DIR/servers/ (and per read-only observer in
+# PKI_DIR/observers/, tests only). Started and stopped by PID.
 #
 #   scripts/mosquitto.sh start  DIR PORT PKI_DIR   (PKI_DIR made by scripts/pki.sh)
 #   scripts/mosquitto.sh stop   DIR
@@ -31,18 +32,30 @@ pid_of() {
 	[[ -n "$pid" ]] && kill -0 "$pid" 2>/dev/null && echo "$pid"
 }
 
-# The ACL: the device patterns, then one block per server identity.
+# acl_users CERT_DIR CN_PREFIX RULE...: one `user` block with RULEs for each
+# certificate in CERT_DIR whose CN starts with CN_PREFIX
+acl_users() {
+	local certs=$1 prefix=$2 crt cn
+	shift 2
+	for crt in "$certs"/*.crt; do
+		[[ -f "$crt" ]] || continue
+		cn=$(openssl x509 -in "$crt" -noout -subject -nameopt RFC2253 |
+			sed -n 's/^subject=\(.*,\)\{0,1\}CN=\([^,]*\).*/\2/p')
+		[[ $cn == "$prefix"* ]] || continue
+		printf '\nuser %s\n' "$cn"
+		printf 'topic %s\n' "$@"
+	done
+}
+
+# The ACL: the device patterns, then one block per server identity and one
+# per observer (a test's read-only witness of the cmd topics: it may publish
+# nowhere, not even to the status topic the device pattern would give it).
 write_acl() {
-	local pki=$1 crt cn
+	local pki=$1
 	{
 		cat "$here/mosquitto.acl"
-		for crt in "$pki"/servers/*.crt; do
-			[[ -f "$crt" ]] || continue
-			cn=$(openssl x509 -in "$crt" -noout -subject -nameopt RFC2253 |
-				sed -n 's/^subject=\(.*,\)\{0,1\}CN=\([^,]*\).*/\2/p')
-			[[ $cn == ota-server:* ]] || continue
-			printf '\nuser %s\ntopic write fleetota/v1/+/cmd\ntopic read fleetota/v1/+/status\n' "$cn"
-		done
+		acl_users "$pki/servers" ota-server: "write fleetota/v1/+/cmd" "read fleetota/v1/+/status"
+		acl_users "$pki/observers" ota-observer: "read fleetota/v1/+/cmd" "deny fleetota/v1/+/status"
 	} >"$dir/acl.tmp"
 	mv "$dir/acl.tmp" "$dir/acl"
 }

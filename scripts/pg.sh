@@ -47,6 +47,15 @@ start)
 			cat "$dir/initdb.log" >&2
 			exit 1
 		}
+		# the database exists before anyone can connect: a client started
+		# first (a server waiting for its database) never sees the cluster
+		# without it. A private start: no TCP, its socket in DIR/init.
+		as_pg mkdir -p "$dir/init"
+		as_pg "$bindir/pg_ctl" -D "$dir/data" -l "$dir/postgres.log" -w -t 30 \
+			-o "-p $port -k $dir/init -c listen_addresses=''" start >/dev/null
+		as_pg "$bindir/psql" -h "$dir/init" -p "$port" -U postgres -d postgres -q \
+			-c "CREATE DATABASE \"$db\"" >/dev/null
+		as_pg "$bindir/pg_ctl" -D "$dir/data" -w -t 30 -m fast stop >/dev/null
 	fi
 	if pid_of >/dev/null; then
 		echo "pg.sh: already running (pid $(pid_of))" >&2

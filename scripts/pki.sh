@@ -5,6 +5,7 @@
 #
 #   scripts/pki.sh DIR [DEVICE_ID...]
 #   scripts/pki.sh server DIR NAME...        more ota-server MQTT identities
+#   scripts/pki.sh observer DIR NAME...      read-only MQTT identities (tests)
 #   scripts/pki.sh revoke DIR DEVICE_ID...   revoke device certificates
 #   scripts/pki.sh revoke-server DIR NAME... revoke server MQTT identities
 #   scripts/pki.sh takeover-cert DIR DEVICE_ID OUT
@@ -27,6 +28,10 @@
 #                           so no device certificate can carry a server's
 #                           identity; docs/decisions.md). `pki.sh DIR` makes
 #                           servers/1.
+# DIR/observers/NAME.{crt,key}    a test's witness at the broker, CN =
+#                           ota-observer:NAME (server client CA): reads every
+#                           cmd topic, publishes nothing, is nobody's session
+#                           (scripts/mosquitto.sh gives it its ACL block)
 # DIR/mqtt-client-ca.crt    device CA + server client CA: the broker's cafile
 # DIR/device-ca.crl, DIR/server-client-ca.crl  CRLs (empty until a revoke)
 # DIR/mqtt-client-ca.crl    both CRLs: the broker's crlfile
@@ -60,7 +65,6 @@ ca() { # NAME CN
 leaf() {
 	local ca=$1 out=$2 cn=$3 kind=$4 ext
 	[[ -f "$out.crt" ]] && return 0
-	key "$out.key"
 	ext=$(mktemp)
 	if [[ $kind == server ]]; then
 		printf '%s\n' "basicConstraints=critical,CA:FALSE" \
@@ -70,9 +74,14 @@ leaf() {
 		printf '%s\n' "basicConstraints=critical,CA:FALSE" \
 			"keyUsage=critical,digitalSignature" "extendedKeyUsage=clientAuth" >"$ext"
 	fi
-	openssl req -new -key "$out.key" -subj "/O=fleetota dev/CN=$cn" 2>/dev/null |
+	# the key and its request in one openssl run (an existing key is kept):
+	# openssl's start-up is most of a leaf's cost, and tests make hundreds
+	local newkey=(-key "$out.key")
+	[[ -f "$out.key" ]] || newkey=(-newkey ec -pkeyopt ec_paramgen_curve:P-256 -noenc -keyout "$out.key")
+	(umask 077 && openssl req -new "${newkey[@]}" -subj "/O=fleetota dev/CN=$cn" 2>/dev/null) |
 		openssl x509 -req -CA "$dir/$ca.crt" -CAkey "$dir/$ca.key" -CAcreateserial \
 			-days "${5:-$days}" -extfile "$ext" -out "$out.crt" 2>/dev/null
+	chmod 600 "$out.key"
 	rm -f "$ext"
 }
 
@@ -151,6 +160,16 @@ server)
 	shift 2
 	mkdir -p "$dir/servers"
 	for name in "$@"; do server_identity "$name"; done
+	exit 0
+	;;
+observer)
+	dir=${2:?usage: pki.sh observer DIR NAME...}
+	shift 2
+	mkdir -p "$dir/observers"
+	for name in "$@"; do
+		[[ $name =~ $id_re ]] || die "invalid observer name '$name'"
+		leaf server-client-ca "$dir/observers/$name" "ota-observer:$name" client
+	done
 	exit 0
 	;;
 takeover-cert)

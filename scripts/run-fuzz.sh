@@ -2,9 +2,12 @@
 # SPDX-License-Identifier: Apache-2.0
 # Runs every libFuzzer target of a -Dfuzz=true build for a bounded time
 # (the envelope + manifest target, the device's first line of defence, for
-# the full time; every other target for a quarter of it, at least 10 s),
+# the full time; every other target for a sixth of it, at least 10 s),
 # two at a time (one per core), each from a scratch copy of its committed
-# corpus (the committed corpus stays as it is). Fails on any crash, leak or
+# corpus (the committed corpus stays as it is). The envelope starts first:
+# while it runs, the second core works through the others (with 60 s: six
+# of the twelve, then the rest on both cores, 90 s in all). Every corpus is
+# also replayed by the sanitizer build's meson tests (fuzz_*_replay). Fails on any crash, leak or
 # sanitizer report, keeping the failing inputs in BUILD/fuzz-crashes/.
 set -euo pipefail
 build=${1:?build dir}
@@ -23,7 +26,7 @@ run_one() { # BIN
 	[[ -d "$corpus" ]] && cp -r "$corpus/." "$scratch/"
 	budget=$seconds
 	if [[ $name != envelope ]]; then
-		budget=$((seconds / 4)); ((budget >= 10)) || budget=10
+		budget=$((seconds / 6)); ((budget >= 10)) || budget=10
 	fi
 	if "$bin" -max_total_time="$budget" -rss_limit_mb=2048 -timeout=10 \
 		-artifact_prefix="$work/crash-$name-" "$scratch" >"$work/$name.log" 2>&1; then
@@ -39,7 +42,9 @@ run_one() { # BIN
 
 status=0
 running=()
-for bin in $(find "$build" -maxdepth 3 -type f -name 'fuzz_*' -perm -u+x ! -name '*_replay' | sort); do
+# the longest run first (the envelope), then by name
+for bin in $(find "$build" -maxdepth 3 -type f -name 'fuzz_*' -perm -u+x ! -name '*_replay' |
+	awk '{ print (/\/fuzz_envelope$/ ? 0 : 1), $0 }' | sort | cut -d' ' -f2-); do
 	# at capacity: wait for the oldest run (each pid is waited for once)
 	if ((${#running[@]} >= jobs)); then
 		wait "${running[0]}" || status=1

@@ -6,9 +6,10 @@
 set -euo pipefail
 
 SRC=${1:?source root}
-PGDIR_PARENT=$(mktemp -d /tmp/rollout-test.XXXXXX)
-chmod 711 "$PGDIR_PARENT"
-PGDIR=$PGDIR_PARENT/pg
+source "$SRC/scripts/stack.sh"
+stack_init rollout-test
+PGDIR_PARENT=$STACK
+PGDIR=$STACK/pg
 CHILD_PIDS=()
 
 rollout_cleanup() {
@@ -16,21 +17,13 @@ rollout_cleanup() {
 	for pid in "${CHILD_PIDS[@]}"; do
 		kill -KILL -- "$pid" 2>/dev/null || true
 	done
-	"$SRC/scripts/pg.sh" stop "$PGDIR" >/dev/null 2>&1 || true
-	rm -rf "$PGDIR_PARENT"
+	stack_cleanup
 }
 trap rollout_cleanup EXIT
 trap 'exit 130' INT TERM
 
-port_free() {
-	! (exec 3<>"/dev/tcp/127.0.0.1/$1") 2>/dev/null
-}
-
-for _ in $(seq 1 50); do
-	PGPORT=$((20000 + RANDOM % 12000))
-	port_free "$PGPORT" && break
-done
-"$SRC/scripts/pg.sh" start "$PGDIR" "$PGPORT" fleetota >/dev/null
+PGPORT=$(stack_free_port)
+stack_pg_start "$PGDIR" "$PGPORT"
 
 PSQL=(psql -X -q -v ON_ERROR_STOP=1 -h 127.0.0.1 -p "$PGPORT" -U postgres -d fleetota)
 

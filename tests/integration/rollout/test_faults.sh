@@ -10,8 +10,10 @@
 #      retried with back-off, the campaign completes.
 #   2. the broker stalls (SIGSTOP ~2 s) and the lease holder is killed with
 #      SIGKILL meanwhile: what it published but the broker never
-#      acknowledged is issued again by the other instance; every device
-#      notified and confirmed, exactly one install each.
+#      acknowledged is issued again by the other instance, and a witness at
+#      the broker (a read-only identity, nobody's session) sees each of those
+#      devices' re-sent Notify on its cmd topic; every device notified and
+#      confirmed, exactly one install each.
 #   3. the lease holder freezes (SIGSTOP at a test failpoint) right after
 #      sending its tick (the tick commits while it is frozen), after its tick
 #      committed, and between two publishes; the other instance takes over;
@@ -35,8 +37,13 @@ log "seed $SEED ($N devices; ROLLOUT_FAULT_SEED=$SEED repeats these timings)"
 
 declare -A PID=()
 SIM_PID=
+WITNESS_PID=
 stop_all() {
 	local n
+	if [[ -n "$WITNESS_PID" ]]; then
+		kill -TERM "$WITNESS_PID" 2>/dev/null || true
+		wait "$WITNESS_PID" 2>/dev/null || true
+	fi
 	if [[ -n "$SIM_PID" ]]; then
 		kill -TERM "$SIM_PID" 2>/dev/null || true
 		wait "$SIM_PID" 2>/dev/null || true
@@ -65,6 +72,7 @@ stop_all() {
 at_cleanup stop_all
 
 setup_pki
+"$TOP/scripts/pki.sh" observer "$PKI" witness # CN ota-observer:witness, read-only
 start_pg
 start_broker
 write_config
@@ -157,11 +165,6 @@ installs_once() {
 
 # ---- 1. transient download failures --------------------------------------
 log "1. 10 % transient download failures"
-# (The re-sent Notify check that captured sim-00000's Notify with its own
-# certificate is gone: the client id is the certificate CN now, so that
-# capture took the device's session. To do: capture with a server identity
-# allowed to read cmd topics.)
-sleep 0.5
 campaign tr art-1
 completes tr 1.1.0
 # the devices that installed twice are those whose first download failed
@@ -183,6 +186,13 @@ echo "ok - a Notify delivered again (same campaign and seq) is ignored by the de
 
 # ---- 2. broker stall + SIGKILL of the lease holder -------------------------
 log "2. kill -9 of the lease holder during a broker stall"
+# the witness: every cmd topic, one line per message ("TOPIC HEX-PAYLOAD")
+mosquitto_sub -V 5 -q 1 -h 127.0.0.1 -p "$MQ_PORT" --cafile "$PKI/server-ca.crt" \
+	--cert "$PKI/observers/witness.crt" --key "$PKI/observers/witness.key" \
+	-t 'fleetota/v1/+/cmd' -F '%t %x' >"$T/witness.log" 2>"$T/witness.err" &
+WITNESS_PID=$!
+wait_for 10 grep -q "ota-observer:witness 1 fleetota/v1/+/cmd" "$T/mq/mosquitto.log" ||
+	fail "the witness did not subscribe: $(cat "$T/witness.err")"
 campaign ks art-2
 wait_for 30 sql_eq t "SELECT count(*) >= $((N / 5)) FROM rollout_notifications WHERE campaign_id = 'ks' AND published_at IS NOT NULL" ||
 	fail "ks did not start"
@@ -211,7 +221,39 @@ sql_eq t "SELECT count(*) > 0 FROM rollout_notifications WHERE campaign_id = 'ks
 	fail "nothing of $holder's was re-issued"
 sql_eq 0 "SELECT count(*) FROM campaign_devices m WHERE campaign_id = 'ks' AND NOT EXISTS (SELECT 1 FROM rollout_notifications n WHERE n.campaign_id = 'ks' AND n.device_id = m.device_id AND n.published_at IS NOT NULL)" ||
 	fail "a device has no acknowledged notification"
+kill -TERM "$WITNESS_PID"
+wait "$WITNESS_PID" 2>/dev/null || true
+WITNESS_PID=
+# seq DEVICE: the seq (field 1, a varint) of each Notify the witness saw on
+# DEVICE's cmd topic
+seqs_seen() {
+	local topic hex i b shift seq
+	while read -r topic hex; do
+		[[ $topic == "fleetota/v1/$1/cmd" && ${hex:0:2} == 08 ]] || continue
+		i=2 shift=0 seq=0
+		while ((i < ${#hex})); do
+			b=$((16#${hex:i:2}))
+			seq=$((seq | (b & 127) << shift))
+			((b < 128)) && break
+			((i += 2, shift += 7))
+		done
+		echo "$seq"
+	done <"$T/witness.log"
+}
+# each notification of the killed holder that the broker never acknowledged:
+# the device's later, acknowledged one (the re-issue) went through the broker
+resent=0
+while read -r dev lost_id again_id; do
+	[[ -n "$again_id" ]] || fail "$dev: notification $lost_id of $holder was never issued again"
+	seqs_seen "$dev" | grep -qx "$again_id" ||
+		fail "$dev: the re-sent Notify $again_id (for $holder's $lost_id) did not pass the broker; seen: $(seqs_seen "$dev" | paste -sd,)"
+	resent=$((resent + 1))
+done < <(sql -F ' ' -c "SELECT n.device_id, n.id, (SELECT min(r.id) FROM rollout_notifications r WHERE r.campaign_id = 'ks'
+	AND r.device_id = n.device_id AND r.id > n.id AND r.published_at IS NOT NULL) FROM rollout_notifications n
+	WHERE n.campaign_id = 'ks' AND n.server_id = '$holder' AND n.published_at IS NULL AND n.reissued")
+((resent > 0)) || fail "no re-sent Notify to check"
 echo "ok - what the broker never acknowledged was re-issued by srv-$other; every device has an acknowledged Notify"
+echo "ok - the witness at the broker saw the re-sent Notify of each of the $resent devices $holder left unacknowledged"
 
 # ---- 3. freezing the lease holder at each step of its tick --------------
 # freeze CAMPAIGN ARTIFACT VERSION FAILPOINT

@@ -7,8 +7,11 @@ set -euo pipefail
 : "${OTA_SERVER:?}" "${SRV_TESTTOOL:?}" "${TOP:?}"
 export LSAN_OPTIONS=${LSAN_OPTIONS:-suppressions=$TOP/tests/lsan.supp:print_suppressions=0}
 
-T=$(mktemp -d /tmp/fleetota-srv-test.XXXXXX)
-chmod 711 "$T"
+# The stack's pieces come from scripts/stack.sh (shared with the demo and
+# the bench); this file keeps the tests' names for them.
+source "$TOP/scripts/stack.sh"
+stack_init fleetota-srv-test
+T=$STACK
 SERVER_PID=
 SERVER_STATUS=0
 FAILED=0
@@ -20,19 +23,7 @@ fail() {
 	exit 1
 }
 
-free_port() {
-	local p
-	for _ in $(seq 1 100); do
-		p=$((20000 + RANDOM % 12000))
-		if ! (exec 3<>/dev/tcp/127.0.0.1/$p) 2>/dev/null; then
-			if ! grep -q ":$(printf '%04X' $p) " /proc/net/tcp 2>/dev/null; then
-				echo $p
-				return
-			fi
-		fi
-	done
-	fail "no free port"
-}
+free_port() { stack_free_port; }
 
 # Tests stop their own extra processes by registering a hook here, never by
 # replacing the EXIT trap: the trap must keep the test's exit status.
@@ -48,15 +39,14 @@ cleanup() {
 		"$hook"
 	done
 	stop_server
-	"$TOP/scripts/mosquitto.sh" stop "$T/mq" >/dev/null 2>&1
-	"$TOP/scripts/pg.sh" stop "$T/pg" >/dev/null 2>&1
+	stack_stop
 	if [[ $rc != 0 || $FAILED != 0 ]]; then
 		echo "---- ota-server log (tail)"
 		tail -40 "$T/server.log" 2>/dev/null
 		echo "---- mosquitto log (tail)"
 		tail -15 "$T/mq/mosquitto.log" 2>/dev/null
 	fi
-	rm -rf "$T"
+	stack_cleanup
 	exit $rc
 }
 trap cleanup EXIT
@@ -76,37 +66,26 @@ setup_pki() {
 	"$TOP/scripts/pki.sh" server "$PKI" 2
 }
 
-start_pg() { "$TOP/scripts/pg.sh" start "$T/pg" "$PG_PORT" fleetota >/dev/null; }
-stop_pg() { "$TOP/scripts/pg.sh" stop "$T/pg"; }
-start_broker() { "$TOP/scripts/mosquitto.sh" start "$T/mq" "$MQ_PORT" "$PKI" >/dev/null; }
-stop_broker() { "$TOP/scripts/mosquitto.sh" stop "$T/mq"; }
+start_pg() { stack_pg_start "$T/pg" "$PG_PORT"; }
+stop_pg() { stack_pg_stop "$T/pg"; }
+start_broker() { stack_broker_start "$T/mq" "$MQ_PORT" "$PKI"; }
+stop_broker() { stack_broker_stop "$T/mq"; }
 
 sql() { psql "host=$T/pg port=$PG_PORT dbname=fleetota user=postgres" -v ON_ERROR_STOP=1 -Atq "$@"; }
 
 write_config() {
-	cat >"$T/server.conf" <<CONF
-# written by tests/integration/server/lib.sh
-db_conninfo = host=$T/pg port=$PG_PORT dbname=fleetota user=postgres
-db_pool_size = 2
-migrations_dir = $TOP/migrations
-device_listen = 127.0.0.1:$DEV_PORT
-tls_cert = $PKI/server.crt
-tls_key = $PKI/server.key
-device_ca = $PKI/device-ca.crt
-store_dir = $STORE
-rate_per_sec = ${RATE_PER_SEC:-20}
-rate_burst = ${RATE_BURST:-40}
-report_rate_per_sec = ${REPORT_RATE:-2}
-report_burst = ${REPORT_BURST:-30}
-http_timeout_sec = 3
-mqtt_url = ssl://127.0.0.1:$MQ_PORT
-mqtt_ca = $PKI/server-ca.crt
-mqtt_cert = $PKI/servers/1.crt
-mqtt_key = $PKI/servers/1.key
-notify_poll_ms = 200
-log_level = debug
-${SERVER_CONF_EXTRA:-}
-CONF
+	stack_server_conf "$T/server.conf" "$PKI" "$T/pg" "$PG_PORT" "$DEV_PORT" "$STORE" \
+		"# written by tests/integration/server/lib.sh" \
+		db_pool_size=2 \
+		"rate_per_sec=${RATE_PER_SEC:-20}" \
+		"rate_burst=${RATE_BURST:-40}" \
+		"report_rate_per_sec=${REPORT_RATE:-2}" \
+		"report_burst=${REPORT_BURST:-30}" \
+		http_timeout_sec=3 \
+		"mqtt=$MQ_PORT" \
+		notify_poll_ms=200 \
+		log_level=debug \
+		"${SERVER_CONF_EXTRA:-}"
 	if [[ -n "${API_PORT:-}" ]]; then
 		echo "admin_listen = 127.0.0.1:$API_PORT" >>"$T/server.conf"
 	fi
@@ -121,27 +100,18 @@ second_server_config() {
 
 migrate() { "$OTA_SERVER" migrate --config "$T/server.conf"; }
 
+# start_server: waits for the database and the broker (the config's env
+# OTA_ROLLOUT_* and the like pass through to the server)
 start_server() {
-	"$OTA_SERVER" --config "$T/server.conf" >>"$T/server.log" 2>&1 &
-	SERVER_PID=$!
-	for _ in $(seq 1 100); do
-		if grep -q "mqtt connected" "$T/server.log" && grep -q "db connection 0 up" "$T/server.log"; then
-			return 0
-		fi
-		kill -0 "$SERVER_PID" 2>/dev/null || fail "ota-server exited"
-		sleep 0.1
-	done
-	fail "ota-server did not come up"
+	stack_server_start "$T/server.conf" "$T/server.log" "mqtt connected" "db connection 0 up"
+	SERVER_PID=$STACK_SERVER_PID
 }
 
 # Stops the server with SIGTERM; a sanitizer report makes its status non-zero.
 stop_server() {
 	[[ -n "$SERVER_PID" ]] || return 0
-	kill -TERM "$SERVER_PID" 2>/dev/null
-	wait "$SERVER_PID"
-	SERVER_STATUS=$?
-	SERVER_PID=
-	return 0
+	STACK_STOP_PID=$SERVER_PID stack_server_stop
+	SERVER_PID= SERVER_STATUS=$STACK_SERVER_STATUS
 }
 
 check_server_exit() {

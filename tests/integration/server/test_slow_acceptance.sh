@@ -46,10 +46,14 @@ log "baseline, kept-alive connection: $base"
 SRC_A=$(seq -s, -f '127.0.2.%g' 1 20)
 SRC_B=$(seq -s, -f '127.0.3.%g' 1 5)
 log "1,000 slow connections for $HOLD s (900 handshakes, 100 request heads, 1 byte/s)"
-"$SRV_SLOWCLIENT" slow --mode hs --reconnect --hold $((HOLD + 25)) --ready "$T/ready-a" \
+# the dribblers run until stopped after the measured hold: their own --hold
+# is only a backstop, longer than their ramp-up (up to 120 s on a loaded
+# machine) plus the hold, so the count never drops while it is sampled
+DRIBBLE_S=$((HOLD + 180))
+"$SRV_SLOWCLIENT" slow --mode hs --reconnect --hold "$DRIBBLE_S" --ready "$T/ready-a" \
 	--src "$SRC_A" 127.0.0.1 "$DEV_PORT" 900 >"$T/slow-hs.out" &
 SLOW_A=$!
-"$SRV_SLOWCLIENT" slow --mode head --path /v1/manifests/art-1 --reconnect --hold $((HOLD + 25)) \
+"$SRV_SLOWCLIENT" slow --mode head --path /v1/manifests/art-1 --reconnect --hold "$DRIBBLE_S" \
 	--ready "$T/ready-b" --tls "$PKI/server-ca.crt" "$PKI/devices/dev-2.crt" "$PKI/devices/dev-2.key" \
 	--src "$SRC_B" 127.0.0.1 "$DEV_PORT" 100 >"$T/slow-head.out" &
 SLOW_B=$!
@@ -72,6 +76,9 @@ log "device connections open at the server, every 5 s: ${samples[*]}"
 wait $PROBE $PROBE_NEW
 probe=$(cat "$T/probe.out")
 probe_new=$(cat "$T/probe-new.out")
+# the hold is over: the dribblers stop now (SIGTERM: they print their
+# figures) instead of running out their --hold margin
+kill -TERM $SLOW_A $SLOW_B 2>/dev/null || true
 wait $SLOW_A $SLOW_B
 log "handshake dribblers: $(cat "$T/slow-hs.out")"
 log "request-head dribblers: $(cat "$T/slow-head.out")"

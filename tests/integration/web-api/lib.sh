@@ -8,8 +8,9 @@ set -euo pipefail
 : "${OTA_SERVER:?}" "${WA_FIXTURES:?}" "${TOP:?}"
 export LSAN_OPTIONS=${LSAN_OPTIONS:-suppressions=$TOP/tests/lsan.supp:print_suppressions=0}
 
-T=$(mktemp -d /tmp/fleetota-webapi-test.XXXXXX)
-chmod 711 "$T"
+source "$TOP/scripts/stack.sh" # the stack's pieces, shared with the demo and the bench
+stack_init fleetota-webapi-test
+T=$STACK
 SERVER_PID=
 SERVER_STATUS=0
 PG_FROZEN=
@@ -24,26 +25,12 @@ fail() {
 	exit 1
 }
 
-free_port() {
-	local p
-	for _ in $(seq 1 100); do
-		p=$((20000 + RANDOM % 12000))
-		if ! (exec 3<>/dev/tcp/127.0.0.1/$p) 2>/dev/null &&
-			! grep -q ":$(printf '%04X' $p) " /proc/net/tcp 2>/dev/null; then
-			echo $p
-			return
-		fi
-	done
-	fail "no free port"
-}
+free_port() { stack_free_port; }
 
 stop_server() {
 	[[ -n "$SERVER_PID" ]] || return 0
-	kill -TERM "$SERVER_PID" 2>/dev/null
-	wait "$SERVER_PID"
-	SERVER_STATUS=$?
-	SERVER_PID=
-	return 0
+	STACK_STOP_PID=$SERVER_PID stack_server_stop
+	SERVER_PID= SERVER_STATUS=$STACK_SERVER_STATUS
 }
 
 cleanup() {
@@ -51,7 +38,7 @@ cleanup() {
 	set +e
 	pg_thaw
 	stop_server
-	"$TOP/scripts/pg.sh" stop "$T/pg" >/dev/null 2>&1
+	stack_stop
 	if [[ $rc != 0 || $FAILED != 0 ]]; then
 		echo "---- ota-server log (tail)"
 		tail -40 "$T/server.log" 2>/dev/null
@@ -60,7 +47,7 @@ cleanup() {
 	fi
 	# before/after comparisons: keep what was recorded (normalize_responses.py)
 	[[ -z ${WA_KEEP_RESPONSES:-} ]] || cp "$RESPONSES" "$WA_KEEP_RESPONSES"
-	rm -rf "$T"
+	stack_cleanup
 	exit $rc
 }
 trap cleanup EXIT
@@ -113,22 +100,14 @@ npm_tools() {
 setup_world() {
 	mkdir -p "$STORE" "$FX"
 	"$TOP/scripts/pki.sh" "$PKI" dev-1 dev-4 >/dev/null 2>&1 || fail "pki"
-	"$TOP/scripts/pg.sh" start "$T/pg" "$PG_PORT" fleetota >/dev/null
-	cat >"$T/server.conf" <<CONF
-db_conninfo = host=$T/pg port=$PG_PORT dbname=fleetota user=postgres
-db_pool_size = 2
-migrations_dir = $TOP/migrations
-device_listen = 127.0.0.1:$DEV_PORT
-tls_cert = $PKI/server.crt
-tls_key = $PKI/server.key
-device_ca = $PKI/device-ca.crt
-store_dir = $STORE
-admin_listen = 127.0.0.1:$API_PORT
-console_dir = $TOP/web-api/console
-admin_max_upload_bytes = ${MAX_UPLOAD:-8388608}
-http_timeout_sec = 5
-log_level = info
-CONF
+	stack_pg_start "$T/pg" "$PG_PORT"
+	stack_server_conf "$T/server.conf" "$PKI" "$T/pg" "$PG_PORT" "$DEV_PORT" "$STORE" \
+		db_pool_size=2 \
+		"admin_listen=127.0.0.1:$API_PORT" \
+		"admin_max_upload_bytes=${MAX_UPLOAD:-8388608}" \
+		http_timeout_sec=5 \
+		"console_dir=$TOP/web-api/console" \
+		log_level=info
 	"$OTA_SERVER" migrate --config "$T/server.conf" >"$T/migrate.log" 2>&1 ||
 		{ cat "$T/migrate.log"; fail "migrate"; }
 	"$WA_FIXTURES" "$FX" || fail "fixtures"
@@ -142,17 +121,10 @@ CONF
 		VALUES ('dev-1', 1, 'booted', '1.0.0', 1), ('dev-1', 2, 'install_started', '1.0.0', 1)"
 }
 
+healthz() { curl -s -o /dev/null "$API/healthz"; }
 start_server() {
-	"$OTA_SERVER" --config "$T/server.conf" >>"$T/server.log" 2>&1 &
-	SERVER_PID=$!
-	for _ in $(seq 1 100); do
-		if curl -s -o /dev/null "$API/healthz" && grep -q "db connection 0 up" "$T/server.log"; then
-			return 0
-		fi
-		kill -0 "$SERVER_PID" 2>/dev/null || fail "ota-server exited"
-		sleep 0.1
-	done
-	fail "ota-server did not come up"
+	STACK_SERVER_READY=healthz stack_server_start "$T/server.conf" "$T/server.log"
+	SERVER_PID=$STACK_SERVER_PID
 }
 
 check_server_exit() {

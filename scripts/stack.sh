@@ -1,0 +1,187 @@
+# SPDX-License-Identifier: Apache-2.0
+# shellcheck shell=bash
+# The fleetota stack on loopback, as one library that the integration tests,
+# `make demo` (scripts/demo.sh) and `make bench` (bench/run.sh) source:
+# a private directory, free loopback ports, PostgreSQL (scripts/pg.sh),
+# mosquitto (scripts/mosquitto.sh), the dev PKI (scripts/pki.sh), the
+# server's config, ota-server started and stopped by PID, and a cleanup
+# that stops everything by PID and removes the directory.
+#
+#   source "$TOP/scripts/stack.sh"
+#   stack_init NAME              STACK=/tmp/NAME.XXXXXX (chmod 711: the
+#                                `postgres` user reaches its cluster there)
+#   stack_free_port              a free loopback port in 20000-31999, reserved
+#                                for this shell until stack_release_ports:
+#                                tests that run at the same time never pick
+#                                the same one
+#   stack_pki DIR [DEVICE_ID...] the dev PKI (pki.sh), quiet
+#   stack_pg_start DIR PORT      PostgreSQL, database fleetota; stack_pg_stop DIR
+#   stack_broker_start DIR PORT PKI   mosquitto; stack_broker_stop DIR
+#   stack_server_conf OUT PKI PG_DIR PG_PORT DEVICE_PORT STORE [KEY=VALUE...]
+#                                an ota-server config: the database, the
+#                                migrations, the device listener with PKI's
+#                                certificates, the store, then the given keys
+#                                in order (one per argument, "KEY=VALUE" or a
+#                                whole "KEY = VALUE" line; "mqtt=PORT": the
+#                                broker on PORT as PKI's ota-server:1)
+#   stack_server_start CONF LOG [UNTIL...]
+#                                ota-server in the background (STACK_SERVER_PID;
+#                                env STACK_SERVER_ENV=(K=V...) for its
+#                                environment), waits until LOG holds every
+#                                UNTIL line and, when STACK_SERVER_READY
+#                                names a command, until it succeeds (with
+#                                neither: "db connection 0 up", and "mqtt
+#                                connected" when CONF has mqtt_url)
+#   stack_server_stop [SIGNAL [SECONDS]]
+#                                stops it by PID (TERM; after SECONDS, KILL
+#                                when SECONDS is given), its exit status in
+#                                STACK_SERVER_STATUS; STACK_STOP_PID=PID
+#                                stack_server_stop stops a server the caller
+#                                started itself
+#   stack_stop                   server, broker and PostgreSQL under STACK
+#   stack_cleanup                stack_stop, then removes STACK and releases
+#                                the ports (from an EXIT trap)
+#
+# Failures call `fail` when the sourcing script defines it, else exit 1.
+# Nothing here installs a trap: each user keeps its own exit path (the demo's
+# removes the private keys first, whatever stops the rest).
+
+STACK_TOP=${STACK_TOP:-$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)}
+STACK=
+STACK_SERVER_PID=
+STACK_SERVER_STATUS=0
+STACK_SERVER_ENV=()
+STACK_PORT_DIR=${STACK_PORT_DIR:-/tmp/fleetota-ports}
+# psql straight from PostgreSQL's bindir: Debian's /usr/bin/psql is a Perl
+# wrapper that doubles the CPU of each call, and tests poll with psql
+STACK_PG_BINDIR=${PG_BINDIR:-$(ls -d /usr/lib/postgresql/15/bin 2>/dev/null || dirname "$(command -v initdb || command -v psql)")}
+[[ ! -x "$STACK_PG_BINDIR/psql" || ":$PATH:" == *":$STACK_PG_BINDIR:"* ]] || PATH=$STACK_PG_BINDIR:$PATH
+
+stack_fail() {
+	if declare -F fail >/dev/null; then
+		fail "$@"
+	fi
+	echo "stack: $*" >&2
+	exit 1
+}
+
+stack_init() { # NAME
+	STACK=$(mktemp -d "/tmp/${1:?NAME}.XXXXXX")
+	chmod 711 "$STACK"
+}
+
+# Free: nothing listens (connect fails, no socket in /proc/net/tcp), and no
+# live shell holds its reservation (a directory named after it, holding the
+# owner's PID; a dead owner's is taken over).
+stack_free_port() {
+	local p owner
+	mkdir -p "$STACK_PORT_DIR" 2>/dev/null && chmod 1777 "$STACK_PORT_DIR" 2>/dev/null
+	for _ in $(seq 1 200); do
+		p=$((20000 + RANDOM % 12000))
+		if (exec 3<>"/dev/tcp/127.0.0.1/$p") 2>/dev/null ||
+			grep -q ":$(printf '%04X' "$p") " /proc/net/tcp 2>/dev/null; then
+			continue
+		fi
+		if ! mkdir "$STACK_PORT_DIR/$p" 2>/dev/null; then
+			owner=$(cat "$STACK_PORT_DIR/$p/pid" 2>/dev/null) || continue
+			if [[ -z "$owner" ]] || kill -0 "$owner" 2>/dev/null; then
+				continue
+			fi
+			rm -rf "${STACK_PORT_DIR:?}/$p"
+			mkdir "$STACK_PORT_DIR/$p" 2>/dev/null || continue
+		fi
+		echo "$$" >"$STACK_PORT_DIR/$p/pid"
+		echo "$p"
+		return 0
+	done
+	stack_fail "no free port"
+}
+
+stack_release_ports() {
+	local f
+	for f in "$STACK_PORT_DIR"/*/pid; do
+		[[ -f "$f" && $(cat "$f" 2>/dev/null) == "$$" ]] && rm -rf "${f%/pid}"
+	done
+	return 0
+}
+
+stack_pki() { "$STACK_TOP/scripts/pki.sh" "$@" >/dev/null; }
+stack_pg_start() { "$STACK_TOP/scripts/pg.sh" start "${1:?DIR}" "${2:?PORT}" fleetota >/dev/null; }
+stack_pg_stop() { "$STACK_TOP/scripts/pg.sh" stop "${1:?DIR}"; }
+stack_broker_start() { "$STACK_TOP/scripts/mosquitto.sh" start "${1:?DIR}" "${2:?PORT}" "${3:?PKI}" >/dev/null; }
+stack_broker_stop() { "$STACK_TOP/scripts/mosquitto.sh" stop "${1:?DIR}"; }
+
+stack_server_conf() { # OUT PKI PG_DIR PG_PORT DEVICE_PORT STORE [KEY=VALUE...]
+	local out=${1:?OUT} pki=${2:?PKI} kv
+	local base=("db_conninfo=host=${3:?PG_DIR} port=${4:?PG_PORT} dbname=fleetota user=postgres"
+		"migrations_dir=$STACK_TOP/migrations" "device_listen=127.0.0.1:${5:?DEVICE_PORT}"
+		"tls_cert=$pki/server.crt" "tls_key=$pki/server.key" "device_ca=$pki/device-ca.crt"
+		"store_dir=${6:?STORE}")
+	shift 6
+	for kv in "${base[@]}" "$@"; do
+		if [[ $kv == mqtt=* ]]; then
+			printf '%s\n' "mqtt_url = ssl://127.0.0.1:${kv#mqtt=}" "mqtt_ca = $pki/server-ca.crt" \
+				"mqtt_cert = $pki/servers/1.crt" "mqtt_key = $pki/servers/1.key"
+		elif [[ $kv == *" = "* || $kv == "#"* || -z $kv ]]; then
+			printf '%s\n' "$kv"
+		else
+			printf '%s = %s\n' "${kv%%=*}" "${kv#*=}"
+		fi
+	done >"$out"
+}
+
+stack_server_start() { # CONF LOG [UNTIL...]
+	local conf=${1:?CONF} logf=${2:?LOG} mark line ok
+	shift 2
+	local until=("$@")
+	if ((${#until[@]} == 0)) && [[ -z "${STACK_SERVER_READY:-}" ]]; then
+		until=("db connection 0 up")
+		! grep -q '^mqtt_url' "$conf" || until+=("mqtt connected")
+	fi
+	: >>"$logf"
+	mark=$(wc -l <"$logf")
+	env ${STACK_SERVER_ENV[@]+"${STACK_SERVER_ENV[@]}"} \
+		"${OTA_SERVER:?}" --config "$conf" >>"$logf" 2>&1 &
+	STACK_SERVER_PID=$!
+	for _ in $(seq 1 200); do
+		ok=1
+		for line in "${until[@]}"; do
+			grep -qF "$line" < <(tail -n +"$((mark + 1))" "$logf") || { ok=0; break; }
+		done
+		((ok == 0)) || [[ -z "${STACK_SERVER_READY:-}" ]] || $STACK_SERVER_READY || ok=0
+		((ok)) && return 0
+		kill -0 "$STACK_SERVER_PID" 2>/dev/null || stack_fail "ota-server exited"
+		sleep 0.1
+	done
+	stack_fail "ota-server did not come up"
+}
+
+stack_server_stop() { # [SIGNAL [SECONDS]]
+	local pid=${STACK_STOP_PID:-$STACK_SERVER_PID}
+	[[ -n "$pid" ]] || return 0
+	[[ -n "${STACK_STOP_PID:-}" ]] || STACK_SERVER_PID=
+	kill -"${1:-TERM}" "$pid" 2>/dev/null || true
+	if [[ -n "${2:-}" ]]; then
+		for _ in $(seq 1 $(($2 * 10))); do
+			kill -0 "$pid" 2>/dev/null || break
+			sleep 0.1
+		done
+		kill -KILL "$pid" 2>/dev/null || true
+	fi
+	wait "$pid" 2>/dev/null && STACK_SERVER_STATUS=0 || STACK_SERVER_STATUS=$?
+	return 0
+}
+
+stack_stop() {
+	stack_server_stop
+	[[ -z "$STACK" ]] && return 0
+	[[ ! -d "$STACK/mq" ]] || "$STACK_TOP/scripts/mosquitto.sh" stop "$STACK/mq" >/dev/null 2>&1
+	[[ ! -d "$STACK/pg" ]] || "$STACK_TOP/scripts/pg.sh" stop "$STACK/pg" >/dev/null 2>&1
+	return 0
+}
+
+stack_cleanup() {
+	stack_stop
+	[[ -z "$STACK" ]] || rm -rf "$STACK"
+	stack_release_ports
+}
