@@ -276,8 +276,8 @@ static void rotation_free(struct rotation *r)
 
 /* What the power-fail scenario installs. */
 enum cut_kind {
-	CUT_PLAIN,     /* v2 */
-	CUT_DELTA,     /* the next image, by a delta from v1 */
+	CUT_PLAIN, /* v2 */
+	CUT_DELTA, /* the next image, by a delta from v1 */
 	CUT_ENCRYPTED, /* v2, encrypted for the device's key */
 };
 
@@ -450,8 +450,8 @@ static uint64_t cut_every_operation(struct world *w, enum ota_sim_cache mode, bo
 	assert_true(n > 15);
 	print_message("%s cache, %s: power cut at each of %llu operations\n",
 		      mode == OTA_SIM_CACHE_DROP ? "dropping" : "tearing",
-		      rotate			? "RootList + KeyList in the bundle"
-		      : kind == CUT_DELTA	? "delta update"
+		      rotate		      ? "RootList + KeyList in the bundle"
+		      : kind == CUT_DELTA     ? "delta update"
 		      : kind == CUT_ENCRYPTED ? "encrypted update"
 					      : "plain update",
 		      (unsigned long long)(n - 1));
