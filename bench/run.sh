@@ -19,13 +19,17 @@
 #   verify   manifest verifications/s through libotaproto (bench/verify.c:
 #            envelope decode + ota_manifest_verify against a KeyList),
 #            Ed25519 and ECDSA P-256, against `openssl speed` verify/s
+#   delta    delta updates against bsdiff and xdelta3 on two real pairs
+#            (bench/delta.sh: size %, make time, apply rate against a full
+#            install, apply peak memory)
 #   rollout  campaign planning rate (tests/integration/rollout/test_scale.sh
 #            with BENCH_ROLLOUT_DEVICES rows) against `pgbench -S` tps on a
 #            private cluster started by the same scripts/pg.sh
 #
 #   bench/run.sh [BUILD_DIR]      (default and make bench: build-bench, a
 #                                  release build; run.sh builds what it runs)
-# Knobs: BENCH_PARTS ("server device verify rollout"), BENCH_IMAGE_MB (32,
+# Knobs: BENCH_PARTS ("server device verify delta rollout"; delta's own
+#        knobs are in bench/delta.sh), BENCH_IMAGE_MB (32,
 #        the served image), BENCH_SECONDS (8), BENCH_CONNS (4),
 #        BENCH_SMALL_CONNS (8), BENCH_TLS_SECONDS (5), BENCH_TLS_CONNS (4),
 #        BENCH_INSTALL_MB (256), BENCH_SPEED_SECONDS
@@ -44,7 +48,7 @@ export LC_ALL=C # decimal points in awk and printf
 top=$(cd "$(dirname "$0")/.." && pwd)
 build=${1:-build-bench}
 [[ $build = /* ]] || build=$top/$build
-parts=" ${BENCH_PARTS:-server device verify rollout} "
+parts=" ${BENCH_PARTS:-server device verify delta rollout} "
 want() { [[ $parts == *" $1 "* ]]; }
 server=$build/server/ota-server
 tool=$build/tests/integration/server/srv_testtool
@@ -75,6 +79,7 @@ want server && targets+=(server/ota-server tests/integration/server/srv_testtool
 	tests/integration/server/srv_loadclient)
 want device && targets+=(agent/ota-agent keyrotate/ota-keys)
 want verify && targets+=(keyrotate/ota-keys bench/ota-bench-verify)
+want delta && targets+=(agent/ota-agent keyrotate/ota-keys)
 if [[ -f $build/build.ninja && ${#targets[@]} -gt 0 ]]; then
 	ninja_out=$(ninja -C "$build" "${targets[@]}" 2>&1) || {
 		tail -30 <<<"$ninja_out" >&2
@@ -361,6 +366,9 @@ install_rate() {
 	echo "$(calc "$2 / ($t1 - $t0) / 1e6") $(calc "$2 / ($cpu1 - $cpu0 + 0.001) / 1e6")"
 }
 
+# shellcheck source=bench/delta.sh
+source "$top/bench/delta.sh"
+
 bench_device() {
 	local img=$T/dev/image bundle=$T/dev/image.otab bytes t0 t1 out
 	make_keys
@@ -480,6 +488,7 @@ bench_rollout() {
 want server && bench_server
 want device && bench_device
 want verify && bench_verify
+want delta && bench_delta
 ((rollout_devices == 0)) || ! want rollout || bench_rollout
 
 echo

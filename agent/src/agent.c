@@ -11,6 +11,7 @@
 #include "fleetota/bundle.h"
 #include "fleetota/trust.h"
 #include "agent-internal.h"
+#include "delta-internal.h"
 #include "text-internal.h"
 
 /* Chunk used to re-hash a slot (resume, boot verification). */
@@ -520,6 +521,13 @@ enum ota_err ota_agent_init(struct ota_agent *agent, const struct ota_port *port
 	return OTA_OK;
 }
 
+/* Ends the decryptor and the delta applier of agent->install (either may be off). */
+static void install_release(struct ota_agent *agent)
+{
+	ota_decrypt_close(&agent->install.dec);
+	ota_delta_install_close(agent);
+}
+
 void ota_agent_close(struct ota_agent *agent)
 {
 	if (!agent)
@@ -527,7 +535,7 @@ void ota_agent_close(struct ota_agent *agent)
 	if (agent->install.active)
 		ota_sha256_abort(&agent->install.hash);
 	agent->install.active = false;
-	ota_decrypt_close(&agent->install.dec);
+	install_release(agent);
 }
 
 enum ota_err ota_agent_provision(struct ota_agent *agent, const uint8_t *rootlist,
@@ -956,11 +964,22 @@ static enum ota_err install_begin(struct ota_agent *agent, struct ota_arena *are
 		ota_text_str(&detail, " bytes exceeds the slot");
 		return reject(agent, OTA_ERR_SIZE, &info, detail_buf);
 	}
-	/* an encrypted image: this device's key unwraps it, or no byte is fetched */
+	/*
+	 * an encrypted image: this device's key unwraps it, or no byte is
+	 * fetched. First: a delta that is also encrypted is refused here
+	 * (OTA_ERR_UNSUPPORTED), whatever its base, before the delta checks.
+	 */
 	struct ota_decrypt dec;
 	err = ota_decrypt_prepare(&agent->port, m, &dec, &detail);
 	if (err != OTA_OK)
 		return reject(agent, err, &info, detail_buf);
+	if (m->delta) {
+		err = ota_delta_install_check(agent, m, &detail);
+		if (err != OTA_OK) {
+			ota_decrypt_close(&dec);
+			return reject(agent, err, &info, detail_buf);
+		}
+	}
 	verdict = OTA_OK;
 
 	/* persist: trust first, then the staging state */
@@ -968,30 +987,41 @@ static enum ota_err install_begin(struct ota_agent *agent, struct ota_arena *are
 	memset(inst, 0, sizeof(*inst));
 	inst->dec = dec;
 	err = ota_sha256(menv->body.data, menv->body.len, inst->manifest_sha256);
+	inst->slot = (uint8_t)slot;
+	inst->info = info;
+	if (err == OTA_OK && m->delta) {
+		err = ota_delta_install_open(agent, m);
+		if (err != OTA_OK) {
+			install_release(agent);
+			return reject(agent, err, &info, "cannot open the delta base");
+		}
+	}
 	struct ota_agent_state next = agent->state;
 	if (err == OTA_OK)
 		err = trust_persist(agent, arena, &view, &next);
 	if (err != OTA_OK) {
-		ota_decrypt_close(&inst->dec);
+		install_release(agent);
 		return err;
 	}
 	next.last_error = OTA_OK;
 	next.last_error_detail[0] = '\0';
 	(void)event_add(agent, &next, OTA_EVENT_INSTALL_STARTED, OTA_OK, &info, "");
 
-	inst->slot = (uint8_t)slot;
-	inst->size = m->image->size;
-	inst->info = info;
+	if (!inst->delta)
+		inst->size = m->image->size;
 	memcpy(inst->sha256, m->image->sha256.data, OTA_SHA256_BYTES);
 	err = ota_sha256_init(&inst->hash);
 	if (err != OTA_OK) {
-		ota_decrypt_close(&inst->dec);
+		install_release(agent);
 		return err;
 	}
 
-	/* an encrypted image resumes at a chunk boundary (checkpoints are at one) */
-	bool resume = agent->state.phase == OTA_PHASE_STAGING && agent->state.target_slot == slot &&
-		      agent->state.staged_bytes <= inst->size &&
+	/*
+	 * a delta starts over: its output is only as good as every frame before
+	 * it; an encrypted image resumes at a chunk boundary (checkpoints are at one)
+	 */
+	bool resume = !inst->delta && agent->state.phase == OTA_PHASE_STAGING &&
+		      agent->state.target_slot == slot && agent->state.staged_bytes <= inst->size &&
 		      memcmp(agent->state.staging_manifest_sha256, inst->manifest_sha256,
 			     OTA_SHA256_BYTES) == 0 &&
 		      (!inst->dec.on ||
@@ -1008,7 +1038,7 @@ static enum ota_err install_begin(struct ota_agent *agent, struct ota_arena *are
 	}
 	if (err != OTA_OK) {
 		ota_sha256_abort(&inst->hash);
-		ota_decrypt_close(&inst->dec);
+		install_release(agent);
 		return err;
 	}
 	inst->active = verdict == OTA_OK;
@@ -1084,6 +1114,17 @@ uint64_t ota_agent_image_size(const struct ota_agent *agent)
 	return inst->dec.on ? inst->dec.wire_size : inst->size;
 }
 
+bool ota_agent_install_is_delta(const struct ota_agent *agent,
+				uint8_t ret_base_sha256[OTA_SHA256_BYTES])
+{
+	if (!agent->install.active || !agent->install.delta)
+		return false;
+	if (ret_base_sha256)
+		memcpy(ret_base_sha256, agent->state.slots[agent->install.base_slot].sha256,
+		       OTA_SHA256_BYTES);
+	return true;
+}
+
 /* Ends a staging that failed verification: slot erased, state idle. */
 static enum ota_err staging_fail(struct ota_agent *agent, enum ota_err err, const char *detail)
 {
@@ -1110,6 +1151,23 @@ static enum ota_err staging_fail_n(struct ota_agent *agent, enum ota_err err, co
 	ota_text_u64(&detail, n);
 	ota_text_str(&detail, after);
 	return staging_fail(agent, err, buf);
+}
+
+/* Delta payload bytes: a payload that is not the signed one fails the staging. */
+static enum ota_err delta_write(struct ota_agent *agent, const void *chunk, size_t len)
+{
+	char buf[OTA_AGENT_DETAIL_BYTES];
+	struct ota_text detail;
+	ota_text_init(&detail, buf, sizeof(buf));
+	enum ota_err err = ota_delta_install_write(agent, chunk, len, &detail);
+	if (err == OTA_OK) {
+		agent->install.written += len;
+		return OTA_OK;
+	}
+	if (err == OTA_ERR_HASH)
+		return staging_fail(agent, err, buf);
+	ota_agent_close(agent);
+	return err;
 }
 
 /*
@@ -1190,8 +1248,12 @@ enum ota_err ota_agent_write(struct ota_agent *agent, const void *chunk, size_t 
 		return OTA_ERR_INVALID_ARG;
 	uint64_t declared = inst->dec.on ? inst->dec.wire_size : inst->size;
 	if (len > declared - ota_agent_offset(agent))
-		return staging_fail_n(agent, OTA_ERR_SIZE, "image longer than the declared ",
+		return staging_fail_n(agent, OTA_ERR_SIZE,
+				      inst->delta ? "delta longer than the declared "
+						  : "image longer than the declared ",
 				      declared, " bytes");
+	if (inst->delta)
+		return delta_write(agent, chunk, len);
 	if (inst->dec.on)
 		return decrypt_write(agent, chunk, len);
 	return plain_write(agent, chunk, len, true);
@@ -1224,9 +1286,17 @@ enum ota_err ota_agent_finish(struct ota_agent *agent)
 		ota_text_u64(&detail, inst->size);
 		return staging_fail(agent, OTA_ERR_SIZE, buf);
 	}
+	if (inst->delta) {
+		char buf[OTA_AGENT_DETAIL_BYTES];
+		struct ota_text detail;
+		ota_text_init(&detail, buf, sizeof(buf));
+		enum ota_err derr = ota_delta_install_finish(agent, &detail);
+		if (derr != OTA_OK)
+			return staging_fail(agent, derr, buf);
+	}
 	enum ota_err err = ota_sha256_final(&inst->hash, digest);
 	if (err != OTA_OK) {
-		inst->active = false;
+		ota_agent_close(agent);
 		return err;
 	}
 	if (memcmp(digest, inst->sha256, sizeof(digest)) == 0)
@@ -1234,14 +1304,14 @@ enum ota_err ota_agent_finish(struct ota_agent *agent)
 	if (verdict != OTA_OK)
 		return staging_fail(agent, verdict, "image SHA-256 differs from the manifest");
 	inst->active = false;
-	ota_decrypt_close(&inst->dec);
+	install_release(agent);
 	if (agent->port.ops->slot_sync(agent->port.ctx, inst->slot) != OTA_OK)
 		return OTA_ERR_STORAGE;
 	struct ota_agent_state next = agent->state;
 	next.phase = OTA_PHASE_PENDING;
 	next.target_slot = inst->slot;
 	next.slots[inst->slot] = inst->info;
-	next.staged_bytes = inst->size;
+	next.staged_bytes = inst->info.size;
 	(void)event_add(agent, &next, OTA_EVENT_VERIFIED, OTA_OK, &inst->info, "");
 	(void)event_add(agent, &next, OTA_EVENT_PENDING, OTA_OK, &inst->info, "");
 	return state_store(agent, &next);

@@ -48,6 +48,11 @@ void ota_online_report(struct ota_online *o, Fleetota__V1__DeviceState state)
 	r.time = st.latest_time;
 	r.active_slot = st.running_slot;
 	r.pending_version = st.phase != OTA_PHASE_IDLE ? st.target.version : "";
+	/* the confirmed image: the base a delta for this device must start from */
+	if (st.confirmed.valid) {
+		r.running_sha256.data = st.confirmed.sha256;
+		r.running_sha256.len = OTA_SHA256_BYTES;
+	}
 	struct ota_freshness fresh;
 	if (ota_agent_freshness(o->agent, &fresh) == OTA_OK) {
 		r.timestamp_issued_at = fresh.issued_at;
@@ -176,15 +181,18 @@ static enum ota_err membuf_put(void *arg, const uint8_t *data, size_t len)
 }
 
 /* The delivery API's path of what (DESIGN.md section 4). */
-static void fetch_path(enum ota_fetch_what what, const char *artifact, char *buf, size_t cap)
+static void fetch_path(enum ota_fetch_what what, const char *artifact, const char *query, char *buf,
+		       size_t cap)
 {
 	static const char *const prefix[] = {"/v1/manifests/", "/v1/images/", "/v1/keylist",
 					     "/v1/rootlist", "/v1/timestamp/"};
 	struct ota_text t;
 	ota_text_init(&t, buf, cap);
 	ota_text_str(&t, prefix[what]);
-	if (what == OTA_FETCH_MANIFEST || what == OTA_FETCH_IMAGE || what == OTA_FETCH_TIMESTAMP)
+	if (what == OTA_FETCH_MANIFEST || what == OTA_FETCH_IMAGE || what == OTA_FETCH_TIMESTAMP) {
 		ota_text_str(&t, artifact);
+		ota_text_str(&t, query);
+	}
 }
 
 /* One fetch through the port; *ret is written in every case. */
@@ -211,12 +219,12 @@ static void status_detail(char *buf, size_t cap, const char *what, size_t what_m
 
 /* GET a signed object (at most one envelope) into buf. */
 static enum ota_err fetch_envelope(struct ota_online *o, enum ota_fetch_what what,
-				   const char *artifact, struct membuf *buf)
+				   const char *artifact, const char *query, struct membuf *buf)
 {
 	char path[OTA_ONLINE_ARTIFACT_MAX + 32];
 	char what_text[DETAIL_PATH_MAX + 8];
 	struct ota_fetch_result res;
-	fetch_path(what, artifact, path, sizeof(path));
+	fetch_path(what, artifact, query, path, sizeof(path));
 	struct ota_fetch_request req = {
 		.what = what, .artifact = artifact, .path = path, .max_bytes = buf->cap};
 	buf->len = 0;
@@ -257,7 +265,7 @@ static enum ota_err image_put(void *arg, const uint8_t *data, size_t len)
 
 static enum ota_err update_keylist(struct ota_online *o, struct membuf *buf)
 {
-	enum ota_err err = fetch_envelope(o, OTA_FETCH_KEYLIST, "", buf);
+	enum ota_err err = fetch_envelope(o, OTA_FETCH_KEYLIST, "", "", buf);
 	if (err == OTA_OK)
 		err = ota_agent_update_keylist(o->agent, buf->data, buf->len);
 	if (err == OTA_OK)
@@ -267,7 +275,7 @@ static enum ota_err update_keylist(struct ota_online *o, struct membuf *buf)
 
 static enum ota_err update_rootlist(struct ota_online *o, struct membuf *buf)
 {
-	enum ota_err err = fetch_envelope(o, OTA_FETCH_ROOTLIST, "", buf);
+	enum ota_err err = fetch_envelope(o, OTA_FETCH_ROOTLIST, "", "", buf);
 	if (err == OTA_OK) {
 		const uint8_t *bufs[1] = {buf->data};
 		size_t lens[1] = {buf->len};
@@ -301,7 +309,7 @@ enum ota_err ota_online_freshness(struct ota_online *o, enum ota_err *ret_timest
 	struct ota_freshness after;
 	if (ota_agent_freshness(o->agent, &before) != OTA_OK)
 		before.frozen = false;
-	enum ota_err ts_err = fetch_envelope(o, OTA_FETCH_TIMESTAMP, o->model, &buf);
+	enum ota_err ts_err = fetch_envelope(o, OTA_FETCH_TIMESTAMP, o->model, "", &buf);
 	if (ts_err == OTA_OK)
 		ts_err = ota_agent_timestamp(o->agent, buf.data, buf.len);
 	if (ret_timestamp_err)
@@ -375,25 +383,54 @@ static unsigned backoff_s(unsigned attempt, unsigned retry_after_s)
 	return wait > OTA_ONLINE_MAX_BACKOFF_S ? OTA_ONLINE_MAX_BACKOFF_S : wait;
 }
 
-/* Manifest first, verified by the core; then the image, resumed with Range. */
-enum ota_err ota_online_install(struct ota_online *o, const char *artifact)
+/* "/v1/manifests/ID?full=1": the full image even where a delta exists. */
+#define FULL_QUERY "?full=1"
+/* "/v1/images/ID?base=HEX": the delta from the base the manifest names. */
+#define BASE_QUERY "?base="
+
+static void hex_append(struct ota_text *t, const uint8_t *bytes, size_t len)
 {
-	char path[OTA_ONLINE_ARTIFACT_MAX + 32];
+	static const char digits[] = "0123456789abcdef";
+	char pair[3] = {0, 0, 0};
+	for (size_t i = 0; i < len; i++) {
+		pair[0] = digits[bytes[i] >> 4];
+		pair[1] = digits[bytes[i] & 15u];
+		ota_text_str(t, pair);
+	}
+}
+
+/*
+ * The delta errors a full image may not have: the payload (HASH, SIZE), or
+ * a base the device does not run or an encoding it cannot apply (the
+ * server's idea of the running image was stale).
+ */
+static bool delta_fallback(enum ota_err err)
+{
+	return err == OTA_ERR_HASH || err == OTA_ERR_SIZE || err == OTA_ERR_DELTA_BASE ||
+	       err == OTA_ERR_DELTA_UNSUPPORTED;
+}
+
+/*
+ * Manifest, verification, payload (resumed with Range), finish: the slot
+ * is pending on OTA_OK. *ret_rejected: the core refused (else a transport
+ * failure); *ret_delta: the manifest was a delta.
+ */
+static enum ota_err stage(struct ota_online *o, const char *artifact, bool full, bool *ret_rejected,
+			  bool *ret_delta)
+{
+	char path[OTA_ONLINE_ARTIFACT_MAX + 32 + 2 * OTA_SHA256_BYTES];
 	struct membuf manifest = {.data = o->work + WORK_MANIFEST, .cap = OTA_MAX_ENVELOPE_BYTES};
 	struct membuf kl = {.data = o->work + WORK_KEYLIST, .cap = OTA_MAX_ENVELOPE_BYTES};
+	uint8_t base[OTA_SHA256_BYTES];
 	enum ota_err err;
-	enum ota_online_note outcome = OTA_ONLINE_FAILED;
 
-	struct ota_text t;
-	ota_text_init(&t, o->artifact, sizeof(o->artifact));
-	ota_text_str(&t, artifact);
-	o->progress_permille = 0;
-	note(o, OTA_ONLINE_DOWNLOAD_START, OTA_OK);
-	ota_online_report(o, FLEETOTA__V1__DEVICE_STATE__DEVICE_STATE_DOWNLOADING);
-	err = fetch_envelope(o, OTA_FETCH_MANIFEST, artifact, &manifest);
+	*ret_rejected = false;
+	*ret_delta = false;
+	err = fetch_envelope(o, OTA_FETCH_MANIFEST, artifact, full ? FULL_QUERY : "", &manifest);
 	if (err != OTA_OK)
-		goto failed;
+		return err;
 	ota_online_report(o, FLEETOTA__V1__DEVICE_STATE__DEVICE_STATE_VERIFYING);
+	*ret_rejected = true;
 	err = ota_agent_begin(o->agent, manifest.data, manifest.len, NULL, 0, NULL, NULL, 0);
 	if (err == OTA_ERR_KEY_UNKNOWN && update_keylist(o, &kl) == OTA_OK) {
 		/* the manifest's key may be in a newer KeyList: one more try */
@@ -401,11 +438,28 @@ enum ota_err ota_online_install(struct ota_online *o, const char *artifact)
 		err = ota_agent_begin(o->agent, manifest.data, manifest.len, NULL, 0, NULL, NULL,
 				      0);
 	}
+	if (err == OTA_ERR_DELTA_BASE || err == OTA_ERR_DELTA_UNSUPPORTED)
+		*ret_delta = true;
 	if (err != OTA_OK)
-		goto rejected;
+		return err;
+	if (ota_agent_install_is_delta(o->agent, base)) {
+		if (full) {
+			/* asked for the full image, got a delta: not what was asked */
+			(void)ota_agent_abort(o->agent, OTA_ERR_FORMAT,
+					      "a delta, not the full image", false);
+			return OTA_ERR_FORMAT;
+		}
+		*ret_delta = true;
+	}
 
 	uint64_t size = ota_agent_image_size(o->agent);
-	fetch_path(OTA_FETCH_IMAGE, artifact, path, sizeof(path));
+	fetch_path(OTA_FETCH_IMAGE, artifact, "", path, sizeof(path));
+	if (*ret_delta) {
+		struct ota_text t;
+		ota_text_init(&t, path + strlen(path), sizeof(path) - strlen(path));
+		ota_text_str(&t, BASE_QUERY);
+		hex_append(&t, base, sizeof(base));
+	}
 	for (unsigned attempt = 0;; attempt++) {
 		struct image_sink sink = {.o = o, .size = size};
 		struct ota_fetch_result res;
@@ -423,15 +477,15 @@ enum ota_err ota_online_install(struct ota_online *o, const char *artifact)
 			/* the device came up again from its records: start over from there */
 			attempt = 0;
 		} else if (sink.core_err != OTA_OK) {
-			err = sink.core_err; /* recorded by the core, slot erased */
-			goto rejected;
+			return sink.core_err; /* recorded by the core, slot erased */
 		} else if (err == OTA_ERR_SIZE || err == OTA_ERR_PIN ||
 			   attempt >= o->download_retries || (o->stop_aborts && stopping(o))) {
 			char detail[96];
 			status_detail(detail, sizeof(detail), "image download", SIZE_MAX,
 				      res.status);
 			(void)ota_agent_abort(o->agent, err, detail, err != OTA_ERR_SIZE);
-			goto failed;
+			*ret_rejected = false;
+			return err;
 		} else {
 			/* keep the hashed prefix; begin again re-verifies and re-hashes it */
 			(void)ota_agent_abort(o->agent, err, "download interrupted", true);
@@ -439,17 +493,47 @@ enum ota_err ota_online_install(struct ota_online *o, const char *artifact)
 			backoff(o, backoff_s(attempt, res.retry_after_s));
 		}
 		if (stopping(o)) {
-			err = OTA_ERR_TRANSPORT;
-			goto failed;
+			*ret_rejected = false;
+			return OTA_ERR_TRANSPORT;
 		}
 		err = ota_agent_begin(o->agent, manifest.data, manifest.len, NULL, 0, NULL, NULL,
 				      0);
 		if (err != OTA_OK)
-			goto rejected;
+			return err;
 	}
-	err = ota_agent_finish(o->agent);
-	if (err != OTA_OK)
-		goto rejected;
+	return ota_agent_finish(o->agent);
+}
+
+/*
+ * Manifest first, verified by the core; then the image (or the delta the
+ * server chose for this device's running image), resumed with Range. A
+ * delta that fails is followed once by the full image (?full=1).
+ */
+enum ota_err ota_online_install(struct ota_online *o, const char *artifact)
+{
+	enum ota_err err;
+	enum ota_online_note outcome = OTA_ONLINE_FAILED;
+	bool rejected = false;
+	bool delta = false;
+
+	struct ota_text t;
+	ota_text_init(&t, o->artifact, sizeof(o->artifact));
+	ota_text_str(&t, artifact);
+	o->progress_permille = 0;
+	note(o, OTA_ONLINE_DOWNLOAD_START, OTA_OK);
+	ota_online_report(o, FLEETOTA__V1__DEVICE_STATE__DEVICE_STATE_DOWNLOADING);
+	err = stage(o, artifact, false, &rejected, &delta);
+	if (err != OTA_OK && rejected && delta && delta_fallback(err)) {
+		/* the core recorded why; the full image is checked the same way */
+		ota_online_report(o, FLEETOTA__V1__DEVICE_STATE__DEVICE_STATE_REJECTED);
+		o->progress_permille = 0;
+		err = stage(o, artifact, true, &rejected, &delta);
+	}
+	if (err != OTA_OK) {
+		if (rejected)
+			goto rejected;
+		goto failed;
+	}
 	o->progress_permille = 1000;
 	ota_online_report(o, FLEETOTA__V1__DEVICE_STATE__DEVICE_STATE_PENDING);
 	err = ota_online_boot_and_confirm(o);

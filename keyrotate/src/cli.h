@@ -79,6 +79,9 @@ enum {
 	OPT_CIPHERTEXT_OUT,
 	OPT_HOLDER_KEY,
 	OPT_REMOVE_RECIPIENT,
+	OPT_BASE,
+	OPT_DELTA_CHUNK,
+	OPT_DELTA_LEVEL,
 };
 
 #define COMMON_OPTIONS                                                       \
@@ -241,7 +244,7 @@ enum ota_err cli_encrypt_image(struct cli_encrypt *e, struct common *c, const ch
  * A manifest may not be both a delta and encrypted (docs/decisions.md):
  * OTA_ERR_UNSUPPORTED.
  */
-enum ota_err cli_encrypt_combination(const Fleetota__V1__Manifest *m, struct kr_diag *diag);
+enum ota_err cli_encrypt_combination(bool encrypted, bool delta, struct kr_diag *diag);
 
 /* Frees keys, the Encryption and a temporary ciphertext. */
 void cli_encrypt_release(struct cli_encrypt *e);

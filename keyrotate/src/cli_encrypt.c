@@ -89,9 +89,9 @@ enum ota_err cli_encrypt_image(struct cli_encrypt *e, struct common *c, const ch
 	return OTA_OK;
 }
 
-enum ota_err cli_encrypt_combination(const Fleetota__V1__Manifest *m, struct kr_diag *diag)
+enum ota_err cli_encrypt_combination(bool encrypted, bool delta, struct kr_diag *diag)
 {
-	if (m->encryption && m->delta)
+	if (encrypted && delta)
 		return kr_fail(diag, OTA_ERR_UNSUPPORTED,
 			       "a delta update cannot be encrypted (docs/decisions.md): sign "
 			       "the delta plain or encrypt the full image");

@@ -177,7 +177,8 @@ int cli_cmd_rewrap(int argc, char **argv)
 	}
 	/* the bundle must be a good one before its key is handed on */
 	if ((err = kr_verify_manifest(&v, hdr->manifest, arena, &m, &c.diag)) != OTA_OK ||
-	    (err = cli_encrypt_combination(m, &c.diag)) != OTA_OK)
+	    (err = cli_encrypt_combination(m->encryption != NULL, m->delta != NULL, &c.diag)) !=
+		    OTA_OK)
 		goto cli_fail;
 	if (!m->encryption) {
 		err = kr_fail(&c.diag, OTA_ERR_INVALID_ARG, "%s is not encrypted", a.in);

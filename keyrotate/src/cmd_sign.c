@@ -11,6 +11,7 @@
 #include <openssl/crypto.h>
 
 #include "cli.h"
+#include "ota_delta_make.h"
 
 static const char help_sign[] =
 	"Usage: ota-keys sign --key OPKEY --keylist KEYLIST --image FILE --product MODEL\n"
@@ -34,6 +35,12 @@ static const char help_sign[] =
 	"  --rootlist ROOTLIST    verify the KeyList against it and carry it in the bundle\n"
 	"  --rootlist-chain FILE  intermediate RootLists for the bundle, oldest first\n"
 	"  --no-keylist           do not carry the KeyList in the bundle\n"
+	"  --base FILE            a delta bundle: the payload is the delta from FILE (the\n"
+	"                         image devices must run) to --image; the manifest binds\n"
+	"                         both images' hashes and the delta's (docs/keys.md)\n"
+	"  --delta-chunk N        image bytes per delta frame, the device's RAM (default\n"
+	"                         1048576, at most 1048576)\n"
+	"  --delta-level N        zstd level of the delta (default 19)\n"
 	"  --encrypt-to KEY.pub   encrypt the image for this X25519 recipient key (repeat:\n"
 	"                         a product line's key, device keys; ota-keys enc-key-new);\n"
 	"                         the bundle then carries the ciphertext\n"
@@ -85,6 +92,9 @@ int cli_cmd_sign(int argc, char **argv)
 		{"manifest-out", required_argument, NULL, OPT_MANIFEST_OUT},
 		{"bundle-out", required_argument, NULL, OPT_BUNDLE_OUT},
 		{"no-keylist", no_argument, NULL, OPT_NO_KEYLIST},
+		{"base", required_argument, NULL, OPT_BASE},
+		{"delta-chunk", required_argument, NULL, OPT_DELTA_CHUNK},
+		{"delta-level", required_argument, NULL, OPT_DELTA_LEVEL},
 		ENCRYPT_OPTIONS,
 		{NULL, 0, NULL, 0},
 	};
@@ -104,6 +114,11 @@ int cli_cmd_sign(int argc, char **argv)
 	uint64_t size = 0;
 	char *image_copy = NULL;
 	enum ota_err err = OTA_OK;
+	const char *base = NULL;
+	uint64_t delta_chunk = OTA_DELTA_DEFAULT_CHUNK_BYTES, delta_level = OTA_DELTA_DEFAULT_LEVEL;
+	Fleetota__V1__DeltaInfo delta;
+	struct kr_delta_hashes delta_hashes;
+	char delta_path[4096] = "";
 	struct cli_encrypt crypt = {0};
 
 	kr_verifier_init(&v, 0);
@@ -176,6 +191,15 @@ int cli_cmd_sign(int argc, char **argv)
 		case OPT_NO_KEYLIST:
 			no_keylist = 1;
 			break;
+		case OPT_BASE:
+			base = optarg;
+			break;
+		case OPT_DELTA_CHUNK:
+			bad = cli_parse_u64(optarg, &delta_chunk);
+			break;
+		case OPT_DELTA_LEVEL:
+			bad = cli_parse_u64(optarg, &delta_level);
+			break;
 		default:
 			bad = cli_encrypt_option(&crypt, opt, optarg);
 			break;
@@ -190,6 +214,11 @@ int cli_cmd_sign(int argc, char **argv)
 				       "");
 	if (!manifest_out && !bundle_out)
 		return cli_usage_error("give --manifest-out and/or --bundle-out%s", "");
+	if (base && (!bundle_out || delta_chunk == 0 || delta_chunk > OTA_DELTA_MAX_CHUNK_BYTES ||
+		     delta_level < 1 || delta_level > 22))
+		return cli_usage_error("--base needs --bundle-out, --delta-chunk 1..1048576 and "
+				       "--delta-level 1..22%s",
+				       "");
 	if (crypt.to.n && !bundle_out && !crypt.ciphertext_out)
 		return cli_usage_error(
 			"an encrypted image needs --bundle-out or --ciphertext-out%s", "");
@@ -212,6 +241,9 @@ int cli_cmd_sign(int argc, char **argv)
 	}
 	if ((rc = cli_common_ready(&c)) != 0)
 		goto out;
+	/* before the delta is made or the image encrypted */
+	if ((err = cli_encrypt_combination(crypt.to.n > 0, base != NULL, &c.diag)) != OTA_OK)
+		goto cli_fail;
 	v.now = c.now;
 	if ((err = kr_verifier_arena(&v, KR_HEADER_ARENA_BYTES, &arena)) != OTA_OK)
 		goto cli_fail;
@@ -269,13 +301,31 @@ int cli_cmd_sign(int argc, char **argv)
 			      kr_time_format(spec.issued_at, t, sizeof(t)));
 		goto cli_fail;
 	}
-	/* what the bundle carries: the image, or its ciphertext */
+	if (base) {
+		/* the payload is the delta: the bundle streams it instead of the image */
+		if (snprintf(delta_path, sizeof(delta_path), "%s.delta.tmp", bundle_out) >=
+		    (int)sizeof(delta_path)) {
+			err = kr_fail(&c.diag, OTA_ERR_INVALID_ARG, "path too long");
+			goto cli_fail;
+		}
+		if ((err = kr_delta_build(base, image, delta_path, (uint32_t)delta_chunk,
+					  (int)delta_level, &delta, &delta_hashes, &c.diag)) !=
+		    OTA_OK)
+			goto cli_fail;
+		spec.delta = &delta;
+	}
+	/* what the bundle carries: the image, its delta, or its ciphertext */
 	const char *payload = image;
 	const uint8_t *payload_sha = sha;
 	uint64_t payload_size = 0;
 	if ((err = kr_image_hash(image, sha, &size, &c.diag)) != OTA_OK)
 		goto cli_fail;
 	payload_size = size;
+	if (base) {
+		payload = delta_path;
+		payload_sha = delta_hashes.sha256;
+		payload_size = delta.size;
+	}
 	if (crypt.to.n &&
 	    (err = cli_encrypt_image(&crypt, &c, image, sha, size, bundle_out, &spec, &payload,
 				     &payload_sha, &payload_size)) != OTA_OK)
@@ -295,7 +345,7 @@ int cli_cmd_sign(int argc, char **argv)
 	err = kr_verify_manifest(&v, env, marena, &m, &c.diag);
 	v.now = saved_now;
 	if (err == OTA_OK)
-		err = cli_encrypt_combination(m, &c.diag);
+		err = cli_encrypt_combination(m->encryption != NULL, m->delta != NULL, &c.diag);
 	if (err != OTA_OK)
 		goto cli_fail;
 	if (bundle_out) {
@@ -317,6 +367,10 @@ int cli_cmd_sign(int argc, char **argv)
 	printf("manifest %s %s (code %llu, counter %llu) image %llu bytes sha256 %s\n",
 	       spec.product, spec.version, (unsigned long long)spec.version_code,
 	       (unsigned long long)spec.security_counter, (unsigned long long)size, sha_hex);
+	if (base)
+		printf("delta %llu bytes (%.1f %% of the image) from base of %llu bytes\n",
+		       (unsigned long long)delta.size, 100.0 * (double)delta.size / (double)size,
+		       (unsigned long long)delta.base_size);
 	rc = 0;
 	goto out;
 cli_fail:
@@ -324,6 +378,8 @@ cli_fail:
 out:
 	if (env)
 		fleetota__v1__signed__free_unpacked(env, NULL);
+	if (delta_path[0])
+		unlink(delta_path);
 	free(body);
 	free(image_copy);
 	cli_encrypt_release(&crypt);

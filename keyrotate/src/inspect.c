@@ -123,10 +123,13 @@ static json_t *manifest_json(const Fleetota__V1__Manifest *m)
 	if (obj && m->delta)
 		json_object_set_new(
 			obj, "delta",
-			json_pack("{s:o, s:o, s:o}", "base_sha256",
+			json_pack("{s:o, s:o, s:o, s:o, s:o, s:o}", "base_sha256",
 				  hex_string(m->delta->base_sha256.data, m->delta->base_sha256.len),
-				  "sha256", hex_string(m->delta->sha256.data, m->delta->sha256.len),
-				  "size", u64(m->delta->size)));
+				  "base_size", u64(m->delta->base_size), "sha256",
+				  hex_string(m->delta->sha256.data, m->delta->sha256.len), "size",
+				  u64(m->delta->size), "algorithm",
+				  u64((uint64_t)m->delta->algorithm), "chunk_bytes",
+				  u64(m->delta->chunk_bytes)));
 	return obj;
 }
 

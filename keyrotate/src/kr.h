@@ -295,6 +295,8 @@ struct kr_manifest_spec {
 	const char *image_name;
 	/* an encrypted image (encrypt.c): copied into the manifest; NULL = plain */
 	const Fleetota__V1__Encryption *encryption;
+	/* a delta bundle's DeltaInfo (keyrotate/src/delta.c), NULL for a full image */
+	const Fleetota__V1__DeltaInfo *delta;
 };
 
 /* Streams a file through SHA-256 in KR_IO_CHUNK pieces. */
@@ -304,6 +306,20 @@ enum ota_err kr_image_hash(const char *path, uint8_t ret_sha256[OTA_SHA256_BYTES
 enum ota_err kr_manifest_build(const struct kr_manifest_spec *spec,
 			       const uint8_t sha256[OTA_SHA256_BYTES], uint64_t size,
 			       uint8_t **ret_body, size_t *ret_len, struct kr_diag *diag);
+
+/*
+ * Delta bundles (keyrotate/src/delta.c): makes the payload of image
+ * against base into payload_path (checked by applying it back with the
+ * device's applier) and fills *ret_info (pointing into *ret_hashes, the
+ * caller's storage) for the manifest.
+ */
+struct kr_delta_hashes {
+	uint8_t base_sha256[OTA_SHA256_BYTES];
+	uint8_t sha256[OTA_SHA256_BYTES];
+};
+enum ota_err kr_delta_build(const char *base_path, const char *image_path, const char *payload_path,
+			    uint32_t chunk_bytes, int level, Fleetota__V1__DeltaInfo *ret_info,
+			    struct kr_delta_hashes *ret_hashes, struct kr_diag *diag);
 
 struct kr_bundle_parts {
 	const Fleetota__V1__Signed *manifest;

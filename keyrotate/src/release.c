@@ -133,6 +133,7 @@ enum ota_err kr_manifest_build(const struct kr_manifest_spec *spec,
 	m.expires_at = spec->expires_at;
 	m.image = &image;
 	m.encryption = (Fleetota__V1__Encryption *)spec->encryption;
+	m.delta = (Fleetota__V1__DeltaInfo *)spec->delta;
 
 	size_t len = fleetota__v1__manifest__get_packed_size(&m);
 	if (len > OTA_MAX_BODY_BYTES)

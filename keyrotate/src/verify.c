@@ -1,5 +1,6 @@
 /* SPDX-License-Identifier: Apache-2.0 */
 #include <errno.h>
+#include <stdbool.h>
 #include <fcntl.h>
 #include <stdlib.h>
 #include <string.h>
@@ -192,18 +193,29 @@ enum ota_err kr_verify_timestamp(struct kr_verifier *v, const Fleetota__V1__Sign
 	return OTA_OK;
 }
 
-/* Streams fd through SHA-256; checks exact size and digest. */
-static enum ota_err image_check(int fd, const Fleetota__V1__Manifest *m, const char *what,
-				struct kr_diag *diag)
+/*
+ * Streams fd through SHA-256; checks exact size and digest: of what
+ * travels (the image, or an encrypted image's ciphertext), or with payload
+ * set and a delta manifest the delta payload's (what a delta bundle
+ * carries after its header).
+ */
+static enum ota_err image_check(int fd, const Fleetota__V1__Manifest *m, bool payload,
+				const char *what, struct kr_diag *diag)
 {
+	bool delta = payload && m->delta;
+	/* an encrypted image travels as ciphertext: its digest and size */
+	const uint8_t *sha = NULL;
+	uint64_t size = 0;
+	ota_manifest_payload(m, &sha, &size);
+	if (delta) {
+		sha = m->delta->sha256.data;
+		size = m->delta->size;
+	}
+	const char *noun = delta ? "delta" : "image";
 	struct ota_sha256_ctx ctx;
 	uint8_t digest[OTA_SHA256_BYTES];
 	uint64_t seen = 0;
 	enum ota_err err = OTA_OK;
-	/* an encrypted image travels as ciphertext: its digest and size */
-	const uint8_t *want_sha = NULL;
-	uint64_t want_size = 0;
-	ota_manifest_payload(m, &want_sha, &want_size);
 	uint8_t *chunk = malloc(KR_IO_CHUNK);
 	if (!chunk)
 		return OTA_ERR_NOMEM;
@@ -213,7 +225,7 @@ static enum ota_err image_check(int fd, const Fleetota__V1__Manifest *m, const c
 	}
 	for (;;) {
 		/* never ask for more than the manifest allows, plus one to see excess */
-		uint64_t left = want_size - seen;
+		uint64_t left = size - seen;
 		size_t want = left < KR_IO_CHUNK ? (size_t)left : KR_IO_CHUNK;
 		if (want == 0)
 			want = 1;
@@ -227,24 +239,24 @@ static enum ota_err image_check(int fd, const Fleetota__V1__Manifest *m, const c
 		}
 		if (got == 0)
 			break;
-		if (seen + (uint64_t)got > want_size) {
-			err = kr_fail(diag, OTA_ERR_SIZE, "%s: more than the %llu image bytes",
-				      what, (unsigned long long)want_size);
+		if (seen + (uint64_t)got > size) {
+			err = kr_fail(diag, OTA_ERR_SIZE, "%s: more than the %llu %s bytes", what,
+				      (unsigned long long)size, noun);
 			break;
 		}
 		seen += (uint64_t)got;
 		if ((err = ota_sha256_update(&ctx, chunk, (size_t)got)) != OTA_OK)
 			break;
 	}
-	if (err == OTA_OK && seen != want_size)
-		err = kr_fail(diag, OTA_ERR_SIZE, "%s: %llu image bytes, the manifest says %llu",
-			      what, (unsigned long long)seen, (unsigned long long)want_size);
+	if (err == OTA_OK && seen != size)
+		err = kr_fail(diag, OTA_ERR_SIZE, "%s: %llu %s bytes, the manifest says %llu", what,
+			      (unsigned long long)seen, noun, (unsigned long long)size);
 	if (err != OTA_OK) {
 		ota_sha256_abort(&ctx);
 	} else if ((err = ota_sha256_final(&ctx, digest)) == OTA_OK &&
-		   memcmp(digest, want_sha, OTA_SHA256_BYTES) != 0) {
-		err = kr_fail(diag, OTA_ERR_HASH, "%s: image SHA-256 differs from the manifest's",
-			      what);
+		   memcmp(digest, sha, OTA_SHA256_BYTES) != 0) {
+		err = kr_fail(diag, OTA_ERR_HASH, "%s: %s SHA-256 differs from the manifest's",
+			      what, noun);
 	}
 	free(chunk);
 	return err;
@@ -256,7 +268,7 @@ enum ota_err kr_verify_image_file(const Fleetota__V1__Manifest *manifest, const 
 	int fd = open(path, O_RDONLY | O_CLOEXEC);
 	if (fd < 0)
 		return kr_fail(diag, OTA_ERR_STORAGE, "cannot open %s: %s", path, strerror(errno));
-	enum ota_err err = image_check(fd, manifest, path, diag);
+	enum ota_err err = image_check(fd, manifest, false, path, diag);
 	close(fd);
 	return err;
 }
@@ -336,7 +348,7 @@ enum ota_err kr_verify_bundle_file(struct kr_verifier *v, const char *path, stru
 	/* the manifest is verified before one image byte is read */
 	if ((err = kr_verify_manifest(v, hdr->manifest, arena, &m, diag)) != OTA_OK)
 		goto out;
-	err = image_check(fd, m, path, diag);
+	err = image_check(fd, m, true, path, diag);
 out:
 	close(fd);
 	return err;

@@ -52,6 +52,10 @@ static const struct err_entry err_table[OTA__ERR_COUNT] = {
 	[OTA_ERR_DECRYPT] = {"OTA_ERR_DECRYPT", "encrypted image chunk fails authentication"},
 	[OTA_ERR_UNSUPPORTED] = {"OTA_ERR_UNSUPPORTED",
 				 "combination or feature this build does not support"},
+	[OTA_ERR_DELTA_BASE] = {"OTA_ERR_DELTA_BASE",
+				"delta is made from an image this device does not run"},
+	[OTA_ERR_DELTA_UNSUPPORTED] = {"OTA_ERR_DELTA_UNSUPPORTED",
+				       "delta encoding or size this device cannot apply"},
 };
 
 const char *ota_err_name(enum ota_err err)

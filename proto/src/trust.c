@@ -162,7 +162,8 @@ enum ota_err ota_manifest_parse(const Fleetota__V1__Signed *env, struct ota_aren
 		return OTA_ERR_FORMAT;
 	if (m->delta && (m->delta->base_sha256.len != OTA_SHA256_BYTES ||
 			 m->delta->sha256.len != OTA_SHA256_BYTES || m->delta->size == 0 ||
-			 m->delta->size > OTA_MAX_IMAGE_BYTES))
+			 m->delta->size > OTA_MAX_IMAGE_BYTES || m->delta->chunk_bytes == 0 ||
+			 m->delta->base_size == 0 || m->delta->base_size > OTA_MAX_IMAGE_BYTES))
 		return OTA_ERR_FORMAT;
 	if (m->expires_at && m->expires_at <= m->issued_at)
 		return OTA_ERR_FORMAT;

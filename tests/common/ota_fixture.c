@@ -289,6 +289,7 @@ Fleetota__V1__Signed *ota_fx_manifest(const struct ota_fx_manifest *spec)
 	image.name = (char *)(spec->image_name ? spec->image_name : "");
 	m.image = &image;
 	m.encryption = (Fleetota__V1__Encryption *)spec->encryption;
+	m.delta = (Fleetota__V1__DeltaInfo *)spec->delta;
 	return fx_sign_message(spec->sign_type, &m.base, spec->signers, spec->n_signers);
 }
 

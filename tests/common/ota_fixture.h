@@ -129,6 +129,7 @@ struct ota_fx_manifest {
 	enum ota_obj_type sign_type;
 	EVP_PKEY *const *signers;
 	size_t n_signers;
+	const Fleetota__V1__DeltaInfo *delta; /* a delta manifest; NULL = full image */
 };
 void ota_fx_manifest_init(struct ota_fx_manifest *spec, const uint8_t *image, size_t image_len);
 Fleetota__V1__Signed *ota_fx_manifest(const struct ota_fx_manifest *spec);

@@ -28,6 +28,7 @@
 
 #include "fleetota/crypto.h"
 #include "fleetota/decrypt.h"
+#include "fleetota/delta.h"
 #include "fleetota/limits.h"
 #include "fleetota/port.h"
 
@@ -117,6 +118,14 @@ struct ota_agent_config {
 	 * 0 = freeze detection off.
 	 */
 	uint64_t freshness_max_age_s;
+	/*
+	 * Work area for delta updates (fleetota/delta.h), borrowed for the
+	 * agent's life; NULL = deltas are refused (OTA_ERR_DELTA_UNSUPPORTED).
+	 * OTA_DELTA_WORK_BYTES takes any delta; a smaller area takes deltas
+	 * whose chunk fits (ota_delta_work_bytes).
+	 */
+	void *delta_work;
+	size_t delta_work_len;
 };
 
 /* A snapshot for status reports and `ota-agent status --json`. */
@@ -150,6 +159,18 @@ struct ota_install {
 	struct ota_sha256_ctx hash;
 	/* an encrypted image: ota_agent_write takes ciphertext (agent/src/decrypt.c) */
 	struct ota_decrypt dec;
+	/*
+	 * A delta install (agent/src/delta_install.c): size and written count
+	 * the delta payload; hash, sha256 and info are still the final
+	 * image's. A delta is never resumed: it starts over (it is small).
+	 */
+	bool delta;
+	bool base_mapped;
+	uint8_t base_slot;
+	uint64_t image_written; /* final-image bytes written into the slot */
+	uint8_t delta_sha256[OTA_SHA256_BYTES];
+	struct ota_sha256_ctx delta_hash;
+	struct ota_delta applier;
 };
 
 /* The boot record (OTA_REC_BOOT): which slot is confirmed, and its image. */
@@ -269,14 +290,25 @@ enum ota_err ota_agent_begin_bundle(struct ota_agent *agent, const uint8_t *head
  * boundary).
  */
 uint64_t ota_agent_offset(const struct ota_agent *agent);
-/* After begin: the size of what travels (image.size, or the ciphertext's). */
+/*
+ * After begin: the size of what travels: the delta payload's for a delta,
+ * the ciphertext's for an encrypted image, else image.size.
+ */
 uint64_t ota_agent_image_size(const struct ota_agent *agent);
 
 /*
- * Appends image bytes (ciphertext for an encrypted image, decrypted and
- * authenticated chunk by chunk on the way) at ota_agent_offset(). More
- * than the declared size in total is OTA_ERR_SIZE, a chunk that fails its
- * tag OTA_ERR_DECRYPT; both abort the install (slot erased).
+ * After begin: true when the install is a delta; then *ret_base_sha256
+ * (may be NULL) is the base image's hash (the delivery path names it).
+ */
+bool ota_agent_install_is_delta(const struct ota_agent *agent,
+				uint8_t ret_base_sha256[OTA_SHA256_BYTES]);
+
+/*
+ * Appends payload bytes at ota_agent_offset(): image bytes, ciphertext for
+ * an encrypted image (decrypted and authenticated chunk by chunk on the
+ * way), or a delta's payload (applied frame by frame). More than the
+ * declared size in total is OTA_ERR_SIZE, a chunk that fails its tag
+ * OTA_ERR_DECRYPT; both abort the install (slot erased).
  */
 enum ota_err ota_agent_write(struct ota_agent *agent, const void *chunk, size_t len);
 

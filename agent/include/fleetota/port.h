@@ -281,6 +281,22 @@ struct ota_port_ops {
 	 * when too many devices report unexpected reboots or a low value.
 	 */
 	enum ota_err (*health)(void *ctx, struct ota_port_health *ret);
+
+	/*
+	 * Optional (NULL = this device takes no delta updates,
+	 * OTA_ERR_DELTA_UNSUPPORTED). Delta updates read the running slot as
+	 * the base image, in place: zstd's decoder needs it as one
+	 * contiguous read-only span. slot_map: *ret_base = slot[0..len),
+	 * readable until slot_unmap (an mmap of the slot file on Linux,
+	 * the flash address on a microcontroller with memory-mapped flash);
+	 * the core never writes, erases or syncs a slot while it is mapped,
+	 * and maps only the running slot. A read error of the mapping may
+	 * kill the process (SIGBUS on Linux): the port checks the slot holds
+	 * len bytes before it maps. slot_unmap: ends the mapping (NULL ok
+	 * when mappings need no end).
+	 */
+	enum ota_err (*slot_map)(void *ctx, unsigned slot, uint64_t len, const uint8_t **ret_base);
+	void (*slot_unmap)(void *ctx, unsigned slot);
 };
 
 /* A port: the ops (static, shared) and one device's context. */

@@ -21,6 +21,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/mman.h>
 #include <sys/stat.h>
 #include <sys/wait.h>
 #include <time.h>
@@ -171,6 +172,48 @@ static enum ota_err lx_slot_sync(void *ctx, unsigned slot)
 	if (close(fd) != 0 || rc != 0)
 		return OTA_ERR_STORAGE;
 	return OTA_OK;
+}
+
+/*
+ * The base of a delta, read in place: a read-only mapping of the slot
+ * file, so the base is page cache, not a copy in the agent's memory. A
+ * file shorter than len is refused here (touching a page past its end
+ * would be SIGBUS).
+ */
+static enum ota_err lx_slot_map(void *ctx, unsigned slot, uint64_t len, const uint8_t **ret_base)
+{
+	struct ota_linux_port *lx = ctx;
+	char path[OTA_CONFIG_MAX_PATH + 32];
+	struct stat st;
+	if (slot >= OTA_SLOT_COUNT || len == 0 || len > lx->slot_size || len > SIZE_MAX ||
+	    lx->map[slot])
+		return OTA_ERR_INVALID_ARG;
+	ota_linux_slot_path(lx, slot, path, sizeof(path));
+	int fd = open(path, O_RDONLY | O_CLOEXEC);
+	if (fd < 0)
+		return OTA_ERR_STORAGE;
+	if (fstat(fd, &st) != 0 || st.st_size < 0 || (uint64_t)st.st_size < len) {
+		close(fd);
+		return OTA_ERR_STORAGE;
+	}
+	void *p = mmap(NULL, (size_t)len, PROT_READ, MAP_SHARED, fd, 0);
+	close(fd);
+	if (p == MAP_FAILED)
+		return OTA_ERR_STORAGE;
+	lx->map[slot] = p;
+	lx->map_len[slot] = (size_t)len;
+	*ret_base = p;
+	return OTA_OK;
+}
+
+static void lx_slot_unmap(void *ctx, unsigned slot)
+{
+	struct ota_linux_port *lx = ctx;
+	if (slot >= OTA_SLOT_COUNT || !lx->map[slot])
+		return;
+	munmap((void *)lx->map[slot], lx->map_len[slot]);
+	lx->map[slot] = NULL;
+	lx->map_len[slot] = 0;
 }
 
 static bool records_dir(const struct ota_linux_port *lx, char *buf, size_t cap)
@@ -350,6 +393,8 @@ static const struct ota_port_ops linux_ops = {
 	.slot_write = lx_slot_write,
 	.slot_erase = lx_slot_erase,
 	.slot_sync = lx_slot_sync,
+	.slot_map = lx_slot_map,
+	.slot_unmap = lx_slot_unmap,
 	.record_read = lx_record_read,
 	.record_write = lx_record_write,
 	.clock_now = lx_clock_now,
@@ -369,6 +414,8 @@ static const struct ota_port_ops linux_ops_selftest = {
 	.slot_write = lx_slot_write,
 	.slot_erase = lx_slot_erase,
 	.slot_sync = lx_slot_sync,
+	.slot_map = lx_slot_map,
+	.slot_unmap = lx_slot_unmap,
 	.record_read = lx_record_read,
 	.record_write = lx_record_write,
 	.clock_now = lx_clock_now,

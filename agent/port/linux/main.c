@@ -47,6 +47,7 @@ struct cli {
 	struct ota_port port;
 	struct ota_agent agent;
 	uint8_t *work;
+	uint8_t *delta_work;
 	int lock_fd;
 };
 
@@ -295,7 +296,9 @@ static int open_agent(struct cli *cli, bool exclusive)
 		}
 	}
 	cli->work = malloc(OTA_AGENT_WORK_BYTES);
-	if (!cli->work)
+	/* delta updates: one chunk, one frame and the decoder (fleetota/delta.h) */
+	cli->delta_work = malloc(OTA_DELTA_WORK_BYTES);
+	if (!cli->work || !cli->delta_work)
 		return -1;
 	/* a Linux device stages images of hundreds of MiB into files: every
 	 * checkpoint costs three fsyncs, so checkpoint every 8 MiB unless the
@@ -305,7 +308,9 @@ static int open_agent(struct cli *cli, bool exclusive)
 	struct ota_agent_config acfg = {.model = cli->config.model,
 					.hw_revision = cli->config.hw_revision,
 					.checkpoint_bytes = checkpoint,
-					.freshness_max_age_s = cli->config.freshness_max_age_s};
+					.freshness_max_age_s = cli->config.freshness_max_age_s,
+					.delta_work = cli->delta_work,
+					.delta_work_len = OTA_DELTA_WORK_BYTES};
 	enum ota_err e =
 		ota_agent_init(&cli->agent, &cli->port, &acfg, cli->work, OTA_AGENT_WORK_BYTES);
 	if (e != OTA_OK) {
@@ -530,6 +535,7 @@ int main(int argc, char **argv)
 out:
 	ota_agent_close(&cli.agent);
 	free(cli.work);
+	free(cli.delta_work);
 	if (cli.lock_fd >= 0)
 		close(cli.lock_fd);
 	return rc;

@@ -83,6 +83,9 @@ struct ota_linux_port {
 	const volatile sig_atomic_t *stop; /* set by a signal handler: wait returns */
 	/* recipient key files (decrypt_key, product_key; "" = none), borrowed */
 	const char *unwrap_keys[2];
+	/* slot_map: the running slot mapped read-only for a delta's base */
+	const void *map[OTA_SLOT_COUNT];
+	size_t map_len[OTA_SLOT_COUNT];
 };
 
 /*

@@ -18,6 +18,12 @@
 static uint8_t work[OTA_AGENT_WORK_BYTES];
 /* The online policy's: manifest, KeyList, one report. */
 static uint8_t online_work[OTA_ONLINE_WORK_BYTES];
+/*
+ * Delta updates: the zstd decoder (about 96 KiB), one 16 KiB chunk and
+ * its frame; deltas made with ota-keys sign --delta-chunk 16384.
+ */
+#define MCU_DELTA_CHUNK_BYTES (16u * 1024u)
+static uint8_t delta_work[112u * 1024u + 2u * MCU_DELTA_CHUNK_BYTES + 2048u];
 static struct ota_agent agent;
 static const uint8_t nothing[1];
 volatile enum ota_err mcu_last_err;
@@ -29,9 +35,17 @@ volatile unsigned mcu_slot;
  * here so that no C library allocator (and its sbrk) is linked.
  */
 void *malloc(size_t size);
+void *calloc(size_t n, size_t size);
 void free(void *ptr);
 void *malloc(size_t size)
 {
+	(void)size;
+	return NULL;
+}
+/* the same for zstd's allocating entry points, which the core never calls */
+void *calloc(size_t n, size_t size)
+{
+	(void)n;
 	(void)size;
 	return NULL;
 }
@@ -59,7 +73,10 @@ static void report_send(void *arg, const uint8_t *buf, size_t len)
 void Reset_Handler(void);
 void Reset_Handler(void)
 {
-	const struct ota_agent_config config = {.model = "mcu-demo", .hw_revision = "a"};
+	const struct ota_agent_config config = {.model = "mcu-demo",
+						.hw_revision = "a",
+						.delta_work = delta_work,
+						.delta_work_len = sizeof(delta_work)};
 	const uint8_t *lists[1] = {nothing};
 	const size_t lens[1] = {sizeof(nothing)};
 	struct ota_agent_status status;

@@ -119,6 +119,19 @@ static void wait(void *ctx, unsigned seconds)
 	(void)seconds;
 }
 
+/*
+ * A delta's base, read in place: on a part with memory-mapped (XIP) flash
+ * the slot's address; here the stub flash in RAM.
+ */
+static enum ota_err slot_map(void *ctx, unsigned slot, uint64_t len, const uint8_t **ret_base)
+{
+	(void)ctx;
+	if (slot >= OTA_SLOT_COUNT || len > MCU_SLOT_BYTES)
+		return OTA_ERR_INVALID_ARG;
+	*ret_base = flash.slots[slot];
+	return OTA_OK;
+}
+
 static const struct ota_port_ops mcu_ops = {
 	.slot_size = slot_size,
 	.slot_read = slot_read,
@@ -129,6 +142,8 @@ static const struct ota_port_ops mcu_ops = {
 	.record_write = record_write,
 	.fetch = fetch,
 	.wait = wait,
+	.slot_map = slot_map,
+	.slot_unmap = NULL,
 };
 
 void ota_mcu_port(struct ota_port *ret_port)

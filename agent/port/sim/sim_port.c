@@ -43,6 +43,7 @@ struct ota_sim {
 	void *unwrap_arg;
 	uint32_t health_permille;
 	uint64_t unrequested_boots;
+	uint8_t mapped; /* bit per slot the core has mapped (it must not write it) */
 };
 
 static void slot_mark_dirty(struct sim_slot *s, uint64_t off, uint64_t len)
@@ -82,6 +83,12 @@ static void sim_lose_unsynced(struct ota_sim *sim)
 		memcpy(s->cache + lo, s->disk + lo, (size_t)(hi - lo));
 		s->dirty_lo = s->dirty_hi = 0;
 	}
+}
+
+/* The contract of slot_map: a mapped slot is never changed. */
+static bool sim_slot_busy(const struct ota_sim *sim, unsigned slot)
+{
+	return slot < OTA_SLOT_COUNT && (sim->mapped & (1u << slot)) != 0;
 }
 
 /* Counts one mutating operation; true when it is the one that is cut. */
@@ -128,6 +135,8 @@ static enum ota_err sim_slot_write(void *ctx, unsigned slot, uint64_t off, const
 				   size_t len)
 {
 	struct ota_sim *sim = ctx;
+	if (sim_slot_busy(sim, slot))
+		return OTA_ERR_INVALID_ARG;
 	if (sim->off)
 		return OTA_ERR_STORAGE;
 	if (slot >= OTA_SLOT_COUNT || off > sim->slot_bytes || len > sim->slot_bytes - off)
@@ -145,6 +154,8 @@ static enum ota_err sim_slot_write(void *ctx, unsigned slot, uint64_t off, const
 static enum ota_err sim_slot_erase(void *ctx, unsigned slot)
 {
 	struct ota_sim *sim = ctx;
+	if (sim_slot_busy(sim, slot))
+		return OTA_ERR_INVALID_ARG;
 	if (sim->off)
 		return OTA_ERR_STORAGE;
 	if (slot >= OTA_SLOT_COUNT)
@@ -163,6 +174,8 @@ static enum ota_err sim_slot_erase(void *ctx, unsigned slot)
 static enum ota_err sim_slot_sync(void *ctx, unsigned slot)
 {
 	struct ota_sim *sim = ctx;
+	if (sim_slot_busy(sim, slot))
+		return OTA_ERR_INVALID_ARG;
 	if (sim->off)
 		return OTA_ERR_STORAGE;
 	if (slot >= OTA_SLOT_COUNT)
@@ -174,6 +187,26 @@ static enum ota_err sim_slot_sync(void *ctx, unsigned slot)
 		slot_flush(s, s->dirty_lo, s->dirty_hi);
 	s->dirty_lo = s->dirty_hi = 0;
 	return OTA_OK;
+}
+
+/* The simulated slots are RAM: the running view (cache) is the mapping. */
+static enum ota_err sim_slot_map(void *ctx, unsigned slot, uint64_t len, const uint8_t **ret_base)
+{
+	struct ota_sim *sim = ctx;
+	if (sim->off)
+		return OTA_ERR_STORAGE;
+	if (slot >= OTA_SLOT_COUNT || len > sim->slot_bytes)
+		return OTA_ERR_INVALID_ARG;
+	*ret_base = sim->slots[slot].cache;
+	sim->mapped |= (uint8_t)(1u << slot);
+	return OTA_OK;
+}
+
+static void sim_slot_unmap(void *ctx, unsigned slot)
+{
+	struct ota_sim *sim = ctx;
+	if (slot < OTA_SLOT_COUNT)
+		sim->mapped &= (uint8_t) ~(1u << slot);
 }
 
 static bool sim_record_valid(enum ota_record rec, unsigned copy)
@@ -294,6 +327,8 @@ static const struct ota_port_ops sim_ops = {
 	.selftest = sim_selftest,
 	.key_unwrap = sim_key_unwrap,
 	.health = sim_health,
+	.slot_map = sim_slot_map,
+	.slot_unmap = sim_slot_unmap,
 };
 
 /* Same table without the self-test hook (confirm comes from outside). */
@@ -312,6 +347,8 @@ static const struct ota_port_ops sim_ops_no_selftest = {
 	.selftest = NULL,
 	.key_unwrap = sim_key_unwrap,
 	.health = sim_health,
+	.slot_map = sim_slot_map,
+	.slot_unmap = sim_slot_unmap,
 };
 
 struct ota_sim *ota_sim_new(uint64_t slot_bytes)

@@ -44,6 +44,10 @@ enum ota_err {
 	OTA_ERR_KEY_UNWRAP = 30,
 	OTA_ERR_DECRYPT = 31,
 	OTA_ERR_UNSUPPORTED = 32,
+	/* a delta's base is not the image this device runs (refused before download) */
+	OTA_ERR_DELTA_BASE = 33,
+	/* a delta this device cannot apply (algorithm, chunk size, no mapped slot) */
+	OTA_ERR_DELTA_UNSUPPORTED = 34,
 	OTA__ERR_COUNT
 };
 

@@ -11,6 +11,7 @@
 #include "agent_world.h"
 #include "fleetota/bundle.h"
 #include "fleetota/crypt_host.h"
+#include "ota_delta_make.h"
 
 static void fill(uint8_t *buf, size_t len, uint32_t seed)
 {
@@ -38,8 +39,11 @@ static enum ota_err world_unwrap(void *arg, const struct ota_key_unwrap_request 
 
 static void agent_start(struct world *w)
 {
-	struct ota_agent_config cfg = {
-		.model = W_MODEL, .hw_revision = W_HW, .checkpoint_bytes = W_CHECKPOINT};
+	struct ota_agent_config cfg = {.model = W_MODEL,
+				       .hw_revision = W_HW,
+				       .checkpoint_bytes = W_CHECKPOINT,
+				       .delta_work = w->delta_work,
+				       .delta_work_len = OTA_DELTA_WORK_BYTES};
 	struct ota_port port = ota_sim_port(w->sim);
 	assert_int_equal(ota_agent_init(&w->agent, &port, &cfg, w->work, OTA_AGENT_WORK_BYTES),
 			 OTA_OK);
@@ -86,6 +90,8 @@ void world_setup(struct world *w)
 	memset(w, 0, sizeof(*w));
 	w->work = malloc(OTA_AGENT_WORK_BYTES);
 	assert_non_null(w->work);
+	w->delta_work = malloc(OTA_DELTA_WORK_BYTES);
+	assert_non_null(w->delta_work);
 	for (int i = 0; i < 3; i++)
 		w->roots[i] = ota_fx_key_new(i == 1 ? OTA_ALG_ECDSA_P256_SHA256 : OTA_ALG_ED25519);
 	w->op = ota_fx_key_new(OTA_ALG_ED25519);
@@ -147,6 +153,65 @@ void world_teardown(struct world *w)
 	for (size_t i = 0; i < W_DEV_KEYS; i++)
 		EVP_PKEY_free(w->dev_keys[i]);
 	free(w->work);
+	free(w->delta_work);
+}
+
+void world_next_image(const struct world *w, uint8_t out[W_NEXT_LEN])
+{
+	memcpy(out, w->v1, W_V1_LEN);
+	for (size_t i = 100; i < W_V1_LEN; i += 997)
+		out[i] ^= 0x5a;
+	memcpy(out + W_V1_LEN, w->v2, W_NEXT_LEN - W_V1_LEN);
+}
+
+struct payload_buf {
+	struct world_delta *d;
+	size_t cap;
+};
+
+static enum ota_err payload_put(void *arg, const uint8_t *data, size_t len)
+{
+	struct payload_buf *b = arg;
+	if (b->d->len + len > b->cap) {
+		size_t cap = (b->d->len + len) * 2;
+		uint8_t *p = realloc(b->d->payload, cap);
+		if (!p)
+			return OTA_ERR_NOMEM;
+		b->d->payload = p;
+		b->cap = cap;
+	}
+	memcpy(b->d->payload + b->d->len, data, len);
+	b->d->len += len;
+	return OTA_OK;
+}
+
+void world_delta_make(struct world_delta *d, const uint8_t *base, size_t base_len,
+		      const uint8_t *image, size_t len, uint32_t chunk_bytes)
+{
+	struct payload_buf b = {.d = d};
+	uint64_t size = 0;
+	memset(d, 0, sizeof(*d));
+	assert_int_equal(
+		ota_delta_make(base, base_len, image, len, chunk_bytes, 19, payload_put, &b, &size),
+		OTA_OK);
+	assert_int_equal(size, d->len);
+	SHA256(base, base_len, d->base_sha256);
+	SHA256(d->payload, d->len, d->sha256);
+	fleetota__v1__delta_info__init(&d->info);
+	d->info.base_sha256.data = d->base_sha256;
+	d->info.base_sha256.len = 32;
+	d->info.sha256.data = d->sha256;
+	d->info.sha256.len = 32;
+	d->info.size = d->len;
+	d->info.algorithm = FLEETOTA__V1__DELTA_ALGORITHM__DELTA_ALGORITHM_ZSTD_CHUNKED;
+	d->info.chunk_bytes = chunk_bytes;
+	d->info.base_size = base_len;
+}
+
+void world_delta_free(struct world_delta *d)
+{
+	free(d->payload);
+	memset(d, 0, sizeof(*d));
 }
 
 enum ota_err world_install(struct world *w, const Fleetota__V1__Signed *manifest,

@@ -42,6 +42,7 @@ struct world {
 	struct ota_sim *sim;
 	struct ota_agent agent;
 	uint8_t *work;
+	uint8_t *delta_work; /* OTA_DELTA_WORK_BYTES, lent to the agent */
 };
 
 /* Builds keys, trust objects and a device running v1 (asserts on failure). */
@@ -75,6 +76,25 @@ void world_update(struct world *w, const Fleetota__V1__Signed *manifest, const u
 void world_expect_rejected(struct world *w, const Fleetota__V1__Signed *m,
 			   const Fleetota__V1__Signed *kl, const Fleetota__V1__Signed *root,
 			   const uint8_t *image, size_t len, enum ota_err expected);
+
+/* The delta tests' new image: v1 with a few bytes changed and 5000 appended. */
+#define W_NEXT_LEN (W_V1_LEN + 5000u)
+/* Frames of 4 KiB, so an image spans several of them. */
+#define W_DELTA_CHUNK 4096u
+void world_next_image(const struct world *w, uint8_t out[W_NEXT_LEN]);
+
+/* A delta payload of image against base, and the DeltaInfo that describes it. */
+struct world_delta {
+	uint8_t *payload;
+	size_t len;
+	uint8_t base_sha256[32];
+	uint8_t sha256[32];
+	Fleetota__V1__DeltaInfo info;
+};
+/* Makes it with the host maker (agent/host); asserts on failure. */
+void world_delta_make(struct world_delta *d, const uint8_t *base, size_t base_len,
+		      const uint8_t *image, size_t len, uint32_t chunk_bytes);
+void world_delta_free(struct world_delta *d);
 
 /* What an attack must not change. */
 struct world_snapshot {

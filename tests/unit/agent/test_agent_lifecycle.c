@@ -274,26 +274,60 @@ static void rotation_free(struct rotation *r)
 	memset(r, 0, sizeof(*r));
 }
 
-/* One power-fail scenario: an update of v2, optionally carrying a trust rotation. */
+/* What the power-fail scenario installs. */
+enum cut_kind {
+	CUT_PLAIN, /* v2 */
+	CUT_DELTA, /* the next image, by a delta from v1 */
+	CUT_ENCRYPTED, /* v2, encrypted for the device's key */
+};
+
+/*
+ * One power-fail scenario: an update of v2 (plain or encrypted),
+ * optionally carrying a trust rotation; or an update to the next image by
+ * a delta from v1.
+ */
 struct cut_run {
 	Fleetota__V1__Signed *m;
 	struct rotation rot;
 	bool rotate;
+	enum cut_kind kind;
+	struct world_delta d;
+	uint8_t next[W_NEXT_LEN];
+	const uint8_t *image; /* the final image */
+	size_t image_len;
+	/* what the install streams: the image, the delta or the ciphertext */
+	const uint8_t *payload;
+	size_t payload_len;
 	struct ota_fx_crypt *crypt; /* an encrypted update (issue 16), else NULL */
 };
 
 /* Encrypted updates in the cut loop: chunks of the checkpoint size. */
 #define CUT_CHUNK_BYTES W_CHECKPOINT
 
-static void cut_run_prepare(struct world *w, struct cut_run *run, bool rotate, bool encrypt)
+static void cut_run_prepare(struct world *w, struct cut_run *run, bool rotate, enum cut_kind kind)
 {
 	struct ota_fx_manifest spec;
 	memset(run, 0, sizeof(*run));
 	run->rotate = rotate;
+	run->kind = kind;
+	run->image = run->payload = w->v2;
+	run->image_len = run->payload_len = sizeof(w->v2);
 	world_manifest(w, &spec, w->v2, sizeof(w->v2), 20, 7);
-	if (encrypt) {
+	if (kind == CUT_DELTA) {
+		world_next_image(w, run->next);
+		world_delta_make(&run->d, w->v1, sizeof(w->v1), run->next, W_NEXT_LEN,
+				 W_DELTA_CHUNK);
+		world_manifest(w, &spec, run->next, W_NEXT_LEN, 20, 7);
+		spec.delta = &run->d.info;
+		run->image = run->next;
+		run->image_len = W_NEXT_LEN;
+		run->payload = run->d.payload;
+		run->payload_len = run->d.len;
+	} else if (kind == CUT_ENCRYPTED) {
 		run->crypt = ota_fx_encrypt(w->v2, sizeof(w->v2), CUT_CHUNK_BYTES, w->dev_keys, 1);
 		spec.encryption = run->crypt->enc;
+		run->payload = run->crypt->ciphertext.data;
+		run->payload_len = run->crypt->ciphertext.len;
 	}
 	if (rotate) {
 		rotation_new(w, &run->rot);
@@ -308,14 +342,13 @@ static void cut_run_free(struct cut_run *run)
 	ota_fx_crypt_free(run->crypt);
 	if (run->rotate)
 		rotation_free(&run->rot);
+	world_delta_free(&run->d);
 }
 
 static enum ota_err cut_run_install(struct world *w, const struct cut_run *run)
 {
-	const uint8_t *bytes = run->crypt ? run->crypt->ciphertext.data : w->v2;
-	size_t len = run->crypt ? run->crypt->ciphertext.len : sizeof(w->v2);
 	return world_install(w, run->m, run->rotate ? run->rot.kl3 : NULL,
-			     run->rotate ? run->rot.root2 : NULL, bytes, len);
+			     run->rotate ? run->rot.root2 : NULL, run->payload, run->payload_len);
 }
 
 /* One install + boot + confirm of v2; stops at the first error. */
@@ -336,17 +369,17 @@ static void run_update(struct world *w, const struct cut_run *run)
  * recorded), that trust moved roots first and then keys, and that
  * repeating the update succeeds. Returns whether the cut happened.
  */
-static bool cut_once(struct world *w, enum ota_sim_cache mode, bool rotate, bool encrypt,
+static bool cut_once(struct world *w, enum ota_sim_cache mode, bool rotate, enum cut_kind kind,
 		     uint64_t n)
 {
 	uint8_t v1_sha[32];
 	uint8_t v2_sha[32];
 	struct cut_run run;
-	sha_of(w->v1, sizeof(w->v1), v1_sha);
-	sha_of(w->v2, sizeof(w->v2), v2_sha);
 	world_teardown(w);
 	world_setup(w);
-	cut_run_prepare(w, &run, rotate, encrypt); /* the world's keys are new */
+	cut_run_prepare(w, &run, rotate, kind); /* the world's keys are new */
+	sha_of(w->v1, sizeof(w->v1), v1_sha);
+	sha_of(run.image, run.image_len, v2_sha);
 	ota_sim_set_cache(w->sim, mode);
 	ota_sim_cut_at(w->sim, n);
 	run_update(w, &run);
@@ -408,32 +441,44 @@ static bool cut_once(struct world *w, enum ota_sim_cache mode, bool rotate, bool
 
 /* A cut at every mutating storage operation; returns how many there were. */
 static uint64_t cut_every_operation(struct world *w, enum ota_sim_cache mode, bool rotate,
-				    bool encrypt)
+				    enum cut_kind kind)
 {
 	uint64_t n = 1;
-	while (cut_once(w, mode, rotate, encrypt, n))
+	while (cut_once(w, mode, rotate, kind, n))
 		n++;
 	/* erase, record copies, image writes, checkpoints, boot, confirm */
 	assert_true(n > 15);
 	print_message("%s cache, %s: power cut at each of %llu operations\n",
 		      mode == OTA_SIM_CACHE_DROP ? "dropping" : "tearing",
-		      rotate	? "RootList + KeyList in the bundle"
-		      : encrypt ? "encrypted update"
-				: "plain update",
+		      rotate		      ? "RootList + KeyList in the bundle"
+		      : kind == CUT_DELTA     ? "delta update"
+		      : kind == CUT_ENCRYPTED ? "encrypted update"
+					      : "plain update",
 		      (unsigned long long)(n - 1));
 	return n - 1;
 }
 
 static void test_power_fail_every_operation(void **state)
 {
-	(void)cut_every_operation(*state, OTA_SIM_CACHE_DROP, false, false);
-	(void)cut_every_operation(*state, OTA_SIM_CACHE_TEAR, false, false);
+	(void)cut_every_operation(*state, OTA_SIM_CACHE_DROP, false, CUT_PLAIN);
+	(void)cut_every_operation(*state, OTA_SIM_CACHE_TEAR, false, CUT_PLAIN);
+}
+
+/*
+ * The same loop over a delta apply (issue 15): a cut at any operation
+ * leaves a verified image booting, never a pending slot without the full
+ * hash, and the repeated update (starting the delta over) succeeds.
+ */
+static void test_power_fail_delta(void **state)
+{
+	(void)cut_every_operation(*state, OTA_SIM_CACHE_DROP, false, CUT_DELTA);
+	(void)cut_every_operation(*state, OTA_SIM_CACHE_TEAR, false, CUT_DELTA);
 }
 
 /* KeyList / RootList updates carried in the bundle, under the same cut loop. */
 static void test_power_fail_trust_rotation(void **state)
 {
-	(void)cut_every_operation(*state, OTA_SIM_CACHE_DROP, true, false);
+	(void)cut_every_operation(*state, OTA_SIM_CACHE_DROP, true, CUT_PLAIN);
 }
 
 /*
@@ -444,7 +489,7 @@ static void test_power_fail_trust_rotation(void **state)
 static void test_power_fail_encrypted(void **state)
 {
 	/* tearing only: it keeps more of what the cut interrupted (and the suite short) */
-	(void)cut_every_operation(*state, OTA_SIM_CACHE_TEAR, false, true);
+	(void)cut_every_operation(*state, OTA_SIM_CACHE_TEAR, false, CUT_ENCRYPTED);
 }
 
 /* A cut at every operation of install + boot + failing self-test (revert). */
@@ -527,6 +572,7 @@ int main(void)
 		T(test_resume_rehashes_prefix),
 		T(test_event_log),
 		T(test_power_fail_every_operation),
+		T(test_power_fail_delta),
 		T(test_power_fail_encrypted),
 		T(test_power_fail_trust_rotation),
 		T(test_power_fail_during_revert),

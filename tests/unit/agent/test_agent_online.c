@@ -10,6 +10,7 @@
 #include <setjmp.h>
 #include <stdarg.h>
 #include <stddef.h>
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -57,6 +58,13 @@ struct fake {
 	unsigned n_states;
 	unsigned retries;
 	enum ota_err outcome;
+	/* delta delivery: the manifest without ?full=1, the payload at ?base= */
+	struct ota_fx_buf delta_manifest;
+	const uint8_t *delta;
+	size_t delta_len;
+	char delta_path[160];
+	unsigned full_manifests;
+	unsigned delta_fetches;
 };
 
 static struct fake fk;
@@ -97,9 +105,16 @@ static enum ota_err fake_fetch(void *ctx, const struct ota_fetch_request *req,
 			ret->status = 404;
 			return OTA_ERR_TRANSPORT;
 		}
-		assert_string_equal(req->path, "/v1/manifests/" ART);
 		assert_int_equal(req->offset, 0);
 		ret->status = 200;
+		if (strcmp(req->path, "/v1/manifests/" ART "?full=1") == 0) {
+			fk.full_manifests++;
+		} else {
+			assert_string_equal(req->path, "/v1/manifests/" ART);
+			if (fk.delta_manifest.data)
+				return deliver(fk.delta_manifest.data, fk.delta_manifest.len,
+					       req->max_bytes, SIZE_MAX, sink, sink_arg, ret);
+		}
 		return deliver(fk.manifest.data, fk.manifest.len, req->max_bytes, SIZE_MAX, sink,
 			       sink_arg, ret);
 	case OTA_FETCH_KEYLIST:
@@ -117,6 +132,14 @@ static enum ota_err fake_fetch(void *ctx, const struct ota_fetch_request *req,
 		return OTA_ERR_TRANSPORT;
 	case OTA_FETCH_IMAGE:
 		break;
+	}
+	if (strchr(req->path, '?')) {
+		assert_string_equal(req->path, fk.delta_path);
+		assert_int_equal(req->max_bytes, fk.delta_len - req->offset);
+		fk.delta_fetches++;
+		ret->status = 200;
+		return deliver(fk.delta + req->offset, fk.delta_len - (size_t)req->offset,
+			       req->max_bytes, SIZE_MAX, sink, sink_arg, ret);
 	}
 	assert_string_equal(req->path, "/v1/images/" ART);
 	assert_true(fk.n_image < MAX_FETCHES);
@@ -263,6 +286,7 @@ static int teardown(void **state)
 	struct world *w = *state;
 	ota_fx_buf_free(&fk.manifest);
 	ota_fx_buf_free(&fk.keylist);
+	ota_fx_buf_free(&fk.delta_manifest);
 	world_teardown(w);
 	free(w);
 	return 0;
@@ -313,6 +337,82 @@ static void test_install_confirms(void **state)
 	assert_int_equal(fk.n_waits, 0);
 	assert_string_equal(o.artifact, ART);
 	assert_int_equal(fk.outcome, OTA_OK);
+}
+
+/*
+ * Delta delivery: the server offers a delta from the running v1 (the
+ * manifest names its base; the payload is fetched at ?base=HEX). With a
+ * good payload the device installs it; with a bad one it refuses it (by
+ * name, in the report) and fetches the full image once (?full=1).
+ */
+static void delta_serve(struct world *w, struct world_delta *d, uint8_t *next, bool tamper)
+{
+	struct ota_fx_manifest spec;
+	world_next_image(w, next);
+	world_delta_make(d, w->v1, sizeof(w->v1), next, W_NEXT_LEN, W_DELTA_CHUNK);
+	if (tamper) /* after the maker hashed it: the manifest binds the good payload */
+		d->payload[d->len / 2] ^= 0x10;
+	world_manifest(w, &spec, next, W_NEXT_LEN, 20, 7);
+	Fleetota__V1__Signed *full = ota_fx_manifest(&spec);
+	fk.manifest = ota_fx_env_bytes(full);
+	ota_fx_env_free(full);
+	spec.delta = &d->info;
+	Fleetota__V1__Signed *m = ota_fx_manifest(&spec);
+	fk.delta_manifest = ota_fx_env_bytes(m);
+	ota_fx_env_free(m);
+	fk.image = next;
+	fk.image_len = W_NEXT_LEN;
+	fk.delta = d->payload;
+	fk.delta_len = d->len;
+	char *p = fk.delta_path + sprintf(fk.delta_path, "/v1/images/" ART "?base=");
+	for (size_t i = 0; i < 32; i++)
+		p += sprintf(p, "%02x", d->base_sha256[i]);
+}
+
+static void test_delta_install(void **state)
+{
+	struct world *w = *state;
+	struct ota_online o = policy(w);
+	struct world_delta d;
+	uint8_t next[W_NEXT_LEN];
+	delta_serve(w, &d, next, false);
+	assert_int_equal(ota_online_install(&o, ART), OTA_OK);
+	assert_runs(w, "2.0.0", 7);
+	assert_int_equal(w->agent.state.slots[w->agent.state.confirmed_slot].size, W_NEXT_LEN);
+	assert_int_equal(fk.delta_fetches, 1);
+	assert_int_equal(fk.n_image, 0);
+	assert_int_equal(fk.full_manifests, 0);
+	assert_int_equal(fk.outcome, OTA_OK);
+	world_delta_free(&d);
+}
+
+static void test_delta_fails_then_full(void **state)
+{
+	struct world *w = *state;
+	struct ota_online o = policy(w);
+	struct world_delta d;
+	uint8_t next[W_NEXT_LEN];
+	delta_serve(w, &d, next, true);
+	assert_int_equal(ota_online_install(&o, ART), OTA_OK);
+	assert_runs(w, "2.0.0", 7);
+	assert_int_equal(fk.delta_fetches, 1);
+	assert_int_equal(fk.full_manifests, 1);
+	assert_int_equal(fk.n_image, 1);
+	assert_int_equal(fk.image_bytes, W_NEXT_LEN);
+	/* the refused delta was reported by name before the full image came */
+	bool rejected = false;
+	for (unsigned i = 0; i < fk.n_states; i++)
+		rejected = rejected || fk.states[i] == S(REJECTED);
+	assert_true(rejected);
+	struct ota_event ev;
+	bool hash_event = false;
+	for (uint64_t seq = 1; seq < w->agent.state.next_event_seq; seq++) {
+		if (ota_agent_event(&w->agent, seq, &ev) == OTA_OK &&
+		    ev.kind == OTA_EVENT_REJECTED && ev.error == OTA_ERR_HASH)
+			hash_event = true;
+	}
+	assert_true(hash_event);
+	world_delta_free(&d);
 }
 
 /* A stall after 9000 bytes: the next request resumes from the checkpoint. */
@@ -768,6 +868,8 @@ int main(void)
 		T(test_install_confirms),
 		T(test_health_after_confirm),
 		T(test_health_revert_and_no_hook),
+		T(test_delta_install),
+		T(test_delta_fails_then_full),
 		T(test_stall_resumes_with_range),
 		T(test_encrypted_stall_resumes_at_chunk),
 		T(test_encrypted_not_recipient_no_download),
