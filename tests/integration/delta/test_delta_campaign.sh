@@ -39,6 +39,7 @@ API_PORT=$(free_port)
 setup_pki "${DEVICES[@]}"
 start_pg
 start_broker
+mkdir -p "$STORE"
 write_config
 migrate >/dev/null 2>&1 || { migrate; fail "migrate"; }
 OTA_ROLLOUT_TICK_MS=200 start_server
