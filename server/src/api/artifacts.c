@@ -418,7 +418,8 @@ static void bundle_checked(struct wa_ctx *ctx, enum ota_err err, const PGresult 
 	}
 	if (!b->delta && m->delta != NULL) {
 		wa_reply_error(ctx, 422, ota_err_name(OTA_ERR_FORMAT),
-			       "a delta bundle: upload it to /api/v1/artifacts/{id}/deltas", "body");
+			       "a delta bundle: upload it to /api/v1/artifacts/{id}/deltas",
+			       "body");
 		goto out;
 	}
 	if (b->delta && !wa_delta_manifest_ok(ctx, b, m))

@@ -103,8 +103,7 @@ static bool base_listed(const char *list, const char *hex)
 	return false;
 }
 
-bool wa_delta_manifest_ok(struct wa_ctx *ctx, struct wa_bundle *b,
-			  const Fleetota__V1__Manifest *m)
+bool wa_delta_manifest_ok(struct wa_ctx *ctx, struct wa_bundle *b, const Fleetota__V1__Manifest *m)
 {
 	const struct wa_delta_release *rel = b->release;
 	char image_hex[SRV_SHA256_HEX_BYTES], base_hex[SRV_SHA256_HEX_BYTES];

@@ -198,8 +198,7 @@ bool wa_delta_precheck_ok(struct wa_ctx *ctx, struct wa_bundle *b, const PGresul
  * size 422 SIZE), product, version and counter (409), a base without a
  * delta yet (409). false after replying.
  */
-bool wa_delta_manifest_ok(struct wa_ctx *ctx, struct wa_bundle *b,
-			  const Fleetota__V1__Manifest *m);
+bool wa_delta_manifest_ok(struct wa_ctx *ctx, struct wa_bundle *b, const Fleetota__V1__Manifest *m);
 /* Inserts the delta whose payload is the store file store_name; replies 201. */
 void wa_delta_insert(struct wa_ctx *ctx, struct wa_bundle *b, const char *store_name);
 enum ota_err wa_deltas_prepare(struct srv_db *db);

@@ -119,7 +119,8 @@ int srv_metrics_render(const struct srv_metrics *m, struct evbuffer *out)
 	COUNTER("delta_bytes_served_total", "Delta payload bytes written to devices.",
 		m->delta_bytes_served);
 	COUNTER("delta_bytes_saved_total",
-		"Image bytes not sent thanks to deltas (image size minus delta size, per delta sent "
+		"Image bytes not sent thanks to deltas (image size minus delta size, per delta "
+		"sent "
 		"completely).",
 		m->delta_bytes_saved);
 	COUNTER("timestamps_signed_total", "Timestamps signed by the timestamp role.",
