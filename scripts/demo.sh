@@ -397,7 +397,8 @@ sign_bundle 1.1.1 111 2 op-1 kl-1.signed "$T/fw/fw-1.1.1.from-1.0.0.otab" \
 	--base "$T/fw/fw-1.0.0.img" --delta-level 3
 DELTA=$(api_bin /api/v1/artifacts/fw-1.1.1/deltas "$T/fw/fw-1.1.1.from-1.0.0.otab")
 log "$(jq -r '"with a delta from 1.0.0: \(.delta_size) bytes instead of \(.image_size)"' <<<"$DELTA")"
-log "(devices running 1.0.0 get the delta; $(awk -v s="$NO_DELTA" 'BEGIN {print s * 100}') % of the fleet cannot apply deltas and take the full image)"
+log "(devices running 1.0.0 get the delta; those that cannot apply deltas, each device with"
+log " probability $NO_DELTA in this fleet, refuse it and take the full image)"
 api_json POST /api/v1/campaigns "{\"id\":\"rel-1.1.1\",\"artifact\":\"fw-1.1.1\",
 	\"target\":{\"model\":[\"fx-model\"]},\"stages\":$STAGES,\"rate_per_minute\":$RATE,
 	\"device_timeout_seconds\":120}" >/dev/null
