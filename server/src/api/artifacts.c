@@ -8,7 +8,8 @@
  * Only the bundle header is decoded; the image is hashed while written.
  * Both ways in (a small bundle in one request, or an upload session's file,
  * uploads.c) go through wa_bundle_begin / wa_bundle_verify /
- * wa_bundle_commit.
+ * wa_bundle_commit; so does a delta bundle of an artifact (b->delta; its
+ * own checks and row are in deltas.c).
  */
 #include <errno.h>
 #include <fcntl.h>
@@ -183,7 +184,21 @@ static void bundle_free(void *p)
 		b->ext_free(b->ext);
 	free(b->manifest_bytes);
 	free(b->arena_mem);
+	free(b->release); /* one allocation */
 	free(b);
+}
+
+/* What the bundle carries after its header: a delta's payload, or the image. */
+static void bundle_payload(const Fleetota__V1__Manifest *m, const uint8_t **ret_sha256,
+			   uint64_t *ret_size)
+{
+	if (m->delta != NULL) {
+		*ret_sha256 = m->delta->sha256.data;
+		*ret_size = m->delta->size;
+		return;
+	}
+	/* the store holds what devices fetch: the ciphertext of an encrypted image */
+	ota_manifest_payload(m, ret_sha256, ret_size);
 }
 
 void wa_bundle_refuse(struct wa_ctx *ctx, enum ota_err err, const char *what)
@@ -268,17 +283,20 @@ void wa_bundle_commit(struct wa_ctx *ctx, struct wa_bundle *b)
 	json_t *hw;
 	enum ota_err err;
 
-	/* the store holds what devices fetch: the ciphertext of an encrypted image */
 	const uint8_t *payload_sha = NULL;
 	uint64_t payload_size = 0;
-	ota_manifest_payload(m, &payload_sha, &payload_size);
+	bundle_payload(m, &payload_sha, &payload_size);
 	err = srv_store_writer_commit(b->writer, payload_sha, digest, store_name);
 	if (err == OTA_ERR_HASH) {
-		wa_bundle_refuse(ctx, OTA_ERR_HASH, "image");
+		wa_bundle_refuse(ctx, OTA_ERR_HASH, b->delta ? "delta" : "image");
 		return;
 	}
 	if (err != OTA_OK) {
 		wa_reply_error(ctx, 500, "store_error", "cannot write the image store", NULL);
+		return;
+	}
+	if (b->delta) {
+		wa_delta_insert(ctx, b, store_name);
 		return;
 	}
 	manifest_hex = malloc(2 * b->manifest_len + 1);
@@ -336,6 +354,20 @@ out:
 	free(hw_json);
 }
 
+/* A new artifact: neither its id nor its manifest is known. */
+static bool artifact_precheck_ok(struct wa_ctx *ctx, const PGresult *res)
+{
+	if (strcmp(PQgetvalue(res, 0, 1), "t") == 0) {
+		wa_reply_error(ctx, 409, "conflict", "an artifact with this id exists", "id");
+		return false;
+	}
+	if (strcmp(PQgetvalue(res, 0, 2), "t") == 0) {
+		wa_reply_error(ctx, 409, "conflict", "this manifest is already uploaded", "body");
+		return false;
+	}
+	return true;
+}
+
 static void bundle_checked(struct wa_ctx *ctx, enum ota_err err, const PGresult *res)
 {
 	struct wa_bundle *b = ctx->state;
@@ -352,14 +384,8 @@ static void bundle_checked(struct wa_ctx *ctx, enum ota_err err, const PGresult 
 		wa_reply_db_error(ctx, err, res);
 		return;
 	}
-	if (strcmp(PQgetvalue(res, 0, 1), "t") == 0) {
-		wa_reply_error(ctx, 409, "conflict", "an artifact with this id exists", "id");
+	if (b->delta ? !wa_delta_precheck_ok(ctx, b, res) : !artifact_precheck_ok(ctx, res))
 		return;
-	}
-	if (strcmp(PQgetvalue(res, 0, 2), "t") == 0) {
-		wa_reply_error(ctx, 409, "conflict", "this manifest is already uploaded", "body");
-		return;
-	}
 	if (PQgetisnull(res, 0, 0)) {
 		wa_reply_error(ctx, 422, ota_err_name(OTA_ERR_KEY_UNKNOWN),
 			       "the server holds no KeyList yet: upload one first", "body");
@@ -390,11 +416,19 @@ static void bundle_checked(struct wa_ctx *ctx, enum ota_err err, const PGresult 
 		wa_bundle_refuse(ctx, OTA_ERR_FORMAT, "manifest");
 		goto out;
 	}
+	if (!b->delta && m->delta != NULL) {
+		wa_reply_error(ctx, 422, ota_err_name(OTA_ERR_FORMAT),
+			       "a delta bundle: upload it to /api/v1/artifacts/{id}/deltas",
+			       "body");
+		goto out;
+	}
+	if (b->delta && !wa_delta_manifest_ok(ctx, b, m))
+		goto out;
 	const uint8_t *payload_sha = NULL;
 	uint64_t payload_size = 0;
-	ota_manifest_payload(m, &payload_sha, &payload_size);
+	bundle_payload(m, &payload_sha, &payload_size);
 	if (payload_size != b->image_size) {
-		wa_bundle_refuse(ctx, OTA_ERR_SIZE, "image");
+		wa_bundle_refuse(ctx, OTA_ERR_SIZE, b->delta ? "delta" : "image");
 		goto out;
 	}
 	/* the manifest lives in b->arena, the keylist only in kl_arena */
@@ -415,7 +449,10 @@ void wa_bundle_verify(struct wa_ctx *ctx)
 	struct wa_bundle *b = ctx->state;
 	const char *params[2] = {b->artifact_id, b->digest_hex};
 
-	wa_db(ctx, "wa_artifact_precheck", 2, params, bundle_checked);
+	if (b->delta)
+		wa_delta_precheck(ctx, b, bundle_checked);
+	else
+		wa_db(ctx, "wa_artifact_precheck", 2, params, bundle_checked);
 }
 
 /* ---- POST /api/v1/artifacts: a small bundle in one request ----------- */
@@ -431,11 +468,26 @@ static void store_from_body(struct wa_ctx *ctx, struct wa_bundle *b)
 	wa_bundle_commit(ctx, b);
 }
 
+void wa_bundle_from_body(struct wa_ctx *ctx, const char *artifact_id, bool delta)
+{
+	size_t header_off, header_len, image_off;
+
+	if (wa_bundle_split(ctx->body, ctx->body_len, &header_off, &header_len, &image_off) !=
+	    OTA_OK) {
+		wa_bundle_refuse(ctx, OTA_ERR_FORMAT, "bundle");
+		return;
+	}
+	if (!wa_bundle_begin(ctx, artifact_id, ctx->body + header_off, header_len,
+			     ctx->body_len - image_off, store_from_body))
+		return;
+	((struct wa_bundle *)ctx->state)->delta = delta;
+	wa_bundle_verify(ctx);
+}
+
 void wa_h_artifacts_upload(struct wa_ctx *ctx)
 {
 	static const char *const allowed[] = {"id", NULL};
 	const char *id;
-	size_t header_off, header_len, image_off;
 
 	if (!wa_query_only(ctx, allowed))
 		return;
@@ -446,15 +498,7 @@ void wa_h_artifacts_upload(struct wa_ctx *ctx)
 			       "id");
 		return;
 	}
-	if (wa_bundle_split(ctx->body, ctx->body_len, &header_off, &header_len, &image_off) !=
-	    OTA_OK) {
-		wa_bundle_refuse(ctx, OTA_ERR_FORMAT, "bundle");
-		return;
-	}
-	if (!wa_bundle_begin(ctx, id, ctx->body + header_off, header_len, ctx->body_len - image_off,
-			     store_from_body))
-		return;
-	wa_bundle_verify(ctx);
+	wa_bundle_from_body(ctx, id, false);
 }
 
 /* ---- delete --------------------------------------------------------- */

@@ -736,6 +736,9 @@ static void copy_step(struct wa_ctx *ctx)
 	store_from_file(ctx, b);
 }
 
+/* ctx->step of a finish: the bundle becomes a delta of the artifact. */
+#define FINISH_DELTA 1
+
 static void finish_loaded(struct wa_ctx *ctx, enum ota_err err, const PGresult *res)
 {
 	struct wa_uploads *up = wa_uploads_of(ctx);
@@ -837,11 +840,24 @@ static void finish_loaded(struct wa_ctx *ctx, enum ota_err err, const PGresult *
 	b->ext = fs;
 	b->ext_free = finish_state_free;
 	b->created = finish_created;
+	b->delta = ctx->step == FINISH_DELTA;
 	snprintf(b->upload_id, sizeof(b->upload_id), "%s", fs->upload_id);
 	wa_bundle_verify(ctx);
 }
 
+static void finish(struct wa_ctx *ctx, bool delta);
+
 void wa_h_uploads_finish(struct wa_ctx *ctx)
+{
+	finish(ctx, false);
+}
+
+void wa_h_uploads_finish_delta(struct wa_ctx *ctx)
+{
+	finish(ctx, true);
+}
+
+static void finish(struct wa_ctx *ctx, bool delta)
 {
 	static const char *const allowed[] = {NULL};
 	const char *key, *artifact_id;
@@ -867,5 +883,6 @@ void wa_h_uploads_finish(struct wa_ctx *ctx)
 		return;
 	}
 	snprintf(token, sizeof(token), "%lld", ctx->token_id);
+	ctx->step = delta ? FINISH_DELTA : 0;
 	wa_db(ctx, "wa_upload_get", 2, params, finish_loaded);
 }

@@ -146,6 +146,9 @@ struct wa_bundle {
 	void (*created)(struct wa_ctx *ctx, struct wa_bundle *b);
 	void *ext;
 	void (*ext_free)(void *ext);
+	/* a delta bundle of the artifact artifact_id (deltas.c), not a new artifact */
+	bool delta;
+	struct wa_delta_release *release; /* the artifact's release, after the precheck */
 };
 
 /*
@@ -170,6 +173,37 @@ void wa_bundle_verify(struct wa_ctx *ctx);
 void wa_bundle_commit(struct wa_ctx *ctx, struct wa_bundle *b);
 /* The 422 reply for a bundle refused with err ("what: description"). */
 void wa_bundle_refuse(struct wa_ctx *ctx, enum ota_err err, const char *what);
+/*
+ * A bundle in the request body (at most one upload chunk): a new artifact
+ * artifact_id, or (delta) a delta bundle of the artifact artifact_id.
+ * Replies.
+ */
+void wa_bundle_from_body(struct wa_ctx *ctx, const char *artifact_id, bool delta);
+
+/* ---- deltas of an artifact (deltas.c) ---------------------------------- */
+
+struct wa_delta_release;
+/* Runs the delta precheck of b (delta_precheck), then cb. */
+void wa_delta_precheck(struct wa_ctx *ctx, struct wa_bundle *b,
+		       void (*cb)(struct wa_ctx *ctx, enum ota_err err, const PGresult *res));
+/*
+ * The precheck's row (column 0 is the KeyList, checked by the caller): the
+ * artifact exists (404), the manifest is new (409); keeps the artifact's
+ * release in b->release. false after replying.
+ */
+bool wa_delta_precheck_ok(struct wa_ctx *ctx, struct wa_bundle *b, const PGresult *res);
+/*
+ * The verified manifest m is a delta of b's artifact: a DeltaInfo of a
+ * known algorithm, not encrypted, the artifact's image (hash 422 HASH,
+ * size 422 SIZE), product, version and counter (409), a base without a
+ * delta yet (409). false after replying.
+ */
+bool wa_delta_manifest_ok(struct wa_ctx *ctx, struct wa_bundle *b, const Fleetota__V1__Manifest *m);
+/* Inserts the delta whose payload is the store file store_name; replies 201. */
+void wa_delta_insert(struct wa_ctx *ctx, struct wa_bundle *b, const char *store_name);
+enum ota_err wa_deltas_prepare(struct srv_db *db);
+void wa_h_deltas_list(struct wa_ctx *ctx);
+void wa_h_deltas_upload(struct wa_ctx *ctx);
 
 /* ---- upload sessions (uploads.c) --------------------------------------- */
 
@@ -189,6 +223,8 @@ void wa_h_uploads_get(struct wa_ctx *ctx);
 void wa_h_uploads_append(struct wa_ctx *ctx);
 void wa_h_uploads_delete(struct wa_ctx *ctx);
 void wa_h_uploads_finish(struct wa_ctx *ctx);
+/* POST /api/v1/uploads/{id}/delta: the session's bundle as a delta of an artifact. */
+void wa_h_uploads_finish_delta(struct wa_ctx *ctx);
 
 /* ---- the server side (webapi.c) --------------------------------------- */
 

@@ -100,6 +100,10 @@ static const struct wa_route routes[] = {
 	{EVHTTP_REQ_GET, "/api/v1/artifacts/*", WA_ROLE_VIEWER, WA_BODY_NONE, wa_h_artifacts_get},
 	{EVHTTP_REQ_DELETE, "/api/v1/artifacts/*", WA_ROLE_OPERATOR, WA_BODY_NONE,
 	 wa_h_artifacts_delete},
+	{EVHTTP_REQ_GET, "/api/v1/artifacts/*/deltas", WA_ROLE_VIEWER, WA_BODY_NONE,
+	 wa_h_deltas_list},
+	{EVHTTP_REQ_POST, "/api/v1/artifacts/*/deltas", WA_ROLE_OPERATOR, WA_BODY_BINARY,
+	 wa_h_deltas_upload},
 	/* resumable upload sessions (uploads.c) */
 	{EVHTTP_REQ_POST, "/api/v1/uploads", WA_ROLE_OPERATOR, WA_BODY_JSON, wa_h_uploads_create},
 	{EVHTTP_REQ_GET, "/api/v1/uploads/*", WA_ROLE_OPERATOR, WA_BODY_NONE, wa_h_uploads_get},
@@ -111,6 +115,8 @@ static const struct wa_route routes[] = {
 	 wa_h_uploads_delete},
 	{EVHTTP_REQ_POST, "/api/v1/uploads/*/artifact", WA_ROLE_OPERATOR, WA_BODY_JSON,
 	 wa_h_uploads_finish},
+	{EVHTTP_REQ_POST, "/api/v1/uploads/*/delta", WA_ROLE_OPERATOR, WA_BODY_JSON,
+	 wa_h_uploads_finish_delta},
 	{EVHTTP_REQ_GET, "/api/v1/keylists", WA_ROLE_VIEWER, WA_BODY_NONE, wa_h_keylists_list},
 	{EVHTTP_REQ_POST, "/api/v1/keylists", WA_ROLE_ADMIN, WA_BODY_BINARY, wa_h_keylists_upload},
 	{EVHTTP_REQ_GET, "/api/v1/rootlists", WA_ROLE_VIEWER, WA_BODY_NONE, wa_h_rootlists_list},
@@ -926,6 +932,8 @@ enum ota_err webapi_new(struct event_base *base, struct srv_db *db, struct srv_m
 		err = wa_groups_prepare(db);
 	if (err == OTA_OK)
 		err = wa_artifacts_prepare(db);
+	if (err == OTA_OK)
+		err = wa_deltas_prepare(db);
 	if (err == OTA_OK)
 		err = wa_trust_prepare(db);
 	if (err == OTA_OK)

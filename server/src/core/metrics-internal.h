@@ -69,6 +69,12 @@ struct srv_metrics {
 	uint64_t downloads_aborted;
 	uint64_t bytes_served;
 	uint64_t manifests_served;
+	/* delta updates (delivery.c, docs/server.md "Delta updates") */
+	uint64_t delta_manifests_served; /* of manifests_served: a delta */
+	uint64_t full_manifests_asked; /* of manifests_served: ?full=1, a device's fallback */
+	uint64_t delta_downloads_completed; /* of downloads_completed: a delta's payload */
+	uint64_t delta_bytes_served; /* of bytes_served */
+	uint64_t delta_bytes_saved; /* image size minus delta size, per completed delta */
 	uint64_t timestamps_signed; /* signed freshness (timestamp.c) */
 	uint64_t timestamps_served;
 	uint64_t rejections[SRV__REJECT_COUNT];

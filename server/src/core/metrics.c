@@ -108,6 +108,21 @@ int srv_metrics_render(const struct srv_metrics *m, struct evbuffer *out)
 		m->downloads_aborted);
 	COUNTER("bytes_served_total", "Image bytes written to devices.", m->bytes_served);
 	COUNTER("manifests_served_total", "Manifests served.", m->manifests_served);
+	COUNTER("delta_manifests_served_total",
+		"Manifests served as a delta (the device runs the delta's base).",
+		m->delta_manifests_served);
+	COUNTER("full_manifests_requested_total",
+		"Manifests asked for with ?full=1 (a device falling back from a delta).",
+		m->full_manifests_asked);
+	COUNTER("delta_downloads_completed_total", "Delta payloads sent completely.",
+		m->delta_downloads_completed);
+	COUNTER("delta_bytes_served_total", "Delta payload bytes written to devices.",
+		m->delta_bytes_served);
+	COUNTER("delta_bytes_saved_total",
+		"Image bytes not sent thanks to deltas (image size minus delta size, per delta "
+		"sent "
+		"completely).",
+		m->delta_bytes_saved);
 	COUNTER("timestamps_signed_total", "Timestamps signed by the timestamp role.",
 		m->timestamps_signed);
 	COUNTER("timestamps_served_total", "Timestamps served to devices.", m->timestamps_served);

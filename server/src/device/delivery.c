@@ -19,6 +19,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/queue.h>
 #include <sys/uio.h>
 #include <unistd.h>
 
@@ -40,6 +41,7 @@
 #define DLV_MAX_ARTIFACT_ID 128u
 /* Longest signed list or manifest served (an envelope). */
 #define DLV_MAX_OBJECT_BYTES OTA_MAX_ENVELOPE_BYTES
+#define DLV_SHA256_BYTES 32u
 
 enum dlv_kind {
 	DLV_MANIFEST,
@@ -55,6 +57,8 @@ struct dlv_request {
 	double started;
 	char device[DLV_MAX_DEVICE_ID + 1];
 	char artifact[DLV_MAX_ARTIFACT_ID + 1];
+	bool full; /* manifest ?full=1: no delta (the agent's fallback) */
+	char base[2 * DLV_SHA256_BYTES + 1]; /* image ?base=HEX: a delta's payload; "" */
 };
 
 struct dlv_stream {
@@ -63,25 +67,25 @@ struct dlv_stream {
 	int fd;
 	uint64_t next;
 	uint64_t end; /* exclusive */
+	bool delta; /* a delta's payload */
+	uint64_t saved; /* image size minus delta size, counted when complete */
 };
 
-static const char sql_artifact[] =
-	"SELECT d.device_id IS NOT NULL, COALESCE(d.decommissioned, false),"
-	" a.artifact_id IS NOT NULL, s.device_id IS NOT NULL, a.manifest, a.store_path,"
-	" a.image_size"
-	" FROM (SELECT $1::text AS dev, $2::text AS art) p"
-	" LEFT JOIN devices d ON d.device_id = p.dev"
-	" LEFT JOIN artifacts a ON a.artifact_id = p.art"
-	" LEFT JOIN assignments s ON s.device_id = p.dev AND s.artifact_id = p.art";
+/*
+ * Manifest and image: functions of migrations/code/deltas.sql (the delta
+ * or the full image for this device). Columns, in both: device known,
+ * decommissioned, artifact known, assigned, manifest, store file, size,
+ * is a delta, bytes it saves, payload found (false: no delta from ?base).
+ */
+static const char sql_manifest[] =
+	"SELECT known, decommissioned, artifact_known, assigned, manifest, NULL::text,"
+	" NULL::bigint, is_delta, saved_bytes, true"
+	" FROM delivery_manifest($1, $2, $3::boolean)";
 
 static const char sql_image[] =
-	"SELECT d.device_id IS NOT NULL, COALESCE(d.decommissioned, false),"
-	" a.artifact_id IS NOT NULL, s.device_id IS NOT NULL, NULL::bytea, a.store_path,"
-	" a.image_size"
-	" FROM (SELECT $1::text AS dev, $2::text AS art) p"
-	" LEFT JOIN devices d ON d.device_id = p.dev"
-	" LEFT JOIN artifacts a ON a.artifact_id = p.art"
-	" LEFT JOIN assignments s ON s.device_id = p.dev AND s.artifact_id = p.art";
+	"SELECT known, decommissioned, artifact_known, assigned, manifest, store_path, size,"
+	" is_delta, saved_bytes, found_payload"
+	" FROM delivery_image($1, $2, decode(NULLIF($3, ''), 'hex'))";
 
 static const char sql_keylist[] =
 	"SELECT d.device_id IS NOT NULL, COALESCE(d.decommissioned, false),"
@@ -97,7 +101,7 @@ enum ota_err srv_delivery_prepare(struct srv_db *db)
 {
 	enum ota_err err;
 
-	if ((err = srv_db_prepare(db, "dlv_manifest", sql_artifact)) != OTA_OK ||
+	if ((err = srv_db_prepare(db, "dlv_manifest", sql_manifest)) != OTA_OK ||
 	    (err = srv_db_prepare(db, "dlv_image", sql_image)) != OTA_OK ||
 	    (err = srv_db_prepare(db, "dlv_keylist", sql_keylist)) != OTA_OK ||
 	    (err = srv_db_prepare(db, "dlv_rootlist", sql_rootlist)) != OTA_OK)
@@ -140,8 +144,13 @@ static void stream_closed_cb(struct evhttp_connection *evcon, void *arg)
 static void stream_finish(struct dlv_stream *s, bool complete)
 {
 	srv_conns_on_close(s->srv->conns, s->req, NULL, NULL);
-	if (complete)
+	if (complete) {
 		s->srv->metrics.downloads_completed++;
+		if (s->delta) {
+			s->srv->metrics.delta_downloads_completed++;
+			s->srv->metrics.delta_bytes_saved += s->saved;
+		}
+	}
 	evhttp_send_reply_end(s->req);
 	stream_free(s);
 }
@@ -179,6 +188,8 @@ static void stream_more_cb(struct evhttp_connection *evcon, void *arg)
 	evbuffer_file_segment_free(seg);
 	s->next += want;
 	s->srv->metrics.bytes_served += want;
+	if (s->delta)
+		s->srv->metrics.delta_bytes_served += want;
 	if (s->next < s->end)
 		(void)posix_fadvise(s->fd, (off_t)s->next, (off_t)DLV_CHUNK_BYTES,
 				    POSIX_FADV_WILLNEED);
@@ -186,7 +197,8 @@ static void stream_more_cb(struct evhttp_connection *evcon, void *arg)
 	evbuffer_free(buf);
 }
 
-static void serve_image(struct dlv_request *r, const char *store_name, uint64_t size)
+static void serve_image(struct dlv_request *r, const char *store_name, uint64_t size, bool delta,
+			uint64_t saved)
 {
 	struct srv_server *srv = r->srv;
 	struct evkeyvalq *in = evhttp_request_get_input_headers(r->req);
@@ -223,6 +235,9 @@ static void serve_image(struct dlv_request *r, const char *store_name, uint64_t 
 	s->fd = fd;
 	s->next = first;
 	s->end = size == 0 ? 0 : last + 1;
+	s->delta = delta;
+	/* what the device did not download: counted once, for a whole payload */
+	s->saved = range == SRV_RANGE_OK && first > 0 ? 0 : saved;
 	if (range == SRV_RANGE_OK) {
 		status = 206;
 		snprintf(header, sizeof(header), "bytes %llu-%llu/%llu", (unsigned long long)first,
@@ -312,6 +327,10 @@ static void answer(struct dlv_request *r, enum ota_err err, const PGresult *res)
 			return;
 		}
 		r->srv->metrics.manifests_served++;
+		if (srv_db_get_bool(res, 0, 7))
+			r->srv->metrics.delta_manifests_served++;
+		if (r->full)
+			r->srv->metrics.full_manifests_asked++;
 		send_object(r, PQgetvalue(res, 0, 4), len);
 		return;
 	}
@@ -320,13 +339,20 @@ static void answer(struct dlv_request *r, enum ota_err err, const PGresult *res)
 		int name_len = PQgetlength(res, 0, 5);
 		long long size = srv_db_get_int8(res, 0, 6);
 
+		if (!srv_db_get_bool(res, 0, 9)) {
+			reject(r, SRV_REJECT_NOT_FOUND, 404, "no delta from this base");
+			return;
+		}
 		if (name_len != 64 || size < 0) {
 			reject(r, SRV_REJECT_STORE, 500, "bad artifact row");
 			return;
 		}
 		memcpy(name, PQgetvalue(res, 0, 5), 64);
 		name[64] = '\0';
-		serve_image(r, name, (uint64_t)size);
+		long long saved = srv_db_get_int8(res, 0, 8);
+
+		serve_image(r, name, (uint64_t)size, srv_db_get_bool(res, 0, 7),
+			    saved > 0 ? (uint64_t)saved : 0);
 	}
 }
 
@@ -339,6 +365,39 @@ static void db_cb(void *arg, enum ota_err err, const PGresult *res)
 }
 
 /* ---- handlers ------------------------------------------------------- */
+
+/*
+ * The query of a manifest or image request (docs/server.md "Delta
+ * updates"): the manifest takes full=1 (the full image's manifest even
+ * where a delta exists), the image base=HEX (the payload of the delta
+ * from that base image, 64 hex digits). Other names are ignored, as
+ * before deltas; a malformed value is refused.
+ */
+static bool parse_query(struct dlv_request *r)
+{
+	const char *query = evhttp_uri_get_query(evhttp_request_get_evhttp_uri(r->req));
+	struct evkeyvalq params;
+	const char *value;
+	bool ok = true;
+
+	if (query == NULL || query[0] == '\0')
+		return true;
+	TAILQ_INIT(&params);
+	if (evhttp_parse_query_str(query, &params) != 0)
+		return false;
+	if (r->kind == DLV_MANIFEST && (value = evhttp_find_header(&params, "full")) != NULL) {
+		ok = strcmp(value, "1") == 0 || strcmp(value, "0") == 0;
+		r->full = strcmp(value, "1") == 0;
+	}
+	if (r->kind == DLV_IMAGE && (value = evhttp_find_header(&params, "base")) != NULL) {
+		ok = strlen(value) == 2 * DLV_SHA256_BYTES &&
+		     strspn(value, "0123456789abcdefABCDEF") == 2 * DLV_SHA256_BYTES;
+		if (ok)
+			memcpy(r->base, value, sizeof(r->base));
+	}
+	evhttp_clear_headers(&params);
+	return ok;
+}
 
 /*
  * The per-device budget, for every request on the device listener (an
@@ -372,7 +431,7 @@ static void handle(struct evhttp_request *req, const char *rest, struct srv_serv
 	static const char *const stmts[] = {"dlv_manifest", "dlv_image", "dlv_keylist",
 					    "dlv_rootlist"};
 	struct dlv_request *r;
-	const char *params[2];
+	const char *params[3];
 	enum ota_err err;
 
 	srv->metrics.requests++;
@@ -396,13 +455,18 @@ static void handle(struct evhttp_request *req, const char *rest, struct srv_serv
 			goto done;
 		}
 		snprintf(r->artifact, sizeof(r->artifact), "%s", rest);
+		if (!parse_query(r)) {
+			reject(r, SRV_REJECT_NOT_FOUND, 404, "bad query");
+			goto done;
+		}
 	} else if (rest[0] != '\0') {
 		reject(r, SRV_REJECT_NOT_FOUND, 404, "no such resource");
 		goto done;
 	}
 	params[0] = r->device;
 	params[1] = r->artifact;
-	err = srv_db_exec(srv->db, stmts[kind], kind == DLV_MANIFEST || kind == DLV_IMAGE ? 2 : 1,
+	params[2] = kind == DLV_MANIFEST ? (r->full ? "true" : "false") : r->base;
+	err = srv_db_exec(srv->db, stmts[kind], kind == DLV_MANIFEST || kind == DLV_IMAGE ? 3 : 1,
 			  params, true, SRV_DB_FAIL_FAST, db_cb, r);
 	if (err == OTA_OK)
 		return; /* db_cb replies and frees r */

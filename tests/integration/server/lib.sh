@@ -42,7 +42,7 @@ cleanup() {
 	stack_stop
 	if [[ $rc != 0 || $FAILED != 0 ]]; then
 		echo "---- ota-server log (tail)"
-		tail -40 "$T/server.log" 2>/dev/null
+		tail -${SERVER_LOG_TAIL:-40} "$T/server.log" 2>/dev/null
 		echo "---- mosquitto log (tail)"
 		tail -15 "$T/mq/mosquitto.log" 2>/dev/null
 	fi
