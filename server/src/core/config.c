@@ -34,6 +34,7 @@ static const struct key_def key_defs[] = {
 	{"db_pool_size", KEY_UINT, OFF(db_pool_size), "4", false, 1, 64},
 	{"db_queue_max", KEY_UINT, OFF(db_queue_max), "4096", false, 16, 1000000},
 	{"db_timeout_ms", KEY_UINT, OFF(db_timeout_ms), "5000", false, 10, 3600000},
+	{"db_prepared_statements", KEY_BOOL, OFF(db_prepared_statements), "true", false, 0, 0},
 	{"db_retry_timeout_ms", KEY_UINT, OFF(db_retry_timeout_ms), "30000", false, 10, 3600000},
 	{"migrations_dir", KEY_STRING, OFF(migrations_dir), SRV_DEFAULT_MIGRATIONS_DIR, false, 0,
 	 0},
