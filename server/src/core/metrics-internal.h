@@ -69,6 +69,9 @@ struct srv_metrics {
 	uint64_t downloads_aborted;
 	uint64_t bytes_served;
 	uint64_t manifests_served;
+	uint64_t manifest_cache_hits; /* answered from the assignment view */
+	uint64_t manifest_cache_misses; /* asked PostgreSQL */
+	uint64_t manifest_cache_flushes; /* the view forgot everything */
 	uint64_t timestamps_signed; /* signed freshness (timestamp.c) */
 	uint64_t timestamps_served;
 	uint64_t rejections[SRV__REJECT_COUNT];

@@ -108,6 +108,12 @@ int srv_metrics_render(const struct srv_metrics *m, struct evbuffer *out)
 		m->downloads_aborted);
 	COUNTER("bytes_served_total", "Image bytes written to devices.", m->bytes_served);
 	COUNTER("manifests_served_total", "Manifests served.", m->manifests_served);
+	COUNTER("manifest_cache_hits_total", "Manifests answered from the assignment view.",
+		m->manifest_cache_hits);
+	COUNTER("manifest_cache_misses_total", "Manifest requests that asked PostgreSQL.",
+		m->manifest_cache_misses);
+	COUNTER("manifest_cache_flushes_total", "Times the assignment view forgot everything.",
+		m->manifest_cache_flushes);
 	COUNTER("timestamps_signed_total", "Timestamps signed by the timestamp role.",
 		m->timestamps_signed);
 	COUNTER("timestamps_served_total", "Timestamps served to devices.", m->timestamps_served);
