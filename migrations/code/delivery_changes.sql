@@ -33,23 +33,24 @@ BEGIN
 	RETURN NULL;
 END $$;
 
--- devices: decommissioned, deleted, or what the delivery chooses by changed
--- (the running image, read by name so that this file does not depend on
--- the migration that adds it)
-CREATE OR REPLACE FUNCTION delivery_device_changed() RETURNS trigger
+-- devices (decommissioned, deleted, or running another image: what the
+-- delivery chooses by; the running image is read by name in the trigger
+-- below so that this file does not depend on the migration that adds it),
+-- artifacts (changed or deleted), TRUNCATE of any (every answer): one row
+CREATE OR REPLACE FUNCTION delivery_row_changed() RETURNS trigger
 LANGUAGE plpgsql AS $$
+DECLARE
+	v_device text;
+	v_artifact text;
 BEGIN
+	-- (each field read in its own branch: OLD has only its table's columns)
+	IF TG_LEVEL = 'ROW' AND TG_TABLE_NAME = 'devices' THEN
+		v_device := OLD.device_id;
+	ELSIF TG_LEVEL = 'ROW' THEN
+		v_artifact := OLD.artifact_id;
+	END IF;
 	INSERT INTO delivery_changes (seq, device_id, artifact_id)
-	VALUES (delivery_change_next(), OLD.device_id, NULL);
-	RETURN NULL;
-END $$;
-
--- artifacts: changed or deleted
-CREATE OR REPLACE FUNCTION delivery_artifact_changed() RETURNS trigger
-LANGUAGE plpgsql AS $$
-BEGIN
-	INSERT INTO delivery_changes (seq, device_id, artifact_id)
-	VALUES (delivery_change_next(), NULL, OLD.artifact_id);
+	VALUES (delivery_change_next(), v_device, v_artifact);
 	RETURN NULL;
 END $$;
 
@@ -62,36 +63,28 @@ DROP TRIGGER IF EXISTS delivery_device_changed ON devices;
 CREATE TRIGGER delivery_device_changed AFTER UPDATE ON devices FOR EACH ROW
 	WHEN (OLD.decommissioned IS DISTINCT FROM NEW.decommissioned
 	      OR to_jsonb(OLD) -> 'running_sha256' IS DISTINCT FROM to_jsonb(NEW) -> 'running_sha256')
-	EXECUTE FUNCTION delivery_device_changed();
+	EXECUTE FUNCTION delivery_row_changed();
 DROP TRIGGER IF EXISTS delivery_device_deleted ON devices;
 CREATE TRIGGER delivery_device_deleted AFTER DELETE ON devices FOR EACH ROW
-	EXECUTE FUNCTION delivery_device_changed();
+	EXECUTE FUNCTION delivery_row_changed();
 
 DROP TRIGGER IF EXISTS delivery_artifact_changed ON artifacts;
 CREATE TRIGGER delivery_artifact_changed AFTER UPDATE ON artifacts FOR EACH ROW
 	WHEN (OLD.manifest IS DISTINCT FROM NEW.manifest OR OLD.store_path IS DISTINCT FROM NEW.store_path)
-	EXECUTE FUNCTION delivery_artifact_changed();
+	EXECUTE FUNCTION delivery_row_changed();
 DROP TRIGGER IF EXISTS delivery_artifact_deleted ON artifacts;
 CREATE TRIGGER delivery_artifact_deleted AFTER DELETE ON artifacts FOR EACH ROW
-	EXECUTE FUNCTION delivery_artifact_changed();
+	EXECUTE FUNCTION delivery_row_changed();
 
--- TRUNCATE of any of them: every answer
-CREATE OR REPLACE FUNCTION delivery_all_changed() RETURNS trigger
-LANGUAGE plpgsql AS $$
-BEGIN
-	INSERT INTO delivery_changes (seq, device_id, artifact_id)
-	VALUES (delivery_change_next(), NULL, NULL);
-	RETURN NULL;
-END $$;
 DROP TRIGGER IF EXISTS delivery_assignments_truncated ON assignments;
 CREATE TRIGGER delivery_assignments_truncated AFTER TRUNCATE ON assignments
-	FOR EACH STATEMENT EXECUTE FUNCTION delivery_all_changed();
+	FOR EACH STATEMENT EXECUTE FUNCTION delivery_row_changed();
 DROP TRIGGER IF EXISTS delivery_devices_truncated ON devices;
 CREATE TRIGGER delivery_devices_truncated AFTER TRUNCATE ON devices
-	FOR EACH STATEMENT EXECUTE FUNCTION delivery_all_changed();
+	FOR EACH STATEMENT EXECUTE FUNCTION delivery_row_changed();
 DROP TRIGGER IF EXISTS delivery_artifacts_truncated ON artifacts;
 CREATE TRIGGER delivery_artifacts_truncated AFTER TRUNCATE ON artifacts
-	FOR EACH STATEMENT EXECUTE FUNCTION delivery_all_changed();
+	FOR EACH STATEMENT EXECUTE FUNCTION delivery_row_changed();
 
 -- The poll: the current number, the oldest kept, and up to p_limit changes
 -- after p_seq (seq NULL: none). A replica that gets p_limit rows, or whose
