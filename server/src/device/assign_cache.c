@@ -45,6 +45,7 @@ struct srv_assign_cache {
 	struct blob *blobs[BLOB_BUCKETS];
 	uint64_t generation;
 	long long applied; /* last change applied; -1: none yet */
+	uint64_t reconnects; /* the pool's reconnect count at the last poll */
 	double good_poll_sent; /* send time of the last poll that succeeded; 0: never */
 	bool polling;
 	bool *alive; /* the poll in flight's view of this cache (NULL when none) */
@@ -250,11 +251,14 @@ static void apply(struct srv_assign_cache *c, const PGresult *res, double sent)
 		changes += !PQgetisnull(res, i, 2);
 	/*
 	 * Forget everything when the changes in between are not all here: the
-	 * first poll, too far behind, too many at once, or a database whose
-	 * numbers went back (a restore, a failover that lost the last commits).
+	 * first poll, too far behind, too many at once, a database whose
+	 * numbers went back (a restore, a failover that lost the last commits),
+	 * or any reconnect of the pool since the last poll (after a failover
+	 * that lost commits the numbers may also go on, naming other changes).
 	 */
 	if (c->applied < 0 || c->applied < oldest - 1 || version < c->applied ||
-	    changes >= (int)SRV_ASSIGN_CACHE_POLL_LIMIT) {
+	    changes >= (int)SRV_ASSIGN_CACHE_POLL_LIMIT ||
+	    c->metrics->db_reconnects != c->reconnects) {
 		if (c->n_entries > 0 || c->applied >= 0)
 			forget_all(c);
 		forgot = true;
@@ -273,6 +277,7 @@ static void apply(struct srv_assign_cache *c, const PGresult *res, double sent)
 	}
 	if (forgot)
 		c->generation++;
+	c->reconnects = c->metrics->db_reconnects;
 	c->applied = version;
 	c->good_poll_sent = sent;
 }
