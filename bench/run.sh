@@ -160,6 +160,7 @@ psql_ -c "INSERT INTO devices (device_id) VALUES ('bench-dev');
 	INSERT INTO assignments (device_id, artifact_id, notified_at) VALUES ('bench-dev', 'img', now())"
 listening() { (exec 3<>"/dev/tcp/127.0.0.1/$srv_port") 2>/dev/null; }
 STACK_SERVER_READY=listening stack_server_start "$T/server.conf" "$T/server.log"
+server_pid=$STACK_SERVER_PID
 
 # nginx: same files under the same paths, same certificates, client certs required.
 store_file=$(ls "$T/fx/store")
@@ -220,6 +221,24 @@ runcpu() {
 	echo "$out cpu=$(calc "$(cpu_s "$pid") - $c0")"
 }
 per_cpu() { calc "$(field "$1" "$2") * $(field seconds "$2") / $(field cpu "$2")"; }
+# pg_cpu_s: CPU seconds of the PostgreSQL backends alive now (the servers'
+# pooled connections), for what the manifest path costs the database
+pg_cpu_s() {
+	local pid t=0
+	for pid in $(pgrep -P "$(head -1 "$T/pg/data/postmaster.pid")"); do
+		t=$(calc "$t + $(cpu_s "$pid" 2>/dev/null || echo 0)")
+	done
+	echo "$t"
+}
+# runcpu_pg PID ARGS...: runcpu, and the PostgreSQL backends' CPU as pgcpu=
+runcpu_pg() {
+	local p0 out
+	p0=$(pg_cpu_s)
+	out=$(runcpu "$@")
+	echo "$out pgcpu=$(calc "$(pg_cpu_s) - $p0")"
+}
+# per_cpu_pg RATE OUTPUT: RATE per CPU second of the server and PostgreSQL
+per_cpu_pg() { calc "$(field "$1" "$2") * $(field seconds "$2") / ($(field cpu "$2") + $(field pgcpu "$2"))"; }
 check() { # NAME OUTPUT
 	local ok errors
 	ok=$(field ok2xx "$2")
@@ -242,8 +261,19 @@ echo "bench: image delivery, $conns connections, ${seconds}s each"
 srv_img=$(runcpu "$server_pid" "$srv_port" /v1/images/img "$conns"); check ota-server-image "$srv_img"
 ngx_img=$(runcpu "$ngx_pid" "$ngx_port" /v1/images/img "$conns"); check nginx-image "$ngx_img"
 echo "bench: manifest requests, $small_conns connections, ${seconds}s each"
-srv_man=$(runcpu "$server_pid" "$srv_port" /v1/manifests/img "$small_conns"); check ota-server-manifest "$srv_man"
+srv_man=$(runcpu_pg "$server_pid" "$srv_port" /v1/manifests/img "$small_conns"); check ota-server-manifest "$srv_man"
 ngx_man=$(runcpu "$ngx_pid" "$ngx_port" /v1/manifests/img "$small_conns"); check nginx-manifest "$ngx_man"
+# the same from a second ota-server with manifest_cache = false: one
+# PostgreSQL round trip per manifest, the path before the manifest cache
+nc_port=$(free_port)
+sed "s/^device_listen = .*/device_listen = 127.0.0.1:$nc_port/" "$T/server.conf" >"$T/server-nc.conf"
+echo "manifest_cache = false" >>"$T/server-nc.conf"
+listening_nc() { (exec 3<>"/dev/tcp/127.0.0.1/$nc_port") 2>/dev/null; }
+STACK_SERVER_READY=listening_nc stack_server_start "$T/server-nc.conf" "$T/server-nc.log"
+nc_pid=$STACK_SERVER_PID
+STACK_SERVER_PID=$server_pid
+srv_man_nc=$(runcpu_pg "$nc_pid" "$nc_port" /v1/manifests/img "$small_conns"); check ota-server-manifest-nocache "$srv_man_nc"
+STACK_STOP_PID=$nc_pid stack_server_stop
 
 local v mode out name ours_c anchor_c resumed ours_cpu anchor_cpu
 for v in 1.3 1.2; do
@@ -273,16 +303,22 @@ report "image delivery, ${conns} conns (MB/s)" "$(field MBps "$srv_img")" \
 	"nginx, same files and certificates" "$(field MBps "$ngx_img")"
 report "manifest requests, ${small_conns} conns (req/s)" "$(field rps "$srv_man")" \
 	"nginx, same files and certificates" "$(field rps "$ngx_man")" 0
+report "manifest requests, ${small_conns} conns, no manifest cache (req/s)" "$(field rps "$srv_man_nc")" \
+	"nginx, same files and certificates" "$(field rps "$ngx_man")" 0
 report "image delivery (MB per server CPU s)" "$(per_cpu MBps "$srv_img")" \
 	"nginx, same files and certificates" "$(per_cpu MBps "$ngx_img")"
 report "manifest requests (req per server CPU s)" "$(per_cpu rps "$srv_man")" \
 	"nginx, same files and certificates" "$(per_cpu rps "$ngx_man")" 0
+report "manifest requests (req per server + PostgreSQL CPU s)" "$(per_cpu_pg rps "$srv_man")" \
+	"nginx, same files and certificates" "$(per_cpu rps "$ngx_man")" 0
+report "manifest requests, no manifest cache (req per server + PostgreSQL CPU s)" \
+	"$(per_cpu_pg rps "$srv_man_nc")" "nginx, same files and certificates" "$(per_cpu rps "$ngx_man")" 0
 local row
 for row in "${tls_rows[@]}"; do
 	IFS='|' read -r name ours_c anchor_c <<<"$row"
 	report "$name" "$ours_c" "nginx, same files and certificates" "$anchor_c" 0
 done
-echo "bench: (ota-server checks device, assignment and rate limit in PostgreSQL for every request; nginx serves static files)"
+echo "bench: (ota-server checks device, assignment and rate limit for every request, manifests from its manifest cache, images in PostgreSQL; nginx serves static files)"
 stack_server_stop
 stop_nginx
 }

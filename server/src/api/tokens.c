@@ -280,7 +280,9 @@ int webapi_token_cli(const char *conninfo, int argc, char **argv, FILE *out, FIL
 	params[2] = hash;
 	params[3] = "cli";
 	/* RETRY: the query waits for the first connection (bounded by the timer) */
-	if (srv_db_prepare_stmts(db, &stmts[STMT_CREATE], 1) != OTA_OK ||
+	/* one statement once: unnamed, so it also runs through any pooler */
+	if (srv_db_set_prepared(db, false) != OTA_OK ||
+	    srv_db_prepare_stmts(db, &stmts[STMT_CREATE], 1) != OTA_OK ||
 	    srv_db_start(db) != OTA_OK ||
 	    srv_db_exec_stmt(db, &stmts[STMT_CREATE], params, false, SRV_DB_RETRY, cli_done, &st) !=
 		    OTA_OK) {

@@ -75,6 +75,9 @@ struct srv_metrics {
 	uint64_t delta_downloads_completed; /* of downloads_completed: a delta's payload */
 	uint64_t delta_bytes_served; /* of bytes_served */
 	uint64_t delta_bytes_saved; /* image size minus delta size, per completed delta */
+	uint64_t manifest_cache_hits; /* answered from the assignment view */
+	uint64_t manifest_cache_misses; /* asked PostgreSQL */
+	uint64_t manifest_cache_flushes; /* the view forgot everything */
 	uint64_t timestamps_signed; /* signed freshness (timestamp.c) */
 	uint64_t timestamps_served;
 	uint64_t rejections[SRV__REJECT_COUNT];

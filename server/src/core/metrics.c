@@ -120,9 +120,14 @@ int srv_metrics_render(const struct srv_metrics *m, struct evbuffer *out)
 		m->delta_bytes_served);
 	COUNTER("delta_bytes_saved_total",
 		"Image bytes not sent thanks to deltas (image size minus delta size, per delta "
-		"sent "
-		"completely).",
+		"sent completely).",
 		m->delta_bytes_saved);
+	COUNTER("manifest_cache_hits_total", "Manifests answered from the assignment view.",
+		m->manifest_cache_hits);
+	COUNTER("manifest_cache_misses_total", "Manifest requests that asked PostgreSQL.",
+		m->manifest_cache_misses);
+	COUNTER("manifest_cache_flushes_total", "Times the assignment view forgot everything.",
+		m->manifest_cache_flushes);
 	COUNTER("timestamps_signed_total", "Timestamps signed by the timestamp role.",
 		m->timestamps_signed);
 	COUNTER("timestamps_served_total", "Timestamps served to devices.", m->timestamps_served);

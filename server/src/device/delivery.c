@@ -27,6 +27,7 @@
 #include <event2/http.h>
 #include <event2/keyvalq_struct.h>
 
+#include "assign_cache-internal.h"
 #include "device.h"
 #include "fleetota/limits.h"
 #include "log-internal.h"
@@ -59,6 +60,7 @@ struct dlv_request {
 	char artifact[DLV_MAX_ARTIFACT_ID + 1];
 	bool full; /* manifest ?full=1: no delta (the agent's fallback) */
 	char base[2 * DLV_SHA256_BYTES + 1]; /* image ?base=HEX: a delta's payload; "" */
+	uint64_t cache_generation; /* the assignment view's, when the query was sent */
 };
 
 struct dlv_stream {
@@ -104,7 +106,8 @@ enum ota_err srv_delivery_prepare(struct srv_db *db)
 	if ((err = srv_db_prepare(db, "dlv_manifest", sql_manifest)) != OTA_OK ||
 	    (err = srv_db_prepare(db, "dlv_image", sql_image)) != OTA_OK ||
 	    (err = srv_db_prepare(db, "dlv_keylist", sql_keylist)) != OTA_OK ||
-	    (err = srv_db_prepare(db, "dlv_rootlist", sql_rootlist)) != OTA_OK)
+	    (err = srv_db_prepare(db, "dlv_rootlist", sql_rootlist)) != OTA_OK ||
+	    (err = srv_assign_cache_prepare(db)) != OTA_OK)
 		return err;
 	return OTA_OK;
 }
@@ -331,6 +334,14 @@ static void answer(struct dlv_request *r, enum ota_err err, const PGresult *res)
 			r->srv->metrics.delta_manifests_served++;
 		if (r->full)
 			r->srv->metrics.full_manifests_asked++;
+		/*
+		 * A delta manifest is not kept: it is asked for once per device
+		 * and update, and every one counts in the delta metrics.
+		 */
+		if (!srv_db_get_bool(res, 0, 7))
+			srv_assign_cache_put(r->srv->assign_cache, r->device, r->artifact,
+					     r->full ? "full" : "", r->cache_generation,
+					     PQgetvalue(res, 0, 4), (size_t)len);
 		send_object(r, PQgetvalue(res, 0, 4), len);
 		return;
 	}
@@ -463,6 +474,20 @@ static void handle(struct evhttp_request *req, const char *rest, struct srv_serv
 		reject(r, SRV_REJECT_NOT_FOUND, 404, "no such resource");
 		goto done;
 	}
+	if (kind == DLV_MANIFEST) {
+		const char *data;
+		size_t len;
+
+		if (srv_assign_cache_get(srv->assign_cache, r->device, r->artifact,
+					 r->full ? "full" : "", &data, &len)) {
+			srv->metrics.manifests_served++;
+			if (r->full)
+				srv->metrics.full_manifests_asked++;
+			send_object(r, data, (int)len);
+			goto done;
+		}
+		r->cache_generation = srv_assign_cache_generation(srv->assign_cache);
+	}
 	params[0] = r->device;
 	params[1] = r->artifact;
 	params[2] = kind == DLV_MANIFEST ? (r->full ? "true" : "false") : r->base;
@@ -535,6 +560,22 @@ enum ota_err srv_delivery_start(struct srv_server *srv)
 	err = srv_ratelimit_new(cfg->rate_per_sec, cfg->rate_burst, 1u << 20, &srv->ratelimit);
 	if (err != OTA_OK)
 		return err;
+	if (cfg->manifest_cache) {
+		struct srv_assign_cache_config cache = {
+			.poll_ms = cfg->manifest_cache_poll_ms,
+			.stale_ms = cfg->manifest_cache_stale_ms,
+			.ttl_ms = cfg->manifest_cache_ttl_sec * 1000u,
+			.max_entries = cfg->manifest_cache_max,
+		};
+
+		err = srv_assign_cache_new(srv->base, srv->db, &cache, &srv->metrics,
+					   &srv->assign_cache);
+		if (err != OTA_OK) {
+			srv_log(SRV_LOG_ERROR,
+				"manifest_cache: stale_ms below poll_ms, or no memory");
+			return err;
+		}
+	}
 	opts.addr = addr;
 	opts.port = port;
 	opts.tls = srv->device_tls;
@@ -563,6 +604,8 @@ void srv_delivery_stop(struct srv_server *srv)
 	srv->device_listener = NULL;
 	srv_ratelimit_free(srv->ratelimit);
 	srv->ratelimit = NULL;
+	srv_assign_cache_free(srv->assign_cache);
+	srv->assign_cache = NULL;
 	SSL_CTX_free(srv->device_tls);
 	srv->device_tls = NULL;
 }

@@ -10,6 +10,7 @@
 
 #include <libpq-fe.h>
 
+#include "db-internal.h"
 #include "hex-internal.h"
 #include "http-internal.h"
 #include "ingest-internal.h"
@@ -39,6 +40,8 @@ struct srv_ingest {
 	pthread_mutex_t db_lock;
 	PGconn *conn; /* under db_lock */
 	char *conninfo;
+	bool prepared; /* a named statement on each connection */
+	unsigned connect_failures; /* rotates a multi-host conninfo (srv_db_conninfo_rotate) */
 	unsigned deadline_ms;
 	struct srv_ratelimit *budget;
 	struct held held[SRV_INGEST_MAX_HELD];
@@ -68,8 +71,11 @@ const char *srv_ingest_outcome_name(enum srv_ingest_outcome outcome)
 
 /* ---- the ingest connection (blocking calls, each with a deadline) ------ */
 
+/* A connection that failed or was lost: the next one starts at another host. */
 static void db_drop(struct srv_ingest *ing)
 {
+	if (ing->conn != NULL)
+		ing->connect_failures++;
 	PQfinish(ing->conn);
 	ing->conn = NULL;
 }
@@ -123,7 +129,8 @@ static bool db_connect(struct srv_ingest *ing)
 {
 	static const char *const keys[] = {"dbname", "connect_timeout", "application_name", NULL};
 	char timeout[16];
-	const char *values[4] = {ing->conninfo, timeout, "ota-server-ingest", NULL};
+	char *conninfo = NULL;
+	const char *values[4] = {NULL, timeout, "ota-server-ingest", NULL};
 	double deadline = srv_now() + ing->deadline_ms / 1000.0;
 	PGresult *res;
 	bool ok;
@@ -132,15 +139,23 @@ static bool db_connect(struct srv_ingest *ing)
 		return true;
 	db_drop(ing);
 	snprintf(timeout, sizeof(timeout), "%u", (ing->deadline_ms + 999u) / 1000u);
+	if (srv_db_conninfo_rotate(ing->conninfo, ing->connect_failures, &conninfo) != OTA_OK) {
+		srv_log(SRV_LOG_WARN, "ingest: db_conninfo does not parse");
+		return false;
+	}
+	values[0] = conninfo;
 	ing->conn = PQconnectdbParams(keys, values, 1);
+	free(conninfo);
 	if (ing->conn == NULL || PQstatus(ing->conn) != CONNECTION_OK ||
 	    PQsetnonblocking(ing->conn, 1) != 0 ||
-	    !PQsendPrepare(ing->conn, STMT, sql_ingest, 0, NULL)) {
+	    (ing->prepared && !PQsendPrepare(ing->conn, STMT, sql_ingest, 0, NULL))) {
 		srv_log(SRV_LOG_WARN, "ingest: database connection failed: %s",
 			ing->conn != NULL ? PQerrorMessage(ing->conn) : "out of memory");
 		db_drop(ing);
 		return false;
 	}
+	if (!ing->prepared)
+		return true;
 	res = wait_result(ing->conn, deadline);
 	ok = res != NULL && PQresultStatus(res) == PGRES_COMMAND_OK;
 	if (!ok) {
@@ -181,7 +196,9 @@ static enum call_rc db_call(struct srv_ingest *ing, const char *const params[4],
 
 	if (!db_connect(ing))
 		return CALL_RETRY;
-	if (!PQsendQueryPrepared(ing->conn, STMT, 4, params, NULL, NULL, 0)) {
+	if (ing->prepared
+		    ? !PQsendQueryPrepared(ing->conn, STMT, 4, params, NULL, NULL, 0)
+		    : !PQsendQueryParams(ing->conn, sql_ingest, 4, NULL, params, NULL, NULL, 0)) {
 		db_drop(ing);
 		return CALL_RETRY;
 	}
@@ -473,6 +490,7 @@ enum ota_err srv_ingest_new(const struct srv_ingest_config *config, srv_ingest_r
 	ing->cb = cb;
 	ing->cb_arg = cb_arg;
 	ing->deadline_ms = config->deadline_ms;
+	ing->prepared = config->prepared;
 	ing->conninfo = strdup(config->conninfo);
 	ing->arena_mem = malloc(SRV_REPORT_ARENA_BYTES);
 	if (ing->conninfo == NULL || ing->arena_mem == NULL ||
