@@ -499,3 +499,15 @@ void wa_h_artifacts_delete(struct wa_ctx *ctx)
 		return;
 	wa_db(ctx, "wa_artifact_delete", 2, params, artifact_deleted);
 }
+
+static const struct wa_route routes[] = {
+	{EVHTTP_REQ_GET, "/api/v1/artifacts", WA_ROLE_VIEWER, WA_BODY_NONE, wa_h_artifacts_list},
+	{EVHTTP_REQ_POST, "/api/v1/artifacts", WA_ROLE_OPERATOR, WA_BODY_BINARY,
+	 wa_h_artifacts_upload},
+	{EVHTTP_REQ_GET, "/api/v1/artifacts/*", WA_ROLE_VIEWER, WA_BODY_NONE, wa_h_artifacts_get},
+	{EVHTTP_REQ_DELETE, "/api/v1/artifacts/*", WA_ROLE_OPERATOR, WA_BODY_NONE,
+	 wa_h_artifacts_delete},
+};
+
+const struct wa_resource wa_artifacts_resource = {WA_TABLE(routes),
+						  .prepare = wa_artifacts_prepare};

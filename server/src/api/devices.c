@@ -271,3 +271,16 @@ void wa_h_devices_clear_suspect(struct wa_ctx *ctx)
 		return;
 	wa_db(ctx, "wa_device_clear_suspect", 2, params, reply_one);
 }
+
+static const struct wa_route routes[] = {
+	{EVHTTP_REQ_GET, "/api/v1/devices", WA_ROLE_VIEWER, WA_BODY_NONE, wa_h_devices_list},
+	{EVHTTP_REQ_GET, "/api/v1/devices/*", WA_ROLE_VIEWER, WA_BODY_NONE, wa_h_devices_get},
+	{EVHTTP_REQ_PUT, "/api/v1/devices/*/tags", WA_ROLE_OPERATOR, WA_BODY_JSON,
+	 wa_h_devices_tags},
+	{EVHTTP_REQ_POST, "/api/v1/devices/*/decommission", WA_ROLE_ADMIN, WA_BODY_NONE,
+	 wa_h_devices_decommission},
+	{EVHTTP_REQ_POST, "/api/v1/devices/*/clear-suspect", WA_ROLE_OPERATOR, WA_BODY_NONE,
+	 wa_h_devices_clear_suspect},
+};
+
+const struct wa_resource wa_devices_resource = {WA_TABLE(routes), .prepare = wa_devices_prepare};

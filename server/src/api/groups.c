@@ -447,3 +447,16 @@ void wa_h_groups_devices(struct wa_ctx *ctx)
 	}
 	wa_db(ctx, "wa_group_get", 1, params, group_loaded);
 }
+
+static const struct wa_route routes[] = {
+	{EVHTTP_REQ_GET, "/api/v1/groups", WA_ROLE_VIEWER, WA_BODY_NONE, wa_h_groups_list},
+	{EVHTTP_REQ_POST, "/api/v1/groups", WA_ROLE_OPERATOR, WA_BODY_JSON, wa_h_groups_create},
+	{EVHTTP_REQ_GET, "/api/v1/groups/*", WA_ROLE_VIEWER, WA_BODY_NONE, wa_h_groups_get},
+	{EVHTTP_REQ_DELETE, "/api/v1/groups/*", WA_ROLE_OPERATOR, WA_BODY_NONE, wa_h_groups_delete},
+	{EVHTTP_REQ_PUT, "/api/v1/groups/*/members", WA_ROLE_OPERATOR, WA_BODY_JSON,
+	 wa_h_groups_members},
+	{EVHTTP_REQ_GET, "/api/v1/groups/*/devices", WA_ROLE_VIEWER, WA_BODY_NONE,
+	 wa_h_groups_devices},
+};
+
+const struct wa_resource wa_groups_resource = {WA_TABLE(routes), .prepare = wa_groups_prepare};

@@ -309,3 +309,13 @@ void wa_h_rootlists_upload(struct wa_ctx *ctx)
 {
 	upload(ctx, false);
 }
+
+static const struct wa_route routes[] = {
+	{EVHTTP_REQ_GET, "/api/v1/keylists", WA_ROLE_VIEWER, WA_BODY_NONE, wa_h_keylists_list},
+	{EVHTTP_REQ_POST, "/api/v1/keylists", WA_ROLE_ADMIN, WA_BODY_BINARY, wa_h_keylists_upload},
+	{EVHTTP_REQ_GET, "/api/v1/rootlists", WA_ROLE_VIEWER, WA_BODY_NONE, wa_h_rootlists_list},
+	{EVHTTP_REQ_POST, "/api/v1/rootlists", WA_ROLE_ADMIN, WA_BODY_BINARY,
+	 wa_h_rootlists_upload},
+};
+
+const struct wa_resource wa_trust_resource = {WA_TABLE(routes), .prepare = wa_trust_prepare};
