@@ -10,8 +10,8 @@
 
 #include <libpq-fe.h>
 
+#include "clock-internal.h"
 #include "hex-internal.h"
-#include "http-internal.h"
 #include "ingest-internal.h"
 #include "log-internal.h"
 #include "ratelimit-internal.h"
