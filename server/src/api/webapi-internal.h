@@ -204,10 +204,10 @@ struct wa_route {
 };
 
 /*
- * One REST resource, defined by its own file: its routes and its
- * statements (a table of calls of SQL functions, registered when the
- * listener starts). webapi.c knows no resource by name: it walks
- * wa_resources, so adding one is a file and a line in resources.c.
+ * One REST resource, defined by its own file as wa_NAME_resource: its
+ * routes and its statements (a table of calls of SQL functions, registered
+ * when the listener starts). webapi.c knows no resource by name: it walks
+ * wa_resources, so adding one is a file and two lines in resources.c.
  */
 struct wa_resource {
 	const struct wa_route *routes;
@@ -223,16 +223,6 @@ struct wa_resource {
 
 /* The resources (resources.c), in the order their routes are matched; NULL-terminated. */
 extern const struct wa_resource *const wa_resources[];
-extern const struct wa_resource wa_tokens_resource; /* tokens.c: /me, tokens, audit */
-extern const struct wa_resource wa_devices_resource; /* devices.c */
-extern const struct wa_resource wa_groups_resource; /* groups.c */
-extern const struct wa_resource wa_artifacts_resource; /* artifacts.c */
-extern const struct wa_resource wa_uploads_resource; /* uploads.c: upload sessions */
-extern const struct wa_resource wa_trust_resource; /* trust.c: keylists, rootlists */
-extern const struct wa_resource wa_campaigns_resource; /* campaigns.c, key rotation, purge */
-extern const struct wa_resource wa_observe_resource; /* observe.c: events, failures, fleet */
-extern const struct wa_resource wa_console_resource; /* console.c */
-extern const struct wa_resource wa_exposure_resource; /* exposure.c */
 
 /* ---- the server side (webapi.c) --------------------------------------- */
 
