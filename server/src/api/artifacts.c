@@ -35,14 +35,15 @@ enum { STMT_LIST, STMT_GET, STMT_PRECHECK, STMT_INSERT, STMT_DELETE };
 static const struct srv_db_stmt stmts[] = {
 	[STMT_LIST] = {"wa_artifact_list", "SELECT api_artifact_list($1, $2, $3, $4, $5)", 5},
 	[STMT_GET] = {"wa_artifact_get", "SELECT api_artifact_get($1)", 1},
-	[STMT_PRECHECK] = {"wa_artifact_precheck",
-			   "SELECT keylist, id_known, manifest_known FROM api_artifact_precheck($1, $2)",
-			   2},
+	[STMT_PRECHECK] =
+		{"wa_artifact_precheck",
+		 "SELECT keylist, id_known, manifest_known FROM api_artifact_precheck($1, $2)", 2},
 	/* $21: the upload session deleted with the insert (NULL: none) */
-	[STMT_INSERT] = {"wa_artifact_insert",
-			 "SELECT api_artifact_insert($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, "
-			 "$13, $14, $15, $16, $17, $18, $19, $20, $21, $22, $23, $24)",
-			 24},
+	[STMT_INSERT] =
+		{"wa_artifact_insert",
+		 "SELECT api_artifact_insert($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, "
+		 "$13, $14, $15, $16, $17, $18, $19, $20, $21, $22, $23, $24)",
+		 24},
 	[STMT_DELETE] = {"wa_artifact_delete",
 			 "SELECT artifact, found, store_path, store_users FROM "
 			 "api_artifact_delete($1, $2)",

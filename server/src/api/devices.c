@@ -9,19 +9,21 @@
 
 /*
  * The statements (migrations/code/api_devices.sql), in one table. The
- * Device JSON is api_device_json(); observe.c embeds it in its own search.
+ * Device JSON is api_device_json(); wa_sql_device_json names it for
+ * observe.c's search, built in C until it calls api_device_search.
  */
 enum { STMT_LIST, STMT_GET, STMT_TAGS, STMT_DECOMMISSION, STMT_CLEAR_SUSPECT };
 static const struct srv_db_stmt stmts[] = {
-	[STMT_LIST] = {"wa_device_list",
-		       "SELECT api_device_list($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13)",
-		       13},
+	[STMT_LIST] =
+		{"wa_device_list",
+		 "SELECT api_device_list($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13)",
+		 13},
 	[STMT_GET] = {"wa_device_get", "SELECT api_device_get($1)", 1},
 	[STMT_TAGS] = {"wa_device_tags", "SELECT api_device_set_tags($1, $2, $3)", 3},
 	[STMT_DECOMMISSION] = {"wa_device_decommission",
 			       "SELECT device, found FROM api_device_decommission($1, $2)", 2},
-	[STMT_CLEAR_SUSPECT] = {"wa_device_clear_suspect", "SELECT api_device_clear_suspect($1, $2)",
-				2},
+	[STMT_CLEAR_SUSPECT] = {"wa_device_clear_suspect",
+				"SELECT api_device_clear_suspect($1, $2)", 2},
 };
 
 const char wa_sql_device_json[] = "api_device_json(d)";

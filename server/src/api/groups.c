@@ -20,8 +20,8 @@ static const struct srv_db_stmt stmts[] = {
 	[STMT_GET] = {"wa_group_get", "SELECT api_group_get($1)", 1},
 	[STMT_CREATE] = {"wa_group_create", "SELECT api_group_create($1, $2, $3, $4, $5, $6)", 6},
 	[STMT_DELETE] = {"wa_group_delete", "SELECT api_group_delete($1, $2)", 2},
-	[STMT_MEMBERS] = {"wa_group_members", "SELECT grp, kind FROM api_group_set_members($1, $2, $3)",
-			  3},
+	[STMT_MEMBERS] = {"wa_group_members",
+			  "SELECT grp, kind FROM api_group_set_members($1, $2, $3)", 3},
 	[STMT_DEVICES] = {"wa_group_devices", "SELECT api_group_devices($1, $2, $3)", 3},
 };
 

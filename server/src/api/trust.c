@@ -16,7 +16,13 @@
 #include "webapi-internal.h"
 
 /* The statements (migrations/code/api_trust.sql), in one table. */
-enum { STMT_KEYLIST_LIST, STMT_ROOTLIST_LIST, STMT_STATE, STMT_KEYLIST_INSERT, STMT_ROOTLIST_INSERT };
+enum {
+	STMT_KEYLIST_LIST,
+	STMT_ROOTLIST_LIST,
+	STMT_STATE,
+	STMT_KEYLIST_INSERT,
+	STMT_ROOTLIST_INSERT
+};
 static const struct srv_db_stmt stmts[] = {
 	[STMT_KEYLIST_LIST] = {"wa_keylist_list", "SELECT api_keylist_list($1, $2)", 2},
 	[STMT_ROOTLIST_LIST] = {"wa_rootlist_list", "SELECT api_rootlist_list($1, $2)", 2},
@@ -27,8 +33,8 @@ static const struct srv_db_stmt stmts[] = {
 				 "SELECT keylist, allowed, dropped, coverage, required FROM "
 				 "api_keylist_insert($1, $2, $3, $4, $5, $6, $7)",
 				 7},
-	[STMT_ROOTLIST_INSERT] = {"wa_rootlist_insert", "SELECT api_rootlist_insert($1, $2, $3, $4)",
-				  4},
+	[STMT_ROOTLIST_INSERT] = {"wa_rootlist_insert",
+				  "SELECT api_rootlist_insert($1, $2, $3, $4)", 4},
 };
 
 enum ota_err wa_trust_prepare(struct srv_db *db)
