@@ -66,6 +66,17 @@ bool wa_parse_u64(const char *s, uint64_t min, uint64_t max, uint64_t *ret);
 
 /* ---- dynamic group filters (filter.c) --------------------------------- */
 
+/*
+ * The GroupFilter compiler is SQL (migrations/code/filter.sql): it refuses
+ * a filter with SQLSTATE FO400 and a message naming what is wrong.
+ * wa_filter_refused: res is such a refusal. wa_filter_error: when it is
+ * (err OTA_ERR_STORAGE), replies 400 bad_request (field "filter", the
+ * compiler's message) and returns true; false otherwise.
+ */
+struct wa_ctx;
+bool wa_filter_refused(const PGresult *res);
+bool wa_filter_error(struct wa_ctx *ctx, enum ota_err err, const PGresult *res);
+
 /* Most conditions in one filter and most values of one "in" list. */
 #define WA_FILTER_MAX_CONDITIONS 16u
 #define WA_FILTER_MAX_IN_VALUES 64u
