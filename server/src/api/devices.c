@@ -9,8 +9,8 @@
 
 /*
  * The statements (migrations/code/api_devices.sql), in one table. The
- * Device JSON is api_device_json(); wa_sql_device_json names it for
- * observe.c's search, built in C until it calls api_device_search.
+ * Device JSON is api_device_json(), also that of observe.c's search
+ * (api_device_search).
  */
 enum { STMT_LIST, STMT_GET, STMT_TAGS, STMT_DECOMMISSION, STMT_CLEAR_SUSPECT };
 static const struct srv_db_stmt stmts[] = {
@@ -25,8 +25,6 @@ static const struct srv_db_stmt stmts[] = {
 	[STMT_CLEAR_SUSPECT] = {"wa_device_clear_suspect",
 				"SELECT api_device_clear_suspect($1, $2)", 2},
 };
-
-const char wa_sql_device_json[] = "api_device_json(d)";
 
 enum ota_err wa_devices_prepare(struct srv_db *db)
 {

@@ -5,9 +5,9 @@
  * passes a filter to an SQL function and answers a refusal (SQLSTATE
  * FO400) 400 with the compiler's message.
  *
- * wa_filter_compile below is the former C compiler, kept only while
- * observe.c (GET /fleet/devices) still builds its query in C; it goes when
- * that search calls api_device_search (migrations/code/api_devices.sql).
+ * wa_filter_compile below is the former C compiler: no handler uses it
+ * any more (GET /fleet/devices calls api_device_search); only its unit test
+ * and fuzz target still do, and go with it.
  */
 #include <stdarg.h>
 #include <stdio.h>

@@ -18,19 +18,19 @@
 #include "hex-internal.h"
 #include "webapi-internal.h"
 
-extern const char wa_sql_device_json[];
-
 /* Seconds since last_seen under which a device counts as online (default). */
 #define WA_ONLINE_SECONDS_DEFAULT 600u
 /* Distinct (model, version, state) rows of one fleet summary. */
 #define WA_FLEET_BREAKDOWN_MAX 500
 
 /* The statements (migrations/code/api_observe.sql), in one table. */
-enum { STMT_EVENTS, STMT_FAILURES, STMT_FLEET };
+enum { STMT_EVENTS, STMT_FAILURES, STMT_FLEET, STMT_DEVICES };
 static const struct srv_db_stmt stmts[] = {
 	[STMT_EVENTS] = {"wa_campaign_events", "SELECT api_campaign_events($1, $2, $3)", 3},
 	[STMT_FAILURES] = {"wa_campaign_failures", "SELECT api_campaign_failures($1)", 1},
 	[STMT_FLEET] = {"wa_fleet_summary", "SELECT api_fleet_summary($1, $2)", 2},
+	/* migrations/code/api_devices.sql */
+	[STMT_DEVICES] = {"wa_fleet_devices", "SELECT api_device_search($1, $2, $3, $4)", 4},
 };
 
 /* ---- ETag ------------------------------------------------------------- */
@@ -131,30 +131,26 @@ static void wa_h_fleet_summary(struct wa_ctx *ctx)
 	wa_db_stmt(ctx, &stmts[STMT_FLEET], params, wa_reply_db_text);
 }
 
+/* A filter the compiler (filter.sql) refused is a 400 naming why. */
+static void fleet_devices_done(struct wa_ctx *ctx, enum ota_err err, const PGresult *res)
+{
+	if (!wa_filter_error(ctx, err, res))
+		wa_reply_db_text(ctx, err, res);
+}
+
 /*
  * GET /api/v1/fleet/devices?filter=JSON&q=TEXT: the GroupFilter language of
- * dynamic groups, compiled by filter.c to parameters only, plus a device id
- * substring; paged by device id like GET /api/v1/devices.
+ * dynamic groups (compiled by filter.sql, its values never SQL text), plus
+ * a device id substring; paged by device id like GET /api/v1/devices.
  */
 static void wa_h_fleet_devices(struct wa_ctx *ctx)
 {
 	static const char *const allowed[] = {"filter", "q", "cursor", "limit", NULL};
-	static const char head[] =
-		"SELECT json_build_object('items', COALESCE(json_agg(%s ORDER BY d.device_id), "
-		"'[]'::json), 'next_cursor', CASE WHEN count(*) = $%d::int THEN max(d.device_id) "
-		"END)::text FROM (SELECT d.* FROM devices d WHERE NOT d.decommissioned "
-		"AND d.device_id > COALESCE($%d::text, '') "
-		"AND ($%d::text IS NULL OR strpos(d.device_id, $%d) > 0) AND %s "
-		"ORDER BY d.device_id LIMIT $%d::int) d";
-	struct wa_filter_sql compiled = {0};
-	const char *params[WA_FILTER_MAX_CONDITIONS + 3];
+	const char *params[4];
 	const char *text, *cursor, *q;
-	char limit[16], ferr[128];
-	json_t *filter = NULL;
+	char limit[16];
+	json_t *filter;
 	json_error_t jerr;
-	char *sql = NULL;
-	size_t cap = 12288;
-	int n = 0, used;
 
 	if (!wa_query_only(ctx, allowed) || !wa_query_limit(ctx, limit))
 		return;
@@ -170,41 +166,19 @@ static void wa_h_fleet_devices(struct wa_ctx *ctx)
 	}
 	text = wa_query(ctx, "filter");
 	if (text != NULL) {
+		/* the same JSON the database would take, and duplicate keys refused */
 		filter = json_loads(text, JSON_REJECT_DUPLICATES, &jerr);
 		if (filter == NULL) {
 			wa_reply_error(ctx, 400, "bad_request", "filter is not JSON", "filter");
 			return;
 		}
-		if (wa_filter_compile(filter, 1, &compiled, ferr) != OTA_OK) {
-			json_decref(filter);
-			wa_reply_error(ctx, 400, "bad_request", ferr, "filter");
-			return;
-		}
 		json_decref(filter);
-		for (int i = 0; i < compiled.n_params; i++)
-			params[n++] = compiled.params[i];
 	}
-	sql = malloc(cap);
-	if (sql == NULL) {
-		wa_filter_sql_clear(&compiled);
-		wa_reply_error(ctx, 500, "internal", "out of memory", NULL);
-		return;
-	}
-	/* $n+1 cursor, $n+2 q, $n+3 limit */
-	used = snprintf(sql, cap, head, wa_sql_device_json, n + 3, n + 1, n + 2, n + 2,
-			text != NULL ? compiled.where : "true", n + 3);
-	if (used < 0 || (size_t)used >= cap) {
-		free(sql);
-		wa_filter_sql_clear(&compiled);
-		wa_reply_error(ctx, 500, "internal", "query too long", NULL);
-		return;
-	}
-	params[n++] = cursor;
-	params[n++] = q;
-	params[n++] = limit;
-	wa_db_sql(ctx, sql, n, params, wa_reply_db_text);
-	free(sql);
-	wa_filter_sql_clear(&compiled);
+	params[0] = text;
+	params[1] = q;
+	params[2] = cursor;
+	params[3] = limit;
+	wa_db_stmt(ctx, &stmts[STMT_DEVICES], params, fleet_devices_done);
 }
 
 /* ---- the resource ----------------------------------------------------- */

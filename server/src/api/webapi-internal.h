@@ -318,9 +318,6 @@ static inline void wa_db_stmt(struct wa_ctx *ctx, const struct srv_db_stmt *stmt
 {
 	wa_db(ctx, stmt->name, stmt->n_params, values, cb);
 }
-/* The same with SQL text (dynamic filters), always parameterised. */
-void wa_db_sql(struct wa_ctx *ctx, const char *sql, int n_params, const char *const *values,
-	       void (*cb)(struct wa_ctx *ctx, enum ota_err err, const PGresult *res));
 
 /* SQLSTATE of a failed statement ("23505"), or "". */
 const char *wa_sqlstate(const PGresult *res);

@@ -312,14 +312,6 @@ void wa_db(struct wa_ctx *ctx, const char *stmt, int n_params, const char *const
 	db_run(ctx, &query, cb);
 }
 
-void wa_db_sql(struct wa_ctx *ctx, const char *sql, int n_params, const char *const *values,
-	       void (*cb)(struct wa_ctx *ctx, enum ota_err err, const PGresult *res))
-{
-	struct srv_db_query query = {.sql = sql, .n_params = n_params, .values = values};
-
-	db_run(ctx, &query, cb);
-}
-
 const char *wa_store_dir(const struct wa_ctx *ctx)
 {
 	return ctx->api->store_dir;
