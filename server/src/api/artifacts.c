@@ -31,76 +31,29 @@
 #define WA_HEADER_ARENA_BYTES (2u * OTA_MAX_BUNDLE_HEADER_BYTES + OTA_DECODE_ARENA_BYTES)
 #define WA_KEYLIST_ARENA_BYTES (2u * OTA_DECODE_ARENA_BYTES)
 
-#define ARTIFACT_JSON                                                                         \
-	"json_build_object('artifact_id', x.artifact_id, 'digest', encode(x.digest, 'hex'), " \
-	"'product', x.product, 'hw_revisions', x.hw_revisions, 'version', x.version, "        \
-	"'version_code', x.version_code, 'security_counter', x.security_counter, "            \
-	"'min_installed_version', x.min_installed_version, 'allow_downgrade', "               \
-	"x.allow_downgrade, 'is_security_update', x.is_security_update, 'issued_at', "        \
-	"x.issued_at, 'expires_at', x.expires_at, 'manifest_sequence', x.manifest_sequence, " \
-	"'image_sha256', encode(x.image_sha256, 'hex'), 'image_size', x.image_size, "         \
-	"'image_name', x.image_name, 'signing_key_id', encode(x.signing_key_id, 'hex'), "     \
-	"'uploaded_by', x.uploaded_by, 'created_at', x.created_at, 'assigned_devices', "      \
-	"(SELECT count(*) FROM assignments s WHERE s.artifact_id = x.artifact_id))"
-
-static const char sql_list[] =
-	"SELECT json_build_object('items', COALESCE(json_agg(" ARTIFACT_JSON
-	" ORDER BY x.artifact_id), '[]'::json), 'next_cursor', "
-	"CASE WHEN count(*) = $5::int THEN max(x.artifact_id) END)::text FROM ("
-	"SELECT * FROM artifacts WHERE ($1::text IS NULL OR product = $1) "
-	"AND ($2::text IS NULL OR version = $2) "
-	"AND ($3::boolean IS NULL OR is_security_update = $3::boolean) "
-	"AND artifact_id > COALESCE($4::text, '') ORDER BY artifact_id LIMIT $5::int) x";
-
-static const char sql_get[] = "SELECT " ARTIFACT_JSON "::text FROM artifacts x "
-			      "WHERE x.artifact_id = $1";
-
-/* The newest KeyList, and whether the id or the manifest is known. */
-static const char sql_precheck[] =
-	"SELECT (SELECT bytes FROM keylists ORDER BY version DESC LIMIT 1), "
-	"EXISTS (SELECT 1 FROM artifacts WHERE artifact_id = $1), "
-	"EXISTS (SELECT 1 FROM artifacts WHERE digest = decode($2, 'hex'))";
-
-static const char sql_insert[] =
-	"WITH x AS (INSERT INTO artifacts (artifact_id, digest, manifest, product, "
-	"hw_revisions, version, version_code, security_counter, min_installed_version, "
-	"is_security_update, issued_at, expires_at, image_sha256, image_size, image_name, "
-	"signing_key_id, store_path, allow_downgrade, manifest_sequence, uploaded_by, "
-	"fixes_version_code_min, fixes_version_code_max, advisory) VALUES "
-	"($1, decode($2, 'hex'), decode($3, 'hex'), $4, ARRAY(SELECT "
-	"jsonb_array_elements_text($5::jsonb)), $6, $7::bigint, $8::bigint, $9::bigint, "
-	"$10::boolean, $11::bigint, $12::bigint, decode($13, 'hex'), $14::bigint, $15, "
-	"decode($16, 'hex'), $17, $18::boolean, $19::bigint, $20, $22::bigint, $23::bigint, "
-	"$24) RETURNING *), "
-	"a AS (INSERT INTO audit (actor, action, object, after) SELECT $20, 'artifact.upload', "
-	"'artifact:' || x.artifact_id, to_jsonb(" ARTIFACT_JSON ") FROM x), "
-	"u AS (DELETE FROM uploads WHERE upload_id = $21::text AND EXISTS (SELECT 1 FROM x)) "
-	"SELECT " ARTIFACT_JSON "::text FROM x";
-
-static const char sql_delete[] =
-	"WITH x AS (DELETE FROM artifacts WHERE artifact_id = $1 AND NOT EXISTS (SELECT 1 "
-	"FROM assignments WHERE artifact_id = $1) RETURNING *), "
-	"a AS (INSERT INTO audit (actor, action, object, before) SELECT $2, "
-	"'artifact.delete', 'artifact:' || x.artifact_id, to_jsonb(" ARTIFACT_JSON ") FROM x) "
-	"SELECT (SELECT " ARTIFACT_JSON "::text FROM x), "
-	"(SELECT count(*) FROM artifacts WHERE artifact_id = $1), "
-	"(SELECT store_path FROM x), "
-	"(SELECT count(*) FROM artifacts o WHERE o.store_path = (SELECT store_path FROM x) "
-	"AND o.artifact_id <> $1)";
+/* The statements (migrations/code/api_artifacts.sql), in one table. */
+enum { STMT_LIST, STMT_GET, STMT_PRECHECK, STMT_INSERT, STMT_DELETE };
+static const struct srv_db_stmt stmts[] = {
+	[STMT_LIST] = {"wa_artifact_list", "SELECT api_artifact_list($1, $2, $3, $4, $5)", 5},
+	[STMT_GET] = {"wa_artifact_get", "SELECT api_artifact_get($1)", 1},
+	[STMT_PRECHECK] =
+		{"wa_artifact_precheck",
+		 "SELECT keylist, id_known, manifest_known FROM api_artifact_precheck($1, $2)", 2},
+	/* $21: the upload session deleted with the insert (NULL: none) */
+	[STMT_INSERT] =
+		{"wa_artifact_insert",
+		 "SELECT api_artifact_insert($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, "
+		 "$13, $14, $15, $16, $17, $18, $19, $20, $21, $22, $23, $24)",
+		 24},
+	[STMT_DELETE] = {"wa_artifact_delete",
+			 "SELECT artifact, found, store_path, store_users FROM "
+			 "api_artifact_delete($1, $2)",
+			 2},
+};
 
 enum ota_err wa_artifacts_prepare(struct srv_db *db)
 {
-	enum ota_err err = srv_db_prepare(db, "wa_artifact_list", sql_list);
-
-	if (err == OTA_OK)
-		err = srv_db_prepare(db, "wa_artifact_get", sql_get);
-	if (err == OTA_OK)
-		err = srv_db_prepare(db, "wa_artifact_precheck", sql_precheck);
-	if (err == OTA_OK)
-		err = srv_db_prepare(db, "wa_artifact_insert", sql_insert);
-	if (err == OTA_OK)
-		err = srv_db_prepare(db, "wa_artifact_delete", sql_delete);
-	return err;
+	return srv_db_prepare_stmts(db, stmts, sizeof(stmts) / sizeof(stmts[0]));
 }
 
 void wa_h_artifacts_list(struct wa_ctx *ctx)
@@ -133,7 +86,7 @@ void wa_h_artifacts_list(struct wa_ctx *ctx)
 		return;
 	}
 	params[4] = limit;
-	wa_db(ctx, "wa_artifact_list", 5, params, wa_reply_db_text);
+	wa_db_stmt(ctx, &stmts[STMT_LIST], params, wa_reply_db_text);
 }
 
 static bool artifact_arg(struct wa_ctx *ctx)
@@ -168,7 +121,7 @@ void wa_h_artifacts_get(struct wa_ctx *ctx)
 
 	if (!artifact_arg(ctx))
 		return;
-	wa_db(ctx, "wa_artifact_get", 1, params, reply_one);
+	wa_db_stmt(ctx, &stmts[STMT_GET], params, reply_one);
 }
 
 /* ---- creating an artifact (shared by POST /artifacts and sessions) -- */
@@ -348,7 +301,7 @@ void wa_bundle_commit(struct wa_ctx *ctx, struct wa_bundle *b)
 	params[21] = nums[6];
 	params[22] = nums[7];
 	params[23] = m->advisory != NULL ? m->advisory : "";
-	wa_db(ctx, "wa_artifact_insert", 24, params, bundle_inserted);
+	wa_db_stmt(ctx, &stmts[STMT_INSERT], params, bundle_inserted);
 out:
 	free(manifest_hex);
 	free(hw_json);
@@ -452,7 +405,7 @@ void wa_bundle_verify(struct wa_ctx *ctx)
 	if (b->delta)
 		wa_delta_precheck(ctx, b, bundle_checked);
 	else
-		wa_db(ctx, "wa_artifact_precheck", 2, params, bundle_checked);
+		wa_db_stmt(ctx, &stmts[STMT_PRECHECK], params, bundle_checked);
 }
 
 /* ---- POST /api/v1/artifacts: a small bundle in one request ----------- */
@@ -541,5 +494,17 @@ void wa_h_artifacts_delete(struct wa_ctx *ctx)
 
 	if (!artifact_arg(ctx))
 		return;
-	wa_db(ctx, "wa_artifact_delete", 2, params, artifact_deleted);
+	wa_db_stmt(ctx, &stmts[STMT_DELETE], params, artifact_deleted);
 }
+
+static const struct wa_route routes[] = {
+	{EVHTTP_REQ_GET, "/api/v1/artifacts", WA_ROLE_VIEWER, WA_BODY_NONE, wa_h_artifacts_list},
+	{EVHTTP_REQ_POST, "/api/v1/artifacts", WA_ROLE_OPERATOR, WA_BODY_BINARY,
+	 wa_h_artifacts_upload},
+	{EVHTTP_REQ_GET, "/api/v1/artifacts/*", WA_ROLE_VIEWER, WA_BODY_NONE, wa_h_artifacts_get},
+	{EVHTTP_REQ_DELETE, "/api/v1/artifacts/*", WA_ROLE_OPERATOR, WA_BODY_NONE,
+	 wa_h_artifacts_delete},
+};
+
+const struct wa_resource wa_artifacts_resource = {WA_TABLE(routes),
+						  .prepare = wa_artifacts_prepare};

@@ -40,11 +40,6 @@ struct wa_delta_release {
 	char bases[]; /* hex SHA-256 of the bases that have a delta, ","-separated */
 };
 
-enum ota_err wa_deltas_prepare(struct srv_db *db)
-{
-	return srv_db_prepare_stmts(db, stmts, sizeof(stmts) / sizeof(stmts[0]));
-}
-
 void wa_delta_precheck(struct wa_ctx *ctx, struct wa_bundle *b,
 		       void (*cb)(struct wa_ctx *ctx, enum ota_err err, const PGresult *res))
 {
@@ -232,7 +227,7 @@ static bool artifact_path(struct wa_ctx *ctx, const char *const *allowed)
 	return true;
 }
 
-void wa_h_deltas_upload(struct wa_ctx *ctx)
+static void wa_h_deltas_upload(struct wa_ctx *ctx)
 {
 	static const char *const allowed[] = {NULL};
 
@@ -254,7 +249,7 @@ static void list_answered(struct wa_ctx *ctx, enum ota_err err, const PGresult *
 	wa_reply_text(ctx, 200, PQgetvalue(res, 0, 0));
 }
 
-void wa_h_deltas_list(struct wa_ctx *ctx)
+static void wa_h_deltas_list(struct wa_ctx *ctx)
 {
 	static const char *const allowed[] = {"cursor", "limit", NULL};
 	const char *params[3];
@@ -275,3 +270,14 @@ void wa_h_deltas_list(struct wa_ctx *ctx)
 	params[2] = limit;
 	wa_db_stmt(ctx, &stmts[STMT_LIST], params, list_answered);
 }
+
+/* ---- the resource ----------------------------------------------------- */
+
+static const struct wa_route routes[] = {
+	{EVHTTP_REQ_GET, "/api/v1/artifacts/*/deltas", WA_ROLE_VIEWER, WA_BODY_NONE,
+	 wa_h_deltas_list},
+	{EVHTTP_REQ_POST, "/api/v1/artifacts/*/deltas", WA_ROLE_OPERATOR, WA_BODY_BINARY,
+	 wa_h_deltas_upload},
+};
+
+const struct wa_resource wa_deltas_resource = {WA_TABLE(routes), WA_TABLE(stmts)};

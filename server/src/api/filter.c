@@ -1,11 +1,13 @@
 /* SPDX-License-Identifier: Apache-2.0 */
 /*
- * Dynamic group filters: a small JSON language (openapi.yaml, GroupFilter)
- * compiled to a WHERE clause over devices (alias d). The SQL text comes
- * only from the tables below; every value from the filter becomes a
- * numbered parameter, so no input ever reaches the SQL text. The database
- * evaluates the clause set-based (indexes on model, version_code,
- * keylist_version, tags, last_seen apply).
+ * Dynamic group filters: a small JSON language (openapi.yaml, GroupFilter).
+ * Its compiler is the database's (migrations/code/filter.sql): the API
+ * passes a filter to an SQL function and answers a refusal (SQLSTATE
+ * FO400) 400 with the compiler's message.
+ *
+ * wa_filter_compile below is the former C compiler: no handler uses it
+ * any more (GET /fleet/devices calls api_device_search); only its unit test
+ * and fuzz target still do, and go with it.
  */
 #include <stdarg.h>
 #include <stdio.h>
@@ -13,6 +15,22 @@
 #include <string.h>
 
 #include "webapi-internal.h"
+
+bool wa_filter_refused(const PGresult *res)
+{
+	return strcmp(wa_sqlstate(res), "FO400") == 0;
+}
+
+bool wa_filter_error(struct wa_ctx *ctx, enum ota_err err, const PGresult *res)
+{
+	const char *msg;
+
+	if (err != OTA_ERR_STORAGE || !wa_filter_refused(res))
+		return false;
+	msg = PQresultErrorField(res, PG_DIAG_MESSAGE_PRIMARY);
+	wa_reply_error(ctx, 400, "bad_request", msg != NULL ? msg : "bad filter", "filter");
+	return true;
+}
 
 enum field_type {
 	FT_TEXT,

@@ -117,15 +117,16 @@ void srv_metrics_latency(struct srv_metrics *metrics, double ms);
 int srv_metrics_render(const struct srv_metrics *metrics, struct evbuffer *out);
 
 /*
- * The fleet-wide gauges come from PostgreSQL: one statement (no
- * parameters) whose rows srv_metrics_render_fleet() turns into devices by
- * state / version / KeyList version and, per campaign that is not finished
- * or finished in the last 24 hours (at most SRV_METRICS_MAX_CAMPAIGNS, the
- * newest), its state and its devices by state. Cost: one grouped count over
- * those campaigns' campaign_devices rows (primary key prefix) per scrape.
+ * The fleet-wide gauges come from PostgreSQL: srv_metrics_render_fleet()
+ * turns the rows (kind, label, label2, value) of
+ * metrics_fleet(SRV_METRICS_MAX_CAMPAIGNS) (migrations/code/metrics.sql)
+ * into devices by state / version / KeyList version and, per campaign that
+ * is not finished or finished in the last 24 hours (at most
+ * SRV_METRICS_MAX_CAMPAIGNS, the newest), its state and its devices by
+ * state. Cost: one grouped count over those campaigns' campaign_devices
+ * rows (primary key prefix) per scrape.
  */
 #define SRV_METRICS_MAX_CAMPAIGNS 200
-extern const char srv_metrics_fleet_sql[];
 void srv_metrics_render_fleet(const PGresult *res, struct evbuffer *out);
 
 #endif

@@ -186,36 +186,6 @@ int srv_metrics_render(const struct srv_metrics *m, struct evbuffer *out)
 
 /* ---- fleet-wide gauges from PostgreSQL ------------------------------ */
 
-/* STRINGIFY for the LIMIT */
-#define METRICS_STR_(x) #x
-#define METRICS_STR(x) METRICS_STR_(x)
-
-/* Rows: kind, label, label2, value. */
-const char srv_metrics_fleet_sql[] =
-	"WITH c AS (SELECT campaign_id, state, state_reason, target_size FROM campaigns "
-	"WHERE finished_at IS NULL OR finished_at > now() - interval '24 hours' "
-	"ORDER BY created_at DESC LIMIT " METRICS_STR(
-		SRV_METRICS_MAX_CAMPAIGNS) ") "
-					   "SELECT 'state', state, '', count(*) FROM devices WHERE "
-					   "NOT decommissioned GROUP BY state "
-					   "UNION ALL SELECT 'version', version, '', count(*) FROM "
-					   "devices WHERE NOT decommissioned "
-					   "GROUP BY version UNION ALL SELECT 'keylist', "
-					   "keylist_version::text, '', count(*) FROM "
-					   "devices WHERE NOT decommissioned GROUP BY "
-					   "keylist_version UNION ALL "
-					   "SELECT 'decommissioned', '', '', count(*) FROM devices "
-					   "WHERE decommissioned "
-					   "UNION ALL SELECT 'campaign', campaign_id, state, "
-					   "target_size FROM c "
-					   "UNION ALL SELECT 'auto_paused', campaign_id, '', "
-					   "(state = 'paused' AND state_reason NOT LIKE 'paused by "
-					   "%')::int FROM c "
-					   "UNION ALL SELECT 'campaign_devices', m.campaign_id, "
-					   "m.state, count(*) "
-					   "FROM campaign_devices m JOIN c USING (campaign_id) "
-					   "GROUP BY m.campaign_id, m.state";
-
 /* Label values come from devices; keep them printable and quoted right. */
 static void put_label(struct evbuffer *out, const char *value)
 {

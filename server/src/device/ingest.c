@@ -10,20 +10,23 @@
 
 #include <libpq-fe.h>
 
+#include "clock-internal.h"
 #include "db-internal.h"
 #include "hex-internal.h"
-#include "http-internal.h"
 #include "ingest-internal.h"
 #include "log-internal.h"
 #include "ratelimit-internal.h"
 #include "report-internal.h"
 
-#define STMT "report_ingest"
-
-/* The only SQL here: one function call (migrations/code/report.sql). */
-static const char sql_ingest[] =
+/*
+ * The only SQL here: one function call (migrations/code/report.sql), on the
+ * ingest thread's own connection (not the loop's pool).
+ */
+static const struct srv_db_stmt stmt_ingest = {
+	"report_ingest",
 	"SELECT outcome, new_events, campaign_changes, suspect, refusal_events"
-	" FROM report_ingest($1, $2::jsonb, decode($3, 'hex'), $4::integer)";
+	" FROM report_ingest($1, $2::jsonb, decode($3, 'hex'), $4::integer)",
+	4};
 
 /* A device's reports held over its budget. */
 struct held {
@@ -148,7 +151,7 @@ static bool db_connect(struct srv_ingest *ing)
 	free(conninfo);
 	if (ing->conn == NULL || PQstatus(ing->conn) != CONNECTION_OK ||
 	    PQsetnonblocking(ing->conn, 1) != 0 ||
-	    (ing->prepared && !PQsendPrepare(ing->conn, STMT, sql_ingest, 0, NULL))) {
+	    (ing->prepared && !PQsendPrepare(ing->conn, stmt_ingest.name, stmt_ingest.sql, 0, NULL))) {
 		srv_log(SRV_LOG_WARN, "ingest: database connection failed: %s",
 			ing->conn != NULL ? PQerrorMessage(ing->conn) : "out of memory");
 		db_drop(ing);
@@ -196,9 +199,10 @@ static enum call_rc db_call(struct srv_ingest *ing, const char *const params[4],
 
 	if (!db_connect(ing))
 		return CALL_RETRY;
-	if (ing->prepared
-		    ? !PQsendQueryPrepared(ing->conn, STMT, 4, params, NULL, NULL, 0)
-		    : !PQsendQueryParams(ing->conn, sql_ingest, 4, NULL, params, NULL, NULL, 0)) {
+	if (ing->prepared ? !PQsendQueryPrepared(ing->conn, stmt_ingest.name, stmt_ingest.n_params,
+					     params, NULL, NULL, 0)
+			  : !PQsendQueryParams(ing->conn, stmt_ingest.sql, stmt_ingest.n_params, NULL,
+					       params, NULL, NULL, 0)) {
 		db_drop(ing);
 		return CALL_RETRY;
 	}
