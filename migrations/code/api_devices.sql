@@ -28,14 +28,27 @@ LANGUAGE sql STABLE AS $$
 $$;
 
 -- One page of devices after the cursor (a device id), each filter optional
--- (NULL): seen within / not seen within so many seconds.
+-- (NULL): seen within / not seen within so many seconds. The Device JSON is
+-- written out here, not called: the planner would inline api_device_json
+-- by parsing its body again for every custom plan (measured: 3.3 ms CPU a
+-- page of 100 instead of 1.5). filter-sql checks that both agree.
 CREATE OR REPLACE FUNCTION api_device_list(p_model text, p_hw_revision text, p_version text,
 	p_state text, p_tag text, p_keylist_version bigint, p_seen_within double precision,
 	p_not_seen_within double precision, p_decommissioned boolean, p_version_code bigint,
 	p_cursor text, p_limit integer, p_suspect boolean) RETURNS text
 LANGUAGE plpgsql STABLE AS $$
 BEGIN
-	RETURN (SELECT json_build_object('items', COALESCE(json_agg(api_device_json(d)
+	RETURN (SELECT json_build_object('items', COALESCE(json_agg(
+				json_build_object('device_id', d.device_id, 'model', d.model, 'hw_revision',
+				d.hw_revision, 'version', d.version, 'version_code', d.version_code,
+				'security_counter', d.security_counter, 'keylist_version', d.keylist_version,
+				'rootlist_version', d.rootlist_version, 'keylist_key_ids',
+				replace(d.keylist_key_ids::text, '"\\x', '"')::text[],
+				'pending_version', d.pending_version, 'active_slot', d.active_slot, 'tags', d.tags,
+				'state', d.state, 'last_error', d.last_error, 'last_error_detail',
+				d.last_error_detail, 'last_seen', d.last_seen, 'created_at', d.created_at,
+				'decommissioned', d.decommissioned, 'decommissioned_at', d.decommissioned_at,
+				'suspect', d.suspect, 'suspect_reason', d.suspect_reason, 'suspect_at', d.suspect_at)
 			ORDER BY d.device_id), '[]'::json), 'next_cursor',
 			CASE WHEN count(*) = p_limit THEN max(d.device_id) END)::text
 		FROM (SELECT * FROM devices d WHERE (p_model IS NULL OR d.model = p_model)
