@@ -46,6 +46,13 @@ expect_eq "searching with it matches by value and changes nothing" \
 	"$(q "SELECT api_device_search($(sqlstr "{\"field\":\"model\",\"op\":\"eq\",\"value\":\"$hostile\"}")::json, NULL, NULL, 10)")" \
 	'{"items" : [], "next_cursor" : null}'
 expect_eq "devices intact" "$(q "SELECT count(*) FROM devices")" "$rows_before"
+# api_device_list writes the Device JSON out (for its plan's sake): it must
+# stay the same as api_device_json's
+expect_eq "api_device_list and api_device_json agree" \
+	"$(q "UPDATE devices SET keylist_key_ids = ARRAY['\\x0a1b'::bytea, '\\x'::bytea], suspect = true WHERE device_id = 'dev0000004';
+	      SELECT api_device_list(NULL, NULL, NULL, NULL, NULL, NULL, NULL, NULL, NULL, NULL, NULL, 10, NULL) =
+	      (SELECT json_build_object('items', json_agg(api_device_json(d) ORDER BY d.device_id), 'next_cursor', NULL)::text
+	       FROM devices d)")" t
 expect_eq "a filter evaluates over devices (not decommissioned)" \
 	"$(q "UPDATE devices SET decommissioned = true WHERE device_id = 'dev0000002';
 	      SELECT string_agg(x ->> 'device_id', ',') FROM json_array_elements(api_device_search(
