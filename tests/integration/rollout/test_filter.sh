@@ -3,11 +3,11 @@
 # The GroupFilter compiler (migrations/code/filter.sql), the one compiler of
 # the language, used by the REST API and the rollout engine: what it emits,
 # that values are data, every refusal with its message (the API's 400
-# texts), the limits, and a randomized run over the fuzz corpus and
+# texts), the limits, and a randomized run over fixture filters and
 # generated filters (each compiles to a clause that runs, or is refused
 # with FO400 and a message; never another error).
 source "$(dirname "$0")/lib.sh" "$1"
-CORPUS=$SRC/tests/fuzz/corpus/webapi_filter
+CORPUS=$SRC/tests/fixtures/group_filters
 
 # sqlstr TEXT: TEXT as an SQL string literal
 sqlstr() { printf "'%s'" "${1//\'/\'\'}"; }
