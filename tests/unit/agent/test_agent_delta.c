@@ -18,6 +18,8 @@
 
 #include "agent_world.h"
 #include "fleetota/bundle.h"
+#include "fleetota/delta.h"
+#include "ota_delta_make.h"
 
 #define T_CHUNK W_DELTA_CHUNK
 #define T_NEW_LEN W_NEXT_LEN
@@ -110,6 +112,114 @@ static void test_delta_update_boots_the_new_image(void **state)
 	slot_sha(w, st.confirmed_slot, T_NEW_LEN, got);
 	assert_memory_equal(want, got, 32);
 	assert_memory_equal(st.confirmed.sha256, want, 32);
+}
+
+/* The index matcher's payload (ota_delta_make.h) installs like zstd's. */
+static void test_index_matcher_update(void **state)
+{
+	struct delta_world *dw = *state;
+	struct world *w = &dw->w;
+	struct ota_fx_manifest spec;
+	world_delta_free(&dw->d);
+	world_delta_make_with(&dw->d, w->v1, W_V1_LEN, dw->next, T_NEW_LEN, T_CHUNK,
+			      OTA_DELTA_MATCH_INDEX);
+	assert_true(dw->d.len < T_NEW_LEN * 3 / 4);
+	delta_spec(dw, &spec);
+	Fleetota__V1__Signed *m = ota_fx_manifest(&spec);
+	world_update(w, m, dw->d.payload, dw->d.len);
+	ota_fx_env_free(m);
+	struct ota_agent_status st;
+	ota_agent_status(&w->agent, &st);
+	assert_int_equal(st.confirmed.version_code, 20);
+	uint8_t want[32], got[32];
+	SHA256(dw->next, T_NEW_LEN, want);
+	slot_sha(w, st.confirmed_slot, T_NEW_LEN, got);
+	assert_memory_equal(want, got, 32);
+}
+
+/* Collects the applier's output. */
+struct out_buf {
+	uint8_t *data;
+	size_t len;
+	size_t cap;
+};
+
+static enum ota_err out_put(void *arg, const uint8_t *data, size_t len)
+{
+	struct out_buf *o = arg;
+	if (len > o->cap - o->len)
+		return OTA_ERR_SIZE;
+	memcpy(o->data + o->len, data, len);
+	o->len += len;
+	return OTA_OK;
+}
+
+/* Deterministic bytes (xorshift). */
+static void fill_random(uint8_t *p, size_t len, uint64_t seed)
+{
+	for (size_t i = 0; i < len; i++) {
+		seed ^= seed << 13;
+		seed ^= seed >> 7;
+		seed ^= seed << 17;
+		p[i] = (uint8_t)seed;
+	}
+}
+
+/*
+ * A 3 MiB random base and a new image built from it the way firmware
+ * changes: pieces moved and shifted by odd amounts, a run of zeros, a
+ * piece repeated inside the image, a few bytes changed, new random bytes.
+ * Both matchers' payloads decode to the image through the device's
+ * applier, fed in odd-sized pieces; the index one is a small fraction.
+ */
+static void test_matchers_round_trip(void **state)
+{
+	(void)state;
+	enum { BASE = 3u << 20, IMG = (3u << 20) + 123457u, CH = 64u * 1024u };
+	uint8_t *base = malloc(BASE), *img = malloc(IMG);
+	struct out_buf o = {.data = malloc(IMG), .cap = IMG};
+	assert_non_null(base);
+	assert_non_null(img);
+	assert_non_null(o.data);
+	fill_random(base, BASE, 0x1234567u);
+	size_t at = 0;
+	memcpy(img + at, base + 1000001u, 700000u); /* moved back */
+	at += 700000u;
+	fill_random(img + at, 50000u, 99u); /* new */
+	at += 50000u;
+	memcpy(img + at, base + 3u, 900000u); /* moved forward, odd shift */
+	img[at + 4567u] ^= 0x5a;                /* a changed byte inside */
+	at += 900000u;
+	memset(img + at, 0, 300000u); /* zeros: matches inside the image */
+	at += 300000u;
+	memcpy(img + at, img + 100000u, 200000u); /* repeated inside the image */
+	at += 200000u;
+	memcpy(img + at, base + 2000000u, IMG - at); /* the rest of the base */
+	for (int matcher = OTA_DELTA_MATCH_ZSTD; matcher <= OTA_DELTA_MATCH_INDEX; matcher++) {
+		struct world_delta d;
+		world_delta_make_with(&d, base, BASE, img, IMG, CH, matcher);
+		assert_true(d.len < IMG / 20);
+		size_t work_len = ota_delta_work_bytes(CH);
+		void *work = malloc(work_len);
+		struct ota_delta ad;
+		assert_non_null(work);
+		assert_int_equal(ota_delta_open(&ad, work, work_len, base, BASE, CH, IMG), OTA_OK);
+		o.len = 0;
+		for (size_t off = 0; off < d.len; off += 7777u)
+			assert_int_equal(ota_delta_feed(&ad, d.payload + off,
+							d.len - off < 7777u ? d.len - off : 7777u,
+							out_put, &o),
+					 OTA_OK);
+		assert_true(ota_delta_complete(&ad));
+		assert_int_equal(o.len, IMG);
+		assert_memory_equal(o.data, img, IMG);
+		ota_delta_close(&ad);
+		free(work);
+		world_delta_free(&d);
+	}
+	free(base);
+	free(img);
+	free(o.data);
 }
 
 /* A base that is not the running image: refused at begin, no payload byte read. */
@@ -377,6 +487,8 @@ int main(void)
 	const struct CMUnitTest tests[] = {
 		cmocka_unit_test_setup_teardown(test_delta_update_boots_the_new_image, setup,
 						teardown),
+		cmocka_unit_test_setup_teardown(test_index_matcher_update, setup, teardown),
+		cmocka_unit_test(test_matchers_round_trip),
 		cmocka_unit_test_setup_teardown(test_wrong_base, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_base_size_mismatch, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_tampered_delta, setup, teardown),
