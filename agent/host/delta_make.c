@@ -291,6 +291,17 @@ out:
 	return err;
 }
 
+int ota_delta_matcher_parse(const char *name)
+{
+	if (strcmp(name, "auto") == 0)
+		return OTA_DELTA_MATCH_AUTO;
+	if (strcmp(name, "zstd") == 0)
+		return OTA_DELTA_MATCH_ZSTD;
+	if (strcmp(name, "index") == 0)
+		return OTA_DELTA_MATCH_INDEX;
+	return -1;
+}
+
 /* A read-only mapping of a whole file. */
 struct mapped {
 	const uint8_t *data;
@@ -389,7 +400,7 @@ static enum ota_err apply_check(const struct mapped *base, const struct mapped *
 
 enum ota_err ota_delta_make_file(const char *base_path, const char *image_path,
 				 const char *out_path, uint32_t chunk_bytes, int level,
-				 struct ota_delta_made *ret)
+				 enum ota_delta_matcher matcher, struct ota_delta_made *ret)
 {
 	struct mapped base = {0}, image = {0};
 	struct ota_delta_made made = {.chunk_bytes = chunk_bytes};
@@ -411,8 +422,8 @@ enum ota_err ota_delta_make_file(const char *base_path, const char *image_path,
 	}
 	if ((err = ota_sha256_init(&f.sha)) != OTA_OK)
 		goto out;
-	err = ota_delta_make(base.data, base.len, image.data, image.len, chunk_bytes, level,
-			     hash_put, &f, &made.size);
+	err = ota_delta_make_with(base.data, base.len, image.data, image.len, chunk_bytes, level,
+				  matcher, hash_put, &f, &made.size);
 	if (err == OTA_OK)
 		err = ota_sha256_final(&f.sha, made.sha256);
 	else

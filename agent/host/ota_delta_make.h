@@ -40,6 +40,9 @@ enum ota_delta_matcher {
 	OTA_DELTA_MATCH_INDEX = 2,
 };
 
+/* "auto", "zstd" or "index"; -1 for anything else. */
+int ota_delta_matcher_parse(const char *name);
+
 /* Receives payload bytes in order. */
 typedef enum ota_err (*ota_delta_sink_fn)(void *arg, const uint8_t *data, size_t len);
 
@@ -76,6 +79,6 @@ struct ota_delta_made {
  */
 enum ota_err ota_delta_make_file(const char *base_path, const char *image_path,
 				 const char *out_path, uint32_t chunk_bytes, int level,
-				 struct ota_delta_made *ret);
+				 enum ota_delta_matcher matcher, struct ota_delta_made *ret);
 
 #endif
