@@ -57,22 +57,23 @@ static bool frame_begin(ZSTD_CCtx *cctx, const uint8_t *base, size_t base_len, u
 		return false;
 	if (own_matches) {
 		/*
-		 * zstd only entropy-codes our sequences: its own match finder
-		 * indexes just the last few KiB of the prefix (fast strategy,
-		 * small tables) and never runs. zstd 1.5.4 cannot validate
-		 * sequences that reach into a prefix (it checks them after
-		 * dropping the prefix); ota_delta_make_file decodes every
-		 * frame again with the device's applier instead.
+		 * zstd only entropy-codes our sequences, which it does from
+		 * their lengths and distances and the chunk's literals alone:
+		 * it is given no prefix (zstd 1.5.4 would hash the whole of it
+		 * again for every frame, even with its match finder unused),
+		 * and it does not check the distances (ZSTD_c_validateSequences
+		 * cannot know a prefix it was not given). ota_delta_make_file
+		 * decodes every frame again with the device's applier, the base
+		 * as the prefix, and compares it with the image.
 		 */
-		if (!zstd_ok(ZSTD_CCtx_setParameter(cctx, ZSTD_c_strategy, ZSTD_fast)) ||
-		    !zstd_ok(ZSTD_CCtx_setParameter(cctx, ZSTD_c_hashLog, 10)) ||
-		    !zstd_ok(ZSTD_CCtx_setParameter(cctx, ZSTD_c_chainLog, 10)) ||
-		    !zstd_ok(ZSTD_CCtx_setParameter(cctx, ZSTD_c_minMatch, (int)MATCH_MIN_REP)))
-			return false;
-	} else if (!zstd_ok(ZSTD_CCtx_setParameter(cctx, ZSTD_c_enableLongDistanceMatching, 1))) {
-		return false;
+		return zstd_ok(ZSTD_CCtx_setParameter(cctx, ZSTD_c_strategy, ZSTD_fast)) &&
+		       zstd_ok(ZSTD_CCtx_setParameter(cctx, ZSTD_c_minMatch, (int)MATCH_MIN_REP)) &&
+		       /* the fast strategy with a high level's targetLength would store literals raw */
+		       zstd_ok(ZSTD_CCtx_setParameter(cctx, ZSTD_c_literalCompressionMode,
+						      ZSTD_ps_enable));
 	}
-	return zstd_ok(ZSTD_CCtx_refPrefix(cctx, base, base_len));
+	return zstd_ok(ZSTD_CCtx_setParameter(cctx, ZSTD_c_enableLongDistanceMatching, 1)) &&
+	       zstd_ok(ZSTD_CCtx_refPrefix(cctx, base, base_len));
 }
 
 static uint64_t load64(const uint8_t *p)
