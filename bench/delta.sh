@@ -13,6 +13,12 @@
 # ota-agent's includes its own baseline (OpenSSL, the 1 MiB work area), so
 # the full install's peak is printed next to it.
 #
+# Ours runs with the default matcher (`--delta-matcher auto`: zstd's own
+# for the agent pair, the index matcher for the rootfs pair, whose base is
+# above 16 MiB); BENCH_DELTA_BOTH=1 also makes the delta with the other one
+# (on the rootfs pair zstd's matcher takes minutes: it indexes the whole
+# base again for every 1 MiB frame).
+#
 # Pairs:
 #   agent    two release builds of ota-agent: this tree's and that of commit
 #            BENCH_DELTA_OLD (default 82e71ab2d13c, 40 commits before issue 15), built once from
@@ -21,11 +27,12 @@
 #            one with a few packages added), as ext4 images made by
 #            mke2fs -d; cached in bench/cache/rootfs (the first run needs the
 #            network and a few minutes); only with BENCH_DELTA_PAIRS="agent rootfs"
+#            (bsdiff needs about 4 GiB of RAM and minutes on this pair)
 # Knobs: BENCH_DELTA_PAIRS ("agent"; "agent rootfs" adds the rootfs pair,
 #        minutes of mmdebstrap the first time and of delta making each time), BENCH_DELTA_OLD, BENCH_DELTA_ROOTFS_MB
 #        (image size, 240), BENCH_DELTA_BUILD_S (time bound of each build, 900),
 #        BENCH_DELTA_LEVEL (zstd level of ota-keys sign --base, 19),
-#        BENCH_DELTA_ROOTFS_LEVEL (the rootfs pair's, 3)
+#        BENCH_DELTA_BOTH (0; 1 adds the other matcher's row)
 
 delta_cache=$top/bench/cache
 delta_bound=${BENCH_DELTA_BUILD_S:-900}
@@ -118,9 +125,6 @@ delta_sign() { # IMAGE VERSION_CODE BUNDLE [--base BASE]
 
 bench_delta_pair() { # NAME
 	local d=$T/delta-$1 what base_bytes new_bytes level=${BENCH_DELTA_LEVEL:-19}
-	# make time grows with image x base / chunk (docs/decisions.md): a lower
-	# zstd level keeps a rootfs image's delta in minutes
-	[[ $1 != rootfs ]] || level=${BENCH_DELTA_ROOTFS_LEVEL:-3}
 	mkdir -p "$d"
 	what=$("delta_pair_$1" "$d") || { echo "bench: delta: pair $1 skipped" >&2; return 0; }
 	base_bytes=$(stat -c %s "$d/base")
@@ -130,13 +134,18 @@ bench_delta_pair() { # NAME
 	delta_sign "$d/base" 1 "$d/base.otab" >/dev/null
 	delta_sign "$d/new" 2 "$d/full.otab" >/dev/null
 
-	local t_make m_ours size_ours t_bsdiff size_bs t_xd size_xd size_zstd
-	t_make=$(delta_measure "$d/make" env OTA_KEYS_AUDIT_LOG="$T/keys/audit.log" USER=bench \
-		"$keys" sign --key "$T/keys/op-ed25519.key" --keylist "$T/keys/kl.signed" \
-		--rootlist "$T/keys/roots/rootlist-1.signed" --image "$d/new" --product bench \
-		--hw-rev A --version 1.0.2 --version-code 2 --bundle-out "$d/delta.otab" \
-		--base "$d/base" --delta-level "$level") || return 1
+	local t_make m_ours size_ours t_bsdiff size_bs t_xd size_xd size_zstd matcher other
+	matcher=zstd other=index
+	((base_bytes < 16 * 1048576)) || matcher=index other=zstd
+	t_make=$(delta_make "$d" delta auto "$level") || return 1
 	size_ours=$(grep -oE '^delta [0-9]+' "$d/make.log" | cut -d' ' -f2)
+	if [[ ${BENCH_DELTA_BOTH:-0} == 1 ]]; then
+		local t_other size_other
+		t_other=$(delta_make "$d" other "$other" "$level") || return 1
+		size_other=$(grep -oE '^delta [0-9]+' "$d/make.log" | cut -d' ' -f2)
+		delta_rows+=("$1|fleetota, $other matcher (no apply)|$(calc "100 * $size_other / $new_bytes")|${t_other% *}|-|-")
+		rm -f "$d/other.otab"
+	fi
 	t_bsdiff=$(delta_measure "$d/bsdiff" bsdiff "$d/base" "$d/new" "$d/patch.bsdiff") || return 1
 	size_bs=$(stat -c %s "$d/patch.bsdiff")
 	t_xd=$(delta_measure "$d/xdelta" xdelta3 -e -9 -f -s "$d/base" "$d/new" "$d/patch.xd3") ||
@@ -169,7 +178,7 @@ bench_delta_pair() { # NAME
 	pct_zstd=$(calc "100 * $size_zstd / $new_bytes")
 	rate_full=$(calc "$new_bytes / ${a_full% *} / 1e6")
 	rate_ours=$(calc "$new_bytes / ${a_ours% *} / 1e6")
-	delta_rows+=("$1|fleetota (zstd chunked)|$pct_ours|${t_make% *}|$(calc "$new_bytes / ${a_ours% *} / 1e6")|$(calc "${a_ours#* } / 1024")")
+	delta_rows+=("$1|fleetota, $matcher matcher|$pct_ours|${t_make% *}|$(calc "$new_bytes / ${a_ours% *} / 1e6")|$(calc "${a_ours#* } / 1024")")
 	delta_rows+=("$1|bsdiff 4.3|$pct_bs|${t_bsdiff% *}|$(calc "$new_bytes / ${a_bs% *} / 1e6")|$(calc "${a_bs#* } / 1024")")
 	delta_rows+=("$1|xdelta3 -9|$pct_xd|${t_xd% *}|$(calc "$new_bytes / ${a_xd% *} / 1e6")|$(calc "${a_xd#* } / 1024")")
 	delta_rows+=("$1|full image, ota-agent install|100|-|$rate_full|$(calc "${a_full#* } / 1024")")
@@ -180,6 +189,16 @@ bench_delta_pair() { # NAME
 	report "delta $1: apply peak RSS (MiB)" "$(calc "${a_ours#* } / 1024")" "full install" \
 		"$(calc "${a_full#* } / 1024")" 1
 	rm -rf "$d/state" "$d/out.bs" "$d/out.xd"
+}
+
+# ota-keys sign --base into DIR/OUT.otab with MATCHER and LEVEL; its log in
+# DIR/make.log: "SECONDS KIB" of the make
+delta_make() { # DIR OUT MATCHER LEVEL
+	delta_measure "$1/make" env OTA_KEYS_AUDIT_LOG="$T/keys/audit.log" USER=bench \
+		"$keys" sign --key "$T/keys/op-ed25519.key" --keylist "$T/keys/kl.signed" \
+		--rootlist "$T/keys/roots/rootlist-1.signed" --image "$1/new" --product bench \
+		--hw-rev A --version 1.0.2 --version-code 2 --bundle-out "$1/$2.otab" \
+		--base "$1/base" --delta-level "$4" --delta-matcher "$3"
 }
 
 delta_rows=()

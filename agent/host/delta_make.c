@@ -21,12 +21,12 @@
  * reference prefix for every frame, which made a 240 MiB rootfs delta
  * take minutes (docs/decisions.md).
  */
-#define INDEX_STRIDE 8u     /* base positions indexed: matches of 16 bytes and more are found */
-#define INDEX_BITS_MAX 26u  /* 256 MiB of index at most */
-#define LOCAL_BITS 16u      /* the chunk's own positions */
-#define MATCH_MIN_REP 6u    /* at the last match's distance */
-#define MATCH_MIN_NEAR 8u   /* inside the chunk */
-#define MATCH_MIN_FAR 12u   /* into the base */
+#define INDEX_STRIDE 8u /* base positions indexed: matches of 16 bytes and more are found */
+#define INDEX_BITS_MAX 26u /* 256 MiB of index at most */
+#define LOCAL_BITS 16u /* the chunk's own positions */
+#define MATCH_MIN_REP 6u /* at the last match's distance */
+#define MATCH_MIN_NEAR 8u /* inside the chunk */
+#define MATCH_MIN_FAR 12u /* into the base */
 
 static unsigned window_log_for(uint64_t bytes)
 {
@@ -120,7 +120,7 @@ struct scan {
 	ZSTD_Sequence *seqs;
 	size_t n_seqs;
 	uint32_t *local; /* position + 1 in src, LOCAL_BITS */
-	size_t rep;      /* distance of the last match, 0 = none */
+	size_t rep; /* distance of the last match, 0 = none */
 };
 
 /* The byte `dist` before src[i] (the base precedes src); NULL past the base's start. */
@@ -212,8 +212,9 @@ static void scan_chunk(const struct base_index *ix, struct scan *sc)
 			i--;
 			len++;
 		}
-		sc->seqs[sc->n_seqs++] = (ZSTD_Sequence){
-			.offset = (unsigned)dist, .litLength = (unsigned)(i - lit), .matchLength = (unsigned)len};
+		sc->seqs[sc->n_seqs++] = (ZSTD_Sequence){.offset = (unsigned)dist,
+							 .litLength = (unsigned)(i - lit),
+							 .matchLength = (unsigned)len};
 		sc->rep = dist;
 		i += len;
 		lit = i;
@@ -234,7 +235,8 @@ enum ota_err ota_delta_make_with(const uint8_t *base, size_t base_len, const uin
 				 void *sink_arg, uint64_t *ret_size)
 {
 	if (!base || base_len == 0 || !image || image_len == 0 || dict_magic(base, base_len) ||
-	    chunk_bytes == 0 || chunk_bytes > OTA_DELTA_MAX_CHUNK_BYTES || base_len >= UINT32_MAX - 1u)
+	    chunk_bytes == 0 || chunk_bytes > OTA_DELTA_MAX_CHUNK_BYTES ||
+	    base_len >= UINT32_MAX - 1u)
 		return OTA_ERR_DELTA_UNSUPPORTED;
 	size_t cap = OTA_DELTA_FRAME_MAX(chunk_bytes);
 	bool own = matcher == OTA_DELTA_MATCH_INDEX ||
@@ -265,7 +267,8 @@ enum ota_err ota_delta_make_with(const uint8_t *base, size_t base_len, const uin
 			sc.src = image + off;
 			sc.n = n;
 			scan_chunk(&ix, &sc);
-			got = ZSTD_compressSequences(cctx, dst, cap, sc.seqs, sc.n_seqs, image + off, n);
+			got = ZSTD_compressSequences(cctx, dst, cap, sc.seqs, sc.n_seqs,
+						     image + off, n);
 		} else {
 			got = ZSTD_compress2(cctx, dst, cap, image + off, n);
 		}

@@ -320,8 +320,7 @@ int cli_cmd_sign(int argc, char **argv)
 		}
 		if ((err = kr_delta_build(base, image, delta_path, (uint32_t)delta_chunk,
 					  (int)delta_level, delta_matcher, &delta, &delta_hashes,
-					  &c.diag)) !=
-		    OTA_OK)
+					  &c.diag)) != OTA_OK)
 			goto cli_fail;
 		spec.delta = &delta;
 	}

@@ -188,7 +188,7 @@ static void test_matchers_round_trip(void **state)
 	fill_random(img + at, 50000u, 99u); /* new */
 	at += 50000u;
 	memcpy(img + at, base + 3u, 900000u); /* moved forward, odd shift */
-	img[at + 4567u] ^= 0x5a;                /* a changed byte inside */
+	img[at + 4567u] ^= 0x5a; /* a changed byte inside */
 	at += 900000u;
 	memset(img + at, 0, 300000u); /* zeros: matches inside the image */
 	at += 300000u;
