@@ -28,6 +28,8 @@
 #            mke2fs -d; cached in bench/cache/rootfs (the first run needs the
 #            network and a few minutes); only with BENCH_DELTA_PAIRS="agent rootfs"
 #            (bsdiff needs about 4 GiB of RAM and minutes on this pair)
+# Apply: BENCH_DELTA_REPS (3) full and delta installs each, interleaved
+# ABBA, the median time and the largest peak RSS.
 # Knobs: BENCH_DELTA_PAIRS ("agent"; "agent rootfs" adds the rootfs pair,
 #        minutes of mmdebstrap the first time and of delta making each time), BENCH_DELTA_OLD, BENCH_DELTA_ROOTFS_MB
 #        (image size, 240), BENCH_DELTA_BUILD_S (time bound of each build, 900),
@@ -161,15 +163,23 @@ bench_delta_pair() { # NAME
 
 	# apply: the device path for ours (verify, stream into the slot, hash), the
 	# tools' own for the anchors; full install on the same device state
-	local a_full a_ours a_bs a_xd out
-	delta_device "$d" "$d/base.otab"
-	a_full=$(delta_measure "$d/full-install" "$agent" install "$d/full.otab" --config "$d/agent.conf") ||
-		return 1
-	delta_device "$d" "$d/base.otab"
-	a_ours=$(delta_measure "$d/delta-install" "$agent" install "$d/delta.otab" --config "$d/agent.conf") ||
-		return 1
-	out=$(cat "$d/delta-install.log")
-	[[ $out == pending:* ]] || { echo "bench: delta: install: $out" >&2; return 1; }
+	# full and delta installs interleaved ABBA, BENCH_DELTA_REPS of each: the
+	# median time and the largest peak RSS of each
+	local a_full a_ours a_bs a_xd out i kind first second ft=() fm=() dt=() dm=() m
+	for ((i = 0; i < ${BENCH_DELTA_REPS:-3}; i++)); do
+		if ((i % 2 == 0)); then first=full second=delta; else first=delta second=full; fi
+		for kind in $first $second; do
+			delta_device "$d" "$d/base.otab"
+			m=$(delta_measure "$d/$kind-install" "$agent" install "$d/$kind.otab" \
+				--config "$d/agent.conf") || return 1
+			out=$(cat "$d/$kind-install.log")
+			[[ $out == pending:* ]] || { echo "bench: delta: install: $out" >&2; return 1; }
+			if [[ $kind == full ]]; then ft+=("${m% *}") fm+=("${m#* }"); else dt+=("${m% *}") dm+=("${m#* }"); fi
+		done
+	done
+	a_full="$(median "${ft[@]}") $(printf '%s\n' "${fm[@]}" | sort -g | tail -1)"
+	a_ours="$(median "${dt[@]}") $(printf '%s\n' "${dm[@]}" | sort -g | tail -1)"
+	echo "bench: delta: $1 installs (s): full ${ft[*]}, delta ${dt[*]}"
 	a_bs=$(delta_measure "$d/bspatch" bspatch "$d/base" "$d/out.bs" "$d/patch.bsdiff") || return 1
 	cmp -s "$d/out.bs" "$d/new" || { echo "bench: delta: bspatch output differs" >&2; return 1; }
 	a_xd=$(delta_measure "$d/xd3-apply" xdelta3 -d -f -s "$d/base" "$d/patch.xd3" "$d/out.xd") ||
