@@ -40,17 +40,19 @@
 delta_cache=$top/bench/cache
 delta_bound=${BENCH_DELTA_BUILD_S:-900}
 
-# Wall seconds and peak RSS (KiB) of a command: "SECONDS KIB".
+# Wall seconds and peak RSS (KiB) of a command: "SECONDS KIB"; its CPU
+# seconds (user + system) stay in OUT_FILE.time for delta_cpu.
 delta_measure() { # OUT_FILE CMD...
 	local out=$1
 	shift
-	/usr/bin/time -f '%e %M' -o "$out.time" "$@" >"$out.log" 2>&1 || {
+	/usr/bin/time -f '%e %M %U %S' -o "$out.time" "$@" >"$out.log" 2>&1 || {
 		echo "bench: delta: failed: $*" >&2
 		tail -5 "$out.log" >&2
 		return 1
 	}
-	cat "$out.time"
+	cut -d' ' -f1-2 "$out.time"
 }
+delta_cpu() { awk '{ print $3 + $4 }' "$1.time"; } # OUT_FILE
 
 delta_pair_agent() { # DIR: writes DIR/base DIR/new
 	local old commit dir
@@ -141,6 +143,7 @@ bench_delta_pair() { # NAME
 	matcher=zstd other=index
 	((base_bytes < 16 * 1048576)) || matcher=index other=zstd
 	t_make=$(delta_make "$d" delta auto "$level") || return 1
+	t_make="$t_make/$(delta_cpu "$d/make")" # wall/CPU s
 	size_ours=$(grep -oE '^delta [0-9]+' "$d/make.log" | cut -d' ' -f2)
 	if [[ ${BENCH_DELTA_BOTH:-0} == 1 ]]; then
 		local t_other size_other
@@ -149,14 +152,17 @@ bench_delta_pair() { # NAME
 		local other_level=$level
 		[[ $other != zstd ]] || ((base_bytes < 16 * 1048576)) || other_level=3
 		t_other=$(delta_make "$d" other "$other" "$other_level") || return 1
+		t_other="$t_other/$(delta_cpu "$d/make")"
 		size_other=$(grep -oE '^delta [0-9]+' "$d/make.log" | cut -d' ' -f2)
-		delta_rows+=("$1|fleetota, $other matcher, level $other_level (no apply)|$(calc "100 * $size_other / $new_bytes")|${t_other% *}|-|-")
+		delta_rows+=("$1|fleetota, $other matcher, level $other_level (no apply)|$(calc "100 * $size_other / $new_bytes")|$t_other|-|-")
 		rm -f "$d/other.otab"
 	fi
 	t_bsdiff=$(delta_measure "$d/bsdiff" bsdiff "$d/base" "$d/new" "$d/patch.bsdiff") || return 1
+	t_bsdiff="$t_bsdiff/$(delta_cpu "$d/bsdiff")"
 	size_bs=$(stat -c %s "$d/patch.bsdiff")
 	t_xd=$(delta_measure "$d/xdelta" xdelta3 -e -9 -f -s "$d/base" "$d/new" "$d/patch.xd3") ||
 		return 1
+	t_xd="$t_xd/$(delta_cpu "$d/xdelta")"
 	size_xd=$(stat -c %s "$d/patch.xd3")
 	zstd -q -19 --long=31 -T1 -f "$d/new" -o "$d/new.zst"
 	size_zstd=$(stat -c %s "$d/new.zst")
@@ -193,9 +199,9 @@ bench_delta_pair() { # NAME
 	pct_zstd=$(calc "100 * $size_zstd / $new_bytes")
 	rate_full=$(calc "$new_bytes / ${a_full% *} / 1e6")
 	rate_ours=$(calc "$new_bytes / ${a_ours% *} / 1e6")
-	delta_rows+=("$1|fleetota, $matcher matcher|$pct_ours|${t_make% *}|$(calc "$new_bytes / ${a_ours% *} / 1e6")|$(calc "${a_ours#* } / 1024")")
-	delta_rows+=("$1|bsdiff 4.3|$pct_bs|${t_bsdiff% *}|$(calc "$new_bytes / ${a_bs% *} / 1e6")|$(calc "${a_bs#* } / 1024")")
-	delta_rows+=("$1|xdelta3 -9|$pct_xd|${t_xd% *}|$(calc "$new_bytes / ${a_xd% *} / 1e6")|$(calc "${a_xd#* } / 1024")")
+	delta_rows+=("$1|fleetota, $matcher matcher|$pct_ours|$t_make|$(calc "$new_bytes / ${a_ours% *} / 1e6")|$(calc "${a_ours#* } / 1024")")
+	delta_rows+=("$1|bsdiff 4.3|$pct_bs|$t_bsdiff|$(calc "$new_bytes / ${a_bs% *} / 1e6")|$(calc "${a_bs#* } / 1024")")
+	delta_rows+=("$1|xdelta3 -9|$pct_xd|$t_xd|$(calc "$new_bytes / ${a_xd% *} / 1e6")|$(calc "${a_xd#* } / 1024")")
 	delta_rows+=("$1|full image, ota-agent install|100|-|$rate_full|$(calc "${a_full#* } / 1024")")
 	delta_rows+=("$1|full image zstd -19 --long|$pct_zstd|-|-|-")
 	report "delta $1: size, % of the image" "$pct_ours" "bsdiff" "$pct_bs" 2
@@ -223,11 +229,11 @@ bench_delta() {
 		bench_delta_pair "$pair"
 	done
 	echo
-	echo "delta table (size % of the new image; make s; apply MB/s of image written; apply peak RSS MiB)"
-	printf '%-7s %-32s %9s %9s %10s %10s\n' pair tool "size %" "make s" "apply MB/s" "peak MiB"
+	echo "delta table (size % of the new image; make s, wall/CPU; apply MB/s of image written; apply peak RSS MiB)"
+	printf '%-7s %-32s %9s %13s %10s %10s\n' pair tool "size %" "make s" "apply MB/s" "peak MiB"
 	local row
 	for row in "${delta_rows[@]}"; do
 		IFS='|' read -r pair tool pct mk rate rss <<<"$row"
-		printf '%-7s %-32s %9s %9s %10s %10s\n' "$pair" "$tool" "$pct" "$mk" "$rate" "$rss"
+		printf '%-7s %-32s %9s %13s %10s %10s\n' "$pair" "$tool" "$pct" "$mk" "$rate" "$rss"
 	done
 }
