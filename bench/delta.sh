@@ -143,7 +143,7 @@ bench_delta_pair() { # NAME
 	matcher=zstd other=index
 	((base_bytes < 16 * 1048576)) || matcher=index other=zstd
 	t_make=$(delta_make "$d" delta auto "$level") || return 1
-	t_make="$t_make/$(delta_cpu "$d/make")" # wall/CPU s
+	t_make="${t_make% *}/$(delta_cpu "$d/make")" # wall/CPU s
 	size_ours=$(grep -oE '^delta [0-9]+' "$d/make.log" | cut -d' ' -f2)
 	if [[ ${BENCH_DELTA_BOTH:-0} == 1 ]]; then
 		local t_other size_other
@@ -152,17 +152,17 @@ bench_delta_pair() { # NAME
 		local other_level=$level
 		[[ $other != zstd ]] || ((base_bytes < 16 * 1048576)) || other_level=3
 		t_other=$(delta_make "$d" other "$other" "$other_level") || return 1
-		t_other="$t_other/$(delta_cpu "$d/make")"
+		t_other="${t_other% *}/$(delta_cpu "$d/make")"
 		size_other=$(grep -oE '^delta [0-9]+' "$d/make.log" | cut -d' ' -f2)
 		delta_rows+=("$1|fleetota, $other matcher, level $other_level (no apply)|$(calc "100 * $size_other / $new_bytes")|$t_other|-|-")
 		rm -f "$d/other.otab"
 	fi
 	t_bsdiff=$(delta_measure "$d/bsdiff" bsdiff "$d/base" "$d/new" "$d/patch.bsdiff") || return 1
-	t_bsdiff="$t_bsdiff/$(delta_cpu "$d/bsdiff")"
+	t_bsdiff="${t_bsdiff% *}/$(delta_cpu "$d/bsdiff")"
 	size_bs=$(stat -c %s "$d/patch.bsdiff")
 	t_xd=$(delta_measure "$d/xdelta" xdelta3 -e -9 -f -s "$d/base" "$d/new" "$d/patch.xd3") ||
 		return 1
-	t_xd="$t_xd/$(delta_cpu "$d/xdelta")"
+	t_xd="${t_xd% *}/$(delta_cpu "$d/xdelta")"
 	size_xd=$(stat -c %s "$d/patch.xd3")
 	zstd -q -19 --long=31 -T1 -f "$d/new" -o "$d/new.zst"
 	size_zstd=$(stat -c %s "$d/new.zst")
