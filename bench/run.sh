@@ -32,7 +32,8 @@
 #        knobs are in bench/delta.sh), BENCH_IMAGE_MB (32,
 #        the served image), BENCH_SECONDS (8), BENCH_CONNS (4),
 #        BENCH_SMALL_CONNS (8), BENCH_TLS_SECONDS (5), BENCH_TLS_CONNS (4),
-#        BENCH_INSTALL_MB (256), BENCH_SPEED_SECONDS
+#        BENCH_INSTALL_MB (256), BENCH_ENC_REPS (6, plain and encrypted
+#        installs each), BENCH_SPEED_SECONDS
 #        (3), BENCH_ROLLOUT_DEVICES (200000; at least 120000, 0 skips it),
 #        BENCH_PGBENCH_SECONDS (5)
 #
@@ -112,6 +113,7 @@ free_port() { stack_free_port; }
 now() { echo "$EPOCHREALTIME"; }
 calc() { awk "BEGIN { printf \"%.6g\", $1 }"; }
 loadavg() { cut -d' ' -f1-3 /proc/loadavg; }
+median() { printf '%s\n' "$@" | sort -g | awk '{ v[NR] = $1 } END { print (NR % 2) ? v[(NR + 1) / 2] : (v[NR / 2] + v[NR / 2 + 1]) / 2 }'; }
 
 # The summary: one row per measurement (what|ours|anchor name|anchor|ratio).
 rows=()
@@ -429,16 +431,30 @@ hw_revision = A
 slot_size = $bytes
 decrypt_key = $T/dev/product.key
 CONF
-	# plain and encrypted alternate, best of three each: a busy machine hits both alike
-	local install_mbps=0 enc_mbps=0 install_cpu=0 enc_cpu=0 r c
-	for _ in 1 2 3; do
-		read -r r c <<<"$(install_rate "$bundle" "$bytes")"
-		install_mbps=$(calc "($r > $install_mbps) ? $r : $install_mbps")
-		install_cpu=$(calc "($c > $install_cpu) ? $c : $install_cpu")
-		read -r r c <<<"$(install_rate "$T/dev/image-enc.otab" "$bytes")"
-		enc_mbps=$(calc "($r > $enc_mbps) ? $r : $enc_mbps")
-		enc_cpu=$(calc "($c > $enc_cpu) ? $c : $enc_cpu")
+	# plain and encrypted interleaved, ABBA (the first of a pair pays for
+	# the page cache the other left behind), the median of each: a busy
+	# machine hits both alike
+	local reps=${BENCH_ENC_REPS:-6} i r c kind pw=() pc=() ew=() ec=() first second
+	echo "bench: device: plain / encrypted installs, $reps each, ABBA, load average $(loadavg)"
+	for ((i = 0; i < reps; i++)); do
+		if ((i % 2 == 0)); then first=plain second=enc; else first=enc second=plain; fi
+		for kind in $first $second; do
+			if [[ $kind == plain ]]; then
+				read -r r c <<<"$(install_rate "$bundle" "$bytes")"
+				pw+=("$r") pc+=("$c")
+			else
+				read -r r c <<<"$(install_rate "$T/dev/image-enc.otab" "$bytes")"
+				ew+=("$r") ec+=("$c")
+			fi
+			printf '  %-5s MB/s %8.1f  MB/CPU s %8.1f\n' "$kind" "$r" "$c"
+		done
 	done
+	echo "bench: device: load average $(loadavg) after the installs"
+	local install_mbps install_cpu enc_mbps enc_cpu
+	install_mbps=$(median "${pw[@]}")
+	install_cpu=$(median "${pc[@]}")
+	enc_mbps=$(median "${ew[@]}")
+	enc_cpu=$(median "${ec[@]}")
 	rm -f "$T/dev/image-enc.otab"
 
 	# The I/O floor: the same bundle copied on the same filesystem, fsync'd.
@@ -459,10 +475,10 @@ CONF
 		"openssl sha256, 16 KiB blocks" "$sha_mbps"
 	report "ota-agent install ${install_mb} MiB (MB/s)" "$install_mbps" \
 		"dd of the bundle + fsync" "$dd_mbps"
-	report "ota-agent install ${install_mb} MiB encrypted (MB/s)" "$enc_mbps" \
-		"the same install, plain" "$install_mbps"
-	report "ota-agent install ${install_mb} MiB encrypted (MB/CPU s)" "$enc_cpu" \
-		"the same install, plain" "$install_cpu"
+	report "ota-agent install ${install_mb} MiB encrypted, median (MB/s)" "$enc_mbps" \
+		"the same install, plain, median" "$install_mbps"
+	report "ota-agent install ${install_mb} MiB encrypted, median (MB/CPU s)" "$enc_cpu" \
+		"the same install, plain, median" "$install_cpu"
 	report "ota-keys sign ${install_mb} MiB (MB/s)" "$sign_mbps" \
 		"openssl sha256, 16 KiB blocks" "$sha_mbps"
 }

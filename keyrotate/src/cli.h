@@ -82,6 +82,7 @@ enum {
 	OPT_BASE,
 	OPT_DELTA_CHUNK,
 	OPT_DELTA_LEVEL,
+	OPT_DELTA_MATCHER,
 };
 
 #define COMMON_OPTIONS                                                       \

@@ -41,6 +41,8 @@ static const char help_sign[] =
 	"  --delta-chunk N        image bytes per delta frame, the device's RAM (default\n"
 	"                         1048576, at most 1048576)\n"
 	"  --delta-level N        zstd level of the delta (default 19)\n"
+	"  --delta-matcher M      auto (default), zstd or index: who finds the delta's\n"
+	"                         matches; auto is index for bases of 16 MiB and more\n"
 	"  --encrypt-to KEY.pub   encrypt the image for this X25519 recipient key (repeat:\n"
 	"                         a product line's key, device keys; ota-keys enc-key-new);\n"
 	"                         the bundle then carries the ciphertext\n"
@@ -95,6 +97,7 @@ int cli_cmd_sign(int argc, char **argv)
 		{"base", required_argument, NULL, OPT_BASE},
 		{"delta-chunk", required_argument, NULL, OPT_DELTA_CHUNK},
 		{"delta-level", required_argument, NULL, OPT_DELTA_LEVEL},
+		{"delta-matcher", required_argument, NULL, OPT_DELTA_MATCHER},
 		ENCRYPT_OPTIONS,
 		{NULL, 0, NULL, 0},
 	};
@@ -119,6 +122,7 @@ int cli_cmd_sign(int argc, char **argv)
 	Fleetota__V1__DeltaInfo delta;
 	struct kr_delta_hashes delta_hashes;
 	char delta_path[4096] = "";
+	int delta_matcher = OTA_DELTA_MATCH_AUTO;
 	struct cli_encrypt crypt = {0};
 
 	kr_verifier_init(&v, 0);
@@ -199,6 +203,12 @@ int cli_cmd_sign(int argc, char **argv)
 			break;
 		case OPT_DELTA_LEVEL:
 			bad = cli_parse_u64(optarg, &delta_level);
+			break;
+		case OPT_DELTA_MATCHER:
+			delta_matcher = ota_delta_matcher_parse(optarg);
+			if (delta_matcher < 0)
+				bad = cli_usage_error("--delta-matcher auto, zstd or index, not %s",
+						      optarg);
 			break;
 		default:
 			bad = cli_encrypt_option(&crypt, opt, optarg);
@@ -309,8 +319,8 @@ int cli_cmd_sign(int argc, char **argv)
 			goto cli_fail;
 		}
 		if ((err = kr_delta_build(base, image, delta_path, (uint32_t)delta_chunk,
-					  (int)delta_level, &delta, &delta_hashes, &c.diag)) !=
-		    OTA_OK)
+					  (int)delta_level, delta_matcher, &delta, &delta_hashes,
+					  &c.diag)) != OTA_OK)
 			goto cli_fail;
 		spec.delta = &delta;
 	}

@@ -318,8 +318,9 @@ struct kr_delta_hashes {
 	uint8_t sha256[OTA_SHA256_BYTES];
 };
 enum ota_err kr_delta_build(const char *base_path, const char *image_path, const char *payload_path,
-			    uint32_t chunk_bytes, int level, Fleetota__V1__DeltaInfo *ret_info,
-			    struct kr_delta_hashes *ret_hashes, struct kr_diag *diag);
+			    uint32_t chunk_bytes, int level, int matcher,
+			    Fleetota__V1__DeltaInfo *ret_info, struct kr_delta_hashes *ret_hashes,
+			    struct kr_diag *diag);
 
 struct kr_bundle_parts {
 	const Fleetota__V1__Signed *manifest;
