@@ -245,6 +245,8 @@ static enum ota_err install_bundle(struct cli *cli, const char *path)
 		(void)ota_agent_abort(&cli->agent, err, "out of memory", true);
 		goto out;
 	}
+	/* the slot writer takes the read pieces instead of copying them */
+	cli->port_ctx.readahead = STREAM_CHUNK == OTA_SLOT_WRITER_BUF_BYTES ? ra : NULL;
 	for (;;) {
 		const uint8_t *data = NULL;
 		size_t n = 0;
@@ -260,6 +262,7 @@ static enum ota_err install_bundle(struct cli *cli, const char *path)
 		if (err != OTA_OK)
 			break;
 	}
+	cli->port_ctx.readahead = NULL;
 	ota_readahead_close(ra);
 	if (err != OTA_OK)
 		goto out;

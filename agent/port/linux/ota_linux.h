@@ -93,6 +93,12 @@ struct ota_linux_port {
 	 */
 	bool async_slot_writes;
 	struct ota_slot_writer *writer;
+	/*
+	 * The read-ahead of the bundle being installed (borrowed, NULL when
+	 * none): a slot write of one of its pieces takes the piece instead of
+	 * copying it (slot_writer.c).
+	 */
+	struct ota_readahead *readahead;
 };
 
 /*
@@ -125,6 +131,12 @@ enum ota_err ota_slot_writer_sync(struct ota_linux_port *lx, unsigned slot, bool
 void ota_slot_writer_close(struct ota_linux_port *lx);
 
 /*
+ * The size of the writer's buffers: a read-ahead of pieces of this size
+ * can hand its pieces over without a copy.
+ */
+#define OTA_SLOT_WRITER_BUF_BYTES (1024u * 1024u)
+
+/*
  * Reads fd from offset to its end in chunk-sized pieces, one thread a few
  * pieces ahead of the caller (readahead.c). next hands out the next piece
  * (valid until the following next or close; *ret_len 0 at the end) or
@@ -136,6 +148,13 @@ enum ota_err ota_readahead_open(int fd, uint64_t offset, size_t chunk,
 enum ota_err ota_readahead_next(struct ota_readahead *ra, const uint8_t **ret_data,
 				size_t *ret_len);
 void ota_readahead_close(struct ota_readahead *ra);
+/*
+ * When data is the piece next handed out last and len its chunk size:
+ * takes *io_buf (a free buffer of the same size) in its place and returns
+ * the piece in *io_buf, for the caller to keep (true); else false.
+ */
+bool ota_readahead_swap(struct ota_readahead *ra, const uint8_t *data, size_t len,
+			uint8_t **io_buf);
 
 /*
  * The port's transport operations (fleetota/port.h): fetch is a GET of

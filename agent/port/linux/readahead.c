@@ -132,6 +132,24 @@ enum ota_err ota_readahead_next(struct ota_readahead *ra, const uint8_t **ret_da
 	return err;
 }
 
+bool ota_readahead_swap(struct ota_readahead *ra, const uint8_t *data, size_t len, uint8_t **io_buf)
+{
+	bool swapped = false;
+	pthread_mutex_lock(&ra->lock);
+	if (ra->taken > 0 && len == ra->chunk) {
+		unsigned i = (unsigned)((ra->taken - 1) % RING);
+		/* only the piece handed out last: the thread touches it again after the next call */
+		if (ra->buf[i] == data) {
+			uint8_t *given = ra->buf[i];
+			ra->buf[i] = *io_buf;
+			*io_buf = given;
+			swapped = true;
+		}
+	}
+	pthread_mutex_unlock(&ra->lock);
+	return swapped;
+}
+
 void ota_readahead_close(struct ota_readahead *ra)
 {
 	if (!ra)

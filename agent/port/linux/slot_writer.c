@@ -23,7 +23,7 @@
 #include "ota_linux.h"
 
 #define RING 4u
-#define BUF_BYTES (1024u * 1024u)
+#define BUF_BYTES OTA_SLOT_WRITER_BUF_BYTES
 
 struct ota_slot_writer {
 	int fd[OTA_SLOT_COUNT];
@@ -149,6 +149,23 @@ enum ota_err ota_slot_writer_write(struct ota_linux_port *lx, unsigned slot, uin
 	if (!w || slot_fd(lx, w, slot) != OTA_OK)
 		return OTA_ERR_STORAGE;
 	pthread_mutex_lock(&w->lock);
+	/* a whole piece of the bundle's read-ahead: it trades places with a free buffer */
+	if (lx->readahead && len == BUF_BYTES && w->err == 0) {
+		submit_locked(w);
+		while (w->submitted - w->done >= RING && w->err == 0)
+			pthread_cond_wait(&w->cond, &w->lock);
+		unsigned i = (unsigned)(w->submitted % RING);
+		uint8_t *spare = w->buf[i];
+		if (w->err == 0 && ota_readahead_swap(lx->readahead, data, len, &spare)) {
+			w->buf[i] = spare;
+			w->filling = true;
+			w->slot[i] = slot;
+			w->off[i] = off;
+			w->len[i] = len;
+			submit_locked(w);
+			len = 0;
+		}
+	}
 	while (len > 0 && w->err == 0) {
 		unsigned i = (unsigned)(w->submitted % RING);
 		/* a write that does not continue the buffer starts a new one */
