@@ -299,7 +299,25 @@ struct kr_manifest_spec {
 	const Fleetota__V1__DeltaInfo *delta;
 };
 
-/* Streams a file through SHA-256 in KR_IO_CHUNK pieces. */
+/*
+ * kr_stream (stream.c): reads in to its end through sha, and writes every
+ * byte to out too when out >= 0, with reading, hashing and writing
+ * overlapped (one I/O thread, a ring of KR_STREAM_CHUNK buffers). Only
+ * hashed bytes are written. OTA_ERR_SIZE once more than limit bytes were
+ * read; OTA_ERR_STORAGE on a read or write error (its errno in ret);
+ * ret->bytes is what was read. The caller finishes or aborts sha.
+ */
+#define KR_STREAM_CHUNK (1024u * 1024u)
+struct ota_sha256_ctx;
+struct kr_stream_result {
+	uint64_t bytes;
+	int read_errno;
+	int write_errno;
+};
+enum ota_err kr_stream(int in, int out, uint64_t limit, struct ota_sha256_ctx *sha,
+		       struct kr_stream_result *ret);
+
+/* Streams a file through SHA-256 (kr_stream). */
 enum ota_err kr_image_hash(const char *path, uint8_t ret_sha256[OTA_SHA256_BYTES],
 			   uint64_t *ret_size, struct kr_diag *diag);
 /* Packs a Manifest body for an image of that digest and size (heap). */

@@ -111,6 +111,8 @@ static enum ota_err lx_slot_read(void *ctx, unsigned slot, uint64_t off, void *b
 	char path[OTA_CONFIG_MAX_PATH + 32];
 	if (slot >= OTA_SLOT_COUNT)
 		return OTA_ERR_INVALID_ARG;
+	if (ota_slot_writer_drain(ctx) != OTA_OK)
+		return OTA_ERR_STORAGE;
 	ota_linux_slot_path(ctx, slot, path, sizeof(path));
 	int fd = open(path, O_RDONLY | O_CLOEXEC);
 	if (fd < 0)
@@ -128,6 +130,11 @@ static enum ota_err lx_slot_read(void *ctx, unsigned slot, uint64_t off, void *b
 	return done == len ? OTA_OK : OTA_ERR_STORAGE;
 }
 
+/*
+ * With async_slot_writes: queued for the writer thread, durable only after
+ * slot_sync (the contract). Without (the fleet simulator's thousands of
+ * devices): written at once.
+ */
 static enum ota_err lx_slot_write(void *ctx, unsigned slot, uint64_t off, const void *buf,
 				  size_t len)
 {
@@ -135,6 +142,8 @@ static enum ota_err lx_slot_write(void *ctx, unsigned slot, uint64_t off, const 
 	char path[OTA_CONFIG_MAX_PATH + 32];
 	if (slot >= OTA_SLOT_COUNT || off > lx->slot_size || len > lx->slot_size - off)
 		return OTA_ERR_INVALID_ARG;
+	if (lx->async_slot_writes)
+		return ota_slot_writer_write(lx, slot, off, buf, len);
 	ota_linux_slot_path(lx, slot, path, sizeof(path));
 	int fd = open(path, O_WRONLY | O_CREAT | O_CLOEXEC, 0600);
 	if (fd < 0)
@@ -149,6 +158,8 @@ static enum ota_err lx_slot_erase(void *ctx, unsigned slot)
 	char path[OTA_CONFIG_MAX_PATH + 32];
 	if (slot >= OTA_SLOT_COUNT)
 		return OTA_ERR_INVALID_ARG;
+	/* what was queued lands before the truncation; its failure no longer matters */
+	ota_slot_writer_reset(lx);
 	ota_linux_slot_path(lx, slot, path, sizeof(path));
 	int fd = open(path, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0600);
 	if (fd < 0)
@@ -162,8 +173,12 @@ static enum ota_err lx_slot_erase(void *ctx, unsigned slot)
 static enum ota_err lx_slot_sync(void *ctx, unsigned slot)
 {
 	char path[OTA_CONFIG_MAX_PATH + 32];
+	bool synced = false;
 	if (slot >= OTA_SLOT_COUNT)
 		return OTA_ERR_INVALID_ARG;
+	enum ota_err err = ota_slot_writer_sync(ctx, slot, &synced);
+	if (err != OTA_OK || synced)
+		return err;
 	ota_linux_slot_path(ctx, slot, path, sizeof(path));
 	int fd = open(path, O_WRONLY | O_CREAT | O_CLOEXEC, 0600);
 	if (fd < 0)
@@ -188,6 +203,8 @@ static enum ota_err lx_slot_map(void *ctx, unsigned slot, uint64_t len, const ui
 	if (slot >= OTA_SLOT_COUNT || len == 0 || len > lx->slot_size || len > SIZE_MAX ||
 	    lx->map[slot])
 		return OTA_ERR_INVALID_ARG;
+	if (ota_slot_writer_drain(lx) != OTA_OK)
+		return OTA_ERR_STORAGE;
 	ota_linux_slot_path(lx, slot, path, sizeof(path));
 	int fd = open(path, O_RDONLY | O_CLOEXEC);
 	if (fd < 0)
@@ -458,4 +475,11 @@ enum ota_err ota_linux_port_open(struct ota_linux_port *ctx, const struct ota_co
 	ret_port->ops = ctx->selftest_cmd ? &linux_ops_selftest : &linux_ops;
 	ret_port->ctx = ctx;
 	return OTA_OK;
+}
+
+void ota_linux_port_close(struct ota_linux_port *ctx)
+{
+	for (unsigned slot = 0; slot < OTA_SLOT_COUNT; slot++)
+		lx_slot_unmap(ctx, slot);
+	ota_slot_writer_close(ctx);
 }

@@ -18,6 +18,15 @@
  * the session, and a handshake that fails with a session offered is tried
  * once more at once without it (a server that cannot resume may refuse
  * the handshake instead of ignoring the session).
+ *
+ * With session_file set the session also outlives the process (one full
+ * handshake per device per campaign, across restarts): the file holds the
+ * session (i2d_SSL_SESSION, a secret: mode 0600, written by temp file and
+ * rename, at most OTA_HTTPS_SESSION_FILE_MAX_BYTES) and what it is bound
+ * to: the "host:port", and the SHA-256 of the CA file, the device
+ * certificate and the pins. A file bound to anything else (a new
+ * certificate, CA or pin list), unreadable, too large or not a session is
+ * ignored and replaced; a forgotten session deletes it.
  */
 
 #include <stdbool.h>
@@ -35,6 +44,10 @@
 #define OTA_HTTPS_MAX_PINS 8u
 /* "host:port" the kept session belongs to. */
 #define OTA_HTTPS_SESSION_KEY_BYTES 272u
+/* A kept session on disk (a TLS 1.3 ticket with a certificate chain is ~3 KiB). */
+#define OTA_HTTPS_SESSION_FILE_MAX_BYTES (16u * 1024u)
+/* CA files larger than this are not hashed: their sessions stay in memory. */
+#define OTA_HTTPS_CA_FILE_MAX_BYTES (1024u * 1024u)
 
 struct ota_https_config {
 	const char *ca_file; /* the only trust anchor for the server */
@@ -43,6 +56,7 @@ struct ota_https_config {
 	const uint8_t (*pins)[32]; /* accepted server SPKI SHA-256 values */
 	size_t n_pins; /* at least one */
 	unsigned stall_timeout_s; /* no byte for this long: OTA_ERR_TIMEOUT */
+	const char *session_file; /* NULL: sessions are kept in memory only */
 };
 
 struct ota_https {
@@ -54,6 +68,8 @@ struct ota_https {
 	char session_key[OTA_HTTPS_SESSION_KEY_BYTES]; /* its "host:port" */
 	uint64_t connections; /* TLS connections made */
 	uint64_t resumed; /* of which resumed a session */
+	char session_file[512]; /* "" = none */
+	uint8_t binding[32]; /* SHA-256 of CA file, device certificate, pins */
 };
 
 /* What came back. */

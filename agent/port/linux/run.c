@@ -155,12 +155,16 @@ static int online_open(struct online *o, struct ota_agent *agent, const struct o
 		fprintf(stderr, "ota-agent: server_url is not configured\n");
 		return -1;
 	}
+	/* the TLS session outlives the process: one full handshake per campaign */
+	char session_file[OTA_CONFIG_MAX_PATH + 16];
+	snprintf(session_file, sizeof(session_file), "%s/tls_session", config->state_dir);
 	struct ota_https_config hc = {.ca_file = config->ca_file,
 				      .cert_file = config->device_cert,
 				      .key_file = config->device_key,
 				      .pins = config->server_pins,
 				      .n_pins = config->n_server_pins,
-				      .stall_timeout_s = config->stall_timeout_s};
+				      .stall_timeout_s = config->stall_timeout_s,
+				      .session_file = session_file};
 	o->online_work = malloc(OTA_ONLINE_WORK_BYTES);
 	if (!o->online_work) {
 		fprintf(stderr, "ota-agent: out of memory\n");
