@@ -7,6 +7,7 @@
 #include <string.h>
 
 #include "fleetota/freshness.h"
+#include "fleetota/hex.h"
 #include "fleetota/online.h"
 #include "text-internal.h"
 
@@ -388,17 +389,6 @@ static unsigned backoff_s(unsigned attempt, unsigned retry_after_s)
 /* "/v1/images/ID?base=HEX": the delta from the base the manifest names. */
 #define BASE_QUERY "?base="
 
-static void hex_append(struct ota_text *t, const uint8_t *bytes, size_t len)
-{
-	static const char digits[] = "0123456789abcdef";
-	char pair[3] = {0, 0, 0};
-	for (size_t i = 0; i < len; i++) {
-		pair[0] = digits[bytes[i] >> 4];
-		pair[1] = digits[bytes[i] & 15u];
-		ota_text_str(t, pair);
-	}
-}
-
 /*
  * The delta errors a full image may not have: the payload (HASH, SIZE), or
  * a base the device does not run or an encoding it cannot apply (the
@@ -456,9 +446,11 @@ static enum ota_err stage(struct ota_online *o, const char *artifact, bool full,
 	fetch_path(OTA_FETCH_IMAGE, artifact, "", path, sizeof(path));
 	if (*ret_delta) {
 		struct ota_text t;
+		char base_hex[2 * sizeof(base) + 1];
+		ota_hex_encode(base, sizeof(base), base_hex);
 		ota_text_init(&t, path + strlen(path), sizeof(path) - strlen(path));
 		ota_text_str(&t, BASE_QUERY);
-		hex_append(&t, base, sizeof(base));
+		ota_text_str(&t, base_hex);
 	}
 	for (unsigned attempt = 0;; attempt++) {
 		struct image_sink sink = {.o = o, .size = size};

@@ -19,6 +19,7 @@
 #include <openssl/evp.h>
 
 #include "ctl.h"
+#include "fleetota/hex.h"
 
 #define CTL_UPLOAD_RETRIES 5
 
@@ -64,8 +65,8 @@ static bool file_sha256(int fd, char hex[65])
 		ok = EVP_DigestUpdate(md, buf, (size_t)n) == 1;
 	ok = ok && EVP_DigestFinal_ex(md, out, &out_len) == 1 && out_len == 32;
 	EVP_MD_CTX_free(md);
-	for (unsigned i = 0; ok && i < 32; i++)
-		snprintf(hex + 2 * i, 3, "%02x", out[i]);
+	if (ok)
+		ota_hex_encode(out, 32, hex);
 	return ok;
 }
 

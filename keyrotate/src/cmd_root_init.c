@@ -54,12 +54,11 @@ int cli_cmd_root_init(int argc, char **argv)
 	enum ota_err err;
 
 	while ((opt = cli_next_option(argc, argv, "n:k:", options, &c, help_root_init, &rc)) > 0) {
+		if (cli_key_option(opt, optarg, &out, &alg) > 0)
+			return EXIT_USAGE;
 		switch (opt) {
 		case OPT_OUT_DIR:
 			out_dir = optarg;
-			break;
-		case OPT_OUT:
-			out = optarg;
 			break;
 		case 'n':
 			if (cli_parse_u64(optarg, &count))
@@ -68,10 +67,6 @@ int cli_cmd_root_init(int argc, char **argv)
 		case 'k':
 			if (cli_parse_u64(optarg, &threshold))
 				return EXIT_USAGE;
-			break;
-		case OPT_ALG:
-			if (kr_alg_parse(optarg, &alg) != OTA_OK)
-				return cli_usage_error("unknown algorithm %s", optarg);
 			break;
 		case OPT_KEY:
 			if (cli_list_push(&keys, optarg))

@@ -13,7 +13,7 @@ static json_t *hex_string(const uint8_t *data, size_t len)
 	char *buf = malloc(2 * len + 1);
 	if (!buf)
 		return NULL;
-	kr_hex_encode(data, len, buf);
+	ota_hex_encode(data, len, buf);
 	json_t *j = json_string(buf);
 	free(buf);
 	return j;

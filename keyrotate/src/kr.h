@@ -22,6 +22,7 @@
 #include "fleetota/crypt.h"
 #include "fleetota/envelope.h"
 #include "fleetota/err.h"
+#include "fleetota/hex.h"
 #include "fleetota/limits.h"
 #include "fleetota/trust.h"
 
@@ -54,9 +55,7 @@ struct kr_diag {
 enum ota_err kr_fail(struct kr_diag *diag, enum ota_err err, const char *fmt, ...)
 	__attribute__((format(printf, 3, 4)));
 
-/* ---- util.c: hex, files ---- */
-
-void kr_hex_encode(const uint8_t *bytes, size_t len, char *out /* 2*len+1 */);
+/* ---- util.c: files (hex: ota_hex_encode, fleetota/hex.h) ---- */
 
 /* Reads a whole file of at most max bytes (heap; caller frees). */
 enum ota_err kr_file_read(const char *path, size_t max, uint8_t **ret_buf, size_t *ret_len,

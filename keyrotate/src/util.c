@@ -20,16 +20,6 @@ enum ota_err kr_fail(struct kr_diag *diag, enum ota_err err, const char *fmt, ..
 	return err;
 }
 
-void kr_hex_encode(const uint8_t *bytes, size_t len, char *out)
-{
-	static const char digits[] = "0123456789abcdef";
-	for (size_t i = 0; i < len; i++) {
-		out[2 * i] = digits[bytes[i] >> 4];
-		out[2 * i + 1] = digits[bytes[i] & 0x0f];
-	}
-	out[2 * len] = '\0';
-}
-
 enum ota_err kr_file_read(const char *path, size_t max, uint8_t **ret_buf, size_t *ret_len,
 			  struct kr_diag *diag)
 {
