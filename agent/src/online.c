@@ -15,8 +15,6 @@
 #define WORK_MANIFEST 0u
 #define WORK_KEYLIST OTA_MAX_ENVELOPE_BYTES
 #define WORK_REPORT (2u * OTA_MAX_ENVELOPE_BYTES)
-/* "GET " + at most this much of the path, as the detail of a failed fetch. */
-#define DETAIL_PATH_MAX 48u
 
 /* ---- status reports --------------------------------------------------- */
 
@@ -223,7 +221,7 @@ static enum ota_err fetch_envelope(struct ota_online *o, enum ota_fetch_what wha
 				   const char *artifact, const char *query, struct membuf *buf)
 {
 	char path[OTA_ONLINE_ARTIFACT_MAX + 32];
-	char what_text[DETAIL_PATH_MAX + 8];
+	char what_text[OTA_ONLINE_DETAIL_PATH_MAX + 8];
 	struct ota_fetch_result res;
 	fetch_path(what, artifact, query, path, sizeof(path));
 	struct ota_fetch_request req = {
@@ -231,11 +229,11 @@ static enum ota_err fetch_envelope(struct ota_online *o, enum ota_fetch_what wha
 	buf->len = 0;
 	enum ota_err err = transport_fetch(o, &req, membuf_put, buf, &res);
 	if (err != OTA_OK) {
-		char detail[96];
+		char detail[OTA_AGENT_DETAIL_BYTES];
 		struct ota_text t;
 		ota_text_init(&t, what_text, sizeof(what_text));
 		ota_text_str(&t, "GET ");
-		ota_text_strn(&t, path, DETAIL_PATH_MAX);
+		ota_text_strn(&t, path, OTA_ONLINE_DETAIL_PATH_MAX);
 		status_detail(detail, sizeof(detail), what_text, sizeof(what_text), res.status);
 		(void)ota_agent_record_failure(o->agent, err, detail);
 	}
@@ -472,7 +470,7 @@ static enum ota_err stage(struct ota_online *o, const char *artifact, bool full,
 			return sink.core_err; /* recorded by the core, slot erased */
 		} else if (err == OTA_ERR_SIZE || err == OTA_ERR_PIN ||
 			   attempt >= o->download_retries || (o->stop_aborts && stopping(o))) {
-			char detail[96];
+			char detail[OTA_AGENT_DETAIL_BYTES];
 			status_detail(detail, sizeof(detail), "image download", SIZE_MAX,
 				      res.status);
 			(void)ota_agent_abort(o->agent, err, detail, err != OTA_ERR_SIZE);

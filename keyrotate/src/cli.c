@@ -281,7 +281,7 @@ void cli_print_key_id(FILE *out, const uint8_t *id)
 int cli_write_descriptor(const char *prefix, const Fleetota__V1__PublicKey *key,
 			 struct kr_diag *diag)
 {
-	char path[4096];
+	char path[KR_MAX_PATH_BYTES];
 	snprintf(path, sizeof(path), "%s.pub", prefix);
 	enum ota_err err = kr_pubkey_write(path, key, diag);
 	if (err == OTA_OK) {
@@ -313,7 +313,7 @@ enum ota_err cli_make_key(struct common *c, const char *spec, enum ota_alg alg, 
 			  Fleetota__V1__KeyRole role, char **ret_spec,
 			  Fleetota__V1__PublicKey **ret_pub)
 {
-	char path[4200];
+	char path[KR_MAX_PATH_BYTES + KR_PATH_SUFFIX_BYTES];
 	EVP_PKEY *pkey = NULL;
 	enum ota_err err;
 	snprintf(path, sizeof(path), "%s.key", prefix);

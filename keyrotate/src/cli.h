@@ -258,7 +258,8 @@ struct cli_encrypt {
 	struct list names; /* their labels, in order (may be fewer) */
 	const char *ciphertext_out;
 	uint32_t chunk_bytes; /* 0 = OTA_CRYPT_CHUNK_DEFAULT */
-	char tmp_path[4096]; /* a ciphertext written next to the bundle, removed at release */
+	char tmp_path
+		[KR_MAX_PATH_BYTES]; /* a ciphertext written next to the bundle, removed at release */
 	Fleetota__V1__Encryption *enc;
 	EVP_PKEY *keys[OTA_MAX_RECIPIENTS];
 	size_t n_keys;

@@ -115,7 +115,7 @@ static int key_new(int argc, char **argv, enum key_kind kind)
 	if ((err = cli_make_key(&c, key, alg, out, label, not_before, not_after, role, NULL,
 				&pub)) != OTA_OK)
 		goto cli_fail;
-	char nb[40], na[40];
+	char nb[KR_TIME_TEXT_BYTES], na[KR_TIME_TEXT_BYTES];
 	printf("%s key \"%s\" id ",
 	       is_root		       ? "root"
 	       : kind == KEY_TIMESTAMP ? "timestamp"

@@ -98,7 +98,7 @@ int cli_cmd_root_init(int argc, char **argv)
 		goto cli_fail;
 	}
 	for (n_keys = 0; n_keys < count; n_keys++) {
-		char prefix[4096], name[32];
+		char prefix[KR_MAX_PATH_BYTES], name[32];
 		snprintf(name, sizeof(name), "root-%zu", n_keys + 1);
 		snprintf(prefix, sizeof(prefix), "%s/%s", out_dir, name);
 		err = cli_make_key(&c, keys.n ? keys.items[n_keys] : NULL, alg, prefix, name, 0, 0,
@@ -130,7 +130,7 @@ int cli_cmd_root_init(int argc, char **argv)
 	kr_verifier_release(&v);
 	if (err != OTA_OK)
 		goto cli_fail;
-	char out_default[4096];
+	char out_default[KR_MAX_PATH_BYTES];
 	if (!out) {
 		snprintf(out_default, sizeof(out_default), "%s/rootlist-1.signed", out_dir);
 		out = out_default;

@@ -118,7 +118,7 @@ int cli_cmd_sign(int argc, char **argv)
 	uint64_t delta_chunk = OTA_DELTA_DEFAULT_CHUNK_BYTES, delta_level = OTA_DELTA_DEFAULT_LEVEL;
 	Fleetota__V1__DeltaInfo delta;
 	struct kr_delta_hashes delta_hashes;
-	char delta_path[4096] = "";
+	char delta_path[KR_MAX_PATH_BYTES] = "";
 
 	kr_verifier_init(&v, 0);
 	while ((opt = cli_next_option(argc, argv, "", options, &c, help_sign, &rc)) > 0) {
@@ -271,7 +271,7 @@ int cli_cmd_sign(int argc, char **argv)
 	}
 	if ((op->not_before && spec.issued_at < op->not_before) ||
 	    (op->not_after && spec.issued_at > op->not_after)) {
-		char a[40], b[40], t[40];
+		char a[KR_TIME_TEXT_BYTES], b[KR_TIME_TEXT_BYTES], t[KR_TIME_TEXT_BYTES];
 		err = kr_fail(&c.diag, OTA_ERR_KEY_EXPIRED,
 			      "operational key \"%s\" is valid %s .. %s, not at issued_at %s",
 			      op->name, kr_time_format(op->not_before, a, sizeof(a)),

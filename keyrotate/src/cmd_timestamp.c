@@ -221,7 +221,7 @@ int cli_cmd_timestamp(int argc, char **argv)
 	}
 	if ((err = kr_envelope_write(a.out, env, &c.diag)) != OTA_OK)
 		goto cli_fail;
-	char issued[40], expires[40];
+	char issued[KR_TIME_TEXT_BYTES], expires[KR_TIME_TEXT_BYTES];
 	printf("timestamp %s current %s (code %llu) issued %s expires %s\n", a.ts.product,
 	       a.ts.version[0] ? a.ts.version : "-", (unsigned long long)a.ts.version_code,
 	       kr_time_format(a.ts.issued_at, issued, sizeof(issued)),

@@ -30,7 +30,7 @@ static json_t *wire_string(const char *s)
 
 static json_t *time_value(uint64_t t)
 {
-	char buf[40];
+	char buf[KR_TIME_TEXT_BYTES];
 	return json_pack("{s:I, s:s}", "epoch", (json_int_t)(t > INT64_MAX ? INT64_MAX : t), "utc",
 			 kr_time_format(t, buf, sizeof(buf)));
 }

@@ -44,6 +44,12 @@
 #define KR_IO_CHUNK (64u * 1024u)
 /* Arena for a decoded bundle header with its envelopes. */
 #define KR_HEADER_ARENA_BYTES (4u * OTA_MAX_BUNDLE_HEADER_BYTES)
+/* A file name the tool builds (PREFIX.key, a temporary next to an output). */
+#define KR_MAX_PATH_BYTES 4096u
+/* Room for a suffix (.key, .pub, .pem) after a prefix of KR_MAX_PATH_BYTES. */
+#define KR_PATH_SUFFIX_BYTES 104u
+/* A time as kr_time_format writes it ("2026-01-31T12:00:00Z", "never"). */
+#define KR_TIME_TEXT_BYTES 40u
 
 /* ---- diagnostics ---- */
 

@@ -68,7 +68,7 @@ out:
 enum ota_err kr_file_write(const char *path, const uint8_t *buf, size_t len, unsigned mode,
 			   struct kr_diag *diag)
 {
-	char tmp[4096];
+	char tmp[KR_MAX_PATH_BYTES];
 	if (snprintf(tmp, sizeof(tmp), "%s.tmp.XXXXXX", path) >= (int)sizeof(tmp))
 		return kr_fail(diag, OTA_ERR_INVALID_ARG, "path too long: %s", path);
 	int fd = mkstemp(tmp);
