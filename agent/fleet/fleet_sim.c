@@ -141,7 +141,7 @@ struct fleet {
 	struct fleet_device *devices;
 	uint8_t *factory_bundle;
 	size_t factory_bundle_len;
-	uint8_t server_pins[OTA_CONFIG_MAX_PINS][32];
+	uint8_t server_pins[OTA_CONFIG_MAX_PINS][OTA_SHA256_BYTES];
 	size_t n_pins;
 	char ca_file[OTA_CONFIG_MAX_PATH];
 
@@ -427,12 +427,13 @@ static enum ota_err session_https(struct session *s)
 	char err[256];
 	if (s->https_ready)
 		return OTA_OK;
-	struct ota_https_config hc = {.ca_file = s->config.ca_file,
-				      .cert_file = s->config.device_cert,
-				      .key_file = s->config.device_key,
-				      .pins = (const uint8_t(*)[32])s->config.server_pins,
-				      .n_pins = s->config.n_server_pins,
-				      .stall_timeout_s = s->config.stall_timeout_s};
+	struct ota_https_config hc = {
+		.ca_file = s->config.ca_file,
+		.cert_file = s->config.device_cert,
+		.key_file = s->config.device_key,
+		.pins = (const uint8_t(*)[OTA_SHA256_BYTES])s->config.server_pins,
+		.n_pins = s->config.n_server_pins,
+		.stall_timeout_s = s->config.stall_timeout_s};
 	if (ota_https_init(&s->https, &hc, err, sizeof(err)) != OTA_OK) {
 		fprintf(stderr, "ota-fleet-sim: %s: https: %s\n", s->dev->id, err);
 		return OTA_ERR_TRANSPORT;

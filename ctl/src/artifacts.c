@@ -19,6 +19,7 @@
 #include <openssl/evp.h>
 
 #include "ctl.h"
+#include "fleetota/hex.h"
 
 #define CTL_UPLOAD_RETRIES 5
 
@@ -27,8 +28,8 @@ struct upload {
 	int fd;
 	uint64_t size;
 	uint64_t offset; /* confirmed by the server */
-	char sha256[65];
-	char id[64];
+	char sha256[CTL_SHA256_HEX];
+	char id[CTL_MAX_ID];
 	char state_path[1200];
 	long rate;
 	bool tty;
@@ -52,20 +53,20 @@ static void artifact_row(const json_t *a)
 	       ctl_num(a, "image_size"), ctl_str(a, "signing_key_id"));
 }
 
-static bool file_sha256(int fd, char hex[65])
+static bool file_sha256(int fd, char hex[CTL_SHA256_HEX])
 {
 	EVP_MD_CTX *md = EVP_MD_CTX_new();
-	unsigned char buf[65536], out[32];
+	unsigned char buf[65536], out[OTA_SHA256_BYTES];
 	unsigned int out_len = 0;
 	ssize_t n;
 	bool ok = md != NULL && EVP_DigestInit_ex(md, EVP_sha256(), NULL) == 1;
 
 	for (off_t at = 0; ok && (n = pread(fd, buf, sizeof(buf), at)) > 0; at += n)
 		ok = EVP_DigestUpdate(md, buf, (size_t)n) == 1;
-	ok = ok && EVP_DigestFinal_ex(md, out, &out_len) == 1 && out_len == 32;
+	ok = ok && EVP_DigestFinal_ex(md, out, &out_len) == 1 && out_len == OTA_SHA256_BYTES;
 	EVP_MD_CTX_free(md);
-	for (unsigned i = 0; ok && i < 32; i++)
-		snprintf(hex + 2 * i, 3, "%02x", out[i]);
+	if (ok)
+		ota_hex_encode(out, OTA_SHA256_BYTES, hex);
 	return ok;
 }
 
@@ -93,7 +94,7 @@ static void state_path(struct upload *up)
 {
 	const char *cache = getenv("XDG_CACHE_HOME");
 	const char *home = getenv("HOME");
-	char dir[1024];
+	char dir[CTL_MAX_PATH];
 
 	if (cache != NULL && cache[0] == '/')
 		snprintf(dir, sizeof(dir), "%s/fleetota", cache);
@@ -107,7 +108,7 @@ static void state_path(struct upload *up)
 static bool state_load(struct upload *up)
 {
 	char *text = ctl_read_file(up->state_path, 2048, NULL);
-	char server[600] = "", id[64] = "";
+	char server[600] = "", id[CTL_MAX_ID] = "";
 	bool ok;
 
 	if (text == NULL)

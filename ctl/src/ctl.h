@@ -8,6 +8,8 @@
 
 #include <jansson.h>
 
+#include "fleetota/limits.h"
+
 /*
  * ota-ctl: the operator CLI over the REST API (web-api/openapi.yaml). One
  * file per command group, a command table in main.c (wireguard-tools'
@@ -27,13 +29,21 @@
 #define CTL_MAX_JSON_FILE (1024u * 1024u)
 #define CTL_DEFAULT_CHUNK (4u * 1024u * 1024u)
 #define CTL_MAX_CHUNK (8u * 1024u * 1024u)
+/* A local file or directory name (config, CA file, upload state). */
+#define CTL_MAX_PATH 1024u
+/* An artifact id as the upload state keeps it. */
+#define CTL_MAX_ID 64u
+/* An image's SHA-256 in hex with its NUL. */
+#define CTL_SHA256_HEX (2u * OTA_SHA256_BYTES + 1u)
+/* A profile name (a [section] of the config file). */
+#define CTL_MAX_PROFILE 64u
 
 struct ctl {
 	char server[512]; /* http(s)://host:port, no trailing slash */
 	char token[128];
-	char profile[64];
-	char config_path[1024];
-	char cacert[1024]; /* optional CA file for https */
+	char profile[CTL_MAX_PROFILE];
+	char config_path[CTL_MAX_PATH];
+	char cacert[CTL_MAX_PATH]; /* optional CA file for https */
 	bool json;
 	double timeout_s; /* per request */
 };

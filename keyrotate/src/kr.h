@@ -22,6 +22,7 @@
 #include "fleetota/crypt.h"
 #include "fleetota/envelope.h"
 #include "fleetota/err.h"
+#include "fleetota/hex.h"
 #include "fleetota/limits.h"
 #include "fleetota/trust.h"
 
@@ -43,6 +44,12 @@
 #define KR_IO_CHUNK (64u * 1024u)
 /* Arena for a decoded bundle header with its envelopes. */
 #define KR_HEADER_ARENA_BYTES (4u * OTA_MAX_BUNDLE_HEADER_BYTES)
+/* A file name the tool builds (PREFIX.key, a temporary next to an output). */
+#define KR_MAX_PATH_BYTES 4096u
+/* Room for a suffix (.key, .pub, .pem) after a prefix of KR_MAX_PATH_BYTES. */
+#define KR_PATH_SUFFIX_BYTES 104u
+/* A time as kr_time_format writes it ("2026-01-31T12:00:00Z", "never"). */
+#define KR_TIME_TEXT_BYTES 40u
 
 /* ---- diagnostics ---- */
 
@@ -54,9 +61,7 @@ struct kr_diag {
 enum ota_err kr_fail(struct kr_diag *diag, enum ota_err err, const char *fmt, ...)
 	__attribute__((format(printf, 3, 4)));
 
-/* ---- util.c: hex, files ---- */
-
-void kr_hex_encode(const uint8_t *bytes, size_t len, char *out /* 2*len+1 */);
+/* ---- util.c: files (hex: ota_hex_encode, fleetota/hex.h) ---- */
 
 /* Reads a whole file of at most max bytes (heap; caller frees). */
 enum ota_err kr_file_read(const char *path, size_t max, uint8_t **ret_buf, size_t *ret_len,

@@ -154,7 +154,7 @@ enum ota_err kr_bundle_write_from(const char *path, const struct kr_bundle_parts
 	uint8_t prefix[OTA_BUNDLE_PREFIX_BYTES];
 	uint8_t digest[OTA_SHA256_BYTES];
 	struct ota_sha256_ctx ctx;
-	char tmp[4096];
+	char tmp[KR_MAX_PATH_BYTES];
 	uint8_t *header = NULL;
 	int in = -1, out = -1, hashing = 0, created = 0;
 	uint64_t copied = 0;

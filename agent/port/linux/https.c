@@ -46,7 +46,7 @@ static void set_err(char *err, size_t cap, const char *what)
 	ERR_clear_error();
 }
 
-bool ota_https_pin_parse(const char *hex, uint8_t out[32])
+bool ota_https_pin_parse(const char *hex, uint8_t out[OTA_SHA256_BYTES])
 {
 	if (strlen(hex) != 64)
 		return false;
@@ -400,7 +400,7 @@ static enum ota_err pin_check(const struct ota_https *client, SSL *ssl)
 {
 	X509 *cert = SSL_get1_peer_certificate(ssl);
 	unsigned char *der = NULL;
-	uint8_t digest[32];
+	uint8_t digest[OTA_SHA256_BYTES];
 	enum ota_err verdict = OTA_ERR_PIN;
 	if (!cert)
 		return OTA_ERR_PIN;

@@ -27,6 +27,7 @@
 #include "fleetota/agent.h"
 #include "fleetota/bundle.h"
 #include "fleetota/freshness.h"
+#include "fleetota/hex.h"
 #include "ota_agent_cli.h"
 #include "ota_linux.h"
 
@@ -422,22 +423,12 @@ static int cmd_confirm(struct cli *cli)
 	return 0;
 }
 
-static void hex(const uint8_t *in, size_t len, char *out)
-{
-	static const char digits[] = "0123456789abcdef";
-	for (size_t i = 0; i < len; i++) {
-		out[2 * i] = digits[in[i] >> 4];
-		out[2 * i + 1] = digits[in[i] & 15];
-	}
-	out[2 * len] = '\0';
-}
-
 static json_t *slot_json(const struct ota_slot_info *info)
 {
 	char sha[2 * OTA_SHA256_BYTES + 1];
 	if (!info->valid)
 		return json_null();
-	hex(info->sha256, OTA_SHA256_BYTES, sha);
+	ota_hex_encode(info->sha256, OTA_SHA256_BYTES, sha);
 	return json_pack("{s:s, s:I, s:I, s:I, s:s}", "version", info->version, "version_code",
 			 (json_int_t)info->version_code, "security_counter",
 			 (json_int_t)info->security_counter, "size", (json_int_t)info->size,

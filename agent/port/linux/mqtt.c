@@ -7,6 +7,7 @@
 #include <MQTTAsync.h>
 
 #include "fleetota/limits.h"
+#include "ota_linux.h"
 #include "ota_mqtt.h"
 
 #define SESSION_EXPIRY_S (7u * 24u * 3600u)
@@ -17,9 +18,9 @@ struct ota_mqtt {
 	MQTTProperties connect_props;
 	char cmd_topic[TOPIC_MAX];
 	char status_topic[TOPIC_MAX];
-	char ca_file[512];
-	char cert_file[512];
-	char key_file[512];
+	char ca_file[OTA_CONFIG_MAX_PATH];
+	char cert_file[OTA_CONFIG_MAX_PATH];
+	char key_file[OTA_CONFIG_MAX_PATH];
 	ota_mqtt_message_fn on_message;
 	ota_mqtt_connected_fn on_connected;
 	void *arg;

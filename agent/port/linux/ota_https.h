@@ -36,6 +36,7 @@
 #include <openssl/ssl.h>
 
 #include "fleetota/err.h"
+#include "fleetota/limits.h"
 
 /* Response headers as a whole. */
 #define OTA_HTTPS_MAX_HEADER_BYTES (16u * 1024u)
@@ -53,7 +54,7 @@ struct ota_https_config {
 	const char *ca_file; /* the only trust anchor for the server */
 	const char *cert_file; /* device certificate (PEM chain) */
 	const char *key_file; /* device private key */
-	const uint8_t (*pins)[32]; /* accepted server SPKI SHA-256 values */
+	const uint8_t (*pins)[OTA_SHA256_BYTES]; /* accepted server SPKI SHA-256 values */
 	size_t n_pins; /* at least one */
 	unsigned stall_timeout_s; /* no byte for this long: OTA_ERR_TIMEOUT */
 	const char *session_file; /* NULL: sessions are kept in memory only */
@@ -61,7 +62,7 @@ struct ota_https_config {
 
 struct ota_https {
 	SSL_CTX *ctx;
-	uint8_t pins[OTA_HTTPS_MAX_PINS][32];
+	uint8_t pins[OTA_HTTPS_MAX_PINS][OTA_SHA256_BYTES];
 	size_t n_pins;
 	unsigned stall_timeout_s;
 	SSL_SESSION *session; /* of the last successful request, or NULL */
@@ -105,6 +106,6 @@ enum ota_err ota_https_get(struct ota_https *client, const char *base_url, const
 			   struct ota_https_response *ret);
 
 /* Parses a hex SHA-256 pin. */
-bool ota_https_pin_parse(const char *hex, uint8_t out[32]);
+bool ota_https_pin_parse(const char *hex, uint8_t out[OTA_SHA256_BYTES]);
 
 #endif

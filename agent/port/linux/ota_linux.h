@@ -22,13 +22,15 @@
 #define OTA_CONFIG_MAX_PATH 512u
 #define OTA_CONFIG_MAX_PINS 8u
 #define OTA_CONFIG_ERR_BYTES 160u
+/* device_id, model, hw_revision: a wire string and its NUL */
+#define OTA_CONFIG_MAX_NAME (OTA_MAX_STRING_BYTES + 1u)
 
 /* The agent's configuration (`key = value` lines, '#' comments). */
 struct ota_config {
 	char state_dir[OTA_CONFIG_MAX_PATH];
-	char device_id[129];
-	char model[129];
-	char hw_revision[129];
+	char device_id[OTA_CONFIG_MAX_NAME];
+	char model[OTA_CONFIG_MAX_NAME];
+	char hw_revision[OTA_CONFIG_MAX_NAME];
 	char server_url[OTA_CONFIG_MAX_PATH];
 	char broker_url[OTA_CONFIG_MAX_PATH];
 	char ca_file[OTA_CONFIG_MAX_PATH];
@@ -39,7 +41,7 @@ struct ota_config {
 	char decrypt_key[OTA_CONFIG_MAX_PATH];
 	char product_key[OTA_CONFIG_MAX_PATH];
 	/* SHA-256 of the server's SubjectPublicKeyInfo, hex, comma separated */
-	uint8_t server_pins[OTA_CONFIG_MAX_PINS][32];
+	uint8_t server_pins[OTA_CONFIG_MAX_PINS][OTA_SHA256_BYTES];
 	size_t n_server_pins;
 	uint64_t slot_size; /* bytes per slot; default 256 MiB */
 	uint64_t checkpoint_bytes; /* staging checkpoint; default 1 MiB */
