@@ -74,39 +74,37 @@ struct dlv_stream {
 };
 
 /*
- * Manifest and image: functions of migrations/code/deltas.sql (the delta
- * or the full image for this device). Columns, in both: device known,
- * decommissioned, artifact known, assigned, manifest, store file, size,
- * is a delta, bytes it saves, payload found (false: no delta from ?base).
+ * The statements, by request kind (enum dlv_kind): functions of
+ * migrations/code. Manifest and image (deltas.sql: the delta or the full
+ * image for this device); columns, in both: device known, decommissioned,
+ * artifact known, assigned, manifest, store file, size, is a delta, bytes
+ * it saves, payload found (false: no delta from ?base). KeyList and
+ * RootList (delivery.sql): device known, decommissioned, the newest list.
  */
-static const char sql_manifest[] =
-	"SELECT known, decommissioned, artifact_known, assigned, manifest, NULL::text,"
-	" NULL::bigint, is_delta, saved_bytes, true"
-	" FROM delivery_manifest($1, $2, $3::boolean)";
-
-static const char sql_image[] =
-	"SELECT known, decommissioned, artifact_known, assigned, manifest, store_path, size,"
-	" is_delta, saved_bytes, found_payload"
-	" FROM delivery_image($1, $2, decode(NULLIF($3, ''), 'hex'))";
-
-static const char sql_keylist[] =
-	"SELECT d.device_id IS NOT NULL, COALESCE(d.decommissioned, false),"
-	" (SELECT bytes FROM keylists ORDER BY version DESC LIMIT 1)"
-	" FROM (SELECT $1::text AS dev) p LEFT JOIN devices d ON d.device_id = p.dev";
-
-static const char sql_rootlist[] =
-	"SELECT d.device_id IS NOT NULL, COALESCE(d.decommissioned, false),"
-	" (SELECT bytes FROM rootlists ORDER BY version DESC LIMIT 1)"
-	" FROM (SELECT $1::text AS dev) p LEFT JOIN devices d ON d.device_id = p.dev";
+static const struct srv_db_stmt stmts[] = {
+	[DLV_MANIFEST] =
+		{"dlv_manifest",
+		 "SELECT known, decommissioned, artifact_known, assigned, manifest, NULL::text,"
+		 " NULL::bigint, is_delta, saved_bytes, true"
+		 " FROM delivery_manifest($1, $2, $3::boolean)",
+		 3},
+	[DLV_IMAGE] =
+		{"dlv_image",
+		 "SELECT known, decommissioned, artifact_known, assigned, manifest, store_path,"
+		 " size, is_delta, saved_bytes, found_payload"
+		 " FROM delivery_image($1, $2, decode(NULLIF($3, ''), 'hex'))",
+		 3},
+	[DLV_KEYLIST] = {"dlv_keylist",
+			 "SELECT known, decommissioned, bytes FROM delivery_keylist($1)", 1},
+	[DLV_ROOTLIST] = {"dlv_rootlist",
+			  "SELECT known, decommissioned, bytes FROM delivery_rootlist($1)", 1},
+};
 
 enum ota_err srv_delivery_prepare(struct srv_db *db)
 {
 	enum ota_err err;
 
-	if ((err = srv_db_prepare(db, "dlv_manifest", sql_manifest)) != OTA_OK ||
-	    (err = srv_db_prepare(db, "dlv_image", sql_image)) != OTA_OK ||
-	    (err = srv_db_prepare(db, "dlv_keylist", sql_keylist)) != OTA_OK ||
-	    (err = srv_db_prepare(db, "dlv_rootlist", sql_rootlist)) != OTA_OK ||
+	if ((err = srv_db_prepare_stmts(db, stmts, sizeof(stmts) / sizeof(stmts[0]))) != OTA_OK ||
 	    (err = srv_assign_cache_prepare(db)) != OTA_OK)
 		return err;
 	return OTA_OK;
@@ -439,8 +437,6 @@ static bool admit_device(struct evhttp_request *req, void *ctx)
 static void handle(struct evhttp_request *req, const char *rest, struct srv_server *srv,
 		   enum dlv_kind kind)
 {
-	static const char *const stmts[] = {"dlv_manifest", "dlv_image", "dlv_keylist",
-					    "dlv_rootlist"};
 	struct dlv_request *r;
 	const char *params[3];
 	enum ota_err err;
@@ -491,8 +487,7 @@ static void handle(struct evhttp_request *req, const char *rest, struct srv_serv
 	params[0] = r->device;
 	params[1] = r->artifact;
 	params[2] = kind == DLV_MANIFEST ? (r->full ? "true" : "false") : r->base;
-	err = srv_db_exec(srv->db, stmts[kind], kind == DLV_MANIFEST || kind == DLV_IMAGE ? 3 : 1,
-			  params, true, SRV_DB_FAIL_FAST, db_cb, r);
+	err = srv_db_exec_stmt(srv->db, &stmts[kind], params, true, SRV_DB_FAIL_FAST, db_cb, r);
 	if (err == OTA_OK)
 		return; /* db_cb replies and frees r */
 	evhttp_add_header(evhttp_request_get_output_headers(req), "Retry-After", "5");
