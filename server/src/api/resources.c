@@ -21,6 +21,8 @@ extern const struct wa_resource wa_observe_resource; /* observe.c: events, failu
 extern const struct wa_resource wa_console_resource; /* console.c: the console's assets */
 extern const struct wa_resource wa_exposure_resource; /* exposure.c */
 
+/* one resource a line, in match order */
+/* clang-format off */
 const struct wa_resource *const wa_resources[] = {
 	&wa_tokens_resource,
 	&wa_devices_resource,
@@ -35,3 +37,4 @@ const struct wa_resource *const wa_resources[] = {
 	&wa_exposure_resource,
 	NULL,
 };
+/* clang-format on */

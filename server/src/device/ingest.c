@@ -151,7 +151,8 @@ static bool db_connect(struct srv_ingest *ing)
 	free(conninfo);
 	if (ing->conn == NULL || PQstatus(ing->conn) != CONNECTION_OK ||
 	    PQsetnonblocking(ing->conn, 1) != 0 ||
-	    (ing->prepared && !PQsendPrepare(ing->conn, stmt_ingest.name, stmt_ingest.sql, 0, NULL))) {
+	    (ing->prepared &&
+	     !PQsendPrepare(ing->conn, stmt_ingest.name, stmt_ingest.sql, 0, NULL))) {
 		srv_log(SRV_LOG_WARN, "ingest: database connection failed: %s",
 			ing->conn != NULL ? PQerrorMessage(ing->conn) : "out of memory");
 		db_drop(ing);
@@ -200,9 +201,9 @@ static enum call_rc db_call(struct srv_ingest *ing, const char *const params[4],
 	if (!db_connect(ing))
 		return CALL_RETRY;
 	if (ing->prepared ? !PQsendQueryPrepared(ing->conn, stmt_ingest.name, stmt_ingest.n_params,
-					     params, NULL, NULL, 0)
-			  : !PQsendQueryParams(ing->conn, stmt_ingest.sql, stmt_ingest.n_params, NULL,
-					       params, NULL, NULL, 0)) {
+						 params, NULL, NULL, 0)
+			  : !PQsendQueryParams(ing->conn, stmt_ingest.sql, stmt_ingest.n_params,
+					       NULL, params, NULL, NULL, 0)) {
 		db_drop(ing);
 		return CALL_RETRY;
 	}
