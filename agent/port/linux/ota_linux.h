@@ -22,13 +22,13 @@
 #define OTA_CONFIG_MAX_PATH 512u
 #define OTA_CONFIG_MAX_PINS 8u
 #define OTA_CONFIG_ERR_BYTES 160u
-/* device_id, model, hw_revision: a wire string and its NUL */
+/* model, hw_revision: a wire string and its NUL (device_id: OTA_MAX_DEVICE_ID_BYTES) */
 #define OTA_CONFIG_MAX_NAME (OTA_MAX_STRING_BYTES + 1u)
 
 /* The agent's configuration (`key = value` lines, '#' comments). */
 struct ota_config {
 	char state_dir[OTA_CONFIG_MAX_PATH];
-	char device_id[OTA_CONFIG_MAX_NAME];
+	char device_id[OTA_MAX_DEVICE_ID_BYTES + 1u];
 	char model[OTA_CONFIG_MAX_NAME];
 	char hw_revision[OTA_CONFIG_MAX_NAME];
 	char server_url[OTA_CONFIG_MAX_PATH];

@@ -25,6 +25,11 @@
 #define OTA_MAX_HW_REVISIONS 32u
 /* Any string field (model, version, names). */
 #define OTA_MAX_STRING_BYTES 128u
+/*
+ * Longest device id (certificate CN, MQTT client id and topic level): the
+ * server refuses a longer one, so the agent refuses it at config load.
+ */
+#define OTA_MAX_DEVICE_ID_BYTES 64u
 /* SHA-256 digest. */
 #define OTA_SHA256_BYTES 32u
 /* The bundle header (manifest, keylist, rootlist chain). */
