@@ -59,6 +59,9 @@
 /* A progress bar line; an upload's resume-state file path. */
 #define CTL_PROGRESS_BAR_BYTES 64u
 #define CTL_STATE_PATH_BYTES 1200u
+/* A line of the profile file, and the path of its temporary copy. */
+#define CTL_PROFILE_LINE_BYTES 1024u
+#define CTL_PROFILE_TMP_BYTES 1100u
 /* Upload attempts before giving up. */
 #define CTL_UPLOAD_RETRIES 5
 /* YAML nesting depth and values per document. */
