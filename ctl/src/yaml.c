@@ -15,7 +15,6 @@
 
 #include "ctl.h"
 
-
 static json_t *scalar(const yaml_node_t *n)
 {
 	const char *s = (const char *)n->data.scalar.value;

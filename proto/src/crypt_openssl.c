@@ -87,8 +87,8 @@ out:
 }
 
 /* RFC 3394 AES-256 key wrap (enc = 1) or unwrap (enc = 0) of 32 <-> 40 bytes. */
-static enum ota_err key_wrap(int enc, const uint8_t kek[OTA_AES256_KEY_BYTES], const uint8_t *in, size_t in_len,
-			     uint8_t *out, size_t want)
+static enum ota_err key_wrap(int enc, const uint8_t kek[OTA_AES256_KEY_BYTES], const uint8_t *in,
+			     size_t in_len, uint8_t *out, size_t want)
 {
 	int len = 0, fin = 0;
 	enum ota_err err = enc ? OTA_ERR_INTERNAL : OTA_ERR_KEY_UNWRAP;

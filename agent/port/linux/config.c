@@ -7,7 +7,6 @@
 
 #include "ota_linux.h"
 
-
 enum key_kind {
 	KEY_STRING,
 	KEY_U64,
@@ -86,7 +85,8 @@ static bool parse_pins(char *value, struct ota_config *cfg)
 	char *save = NULL;
 	for (char *tok = strtok_r(value, ",", &save); tok; tok = strtok_r(NULL, ",", &save)) {
 		tok = trim(tok);
-		if (strlen(tok) != 2u * OTA_SHA256_BYTES || cfg->n_server_pins >= OTA_CONFIG_MAX_PINS)
+		if (strlen(tok) != 2u * OTA_SHA256_BYTES ||
+		    cfg->n_server_pins >= OTA_CONFIG_MAX_PINS)
 			return false;
 		uint8_t *pin = cfg->server_pins[cfg->n_server_pins];
 		for (size_t i = 0; i < OTA_SHA256_BYTES; i++) {

@@ -246,7 +246,8 @@ static enum ota_err install_bundle(struct cli *cli, const char *path)
 		goto out;
 	}
 	/* the slot writer takes the read pieces instead of copying them */
-	cli->port_ctx.readahead = OTA_AGENT_CLI_STREAM_CHUNK == OTA_SLOT_WRITER_BUF_BYTES ? ra : NULL;
+	cli->port_ctx.readahead =
+		OTA_AGENT_CLI_STREAM_CHUNK == OTA_SLOT_WRITER_BUF_BYTES ? ra : NULL;
 	for (;;) {
 		const uint8_t *data = NULL;
 		size_t n = 0;

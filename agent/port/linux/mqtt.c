@@ -10,7 +10,6 @@
 #include "ota_linux.h"
 #include "ota_mqtt.h"
 
-
 struct ota_mqtt {
 	MQTTAsync client;
 	MQTTProperties connect_props;

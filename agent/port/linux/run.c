@@ -323,8 +323,8 @@ static void health_after_install(struct online *o, unsigned reboots_before)
 		(void)ota_linux_boot_note(o->port);
 	if (!o->online.health_open)
 		return;
-	uint32_t window =
-		o->online.health_window_s ? o->online.health_window_s : OTA_LINUX_HEALTH_WINDOW_DEFAULT_S;
+	uint32_t window = o->online.health_window_s ? o->online.health_window_s
+						    : OTA_LINUX_HEALTH_WINDOW_DEFAULT_S;
 	o->health_until = (uint64_t)time(NULL) + window;
 	(void)ota_linux_health_window_save(o->port, o->health_until, o->online.health_base);
 }
