@@ -51,7 +51,7 @@
 #include "ota_mqtt.h"
 #include "ota_sim_faults.h"
 
-#define ID_MAX 64u
+#define ID_MAX OTA_MAX_DEVICE_ID_BYTES
 #define ARTIFACT_MAX OTA_ONLINE_ARTIFACT_MAX
 #define MAX_ARTIFACTS 32u
 #define CHUNK_BYTES (16u * 1024u)

@@ -21,8 +21,6 @@
 #include "ctl.h"
 #include "fleetota/hex.h"
 
-#define CTL_UPLOAD_RETRIES 5
-
 struct upload {
 	const struct ctl *ctl;
 	int fd;
@@ -30,7 +28,7 @@ struct upload {
 	uint64_t offset; /* confirmed by the server */
 	char sha256[CTL_SHA256_HEX];
 	char id[CTL_MAX_ID];
-	char state_path[1200];
+	char state_path[CTL_STATE_PATH_BYTES];
 	long rate;
 	bool tty;
 	double started;
@@ -75,7 +73,7 @@ static void progress_draw(struct upload *up, uint64_t in_chunk)
 	uint64_t done = up->offset + in_chunk;
 	double secs = now_s() - up->started;
 	double rate = secs > 0 ? (double)(done - up->started_offset) / secs : 0;
-	char bar[64];
+	char bar[CTL_PROGRESS_BAR_BYTES];
 
 	if (!up->tty)
 		return;
@@ -134,7 +132,7 @@ static void state_save(const struct upload *up)
 /* HEAD the session: its offset. false when it is gone (404) or unreachable. */
 static bool session_offset(struct upload *up, long *ret_status)
 {
-	char path[128];
+	char path[CTL_URL_PATH_SHORT];
 	struct ctl_request req = {.method = "HEAD", .path = path};
 	struct ctl_response r;
 	bool ok;
@@ -168,7 +166,7 @@ static bool session_create(struct upload *up)
 static int send_chunk(struct upload *up, uint64_t chunk_size)
 {
 	uint64_t len = up->size - up->offset < chunk_size ? up->size - up->offset : chunk_size;
-	char path[128], offset_hdr[64];
+	char path[CTL_URL_PATH_SHORT], offset_hdr[CTL_OFFSET_HEADER_BYTES];
 	const char *headers[] = {offset_hdr, NULL};
 	struct ctl_request req = {.method = "PATCH",
 				  .path = path,
@@ -229,7 +227,7 @@ static int upload(struct ctl *ctl, int argc, char **argv)
 	struct upload up = {.ctl = ctl, .fd = -1, .tty = isatty(STDERR_FILENO) == 1};
 	struct ctl_response r;
 	struct stat st;
-	char path[128];
+	char path[CTL_URL_PATH_SHORT];
 	json_t *body;
 	int retries = 0, rc = CTL_EXIT_FAIL;
 	long status = 0;
@@ -307,7 +305,7 @@ out:
 
 int ctl_cmd_artifacts(struct ctl *ctl, int argc, char **argv)
 {
-	char path[256];
+	char path[CTL_URL_PATH];
 	struct ctl_response r;
 
 	if (argc == 2 && strcmp(argv[1], "list") == 0)

@@ -104,7 +104,7 @@ static void trim(char *s)
 bool ctl_profile_load(struct ctl *ctl)
 {
 	FILE *f = fopen(ctl->config_path, "r");
-	char line[1024], section[CTL_MAX_PROFILE] = "";
+	char line[CTL_PROFILE_LINE_BYTES], section[CTL_MAX_PROFILE] = "";
 	bool found = false;
 
 	if (f == NULL)
@@ -140,7 +140,8 @@ bool ctl_profile_load(struct ctl *ctl)
 /* Rewrites the file with this profile replaced (others kept), mode 0600. */
 bool ctl_profile_save(const struct ctl *ctl)
 {
-	char tmp[1100], line[1024], section[CTL_MAX_PROFILE] = "";
+	char tmp[CTL_PROFILE_TMP_BYTES], line[CTL_PROFILE_LINE_BYTES],
+		section[CTL_MAX_PROFILE] = "";
 	size_t len = 0;
 	char *old = ctl_read_file(ctl->config_path, 256 * 1024, &len);
 	FILE *out;

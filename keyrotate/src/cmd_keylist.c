@@ -93,7 +93,7 @@ int cli_cmd_keylist(int argc, char **argv)
 		goto cli_fail;
 	}
 	const Fleetota__V1__RootList *root = l.v.root;
-	char root_name[48];
+	char root_name[KR_ROOT_NAME_BYTES];
 	struct signers roots = {.what = root_name};
 	if (root) {
 		roots.a = root->keys;

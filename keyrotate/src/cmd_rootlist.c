@@ -65,7 +65,7 @@ int cli_cmd_rootlist(int argc, char **argv)
 			(unsigned long long)version, (unsigned long long)prev_version);
 		goto cli_fail;
 	}
-	char lists_name[64];
+	char lists_name[KR_LIST_NAME_BYTES];
 	snprintf(lists_name, sizeof(lists_name), "RootList v%llu or v%llu",
 		 (unsigned long long)prev_version, (unsigned long long)version);
 	struct signers rotation = {prev ? prev->keys : NULL, prev ? prev->n_keys : 0, next->keys,

@@ -53,7 +53,7 @@ static const char help_sign[] =
 /* "MIN-MAX": two version codes; the order and the flag are release.c's to check. */
 static int parse_fixes(const char *arg, struct kr_manifest_spec *spec)
 {
-	char min_text[24];
+	char min_text[KR_U64_TEXT_BYTES];
 	const char *dash = strchr(arg, '-');
 	size_t len = dash ? (size_t)(dash - arg) : 0;
 

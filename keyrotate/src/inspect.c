@@ -39,7 +39,7 @@ static json_t *u64(uint64_t v)
 {
 	/* JSON integers are int64 in jansson; larger values are shown as strings */
 	if (v > (uint64_t)INT64_MAX) {
-		char buf[24];
+		char buf[KR_U64_TEXT_BYTES];
 		snprintf(buf, sizeof(buf), "%llu", (unsigned long long)v);
 		return json_string(buf);
 	}

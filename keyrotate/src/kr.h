@@ -50,11 +50,23 @@
 #define KR_PATH_SUFFIX_BYTES 104u
 /* A time as kr_time_format writes it ("2026-01-31T12:00:00Z", "never"). */
 #define KR_TIME_TEXT_BYTES 40u
+/* A decimal uint64 and its NUL (also a duration text such as "90d"). */
+#define KR_U64_TEXT_BYTES 24u
+/* The detail of a refused list, and the names of the lists it names. */
+#define KR_DETAIL_BYTES 96u
+#define KR_LIST_NAME_BYTES 64u
+#define KR_ROOT_NAME_BYTES 48u
+/* A diagnostic message. */
+#define KR_DIAG_BYTES 512u
+/* Buffers in flight while a stream is read ahead (stream.c). */
+#define KR_STREAM_RING 4u
+/* Latest time ota-keys accepts (9999-12-31T23:59:59Z). */
+#define KR_TIME_MAX 253402300799ull
 
 /* ---- diagnostics ---- */
 
 struct kr_diag {
-	char msg[512];
+	char msg[KR_DIAG_BYTES];
 };
 
 /* Formats the detail into diag (if any) and returns err, for `return kr_fail(...)`. */

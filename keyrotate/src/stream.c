@@ -18,7 +18,7 @@
 
 #include "kr.h"
 
-#define RING 4u
+#define RING KR_STREAM_RING
 
 struct stream {
 	int in, out;

@@ -22,22 +22,21 @@
 #include "https-internal.h"
 #include "ota_https.h"
 
-#define HOST_MAX 256u
 /* The session file: magic, binding, key length (2 bytes), key, DER length (4), DER. */
 #define SESSION_MAGIC "OTASESS1"
 #define SESSION_MAGIC_BYTES 8u
 
 struct url {
-	char host[HOST_MAX];
-	char port[8];
-	char prefix[256];
+	char host[OTA_HTTPS_HOST_MAX];
+	char port[OTA_HTTPS_PORT_TEXT_BYTES];
+	char prefix[OTA_HTTPS_PREFIX_BYTES];
 };
 
 static void set_err(char *err, size_t cap, const char *what)
 {
 	unsigned long e = ERR_get_error();
 	if (e) {
-		char ssl_err[128];
+		char ssl_err[OTA_HTTPS_SSL_ERR_BYTES];
 		ERR_error_string_n(e, ssl_err, sizeof(ssl_err));
 		snprintf(err, cap, "%s: %s", what, ssl_err);
 	} else {
@@ -504,7 +503,7 @@ enum ota_err ota_https_get(struct ota_https *client, const char *base_url, const
 			   struct ota_https_response *ret)
 {
 	struct url u;
-	char request[1024];
+	char request[OTA_HTTPS_REQUEST_BYTES];
 	char session_key[OTA_HTTPS_SESSION_KEY_BYTES] = "";
 	enum ota_err err = OTA_ERR_TRANSPORT;
 	SSL *ssl = NULL;
@@ -512,7 +511,7 @@ enum ota_err ota_https_get(struct ota_https *client, const char *base_url, const
 	struct timespec started;
 	memset(ret, 0, sizeof(*ret));
 	clock_gettime(CLOCK_MONOTONIC, &started);
-	if (!url_parse(base_url, &u) || strlen(path) > 512 || path[0] != '/')
+	if (!url_parse(base_url, &u) || strlen(path) > OTA_HTTPS_MAX_PATH || path[0] != '/')
 		goto out;
 	snprintf(session_key, sizeof(session_key), "%s:%s", u.host, u.port);
 	err = tls_open(client, &u, session_key, true, &fd, &ssl);

@@ -40,7 +40,7 @@ static void record_name(enum ota_record rec, unsigned copy, char *buf, size_t ca
 {
 	static const char *const names[] = {"state",	 "counter",   "rootlist", "keylist",
 					    "manifest0", "manifest1", "boot",	  "freshness"};
-	char base[16];
+	char base[OTA_LINUX_RECORD_BASE_BYTES];
 	if ((unsigned)rec < sizeof(names) / sizeof(names[0]))
 		snprintf(base, sizeof(base), "%s", names[rec]);
 	else
@@ -65,7 +65,7 @@ static bool path_join(char *buf, size_t cap, const char *dir, const char *name)
 
 void ota_linux_slot_path(const struct ota_linux_port *ctx, unsigned slot, char *buf, size_t cap)
 {
-	char name[32];
+	char name[OTA_LINUX_SLOT_NAME_BYTES];
 	snprintf(name, sizeof(name), "slot%u.img", slot);
 	if (!path_join(buf, cap, ctx->dir, name))
 		buf[0] = '\0';
@@ -241,8 +241,8 @@ static bool records_dir(const struct ota_linux_port *lx, char *buf, size_t cap)
 static bool record_path(const struct ota_linux_port *lx, enum ota_record rec, unsigned copy,
 			char *buf, size_t cap)
 {
-	char dir[OTA_CONFIG_MAX_PATH + 16];
-	char name[32];
+	char dir[OTA_LINUX_RECORDS_DIR_BYTES];
+	char name[OTA_LINUX_RECORD_NAME_BYTES];
 	record_name(rec, copy, name, sizeof(name));
 	return records_dir(lx, dir, sizeof(dir)) && path_join(buf, cap, dir, name);
 }
@@ -385,7 +385,7 @@ static void lx_log(void *ctx, enum ota_log_level level, const char *msg)
 static enum ota_err lx_selftest(void *ctx, unsigned slot)
 {
 	struct ota_linux_port *lx = ctx;
-	char slot_str[16];
+	char slot_str[OTA_LINUX_UINT_TEXT_BYTES];
 	char path[OTA_CONFIG_MAX_PATH + 32];
 	ota_linux_slot_path(lx, slot, path, sizeof(path));
 	snprintf(slot_str, sizeof(slot_str), "%u", slot);

@@ -33,7 +33,6 @@
 
 #define EXIT_REJECTED 1
 #define EXIT_USAGE 2
-#define STREAM_CHUNK (1024u * 1024u)
 
 struct cli {
 	const char *command;
@@ -241,13 +240,14 @@ static enum ota_err install_bundle(struct cli *cli, const char *path)
 	/* read one step ahead (a thread) while the core hashes and stages */
 	struct ota_readahead *ra = NULL;
 	err = ota_readahead_open(fileno(f), OTA_BUNDLE_PREFIX_BYTES + (uint64_t)header_len + offset,
-				 STREAM_CHUNK, &ra);
+				 OTA_AGENT_CLI_STREAM_CHUNK, &ra);
 	if (err != OTA_OK) {
 		(void)ota_agent_abort(&cli->agent, err, "out of memory", true);
 		goto out;
 	}
 	/* the slot writer takes the read pieces instead of copying them */
-	cli->port_ctx.readahead = STREAM_CHUNK == OTA_SLOT_WRITER_BUF_BYTES ? ra : NULL;
+	cli->port_ctx.readahead =
+		OTA_AGENT_CLI_STREAM_CHUNK == OTA_SLOT_WRITER_BUF_BYTES ? ra : NULL;
 	for (;;) {
 		const uint8_t *data = NULL;
 		size_t n = 0;

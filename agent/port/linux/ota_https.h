@@ -37,18 +37,7 @@
 
 #include "fleetota/err.h"
 #include "fleetota/limits.h"
-
-/* Response headers as a whole. */
-#define OTA_HTTPS_MAX_HEADER_BYTES (16u * 1024u)
-/* Slowest accepted transfer after the first stall_timeout seconds. */
-#define OTA_HTTPS_MIN_BYTES_PER_S 1024u
-#define OTA_HTTPS_MAX_PINS 8u
-/* "host:port" the kept session belongs to. */
-#define OTA_HTTPS_SESSION_KEY_BYTES 272u
-/* A kept session on disk (a TLS 1.3 ticket with a certificate chain is ~3 KiB). */
-#define OTA_HTTPS_SESSION_FILE_MAX_BYTES (16u * 1024u)
-/* CA files larger than this are not hashed: their sessions stay in memory. */
-#define OTA_HTTPS_CA_FILE_MAX_BYTES (1024u * 1024u)
+#include "linux-limits.h"
 
 struct ota_https_config {
 	const char *ca_file; /* the only trust anchor for the server */
@@ -69,8 +58,8 @@ struct ota_https {
 	char session_key[OTA_HTTPS_SESSION_KEY_BYTES]; /* its "host:port" */
 	uint64_t connections; /* TLS connections made */
 	uint64_t resumed; /* of which resumed a session */
-	char session_file[512]; /* "" = none */
-	uint8_t binding[32]; /* SHA-256 of CA file, device certificate, pins */
+	char session_file[OTA_HTTPS_SESSION_PATH_BYTES]; /* "" = none */
+	uint8_t binding[OTA_SHA256_BYTES]; /* SHA-256 of CA file, device certificate, pins */
 };
 
 /* What came back. */

@@ -13,22 +13,15 @@
 #include <stddef.h>
 #include <stdint.h>
 
+#include "fleetota/crypt.h"
 #include "fleetota/err.h"
 #include "fleetota/port.h"
-
-/* Config file limits (every line, key and value is bounded). */
-#define OTA_CONFIG_MAX_BYTES (64u * 1024u)
-#define OTA_CONFIG_MAX_LINE 1024u
-#define OTA_CONFIG_MAX_PATH 512u
-#define OTA_CONFIG_MAX_PINS 8u
-#define OTA_CONFIG_ERR_BYTES 160u
-/* device_id, model, hw_revision: a wire string and its NUL */
-#define OTA_CONFIG_MAX_NAME (OTA_MAX_STRING_BYTES + 1u)
+#include "linux-limits.h"
 
 /* The agent's configuration (`key = value` lines, '#' comments). */
 struct ota_config {
 	char state_dir[OTA_CONFIG_MAX_PATH];
-	char device_id[OTA_CONFIG_MAX_NAME];
+	char device_id[OTA_MAX_DEVICE_ID_BYTES + 1u];
 	char model[OTA_CONFIG_MAX_NAME];
 	char hw_revision[OTA_CONFIG_MAX_NAME];
 	char server_url[OTA_CONFIG_MAX_PATH];
@@ -67,9 +60,6 @@ enum ota_err ota_config_load(const char *path, struct ota_config *ret_config,
 			     char err[OTA_CONFIG_ERR_BYTES]);
 
 /* The Linux port's context: one device's state directory. */
-/* Default staging checkpoint of the Linux port (config checkpoint_bytes). */
-#define OTA_LINUX_CHECKPOINT_BYTES (32u * 1024u * 1024u)
-
 struct ota_https;
 
 struct ota_linux_port {
@@ -133,12 +123,6 @@ enum ota_err ota_slot_writer_sync(struct ota_linux_port *lx, unsigned slot, bool
 void ota_slot_writer_close(struct ota_linux_port *lx);
 
 /*
- * The size of the writer's buffers: a read-ahead of pieces of this size
- * can hand its pieces over without a copy.
- */
-#define OTA_SLOT_WRITER_BUF_BYTES (1024u * 1024u)
-
-/*
  * Reads fd from offset to its end in chunk-sized pieces, one thread a few
  * pieces ahead of the caller (readahead.c). next hands out the next piece
  * (valid until the following next or close; *ret_len 0 at the end) or
@@ -176,7 +160,7 @@ void ota_linux_wait(void *ctx, unsigned seconds);
  * TPM key instead).
  */
 enum ota_err ota_linux_key_unwrap(void *ctx, const struct ota_key_unwrap_request *req,
-				  uint8_t ret_key[32]);
+				  uint8_t ret_key[OTA_CEK_BYTES]);
 
 /*
  * Post-install health (health.c; files in the state directory): the health

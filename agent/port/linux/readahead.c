@@ -14,7 +14,7 @@
 
 #include "ota_linux.h"
 
-#define RING 4u
+#define RING OTA_READAHEAD_RING
 
 struct ota_readahead {
 	int fd;

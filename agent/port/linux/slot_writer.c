@@ -22,7 +22,7 @@
 
 #include "ota_linux.h"
 
-#define RING 4u
+#define RING OTA_SLOT_WRITER_RING
 #define BUF_BYTES OTA_SLOT_WRITER_BUF_BYTES
 
 struct ota_slot_writer {
@@ -45,7 +45,7 @@ struct ota_slot_writer {
  * large folios, which cost three times the kernel time here (a KVM guest:
  * 0.6 s against 0.2 s of system time for 256 MiB, docs/bench.md).
  */
-#define PWRITE_BYTES (64u * 1024u)
+#define PWRITE_BYTES OTA_SLOT_WRITER_PWRITE_BYTES
 
 static int pwrite_all(int fd, const uint8_t *buf, size_t len, uint64_t off)
 {

@@ -28,7 +28,7 @@ static EVP_PKEY *key_read(const char *path)
 }
 
 enum ota_err ota_linux_key_unwrap(void *ctx, const struct ota_key_unwrap_request *req,
-				  uint8_t ret_key[32])
+				  uint8_t ret_key[OTA_CEK_BYTES])
 {
 	struct ota_linux_port *lx = ctx;
 	if (req->context_len != OTA_CRYPT_WRAP_CONTEXT_BYTES)

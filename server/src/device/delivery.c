@@ -38,7 +38,7 @@
 #include "store-internal.h"
 
 #define DLV_CHUNK_BYTES (1024u * 1024u)
-#define DLV_MAX_DEVICE_ID 64u
+#define DLV_MAX_DEVICE_ID SRV_MAX_DEVICE_ID
 #define DLV_MAX_ARTIFACT_ID 128u
 /* Longest signed list or manifest served (an envelope). */
 #define DLV_MAX_OBJECT_BYTES OTA_MAX_ENVELOPE_BYTES

@@ -72,6 +72,22 @@ static void test_config_errors(void **state)
 	expect_error("state_dir = /x\nmodel = m\nhw_revision = r\n",
 		     "missing required key 'device_id'");
 
+	/* device_id: at most what the server accepts (64), refused at load beyond */
+	char id_text[256];
+	struct ota_config id_cfg;
+	char id_err[OTA_CONFIG_ERR_BYTES];
+	snprintf(id_text, sizeof(id_text),
+		 "state_dir = /x\nmodel = m\nhw_revision = r\n"
+		 "device_id = %064d\n",
+		 0);
+	assert_int_equal(parse(id_text, &id_cfg, id_err), OTA_OK);
+	assert_int_equal(strlen(id_cfg.device_id), 64);
+	snprintf(id_text, sizeof(id_text),
+		 "state_dir = /x\nmodel = m\nhw_revision = r\n"
+		 "device_id = %065d\n",
+		 0);
+	expect_error(id_text, "line 4: value too long for 'device_id'");
+
 	/* a value longer than its field, a line longer than 1024 bytes */
 	char *text = malloc(4096);
 	assert_non_null(text);
