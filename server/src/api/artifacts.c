@@ -89,10 +89,8 @@ void wa_h_artifacts_list(struct wa_ctx *ctx)
 	wa_db_stmt(ctx, &stmts[STMT_LIST], params, wa_reply_db_text);
 }
 
-static bool artifact_arg(struct wa_ctx *ctx)
+bool wa_artifact_path(struct wa_ctx *ctx, const char *const *allowed)
 {
-	static const char *const allowed[] = {NULL};
-
 	if (!wa_query_only(ctx, allowed))
 		return false;
 	if (!wa_id_valid(ctx->path_arg, WA_MAX_OBJECT_ID)) {
@@ -102,7 +100,14 @@ static bool artifact_arg(struct wa_ctx *ctx)
 	return true;
 }
 
-static void reply_one(struct wa_ctx *ctx, enum ota_err err, const PGresult *res)
+static bool artifact_arg(struct wa_ctx *ctx)
+{
+	static const char *const allowed[] = {NULL};
+
+	return wa_artifact_path(ctx, allowed);
+}
+
+void wa_reply_artifact_row(struct wa_ctx *ctx, enum ota_err err, const PGresult *res)
 {
 	if (err != OTA_OK) {
 		wa_reply_db_error(ctx, err, res);
@@ -121,7 +126,7 @@ void wa_h_artifacts_get(struct wa_ctx *ctx)
 
 	if (!artifact_arg(ctx))
 		return;
-	wa_db_stmt(ctx, &stmts[STMT_GET], params, reply_one);
+	wa_db_stmt(ctx, &stmts[STMT_GET], params, wa_reply_artifact_row);
 }
 
 /* ---- creating an artifact (shared by POST /artifacts and sessions) -- */

@@ -215,38 +215,13 @@ void wa_delta_insert(struct wa_ctx *ctx, struct wa_bundle *b, const char *store_
 	free(manifest_hex);
 }
 
-/* The artifact id of the path, checked; the query names in allowed. */
-static bool artifact_path(struct wa_ctx *ctx, const char *const *allowed)
-{
-	if (!wa_query_only(ctx, allowed))
-		return false;
-	if (!wa_id_valid(ctx->path_arg, WA_MAX_OBJECT_ID)) {
-		wa_reply_error(ctx, 400, "bad_request", "not an artifact id", "artifact_id");
-		return false;
-	}
-	return true;
-}
-
 static void wa_h_deltas_upload(struct wa_ctx *ctx)
 {
 	static const char *const allowed[] = {NULL};
 
-	if (!artifact_path(ctx, allowed))
+	if (!wa_artifact_path(ctx, allowed))
 		return;
 	wa_bundle_from_body(ctx, ctx->path_arg, true);
-}
-
-static void list_answered(struct wa_ctx *ctx, enum ota_err err, const PGresult *res)
-{
-	if (err != OTA_OK) {
-		wa_reply_db_error(ctx, err, res);
-		return;
-	}
-	if (PQntuples(res) != 1 || PQgetisnull(res, 0, 0)) {
-		wa_reply_error(ctx, 404, "not_found", "no such artifact", NULL);
-		return;
-	}
-	wa_reply_text(ctx, 200, PQgetvalue(res, 0, 0));
 }
 
 static void wa_h_deltas_list(struct wa_ctx *ctx)
@@ -256,7 +231,7 @@ static void wa_h_deltas_list(struct wa_ctx *ctx)
 	const char *cursor;
 	char limit[16];
 
-	if (!artifact_path(ctx, allowed) || !wa_query_limit(ctx, limit))
+	if (!wa_artifact_path(ctx, allowed) || !wa_query_limit(ctx, limit))
 		return;
 	cursor = wa_query(ctx, "cursor");
 	if (cursor != NULL && (strlen(cursor) != 2 * OTA_SHA256_BYTES ||
@@ -268,7 +243,7 @@ static void wa_h_deltas_list(struct wa_ctx *ctx)
 	params[0] = ctx->path_arg;
 	params[1] = cursor;
 	params[2] = limit;
-	wa_db_stmt(ctx, &stmts[STMT_LIST], params, list_answered);
+	wa_db_stmt(ctx, &stmts[STMT_LIST], params, wa_reply_artifact_row);
 }
 
 /* ---- the resource ----------------------------------------------------- */

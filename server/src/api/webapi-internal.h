@@ -166,6 +166,11 @@ void wa_bundle_refuse(struct wa_ctx *ctx, enum ota_err err, const char *what);
  */
 void wa_bundle_from_body(struct wa_ctx *ctx, const char *artifact_id, bool delta);
 
+/* The artifact id of the path checked (400), the query names in allowed (artifacts.c). */
+bool wa_artifact_path(struct wa_ctx *ctx, const char *const *allowed);
+/* One artifact's JSON in column 0 (200), or 404 "no such artifact" (artifacts.c). */
+void wa_reply_artifact_row(struct wa_ctx *ctx, enum ota_err err, const PGresult *res);
+
 /* ---- deltas of an artifact (deltas.c) ---------------------------------- */
 
 struct wa_delta_release;
