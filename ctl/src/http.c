@@ -207,6 +207,9 @@ static bool request_2xx(const struct ctl *ctl, const char *method, const char *p
 
 	if (!ctl_http(ctl, &req, r) || r->status < 200 || r->status >= 300) {
 		ctl_report_error(r);
+		/* the caller only returns on failure: nothing of the answer outlives it */
+		json_decref(r->body);
+		r->body = NULL;
 		return false;
 	}
 	return true;
