@@ -14,6 +14,7 @@
 struct srv_mqtt;
 struct srv_notifier;
 struct srv_assign_cache;
+struct srv_image_maps;
 
 /*
  * One ota-server process: one loop and the modules on it. Modules keep a
@@ -33,6 +34,7 @@ struct srv_server {
 	struct srv_notifier *notifier;
 	struct srv_timestamps *timestamps; /* NULL: no timestamp role (timestamp-internal.h) */
 	struct srv_assign_cache *assign_cache; /* NULL: manifest_cache = false */
+	struct srv_image_maps *image_maps;     /* store files being served */
 };
 
 #endif
