@@ -17,7 +17,7 @@
 
 struct srv_image_map {
 	TAILQ_ENTRY(srv_image_map) entry; /* in maps->all: most recently released last */
-	struct srv_image_maps *maps;	  /* NULL once the cache is gone */
+	struct srv_image_maps *maps; /* NULL once the cache is gone */
 	dev_t dev;
 	ino_t ino;
 	uint64_t size;
@@ -78,7 +78,8 @@ enum ota_err srv_image_maps_new(struct event_base *base, unsigned idle_ms, unsig
 				struct srv_image_maps **out)
 {
 	struct srv_image_maps *maps = calloc(1, sizeof(*maps));
-	struct timeval every = {.tv_sec = idle_ms / 2000u, .tv_usec = (idle_ms / 2u % 1000u) * 1000};
+	struct timeval every = {.tv_sec = idle_ms / 2000u,
+				.tv_usec = (idle_ms / 2u % 1000u) * 1000};
 
 	if (maps == NULL)
 		return OTA_ERR_NOMEM;
@@ -120,7 +121,7 @@ enum ota_err srv_image_map_get(struct srv_image_maps *maps, int fd, uint64_t siz
 
 	if (size == 0 || size > SIZE_MAX || fstat(fd, &st) != 0 || (uint64_t)st.st_size != size)
 		return OTA_ERR_STORAGE;
-	TAILQ_FOREACH(m, &maps->all, entry) {
+	for (m = TAILQ_FIRST(&maps->all); m != NULL; m = TAILQ_NEXT(m, entry)) {
 		if (m->dev == st.st_dev && m->ino == st.st_ino && m->size == size) {
 			srv_image_map_hold(m);
 			*out = m;
@@ -175,7 +176,8 @@ void srv_image_map_release(struct srv_image_map *m)
 	TAILQ_INSERT_TAIL(&maps->all, m, entry);
 	if (++maps->idle <= maps->max_idle)
 		return;
-	TAILQ_FOREACH(m, &maps->all, entry) { /* the least recently released idle one */
+	/* the least recently released idle one */
+	for (m = TAILQ_FIRST(&maps->all); m != NULL; m = TAILQ_NEXT(m, entry)) {
 		if (m->holds == 0) {
 			maps->idle--;
 			unmap(m);
