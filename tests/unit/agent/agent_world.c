@@ -31,8 +31,9 @@ static enum ota_err world_unwrap(void *arg, const struct ota_key_unwrap_request 
 		if (!w->dev_keys[i] || ota_crypt_recipient_id(w->dev_keys[i], id) != OTA_OK ||
 		    memcmp(id, req->key_id, sizeof(id)) != 0)
 			continue;
-		return ota_crypt_unwrap(w->dev_keys[i], req->ephemeral_public, req->context,
-					req->wrapped_key, ret_key);
+		return ota_crypt_unwrap(w->dev_keys[i], req->ephemeral_public,
+					req->ephemeral_public_len, req->context, req->wrapped_key,
+					ret_key);
 	}
 	return OTA_ERR_NOT_FOUND;
 }

@@ -166,9 +166,11 @@ static void test_wrong_content_key(void **state)
 	memset(other, 0x5a, sizeof(other));
 	SHA256(w->v2, sizeof(w->v2), sha);
 	ota_crypt_wrap_context(r->key_id.data, u.crypt->enc->nonce_prefix.data, sha, context);
-	assert_int_equal(ota_crypt_wrap(w->dev_keys[0], context, other, r->ephemeral_public.data,
-					r->wrapped_key.data),
-			 OTA_OK);
+	struct ota_crypt_wrapped wrapped;
+	assert_int_equal(ota_crypt_wrap(w->dev_keys[0], context, other, &wrapped), OTA_OK);
+	assert_int_equal(wrapped.ephemeral_len, r->ephemeral_public.len);
+	memcpy(r->ephemeral_public.data, wrapped.ephemeral, wrapped.ephemeral_len);
+	memcpy(r->wrapped_key.data, wrapped.wrapped, sizeof(wrapped.wrapped));
 	enc_update_resign(w, &u, w->v2, sizeof(w->v2));
 	struct ota_fx_buf env = ota_fx_env_bytes(u.m);
 	assert_string_equal(
