@@ -117,7 +117,8 @@ static Fleetota__V1__Encryption *encryption_copy(const Fleetota__V1__Encryption 
 		r->key_id.data = dup_bytes(s->key_id.data, OTA_KEY_ID_BYTES);
 		r->key_id.len = OTA_KEY_ID_BYTES;
 		/* the manifest was checked: the length is its kind's */
-		r->ephemeral_public.data = dup_bytes(s->ephemeral_public.data, s->ephemeral_public.len);
+		r->ephemeral_public.data =
+			dup_bytes(s->ephemeral_public.data, s->ephemeral_public.len);
 		r->ephemeral_public.len = s->ephemeral_public.len;
 		r->wrapped_key.data = dup_bytes(s->wrapped_key.data, OTA_WRAPPED_KEY_BYTES);
 		r->wrapped_key.len = OTA_WRAPPED_KEY_BYTES;

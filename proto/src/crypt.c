@@ -17,7 +17,8 @@ uint64_t ota_crypt_ciphertext_size(uint64_t size, uint32_t chunk_bytes)
 	return size + chunks * OTA_CRYPT_TAG_BYTES;
 }
 
-_Static_assert((int)OTA_RECIPIENT_X25519 == (int)FLEETOTA__V1__RECIPIENT_KIND__RECIPIENT_KIND_X25519,
+_Static_assert((int)OTA_RECIPIENT_X25519 ==
+		       (int)FLEETOTA__V1__RECIPIENT_KIND__RECIPIENT_KIND_X25519,
 	       "kind values are the wire's");
 _Static_assert((int)OTA_RECIPIENT_P256 == (int)FLEETOTA__V1__RECIPIENT_KIND__RECIPIENT_KIND_P256,
 	       "kind values are the wire's");

@@ -270,8 +270,7 @@ enum ota_err ota_crypt_unwrap_shared(const uint8_t *shared, size_t shared_len,
 	return err;
 }
 
-enum ota_err ota_crypt_unwrap(EVP_PKEY *private_key, const uint8_t *ephemeral,
-			      size_t ephemeral_len,
+enum ota_err ota_crypt_unwrap(EVP_PKEY *private_key, const uint8_t *ephemeral, size_t ephemeral_len,
 			      const uint8_t context[OTA_CRYPT_WRAP_CONTEXT_BYTES],
 			      const uint8_t wrapped[OTA_WRAPPED_KEY_BYTES],
 			      uint8_t ret_key[OTA_CEK_BYTES])

@@ -261,9 +261,8 @@ enum ota_err ota_config_parse(const char *text, size_t len, struct ota_config *r
 	const char *p11_values[] = {cfg.pkcs11_module, cfg.pkcs11_token, cfg.pkcs11_key,
 				    cfg.pkcs11_pin_file};
 	for (size_t i = 0; i < 4; i++) {
-		if (p11_values[i][0] == '\0' &&
-		    (cfg.pkcs11_module[0] || cfg.pkcs11_token[0] || cfg.pkcs11_key[0] ||
-		     cfg.pkcs11_pin_file[0])) {
+		if (p11_values[i][0] == '\0' && (cfg.pkcs11_module[0] || cfg.pkcs11_token[0] ||
+						 cfg.pkcs11_key[0] || cfg.pkcs11_pin_file[0])) {
 			snprintf(err, OTA_CONFIG_ERR_BYTES,
 				 "missing key '%s' (pkcs11_module, pkcs11_token, pkcs11_key and "
 				 "pkcs11_pin_file go together)",

@@ -210,7 +210,8 @@ static enum ota_err pin_read(struct p11 *p, char pin[P11_MAX_PIN_BYTES + 1], siz
 	}
 	if (fstat(fd, &st) != 0 || !S_ISREG(st.st_mode) || (st.st_mode & 077) != 0) {
 		close(fd);
-		fprintf(stderr, "ota-agent: pkcs11_pin_file %s: must be a regular file of mode 0600\n",
+		fprintf(stderr,
+			"ota-agent: pkcs11_pin_file %s: must be a regular file of mode 0600\n",
 			p->cfg->pin_file);
 		return OTA_ERR_KEY_ACCESS;
 	}
@@ -322,8 +323,9 @@ static enum ota_err p11_unwrap(struct p11 *p, const struct ota_key_unwrap_reques
 	if (err == OTA_OK)
 		err = ota_crypt_public_from_raw(OTA_RECIPIENT_P256, point, sizeof(point), &own);
 	if (err != OTA_OK)
-		return err == OTA_ERR_KEY_UNWRAP ? access_fail(p, "public key is not a P-256 point", CKR_OK)
-						 : err;
+		return err == OTA_ERR_KEY_UNWRAP
+			       ? access_fail(p, "public key is not a P-256 point", CKR_OK)
+			       : err;
 	err = ota_crypt_recipient_id(own, id);
 	EVP_PKEY_free(own);
 	if (err != OTA_OK)

@@ -77,8 +77,7 @@ enum ota_err ota_crypt_wrap(EVP_PKEY *recipient,
  * (the entry was not made for this key, or for another artifact, or was
  * altered, or its ephemeral key is not a valid key of the kind).
  */
-enum ota_err ota_crypt_unwrap(EVP_PKEY *private_key, const uint8_t *ephemeral,
-			      size_t ephemeral_len,
+enum ota_err ota_crypt_unwrap(EVP_PKEY *private_key, const uint8_t *ephemeral, size_t ephemeral_len,
 			      const uint8_t context[OTA_CRYPT_WRAP_CONTEXT_BYTES],
 			      const uint8_t wrapped[OTA_WRAPPED_KEY_BYTES],
 			      uint8_t ret_key[OTA_CEK_BYTES]);
