@@ -107,11 +107,7 @@ decrypt_key = $WORK/dev1.key
 CONF
 sed "s|dev1|dev2|g" agent.conf >agent2.conf
 ok "$AGENT" provision --config agent.conf --rootlist "$R1" --keylist kl1
-ok "$AGENT" install py.otab --config agent.conf
-ok "$AGENT" boot --config agent.conf
-ok "$AGENT" confirm --config agent.conf
-ok "$AGENT" status --json --config agent.conf
-[[ $(jq -r .installed.version_code out) == 101 ]] || die "device did not confirm 1.0.1: $(cat out)"
+agent_update "$AGENT" agent.conf py.otab 101
 # a device whose key is not a recipient refuses before the image, state unchanged
 ok "$AGENT" provision --config agent2.conf --rootlist "$R1" --keylist kl1
 "$AGENT" install py.otab --config agent2.conf >out 2>err && die "a device that is no recipient installed"
@@ -121,9 +117,5 @@ ok "$AGENT" status --json --config agent2.conf
 # a file-held P-256 device key (decrypt_key) installs python's P-256 bundle
 sed "s|dev1|devp|g" agent.conf >agentp.conf
 ok "$AGENT" provision --config agentp.conf --rootlist "$R1" --keylist kl1
-ok "$AGENT" install pyp.otab --config agentp.conf
-ok "$AGENT" boot --config agentp.conf
-ok "$AGENT" confirm --config agentp.conf
-ok "$AGENT" status --json --config agentp.conf
-[[ $(jq -r .installed.version_code out) == 101 ]] || die "P-256 device did not confirm: $(cat out)"
+agent_update "$AGENT" agentp.conf pyp.otab 101
 echo "encrypt: ok"

@@ -12,16 +12,8 @@
 AGENT=$(realpath "${2:?path to ota-agent}")
 . "$(dirname "$0")/lib.sh"
 
-MODULE=${SOFTHSM2_MODULE:-/usr/lib/softhsm/libsofthsm2.so}
-[[ -r $MODULE ]] || die "SoftHSM2 module $MODULE missing (apt-get install softhsm2)"
+softhsm_init
 command -v pkcs11-tool >/dev/null || die "pkcs11-tool missing (apt-get install opensc)"
-mkdir -p tokens
-cat >softhsm2.conf <<CONF
-directories.tokendir = $WORK/tokens
-objectstore.backend = file
-log.level = ERROR
-CONF
-export SOFTHSM2_CONF=$WORK/softhsm2.conf
 PIN=135792
 softhsm2-util --init-token --free --label dev-token --so-pin 24680135 --pin "$PIN" >/dev/null
 p11() {
@@ -84,11 +76,7 @@ CONF
 ok "$AGENT" provision --config agent.conf --rootlist "$R1" --keylist kl1
 
 # ---- the token key unwraps: install, boot, confirm ----
-ok "$AGENT" install fw.otab --config agent.conf
-ok "$AGENT" boot --config agent.conf
-ok "$AGENT" confirm --config agent.conf
-ok "$AGENT" status --json --config agent.conf
-[[ $(jq -r .installed.version_code out) == 200 ]] || die "device did not confirm 2.0.0: $(cat out)"
+agent_update "$AGENT" agent.conf fw.otab 200
 cmp <(head -c 200000 "dev/slot$(jq -r .active_slot out).img") fw.bin ||
 	die "the active slot does not hold the plaintext image"
 # the token holds its key pair and nothing more: the derived secret was destroyed
