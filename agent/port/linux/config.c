@@ -270,6 +270,12 @@ enum ota_err ota_config_parse(const char *text, size_t len, struct ota_config *r
 			return OTA_ERR_FORMAT;
 		}
 	}
+	/* CK_TOKEN_INFO's label field */
+	if (strlen(cfg.pkcs11_token) > 32) {
+		snprintf(err, OTA_CONFIG_ERR_BYTES,
+			 "pkcs11_token: a token label has at most 32 bytes");
+		return OTA_ERR_FORMAT;
+	}
 	*ret_config = cfg;
 	return OTA_OK;
 }

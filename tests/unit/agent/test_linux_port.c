@@ -131,6 +131,9 @@ static void test_config_pkcs11(void **state)
 	expect_error(BASE "pkcs11_module = /lib/m.so\npkcs11_token = tok\npkcs11_key = k1\n",
 		     "missing key 'pkcs11_pin_file'");
 	expect_error(BASE "pkcs11_pin_file = /etc/pin\n", "missing key 'pkcs11_module'");
+	expect_error(BASE "pkcs11_module = /m.so\npkcs11_key = k\npkcs11_pin_file = /p\n"
+			  "pkcs11_token = 123456789012345678901234567890123\n",
+		     "at most 32 bytes");
 }
 
 /*
