@@ -11,7 +11,7 @@ with the C side: protobuf is encoded by hand from ota.proto.
 
 Recipient keys are X25519 (kind 0) or P-256 (kind 1: uncompressed points,
 Z = the ECDH x-coordinate), told apart by the PEM key's type.
-  crypt_interop.py seed OUT     (a fuzz seed for tests/fuzz/fuzz_agent_decrypt.c)
+  crypt_interop.py seed OUT [p256]   (a fuzz seed for tests/fuzz/fuzz_agent_decrypt.c)
 """
 import hashlib
 import os
@@ -220,9 +220,9 @@ def cmd_bundle(image_path, rcpt_path, op_path, keylist_path, out, product, versi
         f.write(b"OTAB" + struct.pack(">I", len(header)) + header + ct)
 
 
-def cmd_seed(out):
+def cmd_seed(out, kind="x25519"):
     image = bytes(range(256)) * 10
-    pub = X25519PrivateKey.generate().public_key()
+    pub = (ec.generate_private_key(ec.SECP256R1()) if kind == "p256" else X25519PrivateKey.generate()).public_key()
     enc, ct = encryption_block(image, [pub], 256, b"\x42" * 32, b"fuzzseed")
     with open(out, "wb") as f:
         f.write(struct.pack(">IH", len(image), len(enc)) + enc + ct)
