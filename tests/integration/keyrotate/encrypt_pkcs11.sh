@@ -79,7 +79,7 @@ ok "$AGENT" provision --config agent.conf --rootlist "$R1" --keylist kl1
 agent_update "$AGENT" agent.conf fw.otab 200
 cmp <(head -c 200000 "dev/slot$(jq -r .active_slot out).img") fw.bin ||
 	die "the active slot does not hold the plaintext image"
-# the token holds its key pair and nothing more: the derived secret was destroyed
+# the derived secret is a session object (CKA_TOKEN false): none was stored on the token
 p11 --list-objects >objects.txt 2>/dev/null
 [[ $(grep -c "Secret Key Object" objects.txt) == 0 ]] || die "a derived secret stayed in the token"
 
