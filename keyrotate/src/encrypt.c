@@ -20,19 +20,17 @@
 #include "fleetota/crypto.h"
 #include "kr.h"
 
-enum ota_err kr_recipient_read(const char *path, struct kr_key_opts *opts, EVP_PKEY **ret_key,
-			       struct kr_diag *diag)
+/* A PEM public key, or a private one (the holder's, for rewrap and decrypt). */
+static enum ota_err recipient_file(const char *path, EVP_PKEY **ret_key, struct kr_diag *diag)
 {
 	uint8_t *file = NULL;
 	size_t len = 0;
-	(void)opts;
 	enum ota_err err = kr_file_read(path, KR_MAX_KEY_FILE_BYTES, &file, &len, diag);
 	if (err != OTA_OK)
 		return err;
 	BIO *bio = BIO_new_mem_buf(file, (int)len);
 	EVP_PKEY *key = bio ? PEM_read_bio_PUBKEY(bio, NULL, NULL, NULL) : NULL;
 	if (bio && !key) {
-		/* not a public key: a private one (the holder's, for rewrap) */
 		(void)BIO_reset(bio);
 		key = PEM_read_bio_PrivateKey(bio, NULL, NULL, NULL);
 	}
@@ -42,6 +40,21 @@ enum ota_err kr_recipient_read(const char *path, struct kr_key_opts *opts, EVP_P
 	free(file);
 	if (!key)
 		return kr_fail(diag, OTA_ERR_FORMAT, "%s: not a PEM key", path);
+	*ret_key = key;
+	return OTA_OK;
+}
+
+enum ota_err kr_recipient_read(const char *path, struct kr_key_opts *opts, EVP_PKEY **ret_key,
+			       struct kr_diag *diag)
+{
+	EVP_PKEY *key = NULL;
+	/* a P-256 holder key in a token: the ECDH runs in it (libp11's engine) */
+	enum ota_err err = strncmp(path, "pkcs11:", 7) == 0
+				   ? kr_pkcs11_load(path, opts ? opts->pkcs11_module : NULL,
+						    opts ? opts->pin : NULL, &key, diag)
+				   : recipient_file(path, &key, diag);
+	if (err != OTA_OK)
+		return err;
 	enum ota_recipient_kind kind;
 	if (ota_crypt_key_kind(key, &kind) != OTA_OK) {
 		EVP_PKEY_free(key);

@@ -53,18 +53,29 @@ enum ota_err ota_crypt_public_raw(EVP_PKEY *key, uint8_t ret_raw[OTA_CRYPT_EPHEM
 		*ret_len = len;
 		return OTA_OK;
 	}
-	/* x and y, not the key's own encoding: that may be the compressed point */
+	/*
+	 * x and y, not the key's own encoding (that may be the compressed
+	 * point), from a public copy made through its SPKI: an engine's key
+	 * (a token's, through libp11) answers no provider parameters.
+	 */
 	BIGNUM *x = NULL, *y = NULL;
+	unsigned char *der = NULL;
 	enum ota_err err = OTA_ERR_FORMAT;
-	if (EVP_PKEY_get_bn_param(key, OSSL_PKEY_PARAM_EC_PUB_X, &x) == 1 &&
-	    EVP_PKEY_get_bn_param(key, OSSL_PKEY_PARAM_EC_PUB_Y, &y) == 1 &&
+	int der_len = i2d_PUBKEY(key, &der);
+	const unsigned char *p = der;
+	EVP_PKEY *pub = der_len > 0 ? d2i_PUBKEY(NULL, &p, der_len) : NULL;
+	if (pub && EVP_PKEY_get_bn_param(pub, OSSL_PKEY_PARAM_EC_PUB_X, &x) == 1 &&
+	    EVP_PKEY_get_bn_param(pub, OSSL_PKEY_PARAM_EC_PUB_Y, &y) == 1 &&
 	    BN_bn2binpad(x, ret_raw + 1, 32) == 32 && BN_bn2binpad(y, ret_raw + 33, 32) == 32) {
 		ret_raw[0] = 0x04;
 		*ret_len = OTA_P256_POINT_BYTES;
 		err = OTA_OK;
 	}
+	ERR_clear_error();
 	BN_free(x);
 	BN_free(y);
+	EVP_PKEY_free(pub);
+	OPENSSL_free(der);
 	return err;
 }
 

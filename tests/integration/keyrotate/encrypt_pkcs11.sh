@@ -9,6 +9,7 @@
 # recipient is refused with OTA_ERR_NOT_RECIPIENT from the bundle's header
 # alone (no image byte read); a wrong PIN is OTA_ERR_KEY_ACCESS naming
 # CKR_PIN_INCORRECT; both leave the device's state and slots unchanged.
+# ota-keys decrypts and rewraps with the token key too (libp11's engine).
 AGENT=$(realpath "${2:?path to ota-agent}")
 . "$(dirname "$0")/lib.sh"
 
@@ -82,6 +83,22 @@ cmp <(head -c 200000 "dev/slot$(jq -r .active_slot out).img") fw.bin ||
 # the derived secret is a session object (CKA_TOKEN false): none was stored on the token
 p11 --list-objects >objects.txt 2>/dev/null
 [[ $(grep -c "Secret Key Object" objects.txt) == 0 ]] || die "a derived secret stayed in the token"
+
+# ota-keys with the same token key (libp11's engine, the ECDH in the token):
+# the holder of a token key decrypts and rewraps without the key leaving it
+TOKEN_URI="pkcs11:token=dev-token;object=dev-p256;type=private"
+keys_token() { # libp11 keeps static tables to the end (softhsm.sh)
+	ok env OTA_PKCS11_MODULE="$MODULE" TOKEN_PIN="$PIN" \
+		ASAN_OPTIONS="${ASAN_OPTIONS:-detect_leaks=1}:fast_unwind_on_malloc=0" \
+		LSAN_OPTIONS="suppressions=$HERE/lsan-libp11.supp:print_suppressions=0" \
+		"$KEYS" "$@" --pin-env TOKEN_PIN
+}
+keys_token decrypt --in fw.otab --key "$TOKEN_URI" --out tok.dec
+cmp fw.bin tok.dec || die "ota-keys decrypted with the token key into something else"
+keys_token rewrap --in fw3.otab --holder-key "$TOKEN_URI" --encrypt-to product.pub \
+	--key op1.key --keylist kl1 --bundle-out fw3-product.otab
+ok "$KEYS" decrypt --in fw3-product.otab --key product.key --out fw3.dec
+cmp fw3.bin fw3.dec || die "rewrapped by the token key holder: another image"
 
 # what a refusal must not change: the device's install state and both slots
 fingerprint() {
