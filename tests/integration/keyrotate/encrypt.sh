@@ -90,11 +90,6 @@ ok $PY bundle fw.bin devp.pub op1.key kl1 pyp.otab gw 1.0.1 101
 ok "$KEYS" verify pyp.otab --rootlist "$R1"
 ok "$KEYS" decrypt --in pyp.otab --key devp.key --out cp.dec
 cmp fw.bin cp.dec || die "ota-keys decrypted python's P-256 bundle into something else"
-# the holder of the P-256 key rewraps for an X25519 device
-ok "$KEYS" rewrap --in pyp.otab --holder-key devp.key --encrypt-to dev2.pub --key op1.key \
-	--keylist kl1 --bundle-out pyp2.otab
-ok "$KEYS" decrypt --in pyp2.otab --key dev2.key --out cp2.dec
-cmp fw.bin cp2.dec || die "rewrapped P-256 bundle differs"
 
 # ---- the device (Linux port) installs python's bundle with its decrypt_key ----
 cat >agent.conf <<CONF
