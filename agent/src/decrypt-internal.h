@@ -13,7 +13,8 @@
  * off and is OTA_OK. An encrypted one: OTA_ERR_UNSUPPORTED (also a delta,
  * or a port without key_unwrap), OTA_ERR_NOT_RECIPIENT (no entry for a
  * key the port holds), OTA_ERR_KEY_UNWRAP (the entry does not unwrap, or
- * unwraps to a key that is not the artifact's), else ret open at chunk 0
+ * unwraps to a key that is not the artifact's), OTA_ERR_KEY_ACCESS (the port
+ * cannot use its key store: token, login, PIN), else ret open at chunk 0
  * with the key inside the cipher and wiped everywhere else. detail says why.
  */
 enum ota_err ota_decrypt_prepare(const struct ota_port *port, const Fleetota__V1__Manifest *m,

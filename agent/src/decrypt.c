@@ -155,10 +155,22 @@ static enum ota_err unwrap_any(const struct ota_port *port, const Fleetota__V1__
 			.wrapped_key = r->wrapped_key.data,
 			.context = context,
 			.context_len = sizeof(context),
+			.kind = (unsigned)r->kind,
+			.ephemeral_public_len = r->ephemeral_public.len,
 		};
+		/* ota_encryption_check passed: a known kind, its length */
+		if (ota_crypt_public_bytes(req.kind) != req.ephemeral_public_len)
+			return OTA_ERR_FORMAT;
 		enum ota_err err = port->ops->key_unwrap(port->ctx, &req, key);
 		if (err == OTA_ERR_NOT_FOUND)
 			continue;
+		if (err == OTA_ERR_KEY_ACCESS) {
+			wipe(key, OTA_CEK_BYTES);
+			ota_text_str(detail, "the key store refused the key of entry \"");
+			ota_text_str(detail, r->name);
+			ota_text_str(detail, "\" (token, login or PIN)");
+			return err;
+		}
 		if (err != OTA_OK) {
 			wipe(key, OTA_CEK_BYTES);
 			ota_text_str(detail, "content key of entry \"");

@@ -1,5 +1,5 @@
 /* SPDX-License-Identifier: Apache-2.0 */
-/* ota-keys enc-key-new: an X25519 recipient key for encrypted images. */
+/* ota-keys enc-key-new: an X25519 or P-256 recipient key for encrypted images. */
 #include <stdlib.h>
 #include <string.h>
 #include <time.h>
@@ -10,8 +10,10 @@
 #include "fleetota/crypt_host.h"
 
 static const char help_enc_key_new[] =
-	"Usage: ota-keys enc-key-new --out PREFIX\n"
-	"Generates an X25519 recipient key for encrypted images: PREFIX.key (0600,\n"
+	"Usage: ota-keys enc-key-new --out PREFIX [--type x25519|p256]\n"
+	"Generates a recipient key for encrypted images (X25519 by default; P-256\n"
+	"for a device whose key lives in a PKCS#11 token or TPM, which make it\n"
+	"themselves: then export only its public key): PREFIX.key (0600,\n"
 	"PEM PKCS#8; goes to the device, or to every device of a product line, as\n"
 	"its decrypt_key / product_key) and PREFIX.pub (PEM SubjectPublicKeyInfo, for\n"
 	"`sign --encrypt-to` and `rewrap --encrypt-to`). Prints the key id. Keep one\n"
@@ -22,10 +24,12 @@ int cli_cmd_enc_key_new(int argc, char **argv)
 	static const struct option options[] = {
 		COMMON_OPTIONS,
 		{"out", required_argument, NULL, OPT_OUT},
+		{"type", required_argument, NULL, OPT_TYPE},
 		{NULL, 0, NULL, 0},
 	};
 	struct common c = {.now = (uint64_t)time(NULL)};
 	const char *out = NULL;
+	unsigned kind = OTA_RECIPIENT_X25519;
 	char path[KR_MAX_PATH_BYTES];
 	uint8_t id[OTA_KEY_ID_BYTES];
 	EVP_PKEY *key = NULL;
@@ -35,6 +39,10 @@ int cli_cmd_enc_key_new(int argc, char **argv)
 	while ((opt = cli_next_option(argc, argv, "", options, &c, help_enc_key_new, &rc)) > 0) {
 		if (opt == OPT_OUT)
 			out = optarg;
+		if (opt == OPT_TYPE && strcmp(optarg, "p256") == 0)
+			kind = OTA_RECIPIENT_P256;
+		else if (opt == OPT_TYPE && strcmp(optarg, "x25519") != 0)
+			return cli_usage_error("--type is x25519 or p256, not %s", optarg);
 	}
 	if (opt < 0)
 		return rc;
@@ -42,7 +50,7 @@ int cli_cmd_enc_key_new(int argc, char **argv)
 		return cli_usage_error("enc-key-new needs --out PREFIX%s", "");
 	if ((rc = cli_common_ready(&c)) != 0)
 		goto out;
-	key = ota_crypt_keygen();
+	key = ota_crypt_keygen_kind(kind);
 	if (!key) {
 		err = OTA_ERR_INTERNAL;
 		goto cli_fail;

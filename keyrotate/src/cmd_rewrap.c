@@ -19,7 +19,8 @@ static const char help_rewrap[] =
 	"Adds recipients to (or drops them from) an encrypted bundle without\n"
 	"re-encrypting it: the content key is unwrapped with --holder-key (the\n"
 	"private key of a recipient, which ota-keys holds and the server never\n"
-	"does), wrapped for each --encrypt-to key, and the manifest is signed\n"
+	"does: a PEM file, or a pkcs11: URI of a P-256 key in a token), wrapped\n"
+	"for each --encrypt-to key, and the manifest is signed\n"
 	"again with OPKEY (it must verify against KEYLIST). The ciphertext, its\n"
 	"digest and every other manifest field stay the same. Upload NEW.otab as a\n"
 	"new artifact.\n";

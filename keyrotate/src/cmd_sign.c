@@ -43,7 +43,7 @@ static const char help_sign[] =
 	"  --delta-level N        zstd level of the delta (default 19)\n"
 	"  --delta-matcher M      auto (default), zstd or index: who finds the delta's\n"
 	"                         matches; auto is index for bases of 16 MiB and more\n"
-	"  --encrypt-to KEY.pub   encrypt the image for this X25519 recipient key (repeat:\n"
+	"  --encrypt-to KEY.pub   encrypt the image for this X25519 or P-256 key (repeat:\n"
 	"                         a product line's key, device keys; ota-keys enc-key-new);\n"
 	"                         the bundle then carries the ciphertext\n"
 	"  --recipient-name NAME  label of the matching --encrypt-to entry (default: its file)\n"

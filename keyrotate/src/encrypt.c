@@ -20,19 +20,17 @@
 #include "fleetota/crypto.h"
 #include "kr.h"
 
-enum ota_err kr_recipient_read(const char *path, struct kr_key_opts *opts, EVP_PKEY **ret_key,
-			       struct kr_diag *diag)
+/* A PEM public key, or a private one (the holder's, for rewrap and decrypt). */
+static enum ota_err recipient_file(const char *path, EVP_PKEY **ret_key, struct kr_diag *diag)
 {
 	uint8_t *file = NULL;
 	size_t len = 0;
-	(void)opts;
 	enum ota_err err = kr_file_read(path, KR_MAX_KEY_FILE_BYTES, &file, &len, diag);
 	if (err != OTA_OK)
 		return err;
 	BIO *bio = BIO_new_mem_buf(file, (int)len);
 	EVP_PKEY *key = bio ? PEM_read_bio_PUBKEY(bio, NULL, NULL, NULL) : NULL;
 	if (bio && !key) {
-		/* not a public key: a private one (the holder's, for rewrap) */
 		(void)BIO_reset(bio);
 		key = PEM_read_bio_PrivateKey(bio, NULL, NULL, NULL);
 	}
@@ -42,10 +40,27 @@ enum ota_err kr_recipient_read(const char *path, struct kr_key_opts *opts, EVP_P
 	free(file);
 	if (!key)
 		return kr_fail(diag, OTA_ERR_FORMAT, "%s: not a PEM key", path);
-	if (EVP_PKEY_get_id(key) != EVP_PKEY_X25519) {
+	*ret_key = key;
+	return OTA_OK;
+}
+
+enum ota_err kr_recipient_read(const char *path, struct kr_key_opts *opts, EVP_PKEY **ret_key,
+			       struct kr_diag *diag)
+{
+	EVP_PKEY *key = NULL;
+	/* a P-256 holder key in a token: the ECDH runs in it (libp11's engine) */
+	enum ota_err err = strncmp(path, "pkcs11:", 7) == 0
+				   ? kr_pkcs11_load(path, opts ? opts->pkcs11_module : NULL,
+						    opts ? opts->pin : NULL, &key, diag)
+				   : recipient_file(path, &key, diag);
+	if (err != OTA_OK)
+		return err;
+	enum ota_recipient_kind kind;
+	if (ota_crypt_key_kind(key, &kind) != OTA_OK) {
 		EVP_PKEY_free(key);
 		return kr_fail(diag, OTA_ERR_FORMAT,
-			       "%s: not an X25519 key (ota-keys enc-key-new makes one)", path);
+			       "%s: not an X25519 or P-256 key (ota-keys enc-key-new makes one)",
+			       path);
 	}
 	*ret_key = key;
 	return OTA_OK;
@@ -111,10 +126,13 @@ static Fleetota__V1__Encryption *encryption_copy(const Fleetota__V1__Encryption 
 		}
 		fleetota__v1__recipient__init(r);
 		enc->recipients[enc->n_recipients++] = r;
+		r->kind = s->kind;
 		r->key_id.data = dup_bytes(s->key_id.data, OTA_KEY_ID_BYTES);
 		r->key_id.len = OTA_KEY_ID_BYTES;
-		r->ephemeral_public.data = dup_bytes(s->ephemeral_public.data, OTA_X25519_BYTES);
-		r->ephemeral_public.len = OTA_X25519_BYTES;
+		/* the manifest was checked: the length is its kind's */
+		r->ephemeral_public.data =
+			dup_bytes(s->ephemeral_public.data, s->ephemeral_public.len);
+		r->ephemeral_public.len = s->ephemeral_public.len;
 		r->wrapped_key.data = dup_bytes(s->wrapped_key.data, OTA_WRAPPED_KEY_BYTES);
 		r->wrapped_key.len = OTA_WRAPPED_KEY_BYTES;
 		r->name = strdup(s->name ? s->name : "");
@@ -133,33 +151,34 @@ enum ota_err kr_recipient_add(Fleetota__V1__Encryption *enc,
 			      const char *name, struct kr_diag *diag)
 {
 	uint8_t id[OTA_KEY_ID_BYTES], context[OTA_CRYPT_WRAP_CONTEXT_BYTES];
-	uint8_t eph[OTA_X25519_BYTES], wrapped[OTA_WRAPPED_KEY_BYTES];
+	struct ota_crypt_wrapped w;
 	if (!name || strlen(name) > OTA_MAX_STRING_BYTES)
 		return kr_fail(diag, OTA_ERR_INVALID_ARG, "recipient name too long");
 	if (enc->n_recipients >= OTA_MAX_RECIPIENTS)
 		return kr_fail(diag, OTA_ERR_FORMAT, "more than %u recipients", OTA_MAX_RECIPIENTS);
 	enum ota_err err = ota_crypt_recipient_id(recipient, id);
 	if (err != OTA_OK)
-		return kr_fail(diag, err, "recipient %s is not an X25519 key", name);
+		return kr_fail(diag, err, "recipient %s is not an X25519 or P-256 key", name);
 	for (size_t i = 0; i < enc->n_recipients; i++) {
 		if (memcmp(enc->recipients[i]->key_id.data, id, sizeof(id)) == 0)
 			return kr_fail(diag, OTA_ERR_INVALID_ARG, "recipient %s is listed twice",
 				       name);
 	}
 	ota_crypt_wrap_context(id, enc->nonce_prefix.data, plaintext_sha256, context);
-	err = ota_crypt_wrap(recipient, context, key, eph, wrapped);
+	err = ota_crypt_wrap(recipient, context, key, &w);
 	if (err != OTA_OK)
 		return kr_fail(diag, err, "cannot wrap the content key for %s", name);
 	Fleetota__V1__Recipient *r = calloc(1, sizeof(*r));
 	if (!r)
 		return OTA_ERR_NOMEM;
 	fleetota__v1__recipient__init(r);
+	r->kind = (Fleetota__V1__RecipientKind)w.kind;
 	r->key_id.data = dup_bytes(id, sizeof(id));
 	r->key_id.len = sizeof(id);
-	r->ephemeral_public.data = dup_bytes(eph, sizeof(eph));
-	r->ephemeral_public.len = sizeof(eph);
-	r->wrapped_key.data = dup_bytes(wrapped, sizeof(wrapped));
-	r->wrapped_key.len = sizeof(wrapped);
+	r->ephemeral_public.data = dup_bytes(w.ephemeral, w.ephemeral_len);
+	r->ephemeral_public.len = w.ephemeral_len;
+	r->wrapped_key.data = dup_bytes(w.wrapped, sizeof(w.wrapped));
+	r->wrapped_key.len = sizeof(w.wrapped);
 	r->name = strdup(name);
 	/* owned by enc from here: kr_encryption_free releases a partial entry too */
 	enc->recipients[enc->n_recipients++] = r;
@@ -370,14 +389,14 @@ enum ota_err kr_content_key(const Fleetota__V1__Manifest *m, EVP_PKEY *holder,
 		return kr_fail(diag, OTA_ERR_INVALID_ARG, "the manifest's image is not encrypted");
 	enum ota_err err = ota_crypt_recipient_id(holder, id);
 	if (err != OTA_OK)
-		return kr_fail(diag, err, "the key is not an X25519 key");
+		return kr_fail(diag, err, "the key is not an X25519 or P-256 key");
 	for (size_t i = 0; i < enc->n_recipients; i++) {
 		const Fleetota__V1__Recipient *r = enc->recipients[i];
 		if (memcmp(r->key_id.data, id, sizeof(id)) != 0)
 			continue;
 		ota_crypt_wrap_context(id, enc->nonce_prefix.data, m->image->sha256.data, context);
-		err = ota_crypt_unwrap(holder, r->ephemeral_public.data, context,
-				       r->wrapped_key.data, key);
+		err = ota_crypt_unwrap(holder, r->ephemeral_public.data, r->ephemeral_public.len,
+				       context, r->wrapped_key.data, key);
 		if (err == OTA_OK)
 			err = ota_crypt_key_check(key, enc->nonce_prefix.data, check);
 		if (err == OTA_OK &&

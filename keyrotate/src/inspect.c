@@ -79,16 +79,29 @@ static json_t *signatures_json(const Fleetota__V1__Signed *env)
 	return arr;
 }
 
-/* The encryption block: recipients by label and key id, never a key. */
+static const char *recipient_kind_name(Fleetota__V1__RecipientKind kind)
+{
+	switch (kind) {
+	case FLEETOTA__V1__RECIPIENT_KIND__RECIPIENT_KIND_X25519:
+		return "x25519";
+	case FLEETOTA__V1__RECIPIENT_KIND__RECIPIENT_KIND_P256:
+		return "p256";
+	default:
+		return "unknown";
+	}
+}
+
+/* The encryption block: recipients by label, key id and kind, never a key. */
 static json_t *encryption_json(const Fleetota__V1__Encryption *e)
 {
 	json_t *rcpts = json_array();
 	for (size_t i = 0; rcpts && i < e->n_recipients; i++)
-		json_array_append_new(rcpts,
-				      json_pack("{s:o, s:o}", "name",
-						wire_string(e->recipients[i]->name), "key_id",
-						hex_string(e->recipients[i]->key_id.data,
-							   e->recipients[i]->key_id.len)));
+		json_array_append_new(
+			rcpts, json_pack("{s:o, s:o, s:s}", "name",
+					 wire_string(e->recipients[i]->name), "key_id",
+					 hex_string(e->recipients[i]->key_id.data,
+						    e->recipients[i]->key_id.len),
+					 "kind", recipient_kind_name(e->recipients[i]->kind)));
 	return json_pack("{s:s, s:o, s:o, s:o, s:o}", "alg", "aes256gcm-x25519-hkdf-aeskw",
 			 "ciphertext_sha256",
 			 hex_string(e->ciphertext_sha256.data, e->ciphertext_sha256.len),

@@ -381,7 +381,7 @@ enum ota_err kr_bundle_write_from(const char *path, const struct kr_bundle_parts
 
 /* ---- encrypt.c: encrypted images (fleetota/crypt.h) ---- */
 
-/* Reads an X25519 recipient key: a public key (SPKI PEM) or a private key (PEM). */
+/* Reads an X25519 or P-256 recipient key: a public key (SPKI PEM) or a private key (PEM). */
 enum ota_err kr_recipient_read(const char *path, struct kr_key_opts *opts, EVP_PKEY **ret_key,
 			       struct kr_diag *diag);
 

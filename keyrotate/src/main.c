@@ -25,7 +25,7 @@ static const char help_main[] =
 	"  verify        verify any signed object or bundle against a RootList\n"
 	"  inspect       show an object (--json)\n"
 	"  audit-verify  check the signing audit log's hash chain\n"
-	"  enc-key-new   generate an X25519 recipient key for encrypted images\n"
+	"  enc-key-new   generate an X25519 or P-256 recipient key for encrypted images\n"
 	"  rewrap        add (or drop) recipients of an encrypted bundle\n"
 	"  decrypt       decrypt an encrypted bundle's image with a recipient key\n";
 

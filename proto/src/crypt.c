@@ -17,6 +17,23 @@ uint64_t ota_crypt_ciphertext_size(uint64_t size, uint32_t chunk_bytes)
 	return size + chunks * OTA_CRYPT_TAG_BYTES;
 }
 
+_Static_assert((int)OTA_RECIPIENT_X25519 ==
+		       (int)FLEETOTA__V1__RECIPIENT_KIND__RECIPIENT_KIND_X25519,
+	       "kind values are the wire's");
+_Static_assert((int)OTA_RECIPIENT_P256 == (int)FLEETOTA__V1__RECIPIENT_KIND__RECIPIENT_KIND_P256,
+	       "kind values are the wire's");
+
+size_t ota_crypt_public_bytes(unsigned kind)
+{
+	switch (kind) {
+	case OTA_RECIPIENT_X25519:
+		return OTA_X25519_BYTES;
+	case OTA_RECIPIENT_P256:
+		return OTA_P256_POINT_BYTES;
+	}
+	return 0;
+}
+
 static bool bytes_len(const ProtobufCBinaryData *b, size_t len)
 {
 	return b->len == len && (len == 0 || b->data != NULL);
@@ -44,8 +61,10 @@ enum ota_err ota_encryption_check(const Fleetota__V1__Encryption *enc, uint64_t 
 		return OTA_ERR_FORMAT;
 	for (size_t i = 0; i < enc->n_recipients; i++) {
 		const Fleetota__V1__Recipient *r = enc->recipients[i];
-		if (!r || !bytes_len(&r->key_id, OTA_KEY_ID_BYTES) ||
-		    !bytes_len(&r->ephemeral_public, OTA_X25519_BYTES) ||
+		/* an unknown kind has length 0: refused with the entry */
+		size_t eph_len = r ? ota_crypt_public_bytes((unsigned)r->kind) : 0;
+		if (!r || eph_len == 0 || !bytes_len(&r->key_id, OTA_KEY_ID_BYTES) ||
+		    !bytes_len(&r->ephemeral_public, eph_len) ||
 		    !bytes_len(&r->wrapped_key, OTA_WRAPPED_KEY_BYTES) || !r->name ||
 		    strlen(r->name) > OTA_MAX_STRING_BYTES)
 			return OTA_ERR_FORMAT;

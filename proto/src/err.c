@@ -56,6 +56,8 @@ static const struct err_entry err_table[OTA__ERR_COUNT] = {
 				"delta is made from an image this device does not run"},
 	[OTA_ERR_DELTA_UNSUPPORTED] = {"OTA_ERR_DELTA_UNSUPPORTED",
 				       "delta encoding or size this device cannot apply"},
+	[OTA_ERR_KEY_ACCESS] = {"OTA_ERR_KEY_ACCESS",
+				"device's decryption key store cannot be used (token, login, PIN)"},
 };
 
 const char *ota_err_name(enum ota_err err)

@@ -317,6 +317,14 @@ EVP_PKEY *ota_fx_x25519_new(void)
 	return key;
 }
 
+EVP_PKEY *ota_fx_p256_new(void)
+{
+	EVP_PKEY *key = ota_crypt_keygen_kind(OTA_RECIPIENT_P256);
+	if (!key)
+		fx_die("P-256 keygen failed");
+	return key;
+}
+
 struct ota_fx_crypt *ota_fx_encrypt(const uint8_t *image, size_t len, uint32_t chunk_bytes,
 				    EVP_PKEY *const *recipients, size_t n_recipients)
 {
@@ -342,17 +350,18 @@ struct ota_fx_crypt *ota_fx_encrypt(const uint8_t *image, size_t len, uint32_t c
 	enc->recipients = fx_alloc(n_recipients * sizeof(*enc->recipients) + 1);
 	for (size_t i = 0; i < n_recipients; i++) {
 		uint8_t id[OTA_KEY_ID_BYTES], context[OTA_CRYPT_WRAP_CONTEXT_BYTES];
-		uint8_t eph[OTA_X25519_BYTES], wrapped[OTA_WRAPPED_KEY_BYTES];
+		struct ota_crypt_wrapped w;
 		Fleetota__V1__Recipient *r = fx_alloc(sizeof(*r));
 		fleetota__v1__recipient__init(r);
 		if (ota_crypt_recipient_id(recipients[i], id) != OTA_OK)
 			fx_die("recipient id failed");
 		ota_crypt_wrap_context(id, prefix, sha, context);
-		if (ota_crypt_wrap(recipients[i], context, c->key, eph, wrapped) != OTA_OK)
+		if (ota_crypt_wrap(recipients[i], context, c->key, &w) != OTA_OK)
 			fx_die("wrap failed");
+		r->kind = (Fleetota__V1__RecipientKind)w.kind;
 		fx_bytes(&r->key_id, id, sizeof(id));
-		fx_bytes(&r->ephemeral_public, eph, sizeof(eph));
-		fx_bytes(&r->wrapped_key, wrapped, sizeof(wrapped));
+		fx_bytes(&r->ephemeral_public, w.ephemeral, w.ephemeral_len);
+		fx_bytes(&r->wrapped_key, w.wrapped, sizeof(w.wrapped));
 		r->name = fx_strdup("fx-recipient");
 		enc->recipients[i] = r;
 	}

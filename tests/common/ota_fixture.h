@@ -164,6 +164,8 @@ struct ota_fx_crypt {
 
 /* A fresh X25519 recipient key. */
 EVP_PKEY *ota_fx_x25519_new(void);
+/* A fresh P-256 recipient key pair (caller frees). */
+EVP_PKEY *ota_fx_p256_new(void);
 /* Encrypts image in chunks of chunk_bytes for the recipients. Free with ota_fx_crypt_free. */
 struct ota_fx_crypt *ota_fx_encrypt(const uint8_t *image, size_t len, uint32_t chunk_bytes,
 				    EVP_PKEY *const *recipients, size_t n_recipients);

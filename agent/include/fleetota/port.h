@@ -141,10 +141,18 @@ struct ota_port_offer {
  */
 struct ota_key_unwrap_request {
 	const uint8_t *key_id; /* OTA_KEY_ID_BYTES: SHA-256 of the recipient's SPKI DER */
-	const uint8_t *ephemeral_public; /* 32 bytes, raw X25519 */
+	const uint8_t *ephemeral_public; /* X25519: 32 bytes raw; P-256: 65, uncompressed */
 	const uint8_t *wrapped_key; /* 40 bytes, RFC 3394 */
 	const uint8_t *context; /* HKDF info: recipient and artifact binding */
 	size_t context_len;
+	/*
+	 * The entry's key agreement (enum ota_recipient_kind of
+	 * fleetota/crypt.h: X25519 or P-256) and ephemeral_public's length
+	 * (ota_crypt_public_bytes(kind)). A held key of another kind with the
+	 * same id cannot exist (the id hashes the algorithm too).
+	 */
+	unsigned kind;
+	size_t ephemeral_public_len;
 };
 
 struct ota_port_ops {
@@ -261,12 +269,15 @@ struct ota_port_ops {
 	 * Optional (NULL: encrypted images are refused, OTA_ERR_UNSUPPORTED).
 	 * key_unwrap: the device's recipient keys (a device key, a product
 	 * line's key) stay behind this call, so a secure element, a TPM or
-	 * a PKCS#11 token may hold them and do the X25519 step inside.
+	 * a PKCS#11 token may hold them and do the ECDH step inside.
 	 * OTA_ERR_NOT_FOUND when the device holds no private key with
 	 * req->key_id (the core tries the next entry); OTA_OK with the
 	 * 32-byte content key in ret_key; OTA_ERR_KEY_UNWRAP when the key is
-	 * held and the entry does not unwrap with it. The core wipes ret_key
-	 * as soon as the cipher holds it; the port wipes its own copies.
+	 * held and the entry does not unwrap with it; OTA_ERR_KEY_ACCESS
+	 * when the key store cannot be used (token absent, login refused,
+	 * a wrong PIN): the core stops there and refuses the update with it.
+	 * The core wipes ret_key as soon as the cipher holds it; the port
+	 * wipes its own copies.
 	 */
 	enum ota_err (*key_unwrap)(void *ctx, const struct ota_key_unwrap_request *req,
 				   uint8_t ret_key[32]);

@@ -41,6 +41,10 @@ static const struct key_spec keys[] = {
 	STR_KEY(selftest_cmd),
 	STR_KEY(decrypt_key),
 	STR_KEY(product_key),
+	STR_KEY(pkcs11_module),
+	STR_KEY(pkcs11_token),
+	STR_KEY(pkcs11_key),
+	STR_KEY(pkcs11_pin_file),
 	{"server_pins", KEY_PINS, 0, 0},
 	{"slot_size", KEY_U64, offsetof(struct ota_config, slot_size), 0},
 	{"checkpoint_bytes", KEY_U64, offsetof(struct ota_config, checkpoint_bytes), 0},
@@ -250,6 +254,26 @@ enum ota_err ota_config_parse(const char *text, size_t len, struct ota_config *r
 	}
 	if (cfg.slot_size == 0) {
 		snprintf(err, OTA_CONFIG_ERR_BYTES, "slot_size must be positive");
+		return OTA_ERR_FORMAT;
+	}
+	/* a token key is named by all four keys or by none */
+	const char *p11[] = {"pkcs11_module", "pkcs11_token", "pkcs11_key", "pkcs11_pin_file"};
+	const char *p11_values[] = {cfg.pkcs11_module, cfg.pkcs11_token, cfg.pkcs11_key,
+				    cfg.pkcs11_pin_file};
+	for (size_t i = 0; i < 4; i++) {
+		if (p11_values[i][0] == '\0' && (cfg.pkcs11_module[0] || cfg.pkcs11_token[0] ||
+						 cfg.pkcs11_key[0] || cfg.pkcs11_pin_file[0])) {
+			snprintf(err, OTA_CONFIG_ERR_BYTES,
+				 "missing key '%s' (pkcs11_module, pkcs11_token, pkcs11_key and "
+				 "pkcs11_pin_file go together)",
+				 p11[i]);
+			return OTA_ERR_FORMAT;
+		}
+	}
+	/* CK_TOKEN_INFO's label field */
+	if (strlen(cfg.pkcs11_token) > 32) {
+		snprintf(err, OTA_CONFIG_ERR_BYTES,
+			 "pkcs11_token: a token label has at most 32 bytes");
 		return OTA_ERR_FORMAT;
 	}
 	*ret_config = cfg;

@@ -469,6 +469,12 @@ enum ota_err ota_linux_port_open(struct ota_linux_port *ctx, const struct ota_co
 	ctx->selftest_cmd = config->selftest_cmd[0] ? config->selftest_cmd : NULL;
 	ctx->unwrap_keys[0] = config->decrypt_key;
 	ctx->unwrap_keys[1] = config->product_key;
+	if (config->pkcs11_module[0]) {
+		ctx->pkcs11.module = config->pkcs11_module;
+		ctx->pkcs11.token = config->pkcs11_token;
+		ctx->pkcs11.key = config->pkcs11_key;
+		ctx->pkcs11.pin_file = config->pkcs11_pin_file;
+	}
 	if (ensure_dir(ctx->dir) != OTA_OK || !records_dir(ctx, dir, sizeof(dir)) ||
 	    ensure_dir(dir) != OTA_OK)
 		return OTA_ERR_STORAGE;

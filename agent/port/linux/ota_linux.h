@@ -33,6 +33,15 @@ struct ota_config {
 	/* encrypted images: PEM X25519 private keys (this device's, its product line's) */
 	char decrypt_key[OTA_CONFIG_MAX_PATH];
 	char product_key[OTA_CONFIG_MAX_PATH];
+	/*
+	 * encrypted images, a P-256 key in a PKCS#11 token (unwrap_pkcs11.c):
+	 * the module (.so), the token's label, the key pair's object label
+	 * (private and public objects), a file holding the user PIN
+	 */
+	char pkcs11_module[OTA_CONFIG_MAX_PATH];
+	char pkcs11_token[OTA_CONFIG_MAX_NAME];
+	char pkcs11_key[OTA_CONFIG_MAX_NAME];
+	char pkcs11_pin_file[OTA_CONFIG_MAX_PATH];
 	/* SHA-256 of the server's SubjectPublicKeyInfo, hex, comma separated */
 	uint8_t server_pins[OTA_CONFIG_MAX_PINS][OTA_SHA256_BYTES];
 	size_t n_server_pins;
@@ -75,6 +84,10 @@ struct ota_linux_port {
 	const volatile sig_atomic_t *stop; /* set by a signal handler: wait returns */
 	/* recipient key files (decrypt_key, product_key; "" = none), borrowed */
 	const char *unwrap_keys[2];
+	/* a recipient key in a PKCS#11 token (module NULL = none), borrowed */
+	struct ota_linux_pkcs11 {
+		const char *module, *token, *key, *pin_file;
+	} pkcs11;
 	/* slot_map: the running slot mapped read-only for a delta's base */
 	const void *map[OTA_SLOT_COUNT];
 	size_t map_len[OTA_SLOT_COUNT];
@@ -161,6 +174,21 @@ void ota_linux_wait(void *ctx, unsigned seconds);
  */
 enum ota_err ota_linux_key_unwrap(void *ctx, const struct ota_key_unwrap_request *req,
 				  uint8_t ret_key[OTA_CEK_BYTES]);
+
+/*
+ * The same for the P-256 key of a PKCS#11 token (unwrap_pkcs11.c): loads
+ * the module, finds the token by label and the public key object by
+ * label (its key id, no login yet: OTA_ERR_NOT_FOUND when it is not
+ * req->key_id), logs in with the PIN of p->pin_file, derives the ECDH
+ * secret in the token (CKM_ECDH1_DERIVE, the private key never leaves
+ * it), reads it once, destroys it, and unwraps in software. Everything
+ * is closed and the PIN and the secret wiped before it returns.
+ * OTA_ERR_KEY_ACCESS (one line on stderr with the PKCS#11 return value)
+ * when the module, token, key or login fails.
+ */
+enum ota_err ota_linux_pkcs11_unwrap(const struct ota_linux_pkcs11 *p,
+				     const struct ota_key_unwrap_request *req,
+				     uint8_t ret_key[OTA_CEK_BYTES]);
 
 /*
  * Post-install health (health.c; files in the state directory): the health

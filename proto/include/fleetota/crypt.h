@@ -31,6 +31,12 @@
 #define OTA_CRYPT_NONCE_BYTES OTA_GCM_NONCE_BYTES
 #define OTA_CRYPT_TAG_BYTES OTA_GCM_TAG_BYTES
 #define OTA_X25519_BYTES 32u
+/* A P-256 public key as an uncompressed point: 0x04 || x || y. */
+#define OTA_P256_POINT_BYTES 65u
+/* The ECDH result of P-256: the point's x-coordinate. */
+#define OTA_P256_SHARED_BYTES 32u
+/* The longest ephemeral public key of any recipient kind. */
+#define OTA_CRYPT_EPHEMERAL_MAX_BYTES OTA_P256_POINT_BYTES
 #define OTA_WRAPPED_KEY_BYTES 40u
 #define OTA_KEY_CHECK_BYTES 32u
 /* AAD of one chunk: label (17) + NUL + index (8) + last flag (1). */
@@ -47,6 +53,21 @@ enum ota_enc_alg {
 };
 
 /*
+ * Values equal the wire enum fleetota.v1.RecipientKind: the key agreement
+ * of one recipient entry (the rest of the construction is the same).
+ */
+enum ota_recipient_kind {
+	OTA_RECIPIENT_X25519 = 0,
+	OTA_RECIPIENT_P256 = 1,
+};
+
+/*
+ * Bytes of a public key (the entry's ephemeral_public, the recipient's
+ * own in the HKDF salt) of kind; 0 for a kind this build does not know.
+ */
+size_t ota_crypt_public_bytes(unsigned kind);
+
+/*
  * Ciphertext bytes of a plaintext of size bytes in chunks of chunk_bytes;
  * 0 when chunk_bytes is 0 or the result would exceed OTA_MAX_IMAGE_BYTES
  * plus its tags.
@@ -56,7 +77,8 @@ uint64_t ota_crypt_ciphertext_size(uint64_t size, uint32_t chunk_bytes);
 /*
  * The manifest's Encryption, shape-checked: known algorithm, field
  * lengths, chunk_bytes within limits, ciphertext_size consistent with the
- * plaintext size, 1..OTA_MAX_RECIPIENTS recipients with distinct key ids.
+ * plaintext size, 1..OTA_MAX_RECIPIENTS recipients with distinct key ids,
+ * each of a known kind with an ephemeral public key of its kind's length.
  * OTA_OK or OTA_ERR_FORMAT. (ota_manifest_parse calls it.)
  */
 enum ota_err ota_encryption_check(const Fleetota__V1__Encryption *enc, uint64_t plaintext_size);

@@ -48,6 +48,8 @@ enum ota_err {
 	OTA_ERR_DELTA_BASE = 33,
 	/* a delta this device cannot apply (algorithm, chunk size, no mapped slot) */
 	OTA_ERR_DELTA_UNSUPPORTED = 34,
+	/* the device's recipient key store (PKCS#11 token, TPM) cannot be used: wrong PIN, no token */
+	OTA_ERR_KEY_ACCESS = 35,
 	OTA__ERR_COUNT
 };
 

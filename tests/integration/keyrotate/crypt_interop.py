@@ -8,7 +8,10 @@ with the C side: protobuf is encoded by hand from ota.proto.
 
   crypt_interop.py decrypt BUNDLE RECIPIENT.key OUT
   crypt_interop.py bundle IMAGE RECIPIENT.pub OPKEY.key KEYLIST OUT.otab PRODUCT VERSION CODE
-  crypt_interop.py seed OUT     (a fuzz seed for tests/fuzz/fuzz_agent_decrypt.c)
+
+Recipient keys are X25519 (kind 0) or P-256 (kind 1: uncompressed points,
+Z = the ECDH x-coordinate), told apart by the PEM key's type.
+  crypt_interop.py seed OUT [p256]   (a fuzz seed for tests/fuzz/fuzz_agent_decrypt.c)
 """
 import hashlib
 import os
@@ -17,6 +20,7 @@ import sys
 import time
 
 from cryptography.hazmat.primitives import hashes, serialization
+from cryptography.hazmat.primitives.asymmetric import ec
 from cryptography.hazmat.primitives.asymmetric.x25519 import X25519PrivateKey, X25519PublicKey
 from cryptography.hazmat.primitives.ciphers.aead import AESGCM
 from cryptography.hazmat.primitives.kdf.hkdf import HKDF
@@ -81,8 +85,29 @@ def spki(pub):
     return pub.public_bytes(serialization.Encoding.DER, serialization.PublicFormat.SubjectPublicKeyInfo)
 
 
+KIND_X25519, KIND_P256 = 0, 1
+
+
+def kind_of(key):
+    return KIND_P256 if isinstance(key, (ec.EllipticCurvePrivateKey, ec.EllipticCurvePublicKey)) else KIND_X25519
+
+
 def raw(pub):
+    if kind_of(pub) == KIND_P256:
+        assert pub.curve.name == "secp256r1", "P-256 only"
+        return pub.public_bytes(serialization.Encoding.X962, serialization.PublicFormat.UncompressedPoint)
     return pub.public_bytes(serialization.Encoding.Raw, serialization.PublicFormat.Raw)
+
+
+def ecdh(priv, peer_raw):
+    """Z: X25519, or the x-coordinate of the P-256 point (what exchange returns)."""
+    if kind_of(priv) == KIND_P256:
+        return priv.exchange(ec.ECDH(), ec.EllipticCurvePublicKey.from_encoded_point(ec.SECP256R1(), peer_raw))
+    return priv.exchange(X25519PublicKey.from_public_bytes(peer_raw))
+
+
+def ephemeral_for(pub):
+    return ec.generate_private_key(ec.SECP256R1()) if kind_of(pub) == KIND_P256 else X25519PrivateKey.generate()
 
 
 def wrap_context(key_id, prefix, plain_sha):
@@ -149,8 +174,9 @@ def cmd_decrypt(bundle, key_path, out):
     for r in (parse(x) for x in enc.get(7, [])):
         if one(r, 1) != my_id:
             continue
+        assert one(r, 5, KIND_X25519) == kind_of(priv), "recipient kind"
         eph = one(r, 2)
-        shared = priv.exchange(X25519PublicKey.from_public_bytes(eph))
+        shared = ecdh(priv, eph)
         k = aes_key_unwrap(kek(shared, eph, raw(priv.public_key()), wrap_context(my_id, prefix, plain_sha)), one(r, 3))
         assert key_check(k, prefix) == one(enc, 6), "key check"
         plain = decrypt_chunks(k, prefix, ct, plain_size, chunk)
@@ -166,10 +192,11 @@ def encryption_block(image, recipients, chunk, key, prefix):
     entries = b""
     for pub in recipients:
         key_id = hashlib.sha256(spki(pub)).digest()
-        eph = X25519PrivateKey.generate()
+        eph = ephemeral_for(pub)
         eph_raw = raw(eph.public_key())
-        wrapped = aes_key_wrap(kek(eph.exchange(pub), eph_raw, raw(pub), wrap_context(key_id, prefix, plain_sha)), key)
-        entries += field(7, field(1, key_id) + field(2, eph_raw) + field(3, wrapped) + field(4, b"python"))
+        wrapped = aes_key_wrap(kek(ecdh(eph, raw(pub)), eph_raw, raw(pub), wrap_context(key_id, prefix, plain_sha)), key)
+        kind = field(5, KIND_P256) if kind_of(pub) == KIND_P256 else b""
+        entries += field(7, field(1, key_id) + field(2, eph_raw) + field(3, wrapped) + field(4, b"python") + kind)
     enc = (field(1, 1) + field(2, hashlib.sha256(ct).digest()) + field(3, len(ct)) + field(4, chunk)
            + field(5, prefix) + field(6, key_check(key, prefix)) + entries)
     return enc, ct
@@ -193,9 +220,9 @@ def cmd_bundle(image_path, rcpt_path, op_path, keylist_path, out, product, versi
         f.write(b"OTAB" + struct.pack(">I", len(header)) + header + ct)
 
 
-def cmd_seed(out):
+def cmd_seed(out, kind="x25519"):
     image = bytes(range(256)) * 10
-    pub = X25519PrivateKey.generate().public_key()
+    pub = (ec.generate_private_key(ec.SECP256R1()) if kind == "p256" else X25519PrivateKey.generate()).public_key()
     enc, ct = encryption_block(image, [pub], 256, b"\x42" * 32, b"fuzzseed")
     with open(out, "wb") as f:
         f.write(struct.pack(">IH", len(image), len(enc)) + enc + ct)

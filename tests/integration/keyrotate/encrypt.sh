@@ -74,6 +74,23 @@ ok "$KEYS" verify py.otab --rootlist "$R1"
 ok "$KEYS" decrypt --in py.otab --key dev1.key --out c.dec
 cmp fw.bin c.dec || die "ota-keys decrypted python's bundle into something else"
 
+# ---- P-256 recipients (a token's kind): ota-keys and python both ways ----
+ok "$KEYS" enc-key-new --out devp --type p256
+grep -q "BEGIN PUBLIC KEY" devp.pub || die "no P-256 public key"
+ok "$KEYS" sign --key op1.key --keylist kl1 --image fw.bin --product gw --version 1.0.0 \
+	--version-code 100 --encrypt-to product.pub --recipient-name product:gw \
+	--encrypt-to devp.pub --recipient-name device:devp --chunk-size 4096 --bundle-out p.otab
+[[ $(json p.otab '[.manifest.body.encryption.recipients[].kind] | join(",")') == x25519,p256 ]] ||
+	die "recipient kinds: $(json p.otab '[.manifest.body.encryption.recipients[].kind]')"
+ok "$KEYS" decrypt --in p.otab --key devp.key --out p.dec
+cmp fw.bin p.dec || die "P-256 entry decrypted into something else"
+ok $PY decrypt p.otab devp.key pyp.dec
+cmp fw.bin pyp.dec || die "python decrypted the P-256 entry into something else"
+ok $PY bundle fw.bin devp.pub op1.key kl1 pyp.otab gw 1.0.1 101
+ok "$KEYS" verify pyp.otab --rootlist "$R1"
+ok "$KEYS" decrypt --in pyp.otab --key devp.key --out cp.dec
+cmp fw.bin cp.dec || die "ota-keys decrypted python's P-256 bundle into something else"
+
 # ---- the device (Linux port) installs python's bundle with its decrypt_key ----
 cat >agent.conf <<CONF
 state_dir = $WORK/dev1
@@ -85,15 +102,15 @@ decrypt_key = $WORK/dev1.key
 CONF
 sed "s|dev1|dev2|g" agent.conf >agent2.conf
 ok "$AGENT" provision --config agent.conf --rootlist "$R1" --keylist kl1
-ok "$AGENT" install py.otab --config agent.conf
-ok "$AGENT" boot --config agent.conf
-ok "$AGENT" confirm --config agent.conf
-ok "$AGENT" status --json --config agent.conf
-[[ $(jq -r .installed.version_code out) == 101 ]] || die "device did not confirm 1.0.1: $(cat out)"
+agent_update "$AGENT" agent.conf py.otab 101
 # a device whose key is not a recipient refuses before the image, state unchanged
 ok "$AGENT" provision --config agent2.conf --rootlist "$R1" --keylist kl1
 "$AGENT" install py.otab --config agent2.conf >out 2>err && die "a device that is no recipient installed"
 cat out err | grep -q "^rejected: OTA_ERR_NOT_RECIPIENT: " || die "expected OTA_ERR_NOT_RECIPIENT: $(cat out err)"
 ok "$AGENT" status --json --config agent2.conf
 [[ $(jq -r .phase out) == idle ]] || die "refused install changed the phase: $(cat out)"
+# a file-held P-256 device key (decrypt_key) installs python's P-256 bundle
+sed "s|dev1|devp|g" agent.conf >agentp.conf
+ok "$AGENT" provision --config agentp.conf --rootlist "$R1" --keylist kl1
+agent_update "$AGENT" agentp.conf pyp.otab 101
 echo "encrypt: ok"

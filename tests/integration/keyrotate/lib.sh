@@ -78,3 +78,28 @@ if r.returncode != 0:
 print(resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss)
 PY
 }
+
+# softhsm_init: a SoftHSM2 token store private to this test ($WORK/tokens,
+# $SOFTHSM2_CONF); sets MODULE to the SoftHSM2 PKCS#11 module
+softhsm_init() {
+	MODULE=${SOFTHSM2_MODULE:-/usr/lib/softhsm/libsofthsm2.so}
+	[[ -r $MODULE ]] || die "SoftHSM2 module $MODULE missing (apt-get install softhsm2)"
+	mkdir -p "$WORK/tokens"
+	cat >"$WORK/softhsm2.conf" <<CONF
+directories.tokendir = $WORK/tokens
+objectstore.backend = file
+log.level = ERROR
+CONF
+	export SOFTHSM2_CONF=$WORK/softhsm2.conf
+}
+
+# agent_update AGENT CONF BUNDLE CODE: the device installs BUNDLE, boots it,
+# confirms it and runs version_code CODE (its status is left in $WORK/out)
+agent_update() {
+	ok "$1" install "$3" --config "$2"
+	ok "$1" boot --config "$2"
+	ok "$1" confirm --config "$2"
+	ok "$1" status --json --config "$2"
+	[[ $(jq -r .installed.version_code "$WORK/out") == "$4" ]] ||
+		die "device of $2 did not confirm $4: $(cat "$WORK/out")"
+}

@@ -6,15 +6,7 @@
 # ECDSA P-256 in the token: libp11 0.4.12 has no EdDSA support.
 . "$(dirname "$0")/lib.sh"
 
-MODULE=${SOFTHSM2_MODULE:-/usr/lib/softhsm/libsofthsm2.so}
-[[ -r $MODULE ]] || die "SoftHSM2 module $MODULE missing (apt-get install softhsm2)"
-mkdir -p tokens
-cat >softhsm2.conf <<CONF
-directories.tokendir = $WORK/tokens
-objectstore.backend = file
-log.level = ERROR
-CONF
-export SOFTHSM2_CONF=$WORK/softhsm2.conf
+softhsm_init
 export OTA_PKCS11_MODULE=$MODULE
 # libp11 keeps its static method tables to the end; not fleetota's leaks.
 # Slow unwinding, so the suppressed frames are seen through the unloaded engine.

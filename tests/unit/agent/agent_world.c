@@ -26,13 +26,16 @@ static enum ota_err world_unwrap(void *arg, const struct ota_key_unwrap_request 
 				 uint8_t ret_key[32])
 {
 	struct world *w = arg;
+	if (w->unwrap_refusal != OTA_OK)
+		return w->unwrap_refusal;
 	for (size_t i = 0; i < W_DEV_KEYS; i++) {
 		uint8_t id[OTA_KEY_ID_BYTES];
 		if (!w->dev_keys[i] || ota_crypt_recipient_id(w->dev_keys[i], id) != OTA_OK ||
 		    memcmp(id, req->key_id, sizeof(id)) != 0)
 			continue;
-		return ota_crypt_unwrap(w->dev_keys[i], req->ephemeral_public, req->context,
-					req->wrapped_key, ret_key);
+		return ota_crypt_unwrap(w->dev_keys[i], req->ephemeral_public,
+					req->ephemeral_public_len, req->context, req->wrapped_key,
+					ret_key);
 	}
 	return OTA_ERR_NOT_FOUND;
 }
@@ -99,7 +102,7 @@ void world_setup(struct world *w)
 	w->old = ota_fx_key_new(OTA_ALG_ED25519);
 	w->stranger = ota_fx_key_new(OTA_ALG_ED25519);
 	for (size_t i = 0; i < W_DEV_KEYS; i++)
-		w->dev_keys[i] = ota_fx_x25519_new();
+		w->dev_keys[i] = i == W_DEV_P256 ? ota_fx_p256_new() : ota_fx_x25519_new();
 	struct ota_fx_rootlist rs = {.version = 1,
 				     .threshold = 2,
 				     .keys = w->roots,

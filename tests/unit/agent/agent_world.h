@@ -24,8 +24,12 @@
 #define W_CHECKPOINT 4096u
 #define W_V1_LEN 8000u
 #define W_V2_LEN 20000u
-/* Recipient keys the device holds: [0] its own, [1] its product line's. */
-#define W_DEV_KEYS 2u
+/*
+ * Recipient keys the device holds: [0] its own, [1] its product line's
+ * (X25519), [2] a P-256 key (a token's kind, docs/porting.md).
+ */
+#define W_DEV_KEYS 3u
+#define W_DEV_P256 2u
 
 struct world {
 	EVP_PKEY *roots[3];
@@ -33,7 +37,9 @@ struct world {
 	EVP_PKEY *revoked;
 	EVP_PKEY *old;
 	EVP_PKEY *stranger;
-	EVP_PKEY *dev_keys[W_DEV_KEYS]; /* X25519, answered by the sim's key_unwrap */
+	EVP_PKEY *dev_keys[W_DEV_KEYS]; /* answered by the sim's key_unwrap */
+	/* when not OTA_OK, the sim's key_unwrap answers this (a token that refuses) */
+	enum ota_err unwrap_refusal;
 	Fleetota__V1__Signed *root1;
 	Fleetota__V1__Signed *kl1;
 	Fleetota__V1__Signed *kl2;

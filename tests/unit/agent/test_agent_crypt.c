@@ -117,13 +117,14 @@ static void test_product_line_key(void **state)
 	EVP_PKEY_free(keys[2]);
 }
 
-/* Refused by begin, before one image byte: the online path never fetches the image. */
-static void test_not_recipient(void **state)
+/*
+ * An image for strangers' keys only: refused by begin, before one image
+ * byte (the online path never fetches the image); then frees the keys.
+ */
+static void expect_not_recipient(struct world *w, EVP_PKEY **strangers, size_t n)
 {
-	struct world *w = *state;
-	EVP_PKEY *other = ota_fx_x25519_new();
 	struct enc_update u;
-	enc_update_make(w, &u, w->v2, sizeof(w->v2), &other, 1);
+	enc_update_make(w, &u, w->v2, sizeof(w->v2), strangers, n);
 	struct ota_fx_buf env = ota_fx_env_bytes(u.m);
 	assert_string_equal(
 		ota_err_name(ota_agent_begin(&w->agent, env.data, env.len, NULL, 0, NULL, NULL, 0)),
@@ -131,8 +132,15 @@ static void test_not_recipient(void **state)
 	assert_int_equal(ota_agent_image_size(&w->agent), 0);
 	ota_fx_buf_free(&env);
 	expect_enc_rejected(w, &u, OTA_ERR_NOT_RECIPIENT);
-	EVP_PKEY_free(other);
 	enc_update_free(&u);
+	for (size_t i = 0; i < n; i++)
+		EVP_PKEY_free(strangers[i]);
+}
+
+static void test_not_recipient(void **state)
+{
+	EVP_PKEY *other = ota_fx_x25519_new();
+	expect_not_recipient(*state, &other, 1);
 }
 
 /* The device's key id, but the key was wrapped for another key. */
@@ -166,9 +174,11 @@ static void test_wrong_content_key(void **state)
 	memset(other, 0x5a, sizeof(other));
 	SHA256(w->v2, sizeof(w->v2), sha);
 	ota_crypt_wrap_context(r->key_id.data, u.crypt->enc->nonce_prefix.data, sha, context);
-	assert_int_equal(ota_crypt_wrap(w->dev_keys[0], context, other, r->ephemeral_public.data,
-					r->wrapped_key.data),
-			 OTA_OK);
+	struct ota_crypt_wrapped wrapped;
+	assert_int_equal(ota_crypt_wrap(w->dev_keys[0], context, other, &wrapped), OTA_OK);
+	assert_int_equal(wrapped.ephemeral_len, r->ephemeral_public.len);
+	memcpy(r->ephemeral_public.data, wrapped.ephemeral, wrapped.ephemeral_len);
+	memcpy(r->wrapped_key.data, wrapped.wrapped, sizeof(wrapped.wrapped));
 	enc_update_resign(w, &u, w->v2, sizeof(w->v2));
 	struct ota_fx_buf env = ota_fx_env_bytes(u.m);
 	assert_string_equal(
@@ -460,6 +470,126 @@ static void test_one_slot_write_per_call(void **state)
 	ota_fx_crypt_free(crypt);
 }
 
+/* ---- P-256 recipients (a PKCS#11 token's or TPM's kind) ------------- */
+
+/* The device's P-256 key among an X25519 and a P-256 stranger. */
+static void test_p256_recipient(void **state)
+{
+	struct world *w = *state;
+	EVP_PKEY *keys[3] = {ota_fx_x25519_new(), ota_fx_p256_new(), w->dev_keys[W_DEV_P256]};
+	struct enc_update u;
+	enc_update_make(w, &u, w->v2, sizeof(w->v2), keys, 3);
+	assert_int_equal(u.crypt->enc->recipients[0]->kind,
+			 FLEETOTA__V1__RECIPIENT_KIND__RECIPIENT_KIND_X25519);
+	assert_int_equal(u.crypt->enc->recipients[2]->kind,
+			 FLEETOTA__V1__RECIPIENT_KIND__RECIPIENT_KIND_P256);
+	assert_int_equal(u.crypt->enc->recipients[2]->ephemeral_public.len, OTA_P256_POINT_BYTES);
+	world_update(w, u.m, u.crypt->ciphertext.data, u.crypt->ciphertext.len);
+	assert_running_v2(w);
+	enc_update_free(&u);
+	EVP_PKEY_free(keys[0]);
+	EVP_PKEY_free(keys[1]);
+}
+
+/* Only strangers' keys of both kinds: refused before one image byte. */
+static void test_p256_not_recipient(void **state)
+{
+	EVP_PKEY *keys[2] = {ota_fx_x25519_new(), ota_fx_p256_new()};
+	expect_not_recipient(*state, keys, 2);
+}
+
+/* An ephemeral point moved off the curve (signed as such): the unwrap refuses it. */
+static void test_p256_point_off_curve(void **state)
+{
+	struct world *w = *state;
+	struct enc_update u;
+	enc_update_make(w, &u, w->v2, sizeof(w->v2), &w->dev_keys[W_DEV_P256], 1);
+	u.crypt->enc->recipients[0]->ephemeral_public.data[OTA_P256_POINT_BYTES - 1] ^= 1;
+	enc_update_resign(w, &u, w->v2, sizeof(w->v2));
+	expect_enc_rejected(w, &u, OTA_ERR_KEY_UNWRAP);
+	enc_update_free(&u);
+}
+
+/* A kind that does not match the entry's key length, or no known kind: a malformed manifest. */
+static void test_recipient_kind_checked(void **state)
+{
+	struct world *w = *state;
+	const int kinds[] = {FLEETOTA__V1__RECIPIENT_KIND__RECIPIENT_KIND_X25519, 7};
+	for (size_t i = 0; i < 2; i++) {
+		struct enc_update u;
+		enc_update_make(w, &u, w->v2, sizeof(w->v2), &w->dev_keys[W_DEV_P256], 1);
+		u.crypt->enc->recipients[0]->kind = (Fleetota__V1__RecipientKind)kinds[i];
+		enc_update_resign(w, &u, w->v2, sizeof(w->v2));
+		expect_enc_rejected(w, &u, OTA_ERR_FORMAT);
+		enc_update_free(&u);
+	}
+	/* and an X25519 entry that claims to be P-256 */
+	struct enc_update u;
+	enc_update_make(w, &u, w->v2, sizeof(w->v2), &w->dev_keys[0], 1);
+	u.crypt->enc->recipients[0]->kind = FLEETOTA__V1__RECIPIENT_KIND__RECIPIENT_KIND_P256;
+	enc_update_resign(w, &u, w->v2, sizeof(w->v2));
+	expect_enc_rejected(w, &u, OTA_ERR_FORMAT);
+	enc_update_free(&u);
+}
+
+/*
+ * The key store refuses (a token with a wrong PIN): the port's
+ * OTA_ERR_KEY_ACCESS reaches the caller as such, nothing changed.
+ */
+static void test_key_store_refused(void **state)
+{
+	struct world *w = *state;
+	struct enc_update u;
+	enc_update_make(w, &u, w->v2, sizeof(w->v2), &w->dev_keys[W_DEV_P256], 1);
+	w->unwrap_refusal = OTA_ERR_KEY_ACCESS;
+	expect_enc_rejected(w, &u, OTA_ERR_KEY_ACCESS);
+	w->unwrap_refusal = OTA_OK;
+	world_update(w, u.m, u.crypt->ciphertext.data, u.crypt->ciphertext.len);
+	assert_running_v2(w);
+	enc_update_free(&u);
+}
+
+/*
+ * The token's path: ECDH done elsewhere (here by OpenSSL, as a token's
+ * C_DeriveKey would), then ota_crypt_unwrap_shared gives the same key.
+ */
+static void test_p256_unwrap_shared(void **state)
+{
+	struct world *w = *state;
+	EVP_PKEY *dev = w->dev_keys[W_DEV_P256];
+	uint8_t context[OTA_CRYPT_WRAP_CONTEXT_BYTES], key[OTA_CEK_BYTES], got[OTA_CEK_BYTES];
+	uint8_t shared[OTA_P256_SHARED_BYTES], own[OTA_CRYPT_EPHEMERAL_MAX_BYTES];
+	size_t shared_len = sizeof(shared), own_len = 0;
+	struct ota_crypt_wrapped wr;
+	EVP_PKEY *eph = NULL;
+	memset(context, 0x11, sizeof(context));
+	memset(key, 0x22, sizeof(key));
+	assert_int_equal(ota_crypt_wrap(dev, context, key, &wr), OTA_OK);
+	assert_int_equal(wr.kind, OTA_RECIPIENT_P256);
+	assert_int_equal(wr.ephemeral_len, OTA_P256_POINT_BYTES);
+	assert_int_equal(ota_crypt_public_from_raw(wr.kind, wr.ephemeral, wr.ephemeral_len, &eph),
+			 OTA_OK);
+	EVP_PKEY_CTX *ctx = EVP_PKEY_CTX_new(dev, NULL);
+	assert_non_null(ctx);
+	assert_int_equal(EVP_PKEY_derive_init(ctx), 1);
+	assert_int_equal(EVP_PKEY_derive_set_peer(ctx, eph), 1);
+	assert_int_equal(EVP_PKEY_derive(ctx, shared, &shared_len), 1);
+	assert_int_equal(shared_len, OTA_P256_SHARED_BYTES);
+	EVP_PKEY_CTX_free(ctx);
+	EVP_PKEY_free(eph);
+	assert_int_equal(ota_crypt_public_raw(dev, own, &own_len), OTA_OK);
+	assert_int_equal(own_len, OTA_P256_POINT_BYTES);
+	assert_int_equal(ota_crypt_unwrap_shared(shared, shared_len, wr.ephemeral, own, own_len,
+						 context, wr.wrapped, got),
+			 OTA_OK);
+	assert_memory_equal(got, key, sizeof(key));
+	/* and with another context (another artifact), it does not unwrap */
+	context[0] ^= 1;
+	assert_int_equal(ota_crypt_unwrap_shared(shared, shared_len, wr.ephemeral, own, own_len,
+						 context, wr.wrapped, got),
+			 OTA_ERR_KEY_UNWRAP);
+}
+
 #define T(fn) cmocka_unit_test_setup_teardown(fn, setup, teardown)
 
 int main(void)
@@ -484,6 +614,12 @@ int main(void)
 		T(test_bad_encryption_block),
 		T(test_resume_at_chunk_boundary),
 		T(test_one_slot_write_per_call),
+		T(test_p256_recipient),
+		T(test_p256_not_recipient),
+		T(test_p256_point_off_curve),
+		T(test_recipient_kind_checked),
+		T(test_key_store_refused),
+		T(test_p256_unwrap_shared),
 	};
 	return cmocka_run_group_tests(tests, NULL, NULL);
 }

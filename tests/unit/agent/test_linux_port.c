@@ -12,6 +12,9 @@
 #include <unistd.h>
 
 #include <cmocka.h>
+#include <openssl/pem.h>
+
+#include "fleetota/crypt_host.h"
 
 #include "ota_fixture.h"
 #include "ota_linux.h"
@@ -110,6 +113,98 @@ static void test_config_errors(void **state)
 	/* larger than the whole-file limit */
 	assert_int_equal(ota_config_parse(nul, OTA_CONFIG_MAX_BYTES + 1, &cfg, err),
 			 OTA_ERR_FORMAT);
+}
+
+/* A token key is named by all four pkcs11_* keys or by none. */
+static void test_config_pkcs11(void **state)
+{
+	(void)state;
+	struct ota_config cfg;
+	char err[OTA_CONFIG_ERR_BYTES];
+	const char *p11 = BASE "pkcs11_module = /lib/m.so\npkcs11_token = tok\n"
+			       "pkcs11_key = k1\npkcs11_pin_file = /etc/pin\n";
+	assert_int_equal(parse(p11, &cfg, err), OTA_OK);
+	assert_string_equal(cfg.pkcs11_module, "/lib/m.so");
+	assert_string_equal(cfg.pkcs11_token, "tok");
+	assert_string_equal(cfg.pkcs11_key, "k1");
+	assert_string_equal(cfg.pkcs11_pin_file, "/etc/pin");
+	expect_error(BASE "pkcs11_module = /lib/m.so\npkcs11_token = tok\npkcs11_key = k1\n",
+		     "missing key 'pkcs11_pin_file'");
+	expect_error(BASE "pkcs11_pin_file = /etc/pin\n", "missing key 'pkcs11_module'");
+	expect_error(BASE "pkcs11_module = /m.so\npkcs11_key = k\npkcs11_pin_file = /p\n"
+			  "pkcs11_token = 123456789012345678901234567890123\n",
+		     "at most 32 bytes");
+}
+
+/*
+ * The port's key_unwrap: a file-held P-256 key unwraps its entry; a token
+ * whose module cannot be loaded is OTA_ERR_KEY_ACCESS for a P-256 entry
+ * and is never asked about an X25519 one (the files answer those).
+ */
+static void test_port_unwrap_p256_and_token(void **state)
+{
+	(void)state;
+	char dir[] = "/tmp/ota-lx-unwrap.XXXXXX";
+	char text[2048], key_path[256], err[OTA_CONFIG_ERR_BYTES];
+	assert_non_null(mkdtemp(dir));
+	snprintf(key_path, sizeof(key_path), "%s/dev.key", dir);
+	EVP_PKEY *dev = ota_fx_p256_new();
+	FILE *f = fopen(key_path, "w");
+	assert_non_null(f);
+	assert_int_equal(PEM_write_PrivateKey(f, dev, NULL, NULL, 0, NULL, NULL), 1);
+	fclose(f);
+
+	uint8_t id[OTA_KEY_ID_BYTES], context[OTA_CRYPT_WRAP_CONTEXT_BYTES];
+	uint8_t key[OTA_CEK_BYTES], got[OTA_CEK_BYTES];
+	struct ota_crypt_wrapped w;
+	memset(context, 7, sizeof(context));
+	memset(key, 9, sizeof(key));
+	assert_int_equal(ota_crypt_recipient_id(dev, id), OTA_OK);
+	assert_int_equal(ota_crypt_wrap(dev, context, key, &w), OTA_OK);
+	struct ota_key_unwrap_request req = {
+		.key_id = id,
+		.ephemeral_public = w.ephemeral,
+		.wrapped_key = w.wrapped,
+		.context = context,
+		.context_len = sizeof(context),
+		.kind = w.kind,
+		.ephemeral_public_len = w.ephemeral_len,
+	};
+
+	struct ota_config cfg;
+	struct ota_linux_port ctx;
+	struct ota_port port;
+	snprintf(text, sizeof(text),
+		 "state_dir = %s/s\ndevice_id = d\nmodel = m\nhw_revision = r\n"
+		 "decrypt_key = %s\n",
+		 dir, key_path);
+	assert_int_equal(parse(text, &cfg, err), OTA_OK);
+	assert_int_equal(ota_linux_port_open(&ctx, &cfg, &port), OTA_OK);
+	assert_int_equal(port.ops->key_unwrap(port.ctx, &req, got), OTA_OK);
+	assert_memory_equal(got, key, sizeof(key));
+	id[0] ^= 1; /* not this device's key id */
+	assert_int_equal(port.ops->key_unwrap(port.ctx, &req, got), OTA_ERR_NOT_FOUND);
+	id[0] ^= 1;
+	ota_linux_port_close(&ctx);
+
+	/* the same with a token configured that cannot be loaded */
+	snprintf(text + strlen(text), sizeof(text) - strlen(text),
+		 "pkcs11_module = %s/none.so\npkcs11_token = t\npkcs11_key = k\n"
+		 "pkcs11_pin_file = %s/pin\n",
+		 dir, dir);
+	assert_int_equal(parse(text, &cfg, err), OTA_OK);
+	assert_int_equal(ota_linux_port_open(&ctx, &cfg, &port), OTA_OK);
+	assert_int_equal(port.ops->key_unwrap(port.ctx, &req, got), OTA_ERR_KEY_ACCESS);
+	/* another device's X25519 entry: the token is not asked, no file key has its id */
+	req.kind = OTA_RECIPIENT_X25519;
+	req.ephemeral_public_len = OTA_X25519_BYTES;
+	id[0] ^= 1;
+	assert_int_equal(port.ops->key_unwrap(port.ctx, &req, got), OTA_ERR_NOT_FOUND);
+	ota_linux_port_close(&ctx);
+
+	EVP_PKEY_free(dev);
+	snprintf(text, sizeof(text), "rm -rf %s", dir);
+	assert_int_equal(system(text), 0);
 }
 
 /* A port on state_dir, 100-byte slots (cfg must outlive it: the port borrows). */
@@ -352,6 +447,8 @@ int main(void)
 	const struct CMUnitTest tests[] = {
 		cmocka_unit_test(test_config_valid),
 		cmocka_unit_test(test_config_errors),
+		cmocka_unit_test(test_config_pkcs11),
+		cmocka_unit_test(test_port_unwrap_p256_and_token),
 		cmocka_unit_test(test_port_records_and_slots),
 		cmocka_unit_test(test_port_slot_writer),
 		cmocka_unit_test(test_port_health),
