@@ -9,9 +9,16 @@
 #   scripts/mosquitto.sh start  DIR PORT PKI_DIR   (PKI_DIR made by scripts/pki.sh)
 #   scripts/mosquitto.sh stop   DIR
 #   scripts/mosquitto.sh status DIR
-#   scripts/mosquitto.sh reload DIR   re-writes the ACL from PKI_DIR/servers/,
-#                         then SIGHUP: new handshakes use the current CRL,
-#                         CA bundle and broker certificate; nobody is dropped
+#   scripts/mosquitto.sh reload DIR   applies PKI_DIR as it is now: re-writes
+#                         the ACL (server identities from PKI_DIR/servers/,
+#                         a deny of its status topic for every device whose
+#                         certificate is revoked), then SIGHUP: new handshakes
+#                         use the current CRL, CA bundle and broker
+#                         certificate, and the ACL applies to live sessions
+#                         at once (a revoked device's next report is refused);
+#                         then the live sessions of the devices revoked since
+#                         the last reload are closed (kick). Nobody else is
+#                         dropped.
 #   scripts/mosquitto.sh kick DIR DEVICE_ID...
 #                         closes the live sessions of these devices (after a
 #                         revoke + reload: they cannot come back). Takes each
@@ -47,18 +54,64 @@ acl_users() {
 	done
 }
 
-# The ACL: the device patterns, then one block per server identity and one
-# per observer (a test's read-only witness of the cmd topics: it may publish
-# nowhere, not even to the status topic the device pattern would give it).
+# revoked_devices PKI: the device ids whose certificate the device CA's
+# revocation index (pki.sh revoke) lists, one a line; an id whose
+# PKI/devices/ID.crt is a newer certificate (another serial) is not.
+revoked_devices() {
+	local pki=$1 status serial subject id crt
+	[[ -f "$pki/device-ca.index" ]] || return 0
+	while IFS=$'\t' read -r status _ _ serial _ subject; do
+		[[ $status == R && $subject == */CN=* ]] || continue
+		id=${subject##*/CN=}
+		crt="$pki/devices/$id.crt"
+		if [[ -f "$crt" ]] &&
+			[[ $(openssl x509 -in "$crt" -noout -serial | cut -d= -f2) != "$serial" ]]; then
+			continue
+		fi
+		echo "$id"
+	done <"$pki/device-ca.index" | sort -u
+}
+
+# The ACL: the device patterns, then one block per server identity, one per
+# observer (a test's read-only witness of the cmd topics: it may publish
+# nowhere, not even to the status topic the device pattern would give it)
+# and one per revoked device (a deny of its status topic: mosquitto applies
+# the ACL to live sessions on SIGHUP, so its next report is refused even
+# before its session is closed).
 write_acl() {
-	local pki=$1
+	local pki=$1 id
 	{
 		cat "$here/mosquitto.acl"
 		acl_users "$pki/servers" ota-server: "write fleetota/v1/+/cmd" "read fleetota/v1/+/status"
 		acl_users "$pki/observers" ota-observer: "read fleetota/v1/+/cmd" "deny fleetota/v1/+/status"
+		for id in $(revoked_devices "$pki"); do
+			printf '\n# revoked (%s)\nuser %s\ntopic deny fleetota/v1/%s/status\n' \
+				"$pki/device-ca.index" "$id" "$id"
+		done
 	} >"$dir/acl.tmp"
 	mv "$dir/acl.tmp" "$dir/acl"
 }
+
+# kick_devices PKI PORT ID...: closes the live sessions of these devices
+kick_devices() {
+	local pki=$1 port=$2 id rc
+	shift 2
+	for id in "$@"; do
+		"$here/pki.sh" takeover-cert "$pki" "$id" "$dir/takeover"
+		# MQTT 5, clean start, session expiry 0: the broker closes the
+		# device's connection (same client id) and drops its session when
+		# we leave; -E leaves once the subscription is acknowledged.
+		rc=0
+		mosquitto_sub -V 5 -h 127.0.0.1 -p "$port" --cafile "$pki/server-ca.crt" \
+			--cert "$dir/takeover.crt" --key "$dir/takeover.key" -i "$id" \
+			-t "fleetota/v1/$id/cmd" -E -W 10 >/dev/null || rc=$?
+		rm -f "$dir/takeover.crt" "$dir/takeover.key"
+		((rc == 0)) || { echo "mosquitto.sh: kick $id failed ($rc)" >&2; return 1; }
+		echo "kicked $id"
+	done
+}
+
+listen_port() { sed -n 's/^listener \([0-9]*\) .*/\1/p' "$dir/mosquitto.conf"; }
 
 write_config() { # PORT PKI BIND
 	local port=$1 pki=$2 bind=$3
@@ -68,6 +121,8 @@ write_config() { # PORT PKI BIND
 		"$here/mosquitto.conf.in" >"$dir/mosquitto.conf"
 	echo "$pki" >"$dir/pki-dir"
 	write_acl "$pki"
+	# a device revoked before the start has no session to close
+	revoked_devices "$pki" >"$dir/revoked"
 }
 
 reloads() { grep -c "Reloading config" "$dir/mosquitto.log" 2>/dev/null || true; }
@@ -106,37 +161,33 @@ start)
 reload)
 	pid=$(pid_of) || { echo "mosquitto.sh: not running" >&2; exit 1; }
 	write_acl "$(cat "$dir/pki-dir")"
-	if [[ ! -f "$dir/mosquitto.log" ]]; then # logging elsewhere (a container)
+	if [[ -f "$dir/mosquitto.log" ]]; then
+		before=$(reloads)
 		kill -HUP "$pid"
-		exit 0
+		reloaded=0
+		for _ in $(seq 1 100); do
+			(($(reloads) > before)) && { reloaded=1; break; }
+			sleep 0.05
+		done
+		((reloaded)) || { echo "mosquitto.sh: no reload seen in $dir/mosquitto.log" >&2; exit 1; }
+	else # logging elsewhere (a container): give it a moment
+		kill -HUP "$pid"
+		sleep 1
 	fi
-	before=$(reloads)
-	kill -HUP "$pid"
-	for _ in $(seq 1 100); do
-		(($(reloads) > before)) && exit 0
-		sleep 0.05
-	done
-	echo "mosquitto.sh: no reload seen in $dir/mosquitto.log" >&2
-	exit 1
+	# The devices revoked since the last reload: their live sessions end now
+	# (the CRL keeps them from coming back). DIR/revoked holds the ones done.
+	pki=$(cat "$dir/pki-dir")
+	touch "$dir/revoked"
+	mapfile -t fresh < <(comm -13 "$dir/revoked" <(revoked_devices "$pki"))
+	((${#fresh[@]} > 0)) || exit 0
+	kick_devices "$pki" "$(listen_port)" "${fresh[@]}" || exit 1
+	sort -u "$dir/revoked" <(printf '%s\n' "${fresh[@]}") >"$dir/revoked.tmp"
+	mv "$dir/revoked.tmp" "$dir/revoked"
 	;;
 kick)
 	shift 2
 	pid_of >/dev/null || { echo "mosquitto.sh: not running" >&2; exit 1; }
-	pki=$(cat "$dir/pki-dir")
-	port=$(sed -n 's/^listener \([0-9]*\) .*/\1/p' "$dir/mosquitto.conf")
-	for id in "$@"; do
-		"$here/pki.sh" takeover-cert "$pki" "$id" "$dir/takeover"
-		# MQTT 5, clean start, session expiry 0: the broker closes the
-		# device's connection (same client id) and drops its session when
-		# we leave; -E leaves once the subscription is acknowledged.
-		rc=0
-		mosquitto_sub -V 5 -h 127.0.0.1 -p "$port" --cafile "$pki/server-ca.crt" \
-			--cert "$dir/takeover.crt" --key "$dir/takeover.key" -i "$id" \
-			-t "fleetota/v1/$id/cmd" -E -W 10 >/dev/null || rc=$?
-		rm -f "$dir/takeover.crt" "$dir/takeover.key"
-		((rc == 0)) || { echo "mosquitto.sh: kick $id failed ($rc)" >&2; exit 1; }
-		echo "kicked $id"
-	done
+	kick_devices "$(cat "$dir/pki-dir")" "$(listen_port)" "$@"
 	;;
 stop)
 	pid=$(pid_of) || exit 0

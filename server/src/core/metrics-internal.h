@@ -96,6 +96,7 @@ struct srv_metrics {
 	uint64_t db_timeouts; /* of db_errors: deadlines passed */
 	uint64_t db_refusals; /* statements that refused client input (SQLSTATE FO, 22, 23) */
 	uint64_t mqtt_reconnects;
+	uint64_t mqtt_short_sessions; /* MQTT connections lost soon after being made */
 	struct srv_histogram latency; /* device listener requests */
 	struct srv_conn_metrics conns[SRV__LISTENER_COUNT]; /* the listeners' guard */
 	struct srv_tls_metrics tls; /* the device listener's handshakes */

@@ -157,6 +157,10 @@ int srv_metrics_render(const struct srv_metrics *m, struct evbuffer *out)
 	COUNTER("mqtt_reconnects_total",
 		"MQTT connections re-established after a loss (the first connect excluded).",
 		m->mqtt_reconnects);
+	COUNTER("mqtt_short_sessions_total",
+		"MQTT connections lost within 30 s of being made (another process with this "
+		"server's MQTT identity taking the session over does this).",
+		m->mqtt_short_sessions);
 	evbuffer_add_printf(out, "# HELP fleetota_rejections_total Refused requests and reports.\n"
 				 "# TYPE fleetota_rejections_total counter\n");
 	for (int i = 0; i < SRV__REJECT_COUNT; i++)
