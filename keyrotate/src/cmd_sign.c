@@ -392,7 +392,7 @@ int cli_cmd_sign(int argc, char **argv)
 	    (err = cli_sign_envelope(&c, env, OTA_OBJ_MANIFEST, spec.version_code, signing.key,
 				     NULL)) != OTA_OK)
 		goto cli_fail;
-	/* the device's own check, before anything is written */
+	/* the device's own check, before the bundle is committed */
 	Fleetota__V1__Manifest *m = NULL;
 	struct ota_arena *marena;
 	if ((err = kr_verifier_arena(&v, OTA_DECODE_ARENA_BYTES, &marena)) != OTA_OK)
