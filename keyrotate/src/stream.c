@@ -37,13 +37,14 @@ struct stream {
 };
 
 /*
- * One write per buffer: on Linux 6.18 a 1 MiB write costs less kernel
- * time than sixteen of 64 KiB (docs/bench.md, "Where the time goes").
+ * In 64 KiB pieces: one 1 MiB write makes the page cache take large
+ * folios, three times the kernel time on this project's KVM machines
+ * (docs/agent.md, "Staging speed").
  */
 static int write_all_at(int fd, const uint8_t *buf, size_t len)
 {
 	while (len > 0) {
-		ssize_t put = write(fd, buf, len);
+		ssize_t put = write(fd, buf, len < 65536u ? len : 65536u);
 		if (put < 0 && errno == EINTR)
 			continue;
 		if (put <= 0)

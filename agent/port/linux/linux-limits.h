@@ -31,8 +31,11 @@
 /* Buffers in flight in the slot writer and in the read-ahead. */
 #define OTA_SLOT_WRITER_RING 4u
 #define OTA_READAHEAD_RING 4u
-/* The slot writer's largest pwrite: a whole buffer (see slot_writer.c). */
-#define OTA_SLOT_WRITER_PWRITE_BYTES (1024u * 1024u)
+/*
+ * The slot writer writes in pieces of this size: one 1 MiB pwrite makes the
+ * page cache take it all at once (see slot_writer.c).
+ */
+#define OTA_SLOT_WRITER_PWRITE_BYTES (64u * 1024u)
 /* Paths under the state directory: the directory plus a file name. */
 #define OTA_LINUX_STATE_PATH_BYTES (OTA_CONFIG_MAX_PATH + 32u)
 #define OTA_LINUX_RECORDS_DIR_BYTES (OTA_CONFIG_MAX_PATH + 16u)

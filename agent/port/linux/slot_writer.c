@@ -43,10 +43,12 @@ struct ota_slot_writer {
 };
 
 /*
- * In pieces of PWRITE_BYTES (a whole buffer): on Linux 6.18 one 1 MiB
- * pwrite costs a fifth less kernel time than sixteen of 64 KiB (0.205
- * against 0.260 CPU s of system time per 256 MiB install, docs/bench.md;
- * the large folios that once made it three times dearer no longer do).
+ * In pieces of PWRITE_BYTES: one 1 MiB pwrite makes the page cache take
+ * large folios, which cost three times the kernel time here (a KVM guest:
+ * 0.6 s against 0.2 s of system time for 256 MiB, docs/bench.md). Not
+ * always: at load 15-18 1 MiB pieces took a fifth less system time, at
+ * load 28-55 three to four times more (0.49-0.58 against 0.14 s per
+ * 256 MiB); 64 KiB is the choice whose worst case is mild.
  */
 #define PWRITE_BYTES OTA_SLOT_WRITER_PWRITE_BYTES
 
