@@ -18,7 +18,7 @@ static const char help_sign[] =
 	"                     --version SEMVER --version-code N [options]\n"
 	"                     [--manifest-out FILE] [--bundle-out FILE.otab]\n"
 	"Signs a firmware image into a Signed manifest and/or an .otab bundle. The image\n"
-	"is streamed (constant memory) and hashed again while the bundle is written.\n"
+	"is streamed once (constant memory): hashed as it is written into the bundle.\n"
 	"The operational key must be in the KeyList (OTA_ERR_KEY_UNKNOWN) and valid at\n"
 	"--issued (OTA_ERR_KEY_EXPIRED).\n"
 	"  --hw-rev REV           hardware revision (repeat; none = any revision)\n"
