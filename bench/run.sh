@@ -16,6 +16,8 @@
 #            dd of the same bundle to a file on the same filesystem with
 #            fsync (the I/O floor); the same image encrypted (AES-256-GCM,
 #            product-line key) against the plain install; `ota-keys sign`
+#            of the image into a bundle (one read: hashed as it is written)
+#            against sha256
 #   verify   manifest verifications/s through libotaproto (bench/verify.c:
 #            envelope decode + ota_manifest_verify against a KeyList),
 #            Ed25519 and ECDSA P-256, against `openssl speed` verify/s

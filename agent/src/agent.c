@@ -1216,25 +1216,38 @@ static enum ota_err plain_write(struct ota_agent *agent, const void *data, size_
  * or sooner where the work area is full or a checkpoint is due at a chunk
  * end: an encrypted install makes about as many slot writes as a plain
  * one fed the same pieces (before, every chunk boundary split a write in
- * two, docs/bench.md).
+ * two, docs/bench.md). A port that lends its own buffer (slot_buffer)
+ * gets the plaintext decrypted straight into it: no copy in slot_write.
  */
 static enum ota_err decrypt_write(struct ota_agent *agent, const uint8_t *in, size_t len)
 {
 	struct ota_install *inst = &agent->install;
-	size_t have = 0; /* plaintext in the work area, not yet written */
+	size_t have = 0; /* plaintext in out, not yet written */
+	uint8_t *out = NULL;
+	size_t cap = 0;
 	while (len > 0) {
 		size_t used = 0, made = 0;
 		bool chunk_end = false;
 		uint64_t index = inst->dec.index;
 		enum ota_err err = OTA_OK;
-		if (have < agent->work_len)
-			err = ota_decrypt_feed(&inst->dec, in, len, agent->work + have,
-					       agent->work_len - have, &used, &made, &chunk_end);
+		if (have == 0) {
+			out = agent->port.ops->slot_buffer
+				      ? agent->port.ops->slot_buffer(agent->port.ctx, inst->slot,
+								     inst->written, &cap)
+				      : NULL;
+			if (!out || cap == 0) {
+				out = agent->work;
+				cap = agent->work_len;
+			}
+		}
+		if (have < cap)
+			err = ota_decrypt_feed(&inst->dec, in, len, out + have, cap - have, &used,
+					       &made, &chunk_end);
 		have += made;
 		bool due = chunk_end &&
 			   inst->since_checkpoint + have >= agent->config.checkpoint_bytes;
-		if (err == OTA_OK && (len == used || have == agent->work_len || due)) {
-			err = plain_write(agent, agent->work, have, due);
+		if (err == OTA_OK && (len == used || have == cap || due)) {
+			err = plain_write(agent, out, have, due);
 			have = 0;
 		}
 		if (err == OTA_ERR_DECRYPT)

@@ -18,7 +18,7 @@ static const char help_sign[] =
 	"                     --version SEMVER --version-code N [options]\n"
 	"                     [--manifest-out FILE] [--bundle-out FILE.otab]\n"
 	"Signs a firmware image into a Signed manifest and/or an .otab bundle. The image\n"
-	"is streamed (constant memory) and hashed again while the bundle is written.\n"
+	"is streamed once (constant memory): hashed as it is written into the bundle.\n"
 	"The operational key must be in the KeyList (OTA_ERR_KEY_UNKNOWN) and valid at\n"
 	"--issued (OTA_ERR_KEY_EXPIRED).\n"
 	"  --hw-rev REV           hardware revision (repeat; none = any revision)\n"
@@ -65,6 +65,52 @@ static int parse_fixes(const char *arg, struct kr_manifest_spec *spec)
 	    cli_parse_u64(dash + 1, &spec->fixes_version_code_max))
 		return EXIT_USAGE;
 	return 0;
+}
+
+/* The DER length an ECDSA P-256 signature has most often (70..72 bytes). */
+#define SIGN_P256_SIG_GUESS 71u
+#define SIGN_ED25519_SIG_BYTES 64u
+
+/*
+ * Where the image will start in the bundle: after the prefix and a header
+ * like the final one. Its manifest differs only in the digest (the same
+ * length) and, if the image changes size before it is read, in the size;
+ * its signature is a placeholder of the length the key's algorithm gives
+ * (most often, for ECDSA). A wrong guess costs a second pass, not a wrong
+ * bundle (kr_bundle_commit).
+ */
+static enum ota_err expected_offset(const struct kr_manifest_spec *spec, const char *image,
+				    enum ota_alg alg, const uint8_t key_id[OTA_KEY_ID_BYTES],
+				    const struct kr_bundle_parts *parts, uint64_t *ret_offset,
+				    struct kr_diag *diag)
+{
+	static const uint8_t zero[OTA_SHA256_BYTES];
+	uint8_t placeholder[OTA_MAX_SIG_BYTES] = {0};
+	struct stat st;
+	uint8_t *body = NULL;
+	size_t body_len = 0;
+	/* an image that cannot be stat'ed fails when it is opened, with its error */
+	uint64_t size = stat(image, &st) == 0 && st.st_size > 0 ? (uint64_t)st.st_size : 1u;
+	enum ota_err err = kr_manifest_build(spec, zero, size, &body, &body_len, diag);
+	if (err != OTA_OK)
+		return err;
+	Fleetota__V1__Signature sig = FLEETOTA__V1__SIGNATURE__INIT;
+	Fleetota__V1__Signature *sigs[1] = {&sig};
+	sig.key_id.data = (uint8_t *)key_id;
+	sig.key_id.len = OTA_KEY_ID_BYTES;
+	sig.alg = (Fleetota__V1__Algorithm)alg;
+	sig.sig.data = placeholder;
+	sig.sig.len = alg == OTA_ALG_ED25519 ? SIGN_ED25519_SIG_BYTES : SIGN_P256_SIG_GUESS;
+	Fleetota__V1__Signed env = FLEETOTA__V1__SIGNED__INIT;
+	env.body.data = body;
+	env.body.len = body_len;
+	env.signatures = sigs;
+	env.n_signatures = 1;
+	struct kr_bundle_parts guess = *parts;
+	guess.manifest = &env;
+	err = kr_bundle_data_offset(&guess, ret_offset, diag);
+	free(body);
+	return err;
 }
 
 int cli_cmd_sign(int argc, char **argv)
@@ -123,6 +169,7 @@ int cli_cmd_sign(int argc, char **argv)
 	struct kr_delta_hashes delta_hashes;
 	char delta_path[KR_MAX_PATH_BYTES] = "";
 	int delta_matcher = OTA_DELTA_MATCH_AUTO;
+	struct kr_bundle_stage stage = {.fd = -1};
 
 	kr_verifier_init(&v, 0);
 	while ((opt = cli_next_option(argc, argv, "", options, &c, help_sign, &rc)) > 0) {
@@ -306,8 +353,30 @@ int cli_cmd_sign(int argc, char **argv)
 	const char *payload = image;
 	const uint8_t *payload_sha = sha;
 	uint64_t payload_size = 0;
-	if ((err = kr_image_hash(image, sha, &size, &c.diag)) != OTA_OK)
+	struct kr_bundle_parts parts = {
+		.keylist = no_keylist ? NULL : kenv,
+		.rootlist = renv,
+		.rootlist_chain = (const Fleetota__V1__Signed *const *)chain_envs,
+		.n_rootlist_chain = chain.n,
+	};
+	/*
+	 * A plain image goes into the bundle as it is hashed: one read of the
+	 * image, and the bundle holds exactly the bytes that were hashed
+	 * (docs/bench.md, "Signing in one pass").
+	 */
+	bool one_pass = signing.bundle_out && !base && !signing.crypt.to.n;
+	if (one_pass) {
+		uint64_t offset = 0;
+		if ((err = expected_offset(&spec, image, alg, id, &parts, &offset, &c.diag)) !=
+			    OTA_OK ||
+		    (err = kr_bundle_stage(signing.bundle_out, image, offset, &stage, &c.diag)) !=
+			    OTA_OK)
+			goto cli_fail;
+		memcpy(sha, stage.sha256, OTA_SHA256_BYTES);
+		size = stage.size;
+	} else if ((err = kr_image_hash(image, sha, &size, &c.diag)) != OTA_OK) {
 		goto cli_fail;
+	}
 	payload_size = size;
 	if (base) {
 		payload = delta_path;
@@ -323,7 +392,7 @@ int cli_cmd_sign(int argc, char **argv)
 	    (err = cli_sign_envelope(&c, env, OTA_OBJ_MANIFEST, spec.version_code, signing.key,
 				     NULL)) != OTA_OK)
 		goto cli_fail;
-	/* the device's own check, before anything is written */
+	/* the device's own check, before the bundle is committed */
 	Fleetota__V1__Manifest *m = NULL;
 	struct ota_arena *marena;
 	if ((err = kr_verifier_arena(&v, OTA_DECODE_ARENA_BYTES, &marena)) != OTA_OK)
@@ -336,16 +405,17 @@ int cli_cmd_sign(int argc, char **argv)
 		err = cli_encrypt_combination(m->encryption != NULL, m->delta != NULL, &c.diag);
 	if (err != OTA_OK)
 		goto cli_fail;
-	struct kr_bundle_parts parts = {
-		.manifest = env,
-		.keylist = no_keylist ? NULL : kenv,
-		.rootlist = renv,
-		.rootlist_chain = (const Fleetota__V1__Signed *const *)chain_envs,
-		.n_rootlist_chain = chain.n,
-	};
-	if ((err = cli_signing_write(&signing, &parts, payload, 0, payload_sha, payload_size,
-				     &c.diag)) != OTA_OK)
+	parts.manifest = env;
+	if (one_pass) {
+		if ((err = kr_bundle_commit(&stage, signing.bundle_out, &parts, &c.diag)) !=
+			    OTA_OK ||
+		    (signing.manifest_out &&
+		     (err = kr_envelope_write(signing.manifest_out, env, &c.diag)) != OTA_OK))
+			goto cli_fail;
+	} else if ((err = cli_signing_write(&signing, &parts, payload, 0, payload_sha, payload_size,
+					    &c.diag)) != OTA_OK) {
 		goto cli_fail;
+	}
 	char sha_hex[2 * OTA_SHA256_BYTES + 1];
 	ota_hex_encode(sha, sizeof(sha), sha_hex);
 	printf("manifest %s %s (code %llu, counter %llu) image %llu bytes sha256 %s\n",
@@ -364,6 +434,7 @@ out:
 		fleetota__v1__signed__free_unpacked(env, NULL);
 	if (delta_path[0])
 		unlink(delta_path);
+	kr_bundle_stage_release(&stage);
 	free(body);
 	free(image_copy);
 	cli_encrypt_release(&signing.crypt);

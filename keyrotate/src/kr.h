@@ -379,6 +379,34 @@ enum ota_err kr_bundle_write_from(const char *path, const struct kr_bundle_parts
 				  const uint8_t sha256[OTA_SHA256_BYTES], uint64_t size,
 				  struct kr_diag *diag);
 
+/*
+ * A bundle in one pass (ota-keys sign): kr_bundle_stage creates a temp
+ * file next to path and streams the image into it from byte data_offset
+ * (the prefix and header size the caller expects, kr_bundle_data_offset
+ * of a header like the final one), hashing it on the way, so the bundle
+ * carries exactly the bytes that were hashed and the image is read once.
+ * kr_bundle_commit then writes the prefix and the header of parts in
+ * front, fsyncs and renames the file to path; a header of another size
+ * (an ECDSA signature's DER length varies by a byte or two) makes it copy
+ * the staged image into a new bundle instead (kr_bundle_write_from: a
+ * second pass, checked against the digest). kr_bundle_stage_release
+ * removes what is left (NULL and a committed stage are fine).
+ */
+struct kr_bundle_stage {
+	char tmp[KR_MAX_PATH_BYTES];
+	int fd;
+	uint64_t data_offset;
+	uint64_t size; /* of the image, as hashed */
+	uint8_t sha256[OTA_SHA256_BYTES];
+};
+enum ota_err kr_bundle_data_offset(const struct kr_bundle_parts *parts, uint64_t *ret_offset,
+				   struct kr_diag *diag);
+enum ota_err kr_bundle_stage(const char *path, const char *image_path, uint64_t data_offset,
+			     struct kr_bundle_stage *ret, struct kr_diag *diag);
+enum ota_err kr_bundle_commit(struct kr_bundle_stage *st, const char *path,
+			      const struct kr_bundle_parts *parts, struct kr_diag *diag);
+void kr_bundle_stage_release(struct kr_bundle_stage *st);
+
 /* ---- encrypt.c: encrypted images (fleetota/crypt.h) ---- */
 
 /* Reads an X25519 or P-256 recipient key: a public key (SPKI PEM) or a private key (PEM). */

@@ -16,23 +16,25 @@ static int string_ok(const char *s)
 	return s && *s && strlen(s) <= OTA_MAX_STRING_BYTES;
 }
 
-enum ota_err kr_image_hash(const char *path, uint8_t ret_sha256[OTA_SHA256_BYTES],
-			   uint64_t *ret_size, struct kr_diag *diag)
+/*
+ * The image at path through sha (and into out when out >= 0, at out's
+ * offset): its size on OTA_OK, or the error with a message. The caller
+ * finishes or aborts sha.
+ */
+static enum ota_err image_stream(const char *path, int out, struct ota_sha256_ctx *sha,
+				 uint64_t *ret_size, struct kr_diag *diag)
 {
-	struct ota_sha256_ctx ctx;
 	struct kr_stream_result got;
 	enum ota_err err;
 	int fd = open(path, O_RDONLY | O_CLOEXEC);
 	if (fd < 0)
 		return kr_fail(diag, OTA_ERR_STORAGE, "cannot open image %s: %s", path,
 			       strerror(errno));
-	if (ota_sha256_init(&ctx) != OTA_OK) {
-		close(fd);
-		return OTA_ERR_INTERNAL;
-	}
-	err = kr_stream(fd, -1, OTA_MAX_IMAGE_BYTES, &ctx, &got);
+	err = kr_stream(fd, out, OTA_MAX_IMAGE_BYTES, sha, &got);
 	close(fd);
-	if (err == OTA_ERR_STORAGE)
+	if (err == OTA_ERR_STORAGE && got.write_errno)
+		err = kr_fail(diag, err, "cannot write bundle: %s", strerror(got.write_errno));
+	else if (err == OTA_ERR_STORAGE)
 		err = kr_fail(diag, err, "cannot read image %s: %s", path,
 			      strerror(got.read_errno));
 	else if (err == OTA_ERR_SIZE)
@@ -41,11 +43,24 @@ enum ota_err kr_image_hash(const char *path, uint8_t ret_sha256[OTA_SHA256_BYTES
 	else if (err == OTA_OK && got.bytes == 0)
 		err = kr_fail(diag, OTA_ERR_SIZE, "image %s is empty", path);
 	if (err == OTA_OK)
+		*ret_size = got.bytes;
+	return err;
+}
+
+enum ota_err kr_image_hash(const char *path, uint8_t ret_sha256[OTA_SHA256_BYTES],
+			   uint64_t *ret_size, struct kr_diag *diag)
+{
+	struct ota_sha256_ctx ctx;
+	uint64_t size = 0;
+	if (ota_sha256_init(&ctx) != OTA_OK)
+		return OTA_ERR_INTERNAL;
+	enum ota_err err = image_stream(path, -1, &ctx, &size, diag);
+	if (err == OTA_OK)
 		err = ota_sha256_final(&ctx, ret_sha256);
 	else
 		ota_sha256_abort(&ctx);
 	if (err == OTA_OK)
-		*ret_size = got.bytes;
+		*ret_size = size;
 	return err;
 }
 
@@ -138,28 +153,11 @@ static int write_all(int fd, const uint8_t *buf, size_t len)
 	return 0;
 }
 
-enum ota_err kr_bundle_write(const char *path, const struct kr_bundle_parts *parts,
-			     const char *image_path, const uint8_t sha256[OTA_SHA256_BYTES],
-			     uint64_t size, struct kr_diag *diag)
-{
-	return kr_bundle_write_from(path, parts, image_path, 0, sha256, size, diag);
-}
-
-enum ota_err kr_bundle_write_from(const char *path, const struct kr_bundle_parts *parts,
-				  const char *image_path, uint64_t image_offset,
-				  const uint8_t sha256[OTA_SHA256_BYTES], uint64_t size,
-				  struct kr_diag *diag)
+/* The header of parts, packed (heap); OTA_ERR_FORMAT over the limits. */
+static enum ota_err header_make(const struct kr_bundle_parts *parts, uint8_t **ret_header,
+				size_t *ret_len, struct kr_diag *diag)
 {
 	Fleetota__V1__BundleHeader hdr = FLEETOTA__V1__BUNDLE_HEADER__INIT;
-	uint8_t prefix[OTA_BUNDLE_PREFIX_BYTES];
-	uint8_t digest[OTA_SHA256_BYTES];
-	struct ota_sha256_ctx ctx;
-	char tmp[KR_MAX_PATH_BYTES];
-	uint8_t *header = NULL;
-	int in = -1, out = -1, hashing = 0, created = 0;
-	uint64_t copied = 0;
-	enum ota_err err;
-
 	if (parts->n_rootlist_chain > OTA_MAX_ROOT_CHAIN)
 		return kr_fail(diag, OTA_ERR_FORMAT, "more than %u RootLists in the chain",
 			       OTA_MAX_ROOT_CHAIN);
@@ -172,14 +170,43 @@ enum ota_err kr_bundle_write_from(const char *path, const struct kr_bundle_parts
 	if (header_len == 0 || header_len > OTA_MAX_BUNDLE_HEADER_BYTES)
 		return kr_fail(diag, OTA_ERR_FORMAT, "bundle header of %zu bytes over the limit",
 			       header_len);
-	if (snprintf(tmp, sizeof(tmp), "%s.tmp.XXXXXX", path) >= (int)sizeof(tmp))
-		return kr_fail(diag, OTA_ERR_INVALID_ARG, "path too long");
-	header = malloc(header_len);
-	if (!header) {
-		err = OTA_ERR_NOMEM;
+	uint8_t *header = malloc(header_len);
+	if (!header)
+		return OTA_ERR_NOMEM;
+	fleetota__v1__bundle_header__pack(&hdr, header);
+	*ret_header = header;
+	*ret_len = header_len;
+	return OTA_OK;
+}
+
+enum ota_err kr_bundle_write(const char *path, const struct kr_bundle_parts *parts,
+			     const char *image_path, const uint8_t sha256[OTA_SHA256_BYTES],
+			     uint64_t size, struct kr_diag *diag)
+{
+	return kr_bundle_write_from(path, parts, image_path, 0, sha256, size, diag);
+}
+
+enum ota_err kr_bundle_write_from(const char *path, const struct kr_bundle_parts *parts,
+				  const char *image_path, uint64_t image_offset,
+				  const uint8_t sha256[OTA_SHA256_BYTES], uint64_t size,
+				  struct kr_diag *diag)
+{
+	uint8_t prefix[OTA_BUNDLE_PREFIX_BYTES];
+	uint8_t digest[OTA_SHA256_BYTES];
+	struct ota_sha256_ctx ctx;
+	char tmp[KR_MAX_PATH_BYTES];
+	uint8_t *header = NULL;
+	int in = -1, out = -1, hashing = 0, created = 0;
+	uint64_t copied = 0;
+	enum ota_err err;
+
+	size_t header_len = 0;
+	if ((err = header_make(parts, &header, &header_len, diag)) != OTA_OK)
+		return err;
+	if (snprintf(tmp, sizeof(tmp), "%s.tmp.XXXXXX", path) >= (int)sizeof(tmp)) {
+		err = kr_fail(diag, OTA_ERR_INVALID_ARG, "path too long");
 		goto out;
 	}
-	fleetota__v1__bundle_header__pack(&hdr, header);
 	ota_bundle_prefix_write((uint32_t)header_len, prefix);
 
 	in = open(image_path, O_RDONLY | O_CLOEXEC);
@@ -253,4 +280,121 @@ out:
 		close(in);
 	free(header);
 	return err;
+}
+
+enum ota_err kr_bundle_data_offset(const struct kr_bundle_parts *parts, uint64_t *ret_offset,
+				   struct kr_diag *diag)
+{
+	uint8_t *header = NULL;
+	size_t header_len = 0;
+	enum ota_err err = header_make(parts, &header, &header_len, diag);
+	free(header);
+	if (err == OTA_OK)
+		*ret_offset = OTA_BUNDLE_PREFIX_BYTES + (uint64_t)header_len;
+	return err;
+}
+
+enum ota_err kr_bundle_stage(const char *path, const char *image_path, uint64_t data_offset,
+			     struct kr_bundle_stage *ret, struct kr_diag *diag)
+{
+	struct ota_sha256_ctx ctx;
+	enum ota_err err;
+	memset(ret, 0, sizeof(*ret));
+	ret->fd = -1;
+	if (snprintf(ret->tmp, sizeof(ret->tmp), "%s.tmp.XXXXXX", path) >= (int)sizeof(ret->tmp)) {
+		ret->tmp[0] = '\0';
+		return kr_fail(diag, OTA_ERR_INVALID_ARG, "path too long");
+	}
+	ret->fd = mkstemp(ret->tmp);
+	if (ret->fd < 0) {
+		err = kr_fail(diag, OTA_ERR_STORAGE, "cannot create %s: %s", ret->tmp,
+			      strerror(errno));
+		ret->tmp[0] = '\0';
+		return err;
+	}
+	if (fchmod(ret->fd, 0644) != 0 || lseek(ret->fd, (off_t)data_offset, SEEK_SET) < 0) {
+		err = kr_fail(diag, OTA_ERR_STORAGE, "cannot write bundle %s: %s", path,
+			      strerror(errno));
+		kr_bundle_stage_release(ret);
+		return err;
+	}
+	if (ota_sha256_init(&ctx) != OTA_OK) {
+		kr_bundle_stage_release(ret);
+		return OTA_ERR_INTERNAL;
+	}
+	err = image_stream(image_path, ret->fd, &ctx, &ret->size, diag);
+	if (err == OTA_OK)
+		err = ota_sha256_final(&ctx, ret->sha256);
+	else
+		ota_sha256_abort(&ctx);
+	if (err != OTA_OK) {
+		kr_bundle_stage_release(ret);
+		return err;
+	}
+	ret->data_offset = data_offset;
+	return OTA_OK;
+}
+
+static int pwrite_all(int fd, const uint8_t *buf, size_t len, uint64_t off)
+{
+	while (len > 0) {
+		ssize_t put = pwrite(fd, buf, len, (off_t)off);
+		if (put < 0 && errno == EINTR)
+			continue;
+		if (put <= 0)
+			return -1;
+		buf += put;
+		off += (uint64_t)put;
+		len -= (size_t)put;
+	}
+	return 0;
+}
+
+enum ota_err kr_bundle_commit(struct kr_bundle_stage *st, const char *path,
+			      const struct kr_bundle_parts *parts, struct kr_diag *diag)
+{
+	uint8_t prefix[OTA_BUNDLE_PREFIX_BYTES];
+	uint8_t *header = NULL;
+	size_t header_len = 0;
+	enum ota_err err = header_make(parts, &header, &header_len, diag);
+	if (err != OTA_OK)
+		return err;
+	if (OTA_BUNDLE_PREFIX_BYTES + (uint64_t)header_len != st->data_offset) {
+		/*
+		 * The header is not the size it was expected to be (an ECDSA
+		 * signature's DER length varies): the staged image goes into
+		 * a bundle of its own, a second pass checked against the digest.
+		 */
+		free(header);
+		err = kr_bundle_write_from(path, parts, st->tmp, st->data_offset, st->sha256,
+					   st->size, diag);
+		kr_bundle_stage_release(st);
+		return err;
+	}
+	ota_bundle_prefix_write((uint32_t)header_len, prefix);
+	int ok = pwrite_all(st->fd, prefix, sizeof(prefix), 0) == 0 &&
+		 pwrite_all(st->fd, header, header_len, sizeof(prefix)) == 0 && fsync(st->fd) == 0;
+	free(header);
+	int rc = close(st->fd);
+	st->fd = -1;
+	if (!ok || rc != 0 || rename(st->tmp, path) != 0) {
+		err = kr_fail(diag, OTA_ERR_STORAGE, "cannot write bundle %s: %s", path,
+			      strerror(errno));
+		kr_bundle_stage_release(st);
+		return err;
+	}
+	st->tmp[0] = '\0';
+	return OTA_OK;
+}
+
+void kr_bundle_stage_release(struct kr_bundle_stage *st)
+{
+	if (!st)
+		return;
+	if (st->fd >= 0)
+		close(st->fd);
+	st->fd = -1;
+	if (st->tmp[0])
+		unlink(st->tmp);
+	st->tmp[0] = '\0';
 }

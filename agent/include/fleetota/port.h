@@ -306,6 +306,19 @@ struct ota_port_ops {
 	 */
 	enum ota_err (*slot_map)(void *ctx, unsigned slot, uint64_t len, const uint8_t **ret_base);
 	void (*slot_unmap)(void *ctx, unsigned slot);
+
+	/*
+	 * Optional (NULL: none). slot_buffer lends the core the port's own
+	 * memory for the next bytes of slot at off: up to *ret_cap (>= 1)
+	 * bytes at the returned address, which the core fills and then
+	 * passes unchanged to slot_write(slot, off, buf, n <= *ret_cap), so
+	 * that a port that queues its writes (the Linux port's writer
+	 * thread) need not copy them. The loan ends at that slot_write or
+	 * at the next other port call; NULL: no loan now, the core uses its
+	 * work area. The core borrows only to decrypt an encrypted image
+	 * into (docs/porting.md).
+	 */
+	uint8_t *(*slot_buffer)(void *ctx, unsigned slot, uint64_t off, size_t *ret_cap);
 };
 
 /* A port: the ops (static, shared) and one device's context. */

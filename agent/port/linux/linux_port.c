@@ -152,6 +152,21 @@ static enum ota_err lx_slot_write(void *ctx, unsigned slot, uint64_t off, const 
 	return close(fd) == 0 && ok ? OTA_OK : OTA_ERR_STORAGE;
 }
 
+/* With async_slot_writes: the writer thread's buffer, filled in place (no copy in slot_write). */
+static uint8_t *lx_slot_buffer(void *ctx, unsigned slot, uint64_t off, size_t *ret_cap)
+{
+	struct ota_linux_port *lx = ctx;
+	if (!lx->async_slot_writes || slot >= OTA_SLOT_COUNT || off >= lx->slot_size)
+		return NULL;
+	size_t cap = 0;
+	uint8_t *buf = ota_slot_writer_buffer(lx, slot, off, &cap);
+	if (!buf)
+		return NULL;
+	/* never past the slot's end: the write that follows is checked against it */
+	*ret_cap = cap < lx->slot_size - off ? cap : (size_t)(lx->slot_size - off);
+	return buf;
+}
+
 static enum ota_err lx_slot_erase(void *ctx, unsigned slot)
 {
 	struct ota_linux_port *lx = ctx;
@@ -412,6 +427,7 @@ static const struct ota_port_ops linux_ops = {
 	.slot_sync = lx_slot_sync,
 	.slot_map = lx_slot_map,
 	.slot_unmap = lx_slot_unmap,
+	.slot_buffer = lx_slot_buffer,
 	.record_read = lx_record_read,
 	.record_write = lx_record_write,
 	.clock_now = lx_clock_now,
@@ -433,6 +449,7 @@ static const struct ota_port_ops linux_ops_selftest = {
 	.slot_sync = lx_slot_sync,
 	.slot_map = lx_slot_map,
 	.slot_unmap = lx_slot_unmap,
+	.slot_buffer = lx_slot_buffer,
 	.record_read = lx_record_read,
 	.record_write = lx_record_write,
 	.clock_now = lx_clock_now,

@@ -131,6 +131,12 @@ void ota_linux_port_close(struct ota_linux_port *ctx);
 enum ota_err ota_slot_writer_write(struct ota_linux_port *lx, unsigned slot, uint64_t off,
 				   const uint8_t *data, size_t len);
 enum ota_err ota_slot_writer_drain(struct ota_linux_port *lx);
+/*
+ * The port's slot_buffer op with the writer thread: the free end of the
+ * buffer being filled for slot at off (*ret_cap bytes), NULL on a failure.
+ */
+uint8_t *ota_slot_writer_buffer(struct ota_linux_port *lx, unsigned slot, uint64_t off,
+				size_t *ret_cap);
 void ota_slot_writer_reset(struct ota_linux_port *lx);
 enum ota_err ota_slot_writer_sync(struct ota_linux_port *lx, unsigned slot, bool *ret_synced);
 void ota_slot_writer_close(struct ota_linux_port *lx);

@@ -590,6 +590,55 @@ static void test_p256_unwrap_shared(void **state)
 			 OTA_ERR_KEY_UNWRAP);
 }
 
+
+/*
+ * A port that lends its own buffer (slot_buffer, the Linux port's writer
+ * thread): the plaintext is decrypted straight into it and every slot
+ * write hands that buffer back (nothing to copy). The loan (3000 bytes)
+ * is smaller than a chunk, so chunks and tags straddle loans; the update
+ * still stages v2 exactly.
+ */
+static uint8_t lent_buf[3000];
+static unsigned lent_writes, other_writes;
+static const struct ota_port_ops *lend_inner;
+
+static uint8_t *lend_buffer(void *ctx, unsigned slot, uint64_t off, size_t *ret_cap)
+{
+	(void)ctx;
+	(void)slot;
+	(void)off;
+	*ret_cap = sizeof(lent_buf);
+	return lent_buf;
+}
+
+static enum ota_err lend_write(void *ctx, unsigned slot, uint64_t off, const void *buf, size_t len)
+{
+	if (buf == lent_buf)
+		lent_writes++;
+	else
+		other_writes++;
+	return lend_inner->slot_write(ctx, slot, off, buf, len);
+}
+
+static void test_decrypt_into_lent_buffer(void **state)
+{
+	struct world *w = *state;
+	struct ota_port_ops ops = *w->agent.port.ops;
+	lend_inner = w->agent.port.ops;
+	ops.slot_buffer = lend_buffer;
+	ops.slot_write = lend_write;
+	w->agent.port.ops = &ops;
+	lent_writes = other_writes = 0;
+	struct enc_update u;
+	enc_update_make(w, &u, w->v2, sizeof(w->v2), &w->dev_keys[0], 1);
+	world_update(w, u.m, u.crypt->ciphertext.data, u.crypt->ciphertext.len);
+	w->agent.port.ops = lend_inner;
+	assert_running_v2(w);
+	assert_true(lent_writes >= sizeof(w->v2) / sizeof(lent_buf));
+	assert_int_equal(other_writes, 0);
+	enc_update_free(&u);
+}
+
 #define T(fn) cmocka_unit_test_setup_teardown(fn, setup, teardown)
 
 int main(void)
@@ -620,6 +669,7 @@ int main(void)
 		T(test_recipient_kind_checked),
 		T(test_key_store_refused),
 		T(test_p256_unwrap_shared),
+		T(test_decrypt_into_lent_buffer),
 	};
 	return cmocka_run_group_tests(tests, NULL, NULL);
 }

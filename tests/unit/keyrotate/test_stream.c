@@ -3,8 +3,11 @@
  * kr_stream (keyrotate/src/stream.c): the overlapped read / hash / write
  * of ota-keys sign gives the same digest and the same bytes as a plain
  * loop, at every size around its chunk and ring boundaries; its limit,
- * read and write errors; and kr_bundle_write's refusal of an image that
- * is not the one that was hashed (no output left behind).
+ * read and write errors; kr_bundle_write's refusal of an image that is
+ * not the one that was hashed (no output left behind); and the one-pass
+ * bundle of ota-keys sign (kr_bundle_stage + kr_bundle_commit): the same
+ * bundle as kr_bundle_write whether the header size was guessed right or
+ * wrong, and nothing left behind when it fails.
  */
 #include <errno.h>
 #include <fcntl.h>
@@ -130,23 +133,45 @@ static void test_limit_and_errors(void **state)
 	tmpdir_remove(dir);
 }
 
+/* An image of len bytes in a temp dir, its digest, and bundle parts with a small manifest. */
+struct bundle_case {
+	char dir[64], img[128], out[128];
+	size_t len;
+	uint8_t *data;
+	uint8_t sha[32];
+	uint8_t body[4];
+	Fleetota__V1__Signed manifest;
+	struct kr_bundle_parts parts;
+};
+
+static void bundle_case_make(struct bundle_case *bc, size_t len)
+{
+	memset(bc, 0, sizeof(*bc));
+	tmpdir_make(bc->dir, sizeof(bc->dir));
+	snprintf(bc->img, sizeof(bc->img), "%s/image", bc->dir);
+	snprintf(bc->out, sizeof(bc->out), "%s/b.otab", bc->dir);
+	bc->len = len;
+	bc->data = pattern(len);
+	write_bytes(bc->img, bc->data, len);
+	assert_int_equal(ota_sha256(bc->data, len, bc->sha), OTA_OK);
+	const uint8_t body[4] = {1, 2, 3, 4};
+	memcpy(bc->body, body, sizeof(body));
+	fleetota__v1__signed__init(&bc->manifest);
+	bc->manifest.body.data = bc->body;
+	bc->manifest.body.len = sizeof(bc->body);
+	bc->parts.manifest = &bc->manifest;
+}
+
 /* kr_bundle_write with an image that is not the hashed one: refused, no file */
 static void test_bundle_changed_image(void **state)
 {
 	(void)state;
-	char dir[64], img[128], out[128];
-	tmpdir_make(dir, sizeof(dir));
-	snprintf(img, sizeof(img), "%s/image", dir);
-	snprintf(out, sizeof(out), "%s/b.otab", dir);
-	size_t len = 2 * KR_STREAM_CHUNK + 77;
-	uint8_t *data = pattern(len);
-	write_bytes(img, data, len);
-	uint8_t sha[32], body[4] = {1, 2, 3, 4};
-	assert_int_equal(ota_sha256(data, len, sha), OTA_OK);
-	Fleetota__V1__Signed manifest = FLEETOTA__V1__SIGNED__INIT;
-	manifest.body.data = body;
-	manifest.body.len = sizeof(body);
-	struct kr_bundle_parts parts = {.manifest = &manifest};
+	struct bundle_case bc;
+	bundle_case_make(&bc, 2 * KR_STREAM_CHUNK + 77);
+	char *dir = bc.dir, *img = bc.img, *out = bc.out;
+	size_t len = bc.len;
+	uint8_t *data = bc.data, *sha = bc.sha;
+	struct kr_bundle_parts parts = bc.parts;
 	struct kr_diag diag = {{0}};
 	struct stat st;
 
@@ -176,12 +201,87 @@ static void test_bundle_changed_image(void **state)
 	tmpdir_remove(dir);
 }
 
+/* the bundle kr_bundle_write makes of img with this manifest body, and its bytes */
+static uint8_t *reference_bundle(const char *dir, const char *img, const uint8_t *sha, size_t len,
+				 const struct kr_bundle_parts *parts, size_t *ret_len)
+{
+	char ref[128];
+	struct kr_diag diag = {{0}};
+	snprintf(ref, sizeof(ref), "%s/ref.otab", dir);
+	assert_int_equal(kr_bundle_write(ref, parts, img, sha, len, &diag), OTA_OK);
+	uint8_t *bytes = file_bytes(ref, ret_len);
+	unlink(ref);
+	return bytes;
+}
+
+/* kr_bundle_stage + kr_bundle_commit: one pass, the same bundle; a wrong guess costs a pass */
+static void test_bundle_one_pass(void **state)
+{
+	(void)state;
+	char cmd[256];
+	struct bundle_case bc;
+	bundle_case_make(&bc, 3 * KR_STREAM_CHUNK + 5);
+	char *dir = bc.dir, *img = bc.img, *out = bc.out;
+	size_t len = bc.len;
+	struct kr_diag diag = {{0}};
+	size_t want_len = 0;
+	uint8_t *want = reference_bundle(dir, img, bc.sha, len, &bc.parts, &want_len);
+	uint64_t offset = 0;
+	assert_int_equal(kr_bundle_data_offset(&bc.parts, &offset, &diag), OTA_OK);
+	assert_int_equal(offset + len, want_len);
+
+	/* the right guess, a guess one byte short and one byte long: the same bundle */
+	const uint64_t guesses[] = {offset, offset - 1, offset + 1};
+	for (size_t g = 0; g < sizeof(guesses) / sizeof(guesses[0]); g++) {
+		struct kr_bundle_stage st;
+		assert_int_equal(kr_bundle_stage(out, img, guesses[g], &st, &diag), OTA_OK);
+		assert_int_equal(st.size, len);
+		assert_memory_equal(st.sha256, bc.sha, 32);
+		assert_int_equal(kr_bundle_commit(&st, out, &bc.parts, &diag), OTA_OK);
+		kr_bundle_stage_release(&st);
+		size_t got_len = 0;
+		uint8_t *got = file_bytes(out, &got_len);
+		assert_int_equal(got_len, want_len);
+		assert_memory_equal(got, want, want_len);
+		free(got);
+		/* only the image and the bundle: no temp file left */
+		snprintf(cmd, sizeof(cmd), "test \"$(ls '%s' | tr '\\n' ' ')\" = 'b.otab image '",
+			 dir);
+		assert_int_equal(system(cmd), 0);
+		unlink(out);
+	}
+
+	/* an image that cannot be read, an empty image: refused, nothing left behind */
+	struct kr_bundle_stage st;
+	char missing[128], empty[128];
+	snprintf(missing, sizeof(missing), "%s/missing", dir);
+	assert_int_equal(kr_bundle_stage(out, missing, offset, &st, &diag), OTA_ERR_STORAGE);
+	assert_non_null(strstr(diag.msg, "cannot open image"));
+	kr_bundle_stage_release(&st);
+	snprintf(empty, sizeof(empty), "%s/empty", dir);
+	write_bytes(empty, bc.data, 0);
+	assert_int_equal(kr_bundle_stage(out, empty, offset, &st, &diag), OTA_ERR_SIZE);
+	assert_non_null(strstr(diag.msg, "is empty"));
+	kr_bundle_stage_release(&st);
+	unlink(empty);
+	/* staged but released without a commit (the signing failed): nothing left */
+	assert_int_equal(kr_bundle_stage(out, img, offset, &st, &diag), OTA_OK);
+	kr_bundle_stage_release(&st);
+	kr_bundle_stage_release(&st);
+	snprintf(cmd, sizeof(cmd), "test \"$(ls '%s')\" = image", dir);
+	assert_int_equal(system(cmd), 0);
+	free(want);
+	free(bc.data);
+	tmpdir_remove(dir);
+}
+
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
 		cmocka_unit_test(test_sizes),
 		cmocka_unit_test(test_limit_and_errors),
 		cmocka_unit_test(test_bundle_changed_image),
+		cmocka_unit_test(test_bundle_one_pass),
 	};
 	return cmocka_run_group_tests(tests, NULL, NULL);
 }
