@@ -138,6 +138,34 @@ server_identity() { # NAME
 	leaf server-client-ca "$dir/servers/$1" "ota-server:$1" client
 }
 
+# PKI_TEMPLATE=PREFIX (the integration tests' libraries; never the demo,
+# whose keys must not outlive it): a new DIR starts as a copy of what
+# `pki.sh DIR` makes with no device (the CAs, server, broker, ota-server:1,
+# the CRLs and the pin), made once into PREFIX-HASH (HASH of this script,
+# PKI_EXTRA_SANS and the openssl version) and kept; devices and anything
+# else are then made in DIR as usual. The CAs' ~20 openssl runs (about a
+# CPU second) are not repeated by each of the many tests. A test that
+# needs a second, foreign PKI calls pki.sh for it without PKI_TEMPLATE.
+from_template() { # DIR
+	[[ -n ${PKI_TEMPLATE:-} && ! -e "$1/server-ca.crt" ]] || return 0
+	local tpl tmp
+	tpl=$PKI_TEMPLATE-$({
+		cat "${BASH_SOURCE[0]}"
+		echo "${PKI_EXTRA_SANS:-}"
+		openssl version
+	} | sha256sum | cut -c1-16)
+	if [[ ! -f "$tpl/server.pin" ]]; then
+		tmp=$(mktemp -d "$tpl.XXXXXX")
+		PKI_TEMPLATE= "${BASH_SOURCE[0]}" "$tmp/pki" >/dev/null
+		# whole or not at all; another test may have made it meanwhile
+		mv -T "$tmp/pki" "$tpl" 2>/dev/null || true
+		rm -rf "$tmp"
+		[[ -f "$tpl/server.pin" ]] || die "no PKI template in $tpl"
+	fi
+	mkdir -p "$1"
+	cp -a "$tpl/." "$1/"
+}
+
 existing() { # KIND ID: the certificate file or exit 2
 	[[ -f "$dir/$1/$2.crt" ]] || die "no certificate for $2"
 	echo "$dir/$1/$2.crt"
@@ -203,6 +231,7 @@ shift
 for id in "$@"; do
 	[[ $id =~ $id_re ]] || die "invalid device id '$id'"
 done
+from_template "$dir"
 mkdir -p "$dir/devices" "$dir/servers"
 ca server-ca "fleetota dev server CA"
 ca device-ca "fleetota dev device CA"
