@@ -142,28 +142,54 @@ server_identity() { # NAME
 # whose keys must not outlive it): a new DIR starts as a copy of what
 # `pki.sh DIR` makes with no device (the CAs, server, broker, ota-server:1,
 # the CRLs and the pin), made once into PREFIX-HASH (HASH of this script,
-# PKI_EXTRA_SANS and the openssl version) and kept; devices and anything
-# else are then made in DIR as usual. The CAs' ~20 openssl runs (about a
-# CPU second) are not repeated by each of the many tests. A test that
-# needs a second, foreign PKI calls pki.sh for it without PKI_TEMPLATE.
+# PKI_EXTRA_SANS and the openssl version) and kept; and a device of a DIR
+# whose device CA is the template's is copied from the template's pool
+# (PREFIX-HASH-pool/ID/, added to by the first test that needs ID). The
+# CAs' ~20 openssl runs (about a CPU second) and two per device (a test
+# with 200 devices) are not repeated by each test. A new leaf's serial
+# still starts at random in each DIR (no .srl in the template), so two
+# certificates of one DIR never share a serial (a CRL names serials). A
+# test that needs a second, foreign PKI calls pki.sh without PKI_TEMPLATE.
+POOL=
 from_template() { # DIR
-	[[ -n ${PKI_TEMPLATE:-} && ! -e "$1/server-ca.crt" ]] || return 0
+	[[ -n ${PKI_TEMPLATE:-} ]] || return 0
 	local tpl tmp
 	tpl=$PKI_TEMPLATE-$({
 		cat "${BASH_SOURCE[0]}"
 		echo "${PKI_EXTRA_SANS:-}"
 		openssl version
 	} | sha256sum | cut -c1-16)
-	if [[ ! -f "$tpl/server.pin" ]]; then
-		tmp=$(mktemp -d "$tpl.XXXXXX")
-		PKI_TEMPLATE= "${BASH_SOURCE[0]}" "$tmp/pki" >/dev/null
-		# whole or not at all; another test may have made it meanwhile
-		mv -T "$tmp/pki" "$tpl" 2>/dev/null || true
-		rm -rf "$tmp"
-		[[ -f "$tpl/server.pin" ]] || die "no PKI template in $tpl"
+	if [[ ! -e "$1/server-ca.crt" ]]; then
+		if [[ ! -f "$tpl/server.pin" ]]; then
+			tmp=$(mktemp -d "$tpl.XXXXXX")
+			PKI_TEMPLATE='' "${BASH_SOURCE[0]}" "$tmp/pki" >/dev/null
+			# whole or not at all; another test may have made it meanwhile
+			mv -T "$tmp/pki" "$tpl" 2>/dev/null || true
+			rm -rf "$tmp"
+			[[ -f "$tpl/server.pin" ]] || die "no PKI template in $tpl"
+		fi
+		mkdir -p "$1"
+		cp -a "$tpl/." "$1/"
 	fi
-	mkdir -p "$1"
-	cp -a "$tpl/." "$1/"
+	if cmp -s "$tpl/device-ca.crt" "$1/device-ca.crt"; then POOL=$tpl-pool; fi
+	return 0
+}
+
+device() { # ID: DIR/devices/ID.{crt,key}, from the pool when there is one
+	local id=$1 out=$dir/devices/$1 tmp
+	if [[ -n $POOL && ! -f "$out.crt" && -f "$POOL/$id/crt" ]]; then
+		cp -p "$POOL/$id/key" "$out.key"
+		cp -p "$POOL/$id/crt" "$out.crt"
+		return 0
+	fi
+	leaf device-ca "$out" "$id" client
+	[[ -n $POOL && ! -e "$POOL/$id" ]] || return 0
+	mkdir -p "$POOL"
+	tmp=$(mktemp -d "$POOL/.$id.XXXXXX")
+	cp -p "$out.key" "$tmp/key"
+	cp -p "$out.crt" "$tmp/crt"
+	# whole or not at all; the first of two tests adding ID wins
+	mv -T "$tmp" "$POOL/$id" 2>/dev/null || rm -rf "$tmp"
 }
 
 existing() { # KIND ID: the certificate file or exit 2
@@ -240,7 +266,7 @@ leaf server-ca "$dir/server" 127.0.0.1 server
 leaf server-ca "$dir/broker" 127.0.0.1 server
 server_identity 1
 for id in "$@"; do
-	leaf device-ca "$dir/devices/$id" "$id" client
+	device "$id"
 done
 [[ -f "$dir/device-ca.crl" ]] || crl device-ca
 [[ -f "$dir/server-client-ca.crl" ]] || crl server-client-ca
