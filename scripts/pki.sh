@@ -175,21 +175,26 @@ from_template() { # DIR
 	return 0
 }
 
-device() { # ID: DIR/devices/ID.{crt,key}, from the pool when there is one
-	local id=$1 out=$dir/devices/$1 tmp
-	if [[ -n $POOL && ! -f "$out.crt" && -f "$POOL/$id/crt" ]]; then
-		cp -p "$POOL/$id/key" "$out.key"
-		cp -p "$POOL/$id/crt" "$out.crt"
-		return 0
-	fi
-	leaf device-ca "$out" "$id" client
-	[[ -n $POOL && ! -e "$POOL/$id" ]] || return 0
-	mkdir -p "$POOL"
-	tmp=$(mktemp -d "$POOL/.$id.XXXXXX")
-	cp -p "$out.key" "$tmp/key"
-	cp -p "$out.crt" "$tmp/crt"
-	# whole or not at all; the first of two tests adding ID wins
-	mv -T "$tmp" "$POOL/$id" 2>/dev/null || rm -rf "$tmp"
+# devices ID...: DIR/devices/ID.{crt,key}; those in the pool copied from it
+# (one cp for all), the others made and added to it
+devices() {
+	local id hits=() tmp
+	for id in "$@"; do
+		[[ -n $POOL && ! -f "$dir/devices/$id.crt" && -f "$POOL/$id/$id.crt" ]] &&
+			hits+=("$POOL/$id/$id.key" "$POOL/$id/$id.crt")
+	done
+	((${#hits[@]} == 0)) || cp -p "${hits[@]}" "$dir/devices/"
+	for id in "$@"; do
+		[[ ! -f "$dir/devices/$id.crt" ]] || continue
+		leaf device-ca "$dir/devices/$id" "$id" client
+		[[ -n $POOL && ! -e "$POOL/$id" ]] || continue
+		mkdir -p "$POOL"
+		tmp=$(mktemp -d "$POOL/.$id.XXXXXX")
+		cp -p "$dir/devices/$id.key" "$dir/devices/$id.crt" "$tmp/"
+		# whole or not at all; the first of two tests adding ID wins
+		mv -T "$tmp" "$POOL/$id" 2>/dev/null || rm -rf "$tmp"
+	done
+	return 0
 }
 
 existing() { # KIND ID: the certificate file or exit 2
@@ -265,9 +270,7 @@ ca server-client-ca "fleetota dev server client CA"
 leaf server-ca "$dir/server" 127.0.0.1 server
 leaf server-ca "$dir/broker" 127.0.0.1 server
 server_identity 1
-for id in "$@"; do
-	device "$id"
-done
+devices "$@"
 [[ -f "$dir/device-ca.crl" ]] || crl device-ca
 [[ -f "$dir/server-client-ca.crl" ]] || crl server-client-ca
 bundles
