@@ -138,6 +138,65 @@ server_identity() { # NAME
 	leaf server-client-ca "$dir/servers/$1" "ota-server:$1" client
 }
 
+# PKI_TEMPLATE=PREFIX (the integration tests' libraries; never the demo,
+# whose keys must not outlive it): a new DIR starts as a copy of what
+# `pki.sh DIR` makes with no device (the CAs, server, broker, ota-server:1,
+# the CRLs and the pin), made once into PREFIX-HASH (HASH of this script,
+# PKI_EXTRA_SANS and the openssl version) and kept; and a device of a DIR
+# whose device CA is the template's is copied from the template's pool
+# (PREFIX-HASH-pool/ID/, added to by the first test that needs ID). The
+# CAs' ~20 openssl runs (about a CPU second) and two per device (a test
+# with 200 devices) are not repeated by each test. A new leaf's serial
+# still starts at random in each DIR (no .srl in the template), so two
+# certificates of one DIR never share a serial (a CRL names serials). A
+# test that needs a second, foreign PKI calls pki.sh without PKI_TEMPLATE.
+POOL=
+from_template() { # DIR
+	[[ -n ${PKI_TEMPLATE:-} ]] || return 0
+	local tpl tmp
+	tpl=$PKI_TEMPLATE-$({
+		cat "${BASH_SOURCE[0]}"
+		echo "${PKI_EXTRA_SANS:-}"
+		openssl version
+	} | sha256sum | cut -c1-16)
+	if [[ ! -e "$1/server-ca.crt" ]]; then
+		if [[ ! -f "$tpl/server.pin" ]]; then
+			tmp=$(mktemp -d "$tpl.XXXXXX")
+			PKI_TEMPLATE='' "${BASH_SOURCE[0]}" "$tmp/pki" >/dev/null
+			# whole or not at all; another test may have made it meanwhile
+			mv -T "$tmp/pki" "$tpl" 2>/dev/null || true
+			rm -rf "$tmp"
+			[[ -f "$tpl/server.pin" ]] || die "no PKI template in $tpl"
+		fi
+		mkdir -p "$1"
+		cp -a "$tpl/." "$1/"
+	fi
+	if cmp -s "$tpl/device-ca.crt" "$1/device-ca.crt"; then POOL=$tpl-pool; fi
+	return 0
+}
+
+# devices ID...: DIR/devices/ID.{crt,key}; those in the pool copied from it
+# (one cp for all), the others made and added to it
+devices() {
+	local id hits=() tmp
+	for id in "$@"; do
+		[[ -n $POOL && ! -f "$dir/devices/$id.crt" && -f "$POOL/$id/$id.crt" ]] &&
+			hits+=("$POOL/$id/$id.key" "$POOL/$id/$id.crt")
+	done
+	((${#hits[@]} == 0)) || cp -p "${hits[@]}" "$dir/devices/"
+	for id in "$@"; do
+		[[ ! -f "$dir/devices/$id.crt" ]] || continue
+		leaf device-ca "$dir/devices/$id" "$id" client
+		[[ -n $POOL && ! -e "$POOL/$id" ]] || continue
+		mkdir -p "$POOL"
+		tmp=$(mktemp -d "$POOL/.$id.XXXXXX")
+		cp -p "$dir/devices/$id.key" "$dir/devices/$id.crt" "$tmp/"
+		# whole or not at all; the first of two tests adding ID wins
+		mv -T "$tmp" "$POOL/$id" 2>/dev/null || rm -rf "$tmp"
+	done
+	return 0
+}
+
 existing() { # KIND ID: the certificate file or exit 2
 	[[ -f "$dir/$1/$2.crt" ]] || die "no certificate for $2"
 	echo "$dir/$1/$2.crt"
@@ -203,6 +262,7 @@ shift
 for id in "$@"; do
 	[[ $id =~ $id_re ]] || die "invalid device id '$id'"
 done
+from_template "$dir"
 mkdir -p "$dir/devices" "$dir/servers"
 ca server-ca "fleetota dev server CA"
 ca device-ca "fleetota dev device CA"
@@ -210,9 +270,7 @@ ca server-client-ca "fleetota dev server client CA"
 leaf server-ca "$dir/server" 127.0.0.1 server
 leaf server-ca "$dir/broker" 127.0.0.1 server
 server_identity 1
-for id in "$@"; do
-	leaf device-ca "$dir/devices/$id" "$id" client
-done
+devices "$@"
 [[ -f "$dir/device-ca.crl" ]] || crl device-ca
 [[ -f "$dir/server-client-ca.crl" ]] || crl server-client-ca
 bundles

@@ -83,7 +83,8 @@ stack_free_port() {
 			continue
 		fi
 		if ! mkdir "$STACK_PORT_DIR/$p" 2>/dev/null; then
-			owner=$(cat "$STACK_PORT_DIR/$p/pid" 2>/dev/null) || continue
+			owner=
+			read -r owner <"$STACK_PORT_DIR/$p/pid" 2>/dev/null || continue
 			if [[ -z "$owner" ]] || kill -0 "$owner" 2>/dev/null; then
 				continue
 			fi
@@ -98,9 +99,13 @@ stack_free_port() {
 }
 
 stack_release_ports() {
-	local f
+	local f owner
+	# read, not $(cat): no process per reservation (every test's cleanup
+	# walks all of them, its neighbours' too)
 	for f in "$STACK_PORT_DIR"/*/pid; do
-		[[ -f "$f" && $(cat "$f" 2>/dev/null) == "$$" ]] && rm -rf "${f%/pid}"
+		owner=
+		[[ -f "$f" ]] && read -r owner <"$f" 2>/dev/null
+		[[ $owner == "$$" ]] && rm -rf "${f%/pid}"
 	done
 	return 0
 }

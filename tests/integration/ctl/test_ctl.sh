@@ -142,7 +142,15 @@ ctl campaign show ctl-1 | grep -qE "^  stage 1 \[[#x>.]{30}\] 0/1 confirmed" || 
 "$OTA_CTL" --token "$VIEW" campaign pause ctl-1 2>/dev/null && fail "a revoked viewer paused"
 "$OTA_CTL" campaign watch ctl-1 --interval 0.2 >"$T/watch.out" 2>"$T/watch.err" &
 W=$!
-sleep 2
+# paused once the watch has been answered 304 (unchanged) twice: not after a
+# fixed 2 s, which a loaded machine may spend starting it
+unchanged() { (($(grep -c "access GET /api/v1/campaigns/ctl-1 304 " "$T/server.log" || true) >= 2)); }
+for _ in $(seq 1 300); do
+	unchanged && break
+	kill -0 "$W" 2>/dev/null || break
+	sleep 0.1
+done
+unchanged || fail "the watch got no 304 in 30 s: $(cat "$T/watch.err")"
 "$OTA_CTL" --token "$OPER" campaign pause ctl-1 >/dev/null || fail "pause"
 rc=0
 wait "$W" || rc=$?

@@ -60,9 +60,12 @@ DEV_PORT=$(free_port)
 PKI=$T/pki
 STORE=$T/fixtures/store
 
-# The dev PKI with server MQTT identities ota-server:1 and ota-server:2.
+# The dev PKI with server MQTT identities ota-server:1 and ota-server:2; its
+# CAs and server certificates are copies of a template the tests share
+# (pki.sh: PKI_TEMPLATE), its devices its own.
+PKI_TEMPLATE_PREFIX=/tmp/fleetota-pki-template-$(id -u)
 setup_pki() {
-	"$TOP/scripts/pki.sh" "$PKI" "$@"
+	PKI_TEMPLATE=$PKI_TEMPLATE_PREFIX "$TOP/scripts/pki.sh" "$PKI" "$@"
 	"$TOP/scripts/pki.sh" server "$PKI" 2
 }
 

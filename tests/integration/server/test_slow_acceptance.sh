@@ -22,14 +22,11 @@
 source "$(dirname "$0")/lib.sh"
 : "${SRV_SLOWCLIENT:?}"
 HOLD=${SLOW_HOLD_SEC:-60}
-standard_setup
-sql -c "INSERT INTO assignments (device_id, artifact_id, notified_at) VALUES ('dev-1', 'art-1', now())"
-stop_server
+# the REST listener (for /metrics) and log level info in the first start:
+# the server is not started twice
 API_PORT=$(free_port)
-echo "admin_listen = 127.0.0.1:$API_PORT" >>"$T/server.conf"
-echo "log_level = info" >>"$T/server.conf"
-: >"$T/server.log"
-start_server
+SERVER_CONF_EXTRA="log_level = info" standard_setup
+sql -c "INSERT INTO assignments (device_id, artifact_id, notified_at) VALUES ('dev-1', 'art-1', now())"
 TOKEN=$("$OTA_SERVER" token create --role viewer --name acceptance --config "$T/server.conf")
 field() { sed -E "s/.*(^| )$1=([^ ]*).*/\2/" <<<"$2"; }
 open_conns() {
@@ -38,8 +35,11 @@ open_conns() {
 }
 
 DEV1=(--tls "$PKI/server-ca.crt" "$PKI/devices/dev-1.crt" "$PKI/devices/dev-1.key")
-log "baseline, no attack: dev-1 fetches its manifest every 100 ms for 15 s"
-base=$("$SRV_SLOWCLIENT" probe "${DEV1[@]}" --keepalive --interval-ms 100 --duration 15 \
+# the baseline is only reported (next to the figures under attack): 50
+# requests show its p50/p99/max as well as 150 did, in 10 s less of a test
+# that runs alone
+log "baseline, no attack: dev-1 fetches its manifest every 100 ms for 5 s"
+base=$("$SRV_SLOWCLIENT" probe "${DEV1[@]}" --keepalive --interval-ms 100 --duration 5 \
 	--timeout-ms 5000 127.0.0.1 "$DEV_PORT" /v1/manifests/art-1)
 log "baseline, kept-alive connection: $base"
 

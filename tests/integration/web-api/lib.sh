@@ -99,7 +99,9 @@ npm_tools() {
 
 setup_world() {
 	mkdir -p "$STORE" "$FX"
-	"$TOP/scripts/pki.sh" "$PKI" dev-1 dev-4 >/dev/null 2>&1 || fail "pki"
+	# the CAs and server certificates: copies of the tests' shared template
+	PKI_TEMPLATE=/tmp/fleetota-pki-template-$(id -u) "$TOP/scripts/pki.sh" "$PKI" dev-1 dev-4 \
+		>/dev/null 2>&1 || fail "pki"
 	stack_pg_start "$T/pg" "$PG_PORT"
 	stack_server_conf "$T/server.conf" "$PKI" "$T/pg" "$PG_PORT" "$DEV_PORT" "$STORE" \
 		db_pool_size=2 \
