@@ -291,10 +291,23 @@ struct ota_port_ops {
 	 * and maps only the running slot. A read error of the mapping may
 	 * kill the process (SIGBUS on Linux): the port checks the slot holds
 	 * len bytes before it maps. slot_unmap: ends the mapping (NULL ok
-	 * when mappings need no end).
+	 * when mappings need no end). The core maps the base once per apply
+	 * and unmaps it when the apply ends (done, failed or aborted).
 	 */
 	enum ota_err (*slot_map)(void *ctx, unsigned slot, uint64_t len, const uint8_t **ret_base);
 	void (*slot_unmap)(void *ctx, unsigned slot);
+	/*
+	 * Optional (NULL = nothing to do: XIP flash, RAM). Between two frames
+	 * of a delta, while slot is mapped: the core is done with what it
+	 * read of the mapping so far, and the next frame makes the image's
+	 * bytes [off, off + len), which a delta of a similar image mostly
+	 * copies from about the same offsets of the base (len 0: the image
+	 * has grown past the base, no range to name). The mapping stays
+	 * valid at the same address. The Linux port drops the mapping's
+	 * pages from the process's resident set (they stay in the page
+	 * cache) and starts reading that range ahead (docs/porting.md).
+	 */
+	void (*slot_map_advise)(void *ctx, unsigned slot, uint64_t off, uint64_t len);
 };
 
 /* A port: the ops (static, shared) and one device's context. */

@@ -193,7 +193,9 @@ static enum ota_err lx_slot_sync(void *ctx, unsigned slot)
  * The base of a delta, read in place: a read-only mapping of the slot
  * file, so the base is page cache, not a copy in the agent's memory. A
  * file shorter than len is refused here (touching a page past its end
- * would be SIGBUS).
+ * would be SIGBUS). Only writes queued for this slot are waited for (the
+ * core maps the running slot while it writes the other one: draining
+ * the writer here would stall the install pipeline).
  */
 static enum ota_err lx_slot_map(void *ctx, unsigned slot, uint64_t len, const uint8_t **ret_base)
 {
@@ -203,7 +205,7 @@ static enum ota_err lx_slot_map(void *ctx, unsigned slot, uint64_t len, const ui
 	if (slot >= OTA_SLOT_COUNT || len == 0 || len > lx->slot_size || len > SIZE_MAX ||
 	    lx->map[slot])
 		return OTA_ERR_INVALID_ARG;
-	if (ota_slot_writer_drain(lx) != OTA_OK)
+	if (ota_slot_writer_drain_slot(lx, slot) != OTA_OK)
 		return OTA_ERR_STORAGE;
 	ota_linux_slot_path(lx, slot, path, sizeof(path));
 	int fd = open(path, O_RDONLY | O_CLOEXEC);
@@ -217,6 +219,8 @@ static enum ota_err lx_slot_map(void *ctx, unsigned slot, uint64_t len, const ui
 	close(fd);
 	if (p == MAP_FAILED)
 		return OTA_ERR_STORAGE;
+	/* zstd's matches mostly walk the base in order: read ahead on faults */
+	(void)madvise(p, (size_t)len, MADV_SEQUENTIAL);
 	lx->map[slot] = p;
 	lx->map_len[slot] = (size_t)len;
 	*ret_base = p;
@@ -231,6 +235,30 @@ static void lx_slot_unmap(void *ctx, unsigned slot)
 	munmap((void *)lx->map[slot], lx->map_len[slot]);
 	lx->map[slot] = NULL;
 	lx->map_len[slot] = 0;
+}
+
+/*
+ * Between frames of a delta (port.h): the pages the apply touched leave
+ * the process's resident set (MADV_DONTNEED of a read-only shared file
+ * mapping only unmaps them: they stay in the page cache, clean, and the
+ * next touch maps them again without I/O), so the apply's RSS stays
+ * near one frame's worth on any base; the next frame's range is read
+ * ahead (MADV_WILLNEED). Hints only: a failure changes nothing.
+ */
+static void lx_slot_map_advise(void *ctx, unsigned slot, uint64_t off, uint64_t len)
+{
+	struct ota_linux_port *lx = ctx;
+	if (slot >= OTA_SLOT_COUNT || !lx->map[slot])
+		return;
+	uint8_t *base = (uint8_t *)lx->map[slot];
+	size_t map_len = lx->map_len[slot];
+	(void)madvise(base, map_len, MADV_DONTNEED);
+	if (len == 0 || off >= map_len)
+		return;
+	size_t page = (size_t)sysconf(_SC_PAGESIZE);
+	size_t lo = (size_t)off & ~(page - 1u);
+	size_t hi = len > map_len - (size_t)off ? map_len : (size_t)(off + len);
+	(void)madvise(base + lo, hi - lo, MADV_WILLNEED);
 }
 
 static bool records_dir(const struct ota_linux_port *lx, char *buf, size_t cap)
@@ -412,6 +440,7 @@ static const struct ota_port_ops linux_ops = {
 	.slot_sync = lx_slot_sync,
 	.slot_map = lx_slot_map,
 	.slot_unmap = lx_slot_unmap,
+	.slot_map_advise = lx_slot_map_advise,
 	.record_read = lx_record_read,
 	.record_write = lx_record_write,
 	.clock_now = lx_clock_now,
@@ -433,6 +462,7 @@ static const struct ota_port_ops linux_ops_selftest = {
 	.slot_sync = lx_slot_sync,
 	.slot_map = lx_slot_map,
 	.slot_unmap = lx_slot_unmap,
+	.slot_map_advise = lx_slot_map_advise,
 	.record_read = lx_record_read,
 	.record_write = lx_record_write,
 	.clock_now = lx_clock_now,
