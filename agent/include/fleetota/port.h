@@ -303,9 +303,10 @@ struct ota_port_ops {
 	 * bytes [off, off + len), which a delta of a similar image mostly
 	 * copies from about the same offsets of the base (len 0: the image
 	 * has grown past the base, no range to name). The mapping stays
-	 * valid at the same address. The Linux port drops the mapping's
-	 * pages from the process's resident set (they stay in the page
-	 * cache) and starts reading that range ahead (docs/porting.md).
+	 * valid at the same address. A port may read that range ahead (the
+	 * Linux port: MADV_WILLNEED) and may give back what the mapping
+	 * holds (a port that pages the base into RAM of its own); reads of
+	 * the mapping must keep working either way (docs/porting.md).
 	 */
 	void (*slot_map_advise)(void *ctx, unsigned slot, uint64_t off, uint64_t len);
 };

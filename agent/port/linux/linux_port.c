@@ -238,23 +238,24 @@ static void lx_slot_unmap(void *ctx, unsigned slot)
 }
 
 /*
- * Between frames of a delta (port.h): the pages the apply touched leave
- * the process's resident set (MADV_DONTNEED of a read-only shared file
- * mapping only unmaps them: they stay in the page cache, clean, and the
- * next touch maps them again without I/O), so the apply's RSS stays
- * near one frame's worth on any base; the next frame's range is read
- * ahead (MADV_WILLNEED). Hints only: a failure changes nothing.
+ * Between frames of a delta (port.h): the next frame's range of the base
+ * is read ahead (MADV_WILLNEED: a base not in the page cache, a running
+ * slot after a boot, is read in large requests, not page by page in the
+ * decoder's faults). The pages the apply touched stay mapped: they are
+ * the running slot's page cache, clean and shared, which the kernel takes
+ * back under memory pressure without any write (docs/porting.md, "apply
+ * memory"); dropping them from the mapping after each frame
+ * (MADV_DONTNEED) kept RssFile near one frame's worth but made every
+ * frame fault its pages in again: 2.6 times the apply's CPU time on the
+ * rootfs pair (docs/bench.md). A hint only: a failure changes nothing.
  */
 static void lx_slot_map_advise(void *ctx, unsigned slot, uint64_t off, uint64_t len)
 {
 	struct ota_linux_port *lx = ctx;
-	if (slot >= OTA_SLOT_COUNT || !lx->map[slot])
+	if (slot >= OTA_SLOT_COUNT || !lx->map[slot] || len == 0 || off >= lx->map_len[slot])
 		return;
 	uint8_t *base = (uint8_t *)lx->map[slot];
 	size_t map_len = lx->map_len[slot];
-	(void)madvise(base, map_len, MADV_DONTNEED);
-	if (len == 0 || off >= map_len)
-		return;
 	size_t page = (size_t)sysconf(_SC_PAGESIZE);
 	size_t lo = (size_t)off & ~(page - 1u);
 	size_t hi = len > map_len - (size_t)off ? map_len : (size_t)(off + len);

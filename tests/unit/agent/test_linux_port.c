@@ -295,6 +295,68 @@ static void test_port_slot_writer(void **state)
 	ota_fx_tempdir_remove(dir);
 }
 
+/*
+ * A delta's base through the writer thread (ota-agent's mode): a map sees
+ * the writes queued for its slot before it; writes queued for the other
+ * slot go on; the mapping reads the same after hints of every kind
+ * (inside, len 0, past the end, another slot's); a second map of a
+ * mapped slot and a map longer than the file are refused.
+ */
+static void test_port_slot_map(void **state)
+{
+	(void)state;
+	char *dir = ota_fx_tempdir_new();
+	char *state_dir = ota_fx_path(dir, "state");
+	struct ota_config cfg;
+	struct ota_linux_port ctx;
+	struct ota_port port;
+	port_open(state_dir, &cfg, &ctx, &port);
+	ctx.async_slot_writes = true;
+	ctx.slot_size = 3u << 20;
+	const struct ota_port_ops *ops = port.ops;
+	size_t total = (size_t)ctx.slot_size;
+	uint8_t *want = malloc(total);
+	assert_non_null(want);
+	for (size_t i = 0; i < total; i++)
+		want[i] = (uint8_t)(i * 151u + (i >> 13));
+	assert_int_equal(ops->slot_erase(port.ctx, 0), OTA_OK);
+	assert_int_equal(ops->slot_erase(port.ctx, 1), OTA_OK);
+	/* queued, not synced: the map waits for these */
+	for (size_t at = 0; at < total; at += 100000) {
+		size_t n = total - at < 100000 ? total - at : 100000;
+		assert_int_equal(ops->slot_write(port.ctx, 1, at, want + at, n), OTA_OK);
+	}
+	/* and these, for the other slot, need not land first */
+	assert_int_equal(ops->slot_write(port.ctx, 0, 0, want, total), OTA_OK);
+	const uint8_t *base = NULL;
+	assert_int_equal(ops->slot_map(port.ctx, 1, total, &base), OTA_OK);
+	assert_non_null(base);
+	assert_memory_equal(base, want, total);
+	const uint8_t *again = NULL;
+	assert_int_equal(ops->slot_map(port.ctx, 1, total, &again), OTA_ERR_INVALID_ARG);
+	assert_non_null(ops->slot_map_advise);
+	ops->slot_map_advise(port.ctx, 1, 0, 1u << 20);
+	ops->slot_map_advise(port.ctx, 1, (2u << 20) + 5, 1u << 20); /* runs past the end */
+	ops->slot_map_advise(port.ctx, 1, 0, 0);
+	ops->slot_map_advise(port.ctx, 1, total + 4096, 4096);
+	ops->slot_map_advise(port.ctx, 0, 0, 4096); /* not mapped: ignored */
+	ops->slot_map_advise(port.ctx, OTA_SLOT_COUNT, 0, 4096);
+	assert_memory_equal(base, want, total);
+	ops->slot_unmap(port.ctx, 1);
+	/* the other slot's writes all landed by its sync */
+	assert_int_equal(ops->slot_sync(port.ctx, 0), OTA_OK);
+	assert_int_equal(ops->slot_map(port.ctx, 0, total, &base), OTA_OK);
+	assert_memory_equal(base, want, total);
+	ops->slot_unmap(port.ctx, 0);
+	/* slot 1 holds total bytes: a longer map would fault past the end */
+	ctx.slot_size = total + 4096;
+	assert_int_equal(ops->slot_map(port.ctx, 1, total + 4096, &base), OTA_ERR_STORAGE);
+	ota_linux_port_close(&ctx);
+	free(want);
+	free(state_dir);
+	ota_fx_tempdir_remove(dir);
+}
+
 static void write_text_file(const char *dir, const char *name, const char *text)
 {
 	char *path = ota_fx_path(dir, name);
@@ -354,6 +416,7 @@ int main(void)
 		cmocka_unit_test(test_config_errors),
 		cmocka_unit_test(test_port_records_and_slots),
 		cmocka_unit_test(test_port_slot_writer),
+		cmocka_unit_test(test_port_slot_map),
 		cmocka_unit_test(test_port_health),
 	};
 	return cmocka_run_group_tests(tests, NULL, NULL);
