@@ -9,9 +9,14 @@
 #   anchors   Debian's bsdiff/bspatch and xdelta3 (-9) on the same pair, and
 #             the full image compressed by zstd -19 --long (what a plain
 #             compressed download would cost)
-# Peak memory is the peak RSS (/usr/bin/time %M) of the applying process;
-# ota-agent's includes its own baseline (OpenSSL, the 1 MiB work area), so
-# the full install's peak is printed next to it.
+# Peak memory of the applying process, three ways (bench/peakmem.py, no
+# cgroup): peak RSS (the kernel's VmHWM: private + mapped file pages), and
+# the peaks of its two parts polled every 5 ms, anon (RssAnon: heap,
+# stacks, the work area: what the apply costs in RAM) and file (RssFile:
+# the program, its libraries and, for ours, the mapped base image's page
+# cache, shared and reclaimable); docs/porting.md says which is the bound.
+# ota-agent's includes its own baseline (OpenSSL, the writer's buffers),
+# so the full install's peaks are printed next to it.
 #
 # Ours runs with the default matcher (`--delta-matcher auto`: zstd's own
 # for the agent pair, the index matcher for the rootfs pair, whose base is
@@ -27,7 +32,9 @@
 #            one with a few packages added), as ext4 images made by
 #            mke2fs -d; cached in bench/cache/rootfs (the first run needs the
 #            network and a few minutes); only with BENCH_DELTA_PAIRS="agent rootfs"
-#            (bsdiff needs about 4 GiB of RAM and minutes on this pair)
+#            (bsdiff needs about 4 GiB of RAM and minutes on this pair: it
+#            runs under BENCH_DELTA_BSDIFF_S and BENCH_DELTA_BSDIFF_MB, and
+#            when it does not finish within them its row says so)
 # Apply: BENCH_DELTA_REPS (3) full and delta installs each, interleaved
 # ABBA, the median time and the largest peak RSS.
 # Knobs: BENCH_DELTA_PAIRS ("agent"; "agent rootfs" adds the rootfs pair,
@@ -35,17 +42,25 @@
 #        (image size, 240), BENCH_DELTA_BUILD_S (time bound of each build, 900),
 #        BENCH_DELTA_LEVEL (zstd level of ota-keys sign --base, 19),
 #        BENCH_DELTA_BOTH (0; 1 adds the other matcher's row; zstd's
-#        matcher on the rootfs pair runs at level 3 and takes minutes)
+#        matcher on the rootfs pair runs at level 3 and takes minutes),
+#        BENCH_DELTA_BSDIFF_S (bsdiff's time bound, 1800 s),
+#        BENCH_DELTA_BSDIFF_MB (its address-space bound, 6144 MiB)
 
 delta_cache=$top/bench/cache
 delta_bound=${BENCH_DELTA_BUILD_S:-900}
 
 # Wall seconds and peak RSS (KiB) of a command: "SECONDS KIB"; its CPU
-# seconds (user + system) stay in OUT_FILE.time for delta_cpu.
-delta_measure() { # OUT_FILE CMD...
+# seconds (user + system) and anon/file peaks stay in OUT_FILE.time for
+# delta_cpu and delta_kinds.
+delta_measure() { # [--limit-s S] [--limit-as-mb MB] OUT_FILE CMD...
+	local bounds=()
+	while [[ $1 == --limit-* ]]; do
+		bounds+=("$1" "$2")
+		shift 2
+	done
 	local out=$1
 	shift
-	/usr/bin/time -f '%e %M %U %S' -o "$out.time" "$@" >"$out.log" 2>&1 || {
+	python3 "$top/bench/peakmem.py" "${bounds[@]}" "$out" "$@" || {
 		echo "bench: delta: failed: $*" >&2
 		tail -5 "$out.log" >&2
 		return 1
@@ -53,6 +68,18 @@ delta_measure() { # OUT_FILE CMD...
 	cut -d' ' -f1-2 "$out.time"
 }
 delta_cpu() { awk '{ print $3 + $4 }' "$1.time"; } # OUT_FILE
+# The largest peak RSS, anon and file (KiB) of peakmem.py lines: "RSS ANON FILE"
+delta_peaks() { # LINE...
+	printf '%s\n' "$@" | awk '$2 > r { r = $2 } $5 > a { a = $5 } $6 > f { f = $6 }
+		END { print r + 0, a + 0, f + 0 }'
+}
+# Field N of "SECONDS RSS ANON FILE" (KiB) in MiB
+delta_mib() { awk -v n="$2" '{ printf "%.1f", $n / 1024 }' <<<"$1"; } # MEASURE N
+# "MB/s|RSS|anon|file" of an apply ("SECONDS RSS ANON FILE"), or dashes
+delta_apply_cols() { # IMAGE_BYTES MEASURE
+	[[ -n $2 ]] || { echo "-|-|-|-"; return; }
+	echo "$(calc "$1 / ${2%% *} / 1e6")|$(delta_mib "$2" 2)|$(delta_mib "$2" 3)|$(delta_mib "$2" 4)"
+}
 
 delta_pair_agent() { # DIR: writes DIR/base DIR/new
 	local old commit dir
@@ -154,12 +181,25 @@ bench_delta_pair() { # NAME
 		t_other=$(delta_make "$d" other "$other" "$other_level") || return 1
 		t_other="${t_other% *}/$(delta_cpu "$d/make")"
 		size_other=$(grep -oE '^delta [0-9]+' "$d/make.log" | cut -d' ' -f2)
-		delta_rows+=("$1|fleetota, $other matcher, level $other_level (no apply)|$(calc "100 * $size_other / $new_bytes")|$t_other|-|-")
+		delta_rows+=("$1|fleetota, $other matcher, level $other_level (no apply)|$(calc "100 * $size_other / $new_bytes")|$t_other|-|-|-|-")
 		rm -f "$d/other.otab"
 	fi
-	t_bsdiff=$(delta_measure "$d/bsdiff" bsdiff "$d/base" "$d/new" "$d/patch.bsdiff") || return 1
-	t_bsdiff="${t_bsdiff% *}/$(delta_cpu "$d/bsdiff")"
-	size_bs=$(stat -c %s "$d/patch.bsdiff")
+	# bsdiff within its bounds (its suffix sort wants about 17 bytes per
+	# base byte); when it cannot finish, the row says why
+	local bs_s=${BENCH_DELTA_BSDIFF_S:-1800} bs_mb=${BENCH_DELTA_BSDIFF_MB:-6144} bs_why=
+	rm -f "$d/patch.bsdiff"
+	echo "bench: delta: bsdiff $1 (bounds ${bs_s} s, ${bs_mb} MiB; load $(loadavg))" >&2
+	if t_bsdiff=$(delta_measure --limit-s "$bs_s" --limit-as-mb "$bs_mb" "$d/bsdiff" \
+		bsdiff "$d/base" "$d/new" "$d/patch.bsdiff"); then
+		t_bsdiff="${t_bsdiff% *}/$(delta_cpu "$d/bsdiff")"
+		size_bs=$(stat -c %s "$d/patch.bsdiff")
+	else
+		bs_why="did not finish within ${bs_s} s"
+		grep -qi 'memory\|alloc' "$d/bsdiff.log" && bs_why="over its ${bs_mb} MiB bound"
+		echo "bench: delta: bsdiff $1: $bs_why" >&2
+		t_bsdiff="${bs_why} ($(delta_cpu "$d/bsdiff") CPU s)"
+		rm -f "$d/patch.bsdiff"
+	fi
 	t_xd=$(delta_measure "$d/xdelta" xdelta3 -e -9 -f -s "$d/base" "$d/new" "$d/patch.xd3") ||
 		return 1
 	t_xd="${t_xd% *}/$(delta_cpu "$d/xdelta")"
@@ -170,45 +210,58 @@ bench_delta_pair() { # NAME
 	# apply: the device path for ours (verify, stream into the slot, hash), the
 	# tools' own for the anchors; full install on the same device state
 	# full and delta installs interleaved ABBA, BENCH_DELTA_REPS of each: the
-	# median time and the largest peak RSS of each
-	local a_full a_ours a_bs a_xd out i kind first second ft=() fm=() dt=() dm=() m
+	# median time and the largest peaks (RSS, anon, file) of each
+	local a_full a_ours a_bs= a_xd out i kind first second ft=() dt=() fk=() dk=()
 	for ((i = 0; i < ${BENCH_DELTA_REPS:-3}; i++)); do
 		if ((i % 2 == 0)); then first=full second=delta; else first=delta second=full; fi
 		for kind in $first $second; do
 			delta_device "$d" "$d/base.otab"
-			m=$(delta_measure "$d/$kind-install" "$agent" install "$d/$kind.otab" \
-				--config "$d/agent.conf") || return 1
+			delta_measure "$d/$kind-install" "$agent" install "$d/$kind.otab" \
+				--config "$d/agent.conf" >/dev/null || return 1
 			out=$(cat "$d/$kind-install.log")
 			[[ $out == pending:* ]] || { echo "bench: delta: install: $out" >&2; return 1; }
-			if [[ $kind == full ]]; then ft+=("${m% *}") fm+=("${m#* }"); else dt+=("${m% *}") dm+=("${m#* }"); fi
+			if [[ $kind == full ]]; then
+				ft+=("$(cut -d' ' -f1 "$d/$kind-install.time")")
+				fk+=("$(cat "$d/$kind-install.time")")
+			else
+				dt+=("$(cut -d' ' -f1 "$d/$kind-install.time")")
+				dk+=("$(cat "$d/$kind-install.time")")
+			fi
 		done
 	done
-	a_full="$(median "${ft[@]}") $(printf '%s\n' "${fm[@]}" | sort -g | tail -1)"
-	a_ours="$(median "${dt[@]}") $(printf '%s\n' "${dm[@]}" | sort -g | tail -1)"
-	echo "bench: delta: $1 installs (s): full ${ft[*]}, delta ${dt[*]}"
-	a_bs=$(delta_measure "$d/bspatch" bspatch "$d/base" "$d/out.bs" "$d/patch.bsdiff") || return 1
-	cmp -s "$d/out.bs" "$d/new" || { echo "bench: delta: bspatch output differs" >&2; return 1; }
-	a_xd=$(delta_measure "$d/xd3-apply" xdelta3 -d -f -s "$d/base" "$d/patch.xd3" "$d/out.xd") ||
-		return 1
+	a_full="$(median "${ft[@]}") $(delta_peaks "${fk[@]}")"
+	a_ours="$(median "${dt[@]}") $(delta_peaks "${dk[@]}")"
+	echo "bench: delta: $1 installs (s): full ${ft[*]}, delta ${dt[*]} (load $(loadavg))"
+	if [[ -z $bs_why ]]; then
+		delta_measure "$d/bspatch" bspatch "$d/base" "$d/out.bs" "$d/patch.bsdiff" >/dev/null ||
+			return 1
+		cmp -s "$d/out.bs" "$d/new" || { echo "bench: delta: bspatch output differs" >&2; return 1; }
+		a_bs="$(cut -d' ' -f1 "$d/bspatch.time") $(delta_peaks "$(cat "$d/bspatch.time")")"
+	fi
+	delta_measure "$d/xd3-apply" xdelta3 -d -f -s "$d/base" "$d/patch.xd3" "$d/out.xd" \
+		>/dev/null || return 1
 	cmp -s "$d/out.xd" "$d/new" || { echo "bench: delta: xdelta3 output differs" >&2; return 1; }
+	a_xd="$(cut -d' ' -f1 "$d/xd3-apply.time") $(delta_peaks "$(cat "$d/xd3-apply.time")")"
 
-	local pct_ours pct_bs pct_xd pct_zstd rate_full rate_ours
+	local pct_ours pct_bs=- pct_xd pct_zstd rate_full rate_ours
 	pct_ours=$(calc "100 * $size_ours / $new_bytes")
-	pct_bs=$(calc "100 * $size_bs / $new_bytes")
+	[[ -n $bs_why ]] || pct_bs=$(calc "100 * $size_bs / $new_bytes")
 	pct_xd=$(calc "100 * $size_xd / $new_bytes")
 	pct_zstd=$(calc "100 * $size_zstd / $new_bytes")
-	rate_full=$(calc "$new_bytes / ${a_full% *} / 1e6")
-	rate_ours=$(calc "$new_bytes / ${a_ours% *} / 1e6")
-	delta_rows+=("$1|fleetota, $matcher matcher|$pct_ours|$t_make|$(calc "$new_bytes / ${a_ours% *} / 1e6")|$(calc "${a_ours#* } / 1024")")
-	delta_rows+=("$1|bsdiff 4.3|$pct_bs|$t_bsdiff|$(calc "$new_bytes / ${a_bs% *} / 1e6")|$(calc "${a_bs#* } / 1024")")
-	delta_rows+=("$1|xdelta3 -9|$pct_xd|$t_xd|$(calc "$new_bytes / ${a_xd% *} / 1e6")|$(calc "${a_xd#* } / 1024")")
-	delta_rows+=("$1|full image, ota-agent install|100|-|$rate_full|$(calc "${a_full#* } / 1024")")
-	delta_rows+=("$1|full image zstd -19 --long|$pct_zstd|-|-|-")
-	report "delta $1: size, % of the image" "$pct_ours" "bsdiff" "$pct_bs" 2
+	rate_full=$(calc "$new_bytes / ${a_full%% *} / 1e6")
+	rate_ours=$(calc "$new_bytes / ${a_ours%% *} / 1e6")
+	delta_rows+=("$1|fleetota, $matcher matcher|$pct_ours|$t_make|$(delta_apply_cols "$new_bytes" "$a_ours")")
+	delta_rows+=("$1|bsdiff 4.3|$pct_bs|$t_bsdiff|$(delta_apply_cols "$new_bytes" "$a_bs")")
+	delta_rows+=("$1|xdelta3 -9|$pct_xd|$t_xd|$(delta_apply_cols "$new_bytes" "$a_xd")")
+	delta_rows+=("$1|full image, ota-agent install|100|-|$(delta_apply_cols "$new_bytes" "$a_full")")
+	delta_rows+=("$1|full image zstd -19 --long|$pct_zstd|-|-|-|-|-")
+	[[ -n $bs_why ]] || report "delta $1: size, % of the image" "$pct_ours" "bsdiff" "$pct_bs" 2
 	report "delta $1: size, % of the image" "$pct_ours" "xdelta3 -9" "$pct_xd" 2
 	report "delta $1: apply rate (MB/s of image)" "$rate_ours" "full install" "$rate_full" 2
-	report "delta $1: apply peak RSS (MiB)" "$(calc "${a_ours#* } / 1024")" "full install" \
-		"$(calc "${a_full#* } / 1024")" 1
+	report "delta $1: apply peak RSS (MiB)" "$(delta_mib "$a_ours" 2)" "full install" \
+		"$(delta_mib "$a_full" 2)" 1
+	report "delta $1: apply peak anon (MiB)" "$(delta_mib "$a_ours" 3)" "full install" \
+		"$(delta_mib "$a_full" 3)" 1
 	rm -rf "$d/state" "$d/out.bs" "$d/out.xd"
 }
 
@@ -229,11 +282,14 @@ bench_delta() {
 		bench_delta_pair "$pair"
 	done
 	echo
-	echo "delta table (size % of the new image; make s, wall/CPU; apply MB/s of image written; apply peak RSS MiB)"
-	printf '%-7s %-32s %9s %13s %10s %10s\n' pair tool "size %" "make s" "apply MB/s" "peak MiB"
+	echo "delta table (load $(loadavg); size % of the new image; make s, wall/CPU; apply MB/s of image written;"
+	echo "apply peaks MiB: RSS (VmHWM), anon (RssAnon, private), file (RssFile, mapped files))"
+	printf '%-7s %-32s %9s %13s %10s %8s %8s %8s\n' pair tool "size %" "make s" "apply MB/s" \
+		"RSS" "anon" "file"
 	local row
 	for row in "${delta_rows[@]}"; do
-		IFS='|' read -r pair tool pct mk rate rss <<<"$row"
-		printf '%-7s %-32s %9s %13s %10s %10s\n' "$pair" "$tool" "$pct" "$mk" "$rate" "$rss"
+		IFS='|' read -r pair tool pct mk rate rss anon file <<<"$row"
+		printf '%-7s %-32s %9s %13s %10s %8s %8s %8s\n' "$pair" "$tool" "$pct" "$mk" "$rate" \
+			"$rss" "$anon" "$file"
 	done
 }

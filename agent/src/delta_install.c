@@ -64,28 +64,25 @@ enum ota_err ota_delta_install_open(struct ota_agent *agent, const Fleetota__V1_
 }
 
 /*
- * Maps the base again between frames: a port whose mapping keeps the
- * pages a frame touched (resident file pages on Linux) gives them back,
- * so the apply's resident memory stays near one frame's worth.
+ * Between frames: the base stays mapped for the whole apply (one mapping,
+ * no fault storm after a remap); the port hears which image range the
+ * next frame makes, so it can give back the pages read so far and read
+ * that range ahead (port.h, slot_map_advise).
  */
-static enum ota_err base_remap(struct ota_agent *agent, bool *storage_failed)
+static void base_advise(struct ota_agent *agent)
 {
 	struct ota_install *inst = &agent->install;
 	const struct ota_port *port = &agent->port;
-	const uint8_t *base = NULL;
-	if (!port->ops->slot_unmap || inst->image_written >= inst->info.size)
-		return OTA_OK;
-	port->ops->slot_unmap(port->ctx, inst->base_slot);
-	inst->base_mapped = false;
-	if (port->ops->slot_map(port->ctx, inst->base_slot, inst->applier.base_size, &base) !=
-		    OTA_OK ||
-	    !base) {
-		*storage_failed = true;
-		return OTA_ERR_STORAGE;
-	}
-	inst->base_mapped = true;
-	inst->applier.base = base;
-	return OTA_OK;
+	uint64_t base_size = inst->applier.base_size;
+	uint64_t off = inst->image_written;
+	uint64_t len = inst->applier.chunk_bytes;
+	if (!port->ops->slot_map_advise || off >= inst->info.size)
+		return;
+	if (off >= base_size)
+		off = len = 0; /* the image has grown past the base: no range to name */
+	else if (len > base_size - off)
+		len = base_size - off;
+	port->ops->slot_map_advise(port->ctx, inst->base_slot, off, len);
 }
 
 struct out_ctx {
@@ -110,7 +107,8 @@ static enum ota_err out_chunk(void *arg, const uint8_t *data, size_t len)
 	if (err != OTA_OK)
 		return err;
 	inst->image_written += len;
-	return base_remap(o->agent, &o->storage_failed);
+	base_advise(o->agent);
+	return OTA_OK;
 }
 
 enum ota_err ota_delta_install_write(struct ota_agent *agent, const void *chunk, size_t len,

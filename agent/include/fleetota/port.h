@@ -302,7 +302,8 @@ struct ota_port_ops {
 	 * and maps only the running slot. A read error of the mapping may
 	 * kill the process (SIGBUS on Linux): the port checks the slot holds
 	 * len bytes before it maps. slot_unmap: ends the mapping (NULL ok
-	 * when mappings need no end).
+	 * when mappings need no end). The core maps the base once per apply
+	 * and unmaps it when the apply ends (done, failed or aborted).
 	 */
 	enum ota_err (*slot_map)(void *ctx, unsigned slot, uint64_t len, const uint8_t **ret_base);
 	void (*slot_unmap)(void *ctx, unsigned slot);
@@ -319,6 +320,20 @@ struct ota_port_ops {
 	 * into (docs/porting.md).
 	 */
 	uint8_t *(*slot_buffer)(void *ctx, unsigned slot, uint64_t off, size_t *ret_cap);
+
+	/*
+	 * Optional (NULL = nothing to do: XIP flash, RAM). Between two frames
+	 * of a delta, while slot is mapped: the core is done with what it
+	 * read of the mapping so far, and the next frame makes the image's
+	 * bytes [off, off + len), which a delta of a similar image mostly
+	 * copies from about the same offsets of the base (len 0: the image
+	 * has grown past the base, no range to name). The mapping stays
+	 * valid at the same address. A port may read that range ahead (the
+	 * Linux port: MADV_WILLNEED) and may give back what the mapping
+	 * holds (a port that pages the base into RAM of its own); reads of
+	 * the mapping must keep working either way (docs/porting.md).
+	 */
+	void (*slot_map_advise)(void *ctx, unsigned slot, uint64_t off, uint64_t len);
 };
 
 /* A port: the ops (static, shared) and one device's context. */

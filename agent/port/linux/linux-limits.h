@@ -89,6 +89,8 @@
 /* ---- ota-agent (the CLI and `run`) ---- */
 /* Chunk in which the CLI streams a bundle or an image. */
 #define OTA_AGENT_CLI_STREAM_CHUNK (1024u * 1024u)
+/* The same for a delta's payload (its RAM is the applier's; docs/porting.md). */
+#define OTA_AGENT_CLI_DELTA_CHUNK (64u * 1024u)
 /* Health window when the manifest names none. */
 #define OTA_LINUX_HEALTH_WINDOW_DEFAULT_S 3600u
 /* An error message of `run` setting up. */

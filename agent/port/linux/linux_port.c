@@ -208,7 +208,9 @@ static enum ota_err lx_slot_sync(void *ctx, unsigned slot)
  * The base of a delta, read in place: a read-only mapping of the slot
  * file, so the base is page cache, not a copy in the agent's memory. A
  * file shorter than len is refused here (touching a page past its end
- * would be SIGBUS).
+ * would be SIGBUS). Only writes queued for this slot are waited for (the
+ * core maps the running slot while it writes the other one: draining
+ * the writer here would stall the install pipeline).
  */
 static enum ota_err lx_slot_map(void *ctx, unsigned slot, uint64_t len, const uint8_t **ret_base)
 {
@@ -218,7 +220,7 @@ static enum ota_err lx_slot_map(void *ctx, unsigned slot, uint64_t len, const ui
 	if (slot >= OTA_SLOT_COUNT || len == 0 || len > lx->slot_size || len > SIZE_MAX ||
 	    lx->map[slot])
 		return OTA_ERR_INVALID_ARG;
-	if (ota_slot_writer_drain(lx) != OTA_OK)
+	if (ota_slot_writer_drain_slot(lx, slot) != OTA_OK)
 		return OTA_ERR_STORAGE;
 	ota_linux_slot_path(lx, slot, path, sizeof(path));
 	int fd = open(path, O_RDONLY | O_CLOEXEC);
@@ -232,6 +234,8 @@ static enum ota_err lx_slot_map(void *ctx, unsigned slot, uint64_t len, const ui
 	close(fd);
 	if (p == MAP_FAILED)
 		return OTA_ERR_STORAGE;
+	/* zstd's matches mostly walk the base in order: read ahead on faults */
+	(void)madvise(p, (size_t)len, MADV_SEQUENTIAL);
 	lx->map[slot] = p;
 	lx->map_len[slot] = (size_t)len;
 	*ret_base = p;
@@ -246,6 +250,31 @@ static void lx_slot_unmap(void *ctx, unsigned slot)
 	munmap((void *)lx->map[slot], lx->map_len[slot]);
 	lx->map[slot] = NULL;
 	lx->map_len[slot] = 0;
+}
+
+/*
+ * Between frames of a delta (port.h): the next frame's range of the base
+ * is read ahead (MADV_WILLNEED: a base not in the page cache, a running
+ * slot after a boot, is read in large requests, not page by page in the
+ * decoder's faults). The pages the apply touched stay mapped: they are
+ * the running slot's page cache, clean and shared, which the kernel takes
+ * back under memory pressure without any write (docs/porting.md, "apply
+ * memory"); dropping them from the mapping after each frame
+ * (MADV_DONTNEED) kept RssFile near one frame's worth but made every
+ * frame fault its pages in again: 2.6 times the apply's CPU time on the
+ * rootfs pair (docs/bench.md). A hint only: a failure changes nothing.
+ */
+static void lx_slot_map_advise(void *ctx, unsigned slot, uint64_t off, uint64_t len)
+{
+	struct ota_linux_port *lx = ctx;
+	if (slot >= OTA_SLOT_COUNT || !lx->map[slot] || len == 0 || off >= lx->map_len[slot])
+		return;
+	uint8_t *base = (uint8_t *)lx->map[slot];
+	size_t map_len = lx->map_len[slot];
+	size_t page = (size_t)sysconf(_SC_PAGESIZE);
+	size_t lo = (size_t)off & ~(page - 1u);
+	size_t hi = len > map_len - (size_t)off ? map_len : (size_t)(off + len);
+	(void)madvise(base + lo, hi - lo, MADV_WILLNEED);
 }
 
 static bool records_dir(const struct ota_linux_port *lx, char *buf, size_t cap)
@@ -428,6 +457,7 @@ static const struct ota_port_ops linux_ops = {
 	.slot_map = lx_slot_map,
 	.slot_unmap = lx_slot_unmap,
 	.slot_buffer = lx_slot_buffer,
+	.slot_map_advise = lx_slot_map_advise,
 	.record_read = lx_record_read,
 	.record_write = lx_record_write,
 	.clock_now = lx_clock_now,
@@ -450,6 +480,7 @@ static const struct ota_port_ops linux_ops_selftest = {
 	.slot_map = lx_slot_map,
 	.slot_unmap = lx_slot_unmap,
 	.slot_buffer = lx_slot_buffer,
+	.slot_map_advise = lx_slot_map_advise,
 	.record_read = lx_record_read,
 	.record_write = lx_record_write,
 	.clock_now = lx_clock_now,

@@ -237,17 +237,22 @@ static enum ota_err install_bundle(struct cli *cli, const char *path)
 	uint64_t offset = ota_agent_offset(&cli->agent);
 	if (offset > 0)
 		fprintf(stderr, "ota-agent: resuming at byte %llu\n", (unsigned long long)offset);
-	/* read one step ahead (a thread) while the core hashes and stages */
+	/*
+	 * read one step ahead (a thread) while the core hashes and stages; a
+	 * delta's payload is small and its decode, not the read, sets the
+	 * pace: small pieces keep its RAM to the applier's work area
+	 */
+	size_t piece = ota_agent_install_is_delta(&cli->agent, NULL) ? OTA_AGENT_CLI_DELTA_CHUNK
+								     : OTA_AGENT_CLI_STREAM_CHUNK;
 	struct ota_readahead *ra = NULL;
 	err = ota_readahead_open(fileno(f), OTA_BUNDLE_PREFIX_BYTES + (uint64_t)header_len + offset,
-				 OTA_AGENT_CLI_STREAM_CHUNK, &ra);
+				 piece, &ra);
 	if (err != OTA_OK) {
 		(void)ota_agent_abort(&cli->agent, err, "out of memory", true);
 		goto out;
 	}
 	/* the slot writer takes the read pieces instead of copying them */
-	cli->port_ctx.readahead =
-		OTA_AGENT_CLI_STREAM_CHUNK == OTA_SLOT_WRITER_BUF_BYTES ? ra : NULL;
+	cli->port_ctx.readahead = piece == OTA_SLOT_WRITER_BUF_BYTES ? ra : NULL;
 	for (;;) {
 		const uint8_t *data = NULL;
 		size_t n = 0;

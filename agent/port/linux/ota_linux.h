@@ -137,6 +137,9 @@ enum ota_err ota_slot_writer_drain(struct ota_linux_port *lx);
  */
 uint8_t *ota_slot_writer_buffer(struct ota_linux_port *lx, unsigned slot, uint64_t off,
 				size_t *ret_cap);
+
+/* drain, only when one of the queued writes is for slot (else OTA_OK at once) */
+enum ota_err ota_slot_writer_drain_slot(struct ota_linux_port *lx, unsigned slot);
 void ota_slot_writer_reset(struct ota_linux_port *lx);
 enum ota_err ota_slot_writer_sync(struct ota_linux_port *lx, unsigned slot, bool *ret_synced);
 void ota_slot_writer_close(struct ota_linux_port *lx);

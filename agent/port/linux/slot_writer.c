@@ -263,6 +263,21 @@ enum ota_err ota_slot_writer_drain(struct ota_linux_port *lx)
 	return err;
 }
 
+enum ota_err ota_slot_writer_drain_slot(struct ota_linux_port *lx, unsigned slot)
+{
+	struct ota_slot_writer *w = lx->writer;
+	if (!w)
+		return OTA_OK;
+	bool queued = false;
+	pthread_mutex_lock(&w->lock);
+	uint64_t end = w->submitted + (w->filling ? 1u : 0u);
+	for (uint64_t n = w->done; n < end && !queued; n++)
+		queued = w->slot[n % RING] == slot;
+	pthread_mutex_unlock(&w->lock);
+	/* only this thread queues writes: none can appear in between */
+	return queued ? ota_slot_writer_drain(lx) : OTA_OK;
+}
+
 void ota_slot_writer_reset(struct ota_linux_port *lx)
 {
 	struct ota_slot_writer *w = lx->writer;

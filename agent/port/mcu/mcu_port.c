@@ -144,6 +144,7 @@ static const struct ota_port_ops mcu_ops = {
 	.wait = wait,
 	.slot_map = slot_map,
 	.slot_unmap = NULL,
+	.slot_map_advise = NULL, /* XIP flash: nothing to read ahead, nothing held in RAM */
 };
 
 void ota_mcu_port(struct ota_port *ret_port)

@@ -64,6 +64,18 @@ typedef enum ota_err (*ota_sim_unwrap_fn)(void *arg, const struct ota_key_unwrap
 void ota_sim_set_key_unwrap(struct ota_sim *sim, ota_sim_unwrap_fn unwrap, void *arg);
 /* Reboot requests seen. */
 unsigned ota_sim_reboots(const struct ota_sim *sim);
+/*
+ * The delta base's mappings: slot_map calls, slot_map_advise calls and
+ * those of them that broke the contract (slot not mapped, range not in
+ * the mapping), and the slots mapped now (a bit each).
+ */
+struct ota_sim_map_stats {
+	unsigned maps;
+	unsigned advises;
+	unsigned advise_misuses;
+	uint8_t mapped;
+};
+void ota_sim_map_stats(const struct ota_sim *sim, struct ota_sim_map_stats *ret);
 /* The health hook's answer: the application's health and unrequested boots. */
 void ota_sim_set_health(struct ota_sim *sim, uint32_t permille, uint64_t unrequested_boots);
 

@@ -44,6 +44,8 @@ struct ota_sim {
 	uint32_t health_permille;
 	uint64_t unrequested_boots;
 	uint8_t mapped; /* bit per slot the core has mapped (it must not write it) */
+	uint64_t map_len[OTA_SLOT_COUNT];
+	struct ota_sim_map_stats map_stats;
 };
 
 static void slot_mark_dirty(struct sim_slot *s, uint64_t off, uint64_t len)
@@ -199,6 +201,8 @@ static enum ota_err sim_slot_map(void *ctx, unsigned slot, uint64_t len, const u
 		return OTA_ERR_INVALID_ARG;
 	*ret_base = sim->slots[slot].cache;
 	sim->mapped |= (uint8_t)(1u << slot);
+	sim->map_len[slot] = len;
+	sim->map_stats.maps++;
 	return OTA_OK;
 }
 
@@ -207,6 +211,16 @@ static void sim_slot_unmap(void *ctx, unsigned slot)
 	struct ota_sim *sim = ctx;
 	if (slot < OTA_SLOT_COUNT)
 		sim->mapped &= (uint8_t) ~(1u << slot);
+}
+
+/* RAM needs no hint: counted, and checked against the contract. */
+static void sim_slot_map_advise(void *ctx, unsigned slot, uint64_t off, uint64_t len)
+{
+	struct ota_sim *sim = ctx;
+	sim->map_stats.advises++;
+	if (!sim_slot_busy(sim, slot) ||
+	    (len > 0 && (off >= sim->map_len[slot] || len > sim->map_len[slot] - off)))
+		sim->map_stats.advise_misuses++;
 }
 
 static bool sim_record_valid(enum ota_record rec, unsigned copy)
@@ -329,6 +343,7 @@ static const struct ota_port_ops sim_ops = {
 	.health = sim_health,
 	.slot_map = sim_slot_map,
 	.slot_unmap = sim_slot_unmap,
+	.slot_map_advise = sim_slot_map_advise,
 };
 
 /* Same table without the self-test hook (confirm comes from outside). */
@@ -349,6 +364,7 @@ static const struct ota_port_ops sim_ops_no_selftest = {
 	.health = sim_health,
 	.slot_map = sim_slot_map,
 	.slot_unmap = sim_slot_unmap,
+	.slot_map_advise = sim_slot_map_advise,
 };
 
 struct ota_sim *ota_sim_new(uint64_t slot_bytes)
@@ -450,6 +466,12 @@ void ota_sim_set_health(struct ota_sim *sim, uint32_t permille, uint64_t unreque
 unsigned ota_sim_reboots(const struct ota_sim *sim)
 {
 	return sim->reboots;
+}
+
+void ota_sim_map_stats(const struct ota_sim *sim, struct ota_sim_map_stats *ret)
+{
+	*ret = sim->map_stats;
+	ret->mapped = sim->mapped;
 }
 
 uint8_t *ota_sim_slot(struct ota_sim *sim, unsigned slot)

@@ -119,6 +119,32 @@ static void test_delta_update_boots_the_new_image(void **state)
 	expect_delta_update(*state);
 }
 
+/*
+ * The base is mapped once for the whole apply (not again for each
+ * frame), the port hears between frames which image range comes next,
+ * always inside the mapping, and the mapping ends with the apply.
+ */
+static void test_base_mapped_once(void **state)
+{
+	struct delta_world *dw = *state;
+	struct world *w = &dw->w;
+	struct ota_fx_manifest spec;
+	struct ota_sim_map_stats before, after;
+	delta_spec(dw, &spec);
+	Fleetota__V1__Signed *m = ota_fx_manifest(&spec);
+	ota_sim_map_stats(w->sim, &before);
+	assert_int_equal(world_install(w, m, NULL, NULL, dw->d.payload, dw->d.len), OTA_OK);
+	ota_sim_map_stats(w->sim, &after);
+	ota_fx_env_free(m);
+	unsigned frames = (T_NEW_LEN + T_CHUNK - 1) / T_CHUNK;
+	assert_true(frames > 2);
+	assert_int_equal(after.maps - before.maps, 1);
+	assert_int_equal(after.advises - before.advises, frames - 1);
+	assert_int_equal(after.advise_misuses, 0);
+	assert_int_equal(after.mapped, 0);
+	assert_int_equal(w->agent.state.phase, OTA_PHASE_PENDING);
+}
+
 /* The index matcher's payload (ota_delta_make.h) installs like zstd's. */
 static void test_index_matcher_update(void **state)
 {
@@ -479,6 +505,7 @@ int main(void)
 	const struct CMUnitTest tests[] = {
 		cmocka_unit_test_setup_teardown(test_delta_update_boots_the_new_image, setup,
 						teardown),
+		cmocka_unit_test_setup_teardown(test_base_mapped_once, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_index_matcher_update, setup, teardown),
 		cmocka_unit_test(test_matchers_round_trip),
 		cmocka_unit_test_setup_teardown(test_wrong_base, setup, teardown),

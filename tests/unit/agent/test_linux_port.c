@@ -220,6 +220,43 @@ static void port_open(const char *state_dir, struct ota_config *cfg, struct ota_
 	assert_int_equal(ota_linux_port_open(ctx, cfg, port), OTA_OK);
 }
 
+/* A port in a fresh directory with ota-agent's writer thread, slots of slot_size bytes. */
+struct writer_fx {
+	char *dir;
+	char *state_dir;
+	struct ota_config cfg;
+	struct ota_linux_port ctx;
+	struct ota_port port;
+	const struct ota_port_ops *ops;
+};
+
+static void writer_fx_open(struct writer_fx *fx, uint64_t slot_size)
+{
+	fx->dir = ota_fx_tempdir_new();
+	fx->state_dir = ota_fx_path(fx->dir, "state");
+	port_open(fx->state_dir, &fx->cfg, &fx->ctx, &fx->port);
+	fx->ctx.async_slot_writes = true;
+	fx->ctx.slot_size = slot_size;
+	fx->ops = fx->port.ops;
+}
+
+static void writer_fx_close(struct writer_fx *fx)
+{
+	ota_linux_port_close(&fx->ctx);
+	free(fx->state_dir);
+	ota_fx_tempdir_remove(fx->dir);
+}
+
+/* len bytes of a pattern (i * mul + (i >> shift)), malloc'd. */
+static uint8_t *pattern_new(size_t len, unsigned mul, unsigned shift)
+{
+	uint8_t *p = malloc(len);
+	assert_non_null(p);
+	for (size_t i = 0; i < len; i++)
+		p[i] = (uint8_t)(i * mul + (i >> shift));
+	return p;
+}
+
 static void test_port_records_and_slots(void **state)
 {
 	(void)state;
@@ -294,48 +331,41 @@ static void test_port_records_and_slots(void **state)
 static void test_port_slot_writer(void **state)
 {
 	(void)state;
-	char *dir = ota_fx_tempdir_new();
-	char *state_dir = ota_fx_path(dir, "state");
-	struct ota_config cfg;
-	struct ota_linux_port ctx;
-	struct ota_port port;
-	port_open(state_dir, &cfg, &ctx, &port);
-	ctx.async_slot_writes = true;
-	ctx.slot_size = 5u << 20;
-	const struct ota_port_ops *ops = port.ops;
-	size_t total = (size_t)ctx.slot_size;
-	uint8_t *want = malloc(total), *got = malloc(total);
-	assert_non_null(want);
+	struct writer_fx fx;
+	writer_fx_open(&fx, 5u << 20);
+	const struct ota_port_ops *ops = fx.ops;
+	struct ota_linux_port *ctx = &fx.ctx;
+	void *port_ctx = fx.port.ctx;
+	size_t total = (size_t)ctx->slot_size;
+	uint8_t *want = pattern_new(total, 131u, 12), *got = malloc(total);
 	assert_non_null(got);
-	for (size_t i = 0; i < total; i++)
-		want[i] = (uint8_t)(i * 131u + (i >> 12));
-	assert_int_equal(ops->slot_erase(port.ctx, 0), OTA_OK);
-	assert_int_equal(ops->slot_erase(port.ctx, 1), OTA_OK);
+	assert_int_equal(ops->slot_erase(port_ctx, 0), OTA_OK);
+	assert_int_equal(ops->slot_erase(port_ctx, 1), OTA_OK);
 	/* slot 0 in growing pieces, slot 1 interleaved with it backwards */
 	size_t at = 0, piece = 1, back = total;
 	while (at < total) {
 		size_t n = piece < total - at ? piece : total - at;
-		assert_int_equal(ops->slot_write(port.ctx, 0, at, want + at, n), OTA_OK);
+		assert_int_equal(ops->slot_write(port_ctx, 0, at, want + at, n), OTA_OK);
 		at += n;
 		piece = piece * 3 + 7;
 		if (back >= 65536) {
 			back -= 65536;
-			assert_int_equal(ops->slot_write(port.ctx, 1, back, want + back, 65536),
+			assert_int_equal(ops->slot_write(port_ctx, 1, back, want + back, 65536),
 					 OTA_OK);
 		}
 	}
 	/* reads see every write before them, synced or not */
-	assert_int_equal(ops->slot_read(port.ctx, 0, 0, got, total), OTA_OK);
+	assert_int_equal(ops->slot_read(port_ctx, 0, 0, got, total), OTA_OK);
 	assert_memory_equal(got, want, total);
-	assert_int_equal(ops->slot_sync(port.ctx, 1), OTA_OK);
-	assert_int_equal(ops->slot_read(port.ctx, 1, back, got, total - back), OTA_OK);
+	assert_int_equal(ops->slot_sync(port_ctx, 1), OTA_OK);
+	assert_int_equal(ops->slot_read(port_ctx, 1, back, got, total - back), OTA_OK);
 	assert_memory_equal(got, want + back, total - back);
 
 	/*
 	 * a file read ahead in writer-sized pieces, each handed to the slot
 	 * writer without a copy (all but the short last one), read back exactly
 	 */
-	char *src = ota_fx_path(dir, "src");
+	char *src = ota_fx_path(fx.dir, "src");
 	FILE *f = fopen(src, "wb");
 	assert_non_null(f);
 	size_t src_len = total - 12345;
@@ -345,8 +375,8 @@ static void test_port_slot_writer(void **state)
 	assert_true(fd >= 0);
 	struct ota_readahead *ra = NULL;
 	assert_int_equal(ota_readahead_open(fd, 7, OTA_SLOT_WRITER_BUF_BYTES, &ra), OTA_OK);
-	ctx.readahead = ra;
-	assert_int_equal(ops->slot_erase(port.ctx, 0), OTA_OK);
+	ctx->readahead = ra;
+	assert_int_equal(ops->slot_erase(port_ctx, 0), OTA_OK);
 	uint64_t put = 0;
 	for (;;) {
 		const uint8_t *part = NULL;
@@ -354,16 +384,16 @@ static void test_port_slot_writer(void **state)
 		assert_int_equal(ota_readahead_next(ra, &part, &n), OTA_OK);
 		if (n == 0)
 			break;
-		assert_int_equal(ops->slot_write(port.ctx, 0, put, part, n), OTA_OK);
+		assert_int_equal(ops->slot_write(port_ctx, 0, put, part, n), OTA_OK);
 		put += n;
 	}
-	ctx.readahead = NULL;
+	ctx->readahead = NULL;
 	ota_readahead_close(ra);
 	close(fd);
 	free(src);
 	assert_int_equal(put, src_len - 7);
-	assert_int_equal(ops->slot_sync(port.ctx, 0), OTA_OK);
-	assert_int_equal(ops->slot_read(port.ctx, 0, 0, got, src_len - 7), OTA_OK);
+	assert_int_equal(ops->slot_sync(port_ctx, 0), OTA_OK);
+	assert_int_equal(ops->slot_read(port_ctx, 0, 0, got, src_len - 7), OTA_OK);
 	assert_memory_equal(got, want + 7, src_len - 7);
 
 	/*
@@ -405,27 +435,78 @@ static void test_port_slot_writer(void **state)
 	ctx.async_slot_writes = true;
 
 	/* slot 1's file is a full disk: the thread's failure comes back at the sync */
-	ota_linux_port_close(&ctx);
+	ota_linux_port_close(ctx);
 	char path[OTA_CONFIG_MAX_PATH + 32];
-	ota_linux_slot_path(&ctx, 1, path, sizeof(path));
+	ota_linux_slot_path(ctx, 1, path, sizeof(path));
 	assert_int_equal(unlink(path), 0);
 	if (symlink("/dev/full", path) == 0) {
-		assert_int_equal(ops->slot_write(port.ctx, 1, 0, want, 1000), OTA_OK);
-		assert_int_equal(ops->slot_sync(port.ctx, 1), OTA_ERR_STORAGE);
-		assert_int_equal(ops->slot_write(port.ctx, 1, 1000, want, 10), OTA_ERR_STORAGE);
+		assert_int_equal(ops->slot_write(port_ctx, 1, 0, want, 1000), OTA_OK);
+		assert_int_equal(ops->slot_sync(port_ctx, 1), OTA_ERR_STORAGE);
+		assert_int_equal(ops->slot_write(port_ctx, 1, 1000, want, 10), OTA_ERR_STORAGE);
 		/* slot 0 is unaffected once the failure is forgotten (erase) */
-		(void)ops->slot_erase(port.ctx, 1);
-		assert_int_equal(ops->slot_write(port.ctx, 0, 0, "xyz", 3), OTA_OK);
-		assert_int_equal(ops->slot_sync(port.ctx, 0), OTA_OK);
-		assert_int_equal(ops->slot_read(port.ctx, 0, 0, got, 4), OTA_OK);
+		(void)ops->slot_erase(port_ctx, 1);
+		assert_int_equal(ops->slot_write(port_ctx, 0, 0, "xyz", 3), OTA_OK);
+		assert_int_equal(ops->slot_sync(port_ctx, 0), OTA_OK);
+		assert_int_equal(ops->slot_read(port_ctx, 0, 0, got, 4), OTA_OK);
 		assert_memory_equal(got, "xyz", 3);
 		assert_memory_equal(got + 3, want + 3, 1); /* the rest of the slot_buffer copy */
 	}
-	ota_linux_port_close(&ctx);
 	free(want);
 	free(got);
-	free(state_dir);
-	ota_fx_tempdir_remove(dir);
+	writer_fx_close(&fx);
+}
+
+/*
+ * A delta's base through the writer thread (ota-agent's mode): a map sees
+ * the writes queued for its slot before it; writes queued for the other
+ * slot go on; the mapping reads the same after hints of every kind
+ * (inside, len 0, past the end, another slot's); a second map of a
+ * mapped slot and a map longer than the file are refused.
+ */
+static void test_port_slot_map(void **state)
+{
+	(void)state;
+	struct writer_fx fx;
+	writer_fx_open(&fx, 3u << 20);
+	const struct ota_port_ops *ops = fx.ops;
+	struct ota_linux_port *ctx = &fx.ctx;
+	void *port_ctx = fx.port.ctx;
+	size_t total = (size_t)ctx->slot_size;
+	uint8_t *want = pattern_new(total, 151u, 13);
+	assert_int_equal(ops->slot_erase(port_ctx, 0), OTA_OK);
+	assert_int_equal(ops->slot_erase(port_ctx, 1), OTA_OK);
+	/* queued, not synced: the map waits for these */
+	for (size_t at = 0; at < total; at += 100000) {
+		size_t n = total - at < 100000 ? total - at : 100000;
+		assert_int_equal(ops->slot_write(port_ctx, 1, at, want + at, n), OTA_OK);
+	}
+	/* and these, for the other slot, need not land first */
+	assert_int_equal(ops->slot_write(port_ctx, 0, 0, want, total), OTA_OK);
+	const uint8_t *base = NULL;
+	assert_int_equal(ops->slot_map(port_ctx, 1, total, &base), OTA_OK);
+	assert_non_null(base);
+	assert_memory_equal(base, want, total);
+	const uint8_t *again = NULL;
+	assert_int_equal(ops->slot_map(port_ctx, 1, total, &again), OTA_ERR_INVALID_ARG);
+	assert_non_null(ops->slot_map_advise);
+	ops->slot_map_advise(port_ctx, 1, 0, 1u << 20);
+	ops->slot_map_advise(port_ctx, 1, (2u << 20) + 5, 1u << 20); /* runs past the end */
+	ops->slot_map_advise(port_ctx, 1, 0, 0);
+	ops->slot_map_advise(port_ctx, 1, total + 4096, 4096);
+	ops->slot_map_advise(port_ctx, 0, 0, 4096); /* not mapped: ignored */
+	ops->slot_map_advise(port_ctx, OTA_SLOT_COUNT, 0, 4096);
+	assert_memory_equal(base, want, total);
+	ops->slot_unmap(port_ctx, 1);
+	/* the other slot's writes all landed by its sync */
+	assert_int_equal(ops->slot_sync(port_ctx, 0), OTA_OK);
+	assert_int_equal(ops->slot_map(port_ctx, 0, total, &base), OTA_OK);
+	assert_memory_equal(base, want, total);
+	ops->slot_unmap(port_ctx, 0);
+	/* slot 1 holds total bytes: a longer map would fault past the end */
+	ctx->slot_size = total + 4096;
+	assert_int_equal(ops->slot_map(port_ctx, 1, total + 4096, &base), OTA_ERR_STORAGE);
+	free(want);
+	writer_fx_close(&fx);
 }
 
 static void write_text_file(const char *dir, const char *name, const char *text)
@@ -489,6 +570,7 @@ int main(void)
 		cmocka_unit_test(test_port_unwrap_p256_and_token),
 		cmocka_unit_test(test_port_records_and_slots),
 		cmocka_unit_test(test_port_slot_writer),
+		cmocka_unit_test(test_port_slot_map),
 		cmocka_unit_test(test_port_health),
 	};
 	return cmocka_run_group_tests(tests, NULL, NULL);
