@@ -22,6 +22,7 @@
 #include "config-internal.h"
 #include "conns-internal.h"
 #include "db-internal.h"
+#include "http-internal.h"
 #include "log-internal.h"
 #include "metrics-internal.h"
 #include "ratelimit-internal.h"
@@ -135,7 +136,7 @@ static void send_buffer(struct wa_ctx *ctx, int status, const char *content_type
 	evhttp_add_header(out, "Cache-Control", "no-store");
 	evhttp_add_header(out, "X-Content-Type-Options", "nosniff");
 	account(ctx, status, evbuffer_get_length(buf));
-	evhttp_send_reply(ctx->req, status, NULL, buf);
+	srv_http_send_reply(ctx->req, status, NULL, buf);
 	ctx_free(ctx);
 }
 

@@ -74,6 +74,17 @@ enum ota_err srv_http_peer_cn(struct evhttp_request *req, char *out, size_t cap)
  * Replies with status and a JSON error body {"error":{"code","message"}}
  * (code and message must be plain ASCII without quotes or backslashes).
  */
+/*
+ * evhttp_send_reply, and a small reply leaves as one TLS record and one
+ * write(2): evhttp queues the head and the body as two buffer chains, and
+ * the TLS bufferevent encrypts each chain as a record of its own. Up to
+ * SRV_HTTP_ONE_RECORD_BYTES (one TLS record's plaintext) the two are made
+ * one chain (a copy of a few hundred bytes, against a system call, a
+ * record and a wake-up of the peer).
+ */
+#define SRV_HTTP_ONE_RECORD_BYTES 16384u
+void srv_http_send_reply(struct evhttp_request *req, int status, const char *reason,
+			 struct evbuffer *body);
 void srv_http_send_error(struct evhttp_request *req, int status, const char *code,
 			 const char *message);
 

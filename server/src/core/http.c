@@ -72,6 +72,28 @@ static const char *reason_phrase(int status)
 	}
 }
 
+void srv_http_send_reply(struct evhttp_request *req, int status, const char *reason,
+			 struct evbuffer *body)
+{
+	struct evhttp_connection *evcon = evhttp_request_get_connection(req);
+	struct evbuffer *out = NULL;
+	size_t len;
+
+	/* only a reply alone in the buffer: a record the TLS layer is still
+	 * retrying must keep its bytes where they are */
+	if (evcon != NULL) {
+		out = bufferevent_get_output(evhttp_connection_get_bufferevent(evcon));
+		if (evbuffer_get_length(out) != 0)
+			out = NULL;
+	}
+	evhttp_send_reply(req, status, reason, body); /* queues; writes on the next loop turn */
+	if (out == NULL)
+		return;
+	len = evbuffer_get_length(out);
+	if (len > 0 && len <= SRV_HTTP_ONE_RECORD_BYTES)
+		(void)evbuffer_pullup(out, -1);
+}
+
 void srv_http_send_error(struct evhttp_request *req, int status, const char *code,
 			 const char *message)
 {
@@ -83,7 +105,7 @@ void srv_http_send_error(struct evhttp_request *req, int status, const char *cod
 	if (body != NULL)
 		evbuffer_add_printf(body, "{\"error\":{\"code\":\"%s\",\"message\":\"%s\"}}\n",
 				    code, message);
-	evhttp_send_reply(req, status, reason_phrase(status), body);
+	srv_http_send_reply(req, status, reason_phrase(status), body);
 	if (body != NULL)
 		evbuffer_free(body);
 }

@@ -301,7 +301,7 @@ static void send_object(struct dlv_request *r, const char *data, int len)
 		reject(r, SRV_REJECT_STORE, 500, "out of memory");
 		return;
 	}
-	evhttp_send_reply(r->req, 200, "OK", body);
+	srv_http_send_reply(r->req, 200, "OK", body);
 	evbuffer_free(body);
 	srv_metrics_latency(&r->srv->metrics, (srv_now() - r->started) * 1000.0);
 }

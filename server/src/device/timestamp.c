@@ -355,7 +355,7 @@ void srv_timestamp_handle(struct evhttp_request *req, const char *rest, void *ct
 		evhttp_add_header(headers, "Content-Type", "application/octet-stream");
 		evhttp_add_header(headers, "Cache-Control", "no-store");
 		srv->metrics.timestamps_served++;
-		evhttp_send_reply(req, 200, "OK", body);
+		srv_http_send_reply(req, 200, "OK", body);
 		evbuffer_free(body);
 		return;
 	}
