@@ -403,12 +403,12 @@ static void test_port_slot_writer(void **state)
 	 * slot's end; without the writer thread there is no loan
 	 */
 	assert_non_null(ops->slot_buffer);
-	assert_int_equal(ops->slot_erase(port.ctx, 0), OTA_OK);
+	assert_int_equal(ops->slot_erase(port_ctx, 0), OTA_OK);
 	uint64_t at_lent = 0;
 	size_t piece_lent = 4093;
 	while (at_lent < total) {
 		size_t cap = 0;
-		uint8_t *lent = ops->slot_buffer(port.ctx, 0, at_lent, &cap);
+		uint8_t *lent = ops->slot_buffer(port_ctx, 0, at_lent, &cap);
 		assert_non_null(lent);
 		assert_true(cap >= 1 && cap <= OTA_SLOT_WRITER_BUF_BYTES);
 		size_t n = piece_lent < cap ? piece_lent : cap;
@@ -416,23 +416,23 @@ static void test_port_slot_writer(void **state)
 			n = total - at_lent;
 		memcpy(lent, want + at_lent, n);
 		if ((at_lent / n) % 7 == 3) /* now and then an ordinary write instead */
-			assert_int_equal(ops->slot_write(port.ctx, 0, at_lent, want + at_lent, n),
+			assert_int_equal(ops->slot_write(port_ctx, 0, at_lent, want + at_lent, n),
 					 OTA_OK);
 		else
-			assert_int_equal(ops->slot_write(port.ctx, 0, at_lent, lent, n), OTA_OK);
+			assert_int_equal(ops->slot_write(port_ctx, 0, at_lent, lent, n), OTA_OK);
 		at_lent += n;
 		piece_lent = piece_lent * 2 + 1;
 	}
-	assert_int_equal(ops->slot_sync(port.ctx, 0), OTA_OK);
-	assert_int_equal(ops->slot_read(port.ctx, 0, 0, got, total), OTA_OK);
+	assert_int_equal(ops->slot_sync(port_ctx, 0), OTA_OK);
+	assert_int_equal(ops->slot_read(port_ctx, 0, 0, got, total), OTA_OK);
 	assert_memory_equal(got, want, total);
 	size_t end_cap = 0;
-	assert_non_null(ops->slot_buffer(port.ctx, 0, total - 10, &end_cap));
+	assert_non_null(ops->slot_buffer(port_ctx, 0, total - 10, &end_cap));
 	assert_int_equal(end_cap, 10);
-	assert_null(ops->slot_buffer(port.ctx, 0, total, &end_cap));
-	ctx.async_slot_writes = false;
-	assert_null(ops->slot_buffer(port.ctx, 0, 0, &end_cap));
-	ctx.async_slot_writes = true;
+	assert_null(ops->slot_buffer(port_ctx, 0, total, &end_cap));
+	ctx->async_slot_writes = false;
+	assert_null(ops->slot_buffer(port_ctx, 0, 0, &end_cap));
+	ctx->async_slot_writes = true;
 
 	/* slot 1's file is a full disk: the thread's failure comes back at the sync */
 	ota_linux_port_close(ctx);
