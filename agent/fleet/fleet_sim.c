@@ -37,6 +37,9 @@
 #include <time.h>
 #include <unistd.h>
 
+#include <event2/event.h>
+#include <event2/thread.h>
+
 #include "fleetota-version.h"
 #include "fleet_sim.h"
 #include "fleetota/agent.h"
@@ -49,6 +52,7 @@
 #include "ota_https.h"
 #include "ota_linux.h"
 #include "ota_mqtt.h"
+#include "fleet_mqtt.h"
 #include "ota_sim_faults.h"
 
 #define ID_MAX OTA_MAX_DEVICE_ID_BYTES
@@ -106,7 +110,7 @@ struct fleet_device {
 	/* the worker that holds the device touches these; no lock needed */
 	bool power_lost;
 	double offline_at; /* when an offline device leaves (0: not yet known) */
-	struct ota_mqtt *mqtt;
+	struct fleet_mq_session *mqtt; /* the loop's; workers only publish */
 	uint64_t report_seq;
 	char version[OTA_AGENT_VERSION_BYTES];
 	/* under fleet.lock */
@@ -170,6 +174,9 @@ struct fleet {
 	atomic_uint downloading;
 	atomic_uint transient_injected;
 	unsigned notify_duplicates; /* under lock */
+	double registered_s; /* every session connected once, after the ramp began (loop) */
+	struct event_base *base;
+	struct fleet_mq *mq; /* every device's MQTT session, on the main thread's loop */
 	FILE *notify_log; /* under lock */
 };
 
@@ -465,7 +472,7 @@ static bool report_begin(void *arg, const struct ota_agent_status *st, uint64_t 
 static void report_send(void *arg, const uint8_t *buf, size_t len)
 {
 	struct session *s = arg;
-	if (ota_mqtt_publish_status(s->dev->mqtt, buf, len) == OTA_OK)
+	if (fleet_mq_publish(s->dev->mqtt, buf, len) == OTA_OK)
 		atomic_fetch_add(&s->fleet->reports, 1);
 }
 
@@ -814,7 +821,7 @@ static void take_offline(struct fleet *fleet, unsigned started, double now)
 {
 	for (unsigned i = 0; i < started; i++) {
 		struct fleet_device *d = &fleet->devices[i];
-		struct ota_mqtt *mqtt = NULL;
+		struct fleet_mq_session *mqtt = NULL;
 		pthread_mutex_lock(&fleet->lock);
 		if (!d->busy && !d->queued && d->offline && d->mqtt && d->offline_at > 0 &&
 		    now >= d->offline_at) {
@@ -824,7 +831,7 @@ static void take_offline(struct fleet *fleet, unsigned started, double now)
 		pthread_mutex_unlock(&fleet->lock);
 		if (!mqtt)
 			continue;
-		ota_mqtt_stop(mqtt);
+		fleet_mq_stop(mqtt);
 		if (++fleet->offline_gone == fleet->offline_total)
 			printf("ota-fleet-sim: all %u offline devices registered and went away\n",
 			       fleet->offline_total);
@@ -907,8 +914,10 @@ static void summary(struct fleet *fleet, double t0)
 	printf("duplicate notifications ignored: %u\n", fleet->notify_duplicates);
 	unsigned duplicates = fleet->notify_duplicates;
 	pthread_mutex_unlock(&fleet->lock);
-	printf("connected %u, reports %u, keylist updates %u\n", atomic_load(&fleet->connected),
-	       atomic_load(&fleet->reports), atomic_load(&fleet->keylist_updates));
+	printf("connected %u (all connected %.1f s after the first connect; 0: never), reports %u, "
+	       "keylist updates %u\n",
+	       atomic_load(&fleet->connected), fleet->registered_s, atomic_load(&fleet->reports),
+	       atomic_load(&fleet->keylist_updates));
 	printf("%-24s %9s %9s  %s\n", "artifact", "confirmed", "reverted", "rejected / failed");
 	pthread_mutex_lock(&fleet->stats_lock);
 	for (unsigned i = 0; i < fleet->n_artifacts; i++) {
@@ -938,11 +947,13 @@ static void summary(struct fleet *fleet, double t0)
 	pthread_mutex_lock(&fleet->stats_lock);
 	fprintf(f,
 		"{\"devices\": %u, \"wall_s\": %.1f, \"peak_rss_kb\": %ld, \"connected\": %u, "
-		"\"offline\": %u, \"power_cuts\": %u, \"keylist_updates\": %u, "
+		"\"registered_s\": %.1f, \"offline\": %u, \"power_cuts\": %u, \"keylist_updates\": "
+		"%u, "
 		"\"transient_failures\": %u, \"duplicates_ignored\": %u, \"artifacts\": {",
-		o->devices, wall, peak_rss_kb(), atomic_load(&fleet->connected), offline,
-		atomic_load(&fleet->power_cuts), atomic_load(&fleet->keylist_updates),
-		atomic_load(&fleet->transient_injected), duplicates);
+		o->devices, wall, peak_rss_kb(), atomic_load(&fleet->connected),
+		fleet->registered_s, offline, atomic_load(&fleet->power_cuts),
+		atomic_load(&fleet->keylist_updates), atomic_load(&fleet->transient_injected),
+		duplicates);
 	for (unsigned i = 0; i < fleet->n_artifacts; i++) {
 		const struct artifact_stats *a = &fleet->artifacts[i];
 		fprintf(f, "%s\"%s\": {\"confirmed\": %u, \"reverted\": %u", i ? ", " : "", a->name,
@@ -988,6 +999,126 @@ static void summary(struct fleet *fleet, double t0)
 	fprintf(f, "}}\n");
 	fclose(f);
 	pthread_mutex_unlock(&fleet->stats_lock);
+}
+
+/* ---- the loop: every MQTT session, the connect ramp, offline devices, reports ---- */
+
+struct loop_state {
+	struct fleet *fleet;
+	double t0;
+	double t_connect;
+	double next_progress;
+	unsigned last_done;
+	double last_t;
+	double next_report;
+	unsigned report_second;
+	unsigned started;
+	double next_offline_scan;
+	bool all_connected;
+};
+
+/* Starts the sessions due by now: at most connect_rate new ones a second. */
+static void ramp(struct loop_state *ls, double t)
+{
+	struct fleet *fleet = ls->fleet;
+	const struct fleet_options *o = &fleet->opt;
+	unsigned due = (unsigned)((t - ls->t_connect) * o->connect_rate) + 1;
+	while (ls->started < o->devices && ls->started < due && !stop_requested) {
+		unsigned idx = ls->started++;
+		struct fleet_device *d = &fleet->devices[idx];
+		char cert[FLEET_PATH_MAX];
+		char key[FLEET_PATH_MAX];
+		snprintf(cert, sizeof(cert), "%s/devices/%s.crt", o->pki, d->id);
+		snprintf(key, sizeof(key), "%s/devices/%s.key", o->pki, d->id);
+		struct ota_mqtt_config mc = {.url = o->broker_url,
+					     .device_id = d->id,
+					     .ca_file = fleet->ca_file,
+					     .cert_file = cert,
+					     .key_file = key};
+		struct fleet_mq_session *mqtt = NULL;
+		enum ota_err err = fleet_mq_start(fleet->mq, &mc, on_cmd, on_connected,
+						  &mqtt_ctxs[idx], &mqtt);
+		/* workers read d->mqtt after taking the lock (the CONNACK comes later, here) */
+		pthread_mutex_lock(&fleet->lock);
+		d->mqtt = mqtt;
+		pthread_mutex_unlock(&fleet->lock);
+		if (err != OTA_OK)
+			fprintf(stderr, "ota-fleet-sim: %s: mqtt session not started: %s\n", d->id,
+				ota_err_name(err));
+	}
+}
+
+static void loop_tick(evutil_socket_t fd, short what, void *arg)
+{
+	struct loop_state *ls = arg;
+	struct fleet *fleet = ls->fleet;
+	const struct fleet_options *o = &fleet->opt;
+	(void)fd;
+	(void)what;
+	double t = now_s();
+	if (stop_requested || (o->duration_s && t - ls->t0 >= o->duration_s)) {
+		event_base_loopbreak(fleet->base);
+		return;
+	}
+	ramp(ls, t);
+	if (!ls->all_connected && atomic_load(&fleet->connected) == o->devices) {
+		ls->all_connected = true;
+		fleet->registered_s = t - ls->t_connect;
+		printf("ota-fleet-sim: all %u sessions connected in %.1f s\n", o->devices,
+		       fleet->registered_s);
+	}
+	if (o->progress_s && t >= ls->next_progress) {
+		print_progress(fleet, ls->t0, &ls->last_done, &ls->last_t);
+		ls->next_progress = t + o->progress_s;
+	}
+	if (o->offline > 0 && t >= ls->next_offline_scan) {
+		take_offline(fleet, ls->started, t);
+		ls->next_offline_scan = t + 1;
+	}
+	/*
+	 * Periodic reports, spread over the interval (device i in second
+	 * i mod interval): a whole fleet at once would queue ahead of
+	 * the installs.
+	 */
+	if (t >= ls->next_report) {
+		unsigned second = ls->report_second++ % o->report_interval_s;
+		pthread_mutex_lock(&fleet->lock);
+		for (unsigned i = second; i < ls->started; i += o->report_interval_s) {
+			fleet->devices[i].want_report = true;
+			enqueue_locked(fleet, i);
+		}
+		pthread_mutex_unlock(&fleet->lock);
+		ls->next_report = t + 1;
+	}
+}
+
+/* The fleet comes online and stays until a signal or --duration; 0 unless setup failed. */
+static int run_loop(struct fleet *fleet, double t0)
+{
+	double t = now_s();
+	struct loop_state ls = {.fleet = fleet,
+				.t0 = t0,
+				.t_connect = t,
+				.next_progress = t + fleet->opt.progress_s,
+				.last_t = t,
+				.next_report = t + 1,
+				.report_second =
+					1, /* second 0's devices just reported at connect */
+				.next_offline_scan = t};
+	fleet->base = event_base_new();
+	fleet->mq = fleet->base ? fleet_mq_new(fleet->base) : NULL;
+	struct event *tick =
+		fleet->mq ? event_new(fleet->base, -1, EV_PERSIST, loop_tick, &ls) : NULL;
+	struct timeval every = {0, 50 * 1000};
+	if (!tick || event_add(tick, &every) != 0) {
+		fprintf(stderr, "ota-fleet-sim: no event loop\n");
+		if (tick)
+			event_free(tick);
+		return -1;
+	}
+	event_base_dispatch(fleet->base);
+	event_free(tick);
+	return 0;
 }
 
 /* ---- setup ------------------------------------------------------------------------- */
@@ -1317,6 +1448,9 @@ int main(int argc, char **argv)
 	double t0 = now_s();
 	setvbuf(stdout, NULL, _IOLBF, 0);
 	signal(SIGPIPE, SIG_IGN);
+	/* workers hand reports to the loop from their threads */
+	if (evthread_use_pthreads() != 0)
+		goto out_nothing;
 	struct sigaction sa;
 	memset(&sa, 0, sizeof(sa));
 	sa.sa_handler = on_signal;
@@ -1429,75 +1563,9 @@ int main(int argc, char **argv)
 	printf("ota-fleet-sim: %u devices provisioned in %.1f s\n",
 	       atomic_load(&fleet->provisioned), now_s() - t0);
 
-	/* the fleet comes online, at most connect_rate new sessions a second */
-	double t_connect = now_s();
-	double next_progress = now_s() + o->progress_s;
-	unsigned last_done = 0;
-	double last_t = now_s();
-	double next_report = now_s() + 1;
-	unsigned report_second = 1; /* second 0's devices just reported at connect */
-	unsigned started = 0;
-	double next_offline_scan = now_s();
-	while (!stop_requested) {
-		double t = now_s();
-		unsigned due = (unsigned)((t - t_connect) * o->connect_rate) + 1;
-		while (started < o->devices && started < due && !stop_requested) {
-			struct fleet_device *d = &fleet->devices[started];
-			char cert[FLEET_PATH_MAX];
-			char key[FLEET_PATH_MAX];
-			snprintf(cert, sizeof(cert), "%s/devices/%s.crt", o->pki, d->id);
-			snprintf(key, sizeof(key), "%s/devices/%s.key", o->pki, d->id);
-			struct ota_mqtt_config mc = {.url = o->broker_url,
-						     .device_id = d->id,
-						     .ca_file = fleet->ca_file,
-						     .cert_file = cert,
-						     .key_file = key};
-			struct ota_mqtt *mqtt = NULL;
-			enum ota_err err = ota_mqtt_start(&mc, on_cmd, on_connected,
-							  &mqtt_ctxs[started], &mqtt);
-			/*
-			 * Workers read d->mqtt after taking the lock; a connection
-			 * that came up before this assignment gets its first
-			 * report queued again here.
-			 */
-			pthread_mutex_lock(&fleet->lock);
-			d->mqtt = mqtt;
-			if (d->connected_once) {
-				d->want_report = true;
-				enqueue_locked(fleet, started);
-			}
-			pthread_mutex_unlock(&fleet->lock);
-			if (err != OTA_OK)
-				fprintf(stderr, "ota-fleet-sim: %s: mqtt client not started\n",
-					d->id);
-			started++;
-		}
-		if (o->progress_s && t >= next_progress) {
-			print_progress(fleet, t0, &last_done, &last_t);
-			next_progress = t + o->progress_s;
-		}
-		if (o->offline > 0 && t >= next_offline_scan) {
-			take_offline(fleet, started, t);
-			next_offline_scan = t + 1;
-		}
-		/*
-		 * Periodic reports, spread over the interval (device i in second
-		 * i mod interval): a whole fleet at once would queue ahead of
-		 * the installs.
-		 */
-		if (t >= next_report) {
-			unsigned second = report_second++ % o->report_interval_s;
-			pthread_mutex_lock(&fleet->lock);
-			for (unsigned i = second; i < started; i += o->report_interval_s) {
-				fleet->devices[i].want_report = true;
-				enqueue_locked(fleet, i);
-			}
-			pthread_mutex_unlock(&fleet->lock);
-			next_report = t + 1;
-		}
-		if (o->duration_s && t - t0 >= o->duration_s)
-			break;
-		sleep_ms(50);
+	if (!stop_requested && run_loop(fleet, t0) != 0) {
+		stop_requested = 1;
+		goto out;
 	}
 	stop_requested = 1;
 	rc = 0;
@@ -1515,10 +1583,14 @@ out:
 		}
 		free(workers);
 	}
-	for (unsigned i = 0; i < o->devices; i++) {
-		ota_mqtt_stop(fleet->devices[i].mqtt);
+	/* the workers are gone: nobody hands reports to the sessions any more */
+	for (unsigned i = 0; i < o->devices; i++)
 		fleet->devices[i].mqtt = NULL;
-	}
+	fleet_mq_free(fleet->mq);
+	fleet->mq = NULL;
+	if (fleet->base)
+		event_base_free(fleet->base);
+	fleet->base = NULL;
 	summary(fleet, t0);
 	pthread_mutex_destroy(&fleet->lock);
 	pthread_cond_destroy(&fleet->wake);
