@@ -61,6 +61,8 @@
 #define CHUNK_BYTES (16u * 1024u)
 #define SELFTEST_MARKER "FLEETOTA-SELFTEST-FAIL"
 #define SLOT_READ_MAX (64u * 1024u * 1024u)
+/* Threads beyond --workers for those lent to slow links (each holds its work areas). */
+#define POOL_SPARE_MAX 256u
 
 struct fleet_options {
 	unsigned devices;
@@ -155,6 +157,18 @@ struct fleet {
 	unsigned q_head;
 	unsigned q_len;
 	unsigned busy_workers;
+	/*
+	 * The pool: `workers` threads take queued jobs; one that waits on a
+	 * slow link (a slow device's download, a power cut's reboot) is lent
+	 * out, and a spare thread takes its place, so the threads serving the
+	 * queue stay `workers` however many devices are slow.
+	 */
+	struct worker *pool; /* pool_cap slots */
+	unsigned pool_cap;
+	unsigned threads; /* running worker threads */
+	unsigned lent; /* of which waiting on a slow link */
+	unsigned threads_peak;
+	bool pool_closed; /* stopping: no more threads */
 
 	pthread_mutex_t stats_lock;
 	struct artifact_stats artifacts[MAX_ARTIFACTS];
@@ -308,6 +322,79 @@ static void count_outcome(struct fleet *fleet, const char *artifact, enum outcom
 	pthread_mutex_unlock(&fleet->stats_lock);
 }
 
+/* ---- the worker pool ----------------------------------------------------------- */
+
+enum worker_state { WORKER_FREE, WORKER_RUNNING, WORKER_EXITED };
+
+struct worker {
+	struct fleet *fleet;
+	pthread_t thread;
+	enum worker_state state; /* under fleet->lock */
+	uint8_t *work; /* the thread's own */
+	uint8_t *delta_work;
+};
+
+static void *worker_main(void *arg);
+
+/* Under fleet->lock: one more thread, in a free slot (an exited one is joined first). */
+static bool pool_spawn_locked(struct fleet *fleet)
+{
+	if (fleet->pool_closed)
+		return false;
+	for (unsigned i = 0; i < fleet->pool_cap; i++) {
+		struct worker *w = &fleet->pool[i];
+		if (w->state == WORKER_RUNNING)
+			continue;
+		if (w->state == WORKER_EXITED)
+			pthread_join(w->thread, NULL); /* it only returns, lock released */
+		w->state = WORKER_FREE;
+		w->fleet = fleet;
+		if (pthread_create(&w->thread, NULL, worker_main, w) != 0)
+			return false;
+		w->state = WORKER_RUNNING;
+		fleet->threads++;
+		if (fleet->threads > fleet->threads_peak)
+			fleet->threads_peak = fleet->threads;
+		return true;
+	}
+	return false; /* every slot taken: the queue waits for a thread to come back */
+}
+
+/* This thread waits on a slow link from now on: another takes its place at the queue. */
+static void pool_lend(struct fleet *fleet)
+{
+	pthread_mutex_lock(&fleet->lock);
+	fleet->lent++;
+	if (!stop_requested && fleet->threads - fleet->lent < fleet->opt.workers)
+		(void)pool_spawn_locked(fleet);
+	pthread_mutex_unlock(&fleet->lock);
+}
+
+static void pool_return(struct fleet *fleet)
+{
+	pthread_mutex_lock(&fleet->lock);
+	fleet->lent--;
+	pthread_mutex_unlock(&fleet->lock);
+}
+
+/* Stops every thread (stop_requested is set) and joins them. */
+static void pool_join(struct fleet *fleet)
+{
+	pthread_mutex_lock(&fleet->lock);
+	fleet->pool_closed = true;
+	pthread_cond_broadcast(&fleet->wake);
+	pthread_mutex_unlock(&fleet->lock);
+	for (unsigned i = 0; i < fleet->pool_cap; i++) {
+		/* the pool is closed: states only move from RUNNING to EXITED */
+		pthread_mutex_lock(&fleet->lock);
+		enum worker_state st = fleet->pool[i].state;
+		pthread_mutex_unlock(&fleet->lock);
+		if (st != WORKER_FREE)
+			pthread_join(fleet->pool[i].thread, NULL);
+		fleet->pool[i].state = WORKER_FREE;
+	}
+}
+
 /* ---- the port: Linux slots and records, the simulator's self-test ---------- */
 
 /*
@@ -373,7 +460,14 @@ static enum ota_err session_fetch(void *ctx, const struct ota_fetch_request *req
 	enum ota_err err = session_https(s);
 	if (err != OTA_OK)
 		return err;
-	return ota_sim_faults_fetch(&s->faults, req, sink, sink_arg, ret);
+	/* a slow link's download holds this thread, not a place at the queue */
+	bool slow = s->faults.slow_rate && req->what == OTA_FETCH_IMAGE;
+	if (slow)
+		pool_lend(s->fleet);
+	err = ota_sim_faults_fetch(&s->faults, req, sink, sink_arg, ret);
+	if (slow)
+		pool_return(s->fleet);
+	return err;
 }
 
 /* The core's configuration: a device without the delta work area refuses deltas. */
@@ -517,7 +611,9 @@ static void power_cycle(void *arg)
 	struct ota_agent_config acfg = session_agent_config(s);
 	if (ota_agent_init(&s->agent, &s->port, &acfg, s->work, OTA_AGENT_WORK_BYTES) == OTA_OK)
 		(void)ota_agent_boot(&s->agent, &slot);
+	pool_lend(s->fleet);
 	sleep_s(1);
+	pool_return(s->fleet);
 	ota_online_report(&s->online, ota_online_idle_state(&s->agent));
 }
 
@@ -749,27 +845,29 @@ out:
 	return confirmed;
 }
 
-struct worker {
-	struct fleet *fleet;
-	pthread_t thread;
-	uint8_t *work;
-	uint8_t *delta_work;
-};
-
 static void *worker_main(void *arg)
 {
 	struct worker *w = arg;
 	struct fleet *fleet = w->fleet;
+	w->work = malloc(OTA_AGENT_WORK_BYTES);
+	w->delta_work = malloc(OTA_DELTA_WORK_BYTES);
 	for (;;) {
 		struct job job;
 		pthread_mutex_lock(&fleet->lock);
-		while (!stop_requested && fleet->q_len == 0) {
+		bool surplus = false;
+		for (;;) {
+			/* more threads serve the queue than asked: a lent one came back, this one goes */
+			surplus = fleet->threads - fleet->lent > fleet->opt.workers;
+			if (stop_requested || surplus || !w->work || !w->delta_work || fleet->q_len)
+				break;
 			struct timespec until;
 			clock_gettime(CLOCK_REALTIME, &until);
 			until.tv_sec += 1;
 			pthread_cond_timedwait(&fleet->wake, &fleet->lock, &until);
 		}
-		if (stop_requested) {
+		if (stop_requested || surplus || !w->work || !w->delta_work) {
+			fleet->threads--;
+			w->state = WORKER_EXITED;
 			pthread_mutex_unlock(&fleet->lock);
 			break;
 		}
@@ -809,6 +907,9 @@ static void *worker_main(void *arg)
 			enqueue_locked(fleet, idx);
 		pthread_mutex_unlock(&fleet->lock);
 	}
+	free(w->work);
+	free(w->delta_work);
+	w->work = w->delta_work = NULL;
 	return NULL;
 }
 
@@ -851,6 +952,7 @@ static void print_progress(struct fleet *fleet, double t0, unsigned *last_done, 
 	pthread_mutex_lock(&fleet->lock);
 	unsigned busy = fleet->busy_workers;
 	unsigned queued = fleet->q_len;
+	unsigned lent = fleet->lent;
 	pthread_mutex_unlock(&fleet->lock);
 	unsigned done = atomic_load(&fleet->confirmed_total) + atomic_load(&fleet->reverted_total) +
 			atomic_load(&fleet->rejected_total) + atomic_load(&fleet->failed_total);
@@ -858,11 +960,14 @@ static void print_progress(struct fleet *fleet, double t0, unsigned *last_done, 
 	double rate = t > *last_t ? (done - *last_done) / (t - *last_t) : 0;
 	*last_done = done;
 	*last_t = t;
-	printf("[fleet %5.0fs] connected %u/%u | installing %u, workers busy %u, queued %u | "
+	printf("[fleet %5.0fs] connected %u/%u (up %u) | installing %u, workers busy %u (%u on "
+	       "slow "
+	       "links), queued %u | "
 	       "confirmed %u reverted %u rejected %u failed %u | power cuts %u | %.1f installs/s | "
 	       "rss %ld MB\n",
 	       t - t0, atomic_load(&fleet->connected), fleet->opt.devices,
-	       atomic_load(&fleet->downloading), busy, queued, atomic_load(&fleet->confirmed_total),
+	       fleet->mq ? fleet_mq_connected(fleet->mq) : 0, atomic_load(&fleet->downloading),
+	       busy, lent, queued, atomic_load(&fleet->confirmed_total),
 	       atomic_load(&fleet->reverted_total), atomic_load(&fleet->rejected_total),
 	       atomic_load(&fleet->failed_total), atomic_load(&fleet->power_cuts), rate,
 	       peak_rss_kb() / 1024);
@@ -912,6 +1017,9 @@ static void summary(struct fleet *fleet, double t0)
 	       atomic_load(&fleet->transient_injected), no_delta);
 	pthread_mutex_lock(&fleet->lock);
 	printf("duplicate notifications ignored: %u\n", fleet->notify_duplicates);
+	printf("worker threads: %u at the queue, at most %u at once (the rest lent to slow "
+	       "links)\n",
+	       o->workers, fleet->threads_peak);
 	unsigned duplicates = fleet->notify_duplicates;
 	pthread_mutex_unlock(&fleet->lock);
 	printf("connected %u (all connected %.1f s after the first connect; 0: never), reports %u, "
@@ -1133,7 +1241,8 @@ static void usage(FILE *out)
 	      "  --model M --hw-rev R  what the devices are (default fx-model / rev-a)\n"
 	      "  --slot-size BYTES     per slot file (default 1 MiB)\n"
 	      "  --product-key FILE    X25519 key of the product line (encrypted images)\n"
-	      "  --workers N           installs at once (default 16)\n"
+	      "  --workers N           threads taking queued jobs (default 16); one waiting on a\n"
+	      "                        slow link is replaced by a spare while it waits\n"
 	      "  --connect-rate N      new MQTT connections per second (default 200)\n"
 	      "  --duration S          stop after S seconds (default: until SIGINT/SIGTERM)\n"
 	      "  --progress S          progress line every S seconds (default 5, 0 = off)\n"
@@ -1439,7 +1548,6 @@ static int load_pins(struct fleet *fleet)
 int main(int argc, char **argv)
 {
 	struct fleet *fleet = calloc(1, sizeof(*fleet));
-	struct worker *workers = NULL;
 	struct fleet_ca *ca = NULL;
 	int rc = 2;
 	if (!fleet || parse_args(argc, argv, &fleet->opt) != 0)
@@ -1526,23 +1634,19 @@ int main(int argc, char **argv)
 	pthread_cond_init(&fleet->wake, NULL);
 	pthread_mutex_init(&fleet->stats_lock, NULL);
 
-	workers = calloc(o->workers, sizeof(*workers));
-	if (!workers)
+	/* spare threads for lent ones: one per slow device at most, bounded */
+	fleet->pool_cap = o->workers + (o->slow > 0 || o->power_loss > 0 ? POOL_SPARE_MAX : 0);
+	fleet->pool = calloc(fleet->pool_cap, sizeof(*fleet->pool));
+	if (!fleet->pool)
 		goto out;
+	pthread_mutex_lock(&fleet->lock);
 	for (unsigned i = 0; i < o->workers; i++) {
-		workers[i].fleet = fleet;
-		workers[i].work = malloc(OTA_AGENT_WORK_BYTES);
-		workers[i].delta_work = malloc(OTA_DELTA_WORK_BYTES);
-		if (!workers[i].work || !workers[i].delta_work ||
-		    pthread_create(&workers[i].thread, NULL, worker_main, &workers[i]) != 0) {
-			free(workers[i].work);
-			free(workers[i].delta_work);
-			workers[i].work = NULL;
-			workers[i].delta_work = NULL;
+		if (!pool_spawn_locked(fleet)) {
 			stop_requested = 1;
 			break;
 		}
 	}
+	pthread_mutex_unlock(&fleet->lock);
 
 	/* the factory: every device gets its trust anchors and first image */
 	pthread_mutex_lock(&fleet->lock);
@@ -1570,18 +1674,10 @@ int main(int argc, char **argv)
 	stop_requested = 1;
 	rc = 0;
 out:
-	if (workers) {
-		pthread_mutex_lock(&fleet->lock);
-		pthread_cond_broadcast(&fleet->wake);
-		pthread_mutex_unlock(&fleet->lock);
-		for (unsigned i = 0; i < o->workers; i++) {
-			if (workers[i].work) {
-				pthread_join(workers[i].thread, NULL);
-				free(workers[i].work);
-				free(workers[i].delta_work);
-			}
-		}
-		free(workers);
+	if (fleet->pool) {
+		pool_join(fleet);
+		free(fleet->pool);
+		fleet->pool = NULL;
 	}
 	/* the workers are gone: nobody hands reports to the sessions any more */
 	for (unsigned i = 0; i < o->devices; i++)
