@@ -19,6 +19,7 @@
 #include <time.h>
 
 #include <event2/event.h>
+#include <event2/event_struct.h>
 #include <mosquitto.h>
 #include <mqtt_protocol.h>
 #include <openssl/ssl.h>
@@ -28,7 +29,7 @@
 #include "ota_linux.h"
 
 #define HOST_MAX 256u
-#define CONNECT_DEADLINE_S 10
+#define CONNECT_DEADLINE_S 30
 #define BACKOFF_MIN_S 1u
 #define BACKOFF_MAX_S 30u
 /* Reports queued at the loop for one session beyond which new ones are dropped. */
@@ -47,8 +48,8 @@ struct fleet_mq_session {
 	struct fleet_mq *mq;
 	struct mosquitto *mosq;
 	size_t index; /* in mq->sessions */
-	struct event *rd;
-	struct event *wr;
+	struct event ev; /* the socket's one event: read, and write while libmosquitto wants it */
+	short ev_mask; /* 0: no event */
 	int fd;
 	bool connected; /* CONNACK accepted, not lost since */
 	bool started; /* the first connect went out */
@@ -71,6 +72,7 @@ struct fleet_mq {
 	size_t n_sessions;
 	size_t cap_sessions;
 	unsigned connected;
+	unsigned connecting; /* attempts under way: no CONNACK yet */
 	pthread_mutex_t lock; /* the hand-over queue */
 	struct pending *head;
 	struct pending *tail;
@@ -85,16 +87,17 @@ static void lib_init(void)
 
 /* ---- the socket's events -------------------------------------------------- */
 
-static void on_readable(evutil_socket_t fd, short what, void *arg);
-static void on_writable(evutil_socket_t fd, short what, void *arg);
+static void on_io(evutil_socket_t fd, short what, void *arg);
 
+/*
+ * One event per socket, so that a socket libmosquitto already closed is
+ * removed from the loop by a single delete (an error libevent expects).
+ */
 static void drop_events(struct fleet_mq_session *s)
 {
-	if (s->rd)
-		event_free(s->rd);
-	if (s->wr)
-		event_free(s->wr);
-	s->rd = s->wr = NULL;
+	if (s->ev_mask)
+		event_del(&s->ev);
+	s->ev_mask = 0;
 	s->fd = -1;
 }
 
@@ -109,10 +112,20 @@ static void set_connected(struct fleet_mq_session *s, bool up)
 		s->mq->connected--;
 }
 
+/* An attempt begins (now) or ends (0). */
+static void set_attempt(struct fleet_mq_session *s, time_t at)
+{
+	if (!s->attempt_at && at)
+		s->mq->connecting++;
+	else if (s->attempt_at && !at)
+		s->mq->connecting--;
+	s->attempt_at = at;
+}
+
 static void schedule_retry(struct fleet_mq_session *s)
 {
 	set_connected(s, false);
-	s->attempt_at = 0;
+	set_attempt(s, 0);
 	if (s->retry_at)
 		return;
 	/* spread the sessions of a broker that went away over the next second */
@@ -130,19 +143,21 @@ static void sync_session(struct fleet_mq_session *s)
 		schedule_retry(s);
 		return;
 	}
-	if (!s->rd) {
-		s->rd = event_new(s->mq->base, fd, EV_READ | EV_PERSIST, on_readable, s);
-		s->wr = event_new(s->mq->base, fd, EV_WRITE, on_writable, s);
-		if (!s->rd || !s->wr || event_add(s->rd, NULL) != 0) {
-			drop_events(s);
-			mosquitto_disconnect(s->mosq);
-			schedule_retry(s);
-			return;
-		}
-		s->fd = fd;
+	short mask = EV_READ | EV_PERSIST | (mosquitto_want_write(s->mosq) ? EV_WRITE : 0);
+	if (mask == s->ev_mask)
+		return;
+	if (s->ev_mask)
+		event_del(&s->ev);
+	s->ev_mask = 0;
+	if (event_assign(&s->ev, s->mq->base, fd, mask, on_io, s) != 0 ||
+	    event_add(&s->ev, NULL) != 0) {
+		mosquitto_disconnect(s->mosq);
+		s->fd = -1;
+		schedule_retry(s);
+		return;
 	}
-	if (mosquitto_want_write(s->mosq))
-		event_add(s->wr, NULL);
+	s->ev_mask = mask;
+	s->fd = fd;
 }
 
 /* Reads until OpenSSL holds no decrypted bytes the socket would not signal again. */
@@ -156,32 +171,18 @@ static void read_all(struct fleet_mq_session *s)
 	}
 }
 
-static void on_readable(evutil_socket_t fd, short what, void *arg)
+static void on_io(evutil_socket_t fd, short what, void *arg)
 {
 	struct fleet_mq_session *s = arg;
 	(void)fd;
-	(void)what;
-	read_all(s);
-	sync_session(s);
-}
-
-static void on_writable(evutil_socket_t fd, short what, void *arg)
-{
-	struct fleet_mq_session *s = arg;
-	(void)fd;
-	(void)what;
 	/*
 	 * Until the CONNACK the TLS handshake may be what wants to write:
 	 * libmosquitto advances it from loop_read, not loop_write.
 	 */
-	if (!s->connected) {
+	if ((what & EV_READ) || !s->connected)
 		read_all(s);
-		if (mosquitto_socket(s->mosq) < 0) {
-			sync_session(s);
-			return;
-		}
-	}
-	mosquitto_loop_write(s->mosq, 1);
+	if ((what & EV_WRITE) && mosquitto_socket(s->mosq) >= 0)
+		mosquitto_loop_write(s->mosq, 1);
 	sync_session(s);
 }
 
@@ -196,7 +197,7 @@ static void cb_connect(struct mosquitto *mosq, void *obj, int rc, int flags,
 	if (rc != 0)
 		return; /* refused: the broker closes, the retry follows */
 	set_connected(s, true);
-	s->attempt_at = 0;
+	set_attempt(s, 0);
 	s->backoff_s = BACKOFF_MIN_S;
 	/* subscribe on every (re)connect: the broker may have dropped the session */
 	mosquitto_subscribe_v5(mosq, NULL, s->cmd_topic, 1, 0, NULL);
@@ -233,7 +234,7 @@ static void attempt(struct fleet_mq_session *s)
 	/* libmosquitto closes the old socket and may reuse its number */
 	drop_events(s);
 	s->retry_at = 0;
-	s->attempt_at = time(NULL);
+	set_attempt(s, time(NULL));
 	(void)mosquitto_reconnect_async(s->mosq);
 	sync_session(s);
 }
@@ -328,7 +329,7 @@ enum ota_err fleet_mq_start(struct fleet_mq *mq, const struct ota_mqtt_config *c
 	 * The one call that takes CONNECT properties blocks for the TCP
 	 * connect (not for TLS); reconnects keep the properties and do not block.
 	 */
-	s->attempt_at = time(NULL);
+	set_attempt(s, time(NULL));
 	s->started = true;
 	(void)mosquitto_connect_bind_v5(s->mosq, host, port, OTA_MQTT_KEEPALIVE_S, NULL, props);
 	mosquitto_property_free_all(&props);
@@ -461,6 +462,7 @@ void fleet_mq_stop(struct fleet_mq_session *s)
 		mosquitto_loop_write(s->mosq, 1);
 	}
 	set_connected(s, false);
+	set_attempt(s, 0);
 	mq->sessions[s->index] = mq->sessions[mq->n_sessions - 1];
 	mq->sessions[s->index]->index = s->index;
 	mq->n_sessions--;
@@ -470,6 +472,11 @@ void fleet_mq_stop(struct fleet_mq_session *s)
 unsigned fleet_mq_connected(const struct fleet_mq *mq)
 {
 	return mq->connected;
+}
+
+unsigned fleet_mq_connecting(const struct fleet_mq *mq)
+{
+	return mq->connecting;
 }
 
 void fleet_mq_free(struct fleet_mq *mq)

@@ -12,7 +12,7 @@
  * expiry OTA_MQTT_SESSION_EXPIRY_S), keep-alive 30 s, subscribed at QoS 1
  * to fleetota/v1/{device}/cmd on every connect, StatusReports published at
  * QoS 1 to fleetota/v1/{device}/status. Lost sessions reconnect with a
- * backoff of 1 s doubling to 30 s; a connect that does not finish in 10 s
+ * backoff of 1 s doubling to 30 s; a connect that does not finish in 30 s
  * starts again.
  *
  * Everything runs on the loop's thread except fleet_mq_publish, which any
@@ -56,5 +56,12 @@ void fleet_mq_stop(struct fleet_mq_session *s);
 
 /* Sessions that have a CONNACK now. */
 unsigned fleet_mq_connected(const struct fleet_mq *mq);
+
+/*
+ * Connect attempts under way (TCP, TLS or CONNACK pending): the ramp
+ * keeps this bounded, so a broker slower than the ramp is not handed
+ * handshakes that would time out and start over.
+ */
+unsigned fleet_mq_connecting(const struct fleet_mq *mq);
 
 #endif

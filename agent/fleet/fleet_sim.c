@@ -63,6 +63,8 @@
 #define SLOT_READ_MAX (64u * 1024u * 1024u)
 /* Threads beyond --workers for those lent to slow links (each holds its work areas). */
 #define POOL_SPARE_MAX 256u
+/* Sessions in their connect (TCP, TLS, CONNACK) at once, per process. */
+#define CONNECTING_MAX 64u
 
 struct fleet_options {
 	unsigned devices;
@@ -960,13 +962,15 @@ static void print_progress(struct fleet *fleet, double t0, unsigned *last_done, 
 	double rate = t > *last_t ? (done - *last_done) / (t - *last_t) : 0;
 	*last_done = done;
 	*last_t = t;
-	printf("[fleet %5.0fs] connected %u/%u (up %u) | installing %u, workers busy %u (%u on "
+	printf("[fleet %5.0fs] connected %u/%u (up %u, connecting %u) | installing %u, workers "
+	       "busy %u (%u on "
 	       "slow "
 	       "links), queued %u | "
 	       "confirmed %u reverted %u rejected %u failed %u | power cuts %u | %.1f installs/s | "
 	       "rss %ld MB\n",
 	       t - t0, atomic_load(&fleet->connected), fleet->opt.devices,
-	       fleet->mq ? fleet_mq_connected(fleet->mq) : 0, atomic_load(&fleet->downloading),
+	       fleet->mq ? fleet_mq_connected(fleet->mq) : 0,
+	       fleet->mq ? fleet_mq_connecting(fleet->mq) : 0, atomic_load(&fleet->downloading),
 	       busy, lent, queued, atomic_load(&fleet->confirmed_total),
 	       atomic_load(&fleet->reverted_total), atomic_load(&fleet->rejected_total),
 	       atomic_load(&fleet->failed_total), atomic_load(&fleet->power_cuts), rate,
@@ -1125,13 +1129,18 @@ struct loop_state {
 	bool all_connected;
 };
 
-/* Starts the sessions due by now: at most connect_rate new ones a second. */
+/*
+ * Starts the sessions due by now: at most connect_rate new ones a second,
+ * and at most CONNECTING_MAX connecting at once (the broker's pace: a TLS
+ * handshake it has no time for would time out and start over).
+ */
 static void ramp(struct loop_state *ls, double t)
 {
 	struct fleet *fleet = ls->fleet;
 	const struct fleet_options *o = &fleet->opt;
 	unsigned due = (unsigned)((t - ls->t_connect) * o->connect_rate) + 1;
-	while (ls->started < o->devices && ls->started < due && !stop_requested) {
+	while (ls->started < o->devices && ls->started < due && !stop_requested &&
+	       fleet_mq_connecting(fleet->mq) < CONNECTING_MAX) {
 		unsigned idx = ls->started++;
 		struct fleet_device *d = &fleet->devices[idx];
 		char cert[FLEET_PATH_MAX];
