@@ -27,11 +27,17 @@
 #   rollout  campaign planning rate (tests/integration/rollout/test_scale.sh
 #            with BENCH_ROLLOUT_DEVICES rows) against `pgbench -S` tps on a
 #            private cluster started by the same scripts/pg.sh
+#   fleet    a simulated fleet (bench/fleet.sh: BENCH_FLEET_DEVICES
+#            ota-fleet-sim devices against one ota-server, PostgreSQL and
+#            mosquitto): registration time and a 1 MiB campaign's time
+#            against the goals of issue 19 (60 s and 3 min at 10,000
+#            devices), and CPU per install of each process
 #
 #   bench/run.sh [BUILD_DIR]      (default and make bench: build-bench, a
 #                                  release build; run.sh builds what it runs)
-# Knobs: BENCH_PARTS ("server device verify delta rollout"; delta's own
-#        knobs are in bench/delta.sh), BENCH_IMAGE_MB (32,
+# Knobs: BENCH_PARTS ("server device verify delta rollout fleet"; delta's
+#        and fleet's own knobs are in bench/delta.sh and bench/fleet.sh;
+#        BENCH_FLEET_DEVICES=10000 for the 10k row, default 300), BENCH_IMAGE_MB (32,
 #        the served image), BENCH_SECONDS (8), BENCH_CONNS (4),
 #        BENCH_SMALL_CONNS (8), BENCH_TLS_SECONDS (5), BENCH_TLS_CONNS (4),
 #        BENCH_INSTALL_MB (256), BENCH_DEVICE_ROUNDS (3), BENCH_SPEED_SECONDS
@@ -50,7 +56,7 @@ export LC_ALL=C # decimal points in awk and printf
 top=$(cd "$(dirname "$0")/.." && pwd)
 build=${1:-build-bench}
 [[ $build = /* ]] || build=$top/$build
-parts=" ${BENCH_PARTS:-server device verify delta rollout} "
+parts=" ${BENCH_PARTS:-server device verify delta rollout fleet} "
 want() { [[ $parts == *" $1 "* ]]; }
 server=$build/server/ota-server
 tool=$build/tests/integration/server/srv_testtool
@@ -83,6 +89,7 @@ want server && targets+=(server/ota-server tests/integration/server/srv_testtool
 want device && targets+=(agent/ota-agent keyrotate/ota-keys)
 want verify && targets+=(keyrotate/ota-keys bench/ota-bench-verify)
 want delta && targets+=(agent/ota-agent keyrotate/ota-keys)
+want fleet && targets+=(server/ota-server keyrotate/ota-keys agent/ota-fleet-sim)
 if [[ -f $build/build.ninja && ${#targets[@]} -gt 0 ]]; then
 	ninja_out=$(ninja -C "$build" "${targets[@]}" 2>&1) || {
 		tail -30 <<<"$ninja_out" >&2
@@ -539,11 +546,37 @@ bench_rollout() {
 		"pgbench -S, 2 clients (tps)" "$tps" 0
 }
 
+# The fleet's own stack (bench/fleet.sh): registration and the campaign
+# against issue 19's goals for 10,000 devices, CPU per install as lines.
+fleet_lines=()
+bench_fleet() {
+	local n=${BENCH_FLEET_DEVICES:-300} out
+	echo "bench: fleet: $n simulated devices (bench/fleet.sh)"
+	bash "$top/bench/fleet.sh" "$build" >"$T/fleet.log" 2>&1 &
+	child_pid=$!
+	wait "$child_pid" || {
+		child_pid=
+		tail -40 "$T/fleet.log" >&2
+		echo "bench: fleet failed" >&2
+		exit 1
+	}
+	child_pid=
+	out=$(grep '^fleet: ' "$T/fleet.log")
+	echo "$out" | sed 's/^/bench: /'
+	fv() { sed -nE "s/.* $1=([0-9.]+).*/\1/p" <<<"$out" | head -1; }
+	report "fleet of $n: registration, first connect to all stored (s)" "$(fv registration_s)" \
+		"goal at 10,000 devices (s)" 60
+	report "fleet of $n: campaign, $(fv image_kb) KiB image, to all confirmed (s)" \
+		"$(fv campaign_s)" "goal at 10,000 devices (s)" 180
+	fleet_lines+=("fleet of $n: CPU ms per install: simulator $(fv sim), PostgreSQL $(fv pg), ota-server $(fv server), mosquitto $(fv mosquitto); $(fv installs_per_s) installs/s")
+}
+
 want server && bench_server
 want device && bench_device
 want verify && bench_verify
 want delta && bench_delta
 ((rollout_devices == 0)) || ! want rollout || bench_rollout
+want fleet && bench_fleet
 
 echo
 echo "fleetota bench summary ($(nproc) cores, load average $(loadavg) at end; loopback)"
@@ -553,3 +586,4 @@ for row in "${rows[@]}"; do
 	printf '%-66s %10.*f   %-34s %10.*f %7.3f\n' "$what" "$digits" "$ours" "$anchor_name" \
 		"$digits" "$anchor" "$ratio"
 done
+for line in ${fleet_lines[@]+"${fleet_lines[@]}"}; do echo "$line"; done

@@ -37,6 +37,9 @@
 #include <time.h>
 #include <unistd.h>
 
+#include <event2/event.h>
+#include <event2/thread.h>
+
 #include "fleetota-version.h"
 #include "fleet_sim.h"
 #include "fleetota/agent.h"
@@ -49,6 +52,7 @@
 #include "ota_https.h"
 #include "ota_linux.h"
 #include "ota_mqtt.h"
+#include "fleet_mqtt.h"
 #include "ota_sim_faults.h"
 
 #define ID_MAX OTA_MAX_DEVICE_ID_BYTES
@@ -57,6 +61,10 @@
 #define CHUNK_BYTES (16u * 1024u)
 #define SELFTEST_MARKER "FLEETOTA-SELFTEST-FAIL"
 #define SLOT_READ_MAX (64u * 1024u * 1024u)
+/* Threads beyond --workers for those lent to slow links (each holds its work areas). */
+#define POOL_SPARE_MAX 256u
+/* Sessions in their connect (TCP, TLS, CONNACK) at once, per process. */
+#define CONNECTING_MAX 64u
 
 struct fleet_options {
 	unsigned devices;
@@ -106,7 +114,7 @@ struct fleet_device {
 	/* the worker that holds the device touches these; no lock needed */
 	bool power_lost;
 	double offline_at; /* when an offline device leaves (0: not yet known) */
-	struct ota_mqtt *mqtt;
+	struct fleet_mq_session *mqtt; /* the loop's; workers only publish */
 	uint64_t report_seq;
 	char version[OTA_AGENT_VERSION_BYTES];
 	/* under fleet.lock */
@@ -151,6 +159,18 @@ struct fleet {
 	unsigned q_head;
 	unsigned q_len;
 	unsigned busy_workers;
+	/*
+	 * The pool: `workers` threads take queued jobs; one that waits on a
+	 * slow link (a slow device's download, a power cut's reboot) is lent
+	 * out, and a spare thread takes its place, so the threads serving the
+	 * queue stay `workers` however many devices are slow.
+	 */
+	struct worker *pool; /* pool_cap slots */
+	unsigned pool_cap;
+	unsigned threads; /* running worker threads */
+	unsigned lent; /* of which waiting on a slow link */
+	unsigned threads_peak;
+	bool pool_closed; /* stopping: no more threads */
 
 	pthread_mutex_t stats_lock;
 	struct artifact_stats artifacts[MAX_ARTIFACTS];
@@ -170,6 +190,9 @@ struct fleet {
 	atomic_uint downloading;
 	atomic_uint transient_injected;
 	unsigned notify_duplicates; /* under lock */
+	double registered_s; /* every session connected once, after the ramp began (loop) */
+	struct event_base *base;
+	struct fleet_mq *mq; /* every device's MQTT session, on the main thread's loop */
 	FILE *notify_log; /* under lock */
 };
 
@@ -301,6 +324,79 @@ static void count_outcome(struct fleet *fleet, const char *artifact, enum outcom
 	pthread_mutex_unlock(&fleet->stats_lock);
 }
 
+/* ---- the worker pool ----------------------------------------------------------- */
+
+enum worker_state { WORKER_FREE, WORKER_RUNNING, WORKER_EXITED };
+
+struct worker {
+	struct fleet *fleet;
+	pthread_t thread;
+	enum worker_state state; /* under fleet->lock */
+	uint8_t *work; /* the thread's own */
+	uint8_t *delta_work;
+};
+
+static void *worker_main(void *arg);
+
+/* Under fleet->lock: one more thread, in a free slot (an exited one is joined first). */
+static bool pool_spawn_locked(struct fleet *fleet)
+{
+	if (fleet->pool_closed)
+		return false;
+	for (unsigned i = 0; i < fleet->pool_cap; i++) {
+		struct worker *w = &fleet->pool[i];
+		if (w->state == WORKER_RUNNING)
+			continue;
+		if (w->state == WORKER_EXITED)
+			pthread_join(w->thread, NULL); /* it only returns, lock released */
+		w->state = WORKER_FREE;
+		w->fleet = fleet;
+		if (pthread_create(&w->thread, NULL, worker_main, w) != 0)
+			return false;
+		w->state = WORKER_RUNNING;
+		fleet->threads++;
+		if (fleet->threads > fleet->threads_peak)
+			fleet->threads_peak = fleet->threads;
+		return true;
+	}
+	return false; /* every slot taken: the queue waits for a thread to come back */
+}
+
+/* This thread waits on a slow link from now on: another takes its place at the queue. */
+static void pool_lend(struct fleet *fleet)
+{
+	pthread_mutex_lock(&fleet->lock);
+	fleet->lent++;
+	if (!stop_requested && fleet->threads - fleet->lent < fleet->opt.workers)
+		(void)pool_spawn_locked(fleet);
+	pthread_mutex_unlock(&fleet->lock);
+}
+
+static void pool_return(struct fleet *fleet)
+{
+	pthread_mutex_lock(&fleet->lock);
+	fleet->lent--;
+	pthread_mutex_unlock(&fleet->lock);
+}
+
+/* Stops every thread (stop_requested is set) and joins them. */
+static void pool_join(struct fleet *fleet)
+{
+	pthread_mutex_lock(&fleet->lock);
+	fleet->pool_closed = true;
+	pthread_cond_broadcast(&fleet->wake);
+	pthread_mutex_unlock(&fleet->lock);
+	for (unsigned i = 0; i < fleet->pool_cap; i++) {
+		/* the pool is closed: states only move from RUNNING to EXITED */
+		pthread_mutex_lock(&fleet->lock);
+		enum worker_state st = fleet->pool[i].state;
+		pthread_mutex_unlock(&fleet->lock);
+		if (st != WORKER_FREE)
+			pthread_join(fleet->pool[i].thread, NULL);
+		fleet->pool[i].state = WORKER_FREE;
+	}
+}
+
 /* ---- the port: Linux slots and records, the simulator's self-test ---------- */
 
 /*
@@ -366,7 +462,14 @@ static enum ota_err session_fetch(void *ctx, const struct ota_fetch_request *req
 	enum ota_err err = session_https(s);
 	if (err != OTA_OK)
 		return err;
-	return ota_sim_faults_fetch(&s->faults, req, sink, sink_arg, ret);
+	/* a slow link's download holds this thread, not a place at the queue */
+	bool slow = s->faults.slow_rate && req->what == OTA_FETCH_IMAGE;
+	if (slow)
+		pool_lend(s->fleet);
+	err = ota_sim_faults_fetch(&s->faults, req, sink, sink_arg, ret);
+	if (slow)
+		pool_return(s->fleet);
+	return err;
 }
 
 /* The core's configuration: a device without the delta work area refuses deltas. */
@@ -465,7 +568,7 @@ static bool report_begin(void *arg, const struct ota_agent_status *st, uint64_t 
 static void report_send(void *arg, const uint8_t *buf, size_t len)
 {
 	struct session *s = arg;
-	if (ota_mqtt_publish_status(s->dev->mqtt, buf, len) == OTA_OK)
+	if (fleet_mq_publish(s->dev->mqtt, buf, len) == OTA_OK)
 		atomic_fetch_add(&s->fleet->reports, 1);
 }
 
@@ -510,7 +613,9 @@ static void power_cycle(void *arg)
 	struct ota_agent_config acfg = session_agent_config(s);
 	if (ota_agent_init(&s->agent, &s->port, &acfg, s->work, OTA_AGENT_WORK_BYTES) == OTA_OK)
 		(void)ota_agent_boot(&s->agent, &slot);
+	pool_lend(s->fleet);
 	sleep_s(1);
+	pool_return(s->fleet);
 	ota_online_report(&s->online, ota_online_idle_state(&s->agent));
 }
 
@@ -742,27 +847,29 @@ out:
 	return confirmed;
 }
 
-struct worker {
-	struct fleet *fleet;
-	pthread_t thread;
-	uint8_t *work;
-	uint8_t *delta_work;
-};
-
 static void *worker_main(void *arg)
 {
 	struct worker *w = arg;
 	struct fleet *fleet = w->fleet;
+	w->work = malloc(OTA_AGENT_WORK_BYTES);
+	w->delta_work = malloc(OTA_DELTA_WORK_BYTES);
 	for (;;) {
 		struct job job;
 		pthread_mutex_lock(&fleet->lock);
-		while (!stop_requested && fleet->q_len == 0) {
+		bool surplus = false;
+		for (;;) {
+			/* more threads serve the queue than asked: a lent one came back, this one goes */
+			surplus = fleet->threads - fleet->lent > fleet->opt.workers;
+			if (stop_requested || surplus || !w->work || !w->delta_work || fleet->q_len)
+				break;
 			struct timespec until;
 			clock_gettime(CLOCK_REALTIME, &until);
 			until.tv_sec += 1;
 			pthread_cond_timedwait(&fleet->wake, &fleet->lock, &until);
 		}
-		if (stop_requested) {
+		if (stop_requested || surplus || !w->work || !w->delta_work) {
+			fleet->threads--;
+			w->state = WORKER_EXITED;
 			pthread_mutex_unlock(&fleet->lock);
 			break;
 		}
@@ -802,6 +909,9 @@ static void *worker_main(void *arg)
 			enqueue_locked(fleet, idx);
 		pthread_mutex_unlock(&fleet->lock);
 	}
+	free(w->work);
+	free(w->delta_work);
+	w->work = w->delta_work = NULL;
 	return NULL;
 }
 
@@ -814,7 +924,7 @@ static void take_offline(struct fleet *fleet, unsigned started, double now)
 {
 	for (unsigned i = 0; i < started; i++) {
 		struct fleet_device *d = &fleet->devices[i];
-		struct ota_mqtt *mqtt = NULL;
+		struct fleet_mq_session *mqtt = NULL;
 		pthread_mutex_lock(&fleet->lock);
 		if (!d->busy && !d->queued && d->offline && d->mqtt && d->offline_at > 0 &&
 		    now >= d->offline_at) {
@@ -824,7 +934,7 @@ static void take_offline(struct fleet *fleet, unsigned started, double now)
 		pthread_mutex_unlock(&fleet->lock);
 		if (!mqtt)
 			continue;
-		ota_mqtt_stop(mqtt);
+		fleet_mq_stop(mqtt);
 		if (++fleet->offline_gone == fleet->offline_total)
 			printf("ota-fleet-sim: all %u offline devices registered and went away\n",
 			       fleet->offline_total);
@@ -844,6 +954,7 @@ static void print_progress(struct fleet *fleet, double t0, unsigned *last_done, 
 	pthread_mutex_lock(&fleet->lock);
 	unsigned busy = fleet->busy_workers;
 	unsigned queued = fleet->q_len;
+	unsigned lent = fleet->lent;
 	pthread_mutex_unlock(&fleet->lock);
 	unsigned done = atomic_load(&fleet->confirmed_total) + atomic_load(&fleet->reverted_total) +
 			atomic_load(&fleet->rejected_total) + atomic_load(&fleet->failed_total);
@@ -851,11 +962,16 @@ static void print_progress(struct fleet *fleet, double t0, unsigned *last_done, 
 	double rate = t > *last_t ? (done - *last_done) / (t - *last_t) : 0;
 	*last_done = done;
 	*last_t = t;
-	printf("[fleet %5.0fs] connected %u/%u | installing %u, workers busy %u, queued %u | "
+	printf("[fleet %5.0fs] connected %u/%u (up %u, connecting %u) | installing %u, workers "
+	       "busy %u (%u on "
+	       "slow "
+	       "links), queued %u | "
 	       "confirmed %u reverted %u rejected %u failed %u | power cuts %u | %.1f installs/s | "
 	       "rss %ld MB\n",
 	       t - t0, atomic_load(&fleet->connected), fleet->opt.devices,
-	       atomic_load(&fleet->downloading), busy, queued, atomic_load(&fleet->confirmed_total),
+	       fleet->mq ? fleet_mq_connected(fleet->mq) : 0,
+	       fleet->mq ? fleet_mq_connecting(fleet->mq) : 0, atomic_load(&fleet->downloading),
+	       busy, lent, queued, atomic_load(&fleet->confirmed_total),
 	       atomic_load(&fleet->reverted_total), atomic_load(&fleet->rejected_total),
 	       atomic_load(&fleet->failed_total), atomic_load(&fleet->power_cuts), rate,
 	       peak_rss_kb() / 1024);
@@ -905,10 +1021,15 @@ static void summary(struct fleet *fleet, double t0)
 	       atomic_load(&fleet->transient_injected), no_delta);
 	pthread_mutex_lock(&fleet->lock);
 	printf("duplicate notifications ignored: %u\n", fleet->notify_duplicates);
+	printf("worker threads: %u at the queue, at most %u at once (the rest lent to slow "
+	       "links)\n",
+	       o->workers, fleet->threads_peak);
 	unsigned duplicates = fleet->notify_duplicates;
 	pthread_mutex_unlock(&fleet->lock);
-	printf("connected %u, reports %u, keylist updates %u\n", atomic_load(&fleet->connected),
-	       atomic_load(&fleet->reports), atomic_load(&fleet->keylist_updates));
+	printf("connected %u (all connected %.1f s after the first connect; 0: never), reports %u, "
+	       "keylist updates %u\n",
+	       atomic_load(&fleet->connected), fleet->registered_s, atomic_load(&fleet->reports),
+	       atomic_load(&fleet->keylist_updates));
 	printf("%-24s %9s %9s  %s\n", "artifact", "confirmed", "reverted", "rejected / failed");
 	pthread_mutex_lock(&fleet->stats_lock);
 	for (unsigned i = 0; i < fleet->n_artifacts; i++) {
@@ -938,11 +1059,13 @@ static void summary(struct fleet *fleet, double t0)
 	pthread_mutex_lock(&fleet->stats_lock);
 	fprintf(f,
 		"{\"devices\": %u, \"wall_s\": %.1f, \"peak_rss_kb\": %ld, \"connected\": %u, "
-		"\"offline\": %u, \"power_cuts\": %u, \"keylist_updates\": %u, "
+		"\"registered_s\": %.1f, \"offline\": %u, \"power_cuts\": %u, \"keylist_updates\": "
+		"%u, "
 		"\"transient_failures\": %u, \"duplicates_ignored\": %u, \"artifacts\": {",
-		o->devices, wall, peak_rss_kb(), atomic_load(&fleet->connected), offline,
-		atomic_load(&fleet->power_cuts), atomic_load(&fleet->keylist_updates),
-		atomic_load(&fleet->transient_injected), duplicates);
+		o->devices, wall, peak_rss_kb(), atomic_load(&fleet->connected),
+		fleet->registered_s, offline, atomic_load(&fleet->power_cuts),
+		atomic_load(&fleet->keylist_updates), atomic_load(&fleet->transient_injected),
+		duplicates);
 	for (unsigned i = 0; i < fleet->n_artifacts; i++) {
 		const struct artifact_stats *a = &fleet->artifacts[i];
 		fprintf(f, "%s\"%s\": {\"confirmed\": %u, \"reverted\": %u", i ? ", " : "", a->name,
@@ -990,6 +1113,131 @@ static void summary(struct fleet *fleet, double t0)
 	pthread_mutex_unlock(&fleet->stats_lock);
 }
 
+/* ---- the loop: every MQTT session, the connect ramp, offline devices, reports ---- */
+
+struct loop_state {
+	struct fleet *fleet;
+	double t0;
+	double t_connect;
+	double next_progress;
+	unsigned last_done;
+	double last_t;
+	double next_report;
+	unsigned report_second;
+	unsigned started;
+	double next_offline_scan;
+	bool all_connected;
+};
+
+/*
+ * Starts the sessions due by now: at most connect_rate new ones a second,
+ * and at most CONNECTING_MAX connecting at once (the broker's pace: a TLS
+ * handshake it has no time for would time out and start over).
+ */
+static void ramp(struct loop_state *ls, double t)
+{
+	struct fleet *fleet = ls->fleet;
+	const struct fleet_options *o = &fleet->opt;
+	unsigned due = (unsigned)((t - ls->t_connect) * o->connect_rate) + 1;
+	while (ls->started < o->devices && ls->started < due && !stop_requested &&
+	       fleet_mq_connecting(fleet->mq) < CONNECTING_MAX) {
+		unsigned idx = ls->started++;
+		struct fleet_device *d = &fleet->devices[idx];
+		char cert[FLEET_PATH_MAX];
+		char key[FLEET_PATH_MAX];
+		snprintf(cert, sizeof(cert), "%s/devices/%s.crt", o->pki, d->id);
+		snprintf(key, sizeof(key), "%s/devices/%s.key", o->pki, d->id);
+		struct ota_mqtt_config mc = {.url = o->broker_url,
+					     .device_id = d->id,
+					     .ca_file = fleet->ca_file,
+					     .cert_file = cert,
+					     .key_file = key};
+		struct fleet_mq_session *mqtt = NULL;
+		enum ota_err err = fleet_mq_start(fleet->mq, &mc, on_cmd, on_connected,
+						  &mqtt_ctxs[idx], &mqtt);
+		/* workers read d->mqtt after taking the lock (the CONNACK comes later, here) */
+		pthread_mutex_lock(&fleet->lock);
+		d->mqtt = mqtt;
+		pthread_mutex_unlock(&fleet->lock);
+		if (err != OTA_OK)
+			fprintf(stderr, "ota-fleet-sim: %s: mqtt session not started: %s\n", d->id,
+				ota_err_name(err));
+	}
+}
+
+static void loop_tick(evutil_socket_t fd, short what, void *arg)
+{
+	struct loop_state *ls = arg;
+	struct fleet *fleet = ls->fleet;
+	const struct fleet_options *o = &fleet->opt;
+	(void)fd;
+	(void)what;
+	double t = now_s();
+	if (stop_requested || (o->duration_s && t - ls->t0 >= o->duration_s)) {
+		event_base_loopbreak(fleet->base);
+		return;
+	}
+	ramp(ls, t);
+	if (!ls->all_connected && atomic_load(&fleet->connected) == o->devices) {
+		ls->all_connected = true;
+		fleet->registered_s = t - ls->t_connect;
+		printf("ota-fleet-sim: all %u sessions connected in %.1f s\n", o->devices,
+		       fleet->registered_s);
+	}
+	if (o->progress_s && t >= ls->next_progress) {
+		print_progress(fleet, ls->t0, &ls->last_done, &ls->last_t);
+		ls->next_progress = t + o->progress_s;
+	}
+	if (o->offline > 0 && t >= ls->next_offline_scan) {
+		take_offline(fleet, ls->started, t);
+		ls->next_offline_scan = t + 1;
+	}
+	/*
+	 * Periodic reports, spread over the interval (device i in second
+	 * i mod interval): a whole fleet at once would queue ahead of
+	 * the installs.
+	 */
+	if (t >= ls->next_report) {
+		unsigned second = ls->report_second++ % o->report_interval_s;
+		pthread_mutex_lock(&fleet->lock);
+		for (unsigned i = second; i < ls->started; i += o->report_interval_s) {
+			fleet->devices[i].want_report = true;
+			enqueue_locked(fleet, i);
+		}
+		pthread_mutex_unlock(&fleet->lock);
+		ls->next_report = t + 1;
+	}
+}
+
+/* The fleet comes online and stays until a signal or --duration; 0 unless setup failed. */
+static int run_loop(struct fleet *fleet, double t0)
+{
+	double t = now_s();
+	struct loop_state ls = {.fleet = fleet,
+				.t0 = t0,
+				.t_connect = t,
+				.next_progress = t + fleet->opt.progress_s,
+				.last_t = t,
+				.next_report = t + 1,
+				.report_second =
+					1, /* second 0's devices just reported at connect */
+				.next_offline_scan = t};
+	fleet->base = event_base_new();
+	fleet->mq = fleet->base ? fleet_mq_new(fleet->base) : NULL;
+	struct event *tick =
+		fleet->mq ? event_new(fleet->base, -1, EV_PERSIST, loop_tick, &ls) : NULL;
+	struct timeval every = {0, 50 * 1000};
+	if (!tick || event_add(tick, &every) != 0) {
+		fprintf(stderr, "ota-fleet-sim: no event loop\n");
+		if (tick)
+			event_free(tick);
+		return -1;
+	}
+	event_base_dispatch(fleet->base);
+	event_free(tick);
+	return 0;
+}
+
 /* ---- setup ------------------------------------------------------------------------- */
 
 static void usage(FILE *out)
@@ -1002,8 +1250,10 @@ static void usage(FILE *out)
 	      "  --model M --hw-rev R  what the devices are (default fx-model / rev-a)\n"
 	      "  --slot-size BYTES     per slot file (default 1 MiB)\n"
 	      "  --product-key FILE    X25519 key of the product line (encrypted images)\n"
-	      "  --workers N           installs at once (default 16)\n"
-	      "  --connect-rate N      new MQTT connections per second (default 200)\n"
+	      "  --workers N           threads taking queued jobs (default 16); one waiting on a\n"
+	      "                        slow link is replaced by a spare while it waits\n"
+	      "  --connect-rate N      new MQTT connections per second (default 200; at most 64\n"
+	      "                        connecting at once)\n"
 	      "  --duration S          stop after S seconds (default: until SIGINT/SIGTERM)\n"
 	      "  --progress S          progress line every S seconds (default 5, 0 = off)\n"
 	      "  --report-interval S   periodic status report (default 300)\n"
@@ -1308,7 +1558,6 @@ static int load_pins(struct fleet *fleet)
 int main(int argc, char **argv)
 {
 	struct fleet *fleet = calloc(1, sizeof(*fleet));
-	struct worker *workers = NULL;
 	struct fleet_ca *ca = NULL;
 	int rc = 2;
 	if (!fleet || parse_args(argc, argv, &fleet->opt) != 0)
@@ -1317,6 +1566,9 @@ int main(int argc, char **argv)
 	double t0 = now_s();
 	setvbuf(stdout, NULL, _IOLBF, 0);
 	signal(SIGPIPE, SIG_IGN);
+	/* workers hand reports to the loop from their threads */
+	if (evthread_use_pthreads() != 0)
+		goto out_nothing;
 	struct sigaction sa;
 	memset(&sa, 0, sizeof(sa));
 	sa.sa_handler = on_signal;
@@ -1392,23 +1644,19 @@ int main(int argc, char **argv)
 	pthread_cond_init(&fleet->wake, NULL);
 	pthread_mutex_init(&fleet->stats_lock, NULL);
 
-	workers = calloc(o->workers, sizeof(*workers));
-	if (!workers)
+	/* spare threads for lent ones: one per slow device at most, bounded */
+	fleet->pool_cap = o->workers + (o->slow > 0 || o->power_loss > 0 ? POOL_SPARE_MAX : 0);
+	fleet->pool = calloc(fleet->pool_cap, sizeof(*fleet->pool));
+	if (!fleet->pool)
 		goto out;
+	pthread_mutex_lock(&fleet->lock);
 	for (unsigned i = 0; i < o->workers; i++) {
-		workers[i].fleet = fleet;
-		workers[i].work = malloc(OTA_AGENT_WORK_BYTES);
-		workers[i].delta_work = malloc(OTA_DELTA_WORK_BYTES);
-		if (!workers[i].work || !workers[i].delta_work ||
-		    pthread_create(&workers[i].thread, NULL, worker_main, &workers[i]) != 0) {
-			free(workers[i].work);
-			free(workers[i].delta_work);
-			workers[i].work = NULL;
-			workers[i].delta_work = NULL;
+		if (!pool_spawn_locked(fleet)) {
 			stop_requested = 1;
 			break;
 		}
 	}
+	pthread_mutex_unlock(&fleet->lock);
 
 	/* the factory: every device gets its trust anchors and first image */
 	pthread_mutex_lock(&fleet->lock);
@@ -1429,96 +1677,26 @@ int main(int argc, char **argv)
 	printf("ota-fleet-sim: %u devices provisioned in %.1f s\n",
 	       atomic_load(&fleet->provisioned), now_s() - t0);
 
-	/* the fleet comes online, at most connect_rate new sessions a second */
-	double t_connect = now_s();
-	double next_progress = now_s() + o->progress_s;
-	unsigned last_done = 0;
-	double last_t = now_s();
-	double next_report = now_s() + 1;
-	unsigned report_second = 1; /* second 0's devices just reported at connect */
-	unsigned started = 0;
-	double next_offline_scan = now_s();
-	while (!stop_requested) {
-		double t = now_s();
-		unsigned due = (unsigned)((t - t_connect) * o->connect_rate) + 1;
-		while (started < o->devices && started < due && !stop_requested) {
-			struct fleet_device *d = &fleet->devices[started];
-			char cert[FLEET_PATH_MAX];
-			char key[FLEET_PATH_MAX];
-			snprintf(cert, sizeof(cert), "%s/devices/%s.crt", o->pki, d->id);
-			snprintf(key, sizeof(key), "%s/devices/%s.key", o->pki, d->id);
-			struct ota_mqtt_config mc = {.url = o->broker_url,
-						     .device_id = d->id,
-						     .ca_file = fleet->ca_file,
-						     .cert_file = cert,
-						     .key_file = key};
-			struct ota_mqtt *mqtt = NULL;
-			enum ota_err err = ota_mqtt_start(&mc, on_cmd, on_connected,
-							  &mqtt_ctxs[started], &mqtt);
-			/*
-			 * Workers read d->mqtt after taking the lock; a connection
-			 * that came up before this assignment gets its first
-			 * report queued again here.
-			 */
-			pthread_mutex_lock(&fleet->lock);
-			d->mqtt = mqtt;
-			if (d->connected_once) {
-				d->want_report = true;
-				enqueue_locked(fleet, started);
-			}
-			pthread_mutex_unlock(&fleet->lock);
-			if (err != OTA_OK)
-				fprintf(stderr, "ota-fleet-sim: %s: mqtt client not started\n",
-					d->id);
-			started++;
-		}
-		if (o->progress_s && t >= next_progress) {
-			print_progress(fleet, t0, &last_done, &last_t);
-			next_progress = t + o->progress_s;
-		}
-		if (o->offline > 0 && t >= next_offline_scan) {
-			take_offline(fleet, started, t);
-			next_offline_scan = t + 1;
-		}
-		/*
-		 * Periodic reports, spread over the interval (device i in second
-		 * i mod interval): a whole fleet at once would queue ahead of
-		 * the installs.
-		 */
-		if (t >= next_report) {
-			unsigned second = report_second++ % o->report_interval_s;
-			pthread_mutex_lock(&fleet->lock);
-			for (unsigned i = second; i < started; i += o->report_interval_s) {
-				fleet->devices[i].want_report = true;
-				enqueue_locked(fleet, i);
-			}
-			pthread_mutex_unlock(&fleet->lock);
-			next_report = t + 1;
-		}
-		if (o->duration_s && t - t0 >= o->duration_s)
-			break;
-		sleep_ms(50);
+	if (!stop_requested && run_loop(fleet, t0) != 0) {
+		stop_requested = 1;
+		goto out;
 	}
 	stop_requested = 1;
 	rc = 0;
 out:
-	if (workers) {
-		pthread_mutex_lock(&fleet->lock);
-		pthread_cond_broadcast(&fleet->wake);
-		pthread_mutex_unlock(&fleet->lock);
-		for (unsigned i = 0; i < o->workers; i++) {
-			if (workers[i].work) {
-				pthread_join(workers[i].thread, NULL);
-				free(workers[i].work);
-				free(workers[i].delta_work);
-			}
-		}
-		free(workers);
+	if (fleet->pool) {
+		pool_join(fleet);
+		free(fleet->pool);
+		fleet->pool = NULL;
 	}
-	for (unsigned i = 0; i < o->devices; i++) {
-		ota_mqtt_stop(fleet->devices[i].mqtt);
+	/* the workers are gone: nobody hands reports to the sessions any more */
+	for (unsigned i = 0; i < o->devices; i++)
 		fleet->devices[i].mqtt = NULL;
-	}
+	fleet_mq_free(fleet->mq);
+	fleet->mq = NULL;
+	if (fleet->base)
+		event_base_free(fleet->base);
+	fleet->base = NULL;
 	summary(fleet, t0);
 	pthread_mutex_destroy(&fleet->lock);
 	pthread_cond_destroy(&fleet->wake);

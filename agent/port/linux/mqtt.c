@@ -24,7 +24,7 @@ struct ota_mqtt {
 	atomic_bool connected;
 };
 
-static bool topic_level_ok(const char *s)
+bool ota_mqtt_topic_level_ok(const char *s)
 {
 	size_t len = strlen(s);
 	if (len == 0 || len > 128)
@@ -34,6 +34,12 @@ static bool topic_level_ok(const char *s)
 			return false;
 	}
 	return true;
+}
+
+void ota_mqtt_topics(const char *device_id, char *cmd, char *status)
+{
+	snprintf(cmd, OTA_MQTT_TOPIC_MAX, "fleetota/v1/%s/cmd", device_id);
+	snprintf(status, OTA_MQTT_TOPIC_MAX, "fleetota/v1/%s/status", device_id);
 }
 
 static int cb_message(void *context, char *topic, int topic_len, MQTTAsync_message *message)
@@ -77,14 +83,13 @@ enum ota_err ota_mqtt_start(const struct ota_mqtt_config *config, ota_mqtt_messa
 			    ota_mqtt_connected_fn on_connected, void *arg,
 			    struct ota_mqtt **ret_mqtt)
 {
-	if (!config->url || !config->device_id || !topic_level_ok(config->device_id) || !on_message)
+	if (!config->url || !config->device_id || !ota_mqtt_topic_level_ok(config->device_id) ||
+	    !on_message)
 		return OTA_ERR_INVALID_ARG;
 	struct ota_mqtt *m = calloc(1, sizeof(*m));
 	if (!m)
 		return OTA_ERR_NOMEM;
-	snprintf(m->cmd_topic, sizeof(m->cmd_topic), "fleetota/v1/%s/cmd", config->device_id);
-	snprintf(m->status_topic, sizeof(m->status_topic), "fleetota/v1/%s/status",
-		 config->device_id);
+	ota_mqtt_topics(config->device_id, m->cmd_topic, m->status_topic);
 	copy_path(m->ca_file, sizeof(m->ca_file), config->ca_file);
 	copy_path(m->cert_file, sizeof(m->cert_file), config->cert_file);
 	copy_path(m->key_file, sizeof(m->key_file), config->key_file);
@@ -121,7 +126,7 @@ enum ota_err ota_mqtt_start(const struct ota_mqtt_config *config, ota_mqtt_messa
 	ssl.verify = 1;
 	ssl.sslVersion = MQTT_SSL_VERSION_TLS_1_2;
 	opts.ssl = &ssl;
-	opts.keepAliveInterval = 30;
+	opts.keepAliveInterval = OTA_MQTT_KEEPALIVE_S;
 	opts.cleanstart = 0;
 	opts.connectProperties = &m->connect_props;
 	opts.automaticReconnect = 1;

@@ -18,6 +18,15 @@
 
 struct ota_mqtt;
 
+/* Keep-alive of a device's session (seconds). */
+#define OTA_MQTT_KEEPALIVE_S 30
+
+/* True when S can be one level of a topic (1..128 bytes, no '/', '+', '#', blank). */
+bool ota_mqtt_topic_level_ok(const char *s);
+
+/* The device's topics: fleetota/v1/{device}/cmd and .../status (OTA_MQTT_TOPIC_MAX each). */
+void ota_mqtt_topics(const char *device_id, char *cmd, char *status);
+
 struct ota_mqtt_config {
 	const char *url; /* ssl://host:port */
 	const char *device_id;

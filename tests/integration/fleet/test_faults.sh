@@ -16,37 +16,14 @@ stop_sim() { stop_bg SIM_PID; }
 # keep the failing status for cleanup (it exits with the status it sees)
 at_cleanup stop_sim
 
-setup_pki
-start_pg
-start_broker
-write_config
-API_PORT=$(free_port)
-API=http://127.0.0.1:$API_PORT
-echo "admin_listen = 127.0.0.1:$API_PORT" >>"$T/server.conf"
-sed -i 's/^log_level = .*/log_level = info/' "$T/server.conf"
-mkdir -p "$STORE"
-migrate >/dev/null 2>&1 || { migrate; fail "migrate"; }
-export OTA_ROLLOUT_TICK_MS=300
-start_server
-TOKEN=$("$OTA_SERVER" token create --role admin --name fleet-test --config "$T/server.conf" 2>/dev/null)
-api() { curl --fail-with-body -sS -H "Authorization: Bearer $TOKEN" "$@"; }
-upload() { api -H 'Content-Type: application/octet-stream' --data-binary @"$2" "$API$1" >/dev/null; }
-
-log "trust anchors and firmware (ota-keys)"
-K=$T/keys
-sign_firmware "$K"
-upload /api/v1/rootlists "$K/roots/rootlist-1.signed"
-upload /api/v1/keylists "$K/kl.signed"
-upload "/api/v1/artifacts?id=fw-1.1.0" "$K/fw-1.1.0.otab"
+source "$TOP/tests/integration/fleet/lib_fleet.sh"
+fleet_stack
 
 log "$N simulated devices with faults"
-"$OTA_FLEET_SIM" --devices $N --prefix fd- --pki "$PKI" --state-dir "$T/fleet" \
-	--server "https://127.0.0.1:$DEV_PORT" --broker "ssl://127.0.0.1:$MQ_PORT" \
-	--rootlist "$K/roots/rootlist-1.signed" --keylist "$K/kl.signed" --image "$K/fw-1.0.0.otab" \
+fleet_sim "$T/fleet.log" --devices $N --prefix fd- \
 	--slot-size 262144 --workers 8 --progress 5 --seed 7 \
 	--offline 0.2 --selftest-fail 0.2 --power-loss 0.25 --slow 0.2 --slow-rate 20000 \
-	--summary-json "$T/summary.json" >"$T/fleet.log" 2>&1 &
-SIM_PID=$!
+	--summary-json "$T/summary.json"
 wait_for 60 sql_eq $N "SELECT count(*) FROM devices WHERE version = '1.0.0'" ||
 	fail "registered: $(sql -c "SELECT count(*) FROM devices")"
 # offline devices leave after registering (and reporting)
@@ -64,11 +41,7 @@ finished() {
 }
 wait_for 90 finished || fail "campaign devices: $(sql -c "SELECT state, count(*) FROM campaign_devices GROUP BY 1") campaign: $(sql -c "SELECT state, state_reason, target_size FROM campaigns") devices: $(sql -c "SELECT device_id, state, version, last_seen FROM devices ORDER BY 1" | tr '\n' ' ')"
 stop_sim
-grep -q "== ota-fleet-sim summary" "$T/fleet.log" || fail "no summary: $(tail -5 "$T/fleet.log")"
-sed -n '/== ota-fleet-sim summary/,$p' "$T/fleet.log"
-if grep -E "ERROR: (Address|Leak)Sanitizer|runtime error:" "$T/fleet.log"; then
-	fail "sanitizer report in the simulator"
-fi
+fleet_summary_ok "$T/fleet.log"
 
 S=$T/summary.json
 ids() { jq -r ".faults.$1[]" "$S"; }

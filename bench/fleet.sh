@@ -1,0 +1,210 @@
+#!/usr/bin/env bash
+# SPDX-License-Identifier: Apache-2.0
+# The fleet bench (bench/run.sh's "fleet" part; runs alone too):
+#   bench/fleet.sh BUILD_DIR
+# A simulated fleet of BENCH_FLEET_DEVICES devices (ota-fleet-sim, every
+# device with its own certificate, slot files, MQTT session over TLS and
+# HTTPS client with mutual TLS) against one ota-server, one PostgreSQL and
+# one mosquitto on loopback. Measured:
+#   - registration: from the simulator's first MQTT connect (it prints
+#     "provisioned" and starts the ramp) until the server stored every
+#     device on 1.0.0 (PostgreSQL polled every 0.25 s);
+#   - the campaign: one stage to every device, a BENCH_FLEET_IMAGE_KB image
+#     (1 MiB), from its start until every device is confirmed;
+#   - CPU per install during the campaign, of the simulator, PostgreSQL (all
+#     the cluster's processes), ota-server and mosquitto (/proc/PID/stat).
+# Knobs: BENCH_FLEET_DEVICES (300), BENCH_FLEET_PER_SIM (devices per
+# simulator process, 10000), BENCH_FLEET_CONNECT_RATE (500 sessions/s per
+# process), BENCH_FLEET_WORKERS (16 per process), BENCH_FLEET_IMAGE_KB
+# (1024), BENCH_FLEET_SLOW (share of devices on a slow link, 0),
+# BENCH_FLEET_TIMEOUT (seconds for registration and for the campaign, each:
+# 120 + devices / 10).
+# Prints "fleet: key=value ..." lines for run.sh, and the simulator's and
+# the server's logs on failure. Everything under one temp dir, stopped by
+# PID.
+set -euo pipefail
+export LC_ALL=C
+top=$(cd "$(dirname "$0")/.." && pwd)
+build=${1:?BUILD_DIR}
+[[ $build = /* ]] || build=$top/$build
+devices=${BENCH_FLEET_DEVICES:-300}
+per_sim=${BENCH_FLEET_PER_SIM:-10000}
+rate=${BENCH_FLEET_CONNECT_RATE:-500}
+workers=${BENCH_FLEET_WORKERS:-16}
+image_kb=${BENCH_FLEET_IMAGE_KB:-1024}
+slow=${BENCH_FLEET_SLOW:-0}
+limit=${BENCH_FLEET_TIMEOUT:-$((120 + devices / 10))}
+[[ $devices =~ ^[0-9]+$ ]] && ((devices >= 10 && devices <= 20000)) ||
+	{ echo "fleet: BENCH_FLEET_DEVICES must be 10..20000" >&2; exit 2; }
+[[ $per_sim =~ ^[0-9]+$ ]] && ((per_sim >= 100)) ||
+	{ echo "fleet: BENCH_FLEET_PER_SIM must be at least 100" >&2; exit 2; }
+server=$build/server/ota-server
+keys=$build/keyrotate/ota-keys
+sim=$build/agent/ota-fleet-sim
+for b in "$server" "$keys" "$sim"; do
+	[[ -x $b ]] || { echo "fleet: $b missing (ninja -C $build)" >&2; exit 1; }
+done
+
+source "$top/scripts/stack.sh"
+stack_init fleetota-bench-fleet
+T=$STACK
+OTA_SERVER=$server
+sim_pids=()
+ok=0
+cleanup() {
+	set +e
+	local p
+	for p in "${sim_pids[@]}"; do kill -TERM "$p" 2>/dev/null; done
+	for p in "${sim_pids[@]}"; do wait "$p" 2>/dev/null; done
+	if ((ok == 0)); then
+		echo "---- simulator (tail)" >&2
+		tail -15 "$T"/fleet-*.log >&2 2>/dev/null
+		echo "---- ota-server (tail)" >&2
+		tail -15 "$T/server.log" >&2 2>/dev/null
+	fi
+	stack_server_stop TERM 10
+	stack_cleanup
+}
+trap cleanup EXIT
+trap 'exit 130' INT TERM
+fail() {
+	echo "fleet: $*" >&2
+	exit 1
+}
+now() { echo "$EPOCHREALTIME"; }
+calc() { awk "BEGIN { printf \"%.12g\", $1 }"; }
+clk=$(getconf CLK_TCK)
+cpu_s() { awk -v t="$clk" '{ printf "%.3f", ($14 + $15) / t }' "/proc/$1/stat" 2>/dev/null || echo 0; }
+# cpu_sum PID...: their CPU seconds
+cpu_sum() {
+	local p t=0
+	for p in "$@"; do t=$(calc "$t + $(cpu_s "$p")"); done
+	echo "$t"
+}
+pg_pids() {
+	local pm
+	pm=$(head -1 "$T/pg/data/postmaster.pid")
+	echo "$pm" $(pgrep -P "$pm")
+}
+
+pg_port=$(stack_free_port)
+mq_port=$(stack_free_port)
+dev_port=$(stack_free_port)
+api_port=$(stack_free_port)
+api=http://127.0.0.1:$api_port
+pki=$T/pki
+k=$T/keys
+mkdir -p "$k" "$T/store"
+stack_pki "$pki"
+stack_pg_start "$T/pg" "$pg_port"
+stack_broker_start "$T/mq" "$mq_port" "$pki"
+stack_server_conf "$T/server.conf" "$pki" "$T/pg" "$pg_port" "$dev_port" "$T/store" \
+	"mqtt=$mq_port" "admin_listen=127.0.0.1:$api_port" log_level=info
+"$server" migrate --config "$T/server.conf" >"$T/migrate.log" 2>&1 || fail "migrate: $(tail -3 "$T/migrate.log")"
+export OTA_ROLLOUT_TICK_MS=500
+stack_server_start "$T/server.conf" "$T/server.log"
+server_pid=$STACK_SERVER_PID
+mq_pid=$(cat "$T/mq/mosquitto.pid")
+token=$("$server" token create --role admin --name bench --config "$T/server.conf" 2>>"$T/server.log")
+api() { curl --fail-with-body -sS -H "Authorization: Bearer $token" "$@"; }
+upload() { api -H 'Content-Type: application/octet-stream' --data-binary @"$2" "$api$1" >/dev/null; }
+sql() { psql "host=$T/pg port=$pg_port dbname=fleetota user=postgres" -qAt -c "$1"; }
+
+export OTA_KEYS_AUDIT_LOG=$k/audit.log
+(
+	cd "$k"
+	"$keys" root-init --out-dir roots -n 1 -k 1 >/dev/null
+	"$keys" op-new --out op >/dev/null
+	"$keys" keylist new --out kl.signed --add op.pub --rootlist roots/rootlist-1.signed \
+		--key roots/root-1.key --finalize >/dev/null
+	# the factory image is small (provisioning writes it to every device)
+	for v in 1.0.0:100:1:16 1.1.0:110:2:$image_kb; do
+		IFS=: read -r ver code counter kb <<<"$v"
+		head -c $((kb * 1024)) /dev/urandom >"fw-$ver.img"
+		"$keys" sign --key op.key --keylist kl.signed --rootlist roots/rootlist-1.signed \
+			--image "fw-$ver.img" --product fx-model --version "$ver" --version-code "$code" \
+			--security-counter "$counter" --min-installed 0 --security-update \
+			--bundle-out "fw-$ver.otab" >/dev/null
+	done
+) || fail "ota-keys"
+upload /api/v1/rootlists "$k/roots/rootlist-1.signed"
+upload /api/v1/keylists "$k/kl.signed"
+upload "/api/v1/artifacts?id=fw-1.1.0" "$k/fw-1.1.0.otab"
+
+nsim=$(((devices + per_sim - 1) / per_sim))
+slot=$(((image_kb * 1024 + 65536 + 4095) / 4096 * 4096))
+t_sim=$(now)
+for ((i = 0; i < nsim; i++)); do
+	first=$((i * per_sim))
+	count=$((devices - first < per_sim ? devices - first : per_sim))
+	"$sim" --devices "$count" --first "$first" --prefix dev- --pki "$pki" --state-dir "$T/fleet" \
+		--server "https://127.0.0.1:$dev_port" --broker "ssl://127.0.0.1:$mq_port" \
+		--rootlist "$k/roots/rootlist-1.signed" --keylist "$k/kl.signed" \
+		--image "$k/fw-1.0.0.otab" --slot-size "$slot" --workers "$workers" \
+		--connect-rate "$rate" --progress 10 --seed $((i + 1)) --slow "$slow" --slow-rate 65536 \
+		--summary-json "$T/summary-$i.json" >"$T/fleet-$i.log" 2>&1 &
+	sim_pids+=($!)
+done
+alive() {
+	local p
+	for p in "${sim_pids[@]}"; do kill -0 "$p" 2>/dev/null || fail "ota-fleet-sim $p exited"; done
+}
+
+# registration: from the first process's ramp start to every device stored
+deadline=$(calc "$(now) + $limit + 300")
+until grep -q "devices provisioned in" "$T"/fleet-*.log; do
+	alive
+	awk -v n="$(now)" -v d="$deadline" 'BEGIN { exit !(n > d) }' && fail "provisioning took too long"
+	sleep 0.25
+done
+t_ramp=$(now)
+deadline=$(calc "$t_ramp + $limit")
+while (($(sql "SELECT count(*) FROM devices WHERE version = '1.0.0'") < devices)); do
+	alive
+	awk -v n="$(now)" -v d="$deadline" 'BEGIN { exit !(n > d) }' &&
+		fail "registration: $(sql "SELECT count(*) FROM devices") of $devices after ${limit} s"
+	sleep 0.25
+done
+t_reg=$(now)
+registration_s=$(calc "$t_reg - $t_ramp")
+ids_s=$(grep -h "identities ready in" "$T"/fleet-*.log | sed -E 's/.* in ([0-9.]+) s/\1/' | sort -g | tail -1)
+prov_s=$(grep -h "devices provisioned in" "$T"/fleet-*.log | sed -E 's/.* in ([0-9.]+) s/\1/' | sort -g | tail -1)
+echo "fleet: devices=$devices processes=$nsim identities_s=$ids_s provisioned_s=$prov_s registration_s=$registration_s"
+
+# the campaign: CPU of every side from its start to the last confirmation
+sim_cpu0=$(cpu_sum "${sim_pids[@]}")
+pg_cpu0=$(cpu_sum $(pg_pids))
+srv_cpu0=$(cpu_s "$server_pid")
+mq_cpu0=$(cpu_s "$mq_pid")
+api -H 'Content-Type: application/json' -d "{\"id\": \"bench\", \"artifact\": \"fw-1.1.0\",
+	\"stages\": [{\"percent\": 100, \"failure_ratio\": 0.5}],
+	\"rate_per_minute\": $((devices * 60 > 6000 ? devices * 60 : 6000)),
+	\"device_timeout_seconds\": $limit}" "$api/api/v1/campaigns" >/dev/null
+t_start=$(now)
+api -X POST "$api/api/v1/campaigns/bench/start" >/dev/null
+deadline=$(calc "$t_start + $limit")
+while :; do
+	done_n=$(sql "SELECT count(*) FROM campaign_devices WHERE campaign_id = 'bench' AND state = 'confirmed'")
+	((done_n < devices)) || break
+	alive
+	awk -v n="$(now)" -v d="$deadline" 'BEGIN { exit !(n > d) }' &&
+		fail "campaign: $done_n of $devices confirmed after ${limit} s: $(sql "SELECT state, count(*) FROM campaign_devices GROUP BY 1" | tr '\n' ' ')"
+	sleep 0.25
+done
+t_end=$(now)
+campaign_s=$(calc "$t_end - $t_start")
+per() { calc "($1 - $2) * 1000 / $devices"; }
+sim_ms=$(per "$(cpu_sum "${sim_pids[@]}")" "$sim_cpu0")
+pg_ms=$(per "$(cpu_sum $(pg_pids))" "$pg_cpu0")
+srv_ms=$(per "$(cpu_s "$server_pid")" "$srv_cpu0")
+mq_ms=$(per "$(cpu_s "$mq_pid")" "$mq_cpu0")
+rss_kb=0
+for p in "${sim_pids[@]}"; do
+	rss_kb=$((rss_kb + $(awk '/^VmHWM/ { print $2 }' "/proc/$p/status")))
+done
+mq_rss_kb=$(awk '/^VmHWM/ { print $2 }' "/proc/$mq_pid/status")
+echo "fleet: campaign_s=$campaign_s installs_per_s=$(calc "$devices / $campaign_s") image_kb=$image_kb"
+echo "fleet: cpu_ms_per_install sim=$sim_ms pg=$pg_ms server=$srv_ms mosquitto=$mq_ms"
+echo "fleet: peak_rss_mb sim=$((rss_kb / 1024)) mosquitto=$((mq_rss_kb / 1024)) load=$(cut -d' ' -f1-3 /proc/loadavg | tr ' ' /)"
+grep -h "all .* sessions connected in" "$T"/fleet-*.log | sed 's/^/fleet: /'
+ok=1
