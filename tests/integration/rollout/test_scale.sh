@@ -9,6 +9,17 @@ N=${ROLLOUT_SCALE_DEVICES:-1000000}
 seed_trust
 add_artifact fw-101 101
 ms() { date +%s%3N; }
+# CPU ticks of the test's PostgreSQL: the postmaster, its exited children
+# (every psql call is a new backend) and the live ones
+pg_cpu() {
+	local pm t c
+	pm=$(head -1 "$PGDIR/data/postmaster.pid")
+	t=$(awk '{print $14 + $15 + $16 + $17}' "/proc/$pm/stat")
+	for c in $(pgrep -P "$pm"); do
+		t=$((t + $(awk '{print $14 + $15}' "/proc/$c/stat" 2>/dev/null || echo 0)))
+	done
+	echo "$t"
+}
 t0=$(ms)
 # bulk load as one would: secondary indexes dropped and rebuilt after
 idx=$(q "SELECT string_agg(indexdef, '; ') FROM pg_indexes WHERE tablename = 'devices' AND indexname <> 'devices_pkey'")
@@ -45,11 +56,15 @@ else
 	target=$(q "SELECT count(*) FROM devices WHERE model='m1' AND tags @> '{eu}'")
 fi
 q "SELECT rollout_create('{\"id\":\"all\",\"artifact\":\"fw-101\",\"priority\":1,\"target\":$target_json,\"rate_per_minute\":600,\"stages\":[{\"percent\":100}]}', 'alice')" >/dev/null
-q "SELECT rollout_start('all', 'alice', '2026-03-01 00:00:00+00')" >/dev/null
 batch=${ROLLOUT_SCALE_BATCH:-100000}
 q "UPDATE rollout_settings SET value = '$batch' WHERE name = 'admission_batch'"
-ticks=0 max_tick=0
+pgcpu0=$(pg_cpu)
+# planning = the start (the target evaluated once into the admission queue)
+# and the ticks that admit it
 t5=$(ms)
+q "SELECT rollout_start('all', 'alice', '2026-03-01 00:00:00+00')" >/dev/null
+t5s=$(ms)
+ticks=0 max_tick=0
 while [[ "$(q "SELECT count(*) FROM campaign_devices WHERE campaign_id='all'")" -lt "$target" ]]; do
 	ta=$(ms)
 	q "SELECT count(*) FROM rollout_tick('s2', '2026-03-01 00:00:01+00'::timestamptz + make_interval(secs => $ticks))" >/dev/null
@@ -62,7 +77,8 @@ t6=$(ms)
 expect_eq "whole target planned" "$(q "SELECT count(*), count(DISTINCT device_id) FROM campaign_devices WHERE campaign_id='all'")" "$target|$target"
 expect_eq "the higher priority took the not-yet-notified devices of the other campaign" \
 	"$(q "SELECT count(*) FROM campaign_devices b JOIN campaign_devices a ON a.device_id=b.device_id AND a.campaign_id='all' WHERE b.campaign_id='big' AND b.state='pending'")" 0
-echo "   planning $target devices: $((t6 - t5)) ms in $ticks ticks of at most $batch admissions (slowest tick $max_tick ms)"
+pgcpu1=$(pg_cpu)
+echo "   planning $target devices: $((t6 - t5)) ms: start (queue built) $((t5s - t5)) ms, then $ticks ticks of at most $batch admissions (slowest tick $max_tick ms); PostgreSQL CPU $(((pgcpu1 - pgcpu0) * 1000 / $(getconf CLK_TCK))) ms; load average $(cut -d' ' -f1-3 /proc/loadavg)"
 t7=$(ms)
 q "SELECT rollout_status('all')" >/dev/null
 t8=$(ms)
