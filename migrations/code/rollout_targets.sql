@@ -79,8 +79,10 @@ BEGIN
 		SELECT v_campaign, rollout_target_rank(v_campaign, t.device_id), t.device_id, t.version_code,
 		       t.keylist_version, t.rootlist_version, t.keylist_key_ids
 		FROM rollout_target(v_campaign, p_devices) t
-		WHERE NOT EXISTS (SELECT 1 FROM campaign_devices m
-		                  WHERE m.campaign_id = v_campaign AND m.device_id = t.device_id)
+		-- members among these devices, by key (an anti-join could scan
+		-- every member of the campaign per report)
+		WHERE t.device_id <> ALL (ARRAY(SELECT m.device_id FROM campaign_devices m
+		                                WHERE m.campaign_id = v_campaign AND m.device_id = ANY (p_devices)))
 		ON CONFLICT DO NOTHING;
 		GET DIAGNOSTICS v_came = ROW_COUNT;
 		IF v_came <> v_gone THEN
