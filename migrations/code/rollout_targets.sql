@@ -91,9 +91,10 @@ BEGIN
 	END LOOP;
 END $$;
 
--- Statement triggers: one call per statement whatever its row count (a bulk
--- load of a million devices costs one evaluation per kept campaign), and
--- nothing at all unless a column a target can test changed.
+-- Statement triggers on devices and static group members: one call per
+-- statement whatever its row count (a bulk load of a million devices costs
+-- one evaluation per kept campaign), and nothing at all unless a column a
+-- target can test changed or a member came or went.
 CREATE OR REPLACE FUNCTION rollout_targets_devices_trg() RETURNS trigger
 LANGUAGE plpgsql AS $$
 DECLARE
@@ -102,8 +103,10 @@ BEGIN
 	IF NOT EXISTS (SELECT rollout_targets_kept()) THEN
 		RETURN NULL;
 	END IF;
-	IF TG_OP = 'INSERT' THEN
-		v_ids := ARRAY(SELECT n.device_id FROM rollout_new n);
+	IF TG_TABLE_NAME = 'device_group_members' AND TG_OP = 'DELETE' THEN
+		v_ids := ARRAY(SELECT DISTINCT o.device_id FROM rollout_old o);
+	ELSIF TG_OP = 'INSERT' THEN
+		v_ids := ARRAY(SELECT DISTINCT n.device_id FROM rollout_new n);
 	ELSE
 		v_ids := ARRAY(SELECT n.device_id FROM rollout_new n JOIN rollout_old o ON o.device_id = n.device_id
 		               WHERE (n.model, n.hw_revision, n.version, n.version_code, n.security_counter,
@@ -127,31 +130,12 @@ CREATE OR REPLACE TRIGGER devices_targets_update AFTER UPDATE ON devices
 	REFERENCING OLD TABLE AS rollout_old NEW TABLE AS rollout_new
 	FOR EACH STATEMENT EXECUTE FUNCTION rollout_targets_devices_trg();
 
-CREATE OR REPLACE FUNCTION rollout_targets_members_trg() RETURNS trigger
-LANGUAGE plpgsql AS $$
-DECLARE
-	v_ids text[];
-BEGIN
-	IF NOT EXISTS (SELECT rollout_targets_kept()) THEN
-		RETURN NULL;
-	END IF;
-	IF TG_OP = 'INSERT' THEN
-		v_ids := ARRAY(SELECT DISTINCT n.device_id FROM rollout_new n);
-	ELSE
-		v_ids := ARRAY(SELECT DISTINCT o.device_id FROM rollout_old o);
-	END IF;
-	IF cardinality(v_ids) > 0 THEN
-		PERFORM rollout_targets_sync(v_ids);
-	END IF;
-	RETURN NULL;
-END $$;
-
 CREATE OR REPLACE TRIGGER device_group_members_targets_insert AFTER INSERT ON device_group_members
 	REFERENCING NEW TABLE AS rollout_new
-	FOR EACH STATEMENT EXECUTE FUNCTION rollout_targets_members_trg();
+	FOR EACH STATEMENT EXECUTE FUNCTION rollout_targets_devices_trg();
 CREATE OR REPLACE TRIGGER device_group_members_targets_delete AFTER DELETE ON device_group_members
 	REFERENCING OLD TABLE AS rollout_old
-	FOR EACH STATEMENT EXECUTE FUNCTION rollout_targets_members_trg();
+	FOR EACH STATEMENT EXECUTE FUNCTION rollout_targets_devices_trg();
 
 -- A dynamic group's filter changed: the campaigns that target the group
 -- rebuild their queue at their next admission.

@@ -52,15 +52,6 @@ q "INSERT INTO devices (device_id, model, decommissioned) VALUES ('one-gone', 'm
 q "CREATE TABLE t_out (prefix text, step integer, device_id text, outcome text, new_events bigint,
                        campaign_changes bigint, suspect boolean, refusal_events bigint)"
 
-pg_cpu() {
-	local pm t c
-	pm=$(head -1 "$PGDIR/data/postmaster.pid")
-	t=$(awk '{print $14 + $15 + $16 + $17}' "/proc/$pm/stat")
-	for c in $(pgrep -P "$pm"); do
-		t=$((t + $(awk '{print $14 + $15}' "/proc/$c/stat" 2>/dev/null || echo 0)))
-	done
-	echo "$t"
-}
 total=$(q "SELECT count(*) FROM t_reports WHERE prefix = 'one'")
 
 # one by one: a transaction per report, as ota-server does now (one psql

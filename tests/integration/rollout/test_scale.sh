@@ -9,17 +9,6 @@ N=${ROLLOUT_SCALE_DEVICES:-1000000}
 seed_trust
 add_artifact fw-101 101
 ms() { date +%s%3N; }
-# CPU ticks of the test's PostgreSQL: the postmaster, its exited children
-# (every psql call is a new backend) and the live ones
-pg_cpu() {
-	local pm t c
-	pm=$(head -1 "$PGDIR/data/postmaster.pid")
-	t=$(awk '{print $14 + $15 + $16 + $17}' "/proc/$pm/stat")
-	for c in $(pgrep -P "$pm"); do
-		t=$((t + $(awk '{print $14 + $15}' "/proc/$c/stat" 2>/dev/null || echo 0)))
-	done
-	echo "$t"
-}
 t0=$(ms)
 # bulk load as one would: secondary indexes dropped and rebuilt after
 idx=$(q "SELECT string_agg(indexdef, '; ') FROM pg_indexes WHERE tablename = 'devices' AND indexname <> 'devices_pkey'")
