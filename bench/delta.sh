@@ -13,6 +13,12 @@
 # ota-agent's includes its own baseline (OpenSSL, the 1 MiB work area), so
 # the full install's peak is printed next to it.
 #
+# Ours runs with the default matcher (`--delta-matcher auto`: zstd's own
+# for the agent pair, the index matcher for the rootfs pair, whose base is
+# above 16 MiB); BENCH_DELTA_BOTH=1 also makes the delta with the other one
+# (on the rootfs pair zstd's matcher takes minutes: it indexes the whole
+# base again for every 1 MiB frame).
+#
 # Pairs:
 #   agent    two release builds of ota-agent: this tree's and that of commit
 #            BENCH_DELTA_OLD (default 82e71ab2d13c, 40 commits before issue 15), built once from
@@ -21,26 +27,32 @@
 #            one with a few packages added), as ext4 images made by
 #            mke2fs -d; cached in bench/cache/rootfs (the first run needs the
 #            network and a few minutes); only with BENCH_DELTA_PAIRS="agent rootfs"
+#            (bsdiff needs about 4 GiB of RAM and minutes on this pair)
+# Apply: BENCH_DELTA_REPS (3) full and delta installs each, interleaved
+# ABBA, the median time and the largest peak RSS.
 # Knobs: BENCH_DELTA_PAIRS ("agent"; "agent rootfs" adds the rootfs pair,
 #        minutes of mmdebstrap the first time and of delta making each time), BENCH_DELTA_OLD, BENCH_DELTA_ROOTFS_MB
 #        (image size, 240), BENCH_DELTA_BUILD_S (time bound of each build, 900),
 #        BENCH_DELTA_LEVEL (zstd level of ota-keys sign --base, 19),
-#        BENCH_DELTA_ROOTFS_LEVEL (the rootfs pair's, 3)
+#        BENCH_DELTA_BOTH (0; 1 adds the other matcher's row; zstd's
+#        matcher on the rootfs pair runs at level 3 and takes minutes)
 
 delta_cache=$top/bench/cache
 delta_bound=${BENCH_DELTA_BUILD_S:-900}
 
-# Wall seconds and peak RSS (KiB) of a command: "SECONDS KIB".
+# Wall seconds and peak RSS (KiB) of a command: "SECONDS KIB"; its CPU
+# seconds (user + system) stay in OUT_FILE.time for delta_cpu.
 delta_measure() { # OUT_FILE CMD...
 	local out=$1
 	shift
-	/usr/bin/time -f '%e %M' -o "$out.time" "$@" >"$out.log" 2>&1 || {
+	/usr/bin/time -f '%e %M %U %S' -o "$out.time" "$@" >"$out.log" 2>&1 || {
 		echo "bench: delta: failed: $*" >&2
 		tail -5 "$out.log" >&2
 		return 1
 	}
-	cat "$out.time"
+	cut -d' ' -f1-2 "$out.time"
 }
+delta_cpu() { awk '{ print $3 + $4 }' "$1.time"; } # OUT_FILE
 
 delta_pair_agent() { # DIR: writes DIR/base DIR/new
 	local old commit dir
@@ -118,9 +130,6 @@ delta_sign() { # IMAGE VERSION_CODE BUNDLE [--base BASE]
 
 bench_delta_pair() { # NAME
 	local d=$T/delta-$1 what base_bytes new_bytes level=${BENCH_DELTA_LEVEL:-19}
-	# make time grows with image x base / chunk (docs/decisions.md): a lower
-	# zstd level keeps a rootfs image's delta in minutes
-	[[ $1 != rootfs ]] || level=${BENCH_DELTA_ROOTFS_LEVEL:-3}
 	mkdir -p "$d"
 	what=$("delta_pair_$1" "$d") || { echo "bench: delta: pair $1 skipped" >&2; return 0; }
 	base_bytes=$(stat -c %s "$d/base")
@@ -130,32 +139,53 @@ bench_delta_pair() { # NAME
 	delta_sign "$d/base" 1 "$d/base.otab" >/dev/null
 	delta_sign "$d/new" 2 "$d/full.otab" >/dev/null
 
-	local t_make m_ours size_ours t_bsdiff size_bs t_xd size_xd size_zstd
-	t_make=$(delta_measure "$d/make" env OTA_KEYS_AUDIT_LOG="$T/keys/audit.log" USER=bench \
-		"$keys" sign --key "$T/keys/op-ed25519.key" --keylist "$T/keys/kl.signed" \
-		--rootlist "$T/keys/roots/rootlist-1.signed" --image "$d/new" --product bench \
-		--hw-rev A --version 1.0.2 --version-code 2 --bundle-out "$d/delta.otab" \
-		--base "$d/base" --delta-level "$level") || return 1
+	local t_make m_ours size_ours t_bsdiff size_bs t_xd size_xd size_zstd matcher other
+	matcher=zstd other=index
+	((base_bytes < 16 * 1048576)) || matcher=index other=zstd
+	t_make=$(delta_make "$d" delta auto "$level") || return 1
+	t_make="${t_make% *}/$(delta_cpu "$d/make")" # wall/CPU s
 	size_ours=$(grep -oE '^delta [0-9]+' "$d/make.log" | cut -d' ' -f2)
+	if [[ ${BENCH_DELTA_BOTH:-0} == 1 ]]; then
+		local t_other size_other
+		# zstd's matcher on a big base: level 3 (at 19 its binary tree
+		# indexes the whole base for every frame: hours)
+		local other_level=$level
+		[[ $other != zstd ]] || ((base_bytes < 16 * 1048576)) || other_level=3
+		t_other=$(delta_make "$d" other "$other" "$other_level") || return 1
+		t_other="${t_other% *}/$(delta_cpu "$d/make")"
+		size_other=$(grep -oE '^delta [0-9]+' "$d/make.log" | cut -d' ' -f2)
+		delta_rows+=("$1|fleetota, $other matcher, level $other_level (no apply)|$(calc "100 * $size_other / $new_bytes")|$t_other|-|-")
+		rm -f "$d/other.otab"
+	fi
 	t_bsdiff=$(delta_measure "$d/bsdiff" bsdiff "$d/base" "$d/new" "$d/patch.bsdiff") || return 1
+	t_bsdiff="${t_bsdiff% *}/$(delta_cpu "$d/bsdiff")"
 	size_bs=$(stat -c %s "$d/patch.bsdiff")
 	t_xd=$(delta_measure "$d/xdelta" xdelta3 -e -9 -f -s "$d/base" "$d/new" "$d/patch.xd3") ||
 		return 1
+	t_xd="${t_xd% *}/$(delta_cpu "$d/xdelta")"
 	size_xd=$(stat -c %s "$d/patch.xd3")
 	zstd -q -19 --long=31 -T1 -f "$d/new" -o "$d/new.zst"
 	size_zstd=$(stat -c %s "$d/new.zst")
 
 	# apply: the device path for ours (verify, stream into the slot, hash), the
 	# tools' own for the anchors; full install on the same device state
-	local a_full a_ours a_bs a_xd out
-	delta_device "$d" "$d/base.otab"
-	a_full=$(delta_measure "$d/full-install" "$agent" install "$d/full.otab" --config "$d/agent.conf") ||
-		return 1
-	delta_device "$d" "$d/base.otab"
-	a_ours=$(delta_measure "$d/delta-install" "$agent" install "$d/delta.otab" --config "$d/agent.conf") ||
-		return 1
-	out=$(cat "$d/delta-install.log")
-	[[ $out == pending:* ]] || { echo "bench: delta: install: $out" >&2; return 1; }
+	# full and delta installs interleaved ABBA, BENCH_DELTA_REPS of each: the
+	# median time and the largest peak RSS of each
+	local a_full a_ours a_bs a_xd out i kind first second ft=() fm=() dt=() dm=() m
+	for ((i = 0; i < ${BENCH_DELTA_REPS:-3}; i++)); do
+		if ((i % 2 == 0)); then first=full second=delta; else first=delta second=full; fi
+		for kind in $first $second; do
+			delta_device "$d" "$d/base.otab"
+			m=$(delta_measure "$d/$kind-install" "$agent" install "$d/$kind.otab" \
+				--config "$d/agent.conf") || return 1
+			out=$(cat "$d/$kind-install.log")
+			[[ $out == pending:* ]] || { echo "bench: delta: install: $out" >&2; return 1; }
+			if [[ $kind == full ]]; then ft+=("${m% *}") fm+=("${m#* }"); else dt+=("${m% *}") dm+=("${m#* }"); fi
+		done
+	done
+	a_full="$(median "${ft[@]}") $(printf '%s\n' "${fm[@]}" | sort -g | tail -1)"
+	a_ours="$(median "${dt[@]}") $(printf '%s\n' "${dm[@]}" | sort -g | tail -1)"
+	echo "bench: delta: $1 installs (s): full ${ft[*]}, delta ${dt[*]}"
 	a_bs=$(delta_measure "$d/bspatch" bspatch "$d/base" "$d/out.bs" "$d/patch.bsdiff") || return 1
 	cmp -s "$d/out.bs" "$d/new" || { echo "bench: delta: bspatch output differs" >&2; return 1; }
 	a_xd=$(delta_measure "$d/xd3-apply" xdelta3 -d -f -s "$d/base" "$d/patch.xd3" "$d/out.xd") ||
@@ -169,9 +199,9 @@ bench_delta_pair() { # NAME
 	pct_zstd=$(calc "100 * $size_zstd / $new_bytes")
 	rate_full=$(calc "$new_bytes / ${a_full% *} / 1e6")
 	rate_ours=$(calc "$new_bytes / ${a_ours% *} / 1e6")
-	delta_rows+=("$1|fleetota (zstd chunked)|$pct_ours|${t_make% *}|$(calc "$new_bytes / ${a_ours% *} / 1e6")|$(calc "${a_ours#* } / 1024")")
-	delta_rows+=("$1|bsdiff 4.3|$pct_bs|${t_bsdiff% *}|$(calc "$new_bytes / ${a_bs% *} / 1e6")|$(calc "${a_bs#* } / 1024")")
-	delta_rows+=("$1|xdelta3 -9|$pct_xd|${t_xd% *}|$(calc "$new_bytes / ${a_xd% *} / 1e6")|$(calc "${a_xd#* } / 1024")")
+	delta_rows+=("$1|fleetota, $matcher matcher|$pct_ours|$t_make|$(calc "$new_bytes / ${a_ours% *} / 1e6")|$(calc "${a_ours#* } / 1024")")
+	delta_rows+=("$1|bsdiff 4.3|$pct_bs|$t_bsdiff|$(calc "$new_bytes / ${a_bs% *} / 1e6")|$(calc "${a_bs#* } / 1024")")
+	delta_rows+=("$1|xdelta3 -9|$pct_xd|$t_xd|$(calc "$new_bytes / ${a_xd% *} / 1e6")|$(calc "${a_xd#* } / 1024")")
 	delta_rows+=("$1|full image, ota-agent install|100|-|$rate_full|$(calc "${a_full#* } / 1024")")
 	delta_rows+=("$1|full image zstd -19 --long|$pct_zstd|-|-|-")
 	report "delta $1: size, % of the image" "$pct_ours" "bsdiff" "$pct_bs" 2
@@ -182,6 +212,16 @@ bench_delta_pair() { # NAME
 	rm -rf "$d/state" "$d/out.bs" "$d/out.xd"
 }
 
+# ota-keys sign --base into DIR/OUT.otab with MATCHER and LEVEL; its log in
+# DIR/make.log: "SECONDS KIB" of the make
+delta_make() { # DIR OUT MATCHER LEVEL
+	delta_measure "$1/make" env OTA_KEYS_AUDIT_LOG="$T/keys/audit.log" USER=bench \
+		"$keys" sign --key "$T/keys/op-ed25519.key" --keylist "$T/keys/kl.signed" \
+		--rootlist "$T/keys/roots/rootlist-1.signed" --image "$1/new" --product bench \
+		--hw-rev A --version 1.0.2 --version-code 2 --bundle-out "$1/$2.otab" \
+		--base "$1/base" --delta-level "$4" --delta-matcher "$3"
+}
+
 delta_rows=()
 bench_delta() {
 	local pair
@@ -189,11 +229,11 @@ bench_delta() {
 		bench_delta_pair "$pair"
 	done
 	echo
-	echo "delta table (size % of the new image; make s; apply MB/s of image written; apply peak RSS MiB)"
-	printf '%-7s %-32s %9s %9s %10s %10s\n' pair tool "size %" "make s" "apply MB/s" "peak MiB"
+	echo "delta table (size % of the new image; make s, wall/CPU; apply MB/s of image written; apply peak RSS MiB)"
+	printf '%-7s %-32s %9s %13s %10s %10s\n' pair tool "size %" "make s" "apply MB/s" "peak MiB"
 	local row
 	for row in "${delta_rows[@]}"; do
 		IFS='|' read -r pair tool pct mk rate rss <<<"$row"
-		printf '%-7s %-32s %9s %9s %10s %10s\n' "$pair" "$tool" "$pct" "$mk" "$rate" "$rss"
+		printf '%-7s %-32s %9s %13s %10s %10s\n' "$pair" "$tool" "$pct" "$mk" "$rate" "$rss"
 	done
 }

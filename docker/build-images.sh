@@ -13,6 +13,8 @@
 #                      from Debian's package mirrors + `podman import`.
 #                      debian:bookworm-slim uses the official image instead.
 # FLEETOTA_BUILD_ARGS  extra arguments for `buildah bud`
+# FLEETOTA_CCACHE_DIR  a host directory for the compile step's ccache
+#                      (the container test uses its cache's ccache/)
 #
 # buildah runs with --isolation chroot (works without user namespaces) and
 # --layers (repeat builds reuse every step before the first changed file);
@@ -47,11 +49,19 @@ if [[ $base == localhost/fleetota-base:* ]] &&
 	echo "build-images: $base made in $((SECONDS - t0)) s"
 fi
 
+# FLEETOTA_CCACHE_DIR: a host directory the compile step uses as its ccache
+# (mounted at /ccache while it runs; nothing of it lands in an image)
+ccache_args=()
+if [[ -n ${FLEETOTA_CCACHE_DIR:-} ]]; then
+	mkdir -p "$FLEETOTA_CCACHE_DIR"
+	ccache_args=(--volume "$FLEETOTA_CCACHE_DIR:/ccache")
+fi
+
 build() { # TARGET IMAGE-NAME
 	local t0=$SECONDS ref=localhost/fleetota/$2:$tag
 	# shellcheck disable=SC2086 # FLEETOTA_BUILD_ARGS is a list of words
 	buildah bud --quiet --isolation chroot --layers --format docker \
-		--build-arg BASE_IMAGE="$base" ${FLEETOTA_BUILD_ARGS:-} \
+		--build-arg BASE_IMAGE="$base" ${ccache_args[@]+"${ccache_args[@]}"} ${FLEETOTA_BUILD_ARGS:-} \
 		-f "$top/docker/Dockerfile" --target "$1" -t "$ref" "$top" >/dev/null
 	echo "build-images: $ref built in $((SECONDS - t0)) s" \
 		"($(podman image inspect --format '{{.Size}}' "$ref" | numfmt --to=si)B)"

@@ -7,7 +7,9 @@
 #   2. a simulated fleet (ota-fleet-sim) on 1.0.0 registers itself
 #   3. 1.1.0 has a bug: its self-test fails -> the canaries revert -> the
 #      campaign pauses by itself; nobody beyond the canaries got it
-#   4. 1.1.1 fixes it -> the campaign completes stage by stage
+#   4. 1.1.1 fixes it -> the campaign completes stage by stage; the release
+#      carries a delta from 1.0.0: devices running 1.0.0 download only the
+#      delta, devices that cannot apply deltas take the full image
 #   5. key rotation: new op key, KeyList v2 rolled out as a campaign,
 #      1.2.0 signed by the new key rolls out
 #   6. a rollback attempt with the old, validly signed 1.0.0 (an attacker
@@ -17,7 +19,8 @@
 # build/), DEMO_SKIP_BUILD=1 (use DEMO_BUILD as it is), DEMO_CHECK=1 (exit
 # non-zero unless every outcome is as told: the CI mode), DEMO_KEEP=1 (keep
 # the temp dir), DEMO_POWER_LOSS / DEMO_SLOW (fault shares, default 0.05 /
-# 0.05), DEMO_IMAGE_KB (firmware size, default 200), DEMO_STORY=scale
+# 0.05), DEMO_NO_DELTA (share of devices that cannot apply deltas, default
+# 0.2), DEMO_IMAGE_KB (firmware size, default 200), DEMO_STORY=scale
 # (only registration and one staged release: for measuring large fleets),
 # DEMO_STAY=1 (at the end, leave ota-server, PostgreSQL and mosquitto
 # running until Ctrl-C and print the console's URL, a token and curl lines
@@ -41,6 +44,7 @@ STAY=${DEMO_STAY:-0}
 IMAGE_KB=${DEMO_IMAGE_KB:-200}
 POWER_LOSS=${DEMO_POWER_LOSS:-0.05}
 SLOW=${DEMO_SLOW:-0.05}
+NO_DELTA=${DEMO_NO_DELTA:-0.2}
 [[ $DEVICES =~ ^[0-9]+$ ]] && ((DEVICES >= 10 && DEVICES <= 20000)) ||
 	{ echo "demo: DEMO_DEVICES must be 10..20000" >&2; exit 2; }
 
@@ -210,19 +214,29 @@ api_bin /api/v1/rootlists "$K/roots/rootlist-1.signed" >/dev/null
 api_bin /api/v1/keylists "$K/kl-1.signed" >/dev/null
 log "RootList v1 and KeyList v1 uploaded (the server verifies them with the device's code)"
 
+# The firmware images: most of their bytes are the same from one release to
+# the next (as a real product's are), so a delta of one from another is small.
+head -c $((IMAGE_KB * 1000)) /dev/urandom >"$T/fw/common.bin"
 # sign VERSION CODE COUNTER KEY KEYLIST [MARKER]: firmware image + bundle
 sign() {
 	local v=$1 code=$2 counter=$3 key=$4 kl=$5 img=$T/fw/fw-$1.img
 	{
 		printf 'fleetota demo firmware %s\n' "$v"
 		[[ -z "${6:-}" ]] || printf '%s\n' "$6"
-		head -c $((IMAGE_KB * 1000)) /dev/urandom
+		cat "$T/fw/common.bin"
+		head -c 2000 /dev/urandom
 	} >"$img"
+	sign_bundle "$v" "$code" "$counter" "$key" "$kl" "$T/fw/fw-$v.otab" \
+		--manifest-out "$T/fw/fw-$v.manifest"
+}
+# sign_bundle VERSION CODE COUNTER KEY KEYLIST OUT [ota-keys sign options]
+sign_bundle() {
+	local v=$1 code=$2 counter=$3 key=$4 kl=$5 out=$6
+	shift 6
 	"$KEYS_BIN" sign --key "$K/$key.key" --keylist "$K/$kl" --rootlist "$K/roots/rootlist-1.signed" \
-		--image "$img" --product fx-model --version "$v" --version-code "$code" \
+		--image "$T/fw/fw-$v.img" --product fx-model --version "$v" --version-code "$code" \
 		--security-counter "$counter" --min-installed "${MIN_INSTALLED:-100}" --security-update \
-		${ENCRYPT_TO:+--encrypt-to "$ENCRYPT_TO"} \
-		--manifest-out "$T/fw/fw-$v.manifest" --bundle-out "$T/fw/fw-$v.otab" >/dev/null
+		${ENCRYPT_TO:+--encrypt-to "$ENCRYPT_TO"} --bundle-out "$out" "$@" >/dev/null
 }
 MIN_INSTALLED=0 sign 1.0.0 100 1 op-1 kl-1.signed
 api_bin "/api/v1/artifacts?id=fw-1.0.0" "$T/fw/fw-1.0.0.otab" >/dev/null
@@ -246,7 +260,8 @@ for ((k = 0; k < NSIM; k++)); do
 		--rootlist "$K/roots/rootlist-1.signed" --keylist "$K/kl-1.signed" \
 		--image "$T/fw/fw-1.0.0.otab" --slot-size 1048576 --workers "$WORKERS" --progress 10 \
 		--product-key "$K/product-fx.key" \
-		--power-loss "$POWER_LOSS" --slow "$SLOW" --slow-rate 40000 --seed $((k + 1)) \
+		--power-loss "$POWER_LOSS" --slow "$SLOW" --slow-rate 40000 --no-delta "$NO_DELTA" \
+		--seed $((k + 1)) \
 		--summary-json "$T/sim-summary${suffix:+-$suffix}.json" >"$T/fleet${suffix:+-$suffix}.log" 2>&1 &
 	SIM_PIDS+=($!)
 done
@@ -377,6 +392,13 @@ fi
 say "4. fw-1.1.1 fixes it: the campaign completes stage by stage"
 sign 1.1.1 111 2 op-1 kl-1.signed
 api_bin "/api/v1/artifacts?id=fw-1.1.1" "$T/fw/fw-1.1.1.otab" >/dev/null
+# the delta from the factory image every device runs (ota-keys sign --base)
+sign_bundle 1.1.1 111 2 op-1 kl-1.signed "$T/fw/fw-1.1.1.from-1.0.0.otab" \
+	--base "$T/fw/fw-1.0.0.img" --delta-level 3
+DELTA=$(api_bin /api/v1/artifacts/fw-1.1.1/deltas "$T/fw/fw-1.1.1.from-1.0.0.otab")
+log "$(jq -r '"with a delta from 1.0.0: \(.delta_size) bytes instead of \(.image_size)"' <<<"$DELTA")"
+log "(devices running 1.0.0 get the delta; those that cannot apply deltas, each device with"
+log " probability $NO_DELTA in this fleet, refuse it and take the full image)"
 api_json POST /api/v1/campaigns "{\"id\":\"rel-1.1.1\",\"artifact\":\"fw-1.1.1\",
 	\"target\":{\"model\":[\"fx-model\"]},\"stages\":$STAGES,\"rate_per_minute\":$RATE,
 	\"device_timeout_seconds\":120}" >/dev/null
@@ -388,6 +410,16 @@ record "$GOOD"
 good_confirmed=$(jq '[.stages[].devices.confirmed] | add' <<<"$GOOD")
 ((good_confirmed == DEVICES)) || check "rel-1.1.1 confirmed $good_confirmed of $DEVICES"
 api GET /api/v1/campaigns/rel-1.1.1 | jq -r '.stages[] | "   stage \(.stage + 1): admitted \(.devices.admitted), confirmed \(.devices.confirmed), started \(.started_at[11:19]), done \(.completed_at[11:19] // "-")"'
+# how the devices got it: the delta, the full image after refusing the
+# delta (no delta support), or the full image
+image_size=$(jq .image_size <<<"$DELTA")
+DELIVERED=$(api GET /api/v1/campaigns/rel-1.1.1 | jq -r --argjson size "$image_size" '.delivery |
+	(.full + .delta + .fallback) as $n | "\(.delta) devices got the delta, \(.fallback) the full image " +
+	"after refusing it, \(.full) the full image; \(.bytes_saved / 1e6 * 10 | round / 10) MB of " +
+	"\($n * $size / 1e6 * 10 | round / 10) MB not downloaded (\(if $n > 0 then .bytes_saved * 100 / ($n * $size) | round else 0 end) %)"')
+log "delivery: $DELIVERED"
+delta_devices=$(api GET /api/v1/campaigns/rel-1.1.1 | jq .delivery.delta)
+((delta_devices > 0)) || check "no device got the delta of fw-1.1.1"
 
 if [[ $STORY == full ]]; then
 # ---- 5. key rotation ---------------------------------------------------------------------------
@@ -474,6 +506,7 @@ printf '   %-11s %-10s %7s %9s %7s %9s\n' campaign "ended as" target confirmed f
 awk -F'\t' '{printf "   %-11s %-10s %7s %9s %7s %9s\n", $1, $2, $3, $4, $5, $6}' "$T/campaigns.tsv"
 log "devices by version: $(api GET /metrics | awk -F'[{}"= ]+' '/^fleetota_devices_by_version\{/ {printf "%s=%s ", $3, $4}')"
 [[ $STORY != full ]] || log "rollback refused by $refused_all of $DEVICES devices"
+log "deltas (fw-1.1.1 from 1.0.0): $DELIVERED"
 log "ota-server peak RSS: $server_rss MB"
 echo
 for f in "$T"/fleet*.log; do

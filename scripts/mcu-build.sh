@@ -103,7 +103,7 @@ sizes() { arm-none-eabi-size -t "$@" | tail -1 | awk '{printf "text %6d  data %5
 echo "  agent core + trust code : $(sizes "${objs_core[@]}")   (objects, before gc)"
 echo "  protobuf-c, pb, zstd dec: $(sizes "${objs_pb[@]}")   (objects, before gc)"
 echo "  stub port               : $(sizes "${objs_port[@]}")"
-work=$(($(sed -n 's/^#define OTA_AGENT_WORK_BYTES (\(.*\))$/\1/p' "$top/agent/include/fleetota/agent.h" | tr -d u)))
+work=$(($(sed -n 's/^#define OTA_AGENT_WORK_BYTES (\(.*\))$/\1/p' "$top/agent/include/fleetota/agent-limits.h" | tr -d u)))
 arm-none-eabi-size "$out/ota-agent-mcu.elf" | tail -1 |
 	awk -v work="$work" '{printf "  linked firmware         : text %6d  data %5d  bss %7d  (bss: the %d-byte work area of the core, that of the online policy and the stub flash)\n", $1, $2, $3, work}'
 echo "  from newlib: $(grep -o 'libc\.a(lib_a-[a-z_]*\.o)' "$out/ota-agent-mcu.map" | sort -u |

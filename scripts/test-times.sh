@@ -5,6 +5,10 @@
 # took longest, with their CPU time: a test with CPU far below its wall time
 # waits (sleeps, timeouts, other processes), one near or above it computes.
 #
+# Last, for each failed test, the lines that say why (FAIL/ERROR lines,
+# sanitizer reports, the end of its stderr): a CI log cut in the middle
+# still shows them at its end.
+#
 #   scripts/test-times.sh PHASES_FILE [TEST_BUILD_DIR] [TOP_N]
 set -euo pipefail
 phases=${1:?PHASES_FILE}
@@ -43,4 +47,15 @@ print(f"== meson tests: the {min(top_n, len(rows))} longest of {len(rows)}"
 for wall, cpu, name, result in rows[:top_n]:
     cpu_s = "      ?" if cpu is None else f"{cpu:7.1f}"
     print(f"   {name:<28} {wall:7.1f} {cpu_s}  {result}")
+failed = [json.loads(line) for line in open(testlog)]
+failed = [r for r in failed if r["result"] not in ("OK", "SKIP", "EXPECTEDFAIL")]
+for r in failed:
+    name = r["name"].split(" / ")[-1]
+    out = (r.get("stdout") or "").splitlines()
+    err = (r.get("stderr") or "").splitlines()
+    why = [l for l in out + err
+           if re.search(r"FAIL|ERROR|Assertion|AddressSanitizer|runtime error|not ok", l)]
+    print(f"== why {name} failed ({r['result']}): its FAIL/ERROR lines, then its stderr's end")
+    for l in (why[-12:] + ["--"] + [l for l in err[-8:] if not l.startswith("cputime:")]):
+        print(f"   {l[:400]}")
 PY

@@ -42,6 +42,7 @@
 #include "fleetota/agent.h"
 #include "fleetota/arena.h"
 #include "fleetota/bundle.h"
+#include "fleetota/delta.h"
 #include "fleetota/limits.h"
 #include "fleetota/online.h"
 #include "ota.pb-c.h"
@@ -50,7 +51,7 @@
 #include "ota_mqtt.h"
 #include "ota_sim_faults.h"
 
-#define ID_MAX 64u
+#define ID_MAX OTA_MAX_DEVICE_ID_BYTES
 #define ARTIFACT_MAX OTA_ONLINE_ARTIFACT_MAX
 #define MAX_ARTIFACTS 32u
 #define CHUNK_BYTES (16u * 1024u)
@@ -84,6 +85,7 @@ struct fleet_options {
 	double offline;
 	double slow;
 	double transient;
+	double no_delta;
 	unsigned transient_count;
 	unsigned seed;
 	const char *summary_json;
@@ -100,6 +102,7 @@ struct fleet_device {
 	bool power_loss;
 	unsigned transient_left; /* installs still to fail (worker holding the device) */
 	bool transient;
+	bool no_delta; /* no delta work area: refuses deltas, takes the full image */
 	/* the worker that holds the device touches these; no lock needed */
 	bool power_lost;
 	double offline_at; /* when an offline device leaves (0: not yet known) */
@@ -138,7 +141,7 @@ struct fleet {
 	struct fleet_device *devices;
 	uint8_t *factory_bundle;
 	size_t factory_bundle_len;
-	uint8_t server_pins[OTA_CONFIG_MAX_PINS][32];
+	uint8_t server_pins[OTA_CONFIG_MAX_PINS][OTA_SHA256_BYTES];
 	size_t n_pins;
 	char ca_file[OTA_CONFIG_MAX_PATH];
 
@@ -180,6 +183,7 @@ struct session {
 	struct ota_port port;
 	struct ota_agent agent;
 	uint8_t *work;
+	uint8_t *delta_work; /* the worker's, OTA_DELTA_WORK_BYTES; NULL: no deltas */
 	struct ota_https https;
 	bool https_ready;
 	struct ota_sim_faults faults; /* around the Linux port's fetch */
@@ -365,14 +369,25 @@ static enum ota_err session_fetch(void *ctx, const struct ota_fetch_request *req
 	return ota_sim_faults_fetch(&s->faults, req, sink, sink_arg, ret);
 }
 
+/* The core's configuration: a device without the delta work area refuses deltas. */
+static struct ota_agent_config session_agent_config(const struct session *s)
+{
+	return (struct ota_agent_config){.model = s->config.model,
+					 .hw_revision = s->config.hw_revision,
+					 .delta_work = s->delta_work,
+					 .delta_work_len =
+						 s->delta_work ? OTA_DELTA_WORK_BYTES : 0};
+}
+
 static enum ota_err session_open(struct session *s, struct fleet *fleet, struct fleet_device *dev,
-				 uint8_t *work)
+				 uint8_t *work, uint8_t *delta_work)
 {
 	const struct fleet_options *o = &fleet->opt;
 	memset(s, 0, sizeof(*s));
 	s->fleet = fleet;
 	s->dev = dev;
 	s->work = work;
+	s->delta_work = dev->no_delta ? NULL : delta_work;
 	struct ota_config *c = &s->config;
 	snprintf(c->state_dir, sizeof(c->state_dir), "%s/%s", o->state_dir, dev->id);
 	snprintf(c->device_id, sizeof(c->device_id), "%s", dev->id);
@@ -403,7 +418,7 @@ static enum ota_err session_open(struct session *s, struct fleet *fleet, struct 
 	s->ops.fetch = session_fetch;
 	s->port.ops = &s->ops;
 	s->port.ctx = s;
-	struct ota_agent_config acfg = {.model = c->model, .hw_revision = c->hw_revision};
+	struct ota_agent_config acfg = session_agent_config(s);
 	return ota_agent_init(&s->agent, &s->port, &acfg, work, OTA_AGENT_WORK_BYTES);
 }
 
@@ -412,12 +427,13 @@ static enum ota_err session_https(struct session *s)
 	char err[256];
 	if (s->https_ready)
 		return OTA_OK;
-	struct ota_https_config hc = {.ca_file = s->config.ca_file,
-				      .cert_file = s->config.device_cert,
-				      .key_file = s->config.device_key,
-				      .pins = (const uint8_t(*)[32])s->config.server_pins,
-				      .n_pins = s->config.n_server_pins,
-				      .stall_timeout_s = s->config.stall_timeout_s};
+	struct ota_https_config hc = {
+		.ca_file = s->config.ca_file,
+		.cert_file = s->config.device_cert,
+		.key_file = s->config.device_key,
+		.pins = (const uint8_t(*)[OTA_SHA256_BYTES])s->config.server_pins,
+		.n_pins = s->config.n_server_pins,
+		.stall_timeout_s = s->config.stall_timeout_s};
 	if (ota_https_init(&s->https, &hc, err, sizeof(err)) != OTA_OK) {
 		fprintf(stderr, "ota-fleet-sim: %s: https: %s\n", s->dev->id, err);
 		return OTA_ERR_TRANSPORT;
@@ -491,8 +507,7 @@ static void power_cycle(void *arg)
 	s->dev->power_lost = true;
 	atomic_fetch_add(&s->fleet->power_cuts, 1);
 	ota_agent_close(&s->agent);
-	struct ota_agent_config acfg = {.model = s->config.model,
-					.hw_revision = s->config.hw_revision};
+	struct ota_agent_config acfg = session_agent_config(s);
 	if (ota_agent_init(&s->agent, &s->port, &acfg, s->work, OTA_AGENT_WORK_BYTES) == OTA_OK)
 		(void)ota_agent_boot(&s->agent, &slot);
 	sleep_s(1);
@@ -670,13 +685,13 @@ struct job {
 
 /* Runs one job; true when it installed and confirmed firmware. */
 static bool run_job(struct fleet *fleet, struct fleet_device *dev, const struct job *job,
-		    uint8_t *work)
+		    uint8_t *work, uint8_t *delta_work)
 {
 	bool confirmed = false;
 	struct session *s = calloc(1, sizeof(*s));
 	if (!s)
 		return false;
-	enum ota_err err = session_open(s, fleet, dev, work);
+	enum ota_err err = session_open(s, fleet, dev, work, delta_work);
 	if (err != OTA_OK) {
 		fprintf(stderr, "ota-fleet-sim: %s: state unusable: %s\n", dev->id,
 			ota_err_name(err));
@@ -731,6 +746,7 @@ struct worker {
 	struct fleet *fleet;
 	pthread_t thread;
 	uint8_t *work;
+	uint8_t *delta_work;
 };
 
 static void *worker_main(void *arg)
@@ -772,7 +788,7 @@ static void *worker_main(void *arg)
 			d->want_firmware = false;
 		pthread_mutex_unlock(&fleet->lock);
 
-		bool confirmed = run_job(fleet, d, &job, w->work);
+		bool confirmed = run_job(fleet, d, &job, w->work, w->delta_work);
 
 		pthread_mutex_lock(&fleet->lock);
 		d->installing = false;
@@ -860,8 +876,10 @@ static void summary(struct fleet *fleet, double t0)
 	unsigned slow = 0;
 	unsigned selftest = 0;
 	unsigned power = 0;
+	unsigned no_delta = 0;
 	for (unsigned i = 0; i < o->devices; i++) {
 		const struct fleet_device *d = &fleet->devices[i];
+		no_delta += d->no_delta;
 		offline += d->offline;
 		slow += d->slow;
 		selftest += d->selftest_fails;
@@ -882,9 +900,9 @@ static void summary(struct fleet *fleet, double t0)
 	printf("\n== ota-fleet-sim summary: %u devices, %.1f s, peak RSS %ld MB ==\n", o->devices,
 	       wall, peak_rss_kb() / 1024);
 	printf("injected: offline %u, self-test fails %u, power loss %u (cuts %u), slow %u, "
-	       "transient delivery failures %u\n",
+	       "transient delivery failures %u, without deltas %u\n",
 	       offline, selftest, power, atomic_load(&fleet->power_cuts), slow,
-	       atomic_load(&fleet->transient_injected));
+	       atomic_load(&fleet->transient_injected), no_delta);
 	pthread_mutex_lock(&fleet->lock);
 	printf("duplicate notifications ignored: %u\n", fleet->notify_duplicates);
 	unsigned duplicates = fleet->notify_duplicates;
@@ -944,9 +962,9 @@ static void summary(struct fleet *fleet, double t0)
 		fprintf(f, "}");
 	}
 	fprintf(f, "}, \"faults\": {");
-	static const char *const fault_names[] = {"offline", "selftest_fails", "power_loss", "slow",
-						  "transient"};
-	for (unsigned kind = 0; kind < 5; kind++) {
+	static const char *const fault_names[] = {"offline", "selftest_fails", "power_loss",
+						  "slow",    "transient",      "no_delta"};
+	for (unsigned kind = 0; kind < 6; kind++) {
 		fprintf(f, "%s\"%s\": [", kind ? ", " : "", fault_names[kind]);
 		bool first = true;
 		for (unsigned i = 0; i < o->devices; i++) {
@@ -955,7 +973,8 @@ static void summary(struct fleet *fleet, double t0)
 				   : kind == 1 ? d->selftest_fails
 				   : kind == 2 ? d->power_loss
 				   : kind == 3 ? d->slow
-					       : d->transient;
+				   : kind == 4 ? d->transient
+					       : d->no_delta;
 			if (!has)
 				continue;
 			fprintf(f, "%s\"%s\"", first ? "" : ", ", d->id);
@@ -997,6 +1016,8 @@ static void usage(FILE *out)
 	      "  --transient-fail P    share whose first installs fail with OTA_ERR_TRANSPORT\n"
 	      "                        (delivery server unreachable)\n"
 	      "  --transient-count N   how many installs fail that way (default 1)\n"
+	      "  --no-delta P          share without a delta work area (a port without\n"
+	      "                        slot_map): they refuse deltas, then take the full image\n"
 	      "  --seed N              picks the faulty devices (default 1)\n"
 	      "  --summary-json FILE   the final summary as JSON\n"
 	      "  --notify-log FILE     one line per Notify received: epoch ms, device, seq,\n"
@@ -1056,6 +1077,7 @@ enum {
 	OPT_POWER,
 	OPT_OFFLINE,
 	OPT_SLOW,
+	OPT_NO_DELTA,
 	OPT_SEED,
 	OPT_JSON,
 	OPT_TRANSIENT,
@@ -1094,6 +1116,7 @@ static int parse_args(int argc, char **argv, struct fleet_options *o)
 		{"power-loss", required_argument, NULL, OPT_POWER},
 		{"offline", required_argument, NULL, OPT_OFFLINE},
 		{"slow", required_argument, NULL, OPT_SLOW},
+		{"no-delta", required_argument, NULL, OPT_NO_DELTA},
 		{"seed", required_argument, NULL, OPT_SEED},
 		{"summary-json", required_argument, NULL, OPT_JSON},
 		{"transient-fail", required_argument, NULL, OPT_TRANSIENT},
@@ -1207,6 +1230,9 @@ static int parse_args(int argc, char **argv, struct fleet_options *o)
 		case OPT_SLOW:
 			ok = parse_share(optarg, &o->slow);
 			break;
+		case OPT_NO_DELTA:
+			ok = parse_share(optarg, &o->no_delta);
+			break;
 		case OPT_SEED:
 			ok = parse_uint(optarg, UINT32_MAX, &v);
 			o->seed = (unsigned)v;
@@ -1312,6 +1338,7 @@ int main(int argc, char **argv)
 		d->slow = picked(o->seed, i, 4, o->slow);
 		d->transient = picked(o->seed, i, 5, o->transient);
 		d->transient_left = d->transient ? o->transient_count : 0;
+		d->no_delta = picked(o->seed, i, 6, o->no_delta);
 		mqtt_ctxs[i].fleet = fleet;
 		mqtt_ctxs[i].idx = i;
 	}
@@ -1371,10 +1398,13 @@ int main(int argc, char **argv)
 	for (unsigned i = 0; i < o->workers; i++) {
 		workers[i].fleet = fleet;
 		workers[i].work = malloc(OTA_AGENT_WORK_BYTES);
-		if (!workers[i].work ||
+		workers[i].delta_work = malloc(OTA_DELTA_WORK_BYTES);
+		if (!workers[i].work || !workers[i].delta_work ||
 		    pthread_create(&workers[i].thread, NULL, worker_main, &workers[i]) != 0) {
 			free(workers[i].work);
+			free(workers[i].delta_work);
 			workers[i].work = NULL;
+			workers[i].delta_work = NULL;
 			stop_requested = 1;
 			break;
 		}
@@ -1480,6 +1510,7 @@ out:
 			if (workers[i].work) {
 				pthread_join(workers[i].thread, NULL);
 				free(workers[i].work);
+				free(workers[i].delta_work);
 			}
 		}
 		free(workers);

@@ -7,10 +7,18 @@
  * applier (fleetota/delta.h) decodes. Used by ota-keys, the tests, the
  * fleet simulator and the benchmark; never linked into a device.
  *
- * Each chunk of the new image is one zstd frame compressed with the whole
- * base as its reference prefix (ZSTD_CCtx_refPrefix), long-distance
- * matching on and a window that covers base + chunk, so a frame may copy
- * from anywhere in the base.
+ * Each chunk of the new image is one zstd frame with the whole base as its
+ * reference prefix (ZSTD_CCtx_refPrefix) and a window that covers base +
+ * chunk, so a frame may copy from anywhere in the base. Who finds the
+ * matches (the payload's format is the same):
+ *   zstd    zstd's own match finder with long-distance matching: the
+ *           smallest deltas, but it indexes the whole base again for
+ *           every frame, (image / chunk) x base of work;
+ *   index   ours: an index of the base built once (a position every 8
+ *           bytes), a greedy parse of each chunk against it, its own
+ *           earlier bytes and the last match's distance; zstd entropy-codes
+ *           the sequences (ZSTD_compressSequences). Linear in base + image.
+ * The default picks index for bases of OTA_DELTA_INDEX_MIN_BASE and more.
  */
 
 #include <stddef.h>
@@ -22,6 +30,18 @@
 
 /* zstd level ota-keys uses unless told otherwise. */
 #define OTA_DELTA_DEFAULT_LEVEL 19
+
+/* Bases from this size on get the index matcher by default. */
+#define OTA_DELTA_INDEX_MIN_BASE (16u * 1024u * 1024u)
+
+enum ota_delta_matcher {
+	OTA_DELTA_MATCH_AUTO = 0, /* index from OTA_DELTA_INDEX_MIN_BASE on, else zstd */
+	OTA_DELTA_MATCH_ZSTD = 1,
+	OTA_DELTA_MATCH_INDEX = 2,
+};
+
+/* "auto", "zstd" or "index"; -1 for anything else. */
+int ota_delta_matcher_parse(const char *name);
 
 /* Receives payload bytes in order. */
 typedef enum ota_err (*ota_delta_sink_fn)(void *arg, const uint8_t *data, size_t len);
@@ -35,6 +55,11 @@ typedef enum ota_err (*ota_delta_sink_fn)(void *arg, const uint8_t *data, size_t
 enum ota_err ota_delta_make(const uint8_t *base, size_t base_len, const uint8_t *image,
 			    size_t image_len, uint32_t chunk_bytes, int level,
 			    ota_delta_sink_fn sink, void *sink_arg, uint64_t *ret_size);
+/* The same with the matcher chosen (ota_delta_make is OTA_DELTA_MATCH_AUTO). */
+enum ota_err ota_delta_make_with(const uint8_t *base, size_t base_len, const uint8_t *image,
+				 size_t image_len, uint32_t chunk_bytes, int level,
+				 enum ota_delta_matcher matcher, ota_delta_sink_fn sink,
+				 void *sink_arg, uint64_t *ret_size);
 
 /* What a file delta is: the facts a manifest's DeltaInfo and ImageInfo bind. */
 struct ota_delta_made {
@@ -54,6 +79,6 @@ struct ota_delta_made {
  */
 enum ota_err ota_delta_make_file(const char *base_path, const char *image_path,
 				 const char *out_path, uint32_t chunk_bytes, int level,
-				 struct ota_delta_made *ret);
+				 enum ota_delta_matcher matcher, struct ota_delta_made *ret);
 
 #endif

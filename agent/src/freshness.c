@@ -10,8 +10,8 @@
 #include "fleetota/freshness.h"
 #include "text-internal.h"
 
-/* One copy of the freshness record (about 180 bytes of payload). */
-#define FRESHNESS_COPY_BYTES (OTA_RECORD_COPY_OVERHEAD + 256u)
+/* One copy of the freshness record. */
+#define FRESHNESS_COPY_BYTES (OTA_RECORD_COPY_OVERHEAD + OTA_AGENT_FRESHNESS_RECORD_BYTES)
 
 static enum ota_err freshness_load(struct ota_agent *agent)
 {

@@ -7,6 +7,7 @@
 #include <string.h>
 
 #include "fleetota/freshness.h"
+#include "fleetota/hex.h"
 #include "fleetota/online.h"
 #include "text-internal.h"
 
@@ -14,8 +15,6 @@
 #define WORK_MANIFEST 0u
 #define WORK_KEYLIST OTA_MAX_ENVELOPE_BYTES
 #define WORK_REPORT (2u * OTA_MAX_ENVELOPE_BYTES)
-/* "GET " + at most this much of the path, as the detail of a failed fetch. */
-#define DETAIL_PATH_MAX 48u
 
 /* ---- status reports --------------------------------------------------- */
 
@@ -222,7 +221,7 @@ static enum ota_err fetch_envelope(struct ota_online *o, enum ota_fetch_what wha
 				   const char *artifact, const char *query, struct membuf *buf)
 {
 	char path[OTA_ONLINE_ARTIFACT_MAX + 32];
-	char what_text[DETAIL_PATH_MAX + 8];
+	char what_text[OTA_ONLINE_DETAIL_PATH_MAX + 8];
 	struct ota_fetch_result res;
 	fetch_path(what, artifact, query, path, sizeof(path));
 	struct ota_fetch_request req = {
@@ -230,11 +229,11 @@ static enum ota_err fetch_envelope(struct ota_online *o, enum ota_fetch_what wha
 	buf->len = 0;
 	enum ota_err err = transport_fetch(o, &req, membuf_put, buf, &res);
 	if (err != OTA_OK) {
-		char detail[96];
+		char detail[OTA_AGENT_DETAIL_BYTES];
 		struct ota_text t;
 		ota_text_init(&t, what_text, sizeof(what_text));
 		ota_text_str(&t, "GET ");
-		ota_text_strn(&t, path, DETAIL_PATH_MAX);
+		ota_text_strn(&t, path, OTA_ONLINE_DETAIL_PATH_MAX);
 		status_detail(detail, sizeof(detail), what_text, sizeof(what_text), res.status);
 		(void)ota_agent_record_failure(o->agent, err, detail);
 	}
@@ -388,17 +387,6 @@ static unsigned backoff_s(unsigned attempt, unsigned retry_after_s)
 /* "/v1/images/ID?base=HEX": the delta from the base the manifest names. */
 #define BASE_QUERY "?base="
 
-static void hex_append(struct ota_text *t, const uint8_t *bytes, size_t len)
-{
-	static const char digits[] = "0123456789abcdef";
-	char pair[3] = {0, 0, 0};
-	for (size_t i = 0; i < len; i++) {
-		pair[0] = digits[bytes[i] >> 4];
-		pair[1] = digits[bytes[i] & 15u];
-		ota_text_str(t, pair);
-	}
-}
-
 /*
  * The delta errors a full image may not have: the payload (HASH, SIZE), or
  * a base the device does not run or an encoding it cannot apply (the
@@ -456,9 +444,11 @@ static enum ota_err stage(struct ota_online *o, const char *artifact, bool full,
 	fetch_path(OTA_FETCH_IMAGE, artifact, "", path, sizeof(path));
 	if (*ret_delta) {
 		struct ota_text t;
+		char base_hex[2 * sizeof(base) + 1];
+		ota_hex_encode(base, sizeof(base), base_hex);
 		ota_text_init(&t, path + strlen(path), sizeof(path) - strlen(path));
 		ota_text_str(&t, BASE_QUERY);
-		hex_append(&t, base, sizeof(base));
+		ota_text_str(&t, base_hex);
 	}
 	for (unsigned attempt = 0;; attempt++) {
 		struct image_sink sink = {.o = o, .size = size};
@@ -480,7 +470,7 @@ static enum ota_err stage(struct ota_online *o, const char *artifact, bool full,
 			return sink.core_err; /* recorded by the core, slot erased */
 		} else if (err == OTA_ERR_SIZE || err == OTA_ERR_PIN ||
 			   attempt >= o->download_retries || (o->stop_aborts && stopping(o))) {
-			char detail[96];
+			char detail[OTA_AGENT_DETAIL_BYTES];
 			status_detail(detail, sizeof(detail), "image download", SIZE_MAX,
 				      res.status);
 			(void)ota_agent_abort(o->agent, err, detail, err != OTA_ERR_SIZE);

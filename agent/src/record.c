@@ -66,20 +66,23 @@ static void put_bytes(struct wbuf *w, const void *src, size_t len)
 	w->len += len;
 }
 
-static void put_u64(struct wbuf *w, uint64_t v)
+/* The low n bytes of v, little-endian. */
+static void put_le(struct wbuf *w, uint64_t v, size_t n)
 {
 	uint8_t b[8];
-	for (int i = 0; i < 8; i++)
+	for (size_t i = 0; i < n; i++)
 		b[i] = (uint8_t)(v >> (8 * i));
-	put_bytes(w, b, sizeof(b));
+	put_bytes(w, b, n);
+}
+
+static void put_u64(struct wbuf *w, uint64_t v)
+{
+	put_le(w, v, 8);
 }
 
 static void put_u32(struct wbuf *w, uint32_t v)
 {
-	uint8_t b[4];
-	for (int i = 0; i < 4; i++)
-		b[i] = (uint8_t)(v >> (8 * i));
-	put_bytes(w, b, sizeof(b));
+	put_le(w, v, 4);
 }
 
 static void put_u8(struct wbuf *w, uint8_t v)
@@ -107,24 +110,25 @@ static void get_bytes(struct rbuf *r, void *dst, size_t len)
 	r->pos += len;
 }
 
-static uint64_t get_u64(struct rbuf *r)
+/* n bytes, little-endian (0 past the end, and r is bad). */
+static uint64_t get_le(struct rbuf *r, size_t n)
 {
 	uint8_t b[8];
 	uint64_t v = 0;
-	get_bytes(r, b, sizeof(b));
-	for (int i = 0; i < 8; i++)
+	get_bytes(r, b, n);
+	for (size_t i = 0; i < n; i++)
 		v |= (uint64_t)b[i] << (8 * i);
 	return v;
 }
 
+static uint64_t get_u64(struct rbuf *r)
+{
+	return get_le(r, 8);
+}
+
 static uint32_t get_u32(struct rbuf *r)
 {
-	uint8_t b[4];
-	uint32_t v = 0;
-	get_bytes(r, b, sizeof(b));
-	for (int i = 0; i < 4; i++)
-		v |= (uint32_t)b[i] << (8 * i);
-	return v;
+	return (uint32_t)get_le(r, 4);
 }
 
 static uint8_t get_u8(struct rbuf *r)
@@ -173,19 +177,31 @@ static size_t frame_end(struct wbuf *w)
 	return w->overflow ? 0 : w->len;
 }
 
-/* Checks magic, format and CRC; positions r after the header. */
-static bool frame_open(struct rbuf *r, const uint8_t *buf, size_t len, const char *magic)
+/*
+ * Whether the last 4 of len (>= 4) bytes are the CRC-32 of those before;
+ * if so, r reads the bytes before the CRC from the start.
+ */
+static bool crc_open(struct rbuf *r, const uint8_t *buf, size_t len)
 {
+	struct rbuf crc = {.p = buf, .len = len, .pos = len - 4};
 	r->p = buf;
+	r->len = len - 4;
 	r->pos = 0;
 	r->bad = false;
-	if (!buf || len < 9 || memcmp(buf, magic, 4) != 0 || buf[4] != REC_FORMAT)
+	return (uint32_t)get_le(&crc, 4) == crc32_calc(buf, len - 4);
+}
+
+/*
+ * Checks magic, format and CRC; positions r after the header. The record
+ * being decoded (rec of rec_size bytes) starts zeroed.
+ */
+static bool frame_open(struct rbuf *r, const uint8_t *buf, size_t len, const char *magic, void *rec,
+		       size_t rec_size)
+{
+	memset(rec, 0, rec_size);
+	if (!buf || len < 9 || memcmp(buf, magic, 4) != 0 || buf[4] != REC_FORMAT ||
+	    !crc_open(r, buf, len))
 		return false;
-	uint32_t stored = (uint32_t)buf[len - 4] | ((uint32_t)buf[len - 3] << 8) |
-			  ((uint32_t)buf[len - 2] << 16) | ((uint32_t)buf[len - 1] << 24);
-	if (crc32_calc(buf, len - 4) != stored)
-		return false;
-	r->len = len - 4;
 	r->pos = 5;
 	return true;
 }
@@ -238,8 +254,7 @@ enum ota_err ota_state_decode(const uint8_t *buf, size_t len, struct ota_agent_s
 {
 	struct ota_agent_state s;
 	struct rbuf r;
-	memset(&s, 0, sizeof(s));
-	if (!frame_open(&r, buf, len, REC_MAGIC_STATE))
+	if (!frame_open(&r, buf, len, REC_MAGIC_STATE, &s, sizeof(s)))
 		return OTA_ERR_FORMAT;
 	s.provisioned = get_bool(&r);
 	uint8_t phase = get_u8(&r);
@@ -276,9 +291,10 @@ size_t ota_counter_encode(uint64_t counter, uint8_t *buf, size_t cap)
 enum ota_err ota_counter_decode(const uint8_t *buf, size_t len, uint64_t *ret_counter)
 {
 	struct rbuf r;
-	if (!frame_open(&r, buf, len, REC_MAGIC_COUNTER))
+	uint64_t counter;
+	if (!frame_open(&r, buf, len, REC_MAGIC_COUNTER, &counter, sizeof(counter)))
 		return OTA_ERR_FORMAT;
-	uint64_t counter = get_u64(&r);
+	counter = get_u64(&r);
 	if (!frame_close(&r))
 		return OTA_ERR_FORMAT;
 	*ret_counter = counter;
@@ -304,8 +320,7 @@ enum ota_err ota_event_decode(const uint8_t *buf, size_t len, struct ota_event *
 {
 	struct ota_event e;
 	struct rbuf r;
-	memset(&e, 0, sizeof(e));
-	if (!frame_open(&r, buf, len, REC_MAGIC_EVENT))
+	if (!frame_open(&r, buf, len, REC_MAGIC_EVENT, &e, sizeof(e)))
 		return OTA_ERR_FORMAT;
 	e.seq = get_u64(&r);
 	e.time = get_u64(&r);
@@ -347,8 +362,7 @@ enum ota_err ota_freshness_decode(const uint8_t *buf, size_t len, struct ota_fre
 {
 	struct ota_freshness f;
 	struct rbuf r;
-	memset(&f, 0, sizeof(f));
-	if (!frame_open(&r, buf, len, REC_MAGIC_FRESHNESS))
+	if (!frame_open(&r, buf, len, REC_MAGIC_FRESHNESS, &f, sizeof(f)))
 		return OTA_ERR_FORMAT;
 	f.issued_at = get_u64(&r);
 	f.expires_at = get_u64(&r);
@@ -376,8 +390,7 @@ enum ota_err ota_boot_decode(const uint8_t *buf, size_t len, struct ota_boot_rec
 {
 	struct ota_boot_record b;
 	struct rbuf r;
-	memset(&b, 0, sizeof(b));
-	if (!frame_open(&r, buf, len, REC_MAGIC_BOOT))
+	if (!frame_open(&r, buf, len, REC_MAGIC_BOOT, &b, sizeof(b)))
 		return OTA_ERR_FORMAT;
 	b.slot = get_u8(&r);
 	get_slot(&r, &b.image);
@@ -421,10 +434,7 @@ enum ota_err ota_record_copy_decode(const uint8_t *buf, size_t len,
 	if (!buf || len < OTA_RECORD_COPY_OVERHEAD ||
 	    len - OTA_RECORD_COPY_OVERHEAD > OTA_MAX_ENVELOPE_BYTES)
 		return OTA_ERR_FORMAT;
-	r.p = buf;
-	r.len = len - 4;
-	r.pos = 0;
-	r.bad = false;
+	bool crc_ok = crc_open(&r, buf, len);
 	get_bytes(&r, magic, sizeof(magic));
 	uint8_t format = get_u8(&r);
 	uint8_t rec = get_u8(&r);
@@ -432,13 +442,9 @@ enum ota_err ota_record_copy_decode(const uint8_t *buf, size_t len,
 	uint8_t reserved1 = get_u8(&r);
 	uint64_t seq = get_u64(&r);
 	uint32_t payload_len = get_u32(&r);
-	if (r.bad || memcmp(magic, COPY_MAGIC, 4) != 0 || format != COPY_FORMAT ||
+	if (!crc_ok || r.bad || memcmp(magic, COPY_MAGIC, 4) != 0 || format != COPY_FORMAT ||
 	    !record_id_known(rec) || reserved0 != 0 || reserved1 != 0 ||
 	    payload_len != len - OTA_RECORD_COPY_OVERHEAD)
-		return OTA_ERR_FORMAT;
-	uint32_t stored = (uint32_t)buf[len - 4] | ((uint32_t)buf[len - 3] << 8) |
-			  ((uint32_t)buf[len - 2] << 16) | ((uint32_t)buf[len - 1] << 24);
-	if (crc32_calc(buf, len - 4) != stored)
 		return OTA_ERR_FORMAT;
 	ret_copy->rec = (enum ota_record)rec;
 	ret_copy->seq = seq;

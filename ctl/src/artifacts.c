@@ -19,17 +19,16 @@
 #include <openssl/evp.h>
 
 #include "ctl.h"
-
-#define CTL_UPLOAD_RETRIES 5
+#include "fleetota/hex.h"
 
 struct upload {
 	const struct ctl *ctl;
 	int fd;
 	uint64_t size;
 	uint64_t offset; /* confirmed by the server */
-	char sha256[65];
-	char id[64];
-	char state_path[1200];
+	char sha256[CTL_SHA256_HEX];
+	char id[CTL_MAX_ID];
+	char state_path[CTL_STATE_PATH_BYTES];
 	long rate;
 	bool tty;
 	double started;
@@ -52,20 +51,20 @@ static void artifact_row(const json_t *a)
 	       ctl_num(a, "image_size"), ctl_str(a, "signing_key_id"));
 }
 
-static bool file_sha256(int fd, char hex[65])
+static bool file_sha256(int fd, char hex[CTL_SHA256_HEX])
 {
 	EVP_MD_CTX *md = EVP_MD_CTX_new();
-	unsigned char buf[65536], out[32];
+	unsigned char buf[65536], out[OTA_SHA256_BYTES];
 	unsigned int out_len = 0;
 	ssize_t n;
 	bool ok = md != NULL && EVP_DigestInit_ex(md, EVP_sha256(), NULL) == 1;
 
 	for (off_t at = 0; ok && (n = pread(fd, buf, sizeof(buf), at)) > 0; at += n)
 		ok = EVP_DigestUpdate(md, buf, (size_t)n) == 1;
-	ok = ok && EVP_DigestFinal_ex(md, out, &out_len) == 1 && out_len == 32;
+	ok = ok && EVP_DigestFinal_ex(md, out, &out_len) == 1 && out_len == OTA_SHA256_BYTES;
 	EVP_MD_CTX_free(md);
-	for (unsigned i = 0; ok && i < 32; i++)
-		snprintf(hex + 2 * i, 3, "%02x", out[i]);
+	if (ok)
+		ota_hex_encode(out, OTA_SHA256_BYTES, hex);
 	return ok;
 }
 
@@ -74,7 +73,7 @@ static void progress_draw(struct upload *up, uint64_t in_chunk)
 	uint64_t done = up->offset + in_chunk;
 	double secs = now_s() - up->started;
 	double rate = secs > 0 ? (double)(done - up->started_offset) / secs : 0;
-	char bar[64];
+	char bar[CTL_PROGRESS_BAR_BYTES];
 
 	if (!up->tty)
 		return;
@@ -93,7 +92,7 @@ static void state_path(struct upload *up)
 {
 	const char *cache = getenv("XDG_CACHE_HOME");
 	const char *home = getenv("HOME");
-	char dir[1024];
+	char dir[CTL_MAX_PATH];
 
 	if (cache != NULL && cache[0] == '/')
 		snprintf(dir, sizeof(dir), "%s/fleetota", cache);
@@ -107,7 +106,7 @@ static void state_path(struct upload *up)
 static bool state_load(struct upload *up)
 {
 	char *text = ctl_read_file(up->state_path, 2048, NULL);
-	char server[600] = "", id[64] = "";
+	char server[600] = "", id[CTL_MAX_ID] = "";
 	bool ok;
 
 	if (text == NULL)
@@ -133,7 +132,7 @@ static void state_save(const struct upload *up)
 /* HEAD the session: its offset. false when it is gone (404) or unreachable. */
 static bool session_offset(struct upload *up, long *ret_status)
 {
-	char path[128];
+	char path[CTL_URL_PATH_SHORT];
 	struct ctl_request req = {.method = "HEAD", .path = path};
 	struct ctl_response r;
 	bool ok;
@@ -167,7 +166,7 @@ static bool session_create(struct upload *up)
 static int send_chunk(struct upload *up, uint64_t chunk_size)
 {
 	uint64_t len = up->size - up->offset < chunk_size ? up->size - up->offset : chunk_size;
-	char path[128], offset_hdr[64];
+	char path[CTL_URL_PATH_SHORT], offset_hdr[CTL_OFFSET_HEADER_BYTES];
 	const char *headers[] = {offset_hdr, NULL};
 	struct ctl_request req = {.method = "PATCH",
 				  .path = path,
@@ -228,7 +227,7 @@ static int upload(struct ctl *ctl, int argc, char **argv)
 	struct upload up = {.ctl = ctl, .fd = -1, .tty = isatty(STDERR_FILENO) == 1};
 	struct ctl_response r;
 	struct stat st;
-	char path[128];
+	char path[CTL_URL_PATH_SHORT];
 	json_t *body;
 	int retries = 0, rc = CTL_EXIT_FAIL;
 	long status = 0;
@@ -306,7 +305,7 @@ out:
 
 int ctl_cmd_artifacts(struct ctl *ctl, int argc, char **argv)
 {
-	char path[256];
+	char path[CTL_URL_PATH];
 	struct ctl_response r;
 
 	if (argc == 2 && strcmp(argv[1], "list") == 0)

@@ -36,7 +36,7 @@ static void print_status(const json_t *c, FILE *f)
 		json_string_length(json_object_get(c, "reason")) ? ctl_str(c, "reason") : "");
 	json_array_foreach(json_object_get(c, "stages"), i, s)
 	{
-		char bar[64];
+		char bar[CTL_PROGRESS_BAR_BYTES];
 		long long admitted = dev(s, "admitted");
 
 		ctl_bar(bar, sizeof(bar), 30, (uint64_t)admitted, (uint64_t)dev(s, "confirmed"),
@@ -71,7 +71,7 @@ static int exit_for(const char *state)
 
 static int watch(struct ctl *ctl, const char *id, double interval, double max_s)
 {
-	char path[256], inm[120] = "";
+	char path[CTL_URL_PATH], inm[CTL_IF_NONE_MATCH_BYTES] = "";
 	json_t *last = NULL;
 	double deadline = max_s > 0 ? (double)time(NULL) + max_s : 0;
 	bool tty = isatty(STDOUT_FILENO) == 1 && !ctl->json;
@@ -133,7 +133,7 @@ int ctl_cmd_campaign(struct ctl *ctl, int argc, char **argv)
 {
 	static const char *const actions[] = {"start",	"approve", "pause",
 					      "resume", "cancel",  NULL};
-	char path[256];
+	char path[CTL_URL_PATH];
 	struct ctl_response r;
 
 	if (argc >= 2 && strcmp(argv[1], "list") == 0) {
@@ -150,7 +150,7 @@ int ctl_cmd_campaign(struct ctl *ctl, int argc, char **argv)
 		json_error_t jerr;
 		const char *ext = strrchr(argv[2], '.');
 		bool yaml = ext != NULL && (strcmp(ext, ".yaml") == 0 || strcmp(ext, ".yml") == 0);
-		char yerr[160] = "";
+		char yerr[CTL_YAML_ERR_BYTES] = "";
 		json_t *body = yaml ? ctl_yaml_load(argv[2], yerr, sizeof(yerr))
 				    : json_load_file(argv[2], JSON_REJECT_DUPLICATES, &jerr);
 		bool ok;

@@ -147,7 +147,7 @@ int ctl_cmd_devices(struct ctl *ctl, int argc, char **argv)
 	static const char *const allowed[] = {"--model",  "--version", "--state",
 					      "--tag",	  "--filter",  "--limit",
 					      "--cursor", "--q",       NULL};
-	char path[4096];
+	char path[CTL_URL_PATH_LONG];
 
 	if (argc >= 3 && strcmp(argv[1], "show") == 0) {
 		snprintf(path, sizeof(path), "/api/v1/devices/%s", argv[2]);
@@ -204,7 +204,7 @@ static void token_row(const json_t *t)
 int ctl_cmd_tokens(struct ctl *ctl, int argc, char **argv)
 {
 	struct ctl_response r;
-	char path[256];
+	char path[CTL_URL_PATH];
 
 	if (argc == 2 && strcmp(argv[1], "list") == 0)
 		return ctl_list(ctl, "/api/v1/tokens?limit=500", token_row);
@@ -268,7 +268,7 @@ int ctl_cmd_audit(struct ctl *ctl, int argc, char **argv)
 			       "limit",	 ctl_opt(argc, argv, 1, "--limit"),
 			       "cursor", ctl_opt(argc, argv, 1, "--cursor"),
 			       NULL};
-	char path[2048];
+	char path[CTL_URL_PATH_QUERY];
 
 	if (!ctl_opts_known(argc, argv, 1, allowed)) {
 		fprintf(stderr,

@@ -8,6 +8,8 @@
 
 #include <jansson.h>
 
+#include "fleetota/limits.h"
+
 /*
  * ota-ctl: the operator CLI over the REST API (web-api/openapi.yaml). One
  * file per command group, a command table in main.c (wireguard-tools'
@@ -27,13 +29,51 @@
 #define CTL_MAX_JSON_FILE (1024u * 1024u)
 #define CTL_DEFAULT_CHUNK (4u * 1024u * 1024u)
 #define CTL_MAX_CHUNK (8u * 1024u * 1024u)
+/* A local file or directory name (config, CA file, upload state). */
+#define CTL_MAX_PATH 1024u
+/* An artifact id as the upload state keeps it. */
+#define CTL_MAX_ID 64u
+/* An image's SHA-256 in hex with its NUL. */
+#define CTL_SHA256_HEX (2u * OTA_SHA256_BYTES + 1u)
+/* A profile name (a [section] of the config file). */
+#define CTL_MAX_PROFILE 64u
+/* API paths ctl builds: one resource, a resource with a sub-path, a query, a long query. */
+#define CTL_URL_PATH_SHORT 128u
+#define CTL_URL_PATH 256u
+#define CTL_URL_PATH_QUERY 2048u
+#define CTL_URL_PATH_LONG 4096u
+/* The whole URL of a request, its Authorization header, a response line, its Content-Type. */
+#define CTL_URL_BYTES 2048u
+#define CTL_AUTH_HEADER_BYTES 200u
+#define CTL_HTTP_LINE_BYTES 256u
+#define CTL_CTYPE_BYTES 96u
+/* Profile fields: server URL, token; a response's ETag and error text. */
+#define CTL_SERVER_BYTES 512u
+#define CTL_TOKEN_BYTES 128u
+#define CTL_ETAG_BYTES 80u
+#define CTL_ERROR_BYTES 256u
+/* If-None-Match header, Content-Range-style offset header, YAML error text. */
+#define CTL_IF_NONE_MATCH_BYTES 120u
+#define CTL_OFFSET_HEADER_BYTES 64u
+#define CTL_YAML_ERR_BYTES 160u
+/* A progress bar line; an upload's resume-state file path. */
+#define CTL_PROGRESS_BAR_BYTES 64u
+#define CTL_STATE_PATH_BYTES 1200u
+/* A line of the profile file, and the path of its temporary copy. */
+#define CTL_PROFILE_LINE_BYTES 1024u
+#define CTL_PROFILE_TMP_BYTES 1100u
+/* Upload attempts before giving up. */
+#define CTL_UPLOAD_RETRIES 5
+/* YAML nesting depth and values per document. */
+#define CTL_YAML_MAX_DEPTH 32
+#define CTL_YAML_MAX_VALUES 100000u
 
 struct ctl {
-	char server[512]; /* http(s)://host:port, no trailing slash */
-	char token[128];
-	char profile[64];
-	char config_path[1024];
-	char cacert[1024]; /* optional CA file for https */
+	char server[CTL_SERVER_BYTES]; /* http(s)://host:port, no trailing slash */
+	char token[CTL_TOKEN_BYTES];
+	char profile[CTL_MAX_PROFILE];
+	char config_path[CTL_MAX_PATH];
+	char cacert[CTL_MAX_PATH]; /* optional CA file for https */
 	bool json;
 	double timeout_s; /* per request */
 };
@@ -41,10 +81,10 @@ struct ctl {
 struct ctl_response {
 	long status;
 	json_t *body; /* parsed JSON or NULL */
-	char etag[80];
+	char etag[CTL_ETAG_BYTES];
 	uint64_t upload_offset; /* Upload-Offset, when given */
 	bool has_upload_offset;
-	char error[256]; /* transport error, or the API's "code: message" */
+	char error[CTL_ERROR_BYTES]; /* transport error, or the API's "code: message" */
 };
 
 void ctl_response_clear(struct ctl_response *r);

@@ -46,7 +46,7 @@ static size_t on_header(char *buf, size_t size, size_t nmemb, void *arg)
 {
 	struct ctl_response *r = arg;
 	size_t n = size * nmemb;
-	char line[256];
+	char line[CTL_HTTP_LINE_BYTES];
 	size_t len = n < sizeof(line) - 1 ? n : sizeof(line) - 1;
 
 	memcpy(line, buf, len);
@@ -100,7 +100,7 @@ bool ctl_http(const struct ctl *ctl, const struct ctl_request *req, struct ctl_r
 	struct curl_slist *headers = NULL;
 	struct sink sink = {0};
 	struct source src = {0};
-	char url[2048], auth[200];
+	char url[CTL_URL_BYTES], auth[CTL_AUTH_HEADER_BYTES];
 	char *json_text = NULL;
 	CURLcode rc;
 	bool ok = false;
@@ -141,7 +141,7 @@ bool ctl_http(const struct ctl *ctl, const struct ctl_request *req, struct ctl_r
 		headers = curl_slist_append(headers, "Content-Type: application/json");
 		curl_easy_setopt(c, CURLOPT_POSTFIELDS, json_text);
 	} else if (req->raw != NULL) {
-		char ctype[96];
+		char ctype[CTL_CTYPE_BYTES];
 
 		snprintf(ctype, sizeof(ctype), "Content-Type: %s", req->raw_type);
 		headers = curl_slist_append(headers, ctype);
@@ -207,6 +207,9 @@ static bool request_2xx(const struct ctl *ctl, const char *method, const char *p
 
 	if (!ctl_http(ctl, &req, r) || r->status < 200 || r->status >= 300) {
 		ctl_report_error(r);
+		/* the caller only returns on failure: nothing of the answer outlives it */
+		json_decref(r->body);
+		r->body = NULL;
 		return false;
 	}
 	return true;

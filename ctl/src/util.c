@@ -71,7 +71,7 @@ char *ctl_read_file(const char *path, size_t max, size_t *ret_len)
 
 void ctl_mkdir_p(const char *path)
 {
-	char buf[1024];
+	char buf[CTL_MAX_PATH];
 
 	snprintf(buf, sizeof(buf), "%s", path);
 	for (char *p = buf + 1; *p != '\0'; p++) {
@@ -104,7 +104,7 @@ static void trim(char *s)
 bool ctl_profile_load(struct ctl *ctl)
 {
 	FILE *f = fopen(ctl->config_path, "r");
-	char line[1024], section[64] = "";
+	char line[CTL_PROFILE_LINE_BYTES], section[CTL_MAX_PROFILE] = "";
 	bool found = false;
 
 	if (f == NULL)
@@ -140,13 +140,14 @@ bool ctl_profile_load(struct ctl *ctl)
 /* Rewrites the file with this profile replaced (others kept), mode 0600. */
 bool ctl_profile_save(const struct ctl *ctl)
 {
-	char tmp[1100], line[1024], section[64] = "";
+	char tmp[CTL_PROFILE_TMP_BYTES], line[CTL_PROFILE_LINE_BYTES],
+		section[CTL_MAX_PROFILE] = "";
 	size_t len = 0;
 	char *old = ctl_read_file(ctl->config_path, 256 * 1024, &len);
 	FILE *out;
 	int fd;
 	char *dir_end;
-	char dir[1024];
+	char dir[CTL_MAX_PATH];
 
 	snprintf(dir, sizeof(dir), "%s", ctl->config_path);
 	dir_end = strrchr(dir, '/');

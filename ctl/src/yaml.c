@@ -15,9 +15,6 @@
 
 #include "ctl.h"
 
-#define CTL_YAML_MAX_DEPTH 32
-#define CTL_YAML_MAX_VALUES 100000u
-
 static json_t *scalar(const yaml_node_t *n)
 {
 	const char *s = (const char *)n->data.scalar.value;

@@ -79,7 +79,7 @@ static enum ota_err record_parse(const char *line, size_t len, struct record *re
 		err = OTA_ERR_INTERNAL;
 		goto out;
 	}
-	kr_hex_encode(digest, sizeof(digest), digest_hex);
+	ota_hex_encode(digest, sizeof(digest), digest_hex);
 	/* the hash parsed must be the one at the tail the digest was judged by */
 	if (memcmp(line + body_len + sizeof(HASH_MARK) - 1, hash, HASH_HEX) != 0) {
 		kr_fail(diag, OTA_ERR_FORMAT, "record does not end with its hash");
@@ -270,8 +270,8 @@ enum ota_err kr_audit_append(const char *path, const struct kr_audit_entry *entr
 	err = log_tail(fd, &last, diag);
 	if (err != OTA_OK)
 		goto out;
-	kr_hex_encode(entry->key_id, sizeof(entry->key_id), key_id);
-	kr_hex_encode(entry->sha256, sizeof(entry->sha256), sha);
+	ota_hex_encode(entry->key_id, sizeof(entry->key_id), key_id);
+	ota_hex_encode(entry->sha256, sizeof(entry->sha256), sha);
 	obj = json_pack("{s:I, s:s, s:s, s:s, s:I, s:s, s:s, s:s}", "seq",
 			(json_int_t)(last.seq + 1), "time",
 			kr_time_format(entry->time, when, sizeof(when)), "who", entry->who,
@@ -293,7 +293,7 @@ enum ota_err kr_audit_append(const char *path, const struct kr_audit_entry *entr
 	}
 	len--; /* drop the closing brace; the hash covers everything before ,"hash": */
 	ota_sha256(text, len, digest);
-	kr_hex_encode(digest, sizeof(digest), hash);
+	ota_hex_encode(digest, sizeof(digest), hash);
 	char line[KR_MAX_AUDIT_LINE + 1];
 	int line_len =
 		snprintf(line, sizeof(line), "%.*s%s%s\"}\n", (int)len, text, HASH_MARK, hash);

@@ -246,10 +246,33 @@ enum ota_err cli_load_verified(struct kr_verifier *v, const char *path, verify_f
 	return err;
 }
 
+enum ota_err cli_load_signer_keylist(struct kr_verifier *v, struct ota_arena *arena,
+				     const char *rootlist, const char *keylist,
+				     struct kr_diag *diag, Fleetota__V1__Signed **ret_renv,
+				     Fleetota__V1__Signed **ret_kenv)
+{
+	Fleetota__V1__Signed *renv = NULL, *kenv = NULL;
+	enum ota_err err;
+	if (rootlist && ((err = kr_envelope_read(rootlist, arena, &renv, diag)) != OTA_OK ||
+			 (err = kr_verify_root_anchor(v, renv, diag)) != OTA_OK))
+		return err;
+	if ((err = kr_envelope_read(keylist, arena, &kenv, diag)) != OTA_OK)
+		return err;
+	if (v->root)
+		err = kr_verify_keylist(v, kenv, diag);
+	else if ((err = ota_keylist_parse(kenv, arena, &v->keylist)) != OTA_OK)
+		kr_fail(diag, err, "%s is not a KeyList", keylist);
+	if (err == OTA_OK && ret_renv)
+		*ret_renv = renv;
+	if (err == OTA_OK && ret_kenv)
+		*ret_kenv = kenv;
+	return err;
+}
+
 void cli_print_key_id(FILE *out, const uint8_t *id)
 {
 	char hex[2 * OTA_KEY_ID_BYTES + 1];
-	kr_hex_encode(id, OTA_KEY_ID_BYTES, hex);
+	ota_hex_encode(id, OTA_KEY_ID_BYTES, hex);
 	fprintf(out, "%s", hex);
 }
 
@@ -258,7 +281,7 @@ void cli_print_key_id(FILE *out, const uint8_t *id)
 int cli_write_descriptor(const char *prefix, const Fleetota__V1__PublicKey *key,
 			 struct kr_diag *diag)
 {
-	char path[4096];
+	char path[KR_MAX_PATH_BYTES];
 	snprintf(path, sizeof(path), "%s.pub", prefix);
 	enum ota_err err = kr_pubkey_write(path, key, diag);
 	if (err == OTA_OK) {
@@ -266,6 +289,19 @@ int cli_write_descriptor(const char *prefix, const Fleetota__V1__PublicKey *key,
 		err = kr_pubkey_write_pem(path, key, diag);
 	}
 	return err;
+}
+
+int cli_key_option(int opt, const char *arg, const char **out, enum ota_alg *alg)
+{
+	if (opt == OPT_OUT) {
+		*out = arg;
+		return 0;
+	}
+	if (opt != OPT_ALG)
+		return -1;
+	if (kr_alg_parse(arg, alg) != OTA_OK)
+		return cli_usage_error("unknown algorithm %s", arg);
+	return 0;
 }
 
 /*
@@ -277,7 +313,7 @@ enum ota_err cli_make_key(struct common *c, const char *spec, enum ota_alg alg, 
 			  Fleetota__V1__KeyRole role, char **ret_spec,
 			  Fleetota__V1__PublicKey **ret_pub)
 {
-	char path[4200];
+	char path[KR_MAX_PATH_BYTES + KR_PATH_SUFFIX_BYTES];
 	EVP_PKEY *pkey = NULL;
 	enum ota_err err;
 	snprintf(path, sizeof(path), "%s.key", prefix);

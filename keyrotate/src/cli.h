@@ -82,6 +82,7 @@ enum {
 	OPT_BASE,
 	OPT_DELTA_CHUNK,
 	OPT_DELTA_LEVEL,
+	OPT_DELTA_MATCHER,
 };
 
 #define COMMON_OPTIONS                                                       \
@@ -145,9 +146,6 @@ struct list_args {
 	int finalize;
 };
 
-extern const char cli_help_keylist[];
-extern const char cli_help_rootlist[];
-
 int cli_list_push(struct list *list, const char *value);
 
 int cli_fail(enum ota_err err, const struct kr_diag *diag);
@@ -180,30 +178,71 @@ enum ota_err cli_sign_all(struct common *c, Fleetota__V1__Signed *env, enum ota_
 enum ota_err cli_load_verified(struct kr_verifier *v, const char *path, verify_fn verify,
 			       struct kr_diag *diag, Fleetota__V1__Signed **ret_env);
 
+/*
+ * The KeyList a signing key must be in: KEYLIST read into ARENA and
+ * verified against ROOTLIST (the trust anchor) when one is given, else only
+ * parsed. Sets v->root and v->keylist; the envelopes go to ret_renv (NULL
+ * without ROOTLIST) and ret_kenv when those are not NULL.
+ */
+enum ota_err cli_load_signer_keylist(struct kr_verifier *v, struct ota_arena *arena,
+				     const char *rootlist, const char *keylist,
+				     struct kr_diag *diag, Fleetota__V1__Signed **ret_renv,
+				     Fleetota__V1__Signed **ret_kenv);
+
 void cli_print_key_id(FILE *out, const uint8_t *id);
 
 int cli_write_descriptor(const char *prefix, const Fleetota__V1__PublicKey *key,
 			 struct kr_diag *diag);
+
+/*
+ * --out and --alg of the commands that make keys: 0 when OPT is one of
+ * them, EXIT_USAGE for an unknown algorithm, -1 when OPT is another option.
+ */
+int cli_key_option(int opt, const char *arg, const char **out, enum ota_alg *alg);
 
 enum ota_err cli_make_key(struct common *c, const char *spec, enum ota_alg alg, const char *prefix,
 			  const char *label, uint64_t not_before, uint64_t not_after,
 			  Fleetota__V1__KeyRole role, char **ret_spec,
 			  Fleetota__V1__PublicKey **ret_pub);
 
-/* keylist and rootlist (cmd_list.c) */
-int cli_list_args_parse(int argc, char **argv, struct common *c, struct list_args *a, int is_root);
+/* keylist and rootlist (cmd_list.c): one command's state */
+struct list_cmd {
+	struct common c;
+	struct list_args a;
+	struct kr_verifier v;
+	struct kr_arena arena; /* the previous list and the --add descriptors */
+	struct kr_arena check; /* the list about to be signed, parsed */
+	Fleetota__V1__Signed *env;
+	uint8_t *body; /* new: the list built */
+	size_t body_len;
+};
 
-enum ota_err cli_list_envelope_load(struct list_args *a, struct kr_diag *diag,
-				    Fleetota__V1__Signed **ret_env);
+/* What `new` takes besides keys: 0 where not given, issued = now. */
+struct list_numbers {
+	uint64_t version, threshold, issued, expires;
+};
 
-int cli_list_start(int argc, char **argv, struct common *c, struct list_args *a, int is_root,
-		   struct kr_verifier *v, struct kr_arena *arena);
+/*
+ * The start of keylist and rootlist: L zeroed but for c.now, arguments
+ * parsed, secrets read, the verifier's clock set and the arena ready.
+ * Returns -1 to go on, else the command's exit status (0 after --help).
+ */
+int cli_list_start(int argc, char **argv, int is_root, struct list_cmd *l);
 
-int cli_list_end(int rc, struct common *c, struct kr_verifier *v, struct kr_arena *arena,
-		 Fleetota__V1__Signed *env, uint8_t *body);
+/* --version, --threshold, --issued and --expires: 0, or EXIT_USAGE. */
+int cli_list_numbers(const struct list_cmd *l, struct list_numbers *ret);
 
-enum ota_err cli_read_adds(const struct list_args *a, struct ota_arena *arena,
-			   Fleetota__V1__PublicKey **adds, struct kr_diag *diag);
+/* The descriptors of --add, into l->arena. */
+enum ota_err cli_read_adds(struct list_cmd *l, Fleetota__V1__PublicKey **adds);
+
+/*
+ * The envelope to sign: new's body (l->body) in a fresh envelope, or the
+ * file of sign, or the partial files of merge, joined; and l->check ready.
+ */
+enum ota_err cli_list_envelope(struct list_cmd *l);
+
+/* The end of keylist and rootlist: everything released; returns RC. */
+int cli_list_end(struct list_cmd *l, int rc);
 
 /* ---- encrypted images (cli_encrypt.c): options of sign and rewrap ---- */
 
@@ -220,7 +259,8 @@ struct cli_encrypt {
 	struct list names; /* their labels, in order (may be fewer) */
 	const char *ciphertext_out;
 	uint32_t chunk_bytes; /* 0 = OTA_CRYPT_CHUNK_DEFAULT */
-	char tmp_path[4096]; /* a ciphertext written next to the bundle, removed at release */
+	char tmp_path
+		[KR_MAX_PATH_BYTES]; /* a ciphertext written next to the bundle, removed at release */
 	Fleetota__V1__Encryption *enc;
 	EVP_PKEY *keys[OTA_MAX_RECIPIENTS];
 	size_t n_keys;
@@ -228,6 +268,24 @@ struct cli_encrypt {
 
 /* An encryption option (0), a usage error (EXIT_USAGE), or -1: not one of them. */
 int cli_encrypt_option(struct cli_encrypt *e, int opt, const char *arg);
+
+/* What sign and rewrap share: the signing key, its KeyList, the outputs. */
+struct cli_signing {
+	const char *key, *keylist, *manifest_out, *bundle_out;
+	struct cli_encrypt crypt;
+};
+
+/* --key, --keylist, --manifest-out, --bundle-out or an encryption option (0), a usage error (EXIT_USAGE), or -1. */
+int cli_signing_option(struct cli_signing *s, int opt, const char *arg);
+
+/*
+ * Writes --bundle-out (parts, then size bytes of payload from byte offset,
+ * which must hash to sha256), then --manifest-out (parts->manifest).
+ */
+enum ota_err cli_signing_write(const struct cli_signing *s, const struct kr_bundle_parts *parts,
+			       const char *payload, uint64_t offset,
+			       const uint8_t sha256[OTA_SHA256_BYTES], uint64_t size,
+			       struct kr_diag *diag);
 
 /*
  * Encrypts the image for the recipients (into --ciphertext-out, or a
@@ -254,13 +312,9 @@ const char *cli_encrypt_name(const struct cli_encrypt *e, size_t i);
 
 /* The commands: argv[0] is the command's name; each returns the exit status. */
 int cli_cmd_root_init(int argc, char **argv);
-/* The key op-new, root-new and timestamp-new make. */
-enum cli_key_kind {
-	CLI_KEY_OPERATIONAL,
-	CLI_KEY_ROOT,
-	CLI_KEY_TIMESTAMP,
-};
-int cli_cmd_key_new(int argc, char **argv, enum cli_key_kind kind);
+int cli_cmd_op_new(int argc, char **argv);
+int cli_cmd_root_new(int argc, char **argv);
+int cli_cmd_timestamp_new(int argc, char **argv);
 int cli_cmd_timestamp(int argc, char **argv);
 int cli_cmd_keylist(int argc, char **argv);
 int cli_cmd_rootlist(int argc, char **argv);

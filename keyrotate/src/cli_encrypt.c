@@ -1,5 +1,5 @@
 /* SPDX-License-Identifier: Apache-2.0 */
-/* ota-keys: the encryption options that sign and rewrap share (cli.h). */
+/* ota-keys: the signing and encryption options that sign and rewrap share (cli.h). */
 #include <libgen.h>
 #include <stdlib.h>
 #include <string.h>
@@ -29,6 +29,39 @@ int cli_encrypt_option(struct cli_encrypt *e, int opt, const char *arg)
 		return 0;
 	}
 	return -1;
+}
+
+int cli_signing_option(struct cli_signing *s, int opt, const char *arg)
+{
+	switch (opt) {
+	case OPT_KEY:
+		s->key = arg;
+		return 0;
+	case OPT_KEYLIST:
+		s->keylist = arg;
+		return 0;
+	case OPT_MANIFEST_OUT:
+		s->manifest_out = arg;
+		return 0;
+	case OPT_BUNDLE_OUT:
+		s->bundle_out = arg;
+		return 0;
+	}
+	return cli_encrypt_option(&s->crypt, opt, arg);
+}
+
+enum ota_err cli_signing_write(const struct cli_signing *s, const struct kr_bundle_parts *parts,
+			       const char *payload, uint64_t offset,
+			       const uint8_t sha256[OTA_SHA256_BYTES], uint64_t size,
+			       struct kr_diag *diag)
+{
+	enum ota_err err = OTA_OK;
+	if (s->bundle_out)
+		err = kr_bundle_write_from(s->bundle_out, parts, payload, offset, sha256, size,
+					   diag);
+	if (err == OTA_OK && s->manifest_out)
+		err = kr_envelope_write(s->manifest_out, parts->manifest, diag);
+	return err;
 }
 
 const char *cli_encrypt_name(const struct cli_encrypt *e, size_t i)

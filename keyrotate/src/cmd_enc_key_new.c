@@ -26,7 +26,7 @@ int cli_cmd_enc_key_new(int argc, char **argv)
 	};
 	struct common c = {.now = (uint64_t)time(NULL)};
 	const char *out = NULL;
-	char path[4096];
+	char path[KR_MAX_PATH_BYTES];
 	uint8_t id[OTA_KEY_ID_BYTES];
 	EVP_PKEY *key = NULL;
 	int rc, opt;

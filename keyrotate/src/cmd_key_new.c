@@ -36,12 +36,19 @@ static const char help_timestamp_new[] =
 	"It is the one key the server may hold online (docs/keys.md).\n"
 	"  --not-before TIME      default now; --not-after TIME default +90d\n";
 
-int cli_cmd_key_new(int argc, char **argv, enum cli_key_kind kind)
+/* The key op-new, root-new and timestamp-new make. */
+enum key_kind {
+	KEY_OPERATIONAL,
+	KEY_ROOT,
+	KEY_TIMESTAMP,
+};
+
+static int key_new(int argc, char **argv, enum key_kind kind)
 {
-	const int is_root = kind == CLI_KEY_ROOT;
-	const char *help = is_root		       ? help_root_new
-			   : kind == CLI_KEY_TIMESTAMP ? help_timestamp_new
-						       : help_op_new;
+	const int is_root = kind == KEY_ROOT;
+	const char *help = is_root		   ? help_root_new
+			   : kind == KEY_TIMESTAMP ? help_timestamp_new
+						   : help_op_new;
 	static const struct option options[] = {
 		COMMON_OPTIONS,
 		{"out", required_argument, NULL, OPT_OUT},
@@ -55,7 +62,7 @@ int cli_cmd_key_new(int argc, char **argv, enum cli_key_kind kind)
 	struct common c = {.now = (uint64_t)time(NULL)};
 	const char *out = NULL, *name = NULL, *key = NULL;
 	const char *nb_arg = is_root ? "never" : "now";
-	const char *na_arg = is_root ? "never" : kind == CLI_KEY_TIMESTAMP ? "+90d" : "+365d";
+	const char *na_arg = is_root ? "never" : kind == KEY_TIMESTAMP ? "+90d" : "+365d";
 	uint64_t not_before, not_after;
 	enum ota_alg alg = OTA_ALG_ED25519;
 	Fleetota__V1__PublicKey *pub = NULL;
@@ -63,16 +70,11 @@ int cli_cmd_key_new(int argc, char **argv, enum cli_key_kind kind)
 	enum ota_err err;
 
 	while ((opt = cli_next_option(argc, argv, "", options, &c, help, &rc)) > 0) {
+		if (cli_key_option(opt, optarg, &out, &alg) > 0)
+			return EXIT_USAGE;
 		switch (opt) {
-		case OPT_OUT:
-			out = optarg;
-			break;
 		case OPT_NAME:
 			name = optarg;
-			break;
-		case OPT_ALG:
-			if (kr_alg_parse(optarg, &alg) != OTA_OK)
-				return cli_usage_error("unknown algorithm %s", optarg);
 			break;
 		case OPT_KEY:
 			key = optarg;
@@ -107,17 +109,17 @@ int cli_cmd_key_new(int argc, char **argv, enum cli_key_kind kind)
 	char label[OTA_MAX_STRING_BYTES + 1];
 	snprintf(label, sizeof(label), "%s", name ? name : basename(base_copy));
 	free(base_copy);
-	Fleetota__V1__KeyRole role = kind == CLI_KEY_TIMESTAMP
+	Fleetota__V1__KeyRole role = kind == KEY_TIMESTAMP
 					     ? FLEETOTA__V1__KEY_ROLE__KEY_ROLE_TIMESTAMP
 					     : FLEETOTA__V1__KEY_ROLE__KEY_ROLE_OPERATIONAL;
 	if ((err = cli_make_key(&c, key, alg, out, label, not_before, not_after, role, NULL,
 				&pub)) != OTA_OK)
 		goto cli_fail;
-	char nb[40], na[40];
+	char nb[KR_TIME_TEXT_BYTES], na[KR_TIME_TEXT_BYTES];
 	printf("%s key \"%s\" id ",
-	       is_root			   ? "root"
-	       : kind == CLI_KEY_TIMESTAMP ? "timestamp"
-					   : "operational",
+	       is_root		       ? "root"
+	       : kind == KEY_TIMESTAMP ? "timestamp"
+				       : "operational",
 	       label);
 	cli_print_key_id(stdout, pub->key_id.data);
 	if (!is_root)
@@ -133,4 +135,19 @@ out:
 		fleetota__v1__public_key__free_unpacked(pub, NULL);
 	cli_common_release(&c);
 	return rc;
+}
+
+int cli_cmd_op_new(int argc, char **argv)
+{
+	return key_new(argc, argv, KEY_OPERATIONAL);
+}
+
+int cli_cmd_root_new(int argc, char **argv)
+{
+	return key_new(argc, argv, KEY_ROOT);
+}
+
+int cli_cmd_timestamp_new(int argc, char **argv)
+{
+	return key_new(argc, argv, KEY_TIMESTAMP);
 }

@@ -12,7 +12,7 @@
 
 #include "cli.h"
 
-const char cli_help_keylist[] =
+static const char help_keylist[] =
 	"Usage: ota-keys keylist new --out FILE [--prev KEYLIST] [--add KEY.pub]...\n"
 	"                            [--remove SEL]... [--expire SEL=TIME]...\n"
 	"                            [--version N] [--issued TIME] [--expires TIME]\n"
@@ -30,7 +30,7 @@ const char cli_help_keylist[] =
 	"to write unless a threshold of the RootList signed (OTA_ERR_THRESHOLD) and the\n"
 	"version is above --prev (OTA_ERR_KEYLIST_ROLLBACK).\n";
 
-const char cli_help_rootlist[] =
+static const char help_rootlist[] =
 	"Usage: ota-keys rootlist new [--prev ROOTLIST] --out FILE [--add ROOT.pub]...\n"
 	"                             [--remove SEL]... [--threshold K] [--issued TIME]\n"
 	"                             [--expires TIME] [--key ROOTKEY]... [--finalize]\n"
@@ -44,7 +44,8 @@ const char cli_help_rootlist[] =
 	"root-new on each holder's machine), signed by its own threshold: the way to\n"
 	"start without ever bringing the root keys together.\n";
 
-int cli_list_args_parse(int argc, char **argv, struct common *c, struct list_args *a, int is_root)
+static int list_args_parse(int argc, char **argv, struct common *c, struct list_args *a,
+			   int is_root)
 {
 	static const struct option options[] = {
 		COMMON_OPTIONS,
@@ -66,7 +67,7 @@ int cli_list_args_parse(int argc, char **argv, struct common *c, struct list_arg
 	};
 	int opt, rc;
 	if (argc < 2 || strcmp(argv[1], "--help") == 0 || strcmp(argv[1], "-h") == 0) {
-		fputs(is_root ? cli_help_rootlist : cli_help_keylist, argc < 2 ? stderr : stdout);
+		fputs(is_root ? help_rootlist : help_keylist, argc < 2 ? stderr : stdout);
 		fputs(COMMON_HELP, argc < 2 ? stderr : stdout);
 		return argc < 2 ? EXIT_USAGE : -1;
 	}
@@ -77,7 +78,7 @@ int cli_list_args_parse(int argc, char **argv, struct common *c, struct list_arg
 	argc--;
 	argv++;
 	while ((opt = cli_next_option(argc, argv, "", options, c,
-				      is_root ? cli_help_rootlist : cli_help_keylist, &rc)) > 0) {
+				      is_root ? help_rootlist : help_keylist, &rc)) > 0) {
 		int bad = 0;
 		switch (opt) {
 		case OPT_OUT:
@@ -146,9 +147,9 @@ int cli_list_args_parse(int argc, char **argv, struct common *c, struct list_arg
 	return 0;
 }
 
-/* The envelope to work on: built (new), read (sign) or merged (merge). */
-enum ota_err cli_list_envelope_load(struct list_args *a, struct kr_diag *diag,
-				    Fleetota__V1__Signed **ret_env)
+/* The envelope of sign (read) or merge (the partial files joined). */
+static enum ota_err list_envelope_load(struct list_args *a, struct kr_diag *diag,
+				       Fleetota__V1__Signed **ret_env)
 {
 	Fleetota__V1__Signed *env = NULL;
 	enum ota_err err;
@@ -171,43 +172,58 @@ enum ota_err cli_list_envelope_load(struct list_args *a, struct kr_diag *diag,
 	return OTA_OK;
 }
 
-/*
- * The start of keylist and rootlist: arguments parsed, secrets read, the
- * verifier's clock set and ARENA ready for the previous list. Returns -1 to
- * go on, else the command's exit status (0 after --help).
- */
-int cli_list_start(int argc, char **argv, struct common *c, struct list_args *a, int is_root,
-		   struct kr_verifier *v, struct kr_arena *arena)
+enum ota_err cli_list_envelope(struct list_cmd *l)
 {
-	int rc = cli_list_args_parse(argc, argv, c, a, is_root);
-	if (rc != 0)
-		return rc < 0 ? 0 : rc;
-	if ((rc = cli_common_ready(c)) != 0)
-		return rc;
-	v->now = c->now;
-	enum ota_err err = kr_arena_init(arena, OTA_DECODE_ARENA_BYTES * 2);
-	return err == OTA_OK ? -1 : cli_fail(err, &c->diag);
+	enum ota_err err = strcmp(l->a.sub, "new") == 0
+				   ? kr_envelope_new(l->body, l->body_len, &l->env)
+				   : list_envelope_load(&l->a, &l->c.diag, &l->env);
+	if (err == OTA_OK)
+		err = kr_arena_init(&l->check, OTA_DECODE_ARENA_BYTES);
+	return err;
 }
 
-/* The end of keylist and rootlist: everything released; returns RC. */
-int cli_list_end(int rc, struct common *c, struct kr_verifier *v, struct kr_arena *arena,
-		 Fleetota__V1__Signed *env, uint8_t *body)
+int cli_list_start(int argc, char **argv, int is_root, struct list_cmd *l)
 {
-	if (env)
-		fleetota__v1__signed__free_unpacked(env, NULL);
-	free(body);
-	kr_arena_release(arena);
-	kr_verifier_release(v);
-	cli_common_release(c);
+	kr_verifier_init(&l->v, 0);
+	int rc = list_args_parse(argc, argv, &l->c, &l->a, is_root);
+	if (rc != 0)
+		return rc < 0 ? 0 : rc;
+	if ((rc = cli_common_ready(&l->c)) != 0)
+		return rc;
+	l->v.now = l->c.now;
+	enum ota_err err = kr_arena_init(&l->arena, OTA_DECODE_ARENA_BYTES * 2);
+	return err == OTA_OK ? -1 : cli_fail(err, &l->c.diag);
+}
+
+int cli_list_numbers(const struct list_cmd *l, struct list_numbers *ret)
+{
+	const struct list_args *a = &l->a;
+	struct list_numbers n = {.issued = l->c.now};
+	if ((a->version_arg && cli_parse_u64(a->version_arg, &n.version)) ||
+	    (a->threshold_arg && cli_parse_u64(a->threshold_arg, &n.threshold)) ||
+	    (a->issued_arg && cli_parse_time(&l->c, a->issued_arg, &n.issued)) ||
+	    (a->expires_arg && cli_parse_time(&l->c, a->expires_arg, &n.expires)))
+		return EXIT_USAGE;
+	*ret = n;
+	return 0;
+}
+
+int cli_list_end(struct list_cmd *l, int rc)
+{
+	if (l->env)
+		fleetota__v1__signed__free_unpacked(l->env, NULL);
+	free(l->body);
+	kr_arena_release(&l->check);
+	kr_arena_release(&l->arena);
+	kr_verifier_release(&l->v);
+	cli_common_release(&l->c);
 	return rc;
 }
 
-/* The descriptors of --add. */
-enum ota_err cli_read_adds(const struct list_args *a, struct ota_arena *arena,
-			   Fleetota__V1__PublicKey **adds, struct kr_diag *diag)
+enum ota_err cli_read_adds(struct list_cmd *l, Fleetota__V1__PublicKey **adds)
 {
 	enum ota_err err = OTA_OK;
-	for (size_t i = 0; err == OTA_OK && i < a->add.n; i++)
-		err = kr_pubkey_read(a->add.items[i], arena, &adds[i], diag);
+	for (size_t i = 0; err == OTA_OK && i < l->a.add.n; i++)
+		err = kr_pubkey_read(l->a.add.items[i], &l->arena.arena, &adds[i], &l->c.diag);
 	return err;
 }

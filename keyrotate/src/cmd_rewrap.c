@@ -25,9 +25,9 @@ static const char help_rewrap[] =
 	"new artifact.\n";
 
 struct rewrap_args {
-	const char *in, *holder, *key, *keylist, *bundle_out, *manifest_out;
+	const char *in, *holder;
 	struct list remove;
-	struct cli_encrypt crypt;
+	struct cli_signing out;
 };
 
 /* Drops the entries named (label) by remove; each name must match one. */
@@ -60,21 +60,20 @@ static enum ota_err recipients_remove(Fleetota__V1__Encryption *enc, const struc
 static enum ota_err recipients_build(struct rewrap_args *a, struct common *c,
 				     const Fleetota__V1__Manifest *m, EVP_PKEY *holder)
 {
+	struct cli_encrypt *e = &a->out.crypt;
 	uint8_t key[OTA_CEK_BYTES];
 	enum ota_err err = kr_content_key(m, holder, key, &c->diag);
 	if (err != OTA_OK)
 		return err;
-	err = kr_encryption_dup(m->encryption, &a->crypt.enc);
+	err = kr_encryption_dup(m->encryption, &e->enc);
 	if (err == OTA_OK)
-		err = recipients_remove(a->crypt.enc, &a->remove, &c->diag);
-	for (size_t i = 0; err == OTA_OK && i < a->crypt.to.n; i++) {
-		err = kr_recipient_read(a->crypt.to.items[i], &c->key_opts, &a->crypt.keys[i],
-					&c->diag);
+		err = recipients_remove(e->enc, &a->remove, &c->diag);
+	for (size_t i = 0; err == OTA_OK && i < e->to.n; i++) {
+		err = kr_recipient_read(e->to.items[i], &c->key_opts, &e->keys[i], &c->diag);
 		if (err == OTA_OK) {
-			a->crypt.n_keys = i + 1;
-			err = kr_recipient_add(a->crypt.enc, m->image->sha256.data, key,
-					       a->crypt.keys[i], cli_encrypt_name(&a->crypt, i),
-					       &c->diag);
+			e->n_keys = i + 1;
+			err = kr_recipient_add(e->enc, m->image->sha256.data, key, e->keys[i],
+					       cli_encrypt_name(e, i), &c->diag);
 		}
 	}
 	OPENSSL_cleanse(key, sizeof(key));
@@ -105,23 +104,11 @@ static int rewrap_parse(int argc, char **argv, struct common *c, struct rewrap_a
 		case OPT_HOLDER_KEY:
 			a->holder = optarg;
 			break;
-		case OPT_KEY:
-			a->key = optarg;
-			break;
-		case OPT_KEYLIST:
-			a->keylist = optarg;
-			break;
-		case OPT_BUNDLE_OUT:
-			a->bundle_out = optarg;
-			break;
-		case OPT_MANIFEST_OUT:
-			a->manifest_out = optarg;
-			break;
 		case OPT_REMOVE_RECIPIENT:
 			bad = cli_list_push(&a->remove, optarg);
 			break;
 		default:
-			bad = cli_encrypt_option(&a->crypt, opt, optarg) != 0;
+			bad = cli_signing_option(&a->out, opt, optarg) != 0;
 			break;
 		}
 		if (bad)
@@ -129,13 +116,14 @@ static int rewrap_parse(int argc, char **argv, struct common *c, struct rewrap_a
 	}
 	if (opt < 0)
 		return rc;
-	if (optind != argc || !a->in || !a->holder || !a->key || !a->keylist || !a->bundle_out)
+	if (optind != argc || !a->in || !a->holder || !a->out.key || !a->out.keylist ||
+	    !a->out.bundle_out)
 		return cli_usage_error(
 			"rewrap needs --in, --holder-key, --key, --keylist and --bundle-out%s", "");
-	if (a->crypt.to.n == 0 && a->remove.n == 0)
+	if (a->out.crypt.to.n == 0 && a->remove.n == 0)
 		return cli_usage_error("nothing to do: give --encrypt-to or --remove-recipient%s",
 				       "");
-	if (a->crypt.names.n > a->crypt.to.n)
+	if (a->out.crypt.names.n > a->out.crypt.to.n)
 		return cli_usage_error("more --recipient-name than --encrypt-to%s", "");
 	return -1;
 }
@@ -169,10 +157,10 @@ int cli_cmd_rewrap(int argc, char **argv)
 	}
 	if ((err = kr_bundle_header_read(&v, fd, a.in, &hdr, &offset, &c.diag)) != OTA_OK ||
 	    (err = kr_verifier_arena(&v, OTA_DECODE_ARENA_BYTES, &arena)) != OTA_OK ||
-	    (err = kr_envelope_read(a.keylist, arena, &kenv, &c.diag)) != OTA_OK)
+	    (err = kr_envelope_read(a.out.keylist, arena, &kenv, &c.diag)) != OTA_OK)
 		goto cli_fail;
 	if ((err = ota_keylist_parse(kenv, arena, &v.keylist)) != OTA_OK) {
-		err = kr_fail(&c.diag, err, "%s is not a KeyList", a.keylist);
+		err = kr_fail(&c.diag, err, "%s is not a KeyList", a.out.keylist);
 		goto cli_fail;
 	}
 	/* the bundle must be a good one before its key is handed on */
@@ -187,7 +175,7 @@ int cli_cmd_rewrap(int argc, char **argv)
 	if ((err = kr_recipient_read(a.holder, &c.key_opts, &holder, &c.diag)) != OTA_OK ||
 	    (err = recipients_build(&a, &c, m, holder)) != OTA_OK)
 		goto cli_fail;
-	m->encryption = a.crypt.enc;
+	m->encryption = a.out.crypt.enc;
 	size_t len = fleetota__v1__manifest__get_packed_size(m);
 	if (len > OTA_MAX_BODY_BYTES) {
 		err = kr_fail(&c.diag, OTA_ERR_FORMAT, "manifest too large");
@@ -200,8 +188,8 @@ int cli_cmd_rewrap(int argc, char **argv)
 	}
 	fleetota__v1__manifest__pack(m, body);
 	if ((err = kr_envelope_new(body, len, &env)) != OTA_OK ||
-	    (err = cli_sign_envelope(&c, env, OTA_OBJ_MANIFEST, m->version_code, a.key, NULL)) !=
-		    OTA_OK ||
+	    (err = cli_sign_envelope(&c, env, OTA_OBJ_MANIFEST, m->version_code, a.out.key,
+				     NULL)) != OTA_OK ||
 	    (err = kr_verify_manifest(&v, env, arena, &check, &c.diag)) != OTA_OK)
 		goto cli_fail;
 	struct kr_bundle_parts parts = {
@@ -211,14 +199,12 @@ int cli_cmd_rewrap(int argc, char **argv)
 		.rootlist_chain = (const Fleetota__V1__Signed *const *)hdr->rootlist_chain,
 		.n_rootlist_chain = hdr->n_rootlist_chain,
 	};
-	if ((err = kr_bundle_write_from(a.bundle_out, &parts, a.in, offset,
-					check->encryption->ciphertext_sha256.data,
-					check->encryption->ciphertext_size, &c.diag)) != OTA_OK)
-		goto cli_fail;
-	if (a.manifest_out && (err = kr_envelope_write(a.manifest_out, env, &c.diag)) != OTA_OK)
+	if ((err = cli_signing_write(&a.out, &parts, a.in, offset,
+				     check->encryption->ciphertext_sha256.data,
+				     check->encryption->ciphertext_size, &c.diag)) != OTA_OK)
 		goto cli_fail;
 	printf("rewrapped %s %s for %zu recipients -> %s\n", check->product, check->version,
-	       check->encryption->n_recipients, a.bundle_out);
+	       check->encryption->n_recipients, a.out.bundle_out);
 	rc = 0;
 	goto out;
 cli_fail:
@@ -230,7 +216,7 @@ out:
 	if (fd >= 0)
 		close(fd);
 	EVP_PKEY_free(holder);
-	cli_encrypt_release(&a.crypt);
+	cli_encrypt_release(&a.out.crypt);
 	kr_verifier_release(&v);
 	cli_common_release(&c);
 	return rc;

@@ -54,12 +54,11 @@ int cli_cmd_root_init(int argc, char **argv)
 	enum ota_err err;
 
 	while ((opt = cli_next_option(argc, argv, "n:k:", options, &c, help_root_init, &rc)) > 0) {
+		if (cli_key_option(opt, optarg, &out, &alg) > 0)
+			return EXIT_USAGE;
 		switch (opt) {
 		case OPT_OUT_DIR:
 			out_dir = optarg;
-			break;
-		case OPT_OUT:
-			out = optarg;
 			break;
 		case 'n':
 			if (cli_parse_u64(optarg, &count))
@@ -68,10 +67,6 @@ int cli_cmd_root_init(int argc, char **argv)
 		case 'k':
 			if (cli_parse_u64(optarg, &threshold))
 				return EXIT_USAGE;
-			break;
-		case OPT_ALG:
-			if (kr_alg_parse(optarg, &alg) != OTA_OK)
-				return cli_usage_error("unknown algorithm %s", optarg);
 			break;
 		case OPT_KEY:
 			if (cli_list_push(&keys, optarg))
@@ -103,7 +98,7 @@ int cli_cmd_root_init(int argc, char **argv)
 		goto cli_fail;
 	}
 	for (n_keys = 0; n_keys < count; n_keys++) {
-		char prefix[4096], name[32];
+		char prefix[KR_MAX_PATH_BYTES], name[32];
 		snprintf(name, sizeof(name), "root-%zu", n_keys + 1);
 		snprintf(prefix, sizeof(prefix), "%s/%s", out_dir, name);
 		err = cli_make_key(&c, keys.n ? keys.items[n_keys] : NULL, alg, prefix, name, 0, 0,
@@ -135,7 +130,7 @@ int cli_cmd_root_init(int argc, char **argv)
 	kr_verifier_release(&v);
 	if (err != OTA_OK)
 		goto cli_fail;
-	char out_default[4096];
+	char out_default[KR_MAX_PATH_BYTES];
 	if (!out) {
 		snprintf(out_default, sizeof(out_default), "%s/rootlist-1.signed", out_dir);
 		out = out_default;

@@ -41,6 +41,8 @@ static const char help_sign[] =
 	"  --delta-chunk N        image bytes per delta frame, the device's RAM (default\n"
 	"                         1048576, at most 1048576)\n"
 	"  --delta-level N        zstd level of the delta (default 19)\n"
+	"  --delta-matcher M      auto (default), zstd or index: who finds the delta's\n"
+	"                         matches; auto is index for bases of 16 MiB and more\n"
 	"  --encrypt-to KEY.pub   encrypt the image for this X25519 recipient key (repeat:\n"
 	"                         a product line's key, device keys; ota-keys enc-key-new);\n"
 	"                         the bundle then carries the ciphertext\n"
@@ -51,7 +53,7 @@ static const char help_sign[] =
 /* "MIN-MAX": two version codes; the order and the flag are release.c's to check. */
 static int parse_fixes(const char *arg, struct kr_manifest_spec *spec)
 {
-	char min_text[24];
+	char min_text[KR_U64_TEXT_BYTES];
 	const char *dash = strchr(arg, '-');
 	size_t len = dash ? (size_t)(dash - arg) : 0;
 
@@ -95,14 +97,15 @@ int cli_cmd_sign(int argc, char **argv)
 		{"base", required_argument, NULL, OPT_BASE},
 		{"delta-chunk", required_argument, NULL, OPT_DELTA_CHUNK},
 		{"delta-level", required_argument, NULL, OPT_DELTA_LEVEL},
+		{"delta-matcher", required_argument, NULL, OPT_DELTA_MATCHER},
 		ENCRYPT_OPTIONS,
 		{NULL, 0, NULL, 0},
 	};
 	struct common c = {.now = (uint64_t)time(NULL)};
 	struct kr_manifest_spec spec = {0};
 	struct list hw = {0}, chain = {0};
-	const char *key = NULL, *keylist = NULL, *rootlist = NULL, *image = NULL;
-	const char *manifest_out = NULL, *bundle_out = NULL, *issued_arg = "now";
+	struct cli_signing signing = {0};
+	const char *rootlist = NULL, *image = NULL, *issued_arg = "now";
 	const char *expires_arg = "never", *version_code_arg = NULL, *sequence_arg = NULL;
 	int no_keylist = 0, rc, opt;
 	struct kr_verifier v;
@@ -118,19 +121,13 @@ int cli_cmd_sign(int argc, char **argv)
 	uint64_t delta_chunk = OTA_DELTA_DEFAULT_CHUNK_BYTES, delta_level = OTA_DELTA_DEFAULT_LEVEL;
 	Fleetota__V1__DeltaInfo delta;
 	struct kr_delta_hashes delta_hashes;
-	char delta_path[4096] = "";
-	struct cli_encrypt crypt = {0};
+	char delta_path[KR_MAX_PATH_BYTES] = "";
+	int delta_matcher = OTA_DELTA_MATCH_AUTO;
 
 	kr_verifier_init(&v, 0);
 	while ((opt = cli_next_option(argc, argv, "", options, &c, help_sign, &rc)) > 0) {
 		int bad = 0;
 		switch (opt) {
-		case OPT_KEY:
-			key = optarg;
-			break;
-		case OPT_KEYLIST:
-			keylist = optarg;
-			break;
 		case OPT_ROOTLIST:
 			rootlist = optarg;
 			break;
@@ -182,12 +179,6 @@ int cli_cmd_sign(int argc, char **argv)
 		case OPT_IMAGE_NAME:
 			spec.image_name = optarg;
 			break;
-		case OPT_MANIFEST_OUT:
-			manifest_out = optarg;
-			break;
-		case OPT_BUNDLE_OUT:
-			bundle_out = optarg;
-			break;
 		case OPT_NO_KEYLIST:
 			no_keylist = 1;
 			break;
@@ -200,8 +191,14 @@ int cli_cmd_sign(int argc, char **argv)
 		case OPT_DELTA_LEVEL:
 			bad = cli_parse_u64(optarg, &delta_level);
 			break;
+		case OPT_DELTA_MATCHER:
+			delta_matcher = ota_delta_matcher_parse(optarg);
+			if (delta_matcher < 0)
+				bad = cli_usage_error("--delta-matcher auto, zstd or index, not %s",
+						      optarg);
+			break;
 		default:
-			bad = cli_encrypt_option(&crypt, opt, optarg);
+			bad = cli_signing_option(&signing, opt, optarg);
 			break;
 		}
 		if (bad)
@@ -209,17 +206,18 @@ int cli_cmd_sign(int argc, char **argv)
 	}
 	if (opt < 0)
 		return rc;
-	if (optind != argc || !key || !keylist || !image || !version_code_arg)
+	if (optind != argc || !signing.key || !signing.keylist || !image || !version_code_arg)
 		return cli_usage_error("sign needs --key, --keylist, --image and --version-code%s",
 				       "");
-	if (!manifest_out && !bundle_out)
+	if (!signing.manifest_out && !signing.bundle_out)
 		return cli_usage_error("give --manifest-out and/or --bundle-out%s", "");
-	if (base && (!bundle_out || delta_chunk == 0 || delta_chunk > OTA_DELTA_MAX_CHUNK_BYTES ||
-		     delta_level < 1 || delta_level > 22))
+	if (base &&
+	    (!signing.bundle_out || delta_chunk == 0 || delta_chunk > OTA_DELTA_MAX_CHUNK_BYTES ||
+	     delta_level < 1 || delta_level > 22))
 		return cli_usage_error("--base needs --bundle-out, --delta-chunk 1..1048576 and "
 				       "--delta-level 1..22%s",
 				       "");
-	if (crypt.to.n && !bundle_out && !crypt.ciphertext_out)
+	if (signing.crypt.to.n && !signing.bundle_out && !signing.crypt.ciphertext_out)
 		return cli_usage_error(
 			"an encrypted image needs --bundle-out or --ciphertext-out%s", "");
 	if (chain.n > OTA_MAX_ROOT_CHAIN)
@@ -242,7 +240,8 @@ int cli_cmd_sign(int argc, char **argv)
 	if ((rc = cli_common_ready(&c)) != 0)
 		goto out;
 	/* before the delta is made or the image encrypted */
-	if ((err = cli_encrypt_combination(crypt.to.n > 0, base != NULL, &c.diag)) != OTA_OK)
+	if ((err = cli_encrypt_combination(signing.crypt.to.n > 0, base != NULL, &c.diag)) !=
+	    OTA_OK)
 		goto cli_fail;
 	v.now = c.now;
 	if ((err = kr_verifier_arena(&v, KR_HEADER_ARENA_BYTES, &arena)) != OTA_OK)
@@ -252,26 +251,15 @@ int cli_cmd_sign(int argc, char **argv)
 		    OTA_OK)
 			goto cli_fail;
 	}
-	if (rootlist) {
-		if ((err = kr_envelope_read(rootlist, arena, &renv, &c.diag)) != OTA_OK ||
-		    (err = kr_verify_root_anchor(&v, renv, &c.diag)) != OTA_OK)
-			goto cli_fail;
-	}
-	if ((err = kr_envelope_read(keylist, arena, &kenv, &c.diag)) != OTA_OK)
+	if ((err = cli_load_signer_keylist(&v, arena, rootlist, signing.keylist, &c.diag, &renv,
+					   &kenv)) != OTA_OK)
 		goto cli_fail;
-	if (v.root) {
-		if ((err = kr_verify_keylist(&v, kenv, &c.diag)) != OTA_OK)
-			goto cli_fail;
-	} else if ((err = ota_keylist_parse(kenv, arena, &v.keylist)) != OTA_OK) {
-		kr_fail(&c.diag, err, "%s is not a KeyList", keylist);
-		goto cli_fail;
-	}
 	/* refuse before hashing gigabytes: the key must be listed and valid */
 	EVP_PKEY *pkey = NULL;
 	uint8_t spki[OTA_MAX_PUBKEY_DER_BYTES], id[OTA_KEY_ID_BYTES];
 	size_t spki_len;
 	enum ota_alg alg;
-	if ((err = kr_key_load(key, &c.key_opts, &pkey, &c.diag)) != OTA_OK)
+	if ((err = kr_key_load(signing.key, &c.key_opts, &pkey, &c.diag)) != OTA_OK)
 		goto cli_fail;
 	err = ota_pkey_public(pkey, &alg, spki, &spki_len, id);
 	EVP_PKEY_free(pkey);
@@ -293,7 +281,7 @@ int cli_cmd_sign(int argc, char **argv)
 	}
 	if ((op->not_before && spec.issued_at < op->not_before) ||
 	    (op->not_after && spec.issued_at > op->not_after)) {
-		char a[40], b[40], t[40];
+		char a[KR_TIME_TEXT_BYTES], b[KR_TIME_TEXT_BYTES], t[KR_TIME_TEXT_BYTES];
 		err = kr_fail(&c.diag, OTA_ERR_KEY_EXPIRED,
 			      "operational key \"%s\" is valid %s .. %s, not at issued_at %s",
 			      op->name, kr_time_format(op->not_before, a, sizeof(a)),
@@ -303,14 +291,14 @@ int cli_cmd_sign(int argc, char **argv)
 	}
 	if (base) {
 		/* the payload is the delta: the bundle streams it instead of the image */
-		if (snprintf(delta_path, sizeof(delta_path), "%s.delta.tmp", bundle_out) >=
+		if (snprintf(delta_path, sizeof(delta_path), "%s.delta.tmp", signing.bundle_out) >=
 		    (int)sizeof(delta_path)) {
 			err = kr_fail(&c.diag, OTA_ERR_INVALID_ARG, "path too long");
 			goto cli_fail;
 		}
 		if ((err = kr_delta_build(base, image, delta_path, (uint32_t)delta_chunk,
-					  (int)delta_level, &delta, &delta_hashes, &c.diag)) !=
-		    OTA_OK)
+					  (int)delta_level, delta_matcher, &delta, &delta_hashes,
+					  &c.diag)) != OTA_OK)
 			goto cli_fail;
 		spec.delta = &delta;
 	}
@@ -326,14 +314,14 @@ int cli_cmd_sign(int argc, char **argv)
 		payload_sha = delta_hashes.sha256;
 		payload_size = delta.size;
 	}
-	if (crypt.to.n &&
-	    (err = cli_encrypt_image(&crypt, &c, image, sha, size, bundle_out, &spec, &payload,
-				     &payload_sha, &payload_size)) != OTA_OK)
+	if (signing.crypt.to.n &&
+	    (err = cli_encrypt_image(&signing.crypt, &c, image, sha, size, signing.bundle_out,
+				     &spec, &payload, &payload_sha, &payload_size)) != OTA_OK)
 		goto cli_fail;
 	if ((err = kr_manifest_build(&spec, sha, size, &body, &body_len, &c.diag)) != OTA_OK ||
 	    (err = kr_envelope_new(body, body_len, &env)) != OTA_OK ||
-	    (err = cli_sign_envelope(&c, env, OTA_OBJ_MANIFEST, spec.version_code, key, NULL)) !=
-		    OTA_OK)
+	    (err = cli_sign_envelope(&c, env, OTA_OBJ_MANIFEST, spec.version_code, signing.key,
+				     NULL)) != OTA_OK)
 		goto cli_fail;
 	/* the device's own check, before anything is written */
 	Fleetota__V1__Manifest *m = NULL;
@@ -348,22 +336,18 @@ int cli_cmd_sign(int argc, char **argv)
 		err = cli_encrypt_combination(m->encryption != NULL, m->delta != NULL, &c.diag);
 	if (err != OTA_OK)
 		goto cli_fail;
-	if (bundle_out) {
-		struct kr_bundle_parts parts = {
-			.manifest = env,
-			.keylist = no_keylist ? NULL : kenv,
-			.rootlist = renv,
-			.rootlist_chain = (const Fleetota__V1__Signed *const *)chain_envs,
-			.n_rootlist_chain = chain.n,
-		};
-		if ((err = kr_bundle_write(bundle_out, &parts, payload, payload_sha, payload_size,
-					   &c.diag)) != OTA_OK)
-			goto cli_fail;
-	}
-	if (manifest_out && (err = kr_envelope_write(manifest_out, env, &c.diag)) != OTA_OK)
+	struct kr_bundle_parts parts = {
+		.manifest = env,
+		.keylist = no_keylist ? NULL : kenv,
+		.rootlist = renv,
+		.rootlist_chain = (const Fleetota__V1__Signed *const *)chain_envs,
+		.n_rootlist_chain = chain.n,
+	};
+	if ((err = cli_signing_write(&signing, &parts, payload, 0, payload_sha, payload_size,
+				     &c.diag)) != OTA_OK)
 		goto cli_fail;
 	char sha_hex[2 * OTA_SHA256_BYTES + 1];
-	kr_hex_encode(sha, sizeof(sha), sha_hex);
+	ota_hex_encode(sha, sizeof(sha), sha_hex);
 	printf("manifest %s %s (code %llu, counter %llu) image %llu bytes sha256 %s\n",
 	       spec.product, spec.version, (unsigned long long)spec.version_code,
 	       (unsigned long long)spec.security_counter, (unsigned long long)size, sha_hex);
@@ -382,7 +366,7 @@ out:
 		unlink(delta_path);
 	free(body);
 	free(image_copy);
-	cli_encrypt_release(&crypt);
+	cli_encrypt_release(&signing.crypt);
 	kr_verifier_release(&v);
 	cli_common_release(&c);
 	return rc;

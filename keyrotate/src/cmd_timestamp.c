@@ -170,7 +170,7 @@ int cli_cmd_timestamp(int argc, char **argv)
 	fleetota__v1__timestamp__init(&a.ts);
 	struct kr_verifier v;
 	struct ota_arena *arena = NULL;
-	Fleetota__V1__Signed *kenv = NULL, *renv = NULL, *env = NULL;
+	Fleetota__V1__Signed *env = NULL;
 	uint8_t sha[OTA_SHA256_BYTES];
 	uint8_t *body = NULL;
 	enum ota_err err;
@@ -183,18 +183,9 @@ int cli_cmd_timestamp(int argc, char **argv)
 		goto out;
 	if ((err = kr_verifier_arena(&v, OTA_DECODE_ARENA_BYTES, &arena)) != OTA_OK)
 		goto cli_fail;
-	if (a.rootlist && ((err = kr_envelope_read(a.rootlist, arena, &renv, &c.diag)) != OTA_OK ||
-			   (err = kr_verify_root_anchor(&v, renv, &c.diag)) != OTA_OK))
+	if ((err = cli_load_signer_keylist(&v, arena, a.rootlist, a.keylist, &c.diag, NULL,
+					   NULL)) != OTA_OK)
 		goto cli_fail;
-	if ((err = kr_envelope_read(a.keylist, arena, &kenv, &c.diag)) != OTA_OK)
-		goto cli_fail;
-	if (v.root) {
-		if ((err = kr_verify_keylist(&v, kenv, &c.diag)) != OTA_OK)
-			goto cli_fail;
-	} else if ((err = ota_keylist_parse(kenv, arena, &v.keylist)) != OTA_OK) {
-		kr_fail(&c.diag, err, "%s is not a KeyList", a.keylist);
-		goto cli_fail;
-	}
 	if ((err = ts_signer_check(&c, v.keylist, a.key, a.ts.issued_at)) != OTA_OK)
 		goto cli_fail;
 	if (a.manifest && (err = ts_from_manifest(&c, &v, a.manifest, &a.ts, sha)) != OTA_OK)
@@ -230,7 +221,7 @@ int cli_cmd_timestamp(int argc, char **argv)
 	}
 	if ((err = kr_envelope_write(a.out, env, &c.diag)) != OTA_OK)
 		goto cli_fail;
-	char issued[40], expires[40];
+	char issued[KR_TIME_TEXT_BYTES], expires[KR_TIME_TEXT_BYTES];
 	printf("timestamp %s current %s (code %llu) issued %s expires %s\n", a.ts.product,
 	       a.ts.version[0] ? a.ts.version : "-", (unsigned long long)a.ts.version_code,
 	       kr_time_format(a.ts.issued_at, issued, sizeof(issued)),

@@ -181,7 +181,7 @@ int cli_cmd_verify(int argc, char **argv)
 		       v.keylist->n_keys);
 	} else if (kind == KR_OBJ_TIMESTAMP) {
 		Fleetota__V1__Timestamp *t = NULL;
-		char expires[40];
+		char expires[KR_TIME_TEXT_BYTES];
 		if (!keylist) {
 			rc = cli_usage_error("a timestamp needs --keylist%s", "");
 			goto out;

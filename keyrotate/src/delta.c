@@ -6,12 +6,13 @@
 #include "ota_delta_make.h"
 
 enum ota_err kr_delta_build(const char *base_path, const char *image_path, const char *payload_path,
-			    uint32_t chunk_bytes, int level, Fleetota__V1__DeltaInfo *ret_info,
-			    struct kr_delta_hashes *ret_hashes, struct kr_diag *diag)
+			    uint32_t chunk_bytes, int level, int matcher,
+			    Fleetota__V1__DeltaInfo *ret_info, struct kr_delta_hashes *ret_hashes,
+			    struct kr_diag *diag)
 {
 	struct ota_delta_made made;
-	enum ota_err err =
-		ota_delta_make_file(base_path, image_path, payload_path, chunk_bytes, level, &made);
+	enum ota_err err = ota_delta_make_file(base_path, image_path, payload_path, chunk_bytes,
+					       level, (enum ota_delta_matcher)matcher, &made);
 	if (err == OTA_ERR_DELTA_UNSUPPORTED)
 		return kr_fail(diag, err,
 			       "no delta of %s from %s: chunk of %u bytes out of 1..%u, or a base "

@@ -13,7 +13,7 @@ static json_t *hex_string(const uint8_t *data, size_t len)
 	char *buf = malloc(2 * len + 1);
 	if (!buf)
 		return NULL;
-	kr_hex_encode(data, len, buf);
+	ota_hex_encode(data, len, buf);
 	json_t *j = json_string(buf);
 	free(buf);
 	return j;
@@ -30,7 +30,7 @@ static json_t *wire_string(const char *s)
 
 static json_t *time_value(uint64_t t)
 {
-	char buf[40];
+	char buf[KR_TIME_TEXT_BYTES];
 	return json_pack("{s:I, s:s}", "epoch", (json_int_t)(t > INT64_MAX ? INT64_MAX : t), "utc",
 			 kr_time_format(t, buf, sizeof(buf)));
 }
@@ -39,7 +39,7 @@ static json_t *u64(uint64_t v)
 {
 	/* JSON integers are int64 in jansson; larger values are shown as strings */
 	if (v > (uint64_t)INT64_MAX) {
-		char buf[24];
+		char buf[KR_U64_TEXT_BYTES];
 		snprintf(buf, sizeof(buf), "%llu", (unsigned long long)v);
 		return json_string(buf);
 	}

@@ -22,6 +22,7 @@
 #include "fleetota/crypt.h"
 #include "fleetota/envelope.h"
 #include "fleetota/err.h"
+#include "fleetota/hex.h"
 #include "fleetota/limits.h"
 #include "fleetota/trust.h"
 
@@ -43,20 +44,36 @@
 #define KR_IO_CHUNK (64u * 1024u)
 /* Arena for a decoded bundle header with its envelopes. */
 #define KR_HEADER_ARENA_BYTES (4u * OTA_MAX_BUNDLE_HEADER_BYTES)
+/* A file name the tool builds (PREFIX.key, a temporary next to an output). */
+#define KR_MAX_PATH_BYTES 4096u
+/* Room for a suffix (.key, .pub, .pem) after a prefix of KR_MAX_PATH_BYTES. */
+#define KR_PATH_SUFFIX_BYTES 104u
+/* A time as kr_time_format writes it ("2026-01-31T12:00:00Z", "never"). */
+#define KR_TIME_TEXT_BYTES 40u
+/* A decimal uint64 and its NUL (also a duration text such as "90d"). */
+#define KR_U64_TEXT_BYTES 24u
+/* The detail of a refused list, and the names of the lists it names. */
+#define KR_DETAIL_BYTES 96u
+#define KR_LIST_NAME_BYTES 64u
+#define KR_ROOT_NAME_BYTES 48u
+/* A diagnostic message. */
+#define KR_DIAG_BYTES 512u
+/* Buffers in flight while a stream is read ahead (stream.c). */
+#define KR_STREAM_RING 4u
+/* Latest time ota-keys accepts (9999-12-31T23:59:59Z). */
+#define KR_TIME_MAX 253402300799ull
 
 /* ---- diagnostics ---- */
 
 struct kr_diag {
-	char msg[512];
+	char msg[KR_DIAG_BYTES];
 };
 
 /* Formats the detail into diag (if any) and returns err, for `return kr_fail(...)`. */
 enum ota_err kr_fail(struct kr_diag *diag, enum ota_err err, const char *fmt, ...)
 	__attribute__((format(printf, 3, 4)));
 
-/* ---- util.c: hex, files ---- */
-
-void kr_hex_encode(const uint8_t *bytes, size_t len, char *out /* 2*len+1 */);
+/* ---- util.c: files (hex: ota_hex_encode, fleetota/hex.h) ---- */
 
 /* Reads a whole file of at most max bytes (heap; caller frees). */
 enum ota_err kr_file_read(const char *path, size_t max, uint8_t **ret_buf, size_t *ret_len,
@@ -299,7 +316,25 @@ struct kr_manifest_spec {
 	const Fleetota__V1__DeltaInfo *delta;
 };
 
-/* Streams a file through SHA-256 in KR_IO_CHUNK pieces. */
+/*
+ * kr_stream (stream.c): reads in to its end through sha, and writes every
+ * byte to out too when out >= 0, with reading, hashing and writing
+ * overlapped (one I/O thread, a ring of KR_STREAM_CHUNK buffers). Only
+ * hashed bytes are written. OTA_ERR_SIZE once more than limit bytes were
+ * read; OTA_ERR_STORAGE on a read or write error (its errno in ret);
+ * ret->bytes is what was read. The caller finishes or aborts sha.
+ */
+#define KR_STREAM_CHUNK (1024u * 1024u)
+struct ota_sha256_ctx;
+struct kr_stream_result {
+	uint64_t bytes;
+	int read_errno;
+	int write_errno;
+};
+enum ota_err kr_stream(int in, int out, uint64_t limit, struct ota_sha256_ctx *sha,
+		       struct kr_stream_result *ret);
+
+/* Streams a file through SHA-256 (kr_stream). */
 enum ota_err kr_image_hash(const char *path, uint8_t ret_sha256[OTA_SHA256_BYTES],
 			   uint64_t *ret_size, struct kr_diag *diag);
 /* Packs a Manifest body for an image of that digest and size (heap). */
@@ -318,8 +353,9 @@ struct kr_delta_hashes {
 	uint8_t sha256[OTA_SHA256_BYTES];
 };
 enum ota_err kr_delta_build(const char *base_path, const char *image_path, const char *payload_path,
-			    uint32_t chunk_bytes, int level, Fleetota__V1__DeltaInfo *ret_info,
-			    struct kr_delta_hashes *ret_hashes, struct kr_diag *diag);
+			    uint32_t chunk_bytes, int level, int matcher,
+			    Fleetota__V1__DeltaInfo *ret_info, struct kr_delta_hashes *ret_hashes,
+			    struct kr_diag *diag);
 
 struct kr_bundle_parts {
 	const Fleetota__V1__Signed *manifest;

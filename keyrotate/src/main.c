@@ -11,21 +11,6 @@
 #include "cli.h"
 #include "fleetota-version.h"
 
-static int cmd_op_new(int argc, char **argv)
-{
-	return cli_cmd_key_new(argc, argv, CLI_KEY_OPERATIONAL);
-}
-
-static int cmd_root_new(int argc, char **argv)
-{
-	return cli_cmd_key_new(argc, argv, CLI_KEY_ROOT);
-}
-
-static int cmd_timestamp_new(int argc, char **argv)
-{
-	return cli_cmd_key_new(argc, argv, CLI_KEY_TIMESTAMP);
-}
-
 static const char help_main[] =
 	"Usage: ota-keys COMMAND [options]   (ota-keys COMMAND --help; ota-keys --version)\n"
 	"Keys and signing for fleetota (docs/keys.md).\n"
@@ -49,9 +34,9 @@ static const struct command {
 	int (*run)(int argc, char **argv);
 } commands[] = {
 	{"root-init", cli_cmd_root_init},
-	{"op-new", cmd_op_new},
-	{"root-new", cmd_root_new},
-	{"timestamp-new", cmd_timestamp_new},
+	{"op-new", cli_cmd_op_new},
+	{"root-new", cli_cmd_root_new},
+	{"timestamp-new", cli_cmd_timestamp_new},
 	{"keylist", cli_cmd_keylist},
 	{"rootlist", cli_cmd_rootlist},
 	{"sign", cli_cmd_sign},

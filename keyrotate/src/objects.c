@@ -219,7 +219,7 @@ enum ota_err kr_key_select(Fleetota__V1__PublicKey *const *keys, size_t n_keys, 
 		int match = keys[i]->name && strcmp(keys[i]->name, sel) == 0;
 		if (!match && hex && keys[i]->key_id.len == OTA_KEY_ID_BYTES) {
 			char id_hex[2 * OTA_KEY_ID_BYTES + 1];
-			kr_hex_encode(keys[i]->key_id.data, keys[i]->key_id.len, id_hex);
+			ota_hex_encode(keys[i]->key_id.data, keys[i]->key_id.len, id_hex);
 			match = strncasecmp(id_hex, sel, sel_len) == 0;
 		}
 		if (match) {

@@ -20,55 +20,32 @@ enum ota_err kr_image_hash(const char *path, uint8_t ret_sha256[OTA_SHA256_BYTES
 			   uint64_t *ret_size, struct kr_diag *diag)
 {
 	struct ota_sha256_ctx ctx;
-	uint64_t size = 0;
-	enum ota_err err = OTA_OK;
-	uint8_t *chunk = malloc(KR_IO_CHUNK);
+	struct kr_stream_result got;
+	enum ota_err err;
 	int fd = open(path, O_RDONLY | O_CLOEXEC);
-	if (!chunk || fd < 0) {
-		err = chunk ? kr_fail(diag, OTA_ERR_STORAGE, "cannot open image %s: %s", path,
-				      strerror(errno))
-			    : OTA_ERR_NOMEM;
-		free(chunk);
-		if (fd >= 0)
-			close(fd);
-		return err;
-	}
+	if (fd < 0)
+		return kr_fail(diag, OTA_ERR_STORAGE, "cannot open image %s: %s", path,
+			       strerror(errno));
 	if (ota_sha256_init(&ctx) != OTA_OK) {
-		err = OTA_ERR_INTERNAL;
-		goto out;
+		close(fd);
+		return OTA_ERR_INTERNAL;
 	}
-	for (;;) {
-		ssize_t got = read(fd, chunk, KR_IO_CHUNK);
-		if (got < 0 && errno == EINTR)
-			continue;
-		if (got < 0) {
-			err = kr_fail(diag, OTA_ERR_STORAGE, "cannot read image %s: %s", path,
-				      strerror(errno));
-			break;
-		}
-		if (got == 0)
-			break;
-		size += (uint64_t)got;
-		if (size > OTA_MAX_IMAGE_BYTES) {
-			err = kr_fail(diag, OTA_ERR_SIZE, "image %s is larger than %llu bytes",
-				      path, (unsigned long long)OTA_MAX_IMAGE_BYTES);
-			break;
-		}
-		if ((err = ota_sha256_update(&ctx, chunk, (size_t)got)) != OTA_OK)
-			break;
-	}
-	if (err == OTA_OK && size == 0)
-		err = kr_fail(diag, OTA_ERR_SIZE, "image %s is empty", path);
-	if (err != OTA_OK) {
-		ota_sha256_abort(&ctx);
-		goto out;
-	}
-	if ((err = ota_sha256_final(&ctx, ret_sha256)) != OTA_OK)
-		goto out;
-	*ret_size = size;
-out:
+	err = kr_stream(fd, -1, OTA_MAX_IMAGE_BYTES, &ctx, &got);
 	close(fd);
-	free(chunk);
+	if (err == OTA_ERR_STORAGE)
+		err = kr_fail(diag, err, "cannot read image %s: %s", path,
+			      strerror(got.read_errno));
+	else if (err == OTA_ERR_SIZE)
+		err = kr_fail(diag, err, "image %s is larger than %llu bytes", path,
+			      (unsigned long long)OTA_MAX_IMAGE_BYTES);
+	else if (err == OTA_OK && got.bytes == 0)
+		err = kr_fail(diag, OTA_ERR_SIZE, "image %s is empty", path);
+	if (err == OTA_OK)
+		err = ota_sha256_final(&ctx, ret_sha256);
+	else
+		ota_sha256_abort(&ctx);
+	if (err == OTA_OK)
+		*ret_size = got.bytes;
 	return err;
 }
 
@@ -177,8 +154,8 @@ enum ota_err kr_bundle_write_from(const char *path, const struct kr_bundle_parts
 	uint8_t prefix[OTA_BUNDLE_PREFIX_BYTES];
 	uint8_t digest[OTA_SHA256_BYTES];
 	struct ota_sha256_ctx ctx;
-	char tmp[4096];
-	uint8_t *header = NULL, *chunk = NULL;
+	char tmp[KR_MAX_PATH_BYTES];
+	uint8_t *header = NULL;
 	int in = -1, out = -1, hashing = 0, created = 0;
 	uint64_t copied = 0;
 	enum ota_err err;
@@ -198,8 +175,7 @@ enum ota_err kr_bundle_write_from(const char *path, const struct kr_bundle_parts
 	if (snprintf(tmp, sizeof(tmp), "%s.tmp.XXXXXX", path) >= (int)sizeof(tmp))
 		return kr_fail(diag, OTA_ERR_INVALID_ARG, "path too long");
 	header = malloc(header_len);
-	chunk = malloc(KR_IO_CHUNK);
-	if (!header || !chunk) {
+	if (!header) {
 		err = OTA_ERR_NOMEM;
 		goto out;
 	}
@@ -229,25 +205,19 @@ enum ota_err kr_bundle_write_from(const char *path, const struct kr_bundle_parts
 		goto out;
 	hashing = 1;
 	/* hashed again on the way: the bundle carries exactly what was signed */
-	for (;;) {
-		ssize_t got = read(in, chunk, KR_IO_CHUNK);
-		if (got < 0 && errno == EINTR)
-			continue;
-		if (got < 0)
-			goto io_error;
-		if (got == 0)
-			break;
-		copied += (uint64_t)got;
-		if (copied > size) {
-			err = kr_fail(diag, OTA_ERR_SIZE, "image %s grew after it was hashed",
-				      image_path);
-			goto out;
-		}
-		if ((err = ota_sha256_update(&ctx, chunk, (size_t)got)) != OTA_OK)
-			goto out;
-		if (write_all(out, chunk, (size_t)got) != 0)
-			goto io_error;
+	struct kr_stream_result got;
+	err = kr_stream(in, out, size, &ctx, &got);
+	copied = got.bytes;
+	if (err == OTA_ERR_SIZE) {
+		err = kr_fail(diag, OTA_ERR_SIZE, "image %s grew after it was hashed", image_path);
+		goto out;
 	}
+	if (err == OTA_ERR_STORAGE) {
+		errno = got.write_errno ? got.write_errno : got.read_errno;
+		goto io_error;
+	}
+	if (err != OTA_OK)
+		goto out;
 	hashing = 0;
 	if ((err = ota_sha256_final(&ctx, digest)) != OTA_OK)
 		goto out;
@@ -281,7 +251,6 @@ out:
 		unlink(tmp);
 	if (in >= 0)
 		close(in);
-	free(chunk);
 	free(header);
 	return err;
 }

@@ -5,7 +5,6 @@
 #include "kr.h"
 
 /* Year 9999 ends here; later times are refused rather than overflowed. */
-#define KR_TIME_MAX 253402300799ull
 
 enum ota_err kr_u64_parse(const char *text, uint64_t *ret_value)
 {
@@ -78,7 +77,7 @@ static enum ota_err parse_offset(const char *s, uint64_t now, uint64_t *ret)
 {
 	int negative = s[0] == '-';
 	size_t len = strlen(s);
-	char number[24];
+	char number[KR_U64_TEXT_BYTES];
 	uint64_t unit, amount;
 	if (len < 3 || len - 2 >= sizeof(number))
 		return OTA_ERR_FORMAT;

@@ -20,16 +20,6 @@ enum ota_err kr_fail(struct kr_diag *diag, enum ota_err err, const char *fmt, ..
 	return err;
 }
 
-void kr_hex_encode(const uint8_t *bytes, size_t len, char *out)
-{
-	static const char digits[] = "0123456789abcdef";
-	for (size_t i = 0; i < len; i++) {
-		out[2 * i] = digits[bytes[i] >> 4];
-		out[2 * i + 1] = digits[bytes[i] & 0x0f];
-	}
-	out[2 * len] = '\0';
-}
-
 enum ota_err kr_file_read(const char *path, size_t max, uint8_t **ret_buf, size_t *ret_len,
 			  struct kr_diag *diag)
 {
@@ -78,7 +68,7 @@ out:
 enum ota_err kr_file_write(const char *path, const uint8_t *buf, size_t len, unsigned mode,
 			   struct kr_diag *diag)
 {
-	char tmp[4096];
+	char tmp[KR_MAX_PATH_BYTES];
 	if (snprintf(tmp, sizeof(tmp), "%s.tmp.XXXXXX", path) >= (int)sizeof(tmp))
 		return kr_fail(diag, OTA_ERR_INVALID_ARG, "path too long: %s", path);
 	int fd = mkstemp(tmp);

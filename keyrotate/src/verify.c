@@ -55,7 +55,7 @@ enum ota_err kr_verify_root_anchor(struct kr_verifier *v, const Fleetota__V1__Si
 		return kr_fail(diag, err, "too many objects");
 	err = ota_rootlist_verify_initial(env, arena, &root);
 	if (err == OTA_ERR_THRESHOLD) {
-		char detail[96];
+		char detail[KR_DETAIL_BYTES];
 		Fleetota__V1__RootList *parsed = NULL;
 		ota_arena_reset(arena);
 		if (ota_rootlist_parse(env, arena, &parsed) == OTA_OK)
@@ -119,7 +119,7 @@ enum ota_err kr_verify_keylist(struct kr_verifier *v, const Fleetota__V1__Signed
 		return kr_fail(diag, err, "too many objects");
 	err = ota_keylist_verify(v->root, env, v->keylist_floor, v->now, arena, &kl);
 	if (err == OTA_ERR_THRESHOLD) {
-		char detail[96];
+		char detail[KR_DETAIL_BYTES];
 		return kr_fail(
 			diag, err, "KeyList: %s (RootList v%llu)",
 			threshold_detail(OTA_OBJ_KEYLIST, env, v->root, detail, sizeof(detail)),

@@ -49,3 +49,12 @@ LANGUAGE sql STABLE AS $$
 		AND (p_object IS NULL OR object = p_object) AND (p_cursor IS NULL OR id < p_cursor)
 		ORDER BY id DESC LIMIT p_limit) a
 $$;
+
+-- The caller of a request: the token whose SHA-256 (hex) this is, unless
+-- revoked; no row otherwise (401).
+CREATE OR REPLACE FUNCTION api_token_auth(p_sha256_hex text)
+RETURNS TABLE (id bigint, role text, name text)
+LANGUAGE sql STABLE AS $$
+	SELECT t.id, t.role, t.name FROM api_tokens t
+	WHERE t.token_sha256 = decode(p_sha256_hex, 'hex') AND t.revoked_at IS NULL
+$$;

@@ -65,13 +65,14 @@ BEGIN
 		INSERT INTO devices AS d (device_id, model, hw_revision, version, version_code,
 		                          security_counter, keylist_version, rootlist_version, keylist_key_ids,
 		                          pending_version, active_slot, state, last_error, last_error_detail,
-		                          last_report_seq, last_report_sha256, last_seen)
+		                          last_report_seq, last_report_sha256, running_sha256, last_seen)
 		VALUES (p_device, p_report->>'model', p_report->>'hw_revision', p_report->>'version',
 		        (p_report->>'version_code')::bigint, (p_report->>'security_counter')::bigint,
 		        (p_report->>'keylist_version')::bigint, (p_report->>'rootlist_version')::bigint,
 		        ARRAY(SELECT decode(x, 'hex') FROM jsonb_array_elements_text(p_report->'keylist_key_ids') x),
 		        p_report->>'pending_version', (p_report->>'active_slot')::integer, p_report->>'state',
-		        p_report->>'error', p_report->>'error_detail', v_seq, p_digest, now())
+		        p_report->>'error', p_report->>'error_detail', v_seq, p_digest,
+		        decode(nullif(p_report->>'running_sha256', ''), 'hex'), now())
 		ON CONFLICT (device_id) DO UPDATE SET
 			model = CASE WHEN EXCLUDED.model <> '' THEN EXCLUDED.model ELSE d.model END,
 			hw_revision = CASE WHEN EXCLUDED.hw_revision <> '' THEN EXCLUDED.hw_revision
@@ -85,10 +86,15 @@ BEGIN
 			state = EXCLUDED.state, last_error = EXCLUDED.last_error,
 			last_error_detail = EXCLUDED.last_error_detail,
 			last_report_seq = EXCLUDED.last_report_seq,
-			last_report_sha256 = EXCLUDED.last_report_sha256, last_seen = now();
+			last_report_sha256 = EXCLUDED.last_report_sha256,
+			running_sha256 = EXCLUDED.running_sha256, last_seen = now();
 		UPDATE assignments SET state = p_report->>'state', error = p_report->>'error', updated_at = now()
 		WHERE device_id = p_device AND artifact_id = p_report->>'artifact' AND p_report->>'artifact' <> '';
-		v_changes := rollout_report(p_device, p_report->>'state', (p_report->>'version_code')::bigint,
+		-- a refused delta the device falls back from is no failed install (deltas.sql)
+		v_changes := rollout_report(p_device,
+		                            delta_report_state(p_device, p_report->>'artifact',
+		                                               p_report->>'state', p_report->>'error'),
+		                            (p_report->>'version_code')::bigint,
 		                            (p_report->>'keylist_version')::bigint,
 		                            (p_report->>'rootlist_version')::bigint,
 		                            p_report->>'error', p_report->>'campaign_id');

@@ -167,65 +167,10 @@ $$;
 
 -- Members of groups (the REST API's device_groups, 0002): static groups by
 -- their member rows, dynamic groups by their filter (the GroupFilter JSON of
--- web-api/openapi.yaml), compiled here to the same WHERE clause the API
--- compiles in C: a whitelist of fields and operators, every value quoted
--- with format(%L), so no stored text reaches the SQL as code.
-CREATE OR REPLACE FUNCTION rollout_filter_sql(p_node jsonb, p_depth integer DEFAULT 1) RETURNS text
-LANGUAGE plpgsql IMMUTABLE AS $$
-DECLARE
-	v_parts text[];
-	v_field text;
-	v_op text;
-	v_value jsonb;
-	v_col text;
-	v_sym text;
-BEGIN
-	IF p_depth > 4 OR jsonb_typeof(p_node) IS DISTINCT FROM 'object' THEN
-		PERFORM rollout_fail('FO422', 'group filter: an object, nesting depth at most 4');
-	END IF;
-	IF p_node ? 'all' OR p_node ? 'any' THEN
-		IF jsonb_typeof(p_node -> coalesce(CASE WHEN p_node ? 'all' THEN 'all' END, 'any')) <> 'array' THEN
-			PERFORM rollout_fail('FO422', 'group filter: all/any take an array');
-		END IF;
-		SELECT array_agg(rollout_filter_sql(e, p_depth + 1)) INTO v_parts
-		FROM jsonb_array_elements(p_node -> CASE WHEN p_node ? 'all' THEN 'all' ELSE 'any' END) e;
-		IF v_parts IS NULL THEN
-			PERFORM rollout_fail('FO422', 'group filter: empty all/any');
-		END IF;
-		RETURN '(' || array_to_string(v_parts, CASE WHEN p_node ? 'all' THEN ' AND ' ELSE ' OR ' END) || ')';
-	END IF;
-	v_field := p_node ->> 'field';
-	v_op := p_node ->> 'op';
-	v_value := p_node -> 'value';
-	v_sym := CASE v_op WHEN 'eq' THEN '=' WHEN 'ne' THEN '<>' WHEN 'lt' THEN '<' WHEN 'le' THEN '<='
-	                   WHEN 'gt' THEN '>' WHEN 'ge' THEN '>=' END;
-	IF v_field IN ('model', 'hw_revision', 'version', 'state') THEN
-		v_col := 'd.' || v_field;
-		IF v_op = 'in' THEN
-			RETURN format('%s = ANY (%L::text[])', v_col, rollout_text_array(v_value, 'group filter value'));
-		ELSIF v_op IN ('eq', 'ne') AND jsonb_typeof(v_value) = 'string' THEN
-			RETURN format('%s %s %L', v_col, v_sym, v_value #>> '{}');
-		END IF;
-	ELSIF v_field IN ('version_code', 'security_counter', 'keylist_version', 'rootlist_version') THEN
-		v_col := 'd.' || v_field;
-		IF v_op = 'in' AND jsonb_typeof(v_value) = 'array' THEN
-			RETURN format('%s = ANY (%L::bigint[])', v_col,
-			              ARRAY(SELECT rollout_bigint(e, 'group filter value') FROM jsonb_array_elements(v_value) e));
-		ELSIF v_sym IS NOT NULL THEN
-			RETURN format('%s %s %s', v_col, v_sym, rollout_bigint(v_value, 'group filter value'));
-		END IF;
-	ELSIF v_field = 'tags' AND v_op = 'has' AND jsonb_typeof(v_value) = 'string' THEN
-		RETURN format('d.tags @> ARRAY[%L::text]', v_value #>> '{}');
-	ELSIF v_field = 'last_seen' AND v_op IN ('within', 'not_within') THEN
-		IF v_op = 'within' THEN
-			RETURN format('d.last_seen >= now() - make_interval(secs => %s)', rollout_bigint(v_value, 'group filter value'));
-		END IF;
-		RETURN format('(d.last_seen IS NULL OR d.last_seen < now() - make_interval(secs => %s))',
-		              rollout_bigint(v_value, 'group filter value'));
-	END IF;
-	PERFORM rollout_fail('FO422', format('group filter: unsupported condition %s', p_node));
-	RETURN NULL;
-END $$;
+-- web-api/openapi.yaml), compiled by filter_compile (filter.sql, the one
+-- compiler; its values are parameters). A stored filter it refuses makes the
+-- campaign fail with FO422 "group filter: ...".
+DROP FUNCTION IF EXISTS rollout_filter_sql(jsonb, integer);
 
 -- p_only: only these devices (the incremental path, docs/campaigns.md
 -- "Planning at scale"); NULL: all of them.
@@ -236,6 +181,7 @@ LANGUAGE plpgsql STABLE AS $$
 #variable_conflict use_column
 DECLARE
 	g record;
+	f record;
 BEGIN
 	RETURN QUERY SELECT m.device_id FROM device_group_members m
 	             JOIN device_groups x ON x.group_id = m.group_id
@@ -243,9 +189,14 @@ BEGIN
 	               AND (p_only IS NULL OR m.device_id = ANY (p_only));
 	FOR g IN SELECT x.group_id, x.filter FROM device_groups x
 	         WHERE x.group_id = ANY (p_groups) AND x.kind = 'dynamic' ORDER BY x.group_id LOOP
-		RETURN QUERY EXECUTE 'SELECT d.device_id FROM devices d WHERE ' || rollout_filter_sql(g.filter)
-		                     || CASE WHEN p_only IS NOT NULL THEN ' AND d.device_id = ANY ($1)' ELSE '' END
-		USING p_only;
+		BEGIN
+			SELECT * INTO f FROM filter_compile(g.filter::json, false);
+		EXCEPTION WHEN SQLSTATE 'FO400' THEN
+			PERFORM rollout_fail('FO422', 'group filter: ' || SQLERRM);
+		END;
+		RETURN QUERY EXECUTE 'SELECT d.device_id FROM devices d WHERE ' || f.clause
+		                     || CASE WHEN p_only IS NOT NULL THEN ' AND d.device_id = ANY ($2)' ELSE '' END
+		USING f.args, p_only;
 	END LOOP;
 END $$;
 

@@ -841,6 +841,9 @@ LANGUAGE sql STABLE AS $$
 			'override_windows', k.security_override_windows, 'preempt', k.security_preempt,
 			'stall_alert_seconds', k.security_stall_alert_s) END,
 		'progress', rollout_progress(k.campaign_id),
+		-- full images and deltas delivered, bytes saved (deltas.sql)
+		'delivery', CASE WHEN k.kind = 'firmware'
+		                 THEN delivery_campaign_stats(k.campaign_id, k.artifact_id) END,
 		'requires_approval', k.requires_approval, 'created_by', k.created_by,
 		'approved_by', k.approved_by, 'created_at', k.created_at, 'started_at', k.started_at,
 		'finished_at', k.finished_at,

@@ -1,6 +1,6 @@
 -- SPDX-License-Identifier: Apache-2.0
 -- fleetota rollout engine: the admission queue of running and paused
--- campaigns (campaign_targets, 0018), built once when a campaign starts and
+-- campaigns (campaign_targets, 0019), built once when a campaign starts and
 -- kept current as devices change, so that admission takes the head of the
 -- queue instead of evaluating the target every tick (docs/campaigns.md,
 -- "Planning at scale").

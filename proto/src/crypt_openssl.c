@@ -48,7 +48,7 @@ static enum ota_err raw_public(EVP_PKEY *key, uint8_t out[OTA_X25519_BYTES])
 static enum ota_err derive_kek(EVP_PKEY *own, EVP_PKEY *peer,
 			       const uint8_t salt[2 * OTA_X25519_BYTES],
 			       const uint8_t context[OTA_CRYPT_WRAP_CONTEXT_BYTES],
-			       uint8_t ret_kek[32])
+			       uint8_t ret_kek[OTA_AES256_KEY_BYTES])
 {
 	uint8_t shared[OTA_X25519_BYTES];
 	size_t shared_len = sizeof(shared);
@@ -87,8 +87,8 @@ out:
 }
 
 /* RFC 3394 AES-256 key wrap (enc = 1) or unwrap (enc = 0) of 32 <-> 40 bytes. */
-static enum ota_err key_wrap(int enc, const uint8_t kek[32], const uint8_t *in, size_t in_len,
-			     uint8_t *out, size_t want)
+static enum ota_err key_wrap(int enc, const uint8_t kek[OTA_AES256_KEY_BYTES], const uint8_t *in,
+			     size_t in_len, uint8_t *out, size_t want)
 {
 	int len = 0, fin = 0;
 	enum ota_err err = enc ? OTA_ERR_INTERNAL : OTA_ERR_KEY_UNWRAP;
@@ -111,7 +111,7 @@ enum ota_err ota_crypt_wrap(EVP_PKEY *recipient,
 			    uint8_t ret_wrapped[OTA_WRAPPED_KEY_BYTES])
 {
 	uint8_t salt[2 * OTA_X25519_BYTES];
-	uint8_t kek[32];
+	uint8_t kek[OTA_AES256_KEY_BYTES];
 	uint8_t wrapped[OTA_WRAPPED_KEY_BYTES];
 	EVP_PKEY *eph = ota_crypt_keygen();
 	enum ota_err err = eph ? OTA_OK : OTA_ERR_INTERNAL;
@@ -138,7 +138,7 @@ enum ota_err ota_crypt_unwrap(EVP_PKEY *private_key, const uint8_t ephemeral[OTA
 			      uint8_t ret_key[OTA_CEK_BYTES])
 {
 	uint8_t salt[2 * OTA_X25519_BYTES];
-	uint8_t kek[32];
+	uint8_t kek[OTA_AES256_KEY_BYTES];
 	uint8_t key[OTA_CEK_BYTES + 8];
 	EVP_PKEY *eph =
 		EVP_PKEY_new_raw_public_key(EVP_PKEY_X25519, NULL, ephemeral, OTA_X25519_BYTES);

@@ -33,7 +33,7 @@ enum ota_err ota_sha256_update(struct ota_sha256_ctx *ctx, const void *data, siz
 	return OTA_OK;
 }
 
-enum ota_err ota_sha256_final(struct ota_sha256_ctx *ctx, uint8_t out[32])
+enum ota_err ota_sha256_final(struct ota_sha256_ctx *ctx, uint8_t out[OTA_SHA256_BYTES])
 {
 	unsigned int out_len = 0;
 	if (!ctx->impl)
@@ -51,7 +51,7 @@ void ota_sha256_abort(struct ota_sha256_ctx *ctx)
 	ctx->impl = NULL;
 }
 
-enum ota_err ota_sha256(const void *data, size_t len, uint8_t out[32])
+enum ota_err ota_sha256(const void *data, size_t len, uint8_t out[OTA_SHA256_BYTES])
 {
 	unsigned int out_len = 0;
 	if (EVP_Digest(data, len, out, &out_len, EVP_sha256(), NULL) != 1 || out_len != 32)
@@ -63,7 +63,7 @@ enum ota_err ota_sha256(const void *data, size_t len, uint8_t out[32])
 static enum ota_err load_key(enum ota_alg alg, const uint8_t *spki, size_t spki_len,
 			     EVP_PKEY **ret_pkey)
 {
-	char group[32] = {0};
+	char group[OTA_EC_GROUP_NAME_BYTES] = {0};
 	if (!spki || spki_len == 0 || spki_len > OTA_MAX_PUBKEY_DER_BYTES)
 		return OTA_ERR_FORMAT;
 	const unsigned char *p = spki;
@@ -102,7 +102,7 @@ bad:
  * threads under one lock; a key handed out carries its own reference, so
  * eviction never frees a key in use.
  */
-#define KEY_CACHE_SLOTS 16u
+#define KEY_CACHE_SLOTS OTA_KEY_CACHE_SLOTS
 
 struct key_cache_entry {
 	uint8_t spki[OTA_MAX_PUBKEY_DER_BYTES];
@@ -192,7 +192,7 @@ enum ota_err ota_crypto_verify(enum ota_alg alg, const uint8_t *spki, size_t spk
 			       size_t body_len, const uint8_t *sig, size_t sig_len)
 {
 	/* manifests and key lists are small: sign them from the stack */
-	uint8_t stack_msg[2048];
+	uint8_t stack_msg[OTA_VERIFY_STACK_MSG_BYTES];
 	EVP_PKEY *pkey = NULL;
 	EVP_MD_CTX *md = NULL;
 	uint8_t *msg = NULL;

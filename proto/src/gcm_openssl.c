@@ -4,7 +4,7 @@
 
 #include "fleetota/crypto.h"
 
-enum ota_err ota_gcm_open(struct ota_gcm_ctx *ctx, const uint8_t key[32])
+enum ota_err ota_gcm_open(struct ota_gcm_ctx *ctx, const uint8_t key[OTA_AES256_KEY_BYTES])
 {
 	EVP_CIPHER_CTX *c = EVP_CIPHER_CTX_new();
 	ctx->impl = NULL;
@@ -21,7 +21,7 @@ enum ota_err ota_gcm_open(struct ota_gcm_ctx *ctx, const uint8_t key[32])
 	return OTA_OK;
 }
 
-enum ota_err ota_gcm_chunk_begin(struct ota_gcm_ctx *ctx, const uint8_t nonce[12],
+enum ota_err ota_gcm_chunk_begin(struct ota_gcm_ctx *ctx, const uint8_t nonce[OTA_GCM_NONCE_BYTES],
 				 const uint8_t *aad, size_t aad_len)
 {
 	int out_len = 0;
@@ -47,16 +47,16 @@ enum ota_err ota_gcm_chunk_update(struct ota_gcm_ctx *ctx, const uint8_t *in, si
 	return OTA_OK;
 }
 
-enum ota_err ota_gcm_chunk_end(struct ota_gcm_ctx *ctx, const uint8_t tag[16])
+enum ota_err ota_gcm_chunk_end(struct ota_gcm_ctx *ctx, const uint8_t tag[OTA_GCM_TAG_BYTES])
 {
-	uint8_t tag_copy[16];
-	uint8_t rest[16];
+	uint8_t tag_copy[OTA_GCM_TAG_BYTES];
+	uint8_t rest[OTA_GCM_TAG_BYTES];
 	int out_len = 0;
 	if (!ctx->impl)
 		return OTA_ERR_INVALID_ARG;
 	for (unsigned i = 0; i < sizeof(tag_copy); i++)
 		tag_copy[i] = tag[i];
-	if (EVP_CIPHER_CTX_ctrl(ctx->impl, EVP_CTRL_GCM_SET_TAG, 16, tag_copy) != 1)
+	if (EVP_CIPHER_CTX_ctrl(ctx->impl, EVP_CTRL_GCM_SET_TAG, OTA_GCM_TAG_BYTES, tag_copy) != 1)
 		return OTA_ERR_INTERNAL;
 	/* the one place a chunk is judged: only a matching tag is OTA_OK */
 	return EVP_DecryptFinal_ex(ctx->impl, rest, &out_len) == 1 && out_len == 0

@@ -11,7 +11,7 @@
 enum ota_err ota_pkey_public(EVP_PKEY *pkey, enum ota_alg *ret_alg, uint8_t *spki,
 			     size_t *ret_spki_len, uint8_t ret_key_id[OTA_KEY_ID_BYTES])
 {
-	char group[32] = {0};
+	char group[OTA_EC_GROUP_NAME_BYTES] = {0};
 	enum ota_alg alg;
 	if (!pkey)
 		return OTA_ERR_INVALID_ARG;

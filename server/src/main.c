@@ -128,7 +128,8 @@ static int run_server(struct srv_config *config, const char *config_path)
 	if (srv_db_new(srv.base, config->db_conninfo, config->db_pool_size, config->db_queue_max,
 		       &srv.metrics, &srv.db) != OTA_OK ||
 	    srv_db_set_deadlines(srv.db, config->db_timeout_ms, config->db_retry_timeout_ms) !=
-		    OTA_OK)
+		    OTA_OK ||
+	    srv_db_set_prepared(srv.db, config->db_prepared_statements) != OTA_OK)
 		goto out;
 	if (srv_delivery_prepare(srv.db) != OTA_OK || srv_report_prepare(&srv) != OTA_OK ||
 	    srv_notifier_prepare(&srv) != OTA_OK || srv_rollout_prepare(&srv) != OTA_OK)

@@ -29,16 +29,9 @@
 #include "fleetota/crypto.h"
 #include "fleetota/decrypt.h"
 #include "fleetota/delta.h"
+#include "fleetota/agent-limits.h"
 #include "fleetota/limits.h"
 #include "fleetota/port.h"
-
-/* Work area the core decodes into during one call (see ota_agent_init). */
-#define OTA_AGENT_WORK_BYTES (1024u * 1024u)
-/* Default bytes between staging checkpoints (slot sync + state write). */
-#define OTA_AGENT_CHECKPOINT_BYTES (1024u * 1024u)
-/* Fixed text fields of the persisted state. */
-#define OTA_AGENT_VERSION_BYTES (OTA_MAX_STRING_BYTES + 1u)
-#define OTA_AGENT_DETAIL_BYTES 96u
 
 /* Where the install state machine is. Values are persisted: append-only. */
 enum ota_phase {
@@ -386,9 +379,6 @@ enum ota_err ota_agent_keylist_key_ids(struct ota_agent *agent, uint8_t (*ids)[O
 const char *ota_phase_name(enum ota_phase phase);
 
 /* ---- persisted record formats (agent/src/record.c; fuzzed) ---------- */
-
-/* Big enough for any encoded state or event record. */
-#define OTA_AGENT_RECORD_BYTES 1024u
 
 /* Encoders return the length written into buf (cap bytes), 0 if it is too small. */
 size_t ota_state_encode(const struct ota_agent_state *state, uint8_t *buf, size_t cap);

@@ -28,13 +28,6 @@
 #include "fleetota/agent.h"
 #include "ota.pb-c.h"
 
-/* Longest artifact and campaign id. */
-#define OTA_ONLINE_ARTIFACT_MAX 128u
-/* Longest back-off between two download attempts. */
-#define OTA_ONLINE_MAX_BACKOFF_S 60u
-/* The work area: the manifest, a KeyList and one packed StatusReport. */
-#define OTA_ONLINE_WORK_BYTES (2u * OTA_MAX_ENVELOPE_BYTES + OTA_MAX_MQTT_PAYLOAD_BYTES)
-
 /* What the policy tells the caller (statistics); err is the outcome's error. */
 enum ota_online_note {
 	OTA_ONLINE_CONFIRMED,

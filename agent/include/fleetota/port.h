@@ -22,14 +22,12 @@
 #include <stddef.h>
 #include <stdint.h>
 
+#include "fleetota/agent-limits.h"
 #include "fleetota/err.h"
 #include "fleetota/limits.h"
 
 /* The two image slots of the A/B layout. */
 #define OTA_SLOT_COUNT 2u
-
-/* Ring of event records kept in trusted storage. */
-#define OTA_AGENT_EVENT_RECORDS 32u
 
 /*
  * Every record is kept as OTA_RECORD_COPIES copies in the manner of

@@ -7,8 +7,6 @@
 
 #include "ota_linux.h"
 
-#define DEFAULT_SLOT_SIZE (256ull * 1024ull * 1024ull)
-
 enum key_kind {
 	KEY_STRING,
 	KEY_U64,
@@ -87,10 +85,11 @@ static bool parse_pins(char *value, struct ota_config *cfg)
 	char *save = NULL;
 	for (char *tok = strtok_r(value, ",", &save); tok; tok = strtok_r(NULL, ",", &save)) {
 		tok = trim(tok);
-		if (strlen(tok) != 64 || cfg->n_server_pins >= OTA_CONFIG_MAX_PINS)
+		if (strlen(tok) != 2u * OTA_SHA256_BYTES ||
+		    cfg->n_server_pins >= OTA_CONFIG_MAX_PINS)
 			return false;
 		uint8_t *pin = cfg->server_pins[cfg->n_server_pins];
-		for (size_t i = 0; i < 32; i++) {
+		for (size_t i = 0; i < OTA_SHA256_BYTES; i++) {
 			int hi = hexval(tok[2 * i]);
 			int lo = hexval(tok[2 * i + 1]);
 			if (hi < 0 || lo < 0)
@@ -181,7 +180,7 @@ enum ota_err ota_config_parse(const char *text, size_t len, struct ota_config *r
 
 	err[0] = '\0';
 	memset(&cfg, 0, sizeof(cfg));
-	cfg.slot_size = DEFAULT_SLOT_SIZE;
+	cfg.slot_size = OTA_LINUX_DEFAULT_SLOT_SIZE;
 	cfg.stall_timeout_s = 30;
 	cfg.report_interval_s = 300;
 	cfg.download_retries = 5;

@@ -20,8 +20,6 @@
 
 #include "ota_linux.h"
 
-#define HEALTH_TEXT_MAX 64u
-
 static bool state_path(const struct ota_linux_port *lx, const char *name, char *buf, size_t cap)
 {
 	int n = snprintf(buf, cap, "%s/%s", lx->dir, name);
@@ -31,11 +29,11 @@ static bool state_path(const struct ota_linux_port *lx, const char *name, char *
 /* Up to two numbers from a small file; false when absent or unparsable. */
 static bool read_numbers(const char *path, uint64_t *first, uint64_t *second)
 {
-	char text[HEALTH_TEXT_MAX + 1];
+	char text[OTA_LINUX_HEALTH_TEXT_MAX + 1];
 	int fd = open(path, O_RDONLY | O_CLOEXEC);
 	if (fd < 0)
 		return false;
-	ssize_t got = read(fd, text, HEALTH_TEXT_MAX);
+	ssize_t got = read(fd, text, OTA_LINUX_HEALTH_TEXT_MAX);
 	close(fd);
 	if (got <= 0)
 		return false;
@@ -94,7 +92,7 @@ void ota_linux_reboot_mark(struct ota_linux_port *lx)
 
 enum ota_err ota_linux_boot_note(struct ota_linux_port *lx)
 {
-	char path[OTA_CONFIG_MAX_PATH + 32], text[32];
+	char path[OTA_LINUX_STATE_PATH_BYTES], text[OTA_LINUX_COUNTER_TEXT_BYTES];
 	uint64_t boots = 0;
 	if (!state_path(lx, "reboot.requested", path, sizeof(path)))
 		return OTA_ERR_STORAGE;
@@ -109,7 +107,7 @@ enum ota_err ota_linux_boot_note(struct ota_linux_port *lx)
 
 enum ota_err ota_linux_health_window_save(struct ota_linux_port *lx, uint64_t until, uint64_t base)
 {
-	char path[OTA_CONFIG_MAX_PATH + 32], text[48];
+	char path[OTA_LINUX_STATE_PATH_BYTES], text[OTA_LINUX_WINDOW_TEXT_BYTES];
 	if (!state_path(lx, "health.window", path, sizeof(path)))
 		return OTA_ERR_STORAGE;
 	snprintf(text, sizeof(text), "%" PRIu64 " %" PRIu64 "\n", until, base);

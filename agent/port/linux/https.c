@@ -9,6 +9,7 @@
 #include <string.h>
 #include <strings.h>
 #include <sys/socket.h>
+#include <sys/stat.h>
 #include <sys/time.h>
 #include <time.h>
 #include <unistd.h>
@@ -21,19 +22,21 @@
 #include "https-internal.h"
 #include "ota_https.h"
 
-#define HOST_MAX 256u
+/* The session file: magic, binding, key length (2 bytes), key, DER length (4), DER. */
+#define SESSION_MAGIC "OTASESS1"
+#define SESSION_MAGIC_BYTES 8u
 
 struct url {
-	char host[HOST_MAX];
-	char port[8];
-	char prefix[256];
+	char host[OTA_HTTPS_HOST_MAX];
+	char port[OTA_HTTPS_PORT_TEXT_BYTES];
+	char prefix[OTA_HTTPS_PREFIX_BYTES];
 };
 
 static void set_err(char *err, size_t cap, const char *what)
 {
 	unsigned long e = ERR_get_error();
 	if (e) {
-		char ssl_err[128];
+		char ssl_err[OTA_HTTPS_SSL_ERR_BYTES];
 		ERR_error_string_n(e, ssl_err, sizeof(ssl_err));
 		snprintf(err, cap, "%s: %s", what, ssl_err);
 	} else {
@@ -42,7 +45,7 @@ static void set_err(char *err, size_t cap, const char *what)
 	ERR_clear_error();
 }
 
-bool ota_https_pin_parse(const char *hex, uint8_t out[32])
+bool ota_https_pin_parse(const char *hex, uint8_t out[OTA_SHA256_BYTES])
 {
 	if (strlen(hex) != 64)
 		return false;
@@ -63,6 +66,156 @@ bool ota_https_pin_parse(const char *hex, uint8_t out[32])
 		out[i] = (uint8_t)v;
 	}
 	return true;
+}
+
+/* ---- the session on disk ------------------------------------------- */
+
+/* Reads a whole file of at most cap bytes; heap, the caller frees (and wipes). */
+static uint8_t *file_slurp(const char *path, size_t cap, size_t *ret_len)
+{
+	int fd = open(path, O_RDONLY | O_CLOEXEC | O_NOFOLLOW);
+	struct stat st;
+	uint8_t *buf = NULL;
+	if (fd < 0)
+		return NULL;
+	if (fstat(fd, &st) != 0 || !S_ISREG(st.st_mode) || st.st_size < 0 ||
+	    (uint64_t)st.st_size > cap)
+		goto out;
+	buf = malloc((size_t)st.st_size + 1);
+	size_t done = 0;
+	while (buf && done < (size_t)st.st_size) {
+		ssize_t n = read(fd, buf + done, (size_t)st.st_size - done);
+		if (n < 0 && errno == EINTR)
+			continue;
+		if (n <= 0)
+			break;
+		done += (size_t)n;
+	}
+	if (buf && done != (size_t)st.st_size) {
+		OPENSSL_clear_free(buf, (size_t)st.st_size + 1);
+		buf = NULL;
+	}
+	*ret_len = done;
+out:
+	close(fd);
+	return buf;
+}
+
+/* SHA-256 of what a kept session was made under: CA file, device certificate, pins. */
+static bool session_binding(struct ota_https *client, const char *ca_file)
+{
+	size_t ca_len = 0;
+	uint8_t *ca = file_slurp(ca_file, OTA_HTTPS_CA_FILE_MAX_BYTES, &ca_len);
+	unsigned char *cert_der = NULL;
+	X509 *cert = SSL_CTX_get0_certificate(client->ctx);
+	int cert_len = cert ? i2d_X509(cert, &cert_der) : -1;
+	EVP_MD_CTX *md = EVP_MD_CTX_new();
+	unsigned int dlen = 0;
+	uint8_t lens[16];
+	bool ok = ca && cert_len > 0 && md;
+	for (int i = 0; i < 8; i++) {
+		lens[i] = (uint8_t)((uint64_t)ca_len >> (56 - 8 * i));
+		lens[8 + i] = (uint8_t)((uint64_t)(cert_len > 0 ? cert_len : 0) >> (56 - 8 * i));
+	}
+	ok = ok && EVP_DigestInit_ex(md, EVP_sha256(), NULL) == 1 &&
+	     EVP_DigestUpdate(md, "fleetota/tls-session/v1", 23) == 1 &&
+	     EVP_DigestUpdate(md, lens, sizeof(lens)) == 1 &&
+	     EVP_DigestUpdate(md, ca, ca_len) == 1 &&
+	     EVP_DigestUpdate(md, cert_der, (size_t)cert_len) == 1 &&
+	     EVP_DigestUpdate(md, client->pins, client->n_pins * 32) == 1 &&
+	     EVP_DigestFinal_ex(md, client->binding, &dlen) == 1 && dlen == 32;
+	EVP_MD_CTX_free(md);
+	OPENSSL_free(cert_der);
+	free(ca);
+	return ok;
+}
+
+/* Takes the session of the file when it is bound to this client; drops the file otherwise. */
+static void session_load(struct ota_https *client)
+{
+	size_t len = 0;
+	uint8_t *buf = file_slurp(client->session_file, OTA_HTTPS_SESSION_FILE_MAX_BYTES, &len);
+	SSL_SESSION *session = NULL;
+	if (!buf) {
+		if (errno != ENOENT)
+			(void)unlink(client->session_file);
+		return;
+	}
+	size_t at = SESSION_MAGIC_BYTES + 32;
+	if (len >= at + 2 && memcmp(buf, SESSION_MAGIC, SESSION_MAGIC_BYTES) == 0 &&
+	    CRYPTO_memcmp(buf + SESSION_MAGIC_BYTES, client->binding, 32) == 0) {
+		size_t key_len = (size_t)buf[at] << 8 | buf[at + 1];
+		at += 2;
+		if (key_len > 0 && key_len < sizeof(client->session_key) &&
+		    len >= at + key_len + 4 && memchr(buf + at, '\0', key_len) == NULL) {
+			memcpy(client->session_key, buf + at, key_len);
+			client->session_key[key_len] = '\0';
+			at += key_len;
+			size_t der_len = (size_t)buf[at] << 24 | (size_t)buf[at + 1] << 16 |
+					 (size_t)buf[at + 2] << 8 | buf[at + 3];
+			at += 4;
+			const unsigned char *p = buf + at;
+			if (der_len == len - at && der_len > 0)
+				session = d2i_SSL_SESSION(NULL, &p, (long)der_len);
+			if (session && (p != buf + len || !SSL_SESSION_is_resumable(session))) {
+				SSL_SESSION_free(session);
+				session = NULL;
+			}
+		}
+	}
+	OPENSSL_clear_free(buf, len + 1);
+	if (!session) {
+		client->session_key[0] = '\0';
+		(void)unlink(client->session_file); /* not ours, or not for this identity */
+		ERR_clear_error();
+		return;
+	}
+	client->session = session;
+}
+
+/* Writes the kept session to the file (temp file, rename); a failure only costs a handshake. */
+static void session_store(const struct ota_https *client)
+{
+	char tmp[sizeof(client->session_file) + 8];
+	int der_len = i2d_SSL_SESSION(client->session, NULL);
+	size_t key_len = strlen(client->session_key);
+	size_t head = SESSION_MAGIC_BYTES + 32 + 2 + key_len + 4;
+	if (der_len <= 0 || (size_t)der_len > OTA_HTTPS_SESSION_FILE_MAX_BYTES - head) {
+		(void)unlink(client->session_file); /* the old one is not this session */
+		return;
+	}
+	size_t len = head + (size_t)der_len;
+	uint8_t *buf = malloc(len);
+	if (!buf)
+		return;
+	memcpy(buf, SESSION_MAGIC, SESSION_MAGIC_BYTES);
+	memcpy(buf + SESSION_MAGIC_BYTES, client->binding, 32);
+	size_t at = SESSION_MAGIC_BYTES + 32;
+	buf[at++] = (uint8_t)(key_len >> 8);
+	buf[at++] = (uint8_t)key_len;
+	memcpy(buf + at, client->session_key, key_len);
+	at += key_len;
+	for (int i = 3; i >= 0; i--)
+		buf[at++] = (uint8_t)((unsigned)der_len >> (8 * i));
+	unsigned char *p = buf + at;
+	bool ok = i2d_SSL_SESSION(client->session, &p) == der_len;
+	snprintf(tmp, sizeof(tmp), "%s.tmp", client->session_file);
+	int fd = ok ? open(tmp, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC | O_NOFOLLOW, 0600) : -1;
+	if (fd >= 0) {
+		size_t done = 0;
+		while (ok && done < len) {
+			ssize_t n = write(fd, buf + done, len - done);
+			if (n < 0 && errno == EINTR)
+				continue;
+			ok = n > 0;
+			done += ok ? (size_t)n : 0;
+		}
+		ok = fchmod(fd, 0600) == 0 && ok;
+		ok = close(fd) == 0 && ok;
+		if (!ok || rename(tmp, client->session_file) != 0)
+			(void)unlink(tmp);
+	}
+	OPENSSL_clear_free(buf, len);
 }
 
 enum ota_err ota_https_init(struct ota_https *client, const struct ota_https_config *config,
@@ -100,6 +253,14 @@ enum ota_err ota_https_init(struct ota_https *client, const struct ota_https_con
 	memcpy(client->pins, config->pins, config->n_pins * 32);
 	client->n_pins = config->n_pins;
 	client->stall_timeout_s = config->stall_timeout_s ? config->stall_timeout_s : 30;
+	/* a session on disk only when it can be bound to this identity */
+	if (config->session_file && strlen(config->session_file) < sizeof(client->session_file) &&
+	    session_binding(client, config->ca_file)) {
+		memcpy(client->session_file, config->session_file,
+		       strlen(config->session_file) + 1);
+		session_load(client);
+	}
+	ERR_clear_error();
 	return OTA_OK;
 fail:
 	SSL_CTX_free(ctx);
@@ -133,9 +294,12 @@ static void session_keep(struct ota_https *client, SSL *ssl, const char *key)
 		SSL_SESSION_free(session);
 		return;
 	}
+	bool changed = session != client->session;
 	SSL_SESSION_free(client->session);
 	client->session = session;
 	memcpy(client->session_key, key, strlen(key) + 1);
+	if (changed && client->session_file[0])
+		session_store(client);
 }
 
 static void session_forget(struct ota_https *client)
@@ -143,6 +307,8 @@ static void session_forget(struct ota_https *client)
 	SSL_SESSION_free(client->session);
 	client->session = NULL;
 	client->session_key[0] = '\0';
+	if (client->session_file[0])
+		(void)unlink(client->session_file);
 }
 
 static bool url_parse(const char *base, struct url *u)
@@ -233,7 +399,7 @@ static enum ota_err pin_check(const struct ota_https *client, SSL *ssl)
 {
 	X509 *cert = SSL_get1_peer_certificate(ssl);
 	unsigned char *der = NULL;
-	uint8_t digest[32];
+	uint8_t digest[OTA_SHA256_BYTES];
 	enum ota_err verdict = OTA_ERR_PIN;
 	if (!cert)
 		return OTA_ERR_PIN;
@@ -337,7 +503,7 @@ enum ota_err ota_https_get(struct ota_https *client, const char *base_url, const
 			   struct ota_https_response *ret)
 {
 	struct url u;
-	char request[1024];
+	char request[OTA_HTTPS_REQUEST_BYTES];
 	char session_key[OTA_HTTPS_SESSION_KEY_BYTES] = "";
 	enum ota_err err = OTA_ERR_TRANSPORT;
 	SSL *ssl = NULL;
@@ -345,7 +511,7 @@ enum ota_err ota_https_get(struct ota_https *client, const char *base_url, const
 	struct timespec started;
 	memset(ret, 0, sizeof(*ret));
 	clock_gettime(CLOCK_MONOTONIC, &started);
-	if (!url_parse(base_url, &u) || strlen(path) > 512 || path[0] != '/')
+	if (!url_parse(base_url, &u) || strlen(path) > OTA_HTTPS_MAX_PATH || path[0] != '/')
 		goto out;
 	snprintf(session_key, sizeof(session_key), "%s:%s", u.host, u.port);
 	err = tls_open(client, &u, session_key, true, &fd, &ssl);

@@ -13,13 +13,11 @@
 
 #include "https-internal.h"
 
-#define READ_BUF 16384u
-
 /* Buffered reads over one connection, with the transfer's clocks. */
 struct conn {
 	ota_https_read_fn read;
 	void *read_ctx;
-	uint8_t buf[READ_BUF];
+	uint8_t buf[OTA_HTTPS_READ_BUF];
 	size_t pos;
 	size_t len;
 	const struct timespec *started;
@@ -136,7 +134,7 @@ static bool header_is(const char *line, const char *name, const char **value)
 
 static enum ota_err read_head(struct conn *c, struct head *h)
 {
-	char line[1024];
+	char line[OTA_HTTPS_HEADER_LINE_BYTES];
 	size_t budget = OTA_HTTPS_MAX_HEADER_BYTES;
 	const char *v;
 	memset(h, 0, sizeof(*h));
@@ -223,7 +221,7 @@ static enum ota_err body_copy(struct conn *c, struct sink *s, uint64_t n, bool u
 
 static enum ota_err body_chunked(struct conn *c, struct sink *s)
 {
-	char line[256];
+	char line[OTA_HTTPS_CHUNK_LINE_BYTES];
 	size_t budget = OTA_HTTPS_MAX_HEADER_BYTES;
 	for (;;) {
 		uint64_t size = 0;

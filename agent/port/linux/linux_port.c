@@ -40,7 +40,7 @@ static void record_name(enum ota_record rec, unsigned copy, char *buf, size_t ca
 {
 	static const char *const names[] = {"state",	 "counter",   "rootlist", "keylist",
 					    "manifest0", "manifest1", "boot",	  "freshness"};
-	char base[16];
+	char base[OTA_LINUX_RECORD_BASE_BYTES];
 	if ((unsigned)rec < sizeof(names) / sizeof(names[0]))
 		snprintf(base, sizeof(base), "%s", names[rec]);
 	else
@@ -65,7 +65,7 @@ static bool path_join(char *buf, size_t cap, const char *dir, const char *name)
 
 void ota_linux_slot_path(const struct ota_linux_port *ctx, unsigned slot, char *buf, size_t cap)
 {
-	char name[32];
+	char name[OTA_LINUX_SLOT_NAME_BYTES];
 	snprintf(name, sizeof(name), "slot%u.img", slot);
 	if (!path_join(buf, cap, ctx->dir, name))
 		buf[0] = '\0';
@@ -111,6 +111,8 @@ static enum ota_err lx_slot_read(void *ctx, unsigned slot, uint64_t off, void *b
 	char path[OTA_CONFIG_MAX_PATH + 32];
 	if (slot >= OTA_SLOT_COUNT)
 		return OTA_ERR_INVALID_ARG;
+	if (ota_slot_writer_drain(ctx) != OTA_OK)
+		return OTA_ERR_STORAGE;
 	ota_linux_slot_path(ctx, slot, path, sizeof(path));
 	int fd = open(path, O_RDONLY | O_CLOEXEC);
 	if (fd < 0)
@@ -128,6 +130,11 @@ static enum ota_err lx_slot_read(void *ctx, unsigned slot, uint64_t off, void *b
 	return done == len ? OTA_OK : OTA_ERR_STORAGE;
 }
 
+/*
+ * With async_slot_writes: queued for the writer thread, durable only after
+ * slot_sync (the contract). Without (the fleet simulator's thousands of
+ * devices): written at once.
+ */
 static enum ota_err lx_slot_write(void *ctx, unsigned slot, uint64_t off, const void *buf,
 				  size_t len)
 {
@@ -135,6 +142,8 @@ static enum ota_err lx_slot_write(void *ctx, unsigned slot, uint64_t off, const 
 	char path[OTA_CONFIG_MAX_PATH + 32];
 	if (slot >= OTA_SLOT_COUNT || off > lx->slot_size || len > lx->slot_size - off)
 		return OTA_ERR_INVALID_ARG;
+	if (lx->async_slot_writes)
+		return ota_slot_writer_write(lx, slot, off, buf, len);
 	ota_linux_slot_path(lx, slot, path, sizeof(path));
 	int fd = open(path, O_WRONLY | O_CREAT | O_CLOEXEC, 0600);
 	if (fd < 0)
@@ -149,6 +158,8 @@ static enum ota_err lx_slot_erase(void *ctx, unsigned slot)
 	char path[OTA_CONFIG_MAX_PATH + 32];
 	if (slot >= OTA_SLOT_COUNT)
 		return OTA_ERR_INVALID_ARG;
+	/* what was queued lands before the truncation; its failure no longer matters */
+	ota_slot_writer_reset(lx);
 	ota_linux_slot_path(lx, slot, path, sizeof(path));
 	int fd = open(path, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0600);
 	if (fd < 0)
@@ -162,8 +173,12 @@ static enum ota_err lx_slot_erase(void *ctx, unsigned slot)
 static enum ota_err lx_slot_sync(void *ctx, unsigned slot)
 {
 	char path[OTA_CONFIG_MAX_PATH + 32];
+	bool synced = false;
 	if (slot >= OTA_SLOT_COUNT)
 		return OTA_ERR_INVALID_ARG;
+	enum ota_err err = ota_slot_writer_sync(ctx, slot, &synced);
+	if (err != OTA_OK || synced)
+		return err;
 	ota_linux_slot_path(ctx, slot, path, sizeof(path));
 	int fd = open(path, O_WRONLY | O_CREAT | O_CLOEXEC, 0600);
 	if (fd < 0)
@@ -188,6 +203,8 @@ static enum ota_err lx_slot_map(void *ctx, unsigned slot, uint64_t len, const ui
 	if (slot >= OTA_SLOT_COUNT || len == 0 || len > lx->slot_size || len > SIZE_MAX ||
 	    lx->map[slot])
 		return OTA_ERR_INVALID_ARG;
+	if (ota_slot_writer_drain(lx) != OTA_OK)
+		return OTA_ERR_STORAGE;
 	ota_linux_slot_path(lx, slot, path, sizeof(path));
 	int fd = open(path, O_RDONLY | O_CLOEXEC);
 	if (fd < 0)
@@ -224,8 +241,8 @@ static bool records_dir(const struct ota_linux_port *lx, char *buf, size_t cap)
 static bool record_path(const struct ota_linux_port *lx, enum ota_record rec, unsigned copy,
 			char *buf, size_t cap)
 {
-	char dir[OTA_CONFIG_MAX_PATH + 16];
-	char name[32];
+	char dir[OTA_LINUX_RECORDS_DIR_BYTES];
+	char name[OTA_LINUX_RECORD_NAME_BYTES];
 	record_name(rec, copy, name, sizeof(name));
 	return records_dir(lx, dir, sizeof(dir)) && path_join(buf, cap, dir, name);
 }
@@ -368,7 +385,7 @@ static void lx_log(void *ctx, enum ota_log_level level, const char *msg)
 static enum ota_err lx_selftest(void *ctx, unsigned slot)
 {
 	struct ota_linux_port *lx = ctx;
-	char slot_str[16];
+	char slot_str[OTA_LINUX_UINT_TEXT_BYTES];
 	char path[OTA_CONFIG_MAX_PATH + 32];
 	ota_linux_slot_path(lx, slot, path, sizeof(path));
 	snprintf(slot_str, sizeof(slot_str), "%u", slot);
@@ -458,4 +475,11 @@ enum ota_err ota_linux_port_open(struct ota_linux_port *ctx, const struct ota_co
 	ret_port->ops = ctx->selftest_cmd ? &linux_ops_selftest : &linux_ops;
 	ret_port->ctx = ctx;
 	return OTA_OK;
+}
+
+void ota_linux_port_close(struct ota_linux_port *ctx)
+{
+	for (unsigned slot = 0; slot < OTA_SLOT_COUNT; slot++)
+		lx_slot_unmap(ctx, slot);
+	ota_slot_writer_close(ctx);
 }

@@ -27,12 +27,12 @@
 #include "fleetota/agent.h"
 #include "fleetota/bundle.h"
 #include "fleetota/freshness.h"
+#include "fleetota/hex.h"
 #include "ota_agent_cli.h"
 #include "ota_linux.h"
 
 #define EXIT_REJECTED 1
 #define EXIT_USAGE 2
-#define STREAM_CHUNK (64u * 1024u)
 
 struct cli {
 	const char *command;
@@ -210,7 +210,6 @@ static enum ota_err install_bundle(struct cli *cli, const char *path)
 	uint8_t prefix[OTA_BUNDLE_PREFIX_BYTES];
 	uint32_t header_len = 0;
 	uint8_t *header = NULL;
-	uint8_t *chunk = NULL;
 	enum ota_err err;
 	FILE *f = fopen(path, "rb");
 	if (!f) {
@@ -223,8 +222,7 @@ static enum ota_err install_bundle(struct cli *cli, const char *path)
 		return ota_agent_record_failure(&cli->agent, OTA_ERR_FORMAT, "not a .otab bundle");
 	}
 	header = malloc(header_len);
-	chunk = malloc(STREAM_CHUNK);
-	if (!header || !chunk) {
+	if (!header) {
 		err = OTA_ERR_NOMEM;
 		goto out;
 	}
@@ -237,37 +235,41 @@ static enum ota_err install_bundle(struct cli *cli, const char *path)
 	if (err != OTA_OK)
 		goto out;
 	uint64_t offset = ota_agent_offset(&cli->agent);
-	if (offset > 0) {
+	if (offset > 0)
 		fprintf(stderr, "ota-agent: resuming at byte %llu\n", (unsigned long long)offset);
-		if (fseeko(f, (off_t)(OTA_BUNDLE_PREFIX_BYTES + header_len + offset), SEEK_SET) !=
-		    0) {
-			(void)ota_agent_abort(&cli->agent, OTA_ERR_STORAGE, "bundle seek failed",
-					      true);
-			err = OTA_ERR_STORAGE;
-			goto out;
-		}
+	/* read one step ahead (a thread) while the core hashes and stages */
+	struct ota_readahead *ra = NULL;
+	err = ota_readahead_open(fileno(f), OTA_BUNDLE_PREFIX_BYTES + (uint64_t)header_len + offset,
+				 OTA_AGENT_CLI_STREAM_CHUNK, &ra);
+	if (err != OTA_OK) {
+		(void)ota_agent_abort(&cli->agent, err, "out of memory", true);
+		goto out;
 	}
+	/* the slot writer takes the read pieces instead of copying them */
+	cli->port_ctx.readahead =
+		OTA_AGENT_CLI_STREAM_CHUNK == OTA_SLOT_WRITER_BUF_BYTES ? ra : NULL;
 	for (;;) {
-		size_t n = fread(chunk, 1, STREAM_CHUNK, f);
-		if (n > 0) {
-			err = ota_agent_write(&cli->agent, chunk, n);
-			if (err != OTA_OK)
-				goto out;
-		}
-		if (n < STREAM_CHUNK) {
-			if (ferror(f)) {
-				(void)ota_agent_abort(&cli->agent, OTA_ERR_STORAGE,
-						      "bundle read error", true);
-				err = OTA_ERR_STORAGE;
-				goto out;
-			}
+		const uint8_t *data = NULL;
+		size_t n = 0;
+		err = ota_readahead_next(ra, &data, &n);
+		if (err != OTA_OK) {
+			(void)ota_agent_abort(&cli->agent, OTA_ERR_STORAGE, "bundle read error",
+					      true);
 			break;
 		}
+		if (n == 0)
+			break;
+		err = ota_agent_write(&cli->agent, data, n);
+		if (err != OTA_OK)
+			break;
 	}
+	cli->port_ctx.readahead = NULL;
+	ota_readahead_close(ra);
+	if (err != OTA_OK)
+		goto out;
 	err = ota_agent_finish(&cli->agent);
 out:
 	free(header);
-	free(chunk);
 	fclose(f);
 	return err;
 }
@@ -285,6 +287,8 @@ static int open_agent(struct cli *cli, bool exclusive)
 		fprintf(stderr, "ota-agent: state_dir %s unusable\n", cli->config.state_dir);
 		return -1;
 	}
+	/* hash the next chunk while the last one is written (docs/agent.md, "Staging speed") */
+	cli->port_ctx.async_slot_writes = true;
 	/* one agent process that changes the device at a time */
 	if (exclusive) {
 		snprintf(lock_path, sizeof(lock_path), "%s/lock", cli->config.state_dir);
@@ -301,8 +305,9 @@ static int open_agent(struct cli *cli, bool exclusive)
 	if (!cli->work || !cli->delta_work)
 		return -1;
 	/* a Linux device stages images of hundreds of MiB into files: every
-	 * checkpoint costs three fsyncs, so checkpoint every 8 MiB unless the
-	 * config says otherwise (the core's default suits small flash) */
+	 * checkpoint stalls the pipeline for three syncs (the slot, two state
+	 * copies), so checkpoint every 32 MiB unless the config says otherwise
+	 * (the core's default suits small flash; docs/agent.md, "Staging speed") */
 	uint64_t checkpoint = cli->config.checkpoint_bytes ? cli->config.checkpoint_bytes
 							   : OTA_LINUX_CHECKPOINT_BYTES;
 	struct ota_agent_config acfg = {.model = cli->config.model,
@@ -418,22 +423,12 @@ static int cmd_confirm(struct cli *cli)
 	return 0;
 }
 
-static void hex(const uint8_t *in, size_t len, char *out)
-{
-	static const char digits[] = "0123456789abcdef";
-	for (size_t i = 0; i < len; i++) {
-		out[2 * i] = digits[in[i] >> 4];
-		out[2 * i + 1] = digits[in[i] & 15];
-	}
-	out[2 * len] = '\0';
-}
-
 static json_t *slot_json(const struct ota_slot_info *info)
 {
 	char sha[2 * OTA_SHA256_BYTES + 1];
 	if (!info->valid)
 		return json_null();
-	hex(info->sha256, OTA_SHA256_BYTES, sha);
+	ota_hex_encode(info->sha256, OTA_SHA256_BYTES, sha);
 	return json_pack("{s:s, s:I, s:I, s:I, s:s}", "version", info->version, "version_code",
 			 (json_int_t)info->version_code, "security_counter",
 			 (json_int_t)info->security_counter, "size", (json_int_t)info->size,
@@ -534,6 +529,7 @@ int main(int argc, char **argv)
 	}
 out:
 	ota_agent_close(&cli.agent);
+	ota_linux_port_close(&cli.port_ctx);
 	free(cli.work);
 	free(cli.delta_work);
 	if (cli.lock_fd >= 0)

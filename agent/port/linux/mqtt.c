@@ -7,19 +7,17 @@
 #include <MQTTAsync.h>
 
 #include "fleetota/limits.h"
+#include "ota_linux.h"
 #include "ota_mqtt.h"
-
-#define SESSION_EXPIRY_S (7u * 24u * 3600u)
-#define TOPIC_MAX 200u
 
 struct ota_mqtt {
 	MQTTAsync client;
 	MQTTProperties connect_props;
-	char cmd_topic[TOPIC_MAX];
-	char status_topic[TOPIC_MAX];
-	char ca_file[512];
-	char cert_file[512];
-	char key_file[512];
+	char cmd_topic[OTA_MQTT_TOPIC_MAX];
+	char status_topic[OTA_MQTT_TOPIC_MAX];
+	char ca_file[OTA_CONFIG_MAX_PATH];
+	char cert_file[OTA_CONFIG_MAX_PATH];
+	char key_file[OTA_CONFIG_MAX_PATH];
 	ota_mqtt_message_fn on_message;
 	ota_mqtt_connected_fn on_connected;
 	void *arg;
@@ -111,7 +109,7 @@ enum ota_err ota_mqtt_start(const struct ota_mqtt_config *config, ota_mqtt_messa
 	MQTTProperty expiry;
 	memset(&expiry, 0, sizeof(expiry));
 	expiry.identifier = MQTTPROPERTY_CODE_SESSION_EXPIRY_INTERVAL;
-	expiry.value.integer4 = SESSION_EXPIRY_S;
+	expiry.value.integer4 = OTA_MQTT_SESSION_EXPIRY_S;
 	MQTTProperties_add(&m->connect_props, &expiry);
 
 	MQTTAsync_connectOptions opts = MQTTAsync_connectOptions_initializer5;

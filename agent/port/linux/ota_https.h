@@ -18,6 +18,15 @@
  * the session, and a handshake that fails with a session offered is tried
  * once more at once without it (a server that cannot resume may refuse
  * the handshake instead of ignoring the session).
+ *
+ * With session_file set the session also outlives the process (one full
+ * handshake per device per campaign, across restarts): the file holds the
+ * session (i2d_SSL_SESSION, a secret: mode 0600, written by temp file and
+ * rename, at most OTA_HTTPS_SESSION_FILE_MAX_BYTES) and what it is bound
+ * to: the "host:port", and the SHA-256 of the CA file, the device
+ * certificate and the pins. A file bound to anything else (a new
+ * certificate, CA or pin list), unreadable, too large or not a session is
+ * ignored and replaced; a forgotten session deletes it.
  */
 
 #include <stdbool.h>
@@ -27,33 +36,30 @@
 #include <openssl/ssl.h>
 
 #include "fleetota/err.h"
-
-/* Response headers as a whole. */
-#define OTA_HTTPS_MAX_HEADER_BYTES (16u * 1024u)
-/* Slowest accepted transfer after the first stall_timeout seconds. */
-#define OTA_HTTPS_MIN_BYTES_PER_S 1024u
-#define OTA_HTTPS_MAX_PINS 8u
-/* "host:port" the kept session belongs to. */
-#define OTA_HTTPS_SESSION_KEY_BYTES 272u
+#include "fleetota/limits.h"
+#include "linux-limits.h"
 
 struct ota_https_config {
 	const char *ca_file; /* the only trust anchor for the server */
 	const char *cert_file; /* device certificate (PEM chain) */
 	const char *key_file; /* device private key */
-	const uint8_t (*pins)[32]; /* accepted server SPKI SHA-256 values */
+	const uint8_t (*pins)[OTA_SHA256_BYTES]; /* accepted server SPKI SHA-256 values */
 	size_t n_pins; /* at least one */
 	unsigned stall_timeout_s; /* no byte for this long: OTA_ERR_TIMEOUT */
+	const char *session_file; /* NULL: sessions are kept in memory only */
 };
 
 struct ota_https {
 	SSL_CTX *ctx;
-	uint8_t pins[OTA_HTTPS_MAX_PINS][32];
+	uint8_t pins[OTA_HTTPS_MAX_PINS][OTA_SHA256_BYTES];
 	size_t n_pins;
 	unsigned stall_timeout_s;
 	SSL_SESSION *session; /* of the last successful request, or NULL */
 	char session_key[OTA_HTTPS_SESSION_KEY_BYTES]; /* its "host:port" */
 	uint64_t connections; /* TLS connections made */
 	uint64_t resumed; /* of which resumed a session */
+	char session_file[OTA_HTTPS_SESSION_PATH_BYTES]; /* "" = none */
+	uint8_t binding[OTA_SHA256_BYTES]; /* SHA-256 of CA file, device certificate, pins */
 };
 
 /* What came back. */
@@ -89,6 +95,6 @@ enum ota_err ota_https_get(struct ota_https *client, const char *base_url, const
 			   struct ota_https_response *ret);
 
 /* Parses a hex SHA-256 pin. */
-bool ota_https_pin_parse(const char *hex, uint8_t out[32]);
+bool ota_https_pin_parse(const char *hex, uint8_t out[OTA_SHA256_BYTES]);
 
 #endif

@@ -13,22 +13,17 @@
 #include <stddef.h>
 #include <stdint.h>
 
+#include "fleetota/crypt.h"
 #include "fleetota/err.h"
 #include "fleetota/port.h"
-
-/* Config file limits (every line, key and value is bounded). */
-#define OTA_CONFIG_MAX_BYTES (64u * 1024u)
-#define OTA_CONFIG_MAX_LINE 1024u
-#define OTA_CONFIG_MAX_PATH 512u
-#define OTA_CONFIG_MAX_PINS 8u
-#define OTA_CONFIG_ERR_BYTES 160u
+#include "linux-limits.h"
 
 /* The agent's configuration (`key = value` lines, '#' comments). */
 struct ota_config {
 	char state_dir[OTA_CONFIG_MAX_PATH];
-	char device_id[129];
-	char model[129];
-	char hw_revision[129];
+	char device_id[OTA_MAX_DEVICE_ID_BYTES + 1u];
+	char model[OTA_CONFIG_MAX_NAME];
+	char hw_revision[OTA_CONFIG_MAX_NAME];
 	char server_url[OTA_CONFIG_MAX_PATH];
 	char broker_url[OTA_CONFIG_MAX_PATH];
 	char ca_file[OTA_CONFIG_MAX_PATH];
@@ -39,7 +34,7 @@ struct ota_config {
 	char decrypt_key[OTA_CONFIG_MAX_PATH];
 	char product_key[OTA_CONFIG_MAX_PATH];
 	/* SHA-256 of the server's SubjectPublicKeyInfo, hex, comma separated */
-	uint8_t server_pins[OTA_CONFIG_MAX_PINS][32];
+	uint8_t server_pins[OTA_CONFIG_MAX_PINS][OTA_SHA256_BYTES];
 	size_t n_server_pins;
 	uint64_t slot_size; /* bytes per slot; default 256 MiB */
 	uint64_t checkpoint_bytes; /* staging checkpoint; default 1 MiB */
@@ -65,9 +60,6 @@ enum ota_err ota_config_load(const char *path, struct ota_config *ret_config,
 			     char err[OTA_CONFIG_ERR_BYTES]);
 
 /* The Linux port's context: one device's state directory. */
-/* Default staging checkpoint of the Linux port (config checkpoint_bytes). */
-#define OTA_LINUX_CHECKPOINT_BYTES (8u * 1024u * 1024u)
-
 struct ota_https;
 
 struct ota_linux_port {
@@ -86,6 +78,19 @@ struct ota_linux_port {
 	/* slot_map: the running slot mapped read-only for a delta's base */
 	const void *map[OTA_SLOT_COUNT];
 	size_t map_len[OTA_SLOT_COUNT];
+	/*
+	 * Slot writes through a writer thread (slot_writer.c, started at the
+	 * first write; ota-agent sets it after ota_linux_port_open, the fleet
+	 * simulator does not): 4 MiB of buffers and a thread per device.
+	 */
+	bool async_slot_writes;
+	struct ota_slot_writer *writer;
+	/*
+	 * The read-ahead of the bundle being installed (borrowed, NULL when
+	 * none): a slot write of one of its pieces takes the piece instead of
+	 * copying it (slot_writer.c).
+	 */
+	struct ota_readahead *readahead;
 };
 
 /*
@@ -95,6 +100,47 @@ struct ota_linux_port {
  */
 enum ota_err ota_linux_port_open(struct ota_linux_port *ctx, const struct ota_config *config,
 				 struct ota_port *ret_port);
+
+/*
+ * Ends what ota_linux_port_open started: waits for the slot writes in
+ * flight (they are durable only after a slot_sync, as the contract says)
+ * and stops the writer thread. ctx may be reopened afterwards.
+ */
+void ota_linux_port_close(struct ota_linux_port *ctx);
+
+/*
+ * The port's writer thread (slot_writer.c): write queues a copy of data
+ * for slot at off (coalesced into 1 MiB writes); drain waits until every
+ * queued write is done and returns the first failure (kept until reset,
+ * which drains and forgets it); sync drains and fdatasyncs the slot file
+ * when the writer has it open (*ret_synced), else the caller syncs it.
+ */
+enum ota_err ota_slot_writer_write(struct ota_linux_port *lx, unsigned slot, uint64_t off,
+				   const uint8_t *data, size_t len);
+enum ota_err ota_slot_writer_drain(struct ota_linux_port *lx);
+void ota_slot_writer_reset(struct ota_linux_port *lx);
+enum ota_err ota_slot_writer_sync(struct ota_linux_port *lx, unsigned slot, bool *ret_synced);
+void ota_slot_writer_close(struct ota_linux_port *lx);
+
+/*
+ * Reads fd from offset to its end in chunk-sized pieces, one thread a few
+ * pieces ahead of the caller (readahead.c). next hands out the next piece
+ * (valid until the following next or close; *ret_len 0 at the end) or
+ * OTA_ERR_STORAGE on a read error.
+ */
+struct ota_readahead;
+enum ota_err ota_readahead_open(int fd, uint64_t offset, size_t chunk,
+				struct ota_readahead **ret_ra);
+enum ota_err ota_readahead_next(struct ota_readahead *ra, const uint8_t **ret_data,
+				size_t *ret_len);
+void ota_readahead_close(struct ota_readahead *ra);
+/*
+ * When data is the piece next handed out last and len its chunk size:
+ * takes *io_buf (a free buffer of the same size) in its place and returns
+ * the piece in *io_buf, for the caller to keep (true); else false.
+ */
+bool ota_readahead_swap(struct ota_readahead *ra, const uint8_t *data, size_t len,
+			uint8_t **io_buf);
 
 /*
  * The port's transport operations (fleetota/port.h): fetch is a GET of
@@ -114,7 +160,7 @@ void ota_linux_wait(void *ctx, unsigned seconds);
  * TPM key instead).
  */
 enum ota_err ota_linux_key_unwrap(void *ctx, const struct ota_key_unwrap_request *req,
-				  uint8_t ret_key[32]);
+				  uint8_t ret_key[OTA_CEK_BYTES]);
 
 /*
  * Post-install health (health.c; files in the state directory): the health

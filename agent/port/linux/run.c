@@ -75,7 +75,7 @@ static void report_seq_path(const struct online *o, char *buf, size_t cap)
 static uint64_t report_seq_load(const struct online *o)
 {
 	char path[OTA_CONFIG_MAX_PATH + 32];
-	char text[32] = {0};
+	char text[OTA_LINUX_COUNTER_TEXT_BYTES] = {0};
 	report_seq_path(o, path, sizeof(path));
 	FILE *f = fopen(path, "r");
 	if (!f)
@@ -142,7 +142,7 @@ static void note(void *arg, enum ota_online_note what, enum ota_err err)
 static int online_open(struct online *o, struct ota_agent *agent, const struct ota_config *config,
 		       struct ota_linux_port *port)
 {
-	char err[256];
+	char err[OTA_LINUX_RUN_ERR_BYTES];
 	memset(o, 0, sizeof(*o));
 	o->agent = agent;
 	o->config = config;
@@ -155,12 +155,16 @@ static int online_open(struct online *o, struct ota_agent *agent, const struct o
 		fprintf(stderr, "ota-agent: server_url is not configured\n");
 		return -1;
 	}
+	/* the TLS session outlives the process: one full handshake per campaign */
+	char session_file[OTA_CONFIG_MAX_PATH + 16];
+	snprintf(session_file, sizeof(session_file), "%s/tls_session", config->state_dir);
 	struct ota_https_config hc = {.ca_file = config->ca_file,
 				      .cert_file = config->device_cert,
 				      .key_file = config->device_key,
 				      .pins = config->server_pins,
 				      .n_pins = config->n_server_pins,
-				      .stall_timeout_s = config->stall_timeout_s};
+				      .stall_timeout_s = config->stall_timeout_s,
+				      .session_file = session_file};
 	o->online_work = malloc(OTA_ONLINE_WORK_BYTES);
 	if (!o->online_work) {
 		fprintf(stderr, "ota-agent: out of memory\n");
@@ -310,7 +314,6 @@ static void on_connected(void *arg)
 }
 
 /* Default health window when the Notify named none. */
-#define HEALTH_WINDOW_DEFAULT_S 3600u
 
 /* After an install: the in-process boot consumed the reboot marker; a
  * confirm opens the health window, kept in the state directory. */
@@ -320,8 +323,8 @@ static void health_after_install(struct online *o, unsigned reboots_before)
 		(void)ota_linux_boot_note(o->port);
 	if (!o->online.health_open)
 		return;
-	uint32_t window =
-		o->online.health_window_s ? o->online.health_window_s : HEALTH_WINDOW_DEFAULT_S;
+	uint32_t window = o->online.health_window_s ? o->online.health_window_s
+						    : OTA_LINUX_HEALTH_WINDOW_DEFAULT_S;
 	o->health_until = (uint64_t)time(NULL) + window;
 	(void)ota_linux_health_window_save(o->port, o->health_until, o->online.health_base);
 }

@@ -3,8 +3,10 @@
  * The Linux port's key_unwrap: recipient private keys in PEM files
  * (config decrypt_key, product_key), read for each encrypted manifest and
  * freed right after, so the key is in memory only during the unwrap.
- * A PKCS#11 token or a TPM would replace the file read by a provider-backed
- * EVP_PKEY (docs/porting.md): the derive step then runs in the device.
+ * A key in a PKCS#11 token or a TPM would replace the file read (the
+ * derive step then runs in the token); it needs a P-256 recipient kind
+ * first: SoftHSM2 2.6 and most tokens have no X25519 (docs/porting.md,
+ * "A recipient key in a token").
  */
 #include <stdio.h>
 #include <string.h>
@@ -26,7 +28,7 @@ static EVP_PKEY *key_read(const char *path)
 }
 
 enum ota_err ota_linux_key_unwrap(void *ctx, const struct ota_key_unwrap_request *req,
-				  uint8_t ret_key[32])
+				  uint8_t ret_key[OTA_CEK_BYTES])
 {
 	struct ota_linux_port *lx = ctx;
 	if (req->context_len != OTA_CRYPT_WRAP_CONTEXT_BYTES)

@@ -21,7 +21,7 @@ enum ota_err ota_sha256_update(struct ota_sha256_ctx *ctx, const void *data, siz
 	return OTA_ERR_INTERNAL;
 }
 
-enum ota_err ota_sha256_final(struct ota_sha256_ctx *ctx, uint8_t out[32])
+enum ota_err ota_sha256_final(struct ota_sha256_ctx *ctx, uint8_t out[OTA_SHA256_BYTES])
 {
 	(void)ctx;
 	(void)out;
@@ -33,7 +33,7 @@ void ota_sha256_abort(struct ota_sha256_ctx *ctx)
 	ctx->impl = 0;
 }
 
-enum ota_err ota_sha256(const void *data, size_t len, uint8_t out[32])
+enum ota_err ota_sha256(const void *data, size_t len, uint8_t out[OTA_SHA256_BYTES])
 {
 	(void)data;
 	(void)len;
@@ -66,14 +66,14 @@ enum ota_err ota_crypto_verify(enum ota_alg alg, const uint8_t *spki, size_t spk
 }
 
 /* Encrypted images: no cipher in the stub, so none is ever accepted. */
-enum ota_err ota_gcm_open(struct ota_gcm_ctx *ctx, const uint8_t key[32])
+enum ota_err ota_gcm_open(struct ota_gcm_ctx *ctx, const uint8_t key[OTA_AES256_KEY_BYTES])
 {
 	(void)key;
 	ctx->impl = 0;
 	return OTA_ERR_UNSUPPORTED;
 }
 
-enum ota_err ota_gcm_chunk_begin(struct ota_gcm_ctx *ctx, const uint8_t nonce[12],
+enum ota_err ota_gcm_chunk_begin(struct ota_gcm_ctx *ctx, const uint8_t nonce[OTA_GCM_NONCE_BYTES],
 				 const uint8_t *aad, size_t aad_len)
 {
 	(void)ctx;
@@ -93,7 +93,7 @@ enum ota_err ota_gcm_chunk_update(struct ota_gcm_ctx *ctx, const uint8_t *in, si
 	return OTA_ERR_UNSUPPORTED;
 }
 
-enum ota_err ota_gcm_chunk_end(struct ota_gcm_ctx *ctx, const uint8_t tag[16])
+enum ota_err ota_gcm_chunk_end(struct ota_gcm_ctx *ctx, const uint8_t tag[OTA_GCM_TAG_BYTES])
 {
 	(void)ctx;
 	(void)tag;

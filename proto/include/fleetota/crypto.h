@@ -6,6 +6,7 @@
 #include <stdint.h>
 
 #include "fleetota/err.h"
+#include "fleetota/limits.h"
 
 /*
  * The crypto contract. Exactly one backend is linked, chosen at build time
@@ -23,17 +24,17 @@ enum ota_alg {
 /* Room for any backend's running SHA-256 state, without a heap. */
 struct ota_sha256_ctx {
 	void *impl;
-	uint64_t state[30];
+	uint64_t state[OTA_SHA256_CTX_WORDS];
 };
 
 enum ota_err ota_sha256_init(struct ota_sha256_ctx *ctx);
 enum ota_err ota_sha256_update(struct ota_sha256_ctx *ctx, const void *data, size_t len);
 /* Writes the digest and releases the context. */
-enum ota_err ota_sha256_final(struct ota_sha256_ctx *ctx, uint8_t out[32]);
+enum ota_err ota_sha256_final(struct ota_sha256_ctx *ctx, uint8_t out[OTA_SHA256_BYTES]);
 /* Releases a context without a digest; safe on a finished or zeroed one. */
 void ota_sha256_abort(struct ota_sha256_ctx *ctx);
 /* One-shot digest. */
-enum ota_err ota_sha256(const void *data, size_t len, uint8_t out[32]);
+enum ota_err ota_sha256(const void *data, size_t len, uint8_t out[OTA_SHA256_BYTES]);
 
 /*
  * Checks that spki is a SubjectPublicKeyInfo DER of algorithm alg.
@@ -59,19 +60,19 @@ enum ota_err ota_crypto_verify(enum ota_alg alg, const uint8_t *spki, size_t spk
  */
 struct ota_gcm_ctx {
 	void *impl;
-	uint64_t state[64];
+	uint64_t state[OTA_GCM_CTX_WORDS];
 };
 
 /* Takes the key (the caller wipes its copy). OTA_OK or OTA_ERR_NOMEM/INTERNAL. */
-enum ota_err ota_gcm_open(struct ota_gcm_ctx *ctx, const uint8_t key[32]);
+enum ota_err ota_gcm_open(struct ota_gcm_ctx *ctx, const uint8_t key[OTA_AES256_KEY_BYTES]);
 /* Starts one chunk: a 12-byte nonce and its AAD. */
-enum ota_err ota_gcm_chunk_begin(struct ota_gcm_ctx *ctx, const uint8_t nonce[12],
+enum ota_err ota_gcm_chunk_begin(struct ota_gcm_ctx *ctx, const uint8_t nonce[OTA_GCM_NONCE_BYTES],
 				 const uint8_t *aad, size_t aad_len);
 /* Decrypts len bytes of the chunk into out (len bytes; may equal in). */
 enum ota_err ota_gcm_chunk_update(struct ota_gcm_ctx *ctx, const uint8_t *in, size_t len,
 				  uint8_t *out);
 /* Ends the chunk: OTA_OK when tag authenticates it, else OTA_ERR_DECRYPT. */
-enum ota_err ota_gcm_chunk_end(struct ota_gcm_ctx *ctx, const uint8_t tag[16]);
+enum ota_err ota_gcm_chunk_end(struct ota_gcm_ctx *ctx, const uint8_t tag[OTA_GCM_TAG_BYTES]);
 /* Wipes and releases the key; safe on a closed or zeroed context. */
 void ota_gcm_close(struct ota_gcm_ctx *ctx);
 

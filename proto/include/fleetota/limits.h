@@ -25,8 +25,17 @@
 #define OTA_MAX_HW_REVISIONS 32u
 /* Any string field (model, version, names). */
 #define OTA_MAX_STRING_BYTES 128u
+/*
+ * Longest device id (certificate CN, MQTT client id and topic level): the
+ * server refuses a longer one, so the agent refuses it at config load.
+ */
+#define OTA_MAX_DEVICE_ID_BYTES 64u
 /* SHA-256 digest. */
 #define OTA_SHA256_BYTES 32u
+/* AES-256-GCM: key, nonce, tag (the GCM decryptor of fleetota/crypto.h). */
+#define OTA_AES256_KEY_BYTES 32u
+#define OTA_GCM_NONCE_BYTES 12u
+#define OTA_GCM_TAG_BYTES 16u
 /* The bundle header (manifest, keylist, rootlist chain). */
 #define OTA_MAX_BUNDLE_HEADER_BYTES (256u * 1024u)
 /* RootLists carried in one bundle's chain. */
@@ -56,5 +65,18 @@
 /* Plaintext bytes per encrypted chunk: bounds of the manifest's chunk_bytes. */
 #define OTA_MIN_CRYPT_CHUNK_BYTES 256u
 #define OTA_MAX_CRYPT_CHUNK_BYTES (16u * 1024u * 1024u)
+
+/*
+ * Sizes inside proto's own implementation (not on the wire).
+ */
+/* Room for a backend's running SHA-256 / AES-GCM state (crypto.h), in words. */
+#define OTA_SHA256_CTX_WORDS 30u
+#define OTA_GCM_CTX_WORDS 64u
+/* Decoded public keys kept by the verifier (crypto_openssl.c). */
+#define OTA_KEY_CACHE_SLOTS 16u
+/* Signed messages up to this size are assembled on the stack. */
+#define OTA_VERIFY_STACK_MSG_BYTES 2048u
+/* An EC group's name as OpenSSL reports it ("prime256v1"). */
+#define OTA_EC_GROUP_NAME_BYTES 32u
 
 #endif

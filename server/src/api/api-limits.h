@@ -21,7 +21,5 @@
 #define WA_MAX_TAG 64u
 /* Free text (wa_text_valid): descriptions, reasons. */
 #define WA_MAX_TEXT 128u
-/* A filter compile error message, NUL included. */
-#define WA_FILTER_ERR_BYTES 128u
 
 #endif

@@ -8,7 +8,8 @@
  * Only the bundle header is decoded; the image is hashed while written.
  * Both ways in (a small bundle in one request, or an upload session's file,
  * uploads.c) go through wa_bundle_begin / wa_bundle_verify /
- * wa_bundle_commit.
+ * wa_bundle_commit; so does a delta bundle of an artifact (b->delta; its
+ * own checks and row are in deltas.c).
  */
 #include <errno.h>
 #include <fcntl.h>
@@ -30,76 +31,29 @@
 #define WA_HEADER_ARENA_BYTES (2u * OTA_MAX_BUNDLE_HEADER_BYTES + OTA_DECODE_ARENA_BYTES)
 #define WA_KEYLIST_ARENA_BYTES (2u * OTA_DECODE_ARENA_BYTES)
 
-#define ARTIFACT_JSON                                                                         \
-	"json_build_object('artifact_id', x.artifact_id, 'digest', encode(x.digest, 'hex'), " \
-	"'product', x.product, 'hw_revisions', x.hw_revisions, 'version', x.version, "        \
-	"'version_code', x.version_code, 'security_counter', x.security_counter, "            \
-	"'min_installed_version', x.min_installed_version, 'allow_downgrade', "               \
-	"x.allow_downgrade, 'is_security_update', x.is_security_update, 'issued_at', "        \
-	"x.issued_at, 'expires_at', x.expires_at, 'manifest_sequence', x.manifest_sequence, " \
-	"'image_sha256', encode(x.image_sha256, 'hex'), 'image_size', x.image_size, "         \
-	"'image_name', x.image_name, 'signing_key_id', encode(x.signing_key_id, 'hex'), "     \
-	"'uploaded_by', x.uploaded_by, 'created_at', x.created_at, 'assigned_devices', "      \
-	"(SELECT count(*) FROM assignments s WHERE s.artifact_id = x.artifact_id))"
-
-static const char sql_list[] =
-	"SELECT json_build_object('items', COALESCE(json_agg(" ARTIFACT_JSON
-	" ORDER BY x.artifact_id), '[]'::json), 'next_cursor', "
-	"CASE WHEN count(*) = $5::int THEN max(x.artifact_id) END)::text FROM ("
-	"SELECT * FROM artifacts WHERE ($1::text IS NULL OR product = $1) "
-	"AND ($2::text IS NULL OR version = $2) "
-	"AND ($3::boolean IS NULL OR is_security_update = $3::boolean) "
-	"AND artifact_id > COALESCE($4::text, '') ORDER BY artifact_id LIMIT $5::int) x";
-
-static const char sql_get[] = "SELECT " ARTIFACT_JSON "::text FROM artifacts x "
-			      "WHERE x.artifact_id = $1";
-
-/* The newest KeyList, and whether the id or the manifest is known. */
-static const char sql_precheck[] =
-	"SELECT (SELECT bytes FROM keylists ORDER BY version DESC LIMIT 1), "
-	"EXISTS (SELECT 1 FROM artifacts WHERE artifact_id = $1), "
-	"EXISTS (SELECT 1 FROM artifacts WHERE digest = decode($2, 'hex'))";
-
-static const char sql_insert[] =
-	"WITH x AS (INSERT INTO artifacts (artifact_id, digest, manifest, product, "
-	"hw_revisions, version, version_code, security_counter, min_installed_version, "
-	"is_security_update, issued_at, expires_at, image_sha256, image_size, image_name, "
-	"signing_key_id, store_path, allow_downgrade, manifest_sequence, uploaded_by, "
-	"fixes_version_code_min, fixes_version_code_max, advisory) VALUES "
-	"($1, decode($2, 'hex'), decode($3, 'hex'), $4, ARRAY(SELECT "
-	"jsonb_array_elements_text($5::jsonb)), $6, $7::bigint, $8::bigint, $9::bigint, "
-	"$10::boolean, $11::bigint, $12::bigint, decode($13, 'hex'), $14::bigint, $15, "
-	"decode($16, 'hex'), $17, $18::boolean, $19::bigint, $20, $22::bigint, $23::bigint, "
-	"$24) RETURNING *), "
-	"a AS (INSERT INTO audit (actor, action, object, after) SELECT $20, 'artifact.upload', "
-	"'artifact:' || x.artifact_id, to_jsonb(" ARTIFACT_JSON ") FROM x), "
-	"u AS (DELETE FROM uploads WHERE upload_id = $21::text AND EXISTS (SELECT 1 FROM x)) "
-	"SELECT " ARTIFACT_JSON "::text FROM x";
-
-static const char sql_delete[] =
-	"WITH x AS (DELETE FROM artifacts WHERE artifact_id = $1 AND NOT EXISTS (SELECT 1 "
-	"FROM assignments WHERE artifact_id = $1) RETURNING *), "
-	"a AS (INSERT INTO audit (actor, action, object, before) SELECT $2, "
-	"'artifact.delete', 'artifact:' || x.artifact_id, to_jsonb(" ARTIFACT_JSON ") FROM x) "
-	"SELECT (SELECT " ARTIFACT_JSON "::text FROM x), "
-	"(SELECT count(*) FROM artifacts WHERE artifact_id = $1), "
-	"(SELECT store_path FROM x), "
-	"(SELECT count(*) FROM artifacts o WHERE o.store_path = (SELECT store_path FROM x) "
-	"AND o.artifact_id <> $1)";
+/* The statements (migrations/code/api_artifacts.sql), in one table. */
+enum { STMT_LIST, STMT_GET, STMT_PRECHECK, STMT_INSERT, STMT_DELETE };
+static const struct srv_db_stmt stmts[] = {
+	[STMT_LIST] = {"wa_artifact_list", "SELECT api_artifact_list($1, $2, $3, $4, $5)", 5},
+	[STMT_GET] = {"wa_artifact_get", "SELECT api_artifact_get($1)", 1},
+	[STMT_PRECHECK] =
+		{"wa_artifact_precheck",
+		 "SELECT keylist, id_known, manifest_known FROM api_artifact_precheck($1, $2)", 2},
+	/* $21: the upload session deleted with the insert (NULL: none) */
+	[STMT_INSERT] =
+		{"wa_artifact_insert",
+		 "SELECT api_artifact_insert($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, "
+		 "$13, $14, $15, $16, $17, $18, $19, $20, $21, $22, $23, $24)",
+		 24},
+	[STMT_DELETE] = {"wa_artifact_delete",
+			 "SELECT artifact, found, store_path, store_users FROM "
+			 "api_artifact_delete($1, $2)",
+			 2},
+};
 
 enum ota_err wa_artifacts_prepare(struct srv_db *db)
 {
-	enum ota_err err = srv_db_prepare(db, "wa_artifact_list", sql_list);
-
-	if (err == OTA_OK)
-		err = srv_db_prepare(db, "wa_artifact_get", sql_get);
-	if (err == OTA_OK)
-		err = srv_db_prepare(db, "wa_artifact_precheck", sql_precheck);
-	if (err == OTA_OK)
-		err = srv_db_prepare(db, "wa_artifact_insert", sql_insert);
-	if (err == OTA_OK)
-		err = srv_db_prepare(db, "wa_artifact_delete", sql_delete);
-	return err;
+	return srv_db_prepare_stmts(db, stmts, sizeof(stmts) / sizeof(stmts[0]));
 }
 
 void wa_h_artifacts_list(struct wa_ctx *ctx)
@@ -132,13 +86,11 @@ void wa_h_artifacts_list(struct wa_ctx *ctx)
 		return;
 	}
 	params[4] = limit;
-	wa_db(ctx, "wa_artifact_list", 5, params, wa_reply_db_text);
+	wa_db_stmt(ctx, &stmts[STMT_LIST], params, wa_reply_db_text);
 }
 
-static bool artifact_arg(struct wa_ctx *ctx)
+bool wa_artifact_path(struct wa_ctx *ctx, const char *const *allowed)
 {
-	static const char *const allowed[] = {NULL};
-
 	if (!wa_query_only(ctx, allowed))
 		return false;
 	if (!wa_id_valid(ctx->path_arg, WA_MAX_OBJECT_ID)) {
@@ -148,7 +100,14 @@ static bool artifact_arg(struct wa_ctx *ctx)
 	return true;
 }
 
-static void reply_one(struct wa_ctx *ctx, enum ota_err err, const PGresult *res)
+static bool artifact_arg(struct wa_ctx *ctx)
+{
+	static const char *const allowed[] = {NULL};
+
+	return wa_artifact_path(ctx, allowed);
+}
+
+void wa_reply_artifact_row(struct wa_ctx *ctx, enum ota_err err, const PGresult *res)
 {
 	if (err != OTA_OK) {
 		wa_reply_db_error(ctx, err, res);
@@ -167,7 +126,7 @@ void wa_h_artifacts_get(struct wa_ctx *ctx)
 
 	if (!artifact_arg(ctx))
 		return;
-	wa_db(ctx, "wa_artifact_get", 1, params, reply_one);
+	wa_db_stmt(ctx, &stmts[STMT_GET], params, wa_reply_artifact_row);
 }
 
 /* ---- creating an artifact (shared by POST /artifacts and sessions) -- */
@@ -183,7 +142,21 @@ static void bundle_free(void *p)
 		b->ext_free(b->ext);
 	free(b->manifest_bytes);
 	free(b->arena_mem);
+	free(b->release); /* one allocation */
 	free(b);
+}
+
+/* What the bundle carries after its header: a delta's payload, or the image. */
+static void bundle_payload(const Fleetota__V1__Manifest *m, const uint8_t **ret_sha256,
+			   uint64_t *ret_size)
+{
+	if (m->delta != NULL) {
+		*ret_sha256 = m->delta->sha256.data;
+		*ret_size = m->delta->size;
+		return;
+	}
+	/* the store holds what devices fetch: the ciphertext of an encrypted image */
+	ota_manifest_payload(m, ret_sha256, ret_size);
 }
 
 void wa_bundle_refuse(struct wa_ctx *ctx, enum ota_err err, const char *what)
@@ -268,17 +241,20 @@ void wa_bundle_commit(struct wa_ctx *ctx, struct wa_bundle *b)
 	json_t *hw;
 	enum ota_err err;
 
-	/* the store holds what devices fetch: the ciphertext of an encrypted image */
 	const uint8_t *payload_sha = NULL;
 	uint64_t payload_size = 0;
-	ota_manifest_payload(m, &payload_sha, &payload_size);
+	bundle_payload(m, &payload_sha, &payload_size);
 	err = srv_store_writer_commit(b->writer, payload_sha, digest, store_name);
 	if (err == OTA_ERR_HASH) {
-		wa_bundle_refuse(ctx, OTA_ERR_HASH, "image");
+		wa_bundle_refuse(ctx, OTA_ERR_HASH, b->delta ? "delta" : "image");
 		return;
 	}
 	if (err != OTA_OK) {
 		wa_reply_error(ctx, 500, "store_error", "cannot write the image store", NULL);
+		return;
+	}
+	if (b->delta) {
+		wa_delta_insert(ctx, b, store_name);
 		return;
 	}
 	manifest_hex = malloc(2 * b->manifest_len + 1);
@@ -330,10 +306,24 @@ void wa_bundle_commit(struct wa_ctx *ctx, struct wa_bundle *b)
 	params[21] = nums[6];
 	params[22] = nums[7];
 	params[23] = m->advisory != NULL ? m->advisory : "";
-	wa_db(ctx, "wa_artifact_insert", 24, params, bundle_inserted);
+	wa_db_stmt(ctx, &stmts[STMT_INSERT], params, bundle_inserted);
 out:
 	free(manifest_hex);
 	free(hw_json);
+}
+
+/* A new artifact: neither its id nor its manifest is known. */
+static bool artifact_precheck_ok(struct wa_ctx *ctx, const PGresult *res)
+{
+	if (strcmp(PQgetvalue(res, 0, 1), "t") == 0) {
+		wa_reply_error(ctx, 409, "conflict", "an artifact with this id exists", "id");
+		return false;
+	}
+	if (strcmp(PQgetvalue(res, 0, 2), "t") == 0) {
+		wa_reply_error(ctx, 409, "conflict", "this manifest is already uploaded", "body");
+		return false;
+	}
+	return true;
 }
 
 static void bundle_checked(struct wa_ctx *ctx, enum ota_err err, const PGresult *res)
@@ -352,14 +342,8 @@ static void bundle_checked(struct wa_ctx *ctx, enum ota_err err, const PGresult 
 		wa_reply_db_error(ctx, err, res);
 		return;
 	}
-	if (strcmp(PQgetvalue(res, 0, 1), "t") == 0) {
-		wa_reply_error(ctx, 409, "conflict", "an artifact with this id exists", "id");
+	if (b->delta ? !wa_delta_precheck_ok(ctx, b, res) : !artifact_precheck_ok(ctx, res))
 		return;
-	}
-	if (strcmp(PQgetvalue(res, 0, 2), "t") == 0) {
-		wa_reply_error(ctx, 409, "conflict", "this manifest is already uploaded", "body");
-		return;
-	}
 	if (PQgetisnull(res, 0, 0)) {
 		wa_reply_error(ctx, 422, ota_err_name(OTA_ERR_KEY_UNKNOWN),
 			       "the server holds no KeyList yet: upload one first", "body");
@@ -390,11 +374,19 @@ static void bundle_checked(struct wa_ctx *ctx, enum ota_err err, const PGresult 
 		wa_bundle_refuse(ctx, OTA_ERR_FORMAT, "manifest");
 		goto out;
 	}
+	if (!b->delta && m->delta != NULL) {
+		wa_reply_error(ctx, 422, ota_err_name(OTA_ERR_FORMAT),
+			       "a delta bundle: upload it to /api/v1/artifacts/{id}/deltas",
+			       "body");
+		goto out;
+	}
+	if (b->delta && !wa_delta_manifest_ok(ctx, b, m))
+		goto out;
 	const uint8_t *payload_sha = NULL;
 	uint64_t payload_size = 0;
-	ota_manifest_payload(m, &payload_sha, &payload_size);
+	bundle_payload(m, &payload_sha, &payload_size);
 	if (payload_size != b->image_size) {
-		wa_bundle_refuse(ctx, OTA_ERR_SIZE, "image");
+		wa_bundle_refuse(ctx, OTA_ERR_SIZE, b->delta ? "delta" : "image");
 		goto out;
 	}
 	/* the manifest lives in b->arena, the keylist only in kl_arena */
@@ -415,7 +407,10 @@ void wa_bundle_verify(struct wa_ctx *ctx)
 	struct wa_bundle *b = ctx->state;
 	const char *params[2] = {b->artifact_id, b->digest_hex};
 
-	wa_db(ctx, "wa_artifact_precheck", 2, params, bundle_checked);
+	if (b->delta)
+		wa_delta_precheck(ctx, b, bundle_checked);
+	else
+		wa_db_stmt(ctx, &stmts[STMT_PRECHECK], params, bundle_checked);
 }
 
 /* ---- POST /api/v1/artifacts: a small bundle in one request ----------- */
@@ -431,11 +426,26 @@ static void store_from_body(struct wa_ctx *ctx, struct wa_bundle *b)
 	wa_bundle_commit(ctx, b);
 }
 
+void wa_bundle_from_body(struct wa_ctx *ctx, const char *artifact_id, bool delta)
+{
+	size_t header_off, header_len, image_off;
+
+	if (wa_bundle_split(ctx->body, ctx->body_len, &header_off, &header_len, &image_off) !=
+	    OTA_OK) {
+		wa_bundle_refuse(ctx, OTA_ERR_FORMAT, "bundle");
+		return;
+	}
+	if (!wa_bundle_begin(ctx, artifact_id, ctx->body + header_off, header_len,
+			     ctx->body_len - image_off, store_from_body))
+		return;
+	((struct wa_bundle *)ctx->state)->delta = delta;
+	wa_bundle_verify(ctx);
+}
+
 void wa_h_artifacts_upload(struct wa_ctx *ctx)
 {
 	static const char *const allowed[] = {"id", NULL};
 	const char *id;
-	size_t header_off, header_len, image_off;
 
 	if (!wa_query_only(ctx, allowed))
 		return;
@@ -446,15 +456,7 @@ void wa_h_artifacts_upload(struct wa_ctx *ctx)
 			       "id");
 		return;
 	}
-	if (wa_bundle_split(ctx->body, ctx->body_len, &header_off, &header_len, &image_off) !=
-	    OTA_OK) {
-		wa_bundle_refuse(ctx, OTA_ERR_FORMAT, "bundle");
-		return;
-	}
-	if (!wa_bundle_begin(ctx, id, ctx->body + header_off, header_len, ctx->body_len - image_off,
-			     store_from_body))
-		return;
-	wa_bundle_verify(ctx);
+	wa_bundle_from_body(ctx, id, false);
 }
 
 /* ---- delete --------------------------------------------------------- */
@@ -497,5 +499,17 @@ void wa_h_artifacts_delete(struct wa_ctx *ctx)
 
 	if (!artifact_arg(ctx))
 		return;
-	wa_db(ctx, "wa_artifact_delete", 2, params, artifact_deleted);
+	wa_db_stmt(ctx, &stmts[STMT_DELETE], params, artifact_deleted);
 }
+
+static const struct wa_route routes[] = {
+	{EVHTTP_REQ_GET, "/api/v1/artifacts", WA_ROLE_VIEWER, WA_BODY_NONE, wa_h_artifacts_list},
+	{EVHTTP_REQ_POST, "/api/v1/artifacts", WA_ROLE_OPERATOR, WA_BODY_BINARY,
+	 wa_h_artifacts_upload},
+	{EVHTTP_REQ_GET, "/api/v1/artifacts/*", WA_ROLE_VIEWER, WA_BODY_NONE, wa_h_artifacts_get},
+	{EVHTTP_REQ_DELETE, "/api/v1/artifacts/*", WA_ROLE_OPERATOR, WA_BODY_NONE,
+	 wa_h_artifacts_delete},
+};
+
+const struct wa_resource wa_artifacts_resource = {WA_TABLE(routes),
+						  .prepare = wa_artifacts_prepare};

@@ -10,7 +10,6 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include "campaigns-internal.h"
 #include "db-internal.h"
 #include "webapi-internal.h"
 
@@ -31,12 +30,7 @@ static const struct srv_db_stmt stmts[] = {
 			"SELECT rollout_purge($1::timestamptz, $2::int, $3)::text", 3},
 };
 
-enum ota_err wa_campaigns_prepare(struct srv_db *db)
-{
-	return srv_db_prepare_stmts(db, stmts, sizeof(stmts) / sizeof(stmts[0]));
-}
-
-int wa_campaign_status_from_sqlstate(const char *sqlstate, const char **ret_code)
+static int campaign_status_from_sqlstate(const char *sqlstate, const char **ret_code)
 {
 	static const struct {
 		const char *sqlstate;
@@ -65,9 +59,8 @@ int wa_campaign_status_from_sqlstate(const char *sqlstate, const char **ret_code
 static void reply_engine_error(struct wa_ctx *ctx, enum ota_err err, const PGresult *res)
 {
 	const char *code = NULL;
-	int status = err == OTA_ERR_STORAGE
-			     ? wa_campaign_status_from_sqlstate(wa_sqlstate(res), &code)
-			     : 0;
+	int status =
+		err == OTA_ERR_STORAGE ? campaign_status_from_sqlstate(wa_sqlstate(res), &code) : 0;
 
 	if (status != 0) {
 		const char *msg = PQresultErrorField(res, PG_DIAG_MESSAGE_PRIMARY);
@@ -134,7 +127,7 @@ static bool state_valid(const char *s, const char *const *states)
 	return false;
 }
 
-void wa_h_campaigns_list(struct wa_ctx *ctx)
+static void wa_h_campaigns_list(struct wa_ctx *ctx)
 {
 	static const char *const allowed[] = {"state", "cursor", "limit", NULL};
 	static const char *const states[] = {"draft",	  "awaiting_approval", "running", "paused",
@@ -158,7 +151,7 @@ void wa_h_campaigns_list(struct wa_ctx *ctx)
 	wa_db_stmt(ctx, &stmts[STMT_LIST], params, reply_200);
 }
 
-void wa_h_campaigns_create(struct wa_ctx *ctx)
+static void wa_h_campaigns_create(struct wa_ctx *ctx)
 {
 	static const char *const none[] = {NULL};
 	const char *params[2];
@@ -177,7 +170,7 @@ void wa_h_campaigns_create(struct wa_ctx *ctx)
 	free(text);
 }
 
-void wa_h_campaigns_get(struct wa_ctx *ctx)
+static void wa_h_campaigns_get(struct wa_ctx *ctx)
 {
 	const char *params[1] = {ctx->path_arg};
 
@@ -187,7 +180,7 @@ void wa_h_campaigns_get(struct wa_ctx *ctx)
 	wa_db_stmt(ctx, &stmts[STMT_GET], params, reply_200);
 }
 
-void wa_h_campaigns_devices(struct wa_ctx *ctx)
+static void wa_h_campaigns_devices(struct wa_ctx *ctx)
 {
 	static const char *const allowed[] = {"state", "cursor", "limit", NULL};
 	static const char *const states[] = {"pending",	  "notified", "downloading", "installed",
@@ -214,7 +207,7 @@ void wa_h_campaigns_devices(struct wa_ctx *ctx)
 }
 
 /* POST /api/v1/campaigns/{id}/ACTION: the action is the route's last segment. */
-void wa_h_campaigns_action(struct wa_ctx *ctx)
+static void wa_h_campaigns_action(struct wa_ctx *ctx)
 {
 	static const char *const actions[] = {"start",	"approve", "pause",
 					      "resume", "cancel",  NULL};
@@ -245,7 +238,7 @@ void wa_h_campaigns_action(struct wa_ctx *ctx)
 	wa_db_stmt(ctx, &stmts[STMT_ACTION], params, reply_200);
 }
 
-void wa_h_keyrotation(struct wa_ctx *ctx)
+static void wa_h_keyrotation(struct wa_ctx *ctx)
 {
 	static const char *const allowed[] = {"min_version", "limit", NULL};
 	const char *params[2];
@@ -264,7 +257,7 @@ void wa_h_keyrotation(struct wa_ctx *ctx)
 	wa_db_stmt(ctx, &stmts[STMT_KEYROTATION], params, reply_200);
 }
 
-void wa_h_retention_purge(struct wa_ctx *ctx)
+static void wa_h_retention_purge(struct wa_ctx *ctx)
 {
 	static const char *const none[] = {NULL};
 	const json_t *before = json_object_get(ctx->json, "before");
@@ -301,3 +294,29 @@ void wa_h_retention_purge(struct wa_ctx *ctx)
 	params[2] = ctx->actor;
 	wa_db_stmt(ctx, &stmts[STMT_PURGE], params, reply_200);
 }
+
+/* ---- the resource: campaigns, key rotation, retention ------------------ */
+
+static const struct wa_route routes[] = {
+	{EVHTTP_REQ_GET, "/api/v1/campaigns", WA_ROLE_VIEWER, WA_BODY_NONE, wa_h_campaigns_list},
+	{EVHTTP_REQ_POST, "/api/v1/campaigns", WA_ROLE_OPERATOR, WA_BODY_JSON,
+	 wa_h_campaigns_create},
+	{EVHTTP_REQ_GET, "/api/v1/campaigns/*", WA_ROLE_VIEWER, WA_BODY_NONE, wa_h_campaigns_get},
+	{EVHTTP_REQ_GET, "/api/v1/campaigns/*/devices", WA_ROLE_VIEWER, WA_BODY_NONE,
+	 wa_h_campaigns_devices},
+	{EVHTTP_REQ_POST, "/api/v1/campaigns/*/start", WA_ROLE_OPERATOR, WA_BODY_NONE,
+	 wa_h_campaigns_action},
+	{EVHTTP_REQ_POST, "/api/v1/campaigns/*/approve", WA_ROLE_OPERATOR, WA_BODY_NONE,
+	 wa_h_campaigns_action},
+	{EVHTTP_REQ_POST, "/api/v1/campaigns/*/pause", WA_ROLE_OPERATOR, WA_BODY_NONE,
+	 wa_h_campaigns_action},
+	{EVHTTP_REQ_POST, "/api/v1/campaigns/*/resume", WA_ROLE_OPERATOR, WA_BODY_NONE,
+	 wa_h_campaigns_action},
+	{EVHTTP_REQ_POST, "/api/v1/campaigns/*/cancel", WA_ROLE_OPERATOR, WA_BODY_NONE,
+	 wa_h_campaigns_action},
+	{EVHTTP_REQ_GET, "/api/v1/keyrotation", WA_ROLE_VIEWER, WA_BODY_NONE, wa_h_keyrotation},
+	{EVHTTP_REQ_POST, "/api/v1/retention/purge", WA_ROLE_ADMIN, WA_BODY_JSON,
+	 wa_h_retention_purge},
+};
+
+const struct wa_resource wa_campaigns_resource = {WA_TABLE(routes), WA_TABLE(stmts)};

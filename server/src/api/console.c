@@ -185,7 +185,7 @@ const struct wa_asset *wa_console_find(const struct wa_console *console, const c
 }
 
 /* GET /console, /console/ and /console/NAME (no token: the page signs in). */
-void wa_h_console(struct wa_ctx *ctx)
+static void wa_h_console(struct wa_ctx *ctx)
 {
 	static const char *const none[] = {NULL};
 	const struct wa_console *console = wa_console_of(ctx);
@@ -207,3 +207,12 @@ void wa_h_console(struct wa_ctx *ctx)
 	}
 	wa_reply_bytes(ctx, 200, asset->content_type, asset->data, asset->len);
 }
+
+/* The console's assets: no token (the page signs in). */
+static const struct wa_route routes[] = {
+	{EVHTTP_REQ_GET, "/console", WA_ROLE_NONE, WA_BODY_NONE, wa_h_console},
+	{EVHTTP_REQ_GET, "/console/", WA_ROLE_NONE, WA_BODY_NONE, wa_h_console},
+	{EVHTTP_REQ_GET, "/console/*", WA_ROLE_NONE, WA_BODY_NONE, wa_h_console},
+};
+
+const struct wa_resource wa_console_resource = {WA_TABLE(routes)};

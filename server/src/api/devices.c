@@ -7,89 +7,28 @@
 #include "db-internal.h"
 #include "webapi-internal.h"
 
-/* Events shown with one device. */
-#define WA_DEVICE_EVENTS 50
-
-/* The Device schema of openapi.yaml, from a devices row aliased d. */
-#define DEVICE_JSON                                                                            \
-	"json_build_object('device_id', d.device_id, 'model', d.model, 'hw_revision', "        \
-	"d.hw_revision, 'version', d.version, 'version_code', d.version_code, "                \
-	"'security_counter', d.security_counter, 'keylist_version', d.keylist_version, "       \
-	"'rootlist_version', d.rootlist_version, 'keylist_key_ids', "                          \
-	"ARRAY(SELECT encode(k, 'hex') FROM unnest(d.keylist_key_ids) k), "                    \
-	"'pending_version', d.pending_version, 'active_slot', d.active_slot, 'tags', d.tags, " \
-	"'state', d.state, 'last_error', d.last_error, 'last_error_detail', "                  \
-	"d.last_error_detail, 'last_seen', d.last_seen, 'created_at', d.created_at, "          \
-	"'decommissioned', d.decommissioned, 'decommissioned_at', d.decommissioned_at, "       \
-	"'suspect', d.suspect, 'suspect_reason', d.suspect_reason, 'suspect_at', d.suspect_at)"
-
-const char wa_sql_device_json[] = DEVICE_JSON;
-
-static const char sql_list[] =
-	"SELECT json_build_object('items', COALESCE(json_agg(" DEVICE_JSON
-	" ORDER BY d.device_id), '[]'::json), 'next_cursor', "
-	"CASE WHEN count(*) = $12::int THEN max(d.device_id) END)::text FROM ("
-	"SELECT * FROM devices d WHERE ($1::text IS NULL OR d.model = $1) "
-	"AND ($2::text IS NULL OR d.hw_revision = $2) AND ($3::text IS NULL OR d.version = $3) "
-	"AND ($4::text IS NULL OR d.state = $4) AND ($5::text IS NULL OR d.tags @> ARRAY[$5]) "
-	"AND ($6::bigint IS NULL OR d.keylist_version = $6::bigint) "
-	"AND ($7::double precision IS NULL OR d.last_seen >= now() - make_interval(secs => "
-	"$7::double precision)) "
-	"AND ($8::double precision IS NULL OR d.last_seen IS NULL OR d.last_seen < now() - "
-	"make_interval(secs => $8::double precision)) "
-	"AND ($9::boolean IS NULL OR d.decommissioned = $9::boolean) "
-	"AND ($10::bigint IS NULL OR d.version_code = $10::bigint) "
-	"AND ($13::boolean IS NULL OR d.suspect = $13::boolean) "
-	"AND d.device_id > COALESCE($11::text, '') ORDER BY d.device_id LIMIT $12::int) d";
-
-static const char sql_get[] =
-	"SELECT (" DEVICE_JSON "::jsonb || jsonb_build_object('events', COALESCE((SELECT "
-	"jsonb_agg(e ORDER BY e.id DESC) FROM (SELECT id, seq, kind, error, version, "
-	"version_code, security_counter, detail, campaign_id, device_time, received_at FROM "
-	"device_events WHERE device_id = $1 ORDER BY id DESC LIMIT 50) e), '[]'::jsonb), "
-	"'assignments', COALESCE((SELECT jsonb_agg(x ORDER BY x.created_at) FROM (SELECT "
-	"artifact_id, campaign_id, state, error, created_at, updated_at FROM assignments "
-	"WHERE device_id = $1) x), '[]'::jsonb), 'groups', ARRAY(SELECT group_id FROM "
-	"device_group_members WHERE device_id = $1 ORDER BY group_id)))::text "
-	"FROM devices d WHERE d.device_id = $1";
-
-static const char sql_tags[] =
-	"WITH old AS (SELECT tags FROM devices WHERE device_id = $1), "
-	"d AS (UPDATE devices SET tags = ARRAY(SELECT DISTINCT t FROM "
-	"jsonb_array_elements_text($2::jsonb) t ORDER BY 1) WHERE device_id = $1 RETURNING *), "
-	"a AS (INSERT INTO audit (actor, action, object, before, after) SELECT $3, "
-	"'device.set_tags', 'device:' || d.device_id, jsonb_build_object('tags', (SELECT "
-	"to_jsonb(tags) FROM old)), jsonb_build_object('tags', to_jsonb(d.tags)) FROM d) "
-	"SELECT " DEVICE_JSON "::text FROM d";
-
-/* security_suspect_clear() audits; no row for an unknown device. */
-static const char sql_clear_suspect[] =
-	"SELECT " DEVICE_JSON "::text FROM security_suspect_clear($1, $2) d"
-	" WHERE d.device_id IS NOT NULL";
-
-static const char sql_decommission[] =
-	"WITH d AS (UPDATE devices SET decommissioned = true, decommissioned_at = now() "
-	"WHERE device_id = $1 AND NOT decommissioned RETURNING *), "
-	"a AS (INSERT INTO audit (actor, action, object, before, after) SELECT $2, "
-	"'device.decommission', 'device:' || d.device_id, '{\"decommissioned\": false}', "
-	"jsonb_build_object('decommissioned', true, 'decommissioned_at', d.decommissioned_at) "
-	"FROM d) "
-	"SELECT (SELECT " DEVICE_JSON "::text FROM d), "
-	"(SELECT count(*) FROM devices WHERE device_id = $1)";
+/*
+ * The statements (migrations/code/api_devices.sql), in one table. The
+ * Device JSON is api_device_json(), also that of observe.c's search
+ * (api_device_search).
+ */
+enum { STMT_LIST, STMT_GET, STMT_TAGS, STMT_DECOMMISSION, STMT_CLEAR_SUSPECT };
+static const struct srv_db_stmt stmts[] = {
+	[STMT_LIST] =
+		{"wa_device_list",
+		 "SELECT api_device_list($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13)",
+		 13},
+	[STMT_GET] = {"wa_device_get", "SELECT api_device_get($1)", 1},
+	[STMT_TAGS] = {"wa_device_tags", "SELECT api_device_set_tags($1, $2, $3)", 3},
+	[STMT_DECOMMISSION] = {"wa_device_decommission",
+			       "SELECT device, found FROM api_device_decommission($1, $2)", 2},
+	[STMT_CLEAR_SUSPECT] = {"wa_device_clear_suspect",
+				"SELECT api_device_clear_suspect($1, $2)", 2},
+};
 
 enum ota_err wa_devices_prepare(struct srv_db *db)
 {
-	enum ota_err err = srv_db_prepare(db, "wa_device_list", sql_list);
-
-	if (err == OTA_OK)
-		err = srv_db_prepare(db, "wa_device_get", sql_get);
-	if (err == OTA_OK)
-		err = srv_db_prepare(db, "wa_device_tags", sql_tags);
-	if (err == OTA_OK)
-		err = srv_db_prepare(db, "wa_device_decommission", sql_decommission);
-	if (err == OTA_OK)
-		err = srv_db_prepare(db, "wa_device_clear_suspect", sql_clear_suspect);
-	return err;
+	return srv_db_prepare_stmts(db, stmts, sizeof(stmts) / sizeof(stmts[0]));
 }
 
 /* An optional true/false query parameter; false after a 400 reply. */
@@ -166,7 +105,7 @@ void wa_h_devices_list(struct wa_ctx *ctx)
 		return;
 	}
 	params[11] = limit;
-	wa_db(ctx, "wa_device_list", 13, params, wa_reply_db_text);
+	wa_db_stmt(ctx, &stmts[STMT_LIST], params, wa_reply_db_text);
 }
 
 static bool device_arg(struct wa_ctx *ctx)
@@ -201,7 +140,7 @@ void wa_h_devices_get(struct wa_ctx *ctx)
 
 	if (!device_arg(ctx))
 		return;
-	wa_db(ctx, "wa_device_get", 1, params, reply_one);
+	wa_db_stmt(ctx, &stmts[STMT_GET], params, reply_one);
 }
 
 void wa_h_devices_tags(struct wa_ctx *ctx)
@@ -236,7 +175,7 @@ void wa_h_devices_tags(struct wa_ctx *ctx)
 	params[0] = ctx->path_arg;
 	params[1] = text;
 	params[2] = ctx->actor;
-	wa_db(ctx, "wa_device_tags", 3, params, reply_one);
+	wa_db_stmt(ctx, &stmts[STMT_TAGS], params, reply_one);
 	free(text);
 }
 
@@ -260,7 +199,7 @@ void wa_h_devices_decommission(struct wa_ctx *ctx)
 
 	if (!device_arg(ctx))
 		return;
-	wa_db(ctx, "wa_device_decommission", 2, params, decommissioned);
+	wa_db_stmt(ctx, &stmts[STMT_DECOMMISSION], params, decommissioned);
 }
 
 void wa_h_devices_clear_suspect(struct wa_ctx *ctx)
@@ -269,5 +208,18 @@ void wa_h_devices_clear_suspect(struct wa_ctx *ctx)
 
 	if (!device_arg(ctx))
 		return;
-	wa_db(ctx, "wa_device_clear_suspect", 2, params, reply_one);
+	wa_db_stmt(ctx, &stmts[STMT_CLEAR_SUSPECT], params, reply_one);
 }
+
+static const struct wa_route routes[] = {
+	{EVHTTP_REQ_GET, "/api/v1/devices", WA_ROLE_VIEWER, WA_BODY_NONE, wa_h_devices_list},
+	{EVHTTP_REQ_GET, "/api/v1/devices/*", WA_ROLE_VIEWER, WA_BODY_NONE, wa_h_devices_get},
+	{EVHTTP_REQ_PUT, "/api/v1/devices/*/tags", WA_ROLE_OPERATOR, WA_BODY_JSON,
+	 wa_h_devices_tags},
+	{EVHTTP_REQ_POST, "/api/v1/devices/*/decommission", WA_ROLE_ADMIN, WA_BODY_NONE,
+	 wa_h_devices_decommission},
+	{EVHTTP_REQ_POST, "/api/v1/devices/*/clear-suspect", WA_ROLE_OPERATOR, WA_BODY_NONE,
+	 wa_h_devices_clear_suspect},
+};
+
+const struct wa_resource wa_devices_resource = {WA_TABLE(routes), .prepare = wa_devices_prepare};

@@ -6,18 +6,15 @@
  * is SQL (security_exposure in migrations/code/rollout_policy.sql); this
  * handler checks the query and returns the JSON the database builds.
  */
-#include "exposure-internal.h"
 #include "db-internal.h"
 #include "webapi-internal.h"
 
-static const char sql_exposure[] = "SELECT security_exposure(NULL, $1)::text";
+/* The statement (migrations/code/rollout_policy.sql). */
+static const struct srv_db_stmt stmts[] = {
+	{"wa_security_exposure", "SELECT security_exposure(NULL, $1)::text", 1},
+};
 
-enum ota_err wa_exposure_prepare(struct srv_db *db)
-{
-	return srv_db_prepare(db, "wa_security_exposure", sql_exposure);
-}
-
-void wa_h_security_exposure(struct wa_ctx *ctx)
+static void wa_h_security_exposure(struct wa_ctx *ctx)
 {
 	static const char *const allowed[] = {"model", NULL};
 	const char *params[1];
@@ -29,5 +26,12 @@ void wa_h_security_exposure(struct wa_ctx *ctx)
 		wa_reply_error(ctx, 400, "bad_request", "1..128 printable characters", "model");
 		return;
 	}
-	wa_db(ctx, "wa_security_exposure", 1, params, wa_reply_db_text);
+	wa_db_stmt(ctx, &stmts[0], params, wa_reply_db_text);
 }
+
+static const struct wa_route routes[] = {
+	{EVHTTP_REQ_GET, "/api/v1/security/exposure", WA_ROLE_VIEWER, WA_BODY_NONE,
+	 wa_h_security_exposure},
+};
+
+const struct wa_resource wa_exposure_resource = {WA_TABLE(routes), WA_TABLE(stmts)};

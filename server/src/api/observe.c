@@ -18,55 +18,20 @@
 #include "hex-internal.h"
 #include "webapi-internal.h"
 
-extern const char wa_sql_device_json[];
-
 /* Seconds since last_seen under which a device counts as online (default). */
 #define WA_ONLINE_SECONDS_DEFAULT 600u
 /* Distinct (model, version, state) rows of one fleet summary. */
 #define WA_FLEET_BREAKDOWN_MAX 500
 
-static const char sql_events[] =
-	"SELECT CASE WHEN NOT EXISTS (SELECT 1 FROM campaigns WHERE campaign_id = $1) THEN NULL "
-	"ELSE (SELECT json_build_object('items', COALESCE(json_agg(json_build_object("
-	"'id', e.id, 'at', e.at, 'kind', e.kind, 'stage', e.stage_no, 'detail', e.detail) "
-	"ORDER BY e.id), '[]'::json), 'next_cursor', CASE WHEN count(*) = $3::int "
-	"THEN max(e.id)::text END)::text FROM (SELECT * FROM campaign_events "
-	"WHERE campaign_id = $1 AND id > COALESCE($2::bigint, 0) ORDER BY id LIMIT $3::int) e) END";
-
-static const char sql_failures[] =
-	"SELECT CASE WHEN NOT EXISTS (SELECT 1 FROM campaigns WHERE campaign_id = $1) THEN NULL "
-	"ELSE (SELECT json_build_object('items', COALESCE(json_agg(json_build_object("
-	"'stage', f.stage_no, 'state', f.state, 'error', f.error, 'devices', f.n) "
-	"ORDER BY f.stage_no, f.n DESC, f.error), '[]'::json))::text FROM (SELECT stage_no, "
-	"state, error, count(*) AS n FROM campaign_devices WHERE campaign_id = $1 "
-	"AND state IN ('failed', 'timed_out') GROUP BY stage_no, state, error) f) END";
-
-static const char sql_fleet[] =
-	"SELECT json_build_object('online_seconds', $1::int, "
-	"'devices', count(*) FILTER (WHERE NOT decommissioned), "
-	"'online', count(*) FILTER (WHERE NOT decommissioned AND last_seen >= now() - "
-	"make_interval(secs => $1::int)), "
-	"'suspect', count(*) FILTER (WHERE NOT decommissioned AND suspect), "
-	"'decommissioned', count(*) FILTER (WHERE decommissioned), "
-	"'breakdown', (SELECT COALESCE(json_agg(json_build_object('model', b.model, "
-	"'version', b.version, 'state', b.state, 'devices', b.n, 'online', b.online) "
-	"ORDER BY b.model, b.version, b.state), '[]'::json) FROM (SELECT model, version, state, "
-	"count(*) AS n, count(*) FILTER (WHERE last_seen >= now() - make_interval(secs => "
-	"$1::int)) AS online FROM devices WHERE NOT decommissioned GROUP BY model, version, "
-	"state ORDER BY model, version, state LIMIT $2::int) b), "
-	"'truncated', (SELECT count(*) > $2::int FROM (SELECT 1 FROM devices WHERE NOT "
-	"decommissioned GROUP BY model, version, state LIMIT $2::int + 1) c))::text FROM devices";
-
-enum ota_err wa_observe_prepare(struct srv_db *db)
-{
-	enum ota_err err = srv_db_prepare(db, "wa_campaign_events", sql_events);
-
-	if (err == OTA_OK)
-		err = srv_db_prepare(db, "wa_campaign_failures", sql_failures);
-	if (err == OTA_OK)
-		err = srv_db_prepare(db, "wa_fleet_summary", sql_fleet);
-	return err;
-}
+/* The statements (migrations/code/api_observe.sql), in one table. */
+enum { STMT_EVENTS, STMT_FAILURES, STMT_FLEET, STMT_DEVICES };
+static const struct srv_db_stmt stmts[] = {
+	[STMT_EVENTS] = {"wa_campaign_events", "SELECT api_campaign_events($1, $2, $3)", 3},
+	[STMT_FAILURES] = {"wa_campaign_failures", "SELECT api_campaign_failures($1)", 1},
+	[STMT_FLEET] = {"wa_fleet_summary", "SELECT api_fleet_summary($1, $2)", 2},
+	/* migrations/code/api_devices.sql */
+	[STMT_DEVICES] = {"wa_fleet_devices", "SELECT api_device_search($1, $2, $3, $4)", 4},
+};
 
 /* ---- ETag ------------------------------------------------------------- */
 
@@ -112,7 +77,7 @@ static bool campaign_id_ok(struct wa_ctx *ctx)
 	return true;
 }
 
-void wa_h_campaigns_events(struct wa_ctx *ctx)
+static void wa_h_campaigns_events(struct wa_ctx *ctx)
 {
 	static const char *const allowed[] = {"cursor", "limit", NULL};
 	const char *params[3];
@@ -129,10 +94,10 @@ void wa_h_campaigns_events(struct wa_ctx *ctx)
 	}
 	params[2] = limit;
 	ctx->etag = true;
-	wa_db(ctx, "wa_campaign_events", 3, params, reply_found);
+	wa_db_stmt(ctx, &stmts[STMT_EVENTS], params, reply_found);
 }
 
-void wa_h_campaigns_failures(struct wa_ctx *ctx)
+static void wa_h_campaigns_failures(struct wa_ctx *ctx)
 {
 	static const char *const none[] = {NULL};
 	const char *params[1] = {ctx->path_arg};
@@ -140,10 +105,10 @@ void wa_h_campaigns_failures(struct wa_ctx *ctx)
 	if (!wa_query_only(ctx, none) || !campaign_id_ok(ctx))
 		return;
 	ctx->etag = true;
-	wa_db(ctx, "wa_campaign_failures", 1, params, reply_found);
+	wa_db_stmt(ctx, &stmts[STMT_FAILURES], params, reply_found);
 }
 
-void wa_h_fleet_summary(struct wa_ctx *ctx)
+static void wa_h_fleet_summary(struct wa_ctx *ctx)
 {
 	static const char *const allowed[] = {"online_seconds", NULL};
 	const char *online = NULL;
@@ -163,33 +128,29 @@ void wa_h_fleet_summary(struct wa_ctx *ctx)
 	params[0] = seconds;
 	params[1] = rows;
 	ctx->etag = true;
-	wa_db(ctx, "wa_fleet_summary", 2, params, wa_reply_db_text);
+	wa_db_stmt(ctx, &stmts[STMT_FLEET], params, wa_reply_db_text);
+}
+
+/* A filter the compiler (filter.sql) refused is a 400 naming why. */
+static void fleet_devices_done(struct wa_ctx *ctx, enum ota_err err, const PGresult *res)
+{
+	if (!wa_filter_error(ctx, err, res))
+		wa_reply_db_text(ctx, err, res);
 }
 
 /*
  * GET /api/v1/fleet/devices?filter=JSON&q=TEXT: the GroupFilter language of
- * dynamic groups, compiled by filter.c to parameters only, plus a device id
- * substring; paged by device id like GET /api/v1/devices.
+ * dynamic groups (compiled by filter.sql, its values never SQL text), plus
+ * a device id substring; paged by device id like GET /api/v1/devices.
  */
-void wa_h_fleet_devices(struct wa_ctx *ctx)
+static void wa_h_fleet_devices(struct wa_ctx *ctx)
 {
 	static const char *const allowed[] = {"filter", "q", "cursor", "limit", NULL};
-	static const char head[] =
-		"SELECT json_build_object('items', COALESCE(json_agg(%s ORDER BY d.device_id), "
-		"'[]'::json), 'next_cursor', CASE WHEN count(*) = $%d::int THEN max(d.device_id) "
-		"END)::text FROM (SELECT d.* FROM devices d WHERE NOT d.decommissioned "
-		"AND d.device_id > COALESCE($%d::text, '') "
-		"AND ($%d::text IS NULL OR strpos(d.device_id, $%d) > 0) AND %s "
-		"ORDER BY d.device_id LIMIT $%d::int) d";
-	struct wa_filter_sql compiled = {0};
-	const char *params[WA_FILTER_MAX_CONDITIONS + 3];
+	const char *params[4];
 	const char *text, *cursor, *q;
-	char limit[16], ferr[128];
-	json_t *filter = NULL;
+	char limit[16];
+	json_t *filter;
 	json_error_t jerr;
-	char *sql = NULL;
-	size_t cap = 12288;
-	int n = 0, used;
 
 	if (!wa_query_only(ctx, allowed) || !wa_query_limit(ctx, limit))
 		return;
@@ -205,39 +166,30 @@ void wa_h_fleet_devices(struct wa_ctx *ctx)
 	}
 	text = wa_query(ctx, "filter");
 	if (text != NULL) {
+		/* the same JSON the database would take, and duplicate keys refused */
 		filter = json_loads(text, JSON_REJECT_DUPLICATES, &jerr);
 		if (filter == NULL) {
 			wa_reply_error(ctx, 400, "bad_request", "filter is not JSON", "filter");
 			return;
 		}
-		if (wa_filter_compile(filter, 1, &compiled, ferr) != OTA_OK) {
-			json_decref(filter);
-			wa_reply_error(ctx, 400, "bad_request", ferr, "filter");
-			return;
-		}
 		json_decref(filter);
-		for (int i = 0; i < compiled.n_params; i++)
-			params[n++] = compiled.params[i];
 	}
-	sql = malloc(cap);
-	if (sql == NULL) {
-		wa_filter_sql_clear(&compiled);
-		wa_reply_error(ctx, 500, "internal", "out of memory", NULL);
-		return;
-	}
-	/* $n+1 cursor, $n+2 q, $n+3 limit */
-	used = snprintf(sql, cap, head, wa_sql_device_json, n + 3, n + 1, n + 2, n + 2,
-			text != NULL ? compiled.where : "true", n + 3);
-	if (used < 0 || (size_t)used >= cap) {
-		free(sql);
-		wa_filter_sql_clear(&compiled);
-		wa_reply_error(ctx, 500, "internal", "query too long", NULL);
-		return;
-	}
-	params[n++] = cursor;
-	params[n++] = q;
-	params[n++] = limit;
-	wa_db_sql(ctx, sql, n, params, wa_reply_db_text);
-	free(sql);
-	wa_filter_sql_clear(&compiled);
+	params[0] = text;
+	params[1] = q;
+	params[2] = cursor;
+	params[3] = limit;
+	wa_db_stmt(ctx, &stmts[STMT_DEVICES], params, fleet_devices_done);
 }
+
+/* ---- the resource ----------------------------------------------------- */
+
+static const struct wa_route routes[] = {
+	{EVHTTP_REQ_GET, "/api/v1/campaigns/*/events", WA_ROLE_VIEWER, WA_BODY_NONE,
+	 wa_h_campaigns_events},
+	{EVHTTP_REQ_GET, "/api/v1/campaigns/*/failures", WA_ROLE_VIEWER, WA_BODY_NONE,
+	 wa_h_campaigns_failures},
+	{EVHTTP_REQ_GET, "/api/v1/fleet", WA_ROLE_VIEWER, WA_BODY_NONE, wa_h_fleet_summary},
+	{EVHTTP_REQ_GET, "/api/v1/fleet/devices", WA_ROLE_VIEWER, WA_BODY_NONE, wa_h_fleet_devices},
+};
+
+const struct wa_resource wa_observe_resource = {WA_TABLE(routes), WA_TABLE(stmts)};

@@ -18,11 +18,6 @@ static const struct srv_db_stmt stmts[] = {
 	[STMT_AUDIT] = {"wa_audit_list", "SELECT api_audit_list($1, $2, $3, $4, $5)", 5},
 };
 
-enum ota_err wa_tokens_prepare(struct srv_db *db)
-{
-	return srv_db_prepare_stmts(db, stmts, sizeof(stmts) / sizeof(stmts[0]));
-}
-
 /* Replies 200 with the single JSON text column of res. */
 static void reply_row(struct wa_ctx *ctx, enum ota_err err, const PGresult *res)
 {
@@ -33,7 +28,7 @@ static void reply_row(struct wa_ctx *ctx, enum ota_err err, const PGresult *res)
 	wa_reply_text(ctx, 200, PQgetvalue(res, 0, 0));
 }
 
-void wa_h_me(struct wa_ctx *ctx)
+static void wa_h_me(struct wa_ctx *ctx)
 {
 	static const char *const allowed[] = {NULL};
 
@@ -44,7 +39,7 @@ void wa_h_me(struct wa_ctx *ctx)
 				wa_role_name(ctx->role), "actor", ctx->actor));
 }
 
-void wa_h_tokens_list(struct wa_ctx *ctx)
+static void wa_h_tokens_list(struct wa_ctx *ctx)
 {
 	static const char *const allowed[] = {"limit", "cursor", NULL};
 	const char *cursor;
@@ -93,7 +88,7 @@ static void token_created(struct wa_ctx *ctx, enum ota_err err, const PGresult *
 	wa_reply_json(ctx, 201, row);
 }
 
-void wa_h_tokens_create(struct wa_ctx *ctx)
+static void wa_h_tokens_create(struct wa_ctx *ctx)
 {
 	static const char *const allowed[] = {NULL};
 	const json_t *name = json_object_get(ctx->json, "name");
@@ -154,7 +149,7 @@ static void token_revoked(struct wa_ctx *ctx, enum ota_err err, const PGresult *
 		wa_reply_error(ctx, 409, "conflict", "token already revoked", NULL);
 }
 
-void wa_h_tokens_revoke(struct wa_ctx *ctx)
+static void wa_h_tokens_revoke(struct wa_ctx *ctx)
 {
 	static const char *const allowed[] = {NULL};
 	uint64_t id;
@@ -172,7 +167,7 @@ void wa_h_tokens_revoke(struct wa_ctx *ctx)
 	wa_db_stmt(ctx, &stmts[STMT_REVOKE], params, token_revoked);
 }
 
-void wa_h_audit_list(struct wa_ctx *ctx)
+static void wa_h_audit_list(struct wa_ctx *ctx)
 {
 	static const char *const allowed[] = {"limit", "cursor", "actor", "action", "object", NULL};
 	static const char *const text_filters[] = {"actor", "action", "object"};
@@ -280,7 +275,9 @@ int webapi_token_cli(const char *conninfo, int argc, char **argv, FILE *out, FIL
 	params[2] = hash;
 	params[3] = "cli";
 	/* RETRY: the query waits for the first connection (bounded by the timer) */
-	if (srv_db_prepare_stmts(db, &stmts[STMT_CREATE], 1) != OTA_OK ||
+	/* one statement once: unnamed, so it also runs through any pooler */
+	if (srv_db_set_prepared(db, false) != OTA_OK ||
+	    srv_db_prepare_stmts(db, &stmts[STMT_CREATE], 1) != OTA_OK ||
 	    srv_db_start(db) != OTA_OK ||
 	    srv_db_exec_stmt(db, &stmts[STMT_CREATE], params, false, SRV_DB_RETRY, cli_done, &st) !=
 		    OTA_OK) {
@@ -306,3 +303,15 @@ usage:
 		     "[--name NAME] --config FILE\n");
 	return 2;
 }
+
+/* ---- the resource: /me, tokens, audit ------------------------------ */
+
+static const struct wa_route routes[] = {
+	{EVHTTP_REQ_GET, "/api/v1/me", WA_ROLE_VIEWER, WA_BODY_NONE, wa_h_me},
+	{EVHTTP_REQ_GET, "/api/v1/tokens", WA_ROLE_ADMIN, WA_BODY_NONE, wa_h_tokens_list},
+	{EVHTTP_REQ_POST, "/api/v1/tokens", WA_ROLE_ADMIN, WA_BODY_JSON, wa_h_tokens_create},
+	{EVHTTP_REQ_DELETE, "/api/v1/tokens/*", WA_ROLE_ADMIN, WA_BODY_NONE, wa_h_tokens_revoke},
+	{EVHTTP_REQ_GET, "/api/v1/audit", WA_ROLE_VIEWER, WA_BODY_NONE, wa_h_audit_list},
+};
+
+const struct wa_resource wa_tokens_resource = {WA_TABLE(routes), WA_TABLE(stmts)};

@@ -15,77 +15,34 @@
 #include "fleetota/trust.h"
 #include "webapi-internal.h"
 
-#define KEYLIST_JSON                                                                        \
-	"json_build_object('version', k.version, 'rootlist_version', k.rootlist_version, "  \
-	"'sha256', encode(k.sha256, 'hex'), 'key_ids', ARRAY(SELECT encode(i, 'hex') FROM " \
-	"unnest(k.key_ids) i), 'created_at', k.created_at)"
-#define ROOTLIST_JSON                                                                 \
-	"json_build_object('version', r.version, 'sha256', encode(r.sha256, 'hex'), " \
-	"'created_at', r.created_at)"
-
-static const char sql_keylist_list[] =
-	"SELECT json_build_object('items', COALESCE(json_agg(" KEYLIST_JSON
-	" ORDER BY k.version DESC), '[]'::json), 'next_cursor', CASE WHEN count(*) = $2::int "
-	"THEN min(k.version)::text END)::text FROM (SELECT * FROM keylists WHERE "
-	"($1::bigint IS NULL OR version < $1::bigint) ORDER BY version DESC LIMIT $2::int) k";
-
-static const char sql_rootlist_list[] =
-	"SELECT json_build_object('items', COALESCE(json_agg(" ROOTLIST_JSON
-	" ORDER BY r.version DESC), '[]'::json), 'next_cursor', CASE WHEN count(*) = $2::int "
-	"THEN min(r.version)::text END)::text FROM (SELECT * FROM rootlists WHERE "
-	"($1::bigint IS NULL OR version < $1::bigint) ORDER BY version DESC LIMIT $2::int) r";
-
-/* The newest RootList and the newest KeyList version. */
-static const char sql_trust_state[] =
-	"SELECT (SELECT bytes FROM rootlists ORDER BY version DESC LIMIT 1), "
-	"(SELECT COALESCE(max(version), 0) FROM keylists)";
-
-/*
- * Inserted only while it is still the newest (a concurrent upload loses) and
- * while the rollout engine's key-rotation check (0010) allows the keys it
- * drops: enough of the fleet must already trust a key the new list keeps,
- * unless an admin forces it ($7; the check audits a forced retirement).
- */
-static const char sql_keylist_insert[] =
-	"WITH chk AS (SELECT rollout_keylist_check(ARRAY(SELECT decode(x, 'hex') FROM "
-	"jsonb_array_elements_text($5::jsonb) x), $7::boolean, $6, $1::bigint) AS c), "
-	"k AS (INSERT INTO keylists (version, rootlist_version, bytes, sha256, key_ids) "
-	"SELECT $1::bigint, $2::bigint, decode($3, 'hex'), decode($4, 'hex'), ARRAY(SELECT "
-	"decode(x, 'hex') FROM jsonb_array_elements_text($5::jsonb) x) WHERE NOT EXISTS "
-	"(SELECT 1 FROM keylists WHERE version >= $1::bigint) AND (SELECT (c ->> "
-	"'allowed')::boolean "
-	"FROM chk) RETURNING *), "
-	"a AS (INSERT INTO audit (actor, action, object, after) SELECT $6, 'keylist.upload', "
-	"'keylist:' || k.version, to_jsonb(" KEYLIST_JSON ") || jsonb_build_object('rotation', "
-	"(SELECT c FROM chk)) FROM k) "
-	"SELECT (SELECT " KEYLIST_JSON "::text FROM k), (SELECT c ->> 'allowed' FROM chk), "
-	"(SELECT c ->> 'dropped' FROM chk), (SELECT c ->> 'coverage' FROM chk), "
-	"(SELECT c ->> 'required' FROM chk)";
-
-static const char sql_rootlist_insert[] =
-	"WITH r AS (INSERT INTO rootlists (version, bytes, sha256) SELECT $1::bigint, "
-	"decode($2, 'hex'), decode($3, 'hex') WHERE NOT EXISTS (SELECT 1 FROM rootlists "
-	"WHERE version >= $1::bigint) RETURNING *), "
-	"a AS (INSERT INTO audit (actor, action, object, after) SELECT $4, 'rootlist.upload', "
-	"'rootlist:' || r.version, to_jsonb(" ROOTLIST_JSON ") FROM r) "
-	"SELECT " ROOTLIST_JSON "::text FROM r";
+/* The statements (migrations/code/api_trust.sql), in one table. */
+enum {
+	STMT_KEYLIST_LIST,
+	STMT_ROOTLIST_LIST,
+	STMT_STATE,
+	STMT_KEYLIST_INSERT,
+	STMT_ROOTLIST_INSERT
+};
+static const struct srv_db_stmt stmts[] = {
+	[STMT_KEYLIST_LIST] = {"wa_keylist_list", "SELECT api_keylist_list($1, $2)", 2},
+	[STMT_ROOTLIST_LIST] = {"wa_rootlist_list", "SELECT api_rootlist_list($1, $2)", 2},
+	[STMT_STATE] = {"wa_trust_state", "SELECT rootlist, keylist_version FROM api_trust_state()",
+			0},
+	/* $7: an admin forces retiring keys below the fleet coverage threshold */
+	[STMT_KEYLIST_INSERT] = {"wa_keylist_insert",
+				 "SELECT keylist, allowed, dropped, coverage, required FROM "
+				 "api_keylist_insert($1, $2, $3, $4, $5, $6, $7)",
+				 7},
+	[STMT_ROOTLIST_INSERT] = {"wa_rootlist_insert",
+				  "SELECT api_rootlist_insert($1, $2, $3, $4)", 4},
+};
 
 enum ota_err wa_trust_prepare(struct srv_db *db)
 {
-	enum ota_err err = srv_db_prepare(db, "wa_keylist_list", sql_keylist_list);
-
-	if (err == OTA_OK)
-		err = srv_db_prepare(db, "wa_rootlist_list", sql_rootlist_list);
-	if (err == OTA_OK)
-		err = srv_db_prepare(db, "wa_trust_state", sql_trust_state);
-	if (err == OTA_OK)
-		err = srv_db_prepare(db, "wa_keylist_insert", sql_keylist_insert);
-	if (err == OTA_OK)
-		err = srv_db_prepare(db, "wa_rootlist_insert", sql_rootlist_insert);
-	return err;
+	return srv_db_prepare_stmts(db, stmts, sizeof(stmts) / sizeof(stmts[0]));
 }
 
-static void list(struct wa_ctx *ctx, const char *stmt)
+static void list(struct wa_ctx *ctx, const struct srv_db_stmt *stmt)
 {
 	static const char *const allowed[] = {"cursor", "limit", NULL};
 	const char *params[2];
@@ -100,17 +57,17 @@ static void list(struct wa_ctx *ctx, const char *stmt)
 		return;
 	}
 	params[1] = limit;
-	wa_db(ctx, stmt, 2, params, wa_reply_db_text);
+	wa_db_stmt(ctx, stmt, params, wa_reply_db_text);
 }
 
 void wa_h_keylists_list(struct wa_ctx *ctx)
 {
-	list(ctx, "wa_keylist_list");
+	list(ctx, &stmts[STMT_KEYLIST_LIST]);
 }
 
 void wa_h_rootlists_list(struct wa_ctx *ctx)
 {
-	list(ctx, "wa_rootlist_list");
+	list(ctx, &stmts[STMT_ROOTLIST_LIST]);
 }
 
 /* ---- uploads -------------------------------------------------------- */
@@ -242,7 +199,7 @@ static void state_loaded(struct wa_ctx *ctx, enum ota_err err, const PGresult *r
 		params[4] = ids_text;
 		params[5] = ctx->actor;
 		params[6] = up->force ? "true" : "false";
-		wa_db(ctx, "wa_keylist_insert", 7, params, inserted);
+		wa_db_stmt(ctx, &stmts[STMT_KEYLIST_INSERT], params, inserted);
 		goto out;
 	}
 	if (root == NULL)
@@ -258,7 +215,7 @@ static void state_loaded(struct wa_ctx *ctx, enum ota_err err, const PGresult *r
 	params[1] = body_hex;
 	params[2] = digest_hex;
 	params[3] = ctx->actor;
-	wa_db(ctx, "wa_rootlist_insert", 4, params, inserted);
+	wa_db_stmt(ctx, &stmts[STMT_ROOTLIST_INSERT], params, inserted);
 out:
 	free(body_hex);
 	free(ids_text);
@@ -297,7 +254,7 @@ static void upload(struct wa_ctx *ctx, bool keylist)
 		refuse(ctx, OTA_ERR_FORMAT, keylist ? "keylist" : "rootlist");
 		return;
 	}
-	wa_db(ctx, "wa_trust_state", 0, NULL, state_loaded);
+	wa_db_stmt(ctx, &stmts[STMT_STATE], NULL, state_loaded);
 }
 
 void wa_h_keylists_upload(struct wa_ctx *ctx)
@@ -309,3 +266,13 @@ void wa_h_rootlists_upload(struct wa_ctx *ctx)
 {
 	upload(ctx, false);
 }
+
+static const struct wa_route routes[] = {
+	{EVHTTP_REQ_GET, "/api/v1/keylists", WA_ROLE_VIEWER, WA_BODY_NONE, wa_h_keylists_list},
+	{EVHTTP_REQ_POST, "/api/v1/keylists", WA_ROLE_ADMIN, WA_BODY_BINARY, wa_h_keylists_upload},
+	{EVHTTP_REQ_GET, "/api/v1/rootlists", WA_ROLE_VIEWER, WA_BODY_NONE, wa_h_rootlists_list},
+	{EVHTTP_REQ_POST, "/api/v1/rootlists", WA_ROLE_ADMIN, WA_BODY_BINARY,
+	 wa_h_rootlists_upload},
+};
+
+const struct wa_resource wa_trust_resource = {WA_TABLE(routes), .prepare = wa_trust_prepare};

@@ -51,68 +51,24 @@ struct wa_uploads {
 	bool purging;
 };
 
-#define UPLOAD_JSON                                                                        \
-	"json_build_object('id', x.upload_id, 'size', x.size, 'offset', x.upload_offset, " \
-	"'sha256', encode(x.sha256, 'hex'), 'created_at', x.created_at, 'updated_at', "    \
-	"x.updated_at, 'expires_at', x.expires_at)"
-
-/* Inserts a session within the bounds (migrations/code/uploads.sql). */
-static const char sql_create[] =
-	"SELECT upload_create($1, $2::bigint, $3::bigint, decode($4, 'hex'), $5::int, $6::int, "
-	"$7::bigint, $8)::text, (SELECT count(*) FROM uploads WHERE expires_at > now())";
-
-static const char sql_get[] = "SELECT " UPLOAD_JSON "::text, x.upload_offset, x.size, "
-			      "encode(x.sha256, 'hex') FROM uploads x WHERE x.upload_id = $1 "
-			      "AND x.token_id = $2::bigint AND x.expires_at > now()";
-
-/*
- * Moves the offset by a chunk if it still is $3 (the row lock makes a
- * second request for the same offset see the new offset and fail).
- */
-static const char sql_advance[] =
-	"WITH x AS (UPDATE uploads SET upload_offset = $3::bigint + $4::bigint, "
-	"updated_at = now() WHERE upload_id = $1 AND token_id = $2::bigint "
-	"AND expires_at > now() AND upload_offset = $3::bigint "
-	"AND $3::bigint + $4::bigint <= size RETURNING *) "
-	"SELECT (SELECT " UPLOAD_JSON "::text FROM x), "
-	"(SELECT upload_offset FROM uploads WHERE upload_id = $1 AND token_id = $2::bigint "
-	"AND expires_at > now()), "
-	"(SELECT size FROM uploads WHERE upload_id = $1 AND token_id = $2::bigint)";
-
-/* Undoes sql_advance when the chunk could not be written. */
-static const char sql_retreat[] =
-	"UPDATE uploads SET upload_offset = $3::bigint WHERE upload_id = $1 "
-	"AND token_id = $2::bigint AND upload_offset = $3::bigint + $4::bigint";
-
-static const char sql_delete[] =
-	"WITH x AS (DELETE FROM uploads WHERE upload_id = $1 AND token_id = $2::bigint "
-	"RETURNING *), "
-	"a AS (INSERT INTO audit (actor, action, object, before) SELECT $3, 'upload.delete', "
-	"'upload:' || x.upload_id, to_jsonb(" UPLOAD_JSON ") FROM x) "
-	"SELECT " UPLOAD_JSON "::text FROM x";
-
-static const char sql_purge[] =
-	"WITH x AS (DELETE FROM uploads WHERE expires_at <= now() RETURNING *), "
-	"a AS (INSERT INTO audit (actor, action, object, before) SELECT 'server', "
-	"'upload.expire', 'upload:' || x.upload_id, to_jsonb(" UPLOAD_JSON ") FROM x) "
-	"SELECT upload_id FROM x";
-
-enum ota_err wa_uploads_prepare(struct srv_db *db)
-{
-	enum ota_err err = srv_db_prepare(db, "wa_upload_create", sql_create);
-
-	if (err == OTA_OK)
-		err = srv_db_prepare(db, "wa_upload_get", sql_get);
-	if (err == OTA_OK)
-		err = srv_db_prepare(db, "wa_upload_advance", sql_advance);
-	if (err == OTA_OK)
-		err = srv_db_prepare(db, "wa_upload_retreat", sql_retreat);
-	if (err == OTA_OK)
-		err = srv_db_prepare(db, "wa_upload_delete", sql_delete);
-	if (err == OTA_OK)
-		err = srv_db_prepare(db, "wa_upload_purge", sql_purge);
-	return err;
-}
+/* The statements (migrations/code/uploads.sql), in one table. */
+enum { STMT_CREATE, STMT_GET, STMT_ADVANCE, STMT_RETREAT, STMT_DELETE, STMT_PURGE };
+static const struct srv_db_stmt stmts[] = {
+	/* within the bounds; NULL when the area is full, and the open sessions */
+	[STMT_CREATE] = {"wa_upload_create",
+			 "SELECT upload, open_sessions FROM upload_create_counted($1, $2, $3, $4, "
+			 "$5, $6, $7, $8)",
+			 8},
+	[STMT_GET] = {"wa_upload_get",
+		      "SELECT upload, upload_offset, size, sha256_hex FROM upload_get($1, $2)", 2},
+	[STMT_ADVANCE] = {"wa_upload_advance",
+			  "SELECT upload, upload_offset, size FROM upload_advance($1, $2, $3, $4)",
+			  4},
+	/* undoes STMT_ADVANCE when the chunk could not be written */
+	[STMT_RETREAT] = {"wa_upload_retreat", "SELECT upload_retreat($1, $2, $3, $4)", 4},
+	[STMT_DELETE] = {"wa_upload_delete", "SELECT upload_delete($1, $2, $3)", 3},
+	[STMT_PURGE] = {"wa_upload_purge", "SELECT upload_purge()", 0},
+};
 
 static bool upload_id_valid(const char *s)
 {
@@ -234,7 +190,7 @@ static void purge_tick(evutil_socket_t fd, short what, void *arg)
 	if (ctx == NULL)
 		return;
 	up->purging = true;
-	wa_db(ctx, "wa_upload_purge", 0, NULL, purge_done);
+	wa_db_stmt(ctx, &stmts[STMT_PURGE], NULL, purge_done);
 }
 
 enum ota_err wa_uploads_new(struct webapi *api, struct event_base *base, const char *store_dir,
@@ -378,11 +334,11 @@ static void create_purged(struct wa_ctx *ctx, enum ota_err err, const PGresult *
 
 		snprintf(token, sizeof(token), "%lld", ctx->token_id);
 		params[1] = token;
-		wa_db(ctx, "wa_upload_create", 8, params, create_done);
+		wa_db_stmt(ctx, &stmts[STMT_CREATE], params, create_done);
 	}
 }
 
-void wa_h_uploads_create(struct wa_ctx *ctx)
+static void wa_h_uploads_create(struct wa_ctx *ctx)
 {
 	static const char *const allowed[] = {NULL};
 	struct wa_uploads *up = wa_uploads_of(ctx);
@@ -435,7 +391,7 @@ void wa_h_uploads_create(struct wa_ctx *ctx)
 	ctx->state = cs;
 	ctx->state_free = create_state_free;
 	/* expired sessions go first, so they do not count against the bounds */
-	wa_db(ctx, "wa_upload_purge", 0, NULL, create_purged);
+	wa_db_stmt(ctx, &stmts[STMT_PURGE], NULL, create_purged);
 }
 
 /* ---- GET / HEAD /api/v1/uploads/{id} -------------------------------- */
@@ -462,7 +418,7 @@ static void get_done(struct wa_ctx *ctx, enum ota_err err, const PGresult *res)
 	wa_reply_text(ctx, 200, PQgetvalue(res, 0, 0));
 }
 
-void wa_h_uploads_get(struct wa_ctx *ctx)
+static void wa_h_uploads_get(struct wa_ctx *ctx)
 {
 	static const char *const allowed[] = {NULL};
 	char token[24];
@@ -471,7 +427,7 @@ void wa_h_uploads_get(struct wa_ctx *ctx)
 	if (!session_arg(ctx, allowed))
 		return;
 	snprintf(token, sizeof(token), "%lld", ctx->token_id);
-	wa_db(ctx, "wa_upload_get", 2, params, get_done);
+	wa_db_stmt(ctx, &stmts[STMT_GET], params, get_done);
 }
 
 /* ---- PATCH / PUT /api/v1/uploads/{id}: one chunk -------------------- */
@@ -556,7 +512,7 @@ static void chunk_advanced(struct wa_ctx *ctx, enum ota_err err, const PGresult 
 	    OTA_OK) {
 		srv_log(SRV_LOG_ERROR, "webapi: upload %s: chunk write failed: %s", ctx->path_arg,
 			strerror(errno));
-		wa_db(ctx, "wa_upload_retreat", 4, params, chunk_retreated);
+		wa_db_stmt(ctx, &stmts[STMT_RETREAT], params, chunk_retreated);
 		return;
 	}
 	{
@@ -569,7 +525,7 @@ static void chunk_advanced(struct wa_ctx *ctx, enum ota_err err, const PGresult 
 	wa_reply_text(ctx, 200, PQgetvalue(res, 0, 0));
 }
 
-void wa_h_uploads_append(struct wa_ctx *ctx)
+static void wa_h_uploads_append(struct wa_ctx *ctx)
 {
 	static const char *const allowed[] = {"offset", NULL};
 	const char *hdr, *q;
@@ -610,7 +566,7 @@ void wa_h_uploads_append(struct wa_ctx *ctx)
 	params[1] = cs->token;
 	params[2] = cs->offset;
 	params[3] = cs->len;
-	wa_db(ctx, "wa_upload_advance", 4, params, chunk_advanced);
+	wa_db_stmt(ctx, &stmts[STMT_ADVANCE], params, chunk_advanced);
 }
 
 /* ---- DELETE /api/v1/uploads/{id} ------------------------------------ */
@@ -629,7 +585,7 @@ static void delete_done(struct wa_ctx *ctx, enum ota_err err, const PGresult *re
 	wa_reply_text(ctx, 200, PQgetvalue(res, 0, 0));
 }
 
-void wa_h_uploads_delete(struct wa_ctx *ctx)
+static void wa_h_uploads_delete(struct wa_ctx *ctx)
 {
 	static const char *const allowed[] = {NULL};
 	char token[24];
@@ -638,7 +594,7 @@ void wa_h_uploads_delete(struct wa_ctx *ctx)
 	if (!session_arg(ctx, allowed))
 		return;
 	snprintf(token, sizeof(token), "%lld", ctx->token_id);
-	wa_db(ctx, "wa_upload_delete", 3, params, delete_done);
+	wa_db_stmt(ctx, &stmts[STMT_DELETE], params, delete_done);
 }
 
 /* ---- POST /api/v1/uploads/{id}/artifact ----------------------------- */
@@ -735,6 +691,9 @@ static void copy_step(struct wa_ctx *ctx)
 
 	store_from_file(ctx, b);
 }
+
+/* ctx->step of a finish: the bundle becomes a delta of the artifact. */
+#define FINISH_DELTA 1
 
 static void finish_loaded(struct wa_ctx *ctx, enum ota_err err, const PGresult *res)
 {
@@ -837,11 +796,25 @@ static void finish_loaded(struct wa_ctx *ctx, enum ota_err err, const PGresult *
 	b->ext = fs;
 	b->ext_free = finish_state_free;
 	b->created = finish_created;
+	b->delta = ctx->step == FINISH_DELTA;
 	snprintf(b->upload_id, sizeof(b->upload_id), "%s", fs->upload_id);
 	wa_bundle_verify(ctx);
 }
 
-void wa_h_uploads_finish(struct wa_ctx *ctx)
+static void finish(struct wa_ctx *ctx, bool delta);
+
+static void wa_h_uploads_finish(struct wa_ctx *ctx)
+{
+	finish(ctx, false);
+}
+
+/* POST /api/v1/uploads/{id}/delta: the session's bundle as a delta of an artifact. */
+static void wa_h_uploads_finish_delta(struct wa_ctx *ctx)
+{
+	finish(ctx, true);
+}
+
+static void finish(struct wa_ctx *ctx, bool delta)
 {
 	static const char *const allowed[] = {NULL};
 	const char *key, *artifact_id;
@@ -867,5 +840,25 @@ void wa_h_uploads_finish(struct wa_ctx *ctx)
 		return;
 	}
 	snprintf(token, sizeof(token), "%lld", ctx->token_id);
-	wa_db(ctx, "wa_upload_get", 2, params, finish_loaded);
+	ctx->step = delta ? FINISH_DELTA : 0;
+	wa_db_stmt(ctx, &stmts[STMT_GET], params, finish_loaded);
 }
+
+/* ---- the resource ----------------------------------------------------- */
+
+static const struct wa_route routes[] = {
+	{EVHTTP_REQ_POST, "/api/v1/uploads", WA_ROLE_OPERATOR, WA_BODY_JSON, wa_h_uploads_create},
+	{EVHTTP_REQ_GET, "/api/v1/uploads/*", WA_ROLE_OPERATOR, WA_BODY_NONE, wa_h_uploads_get},
+	{EVHTTP_REQ_HEAD, "/api/v1/uploads/*", WA_ROLE_OPERATOR, WA_BODY_NONE, wa_h_uploads_get},
+	{EVHTTP_REQ_PATCH, "/api/v1/uploads/*", WA_ROLE_OPERATOR, WA_BODY_CHUNK,
+	 wa_h_uploads_append},
+	{EVHTTP_REQ_PUT, "/api/v1/uploads/*", WA_ROLE_OPERATOR, WA_BODY_CHUNK, wa_h_uploads_append},
+	{EVHTTP_REQ_DELETE, "/api/v1/uploads/*", WA_ROLE_OPERATOR, WA_BODY_NONE,
+	 wa_h_uploads_delete},
+	{EVHTTP_REQ_POST, "/api/v1/uploads/*/artifact", WA_ROLE_OPERATOR, WA_BODY_JSON,
+	 wa_h_uploads_finish},
+	{EVHTTP_REQ_POST, "/api/v1/uploads/*/delta", WA_ROLE_OPERATOR, WA_BODY_JSON,
+	 wa_h_uploads_finish_delta},
+};
+
+const struct wa_resource wa_uploads_resource = {WA_TABLE(routes), WA_TABLE(stmts)};

@@ -66,30 +66,16 @@ bool wa_parse_u64(const char *s, uint64_t min, uint64_t max, uint64_t *ret);
 
 /* ---- dynamic group filters (filter.c) --------------------------------- */
 
-/* Most conditions in one filter and most values of one "in" list. */
-#define WA_FILTER_MAX_CONDITIONS 16u
-#define WA_FILTER_MAX_IN_VALUES 64u
-#define WA_FILTER_MAX_DEPTH 4u
-/* Room for a compiled WHERE clause. */
-#define WA_FILTER_SQL_BYTES 4096u
-
-struct wa_filter_sql {
-	char where[WA_FILTER_SQL_BYTES]; /* "(model = $3 AND ...)" */
-	char *params[WA_FILTER_MAX_CONDITIONS];
-	int n_params;
-};
-
 /*
- * Compiles a filter (see openapi.yaml, GroupFilter) to a WHERE clause over
- * the columns of table alias "d" of devices, numbering its parameters from
- * first_param ($first_param...). Only a fixed set of fields and operators
- * exists; every value is a parameter, never SQL text. OTA_OK and *out
- * (free with wa_filter_sql_clear); OTA_ERR_FORMAT with a message in err
- * (128 bytes) naming what is wrong.
+ * The GroupFilter compiler is SQL (migrations/code/filter.sql): it refuses
+ * a filter with SQLSTATE FO400 and a message naming what is wrong.
+ * wa_filter_refused: res is such a refusal. wa_filter_error: when it is
+ * (err OTA_ERR_STORAGE), replies 400 bad_request (field "filter", the
+ * compiler's message) and returns true; false otherwise.
  */
-enum ota_err wa_filter_compile(const json_t *filter, int first_param, struct wa_filter_sql *out,
-			       char err[WA_FILTER_ERR_BYTES]);
-void wa_filter_sql_clear(struct wa_filter_sql *out);
+struct wa_ctx;
+bool wa_filter_refused(const PGresult *res);
+bool wa_filter_error(struct wa_ctx *ctx, enum ota_err err, const PGresult *res);
 
 /* ---- bundles (upload.c) ----------------------------------------------- */
 
@@ -146,6 +132,9 @@ struct wa_bundle {
 	void (*created)(struct wa_ctx *ctx, struct wa_bundle *b);
 	void *ext;
 	void (*ext_free)(void *ext);
+	/* a delta bundle of the artifact artifact_id (deltas.c), not a new artifact */
+	bool delta;
+	struct wa_delta_release *release; /* the artifact's release, after the precheck */
 };
 
 /*
@@ -170,6 +159,39 @@ void wa_bundle_verify(struct wa_ctx *ctx);
 void wa_bundle_commit(struct wa_ctx *ctx, struct wa_bundle *b);
 /* The 422 reply for a bundle refused with err ("what: description"). */
 void wa_bundle_refuse(struct wa_ctx *ctx, enum ota_err err, const char *what);
+/*
+ * A bundle in the request body (at most one upload chunk): a new artifact
+ * artifact_id, or (delta) a delta bundle of the artifact artifact_id.
+ * Replies.
+ */
+void wa_bundle_from_body(struct wa_ctx *ctx, const char *artifact_id, bool delta);
+
+/* The artifact id of the path checked (400), the query names in allowed (artifacts.c). */
+bool wa_artifact_path(struct wa_ctx *ctx, const char *const *allowed);
+/* One artifact's JSON in column 0 (200), or 404 "no such artifact" (artifacts.c). */
+void wa_reply_artifact_row(struct wa_ctx *ctx, enum ota_err err, const PGresult *res);
+
+/* ---- deltas of an artifact (deltas.c) ---------------------------------- */
+
+struct wa_delta_release;
+/* Runs the delta precheck of b (delta_precheck), then cb. */
+void wa_delta_precheck(struct wa_ctx *ctx, struct wa_bundle *b,
+		       void (*cb)(struct wa_ctx *ctx, enum ota_err err, const PGresult *res));
+/*
+ * The precheck's row (column 0 is the KeyList, checked by the caller): the
+ * artifact exists (404), the manifest is new (409); keeps the artifact's
+ * release in b->release. false after replying.
+ */
+bool wa_delta_precheck_ok(struct wa_ctx *ctx, struct wa_bundle *b, const PGresult *res);
+/*
+ * The verified manifest m is a delta of b's artifact: a DeltaInfo of a
+ * known algorithm, not encrypted, the artifact's image (hash 422 HASH,
+ * size 422 SIZE), product, version and counter (409), a base without a
+ * delta yet (409). false after replying.
+ */
+bool wa_delta_manifest_ok(struct wa_ctx *ctx, struct wa_bundle *b, const Fleetota__V1__Manifest *m);
+/* Inserts the delta whose payload is the store file store_name; replies 201. */
+void wa_delta_insert(struct wa_ctx *ctx, struct wa_bundle *b, const char *store_name);
 
 /* ---- upload sessions (uploads.c) --------------------------------------- */
 
@@ -181,18 +203,50 @@ struct wa_uploads;
 enum ota_err wa_uploads_new(struct webapi *api, struct event_base *base, const char *store_dir,
 			    uint64_t max_bundle, struct wa_uploads **ret);
 void wa_uploads_free(struct wa_uploads *up);
-enum ota_err wa_uploads_prepare(struct srv_db *db);
 struct wa_uploads *wa_uploads_of(const struct wa_ctx *ctx);
 
-void wa_h_uploads_create(struct wa_ctx *ctx);
-void wa_h_uploads_get(struct wa_ctx *ctx);
-void wa_h_uploads_append(struct wa_ctx *ctx);
-void wa_h_uploads_delete(struct wa_ctx *ctx);
-void wa_h_uploads_finish(struct wa_ctx *ctx);
-
-/* ---- the server side (webapi.c) --------------------------------------- */
+/* ---- resources and their routes (webapi.c dispatches) ------------------ */
 
 typedef void (*wa_handler)(struct wa_ctx *ctx);
+
+enum wa_body {
+	WA_BODY_NONE,
+	WA_BODY_JSON,
+	WA_BODY_BINARY,
+	WA_BODY_CHUNK, /* an upload chunk: application/offset+octet-stream too */
+};
+
+/* One operation of openapi.yaml. */
+struct wa_route {
+	enum evhttp_cmd_type method;
+	const char *pattern; /* segments; "*" matches one {id} */
+	enum wa_role role; /* the least role it needs; WA_ROLE_NONE: no token */
+	enum wa_body body;
+	wa_handler handler;
+};
+
+/*
+ * One REST resource, defined by its own file as wa_NAME_resource: its
+ * routes and its statements (a table of calls of SQL functions, registered
+ * when the listener starts). webapi.c knows no resource by name: it walks
+ * wa_resources, so adding one is a file and two lines in resources.c.
+ */
+struct wa_resource {
+	const struct wa_route *routes;
+	size_t n_routes;
+	const struct srv_db_stmt *stmts; /* may be NULL */
+	size_t n_stmts;
+	/* a resource whose statements are not one table yet registers them here (or NULL) */
+	enum ota_err (*prepare)(struct srv_db *db);
+};
+
+/* The n entries of a file's static table, for a wa_resource initializer. */
+#define WA_TABLE(table) (table), (sizeof(table) / sizeof((table)[0]))
+
+/* The resources (resources.c), in the order their routes are matched; NULL-terminated. */
+extern const struct wa_resource *const wa_resources[];
+
+/* ---- the server side (webapi.c) --------------------------------------- */
 
 struct wa_ctx {
 	struct webapi *api;
@@ -275,9 +329,6 @@ static inline void wa_db_stmt(struct wa_ctx *ctx, const struct srv_db_stmt *stmt
 {
 	wa_db(ctx, stmt->name, stmt->n_params, values, cb);
 }
-/* The same with SQL text (dynamic filters), always parameterised. */
-void wa_db_sql(struct wa_ctx *ctx, const char *sql, int n_params, const char *const *values,
-	       void (*cb)(struct wa_ctx *ctx, enum ota_err err, const PGresult *res));
 
 /* SQLSTATE of a failed statement ("23505"), or "". */
 const char *wa_sqlstate(const PGresult *res);
@@ -302,19 +353,14 @@ const char *wa_header(struct wa_ctx *ctx, const char *name);
 /* Adds a response header (before the reply). */
 void wa_add_header(struct wa_ctx *ctx, const char *name, const char *value);
 
-/* Registers statements: one per module. */
-enum ota_err wa_tokens_prepare(struct srv_db *db);
+/*
+ * The statements and handlers of devices.c, groups.c, artifacts.c and
+ * trust.c (their own route tables list them; to become static there).
+ */
 enum ota_err wa_devices_prepare(struct srv_db *db);
 enum ota_err wa_groups_prepare(struct srv_db *db);
 enum ota_err wa_artifacts_prepare(struct srv_db *db);
 enum ota_err wa_trust_prepare(struct srv_db *db);
-
-/* Handlers (one per operation of openapi.yaml). */
-void wa_h_tokens_list(struct wa_ctx *ctx);
-void wa_h_tokens_create(struct wa_ctx *ctx);
-void wa_h_tokens_revoke(struct wa_ctx *ctx);
-void wa_h_me(struct wa_ctx *ctx);
-void wa_h_audit_list(struct wa_ctx *ctx);
 void wa_h_devices_list(struct wa_ctx *ctx);
 void wa_h_devices_get(struct wa_ctx *ctx);
 void wa_h_devices_tags(struct wa_ctx *ctx);
@@ -355,11 +401,5 @@ void wa_reply_bytes(struct wa_ctx *ctx, int status, const char *content_type, co
  * If-None-Match names it (the answer is then 304 without a body).
  */
 bool wa_etag_not_modified(struct wa_ctx *ctx, const char *text);
-enum ota_err wa_observe_prepare(struct srv_db *db);
-void wa_h_console(struct wa_ctx *ctx);
-void wa_h_campaigns_events(struct wa_ctx *ctx);
-void wa_h_campaigns_failures(struct wa_ctx *ctx);
-void wa_h_fleet_summary(struct wa_ctx *ctx);
-void wa_h_fleet_devices(struct wa_ctx *ctx);
 
 #endif

@@ -26,27 +26,10 @@
 #include "metrics-internal.h"
 #include "ratelimit-internal.h"
 #include "utf8-internal.h"
-#include "campaigns-internal.h"
-#include "exposure-internal.h"
 #include "webapi-internal.h"
 
 /* Status classes counted by /metrics. */
 #define WA_STATUS_CLASSES 6
-
-enum wa_body {
-	WA_BODY_NONE,
-	WA_BODY_JSON,
-	WA_BODY_BINARY,
-	WA_BODY_CHUNK, /* an upload chunk: application/offset+octet-stream too */
-};
-
-struct wa_route {
-	enum evhttp_cmd_type method;
-	const char *pattern; /* segments; "*" matches one {id} */
-	enum wa_role role;
-	enum wa_body body;
-	wa_handler handler;
-};
 
 struct webapi {
 	struct event_base *base;
@@ -70,92 +53,32 @@ struct webapi {
 static void h_healthz(struct wa_ctx *ctx);
 static void h_metrics(struct wa_ctx *ctx);
 
+/* The listener's own routes and statements; the resources' are theirs. */
 static const struct wa_route routes[] = {
 	{EVHTTP_REQ_GET, "/healthz", WA_ROLE_NONE, WA_BODY_NONE, h_healthz},
 	{EVHTTP_REQ_GET, "/metrics", WA_ROLE_VIEWER, WA_BODY_NONE, h_metrics},
-	{EVHTTP_REQ_GET, "/api/v1/me", WA_ROLE_VIEWER, WA_BODY_NONE, wa_h_me},
-	{EVHTTP_REQ_GET, "/api/v1/tokens", WA_ROLE_ADMIN, WA_BODY_NONE, wa_h_tokens_list},
-	{EVHTTP_REQ_POST, "/api/v1/tokens", WA_ROLE_ADMIN, WA_BODY_JSON, wa_h_tokens_create},
-	{EVHTTP_REQ_DELETE, "/api/v1/tokens/*", WA_ROLE_ADMIN, WA_BODY_NONE, wa_h_tokens_revoke},
-	{EVHTTP_REQ_GET, "/api/v1/audit", WA_ROLE_VIEWER, WA_BODY_NONE, wa_h_audit_list},
-	{EVHTTP_REQ_GET, "/api/v1/devices", WA_ROLE_VIEWER, WA_BODY_NONE, wa_h_devices_list},
-	{EVHTTP_REQ_GET, "/api/v1/devices/*", WA_ROLE_VIEWER, WA_BODY_NONE, wa_h_devices_get},
-	{EVHTTP_REQ_PUT, "/api/v1/devices/*/tags", WA_ROLE_OPERATOR, WA_BODY_JSON,
-	 wa_h_devices_tags},
-	{EVHTTP_REQ_POST, "/api/v1/devices/*/decommission", WA_ROLE_ADMIN, WA_BODY_NONE,
-	 wa_h_devices_decommission},
-	{EVHTTP_REQ_POST, "/api/v1/devices/*/clear-suspect", WA_ROLE_OPERATOR, WA_BODY_NONE,
-	 wa_h_devices_clear_suspect},
-	{EVHTTP_REQ_GET, "/api/v1/groups", WA_ROLE_VIEWER, WA_BODY_NONE, wa_h_groups_list},
-	{EVHTTP_REQ_POST, "/api/v1/groups", WA_ROLE_OPERATOR, WA_BODY_JSON, wa_h_groups_create},
-	{EVHTTP_REQ_GET, "/api/v1/groups/*", WA_ROLE_VIEWER, WA_BODY_NONE, wa_h_groups_get},
-	{EVHTTP_REQ_DELETE, "/api/v1/groups/*", WA_ROLE_OPERATOR, WA_BODY_NONE, wa_h_groups_delete},
-	{EVHTTP_REQ_PUT, "/api/v1/groups/*/members", WA_ROLE_OPERATOR, WA_BODY_JSON,
-	 wa_h_groups_members},
-	{EVHTTP_REQ_GET, "/api/v1/groups/*/devices", WA_ROLE_VIEWER, WA_BODY_NONE,
-	 wa_h_groups_devices},
-	{EVHTTP_REQ_GET, "/api/v1/artifacts", WA_ROLE_VIEWER, WA_BODY_NONE, wa_h_artifacts_list},
-	{EVHTTP_REQ_POST, "/api/v1/artifacts", WA_ROLE_OPERATOR, WA_BODY_BINARY,
-	 wa_h_artifacts_upload},
-	{EVHTTP_REQ_GET, "/api/v1/artifacts/*", WA_ROLE_VIEWER, WA_BODY_NONE, wa_h_artifacts_get},
-	{EVHTTP_REQ_DELETE, "/api/v1/artifacts/*", WA_ROLE_OPERATOR, WA_BODY_NONE,
-	 wa_h_artifacts_delete},
-	/* resumable upload sessions (uploads.c) */
-	{EVHTTP_REQ_POST, "/api/v1/uploads", WA_ROLE_OPERATOR, WA_BODY_JSON, wa_h_uploads_create},
-	{EVHTTP_REQ_GET, "/api/v1/uploads/*", WA_ROLE_OPERATOR, WA_BODY_NONE, wa_h_uploads_get},
-	{EVHTTP_REQ_HEAD, "/api/v1/uploads/*", WA_ROLE_OPERATOR, WA_BODY_NONE, wa_h_uploads_get},
-	{EVHTTP_REQ_PATCH, "/api/v1/uploads/*", WA_ROLE_OPERATOR, WA_BODY_CHUNK,
-	 wa_h_uploads_append},
-	{EVHTTP_REQ_PUT, "/api/v1/uploads/*", WA_ROLE_OPERATOR, WA_BODY_CHUNK, wa_h_uploads_append},
-	{EVHTTP_REQ_DELETE, "/api/v1/uploads/*", WA_ROLE_OPERATOR, WA_BODY_NONE,
-	 wa_h_uploads_delete},
-	{EVHTTP_REQ_POST, "/api/v1/uploads/*/artifact", WA_ROLE_OPERATOR, WA_BODY_JSON,
-	 wa_h_uploads_finish},
-	{EVHTTP_REQ_GET, "/api/v1/keylists", WA_ROLE_VIEWER, WA_BODY_NONE, wa_h_keylists_list},
-	{EVHTTP_REQ_POST, "/api/v1/keylists", WA_ROLE_ADMIN, WA_BODY_BINARY, wa_h_keylists_upload},
-	{EVHTTP_REQ_GET, "/api/v1/rootlists", WA_ROLE_VIEWER, WA_BODY_NONE, wa_h_rootlists_list},
-	{EVHTTP_REQ_POST, "/api/v1/rootlists", WA_ROLE_ADMIN, WA_BODY_BINARY,
-	 wa_h_rootlists_upload},
-	/* the rollout engine (campaigns.c) */
-	{EVHTTP_REQ_GET, "/api/v1/campaigns", WA_ROLE_VIEWER, WA_BODY_NONE, wa_h_campaigns_list},
-	{EVHTTP_REQ_POST, "/api/v1/campaigns", WA_ROLE_OPERATOR, WA_BODY_JSON,
-	 wa_h_campaigns_create},
-	{EVHTTP_REQ_GET, "/api/v1/campaigns/*", WA_ROLE_VIEWER, WA_BODY_NONE, wa_h_campaigns_get},
-	{EVHTTP_REQ_GET, "/api/v1/campaigns/*/devices", WA_ROLE_VIEWER, WA_BODY_NONE,
-	 wa_h_campaigns_devices},
-	{EVHTTP_REQ_POST, "/api/v1/campaigns/*/start", WA_ROLE_OPERATOR, WA_BODY_NONE,
-	 wa_h_campaigns_action},
-	{EVHTTP_REQ_POST, "/api/v1/campaigns/*/approve", WA_ROLE_OPERATOR, WA_BODY_NONE,
-	 wa_h_campaigns_action},
-	{EVHTTP_REQ_POST, "/api/v1/campaigns/*/pause", WA_ROLE_OPERATOR, WA_BODY_NONE,
-	 wa_h_campaigns_action},
-	{EVHTTP_REQ_POST, "/api/v1/campaigns/*/resume", WA_ROLE_OPERATOR, WA_BODY_NONE,
-	 wa_h_campaigns_action},
-	{EVHTTP_REQ_POST, "/api/v1/campaigns/*/cancel", WA_ROLE_OPERATOR, WA_BODY_NONE,
-	 wa_h_campaigns_action},
-	/* what the console follows (observe.c) and its assets (console.c) */
-	{EVHTTP_REQ_GET, "/api/v1/campaigns/*/events", WA_ROLE_VIEWER, WA_BODY_NONE,
-	 wa_h_campaigns_events},
-	{EVHTTP_REQ_GET, "/api/v1/campaigns/*/failures", WA_ROLE_VIEWER, WA_BODY_NONE,
-	 wa_h_campaigns_failures},
-	{EVHTTP_REQ_GET, "/api/v1/fleet", WA_ROLE_VIEWER, WA_BODY_NONE, wa_h_fleet_summary},
-	{EVHTTP_REQ_GET, "/api/v1/fleet/devices", WA_ROLE_VIEWER, WA_BODY_NONE, wa_h_fleet_devices},
-	{EVHTTP_REQ_GET, "/console", WA_ROLE_NONE, WA_BODY_NONE, wa_h_console},
-	{EVHTTP_REQ_GET, "/console/", WA_ROLE_NONE, WA_BODY_NONE, wa_h_console},
-	{EVHTTP_REQ_GET, "/console/*", WA_ROLE_NONE, WA_BODY_NONE, wa_h_console},
-	{EVHTTP_REQ_GET, "/api/v1/keyrotation", WA_ROLE_VIEWER, WA_BODY_NONE, wa_h_keyrotation},
-	{EVHTTP_REQ_GET, "/api/v1/security/exposure", WA_ROLE_VIEWER, WA_BODY_NONE,
-	 wa_h_security_exposure},
-	{EVHTTP_REQ_POST, "/api/v1/retention/purge", WA_ROLE_ADMIN, WA_BODY_JSON,
-	 wa_h_retention_purge},
 };
-#define N_ROUTES (sizeof(routes) / sizeof(routes[0]))
 
-static const char sql_health[] = "SELECT 1";
+/* STRINGIFY for the statement text */
+#define WA_STR_(x) #x
+#define WA_STR(x) WA_STR_(x)
 
-static const char sql_auth[] =
-	"SELECT id, role, name FROM api_tokens WHERE token_sha256 = decode($1, 'hex') "
-	"AND revoked_at IS NULL";
+/*
+ * The listener's statements: /healthz's round trip (no function, so that it
+ * needs nothing but a database), authentication (api_tokens.sql) and the
+ * fleet gauges of /metrics (metrics.sql).
+ */
+enum { STMT_HEALTH, STMT_AUTH, STMT_FLEET_METRICS };
+static const struct srv_db_stmt stmts[] = {
+	[STMT_HEALTH] = {"wa_health", "SELECT 1", 0},
+	[STMT_AUTH] = {"wa_auth", "SELECT id, role, name FROM api_token_auth($1)", 1},
+	[STMT_FLEET_METRICS] = {"wa_fleet_metrics",
+				"SELECT kind, label, label2, value FROM metrics_fleet(" WA_STR(
+					SRV_METRICS_MAX_CAMPAIGNS) ")",
+				0},
+};
+
+static const struct wa_resource listener = {WA_TABLE(routes), WA_TABLE(stmts)};
 
 static double now_ms(void)
 {
@@ -389,14 +312,6 @@ void wa_db(struct wa_ctx *ctx, const char *stmt, int n_params, const char *const
 	db_run(ctx, &query, cb);
 }
 
-void wa_db_sql(struct wa_ctx *ctx, const char *sql, int n_params, const char *const *values,
-	       void (*cb)(struct wa_ctx *ctx, enum ota_err err, const PGresult *res))
-{
-	struct srv_db_query query = {.sql = sql, .n_params = n_params, .values = values};
-
-	db_run(ctx, &query, cb);
-}
-
 const char *wa_store_dir(const struct wa_ctx *ctx)
 {
 	return ctx->api->store_dir;
@@ -608,6 +523,40 @@ static int match(const char *pattern, const char *path, char *arg, size_t arg_ca
 	return *pattern == '\0' && *path == '\0';
 }
 
+/*
+ * Looks for ctx's route among res's: 1 found (ctx->route, ctx->path_arg),
+ * 0 not there (*path_known set when the path is, with another method), -1
+ * a bad path encoding.
+ */
+static int route_in(const struct wa_resource *res, struct wa_ctx *ctx, const char *path,
+		    bool *path_known)
+{
+	for (size_t i = 0; i < res->n_routes; i++) {
+		int m = match(res->routes[i].pattern, path, ctx->path_arg, sizeof(ctx->path_arg));
+
+		if (m < 0)
+			return -1;
+		if (m == 0)
+			continue;
+		*path_known = true;
+		if (res->routes[i].method == ctx->method) {
+			ctx->route = &res->routes[i];
+			return 1;
+		}
+	}
+	return 0;
+}
+
+/* route_in over the listener's routes, then each resource's, in order. */
+static int route_find(struct wa_ctx *ctx, const char *path, bool *path_known)
+{
+	int found = route_in(&listener, ctx, path, path_known);
+
+	for (size_t i = 0; found == 0 && wa_resources[i] != NULL; i++)
+		found = route_in(wa_resources[i], ctx, path, path_known);
+	return found;
+}
+
 static void run_handler(struct wa_ctx *ctx)
 {
 	const struct wa_route *route = ctx->route;
@@ -728,20 +677,9 @@ static void gencb(struct evhttp_request *req, void *arg)
 		wa_reply_error(ctx, 400, "bad_request", "bad request target", NULL);
 		return;
 	}
-	for (size_t i = 0; i < N_ROUTES; i++) {
-		int m = match(routes[i].pattern, path, ctx->path_arg, sizeof(ctx->path_arg));
-
-		if (m < 0) {
-			wa_reply_error(ctx, 400, "bad_request", "bad path encoding", "path");
-			return;
-		}
-		if (m == 0)
-			continue;
-		path_known = true;
-		if (routes[i].method == method) {
-			ctx->route = &routes[i];
-			break;
-		}
+	if (route_find(ctx, path, &path_known) < 0) {
+		wa_reply_error(ctx, 400, "bad_request", "bad path encoding", "path");
+		return;
 	}
 	if (ctx->route == NULL) {
 		if (path_known)
@@ -776,7 +714,7 @@ static void gencb(struct evhttp_request *req, void *arg)
 		return;
 	}
 	params[0] = hash;
-	wa_db(ctx, "wa_auth", 1, params, auth_done);
+	wa_db_stmt(ctx, &stmts[STMT_AUTH], params, auth_done);
 }
 
 /* ---- /healthz and /metrics ------------------------------------------ */
@@ -801,7 +739,7 @@ static void health_done(struct wa_ctx *ctx, enum ota_err err, const PGresult *re
  */
 static void h_healthz(struct wa_ctx *ctx)
 {
-	struct srv_db_query query = {.stmt = "wa_health",
+	struct srv_db_query query = {.stmt = stmts[STMT_HEALTH].name,
 				     .timeout_ms = ctx->api->healthz_timeout_ms};
 
 	if (db_start(ctx, &query, health_done) != OTA_OK)
@@ -843,7 +781,7 @@ static void h_metrics(struct wa_ctx *ctx)
 
 	if (!wa_query_only(ctx, allowed))
 		return;
-	wa_db(ctx, "wa_fleet_metrics", 0, NULL, metrics_done);
+	wa_db_stmt(ctx, &stmts[STMT_FLEET_METRICS], NULL, metrics_done);
 }
 
 /* ---- lifecycle ------------------------------------------------------ */
@@ -863,6 +801,17 @@ static enum ota_err tls_setup(struct webapi *api, const struct webapi_config *cf
 		return OTA_ERR_STORAGE;
 	}
 	return OTA_OK;
+}
+
+static enum ota_err resource_prepare(struct srv_db *db, const struct wa_resource *res)
+{
+	enum ota_err err = OTA_OK;
+
+	if (res->n_stmts > 0)
+		err = srv_db_prepare_stmts(db, res->stmts, res->n_stmts);
+	if (err == OTA_OK && res->prepare != NULL)
+		err = res->prepare(db);
+	return err;
 }
 
 enum ota_err webapi_new(struct event_base *base, struct srv_db *db, struct srv_metrics *metrics,
@@ -913,29 +862,9 @@ enum ota_err webapi_new(struct event_base *base, struct srv_db *db, struct srv_m
 				&api->ratelimit);
 	if (err != OTA_OK)
 		goto out;
-	err = srv_db_prepare(db, "wa_auth", sql_auth);
-	if (err == OTA_OK)
-		err = srv_db_prepare(db, "wa_health", sql_health);
-	if (err == OTA_OK)
-		err = srv_db_prepare(db, "wa_fleet_metrics", srv_metrics_fleet_sql);
-	if (err == OTA_OK)
-		err = wa_tokens_prepare(db);
-	if (err == OTA_OK)
-		err = wa_devices_prepare(db);
-	if (err == OTA_OK)
-		err = wa_groups_prepare(db);
-	if (err == OTA_OK)
-		err = wa_artifacts_prepare(db);
-	if (err == OTA_OK)
-		err = wa_trust_prepare(db);
-	if (err == OTA_OK)
-		err = wa_campaigns_prepare(db);
-	if (err == OTA_OK)
-		err = wa_uploads_prepare(db);
-	if (err == OTA_OK)
-		err = wa_observe_prepare(db);
-	if (err == OTA_OK)
-		err = wa_exposure_prepare(db);
+	err = resource_prepare(db, &listener);
+	for (size_t i = 0; err == OTA_OK && wa_resources[i] != NULL; i++)
+		err = resource_prepare(db, wa_resources[i]);
 	if (err == OTA_OK && cfg->console_dir != NULL && cfg->console_dir[0] != '\0')
 		err = wa_console_new(cfg->console_dir, &api->console);
 	if (err != OTA_OK)

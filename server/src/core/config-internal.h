@@ -29,6 +29,12 @@ struct srv_config {
 	unsigned db_queue_max; /* queries waiting for a connection */
 	unsigned db_timeout_ms; /* deadline of a database call (device paths, engine) */
 	unsigned db_retry_timeout_ms; /* of a retried one (reports), queue wait included */
+	bool manifest_cache; /* the in-memory assignment view (device/assign_cache-internal.h) */
+	unsigned manifest_cache_poll_ms; /* how often the change log is read */
+	unsigned manifest_cache_stale_ms; /* no hits beyond this without a good poll */
+	unsigned manifest_cache_ttl_sec; /* an entry answers at most this long */
+	unsigned manifest_cache_max; /* entries; beyond, everything is forgotten */
+	bool db_prepared_statements; /* false: unnamed statements (PgBouncer < 1.21, transaction mode) */
 	char *migrations_dir;
 	bool migrate_on_start;
 	unsigned db_wait_sec; /* at start: wait this long for the database (0 = no wait) */

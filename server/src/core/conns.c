@@ -33,11 +33,12 @@
 #include <event2/bufferevent_ssl.h>
 #include <event2/listener.h>
 
+#include "clock-internal.h"
 #include "conns-internal.h"
 #include "hex-internal.h"
-#include "http-internal.h"
 #include "log-internal.h"
 #include "ratelimit-internal.h"
+#include "tls-internal.h"
 
 /* listen(2) backlog: slow clients must not make good ones wait for a SYN retry. */
 #define CONNS_BACKLOG 1024

@@ -93,6 +93,28 @@ enum ota_err srv_db_new(struct event_base *base, const char *conninfo, unsigned 
 enum ota_err srv_db_set_deadlines(struct srv_db *db, unsigned timeout_ms,
 				  unsigned retry_timeout_ms);
 
+/*
+ * Named (protocol-level) prepared statements, the default, or not: with
+ * prepared = false every statement is sent as its SQL text in an unnamed
+ * statement (parsed and planned each time; the statement tables stay the
+ * same). For a pooler that does not keep prepared statements across
+ * transactions: PgBouncer before 1.21 in transaction mode (Debian 12 ships
+ * 1.18; docs/scaling.md). Only before srv_db_start().
+ */
+enum ota_err srv_db_set_prepared(struct srv_db *db, bool prepared);
+
+/*
+ * conninfo (a key=value string or a URI) with its host list started at
+ * entry shift modulo the number of hosts: the host, hostaddr and port lists
+ * rotated together (a single port stays), as a key='value' string in
+ * *ret_conninfo (the caller frees it). libpq tries hosts in order and gives
+ * up when one accepts the connection and then drops it (a pooler whose
+ * PostgreSQL is gone) instead of trying the next: every reconnect starts
+ * one host further, so target_session_attrs=read-write finds the primary
+ * behind any of them. OTA_ERR_INVALID_ARG: conninfo does not parse.
+ */
+enum ota_err srv_db_conninfo_rotate(const char *conninfo, unsigned shift, char **ret_conninfo);
+
 /* Registers a statement (copied). Only before srv_db_start(). */
 enum ota_err srv_db_prepare(struct srv_db *db, const char *name, const char *sql);
 

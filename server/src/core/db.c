@@ -7,6 +7,8 @@
 #include <sys/queue.h>
 #include <time.h>
 
+#include <event2/buffer.h>
+
 #include "db-internal.h"
 #include "log-internal.h"
 
@@ -54,6 +56,7 @@ struct db_conn {
 	short ev_what;
 	struct event *ev_timer; /* reconnect back-off, or the opening deadline */
 	unsigned backoff_ms;
+	unsigned failures; /* connections lost or failed: the host list's rotation */
 	size_t prep_index;
 	struct db_query *current;
 	PGresult *result;
@@ -84,6 +87,7 @@ struct srv_db {
 	unsigned n_conns;
 	bool started;
 	bool closing;
+	bool unprepared; /* statements sent as SQL text (srv_db_set_prepared) */
 };
 
 static void conn_io_cb(evutil_socket_t fd, short what, void *arg);
@@ -250,8 +254,14 @@ static void conn_connect(struct db_conn *conn)
 {
 	struct timeval timeout = {SRV_DB_CONNECT_TIMEOUT_MS / 1000,
 				  (SRV_DB_CONNECT_TIMEOUT_MS % 1000) * 1000};
+	char *conninfo = NULL;
 
-	conn->pg = PQconnectStart(conn->db->conninfo);
+	if (srv_db_conninfo_rotate(conn->db->conninfo, conn->failures, &conninfo) != OTA_OK) {
+		conn_lost(conn, "db_conninfo does not parse");
+		return;
+	}
+	conn->pg = PQconnectStart(conninfo);
+	free(conninfo);
 	if (conn->pg == NULL || PQstatus(conn->pg) == CONNECTION_BAD) {
 		conn_lost(conn, conn->pg != NULL ? PQerrorMessage(conn->pg) : "out of memory");
 		return;
@@ -296,17 +306,28 @@ static void conn_lost(struct db_conn *conn, const char *why)
 	struct srv_db *db = conn->db;
 	struct db_query *q = conn->current;
 	struct timeval delay;
-	size_t why_len = strcspn(why, "\n");
+	char flat[512];
+	size_t flat_len = 0;
+
+	/* one line: libpq says why each host of a list failed, a line each */
+	for (const char *p = why; *p != '\0' && flat_len + 3 < sizeof(flat); p++) {
+		if (*p != '\n')
+			flat[flat_len++] = *p;
+		else if (p[1] != '\0')
+			flat_len += (size_t)snprintf(flat + flat_len, 3, "; ");
+	}
+	flat[flat_len] = '\0';
 
 	/* Loud when a connection drops, then every BACKOFF_MAX_MS while down. */
 	srv_log(conn->was_up || conn->backoff_ms == BACKOFF_MIN_MS ||
 				conn->backoff_ms == BACKOFF_MAX_MS
 			? SRV_LOG_WARN
 			: SRV_LOG_DEBUG,
-		"db connection %u %s: %.*s (retry in %u ms)", conn->index,
-		conn->was_up ? "lost" : "failed", (int)why_len, why, conn->backoff_ms);
+		"db connection %u %s: %s (retry in %u ms)", conn->index,
+		conn->was_up ? "lost" : "failed", flat, conn->backoff_ms);
 	conn->was_up = false;
 	conn->current = NULL;
+	conn->failures++;
 	conn_close(conn);
 	if (q != NULL) {
 		q->conn = NULL;
@@ -342,7 +363,7 @@ static void conn_send_prepare(struct db_conn *conn)
 {
 	struct srv_db *db = conn->db;
 
-	if (conn->prep_index == db->n_stmts) {
+	if (conn->prep_index == db->n_stmts || db->unprepared) {
 		evtimer_del(conn->ev_timer); /* opened in time */
 		conn->state = CONN_IDLE;
 		conn->backoff_ms = BACKOFF_MIN_MS;
@@ -547,11 +568,22 @@ static void conn_io_cb(evutil_socket_t fd, short what, void *arg)
 
 /* ---- dispatch ------------------------------------------------------- */
 
+/* The SQL text of a registered statement, or NULL. */
+static const char *stmt_sql(const struct srv_db *db, const char *name)
+{
+	for (size_t i = 0; i < db->n_stmts; i++) {
+		if (strcmp(db->stmts[i].name, name) == 0)
+			return db->stmts[i].sql;
+	}
+	return NULL;
+}
+
 static void dispatch(struct srv_db *db)
 {
 	for (unsigned i = 0; i < db->n_conns && !TAILQ_EMPTY(&db->queue); i++) {
 		struct db_conn *conn = &db->conns[i];
 		struct db_query *q;
+		const char *sql;
 		int sent;
 
 		if (conn->state != CONN_IDLE)
@@ -562,12 +594,13 @@ static void dispatch(struct srv_db *db)
 		conn->current = q;
 		q->conn = conn;
 		conn->state = CONN_BUSY;
-		if (q->stmt != NULL)
+		sql = q->stmt != NULL && db->unprepared ? stmt_sql(db, q->stmt) : q->sql;
+		if (sql == NULL) /* an unknown name fails in PostgreSQL, as prepared */
 			sent = PQsendQueryPrepared(conn->pg, q->stmt, q->n_params, q->values, NULL,
 						   NULL, q->binary_result);
 		else
-			sent = PQsendQueryParams(conn->pg, q->sql, q->n_params, NULL, q->values,
-						 NULL, NULL, q->binary_result);
+			sent = PQsendQueryParams(conn->pg, sql, q->n_params, NULL, q->values, NULL,
+						 NULL, q->binary_result);
 		if (!sent) {
 			conn_lost(conn, PQerrorMessage(conn->pg));
 			return; /* conn_lost dispatched again */
@@ -731,6 +764,116 @@ enum ota_err srv_db_set_deadlines(struct srv_db *db, unsigned timeout_ms, unsign
 	db->timeout_ms = timeout_ms;
 	db->retry_timeout_ms = retry_timeout_ms;
 	return OTA_OK;
+}
+
+enum ota_err srv_db_set_prepared(struct srv_db *db, bool prepared)
+{
+	if (db->started)
+		return OTA_ERR_INVALID_ARG;
+	db->unprepared = !prepared;
+	return OTA_OK;
+}
+
+/* Appends " key='value'" (quotes and backslashes escaped) to out. */
+static bool conninfo_append(struct evbuffer *out, const char *key, const char *value, size_t len)
+{
+	if (evbuffer_add_printf(out, "%s%s='", evbuffer_get_length(out) > 0 ? " " : "", key) < 0)
+		return false;
+	for (size_t i = 0; i < len; i++) {
+		if ((value[i] == '\\' || value[i] == '\'') && evbuffer_add(out, "\\", 1) != 0)
+			return false;
+		if (evbuffer_add(out, &value[i], 1) != 0)
+			return false;
+	}
+	return evbuffer_add(out, "'", 1) == 0;
+}
+
+/* Entries of a comma-separated list. */
+static unsigned list_count(const char *list)
+{
+	unsigned n = 1;
+
+	for (const char *p = list; *p != '\0'; p++)
+		n += *p == ',';
+	return n;
+}
+
+/* Appends the list rotated by shift entries (it has n entries). */
+static bool conninfo_append_rotated(struct evbuffer *out, const char *key, const char *list,
+				    unsigned n, unsigned shift)
+{
+	size_t len = strlen(list), head = 0;
+	char *rotated;
+	bool ok;
+
+	/* entries shift..n-1, a comma, entries 0..shift-1 */
+	for (unsigned i = 0; i < shift % n; i++)
+		head += strcspn(list + head, ",") + 1;
+	rotated = malloc(len + 1);
+	if (rotated == NULL)
+		return false;
+	memcpy(rotated, list + head, len - head);
+	rotated[len - head] = ',';
+	memcpy(rotated + len - head + 1, list, head - 1);
+	ok = conninfo_append(out, key, rotated, len);
+	free(rotated);
+	return ok;
+}
+
+enum ota_err srv_db_conninfo_rotate(const char *conninfo, unsigned shift, char **ret_conninfo)
+{
+	PQconninfoOption *opts = PQconninfoParse(conninfo, NULL);
+	struct evbuffer *out = NULL;
+	const char *hosts = NULL;
+	enum ota_err err = OTA_ERR_NOMEM;
+	unsigned n = 1;
+	char *copy;
+
+	if (opts == NULL)
+		return OTA_ERR_INVALID_ARG;
+	for (PQconninfoOption *o = opts; o->keyword != NULL; o++) {
+		if (o->val != NULL && o->val[0] != '\0' &&
+		    (strcmp(o->keyword, "host") == 0 ||
+		     (hosts == NULL && strcmp(o->keyword, "hostaddr") == 0)))
+			hosts = o->val;
+	}
+	if (hosts != NULL)
+		n = list_count(hosts);
+	if (n < 2 || shift % n == 0) {
+		copy = strdup(conninfo);
+		if (copy != NULL) {
+			*ret_conninfo = copy;
+			err = OTA_OK;
+		}
+		goto out;
+	}
+	out = evbuffer_new();
+	if (out == NULL)
+		goto out;
+	for (PQconninfoOption *o = opts; o->keyword != NULL; o++) {
+		bool listed = strcmp(o->keyword, "host") == 0 ||
+			      strcmp(o->keyword, "hostaddr") == 0 ||
+			      strcmp(o->keyword, "port") == 0;
+
+		if (o->val == NULL)
+			continue;
+		if (listed && list_count(o->val) == n
+			    ? !conninfo_append_rotated(out, o->keyword, o->val, n, shift)
+			    : !conninfo_append(out, o->keyword, o->val, strlen(o->val)))
+			goto out;
+	}
+	if (evbuffer_add(out, "", 1) != 0)
+		goto out;
+	copy = strdup((const char *)evbuffer_pullup(out, -1));
+	if (copy != NULL) {
+		*ret_conninfo = copy;
+		err = OTA_OK;
+	}
+out:
+	if (out != NULL)
+		evbuffer_free(out);
+	PQconninfoFree(opts);
+	return err;
 }
 
 enum ota_err srv_db_prepare(struct srv_db *db, const char *name, const char *sql)

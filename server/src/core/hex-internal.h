@@ -4,7 +4,8 @@
 
 #include <stddef.h>
 
-/* The server's one hex encoder: len bytes as 2*len lowercase hex digits and a NUL into out. */
+/* ota_hex_encode (fleetota/hex.h) under the server's prefix: len bytes as 2*len lowercase hex
+ * digits and a NUL into out. */
 void srv_hex_encode(const void *data, size_t len, char *out);
 
 #endif

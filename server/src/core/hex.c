@@ -1,16 +1,9 @@
 /* SPDX-License-Identifier: Apache-2.0 */
-#include <stdint.h>
-
+#include "fleetota/hex.h"
 #include "hex-internal.h"
 
+/* The server's name for fleetota's one hex encoder (proto/src/hex.c). */
 void srv_hex_encode(const void *data, size_t len, char *out)
 {
-	static const char digits[] = "0123456789abcdef";
-	const uint8_t *p = data;
-
-	for (size_t i = 0; i < len; i++) {
-		out[2 * i] = digits[p[i] >> 4];
-		out[2 * i + 1] = digits[p[i] & 15];
-	}
-	out[2 * len] = '\0';
+	ota_hex_encode(data, len, out);
 }

@@ -22,14 +22,6 @@ struct srv_http_listener {
 	uint16_t port;
 };
 
-double srv_now(void)
-{
-	struct timespec ts;
-
-	clock_gettime(CLOCK_MONOTONIC, &ts);
-	return (double)ts.tv_sec + (double)ts.tv_nsec / 1e9;
-}
-
 bool srv_id_valid(const char *id, size_t max_len)
 {
 	size_t i;

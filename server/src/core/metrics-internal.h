@@ -69,6 +69,15 @@ struct srv_metrics {
 	uint64_t downloads_aborted;
 	uint64_t bytes_served;
 	uint64_t manifests_served;
+	/* delta updates (delivery.c, docs/server.md "Delta updates") */
+	uint64_t delta_manifests_served; /* of manifests_served: a delta */
+	uint64_t full_manifests_asked; /* of manifests_served: ?full=1, a device's fallback */
+	uint64_t delta_downloads_completed; /* of downloads_completed: a delta's payload */
+	uint64_t delta_bytes_served; /* of bytes_served */
+	uint64_t delta_bytes_saved; /* image size minus delta size, per completed delta */
+	uint64_t manifest_cache_hits; /* answered from the assignment view */
+	uint64_t manifest_cache_misses; /* asked PostgreSQL */
+	uint64_t manifest_cache_flushes; /* the view forgot everything */
 	uint64_t timestamps_signed; /* signed freshness (timestamp.c) */
 	uint64_t timestamps_served;
 	uint64_t rejections[SRV__REJECT_COUNT];
@@ -108,15 +117,16 @@ void srv_metrics_latency(struct srv_metrics *metrics, double ms);
 int srv_metrics_render(const struct srv_metrics *metrics, struct evbuffer *out);
 
 /*
- * The fleet-wide gauges come from PostgreSQL: one statement (no
- * parameters) whose rows srv_metrics_render_fleet() turns into devices by
- * state / version / KeyList version and, per campaign that is not finished
- * or finished in the last 24 hours (at most SRV_METRICS_MAX_CAMPAIGNS, the
- * newest), its state and its devices by state. Cost: one grouped count over
- * those campaigns' campaign_devices rows (primary key prefix) per scrape.
+ * The fleet-wide gauges come from PostgreSQL: srv_metrics_render_fleet()
+ * turns the rows (kind, label, label2, value) of
+ * metrics_fleet(SRV_METRICS_MAX_CAMPAIGNS) (migrations/code/metrics.sql)
+ * into devices by state / version / KeyList version and, per campaign that
+ * is not finished or finished in the last 24 hours (at most
+ * SRV_METRICS_MAX_CAMPAIGNS, the newest), its state and its devices by
+ * state. Cost: one grouped count over those campaigns' campaign_devices
+ * rows (primary key prefix) per scrape.
  */
 #define SRV_METRICS_MAX_CAMPAIGNS 200
-extern const char srv_metrics_fleet_sql[];
 void srv_metrics_render_fleet(const PGresult *res, struct evbuffer *out);
 
 #endif

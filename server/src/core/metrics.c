@@ -108,6 +108,26 @@ int srv_metrics_render(const struct srv_metrics *m, struct evbuffer *out)
 		m->downloads_aborted);
 	COUNTER("bytes_served_total", "Image bytes written to devices.", m->bytes_served);
 	COUNTER("manifests_served_total", "Manifests served.", m->manifests_served);
+	COUNTER("delta_manifests_served_total",
+		"Manifests served as a delta (the device runs the delta's base).",
+		m->delta_manifests_served);
+	COUNTER("full_manifests_requested_total",
+		"Manifests asked for with ?full=1 (a device falling back from a delta).",
+		m->full_manifests_asked);
+	COUNTER("delta_downloads_completed_total", "Delta payloads sent completely.",
+		m->delta_downloads_completed);
+	COUNTER("delta_bytes_served_total", "Delta payload bytes written to devices.",
+		m->delta_bytes_served);
+	COUNTER("delta_bytes_saved_total",
+		"Image bytes not sent thanks to deltas (image size minus delta size, per delta "
+		"sent completely).",
+		m->delta_bytes_saved);
+	COUNTER("manifest_cache_hits_total", "Manifests answered from the assignment view.",
+		m->manifest_cache_hits);
+	COUNTER("manifest_cache_misses_total", "Manifest requests that asked PostgreSQL.",
+		m->manifest_cache_misses);
+	COUNTER("manifest_cache_flushes_total", "Times the assignment view forgot everything.",
+		m->manifest_cache_flushes);
 	COUNTER("timestamps_signed_total", "Timestamps signed by the timestamp role.",
 		m->timestamps_signed);
 	COUNTER("timestamps_served_total", "Timestamps served to devices.", m->timestamps_served);
@@ -165,36 +185,6 @@ int srv_metrics_render(const struct srv_metrics *m, struct evbuffer *out)
 }
 
 /* ---- fleet-wide gauges from PostgreSQL ------------------------------ */
-
-/* STRINGIFY for the LIMIT */
-#define METRICS_STR_(x) #x
-#define METRICS_STR(x) METRICS_STR_(x)
-
-/* Rows: kind, label, label2, value. */
-const char srv_metrics_fleet_sql[] =
-	"WITH c AS (SELECT campaign_id, state, state_reason, target_size FROM campaigns "
-	"WHERE finished_at IS NULL OR finished_at > now() - interval '24 hours' "
-	"ORDER BY created_at DESC LIMIT " METRICS_STR(
-		SRV_METRICS_MAX_CAMPAIGNS) ") "
-					   "SELECT 'state', state, '', count(*) FROM devices WHERE "
-					   "NOT decommissioned GROUP BY state "
-					   "UNION ALL SELECT 'version', version, '', count(*) FROM "
-					   "devices WHERE NOT decommissioned "
-					   "GROUP BY version UNION ALL SELECT 'keylist', "
-					   "keylist_version::text, '', count(*) FROM "
-					   "devices WHERE NOT decommissioned GROUP BY "
-					   "keylist_version UNION ALL "
-					   "SELECT 'decommissioned', '', '', count(*) FROM devices "
-					   "WHERE decommissioned "
-					   "UNION ALL SELECT 'campaign', campaign_id, state, "
-					   "target_size FROM c "
-					   "UNION ALL SELECT 'auto_paused', campaign_id, '', "
-					   "(state = 'paused' AND state_reason NOT LIKE 'paused by "
-					   "%')::int FROM c "
-					   "UNION ALL SELECT 'campaign_devices', m.campaign_id, "
-					   "m.state, count(*) "
-					   "FROM campaign_devices m JOIN c USING (campaign_id) "
-					   "GROUP BY m.campaign_id, m.state";
 
 /* Label values come from devices; keep them printable and quoted right. */
 static void put_label(struct evbuffer *out, const char *value)

@@ -13,6 +13,7 @@
 
 struct srv_mqtt;
 struct srv_notifier;
+struct srv_assign_cache;
 
 /*
  * One ota-server process: one loop and the modules on it. Modules keep a
@@ -31,6 +32,7 @@ struct srv_server {
 	struct srv_mqtt *mqtt;
 	struct srv_notifier *notifier;
 	struct srv_timestamps *timestamps; /* NULL: no timestamp role (timestamp-internal.h) */
+	struct srv_assign_cache *assign_cache; /* NULL: manifest_cache = false */
 };
 
 #endif

@@ -7,9 +7,10 @@
  * agent and server share are in proto/include/fleetota/limits.h). Named
  * srv-limits.h, not limits.h: an -I directory would shadow <limits.h>.
  */
+#include "fleetota/limits.h"
 
 /* Longest device id (certificate CN, MQTT username, topic level). */
-#define SRV_MAX_DEVICE_ID 64u
+#define SRV_MAX_DEVICE_ID OTA_MAX_DEVICE_ID_BYTES
 /* Longest MQTT topic we look at. */
 #define SRV_MAX_TOPIC_BYTES 256u
 /* A SHA-256 digest as lowercase hex (store names, token hashes), NUL included. */

@@ -10,7 +10,7 @@
 #include <openssl/pem.h>
 #include <openssl/x509.h>
 
-#include "http-internal.h"
+#include "tls-internal.h"
 
 /*
  * Sessions (srv_tls_sessions_enable): resumption only through tickets

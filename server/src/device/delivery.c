@@ -19,6 +19,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/queue.h>
 #include <sys/uio.h>
 #include <unistd.h>
 
@@ -26,6 +27,7 @@
 #include <event2/http.h>
 #include <event2/keyvalq_struct.h>
 
+#include "assign_cache-internal.h"
 #include "device.h"
 #include "fleetota/limits.h"
 #include "log-internal.h"
@@ -36,10 +38,11 @@
 #include "store-internal.h"
 
 #define DLV_CHUNK_BYTES (1024u * 1024u)
-#define DLV_MAX_DEVICE_ID 64u
+#define DLV_MAX_DEVICE_ID SRV_MAX_DEVICE_ID
 #define DLV_MAX_ARTIFACT_ID 128u
 /* Longest signed list or manifest served (an envelope). */
 #define DLV_MAX_OBJECT_BYTES OTA_MAX_ENVELOPE_BYTES
+#define DLV_SHA256_BYTES 32u
 
 enum dlv_kind {
 	DLV_MANIFEST,
@@ -55,6 +58,9 @@ struct dlv_request {
 	double started;
 	char device[DLV_MAX_DEVICE_ID + 1];
 	char artifact[DLV_MAX_ARTIFACT_ID + 1];
+	bool full; /* manifest ?full=1: no delta (the agent's fallback) */
+	char base[2 * DLV_SHA256_BYTES + 1]; /* image ?base=HEX: a delta's payload; "" */
+	uint64_t cache_generation; /* the assignment view's, when the query was sent */
 };
 
 struct dlv_stream {
@@ -63,44 +69,43 @@ struct dlv_stream {
 	int fd;
 	uint64_t next;
 	uint64_t end; /* exclusive */
+	bool delta; /* a delta's payload */
+	uint64_t saved; /* image size minus delta size, counted when complete */
 };
 
-static const char sql_artifact[] =
-	"SELECT d.device_id IS NOT NULL, COALESCE(d.decommissioned, false),"
-	" a.artifact_id IS NOT NULL, s.device_id IS NOT NULL, a.manifest, a.store_path,"
-	" a.image_size"
-	" FROM (SELECT $1::text AS dev, $2::text AS art) p"
-	" LEFT JOIN devices d ON d.device_id = p.dev"
-	" LEFT JOIN artifacts a ON a.artifact_id = p.art"
-	" LEFT JOIN assignments s ON s.device_id = p.dev AND s.artifact_id = p.art";
-
-static const char sql_image[] =
-	"SELECT d.device_id IS NOT NULL, COALESCE(d.decommissioned, false),"
-	" a.artifact_id IS NOT NULL, s.device_id IS NOT NULL, NULL::bytea, a.store_path,"
-	" a.image_size"
-	" FROM (SELECT $1::text AS dev, $2::text AS art) p"
-	" LEFT JOIN devices d ON d.device_id = p.dev"
-	" LEFT JOIN artifacts a ON a.artifact_id = p.art"
-	" LEFT JOIN assignments s ON s.device_id = p.dev AND s.artifact_id = p.art";
-
-static const char sql_keylist[] =
-	"SELECT d.device_id IS NOT NULL, COALESCE(d.decommissioned, false),"
-	" (SELECT bytes FROM keylists ORDER BY version DESC LIMIT 1)"
-	" FROM (SELECT $1::text AS dev) p LEFT JOIN devices d ON d.device_id = p.dev";
-
-static const char sql_rootlist[] =
-	"SELECT d.device_id IS NOT NULL, COALESCE(d.decommissioned, false),"
-	" (SELECT bytes FROM rootlists ORDER BY version DESC LIMIT 1)"
-	" FROM (SELECT $1::text AS dev) p LEFT JOIN devices d ON d.device_id = p.dev";
+/*
+ * The statements, by request kind (enum dlv_kind): functions of
+ * migrations/code. Manifest and image (deltas.sql: the delta or the full
+ * image for this device); columns, in both: device known, decommissioned,
+ * artifact known, assigned, manifest, store file, size, is a delta, bytes
+ * it saves, payload found (false: no delta from ?base). KeyList and
+ * RootList (delivery.sql): device known, decommissioned, the newest list.
+ */
+static const struct srv_db_stmt stmts[] = {
+	[DLV_MANIFEST] =
+		{"dlv_manifest",
+		 "SELECT known, decommissioned, artifact_known, assigned, manifest, NULL::text,"
+		 " NULL::bigint, is_delta, saved_bytes, true"
+		 " FROM delivery_manifest($1, $2, $3::boolean)",
+		 3},
+	[DLV_IMAGE] =
+		{"dlv_image",
+		 "SELECT known, decommissioned, artifact_known, assigned, manifest, store_path,"
+		 " size, is_delta, saved_bytes, found_payload"
+		 " FROM delivery_image($1, $2, decode(NULLIF($3, ''), 'hex'))",
+		 3},
+	[DLV_KEYLIST] = {"dlv_keylist",
+			 "SELECT known, decommissioned, bytes FROM delivery_keylist($1)", 1},
+	[DLV_ROOTLIST] = {"dlv_rootlist",
+			  "SELECT known, decommissioned, bytes FROM delivery_rootlist($1)", 1},
+};
 
 enum ota_err srv_delivery_prepare(struct srv_db *db)
 {
 	enum ota_err err;
 
-	if ((err = srv_db_prepare(db, "dlv_manifest", sql_artifact)) != OTA_OK ||
-	    (err = srv_db_prepare(db, "dlv_image", sql_image)) != OTA_OK ||
-	    (err = srv_db_prepare(db, "dlv_keylist", sql_keylist)) != OTA_OK ||
-	    (err = srv_db_prepare(db, "dlv_rootlist", sql_rootlist)) != OTA_OK)
+	if ((err = srv_db_prepare_stmts(db, stmts, sizeof(stmts) / sizeof(stmts[0]))) != OTA_OK ||
+	    (err = srv_assign_cache_prepare(db)) != OTA_OK)
 		return err;
 	return OTA_OK;
 }
@@ -140,8 +145,13 @@ static void stream_closed_cb(struct evhttp_connection *evcon, void *arg)
 static void stream_finish(struct dlv_stream *s, bool complete)
 {
 	srv_conns_on_close(s->srv->conns, s->req, NULL, NULL);
-	if (complete)
+	if (complete) {
 		s->srv->metrics.downloads_completed++;
+		if (s->delta) {
+			s->srv->metrics.delta_downloads_completed++;
+			s->srv->metrics.delta_bytes_saved += s->saved;
+		}
+	}
 	evhttp_send_reply_end(s->req);
 	stream_free(s);
 }
@@ -179,6 +189,8 @@ static void stream_more_cb(struct evhttp_connection *evcon, void *arg)
 	evbuffer_file_segment_free(seg);
 	s->next += want;
 	s->srv->metrics.bytes_served += want;
+	if (s->delta)
+		s->srv->metrics.delta_bytes_served += want;
 	if (s->next < s->end)
 		(void)posix_fadvise(s->fd, (off_t)s->next, (off_t)DLV_CHUNK_BYTES,
 				    POSIX_FADV_WILLNEED);
@@ -186,7 +198,8 @@ static void stream_more_cb(struct evhttp_connection *evcon, void *arg)
 	evbuffer_free(buf);
 }
 
-static void serve_image(struct dlv_request *r, const char *store_name, uint64_t size)
+static void serve_image(struct dlv_request *r, const char *store_name, uint64_t size, bool delta,
+			uint64_t saved)
 {
 	struct srv_server *srv = r->srv;
 	struct evkeyvalq *in = evhttp_request_get_input_headers(r->req);
@@ -223,6 +236,9 @@ static void serve_image(struct dlv_request *r, const char *store_name, uint64_t 
 	s->fd = fd;
 	s->next = first;
 	s->end = size == 0 ? 0 : last + 1;
+	s->delta = delta;
+	/* what the device did not download: counted once, for a whole payload */
+	s->saved = range == SRV_RANGE_OK && first > 0 ? 0 : saved;
 	if (range == SRV_RANGE_OK) {
 		status = 206;
 		snprintf(header, sizeof(header), "bytes %llu-%llu/%llu", (unsigned long long)first,
@@ -312,6 +328,18 @@ static void answer(struct dlv_request *r, enum ota_err err, const PGresult *res)
 			return;
 		}
 		r->srv->metrics.manifests_served++;
+		if (srv_db_get_bool(res, 0, 7))
+			r->srv->metrics.delta_manifests_served++;
+		if (r->full)
+			r->srv->metrics.full_manifests_asked++;
+		/*
+		 * A delta manifest is not kept: it is asked for once per device
+		 * and update, and every one counts in the delta metrics.
+		 */
+		if (!srv_db_get_bool(res, 0, 7))
+			srv_assign_cache_put(r->srv->assign_cache, r->device, r->artifact,
+					     r->full ? "full" : "", r->cache_generation,
+					     PQgetvalue(res, 0, 4), (size_t)len);
 		send_object(r, PQgetvalue(res, 0, 4), len);
 		return;
 	}
@@ -320,13 +348,20 @@ static void answer(struct dlv_request *r, enum ota_err err, const PGresult *res)
 		int name_len = PQgetlength(res, 0, 5);
 		long long size = srv_db_get_int8(res, 0, 6);
 
+		if (!srv_db_get_bool(res, 0, 9)) {
+			reject(r, SRV_REJECT_NOT_FOUND, 404, "no delta from this base");
+			return;
+		}
 		if (name_len != 64 || size < 0) {
 			reject(r, SRV_REJECT_STORE, 500, "bad artifact row");
 			return;
 		}
 		memcpy(name, PQgetvalue(res, 0, 5), 64);
 		name[64] = '\0';
-		serve_image(r, name, (uint64_t)size);
+		long long saved = srv_db_get_int8(res, 0, 8);
+
+		serve_image(r, name, (uint64_t)size, srv_db_get_bool(res, 0, 7),
+			    saved > 0 ? (uint64_t)saved : 0);
 	}
 }
 
@@ -339,6 +374,39 @@ static void db_cb(void *arg, enum ota_err err, const PGresult *res)
 }
 
 /* ---- handlers ------------------------------------------------------- */
+
+/*
+ * The query of a manifest or image request (docs/server.md "Delta
+ * updates"): the manifest takes full=1 (the full image's manifest even
+ * where a delta exists), the image base=HEX (the payload of the delta
+ * from that base image, 64 hex digits). Other names are ignored, as
+ * before deltas; a malformed value is refused.
+ */
+static bool parse_query(struct dlv_request *r)
+{
+	const char *query = evhttp_uri_get_query(evhttp_request_get_evhttp_uri(r->req));
+	struct evkeyvalq params;
+	const char *value;
+	bool ok = true;
+
+	if (query == NULL || query[0] == '\0')
+		return true;
+	TAILQ_INIT(&params);
+	if (evhttp_parse_query_str(query, &params) != 0)
+		return false;
+	if (r->kind == DLV_MANIFEST && (value = evhttp_find_header(&params, "full")) != NULL) {
+		ok = strcmp(value, "1") == 0 || strcmp(value, "0") == 0;
+		r->full = strcmp(value, "1") == 0;
+	}
+	if (r->kind == DLV_IMAGE && (value = evhttp_find_header(&params, "base")) != NULL) {
+		ok = strlen(value) == 2 * DLV_SHA256_BYTES &&
+		     strspn(value, "0123456789abcdefABCDEF") == 2 * DLV_SHA256_BYTES;
+		if (ok)
+			memcpy(r->base, value, sizeof(r->base));
+	}
+	evhttp_clear_headers(&params);
+	return ok;
+}
 
 /*
  * The per-device budget, for every request on the device listener (an
@@ -369,10 +437,8 @@ static bool admit_device(struct evhttp_request *req, void *ctx)
 static void handle(struct evhttp_request *req, const char *rest, struct srv_server *srv,
 		   enum dlv_kind kind)
 {
-	static const char *const stmts[] = {"dlv_manifest", "dlv_image", "dlv_keylist",
-					    "dlv_rootlist"};
 	struct dlv_request *r;
-	const char *params[2];
+	const char *params[3];
 	enum ota_err err;
 
 	srv->metrics.requests++;
@@ -396,14 +462,32 @@ static void handle(struct evhttp_request *req, const char *rest, struct srv_serv
 			goto done;
 		}
 		snprintf(r->artifact, sizeof(r->artifact), "%s", rest);
+		if (!parse_query(r)) {
+			reject(r, SRV_REJECT_NOT_FOUND, 404, "bad query");
+			goto done;
+		}
 	} else if (rest[0] != '\0') {
 		reject(r, SRV_REJECT_NOT_FOUND, 404, "no such resource");
 		goto done;
 	}
+	if (kind == DLV_MANIFEST) {
+		const char *data;
+		size_t len;
+
+		if (srv_assign_cache_get(srv->assign_cache, r->device, r->artifact,
+					 r->full ? "full" : "", &data, &len)) {
+			srv->metrics.manifests_served++;
+			if (r->full)
+				srv->metrics.full_manifests_asked++;
+			send_object(r, data, (int)len);
+			goto done;
+		}
+		r->cache_generation = srv_assign_cache_generation(srv->assign_cache);
+	}
 	params[0] = r->device;
 	params[1] = r->artifact;
-	err = srv_db_exec(srv->db, stmts[kind], kind == DLV_MANIFEST || kind == DLV_IMAGE ? 2 : 1,
-			  params, true, SRV_DB_FAIL_FAST, db_cb, r);
+	params[2] = kind == DLV_MANIFEST ? (r->full ? "true" : "false") : r->base;
+	err = srv_db_exec_stmt(srv->db, &stmts[kind], params, true, SRV_DB_FAIL_FAST, db_cb, r);
 	if (err == OTA_OK)
 		return; /* db_cb replies and frees r */
 	evhttp_add_header(evhttp_request_get_output_headers(req), "Retry-After", "5");
@@ -471,6 +555,22 @@ enum ota_err srv_delivery_start(struct srv_server *srv)
 	err = srv_ratelimit_new(cfg->rate_per_sec, cfg->rate_burst, 1u << 20, &srv->ratelimit);
 	if (err != OTA_OK)
 		return err;
+	if (cfg->manifest_cache) {
+		struct srv_assign_cache_config cache = {
+			.poll_ms = cfg->manifest_cache_poll_ms,
+			.stale_ms = cfg->manifest_cache_stale_ms,
+			.ttl_ms = cfg->manifest_cache_ttl_sec * 1000u,
+			.max_entries = cfg->manifest_cache_max,
+		};
+
+		err = srv_assign_cache_new(srv->base, srv->db, &cache, &srv->metrics,
+					   &srv->assign_cache);
+		if (err != OTA_OK) {
+			srv_log(SRV_LOG_ERROR,
+				"manifest_cache: stale_ms below poll_ms, or no memory");
+			return err;
+		}
+	}
 	opts.addr = addr;
 	opts.port = port;
 	opts.tls = srv->device_tls;
@@ -499,6 +599,8 @@ void srv_delivery_stop(struct srv_server *srv)
 	srv->device_listener = NULL;
 	srv_ratelimit_free(srv->ratelimit);
 	srv->ratelimit = NULL;
+	srv_assign_cache_free(srv->assign_cache);
+	srv->assign_cache = NULL;
 	SSL_CTX_free(srv->device_tls);
 	srv->device_tls = NULL;
 }

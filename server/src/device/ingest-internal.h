@@ -74,6 +74,7 @@ typedef void (*srv_ingest_result_cb)(void *arg, const struct srv_ingest_result *
 
 struct srv_ingest_config {
 	const char *conninfo;
+	bool prepared; /* false: the call is sent as an unnamed statement (db_prepared_statements) */
 	double rate_per_sec; /* per-device report budget */
 	double burst;
 	unsigned deadline_ms; /* one database call */

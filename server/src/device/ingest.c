@@ -10,19 +10,23 @@
 
 #include <libpq-fe.h>
 
+#include "clock-internal.h"
+#include "db-internal.h"
 #include "hex-internal.h"
-#include "http-internal.h"
 #include "ingest-internal.h"
 #include "log-internal.h"
 #include "ratelimit-internal.h"
 #include "report-internal.h"
 
-#define STMT "report_ingest"
-
-/* The only SQL here: one function call (migrations/code/report.sql). */
-static const char sql_ingest[] =
+/*
+ * The only SQL here: one function call (migrations/code/report.sql), on the
+ * ingest thread's own connection (not the loop's pool).
+ */
+static const struct srv_db_stmt stmt_ingest = {
+	"report_ingest",
 	"SELECT outcome, new_events, campaign_changes, suspect, refusal_events"
-	" FROM report_ingest($1, $2::jsonb, decode($3, 'hex'), $4::integer)";
+	" FROM report_ingest($1, $2::jsonb, decode($3, 'hex'), $4::integer)",
+	4};
 
 /* A device's reports held over its budget. */
 struct held {
@@ -39,6 +43,8 @@ struct srv_ingest {
 	pthread_mutex_t db_lock;
 	PGconn *conn; /* under db_lock */
 	char *conninfo;
+	bool prepared; /* a named statement on each connection */
+	unsigned connect_failures; /* rotates a multi-host conninfo (srv_db_conninfo_rotate) */
 	unsigned deadline_ms;
 	struct srv_ratelimit *budget;
 	struct held held[SRV_INGEST_MAX_HELD];
@@ -68,8 +74,11 @@ const char *srv_ingest_outcome_name(enum srv_ingest_outcome outcome)
 
 /* ---- the ingest connection (blocking calls, each with a deadline) ------ */
 
+/* A connection that failed or was lost: the next one starts at another host. */
 static void db_drop(struct srv_ingest *ing)
 {
+	if (ing->conn != NULL)
+		ing->connect_failures++;
 	PQfinish(ing->conn);
 	ing->conn = NULL;
 }
@@ -123,7 +132,8 @@ static bool db_connect(struct srv_ingest *ing)
 {
 	static const char *const keys[] = {"dbname", "connect_timeout", "application_name", NULL};
 	char timeout[16];
-	const char *values[4] = {ing->conninfo, timeout, "ota-server-ingest", NULL};
+	char *conninfo = NULL;
+	const char *values[4] = {NULL, timeout, "ota-server-ingest", NULL};
 	double deadline = srv_now() + ing->deadline_ms / 1000.0;
 	PGresult *res;
 	bool ok;
@@ -132,15 +142,24 @@ static bool db_connect(struct srv_ingest *ing)
 		return true;
 	db_drop(ing);
 	snprintf(timeout, sizeof(timeout), "%u", (ing->deadline_ms + 999u) / 1000u);
+	if (srv_db_conninfo_rotate(ing->conninfo, ing->connect_failures, &conninfo) != OTA_OK) {
+		srv_log(SRV_LOG_WARN, "ingest: db_conninfo does not parse");
+		return false;
+	}
+	values[0] = conninfo;
 	ing->conn = PQconnectdbParams(keys, values, 1);
+	free(conninfo);
 	if (ing->conn == NULL || PQstatus(ing->conn) != CONNECTION_OK ||
 	    PQsetnonblocking(ing->conn, 1) != 0 ||
-	    !PQsendPrepare(ing->conn, STMT, sql_ingest, 0, NULL)) {
+	    (ing->prepared &&
+	     !PQsendPrepare(ing->conn, stmt_ingest.name, stmt_ingest.sql, 0, NULL))) {
 		srv_log(SRV_LOG_WARN, "ingest: database connection failed: %s",
 			ing->conn != NULL ? PQerrorMessage(ing->conn) : "out of memory");
 		db_drop(ing);
 		return false;
 	}
+	if (!ing->prepared)
+		return true;
 	res = wait_result(ing->conn, deadline);
 	ok = res != NULL && PQresultStatus(res) == PGRES_COMMAND_OK;
 	if (!ok) {
@@ -181,7 +200,10 @@ static enum call_rc db_call(struct srv_ingest *ing, const char *const params[4],
 
 	if (!db_connect(ing))
 		return CALL_RETRY;
-	if (!PQsendQueryPrepared(ing->conn, STMT, 4, params, NULL, NULL, 0)) {
+	if (ing->prepared ? !PQsendQueryPrepared(ing->conn, stmt_ingest.name, stmt_ingest.n_params,
+						 params, NULL, NULL, 0)
+			  : !PQsendQueryParams(ing->conn, stmt_ingest.sql, stmt_ingest.n_params,
+					       NULL, params, NULL, NULL, 0)) {
 		db_drop(ing);
 		return CALL_RETRY;
 	}
@@ -473,6 +495,7 @@ enum ota_err srv_ingest_new(const struct srv_ingest_config *config, srv_ingest_r
 	ing->cb = cb;
 	ing->cb_arg = cb_arg;
 	ing->deadline_ms = config->deadline_ms;
+	ing->prepared = config->prepared;
 	ing->conninfo = strdup(config->conninfo);
 	ing->arena_mem = malloc(SRV_REPORT_ARENA_BYTES);
 	if (ing->conninfo == NULL || ing->arena_mem == NULL ||

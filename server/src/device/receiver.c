@@ -99,6 +99,7 @@ static void *receiver_start(struct srv_server *srv, struct srv_mqtt *mqtt)
 	const struct srv_config *cfg = srv->config;
 	struct srv_ingest_config ingest = {
 		.conninfo = cfg->db_conninfo,
+		.prepared = cfg->db_prepared_statements,
 		.rate_per_sec = cfg->report_rate_per_sec,
 		.burst = cfg->report_burst,
 		.deadline_ms = SRV_MQTT_INGEST_DEADLINE_MS,

@@ -120,6 +120,9 @@ enum ota_err srv_report_decode(const uint8_t *payload, size_t len, const char *t
 		return OTA_ERR_FORMAT;
 	if (r->n_events > OTA_MAX_REPORT_EVENTS || r->n_keylist_key_ids > OTA_MAX_KEYS)
 		return OTA_ERR_FORMAT;
+	/* the running image's hash (a delta's base): none, or a SHA-256 */
+	if (r->running_sha256.len != 0 && r->running_sha256.len != OTA_SHA256_BYTES)
+		return OTA_ERR_FORMAT;
 	for (size_t i = 0; i < r->n_keylist_key_ids; i++) {
 		if (r->keylist_key_ids[i].len != OTA_KEY_ID_BYTES)
 			return OTA_ERR_FORMAT;
@@ -175,6 +178,15 @@ static json_t *report_json(const Fleetota__V1__StatusReport *r)
 		(json_int_t)r->active_slot, "pending_version", r->pending_version, "artifact",
 		r->artifact, "campaign_id", r->campaign_id, "events", events, "keylist_key_ids",
 		key_ids);
+	if (doc != NULL && r->running_sha256.len == OTA_SHA256_BYTES) {
+		char hex[SRV_SHA256_HEX_BYTES];
+
+		srv_store_name_from_sha256(r->running_sha256.data, hex);
+		if (json_object_set_new(doc, "running_sha256", json_string(hex)) != 0) {
+			json_decref(doc);
+			doc = NULL;
+		}
+	}
 	/* post-install health (StatusReport 30..32, rollout_health) */
 	if (doc != NULL && r->health_known &&
 	    (json_object_set_new(doc, "health_known", json_true()) != 0 ||

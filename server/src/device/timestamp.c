@@ -27,8 +27,15 @@
 #include "fleetota/sign.h"
 #include "fleetota/trust.h"
 
-#define TS_SQL_RELEASES "SELECT * FROM timestamp_releases($1)"
-#define TS_SQL_KEYLIST "SELECT timestamp_keylist()"
+/*
+ * The statements (migrations/code/timestamp.sql), run unprepared: the role
+ * starts after the pool, and most servers do not sign.
+ */
+enum { STMT_RELEASES, STMT_KEYLIST };
+static const struct srv_db_stmt stmts[] = {
+	[STMT_RELEASES] = {"ts_releases", "SELECT * FROM timestamp_releases($1)", 1},
+	[STMT_KEYLIST] = {"ts_keylist", "SELECT timestamp_keylist()", 0},
+};
 #define TS_MAX_PRODUCT_BYTES OTA_MAX_STRING_BYTES
 
 struct ts_entry {
@@ -231,8 +238,8 @@ static void keylist_cb(void *arg, enum ota_err err, const PGresult *res)
 	char limit[16];
 	snprintf(limit, sizeof(limit), "%u", SRV_TS_MAX_PRODUCTS);
 	params[0] = limit;
-	if (srv_db_exec_sql(ts->srv->db, TS_SQL_RELEASES, 1, params, true, SRV_DB_RETRY,
-			    releases_cb, ts) != OTA_OK)
+	if (srv_db_exec_sql(ts->srv->db, stmts[STMT_RELEASES].sql, stmts[STMT_RELEASES].n_params,
+			    params, true, SRV_DB_RETRY, releases_cb, ts) != OTA_OK)
 		ts->busy = false;
 }
 
@@ -244,8 +251,8 @@ static void timer_cb(evutil_socket_t fd, short what, void *arg)
 	if (ts->busy || ts->refused)
 		return;
 	ts->busy = true;
-	if (srv_db_exec_sql(ts->srv->db, TS_SQL_KEYLIST, 0, NULL, true, SRV_DB_RETRY, keylist_cb,
-			    ts) != OTA_OK)
+	if (srv_db_exec_sql(ts->srv->db, stmts[STMT_KEYLIST].sql, stmts[STMT_KEYLIST].n_params,
+			    NULL, true, SRV_DB_RETRY, keylist_cb, ts) != OTA_OK)
 		ts->busy = false;
 }
 

@@ -13,15 +13,6 @@
 set -euo pipefail
 : "${OTA_AGENT:?}" "${OTA_KEYS:?}"
 source "$TOP/tests/integration/server/lib.sh"
-AGENT_PID=
-stop_agent() {
-	[[ -n "$AGENT_PID" ]] || return 0
-	kill -TERM "$AGENT_PID" 2>/dev/null || true
-	wait "$AGENT_PID" 2>/dev/null || true
-	AGENT_PID=
-}
-at_cleanup stop_agent
-
 LIFETIME=10
 SERVER_CONF_EXTRA="timestamp_key = $T/fixtures/timestamp.key
 timestamp_lifetime_sec = $LIFETIME"
@@ -38,25 +29,9 @@ grep -q "timestamp fx-model current 1.2.0 (code 3)" "$T/verify.out" || fail "ver
 dev_curl dev-1 /v1/timestamp/no-such-model
 [[ $(status) == 404 ]] || fail "unknown product line: status $(status)"
 
-cat >"$T/agent.conf" <<CONF
-state_dir = $T/agent-state
-device_id = dev-1
-model = fx-model
-hw_revision = rev-a
-slot_size = 4194304
-server_url = https://127.0.0.1:$DEV_PORT
-broker_url = ssl://127.0.0.1:$MQ_PORT
-ca_file = $PKI/server-ca.crt
-device_cert = $PKI/devices/dev-1.crt
-device_key = $PKI/devices/dev-1.key
-server_pins = $(cat "$PKI/server.pin")
-trust_clock = true
-report_interval = 2
-freshness_max_age = 1
-timestamp_interval = 1
-CONF
-"$OTA_AGENT" provision --config "$T/agent.conf" --rootlist "$T/fixtures/rootlist.bin" \
-	--keylist "$T/fixtures/keylist.bin" >/dev/null
+agent_config "$T/agent.conf" dev-1 "$T/agent-state" 4194304 "trust_clock = true" \
+	"report_interval = 2" "freshness_max_age = 1" "timestamp_interval = 1"
+agent_provision "$T/agent.conf"
 
 log "ota-agent freshness: fetched, verified, kept"
 "$OTA_AGENT" freshness --config "$T/agent.conf" >"$T/fresh.out" || fail "freshness: $(cat "$T/fresh.out")"
@@ -66,10 +41,7 @@ s=$("$OTA_AGENT" status --json --config "$T/agent.conf")
 	fail "status: $s"
 
 log "ota-agent run: fresh Timestamps, no freeze report"
-"$OTA_AGENT" run --config "$T/agent.conf" >>"$T/agent.log" 2>&1 &
-AGENT_PID=$!
-wait_for 20 sql_eq "1" "SELECT keylist_version FROM devices WHERE device_id = 'dev-1'" ||
-	fail "no start report: $(tail -5 "$T/agent.log")"
+start_agent "$T/agent.conf" dev-1
 sleep 3
 sql_eq 0 "SELECT count(*) FROM device_events WHERE device_id = 'dev-1' AND kind = 'freeze_suspected'" ||
 	fail "a freeze was reported while the server signs"

@@ -11,47 +11,18 @@
 set -euo pipefail
 : "${OTA_AGENT:?}"
 source "$TOP/tests/integration/server/lib.sh"
-AGENT_PID=
-AGENT_STATUS=0
-stop_agent() {
-	[[ -n "$AGENT_PID" ]] || return 0
-	kill -TERM "$AGENT_PID" 2>/dev/null || true
-	AGENT_STATUS=0
-	wait "$AGENT_PID" 2>/dev/null || AGENT_STATUS=$?
-	AGENT_PID=
-}
-at_cleanup stop_agent
-
 API_PORT=$(free_port)
 standard_setup
 TOKEN=$("$OTA_SERVER" token create --role viewer --name e2e --config "$T/server.conf")
 
-cat >"$T/agent.conf" <<EOF
-state_dir = $T/agent-state
-device_id = dev-1
-model = fx-model
-hw_revision = rev-a
-slot_size = 4194304
-checkpoint_bytes = 65536
-server_url = https://127.0.0.1:$DEV_PORT
-broker_url = ssl://127.0.0.1:$MQ_PORT
-ca_file = $PKI/server-ca.crt
-device_cert = $PKI/devices/dev-1.crt
-device_key = $PKI/devices/dev-1.key
-server_pins = $(cat "$PKI/server.pin")
-stall_timeout = 5
-report_interval = 2
-EOF
+agent_config "$T/agent.conf" dev-1 "$T/agent-state" 4194304 "checkpoint_bytes = 65536" \
+	"stall_timeout = 5" "report_interval = 2"
 
 log "provision dev-1 with the fleet's RootList and KeyList"
-"$OTA_AGENT" provision --config "$T/agent.conf" --rootlist "$T/fixtures/rootlist.bin" \
-	--keylist "$T/fixtures/keylist.bin" >/dev/null
+agent_provision "$T/agent.conf"
 
 log "ota-agent run reports at start"
-"$OTA_AGENT" run --config "$T/agent.conf" >>"$T/agent.log" 2>&1 &
-AGENT_PID=$!
-wait_for 20 sql_eq "1" "SELECT keylist_version FROM devices WHERE device_id = 'dev-1'" ||
-	fail "no start report: $(tail -5 "$T/agent.log")"
+start_agent "$T/agent.conf" dev-1
 
 log "assign art-1; the server notifies; the agent installs and confirms"
 sql -c "INSERT INTO assignments (device_id, artifact_id) VALUES ('dev-1', 'art-1')"

@@ -10,12 +10,7 @@ source "$TOP/tests/integration/server/lib.sh"
 : "${OTA_KEYS:?}" "${OTA_FLEET_SIM:?}" "${CONSOLE_SHOTS:?}"
 N=20
 SIM_PID=
-stop_sim() {
-	[[ -n "$SIM_PID" ]] || return 0
-	kill -TERM "$SIM_PID" 2>/dev/null || true
-	wait "$SIM_PID" 2>/dev/null || true
-	SIM_PID=
-}
+stop_sim() { stop_bg SIM_PID; }
 at_cleanup stop_sim
 for b in /usr/bin/chromium /usr/bin/chromedriver; do
 	[[ -x $b ]] || fail "$b missing (scripts/packages.txt: chromium, chromium-driver)"
@@ -53,25 +48,7 @@ log "trust anchors and firmware (ota-keys); the new image's name holds <script>"
 XSS_IMAGE='<script>window.__xss=1</script>fw.img'
 XSS_TEXT='<script>window.__xss=2</script><img src=x onerror="window.__xss=3">'
 K=$T/keys
-mkdir -p "$K"
-export OTA_KEYS_AUDIT_LOG=$K/audit.log
-(
-	cd "$K"
-	"$OTA_KEYS" root-init --out-dir roots -n 1 -k 1 >/dev/null
-	"$OTA_KEYS" op-new --out op >/dev/null
-	"$OTA_KEYS" keylist new --out kl.signed --add op.pub --rootlist roots/rootlist-1.signed \
-		--key roots/root-1.key --finalize >/dev/null
-	for v in 1.0.0:100:1:0 1.1.0:110:2:100; do
-		IFS=: read -r ver code counter min <<<"$v"
-		head -c 100000 /dev/urandom >"fw-$ver.img"
-		name=fw-$ver.img
-		[[ $ver == 1.0.0 ]] || name=$XSS_IMAGE
-		"$OTA_KEYS" sign --key op.key --keylist kl.signed --rootlist roots/rootlist-1.signed \
-			--image "fw-$ver.img" --image-name "$name" --product fx-model --version "$ver" \
-			--version-code "$code" --security-counter "$counter" --min-installed "$min" \
-			--security-update --manifest-out "fw-$ver.manifest" --bundle-out "fw-$ver.otab" >/dev/null
-	done
-) || fail "ota-keys"
+sign_firmware "$K" "$XSS_IMAGE"
 upload /api/v1/rootlists "$K/roots/rootlist-1.signed"
 upload /api/v1/keylists "$K/kl.signed"
 upload "/api/v1/artifacts?id=fw-1.1.0" "$K/fw-1.1.0.otab"

@@ -3,8 +3,8 @@
 # The demo's story with 50 devices, asserted (DEMO_CHECK=1 makes every told
 # outcome a failure when it does not happen: the bad canary pauses its
 # campaign with OTA_ERR_SELFTEST and nobody beyond the canaries is admitted;
-# 1.1.1, the KeyList v2 campaign and 1.2.0 signed by the new key complete on
-# every device; the rollback to 1.0.0 is refused by every device), and the
+# 1.1.1 (with a delta from 1.0.0), the KeyList v2 campaign and 1.2.0 signed
+# by the new key complete on every device; the rollback to 1.0.0 is refused by every device), and the
 # screen a new user reads (stage numbers, states, counts, tables). Then:
 # no sanitizer report from the simulator or the server, nothing left
 # running, the temp dir removed.
@@ -43,6 +43,11 @@ grep -q "fw-1.1.0: $failed failed in the campaign = $failed reverted on the devi
 	fail "failed and reverted counts: $(grep "fw-1.1.0:" "$out")"
 grep -qE "^     KeyList +devices +share +last seen$" "$out" || fail "no coverage table"
 grep -qE "^     v2 +50 +100 % +[0-9]{4}-" "$out" || fail "coverage row: $(grep -A3 "KeyList  " "$out")"
+# deltas (issue 15): fw-1.1.1 carries a delta from 1.0.0; the devices that
+# can apply it download only that, the share without delta support takes the
+# full image after refusing it
+grep -qE "^   deltas \(fw-1\.1\.1 from 1\.0\.0\): [1-9][0-9]* devices got the delta, [0-9]+ the full image after refusing it, [0-9]+ the full image; [0-9.]+ MB of [0-9.]+ MB not downloaded \([1-9][0-9]* %\)$" "$out" ||
+	fail "delta summary: $(grep "deltas (" "$out")"
 grep -q '\[{' "$out" && fail "raw JSON on screen: $(grep '\[{' "$out")"
 # the operator console's URL and a token to sign in with (docs/console.md)
 grep -qE "^   console: http://127\.0\.0\.1:[0-9]+/console/ \(sign in with the token fota_[A-Za-z0-9_-]{43}\)$" "$out" ||

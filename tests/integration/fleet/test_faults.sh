@@ -12,12 +12,7 @@ source "$TOP/tests/integration/server/lib.sh"
 : "${OTA_KEYS:?}" "${OTA_FLEET_SIM:?}"
 N=30
 SIM_PID=
-stop_sim() {
-	[[ -n "$SIM_PID" ]] || return 0
-	kill -TERM "$SIM_PID" 2>/dev/null || true
-	wait "$SIM_PID" 2>/dev/null || true
-	SIM_PID=
-}
+stop_sim() { stop_bg SIM_PID; }
 # keep the failing status for cleanup (it exits with the status it sees)
 at_cleanup stop_sim
 
@@ -39,23 +34,7 @@ upload() { api -H 'Content-Type: application/octet-stream' --data-binary @"$2" "
 
 log "trust anchors and firmware (ota-keys)"
 K=$T/keys
-mkdir -p "$K"
-export OTA_KEYS_AUDIT_LOG=$K/audit.log
-(
-	cd "$K"
-	"$OTA_KEYS" root-init --out-dir roots -n 1 -k 1 >/dev/null
-	"$OTA_KEYS" op-new --out op >/dev/null
-	"$OTA_KEYS" keylist new --out kl.signed --add op.pub --rootlist roots/rootlist-1.signed \
-		--key roots/root-1.key --finalize >/dev/null
-	for v in 1.0.0:100:1:0 1.1.0:110:2:100; do
-		IFS=: read -r ver code counter min <<<"$v"
-		head -c 100000 /dev/urandom >"fw-$ver.img"
-		"$OTA_KEYS" sign --key op.key --keylist kl.signed --rootlist roots/rootlist-1.signed \
-			--image "fw-$ver.img" --product fx-model --version "$ver" --version-code "$code" \
-			--security-counter "$counter" --min-installed "$min" --security-update \
-			--manifest-out "fw-$ver.manifest" --bundle-out "fw-$ver.otab" >/dev/null
-	done
-) || fail "ota-keys"
+sign_firmware "$K"
 upload /api/v1/rootlists "$K/roots/rootlist-1.signed"
 upload /api/v1/keylists "$K/kl.signed"
 upload "/api/v1/artifacts?id=fw-1.1.0" "$K/fw-1.1.0.otab"

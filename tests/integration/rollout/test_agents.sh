@@ -37,25 +37,9 @@ OTA_ROLLOUT_TICK_MS=200 start_server
 FLAG=$T/selftest-fails
 touch "$FLAG"
 for d in "${DEVICES[@]}"; do
-	cat >"$T/$d.conf" <<CONF
-state_dir = $T/$d-state
-device_id = $d
-model = fx-model
-hw_revision = rev-a
-slot_size = 1048576
-checkpoint_bytes = 65536
-server_url = https://127.0.0.1:$DEV_PORT
-broker_url = ssl://127.0.0.1:$MQ_PORT
-ca_file = $PKI/server-ca.crt
-device_cert = $PKI/devices/$d.crt
-device_key = $PKI/devices/$d.key
-server_pins = $(cat "$PKI/server.pin")
-stall_timeout = 5
-report_interval = 2
-selftest_cmd = test ! -e $FLAG
-CONF
-	"$OTA_AGENT" provision --config "$T/$d.conf" --rootlist "$T/fixtures/rootlist.bin" \
-		--keylist "$T/fixtures/keylist.bin" >/dev/null
+	agent_config "$T/$d.conf" "$d" "$T/$d-state" 1048576 "checkpoint_bytes = 65536" \
+		"stall_timeout = 5" "report_interval = 2" "selftest_cmd = test ! -e $FLAG"
+	agent_provision "$T/$d.conf"
 	"$OTA_AGENT" run --config "$T/$d.conf" >>"$T/$d.log" 2>&1 &
 	AGENT_PIDS+=($!)
 done

@@ -98,11 +98,14 @@ sql -c "SELECT rollout_start('bad', 'alice')" >/dev/null
 wait_for 120 sql_eq paused "SELECT state FROM campaigns WHERE campaign_id = 'bad'" ||
 	fail "bad campaign: $(sql -c "SELECT rollout_status('bad')")"
 log "paused: $(sql -c "SELECT state_reason FROM campaigns WHERE campaign_id = 'bad'")"
+# One canary's revert is enough to pause (failure_ratio 0.4 of 2); the other
+# canary's responder may still be on its way on a loaded machine: wait for
+# both reverts, then make sure nobody else was notified meanwhile.
+wait_for 60 sql_eq "2|2" "SELECT count(*), count(*) FILTER (WHERE state = 'failed' AND error = 'OTA_ERR_SELFTEST') FROM campaign_devices WHERE campaign_id = 'bad'" ||
+	fail "bad campaign devices: $(sql -c "SELECT string_agg(device_id || ':' || state || ':' || error, ',') FROM campaign_devices")"
 sleep 2
 got=$(cat "$T"/dev/*.got 2>/dev/null | grep -c art-bad || true)
 [[ "$got" == 2 ]] || fail "devices that received the bad artifact's Notify: $got (expected the 2 canaries)"
-sql_eq "2|2" "SELECT count(*), count(*) FILTER (WHERE state = 'failed' AND error = 'OTA_ERR_SELFTEST') FROM campaign_devices WHERE campaign_id = 'bad'" ||
-	fail "bad campaign devices: $(sql -c "SELECT string_agg(device_id || ':' || state, ',') FROM campaign_devices")"
 sql -c "SELECT rollout_cancel('bad', 'alice')" >/dev/null
 
 log "good artifact: a server is killed with SIGKILL mid-stage, the campaign completes"

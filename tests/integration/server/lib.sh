@@ -42,7 +42,7 @@ cleanup() {
 	stack_stop
 	if [[ $rc != 0 || $FAILED != 0 ]]; then
 		echo "---- ota-server log (tail)"
-		tail -40 "$T/server.log" 2>/dev/null
+		tail -${SERVER_LOG_TAIL:-40} "$T/server.log" 2>/dev/null
 		echo "---- mosquitto log (tail)"
 		tail -15 "$T/mq/mosquitto.log" 2>/dev/null
 	fi
@@ -218,4 +218,91 @@ standard_setup() {
 		       ('dev-2', 'fx-model', 'rev-a', '1.0.0', 1, 1),
 		       ('dev-3', 'fx-model', 'rev-a', '1.0.0', 1, 1)"
 	start_server
+}
+
+# ---- a test's own background processes, ota-agent and ota-keys ----
+
+# stop_bg VAR: TERM to the process whose PID $VAR holds, then wait for it;
+# VAR is emptied and the exit status kept in BG_STATUS.
+stop_bg() {
+	local -n bg_pid=$1
+	BG_STATUS=0
+	[[ -n "$bg_pid" ]] || return 0
+	kill -TERM "$bg_pid" 2>/dev/null || true
+	wait "$bg_pid" 2>/dev/null || BG_STATUS=$?
+	bg_pid=
+}
+
+# agent_config FILE DEVICE STATE_DIR SLOT_SIZE [LINE...]: an ota-agent config
+# for DEVICE of the fixtures' fx-model against this stack (its certificate,
+# the server pinned, the broker), then each LINE.
+agent_config() {
+	local file=$1 device=$2 state=$3 slot=$4 line
+	shift 4
+	cat >"$file" <<CONF
+state_dir = $state
+device_id = $device
+model = fx-model
+hw_revision = rev-a
+slot_size = $slot
+server_url = https://127.0.0.1:$DEV_PORT
+broker_url = ssl://127.0.0.1:$MQ_PORT
+ca_file = $PKI/server-ca.crt
+device_cert = $PKI/devices/$device.crt
+device_key = $PKI/devices/$device.key
+server_pins = $(cat "$PKI/server.pin")
+CONF
+	for line in "$@"; do echo "$line"; done >>"$file"
+}
+
+# agent_provision CONF: the fixtures' RootList and KeyList (ota-agent provision).
+agent_provision() {
+	"$OTA_AGENT" provision --config "$1" --rootlist "$T/fixtures/rootlist.bin" \
+		--keylist "$T/fixtures/keylist.bin" >/dev/null
+}
+
+# start_agent CONF DEVICE: `ota-agent run` in the background (AGENT_PID, log
+# $T/agent.log, stopped on exit) until DEVICE's first report is stored.
+AGENT_PID=
+AGENT_STATUS=0
+stop_agent() {
+	stop_bg AGENT_PID
+	AGENT_STATUS=$BG_STATUS
+}
+at_cleanup stop_agent
+start_agent() {
+	"$OTA_AGENT" run --config "$1" >>"$T/agent.log" 2>&1 &
+	AGENT_PID=$!
+	wait_for 20 sql_eq "1" "SELECT keylist_version FROM devices WHERE device_id = '$2'" ||
+		fail "no start report: $(tail -5 "$T/agent.log")"
+}
+
+# sign_firmware DIR [NAME]: with $OTA_KEYS in DIR, RootList v1 (1 of 1,
+# roots/rootlist-1.signed), KeyList v1 (kl.signed) and two security updates
+# of fx-model: fw-1.0.0.{manifest,otab} (code 100, counter 1) and
+# fw-1.1.0.{manifest,otab} (code 110, counter 2, min installed 100, image
+# name NAME, default its file name); each image 100,000 random bytes.
+sign_firmware() {
+	local dir=$1 name11=${2:-fw-1.1.0.img}
+	mkdir -p "$dir"
+	export OTA_KEYS_AUDIT_LOG=$dir/audit.log
+	(
+		cd "$dir"
+		"$OTA_KEYS" root-init --out-dir roots -n 1 -k 1 >/dev/null
+		"$OTA_KEYS" op-new --out op >/dev/null
+		"$OTA_KEYS" keylist new --out kl.signed --add op.pub --rootlist roots/rootlist-1.signed \
+			--key roots/root-1.key --finalize >/dev/null
+		local v ver code counter min name
+		for v in 1.0.0:100:1:0 1.1.0:110:2:100; do
+			IFS=: read -r ver code counter min <<<"$v"
+			head -c 100000 /dev/urandom >"fw-$ver.img"
+			name=fw-$ver.img
+			[[ $ver == 1.0.0 ]] || name=$name11
+			"$OTA_KEYS" sign --key op.key --keylist kl.signed \
+				--rootlist roots/rootlist-1.signed --image "fw-$ver.img" --image-name "$name" \
+				--product fx-model --version "$ver" --version-code "$code" \
+				--security-counter "$counter" --min-installed "$min" --security-update \
+				--manifest-out "fw-$ver.manifest" --bundle-out "fw-$ver.otab" >/dev/null
+		done
+	) || fail "ota-keys"
 }

@@ -6,9 +6,11 @@
  *   srv_testtool fixtures DIR ID:VERSION:CODE:SIZE...
  *       signed RootList/KeyList (DIR/rootlist.bin, DIR/keylist.bin,
  *       DIR/trust.sql; the KeyList also lists the timestamp role's key,
- *       DIR/timestamp.key) and per artifact DIR/ID.manifest, DIR/ID.image,
- *       DIR/ID.otab, DIR/ID.sql (the artifacts row; the image goes into the
- *       store as DIR/store/<sha256>).
+ *       DIR/timestamp.key; DIR/operational.key is the KeyList's
+ *       operational key, the one that signs the manifests) and per
+ *       artifact DIR/ID.manifest, DIR/ID.image, DIR/ID.otab, DIR/ID.sql
+ *       (the artifacts row; the image goes into the store as
+ *       DIR/store/<sha256>).
  *   srv_testtool report FILE DEVICE SEQ STATE VERSION CODE COUNTER [ARTIFACT]
  *       [EVENT_SEQ:KIND[:ERROR]]...   a StatusReport
  *   srv_testtool notify FILE           prints "kind artifact version code"
@@ -87,6 +89,11 @@ static int cmd_fixtures(int argc, char **argv)
 	free(p);
 	p = path2(dir, "timestamp", ".key");
 	ota_fx_key_write_pem(p, ts, true);
+	chmod(p, 0600);
+	free(p);
+	/* the operational key too: a server given it as timestamp_key refuses */
+	p = path2(dir, "operational", ".key");
+	ota_fx_key_write_pem(p, op, true);
 	chmod(p, 0600);
 	free(p);
 	ota_fx_key_id(op, op_id);

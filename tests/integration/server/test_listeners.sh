@@ -42,6 +42,11 @@ fingerprint() {
 		SELECT d::text AS t FROM devices d UNION ALL SELECT a::text FROM assignments a
 		UNION ALL SELECT e::text FROM device_events e UNION ALL SELECT u::text FROM audit u) x"
 }
+# dev-1's first manifest records how it was delivered (assignments.delivery,
+# docs/server.md "Delta updates"): done once before the fingerprint, so that
+# the probes of a normal device below change nothing the attacks could hide in
+dev_curl dev-1 /v1/manifests/art-1
+[[ $(status) == 200 ]] || fail "dev-1's manifest: status $(status)"
 FP=$(fingerprint)
 
 # metric LISTENER REASON: fleetota_connections_closed_total{...}

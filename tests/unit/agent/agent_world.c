@@ -188,12 +188,19 @@ static enum ota_err payload_put(void *arg, const uint8_t *data, size_t len)
 void world_delta_make(struct world_delta *d, const uint8_t *base, size_t base_len,
 		      const uint8_t *image, size_t len, uint32_t chunk_bytes)
 {
+	world_delta_make_with(d, base, base_len, image, len, chunk_bytes, OTA_DELTA_MATCH_AUTO);
+}
+
+void world_delta_make_with(struct world_delta *d, const uint8_t *base, size_t base_len,
+			   const uint8_t *image, size_t len, uint32_t chunk_bytes, int matcher)
+{
 	struct payload_buf b = {.d = d};
 	uint64_t size = 0;
 	memset(d, 0, sizeof(*d));
-	assert_int_equal(
-		ota_delta_make(base, base_len, image, len, chunk_bytes, 19, payload_put, &b, &size),
-		OTA_OK);
+	assert_int_equal(ota_delta_make_with(base, base_len, image, len, chunk_bytes, 19,
+					     (enum ota_delta_matcher)matcher, payload_put, &b,
+					     &size),
+			 OTA_OK);
 	assert_int_equal(size, d->len);
 	SHA256(base, base_len, d->base_sha256);
 	SHA256(d->payload, d->len, d->sha256);

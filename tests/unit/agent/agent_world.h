@@ -94,6 +94,9 @@ struct world_delta {
 /* Makes it with the host maker (agent/host); asserts on failure. */
 void world_delta_make(struct world_delta *d, const uint8_t *base, size_t base_len,
 		      const uint8_t *image, size_t len, uint32_t chunk_bytes);
+/* The same with the host maker's matcher chosen (enum ota_delta_matcher). */
+void world_delta_make_with(struct world_delta *d, const uint8_t *base, size_t base_len,
+			   const uint8_t *image, size_t len, uint32_t chunk_bytes, int matcher);
 void world_delta_free(struct world_delta *d);
 
 /* What an attack must not change. */

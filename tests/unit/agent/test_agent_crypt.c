@@ -5,7 +5,8 @@
  * first, a middle and the last chunk, swapped chunks, truncated tag, a
  * wrapped key replayed from another artifact, delta + encryption), each
  * checking the exact error name and that the device did not change
- * (world_expect_rejected); and a resume at a chunk boundary.
+ * (world_expect_rejected); a resume at a chunk boundary; and the number of
+ * storage operations of a staging against a plain one.
  */
 #include <setjmp.h>
 #include <stdarg.h>
@@ -405,6 +406,60 @@ static void test_resume_at_chunk_boundary(void **state)
 	enc_update_free(&u);
 }
 
+/*
+ * Storage operations of the staging: begin, the writes, finish. pieces = 0
+ * writes the whole image in one call, else in pieces of that many bytes.
+ */
+static uint64_t staging_ops(struct world *w, const Fleetota__V1__Signed *m, const uint8_t *data,
+			    size_t len, size_t pieces)
+{
+	struct ota_fx_buf env = ota_fx_env_bytes(m);
+	assert_int_equal(ota_agent_begin(&w->agent, env.data, env.len, NULL, 0, NULL, NULL, 0),
+			 OTA_OK);
+	ota_sim_cut_at(w->sim, 0); /* resets the count */
+	size_t step = pieces ? pieces : len;
+	for (size_t off = 0; off < len; off += step)
+		assert_int_equal(
+			ota_agent_write(&w->agent, data + off, len - off < step ? len - off : step),
+			OTA_OK);
+	uint64_t ops = ota_sim_ops(w->sim);
+	assert_int_equal(ota_agent_finish(&w->agent), OTA_OK);
+	ota_fx_buf_free(&env);
+	return ops;
+}
+
+/*
+ * Plaintext collects in the work area and goes to the slot once per write
+ * call, or where a checkpoint is due: chunks of 1024 bytes (20 of them, a
+ * checkpoint every 4096 bytes) written in one call take as many storage
+ * operations as the plain image written in 4096-byte pieces (5 slot writes,
+ * 4 checkpoints), not one slot write per chunk; the image is v2.
+ */
+static void test_one_slot_write_per_call(void **state)
+{
+	struct world *w = *state;
+	struct ota_fx_manifest spec;
+	world_manifest(w, &spec, w->v2, sizeof(w->v2), 20, 7);
+	Fleetota__V1__Signed *plain = ota_fx_manifest(&spec);
+	uint64_t plain_ops = staging_ops(w, plain, w->v2, sizeof(w->v2), W_CHECKPOINT);
+	ota_fx_env_free(plain);
+	world_teardown(w); /* the same device again, running v1 */
+	world_setup(w);
+
+	struct ota_fx_crypt *crypt = ota_fx_encrypt(w->v2, sizeof(w->v2), 1024, &w->dev_keys[0], 1);
+	world_manifest(w, &spec, w->v2, sizeof(w->v2), 20, 7);
+	spec.encryption = crypt->enc;
+	Fleetota__V1__Signed *enc = ota_fx_manifest(&spec);
+	uint64_t enc_ops = staging_ops(w, enc, crypt->ciphertext.data, crypt->ciphertext.len, 0);
+	assert_int_equal(enc_ops, plain_ops);
+	unsigned slot = 9;
+	assert_int_equal(ota_agent_boot(&w->agent, &slot), OTA_OK);
+	assert_int_equal(ota_agent_confirm(&w->agent), OTA_OK);
+	assert_running_v2(w);
+	ota_fx_env_free(enc);
+	ota_fx_crypt_free(crypt);
+}
+
 #define T(fn) cmocka_unit_test_setup_teardown(fn, setup, teardown)
 
 int main(void)
@@ -428,6 +483,7 @@ int main(void)
 		T(test_delta_and_encryption_refused),
 		T(test_bad_encryption_block),
 		T(test_resume_at_chunk_boundary),
+		T(test_one_slot_write_per_call),
 	};
 	return cmocka_run_group_tests(tests, NULL, NULL);
 }

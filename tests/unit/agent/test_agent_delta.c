@@ -18,6 +18,8 @@
 
 #include "agent_world.h"
 #include "fleetota/bundle.h"
+#include "fleetota/delta.h"
+#include "ota_delta_make.h"
 
 #define T_CHUNK W_DELTA_CHUNK
 #define T_NEW_LEN W_NEXT_LEN
@@ -89,9 +91,9 @@ static void expect_spec_rejected(struct delta_world *dw, const struct ota_fx_man
 	ota_fx_env_free(m);
 }
 
-static void test_delta_update_boots_the_new_image(void **state)
+/* Installs dw->d, boots and confirms: the device runs next, byte for byte. */
+static void expect_delta_update(struct delta_world *dw)
 {
-	struct delta_world *dw = *state;
 	struct world *w = &dw->w;
 	struct ota_fx_manifest spec;
 	delta_spec(dw, &spec);
@@ -110,6 +112,106 @@ static void test_delta_update_boots_the_new_image(void **state)
 	slot_sha(w, st.confirmed_slot, T_NEW_LEN, got);
 	assert_memory_equal(want, got, 32);
 	assert_memory_equal(st.confirmed.sha256, want, 32);
+}
+
+static void test_delta_update_boots_the_new_image(void **state)
+{
+	expect_delta_update(*state);
+}
+
+/* The index matcher's payload (ota_delta_make.h) installs like zstd's. */
+static void test_index_matcher_update(void **state)
+{
+	struct delta_world *dw = *state;
+	world_delta_free(&dw->d);
+	world_delta_make_with(&dw->d, dw->w.v1, W_V1_LEN, dw->next, T_NEW_LEN, T_CHUNK,
+			      OTA_DELTA_MATCH_INDEX);
+	expect_delta_update(dw);
+}
+
+/* Collects the applier's output. */
+struct out_buf {
+	uint8_t *data;
+	size_t len;
+	size_t cap;
+};
+
+static enum ota_err out_put(void *arg, const uint8_t *data, size_t len)
+{
+	struct out_buf *o = arg;
+	if (len > o->cap - o->len)
+		return OTA_ERR_SIZE;
+	memcpy(o->data + o->len, data, len);
+	o->len += len;
+	return OTA_OK;
+}
+
+/* Deterministic bytes (xorshift). */
+static void fill_random(uint8_t *p, size_t len, uint64_t seed)
+{
+	for (size_t i = 0; i < len; i++) {
+		seed ^= seed << 13;
+		seed ^= seed >> 7;
+		seed ^= seed << 17;
+		p[i] = (uint8_t)seed;
+	}
+}
+
+/*
+ * A 1 MiB random base and a new image built from it the way firmware
+ * changes: pieces moved and shifted by odd amounts, a run of zeros, a
+ * piece repeated inside the image, a changed byte, new random bytes. Both
+ * matchers' payloads (256 KiB chunks) decode to the image through the
+ * device's applier, fed in odd-sized pieces; both are a small fraction.
+ */
+static void test_matchers_round_trip(void **state)
+{
+	(void)state;
+	enum { BASE = 1u << 20, IMG = (1u << 20) + 41257u, CH = 256u * 1024u };
+	uint8_t *base = malloc(BASE), *img = malloc(IMG);
+	struct out_buf o = {.data = malloc(IMG), .cap = IMG};
+	assert_non_null(base);
+	assert_non_null(img);
+	assert_non_null(o.data);
+	fill_random(base, BASE, 0x1234567u);
+	size_t at = 0;
+	memcpy(img + at, base + 333333u, 233333u); /* moved back */
+	at += 233333u;
+	fill_random(img + at, 20000u, 99u); /* new */
+	at += 20000u;
+	memcpy(img + at, base + 3u, 300000u); /* moved forward, odd shift */
+	img[at + 4567u] ^= 0x5a; /* a changed byte inside */
+	at += 300000u;
+	memset(img + at, 0, 100000u); /* zeros: matches inside the image */
+	at += 100000u;
+	memcpy(img + at, img + 50000u, 70000u); /* repeated inside the image */
+	at += 70000u;
+	memcpy(img + at, base + 600000u, IMG - at); /* the rest of the base */
+	for (int matcher = OTA_DELTA_MATCH_ZSTD; matcher <= OTA_DELTA_MATCH_INDEX; matcher++) {
+		struct world_delta d;
+		world_delta_make_with(&d, base, BASE, img, IMG, CH, matcher);
+		assert_true(d.len < IMG / 20);
+		size_t work_len = ota_delta_work_bytes(CH);
+		void *work = malloc(work_len);
+		struct ota_delta ad;
+		assert_non_null(work);
+		assert_int_equal(ota_delta_open(&ad, work, work_len, base, BASE, CH, IMG), OTA_OK);
+		o.len = 0;
+		for (size_t off = 0; off < d.len; off += 7777u)
+			assert_int_equal(ota_delta_feed(&ad, d.payload + off,
+							d.len - off < 7777u ? d.len - off : 7777u,
+							out_put, &o),
+					 OTA_OK);
+		assert_true(ota_delta_complete(&ad));
+		assert_int_equal(o.len, IMG);
+		assert_memory_equal(o.data, img, IMG);
+		ota_delta_close(&ad);
+		free(work);
+		world_delta_free(&d);
+	}
+	free(base);
+	free(img);
+	free(o.data);
 }
 
 /* A base that is not the running image: refused at begin, no payload byte read. */
@@ -377,6 +479,8 @@ int main(void)
 	const struct CMUnitTest tests[] = {
 		cmocka_unit_test_setup_teardown(test_delta_update_boots_the_new_image, setup,
 						teardown),
+		cmocka_unit_test_setup_teardown(test_index_matcher_update, setup, teardown),
+		cmocka_unit_test(test_matchers_round_trip),
 		cmocka_unit_test_setup_teardown(test_wrong_base, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_base_size_mismatch, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_tampered_delta, setup, teardown),

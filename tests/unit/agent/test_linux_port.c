@@ -1,5 +1,6 @@
 /* SPDX-License-Identifier: Apache-2.0 */
 /* The Linux reference port: config parser and file-backed storage. */
+#include <fcntl.h>
 #include <setjmp.h>
 #include <stdarg.h>
 #include <stddef.h>
@@ -8,6 +9,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/stat.h>
+#include <unistd.h>
 
 #include <cmocka.h>
 
@@ -69,6 +71,22 @@ static void test_config_errors(void **state)
 		     "server_pins");
 	expect_error("state_dir = /x\nmodel = m\nhw_revision = r\n",
 		     "missing required key 'device_id'");
+
+	/* device_id: at most what the server accepts (64), refused at load beyond */
+	char id_text[256];
+	struct ota_config id_cfg;
+	char id_err[OTA_CONFIG_ERR_BYTES];
+	snprintf(id_text, sizeof(id_text),
+		 "state_dir = /x\nmodel = m\nhw_revision = r\n"
+		 "device_id = %064d\n",
+		 0);
+	assert_int_equal(parse(id_text, &id_cfg, id_err), OTA_OK);
+	assert_int_equal(strlen(id_cfg.device_id), 64);
+	snprintf(id_text, sizeof(id_text),
+		 "state_dir = /x\nmodel = m\nhw_revision = r\n"
+		 "device_id = %065d\n",
+		 0);
+	expect_error(id_text, "line 4: value too long for 'device_id'");
 
 	/* a value longer than its field, a line longer than 1024 bytes */
 	char *text = malloc(4096);
@@ -168,6 +186,111 @@ static void test_port_records_and_slots(void **state)
 	assert_int_equal(ops->slot_erase(port.ctx, 1), OTA_OK);
 	assert_int_equal(ops->slot_read(port.ctx, 1, 10, buf, 1), OTA_ERR_STORAGE);
 
+	ota_linux_port_close(&ctx);
+	free(state_dir);
+	ota_fx_tempdir_remove(dir);
+}
+
+/*
+ * Slot writes through the writer thread (ota-agent's mode): pieces of
+ * every size, in order and not, to both slots, read back exactly; a write
+ * that fails in the thread is reported by the next sync; erase forgets it.
+ */
+static void test_port_slot_writer(void **state)
+{
+	(void)state;
+	char *dir = ota_fx_tempdir_new();
+	char *state_dir = ota_fx_path(dir, "state");
+	struct ota_config cfg;
+	struct ota_linux_port ctx;
+	struct ota_port port;
+	port_open(state_dir, &cfg, &ctx, &port);
+	ctx.async_slot_writes = true;
+	ctx.slot_size = 5u << 20;
+	const struct ota_port_ops *ops = port.ops;
+	size_t total = (size_t)ctx.slot_size;
+	uint8_t *want = malloc(total), *got = malloc(total);
+	assert_non_null(want);
+	assert_non_null(got);
+	for (size_t i = 0; i < total; i++)
+		want[i] = (uint8_t)(i * 131u + (i >> 12));
+	assert_int_equal(ops->slot_erase(port.ctx, 0), OTA_OK);
+	assert_int_equal(ops->slot_erase(port.ctx, 1), OTA_OK);
+	/* slot 0 in growing pieces, slot 1 interleaved with it backwards */
+	size_t at = 0, piece = 1, back = total;
+	while (at < total) {
+		size_t n = piece < total - at ? piece : total - at;
+		assert_int_equal(ops->slot_write(port.ctx, 0, at, want + at, n), OTA_OK);
+		at += n;
+		piece = piece * 3 + 7;
+		if (back >= 65536) {
+			back -= 65536;
+			assert_int_equal(ops->slot_write(port.ctx, 1, back, want + back, 65536),
+					 OTA_OK);
+		}
+	}
+	/* reads see every write before them, synced or not */
+	assert_int_equal(ops->slot_read(port.ctx, 0, 0, got, total), OTA_OK);
+	assert_memory_equal(got, want, total);
+	assert_int_equal(ops->slot_sync(port.ctx, 1), OTA_OK);
+	assert_int_equal(ops->slot_read(port.ctx, 1, back, got, total - back), OTA_OK);
+	assert_memory_equal(got, want + back, total - back);
+
+	/*
+	 * a file read ahead in writer-sized pieces, each handed to the slot
+	 * writer without a copy (all but the short last one), read back exactly
+	 */
+	char *src = ota_fx_path(dir, "src");
+	FILE *f = fopen(src, "wb");
+	assert_non_null(f);
+	size_t src_len = total - 12345;
+	assert_int_equal(fwrite(want, 1, src_len, f), src_len);
+	assert_int_equal(fclose(f), 0);
+	int fd = open(src, O_RDONLY);
+	assert_true(fd >= 0);
+	struct ota_readahead *ra = NULL;
+	assert_int_equal(ota_readahead_open(fd, 7, OTA_SLOT_WRITER_BUF_BYTES, &ra), OTA_OK);
+	ctx.readahead = ra;
+	assert_int_equal(ops->slot_erase(port.ctx, 0), OTA_OK);
+	uint64_t put = 0;
+	for (;;) {
+		const uint8_t *part = NULL;
+		size_t n = 0;
+		assert_int_equal(ota_readahead_next(ra, &part, &n), OTA_OK);
+		if (n == 0)
+			break;
+		assert_int_equal(ops->slot_write(port.ctx, 0, put, part, n), OTA_OK);
+		put += n;
+	}
+	ctx.readahead = NULL;
+	ota_readahead_close(ra);
+	close(fd);
+	free(src);
+	assert_int_equal(put, src_len - 7);
+	assert_int_equal(ops->slot_sync(port.ctx, 0), OTA_OK);
+	assert_int_equal(ops->slot_read(port.ctx, 0, 0, got, src_len - 7), OTA_OK);
+	assert_memory_equal(got, want + 7, src_len - 7);
+
+	/* slot 1's file is a full disk: the thread's failure comes back at the sync */
+	ota_linux_port_close(&ctx);
+	char path[OTA_CONFIG_MAX_PATH + 32];
+	ota_linux_slot_path(&ctx, 1, path, sizeof(path));
+	assert_int_equal(unlink(path), 0);
+	if (symlink("/dev/full", path) == 0) {
+		assert_int_equal(ops->slot_write(port.ctx, 1, 0, want, 1000), OTA_OK);
+		assert_int_equal(ops->slot_sync(port.ctx, 1), OTA_ERR_STORAGE);
+		assert_int_equal(ops->slot_write(port.ctx, 1, 1000, want, 10), OTA_ERR_STORAGE);
+		/* slot 0 is unaffected once the failure is forgotten (erase) */
+		(void)ops->slot_erase(port.ctx, 1);
+		assert_int_equal(ops->slot_write(port.ctx, 0, 0, "xyz", 3), OTA_OK);
+		assert_int_equal(ops->slot_sync(port.ctx, 0), OTA_OK);
+		assert_int_equal(ops->slot_read(port.ctx, 0, 0, got, 4), OTA_OK);
+		assert_memory_equal(got, "xyz", 3);
+		assert_memory_equal(got + 3, want + 7 + 3, 1); /* the rest of the read-ahead copy */
+	}
+	ota_linux_port_close(&ctx);
+	free(want);
+	free(got);
 	free(state_dir);
 	ota_fx_tempdir_remove(dir);
 }
@@ -230,6 +353,7 @@ int main(void)
 		cmocka_unit_test(test_config_valid),
 		cmocka_unit_test(test_config_errors),
 		cmocka_unit_test(test_port_records_and_slots),
+		cmocka_unit_test(test_port_slot_writer),
 		cmocka_unit_test(test_port_health),
 	};
 	return cmocka_run_group_tests(tests, NULL, NULL);

@@ -51,7 +51,7 @@ static void test_keylist_first_and_next(void **state)
 
 	/* next: +1, add c, revoke a by name, expire b by id prefix */
 	char prefix[9];
-	kr_hex_encode(f->pubs[1]->key_id.data, 4, prefix);
+	ota_hex_encode(f->pubs[1]->key_id.data, 4, prefix);
 	const char *remove[] = {"op-a"};
 	struct kr_expire expire[] = {{prefix, 4000}};
 	struct kr_keylist_spec next = {.prev = kl,

@@ -93,7 +93,7 @@ static void test_inspect_json(void **state)
 	json_t *sigs = json_object_get(tree, "signatures");
 	assert_int_equal(json_array_size(sigs), 1);
 	char id[65];
-	kr_hex_encode(f->pub->key_id.data, 32, id);
+	ota_hex_encode(f->pub->key_id.data, 32, id);
 	assert_string_equal(json_string_value(json_object_get(json_array_get(sigs, 0), "key_id")),
 			    id);
 	/* the human rendering does not fail and shows the product */
@@ -120,7 +120,7 @@ static void test_key_select(void **state)
 	char prefix[17];
 	assert_int_equal(kr_key_select(keys, 2, "k2", &index, &diag), OTA_OK);
 	assert_int_equal(index, 1);
-	kr_hex_encode(f->pub->key_id.data, 8, prefix);
+	ota_hex_encode(f->pub->key_id.data, 8, prefix);
 	assert_int_equal(kr_key_select(keys, 2, prefix, &index, &diag), OTA_OK);
 	assert_int_equal(index, 0);
 	prefix[7] = '\0'; /* too short to be an id prefix, and no such name */

@@ -39,14 +39,9 @@ PUBLIC = {
     'api': {'webapi.h'},
     'rollout': {'rollout.h'},
 }
-# Module circles still to break (docs/where-to-change.md): the router's
-# table names every handler while the handlers use the router's helpers,
-# and conns.c takes srv_now() from http.c whose header needs conns'.
-KNOWN_CYCLES = [
-    # the router includes each resource's header, resources include the router's
-    {'api/campaigns', 'api/exposure', 'api/webapi'},
-    {'core/conns', 'core/http'},
-]
+# Module circles still to break (docs/where-to-change.md): none left. A new
+# one fails the test; listing one here is a debt that must be named.
+KNOWN_CYCLES = []
 INCLUDE = re.compile(r'^\s*#\s*include\s+"([^"]+)"', re.M)
 
 
@@ -226,8 +221,9 @@ def main():
         print(e)
     if errors:
         sys.exit(1)
+    known = f' beyond the {len(KNOWN_CYCLES)} known ones' if KNOWN_CYCLES else ''
     print(f'server/src: {nfiles} files, {nedges} includes: no file or component cycle, no reach'
-          f' into internals, no module circle beyond the {len(KNOWN_CYCLES)} known ones')
+          f' into internals, no module circle{known}')
 
 
 if __name__ == '__main__':

@@ -38,6 +38,7 @@ static void test_minimal_defaults(void **state)
 	assert_int_equal(cfg->db_queue_max, 4096);
 	assert_int_equal(cfg->db_timeout_ms, 5000);
 	assert_int_equal(cfg->db_retry_timeout_ms, 30000);
+	assert_true(cfg->db_prepared_statements);
 	assert_int_equal(cfg->admin_db_timeout_ms, 3000);
 	assert_int_equal(cfg->healthz_timeout_ms, 1000);
 	assert_string_equal(cfg->device_listen, "127.0.0.1:8443");

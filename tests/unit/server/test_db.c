@@ -13,6 +13,7 @@
 #include <stddef.h>
 #include <stdint.h>
 #include <stdio.h>
+#include <stdlib.h>
 #include <string.h>
 #include <sys/socket.h>
 #include <time.h>
@@ -285,6 +286,49 @@ static void test_nothing_sent(void **state)
 	assert_true(connections >= 1);
 }
 
+/* rotate CONNINFO SHIFT: the rotated conninfo (static buffer) */
+static const char *rotate(const char *conninfo, unsigned shift)
+{
+	static char buf[512];
+	char *out = NULL;
+
+	assert_int_equal(srv_db_conninfo_rotate(conninfo, shift, &out), OTA_OK);
+	snprintf(buf, sizeof(buf), "%s", out);
+	free(out);
+	return buf;
+}
+
+/* Each reconnect starts one host further: host and port lists together. */
+static void test_conninfo_rotate(void **state)
+{
+	const char *two = "host=10.0.0.1,10.0.0.2 port=6432,6433 dbname=fleetota "
+			  "target_session_attrs=read-write";
+	char *out = NULL;
+
+	(void)state;
+	/* shift 0 (and multiples of the host count): unchanged, byte for byte */
+	assert_string_equal(rotate(two, 0), two);
+	assert_string_equal(rotate(two, 4), two);
+	/* (the options come out in libpq's order) */
+	assert_string_equal(rotate(two, 1), "dbname='fleetota' host='10.0.0.2,10.0.0.1' "
+					    "port='6433,6432' target_session_attrs='read-write'");
+	assert_string_equal(rotate(two, 3), rotate(two, 1));
+	/* three hosts, one port for all: the port stays */
+	assert_string_equal(rotate("host=a,b,c port=5432 user=o'k", 2),
+			    "user='o\\'k' host='c,a,b' port='5432'");
+	/* a URI, and hostaddr with host */
+	assert_string_equal(rotate("postgresql://a:1,b:2/db", 1),
+			    "dbname='db' host='b,a' port='2,1'");
+	assert_string_equal(rotate("host=x,y hostaddr=127.0.0.1,127.0.0.2", 1),
+			    "host='y,x' hostaddr='127.0.0.2,127.0.0.1'");
+	/* one host, or none (the default socket): unchanged */
+	assert_string_equal(rotate("host=/tmp/pg port=5432", 7), "host=/tmp/pg port=5432");
+	assert_string_equal(rotate("dbname=x", 1), "dbname=x");
+	/* what libpq cannot parse is refused, nothing written */
+	assert_int_equal(srv_db_conninfo_rotate("host=a b", 1, &out), OTA_ERR_INVALID_ARG);
+	assert_null(out);
+}
+
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
@@ -295,6 +339,7 @@ int main(void)
 		cmocka_unit_test_setup_teardown(test_default_retry_deadline, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_free_answers_queued_once, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_nothing_sent, setup, teardown),
+		cmocka_unit_test(test_conninfo_rotate),
 	};
 
 	return cmocka_run_group_tests(tests, NULL, NULL);

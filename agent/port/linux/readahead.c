@@ -1,0 +1,167 @@
+/* SPDX-License-Identifier: Apache-2.0 */
+/*
+ * Sequential file reading one step ahead of the caller: a thread preads
+ * into a ring of buffers while the caller (ota-agent install) hashes and
+ * stages the previous one, so the read's copy leaves the hashing thread.
+ */
+#include <errno.h>
+#include <fcntl.h>
+#include <pthread.h>
+#include <stdbool.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+#include "ota_linux.h"
+
+#define RING OTA_READAHEAD_RING
+
+struct ota_readahead {
+	int fd;
+	uint64_t next_off; /* the thread's next read */
+	size_t chunk;
+	uint8_t *buf[RING];
+	size_t len[RING];
+	uint64_t filled, taken; /* buffers read, buffers handed out */
+	bool eof, quit;
+	int err;
+	pthread_mutex_t lock;
+	pthread_cond_t cond;
+	pthread_t thread;
+};
+
+static void *reader_main(void *arg)
+{
+	struct ota_readahead *ra = arg;
+	pthread_mutex_lock(&ra->lock);
+	for (;;) {
+		/* the buffer handed out last (taken - 1) is the caller's until its next call */
+		while (!ra->quit && (ra->filled + 1 - ra->taken >= RING))
+			pthread_cond_wait(&ra->cond, &ra->lock);
+		if (ra->quit)
+			break;
+		unsigned i = (unsigned)(ra->filled % RING);
+		pthread_mutex_unlock(&ra->lock);
+		size_t got = 0;
+		int e = 0;
+		while (got < ra->chunk) {
+			ssize_t n = pread(ra->fd, ra->buf[i] + got, ra->chunk - got,
+					  (off_t)(ra->next_off + got));
+			if (n < 0 && errno == EINTR)
+				continue;
+			if (n < 0)
+				e = errno;
+			if (n <= 0)
+				break;
+			got += (size_t)n;
+		}
+		pthread_mutex_lock(&ra->lock);
+		ra->next_off += got;
+		ra->len[i] = got;
+		if (e != 0)
+			ra->err = e;
+		else if (got > 0)
+			ra->filled++;
+		if (e != 0 || got < ra->chunk)
+			ra->eof =
+				true; /* a short read is the end: what it got is the last buffer */
+		pthread_cond_broadcast(&ra->cond);
+		if (ra->eof)
+			break;
+	}
+	pthread_mutex_unlock(&ra->lock);
+	return NULL;
+}
+
+enum ota_err ota_readahead_open(int fd, uint64_t offset, size_t chunk,
+				struct ota_readahead **ret_ra)
+{
+	struct ota_readahead *ra = calloc(1, sizeof(*ra));
+	if (!ra || chunk == 0) {
+		free(ra);
+		return OTA_ERR_NOMEM;
+	}
+	ra->fd = fd;
+	ra->next_off = offset;
+	ra->chunk = chunk;
+	bool ok = true;
+	for (unsigned i = 0; i < RING; i++) {
+		ra->buf[i] = malloc(chunk);
+		ok = ok && ra->buf[i];
+	}
+	(void)posix_fadvise(fd, (off_t)offset, 0, POSIX_FADV_SEQUENTIAL);
+	if (ok && pthread_mutex_init(&ra->lock, NULL) != 0)
+		ok = false;
+	else if (ok && pthread_cond_init(&ra->cond, NULL) != 0) {
+		pthread_mutex_destroy(&ra->lock);
+		ok = false;
+	} else if (ok && pthread_create(&ra->thread, NULL, reader_main, ra) != 0) {
+		pthread_cond_destroy(&ra->cond);
+		pthread_mutex_destroy(&ra->lock);
+		ok = false;
+	}
+	if (!ok) {
+		for (unsigned i = 0; i < RING; i++)
+			free(ra->buf[i]);
+		free(ra);
+		return OTA_ERR_NOMEM;
+	}
+	*ret_ra = ra;
+	return OTA_OK;
+}
+
+enum ota_err ota_readahead_next(struct ota_readahead *ra, const uint8_t **ret_data, size_t *ret_len)
+{
+	pthread_mutex_lock(&ra->lock);
+	while (ra->taken == ra->filled && !ra->eof && ra->err == 0)
+		pthread_cond_wait(&ra->cond, &ra->lock);
+	enum ota_err err = OTA_OK;
+	if (ra->taken < ra->filled) {
+		unsigned i = (unsigned)(ra->taken % RING);
+		ra->taken++;
+		*ret_data = ra->buf[i];
+		*ret_len = ra->len[i];
+		pthread_cond_broadcast(&ra->cond);
+	} else if (ra->err != 0) {
+		err = OTA_ERR_STORAGE;
+	} else {
+		*ret_data = NULL;
+		*ret_len = 0; /* the end */
+	}
+	pthread_mutex_unlock(&ra->lock);
+	return err;
+}
+
+bool ota_readahead_swap(struct ota_readahead *ra, const uint8_t *data, size_t len, uint8_t **io_buf)
+{
+	bool swapped = false;
+	pthread_mutex_lock(&ra->lock);
+	if (ra->taken > 0 && len == ra->chunk) {
+		unsigned i = (unsigned)((ra->taken - 1) % RING);
+		/* only the piece handed out last: the thread touches it again after the next call */
+		if (ra->buf[i] == data) {
+			uint8_t *given = ra->buf[i];
+			ra->buf[i] = *io_buf;
+			*io_buf = given;
+			swapped = true;
+		}
+	}
+	pthread_mutex_unlock(&ra->lock);
+	return swapped;
+}
+
+void ota_readahead_close(struct ota_readahead *ra)
+{
+	if (!ra)
+		return;
+	pthread_mutex_lock(&ra->lock);
+	ra->quit = true;
+	pthread_cond_broadcast(&ra->cond);
+	pthread_mutex_unlock(&ra->lock);
+	pthread_join(ra->thread, NULL);
+	pthread_cond_destroy(&ra->cond);
+	pthread_mutex_destroy(&ra->lock);
+	for (unsigned i = 0; i < RING; i++)
+		free(ra->buf[i]);
+	free(ra);
+}

@@ -1,0 +1,210 @@
+/* SPDX-License-Identifier: Apache-2.0 */
+/*
+ * A file through SHA-256, optionally copied: one I/O thread reads ahead
+ * (and writes behind) through a small ring of buffers while the calling
+ * thread hashes, so hashing, reading and writing overlap (docs/bench.md,
+ * "Signing"). Every byte written is one the caller hashed: the writer
+ * takes a buffer only after the hasher is done with it, and the buffer is
+ * not refilled before it is written.
+ */
+#define _GNU_SOURCE /* sync_file_range */
+#include <errno.h>
+#include <fcntl.h>
+#include <pthread.h>
+#include <stdbool.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+#include "kr.h"
+
+#define RING KR_STREAM_RING
+
+struct stream {
+	int in, out;
+	off_t out_at; /* where out's file offset was when the stream began */
+	uint64_t limit;
+	uint8_t *buf[RING];
+	size_t len[RING];
+	/* sequence numbers of buffers: written <= hashed <= read <= written + RING */
+	uint64_t n_read, n_hashed, n_written;
+	uint64_t bytes_read, bytes_written;
+	bool eof, stop;
+	int read_errno, write_errno;
+	bool over;
+	pthread_mutex_t lock;
+	pthread_cond_t cond;
+};
+
+/*
+ * In 64 KiB pieces: one 1 MiB write makes the page cache take large
+ * folios, three times the kernel time on this project's KVM machines
+ * (docs/agent.md, "Staging speed").
+ */
+static int write_all_at(int fd, const uint8_t *buf, size_t len)
+{
+	while (len > 0) {
+		ssize_t put = write(fd, buf, len < 65536u ? len : 65536u);
+		if (put < 0 && errno == EINTR)
+			continue;
+		if (put <= 0)
+			return put < 0 ? errno : EIO;
+		buf += put;
+		len -= (size_t)put;
+	}
+	return 0;
+}
+
+/* fills buf with up to cap bytes; 0 at EOF, -errno on error */
+static ssize_t read_some(int fd, uint8_t *buf, size_t cap)
+{
+	size_t done = 0;
+	while (done < cap) {
+		ssize_t got = read(fd, buf + done, cap - done);
+		if (got < 0 && errno == EINTR)
+			continue;
+		if (got < 0)
+			return -(ssize_t)errno;
+		if (got == 0)
+			break;
+		done += (size_t)got;
+	}
+	return (ssize_t)done;
+}
+
+/*
+ * The I/O thread: writes hashed buffers first (they free ring space),
+ * else reads into a free one. Writeback of what it wrote is started at
+ * once (sync_file_range), so the caller's final fsync finds little left.
+ */
+static void *io_thread(void *arg)
+{
+	struct stream *s = arg;
+	pthread_mutex_lock(&s->lock);
+	for (;;) {
+		if (s->stop)
+			break;
+		if (s->out >= 0 && s->n_written < s->n_hashed) {
+			unsigned i = (unsigned)(s->n_written % RING);
+			pthread_mutex_unlock(&s->lock);
+			int e = write_all_at(s->out, s->buf[i], s->len[i]);
+#if defined(__linux__)
+			if (e == 0)
+				(void)sync_file_range(s->out, s->out_at + (off_t)s->bytes_written,
+						      (off_t)s->len[i], SYNC_FILE_RANGE_WRITE);
+#endif
+			pthread_mutex_lock(&s->lock);
+			if (e != 0) {
+				s->write_errno = e;
+				s->stop = true;
+				break;
+			}
+			s->bytes_written += s->len[i];
+			s->n_written++;
+			pthread_cond_broadcast(&s->cond);
+			continue;
+		}
+		if (s->out < 0)
+			s->n_written = s->n_hashed;
+		if (!s->eof && s->n_read < s->n_written + RING) {
+			unsigned i = (unsigned)(s->n_read % RING);
+			pthread_mutex_unlock(&s->lock);
+			ssize_t got = read_some(s->in, s->buf[i], KR_STREAM_CHUNK);
+			pthread_mutex_lock(&s->lock);
+			if (got < 0) {
+				s->read_errno = (int)-got;
+				s->stop = true;
+				break;
+			}
+			if (got == 0) {
+				s->eof = true;
+			} else {
+				s->len[i] = (size_t)got;
+				s->bytes_read += (uint64_t)got;
+				s->n_read++;
+				if (s->bytes_read > s->limit) {
+					s->over = true;
+					s->eof = true;
+				}
+			}
+			pthread_cond_broadcast(&s->cond);
+			continue;
+		}
+		if (s->eof && s->n_written == s->n_read)
+			break;
+		pthread_cond_wait(&s->cond, &s->lock);
+	}
+	s->stop = true;
+	pthread_cond_broadcast(&s->cond);
+	pthread_mutex_unlock(&s->lock);
+	return NULL;
+}
+
+enum ota_err kr_stream(int in, int out, uint64_t limit, struct ota_sha256_ctx *sha,
+		       struct kr_stream_result *ret)
+{
+	struct stream s;
+	pthread_t io;
+	enum ota_err err = OTA_OK;
+	memset(&s, 0, sizeof(s));
+	memset(ret, 0, sizeof(*ret));
+	s.in = in;
+	s.out = out;
+	s.limit = limit;
+	s.out_at = out >= 0 ? lseek(out, 0, SEEK_CUR) : 0;
+	if (s.out_at < 0)
+		s.out_at = 0; /* a pipe: the hint below only starts writeback early */
+	for (unsigned i = 0; i < RING; i++) {
+		s.buf[i] = malloc(KR_STREAM_CHUNK);
+		if (!s.buf[i])
+			err = OTA_ERR_NOMEM;
+	}
+	(void)posix_fadvise(in, 0, 0, POSIX_FADV_SEQUENTIAL);
+	if (err == OTA_OK &&
+	    (pthread_mutex_init(&s.lock, NULL) != 0 || pthread_cond_init(&s.cond, NULL) != 0))
+		err = OTA_ERR_INTERNAL;
+	if (err == OTA_OK && pthread_create(&io, NULL, io_thread, &s) != 0) {
+		pthread_cond_destroy(&s.cond);
+		pthread_mutex_destroy(&s.lock);
+		err = OTA_ERR_INTERNAL;
+	}
+	if (err != OTA_OK) {
+		for (unsigned i = 0; i < RING; i++)
+			free(s.buf[i]);
+		return err;
+	}
+	pthread_mutex_lock(&s.lock);
+	for (;;) {
+		while (s.n_hashed == s.n_read && !s.stop && !(s.eof && s.n_read == s.n_hashed))
+			pthread_cond_wait(&s.cond, &s.lock);
+		if (s.n_hashed == s.n_read || s.over || s.read_errno || s.write_errno)
+			break;
+		unsigned i = (unsigned)(s.n_hashed % RING);
+		pthread_mutex_unlock(&s.lock);
+		err = ota_sha256_update(sha, s.buf[i], s.len[i]);
+		pthread_mutex_lock(&s.lock);
+		if (err != OTA_OK)
+			break;
+		s.n_hashed++;
+		pthread_cond_broadcast(&s.cond);
+	}
+	if (err != OTA_OK || s.over || s.read_errno || s.write_errno)
+		s.stop = true;
+	pthread_cond_broadcast(&s.cond);
+	pthread_mutex_unlock(&s.lock);
+	pthread_join(io, NULL);
+	pthread_cond_destroy(&s.cond);
+	pthread_mutex_destroy(&s.lock);
+	for (unsigned i = 0; i < RING; i++)
+		free(s.buf[i]);
+	ret->bytes = s.bytes_read;
+	ret->read_errno = s.read_errno;
+	ret->write_errno = s.write_errno;
+	if (err != OTA_OK)
+		return err;
+	if (s.over)
+		return OTA_ERR_SIZE;
+	if (s.read_errno || s.write_errno)
+		return OTA_ERR_STORAGE;
+	return OTA_OK;
+}
