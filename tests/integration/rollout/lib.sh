@@ -59,6 +59,15 @@ pg_cpu() {
 	echo "$t"
 }
 
+# q_cpu SQL: runs SQL in one backend, prints the CPU milliseconds (user +
+# system, /proc/self/stat of that backend) the statement took: the work of
+# the statement itself, not autovacuum's or another session's
+q_cpu() {
+	local cpu='SELECT split_part(s, $$ $$, 14)::bigint + split_part(s, $$ $$, 15)::bigint FROM pg_read_file($$/proc/self/stat$$) s'
+	"${PSQL[@]}" -At -c "SET client_min_messages = warning" -c "$cpu" -c "$1" -c "$cpu" |
+		awk -v hz="$(getconf CLK_TCK)" 'NR == 1 { a = $1 } { l = $1 } END { print int((l - a) * 1000 / hz) }'
+}
+
 fail() {
 	echo "FAIL: $*" >&2
 	exit 1
