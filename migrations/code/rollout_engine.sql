@@ -12,8 +12,14 @@
 -- not with the target. The queue is built here only when it is missing (a
 -- targeted group changed) or when the target follows time or device state
 -- (rollout_target_volatile: then every admission_interval_s).
+-- Every statement is planned for this campaign, batch and priority case
+-- (plan_cache_mode): a generic plan, which ota-server's long-lived sessions
+-- would otherwise reuse, cannot tell a queue of 900,000 rows from one of
+-- ten, nor drop the higher-priority check when no such campaign runs; a
+-- plan for the wrong size reads and sorts the whole queue to take its head
+-- (docs/campaigns.md "Plans"). Planning costs well under a millisecond.
 CREATE OR REPLACE FUNCTION rollout_admit(p_campaign text, p_now timestamptz) RETURNS bigint
-LANGUAGE plpgsql SET work_mem = '64MB' SET jit = off AS $$
+LANGUAGE plpgsql SET work_mem = '64MB' SET jit = off SET plan_cache_mode = force_custom_plan AS $$
 DECLARE
 	c campaigns%ROWTYPE;
 	s campaign_stages%ROWTYPE;
