@@ -36,7 +36,12 @@ ALTER TABLE campaigns
 	-- (campaign_devices rows not superseded or cancelled) and queued rows,
 	-- as of the last admission plus the deltas below
 	ADD COLUMN target_members bigint NOT NULL DEFAULT 0,
-	ADD COLUMN target_queued bigint NOT NULL DEFAULT 0;
+	ADD COLUMN target_queued bigint NOT NULL DEFAULT 0,
+	-- while a higher-priority campaign runs, admission examines at most
+	-- admission_batch queue rows per tick, from just after this position
+	-- (rank, device id) on; NULL: from the head (rollout_admit)
+	ADD COLUMN admit_cursor_rank bigint,
+	ADD COLUMN admit_cursor_device text;
 
 -- Changes of those counts made outside a tick's lock on the campaign (a
 -- device that comes to match, a lower-priority campaign losing devices):

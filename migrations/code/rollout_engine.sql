@@ -34,6 +34,14 @@ DECLARE
 	v_higher boolean;
 	v_lower boolean;
 	v_seq bigint;
+	v_more boolean := false;
+	v_scan bigint;
+	v_scanned bigint;
+	v_found bigint;
+	v_last_rank bigint;
+	v_last_device text;
+	v_head_rank bigint;
+	v_head_device text;
 	v_batch bigint := greatest(1, rollout_setting('admission_batch', '100000')::bigint);
 	v_interval integer := rollout_setting('admission_interval_s', '30')::integer;
 BEGIN
@@ -80,21 +88,37 @@ BEGIN
 		-- admit_seq follows the queue order; a block of the sequence per batch
 		v_seq := nextval('campaign_devices_admit_seq');
 		PERFORM setval('campaign_devices_admit_seq', v_seq + v_want);
-		WITH taken AS (
+		-- the rows examined: the head of the queue; while a higher-priority
+		-- campaign runs, at most admission_batch rows from the cursor on (the
+		-- head may be held by that campaign for long: read once per pass over
+		-- the queue, not once per tick)
+		v_scan := CASE WHEN v_higher THEN greatest(v_batch, v_want) ELSE v_want END;
+		WITH w AS MATERIALIZED (
+			SELECT t.ctid AS row_id, t.rank, t.device_id FROM campaign_targets t
+			WHERE t.campaign_id = p_campaign
+			  AND (NOT v_higher OR c.admit_cursor_rank IS NULL
+			       OR (t.rank, t.device_id) > (c.admit_cursor_rank, c.admit_cursor_device))
+			ORDER BY t.rank, t.device_id
+			LIMIT v_scan
+		), head AS MATERIALIZED (
+			SELECT w.row_id, w.rank, w.device_id FROM w
+			-- a higher-priority campaign holds the device: not ours (yet). A
+			-- lookup by device per examined row (LIMIT keeps it a lookup: a
+			-- join could hash all of that campaign's members every tick)
+			LEFT JOIN LATERAL (
+				SELECT 1 AS held FROM campaign_devices m JOIN campaigns o USING (campaign_id)
+				WHERE v_higher AND m.device_id = w.device_id
+				  AND (o.security_preempt, o.priority) > (c.security_preempt, c.priority)
+				  AND o.state IN ('running', 'paused')
+				  AND m.state IN ('pending', 'notified', 'downloading', 'installed')
+				LIMIT 1) h ON true
+			WHERE h.held IS NULL
+			ORDER BY w.rank, w.device_id
+			LIMIT v_want
+		), taken AS (
 			DELETE FROM campaign_targets q
-			-- by row address: the rows are found once, in queue order
-			WHERE q.ctid = ANY (ARRAY(
-				SELECT t.ctid FROM campaign_targets t
-				WHERE t.campaign_id = p_campaign
-				  -- a higher-priority campaign holds the device: not ours (yet)
-				  AND (NOT v_higher
-				       OR NOT EXISTS (SELECT 1 FROM campaign_devices m JOIN campaigns o USING (campaign_id)
-				                      WHERE m.device_id = t.device_id
-				                        AND (o.security_preempt, o.priority) > (c.security_preempt, c.priority)
-				                        AND o.state IN ('running', 'paused')
-				                        AND m.state IN ('pending', 'notified', 'downloading', 'installed')))
-				ORDER BY t.rank, t.device_id
-				LIMIT v_want))
+			-- by row address: the rows were found once, in queue order
+			WHERE q.ctid = ANY (ARRAY(SELECT head.row_id FROM head))
 			RETURNING q.rank, q.device_id, q.version_code, q.keylist_version, q.rootlist_version,
 			          q.keylist_key_ids
 		), chosen AS (
@@ -154,10 +178,31 @@ BEGIN
 			SELECT sup.campaign_id, -count(*) FROM sup GROUP BY sup.campaign_id
 			RETURNING 1
 		)
-		SELECT (SELECT count(*) FROM taken), (SELECT count(*) FROM ins) INTO v_taken, v_admitted;
+		SELECT (SELECT count(*) FROM taken), (SELECT count(*) FROM ins), (SELECT count(*) FROM w),
+		       lw.rank, lw.device_id, lh.rank, lh.device_id, (SELECT count(*) FROM head)
+		INTO v_taken, v_admitted, v_scanned, v_last_rank, v_last_device, v_head_rank, v_head_device, v_found
+		FROM (SELECT NULL) x
+		LEFT JOIN (SELECT w.rank, w.device_id FROM w ORDER BY w.rank DESC, w.device_id DESC LIMIT 1) lw ON true
+		LEFT JOIN (SELECT head.rank, head.device_id FROM head ORDER BY head.rank DESC, head.device_id DESC LIMIT 1) lh
+		       ON true;
+		-- the next tick goes on after the last row taken (rows after it in
+		-- the window were not examined for this batch), else after the
+		-- window; from the head again once the end of the queue was reached
+		IF NOT v_higher OR (v_found < v_want AND v_scanned < v_scan) THEN
+			v_last_rank := NULL;
+			v_last_device := NULL;
+		ELSIF v_found >= v_want THEN
+			v_last_rank := v_head_rank;
+			v_last_device := v_head_device;
+		END IF;
+		-- the pass over the queue goes on at the next tick
+		v_more := v_last_rank IS NOT NULL;
+		UPDATE campaigns SET admit_cursor_rank = v_last_rank, admit_cursor_device = v_last_device
+		WHERE campaign_id = p_campaign;
 	END IF;
-	-- a full batch: more to admit, do not wait for the admission interval
-	UPDATE campaigns SET admitted_at = CASE WHEN v_admitted >= v_batch THEN NULL ELSE p_now END,
+	-- a full batch, or a pass over the queue not finished: more to admit, do
+	-- not wait for the admission interval
+	UPDATE campaigns SET admitted_at = CASE WHEN v_admitted >= v_batch OR v_more THEN NULL ELSE p_now END,
 	       target_members = target_members + v_admitted, target_queued = target_queued - v_taken,
 	       target_size = target_members + v_admitted + target_queued - v_taken
 	WHERE campaign_id = p_campaign;

@@ -60,7 +60,7 @@ BEGIN
 	SELECT count(*) INTO v_members FROM campaign_devices
 	WHERE campaign_id = p_campaign AND state NOT IN ('superseded', 'cancelled');
 	UPDATE campaigns SET targets_at = p_now, target_queued = v_queued, target_members = v_members,
-	       target_size = v_members + v_queued
+	       target_size = v_members + v_queued, admit_cursor_rank = NULL, admit_cursor_device = NULL
 	WHERE campaign_id = p_campaign;
 	RETURN v_queued;
 END $$;

@@ -126,6 +126,47 @@ expect_eq "a filter on device state or last contact is rebuilt every interval" \
 	      SELECT rollout_target_volatile('dyn'), rollout_target_volatile('grp');
 	      DELETE FROM campaign_groups WHERE group_id = 'gv'")" "t|f"
 
+# --- a queue whose head a higher-priority campaign holds: each tick examines
+# at most admission_batch rows, from where the last one stopped (a cursor),
+# not the whole queue again; a pass goes on at the next tick
+q "INSERT INTO devices (device_id, model, hw_revision, version, version_code, keylist_version, tags)
+   SELECT 'hold' || lpad(i::text, 2, '0'), 'm1', 'r1', '1.0.100', 100, 1, '{hold}'::text[] FROM generate_series(1, 30) i
+   UNION ALL
+   SELECT 'free' || lpad(i::text, 2, '0'), 'm1', 'r1', '1.0.100', 100, 1, '{free}'::text[] FROM generate_series(1, 20) i"
+q "UPDATE rollout_settings SET value = '10' WHERE name = 'admission_batch'"
+q "SELECT rollout_create('{\"id\":\"hi\",\"artifact\":\"fw-101\",\"priority\":20,\"target\":{\"tags_any\":[\"hold\"]},\"stages\":[{\"percent\":100}]}', 'alice')" >/dev/null
+q "SELECT rollout_start('hi', 'alice', $(at 3000))" >/dev/null
+for i in 1 2 3; do tick "$((3000 + i))"; done
+expect_eq "the higher campaign holds its 30 devices" \
+	"$(q "SELECT count(*) FROM campaign_devices WHERE campaign_id = 'hi' AND state IN ('pending', 'notified')")" 30
+q "SELECT rollout_create('{\"id\":\"lo\",\"artifact\":\"fw-101\",\"priority\":19,\"target\":{\"tags_any\":[\"hold\",\"free\"]},\"stages\":[{\"percent\":100}]}', 'alice')" >/dev/null
+q "SELECT rollout_start('lo', 'alice', $(at 3010))" >/dev/null
+# window K of lo's queue (rows 10K+1 .. 10K+10 in rank order): its free devices
+window_free() {
+	q "SELECT coalesce(string_agg(device_id, ',' ORDER BY device_id), '') FROM (
+	     SELECT device_id FROM devices WHERE tags && '{hold,free}'
+	     ORDER BY rollout_target_rank('lo', device_id), device_id OFFSET $((10 * $1)) LIMIT 10) x
+	   WHERE device_id LIKE 'free%'"
+}
+lo_members() {
+	q "SELECT coalesce(string_agg(device_id, ',' ORDER BY device_id), '') FROM campaign_devices WHERE campaign_id = 'lo'"
+}
+tick 3011
+expect_eq "first tick: only the free devices among the first 10 queue rows" "$(lo_members)" "$(window_free 0)"
+expect_eq "the cursor stands at the 10th row" \
+	"$(q "SELECT admit_cursor_device FROM campaigns WHERE campaign_id = 'lo'")" \
+	"$(q "SELECT device_id FROM devices WHERE tags && '{hold,free}'
+	      ORDER BY rollout_target_rank('lo', device_id), device_id OFFSET 9 LIMIT 1")"
+tick 3012
+expect_eq "second tick: and those of the next 10" "$(lo_members)" \
+	"$(q "SELECT string_agg(x, ',' ORDER BY x) FROM unnest(string_to_array('$(window_free 0),$(window_free 1)', ',')) x WHERE x <> ''")"
+for i in 3 4 5 6; do tick "$((3010 + i))"; done
+expect_eq "after a pass: every free device admitted, the held ones still queued" \
+	"$(q "SELECT count(*) FROM campaign_devices WHERE campaign_id = 'lo'") $(queued lo)" "20 30"
+check "after a pass behind a held head" lo 30
+q "UPDATE rollout_settings SET value = '100000' WHERE name = 'admission_batch'"
+q "SELECT rollout_cancel('hi', 'alice'), rollout_cancel('lo', 'alice')" >/dev/null
+
 # --- exactly once, and the queue goes with the campaign
 for i in $(seq 6 40); do tick "$((i * 60))"; done
 expect_eq "no device admitted twice" \
