@@ -66,13 +66,14 @@ pgcpu0=$(pg_cpu)
 t5=$(ms)
 start_cpu=$(q_cpu "SELECT rollout_start('all', 'alice', '2026-03-01 00:00:00+00')")
 t5s=$(ms)
-ticks=0 max_tick=0 tick_cpu=() cpu_sum=$start_cpu
+ticks=0 max_tick=0 max_cpu=0 tick_cpu=() cpu_sum=$start_cpu
 while [[ "$(q "SELECT count(*) FROM campaign_devices WHERE campaign_id='all'")" -lt "$target" ]]; do
 	ta=$(ms)
 	c=$(q_cpu "SELECT count(*) FROM rollout_tick('s2', '2026-03-01 00:00:01+00'::timestamptz + make_interval(secs => $ticks))")
 	tb=$(ms)
 	((tb - ta > max_tick)) && max_tick=$((tb - ta))
 	tick_cpu+=("$c")
+	((c > max_cpu)) && max_cpu=$c
 	cpu_sum=$((cpu_sum + c))
 	ticks=$((ticks + 1))
 	((ticks <= 40)) || fail "admission does not converge"
@@ -95,7 +96,10 @@ q "SELECT count(*) FROM rollout_tick('s2', '2026-03-01 00:01:05+00')" >/dev/null
 t11=$(ms)
 echo "   status with per-stage counts: $((t8 - t7)) ms; key-list coverage: $((t9 - t8)) ms"
 echo "   steady tick, both campaigns: $((t10 - t9)) ms with the targets re-evaluated (every admission_interval_s), $((t11 - t10)) ms without"
-if ((max_tick > 60000)); then
-	fail "a tick took $max_tick ms"
+# judged by the backend's CPU, which the machine's load (other tests, other
+# builds: load averages of 50 to 80 were seen) does not stretch as it does
+# the wall clock
+if ((max_cpu > 60000)); then
+	fail "a tick took $max_cpu ms of backend CPU"
 fi
 echo "PASS"
