@@ -41,7 +41,7 @@
 #        the served image), BENCH_SECONDS (8), BENCH_CONNS (4),
 #        BENCH_SMALL_CONNS (8), BENCH_TLS_SECONDS (5), BENCH_TLS_CONNS (4),
 #        BENCH_INSTALL_MB (256), BENCH_DEVICE_ROUNDS (3), BENCH_SPEED_SECONDS
-#        (3), BENCH_ROLLOUT_DEVICES (200000; at least 120000, 0 skips it),
+#        (3), BENCH_ROLLOUT_DEVICES (1000000; at least 120000, 0 skips it),
 #        BENCH_PGBENCH_SECONDS (5)
 #
 # Both servers run one process/worker (ota-server is one event loop; nginx
@@ -73,7 +73,7 @@ tls_conns=${BENCH_TLS_CONNS:-4}
 install_mb=${BENCH_INSTALL_MB:-256}
 device_rounds=${BENCH_DEVICE_ROUNDS:-3}
 speed_seconds=${BENCH_SPEED_SECONDS:-3}
-rollout_devices=${BENCH_ROLLOUT_DEVICES:-200000}
+rollout_devices=${BENCH_ROLLOUT_DEVICES:-1000000}
 pgbench_seconds=${BENCH_PGBENCH_SECONDS:-5}
 if ((rollout_devices > 0 && rollout_devices < 120000)); then
 	# test_scale.sh expects its 1 % canary stage to exceed the 1000 in flight
@@ -517,7 +517,7 @@ bench_verify() {
 bench_rollout() {
 	local out planned ms tps
 	echo "bench: rollout: planning over $rollout_devices devices (test_scale.sh), pgbench -S"
-	ROLLOUT_SCALE_DEVICES=$rollout_devices ROLLOUT_SCALE_FULL=1 timeout 180 \
+	ROLLOUT_SCALE_DEVICES=$rollout_devices ROLLOUT_SCALE_FULL=1 timeout 900 \
 		bash "$top/tests/integration/rollout/test_scale.sh" "$top" >"$T/rollout.log" 2>&1 &
 	child_pid=$!
 	wait "$child_pid" || {

@@ -172,7 +172,11 @@ $$;
 -- campaign fail with FO422 "group filter: ...".
 DROP FUNCTION IF EXISTS rollout_filter_sql(jsonb, integer);
 
-CREATE OR REPLACE FUNCTION rollout_group_members(p_groups text[]) RETURNS TABLE (device_id text)
+-- p_only: only these devices (the incremental path, docs/campaigns.md
+-- "Planning at scale"); NULL: all of them.
+DROP FUNCTION IF EXISTS rollout_group_members(text[]);
+CREATE OR REPLACE FUNCTION rollout_group_members(p_groups text[], p_only text[] DEFAULT NULL)
+RETURNS TABLE (device_id text)
 LANGUAGE plpgsql STABLE AS $$
 #variable_conflict use_column
 DECLARE
@@ -181,7 +185,8 @@ DECLARE
 BEGIN
 	RETURN QUERY SELECT m.device_id FROM device_group_members m
 	             JOIN device_groups x ON x.group_id = m.group_id
-	             WHERE m.group_id = ANY (p_groups) AND x.kind = 'static';
+	             WHERE m.group_id = ANY (p_groups) AND x.kind = 'static'
+	               AND (p_only IS NULL OR m.device_id = ANY (p_only));
 	FOR g IN SELECT x.group_id, x.filter FROM device_groups x
 	         WHERE x.group_id = ANY (p_groups) AND x.kind = 'dynamic' ORDER BY x.group_id LOOP
 		BEGIN
@@ -189,11 +194,21 @@ BEGIN
 		EXCEPTION WHEN SQLSTATE 'FO400' THEN
 			PERFORM rollout_fail('FO422', 'group filter: ' || SQLERRM);
 		END;
-		RETURN QUERY EXECUTE 'SELECT d.device_id FROM devices d WHERE ' || f.clause USING f.args;
+		RETURN QUERY EXECUTE 'SELECT d.device_id FROM devices d WHERE ' || f.clause
+		                     || CASE WHEN p_only IS NOT NULL THEN ' AND d.device_id = ANY ($2)' ELSE '' END
+		USING f.args, p_only;
 	END LOOP;
 END $$;
 
-CREATE OR REPLACE FUNCTION rollout_target(p_campaign text) RETURNS TABLE (device_id text)
+-- p_only: evaluate only these devices (a device changed: the triggers of
+-- rollout_targets.sql); NULL: the whole fleet. The query is built with only
+-- the conditions the filter uses and planned for its actual values (EXECUTE),
+-- so a few devices are looked up by key, never by a scan of the fleet.
+-- Besides the id, the attributes admission needs (the queue keeps them).
+DROP FUNCTION IF EXISTS rollout_target(text);
+CREATE OR REPLACE FUNCTION rollout_target(p_campaign text, p_only text[] DEFAULT NULL)
+RETURNS TABLE (device_id text, version_code bigint, keylist_version bigint, rootlist_version bigint,
+               keylist_key_ids bytea[])
 LANGUAGE plpgsql STABLE AS $$
 #variable_conflict use_column
 DECLARE
@@ -215,6 +230,8 @@ DECLARE
 	v_vhi bigint[];
 	v_affected boolean := false;
 	v_fix_hi bigint;
+	v_sql text := 'SELECT d.device_id, d.version_code, d.keylist_version, d.rootlist_version, '
+	              'd.keylist_key_ids FROM devices d WHERE NOT d.decommissioned';
 BEGIN
 	SELECT * INTO c FROM campaigns WHERE campaign_id = p_campaign;
 	IF NOT FOUND THEN
@@ -251,31 +268,32 @@ BEGIN
 		END IF;
 		v_fix_hi := rollout_fixes_max(a);
 	END IF;
-	RETURN QUERY
-	SELECT d.device_id
-	FROM devices d
-	WHERE NOT d.decommissioned
-	  AND (v_models IS NULL OR d.model = ANY (v_models))
-	  AND (v_hws IS NULL OR d.hw_revision = ANY (v_hws))
-	  AND (v_versions IS NULL OR d.version = ANY (v_versions))
-	  AND (v_tags_all IS NULL OR d.tags @> v_tags_all)
-	  AND (v_tags_any IS NULL OR d.tags && v_tags_any)
-	  AND (v_devices IS NULL OR d.device_id = ANY (v_devices))
-	  AND (v_groups IS NULL OR d.device_id IN (SELECT g.device_id FROM rollout_group_members(v_groups) g))
-	  AND (v_vmin IS NULL OR d.version_code >= v_vmin)
-	  AND (v_vmax IS NULL OR d.version_code <= v_vmax)
-	  AND (v_klmin IS NULL OR d.keylist_version >= v_klmin)
-	  AND (v_klmax IS NULL OR d.keylist_version <= v_klmax)
-	  AND (v_vlo IS NULL OR rollout_semver(d.version) >= v_vlo)
-	  AND (v_vhi IS NULL OR rollout_semver(d.version) < v_vhi)
-	  AND (NOT v_affected OR d.version_code BETWEEN a.fixes_version_code_min AND v_fix_hi)
-	  AND CASE c.kind
-		WHEN 'firmware' THEN
-			d.model = a.product
-			AND (cardinality(a.hw_revisions) = 0 OR d.hw_revision = ANY (a.hw_revisions))
-			AND d.version_code >= a.min_installed_version
-			AND d.version_code <= a.version_code
-		WHEN 'keylist' THEN d.keylist_version <= c.keylist_version
-		ELSE d.rootlist_version <= c.rootlist_version
-	  END;
+	v_sql := v_sql
+		|| CASE WHEN p_only IS NOT NULL THEN ' AND d.device_id = ANY ($22)' ELSE '' END
+		|| CASE WHEN v_models IS NOT NULL THEN ' AND d.model = ANY ($1)' ELSE '' END
+		|| CASE WHEN v_hws IS NOT NULL THEN ' AND d.hw_revision = ANY ($2)' ELSE '' END
+		|| CASE WHEN v_versions IS NOT NULL THEN ' AND d.version = ANY ($3)' ELSE '' END
+		|| CASE WHEN v_tags_all IS NOT NULL THEN ' AND d.tags @> $4' ELSE '' END
+		|| CASE WHEN v_tags_any IS NOT NULL THEN ' AND d.tags && $5' ELSE '' END
+		|| CASE WHEN v_devices IS NOT NULL THEN ' AND d.device_id = ANY ($6)' ELSE '' END
+		|| CASE WHEN v_groups IS NOT NULL
+		        THEN ' AND d.device_id IN (SELECT g.device_id FROM rollout_group_members($7, $22) g)' ELSE '' END
+		|| CASE WHEN v_vmin IS NOT NULL THEN ' AND d.version_code >= $8' ELSE '' END
+		|| CASE WHEN v_vmax IS NOT NULL THEN ' AND d.version_code <= $9' ELSE '' END
+		|| CASE WHEN v_klmin IS NOT NULL THEN ' AND d.keylist_version >= $10' ELSE '' END
+		|| CASE WHEN v_klmax IS NOT NULL THEN ' AND d.keylist_version <= $11' ELSE '' END
+		|| CASE WHEN v_vlo IS NOT NULL THEN ' AND rollout_semver(d.version) >= $12' ELSE '' END
+		|| CASE WHEN v_vhi IS NOT NULL THEN ' AND rollout_semver(d.version) < $13' ELSE '' END
+		|| CASE WHEN v_affected THEN ' AND d.version_code BETWEEN $14 AND $15' ELSE '' END
+		|| CASE c.kind
+			WHEN 'firmware' THEN ' AND d.model = $16'
+				|| CASE WHEN cardinality(a.hw_revisions) > 0 THEN ' AND d.hw_revision = ANY ($17)' ELSE '' END
+				|| ' AND d.version_code >= $18 AND d.version_code <= $19'
+			WHEN 'keylist' THEN ' AND d.keylist_version <= $20'
+			ELSE ' AND d.rootlist_version <= $21' END;
+	RETURN QUERY EXECUTE v_sql
+	USING v_models, v_hws, v_versions, v_tags_all, v_tags_any, v_devices, v_groups, v_vmin, v_vmax,
+	      v_klmin, v_klmax, v_vlo, v_vhi, a.fixes_version_code_min, v_fix_hi, a.product,
+	      a.hw_revisions, a.min_installed_version, a.version_code, c.keylist_version,
+	      c.rootlist_version, p_only;
 END $$;

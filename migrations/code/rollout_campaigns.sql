@@ -217,6 +217,19 @@ BEGIN
 	RETURN c;
 END $$;
 
+-- The devices a campaign may still update: its queue (its target when it
+-- has none, rollout_targets.sql) and its members not finished yet.
+CREATE OR REPLACE FUNCTION rollout_candidates(p_campaign text) RETURNS TABLE (device_id text)
+LANGUAGE sql STABLE AS $$
+	SELECT q.device_id FROM campaign_targets q WHERE q.campaign_id = p_campaign
+	UNION ALL
+	SELECT t.device_id FROM rollout_target(p_campaign) t
+	WHERE NOT EXISTS (SELECT 1 FROM campaigns k WHERE k.campaign_id = p_campaign AND k.targets_at IS NOT NULL)
+	UNION ALL
+	SELECT m.device_id FROM campaign_devices m
+	WHERE m.campaign_id = p_campaign AND m.state IN ('pending', 'notified', 'downloading', 'installed')
+$$;
+
 -- Refuses (FO409) when another running or paused campaign of the same
 -- priority targets one of this campaign's devices: the engine could not say
 -- which one a device belongs to. A security campaign whose policy preempts
@@ -234,12 +247,8 @@ BEGIN
 	           AND security_preempt = c.security_preempt
 	           AND campaign_id <> p_campaign ORDER BY campaign_id LOOP
 		SELECT t.device_id INTO v_device
-		FROM rollout_target(p_campaign) t
-		WHERE t.device_id IN (SELECT u.device_id FROM rollout_target(o.campaign_id) u
-		                      UNION ALL
-		                      SELECT m.device_id FROM campaign_devices m
-		                      WHERE m.campaign_id = o.campaign_id
-		                        AND m.state IN ('pending', 'notified', 'downloading', 'installed'))
+		FROM rollout_candidates(p_campaign) t
+		WHERE t.device_id IN (SELECT u.device_id FROM rollout_candidates(o.campaign_id) u)
 		LIMIT 1;
 		IF v_device IS NOT NULL THEN
 			PERFORM rollout_fail('FO409', format(
@@ -254,6 +263,8 @@ LANGUAGE plpgsql AS $$
 BEGIN
 	-- serialized with ticks and other starts: the overlap check stays true
 	PERFORM pg_advisory_xact_lock(rollout_lock_key());
+	-- the admission queue, once (rollout_targets.sql)
+	PERFORM rollout_targets_build(p_campaign, p_now);
 	PERFORM rollout_check_priority(p_campaign);
 	UPDATE campaigns
 	SET state = 'running', state_reason = '', started_at = coalesce(started_at, p_now),

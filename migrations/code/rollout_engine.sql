@@ -6,62 +6,127 @@
 -- ---------------------------------------------------------------------------
 -- The tick's parts, per campaign (called with the campaign row locked).
 
--- (b) Admission into the current stage, set-based.
+-- (b) Admission into the current stage: the head of the campaign's queue
+-- (campaign_targets, kept current by rollout_targets.sql), at most
+-- admission_batch devices, in one statement whose cost grows with the batch,
+-- not with the target. The queue is built here only when it is missing (a
+-- targeted group changed) or when the target follows time or device state
+-- (rollout_target_volatile: then every admission_interval_s).
+-- Every statement is planned for this campaign, batch and priority case
+-- (plan_cache_mode): a generic plan, which ota-server's long-lived sessions
+-- would otherwise reuse, cannot tell a queue of 900,000 rows from one of
+-- ten, nor drop the higher-priority check when no such campaign runs; a
+-- plan for the wrong size reads and sorts the whole queue to take its head
+-- (docs/campaigns.md "Plans"). Planning costs well under a millisecond.
 CREATE OR REPLACE FUNCTION rollout_admit(p_campaign text, p_now timestamptz) RETURNS bigint
-LANGUAGE plpgsql SET work_mem = '64MB' AS $$
+LANGUAGE plpgsql SET work_mem = '64MB' SET jit = off SET plan_cache_mode = force_custom_plan AS $$
 DECLARE
 	c campaigns%ROWTYPE;
 	s campaign_stages%ROWTYPE;
 	a artifacts%ROWTYPE;
-	v_members bigint;
 	v_target bigint;
 	v_quota bigint;
+	v_want bigint;
 	v_admitted bigint := 0;
+	v_taken bigint := 0;
 	v_latest_kl bigint;
 	v_latest_kl_has_key boolean := false;
+	v_higher boolean;
+	v_lower boolean;
+	v_seq bigint;
+	v_more boolean := false;
+	v_scan bigint;
+	v_scanned bigint;
+	v_found bigint;
+	v_last_rank bigint;
+	v_last_device text;
+	v_head_rank bigint;
+	v_head_device text;
 	v_batch bigint := greatest(1, rollout_setting('admission_batch', '100000')::bigint);
+	v_interval integer := rollout_setting('admission_interval_s', '30')::integer;
 BEGIN
 	SELECT * INTO c FROM campaigns WHERE campaign_id = p_campaign;
-	SELECT * INTO s FROM campaign_stages WHERE campaign_id = p_campaign AND stage_no = c.current_stage;
-	IF c.kind = 'firmware' THEN
-		SELECT * INTO a FROM artifacts WHERE artifact_id = c.artifact_id;
-		SELECT k.version, a.signing_key_id = ANY (k.key_ids) INTO v_latest_kl, v_latest_kl_has_key
-		FROM keylists k ORDER BY k.version DESC LIMIT 1;
+	IF c.targets_at IS NULL
+	   OR (c.targets_at + make_interval(secs => v_interval) <= p_now AND rollout_target_volatile(p_campaign)) THEN
+		PERFORM rollout_targets_build(p_campaign, p_now);
+	ELSE
+		-- what changed outside the tick: devices that came or went, devices
+		-- a higher-priority campaign took
+		WITH d AS (
+			DELETE FROM campaign_target_deltas x WHERE x.campaign_id = p_campaign
+			RETURNING x.members, x.queued
+		)
+		UPDATE campaigns k
+		SET target_members = k.target_members + (SELECT coalesce(sum(d.members), 0) FROM d),
+		    target_queued = k.target_queued + (SELECT coalesce(sum(d.queued), 0) FROM d)
+		WHERE k.campaign_id = p_campaign;
 	END IF;
-
-	CREATE TEMP TABLE IF NOT EXISTS rollout_tmp_target (device_id text NOT NULL) ON COMMIT DROP;
-	TRUNCATE rollout_tmp_target;
-	INSERT INTO rollout_tmp_target SELECT t.device_id FROM rollout_target(p_campaign) t;
-	ANALYZE rollout_tmp_target;
-
-	SELECT count(*) INTO v_members FROM campaign_devices
-	WHERE campaign_id = p_campaign AND state NOT IN ('superseded', 'cancelled');
-	-- the target as it is now: matching devices plus members that left it
-	SELECT v_members + count(*) INTO v_target
-	FROM rollout_tmp_target t
-	WHERE NOT EXISTS (SELECT 1 FROM campaign_devices m
-	                  WHERE m.campaign_id = p_campaign AND m.device_id = t.device_id
-	                    AND m.state NOT IN ('superseded', 'cancelled'));
+	SELECT * INTO c FROM campaigns WHERE campaign_id = p_campaign;
+	SELECT * INTO s FROM campaign_stages WHERE campaign_id = p_campaign AND stage_no = c.current_stage;
+	-- the target as it is now: members (also those that left it) and the queue
+	v_target := c.target_members + c.target_queued;
 	v_quota := CASE WHEN s.device_count IS NOT NULL THEN least(s.device_count, v_target)
 	                ELSE ceil(v_target * s.percent / 100.0)::bigint END;
+	v_want := least(v_quota - c.target_members, v_batch);
 
-	IF v_quota > v_members THEN
-		WITH chosen AS (
-			SELECT d.device_id, d.version_code, d.keylist_version, d.rootlist_version,
-			       coalesce(nullif(d.keylist_key_ids, '{}'), k.key_ids, '{}') AS key_ids
-			FROM rollout_tmp_target t
-			JOIN devices d ON d.device_id = t.device_id
-			LEFT JOIN keylists k ON k.version = d.keylist_version
-			WHERE NOT EXISTS (SELECT 1 FROM campaign_devices m
-			                  WHERE m.campaign_id = p_campaign AND m.device_id = t.device_id)
-			  -- a higher-priority campaign holds the device: not ours
-			  AND NOT EXISTS (SELECT 1 FROM campaign_devices m JOIN campaigns o USING (campaign_id)
-			                  WHERE m.device_id = t.device_id
-			                    AND (o.security_preempt, o.priority) > (c.security_preempt, c.priority)
-			                    AND o.state IN ('running', 'paused')
-			                    AND m.state IN ('pending', 'notified', 'downloading', 'installed'))
-			ORDER BY hashtextextended(t.device_id, hashtext(p_campaign)), t.device_id
-			LIMIT least(v_quota - v_members, v_batch)
+	IF v_want > 0 THEN
+		IF c.kind = 'firmware' THEN
+			SELECT * INTO a FROM artifacts WHERE artifact_id = c.artifact_id;
+			SELECT k.version, a.signing_key_id = ANY (k.key_ids) INTO v_latest_kl, v_latest_kl_has_key
+			FROM keylists k ORDER BY k.version DESC LIMIT 1;
+		END IF;
+		-- a higher-priority campaign may hold some of the queue's devices
+		v_higher := EXISTS (SELECT 1 FROM campaigns o
+		                    WHERE o.state IN ('running', 'paused') AND o.campaign_id <> p_campaign
+		                      AND (o.security_preempt, o.priority) > (c.security_preempt, c.priority));
+		-- and a lower-priority one may have admitted some of them, not notified yet
+		v_lower := EXISTS (SELECT 1 FROM campaigns o
+		                   WHERE o.state IN ('running', 'paused') AND o.campaign_id <> p_campaign
+		                     AND (o.security_preempt, o.priority) < (c.security_preempt, c.priority)
+		                     AND EXISTS (SELECT 1 FROM campaign_devices m
+		                                 WHERE m.campaign_id = o.campaign_id AND m.state = 'pending'));
+		-- admit_seq follows the queue order; a block of the sequence per batch
+		v_seq := nextval('campaign_devices_admit_seq');
+		PERFORM setval('campaign_devices_admit_seq', v_seq + v_want);
+		-- the rows examined: the head of the queue; while a higher-priority
+		-- campaign runs, at most admission_batch rows from the cursor on (the
+		-- head may be held by that campaign for long: read once per pass over
+		-- the queue, not once per tick)
+		v_scan := CASE WHEN v_higher THEN greatest(v_batch, v_want) ELSE v_want END;
+		WITH w AS MATERIALIZED (
+			SELECT t.ctid AS row_id, t.rank, t.device_id FROM campaign_targets t
+			WHERE t.campaign_id = p_campaign
+			  AND (NOT v_higher OR c.admit_cursor_rank IS NULL
+			       OR (t.rank, t.device_id) > (c.admit_cursor_rank, c.admit_cursor_device))
+			ORDER BY t.rank, t.device_id
+			LIMIT v_scan
+		), head AS MATERIALIZED (
+			SELECT w.row_id, w.rank, w.device_id FROM w
+			-- a higher-priority campaign holds the device: not ours (yet). A
+			-- lookup by device per examined row (LIMIT keeps it a lookup: a
+			-- join could hash all of that campaign's members every tick)
+			LEFT JOIN LATERAL (
+				SELECT 1 AS held FROM campaign_devices m JOIN campaigns o USING (campaign_id)
+				WHERE v_higher AND m.device_id = w.device_id
+				  AND (o.security_preempt, o.priority) > (c.security_preempt, c.priority)
+				  AND o.state IN ('running', 'paused')
+				  AND m.state IN ('pending', 'notified', 'downloading', 'installed')
+				LIMIT 1) h ON true
+			WHERE h.held IS NULL
+			ORDER BY w.rank, w.device_id
+			LIMIT v_want
+		), taken AS (
+			DELETE FROM campaign_targets q
+			-- by row address: the rows were found once, in queue order
+			WHERE q.ctid = ANY (ARRAY(SELECT head.row_id FROM head))
+			RETURNING q.rank, q.device_id, q.version_code, q.keylist_version, q.rootlist_version,
+			          q.keylist_key_ids
+		), chosen AS (
+			SELECT tk.device_id, tk.version_code, tk.keylist_version, tk.rootlist_version,
+			       coalesce(nullif(tk.keylist_key_ids, '{}'), k.key_ids, '{}') AS key_ids,
+			       v_seq + row_number() OVER (ORDER BY tk.rank, tk.device_id) AS seq
+			FROM taken tk
+			LEFT JOIN keylists k ON k.version = tk.keylist_version
 		), ins AS (
 			INSERT INTO campaign_devices (campaign_id, device_id, stage_no, step, needed_keylist, state,
 			                              error, already, admit_seq, admitted_at, done_at, updated_at)
@@ -76,7 +141,7 @@ BEGIN
 			            WHEN c.kind = 'keylist' THEN c.keylist_version
 			            ELSE 0 END,
 			       st.state, st.error, st.state = 'confirmed',
-			       nextval('campaign_devices_admit_seq'), p_now,
+			       ch.seq, p_now,
 			       CASE WHEN st.state IN ('confirmed', 'failed') THEN p_now END, p_now
 			FROM chosen ch,
 			     LATERAL (SELECT CASE
@@ -94,21 +159,52 @@ BEGIN
 			                 AND (v_latest_kl IS NULL OR NOT v_latest_kl_has_key
 			                      OR v_latest_kl <= ch.keylist_version)
 			            THEN 'OTA_ERR_KEY_UNKNOWN' ELSE '' END AS error) st
+			-- key order: the indexes are written page by page
+			ORDER BY ch.device_id
+			-- a device that came to match while a tick admitted it (a race of
+			-- the triggers with this statement) is a member already
+			ON CONFLICT (campaign_id, device_id) DO NOTHING
 			RETURNING device_id
 		), sup AS (
 			-- a lower-priority campaign loses the devices it has not notified yet
 			UPDATE campaign_devices m SET state = 'superseded', updated_at = p_now
 			FROM campaigns o
-			WHERE o.campaign_id = m.campaign_id
+			WHERE v_lower AND o.campaign_id = m.campaign_id
 			  AND (o.security_preempt, o.priority) < (c.security_preempt, c.priority)
 			  AND m.state = 'pending' AND m.device_id IN (SELECT device_id FROM ins)
+			RETURNING m.campaign_id
+		), lost AS (
+			INSERT INTO campaign_target_deltas (campaign_id, members)
+			SELECT sup.campaign_id, -count(*) FROM sup GROUP BY sup.campaign_id
 			RETURNING 1
 		)
-		SELECT count(*) INTO v_admitted FROM ins;
+		SELECT (SELECT count(*) FROM taken), (SELECT count(*) FROM ins), (SELECT count(*) FROM w),
+		       lw.rank, lw.device_id, lh.rank, lh.device_id, (SELECT count(*) FROM head)
+		INTO v_taken, v_admitted, v_scanned, v_last_rank, v_last_device, v_head_rank, v_head_device, v_found
+		FROM (SELECT NULL) x
+		LEFT JOIN (SELECT w.rank, w.device_id FROM w ORDER BY w.rank DESC, w.device_id DESC LIMIT 1) lw ON true
+		LEFT JOIN (SELECT head.rank, head.device_id FROM head ORDER BY head.rank DESC, head.device_id DESC LIMIT 1) lh
+		       ON true;
+		-- the next tick goes on after the last row taken (rows after it in
+		-- the window were not examined for this batch), else after the
+		-- window; from the head again once the end of the queue was reached
+		IF NOT v_higher OR (v_found < v_want AND v_scanned < v_scan) THEN
+			v_last_rank := NULL;
+			v_last_device := NULL;
+		ELSIF v_found >= v_want THEN
+			v_last_rank := v_head_rank;
+			v_last_device := v_head_device;
+		END IF;
+		-- the pass over the queue goes on at the next tick
+		v_more := v_last_rank IS NOT NULL;
+		UPDATE campaigns SET admit_cursor_rank = v_last_rank, admit_cursor_device = v_last_device
+		WHERE campaign_id = p_campaign;
 	END IF;
-	-- a full batch: more to admit, do not wait for the admission interval
-	UPDATE campaigns SET admitted_at = CASE WHEN v_admitted >= v_batch THEN NULL ELSE p_now END,
-	       target_size = v_target
+	-- a full batch, or a pass over the queue not finished: more to admit, do
+	-- not wait for the admission interval
+	UPDATE campaigns SET admitted_at = CASE WHEN v_admitted >= v_batch OR v_more THEN NULL ELSE p_now END,
+	       target_members = target_members + v_admitted, target_queued = target_queued - v_taken,
+	       target_size = target_members + v_admitted + target_queued - v_taken
 	WHERE campaign_id = p_campaign;
 	RETURN v_admitted;
 END $$;
@@ -393,7 +489,7 @@ BEGIN
 
 	IF v_budget > 0 THEN
 		WITH picked AS (
-			SELECT m.device_id, m.stage_no, m.step FROM campaign_devices m
+			SELECT m.ctid AS row_id, m.device_id, m.stage_no, m.step FROM campaign_devices m
 			WHERE m.campaign_id = p_campaign AND m.state = 'pending'
 			  -- a transient failure is retried after its back-off
 			  AND (m.retry_at IS NULL OR m.retry_at <= p_now)
@@ -409,7 +505,9 @@ BEGIN
 		), upd AS (
 			UPDATE campaign_devices m
 			SET state = 'notified', notified_at = p_now, notify_count = notify_count + 1, updated_at = p_now
-			FROM picked WHERE m.campaign_id = p_campaign AND m.device_id = picked.device_id
+			-- by row address (the rows are locked): no plan depends on how
+			-- fresh the statistics of a table that grows by a batch per tick are
+			FROM picked WHERE m.ctid = picked.row_id AND m.campaign_id = p_campaign
 			RETURNING m.device_id, m.stage_no, m.step
 		), asg AS (
 			-- delivery serves a device only what assignments allow

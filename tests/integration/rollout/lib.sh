@@ -46,6 +46,28 @@ for f in "$SRC"/migrations/code/*.sql; do code_files+=(-f "$f"); done
 "${PSQL[@]}" --single-transaction -c "SET client_min_messages = warning" \
 	-c "SET check_function_bodies = off" "${code_files[@]}" >/dev/null
 
+# pg_cpu: CPU ticks (getconf CLK_TCK per second) of the test's PostgreSQL so
+# far: the postmaster, its exited children (every psql call is a new
+# backend) and the live ones
+pg_cpu() {
+	local pm t c
+	pm=$(head -1 "$PGDIR/data/postmaster.pid")
+	t=$(awk '{print $14 + $15 + $16 + $17}' "/proc/$pm/stat")
+	for c in $(pgrep -P "$pm"); do
+		t=$((t + $(awk '{print $14 + $15}' "/proc/$c/stat" 2>/dev/null || echo 0)))
+	done
+	echo "$t"
+}
+
+# q_cpu SQL: runs SQL in one backend, prints the CPU milliseconds (user +
+# system, /proc/self/stat of that backend) the statement took: the work of
+# the statement itself, not autovacuum's or another session's
+q_cpu() {
+	local cpu='SELECT split_part(s, $$ $$, 14)::bigint + split_part(s, $$ $$, 15)::bigint FROM pg_read_file($$/proc/self/stat$$) s'
+	"${PSQL[@]}" -At -c "SET client_min_messages = warning" -c "$cpu" -c "$1" -c "$cpu" |
+		awk -v hz="$(getconf CLK_TCK)" 'NR == 1 { a = $1 } { l = $1 } END { print int((l - a) * 1000 / hz) }'
+}
+
 fail() {
 	echo "FAIL: $*" >&2
 	exit 1

@@ -6,6 +6,18 @@
 # or gets the counts wrong.
 source "$(dirname "$0")/lib.sh" "$1"
 N=${ROLLOUT_SCALE_DEVICES:-1000000}
+# ROLLOUT_SCALE_EXPLAIN=MS: auto_explain (ANALYZE, BUFFERS, nested statements)
+# of every statement slower than MS, copied with the server log to
+# ROLLOUT_SCALE_LOG (default scale-explain.log in the current directory)
+if [[ -n ${ROLLOUT_SCALE_EXPLAIN:-} ]]; then
+	q "ALTER DATABASE fleetota SET session_preload_libraries = 'auto_explain'"
+	q "ALTER DATABASE fleetota SET auto_explain.log_min_duration = '${ROLLOUT_SCALE_EXPLAIN}ms'"
+	for o in log_analyze log_buffers log_nested_statements log_timing; do
+		q "ALTER DATABASE fleetota SET auto_explain.$o = on"
+	done
+	explain_log=${ROLLOUT_SCALE_LOG:-$PWD/scale-explain.log}
+	trap 'cp "$PGDIR/postgres.log" "$explain_log" 2>/dev/null || true; rollout_cleanup' EXIT
+fi
 seed_trust
 add_artifact fw-101 101
 ms() { date +%s%3N; }
@@ -45,16 +57,24 @@ else
 	target=$(q "SELECT count(*) FROM devices WHERE model='m1' AND tags @> '{eu}'")
 fi
 q "SELECT rollout_create('{\"id\":\"all\",\"artifact\":\"fw-101\",\"priority\":1,\"target\":$target_json,\"rate_per_minute\":600,\"stages\":[{\"percent\":100}]}', 'alice')" >/dev/null
-q "SELECT rollout_start('all', 'alice', '2026-03-01 00:00:00+00')" >/dev/null
 batch=${ROLLOUT_SCALE_BATCH:-100000}
 q "UPDATE rollout_settings SET value = '$batch' WHERE name = 'admission_batch'"
-ticks=0 max_tick=0
+pgcpu0=$(pg_cpu)
+# planning = the start (the target evaluated once into the admission queue)
+# and the ticks that admit it; backend CPU per call (q_cpu) beside the wall
+# clock, which the machine's load moves
 t5=$(ms)
+start_cpu=$(q_cpu "SELECT rollout_start('all', 'alice', '2026-03-01 00:00:00+00')")
+t5s=$(ms)
+ticks=0 max_tick=0 max_cpu=0 tick_cpu=() cpu_sum=$start_cpu
 while [[ "$(q "SELECT count(*) FROM campaign_devices WHERE campaign_id='all'")" -lt "$target" ]]; do
 	ta=$(ms)
-	q "SELECT count(*) FROM rollout_tick('s2', '2026-03-01 00:00:01+00'::timestamptz + make_interval(secs => $ticks))" >/dev/null
+	c=$(q_cpu "SELECT count(*) FROM rollout_tick('s2', '2026-03-01 00:00:01+00'::timestamptz + make_interval(secs => $ticks))")
 	tb=$(ms)
 	((tb - ta > max_tick)) && max_tick=$((tb - ta))
+	tick_cpu+=("$c")
+	((c > max_cpu)) && max_cpu=$c
+	cpu_sum=$((cpu_sum + c))
 	ticks=$((ticks + 1))
 	((ticks <= 40)) || fail "admission does not converge"
 done
@@ -62,7 +82,9 @@ t6=$(ms)
 expect_eq "whole target planned" "$(q "SELECT count(*), count(DISTINCT device_id) FROM campaign_devices WHERE campaign_id='all'")" "$target|$target"
 expect_eq "the higher priority took the not-yet-notified devices of the other campaign" \
 	"$(q "SELECT count(*) FROM campaign_devices b JOIN campaign_devices a ON a.device_id=b.device_id AND a.campaign_id='all' WHERE b.campaign_id='big' AND b.state='pending'")" 0
-echo "   planning $target devices: $((t6 - t5)) ms in $ticks ticks of at most $batch admissions (slowest tick $max_tick ms)"
+pgcpu1=$(pg_cpu)
+echo "   planning $target devices: $((t6 - t5)) ms: start (queue built) $((t5s - t5)) ms, then $ticks ticks of at most $batch admissions (slowest tick $max_tick ms); load average $(cut -d' ' -f1-3 /proc/loadavg)"
+echo "   planning backend CPU: $cpu_sum ms (start $start_cpu ms, ticks ${tick_cpu[*]} ms); all PostgreSQL processes (autovacuum too) $(((pgcpu1 - pgcpu0) * 1000 / $(getconf CLK_TCK))) ms"
 t7=$(ms)
 q "SELECT rollout_status('all')" >/dev/null
 t8=$(ms)
@@ -74,7 +96,10 @@ q "SELECT count(*) FROM rollout_tick('s2', '2026-03-01 00:01:05+00')" >/dev/null
 t11=$(ms)
 echo "   status with per-stage counts: $((t8 - t7)) ms; key-list coverage: $((t9 - t8)) ms"
 echo "   steady tick, both campaigns: $((t10 - t9)) ms with the targets re-evaluated (every admission_interval_s), $((t11 - t10)) ms without"
-if ((max_tick > 60000)); then
-	fail "a tick took $max_tick ms"
+# judged by the backend's CPU, which the machine's load (other tests, other
+# builds: load averages of 50 to 80 were seen) does not stretch as it does
+# the wall clock
+if ((max_cpu > 60000)); then
+	fail "a tick took $max_cpu ms of backend CPU"
 fi
 echo "PASS"
