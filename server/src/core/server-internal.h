@@ -34,7 +34,7 @@ struct srv_server {
 	struct srv_notifier *notifier;
 	struct srv_timestamps *timestamps; /* NULL: no timestamp role (timestamp-internal.h) */
 	struct srv_assign_cache *assign_cache; /* NULL: manifest_cache = false */
-	struct srv_image_maps *image_maps;     /* store files being served */
+	struct srv_image_maps *image_maps; /* store files being served */
 };
 
 #endif

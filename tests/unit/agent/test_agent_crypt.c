@@ -590,7 +590,6 @@ static void test_p256_unwrap_shared(void **state)
 			 OTA_ERR_KEY_UNWRAP);
 }
 
-
 /*
  * A port that lends its own buffer (slot_buffer, the Linux port's writer
  * thread): the plaintext is decrypted straight into it and every slot
