@@ -14,7 +14,7 @@
 #   - CPU per install during the campaign, of the simulator, PostgreSQL (all
 #     the cluster's processes), ota-server and mosquitto (/proc/PID/stat).
 # Knobs: BENCH_FLEET_DEVICES (300), BENCH_FLEET_PER_SIM (devices per
-# simulator process, 10000), BENCH_FLEET_CONNECT_RATE (500 sessions/s per
+# simulator process, 6000: about 3 descriptors a device, 20,000 allowed), BENCH_FLEET_CONNECT_RATE (500 sessions/s per
 # process), BENCH_FLEET_WORKERS (16 per process), BENCH_FLEET_IMAGE_KB
 # (1024), BENCH_FLEET_SLOW (share of devices on a slow link, 0),
 # BENCH_FLEET_TIMEOUT (seconds for registration and for the campaign, each:
@@ -28,7 +28,7 @@ top=$(cd "$(dirname "$0")/.." && pwd)
 build=${1:?BUILD_DIR}
 [[ $build = /* ]] || build=$top/$build
 devices=${BENCH_FLEET_DEVICES:-300}
-per_sim=${BENCH_FLEET_PER_SIM:-10000}
+per_sim=${BENCH_FLEET_PER_SIM:-6000}
 rate=${BENCH_FLEET_CONNECT_RATE:-500}
 workers=${BENCH_FLEET_WORKERS:-16}
 image_kb=${BENCH_FLEET_IMAGE_KB:-1024}

@@ -244,10 +244,11 @@ log "fw-1.0.0 signed by op-1 (security counter 1): the factory image"
 
 # ---- 2. the fleet ------------------------------------------------------------------
 say "2. the fleet: $DEVICES simulated devices, each its own certificate, slots and MQTT session"
-# One simulator process carries 10,000 devices (its MQTT sessions share one
-# event loop; about one file descriptor each, 20,000 allowed per process):
-# a larger fleet is split over several processes (docs/scaling.md).
-PER_SIM=${DEMO_DEVICES_PER_SIM:-10000}
+# One simulator process carries 6,000 devices (its MQTT sessions share one
+# event loop; about three file descriptors each, 20,000 allowed per
+# process: a 10,000-device process stopped at 6,663 sessions): a larger
+# fleet is split over several processes (docs/scaling.md).
+PER_SIM=${DEMO_DEVICES_PER_SIM:-6000}
 NSIM=$(((DEVICES + PER_SIM - 1) / PER_SIM))
 WORKERS=$((16 / NSIM > 4 ? 16 / NSIM : 4))
 SIM_PIDS=()
