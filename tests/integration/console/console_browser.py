@@ -11,6 +11,7 @@ usage: console_browser.py BASE_URL OPERATOR_TOKEN VIEWER_TOKEN CAMPAIGN OUT_DIR 
 """
 import json
 import os
+import shutil
 import sys
 import tempfile
 import time
@@ -93,12 +94,13 @@ def csp_violations(driver):
 
 def main():
     os.makedirs(OUT, exist_ok=True)
+    profile = tempfile.mkdtemp(prefix='fleetota-chromium-')  # removed at the end
     opts = webdriver.ChromeOptions()
     opts.binary_location = '/usr/bin/chromium'
     for a in ('--headless=new', '--no-sandbox', '--disable-dev-shm-usage', '--disable-gpu',
               '--window-size=1280,800', '--force-device-scale-factor=1', '--no-first-run',
               '--disable-extensions', '--disable-background-networking', '--disable-component-update',
-              '--user-data-dir=' + tempfile.mkdtemp(prefix='fleetota-chromium-')):
+              '--user-data-dir=' + profile):
         opts.add_argument(a)
     opts.set_capability('goog:loggingPrefs', {'browser': 'ALL'})
     driver = webdriver.Chrome(service=Service('/usr/bin/chromedriver'), options=opts)
@@ -188,6 +190,7 @@ def main():
         check('6 no CSP violation while using the console', v == [], json.dumps(v)[:400])
     finally:
         driver.quit()
+        shutil.rmtree(profile, ignore_errors=True)
     print(f'{passed} passed, {failed} failed')
     return 0 if failed == 0 else 1
 
