@@ -37,7 +37,7 @@ const uint8_t *srv_image_map_data(const struct srv_image_map *m);
 void srv_image_map_hold(struct srv_image_map *m);
 void srv_image_map_release(struct srv_image_map *m);
 
-/* Mappings held or idle, for metrics and tests. */
+/* Mappings held or idle (the tests check the cache by it). */
 unsigned srv_image_maps_count(const struct srv_image_maps *maps);
 
 #endif

@@ -31,6 +31,26 @@ static int write_file(const char *path, const char *text)
 	return open(path, O_RDONLY | O_CLOEXEC);
 }
 
+/* A mapping of the file at path (size bytes) from the cache; the descriptor goes. */
+static struct srv_image_map *map_path(struct srv_image_maps *maps, const char *path, uint64_t size)
+{
+	struct srv_image_map *m = NULL;
+	int fd = open(path, O_RDONLY | O_CLOEXEC);
+
+	assert_true(fd >= 0);
+	assert_int_equal(srv_image_map_get(maps, fd, size, &m), OTA_OK);
+	close(fd);
+	return m;
+}
+
+/* The same, of a file written now with text. */
+static struct srv_image_map *map_new_file(struct srv_image_maps *maps, const char *path,
+					  const char *text)
+{
+	close(write_file(path, text));
+	return map_path(maps, path, strlen(text));
+}
+
 static int setup(void **state)
 {
 	struct fixture *fx = calloc(1, sizeof(*fx));
@@ -62,14 +82,10 @@ static void test_shared(void **state)
 	struct fixture *fx = *state;
 	struct srv_image_maps *maps;
 	struct srv_image_map *a, *b;
-	int fd = write_file(fx->path, "firmware bytes");
 
 	assert_int_equal(srv_image_maps_new(fx->base, 60000, 4, &maps), OTA_OK);
-	assert_int_equal(srv_image_map_get(maps, fd, 14, &a), OTA_OK);
-	close(fd);
-	fd = open(fx->path, O_RDONLY | O_CLOEXEC);
-	assert_int_equal(srv_image_map_get(maps, fd, 14, &b), OTA_OK);
-	close(fd);
+	a = map_new_file(maps, fx->path, "firmware bytes");
+	b = map_path(maps, fx->path, 14);
 	assert_ptr_equal(a, b);
 	assert_int_equal(srv_image_maps_count(maps), 1);
 	assert_memory_equal(srv_image_map_data(a), "firmware bytes", 14);
@@ -104,17 +120,13 @@ static void test_replaced(void **state)
 	struct srv_image_maps *maps;
 	struct srv_image_map *old, *new;
 	char tmp[128];
-	int fd = write_file(fx->path, "old!");
 
 	assert_int_equal(srv_image_maps_new(fx->base, 60000, 4, &maps), OTA_OK);
-	assert_int_equal(srv_image_map_get(maps, fd, 4, &old), OTA_OK);
-	close(fd);
+	old = map_new_file(maps, fx->path, "old!");
 	snprintf(tmp, sizeof(tmp), "%s.tmp", fx->path);
 	close(write_file(tmp, "new!"));
 	assert_int_equal(rename(tmp, fx->path), 0);
-	fd = open(fx->path, O_RDONLY | O_CLOEXEC);
-	assert_int_equal(srv_image_map_get(maps, fd, 4, &new), OTA_OK);
-	close(fd);
+	new = map_path(maps, fx->path, 4);
 	assert_ptr_not_equal(old, new);
 	assert_memory_equal(srv_image_map_data(old), "old!", 4);
 	assert_memory_equal(srv_image_map_data(new), "new!", 4);
@@ -135,12 +147,8 @@ static void test_max_idle(void **state)
 
 	assert_int_equal(srv_image_maps_new(fx->base, 60000, 1, &maps), OTA_OK);
 	for (int i = 0; i < 3; i++) {
-		int fd;
-
 		snprintf(path[i], sizeof(path[i]), "%s/f%d", fx->dir, i);
-		fd = write_file(path[i], "abc");
-		assert_int_equal(srv_image_map_get(maps, fd, 3, &m[i]), OTA_OK);
-		close(fd);
+		m[i] = map_new_file(maps, path[i], "abc");
 	}
 	assert_int_equal(srv_image_maps_count(maps), 3);
 	srv_image_map_release(m[0]);
@@ -163,15 +171,11 @@ static void test_idle_sweep(void **state)
 	struct srv_image_map *held, *idle;
 	struct timeval run = {.tv_sec = 0, .tv_usec = 300000};
 	char other[128];
-	int fd = write_file(fx->path, "held");
 
 	assert_int_equal(srv_image_maps_new(fx->base, 100, 4, &maps), OTA_OK);
-	assert_int_equal(srv_image_map_get(maps, fd, 4, &held), OTA_OK);
-	close(fd);
+	held = map_new_file(maps, fx->path, "held");
 	snprintf(other, sizeof(other), "%s/other", fx->dir);
-	fd = write_file(other, "idle");
-	assert_int_equal(srv_image_map_get(maps, fd, 4, &idle), OTA_OK);
-	close(fd);
+	idle = map_new_file(maps, other, "idle");
 	srv_image_map_release(idle);
 	assert_int_equal(srv_image_maps_count(maps), 2);
 	event_base_loopexit(fx->base, &run);
@@ -190,11 +194,9 @@ static void test_free_while_held(void **state)
 	struct fixture *fx = *state;
 	struct srv_image_maps *maps;
 	struct srv_image_map *m;
-	int fd = write_file(fx->path, "still here");
 
 	assert_int_equal(srv_image_maps_new(fx->base, 60000, 4, &maps), OTA_OK);
-	assert_int_equal(srv_image_map_get(maps, fd, 10, &m), OTA_OK);
-	close(fd);
+	m = map_new_file(maps, fx->path, "still here");
 	srv_image_maps_free(maps);
 	assert_memory_equal(srv_image_map_data(m), "still here", 10);
 	srv_image_map_hold(m);
