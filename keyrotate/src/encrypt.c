@@ -187,37 +187,6 @@ enum ota_err kr_recipient_add(Fleetota__V1__Encryption *enc,
 	return OTA_OK;
 }
 
-/* Reads up to len bytes (fewer only at the end of the file); -1 on error. */
-static ssize_t read_full(int fd, uint8_t *buf, size_t len)
-{
-	size_t done = 0;
-	while (done < len) {
-		ssize_t got = read(fd, buf + done, len - done);
-		if (got < 0 && errno == EINTR)
-			continue;
-		if (got < 0)
-			return -1;
-		if (got == 0)
-			break;
-		done += (size_t)got;
-	}
-	return (ssize_t)done;
-}
-
-static enum ota_err write_all(int fd, const uint8_t *buf, size_t len)
-{
-	while (len > 0) {
-		ssize_t put = write(fd, buf, len);
-		if (put < 0 && errno == EINTR)
-			continue;
-		if (put <= 0)
-			return OTA_ERR_STORAGE;
-		buf += put;
-		len -= (size_t)put;
-	}
-	return OTA_OK;
-}
-
 /* A heap Encryption with fresh nonce prefix and key check, no recipients. */
 static enum ota_err encryption_new(uint32_t chunk_bytes, uint64_t size,
 				   const uint8_t key[OTA_CEK_BYTES],
@@ -272,7 +241,7 @@ static enum ota_err encrypt_stream(int in, int out, const Fleetota__V1__Encrypti
 		goto out;
 	}
 	for (uint64_t index = 0;; index++) {
-		ssize_t got = read_full(in, buf, enc->chunk_bytes);
+		ssize_t got = kr_read_some(in, buf, enc->chunk_bytes);
 		if (got < 0) {
 			err = kr_fail(diag, OTA_ERR_STORAGE, "cannot read image %s: %s", image_path,
 				      strerror(errno));
@@ -292,8 +261,8 @@ static enum ota_err encrypt_stream(int in, int out, const Fleetota__V1__Encrypti
 						buf, n, sealed)) != OTA_OK ||
 		    (err = ota_sha256_update(&cipher, sealed, n + OTA_CRYPT_TAG_BYTES)) != OTA_OK)
 			break;
-		if ((err = write_all(out, sealed, n + OTA_CRYPT_TAG_BYTES)) != OTA_OK) {
-			err = kr_fail(diag, err, "cannot write the ciphertext: %s",
+		if (kr_write_all(out, sealed, n + OTA_CRYPT_TAG_BYTES) != 0) {
+			err = kr_fail(diag, OTA_ERR_STORAGE, "cannot write the ciphertext: %s",
 				      strerror(errno));
 			break;
 		}

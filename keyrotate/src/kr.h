@@ -334,6 +334,14 @@ struct kr_stream_result {
 enum ota_err kr_stream(int in, int out, uint64_t limit, struct ota_sha256_ctx *sha,
 		       struct kr_stream_result *ret);
 
+/*
+ * Plain file I/O of every command (stream.c): kr_write_all writes all of
+ * buf in 64 KiB writes, 0 or an errno; kr_read_some reads until cap bytes
+ * or the end of the file, the count (0 at the end) or -errno.
+ */
+int kr_write_all(int fd, const uint8_t *buf, size_t len);
+ssize_t kr_read_some(int fd, uint8_t *buf, size_t cap);
+
 /* Streams a file through SHA-256 (kr_stream). */
 enum ota_err kr_image_hash(const char *path, uint8_t ret_sha256[OTA_SHA256_BYTES],
 			   uint64_t *ret_size, struct kr_diag *diag);

@@ -139,20 +139,6 @@ enum ota_err kr_manifest_build(const struct kr_manifest_spec *spec,
 	return OTA_OK;
 }
 
-static int write_all(int fd, const uint8_t *buf, size_t len)
-{
-	while (len > 0) {
-		ssize_t put = write(fd, buf, len);
-		if (put < 0 && errno == EINTR)
-			continue;
-		if (put <= 0)
-			return -1;
-		buf += put;
-		len -= (size_t)put;
-	}
-	return 0;
-}
-
 /* The header of parts, packed (heap); OTA_ERR_FORMAT over the limits. */
 static enum ota_err header_make(const struct kr_bundle_parts *parts, uint8_t **ret_header,
 				size_t *ret_len, struct kr_diag *diag)
@@ -225,8 +211,8 @@ enum ota_err kr_bundle_write_from(const char *path, const struct kr_bundle_parts
 		goto out;
 	}
 	created = 1;
-	if (fchmod(out, 0644) != 0 || write_all(out, prefix, sizeof(prefix)) != 0 ||
-	    write_all(out, header, header_len) != 0)
+	if (fchmod(out, 0644) != 0 || kr_write_all(out, prefix, sizeof(prefix)) != 0 ||
+	    kr_write_all(out, header, header_len) != 0)
 		goto io_error;
 	if ((err = ota_sha256_init(&ctx)) != OTA_OK)
 		goto out;

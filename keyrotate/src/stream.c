@@ -41,7 +41,7 @@ struct stream {
  * folios, three times the kernel time on this project's KVM machines
  * (docs/agent.md, "Staging speed").
  */
-static int write_all_at(int fd, const uint8_t *buf, size_t len)
+int kr_write_all(int fd, const uint8_t *buf, size_t len)
 {
 	while (len > 0) {
 		ssize_t put = write(fd, buf, len < 65536u ? len : 65536u);
@@ -56,7 +56,7 @@ static int write_all_at(int fd, const uint8_t *buf, size_t len)
 }
 
 /* fills buf with up to cap bytes; 0 at EOF, -errno on error */
-static ssize_t read_some(int fd, uint8_t *buf, size_t cap)
+ssize_t kr_read_some(int fd, uint8_t *buf, size_t cap)
 {
 	size_t done = 0;
 	while (done < cap) {
@@ -87,7 +87,7 @@ static void *io_thread(void *arg)
 		if (s->out >= 0 && s->n_written < s->n_hashed) {
 			unsigned i = (unsigned)(s->n_written % RING);
 			pthread_mutex_unlock(&s->lock);
-			int e = write_all_at(s->out, s->buf[i], s->len[i]);
+			int e = kr_write_all(s->out, s->buf[i], s->len[i]);
 #if defined(__linux__)
 			if (e == 0)
 				(void)sync_file_range(s->out, s->out_at + (off_t)s->bytes_written,
@@ -109,7 +109,7 @@ static void *io_thread(void *arg)
 		if (!s->eof && s->n_read < s->n_written + RING) {
 			unsigned i = (unsigned)(s->n_read % RING);
 			pthread_mutex_unlock(&s->lock);
-			ssize_t got = read_some(s->in, s->buf[i], KR_STREAM_CHUNK);
+			ssize_t got = kr_read_some(s->in, s->buf[i], KR_STREAM_CHUNK);
 			pthread_mutex_lock(&s->lock);
 			if (got < 0) {
 				s->read_errno = (int)-got;
