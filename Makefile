@@ -8,6 +8,8 @@ FUZZ_BUILD  ?= build-fuzz
 BENCH_BUILD ?= build-bench
 MIN_BUILD   ?= build-min
 FUZZ_SECONDS ?= 60
+# make test's bounded fuzzing (the corpora are also replayed by meson test)
+FUZZ_TEST_SECONDS ?= 30
 # Integration tests mostly wait (servers, brokers, timeouts), so more run at
 # once than there are cores; the ones that measure time or load both cores
 # are is_parallel: false in their meson.build and run alone.
@@ -58,6 +60,7 @@ test:
 # build/ first, and this names it (a target-specific variable: the phases
 # below see it).
 test-phases: DEMO_RELEASE_BUILD = $(CURDIR)/$(BUILD)
+test-phases: FUZZ_SECONDS = $(FUZZ_TEST_SECONDS)
 test-phases: trees mcu unit format-check fuzz
 
 # Every tree the README and docs name, configured exactly as they say

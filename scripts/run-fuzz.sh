@@ -2,17 +2,19 @@
 # SPDX-License-Identifier: Apache-2.0
 # Runs every libFuzzer target of a -Dfuzz=true build for a bounded time
 # (the envelope + manifest target, the device's first line of defence, for
-# the full time; every other target for a sixth of it, at least 10 s),
-# two at a time (one per core), each from a scratch copy of its committed
-# corpus (the committed corpus stays as it is). The envelope starts first:
-# while it runs, the second core works through the others (with 60 s: six
-# of the twelve, then the rest on both cores, 90 s in all). Every corpus is
+# the full time; every other target for a sixth of it, at least
+# FUZZ_MIN_SECONDS, 5 by default), two at a time (one per core), each from a
+# scratch copy of its committed corpus (the committed corpus stays as it is).
+# The envelope starts first: while it runs, the second core works through
+# the others. make test runs it with 30 s (FUZZ_TEST_SECONDS): 30 s for the
+# envelope and 5 s for each other target; make fuzz with 60 s. Every corpus is
 # also replayed by the sanitizer build's meson tests (fuzz_*_replay). Fails on any crash, leak or
 # sanitizer report, keeping the failing inputs in BUILD/fuzz-crashes/.
 set -euo pipefail
 build=${1:?build dir}
 seconds=${2:-60}
 jobs=${FUZZ_JOBS:-2}
+min_budget=${FUZZ_MIN_SECONDS:-5}
 top=$(cd "$(dirname "$0")/.." && pwd)
 work=$(mktemp -d)
 trap 'rm -rf "$work"' EXIT
@@ -26,7 +28,7 @@ run_one() { # BIN
 	[[ -d "$corpus" ]] && cp -r "$corpus/." "$scratch/"
 	budget=$seconds
 	if [[ $name != envelope ]]; then
-		budget=$((seconds / 6)); ((budget >= 10)) || budget=10
+		budget=$((seconds / 6)); ((budget >= min_budget)) || budget=$min_budget
 	fi
 	if "$bin" -max_total_time="$budget" -rss_limit_mb=2048 -timeout=10 \
 		-artifact_prefix="$work/crash-$name-" "$scratch" >"$work/$name.log" 2>&1; then
