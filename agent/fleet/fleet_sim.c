@@ -3,8 +3,8 @@
  * ota-fleet-sim: many devices in one process. Each device has its own
  * certificate (CN = device id), its own state directory with file-backed
  * A/B slots (the Linux port), the agent core for every decision, its own
- * MQTT 5 session over TLS (Paho async: one socket per device, Paho's two
- * threads serve them all) and the HTTPS delivery client with mutual TLS
+ * MQTT 5 session over TLS (libmosquitto, every session on the main
+ * thread's event loop: fleet_mqtt.c) and the HTTPS delivery client with mutual TLS
  * and SPKI pinning. A pool of worker threads runs what the devices have
  * to do (report, key list, install); a device is never on two workers at
  * once. Faults are injected per device: self-test failure, power loss in
@@ -1353,7 +1353,10 @@ static void usage(FILE *out)
 	      "  --issue-certs         only make the missing device certificates, then exit\n"
 	      "  --version, --help\n"
 	      "An image that contains the bytes FLEETOTA-SELFTEST-FAIL fails every device's\n"
-	      "self-test (the demo's buggy release).\n",
+	      "self-test (the demo's buggy release).\n"
+	      "Exit status: 0 done; 1 the run failed (out of file descriptors, devices not\n"
+	      "provisioned); 2 bad arguments or setup, a fleet whose file descriptors (3 a\n"
+	      "device) do not fit under RLIMIT_NOFILE among them.\n",
 	      out);
 }
 
