@@ -20,15 +20,16 @@ SIM_PID=
 stop_sim() { stop_bg SIM_PID; }
 at_cleanup stop_sim
 
-# sim_args STATE: every option a run needs, against nothing (the budget is checked first)
+# sim_args STATE: SIM_ARGS, every option a run needs, against nothing (the budget is checked first)
 sim_args() {
-	echo --pki "$T/no-pki" --state-dir "$1" --server https://127.0.0.1:1 \
-		--broker ssl://127.0.0.1:1 --rootlist "$T/none" --keylist "$T/none"
+	SIM_ARGS=(--pki "$T/no-pki" --state-dir "$1" --server https://127.0.0.1:1
+		--broker ssl://127.0.0.1:1 --rootlist "$T/none" --keylist "$T/none")
 }
 
 log "1. 100 devices under a hard limit of 300 descriptors: refused at start"
 rc=0
-out=$(ulimit -n 300 && "$OTA_FLEET_SIM" --devices 100 $(sim_args "$T/state-1") 2>&1) || rc=$?
+sim_args "$T/state-1"
+out=$(ulimit -n 300 && "$OTA_FLEET_SIM" --devices 100 "${SIM_ARGS[@]}" 2>&1) || rc=$?
 echo "$out"
 ((rc == 2)) || fail "exit status $rc, expected 2"
 # 100 devices x 3 + 16 workers x 6 + 32 to spare + those open at start
@@ -38,7 +39,8 @@ grep -Eq "^ota-fleet-sim: 100 devices need about 4[2-9][0-9] file descriptors \(
 
 log "2. 100 devices, soft limit 100, hard 1000: the soft limit is raised, the budget fits"
 rc=0
-out=$(ulimit -Sn 100 && ulimit -Hn 1000 && "$OTA_FLEET_SIM" --devices 100 $(sim_args "$T/state-2") 2>&1) || rc=$?
+sim_args "$T/state-2"
+out=$(ulimit -Sn 100 && ulimit -Hn 1000 && "$OTA_FLEET_SIM" --devices 100 "${SIM_ARGS[@]}" 2>&1) || rc=$?
 echo "$out"
 ((rc == 2)) || fail "exit status $rc, expected 2 (no PKI)"
 grep -q "file descriptors" <<<"$out" && fail "refused although 1000 descriptors fit"
