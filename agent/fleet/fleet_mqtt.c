@@ -12,6 +12,7 @@
  * at once, before any other descriptor can be opened on this thread, and a
  * retry is scheduled.
  */
+#include <errno.h>
 #include <pthread.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -73,6 +74,7 @@ struct fleet_mq {
 	size_t cap_sessions;
 	unsigned connected;
 	unsigned connecting; /* attempts under way: no CONNACK yet */
+	bool out_of_fds; /* a socket or file could not be opened: EMFILE or ENFILE */
 	pthread_mutex_t lock; /* the hand-over queue */
 	struct pending *head;
 	struct pending *tail;
@@ -229,13 +231,26 @@ static void cb_message(struct mosquitto *mosq, void *obj, const struct mosquitto
 
 /* ---- connecting ------------------------------------------------------------------ */
 
+/*
+ * After a libmosquitto call that may open a file or a socket (errno was
+ * cleared before it): a failure for want of a descriptor is not retried
+ * like a lost connection, it is reported (fleet_mq_out_of_descriptors).
+ */
+static bool check_fds(struct fleet_mq *mq, int rc)
+{
+	if (rc != MOSQ_ERR_SUCCESS && (errno == EMFILE || errno == ENFILE))
+		mq->out_of_fds = true;
+	return rc == MOSQ_ERR_SUCCESS;
+}
+
 static void attempt(struct fleet_mq_session *s)
 {
 	/* libmosquitto closes the old socket and may reuse its number */
 	drop_events(s);
 	s->retry_at = 0;
 	set_attempt(s, time(NULL));
-	(void)mosquitto_reconnect_async(s->mosq);
+	errno = 0;
+	(void)check_fds(s->mq, mosquitto_reconnect_async(s->mosq));
 	sync_session(s);
 }
 
@@ -308,10 +323,12 @@ enum ota_err fleet_mq_start(struct fleet_mq *mq, const struct ota_mqtt_config *c
 		return OTA_ERR_TRANSPORT;
 	}
 	mosquitto_property *props = NULL;
+	errno = 0;
+	/* mosquitto_tls_set opens the CA, certificate and key files to check them */
 	bool ok = mosquitto_int_option(s->mosq, MOSQ_OPT_PROTOCOL_VERSION, MQTT_PROTOCOL_V5) ==
 			  MOSQ_ERR_SUCCESS &&
-		  mosquitto_tls_set(s->mosq, config->ca_file, NULL, config->cert_file,
-				    config->key_file, NULL) == MOSQ_ERR_SUCCESS &&
+		  check_fds(mq, mosquitto_tls_set(s->mosq, config->ca_file, NULL, config->cert_file,
+						  config->key_file, NULL)) &&
 		  mosquitto_tls_opts_set(s->mosq, SSL_VERIFY_PEER, "tlsv1.2", NULL) ==
 			  MOSQ_ERR_SUCCESS &&
 		  mosquitto_property_add_int32(&props, MQTT_PROP_SESSION_EXPIRY_INTERVAL,
@@ -331,7 +348,9 @@ enum ota_err fleet_mq_start(struct fleet_mq *mq, const struct ota_mqtt_config *c
 	 */
 	set_attempt(s, time(NULL));
 	s->started = true;
-	(void)mosquitto_connect_bind_v5(s->mosq, host, port, OTA_MQTT_KEEPALIVE_S, NULL, props);
+	errno = 0;
+	(void)check_fds(mq, mosquitto_connect_bind_v5(s->mosq, host, port, OTA_MQTT_KEEPALIVE_S,
+						      NULL, props));
 	mosquitto_property_free_all(&props);
 	sync_session(s);
 	*ret = s;
@@ -477,6 +496,11 @@ unsigned fleet_mq_connected(const struct fleet_mq *mq)
 unsigned fleet_mq_connecting(const struct fleet_mq *mq)
 {
 	return mq->connecting;
+}
+
+bool fleet_mq_out_of_descriptors(const struct fleet_mq *mq)
+{
+	return mq->out_of_fds;
 }
 
 void fleet_mq_free(struct fleet_mq *mq)

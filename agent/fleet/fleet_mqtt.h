@@ -41,7 +41,8 @@ void fleet_mq_free(struct fleet_mq *mq);
  * ssl://HOST:PORT or mqtts://HOST:PORT; the TCP connect of the first
  * attempt blocks (a loopback broker answers at once), the TLS handshake and
  * everything after do not. OTA_ERR_INVALID_ARG for a bad URL or a device id
- * that cannot be a topic level, OTA_ERR_TRANSPORT when libmosquitto refuses.
+ * that cannot be a topic level, OTA_ERR_TRANSPORT when libmosquitto refuses
+ * (fleet_mq_out_of_descriptors then says whether for want of a descriptor).
  * A first attempt that fails is retried like a lost connection.
  */
 enum ota_err fleet_mq_start(struct fleet_mq *mq, const struct ota_mqtt_config *config,
@@ -63,5 +64,12 @@ unsigned fleet_mq_connected(const struct fleet_mq *mq);
  * handshakes that would time out and start over.
  */
 unsigned fleet_mq_connecting(const struct fleet_mq *mq);
+
+/*
+ * True once a session could not open a socket or a file (its CA,
+ * certificate or key) for want of a descriptor (EMFILE, ENFILE): such a
+ * session retries in vain, so the caller should stop with an error.
+ */
+bool fleet_mq_out_of_descriptors(const struct fleet_mq *mq);
 
 #endif

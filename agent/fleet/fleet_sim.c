@@ -3,8 +3,8 @@
  * ota-fleet-sim: many devices in one process. Each device has its own
  * certificate (CN = device id), its own state directory with file-backed
  * A/B slots (the Linux port), the agent core for every decision, its own
- * MQTT 5 session over TLS (Paho async: one socket per device, Paho's two
- * threads serve them all) and the HTTPS delivery client with mutual TLS
+ * MQTT 5 session over TLS (libmosquitto, every session on the main
+ * thread's event loop: fleet_mqtt.c) and the HTTPS delivery client with mutual TLS
  * and SPKI pinning. A pool of worker threads runs what the devices have
  * to do (report, key list, install); a device is never on two workers at
  * once. Faults are injected per device: self-test failure, power loss in
@@ -65,6 +65,20 @@
 #define POOL_SPARE_MAX 256u
 /* Sessions in their connect (TCP, TLS, CONNACK) at once, per process. */
 #define CONNECTING_MAX 64u
+/*
+ * File descriptors (measured: docs/scaling.md). A device holds 3 for as
+ * long as it runs: its MQTT session's TLS socket and the socket pair
+ * libmosquitto 2.0 opens at connect to wake a loop of its own (an
+ * external loop never reads it; libmosquitto 2.1's
+ * MOSQ_OPT_DISABLE_SOCKETPAIR drops it). Its HTTPS connection, slot and
+ * record files are open only during a job, so they count per worker
+ * thread: the connection, the two slot files, a record or the TLS
+ * session file, with one to spare. The reserve is for what opens
+ * descriptors besides: the event loop, the summary, OpenSSL's files.
+ */
+#define FDS_PER_DEVICE 3u
+#define FDS_PER_THREAD 6u
+#define FDS_RESERVE 32u
 
 struct fleet_options {
 	unsigned devices;
@@ -189,6 +203,11 @@ struct fleet {
 	atomic_uint failed_total;
 	atomic_uint downloading;
 	atomic_uint transient_injected;
+	atomic_bool out_of_fds; /* a job could not open a descriptor (EMFILE, ENFILE) */
+	unsigned long fd_limit; /* RLIMIT_NOFILE in force */
+	unsigned long fds_peak; /* the most seen open (progress lines, the end of the run) */
+	unsigned sessions_started; /* MQTT sessions the ramp started (the loop's thread) */
+	bool failed; /* the run stopped on an error: the exit status is 1 */
 	unsigned notify_duplicates; /* under lock */
 	double registered_s; /* every session connected once, after the ramp began (loop) */
 	struct event_base *base;
@@ -798,8 +817,21 @@ static bool run_job(struct fleet *fleet, struct fleet_device *dev, const struct 
 		return false;
 	enum ota_err err = session_open(s, fleet, dev, work, delta_work);
 	if (err != OTA_OK) {
+		if (fleet_fds_exhausted())
+			atomic_store(&fleet->out_of_fds, true);
 		fprintf(stderr, "ota-fleet-sim: %s: state unusable: %s\n", dev->id,
 			ota_err_name(err));
+		if (job->provision)
+			atomic_fetch_add(&fleet->provision_failed, 1);
+		goto out;
+	}
+	/*
+	 * Records that could not be opened for want of a descriptor read as
+	 * damaged: the job does nothing (no report of a lost state, no
+	 * rebuild) and the run stops.
+	 */
+	if (s->agent.state_lost && fleet_fds_exhausted()) {
+		atomic_store(&fleet->out_of_fds, true);
 		if (job->provision)
 			atomic_fetch_add(&fleet->provision_failed, 1);
 		goto out;
@@ -835,6 +867,9 @@ static bool run_job(struct fleet *fleet, struct fleet_device *dev, const struct 
 				 "https://127.0.0.1:1");
 		}
 		confirmed = ota_online_install(&s->online, job->artifact) == OTA_OK;
+		/* a connection or a file it could not open for want of a descriptor */
+		if (!confirmed && fleet_fds_exhausted())
+			atomic_store(&fleet->out_of_fds, true);
 	} else if (job->report) {
 		ota_online_report(&s->online, ota_online_idle_state(&s->agent));
 	}
@@ -949,6 +984,15 @@ static long peak_rss_kb(void)
 	return getrusage(RUSAGE_SELF, &ru) == 0 ? ru.ru_maxrss : 0;
 }
 
+/* Counts the descriptors open now into the peak (the loop's thread); the count. */
+static unsigned long fds_note(struct fleet *fleet)
+{
+	unsigned long n = fleet_fds_open();
+	if (n > fleet->fds_peak)
+		fleet->fds_peak = n;
+	return n;
+}
+
 static void print_progress(struct fleet *fleet, double t0, unsigned *last_done, double *last_t)
 {
 	pthread_mutex_lock(&fleet->lock);
@@ -967,14 +1011,14 @@ static void print_progress(struct fleet *fleet, double t0, unsigned *last_done, 
 	       "slow "
 	       "links), queued %u | "
 	       "confirmed %u reverted %u rejected %u failed %u | power cuts %u | %.1f installs/s | "
-	       "rss %ld MB\n",
+	       "rss %ld MB | fds %lu/%lu\n",
 	       t - t0, atomic_load(&fleet->connected), fleet->opt.devices,
 	       fleet->mq ? fleet_mq_connected(fleet->mq) : 0,
 	       fleet->mq ? fleet_mq_connecting(fleet->mq) : 0, atomic_load(&fleet->downloading),
 	       busy, lent, queued, atomic_load(&fleet->confirmed_total),
 	       atomic_load(&fleet->reverted_total), atomic_load(&fleet->rejected_total),
 	       atomic_load(&fleet->failed_total), atomic_load(&fleet->power_cuts), rate,
-	       peak_rss_kb() / 1024);
+	       peak_rss_kb() / 1024, fds_note(fleet), fleet->fd_limit);
 	fflush(stdout);
 }
 
@@ -1026,6 +1070,12 @@ static void summary(struct fleet *fleet, double t0)
 	       o->workers, fleet->threads_peak);
 	unsigned duplicates = fleet->notify_duplicates;
 	pthread_mutex_unlock(&fleet->lock);
+	printf("file descriptors: at most %lu open of %lu allowed (%.2f for each of the %u "
+	       "sessions "
+	       "started)\n",
+	       fleet->fds_peak, fleet->fd_limit,
+	       (double)fleet->fds_peak / (fleet->sessions_started ? fleet->sessions_started : 1),
+	       fleet->sessions_started);
 	printf("connected %u (all connected %.1f s after the first connect; 0: never), reports %u, "
 	       "keylist updates %u\n",
 	       atomic_load(&fleet->connected), fleet->registered_s, atomic_load(&fleet->reports),
@@ -1061,11 +1111,12 @@ static void summary(struct fleet *fleet, double t0)
 		"{\"devices\": %u, \"wall_s\": %.1f, \"peak_rss_kb\": %ld, \"connected\": %u, "
 		"\"registered_s\": %.1f, \"offline\": %u, \"power_cuts\": %u, \"keylist_updates\": "
 		"%u, "
-		"\"transient_failures\": %u, \"duplicates_ignored\": %u, \"artifacts\": {",
+		"\"transient_failures\": %u, \"duplicates_ignored\": %u, \"fds_peak\": %lu, "
+		"\"fd_limit\": %lu, \"artifacts\": {",
 		o->devices, wall, peak_rss_kb(), atomic_load(&fleet->connected),
 		fleet->registered_s, offline, atomic_load(&fleet->power_cuts),
 		atomic_load(&fleet->keylist_updates), atomic_load(&fleet->transient_injected),
-		duplicates);
+		duplicates, fleet->fds_peak, fleet->fd_limit);
 	for (unsigned i = 0; i < fleet->n_artifacts; i++) {
 		const struct artifact_stats *a = &fleet->artifacts[i];
 		fprintf(f, "%s\"%s\": {\"confirmed\": %u, \"reverted\": %u", i ? ", " : "", a->name,
@@ -1142,6 +1193,7 @@ static void ramp(struct loop_state *ls, double t)
 	while (ls->started < o->devices && ls->started < due && !stop_requested &&
 	       fleet_mq_connecting(fleet->mq) < CONNECTING_MAX) {
 		unsigned idx = ls->started++;
+		fleet->sessions_started = ls->started;
 		struct fleet_device *d = &fleet->devices[idx];
 		char cert[FLEET_PATH_MAX];
 		char key[FLEET_PATH_MAX];
@@ -1159,10 +1211,30 @@ static void ramp(struct loop_state *ls, double t)
 		pthread_mutex_lock(&fleet->lock);
 		d->mqtt = mqtt;
 		pthread_mutex_unlock(&fleet->lock);
-		if (err != OTA_OK)
+		if (err != OTA_OK) {
 			fprintf(stderr, "ota-fleet-sim: %s: mqtt session not started: %s\n", d->id,
 				ota_err_name(err));
+			if (fleet_mq_out_of_descriptors(fleet->mq) || fleet_fds_exhausted()) {
+				atomic_store(&fleet->out_of_fds, true);
+				break;
+			}
+		}
 	}
+}
+
+/*
+ * Out of descriptors: sessions would retry and jobs fail for ever, so the
+ * run ends with an error instead of waiting for devices that cannot come.
+ */
+static void fds_fatal(struct fleet *fleet, unsigned started)
+{
+	fprintf(stderr,
+		"ota-fleet-sim: out of file descriptors: this process may open %lu "
+		"(RLIMIT_NOFILE) and could not open one more with %u of %u sessions started; a "
+		"device needs about %u: use more processes (--first, --devices)\n",
+		fleet_fds_limit(), started, fleet->opt.devices, FDS_PER_DEVICE);
+	fleet->failed = true;
+	stop_requested = 1;
 }
 
 static void loop_tick(evutil_socket_t fd, short what, void *arg)
@@ -1178,6 +1250,11 @@ static void loop_tick(evutil_socket_t fd, short what, void *arg)
 		return;
 	}
 	ramp(ls, t);
+	if (fleet_mq_out_of_descriptors(fleet->mq) || atomic_load(&fleet->out_of_fds)) {
+		fds_fatal(fleet, ls->started);
+		event_base_loopbreak(fleet->base);
+		return;
+	}
 	if (!ls->all_connected && atomic_load(&fleet->connected) == o->devices) {
 		ls->all_connected = true;
 		fleet->registered_s = t - ls->t_connect;
@@ -1235,6 +1312,7 @@ static int run_loop(struct fleet *fleet, double t0)
 	}
 	event_base_dispatch(fleet->base);
 	event_free(tick);
+	(void)fds_note(fleet); /* every session still open */
 	return 0;
 }
 
@@ -1275,7 +1353,10 @@ static void usage(FILE *out)
 	      "  --issue-certs         only make the missing device certificates, then exit\n"
 	      "  --version, --help\n"
 	      "An image that contains the bytes FLEETOTA-SELFTEST-FAIL fails every device's\n"
-	      "self-test (the demo's buggy release).\n",
+	      "self-test (the demo's buggy release).\n"
+	      "Exit status: 0 done; 1 the run failed (out of file descriptors, devices not\n"
+	      "provisioned); 2 bad arguments or setup, a fleet whose file descriptors (3 a\n"
+	      "device) do not fit under RLIMIT_NOFILE among them.\n",
 	      out);
 }
 
@@ -1538,6 +1619,37 @@ static bool picked(unsigned seed, unsigned idx, unsigned kind, double share)
 	return (double)(x >> 11) / (double)(1ull << 53) < share;
 }
 
+/* Worker threads at most: --workers, and spares for lent ones when links are slow. */
+static unsigned pool_cap_of(const struct fleet_options *o)
+{
+	return o->workers + (o->slow > 0 || o->power_loss > 0 ? POOL_SPARE_MAX : 0);
+}
+
+/*
+ * The descriptors the run needs fit under RLIMIT_NOFILE, raised to the
+ * hard limit, or it does not start: a fleet that runs out half way would
+ * leave the devices after it without a session.
+ */
+static int fds_budget(struct fleet *fleet)
+{
+	const struct fleet_options *o = &fleet->opt;
+	unsigned long limit = fleet_fds_raise();
+	unsigned long open_now = fleet_fds_open();
+	unsigned long need = open_now + FDS_RESERVE + (unsigned long)o->devices * FDS_PER_DEVICE +
+			     (unsigned long)pool_cap_of(o) * FDS_PER_THREAD;
+	fleet->fd_limit = limit;
+	if (limit == 0 || need <= limit)
+		return 0;
+	fprintf(stderr,
+		"ota-fleet-sim: %u devices need about %lu file descriptors (%u a device, %u for "
+		"each of up to %u worker threads, %lu open now, %u to spare); this process may "
+		"open %lu (RLIMIT_NOFILE, hard limit): use more processes (--first, --devices) "
+		"or raise the limit\n",
+		o->devices, need, FDS_PER_DEVICE, FDS_PER_THREAD, pool_cap_of(o), open_now,
+		FDS_RESERVE, limit);
+	return -1;
+}
+
 static int load_pins(struct fleet *fleet)
 {
 	char path[FLEET_PATH_MAX];
@@ -1574,6 +1686,8 @@ int main(int argc, char **argv)
 	sa.sa_handler = on_signal;
 	sigaction(SIGTERM, &sa, NULL);
 	sigaction(SIGINT, &sa, NULL);
+	if (!o->issue_only && fds_budget(fleet) != 0)
+		goto out_nothing;
 
 	fleet->devices = calloc(o->devices, sizeof(*fleet->devices));
 	fleet->queue = calloc(o->devices, sizeof(*fleet->queue));
@@ -1645,7 +1759,7 @@ int main(int argc, char **argv)
 	pthread_mutex_init(&fleet->stats_lock, NULL);
 
 	/* spare threads for lent ones: one per slow device at most, bounded */
-	fleet->pool_cap = o->workers + (o->slow > 0 || o->power_loss > 0 ? POOL_SPARE_MAX : 0);
+	fleet->pool_cap = pool_cap_of(o);
 	fleet->pool = calloc(fleet->pool_cap, sizeof(*fleet->pool));
 	if (!fleet->pool)
 		goto out;
@@ -1672,6 +1786,9 @@ int main(int argc, char **argv)
 	if (atomic_load(&fleet->provision_failed)) {
 		fprintf(stderr, "ota-fleet-sim: %u devices could not be provisioned\n",
 			atomic_load(&fleet->provision_failed));
+		if (atomic_load(&fleet->out_of_fds))
+			fds_fatal(fleet, 0);
+		fleet->failed = true;
 		stop_requested = 1;
 	}
 	printf("ota-fleet-sim: %u devices provisioned in %.1f s\n",
@@ -1682,7 +1799,7 @@ int main(int argc, char **argv)
 		goto out;
 	}
 	stop_requested = 1;
-	rc = 0;
+	rc = fleet->failed ? 1 : 0;
 out:
 	if (fleet->pool) {
 		pool_join(fleet);

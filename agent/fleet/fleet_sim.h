@@ -5,8 +5,8 @@
 /*
  * ota-fleet-sim internals: many devices in one process, each with its own
  * certificate identity, its own file-backed slots (the Linux port), the
- * agent core, its own MQTT session (Paho async) and the HTTPS delivery
- * client of agent/port/linux.
+ * agent core, its own MQTT session (libmosquitto on one event loop) and
+ * the HTTPS delivery client of agent/port/linux.
  */
 
 #include <stdbool.h>
@@ -25,5 +25,18 @@ void fleet_ca_free(struct fleet_ca *ca);
  * by the device CA) unless both exist. 0 on success, -1 on failure.
  */
 int fleet_cert_issue(struct fleet_ca *ca, const char *pki_dir, const char *device_id);
+
+/*
+ * File descriptors (fleet_fds.c). fleet_fds_raise lifts the soft
+ * RLIMIT_NOFILE to the hard one and returns the limit now in force;
+ * fleet_fds_limit returns it without a change (0: unknown, ULONG_MAX: none).
+ * fleet_fds_open counts the descriptors open now (0 if /proc cannot be
+ * read). fleet_fds_exhausted is true when this process cannot open one
+ * more (EMFILE, or ENFILE for the whole system).
+ */
+unsigned long fleet_fds_raise(void);
+unsigned long fleet_fds_limit(void);
+unsigned long fleet_fds_open(void);
+bool fleet_fds_exhausted(void);
 
 #endif

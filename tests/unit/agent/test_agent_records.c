@@ -3,7 +3,9 @@
  * Records survive one bad copy (issue 12, device side): a deleted state
  * never makes a provisioned device blank, one zeroed / damaged / deleted
  * copy of any record changes nothing, both copies bad give a clear error
- * and the boot step still boots the last good slot.
+ * and the boot step still boots the last good slot. A record that was
+ * never written is not an error (a fresh device's first boot logs none);
+ * a damaged one is logged as one (issue 19).
  */
 #include <setjmp.h>
 #include <stdarg.h>
@@ -15,6 +17,7 @@
 #include <cmocka.h>
 
 #include "agent_world.h"
+#include "fleetota/freshness.h"
 
 static int setup(void **state)
 {
@@ -341,6 +344,100 @@ static void test_pending_manifest_unreadable(void **state)
 	ota_fx_env_free(m);
 }
 
+/* ---- what the core logs: a port whose log op keeps the errors ---- */
+
+static unsigned error_lines;
+static char last_error[OTA_AGENT_DETAIL_BYTES];
+static struct ota_port_ops logging_ops;
+
+static void keep_errors(void *ctx, enum ota_log_level level, const char *msg)
+{
+	(void)ctx;
+	if (level != OTA_LOG_ERROR)
+		return;
+	error_lines++;
+	snprintf(last_error, sizeof(last_error), "%s", msg);
+}
+
+/* The agent opened again from its records (a restart), through a port that logs. */
+static void restart_logging(struct world *w)
+{
+	struct ota_agent_config cfg = {.model = W_MODEL,
+				       .hw_revision = W_HW,
+				       .checkpoint_bytes = W_CHECKPOINT,
+				       .freshness_max_age_s = 3600};
+	struct ota_port port = ota_sim_port(w->sim);
+	logging_ops = *port.ops;
+	logging_ops.log = keep_errors;
+	port.ops = &logging_ops;
+	ota_agent_close(&w->agent);
+	error_lines = 0;
+	last_error[0] = '\0';
+	assert_int_equal(ota_agent_init(&w->agent, &port, &cfg, w->work, OTA_AGENT_WORK_BYTES),
+			 OTA_OK);
+}
+
+/* A fresh device: nothing written yet is blank, not unreadable. */
+static void test_first_boot_logs_no_error(void **state)
+{
+	struct world *w = *state;
+	struct ota_agent_status st;
+	struct ota_freshness fresh;
+	/* blank storage: not provisioned, no error */
+	ota_agent_close(&w->agent);
+	ota_sim_free(w->sim);
+	w->sim = ota_sim_new(W_SLOT_BYTES);
+	assert_non_null(w->sim);
+	restart_logging(w);
+	ota_agent_status(&w->agent, &st);
+	assert_false(st.provisioned);
+	assert_int_equal(error_lines, 0);
+	/* provisioned, no state written by a boot yet, no freshness record */
+	struct ota_fx_buf root = ota_fx_env_bytes(w->root1);
+	struct ota_fx_buf kl = ota_fx_env_bytes(w->kl1);
+	assert_int_equal(ota_agent_provision(&w->agent, root.data, root.len, kl.data, kl.len),
+			 OTA_OK);
+	ota_fx_buf_free(&root);
+	ota_fx_buf_free(&kl);
+	restart_logging(w);
+	assert_null(ota_sim_record(w->sim, OTA_REC_FRESHNESS, 0, &(size_t){0}));
+	assert_int_equal(ota_agent_freshness(&w->agent, &fresh), OTA_OK);
+	assert_int_equal(fresh.issued_at, 0);
+	ota_agent_status(&w->agent, &st);
+	assert_true(st.provisioned);
+	assert_int_equal(st.last_error, OTA_OK);
+	/* its first freshness check starts the record: still no error */
+	ota_sim_set_clock(w->sim, W_ISSUED);
+	assert_int_equal(ota_agent_freshness_check(&w->agent), OTA_OK);
+	assert_non_null(ota_sim_record(w->sim, OTA_REC_FRESHNESS, 0, &(size_t){0}));
+	assert_int_equal(error_lines, 0);
+}
+
+/* Damaged records are still errors: the freshness record, then the state. */
+static void test_damaged_records_log_errors(void **state)
+{
+	struct world *w = *state;
+	struct ota_freshness fresh;
+	restart_logging(w);
+	ota_sim_set_clock(w->sim, W_ISSUED);
+	assert_int_equal(ota_agent_freshness_check(&w->agent), OTA_OK);
+	assert_int_equal(error_lines, 0);
+	for (unsigned copy = 0; copy < OTA_RECORD_COPIES; copy++)
+		damage_copy(w, OTA_REC_FRESHNESS, copy, DAMAGE_FLIP);
+	restart_logging(w);
+	assert_int_equal(error_lines, 0); /* read when first needed */
+	assert_int_equal(ota_agent_freshness(&w->agent, &fresh), OTA_OK);
+	assert_int_equal(error_lines, 1);
+	assert_string_equal(last_error, "freshness record unreadable, starting over");
+
+	for (unsigned copy = 0; copy < OTA_RECORD_COPIES; copy++)
+		damage_copy(w, OTA_REC_STATE, copy, DAMAGE_ZERO);
+	restart_logging(w);
+	assert_int_equal(error_lines, 1);
+	assert_string_equal(last_error,
+			    "state record unreadable (both copies); the boot step rebuilds it");
+}
+
 int main(void)
 {
 #define T(f) cmocka_unit_test_setup_teardown(f, setup, teardown)
@@ -348,7 +445,8 @@ int main(void)
 		T(test_state_deleted_stays_provisioned), T(test_state_and_boot_record_lost),
 		T(test_state_lost_and_slot_rotten),	 T(test_one_bad_copy_changes_nothing),
 		T(test_one_bad_copy_manifest_and_event), T(test_both_copies_bad),
-		T(test_pending_manifest_unreadable),
+		T(test_pending_manifest_unreadable),	 T(test_first_boot_logs_no_error),
+		T(test_damaged_records_log_errors),
 	};
 #undef T
 	return cmocka_run_group_tests(tests, NULL, NULL);
