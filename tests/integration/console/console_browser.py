@@ -71,6 +71,23 @@ def start_campaign():
         return json.load(r)['state']
 
 
+def campaign_state():
+    req = urllib.request.Request(f'{BASE}/api/v1/campaigns/{CAMPAIGN}',
+                                 headers={'Authorization': 'Bearer ' + OPERATOR})
+    with urllib.request.urlopen(req, timeout=10) as r:
+        return json.load(r)['state']
+
+
+def viewer_action(driver, action):
+    """POST a campaign action from the page with the signed-in token: [status, error code]."""
+    return driver.execute_async_script('''
+        const done = arguments[arguments.length - 1];
+        fetch(`/api/v1/campaigns/${arguments[0]}/${arguments[1]}`, {method: 'POST',
+              headers: {Authorization: 'Bearer ' + sessionStorage.getItem('fleetota.token')}})
+          .then(async (r) => done([r.status, ((await r.json()).error || {}).code]))
+          .catch((e) => done(['error', String(e)]));''', CAMPAIGN, action)
+
+
 def sign_in(driver, token, role):
     driver.get(BASE + '/console/')
     wait(driver, 15, lambda d: d.find_elements(By.ID, 'token'), 'the sign-in form')
@@ -148,6 +165,11 @@ def main():
         wait(driver, 15, lambda d: (text_of(d, '#campaign-state') or '') == 'paused', 'viewer sees paused')
         buttons = texts_of(driver, '#actions button')
         check('4 viewer sees no action button', buttons == [], f'{buttons}')
+        # and the API refuses the viewer's own token (the shell checks the audit after)
+        for action in ('pause', 'resume'):
+            got = viewer_action(driver, action)
+            check(f'4 the viewer\'s {action} answers 403 forbidden', got == [403, 'forbidden'], f'{got}')
+        check('4 still paused after the viewer\'s tries', campaign_state() == 'paused')
         driver.get(f'{BASE}/console/#/campaigns')
         wait(driver, 15, lambda d: d.find_elements(By.CSS_SELECTOR, 'table.campaigns tbody tr'), 'campaign list')
         check('4 viewer has no "New campaign"', driver.find_elements(By.ID, 'new-campaign') == [])
