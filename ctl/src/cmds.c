@@ -149,12 +149,10 @@ int ctl_cmd_devices(struct ctl *ctl, int argc, char **argv)
 					      "--cursor", "--q",       NULL};
 	char path[CTL_URL_PATH_LONG];
 
-	if (argc >= 3 && strcmp(argv[1], "show") == 0) {
+	if (argc == 3 && strcmp(argv[1], "show") == 0) {
 		snprintf(path, sizeof(path), "/api/v1/devices/%s", argv[2]);
 		struct ctl_response r;
 
-		if (argc != 3)
-			return CTL_EXIT_USAGE;
 		return ctl_shown(ctl, ctl_get(ctl, path, &r), &r, device_row);
 	}
 	if (argc < 2 || strcmp(argv[1], "list") != 0 || !ctl_opts_known(argc, argv, 2, allowed)) {

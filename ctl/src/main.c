@@ -32,7 +32,8 @@ static const struct command commands[] = {
 	 "start|approve|pause|resume|cancel ID",
 	 "list show create watch start approve pause resume cancel"},
 	{"devices", ctl_cmd_devices,
-	 "devices list [--model M] [--version V] [--state S] [--tag T] [--filter JSON] [--limit N]",
+	 "devices list [--model M] [--version V] [--state S] [--tag T] [--filter JSON] [--limit N] "
+	 "| show ID",
 	 "list show"},
 	{"tokens", ctl_cmd_tokens, "tokens list | create --role ROLE --name NAME | revoke ID",
 	 "list create revoke"},

@@ -2,12 +2,13 @@
 # SPDX-License-Identifier: Apache-2.0
 """The operator console in a real headless Chromium (Debian's chromium and
 chromium-driver, driven by python3-selenium): sign in, watch a running
-campaign's counts change, pause it as an operator, see that a viewer has no
-pause button, and check that device-reported strings and an image name
+campaign's counts change, pause it as an operator, create a campaign with
+the form, see that a viewer has no pause button and that the API refuses the
+viewer's pause, and check that device-reported strings and an image name
 holding "<script>" are shown as text. Screenshots go to OUT_DIR.
 
 usage: console_browser.py BASE_URL OPERATOR_TOKEN VIEWER_TOKEN CAMPAIGN OUT_DIR XSS_TEXT XSS_IMAGE
-(XSS_TEXT: the model, version and error detail that device xss-1 reported)
+(XSS_TEXT: the model, version, error detail and a tag of device xss-1)
 """
 import json
 import os
@@ -69,6 +70,26 @@ def start_campaign():
                                  headers={'Authorization': 'Bearer ' + OPERATOR})
     with urllib.request.urlopen(req, timeout=10) as r:
         return json.load(r)['state']
+
+
+def get_json(path):
+    req = urllib.request.Request(BASE + path, headers={'Authorization': 'Bearer ' + OPERATOR})
+    with urllib.request.urlopen(req, timeout=10) as r:
+        return json.load(r)
+
+
+def campaign_state():
+    return get_json(f'/api/v1/campaigns/{CAMPAIGN}')['state']
+
+
+def viewer_action(driver, action):
+    """POST a campaign action from the page with the signed-in token: [status, error code]."""
+    return driver.execute_async_script('''
+        const done = arguments[arguments.length - 1];
+        fetch(`/api/v1/campaigns/${arguments[0]}/${arguments[1]}`, {method: 'POST',
+              headers: {Authorization: 'Bearer ' + sessionStorage.getItem('fleetota.token')}})
+          .then(async (r) => done([r.status, ((await r.json()).error || {}).code]))
+          .catch((e) => done(['error', String(e)]));''', CAMPAIGN, action)
 
 
 def sign_in(driver, token, role):
@@ -138,6 +159,36 @@ def main():
         check('3 operator paused the campaign', True)
         shot(driver, '3-paused-by-operator')
 
+        # the operator creates a campaign with the form: stages, thresholds,
+        # rate, device timeout, a daily window, four-eyes approval (not started)
+        driver.get(f'{BASE}/console/#/campaigns')
+        wait(driver, 15, lambda d: d.find_elements(By.ID, 'new-campaign'), 'the New campaign button')
+        driver.find_element(By.ID, 'new-campaign').click()
+        wait(driver, 15, lambda d: d.find_elements(By.CSS_SELECTOR, '#f-artifact option'), 'the artifact choice')
+        driver.find_element(By.ID, 'f-id').send_keys('form-1')
+        stages = [{'count': 1, 'failure_ratio': 0.5, 'soak_seconds': 30},
+                  {'percent': 100, 'success_ratio': 0.9, 'failure_ratio': 0.2, 'max_in_flight': 5}]
+        driver.find_element(By.ID, 'f-stages').clear()
+        driver.find_element(By.ID, 'f-stages').send_keys(json.dumps(stages))
+        for i, v in (('f-rate', '30'), ('f-timeout', '300')):
+            driver.find_element(By.ID, i).clear()
+            driver.find_element(By.ID, i).send_keys(v)
+        for i in ('f-window', 'f-approval', 'f-start'):  # f-start is checked by default: unchecked here
+            driver.find_element(By.ID, i).click()
+        shot(driver, '3-create-form')
+        driver.find_element(By.ID, 'create-submit').click()
+        wait(driver, 15, lambda d: (text_of(d, '#campaign-state') or '') == 'draft'
+             and d.current_url.endswith('#/campaigns/form-1'), 'the created campaign')
+        c = get_json('/api/v1/campaigns/form-1')
+        # what the form sent comes back (the engine fills in the stage keys left out)
+        got = {'artifact': c['artifact'], 'rate': c['rate_per_minute'], 'timeout': c['device_timeout_seconds'],
+               'approval': c['requires_approval'], 'windows': c['windows'],
+               'stages': [{k: s.get(k) for k in sent} for s, sent in zip(c['stages'], stages)]}
+        want = {'artifact': 'fw-1.1.0', 'rate': 30, 'timeout': 300, 'approval': True,
+                'windows': [{'days': [0, 1, 2, 3, 4, 5, 6], 'start_minute': 120, 'duration_minutes': 240}],
+                'stages': stages}
+        check('3 the create form made the campaign it shows', got == want, f'{got}')
+
         # 4. a viewer cannot pause (no button that would answer 403)
         driver.find_element(By.ID, 'signout').click()
         wait(driver, 10, lambda d: d.find_elements(By.ID, 'token'), 'signed out')
@@ -148,6 +199,11 @@ def main():
         wait(driver, 15, lambda d: (text_of(d, '#campaign-state') or '') == 'paused', 'viewer sees paused')
         buttons = texts_of(driver, '#actions button')
         check('4 viewer sees no action button', buttons == [], f'{buttons}')
+        # and the API refuses the viewer's own token (the shell checks the audit after)
+        for action in ('pause', 'resume'):
+            got = viewer_action(driver, action)
+            check(f'4 the viewer\'s {action} answers 403 forbidden', got == [403, 'forbidden'], f'{got}')
+        check('4 still paused after the viewer\'s tries', campaign_state() == 'paused')
         driver.get(f'{BASE}/console/#/campaigns')
         wait(driver, 15, lambda d: d.find_elements(By.CSS_SELECTOR, 'table.campaigns tbody tr'), 'campaign list')
         check('4 viewer has no "New campaign"', driver.find_elements(By.ID, 'new-campaign') == [])
@@ -176,6 +232,8 @@ def main():
         wait(driver, 15, lambda d: d.find_elements(By.CSS_SELECTOR, 'dl.kv .detail'), 'device detail')
         detail = text_of(driver, 'dl.kv .detail')
         check('5 reported error detail with <script> shown as text', detail == XSS_TEXT, f'{detail!r}')
+        tags = texts_of(driver, 'dl.kv .tag')
+        check('5 a tag with <script> shown as text', sorted(tags) == sorted(['lab', XSS_TEXT]), f'{tags}')
         check('5 no <img> was made from data', driver.execute_script('return document.images.length') == 0)
         check('5 no script element was made from data',
               driver.execute_script('return document.querySelectorAll("main script, #main script").length') == 0)

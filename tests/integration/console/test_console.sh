@@ -3,8 +3,10 @@
 # The operator console in a real headless Chromium against a running stack
 # (PostgreSQL, mosquitto, ota-server with console_dir, a simulated fleet of
 # 20 devices in one campaign): sign in; the running campaign's counts change;
-# an operator pauses it; a viewer has no button to pause it; a device id and
-# an image name holding "<script>" stay text; the CSP header is there.
+# an operator pauses it and creates a campaign with the form; a viewer has no
+# button to pause it and the API refuses the viewer's pause; what a device
+# reports and an image name holding "<script>" stay text (a device id cannot
+# hold markup); the CSP header is there.
 # Screenshots are kept in CONSOLE_SHOTS.
 source "$TOP/tests/integration/server/lib.sh"
 : "${OTA_KEYS:?}" "${OTA_FLEET_SIM:?}" "${CONSOLE_SHOTS:?}"
@@ -65,13 +67,13 @@ wait_for 60 sql_eq $N "SELECT count(*) FROM devices WHERE version = '1.0.0'" ||
 	fail "registered: $(sql -c "SELECT count(*) FROM devices")"
 # A device id is a certificate CN and the schema holds it to [A-Za-z0-9._-]:
 # markup never gets that far. What a device reports (model, version, error
-# detail) is free text: one device carries markup in each.
+# detail, tags) is free text: one device carries markup in each.
 sql -c "INSERT INTO devices (device_id, model, version) VALUES ('<script>x</script>', 'm', 'v')" 2>/dev/null &&
 	fail "the registry took a device id with markup"
 sql -v "x=$XSS_TEXT" <<'SQL'
 INSERT INTO devices (device_id, model, hw_revision, version, version_code, last_error,
 	last_error_detail, tags, last_seen)
-VALUES ('xss-1', :'x', 'rev-a', :'x', 9, 'OTA_ERR_FORMAT', :'x', '{lab}', now());
+VALUES ('xss-1', :'x', 'rev-a', :'x', 9, 'OTA_ERR_FORMAT', :'x', ARRAY['lab', :'x'], now());
 SQL
 
 log "a campaign (the browser starts it): 2 canaries, then everyone, 20 notifications a minute"
@@ -84,7 +86,7 @@ log "the browser: sign in, live counts, pause (operator), no pause (viewer), <sc
 mkdir -p "$CONSOLE_SHOTS"
 rm -f "$CONSOLE_SHOTS"/*.png
 rc=0
-timeout 150 /usr/bin/python3 -u "$TOP/tests/integration/console/console_browser.py" "$API" "$OPER" "$VIEW" \
+timeout 210 /usr/bin/python3 -u "$TOP/tests/integration/console/console_browser.py" "$API" "$OPER" "$VIEW" \
 	live-1 "$CONSOLE_SHOTS" "$XSS_TEXT" "$XSS_IMAGE" || rc=$?
 ((rc == 0)) || fail "browser checks failed ($rc)"
 

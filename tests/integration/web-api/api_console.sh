@@ -1,5 +1,5 @@
 # SPDX-License-Identifier: Apache-2.0
-# What the operator console reads (web-api/src/observe.c) and serves
+# What the operator console reads (server/src/api/observe.c) and serves
 # (console.c), over real HTTP. Sourced by test_console_api.sh (the helpers
 # of lib.sh: api, expect, jbody, sql, sql_eq, fail, log; tokens $ADMIN,
 # $OPER, $VIEW; artifact fw-1.1.0 for fx-model; the server's console_dir is

@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # SPDX-License-Identifier: Apache-2.0
 # What the operator console reads and serves, against a real PostgreSQL and
-# ota-server (web-api/src/observe.c, console.c): campaign events and
+# ota-server (server/src/api/observe.c, console.c): campaign events and
 # failures, ETag / If-None-Match, the fleet summary, the device search in
 # the dynamic-group language (and its attacks), the static assets with
 # their CSP; then every recorded response is validated against

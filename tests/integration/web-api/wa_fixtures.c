@@ -9,7 +9,7 @@
  *   keylist2.bin         v2 {op A, op B}, signed by r1
  *   keylist3-drop-a.bin  v3 {op B}, signed by r1: retires A
  *   keylist-foreign.bin  v3 signed by an unknown root (OTA_ERR_THRESHOLD)
- *   fw1.otab fw2.otab    bundles signed by A (1.1.0/2 and 1.2.0/3)
+ *   fw1.otab fw2.otab    bundles signed by A (1.1.0/2) and by B (1.2.0/3)
  *   fw-unknown-key.otab  signed by a key in no KeyList (OTA_ERR_KEY_UNKNOWN)
  *   fw-changed-image.otab one image byte flipped (OTA_ERR_HASH)
  *   fw-truncated.otab    the last image byte missing (OTA_ERR_SIZE)
