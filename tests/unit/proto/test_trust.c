@@ -411,6 +411,12 @@ static void test_pubkey_check(void **state)
 	assert_int_equal(ota_pubkey_check(key), OTA_ERR_FORMAT);
 	key->not_after = 0;
 	assert_int_equal(ota_pubkey_check(key), OTA_OK);
+	/* its name is UTF-8 (protobuf-c does not check) */
+	char bad_name[] = "op-\xc0\xaf";
+	char *name = key->name;
+	key->name = bad_name;
+	assert_int_equal(ota_pubkey_check(key), OTA_ERR_FORMAT);
+	key->name = name;
 	fleetota__v1__public_key__free_unpacked(key, NULL);
 	/* a P-384 key is not a P-256 key */
 	EVP_PKEY *p384 = EVP_PKEY_Q_keygen(NULL, NULL, "EC", "P-384");
