@@ -25,7 +25,8 @@
 #                         applies (the CRL, the CA bundle, the broker
 #                         certificate and key, the device CA's revocation
 #                         index, PKI_DIR/servers/) and runs reload when one
-#                         changed (ota-server's device_reload_sec does the
+#                         changed, once they are the same for one period
+#                         (ota-server's device_reload_sec does the
 #                         same for the device listener). Runs in the
 #                         foreground while the broker runs; one line per
 #                         reload.
@@ -213,6 +214,13 @@ watch)
 		sleep "$period"
 		now=$(applied)
 		[[ $now != "$last" ]] || continue
+		# until the files settle (pki.sh revoke writes the index, then the
+		# CRLs): one reload per change, with the CRL that goes with the index
+		while sleep "$period"; do
+			settled=$(applied)
+			[[ $settled != "$now" ]] || break
+			now=$settled
+		done
 		echo "$(date -u +%FT%TZ) files changed: reload"
 		# once per change: a failed reload (say, no device CA key to kick
 		# with) says why on stderr and is not repeated every period
