@@ -19,6 +19,17 @@
 #                         then the live sessions of the devices revoked since
 #                         the last reload are closed (kick). Nobody else is
 #                         dropped.
+#   scripts/mosquitto.sh watch DIR [SEC]
+#                         revocation on a timer: every SEC seconds (60)
+#                         compares inode, size and mtime (ns) of what reload
+#                         applies (the CRL, the CA bundle, the broker
+#                         certificate and key, the device CA's revocation
+#                         index, PKI_DIR/servers/) and runs reload when one
+#                         changed, once they are the same for one period
+#                         (ota-server's device_reload_sec does the
+#                         same for the device listener). Runs in the
+#                         foreground while the broker runs; one line per
+#                         reload.
 #   scripts/mosquitto.sh kick DIR DEVICE_ID...
 #                         closes the live sessions of these devices (after a
 #                         revoke + reload: they cannot come back). Takes each
@@ -29,7 +40,7 @@
 #                         container entrypoint runs mosquitto itself)
 set -euo pipefail
 here=$(cd "$(dirname "$0")" && pwd)
-cmd=${1:?usage: mosquitto.sh start|stop|status|reload|kick|config DIR ...}
+cmd=${1:?usage: mosquitto.sh start|stop|status|reload|watch|kick|config DIR ...}
 dir=${2:?DIR}
 
 pid_of() {
@@ -183,6 +194,39 @@ reload)
 	kick_devices "$pki" "$(listen_port)" "${fresh[@]}" || exit 1
 	sort -u "$dir/revoked" <(printf '%s\n' "${fresh[@]}") >"$dir/revoked.tmp"
 	mv "$dir/revoked.tmp" "$dir/revoked"
+	;;
+watch)
+	period=${3:-60}
+	[[ $period =~ ^[1-9][0-9]*$ ]] || { echo "mosquitto.sh: watch period '$period' is not a number of seconds" >&2; exit 2; }
+	pid_of >/dev/null || { echo "mosquitto.sh: not running" >&2; exit 1; }
+	pki=$(cat "$dir/pki-dir")
+	# what reload applies, as inode size mtime lines (a missing file is a line too)
+	applied() {
+		local f
+		for f in "$pki/mqtt-client-ca.crl" "$pki/mqtt-client-ca.crt" "$pki/broker.crt" \
+			"$pki/broker.key" "$pki/device-ca.index" "$pki/servers" "$pki"/servers/*.crt; do
+			stat -c '%n %i %s %.9Y' "$f" 2>/dev/null || echo "$f -"
+		done
+	}
+	last=$(applied)
+	echo "watching $pki every $period s"
+	while pid_of >/dev/null; do
+		sleep "$period"
+		now=$(applied)
+		[[ $now != "$last" ]] || continue
+		# until the files settle (pki.sh revoke writes the index, then the
+		# CRLs): one reload per change, with the CRL that goes with the index
+		while sleep "$period"; do
+			settled=$(applied)
+			[[ $settled != "$now" ]] || break
+			now=$settled
+		done
+		echo "$(date -u +%FT%TZ) files changed: reload"
+		# once per change: a failed reload (say, no device CA key to kick
+		# with) says why on stderr and is not repeated every period
+		"$here/mosquitto.sh" reload "$dir" || echo "$(date -u +%FT%TZ) reload failed" >&2
+		last=$now
+	done
 	;;
 kick)
 	shift 2

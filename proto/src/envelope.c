@@ -3,6 +3,7 @@
 
 #include "fleetota/envelope.h"
 #include "fleetota/limits.h"
+#include "fleetota/utf8.h"
 
 static const char *const obj_type_names[] = {
 	[OTA_OBJ_ROOT] = "root",
@@ -82,7 +83,8 @@ enum ota_err ota_pubkey_check(const Fleetota__V1__PublicKey *key)
 	uint8_t id[OTA_KEY_ID_BYTES];
 	if (!key || !alg_known(key->alg) || key->key_id.len != OTA_KEY_ID_BYTES)
 		return OTA_ERR_FORMAT;
-	if (key->name && strlen(key->name) > OTA_MAX_STRING_BYTES)
+	if (key->name &&
+	    (strlen(key->name) > OTA_MAX_STRING_BYTES || !ota_utf8_valid_str(key->name)))
 		return OTA_ERR_FORMAT;
 	if (key->not_before && key->not_after && key->not_after < key->not_before)
 		return OTA_ERR_FORMAT;

@@ -10,7 +10,9 @@
 
 #include "fleetota/limits.h"
 #include "fleetota/trust.h"
+#include "fleetota/utf8.h"
 
+/* Bounded, present when required, and UTF-8 (protobuf-c does not check). */
 static bool text_ok(const char *s, bool required)
 {
 	if (!s)
@@ -18,7 +20,7 @@ static bool text_ok(const char *s, bool required)
 	size_t len = 0;
 	while (len <= OTA_MAX_STRING_BYTES && s[len] != '\0')
 		len++;
-	return len <= OTA_MAX_STRING_BYTES && (!required || len > 0);
+	return len <= OTA_MAX_STRING_BYTES && ota_utf8_valid(s, len) && (!required || len > 0);
 }
 
 enum ota_err ota_timestamp_parse(const Fleetota__V1__Signed *env, struct ota_arena *arena,

@@ -5,13 +5,15 @@
 #include "fleetota/limits.h"
 #include "fleetota/crypt.h"
 #include "fleetota/trust.h"
+#include "fleetota/utf8.h"
 
+/* Bounded, present when required, and UTF-8 (protobuf-c does not check). */
 static int string_ok(const char *s, int required)
 {
 	if (!s)
 		return !required;
 	size_t len = strnlen(s, OTA_MAX_STRING_BYTES + 1);
-	if (len > OTA_MAX_STRING_BYTES)
+	if (len > OTA_MAX_STRING_BYTES || !ota_utf8_valid(s, len))
 		return 0;
 	return !required || len > 0;
 }

@@ -22,11 +22,11 @@
 #include "config-internal.h"
 #include "conns-internal.h"
 #include "db-internal.h"
+#include "fleetota/utf8.h"
 #include "http-internal.h"
 #include "log-internal.h"
 #include "metrics-internal.h"
 #include "ratelimit-internal.h"
-#include "utf8-internal.h"
 #include "webapi-internal.h"
 
 /* Status classes counted by /metrics. */
@@ -452,7 +452,7 @@ bool wa_query_only(struct wa_ctx *ctx, const char *const *allowed)
 		TAILQ_FOREACH(other, &ctx->query, next)
 		count += strcmp(other->key, kv->key) == 0;
 		/* every value reaches SQL as text: PostgreSQL takes UTF-8 only */
-		if (!ok || count > 1 || strlen(kv->value) > 256 || !srv_utf8_valid_str(kv->value)) {
+		if (!ok || count > 1 || strlen(kv->value) > 256 || !ota_utf8_valid_str(kv->value)) {
 			char msg[128];
 			const char *why = !ok	      ? "unknown query parameter"
 					  : count > 1 ? "query parameter given twice"
@@ -506,7 +506,7 @@ static int match(const char *pattern, const char *path, char *arg, size_t arg_ca
 			if (dec == NULL)
 				return -1;
 			if (dec_len != strlen(dec) || dec_len >= arg_cap ||
-			    !srv_utf8_valid(dec, dec_len)) {
+			    !ota_utf8_valid(dec, dec_len)) {
 				free(dec);
 				return -1;
 			}

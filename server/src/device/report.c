@@ -9,12 +9,12 @@
 #include "fleetota/crypto.h"
 #include "device.h"
 #include "fleetota/limits.h"
+#include "fleetota/utf8.h"
 #include "log-internal.h"
 #include "report-internal.h"
 #include "security-internal.h"
 #include "server-internal.h"
 #include "store-internal.h"
-#include "utf8-internal.h"
 
 static const char *const state_names[] = {
 	"unknown", "idle",	"downloading", "verifying", "pending",
@@ -54,7 +54,7 @@ static bool str_ok(const char *s, size_t max)
 	if (s == NULL)
 		return false;
 	len = strnlen(s, max + 1);
-	return len <= max && srv_utf8_valid(s, len);
+	return len <= max && ota_utf8_valid(s, len);
 }
 
 static bool error_name_ok(const char *name)

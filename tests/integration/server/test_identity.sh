@@ -21,6 +21,18 @@ dev1_sub=$MQ_SUB_PID
 wait_for 10 grep -q "as dev-1 (p5" "$T/mq/mosquitto.log" || fail "dev-1 did not connect"
 
 row_before=$(sql -c "SELECT last_report_seq FROM devices WHERE device_id = 'dev-3'")
+# everything but dev-3's rows (its report below is stored) and the audit trail
+others() {
+	sql -c "SELECT md5(string_agg(t, '|')) FROM (
+		SELECT (SELECT md5(coalesce(string_agg(d::text, ',' ORDER BY device_id), '')) FROM devices d
+			WHERE device_id <> 'dev-3') AS t
+		UNION ALL SELECT (SELECT md5(coalesce(string_agg(e::text, ',' ORDER BY id), '')) FROM device_events e
+			WHERE device_id <> 'dev-3')
+		UNION ALL SELECT (SELECT md5(coalesce(string_agg(a::text, ',' ORDER BY device_id, artifact_id), ''))
+			FROM assignments a)
+		UNION ALL SELECT (SELECT md5(coalesce(string_agg(u::text, ',' ORDER BY id), '')) FROM audit u)) s"
+}
+others_before=$(others)
 log "dev-2 connects 10 times as 'ota-server:1' and 10 times as 'dev-1'; dev-3 reports meanwhile"
 attack() {
 	local id
@@ -42,6 +54,8 @@ wait "$attack_pid"
 log "dev-3's report is stored"
 wait_for 10 sql_eq 7 "SELECT last_report_seq FROM devices WHERE device_id = 'dev-3'" ||
 	fail "dev-3's report was not stored (seq before $row_before, now $(sql -c "SELECT last_report_seq FROM devices WHERE device_id = 'dev-3'"))"
+
+[[ $(others) == "$others_before" ]] || fail "the attack changed the database beyond dev-3's report"
 
 log "the broker gave dev-2 its own id every time; nobody was taken over"
 n_as_dev2=$(grep -c "as dev-2 (p5, c1, k60, u'dev-2')" "$T/mq/mosquitto.log" || true)

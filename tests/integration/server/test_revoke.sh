@@ -11,7 +11,8 @@
 # nothing it published after the revocation is ingested. dev-2's
 # open HTTPS connection and MQTT session survive the reloads. A config
 # change is applied live or named as needing a restart; with
-# device_reload_sec the CRL is picked up without a signal.
+# device_reload_sec (ota-server) and mosquitto.sh watch (the broker) the CRL
+# is picked up without a signal.
 source "$(dirname "$0")/lib.sh"
 # dev-3 publishes 10 reports a second: all in budget (none held for later)
 REPORT_RATE=50
@@ -149,13 +150,39 @@ wait_for 10 grep -q "reload (SIGHUP): config not applied: .*log_level = 'nonsens
 	fail "a bad config: $(grep 'reload' "$T/server.log" | tail -2)"
 sed -i '$d' "$T/server.conf"
 
-log "device_reload_sec = 1: revoking dev-1 takes effect without a signal"
+log "device_reload_sec = 1 and mosquitto.sh watch: revoking dev-1 takes effect at both without a signal"
 dev_curl dev-1 /v1/keylist
 [[ $(status) == 200 ]] || fail "dev-1 before: $(status)"
+mq_sub_bg dev-1 dev-1 "$T/dev1.msgs"
+sub1=$MQ_SUB_PID
+grep -q "Client dev-1 already connected" "$T/mq/mosquitto.log" && fail "dev-1 was taken over before"
+wait_for 10 grep -q "as dev-1 (p5" "$T/mq/mosquitto.log" || fail "dev-1 did not connect to the broker"
+"$TOP/scripts/mosquitto.sh" watch "$T/mq" 1 >"$T/watch.out" 2>&1 &
+watch=$!
+stop_watch() { stop_bg watch; }
+at_cleanup stop_watch
+wait_for 10 grep -q "^watching " "$T/watch.out" || fail "mosquitto.sh watch did not start: $(cat "$T/watch.out")"
+reloads_before=$(grep -c "Reloading config" "$T/mq/mosquitto.log")
+row1=$(row dev-1)
 "$TOP/scripts/pki.sh" revoke "$PKI" dev-1
 wait_for 10 grep -q "reload (files changed): device listener" "$T/server.log" || fail "no timed reload"
 tls_try dev-1
 grep -q "alert certificate revoked" "$T/tls.out" || fail "dev-1 after the timed reload: $(grep -a -m3 -i 'alert\|HTTP' "$T/tls.out")"
+# the broker: one reload by the watch, which closes dev-1's live session
+wait_for 90 grep -qx "kicked dev-1" "$T/watch.out" || fail "the watch did not reload and kick: $(cat "$T/watch.out")"
+grep -q "Client dev-1 already connected, closing old connection" "$T/mq/mosquitto.log" ||
+	fail "dev-1's MQTT session survived the watch's reload"
+# its subscriber reconnects on its own: every attempt fails the handshake
+kill "$sub1"
+rc=0
+report dev-1 dev-1 3 idle 1.0.0 1 1 2>/dev/null || rc=$?
+((rc != 0)) || fail "dev-1 published after the revocation"
+[[ "$(row dev-1)" == "$row1" ]] || fail "dev-1's row changed: $row1 -> $(row dev-1)"
+sleep 3 # more periods: nothing changed, no second reload
+[[ $(grep -c "Reloading config" "$T/mq/mosquitto.log") == $((reloads_before + 1)) ]] ||
+	fail "broker reloads: $reloads_before -> $(grep -c "Reloading config" "$T/mq/mosquitto.log") (expected one)"
+[[ $(grep -c "files changed: reload" "$T/watch.out") == 1 ]] || fail "watch, one reload expected: $(cat "$T/watch.out")"
+stop_watch
 
 [[ "$SERVER_PID" == "$server_pid" && $(grep -c "info: ota-server .*running$" "$T/server.log") == 1 ]] ||
 	fail "ota-server was restarted"

@@ -6,7 +6,7 @@
 # be refused with 400 bad_request naming it; other malformed forms
 # (overlong, surrogate, truncated), JSON strings and header values too.
 # Nothing changes, no statement fails, no 500; every response matches
-# openapi.yaml.
+# openapi.yaml. Strings inside a signed bundle (the manifest's) too.
 source "$(dirname "$0")/lib.sh"
 npm_tools &
 NPM_PID=$!
@@ -15,6 +15,11 @@ start_server
 ADMIN=$(new_token admin root-admin)
 TOKEN= api GET /healthz
 expect 200
+# trust records, so that a bundle signed by key A verifies up to its strings
+for f in rootlist1 keylist1; do
+	TOKEN=$ADMIN api POST "/api/v1/${f%1}s" -H 'Content-Type: application/octet-stream' --data-binary @"$FX/$f.bin"
+	expect 201
+done
 TOKEN=$ADMIN api GET /metrics
 expect 200
 BEFORE=$(db_state)
@@ -121,6 +126,11 @@ expect 400 bad_json
 printf '{"tags":["eu\xc0\xaf"]}' >"$T/bad.json"
 TOKEN=$ADMIN api PUT /api/v1/devices/dev-1/tags -H 'Content-Type: application/json' --data-binary @"$T/bad.json"
 expect 400 bad_json
+
+log "strings in a signed bundle: a manifest version that is not UTF-8 is a malformed manifest"
+TOKEN=$ADMIN api POST "/api/v1/artifacts?id=fw-bad-utf8" -H 'Content-Type: application/octet-stream' \
+	--data-binary @"$FX/fw-bad-utf8.otab"
+expect 422 OTA_ERR_FORMAT
 
 log "header values: a bearer token with invalid UTF-8 is no token"
 TOKEN=$(printf 'fota_\xff\xfe%041d' 0) api GET /api/v1/me

@@ -13,6 +13,7 @@
  *   fw-unknown-key.otab  signed by a key in no KeyList (OTA_ERR_KEY_UNKNOWN)
  *   fw-changed-image.otab one image byte flipped (OTA_ERR_HASH)
  *   fw-truncated.otab    the last image byte missing (OTA_ERR_SIZE)
+ *   fw-bad-utf8.otab     signed by A, its version "1.5.0\xff\xfe" not UTF-8 (OTA_ERR_FORMAT)
  *   docs.otab            another valid bundle for the docs/api.md examples
  * wa_fixtures DIR BYTES also writes, for the upload session tests:
  *   big.otab             a bundle with a BYTES-byte image, signed by A
@@ -161,6 +162,8 @@ int main(int argc, char **argv)
 	buf = bundle(a, "1.4.0", 6, 6);
 	ota_fx_buf_truncate(&buf, 1);
 	write_buf(dir, "fw-truncated.otab", &buf);
+	buf = bundle(a, "1.5.0\xff\xfe", 7, 10);
+	write_buf(dir, "fw-bad-utf8.otab", &buf);
 	if (argc == 3) {
 		size_t big = strtoul(argv[2], NULL, 10);
 

@@ -145,6 +145,30 @@ static void timestamp_must_expire_soon(void **state)
 			 OTA_OK);
 }
 
+/* Its strings are UTF-8 (proto3; protobuf-c does not check): else malformed. */
+static void timestamp_strings_utf8(void **state)
+{
+	struct fx *f = *state;
+	struct ota_fx_timestamp spec = {.issued_at = ISSUED,
+					.expires_at = ISSUED + 60,
+					.sign_type = OTA_OBJ_TIMESTAMP,
+					.signers = &f->ts,
+					.n_signers = 1};
+	for (int field = 0; field < 3; field++) {
+		struct ota_fx_timestamp bad = spec;
+		if (field == 0)
+			bad.product = "fx-model\xff";
+		else if (field == 1)
+			bad.version = "1.4.7\xc0\xaf";
+		else
+			bad.artifact = "art-\xed\xa0\x80";
+		assert_string_equal(ota_err_name(verify_ts(f, ota_fx_timestamp(&bad))),
+				    "OTA_ERR_FORMAT");
+	}
+	spec.version = "1.4.7-caf\xc3\xa9";
+	assert_int_equal(verify_ts(f, ota_fx_timestamp(&spec)), OTA_OK);
+}
+
 static void manifest_never_by_timestamp_key(void **state)
 {
 	struct fx *f = *state;
@@ -205,6 +229,7 @@ int main(void)
 	const struct CMUnitTest tests[] = {
 		cmocka_unit_test_setup_teardown(timestamp_roles, setup, teardown),
 		cmocka_unit_test_setup_teardown(timestamp_must_expire_soon, setup, teardown),
+		cmocka_unit_test_setup_teardown(timestamp_strings_utf8, setup, teardown),
 		cmocka_unit_test_setup_teardown(manifest_never_by_timestamp_key, setup, teardown),
 		cmocka_unit_test_setup_teardown(roles_in_lists, setup, teardown),
 	};

@@ -324,10 +324,11 @@ static void test_manifest_parse_bounds(void **state)
 	good.issued_at = 10;
 	good.image = &image;
 
-	for (int variant = 0; variant < 9; variant++) {
+	for (int variant = 0; variant < 14; variant++) {
 		Fleetota__V1__Manifest man = good;
 		Fleetota__V1__ImageInfo img = image;
 		char *many[OTA_MAX_HW_REVISIONS + 1];
+		char *bad_rev[] = {"rev-a", "rev-\xc0\xaf"};
 		man.image = &img;
 		enum ota_err want = OTA_ERR_FORMAT;
 		switch (variant) {
@@ -361,6 +362,23 @@ static void test_manifest_parse_bounds(void **state)
 		case 8:
 			man.expires_at = 5;
 			break; /* expires before issued */
+		/* strings are UTF-8 (proto3; protobuf-c does not check) */
+		case 9:
+			man.product = "m1\xff\xfe";
+			break;
+		case 10:
+			man.version = "1.0.0-\xed\xa0\x80"; /* a surrogate */
+			break;
+		case 11:
+			man.hw_revisions = bad_rev;
+			man.n_hw_revisions = 2;
+			break;
+		case 12:
+			man.advisory = "CVE-\xe0\x80\xaf"; /* overlong */
+			break;
+		case 13:
+			img.name = "fw\xc3"; /* truncated */
+			break;
 		}
 		size_t len = 0;
 		uint8_t *body = ptu_pack(&man.base, &len);
@@ -393,6 +411,12 @@ static void test_pubkey_check(void **state)
 	assert_int_equal(ota_pubkey_check(key), OTA_ERR_FORMAT);
 	key->not_after = 0;
 	assert_int_equal(ota_pubkey_check(key), OTA_OK);
+	/* its name is UTF-8 (protobuf-c does not check) */
+	char bad_name[] = "op-\xc0\xaf";
+	char *name = key->name;
+	key->name = bad_name;
+	assert_int_equal(ota_pubkey_check(key), OTA_ERR_FORMAT);
+	key->name = name;
 	fleetota__v1__public_key__free_unpacked(key, NULL);
 	/* a P-384 key is not a P-256 key */
 	EVP_PKEY *p384 = EVP_PKEY_Q_keygen(NULL, NULL, "EC", "P-384");

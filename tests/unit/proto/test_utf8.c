@@ -7,7 +7,7 @@
 
 #include <cmocka.h>
 
-#include "utf8-internal.h"
+#include "fleetota/utf8.h"
 
 static void test_valid(void **state)
 {
@@ -25,8 +25,8 @@ static void test_valid(void **state)
 
 	(void)state;
 	for (size_t i = 0; i < sizeof(ok) / sizeof(ok[0]); i++) {
-		assert_true(srv_utf8_valid(ok[i], strlen(ok[i])));
-		assert_true(srv_utf8_valid_str(ok[i]));
+		assert_true(ota_utf8_valid(ok[i], strlen(ok[i])));
+		assert_true(ota_utf8_valid_str(ok[i]));
 	}
 }
 
@@ -50,15 +50,15 @@ static void test_invalid(void **state)
 
 	(void)state;
 	for (size_t i = 0; i < sizeof(bad) / sizeof(bad[0]); i++) {
-		assert_false(srv_utf8_valid(bad[i], strlen(bad[i])));
-		assert_false(srv_utf8_valid_str(bad[i]));
+		assert_false(ota_utf8_valid(bad[i], strlen(bad[i])));
+		assert_false(ota_utf8_valid_str(bad[i]));
 	}
 	/* NUL is no text for PostgreSQL */
-	assert_false(srv_utf8_valid("a\0b", 3));
+	assert_false(ota_utf8_valid("a\0b", 3));
 	/* a length that cuts a character in two */
-	assert_false(srv_utf8_valid("\xc3\xa9", 1));
-	assert_false(srv_utf8_valid_str(NULL));
-	assert_true(srv_utf8_valid(NULL, 0));
+	assert_false(ota_utf8_valid("\xc3\xa9", 1));
+	assert_false(ota_utf8_valid_str(NULL));
+	assert_true(ota_utf8_valid(NULL, 0));
 }
 
 int main(void)

@@ -2,9 +2,9 @@
 #include <stdint.h>
 #include <string.h>
 
-#include "utf8-internal.h"
+#include "fleetota/utf8.h"
 
-bool srv_utf8_valid(const char *s, size_t len)
+bool ota_utf8_valid(const char *s, size_t len)
 {
 	const unsigned char *p = (const unsigned char *)s;
 	size_t i = 0;
@@ -51,7 +51,7 @@ bool srv_utf8_valid(const char *s, size_t len)
 	return true;
 }
 
-bool srv_utf8_valid_str(const char *s)
+bool ota_utf8_valid_str(const char *s)
 {
-	return s != NULL && srv_utf8_valid(s, strlen(s));
+	return s != NULL && ota_utf8_valid(s, strlen(s));
 }
