@@ -104,9 +104,11 @@ static const struct srv_db_stmt stmts[] = {
 		 " FROM delivery_image($1, $2, decode(NULLIF($3, ''), 'hex'))",
 		 3},
 	[DLV_KEYLIST] = {"dlv_keylist",
-			 "SELECT known, decommissioned, bytes FROM delivery_keylist($1)", 1},
+			 "SELECT known, decommissioned, bytes FROM delivery_trust_list($1, false)",
+			 1},
 	[DLV_ROOTLIST] = {"dlv_rootlist",
-			  "SELECT known, decommissioned, bytes FROM delivery_rootlist($1)", 1},
+			  "SELECT known, decommissioned, bytes FROM delivery_trust_list($1, true)",
+			  1},
 };
 
 enum ota_err srv_delivery_prepare(struct srv_db *db)
