@@ -61,7 +61,7 @@ void wa_h_artifacts_list(struct wa_ctx *ctx)
 	static const char *const allowed[] = {"product", "version", "security",
 					      "cursor",	 "limit",   NULL};
 	const char *params[5];
-	char limit[16];
+	char limit[WA_LIMIT_TEXT_BYTES];
 
 	if (!wa_query_only(ctx, allowed) || !wa_query_limit(ctx, limit))
 		return;

@@ -229,7 +229,7 @@ static void wa_h_deltas_list(struct wa_ctx *ctx)
 	static const char *const allowed[] = {"cursor", "limit", NULL};
 	const char *params[3];
 	const char *cursor;
-	char limit[16];
+	char limit[WA_LIMIT_TEXT_BYTES];
 
 	if (!wa_artifact_path(ctx, allowed) || !wa_query_limit(ctx, limit))
 		return;

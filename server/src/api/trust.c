@@ -46,7 +46,7 @@ static void list(struct wa_ctx *ctx, const struct srv_db_stmt *stmt)
 {
 	static const char *const allowed[] = {"cursor", "limit", NULL};
 	const char *params[2];
-	char limit[16];
+	char limit[WA_LIMIT_TEXT_BYTES];
 	uint64_t v;
 
 	if (!wa_query_only(ctx, allowed) || !wa_query_limit(ctx, limit))

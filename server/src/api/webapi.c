@@ -468,7 +468,7 @@ bool wa_query_only(struct wa_ctx *ctx, const char *const *allowed)
 	return true;
 }
 
-bool wa_query_limit(struct wa_ctx *ctx, char out[16])
+bool wa_query_limit(struct wa_ctx *ctx, char out[WA_LIMIT_TEXT_BYTES])
 {
 	const char *s = wa_query(ctx, "limit");
 	uint64_t limit = WEBAPI_PAGE_DEFAULT;
@@ -478,7 +478,7 @@ bool wa_query_limit(struct wa_ctx *ctx, char out[16])
 			       "limit");
 		return false;
 	}
-	snprintf(out, 16, "%llu", (unsigned long long)limit);
+	snprintf(out, WA_LIMIT_TEXT_BYTES, "%llu", (unsigned long long)limit);
 	return true;
 }
 
