@@ -264,7 +264,7 @@ static void wa_h_retention_purge(struct wa_ctx *ctx)
 	const json_t *max_rows = json_object_get(ctx->json, "max_rows");
 	const char *key;
 	json_t *value;
-	char rows[24] = "10000";
+	char rows[SRV_U64_TEXT_BYTES] = "10000";
 	const char *params[3];
 
 	if (!wa_query_only(ctx, none))

@@ -183,7 +183,8 @@ void wa_delta_insert(struct wa_ctx *ctx, struct wa_bundle *b, const char *store_
 	const Fleetota__V1__DeltaInfo *d = b->manifest->delta;
 	char base_hex[SRV_SHA256_HEX_BYTES], delta_hex[SRV_SHA256_HEX_BYTES],
 		signer_hex[SRV_SHA256_HEX_BYTES];
-	char base_size[24], delta_size[24], chunk[24];
+	char base_size[SRV_U64_TEXT_BYTES], delta_size[SRV_U64_TEXT_BYTES],
+		chunk[SRV_U64_TEXT_BYTES];
 	char *manifest_hex = malloc(2 * b->manifest_len + 1);
 	const char *params[13];
 

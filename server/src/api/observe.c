@@ -112,7 +112,7 @@ static void wa_h_fleet_summary(struct wa_ctx *ctx)
 {
 	static const char *const allowed[] = {"online_seconds", NULL};
 	const char *online = NULL;
-	char seconds[24], rows[16];
+	char seconds[SRV_U64_TEXT_BYTES], rows[SRV_U32_TEXT_BYTES];
 	uint64_t v = WA_ONLINE_SECONDS_DEFAULT;
 	const char *params[2];
 

@@ -694,7 +694,7 @@ static void gencb(struct evhttp_request *req, void *arg)
 	if (peer_addr != NULL)
 		peer = peer_addr;
 	if (!srv_ratelimit_take(api->ratelimit, peer, ctx->started_ms / 1000.0, &retry)) {
-		char value[16];
+		char value[SRV_U32_TEXT_BYTES];
 
 		snprintf(value, sizeof(value), "%u", retry);
 		evhttp_add_header(evhttp_request_get_output_headers(req), "Retry-After", value);

@@ -371,7 +371,7 @@ static void answer(struct dlv_request *r, enum ota_err err, const PGresult *res)
 		return;
 	}
 	{
-		char name[65];
+		char name[SRV_SHA256_HEX_BYTES];
 		int name_len = PQgetlength(res, 0, 5);
 		long long size = srv_db_get_int8(res, 0, 6);
 
@@ -443,7 +443,7 @@ static bool admit_device(struct evhttp_request *req, void *ctx)
 {
 	struct dlv_request r = {.srv = ctx, .req = req, .started = srv_now()};
 	unsigned retry_after = 1;
-	char header[16];
+	char header[SRV_U32_TEXT_BYTES];
 
 	if (srv_http_peer_cn(req, r.device, sizeof(r.device)) != OTA_OK ||
 	    !srv_id_valid(r.device, DLV_MAX_DEVICE_ID)) {
