@@ -321,21 +321,6 @@ enum ota_err kr_bundle_stage(const char *path, const char *image_path, uint64_t 
 	return OTA_OK;
 }
 
-static int pwrite_all(int fd, const uint8_t *buf, size_t len, uint64_t off)
-{
-	while (len > 0) {
-		ssize_t put = pwrite(fd, buf, len, (off_t)off);
-		if (put < 0 && errno == EINTR)
-			continue;
-		if (put <= 0)
-			return -1;
-		buf += put;
-		off += (uint64_t)put;
-		len -= (size_t)put;
-	}
-	return 0;
-}
-
 enum ota_err kr_bundle_commit(struct kr_bundle_stage *st, const char *path,
 			      const struct kr_bundle_parts *parts, struct kr_diag *diag)
 {
@@ -358,8 +343,10 @@ enum ota_err kr_bundle_commit(struct kr_bundle_stage *st, const char *path,
 		return err;
 	}
 	ota_bundle_prefix_write((uint32_t)header_len, prefix);
-	int ok = pwrite_all(st->fd, prefix, sizeof(prefix), 0) == 0 &&
-		 pwrite_all(st->fd, header, header_len, sizeof(prefix)) == 0 && fsync(st->fd) == 0;
+	/* prefix and header in the room left before the staged image */
+	int ok = lseek(st->fd, 0, SEEK_SET) == 0 &&
+		 kr_write_all(st->fd, prefix, sizeof(prefix)) == 0 &&
+		 kr_write_all(st->fd, header, header_len) == 0 && fsync(st->fd) == 0;
 	free(header);
 	int rc = close(st->fd);
 	st->fd = -1;

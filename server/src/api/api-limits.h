@@ -21,5 +21,7 @@
 #define WA_MAX_TAG 64u
 /* Free text (wa_text_valid): descriptions, reasons. */
 #define WA_MAX_TEXT 128u
+/* ?limit= as text (wa_query_limit): WEBAPI_PAGE_MAX's digits and a NUL. */
+#define WA_LIMIT_TEXT_BYTES SRV_U32_TEXT_BYTES
 
 #endif

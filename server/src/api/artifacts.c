@@ -61,7 +61,7 @@ void wa_h_artifacts_list(struct wa_ctx *ctx)
 	static const char *const allowed[] = {"product", "version", "security",
 					      "cursor",	 "limit",   NULL};
 	const char *params[5];
-	char limit[16];
+	char limit[WA_LIMIT_TEXT_BYTES];
 
 	if (!wa_query_only(ctx, allowed) || !wa_query_limit(ctx, limit))
 		return;
@@ -171,7 +171,7 @@ bool wa_bundle_begin(struct wa_ctx *ctx, const char *artifact_id, const uint8_t 
 		     size_t header_len, uint64_t image_size, wa_bundle_store_fn store_image)
 {
 	struct wa_bundle *b = calloc(1, sizeof(*b));
-	uint8_t digest[32];
+	uint8_t digest[OTA_SHA256_BYTES];
 
 	if (b == NULL) {
 		wa_reply_error(ctx, 500, "internal", "out of memory", NULL);
@@ -232,11 +232,11 @@ static void bundle_inserted(struct wa_ctx *ctx, enum ota_err err, const PGresult
 void wa_bundle_commit(struct wa_ctx *ctx, struct wa_bundle *b)
 {
 	const Fleetota__V1__Manifest *m = b->manifest;
-	uint8_t digest[32];
+	uint8_t digest[OTA_SHA256_BYTES];
 	char image_hex[SRV_SHA256_HEX_BYTES], signer_hex[SRV_SHA256_HEX_BYTES],
 		store_name[SRV_SHA256_HEX_BYTES], size_text[24];
 	char *manifest_hex = NULL, *hw_json = NULL;
-	char nums[8][24];
+	char nums[8][SRV_U64_TEXT_BYTES];
 	const char *params[24];
 	json_t *hw;
 	enum ota_err err;

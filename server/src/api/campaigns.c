@@ -133,7 +133,7 @@ static void wa_h_campaigns_list(struct wa_ctx *ctx)
 	static const char *const states[] = {"draft",	  "awaiting_approval", "running", "paused",
 					     "completed", "cancelled",	       "failed",  NULL};
 	const char *params[3];
-	char limit[16];
+	char limit[WA_LIMIT_TEXT_BYTES];
 
 	if (!wa_query_only(ctx, allowed) || !wa_query_limit(ctx, limit))
 		return;
@@ -187,7 +187,7 @@ static void wa_h_campaigns_devices(struct wa_ctx *ctx)
 					     "confirmed", "failed",   "timed_out",   "superseded",
 					     "cancelled", NULL};
 	const char *params[4];
-	char limit[16];
+	char limit[WA_LIMIT_TEXT_BYTES];
 
 	if (!campaign_arg(ctx, allowed) || !wa_query_limit(ctx, limit))
 		return;
@@ -244,7 +244,7 @@ static void wa_h_keyrotation(struct wa_ctx *ctx)
 	const char *params[2];
 	const char *min_version = wa_query(ctx, "min_version");
 	uint64_t v;
-	char limit[16];
+	char limit[WA_LIMIT_TEXT_BYTES];
 
 	if (!wa_query_only(ctx, allowed) || !wa_query_limit(ctx, limit))
 		return;
@@ -264,7 +264,7 @@ static void wa_h_retention_purge(struct wa_ctx *ctx)
 	const json_t *max_rows = json_object_get(ctx->json, "max_rows");
 	const char *key;
 	json_t *value;
-	char rows[24] = "10000";
+	char rows[SRV_U64_TEXT_BYTES] = "10000";
 	const char *params[3];
 
 	if (!wa_query_only(ctx, none))

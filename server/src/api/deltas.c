@@ -183,7 +183,8 @@ void wa_delta_insert(struct wa_ctx *ctx, struct wa_bundle *b, const char *store_
 	const Fleetota__V1__DeltaInfo *d = b->manifest->delta;
 	char base_hex[SRV_SHA256_HEX_BYTES], delta_hex[SRV_SHA256_HEX_BYTES],
 		signer_hex[SRV_SHA256_HEX_BYTES];
-	char base_size[24], delta_size[24], chunk[24];
+	char base_size[SRV_U64_TEXT_BYTES], delta_size[SRV_U64_TEXT_BYTES],
+		chunk[SRV_U64_TEXT_BYTES];
 	char *manifest_hex = malloc(2 * b->manifest_len + 1);
 	const char *params[13];
 
@@ -229,7 +230,7 @@ static void wa_h_deltas_list(struct wa_ctx *ctx)
 	static const char *const allowed[] = {"cursor", "limit", NULL};
 	const char *params[3];
 	const char *cursor;
-	char limit[16];
+	char limit[WA_LIMIT_TEXT_BYTES];
 
 	if (!wa_artifact_path(ctx, allowed) || !wa_query_limit(ctx, limit))
 		return;

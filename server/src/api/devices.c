@@ -64,7 +64,7 @@ void wa_h_devices_list(struct wa_ctx *ctx)
 	static const char *const num_filters[] = {"keylist_version", "seen_within",
 						  "not_seen_within"};
 	const char *params[13];
-	char limit[16];
+	char limit[WA_LIMIT_TEXT_BYTES];
 	uint64_t v;
 
 	if (!wa_query_only(ctx, allowed) || !wa_query_limit(ctx, limit))

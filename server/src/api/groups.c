@@ -47,7 +47,7 @@ void wa_h_groups_list(struct wa_ctx *ctx)
 {
 	static const char *const allowed[] = {"kind", "cursor", "limit", NULL};
 	const char *params[3];
-	char limit[16];
+	char limit[WA_LIMIT_TEXT_BYTES];
 
 	if (!wa_query_only(ctx, allowed) || !wa_query_limit(ctx, limit))
 		return;
@@ -291,7 +291,7 @@ static void group_devices_listed(struct wa_ctx *ctx, enum ota_err err, const PGr
 void wa_h_groups_devices(struct wa_ctx *ctx)
 {
 	static const char *const allowed[] = {"cursor", "limit", NULL};
-	char limit[16];
+	char limit[WA_LIMIT_TEXT_BYTES];
 	const char *params[3];
 
 	if (!group_arg(ctx, allowed) || !wa_query_limit(ctx, limit))

@@ -81,7 +81,7 @@ static void wa_h_campaigns_events(struct wa_ctx *ctx)
 {
 	static const char *const allowed[] = {"cursor", "limit", NULL};
 	const char *params[3];
-	char limit[16];
+	char limit[WA_LIMIT_TEXT_BYTES];
 	uint64_t id;
 
 	if (!wa_query_only(ctx, allowed) || !campaign_id_ok(ctx) || !wa_query_limit(ctx, limit))
@@ -112,7 +112,7 @@ static void wa_h_fleet_summary(struct wa_ctx *ctx)
 {
 	static const char *const allowed[] = {"online_seconds", NULL};
 	const char *online = NULL;
-	char seconds[24], rows[16];
+	char seconds[SRV_U64_TEXT_BYTES], rows[SRV_U32_TEXT_BYTES];
 	uint64_t v = WA_ONLINE_SECONDS_DEFAULT;
 	const char *params[2];
 
@@ -148,7 +148,7 @@ static void wa_h_fleet_devices(struct wa_ctx *ctx)
 	static const char *const allowed[] = {"filter", "q", "cursor", "limit", NULL};
 	const char *params[4];
 	const char *text, *cursor, *q;
-	char limit[16];
+	char limit[WA_LIMIT_TEXT_BYTES];
 	json_t *filter;
 	json_error_t jerr;
 

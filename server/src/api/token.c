@@ -67,7 +67,7 @@ enum ota_err wa_token_generate(char out[WEBAPI_TOKEN_CHARS + 1])
 
 enum ota_err wa_token_hash(const char *token, char hex_out[SRV_SHA256_HEX_BYTES])
 {
-	uint8_t digest[32];
+	uint8_t digest[OTA_SHA256_BYTES];
 	enum ota_err err = ota_sha256(token, strlen(token), digest);
 
 	if (err != OTA_OK)

@@ -43,7 +43,7 @@ static void wa_h_tokens_list(struct wa_ctx *ctx)
 {
 	static const char *const allowed[] = {"limit", "cursor", NULL};
 	const char *cursor;
-	char limit[16];
+	char limit[WA_LIMIT_TEXT_BYTES];
 	uint64_t id;
 	const char *params[2];
 
@@ -172,7 +172,7 @@ static void wa_h_audit_list(struct wa_ctx *ctx)
 	static const char *const allowed[] = {"limit", "cursor", "actor", "action", "object", NULL};
 	static const char *const text_filters[] = {"actor", "action", "object"};
 	const char *params[5];
-	char limit[16];
+	char limit[WA_LIMIT_TEXT_BYTES];
 	uint64_t id;
 
 	if (!wa_query_only(ctx, allowed) || !wa_query_limit(ctx, limit))

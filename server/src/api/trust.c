@@ -46,7 +46,7 @@ static void list(struct wa_ctx *ctx, const struct srv_db_stmt *stmt)
 {
 	static const char *const allowed[] = {"cursor", "limit", NULL};
 	const char *params[2];
-	char limit[16];
+	char limit[WA_LIMIT_TEXT_BYTES];
 	uint64_t v;
 
 	if (!wa_query_only(ctx, allowed) || !wa_query_limit(ctx, limit))
@@ -127,8 +127,9 @@ static void state_loaded(struct wa_ctx *ctx, enum ota_err err, const PGresult *r
 	Fleetota__V1__KeyList *keylist = NULL;
 	uint64_t now = (uint64_t)time(NULL), current_kl;
 	size_t trusted_len = 0;
-	uint8_t digest[32];
-	char digest_hex[SRV_SHA256_HEX_BYTES], version[24], root_version[24];
+	uint8_t digest[OTA_SHA256_BYTES];
+	char digest_hex[SRV_SHA256_HEX_BYTES], version[SRV_U64_TEXT_BYTES],
+		root_version[SRV_U64_TEXT_BYTES];
 	char *body_hex = NULL, *ids_text = NULL;
 	const char *params[7];
 	enum ota_err verr;

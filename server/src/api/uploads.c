@@ -82,7 +82,7 @@ static bool upload_id_valid(const char *s)
 }
 
 /* 64 lowercase hex characters (from the database) into 32 bytes. */
-static bool hex32_decode(const char *hex, uint8_t out[32])
+static bool hex32_decode(const char *hex, uint8_t out[OTA_SHA256_BYTES])
 {
 	if (strlen(hex) != 64)
 		return false;
@@ -286,7 +286,8 @@ static void create_purged(struct wa_ctx *ctx, enum ota_err err, const PGresult *
 	json_t *size_j = json_object_get(ctx->json, "size");
 	json_t *sha_j = json_object_get(ctx->json, "sha256");
 	uint8_t rnd[16];
-	char path[PATH_MAX], size_text[24], ttl[16], max_n[16], max_total[24];
+	char path[PATH_MAX], size_text[SRV_U64_TEXT_BYTES], ttl[SRV_U32_TEXT_BYTES],
+		max_n[SRV_U32_TEXT_BYTES], max_total[SRV_U64_TEXT_BYTES];
 	const char *params[8];
 	int fd;
 
@@ -330,7 +331,7 @@ static void create_purged(struct wa_ctx *ctx, enum ota_err err, const PGresult *
 	params[6] = max_total;
 	params[7] = ctx->actor;
 	{
-		char token[24];
+		char token[SRV_U64_TEXT_BYTES];
 
 		snprintf(token, sizeof(token), "%lld", ctx->token_id);
 		params[1] = token;
@@ -421,7 +422,7 @@ static void get_done(struct wa_ctx *ctx, enum ota_err err, const PGresult *res)
 static void wa_h_uploads_get(struct wa_ctx *ctx)
 {
 	static const char *const allowed[] = {NULL};
-	char token[24];
+	char token[SRV_U64_TEXT_BYTES];
 	const char *params[2] = {ctx->path_arg, token};
 
 	if (!session_arg(ctx, allowed))
@@ -433,9 +434,9 @@ static void wa_h_uploads_get(struct wa_ctx *ctx)
 /* ---- PATCH / PUT /api/v1/uploads/{id}: one chunk -------------------- */
 
 struct chunk_state {
-	char offset[24];
-	char len[24];
-	char token[24];
+	char offset[SRV_U64_TEXT_BYTES];
+	char len[SRV_U64_TEXT_BYTES];
+	char token[SRV_U64_TEXT_BYTES];
 };
 
 static void chunk_retreated(struct wa_ctx *ctx, enum ota_err err, const PGresult *res)
@@ -516,7 +517,7 @@ static void chunk_advanced(struct wa_ctx *ctx, enum ota_err err, const PGresult 
 		return;
 	}
 	{
-		char next[24];
+		char next[SRV_U64_TEXT_BYTES];
 
 		snprintf(next, sizeof(next), "%llu",
 			 (unsigned long long)(offset + (uint64_t)ctx->body_len));
@@ -588,7 +589,7 @@ static void delete_done(struct wa_ctx *ctx, enum ota_err err, const PGresult *re
 static void wa_h_uploads_delete(struct wa_ctx *ctx)
 {
 	static const char *const allowed[] = {NULL};
-	char token[24];
+	char token[SRV_U64_TEXT_BYTES];
 	const char *params[3] = {ctx->path_arg, token, ctx->actor};
 
 	if (!session_arg(ctx, allowed))
@@ -609,7 +610,7 @@ struct finish_state {
 	uint8_t *buf;
 	struct ota_sha256_ctx sha; /* the whole bundle, when a sha256 was declared */
 	bool sha_live;
-	uint8_t expected[32];
+	uint8_t expected[OTA_SHA256_BYTES];
 };
 
 static void finish_state_free(void *p)
@@ -671,7 +672,7 @@ static void store_from_file(struct wa_ctx *ctx, struct wa_bundle *b)
 		return;
 	}
 	if (fs->sha_live) {
-		uint8_t digest[32];
+		uint8_t digest[OTA_SHA256_BYTES];
 
 		fs->sha_live = false;
 		if (ota_sha256_final(&fs->sha, digest) != OTA_OK ||
@@ -819,7 +820,7 @@ static void finish(struct wa_ctx *ctx, bool delta)
 	static const char *const allowed[] = {NULL};
 	const char *key, *artifact_id;
 	json_t *value;
-	char token[24];
+	char token[SRV_U64_TEXT_BYTES];
 	const char *params[2] = {ctx->path_arg, token};
 
 	if (!session_arg(ctx, allowed))

@@ -312,7 +312,7 @@ bool wa_query_only(struct wa_ctx *ctx, const char *const *allowed);
  * Reads ?limit= (1..WEBAPI_PAGE_MAX, default WEBAPI_PAGE_DEFAULT) into out
  * as text. Replies 400 and returns false when invalid.
  */
-bool wa_query_limit(struct wa_ctx *ctx, char out[16]);
+bool wa_query_limit(struct wa_ctx *ctx, char out[WA_LIMIT_TEXT_BYTES]);
 
 /*
  * Runs the prepared statement stmt with the API's deadline

@@ -468,7 +468,7 @@ bool wa_query_only(struct wa_ctx *ctx, const char *const *allowed)
 	return true;
 }
 
-bool wa_query_limit(struct wa_ctx *ctx, char out[16])
+bool wa_query_limit(struct wa_ctx *ctx, char out[WA_LIMIT_TEXT_BYTES])
 {
 	const char *s = wa_query(ctx, "limit");
 	uint64_t limit = WEBAPI_PAGE_DEFAULT;
@@ -478,7 +478,7 @@ bool wa_query_limit(struct wa_ctx *ctx, char out[16])
 			       "limit");
 		return false;
 	}
-	snprintf(out, 16, "%llu", (unsigned long long)limit);
+	snprintf(out, WA_LIMIT_TEXT_BYTES, "%llu", (unsigned long long)limit);
 	return true;
 }
 
@@ -694,7 +694,7 @@ static void gencb(struct evhttp_request *req, void *arg)
 	if (peer_addr != NULL)
 		peer = peer_addr;
 	if (!srv_ratelimit_take(api->ratelimit, peer, ctx->started_ms / 1000.0, &retry)) {
-		char value[16];
+		char value[SRV_U32_TEXT_BYTES];
 
 		snprintf(value, sizeof(value), "%u", retry);
 		evhttp_add_header(evhttp_request_get_output_headers(req), "Retry-After", value);

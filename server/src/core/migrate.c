@@ -97,7 +97,7 @@ static int cmp_migration(const void *a, const void *b)
 static enum ota_err read_file(const char *dir, struct migration *m)
 {
 	char path[4096];
-	uint8_t digest[32];
+	uint8_t digest[OTA_SHA256_BYTES];
 	FILE *f;
 	size_t len;
 
@@ -247,7 +247,7 @@ static bool record_ok(PGconn *pg, const struct migration *m, const char *sql, in
 
 static enum ota_err apply_one(PGconn *pg, const struct migration *m)
 {
-	char version[16];
+	char version[SRV_U32_TEXT_BYTES];
 	const char *params[3] = {version, m->name, m->checksum};
 
 	snprintf(version, sizeof(version), "%u", m->version);
@@ -349,7 +349,7 @@ out:
 
 static bool update_checksum(PGconn *pg, const struct migration *m)
 {
-	char version[16];
+	char version[SRV_U32_TEXT_BYTES];
 	const char *params[2] = {version, m->checksum};
 
 	snprintf(version, sizeof(version), "%u", m->version);

@@ -14,6 +14,9 @@
 /* Longest MQTT topic we look at. */
 #define SRV_MAX_TOPIC_BYTES 256u
 /* A SHA-256 digest as lowercase hex (store names, token hashes), NUL included. */
-#define SRV_SHA256_HEX_BYTES (2u * 32u + 1u)
+#define SRV_SHA256_HEX_BYTES (2u * OTA_SHA256_BYTES + 1u)
+/* A number as decimal text for a statement parameter or a header, NUL included. */
+#define SRV_U32_TEXT_BYTES 16u /* an int or unsigned */
+#define SRV_U64_TEXT_BYTES 24u /* a 64-bit one, signed or not */
 
 #endif

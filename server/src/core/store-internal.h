@@ -20,7 +20,8 @@
 bool srv_store_name_valid(const char *name);
 
 /* Lowercase hex of a 32-byte digest into out (65 bytes). */
-void srv_store_name_from_sha256(const uint8_t sha256[32], char out[SRV_SHA256_HEX_BYTES]);
+void srv_store_name_from_sha256(const uint8_t sha256[OTA_SHA256_BYTES],
+				char out[SRV_SHA256_HEX_BYTES]);
 
 /*
  * Opens store_dir/name read-only (no symlinks) and checks that its size
@@ -55,8 +56,10 @@ enum ota_err srv_store_add_file(const char *store_dir, const char *src,
 struct srv_store_writer;
 enum ota_err srv_store_writer_new(const char *store_dir, struct srv_store_writer **ret_w);
 enum ota_err srv_store_writer_write(struct srv_store_writer *w, const uint8_t *data, size_t len);
-enum ota_err srv_store_writer_commit(struct srv_store_writer *w, const uint8_t expected_sha256[32],
-				     uint8_t ret_sha256[32], char ret_name[SRV_SHA256_HEX_BYTES]);
+enum ota_err srv_store_writer_commit(struct srv_store_writer *w,
+				     const uint8_t expected_sha256[OTA_SHA256_BYTES],
+				     uint8_t ret_sha256[OTA_SHA256_BYTES],
+				     char ret_name[SRV_SHA256_HEX_BYTES]);
 void srv_store_writer_free(struct srv_store_writer *w);
 
 #endif

@@ -27,7 +27,8 @@ bool srv_store_name_valid(const char *name)
 	return name[64] == '\0';
 }
 
-void srv_store_name_from_sha256(const uint8_t sha256[32], char out[SRV_SHA256_HEX_BYTES])
+void srv_store_name_from_sha256(const uint8_t sha256[OTA_SHA256_BYTES],
+				char out[SRV_SHA256_HEX_BYTES])
 {
 	srv_hex_encode(sha256, 32, out);
 }
@@ -113,11 +114,13 @@ enum ota_err srv_store_writer_write(struct srv_store_writer *w, const uint8_t *d
 	return OTA_OK;
 }
 
-enum ota_err srv_store_writer_commit(struct srv_store_writer *w, const uint8_t expected_sha256[32],
-				     uint8_t ret_sha256[32], char ret_name[SRV_SHA256_HEX_BYTES])
+enum ota_err srv_store_writer_commit(struct srv_store_writer *w,
+				     const uint8_t expected_sha256[OTA_SHA256_BYTES],
+				     uint8_t ret_sha256[OTA_SHA256_BYTES],
+				     char ret_name[SRV_SHA256_HEX_BYTES])
 {
 	char final[PATH_MAX], name[SRV_SHA256_HEX_BYTES];
-	uint8_t digest[32];
+	uint8_t digest[OTA_SHA256_BYTES];
 
 	if (w == NULL || w->fd < 0 || !w->sha_live)
 		return OTA_ERR_STORAGE;

@@ -6,6 +6,7 @@
 #include "assign_cache-internal.h"
 #include "http-internal.h"
 #include "log-internal.h"
+#include "srv-limits.h"
 
 #define STMT "dlv_changes"
 #define BLOB_BUCKETS 256u
@@ -299,7 +300,7 @@ static void poll_cb(void *arg, enum ota_err err, const PGresult *res)
 static void poll_timer_cb(evutil_socket_t fd, short what, void *arg)
 {
 	struct srv_assign_cache *c = arg;
-	char since[24], limit[16];
+	char since[SRV_U64_TEXT_BYTES], limit[SRV_U32_TEXT_BYTES];
 	const char *params[2] = {since, limit};
 	struct poll *p;
 

@@ -104,9 +104,11 @@ static const struct srv_db_stmt stmts[] = {
 		 " FROM delivery_image($1, $2, decode(NULLIF($3, ''), 'hex'))",
 		 3},
 	[DLV_KEYLIST] = {"dlv_keylist",
-			 "SELECT known, decommissioned, bytes FROM delivery_keylist($1)", 1},
+			 "SELECT known, decommissioned, bytes FROM delivery_trust_list($1, false)",
+			 1},
 	[DLV_ROOTLIST] = {"dlv_rootlist",
-			  "SELECT known, decommissioned, bytes FROM delivery_rootlist($1)", 1},
+			  "SELECT known, decommissioned, bytes FROM delivery_trust_list($1, true)",
+			  1},
 };
 
 enum ota_err srv_delivery_prepare(struct srv_db *db)
@@ -369,7 +371,7 @@ static void answer(struct dlv_request *r, enum ota_err err, const PGresult *res)
 		return;
 	}
 	{
-		char name[65];
+		char name[SRV_SHA256_HEX_BYTES];
 		int name_len = PQgetlength(res, 0, 5);
 		long long size = srv_db_get_int8(res, 0, 6);
 
@@ -441,7 +443,7 @@ static bool admit_device(struct evhttp_request *req, void *ctx)
 {
 	struct dlv_request r = {.srv = ctx, .req = req, .started = srv_now()};
 	unsigned retry_after = 1;
-	char header[16];
+	char header[SRV_U32_TEXT_BYTES];
 
 	if (srv_http_peer_cn(req, r.device, sizeof(r.device)) != OTA_OK ||
 	    !srv_id_valid(r.device, DLV_MAX_DEVICE_ID)) {

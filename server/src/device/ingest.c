@@ -131,7 +131,7 @@ static PGresult *wait_result(PGconn *conn, double deadline)
 static bool db_connect(struct srv_ingest *ing)
 {
 	static const char *const keys[] = {"dbname", "connect_timeout", "application_name", NULL};
-	char timeout[16];
+	char timeout[SRV_U32_TEXT_BYTES];
 	char *conninfo = NULL;
 	const char *values[4] = {NULL, timeout, "ota-server-ingest", NULL};
 	double deadline = srv_now() + ing->deadline_ms / 1000.0;
@@ -282,7 +282,7 @@ static void back_off(struct srv_ingest *ing, unsigned ms)
 static void store(struct srv_ingest *ing, const struct srv_report_doc *doc, unsigned refused,
 		  struct srv_ingest_result *result)
 {
-	char digest[SRV_SHA256_HEX_BYTES], refused_text[16];
+	char digest[SRV_SHA256_HEX_BYTES], refused_text[SRV_U32_TEXT_BYTES];
 	char *text = json_dumps(doc->json, JSON_COMPACT);
 	const char *params[4] = {result->device, text, digest, refused_text};
 	unsigned delay = SRV_INGEST_RETRY_MIN_MS;

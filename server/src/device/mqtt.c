@@ -340,7 +340,7 @@ static void client_publish(struct srv_mqtt *mqtt, const struct mqtt_cmd *cmd)
 	MQTTAsync_responseOptions opts = MQTTAsync_responseOptions_initializer;
 	struct mqtt_msg sent = {
 		.kind = MSG_SENT, .tracked = cmd->tracked, .seq = cmd->seq, .fence = cmd->fence};
-	char fence[24];
+	char fence[SRV_U64_TEXT_BYTES];
 	int rc;
 
 	msg.payload = (void *)cmd->payload;

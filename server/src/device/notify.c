@@ -7,6 +7,7 @@
 #include "log-internal.h"
 #include "device.h"
 #include "server-internal.h"
+#include "srv-limits.h"
 
 struct srv_notifier {
 	struct srv_server *srv;
@@ -66,7 +67,7 @@ static void claimed_cb(void *arg, enum ota_err err, const PGresult *res)
 static void tick_cb(evutil_socket_t fd, short what, void *arg)
 {
 	struct srv_notifier *n = arg;
-	char batch[16];
+	char batch[SRV_U32_TEXT_BYTES];
 	const char *params[1] = {batch};
 
 	(void)fd;

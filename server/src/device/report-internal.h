@@ -49,7 +49,7 @@ const char *srv_report_event_name(int kind);
 struct srv_report_doc {
 	json_t *json;
 	uint64_t seq;
-	uint8_t digest[32];
+	uint8_t digest[OTA_SHA256_BYTES];
 	unsigned merged;
 	size_t events_dropped;
 };

@@ -23,6 +23,7 @@
 #include "http-internal.h"
 #include "log-internal.h"
 #include "server-internal.h"
+#include "srv-limits.h"
 #include "timestamp-internal.h"
 #include "fleetota/sign.h"
 #include "fleetota/trust.h"
@@ -235,7 +236,7 @@ static void keylist_cb(void *arg, enum ota_err err, const PGresult *res)
 		return;
 	}
 	const char *params[1];
-	char limit[16];
+	char limit[SRV_U32_TEXT_BYTES];
 	snprintf(limit, sizeof(limit), "%u", SRV_TS_MAX_PRODUCTS);
 	params[0] = limit;
 	if (srv_db_exec_sql(ts->srv->db, stmts[STMT_RELEASES].sql, stmts[STMT_RELEASES].n_params,

@@ -13,6 +13,7 @@
 #include "log-internal.h"
 #include "rollout.h"
 #include "server-internal.h"
+#include "srv-limits.h"
 
 /* "{" + ids of up to 20 digits and a comma each + "}" + NUL */
 #define IDS_BYTES (SRV_ROLLOUT_MAX_NOTIFY * 21u + 3u)
@@ -137,7 +138,7 @@ enum ota_err srv_rollout_notify_from_row(const char *const fields[SRV_ROLLOUT_TI
 
 enum ota_err srv_rollout_ids_append(char *buf, size_t cap, size_t *len, uint64_t id)
 {
-	char digits[24];
+	char digits[SRV_U64_TEXT_BYTES];
 	int n = snprintf(digits, sizeof(digits), "%" PRIu64, id);
 	size_t need = (size_t)n + 1u; /* '{' or ',' first */
 
@@ -393,7 +394,7 @@ static void tick_done_cb(void *arg, enum ota_err err, const PGresult *res)
 
 static void start_tick(struct srv_rollout *r)
 {
-	char lease[16], max_notify[16];
+	char lease[SRV_U32_TEXT_BYTES], max_notify[SRV_U32_TEXT_BYTES];
 	const char *params[3] = {r->server_id, lease, max_notify};
 
 	/* claim nothing we could not publish */

@@ -21,14 +21,20 @@
 #include <sys/stat.h>
 
 #include "fleetota/crypto.h"
+#include "fleetota/hex.h"
 #include "fleetota/limits.h"
 #include "ota.pb-c.h"
 #include "ota_fixture.h"
 
 static void hex(FILE *f, const uint8_t *data, size_t len)
 {
-	for (size_t i = 0; i < len; i++)
-		fprintf(f, "%02x", data[i]);
+	char *text = malloc(2 * len + 1);
+
+	if (text == NULL)
+		abort();
+	ota_hex_encode(data, len, text);
+	fputs(text, f);
+	free(text);
 }
 
 static char *path2(const char *dir, const char *name, const char *ext)
@@ -169,8 +175,7 @@ static int cmd_fixtures(int argc, char **argv)
 		p = path2(dir, id, ".otab");
 		ota_fx_write_file(p, bundle.data, bundle.len);
 		free(p);
-		for (size_t j = 0; j < 32; j++)
-			snprintf(store_name + 2 * j, 3, "%02x", m.image_sha256[j]);
+		ota_hex_encode(m.image_sha256, 32, store_name);
 		p = path2(store, store_name, "");
 		ota_fx_write_file(p, image, size);
 		free(p);

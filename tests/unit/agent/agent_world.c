@@ -167,24 +167,19 @@ void world_next_image(const struct world *w, uint8_t out[W_NEXT_LEN])
 	memcpy(out + W_V1_LEN, w->v2, W_NEXT_LEN - W_V1_LEN);
 }
 
-struct payload_buf {
-	struct world_delta *d;
-	size_t cap;
-};
-
-static enum ota_err payload_put(void *arg, const uint8_t *data, size_t len)
+enum ota_err world_buf_put(void *arg, const uint8_t *data, size_t len)
 {
-	struct payload_buf *b = arg;
-	if (b->d->len + len > b->cap) {
-		size_t cap = (b->d->len + len) * 2;
-		uint8_t *p = realloc(b->d->payload, cap);
+	struct world_buf *b = arg;
+	if (b->len + len > b->cap) {
+		size_t cap = (b->len + len) * 2;
+		uint8_t *p = realloc(b->data, cap);
 		if (!p)
 			return OTA_ERR_NOMEM;
-		b->d->payload = p;
+		b->data = p;
 		b->cap = cap;
 	}
-	memcpy(b->d->payload + b->d->len, data, len);
-	b->d->len += len;
+	memcpy(b->data + b->len, data, len);
+	b->len += len;
 	return OTA_OK;
 }
 
@@ -197,13 +192,15 @@ void world_delta_make(struct world_delta *d, const uint8_t *base, size_t base_le
 void world_delta_make_with(struct world_delta *d, const uint8_t *base, size_t base_len,
 			   const uint8_t *image, size_t len, uint32_t chunk_bytes, int matcher)
 {
-	struct payload_buf b = {.d = d};
+	struct world_buf b = {0};
 	uint64_t size = 0;
 	memset(d, 0, sizeof(*d));
 	assert_int_equal(ota_delta_make_with(base, base_len, image, len, chunk_bytes, 19,
-					     (enum ota_delta_matcher)matcher, payload_put, &b,
+					     (enum ota_delta_matcher)matcher, world_buf_put, &b,
 					     &size),
 			 OTA_OK);
+	d->payload = b.data;
+	d->len = b.len;
 	assert_int_equal(size, d->len);
 	SHA256(base, base_len, d->base_sha256);
 	SHA256(d->payload, d->len, d->sha256);

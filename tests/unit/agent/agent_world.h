@@ -89,6 +89,14 @@ void world_expect_rejected(struct world *w, const Fleetota__V1__Signed *m,
 #define W_DELTA_CHUNK 4096u
 void world_next_image(const struct world *w, uint8_t out[W_NEXT_LEN]);
 
+/* What a sink (ota_port_sink_fn, ota_delta_out_fn) was given, grown as it comes; free data. */
+struct world_buf {
+	uint8_t *data;
+	size_t len;
+	size_t cap;
+};
+enum ota_err world_buf_put(void *arg, const uint8_t *data, size_t len);
+
 /* A delta payload of image against base, and the DeltaInfo that describes it. */
 struct world_delta {
 	uint8_t *payload;

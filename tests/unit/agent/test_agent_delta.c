@@ -155,23 +155,6 @@ static void test_index_matcher_update(void **state)
 	expect_delta_update(dw);
 }
 
-/* Collects the applier's output. */
-struct out_buf {
-	uint8_t *data;
-	size_t len;
-	size_t cap;
-};
-
-static enum ota_err out_put(void *arg, const uint8_t *data, size_t len)
-{
-	struct out_buf *o = arg;
-	if (len > o->cap - o->len)
-		return OTA_ERR_SIZE;
-	memcpy(o->data + o->len, data, len);
-	o->len += len;
-	return OTA_OK;
-}
-
 /* Deterministic bytes (xorshift). */
 static void fill_random(uint8_t *p, size_t len, uint64_t seed)
 {
@@ -195,10 +178,9 @@ static void test_matchers_round_trip(void **state)
 	(void)state;
 	enum { BASE = 1u << 20, IMG = (1u << 20) + 41257u, CH = 256u * 1024u };
 	uint8_t *base = malloc(BASE), *img = malloc(IMG);
-	struct out_buf o = {.data = malloc(IMG), .cap = IMG};
+	struct world_buf o = {0};
 	assert_non_null(base);
 	assert_non_null(img);
-	assert_non_null(o.data);
 	fill_random(base, BASE, 0x1234567u);
 	size_t at = 0;
 	memcpy(img + at, base + 333333u, 233333u); /* moved back */
@@ -226,7 +208,7 @@ static void test_matchers_round_trip(void **state)
 		for (size_t off = 0; off < d.len; off += 7777u)
 			assert_int_equal(ota_delta_feed(&ad, d.payload + off,
 							d.len - off < 7777u ? d.len - off : 7777u,
-							out_put, &o),
+							world_buf_put, &o),
 					 OTA_OK);
 		assert_true(ota_delta_complete(&ad));
 		assert_int_equal(o.len, IMG);

@@ -17,6 +17,7 @@
 #include <cmocka.h>
 
 #include "agent_world.h"
+#include "fleetota/hex.h"
 #include "fleetota/online.h"
 #include "ota_sim_faults.h"
 
@@ -364,9 +365,8 @@ static void delta_serve(struct world *w, struct world_delta *d, uint8_t *next, b
 	fk.image_len = W_NEXT_LEN;
 	fk.delta = d->payload;
 	fk.delta_len = d->len;
-	char *p = fk.delta_path + sprintf(fk.delta_path, "/v1/images/" ART "?base=");
-	for (size_t i = 0; i < 32; i++)
-		p += sprintf(p, "%02x", d->base_sha256[i]);
+	int at = sprintf(fk.delta_path, "/v1/images/" ART "?base=");
+	ota_hex_encode(d->base_sha256, 32, fk.delta_path + at);
 }
 
 static void test_delta_install(void **state)
