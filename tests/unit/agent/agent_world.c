@@ -44,10 +44,13 @@ static void agent_start(struct world *w)
 {
 	struct ota_agent_config cfg = {.model = W_MODEL,
 				       .hw_revision = W_HW,
-				       .checkpoint_bytes = W_CHECKPOINT,
+				       .checkpoint_bytes =
+					       w->checkpoint ? w->checkpoint : W_CHECKPOINT,
 				       .delta_work = w->delta_work,
 				       .delta_work_len = OTA_DELTA_WORK_BYTES};
 	struct ota_port port = ota_sim_port(w->sim);
+	if (w->ops)
+		port.ops = w->ops;
 	assert_int_equal(ota_agent_init(&w->agent, &port, &cfg, w->work, OTA_AGENT_WORK_BYTES),
 			 OTA_OK);
 }
@@ -238,7 +241,8 @@ enum ota_err world_install(struct world *w, const Fleetota__V1__Signed *manifest
 	if (err != OTA_OK)
 		return err;
 	for (size_t off = (size_t)ota_agent_offset(&w->agent); off < len;) {
-		size_t n = len - off < 1000 ? len - off : 1000;
+		size_t piece = w->piece ? w->piece : 1000;
+		size_t n = len - off < piece ? len - off : piece;
 		err = ota_agent_write(&w->agent, image + off, n);
 		if (err != OTA_OK)
 			return err;
