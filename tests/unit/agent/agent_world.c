@@ -1,4 +1,5 @@
 /* SPDX-License-Identifier: Apache-2.0 */
+#include <pthread.h>
 #include <setjmp.h>
 #include <stdarg.h>
 #include <stddef.h>
@@ -38,6 +39,40 @@ static enum ota_err world_unwrap(void *arg, const struct ota_key_unwrap_request 
 					ret_key);
 	}
 	return OTA_ERR_NOT_FOUND;
+}
+
+unsigned world_beside_calls;
+static struct ota_port_ops beside_ops;
+
+struct beside_job {
+	void (*fn)(void *arg);
+	void *arg;
+};
+
+static void *beside_thread(void *p)
+{
+	struct beside_job *job = p;
+	job->fn(job->arg);
+	return NULL;
+}
+
+static void thread_beside(void *ctx, void (*beside)(void *arg), void *beside_arg,
+			  void (*own)(void *arg), void *own_arg)
+{
+	(void)ctx;
+	struct beside_job job = {beside, beside_arg};
+	pthread_t thread;
+	world_beside_calls++;
+	assert_int_equal(pthread_create(&thread, NULL, beside_thread, &job), 0);
+	own(own_arg);
+	assert_int_equal(pthread_join(thread, NULL), 0);
+}
+
+void world_use_beside(struct world *w)
+{
+	beside_ops = *ota_sim_port(w->sim).ops;
+	beside_ops.run_beside = thread_beside;
+	w->ops = &beside_ops;
 }
 
 static void agent_start(struct world *w)

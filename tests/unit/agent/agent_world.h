@@ -57,6 +57,14 @@ struct world {
 	size_t piece;
 };
 
+/*
+ * The sim's ops plus run_beside, which runs the other job on a thread of
+ * its own (as the Linux port's helper does) and counts its calls in
+ * world_beside_calls; in effect from the next world_restart.
+ */
+extern unsigned world_beside_calls;
+void world_use_beside(struct world *w);
+
 /* Builds keys, trust objects and a device running v1 (asserts on failure). */
 void world_setup(struct world *w);
 void world_teardown(struct world *w);

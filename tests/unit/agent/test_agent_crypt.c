@@ -10,7 +10,6 @@
  * attack cases run again with a port that runs a job on a second thread
  * (run_beside): the core then decrypts runs of whole chunks on two threads.
  */
-#include <pthread.h>
 #include <setjmp.h>
 #include <stdarg.h>
 #include <stddef.h>
@@ -642,53 +641,24 @@ static void test_decrypt_into_lent_buffer(void **state)
 }
 
 /*
- * A port with run_beside (the Linux port's helper thread): the job runs
- * on a thread of its own while the core runs its part. With the whole
+ * A port with run_beside (world_use_beside: the job on a thread of its
+ * own, as the Linux port's helper thread runs it). With the whole
  * image in one write call and a checkpoint every two chunks, the core
  * decrypts two runs of two chunks on two threads (chunks 0 and 2 on the
  * calling thread, 1 and 3 beside) and the short last chunk through the
  * stream, so the attack cases run again with this port (TB) tamper with
  * chunks of both threads and with the last one.
  */
-static unsigned beside_calls;
-static struct ota_port_ops beside_ops;
-
-struct beside_job {
-	void (*fn)(void *arg);
-	void *arg;
-};
-
-static void *beside_thread(void *p)
-{
-	struct beside_job *job = p;
-	job->fn(job->arg);
-	return NULL;
-}
-
-static void thread_beside(void *ctx, void (*beside)(void *arg), void *beside_arg,
-			  void (*own)(void *arg), void *own_arg)
-{
-	(void)ctx;
-	struct beside_job job = {beside, beside_arg};
-	pthread_t thread;
-	beside_calls++;
-	assert_int_equal(pthread_create(&thread, NULL, beside_thread, &job), 0);
-	own(own_arg);
-	assert_int_equal(pthread_join(thread, NULL), 0);
-}
-
 static int setup_beside(void **state)
 {
 	if (setup(state) != 0)
 		return -1;
 	struct world *w = *state;
-	beside_ops = *w->agent.port.ops;
-	beside_ops.run_beside = thread_beside;
-	w->ops = &beside_ops;
+	world_use_beside(w);
 	w->checkpoint = 2 * CHUNK;
 	w->piece = SIZE_MAX;
 	world_restart(w);
-	beside_calls = 0;
+	world_beside_calls = 0;
 	return 0;
 }
 
@@ -700,7 +670,7 @@ static void test_beside_runs(void **state)
 	enc_update_make(w, &u, w->v2, sizeof(w->v2), &w->dev_keys[0], 1);
 	world_update(w, u.m, u.crypt->ciphertext.data, u.crypt->ciphertext.len);
 	assert_running_v2(w);
-	assert_int_equal(beside_calls, 2);
+	assert_int_equal(world_beside_calls, 2);
 	enc_update_free(&u);
 }
 
@@ -727,7 +697,7 @@ static void test_beside_first_bad_chunk(void **state)
 	expect_bad_chunk(w, beside_only, 1, "chunk 1 of the encrypted image fails authentication");
 	expect_bad_chunk(w, both, 2, "chunk 0 of the encrypted image fails authentication");
 	expect_bad_chunk(w, second_run, 2, "chunk 2 of the encrypted image fails authentication");
-	assert_true(beside_calls >= 3);
+	assert_true(world_beside_calls >= 3);
 }
 
 #define T(fn) cmocka_unit_test_setup_teardown(fn, setup, teardown)
