@@ -5,7 +5,10 @@
  * job while the calling thread runs its own; the call returns when both
  * are done. Only with async_slot_writes (ota-agent: one device in the
  * process); the fleet simulator's devices run both jobs on their own
- * thread, as they do when the thread cannot be started.
+ * thread, as they do when the thread cannot be started. A job the helper
+ * has not started by the time the caller's own is done, the caller takes
+ * back and runs itself: on a busy machine it does not wait for the
+ * helper to be scheduled.
  */
 #include <pthread.h>
 #include <stdbool.h>
@@ -14,8 +17,9 @@
 #include "ota_linux.h"
 
 struct ota_beside {
-	void (*job)(void *arg); /* the job handed over, NULL once done */
+	void (*job)(void *arg); /* the job handed over, NULL once done or taken back */
 	void *arg;
+	bool running; /* the helper runs job */
 	bool quit;
 	pthread_mutex_t lock;
 	pthread_cond_t cond;
@@ -32,10 +36,12 @@ static void *beside_main(void *p)
 		if (!b->job)
 			break;
 		void (*job)(void *) = b->job;
+		b->running = true;
 		pthread_mutex_unlock(&b->lock);
 		job(b->arg);
 		pthread_mutex_lock(&b->lock);
 		b->job = NULL;
+		b->running = false;
 		pthread_cond_broadcast(&b->cond);
 	}
 	pthread_mutex_unlock(&b->lock);
@@ -85,9 +91,14 @@ void ota_linux_run_beside(void *ctx, void (*beside)(void *arg), void *beside_arg
 	own(own_arg);
 	/* the mutex makes the job's writes visible here */
 	pthread_mutex_lock(&b->lock);
+	bool mine = b->job && !b->running;
+	if (mine)
+		b->job = NULL; /* not started: taken back */
 	while (b->job)
 		pthread_cond_wait(&b->cond, &b->lock);
 	pthread_mutex_unlock(&b->lock);
+	if (mine)
+		beside(beside_arg);
 }
 
 void ota_linux_beside_close(struct ota_linux_port *lx)

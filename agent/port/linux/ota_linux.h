@@ -149,7 +149,9 @@ void ota_slot_writer_close(struct ota_linux_port *lx);
 /*
  * The port's run_beside op (beside.c): beside on the helper thread (started
  * at the first call, with async_slot_writes only) while the caller runs
- * own; both in the caller without the thread. close stops the thread.
+ * own; both in the caller without the thread, and beside in the caller
+ * when the helper has not started it by the end of own. close stops the
+ * thread.
  */
 void ota_linux_run_beside(void *ctx, void (*beside)(void *arg), void *beside_arg,
 			  void (*own)(void *arg), void *own_arg);
