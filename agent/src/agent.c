@@ -1169,12 +1169,13 @@ static enum ota_err delta_write(struct ota_agent *agent, const void *chunk, size
 }
 
 /*
- * Plaintext at inst->written: into the slot and the hash. A checkpoint
- * (slot sync, then the state) when one is due and allowed here: an
- * encrypted image checkpoints only where a chunk authenticated.
+ * Plaintext at inst->written: into the slot, and into the hash unless
+ * the caller hashed it already. A checkpoint (slot sync, then the state)
+ * when one is due and allowed here: an encrypted image checkpoints only
+ * where a chunk authenticated.
  */
 static enum ota_err plain_write(struct ota_agent *agent, const void *data, size_t len,
-				bool may_checkpoint)
+				bool may_checkpoint, bool hashed)
 {
 	struct ota_install *inst = &agent->install;
 	if (len > 0) {
@@ -1183,7 +1184,7 @@ static enum ota_err plain_write(struct ota_agent *agent, const void *data, size_
 			ota_agent_close(agent);
 			return OTA_ERR_STORAGE;
 		}
-		enum ota_err err = ota_sha256_update(&inst->hash, data, len);
+		enum ota_err err = hashed ? OTA_OK : ota_sha256_update(&inst->hash, data, len);
 		if (err != OTA_OK) {
 			ota_agent_close(agent);
 			return err;
@@ -1210,6 +1211,82 @@ static enum ota_err plain_write(struct ota_agent *agent, const void *data, size_
 	return OTA_OK;
 }
 
+/* One run of whole chunks for run_beside: decrypted, then hashed when hash is set. */
+struct chunk_run {
+	const struct ota_decrypt *dec;
+	struct ota_gcm_ctx *gcm;
+	struct ota_sha256_ctx *hash; /* NULL: the caller hashes it after */
+	uint64_t index;
+	const uint8_t *in;
+	size_t n;
+	uint8_t *out;
+	uint64_t bad; /* the chunk that failed */
+	enum ota_err err;
+};
+
+static void chunk_run(void *arg)
+{
+	struct chunk_run *r = arg;
+	r->err = ota_decrypt_chunks(r->dec, r->gcm, r->index, r->in, r->n, r->out, &r->bad);
+	if (r->err == OTA_OK && r->hash)
+		r->err = ota_sha256_update(r->hash, r->out, r->n * r->dec->chunk_bytes);
+}
+
+/*
+ * Whole chunks on two threads (the port's run_beside): this thread
+ * decrypts and hashes the first quarter of the run while the other
+ * decrypts the rest (AES-GCM costs about half what SHA-256 does here,
+ * docs/bench.md), then this thread hashes the rest. Every tag of the run
+ * is checked before the decryptor moves past it; *ret_index is the
+ * chunk that failed. The run ends at the chunk that makes a checkpoint due.
+ */
+static enum ota_err decrypt_beside(struct ota_agent *agent, const uint8_t *in, size_t whole,
+				   uint8_t *out, size_t have, size_t *ret_used, size_t *ret_made,
+				   uint64_t *ret_index)
+{
+	struct ota_install *inst = &agent->install;
+	struct ota_decrypt *dec = &inst->dec;
+	size_t sealed = (size_t)dec->chunk_bytes + OTA_CRYPT_TAG_BYTES;
+	uint64_t done = inst->since_checkpoint + have;
+	uint64_t room =
+		agent->config.checkpoint_bytes > done ? agent->config.checkpoint_bytes - done : 0;
+	uint64_t upto = (room + dec->chunk_bytes - 1) / dec->chunk_bytes;
+	if (upto < whole)
+		whole = upto > 1 ? (size_t)upto : 1;
+	size_t own_n = (whole + 3) / 4;
+	struct chunk_run own = {
+		.dec = dec,
+		.gcm = &dec->gcm,
+		.hash = &inst->hash,
+		.index = dec->index,
+		.in = in,
+		.n = own_n,
+		.out = out + have,
+	};
+	struct chunk_run beside = {
+		.dec = dec,
+		.gcm = &dec->gcm_beside,
+		.index = dec->index + own_n,
+		.in = in + own_n * sealed,
+		.n = whole - own_n,
+		.out = out + have + own_n * (size_t)dec->chunk_bytes,
+	};
+	if (beside.n > 0)
+		agent->port.ops->run_beside(agent->port.ctx, chunk_run, &beside, chunk_run, &own);
+	else
+		chunk_run(&own);
+	*ret_index = own.err != OTA_OK ? own.bad : beside.bad;
+	enum ota_err err = own.err != OTA_OK ? own.err : beside.err;
+	if (err == OTA_OK && beside.n > 0)
+		err = ota_sha256_update(&inst->hash, beside.out, beside.n * dec->chunk_bytes);
+	if (err != OTA_OK)
+		return err;
+	ota_decrypt_skip(dec, whole);
+	*ret_used = whole * sealed;
+	*ret_made = whole * dec->chunk_bytes;
+	return OTA_OK;
+}
+
 /*
  * Ciphertext through the decryptor. The plaintext of one call collects in
  * the work area and goes to the slot in one write at the end of the call,
@@ -1218,6 +1295,9 @@ static enum ota_err plain_write(struct ota_agent *agent, const void *data, size_
  * one fed the same pieces (before, every chunk boundary split a write in
  * two, docs/bench.md). A port that lends its own buffer (slot_buffer)
  * gets the plaintext decrypted straight into it: no copy in slot_write.
+ * The plaintext is hashed as it is made, while it is in the cache. Two
+ * or more whole chunks in a call, with a port that runs a job on another
+ * thread (run_beside), are decrypted on both threads (decrypt_beside).
  */
 static enum ota_err decrypt_write(struct ota_agent *agent, const uint8_t *in, size_t len)
 {
@@ -1240,14 +1320,23 @@ static enum ota_err decrypt_write(struct ota_agent *agent, const uint8_t *in, si
 				cap = agent->work_len;
 			}
 		}
-		if (have < cap)
+		size_t whole = inst->dec.beside && agent->port.ops->run_beside && have < cap
+				       ? ota_decrypt_whole(&inst->dec, len, cap - have)
+				       : 0;
+		if (whole >= 2) {
+			err = decrypt_beside(agent, in, whole, out, have, &used, &made, &index);
+			chunk_end = err == OTA_OK;
+		} else if (have < cap) {
 			err = ota_decrypt_feed(&inst->dec, in, len, out + have, cap - have, &used,
 					       &made, &chunk_end);
+			if (err == OTA_OK && made > 0)
+				err = ota_sha256_update(&inst->hash, out + have, made);
+		}
 		have += made;
 		bool due = chunk_end &&
 			   inst->since_checkpoint + have >= agent->config.checkpoint_bytes;
 		if (err == OTA_OK && (len == used || have == cap || due)) {
-			err = plain_write(agent, out, have, due);
+			err = plain_write(agent, out, have, due, true);
 			have = 0;
 		}
 		if (err == OTA_ERR_DECRYPT)
@@ -1282,7 +1371,7 @@ enum ota_err ota_agent_write(struct ota_agent *agent, const void *chunk, size_t 
 		return delta_write(agent, chunk, len);
 	if (inst->dec.on)
 		return decrypt_write(agent, chunk, len);
-	return plain_write(agent, chunk, len, true);
+	return plain_write(agent, chunk, len, true, false);
 }
 
 enum ota_err ota_agent_finish(struct ota_agent *agent)

@@ -130,11 +130,67 @@ enum ota_err ota_decrypt_feed(struct ota_decrypt *d, const uint8_t *in, size_t l
 	return OTA_OK;
 }
 
+enum ota_err ota_decrypt_open_beside(struct ota_decrypt *d, const uint8_t key[OTA_CEK_BYTES])
+{
+	if (!d->on || d->beside)
+		return OTA_ERR_INVALID_ARG;
+	enum ota_err err = ota_gcm_open(&d->gcm_beside, key);
+	d->beside = err == OTA_OK;
+	return err;
+}
+
+size_t ota_decrypt_whole(const struct ota_decrypt *d, size_t len, size_t cap)
+{
+	if (!d->on || d->chunk_open)
+		return 0;
+	uint64_t n_chunks = chunk_count(d);
+	/* the last chunk may be short and has its own AAD: it goes through feed */
+	uint64_t left = d->index + 1 < n_chunks ? n_chunks - 1 - d->index : 0;
+	uint64_t sealed = (uint64_t)d->chunk_bytes + OTA_CRYPT_TAG_BYTES;
+	uint64_t n = len / sealed;
+	if (n > cap / d->chunk_bytes)
+		n = cap / d->chunk_bytes;
+	return (size_t)(n < left ? n : left);
+}
+
+enum ota_err ota_decrypt_chunks(const struct ota_decrypt *d, struct ota_gcm_ctx *gcm,
+				uint64_t index, const uint8_t *in, size_t n, uint8_t *out,
+				uint64_t *ret_bad)
+{
+	uint64_t n_chunks = chunk_count(d);
+	for (size_t i = 0; i < n; i++, index++) {
+		uint8_t nonce[OTA_CRYPT_NONCE_BYTES];
+		uint8_t aad[OTA_CRYPT_AAD_BYTES];
+		*ret_bad = index;
+		if (index + 1 >= n_chunks)
+			return OTA_ERR_INVALID_ARG; /* the last chunk is not whole here */
+		ota_crypt_chunk_nonce(d->prefix, index, nonce);
+		ota_crypt_chunk_aad(index, false, aad);
+		enum ota_err err = ota_gcm_chunk_begin(gcm, nonce, aad, sizeof(aad));
+		if (err == OTA_OK)
+			err = ota_gcm_chunk_update(gcm, in, d->chunk_bytes, out);
+		if (err == OTA_OK)
+			err = ota_gcm_chunk_end(gcm, in + d->chunk_bytes);
+		if (err != OTA_OK)
+			return err;
+		in += d->chunk_bytes + OTA_CRYPT_TAG_BYTES;
+		out += d->chunk_bytes;
+	}
+	return OTA_OK;
+}
+
+void ota_decrypt_skip(struct ota_decrypt *d, size_t n)
+{
+	d->index += n;
+	d->wire_done += (uint64_t)n * (d->chunk_bytes + OTA_CRYPT_TAG_BYTES);
+}
+
 void ota_decrypt_close(struct ota_decrypt *d)
 {
 	if (!d)
 		return;
 	ota_gcm_close(&d->gcm);
+	ota_gcm_close(&d->gcm_beside);
 	wipe(d, sizeof(*d));
 }
 
@@ -216,6 +272,9 @@ enum ota_err ota_decrypt_prepare(const struct ota_port *port, const Fleetota__V1
 	}
 	if (err == OTA_OK)
 		err = ota_decrypt_open(ret, m->encryption, m->image->size, key);
+	/* a second context for the port's other thread; without one, all on this thread */
+	if (err == OTA_OK && port->ops->run_beside)
+		(void)ota_decrypt_open_beside(ret, key);
 	wipe(key, sizeof(key));
 	return err;
 }

@@ -30,6 +30,8 @@ struct ota_decrypt {
 	uint8_t tag[OTA_CRYPT_TAG_BYTES];
 	uint8_t prefix[OTA_CRYPT_NONCE_PREFIX_BYTES];
 	struct ota_gcm_ctx gcm;
+	bool beside; /* gcm_beside is open: whole chunks may be decrypted on two threads */
+	struct ota_gcm_ctx gcm_beside; /* the same key, for the chunks decrypted beside */
 };
 
 /*
@@ -57,6 +59,36 @@ uint64_t ota_decrypt_wire_offset(const struct ota_decrypt *d, uint64_t plain_off
  */
 enum ota_err ota_decrypt_feed(struct ota_decrypt *d, const uint8_t *in, size_t len, uint8_t *out,
 			      size_t cap, size_t *ret_used, size_t *ret_made, bool *ret_chunk_end);
+
+/*
+ * A second cipher context with the same key (the caller wipes key), for
+ * ota_decrypt_chunks on another thread (the port's run_beside).
+ */
+enum ota_err ota_decrypt_open_beside(struct ota_decrypt *d, const uint8_t key[OTA_CEK_BYTES]);
+
+/*
+ * How many whole chunks follow at the current position: 0 inside a
+ * chunk, else the full-size chunks, never the image's last one, whose
+ * ciphertext and tag are all within len bytes and whose plaintext fits
+ * in cap bytes.
+ */
+size_t ota_decrypt_whole(const struct ota_decrypt *d, size_t len, size_t cap);
+
+/*
+ * Decrypts n whole chunks (counted by ota_decrypt_whole) from chunk
+ * index on, in = their ciphertext and tags, out = n * chunk_bytes, with
+ * gcm (d->gcm or d->gcm_beside; d is only read, so two threads may
+ * decrypt two runs at once), checking each chunk's tag before the next.
+ * OTA_OK, or the error with *ret_bad the chunk that failed
+ * (OTA_ERR_DECRYPT: its tag). Plaintext of a failed run is not to be
+ * used; d does not move (ota_decrypt_skip does, once all are OTA_OK).
+ */
+enum ota_err ota_decrypt_chunks(const struct ota_decrypt *d, struct ota_gcm_ctx *gcm,
+				uint64_t index, const uint8_t *in, size_t n, uint8_t *out,
+				uint64_t *ret_bad);
+
+/* Moves d past n whole chunks that ota_decrypt_chunks authenticated. */
+void ota_decrypt_skip(struct ota_decrypt *d, size_t n);
 
 /* True once every chunk authenticated (the stream is complete). */
 bool ota_decrypt_done(const struct ota_decrypt *d);

@@ -322,6 +322,20 @@ struct ota_port_ops {
 	uint8_t *(*slot_buffer)(void *ctx, unsigned slot, uint64_t off, size_t *ret_cap);
 
 	/*
+	 * Optional (NULL: the core runs both jobs itself, one after the
+	 * other). run_beside runs beside(beside_arg) on another thread while
+	 * the calling thread runs own(own_arg), and returns when both have
+	 * returned; a port that cannot start its thread now runs beside
+	 * itself after own. The jobs are the core's and touch disjoint
+	 * memory; the port makes beside's writes visible to the caller when
+	 * it returns (a mutex or a join does). The core uses it to decrypt
+	 * the later chunks of one write call while it decrypts and hashes the
+	 * first ones, and checks both jobs' results itself (docs/porting.md).
+	 */
+	void (*run_beside)(void *ctx, void (*beside)(void *arg), void *beside_arg,
+			   void (*own)(void *arg), void *own_arg);
+
+	/*
 	 * Optional (NULL = nothing to do: XIP flash, RAM). Between two frames
 	 * of a delta, while slot is mapped: the core is done with what it
 	 * read of the mapping so far, and the next frame makes the image's

@@ -457,6 +457,7 @@ static const struct ota_port_ops linux_ops = {
 	.slot_map = lx_slot_map,
 	.slot_unmap = lx_slot_unmap,
 	.slot_buffer = lx_slot_buffer,
+	.run_beside = ota_linux_run_beside,
 	.slot_map_advise = lx_slot_map_advise,
 	.record_read = lx_record_read,
 	.record_write = lx_record_write,
@@ -480,6 +481,7 @@ static const struct ota_port_ops linux_ops_selftest = {
 	.slot_map = lx_slot_map,
 	.slot_unmap = lx_slot_unmap,
 	.slot_buffer = lx_slot_buffer,
+	.run_beside = ota_linux_run_beside,
 	.slot_map_advise = lx_slot_map_advise,
 	.record_read = lx_record_read,
 	.record_write = lx_record_write,
@@ -536,4 +538,5 @@ void ota_linux_port_close(struct ota_linux_port *ctx)
 	for (unsigned slot = 0; slot < OTA_SLOT_COUNT; slot++)
 		lx_slot_unmap(ctx, slot);
 	ota_slot_writer_close(ctx);
+	ota_linux_beside_close(ctx);
 }

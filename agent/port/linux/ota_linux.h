@@ -104,6 +104,8 @@ struct ota_linux_port {
 	 * copying it (slot_writer.c).
 	 */
 	struct ota_readahead *readahead;
+	/* run_beside's helper thread (beside.c), with async_slot_writes only */
+	struct ota_beside *beside;
 };
 
 /*
@@ -117,7 +119,7 @@ enum ota_err ota_linux_port_open(struct ota_linux_port *ctx, const struct ota_co
 /*
  * Ends what ota_linux_port_open started: waits for the slot writes in
  * flight (they are durable only after a slot_sync, as the contract says)
- * and stops the writer thread. ctx may be reopened afterwards.
+ * and stops the writer and run_beside threads. ctx may be reopened afterwards.
  */
 void ota_linux_port_close(struct ota_linux_port *ctx);
 
@@ -143,6 +145,17 @@ enum ota_err ota_slot_writer_drain_slot(struct ota_linux_port *lx, unsigned slot
 void ota_slot_writer_reset(struct ota_linux_port *lx);
 enum ota_err ota_slot_writer_sync(struct ota_linux_port *lx, unsigned slot, bool *ret_synced);
 void ota_slot_writer_close(struct ota_linux_port *lx);
+
+/*
+ * The port's run_beside op (beside.c): beside on the helper thread (started
+ * at the first call, with async_slot_writes only) while the caller runs
+ * own; both in the caller without the thread, and beside in the caller
+ * when the helper has not started it by the end of own. close stops the
+ * thread.
+ */
+void ota_linux_run_beside(void *ctx, void (*beside)(void *arg), void *beside_arg,
+			  void (*own)(void *arg), void *own_arg);
+void ota_linux_beside_close(struct ota_linux_port *lx);
 
 /*
  * Reads fd from offset to its end in chunk-sized pieces, one thread a few

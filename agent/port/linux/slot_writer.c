@@ -1,7 +1,8 @@
 /* SPDX-License-Identifier: Apache-2.0 */
 /*
  * Slot writes behind the core's back (the Linux port only; the core stays
- * single-threaded and portable). slot_write copies the bytes into a ring
+ * portable and runs on its caller's thread, using a second one only
+ * through run_beside, beside.c). slot_write copies the bytes into a ring
  * of large buffers and returns; one writer thread writes each full buffer
  * to the slot file with one pwrite and starts its writeback at once
  * (sync_file_range), so the core hashes the next chunk while the kernel

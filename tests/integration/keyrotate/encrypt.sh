@@ -106,7 +106,7 @@ agent_update "$AGENT" agent.conf py.otab 101
 # a device whose key is not a recipient refuses before the image, state unchanged
 ok "$AGENT" provision --config agent2.conf --rootlist "$R1" --keylist kl1
 "$AGENT" install py.otab --config agent2.conf >out 2>err && die "a device that is no recipient installed"
-cat out err | grep -q "^rejected: OTA_ERR_NOT_RECIPIENT: " || die "expected OTA_ERR_NOT_RECIPIENT: $(cat out err)"
+grep -q "^rejected: OTA_ERR_NOT_RECIPIENT: " out err || die "expected OTA_ERR_NOT_RECIPIENT: $(cat out err)"
 ok "$AGENT" status --json --config agent2.conf
 [[ $(jq -r .phase out) == idle ]] || die "refused install changed the phase: $(cat out)"
 # a file-held P-256 device key (decrypt_key) installs python's P-256 bundle

@@ -1,4 +1,5 @@
 /* SPDX-License-Identifier: Apache-2.0 */
+#include <pthread.h>
 #include <setjmp.h>
 #include <stdarg.h>
 #include <stddef.h>
@@ -40,14 +41,51 @@ static enum ota_err world_unwrap(void *arg, const struct ota_key_unwrap_request 
 	return OTA_ERR_NOT_FOUND;
 }
 
+unsigned world_beside_calls;
+static struct ota_port_ops beside_ops;
+
+struct beside_job {
+	void (*fn)(void *arg);
+	void *arg;
+};
+
+static void *beside_thread(void *p)
+{
+	struct beside_job *job = p;
+	job->fn(job->arg);
+	return NULL;
+}
+
+static void thread_beside(void *ctx, void (*beside)(void *arg), void *beside_arg,
+			  void (*own)(void *arg), void *own_arg)
+{
+	(void)ctx;
+	struct beside_job job = {beside, beside_arg};
+	pthread_t thread;
+	world_beside_calls++;
+	assert_int_equal(pthread_create(&thread, NULL, beside_thread, &job), 0);
+	own(own_arg);
+	assert_int_equal(pthread_join(thread, NULL), 0);
+}
+
+void world_use_beside(struct world *w)
+{
+	beside_ops = *ota_sim_port(w->sim).ops;
+	beside_ops.run_beside = thread_beside;
+	w->ops = &beside_ops;
+}
+
 static void agent_start(struct world *w)
 {
 	struct ota_agent_config cfg = {.model = W_MODEL,
 				       .hw_revision = W_HW,
-				       .checkpoint_bytes = W_CHECKPOINT,
+				       .checkpoint_bytes =
+					       w->checkpoint ? w->checkpoint : W_CHECKPOINT,
 				       .delta_work = w->delta_work,
 				       .delta_work_len = OTA_DELTA_WORK_BYTES};
 	struct ota_port port = ota_sim_port(w->sim);
+	if (w->ops)
+		port.ops = w->ops;
 	assert_int_equal(ota_agent_init(&w->agent, &port, &cfg, w->work, OTA_AGENT_WORK_BYTES),
 			 OTA_OK);
 }
@@ -235,7 +273,8 @@ enum ota_err world_install(struct world *w, const Fleetota__V1__Signed *manifest
 	if (err != OTA_OK)
 		return err;
 	for (size_t off = (size_t)ota_agent_offset(&w->agent); off < len;) {
-		size_t n = len - off < 1000 ? len - off : 1000;
+		size_t piece = w->piece ? w->piece : 1000;
+		size_t n = len - off < piece ? len - off : piece;
 		err = ota_agent_write(&w->agent, image + off, n);
 		if (err != OTA_OK)
 			return err;

@@ -49,7 +49,21 @@ struct world {
 	struct ota_agent agent;
 	uint8_t *work;
 	uint8_t *delta_work; /* OTA_DELTA_WORK_BYTES, lent to the agent */
+	/* set, then world_restart: the port's ops (NULL: the sim's own), the
+	 * bytes between checkpoints (0: W_CHECKPOINT), world_install's write
+	 * size (0: 1000 bytes) */
+	const struct ota_port_ops *ops;
+	uint32_t checkpoint;
+	size_t piece;
 };
+
+/*
+ * The sim's ops plus run_beside, which runs the other job on a thread of
+ * its own (as the Linux port's helper does) and counts its calls in
+ * world_beside_calls; in effect from the next world_restart.
+ */
+extern unsigned world_beside_calls;
+void world_use_beside(struct world *w);
 
 /* Builds keys, trust objects and a device running v1 (asserts on failure). */
 void world_setup(struct world *w);

@@ -6,7 +6,9 @@
  * wrapped key replayed from another artifact, delta + encryption), each
  * checking the exact error name and that the device did not change
  * (world_expect_rejected); a resume at a chunk boundary; and the number of
- * storage operations of a staging against a plain one.
+ * storage operations of a staging against a plain one. The update and the
+ * attack cases run again with a port that runs a job on a second thread
+ * (run_beside): the core then decrypts runs of whole chunks on two threads.
  */
 #include <setjmp.h>
 #include <stdarg.h>
@@ -638,7 +640,68 @@ static void test_decrypt_into_lent_buffer(void **state)
 	enc_update_free(&u);
 }
 
+/*
+ * A port with run_beside (world_use_beside: the job on a thread of its
+ * own, as the Linux port's helper thread runs it). With the whole
+ * image in one write call and a checkpoint every two chunks, the core
+ * decrypts two runs of two chunks on two threads (chunks 0 and 2 on the
+ * calling thread, 1 and 3 beside) and the short last chunk through the
+ * stream, so the attack cases run again with this port (TB) tamper with
+ * chunks of both threads and with the last one.
+ */
+static int setup_beside(void **state)
+{
+	if (setup(state) != 0)
+		return -1;
+	struct world *w = *state;
+	world_use_beside(w);
+	w->checkpoint = 2 * CHUNK;
+	w->piece = SIZE_MAX;
+	world_restart(w);
+	world_beside_calls = 0;
+	return 0;
+}
+
+/* Both runs went through run_beside; the update stages and boots v2. */
+static void test_beside_runs(void **state)
+{
+	struct world *w = *state;
+	struct enc_update u;
+	enc_update_make(w, &u, w->v2, sizeof(w->v2), &w->dev_keys[0], 1);
+	world_update(w, u.m, u.crypt->ciphertext.data, u.crypt->ciphertext.len);
+	assert_running_v2(w);
+	assert_int_equal(world_beside_calls, 2);
+	enc_update_free(&u);
+}
+
+/* The rejection names the first chunk that fails, whichever thread had it. */
+static void expect_bad_chunk(struct world *w, const size_t *chunks, size_t n, const char *detail)
+{
+	struct enc_update u;
+	enc_update_make(w, &u, w->v2, sizeof(w->v2), &w->dev_keys[0], 1);
+	for (size_t i = 0; i < n; i++)
+		u.crypt->ciphertext.data[chunks[i] * SEALED + 9] ^= 0x01;
+	expect_enc_rejected(w, &u, OTA_ERR_DECRYPT);
+	struct ota_agent_status st;
+	struct ota_event ev;
+	ota_agent_status(&w->agent, &st);
+	assert_int_equal(ota_agent_event(&w->agent, st.next_event_seq - 1, &ev), OTA_OK);
+	assert_string_equal(ev.detail, detail);
+	enc_update_free(&u);
+}
+
+static void test_beside_first_bad_chunk(void **state)
+{
+	struct world *w = *state;
+	const size_t beside_only[] = {1}, both[] = {1, 0}, second_run[] = {3, 2};
+	expect_bad_chunk(w, beside_only, 1, "chunk 1 of the encrypted image fails authentication");
+	expect_bad_chunk(w, both, 2, "chunk 0 of the encrypted image fails authentication");
+	expect_bad_chunk(w, second_run, 2, "chunk 2 of the encrypted image fails authentication");
+	assert_true(world_beside_calls >= 3);
+}
+
 #define T(fn) cmocka_unit_test_setup_teardown(fn, setup, teardown)
+#define TB(fn) cmocka_unit_test_setup_teardown(fn, setup_beside, teardown)
 
 int main(void)
 {
@@ -669,6 +732,20 @@ int main(void)
 		T(test_key_store_refused),
 		T(test_p256_unwrap_shared),
 		T(test_decrypt_into_lent_buffer),
+		TB(test_beside_runs),
+		TB(test_beside_first_bad_chunk),
+		TB(test_encrypted_update),
+		TB(test_tampered_first_chunk),
+		TB(test_tampered_middle_chunk),
+		TB(test_tampered_last_chunk),
+		TB(test_tampered_tag),
+		TB(test_swapped_chunks),
+		TB(test_truncated_tag),
+		TB(test_shortened_tag_realigned),
+		TB(test_dropped_last_chunk_manifest_consistent),
+		TB(test_plaintext_hash_checked),
+		TB(test_resume_at_chunk_boundary),
+		TB(test_decrypt_into_lent_buffer),
 	};
 	return cmocka_run_group_tests(tests, NULL, NULL);
 }

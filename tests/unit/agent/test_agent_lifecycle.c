@@ -279,6 +279,8 @@ enum cut_kind {
 	CUT_PLAIN, /* v2 */
 	CUT_DELTA, /* the next image, by a delta from v1 */
 	CUT_ENCRYPTED, /* v2, encrypted for the device's key */
+	/* the same, four chunks a checkpoint, decrypted on two threads (run_beside) */
+	CUT_ENCRYPTED_BESIDE,
 };
 
 /*
@@ -323,8 +325,11 @@ static void cut_run_prepare(struct world *w, struct cut_run *run, bool rotate, e
 		run->image_len = W_NEXT_LEN;
 		run->payload = run->d.payload;
 		run->payload_len = run->d.len;
-	} else if (kind == CUT_ENCRYPTED) {
-		run->crypt = ota_fx_encrypt(w->v2, sizeof(w->v2), CUT_CHUNK_BYTES, w->dev_keys, 1);
+	} else if (kind == CUT_ENCRYPTED || kind == CUT_ENCRYPTED_BESIDE) {
+		run->crypt = ota_fx_encrypt(w->v2, sizeof(w->v2),
+					    kind == CUT_ENCRYPTED ? CUT_CHUNK_BYTES
+								  : CUT_CHUNK_BYTES / 4,
+					    w->dev_keys, 1);
 		spec.encryption = run->crypt->enc;
 		run->payload = run->crypt->ciphertext.data;
 		run->payload_len = run->crypt->ciphertext.len;
@@ -377,6 +382,12 @@ static bool cut_once(struct world *w, enum ota_sim_cache mode, bool rotate, enum
 	struct cut_run run;
 	world_teardown(w);
 	world_setup(w);
+	if (kind == CUT_ENCRYPTED_BESIDE) {
+		/* the whole ciphertext in one write: runs of whole chunks */
+		world_use_beside(w);
+		w->piece = SIZE_MAX;
+		world_restart(w);
+	}
 	cut_run_prepare(w, &run, rotate, kind); /* the world's keys are new */
 	sha_of(w->v1, sizeof(w->v1), v1_sha);
 	sha_of(run.image, run.image_len, v2_sha);
@@ -450,10 +461,11 @@ static uint64_t cut_every_operation(struct world *w, enum ota_sim_cache mode, bo
 	assert_true(n > 15);
 	print_message("%s cache, %s: power cut at each of %llu operations\n",
 		      mode == OTA_SIM_CACHE_DROP ? "dropping" : "tearing",
-		      rotate		      ? "RootList + KeyList in the bundle"
-		      : kind == CUT_DELTA     ? "delta update"
-		      : kind == CUT_ENCRYPTED ? "encrypted update"
-					      : "plain update",
+		      rotate			     ? "RootList + KeyList in the bundle"
+		      : kind == CUT_DELTA	     ? "delta update"
+		      : kind == CUT_ENCRYPTED	     ? "encrypted update"
+		      : kind == CUT_ENCRYPTED_BESIDE ? "encrypted update, two threads"
+						     : "plain update",
 		      (unsigned long long)(n - 1));
 	return n - 1;
 }
@@ -490,6 +502,18 @@ static void test_power_fail_encrypted(void **state)
 {
 	/* tearing only: it keeps more of what the cut interrupted (and the suite short) */
 	(void)cut_every_operation(*state, OTA_SIM_CACHE_TEAR, false, CUT_ENCRYPTED);
+}
+
+/*
+ * The same with a port that runs a job on a second thread (run_beside,
+ * the Linux port's helper): the core decrypts the runs of whole chunks
+ * before each checkpoint on both threads.
+ */
+static void test_power_fail_encrypted_beside(void **state)
+{
+	world_beside_calls = 0;
+	(void)cut_every_operation(*state, OTA_SIM_CACHE_TEAR, false, CUT_ENCRYPTED_BESIDE);
+	assert_true(world_beside_calls > 0);
 }
 
 /* A cut at every operation of install + boot + failing self-test (revert). */
@@ -574,6 +598,7 @@ int main(void)
 		T(test_power_fail_every_operation),
 		T(test_power_fail_delta),
 		T(test_power_fail_encrypted),
+		T(test_power_fail_encrypted_beside),
 		T(test_power_fail_trust_rotation),
 		T(test_power_fail_during_revert),
 		T(test_memory_budget),

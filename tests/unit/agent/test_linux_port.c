@@ -1,8 +1,11 @@
 /* SPDX-License-Identifier: Apache-2.0 */
 /* The Linux reference port: config parser and file-backed storage. */
 #include <fcntl.h>
+#include <pthread.h>
 #include <setjmp.h>
+#include <stdatomic.h>
 #include <stdarg.h>
+#include <stdbool.h>
 #include <stddef.h>
 #include <stdint.h>
 #include <stdio.h>
@@ -561,6 +564,60 @@ static void test_port_health(void **state)
 	ota_fx_tempdir_remove(dir);
 }
 
+/* run_beside: which thread ran the job, and that it ran */
+struct beside_probe {
+	pthread_t thread;
+	unsigned runs;
+	_Atomic bool ran;
+	struct beside_probe *wait_for; /* own's job: waits (up to 10 s) until this one ran */
+};
+
+static void beside_probe(void *arg)
+{
+	struct beside_probe *p = arg;
+	p->thread = pthread_self();
+	p->runs++;
+	for (unsigned ms = 0; p->wait_for && !p->wait_for->ran && ms < 10000; ms++)
+		usleep(1000);
+	p->ran = true;
+}
+
+/*
+ * run_beside: the other job on the port's helper thread (the same one for
+ * every call, stopped at close) while the caller runs its own (which
+ * waits here until the other ran: a job the helper has not started when
+ * the caller's is done, the caller runs itself); without
+ * async_slot_writes (the fleet simulator's devices) both on the caller.
+ */
+static void test_port_run_beside(void **state)
+{
+	(void)state;
+	struct writer_fx fx;
+	writer_fx_open(&fx, 4096);
+	assert_non_null(fx.ops->run_beside);
+	struct beside_probe other = {0}, own = {.wait_for = &other};
+	fx.ops->run_beside(&fx.ctx, beside_probe, &other, beside_probe, &own);
+	assert_int_equal(other.runs, 1);
+	assert_int_equal(own.runs, 1);
+	assert_true(pthread_equal(own.thread, pthread_self()));
+	assert_false(pthread_equal(other.thread, pthread_self()));
+	pthread_t helper = other.thread;
+	other.ran = false;
+	fx.ops->run_beside(&fx.ctx, beside_probe, &other, beside_probe, &own);
+	assert_int_equal(other.runs, 2);
+	assert_true(pthread_equal(other.thread, helper));
+	ota_linux_port_close(&fx.ctx);
+	assert_null(fx.ctx.beside);
+	fx.ctx.async_slot_writes = false;
+	own.wait_for = NULL;
+	fx.ops->run_beside(&fx.ctx, beside_probe, &other, beside_probe, &own);
+	assert_int_equal(other.runs, 3);
+	assert_int_equal(own.runs, 3);
+	assert_true(pthread_equal(other.thread, pthread_self()));
+	assert_null(fx.ctx.beside);
+	writer_fx_close(&fx);
+}
+
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
@@ -572,6 +629,7 @@ int main(void)
 		cmocka_unit_test(test_port_slot_writer),
 		cmocka_unit_test(test_port_slot_map),
 		cmocka_unit_test(test_port_health),
+		cmocka_unit_test(test_port_run_beside),
 	};
 	return cmocka_run_group_tests(tests, NULL, NULL);
 }
