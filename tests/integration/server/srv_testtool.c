@@ -7,7 +7,8 @@
  *       signed RootList/KeyList (DIR/rootlist.bin, DIR/keylist.bin,
  *       DIR/trust.sql; the KeyList also lists the timestamp role's key,
  *       DIR/timestamp.key; DIR/operational.key is the KeyList's
- *       operational key, the one that signs the manifests) and per
+ *       operational key, the one that signs the manifests; DIR/root.key
+ *       is the RootList's key, DIR/root.pem its public half) and per
  *       artifact DIR/ID.manifest, DIR/ID.image, DIR/ID.otab, DIR/ID.sql
  *       (the artifacts row; the image goes into the store as
  *       DIR/store/<sha256>).
@@ -91,9 +92,13 @@ static int cmd_fixtures(int argc, char **argv)
 	ota_fx_key_write_pem(p, ts, true);
 	chmod(p, 0600);
 	free(p);
-	/* the operational key too: a server given it as timestamp_key refuses */
+	/* the operational and root keys too: a server given either as timestamp_key refuses */
 	p = path2(dir, "operational", ".key");
 	ota_fx_key_write_pem(p, op, true);
+	chmod(p, 0600);
+	free(p);
+	p = path2(dir, "root", ".key");
+	ota_fx_key_write_pem(p, root, true);
 	chmod(p, 0600);
 	free(p);
 	ota_fx_key_id(op, op_id);
