@@ -13,8 +13,10 @@
  *       (the artifacts row; the image goes into the store as
  *       DIR/store/<sha256>).
  *   srv_testtool report FILE DEVICE SEQ STATE VERSION CODE COUNTER [ARTIFACT]
- *       [EVENT_SEQ:KIND[:ERROR]]...   a StatusReport
+ *       [EVENT_SEQ:KIND[:ERROR] | health:REBOOTS:PERMILLE]...   a StatusReport
+ *       (health: post-install health, StatusReport 30..32)
  *   srv_testtool notify FILE           prints "kind artifact version code"
+ *       and, when the Notify carries a health window, its seconds
  */
 #include <stdio.h>
 #include <stdlib.h>
@@ -256,8 +258,15 @@ static int cmd_report(int argc, char **argv)
 		first_event = 7;
 	for (int i = first_event; i < argc && n_events < OTA_MAX_REPORT_EVENTS * 2; i++) {
 		Fleetota__V1__Event *e = &events[n_events];
-		char *seq, *kind, *error;
+		char *seq, *kind, *error, *end;
 
+		if (strncmp(argv[i], "health:", 7) == 0) {
+			r.health_known = true;
+			r.unexpected_reboots = (uint32_t)strtoul(argv[i] + 7, &end, 10);
+			r.health_permille =
+				*end == ':' ? (uint32_t)strtoul(end + 1, NULL, 10) : 1000;
+			continue;
+		}
 		fleetota__v1__event__init(e);
 		snprintf(specs[n_events], sizeof(specs[0]), "%s", argv[i]);
 		seq = strtok(specs[n_events], ":");
@@ -297,8 +306,11 @@ static int cmd_notify(const char *path)
 		fprintf(stderr, "not a Notify\n");
 		return 1;
 	}
-	printf("%d %s %s %llu\n", (int)n->kind, n->artifact, n->version,
+	printf("%d %s %s %llu", (int)n->kind, n->artifact, n->version,
 	       (unsigned long long)n->version_code);
+	if (n->health_window_seconds != 0)
+		printf(" %u", (unsigned)n->health_window_seconds);
+	printf("\n");
 	fleetota__v1__notify__free_unpacked(n, NULL);
 	return 0;
 }
