@@ -196,6 +196,15 @@ static void releases_cb(void *arg, enum ota_err err, const PGresult *res)
  * nothing else. Row row is checked in arena; true when it forbids the key
  * (logged). *ret_unlisted is set when row is a KeyList without the key.
  */
+/* Logs why the server's key may not sign (what: its role in a list); true. */
+static bool key_refused(const char *what, uint64_t version)
+{
+	srv_log(SRV_LOG_ERROR,
+		"timestamp: timestamp_key is %s v%llu: refusing to sign (OTA_ERR_KEY_ROLE)", what,
+		(unsigned long long)version);
+	return true;
+}
+
 static bool row_forbids_key(struct srv_timestamps *ts, const PGresult *res, int row,
 			    struct ota_arena *arena, bool *ret_unlisted, uint64_t *ret_version)
 {
@@ -213,13 +222,8 @@ static bool row_forbids_key(struct srv_timestamps *ts, const PGresult *res, int 
 		for (size_t i = 0; i < rl->n_keys; i++) {
 			const ProtobufCBinaryData *id = &rl->keys[i]->key_id;
 			if (id->len == sizeof(ts->key_id) &&
-			    memcmp(id->data, ts->key_id, sizeof(ts->key_id)) == 0) {
-				srv_log(SRV_LOG_ERROR,
-					"timestamp: timestamp_key is a root key of RootList v%llu: "
-					"refusing to sign (OTA_ERR_KEY_ROLE)",
-					(unsigned long long)rl->version);
-				return true;
-			}
+			    memcmp(id->data, ts->key_id, sizeof(ts->key_id)) == 0)
+				return key_refused("a root key of RootList", rl->version);
 		}
 		return false;
 	}
@@ -227,13 +231,8 @@ static bool row_forbids_key(struct srv_timestamps *ts, const PGresult *res, int 
 	if (ota_keylist_parse(env, arena, &kl) != OTA_OK)
 		return false;
 	const Fleetota__V1__PublicKey *key = ota_keylist_find(kl, ts->key_id, sizeof(ts->key_id));
-	if (key && key->role != FLEETOTA__V1__KEY_ROLE__KEY_ROLE_TIMESTAMP) {
-		srv_log(SRV_LOG_ERROR,
-			"timestamp: timestamp_key is an operational key of KeyList "
-			"v%llu: refusing to sign (OTA_ERR_KEY_ROLE)",
-			(unsigned long long)kl->version);
-		return true;
-	}
+	if (key && key->role != FLEETOTA__V1__KEY_ROLE__KEY_ROLE_TIMESTAMP)
+		return key_refused("an operational key of KeyList", kl->version);
 	*ret_unlisted = key == NULL;
 	*ret_version = kl->version;
 	return false;

@@ -102,12 +102,18 @@ for d in "${DEVICES[@]}"; do
 done
 sleep 1
 
+# run_to_pause ID ARTIFACT STAGES: a campaign (600 a minute, bursts of 5)
+# that must pause by itself
+run_to_pause() {
+	sql -c "SELECT rollout_create('{\"id\":\"$1\",\"artifact\":\"$2\",\"rate_per_minute\":600,\"rate_burst\":5,\"device_timeout_seconds\":300,\"stages\":$3}', 'alice')" >/dev/null
+	sql -c "SELECT rollout_start('$1', 'alice')" >/dev/null
+	wait_for 120 sql_eq paused "SELECT state FROM campaigns WHERE campaign_id = '$1'" ||
+		fail "campaign $1: $(sql -c "SELECT rollout_status('$1')")"
+}
+
 log "bad artifact: the canaries revert, the campaign pauses, nobody else is notified"
 STAGES='[{"count":2,"failure_ratio":0.4},{"percent":50,"soak_seconds":1},{"percent":100}]'
-sql -c "SELECT rollout_create('{\"id\":\"bad\",\"artifact\":\"art-bad\",\"rate_per_minute\":600,\"rate_burst\":5,\"device_timeout_seconds\":300,\"stages\":$STAGES}', 'alice')" >/dev/null
-sql -c "SELECT rollout_start('bad', 'alice')" >/dev/null
-wait_for 120 sql_eq paused "SELECT state FROM campaigns WHERE campaign_id = 'bad'" ||
-	fail "bad campaign: $(sql -c "SELECT rollout_status('bad')")"
+run_to_pause bad art-bad "$STAGES"
 log "paused: $(sql -c "SELECT state_reason FROM campaigns WHERE campaign_id = 'bad'")"
 # One canary's revert is enough to pause (failure_ratio 0.4 of 2); the other
 # canary's responder may still be on its way on a loaded machine: wait for
@@ -166,10 +172,7 @@ log "rollout completed: $(sql -c "SELECT string_agg(admitted || '/' || confirmed
 
 log "health after confirm: the canaries confirm, then report an unexpected reboot; the campaign halts"
 HSTAGES='[{"count":2,"failure_ratio":0.4,"health":{"window_seconds":600,"max_unexpected_reboots":0,"min_health":0.5,"max_unhealthy_ratio":0.4}},{"percent":100}]'
-sql -c "SELECT rollout_create('{\"id\":\"hl\",\"artifact\":\"art-hl\",\"rate_per_minute\":600,\"rate_burst\":5,\"device_timeout_seconds\":300,\"stages\":$HSTAGES}', 'alice')" >/dev/null
-sql -c "SELECT rollout_start('hl', 'alice')" >/dev/null
-wait_for 120 sql_eq paused "SELECT state FROM campaigns WHERE campaign_id = 'hl'" ||
-	fail "health campaign: $(sql -c "SELECT rollout_status('hl')")"
+run_to_pause hl art-hl "$HSTAGES"
 reason=$(sql -c "SELECT state_reason FROM campaigns WHERE campaign_id = 'hl'")
 log "paused: $reason"
 [[ $reason == "stage 0: health: "*" devices unhealthy after confirm (unexpected reboots: "*"over the health threshold 0.4000" ]] ||
