@@ -22,9 +22,21 @@ LANGUAGE sql STABLE AS $$
 	LIMIT p_limit
 $$;
 
--- The newest KeyList, whose timestamp-role key must be the server's key.
+-- The newest KeyList, whose timestamp-role key must be the server's key
+-- (what servers before timestamp_trust() ask; kept for a rolling upgrade).
 CREATE OR REPLACE FUNCTION timestamp_keylist()
 RETURNS bytea
 LANGUAGE sql STABLE AS $$
 	SELECT k.bytes FROM keylists k ORDER BY k.version DESC LIMIT 1
+$$;
+
+-- What the server's key is checked against each round: the newest KeyList
+-- ('keylist'), which must not list it as operational, then the newest
+-- p_rootlists RootLists ('rootlist'), none of whose root keys it may be.
+CREATE OR REPLACE FUNCTION timestamp_trust(p_rootlists integer)
+RETURNS TABLE (r_kind text, r_bytes bytea)
+LANGUAGE sql STABLE AS $$
+	(SELECT 'keylist', k.bytes FROM keylists k ORDER BY k.version DESC LIMIT 1)
+	UNION ALL
+	(SELECT 'rootlist', r.bytes FROM rootlists r ORDER BY r.version DESC LIMIT p_rootlists)
 $$;

@@ -281,6 +281,9 @@ Fleetota__V1__Signed *ota_fx_manifest(const struct ota_fx_manifest *spec)
 	m.min_installed_version = spec->min_installed_version;
 	m.allow_downgrade = spec->allow_downgrade;
 	m.is_security_update = spec->is_security_update;
+	m.fixes_version_code_min = spec->fixes_version_code_min;
+	m.fixes_version_code_max = spec->fixes_version_code_max;
+	m.advisory = (char *)(spec->advisory ? spec->advisory : "");
 	m.issued_at = spec->issued_at;
 	m.expires_at = spec->expires_at;
 	image.sha256.data = (uint8_t *)spec->image_sha256;

@@ -120,6 +120,9 @@ struct ota_fx_manifest {
 	uint64_t min_installed_version;
 	bool allow_downgrade;
 	bool is_security_update;
+	uint64_t fixes_version_code_min; /* the signed fix range (Manifest 30..31) */
+	uint64_t fixes_version_code_max;
+	const char *advisory; /* NULL = none */
 	uint64_t issued_at;
 	uint64_t expires_at;
 	uint8_t image_sha256[OTA_SHA256_BYTES];

@@ -32,10 +32,10 @@
  * The statements (migrations/code/timestamp.sql), run unprepared: the role
  * starts after the pool, and most servers do not sign.
  */
-enum { STMT_RELEASES, STMT_KEYLIST };
+enum { STMT_RELEASES, STMT_TRUST };
 static const struct srv_db_stmt stmts[] = {
 	[STMT_RELEASES] = {"ts_releases", "SELECT * FROM timestamp_releases($1)", 1},
-	[STMT_KEYLIST] = {"ts_keylist", "SELECT timestamp_keylist()", 0},
+	[STMT_TRUST] = {"ts_trust", "SELECT * FROM timestamp_trust($1)", 1},
 };
 #define TS_MAX_PRODUCT_BYTES OTA_MAX_STRING_BYTES
 
@@ -52,7 +52,7 @@ struct srv_timestamps {
 	unsigned lifetime_s;
 	struct event *timer;
 	bool busy; /* a round's queries are running */
-	bool refused; /* the key is an operational key: never sign */
+	bool refused; /* the key is an operational or a root key: never sign */
 	struct ts_entry entries[SRV_TS_MAX_PRODUCTS];
 	size_t n;
 };
@@ -191,12 +191,59 @@ static void releases_cb(void *arg, enum ota_err err, const PGresult *res)
 }
 
 /*
- * The newest KeyList must not name the server's key as an operational key:
- * the one key the server holds signs timestamps and nothing else.
+ * The trust lists of one round (timestamp_trust(): the newest KeyList, then
+ * the newest RootLists) must not name the server's key as an operational
+ * key or a root key: the one key the server holds signs timestamps and
+ * nothing else. Row row is checked in arena; true when it forbids the key
+ * (logged). *ret_unlisted is set when row is a KeyList without the key.
  */
-static void keylist_cb(void *arg, enum ota_err err, const PGresult *res)
+/* Logs why the server's key may not sign (what: its role in a list); true. */
+static bool key_refused(const char *what, uint64_t version)
+{
+	srv_log(SRV_LOG_ERROR,
+		"timestamp: timestamp_key is %s v%llu: refusing to sign (OTA_ERR_KEY_ROLE)", what,
+		(unsigned long long)version);
+	return true;
+}
+
+static bool row_forbids_key(struct srv_timestamps *ts, const PGresult *res, int row,
+			    struct ota_arena *arena, bool *ret_unlisted, uint64_t *ret_version)
+{
+	char kind[16];
+	Fleetota__V1__Signed *env = NULL;
+	column_text(res, row, 0, kind, sizeof(kind));
+	if (PQgetisnull(res, row, 1) ||
+	    ota_envelope_decode((const uint8_t *)PQgetvalue(res, row, 1),
+				(size_t)PQgetlength(res, row, 1), arena, &env) != OTA_OK)
+		return false;
+	if (strcmp(kind, "rootlist") == 0) {
+		Fleetota__V1__RootList *rl = NULL;
+		if (ota_rootlist_parse(env, arena, &rl) != OTA_OK)
+			return false;
+		for (size_t i = 0; i < rl->n_keys; i++) {
+			const ProtobufCBinaryData *id = &rl->keys[i]->key_id;
+			if (id->len == sizeof(ts->key_id) &&
+			    memcmp(id->data, ts->key_id, sizeof(ts->key_id)) == 0)
+				return key_refused("a root key of RootList", rl->version);
+		}
+		return false;
+	}
+	Fleetota__V1__KeyList *kl = NULL;
+	if (ota_keylist_parse(env, arena, &kl) != OTA_OK)
+		return false;
+	const Fleetota__V1__PublicKey *key = ota_keylist_find(kl, ts->key_id, sizeof(ts->key_id));
+	if (key && key->role != FLEETOTA__V1__KEY_ROLE__KEY_ROLE_TIMESTAMP)
+		return key_refused("an operational key of KeyList", kl->version);
+	*ret_unlisted = key == NULL;
+	*ret_version = kl->version;
+	return false;
+}
+
+static void trust_cb(void *arg, enum ota_err err, const PGresult *res)
 {
 	struct srv_timestamps *ts = arg;
+	bool unlisted = false;
+	uint64_t kl_version = 0;
 	uint8_t *mem = NULL;
 	if (err != OTA_OK) {
 		/* also at shutdown (OTA_ERR_BUSY): no second query from here */
@@ -204,37 +251,24 @@ static void keylist_cb(void *arg, enum ota_err err, const PGresult *res)
 		ts->busy = false;
 		return;
 	}
-	if (PQntuples(res) == 1 && !PQgetisnull(res, 0, 0) &&
-	    (mem = malloc(OTA_DECODE_ARENA_BYTES)) != NULL) {
-		struct ota_arena arena;
-		Fleetota__V1__Signed *env = NULL;
-		Fleetota__V1__KeyList *kl = NULL;
-		ota_arena_init(&arena, mem, OTA_DECODE_ARENA_BYTES);
-		if (ota_envelope_decode((const uint8_t *)PQgetvalue(res, 0, 0),
-					(size_t)PQgetlength(res, 0, 0), &arena, &env) == OTA_OK &&
-		    ota_keylist_parse(env, &arena, &kl) == OTA_OK) {
-			const Fleetota__V1__PublicKey *key =
-				ota_keylist_find(kl, ts->key_id, sizeof(ts->key_id));
-			if (key && key->role != FLEETOTA__V1__KEY_ROLE__KEY_ROLE_TIMESTAMP) {
-				srv_log(SRV_LOG_ERROR,
-					"timestamp: timestamp_key is an operational key of KeyList "
-					"v%llu: refusing to sign (OTA_ERR_KEY_ROLE)",
-					(unsigned long long)kl->version);
-				ts->refused = true;
-				entries_clear(ts);
-			} else if (!key) {
-				srv_log(SRV_LOG_WARN,
-					"timestamp: timestamp_key is not in KeyList v%llu: devices "
-					"refuse its Timestamps until a KeyList lists it",
-					(unsigned long long)kl->version);
-			}
+	if ((mem = malloc(OTA_DECODE_ARENA_BYTES)) != NULL) {
+		for (int row = 0; row < PQntuples(res) && !ts->refused; row++) {
+			struct ota_arena arena;
+			ota_arena_init(&arena, mem, OTA_DECODE_ARENA_BYTES);
+			ts->refused = row_forbids_key(ts, res, row, &arena, &unlisted, &kl_version);
 		}
 	}
 	free(mem);
 	if (ts->refused) {
+		entries_clear(ts);
 		ts->busy = false;
 		return;
 	}
+	if (unlisted)
+		srv_log(SRV_LOG_WARN,
+			"timestamp: timestamp_key is not in KeyList v%llu: devices "
+			"refuse its Timestamps until a KeyList lists it",
+			(unsigned long long)kl_version);
 	const char *params[1];
 	char limit[SRV_U32_TEXT_BYTES];
 	snprintf(limit, sizeof(limit), "%u", SRV_TS_MAX_PRODUCTS);
@@ -251,9 +285,13 @@ static void timer_cb(evutil_socket_t fd, short what, void *arg)
 	(void)what;
 	if (ts->busy || ts->refused)
 		return;
+	const char *params[1];
+	char limit[16];
+	snprintf(limit, sizeof(limit), "%u", SRV_TS_MAX_ROOTLISTS);
+	params[0] = limit;
 	ts->busy = true;
-	if (srv_db_exec_sql(ts->srv->db, stmts[STMT_KEYLIST].sql, stmts[STMT_KEYLIST].n_params,
-			    NULL, true, SRV_DB_RETRY, keylist_cb, ts) != OTA_OK)
+	if (srv_db_exec_sql(ts->srv->db, stmts[STMT_TRUST].sql, stmts[STMT_TRUST].n_params, params,
+			    true, SRV_DB_RETRY, trust_cb, ts) != OTA_OK)
 		ts->busy = false;
 }
 

@@ -7,7 +7,11 @@
 # revert, the campaign pauses by itself and no other device receives a
 # Notify. A good artifact: one server is killed with SIGKILL mid-stage, the
 # other takes the lease over, the campaign completes, every device counted
-# once. (Real agents in large numbers: the fleet simulator, issue 8.)
+# once. A build that confirms but then reboots by itself: the canaries'
+# Notify carries the stage's health window, their StatusReports' health
+# fields (unexpected reboots) go through ota-server, and the campaign halts
+# after they confirmed, naming the health signal. (Real agents in large
+# numbers: the fleet simulator, issue 8.)
 source "$TOP/tests/integration/server/lib.sh"
 N=24
 DEVICES=()
@@ -31,10 +35,11 @@ start_broker
 write_config
 migrate >/dev/null 2>&1 || { migrate; fail "migrate"; }
 mkdir -p "$T/fixtures"
-"$SRV_TESTTOOL" fixtures "$T/fixtures" art-bad:1.1.0:2:1000 art-good:1.2.0:3:1000 >/dev/null
+"$SRV_TESTTOOL" fixtures "$T/fixtures" art-bad:1.1.0:2:1000 art-good:1.2.0:3:1000 art-hl:1.3.0:4:1000 >/dev/null
 sql -f "$T/fixtures/trust.sql"
 sql -f "$T/fixtures/art-bad.sql"
 sql -f "$T/fixtures/art-good.sql"
+sql -f "$T/fixtures/art-hl.sql"
 sql -c "INSERT INTO devices (device_id, model, hw_revision, version, version_code, security_counter, keylist_version)
 	SELECT 'dev-' || i, 'fx-model', 'rev-a', '1.0.0', 1, 1, 1 FROM generate_series(1, $N) i"
 
@@ -59,13 +64,19 @@ respond() { # DEVICE: answers each new Notify line
 			done_lines=$((done_lines + 1))
 			line=$(sed -n "${done_lines}p" "$T/dev/$d.in")
 			xxd -r -p <<<"$line" >"$T/dev/$d.msg"
-			read -r kind artifact _ < <("$SRV_TESTTOOL" notify "$T/dev/$d.msg")
+			read -r kind artifact _ _ window < <("$SRV_TESTTOOL" notify "$T/dev/$d.msg")
 			seq=$(($(cat "$T/dev/$d.seq") + 1))
 			echo $((seq + 1)) >"$T/dev/$d.seq"
-			echo "$artifact" >>"$T/dev/$d.got"
+			echo "$artifact${window:+ window=$window}" >>"$T/dev/$d.got"
 			if [[ "$artifact" == art-bad ]]; then
 				report "$d" "$d" "$seq" downloading 1.0.0 1 1 "$artifact"
 				report "$d" "$d" "$((seq + 1))" reverted 1.0.0 1 1 "$artifact"
+			elif [[ "$artifact" == art-hl ]]; then
+				# confirms, then a watchdog reboot inside the health window
+				echo $((seq + 2)) >"$T/dev/$d.seq"
+				report "$d" "$d" "$seq" trial 1.2.0 3 3 "$artifact"
+				report "$d" "$d" "$((seq + 1))" confirmed 1.3.0 4 4 "$artifact"
+				report "$d" "$d" "$((seq + 2))" idle 1.3.0 4 4 health:1:1000
 			else
 				report "$d" "$d" "$seq" trial 1.0.0 1 1 "$artifact"
 				report "$d" "$d" "$((seq + 1))" confirmed 1.2.0 3 3 "$artifact"
@@ -91,12 +102,18 @@ for d in "${DEVICES[@]}"; do
 done
 sleep 1
 
+# run_to_pause ID ARTIFACT STAGES: a campaign (600 a minute, bursts of 5)
+# that must pause by itself
+run_to_pause() {
+	sql -c "SELECT rollout_create('{\"id\":\"$1\",\"artifact\":\"$2\",\"rate_per_minute\":600,\"rate_burst\":5,\"device_timeout_seconds\":300,\"stages\":$3}', 'alice')" >/dev/null
+	sql -c "SELECT rollout_start('$1', 'alice')" >/dev/null
+	wait_for 120 sql_eq paused "SELECT state FROM campaigns WHERE campaign_id = '$1'" ||
+		fail "campaign $1: $(sql -c "SELECT rollout_status('$1')")"
+}
+
 log "bad artifact: the canaries revert, the campaign pauses, nobody else is notified"
 STAGES='[{"count":2,"failure_ratio":0.4},{"percent":50,"soak_seconds":1},{"percent":100}]'
-sql -c "SELECT rollout_create('{\"id\":\"bad\",\"artifact\":\"art-bad\",\"rate_per_minute\":600,\"rate_burst\":5,\"device_timeout_seconds\":300,\"stages\":$STAGES}', 'alice')" >/dev/null
-sql -c "SELECT rollout_start('bad', 'alice')" >/dev/null
-wait_for 120 sql_eq paused "SELECT state FROM campaigns WHERE campaign_id = 'bad'" ||
-	fail "bad campaign: $(sql -c "SELECT rollout_status('bad')")"
+run_to_pause bad art-bad "$STAGES"
 log "paused: $(sql -c "SELECT state_reason FROM campaigns WHERE campaign_id = 'bad'")"
 # One canary's revert is enough to pause (failure_ratio 0.4 of 2); the other
 # canary's responder may still be on its way on a loaded machine: wait for
@@ -152,5 +169,19 @@ sql_eq 0 "WITH n AS (SELECT row_number() OVER (ORDER BY created_at, id) AS rn, e
 	fail "rate limit exceeded"
 sql_eq "$N" "SELECT count(*) FROM assignments WHERE artifact_id = 'art-good' AND campaign_id = 'good'" || fail "assignments"
 log "rollout completed: $(sql -c "SELECT string_agg(admitted || '/' || confirmed, ' ') FROM rollout_stage_counts('good')") (admitted/confirmed per stage)"
+
+log "health after confirm: the canaries confirm, then report an unexpected reboot; the campaign halts"
+HSTAGES='[{"count":2,"failure_ratio":0.4,"health":{"window_seconds":600,"max_unexpected_reboots":0,"min_health":0.5,"max_unhealthy_ratio":0.4}},{"percent":100}]'
+run_to_pause hl art-hl "$HSTAGES"
+reason=$(sql -c "SELECT state_reason FROM campaigns WHERE campaign_id = 'hl'")
+log "paused: $reason"
+[[ $reason == "stage 0: health: "*" devices unhealthy after confirm (unexpected reboots: "*"over the health threshold 0.4000" ]] ||
+	fail "the reason does not name the health signal: $reason"
+wait_for 60 sql_eq "2|2" "SELECT count(*), count(*) FILTER (WHERE state = 'confirmed' AND health_reboots = 1)
+	FROM campaign_devices WHERE campaign_id = 'hl' AND state <> 'pending'" ||
+	fail "health campaign devices: $(sql -c "SELECT string_agg(device_id || ':' || state || ':' || coalesce(health_reboots::text, '-'), ',') FROM campaign_devices WHERE campaign_id = 'hl' AND state <> 'pending'")"
+got=$(cat "$T"/dev/*.got 2>/dev/null | grep -c '^art-hl window=600$' || true)
+[[ "$got" == 2 ]] || fail "Notify with the health window 600: $got (expected the 2 canaries): $(cat "$T"/dev/*.got | grep art-hl)"
+sql -c "SELECT rollout_cancel('hl', 'alice')" >/dev/null
 if [[ -n "$SERVER_PID" ]]; then check_server_exit; fi
 log "PASS"

@@ -183,6 +183,12 @@ run_canary one o1 failed OTA_ERR_TRANSPORT \
 	'"stages":[{"count":10,"failure_ratio":0.2}],"transient_retries":0,"rate_per_minute":600,"rate_burst":50'
 expect_eq "without the new fields: one failure_ratio over every failure, as before" "$(reason one)" \
 	"stage 0: 3 of 10 devices failed (OTA_ERR_TRANSPORT: 3), over the failure threshold 0.2000"
+expect_eq "the classes: timeouts (never reported, or OTA_ERR_TIMEOUT), pins and transport are the network; self-test failures, boot failures (a trial rebooted without confirm reverts with OTA_ERR_SELFTEST) and refused images the build" \
+	"$(q "SELECT string_agg(rollout_failure_class(s, e), ',' ORDER BY n) FROM (VALUES
+	      (1, 'timed_out', NULL), (2, 'failed', 'OTA_ERR_TIMEOUT'), (3, 'failed', 'OTA_ERR_PIN'),
+	      (4, 'failed', 'OTA_ERR_TRANSPORT'), (5, 'failed', 'OTA_ERR_SELFTEST'), (6, 'failed', 'OTA_ERR_HASH'),
+	      (7, 'failed', 'OTA_ERR_SIGNATURE')) v(n, s, e)")" \
+	"network,network,network,network,build,build,build"
 q "SELECT rollout_resume('bld', 'alice', $(at 1100))" >/dev/null
 tick bld 1101 >/dev/null
 expect_eq "resume acknowledges the build failures: it runs on" "$(state bld)" running

@@ -7,13 +7,16 @@
  *       signed RootList/KeyList (DIR/rootlist.bin, DIR/keylist.bin,
  *       DIR/trust.sql; the KeyList also lists the timestamp role's key,
  *       DIR/timestamp.key; DIR/operational.key is the KeyList's
- *       operational key, the one that signs the manifests) and per
+ *       operational key, the one that signs the manifests; DIR/root.key
+ *       is the RootList's key, DIR/root.pem its public half) and per
  *       artifact DIR/ID.manifest, DIR/ID.image, DIR/ID.otab, DIR/ID.sql
  *       (the artifacts row; the image goes into the store as
  *       DIR/store/<sha256>).
  *   srv_testtool report FILE DEVICE SEQ STATE VERSION CODE COUNTER [ARTIFACT]
- *       [EVENT_SEQ:KIND[:ERROR]]...   a StatusReport
+ *       [EVENT_SEQ:KIND[:ERROR] | health:REBOOTS:PERMILLE]...   a StatusReport
+ *       (health: post-install health, StatusReport 30..32)
  *   srv_testtool notify FILE           prints "kind artifact version code"
+ *       and, when the Notify carries a health window, its seconds
  */
 #include <stdio.h>
 #include <stdlib.h>
@@ -97,9 +100,13 @@ static int cmd_fixtures(int argc, char **argv)
 	ota_fx_key_write_pem(p, ts, true);
 	chmod(p, 0600);
 	free(p);
-	/* the operational key too: a server given it as timestamp_key refuses */
+	/* the operational and root keys too: a server given either as timestamp_key refuses */
 	p = path2(dir, "operational", ".key");
 	ota_fx_key_write_pem(p, op, true);
+	chmod(p, 0600);
+	free(p);
+	p = path2(dir, "root", ".key");
+	ota_fx_key_write_pem(p, root, true);
 	chmod(p, 0600);
 	free(p);
 	ota_fx_key_id(op, op_id);
@@ -256,8 +263,15 @@ static int cmd_report(int argc, char **argv)
 		first_event = 7;
 	for (int i = first_event; i < argc && n_events < OTA_MAX_REPORT_EVENTS * 2; i++) {
 		Fleetota__V1__Event *e = &events[n_events];
-		char *seq, *kind, *error;
+		char *seq, *kind, *error, *end;
 
+		if (strncmp(argv[i], "health:", 7) == 0) {
+			r.health_known = true;
+			r.unexpected_reboots = (uint32_t)strtoul(argv[i] + 7, &end, 10);
+			r.health_permille =
+				*end == ':' ? (uint32_t)strtoul(end + 1, NULL, 10) : 1000;
+			continue;
+		}
 		fleetota__v1__event__init(e);
 		snprintf(specs[n_events], sizeof(specs[0]), "%s", argv[i]);
 		seq = strtok(specs[n_events], ":");
@@ -297,8 +311,11 @@ static int cmd_notify(const char *path)
 		fprintf(stderr, "not a Notify\n");
 		return 1;
 	}
-	printf("%d %s %s %llu\n", (int)n->kind, n->artifact, n->version,
+	printf("%d %s %s %llu", (int)n->kind, n->artifact, n->version,
 	       (unsigned long long)n->version_code);
+	if (n->health_window_seconds != 0)
+		printf(" %u", (unsigned)n->health_window_seconds);
+	printf("\n");
 	fleetota__v1__notify__free_unpacked(n, NULL);
 	return 0;
 }

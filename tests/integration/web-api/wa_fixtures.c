@@ -15,6 +15,9 @@
  *   fw-truncated.otab    the last image byte missing (OTA_ERR_SIZE)
  *   fw-bad-utf8.otab     signed by A, its version "1.5.0\xff\xfe" not UTF-8 (OTA_ERR_FORMAT)
  *   docs.otab            another valid bundle for the docs/api.md examples
+ *   fw-sec.otab          a security fix signed by A: 9.1.0/7, fixes
+ *                        version codes 1..2, advisory CVE-2026-7777,
+ *                        issued an hour before the fixtures were made
  * wa_fixtures DIR BYTES also writes, for the upload session tests:
  *   big.otab             a bundle with a BYTES-byte image, signed by A
  *   chunks.otab          a 20 MiB image (three 8 MiB chunks), signed by A
@@ -23,6 +26,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <time.h>
 
 #include "ota_fixture.h"
 
@@ -37,8 +41,15 @@ static void write_env(const char *dir, const char *name, Fleetota__V1__Signed *e
 	ota_fx_env_free(env);
 }
 
+/* What a security fix's manifest adds (NULL: a functional release). */
+struct security_fix {
+	uint64_t fixes_min, fixes_max;
+	const char *advisory;
+	uint64_t issued_at;
+};
+
 static struct ota_fx_buf bundle_of(EVP_PKEY *signer, const char *version, uint64_t code,
-				   uint8_t seed, size_t image_len)
+				   uint8_t seed, size_t image_len, const struct security_fix *fix)
 {
 	uint8_t *image = malloc(image_len);
 	struct ota_fx_manifest m;
@@ -59,6 +70,13 @@ static struct ota_fx_buf bundle_of(EVP_PKEY *signer, const char *version, uint64
 	m.image_name = "firmware.bin";
 	m.signers = &signer;
 	m.n_signers = 1;
+	if (fix) {
+		m.is_security_update = true;
+		m.fixes_version_code_min = fix->fixes_min;
+		m.fixes_version_code_max = fix->fixes_max;
+		m.advisory = fix->advisory;
+		m.issued_at = fix->issued_at;
+	}
 	menv = ota_fx_manifest(&m);
 	b.manifest = menv;
 	b.image = image;
@@ -71,7 +89,7 @@ static struct ota_fx_buf bundle_of(EVP_PKEY *signer, const char *version, uint64
 
 static struct ota_fx_buf bundle(EVP_PKEY *signer, const char *version, uint64_t code, uint8_t seed)
 {
-	return bundle_of(signer, version, code, seed, IMAGE_BYTES);
+	return bundle_of(signer, version, code, seed, IMAGE_BYTES, NULL);
 }
 
 static void write_buf(const char *dir, const char *name, struct ota_fx_buf *buf)
@@ -154,6 +172,15 @@ int main(int argc, char **argv)
 	write_buf(dir, "fw2.otab", &buf);
 	buf = bundle(a, "2.0.0", 4, 3);
 	write_buf(dir, "docs.otab", &buf);
+	{
+		struct security_fix fix = {.fixes_min = 1,
+					   .fixes_max = 2,
+					   .advisory = "CVE-2026-7777",
+					   .issued_at = (uint64_t)time(NULL) - 3600};
+
+		buf = bundle_of(a, "9.1.0", 7, 10, IMAGE_BYTES, &fix);
+		write_buf(dir, "fw-sec.otab", &buf);
+	}
 	buf = bundle(x, "6.6.6", 66, 4);
 	write_buf(dir, "fw-unknown-key.otab", &buf);
 	buf = bundle(a, "1.3.0", 5, 5);
@@ -167,11 +194,11 @@ int main(int argc, char **argv)
 	if (argc == 3) {
 		size_t big = strtoul(argv[2], NULL, 10);
 
-		buf = bundle_of(a, "3.0.0", 10, 7, big);
+		buf = bundle_of(a, "3.0.0", 10, 7, big, NULL);
 		write_buf(dir, "big.otab", &buf);
-		buf = bundle_of(a, "2.5.0", 8, 8, 20u << 20);
+		buf = bundle_of(a, "2.5.0", 8, 8, 20u << 20, NULL);
 		write_buf(dir, "chunks.otab", &buf);
-		buf = bundle_of(a, "2.6.0", 9, 9, 20u << 20);
+		buf = bundle_of(a, "2.6.0", 9, 9, 20u << 20, NULL);
 		ota_fx_bundle_corrupt(&buf, OTA_FX_PART_IMAGE, 17u << 20);
 		write_buf(dir, "chunks-changed.otab", &buf);
 	}
