@@ -166,7 +166,7 @@ installs_once() {
 		$4 == c && $6 == "act" { n[$2]++ }
 		END { for (d in n) if (n[d] > 1 + tries[d]) print d " (" n[d] " acts, " tries[d] " retries)" }' \
 		<(sql -F ' ' -c "SELECT device_id, attempts FROM campaign_devices WHERE campaign_id = '$1'") "$NOTIFY_LOG" |
-		head -5 | paste -sd' ' -)
+		paste -sd' ' -)
 	[[ -z "$bad" ]] || fail "$1: devices that acted on a Notify more often than the engine retried them: $bad"
 	[[ $(awk -v c="$1" '$4 == c && $6 == "act" { print $2 }' "$NOTIFY_LOG" | sort -u | wc -l) == "$N" ]] ||
 		fail "$1: not every device received the campaign's Notify"
@@ -260,8 +260,11 @@ seqs_seen() {
 resent=0
 while read -r dev lost_id again_id; do
 	[[ -n "$again_id" ]] || fail "$dev: notification $lost_id of $holder was never issued again"
-	seqs_seen "$dev" | grep -qx "$again_id" ||
-		fail "$dev: the re-sent Notify $again_id (for $holder's $lost_id) did not pass the broker; seen: $(seqs_seen "$dev" | paste -sd,)"
+	# captured first: under pipefail, grep -q closing the pipe early would
+	# fail the check through SIGPIPE in seqs_seen (it did: "seen: 890,...")
+	seen=$(seqs_seen "$dev")
+	grep -qx "$again_id" <<<"$seen" ||
+		fail "$dev: the re-sent Notify $again_id (for $holder's $lost_id) did not pass the broker; seen: $(paste -sd, <<<"$seen")"
 	resent=$((resent + 1))
 done < <(sql -F ' ' -c "SELECT n.device_id, n.id, (SELECT min(r.id) FROM rollout_notifications r WHERE r.campaign_id = 'ks'
 	AND r.device_id = n.device_id AND r.id > n.id AND r.published_at IS NOT NULL) FROM rollout_notifications n
