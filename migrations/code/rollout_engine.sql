@@ -261,6 +261,26 @@ LANGUAGE sql STABLE AS $$
 	ORDER BY s.stage_no
 $$;
 
+-- The devices of a campaign's queue that a higher-priority campaign holds
+-- (its member, not finished), with the holder: admission skips them, so the
+-- campaign waits for them. Probes the queue by its key for each active
+-- member of a higher-priority campaign (none run: nothing is read).
+CREATE OR REPLACE FUNCTION rollout_held(p_campaign text)
+RETURNS TABLE (device_id text, holder text)
+LANGUAGE sql STABLE AS $$
+	SELECT DISTINCT ON (m.device_id) m.device_id, m.campaign_id
+	FROM campaigns c
+	JOIN campaigns o ON o.state IN ('running', 'paused') AND o.campaign_id <> c.campaign_id
+	                AND (o.security_preempt, o.priority) > (c.security_preempt, c.priority)
+	JOIN campaign_devices m ON m.campaign_id = o.campaign_id
+	                       AND m.state IN ('pending', 'notified', 'downloading', 'installed')
+	WHERE c.campaign_id = p_campaign
+	  AND EXISTS (SELECT 1 FROM campaign_targets t
+	              WHERE t.campaign_id = p_campaign AND t.rank = rollout_target_rank(p_campaign, m.device_id)
+	                AND t.device_id = m.device_id)
+	ORDER BY m.device_id, o.priority DESC, m.campaign_id
+$$;
+
 -- Why the current stage is stalled, or NULL. Stalled: every device of the
 -- stage has finished and too few confirmed (it can never complete), or the
 -- stage ran past its time budget. Names the devices not confirmed (the
@@ -277,6 +297,9 @@ DECLARE
 	v_errors text;
 	v_devices text;
 	v_open bigint;
+	v_held bigint := 0;
+	v_held_devices text;
+	v_holders text;
 BEGIN
 	IF p_all_admitted AND p_pending = 0 AND p_in_flight = 0 AND p_admitted > 0 THEN
 		v_why := 'cannot complete';
@@ -302,10 +325,22 @@ BEGIN
 	SELECT count(*) INTO v_open FROM campaign_devices m
 	WHERE m.campaign_id = p_campaign AND m.stage_no = s.stage_no
 	  AND m.state NOT IN ('confirmed', 'superseded', 'cancelled');
+	-- devices the stage still wants that a higher-priority campaign holds
+	IF NOT p_all_admitted THEN
+		SELECT count(*), string_agg(h.device_id, ', ' ORDER BY h.device_id) FILTER (WHERE h.n <= 10),
+		       string_agg(DISTINCT h.holder, ', ')
+		INTO v_held, v_held_devices, v_holders
+		FROM (SELECT r.device_id, r.holder, row_number() OVER (ORDER BY r.device_id) AS n
+		      FROM rollout_held(p_campaign) r) h;
+	END IF;
 	RETURN format('stalled: stage %s %s: %s of %s devices confirmed, success_ratio %s; errors: %s; not confirmed: %s%s',
 	              s.stage_no, v_why, p_confirmed, p_admitted - p_acked, s.success_ratio,
 	              coalesce(v_errors, 'none'), coalesce(v_devices, '-'),
-	              CASE WHEN v_open > 10 THEN format(' and %s more', v_open - 10) ELSE '' END);
+	              CASE WHEN v_open > 10 THEN format(' and %s more', v_open - 10) ELSE '' END)
+	       || CASE WHEN v_held > 0
+	               THEN format('; not admitted: %s%s (held by a higher-priority campaign: %s)', v_held_devices,
+	                           CASE WHEN v_held > 10 THEN format(' and %s more', v_held - 10) ELSE '' END, v_holders)
+	               ELSE '' END;
 END $$;
 
 -- The engine pauses a campaign and says why (a paused event with the reason).
@@ -795,6 +830,9 @@ DECLARE
 	v_busy bigint;
 	v_next_retry timestamptz;
 	v_tokens double precision;
+	v_quota bigint;
+	v_held bigint;
+	v_holders text;
 BEGIN
 	SELECT * INTO c FROM campaigns WHERE campaign_id = p_campaign;
 	IF NOT FOUND THEN
@@ -870,6 +908,18 @@ BEGIN
 		RETURN jsonb_build_object('state', 'waiting', 'reason', 'retry_backoff',
 		                          'detail', format('%s devices retry after a transient failure, the next at %s',
 		                                           v_pending, v_next_retry));
+	END IF;
+	-- the stage wants more devices than it has, and a higher-priority
+	-- campaign holds those of its queue: admission skips them
+	v_quota := CASE WHEN s.device_count IS NOT NULL THEN least(s.device_count, c.target_members + c.target_queued)
+	                ELSE ceil((c.target_members + c.target_queued) * s.percent / 100.0)::bigint END;
+	IF c.target_queued > 0 AND c.target_members < v_quota THEN
+		SELECT count(*), string_agg(DISTINCT h.holder, ', ') INTO v_held, v_holders FROM rollout_held(p_campaign) h;
+		IF v_held > 0 THEN
+			RETURN jsonb_build_object('state', 'waiting', 'reason', 'higher_priority',
+			                          'detail', format('%s devices are held by a higher-priority campaign: %s',
+			                                           v_held, v_holders));
+		END IF;
 	END IF;
 	RETURN jsonb_build_object('state', 'moving', 'reason', 'evaluating',
 	                          'detail', format('stage %s: the next tick admits devices or moves on', s.stage_no));

@@ -167,6 +167,25 @@ start aa 5400
 expect_eq "progress: approval" "$(progress aa 5401)" approval
 create '{"id":"dr","artifact":"fw-101","target":{"devices":["dev0000039"]},"stages":[{"percent":100}]}'
 expect_eq "progress: a draft" "$(progress dr 5401)" not_started
+# a campaign whose devices a higher-priority campaign holds: waiting, and
+# says for whom; past its budget it pauses naming them (it was "evaluating"
+# for the whole budget, then stalled with "0 of 0 devices confirmed")
+add_devices 2 hp
+create '{"id":"hp-hi","artifact":"fw-101","priority":5,"target":{"devices":["hp0000001","hp0000002"]},"device_timeout_seconds":6000,"stages":[{"percent":100}]}'
+start hp-hi 6000
+tick hp-hi 6001 >/dev/null
+create '{"id":"hp-lo","artifact":"fw-101","priority":1,"target":{"devices":["hp0000001","hp0000002"]},"device_timeout_seconds":600,"stages":[{"percent":100,"budget_seconds":300}]}'
+start hp-lo 6002
+tick hp-lo 6003 >/dev/null
+expect_eq "progress: held by a higher-priority campaign" \
+	"$(q "SELECT (p ->> 'state') || ':' || (p ->> 'reason') || ':' || (p ->> 'detail') FROM rollout_progress('hp-lo', $(at 6004)) p")" \
+	"waiting:higher_priority:2 devices are held by a higher-priority campaign: hp-hi"
+tick hp-lo 6400 >/dev/null
+reason=$(q "SELECT state_reason FROM campaigns WHERE campaign_id = 'hp-lo'")
+[[ $reason == "stalled: stage 0 not done within its budget of 300 s: 0 of 0 devices confirmed"*"; not admitted: hp0000001, hp0000002 (held by a higher-priority campaign: hp-hi)" ]] ||
+	fail "held stall reason: $reason ($(q "SELECT state FROM campaigns WHERE campaign_id = 'hp-lo'"))"
+echo "ok - over its budget, paused naming the held devices: $reason"
+q "SELECT rollout_cancel('hp-lo', 'alice', $(at 6401)), rollout_cancel('hp-hi', 'alice', $(at 6401))" >/dev/null
 expect_eq "status carries the progress and the retry settings" \
 	"$(q "SELECT (rollout_status('aa') -> 'progress' ->> 'reason') || ':' || (rollout_status('aa') ->> 'transient_retries') || ':' || (rollout_status('aa') ->> 'retry_backoff_seconds') || ':' || (rollout_status('aa') -> 'stages' -> 0 ->> 'budget_seconds')")" \
 	"approval:2:30:$(q "SELECT round(60.0 / 60 + (1 + 2) * 3600 + 120 * 2)")"
