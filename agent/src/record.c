@@ -443,8 +443,8 @@ enum ota_err ota_record_copy_decode(const uint8_t *buf, size_t len,
 	uint8_t reserved1 = get_u8(&r);
 	uint64_t seq = get_u64(&r);
 	uint32_t payload_len = get_u32(&r);
-	if (!crc_ok || r.bad || memcmp(magic, COPY_MAGIC, REC_MAGIC_BYTES) != 0 || format != COPY_FORMAT ||
-	    !record_id_known(rec) || reserved0 != 0 || reserved1 != 0 ||
+	if (!crc_ok || r.bad || memcmp(magic, COPY_MAGIC, REC_MAGIC_BYTES) != 0 ||
+	    format != COPY_FORMAT || !record_id_known(rec) || reserved0 != 0 || reserved1 != 0 ||
 	    payload_len != len - OTA_RECORD_COPY_OVERHEAD)
 		return OTA_ERR_FORMAT;
 	ret_copy->rec = (enum ota_record)rec;

@@ -198,7 +198,8 @@ static enum ota_err ecdh(EVP_PKEY *own, EVP_PKEY *peer, uint8_t ret_shared[OTA_E
 		goto out;
 	}
 	/* OpenSSL refuses an all-zero X25519 result (a small-order peer key) */
-	if (EVP_PKEY_derive(pctx, ret_shared, &shared_len) != 1 || shared_len != OTA_ECDH_SHARED_BYTES) {
+	if (EVP_PKEY_derive(pctx, ret_shared, &shared_len) != 1 ||
+	    shared_len != OTA_ECDH_SHARED_BYTES) {
 		ERR_clear_error();
 		err = OTA_ERR_KEY_UNWRAP;
 		goto out;
