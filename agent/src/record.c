@@ -20,6 +20,7 @@
 #define REC_MAGIC_BOOT "OTAG"
 #define REC_MAGIC_FRESHNESS "OTAF"
 #define COPY_MAGIC "OTAR"
+#define REC_MAGIC_BYTES (sizeof(COPY_MAGIC) - 1u)
 #define COPY_FORMAT 2u
 
 struct wbuf {
@@ -69,7 +70,7 @@ static void put_bytes(struct wbuf *w, const void *src, size_t len)
 /* The low n bytes of v, little-endian. */
 static void put_le(struct wbuf *w, uint64_t v, size_t n)
 {
-	uint8_t b[8];
+	uint8_t b[sizeof(uint64_t)];
 	for (size_t i = 0; i < n; i++)
 		b[i] = (uint8_t)(v >> (8 * i));
 	put_bytes(w, b, n);
@@ -113,7 +114,7 @@ static void get_bytes(struct rbuf *r, void *dst, size_t len)
 /* n bytes, little-endian (0 past the end, and r is bad). */
 static uint64_t get_le(struct rbuf *r, size_t n)
 {
-	uint8_t b[8];
+	uint8_t b[sizeof(uint64_t)];
 	uint64_t v = 0;
 	get_bytes(r, b, n);
 	for (size_t i = 0; i < n; i++)
@@ -165,7 +166,7 @@ static bool get_bool(struct rbuf *r)
 
 static void frame_begin(struct wbuf *w, const char *magic)
 {
-	put_bytes(w, magic, 4);
+	put_bytes(w, magic, REC_MAGIC_BYTES);
 	put_u8(w, REC_FORMAT);
 }
 
@@ -199,7 +200,7 @@ static bool frame_open(struct rbuf *r, const uint8_t *buf, size_t len, const cha
 		       size_t rec_size)
 {
 	memset(rec, 0, rec_size);
-	if (!buf || len < 9 || memcmp(buf, magic, 4) != 0 || buf[4] != REC_FORMAT ||
+	if (!buf || len < 9 || memcmp(buf, magic, REC_MAGIC_BYTES) != 0 || buf[4] != REC_FORMAT ||
 	    !crc_open(r, buf, len))
 		return false;
 	r->pos = 5;
@@ -430,7 +431,7 @@ enum ota_err ota_record_copy_decode(const uint8_t *buf, size_t len,
 				    struct ota_record_copy *ret_copy)
 {
 	struct rbuf r;
-	uint8_t magic[4];
+	uint8_t magic[REC_MAGIC_BYTES];
 	if (!buf || len < OTA_RECORD_COPY_OVERHEAD ||
 	    len - OTA_RECORD_COPY_OVERHEAD > OTA_MAX_ENVELOPE_BYTES)
 		return OTA_ERR_FORMAT;
@@ -442,8 +443,8 @@ enum ota_err ota_record_copy_decode(const uint8_t *buf, size_t len,
 	uint8_t reserved1 = get_u8(&r);
 	uint64_t seq = get_u64(&r);
 	uint32_t payload_len = get_u32(&r);
-	if (!crc_ok || r.bad || memcmp(magic, COPY_MAGIC, 4) != 0 || format != COPY_FORMAT ||
-	    !record_id_known(rec) || reserved0 != 0 || reserved1 != 0 ||
+	if (!crc_ok || r.bad || memcmp(magic, COPY_MAGIC, REC_MAGIC_BYTES) != 0 ||
+	    format != COPY_FORMAT || !record_id_known(rec) || reserved0 != 0 || reserved1 != 0 ||
 	    payload_len != len - OTA_RECORD_COPY_OVERHEAD)
 		return OTA_ERR_FORMAT;
 	ret_copy->rec = (enum ota_record)rec;

@@ -1,5 +1,6 @@
 /* SPDX-License-Identifier: Apache-2.0 */
 /* Bounded text building (text-internal.h). */
+#include "fleetota/agent-limits.h"
 #include "text-internal.h"
 
 void ota_text_init(struct ota_text *t, char *buf, size_t cap)
@@ -24,7 +25,7 @@ void ota_text_str(struct ota_text *t, const char *s)
 
 void ota_text_u64(struct ota_text *t, uint64_t v)
 {
-	char digits[21];
+	char digits[OTA_AGENT_U64_TEXT_BYTES];
 	size_t n = 0;
 	do {
 		digits[n++] = (char)('0' + v % 10);

@@ -54,7 +54,7 @@ static void artifact_row(const json_t *a)
 static bool file_sha256(int fd, char hex[CTL_SHA256_HEX])
 {
 	EVP_MD_CTX *md = EVP_MD_CTX_new();
-	unsigned char buf[65536], out[OTA_SHA256_BYTES];
+	unsigned char buf[CTL_HASH_CHUNK_BYTES], out[OTA_SHA256_BYTES];
 	unsigned int out_len = 0;
 	ssize_t n;
 	bool ok = md != NULL && EVP_DigestInit_ex(md, EVP_sha256(), NULL) == 1;
@@ -106,7 +106,7 @@ static void state_path(struct upload *up)
 static bool state_load(struct upload *up)
 {
 	char *text = ctl_read_file(up->state_path, 2048, NULL);
-	char server[600] = "", id[CTL_MAX_ID] = "";
+	char server[CTL_SAVED_SERVER_BYTES] = "", id[CTL_MAX_ID] = "";
 	bool ok;
 
 	if (text == NULL)

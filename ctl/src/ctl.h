@@ -49,6 +49,10 @@
 #define CTL_CTYPE_BYTES 96u
 /* Profile fields: server URL, token; a response's ETag and error text. */
 #define CTL_SERVER_BYTES 512u
+/* The server URL saved with an upload session (read back with %599s). */
+#define CTL_SAVED_SERVER_BYTES 600u
+/* Read chunk when hashing a bundle. */
+#define CTL_HASH_CHUNK_BYTES (64u * 1024u)
 #define CTL_TOKEN_BYTES 128u
 #define CTL_ETAG_BYTES 80u
 #define CTL_ERROR_BYTES 256u

@@ -249,7 +249,7 @@ static enum ota_err log_tail(int fd, struct record *last, struct kr_diag *diag)
 enum ota_err kr_audit_append(const char *path, const struct kr_audit_entry *entry,
 			     struct kr_diag *diag)
 {
-	char when[32], key_id[HASH_HEX + 1], sha[HASH_HEX + 1], hash[HASH_HEX + 1];
+	char when[KR_AUDIT_TIME_BYTES], key_id[HASH_HEX + 1], sha[HASH_HEX + 1], hash[HASH_HEX + 1];
 	uint8_t digest[OTA_SHA256_BYTES];
 	struct record last;
 	char *text = NULL;

@@ -50,6 +50,8 @@
 #define KR_PATH_SUFFIX_BYTES 104u
 /* A time as kr_time_format writes it ("2026-01-31T12:00:00Z", "never"). */
 #define KR_TIME_TEXT_BYTES 40u
+/* The time column of an audit line. */
+#define KR_AUDIT_TIME_BYTES 32u
 /* A decimal uint64 and its NUL (also a duration text such as "90d"). */
 #define KR_U64_TEXT_BYTES 24u
 /* The detail of a refused list, and the names of the lists it names. */

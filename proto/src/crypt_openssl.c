@@ -17,7 +17,7 @@
 
 static bool is_p256(EVP_PKEY *key)
 {
-	char group[32];
+	char group[OTA_EC_GROUP_NAME_BYTES];
 	size_t len = 0;
 	if (!EVP_PKEY_is_a(key, "EC") ||
 	    EVP_PKEY_get_group_name(key, group, sizeof(group), &len) != 1)
@@ -188,9 +188,9 @@ out:
 }
 
 /* Z = ECDH(own, peer): X25519, or the x-coordinate on P-256 (both 32 bytes). */
-static enum ota_err ecdh(EVP_PKEY *own, EVP_PKEY *peer, uint8_t ret_shared[32])
+static enum ota_err ecdh(EVP_PKEY *own, EVP_PKEY *peer, uint8_t ret_shared[OTA_ECDH_SHARED_BYTES])
 {
-	size_t shared_len = 32;
+	size_t shared_len = OTA_ECDH_SHARED_BYTES;
 	enum ota_err err = OTA_ERR_INTERNAL;
 	EVP_PKEY_CTX *pctx = EVP_PKEY_CTX_new(own, NULL);
 	if (!pctx || EVP_PKEY_derive_init(pctx) != 1 || EVP_PKEY_derive_set_peer(pctx, peer) != 1) {
@@ -198,7 +198,8 @@ static enum ota_err ecdh(EVP_PKEY *own, EVP_PKEY *peer, uint8_t ret_shared[32])
 		goto out;
 	}
 	/* OpenSSL refuses an all-zero X25519 result (a small-order peer key) */
-	if (EVP_PKEY_derive(pctx, ret_shared, &shared_len) != 1 || shared_len != 32) {
+	if (EVP_PKEY_derive(pctx, ret_shared, &shared_len) != 1 ||
+	    shared_len != OTA_ECDH_SHARED_BYTES) {
 		ERR_clear_error();
 		err = OTA_ERR_KEY_UNWRAP;
 		goto out;
@@ -233,7 +234,7 @@ enum ota_err ota_crypt_wrap(EVP_PKEY *recipient,
 			    const uint8_t key[OTA_CEK_BYTES], struct ota_crypt_wrapped *ret)
 {
 	uint8_t own[OTA_CRYPT_EPHEMERAL_MAX_BYTES];
-	uint8_t shared[32];
+	uint8_t shared[OTA_ECDH_SHARED_BYTES];
 	uint8_t kek[OTA_AES256_KEY_BYTES];
 	struct ota_crypt_wrapped next;
 	size_t own_len = 0;
@@ -287,7 +288,7 @@ enum ota_err ota_crypt_unwrap(EVP_PKEY *private_key, const uint8_t *ephemeral, s
 			      uint8_t ret_key[OTA_CEK_BYTES])
 {
 	uint8_t own[OTA_CRYPT_EPHEMERAL_MAX_BYTES];
-	uint8_t shared[32];
+	uint8_t shared[OTA_ECDH_SHARED_BYTES];
 	size_t own_len = 0;
 	enum ota_recipient_kind kind;
 	EVP_PKEY *eph = NULL;

@@ -280,7 +280,7 @@ struct ota_port_ops {
 	 * wipes its own copies.
 	 */
 	enum ota_err (*key_unwrap)(void *ctx, const struct ota_key_unwrap_request *req,
-				   uint8_t ret_key[32]);
+				   uint8_t ret_key[OTA_AES256_KEY_BYTES]);
 
 	/*
 	 * Optional (NULL = no health signal: permille 1000, no unrequested

@@ -111,7 +111,7 @@ static bool session_binding(struct ota_https *client, const char *ca_file)
 	int cert_len = cert ? i2d_X509(cert, &cert_der) : -1;
 	EVP_MD_CTX *md = EVP_MD_CTX_new();
 	unsigned int dlen = 0;
-	uint8_t lens[16];
+	uint8_t lens[2 * sizeof(uint64_t)]; /* both lengths, big-endian */
 	bool ok = ca && cert_len > 0 && md;
 	for (int i = 0; i < 8; i++) {
 		lens[i] = (uint8_t)((uint64_t)ca_len >> (56 - 8 * i));
@@ -421,7 +421,7 @@ static enum ota_err pin_check(const struct ota_https *client, SSL *ssl)
 
 static bool is_ip_literal(const char *host)
 {
-	unsigned char buf[16];
+	unsigned char buf[sizeof(struct in6_addr)];
 	return inet_pton(AF_INET, host, buf) == 1 || inet_pton(AF_INET6, host, buf) == 1;
 }
 

@@ -57,6 +57,8 @@
 /* Slowest accepted transfer after the first stall_timeout seconds. */
 #define OTA_HTTPS_MIN_BYTES_PER_S 1024u
 #define OTA_HTTPS_MAX_PINS 8u
+/* A PKCS#11 key's CKA_EC_PARAMS (DER OID of the curve; P-256's is 10). */
+#define OTA_P11_EC_PARAMS_MAX 32u
 /* "host:port" the kept session belongs to. */
 #define OTA_HTTPS_SESSION_KEY_BYTES 272u
 /* A kept session on disk (a TLS 1.3 ticket with a certificate chain is ~3 KiB). */

@@ -177,7 +177,7 @@ static enum ota_err find_key(struct p11 *p, CK_OBJECT_CLASS cls, CK_OBJECT_HANDL
 static enum ota_err public_point(struct p11 *p, CK_OBJECT_HANDLE pub,
 				 uint8_t ret_point[OTA_P256_POINT_BYTES])
 {
-	uint8_t params[32], point[OTA_P256_POINT_BYTES + 2];
+	uint8_t params[OTA_P11_EC_PARAMS_MAX], point[OTA_P256_POINT_BYTES + 2];
 	CK_ATTRIBUTE attrs[] = {
 		{CKA_EC_PARAMS, params, sizeof(params)},
 		{CKA_EC_POINT, point, sizeof(point)},

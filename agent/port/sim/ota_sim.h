@@ -60,7 +60,7 @@ void ota_sim_set_consent(struct ota_sim *sim, bool has_consent, bool grants);
  * is OTA_ERR_NOT_FOUND, so an encrypted image is OTA_ERR_NOT_RECIPIENT.
  */
 typedef enum ota_err (*ota_sim_unwrap_fn)(void *arg, const struct ota_key_unwrap_request *req,
-					  uint8_t ret_key[32]);
+					  uint8_t ret_key[OTA_AES256_KEY_BYTES]);
 void ota_sim_set_key_unwrap(struct ota_sim *sim, ota_sim_unwrap_fn unwrap, void *arg);
 /* Reboot requests seen. */
 unsigned ota_sim_reboots(const struct ota_sim *sim);

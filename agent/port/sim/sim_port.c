@@ -318,7 +318,7 @@ static enum ota_err sim_selftest(void *ctx, unsigned slot)
 
 /* The device's recipient keys live with the test (a secure element's role). */
 static enum ota_err sim_key_unwrap(void *ctx, const struct ota_key_unwrap_request *req,
-				   uint8_t ret_key[32])
+				   uint8_t ret_key[OTA_AES256_KEY_BYTES])
 {
 	struct ota_sim *sim = ctx;
 	if (!sim->unwrap)

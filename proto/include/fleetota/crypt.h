@@ -35,6 +35,8 @@
 #define OTA_P256_POINT_BYTES 65u
 /* The ECDH result of P-256: the point's x-coordinate. */
 #define OTA_P256_SHARED_BYTES 32u
+/* The ECDH result of either kind (X25519's is its key size; both are 32). */
+#define OTA_ECDH_SHARED_BYTES OTA_X25519_BYTES
 /* The longest ephemeral public key of any recipient kind. */
 #define OTA_CRYPT_EPHEMERAL_MAX_BYTES OTA_P256_POINT_BYTES
 #define OTA_WRAPPED_KEY_BYTES 40u

@@ -24,4 +24,27 @@
 /* ?limit= as text (wa_query_limit): WEBAPI_PAGE_MAX's digits and a NUL. */
 #define WA_LIMIT_TEXT_BYTES SRV_U32_TEXT_BYTES
 
+/* Buffers sized by the API's identifiers and fields, NUL included. */
+/* An artifact id as a bundle carries it (WA_MAX_OBJECT_ID, a NUL, slack). */
+#define WA_ARTIFACT_ID_BYTES 132u
+/* Upload session ids: "u_" and the hex of WA_UPLOAD_ID_RANDOM_BYTES. */
+#define WA_UPLOAD_ID_RANDOM_BYTES 16u
+#define WA_UPLOAD_ID_LEN 34u
+#define WA_UPLOAD_ID_BYTES 40u
+/* A request's decoded {id} path argument. */
+#define WA_PATH_ARG_BYTES 160u
+/* One raw (still %-encoded) path segment. */
+#define WA_PATH_SEGMENT_BYTES 256u
+/* A query parameter's name. */
+#define WA_QUERY_KEY_BYTES 64u
+/* The audit actor, "token:ID:NAME". */
+#define WA_ACTOR_BYTES 96u
+/* Random bytes in a new API token. */
+#define WA_TOKEN_RANDOM_BYTES 32u
+/* A console asset's file name. */
+#define WA_ASSET_NAME_BYTES 64u
+/* The field a campaign's FO422 error names, and a campaign action verb. */
+#define WA_CAMPAIGN_FIELD_BYTES 64u
+#define WA_CAMPAIGN_ACTION_BYTES 16u
+
 #endif

@@ -64,7 +64,7 @@ static void reply_engine_error(struct wa_ctx *ctx, enum ota_err err, const PGres
 
 	if (status != 0) {
 		const char *msg = PQresultErrorField(res, PG_DIAG_MESSAGE_PRIMARY);
-		char field[64] = "";
+		char field[WA_CAMPAIGN_FIELD_BYTES] = "";
 
 		if (msg == NULL)
 			msg = code;
@@ -212,7 +212,7 @@ static void wa_h_campaigns_action(struct wa_ctx *ctx)
 	static const char *const actions[] = {"start",	"approve", "pause",
 					      "resume", "cancel",  NULL};
 	const char *uri = evhttp_request_get_uri(ctx->req);
-	char action[16] = "";
+	char action[WA_CAMPAIGN_ACTION_BYTES] = "";
 	const char *params[3];
 
 	if (!campaign_arg(ctx, NULL))

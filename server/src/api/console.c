@@ -31,7 +31,7 @@ const char wa_console_csp[] =
 	"frame-ancestors 'none'";
 
 struct wa_asset {
-	char name[64];
+	char name[WA_ASSET_NAME_BYTES];
 	const char *content_type;
 	char *data;
 	size_t len;

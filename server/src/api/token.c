@@ -41,7 +41,7 @@ enum ota_err wa_token_generate(char out[WEBAPI_TOKEN_CHARS + 1])
 {
 	static const char alphabet[] =
 		"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789-_";
-	uint8_t raw[32];
+	uint8_t raw[WA_TOKEN_RANDOM_BYTES];
 	size_t prefix = strlen(WEBAPI_TOKEN_PREFIX), pos = prefix;
 	uint32_t acc = 0;
 	int bits = 0;

@@ -39,7 +39,6 @@
 #include "webapi-internal.h"
 
 /* "u_" + 32 lowercase hex characters (128 random bits). */
-#define WA_UPLOAD_ID_LEN 34u
 /* Read buffer of the copy into the store. */
 #define WA_UPLOAD_COPY_BUF (256u * 1024u)
 
@@ -285,7 +284,7 @@ static void create_purged(struct wa_ctx *ctx, enum ota_err err, const PGresult *
 	struct wa_uploads *up = cs->up;
 	json_t *size_j = json_object_get(ctx->json, "size");
 	json_t *sha_j = json_object_get(ctx->json, "sha256");
-	uint8_t rnd[16];
+	uint8_t rnd[WA_UPLOAD_ID_RANDOM_BYTES];
 	char path[PATH_MAX], size_text[SRV_U64_TEXT_BYTES], ttl[SRV_U32_TEXT_BYTES],
 		max_n[SRV_U32_TEXT_BYTES], max_total[SRV_U64_TEXT_BYTES];
 	const char *params[8];

@@ -114,8 +114,8 @@ typedef void (*wa_bundle_store_fn)(struct wa_ctx *ctx, struct wa_bundle *b);
  * this struct; ext is the caller's (freed with ext_free).
  */
 struct wa_bundle {
-	char artifact_id[132];
-	char upload_id[40]; /* the session deleted with the insert, or "" */
+	char artifact_id[WA_ARTIFACT_ID_BYTES];
+	char upload_id[WA_UPLOAD_ID_BYTES]; /* the session deleted with the insert, or "" */
 	uint8_t *arena_mem;
 	struct ota_arena arena;
 	Fleetota__V1__BundleHeader *header;
@@ -253,13 +253,13 @@ struct wa_ctx {
 	struct evhttp_request *req;
 	enum evhttp_cmd_type method;
 	const struct wa_route *route;
-	char path_arg[160]; /* the {id} of the path, decoded */
+	char path_arg[WA_PATH_ARG_BYTES]; /* the {id} of the path, decoded */
 	struct evkeyvalq query;
 	bool query_parsed;
 	/* the caller */
 	long long token_id;
 	enum wa_role role;
-	char actor[96]; /* "token:ID:NAME" */
+	char actor[WA_ACTOR_BYTES]; /* "token:ID:NAME" */
 	/* request body */
 	json_t *json; /* parsed JSON body, or NULL */
 	const uint8_t *body; /* raw body (binary endpoints), borrowed */

@@ -427,7 +427,7 @@ bool wa_query_only(struct wa_ctx *ctx, const char *const *allowed)
 
 		if (nul != NULL) {
 			const char *start = nul;
-			char key[64];
+			char key[WA_QUERY_KEY_BYTES];
 			size_t key_len;
 
 			while (start > raw && start[-1] != '&')
@@ -494,7 +494,7 @@ static int match(const char *pattern, const char *path, char *arg, size_t arg_ca
 		if (pattern[0] == '*') {
 			const char *end = strchr(path, '/');
 			size_t seg_len = end != NULL ? (size_t)(end - path) : strlen(path);
-			char raw[256];
+			char raw[WA_PATH_SEGMENT_BYTES];
 			size_t dec_len = 0;
 			char *dec;
 
@@ -819,7 +819,7 @@ enum ota_err webapi_new(struct event_base *base, struct srv_db *db, struct srv_m
 			const struct webapi_config *cfg, struct webapi **ret_api)
 {
 	struct webapi *api;
-	char addr[256];
+	char addr[SRV_LISTEN_ADDR_BYTES];
 	uint16_t port;
 	struct stat st;
 	enum ota_err err;

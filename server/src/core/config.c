@@ -9,6 +9,7 @@
 
 #include "config-internal.h"
 #include "log-internal.h"
+#include "srv-limits.h"
 
 enum key_type {
 	KEY_STRING,
@@ -227,7 +228,7 @@ static enum ota_err parse_text(struct srv_config *config, const char *text, size
 		size_t start = pos, line_len;
 		char *key, *value, *eq;
 		const struct key_def *def;
-		char where[32];
+		char where[SRV_CONFIG_WHERE_BYTES];
 		enum ota_err err_code;
 
 		while (pos < len && text[pos] != '\n')
@@ -273,7 +274,7 @@ static enum ota_err parse_text(struct srv_config *config, const char *text, size
 static enum ota_err apply_env(struct srv_config *config, char err[SRV_CONFIG_ERR_BYTES])
 {
 	for (size_t i = 0; i < N_KEYS; i++) {
-		char name[96];
+		char name[SRV_CONFIG_ENV_NAME_BYTES];
 		const char *value;
 		size_t j;
 		enum ota_err err_code;
@@ -297,7 +298,7 @@ static enum ota_err apply_env(struct srv_config *config, char err[SRV_CONFIG_ERR
 
 static enum ota_err check(const struct srv_config *config, char err[SRV_CONFIG_ERR_BYTES])
 {
-	char addr[256];
+	char addr[SRV_LISTEN_ADDR_BYTES];
 	uint16_t port;
 
 	for (size_t i = 0; i < N_KEYS; i++) {

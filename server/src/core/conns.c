@@ -38,6 +38,7 @@
 #include "hex-internal.h"
 #include "log-internal.h"
 #include "ratelimit-internal.h"
+#include "srv-limits.h"
 #include "tls-internal.h"
 
 /* listen(2) backlog: slow clients must not make good ones wait for a SYN retry. */
@@ -76,7 +77,7 @@ enum conn_phase {
 struct conn_key {
 	uint8_t kind;
 	uint8_t family; /* 4 or 6 */
-	uint8_t addr[16]; /* IPv4, or the /64 of IPv6 */
+	uint8_t addr[SRV_CONN_ADDR_BYTES]; /* IPv4, or the /64 of IPv6 */
 };
 
 struct srv_conn;
@@ -863,7 +864,7 @@ static void fit_limits(const struct srv_conns *conns, enum srv_listener_kind kin
 static evutil_socket_t bind_listen(const char *addr, uint16_t port)
 {
 	struct addrinfo hints, *res = NULL;
-	char port_text[8];
+	char port_text[SRV_PORT_TEXT_BYTES];
 	evutil_socket_t fd = -1;
 	int one = 1;
 

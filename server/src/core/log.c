@@ -5,6 +5,7 @@
 #include <time.h>
 
 #include "log-internal.h"
+#include "srv-limits.h"
 
 /* A message longer than this is cut (the line stays one line). */
 #define LOG_MSG_MAX 2048
@@ -48,7 +49,7 @@ static void timestamp(char *stamp, size_t size)
 {
 	struct timespec now;
 	struct tm tm;
-	char secs[24];
+	char secs[SRV_LOG_SECS_BYTES];
 
 	clock_gettime(CLOCK_REALTIME, &now);
 	gmtime_r(&now.tv_sec, &tm);
@@ -81,7 +82,7 @@ static void put_text(FILE *out, const char *s)
 /* Starts a line: the JSON object is left open for more fields. */
 static void line_start(FILE *out, enum srv_log_level level, const char *msg)
 {
-	char stamp[40];
+	char stamp[SRV_LOG_STAMP_BYTES];
 
 	timestamp(stamp, sizeof(stamp));
 	if (log_format == SRV_LOG_JSON) {

@@ -1,6 +1,7 @@
 /* SPDX-License-Identifier: Apache-2.0 */
 #include <dirent.h>
 #include <errno.h>
+#include <limits.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -12,13 +13,14 @@
 #include "log-internal.h"
 #include "migrate-internal.h"
 #include "store-internal.h"
+#include "srv-limits.h"
 
 /* Any constant: the advisory lock that serializes migrations. */
 #define MIGRATE_LOCK_KEY "7143201905"
 
 struct migration {
 	unsigned version;
-	char name[256];
+	char name[SRV_MIGRATION_NAME_BYTES];
 	char checksum[SRV_SHA256_HEX_BYTES];
 	char *sql;
 };
@@ -96,7 +98,7 @@ static int cmp_migration(const void *a, const void *b)
 
 static enum ota_err read_file(const char *dir, struct migration *m)
 {
-	char path[4096];
+	char path[PATH_MAX];
 	uint8_t digest[OTA_SHA256_BYTES];
 	FILE *f;
 	size_t len;
@@ -287,7 +289,7 @@ static bool record_code(PGconn *pg, const struct migration *m)
  */
 static enum ota_err apply_code(PGconn *pg, const char *dir, unsigned *ret_applied)
 {
-	char code_dir[4096];
+	char code_dir[PATH_MAX];
 	struct migration *list = NULL;
 	size_t n = 0;
 	unsigned applied = 0;

@@ -18,5 +18,31 @@
 /* A number as decimal text for a statement parameter or a header, NUL included. */
 #define SRV_U32_TEXT_BYTES 16u /* an int or unsigned */
 #define SRV_U64_TEXT_BYTES 24u /* a 64-bit one, signed or not */
+/* A port number as text, NUL included. */
+#define SRV_PORT_TEXT_BYTES 8u
+/* The host part of a *_LISTEN address (config, device and API listeners). */
+#define SRV_LISTEN_ADDR_BYTES 256u
+/* An OTA_SERVER_* environment variable's name. */
+#define SRV_CONFIG_ENV_NAME_BYTES 96u
+/* "line N" in a config error. */
+#define SRV_CONFIG_WHERE_BYTES 32u
+/* A migration's file name (NNNN_name.sql). */
+#define SRV_MIGRATION_NAME_BYTES 256u
+/* This host's name as the rollout server id. */
+#define SRV_HOST_NAME_BYTES 64u
+/* The MQTT topic filter the server subscribes to. */
+#define SRV_MQTT_SUB_TOPIC_BYTES 128u
+/* An assignment cache key: device, artifact and variant. */
+#define SRV_ASSIGN_KEY_BYTES 512u
+/* A connection's rate-limit address: IPv4, or the /64 of IPv6. */
+#define SRV_CONN_ADDR_BYTES 16u
+/* A timestamp row's kind column. */
+#define SRV_TS_KIND_BYTES 16u
+/* Log time stamps: seconds part, and the whole with milliseconds. */
+#define SRV_LOG_SECS_BYTES 24u
+#define SRV_LOG_STAMP_BYTES 40u
+/* Read chunks: hashing a TLS file, copying a file into the store. */
+#define SRV_TLS_FILE_CHUNK_BYTES (16u * 1024u)
+#define SRV_STORE_COPY_CHUNK_BYTES (64u * 1024u)
 
 #endif

@@ -11,6 +11,7 @@
 #include "fleetota/crypto.h"
 #include "hex-internal.h"
 #include "store-internal.h"
+#include "srv-limits.h"
 
 bool srv_store_name_valid(const char *name)
 {
@@ -167,7 +168,7 @@ enum ota_err srv_store_add_file(const char *store_dir, const char *src,
 				char ret_name[SRV_SHA256_HEX_BYTES])
 {
 	struct srv_store_writer *w = NULL;
-	uint8_t buf[65536];
+	uint8_t buf[SRV_STORE_COPY_CHUNK_BYTES];
 	char name[SRV_SHA256_HEX_BYTES];
 	enum ota_err err;
 	int in;

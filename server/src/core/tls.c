@@ -10,6 +10,7 @@
 #include <openssl/pem.h>
 #include <openssl/x509.h>
 
+#include "srv-limits.h"
 #include "tls-internal.h"
 
 /*
@@ -70,7 +71,7 @@ static bool indexes_ready(void)
 /* Adds the bytes of the file path to md (a missing path adds nothing). */
 static bool digest_file(EVP_MD_CTX *md, const char *path)
 {
-	unsigned char buf[16384];
+	unsigned char buf[SRV_TLS_FILE_CHUNK_BYTES];
 	size_t total = 0, n;
 	FILE *f;
 	bool ok;

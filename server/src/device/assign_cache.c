@@ -164,7 +164,7 @@ static void forget_all(struct srv_assign_cache *c)
 bool srv_assign_cache_get(struct srv_assign_cache *c, const char *device, const char *artifact,
 			  const char *variant, const char **ret_data, size_t *ret_len)
 {
-	char key[512];
+	char key[SRV_ASSIGN_KEY_BYTES];
 	size_t key_len = make_key(key, sizeof(key), device, artifact, variant);
 	double now = srv_now();
 	struct entry **p;
@@ -203,7 +203,7 @@ uint64_t srv_assign_cache_generation(const struct srv_assign_cache *c)
 void srv_assign_cache_put(struct srv_assign_cache *c, const char *device, const char *artifact,
 			  const char *variant, uint64_t generation, const char *data, size_t len)
 {
-	char key[512];
+	char key[SRV_ASSIGN_KEY_BYTES];
 	size_t key_len = make_key(key, sizeof(key), device, artifact, variant);
 	struct entry *e;
 

@@ -39,6 +39,7 @@
 #include "security-internal.h"
 #include "range-internal.h"
 #include "server-internal.h"
+#include "srv-limits.h"
 #include "timestamp-internal.h"
 #include "store-internal.h"
 
@@ -557,7 +558,7 @@ enum ota_err srv_delivery_start(struct srv_server *srv)
 	const struct srv_config *cfg = srv->config;
 	struct srv_http_opts opts = {0};
 	struct srv_conn_limits limits;
-	char addr[256], err_msg[SRV_TLS_ERR_BYTES];
+	char addr[SRV_LISTEN_ADDR_BYTES], err_msg[SRV_TLS_ERR_BYTES];
 	uint16_t port;
 	enum ota_err err;
 

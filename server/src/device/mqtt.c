@@ -132,7 +132,7 @@ struct srv_mqtt {
 	unsigned short_streak; /* short sessions in a row (SHORT_SESSION_S) */
 	double connected_at;
 	char client_id[SRV_MQTT_MAX_CLIENT_ID + 1];
-	char sub_topic[128];
+	char sub_topic[SRV_MQTT_SUB_TOPIC_BYTES];
 	MQTTProperties connect_props;
 	struct ack_slot *acks; /* SRV_MQTT_ACK_SLOTS */
 	srv_mqtt_ack_fn ack_fn;

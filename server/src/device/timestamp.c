@@ -209,7 +209,7 @@ static bool key_refused(const char *what, uint64_t version)
 static bool row_forbids_key(struct srv_timestamps *ts, const PGresult *res, int row,
 			    struct ota_arena *arena, bool *ret_unlisted, uint64_t *ret_version)
 {
-	char kind[16];
+	char kind[SRV_TS_KIND_BYTES];
 	Fleetota__V1__Signed *env = NULL;
 	column_text(res, row, 0, kind, sizeof(kind));
 	if (PQgetisnull(res, row, 1) ||
@@ -286,7 +286,7 @@ static void timer_cb(evutil_socket_t fd, short what, void *arg)
 	if (ts->busy || ts->refused)
 		return;
 	const char *params[1];
-	char limit[16];
+	char limit[SRV_U32_TEXT_BYTES];
 	snprintf(limit, sizeof(limit), "%u", SRV_TS_MAX_ROOTLISTS);
 	params[0] = limit;
 	ts->busy = true;

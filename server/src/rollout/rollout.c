@@ -466,7 +466,7 @@ enum ota_err srv_rollout_start(struct srv_server *srv, struct srv_rollout **ret_
 	if (id != NULL && server_id_ok(id)) {
 		memcpy(r->server_id, id, strlen(id) + 1u);
 	} else {
-		char host[64] = "ota-server";
+		char host[SRV_HOST_NAME_BYTES] = "ota-server";
 
 		if (id != NULL)
 			srv_log(SRV_LOG_WARN, "OTA_ROLLOUT_SERVER_ID unusable, using hostname:pid");
