@@ -15,7 +15,7 @@
 # store is a cache under FLEETOTA_CONTAINERS_CACHE (default
 # ~/.cache/fleetota/containers): the base image and the build steps before
 # the first changed file are reused by the next run. One container test at
-# a time per cache (flock). Prints image sizes and timings.
+# a time per cache (flock). Prints image sizes and timings ("measured:").
 set -euo pipefail
 : "${TOP:?}"
 DEVICES=${FLEET_DEVICES:-24}
@@ -223,11 +223,14 @@ on_new=$(metric fleetota_devices_by_version 1.1.0)
 ((on_new == DEVICES)) || fail "$on_new of $DEVICES devices report 1.1.0"
 log "campaign rel-1.1.0 completed: $first canaries, then the rest; $on_new devices on 1.1.0"
 
-echo "---- measured"
+# one "measured:" line per figure: make test's summary (scripts/test-times.sh)
+# repeats them at the end of the CI log
+size() { podman image inspect --format '{{.Size}}' "$1" | numfmt --to=si; }
+sizes=
 for img in ota-server tools broker postgres; do
-	printf '  image fleetota/%-10s %s\n' "$img" \
-		"$(podman image inspect --format '{{.Size}}' "fleetota/$img:$FLEETOTA_TAG" | numfmt --to=si)B"
+	sizes+="${sizes:+, }fleetota/$img $(size "fleetota/$img:$FLEETOTA_TAG")B"
 done
-echo "  images built in $BUILD_S s; compose up -> ota-server healthy: $HEALTHY_S s"
-echo "  container test total (build, up, campaign): $((SECONDS - START)) s"
+echo "measured: image sizes: $sizes (base image $(size "$FLEETOTA_BASE_IMAGE")B of each)"
+echo "measured: compose up -> ota-server healthy: $HEALTHY_S s"
+echo "measured: container test: $((SECONDS - START)) s (image build $BUILD_S s, $cache cache; up, campaign to $DEVICES devices)"
 log "PASS"
