@@ -232,5 +232,5 @@ for img in ota-server tools broker postgres; do
 done
 echo "measured: image sizes: $sizes (base image $(size "$FLEETOTA_BASE_IMAGE")B of each)"
 echo "measured: compose up -> ota-server healthy: $HEALTHY_S s"
-echo "measured: container test: $((SECONDS - START)) s (image build $BUILD_S s, $cache cache; up, campaign to $DEVICES devices)"
+echo "measured: container test: $((SECONDS - START)) s (image build $BUILD_S s with the cache $cache; up, campaign to $DEVICES devices)"
 log "PASS"
