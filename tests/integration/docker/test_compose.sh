@@ -155,9 +155,13 @@ healthy postgres || fail "postgres health check fails"
 healthy broker || fail "broker health check fails"
 # the broker's check is a real client: mosquitto logged its TLS session
 # (also proves the broker's log is not held in a buffer)
-podman logs "$(ctr broker)" 2>&1 | grep -q "as broker-health" ||
+# (logs to a file first: grep -q stops reading at its match, and under
+# pipefail the writer's EPIPE would fail the check)
+podman logs "$(ctr broker)" >"$T/broker.log" 2>&1
+grep -q "as broker-health" "$T/broker.log" ||
 	fail "broker log shows no broker-health client (the check did not connect?)"
-podman logs "$(ctr ota-server)" 2>&1 | grep -q "waiting for the database\|db connection 0 up" ||
+podman logs "$(ctr ota-server)" >"$T/server.log" 2>&1
+grep -q "waiting for the database\|db connection 0 up" "$T/server.log" ||
 	fail "ota-server log lacks its database start"
 
 # ---- through the REST API ---------------------------------------------------------
