@@ -5,6 +5,7 @@
 # took longest, with their CPU time: a test with CPU far below its wall time
 # waits (sleeps, timeouts, other processes), one near or above it computes.
 #
+# Then the figures tests measured (their "measured: ..." lines).
 # Last, for each failed test, the lines that say why (FAIL/ERROR lines,
 # sanitizer reports, the end of its stderr): a CI log cut in the middle
 # still shows them at its end.
@@ -47,6 +48,19 @@ print(f"== meson tests: the {min(top_n, len(rows))} longest of {len(rows)}"
 for wall, cpu, name, result in rows[:top_n]:
     cpu_s = "      ?" if cpu is None else f"{cpu:7.1f}"
     print(f"   {name:<28} {wall:7.1f} {cpu_s}  {result}")
+# figures a test measured for the record ("measured: ..." lines of its
+# stdout, e.g. docker_compose's image sizes and times): passing tests' output
+# is only in meson's log, so they are repeated here
+figures = []
+for line in open(testlog):
+    r = json.loads(line)
+    for l in (r.get("stdout") or "").splitlines():
+        if l.startswith("measured: "):
+            figures.append((r["name"].split(" / ")[-1], l[len("measured: "):]))
+if figures:
+    print("== figures the tests measured")
+    for name, l in figures:
+        print(f"   {name}: {l[:400]}")
 failed = [json.loads(line) for line in open(testlog)]
 failed = [r for r in failed if r["result"] not in ("OK", "SKIP", "EXPECTEDFAIL")]
 for r in failed:

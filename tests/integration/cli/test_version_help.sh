@@ -5,12 +5,17 @@
 # (exit 0, usage on stdout, naming the subcommand); a wrong argument stays
 # a usage error (exit 2). Binaries come as NAME=PATH arguments; those not
 # built in this tree (-Dserver=false) are simply not given.
+#
+# The subcommands are read from each binary's own --help (a command added
+# later is checked without editing this file); the list below is what the
+# help must at least name, so a parse that finds nothing cannot pass.
 set -euo pipefail
 : "${PROJECT_VERSION:?}"
-declare -A subcommands=(
+declare -A known=(
 	[ota-server]="migrate token"
-	[ota-agent]="provision install boot confirm status run fetch"
-	[ota-keys]="root-init root-new op-new keylist rootlist sign verify inspect audit-verify"
+	[ota-agent]="provision install boot confirm status run fetch freshness"
+	[ota-keys]="root-init root-new op-new timestamp-new keylist rootlist sign timestamp verify inspect
+	audit-verify enc-key-new rewrap decrypt"
 	[ota-fleet-sim]=""
 	[ota-ctl]="login artifacts campaign devices tokens audit completion"
 )
@@ -28,7 +33,17 @@ for arg in "$@"; do
 	"$bin" --version >"$T/out" 2>"$T/err" || rc=$?
 	[[ $rc == 0 ]] || fail "$name --version: exit $rc $(cat "$T/err")"
 	grep -qE "^$name $PROJECT_VERSION( \(git [^)]+\))?$" "$T/out" || fail "$name --version: $(cat "$T/out")"
-	for sub in "" ${subcommands[$name]}; do
+	# the subcommands the top-level help names: the word after "NAME " on a
+	# usage line, or the first word of a line indented by two spaces
+	"$bin" --help >"$T/help" 2>/dev/null || fail "$name --help: exit $?"
+	subcommands=$({
+		sed -nE "s/^(usage:|Usage:)? *$name ([a-z][a-z0-9-]*)( .*)?$/\2/p" "$T/help"
+		sed -nE 's/^  ([a-z][a-z0-9-]*)( .*)?$/\1/p' "$T/help"
+	} | sort -u | tr '\n' ' ')
+	for sub in ${known[$name]}; do
+		[[ " $subcommands" == *" $sub "* ]] || fail "$name --help does not name $sub (parsed: $subcommands)"
+	done
+	for sub in "" $subcommands; do
 		for flag in --help; do
 			rc=0
 			# shellcheck disable=SC2086 # an empty $sub is no argument
@@ -41,7 +56,8 @@ for arg in "$@"; do
 	done
 	# help is not a catch-all: a wrong option is still a usage error
 	rc=0
-	"$bin" ${subcommands[$name]%% *} --no-such-option >/dev/null 2>&1 </dev/null || rc=$?
-	[[ $rc == 2 ]] || fail "$name ${subcommands[$name]%% *} --no-such-option: exit $rc, expected 2"
+	"$bin" ${known[$name]%% *} --no-such-option >/dev/null 2>&1 </dev/null || rc=$?
+	[[ $rc == 2 ]] || fail "$name ${known[$name]%% *} --no-such-option: exit $rc, expected 2"
+	echo "$name: --version, --help and --help after: ${subcommands:-(no subcommands)}"
 done
 echo "PASS: $# binaries, $checks help answers"

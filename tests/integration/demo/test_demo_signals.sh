@@ -6,7 +6,8 @@
 #      write; the cleanup still stops everything and removes the temp dir
 #      with the private keys;
 #   2. `make demo | tee log`, then Ctrl-C (SIGINT to the whole process
-#      group, tee included): same outcome;
+#      group, tee included): same outcome, and the private keys go before
+#      the processes are stopped;
 #   3. DEMO_STAY=1 leaves ota-server, PostgreSQL and mosquitto running and
 #      prints the URL, a token and three curl lines; they work; Ctrl-C then
 #      cleans up.
@@ -28,11 +29,19 @@ log() { echo "[$(date +%T)] $*"; }
 export DEMO_SKIP_BUILD=1 DEMO_DEVICES=10 DEMO_STORY=scale DEMO_POWER_LOSS=0 DEMO_SLOW=0 \
 	DEMO_IMAGE_KB=20
 
-# start_demo NAME PIPELINE: the demo in a process group of its own (as a
-# terminal's foreground job is), its stdout into PIPELINE
+# start_demo NAME PIPELINE: the demo in a process group of its own, its
+# stdout into PIPELINE, as a terminal's foreground job is: SIGINT and
+# SIGQUIT at their defaults. A background job of this non-interactive shell
+# starts with both ignored, and a shell cannot trap a signal ignored at its
+# start: the demo's Ctrl-C handling would never run (only ota-server, which
+# sets its own handler, would see the Ctrl-C).
 start_demo() {
 	local name=$1 pipeline=$2
-	setsid bash -c "DEMO_LOGS='$W/$name-logs' bash '$TOP/scripts/demo.sh' 2>'$W/$name.err' | $pipeline" &
+	setsid python3 -c 'import os, signal, sys
+signal.signal(signal.SIGINT, signal.SIG_DFL)
+signal.signal(signal.SIGQUIT, signal.SIG_DFL)
+os.execvp("bash", ["bash", "-c", sys.argv[1]])' \
+		"DEMO_LOGS='$W/$name-logs' bash '$TOP/scripts/demo.sh' 2>'$W/$name.err' | $pipeline" &
 	GROUP=$!
 }
 # the demo's state dir, from its first lines (kept by the pipeline's reader)
@@ -70,7 +79,22 @@ done
 grep -q "ota-server: devices" "$W/tee.out" || fail "tee: the stack did not come up: $(cat "$W/tee.err")"
 state=$(state_dir "$W/tee.out")
 [[ -d "$state/keys" ]] || fail "tee: no key material in $state to protect (test premise)"
+# the key material goes first: ota-server is frozen (SIGSTOP), so the
+# cleanup's stop of it waits 10 s before SIGKILL; the keys must be gone
+# while it is still there, frozen
+server=$(pgrep -f -- "ota-server --config $state/server.conf" | head -1)
+[[ -n "$server" ]] || fail "tee: no ota-server of $state (test premise)"
+kill -STOP "$server"
 kill -INT -- "-$GROUP"
+for _ in $(seq 1 600); do
+	[[ -e "$state/keys" || -e "$state/pki" ]] || break
+	sleep 0.1
+done
+[[ ! -e "$state/keys" && ! -e "$state/pki" ]] || fail "tee: key material still there 60 s after Ctrl-C"
+[[ $(ps -o stat= -p "$server") == T* ]] ||
+	fail "tee: the key material was removed only after ota-server was stopped"
+log "   the key material was gone while ota-server was still running"
+kill -CONT "$server" 2>/dev/null || true
 wait_gone tee "$state"
 grep -q "interrupted, cleaning up" "$W/tee.err" "$W/tee.out" 2>/dev/null ||
 	log "   (the interrupt notice went to the closed pipe)"

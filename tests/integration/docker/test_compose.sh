@@ -15,7 +15,7 @@
 # store is a cache under FLEETOTA_CONTAINERS_CACHE (default
 # ~/.cache/fleetota/containers): the base image and the build steps before
 # the first changed file are reused by the next run. One container test at
-# a time per cache (flock). Prints image sizes and timings.
+# a time per cache (flock). Prints image sizes and timings ("measured:").
 set -euo pipefail
 : "${TOP:?}"
 DEVICES=${FLEET_DEVICES:-24}
@@ -155,9 +155,13 @@ healthy postgres || fail "postgres health check fails"
 healthy broker || fail "broker health check fails"
 # the broker's check is a real client: mosquitto logged its TLS session
 # (also proves the broker's log is not held in a buffer)
-podman logs "$(ctr broker)" 2>&1 | grep -q "as broker-health" ||
+# (logs to a file first: grep -q stops reading at its match, and under
+# pipefail the writer's EPIPE would fail the check)
+podman logs "$(ctr broker)" >"$T/broker.log" 2>&1
+grep -q "as broker-health" "$T/broker.log" ||
 	fail "broker log shows no broker-health client (the check did not connect?)"
-podman logs "$(ctr ota-server)" 2>&1 | grep -q "waiting for the database\|db connection 0 up" ||
+podman logs "$(ctr ota-server)" >"$T/server.log" 2>&1
+grep -q "waiting for the database\|db connection 0 up" "$T/server.log" ||
 	fail "ota-server log lacks its database start"
 
 # ---- through the REST API ---------------------------------------------------------
@@ -223,11 +227,14 @@ on_new=$(metric fleetota_devices_by_version 1.1.0)
 ((on_new == DEVICES)) || fail "$on_new of $DEVICES devices report 1.1.0"
 log "campaign rel-1.1.0 completed: $first canaries, then the rest; $on_new devices on 1.1.0"
 
-echo "---- measured"
+# one "measured:" line per figure: make test's summary (scripts/test-times.sh)
+# repeats them at the end of the CI log
+size() { podman image inspect --format '{{.Size}}' "$1" | numfmt --to=si; }
+sizes=
 for img in ota-server tools broker postgres; do
-	printf '  image fleetota/%-10s %s\n' "$img" \
-		"$(podman image inspect --format '{{.Size}}' "fleetota/$img:$FLEETOTA_TAG" | numfmt --to=si)B"
+	sizes+="${sizes:+, }fleetota/$img $(size "fleetota/$img:$FLEETOTA_TAG")B"
 done
-echo "  images built in $BUILD_S s; compose up -> ota-server healthy: $HEALTHY_S s"
-echo "  container test total (build, up, campaign): $((SECONDS - START)) s"
+echo "measured: image sizes: $sizes (base image $(size "$FLEETOTA_BASE_IMAGE")B of each)"
+echo "measured: compose up -> ota-server healthy: $HEALTHY_S s"
+echo "measured: container test: $((SECONDS - START)) s (image build $BUILD_S s with the cache $cache; up, campaign to $DEVICES devices)"
 log "PASS"
