@@ -13,6 +13,12 @@ done
 # npm ships inside some nodejs builds and conflicts with Debian's npm there:
 # ask for the package only when the command is absent.
 command -v npm >/dev/null 2>&1 || missing+=(npm)
+# netavark (podman's networks, the container test) runs iptables, which
+# podman only Suggests: without it every container fails to start with
+# "netavark: No such file or directory". Asked for here, not in packages.txt:
+# docker/Dockerfile copies that list into its build stage, and a change to
+# it rebuilds the images from a cold cache.
+[[ -x /usr/sbin/iptables ]] || missing+=(iptables)
 if ((${#missing[@]} == 0)); then
 	exit 0
 fi
