@@ -106,6 +106,11 @@ void world_fresh_device(struct world *w)
 	assert_non_null(w->sim);
 	ota_sim_set_key_unwrap(w->sim, world_unwrap, w);
 	agent_start(w);
+	world_provision(w);
+}
+
+void world_provision(struct world *w)
+{
 	struct ota_fx_buf root = ota_fx_env_bytes(w->root1);
 	struct ota_fx_buf kl = ota_fx_env_bytes(w->kl1);
 	assert_int_equal(ota_agent_provision(&w->agent, root.data, root.len, kl.data, kl.len),

@@ -70,6 +70,8 @@ void world_setup(struct world *w);
 void world_teardown(struct world *w);
 /* A blank device (same keys): provisioned with root1 + kl1 only. */
 void world_fresh_device(struct world *w);
+/* provisions the running agent with root1 and KeyList kl1 (asserts OTA_OK) */
+void world_provision(struct world *w);
 /* Drops the agent struct and loads it again from storage (a restart). */
 void world_restart(struct world *w);
 

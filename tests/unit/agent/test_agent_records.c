@@ -393,12 +393,7 @@ static void test_first_boot_logs_no_error(void **state)
 	assert_false(st.provisioned);
 	assert_int_equal(error_lines, 0);
 	/* provisioned, no state written by a boot yet, no freshness record */
-	struct ota_fx_buf root = ota_fx_env_bytes(w->root1);
-	struct ota_fx_buf kl = ota_fx_env_bytes(w->kl1);
-	assert_int_equal(ota_agent_provision(&w->agent, root.data, root.len, kl.data, kl.len),
-			 OTA_OK);
-	ota_fx_buf_free(&root);
-	ota_fx_buf_free(&kl);
+	world_provision(w);
 	restart_logging(w);
 	assert_null(ota_sim_record(w->sim, OTA_REC_FRESHNESS, 0, &(size_t){0}));
 	assert_int_equal(ota_agent_freshness(&w->agent, &fresh), OTA_OK);
