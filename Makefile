@@ -23,7 +23,7 @@ export ASAN_OPTIONS ?= detect_leaks=1:abort_on_error=1
 export UBSAN_OPTIONS ?= halt_on_error=1:print_stacktrace=1
 export LSAN_OPTIONS ?= suppressions=$(CURDIR)/tests/lsan.supp:print_suppressions=0
 
-.PHONY: all deps build test test-phases unit trees demo-check mcu fuzz format format-check demo bench api-docs clean
+.PHONY: all deps build test test-phases unit meson-tests beside trees demo-check mcu fuzz fuzz-run format format-check demo bench api-docs clean
 
 all: build
 
@@ -43,6 +43,9 @@ $(TEST_BUILD)/build.ninja:
 # the test's whole process tree next to the wall time.
 unit: deps $(TEST_BUILD)/build.ninja
 	CPUTIME_LABEL=build-test $(TIMED) ninja -C $(TEST_BUILD)
+	@$(MAKE) --no-print-directory meson-tests
+
+meson-tests:
 	CPUTIME_LABEL="meson tests" DEMO_RELEASE_BUILD=$(DEMO_RELEASE_BUILD) $(TIMED) \
 		meson test -C $(TEST_BUILD) --print-errorlogs \
 		--num-processes $(TEST_PROCESSES) --wrapper $(CURDIR)/scripts/cputime.py \
@@ -51,8 +54,8 @@ unit: deps $(TEST_BUILD)/build.ninja
 # The phases one after the other, then where the time went (also on failure).
 test:
 	@rm -f $(PHASE_TIMES)
-	@rc=0; $(MAKE) --no-print-directory test-phases || rc=$$?; \
-		bash scripts/test-times.sh $(PHASE_TIMES) $(TEST_BUILD); \
+	@rc=0; start=$$(date +%s); $(MAKE) --no-print-directory test-phases || rc=$$?; \
+		TEST_WALL=$$(($$(date +%s) - start)) bash scripts/test-times.sh $(PHASE_TIMES) $(TEST_BUILD); \
 		[ $$rc = 0 ] && echo "make test: all suites passed"; exit $$rc
 
 # The demo's CI mode on build/ (demo-check) runs inside `unit`, as the meson
@@ -61,7 +64,36 @@ test:
 # below see it).
 test-phases: DEMO_RELEASE_BUILD = $(CURDIR)/$(BUILD)
 test-phases: FUZZ_SECONDS = $(FUZZ_TEST_SECONDS)
-test-phases: trees mcu unit format-check fuzz
+# The trees the tests run come first (build/ for demo-release, the sanitizer
+# tree). The builds no test runs (the device-only and release trees, the MCU
+# build, the fuzz targets) and the format check then run beside the meson
+# tests at nice 19: the tests that measure time run alone at the start and
+# leave a core idle, and a nice-19 compile takes only what the tests leave
+# (their output is shown after the tests). The bounded fuzzing runs last, on
+# both cores: it is timed, so it must not share them.
+test-phases: deps $(BUILD)/build.ninja $(TEST_BUILD)/build.ninja $(MIN_BUILD)/build.ninja \
+		$(BENCH_BUILD)/build.ninja $(FUZZ_BUILD)/build.ninja
+	CPUTIME_LABEL=build $(TIMED) ninja -C $(BUILD)
+	CPUTIME_LABEL=build-test $(TIMED) ninja -C $(TEST_BUILD)
+	@rc=0; nice -n 19 $(MAKE) --no-print-directory beside >$(BESIDE_LOG) 2>&1 & bpid=$$!; \
+		$(MAKE) --no-print-directory meson-tests DEMO_RELEASE_BUILD=$(DEMO_RELEASE_BUILD) || rc=$$?; \
+		brc=0; wait $$bpid || brc=$$?; \
+		echo "== beside the meson tests (nice 19): trees, mcu, format-check, fuzz build"; \
+		cat $(BESIDE_LOG); [ $$brc = 0 ] || { echo "beside the meson tests: FAILED (exit $$brc)"; rc=1; }; \
+		[ $$rc = 0 ] || exit $$rc
+	@$(MAKE) --no-print-directory fuzz-run FUZZ_SECONDS=$(FUZZ_TEST_SECONDS)
+
+BESIDE_LOG ?= $(CURDIR)/$(TEST_BUILD)-beside.log
+# Labels ending in "(beside)" overlap the meson tests: scripts/test-times.sh
+# counts their CPU, not their wall time.
+beside:
+	CPUTIME_LABEL="trees (beside)" $(TIMED) sh -c 'ninja -C $(MIN_BUILD) && \
+		ninja -C $(BENCH_BUILD) $(BENCH_TARGETS)'
+	@echo "trees: $(BUILD) $(MIN_BUILD) $(BENCH_BUILD) built"
+	@CPUTIME_LABEL="mcu (beside)" $(TIMED) bash scripts/mcu-build.sh build-mcu
+	@CPUTIME_LABEL="format (beside)" $(TIMED) sh -c "git ls-files '*.c' '*.h' | xargs clang-format --dry-run -Werror"
+	@echo "format-check: clean"
+	CPUTIME_LABEL="fuzz-build (beside)" $(TIMED) $(FUZZ_BUILD_CMD)
 
 # Every tree the README and docs name, configured exactly as they say
 # (gcc warns at -O2 about what it misses at -O0): build/ as make demo builds
@@ -95,9 +127,13 @@ $(FUZZ_BUILD)/build.ninja:
 # Each libFuzzer target runs for FUZZ_SECONDS on a scratch copy of its corpus.
 # Only the fuzz targets are built (the clang tree exists for them; every
 # library they link is instrumented).
-fuzz: deps $(FUZZ_BUILD)/build.ninja
-	CPUTIME_LABEL=fuzz-build $(TIMED) sh -c 'ninja -C $(FUZZ_BUILD) $$(ninja -C $(FUZZ_BUILD) -t targets all | \
+FUZZ_BUILD_CMD = sh -c 'ninja -C $(FUZZ_BUILD) $$(ninja -C $(FUZZ_BUILD) -t targets all | \
 		awk -F: "\$$2 ~ /LINKER/ && \$$1 ~ /(^|\/)fuzz_[^\/]*\$$/ { print \$$1 }")'
+fuzz: deps $(FUZZ_BUILD)/build.ninja
+	CPUTIME_LABEL=fuzz-build $(TIMED) $(FUZZ_BUILD_CMD)
+	@$(MAKE) --no-print-directory fuzz-run
+
+fuzz-run:
 	@CPUTIME_LABEL=fuzz $(TIMED) bash scripts/run-fuzz.sh $(FUZZ_BUILD) $(FUZZ_SECONDS)
 
 format:

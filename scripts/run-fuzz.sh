@@ -43,19 +43,21 @@ run_one() { # BIN
 }
 
 status=0
-running=()
+running=0
 # the longest run first (the envelope), then by name
 for bin in $(find "$build" -maxdepth 3 -type f -name 'fuzz_*' -perm -u+x ! -name '*_replay' |
 	awk '{ print (/\/fuzz_envelope$/ ? 0 : 1), $0 }' | sort | cut -d' ' -f2-); do
-	# at capacity: wait for the oldest run (each pid is waited for once)
-	if ((${#running[@]} >= jobs)); then
-		wait "${running[0]}" || status=1
-		running=("${running[@]:1}")
+	# at capacity: wait for whichever run ends first, so that the second
+	# core does not wait idle behind the envelope's long run
+	if ((running >= jobs)); then
+		wait -n || status=1
+		running=$((running - 1))
 	fi
 	run_one "$bin" &
-	running+=($!)
+	running=$((running + 1))
 done
-for pid in "${running[@]}"; do
-	wait "$pid" || status=1
+while ((running > 0)); do
+	wait -n || status=1
+	running=$((running - 1))
 done
 exit $status
