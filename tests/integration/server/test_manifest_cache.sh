@@ -60,6 +60,21 @@ misses=$(metric2 fleetota_manifest_cache_misses_total)
 	fail "5 repeats: $((hits - hits0)) hits, $((misses - misses0)) misses"
 echo "ok - 5 repeated manifests: 5 cache hits, no database query, the same bytes"
 
+log "pipelined requests on one connection are answered in order"
+# a reply from the cache is written at once, inside the request's own
+# loop turn (docs/server.md, "Per-request system calls"); the requests
+# behind it in the same TLS read must still be answered, each once
+req="GET /v1/manifests/art-1 HTTP/1.1\r\nHost: x\r\n\r\n"
+printf "$req$req${req%\\r\\n}Connection: close\r\n\r\n" >"$T/pipelined"
+timeout 30 openssl s_client -quiet -connect "127.0.0.1:$DEV_PORT2" -CAfile "$PKI/server-ca.crt" \
+	-cert "$PKI/devices/dev-1.crt" -key "$PKI/devices/dev-1.key" <"$T/pipelined" \
+	>"$T/pipelined.out" 2>"$T/pipelined.err" || true
+replies=$(grep -ac '^HTTP/1.1 200' "$T/pipelined.out" || true)
+((replies == 3)) || fail "3 pipelined requests: $replies replies of 200 ($(head -c 300 "$T/pipelined.out"))"
+size=$(stat -c %s "$T/manifest.db")
+(($(stat -c %s "$T/pipelined.out") > 3 * size)) || fail "3 pipelined replies shorter than 3 manifests"
+echo "ok - 3 pipelined manifests on one connection: 3 replies of 200, in one connection"
+
 log "a refusal is not cached"
 cross="SELECT count(*) FROM audit WHERE object = 'device:dev-3' AND action = 'security.cross_device'"
 events0=$(sql -c "$cross")
