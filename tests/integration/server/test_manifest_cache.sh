@@ -64,7 +64,8 @@ log "pipelined requests on one connection are answered in order"
 # a reply from the cache is written at once, inside the request's own
 # loop turn (docs/server.md, "Per-request system calls"); the requests
 # behind it in the same TLS record must still be answered, each once
-# (openssl s_client does not send them together; Python's ssl does)
+# (Python's ssl: one sendall, one record; openssl s_client got a single
+# reply here from this server before and after that change alike)
 replies=$(timeout 30 python3 - "$DEV_PORT2" "$PKI" "$T/manifest.db" <<'PY' || true
 import socket, ssl, sys
 port, pki, manifest = int(sys.argv[1]), sys.argv[2], open(sys.argv[3], "rb").read()
