@@ -80,7 +80,10 @@ enum ota_err srv_http_peer_cn(struct evhttp_request *req, char *out, size_t cap)
  * the TLS bufferevent encrypts each chain as a record of its own. Up to
  * SRV_HTTP_ONE_RECORD_BYTES (one TLS record's plaintext) the two are made
  * one chain (a copy of a few hundred bytes, against a system call, a
- * record and a wake-up of the peer).
+ * record and a wake-up of the peer), and that record is written at once
+ * rather than on the next loop turn (docs/server.md, "Per-request system
+ * calls"). The request, and even the connection, may be freed by the time
+ * this returns: the caller must not touch req afterwards.
  */
 #define SRV_HTTP_ONE_RECORD_BYTES 16384u
 void srv_http_send_reply(struct evhttp_request *req, int status, const char *reason,

@@ -8,6 +8,8 @@
 #include <event2/bufferevent_ssl.h>
 #include <event2/http.h>
 #include <event2/keyvalq_struct.h>
+#include <openssl/err.h>
+#include <openssl/ssl.h>
 #include <openssl/x509.h>
 
 #include "http-internal.h"
@@ -72,26 +74,59 @@ static const char *reason_phrase(int status)
 	}
 }
 
+/*
+ * The reply alone in out, one chain of len bytes, goes into the socket now
+ * as one TLS record, and evhttp hears that it was written (its write
+ * callback: the request is done, the connection reads the next one). The
+ * bufferevent would write it on the next loop turn instead, after
+ * watching the socket for writability: an epoll_wait turn and two
+ * epoll_ctl per reply. When the record cannot go out now (a full socket,
+ * an error) nothing changes: the bufferevent writes the same bytes from
+ * the same place when the socket is writable, as OpenSSL's retry
+ * requires, or sees the error itself.
+ */
+static void write_now(struct bufferevent *bev, struct evbuffer *out, size_t len)
+{
+	SSL *ssl = bufferevent_openssl_get_ssl(bev);
+	bufferevent_data_cb writecb = NULL;
+	void *cbarg = NULL;
+	const void *data = evbuffer_pullup(out, -1);
+
+	if (ssl == NULL || data == NULL || !SSL_is_init_finished(ssl))
+		return;
+	ERR_clear_error();
+	if (SSL_write(ssl, data, (int)len) != (int)len) {
+		ERR_clear_error(); /* the bufferevent's SSL_write reports it again */
+		return;
+	}
+	evbuffer_drain(out, len);
+	bufferevent_getcb(bev, NULL, &writecb, NULL, &cbarg);
+	if (writecb != NULL)
+		writecb(bev, cbarg); /* may free the request and the connection */
+}
+
 void srv_http_send_reply(struct evhttp_request *req, int status, const char *reason,
 			 struct evbuffer *body)
 {
 	struct evhttp_connection *evcon = evhttp_request_get_connection(req);
+	struct bufferevent *bev = NULL;
 	struct evbuffer *out = NULL;
 	size_t len;
 
 	/* only a reply alone in the buffer: a record the TLS layer is still
 	 * retrying must keep its bytes where they are */
 	if (evcon != NULL) {
-		out = bufferevent_get_output(evhttp_connection_get_bufferevent(evcon));
+		bev = evhttp_connection_get_bufferevent(evcon);
+		out = bufferevent_get_output(bev);
 		if (evbuffer_get_length(out) != 0)
 			out = NULL;
 	}
-	evhttp_send_reply(req, status, reason, body); /* queues; writes on the next loop turn */
+	evhttp_send_reply(req, status, reason, body); /* queues; req may not be touched after */
 	if (out == NULL)
 		return;
 	len = evbuffer_get_length(out);
 	if (len > 0 && len <= SRV_HTTP_ONE_RECORD_BYTES)
-		(void)evbuffer_pullup(out, -1);
+		write_now(bev, out, len);
 }
 
 void srv_http_send_error(struct evhttp_request *req, int status, const char *code,

@@ -60,6 +60,33 @@ misses=$(metric2 fleetota_manifest_cache_misses_total)
 	fail "5 repeats: $((hits - hits0)) hits, $((misses - misses0)) misses"
 echo "ok - 5 repeated manifests: 5 cache hits, no database query, the same bytes"
 
+log "pipelined requests on one connection are answered in order"
+# a reply from the cache is written at once, inside the request's own
+# loop turn (docs/server.md, "Per-request system calls"); the requests
+# behind it in the same TLS record must still be answered, each once
+# (Python's ssl: one sendall, one record; openssl s_client got a single
+# reply here from this server before and after that change alike)
+replies=$(timeout 30 python3 - "$DEV_PORT2" "$PKI" "$T/manifest.db" <<'PY' || true
+import socket, ssl, sys
+port, pki, manifest = int(sys.argv[1]), sys.argv[2], open(sys.argv[3], "rb").read()
+ctx = ssl.create_default_context(cafile=pki + "/server-ca.crt")
+ctx.check_hostname = False
+ctx.load_cert_chain(pki + "/devices/dev-1.crt", pki + "/devices/dev-1.key")
+s = ctx.wrap_socket(socket.create_connection(("127.0.0.1", port), timeout=20))
+req = b"GET /v1/manifests/art-1 HTTP/1.1\r\nHost: x\r\n"
+s.sendall(req + b"\r\n" + req + b"\r\n" + req + b"Connection: close\r\n\r\n")  # one record
+data = b""
+while True:
+    got = s.recv(65536)
+    if not got:
+        break
+    data += got
+print(data.count(b"HTTP/1.1 200 OK\r\n"), data.count(manifest))
+PY
+)
+[[ $replies == "3 3" ]] || fail "3 pipelined requests: replies and manifests: '$replies', expected '3 3'"
+echo "ok - 3 pipelined manifests in one TLS record: 3 replies of 200, each the manifest"
+
 log "a refusal is not cached"
 cross="SELECT count(*) FROM audit WHERE object = 'device:dev-3' AND action = 'security.cross_device'"
 events0=$(sql -c "$cross")
