@@ -7,7 +7,8 @@
 # stale (older seq, its new events kept), several reports of one device in
 # one batch, decommissioned. Bounds: at most report_batch_max() reports,
 # arrays of one length (FO422, nothing stored). Prints PostgreSQL CPU per
-# report both ways.
+# report both ways, and one by one with cached plans and a commit each (as
+# ota-server's prepared call), which is what batches save against.
 source "$(dirname "$0")/lib.sh" "$1"
 seed_trust
 add_artifact fw-101 101
@@ -36,7 +37,7 @@ script=(
 )
 # a table of every report: device prefix, step, device, report, digest
 q "CREATE TABLE t_reports (prefix text, step integer, device_id text, report jsonb, digest bytea)"
-for p in one bat; do
+for p in one bat pre; do
 	step=0
 	for line in "${script[@]}"; do
 		read -r seq vc st tag <<<"$line"
@@ -46,9 +47,10 @@ for p in one bat; do
 	done
 done
 # a decommissioned device in each set
-q "INSERT INTO devices (device_id, model, decommissioned) VALUES ('one-gone', 'm1', true), ('bat-gone', 'm1', true);
-   INSERT INTO t_reports SELECT 'one', 8, 'one-gone', report, digest FROM t_reports WHERE prefix = 'one' AND step = 1 LIMIT 1;
-   INSERT INTO t_reports SELECT 'bat', 8, 'bat-gone', report, digest FROM t_reports WHERE prefix = 'bat' AND step = 1 LIMIT 1"
+for p in one bat pre; do
+	q "INSERT INTO devices (device_id, model, decommissioned) VALUES ('$p-gone', 'm1', true);
+	   INSERT INTO t_reports SELECT '$p', 8, '$p-gone', report, digest FROM t_reports WHERE prefix = '$p' AND step = 1 LIMIT 1"
+done
 q "CREATE TABLE t_out (prefix text, step integer, device_id text, outcome text, new_events bigint,
                        campaign_changes bigint, suspect boolean, refusal_events bigint)"
 
@@ -79,16 +81,39 @@ c2=$(pg_cpu)
 hz=$(getconf CLK_TCK)
 echo "   $total reports: PostgreSQL CPU one by one $(((c1 - c0) * 1000000 / hz / total)) us/report," \
 	"in batches of $max $(((c2 - c1) * 1000000 / hz / total)) us/report (load average $(cut -d' ' -f1-3 /proc/loadavg))"
+# The figure above one by one includes parsing and planning each psql
+# statement (a literal report each); ota-server sends a prepared statement,
+# one transaction per report. As that: a procedure (plans cached) that
+# commits after each report.
+q "CREATE PROCEDURE t_one_by_one(p text) LANGUAGE plpgsql AS \$\$
+   DECLARE r record;
+   BEGIN
+     FOR r IN SELECT * FROM t_reports WHERE prefix = p ORDER BY step, device_id LOOP
+       INSERT INTO t_out SELECT p, r.step, r.device_id, * FROM report_ingest(r.device_id, r.report, r.digest);
+       COMMIT;
+     END LOOP;
+   END \$\$"
+c3=$(pg_cpu)
+q "CALL t_one_by_one('pre')"
+c4=$(pg_cpu)
+echo "   one by one with cached plans and a commit each (as ota-server's prepared call):" \
+	"$(((c4 - c3) * 1000000 / hz / total)) us/report (load average $(cut -d' ' -f1-3 /proc/loadavg))"
 
-expect_eq "every report has an outcome both ways" \
-	"$(q "SELECT count(*) FILTER (WHERE prefix = 'one'), count(*) FILTER (WHERE prefix = 'bat') FROM t_out")" \
-	"$total|$total"
+expect_eq "every report has an outcome each way" \
+	"$(q "SELECT count(*) FILTER (WHERE prefix = 'one'), count(*) FILTER (WHERE prefix = 'bat'),
+	            count(*) FILTER (WHERE prefix = 'pre') FROM t_out")" \
+	"$total|$total|$total"
 expect_eq "outcomes per step (stored, duplicate, replay, stale, decommissioned)" \
 	"$(q "SELECT string_agg(DISTINCT step || ':' || outcome, ',') FROM t_out WHERE prefix = 'bat'")" \
 	"1:stored,2:stored,3:duplicate,4:replay,5:stored,6:stale,7:stored,8:decommissioned"
 expect_eq "the same outcomes report by report" \
 	"$(q "SELECT count(*) FROM t_out a JOIN t_out b ON b.prefix = 'bat' AND b.step = a.step
 	        AND b.device_id = 'bat' || substr(a.device_id, 4)
+	      WHERE a.prefix = 'one' AND (a.outcome, a.new_events, a.campaign_changes, a.suspect, a.refusal_events)
+	            IS DISTINCT FROM (b.outcome, b.new_events, b.campaign_changes, b.suspect, b.refusal_events)")" 0
+expect_eq "the same outcomes with cached plans" \
+	"$(q "SELECT count(*) FROM t_out a JOIN t_out b ON b.prefix = 'pre' AND b.step = a.step
+	        AND b.device_id = 'pre' || substr(a.device_id, 4)
 	      WHERE a.prefix = 'one' AND (a.outcome, a.new_events, a.campaign_changes, a.suspect, a.refusal_events)
 	            IS DISTINCT FROM (b.outcome, b.new_events, b.campaign_changes, b.suspect, b.refusal_events)")" 0
 same() { # WHAT SQL over rows with a column k (the device id without its prefix)
