@@ -1211,15 +1211,16 @@ static enum ota_err plain_write(struct ota_agent *agent, const void *data, size_
 	return OTA_OK;
 }
 
-/* One run of whole chunks for run_beside: decrypted, then hashed when hash is set. */
+/* One job of run_beside: n whole chunks decrypted from chunk index (dec set), or hashed (dec NULL). */
 struct chunk_run {
-	const struct ota_decrypt *dec;
+	const struct ota_decrypt *dec; /* NULL: only hash */
 	struct ota_gcm_ctx *gcm;
-	struct ota_sha256_ctx *hash; /* NULL: the caller hashes it after */
+	struct ota_sha256_ctx *hash; /* NULL: only decrypt */
 	uint64_t index;
 	const uint8_t *in;
 	size_t n;
 	uint8_t *out;
+	size_t chunk_bytes;
 	uint64_t bad; /* the chunk that failed */
 	enum ota_err err;
 };
@@ -1227,18 +1228,24 @@ struct chunk_run {
 static void chunk_run(void *arg)
 {
 	struct chunk_run *r = arg;
-	r->err = ota_decrypt_chunks(r->dec, r->gcm, r->index, r->in, r->n, r->out, &r->bad);
-	if (r->err == OTA_OK && r->hash)
-		r->err = ota_sha256_update(r->hash, r->out, r->n * r->dec->chunk_bytes);
+	r->err = OTA_OK;
+	if (r->dec && r->n > 0)
+		r->err = ota_decrypt_chunks(r->dec, r->gcm, r->index, r->in, r->n, r->out, &r->bad);
+	if (r->err == OTA_OK && r->hash && r->n > 0)
+		r->err = ota_sha256_update(r->hash, r->out, r->n * r->chunk_bytes);
 }
 
 /*
- * Whole chunks on two threads (the port's run_beside): this thread
- * decrypts and hashes the first quarter of the run while the other
- * decrypts the rest (AES-GCM costs about half what SHA-256 does here,
- * docs/bench.md), then this thread hashes the rest. Every tag of the run
- * is checked before the decryptor moves past it; *ret_index is the
- * chunk that failed. The run ends at the chunk that makes a checkpoint due.
+ * Whole chunks on two threads (the port's run_beside), as a pipeline:
+ * this thread decrypts and hashes the first chunk while the other
+ * decrypts the next few; then, step by step, this thread hashes what the
+ * other decrypted in the step before while the other decrypts the next
+ * ones, about twice as many as this thread hashes (AES-GCM costs about
+ * a third of SHA-256 here, docs/bench.md), so this thread rarely waits
+ * and decrypts one chunk a run itself. Only chunks whose tags checked
+ * are hashed; a failing step ends the run, and *ret_index is the first
+ * chunk that failed (a step's chunks all come after those checked
+ * before it). The run ends at the chunk that makes a checkpoint due.
  */
 static enum ota_err decrypt_beside(struct ota_agent *agent, const uint8_t *in, size_t whole,
 				   uint8_t *out, size_t have, size_t *ret_used, size_t *ret_made,
@@ -1246,44 +1253,58 @@ static enum ota_err decrypt_beside(struct ota_agent *agent, const uint8_t *in, s
 {
 	struct ota_install *inst = &agent->install;
 	struct ota_decrypt *dec = &inst->dec;
-	size_t sealed = (size_t)dec->chunk_bytes + OTA_CRYPT_TAG_BYTES;
+	size_t chunk = dec->chunk_bytes;
+	size_t sealed = chunk + OTA_CRYPT_TAG_BYTES;
 	uint64_t done = inst->since_checkpoint + have;
 	uint64_t room =
 		agent->config.checkpoint_bytes > done ? agent->config.checkpoint_bytes - done : 0;
-	uint64_t upto = (room + dec->chunk_bytes - 1) / dec->chunk_bytes;
+	uint64_t upto = (room + chunk - 1) / chunk;
 	if (upto < whole)
 		whole = upto > 1 ? (size_t)upto : 1;
-	size_t own_n = (whole + 3) / 4;
+	out += have;
+	/* own: decrypted and hashed here; ahead: decrypted beside, not yet hashed */
 	struct chunk_run own = {
 		.dec = dec,
 		.gcm = &dec->gcm,
 		.hash = &inst->hash,
 		.index = dec->index,
 		.in = in,
-		.n = own_n,
-		.out = out + have,
+		.n = 1,
+		.out = out,
+		.chunk_bytes = chunk,
 	};
-	struct chunk_run beside = {
-		.dec = dec,
-		.gcm = &dec->gcm_beside,
-		.index = dec->index + own_n,
-		.in = in + own_n * sealed,
-		.n = whole - own_n,
-		.out = out + have + own_n * (size_t)dec->chunk_bytes,
-	};
-	if (beside.n > 0)
-		agent->port.ops->run_beside(agent->port.ctx, chunk_run, &beside, chunk_run, &own);
-	else
-		chunk_run(&own);
-	*ret_index = own.err != OTA_OK ? own.bad : beside.bad;
-	enum ota_err err = own.err != OTA_OK ? own.err : beside.err;
-	if (err == OTA_OK && beside.n > 0)
-		err = ota_sha256_update(&inst->hash, beside.out, beside.n * dec->chunk_bytes);
+	size_t next = 1; /* the first chunk not yet handed to a job */
+	enum ota_err err = OTA_OK;
+	while (err == OTA_OK && (own.n > 0 || next < whole)) {
+		size_t want = 2 * own.n + 1;
+		struct chunk_run ahead = {
+			.dec = dec,
+			.gcm = &dec->gcm_beside,
+			.index = dec->index + next,
+			.in = in + next * sealed,
+			.n = whole - next < want ? whole - next : want,
+			.out = out + next * chunk,
+			.chunk_bytes = chunk,
+		};
+		if (ahead.n > 0)
+			agent->port.ops->run_beside(agent->port.ctx, chunk_run, &ahead, chunk_run,
+						    &own);
+		else
+			chunk_run(&own);
+		/* own's chunks come first: its failure is the first one */
+		err = own.err != OTA_OK ? own.err : ahead.err;
+		*ret_index = own.err != OTA_OK ? own.bad : ahead.bad;
+		next += ahead.n;
+		/* the next step hashes what was just decrypted beside */
+		own = ahead;
+		own.dec = NULL;
+		own.hash = &inst->hash;
+	}
 	if (err != OTA_OK)
 		return err;
 	ota_decrypt_skip(dec, whole);
 	*ret_used = whole * sealed;
-	*ret_made = whole * dec->chunk_bytes;
+	*ret_made = whole * chunk;
 	return OTA_OK;
 }
 
