@@ -177,8 +177,9 @@ static enum ota_err rec_read(struct ota_agent *agent, enum ota_record rec, uint8
  * still holds the old or the new value. Tracked records take the next
  * sequence number; event copies carry the event's own (event_seq).
  */
-static enum ota_err rec_write(struct ota_agent *agent, enum ota_record rec, uint8_t *buf,
-			      size_t cap, size_t payload_len, uint64_t event_seq)
+static enum ota_err rec_write_copies(struct ota_agent *agent, enum ota_record rec, uint8_t *buf,
+				     size_t cap, size_t payload_len, uint64_t event_seq,
+				     unsigned copies)
 {
 	struct ota_record_meta *meta = rec_tracked(rec) ? &agent->records[rec] : NULL;
 	if (meta && !meta->known)
@@ -188,7 +189,7 @@ static enum ota_err rec_write(struct ota_agent *agent, enum ota_record rec, uint
 	size_t len = ota_record_copy_seal(rec, seq, buf, payload_len, cap);
 	if (len == 0)
 		return OTA_ERR_INTERNAL;
-	for (unsigned i = 0; i < OTA_RECORD_COPIES; i++) {
+	for (unsigned i = 0; i < copies && i < OTA_RECORD_COPIES; i++) {
 		unsigned copy = (first + i) % OTA_RECORD_COPIES;
 		uint8_t bit = (uint8_t)(1u << copy);
 		enum ota_err err =
@@ -213,6 +214,12 @@ static enum ota_err rec_write(struct ota_agent *agent, enum ota_record rec, uint
 	return OTA_OK;
 }
 
+static enum ota_err rec_write(struct ota_agent *agent, enum ota_record rec, uint8_t *buf,
+			      size_t cap, size_t payload_len, uint64_t event_seq)
+{
+	return rec_write_copies(agent, rec, buf, cap, payload_len, event_seq, OTA_RECORD_COPIES);
+}
+
 /* A small record: payload encoded into buf + header by the caller (0 = did not fit). */
 static enum ota_err small_store(struct ota_agent *agent, enum ota_record rec, uint8_t *buf,
 				size_t cap, size_t payload_len, uint64_t event_seq)
@@ -224,7 +231,8 @@ static enum ota_err small_store(struct ota_agent *agent, enum ota_record rec, ui
 
 /* ---- persistence ---------------------------------------------------- */
 
-static enum ota_err state_store(struct ota_agent *agent, const struct ota_agent_state *next)
+static enum ota_err state_store_copies(struct ota_agent *agent, const struct ota_agent_state *next,
+				       unsigned copies)
 {
 	uint8_t buf[SMALL_COPY_BYTES];
 	/* a lost state is written again only by the boot step's rebuild */
@@ -232,11 +240,33 @@ static enum ota_err state_store(struct ota_agent *agent, const struct ota_agent_
 		return OTA_ERR_STORAGE;
 	size_t len = ota_state_encode(next, buf + OTA_RECORD_COPY_HEADER_BYTES,
 				      sizeof(buf) - OTA_RECORD_COPY_OVERHEAD);
-	enum ota_err err = small_store(agent, OTA_REC_STATE, buf, sizeof(buf), len, 0);
+	if (len == 0)
+		return OTA_ERR_INTERNAL;
+	enum ota_err err = rec_write_copies(agent, OTA_REC_STATE, buf, sizeof(buf), len, 0, copies);
 	if (err != OTA_OK)
 		return err;
 	agent->state = *next;
 	return OTA_OK;
+}
+
+static enum ota_err state_store(struct ota_agent *agent, const struct ota_agent_state *next)
+{
+	return state_store_copies(agent, next, OTA_RECORD_COPIES);
+}
+
+/*
+ * A staging checkpoint writes one copy of the state: the one that does
+ * not hold the newest value (rec_write's order). The other copy keeps the
+ * state before it, which is this same staging at the previous checkpoint
+ * (or at its start): as safe to resume from, only further back. A cut
+ * that tears the copy being written leaves the device there; a cut after
+ * it resumes from here. One fsync instead of two per checkpoint; the
+ * next checkpoint writes the other copy, and the final state (pending)
+ * both.
+ */
+static enum ota_err state_checkpoint(struct ota_agent *agent, const struct ota_agent_state *next)
+{
+	return state_store_copies(agent, next, 1);
 }
 
 static enum ota_err counter_store(struct ota_agent *agent, uint64_t counter)
@@ -1201,7 +1231,7 @@ static enum ota_err plain_write(struct ota_agent *agent, const void *data, size_
 		}
 		struct ota_agent_state next = agent->state;
 		next.staged_bytes = inst->written;
-		enum ota_err err = state_store(agent, &next);
+		enum ota_err err = state_checkpoint(agent, &next);
 		if (err != OTA_OK) {
 			ota_agent_close(agent);
 			return err;
