@@ -177,8 +177,9 @@ static enum ota_err rec_read(struct ota_agent *agent, enum ota_record rec, uint8
  * still holds the old or the new value. Tracked records take the next
  * sequence number; event copies carry the event's own (event_seq).
  */
-static enum ota_err rec_write(struct ota_agent *agent, enum ota_record rec, uint8_t *buf,
-			      size_t cap, size_t payload_len, uint64_t event_seq)
+static enum ota_err rec_write_copies(struct ota_agent *agent, enum ota_record rec, uint8_t *buf,
+				     size_t cap, size_t payload_len, uint64_t event_seq,
+				     unsigned copies)
 {
 	struct ota_record_meta *meta = rec_tracked(rec) ? &agent->records[rec] : NULL;
 	if (meta && !meta->known)
@@ -188,7 +189,7 @@ static enum ota_err rec_write(struct ota_agent *agent, enum ota_record rec, uint
 	size_t len = ota_record_copy_seal(rec, seq, buf, payload_len, cap);
 	if (len == 0)
 		return OTA_ERR_INTERNAL;
-	for (unsigned i = 0; i < OTA_RECORD_COPIES; i++) {
+	for (unsigned i = 0; i < copies && i < OTA_RECORD_COPIES; i++) {
 		unsigned copy = (first + i) % OTA_RECORD_COPIES;
 		uint8_t bit = (uint8_t)(1u << copy);
 		enum ota_err err =
@@ -213,6 +214,12 @@ static enum ota_err rec_write(struct ota_agent *agent, enum ota_record rec, uint
 	return OTA_OK;
 }
 
+static enum ota_err rec_write(struct ota_agent *agent, enum ota_record rec, uint8_t *buf,
+			      size_t cap, size_t payload_len, uint64_t event_seq)
+{
+	return rec_write_copies(agent, rec, buf, cap, payload_len, event_seq, OTA_RECORD_COPIES);
+}
+
 /* A small record: payload encoded into buf + header by the caller (0 = did not fit). */
 static enum ota_err small_store(struct ota_agent *agent, enum ota_record rec, uint8_t *buf,
 				size_t cap, size_t payload_len, uint64_t event_seq)
@@ -224,7 +231,8 @@ static enum ota_err small_store(struct ota_agent *agent, enum ota_record rec, ui
 
 /* ---- persistence ---------------------------------------------------- */
 
-static enum ota_err state_store(struct ota_agent *agent, const struct ota_agent_state *next)
+static enum ota_err state_store_copies(struct ota_agent *agent, const struct ota_agent_state *next,
+				       unsigned copies)
 {
 	uint8_t buf[SMALL_COPY_BYTES];
 	/* a lost state is written again only by the boot step's rebuild */
@@ -232,11 +240,33 @@ static enum ota_err state_store(struct ota_agent *agent, const struct ota_agent_
 		return OTA_ERR_STORAGE;
 	size_t len = ota_state_encode(next, buf + OTA_RECORD_COPY_HEADER_BYTES,
 				      sizeof(buf) - OTA_RECORD_COPY_OVERHEAD);
-	enum ota_err err = small_store(agent, OTA_REC_STATE, buf, sizeof(buf), len, 0);
+	if (len == 0)
+		return OTA_ERR_INTERNAL;
+	enum ota_err err = rec_write_copies(agent, OTA_REC_STATE, buf, sizeof(buf), len, 0, copies);
 	if (err != OTA_OK)
 		return err;
 	agent->state = *next;
 	return OTA_OK;
+}
+
+static enum ota_err state_store(struct ota_agent *agent, const struct ota_agent_state *next)
+{
+	return state_store_copies(agent, next, OTA_RECORD_COPIES);
+}
+
+/*
+ * A staging checkpoint writes one copy of the state: the one that does
+ * not hold the newest value (rec_write's order). The other copy keeps the
+ * state before it, which is this same staging at the previous checkpoint
+ * (or at its start): as safe to resume from, only further back. A cut
+ * that tears the copy being written leaves the device there; a cut after
+ * it resumes from here. One fsync instead of two per checkpoint; the
+ * next checkpoint writes the other copy, and the final state (pending)
+ * both.
+ */
+static enum ota_err state_checkpoint(struct ota_agent *agent, const struct ota_agent_state *next)
+{
+	return state_store_copies(agent, next, 1);
 }
 
 static enum ota_err counter_store(struct ota_agent *agent, uint64_t counter)
@@ -1201,7 +1231,7 @@ static enum ota_err plain_write(struct ota_agent *agent, const void *data, size_
 		}
 		struct ota_agent_state next = agent->state;
 		next.staged_bytes = inst->written;
-		enum ota_err err = state_store(agent, &next);
+		enum ota_err err = state_checkpoint(agent, &next);
 		if (err != OTA_OK) {
 			ota_agent_close(agent);
 			return err;
@@ -1211,15 +1241,16 @@ static enum ota_err plain_write(struct ota_agent *agent, const void *data, size_
 	return OTA_OK;
 }
 
-/* One run of whole chunks for run_beside: decrypted, then hashed when hash is set. */
+/* One job of run_beside: n whole chunks decrypted from chunk index (dec set), or hashed (dec NULL). */
 struct chunk_run {
-	const struct ota_decrypt *dec;
+	const struct ota_decrypt *dec; /* NULL: only hash */
 	struct ota_gcm_ctx *gcm;
-	struct ota_sha256_ctx *hash; /* NULL: the caller hashes it after */
+	struct ota_sha256_ctx *hash; /* NULL: only decrypt */
 	uint64_t index;
 	const uint8_t *in;
 	size_t n;
 	uint8_t *out;
+	size_t chunk_bytes;
 	uint64_t bad; /* the chunk that failed */
 	enum ota_err err;
 };
@@ -1227,18 +1258,24 @@ struct chunk_run {
 static void chunk_run(void *arg)
 {
 	struct chunk_run *r = arg;
-	r->err = ota_decrypt_chunks(r->dec, r->gcm, r->index, r->in, r->n, r->out, &r->bad);
-	if (r->err == OTA_OK && r->hash)
-		r->err = ota_sha256_update(r->hash, r->out, r->n * r->dec->chunk_bytes);
+	r->err = OTA_OK;
+	if (r->dec && r->n > 0)
+		r->err = ota_decrypt_chunks(r->dec, r->gcm, r->index, r->in, r->n, r->out, &r->bad);
+	if (r->err == OTA_OK && r->hash && r->n > 0)
+		r->err = ota_sha256_update(r->hash, r->out, r->n * r->chunk_bytes);
 }
 
 /*
- * Whole chunks on two threads (the port's run_beside): this thread
- * decrypts and hashes the first quarter of the run while the other
- * decrypts the rest (AES-GCM costs about half what SHA-256 does here,
- * docs/bench.md), then this thread hashes the rest. Every tag of the run
- * is checked before the decryptor moves past it; *ret_index is the
- * chunk that failed. The run ends at the chunk that makes a checkpoint due.
+ * Whole chunks on two threads (the port's run_beside), as a pipeline:
+ * this thread decrypts and hashes the first chunk while the other
+ * decrypts the next few; then, step by step, this thread hashes what the
+ * other decrypted in the step before while the other decrypts the next
+ * ones, about twice as many as this thread hashes (AES-GCM costs about
+ * a third of SHA-256 here, docs/bench.md), so this thread rarely waits
+ * and decrypts one chunk a run itself. Only chunks whose tags checked
+ * are hashed; a failing step ends the run, and *ret_index is the first
+ * chunk that failed (a step's chunks all come after those checked
+ * before it). The run ends at the chunk that makes a checkpoint due.
  */
 static enum ota_err decrypt_beside(struct ota_agent *agent, const uint8_t *in, size_t whole,
 				   uint8_t *out, size_t have, size_t *ret_used, size_t *ret_made,
@@ -1246,44 +1283,58 @@ static enum ota_err decrypt_beside(struct ota_agent *agent, const uint8_t *in, s
 {
 	struct ota_install *inst = &agent->install;
 	struct ota_decrypt *dec = &inst->dec;
-	size_t sealed = (size_t)dec->chunk_bytes + OTA_CRYPT_TAG_BYTES;
+	size_t chunk = dec->chunk_bytes;
+	size_t sealed = chunk + OTA_CRYPT_TAG_BYTES;
 	uint64_t done = inst->since_checkpoint + have;
 	uint64_t room =
 		agent->config.checkpoint_bytes > done ? agent->config.checkpoint_bytes - done : 0;
-	uint64_t upto = (room + dec->chunk_bytes - 1) / dec->chunk_bytes;
+	uint64_t upto = (room + chunk - 1) / chunk;
 	if (upto < whole)
 		whole = upto > 1 ? (size_t)upto : 1;
-	size_t own_n = (whole + 3) / 4;
+	out += have;
+	/* own: decrypted and hashed here; ahead: decrypted beside, not yet hashed */
 	struct chunk_run own = {
 		.dec = dec,
 		.gcm = &dec->gcm,
 		.hash = &inst->hash,
 		.index = dec->index,
 		.in = in,
-		.n = own_n,
-		.out = out + have,
+		.n = 1,
+		.out = out,
+		.chunk_bytes = chunk,
 	};
-	struct chunk_run beside = {
-		.dec = dec,
-		.gcm = &dec->gcm_beside,
-		.index = dec->index + own_n,
-		.in = in + own_n * sealed,
-		.n = whole - own_n,
-		.out = out + have + own_n * (size_t)dec->chunk_bytes,
-	};
-	if (beside.n > 0)
-		agent->port.ops->run_beside(agent->port.ctx, chunk_run, &beside, chunk_run, &own);
-	else
-		chunk_run(&own);
-	*ret_index = own.err != OTA_OK ? own.bad : beside.bad;
-	enum ota_err err = own.err != OTA_OK ? own.err : beside.err;
-	if (err == OTA_OK && beside.n > 0)
-		err = ota_sha256_update(&inst->hash, beside.out, beside.n * dec->chunk_bytes);
+	size_t next = 1; /* the first chunk not yet handed to a job */
+	enum ota_err err = OTA_OK;
+	while (err == OTA_OK && (own.n > 0 || next < whole)) {
+		size_t want = 2 * own.n + 1;
+		struct chunk_run ahead = {
+			.dec = dec,
+			.gcm = &dec->gcm_beside,
+			.index = dec->index + next,
+			.in = in + next * sealed,
+			.n = whole - next < want ? whole - next : want,
+			.out = out + next * chunk,
+			.chunk_bytes = chunk,
+		};
+		if (ahead.n > 0)
+			agent->port.ops->run_beside(agent->port.ctx, chunk_run, &ahead, chunk_run,
+						    &own);
+		else
+			chunk_run(&own);
+		/* own's chunks come first: its failure is the first one */
+		err = own.err != OTA_OK ? own.err : ahead.err;
+		*ret_index = own.err != OTA_OK ? own.bad : ahead.bad;
+		next += ahead.n;
+		/* the next step hashes what was just decrypted beside */
+		own = ahead;
+		own.dec = NULL;
+		own.hash = &inst->hash;
+	}
 	if (err != OTA_OK)
 		return err;
 	ota_decrypt_skip(dec, whole);
 	*ret_used = whole * sealed;
-	*ret_made = whole * dec->chunk_bytes;
+	*ret_made = whole * chunk;
 	return OTA_OK;
 }
 

@@ -328,9 +328,10 @@ struct ota_port_ops {
 	 * returned; a port that cannot start its thread now runs beside
 	 * itself after own. The jobs are the core's and touch disjoint
 	 * memory; the port makes beside's writes visible to the caller when
-	 * it returns (a mutex or a join does). The core uses it to decrypt
-	 * the later chunks of one write call while it decrypts and hashes the
-	 * first ones, and checks both jobs' results itself (docs/porting.md).
+	 * it returns (a mutex or a join does). The core uses it in steps to
+	 * decrypt the next chunks of one write call while it hashes those
+	 * decrypted in the step before, and checks both jobs' results itself
+	 * (docs/porting.md).
 	 */
 	void (*run_beside)(void *ctx, void (*beside)(void *arg), void *beside_arg,
 			   void (*own)(void *arg), void *own_arg);

@@ -53,14 +53,22 @@ struct enc_update {
 	Fleetota__V1__Signed *m;
 };
 
-static void enc_update_make(struct world *w, struct enc_update *u, const uint8_t *image, size_t len,
-			    EVP_PKEY *const *recipients, size_t n)
+/* The same, in chunks of chunk bytes. */
+static void enc_update_make_chunks(struct world *w, struct enc_update *u, const uint8_t *image,
+				   size_t len, uint32_t chunk, EVP_PKEY *const *recipients,
+				   size_t n)
 {
 	struct ota_fx_manifest spec;
-	u->crypt = ota_fx_encrypt(image, len, CHUNK, recipients, n);
+	u->crypt = ota_fx_encrypt(image, len, chunk, recipients, n);
 	world_manifest(w, &spec, image, len, 20, 7);
 	spec.encryption = u->crypt->enc;
 	u->m = ota_fx_manifest(&spec);
+}
+
+static void enc_update_make(struct world *w, struct enc_update *u, const uint8_t *image, size_t len,
+			    EVP_PKEY *const *recipients, size_t n)
+{
+	enc_update_make_chunks(w, u, image, len, CHUNK, recipients, n);
 }
 
 /* The manifest again, after a test changed u->crypt->enc. */
@@ -700,6 +708,74 @@ static void test_beside_first_bad_chunk(void **state)
 	assert_true(world_beside_calls >= 3);
 }
 
+/*
+ * A long run (chunks of 1 KiB: 19 whole ones and a short last one, all
+ * in one write call, no checkpoint due) goes through the pipeline in
+ * steps: the calling thread decrypts chunk 0 while the other decrypts
+ * 1-3, then hashes 1-3 while the other decrypts 4-10, then hashes 4-10
+ * while the other decrypts 11-18, then hashes 11-18: three run_beside
+ * calls, and the image stages and boots.
+ */
+#define LONG_CHUNK 1024u
+#define LONG_SEALED (LONG_CHUNK + OTA_CRYPT_TAG_BYTES)
+
+static void long_run_setup(struct world *w)
+{
+	w->checkpoint = 1u << 20;
+	world_restart(w);
+	world_beside_calls = 0;
+}
+
+static void test_beside_pipeline(void **state)
+{
+	struct world *w = *state;
+	struct enc_update u;
+	long_run_setup(w);
+	enc_update_make_chunks(w, &u, w->v2, sizeof(w->v2), LONG_CHUNK, &w->dev_keys[0], 1);
+	world_update(w, u.m, u.crypt->ciphertext.data, u.crypt->ciphertext.len);
+	assert_running_v2(w);
+	assert_int_equal(world_beside_calls, 3);
+	enc_update_free(&u);
+}
+
+/*
+ * Tampered chunks in the pipeline's steps: the rejection names the first
+ * one, whichever step and thread had it, and the device is unchanged
+ * (expect_enc_rejected).
+ */
+static void expect_bad_long_chunk(struct world *w, const size_t *chunks, size_t n,
+				  const char *detail)
+{
+	struct enc_update u;
+	enc_update_make_chunks(w, &u, w->v2, sizeof(w->v2), LONG_CHUNK, &w->dev_keys[0], 1);
+	for (size_t i = 0; i < n; i++)
+		u.crypt->ciphertext.data[chunks[i] * LONG_SEALED + 9] ^= 0x01;
+	expect_enc_rejected(w, &u, OTA_ERR_DECRYPT);
+	struct ota_agent_status st;
+	struct ota_event ev;
+	ota_agent_status(&w->agent, &st);
+	assert_int_equal(ota_agent_event(&w->agent, st.next_event_seq - 1, &ev), OTA_OK);
+	assert_string_equal(ev.detail, detail);
+	enc_update_free(&u);
+}
+
+static void test_beside_pipeline_bad_chunk(void **state)
+{
+	struct world *w = *state;
+	const size_t first[] = {0}, third_step[] = {12}, two_steps[] = {15, 5},
+		     own_and_ahead[] = {2, 0}, last_whole[] = {18};
+	long_run_setup(w);
+	expect_bad_long_chunk(w, first, 1, "chunk 0 of the encrypted image fails authentication");
+	expect_bad_long_chunk(w, third_step, 1,
+			      "chunk 12 of the encrypted image fails authentication");
+	expect_bad_long_chunk(w, two_steps, 2,
+			      "chunk 5 of the encrypted image fails authentication");
+	expect_bad_long_chunk(w, own_and_ahead, 2,
+			      "chunk 0 of the encrypted image fails authentication");
+	expect_bad_long_chunk(w, last_whole, 1,
+			      "chunk 18 of the encrypted image fails authentication");
+}
+
 #define T(fn) cmocka_unit_test_setup_teardown(fn, setup, teardown)
 #define TB(fn) cmocka_unit_test_setup_teardown(fn, setup_beside, teardown)
 
@@ -734,6 +810,8 @@ int main(void)
 		T(test_decrypt_into_lent_buffer),
 		TB(test_beside_runs),
 		TB(test_beside_first_bad_chunk),
+		TB(test_beside_pipeline),
+		TB(test_beside_pipeline_bad_chunk),
 		TB(test_encrypted_update),
 		TB(test_tampered_first_chunk),
 		TB(test_tampered_middle_chunk),

@@ -195,6 +195,59 @@ static void test_resume_rehashes_prefix(void **state)
 	ota_fx_env_free(m2);
 }
 
+/* staged_bytes of the state's copy (UINT64_MAX: does not decode). */
+static uint64_t state_copy_staged(struct world *w, unsigned copy)
+{
+	size_t len = 0;
+	uint8_t *rec = ota_sim_record(w->sim, OTA_REC_STATE, copy, &len);
+	struct ota_agent_state st;
+	if (!rec || len < OTA_RECORD_COPY_OVERHEAD ||
+	    ota_state_decode(rec + OTA_RECORD_COPY_HEADER_BYTES, len - OTA_RECORD_COPY_OVERHEAD,
+			     &st) != OTA_OK)
+		return UINT64_MAX;
+	return st.staged_bytes;
+}
+
+/*
+ * A staging checkpoint writes one copy of the state (the older one): after
+ * checkpoints at 5000 and 10000 bytes the copies hold one each. With the
+ * newer copy damaged (a cut tore it) the device resumes from the older
+ * one, the previous checkpoint of the same staging, and the update
+ * completes and boots.
+ */
+static void test_checkpoint_writes_one_copy(void **state)
+{
+	struct world *w = *state;
+	Fleetota__V1__Signed *m = v2_manifest(w);
+	struct ota_fx_bundle bs = {.manifest = m};
+	struct ota_fx_buf b = ota_fx_bundle_bytes(&bs);
+	uint32_t hlen = 0;
+	assert_int_equal(ota_bundle_prefix_parse(b.data, &hlen), OTA_OK);
+	assert_int_equal(ota_agent_begin_bundle(&w->agent, b.data + 8, hlen), OTA_OK);
+	assert_int_equal(ota_agent_write(&w->agent, w->v2, 5000), OTA_OK);
+	assert_int_equal(ota_agent_write(&w->agent, w->v2 + 5000, 5000), OTA_OK);
+	/* the power goes: nothing more is written */
+	uint64_t staged[2] = {state_copy_staged(w, 0), state_copy_staged(w, 1)};
+	unsigned newer = staged[1] == 10000 ? 1u : 0u;
+	assert_int_equal(staged[newer], 10000);
+	assert_int_equal(staged[1u - newer], 5000);
+	size_t len = 0;
+	uint8_t *rec = ota_sim_record(w->sim, OTA_REC_STATE, newer, &len);
+	rec[OTA_RECORD_COPY_HEADER_BYTES] ^= 0x01;
+	world_restart(w);
+	assert_int_equal(ota_agent_begin_bundle(&w->agent, b.data + 8, hlen), OTA_OK);
+	uint64_t off = ota_agent_offset(&w->agent);
+	assert_int_equal(off, 5000);
+	assert_int_equal(ota_agent_write(&w->agent, w->v2 + off, sizeof(w->v2) - off), OTA_OK);
+	assert_int_equal(ota_agent_finish(&w->agent), OTA_OK);
+	world_restart(w);
+	struct ota_agent_status st;
+	ota_agent_status(&w->agent, &st);
+	assert_int_equal(st.phase, OTA_PHASE_PENDING);
+	ota_fx_buf_free(&b);
+	ota_fx_env_free(m);
+}
+
 static void test_event_log(void **state)
 {
 	struct world *w = *state;
@@ -595,6 +648,7 @@ int main(void)
 		T(test_confirmed_slot_corrupt_falls_back),
 		T(test_resume_rehashes_prefix),
 		T(test_event_log),
+		T(test_checkpoint_writes_one_copy),
 		T(test_power_fail_every_operation),
 		T(test_power_fail_delta),
 		T(test_power_fail_encrypted),
