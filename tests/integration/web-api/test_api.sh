@@ -456,10 +456,16 @@ NODE_PATH=$NPM_DIR/node_modules node "$TOP/tests/integration/web-api/validate_co
 log "the validator itself fails on drift (a body missing a field, an undocumented status)"
 printf 'GET\t/api/v1/me\t200\tapplication/json\t%s\n' "$(printf '{"token_id":1,"role":"admin"}' | base64 -w0)" >"$T/drift1.jsonl"
 printf 'GET\t/api/v1/me\t418\tapplication/json\t%s\n' "$(printf '{}' | base64 -w0)" >"$T/drift2.jsonl"
-for f in "$T/drift1.jsonl" "$T/drift2.jsonl"; do
-	cat "$RESPONSES" "$f" >"$T/drift.jsonl"
-	NODE_PATH=$NPM_DIR/node_modules node "$TOP/tests/integration/web-api/validate_contract.mjs" \
-		"$TOP/web-api/openapi.yaml" "$T/drift.jsonl" --cover "$COVER" >/dev/null 2>&1 &&
-		fail "validator accepted drift ($f)"
-done
+# one run for both: the validator names each problem with its line, so it
+# must fail with exactly these two (each drift found, nothing else flagged)
+N=$(wc -l <"$RESPONSES")
+cat "$RESPONSES" "$T/drift1.jsonl" "$T/drift2.jsonl" >"$T/drift.jsonl"
+NODE_PATH=$NPM_DIR/node_modules node "$TOP/tests/integration/web-api/validate_contract.mjs" \
+	"$TOP/web-api/openapi.yaml" "$T/drift.jsonl" --cover "$COVER" >"$T/drift.out" 2>&1 &&
+	fail "validator accepted drift: $(cat "$T/drift.out")"
+grep -q "^contract: 2 problem(s):" "$T/drift.out" || fail "validator on drift: $(cat "$T/drift.out")"
+grep -q "^#$((N + 1)) GET /api/v1/me -> 200: " "$T/drift.out" ||
+	fail "validator accepted drift ($T/drift1.jsonl): $(cat "$T/drift.out")"
+grep -q "^#$((N + 2)) GET /api/v1/me -> 418: status not documented" "$T/drift.out" ||
+	fail "validator accepted drift ($T/drift2.jsonl): $(cat "$T/drift.out")"
 log "PASS ($(wc -l <"$RESPONSES") responses validated)"
