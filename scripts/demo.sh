@@ -315,18 +315,19 @@ watch() {
 	local deadline=$((SECONDS + limit))
 	while :; do
 		c=$(api GET "/api/v1/campaigns/$id")
-		state=$(jq -r .state <<<"$c")
+		# state, target size, confirmed devices and the progress line: one jq
+		local target line done rate
+		IFS=$'\t' read -r state target done line < <(jq -r '[.state, .target_size,
+			([.stages[].devices.confirmed] | add // 0),
+			"stage \(.current_stage + 1)/\(.stages | length) | target \(.target_size) | " +
+			"confirmed \([.stages[].devices.confirmed] | add) failed \([.stages[].devices.failed] | add) " +
+			"timed out \([.stages[].devices.timed_out] | add) in flight \([.stages[].devices.in_flight] | add)"] | @tsv' <<<"$c")
 		# the engine sizes the target at its first tick after start: until
 		# then there is nothing true to show
-		if [[ $state == running && $(jq .target_size <<<"$c") == 0 ]] && ((SECONDS < deadline)); then
+		if [[ $state == running && $target == 0 ]] && ((SECONDS < deadline)); then
 			sleep 0.3
 			continue
 		fi
-		local line done rate
-		line=$(jq -r '"stage \(.current_stage + 1)/\(.stages | length) | target \(.target_size) | " +
-			"confirmed \([.stages[].devices.confirmed] | add) failed \([.stages[].devices.failed] | add) " +
-			"timed out \([.stages[].devices.timed_out] | add) in flight \([.stages[].devices.in_flight] | add)"' <<<"$c")
-		done=$(jq '[.stages[].devices.confirmed] | add' <<<"$c")
 		rate=$(((done - last_done) * 10 / (SECONDS - last_t + 1)))
 		line=$(printf '%-10s %-9s %s | %d.%d dev/s' "$id" "$state" "$line" $((rate / 10)) $((rate % 10)))
 		if [[ -t 1 ]]; then

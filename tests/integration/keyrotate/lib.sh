@@ -53,9 +53,18 @@ refused() {
 	fi
 }
 
-# json FILE JQ: a field of `ota-keys inspect --json`
+# json FILE JQ: a field of `ota-keys inspect --json`. The inspection is
+# kept (in $WORK/.inspect) until FILE changes: a test reads several fields
+# of one file, and every ota-keys run costs a sanitizer process's start.
 json() {
-	"$KEYS" inspect --json "$1" | jq -r "$2"
+	local f=$1 c
+	[[ $f == /* ]] || f=$PWD/$f
+	c=$WORK/.inspect/${f//\//%}
+	if [[ ! -s $c || $f -nt $c ]]; then
+		mkdir -p "$WORK/.inspect"
+		"$KEYS" inspect --json "$f" >"$c" || { rm -f "$c"; return 1; }
+	fi
+	jq -r "$2" "$c"
 }
 
 lines() {

@@ -193,6 +193,87 @@ expect() {
 	fi
 }
 
+# A batch of requests sent by one curl process, in order, on one
+# connection (a curl and a jq per request is most of this suite's CPU):
+#   batch_add METHOD PATH STATUS CODE CHECK [CONTENT-TYPE BODY-FILE [HEADER...]]
+# queues a request with $TOKEN (and the extra HEADERs) and what its answer
+# must be: the HTTP status, the error code ("" for none) and CHECK: "" or
+# "items0" (.items is empty) or "field=NAME" (.error.field is NAME).
+# batch_run sends them, records every response for the contract check (as
+# api does) and asserts each one's status, error code and CHECK, with one
+# jq for all bodies.
+BATCH_N=0
+BATCH_CHECKED=()
+batch_cfg() { # OPTION VALUE: a curl config line, VALUE double-quoted
+	local v=${2//\\/\\\\}
+	printf '%s = "%s"\n' "$1" "${v//\"/\\\"}"
+}
+batch_add() {
+	local method=$1 path=$2 h
+	((BATCH_N > 0)) || { mkdir -p "$T/batch" && : >"$T/batch.cfg" && : >"$T/batch.expect" && BATCH_CHECKED=(); }
+	BATCH_N=$((BATCH_N + 1))
+	{
+		((BATCH_N == 1)) || echo next
+		batch_cfg url "$API$path"
+		batch_cfg request "$method"
+		[[ -z ${TOKEN:-} ]] || batch_cfg header "Authorization: Bearer $TOKEN"
+		if [[ $# -ge 7 ]]; then
+			batch_cfg header "Content-Type: $6"
+			batch_cfg data-binary "@$7"
+			for h in "${@:8}"; do batch_cfg header "$h"; done
+		fi
+		batch_cfg output "$T/batch/$BATCH_N"
+		echo 'write-out = "%{http_code}\t%{content_type}\n"'
+	} >>"$T/batch.cfg"
+	# fields apart by \x1f: empty ones (no error code, no check) stay fields
+	printf '%s\x1f%s\x1f%s\x1f%s\x1f%s\n' "$method" "${path%%\?*}" "$3" "$4" "$5" >>"$T/batch.expect"
+	[[ -z $5 ]] || BATCH_CHECKED+=("$BATCH_N")
+}
+batch_run() {
+	local i=0 k=0 method path want code check got ctype body items field
+	local -a codes ctypes checks
+	curl -sS -K "$T/batch.cfg" >"$T/batch.out" || true
+	mapfile -t codes < <(cut -f1 "$T/batch.out")
+	mapfile -t ctypes < <(cut -f2 "$T/batch.out")
+	((${#codes[@]} == BATCH_N)) || fail "batch: $BATCH_N requests, ${#codes[@]} answers"
+	# the bodies a CHECK reads: .items' length and .error.field (one jq)
+	if ((${#BATCH_CHECKED[@]} > 0)); then
+		mapfile -t checks < <(printf "$T/batch/%s\n" "${BATCH_CHECKED[@]}" |
+			xargs jq -r '[(.items | length), (.error.field // "")] | @tsv')
+		((${#checks[@]} == ${#BATCH_CHECKED[@]})) ||
+			fail "batch: ${#BATCH_CHECKED[@]} bodies to check, ${#checks[@]} read"
+	fi
+	# the responses' records, as api writes them (one process, not a base64 each)
+	python3 - "$T" "$BATCH_N" >>"$RESPONSES" <<'PY' || fail "batch: recording the responses"
+import base64, sys
+t, n = sys.argv[1], int(sys.argv[2])
+sent = [l.rstrip("\n").split("\x1f") for l in open(f"{t}/batch.expect")]
+got = [l.rstrip("\n").split("\t") for l in open(f"{t}/batch.out")]
+for i in range(n):
+    body = base64.b64encode(open(f"{t}/batch/{i + 1}", "rb").read()).decode()
+    print(sent[i][0], sent[i][1], got[i][0], got[i][1], body, sep="\t")
+PY
+	i=0
+	while IFS=$'\x1f' read -r method path want code check; do
+		got=${codes[i]}
+		ctype=${ctypes[i]}
+		i=$((i + 1))
+		[[ $got == "$want" ]] || fail "batch request $i ($method $path): expected HTTP $want, got $got: $(head -c 400 "$T/batch/$i")"
+		if [[ -n $code ]]; then
+			body=$(<"$T/batch/$i")
+			[[ $body =~ ^\{\"error\":\{\"code\":\"([^\"]*)\" && ${BASH_REMATCH[1]} == "$code" ]] ||
+				fail "batch request $i ($method $path): expected error $code, got: $(head -c 400 "$T/batch/$i")"
+		fi
+		[[ -z $check ]] || IFS=$'\t' read -r items field <<<"${checks[k++]}"
+		case $check in
+		items0) [[ $items == 0 ]] || fail "batch request $i ($method $path): $items items, expected none" ;;
+		field=*) [[ $field == "${check#field=}" ]] ||
+			fail "batch request $i ($method $path): error field '$field', expected '${check#field=}'" ;;
+		esac
+	done <"$T/batch.expect"
+	BATCH_N=0
+}
+
 # The whole observable state: every API table and the image store.
 db_state() {
 	sql -c "SELECT md5(string_agg(t, '|')) FROM (

@@ -238,86 +238,67 @@ log "attacks: each refused with its documented error, nothing changes"
 BEFORE=$(db_state)
 unchanged() { [[ "$(db_state)" == "$BEFORE" ]] || fail "state changed after: $*"; }
 
-TOKEN= api GET /api/v1/devices
-expect 401 unauthorized
-TOKEN=fota_AAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAA api GET /api/v1/devices
-expect 401 unauthorized
-TOKEN="not a token" api GET /api/v1/devices
-expect 401 unauthorized
-TOKEN=$OLD api POST /api/v1/tokens -H 'Content-Type: application/json' -d '{"name":"evil","role":"admin"}'
-expect 401 unauthorized
+# (a batch: one curl for the requests of a section, see batch_add)
+# body FILE TEXT: a request body in a file, as -d TEXT sends it
+body_file() { printf '%s' "$2" >"$T/$1"; }
+body_file evil.json '{"name":"evil","role":"admin"}'
+OCT=application/octet-stream
+TOKEN= batch_add GET /api/v1/devices 401 unauthorized ""
+TOKEN=fota_AAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAA batch_add GET /api/v1/devices 401 unauthorized ""
+TOKEN="not a token" batch_add GET /api/v1/devices 401 unauthorized ""
+TOKEN=$OLD batch_add POST /api/v1/tokens 401 unauthorized "" application/json "$T/evil.json"
+batch_run
 unchanged "bad tokens"
 
-TOKEN=$VIEW api POST /api/v1/tokens -H 'Content-Type: application/json' -d '{"name":"evil","role":"admin"}'
-expect 403 forbidden
-TOKEN=$VIEW api PUT /api/v1/devices/dev-1/tags -H 'Content-Type: application/json' -d '{"tags":["x"]}'
-expect 403 forbidden
-TOKEN=$VIEW api POST "/api/v1/artifacts?id=v" -H 'Content-Type: application/octet-stream' --data-binary @"$FX/docs.otab"
-expect 403 forbidden
-TOKEN=$VIEW api DELETE /api/v1/artifacts/fw-1.1.0
-expect 403 forbidden
-TOKEN=$VIEW api POST /api/v1/groups -H 'Content-Type: application/json' -d '{"group_id":"v","kind":"static"}'
-expect 403 forbidden
-TOKEN=$OPER api POST /api/v1/keylists -H 'Content-Type: application/octet-stream' --data-binary @"$FX/keylist2.bin"
-expect 403 forbidden
-TOKEN=$OPER api POST /api/v1/devices/dev-1/decommission
-expect 403 forbidden
-TOKEN=$OPER api DELETE "/api/v1/tokens/$OPER_ID"
-expect 403 forbidden
+body_file tags-x.json '{"tags":["x"]}'
+body_file group-v.json '{"group_id":"v","kind":"static"}'
+TOKEN=$VIEW batch_add POST /api/v1/tokens 403 forbidden "" application/json "$T/evil.json"
+TOKEN=$VIEW batch_add PUT /api/v1/devices/dev-1/tags 403 forbidden "" application/json "$T/tags-x.json"
+TOKEN=$VIEW batch_add POST "/api/v1/artifacts?id=v" 403 forbidden "" $OCT "$FX/docs.otab"
+TOKEN=$VIEW batch_add DELETE /api/v1/artifacts/fw-1.1.0 403 forbidden ""
+TOKEN=$VIEW batch_add POST /api/v1/groups 403 forbidden "" application/json "$T/group-v.json"
+TOKEN=$OPER batch_add POST /api/v1/keylists 403 forbidden "" $OCT "$FX/keylist2.bin"
+TOKEN=$OPER batch_add POST /api/v1/devices/dev-1/decommission 403 forbidden ""
+TOKEN=$OPER batch_add DELETE "/api/v1/tokens/$OPER_ID" 403 forbidden ""
+batch_run
 unchanged "role escalation"
 
 log "SQL injection strings in every string field and filter"
 INJ=("x' OR '1'='1" "'; DROP TABLE devices; --" "dev-1'--" "\" OR 1=1 --" "%' UNION SELECT token_sha256 FROM api_tokens --")
-for s in "${INJ[@]}"; do
-	q=$(jq -rn --arg s "$s" '$s | @uri')
+# per string: its URL encoding and the JSON bodies that carry it (one jq)
+mapfile -t ENC < <(jq -nr --args '$ARGS.positional[] | (@uri),
+	({name: ., role: "viewer"}, {name: "ok", role: .}, {tags: [.]}, {group_id: ., kind: "static"},
+	 {devices: [.]}, {group_id: "inj", kind: "dynamic", filter: {field: ., op: "eq", value: "x"}},
+	 {group_id: "inj", kind: "dynamic", filter: {field: "model", op: ., value: "x"}} | tojson)' "${INJ[@]}")
+((${#ENC[@]} == 8 * ${#INJ[@]})) || fail "injection bodies"
+JSON_CT=application/json
+for ((k = 0; k < ${#INJ[@]}; k++)); do
+	q=${ENC[8 * k]}
+	for ((b = 1; b <= 7; b++)); do printf '%s' "${ENC[8 * k + b]}" >"$T/inj-$k-$b.json"; done
 	for f in model hw_revision version state; do
-		TOKEN=$VIEW api GET "/api/v1/devices?$f=$q"
-		expect 200
-		[[ $(jbody '.items | length') == 0 ]] || fail "injection in $f matched devices"
+		TOKEN=$VIEW batch_add GET "/api/v1/devices?$f=$q" 200 "" items0
 	done
 	for f in tag cursor keylist_version seen_within; do
-		TOKEN=$VIEW api GET "/api/v1/devices?$f=$q"
-		expect 400 bad_request
-		[[ $(jbody .error.field) == "$f" ]] || fail "field not named for $f"
+		TOKEN=$VIEW batch_add GET "/api/v1/devices?$f=$q" 400 bad_request "field=$f"
 	done
 	for f in actor action object; do
-		TOKEN=$VIEW api GET "/api/v1/audit?$f=$q"
-		expect 200
-		[[ $(jbody '.items | length') == 0 ]] || fail "injection in audit $f"
+		TOKEN=$VIEW batch_add GET "/api/v1/audit?$f=$q" 200 "" items0
 	done
 	for f in product version; do
-		TOKEN=$VIEW api GET "/api/v1/artifacts?$f=$q"
-		expect 200
-		[[ $(jbody '.items | length') == 0 ]] || fail "injection in artifacts $f"
+		TOKEN=$VIEW batch_add GET "/api/v1/artifacts?$f=$q" 200 "" items0
 	done
-	TOKEN=$VIEW api GET "/api/v1/devices/$q"
-	expect 400 bad_request
-	TOKEN=$VIEW api GET "/api/v1/groups/$q/devices"
-	expect 400 bad_request
-	TOKEN=$OPER api POST "/api/v1/artifacts?id=$q" -H 'Content-Type: application/octet-stream' --data-binary @"$FX/docs.otab"
-	expect 400 bad_request
-	j=$(jq -nc --arg s "$s" '{name: $s, role: "viewer"}')
-	TOKEN=$ADMIN api POST /api/v1/tokens -H 'Content-Type: application/json' -d "$j"
-	expect 400 bad_request
-	j=$(jq -nc --arg s "$s" '{name: "ok", role: $s}')
-	TOKEN=$ADMIN api POST /api/v1/tokens -H 'Content-Type: application/json' -d "$j"
-	expect 400 bad_request
-	j=$(jq -nc --arg s "$s" '{tags: [$s]}')
-	TOKEN=$OPER api PUT /api/v1/devices/dev-1/tags -H 'Content-Type: application/json' -d "$j"
-	expect 400 bad_request
-	j=$(jq -nc --arg s "$s" '{group_id: $s, kind: "static"}')
-	TOKEN=$OPER api POST /api/v1/groups -H 'Content-Type: application/json' -d "$j"
-	expect 400 bad_request
-	j=$(jq -nc --arg s "$s" '{devices: [$s]}')
-	TOKEN=$OPER api PUT /api/v1/groups/lab/members -H 'Content-Type: application/json' -d "$j"
-	expect 400 bad_request
-	j=$(jq -nc --arg s "$s" '{group_id: "inj", kind: "dynamic", filter: {field: $s, op: "eq", value: "x"}}')
-	TOKEN=$OPER api POST /api/v1/groups -H 'Content-Type: application/json' -d "$j"
-	expect 400 bad_request
-	j=$(jq -nc --arg s "$s" '{group_id: "inj", kind: "dynamic", filter: {field: "model", op: $s, value: "x"}}')
-	TOKEN=$OPER api POST /api/v1/groups -H 'Content-Type: application/json' -d "$j"
-	expect 400 bad_request
+	TOKEN=$VIEW batch_add GET "/api/v1/devices/$q" 400 bad_request ""
+	TOKEN=$VIEW batch_add GET "/api/v1/groups/$q/devices" 400 bad_request ""
+	TOKEN=$OPER batch_add POST "/api/v1/artifacts?id=$q" 400 bad_request "" application/octet-stream "$FX/docs.otab"
+	TOKEN=$ADMIN batch_add POST /api/v1/tokens 400 bad_request "" $JSON_CT "$T/inj-$k-1.json"
+	TOKEN=$ADMIN batch_add POST /api/v1/tokens 400 bad_request "" $JSON_CT "$T/inj-$k-2.json"
+	TOKEN=$OPER batch_add PUT /api/v1/devices/dev-1/tags 400 bad_request "" $JSON_CT "$T/inj-$k-3.json"
+	TOKEN=$OPER batch_add POST /api/v1/groups 400 bad_request "" $JSON_CT "$T/inj-$k-4.json"
+	TOKEN=$OPER batch_add PUT /api/v1/groups/lab/members 400 bad_request "" $JSON_CT "$T/inj-$k-5.json"
+	TOKEN=$OPER batch_add POST /api/v1/groups 400 bad_request "" $JSON_CT "$T/inj-$k-6.json"
+	TOKEN=$OPER batch_add POST /api/v1/groups 400 bad_request "" $JSON_CT "$T/inj-$k-7.json"
 done
+batch_run
 unchanged "injection strings (refused)"
 log "an injection string as a filter value is data: a group that matches nothing"
 j=$(jq -nc --arg s "${INJ[1]}" '{group_id: "inj", kind: "dynamic", description: $s, filter: {any: [{field: "model", op: "eq", value: $s}, {field: "version", op: "in", value: [$s]}]}}')
@@ -338,45 +319,38 @@ expect 413
 head -c $((100 * 1024)) /dev/zero | tr '\0' ' ' >"$T/big.json"
 TOKEN=$OPER api POST /api/v1/groups -H 'Content-Type: application/json' --data-binary @"$T/big.json"
 expect 413 payload_too_large
-TOKEN=$OPER api POST /api/v1/groups -H 'Content-Type: application/json' -d '{"group_id": "x", "kind": '
-expect 400 bad_json
-TOKEN=$OPER api POST /api/v1/groups -H 'Content-Type: application/json' -d '{"group_id": "x", "kind": "static"'
-expect 400 bad_json
-TOKEN=$OPER api POST /api/v1/groups -H 'Content-Type: application/json' -d '["x"]'
-expect 400 bad_json
-TOKEN=$OPER api POST /api/v1/groups -H 'Content-Type: application/json' -d '{"group_id":"a","group_id":"b","kind":"static"}'
-expect 400 bad_json
-TOKEN=$OPER api POST /api/v1/groups -H 'Content-Type: text/plain' -d '{"group_id":"x","kind":"static"}'
-expect 415 unsupported_media_type
-TOKEN=$OPER api POST /api/v1/groups -d '{"group_id":"x","kind":"static"}'
-expect 415 unsupported_media_type
-TOKEN=$OPER api POST "/api/v1/artifacts?id=x" -H 'Content-Type: application/json' --data-binary @"$FX/docs.otab"
-expect 415 unsupported_media_type
-TOKEN=$ADMIN api POST /api/v1/keylists -H 'Content-Type: application/json' --data-binary @"$FX/keylist2.bin"
-expect 415 unsupported_media_type
-TOKEN=$OPER api POST "/api/v1/artifacts?id=x" -H 'Content-Type: application/octet-stream' --data-binary 'OTAB'
-expect 422 OTA_ERR_FORMAT
+body_file cut1.json '{"group_id": "x", "kind": '
+body_file cut2.json '{"group_id": "x", "kind": "static"'
+body_file array.json '["x"]'
+body_file dup.json '{"group_id":"a","group_id":"b","kind":"static"}'
+body_file group-x.json '{"group_id":"x","kind":"static"}'
+body_file otab-magic.bin 'OTAB'
 head -c 100 "$FX/docs.otab" >"$T/trunc-header.otab"
-TOKEN=$OPER api POST "/api/v1/artifacts?id=x" -H 'Content-Type: application/octet-stream' --data-binary @"$T/trunc-header.otab"
-expect 422 OTA_ERR_FORMAT
-TOKEN=$OPER api GET "/api/v1/devices?limit=100000"
-expect 400 bad_request
-TOKEN=$OPER api GET "/api/v1/devices?colour=red"
-expect 400 bad_request
+TOKEN=$OPER batch_add POST /api/v1/groups 400 bad_json "" application/json "$T/cut1.json"
+TOKEN=$OPER batch_add POST /api/v1/groups 400 bad_json "" application/json "$T/cut2.json"
+TOKEN=$OPER batch_add POST /api/v1/groups 400 bad_json "" application/json "$T/array.json"
+TOKEN=$OPER batch_add POST /api/v1/groups 400 bad_json "" application/json "$T/dup.json"
+TOKEN=$OPER batch_add POST /api/v1/groups 415 unsupported_media_type "" text/plain "$T/group-x.json"
+# curl's default for -d
+TOKEN=$OPER batch_add POST /api/v1/groups 415 unsupported_media_type "" application/x-www-form-urlencoded "$T/group-x.json"
+TOKEN=$OPER batch_add POST "/api/v1/artifacts?id=x" 415 unsupported_media_type "" application/json "$FX/docs.otab"
+TOKEN=$ADMIN batch_add POST /api/v1/keylists 415 unsupported_media_type "" application/json "$FX/keylist2.bin"
+TOKEN=$OPER batch_add POST "/api/v1/artifacts?id=x" 422 OTA_ERR_FORMAT "" $OCT "$T/otab-magic.bin"
+TOKEN=$OPER batch_add POST "/api/v1/artifacts?id=x" 422 OTA_ERR_FORMAT "" $OCT "$T/trunc-header.otab"
+TOKEN=$OPER batch_add GET "/api/v1/devices?limit=100000" 400 bad_request ""
+TOKEN=$OPER batch_add GET "/api/v1/devices?colour=red" 400 bad_request ""
+batch_run
 unchanged "bodies and content types"
 
 log "path traversal in artifact names"
 for id in "../../etc/passwd" "..%2F..%2Fetc%2Fpasswd" "%2e%2e" "a/../../b" ".hidden" "fw%00.otab"; do
-	TOKEN=$OPER api POST "/api/v1/artifacts?id=$id" -H 'Content-Type: application/octet-stream' --data-binary @"$FX/docs.otab"
-	expect 400 bad_request
-	[[ $(jbody .error.field) == id ]] || fail "traversal: field"
+	TOKEN=$OPER batch_add POST "/api/v1/artifacts?id=$id" 400 bad_request field=id $OCT "$FX/docs.otab"
 done
 for id in "..%2F..%2Fetc%2Fpasswd" "%2e%2e" ".hidden" "fw%00x"; do
-	TOKEN=$VIEW api GET "/api/v1/artifacts/$id"
-	expect 400 bad_request
-	TOKEN=$OPER api DELETE "/api/v1/artifacts/$id"
-	expect 400 bad_request
+	TOKEN=$VIEW batch_add GET "/api/v1/artifacts/$id" 400 bad_request ""
+	TOKEN=$OPER batch_add DELETE "/api/v1/artifacts/$id" 400 bad_request ""
 done
+batch_run
 unchanged "path traversal"
 
 log "bundles: unknown signing key, changed image, truncated image, replay"
@@ -482,10 +456,16 @@ NODE_PATH=$NPM_DIR/node_modules node "$TOP/tests/integration/web-api/validate_co
 log "the validator itself fails on drift (a body missing a field, an undocumented status)"
 printf 'GET\t/api/v1/me\t200\tapplication/json\t%s\n' "$(printf '{"token_id":1,"role":"admin"}' | base64 -w0)" >"$T/drift1.jsonl"
 printf 'GET\t/api/v1/me\t418\tapplication/json\t%s\n' "$(printf '{}' | base64 -w0)" >"$T/drift2.jsonl"
-for f in "$T/drift1.jsonl" "$T/drift2.jsonl"; do
-	cat "$RESPONSES" "$f" >"$T/drift.jsonl"
-	NODE_PATH=$NPM_DIR/node_modules node "$TOP/tests/integration/web-api/validate_contract.mjs" \
-		"$TOP/web-api/openapi.yaml" "$T/drift.jsonl" --cover "$COVER" >/dev/null 2>&1 &&
-		fail "validator accepted drift ($f)"
-done
+# one run for both: the validator names each problem with its line, so it
+# must fail with exactly these two (each drift found, nothing else flagged)
+N=$(wc -l <"$RESPONSES")
+cat "$RESPONSES" "$T/drift1.jsonl" "$T/drift2.jsonl" >"$T/drift.jsonl"
+NODE_PATH=$NPM_DIR/node_modules node "$TOP/tests/integration/web-api/validate_contract.mjs" \
+	"$TOP/web-api/openapi.yaml" "$T/drift.jsonl" --cover "$COVER" >"$T/drift.out" 2>&1 &&
+	fail "validator accepted drift: $(cat "$T/drift.out")"
+grep -q "^contract: 2 problem(s):" "$T/drift.out" || fail "validator on drift: $(cat "$T/drift.out")"
+grep -q "^#$((N + 1)) GET /api/v1/me -> 200: " "$T/drift.out" ||
+	fail "validator accepted drift ($T/drift1.jsonl): $(cat "$T/drift.out")"
+grep -q "^#$((N + 2)) GET /api/v1/me -> 418: status not documented" "$T/drift.out" ||
+	fail "validator accepted drift ($T/drift2.jsonl): $(cat "$T/drift.out")"
 log "PASS ($(wc -l <"$RESPONSES") responses validated)"

@@ -170,35 +170,28 @@ BEFORE=$(state)
 unchanged() { [[ "$(state)" == "$BEFORE" ]] || fail "state changed after: $*"; }
 
 log "no token, a bad token: 401"
-TOKEN= api POST /api/v1/uploads -H 'Content-Type: application/json' -d '{"size": 10}'
-expect 401 unauthorized
-TOKEN= api GET "/api/v1/uploads/$MINE"
-expect 401 unauthorized
-TOKEN= api PATCH "/api/v1/uploads/$MINE" -H 'Content-Type: application/offset+octet-stream' \
-	-H 'Upload-Offset: 1000' --data-binary @"$T/one"
-expect 401 unauthorized
-TOKEN= api DELETE "/api/v1/uploads/$MINE"
-expect 401 unauthorized
-TOKEN= api POST "/api/v1/uploads/$MINE/artifact" -H 'Content-Type: application/json' -d '{"artifact_id": "x"}'
-expect 401 unauthorized
-TOKEN=fota_AAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAA api GET "/api/v1/uploads/$MINE"
-expect 401 unauthorized
+# (a batch: one curl for the requests of a section, see batch_add)
+printf '%s' '{"size": 10}' >"$T/size10.json"
+printf '%s' '{"artifact_id": "x"}' >"$T/aid-x.json"
+OO=application/offset+octet-stream
+TOKEN= batch_add POST /api/v1/uploads 401 unauthorized "" application/json "$T/size10.json"
+TOKEN= batch_add GET "/api/v1/uploads/$MINE" 401 unauthorized ""
+TOKEN= batch_add PATCH "/api/v1/uploads/$MINE" 401 unauthorized "" $OO "$T/one" 'Upload-Offset: 1000'
+TOKEN= batch_add DELETE "/api/v1/uploads/$MINE" 401 unauthorized ""
+TOKEN= batch_add POST "/api/v1/uploads/$MINE/artifact" 401 unauthorized "" application/json "$T/aid-x.json"
+TOKEN=fota_AAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAA batch_add GET "/api/v1/uploads/$MINE" 401 unauthorized ""
+batch_run
 [[ -z $(TOKEN= head_offset "$MINE") ]] || fail "HEAD without a token shows the offset"
 expect 401
 unchanged "no token"
 
 log "a viewer: 403"
-TOKEN=$VIEW api POST /api/v1/uploads -H 'Content-Type: application/json' -d '{"size": 10}'
-expect 403 forbidden
-TOKEN=$VIEW api GET "/api/v1/uploads/$MINE"
-expect 403 forbidden
-TOKEN=$VIEW api PATCH "/api/v1/uploads/$MINE" -H 'Content-Type: application/offset+octet-stream' \
-	-H 'Upload-Offset: 1000' --data-binary @"$T/one"
-expect 403 forbidden
-TOKEN=$VIEW api DELETE "/api/v1/uploads/$MINE"
-expect 403 forbidden
-TOKEN=$VIEW api POST "/api/v1/uploads/$MINE/artifact" -H 'Content-Type: application/json' -d '{"artifact_id": "x"}'
-expect 403 forbidden
+TOKEN=$VIEW batch_add POST /api/v1/uploads 403 forbidden "" application/json "$T/size10.json"
+TOKEN=$VIEW batch_add GET "/api/v1/uploads/$MINE" 403 forbidden ""
+TOKEN=$VIEW batch_add PATCH "/api/v1/uploads/$MINE" 403 forbidden "" $OO "$T/one" 'Upload-Offset: 1000'
+TOKEN=$VIEW batch_add DELETE "/api/v1/uploads/$MINE" 403 forbidden ""
+TOKEN=$VIEW batch_add POST "/api/v1/uploads/$MINE/artifact" 403 forbidden "" application/json "$T/aid-x.json"
+batch_run
 unchanged "viewer"
 
 log "another operator's session: 404, as if it did not exist"
@@ -206,32 +199,25 @@ TOKEN=$OPER2 api GET "/api/v1/uploads/$MINE"
 expect 404 not_found
 [[ -z $(TOKEN=$OPER2 head_offset "$MINE") ]] || fail "HEAD shows another token's offset"
 expect 404
-TOKEN=$OPER2 api PATCH "/api/v1/uploads/$MINE" -H 'Content-Type: application/offset+octet-stream' \
-	-H 'Upload-Offset: 1000' --data-binary @"$T/one"
-expect 404 not_found
-TOKEN=$OPER2 api PUT "/api/v1/uploads/$MINE?offset=1000" -H 'Content-Type: application/octet-stream' --data-binary @"$T/one"
-expect 404 not_found
-TOKEN=$OPER2 api DELETE "/api/v1/uploads/$MINE"
-expect 404 not_found
-TOKEN=$OPER2 api POST "/api/v1/uploads/$MINE/artifact" -H 'Content-Type: application/json' -d '{"artifact_id": "x"}'
-expect 404 not_found
-TOKEN=$ADMIN api GET "/api/v1/uploads/$MINE"
-expect 404 not_found
+TOKEN=$OPER2 batch_add PATCH "/api/v1/uploads/$MINE" 404 not_found "" $OO "$T/one" 'Upload-Offset: 1000'
+TOKEN=$OPER2 batch_add PUT "/api/v1/uploads/$MINE?offset=1000" 404 not_found "" application/octet-stream "$T/one"
+TOKEN=$OPER2 batch_add DELETE "/api/v1/uploads/$MINE" 404 not_found ""
+TOKEN=$OPER2 batch_add POST "/api/v1/uploads/$MINE/artifact" 404 not_found "" application/json "$T/aid-x.json"
+TOKEN=$ADMIN batch_add GET "/api/v1/uploads/$MINE" 404 not_found ""
+batch_run
 unchanged "another operator"
 
 log "wrong offsets, bad offsets, wrong content types"
 for off in 0 999 1001 5000; do
-	TOKEN=$OPER api PATCH "/api/v1/uploads/$MINE" -H 'Content-Type: application/offset+octet-stream' \
-		-H "Upload-Offset: $off" --data-binary @"$T/one"
-	expect 409 conflict
+	TOKEN=$OPER batch_add PATCH "/api/v1/uploads/$MINE" 409 conflict "" application/offset+octet-stream \
+		"$T/one" "Upload-Offset: $off"
 done
-TOKEN=$OPER api PATCH "/api/v1/uploads/$MINE" -H 'Content-Type: application/offset+octet-stream' --data-binary @"$T/one"
-expect 400 bad_request
+TOKEN=$OPER batch_add PATCH "/api/v1/uploads/$MINE" 400 bad_request "" application/offset+octet-stream "$T/one"
 for off in -1 abc 1e3 99999999999999999999999 ""; do
-	TOKEN=$OPER api PATCH "/api/v1/uploads/$MINE" -H 'Content-Type: application/offset+octet-stream' \
-		-H "Upload-Offset: $off" --data-binary @"$T/one"
-	expect 400 bad_request
+	TOKEN=$OPER batch_add PATCH "/api/v1/uploads/$MINE" 400 bad_request "" application/offset+octet-stream \
+		"$T/one" "Upload-Offset: $off"
 done
+batch_run
 TOKEN=$OPER api PATCH "/api/v1/uploads/$MINE?offset=999" -H 'Content-Type: application/offset+octet-stream' \
 	-H 'Upload-Offset: 1000' --data-binary @"$T/one"
 expect 400 bad_request
@@ -260,33 +246,35 @@ log "size overflow and malformed sessions"
 TOKEN=$OPER api POST /api/v1/uploads -H 'Content-Type: application/json' -d "{\"size\": $((MAX_UPLOAD + 1))}"
 expect 413 payload_too_large
 [[ $(jbody .error.field) == size ]] || fail "413 field"
+k=0
 for b in '{"size": 0}' '{"size": -5}' '{"size": "10"}' '{"size": 1.5}' '{}' '{"size": 10, "x": 1}' \
 	'{"size": 99999999999999999999999}' '{"size": 10, "sha256": "ABC"}' \
 	'{"size": 10, "sha256": "../../../../etc/passwd"}' '{"size": 10' '[10]'; do
-	TOKEN=$OPER api POST /api/v1/uploads -H 'Content-Type: application/json' -d "$b"
-	[[ $(status) == 400 ]] || fail "session body $b: $(status) $(body)"
+	k=$((k + 1))
+	printf '%s' "$b" >"$T/session-$k.json"
+	TOKEN=$OPER batch_add POST /api/v1/uploads 400 "" "" application/json "$T/session-$k.json"
 done
+batch_run
 unchanged "size overflow"
 
 log "path traversal and malformed ids"
 for id in "..%2F..%2Fetc%2Fpasswd" "%2e%2e" ".hidden" "u_..%2F..%2Fx" "u_0123456789abcdef0123456789abcdeg" \
 	"u_0123456789ABCDEF0123456789ABCDEF" "u_0123456789abcdef0123456789abcdef0" "fw%00x" "..%2Fstore"; do
-	TOKEN=$OPER api GET "/api/v1/uploads/$id"
-	expect 400 bad_request
-	TOKEN=$OPER api PATCH "/api/v1/uploads/$id" -H 'Content-Type: application/offset+octet-stream' \
-		-H 'Upload-Offset: 0' --data-binary @"$T/one"
-	expect 400 bad_request
-	TOKEN=$OPER api DELETE "/api/v1/uploads/$id"
-	expect 400 bad_request
-	TOKEN=$OPER api POST "/api/v1/uploads/$id/artifact" -H 'Content-Type: application/json' -d '{"artifact_id": "x"}'
-	expect 400 bad_request
+	TOKEN=$OPER batch_add GET "/api/v1/uploads/$id" 400 bad_request ""
+	TOKEN=$OPER batch_add PATCH "/api/v1/uploads/$id" 400 bad_request "" application/offset+octet-stream \
+		"$T/one" 'Upload-Offset: 0'
+	TOKEN=$OPER batch_add DELETE "/api/v1/uploads/$id" 400 bad_request ""
+	TOKEN=$OPER batch_add POST "/api/v1/uploads/$id/artifact" 400 bad_request "" application/json "$T/aid-x.json"
 done
-for aid in "../../etc/passwd" ".hidden" "a/b" ""; do
-	j=$(jq -nc --arg s "$aid" '{artifact_id: $s}')
-	TOKEN=$OPER api POST "/api/v1/uploads/$MINE/artifact" -H 'Content-Type: application/json' -d "$j"
-	expect 400 bad_request
-	[[ $(jbody .error.field) == artifact_id ]] || fail "artifact_id field"
-done
+k=0
+while read -r j; do
+	k=$((k + 1))
+	printf '%s' "$j" >"$T/aid-$k.json"
+	TOKEN=$OPER batch_add POST "/api/v1/uploads/$MINE/artifact" 400 bad_request field=artifact_id \
+		application/json "$T/aid-$k.json"
+done < <(jq -nc --args '$ARGS.positional[] | {artifact_id: .}' "../../etc/passwd" ".hidden" "a/b" "")
+((k == 4)) || fail "artifact_id bodies"
+batch_run
 unchanged "path traversal"
 
 log "a bundle whose image was changed: 422 OTA_ERR_HASH, nothing stored"
@@ -360,12 +348,12 @@ expect 200
 
 log "bounds: at most 16 open sessions"
 n=$(sql -c "SELECT count(*) FROM uploads")
+printf '%s' '{"size": 100}' >"$T/size100.json"
 for i in $(seq $((n + 1)) 16); do
-	TOKEN=$OPER2 api POST /api/v1/uploads -H 'Content-Type: application/json' -d '{"size": 100}'
-	expect 201
+	TOKEN=$OPER2 batch_add POST /api/v1/uploads 201 "" "" application/json "$T/size100.json"
 done
-TOKEN=$OPER2 api POST /api/v1/uploads -H 'Content-Type: application/json' -d '{"size": 100}'
-expect 409 conflict
+TOKEN=$OPER2 batch_add POST /api/v1/uploads 409 conflict "" application/json "$T/size100.json"
+batch_run
 sql_eq 16 "SELECT count(*) FROM uploads" || fail "session bound"
 
 log "expiry: an expired session is gone, purged (row, file, audit) before the next is created"
