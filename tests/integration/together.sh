@@ -55,7 +55,6 @@ for lane in "$@"; do
 	for t in "${all[@]}"; do
 		[[ $t == *=* && -f $TOP/${t#*=} ]] || {
 			echo "together.sh: not NAME=SCRIPT under TOP: $t" >&2
-			rm -rf "$OUT"
 			exit 2
 		}
 		[[ -z ${TOGETHER_ONLY:-} || ,$TOGETHER_ONLY, == *",${t%%=*},"* ]] || continue
@@ -69,7 +68,6 @@ for lane in "$@"; do
 done
 ((${#NAMES[@]} > 0)) || {
 	echo "together.sh: no test named in TOGETHER_ONLY=$TOGETHER_ONLY" >&2
-	rm -rf "$OUT"
 	exit 2
 }
 # wait returns early when a trapped signal arrives: wait again
