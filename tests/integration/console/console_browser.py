@@ -19,7 +19,7 @@ import time
 import urllib.request
 
 from selenium import webdriver
-from selenium.common.exceptions import TimeoutException
+from selenium.common.exceptions import NoSuchElementException, StaleElementReferenceException, TimeoutException
 from selenium.webdriver.chrome.service import Service
 from selenium.webdriver.common.by import By
 from selenium.webdriver.support.ui import WebDriverWait
@@ -50,6 +50,19 @@ def wait(driver, seconds, fn, what):
     except TimeoutException:
         shot(driver, 'timeout-' + what.replace(' ', '-'))
         raise AssertionError(f'timed out waiting for {what}')
+
+
+def click(driver, by, sel):
+    """Click an element of a view that re-renders while it polls: an element
+    found just before a re-render is stale, and the click is tried again on
+    the new one (a stale element was not clicked)."""
+    def attempt(d):
+        try:
+            d.find_element(by, sel).click()
+            return True
+        except (StaleElementReferenceException, NoSuchElementException):
+            return False
+    wait(driver, 15, attempt, 'click ' + sel)
 
 
 def text_of(driver, css):
@@ -152,7 +165,7 @@ def main():
         shot(driver, 'campaign-live')
 
         # 3. pause it as an operator
-        driver.find_element(By.ID, 'act-pause').click()
+        click(driver, By.ID, 'act-pause')
         wait(driver, 15, lambda d: (text_of(d, '#campaign-state') or '') == 'paused', 'state paused')
         wait(driver, 15, lambda d: d.find_elements(By.ID, 'act-resume'), 'a resume button')
         wait(driver, 15, lambda d: 'paused' in (text_of(d, '#timeline') or ''), 'the pause in the timeline')
@@ -163,7 +176,7 @@ def main():
         # rate, device timeout, a daily window, four-eyes approval (not started)
         driver.get(f'{BASE}/console/#/campaigns')
         wait(driver, 15, lambda d: d.find_elements(By.ID, 'new-campaign'), 'the New campaign button')
-        driver.find_element(By.ID, 'new-campaign').click()
+        click(driver, By.ID, 'new-campaign')
         wait(driver, 15, lambda d: d.find_elements(By.CSS_SELECTOR, '#f-artifact option'), 'the artifact choice')
         driver.find_element(By.ID, 'f-id').send_keys('form-1')
         stages = [{'count': 1, 'failure_ratio': 0.5, 'soak_seconds': 30},
@@ -190,7 +203,7 @@ def main():
         check('3 the create form made the campaign it shows', got == want, f'{got}')
 
         # 4. a viewer cannot pause (no button that would answer 403)
-        driver.find_element(By.ID, 'signout').click()
+        click(driver, By.ID, 'signout')
         wait(driver, 10, lambda d: d.find_elements(By.ID, 'token'), 'signed out')
         check('4 sign-out forgets the token', driver.execute_script(
             'return sessionStorage.getItem("fleetota.token")') is None)
@@ -219,7 +232,7 @@ def main():
         driver.get(f'{BASE}/console/#/fleet')
         q = wait(driver, 15, lambda d: d.find_elements(By.ID, 'fleet-q'), 'fleet search')[0]
         q.send_keys('xss')
-        driver.find_element(By.CSS_SELECTOR, '#fleet-form button').click()
+        click(driver, By.CSS_SELECTOR, '#fleet-form button')
         wait(driver, 15, lambda d: d.find_elements(By.CSS_SELECTOR, 'tr[data-device] td'), 'search result')
         cells = texts_of(driver, 'tr[data-device] td')
         check('5 device id found by search', cells[:1] == ['xss-1'], f'{cells}')
@@ -228,7 +241,7 @@ def main():
         legend = wait(driver, 15, lambda d: texts_of(d, '#fleet-summary .model h3'), 'fleet summary')
         check('5 the fleet summary shows the model as text', any(XSS_TEXT in t for t in legend), f'{legend}')
         shot(driver, '5-fleet-xss-as-text')
-        driver.find_element(By.CSS_SELECTOR, 'a.device-id').click()
+        click(driver, By.CSS_SELECTOR, 'a.device-id')
         wait(driver, 15, lambda d: d.find_elements(By.CSS_SELECTOR, 'dl.kv .detail'), 'device detail')
         detail = text_of(driver, 'dl.kv .detail')
         check('5 reported error detail with <script> shown as text', detail == XSS_TEXT, f'{detail!r}')
