@@ -67,18 +67,19 @@ test-phases: FUZZ_SECONDS = $(FUZZ_TEST_SECONDS)
 # The trees the tests run come first (build/ for demo-release, the sanitizer
 # tree). The builds no test runs (the device-only and release trees, the MCU
 # build, the fuzz targets) and the format check then run beside the meson
-# tests at nice 19: the tests that measure time run alone at the start and
-# leave a core idle, and a nice-19 compile takes only what the tests leave
-# (their output is shown after the tests). The bounded fuzzing runs last, on
+# tests at the lowest priority (scripts/background.sh): the tests that
+# measure time run alone at the start and leave a core idle, and such a
+# compile takes only what the tests leave (its output is shown after the
+# tests). The bounded fuzzing runs last, on
 # both cores: it is timed, so it must not share them.
 test-phases: deps $(BUILD)/build.ninja $(TEST_BUILD)/build.ninja $(MIN_BUILD)/build.ninja \
 		$(BENCH_BUILD)/build.ninja $(FUZZ_BUILD)/build.ninja
 	CPUTIME_LABEL=build $(TIMED) ninja -C $(BUILD)
 	CPUTIME_LABEL=build-test $(TIMED) ninja -C $(TEST_BUILD)
-	@rc=0; nice -n 19 $(MAKE) --no-print-directory beside >$(BESIDE_LOG) 2>&1 & bpid=$$!; \
+	@rc=0; setsid sh scripts/background.sh $(MAKE) --no-print-directory beside >$(BESIDE_LOG) 2>&1 & bpid=$$!; \
 		$(MAKE) --no-print-directory meson-tests DEMO_RELEASE_BUILD=$(DEMO_RELEASE_BUILD) || rc=$$?; \
 		brc=0; wait $$bpid || brc=$$?; \
-		echo "== beside the meson tests (nice 19): trees, mcu, format-check, fuzz build"; \
+		echo "== beside the meson tests (lowest priority): trees, mcu, format-check, fuzz build"; \
 		cat $(BESIDE_LOG); [ $$brc = 0 ] || { echo "beside the meson tests: FAILED (exit $$brc)"; rc=1; }; \
 		[ $$rc = 0 ] || exit $$rc
 	@$(MAKE) --no-print-directory fuzz-run FUZZ_SECONDS=$(FUZZ_TEST_SECONDS)
