@@ -77,6 +77,7 @@ test-phases: deps $(BUILD)/build.ninja $(TEST_BUILD)/build.ninja $(MIN_BUILD)/bu
 	CPUTIME_LABEL=build $(TIMED) ninja -C $(BUILD)
 	CPUTIME_LABEL=build-test $(TIMED) ninja -C $(TEST_BUILD)
 	@rc=0; setsid sh scripts/background.sh $(MAKE) --no-print-directory beside >$(BESIDE_LOG) 2>&1 & bpid=$$!; \
+		trap 'kill -TERM -- -'$$bpid' 2>/dev/null; exit 130' INT TERM; \
 		$(MAKE) --no-print-directory meson-tests DEMO_RELEASE_BUILD=$(DEMO_RELEASE_BUILD) || rc=$$?; \
 		brc=0; wait $$bpid || brc=$$?; \
 		echo "== beside the meson tests (lowest priority): trees, mcu, format-check, fuzz build"; \
