@@ -129,8 +129,9 @@ BEGIN
 			PERFORM rollout_fail('FO422', 'campaign: ' || SQLERRM);
 	END;
 	PERFORM rollout_security_policy(v_id, p_spec -> 'security');
-	-- validate the target now (raises FO422 naming the field)
-	PERFORM 1 FROM rollout_target(v_id) LIMIT 1;
+	-- validate the target now (raises FO422 naming the field); its first row
+	-- only (rollout_target() would evaluate all of it into a tuplestore)
+	EXECUTE 'SELECT 1 FROM (' || rollout_target_sql(v_id) || ') t LIMIT 1' USING NULL::text[];
 	FOR v_stage IN SELECT value FROM jsonb_array_elements(p_spec -> 'stages') LOOP
 		IF jsonb_typeof(v_stage) <> 'object' THEN
 			PERFORM rollout_fail('FO422', format('stages[%s]: must be an object', v_no));

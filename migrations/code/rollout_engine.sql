@@ -32,7 +32,10 @@ DECLARE
 	v_latest_kl bigint;
 	v_latest_kl_has_key boolean := false;
 	v_higher boolean;
-	v_lower boolean;
+	v_lower text[];
+	v_ins text[];
+	v_lost bigint;
+	v_seqscan text;
 	v_seq bigint;
 	v_more boolean := false;
 	v_scan bigint;
@@ -79,12 +82,12 @@ BEGIN
 		v_higher := EXISTS (SELECT 1 FROM campaigns o
 		                    WHERE o.state IN ('running', 'paused') AND o.campaign_id <> p_campaign
 		                      AND (o.security_preempt, o.priority) > (c.security_preempt, c.priority));
-		-- and a lower-priority one may have admitted some of them, not notified yet
-		v_lower := EXISTS (SELECT 1 FROM campaigns o
-		                   WHERE o.state IN ('running', 'paused') AND o.campaign_id <> p_campaign
-		                     AND (o.security_preempt, o.priority) < (c.security_preempt, c.priority)
-		                     AND EXISTS (SELECT 1 FROM campaign_devices m
-		                                 WHERE m.campaign_id = o.campaign_id AND m.state = 'pending'));
+		-- and lower-priority ones may have admitted some of them, not notified yet
+		v_lower := ARRAY(SELECT o.campaign_id FROM campaigns o
+		                 WHERE o.state IN ('running', 'paused') AND o.campaign_id <> p_campaign
+		                   AND (o.security_preempt, o.priority) < (c.security_preempt, c.priority)
+		                   AND EXISTS (SELECT 1 FROM campaign_devices m
+		                               WHERE m.campaign_id = o.campaign_id AND m.state = 'pending'));
 		-- admit_seq follows the queue order; a block of the sequence per batch
 		v_seq := nextval('campaign_devices_admit_seq');
 		PERFORM setval('campaign_devices_admit_seq', v_seq + v_want);
@@ -159,32 +162,56 @@ BEGIN
 			                 AND (v_latest_kl IS NULL OR NOT v_latest_kl_has_key
 			                      OR v_latest_kl <= ch.keylist_version)
 			            THEN 'OTA_ERR_KEY_UNKNOWN' ELSE '' END AS error) st
+			     -- a device that came to match while a tick admitted it (a race
+			     -- of the triggers with this statement) is a member already. A
+			     -- lookup per admitted device (LIMIT keeps it one: an anti-join
+			     -- could merge or hash every member of the campaign), not ON
+			     -- CONFLICT: only admission inserts members, one tick at a time
+			     -- (rollout_tick's advisory lock), so nothing inserts the same
+			     -- row concurrently, and a speculative insertion costs about a
+			     -- third more per row (docs/campaigns.md "Plans")
+			     LEFT JOIN LATERAL (
+			         SELECT true AS member FROM campaign_devices x
+			         WHERE x.campaign_id = p_campaign AND x.device_id = ch.device_id
+			         LIMIT 1) e ON true
+			WHERE e.member IS NULL
 			-- key order: the indexes are written page by page
 			ORDER BY ch.device_id
-			-- a device that came to match while a tick admitted it (a race of
-			-- the triggers with this statement) is a member already
-			ON CONFLICT (campaign_id, device_id) DO NOTHING
 			RETURNING device_id
-		), sup AS (
-			-- a lower-priority campaign loses the devices it has not notified yet
-			UPDATE campaign_devices m SET state = 'superseded', updated_at = p_now
-			FROM campaigns o
-			WHERE v_lower AND o.campaign_id = m.campaign_id
-			  AND (o.security_preempt, o.priority) < (c.security_preempt, c.priority)
-			  AND m.state = 'pending' AND m.device_id IN (SELECT device_id FROM ins)
-			RETURNING m.campaign_id
-		), lost AS (
-			INSERT INTO campaign_target_deltas (campaign_id, members)
-			SELECT sup.campaign_id, -count(*) FROM sup GROUP BY sup.campaign_id
-			RETURNING 1
 		)
 		SELECT (SELECT count(*) FROM taken), (SELECT count(*) FROM ins), (SELECT count(*) FROM w),
-		       lw.rank, lw.device_id, lh.rank, lh.device_id, (SELECT count(*) FROM head)
-		INTO v_taken, v_admitted, v_scanned, v_last_rank, v_last_device, v_head_rank, v_head_device, v_found
+		       lw.rank, lw.device_id, lh.rank, lh.device_id, (SELECT count(*) FROM head),
+		       CASE WHEN cardinality(v_lower) > 0 THEN ARRAY(SELECT ins.device_id FROM ins) END
+		INTO v_taken, v_admitted, v_scanned, v_last_rank, v_last_device, v_head_rank, v_head_device, v_found,
+		     v_ins
 		FROM (SELECT NULL) x
 		LEFT JOIN (SELECT w.rank, w.device_id FROM w ORDER BY w.rank DESC, w.device_id DESC LIMIT 1) lw ON true
 		LEFT JOIN (SELECT head.rank, head.device_id FROM head ORDER BY head.rank DESC, head.device_id DESC LIMIT 1) lh
 		       ON true;
+		-- a lower-priority campaign loses the admitted devices it has not
+		-- notified yet. Its own statement, planned for the actual batch
+		-- (plan_cache_mode): a hash of the other campaigns' pending rows
+		-- (campaign_devices_pending_idx) when they are fewer than the batch,
+		-- else a lookup per admitted device. Never a scan of campaign_devices:
+		-- its statistics lag a batch or more behind (they once put 246,497
+		-- pending rows where there were 8,000, and the plan read every member
+		-- of every campaign)
+		IF cardinality(v_ins) > 0 THEN
+			v_seqscan := current_setting('enable_seqscan');
+			PERFORM set_config('enable_seqscan', 'off', true);
+			WITH sup AS (
+				UPDATE campaign_devices m SET state = 'superseded', updated_at = p_now
+				FROM unnest(v_ins) i (device_id)
+				WHERE m.campaign_id = ANY (v_lower) AND m.state = 'pending' AND m.device_id = i.device_id
+				RETURNING m.campaign_id
+			), lost AS (
+				INSERT INTO campaign_target_deltas (campaign_id, members)
+				SELECT sup.campaign_id, -count(*) FROM sup GROUP BY sup.campaign_id
+				RETURNING members
+			)
+			SELECT coalesce(sum(lost.members), 0) INTO v_lost FROM lost;
+			PERFORM set_config('enable_seqscan', v_seqscan, true);
+		END IF;
 		-- the next tick goes on after the last row taken (rows after it in
 		-- the window were not examined for this batch), else after the
 		-- window; from the head again once the end of the queue was reached

@@ -41,14 +41,18 @@ DECLARE
 BEGIN
 	DELETE FROM campaign_targets WHERE campaign_id = p_campaign;
 	DELETE FROM campaign_target_deltas WHERE campaign_id = p_campaign;
-	INSERT INTO campaign_targets (campaign_id, rank, device_id, version_code, keylist_version,
-	                              rootlist_version, keylist_key_ids)
-	SELECT p_campaign, rollout_target_rank(p_campaign, t.device_id), t.device_id, t.version_code,
-	       t.keylist_version, t.rootlist_version, t.keylist_key_ids
-	FROM rollout_target(p_campaign) t
-	WHERE NOT EXISTS (SELECT 1 FROM campaign_devices m
-	                  WHERE m.campaign_id = p_campaign AND m.device_id = t.device_id)
-	ORDER BY 2, 3;
+	-- the target's query itself, not rollout_target(): a set-returning
+	-- function would first copy the whole target into a tuplestore
+	EXECUTE format(
+		'INSERT INTO campaign_targets (campaign_id, rank, device_id, version_code, keylist_version,'
+		'                              rootlist_version, keylist_key_ids) '
+		'SELECT %1$L, rollout_target_rank(%1$L, t.device_id), t.device_id, t.version_code,'
+		'       t.keylist_version, t.rootlist_version, t.keylist_key_ids '
+		'FROM (%2$s) t '
+		'WHERE NOT EXISTS (SELECT 1 FROM campaign_devices m'
+		'                  WHERE m.campaign_id = %1$L AND m.device_id = t.device_id) '
+		'ORDER BY 2, 3', p_campaign, rollout_target_sql(p_campaign))
+	USING NULL::text[];
 	GET DIAGNOSTICS v_queued = ROW_COUNT;
 	-- statistics that know the queue: admission takes its head through the
 	-- primary key in order (reads the batch) only while the planner knows the
