@@ -154,7 +154,7 @@ log "$N simulated devices"
 "$OTA_FLEET_SIM" --devices "$N" --prefix sim- --pki "$PKI" --state-dir "$T/fleet" \
 	--server "https://127.0.0.1:$DEV_PORT_D" --broker "ssl://127.0.0.1:$MQ_PORT" \
 	--rootlist "$T/fixtures/rootlist.bin" --keylist "$T/fixtures/keylist.bin" \
-	--slot-size 65536 --workers 16 --connect-rate 40 --progress 10 \
+	--slot-size 65536 --workers 16 --connect-rate 20 --progress 10 \
 	--transient-fail 0.1 --seed "$SEED" --notify-log "$NOTIFY_LOG" \
 	--summary-json "$T/summary.json" >"$T/fleet.log" 2>&1 &
 SIM_PID=$!
