@@ -38,8 +38,13 @@ log "seed $SEED ($N devices; ROLLOUT_FAULT_SEED=$SEED repeats these timings)"
 declare -A PID=()
 SIM_PID=
 WITNESS_PID=
+ISSUE_PID=
 stop_all() {
 	local n
+	if [[ -n "$ISSUE_PID" ]]; then
+		kill -TERM "$ISSUE_PID" 2>/dev/null || true
+		wait "$ISSUE_PID" 2>/dev/null || true
+	fi
 	if [[ -n "$WITNESS_PID" ]]; then
 		kill -TERM "$WITNESS_PID" 2>/dev/null || true
 		wait "$WITNESS_PID" 2>/dev/null || true
@@ -73,6 +78,10 @@ at_cleanup stop_all
 
 setup_pki
 "$TOP/scripts/pki.sh" observer "$PKI" witness # CN ota-observer:witness, read-only
+# the devices' identities (400 keys and certificates, made by the simulator
+# in one process: some 20 s on a loaded machine) while the stack starts
+"$OTA_FLEET_SIM" --devices "$N" --prefix sim- --pki "$PKI" --issue-certs >"$T/issue.log" 2>&1 &
+ISSUE_PID=$!
 start_pg
 start_broker
 write_config
@@ -95,34 +104,52 @@ sed -e "s/^device_listen = .*/device_listen = 127.0.0.1:$DEV_PORT_D/" \
 sed -i -e "s/^rate_per_sec = .*/rate_per_sec = 2000/" -e "s/^rate_burst = .*/rate_burst = 4000/" "$T/server.conf"
 cp "$T/server.conf" "$T/srv-a.conf"
 
-# run NAME [ENV=VALUE...]: starts (or restarts) an instance, waits until it is up
-run() {
-	local name=$1 conf=$T/srv-$1.conf logf=$T/srv-$1.log mark
+# launch NAME [ENV=VALUE...]: starts (or restarts) an instance; up NAME
+# waits until it is up (instances started together come up side by side)
+declare -A MARK=()
+launch() {
+	local name=$1 conf=$T/srv-$1.conf logf=$T/srv-$1.log
 	shift
 	: >>"$logf"
-	mark=$(wc -l <"$logf")
+	MARK[$name]=$(wc -l <"$logf")
 	env "$@" OTA_ROLLOUT_SERVER_ID="srv-$name" "$OTA_SERVER" --config "$conf" >>"$logf" 2>&1 &
 	PID[$name]=$!
+}
+up() {
+	local name=$1 logf=$T/srv-$1.log mark=${MARK[$1]}
 	wait_for 60 bash -c "tail -n +$((mark + 1)) '$logf' | grep -q 'db connection 0 up' &&
 		{ [[ $name == d ]] || tail -n +$((mark + 1)) '$logf' | grep -q 'mqtt connected'; }" ||
 		fail "srv-$name did not come up"
 }
-# halt NAME: SIGTERM, expects a clean exit (sanitizers)
+# run NAME [ENV=VALUE...]: starts (or restarts) an instance, waits until it is up
+run() {
+	launch "$@"
+	up "$1"
+}
+# halt NAME...: SIGTERM to each, expects clean exits (sanitizers)
 halt() {
-	local rc=0
-	kill -TERM "${PID[$1]}"
-	wait "${PID[$1]}" || rc=$?
-	PID[$1]=
-	((rc == 0)) || fail "srv-$1 exited with $rc"
+	local n rc
+	for n in "$@"; do kill -TERM "${PID[$n]}"; done
+	for n in "$@"; do
+		rc=0
+		wait "${PID[$n]}" || rc=$?
+		PID[$n]=
+		((rc == 0)) || fail "srv-$n exited with $rc"
+	done
 }
 frozen() { [[ $(awk '{print $3}' "/proc/$1/stat" 2>/dev/null) == T ]]; }
 owner() { sql -c "SELECT coalesce(lease_owner, '') FROM campaigns WHERE campaign_id = '$1'"; }
 now_ms() { date +%s%3N; }
 
-run d
-run a
-run b
+launch d
+launch a
+launch b
+up d
+up a
+up b
 
+wait "$ISSUE_PID" || fail "ota-fleet-sim --issue-certs: $(cat "$T/issue.log")"
+ISSUE_PID=
 log "$N simulated devices"
 "$OTA_FLEET_SIM" --devices "$N" --prefix sim- --pki "$PKI" --state-dir "$T/fleet" \
 	--server "https://127.0.0.1:$DEV_PORT_D" --broker "ssl://127.0.0.1:$MQ_PORT" \
@@ -278,8 +305,7 @@ echo "ok - the witness at the broker saw the re-sent Notify of each of the $rese
 freeze() {
 	local c=$1 art=$2 version=$3 fp=$4 arm=$T/arm-$1 resume_ms resumed_line
 	log "3. $c: srv-a frozen at failpoint $fp"
-	[[ -z "${PID[b]}" ]] || halt b
-	halt a
+	if [[ -n "${PID[b]}" ]]; then halt a b; else halt a; fi
 	run a OTA_ROLLOUT_FAILPOINT="$fp" OTA_ROLLOUT_FAILPOINT_ARM="$arm"
 	campaign "$c" "$art"
 	wait_for 30 sql_eq t "SELECT lease_owner = 'srv-a' AND (SELECT count(*) FROM rollout_notifications WHERE campaign_id = '$c' AND published_at IS NOT NULL) >= $((N / 10 + RANDOM % (N / 5))) FROM campaigns WHERE campaign_id = '$c'" ||
@@ -351,7 +377,5 @@ done
 # delivery (timing; none on a quiet machine): the count is reported, the rule
 # itself is asserted above and in test_agent_online (test_notify_duplicates)
 echo "ok - the simulator installed each campaign's firmware exactly once per device (and ignored $(jq '.duplicates_ignored' "$T/summary.json") Notify delivered again)"
-halt a
-halt b
-halt d
+halt a b d
 log "PASS in $((SECONDS - T0)) s"
