@@ -61,9 +61,7 @@
 /* A diagnostic message. */
 #define KR_DIAG_BYTES 512u
 /* Buffers in flight while a stream is read ahead (stream.c). */
-#define KR_STREAM_RING 8u
-/* Block alignment of kr_stream_direct's writes (offsets, lengths, buffers). */
-#define KR_STREAM_DIRECT_ALIGN 4096u
+#define KR_STREAM_RING 4u
 /* Latest time ota-keys accepts (9999-12-31T23:59:59Z). */
 #define KR_TIME_MAX 253402300799ull
 
@@ -337,17 +335,6 @@ struct kr_stream_result {
 };
 enum ota_err kr_stream(int in, int out, uint64_t limit, struct ota_sha256_ctx *sha,
 		       struct kr_stream_result *ret);
-/*
- * The same into out opened with O_DIRECT (ota-keys sign's staged bundle):
- * the bytes go to out from out_offset in whole aligned blocks, several
- * writes in flight, without passing through the page cache (docs/bench.md,
- * "Signing, third round"). The bytes before out_offset in its block
- * become zeros; the file is cut to out_offset + ret->bytes at the end.
- * A file system that refuses direct writes gives OTA_ERR_STORAGE with
- * write_errno EINVAL.
- */
-enum ota_err kr_stream_direct(int in, int out, uint64_t out_offset, uint64_t limit,
-			      struct ota_sha256_ctx *sha, struct kr_stream_result *ret);
 
 /*
  * Plain file I/O of every command (stream.c): kr_write_all writes all of

@@ -1,5 +1,4 @@
 /* SPDX-License-Identifier: Apache-2.0 */
-#define _GNU_SOURCE /* O_DIRECT */
 #include <errno.h>
 #include <fcntl.h>
 #include <stdlib.h>
@@ -19,13 +18,11 @@ static int string_ok(const char *s)
 
 /*
  * The image at path through sha (and into out when out >= 0, at out's
- * offset; through direct, out's O_DIRECT twin, at out_offset when
- * direct >= 0): its size on OTA_OK, or the error with a message. The
- * caller finishes or aborts sha.
+ * offset): its size on OTA_OK, or the error with a message. The caller
+ * finishes or aborts sha.
  */
-static enum ota_err image_stream(const char *path, int out, int direct, uint64_t out_offset,
-				 struct ota_sha256_ctx *sha, uint64_t *ret_size,
-				 struct kr_diag *diag)
+static enum ota_err image_stream(const char *path, int out, struct ota_sha256_ctx *sha,
+				 uint64_t *ret_size, struct kr_diag *diag)
 {
 	struct kr_stream_result got;
 	enum ota_err err;
@@ -33,27 +30,7 @@ static enum ota_err image_stream(const char *path, int out, int direct, uint64_t
 	if (fd < 0)
 		return kr_fail(diag, OTA_ERR_STORAGE, "cannot open image %s: %s", path,
 			       strerror(errno));
-	if (direct >= 0) {
-		err = kr_stream_direct(fd, direct, out_offset, OTA_MAX_IMAGE_BYTES, sha, &got);
-		/* a file system without direct writes: the page cache, from the start */
-		if (err == OTA_ERR_STORAGE && got.write_errno == EINVAL && out >= 0) {
-			ota_sha256_abort(sha);
-			if (ota_sha256_init(sha) != OTA_OK) {
-				close(fd);
-				return OTA_ERR_INTERNAL;
-			}
-			if (lseek(fd, 0, SEEK_SET) != 0 || ftruncate(out, 0) != 0 ||
-			    lseek(out, (off_t)out_offset, SEEK_SET) < 0) {
-				err = kr_fail(diag, OTA_ERR_STORAGE, "cannot write bundle: %s",
-					      strerror(errno));
-				close(fd);
-				return err;
-			}
-			direct = -1;
-		}
-	}
-	if (direct < 0)
-		err = kr_stream(fd, out, OTA_MAX_IMAGE_BYTES, sha, &got);
+	err = kr_stream(fd, out, OTA_MAX_IMAGE_BYTES, sha, &got);
 	close(fd);
 	if (err == OTA_ERR_STORAGE && got.write_errno)
 		err = kr_fail(diag, err, "cannot write bundle: %s", strerror(got.write_errno));
@@ -77,7 +54,7 @@ enum ota_err kr_image_hash(const char *path, uint8_t ret_sha256[OTA_SHA256_BYTES
 	uint64_t size = 0;
 	if (ota_sha256_init(&ctx) != OTA_OK)
 		return OTA_ERR_INTERNAL;
-	enum ota_err err = image_stream(path, -1, -1, 0, &ctx, &size, diag);
+	enum ota_err err = image_stream(path, -1, &ctx, &size, diag);
 	if (err == OTA_OK)
 		err = ota_sha256_final(&ctx, ret_sha256);
 	else
@@ -331,22 +308,7 @@ enum ota_err kr_bundle_stage(const char *path, const char *image_path, uint64_t 
 		kr_bundle_stage_release(ret);
 		return OTA_ERR_INTERNAL;
 	}
-	/*
-	 * The image goes to the disk straight from the stream's buffers
-	 * (O_DIRECT, a second descriptor of the same file): no copy into the
-	 * page cache, whose work is most of signing's system time on this
-	 * project's VMs (docs/bench.md, "Signing, third round"). A file system
-	 * that refuses O_DIRECT gets the buffered writes.
-	 */
-#if defined(O_DIRECT)
-	int direct = open(ret->tmp, O_WRONLY | O_DIRECT | O_CLOEXEC);
-#else
-	int direct = -1;
-#endif
-	err = image_stream(image_path, ret->fd, direct, data_offset, &ctx, &ret->size, diag);
-	if (direct >= 0 && close(direct) != 0 && err == OTA_OK)
-		err = kr_fail(diag, OTA_ERR_STORAGE, "cannot write bundle %s: %s", path,
-			      strerror(errno));
+	err = image_stream(image_path, ret->fd, &ctx, &ret->size, diag);
 	if (err == OTA_OK)
 		err = ota_sha256_final(&ctx, ret->sha256);
 	else

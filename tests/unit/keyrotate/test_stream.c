@@ -7,11 +7,8 @@
  * not the one that was hashed (no output left behind); and the one-pass
  * bundle of ota-keys sign (kr_bundle_stage + kr_bundle_commit): the same
  * bundle as kr_bundle_write whether the header size was guessed right or
- * wrong, and nothing left behind when it fails; kr_stream_direct (the
- * staged bundle's O_DIRECT writes): the same bytes at any offset and size
- * around block and chunk boundaries, the blocks before untouched.
+ * wrong, and nothing left behind when it fails.
  */
-#define _GNU_SOURCE /* O_DIRECT */
 #include <errno.h>
 #include <fcntl.h>
 #include <sys/stat.h>
@@ -133,91 +130,6 @@ static void test_limit_and_errors(void **state)
 	ota_sha256_abort(&sha);
 	close(in);
 	free(data);
-	tmpdir_remove(dir);
-}
-
-/* kr_stream_direct: the bytes at out_offset in aligned blocks; what lies before stays */
-static void test_direct(void **state)
-{
-	(void)state;
-	char dir[64], in_path[128], out_path[128];
-	tmpdir_make(dir, sizeof(dir));
-	snprintf(in_path, sizeof(in_path), "%s/in", dir);
-	snprintf(out_path, sizeof(out_path), "%s/out", dir);
-	const size_t c = KR_STREAM_CHUNK, a = KR_STREAM_DIRECT_ALIGN;
-	const size_t sizes[] = {1, a - 1, a, a + 1, c - 1, c, c + 1, 9 * c + 3};
-	const size_t offsets[] = {0, 1, a - 1, a, a + 4, c + 7};
-	uint8_t *before = pattern(2 * c);
-	for (size_t k = 0; k < sizeof(sizes) / sizeof(sizes[0]); k++) {
-		size_t len = sizes[k];
-		uint8_t *data = pattern(len);
-		for (size_t i = 0; i < len; i++)
-			data[i] ^= 0x5a; /* not the bytes before */
-		uint8_t want[32], got_hash[32];
-		assert_int_equal(ota_sha256(data, len, want), OTA_OK);
-		write_bytes(in_path, data, len);
-		for (size_t o = 0; o < sizeof(offsets) / sizeof(offsets[0]); o++) {
-			size_t off = offsets[o], base = off / a * a;
-			write_bytes(out_path, before, base);
-			int out = open(out_path, O_WRONLY | O_DIRECT);
-			if (out < 0 && errno == EINVAL) {
-				/* a file system without O_DIRECT (sign falls back) */
-				free(data);
-				free(before);
-				tmpdir_remove(dir);
-				skip();
-			}
-			assert_true(out >= 0);
-			int in = open(in_path, O_RDONLY);
-			assert_true(in >= 0);
-			struct ota_sha256_ctx sha;
-			struct kr_stream_result got;
-			assert_int_equal(ota_sha256_init(&sha), OTA_OK);
-			assert_int_equal(kr_stream_direct(in, out, off, len, &sha, &got), OTA_OK);
-			assert_int_equal(ota_sha256_final(&sha, got_hash), OTA_OK);
-			assert_int_equal(got.bytes, len);
-			assert_memory_equal(got_hash, want, 32);
-			close(in);
-			assert_int_equal(close(out), 0);
-			size_t out_len = 0;
-			uint8_t *written = file_bytes(out_path, &out_len);
-			assert_int_equal(out_len, off + len);
-			if (base)
-				assert_memory_equal(written, before, base);
-			for (size_t i = base; i < off; i++)
-				assert_int_equal(written[i], 0);
-			assert_memory_equal(written + off, data, len);
-			free(written);
-		}
-		free(data);
-	}
-
-	/* over the limit, and a write error with its errno */
-	size_t len = 3 * c + 10;
-	uint8_t *data = pattern(len);
-	write_bytes(in_path, data, len);
-	int in = open(in_path, O_RDONLY);
-	int out = open(out_path, O_WRONLY | O_TRUNC | O_DIRECT);
-	assert_true(in >= 0 && out >= 0);
-	struct ota_sha256_ctx sha;
-	struct kr_stream_result got;
-	assert_int_equal(ota_sha256_init(&sha), OTA_OK);
-	assert_int_equal(kr_stream_direct(in, out, 3, len - 1, &sha, &got), OTA_ERR_SIZE);
-	ota_sha256_abort(&sha);
-	close(in);
-	close(out);
-	int full = open("/dev/full", O_WRONLY);
-	if (full >= 0) {
-		in = open(in_path, O_RDONLY);
-		assert_int_equal(ota_sha256_init(&sha), OTA_OK);
-		assert_int_equal(kr_stream_direct(in, full, 3, len, &sha, &got), OTA_ERR_STORAGE);
-		assert_int_equal(got.write_errno, ENOSPC);
-		ota_sha256_abort(&sha);
-		close(in);
-		close(full);
-	}
-	free(data);
-	free(before);
 	tmpdir_remove(dir);
 }
 
@@ -366,8 +278,9 @@ static void test_bundle_one_pass(void **state)
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
-		cmocka_unit_test(test_sizes),		cmocka_unit_test(test_limit_and_errors),
-		cmocka_unit_test(test_direct),		cmocka_unit_test(test_bundle_changed_image),
+		cmocka_unit_test(test_sizes),
+		cmocka_unit_test(test_limit_and_errors),
+		cmocka_unit_test(test_bundle_changed_image),
 		cmocka_unit_test(test_bundle_one_pass),
 	};
 	return cmocka_run_group_tests(tests, NULL, NULL);
