@@ -55,31 +55,35 @@ for d in "${DEVICES[@]}"; do
 	SUB_PIDS+=($!)
 	disown $!
 done
-# respond DEVICE: answers each Notify line as it arrives (tail -f waits on
-# inotify: 24 idle responders cost nothing, where polling each file ten
-# times a second was a third of the test's CPU; --pid: tail ends with them)
-respond() {
-	local d=$1 line seq kind artifact
-	while read -r line; do
-		xxd -r -p <<<"$line" >"$T/dev/$d.msg"
-		read -r kind artifact _ _ window < <("$SRV_TESTTOOL" notify "$T/dev/$d.msg")
-		seq=$(($(cat "$T/dev/$d.seq") + 1))
-		echo $((seq + 1)) >"$T/dev/$d.seq"
-		echo "$artifact${window:+ window=$window}" >>"$T/dev/$d.got"
-		if [[ "$artifact" == art-bad ]]; then
-			report "$d" "$d" "$seq" downloading 1.0.0 1 1 "$artifact"
-			report "$d" "$d" "$((seq + 1))" reverted 1.0.0 1 1 "$artifact"
-		elif [[ "$artifact" == art-hl ]]; then
-			# confirms, then a watchdog reboot inside the health window
-			echo $((seq + 2)) >"$T/dev/$d.seq"
-			report "$d" "$d" "$seq" trial 1.2.0 3 3 "$artifact"
-			report "$d" "$d" "$((seq + 1))" confirmed 1.3.0 4 4 "$artifact"
-			report "$d" "$d" "$((seq + 2))" idle 1.3.0 4 4 health:1:1000
-		else
-			report "$d" "$d" "$seq" trial 1.0.0 1 1 "$artifact"
-			report "$d" "$d" "$((seq + 1))" confirmed 1.2.0 3 3 "$artifact"
-		fi
-	done < <(tail -n +1 -f --pid=$$ "$T/dev/$d.in")
+respond() { # DEVICE: answers each new Notify line
+	local d=$1 done_lines=0 line seq kind artifact
+	while true; do
+		local lines
+		lines=$(wc -l <"$T/dev/$d.in")
+		while ((done_lines < lines)); do
+			done_lines=$((done_lines + 1))
+			line=$(sed -n "${done_lines}p" "$T/dev/$d.in")
+			xxd -r -p <<<"$line" >"$T/dev/$d.msg"
+			read -r kind artifact _ _ window < <("$SRV_TESTTOOL" notify "$T/dev/$d.msg")
+			seq=$(($(cat "$T/dev/$d.seq") + 1))
+			echo $((seq + 1)) >"$T/dev/$d.seq"
+			echo "$artifact${window:+ window=$window}" >>"$T/dev/$d.got"
+			if [[ "$artifact" == art-bad ]]; then
+				report "$d" "$d" "$seq" downloading 1.0.0 1 1 "$artifact"
+				report "$d" "$d" "$((seq + 1))" reverted 1.0.0 1 1 "$artifact"
+			elif [[ "$artifact" == art-hl ]]; then
+				# confirms, then a watchdog reboot inside the health window
+				echo $((seq + 2)) >"$T/dev/$d.seq"
+				report "$d" "$d" "$seq" trial 1.2.0 3 3 "$artifact"
+				report "$d" "$d" "$((seq + 1))" confirmed 1.3.0 4 4 "$artifact"
+				report "$d" "$d" "$((seq + 2))" idle 1.3.0 4 4 health:1:1000
+			else
+				report "$d" "$d" "$seq" trial 1.0.0 1 1 "$artifact"
+				report "$d" "$d" "$((seq + 1))" confirmed 1.2.0 3 3 "$artifact"
+			fi
+		done
+		sleep 0.1
+	done
 }
 export -f respond report mq_pub
 export T MQ_PORT PKI SRV_TESTTOOL
