@@ -682,13 +682,19 @@ static void test_beside_runs(void **state)
 	enc_update_free(&u);
 }
 
-/* The rejection names the first chunk that fails, whichever thread had it. */
-static void expect_bad_chunk(struct world *w, const size_t *chunks, size_t n, const char *detail)
+/*
+ * The image encrypted in chunks of chunk_bytes, with the given chunks
+ * tampered: the rejection names the first chunk that fails, whichever
+ * thread and step had it, and the device is unchanged (expect_enc_rejected).
+ */
+static void expect_bad_chunk_of(struct world *w, size_t chunk_bytes, const size_t *chunks, size_t n,
+				const char *detail)
 {
 	struct enc_update u;
-	enc_update_make(w, &u, w->v2, sizeof(w->v2), &w->dev_keys[0], 1);
+	enc_update_make_chunks(w, &u, w->v2, sizeof(w->v2), chunk_bytes, &w->dev_keys[0], 1);
 	for (size_t i = 0; i < n; i++)
-		u.crypt->ciphertext.data[chunks[i] * SEALED + 9] ^= 0x01;
+		u.crypt->ciphertext.data[chunks[i] * (chunk_bytes + OTA_CRYPT_TAG_BYTES) + 9] ^=
+			0x01;
 	expect_enc_rejected(w, &u, OTA_ERR_DECRYPT);
 	struct ota_agent_status st;
 	struct ota_event ev;
@@ -696,6 +702,11 @@ static void expect_bad_chunk(struct world *w, const size_t *chunks, size_t n, co
 	assert_int_equal(ota_agent_event(&w->agent, st.next_event_seq - 1, &ev), OTA_OK);
 	assert_string_equal(ev.detail, detail);
 	enc_update_free(&u);
+}
+
+static void expect_bad_chunk(struct world *w, const size_t *chunks, size_t n, const char *detail)
+{
+	expect_bad_chunk_of(w, CHUNK, chunks, n, detail);
 }
 
 static void test_beside_first_bad_chunk(void **state)
@@ -717,7 +728,6 @@ static void test_beside_first_bad_chunk(void **state)
  * calls, and the image stages and boots.
  */
 #define LONG_CHUNK 1024u
-#define LONG_SEALED (LONG_CHUNK + OTA_CRYPT_TAG_BYTES)
 
 static void long_run_setup(struct world *w)
 {
@@ -738,42 +748,22 @@ static void test_beside_pipeline(void **state)
 	enc_update_free(&u);
 }
 
-/*
- * Tampered chunks in the pipeline's steps: the rejection names the first
- * one, whichever step and thread had it, and the device is unchanged
- * (expect_enc_rejected).
- */
-static void expect_bad_long_chunk(struct world *w, const size_t *chunks, size_t n,
-				  const char *detail)
-{
-	struct enc_update u;
-	enc_update_make_chunks(w, &u, w->v2, sizeof(w->v2), LONG_CHUNK, &w->dev_keys[0], 1);
-	for (size_t i = 0; i < n; i++)
-		u.crypt->ciphertext.data[chunks[i] * LONG_SEALED + 9] ^= 0x01;
-	expect_enc_rejected(w, &u, OTA_ERR_DECRYPT);
-	struct ota_agent_status st;
-	struct ota_event ev;
-	ota_agent_status(&w->agent, &st);
-	assert_int_equal(ota_agent_event(&w->agent, st.next_event_seq - 1, &ev), OTA_OK);
-	assert_string_equal(ev.detail, detail);
-	enc_update_free(&u);
-}
-
 static void test_beside_pipeline_bad_chunk(void **state)
 {
 	struct world *w = *state;
 	const size_t first[] = {0}, third_step[] = {12}, two_steps[] = {15, 5},
 		     own_and_ahead[] = {2, 0}, last_whole[] = {18};
 	long_run_setup(w);
-	expect_bad_long_chunk(w, first, 1, "chunk 0 of the encrypted image fails authentication");
-	expect_bad_long_chunk(w, third_step, 1,
-			      "chunk 12 of the encrypted image fails authentication");
-	expect_bad_long_chunk(w, two_steps, 2,
-			      "chunk 5 of the encrypted image fails authentication");
-	expect_bad_long_chunk(w, own_and_ahead, 2,
-			      "chunk 0 of the encrypted image fails authentication");
-	expect_bad_long_chunk(w, last_whole, 1,
-			      "chunk 18 of the encrypted image fails authentication");
+	expect_bad_chunk_of(w, LONG_CHUNK, first, 1,
+			    "chunk 0 of the encrypted image fails authentication");
+	expect_bad_chunk_of(w, LONG_CHUNK, third_step, 1,
+			    "chunk 12 of the encrypted image fails authentication");
+	expect_bad_chunk_of(w, LONG_CHUNK, two_steps, 2,
+			    "chunk 5 of the encrypted image fails authentication");
+	expect_bad_chunk_of(w, LONG_CHUNK, own_and_ahead, 2,
+			    "chunk 0 of the encrypted image fails authentication");
+	expect_bad_chunk_of(w, LONG_CHUNK, last_whole, 1,
+			    "chunk 18 of the encrypted image fails authentication");
 }
 
 #define T(fn) cmocka_unit_test_setup_teardown(fn, setup, teardown)

@@ -151,15 +151,22 @@ static void test_confirmed_slot_corrupt_falls_back(void **state)
 	ota_fx_env_free(m);
 }
 
+/* m's bundle, its header parsed and begun: the agent waits for the image */
+static struct ota_fx_buf bundle_begun(struct world *w, Fleetota__V1__Signed *m, uint32_t *hlen)
+{
+	struct ota_fx_bundle bs = {.manifest = m};
+	struct ota_fx_buf b = ota_fx_bundle_bytes(&bs);
+	assert_int_equal(ota_bundle_prefix_parse(b.data, hlen), OTA_OK);
+	assert_int_equal(ota_agent_begin_bundle(&w->agent, b.data + 8, *hlen), OTA_OK);
+	return b;
+}
+
 static void test_resume_rehashes_prefix(void **state)
 {
 	struct world *w = *state;
 	Fleetota__V1__Signed *m = v2_manifest(w);
-	struct ota_fx_bundle bs = {.manifest = m};
-	struct ota_fx_buf b = ota_fx_bundle_bytes(&bs);
 	uint32_t hlen = 0;
-	assert_int_equal(ota_bundle_prefix_parse(b.data, &hlen), OTA_OK);
-	assert_int_equal(ota_agent_begin_bundle(&w->agent, b.data + 8, hlen), OTA_OK);
+	struct ota_fx_buf b = bundle_begun(w, m, &hlen);
 	assert_int_equal(ota_agent_offset(&w->agent), 0);
 	assert_int_equal(ota_agent_write(&w->agent, w->v2, 9000),
 			 OTA_OK); /* past 2 checkpoints? one */
@@ -175,10 +182,7 @@ static void test_resume_rehashes_prefix(void **state)
 	world_manifest(w, &spec, w->v2, sizeof(w->v2), 21, 7);
 	Fleetota__V1__Signed *m2 = ota_fx_manifest(&spec);
 	ota_fx_buf_free(&b);
-	bs.manifest = m2;
-	b = ota_fx_bundle_bytes(&bs);
-	assert_int_equal(ota_bundle_prefix_parse(b.data, &hlen), OTA_OK);
-	assert_int_equal(ota_agent_begin_bundle(&w->agent, b.data + 8, hlen), OTA_OK);
+	b = bundle_begun(w, m2, &hlen);
 	assert_int_equal(ota_agent_offset(&w->agent), 0); /* another manifest: fresh start */
 	assert_int_equal(ota_agent_write(&w->agent, w->v2, 5000), OTA_OK);
 	assert_int_equal(ota_agent_abort(&w->agent, OTA_ERR_TRANSPORT, "cut", true), OTA_OK);
@@ -219,11 +223,8 @@ static void test_checkpoint_writes_one_copy(void **state)
 {
 	struct world *w = *state;
 	Fleetota__V1__Signed *m = v2_manifest(w);
-	struct ota_fx_bundle bs = {.manifest = m};
-	struct ota_fx_buf b = ota_fx_bundle_bytes(&bs);
 	uint32_t hlen = 0;
-	assert_int_equal(ota_bundle_prefix_parse(b.data, &hlen), OTA_OK);
-	assert_int_equal(ota_agent_begin_bundle(&w->agent, b.data + 8, hlen), OTA_OK);
+	struct ota_fx_buf b = bundle_begun(w, m, &hlen);
 	assert_int_equal(ota_agent_write(&w->agent, w->v2, 5000), OTA_OK);
 	assert_int_equal(ota_agent_write(&w->agent, w->v2 + 5000, 5000), OTA_OK);
 	/* the power goes: nothing more is written */
