@@ -43,6 +43,13 @@ cleanup() {
 	if [[ $rc != 0 || $FAILED != 0 ]]; then
 		echo "---- ota-server log (tail)"
 		tail -${SERVER_LOG_TAIL:-40} "$T/server.log" 2>/dev/null
+		# the other servers a test started (server2.log, server-nc.log, ...)
+		local extra
+		for extra in "$T"/server?*.log; do
+			[[ -f $extra ]] || continue
+			echo "---- $(basename "$extra") (tail)"
+			tail -${SERVER_LOG_TAIL:-40} "$extra" 2>/dev/null
+		done
 		echo "---- mosquitto log (tail)"
 		tail -15 "$T/mq/mosquitto.log" 2>/dev/null
 	fi
