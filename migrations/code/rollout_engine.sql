@@ -34,7 +34,6 @@ DECLARE
 	v_higher boolean;
 	v_lower text[];
 	v_ins text[];
-	v_lost bigint;
 	v_seqscan text;
 	v_seq bigint;
 	v_more boolean := false;
@@ -204,12 +203,9 @@ BEGIN
 				FROM unnest(v_ins) i (device_id)
 				WHERE m.campaign_id = ANY (v_lower) AND m.state = 'pending' AND m.device_id = i.device_id
 				RETURNING m.campaign_id
-			), lost AS (
-				INSERT INTO campaign_target_deltas (campaign_id, members)
-				SELECT sup.campaign_id, -count(*) FROM sup GROUP BY sup.campaign_id
-				RETURNING members
 			)
-			SELECT coalesce(sum(lost.members), 0) INTO v_lost FROM lost;
+			INSERT INTO campaign_target_deltas (campaign_id, members)
+			SELECT sup.campaign_id, -count(*) FROM sup GROUP BY sup.campaign_id;
 			PERFORM set_config('enable_seqscan', v_seqscan, true);
 		END IF;
 		-- the next tick goes on after the last row taken (rows after it in
