@@ -23,7 +23,7 @@ export ASAN_OPTIONS ?= detect_leaks=1:abort_on_error=1
 export UBSAN_OPTIONS ?= halt_on_error=1:print_stacktrace=1
 export LSAN_OPTIONS ?= suppressions=$(CURDIR)/tests/lsan.supp:print_suppressions=0
 
-.PHONY: all deps build test test-phases unit meson-tests beside trees demo-check mcu fuzz fuzz-run format format-check demo bench api-docs clean
+.PHONY: all deps build test test-phases unit meson-tests beside trees demo-check mcu fuzz fuzz-build fuzz-run format format-check demo bench api-docs clean
 
 all: build
 
@@ -86,16 +86,12 @@ test-phases: deps $(BUILD)/build.ninja $(TEST_BUILD)/build.ninja $(MIN_BUILD)/bu
 	@$(MAKE) --no-print-directory fuzz-run FUZZ_SECONDS=$(FUZZ_TEST_SECONDS)
 
 BESIDE_LOG ?= $(CURDIR)/$(TEST_BUILD)-beside.log
-# Labels ending in "(beside)" overlap the meson tests: scripts/test-times.sh
-# counts their CPU, not their wall time.
-beside:
-	CPUTIME_LABEL="trees (beside)" $(TIMED) sh -c 'ninja -C $(MIN_BUILD) && \
-		ninja -C $(BENCH_BUILD) $(BENCH_TARGETS)'
-	@echo "trees: $(BUILD) $(MIN_BUILD) $(BENCH_BUILD) built"
-	@CPUTIME_LABEL="mcu (beside)" $(TIMED) bash scripts/mcu-build.sh build-mcu
-	@CPUTIME_LABEL="format (beside)" $(TIMED) sh -c "git ls-files '*.c' '*.h' | xargs clang-format --dry-run -Werror"
-	@echo "format-check: clean"
-	CPUTIME_LABEL="fuzz-build (beside)" $(TIMED) $(FUZZ_BUILD_CMD)
+# The phases below again, their labels marked "(beside)": they overlap the
+# meson tests, so scripts/test-times.sh counts their CPU, not their wall
+# time (build/ is built already: its ninja finds nothing to do).
+PHASE_SUFFIX ?=
+beside: PHASE_SUFFIX := $(PHASE_SUFFIX) (beside)
+beside: trees mcu format-check fuzz-build
 
 # Every tree the README and docs name, configured exactly as they say
 # (gcc warns at -O2 about what it misses at -O0): build/ as make demo builds
@@ -108,13 +104,13 @@ $(MIN_BUILD)/build.ninja:
 BENCH_TARGETS = server/ota-server agent/ota-agent keyrotate/ota-keys bench/ota-bench-verify \
 	tests/integration/server/srv_testtool tests/integration/server/srv_loadclient
 trees: deps $(BUILD)/build.ninja $(MIN_BUILD)/build.ninja $(BENCH_BUILD)/build.ninja
-	CPUTIME_LABEL=trees $(TIMED) sh -c 'ninja -C $(BUILD) && ninja -C $(MIN_BUILD) && \
+	CPUTIME_LABEL="trees$(PHASE_SUFFIX)" $(TIMED) sh -c 'ninja -C $(BUILD) && ninja -C $(MIN_BUILD) && \
 		ninja -C $(BENCH_BUILD) $(BENCH_TARGETS)'
 	@echo "trees: $(BUILD) $(MIN_BUILD) $(BENCH_BUILD) built"
 
 # The agent core linked for a Cortex-M4 with no OS (docs/porting.md).
 mcu: deps
-	@CPUTIME_LABEL=mcu $(TIMED) bash scripts/mcu-build.sh build-mcu
+	@CPUTIME_LABEL="mcu$(PHASE_SUFFIX)" $(TIMED) bash scripts/mcu-build.sh build-mcu
 
 # The demo's CI mode on the binaries make demo runs (build/, -O2), alone
 # (make test runs it as the meson test demo-release).
@@ -129,11 +125,12 @@ $(FUZZ_BUILD)/build.ninja:
 # Each libFuzzer target runs for FUZZ_SECONDS on a scratch copy of its corpus.
 # Only the fuzz targets are built (the clang tree exists for them; every
 # library they link is instrumented).
-FUZZ_BUILD_CMD = sh -c 'ninja -C $(FUZZ_BUILD) $$(ninja -C $(FUZZ_BUILD) -t targets all | \
-		awk -F: "\$$2 ~ /LINKER/ && \$$1 ~ /(^|\/)fuzz_[^\/]*\$$/ { print \$$1 }")'
-fuzz: deps $(FUZZ_BUILD)/build.ninja
-	CPUTIME_LABEL=fuzz-build $(TIMED) $(FUZZ_BUILD_CMD)
+fuzz: fuzz-build
 	@$(MAKE) --no-print-directory fuzz-run
+
+fuzz-build: deps $(FUZZ_BUILD)/build.ninja
+	CPUTIME_LABEL="fuzz-build$(PHASE_SUFFIX)" $(TIMED) sh -c 'ninja -C $(FUZZ_BUILD) $$(ninja -C $(FUZZ_BUILD) -t targets all | \
+		awk -F: "\$$2 ~ /LINKER/ && \$$1 ~ /(^|\/)fuzz_[^\/]*\$$/ { print \$$1 }")'
 
 fuzz-run:
 	@CPUTIME_LABEL=fuzz $(TIMED) bash scripts/run-fuzz.sh $(FUZZ_BUILD) $(FUZZ_SECONDS)
@@ -142,7 +139,7 @@ format:
 	@git ls-files '*.c' '*.h' | xargs clang-format -i
 
 format-check:
-	@CPUTIME_LABEL=format-check $(TIMED) sh -c "git ls-files '*.c' '*.h' | xargs clang-format --dry-run -Werror"
+	@CPUTIME_LABEL="format-check$(PHASE_SUFFIX)" $(TIMED) sh -c "git ls-files '*.c' '*.h' | xargs clang-format --dry-run -Werror"
 	@echo "format-check: clean"
 
 demo: build

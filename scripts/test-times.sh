@@ -32,11 +32,11 @@ if os.path.exists(phases):
             total_wall += float(wall)
         total_cpu += float(cpu)
         note = "" if rc == "0" else f"  (exit {rc})"
-        print(f"   {name:<19} {float(wall):7.0f} {float(cpu):7.0f}{note}")
+        print(f"   {name:<21} {float(wall):7.0f} {float(cpu):7.0f}{note}")
     # make test passes its own elapsed time (phases beside others overlap)
     if os.environ.get("TEST_WALL"):
         total_wall = float(os.environ["TEST_WALL"])
-    print(f"   {'total':<19} {total_wall:7.0f} {total_cpu:7.0f}"
+    print(f"   {'total':<21} {total_wall:7.0f} {total_cpu:7.0f}"
           f"   ({total_wall / 60:.1f} min; load average now "
           f"{open('/proc/loadavg').read().split()[0]}, {os.cpu_count()} cores)")
 if not os.path.exists(testlog):
