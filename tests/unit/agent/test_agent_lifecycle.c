@@ -161,6 +161,20 @@ static struct ota_fx_buf bundle_begun(struct world *w, Fleetota__V1__Signed *m, 
 	return b;
 }
 
+/*
+ * The same bundle begun again after a cut: staging resumes at expected
+ * bytes, the rest of the image is written; ota_agent_finish's result.
+ */
+static enum ota_err resume_and_finish(struct world *w, const struct ota_fx_buf *b, uint32_t hlen,
+				      uint64_t expected)
+{
+	assert_int_equal(ota_agent_begin_bundle(&w->agent, b->data + 8, hlen), OTA_OK);
+	uint64_t off = ota_agent_offset(&w->agent);
+	assert_int_equal(off, expected);
+	assert_int_equal(ota_agent_write(&w->agent, w->v2 + off, sizeof(w->v2) - off), OTA_OK);
+	return ota_agent_finish(&w->agent);
+}
+
 static void test_resume_rehashes_prefix(void **state)
 {
 	struct world *w = *state;
@@ -172,11 +186,7 @@ static void test_resume_rehashes_prefix(void **state)
 			 OTA_OK); /* past 2 checkpoints? one */
 	assert_int_equal(ota_agent_abort(&w->agent, OTA_ERR_TRANSPORT, "cut", true), OTA_OK);
 	world_restart(w);
-	assert_int_equal(ota_agent_begin_bundle(&w->agent, b.data + 8, hlen), OTA_OK);
-	uint64_t off = ota_agent_offset(&w->agent);
-	assert_int_equal(off, 9000);
-	assert_int_equal(ota_agent_write(&w->agent, w->v2 + off, sizeof(w->v2) - off), OTA_OK);
-	assert_int_equal(ota_agent_finish(&w->agent), OTA_OK);
+	assert_int_equal(resume_and_finish(w, &b, hlen, 9000), OTA_OK);
 	/* a prefix changed behind the agent's back is caught by the hash */
 	struct ota_fx_manifest spec;
 	world_manifest(w, &spec, w->v2, sizeof(w->v2), 21, 7);
@@ -187,11 +197,7 @@ static void test_resume_rehashes_prefix(void **state)
 	assert_int_equal(ota_agent_write(&w->agent, w->v2, 5000), OTA_OK);
 	assert_int_equal(ota_agent_abort(&w->agent, OTA_ERR_TRANSPORT, "cut", true), OTA_OK);
 	ota_sim_slot_damage(w->sim, w->agent.state.target_slot, 7, 1);
-	assert_int_equal(ota_agent_begin_bundle(&w->agent, b.data + 8, hlen), OTA_OK);
-	off = ota_agent_offset(&w->agent);
-	assert_int_equal(off, 5000);
-	assert_int_equal(ota_agent_write(&w->agent, w->v2 + off, sizeof(w->v2) - off), OTA_OK);
-	assert_string_equal(ota_err_name(ota_agent_finish(&w->agent)), "OTA_ERR_HASH");
+	assert_string_equal(ota_err_name(resume_and_finish(w, &b, hlen, 5000)), "OTA_ERR_HASH");
 	/* after the failure the next attempt starts over and succeeds */
 	assert_int_equal(world_install(w, m2, NULL, NULL, w->v2, sizeof(w->v2)), OTA_OK);
 	ota_fx_buf_free(&b);
@@ -236,11 +242,7 @@ static void test_checkpoint_writes_one_copy(void **state)
 	uint8_t *rec = ota_sim_record(w->sim, OTA_REC_STATE, newer, &len);
 	rec[OTA_RECORD_COPY_HEADER_BYTES] ^= 0x01;
 	world_restart(w);
-	assert_int_equal(ota_agent_begin_bundle(&w->agent, b.data + 8, hlen), OTA_OK);
-	uint64_t off = ota_agent_offset(&w->agent);
-	assert_int_equal(off, 5000);
-	assert_int_equal(ota_agent_write(&w->agent, w->v2 + off, sizeof(w->v2) - off), OTA_OK);
-	assert_int_equal(ota_agent_finish(&w->agent), OTA_OK);
+	assert_int_equal(resume_and_finish(w, &b, hlen, 5000), OTA_OK);
 	world_restart(w);
 	struct ota_agent_status st;
 	ota_agent_status(&w->agent, &st);
