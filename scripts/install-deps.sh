@@ -5,10 +5,15 @@
 set -euo pipefail
 here=$(cd "$(dirname "$0")" && pwd)
 mapfile -t wanted < <(grep -v '^\s*#' "$here/packages.txt" | sed '/^\s*$/d')
+# one dpkg-query for the whole list (it names each package it knows; one it
+# does not know is missing too)
+declare -A installed=()
+while read -r pkg status; do
+	[[ $status == "install ok installed" ]] && installed[$pkg]=1
+done < <(dpkg-query -W -f='${Package} ${Status}\n' "${wanted[@]}" 2>/dev/null || true)
 missing=()
 for pkg in "${wanted[@]}"; do
-	status=$(dpkg-query -W -f='${Status}' "$pkg" 2>/dev/null || true)
-	[[ "$status" == "install ok installed" ]] || missing+=("$pkg")
+	[[ -n ${installed[$pkg]:-} ]] || missing+=("$pkg")
 done
 # npm ships inside some nodejs builds and conflicts with Debian's npm there:
 # ask for the package only when the command is absent.
