@@ -23,12 +23,14 @@ export ASAN_OPTIONS ?= detect_leaks=1:abort_on_error=1
 export UBSAN_OPTIONS ?= halt_on_error=1:print_stacktrace=1
 export LSAN_OPTIONS ?= suppressions=$(CURDIR)/tests/lsan.supp:print_suppressions=0
 
-.PHONY: all deps build test test-phases unit meson-tests beside trees demo-check mcu fuzz fuzz-build fuzz-run format format-check demo bench api-docs clean
+.PHONY: all deps build build-ready test test-phases unit meson-tests beside trees demo-check mcu fuzz fuzz-build fuzz-run format format-check demo bench api-docs clean
 
 all: build
 
+# DEPS_CHECKED=1: the caller ran it already (make test's beside phase,
+# where the check would run at the lowest priority for nothing).
 deps:
-	@bash scripts/install-deps.sh
+	@[ -n "$(DEPS_CHECKED)" ] || bash scripts/install-deps.sh
 
 $(BUILD)/build.ninja:
 	meson setup $(BUILD) -Dwerror=true
@@ -46,7 +48,8 @@ unit: deps $(TEST_BUILD)/build.ninja
 	@$(MAKE) --no-print-directory meson-tests
 
 meson-tests:
-	CPUTIME_LABEL="meson tests" DEMO_RELEASE_BUILD=$(DEMO_RELEASE_BUILD) $(TIMED) \
+	CPUTIME_LABEL="meson tests" DEMO_RELEASE_BUILD=$(DEMO_RELEASE_BUILD) \
+		DEMO_RELEASE_READY=$(DEMO_RELEASE_READY) $(TIMED) \
 		meson test -C $(TEST_BUILD) --print-errorlogs \
 		--num-processes $(TEST_PROCESSES) --wrapper $(CURDIR)/scripts/cputime.py \
 		$(MESON_TEST_ARGS)
@@ -59,39 +62,56 @@ test:
 		[ $$rc = 0 ] && echo "make test: all suites passed"; exit $$rc
 
 # The demo's CI mode on build/ (demo-check) runs inside `unit`, as the meson
-# test demo-release next to the other tests (it mostly waits): trees builds
-# build/ first, and this names it (a target-specific variable: the phases
-# below see it).
+# test demo-release next to the other tests (it mostly waits): this names
+# the tree (a target-specific variable: the phases below see it), and the
+# file the beside phase writes once build/ is built ("ok" or "failed"),
+# which demo-release waits for.
 test-phases: DEMO_RELEASE_BUILD = $(CURDIR)/$(BUILD)
+test-phases: DEMO_RELEASE_READY = $(CURDIR)/$(BUILD)-ready
 test-phases: FUZZ_SECONDS = $(FUZZ_TEST_SECONDS)
-# The trees the tests run come first (build/ for demo-release, the sanitizer
-# tree). The builds no test runs (the device-only and release trees, the MCU
-# build, the fuzz targets) and the format check then run beside the meson
-# tests at the lowest priority (scripts/background.sh): the tests that
-# measure time run alone at the start and leave a core idle, and such a
-# compile takes only what the tests leave (its output is shown after the
-# tests). The bounded fuzzing runs last, on
-# both cores: it is timed, so it must not share them.
+# Only the sanitizer tree, which the meson tests run, is built before them.
+# Everything else runs beside it and the meson tests at the lowest priority
+# (scripts/background.sh): build/ first (for demo-release), the fuzz
+# targets and the bounded fuzzing, the device-only and release trees, the
+# MCU build and the format check. The tests that measure time run alone at
+# the start and leave most of both cores idle; the beside phase takes only
+# what the tests leave, so the fuzzing's time budget is kept and its runs
+# are fewer where the tests are busy (each run's count is printed). Its
+# output is shown after the tests; a failure there fails make test, and
+# Ctrl-C stops it too (its session's process group: dash's kill takes
+# -PID, not -- -PID).
 test-phases: deps $(BUILD)/build.ninja $(TEST_BUILD)/build.ninja $(MIN_BUILD)/build.ninja \
 		$(BENCH_BUILD)/build.ninja $(FUZZ_BUILD)/build.ninja
-	CPUTIME_LABEL=build $(TIMED) ninja -C $(BUILD)
-	CPUTIME_LABEL=build-test $(TIMED) ninja -C $(TEST_BUILD)
-	@rc=0; setsid sh scripts/background.sh $(MAKE) --no-print-directory beside >$(BESIDE_LOG) 2>&1 & bpid=$$!; \
-		trap 'kill -TERM -- -'$$bpid' 2>/dev/null; exit 130' INT TERM; \
-		$(MAKE) --no-print-directory meson-tests DEMO_RELEASE_BUILD=$(DEMO_RELEASE_BUILD) || rc=$$?; \
+	@rm -f $(DEMO_RELEASE_READY)
+	@rc=0; setsid sh scripts/background.sh $(MAKE) -k --no-print-directory beside DEPS_CHECKED=1 \
+		DEMO_RELEASE_READY=$(DEMO_RELEASE_READY) >$(BESIDE_LOG) 2>&1 & bpid=$$!; \
+		trap 'kill -TERM -'$$bpid' 2>/dev/null; exit 130' INT TERM; \
+		if CPUTIME_LABEL=build-test $(TIMED) ninja -C $(TEST_BUILD); then \
+			$(MAKE) --no-print-directory meson-tests DEMO_RELEASE_BUILD=$(DEMO_RELEASE_BUILD) \
+				DEMO_RELEASE_READY=$(DEMO_RELEASE_READY) || rc=$$?; \
+		else rc=1; kill -TERM -$$bpid 2>/dev/null; fi; \
 		brc=0; wait $$bpid || brc=$$?; \
-		echo "== beside the meson tests (lowest priority): trees, mcu, format-check, fuzz build"; \
+		echo "== beside the meson tests (lowest priority): build/, fuzzing, trees, mcu, format-check"; \
 		cat $(BESIDE_LOG); [ $$brc = 0 ] || { echo "beside the meson tests: FAILED (exit $$brc)"; rc=1; }; \
-		[ $$rc = 0 ] || exit $$rc
-	@$(MAKE) --no-print-directory fuzz-run FUZZ_SECONDS=$(FUZZ_TEST_SECONDS)
+		exit $$rc
 
 BESIDE_LOG ?= $(CURDIR)/$(TEST_BUILD)-beside.log
 # The phases below again, their labels marked "(beside)": they overlap the
 # meson tests, so scripts/test-times.sh counts their CPU, not their wall
-# time (build/ is built already: its ninja finds nothing to do).
+# time (trees finds build/ built already: its ninja has nothing to do).
 PHASE_SUFFIX ?=
 beside: PHASE_SUFFIX := $(PHASE_SUFFIX) (beside)
-beside: trees mcu format-check fuzz-build
+beside: build-ready fuzz-build fuzz-run trees mcu format-check
+
+# build/ for demo-release, then (make test) the file it waits for says how
+# it went.
+DEMO_RELEASE_READY ?=
+build-ready: deps $(BUILD)/build.ninja
+	@[ -z "$(DEMO_RELEASE_READY)" ] || echo building >"$(DEMO_RELEASE_READY)"
+	@rc=0; CPUTIME_LABEL="build$(PHASE_SUFFIX)" $(TIMED) ninja -C $(BUILD) || rc=$$?; \
+		if [ -n "$(DEMO_RELEASE_READY)" ]; then \
+			if [ $$rc = 0 ]; then echo ok; else echo failed; fi >"$(DEMO_RELEASE_READY)"; fi; \
+		exit $$rc
 
 # Every tree the README and docs name, configured exactly as they say
 # (gcc warns at -O2 about what it misses at -O0): build/ as make demo builds
@@ -133,7 +153,7 @@ fuzz-build: deps $(FUZZ_BUILD)/build.ninja
 		awk -F: "\$$2 ~ /LINKER/ && \$$1 ~ /(^|\/)fuzz_[^\/]*\$$/ { print \$$1 }")'
 
 fuzz-run:
-	@CPUTIME_LABEL=fuzz $(TIMED) bash scripts/run-fuzz.sh $(FUZZ_BUILD) $(FUZZ_SECONDS)
+	@CPUTIME_LABEL="fuzz$(PHASE_SUFFIX)" $(TIMED) bash scripts/run-fuzz.sh $(FUZZ_BUILD) $(FUZZ_SECONDS)
 
 format:
 	@git ls-files '*.c' '*.h' | xargs clang-format -i
