@@ -2,6 +2,7 @@
 #ifndef SRV_REPORT_INTERNAL_H
 #define SRV_REPORT_INTERNAL_H
 
+#include <stdbool.h>
 #include <stddef.h>
 #include <stdint.h>
 
@@ -52,6 +53,9 @@ struct srv_report_doc {
 	uint8_t digest[OTA_SHA256_BYTES];
 	unsigned merged;
 	size_t events_dropped;
+	/* its events' seqs strictly ascending: a newer report's events that
+	 * all follow them are appended without a lookup per held event */
+	bool events_ascending;
 };
 
 /* Events one coalesced report keeps (the newest by seq). */

@@ -217,6 +217,11 @@ enum ota_err srv_report_doc_new(const Fleetota__V1__StatusReport *r, const uint8
 	ret_doc->seq = r->seq;
 	ret_doc->merged = 1;
 	ret_doc->events_dropped = 0;
+	ret_doc->events_ascending = true;
+	for (size_t i = 1; i < r->n_events; i++) {
+		if (r->events[i]->seq <= r->events[i - 1]->seq)
+			ret_doc->events_ascending = false;
+	}
 	ota_sha256(payload, len, ret_doc->digest);
 	return OTA_OK;
 }
@@ -227,6 +232,11 @@ void srv_report_doc_clear(struct srv_report_doc *doc)
 		return;
 	json_decref(doc->json);
 	memset(doc, 0, sizeof(*doc));
+}
+
+static json_int_t event_seq(const json_t *e)
+{
+	return json_integer_value(json_object_get(e, "seq"));
 }
 
 static bool has_event(const json_t *events, json_int_t seq)
@@ -251,7 +261,7 @@ static int by_seq(const void *a, const void *b)
 }
 
 /* The newest SRV_REPORT_COALESCE_EVENTS events of both, each seq once. */
-static json_t *events_union(const json_t *a, const json_t *b, size_t *dropped)
+static json_t *events_union(const json_t *a, const json_t *b, size_t *dropped, bool *ascending)
 {
 	json_t *all[2 * SRV_REPORT_COALESCE_EVENTS];
 	json_t *out = json_array();
@@ -274,7 +284,10 @@ static json_t *events_union(const json_t *a, const json_t *b, size_t *dropped)
 	qsort(all, n, sizeof(all[0]), by_seq);
 	skip = n > SRV_REPORT_COALESCE_EVENTS ? n - SRV_REPORT_COALESCE_EVENTS : 0;
 	*dropped += skip;
+	*ascending = true;
 	for (i = skip; i < n; i++) {
+		if (i > skip && event_seq(all[i]) <= event_seq(all[i - 1]))
+			*ascending = false;
 		if (json_array_append(out, all[i]) != 0) {
 			json_decref(out);
 			return NULL;
@@ -283,10 +296,51 @@ static json_t *events_union(const json_t *a, const json_t *b, size_t *dropped)
 	return out;
 }
 
+/*
+ * The same union when both are strictly ascending and every event of b
+ * follows a's last (a device's reports in order: a flood): a's events, then
+ * b's, the oldest beyond the bound left out. Unlike events_union, no lookup
+ * per held event, so a held report costs the same at any count.
+ */
+static json_t *events_append(const json_t *a, const json_t *b, size_t *dropped)
+{
+	size_t na = json_array_size(a), nb = json_array_size(b), i;
+	size_t skip =
+		na + nb > SRV_REPORT_COALESCE_EVENTS ? na + nb - SRV_REPORT_COALESCE_EVENTS : 0;
+	json_t *out = json_array();
+
+	if (out == NULL)
+		return NULL;
+	*dropped += skip;
+	for (i = skip; i < na + nb; i++) {
+		if (json_array_append(out, i < na ? json_array_get(a, i)
+						  : json_array_get(b, i - na)) != 0) {
+			json_decref(out);
+			return NULL;
+		}
+	}
+	return out;
+}
+
+/* events_append gives what events_union would */
+static bool events_follow(const struct srv_report_doc *older, const json_t *a,
+			  const struct srv_report_doc *newer, const json_t *b)
+{
+	size_t na = json_array_size(a), nb = json_array_size(b);
+
+	if (!older->events_ascending || !newer->events_ascending ||
+	    na + nb > 2 * SRV_REPORT_COALESCE_EVENTS)
+		return false;
+	return na == 0 || nb == 0 ||
+	       event_seq(json_array_get(b, 0)) > event_seq(json_array_get(a, na - 1));
+}
+
 enum ota_err srv_report_merge(struct srv_report_doc *into, struct srv_report_doc *doc)
 {
 	struct srv_report_doc *newer, *older;
+	const json_t *a, *b;
 	json_t *events;
+	bool ascending = true;
 
 	if (into->json == NULL) {
 		*into = *doc;
@@ -295,10 +349,15 @@ enum ota_err srv_report_merge(struct srv_report_doc *into, struct srv_report_doc
 	}
 	newer = doc->seq > into->seq ? doc : into;
 	older = newer == doc ? into : doc;
-	events = events_union(json_object_get(older->json, "events"),
-			      json_object_get(newer->json, "events"), &newer->events_dropped);
+	a = json_object_get(older->json, "events");
+	b = json_object_get(newer->json, "events");
+	if (events_follow(older, a, newer, b))
+		events = events_append(a, b, &newer->events_dropped);
+	else
+		events = events_union(a, b, &newer->events_dropped, &ascending);
 	if (events == NULL || json_object_set_new(newer->json, "events", events) != 0)
 		return OTA_ERR_NOMEM;
+	newer->events_ascending = ascending;
 	newer->merged += older->merged;
 	newer->events_dropped += older->events_dropped;
 	if (newer == doc) {

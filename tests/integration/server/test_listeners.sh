@@ -16,23 +16,18 @@
 # Nothing the attack did reached the database (fingerprint unchanged).
 source "$(dirname "$0")/lib.sh"
 : "${SRV_SLOWCLIENT:?}"
-standard_setup
-sql -c "INSERT INTO assignments (device_id, artifact_id, notified_at) VALUES ('dev-1', 'art-1', now())"
-stop_server
 API_PORT=$(free_port)
-cat >>"$T/server.conf" <<CONF
-admin_listen = 127.0.0.1:$API_PORT
-http_timeout_sec = 30
+# the attack's settings in the first start (one start, not a start and a
+# restart): later lines of the config win over lib.sh's
+SERVER_CONF_EXTRA="http_timeout_sec = 30
 http_handshake_timeout_sec = 2
 http_header_timeout_sec = 3
 http_request_timeout_sec = 6
 device_max_conns = 40
 device_max_conns_per_peer = 10
 admin_max_conns = 16
-admin_max_conns_per_peer = 6
-CONF
-: >"$T/server.log"
-start_server
+admin_max_conns_per_peer = 6" standard_setup
+sql -c "INSERT INTO assignments (device_id, artifact_id, notified_at) VALUES ('dev-1', 'art-1', now())"
 TOKEN=$("$OTA_SERVER" token create --role viewer --name listeners --config "$T/server.conf")
 API=http://127.0.0.1:$API_PORT
 TLS_DEV1=(--tls "$PKI/server-ca.crt" "$PKI/devices/dev-1.crt" "$PKI/devices/dev-1.key")
@@ -118,44 +113,40 @@ printf '%s\n' "http_handshake_timeout_sec = 10" "http_header_timeout_sec = 20" \
 	"http_request_timeout_sec = 30" >>"$T/server.conf"
 : >"$T/server.log"
 start_server
-log "one peer opens 13 device connections (cap 10): its 3 oldest are closed, another peer is served"
+# The two listeners' caps at once (each its own listener, peers and
+# metrics), as the slowloris attacks above.
+log "one peer opens 13 device connections (cap 10): its 3 oldest are closed, another peer is" \
+	"served; REST cap 16 (one slot reserved) at the same time: 14 connections from 3 addresses," \
+	"then 4 from new ones"
 "$SRV_SLOWCLIENT" slow "${TLS_DEV1[@]}" --mode head --path /v1/keylist --sequential \
 	--ready "$T/ready" --hold 60 --src 127.0.0.3 127.0.0.1 "$DEV_PORT" 13 >"$T/slow.out" &
 SLOW=$!
-wait_for 40 test -e "$T/ready" || fail "slow connections not up"
+"$SRV_SLOWCLIENT" slow --mode head --path /healthz --sequential --ready "$T/ready-rest" --hold 60 \
+	--src 127.0.0.11,127.0.0.12,127.0.0.13 127.0.0.1 "$API_PORT" 14 >"$T/slow-rest.out" &
+SLOW_REST=$!
+wait_for 40 test -e "$T/ready" -a -e "$T/ready-rest" || fail "slow connections not up"
 probe_ok "dev-1 from another address" "$DEV_PORT" /v1/manifests/art-1 "${TLS_DEV1[@]}"
-kill -TERM $SLOW
-wait $SLOW
+# the 15th and 16th fill the table (a new peer may take the reserved slot),
+# the 17th and 18th close the two oldest idle ones
+"$SRV_SLOWCLIENT" slow --mode head --path /healthz --sequential --ready "$T/ready-rest2" --hold 60 \
+	--src 127.0.0.21,127.0.0.22,127.0.0.23,127.0.0.24 127.0.0.1 "$API_PORT" 4 >"$T/slow-rest2.out" &
+SLOW_REST2=$!
+wait_for 40 test -e "$T/ready-rest2" || fail "slow connections not up"
+# /healthz closes the third oldest
+probe_ok "/healthz with the table full" "$API_PORT" /healthz
+kill -TERM $SLOW $SLOW_REST $SLOW_REST2
+wait $SLOW $SLOW_REST $SLOW_REST2
 out=$(cat "$T/slow.out")
-log "$out"
+log "device: $out"
 [[ $(field closed_ids "$out") == 0,1,2 && $(field open_at_end "$out") == 10 ]] ||
 	fail "per-peer cap: expected the 3 oldest closed and 10 left: $out"
 [[ $(metric device evicted_idle) == 3 ]] || fail "evicted_idle metric: $(metric device evicted_idle)"
-sleep 1
-rm -f "$T/ready"
-
-log "REST cap 16 (one slot reserved): 14 connections from 3 addresses, then 4 from new ones"
-"$SRV_SLOWCLIENT" slow --mode head --path /healthz --sequential --ready "$T/ready" --hold 60 \
-	--src 127.0.0.11,127.0.0.12,127.0.0.13 127.0.0.1 "$API_PORT" 14 >"$T/slow.out" &
-SLOW=$!
-wait_for 40 test -e "$T/ready" || fail "slow connections not up"
-rm -f "$T/ready"
-# the 15th and 16th fill the table (a new peer may take the reserved slot),
-# the 17th and 18th close the two oldest idle ones
-"$SRV_SLOWCLIENT" slow --mode head --path /healthz --sequential --ready "$T/ready" --hold 60 \
-	--src 127.0.0.21,127.0.0.22,127.0.0.23,127.0.0.24 127.0.0.1 "$API_PORT" 4 >"$T/slow2.out" &
-SLOW2=$!
-wait_for 40 test -e "$T/ready" || fail "slow connections not up"
-# /healthz closes the third oldest
-probe_ok "/healthz with the table full" "$API_PORT" /healthz
-kill -TERM $SLOW $SLOW2
-wait $SLOW $SLOW2
-out=$(cat "$T/slow.out")
-log "$out"
-log "$(cat "$T/slow2.out")"
+out=$(cat "$T/slow-rest.out")
+log "REST: $out"
+log "REST, new peers: $(cat "$T/slow-rest2.out")"
 [[ $(field closed_ids "$out") == 0,1,2 && $(field open_at_end "$out") == 11 ]] ||
 	fail "total cap: expected the 3 oldest closed and 11 left: $out"
-[[ $(field open_at_end "$(cat "$T/slow2.out")") == 4 ]] || fail "a newer connection was closed"
+[[ $(field open_at_end "$(cat "$T/slow-rest2.out")") == 4 ]] || fail "a newer connection was closed"
 [[ $(metric admin evicted_idle) == 3 ]] || fail "admin evicted_idle metric: $(metric admin evicted_idle)"
 [[ $(metric admin total_cap) == 0 && $(metric admin peer_cap) == 0 ]] || fail "a connection was refused"
 [[ "$(fingerprint)" == "$FP" ]] || fail "the attack changed the database"

@@ -247,12 +247,91 @@ static void test_merge_bound(void **state)
 	srv_report_doc_clear(&held);
 }
 
+/* A doc of a report with seq and the events seqs[0..n-1] in that order. */
+static void make_doc_seqs(uint64_t seq, const uint64_t *seqs, size_t n, struct srv_report_doc *doc)
+{
+	Fleetota__V1__StatusReport r = FLEETOTA__V1__STATUS_REPORT__INIT;
+	Fleetota__V1__Event ev[8];
+	Fleetota__V1__Event *events[8];
+	uint8_t *buf;
+	size_t len;
+
+	assert_true(n <= 8);
+	r.seq = seq;
+	r.version = "v";
+	r.state = FLEETOTA__V1__DEVICE_STATE__DEVICE_STATE_IDLE;
+	for (size_t i = 0; i < n; i++) {
+		fleetota__v1__event__init(&ev[i]);
+		ev[i].seq = seqs[i];
+		ev[i].kind = FLEETOTA__V1__EVENT_KIND__EVENT_KIND_BOOTED;
+		events[i] = &ev[i];
+	}
+	r.events = events;
+	r.n_events = n;
+	len = pack(&r, &buf);
+	assert_int_equal(srv_report_doc_new(&r, buf, len, doc), OTA_OK);
+	free(buf);
+}
+
+static void assert_window(const struct srv_report_doc *held, json_int_t first, json_int_t last)
+{
+	assert_int_equal(json_array_size(json_object_get(held->json, "events")), last - first + 1);
+	for (json_int_t s = first; s <= last; s++)
+		assert_int_equal(event_seq(held, (size_t)(s - first)), s);
+}
+
+/*
+ * A device's reports in order (a flood: each one's events follow the held
+ * ones, appended), then a late one, one with its events out of order and
+ * one in order again: each time the union by seq, the newest
+ * SRV_REPORT_COALESCE_EVENTS, the dropped ones counted.
+ */
+static void test_merge_flood(void **state)
+{
+	struct srv_report_doc held = {0}, doc;
+	const uint64_t late[] = {744}, unordered[] = {1003, 1001, 1002}, next[] = {1004};
+
+	(void)state;
+	for (uint64_t s = 1; s <= 1000; s++) {
+		make_doc(s, s, s, &doc);
+		assert_true(doc.events_ascending);
+		assert_int_equal(srv_report_merge(&held, &doc), OTA_OK);
+	}
+	assert_int_equal(held.seq, 1000);
+	assert_int_equal(held.merged, 1000);
+	assert_int_equal(held.events_dropped, 1000 - SRV_REPORT_COALESCE_EVENTS);
+	assert_window(&held, 1000 - SRV_REPORT_COALESCE_EVENTS + 1, 1000);
+	/* older than the window: the newest fields stay, the event is the oldest */
+	make_doc_seqs(500, late, 1, &doc);
+	assert_int_equal(srv_report_merge(&held, &doc), OTA_OK);
+	assert_int_equal(held.seq, 1000);
+	assert_int_equal(held.events_dropped, 1000 - SRV_REPORT_COALESCE_EVENTS + 1);
+	assert_window(&held, 1000 - SRV_REPORT_COALESCE_EVENTS + 1, 1000);
+	make_doc_seqs(1001, unordered, 3, &doc);
+	assert_false(doc.events_ascending);
+	assert_int_equal(srv_report_merge(&held, &doc), OTA_OK);
+	assert_true(held.events_ascending);
+	assert_window(&held, 1003 - SRV_REPORT_COALESCE_EVENTS + 1, 1003);
+	make_doc_seqs(1004, next, 1, &doc);
+	assert_int_equal(srv_report_merge(&held, &doc), OTA_OK);
+	assert_int_equal(held.seq, 1004);
+	assert_int_equal(held.merged, 1003);
+	/* 744 dropped twice: by the flood, then again after the late report */
+	assert_int_equal(held.events_dropped, 1004 - SRV_REPORT_COALESCE_EVENTS + 1);
+	assert_window(&held, 1004 - SRV_REPORT_COALESCE_EVENTS + 1, 1004);
+	srv_report_doc_clear(&held);
+}
+
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
-		cmocka_unit_test(test_valid_report),	 cmocka_unit_test(test_refusals),
-		cmocka_unit_test(test_garbage_and_size), cmocka_unit_test(test_merge),
-		cmocka_unit_test(test_merge_bound),	 cmocka_unit_test(test_utf8),
+		cmocka_unit_test(test_valid_report),
+		cmocka_unit_test(test_refusals),
+		cmocka_unit_test(test_garbage_and_size),
+		cmocka_unit_test(test_merge),
+		cmocka_unit_test(test_merge_bound),
+		cmocka_unit_test(test_merge_flood),
+		cmocka_unit_test(test_utf8),
 	};
 	return cmocka_run_group_tests(tests, NULL, NULL);
 }
