@@ -57,12 +57,13 @@ if [[ -n ${FLEETOTA_CCACHE_DIR:-} ]]; then
 	ccache_args=(--volume "$FLEETOTA_CCACHE_DIR:/ccache")
 fi
 
-build() { # TARGET IMAGE-NAME
+build() { # TARGET IMAGE-NAME (its status is buildah's: callers chain it with &&,
+	# where set -e does not stop the function)
 	local t0=$SECONDS ref=localhost/fleetota/$2:$tag
 	# shellcheck disable=SC2086 # FLEETOTA_BUILD_ARGS is a list of words
 	buildah bud --quiet --isolation chroot --layers --format docker \
 		--build-arg BASE_IMAGE="$base" ${ccache_args[@]+"${ccache_args[@]}"} ${FLEETOTA_BUILD_ARGS:-} \
-		-f "$top/docker/Dockerfile" --target "$1" -t "$ref" "$top" >/dev/null
+		-f "$top/docker/Dockerfile" --target "$1" -t "$ref" "$top" >/dev/null || return
 	echo "build-images: $ref built in $((SECONDS - t0)) s" \
 		"($(podman image inspect --format '{{.Size}}' "$ref" | numfmt --to=si)B)"
 }
