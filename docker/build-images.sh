@@ -67,12 +67,12 @@ build() { # TARGET IMAGE-NAME (its status is buildah's: callers chain it with &&
 	echo "build-images: $ref built in $((SECONDS - t0)) s" \
 		"($(podman image inspect --format '{{.Size}}' "$ref" | numfmt --to=si)B)"
 }
-# two at a time: the compile of one overlaps the package downloads of the other
-build postgres postgres &
+# two at a time: the images without C sources (postgres, broker) beside the
+# chain that compiles
+{ build postgres postgres && build broker broker; } &
 pid=$!
 # The build stage is tagged too (fleetota/build): an untagged last layer
 # would be dangling, and `podman image prune` would drop the compile cache.
-build server ota-server && build build build && build tools tools && build broker broker ||
-	status=$?
+build server ota-server && build build build && build tools tools || status=$?
 wait "$pid" || status=$?
 exit "${status:-0}"
