@@ -57,21 +57,22 @@ if [[ -n ${FLEETOTA_CCACHE_DIR:-} ]]; then
 	ccache_args=(--volume "$FLEETOTA_CCACHE_DIR:/ccache")
 fi
 
-build() { # TARGET IMAGE-NAME
+build() { # TARGET IMAGE-NAME (its status is buildah's: callers chain it with &&,
+	# where set -e does not stop the function)
 	local t0=$SECONDS ref=localhost/fleetota/$2:$tag
 	# shellcheck disable=SC2086 # FLEETOTA_BUILD_ARGS is a list of words
 	buildah bud --quiet --isolation chroot --layers --format docker \
 		--build-arg BASE_IMAGE="$base" ${ccache_args[@]+"${ccache_args[@]}"} ${FLEETOTA_BUILD_ARGS:-} \
-		-f "$top/docker/Dockerfile" --target "$1" -t "$ref" "$top" >/dev/null
+		-f "$top/docker/Dockerfile" --target "$1" -t "$ref" "$top" >/dev/null || return
 	echo "build-images: $ref built in $((SECONDS - t0)) s" \
 		"($(podman image inspect --format '{{.Size}}' "$ref" | numfmt --to=si)B)"
 }
-# two at a time: the compile of one overlaps the package downloads of the other
-build postgres postgres &
+# two at a time: the images without C sources (postgres, broker) beside the
+# chain that compiles
+{ build postgres postgres && build broker broker; } &
 pid=$!
 # The build stage is tagged too (fleetota/build): an untagged last layer
 # would be dangling, and `podman image prune` would drop the compile cache.
-build server ota-server && build build build && build tools tools && build broker broker ||
-	status=$?
+build server ota-server && build build build && build tools tools || status=$?
 wait "$pid" || status=$?
 exit "${status:-0}"
