@@ -321,7 +321,8 @@ struct kr_manifest_spec {
 /*
  * kr_stream (stream.c): reads in to its end through sha, and writes every
  * byte to out too when out >= 0, with reading, hashing and writing
- * overlapped (one I/O thread, a ring of KR_STREAM_CHUNK buffers). Only
+ * overlapped (a reader and a writer thread, a ring of KR_STREAM_CHUNK
+ * buffers). Only
  * hashed bytes are written. OTA_ERR_SIZE once more than limit bytes were
  * read; OTA_ERR_STORAGE on a read or write error (its errno in ret);
  * ret->bytes is what was read. The caller finishes or aborts sha.

@@ -1,11 +1,11 @@
 /* SPDX-License-Identifier: Apache-2.0 */
 /*
- * A file through SHA-256, optionally copied: one I/O thread reads ahead
- * (and writes behind) through a small ring of buffers while the calling
- * thread hashes, so hashing, reading and writing overlap (docs/bench.md,
- * "Signing"). Every byte written is one the caller hashed: the writer
- * takes a buffer only after the hasher is done with it, and the buffer is
- * not refilled before it is written.
+ * A file through SHA-256, optionally copied: a reader thread reads ahead
+ * and a writer thread writes behind through a small ring of buffers while
+ * the calling thread hashes, so hashing, reading and writing overlap
+ * (docs/bench.md, "Signing"). Every byte written is one the caller
+ * hashed: the writer takes a buffer only after the hasher is done with
+ * it, and the buffer is not refilled before it is written.
  */
 #define _GNU_SOURCE /* sync_file_range */
 #include <errno.h>
@@ -30,6 +30,7 @@ struct stream {
 	uint64_t n_read, n_hashed, n_written;
 	uint64_t bytes_read, bytes_written;
 	bool eof, stop;
+	bool hashed_all; /* the hasher is done: the writer ends once it caught up */
 	int read_errno, write_errno;
 	bool over;
 	pthread_mutex_t lock;
@@ -73,68 +74,84 @@ ssize_t kr_read_some(int fd, uint8_t *buf, size_t cap)
 }
 
 /*
- * The I/O thread: writes hashed buffers first (they free ring space),
- * else reads into a free one. Writeback of what it wrote is started at
- * once (sync_file_range), so the caller's final fsync finds little left.
+ * The reader: fills free buffers in order. A buffer is free once it was
+ * written (or, with no output, hashed).
  */
-static void *io_thread(void *arg)
+static void *read_thread(void *arg)
+{
+	struct stream *s = arg;
+	pthread_mutex_lock(&s->lock);
+	for (;;) {
+		uint64_t freed = s->out >= 0 ? s->n_written : s->n_hashed;
+		if (s->stop || s->eof)
+			break;
+		if (s->n_read >= freed + RING) {
+			pthread_cond_wait(&s->cond, &s->lock);
+			continue;
+		}
+		unsigned i = (unsigned)(s->n_read % RING);
+		pthread_mutex_unlock(&s->lock);
+		ssize_t got = kr_read_some(s->in, s->buf[i], KR_STREAM_CHUNK);
+		pthread_mutex_lock(&s->lock);
+		if (got < 0) {
+			s->read_errno = (int)-got;
+			s->stop = true;
+		} else if (got == 0) {
+			s->eof = true;
+		} else {
+			s->len[i] = (size_t)got;
+			s->bytes_read += (uint64_t)got;
+			s->n_read++;
+			if (s->bytes_read > s->limit) {
+				s->over = true;
+				s->eof = true;
+			}
+		}
+		pthread_cond_broadcast(&s->cond);
+	}
+	pthread_cond_broadcast(&s->cond);
+	pthread_mutex_unlock(&s->lock);
+	return NULL;
+}
+
+/*
+ * The writer: writes hashed buffers in order, on its own thread so that
+ * the page-cache copy of the writes overlaps both the reads and the
+ * hashing (docs/bench.md, "Signing, fourth round"). Writeback of what it
+ * wrote is started at once (sync_file_range), so the caller's final
+ * fsync finds little left.
+ */
+static void *write_thread(void *arg)
 {
 	struct stream *s = arg;
 	pthread_mutex_lock(&s->lock);
 	for (;;) {
 		if (s->stop)
 			break;
-		if (s->out >= 0 && s->n_written < s->n_hashed) {
-			unsigned i = (unsigned)(s->n_written % RING);
-			pthread_mutex_unlock(&s->lock);
-			int e = kr_write_all(s->out, s->buf[i], s->len[i]);
-#if defined(__linux__)
-			if (e == 0)
-				(void)sync_file_range(s->out, s->out_at + (off_t)s->bytes_written,
-						      (off_t)s->len[i], SYNC_FILE_RANGE_WRITE);
-#endif
-			pthread_mutex_lock(&s->lock);
-			if (e != 0) {
-				s->write_errno = e;
-				s->stop = true;
+		if (s->n_written == s->n_hashed) {
+			if (s->hashed_all)
 				break;
-			}
+			pthread_cond_wait(&s->cond, &s->lock);
+			continue;
+		}
+		unsigned i = (unsigned)(s->n_written % RING);
+		pthread_mutex_unlock(&s->lock);
+		int e = kr_write_all(s->out, s->buf[i], s->len[i]);
+#if defined(__linux__)
+		if (e == 0)
+			(void)sync_file_range(s->out, s->out_at + (off_t)s->bytes_written,
+					      (off_t)s->len[i], SYNC_FILE_RANGE_WRITE);
+#endif
+		pthread_mutex_lock(&s->lock);
+		if (e != 0) {
+			s->write_errno = e;
+			s->stop = true;
+		} else {
 			s->bytes_written += s->len[i];
 			s->n_written++;
-			pthread_cond_broadcast(&s->cond);
-			continue;
 		}
-		if (s->out < 0)
-			s->n_written = s->n_hashed;
-		if (!s->eof && s->n_read < s->n_written + RING) {
-			unsigned i = (unsigned)(s->n_read % RING);
-			pthread_mutex_unlock(&s->lock);
-			ssize_t got = kr_read_some(s->in, s->buf[i], KR_STREAM_CHUNK);
-			pthread_mutex_lock(&s->lock);
-			if (got < 0) {
-				s->read_errno = (int)-got;
-				s->stop = true;
-				break;
-			}
-			if (got == 0) {
-				s->eof = true;
-			} else {
-				s->len[i] = (size_t)got;
-				s->bytes_read += (uint64_t)got;
-				s->n_read++;
-				if (s->bytes_read > s->limit) {
-					s->over = true;
-					s->eof = true;
-				}
-			}
-			pthread_cond_broadcast(&s->cond);
-			continue;
-		}
-		if (s->eof && s->n_written == s->n_read)
-			break;
-		pthread_cond_wait(&s->cond, &s->lock);
+		pthread_cond_broadcast(&s->cond);
 	}
-	s->stop = true;
 	pthread_cond_broadcast(&s->cond);
 	pthread_mutex_unlock(&s->lock);
 	return NULL;
@@ -144,7 +161,8 @@ enum ota_err kr_stream(int in, int out, uint64_t limit, struct ota_sha256_ctx *s
 		       struct kr_stream_result *ret)
 {
 	struct stream s;
-	pthread_t io;
+	pthread_t reader, writer;
+	bool have_reader = false, have_writer = false, have_sync = false;
 	enum ota_err err = OTA_OK;
 	memset(&s, 0, sizeof(s));
 	memset(ret, 0, sizeof(*ret));
@@ -153,31 +171,41 @@ enum ota_err kr_stream(int in, int out, uint64_t limit, struct ota_sha256_ctx *s
 	s.limit = limit;
 	s.out_at = out >= 0 ? lseek(out, 0, SEEK_CUR) : 0;
 	if (s.out_at < 0)
-		s.out_at = 0; /* a pipe: the hint below only starts writeback early */
+		s.out_at = 0; /* a pipe: the hint only starts writeback early */
 	for (unsigned i = 0; i < RING; i++) {
 		s.buf[i] = malloc(KR_STREAM_CHUNK);
 		if (!s.buf[i])
 			err = OTA_ERR_NOMEM;
 	}
 	(void)posix_fadvise(in, 0, 0, POSIX_FADV_SEQUENTIAL);
-	if (err == OTA_OK &&
-	    (pthread_mutex_init(&s.lock, NULL) != 0 || pthread_cond_init(&s.cond, NULL) != 0))
-		err = OTA_ERR_INTERNAL;
-	if (err == OTA_OK && pthread_create(&io, NULL, io_thread, &s) != 0) {
-		pthread_cond_destroy(&s.cond);
-		pthread_mutex_destroy(&s.lock);
-		err = OTA_ERR_INTERNAL;
+	if (err == OTA_OK) {
+		if (pthread_mutex_init(&s.lock, NULL) != 0)
+			err = OTA_ERR_INTERNAL;
+		else if (pthread_cond_init(&s.cond, NULL) != 0) {
+			pthread_mutex_destroy(&s.lock);
+			err = OTA_ERR_INTERNAL;
+		} else {
+			have_sync = true;
+		}
 	}
-	if (err != OTA_OK) {
-		for (unsigned i = 0; i < RING; i++)
-			free(s.buf[i]);
-		return err;
+	if (err == OTA_OK && out >= 0) {
+		if (pthread_create(&writer, NULL, write_thread, &s) == 0)
+			have_writer = true;
+		else
+			err = OTA_ERR_INTERNAL;
 	}
-	pthread_mutex_lock(&s.lock);
-	for (;;) {
-		while (s.n_hashed == s.n_read && !s.stop && !(s.eof && s.n_read == s.n_hashed))
+	if (err == OTA_OK) {
+		if (pthread_create(&reader, NULL, read_thread, &s) == 0)
+			have_reader = true;
+		else
+			err = OTA_ERR_INTERNAL;
+	}
+	if (have_sync)
+		pthread_mutex_lock(&s.lock);
+	while (err == OTA_OK) {
+		while (s.n_hashed == s.n_read && !s.stop && !s.eof)
 			pthread_cond_wait(&s.cond, &s.lock);
-		if (s.n_hashed == s.n_read || s.over || s.read_errno || s.write_errno)
+		if (s.n_hashed == s.n_read || s.over || s.stop)
 			break;
 		unsigned i = (unsigned)(s.n_hashed % RING);
 		pthread_mutex_unlock(&s.lock);
@@ -188,13 +216,21 @@ enum ota_err kr_stream(int in, int out, uint64_t limit, struct ota_sha256_ctx *s
 		s.n_hashed++;
 		pthread_cond_broadcast(&s.cond);
 	}
-	if (err != OTA_OK || s.over || s.read_errno || s.write_errno)
-		s.stop = true;
-	pthread_cond_broadcast(&s.cond);
-	pthread_mutex_unlock(&s.lock);
-	pthread_join(io, NULL);
-	pthread_cond_destroy(&s.cond);
-	pthread_mutex_destroy(&s.lock);
+	if (have_sync) {
+		if (err != OTA_OK || s.over || s.read_errno || s.write_errno)
+			s.stop = true;
+		s.hashed_all = true; /* the writer drains what was hashed, then ends */
+		pthread_cond_broadcast(&s.cond);
+		pthread_mutex_unlock(&s.lock);
+	}
+	if (have_reader)
+		pthread_join(reader, NULL);
+	if (have_writer)
+		pthread_join(writer, NULL);
+	if (have_sync) {
+		pthread_cond_destroy(&s.cond);
+		pthread_mutex_destroy(&s.lock);
+	}
 	for (unsigned i = 0; i < RING; i++)
 		free(s.buf[i]);
 	ret->bytes = s.bytes_read;

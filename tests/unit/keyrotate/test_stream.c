@@ -109,6 +109,25 @@ static void test_limit_and_errors(void **state)
 	ota_sha256_abort(&sha);
 	close(in);
 
+	/*
+	 * over the limit while copying: the reader stops, the writer ends
+	 * with what was hashed (no more than the limit and a chunk written)
+	 */
+	char out_path[128];
+	snprintf(out_path, sizeof(out_path), "%s/out", dir);
+	in = open(in_path, O_RDONLY);
+	int out = open(out_path, O_WRONLY | O_CREAT | O_TRUNC, 0600);
+	assert_true(in >= 0 && out >= 0);
+	assert_int_equal(ota_sha256_init(&sha), OTA_OK);
+	assert_int_equal(kr_stream(in, out, 2 * KR_STREAM_CHUNK - 1, &sha, &got), OTA_ERR_SIZE);
+	ota_sha256_abort(&sha);
+	assert_int_equal(close(out), 0);
+	close(in);
+	struct stat st;
+	assert_int_equal(stat(out_path, &st), 0);
+	assert_true((uint64_t)st.st_size <= 3 * (uint64_t)KR_STREAM_CHUNK);
+	unlink(out_path);
+
 	/* a full disk: the write error and its errno */
 	int full = open("/dev/full", O_WRONLY);
 	if (full >= 0) {
