@@ -101,9 +101,14 @@ start)
 	if pid_of >/dev/null; then
 		echo "pg.sh: already running (pid $(pid_of))" >&2
 	else
+		# on tmpfs (the tests) dynamic shared memory in the data directory:
+		# an immediate stop leaves posix segments behind in /dev/shm
+		dsm=posix
+		[[ $(stat -f -c %T "$dir") != tmpfs ]] || dsm=mmap
 		as_pg "$bindir/pg_ctl" -D "$dir/data" -l "$dir/postgres.log" -w -t 30 \
 			-o "-p $port -k $dir -c listen_addresses=127.0.0.1 -c fsync=off \
--c synchronous_commit=off -c full_page_writes=off -c max_connections=100" \
+-c synchronous_commit=off -c full_page_writes=off -c max_connections=100 \
+-c dynamic_shared_memory_type=$dsm" \
 			start >/dev/null || {
 			tail -20 "$dir/postgres.log" >&2
 			exit 1
