@@ -44,8 +44,8 @@ as_pg() {
 
 pid_of() {
 	[[ -f "$dir/data/postmaster.pid" ]] || return 1
-	local pid
-	pid=$(head -1 "$dir/data/postmaster.pid")
+	local pid=
+	read -r pid <"$dir/data/postmaster.pid" || true
 	[[ -n "$pid" ]] && kill -0 "$pid" 2>/dev/null && echo "$pid"
 }
 
@@ -133,7 +133,7 @@ stop)
 		exit 2
 		;;
 	esac
-	for _ in $(seq 1 300); do
+	for ((i = 0; i < 300; i++)); do
 		kill -0 "$pid" 2>/dev/null || exit 0
 		sleep 0.1
 	done

@@ -195,29 +195,73 @@ stack_server_conf() { # OUT PKI PG_DIR PG_PORT DEVICE_PORT STORE [KEY=VALUE...]
 	done >"$out"
 }
 
+# stack_tick_open / stack_tick SECONDS / stack_tick_close: a wait that
+# starts no process (read -t on a FIFO nobody writes to), for the polls of
+# this library: a `sleep` each 0.1 s was ~30 processes per server start.
+# The FIFO is opened only while a poll runs, after the process polled for
+# started: daemons do not inherit it.
+STACK_TICK_FD=
+stack_tick_open() {
+	if [[ -n $STACK && -d $STACK ]]; then
+		[[ -p $STACK/.tick ]] || mkfifo "$STACK/.tick" 2>/dev/null || return 0
+		exec {STACK_TICK_FD}<>"$STACK/.tick"
+	fi
+}
+stack_tick() {
+	if [[ -n $STACK_TICK_FD ]]; then
+		read -r -t "$1" -u "$STACK_TICK_FD" _ || true
+	else
+		sleep "$1"
+	fi
+}
+stack_tick_close() {
+	[[ -z $STACK_TICK_FD ]] || exec {STACK_TICK_FD}<&-
+	STACK_TICK_FD=
+}
+
 stack_server_start() { # CONF LOG [UNTIL...]
-	local conf=${1:?CONF} logf=${2:?LOG} mark line ok
+	local conf=${1:?CONF} logf=${2:?LOG} line chunk pending= logfd i j
 	shift 2
-	local until=("$@")
+	local until=("$@") seen=()
 	if ((${#until[@]} == 0)) && [[ -z "${STACK_SERVER_READY:-}" ]]; then
 		until=("db connection 0 up")
 		! grep -q '^mqtt_url' "$conf" || until+=("mqtt connected")
 	fi
+	# the log from its end (only the new server's lines count), read as
+	# it grows: no tail and grep per line and poll
 	: >>"$logf"
-	mark=$(wc -l <"$logf")
+	exec {logfd}<"$logf"
+	IFS= read -r -d '' -u "$logfd" _ || true
 	env ${STACK_SERVER_ENV[@]+"${STACK_SERVER_ENV[@]}"} \
-		"${OTA_SERVER:?}" --config "$conf" >>"$logf" 2>&1 &
+		"${OTA_SERVER:?}" --config "$conf" >>"$logf" 2>&1 {logfd}<&- &
 	STACK_SERVER_PID=$!
-	for _ in $(seq 1 200); do
-		ok=1
-		for line in "${until[@]}"; do
-			grep -qF "$line" < <(tail -n +"$((mark + 1))" "$logf") || { ok=0; break; }
+	stack_tick_open
+	for ((i = 0; i < 200; i++)); do
+		while IFS= read -r -u "$logfd" chunk; do
+			line=$pending$chunk pending=
+			for j in "${!until[@]}"; do
+				[[ $line != *"${until[j]}"* ]] || seen[j]=1
+			done
 		done
-		((ok == 0)) || [[ -z "${STACK_SERVER_READY:-}" ]] || $STACK_SERVER_READY || ok=0
-		((ok)) && return 0
-		kill -0 "$STACK_SERVER_PID" 2>/dev/null || stack_fail "ota-server exited"
-		sleep 0.1
+		pending+=$chunk
+		for j in "${!until[@]}"; do
+			[[ $pending != *"${until[j]}"* ]] || seen[j]=1
+		done
+		if ((${#seen[@]} == ${#until[@]})) &&
+			{ [[ -z "${STACK_SERVER_READY:-}" ]] || $STACK_SERVER_READY; }; then
+			exec {logfd}<&-
+			stack_tick_close
+			return 0
+		fi
+		if ! kill -0 "$STACK_SERVER_PID" 2>/dev/null; then
+			exec {logfd}<&-
+			stack_tick_close
+			stack_fail "ota-server exited"
+		fi
+		stack_tick 0.1
 	done
+	exec {logfd}<&-
+	stack_tick_close
 	stack_fail "ota-server did not come up"
 }
 
@@ -227,10 +271,13 @@ stack_server_stop() { # [SIGNAL [SECONDS]]
 	[[ -n "${STACK_STOP_PID:-}" ]] || STACK_SERVER_PID=
 	kill -"${1:-TERM}" "$pid" 2>/dev/null || true
 	if [[ -n "${2:-}" ]]; then
-		for _ in $(seq 1 $(($2 * 10))); do
+		local i
+		stack_tick_open
+		for ((i = 0; i < $2 * 10; i++)); do
 			kill -0 "$pid" 2>/dev/null || break
-			sleep 0.1
+			stack_tick 0.1
 		done
+		stack_tick_close
 		kill -KILL "$pid" 2>/dev/null || true
 	fi
 	wait "$pid" 2>/dev/null && STACK_SERVER_STATUS=0 || STACK_SERVER_STATUS=$?

@@ -230,10 +230,9 @@ standard_setup() {
 	start_broker
 	mkdir -p "$T/fixtures"
 	"$SRV_TESTTOOL" fixtures "$T/fixtures" art-1:1.1.0:2:300000 art-2:1.2.0:3:1000 >/dev/null
-	sql -f "$T/fixtures/trust.sql"
-	sql -f "$T/fixtures/art-1.sql"
-	sql -f "$T/fixtures/art-2.sql"
-	sql -c "INSERT INTO devices (device_id, model, hw_revision, version, version_code, security_counter)
+	# one psql, one session for all (each -f and -c as its own psql would)
+	sql -f "$T/fixtures/trust.sql" -f "$T/fixtures/art-1.sql" -f "$T/fixtures/art-2.sql" \
+		-c "INSERT INTO devices (device_id, model, hw_revision, version, version_code, security_counter)
 		VALUES ('dev-1', 'fx-model', 'rev-a', '1.0.0', 1, 1),
 		       ('dev-2', 'fx-model', 'rev-a', '1.0.0', 1, 1),
 		       ('dev-3', 'fx-model', 'rev-a', '1.0.0', 1, 1)"
