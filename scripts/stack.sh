@@ -220,7 +220,7 @@ stack_tick_close() {
 }
 
 stack_server_start() { # CONF LOG [UNTIL...]
-	local conf=${1:?CONF} logf=${2:?LOG} line chunk pending= logfd i j
+	local conf=${1:?CONF} logf=${2:?LOG} line chunk pending='' logfd i j
 	shift 2
 	local until=("$@") seen=()
 	if ((${#until[@]} == 0)) && [[ -z "${STACK_SERVER_READY:-}" ]]; then
