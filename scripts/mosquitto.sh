@@ -45,8 +45,8 @@ dir=${2:?DIR}
 
 pid_of() {
 	[[ -f "$dir/mosquitto.pid" ]] || return 1
-	local pid
-	pid=$(cat "$dir/mosquitto.pid")
+	local pid=
+	read -r pid <"$dir/mosquitto.pid" || true
 	[[ -n "$pid" ]] && kill -0 "$pid" 2>/dev/null && echo "$pid"
 }
 
@@ -156,13 +156,19 @@ start)
 	write_config "$port" "$pki" 127.0.0.1
 	rm -f "$dir/mosquitto.pid"
 	mosquitto -d -c "$dir/mosquitto.conf" 2>>"$dir/mosquitto.stderr"
-	for _ in $(seq 1 100); do
-		if pid_of >/dev/null && grep -q "Opening ipv4 listen socket on port $port" \
-			"$dir/mosquitto.log" 2>/dev/null; then
+	# polled with no process per round (each test starts a broker): the
+	# log read by mapfile, the wait a read -t on a FIFO nobody writes to,
+	# opened after the broker started (it does not inherit it)
+	[[ -p "$dir/.tick" ]] || mkfifo "$dir/.tick"
+	exec {tick}<>"$dir/.tick"
+	for ((i = 0; i < 100; i++)); do
+		log=()
+		[[ ! -f "$dir/mosquitto.log" ]] || mapfile -t log <"$dir/mosquitto.log"
+		if [[ "${log[*]}" == *"Opening ipv4 listen socket on port $port"* ]] && pid_of >/dev/null; then
 			pid_of
 			exit 0
 		fi
-		sleep 0.05
+		read -r -t 0.05 -u "$tick" _ || true
 	done
 	echo "mosquitto.sh: broker did not start" >&2
 	tail -20 "$dir/mosquitto.log" >&2 || true
@@ -236,9 +242,11 @@ kick)
 stop)
 	pid=$(pid_of) || exit 0
 	kill -TERM "$pid"
-	for _ in $(seq 1 100); do
+	[[ -p "$dir/.tick" ]] || mkfifo "$dir/.tick"
+	exec {tick}<>"$dir/.tick"
+	for ((i = 0; i < 100; i++)); do
 		kill -0 "$pid" 2>/dev/null || exit 0
-		sleep 0.05
+		read -r -t 0.05 -u "$tick" _ || true
 	done
 	kill -KILL "$pid" 2>/dev/null || true
 	;;

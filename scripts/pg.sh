@@ -5,7 +5,12 @@
 # `postgres` user (PostgreSQL refuses root), started and stopped by PID.
 #
 #   scripts/pg.sh start  DIR PORT [DBNAME]   initdb if needed, start, create DBNAME
-#   scripts/pg.sh stop   DIR                 fast shutdown by PID, waits
+#   scripts/pg.sh stop   DIR [immediate]     fast shutdown by PID, waits;
+#                                            immediate: no shutdown checkpoint
+#                                            (a cluster about to be removed)
+#   scripts/pg.sh keep   DIR PORT DBNAME TAG stops the cluster, keeps a copy of
+#                                            it as the template of TAG, starts
+#                                            it again (see PG_TEMPLATE_TAG)
 #   scripts/pg.sh status DIR                 exit 0 when running
 #   scripts/pg.sh conninfo DIR PORT [DBNAME] prints a libpq conninfo
 #
@@ -15,9 +20,15 @@
 # creates DBNAME), and the tests start some 70 of them: the first one's data
 # directory, stopped cleanly with DBNAME in it, is kept as a template in
 # PG_TEMPLATE-DBNAME (default PG_TEMPLATE /tmp/fleetota-pg-template-UID-
-# VERSION) and later clusters are copies of it (cp -a, 0.1 s). A copy has its
-# database before it first listens, as an initdb'd cluster has.
-# PG_TEMPLATE=none turns it off.
+# VERSION; PG_TEMPLATE_DIR instead of /tmp: the tests keep it where their
+# clusters are, on tmpfs) and later clusters are copies of it (cp -a, 0.1 s).
+# A copy has its database before it first listens, as an initdb'd cluster
+# has. PG_TEMPLATE=none turns it off.
+#
+# PG_TEMPLATE_TAG=TAG: a new cluster is a copy of TAG's template instead when
+# there is one (DIR/data/fleetota-template-tag then holds TAG). A caller that
+# does the same set-up in every cluster (the tests' migrations: TAG a hash of
+# what they apply) does it once, then `pg.sh keep`s the result.
 set -euo pipefail
 cmd=${1:?usage: pg.sh start|stop|status|conninfo DIR [PORT] [DBNAME]}
 dir=${2:?DIR}
@@ -33,8 +44,8 @@ as_pg() {
 
 pid_of() {
 	[[ -f "$dir/data/postmaster.pid" ]] || return 1
-	local pid
-	pid=$(head -1 "$dir/data/postmaster.pid")
+	local pid=
+	read -r pid <"$dir/data/postmaster.pid" || true
 	[[ -n "$pid" ]] && kill -0 "$pid" 2>/dev/null && echo "$pid"
 }
 
@@ -51,11 +62,19 @@ start)
 	fi
 	template=none
 	if [[ ${PG_TEMPLATE:-} != none ]]; then
-		template=${PG_TEMPLATE:-/tmp/fleetota-pg-template-$(id -u)-$("$bindir/pg_ctl" --version | awk '{print $3}')}-$db
+		template=${PG_TEMPLATE:-${PG_TEMPLATE_DIR:-/tmp}/fleetota-pg-template-$(id -u)-$("$bindir/pg_ctl" --version | awk '{print $3}')}-$db
+	fi
+	copied=0
+	if [[ ! -f "$dir/data/PG_VERSION" && $template != none && -n ${PG_TEMPLATE_TAG:-} &&
+		-f "$template-$PG_TEMPLATE_TAG/fleetota-template-tag" ]]; then
+		rm -rf "$dir/data"
+		cp -a "$template-$PG_TEMPLATE_TAG" "$dir/data"
+		copied=1
 	fi
 	if [[ ! -f "$dir/data/PG_VERSION" && $template != none && -f "$template/PG_VERSION" ]]; then
 		rm -rf "$dir/data"
 		cp -a "$template" "$dir/data"
+		copied=1
 	fi
 	if [[ ! -f "$dir/data/PG_VERSION" ]]; then
 		rm -rf "$dir/data"
@@ -82,29 +101,59 @@ start)
 	if pid_of >/dev/null; then
 		echo "pg.sh: already running (pid $(pid_of))" >&2
 	else
+		# on tmpfs (the tests) dynamic shared memory in the data directory:
+		# an immediate stop leaves posix segments behind in /dev/shm
+		dsm=posix
+		[[ $(stat -f -c %T "$dir") != tmpfs ]] || dsm=mmap
 		as_pg "$bindir/pg_ctl" -D "$dir/data" -l "$dir/postgres.log" -w -t 30 \
 			-o "-p $port -k $dir -c listen_addresses=127.0.0.1 -c fsync=off \
--c synchronous_commit=off -c full_page_writes=off -c max_connections=100" \
+-c synchronous_commit=off -c full_page_writes=off -c max_connections=100 \
+-c dynamic_shared_memory_type=$dsm" \
 			start >/dev/null || {
 			tail -20 "$dir/postgres.log" >&2
 			exit 1
 		}
 	fi
-	as_pg "$bindir/psql" -h "$dir" -p "$port" -U postgres -d postgres -Atq \
-		-c "SELECT 1 FROM pg_database WHERE datname = '$db'" | grep -q 1 ||
+	# a copy of the template has DBNAME (the template is DBNAME's): no
+	# psql as postgres to check (~0.15 s of CPU per cluster)
+	((copied)) ||
+		as_pg "$bindir/psql" -h "$dir" -p "$port" -U postgres -d postgres -Atq \
+			-c "SELECT 1 FROM pg_database WHERE datname = '$db'" | grep -q 1 ||
 		as_pg "$bindir/psql" -h "$dir" -p "$port" -U postgres -d postgres -q \
 			-c "CREATE DATABASE \"$db\"" >/dev/null
 	pid_of
 	;;
 stop)
 	pid=$(pid_of) || exit 0
-	kill -INT "$pid"
-	for _ in $(seq 1 300); do
+	case ${3:-fast} in
+	fast) kill -INT "$pid" ;;
+	immediate) kill -QUIT "$pid" ;;
+	*)
+		echo "pg.sh: stop mode ${3} is neither fast nor immediate" >&2
+		exit 2
+		;;
+	esac
+	for ((i = 0; i < 300; i++)); do
 		kill -0 "$pid" 2>/dev/null || exit 0
 		sleep 0.1
 	done
 	echo "pg.sh: postgres $pid did not stop, killing" >&2
 	kill -KILL "$pid" 2>/dev/null || true
+	;;
+keep)
+	port=${3:?PORT}
+	db=${4:?DBNAME}
+	tag=${5:?TAG}
+	[[ $tag =~ ^[A-Za-z0-9._-]+$ ]] || { echo "pg.sh: bad template tag '$tag'" >&2; exit 2; }
+	[[ ${PG_TEMPLATE:-} != none ]] || exit 0
+	template=${PG_TEMPLATE:-${PG_TEMPLATE_DIR:-/tmp}/fleetota-pg-template-$(id -u)-$("$bindir/pg_ctl" --version | awk '{print $3}')}-$db-$tag
+	if [[ ! -e "$template" ]]; then
+		"$0" stop "$dir"
+		# whole or not at all (another test may race); the tag file last
+		{ cp -a "$dir/data" "$template.$$" && echo "$tag" >"$template.$$/fleetota-template-tag" &&
+			mv -T "$template.$$" "$template"; } 2>/dev/null || rm -rf "$template.$$"
+		"$0" start "$dir" "$port" "$db" >/dev/null
+	fi
 	;;
 status)
 	pid_of >/dev/null

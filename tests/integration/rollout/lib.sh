@@ -7,6 +7,7 @@ set -euo pipefail
 
 SRC=${1:?source root}
 source "$SRC/scripts/stack.sh"
+stack_use_tmpfs
 stack_init rollout-test
 PGDIR_PARENT=$STACK
 PGDIR=$STACK/pg
@@ -23,7 +24,6 @@ trap rollout_cleanup EXIT
 trap 'exit 130' INT TERM
 
 PGPORT=$(stack_free_port)
-stack_pg_start "$PGDIR" "$PGPORT"
 
 PSQL=(psql -X -q -v ON_ERROR_STOP=1 -h 127.0.0.1 -p "$PGPORT" -U postgres -d fleetota)
 
@@ -37,14 +37,20 @@ qf() {
 	"${PSQL[@]}" -At -c "SET client_min_messages = warning" -f "$1"
 }
 
-for f in "$SRC"/migrations/[0-9][0-9][0-9][0-9]_*.sql; do
-	"${PSQL[@]}" --single-transaction -c "SET client_min_messages = warning" -f "$f" >/dev/null
-done
-# the functions, as `ota-server migrate` applies them (docs/server.md)
-code_files=()
-for f in "$SRC"/migrations/code/*.sql; do code_files+=(-f "$f"); done
-"${PSQL[@]}" --single-transaction -c "SET client_min_messages = warning" \
-	-c "SET check_function_bodies = off" "${code_files[@]}" >/dev/null
+# every migration applied in order, then the functions, as `ota-server
+# migrate` applies them (docs/server.md); once per set of migrations, the
+# other clusters are copies (stack_pg_start_prepared)
+rollout_migrate() { # (called under ||: set -e is off, each step returns)
+	local f code_files=()
+	for f in "$SRC"/migrations/[0-9][0-9][0-9][0-9]_*.sql; do
+		"${PSQL[@]}" --single-transaction -c "SET client_min_messages = warning" -f "$f" >/dev/null ||
+			return 1
+	done
+	for f in "$SRC"/migrations/code/*.sql; do code_files+=(-f "$f"); done
+	"${PSQL[@]}" --single-transaction -c "SET client_min_messages = warning" \
+		-c "SET check_function_bodies = off" "${code_files[@]}" >/dev/null
+}
+stack_pg_start_prepared "$PGDIR" "$PGPORT" "$(stack_migrations_tag psql)" rollout_migrate
 
 # pg_cpu: CPU ticks (getconf CLK_TCK per second) of the test's PostgreSQL so
 # far: the postmaster, its exited children (every psql call is a new

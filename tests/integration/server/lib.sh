@@ -10,6 +10,7 @@ export LSAN_OPTIONS=${LSAN_OPTIONS:-suppressions=$TOP/tests/lsan.supp:print_supp
 # The stack's pieces come from scripts/stack.sh (shared with the demo and
 # the bench); this file keeps the tests' names for them.
 source "$TOP/scripts/stack.sh"
+stack_use_tmpfs
 stack_init fleetota-srv-test
 T=$STACK
 SERVER_PID=
@@ -39,7 +40,7 @@ cleanup() {
 		"$hook"
 	done
 	stop_server
-	stack_stop
+	stack_stop immediate
 	if [[ $rc != 0 || $FAILED != 0 ]]; then
 		echo "---- ota-server log (tail)"
 		tail -${SERVER_LOG_TAIL:-40} "$T/server.log" 2>/dev/null
@@ -69,8 +70,8 @@ STORE=$T/fixtures/store
 
 # The dev PKI with server MQTT identities ota-server:1 and ota-server:2; its
 # CAs and server certificates are copies of a template the tests share
-# (pki.sh: PKI_TEMPLATE), its devices its own.
-PKI_TEMPLATE_PREFIX=/tmp/fleetota-pki-template-$(id -u)
+# (pki.sh: PKI_TEMPLATE, beside the stacks), its devices its own.
+PKI_TEMPLATE_PREFIX=${STACK_TMPDIR:-/tmp}/fleetota-pki-template-$EUID
 setup_pki() {
 	PKI_TEMPLATE=$PKI_TEMPLATE_PREFIX "$TOP/scripts/pki.sh" "$PKI" "$@"
 	"$TOP/scripts/pki.sh" server "$PKI" 2
@@ -109,6 +110,16 @@ second_server_config() {
 }
 
 migrate() { "$OTA_SERVER" migrate --config "$T/server.conf"; }
+migrate_quiet() { migrate >/dev/null 2>&1 || { migrate; fail "migrate"; }; }
+
+# start_pg_migrated: start_pg with the schema that `migrate` makes (needs the
+# config: write_config first). The first cluster of these migrations runs
+# `ota-server migrate` and is kept as a template, the others are copies of
+# it with no migrate of their own (stack_migrations_tag: a copy holds what a
+# migrate would have made).
+start_pg_migrated() {
+	stack_pg_start_prepared "$T/pg" "$PG_PORT" "$(stack_migrations_tag ota-server)" migrate_quiet
+}
 
 # start_server: waits for the database and the broker (the config's env
 # OTA_ROLLOUT_* and the like pass through to the server)
@@ -214,16 +225,14 @@ sql_eq() { # EXPECTED SQL
 # Standard world: PKI, PostgreSQL, broker, migrated schema, fixtures, server.
 standard_setup() {
 	setup_pki dev-1 dev-2 dev-3
-	start_pg
-	start_broker
 	write_config
-	migrate >/dev/null 2>&1 || { migrate; fail "migrate"; }
+	start_pg_migrated
+	start_broker
 	mkdir -p "$T/fixtures"
 	"$SRV_TESTTOOL" fixtures "$T/fixtures" art-1:1.1.0:2:300000 art-2:1.2.0:3:1000 >/dev/null
-	sql -f "$T/fixtures/trust.sql"
-	sql -f "$T/fixtures/art-1.sql"
-	sql -f "$T/fixtures/art-2.sql"
-	sql -c "INSERT INTO devices (device_id, model, hw_revision, version, version_code, security_counter)
+	# one psql, one session for all (each -f and -c as its own psql would)
+	sql -f "$T/fixtures/trust.sql" -f "$T/fixtures/art-1.sql" -f "$T/fixtures/art-2.sql" \
+		-c "INSERT INTO devices (device_id, model, hw_revision, version, version_code, security_counter)
 		VALUES ('dev-1', 'fx-model', 'rev-a', '1.0.0', 1, 1),
 		       ('dev-2', 'fx-model', 'rev-a', '1.0.0', 1, 1),
 		       ('dev-3', 'fx-model', 'rev-a', '1.0.0', 1, 1)"

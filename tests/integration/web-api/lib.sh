@@ -9,6 +9,7 @@ set -euo pipefail
 export LSAN_OPTIONS=${LSAN_OPTIONS:-suppressions=$TOP/tests/lsan.supp:print_suppressions=0}
 
 source "$TOP/scripts/stack.sh" # the stack's pieces, shared with the demo and the bench
+stack_use_tmpfs
 stack_init fleetota-webapi-test
 T=$STACK
 SERVER_PID=
@@ -38,7 +39,7 @@ cleanup() {
 	set +e
 	pg_thaw
 	stop_server
-	stack_stop
+	stack_stop immediate
 	if [[ $rc != 0 || $FAILED != 0 ]]; then
 		echo "---- ota-server log (tail)"
 		tail -40 "$T/server.log" 2>/dev/null
@@ -97,12 +98,16 @@ npm_tools() {
 	fi
 }
 
+wa_migrate() {
+	"$OTA_SERVER" migrate --config "$T/server.conf" >"$T/migrate.log" 2>&1 ||
+		{ cat "$T/migrate.log"; fail "migrate"; }
+}
+
 setup_world() {
 	mkdir -p "$STORE" "$FX"
 	# the CAs and server certificates: copies of the tests' shared template
-	PKI_TEMPLATE=/tmp/fleetota-pki-template-$(id -u) "$TOP/scripts/pki.sh" "$PKI" dev-1 dev-4 \
+	PKI_TEMPLATE=${STACK_TMPDIR:-/tmp}/fleetota-pki-template-$EUID "$TOP/scripts/pki.sh" "$PKI" dev-1 dev-4 \
 		>/dev/null 2>&1 || fail "pki"
-	stack_pg_start "$T/pg" "$PG_PORT"
 	stack_server_conf "$T/server.conf" "$PKI" "$T/pg" "$PG_PORT" "$DEV_PORT" "$STORE" \
 		db_pool_size=2 \
 		"admin_listen=127.0.0.1:$API_PORT" \
@@ -110,8 +115,8 @@ setup_world() {
 		http_timeout_sec=5 \
 		"console_dir=$TOP/web-api/console" \
 		log_level=info
-	"$OTA_SERVER" migrate --config "$T/server.conf" >"$T/migrate.log" 2>&1 ||
-		{ cat "$T/migrate.log"; fail "migrate"; }
+	# the migrated schema: a copy of the first test's (stack.sh)
+	stack_pg_start_prepared "$T/pg" "$PG_PORT" "$(stack_migrations_tag ota-server)" wa_migrate
 	"$WA_FIXTURES" "$FX" || fail "fixtures"
 	sql -c "INSERT INTO devices (device_id, model, hw_revision, version, version_code,
 			keylist_version, tags, state, last_seen)
