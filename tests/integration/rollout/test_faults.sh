@@ -261,8 +261,6 @@ completes ks 1.2.0
 installs_once ks
 sql_eq t "SELECT count(*) > 0 FROM rollout_notifications WHERE campaign_id = 'ks' AND server_id = '$holder' AND published_at IS NULL AND reissued" ||
 	fail "nothing of $holder's was re-issued"
-sql_eq 0 "SELECT count(*) FROM campaign_devices m WHERE campaign_id = 'ks' AND NOT EXISTS (SELECT 1 FROM rollout_notifications n WHERE n.campaign_id = 'ks' AND n.device_id = m.device_id AND n.published_at IS NOT NULL)" ||
-	fail "a device has no acknowledged notification"
 kill -TERM "$WITNESS_PID"
 wait "$WITNESS_PID" 2>/dev/null || true
 WITNESS_PID=
@@ -297,7 +295,29 @@ done < <(sql -F ' ' -c "SELECT n.device_id, n.id, (SELECT min(r.id) FROM rollout
 	AND r.device_id = n.device_id AND r.id > n.id AND r.published_at IS NOT NULL) FROM rollout_notifications n
 	WHERE n.campaign_id = 'ks' AND n.server_id = '$holder' AND n.published_at IS NULL AND n.reissued")
 ((resent > 0)) || fail "no re-sent Notify to check"
-echo "ok - what the broker never acknowledged was re-issued by srv-$other; every device has an acknowledged Notify"
+# every device has an acknowledged Notify, or acted on one of the killed
+# holder's that the broker took before the kill and delivered after the stall
+# (its PUBACK reached nobody, so it is not marked): such a device reported
+# before the lease ran out, so the engine rightly issued nothing again (it
+# re-issues only to devices still 'notified'); the device's Notify log and
+# the witness must both show that very notification (seed 223782149 failed
+# the old check, which demanded an acknowledged one of every device)
+delivered=0
+while read -r dev ids; do
+	acted=$(awk -v d="$dev" '$2 == d && $4 == "ks" && $6 == "act" { print $3 }' "$NOTIFY_LOG")
+	seen=$(seqs_seen "$dev")
+	hit=
+	for id in ${ids//,/ }; do
+		if grep -qx "$id" <<<"$acted" && grep -qx "$id" <<<"$seen"; then hit=$id; fi
+	done
+	[[ -n "$hit" ]] || fail "a device has no acknowledged notification: $dev (unacknowledged of $holder: ${ids:-none}; acted on: $(paste -sd, <<<"$acted"); the witness saw: $(paste -sd, <<<"$seen"))"
+	delivered=$((delivered + 1))
+done < <(sql -F ' ' -c "SELECT m.device_id, coalesce(string_agg(n.id::text, ',' ORDER BY n.id), '')
+	FROM campaign_devices m LEFT JOIN rollout_notifications n ON n.campaign_id = m.campaign_id
+	AND n.device_id = m.device_id AND n.server_id = '$holder' AND n.published_at IS NULL
+	WHERE m.campaign_id = 'ks' AND NOT EXISTS (SELECT 1 FROM rollout_notifications a
+	WHERE a.campaign_id = 'ks' AND a.device_id = m.device_id AND a.published_at IS NOT NULL) GROUP BY 1")
+echo "ok - what the broker never acknowledged was re-issued by srv-$other; every device has an acknowledged Notify or acted on $holder's unacknowledged one that the broker delivered ($delivered devices)"
 echo "ok - the witness at the broker saw the re-sent Notify of each of the $resent devices $holder left unacknowledged"
 
 # ---- 3. freezing the lease holder at each step of its tick --------------
