@@ -313,6 +313,7 @@ done < <(sql -F ' ' -c "SELECT n.device_id, n.id, (SELECT min(r.id) FROM rollout
 # the old check, which demanded an acknowledged one of every device)
 delivered=0
 while read -r dev ids; do
+	[[ -n "$dev" ]] || continue
 	acted=$(awk -v d="$dev" '$2 == d && $4 == "ks" && $6 == "act" { print $3 }' "$NOTIFY_LOG")
 	seen=$(seqs_seen "$dev")
 	hit=
