@@ -35,6 +35,7 @@ NOTIFY_LOG=$T/notify.log
 T0=$SECONDS
 log "seed $SEED ($N devices; ROLLOUT_FAULT_SEED=$SEED repeats these timings)"
 
+FLEET_STATE=$T/fleet # the simulated devices' flash (below)
 declare -A PID=()
 SIM_PID=
 WITNESS_PID=
@@ -61,6 +62,7 @@ stop_all() {
 	done
 	local mq
 	mq=$(cat "$T/mq/mosquitto.pid" 2>/dev/null) && kill -CONT "$mq" 2>/dev/null
+	[[ $FLEET_STATE == "$T"/* ]] || rm -rf "$FLEET_STATE"
 	if [[ -n "${ROLLOUT_FAULT_KEEP:-}" ]]; then
 		mkdir -p "$ROLLOUT_FAULT_KEEP"
 		cp "$T"/*.log "$T/mq/mosquitto.log" "$ROLLOUT_FAULT_KEEP/" 2>/dev/null || true
@@ -75,6 +77,13 @@ stop_all() {
 	fi
 }
 at_cleanup stop_all
+# The simulated devices' flash on tmpfs when there is one: some 2,000 installs
+# fsync their slots and state copies, on a busy disk, and the 400 devices'
+# files are removed at the end; no fault here is about the devices' storage
+# (power cuts are fleet-faults' and the agent tests')
+if [[ -d /dev/shm && -w /dev/shm ]]; then
+	FLEET_STATE=$(mktemp -d /dev/shm/fleetota-faults-fleet.XXXXXX)
+fi
 
 setup_pki
 "$TOP/scripts/pki.sh" observer "$PKI" witness # CN ota-observer:witness, read-only
@@ -151,7 +160,7 @@ up b
 wait "$ISSUE_PID" || fail "ota-fleet-sim --issue-certs: $(cat "$T/issue.log")"
 ISSUE_PID=
 log "$N simulated devices"
-"$OTA_FLEET_SIM" --devices "$N" --prefix sim- --pki "$PKI" --state-dir "$T/fleet" \
+"$OTA_FLEET_SIM" --devices "$N" --prefix sim- --pki "$PKI" --state-dir "$FLEET_STATE" \
 	--server "https://127.0.0.1:$DEV_PORT_D" --broker "ssl://127.0.0.1:$MQ_PORT" \
 	--rootlist "$T/fixtures/rootlist.bin" --keylist "$T/fixtures/keylist.bin" \
 	--slot-size 65536 --workers 16 --connect-rate 20 --progress 10 \
@@ -261,8 +270,6 @@ completes ks 1.2.0
 installs_once ks
 sql_eq t "SELECT count(*) > 0 FROM rollout_notifications WHERE campaign_id = 'ks' AND server_id = '$holder' AND published_at IS NULL AND reissued" ||
 	fail "nothing of $holder's was re-issued"
-sql_eq 0 "SELECT count(*) FROM campaign_devices m WHERE campaign_id = 'ks' AND NOT EXISTS (SELECT 1 FROM rollout_notifications n WHERE n.campaign_id = 'ks' AND n.device_id = m.device_id AND n.published_at IS NOT NULL)" ||
-	fail "a device has no acknowledged notification"
 kill -TERM "$WITNESS_PID"
 wait "$WITNESS_PID" 2>/dev/null || true
 WITNESS_PID=
@@ -297,7 +304,30 @@ done < <(sql -F ' ' -c "SELECT n.device_id, n.id, (SELECT min(r.id) FROM rollout
 	AND r.device_id = n.device_id AND r.id > n.id AND r.published_at IS NOT NULL) FROM rollout_notifications n
 	WHERE n.campaign_id = 'ks' AND n.server_id = '$holder' AND n.published_at IS NULL AND n.reissued")
 ((resent > 0)) || fail "no re-sent Notify to check"
-echo "ok - what the broker never acknowledged was re-issued by srv-$other; every device has an acknowledged Notify"
+# every device has an acknowledged Notify, or acted on one of the killed
+# holder's that the broker took before the kill and delivered after the stall
+# (its PUBACK reached nobody, so it is not marked): such a device reported
+# before the lease ran out, so the engine rightly issued nothing again (it
+# re-issues only to devices still 'notified'); the device's Notify log and
+# the witness must both show that very notification (seed 223782149 failed
+# the old check, which demanded an acknowledged one of every device)
+delivered=0
+while read -r dev ids; do
+	[[ -n "$dev" ]] || continue
+	acted=$(awk -v d="$dev" '$2 == d && $4 == "ks" && $6 == "act" { print $3 }' "$NOTIFY_LOG")
+	seen=$(seqs_seen "$dev")
+	hit=
+	for id in ${ids//,/ }; do
+		if grep -qx "$id" <<<"$acted" && grep -qx "$id" <<<"$seen"; then hit=$id; fi
+	done
+	[[ -n "$hit" ]] || fail "a device has no acknowledged notification: $dev (unacknowledged of $holder: ${ids:-none}; acted on: $(paste -sd, <<<"$acted"); the witness saw: $(paste -sd, <<<"$seen"))"
+	delivered=$((delivered + 1))
+done < <(sql -F ' ' -c "SELECT m.device_id, coalesce(string_agg(n.id::text, ',' ORDER BY n.id), '')
+	FROM campaign_devices m LEFT JOIN rollout_notifications n ON n.campaign_id = m.campaign_id
+	AND n.device_id = m.device_id AND n.server_id = '$holder' AND n.published_at IS NULL
+	WHERE m.campaign_id = 'ks' AND NOT EXISTS (SELECT 1 FROM rollout_notifications a
+	WHERE a.campaign_id = 'ks' AND a.device_id = m.device_id AND a.published_at IS NOT NULL) GROUP BY 1")
+echo "ok - what the broker never acknowledged was re-issued by srv-$other; every device has an acknowledged Notify or acted on $holder's unacknowledged one that the broker delivered ($delivered devices)"
 echo "ok - the witness at the broker saw the re-sent Notify of each of the $resent devices $holder left unacknowledged"
 
 # ---- 3. freezing the lease holder at each step of its tick --------------
