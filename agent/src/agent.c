@@ -1425,6 +1425,46 @@ enum ota_err ota_agent_write(struct ota_agent *agent, const void *chunk, size_t 
 	return plain_write(agent, chunk, len, true, false);
 }
 
+enum ota_err ota_agent_ahead_open(const struct ota_agent *agent, struct ota_decrypt *ret)
+{
+	const struct ota_install *inst = &agent->install;
+	memset(ret, 0, sizeof(*ret));
+	if (!inst->active || inst->delta || !inst->dec.on)
+		return OTA_ERR_INVALID_ARG;
+	return ota_decrypt_copy(ret, &inst->dec);
+}
+
+/* a is the decryption ahead of the bytes this install takes next */
+static bool ahead_continues(const struct ota_install *inst, const struct ota_decrypt_ahead *a)
+{
+	return inst->active && !inst->delta && inst->dec.on && a->err == OTA_OK && a->chunks > 0 &&
+	       a->in && a->out && a->wire_off == inst->dec.wire_done &&
+	       memcmp(a->prefix, inst->dec.prefix, sizeof(a->prefix)) == 0 &&
+	       a->chunks <= ota_decrypt_whole(&inst->dec, a->len, SIZE_MAX);
+}
+
+enum ota_err ota_agent_write_ahead(struct ota_agent *agent, const struct ota_decrypt_ahead *a)
+{
+	struct ota_install *inst = &agent->install;
+	if (!a)
+		return OTA_ERR_INVALID_ARG;
+	if (!ahead_continues(inst, a) || a->len > inst->dec.wire_size - inst->dec.wire_done)
+		return ota_agent_write(agent, a->in, a->len);
+	size_t made = a->chunks * inst->dec.chunk_bytes;
+	size_t used = a->chunks * (inst->dec.chunk_bytes + (size_t)OTA_CRYPT_TAG_BYTES);
+	/* authenticated on the reading thread: hashed and written here, as decrypt_write does */
+	enum ota_err err = ota_sha256_update(&inst->hash, a->out, made);
+	if (err != OTA_OK) {
+		ota_agent_close(agent);
+		return err;
+	}
+	ota_decrypt_skip(&inst->dec, a->chunks);
+	err = plain_write(agent, a->out, made, true, true);
+	if (err != OTA_OK || used == a->len)
+		return err;
+	return decrypt_write(agent, a->in + used, a->len - used);
+}
+
 enum ota_err ota_agent_finish(struct ota_agent *agent)
 {
 	struct ota_install *inst = &agent->install;

@@ -139,18 +139,24 @@ enum ota_err ota_decrypt_open_beside(struct ota_decrypt *d, const uint8_t key[OT
 	return err;
 }
 
-size_t ota_decrypt_whole(const struct ota_decrypt *d, size_t len, size_t cap)
+/* The whole chunks from chunk index on within len ciphertext bytes, their plaintext within cap. */
+static size_t whole_at(const struct ota_decrypt *d, uint64_t index, size_t len, size_t cap)
 {
-	if (!d->on || d->chunk_open)
-		return 0;
 	uint64_t n_chunks = chunk_count(d);
 	/* the last chunk may be short and has its own AAD: it goes through feed */
-	uint64_t left = d->index + 1 < n_chunks ? n_chunks - 1 - d->index : 0;
+	uint64_t left = index + 1 < n_chunks ? n_chunks - 1 - index : 0;
 	uint64_t sealed = (uint64_t)d->chunk_bytes + OTA_CRYPT_TAG_BYTES;
 	uint64_t n = len / sealed;
 	if (n > cap / d->chunk_bytes)
 		n = cap / d->chunk_bytes;
 	return (size_t)(n < left ? n : left);
+}
+
+size_t ota_decrypt_whole(const struct ota_decrypt *d, size_t len, size_t cap)
+{
+	if (!d->on || d->chunk_open)
+		return 0;
+	return whole_at(d, d->index, len, cap);
 }
 
 enum ota_err ota_decrypt_chunks(const struct ota_decrypt *d, struct ota_gcm_ctx *gcm,
@@ -177,6 +183,48 @@ enum ota_err ota_decrypt_chunks(const struct ota_decrypt *d, struct ota_gcm_ctx 
 		out += d->chunk_bytes;
 	}
 	return OTA_OK;
+}
+
+enum ota_err ota_decrypt_copy(struct ota_decrypt *dst, const struct ota_decrypt *src)
+{
+	struct ota_decrypt next;
+	memset(&next, 0, sizeof(next));
+	memset(dst, 0, sizeof(*dst));
+	if (!src->on)
+		return OTA_ERR_INVALID_ARG;
+	next.on = true;
+	next.chunk_bytes = src->chunk_bytes;
+	next.plain_size = src->plain_size;
+	next.wire_size = src->wire_size;
+	memcpy(next.prefix, src->prefix, sizeof(next.prefix));
+	enum ota_err err = ota_gcm_copy(&next.gcm, &src->gcm);
+	if (err != OTA_OK)
+		return err;
+	*dst = next;
+	return OTA_OK;
+}
+
+void ota_decrypt_ahead(struct ota_decrypt *d, uint64_t wire_off, const uint8_t *in, size_t len,
+		       uint8_t *out, size_t cap, struct ota_decrypt_ahead *ret)
+{
+	uint64_t bad = 0;
+	memset(ret, 0, sizeof(*ret));
+	ret->in = in;
+	ret->len = len;
+	ret->wire_off = wire_off;
+	ret->out = out;
+	ret->err = OTA_OK;
+	if (!d->on) {
+		ret->err = OTA_ERR_INVALID_ARG;
+		return;
+	}
+	memcpy(ret->prefix, d->prefix, sizeof(ret->prefix));
+	uint64_t sealed = (uint64_t)d->chunk_bytes + OTA_CRYPT_TAG_BYTES;
+	if (wire_off % sealed != 0 || wire_off >= d->wire_size)
+		return;
+	size_t n = whole_at(d, wire_off / sealed, len, cap);
+	ret->err = ota_decrypt_chunks(d, &d->gcm, wire_off / sealed, in, n, out, &bad);
+	ret->chunks = n;
 }
 
 void ota_decrypt_skip(struct ota_decrypt *d, size_t n)

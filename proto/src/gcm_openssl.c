@@ -72,3 +72,19 @@ void ota_gcm_close(struct ota_gcm_ctx *ctx)
 	EVP_CIPHER_CTX_free(ctx->impl);
 	ctx->impl = NULL;
 }
+
+enum ota_err ota_gcm_copy(struct ota_gcm_ctx *dst, const struct ota_gcm_ctx *src)
+{
+	dst->impl = NULL;
+	if (!src->impl)
+		return OTA_ERR_INVALID_ARG;
+	EVP_CIPHER_CTX *c = EVP_CIPHER_CTX_new();
+	if (!c)
+		return OTA_ERR_NOMEM;
+	if (EVP_CIPHER_CTX_copy(c, src->impl) != 1) {
+		EVP_CIPHER_CTX_free(c);
+		return OTA_ERR_INTERNAL;
+	}
+	dst->impl = c;
+	return OTA_OK;
+}

@@ -306,6 +306,28 @@ bool ota_agent_install_is_delta(const struct ota_agent *agent,
 enum ota_err ota_agent_write(struct ota_agent *agent, const void *chunk, size_t len);
 
 /*
+ * Decryption ahead (optional, for a port that reads the ciphertext on a
+ * thread of its own, fleetota/decrypt.h): after begin, an encrypted
+ * install's decryptor copied into *ret (OTA_ERR_INVALID_ARG for a plain
+ * or delta install or none running; OTA_ERR_UNSUPPORTED where the crypto
+ * backend cannot copy a cipher context). The reading thread runs
+ * ota_decrypt_ahead with it on each piece it read; the caller closes it
+ * (ota_decrypt_close) once that thread is done.
+ */
+enum ota_err ota_agent_ahead_open(const struct ota_agent *agent, struct ota_decrypt *ret);
+
+/*
+ * ota_agent_write(agent, a->in, a->len), taking the plaintext of the
+ * whole chunks that ota_decrypt_ahead authenticated instead of
+ * decrypting them again: hashed, written, checkpointed as
+ * ota_agent_write would. A result that does not continue this install
+ * (another offset or artifact, more chunks than the piece holds) or
+ * that failed is ignored, and the piece goes through ota_agent_write,
+ * which then fails the same way, with the same error and chunk.
+ */
+enum ota_err ota_agent_write_ahead(struct ota_agent *agent, const struct ota_decrypt_ahead *a);
+
+/*
  * Size and SHA-256 equal the manifest's (else OTA_ERR_SIZE / OTA_ERR_HASH,
  * slot erased): the slot becomes pending for the next boot step.
  */

@@ -87,6 +87,39 @@ enum ota_err ota_decrypt_chunks(const struct ota_decrypt *d, struct ota_gcm_ctx 
 				uint64_t index, const uint8_t *in, size_t n, uint8_t *out,
 				uint64_t *ret_bad);
 
+/*
+ * Decryption ahead, on the thread that reads the ciphertext (the Linux
+ * port's offline install: its read-ahead thread decrypts each piece it
+ * read while the core hashes the piece before, docs/agent.md). dst gets
+ * src's geometry and a cipher context of its own with the same key
+ * (ota_gcm_copy: the key stays in the backend); it belongs to the caller,
+ * is used on one thread and closed with ota_decrypt_close.
+ */
+enum ota_err ota_decrypt_copy(struct ota_decrypt *dst, const struct ota_decrypt *src);
+
+/* What ota_decrypt_ahead did with one piece of ciphertext. */
+struct ota_decrypt_ahead {
+	const uint8_t *in; /* the piece */
+	size_t len;
+	uint64_t wire_off; /* its offset in the ciphertext */
+	uint8_t prefix[OTA_CRYPT_NONCE_PREFIX_BYTES]; /* the artifact it was decrypted for */
+	uint8_t *out; /* the plaintext of its first `chunks` whole chunks */
+	size_t chunks;
+	enum ota_err err; /* OTA_OK: every one of them authenticated */
+};
+
+/*
+ * Decrypts the whole chunks (never the image's last) at the start of
+ * in[0..len), which is the ciphertext at wire_off, into out (at most cap
+ * bytes) with d (a copy, ota_decrypt_copy; only its cipher state moves),
+ * checking each tag, and says so in *ret. None when wire_off is not a
+ * chunk boundary. The core takes the result back in
+ * ota_agent_write_ahead; a failed run is decrypted again there, so that
+ * it fails exactly as ota_agent_write would.
+ */
+void ota_decrypt_ahead(struct ota_decrypt *d, uint64_t wire_off, const uint8_t *in, size_t len,
+		       uint8_t *out, size_t cap, struct ota_decrypt_ahead *ret);
+
 /* Moves d past n whole chunks that ota_decrypt_chunks authenticated. */
 void ota_decrypt_skip(struct ota_decrypt *d, size_t n);
 

@@ -244,19 +244,35 @@ static enum ota_err install_bundle(struct cli *cli, const char *path)
 	 */
 	size_t piece = ota_agent_install_is_delta(&cli->agent, NULL) ? OTA_AGENT_CLI_DELTA_CHUNK
 								     : OTA_AGENT_CLI_STREAM_CHUNK;
+	size_t slot_piece = piece;
+	/*
+	 * an encrypted image: the read-ahead thread decrypts what it read, in
+	 * pieces of whole chunks whose plaintext fills one slot writer buffer
+	 */
+	struct ota_decrypt dec;
+	bool ahead = ota_agent_ahead_open(&cli->agent, &dec) == OTA_OK;
+	if (ahead) {
+		size_t chunks = OTA_SLOT_WRITER_BUF_BYTES / dec.chunk_bytes;
+		slot_piece = (chunks ? chunks : 1u) * dec.chunk_bytes;
+		piece = (chunks ? chunks : 1u) * (dec.chunk_bytes + (size_t)OTA_CRYPT_TAG_BYTES);
+	}
 	struct ota_readahead *ra = NULL;
-	err = ota_readahead_open(fileno(f), OTA_BUNDLE_PREFIX_BYTES + (uint64_t)header_len + offset,
-				 piece, &ra);
+	err = ota_readahead_open_ahead(fileno(f),
+				       OTA_BUNDLE_PREFIX_BYTES + (uint64_t)header_len + offset,
+				       piece, ahead ? &dec : NULL, offset, slot_piece, &ra);
 	if (err != OTA_OK) {
+		if (ahead)
+			ota_decrypt_close(&dec);
 		(void)ota_agent_abort(&cli->agent, err, "out of memory", true);
 		goto out;
 	}
-	/* the slot writer takes the read pieces instead of copying them */
-	cli->port_ctx.readahead = piece == OTA_SLOT_WRITER_BUF_BYTES ? ra : NULL;
+	/* the slot writer takes the read (or decrypted) pieces instead of copying them */
+	cli->port_ctx.readahead = slot_piece == OTA_SLOT_WRITER_BUF_BYTES ? ra : NULL;
 	for (;;) {
 		const uint8_t *data = NULL;
+		const struct ota_decrypt_ahead *decrypted = NULL;
 		size_t n = 0;
-		err = ota_readahead_next(ra, &data, &n);
+		err = ota_readahead_next_ahead(ra, &data, &n, &decrypted);
 		if (err != OTA_OK) {
 			(void)ota_agent_abort(&cli->agent, OTA_ERR_STORAGE, "bundle read error",
 					      true);
@@ -264,12 +280,15 @@ static enum ota_err install_bundle(struct cli *cli, const char *path)
 		}
 		if (n == 0)
 			break;
-		err = ota_agent_write(&cli->agent, data, n);
+		err = decrypted ? ota_agent_write_ahead(&cli->agent, decrypted)
+				: ota_agent_write(&cli->agent, data, n);
 		if (err != OTA_OK)
 			break;
 	}
 	cli->port_ctx.readahead = NULL;
 	ota_readahead_close(ra);
+	if (ahead)
+		ota_decrypt_close(&dec);
 	if (err != OTA_OK)
 		goto out;
 	err = ota_agent_finish(&cli->agent);

@@ -14,6 +14,7 @@
 #include <stdint.h>
 
 #include "fleetota/crypt.h"
+#include "fleetota/decrypt.h"
 #include "fleetota/err.h"
 #include "fleetota/port.h"
 #include "linux-limits.h"
@@ -168,11 +169,25 @@ enum ota_err ota_readahead_open(int fd, uint64_t offset, size_t chunk,
 				struct ota_readahead **ret_ra);
 enum ota_err ota_readahead_next(struct ota_readahead *ra, const uint8_t **ret_data,
 				size_t *ret_len);
+/*
+ * The same, decrypting ahead (an encrypted install, fleetota/decrypt.h):
+ * the thread runs ota_decrypt_ahead with dec (the caller's until after
+ * close) on each piece it read, whose ciphertext offset starts at
+ * wire_off, into a plaintext buffer of out_cap bytes; next_ahead also
+ * hands out that result (valid as long as the piece), for
+ * ota_agent_write_ahead.
+ */
+enum ota_err ota_readahead_open_ahead(int fd, uint64_t offset, size_t chunk,
+				      struct ota_decrypt *dec, uint64_t wire_off, size_t out_cap,
+				      struct ota_readahead **ret_ra);
+enum ota_err ota_readahead_next_ahead(struct ota_readahead *ra, const uint8_t **ret_data,
+				      size_t *ret_len, const struct ota_decrypt_ahead **ret_ahead);
 void ota_readahead_close(struct ota_readahead *ra);
 /*
- * When data is the piece next handed out last and len its chunk size:
- * takes *io_buf (a free buffer of the same size) in its place and returns
- * the piece in *io_buf, for the caller to keep (true); else false.
+ * When data is the piece handed out last and len its chunk size, or its
+ * plaintext buffer (decrypting ahead) and len that buffer's size: takes
+ * *io_buf (a free buffer of the same size) in its place and returns the
+ * buffer in *io_buf, for the caller to keep (true); else false.
  */
 bool ota_readahead_swap(struct ota_readahead *ra, const uint8_t *data, size_t len,
 			uint8_t **io_buf);

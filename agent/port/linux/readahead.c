@@ -3,6 +3,10 @@
  * Sequential file reading one step ahead of the caller: a thread preads
  * into a ring of buffers while the caller (ota-agent install) hashes and
  * stages the previous one, so the read's copy leaves the hashing thread.
+ * For an encrypted image the thread also decrypts what it read (the
+ * core's ota_decrypt_ahead, with a cipher context of its own), while the
+ * piece is still in its cache: the hashing thread does a plain install's
+ * work, and no other thread is woken for it.
  */
 #include <errno.h>
 #include <fcntl.h>
@@ -22,6 +26,11 @@ struct ota_readahead {
 	size_t chunk;
 	uint8_t *buf[RING];
 	size_t len[RING];
+	struct ota_decrypt *dec; /* decrypting ahead: the caller's copy, NULL = no */
+	uint64_t wire_off; /* the ciphertext offset of the thread's next read */
+	size_t out_cap;
+	uint8_t *out[RING]; /* the plaintext of buf[i] */
+	struct ota_decrypt_ahead ahead[RING];
 	uint64_t filled, taken; /* buffers read, buffers handed out */
 	bool eof, quit;
 	int err;
@@ -55,6 +64,12 @@ static void *reader_main(void *arg)
 				break;
 			got += (size_t)n;
 		}
+		/* the piece is in this thread's cache: decrypt it here */
+		if (e == 0 && got > 0 && ra->dec) {
+			ota_decrypt_ahead(ra->dec, ra->wire_off, ra->buf[i], got, ra->out[i],
+					  ra->out_cap, &ra->ahead[i]);
+			ra->wire_off += got;
+		}
 		pthread_mutex_lock(&ra->lock);
 		ra->next_off += got;
 		ra->len[i] = got;
@@ -73,21 +88,29 @@ static void *reader_main(void *arg)
 	return NULL;
 }
 
-enum ota_err ota_readahead_open(int fd, uint64_t offset, size_t chunk,
-				struct ota_readahead **ret_ra)
+enum ota_err ota_readahead_open_ahead(int fd, uint64_t offset, size_t chunk,
+				      struct ota_decrypt *dec, uint64_t wire_off, size_t out_cap,
+				      struct ota_readahead **ret_ra)
 {
 	struct ota_readahead *ra = calloc(1, sizeof(*ra));
-	if (!ra || chunk == 0) {
+	if (!ra || chunk == 0 || (dec && out_cap == 0)) {
 		free(ra);
 		return OTA_ERR_NOMEM;
 	}
 	ra->fd = fd;
 	ra->next_off = offset;
 	ra->chunk = chunk;
+	ra->dec = dec;
+	ra->wire_off = wire_off;
+	ra->out_cap = dec ? out_cap : 0;
 	bool ok = true;
 	for (unsigned i = 0; i < RING; i++) {
 		ra->buf[i] = malloc(chunk);
 		ok = ok && ra->buf[i];
+		if (dec) {
+			ra->out[i] = malloc(out_cap);
+			ok = ok && ra->out[i];
+		}
 	}
 	(void)posix_fadvise(fd, (off_t)offset, 0, POSIX_FADV_SEQUENTIAL);
 	if (ok && pthread_mutex_init(&ra->lock, NULL) != 0)
@@ -101,8 +124,10 @@ enum ota_err ota_readahead_open(int fd, uint64_t offset, size_t chunk,
 		ok = false;
 	}
 	if (!ok) {
-		for (unsigned i = 0; i < RING; i++)
+		for (unsigned i = 0; i < RING; i++) {
 			free(ra->buf[i]);
+			free(ra->out[i]);
+		}
 		free(ra);
 		return OTA_ERR_NOMEM;
 	}
@@ -110,8 +135,22 @@ enum ota_err ota_readahead_open(int fd, uint64_t offset, size_t chunk,
 	return OTA_OK;
 }
 
+enum ota_err ota_readahead_open(int fd, uint64_t offset, size_t chunk,
+				struct ota_readahead **ret_ra)
+{
+	return ota_readahead_open_ahead(fd, offset, chunk, NULL, 0, 0, ret_ra);
+}
+
 enum ota_err ota_readahead_next(struct ota_readahead *ra, const uint8_t **ret_data, size_t *ret_len)
 {
+	const struct ota_decrypt_ahead *ahead = NULL;
+	return ota_readahead_next_ahead(ra, ret_data, ret_len, &ahead);
+}
+
+enum ota_err ota_readahead_next_ahead(struct ota_readahead *ra, const uint8_t **ret_data,
+				      size_t *ret_len, const struct ota_decrypt_ahead **ret_ahead)
+{
+	*ret_ahead = NULL;
 	pthread_mutex_lock(&ra->lock);
 	while (ra->taken == ra->filled && !ra->eof && ra->err == 0)
 		pthread_cond_wait(&ra->cond, &ra->lock);
@@ -121,6 +160,8 @@ enum ota_err ota_readahead_next(struct ota_readahead *ra, const uint8_t **ret_da
 		ra->taken++;
 		*ret_data = ra->buf[i];
 		*ret_len = ra->len[i];
+		if (ra->dec)
+			*ret_ahead = &ra->ahead[i];
 		pthread_cond_broadcast(&ra->cond);
 	} else if (ra->err != 0) {
 		err = OTA_ERR_STORAGE;
@@ -136,12 +177,15 @@ bool ota_readahead_swap(struct ota_readahead *ra, const uint8_t *data, size_t le
 {
 	bool swapped = false;
 	pthread_mutex_lock(&ra->lock);
-	if (ra->taken > 0 && len == ra->chunk) {
+	if (ra->taken > 0) {
 		unsigned i = (unsigned)((ra->taken - 1) % RING);
 		/* only the piece handed out last: the thread touches it again after the next call */
-		if (ra->buf[i] == data) {
-			uint8_t *given = ra->buf[i];
-			ra->buf[i] = *io_buf;
+		uint8_t **at = ra->buf[i] == data && len == ra->chunk	  ? &ra->buf[i]
+			       : ra->out[i] == data && len == ra->out_cap ? &ra->out[i]
+									  : NULL;
+		if (at) {
+			uint8_t *given = *at;
+			*at = *io_buf;
 			*io_buf = given;
 			swapped = true;
 		}
@@ -161,7 +205,9 @@ void ota_readahead_close(struct ota_readahead *ra)
 	pthread_join(ra->thread, NULL);
 	pthread_cond_destroy(&ra->cond);
 	pthread_mutex_destroy(&ra->lock);
-	for (unsigned i = 0; i < RING; i++)
+	for (unsigned i = 0; i < RING; i++) {
 		free(ra->buf[i]);
+		free(ra->out[i]);
+	}
 	free(ra);
 }

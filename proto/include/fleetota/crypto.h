@@ -75,5 +75,11 @@ enum ota_err ota_gcm_chunk_update(struct ota_gcm_ctx *ctx, const uint8_t *in, si
 enum ota_err ota_gcm_chunk_end(struct ota_gcm_ctx *ctx, const uint8_t tag[OTA_GCM_TAG_BYTES]);
 /* Wipes and releases the key; safe on a closed or zeroed context. */
 void ota_gcm_close(struct ota_gcm_ctx *ctx);
+/*
+ * A second context with src's key (its schedule copied inside the
+ * backend: the key never comes out), for use on another thread; dst is
+ * closed with ota_gcm_close. OTA_ERR_UNSUPPORTED where a backend cannot.
+ */
+enum ota_err ota_gcm_copy(struct ota_gcm_ctx *dst, const struct ota_gcm_ctx *src);
 
 #endif

@@ -113,4 +113,26 @@ ok "$AGENT" status --json --config agent2.conf
 sed "s|dev1|devp|g" agent.conf >agentp.conf
 ok "$AGENT" provision --config agentp.conf --rootlist "$R1" --keylist kl1
 agent_update "$AGENT" agentp.conf pyp.otab 101
+# a 3 MiB image in 64 KiB chunks: the install decrypts 1 MiB pieces on its
+# read-ahead thread (docs/agent.md); a chunk tampered with in the second
+# piece is refused with its name and number, the device unchanged
+head -c $((3 * 1048576 + 4321)) /dev/urandom >big.bin
+ok "$KEYS" sign --key op1.key --keylist kl1 --image big.bin --product gw --version 1.0.2 \
+	--version-code 102 --encrypt-to dev1.pub --bundle-out big.otab
+python3 - <<'PY'
+import os
+d = bytearray(open("big.otab", "rb").read())
+# chunk 20 of 49: the ciphertext is the end of the bundle, 65552 bytes a chunk
+d[len(d) - os.path.getsize("big.bin") - 49 * 16 + 20 * 65552 + 77] ^= 1
+open("big-tampered.otab", "wb").write(d)
+PY
+sed -e "s|dev1$|dev3|" -e "s|slot_size = .*|slot_size = 4194304|" \
+	agent.conf >agent3.conf
+ok "$AGENT" provision --config agent3.conf --rootlist "$R1" --keylist kl1
+"$AGENT" install big-tampered.otab --config agent3.conf >out 2>err && die "a tampered image installed"
+grep -q "^rejected: OTA_ERR_DECRYPT: chunk 20 of the encrypted image fails authentication" out ||
+	die "expected OTA_ERR_DECRYPT at chunk 20: $(cat out err)"
+ok "$AGENT" status --json --config agent3.conf
+[[ $(jq -r .phase out) == idle ]] || die "refused install changed the phase: $(cat out)"
+agent_update "$AGENT" agent3.conf big.otab 102
 echo "encrypt: ok"

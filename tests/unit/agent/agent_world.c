@@ -277,15 +277,29 @@ enum ota_err world_install(struct world *w, const Fleetota__V1__Signed *manifest
 	ota_fx_buf_free(&b);
 	if (err != OTA_OK)
 		return err;
-	for (size_t off = (size_t)ota_agent_offset(&w->agent); off < len;) {
-		size_t piece = w->piece ? w->piece : 1000;
+	size_t piece = w->piece ? w->piece : 1000;
+	struct ota_decrypt dec;
+	bool ahead = w->ahead && ota_agent_ahead_open(&w->agent, &dec) == OTA_OK;
+	w->ahead_plain = ahead ? malloc(piece) : NULL;
+	assert_true(!ahead || w->ahead_plain);
+	for (size_t off = (size_t)ota_agent_offset(&w->agent); off < len && err == OTA_OK;) {
 		size_t n = len - off < piece ? len - off : piece;
-		err = ota_agent_write(&w->agent, image + off, n);
-		if (err != OTA_OK)
-			return err;
+		if (ahead) {
+			struct ota_decrypt_ahead a;
+			ota_decrypt_ahead(&dec, off, image + off, n, w->ahead_plain, piece, &a);
+			if (w->ahead_hook)
+				w->ahead_hook(w, &a);
+			err = ota_agent_write_ahead(&w->agent, &a);
+		} else {
+			err = ota_agent_write(&w->agent, image + off, n);
+		}
 		off += n;
 	}
-	return ota_agent_finish(&w->agent);
+	if (ahead)
+		ota_decrypt_close(&dec);
+	free(w->ahead_plain);
+	w->ahead_plain = NULL;
+	return err == OTA_OK ? ota_agent_finish(&w->agent) : err;
 }
 
 void world_update(struct world *w, const Fleetota__V1__Signed *manifest, const uint8_t *image,

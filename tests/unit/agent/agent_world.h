@@ -55,6 +55,16 @@ struct world {
 	const struct ota_port_ops *ops;
 	uint32_t checkpoint;
 	size_t piece;
+	/*
+	 * world_install of an encrypted image decrypts each piece ahead
+	 * (ota_decrypt_ahead with ota_agent_ahead_open's copy, as the Linux
+	 * port's read-ahead thread does) and writes it with
+	 * ota_agent_write_ahead; ahead_hook (may be NULL) may change each
+	 * result first; ahead_plain is the plaintext buffer (w->piece bytes)
+	 */
+	bool ahead;
+	void (*ahead_hook)(struct world *w, struct ota_decrypt_ahead *a);
+	uint8_t *ahead_plain;
 };
 
 /*

@@ -8,7 +8,10 @@
  * (world_expect_rejected); a resume at a chunk boundary; and the number of
  * storage operations of a staging against a plain one. The update and the
  * attack cases run again with a port that runs a job on a second thread
- * (run_beside): the core then decrypts runs of whole chunks on two threads.
+ * (run_beside): the core then decrypts runs of whole chunks on two threads;
+ * and again with the pieces decrypted ahead (ota_decrypt_ahead, as the
+ * Linux port's read-ahead thread does) and taken back by
+ * ota_agent_write_ahead.
  */
 #include <setjmp.h>
 #include <stdarg.h>
@@ -766,8 +769,234 @@ static void test_beside_pipeline_bad_chunk(void **state)
 			    "chunk 18 of the encrypted image fails authentication");
 }
 
+/*
+ * Decryption ahead (the Linux port's offline install: the read-ahead
+ * thread decrypts each piece it read with ota_decrypt_ahead, the core
+ * takes the result back in ota_agent_write_ahead). world_install in
+ * pieces of three sealed chunks: chunks 0-2 and chunk 3 come decrypted
+ * ahead (two slot writes straight from the plaintext buffer), the short
+ * last chunk goes through the stream. The attack cases run again this
+ * way (TA): a failed run is decrypted again by the core, which names
+ * the same error and chunk.
+ */
+static struct ota_port_ops ahead_ops;
+static struct world *ahead_world;
+static unsigned ahead_taken;
+
+static enum ota_err ahead_write(void *ctx, unsigned slot, uint64_t off, const void *buf, size_t len)
+{
+	if (ahead_world->ahead_plain && buf == ahead_world->ahead_plain)
+		ahead_taken++;
+	return ota_sim_port(ahead_world->sim).ops->slot_write(ctx, slot, off, buf, len);
+}
+
+static int setup_ahead(void **state)
+{
+	if (setup(state) != 0)
+		return -1;
+	struct world *w = *state;
+	ahead_world = w;
+	ahead_ops = *ota_sim_port(w->sim).ops;
+	ahead_ops.slot_write = ahead_write;
+	w->ops = &ahead_ops;
+	w->ahead = true;
+	w->piece = 3 * SEALED;
+	world_restart(w);
+	ahead_taken = 0;
+	return 0;
+}
+
+static void test_ahead_taken(void **state)
+{
+	struct world *w = *state;
+	struct enc_update u;
+	enc_update_make(w, &u, w->v2, sizeof(w->v2), &w->dev_keys[0], 1);
+	world_update(w, u.m, u.crypt->ciphertext.data, u.crypt->ciphertext.len);
+	assert_running_v2(w);
+	assert_int_equal(ahead_taken, 2);
+	enc_update_free(&u);
+}
+
+/* A result the core must not take: its plaintext is garbage, the core decrypts again. */
+static void garbage_out(struct ota_decrypt_ahead *a)
+{
+	memset(a->out, 0xa5, a->chunks * CHUNK);
+}
+
+static void hook_other_offset(struct world *w, struct ota_decrypt_ahead *a)
+{
+	(void)w;
+	garbage_out(a);
+	a->wire_off += SEALED;
+}
+
+static void hook_other_artifact(struct world *w, struct ota_decrypt_ahead *a)
+{
+	(void)w;
+	garbage_out(a);
+	a->prefix[0] ^= 0x01;
+}
+
+static void hook_more_chunks(struct world *w, struct ota_decrypt_ahead *a)
+{
+	(void)w;
+	if (a->chunks == 1) { /* the second piece: one whole chunk, then the last one */
+		a->chunks = 2;
+		garbage_out(a);
+	}
+}
+
+static void hook_failed(struct world *w, struct ota_decrypt_ahead *a)
+{
+	(void)w;
+	garbage_out(a);
+	a->err = OTA_ERR_DECRYPT;
+}
+
+static void expect_ahead_ignored(struct world *w,
+				 void (*hook)(struct world *w, struct ota_decrypt_ahead *a))
+{
+	struct enc_update u;
+	enc_update_make(w, &u, w->v2, sizeof(w->v2), &w->dev_keys[0], 1);
+	w->ahead_hook = hook;
+	world_update(w, u.m, u.crypt->ciphertext.data, u.crypt->ciphertext.len);
+	w->ahead_hook = NULL;
+	assert_running_v2(w);
+	enc_update_free(&u);
+}
+
+static void test_ahead_other_offset_ignored(void **state)
+{
+	expect_ahead_ignored(*state, hook_other_offset);
+	assert_int_equal(ahead_taken, 0);
+}
+
+static void test_ahead_other_artifact_ignored(void **state)
+{
+	expect_ahead_ignored(*state, hook_other_artifact);
+	assert_int_equal(ahead_taken, 0);
+}
+
+static void test_ahead_more_chunks_ignored(void **state)
+{
+	expect_ahead_ignored(*state, hook_more_chunks);
+	assert_int_equal(ahead_taken, 1); /* the first piece's result was right */
+}
+
+static void test_ahead_failure_decrypted_again(void **state)
+{
+	expect_ahead_ignored(*state, hook_failed);
+	assert_int_equal(ahead_taken, 0);
+}
+
+/*
+ * A port that hands back plaintext that is not what the ciphertext
+ * decrypts to, claiming it authenticated: the core takes it (the port
+ * is trusted, as with every slot write), and the signed plaintext hash
+ * refuses the image before pending.
+ */
+static void hook_forged(struct world *w, struct ota_decrypt_ahead *a)
+{
+	(void)w;
+	if (a->chunks > 0)
+		a->out[5] ^= 0x01;
+}
+
+static void test_ahead_forged_plaintext_hash_refused(void **state)
+{
+	struct world *w = *state;
+	struct enc_update u;
+	enc_update_make(w, &u, w->v2, sizeof(w->v2), &w->dev_keys[0], 1);
+	w->ahead_hook = hook_forged;
+	expect_enc_rejected(w, &u, OTA_ERR_HASH);
+	w->ahead_hook = NULL;
+	enc_update_free(&u);
+}
+
+static void test_ahead_bad_chunk(void **state)
+{
+	struct world *w = *state;
+	const size_t first_piece[] = {1}, both_pieces[] = {3, 2}, second_piece[] = {3},
+		     last[] = {4};
+	expect_bad_chunk(w, first_piece, 1, "chunk 1 of the encrypted image fails authentication");
+	expect_bad_chunk(w, both_pieces, 2, "chunk 2 of the encrypted image fails authentication");
+	expect_bad_chunk(w, second_piece, 1, "chunk 3 of the encrypted image fails authentication");
+	expect_bad_chunk(w, last, 1, "chunk 4 of the encrypted image fails authentication");
+}
+
+/* Cut after two and a half chunks; the resume decrypts ahead from chunk 2 on. */
+static void test_ahead_resume(void **state)
+{
+	struct world *w = *state;
+	struct enc_update u;
+	struct ota_decrypt dec;
+	struct ota_decrypt_ahead a;
+	uint8_t plain[3 * CHUNK];
+	unsigned slot = 9;
+	enc_update_make(w, &u, w->v2, sizeof(w->v2), &w->dev_keys[0], 1);
+	struct ota_fx_buf env = ota_fx_env_bytes(u.m);
+	const uint8_t *ct = u.crypt->ciphertext.data;
+	size_t len = u.crypt->ciphertext.len;
+	assert_int_equal(ota_agent_begin(&w->agent, env.data, env.len, NULL, 0, NULL, NULL, 0),
+			 OTA_OK);
+	assert_int_equal(ota_agent_write(&w->agent, ct, 2 * SEALED + SEALED / 2), OTA_OK);
+	assert_int_equal(ota_agent_abort(&w->agent, OTA_ERR_TRANSPORT, "cut", true), OTA_OK);
+	world_restart(w);
+	assert_int_equal(ota_agent_begin(&w->agent, env.data, env.len, NULL, 0, NULL, NULL, 0),
+			 OTA_OK);
+	uint64_t offset = ota_agent_offset(&w->agent);
+	assert_int_equal(offset, 2 * SEALED);
+	assert_int_equal(ota_agent_ahead_open(&w->agent, &dec), OTA_OK);
+	ota_decrypt_ahead(&dec, offset, ct + offset, len - (size_t)offset, plain, sizeof(plain),
+			  &a);
+	assert_int_equal(a.err, OTA_OK);
+	assert_int_equal(a.chunks, 2); /* chunks 2 and 3; the last one through the stream */
+	assert_memory_equal(plain, w->v2 + 2 * CHUNK, 2 * CHUNK);
+	assert_int_equal(ota_agent_write_ahead(&w->agent, &a), OTA_OK);
+	ota_decrypt_close(&dec);
+	assert_int_equal(ota_agent_finish(&w->agent), OTA_OK);
+	assert_int_equal(ota_agent_boot(&w->agent, &slot), OTA_OK);
+	assert_int_equal(ota_agent_confirm(&w->agent), OTA_OK);
+	assert_running_v2(w);
+	ota_fx_buf_free(&env);
+	enc_update_free(&u);
+}
+
+/* Only an encrypted install has a decryptor to copy; a piece off a chunk boundary gets none. */
+static void test_ahead_open_plain_refused(void **state)
+{
+	struct world *w = *state;
+	struct ota_fx_manifest spec;
+	struct ota_decrypt dec;
+	struct ota_decrypt_ahead a;
+	uint8_t plain[CHUNK];
+	assert_int_equal(ota_agent_ahead_open(&w->agent, &dec), OTA_ERR_INVALID_ARG);
+	world_manifest(w, &spec, w->v2, sizeof(w->v2), 20, 7);
+	Fleetota__V1__Signed *m = ota_fx_manifest(&spec);
+	struct ota_fx_buf env = ota_fx_env_bytes(m);
+	assert_int_equal(ota_agent_begin(&w->agent, env.data, env.len, NULL, 0, NULL, NULL, 0),
+			 OTA_OK);
+	assert_int_equal(ota_agent_ahead_open(&w->agent, &dec), OTA_ERR_INVALID_ARG);
+	assert_int_equal(ota_agent_abort(&w->agent, OTA_ERR_TRANSPORT, "cut", false), OTA_OK);
+	ota_fx_buf_free(&env);
+	ota_fx_env_free(m);
+	struct enc_update u;
+	enc_update_make(w, &u, w->v2, sizeof(w->v2), &w->dev_keys[0], 1);
+	env = ota_fx_env_bytes(u.m);
+	assert_int_equal(ota_agent_begin(&w->agent, env.data, env.len, NULL, 0, NULL, NULL, 0),
+			 OTA_OK);
+	assert_int_equal(ota_agent_ahead_open(&w->agent, &dec), OTA_OK);
+	ota_decrypt_ahead(&dec, 5, u.crypt->ciphertext.data + 5, SEALED, plain, sizeof(plain), &a);
+	assert_int_equal(a.err, OTA_OK);
+	assert_int_equal(a.chunks, 0);
+	ota_decrypt_close(&dec);
+	ota_fx_buf_free(&env);
+	enc_update_free(&u);
+}
+
 #define T(fn) cmocka_unit_test_setup_teardown(fn, setup, teardown)
 #define TB(fn) cmocka_unit_test_setup_teardown(fn, setup_beside, teardown)
+#define TA(fn) cmocka_unit_test_setup_teardown(fn, setup_ahead, teardown)
 
 int main(void)
 {
@@ -814,6 +1043,26 @@ int main(void)
 		TB(test_plaintext_hash_checked),
 		TB(test_resume_at_chunk_boundary),
 		TB(test_decrypt_into_lent_buffer),
+		TA(test_ahead_taken),
+		TA(test_ahead_other_offset_ignored),
+		TA(test_ahead_other_artifact_ignored),
+		TA(test_ahead_more_chunks_ignored),
+		TA(test_ahead_failure_decrypted_again),
+		TA(test_ahead_forged_plaintext_hash_refused),
+		TA(test_ahead_bad_chunk),
+		TA(test_ahead_resume),
+		TA(test_ahead_open_plain_refused),
+		TA(test_encrypted_update),
+		TA(test_tampered_first_chunk),
+		TA(test_tampered_middle_chunk),
+		TA(test_tampered_last_chunk),
+		TA(test_tampered_tag),
+		TA(test_swapped_chunks),
+		TA(test_truncated_tag),
+		TA(test_shortened_tag_realigned),
+		TA(test_dropped_last_chunk_manifest_consistent),
+		TA(test_replayed_wrapped_key),
+		TA(test_plaintext_hash_checked),
 	};
 	return cmocka_run_group_tests(tests, NULL, NULL);
 }

@@ -460,6 +460,104 @@ static void test_port_slot_writer(void **state)
 }
 
 /*
+ * An encrypted image read ahead and decrypted on the read-ahead thread
+ * (ota-agent install): pieces of 16 sealed 64 KiB chunks, each result
+ * names its ciphertext offset and its whole chunks (the image's last
+ * chunk is left to the core's stream) with their plaintext; the slot
+ * writer takes each 1 MiB plaintext buffer without a copy and the slot
+ * reads back the image. A chunk tampered with in the second piece fails
+ * that piece's result only.
+ */
+#define RA_CHUNK 65536u
+#define RA_SEALED (RA_CHUNK + OTA_CRYPT_TAG_BYTES)
+
+static void readahead_decrypt_run(struct writer_fx *fx, const uint8_t *image, size_t image_len,
+				  struct ota_fx_crypt *crypt, size_t tampered_chunk)
+{
+	const struct ota_port_ops *ops = fx->ops;
+	void *port_ctx = fx->port.ctx;
+	struct ota_decrypt dec;
+	assert_int_equal(ota_decrypt_open(&dec, crypt->enc, image_len, crypt->key), OTA_OK);
+	char *src = ota_fx_path(fx->dir, "enc");
+	FILE *f = fopen(src, "wb");
+	assert_non_null(f);
+	assert_int_equal(fwrite("head", 1, 4, f), 4); /* the ciphertext starts at byte 4 */
+	assert_int_equal(fwrite(crypt->ciphertext.data, 1, crypt->ciphertext.len, f),
+			 crypt->ciphertext.len);
+	assert_int_equal(fclose(f), 0);
+	int fd = open(src, O_RDONLY);
+	assert_true(fd >= 0);
+	struct ota_readahead *ra = NULL;
+	assert_int_equal(ota_readahead_open_ahead(fd, 4, 16u * RA_SEALED, &dec, 0,
+						  OTA_SLOT_WRITER_BUF_BYTES, &ra),
+			 OTA_OK);
+	fx->ctx.readahead = ra;
+	assert_int_equal(ops->slot_erase(port_ctx, 0), OTA_OK);
+	size_t n_chunks = (image_len + RA_CHUNK - 1) / RA_CHUNK;
+	uint64_t wire = 0, put = 0, pieces = 0;
+	for (;;) {
+		const uint8_t *part = NULL;
+		const struct ota_decrypt_ahead *a = NULL;
+		size_t n = 0;
+		assert_int_equal(ota_readahead_next_ahead(ra, &part, &n, &a), OTA_OK);
+		if (n == 0)
+			break;
+		assert_non_null(a);
+		assert_ptr_equal(a->in, part);
+		assert_int_equal(a->len, n);
+		assert_int_equal(a->wire_off, wire);
+		size_t first = (size_t)(wire / RA_SEALED);
+		size_t whole =
+			n / RA_SEALED < n_chunks - 1 - first ? n / RA_SEALED : n_chunks - 1 - first;
+		assert_int_equal(a->chunks, whole);
+		bool bad = tampered_chunk >= first && tampered_chunk < first + whole;
+		assert_string_equal(ota_err_name(a->err), bad ? "OTA_ERR_DECRYPT" : "OTA_OK");
+		if (!bad) {
+			assert_memory_equal(a->out, image + put, whole * RA_CHUNK);
+			assert_int_equal(
+				ops->slot_write(port_ctx, 0, put, a->out, whole * RA_CHUNK),
+				OTA_OK);
+		}
+		put += whole * RA_CHUNK;
+		wire += n;
+		pieces++;
+	}
+	fx->ctx.readahead = NULL;
+	ota_readahead_close(ra);
+	ota_decrypt_close(&dec);
+	close(fd);
+	free(src);
+	assert_int_equal(wire, crypt->ciphertext.len);
+	assert_int_equal(pieces, (crypt->ciphertext.len + 16u * RA_SEALED - 1) / (16u * RA_SEALED));
+	if (tampered_chunk == SIZE_MAX) {
+		uint8_t *got = malloc(put);
+		assert_non_null(got);
+		assert_int_equal(ops->slot_sync(port_ctx, 0), OTA_OK);
+		assert_int_equal(ops->slot_read(port_ctx, 0, 0, got, put), OTA_OK);
+		assert_memory_equal(got, image, put);
+		free(got);
+	}
+}
+
+static void test_port_readahead_decrypts(void **state)
+{
+	(void)state;
+	struct writer_fx fx;
+	writer_fx_open(&fx, 4u << 20);
+	size_t image_len = 3u * OTA_SLOT_WRITER_BUF_BYTES + 12345u;
+	uint8_t *image = pattern_new(image_len, 77u, 9);
+	EVP_PKEY *key = ota_fx_x25519_new();
+	struct ota_fx_crypt *crypt = ota_fx_encrypt(image, image_len, RA_CHUNK, &key, 1);
+	readahead_decrypt_run(&fx, image, image_len, crypt, SIZE_MAX);
+	crypt->ciphertext.data[20u * RA_SEALED + 100u] ^= 0x04;
+	readahead_decrypt_run(&fx, image, image_len, crypt, 20);
+	ota_fx_crypt_free(crypt);
+	EVP_PKEY_free(key);
+	free(image);
+	writer_fx_close(&fx);
+}
+
+/*
  * A delta's base through the writer thread (ota-agent's mode): a map sees
  * the writes queued for its slot before it; writes queued for the other
  * slot go on; the mapping reads the same after hints of every kind
@@ -627,6 +725,7 @@ int main(void)
 		cmocka_unit_test(test_port_unwrap_p256_and_token),
 		cmocka_unit_test(test_port_records_and_slots),
 		cmocka_unit_test(test_port_slot_writer),
+		cmocka_unit_test(test_port_readahead_decrypts),
 		cmocka_unit_test(test_port_slot_map),
 		cmocka_unit_test(test_port_health),
 		cmocka_unit_test(test_port_run_beside),
