@@ -83,7 +83,7 @@ test-phases: FUZZ_SECONDS = $(FUZZ_TEST_SECONDS)
 test-phases: deps $(BUILD)/build.ninja $(TEST_BUILD)/build.ninja $(MIN_BUILD)/build.ninja \
 		$(BENCH_BUILD)/build.ninja $(FUZZ_BUILD)/build.ninja
 	@rm -f $(DEMO_RELEASE_READY)
-	@rc=0; setsid sh scripts/background.sh $(MAKE) -k --no-print-directory beside DEPS_CHECKED=1 \
+	@rc=0; setsid sh scripts/background.sh $(MAKE) -k --no-print-directory beside DEPS_CHECKED=1 FUZZ_SECONDS=$(FUZZ_SECONDS) \
 		DEMO_RELEASE_READY=$(DEMO_RELEASE_READY) >$(BESIDE_LOG) 2>&1 & bpid=$$!; \
 		trap 'kill -TERM -'$$bpid' 2>/dev/null; exit 130' INT TERM; \
 		if CPUTIME_LABEL=build-test $(TIMED) ninja -C $(TEST_BUILD); then \

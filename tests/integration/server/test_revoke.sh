@@ -44,10 +44,16 @@ at_cleanup release_keepalives
 
 # tls_try DEVICE [s_client args]: a fresh handshake + request; s_client's
 # output in $T/tls.out
+# The request goes a second after the handshake: under TLS 1.3 the server
+# checks the client certificate after the client finished its handshake,
+# and a request already sent when the server refuses (alert, close) can
+# come back as a TCP reset that discards the alert unread (seen twice in
+# ten runs of this test on 2 Dec: s_client printed neither an alert nor
+# HTTP).
 tls_try() {
 	local dev=$1
 	shift
-	printf 'GET /v1/keylist HTTP/1.1\r\nHost: 127.0.0.1\r\nConnection: close\r\n\r\n' |
+	{ sleep 1; printf 'GET /v1/keylist HTTP/1.1\r\nHost: 127.0.0.1\r\nConnection: close\r\n\r\n'; } |
 		timeout 20 openssl s_client -ign_eof -connect "127.0.0.1:$DEV_PORT" \
 			-CAfile "$PKI/server-ca.crt" -cert "$PKI/devices/$dev.crt" \
 			-key "$PKI/devices/$dev.key" "$@" >"$T/tls.out" 2>&1 || true
@@ -91,10 +97,10 @@ wait "$ka3" "$ka2" || true
 
 log "delivery listener: a new handshake and a resumed session of dev-3 are refused"
 tls_try dev-3
-grep -q "alert certificate revoked" "$T/tls.out" || fail "dev-3 new handshake: $(grep -a -m3 -i 'alert\|HTTP' "$T/tls.out")"
+grep -q "alert certificate revoked" "$T/tls.out" || fail "dev-3 new handshake: $(tail -c 600 "$T/tls.out")"
 ! grep -q "HTTP/1.1" "$T/tls.out" || fail "dev-3 got an HTTP answer"
 tls_try dev-3 -sess_in "$T/dev3.session"
-grep -q "alert certificate revoked" "$T/tls.out" || fail "dev-3 resumed session: $(grep -a -m3 -i 'reused\|alert\|HTTP' "$T/tls.out")"
+grep -q "alert certificate revoked" "$T/tls.out" || fail "dev-3 resumed session: $(tail -c 600 "$T/tls.out")"
 ! grep -q "^Reused" "$T/tls.out" || fail "dev-3's old session was resumed"
 dev_curl dev-2 /v1/keylist
 [[ $(status) == 200 ]] || fail "dev-2 new connection after the reload: $(status)"
@@ -167,7 +173,7 @@ row1=$(row dev-1)
 "$TOP/scripts/pki.sh" revoke "$PKI" dev-1
 wait_for 10 grep -q "reload (files changed): device listener" "$T/server.log" || fail "no timed reload"
 tls_try dev-1
-grep -q "alert certificate revoked" "$T/tls.out" || fail "dev-1 after the timed reload: $(grep -a -m3 -i 'alert\|HTTP' "$T/tls.out")"
+grep -q "alert certificate revoked" "$T/tls.out" || fail "dev-1 after the timed reload: $(tail -c 600 "$T/tls.out")"
 # the broker: one reload by the watch, which closes dev-1's live session
 wait_for 90 grep -qx "kicked dev-1" "$T/watch.out" || fail "the watch did not reload and kick: $(cat "$T/watch.out")"
 grep -q "Client dev-1 already connected, closing old connection" "$T/mq/mosquitto.log" ||
