@@ -6,8 +6,9 @@
 # FUZZ_MIN_SECONDS, 5 by default), two at a time (one per core), each from a
 # scratch copy of its committed corpus (the committed corpus stays as it is).
 # The envelope starts first: while it runs, the second core works through
-# the others. make test runs it with 30 s (FUZZ_TEST_SECONDS): 30 s for the
-# envelope and 5 s for each other target; make fuzz with 60 s. Every corpus is
+# the others. make test runs it with 18 s (FUZZ_TEST_SECONDS) and a 3 s
+# minimum: 18 s for the envelope and 3 s for each other target; make fuzz
+# with 60 s. Every corpus is
 # also replayed by the sanitizer build's meson tests (fuzz_*_replay). Fails on any crash, leak or
 # sanitizer report, keeping the failing inputs in BUILD/fuzz-crashes/.
 set -euo pipefail
