@@ -118,7 +118,8 @@ withdraw() {
 		else
 			fail "$what: status $st"
 		fi
-		[[ -z "$first_403" ]] || ((t_send - t_done > STALE_MS + 200)) && break
+		# refused, and polled on past the bound: nothing was served again
+		[[ -n "$first_403" ]] && ((t_send - t_done > STALE_MS + 200)) && break
 	done
 	[[ -n "$first_403" ]] || fail "$what: server 2 never refused"
 	echo "ok - $what: server 2 refuses $dev from ${first_403} ms after (bound $STALE_MS ms), and from then on"
