@@ -163,31 +163,44 @@ static void test_garbage_and_size(void **state)
 	assert_null(out);
 }
 
-/* A doc of a report with seq, version "v<seq>" and events first..last. */
-static void make_doc(uint64_t seq, uint64_t first, uint64_t last, struct srv_report_doc *doc)
+/* A doc of a report with seq, version and the events seqs[0..n-1] in that order. */
+static void make_doc_events(uint64_t seq, const char *version, const uint64_t *seqs, size_t n,
+			    struct srv_report_doc *doc)
 {
 	Fleetota__V1__StatusReport r = FLEETOTA__V1__STATUS_REPORT__INIT;
 	Fleetota__V1__Event ev[400];
 	Fleetota__V1__Event *events[400];
-	char version[24];
 	uint8_t *buf;
-	size_t len, n = 0;
+	size_t len;
 
-	snprintf(version, sizeof(version), "v%llu", (unsigned long long)seq);
+	assert_true(n <= 400);
 	r.seq = seq;
-	r.version = version;
+	r.version = (char *)version;
 	r.state = FLEETOTA__V1__DEVICE_STATE__DEVICE_STATE_IDLE;
-	for (uint64_t s = first; s <= last && n < 400; s++, n++) {
-		fleetota__v1__event__init(&ev[n]);
-		ev[n].seq = s;
-		ev[n].kind = FLEETOTA__V1__EVENT_KIND__EVENT_KIND_BOOTED;
-		events[n] = &ev[n];
+	for (size_t i = 0; i < n; i++) {
+		fleetota__v1__event__init(&ev[i]);
+		ev[i].seq = seqs[i];
+		ev[i].kind = FLEETOTA__V1__EVENT_KIND__EVENT_KIND_BOOTED;
+		events[i] = &ev[i];
 	}
 	r.events = events;
 	r.n_events = n;
 	len = pack(&r, &buf);
 	assert_int_equal(srv_report_doc_new(&r, buf, len, doc), OTA_OK);
 	free(buf);
+}
+
+/* A doc of a report with seq, version "v<seq>" and events first..last (at most 400). */
+static void make_doc(uint64_t seq, uint64_t first, uint64_t last, struct srv_report_doc *doc)
+{
+	uint64_t seqs[400];
+	char version[24];
+	size_t n = 0;
+
+	snprintf(version, sizeof(version), "v%llu", (unsigned long long)seq);
+	for (uint64_t s = first; s <= last && n < 400; s++)
+		seqs[n++] = s;
+	make_doc_events(seq, version, seqs, n, doc);
 }
 
 static json_int_t event_seq(const struct srv_report_doc *doc, size_t i)
@@ -247,30 +260,11 @@ static void test_merge_bound(void **state)
 	srv_report_doc_clear(&held);
 }
 
-/* A doc of a report with seq and the events seqs[0..n-1] in that order. */
+/* A doc of a report with seq, version "v" and the events seqs[0..n-1] (at most 8). */
 static void make_doc_seqs(uint64_t seq, const uint64_t *seqs, size_t n, struct srv_report_doc *doc)
 {
-	Fleetota__V1__StatusReport r = FLEETOTA__V1__STATUS_REPORT__INIT;
-	Fleetota__V1__Event ev[8];
-	Fleetota__V1__Event *events[8];
-	uint8_t *buf;
-	size_t len;
-
 	assert_true(n <= 8);
-	r.seq = seq;
-	r.version = "v";
-	r.state = FLEETOTA__V1__DEVICE_STATE__DEVICE_STATE_IDLE;
-	for (size_t i = 0; i < n; i++) {
-		fleetota__v1__event__init(&ev[i]);
-		ev[i].seq = seqs[i];
-		ev[i].kind = FLEETOTA__V1__EVENT_KIND__EVENT_KIND_BOOTED;
-		events[i] = &ev[i];
-	}
-	r.events = events;
-	r.n_events = n;
-	len = pack(&r, &buf);
-	assert_int_equal(srv_report_doc_new(&r, buf, len, doc), OTA_OK);
-	free(buf);
+	make_doc_events(seq, "v", seqs, n, doc);
 }
 
 static void assert_window(const struct srv_report_doc *held, json_int_t first, json_int_t last)
