@@ -6,10 +6,44 @@
 -- ---------------------------------------------------------------------------
 -- The tick's parts, per campaign (called with the campaign row locked).
 
--- (b) Admission into the current stage: the head of the campaign's queue
--- (campaign_targets, kept current by rollout_targets.sql), at most
--- admission_batch devices, in one statement whose cost grows with the batch,
--- not with the target. The queue is built here only when it is missing (a
+-- Higher-priority campaigns (running or paused) whose current stage has
+-- admitted devices without a campaign_devices row yet (admit_rest): those
+-- devices are theirs, a lower-priority campaign neither admits nor notifies
+-- them (rollout_reserved).
+CREATE OR REPLACE FUNCTION rollout_reserving(p_campaign text) RETURNS text[]
+LANGUAGE sql STABLE AS $$
+	SELECT coalesce(array_agg(o.campaign_id ORDER BY o.campaign_id), '{}')
+	FROM campaigns c
+	JOIN campaigns o ON o.state IN ('running', 'paused') AND o.campaign_id <> c.campaign_id
+	                AND (o.security_preempt, o.priority) > (c.security_preempt, c.priority)
+	                AND o.admit_rest > 0
+	WHERE c.campaign_id = p_campaign
+$$;
+
+-- The device is admitted by one of these campaigns (rollout_reserving) and
+-- has no row there yet: it is in the campaign's queue, no further than the
+-- queue row its admitted share reaches (admit_bound_*). A lookup of the
+-- queue's key per campaign.
+CREATE OR REPLACE FUNCTION rollout_reserved(p_reserving text[], p_device text) RETURNS boolean
+LANGUAGE sql STABLE AS $$
+	SELECT EXISTS (
+		SELECT 1 FROM campaigns o
+		JOIN campaign_targets t ON t.campaign_id = o.campaign_id
+		                       AND t.rank = rollout_target_rank(o.campaign_id, p_device)
+		                       AND t.device_id = p_device
+		WHERE o.campaign_id = ANY (p_reserving)
+		  AND (o.admit_bound_rank IS NULL
+		       OR (t.rank, t.device_id) <= (o.admit_bound_rank, o.admit_bound_device)))
+$$;
+
+-- (b) Admission into the current stage. The stage's share of the target is
+-- admitted as a whole (its counts include it at once: admit_rest), but
+-- campaign_devices rows are written lazily, as notification needs them: a
+-- tick writes the head of the campaign's queue (campaign_targets, kept
+-- current by rollout_targets.sql) only up to a lookahead of twice the
+-- stage's max_in_flight plus the rate burst of pending rows that are due
+-- (at most admission_batch), in one statement whose cost grows with the
+-- rows written, not with the target (docs/campaigns.md "Planning at scale"). The queue is built here only when it is missing (a
 -- targeted group changed) or when the target follows time or device state
 -- (rollout_target_volatile: then every admission_interval_s).
 -- Every statement is planned for this campaign, batch and priority case
@@ -39,11 +73,20 @@ DECLARE
 	v_more boolean := false;
 	v_scan bigint;
 	v_scanned bigint;
-	v_found bigint;
+	v_found bigint := 0;
 	v_last_rank bigint;
 	v_last_device text;
 	v_head_rank bigint;
 	v_head_device text;
+	v_rest bigint;
+	v_rest_after bigint;
+	v_look bigint;
+	v_ready bigint := 0;
+	v_reserving text[] := '{}';
+	v_deltas bigint := 0;
+	v_rebuilt boolean := false;
+	v_bound_rank bigint;
+	v_bound_device text;
 	v_batch bigint := greatest(1, rollout_setting('admission_batch', '100000')::bigint);
 	v_interval integer := rollout_setting('admission_interval_s', '30')::integer;
 BEGIN
@@ -51,6 +94,7 @@ BEGIN
 	IF c.targets_at IS NULL
 	   OR (c.targets_at + make_interval(secs => v_interval) <= p_now AND rollout_target_volatile(p_campaign)) THEN
 		PERFORM rollout_targets_build(p_campaign, p_now);
+		v_rebuilt := true;
 	ELSE
 		-- what changed outside the tick: devices that came or went, devices
 		-- a higher-priority campaign took
@@ -61,7 +105,8 @@ BEGIN
 		UPDATE campaigns k
 		SET target_members = k.target_members + (SELECT coalesce(sum(d.members), 0) FROM d),
 		    target_queued = k.target_queued + (SELECT coalesce(sum(d.queued), 0) FROM d)
-		WHERE k.campaign_id = p_campaign;
+		WHERE k.campaign_id = p_campaign
+		RETURNING (SELECT count(*) FROM d) INTO v_deltas;
 	END IF;
 	SELECT * INTO c FROM campaigns WHERE campaign_id = p_campaign;
 	SELECT * INTO s FROM campaign_stages WHERE campaign_id = p_campaign AND stage_no = c.current_stage;
@@ -69,7 +114,14 @@ BEGIN
 	v_target := c.target_members + c.target_queued;
 	v_quota := CASE WHEN s.device_count IS NOT NULL THEN least(s.device_count, v_target)
 	                ELSE ceil(v_target * s.percent / 100.0)::bigint END;
-	v_want := least(v_quota - c.target_members, v_batch);
+	-- the stage's share not written yet; written only up to the lookahead
+	v_rest := greatest(0, v_quota - c.target_members);
+	v_look := least(v_batch, 2::bigint * s.max_in_flight + c.rate_burst);
+	IF v_rest > 0 THEN
+		SELECT count(*) INTO v_ready FROM campaign_devices m
+		WHERE m.campaign_id = p_campaign AND m.state = 'pending' AND (m.retry_at IS NULL OR m.retry_at <= p_now);
+	END IF;
+	v_want := least(v_rest, v_batch, greatest(0, v_look - v_ready));
 
 	IF v_want > 0 THEN
 		IF c.kind = 'firmware' THEN
@@ -81,6 +133,10 @@ BEGIN
 		v_higher := EXISTS (SELECT 1 FROM campaigns o
 		                    WHERE o.state IN ('running', 'paused') AND o.campaign_id <> p_campaign
 		                      AND (o.security_preempt, o.priority) > (c.security_preempt, c.priority));
+		-- and those of them that admitted devices they have not written yet
+		IF v_higher THEN
+			v_reserving := rollout_reserving(p_campaign);
+		END IF;
 		-- and lower-priority ones may have admitted some of them, not notified yet
 		v_lower := ARRAY(SELECT o.campaign_id FROM campaigns o
 		                 WHERE o.state IN ('running', 'paused') AND o.campaign_id <> p_campaign
@@ -115,6 +171,8 @@ BEGIN
 				  AND m.state IN ('pending', 'notified', 'downloading', 'installed')
 				LIMIT 1) h ON true
 			WHERE h.held IS NULL
+			  -- or has admitted it and not written its row yet
+			  AND NOT (cardinality(v_reserving) > 0 AND rollout_reserved(v_reserving, w.device_id))
 			ORDER BY w.rank, w.device_id
 			LIMIT v_want
 		), taken AS (
@@ -223,11 +281,32 @@ BEGIN
 		UPDATE campaigns SET admit_cursor_rank = v_last_rank, admit_cursor_device = v_last_device
 		WHERE campaign_id = p_campaign;
 	END IF;
-	-- a full batch, or a pass over the queue not finished: more to admit, do
-	-- not wait for the admission interval
-	UPDATE campaigns SET admitted_at = CASE WHEN v_admitted >= v_batch OR v_more THEN NULL ELSE p_now END,
+	-- what the share still reaches into the queue: the v_rest_after-th row
+	-- from its head, found again only when the stage, the queue's build or
+	-- its contents changed (no scan when the share is the whole queue)
+	v_rest_after := greatest(0, v_quota - (c.target_members + v_admitted));
+	v_bound_rank := c.admit_bound_rank;
+	v_bound_device := c.admit_bound_device;
+	IF v_rest_after > 0 AND (v_rebuilt OR v_deltas > 0 OR c.admit_bound_stage IS DISTINCT FROM c.current_stage) THEN
+		v_bound_rank := NULL;
+		v_bound_device := NULL;
+		IF v_rest_after < c.target_queued - v_taken THEN
+			SELECT t.rank, t.device_id INTO v_bound_rank, v_bound_device FROM campaign_targets t
+			WHERE t.campaign_id = p_campaign
+			ORDER BY t.rank, t.device_id
+			OFFSET v_rest_after - 1 LIMIT 1;
+		END IF;
+	END IF;
+	-- a full batch, a pass over the queue not finished, or a share not
+	-- written yet (the lookahead, or all that was wanted was found): more to
+	-- admit, do not wait for the admission interval
+	UPDATE campaigns SET admitted_at = CASE WHEN v_admitted >= v_batch OR v_more
+	                                             OR (v_rest_after > 0 AND v_found >= v_want)
+	                                        THEN NULL ELSE p_now END,
 	       target_members = target_members + v_admitted, target_queued = target_queued - v_taken,
-	       target_size = target_members + v_admitted + target_queued - v_taken
+	       target_size = target_members + v_admitted + target_queued - v_taken,
+	       admit_rest = v_rest_after, admit_bound_stage = c.current_stage,
+	       admit_bound_rank = v_bound_rank, admit_bound_device = v_bound_device
 	WHERE campaign_id = p_campaign;
 	RETURN v_admitted;
 END $$;
@@ -288,20 +367,34 @@ $$;
 -- (its member, not finished), with the holder: admission skips them, so the
 -- campaign waits for them. Probes the queue by its key for each active
 -- member of a higher-priority campaign (none run: nothing is read).
+-- Also the devices such a campaign admitted without writing their rows yet
+-- (rollout_reserved): a probe per row of its queue as far as its admitted
+-- share reaches.
 CREATE OR REPLACE FUNCTION rollout_held(p_campaign text)
 RETURNS TABLE (device_id text, holder text)
 LANGUAGE sql STABLE AS $$
-	SELECT DISTINCT ON (m.device_id) m.device_id, m.campaign_id
-	FROM campaigns c
-	JOIN campaigns o ON o.state IN ('running', 'paused') AND o.campaign_id <> c.campaign_id
-	                AND (o.security_preempt, o.priority) > (c.security_preempt, c.priority)
-	JOIN campaign_devices m ON m.campaign_id = o.campaign_id
-	                       AND m.state IN ('pending', 'notified', 'downloading', 'installed')
-	WHERE c.campaign_id = p_campaign
-	  AND EXISTS (SELECT 1 FROM campaign_targets t
-	              WHERE t.campaign_id = p_campaign AND t.rank = rollout_target_rank(p_campaign, m.device_id)
-	                AND t.device_id = m.device_id)
-	ORDER BY m.device_id, o.priority DESC, m.campaign_id
+	SELECT DISTINCT ON (x.device_id) x.device_id, x.campaign_id
+	FROM (SELECT m.device_id, m.campaign_id, o.priority
+	      FROM campaigns c
+	      JOIN campaigns o ON o.state IN ('running', 'paused') AND o.campaign_id <> c.campaign_id
+	                      AND (o.security_preempt, o.priority) > (c.security_preempt, c.priority)
+	      JOIN campaign_devices m ON m.campaign_id = o.campaign_id
+	                             AND m.state IN ('pending', 'notified', 'downloading', 'installed')
+	      WHERE c.campaign_id = p_campaign
+	      UNION ALL
+	      SELECT r.device_id, o.campaign_id, o.priority
+	      FROM campaigns c
+	      JOIN campaigns o ON o.state IN ('running', 'paused') AND o.campaign_id <> c.campaign_id
+	                      AND (o.security_preempt, o.priority) > (c.security_preempt, c.priority)
+	                      AND o.admit_rest > 0
+	      JOIN campaign_targets r ON r.campaign_id = o.campaign_id
+	                             AND (o.admit_bound_rank IS NULL
+	                                  OR (r.rank, r.device_id) <= (o.admit_bound_rank, o.admit_bound_device))
+	      WHERE c.campaign_id = p_campaign) x
+	WHERE EXISTS (SELECT 1 FROM campaign_targets t
+	              WHERE t.campaign_id = p_campaign AND t.rank = rollout_target_rank(p_campaign, x.device_id)
+	                AND t.device_id = x.device_id)
+	ORDER BY x.device_id, x.priority DESC, x.campaign_id
 $$;
 
 -- Why the current stage is stalled, or NULL. Stalled: every device of the
@@ -397,8 +490,12 @@ BEGIN
 	         FROM rollout_stage_counts(p_campaign) k
 	         JOIN campaign_stages st ON st.campaign_id = p_campaign AND st.stage_no = k.stage_no
 	         ORDER BY k.stage_no LOOP
+		-- members with a row; the current stage's share also counts the
+		-- devices admitted without a row yet (admit_rest, rollout_admit)
 		v_members := v_members + r.admitted;
 		IF r.stage_no = c.current_stage THEN
+			r.admitted := r.admitted + c.admit_rest;
+			r.pending := r.pending + c.admit_rest;
 			cur := r;
 		END IF;
 		-- the update policy's signals first: a bad build, the network, health
@@ -500,6 +597,7 @@ DECLARE
 	v_reissued bigint := 0;
 	v_count bigint := 0;
 	v_ids bigint[];
+	v_reserving text[];
 BEGIN
 	SELECT * INTO c FROM campaigns WHERE campaign_id = p_campaign;
 	v_tokens := least(c.rate_burst::double precision,
@@ -546,6 +644,9 @@ BEGIN
 	v_budget := greatest(0, least(v_budget, floor(v_tokens + 1e-9)::bigint - v_reissued, p_max - v_reissued));
 
 	IF v_budget > 0 THEN
+		-- a higher-priority campaign's admitted devices without a row there
+		-- yet are not ours to notify (it supersedes our row when it writes its own)
+		v_reserving := rollout_reserving(p_campaign);
 		WITH picked AS (
 			SELECT m.ctid AS row_id, m.device_id, m.stage_no, m.step FROM campaign_devices m
 			WHERE m.campaign_id = p_campaign AND m.state = 'pending'
@@ -557,6 +658,7 @@ BEGIN
 			                  WHERE o.device_id = m.device_id AND o.campaign_id <> p_campaign
 			                    AND o.state IN ('notified', 'downloading', 'installed')
 			                    AND oc.state IN ('running', 'paused'))
+			  AND NOT (cardinality(v_reserving) > 0 AND rollout_reserved(v_reserving, m.device_id))
 			ORDER BY m.stage_no, m.admit_seq
 			LIMIT v_budget
 			FOR UPDATE OF m SKIP LOCKED
@@ -979,7 +1081,7 @@ LANGUAGE sql STABLE AS $$
 			'stage', s.stage_no, 'count', s.device_count, 'percent', s.percent,
 			'success_ratio', s.success_ratio, 'failure_ratio', s.failure_ratio,
 			'soak_seconds', s.soak_s, 'max_in_flight', s.max_in_flight,
-			'budget_seconds', round(rollout_stage_budget(k, s, n.admitted)::numeric),
+			'budget_seconds', round(rollout_stage_budget(k, s, n.admitted + z.rest)::numeric),
 			'build_failure_ratio', s.build_failure_ratio, 'network_failure_ratio', s.network_failure_ratio,
 			'health', CASE WHEN s.health_window_s IS NOT NULL THEN jsonb_build_object(
 				'window_seconds', s.health_window_s, 'max_unexpected_reboots', s.health_max_reboots,
@@ -988,13 +1090,17 @@ LANGUAGE sql STABLE AS $$
 			'signals', jsonb_build_object('build_failed', p.build_failed, 'network_failed', p.network_failed,
 			                              'unhealthy', p.unhealthy),
 			'started_at', s.started_at, 'succeeded_at', s.succeeded_at, 'completed_at', s.completed_at,
-			'devices', jsonb_build_object('admitted', n.admitted, 'pending', n.pending,
+			-- admitted: with the current stage's devices admitted without
+			-- a row yet (admit_rest), which are pending
+			'devices', jsonb_build_object('admitted', n.admitted + z.rest, 'pending', n.pending + z.rest,
 			                              'in_flight', n.in_flight, 'confirmed', n.confirmed,
 			                              'failed', n.failed, 'timed_out', n.timed_out,
 			                              'superseded', n.superseded, 'cancelled', n.cancelled))
 			ORDER BY s.stage_no)
 			FROM campaign_stages s JOIN rollout_stage_counts(k.campaign_id) n ON n.stage_no = s.stage_no
 			JOIN rollout_policy_counts(k.campaign_id) p ON p.stage_no = s.stage_no
+			CROSS JOIN LATERAL (SELECT CASE WHEN s.stage_no = k.current_stage AND k.state IN ('running', 'paused')
+			                                THEN k.admit_rest ELSE 0 END AS rest) z
 			WHERE s.campaign_id = k.campaign_id), '[]'))
 	FROM campaigns k WHERE k.campaign_id = p_campaign
 $$;

@@ -64,7 +64,8 @@ BEGIN
 	SELECT count(*) INTO v_members FROM campaign_devices
 	WHERE campaign_id = p_campaign AND state NOT IN ('superseded', 'cancelled');
 	UPDATE campaigns SET targets_at = p_now, target_queued = v_queued, target_members = v_members,
-	       target_size = v_members + v_queued, admit_cursor_rank = NULL, admit_cursor_device = NULL
+	       target_size = v_members + v_queued, admit_cursor_rank = NULL, admit_cursor_device = NULL,
+	       admit_bound_stage = NULL
 	WHERE campaign_id = p_campaign;
 	RETURN v_queued;
 END $$;
@@ -173,7 +174,7 @@ LANGUAGE plpgsql AS $$
 BEGIN
 	DELETE FROM campaign_targets WHERE campaign_id = NEW.campaign_id;
 	DELETE FROM campaign_target_deltas WHERE campaign_id = NEW.campaign_id;
-	UPDATE campaigns SET targets_at = NULL, target_queued = 0 WHERE campaign_id = NEW.campaign_id;
+	UPDATE campaigns SET targets_at = NULL, target_queued = 0, admit_rest = 0 WHERE campaign_id = NEW.campaign_id;
 	RETURN NULL;
 END $$;
 

@@ -182,7 +182,9 @@ expect_eq "progress: held by a higher-priority campaign" \
 	"waiting:higher_priority:2 devices are held by a higher-priority campaign: hp-hi"
 tick hp-lo 6400 >/dev/null
 reason=$(q "SELECT state_reason FROM campaigns WHERE campaign_id = 'hp-lo'")
-[[ $reason == "stalled: stage 0 not done within its budget of 300 s: 0 of 0 devices confirmed"*"; not admitted: hp0000001, hp0000002 (held by a higher-priority campaign: hp-hi)" ]] ||
+# the stage's share is admitted as a whole (lazy admission: 2 devices, no
+# row yet), the held ones are named
+[[ $reason == "stalled: stage 0 not done within its budget of 300 s: 0 of 2 devices confirmed"*"; not admitted: hp0000001, hp0000002 (held by a higher-priority campaign: hp-hi)" ]] ||
 	fail "held stall reason: $reason ($(q "SELECT state FROM campaigns WHERE campaign_id = 'hp-lo'"))"
 echo "ok - over its budget, paused naming the held devices: $reason"
 q "SELECT rollout_cancel('hp-lo', 'alice', $(at 6401)), rollout_cancel('hp-hi', 'alice', $(at 6401))" >/dev/null
