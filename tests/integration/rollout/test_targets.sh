@@ -134,12 +134,14 @@ q "INSERT INTO devices (device_id, model, hw_revision, version, version_code, ke
    UNION ALL
    SELECT 'free' || lpad(i::text, 2, '0'), 'm1', 'r1', '1.0.100', 100, 1, '{free}'::text[] FROM generate_series(1, 20) i"
 q "UPDATE rollout_settings SET value = '10' WHERE name = 'admission_batch'"
-q "SELECT rollout_create('{\"id\":\"hi\",\"artifact\":\"fw-101\",\"priority\":20,\"target\":{\"tags_any\":[\"hold\"]},\"stages\":[{\"percent\":100}]}', 'alice')" >/dev/null
+q "SELECT rollout_create('{\"id\":\"hi\",\"artifact\":\"fw-101\",\"rate_per_minute\":6000,\"rate_burst\":1000,\"priority\":20,\"target\":{\"tags_any\":[\"hold\"]},\"stages\":[{\"percent\":100}]}', 'alice')" >/dev/null
 q "SELECT rollout_start('hi', 'alice', $(at 3000))" >/dev/null
+# (rows are written lazily, at most admission_batch per tick: the rate burst
+# notifies each tick's rows, so three ticks write all 30)
 for i in 1 2 3; do tick "$((3000 + i))"; done
 expect_eq "the higher campaign holds its 30 devices" \
 	"$(q "SELECT count(*) FROM campaign_devices WHERE campaign_id = 'hi' AND state IN ('pending', 'notified')")" 30
-q "SELECT rollout_create('{\"id\":\"lo\",\"artifact\":\"fw-101\",\"priority\":19,\"target\":{\"tags_any\":[\"hold\",\"free\"]},\"stages\":[{\"percent\":100}]}', 'alice')" >/dev/null
+q "SELECT rollout_create('{\"id\":\"lo\",\"artifact\":\"fw-101\",\"rate_per_minute\":6000,\"rate_burst\":1000,\"priority\":19,\"target\":{\"tags_any\":[\"hold\",\"free\"]},\"stages\":[{\"percent\":100}]}', 'alice')" >/dev/null
 q "SELECT rollout_start('lo', 'alice', $(at 3010))" >/dev/null
 # window K of lo's queue (rows 10K+1 .. 10K+10 in rank order): its free devices
 window_free() {
@@ -166,6 +168,45 @@ expect_eq "after a pass: every free device admitted, the held ones still queued"
 check "after a pass behind a held head" lo 30
 q "UPDATE rollout_settings SET value = '100000' WHERE name = 'admission_batch'"
 q "SELECT rollout_cancel('hi', 'alice'), rollout_cancel('lo', 'alice')" >/dev/null
+
+# --- lazy admission: a stage's share is admitted as a whole (the status
+# counts it), its rows are written only as notification needs them (twice
+# max_in_flight plus the rate burst of due pending rows), and a lower-priority
+# campaign leaves alone what a higher one admitted without a row yet
+q "INSERT INTO devices (device_id, model, hw_revision, version, version_code, keylist_version, tags)
+   SELECT 'lz' || lpad(i::text, 2, '0'), 'm1', 'r1', '1.0.100', 100, 1, '{lz}'::text[] FROM generate_series(1, 60) i"
+# admitted / pending / rows written
+lz() {
+	q "SELECT (SELECT sum((x -> 'devices' ->> 'admitted')::bigint) || '/' || sum((x -> 'devices' ->> 'pending')::bigint)
+	           FROM jsonb_array_elements(rollout_status('$1') -> 'stages') x)
+	          || '/' || (SELECT count(*) FROM campaign_devices WHERE campaign_id = '$1' AND state <> 'superseded')"
+}
+q "SELECT rollout_create('{\"id\":\"lzlo\",\"artifact\":\"fw-101\",\"priority\":30,\"rate_per_minute\":1,\"rate_burst\":5,\"target\":{\"tags_any\":[\"lz\"]},\"stages\":[{\"percent\":100,\"max_in_flight\":20}]}', 'alice')" >/dev/null
+q "SELECT rollout_start('lzlo', 'alice', $(at 4000))" >/dev/null
+tick 4001
+expect_eq "the whole share admitted, 45 rows written (2 x 20 + 5), 5 notified" "$(lz lzlo)" "60/55/45"
+tick 4002
+expect_eq "topped up to 45 pending rows" "$(lz lzlo)" "60/55/50"
+tick 4003
+expect_eq "and no further" "$(lz lzlo)" "60/55/50"
+q "SELECT rollout_create('{\"id\":\"lzhi\",\"artifact\":\"fw-101\",\"priority\":31,\"rate_per_minute\":60,\"rate_burst\":5,\"target\":{\"tags_any\":[\"lz\"]},\"stages\":[{\"percent\":100,\"max_in_flight\":5}]}', 'alice')" >/dev/null
+q "SELECT rollout_start('lzhi', 'alice', $(at 4010))" >/dev/null
+tick 4011
+expect_eq "the higher campaign: its whole target admitted, 15 rows written (2 x 5 + 5), 5 notified" "$(lz lzhi)" "60/55/15"
+# published: nothing is issued again, the lower one's tokens are free for new devices
+q "SELECT rollout_published(array_agg(id), array_agg(fence), 's') FROM rollout_notifications" >/dev/null
+for i in 1 2 3; do tick "$((4100 + i * 100))"; done
+expect_eq "the lower one notified no other device: its pending devices are the higher one's" \
+	"$(q "SELECT count(*) FROM rollout_notifications n WHERE n.campaign_id = 'lzlo' AND n.created_at > $(at 4010)
+	      -- (the unpublished ones of before are issued again)
+	      AND n.device_id NOT IN (SELECT o.device_id FROM rollout_notifications o
+	                              WHERE o.campaign_id = 'lzlo' AND o.created_at <= $(at 4010))")" 0
+expect_eq "those the higher one wrote are superseded in the lower one" \
+	"$(q "SELECT count(*) FROM campaign_devices l JOIN campaign_devices h ON h.device_id = l.device_id AND h.campaign_id = 'lzhi'
+	      WHERE l.campaign_id = 'lzlo' AND l.state <> 'superseded' AND l.notified_at IS NULL")" 0
+expect_eq "the higher one writes rows as it notifies" \
+	"$(q "SELECT count(*) FILTER (WHERE state = 'pending') || '/' || count(*) FROM campaign_devices WHERE campaign_id = 'lzhi'")" "15/20"
+q "SELECT rollout_cancel('lzhi', 'alice'), rollout_cancel('lzlo', 'alice')" >/dev/null
 
 # --- exactly once, and the queue goes with the campaign
 for i in $(seq 6 40); do tick "$((i * 60))"; done
