@@ -44,10 +44,8 @@ BEGIN
 	-- the target's query itself, not rollout_target(): a set-returning
 	-- function would first copy the whole target into a tuplestore
 	EXECUTE format(
-		'INSERT INTO campaign_targets (campaign_id, rank, device_id, version_code, keylist_version,'
-		'                              rootlist_version, keylist_key_ids) '
-		'SELECT %1$L, rollout_target_rank(%1$L, t.device_id), t.device_id, t.version_code,'
-		'       t.keylist_version, t.rootlist_version, t.keylist_key_ids '
+		'INSERT INTO campaign_targets (campaign_id, rank, device_id) '
+		'SELECT %1$L, rollout_target_rank(%1$L, t.device_id), t.device_id '
 		'FROM (%2$s) t '
 		'WHERE NOT EXISTS (SELECT 1 FROM campaign_devices m'
 		'                  WHERE m.campaign_id = %1$L AND m.device_id = t.device_id) '
@@ -72,7 +70,7 @@ END $$;
 
 -- These devices changed (or joined a static group, or left it): each kept
 -- queue drops their rows and takes again the ones that match now and are not
--- members, with their attributes as they are now. Set-based per campaign;
+-- members. Set-based per campaign;
 -- the target is evaluated for these devices only (rollout_target's p_only).
 CREATE OR REPLACE FUNCTION rollout_targets_sync(p_devices text[]) RETURNS void
 LANGUAGE plpgsql AS $$
@@ -86,10 +84,8 @@ BEGIN
 		WHERE q.campaign_id = v_campaign
 		  AND (q.rank, q.device_id) IN (SELECT rollout_target_rank(v_campaign, x), x FROM unnest(p_devices) x);
 		GET DIAGNOSTICS v_gone = ROW_COUNT;
-		INSERT INTO campaign_targets (campaign_id, rank, device_id, version_code, keylist_version,
-		                              rootlist_version, keylist_key_ids)
-		SELECT v_campaign, rollout_target_rank(v_campaign, t.device_id), t.device_id, t.version_code,
-		       t.keylist_version, t.rootlist_version, t.keylist_key_ids
+		INSERT INTO campaign_targets (campaign_id, rank, device_id)
+		SELECT v_campaign, rollout_target_rank(v_campaign, t.device_id), t.device_id
 		FROM rollout_target(v_campaign, p_devices) t
 		-- members among these devices, by key (an anti-join could scan
 		-- every member of the campaign per report)
