@@ -74,6 +74,11 @@ DECLARE
 	v_scan bigint;
 	v_scanned bigint;
 	v_found bigint := 0;
+	v_taken_i bigint;
+	v_admitted_i bigint;
+	v_pending_i bigint;
+	v_examined bigint := 0;
+	v_want_next bigint;
 	v_last_rank bigint;
 	v_last_device text;
 	v_head_rank bigint;
@@ -143,140 +148,159 @@ BEGIN
 		                   AND (o.security_preempt, o.priority) < (c.security_preempt, c.priority)
 		                   AND EXISTS (SELECT 1 FROM campaign_devices m
 		                               WHERE m.campaign_id = o.campaign_id AND m.state = 'pending'));
-		-- admit_seq follows the queue order; a block of the sequence per batch
-		v_seq := nextval('campaign_devices_admit_seq');
-		PERFORM setval('campaign_devices_admit_seq', v_seq + v_want);
-		-- the rows examined: the head of the queue; while a higher-priority
-		-- campaign runs, at most admission_batch rows from the cursor on (the
-		-- head may be held by that campaign for long: read once per pass over
-		-- the queue, not once per tick)
-		v_scan := CASE WHEN v_higher THEN greatest(v_batch, v_want) ELSE v_want END;
-		WITH w AS MATERIALIZED (
-			SELECT t.ctid AS row_id, t.rank, t.device_id FROM campaign_targets t
-			WHERE t.campaign_id = p_campaign
-			  AND (NOT v_higher OR c.admit_cursor_rank IS NULL
-			       OR (t.rank, t.device_id) > (c.admit_cursor_rank, c.admit_cursor_device))
-			ORDER BY t.rank, t.device_id
-			LIMIT v_scan
-		), head AS MATERIALIZED (
-			SELECT w.row_id, w.rank, w.device_id FROM w
-			-- a higher-priority campaign holds the device: not ours (yet). A
-			-- lookup by device per examined row (LIMIT keeps it a lookup: a
-			-- join could hash all of that campaign's members every tick)
-			LEFT JOIN LATERAL (
-				SELECT 1 AS held FROM campaign_devices m JOIN campaigns o USING (campaign_id)
-				WHERE v_higher AND m.device_id = w.device_id
-				  AND (o.security_preempt, o.priority) > (c.security_preempt, c.priority)
-				  AND o.state IN ('running', 'paused')
-				  AND m.state IN ('pending', 'notified', 'downloading', 'installed')
-				LIMIT 1) h ON true
-			-- or has admitted it and not written its row yet (rollout_reserved,
-			-- written out: a function call per examined row cost 0.1 ms)
-			LEFT JOIN LATERAL (
-				SELECT 1 AS held FROM campaigns o
-				JOIN campaign_targets t ON t.campaign_id = o.campaign_id
-				                       AND t.rank = rollout_target_rank(o.campaign_id, w.device_id)
-				                       AND t.device_id = w.device_id
-				WHERE cardinality(v_reserving) > 0 AND o.campaign_id = ANY (v_reserving)
-				  AND (o.admit_bound_rank IS NULL
-				       OR (t.rank, t.device_id) <= (o.admit_bound_rank, o.admit_bound_device))
-				LIMIT 1) r ON true
-			WHERE h.held IS NULL AND r.held IS NULL
-			ORDER BY w.rank, w.device_id
-			LIMIT v_want
-		), taken AS (
-			DELETE FROM campaign_targets q
-			-- by row address: the rows were found once, in queue order
-			WHERE q.ctid = ANY (ARRAY(SELECT head.row_id FROM head))
-			RETURNING q.rank, q.device_id
-		), chosen AS (
-			-- the attributes as they are now: a lookup per written row (the
-			-- rows of a tick are few, see the lookahead above)
-			SELECT tk.device_id, d.version_code, d.keylist_version, d.rootlist_version,
-			       coalesce(nullif(d.keylist_key_ids, '{}'), k.key_ids, '{}') AS key_ids,
-			       v_seq + row_number() OVER (ORDER BY tk.rank, tk.device_id) AS seq
-			FROM taken tk
-			JOIN devices d ON d.device_id = tk.device_id
-			LEFT JOIN keylists k ON k.version = d.keylist_version
-		), ins AS (
-			INSERT INTO campaign_devices (campaign_id, device_id, stage_no, step, needed_keylist, state,
-			                              error, already, admit_seq, admitted_at, done_at, updated_at)
-			SELECT p_campaign, ch.device_id, c.current_stage,
-			       CASE WHEN c.kind = 'firmware' AND ch.version_code <> a.version_code
-			                 AND NOT (a.signing_key_id = ANY (ch.key_ids)) THEN 'keylist'
-			            WHEN c.kind = 'rootlist' THEN 'rootlist'
-			            WHEN c.kind = 'keylist' THEN 'keylist'
-			            ELSE 'firmware' END,
-			       CASE WHEN c.kind = 'firmware' AND ch.version_code <> a.version_code
-			                 AND NOT (a.signing_key_id = ANY (ch.key_ids)) THEN coalesce(v_latest_kl, 0)
-			            WHEN c.kind = 'keylist' THEN c.keylist_version
-			            ELSE 0 END,
-			       st.state, st.error, st.state = 'confirmed',
-			       ch.seq, p_now,
-			       CASE WHEN st.state IN ('confirmed', 'failed') THEN p_now END, p_now
-			FROM chosen ch,
-			     LATERAL (SELECT CASE
-			         WHEN c.kind = 'firmware' AND ch.version_code = a.version_code THEN 'confirmed'
-			         WHEN c.kind = 'keylist' AND ch.keylist_version >= c.keylist_version THEN 'confirmed'
-			         WHEN c.kind = 'rootlist' AND ch.rootlist_version >= c.rootlist_version THEN 'confirmed'
-			         -- the device cannot verify the manifest and no KeyList it
-			         -- could move to trusts the signing key
-			         WHEN c.kind = 'firmware' AND NOT (a.signing_key_id = ANY (ch.key_ids))
-			              AND (v_latest_kl IS NULL OR NOT v_latest_kl_has_key
-			                   OR v_latest_kl <= ch.keylist_version) THEN 'failed'
-			         ELSE 'pending' END AS state,
-			       CASE WHEN c.kind = 'firmware' AND ch.version_code <> a.version_code
-			                 AND NOT (a.signing_key_id = ANY (ch.key_ids))
-			                 AND (v_latest_kl IS NULL OR NOT v_latest_kl_has_key
-			                      OR v_latest_kl <= ch.keylist_version)
-			            THEN 'OTA_ERR_KEY_UNKNOWN' ELSE '' END AS error) st
-			     -- a device that came to match while a tick admitted it (a race
-			     -- of the triggers with this statement) is a member already. A
-			     -- lookup per admitted device (LIMIT keeps it one: an anti-join
-			     -- could merge or hash every member of the campaign), not ON
-			     -- CONFLICT: only admission inserts members, one tick at a time
-			     -- (rollout_tick's advisory lock), so nothing inserts the same
-			     -- row concurrently, and a speculative insertion costs about a
-			     -- third more per row (docs/campaigns.md "Plans")
-			     LEFT JOIN LATERAL (
-			         SELECT true AS member FROM campaign_devices x
-			         WHERE x.campaign_id = p_campaign AND x.device_id = ch.device_id
-			         LIMIT 1) e ON true
-			WHERE e.member IS NULL
-			-- key order: the indexes are written page by page
-			ORDER BY ch.device_id
-			RETURNING device_id
-		)
-		SELECT (SELECT count(*) FROM taken), (SELECT count(*) FROM ins), (SELECT count(*) FROM w),
-		       lw.rank, lw.device_id, lh.rank, lh.device_id, (SELECT count(*) FROM head),
-		       CASE WHEN cardinality(v_lower) > 0 THEN ARRAY(SELECT ins.device_id FROM ins) END
-		INTO v_taken, v_admitted, v_scanned, v_last_rank, v_last_device, v_head_rank, v_head_device, v_found,
-		     v_ins
-		FROM (SELECT NULL) x
-		LEFT JOIN (SELECT w.rank, w.device_id FROM w ORDER BY w.rank DESC, w.device_id DESC LIMIT 1) lw ON true
-		LEFT JOIN (SELECT head.rank, head.device_id FROM head ORDER BY head.rank DESC, head.device_id DESC LIMIT 1) lh
-		       ON true;
-		-- a lower-priority campaign loses the admitted devices it has not
-		-- notified yet. Its own statement, planned for the actual batch
-		-- (plan_cache_mode): a hash of the other campaigns' pending rows
-		-- (campaign_devices_pending_idx) when they are fewer than the batch,
-		-- else a lookup per admitted device. Never a scan of campaign_devices:
-		-- its statistics lag a batch or more behind (they once put 246,497
-		-- pending rows where there were 8,000, and the plan read every member
-		-- of every campaign)
-		IF cardinality(v_ins) > 0 THEN
-			v_seqscan := current_setting('enable_seqscan');
-			PERFORM set_config('enable_seqscan', 'off', true);
-			WITH sup AS (
-				UPDATE campaign_devices m SET state = 'superseded', updated_at = p_now
-				FROM unnest(v_ins) i (device_id)
-				WHERE m.campaign_id = ANY (v_lower) AND m.state = 'pending' AND m.device_id = i.device_id
-				RETURNING m.campaign_id
+		LOOP
+			-- admit_seq follows the queue order; a block of the sequence per batch
+			v_seq := nextval('campaign_devices_admit_seq');
+			PERFORM setval('campaign_devices_admit_seq', v_seq + v_want);
+			-- the rows examined: the head of the queue; while a higher-priority
+			-- campaign runs, at most admission_batch rows from the cursor on (the
+			-- head may be held by that campaign for long: read once per pass over
+			-- the queue, not once per tick), and no more than ten times the rows
+			-- wanted and a thousand (lazy admission wants a few rows at every
+			-- tick: a window of 100,000 lookups each tick cost more than the
+			-- rows it found)
+			v_scan := CASE WHEN v_higher THEN greatest(v_want, least(v_batch, 10 * v_want + 1000)) ELSE v_want END;
+			WITH w AS MATERIALIZED (
+				SELECT t.ctid AS row_id, t.rank, t.device_id FROM campaign_targets t
+				WHERE t.campaign_id = p_campaign
+				  AND (NOT v_higher OR c.admit_cursor_rank IS NULL
+				       OR (t.rank, t.device_id) > (c.admit_cursor_rank, c.admit_cursor_device))
+				ORDER BY t.rank, t.device_id
+				LIMIT v_scan
+			), head AS MATERIALIZED (
+				SELECT w.row_id, w.rank, w.device_id FROM w
+				-- a higher-priority campaign holds the device: not ours (yet). A
+				-- lookup by device per examined row (LIMIT keeps it a lookup: a
+				-- join could hash all of that campaign's members every tick)
+				LEFT JOIN LATERAL (
+					SELECT 1 AS held FROM campaign_devices m JOIN campaigns o USING (campaign_id)
+					WHERE v_higher AND m.device_id = w.device_id
+					  AND (o.security_preempt, o.priority) > (c.security_preempt, c.priority)
+					  AND o.state IN ('running', 'paused')
+					  AND m.state IN ('pending', 'notified', 'downloading', 'installed')
+					LIMIT 1) h ON true
+				-- or has admitted it and not written its row yet (rollout_reserved,
+				-- written out: a function call per examined row cost 0.1 ms)
+				LEFT JOIN LATERAL (
+					SELECT 1 AS held FROM campaigns o
+					JOIN campaign_targets t ON t.campaign_id = o.campaign_id
+					                       AND t.rank = rollout_target_rank(o.campaign_id, w.device_id)
+					                       AND t.device_id = w.device_id
+					WHERE cardinality(v_reserving) > 0 AND o.campaign_id = ANY (v_reserving)
+					  AND (o.admit_bound_rank IS NULL
+					       OR (t.rank, t.device_id) <= (o.admit_bound_rank, o.admit_bound_device))
+					LIMIT 1) r ON true
+				WHERE h.held IS NULL AND r.held IS NULL
+				ORDER BY w.rank, w.device_id
+				LIMIT v_want
+			), taken AS (
+				DELETE FROM campaign_targets q
+				-- by row address: the rows were found once, in queue order
+				WHERE q.ctid = ANY (ARRAY(SELECT head.row_id FROM head))
+				RETURNING q.rank, q.device_id
+			), chosen AS (
+				-- the attributes as they are now: a lookup per written row (the
+				-- rows of a tick are few, see the lookahead above)
+				SELECT tk.device_id, d.version_code, d.keylist_version, d.rootlist_version,
+				       coalesce(nullif(d.keylist_key_ids, '{}'), k.key_ids, '{}') AS key_ids,
+				       v_seq + row_number() OVER (ORDER BY tk.rank, tk.device_id) AS seq
+				FROM taken tk
+				JOIN devices d ON d.device_id = tk.device_id
+				LEFT JOIN keylists k ON k.version = d.keylist_version
+			), ins AS (
+				INSERT INTO campaign_devices (campaign_id, device_id, stage_no, step, needed_keylist, state,
+				                              error, already, admit_seq, admitted_at, done_at, updated_at)
+				SELECT p_campaign, ch.device_id, c.current_stage,
+				       CASE WHEN c.kind = 'firmware' AND ch.version_code <> a.version_code
+				                 AND NOT (a.signing_key_id = ANY (ch.key_ids)) THEN 'keylist'
+				            WHEN c.kind = 'rootlist' THEN 'rootlist'
+				            WHEN c.kind = 'keylist' THEN 'keylist'
+				            ELSE 'firmware' END,
+				       CASE WHEN c.kind = 'firmware' AND ch.version_code <> a.version_code
+				                 AND NOT (a.signing_key_id = ANY (ch.key_ids)) THEN coalesce(v_latest_kl, 0)
+				            WHEN c.kind = 'keylist' THEN c.keylist_version
+				            ELSE 0 END,
+				       st.state, st.error, st.state = 'confirmed',
+				       ch.seq, p_now,
+				       CASE WHEN st.state IN ('confirmed', 'failed') THEN p_now END, p_now
+				FROM chosen ch,
+				     LATERAL (SELECT CASE
+				         WHEN c.kind = 'firmware' AND ch.version_code = a.version_code THEN 'confirmed'
+				         WHEN c.kind = 'keylist' AND ch.keylist_version >= c.keylist_version THEN 'confirmed'
+				         WHEN c.kind = 'rootlist' AND ch.rootlist_version >= c.rootlist_version THEN 'confirmed'
+				         -- the device cannot verify the manifest and no KeyList it
+				         -- could move to trusts the signing key
+				         WHEN c.kind = 'firmware' AND NOT (a.signing_key_id = ANY (ch.key_ids))
+				              AND (v_latest_kl IS NULL OR NOT v_latest_kl_has_key
+				                   OR v_latest_kl <= ch.keylist_version) THEN 'failed'
+				         ELSE 'pending' END AS state,
+				       CASE WHEN c.kind = 'firmware' AND ch.version_code <> a.version_code
+				                 AND NOT (a.signing_key_id = ANY (ch.key_ids))
+				                 AND (v_latest_kl IS NULL OR NOT v_latest_kl_has_key
+				                      OR v_latest_kl <= ch.keylist_version)
+				            THEN 'OTA_ERR_KEY_UNKNOWN' ELSE '' END AS error) st
+				     -- a device that came to match while a tick admitted it (a race
+				     -- of the triggers with this statement) is a member already. A
+				     -- lookup per admitted device (LIMIT keeps it one: an anti-join
+				     -- could merge or hash every member of the campaign), not ON
+				     -- CONFLICT: only admission inserts members, one tick at a time
+				     -- (rollout_tick's advisory lock), so nothing inserts the same
+				     -- row concurrently, and a speculative insertion costs about a
+				     -- third more per row (docs/campaigns.md "Plans")
+				     LEFT JOIN LATERAL (
+				         SELECT true AS member FROM campaign_devices x
+				         WHERE x.campaign_id = p_campaign AND x.device_id = ch.device_id
+				         LIMIT 1) e ON true
+				WHERE e.member IS NULL
+				-- key order: the indexes are written page by page
+				ORDER BY ch.device_id
+				RETURNING device_id, state
 			)
-			INSERT INTO campaign_target_deltas (campaign_id, members)
-			SELECT sup.campaign_id, -count(*) FROM sup GROUP BY sup.campaign_id;
-			PERFORM set_config('enable_seqscan', v_seqscan, true);
-		END IF;
+			SELECT (SELECT count(*) FROM taken), (SELECT count(*) FROM ins), (SELECT count(*) FROM w),
+			       lw.rank, lw.device_id, lh.rank, lh.device_id, (SELECT count(*) FROM head),
+			       CASE WHEN cardinality(v_lower) > 0 THEN ARRAY(SELECT ins.device_id FROM ins) END,
+			       (SELECT count(*) FROM ins WHERE ins.state = 'pending')
+			INTO v_taken_i, v_admitted_i, v_scanned, v_last_rank, v_last_device, v_head_rank, v_head_device, v_found,
+			     v_ins, v_pending_i
+			FROM (SELECT NULL) x
+			LEFT JOIN (SELECT w.rank, w.device_id FROM w ORDER BY w.rank DESC, w.device_id DESC LIMIT 1) lw ON true
+			LEFT JOIN (SELECT head.rank, head.device_id FROM head ORDER BY head.rank DESC, head.device_id DESC LIMIT 1) lh
+			       ON true;
+			-- a lower-priority campaign loses the admitted devices it has not
+			-- notified yet. Its own statement, planned for the actual batch
+			-- (plan_cache_mode): a hash of the other campaigns' pending rows
+			-- (campaign_devices_pending_idx) when they are fewer than the batch,
+			-- else a lookup per admitted device. Never a scan of campaign_devices:
+			-- its statistics lag a batch or more behind (they once put 246,497
+			-- pending rows where there were 8,000, and the plan read every member
+			-- of every campaign)
+			IF cardinality(v_ins) > 0 THEN
+				v_seqscan := current_setting('enable_seqscan');
+				PERFORM set_config('enable_seqscan', 'off', true);
+				WITH sup AS (
+					UPDATE campaign_devices m SET state = 'superseded', updated_at = p_now
+					FROM unnest(v_ins) i (device_id)
+					WHERE m.campaign_id = ANY (v_lower) AND m.state = 'pending' AND m.device_id = i.device_id
+					RETURNING m.campaign_id
+				)
+				INSERT INTO campaign_target_deltas (campaign_id, members)
+				SELECT sup.campaign_id, -count(*) FROM sup GROUP BY sup.campaign_id;
+				PERFORM set_config('enable_seqscan', v_seqscan, true);
+			END IF;
+			v_taken := v_taken + v_taken_i;
+			v_admitted := v_admitted + v_admitted_i;
+			v_examined := v_examined + v_scanned;
+			-- rows that are not pending (a device already on the version is
+			-- confirmed, one that cannot verify the artifact failed, at once)
+			-- leave the lookahead short: write more now, from after the last
+			-- row taken, within admission_batch rows written and examined
+			EXIT WHEN v_found < v_want OR v_examined >= v_batch;
+			v_want_next := least(v_rest - v_admitted, v_batch - v_taken, v_want - v_pending_i);
+			EXIT WHEN v_want_next <= 0;
+			v_want := v_want_next;
+			c.admit_cursor_rank := v_head_rank;
+			c.admit_cursor_device := v_head_device;
+		END LOOP;
 		-- the next tick goes on after the last row taken (rows after it in
 		-- the window were not examined for this batch), else after the
 		-- window; from the head again once the end of the queue was reached

@@ -207,6 +207,17 @@ expect_eq "those the higher one wrote are superseded in the lower one" \
 expect_eq "the higher one writes rows as it notifies" \
 	"$(q "SELECT count(*) FILTER (WHERE state = 'pending') || '/' || count(*) FROM campaign_devices WHERE campaign_id = 'lzhi'")" "15/20"
 q "SELECT rollout_cancel('lzhi', 'alice'), rollout_cancel('lzlo', 'alice')" >/dev/null
+# devices already on the version are confirmed when their rows are written,
+# so they do not fill the lookahead: one tick writes on to the end of the share
+q "INSERT INTO devices (device_id, model, hw_revision, version, version_code, keylist_version, tags)
+   SELECT 'al' || lpad(i::text, 2, '0'), 'm1', 'r1', CASE WHEN i <= 36 THEN '1.0.101' ELSE '1.0.100' END,
+          CASE WHEN i <= 36 THEN 101 ELSE 100 END, 1, '{al}'::text[] FROM generate_series(1, 40) i"
+q "SELECT rollout_create('{\"id\":\"lzal\",\"artifact\":\"fw-101\",\"rate_per_minute\":1,\"rate_burst\":1,\"target\":{\"tags_any\":[\"al\"]},\"stages\":[{\"percent\":100,\"max_in_flight\":2}]}', 'alice')" >/dev/null
+q "SELECT rollout_start('lzal', 'alice', $(at 5000))" >/dev/null
+tick 5001
+expect_eq "a lookahead of 5, 36 of 40 already on the version: all 40 rows written at once" \
+	"$(q "SELECT count(*) || '|' || count(*) FILTER (WHERE already) FROM campaign_devices WHERE campaign_id = 'lzal'")" "40|36"
+q "SELECT rollout_cancel('lzal', 'alice')" >/dev/null
 
 # --- exactly once, and the queue goes with the campaign
 for i in $(seq 6 40); do tick "$((i * 60))"; done
