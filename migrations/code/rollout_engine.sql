@@ -123,8 +123,19 @@ BEGIN
 	v_rest := greatest(0, v_quota - c.target_members);
 	v_look := least(v_batch, 2::bigint * s.max_in_flight + c.rate_burst);
 	IF v_rest > 0 THEN
+		-- due pending rows, not those a higher-priority campaign reserved
+		-- (written before it admitted them): they wait for its own rows,
+		-- and this campaign goes on with its other devices meanwhile
+		v_reserving := rollout_reserving(p_campaign);
 		SELECT count(*) INTO v_ready FROM campaign_devices m
-		WHERE m.campaign_id = p_campaign AND m.state = 'pending' AND (m.retry_at IS NULL OR m.retry_at <= p_now);
+		WHERE m.campaign_id = p_campaign AND m.state = 'pending' AND (m.retry_at IS NULL OR m.retry_at <= p_now)
+		  AND NOT EXISTS (SELECT 1 FROM campaigns o
+		                  JOIN campaign_targets t ON t.campaign_id = o.campaign_id
+		                                         AND t.rank = rollout_target_rank(o.campaign_id, m.device_id)
+		                                         AND t.device_id = m.device_id
+		                  WHERE cardinality(v_reserving) > 0 AND o.campaign_id = ANY (v_reserving)
+		                    AND (o.admit_bound_rank IS NULL
+		                         OR (t.rank, t.device_id) <= (o.admit_bound_rank, o.admit_bound_device)));
 	END IF;
 	v_want := least(v_rest, v_batch, greatest(0, v_look - v_ready));
 
@@ -138,10 +149,8 @@ BEGIN
 		v_higher := EXISTS (SELECT 1 FROM campaigns o
 		                    WHERE o.state IN ('running', 'paused') AND o.campaign_id <> p_campaign
 		                      AND (o.security_preempt, o.priority) > (c.security_preempt, c.priority));
-		-- and those of them that admitted devices they have not written yet
-		IF v_higher THEN
-			v_reserving := rollout_reserving(p_campaign);
-		END IF;
+		-- (and those of them that admitted devices they have not written
+		-- yet: v_reserving, above)
 		-- and lower-priority ones may have admitted some of them, not notified yet
 		v_lower := ARRAY(SELECT o.campaign_id FROM campaigns o
 		                 WHERE o.state IN ('running', 'paused') AND o.campaign_id <> p_campaign

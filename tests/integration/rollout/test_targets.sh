@@ -174,33 +174,41 @@ q "SELECT rollout_cancel('hi', 'alice'), rollout_cancel('lo', 'alice')" >/dev/nu
 # max_in_flight plus the rate burst of due pending rows), and a lower-priority
 # campaign leaves alone what a higher one admitted without a row yet
 q "INSERT INTO devices (device_id, model, hw_revision, version, version_code, keylist_version, tags)
-   SELECT 'lz' || lpad(i::text, 2, '0'), 'm1', 'r1', '1.0.100', 100, 1, '{lz}'::text[] FROM generate_series(1, 60) i"
+   SELECT 'lz' || lpad(i::text, 2, '0'), 'm1', 'r1', '1.0.100', 100, 1, '{lz}'::text[] FROM generate_series(1, 60) i
+   UNION ALL
+   SELECT 'lf' || lpad(i::text, 2, '0'), 'm1', 'r1', '1.0.100', 100, 1, '{lzf}'::text[] FROM generate_series(1, 10) i"
 # admitted / pending / rows written
 lz() {
 	q "SELECT (SELECT sum((x -> 'devices' ->> 'admitted')::bigint) || '/' || sum((x -> 'devices' ->> 'pending')::bigint)
 	           FROM jsonb_array_elements(rollout_status('$1') -> 'stages') x)
 	          || '/' || (SELECT count(*) FROM campaign_devices WHERE campaign_id = '$1' AND state <> 'superseded')"
 }
-q "SELECT rollout_create('{\"id\":\"lzlo\",\"artifact\":\"fw-101\",\"priority\":30,\"rate_per_minute\":1,\"rate_burst\":5,\"target\":{\"tags_any\":[\"lz\"]},\"stages\":[{\"percent\":100,\"max_in_flight\":20}]}', 'alice')" >/dev/null
+q "SELECT rollout_create('{\"id\":\"lzlo\",\"artifact\":\"fw-101\",\"priority\":30,\"rate_per_minute\":1,\"rate_burst\":5,\"target\":{\"tags_any\":[\"lz\",\"lzf\"]},\"stages\":[{\"percent\":100,\"max_in_flight\":20}]}', 'alice')" >/dev/null
 q "SELECT rollout_start('lzlo', 'alice', $(at 4000))" >/dev/null
 tick 4001
-expect_eq "the whole share admitted, 45 rows written (2 x 20 + 5), 5 notified" "$(lz lzlo)" "60/55/45"
+expect_eq "the whole share admitted, 45 rows written (2 x 20 + 5), 5 notified" "$(lz lzlo)" "70/65/45"
 tick 4002
-expect_eq "topped up to 45 pending rows" "$(lz lzlo)" "60/55/50"
+expect_eq "topped up to 45 pending rows" "$(lz lzlo)" "70/65/50"
 tick 4003
-expect_eq "and no further" "$(lz lzlo)" "60/55/50"
+expect_eq "and no further" "$(lz lzlo)" "70/65/50"
 q "SELECT rollout_create('{\"id\":\"lzhi\",\"artifact\":\"fw-101\",\"priority\":31,\"rate_per_minute\":60,\"rate_burst\":5,\"target\":{\"tags_any\":[\"lz\"]},\"stages\":[{\"percent\":100,\"max_in_flight\":5}]}', 'alice')" >/dev/null
 q "SELECT rollout_start('lzhi', 'alice', $(at 4010))" >/dev/null
 tick 4011
 expect_eq "the higher campaign: its whole target admitted, 15 rows written (2 x 5 + 5), 5 notified" "$(lz lzhi)" "60/55/15"
+expect_eq "the lower one's pending rows it reserved do not fill the lower one's lookahead: its 10 other devices written" \
+	"$(q "SELECT count(*) FROM campaign_devices WHERE campaign_id = 'lzlo' AND device_id LIKE 'lf%'")" 10
 # published: nothing is issued again, the lower one's tokens are free for new devices
 q "SELECT rollout_published(array_agg(id), array_agg(fence), 's') FROM rollout_notifications" >/dev/null
 for i in 1 2 3; do tick "$((4100 + i * 100))"; done
-expect_eq "the lower one notified no other device: its pending devices are the higher one's" \
+expect_eq "the lower one notified none of the higher one's devices" \
 	"$(q "SELECT count(*) FROM rollout_notifications n WHERE n.campaign_id = 'lzlo' AND n.created_at > $(at 4010)
+	      AND n.device_id LIKE 'lz%'
 	      -- (the unpublished ones of before are issued again)
 	      AND n.device_id NOT IN (SELECT o.device_id FROM rollout_notifications o
 	                              WHERE o.campaign_id = 'lzlo' AND o.created_at <= $(at 4010))")" 0
+expect_eq "and went on with its own" \
+	"$(q "SELECT count(*) > 0 FROM rollout_notifications n WHERE n.campaign_id = 'lzlo' AND n.created_at > $(at 4010)
+	      AND n.device_id LIKE 'lf%'")" t
 expect_eq "those the higher one wrote are superseded in the lower one" \
 	"$(q "SELECT count(*) FROM campaign_devices l JOIN campaign_devices h ON h.device_id = l.device_id AND h.campaign_id = 'lzhi'
 	      WHERE l.campaign_id = 'lzlo' AND l.state <> 'superseded' AND l.notified_at IS NULL")" 0
