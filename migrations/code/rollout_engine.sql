@@ -1009,6 +1009,7 @@ DECLARE
 	v_quota bigint;
 	v_held bigint;
 	v_holders text;
+	v_reserving text[];
 BEGIN
 	SELECT * INTO c FROM campaigns WHERE campaign_id = p_campaign;
 	IF NOT FOUND THEN
@@ -1072,6 +1073,29 @@ BEGIN
 		IF v_busy = v_due THEN
 			RETURN jsonb_build_object('state', 'waiting', 'reason', 'device_busy',
 			                          'detail', format('%s devices are updating in another campaign', v_busy));
+		END IF;
+		-- rows written before a higher-priority campaign admitted their
+		-- devices: notify skips them (lazy admission, rollout_reserved)
+		v_reserving := rollout_reserving(p_campaign);
+		IF cardinality(v_reserving) > 0 THEN
+			SELECT count(*), string_agg(DISTINCT r.holder, ', ') INTO v_held, v_holders
+			FROM campaign_devices m
+			CROSS JOIN LATERAL (
+				SELECT o.campaign_id AS holder FROM campaigns o
+				JOIN campaign_targets t ON t.campaign_id = o.campaign_id
+				                       AND t.rank = rollout_target_rank(o.campaign_id, m.device_id)
+				                       AND t.device_id = m.device_id
+				WHERE o.campaign_id = ANY (v_reserving)
+				  AND (o.admit_bound_rank IS NULL
+				       OR (t.rank, t.device_id) <= (o.admit_bound_rank, o.admit_bound_device))
+				ORDER BY o.priority DESC, o.campaign_id
+				LIMIT 1) r
+			WHERE m.campaign_id = p_campaign AND m.state = 'pending' AND (m.retry_at IS NULL OR m.retry_at <= v_now);
+			IF v_held = v_due THEN
+				RETURN jsonb_build_object('state', 'waiting', 'reason', 'higher_priority',
+				                          'detail', format('%s devices are held by a higher-priority campaign: %s',
+				                                           v_held, v_holders));
+			END IF;
 		END IF;
 		RETURN jsonb_build_object('state', 'moving', 'reason', 'notifying',
 		                          'detail', format('%s devices to notify, at most %s per minute', v_due, c.rate_per_minute));

@@ -188,6 +188,26 @@ reason=$(q "SELECT state_reason FROM campaigns WHERE campaign_id = 'hp-lo'")
 	fail "held stall reason: $reason ($(q "SELECT state FROM campaigns WHERE campaign_id = 'hp-lo'"))"
 echo "ok - over its budget, paused naming the held devices: $reason"
 q "SELECT rollout_cancel('hp-lo', 'alice', $(at 6401)), rollout_cancel('hp-hi', 'alice', $(at 6401))" >/dev/null
+# lazy admission: a lower-priority campaign's pending rows whose devices a
+# higher one admitted without writing their rows yet (it writes 3 rows a
+# tick: 2 x max_in_flight 1 + a burst of 1) wait for it, and say so
+add_devices 5 rv
+create '{"id":"rv-lo","artifact":"fw-101","priority":1,"target":{"tags_any":["rv"]},"rate_per_minute":600,"rate_burst":1,"device_timeout_seconds":6000,"stages":[{"percent":100}]}'
+q "UPDATE devices SET tags = '{rv}' WHERE device_id LIKE 'rv%'"
+start rv-lo 6500
+tick rv-lo 6501 >/dev/null
+create '{"id":"rv-hi","artifact":"fw-101","priority":5,"target":{"tags_any":["rv"]},"rate_per_minute":600,"rate_burst":1,"device_timeout_seconds":6000,"stages":[{"percent":100,"max_in_flight":1}]}'
+start rv-hi 6502
+tick rv-hi 6503 >/dev/null
+expect_eq "rows: the lower one's 5 (1 notified), the higher one's 3 with 2 reserved" \
+	"$(q "SELECT (SELECT count(*) FROM campaign_devices WHERE campaign_id = 'rv-lo') || '/' ||
+	             (SELECT count(*) FROM campaign_devices WHERE campaign_id = 'rv-hi') || '/' ||
+	             (SELECT admit_rest FROM campaigns WHERE campaign_id = 'rv-hi')")" "5/3/2"
+progress_rv=$(q "SELECT (p ->> 'state') || ':' || (p ->> 'reason') || ':' || (p ->> 'detail') FROM rollout_progress('rv-lo', $(at 6504)) p")
+[[ $progress_rv == "waiting:higher_priority:"[12]" devices are held by a higher-priority campaign: rv-hi" ]] ||
+	fail "progress: reserved by a higher-priority campaign: $progress_rv"
+echo "ok - progress: reserved by a higher-priority campaign: $progress_rv"
+q "SELECT rollout_cancel('rv-lo', 'alice', $(at 6505)), rollout_cancel('rv-hi', 'alice', $(at 6505))" >/dev/null
 expect_eq "status carries the progress and the retry settings" \
 	"$(q "SELECT (rollout_status('aa') -> 'progress' ->> 'reason') || ':' || (rollout_status('aa') ->> 'transient_retries') || ':' || (rollout_status('aa') ->> 'retry_backoff_seconds') || ':' || (rollout_status('aa') -> 'stages' -> 0 ->> 'budget_seconds')")" \
 	"approval:2:30:$(q "SELECT round(60.0 / 60 + (1 + 2) * 3600 + 120 * 2)")"
