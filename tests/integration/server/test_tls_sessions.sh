@@ -78,6 +78,9 @@ for v in 1_3 1_2; do
 	get dev-1 "$DEV_PORT" /v1/manifests/art-2 "new$v" -tls$v -sess_out "$T/dev1-$v.sess"
 	[[ $(http_status "new$v") == 200 ]] && ! reused "new$v" || fail "first connection: $(tail -5 "$T/new$v")"
 	[[ -s "$T/dev1-$v.sess" ]] || fail "no session from the first connection"
+	# TLS 1.3: one ticket after a full handshake (each costs a session encoding and decoding)
+	[[ $v == 1_2 || $(grep -c 'Post-Handshake New Session Ticket arrived' "$T/new$v") == 1 ]] ||
+		fail "TLS 1.3 full handshake: $(grep -c 'Post-Handshake New Session Ticket arrived' "$T/new$v") tickets, want 1"
 	get dev-1 "$DEV_PORT" /v1/manifests/art-2 "res$v" -tls$v -sess_in "$T/dev1-$v.sess"
 	reused "res$v" || fail "TLS ${v/_/.} session not resumed: $(grep -a -m3 'New,\|Reused\|alert' "$T/res$v")"
 	[[ $(http_status "res$v") == 200 ]] || fail "resumed manifest: $(http_status "res$v")"
