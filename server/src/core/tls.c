@@ -397,12 +397,12 @@ enum ota_err srv_tls_sessions_enable(SSL_CTX *ctx, unsigned lifetime_sec,
 	SSL_CTX_clear_options(ctx, SSL_OP_NO_TICKET);
 	/*
 	 * One TLS 1.3 ticket after a full handshake, not OpenSSL's two: a
-	 * device reconnects one connection at a time, and every resumption
-	 * brings it a fresh ticket. Each ticket costs OpenSSL a session
-	 * encoding and a decoding of it (the client certificate through
-	 * OpenSSL 3.0's slow key decoders): the second one was a sixth of
-	 * a full handshake's CPU (docs/bench.md, "TLS handshakes: where the
-	 * CPU goes").
+	 * device reconnects one connection at a time and resumes with the
+	 * one it has (replaced when ticket_dec_cb renews it). Each ticket
+	 * costs OpenSSL a session encoding and a decoding of it (the client
+	 * certificate through OpenSSL 3.0's slow key decoders): the second
+	 * one was about a fifth of a full handshake's instructions
+	 * (docs/bench.md, "TLS handshakes: where the CPU goes").
 	 */
 	if (SSL_CTX_set_num_tickets(ctx, 1) != 1)
 		return OTA_ERR_NOMEM;
