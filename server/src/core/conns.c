@@ -589,6 +589,28 @@ static bool make_room(struct srv_conn *c, struct conn_peer *peer, struct srv_con
 }
 
 /*
+ * The peer's address into ss: the one accept(2) gave evhttp (kept on the
+ * connection), else getpeername(2); false when there is none.
+ */
+static bool peer_addr(struct evhttp_connection *evcon, evutil_socket_t fd,
+		      struct sockaddr_storage *ss)
+{
+	const struct sockaddr *sa = evhttp_connection_get_addr(evcon);
+	socklen_t len = sizeof(*ss);
+
+	memset(ss, 0, sizeof(*ss));
+	if (sa != NULL && sa->sa_family == AF_INET) {
+		memcpy(ss, sa, sizeof(struct sockaddr_in));
+		return true;
+	}
+	if (sa != NULL && sa->sa_family == AF_INET6) {
+		memcpy(ss, sa, sizeof(struct sockaddr_in6));
+		return true;
+	}
+	return getpeername(fd, (struct sockaddr *)ss, &len) == 0;
+}
+
+/*
  * Right after accept: a slot for the peer and in the listener's table,
  * made by closing the oldest idle connection when a cap is reached.
  */
@@ -598,7 +620,6 @@ static void admit(struct srv_conn *c)
 	struct srv_conns *conns = c->conns;
 	const struct srv_conn_limits *l = &lst->limits;
 	struct sockaddr_storage ss;
-	socklen_t ss_len = sizeof(ss);
 	struct conn_key key;
 	char key_buf[CONNS_KEY_TEXT];
 	struct conn_peer *peer;
@@ -616,8 +637,8 @@ static void admit(struct srv_conn *c)
 	evhttp_connection_set_closecb(c->evcon, conn_closecb, c);
 	c->input_cb = evbuffer_add_cb(bufferevent_get_input(c->bev), input_cb, c);
 	if (c->input_cb == NULL || fd < 0 || (size_t)fd >= conns->n_fds ||
-	    getpeername(fd, (struct sockaddr *)&ss, &ss_len) != 0 ||
-	    !key_from(&ss, lst->kind, &key) || (peer = peer_get(conns, &key)) == NULL) {
+	    !peer_addr(c->evcon, fd, &ss) || !key_from(&ss, lst->kind, &key) ||
+	    (peer = peer_get(conns, &key)) == NULL) {
 		force_close(c);
 		return;
 	}

@@ -36,6 +36,7 @@ struct srv_tls_metrics {
 	uint64_t resume_rechecked; /* ticket from another CA/CRL: certificate verified again */
 	uint64_t resume_refused; /* ... and it failed, or expired: full handshake */
 	uint64_t ticket_unknown_key; /* no key of ours decrypts it: full handshake */
+	uint64_t peer_reverified; /* a connection's certificate verified again after a reload */
 };
 
 /*

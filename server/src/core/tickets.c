@@ -247,8 +247,13 @@ void srv_tls_metrics_render(const struct srv_tls_metrics *m, struct evbuffer *ou
 		"file "
 		"decrypts (a full handshake instead).\n"
 		"# TYPE fleetota_tls_ticket_unknown_key_total counter\n"
-		"fleetota_tls_ticket_unknown_key_total %llu\n",
+		"fleetota_tls_ticket_unknown_key_total %llu\n"
+		"# HELP fleetota_tls_peer_reverified_total Times a device connection's certificate "
+		"was verified again on a request because the device CA or CRL was reloaded since "
+		"it was verified.\n"
+		"# TYPE fleetota_tls_peer_reverified_total counter\n"
+		"fleetota_tls_peer_reverified_total %llu\n",
 		(unsigned long long)m->full_handshakes, (unsigned long long)m->resumed,
 		(unsigned long long)m->resume_rechecked, (unsigned long long)m->resume_refused,
-		(unsigned long long)m->ticket_unknown_key);
+		(unsigned long long)m->ticket_unknown_key, (unsigned long long)m->peer_reverified);
 }

@@ -36,7 +36,12 @@
  * its next request.
  */
 
-static int gen_index = -1; /* ex_data slot on SSL_CTX and on SSL */
+/*
+ * ex_data indexes are per class: an SSL_CTX index names nothing on an SSL
+ * (the same number there is another slot, counted_index's).
+ */
+static int gen_index = -1; /* SSL_CTX: its generation */
+static int stamp_index = -1; /* SSL: 1 + the generation it was verified under; NULL: never */
 static int fp_index = -1; /* SSL_CTX: the store fingerprint, SRV_TLS_FP_BYTES, OPENSSL_malloc'd */
 static int metrics_index = -1; /* SSL_CTX: struct srv_tls_metrics *, borrowed */
 static int counted_index = -1; /* SSL: the handshake was counted */
@@ -65,7 +70,10 @@ static bool indexes_ready(void)
 		metrics_index = SSL_CTX_get_ex_new_index(0, NULL, NULL, NULL, NULL);
 	if (counted_index < 0)
 		counted_index = SSL_get_ex_new_index(0, NULL, NULL, NULL, NULL);
-	return gen_index >= 0 && fp_index >= 0 && metrics_index >= 0 && counted_index >= 0;
+	if (stamp_index < 0)
+		stamp_index = SSL_get_ex_new_index(0, NULL, NULL, NULL, NULL);
+	return gen_index >= 0 && fp_index >= 0 && metrics_index >= 0 && counted_index >= 0 &&
+	       stamp_index >= 0;
 }
 
 /* Adds the bytes of the file path to md (a missing path adds nothing). */
@@ -125,6 +133,18 @@ static uintptr_t ctx_generation(const SSL_CTX *ctx)
 	return gen_index < 0 ? 0 : (uintptr_t)SSL_CTX_get_ex_data(ctx, gen_index);
 }
 
+/* ssl's client certificate verified under its context's current generation. */
+static void stamp(SSL *ssl)
+{
+	SSL_set_ex_data(ssl, stamp_index, (void *)(ctx_generation(SSL_get_SSL_CTX(ssl)) + 1));
+}
+
+static bool stamped_now(const SSL *ssl)
+{
+	return (uintptr_t)SSL_get_ex_data(ssl, stamp_index) ==
+	       ctx_generation(SSL_get_SSL_CTX(ssl)) + 1;
+}
+
 /* Stamps a verified handshake with the context's generation. */
 static int verify_cb(int preverify_ok, X509_STORE_CTX *store_ctx)
 {
@@ -134,7 +154,7 @@ static int verify_cb(int preverify_ok, X509_STORE_CTX *store_ctx)
 		return preverify_ok;
 	ssl = X509_STORE_CTX_get_ex_data(store_ctx, SSL_get_ex_data_X509_STORE_CTX_idx());
 	if (ssl != NULL)
-		SSL_set_ex_data(ssl, gen_index, (void *)ctx_generation(SSL_get_SSL_CTX(ssl)));
+		stamp(ssl);
 	return preverify_ok;
 }
 
@@ -274,15 +294,19 @@ bool srv_tls_peer_verified(SSL *ssl)
 {
 	SSL_CTX *ctx = SSL_get_SSL_CTX(ssl);
 	X509 *peer = SSL_get0_peer_certificate(ssl);
-	uintptr_t generation = ctx_generation(ctx);
+	struct srv_tls_metrics *metrics;
 
 	if (peer == NULL || SSL_get_verify_result(ssl) != X509_V_OK)
 		return false;
-	if (gen_index < 0 || (uintptr_t)SSL_get_ex_data(ssl, gen_index) == generation)
+	if (stamp_index < 0 || stamped_now(ssl))
 		return true;
+	/* verified under an older CA or CRL (a reload since), or never stamped */
+	metrics = metrics_index < 0 ? NULL : SSL_CTX_get_ex_data(ctx, metrics_index);
+	if (metrics != NULL)
+		metrics->peer_reverified++;
 	if (!cert_verifies(ctx, peer, SSL_get_peer_cert_chain(ssl)))
 		return false;
-	SSL_set_ex_data(ssl, gen_index, (void *)generation);
+	stamp(ssl);
 	return true;
 }
 
@@ -338,7 +362,7 @@ static SSL_TICKET_RETURN ticket_dec_cb(SSL *ssl, SSL_SESSION *session, const uns
 		renew = true; /* a ticket with the current fingerprint */
 	}
 	/* verified under the current store: srv_tls_peer_verified need not check again */
-	SSL_set_ex_data(ssl, gen_index, (void *)ctx_generation(ctx));
+	stamp(ssl);
 	return renew ? SSL_TICKET_RETURN_USE_RENEW : SSL_TICKET_RETURN_USE;
 }
 
@@ -371,6 +395,17 @@ enum ota_err srv_tls_sessions_enable(SSL_CTX *ctx, unsigned lifetime_sec,
 		return OTA_ERR_NOMEM;
 	SSL_CTX_set_session_cache_mode(ctx, SSL_SESS_CACHE_OFF);
 	SSL_CTX_clear_options(ctx, SSL_OP_NO_TICKET);
+	/*
+	 * One TLS 1.3 ticket after a full handshake, not OpenSSL's two: a
+	 * device reconnects one connection at a time and resumes with the
+	 * one it has (replaced when ticket_dec_cb renews it). Each ticket
+	 * costs OpenSSL a session encoding and a decoding of it (the client
+	 * certificate through OpenSSL 3.0's slow key decoders): the second
+	 * one was about a fifth of a full handshake's instructions
+	 * (docs/bench.md, "TLS handshakes: where the CPU goes").
+	 */
+	if (SSL_CTX_set_num_tickets(ctx, 1) != 1)
+		return OTA_ERR_NOMEM;
 	SSL_CTX_set_timeout(ctx, (long)lifetime_sec);
 	SSL_CTX_set_info_callback(ctx, info_cb);
 	return OTA_OK;

@@ -8,7 +8,10 @@
 # refused (full handshake); a device revoked after its session was made
 # cannot resume (the CRL is checked on resumption) while another device's
 # session, made under the old CRL, resumes after its certificate verified
-# again. Every count is read from /metrics.
+# again; a connection's certificate is verified once (at the handshake, or
+# when its ticket is taken), again on a request only when the CA or CRL was
+# reloaded since, and handshakes are counted after reloads too. Every count
+# is read from /metrics.
 source "$(dirname "$0")/lib.sh"
 API_PORT=$(free_port)
 DEV_PORT2=$(free_port)
@@ -71,14 +74,21 @@ PY
 for v in 1_3 1_2; do
 	log "TLS ${v/_/.}: a session of dev-1 resumes, and the resumed connection is dev-1"
 	full0=$(m fleetota_tls_handshakes_total) res0=$(m fleetota_tls_resumed_total)
+	rev0=$(m fleetota_tls_peer_reverified_total)
 	get dev-1 "$DEV_PORT" /v1/manifests/art-2 "new$v" -tls$v -sess_out "$T/dev1-$v.sess"
 	[[ $(http_status "new$v") == 200 ]] && ! reused "new$v" || fail "first connection: $(tail -5 "$T/new$v")"
 	[[ -s "$T/dev1-$v.sess" ]] || fail "no session from the first connection"
+	# TLS 1.3: one ticket after a full handshake (each costs a session encoding and decoding)
+	[[ $v == 1_2 || $(grep -c 'Post-Handshake New Session Ticket arrived' "$T/new$v") == 1 ]] ||
+		fail "TLS 1.3 full handshake: $(grep -c 'Post-Handshake New Session Ticket arrived' "$T/new$v") tickets, want 1"
 	get dev-1 "$DEV_PORT" /v1/manifests/art-2 "res$v" -tls$v -sess_in "$T/dev1-$v.sess"
 	reused "res$v" || fail "TLS ${v/_/.} session not resumed: $(grep -a -m3 'New,\|Reused\|alert' "$T/res$v")"
 	[[ $(http_status "res$v") == 200 ]] || fail "resumed manifest: $(http_status "res$v")"
 	[[ $(m fleetota_tls_handshakes_total) == $((full0 + 1)) && $(m fleetota_tls_resumed_total) == $((res0 + 1)) ]] ||
 		fail "metrics: handshakes $full0 -> $(m fleetota_tls_handshakes_total), resumed $res0 -> $(m fleetota_tls_resumed_total)"
+	# verified at the handshake (or when the ticket was issued): not again on the request
+	[[ $(m fleetota_tls_peer_reverified_total) == "$rev0" ]] ||
+		fail "certificates verified again without a reload: $rev0 -> $(m fleetota_tls_peer_reverified_total)"
 done
 log "a resumed session of dev-2 is dev-2: art-2 is not assigned to it (403)"
 get dev-2 "$DEV_PORT" /v1/keylist d2new -tls1_3 -sess_out "$T/dev2.sess"
@@ -150,6 +160,61 @@ done
 [[ $(m fleetota_tls_resume_refused_total) == $((refused0 + 2)) && $(m fleetota_tls_resume_rechecked_total) == $((rechecked0 + 4)) ]] ||
 	fail "refused $refused0 -> $(m fleetota_tls_resume_refused_total), rechecked $rechecked0 -> $(m fleetota_tls_resume_rechecked_total)"
 [[ $(db_fingerprint) == "$fp_before" ]] || fail "the database changed"
+
+for v in 1_3 1_2; do
+	log "TLS ${v/_/.} after three reloads: new and resumed connections counted, certificates verified once"
+	full0=$(m fleetota_tls_handshakes_total) res0=$(m fleetota_tls_resumed_total)
+	rev0=$(m fleetota_tls_peer_reverified_total)
+	get dev-2 "$DEV_PORT" /v1/keylist "after$v" -tls$v -sess_out "$T/dev2-after-$v.sess"
+	get dev-2 "$DEV_PORT" /v1/keylist "afterres$v" -tls$v -sess_in "$T/dev2-after-$v.sess"
+	[[ $(http_status "after$v") == 200 ]] && ! reused "after$v" && reused "afterres$v" &&
+		[[ $(http_status "afterres$v") == 200 ]] ||
+		fail "TLS ${v/_/.} after reloads: $(grep -a -m3 'New,\|Reused\|HTTP' "$T/afterres$v")"
+	[[ $(m fleetota_tls_handshakes_total) == $((full0 + 1)) && $(m fleetota_tls_resumed_total) == $((res0 + 1)) ]] ||
+		fail "metrics after reloads: handshakes $full0 -> $(m fleetota_tls_handshakes_total), resumed $res0 -> $(m fleetota_tls_resumed_total)"
+	[[ $(m fleetota_tls_peer_reverified_total) == "$rev0" ]] ||
+		fail "new connections verified again: $rev0 -> $(m fleetota_tls_peer_reverified_total)"
+done
+
+log "a connection kept alive across a reload: its certificate verified again, once"
+rev0=$(m fleetota_tls_peer_reverified_total)
+python3 - "$DEV_PORT" "$PKI" "$SERVER_PID" "$T/server.log" <<'PY' || fail "kept-alive connection across a reload"
+import os, signal, socket, ssl, sys, time
+port, pki, pid, log = int(sys.argv[1]), sys.argv[2], int(sys.argv[3]), sys.argv[4]
+def reloads():
+    with open(log, errors="replace") as f:
+        return f.read().count("reload (SIGHUP): device listener")
+ctx = ssl.SSLContext(ssl.PROTOCOL_TLS_CLIENT)
+ctx.load_verify_locations(pki + "/server-ca.crt")
+ctx.load_cert_chain(pki + "/devices/dev-2.crt", pki + "/devices/dev-2.key")
+def recv(s):
+    chunk = s.recv(65536)
+    assert chunk, "the server closed the connection"
+    return chunk
+def get(s):
+    s.sendall(b"GET /v1/keylist HTTP/1.1\r\nHost: x\r\n\r\n")
+    data = b""
+    while b"\r\n\r\n" not in data:
+        data += recv(s)
+    head, body = data.split(b"\r\n\r\n", 1)
+    length = int([l.split(b":")[1] for l in head.split(b"\r\n") if l.lower().startswith(b"content-length:")][0])
+    while len(body) < length:
+        body += recv(s)
+    assert head.startswith(b"HTTP/1.1 200"), head[:40]
+with socket.create_connection(("127.0.0.1", port), timeout=10) as raw:
+    with ctx.wrap_socket(raw, server_hostname="127.0.0.1") as s:
+        get(s)
+        before = reloads()
+        os.kill(pid, signal.SIGHUP)
+        deadline = time.monotonic() + 10
+        while reloads() == before:
+            assert time.monotonic() < deadline, "no reload"
+            time.sleep(0.1)
+        get(s)
+        get(s)
+PY
+[[ $(m fleetota_tls_peer_reverified_total) == $((rev0 + 1)) ]] ||
+	fail "kept-alive connection: verified again $rev0 -> $(m fleetota_tls_peer_reverified_total) (want +1)"
 
 check_server_exit
 log "PASS"

@@ -141,7 +141,8 @@ static void test_limits(void **state)
 
 static void test_metrics(void **state)
 {
-	struct srv_tls_metrics m = {.full_handshakes = 3, .resumed = 7, .resume_refused = 1};
+	struct srv_tls_metrics m = {
+		.full_handshakes = 3, .resumed = 7, .resume_refused = 1, .peer_reverified = 2};
 	struct evbuffer *out = evbuffer_new();
 	char *text;
 
@@ -154,6 +155,7 @@ static void test_metrics(void **state)
 	assert_non_null(strstr(text, "\nfleetota_tls_resumed_total 7\n"));
 	assert_non_null(strstr(text, "\nfleetota_tls_resume_refused_total 1\n"));
 	assert_non_null(strstr(text, "\nfleetota_tls_ticket_unknown_key_total 0\n"));
+	assert_non_null(strstr(text, "\nfleetota_tls_peer_reverified_total 2\n"));
 	evbuffer_free(out);
 }
 
