@@ -323,7 +323,9 @@ struct kr_manifest_spec {
  * byte to out too when out >= 0, with reading, hashing and writing
  * overlapped (a reader and a writer thread, a ring of KR_STREAM_CHUNK
  * buffers). Only
- * hashed bytes are written. OTA_ERR_SIZE once more than limit bytes were
+ * hashed bytes are written; out's blocks are reserved for in's size first
+ * (fallocate, the size kept) and what was not written is given back.
+ * OTA_ERR_SIZE once more than limit bytes were
  * read; OTA_ERR_STORAGE on a read or write error (its errno in ret);
  * ret->bytes is what was read. The caller finishes or aborts sha.
  */

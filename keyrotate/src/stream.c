@@ -7,22 +7,33 @@
  * hashed: the writer takes a buffer only after the hasher is done with
  * it, and the buffer is not refilled before it is written.
  */
-#define _GNU_SOURCE /* sync_file_range */
+#define _GNU_SOURCE /* sync_file_range, fallocate */
 #include <errno.h>
 #include <fcntl.h>
 #include <pthread.h>
 #include <stdbool.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/stat.h>
 #include <unistd.h>
 
 #include "kr.h"
 
 #define RING KR_STREAM_RING
+/*
+ * The copy's writes and writeback (docs/bench.md, "Signing, fifth round"):
+ * 256 KiB writes (page-cache folios of that size: 64 KiB writes cost a
+ * quarter more kernel time, 1 MiB ones no less than 256 KiB and ask the
+ * allocator for order-8 pages), and writeback started every 8 MiB (one
+ * sync_file_range per 1 MiB: 8 times the submissions, more CPU, no gain).
+ */
+#define WRITE_PIECE (256u * 1024u)
+#define SYNC_EVERY (8u * 1024u * 1024u)
 
 struct stream {
 	int in, out;
 	off_t out_at; /* where out's file offset was when the stream began */
+	uint64_t synced; /* bytes written whose writeback was started */
 	uint64_t limit;
 	uint8_t *buf[RING];
 	size_t len[RING];
@@ -37,15 +48,10 @@ struct stream {
 	pthread_cond_t cond;
 };
 
-/*
- * In 64 KiB pieces: one 1 MiB write makes the page cache take large
- * folios, three times the kernel time on this project's KVM machines
- * (docs/agent.md, "Staging speed").
- */
-int kr_write_all(int fd, const uint8_t *buf, size_t len)
+static int write_pieces(int fd, const uint8_t *buf, size_t len, size_t piece)
 {
 	while (len > 0) {
-		ssize_t put = write(fd, buf, len < 65536u ? len : 65536u);
+		ssize_t put = write(fd, buf, len < piece ? len : piece);
 		if (put < 0 && errno == EINTR)
 			continue;
 		if (put <= 0)
@@ -54,6 +60,16 @@ int kr_write_all(int fd, const uint8_t *buf, size_t len)
 		len -= (size_t)put;
 	}
 	return 0;
+}
+
+/*
+ * In 64 KiB pieces: one 1 MiB write makes the page cache take large
+ * folios, three times the kernel time on this project's KVM machines
+ * (docs/agent.md, "Staging speed").
+ */
+int kr_write_all(int fd, const uint8_t *buf, size_t len)
+{
+	return write_pieces(fd, buf, len, 65536u);
 }
 
 /* fills buf with up to cap bytes; 0 at EOF, -errno on error */
@@ -118,8 +134,8 @@ static void *read_thread(void *arg)
  * The writer: writes hashed buffers in order, on its own thread so that
  * the page-cache copy of the writes overlaps both the reads and the
  * hashing (docs/bench.md, "Signing, fourth round"). Writeback of what it
- * wrote is started at once (sync_file_range), so the caller's final
- * fsync finds little left.
+ * wrote is started every SYNC_EVERY bytes (sync_file_range), so the
+ * caller's final fsync finds little left.
  */
 static void *write_thread(void *arg)
 {
@@ -136,11 +152,14 @@ static void *write_thread(void *arg)
 		}
 		unsigned i = (unsigned)(s->n_written % RING);
 		pthread_mutex_unlock(&s->lock);
-		int e = kr_write_all(s->out, s->buf[i], s->len[i]);
+		int e = write_pieces(s->out, s->buf[i], s->len[i], WRITE_PIECE);
+		uint64_t end = s->bytes_written + s->len[i]; /* only this thread moves it */
 #if defined(__linux__)
-		if (e == 0)
-			(void)sync_file_range(s->out, s->out_at + (off_t)s->bytes_written,
-					      (off_t)s->len[i], SYNC_FILE_RANGE_WRITE);
+		if (e == 0 && end - s->synced >= SYNC_EVERY) {
+			(void)sync_file_range(s->out, s->out_at + (off_t)s->synced,
+					      (off_t)(end - s->synced), SYNC_FILE_RANGE_WRITE);
+			s->synced = end;
+		}
 #endif
 		pthread_mutex_lock(&s->lock);
 		if (e != 0) {
@@ -152,9 +171,47 @@ static void *write_thread(void *arg)
 		}
 		pthread_cond_broadcast(&s->cond);
 	}
+	bool tail = !s->stop && s->bytes_written > s->synced;
 	pthread_cond_broadcast(&s->cond);
 	pthread_mutex_unlock(&s->lock);
+#if defined(__linux__)
+	/* the rest's writeback starts while the caller signs the manifest */
+	if (tail)
+		(void)sync_file_range(s->out, s->out_at + (off_t)s->synced,
+				      (off_t)(s->bytes_written - s->synced), SYNC_FILE_RANGE_WRITE);
+#else
+	(void)tail;
+#endif
 	return NULL;
+}
+
+/*
+ * The blocks of the copy, reserved at once for the input's size: ext4
+ * then neither reserves nor allocates them one page at a time as the
+ * writes come (a quarter of the writer's kernel time; docs/bench.md,
+ * "Signing, fifth round"). The size kept is the written one
+ * (FALLOC_FL_KEEP_SIZE); a file system without fallocate writes as
+ * before. Returns the bytes reserved past out_at, 0 for none.
+ */
+static uint64_t reserve(int in, int out, off_t out_at, uint64_t limit)
+{
+#if defined(__linux__) && defined(FALLOC_FL_KEEP_SIZE)
+	struct stat st, ost;
+	off_t at = lseek(in, 0, SEEK_CUR); /* a bundle's image is read from its offset */
+	if (at < 0 || fstat(in, &st) != 0 || !S_ISREG(st.st_mode) || st.st_size <= at ||
+	    fstat(out, &ost) != 0 || !S_ISREG(ost.st_mode))
+		return 0;
+	uint64_t len = (uint64_t)(st.st_size - at) < limit ? (uint64_t)(st.st_size - at) : limit;
+	if (fallocate(out, FALLOC_FL_KEEP_SIZE, out_at, (off_t)len) != 0)
+		return 0;
+	return len;
+#else
+	(void)in;
+	(void)out;
+	(void)out_at;
+	(void)limit;
+	return 0;
+#endif
 }
 
 enum ota_err kr_stream(int in, int out, uint64_t limit, struct ota_sha256_ctx *sha,
@@ -163,6 +220,7 @@ enum ota_err kr_stream(int in, int out, uint64_t limit, struct ota_sha256_ctx *s
 	struct stream s;
 	pthread_t reader, writer;
 	bool have_reader = false, have_writer = false, have_sync = false;
+	uint64_t reserved = 0;
 	enum ota_err err = OTA_OK;
 	memset(&s, 0, sizeof(s));
 	memset(ret, 0, sizeof(*ret));
@@ -178,6 +236,8 @@ enum ota_err kr_stream(int in, int out, uint64_t limit, struct ota_sha256_ctx *s
 			err = OTA_ERR_NOMEM;
 	}
 	(void)posix_fadvise(in, 0, 0, POSIX_FADV_SEQUENTIAL);
+	if (err == OTA_OK && out >= 0)
+		reserved = reserve(in, out, s.out_at, limit);
 	if (err == OTA_OK) {
 		if (pthread_mutex_init(&s.lock, NULL) != 0)
 			err = OTA_ERR_INTERNAL;
@@ -233,6 +293,13 @@ enum ota_err kr_stream(int in, int out, uint64_t limit, struct ota_sha256_ctx *s
 	}
 	for (unsigned i = 0; i < RING; i++)
 		free(s.buf[i]);
+	/*
+	 * An input shorter than its size was (it shrank, went over the limit,
+	 * or a write failed): the blocks reserved past the end are given back.
+	 */
+	if (reserved > s.bytes_written && ftruncate(out, s.out_at + (off_t)s.bytes_written) != 0 &&
+	    !s.write_errno)
+		s.write_errno = errno;
 	ret->bytes = s.bytes_read;
 	ret->read_errno = s.read_errno;
 	ret->write_errno = s.write_errno;

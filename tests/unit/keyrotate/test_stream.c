@@ -3,7 +3,7 @@
  * kr_stream (keyrotate/src/stream.c): the overlapped read / hash / write
  * of ota-keys sign gives the same digest and the same bytes as a plain
  * loop, at every size around its chunk and ring boundaries; its limit,
- * read and write errors; kr_bundle_write's refusal of an image that is
+ * read and write errors, and no blocks left reserved past the copy's end; kr_bundle_write's refusal of an image that is
  * not the one that was hashed (no output left behind); and the one-pass
  * bundle of ota-keys sign (kr_bundle_stage + kr_bundle_commit): the same
  * bundle as kr_bundle_write whether the header size was guessed right or
@@ -126,6 +126,22 @@ static void test_limit_and_errors(void **state)
 	struct stat st;
 	assert_int_equal(stat(out_path, &st), 0);
 	assert_true((uint64_t)st.st_size <= 3 * (uint64_t)KR_STREAM_CHUNK);
+	/* the blocks reserved for the whole input are given back past the end */
+	assert_true((uint64_t)st.st_blocks * 512u <= (uint64_t)st.st_size + 65536u);
+	unlink(out_path);
+
+	/* a copy of the whole input reserves no more than it wrote either */
+	in = open(in_path, O_RDONLY);
+	out = open(out_path, O_WRONLY | O_CREAT | O_TRUNC, 0600);
+	assert_true(in >= 0 && out >= 0);
+	assert_int_equal(ota_sha256_init(&sha), OTA_OK);
+	assert_int_equal(kr_stream(in, out, len, &sha, &got), OTA_OK);
+	ota_sha256_abort(&sha);
+	assert_int_equal(close(out), 0);
+	close(in);
+	assert_int_equal(stat(out_path, &st), 0);
+	assert_int_equal((uint64_t)st.st_size, len);
+	assert_true((uint64_t)st.st_blocks * 512u <= (uint64_t)st.st_size + 65536u);
 	unlink(out_path);
 
 	/* a full disk: the write error and its errno */
