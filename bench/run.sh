@@ -399,15 +399,16 @@ children_cpu() {
 # the installs, against 650-1 700 MB/s for the same dd typed by hand after.
 settle() { sync; }
 
-# dd_rate BUNDLE: dd of the bundle to a new file on the same filesystem
-# with fsync (MB/s; the file is removed after, outside the timing)
+# dd_rate BUNDLE [BS]: dd of the bundle to a new file on the same
+# filesystem with fsync, in BS writes (1M; MB/s; the file is removed
+# after, outside the timing)
 dd_rate() {
 	local t0 t1 bytes
 	bytes=$(stat -c %s "$1")
 	rm -f "$T/dev/copy"
 	settle
 	t0=$(now)
-	dd if="$1" of="$T/dev/copy" bs=1M conv=fsync status=none
+	dd if="$1" of="$T/dev/copy" bs="${2:-1M}" conv=fsync status=none
 	t1=$(now)
 	rm -f "$T/dev/copy"
 	calc "$bytes / ($t1 - $t0) / 1e6"
@@ -464,7 +465,7 @@ CONF
 	# Each round: both anchors, sign, the plain and the encrypted install,
 	# one after the other, so that a busy machine hits all of them alike;
 	# the medians over the rounds are reported.
-	local sha=() dd=() signs=() plain=() plain_cpu=() enc=() enc_cpu=() r c
+	local sha=() dd=() signs=() plain=() plain_cpu=() enc=() enc_cpu=() r c dd64
 	for ((round = 1; round <= device_rounds; round++)); do
 		r=$(speed -evp sha256 -bytes 16384 | cut -d: -f4)
 		sha+=("$(calc "$r / 1e6")")
@@ -491,7 +492,11 @@ CONF
 			fi
 		done
 		dd+=("$(dd_rate "$bundle")")
-		echo "bench: device round $round (load $(loadavg)): sha256 ${sha[-1]}, dd+fsync ${dd[-2]} ${dd[-1]}," \
+		# for information: the same in the slot writer's 64 KiB writes (on
+		# the development VM 1 MiB writes take large folios, whose kernel
+		# time moves between runs: docs/bench.md, "Device side, fifth round")
+		dd64=$(dd_rate "$bundle" 64K)
+		echo "bench: device round $round (load $(loadavg)): sha256 ${sha[-1]}, dd+fsync ${dd[-2]} ${dd[-1]} (bs=64K $dd64)," \
 			"install ${plain[-1]} (${plain_cpu[-1]}/CPU s), encrypted ${enc[-1]}, sign ${signs[-1]} MB/s"
 	done
 	rm -f "$T/dev/image-enc.otab" "$img" "$bundle"
