@@ -13,8 +13,10 @@
 #            its tickets' keys from a ticket key file, as replicas do
 #   device   `ota-agent install` of a bundle with a 256 MiB image (MB/s)
 #            against `openssl speed -evp sha256` (16 KiB blocks) and against
-#            dd of the same bundle to a file on the same filesystem with
-#            fsync (the I/O floor); the same image encrypted (AES-256-GCM,
+#            dd of the same bundle to a new file on the same filesystem with
+#            fsync (the I/O floor; twice per round, around the installs;
+#            every timed step starts after a `sync`, so none pays for the
+#            writeback of another); the same image encrypted (AES-256-GCM,
 #            product-line key) against the plain install; `ota-keys sign`
 #            of the image into a bundle (one read: hashed as it is written;
 #            the image in the page cache, median of three signs a round)
@@ -391,6 +393,28 @@ children_cpu() {
 	tail -1 "$T/times" | awk '{ split($1, u, /[ms]/); split($2, s, /[ms]/); print u[1] * 60 + u[2] + s[1] * 60 + s[2] }'
 }
 
+# settle: what earlier steps wrote reaches the disk before the next timed
+# step (sync; the removed copies' blocks are discarded at their unlink on
+# this ext4), so no step pays for another's writeback: the lead's quiet run
+# of 2 Dec 18:58 had dd + fsync at 231-297 MB/s right after the sign and
+# the installs, against 650-1 700 MB/s for the same dd typed by hand after.
+settle() { sync; }
+
+# dd_rate BUNDLE [BS]: dd of the bundle to a new file on the same
+# filesystem with fsync, in BS writes (1M; MB/s; the file is removed
+# after, outside the timing)
+dd_rate() {
+	local t0 t1 bytes
+	bytes=$(stat -c %s "$1")
+	rm -f "$T/dev/copy"
+	settle
+	t0=$(now)
+	dd if="$1" of="$T/dev/copy" bs="${2:-1M}" conv=fsync status=none
+	t1=$(now)
+	rm -f "$T/dev/copy"
+	calc "$bytes / ($t1 - $t0) / 1e6"
+}
+
 # install_rate BUNDLE BYTES: one `ota-agent install` on a fresh device:
 # "MB/s MB/CPU-s" (wall clock, and per CPU second: a busy machine does not move the latter)
 install_rate() {
@@ -399,6 +423,7 @@ install_rate() {
 	"$agent" provision --config "$T/dev/agent.conf" --rootlist "$T/keys/roots/rootlist-1.signed" \
 		--keylist "$T/keys/kl.signed" >/dev/null
 	local cpu0 cpu1
+	settle
 	children_cpu >"$T/cpu0"
 	t0=$(now)
 	out=$(timeout 120 "$agent" install "$1" --config "$T/dev/agent.conf") || {
@@ -418,7 +443,6 @@ install_rate() {
 source "$top/bench/delta.sh"
 
 # median of the numbers given
-median() { printf '%s\n' "$@" | sort -g | awk '{ v[NR] = $1 } END { print (NR % 2) ? v[(NR + 1) / 2] : (v[NR / 2] + v[NR / 2 + 1]) / 2 }'; }
 
 bench_device() {
 	local img=$T/dev/image bundle=$T/dev/image.otab bytes t0 t1
@@ -441,7 +465,7 @@ CONF
 	# Each round: both anchors, sign, the plain and the encrypted install,
 	# one after the other, so that a busy machine hits all of them alike;
 	# the medians over the rounds are reported.
-	local sha=() dd=() signs=() plain=() plain_cpu=() enc=() enc_cpu=() r c bundle_bytes
+	local sha=() dd=() signs=() plain=() plain_cpu=() enc=() enc_cpu=() r c dd64
 	for ((round = 1; round <= device_rounds; round++)); do
 		r=$(speed -evp sha256 -bytes 16384 | cut -d: -f4)
 		sha+=("$(calc "$r / 1e6")")
@@ -453,19 +477,18 @@ CONF
 		local one=()
 		for _ in 1 2 3; do
 			rm -f "$bundle"
+			settle
 			t0=$(now)
 			sign op-ed25519 "$img" "" "$bundle"
 			t1=$(now)
 			one+=("$(calc "$bytes / ($t1 - $t0) / 1e6")")
 		done
 		signs+=("$(median "${one[@]}")")
-		# the I/O floor: the same bundle copied on the same filesystem, fsync'd
-		bundle_bytes=$(stat -c %s "$bundle")
-		t0=$(now)
-		dd if="$bundle" of="$T/dev/copy" bs=1M conv=fsync status=none
-		t1=$(now)
-		dd+=("$(calc "$bundle_bytes / ($t1 - $t0) / 1e6")")
-		rm -f "$T/dev/copy"
+		# the I/O floor: the same bundle copied to a new file on the same
+		# filesystem, fsync'd, under the installs' conditions (everything
+		# earlier on the disk first, the bundle in the page cache), once
+		# before and once after the installs: median of 2 per round
+		dd+=("$(dd_rate "$bundle")")
 		# plain and encrypted in ABBA order over the rounds: the first of
 		# a pair pays for the page cache the other left behind
 		for kind in $( ((round % 2)) && echo plain enc || echo enc plain); do
@@ -477,7 +500,12 @@ CONF
 				enc+=("$r") enc_cpu+=("$c")
 			fi
 		done
-		echo "bench: device round $round (load $(loadavg)): sha256 ${sha[-1]}, dd+fsync ${dd[-1]}," \
+		dd+=("$(dd_rate "$bundle")")
+		# for information: the same in the slot writer's 64 KiB writes (on
+		# the development VM 1 MiB writes take large folios, whose kernel
+		# time moves between runs: docs/bench.md, "Device side, fifth round")
+		dd64=$(dd_rate "$bundle" 64K)
+		echo "bench: device round $round (load $(loadavg)): sha256 ${sha[-1]}, dd+fsync ${dd[-2]} ${dd[-1]} (bs=64K $dd64)," \
 			"install ${plain[-1]} (${plain_cpu[-1]}/CPU s), encrypted ${enc[-1]}, sign ${signs[-1]} MB/s" \
 			"(${one[*]})"
 	done

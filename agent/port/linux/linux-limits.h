@@ -36,6 +36,11 @@
  * page cache take it all at once (see slot_writer.c).
  */
 #define OTA_SLOT_WRITER_PWRITE_BYTES (64u * 1024u)
+/*
+ * The slot writer allocates the slot file's blocks this far ahead of its
+ * writes (fallocate, keeping the file's size): see slot_writer.c.
+ */
+#define OTA_SLOT_WRITER_ALLOC_BYTES (32u * 1024u * 1024u)
 /* Paths under the state directory: the directory plus a file name. */
 #define OTA_LINUX_STATE_PATH_BYTES (OTA_CONFIG_MAX_PATH + 32u)
 #define OTA_LINUX_RECORDS_DIR_BYTES (OTA_CONFIG_MAX_PATH + 16u)

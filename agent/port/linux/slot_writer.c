@@ -30,6 +30,8 @@
 
 struct ota_slot_writer {
 	int fd[OTA_SLOT_COUNT];
+	uint64_t alloc_end[OTA_SLOT_COUNT]; /* allocated ahead up to here (writer thread only) */
+	uint64_t slot_size;
 	uint8_t *buf[RING];
 	size_t len[RING];
 	uint64_t off[RING];
@@ -52,6 +54,7 @@ struct ota_slot_writer {
  * 256 MiB); 64 KiB is the choice whose worst case is mild.
  */
 #define PWRITE_BYTES OTA_SLOT_WRITER_PWRITE_BYTES
+#define ALLOC_BYTES OTA_SLOT_WRITER_ALLOC_BYTES
 
 static int pwrite_all(int fd, const uint8_t *buf, size_t len, uint64_t off)
 {
@@ -68,6 +71,34 @@ static int pwrite_all(int fd, const uint8_t *buf, size_t len, uint64_t off)
 	return 0;
 }
 
+/*
+ * Allocates the slot file's blocks ahead of the writes, ALLOC_BYTES at a
+ * time (never past the slot's size; the file's size is kept, so reads and
+ * a power cut see what they saw before: bytes not yet written read back
+ * as zeros or not at all). Without it every page the writer dirties
+ * reserves a delayed block under the inode's i_data_sem, which the
+ * writeback that sync_file_range starts takes too (ext4 allocates the
+ * blocks, then converts them to written as each MiB's I/O completes).
+ * With the blocks there a write only finds them: the writer's CPU per
+ * 256 MiB fell from 130 to 90 ms (docs/agent.md, "Staging speed"). A file
+ * system without fallocate, or a full one, goes on without (the writes
+ * report a real failure).
+ */
+static void alloc_ahead(struct ota_slot_writer *w, unsigned slot, int fd, uint64_t off, size_t len)
+{
+	uint64_t end = off + len;
+	if (end <= w->alloc_end[slot] || w->alloc_end[slot] == UINT64_MAX)
+		return;
+	uint64_t from = off > w->alloc_end[slot] ? off : w->alloc_end[slot];
+	uint64_t to = end + ALLOC_BYTES < w->slot_size ? end + ALLOC_BYTES : w->slot_size;
+	if (to <= from)
+		return;
+	if (fallocate(fd, FALLOC_FL_KEEP_SIZE, (off_t)from, (off_t)(to - from)) == 0)
+		w->alloc_end[slot] = to;
+	else if (errno == EOPNOTSUPP || errno == ENOSYS)
+		w->alloc_end[slot] = UINT64_MAX; /* not here: do not ask again */
+}
+
 static void *writer_main(void *arg)
 {
 	struct ota_slot_writer *w = arg;
@@ -78,8 +109,10 @@ static void *writer_main(void *arg)
 		if (w->done == w->submitted)
 			break;
 		unsigned i = (unsigned)(w->done % RING);
-		int fd = w->fd[w->slot[i]];
+		unsigned slot = w->slot[i];
+		int fd = w->fd[slot];
 		pthread_mutex_unlock(&w->lock);
+		alloc_ahead(w, slot, fd, w->off[i], w->len[i]);
 		int e = pwrite_all(fd, w->buf[i], w->len[i], w->off[i]);
 		if (e == 0)
 			(void)sync_file_range(fd, (off_t)w->off[i], (off_t)w->len[i],
@@ -103,6 +136,7 @@ static struct ota_slot_writer *writer_get(struct ota_linux_port *lx)
 		return NULL;
 	for (unsigned s = 0; s < OTA_SLOT_COUNT; s++)
 		w->fd[s] = -1;
+	w->slot_size = lx->slot_size;
 	bool ok = true;
 	for (unsigned i = 0; i < RING; i++) {
 		w->buf[i] = malloc(BUF_BYTES);
@@ -287,6 +321,9 @@ void ota_slot_writer_reset(struct ota_linux_port *lx)
 	(void)ota_slot_writer_drain(lx);
 	pthread_mutex_lock(&w->lock);
 	w->err = 0;
+	/* the caller truncates the slot: what was allocated ahead goes with it */
+	for (unsigned s = 0; s < OTA_SLOT_COUNT; s++)
+		w->alloc_end[s] = 0;
 	pthread_mutex_unlock(&w->lock);
 }
 

@@ -1,5 +1,6 @@
 /* SPDX-License-Identifier: Apache-2.0 */
 /* The Linux reference port: config parser and file-backed storage. */
+#define _GNU_SOURCE /* fallocate */
 #include <fcntl.h>
 #include <pthread.h>
 #include <setjmp.h>
@@ -459,6 +460,77 @@ static void test_port_slot_writer(void **state)
 	writer_fx_close(&fx);
 }
 
+/* Bytes the file system holds for path (allocated, written or not). */
+static uint64_t allocated_bytes(const char *path)
+{
+	struct stat st;
+	assert_int_equal(stat(path, &st), 0);
+	return (uint64_t)st.st_blocks * 512u;
+}
+
+/*
+ * The writer thread allocates the slot's blocks ahead of its writes
+ * (OTA_SLOT_WRITER_ALLOC_BYTES, never past the slot), keeping the file's
+ * size: the slot reads back what was written and nothing beyond it, as
+ * before; an erase gives the blocks back and the next writes allocate
+ * again. (Only where the file system allocates ahead: fallocate's
+ * KEEP_SIZE, as ext4 and tmpfs do.)
+ */
+static void test_port_slot_writer_allocates_ahead(void **state)
+{
+	(void)state;
+	struct writer_fx fx;
+	const uint64_t slot_size = (uint64_t)OTA_SLOT_WRITER_ALLOC_BYTES + (8u << 20);
+	writer_fx_open(&fx, slot_size);
+	const struct ota_port_ops *ops = fx.ops;
+	void *port_ctx = fx.port.ctx;
+	const size_t written = (3u << 20) + 100u;
+	uint8_t *want = pattern_new(written, 7u, 9), *got = malloc(written);
+	assert_non_null(got);
+	char path[OTA_CONFIG_MAX_PATH + 32];
+	ota_linux_slot_path(&fx.ctx, 1, path, sizeof(path));
+	assert_int_equal(ops->slot_erase(port_ctx, 1), OTA_OK);
+	int probe = open(path, O_WRONLY);
+	assert_true(probe >= 0);
+	bool can = fallocate(probe, FALLOC_FL_KEEP_SIZE, 0, 4096) == 0;
+	assert_int_equal(close(probe), 0);
+	assert_int_equal(ops->slot_erase(port_ctx, 1), OTA_OK);
+	assert_int_equal(ops->slot_write(port_ctx, 1, 0, want, written), OTA_OK);
+	assert_int_equal(ops->slot_sync(port_ctx, 1), OTA_OK);
+	struct stat st;
+	assert_int_equal(stat(path, &st), 0);
+	assert_int_equal(st.st_size, written); /* the size is what was written */
+	if (can) {
+		/* a window ahead of the writes (from the first), up to the slot's end at most */
+		assert_true(allocated_bytes(path) >= OTA_SLOT_WRITER_ALLOC_BYTES);
+		assert_true(allocated_bytes(path) <= slot_size);
+	}
+	assert_int_equal(ops->slot_read(port_ctx, 1, 0, got, written), OTA_OK);
+	assert_memory_equal(got, want, written);
+	assert_int_equal(ops->slot_read(port_ctx, 1, written, got, 1), OTA_ERR_STORAGE);
+	/* past the window: the next window, clipped at the slot's end */
+	assert_int_equal(ops->slot_write(port_ctx, 1, slot_size - written, want, written), OTA_OK);
+	assert_int_equal(ops->slot_sync(port_ctx, 1), OTA_OK);
+	assert_int_equal(stat(path, &st), 0);
+	assert_int_equal(st.st_size, slot_size);
+	if (can)
+		assert_true(allocated_bytes(path) <= slot_size);
+	assert_int_equal(ops->slot_read(port_ctx, 1, slot_size - written, got, written), OTA_OK);
+	assert_memory_equal(got, want, written);
+	/* erase: nothing kept; the writes after it allocate again */
+	assert_int_equal(ops->slot_erase(port_ctx, 1), OTA_OK);
+	assert_int_equal(allocated_bytes(path), 0);
+	assert_int_equal(ops->slot_write(port_ctx, 1, 0, want, 4096), OTA_OK);
+	assert_int_equal(ops->slot_sync(port_ctx, 1), OTA_OK);
+	assert_int_equal(stat(path, &st), 0);
+	assert_int_equal(st.st_size, 4096);
+	if (can)
+		assert_true(allocated_bytes(path) >= 4096u + OTA_SLOT_WRITER_ALLOC_BYTES);
+	free(want);
+	free(got);
+	writer_fx_close(&fx);
+}
+
 /*
  * An encrypted image read ahead and decrypted on the read-ahead thread
  * (ota-agent install): pieces of 16 sealed 64 KiB chunks, each result
@@ -725,6 +797,7 @@ int main(void)
 		cmocka_unit_test(test_port_unwrap_p256_and_token),
 		cmocka_unit_test(test_port_records_and_slots),
 		cmocka_unit_test(test_port_slot_writer),
+		cmocka_unit_test(test_port_slot_writer_allocates_ahead),
 		cmocka_unit_test(test_port_readahead_decrypts),
 		cmocka_unit_test(test_port_slot_map),
 		cmocka_unit_test(test_port_health),
