@@ -195,8 +195,8 @@ enum ota_err ota_decrypt_chunks(const struct ota_decrypt *d, struct ota_gcm_ctx 
 				uint64_t index, const uint8_t *in, size_t n, uint8_t *out,
 				uint64_t *ret_bad)
 {
-	return decrypt_run(d, gcm, index, in, (size_t)d->chunk_bytes + OTA_CRYPT_TAG_BYTES, NULL,
-			   n, out, ret_bad);
+	return decrypt_run(d, gcm, index, in, (size_t)d->chunk_bytes + OTA_CRYPT_TAG_BYTES, NULL, n,
+			   out, ret_bad);
 }
 
 enum ota_err ota_decrypt_copy(struct ota_decrypt *dst, const struct ota_decrypt *src)

@@ -51,8 +51,8 @@ struct ota_readahead {
  * chunk, its tag to tags + i * TAG. The bytes read (all, or short at the
  * end of the file); errno in *ret_err on a read error.
  */
-static size_t read_apart(int fd, uint64_t off, uint8_t *out, uint8_t *tags, size_t n,
-			 size_t chunk, int *ret_err)
+static size_t read_apart(int fd, uint64_t off, uint8_t *out, uint8_t *tags, size_t n, size_t chunk,
+			 int *ret_err)
 {
 	size_t sealed = chunk + OTA_CRYPT_TAG_BYTES;
 	size_t total = n * sealed;
@@ -96,9 +96,9 @@ static void *reader_main(void *arg)
 		size_t got = 0;
 		int e = 0;
 		/* a piece of whole chunks: read apart and decrypted in place */
-		bool apart = ra->in_place > 0 &&
-			     ota_decrypt_ahead_whole(ra->dec, ra->wire_off, ra->out_cap) ==
-				     ra->in_place;
+		bool apart =
+			ra->in_place > 0 &&
+			ota_decrypt_ahead_whole(ra->dec, ra->wire_off, ra->out_cap) == ra->in_place;
 		if (apart) {
 			got = read_apart(ra->fd, ra->next_off, ra->out[i], ra->tags[i],
 					 ra->in_place, ra->dec->chunk_bytes, &e);
