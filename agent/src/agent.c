@@ -1434,13 +1434,38 @@ enum ota_err ota_agent_ahead_open(const struct ota_agent *agent, struct ota_decr
 	return ota_decrypt_copy(ret, &inst->dec);
 }
 
-/* a is the decryption ahead of the bytes this install takes next */
-static bool ahead_continues(const struct ota_install *inst, const struct ota_decrypt_ahead *a)
+/* a is a decryption ahead of the bytes this install takes next (whatever its verdict) */
+static bool ahead_at(const struct ota_install *inst, const struct ota_decrypt_ahead *a)
 {
-	return inst->active && !inst->delta && inst->dec.on && a->err == OTA_OK && a->chunks > 0 &&
-	       a->in && a->out && a->wire_off == inst->dec.wire_done &&
+	return inst->active && !inst->delta && inst->dec.on && a->chunks > 0 && a->out &&
+	       a->wire_off == inst->dec.wire_done &&
 	       memcmp(a->prefix, inst->dec.prefix, sizeof(a->prefix)) == 0 &&
-	       a->chunks <= ota_decrypt_whole(&inst->dec, a->len, SIZE_MAX);
+	       a->chunks <= ota_decrypt_whole(&inst->dec, a->len, SIZE_MAX) &&
+	       a->len <= inst->dec.wire_size - inst->dec.wire_done;
+}
+
+/*
+ * A result decrypted in place (no ciphertext left): taken as it is when
+ * it continues the install and its whole length is its chunks, a failed
+ * tag fails the staging as decrypt_write would, naming the chunk.
+ */
+static enum ota_err ahead_in_place(struct ota_agent *agent, const struct ota_decrypt_ahead *a)
+{
+	struct ota_install *inst = &agent->install;
+	size_t sealed = (size_t)inst->dec.chunk_bytes + OTA_CRYPT_TAG_BYTES;
+	if (!ahead_at(inst, a) || a->len != a->chunks * sealed) {
+		ota_agent_close(agent);
+		return OTA_ERR_INVALID_ARG;
+	}
+	if (a->err == OTA_ERR_DECRYPT && a->bad >= inst->dec.index &&
+	    a->bad - inst->dec.index < a->chunks)
+		return staging_fail_n(agent, a->err, "chunk ", a->bad,
+				      " of the encrypted image fails authentication");
+	if (a->err != OTA_OK) {
+		ota_agent_close(agent);
+		return a->err == OTA_ERR_DECRYPT ? OTA_ERR_INVALID_ARG : a->err;
+	}
+	return OTA_OK;
 }
 
 enum ota_err ota_agent_write_ahead(struct ota_agent *agent, const struct ota_decrypt_ahead *a)
@@ -1448,8 +1473,15 @@ enum ota_err ota_agent_write_ahead(struct ota_agent *agent, const struct ota_dec
 	struct ota_install *inst = &agent->install;
 	if (!a)
 		return OTA_ERR_INVALID_ARG;
-	if (!ahead_continues(inst, a) || a->len > inst->dec.wire_size - inst->dec.wire_done)
+	if (!inst->active)
+		return OTA_ERR_INVALID_ARG;
+	if (!a->in) {
+		enum ota_err err = ahead_in_place(agent, a);
+		if (err != OTA_OK)
+			return err;
+	} else if (a->err != OTA_OK || !ahead_at(inst, a)) {
 		return ota_agent_write(agent, a->in, a->len);
+	}
 	size_t made = a->chunks * inst->dec.chunk_bytes;
 	size_t used = a->chunks * (inst->dec.chunk_bytes + (size_t)OTA_CRYPT_TAG_BYTES);
 	/* authenticated on the reading thread: hashed and written here, as decrypt_write does */

@@ -159,9 +159,14 @@ size_t ota_decrypt_whole(const struct ota_decrypt *d, size_t len, size_t cap)
 	return whole_at(d, d->index, len, cap);
 }
 
-enum ota_err ota_decrypt_chunks(const struct ota_decrypt *d, struct ota_gcm_ctx *gcm,
-				uint64_t index, const uint8_t *in, size_t n, uint8_t *out,
-				uint64_t *ret_bad)
+/*
+ * n whole chunks from chunk index on: chunk i's ciphertext at in + i *
+ * in_step, its tag at tags + i * TAG (tags NULL: right after the
+ * ciphertext), its plaintext to out + i * chunk_bytes (out may be in).
+ */
+static enum ota_err decrypt_run(const struct ota_decrypt *d, struct ota_gcm_ctx *gcm,
+				uint64_t index, const uint8_t *in, size_t in_step,
+				const uint8_t *tags, size_t n, uint8_t *out, uint64_t *ret_bad)
 {
 	uint64_t n_chunks = chunk_count(d);
 	for (size_t i = 0; i < n; i++, index++) {
@@ -176,13 +181,22 @@ enum ota_err ota_decrypt_chunks(const struct ota_decrypt *d, struct ota_gcm_ctx 
 		if (err == OTA_OK)
 			err = ota_gcm_chunk_update(gcm, in, d->chunk_bytes, out);
 		if (err == OTA_OK)
-			err = ota_gcm_chunk_end(gcm, in + d->chunk_bytes);
+			err = ota_gcm_chunk_end(gcm, tags ? tags + i * OTA_CRYPT_TAG_BYTES
+							  : in + d->chunk_bytes);
 		if (err != OTA_OK)
 			return err;
-		in += d->chunk_bytes + OTA_CRYPT_TAG_BYTES;
+		in += in_step;
 		out += d->chunk_bytes;
 	}
 	return OTA_OK;
+}
+
+enum ota_err ota_decrypt_chunks(const struct ota_decrypt *d, struct ota_gcm_ctx *gcm,
+				uint64_t index, const uint8_t *in, size_t n, uint8_t *out,
+				uint64_t *ret_bad)
+{
+	return decrypt_run(d, gcm, index, in, (size_t)d->chunk_bytes + OTA_CRYPT_TAG_BYTES, NULL, n,
+			   out, ret_bad);
 }
 
 enum ota_err ota_decrypt_copy(struct ota_decrypt *dst, const struct ota_decrypt *src)
@@ -225,6 +239,33 @@ void ota_decrypt_ahead(struct ota_decrypt *d, uint64_t wire_off, const uint8_t *
 	size_t n = whole_at(d, wire_off / sealed, len, cap);
 	ret->err = ota_decrypt_chunks(d, &d->gcm, wire_off / sealed, in, n, out, &bad);
 	ret->chunks = n;
+}
+
+size_t ota_decrypt_ahead_whole(const struct ota_decrypt *d, uint64_t wire_off, size_t cap)
+{
+	uint64_t sealed = (uint64_t)d->chunk_bytes + OTA_CRYPT_TAG_BYTES;
+	if (!d->on || wire_off % sealed != 0 || wire_off >= d->wire_size)
+		return 0;
+	/* whole_at never counts past the chunk before the last */
+	return whole_at(d, wire_off / sealed, SIZE_MAX, cap);
+}
+
+void ota_decrypt_ahead_in_place(struct ota_decrypt *d, uint64_t wire_off, uint8_t *io,
+				const uint8_t *tags, size_t n, struct ota_decrypt_ahead *ret)
+{
+	uint64_t bad = 0;
+	memset(ret, 0, sizeof(*ret));
+	ret->wire_off = wire_off;
+	ret->out = io;
+	ret->err = OTA_ERR_INVALID_ARG;
+	if (!d->on || n == 0 || n > ota_decrypt_ahead_whole(d, wire_off, SIZE_MAX))
+		return;
+	memcpy(ret->prefix, d->prefix, sizeof(ret->prefix));
+	ret->len = n * ((size_t)d->chunk_bytes + OTA_CRYPT_TAG_BYTES);
+	ret->chunks = n;
+	uint64_t index = wire_off / ((uint64_t)d->chunk_bytes + OTA_CRYPT_TAG_BYTES);
+	ret->err = decrypt_run(d, &d->gcm, index, io, d->chunk_bytes, tags, n, io, &bad);
+	ret->bad = bad;
 }
 
 void ota_decrypt_skip(struct ota_decrypt *d, size_t n)

@@ -323,7 +323,12 @@ enum ota_err ota_agent_ahead_open(const struct ota_agent *agent, struct ota_decr
  * ota_agent_write would. A result that does not continue this install
  * (another offset or artifact, more chunks than the piece holds) or
  * that failed is ignored, and the piece goes through ota_agent_write,
- * which then fails the same way, with the same error and chunk.
+ * which then fails the same way, with the same error and chunk. A
+ * result decrypted in place (a->in NULL, ota_decrypt_ahead_in_place) has
+ * no ciphertext to fall back on: one that failed authentication fails
+ * the staging naming chunk a->bad (OTA_ERR_DECRYPT), one that does not
+ * continue this install is refused (OTA_ERR_INVALID_ARG, the install
+ * closed, nothing of it staged; a later begin resumes).
  */
 enum ota_err ota_agent_write_ahead(struct ota_agent *agent, const struct ota_decrypt_ahead *a);
 

@@ -99,13 +99,14 @@ enum ota_err ota_decrypt_copy(struct ota_decrypt *dst, const struct ota_decrypt 
 
 /* What ota_decrypt_ahead did with one piece of ciphertext. */
 struct ota_decrypt_ahead {
-	const uint8_t *in; /* the piece */
+	const uint8_t *in; /* the piece; NULL: decrypted in place */
 	size_t len;
 	uint64_t wire_off; /* its offset in the ciphertext */
 	uint8_t prefix[OTA_CRYPT_NONCE_PREFIX_BYTES]; /* the artifact it was decrypted for */
 	uint8_t *out; /* the plaintext of its first `chunks` whole chunks */
 	size_t chunks;
 	enum ota_err err; /* OTA_OK: every one of them authenticated */
+	uint64_t bad; /* decrypted in place (in NULL) and failed: the chunk that failed */
 };
 
 /*
@@ -119,6 +120,26 @@ struct ota_decrypt_ahead {
  */
 void ota_decrypt_ahead(struct ota_decrypt *d, uint64_t wire_off, const uint8_t *in, size_t len,
 		       uint8_t *out, size_t cap, struct ota_decrypt_ahead *ret);
+
+/*
+ * How many whole chunks (never the image's last) start at ciphertext
+ * offset wire_off with their plaintext within cap bytes: 0 when wire_off
+ * is not a chunk boundary.
+ */
+size_t ota_decrypt_ahead_whole(const struct ota_decrypt *d, uint64_t wire_off, size_t cap);
+
+/*
+ * Decryption ahead in place: n whole chunks (at most
+ * ota_decrypt_ahead_whole) at ciphertext offset wire_off, which the port
+ * read apart: chunk i's ciphertext at io + i * chunk_bytes, its tag at
+ * tags + i * OTA_CRYPT_TAG_BYTES. Each is decrypted where it lies, so io
+ * ends up the plaintext with no other buffer touched. *ret as
+ * ota_decrypt_ahead's, but with in NULL (there is no ciphertext left to
+ * decrypt again): ota_agent_write_ahead takes a failure as it is, chunk
+ * bad named, and refuses a result that does not continue the install.
+ */
+void ota_decrypt_ahead_in_place(struct ota_decrypt *d, uint64_t wire_off, uint8_t *io,
+				const uint8_t *tags, size_t n, struct ota_decrypt_ahead *ret);
 
 /* Moves d past n whole chunks that ota_decrypt_chunks authenticated. */
 void ota_decrypt_skip(struct ota_decrypt *d, size_t n);

@@ -175,7 +175,10 @@ enum ota_err ota_readahead_next(struct ota_readahead *ra, const uint8_t **ret_da
  * close) on each piece it read, whose ciphertext offset starts at
  * wire_off, into a plaintext buffer of out_cap bytes; next_ahead also
  * hands out that result (valid as long as the piece), for
- * ota_agent_write_ahead.
+ * ota_agent_write_ahead. When chunk is a whole number of sealed chunks
+ * whose plaintext is out_cap bytes, such a piece is read apart and
+ * decrypted in place (ota_decrypt_ahead_in_place): next_ahead then hands
+ * out no ciphertext (*ret_data NULL, *ret_len its length).
  */
 enum ota_err ota_readahead_open_ahead(int fd, uint64_t offset, size_t chunk,
 				      struct ota_decrypt *dec, uint64_t wire_off, size_t out_cap,

@@ -286,7 +286,25 @@ enum ota_err world_install(struct world *w, const Fleetota__V1__Signed *manifest
 		size_t n = len - off < piece ? len - off : piece;
 		if (ahead) {
 			struct ota_decrypt_ahead a;
-			ota_decrypt_ahead(&dec, off, image + off, n, w->ahead_plain, piece, &a);
+			size_t whole = ota_decrypt_ahead_whole(&dec, off, piece);
+			size_t sealed = (size_t)dec.chunk_bytes + OTA_CRYPT_TAG_BYTES;
+			if (w->ahead_in_place && whole > 0 && whole * sealed == n) {
+				uint8_t tags[64 * OTA_CRYPT_TAG_BYTES];
+				assert_true(whole <= 64);
+				for (size_t i = 0; i < whole; i++) {
+					const uint8_t *c = image + off + i * sealed;
+					memcpy(w->ahead_plain + i * dec.chunk_bytes, c,
+					       dec.chunk_bytes);
+					memcpy(tags + i * OTA_CRYPT_TAG_BYTES, c + dec.chunk_bytes,
+					       OTA_CRYPT_TAG_BYTES);
+				}
+				ota_decrypt_ahead_in_place(&dec, off, w->ahead_plain, tags, whole,
+							   &a);
+				assert_null(a.in);
+			} else {
+				ota_decrypt_ahead(&dec, off, image + off, n, w->ahead_plain, piece,
+						  &a);
+			}
 			if (w->ahead_hook)
 				w->ahead_hook(w, &a);
 			err = ota_agent_write_ahead(&w->agent, &a);

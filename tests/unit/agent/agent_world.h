@@ -63,6 +63,13 @@ struct world {
 	 * result first; ahead_plain is the plaintext buffer (w->piece bytes)
 	 */
 	bool ahead;
+	/*
+	 * with ahead: a piece of whole chunks is laid apart (each chunk's
+	 * ciphertext where its plaintext goes, the tags beside, as the Linux
+	 * port's preadv does) and decrypted in place
+	 * (ota_decrypt_ahead_in_place); other pieces as above
+	 */
+	bool ahead_in_place;
 	void (*ahead_hook)(struct world *w, struct ota_decrypt_ahead *a);
 	uint8_t *ahead_plain;
 };

@@ -994,9 +994,78 @@ static void test_ahead_open_plain_refused(void **state)
 	enc_update_free(&u);
 }
 
+/*
+ * Decryption ahead in place (the Linux port reads a piece of whole
+ * chunks apart and decrypts it where it lies): pieces of three sealed
+ * chunks again, chunks 0-2 decrypted in place, chunk 3 ahead from the
+ * ciphertext, the last one through the stream (TI: the attack cases run
+ * this way too). An in-place result has no ciphertext to decrypt again:
+ * a failed tag fails the staging naming the chunk, a result that does
+ * not continue the install is refused and the install can start again.
+ */
+static int setup_in_place(void **state)
+{
+	if (setup_ahead(state) != 0)
+		return -1;
+	struct world *w = *state;
+	w->ahead_in_place = true;
+	return 0;
+}
+
+static void test_in_place_not_continuing_refused(void **state)
+{
+	struct world *w = *state;
+	struct enc_update u;
+	enc_update_make(w, &u, w->v2, sizeof(w->v2), &w->dev_keys[0], 1);
+	w->ahead_hook = hook_other_offset;
+	assert_int_equal(world_install(w, u.m, NULL, NULL, u.crypt->ciphertext.data,
+				       u.crypt->ciphertext.len),
+			 OTA_ERR_INVALID_ARG);
+	assert_int_equal(ahead_taken, 0);
+	w->ahead_hook = hook_other_artifact;
+	world_restart(w);
+	assert_int_equal(world_install(w, u.m, NULL, NULL, u.crypt->ciphertext.data,
+				       u.crypt->ciphertext.len),
+			 OTA_ERR_INVALID_ARG);
+	w->ahead_hook = NULL;
+	world_restart(w);
+	world_update(w, u.m, u.crypt->ciphertext.data, u.crypt->ciphertext.len);
+	assert_running_v2(w);
+	assert_int_equal(ahead_taken, 2);
+	enc_update_free(&u);
+}
+
+/* The port's verdict: a chunk it says failed fails the staging, named. */
+static void hook_in_place_failed(struct world *w, struct ota_decrypt_ahead *a)
+{
+	(void)w;
+	if (!a->in) {
+		a->err = OTA_ERR_DECRYPT;
+		a->bad = 2;
+	}
+}
+
+static void test_in_place_failure_named(void **state)
+{
+	struct world *w = *state;
+	struct enc_update u;
+	enc_update_make(w, &u, w->v2, sizeof(w->v2), &w->dev_keys[0], 1);
+	w->ahead_hook = hook_in_place_failed;
+	expect_enc_rejected(w, &u, OTA_ERR_DECRYPT);
+	w->ahead_hook = NULL;
+	struct ota_agent_status st;
+	struct ota_event ev;
+	ota_agent_status(&w->agent, &st);
+	assert_int_equal(ota_agent_event(&w->agent, st.next_event_seq - 1, &ev), OTA_OK);
+	assert_string_equal(ev.detail, "chunk 2 of the encrypted image fails authentication");
+	assert_int_equal(ahead_taken, 0);
+	enc_update_free(&u);
+}
+
 #define T(fn) cmocka_unit_test_setup_teardown(fn, setup, teardown)
 #define TB(fn) cmocka_unit_test_setup_teardown(fn, setup_beside, teardown)
 #define TA(fn) cmocka_unit_test_setup_teardown(fn, setup_ahead, teardown)
+#define TI(fn) cmocka_unit_test_setup_teardown(fn, setup_in_place, teardown)
 
 int main(void)
 {
@@ -1063,6 +1132,21 @@ int main(void)
 		TA(test_dropped_last_chunk_manifest_consistent),
 		TA(test_replayed_wrapped_key),
 		TA(test_plaintext_hash_checked),
+		TI(test_ahead_taken),
+		TI(test_ahead_forged_plaintext_hash_refused),
+		TI(test_ahead_bad_chunk),
+		TI(test_in_place_not_continuing_refused),
+		TI(test_in_place_failure_named),
+		TI(test_encrypted_update),
+		TI(test_tampered_first_chunk),
+		TI(test_tampered_middle_chunk),
+		TI(test_tampered_last_chunk),
+		TI(test_tampered_tag),
+		TI(test_swapped_chunks),
+		TI(test_truncated_tag),
+		TI(test_shortened_tag_realigned),
+		TI(test_dropped_last_chunk_manifest_consistent),
+		TI(test_plaintext_hash_checked),
 	};
 	return cmocka_run_group_tests(tests, NULL, NULL);
 }

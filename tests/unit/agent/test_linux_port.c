@@ -566,7 +566,7 @@ static void readahead_decrypt_run(struct writer_fx *fx, const uint8_t *image, si
 	fx->ctx.readahead = ra;
 	assert_int_equal(ops->slot_erase(port_ctx, 0), OTA_OK);
 	size_t n_chunks = (image_len + RA_CHUNK - 1) / RA_CHUNK;
-	uint64_t wire = 0, put = 0, pieces = 0;
+	uint64_t wire = 0, put = 0, pieces = 0, in_place = 0;
 	for (;;) {
 		const uint8_t *part = NULL;
 		const struct ota_decrypt_ahead *a = NULL;
@@ -575,15 +575,24 @@ static void readahead_decrypt_run(struct writer_fx *fx, const uint8_t *image, si
 		if (n == 0)
 			break;
 		assert_non_null(a);
-		assert_ptr_equal(a->in, part);
 		assert_int_equal(a->len, n);
 		assert_int_equal(a->wire_off, wire);
 		size_t first = (size_t)(wire / RA_SEALED);
 		size_t whole =
 			n / RA_SEALED < n_chunks - 1 - first ? n / RA_SEALED : n_chunks - 1 - first;
 		assert_int_equal(a->chunks, whole);
+		/* 16 whole chunks: read apart and decrypted in place, no ciphertext handed out */
+		if (whole == 16) {
+			assert_null(a->in);
+			assert_null(part);
+			in_place++;
+		} else {
+			assert_ptr_equal(a->in, part);
+		}
 		bool bad = tampered_chunk >= first && tampered_chunk < first + whole;
 		assert_string_equal(ota_err_name(a->err), bad ? "OTA_ERR_DECRYPT" : "OTA_OK");
+		if (bad && whole == 16)
+			assert_int_equal(a->bad, tampered_chunk);
 		if (!bad) {
 			assert_memory_equal(a->out, image + put, whole * RA_CHUNK);
 			assert_int_equal(
@@ -601,6 +610,8 @@ static void readahead_decrypt_run(struct writer_fx *fx, const uint8_t *image, si
 	free(src);
 	assert_int_equal(wire, crypt->ciphertext.len);
 	assert_int_equal(pieces, (crypt->ciphertext.len + 16u * RA_SEALED - 1) / (16u * RA_SEALED));
+	/* every piece but the last (the short last chunk) was read in place */
+	assert_int_equal(in_place, pieces - 1);
 	if (tampered_chunk == SIZE_MAX) {
 		uint8_t *got = malloc(put);
 		assert_non_null(got);
@@ -609,6 +620,67 @@ static void readahead_decrypt_run(struct writer_fx *fx, const uint8_t *image, si
 		assert_memory_equal(got, image, put);
 		free(got);
 	}
+}
+
+/*
+ * A bundle cut short inside the second piece of whole chunks: the first
+ * piece is read apart and decrypted in place, the short one is read as it
+ * lies (its ciphertext handed out, its whole chunks decrypted from it),
+ * and the read ends there; the core then finds the image short.
+ */
+static void test_port_readahead_in_place_cut_short(void **state)
+{
+	(void)state;
+	size_t image_len = 3u * OTA_SLOT_WRITER_BUF_BYTES + 12345u;
+	uint8_t *image = pattern_new(image_len, 77u, 9);
+	EVP_PKEY *key = ota_fx_x25519_new();
+	struct ota_fx_crypt *crypt = ota_fx_encrypt(image, image_len, RA_CHUNK, &key, 1);
+	struct ota_decrypt dec;
+	assert_int_equal(ota_decrypt_open(&dec, crypt->enc, image_len, crypt->key), OTA_OK);
+	char dir[] = "/tmp/ota-ra-cut-XXXXXX";
+	assert_non_null(mkdtemp(dir));
+	char *src = ota_fx_path(dir, "enc");
+	size_t cut = 20u * RA_SEALED + 100u;
+	FILE *f = fopen(src, "wb");
+	assert_non_null(f);
+	assert_int_equal(fwrite(crypt->ciphertext.data, 1, cut, f), cut);
+	assert_int_equal(fclose(f), 0);
+	int fd = open(src, O_RDONLY);
+	assert_true(fd >= 0);
+	struct ota_readahead *ra = NULL;
+	assert_int_equal(ota_readahead_open_ahead(fd, 0, 16u * RA_SEALED, &dec, 0,
+						  OTA_SLOT_WRITER_BUF_BYTES, &ra),
+			 OTA_OK);
+	const uint8_t *part = NULL;
+	const struct ota_decrypt_ahead *a = NULL;
+	size_t n = 0;
+	assert_int_equal(ota_readahead_next_ahead(ra, &part, &n, &a), OTA_OK);
+	assert_int_equal(n, 16u * RA_SEALED);
+	assert_null(part);
+	assert_null(a->in);
+	assert_int_equal(a->chunks, 16);
+	assert_int_equal(a->err, OTA_OK);
+	assert_memory_equal(a->out, image, 16u * RA_CHUNK);
+	assert_int_equal(ota_readahead_next_ahead(ra, &part, &n, &a), OTA_OK);
+	assert_int_equal(n, cut - 16u * RA_SEALED);
+	assert_non_null(part);
+	assert_ptr_equal(a->in, part);
+	assert_memory_equal(part, crypt->ciphertext.data + 16u * RA_SEALED, n);
+	assert_int_equal(a->wire_off, 16u * RA_SEALED);
+	assert_int_equal(a->chunks, 4);
+	assert_int_equal(a->err, OTA_OK);
+	assert_memory_equal(a->out, image + 16u * RA_CHUNK, 4u * RA_CHUNK);
+	assert_int_equal(ota_readahead_next_ahead(ra, &part, &n, &a), OTA_OK);
+	assert_int_equal(n, 0);
+	ota_readahead_close(ra);
+	ota_decrypt_close(&dec);
+	close(fd);
+	assert_int_equal(unlink(src), 0);
+	assert_int_equal(rmdir(dir), 0);
+	free(src);
+	ota_fx_crypt_free(crypt);
+	EVP_PKEY_free(key);
+	free(image);
 }
 
 static void test_port_readahead_decrypts(void **state)
@@ -799,6 +871,7 @@ int main(void)
 		cmocka_unit_test(test_port_slot_writer),
 		cmocka_unit_test(test_port_slot_writer_allocates_ahead),
 		cmocka_unit_test(test_port_readahead_decrypts),
+		cmocka_unit_test(test_port_readahead_in_place_cut_short),
 		cmocka_unit_test(test_port_slot_map),
 		cmocka_unit_test(test_port_health),
 		cmocka_unit_test(test_port_run_beside),
