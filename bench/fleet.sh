@@ -18,7 +18,12 @@
 # process), BENCH_FLEET_WORKERS (16 per process), BENCH_FLEET_IMAGE_KB
 # (1024), BENCH_FLEET_SLOW (share of devices on a slow link, 0),
 # BENCH_FLEET_TIMEOUT (seconds for registration and for the campaign, each:
-# 120 + devices / 10).
+# 120 + devices / 10). Diagnostics: BENCH_FLEET_PERF=DIR records each
+# simulator with `perf record -g` into DIR (setup-N.data from its start to
+# its provisioning, campaign-N.data during the campaign);
+# BENCH_FLEET_PGSS=1 loads pg_stat_statements and prints the campaign's
+# statements by execution time per install, and PostgreSQL's CPU per
+# install by process kind (backends of ota-server, walwriter, autovacuum...).
 # Prints "fleet: key=value ..." lines for run.sh, and the simulator's and
 # the server's logs on failure. Everything under one temp dir, stopped by
 # PID.
@@ -33,6 +38,8 @@ rate=${BENCH_FLEET_CONNECT_RATE:-500}
 workers=${BENCH_FLEET_WORKERS:-16}
 image_kb=${BENCH_FLEET_IMAGE_KB:-1024}
 slow=${BENCH_FLEET_SLOW:-0}
+perf_dir=${BENCH_FLEET_PERF:-}
+pgss=${BENCH_FLEET_PGSS:-0}
 limit=${BENCH_FLEET_TIMEOUT:-$((120 + devices / 10))}
 [[ $devices =~ ^[0-9]+$ ]] && ((devices >= 10 && devices <= 20000)) ||
 	{ echo "fleet: BENCH_FLEET_DEVICES must be 10..20000" >&2; exit 2; }
@@ -50,10 +57,29 @@ stack_init fleetota-bench-fleet
 T=$STACK
 OTA_SERVER=$server
 sim_pids=()
+perf_pids=()
 ok=0
+perf_stop() {
+	local p
+	for p in "${perf_pids[@]}"; do kill -INT "$p" 2>/dev/null; done
+	for p in "${perf_pids[@]}"; do wait "$p" 2>/dev/null; done
+	perf_pids=()
+}
+# perf_start NAME: perf record -g of every simulator into perf_dir/NAME-N.data
+perf_start() {
+	[[ -n $perf_dir ]] || return 0
+	local i
+	mkdir -p "$perf_dir"
+	for i in "${!sim_pids[@]}"; do
+		perf record -q -g -F 499 -p "${sim_pids[$i]}" -o "$perf_dir/$1-$i.data" \
+			>/dev/null 2>&1 &
+		perf_pids+=($!)
+	done
+}
 cleanup() {
 	set +e
 	local p
+	perf_stop
 	for p in "${sim_pids[@]}"; do kill -TERM "$p" 2>/dev/null; done
 	for p in "${sim_pids[@]}"; do wait "$p" 2>/dev/null; done
 	if ((ok == 0)); then
@@ -81,6 +107,16 @@ cpu_sum() {
 	for p in "$@"; do t=$(calc "$t + $(cpu_s "$p")"); done
 	echo "$t"
 }
+# pg_kinds: "PID KIND CPU_S" for every process of the cluster; KIND is the
+# backend type, for client backends with their application_name
+pg_kinds() {
+	local pid kind
+	sql "SELECT pid, CASE WHEN backend_type = 'client backend'
+		THEN 'backend:' || coalesce(nullif(application_name, ''), '-')
+		ELSE replace(backend_type, ' ', '_') END FROM pg_stat_activity" |
+		while IFS='|' read -r pid kind; do echo "$pid $kind $(cpu_s "$pid")"; done
+	echo "$(head -1 "$T/pg/data/postmaster.pid") postmaster $(cpu_s "$(head -1 "$T/pg/data/postmaster.pid")")"
+}
 pg_pids() {
 	local pm
 	pm=$(head -1 "$T/pg/data/postmaster.pid")
@@ -97,6 +133,15 @@ k=$T/keys
 mkdir -p "$k" "$T/store"
 stack_pki "$pki"
 stack_pg_start "$T/pg" "$pg_port"
+if ((pgss)); then
+	psql "host=$T/pg port=$pg_port dbname=fleetota user=postgres" -qAt \
+		-c "ALTER SYSTEM SET shared_preload_libraries = 'pg_stat_statements'" \
+		-c "ALTER SYSTEM SET pg_stat_statements.track = 'all'" >/dev/null
+	"$top/scripts/pg.sh" stop "$T/pg" >/dev/null
+	stack_pg_start "$T/pg" "$pg_port"
+	psql "host=$T/pg port=$pg_port dbname=fleetota user=postgres" -qAt \
+		-c "CREATE EXTENSION pg_stat_statements" >/dev/null
+fi
 stack_broker_start "$T/mq" "$mq_port" "$pki"
 stack_server_conf "$T/server.conf" "$pki" "$T/pg" "$pg_port" "$dev_port" "$T/store" \
 	"mqtt=$mq_port" "admin_listen=127.0.0.1:$api_port" log_level=info
@@ -145,6 +190,7 @@ for ((i = 0; i < nsim; i++)); do
 		--summary-json "$T/summary-$i.json" >"$T/fleet-$i.log" 2>&1 &
 	sim_pids+=($!)
 done
+perf_start setup
 alive() {
 	local p
 	for p in "${sim_pids[@]}"; do kill -0 "$p" 2>/dev/null || fail "ota-fleet-sim $p exited"; done
@@ -158,6 +204,7 @@ until grep -q "devices provisioned in" "$T"/fleet-*.log; do
 	sleep 0.25
 done
 t_ramp=$(now)
+perf_stop
 deadline=$(calc "$t_ramp + $limit")
 while (($(sql "SELECT count(*) FROM devices WHERE version = '1.0.0'") < devices)); do
 	alive
@@ -176,6 +223,9 @@ sim_cpu0=$(cpu_sum "${sim_pids[@]}")
 pg_cpu0=$(cpu_sum $(pg_pids))
 srv_cpu0=$(cpu_s "$server_pid")
 mq_cpu0=$(cpu_s "$mq_pid")
+pg_kinds >"$T/pg-kinds-0"
+((pgss == 0)) || sql "SELECT pg_stat_statements_reset()" >/dev/null
+perf_start campaign
 api -H 'Content-Type: application/json' -d "{\"id\": \"bench\", \"artifact\": \"fw-1.1.0\",
 	\"stages\": [{\"percent\": 100, \"failure_ratio\": 0.5}],
 	\"rate_per_minute\": $((devices * 60 > 6000 ? devices * 60 : 6000)),
@@ -192,7 +242,9 @@ while :; do
 	sleep 0.25
 done
 t_end=$(now)
+perf_stop
 campaign_s=$(calc "$t_end - $t_start")
+pg_kinds >"$T/pg-kinds-1"
 per() { calc "($1 - $2) * 1000 / $devices"; }
 sim_ms=$(per "$(cpu_sum "${sim_pids[@]}")" "$sim_cpu0")
 pg_ms=$(per "$(cpu_sum $(pg_pids))" "$pg_cpu0")
@@ -207,4 +259,17 @@ echo "fleet: campaign_s=$campaign_s installs_per_s=$(calc "$devices / $campaign_
 echo "fleet: cpu_ms_per_install sim=$sim_ms pg=$pg_ms server=$srv_ms mosquitto=$mq_ms"
 echo "fleet: peak_rss_mb sim=$((rss_kb / 1024)) mosquitto=$((mq_rss_kb / 1024)) load=$(cut -d' ' -f1-3 /proc/loadavg | tr ' ' /)"
 grep -h "all .* sessions connected in" "$T"/fleet-*.log | sed 's/^/fleet: /'
+# PostgreSQL's CPU per install by process kind (processes alive at the end;
+# one that started during the campaign counts from 0)
+awk -v n="$devices" 'NR == FNR { c0[$1] = $3; next }
+	{ k[$2] += $3 - ($1 in c0 ? c0[$1] : 0) }
+	END { printf "fleet: pg_cpu_ms_per_install_by_kind"
+		for (x in k) printf " %s=%.2f", x, k[x] * 1000 / n; print "" }' \
+	"$T/pg-kinds-0" "$T/pg-kinds-1"
+if ((pgss)); then
+	echo "fleet: pg_stat_statements during the campaign (ms per install: execution, planning; calls per install):"
+	sql "SELECT round((total_exec_time / $devices)::numeric, 3), round((total_plan_time / $devices)::numeric, 3),
+		round(calls::numeric / $devices, 2), left(regexp_replace(query, '\\s+', ' ', 'g'), 90)
+		FROM pg_stat_statements ORDER BY total_exec_time DESC LIMIT 15" | sed 's/^/fleet:   /'
+fi
 ok=1
