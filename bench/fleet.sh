@@ -20,7 +20,8 @@
 # BENCH_FLEET_TIMEOUT (seconds for registration and for the campaign, each:
 # 120 + devices / 10). Diagnostics: BENCH_FLEET_PERF=DIR records each
 # simulator with `perf record -g` into DIR (setup-N.data from its start to
-# its provisioning, campaign-N.data during the campaign);
+# its provisioning, campaign-N.data during the campaign), or with
+# BENCH_FLEET_PERF_STAT=EVENTS `perf stat -e EVENTS` (setup-N.stat, ...);
 # BENCH_FLEET_PGSS=1 loads pg_stat_statements and prints the campaign's
 # statements by execution time per install, and PostgreSQL's CPU per
 # install by process kind (backends of ota-server, walwriter, autovacuum...).
@@ -62,7 +63,7 @@ ok=0
 perf_stop() {
 	local p
 	for p in "${perf_pids[@]}"; do kill -INT "$p" 2>/dev/null; done
-	for p in "${perf_pids[@]}"; do wait "$p" 2>/dev/null; done
+	for p in "${perf_pids[@]}"; do wait "$p" 2>/dev/null || :; done
 	perf_pids=()
 }
 # perf_start NAME: perf record -g of every simulator into perf_dir/NAME-N.data
@@ -71,8 +72,13 @@ perf_start() {
 	local i
 	mkdir -p "$perf_dir"
 	for i in "${!sim_pids[@]}"; do
-		perf record -q -g -F 499 -p "${sim_pids[$i]}" -o "$perf_dir/$1-$i.data" \
-			>/dev/null 2>&1 &
+		if [[ -n ${BENCH_FLEET_PERF_STAT:-} ]]; then
+			perf stat -e "$BENCH_FLEET_PERF_STAT" -p "${sim_pids[$i]}" -o "$perf_dir/$1-$i.stat" \
+				>/dev/null 2>&1 &
+		else
+			perf record -q -g -F 499 -p "${sim_pids[$i]}" -o "$perf_dir/$1-$i.data" \
+				>/dev/null 2>&1 &
+		fi
 		perf_pids+=($!)
 	done
 }
@@ -135,12 +141,12 @@ stack_pki "$pki"
 stack_pg_start "$T/pg" "$pg_port"
 if ((pgss)); then
 	psql "host=$T/pg port=$pg_port dbname=fleetota user=postgres" -qAt \
-		-c "ALTER SYSTEM SET shared_preload_libraries = 'pg_stat_statements'" \
-		-c "ALTER SYSTEM SET pg_stat_statements.track = 'all'" >/dev/null
+		-c "ALTER SYSTEM SET shared_preload_libraries = 'pg_stat_statements'" >/dev/null
 	"$top/scripts/pg.sh" stop "$T/pg" >/dev/null
 	stack_pg_start "$T/pg" "$pg_port"
 	psql "host=$T/pg port=$pg_port dbname=fleetota user=postgres" -qAt \
-		-c "CREATE EXTENSION pg_stat_statements" >/dev/null
+		-c "CREATE EXTENSION pg_stat_statements" \
+		-c "ALTER SYSTEM SET pg_stat_statements.track = 'all'" -c "SELECT pg_reload_conf()" >/dev/null
 fi
 stack_broker_start "$T/mq" "$mq_port" "$pki"
 stack_server_conf "$T/server.conf" "$pki" "$T/pg" "$pg_port" "$dev_port" "$T/store" \
@@ -215,7 +221,7 @@ done
 t_reg=$(now)
 registration_s=$(calc "$t_reg - $t_ramp")
 ids_s=$(grep -h "identities ready in" "$T"/fleet-*.log | sed -E 's/.* in ([0-9.]+) s/\1/' | sort -g | tail -1)
-prov_s=$(grep -h "devices provisioned in" "$T"/fleet-*.log | sed -E 's/.* in ([0-9.]+) s/\1/' | sort -g | tail -1)
+prov_s=$(grep -h "devices provisioned in" "$T"/fleet-*.log | sed -E 's/.* in ([0-9.]+) s.*/\1/' | sort -g | tail -1)
 echo "fleet: devices=$devices processes=$nsim identities_s=$ids_s provisioned_s=$prov_s registration_s=$registration_s"
 
 # the campaign: CPU of every side from its start to the last confirmation

@@ -113,6 +113,7 @@ struct fleet_options {
 	const char *summary_json;
 	const char *notify_log;
 	bool issue_only;
+	bool provision_each; /* every new device through the core, not the golden copy */
 };
 
 struct fleet_device {
@@ -213,6 +214,11 @@ struct fleet {
 	struct event_base *base;
 	struct fleet_mq *mq; /* every device's MQTT session, on the main thread's loop */
 	FILE *notify_log; /* under lock */
+	/* the first new device's state after the core provisioned it; NULL: none */
+	struct fleet_golden *golden;
+	char golden_version[OTA_AGENT_VERSION_BYTES];
+	atomic_uint provisioned_by_core; /* devices the core provisioned this run */
+	atomic_uint cloned; /* devices made as the golden's copy */
 };
 
 /* One job's view of a device: its port and core, opened from its records. */
@@ -445,11 +451,16 @@ static enum ota_err sim_selftest(void *ctx, unsigned slot)
 			break;
 		total += n;
 		size_t have = keep + n;
-		for (size_t i = 0; i + mlen <= have; i++) {
-			if (memcmp(buf + i, marker, mlen) == 0) {
+		/* memchr finds the candidates (one in 256 bytes of an image) */
+		for (const uint8_t *p = buf; have - (size_t)(p - buf) >= mlen;) {
+			p = memchr(p, marker[0], have - mlen + 1 - (size_t)(p - buf));
+			if (!p)
+				break;
+			if (memcmp(p, marker, mlen) == 0) {
 				result = OTA_ERR_SELFTEST;
 				goto out;
 			}
+			p++;
 		}
 		keep = have < mlen - 1 ? have : mlen - 1;
 		memmove(buf, buf + have - keep, keep);
@@ -812,6 +823,26 @@ static bool run_job(struct fleet *fleet, struct fleet_device *dev, const struct 
 		    uint8_t *work, uint8_t *delta_work)
 {
 	bool confirmed = false;
+	if (job->provision && fleet->golden) {
+		/* a new device is the golden's copy; one that exists is opened as ever */
+		char dir[FLEET_PATH_MAX];
+		struct stat st;
+		snprintf(dir, sizeof(dir), "%s/%s", fleet->opt.state_dir, dev->id);
+		if (stat(dir, &st) != 0 && errno == ENOENT) {
+			if (fleet_golden_clone(fleet->golden, dir) != 0) {
+				if (fleet_fds_exhausted())
+					atomic_store(&fleet->out_of_fds, true);
+				fprintf(stderr, "ota-fleet-sim: %s: provisioning: copy of %s: %s\n",
+					dev->id, fleet->devices[0].id, strerror(errno));
+				atomic_fetch_add(&fleet->provision_failed, 1);
+				return false;
+			}
+			snprintf(dev->version, sizeof(dev->version), "%s", fleet->golden_version);
+			atomic_fetch_add(&fleet->cloned, 1);
+			atomic_fetch_add(&fleet->provisioned, 1);
+			return false;
+		}
+	}
 	struct session *s = calloc(1, sizeof(*s));
 	if (!s)
 		return false;
@@ -845,6 +876,7 @@ static bool run_job(struct fleet *fleet, struct fleet_device *dev, const struct 
 				atomic_fetch_add(&fleet->provision_failed, 1);
 				goto out;
 			}
+			atomic_fetch_add(&fleet->provisioned_by_core, 1);
 		}
 		struct ota_agent_status st;
 		ota_agent_status(&s->agent, &st);
@@ -1351,6 +1383,8 @@ static void usage(FILE *out)
 	      "  --notify-log FILE     one line per Notify received: epoch ms, device, seq,\n"
 	      "                        campaign, kind, act | duplicate\n"
 	      "  --issue-certs         only make the missing device certificates, then exit\n"
+	      "  --provision-each      provision every new device through the agent core\n"
+	      "                        (default: the first, the others as copies of its state)\n"
 	      "  --version, --help\n"
 	      "An image that contains the bytes FLEETOTA-SELFTEST-FAIL fails every device's\n"
 	      "self-test (the demo's buggy release).\n"
@@ -1415,6 +1449,7 @@ enum {
 	OPT_TRANSIENT_COUNT,
 	OPT_NOTIFY_LOG,
 	OPT_ISSUE,
+	OPT_PROVISION_EACH,
 	OPT_HELP,
 	OPT_VERSION,
 };
@@ -1454,6 +1489,7 @@ static int parse_args(int argc, char **argv, struct fleet_options *o)
 		{"transient-count", required_argument, NULL, OPT_TRANSIENT_COUNT},
 		{"notify-log", required_argument, NULL, OPT_NOTIFY_LOG},
 		{"issue-certs", no_argument, NULL, OPT_ISSUE},
+		{"provision-each", no_argument, NULL, OPT_PROVISION_EACH},
 		{"help", no_argument, NULL, OPT_HELP},
 		{"version", no_argument, NULL, OPT_VERSION},
 		{NULL, 0, NULL, 0},
@@ -1583,6 +1619,9 @@ static int parse_args(int argc, char **argv, struct fleet_options *o)
 			break;
 		case OPT_ISSUE:
 			o->issue_only = true;
+			break;
+		case OPT_PROVISION_EACH:
+			o->provision_each = true;
 			break;
 		case OPT_HELP:
 			usage(stdout);
@@ -1772,9 +1811,28 @@ int main(int argc, char **argv)
 	}
 	pthread_mutex_unlock(&fleet->lock);
 
-	/* the factory: every device gets its trust anchors and first image */
+	/*
+	 * The factory: every device gets its trust anchors and first image.
+	 * The first device goes through the core; when it was new, the other
+	 * new devices are copies of its state directory (a factory flashes
+	 * one golden image), unless --provision-each.
+	 */
 	pthread_mutex_lock(&fleet->lock);
-	for (unsigned i = 0; i < o->devices; i++) {
+	fleet->devices[0].want_provision = true;
+	enqueue_locked(fleet, 0);
+	pthread_mutex_unlock(&fleet->lock);
+	while (!stop_requested &&
+	       atomic_load(&fleet->provisioned) + atomic_load(&fleet->provision_failed) < 1)
+		sleep_ms(5);
+	if (!o->provision_each && atomic_load(&fleet->provisioned_by_core) == 1) {
+		char dir[FLEET_PATH_MAX];
+		snprintf(dir, sizeof(dir), "%s/%s", o->state_dir, fleet->devices[0].id);
+		fleet->golden = fleet_golden_load(dir);
+		snprintf(fleet->golden_version, sizeof(fleet->golden_version), "%s",
+			 fleet->devices[0].version);
+	}
+	pthread_mutex_lock(&fleet->lock);
+	for (unsigned i = 1; i < o->devices; i++) {
 		fleet->devices[i].want_provision = true;
 		enqueue_locked(fleet, i);
 	}
@@ -1791,8 +1849,12 @@ int main(int argc, char **argv)
 		fleet->failed = true;
 		stop_requested = 1;
 	}
-	printf("ota-fleet-sim: %u devices provisioned in %.1f s\n",
-	       atomic_load(&fleet->provisioned), now_s() - t0);
+	printf("ota-fleet-sim: %u devices provisioned in %.1f s (%u by the agent core, %u as "
+	       "copies of its first)\n",
+	       atomic_load(&fleet->provisioned), now_s() - t0,
+	       atomic_load(&fleet->provisioned_by_core), atomic_load(&fleet->cloned));
+	fleet_golden_free(fleet->golden);
+	fleet->golden = NULL;
 
 	if (!stop_requested && run_loop(fleet, t0) != 0) {
 		stop_requested = 1;
