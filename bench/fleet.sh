@@ -22,6 +22,11 @@
 # simulator with `perf record -g` into DIR (setup-N.data from its start to
 # its provisioning, campaign-N.data during the campaign), or with
 # BENCH_FLEET_PERF_STAT=EVENTS `perf stat -e EVENTS` (setup-N.stat, ...);
+# BENCH_FLEET_SIM=PATH runs another ota-fleet-sim (an A/B of two builds);
+# BENCH_FLEET_DIR=DIR puts the devices' files (certificates and keys,
+# state directories: about 1.2 MB a device after the campaign) in a temp
+# dir under DIR, e.g. /dev/shm (docs/bench.md: what this machine's ext4
+# charges per file created);
 # BENCH_FLEET_PGSS=1 loads pg_stat_statements and prints the campaign's
 # statements by execution time per install, and PostgreSQL's CPU per
 # install by process kind (backends of ota-server, walwriter, autovacuum...).
@@ -40,6 +45,7 @@ workers=${BENCH_FLEET_WORKERS:-16}
 image_kb=${BENCH_FLEET_IMAGE_KB:-1024}
 slow=${BENCH_FLEET_SLOW:-0}
 perf_dir=${BENCH_FLEET_PERF:-}
+fleet_base=${BENCH_FLEET_DIR:-}
 pgss=${BENCH_FLEET_PGSS:-0}
 limit=${BENCH_FLEET_TIMEOUT:-$((120 + devices / 10))}
 [[ $devices =~ ^[0-9]+$ ]] && ((devices >= 10 && devices <= 20000)) ||
@@ -48,7 +54,7 @@ limit=${BENCH_FLEET_TIMEOUT:-$((120 + devices / 10))}
 	{ echo "fleet: BENCH_FLEET_PER_SIM must be at least 100" >&2; exit 2; }
 server=$build/server/ota-server
 keys=$build/keyrotate/ota-keys
-sim=$build/agent/ota-fleet-sim
+sim=${BENCH_FLEET_SIM:-$build/agent/ota-fleet-sim}
 for b in "$server" "$keys" "$sim"; do
 	[[ -x $b ]] || { echo "fleet: $b missing (ninja -C $build)" >&2; exit 1; }
 done
@@ -58,6 +64,7 @@ stack_init fleetota-bench-fleet
 T=$STACK
 OTA_SERVER=$server
 sim_pids=()
+fleet_dir=
 perf_pids=()
 ok=0
 perf_stop() {
@@ -96,6 +103,7 @@ cleanup() {
 	fi
 	stack_server_stop TERM 10
 	stack_cleanup
+	[[ -z $fleet_dir ]] || rm -rf "$fleet_dir"
 }
 trap cleanup EXIT
 trap 'exit 130' INT TERM
@@ -138,6 +146,14 @@ pki=$T/pki
 k=$T/keys
 mkdir -p "$k" "$T/store"
 stack_pki "$pki"
+F=$T
+if [[ -n $fleet_base ]]; then
+	fleet_dir=$(mktemp -d "$fleet_base/fleetota-bench-fleet-files.XXXXXX")
+	F=$fleet_dir
+	mkdir -p "$F/devices"
+	rm -rf "$pki/devices"
+	ln -s "$F/devices" "$pki/devices"
+fi
 stack_pg_start "$T/pg" "$pg_port"
 if ((pgss)); then
 	psql "host=$T/pg port=$pg_port dbname=fleetota user=postgres" -qAt \
@@ -188,7 +204,7 @@ t_sim=$(now)
 for ((i = 0; i < nsim; i++)); do
 	first=$((i * per_sim))
 	count=$((devices - first < per_sim ? devices - first : per_sim))
-	"$sim" --devices "$count" --first "$first" --prefix dev- --pki "$pki" --state-dir "$T/fleet" \
+	"$sim" --devices "$count" --first "$first" --prefix dev- --pki "$pki" --state-dir "$F/fleet" \
 		--server "https://127.0.0.1:$dev_port" --broker "ssl://127.0.0.1:$mq_port" \
 		--rootlist "$k/roots/rootlist-1.signed" --keylist "$k/kl.signed" \
 		--image "$k/fw-1.0.0.otab" --slot-size "$slot" --workers "$workers" \

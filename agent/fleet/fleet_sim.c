@@ -24,6 +24,7 @@
  * (agent/port/sim/sim_faults.c).
  */
 #include <errno.h>
+#include <fcntl.h>
 #include <getopt.h>
 #include <inttypes.h>
 #include <pthread.h>
@@ -73,11 +74,14 @@
  * MOSQ_OPT_DISABLE_SOCKETPAIR drops it). Its HTTPS connection, slot and
  * record files are open only during a job, so they count per worker
  * thread: the connection, the two slot files, a record or the TLS
- * session file, with one to spare. The reserve is for what opens
+ * session file, with one to spare, and the two slot files the job keeps
+ * open for reading (session_slot_read). The reserve is for what opens
  * descriptors besides: the event loop, the summary, OpenSSL's files.
  */
 #define FDS_PER_DEVICE 3u
-#define FDS_PER_THREAD 6u
+#define FDS_PER_THREAD 8u
+/* what session_slot_read reads at once: the core hashes slots 4 KiB at a time */
+#define SLOT_READAHEAD_BYTES (64u * 1024u)
 #define FDS_RESERVE 32u
 
 struct fleet_options {
@@ -237,6 +241,13 @@ struct session {
 	struct ota_sim_faults faults; /* around the Linux port's fetch */
 	struct ota_online online; /* the core's install policy, its artifact and campaign */
 	uint8_t online_work[OTA_ONLINE_WORK_BYTES];
+	/* session_slot_read: each slot file opened once a job, read 64 KiB at a time */
+	const struct ota_port_ops *lx_ops; /* the Linux port's own */
+	int slot_fd[OTA_SLOT_COUNT]; /* -1: not open */
+	uint8_t *ra; /* SLOT_READAHEAD_BYTES, or NULL */
+	unsigned ra_slot;
+	uint64_t ra_off;
+	size_t ra_len; /* 0: nothing read ahead */
 };
 
 static volatile sig_atomic_t stop_requested;
@@ -475,6 +486,14 @@ out:
 static void session_close(struct session *s)
 {
 	ota_agent_close(&s->agent);
+	for (unsigned i = 0; i < OTA_SLOT_COUNT; i++) {
+		if (s->slot_fd[i] >= 0)
+			close(s->slot_fd[i]);
+		s->slot_fd[i] = -1;
+	}
+	free(s->ra);
+	s->ra = NULL;
+	s->ra_len = 0;
 	if (s->https_ready)
 		ota_https_free(&s->https);
 	s->https_ready = false;
@@ -502,6 +521,82 @@ static enum ota_err session_fetch(void *ctx, const struct ota_fetch_request *req
 	return err;
 }
 
+static bool pread_all(int fd, uint8_t *buf, size_t len, uint64_t off, size_t *ret_done)
+{
+	size_t done = 0;
+	while (done < len) {
+		ssize_t n = pread(fd, buf + done, len - done, (off_t)(off + done));
+		if (n < 0 && errno == EINTR)
+			continue;
+		if (n < 0)
+			return false;
+		if (n == 0)
+			break;
+		done += (size_t)n;
+	}
+	*ret_done = done;
+	return true;
+}
+
+/*
+ * The port's slot_read, as the Linux port does it (the same file, the same
+ * bytes, OTA_ERR_STORAGE for a short read) but without an open and close
+ * for each of the core's 4 KiB hash chunks (256 per MiB installed): the
+ * slot file stays open for the job and is read 64 KiB ahead. A write or
+ * an erase of the slot drops what was read ahead; slot files are only
+ * ever rewritten in place (O_TRUNC on erase), so the open file stays
+ * theirs. With async slot writes (not the simulator's) the port's own.
+ */
+static enum ota_err session_slot_read(void *ctx, unsigned slot, uint64_t off, void *buf,
+				      size_t len)
+{
+	struct session *s = ctx;
+	if (slot >= OTA_SLOT_COUNT || s->lp.async_slot_writes)
+		return s->lx_ops->slot_read(&s->lp, slot, off, buf, len);
+	if (s->ra_len && s->ra_slot == slot && off >= s->ra_off &&
+	    off - s->ra_off <= s->ra_len && len <= s->ra_len - (off - s->ra_off)) {
+		memcpy(buf, s->ra + (off - s->ra_off), len);
+		return OTA_OK;
+	}
+	if (s->slot_fd[slot] < 0) {
+		char path[OTA_CONFIG_MAX_PATH + 32];
+		ota_linux_slot_path(&s->lp, slot, path, sizeof(path));
+		s->slot_fd[slot] = open(path, O_RDONLY | O_CLOEXEC);
+		if (s->slot_fd[slot] < 0)
+			return OTA_ERR_STORAGE;
+	}
+	size_t done = 0;
+	if (len >= SLOT_READAHEAD_BYTES || (!s->ra && !(s->ra = malloc(SLOT_READAHEAD_BYTES))))
+		return pread_all(s->slot_fd[slot], buf, len, off, &done) && done == len
+			       ? OTA_OK
+			       : OTA_ERR_STORAGE;
+	s->ra_len = 0;
+	if (!pread_all(s->slot_fd[slot], s->ra, SLOT_READAHEAD_BYTES, off, &done) || done < len)
+		return OTA_ERR_STORAGE;
+	s->ra_slot = slot;
+	s->ra_off = off;
+	s->ra_len = done;
+	memcpy(buf, s->ra, len);
+	return OTA_OK;
+}
+
+static enum ota_err session_slot_write(void *ctx, unsigned slot, uint64_t off, const void *buf,
+				       size_t len)
+{
+	struct session *s = ctx;
+	if (s->ra_slot == slot)
+		s->ra_len = 0;
+	return s->lx_ops->slot_write(&s->lp, slot, off, buf, len);
+}
+
+static enum ota_err session_slot_erase(void *ctx, unsigned slot)
+{
+	struct session *s = ctx;
+	if (s->ra_slot == slot)
+		s->ra_len = 0;
+	return s->lx_ops->slot_erase(&s->lp, slot);
+}
+
 /* The core's configuration: a device without the delta work area refuses deltas. */
 static struct ota_agent_config session_agent_config(const struct session *s)
 {
@@ -517,6 +612,8 @@ static enum ota_err session_open(struct session *s, struct fleet *fleet, struct 
 {
 	const struct fleet_options *o = &fleet->opt;
 	memset(s, 0, sizeof(*s));
+	for (unsigned i = 0; i < OTA_SLOT_COUNT; i++)
+		s->slot_fd[i] = -1;
 	s->fleet = fleet;
 	s->dev = dev;
 	s->work = work;
@@ -547,8 +644,12 @@ static enum ota_err session_open(struct session *s, struct fleet *fleet, struct 
 	s->faults.inner_ops = s->port.ops;
 	s->faults.inner_ctx = &s->lp;
 	s->ops = *s->port.ops;
+	s->lx_ops = s->port.ops;
 	s->ops.selftest = sim_selftest;
 	s->ops.fetch = session_fetch;
+	s->ops.slot_read = session_slot_read;
+	s->ops.slot_write = session_slot_write;
+	s->ops.slot_erase = session_slot_erase;
 	s->port.ops = &s->ops;
 	s->port.ctx = s;
 	struct ota_agent_config acfg = session_agent_config(s);
