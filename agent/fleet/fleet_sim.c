@@ -547,14 +547,13 @@ static bool pread_all(int fd, uint8_t *buf, size_t len, uint64_t off, size_t *re
  * ever rewritten in place (O_TRUNC on erase), so the open file stays
  * theirs. With async slot writes (not the simulator's) the port's own.
  */
-static enum ota_err session_slot_read(void *ctx, unsigned slot, uint64_t off, void *buf,
-				      size_t len)
+static enum ota_err session_slot_read(void *ctx, unsigned slot, uint64_t off, void *buf, size_t len)
 {
 	struct session *s = ctx;
 	if (slot >= OTA_SLOT_COUNT || s->lp.async_slot_writes)
 		return s->lx_ops->slot_read(&s->lp, slot, off, buf, len);
-	if (s->ra_len && s->ra_slot == slot && off >= s->ra_off &&
-	    off - s->ra_off <= s->ra_len && len <= s->ra_len - (off - s->ra_off)) {
+	if (s->ra_len && s->ra_slot == slot && off >= s->ra_off && off - s->ra_off <= s->ra_len &&
+	    len <= s->ra_len - (off - s->ra_off)) {
 		memcpy(buf, s->ra + (off - s->ra_off), len);
 		return OTA_OK;
 	}
