@@ -538,10 +538,20 @@ static bool pread_all(int fd, uint8_t *buf, size_t len, uint64_t off, size_t *re
 	return true;
 }
 
+/* The slot file, read and write, for the rest of the job (a read does not create it). */
+static bool slot_open(struct session *s, unsigned slot, int create)
+{
+	char path[OTA_CONFIG_MAX_PATH + 32];
+	ota_linux_slot_path(&s->lp, slot, path, sizeof(path));
+	s->slot_fd[slot] = open(path, O_RDWR | O_CLOEXEC | create, 0600);
+	return s->slot_fd[slot] >= 0;
+}
+
 /*
  * The port's slot_read, as the Linux port does it (the same file, the same
  * bytes, OTA_ERR_STORAGE for a short read) but without an open and close
- * for each of the core's 4 KiB hash chunks (256 per MiB installed): the
+ * for each of the core's 4 KiB hash chunks (256 per MiB installed; the
+ * port's slot_write likewise opens the file for each 16 KiB written): the
  * slot file stays open for the job and is read 64 KiB ahead. A write or
  * an erase of the slot drops what was read ahead; slot files are only
  * ever rewritten in place (O_TRUNC on erase), so the open file stays
@@ -557,13 +567,8 @@ static enum ota_err session_slot_read(void *ctx, unsigned slot, uint64_t off, vo
 		memcpy(buf, s->ra + (off - s->ra_off), len);
 		return OTA_OK;
 	}
-	if (s->slot_fd[slot] < 0) {
-		char path[OTA_CONFIG_MAX_PATH + 32];
-		ota_linux_slot_path(&s->lp, slot, path, sizeof(path));
-		s->slot_fd[slot] = open(path, O_RDONLY | O_CLOEXEC);
-		if (s->slot_fd[slot] < 0)
-			return OTA_ERR_STORAGE;
-	}
+	if (s->slot_fd[slot] < 0 && !slot_open(s, slot, 0))
+		return OTA_ERR_STORAGE;
 	size_t done = 0;
 	if (len >= SLOT_READAHEAD_BYTES || (!s->ra && !(s->ra = malloc(SLOT_READAHEAD_BYTES))))
 		return pread_all(s->slot_fd[slot], buf, len, off, &done) && done == len
@@ -579,13 +584,30 @@ static enum ota_err session_slot_read(void *ctx, unsigned slot, uint64_t off, vo
 	return OTA_OK;
 }
 
+/* The port's slot_write (the same checks and bytes) through the job's open file. */
 static enum ota_err session_slot_write(void *ctx, unsigned slot, uint64_t off, const void *buf,
 				       size_t len)
 {
 	struct session *s = ctx;
+	if (slot >= OTA_SLOT_COUNT || s->lp.async_slot_writes)
+		return s->lx_ops->slot_write(&s->lp, slot, off, buf, len);
 	if (s->ra_slot == slot)
 		s->ra_len = 0;
-	return s->lx_ops->slot_write(&s->lp, slot, off, buf, len);
+	if (off > s->lp.slot_size || len > s->lp.slot_size - off)
+		return OTA_ERR_INVALID_ARG;
+	if (s->slot_fd[slot] < 0 && !slot_open(s, slot, O_CREAT))
+		return OTA_ERR_STORAGE;
+	const uint8_t *p = buf;
+	size_t done = 0;
+	while (done < len) {
+		ssize_t n = pwrite(s->slot_fd[slot], p + done, len - done, (off_t)(off + done));
+		if (n < 0 && errno == EINTR)
+			continue;
+		if (n <= 0)
+			return OTA_ERR_STORAGE;
+		done += (size_t)n;
+	}
+	return OTA_OK;
 }
 
 static enum ota_err session_slot_erase(void *ctx, unsigned slot)
