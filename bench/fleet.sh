@@ -6,9 +6,10 @@
 # device with its own certificate, slot files, MQTT session over TLS and
 # HTTPS client with mutual TLS) against one ota-server, one PostgreSQL and
 # one mosquitto on loopback. Measured:
-#   - registration: from the simulator's first MQTT connect (it prints
-#     "provisioned" and starts the ramp) until the server stored every
-#     device on 1.0.0 (PostgreSQL polled every 0.25 s);
+#   - registration: from the simulators' first MQTT connect (once every
+#     process printed "provisioned", the bench creates their --start-file
+#     and they all start the ramp) until the server stored every device on
+#     1.0.0 (PostgreSQL polled every 0.25 s);
 #   - the campaign: one stage to every device, a BENCH_FLEET_IMAGE_KB image
 #     (1 MiB), from its start until every device is confirmed;
 #   - CPU per install during the campaign, of the simulator, PostgreSQL (all
@@ -209,7 +210,7 @@ for ((i = 0; i < nsim; i++)); do
 		--rootlist "$k/roots/rootlist-1.signed" --keylist "$k/kl.signed" \
 		--image "$k/fw-1.0.0.otab" --slot-size "$slot" --workers "$workers" \
 		--connect-rate "$rate" --progress 10 --seed $((i + 1)) --slow "$slow" --slow-rate 65536 \
-		--summary-json "$T/summary-$i.json" >"$T/fleet-$i.log" 2>&1 &
+		--summary-json "$T/summary-$i.json" --start-file "$T/start" >"$T/fleet-$i.log" 2>&1 &
 	sim_pids+=($!)
 done
 perf_start setup
@@ -218,15 +219,17 @@ alive() {
 	for p in "${sim_pids[@]}"; do kill -0 "$p" 2>/dev/null || fail "ota-fleet-sim $p exited"; done
 }
 
-# registration: from the first process's ramp start to every device stored
+# registration: every process provisioned, then all start their sessions
+# at once (--start-file) until every device is stored
 deadline=$(calc "$(now) + $limit + 300")
-until grep -q "devices provisioned in" "$T"/fleet-*.log; do
+until (($(cat "$T"/fleet-*.log | grep -c "devices provisioned in") == nsim)); do
 	alive
 	awk -v n="$(now)" -v d="$deadline" 'BEGIN { exit !(n > d) }' && fail "provisioning took too long"
 	sleep 0.25
 done
-t_ramp=$(now)
 perf_stop
+touch "$T/start"
+t_ramp=$(now)
 deadline=$(calc "$t_ramp + $limit")
 while (($(sql "SELECT count(*) FROM devices WHERE version = '1.0.0'") < devices)); do
 	alive

@@ -116,6 +116,7 @@ struct fleet_options {
 	unsigned seed;
 	const char *summary_json;
 	const char *notify_log;
+	const char *start_file; /* the ramp waits for it to exist (several processes at once) */
 	bool issue_only;
 	bool provision_each; /* every new device through the core, not the golden copy */
 };
@@ -1505,6 +1506,8 @@ static void usage(FILE *out)
 	      "  --notify-log FILE     one line per Notify received: epoch ms, device, seq,\n"
 	      "                        campaign, kind, act | duplicate\n"
 	      "  --issue-certs         only make the missing device certificates, then exit\n"
+	      "  --start-file FILE     after provisioning, start the MQTT sessions only once\n"
+	      "                        FILE exists (several processes ramp together)\n"
 	      "  --provision-each      provision every new device through the agent core\n"
 	      "                        (default: the first, the others as copies of its state)\n"
 	      "  --version, --help\n"
@@ -1570,6 +1573,7 @@ enum {
 	OPT_TRANSIENT,
 	OPT_TRANSIENT_COUNT,
 	OPT_NOTIFY_LOG,
+	OPT_START_FILE,
 	OPT_ISSUE,
 	OPT_PROVISION_EACH,
 	OPT_HELP,
@@ -1610,6 +1614,7 @@ static int parse_args(int argc, char **argv, struct fleet_options *o)
 		{"transient-fail", required_argument, NULL, OPT_TRANSIENT},
 		{"transient-count", required_argument, NULL, OPT_TRANSIENT_COUNT},
 		{"notify-log", required_argument, NULL, OPT_NOTIFY_LOG},
+		{"start-file", required_argument, NULL, OPT_START_FILE},
 		{"issue-certs", no_argument, NULL, OPT_ISSUE},
 		{"provision-each", no_argument, NULL, OPT_PROVISION_EACH},
 		{"help", no_argument, NULL, OPT_HELP},
@@ -1738,6 +1743,9 @@ static int parse_args(int argc, char **argv, struct fleet_options *o)
 			break;
 		case OPT_NOTIFY_LOG:
 			o->notify_log = optarg;
+			break;
+		case OPT_START_FILE:
+			o->start_file = optarg;
 			break;
 		case OPT_ISSUE:
 			o->issue_only = true;
@@ -1978,6 +1986,12 @@ int main(int argc, char **argv)
 	fleet_golden_free(fleet->golden);
 	fleet->golden = NULL;
 
+	if (o->start_file && !stop_requested) {
+		struct stat st;
+		printf("ota-fleet-sim: waiting for %s to start the sessions\n", o->start_file);
+		while (!stop_requested && stat(o->start_file, &st) != 0)
+			sleep_ms(20);
+	}
 	if (!stop_requested && run_loop(fleet, t0) != 0) {
 		stop_requested = 1;
 		goto out;
