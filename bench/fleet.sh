@@ -6,9 +6,10 @@
 # device with its own certificate, slot files, MQTT session over TLS and
 # HTTPS client with mutual TLS) against one ota-server, one PostgreSQL and
 # one mosquitto on loopback. Measured:
-#   - registration: from the simulator's first MQTT connect (it prints
-#     "provisioned" and starts the ramp) until the server stored every
-#     device on 1.0.0 (PostgreSQL polled every 0.25 s);
+#   - registration: from the simulators' first MQTT connect (once every
+#     process printed "provisioned", the bench creates their --start-file
+#     and they all start the ramp) until the server stored every device on
+#     1.0.0 (PostgreSQL polled every 0.25 s);
 #   - the campaign: one stage to every device, a BENCH_FLEET_IMAGE_KB image
 #     (1 MiB), from its start until every device is confirmed;
 #   - CPU per install during the campaign, of the simulator, PostgreSQL (all
@@ -18,7 +19,18 @@
 # process), BENCH_FLEET_WORKERS (16 per process), BENCH_FLEET_IMAGE_KB
 # (1024), BENCH_FLEET_SLOW (share of devices on a slow link, 0),
 # BENCH_FLEET_TIMEOUT (seconds for registration and for the campaign, each:
-# 120 + devices / 10).
+# 120 + devices / 10). Diagnostics: BENCH_FLEET_PERF=DIR records each
+# simulator with `perf record -g` into DIR (setup-N.data from its start to
+# its provisioning, campaign-N.data during the campaign), or with
+# BENCH_FLEET_PERF_STAT=EVENTS `perf stat -e EVENTS` (setup-N.stat, ...);
+# BENCH_FLEET_SIM=PATH runs another ota-fleet-sim (an A/B of two builds);
+# BENCH_FLEET_DIR=DIR puts the devices' files (certificates and keys,
+# state directories: about 1.2 MB a device after the campaign) in a temp
+# dir under DIR, e.g. /dev/shm (docs/bench.md: what this machine's ext4
+# charges per file created);
+# BENCH_FLEET_PGSS=1 loads pg_stat_statements and prints the campaign's
+# statements by execution time per install, and PostgreSQL's CPU per
+# install by process kind (backends of ota-server, walwriter, autovacuum...).
 # Prints "fleet: key=value ..." lines for run.sh, and the simulator's and
 # the server's logs on failure. Everything under one temp dir, stopped by
 # PID.
@@ -33,6 +45,9 @@ rate=${BENCH_FLEET_CONNECT_RATE:-500}
 workers=${BENCH_FLEET_WORKERS:-16}
 image_kb=${BENCH_FLEET_IMAGE_KB:-1024}
 slow=${BENCH_FLEET_SLOW:-0}
+perf_dir=${BENCH_FLEET_PERF:-}
+fleet_base=${BENCH_FLEET_DIR:-}
+pgss=${BENCH_FLEET_PGSS:-0}
 limit=${BENCH_FLEET_TIMEOUT:-$((120 + devices / 10))}
 [[ $devices =~ ^[0-9]+$ ]] && ((devices >= 10 && devices <= 20000)) ||
 	{ echo "fleet: BENCH_FLEET_DEVICES must be 10..20000" >&2; exit 2; }
@@ -40,7 +55,7 @@ limit=${BENCH_FLEET_TIMEOUT:-$((120 + devices / 10))}
 	{ echo "fleet: BENCH_FLEET_PER_SIM must be at least 100" >&2; exit 2; }
 server=$build/server/ota-server
 keys=$build/keyrotate/ota-keys
-sim=$build/agent/ota-fleet-sim
+sim=${BENCH_FLEET_SIM:-$build/agent/ota-fleet-sim}
 for b in "$server" "$keys" "$sim"; do
 	[[ -x $b ]] || { echo "fleet: $b missing (ninja -C $build)" >&2; exit 1; }
 done
@@ -50,10 +65,35 @@ stack_init fleetota-bench-fleet
 T=$STACK
 OTA_SERVER=$server
 sim_pids=()
+fleet_dir=
+perf_pids=()
 ok=0
+perf_stop() {
+	local p
+	for p in "${perf_pids[@]}"; do kill -INT "$p" 2>/dev/null; done
+	for p in "${perf_pids[@]}"; do wait "$p" 2>/dev/null || :; done
+	perf_pids=()
+}
+# perf_start NAME: perf record -g of every simulator into perf_dir/NAME-N.data
+perf_start() {
+	[[ -n $perf_dir ]] || return 0
+	local i
+	mkdir -p "$perf_dir"
+	for i in "${!sim_pids[@]}"; do
+		if [[ -n ${BENCH_FLEET_PERF_STAT:-} ]]; then
+			perf stat -e "$BENCH_FLEET_PERF_STAT" -p "${sim_pids[$i]}" -o "$perf_dir/$1-$i.stat" \
+				>/dev/null 2>&1 &
+		else
+			perf record -q -g -F 499 -p "${sim_pids[$i]}" -o "$perf_dir/$1-$i.data" \
+				>/dev/null 2>&1 &
+		fi
+		perf_pids+=($!)
+	done
+}
 cleanup() {
 	set +e
 	local p
+	perf_stop
 	for p in "${sim_pids[@]}"; do kill -TERM "$p" 2>/dev/null; done
 	for p in "${sim_pids[@]}"; do wait "$p" 2>/dev/null; done
 	if ((ok == 0)); then
@@ -64,6 +104,7 @@ cleanup() {
 	fi
 	stack_server_stop TERM 10
 	stack_cleanup
+	[[ -z $fleet_dir ]] || rm -rf "$fleet_dir"
 }
 trap cleanup EXIT
 trap 'exit 130' INT TERM
@@ -81,6 +122,16 @@ cpu_sum() {
 	for p in "$@"; do t=$(calc "$t + $(cpu_s "$p")"); done
 	echo "$t"
 }
+# pg_kinds: "PID KIND CPU_S" for every process of the cluster; KIND is the
+# backend type, for client backends with their application_name
+pg_kinds() {
+	local pid kind
+	sql "SELECT pid, CASE WHEN backend_type = 'client backend'
+		THEN 'backend:' || coalesce(nullif(application_name, ''), '-')
+		ELSE replace(backend_type, ' ', '_') END FROM pg_stat_activity" |
+		while IFS='|' read -r pid kind; do echo "$pid $kind $(cpu_s "$pid")"; done
+	echo "$(head -1 "$T/pg/data/postmaster.pid") postmaster $(cpu_s "$(head -1 "$T/pg/data/postmaster.pid")")"
+}
 pg_pids() {
 	local pm
 	pm=$(head -1 "$T/pg/data/postmaster.pid")
@@ -96,7 +147,24 @@ pki=$T/pki
 k=$T/keys
 mkdir -p "$k" "$T/store"
 stack_pki "$pki"
+F=$T
+if [[ -n $fleet_base ]]; then
+	fleet_dir=$(mktemp -d "$fleet_base/fleetota-bench-fleet-files.XXXXXX")
+	F=$fleet_dir
+	mkdir -p "$F/devices"
+	rm -rf "$pki/devices"
+	ln -s "$F/devices" "$pki/devices"
+fi
 stack_pg_start "$T/pg" "$pg_port"
+if ((pgss)); then
+	psql "host=$T/pg port=$pg_port dbname=fleetota user=postgres" -qAt \
+		-c "ALTER SYSTEM SET shared_preload_libraries = 'pg_stat_statements'" >/dev/null
+	"$top/scripts/pg.sh" stop "$T/pg" >/dev/null
+	stack_pg_start "$T/pg" "$pg_port"
+	psql "host=$T/pg port=$pg_port dbname=fleetota user=postgres" -qAt \
+		-c "CREATE EXTENSION pg_stat_statements" \
+		-c "ALTER SYSTEM SET pg_stat_statements.track = 'all'" -c "SELECT pg_reload_conf()" >/dev/null
+fi
 stack_broker_start "$T/mq" "$mq_port" "$pki"
 stack_server_conf "$T/server.conf" "$pki" "$T/pg" "$pg_port" "$dev_port" "$T/store" \
 	"mqtt=$mq_port" "admin_listen=127.0.0.1:$api_port" log_level=info
@@ -137,26 +205,30 @@ t_sim=$(now)
 for ((i = 0; i < nsim; i++)); do
 	first=$((i * per_sim))
 	count=$((devices - first < per_sim ? devices - first : per_sim))
-	"$sim" --devices "$count" --first "$first" --prefix dev- --pki "$pki" --state-dir "$T/fleet" \
+	"$sim" --devices "$count" --first "$first" --prefix dev- --pki "$pki" --state-dir "$F/fleet" \
 		--server "https://127.0.0.1:$dev_port" --broker "ssl://127.0.0.1:$mq_port" \
 		--rootlist "$k/roots/rootlist-1.signed" --keylist "$k/kl.signed" \
 		--image "$k/fw-1.0.0.otab" --slot-size "$slot" --workers "$workers" \
 		--connect-rate "$rate" --progress 10 --seed $((i + 1)) --slow "$slow" --slow-rate 65536 \
-		--summary-json "$T/summary-$i.json" >"$T/fleet-$i.log" 2>&1 &
+		--summary-json "$T/summary-$i.json" --start-file "$T/start" >"$T/fleet-$i.log" 2>&1 &
 	sim_pids+=($!)
 done
+perf_start setup
 alive() {
 	local p
 	for p in "${sim_pids[@]}"; do kill -0 "$p" 2>/dev/null || fail "ota-fleet-sim $p exited"; done
 }
 
-# registration: from the first process's ramp start to every device stored
+# registration: every process provisioned, then all start their sessions
+# at once (--start-file) until every device is stored
 deadline=$(calc "$(now) + $limit + 300")
-until grep -q "devices provisioned in" "$T"/fleet-*.log; do
+until (($(cat "$T"/fleet-*.log | grep -c "devices provisioned in") == nsim)); do
 	alive
 	awk -v n="$(now)" -v d="$deadline" 'BEGIN { exit !(n > d) }' && fail "provisioning took too long"
 	sleep 0.25
 done
+perf_stop
+touch "$T/start"
 t_ramp=$(now)
 deadline=$(calc "$t_ramp + $limit")
 while (($(sql "SELECT count(*) FROM devices WHERE version = '1.0.0'") < devices)); do
@@ -168,7 +240,7 @@ done
 t_reg=$(now)
 registration_s=$(calc "$t_reg - $t_ramp")
 ids_s=$(grep -h "identities ready in" "$T"/fleet-*.log | sed -E 's/.* in ([0-9.]+) s/\1/' | sort -g | tail -1)
-prov_s=$(grep -h "devices provisioned in" "$T"/fleet-*.log | sed -E 's/.* in ([0-9.]+) s/\1/' | sort -g | tail -1)
+prov_s=$(grep -h "devices provisioned in" "$T"/fleet-*.log | sed -E 's/.* in ([0-9.]+) s.*/\1/' | sort -g | tail -1)
 echo "fleet: devices=$devices processes=$nsim identities_s=$ids_s provisioned_s=$prov_s registration_s=$registration_s"
 
 # the campaign: CPU of every side from its start to the last confirmation
@@ -176,6 +248,9 @@ sim_cpu0=$(cpu_sum "${sim_pids[@]}")
 pg_cpu0=$(cpu_sum $(pg_pids))
 srv_cpu0=$(cpu_s "$server_pid")
 mq_cpu0=$(cpu_s "$mq_pid")
+pg_kinds >"$T/pg-kinds-0"
+((pgss == 0)) || sql "SELECT pg_stat_statements_reset()" >/dev/null
+perf_start campaign
 api -H 'Content-Type: application/json' -d "{\"id\": \"bench\", \"artifact\": \"fw-1.1.0\",
 	\"stages\": [{\"percent\": 100, \"failure_ratio\": 0.5}],
 	\"rate_per_minute\": $((devices * 60 > 6000 ? devices * 60 : 6000)),
@@ -192,7 +267,9 @@ while :; do
 	sleep 0.25
 done
 t_end=$(now)
+perf_stop
 campaign_s=$(calc "$t_end - $t_start")
+pg_kinds >"$T/pg-kinds-1"
 per() { calc "($1 - $2) * 1000 / $devices"; }
 sim_ms=$(per "$(cpu_sum "${sim_pids[@]}")" "$sim_cpu0")
 pg_ms=$(per "$(cpu_sum $(pg_pids))" "$pg_cpu0")
@@ -207,4 +284,17 @@ echo "fleet: campaign_s=$campaign_s installs_per_s=$(calc "$devices / $campaign_
 echo "fleet: cpu_ms_per_install sim=$sim_ms pg=$pg_ms server=$srv_ms mosquitto=$mq_ms"
 echo "fleet: peak_rss_mb sim=$((rss_kb / 1024)) mosquitto=$((mq_rss_kb / 1024)) load=$(cut -d' ' -f1-3 /proc/loadavg | tr ' ' /)"
 grep -h "all .* sessions connected in" "$T"/fleet-*.log | sed 's/^/fleet: /'
+# PostgreSQL's CPU per install by process kind (processes alive at the end;
+# one that started during the campaign counts from 0)
+awk -v n="$devices" 'NR == FNR { c0[$1] = $3; next }
+	{ k[$2] += $3 - ($1 in c0 ? c0[$1] : 0) }
+	END { printf "fleet: pg_cpu_ms_per_install_by_kind"
+		for (x in k) printf " %s=%.2f", x, k[x] * 1000 / n; print "" }' \
+	"$T/pg-kinds-0" "$T/pg-kinds-1"
+if ((pgss)); then
+	echo "fleet: pg_stat_statements during the campaign (ms per install: execution, planning; calls per install):"
+	sql "SELECT round((total_exec_time / $devices)::numeric, 3), round((total_plan_time / $devices)::numeric, 3),
+		round(calls::numeric / $devices, 2), left(regexp_replace(query, '\\s+', ' ', 'g'), 90)
+		FROM pg_stat_statements ORDER BY total_exec_time DESC LIMIT 15" | sed 's/^/fleet:   /'
+fi
 ok=1

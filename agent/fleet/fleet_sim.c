@@ -24,6 +24,7 @@
  * (agent/port/sim/sim_faults.c).
  */
 #include <errno.h>
+#include <fcntl.h>
 #include <getopt.h>
 #include <inttypes.h>
 #include <pthread.h>
@@ -73,11 +74,14 @@
  * MOSQ_OPT_DISABLE_SOCKETPAIR drops it). Its HTTPS connection, slot and
  * record files are open only during a job, so they count per worker
  * thread: the connection, the two slot files, a record or the TLS
- * session file, with one to spare. The reserve is for what opens
+ * session file, with one to spare, and the two slot files the job keeps
+ * open for reading (session_slot_read). The reserve is for what opens
  * descriptors besides: the event loop, the summary, OpenSSL's files.
  */
 #define FDS_PER_DEVICE 3u
-#define FDS_PER_THREAD 6u
+#define FDS_PER_THREAD 8u
+/* what session_slot_read reads at once: the core hashes slots 4 KiB at a time */
+#define SLOT_READAHEAD_BYTES (64u * 1024u)
 #define FDS_RESERVE 32u
 
 struct fleet_options {
@@ -112,7 +116,9 @@ struct fleet_options {
 	unsigned seed;
 	const char *summary_json;
 	const char *notify_log;
+	const char *start_file; /* the ramp waits for it to exist (several processes at once) */
 	bool issue_only;
+	bool provision_each; /* every new device through the core, not the golden copy */
 };
 
 struct fleet_device {
@@ -213,6 +219,11 @@ struct fleet {
 	struct event_base *base;
 	struct fleet_mq *mq; /* every device's MQTT session, on the main thread's loop */
 	FILE *notify_log; /* under lock */
+	/* the first new device's state after the core provisioned it; NULL: none */
+	struct fleet_golden *golden;
+	char golden_version[OTA_AGENT_VERSION_BYTES];
+	atomic_uint provisioned_by_core; /* devices the core provisioned this run */
+	atomic_uint cloned; /* devices made as the golden's copy */
 };
 
 /* One job's view of a device: its port and core, opened from its records. */
@@ -231,6 +242,13 @@ struct session {
 	struct ota_sim_faults faults; /* around the Linux port's fetch */
 	struct ota_online online; /* the core's install policy, its artifact and campaign */
 	uint8_t online_work[OTA_ONLINE_WORK_BYTES];
+	/* session_slot_read: each slot file opened once a job, read 64 KiB at a time */
+	const struct ota_port_ops *lx_ops; /* the Linux port's own */
+	int slot_fd[OTA_SLOT_COUNT]; /* -1: not open */
+	uint8_t *ra; /* SLOT_READAHEAD_BYTES, or NULL */
+	unsigned ra_slot;
+	uint64_t ra_off;
+	size_t ra_len; /* 0: nothing read ahead */
 };
 
 static volatile sig_atomic_t stop_requested;
@@ -445,11 +463,16 @@ static enum ota_err sim_selftest(void *ctx, unsigned slot)
 			break;
 		total += n;
 		size_t have = keep + n;
-		for (size_t i = 0; i + mlen <= have; i++) {
-			if (memcmp(buf + i, marker, mlen) == 0) {
+		/* memchr finds the candidates (one in 256 bytes of an image) */
+		for (const uint8_t *p = buf; have - (size_t)(p - buf) >= mlen;) {
+			p = memchr(p, marker[0], have - mlen + 1 - (size_t)(p - buf));
+			if (!p)
+				break;
+			if (memcmp(p, marker, mlen) == 0) {
 				result = OTA_ERR_SELFTEST;
 				goto out;
 			}
+			p++;
 		}
 		keep = have < mlen - 1 ? have : mlen - 1;
 		memmove(buf, buf + have - keep, keep);
@@ -464,6 +487,14 @@ out:
 static void session_close(struct session *s)
 {
 	ota_agent_close(&s->agent);
+	for (unsigned i = 0; i < OTA_SLOT_COUNT; i++) {
+		if (s->slot_fd[i] >= 0)
+			close(s->slot_fd[i]);
+		s->slot_fd[i] = -1;
+	}
+	free(s->ra);
+	s->ra = NULL;
+	s->ra_len = 0;
 	if (s->https_ready)
 		ota_https_free(&s->https);
 	s->https_ready = false;
@@ -491,6 +522,103 @@ static enum ota_err session_fetch(void *ctx, const struct ota_fetch_request *req
 	return err;
 }
 
+static bool pread_all(int fd, uint8_t *buf, size_t len, uint64_t off, size_t *ret_done)
+{
+	size_t done = 0;
+	while (done < len) {
+		ssize_t n = pread(fd, buf + done, len - done, (off_t)(off + done));
+		if (n < 0 && errno == EINTR)
+			continue;
+		if (n < 0)
+			return false;
+		if (n == 0)
+			break;
+		done += (size_t)n;
+	}
+	*ret_done = done;
+	return true;
+}
+
+/* The slot file, read and write, for the rest of the job (a read does not create it). */
+static bool slot_open(struct session *s, unsigned slot, int create)
+{
+	char path[OTA_CONFIG_MAX_PATH + 32];
+	ota_linux_slot_path(&s->lp, slot, path, sizeof(path));
+	s->slot_fd[slot] = open(path, O_RDWR | O_CLOEXEC | create, 0600);
+	return s->slot_fd[slot] >= 0;
+}
+
+/*
+ * The port's slot_read, as the Linux port does it (the same file, the same
+ * bytes, OTA_ERR_STORAGE for a short read) but without an open and close
+ * for each of the core's 4 KiB hash chunks (256 per MiB installed; the
+ * port's slot_write likewise opens the file for each 16 KiB written): the
+ * slot file stays open for the job and is read 64 KiB ahead. A write or
+ * an erase of the slot drops what was read ahead; slot files are only
+ * ever rewritten in place (O_TRUNC on erase), so the open file stays
+ * theirs. With async slot writes (not the simulator's) the port's own.
+ */
+static enum ota_err session_slot_read(void *ctx, unsigned slot, uint64_t off, void *buf, size_t len)
+{
+	struct session *s = ctx;
+	if (slot >= OTA_SLOT_COUNT || s->lp.async_slot_writes)
+		return s->lx_ops->slot_read(&s->lp, slot, off, buf, len);
+	if (s->ra_len && s->ra_slot == slot && off >= s->ra_off && off - s->ra_off <= s->ra_len &&
+	    len <= s->ra_len - (off - s->ra_off)) {
+		memcpy(buf, s->ra + (off - s->ra_off), len);
+		return OTA_OK;
+	}
+	if (s->slot_fd[slot] < 0 && !slot_open(s, slot, 0))
+		return OTA_ERR_STORAGE;
+	size_t done = 0;
+	if (len >= SLOT_READAHEAD_BYTES || (!s->ra && !(s->ra = malloc(SLOT_READAHEAD_BYTES))))
+		return pread_all(s->slot_fd[slot], buf, len, off, &done) && done == len
+			       ? OTA_OK
+			       : OTA_ERR_STORAGE;
+	s->ra_len = 0;
+	if (!pread_all(s->slot_fd[slot], s->ra, SLOT_READAHEAD_BYTES, off, &done) || done < len)
+		return OTA_ERR_STORAGE;
+	s->ra_slot = slot;
+	s->ra_off = off;
+	s->ra_len = done;
+	memcpy(buf, s->ra, len);
+	return OTA_OK;
+}
+
+/* The port's slot_write (the same checks and bytes) through the job's open file. */
+static enum ota_err session_slot_write(void *ctx, unsigned slot, uint64_t off, const void *buf,
+				       size_t len)
+{
+	struct session *s = ctx;
+	if (slot >= OTA_SLOT_COUNT || s->lp.async_slot_writes)
+		return s->lx_ops->slot_write(&s->lp, slot, off, buf, len);
+	if (s->ra_slot == slot)
+		s->ra_len = 0;
+	if (off > s->lp.slot_size || len > s->lp.slot_size - off)
+		return OTA_ERR_INVALID_ARG;
+	if (s->slot_fd[slot] < 0 && !slot_open(s, slot, O_CREAT))
+		return OTA_ERR_STORAGE;
+	const uint8_t *p = buf;
+	size_t done = 0;
+	while (done < len) {
+		ssize_t n = pwrite(s->slot_fd[slot], p + done, len - done, (off_t)(off + done));
+		if (n < 0 && errno == EINTR)
+			continue;
+		if (n <= 0)
+			return OTA_ERR_STORAGE;
+		done += (size_t)n;
+	}
+	return OTA_OK;
+}
+
+static enum ota_err session_slot_erase(void *ctx, unsigned slot)
+{
+	struct session *s = ctx;
+	if (s->ra_slot == slot)
+		s->ra_len = 0;
+	return s->lx_ops->slot_erase(&s->lp, slot);
+}
+
 /* The core's configuration: a device without the delta work area refuses deltas. */
 static struct ota_agent_config session_agent_config(const struct session *s)
 {
@@ -506,6 +634,8 @@ static enum ota_err session_open(struct session *s, struct fleet *fleet, struct 
 {
 	const struct fleet_options *o = &fleet->opt;
 	memset(s, 0, sizeof(*s));
+	for (unsigned i = 0; i < OTA_SLOT_COUNT; i++)
+		s->slot_fd[i] = -1;
 	s->fleet = fleet;
 	s->dev = dev;
 	s->work = work;
@@ -536,8 +666,12 @@ static enum ota_err session_open(struct session *s, struct fleet *fleet, struct 
 	s->faults.inner_ops = s->port.ops;
 	s->faults.inner_ctx = &s->lp;
 	s->ops = *s->port.ops;
+	s->lx_ops = s->port.ops;
 	s->ops.selftest = sim_selftest;
 	s->ops.fetch = session_fetch;
+	s->ops.slot_read = session_slot_read;
+	s->ops.slot_write = session_slot_write;
+	s->ops.slot_erase = session_slot_erase;
 	s->port.ops = &s->ops;
 	s->port.ctx = s;
 	struct ota_agent_config acfg = session_agent_config(s);
@@ -812,6 +946,26 @@ static bool run_job(struct fleet *fleet, struct fleet_device *dev, const struct 
 		    uint8_t *work, uint8_t *delta_work)
 {
 	bool confirmed = false;
+	if (job->provision && fleet->golden) {
+		/* a new device is the golden's copy; one that exists is opened as ever */
+		char dir[FLEET_PATH_MAX];
+		struct stat st;
+		snprintf(dir, sizeof(dir), "%s/%s", fleet->opt.state_dir, dev->id);
+		if (stat(dir, &st) != 0 && errno == ENOENT) {
+			if (fleet_golden_clone(fleet->golden, dir) != 0) {
+				if (fleet_fds_exhausted())
+					atomic_store(&fleet->out_of_fds, true);
+				fprintf(stderr, "ota-fleet-sim: %s: provisioning: copy of %s: %s\n",
+					dev->id, fleet->devices[0].id, strerror(errno));
+				atomic_fetch_add(&fleet->provision_failed, 1);
+				return false;
+			}
+			snprintf(dev->version, sizeof(dev->version), "%s", fleet->golden_version);
+			atomic_fetch_add(&fleet->cloned, 1);
+			atomic_fetch_add(&fleet->provisioned, 1);
+			return false;
+		}
+	}
 	struct session *s = calloc(1, sizeof(*s));
 	if (!s)
 		return false;
@@ -845,6 +999,7 @@ static bool run_job(struct fleet *fleet, struct fleet_device *dev, const struct 
 				atomic_fetch_add(&fleet->provision_failed, 1);
 				goto out;
 			}
+			atomic_fetch_add(&fleet->provisioned_by_core, 1);
 		}
 		struct ota_agent_status st;
 		ota_agent_status(&s->agent, &st);
@@ -1351,6 +1506,10 @@ static void usage(FILE *out)
 	      "  --notify-log FILE     one line per Notify received: epoch ms, device, seq,\n"
 	      "                        campaign, kind, act | duplicate\n"
 	      "  --issue-certs         only make the missing device certificates, then exit\n"
+	      "  --start-file FILE     after provisioning, start the MQTT sessions only once\n"
+	      "                        FILE exists (several processes ramp together)\n"
+	      "  --provision-each      provision every new device through the agent core\n"
+	      "                        (default: the first, the others as copies of its state)\n"
 	      "  --version, --help\n"
 	      "An image that contains the bytes FLEETOTA-SELFTEST-FAIL fails every device's\n"
 	      "self-test (the demo's buggy release).\n"
@@ -1414,7 +1573,9 @@ enum {
 	OPT_TRANSIENT,
 	OPT_TRANSIENT_COUNT,
 	OPT_NOTIFY_LOG,
+	OPT_START_FILE,
 	OPT_ISSUE,
+	OPT_PROVISION_EACH,
 	OPT_HELP,
 	OPT_VERSION,
 };
@@ -1453,7 +1614,9 @@ static int parse_args(int argc, char **argv, struct fleet_options *o)
 		{"transient-fail", required_argument, NULL, OPT_TRANSIENT},
 		{"transient-count", required_argument, NULL, OPT_TRANSIENT_COUNT},
 		{"notify-log", required_argument, NULL, OPT_NOTIFY_LOG},
+		{"start-file", required_argument, NULL, OPT_START_FILE},
 		{"issue-certs", no_argument, NULL, OPT_ISSUE},
+		{"provision-each", no_argument, NULL, OPT_PROVISION_EACH},
 		{"help", no_argument, NULL, OPT_HELP},
 		{"version", no_argument, NULL, OPT_VERSION},
 		{NULL, 0, NULL, 0},
@@ -1581,8 +1744,14 @@ static int parse_args(int argc, char **argv, struct fleet_options *o)
 		case OPT_NOTIFY_LOG:
 			o->notify_log = optarg;
 			break;
+		case OPT_START_FILE:
+			o->start_file = optarg;
+			break;
 		case OPT_ISSUE:
 			o->issue_only = true;
+			break;
+		case OPT_PROVISION_EACH:
+			o->provision_each = true;
 			break;
 		case OPT_HELP:
 			usage(stdout);
@@ -1772,9 +1941,28 @@ int main(int argc, char **argv)
 	}
 	pthread_mutex_unlock(&fleet->lock);
 
-	/* the factory: every device gets its trust anchors and first image */
+	/*
+	 * The factory: every device gets its trust anchors and first image.
+	 * The first device goes through the core; when it was new, the other
+	 * new devices are copies of its state directory (a factory flashes
+	 * one golden image), unless --provision-each.
+	 */
 	pthread_mutex_lock(&fleet->lock);
-	for (unsigned i = 0; i < o->devices; i++) {
+	fleet->devices[0].want_provision = true;
+	enqueue_locked(fleet, 0);
+	pthread_mutex_unlock(&fleet->lock);
+	while (!stop_requested &&
+	       atomic_load(&fleet->provisioned) + atomic_load(&fleet->provision_failed) < 1)
+		sleep_ms(5);
+	if (!o->provision_each && atomic_load(&fleet->provisioned_by_core) == 1) {
+		char dir[FLEET_PATH_MAX];
+		snprintf(dir, sizeof(dir), "%s/%s", o->state_dir, fleet->devices[0].id);
+		fleet->golden = fleet_golden_load(dir);
+		snprintf(fleet->golden_version, sizeof(fleet->golden_version), "%s",
+			 fleet->devices[0].version);
+	}
+	pthread_mutex_lock(&fleet->lock);
+	for (unsigned i = 1; i < o->devices; i++) {
 		fleet->devices[i].want_provision = true;
 		enqueue_locked(fleet, i);
 	}
@@ -1791,9 +1979,19 @@ int main(int argc, char **argv)
 		fleet->failed = true;
 		stop_requested = 1;
 	}
-	printf("ota-fleet-sim: %u devices provisioned in %.1f s\n",
-	       atomic_load(&fleet->provisioned), now_s() - t0);
+	printf("ota-fleet-sim: %u devices provisioned in %.1f s (%u by the agent core, %u as "
+	       "copies of its first)\n",
+	       atomic_load(&fleet->provisioned), now_s() - t0,
+	       atomic_load(&fleet->provisioned_by_core), atomic_load(&fleet->cloned));
+	fleet_golden_free(fleet->golden);
+	fleet->golden = NULL;
 
+	if (o->start_file && !stop_requested) {
+		struct stat st;
+		printf("ota-fleet-sim: waiting for %s to start the sessions\n", o->start_file);
+		while (!stop_requested && stat(o->start_file, &st) != 0)
+			sleep_ms(20);
+	}
 	if (!stop_requested && run_loop(fleet, t0) != 0) {
 		stop_requested = 1;
 		goto out;

@@ -27,6 +27,17 @@ void fleet_ca_free(struct fleet_ca *ca);
 int fleet_cert_issue(struct fleet_ca *ca, const char *pki_dir, const char *device_id);
 
 /*
+ * The factory's golden image (fleet_golden.c): the files of a provisioned
+ * device's state directory in memory (at most 256 files, 64 MiB), and
+ * DIR made as their copy (through DIR.golden-tmp and a rename, without
+ * fsync). fleet_golden_clone returns 0, or -1 with errno.
+ */
+struct fleet_golden;
+struct fleet_golden *fleet_golden_load(const char *dir);
+void fleet_golden_free(struct fleet_golden *g);
+int fleet_golden_clone(const struct fleet_golden *g, const char *dir);
+
+/*
  * File descriptors (fleet_fds.c). fleet_fds_raise lifts the soft
  * RLIMIT_NOFILE to the hard one and returns the limit now in force;
  * fleet_fds_limit returns it without a change (0: unknown, ULONG_MAX: none).

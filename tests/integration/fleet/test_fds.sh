@@ -33,7 +33,7 @@ out=$(ulimit -n 300 && "$OTA_FLEET_SIM" --devices 100 "${SIM_ARGS[@]}" 2>&1) || 
 echo "$out"
 ((rc == 2)) || fail "exit status $rc, expected 2"
 # 100 devices x 3 + 16 workers x 6 + 32 to spare + those open at start
-grep -Eq "^ota-fleet-sim: 100 devices need about 4[2-9][0-9] file descriptors \(3 a device, 6 for each of up to 16 worker threads, [0-9]+ open now, 32 to spare\); this process may open 300 \(RLIMIT_NOFILE, hard limit\): use more processes \(--first, --devices\) or raise the limit$" <<<"$out" ||
+grep -Eq "^ota-fleet-sim: 100 devices need about 4[2-9][0-9] file descriptors \(3 a device, 8 for each of up to 16 worker threads, [0-9]+ open now, 32 to spare\); this process may open 300 \(RLIMIT_NOFILE, hard limit\): use more processes \(--first, --devices\) or raise the limit$" <<<"$out" ||
 	fail "no budget message with the numbers"
 [[ ! -e $T/state-1 && ! -e $T/no-pki ]] || fail "a refused run wrote files"
 
