@@ -3,13 +3,23 @@
 -- one call, one transaction, one round trip. Each report keeps exactly the
 -- semantics of report_ingest (report.sql: stored, duplicate, replay, stale,
 -- decommissioned; the per-device budget is applied by the server before a
--- report reaches the database): the reports of one device are ingested in
--- the order given, so a batch gives the same rows as the same calls one by
--- one. The batch is one transaction: an error (a deadlock, a lost
--- connection, a report the database refuses) stores none of it, and the
--- caller ingests those reports again one by one with report_ingest (no
--- savepoint per report: a subtransaction each would cost what batching
--- saves). The caller acknowledges the MQTT messages after the call returned.
+-- report reaches the database): a batch gives the same rows and outcomes as
+-- the same calls one by one. The batch is one transaction: an error (a
+-- deadlock, a lost connection, a report the database refuses) stores none of
+-- it, and the caller ingests those reports again one by one with
+-- report_ingest (no savepoint per report: a subtransaction each would cost
+-- what batching saves). The caller acknowledges the MQTT messages after the
+-- call returned.
+--
+-- Set-based: the reports of devices that have one report in the batch (the
+-- usual case) are classified in one statement, registered in one upsert,
+-- their assignments updated in one statement and their events stored in one
+-- insert; the rollout engine's rollout_report (and rollout_health) is called
+-- once per such device, and security events once per event (rare). A device
+-- with several reports in the batch gets report_ingest for each of them, in
+-- the order given (its reports depend on each other: the stored seq, the
+-- campaign state). Devices do not depend on each other, so the two groups
+-- may run one after the other.
 -- Re-applied by `ota-server migrate` whenever this file changes (docs/server.md).
 
 CREATE OR REPLACE FUNCTION report_batch_max() RETURNS integer
@@ -28,7 +38,14 @@ LANGUAGE plpgsql AS $$
 #variable_conflict use_column
 DECLARE
 	v_n integer := coalesce(cardinality(p_devices), 0);
+	-- per report (index = ord); v_outcome NULL: a device with several reports
+	v_outcome text[];
+	v_events bigint[];
+	v_changes bigint[];
+	v_suspect boolean[];
+	v_refusals bigint[];
 	r record;
+	v_one record;
 BEGIN
 	IF v_n > report_batch_max() THEN
 		RAISE EXCEPTION USING ERRCODE = 'FO422',
@@ -38,17 +55,166 @@ BEGIN
 	   OR (p_refused IS NOT NULL AND cardinality(p_refused) <> v_n) THEN
 		RAISE EXCEPTION USING ERRCODE = 'FO422', MESSAGE = 'batch: one report, digest and count per device';
 	END IF;
+	IF v_n = 0 THEN
+		RETURN;
+	END IF;
+	v_events := array_fill(0::bigint, ARRAY[v_n]);
+	v_changes := array_fill(0::bigint, ARRAY[v_n]);
+	v_refusals := array_fill(0::bigint, ARRAY[v_n]);
 	-- the devices' rows locked in one order: two batches never wait on each
 	-- other in a circle
 	PERFORM 1 FROM devices d WHERE d.device_id = ANY (p_devices) ORDER BY d.device_id FOR UPDATE;
-	FOR i IN 1 .. v_n LOOP
-		ord := i;
-		SELECT * INTO r FROM report_ingest(p_devices[i], p_reports[i], p_digests[i], coalesce(p_refused[i], 0));
-		outcome := r.outcome;
-		new_events := r.new_events;
-		campaign_changes := r.campaign_changes;
-		suspect := r.suspect;
-		refusal_events := r.refusal_events;
-		RETURN NEXT;
+
+	-- report_ingest's classification against the stored row, for the
+	-- devices with one report here
+	SELECT array_agg(c.outcome ORDER BY c.ord) INTO v_outcome
+	FROM (SELECT b.ord,
+	             CASE WHEN b.several THEN NULL
+	                  WHEN d.decommissioned THEN 'decommissioned'
+	                  WHEN b.seq = d.last_report_seq AND d.last_report_sha256 = b.digest THEN 'duplicate'
+	                  WHEN b.seq <= 0 OR b.seq = d.last_report_seq THEN 'replay'
+	                  WHEN b.seq < d.last_report_seq THEN 'stale'
+	                  ELSE 'stored'
+	             END AS outcome
+	      FROM (SELECT u.ord, u.device_id, u.digest, (u.report->>'seq')::bigint AS seq,
+	                   count(*) OVER (PARTITION BY u.device_id) > 1 AS several
+	            FROM unnest(p_devices, p_reports, p_digests) WITH ORDINALITY AS u(device_id, report, digest, ord)) b
+	      LEFT JOIN devices d ON d.device_id = b.device_id) c;
+
+	-- replays: a security event each (before anything is stored, as
+	-- report_ingest; the row they name does not change in this batch)
+	FOR r IN SELECT u.device_id, format('report seq %s, stored seq %s', (u.report->>'seq')::bigint,
+	                                    coalesce(d.last_report_seq, 0)) AS detail
+	         FROM unnest(p_devices, p_reports, v_outcome) WITH ORDINALITY AS u(device_id, report, outcome, ord)
+	         LEFT JOIN devices d ON d.device_id = u.device_id
+	         WHERE u.outcome = 'replay'
+	         ORDER BY u.ord LOOP
+		PERFORM security_event(r.device_id, 'replay', r.detail);
 	END LOOP;
+
+	-- the registry: one upsert of every stored report (report_ingest's)
+	INSERT INTO devices AS d (device_id, model, hw_revision, version, version_code,
+	                          security_counter, keylist_version, rootlist_version, keylist_key_ids,
+	                          pending_version, active_slot, state, last_error, last_error_detail,
+	                          last_report_seq, last_report_sha256, running_sha256, last_seen)
+	SELECT u.device_id, u.report->>'model', u.report->>'hw_revision', u.report->>'version',
+	       (u.report->>'version_code')::bigint, (u.report->>'security_counter')::bigint,
+	       (u.report->>'keylist_version')::bigint, (u.report->>'rootlist_version')::bigint,
+	       ARRAY(SELECT decode(x, 'hex') FROM jsonb_array_elements_text(u.report->'keylist_key_ids') x),
+	       u.report->>'pending_version', (u.report->>'active_slot')::integer, u.report->>'state',
+	       u.report->>'error', u.report->>'error_detail', (u.report->>'seq')::bigint, u.digest,
+	       decode(nullif(u.report->>'running_sha256', ''), 'hex'), now()
+	FROM unnest(p_devices, p_reports, p_digests, v_outcome) AS u(device_id, report, digest, outcome)
+	WHERE u.outcome = 'stored'
+	ORDER BY u.device_id
+	ON CONFLICT (device_id) DO UPDATE SET
+		model = CASE WHEN EXCLUDED.model <> '' THEN EXCLUDED.model ELSE d.model END,
+		hw_revision = CASE WHEN EXCLUDED.hw_revision <> '' THEN EXCLUDED.hw_revision
+		                   ELSE d.hw_revision END,
+		version = EXCLUDED.version, version_code = EXCLUDED.version_code,
+		security_counter = EXCLUDED.security_counter,
+		keylist_version = EXCLUDED.keylist_version,
+		rootlist_version = EXCLUDED.rootlist_version,
+		keylist_key_ids = EXCLUDED.keylist_key_ids,
+		pending_version = EXCLUDED.pending_version, active_slot = EXCLUDED.active_slot,
+		state = EXCLUDED.state, last_error = EXCLUDED.last_error,
+		last_error_detail = EXCLUDED.last_error_detail,
+		last_report_seq = EXCLUDED.last_report_seq,
+		last_report_sha256 = EXCLUDED.last_report_sha256,
+		running_sha256 = EXCLUDED.running_sha256, last_seen = now();
+
+	-- the assignments the stored reports name, in one statement
+	UPDATE assignments a SET state = u.report->>'state', error = u.report->>'error', updated_at = now()
+	FROM unnest(p_devices, p_reports, v_outcome) AS u(device_id, report, outcome)
+	WHERE u.outcome = 'stored' AND a.device_id = u.device_id AND a.artifact_id = u.report->>'artifact'
+	  AND u.report->>'artifact' <> '';
+
+	-- the rollout engine, once per device (report_ingest's calls: a refused
+	-- delta the device falls back from is no failed install, deltas.sql;
+	-- post-install health, StatusReport 30..32)
+	FOR r IN SELECT u.ord, u.device_id, u.report
+	         FROM unnest(p_devices, p_reports, v_outcome) WITH ORDINALITY AS u(device_id, report, outcome, ord)
+	         WHERE u.outcome = 'stored' LOOP
+		v_changes[r.ord] := rollout_report(r.device_id,
+		                                   delta_report_state(r.device_id, r.report->>'artifact',
+		                                                      r.report->>'state', r.report->>'error'),
+		                                   (r.report->>'version_code')::bigint,
+		                                   (r.report->>'keylist_version')::bigint,
+		                                   (r.report->>'rootlist_version')::bigint,
+		                                   r.report->>'error', r.report->>'campaign_id');
+		IF coalesce((r.report->>'health_known')::boolean, false) THEN
+			v_changes[r.ord] := v_changes[r.ord]
+			                    + rollout_health(r.device_id, (r.report->>'version_code')::bigint,
+			                                     (r.report->>'unexpected_reboots')::bigint,
+			                                     (r.report->>'health_permille')::bigint);
+		END IF;
+	END LOOP;
+
+	-- the events of stored and stale reports, in one insert: each (device,
+	-- seq) once, the first in the report as report_ingest's insert keeps it
+	FOR r IN
+		WITH src AS (
+			SELECT DISTINCT ON (u.device_id, e.seq) u.ord, e.idx, u.device_id, e.seq, e.kind, e.error,
+			       e.version, e.version_code, e.security_counter, e.detail,
+			       coalesce(nullif(e.campaign_id, ''), u.report->>'campaign_id') AS campaign_id, e.time
+			FROM unnest(p_devices, p_reports, v_outcome) WITH ORDINALITY AS u(device_id, report, outcome, ord)
+			CROSS JOIN LATERAL ROWS FROM (jsonb_to_recordset(u.report->'events')
+			         AS (seq bigint, kind text, error text, version text, version_code bigint,
+			             security_counter bigint, detail text, campaign_id text, time bigint))
+			     WITH ORDINALITY AS e(seq, kind, error, version, version_code, security_counter, detail,
+			                          campaign_id, time, idx)
+			WHERE u.outcome IN ('stored', 'stale')
+			ORDER BY u.device_id, e.seq, e.idx
+		), ins AS (
+			INSERT INTO device_events (device_id, seq, kind, error, version, version_code,
+			                           security_counter, detail, campaign_id, device_time)
+			SELECT s.device_id, s.seq, s.kind, s.error, s.version, s.version_code, s.security_counter,
+			       s.detail, s.campaign_id, s.time
+			FROM src s ORDER BY s.ord, s.idx
+			ON CONFLICT (device_id, seq) DO NOTHING
+			RETURNING device_id, seq
+		)
+		SELECT s.ord, count(*) AS n,
+		       coalesce(array_agg(format('event %s %s: %s', s.seq, s.kind, s.error) ORDER BY s.idx)
+		                FILTER (WHERE report_security_error(s.error)), '{}') AS refusals
+		FROM ins JOIN src s ON s.device_id = ins.device_id AND s.seq = ins.seq
+		GROUP BY s.ord
+	LOOP
+		v_events[r.ord] := r.n;
+		v_refusals[r.ord] := cardinality(r.refusals);
+		-- each new event once: a device re-sends its newest events in every report
+		FOR i IN 1 .. cardinality(r.refusals) LOOP
+			PERFORM security_event(p_devices[r.ord], 'refusal', r.refusals[i]);
+		END LOOP;
+	END LOOP;
+
+	IF p_refused IS NOT NULL THEN
+		FOR r IN SELECT u.device_id, u.refused
+		         FROM unnest(p_devices, p_refused, v_outcome) WITH ORDINALITY AS u(device_id, refused, outcome, ord)
+		         WHERE u.refused > 0 AND u.outcome IS NOT NULL
+		         ORDER BY u.ord LOOP
+			PERFORM security_event(r.device_id, 'flood',
+			                       format('%s reports over the budget refused', r.refused));
+		END LOOP;
+	END IF;
+
+	SELECT array_agg(coalesce(d.suspect, false) ORDER BY u.ord) INTO v_suspect
+	FROM unnest(p_devices) WITH ORDINALITY AS u(device_id, ord)
+	LEFT JOIN devices d ON d.device_id = u.device_id;
+
+	-- the devices with several reports: report_ingest for each, in order
+	FOR r IN SELECT u.ord FROM unnest(v_outcome) WITH ORDINALITY AS u(outcome, ord)
+	         WHERE u.outcome IS NULL ORDER BY u.ord LOOP
+		SELECT * INTO STRICT v_one FROM report_ingest(p_devices[r.ord], p_reports[r.ord], p_digests[r.ord],
+		                                           coalesce(p_refused[r.ord], 0));
+		v_outcome[r.ord] := v_one.outcome;
+		v_events[r.ord] := v_one.new_events;
+		v_changes[r.ord] := v_one.campaign_changes;
+		v_suspect[r.ord] := v_one.suspect;
+		v_refusals[r.ord] := v_one.refusal_events;
+	END LOOP;
+
+	RETURN QUERY
+	SELECT i, v_outcome[i], v_events[i], v_changes[i], v_suspect[i], v_refusals[i]
+	FROM generate_series(1, v_n) AS i;
 END $$;
