@@ -11,15 +11,16 @@
 -- what batching saves). The caller acknowledges the MQTT messages after the
 -- call returned.
 --
--- Set-based: the reports of devices that have one report in the batch (the
--- usual case) are classified in one statement, registered in one upsert,
--- their assignments updated in one statement and their events stored in one
--- insert; the rollout engine's rollout_report (and rollout_health) is called
--- once per such device, and security events once per event (rare). A device
--- with several reports in the batch gets report_ingest for each of them, in
--- the order given (its reports depend on each other: the stored seq, the
--- campaign state). Devices do not depend on each other, so the two groups
--- may run one after the other.
+-- Set-based, in rounds: round k takes the k-th report of every device in the
+-- batch (usually there is one round: a device reports seconds apart). In a
+-- round the devices are distinct, and devices do not depend on each other,
+-- so each round is: one classification against the stored rows, one
+-- registry upsert, one assignments update and one events insert for all of
+-- its reports; the rollout engine's rollout_report (and rollout_health) once
+-- per device; security events once per event (rare). The rounds keep each
+-- device's reports in their order (they depend on each other: the stored
+-- seq, the campaign state). A batch or round of one report is report_ingest
+-- itself.
 -- Re-applied by `ota-server migrate` whenever this file changes (docs/server.md).
 
 CREATE OR REPLACE FUNCTION report_batch_max() RETURNS integer
@@ -27,10 +28,10 @@ LANGUAGE sql IMMUTABLE AS $$
 	SELECT 256
 $$;
 
--- p_devices, p_reports, p_digests, p_refused: one element per report, as
--- report_ingest's arguments. Returns one row per report, ord = its index
--- (1-based), with report_ingest's columns.
-CREATE OR REPLACE FUNCTION report_ingest_batch(p_devices text[], p_reports jsonb[], p_digests bytea[],
+-- report_ingest_batch's work for reports of distinct devices (one round):
+-- arguments and result as report_ingest_batch's; the caller validated the
+-- arrays and locked the devices' rows.
+CREATE OR REPLACE FUNCTION report_ingest_distinct(p_devices text[], p_reports jsonb[], p_digests bytea[],
                                                p_refused integer[] DEFAULT NULL)
 RETURNS TABLE (ord integer, outcome text, new_events bigint, campaign_changes bigint, suspect boolean,
                refusal_events bigint)
@@ -38,39 +39,30 @@ LANGUAGE plpgsql AS $$
 #variable_conflict use_column
 DECLARE
 	v_n integer := coalesce(cardinality(p_devices), 0);
-	-- per report (index = ord); v_outcome NULL: a device with several reports
+	-- per report (index = ord)
 	v_outcome text[];
 	v_events bigint[];
 	v_changes bigint[];
 	v_suspect boolean[];
 	v_refusals bigint[];
+	v_twice boolean;
 	r record;
-	v_one record;
 BEGIN
-	IF v_n > report_batch_max() THEN
-		RAISE EXCEPTION USING ERRCODE = 'FO422',
-			MESSAGE = format('batch: at most %s reports, got %s', report_batch_max(), v_n);
-	END IF;
-	IF coalesce(cardinality(p_reports), 0) <> v_n OR coalesce(cardinality(p_digests), 0) <> v_n
-	   OR (p_refused IS NOT NULL AND cardinality(p_refused) <> v_n) THEN
-		RAISE EXCEPTION USING ERRCODE = 'FO422', MESSAGE = 'batch: one report, digest and count per device';
-	END IF;
 	IF v_n = 0 THEN
+		RETURN;
+	ELSIF v_n = 1 THEN
+		-- one report: report_ingest itself (fewer statements, the same rows)
+		RETURN QUERY SELECT 1, i.* FROM report_ingest(p_devices[1], p_reports[1], p_digests[1],
+		                                               coalesce(p_refused[1], 0)) i;
 		RETURN;
 	END IF;
 	v_events := array_fill(0::bigint, ARRAY[v_n]);
 	v_changes := array_fill(0::bigint, ARRAY[v_n]);
 	v_refusals := array_fill(0::bigint, ARRAY[v_n]);
-	-- the devices' rows locked in one order: two batches never wait on each
-	-- other in a circle
-	PERFORM 1 FROM devices d WHERE d.device_id = ANY (p_devices) ORDER BY d.device_id FOR UPDATE;
-
-	-- report_ingest's classification against the stored row, for the
-	-- devices with one report here
-	SELECT array_agg(c.outcome ORDER BY c.ord) INTO v_outcome
-	FROM (SELECT b.ord,
-	             CASE WHEN b.several THEN NULL
-	                  WHEN d.decommissioned THEN 'decommissioned'
+	-- report_ingest's classification against the stored row
+	SELECT array_agg(c.outcome ORDER BY c.ord), bool_or(c.several) INTO v_outcome, v_twice
+	FROM (SELECT b.ord, b.several,
+	             CASE WHEN d.decommissioned THEN 'decommissioned'
 	                  WHEN b.seq = d.last_report_seq AND d.last_report_sha256 = b.digest THEN 'duplicate'
 	                  WHEN b.seq <= 0 OR b.seq = d.last_report_seq THEN 'replay'
 	                  WHEN b.seq < d.last_report_seq THEN 'stale'
@@ -80,9 +72,12 @@ BEGIN
 	                   count(*) OVER (PARTITION BY u.device_id) > 1 AS several
 	            FROM unnest(p_devices, p_reports, p_digests) WITH ORDINALITY AS u(device_id, report, digest, ord)) b
 	      LEFT JOIN devices d ON d.device_id = b.device_id) c;
+	IF v_twice THEN
+		RAISE EXCEPTION USING ERRCODE = 'FO422', MESSAGE = 'batch: a device twice in one round';
+	END IF;
 
 	-- replays: a security event each (before anything is stored, as
-	-- report_ingest; the row they name does not change in this batch)
+	-- report_ingest; the row they name does not change in this round)
 	FOR r IN SELECT u.device_id, format('report seq %s, stored seq %s', (u.report->>'seq')::bigint,
 	                                    coalesce(d.last_report_seq, 0)) AS detail
 	         FROM unnest(p_devices, p_reports, v_outcome) WITH ORDINALITY AS u(device_id, report, outcome, ord)
@@ -191,7 +186,7 @@ BEGIN
 	IF p_refused IS NOT NULL THEN
 		FOR r IN SELECT u.device_id, u.refused
 		         FROM unnest(p_devices, p_refused, v_outcome) WITH ORDINALITY AS u(device_id, refused, outcome, ord)
-		         WHERE u.refused > 0 AND u.outcome IS NOT NULL
+		         WHERE u.refused > 0
 		         ORDER BY u.ord LOOP
 			PERFORM security_event(r.device_id, 'flood',
 			                       format('%s reports over the budget refused', r.refused));
@@ -202,18 +197,81 @@ BEGIN
 	FROM unnest(p_devices) WITH ORDINALITY AS u(device_id, ord)
 	LEFT JOIN devices d ON d.device_id = u.device_id;
 
-	-- the devices with several reports: report_ingest for each, in order
-	FOR r IN SELECT u.ord FROM unnest(v_outcome) WITH ORDINALITY AS u(outcome, ord)
-	         WHERE u.outcome IS NULL ORDER BY u.ord LOOP
-		SELECT * INTO STRICT v_one FROM report_ingest(p_devices[r.ord], p_reports[r.ord], p_digests[r.ord],
-		                                           coalesce(p_refused[r.ord], 0));
-		v_outcome[r.ord] := v_one.outcome;
-		v_events[r.ord] := v_one.new_events;
-		v_changes[r.ord] := v_one.campaign_changes;
-		v_suspect[r.ord] := v_one.suspect;
-		v_refusals[r.ord] := v_one.refusal_events;
-	END LOOP;
+	RETURN QUERY
+	SELECT i, v_outcome[i], v_events[i], v_changes[i], v_suspect[i], v_refusals[i]
+	FROM generate_series(1, v_n) AS i;
+END $$;
 
+-- p_devices, p_reports, p_digests, p_refused: one element per report, as
+-- report_ingest's arguments. Returns one row per report in their order,
+-- ord = its index (1-based), with report_ingest's columns.
+CREATE OR REPLACE FUNCTION report_ingest_batch(p_devices text[], p_reports jsonb[], p_digests bytea[],
+                                               p_refused integer[] DEFAULT NULL)
+RETURNS TABLE (ord integer, outcome text, new_events bigint, campaign_changes bigint, suspect boolean,
+               refusal_events bigint)
+LANGUAGE plpgsql AS $$
+#variable_conflict use_column
+DECLARE
+	v_n integer := coalesce(cardinality(p_devices), 0);
+	v_round integer[];
+	v_rounds integer;
+	v_ords integer[];
+	v_devices text[];
+	v_reports jsonb[];
+	v_digests bytea[];
+	v_refused integer[];
+	-- per report (index = ord)
+	v_outcome text[];
+	v_events bigint[];
+	v_changes bigint[];
+	v_suspect boolean[];
+	v_refusals bigint[];
+	r record;
+BEGIN
+	IF v_n > report_batch_max() THEN
+		RAISE EXCEPTION USING ERRCODE = 'FO422',
+			MESSAGE = format('batch: at most %s reports, got %s', report_batch_max(), v_n);
+	END IF;
+	IF coalesce(cardinality(p_reports), 0) <> v_n OR coalesce(cardinality(p_digests), 0) <> v_n
+	   OR (p_refused IS NOT NULL AND cardinality(p_refused) <> v_n) THEN
+		RAISE EXCEPTION USING ERRCODE = 'FO422', MESSAGE = 'batch: one report, digest and count per device';
+	END IF;
+	IF v_n = 0 THEN
+		RETURN;
+	ELSIF v_n = 1 THEN
+		-- one report: report_ingest itself (fewer statements, the same rows)
+		RETURN QUERY SELECT 1, i.* FROM report_ingest(p_devices[1], p_reports[1], p_digests[1],
+		                                               coalesce(p_refused[1], 0)) i;
+		RETURN;
+	END IF;
+	-- the devices' rows locked in one order: two batches never wait on each
+	-- other in a circle
+	PERFORM 1 FROM devices d WHERE d.device_id = ANY (p_devices) ORDER BY d.device_id FOR UPDATE;
+	-- round k: the k-th report of each device in the batch
+	SELECT array_agg(x.round ORDER BY x.ord), max(x.round) INTO v_round, v_rounds
+	FROM (SELECT u.ord, row_number() OVER (PARTITION BY u.device_id ORDER BY u.ord)::integer AS round
+	      FROM unnest(p_devices) WITH ORDINALITY AS u(device_id, ord)) x;
+	IF v_rounds = 1 THEN
+		RETURN QUERY SELECT * FROM report_ingest_distinct(p_devices, p_reports, p_digests, p_refused) i
+		             ORDER BY i.ord;
+		RETURN;
+	END IF;
+	FOR k IN 1 .. v_rounds LOOP
+		SELECT array_agg(u.ord ORDER BY u.ord), array_agg(u.device_id ORDER BY u.ord),
+		       array_agg(u.report ORDER BY u.ord), array_agg(u.digest ORDER BY u.ord),
+		       array_agg(u.refused ORDER BY u.ord)
+		INTO v_ords, v_devices, v_reports, v_digests, v_refused
+		FROM unnest(p_devices, p_reports, p_digests, p_refused, v_round)
+		     WITH ORDINALITY AS u(device_id, report, digest, refused, round, ord)
+		WHERE u.round = k;
+		FOR r IN SELECT * FROM report_ingest_distinct(v_devices, v_reports, v_digests, v_refused) LOOP
+			v_outcome[v_ords[r.ord]] := r.outcome;
+			v_events[v_ords[r.ord]] := r.new_events;
+			v_changes[v_ords[r.ord]] := r.campaign_changes;
+			v_suspect[v_ords[r.ord]] := r.suspect;
+			v_refusals[v_ords[r.ord]] := r.refusal_events;
+		END LOOP;
+	END LOOP;
 	RETURN QUERY
 	SELECT i, v_outcome[i], v_events[i], v_changes[i], v_suspect[i], v_refusals[i]
 	FROM generate_series(1, v_n) AS i;

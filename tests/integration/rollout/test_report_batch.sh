@@ -8,12 +8,13 @@
 # one way: one by one as psql statements (the reference), one by one from a
 # procedure with a commit each (as ota-server's prepared call), and in
 # batches of 1, 16 and 256 in report order, and of 256 in device order (all
-# of a device's reports in one batch). The script: registration (the first
-# report of an unknown device), a campaign notifies every device, then an
-# install with a redelivery (duplicate), a replay, an older report after a
-# newer one (stale), a transient failure retried on some devices, a refused
-# signature (security refusal), reports over the budget (flood), a seq-0
-# report on some (the third security event flags them suspect), a
+# of a device's reports in one batch). The script, in three phases:
+# registration (the first report of an unknown device); a campaign notifies
+# every device, then its install: a redelivery (duplicate), an older report
+# after a newer one (stale), a transient failure retried on every fifth
+# device, trial, confirm; then security events: a replay, a seq-0 report on
+# every second device, a refused signature (security refusal), reports over
+# the budget (flood): the third event flags a device suspect. Also a
 # decommissioned device, and an unknown device whose first report has seq 0.
 # Bounds: at most report_batch_max() reports, arrays of one length, and a
 # report the database refuses stores none of its batch (FO422). Prints the
@@ -37,21 +38,23 @@ q "CREATE TABLE t_script (phase integer, step integer, seq bigint, vc bigint, st
 # others), gone (the decommissioned device), zero (the unknown one)
 q "INSERT INTO t_script VALUES
    (1, 1, 1, 100, 'idle', '', 'a', 0, 'all'),
-   (2, 0, 0, 100, 'idle', '', 'z', 0, 'even'),
-   (2, 0, 0, 100, 'idle', '', 'z', 0, 'zero'),
    (2, 1, 2, 100, 'downloading', '', 'a', 0, 'all'),
    (2, 1, 2, 100, 'downloading', '', 'a', 0, 'gone'),
-   (2, 1, 2, 100, 'downloading', '', 'a', 0, 'zero'),
    (2, 2, 2, 100, 'downloading', '', 'a', 0, 'all'),
-   (2, 2, 2, 100, 'downloading', '', 'a', 0, 'zero'),
-   (2, 3, 2, 100, 'idle', '', 'b', 0, 'all'),
-   (2, 4, 4, 101, 'pending', '', 'a', 0, 'ok'),
-   (2, 4, 4, 100, 'failed', 'OTA_ERR_TRANSPORT', 'a', 0, 'fail'),
-   (2, 5, 3, 100, 'verifying', '', 'a', 0, 'all'),
-   (2, 6, 5, 101, 'trial', 'OTA_ERR_SIGNATURE', 'a', 0, 'all'),
-   (2, 7, 6, 101, 'confirmed', '', 'a', 2, 'all'),
-   (2, 7, 6, 101, 'confirmed', '', 'a', 2, 'gone'),
-   (2, 8, 7, 101, 'idle', '', 'a', 0, 'all')"
+   (2, 3, 4, 101, 'pending', '', 'a', 0, 'ok'),
+   (2, 3, 4, 100, 'failed', 'OTA_ERR_TRANSPORT', 'a', 0, 'fail'),
+   (2, 4, 3, 100, 'verifying', '', 'a', 0, 'all'),
+   (2, 5, 5, 101, 'trial', '', 'a', 0, 'all'),
+   (2, 6, 6, 101, 'confirmed', '', 'a', 0, 'all'),
+   (2, 7, 7, 101, 'idle', '', 'a', 0, 'all'),
+   (3, 1, 0, 101, 'idle', '', 'z', 0, 'even'),
+   (3, 1, 0, 101, 'idle', '', 'z', 0, 'zero'),
+   (3, 2, 7, 101, 'idle', '', 'b', 0, 'all'),
+   (3, 2, 1, 100, 'idle', '', 'a', 0, 'zero'),
+   (3, 3, 8, 101, 'idle', 'OTA_ERR_SIGNATURE', 'a', 0, 'all'),
+   (3, 3, 1, 100, 'idle', '', 'a', 0, 'zero'),
+   (3, 4, 9, 101, 'idle', '', 'a', 2, 'all'),
+   (3, 4, 9, 101, 'idle', '', 'a', 2, 'gone')"
 q "CREATE TABLE t_reports (prefix text, phase integer, step integer, device_id text, report jsonb,
                            digest bytea, refused integer)"
 q "INSERT INTO t_reports
@@ -60,8 +63,8 @@ q "INSERT INTO t_reports
             'version_code', s.vc, 'security_counter', 0, 'keylist_version', 1, 'rootlist_version', 0,
             'keylist_key_ids', '[]'::jsonb, 'pending_version', '', 'active_slot', 0, 'state', s.state,
             'error', CASE WHEN s.state = 'failed' THEN s.error ELSE '' END, 'error_detail', '',
-            'artifact', CASE WHEN s.phase = 2 THEN 'fw-101' ELSE '' END,
-            'campaign_id', CASE WHEN s.phase = 2 THEN 'c1' ELSE '' END,
+            'artifact', CASE WHEN s.phase > 1 THEN 'fw-101' ELSE '' END,
+            'campaign_id', CASE WHEN s.phase > 1 THEN 'c1' ELSE '' END,
             'events', (SELECT coalesce(jsonb_agg(jsonb_build_object('seq', x, 'kind', s.state,
                          'error', CASE WHEN x = s.seq THEN s.error ELSE '' END, 'version', '1.0.' || s.vc,
                          'version_code', s.vc, 'security_counter', 0, 'detail', '', 'campaign_id', '',
@@ -132,7 +135,7 @@ run_set() {
 	"${PSQL[@]}" -At -c "SET client_min_messages = warning" -c "$cpu" "${run[@]}" -c "$cpu" |
 		awk 'NR == 1 { a = $1 } { l = $1 } END { print l - a }'
 }
-declare -A CPU1 CPU2
+declare -A CPU1 CPU2 CPU3
 for p in $SETS; do CPU1[$p]=$(run_set "$p" 1); done
 
 # a campaign for every registered device, all notified
@@ -146,20 +149,25 @@ expect_eq "the campaign notified every registered device" \
 	"$((6 * N))"
 
 for p in $SETS; do CPU2[$p]=$(run_set "$p" 2); done
+for p in $SETS; do CPU3[$p]=$(run_set "$p" 3); done
 load=$(cut -d' ' -f1-3 /proc/loadavg)
 per() { # TICKS REPORTS: microseconds per report
 	echo $(($1 * 1000000 / hz / $2))
 }
-n1=$(q "SELECT count(*) FROM t_reports WHERE prefix = 'one' AND phase = 1")
-n2=$(q "SELECT count(*) FROM t_reports WHERE prefix = 'one' AND phase = 2")
-echo "   PostgreSQL backend CPU per report (us), registration ($n1 reports) / install ($n2 reports)," \
-	"load average $load:"
-echo "     one by one, psql statements:            ${CPU1[one]} ticks: $(per "${CPU1[one]}" "$n1") / $(per "${CPU2[one]}" "$n2")"
-echo "     one by one, cached plans, a commit each: $(per "${CPU1[pre]}" "$n1") / $(per "${CPU2[pre]}" "$n2")"
-echo "     batches of 1:                            $(per "${CPU1[b01]}" "$n1") / $(per "${CPU2[b01]}" "$n2")"
-echo "     batches of 16:                           $(per "${CPU1[b16]}" "$n1") / $(per "${CPU2[b16]}" "$n2")"
-echo "     batches of 256:                          $(per "${CPU1[bxx]}" "$n1") / $(per "${CPU2[bxx]}" "$n2")"
-echo "     batches of 256, a device's reports in one: $(per "${CPU1[dev]}" "$n1") / $(per "${CPU2[dev]}" "$n2")"
+count() { q "SELECT count(*) FROM t_reports WHERE prefix = 'one' AND phase = $1"; }
+n1=$(count 1) n2=$(count 2) n3=$(count 3)
+echo "   PostgreSQL backend CPU per report (us): registration ($n1 reports) / install ($n2) /" \
+	"security events ($n3), load average $load:"
+line() { # WHAT SET
+	printf '     %-44s %5s / %5s / %5s\n' "$1:" "$(per "${CPU1[$2]}" "$n1")" "$(per "${CPU2[$2]}" "$n2")" \
+		"$(per "${CPU3[$2]}" "$n3")"
+}
+line "one by one, psql statements" one
+line "one by one, cached plans, a commit each" pre
+line "batches of 1" b01
+line "batches of 16" b16
+line "batches of 256" bxx
+line "batches of 256, a device's reports in one" dev
 
 total=$(q "SELECT count(*) FROM t_reports WHERE prefix = 'one'")
 expect_eq "every report has an outcome each way" \
@@ -168,14 +176,14 @@ expect_eq "every report has an outcome each way" \
 expect_eq "outcomes per step" \
 	"$(q "SELECT string_agg(DISTINCT phase || '.' || step || ':' || outcome, ',') FROM t_out
 	      WHERE prefix = 'one' AND device_id NOT LIKE '%-%'")" \
-	"1.1:stored,2.0:replay,2.1:stored,2.2:duplicate,2.3:replay,2.4:stored,2.5:stale,2.6:stored,2.7:stored,2.8:stored"
+	"1.1:stored,2.1:stored,2.2:duplicate,2.3:stored,2.4:stale,2.5:stored,2.6:stored,2.7:stored,3.1:replay,3.2:replay,3.3:stored,3.4:stored"
 expect_eq "the unknown device and the decommissioned one" \
-	"$(q "SELECT string_agg(step || ':' || outcome, ',' ORDER BY device_id, step) FROM t_out
+	"$(q "SELECT string_agg(phase || '.' || step || ':' || outcome, ',' ORDER BY device_id, phase, step) FROM t_out
 	      WHERE prefix = 'one' AND device_id LIKE '%-%'")" \
-	"1:decommissioned,7:decommissioned,0:replay,1:stored,2:duplicate"
+	"2.1:decommissioned,3.4:decommissioned,3.1:replay,3.2:stored,3.3:duplicate"
 expect_eq "campaign rows changed, refusals and suspects seen" \
 	"$(q "SELECT sum(campaign_changes) > 0, sum(refusal_events), count(*) FILTER (WHERE suspect)
-	      FROM t_out WHERE prefix = 'one'")" "t|$N|$((2 * N + N / 2))"
+	      FROM t_out WHERE prefix = 'one'")" "t|$N|$((N * 3 / 2))"
 for p in pre b01 b16 bxx dev; do
 	expect_eq "the same outcomes report by report ($p)" \
 		"$(q "SELECT count(*) FROM t_out a FULL JOIN t_out b ON b.prefix = '$p' AND b.phase = a.phase
@@ -200,7 +208,7 @@ same "the same device rows" \
 	$((N + 2))
 same "the same device events" \
 	"SELECT left(device_id, 3) AS p, substr(device_id, 4) AS k, seq, kind, error, version, version_code,
-	        security_counter, detail, campaign_id, device_time FROM device_events" $((N * 7 + 2))
+	        security_counter, detail, campaign_id, device_time FROM device_events" $((N * 9 + 1))
 same "the same security events and suspect flags" \
 	"SELECT substr(object, 8, 3) AS p, substr(object, 11) AS k, actor = object AS own, action,
 	        after - 'suspect_at' - 'suspect_reason' AS after, after->>'suspect_reason' AS reason
@@ -238,5 +246,5 @@ expect_sqlstate "a report the database refuses (an unknown state) refuses its ba
 	   ARRAY[$(report 99 idle), $(report 99 sleeping)], ARRAY['\\x01'::bytea, '\\x02'])"
 expect_eq "nothing stored by refused batches" \
 	"$(q "SELECT count(*), max(last_report_seq) FROM device_events, devices WHERE devices.device_id = 'b0100001'")" \
-	"$before|7"
+	"$before|9"
 echo "PASS"
