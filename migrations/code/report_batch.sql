@@ -124,25 +124,41 @@ BEGIN
 	WHERE u.outcome = 'stored' AND a.device_id = u.device_id AND a.artifact_id = u.report->>'artifact'
 	  AND u.report->>'artifact' <> '';
 
-	-- the rollout engine, once per device (report_ingest's calls: a refused
-	-- delta the device falls back from is no failed install, deltas.sql;
-	-- post-install health, StatusReport 30..32)
+	-- the rollout engine for every stored report at once (report_ingest's
+	-- calls: a refused delta the device falls back from is no failed install,
+	-- deltas.sql; report_rollout_set below is rollout_report over a set),
+	-- then post-install health (StatusReport 30..32) per report that has it
+	FOR r IN
+		WITH st AS (
+			SELECT u.ord, u.device_id, u.report,
+			       delta_report_state(u.device_id, u.report->>'artifact', u.report->>'state',
+			                          u.report->>'error') AS state
+			FROM unnest(p_devices, p_reports, v_outcome) WITH ORDINALITY AS u(device_id, report, outcome, ord)
+			WHERE u.outcome = 'stored'
+		), agg AS (
+			SELECT array_agg(st.device_id ORDER BY st.device_id) AS devices,
+			       array_agg(st.state ORDER BY st.device_id) AS states,
+			       array_agg((st.report->>'version_code')::bigint ORDER BY st.device_id) AS vcs,
+			       array_agg((st.report->>'keylist_version')::bigint ORDER BY st.device_id) AS kls,
+			       array_agg((st.report->>'rootlist_version')::bigint ORDER BY st.device_id) AS rls,
+			       array_agg(st.report->>'error' ORDER BY st.device_id) AS errors,
+			       array_agg(st.report->>'campaign_id' ORDER BY st.device_id) AS campaigns
+			FROM st
+		)
+		SELECT st.ord, coalesce(x.changes, 0) AS changes
+		FROM st LEFT JOIN (SELECT s.* FROM agg, report_rollout_set(agg.devices, agg.states, agg.vcs, agg.kls,
+		                                                           agg.rls, agg.errors, agg.campaigns) s) x
+		     ON x.device_id = st.device_id
+	LOOP
+		v_changes[r.ord] := r.changes;
+	END LOOP;
 	FOR r IN SELECT u.ord, u.device_id, u.report
 	         FROM unnest(p_devices, p_reports, v_outcome) WITH ORDINALITY AS u(device_id, report, outcome, ord)
-	         WHERE u.outcome = 'stored' LOOP
-		v_changes[r.ord] := rollout_report(r.device_id,
-		                                   delta_report_state(r.device_id, r.report->>'artifact',
-		                                                      r.report->>'state', r.report->>'error'),
-		                                   (r.report->>'version_code')::bigint,
-		                                   (r.report->>'keylist_version')::bigint,
-		                                   (r.report->>'rootlist_version')::bigint,
-		                                   r.report->>'error', r.report->>'campaign_id');
-		IF coalesce((r.report->>'health_known')::boolean, false) THEN
-			v_changes[r.ord] := v_changes[r.ord]
-			                    + rollout_health(r.device_id, (r.report->>'version_code')::bigint,
-			                                     (r.report->>'unexpected_reboots')::bigint,
-			                                     (r.report->>'health_permille')::bigint);
-		END IF;
+	         WHERE u.outcome = 'stored' AND coalesce((u.report->>'health_known')::boolean, false) LOOP
+		v_changes[r.ord] := v_changes[r.ord]
+		                    + rollout_health(r.device_id, (r.report->>'version_code')::bigint,
+		                                     (r.report->>'unexpected_reboots')::bigint,
+		                                     (r.report->>'health_permille')::bigint);
 	END LOOP;
 
 	-- the events of stored and stale reports, in one insert: each (device,
@@ -275,4 +291,108 @@ BEGIN
 	RETURN QUERY
 	SELECT i, v_outcome[i], v_events[i], v_changes[i], v_suspect[i], v_refusals[i]
 	FROM generate_series(1, v_n) AS i;
+END $$;
+
+-- rollout_report (migrations/code/rollout_engine.sql) for a set of distinct
+-- devices, one report each (arrays pairwise, as rollout_report's arguments;
+-- p_now: clock_timestamp()): the same statement over the set, one execution
+-- instead of one per device. Returns the campaign rows changed per device
+-- (devices with none left out). rollout_report's rules copied: a change to
+-- them is a change to both (test report-ingest-batch compares the two, case
+-- by case, over every campaign-row state a report can meet).
+CREATE OR REPLACE FUNCTION report_rollout_set(p_devices text[], p_states text[], p_version_codes bigint[],
+                                              p_keylists bigint[], p_rootlists bigint[], p_errors text[],
+                                              p_campaigns text[])
+RETURNS TABLE (device_id text, changes bigint)
+LANGUAGE plpgsql AS $$
+#variable_conflict use_column
+DECLARE
+	v_now timestamptz := clock_timestamp();
+	v_bad text;
+BEGIN
+	SELECT x INTO v_bad FROM unnest(p_states) WITH ORDINALITY AS u(x, o)
+	WHERE lower(coalesce(x, '')) NOT IN ('idle', 'downloading', 'verifying', 'pending', 'trial', 'confirmed',
+	                                     'reverted', 'rejected', 'failed', 'unspecified', 'unknown')
+	ORDER BY o LIMIT 1;
+	IF found THEN
+		PERFORM rollout_fail('FO422', 'state: unknown device state ' || lower(coalesce(v_bad, '')));
+	END IF;
+	RETURN QUERY
+	WITH inp AS (
+		SELECT u.device_id, lower(coalesce(u.state, '')) AS v_state, u.vc, u.kl, u.rl,
+		       CASE WHEN lower(coalesce(u.state, '')) = 'reverted' AND coalesce(u.error, '') = '' THEN 'OTA_ERR_SELFTEST'
+		            WHEN lower(coalesce(u.state, '')) IN ('rejected', 'failed') AND coalesce(u.error, '') = ''
+		            THEN 'OTA_ERR_TRANSPORT' ELSE coalesce(u.error, '') END AS v_error,
+		       coalesce(u.campaign, '') AS campaign
+		FROM unnest(p_devices, p_states, p_version_codes, p_keylists, p_rootlists, p_errors, p_campaigns)
+		     AS u(device_id, state, vc, kl, rl, error, campaign)
+	), cur AS (
+		SELECT m.campaign_id, m.device_id, m.state AS old_state, m.step, m.needed_keylist,
+		       k.kind, k.keylist_version AS c_kl, k.rootlist_version AS c_rl, a.version_code AS c_vc,
+		       m.state IN ('notified', 'downloading', 'installed', 'timed_out')
+		       AND (i.campaign = '' OR i.campaign = m.campaign_id) AS addressed,
+		       i.v_state IN ('failed', 'rejected') AND i.v_error IN ('OTA_ERR_TRANSPORT', 'OTA_ERR_TIMEOUT')
+		       AND m.state IN ('notified', 'downloading', 'installed')
+		       AND (i.campaign = '' OR i.campaign = m.campaign_id)
+		       AND m.attempts < k.transient_retries AS retry,
+		       m.attempts, k.retry_backoff_s, i.v_state, i.v_error, i.vc, i.kl, i.rl
+		FROM inp i
+		JOIN campaign_devices m ON m.device_id = i.device_id
+		JOIN campaigns k ON k.campaign_id = m.campaign_id
+		LEFT JOIN artifacts a ON a.artifact_id = k.artifact_id
+		WHERE m.state NOT IN ('confirmed', 'superseded', 'cancelled')
+		  AND k.state NOT IN ('draft', 'awaiting_approval')
+		FOR UPDATE OF m
+	), nxt AS (
+		SELECT cur.*,
+		CASE
+			WHEN cur.kind = 'firmware' AND cur.step = 'firmware' AND cur.vc >= cur.c_vc
+			     AND cur.v_state IN ('idle', 'confirmed') THEN 'confirmed'
+			WHEN cur.kind = 'keylist' AND cur.kl >= cur.c_kl THEN 'confirmed'
+			WHEN cur.kind = 'rootlist' AND cur.rl >= cur.c_rl THEN 'confirmed'
+			WHEN cur.kind = 'firmware' AND cur.step = 'keylist' AND cur.kl >= cur.needed_keylist
+			     AND cur.old_state <> 'failed' THEN 'pending'
+			WHEN NOT cur.addressed THEN cur.old_state
+			WHEN cur.retry THEN 'pending'
+			WHEN cur.v_state IN ('reverted', 'rejected', 'failed') THEN 'failed'
+			WHEN cur.old_state = 'timed_out' THEN 'timed_out'
+			WHEN cur.kind = 'firmware' AND cur.v_state IN ('pending', 'trial') THEN 'installed'
+			WHEN cur.v_state IN ('downloading', 'verifying') AND cur.old_state IN ('notified', 'downloading')
+			     THEN 'downloading'
+			ELSE cur.old_state
+		END AS new_state
+		FROM cur
+	), upd AS (
+		UPDATE campaign_devices m
+		SET state = nxt.new_state,
+		    step = CASE WHEN nxt.step = 'keylist' AND nxt.kind = 'firmware' AND nxt.new_state = 'pending'
+		                     AND NOT nxt.retry
+		                THEN 'firmware' ELSE m.step END,
+		    attempts = m.attempts + CASE WHEN nxt.retry THEN 1 ELSE 0 END,
+		    retry_at = CASE WHEN nxt.retry THEN v_now + rollout_retry_backoff(nxt.retry_backoff_s, nxt.attempts)
+		                    WHEN nxt.new_state = 'pending' THEN NULL ELSE m.retry_at END,
+		    error = CASE WHEN nxt.retry THEN nxt.v_error
+		                 WHEN nxt.new_state = 'failed' AND nxt.old_state <> 'failed' THEN nxt.v_error
+		                 WHEN nxt.new_state IN ('confirmed', 'pending') THEN '' ELSE m.error END,
+		    reconciled = m.reconciled OR (nxt.old_state = 'timed_out' AND nxt.new_state <> 'timed_out'),
+		    done_at = CASE WHEN nxt.new_state IN ('confirmed', 'failed') THEN coalesce(m.done_at, v_now)
+		                   WHEN nxt.new_state = 'pending' THEN NULL ELSE m.done_at END,
+		    notified_at = CASE WHEN nxt.new_state = 'pending' THEN NULL ELSE m.notified_at END,
+		    last_report_at = v_now,
+		    reported_version_code = coalesce(nxt.vc, m.reported_version_code),
+		    reported_keylist = coalesce(nxt.kl, m.reported_keylist),
+		    updated_at = v_now
+		FROM nxt
+		WHERE m.campaign_id = nxt.campaign_id AND m.device_id = nxt.device_id
+		  AND (nxt.new_state <> nxt.old_state
+		       OR m.reported_version_code IS DISTINCT FROM coalesce(nxt.vc, m.reported_version_code)
+		       OR (nxt.addressed AND nxt.new_state NOT IN ('failed', 'timed_out')))
+		RETURNING m.campaign_id, m.device_id, m.state, nxt.old_state
+	), asg AS (
+		UPDATE assignments x SET state = upd.state, updated_at = v_now
+		FROM upd
+		WHERE x.device_id = upd.device_id AND x.campaign_id = upd.campaign_id AND x.state <> upd.state
+		RETURNING 1
+	)
+	SELECT upd.device_id, count(*) FILTER (WHERE upd.state <> upd.old_state) FROM upd GROUP BY upd.device_id;
 END $$;

@@ -225,6 +225,81 @@ same "the same kept queue" \
 	"SELECT left(device_id, 3) AS p, substr(device_id, 4) AS k, campaign_id, version_code, keylist_version
 	 FROM campaign_targets" 1
 
+# report_rollout_set against rollout_report, case by case: devices a and b
+# in the same campaign rows (every row state, both steps, retries left or
+# not, campaigns of each kind, a draft, two rows for some), each given the
+# same report (every device state, errors transient or not, versions below,
+# at and above, addressed to its campaign, another, or none): a by
+# rollout_report, b by the set
+M=${REPORT_BATCH_CASES:-2000}
+q "INSERT INTO artifacts (artifact_id, digest, manifest, product, hw_revisions, version, version_code,
+                          image_sha256, image_size, signing_key_id, store_path)
+   VALUES ('fw-9', decode(md5('fw-9'), 'hex'), '\\x00', 'm9', '{}', '1.0.101', 101,
+           decode(repeat('ab', 32), 'hex'), 1, $KEY1, 'x')"
+for spec in '"id":"dk","kind":"keylist","keylist_version":2' '"id":"dr","kind":"rootlist","rootlist_version":1' \
+	'"id":"df","artifact":"fw-9","transient_retries":2' '"id":"dd","artifact":"fw-9"'; do
+	q "SELECT rollout_create('{$spec,\"target\":{\"model\":[\"m9\"]},\"stages\":[{\"percent\":100}]}', 'alice')" >/dev/null
+done
+q "SELECT rollout_start(c, 'alice') FROM unnest(ARRAY['dk', 'dr', 'df']) c" >/dev/null
+q "CREATE TABLE t_case AS
+   SELECT i, (ARRAY['dk', 'dr', 'df', 'dd'])[1 + i % 4] AS campaign_id,
+          (ARRAY['pending', 'notified', 'downloading', 'installed', 'confirmed', 'failed', 'timed_out',
+                 'superseded', 'cancelled'])[1 + (i / 4) % 9] AS row_state,
+          (ARRAY['firmware', 'keylist'])[1 + (i / 36) % 2] AS step, (i / 72) % 3 AS attempts,
+          (ARRAY['idle', 'downloading', 'verifying', 'pending', 'trial', 'confirmed', 'reverted', 'rejected',
+                 'failed', 'unspecified', 'unknown'])[1 + (i * 7919) % 11] AS state,
+          (ARRAY['', 'OTA_ERR_TRANSPORT', 'OTA_ERR_TIMEOUT', 'OTA_ERR_HASH'])[1 + (i * 104729) % 4] AS error,
+          100 + (i * 31) % 3 AS vc, 1 + (i * 17) % 2 AS kl, (i * 13) % 2 AS rl,
+          (ARRAY['', 'dk', 'df', 'zz'])[1 + (i * 37) % 4] AS report_campaign
+   FROM generate_series(1, $M) i;
+   INSERT INTO devices (device_id, model) SELECT s || lpad(i::text, 5, '0'), 'm9' FROM t_case, unnest(ARRAY['dfa', 'dfb']) s;
+   INSERT INTO campaign_devices (campaign_id, device_id, stage_no, step, needed_keylist, state, attempts, admit_seq,
+                                 admitted_at, reported_version_code)
+   SELECT c.campaign_id, s || lpad(c.i::text, 5, '0'), 1, CASE WHEN c.campaign_id IN ('df', 'dd') THEN c.step ELSE 'firmware' END,
+          2, c.row_state, c.attempts, c.i, now(), CASE WHEN c.i % 3 = 0 THEN 100 END
+   FROM t_case c, unnest(ARRAY['dfa', 'dfb']) s
+   UNION ALL
+   SELECT 'df', s || lpad(c.i::text, 5, '0'), 1, 'firmware', 0, 'notified', 0, c.i, now(), NULL
+   FROM t_case c, unnest(ARRAY['dfa', 'dfb']) s WHERE c.i % 7 = 0 AND c.campaign_id <> 'df';
+   INSERT INTO assignments (device_id, artifact_id, campaign_id, state)
+   SELECT m.device_id, 'fw-9', m.campaign_id, 'notified' FROM campaign_devices m WHERE m.campaign_id = 'df'"
+q "CREATE TABLE t_case_out AS
+   SELECT 'dfa' AS p, c.i, rollout_report('dfa' || lpad(c.i::text, 5, '0'), c.state, c.vc, c.kl, c.rl, c.error,
+                                         c.report_campaign) AS changes
+   FROM t_case c;
+   INSERT INTO t_case_out
+   SELECT 'dfb', c.i, coalesce(x.changes, 0)
+   FROM t_case c
+   LEFT JOIN report_rollout_set((SELECT array_agg('dfb' || lpad(i::text, 5, '0') ORDER BY i) FROM t_case),
+                                (SELECT array_agg(state ORDER BY i) FROM t_case), (SELECT array_agg(vc::bigint ORDER BY i) FROM t_case),
+                                (SELECT array_agg(kl::bigint ORDER BY i) FROM t_case), (SELECT array_agg(rl::bigint ORDER BY i) FROM t_case),
+                                (SELECT array_agg(error ORDER BY i) FROM t_case),
+                                (SELECT array_agg(report_campaign ORDER BY i) FROM t_case)) x
+     ON x.device_id = 'dfb' || lpad(c.i::text, 5, '0')"
+expect_eq "the set changes what rollout_report changes, device by device" \
+	"$(q "SELECT count(*), sum(a.changes) > 0 FROM t_case_out a JOIN t_case_out b ON b.p = 'dfb' AND b.i = a.i
+	      WHERE a.p = 'dfa' AND a.changes = b.changes")" "$M|t"
+pair() { # WHAT SQL ROWS: rows with p (dfa, dfb) and k, equal for both
+	local a="SELECT to_jsonb(x) - 'p' FROM ($2) x WHERE p = 'dfa'" b="SELECT to_jsonb(x) - 'p' FROM ($2) x WHERE p = 'dfb'"
+	expect_eq "$1" "$(q "SELECT count(*), (SELECT count(*) FROM ($a) o)
+	                     FROM (($a EXCEPT ALL $b) UNION ALL ($b EXCEPT ALL $a)) d")" "0|$3"
+}
+pair "the same campaign rows as rollout_report's" \
+	"SELECT left(device_id, 3) AS p, substr(device_id, 4) AS k, campaign_id, state, step, attempts, error, reconciled,
+	        reported_version_code, reported_keylist, done_at IS NOT NULL AS done, notified_at IS NOT NULL AS notified,
+	        retry_at IS NOT NULL AS retry, last_report_at IS NOT NULL AS reported FROM campaign_devices
+	 WHERE device_id LIKE 'df%'" "$(q "SELECT count(*) FROM campaign_devices WHERE device_id LIKE 'dfa%'")"
+pair "the same assignments as rollout_report's" \
+	"SELECT left(device_id, 3) AS p, substr(device_id, 4) AS k, campaign_id, state FROM assignments
+	 WHERE device_id LIKE 'df%'" "$(q "SELECT count(*) FROM assignments WHERE device_id LIKE 'dfa%'")"
+expect_eq "the cases reach every rule" \
+	"$(q "SELECT string_agg(DISTINCT m.state, ',' ORDER BY m.state) FROM campaign_devices m WHERE m.device_id LIKE 'dfa%'
+	        AND m.updated_at > (SELECT min(admitted_at) FROM campaign_devices WHERE device_id LIKE 'dfa%')
+	        AND m.last_report_at IS NOT NULL")" "confirmed,downloading,failed,installed,notified,pending,timed_out"
+expect_sqlstate "an unknown device state refused as rollout_report refuses it" FO422 \
+	"SELECT * FROM report_rollout_set(ARRAY['dfb00001'], ARRAY['sleeping'], ARRAY[1::bigint], ARRAY[1::bigint],
+	   ARRAY[0::bigint], ARRAY[''], ARRAY[''])"
+
 before=$(q "SELECT count(*) FROM device_events")
 max=$(q "SELECT report_batch_max()")
 report() { # SEQ STATE: a report of device b0100001
