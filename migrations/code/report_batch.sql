@@ -15,9 +15,10 @@
 -- batch (usually there is one round: a device reports seconds apart). In a
 -- round the devices are distinct, and devices do not depend on each other,
 -- so each round is: one classification against the stored rows, one
--- registry upsert, one assignments update and one events insert for all of
--- its reports; the rollout engine's rollout_report (and rollout_health) once
--- per device; security events once per event (rare). The rounds keep each
+-- registry upsert, one assignments update, one statement of the rollout
+-- engine (report_rollout_set: rollout_report over the set) and one events
+-- insert for all of its reports; rollout_health per report that carries
+-- health, security events once per event (both rare). The rounds keep each
 -- device's reports in their order (they depend on each other: the stored
 -- seq, the campaign state). A batch or round of one report is report_ingest
 -- itself.
