@@ -16,6 +16,8 @@
 # every second device, a refused signature (security refusal), reports over
 # the budget (flood): the third event flags a device suspect. Also a
 # decommissioned device, and an unknown device whose first report has seq 0.
+# Then report_rollout_set (the batch's rollout engine) against rollout_report
+# case by case over every campaign-row state a report can meet.
 # Bounds: at most report_batch_max() reports, arrays of one length, and a
 # report the database refuses stores none of its batch (FO422). Prints the
 # PostgreSQL backend CPU per report of each way (CPU seconds of the
