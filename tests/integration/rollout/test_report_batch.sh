@@ -18,6 +18,7 @@
 # decommissioned device, and an unknown device whose first report has seq 0.
 # Then report_rollout_set (the batch's rollout engine) against rollout_report
 # case by case over every campaign-row state a report can meet.
+# The same batch twice at once (two servers): stored once, then duplicates.
 # Bounds: at most report_batch_max() reports, arrays of one length, and a
 # report the database refuses stores none of its batch (FO422). Prints the
 # PostgreSQL backend CPU per report of each way (CPU seconds of the
@@ -301,6 +302,21 @@ expect_eq "the cases reach every rule" \
 expect_sqlstate "an unknown device state refused as rollout_report refuses it" FO422 \
 	"SELECT * FROM report_rollout_set(ARRAY['dfb00001'], ARRAY['sleeping'], ARRAY[1::bigint], ARRAY[1::bigint],
 	   ARRAY[0::bigint], ARRAY[''], ARRAY[''])"
+
+# two servers given the same 16 reports at once (a redelivery to another
+# member of the shared subscription): one stores them, the other waits for
+# its locks and finds them duplicates
+same16="SELECT string_agg(o.outcome, ',' ORDER BY o.ord) FROM report_ingest_batch(
+          ARRAY(SELECT device_id FROM t_reports WHERE prefix = 'b16' AND phase = 3 AND step = 4 ORDER BY device_id DESC LIMIT 16),
+          ARRAY(SELECT jsonb_set(report, '{seq}', '10') FROM t_reports WHERE prefix = 'b16' AND phase = 3 AND step = 4
+                ORDER BY device_id DESC LIMIT 16),
+          array_fill('\\x10'::bytea, ARRAY[16])) o"
+q "$same16" >"$STACK/same-a" & a=$!
+q "$same16" >"$STACK/same-b" & b=$!
+wait "$a" "$b"
+expect_eq "the same batch twice at once: stored once, then duplicates" \
+	"$(sort "$STACK/same-a" "$STACK/same-b" | tr '\n' ' ')" \
+	"$(printf 'duplicate,%.0s' {1..16} | sed 's/,$//') $(printf 'stored,%.0s' {1..16} | sed 's/,$//') "
 
 before=$(q "SELECT count(*) FROM device_events")
 max=$(q "SELECT report_batch_max()")
