@@ -33,7 +33,7 @@ $$;
 -- arguments and result as report_ingest_batch's; the caller validated the
 -- arrays and locked the devices' rows.
 CREATE OR REPLACE FUNCTION report_ingest_distinct(p_devices text[], p_reports jsonb[], p_digests bytea[],
-                                               p_refused integer[] DEFAULT NULL)
+                                                  p_refused integer[] DEFAULT NULL)
 RETURNS TABLE (ord integer, outcome text, new_events bigint, campaign_changes bigint, suspect boolean,
                refusal_events bigint)
 LANGUAGE plpgsql AS $$
