@@ -146,7 +146,7 @@ q "SELECT rollout_create('{\"id\":\"c1\",\"artifact\":\"fw-101\",\"rate_per_minu
                           \"transient_retries\":2,\"target\":{\"model\":[\"m1\"]},
                           \"stages\":[{\"percent\":100,\"max_in_flight\":100000}]}', 'alice')" >/dev/null
 q "SELECT rollout_start('c1', 'alice')" >/dev/null
-q "SELECT count(*) FROM rollout_tick('s')" >/dev/null
+q "SELECT count(*) FROM rollout_tick('s', NULL, 30, 32, 1000000)" >/dev/null
 expect_eq "the campaign notified every registered device" \
 	"$(q "SELECT count(*) FROM campaign_devices WHERE campaign_id = 'c1' AND state = 'notified'")" \
 	"$((6 * N))"
