@@ -31,11 +31,7 @@ $$;
 
 -- report_ingest_batch's work for reports of distinct devices (one round):
 -- arguments and result as report_ingest_batch's; the caller validated the
--- arrays and locked the devices' rows. Every join to a table also says
--- device_id = ANY (p_devices): the planner then reads the table by its
--- index, whatever it guesses of the arrays' length (joined to the unnested
--- arrays alone it read whole tables once they were some thousands of rows:
--- a cost per batch that grew with the fleet).
+-- arrays and locked the devices' rows.
 CREATE OR REPLACE FUNCTION report_ingest_distinct(p_devices text[], p_reports jsonb[], p_digests bytea[],
                                                   p_refused integer[] DEFAULT NULL)
 RETURNS TABLE (ord integer, outcome text, new_events bigint, campaign_changes bigint, suspect boolean,
@@ -76,7 +72,7 @@ BEGIN
 	      FROM (SELECT u.ord, u.device_id, u.digest, (u.report->>'seq')::bigint AS seq,
 	                   count(*) OVER (PARTITION BY u.device_id) > 1 AS several
 	            FROM unnest(p_devices, p_reports, p_digests) WITH ORDINALITY AS u(device_id, report, digest, ord)) b
-	      LEFT JOIN devices d ON d.device_id = b.device_id AND d.device_id = ANY (p_devices)) c;
+	      LEFT JOIN devices d ON d.device_id = b.device_id) c;
 	IF v_twice THEN
 		RAISE EXCEPTION USING ERRCODE = 'FO422', MESSAGE = 'batch: a device twice in one round';
 	END IF;
@@ -86,7 +82,7 @@ BEGIN
 	FOR r IN SELECT u.device_id, format('report seq %s, stored seq %s', (u.report->>'seq')::bigint,
 	                                    coalesce(d.last_report_seq, 0)) AS detail
 	         FROM unnest(p_devices, p_reports, v_outcome) WITH ORDINALITY AS u(device_id, report, outcome, ord)
-	         LEFT JOIN devices d ON d.device_id = u.device_id AND d.device_id = ANY (p_devices)
+	         LEFT JOIN devices d ON d.device_id = u.device_id
 	         WHERE u.outcome = 'replay'
 	         ORDER BY u.ord LOOP
 		PERFORM security_event(r.device_id, 'replay', r.detail);
@@ -126,8 +122,7 @@ BEGIN
 	-- the assignments the stored reports name, in one statement
 	UPDATE assignments a SET state = u.report->>'state', error = u.report->>'error', updated_at = now()
 	FROM unnest(p_devices, p_reports, v_outcome) AS u(device_id, report, outcome)
-	WHERE u.outcome = 'stored' AND a.device_id = ANY (p_devices) AND a.device_id = u.device_id
-	  AND a.artifact_id = u.report->>'artifact'
+	WHERE u.outcome = 'stored' AND a.device_id = u.device_id AND a.artifact_id = u.report->>'artifact'
 	  AND u.report->>'artifact' <> '';
 
 	-- the rollout engine for every stored report at once (report_ingest's
@@ -217,7 +212,7 @@ BEGIN
 
 	SELECT array_agg(coalesce(d.suspect, false) ORDER BY u.ord) INTO v_suspect
 	FROM unnest(p_devices) WITH ORDINALITY AS u(device_id, ord)
-	LEFT JOIN devices d ON d.device_id = u.device_id AND d.device_id = ANY (p_devices);
+	LEFT JOIN devices d ON d.device_id = u.device_id;
 
 	RETURN QUERY
 	SELECT i, v_outcome[i], v_events[i], v_changes[i], v_suspect[i], v_refusals[i]
@@ -305,8 +300,7 @@ END $$;
 -- instead of one per device. Returns the campaign rows changed per device
 -- (devices with none left out). rollout_report's rules copied: a change to
 -- them is a change to both (test report-ingest-batch compares the two, case
--- by case, over every campaign-row state a report can meet). The tables are
--- read by device_id = ANY (p_devices), as in report_ingest_distinct.
+-- by case, over every campaign-row state a report can meet).
 CREATE OR REPLACE FUNCTION report_rollout_set(p_devices text[], p_states text[], p_version_codes bigint[],
                                               p_keylists bigint[], p_rootlists bigint[], p_errors text[],
                                               p_campaigns text[])
@@ -344,7 +338,7 @@ BEGIN
 		       AND m.attempts < k.transient_retries AS retry,
 		       m.attempts, k.retry_backoff_s, i.v_state, i.v_error, i.vc, i.kl, i.rl
 		FROM inp i
-		JOIN campaign_devices m ON m.device_id = i.device_id AND m.device_id = ANY (p_devices)
+		JOIN campaign_devices m ON m.device_id = i.device_id
 		JOIN campaigns k ON k.campaign_id = m.campaign_id
 		LEFT JOIN artifacts a ON a.artifact_id = k.artifact_id
 		WHERE m.state NOT IN ('confirmed', 'superseded', 'cancelled')
@@ -390,7 +384,7 @@ BEGIN
 		    reported_keylist = coalesce(nxt.kl, m.reported_keylist),
 		    updated_at = v_now
 		FROM nxt
-		WHERE m.device_id = ANY (p_devices) AND m.campaign_id = nxt.campaign_id AND m.device_id = nxt.device_id
+		WHERE m.campaign_id = nxt.campaign_id AND m.device_id = nxt.device_id
 		  AND (nxt.new_state <> nxt.old_state
 		       OR m.reported_version_code IS DISTINCT FROM coalesce(nxt.vc, m.reported_version_code)
 		       OR (nxt.addressed AND nxt.new_state NOT IN ('failed', 'timed_out')))
@@ -398,8 +392,7 @@ BEGIN
 	), asg AS (
 		UPDATE assignments x SET state = upd.state, updated_at = v_now
 		FROM upd
-		WHERE x.device_id = ANY (p_devices) AND x.device_id = upd.device_id AND x.campaign_id = upd.campaign_id
-		  AND x.state <> upd.state
+		WHERE x.device_id = upd.device_id AND x.campaign_id = upd.campaign_id AND x.state <> upd.state
 		RETURNING 1
 	)
 	SELECT upd.device_id, count(*) FILTER (WHERE upd.state <> upd.old_state) FROM upd GROUP BY upd.device_id;
