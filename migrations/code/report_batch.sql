@@ -3,13 +3,25 @@
 -- one call, one transaction, one round trip. Each report keeps exactly the
 -- semantics of report_ingest (report.sql: stored, duplicate, replay, stale,
 -- decommissioned; the per-device budget is applied by the server before a
--- report reaches the database): the reports of one device are ingested in
--- the order given, so a batch gives the same rows as the same calls one by
--- one. The batch is one transaction: an error (a deadlock, a lost
--- connection, a report the database refuses) stores none of it, and the
--- caller ingests those reports again one by one with report_ingest (no
--- savepoint per report: a subtransaction each would cost what batching
--- saves). The caller acknowledges the MQTT messages after the call returned.
+-- report reaches the database): a batch gives the same rows and outcomes as
+-- the same calls one by one. The batch is one transaction: an error (a
+-- deadlock, a lost connection, a report the database refuses) stores none of
+-- it, and the caller ingests those reports again one by one with
+-- report_ingest (no savepoint per report: a subtransaction each would cost
+-- what batching saves). The caller acknowledges the MQTT messages after the
+-- call returned.
+--
+-- Set-based, in rounds: round k takes the k-th report of every device in the
+-- batch (usually there is one round: a device reports seconds apart). In a
+-- round the devices are distinct, and devices do not depend on each other,
+-- so each round is: one classification against the stored rows, one
+-- registry upsert, one assignments update, one statement of the rollout
+-- engine (report_rollout_set: rollout_report over the set) and one events
+-- insert for all of its reports; rollout_health per report that carries
+-- health, security events once per event (both rare). The rounds keep each
+-- device's reports in their order (they depend on each other: the stored
+-- seq, the campaign state). A batch or round of one report is report_ingest
+-- itself.
 -- Re-applied by `ota-server migrate` whenever this file changes (docs/server.md).
 
 CREATE OR REPLACE FUNCTION report_batch_max() RETURNS integer
@@ -17,9 +29,199 @@ LANGUAGE sql IMMUTABLE AS $$
 	SELECT 256
 $$;
 
+-- report_ingest_batch's work for reports of distinct devices (one round):
+-- arguments and result as report_ingest_batch's; the caller validated the
+-- arrays and locked the devices' rows.
+CREATE OR REPLACE FUNCTION report_ingest_distinct(p_devices text[], p_reports jsonb[], p_digests bytea[],
+                                                  p_refused integer[] DEFAULT NULL)
+RETURNS TABLE (ord integer, outcome text, new_events bigint, campaign_changes bigint, suspect boolean,
+               refusal_events bigint)
+LANGUAGE plpgsql AS $$
+#variable_conflict use_column
+DECLARE
+	v_n integer := coalesce(cardinality(p_devices), 0);
+	-- per report (index = ord)
+	v_outcome text[];
+	v_events bigint[];
+	v_changes bigint[];
+	v_suspect boolean[];
+	v_refusals bigint[];
+	v_twice boolean;
+	r record;
+BEGIN
+	IF v_n = 0 THEN
+		RETURN;
+	ELSIF v_n = 1 THEN
+		-- one report: report_ingest itself (fewer statements, the same rows)
+		RETURN QUERY SELECT 1, i.* FROM report_ingest(p_devices[1], p_reports[1], p_digests[1],
+		                                               coalesce(p_refused[1], 0)) i;
+		RETURN;
+	END IF;
+	v_events := array_fill(0::bigint, ARRAY[v_n]);
+	v_changes := array_fill(0::bigint, ARRAY[v_n]);
+	v_refusals := array_fill(0::bigint, ARRAY[v_n]);
+	-- report_ingest's classification against the stored row
+	SELECT array_agg(c.outcome ORDER BY c.ord), bool_or(c.several) INTO v_outcome, v_twice
+	FROM (SELECT b.ord, b.several,
+	             CASE WHEN d.decommissioned THEN 'decommissioned'
+	                  WHEN b.seq = d.last_report_seq AND d.last_report_sha256 = b.digest THEN 'duplicate'
+	                  WHEN b.seq <= 0 OR b.seq = d.last_report_seq THEN 'replay'
+	                  WHEN b.seq < d.last_report_seq THEN 'stale'
+	                  ELSE 'stored'
+	             END AS outcome
+	      FROM (SELECT u.ord, u.device_id, u.digest, (u.report->>'seq')::bigint AS seq,
+	                   count(*) OVER (PARTITION BY u.device_id) > 1 AS several
+	            FROM unnest(p_devices, p_reports, p_digests) WITH ORDINALITY AS u(device_id, report, digest, ord)) b
+	      LEFT JOIN devices d ON d.device_id = b.device_id) c;
+	IF v_twice THEN
+		RAISE EXCEPTION USING ERRCODE = 'FO422', MESSAGE = 'batch: a device twice in one round';
+	END IF;
+
+	-- replays: a security event each (before anything is stored, as
+	-- report_ingest; the row they name does not change in this round)
+	FOR r IN SELECT u.device_id, format('report seq %s, stored seq %s', (u.report->>'seq')::bigint,
+	                                    coalesce(d.last_report_seq, 0)) AS detail
+	         FROM unnest(p_devices, p_reports, v_outcome) WITH ORDINALITY AS u(device_id, report, outcome, ord)
+	         LEFT JOIN devices d ON d.device_id = u.device_id
+	         WHERE u.outcome = 'replay'
+	         ORDER BY u.ord LOOP
+		PERFORM security_event(r.device_id, 'replay', r.detail);
+	END LOOP;
+
+	-- the registry: one upsert of every stored report (report_ingest's)
+	INSERT INTO devices AS d (device_id, model, hw_revision, version, version_code,
+	                          security_counter, keylist_version, rootlist_version, keylist_key_ids,
+	                          pending_version, active_slot, state, last_error, last_error_detail,
+	                          last_report_seq, last_report_sha256, running_sha256, last_seen)
+	SELECT u.device_id, u.report->>'model', u.report->>'hw_revision', u.report->>'version',
+	       (u.report->>'version_code')::bigint, (u.report->>'security_counter')::bigint,
+	       (u.report->>'keylist_version')::bigint, (u.report->>'rootlist_version')::bigint,
+	       ARRAY(SELECT decode(x, 'hex') FROM jsonb_array_elements_text(u.report->'keylist_key_ids') x),
+	       u.report->>'pending_version', (u.report->>'active_slot')::integer, u.report->>'state',
+	       u.report->>'error', u.report->>'error_detail', (u.report->>'seq')::bigint, u.digest,
+	       decode(nullif(u.report->>'running_sha256', ''), 'hex'), now()
+	FROM unnest(p_devices, p_reports, p_digests, v_outcome) AS u(device_id, report, digest, outcome)
+	WHERE u.outcome = 'stored'
+	ORDER BY u.device_id
+	ON CONFLICT (device_id) DO UPDATE SET
+		model = CASE WHEN EXCLUDED.model <> '' THEN EXCLUDED.model ELSE d.model END,
+		hw_revision = CASE WHEN EXCLUDED.hw_revision <> '' THEN EXCLUDED.hw_revision
+		                   ELSE d.hw_revision END,
+		version = EXCLUDED.version, version_code = EXCLUDED.version_code,
+		security_counter = EXCLUDED.security_counter,
+		keylist_version = EXCLUDED.keylist_version,
+		rootlist_version = EXCLUDED.rootlist_version,
+		keylist_key_ids = EXCLUDED.keylist_key_ids,
+		pending_version = EXCLUDED.pending_version, active_slot = EXCLUDED.active_slot,
+		state = EXCLUDED.state, last_error = EXCLUDED.last_error,
+		last_error_detail = EXCLUDED.last_error_detail,
+		last_report_seq = EXCLUDED.last_report_seq,
+		last_report_sha256 = EXCLUDED.last_report_sha256,
+		running_sha256 = EXCLUDED.running_sha256, last_seen = now();
+
+	-- the assignments the stored reports name, in one statement
+	UPDATE assignments a SET state = u.report->>'state', error = u.report->>'error', updated_at = now()
+	FROM unnest(p_devices, p_reports, v_outcome) AS u(device_id, report, outcome)
+	WHERE u.outcome = 'stored' AND a.device_id = u.device_id AND a.artifact_id = u.report->>'artifact'
+	  AND u.report->>'artifact' <> '';
+
+	-- the rollout engine for every stored report at once (report_ingest's
+	-- calls: a refused delta the device falls back from is no failed install,
+	-- deltas.sql; report_rollout_set below is rollout_report over a set),
+	-- then post-install health (StatusReport 30..32) per report that has it
+	FOR r IN
+		WITH st AS (
+			SELECT u.ord, u.device_id, u.report,
+			       delta_report_state(u.device_id, u.report->>'artifact', u.report->>'state',
+			                          u.report->>'error') AS state
+			FROM unnest(p_devices, p_reports, v_outcome) WITH ORDINALITY AS u(device_id, report, outcome, ord)
+			WHERE u.outcome = 'stored'
+		), agg AS (
+			SELECT array_agg(st.device_id ORDER BY st.device_id) AS devices,
+			       array_agg(st.state ORDER BY st.device_id) AS states,
+			       array_agg((st.report->>'version_code')::bigint ORDER BY st.device_id) AS vcs,
+			       array_agg((st.report->>'keylist_version')::bigint ORDER BY st.device_id) AS kls,
+			       array_agg((st.report->>'rootlist_version')::bigint ORDER BY st.device_id) AS rls,
+			       array_agg(st.report->>'error' ORDER BY st.device_id) AS errors,
+			       array_agg(st.report->>'campaign_id' ORDER BY st.device_id) AS campaigns
+			FROM st
+		)
+		SELECT st.ord, coalesce(x.changes, 0) AS changes
+		FROM st LEFT JOIN (SELECT s.* FROM agg, report_rollout_set(agg.devices, agg.states, agg.vcs, agg.kls,
+		                                                           agg.rls, agg.errors, agg.campaigns) s) x
+		     ON x.device_id = st.device_id
+	LOOP
+		v_changes[r.ord] := r.changes;
+	END LOOP;
+	FOR r IN SELECT u.ord, u.device_id, u.report
+	         FROM unnest(p_devices, p_reports, v_outcome) WITH ORDINALITY AS u(device_id, report, outcome, ord)
+	         WHERE u.outcome = 'stored' AND coalesce((u.report->>'health_known')::boolean, false) LOOP
+		v_changes[r.ord] := v_changes[r.ord]
+		                    + rollout_health(r.device_id, (r.report->>'version_code')::bigint,
+		                                     (r.report->>'unexpected_reboots')::bigint,
+		                                     (r.report->>'health_permille')::bigint);
+	END LOOP;
+
+	-- the events of stored and stale reports, in one insert: each (device,
+	-- seq) once, the first in the report as report_ingest's insert keeps it
+	FOR r IN
+		WITH src AS (
+			SELECT DISTINCT ON (u.device_id, e.seq) u.ord, e.idx, u.device_id, e.seq, e.kind, e.error,
+			       e.version, e.version_code, e.security_counter, e.detail,
+			       coalesce(nullif(e.campaign_id, ''), u.report->>'campaign_id') AS campaign_id, e.time
+			FROM unnest(p_devices, p_reports, v_outcome) WITH ORDINALITY AS u(device_id, report, outcome, ord)
+			CROSS JOIN LATERAL ROWS FROM (jsonb_to_recordset(u.report->'events')
+			         AS (seq bigint, kind text, error text, version text, version_code bigint,
+			             security_counter bigint, detail text, campaign_id text, time bigint))
+			     WITH ORDINALITY AS e(seq, kind, error, version, version_code, security_counter, detail,
+			                          campaign_id, time, idx)
+			WHERE u.outcome IN ('stored', 'stale')
+			ORDER BY u.device_id, e.seq, e.idx
+		), ins AS (
+			INSERT INTO device_events (device_id, seq, kind, error, version, version_code,
+			                           security_counter, detail, campaign_id, device_time)
+			SELECT s.device_id, s.seq, s.kind, s.error, s.version, s.version_code, s.security_counter,
+			       s.detail, s.campaign_id, s.time
+			FROM src s ORDER BY s.ord, s.idx
+			ON CONFLICT (device_id, seq) DO NOTHING
+			RETURNING device_id, seq
+		)
+		SELECT s.ord, count(*) AS n,
+		       coalesce(array_agg(format('event %s %s: %s', s.seq, s.kind, s.error) ORDER BY s.idx)
+		                FILTER (WHERE report_security_error(s.error)), '{}') AS refusals
+		FROM ins JOIN src s ON s.device_id = ins.device_id AND s.seq = ins.seq
+		GROUP BY s.ord
+	LOOP
+		v_events[r.ord] := r.n;
+		v_refusals[r.ord] := cardinality(r.refusals);
+		-- each new event once: a device re-sends its newest events in every report
+		FOR i IN 1 .. cardinality(r.refusals) LOOP
+			PERFORM security_event(p_devices[r.ord], 'refusal', r.refusals[i]);
+		END LOOP;
+	END LOOP;
+
+	IF p_refused IS NOT NULL THEN
+		FOR r IN SELECT u.device_id, u.refused
+		         FROM unnest(p_devices, p_refused, v_outcome) WITH ORDINALITY AS u(device_id, refused, outcome, ord)
+		         WHERE u.refused > 0
+		         ORDER BY u.ord LOOP
+			PERFORM security_event(r.device_id, 'flood',
+			                       format('%s reports over the budget refused', r.refused));
+		END LOOP;
+	END IF;
+
+	SELECT array_agg(coalesce(d.suspect, false) ORDER BY u.ord) INTO v_suspect
+	FROM unnest(p_devices) WITH ORDINALITY AS u(device_id, ord)
+	LEFT JOIN devices d ON d.device_id = u.device_id;
+
+	RETURN QUERY
+	SELECT i, v_outcome[i], v_events[i], v_changes[i], v_suspect[i], v_refusals[i]
+	FROM generate_series(1, v_n) AS i;
+END $$;
+
 -- p_devices, p_reports, p_digests, p_refused: one element per report, as
--- report_ingest's arguments. Returns one row per report, ord = its index
--- (1-based), with report_ingest's columns.
+-- report_ingest's arguments. Returns one row per report in their order,
+-- ord = its index (1-based), with report_ingest's columns.
 CREATE OR REPLACE FUNCTION report_ingest_batch(p_devices text[], p_reports jsonb[], p_digests bytea[],
                                                p_refused integer[] DEFAULT NULL)
 RETURNS TABLE (ord integer, outcome text, new_events bigint, campaign_changes bigint, suspect boolean,
@@ -28,6 +230,19 @@ LANGUAGE plpgsql AS $$
 #variable_conflict use_column
 DECLARE
 	v_n integer := coalesce(cardinality(p_devices), 0);
+	v_round integer[];
+	v_rounds integer;
+	v_ords integer[];
+	v_devices text[];
+	v_reports jsonb[];
+	v_digests bytea[];
+	v_refused integer[];
+	-- per report (index = ord)
+	v_outcome text[];
+	v_events bigint[];
+	v_changes bigint[];
+	v_suspect boolean[];
+	v_refusals bigint[];
 	r record;
 BEGIN
 	IF v_n > report_batch_max() THEN
@@ -38,17 +253,147 @@ BEGIN
 	   OR (p_refused IS NOT NULL AND cardinality(p_refused) <> v_n) THEN
 		RAISE EXCEPTION USING ERRCODE = 'FO422', MESSAGE = 'batch: one report, digest and count per device';
 	END IF;
+	IF v_n = 0 THEN
+		RETURN;
+	ELSIF v_n = 1 THEN
+		-- one report: report_ingest itself (fewer statements, the same rows)
+		RETURN QUERY SELECT 1, i.* FROM report_ingest(p_devices[1], p_reports[1], p_digests[1],
+		                                               coalesce(p_refused[1], 0)) i;
+		RETURN;
+	END IF;
 	-- the devices' rows locked in one order: two batches never wait on each
 	-- other in a circle
 	PERFORM 1 FROM devices d WHERE d.device_id = ANY (p_devices) ORDER BY d.device_id FOR UPDATE;
-	FOR i IN 1 .. v_n LOOP
-		ord := i;
-		SELECT * INTO r FROM report_ingest(p_devices[i], p_reports[i], p_digests[i], coalesce(p_refused[i], 0));
-		outcome := r.outcome;
-		new_events := r.new_events;
-		campaign_changes := r.campaign_changes;
-		suspect := r.suspect;
-		refusal_events := r.refusal_events;
-		RETURN NEXT;
+	-- round k: the k-th report of each device in the batch
+	SELECT array_agg(x.round ORDER BY x.ord), max(x.round) INTO v_round, v_rounds
+	FROM (SELECT u.ord, row_number() OVER (PARTITION BY u.device_id ORDER BY u.ord)::integer AS round
+	      FROM unnest(p_devices) WITH ORDINALITY AS u(device_id, ord)) x;
+	IF v_rounds = 1 THEN
+		RETURN QUERY SELECT * FROM report_ingest_distinct(p_devices, p_reports, p_digests, p_refused) i
+		             ORDER BY i.ord;
+		RETURN;
+	END IF;
+	FOR k IN 1 .. v_rounds LOOP
+		SELECT array_agg(u.ord ORDER BY u.ord), array_agg(u.device_id ORDER BY u.ord),
+		       array_agg(u.report ORDER BY u.ord), array_agg(u.digest ORDER BY u.ord),
+		       array_agg(u.refused ORDER BY u.ord)
+		INTO v_ords, v_devices, v_reports, v_digests, v_refused
+		FROM unnest(p_devices, p_reports, p_digests, p_refused, v_round)
+		     WITH ORDINALITY AS u(device_id, report, digest, refused, round, ord)
+		WHERE u.round = k;
+		FOR r IN SELECT * FROM report_ingest_distinct(v_devices, v_reports, v_digests, v_refused) LOOP
+			v_outcome[v_ords[r.ord]] := r.outcome;
+			v_events[v_ords[r.ord]] := r.new_events;
+			v_changes[v_ords[r.ord]] := r.campaign_changes;
+			v_suspect[v_ords[r.ord]] := r.suspect;
+			v_refusals[v_ords[r.ord]] := r.refusal_events;
+		END LOOP;
 	END LOOP;
+	RETURN QUERY
+	SELECT i, v_outcome[i], v_events[i], v_changes[i], v_suspect[i], v_refusals[i]
+	FROM generate_series(1, v_n) AS i;
+END $$;
+
+-- rollout_report (migrations/code/rollout_engine.sql) for a set of distinct
+-- devices, one report each (arrays pairwise, as rollout_report's arguments;
+-- p_now: clock_timestamp()): the same statement over the set, one execution
+-- instead of one per device. Returns the campaign rows changed per device
+-- (devices with none left out). rollout_report's rules copied: a change to
+-- them is a change to both (test report-ingest-batch compares the two, case
+-- by case, over every campaign-row state a report can meet).
+CREATE OR REPLACE FUNCTION report_rollout_set(p_devices text[], p_states text[], p_version_codes bigint[],
+                                              p_keylists bigint[], p_rootlists bigint[], p_errors text[],
+                                              p_campaigns text[])
+RETURNS TABLE (device_id text, changes bigint)
+LANGUAGE plpgsql AS $$
+#variable_conflict use_column
+DECLARE
+	v_now timestamptz := clock_timestamp();
+	v_bad text;
+BEGIN
+	SELECT x INTO v_bad FROM unnest(p_states) WITH ORDINALITY AS u(x, o)
+	WHERE lower(coalesce(x, '')) NOT IN ('idle', 'downloading', 'verifying', 'pending', 'trial', 'confirmed',
+	                                     'reverted', 'rejected', 'failed', 'unspecified', 'unknown')
+	ORDER BY o LIMIT 1;
+	IF found THEN
+		PERFORM rollout_fail('FO422', 'state: unknown device state ' || lower(coalesce(v_bad, '')));
+	END IF;
+	RETURN QUERY
+	WITH inp AS (
+		SELECT u.device_id, lower(coalesce(u.state, '')) AS v_state, u.vc, u.kl, u.rl,
+		       CASE WHEN lower(coalesce(u.state, '')) = 'reverted' AND coalesce(u.error, '') = '' THEN 'OTA_ERR_SELFTEST'
+		            WHEN lower(coalesce(u.state, '')) IN ('rejected', 'failed') AND coalesce(u.error, '') = ''
+		            THEN 'OTA_ERR_TRANSPORT' ELSE coalesce(u.error, '') END AS v_error,
+		       coalesce(u.campaign, '') AS campaign
+		FROM unnest(p_devices, p_states, p_version_codes, p_keylists, p_rootlists, p_errors, p_campaigns)
+		     AS u(device_id, state, vc, kl, rl, error, campaign)
+	), cur AS (
+		SELECT m.campaign_id, m.device_id, m.state AS old_state, m.step, m.needed_keylist,
+		       k.kind, k.keylist_version AS c_kl, k.rootlist_version AS c_rl, a.version_code AS c_vc,
+		       m.state IN ('notified', 'downloading', 'installed', 'timed_out')
+		       AND (i.campaign = '' OR i.campaign = m.campaign_id) AS addressed,
+		       i.v_state IN ('failed', 'rejected') AND i.v_error IN ('OTA_ERR_TRANSPORT', 'OTA_ERR_TIMEOUT')
+		       AND m.state IN ('notified', 'downloading', 'installed')
+		       AND (i.campaign = '' OR i.campaign = m.campaign_id)
+		       AND m.attempts < k.transient_retries AS retry,
+		       m.attempts, k.retry_backoff_s, i.v_state, i.v_error, i.vc, i.kl, i.rl
+		FROM inp i
+		JOIN campaign_devices m ON m.device_id = i.device_id
+		JOIN campaigns k ON k.campaign_id = m.campaign_id
+		LEFT JOIN artifacts a ON a.artifact_id = k.artifact_id
+		WHERE m.state NOT IN ('confirmed', 'superseded', 'cancelled')
+		  AND k.state NOT IN ('draft', 'awaiting_approval')
+		FOR UPDATE OF m
+	), nxt AS (
+		SELECT cur.*,
+		CASE
+			WHEN cur.kind = 'firmware' AND cur.step = 'firmware' AND cur.vc >= cur.c_vc
+			     AND cur.v_state IN ('idle', 'confirmed') THEN 'confirmed'
+			WHEN cur.kind = 'keylist' AND cur.kl >= cur.c_kl THEN 'confirmed'
+			WHEN cur.kind = 'rootlist' AND cur.rl >= cur.c_rl THEN 'confirmed'
+			WHEN cur.kind = 'firmware' AND cur.step = 'keylist' AND cur.kl >= cur.needed_keylist
+			     AND cur.old_state <> 'failed' THEN 'pending'
+			WHEN NOT cur.addressed THEN cur.old_state
+			WHEN cur.retry THEN 'pending'
+			WHEN cur.v_state IN ('reverted', 'rejected', 'failed') THEN 'failed'
+			WHEN cur.old_state = 'timed_out' THEN 'timed_out'
+			WHEN cur.kind = 'firmware' AND cur.v_state IN ('pending', 'trial') THEN 'installed'
+			WHEN cur.v_state IN ('downloading', 'verifying') AND cur.old_state IN ('notified', 'downloading')
+			     THEN 'downloading'
+			ELSE cur.old_state
+		END AS new_state
+		FROM cur
+	), upd AS (
+		UPDATE campaign_devices m
+		SET state = nxt.new_state,
+		    step = CASE WHEN nxt.step = 'keylist' AND nxt.kind = 'firmware' AND nxt.new_state = 'pending'
+		                     AND NOT nxt.retry
+		                THEN 'firmware' ELSE m.step END,
+		    attempts = m.attempts + CASE WHEN nxt.retry THEN 1 ELSE 0 END,
+		    retry_at = CASE WHEN nxt.retry THEN v_now + rollout_retry_backoff(nxt.retry_backoff_s, nxt.attempts)
+		                    WHEN nxt.new_state = 'pending' THEN NULL ELSE m.retry_at END,
+		    error = CASE WHEN nxt.retry THEN nxt.v_error
+		                 WHEN nxt.new_state = 'failed' AND nxt.old_state <> 'failed' THEN nxt.v_error
+		                 WHEN nxt.new_state IN ('confirmed', 'pending') THEN '' ELSE m.error END,
+		    reconciled = m.reconciled OR (nxt.old_state = 'timed_out' AND nxt.new_state <> 'timed_out'),
+		    done_at = CASE WHEN nxt.new_state IN ('confirmed', 'failed') THEN coalesce(m.done_at, v_now)
+		                   WHEN nxt.new_state = 'pending' THEN NULL ELSE m.done_at END,
+		    notified_at = CASE WHEN nxt.new_state = 'pending' THEN NULL ELSE m.notified_at END,
+		    last_report_at = v_now,
+		    reported_version_code = coalesce(nxt.vc, m.reported_version_code),
+		    reported_keylist = coalesce(nxt.kl, m.reported_keylist),
+		    updated_at = v_now
+		FROM nxt
+		WHERE m.campaign_id = nxt.campaign_id AND m.device_id = nxt.device_id
+		  AND (nxt.new_state <> nxt.old_state
+		       OR m.reported_version_code IS DISTINCT FROM coalesce(nxt.vc, m.reported_version_code)
+		       OR (nxt.addressed AND nxt.new_state NOT IN ('failed', 'timed_out')))
+		RETURNING m.campaign_id, m.device_id, m.state, nxt.old_state
+	), asg AS (
+		UPDATE assignments x SET state = upd.state, updated_at = v_now
+		FROM upd
+		WHERE x.device_id = upd.device_id AND x.campaign_id = upd.campaign_id AND x.state <> upd.state
+		RETURNING 1
+	)
+	SELECT upd.device_id, count(*) FILTER (WHERE upd.state <> upd.old_state) FROM upd GROUP BY upd.device_id;
 END $$;

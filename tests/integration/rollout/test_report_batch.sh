@@ -2,141 +2,342 @@
 # SPDX-License-Identifier: Apache-2.0
 # Batched report ingest (migrations/code/report_batch.sql): the same reports
 # given one by one to report_ingest and in batches to report_ingest_batch
-# leave the same rows (devices, events, assignments, campaign rows, security
-# events) and the same outcomes: stored, duplicate (a redelivery), replay,
-# stale (older seq, its new events kept), several reports of one device in
-# one batch, decommissioned. Bounds: at most report_batch_max() reports,
-# arrays of one length (FO422, nothing stored). Prints PostgreSQL CPU per
-# report both ways, and one by one with cached plans and a commit each (as
-# ota-server's prepared call), which is what batches save against.
+# leave the same rows (devices, events, assignments, campaign rows, kept
+# queues, security events and suspect flags) and the same outcomes. Each
+# device set (the first three characters of its ids) takes the same script
+# one way: one by one as psql statements (the reference), one by one from a
+# procedure with a commit each (as ota-server's prepared call), and in
+# batches of 1, 16 and 256 in report order, and of 256 in device order (all
+# of a device's reports in one batch). The script, in three phases:
+# registration (the first report of an unknown device); a campaign notifies
+# every device, then its install: a redelivery (duplicate), an older report
+# after a newer one (stale), a transient failure retried on every fifth
+# device, trial, confirm; then security events: a replay, a seq-0 report on
+# every second device, a refused signature (security refusal), reports over
+# the budget (flood): the third event flags a device suspect. Also a
+# decommissioned device, and an unknown device whose first report has seq 0.
+# Then report_rollout_set (the batch's rollout engine) against rollout_report
+# case by case over every campaign-row state a report can meet.
+# The same batch twice at once (two servers): stored once, then duplicates.
+# Bounds: at most report_batch_max() reports, arrays of one length, and a
+# report the database refuses stores none of its batch (FO422). Prints the
+# PostgreSQL backend CPU per report of each way (CPU seconds of the
+# backend, /proc/self/stat: the machine is shared).
 source "$(dirname "$0")/lib.sh" "$1"
 seed_trust
 add_artifact fw-101 101
-N=${REPORT_BATCH_DEVICES:-200}
+N=${REPORT_BATCH_DEVICES:-100}
+SETS="one pre b01 b16 bxx dev"
+q "UPDATE rollout_settings SET value = '3' WHERE name = 'suspect_threshold';
+   INSERT INTO rollout_settings (name, value) SELECT 'suspect_threshold', '3'
+   WHERE NOT EXISTS (SELECT 1 FROM rollout_settings WHERE name = 'suspect_threshold')"
 
-# the report of device DEV with sequence SEQ, version code VC, state ST and
-# one event numbered SEQ (a device re-sends its newest events)
-report() {
-	echo "jsonb_build_object('seq', $2, 'model', 'm1', 'hw_revision', 'r1', 'version', '1.0.' || $3,
-	  'version_code', $3, 'security_counter', 0, 'keylist_version', 1, 'rootlist_version', 0,
-	  'keylist_key_ids', '[]'::jsonb, 'pending_version', '', 'active_slot', 0, 'state', '$4',
-	  'error', '', 'error_detail', '', 'artifact', 'fw-101', 'campaign_id', '',
-	  'events', jsonb_build_array(jsonb_build_object('seq', $2, 'kind', '$4', 'error', '',
-	    'version', '1.0.' || $3, 'version_code', $3, 'security_counter', 0, 'detail', '',
-	    'campaign_id', '', 'time', $2)))"
-}
-# the script of reports every device sends, in order: SEQ VC STATE DIGEST_TAG
-script=(
-	"1 100 idle a"
-	"2 100 downloading a"
-	"2 100 downloading a"   # redelivered: duplicate
-	"2 100 idle b"          # same seq, other bytes: replay
-	"4 101 pending a"
-	"3 100 verifying a"     # older: stale, its event kept
-	"5 101 confirmed a"
-)
-# a table of every report: device prefix, step, device, report, digest
-q "CREATE TABLE t_reports (prefix text, step integer, device_id text, report jsonb, digest bytea)"
-for p in one bat pre; do
-	step=0
-	for line in "${script[@]}"; do
-		read -r seq vc st tag <<<"$line"
-		step=$((step + 1))
-		q "INSERT INTO t_reports SELECT '$p', $step, '$p' || lpad(i::text, 5, '0'), $(report x "$seq" "$vc" "$st"),
-		     decode(md5('$seq$vc$st$tag'), 'hex') FROM generate_series(1, $N) i"
-	done
+# the report: device I of the set (I 0: the unknown device), phase, step,
+# seq, version code, state, error of its newest event, tag of its bytes,
+# reports refused before it. Each report carries the events seq - 1 and seq.
+q "CREATE TABLE t_script (phase integer, step integer, seq bigint, vc bigint, state text, error text,
+                          tag text, refused integer, who text)"
+# who: all, even (devices with an even number), fail (every fifth), ok (the
+# others), gone (the decommissioned device), zero (the unknown one)
+q "INSERT INTO t_script VALUES
+   (1, 1, 1, 100, 'idle', '', 'a', 0, 'all'),
+   (2, 1, 2, 100, 'downloading', '', 'a', 0, 'all'),
+   (2, 1, 2, 100, 'downloading', '', 'a', 0, 'gone'),
+   (2, 2, 2, 100, 'downloading', '', 'a', 0, 'all'),
+   (2, 3, 4, 101, 'pending', '', 'a', 0, 'ok'),
+   (2, 3, 4, 100, 'failed', 'OTA_ERR_TRANSPORT', 'a', 0, 'fail'),
+   (2, 4, 3, 100, 'verifying', '', 'a', 0, 'all'),
+   (2, 5, 5, 101, 'trial', '', 'a', 0, 'all'),
+   (2, 6, 6, 101, 'confirmed', '', 'a', 0, 'all'),
+   (2, 7, 7, 101, 'idle', '', 'a', 0, 'all'),
+   (3, 1, 0, 101, 'idle', '', 'z', 0, 'even'),
+   (3, 1, 0, 101, 'idle', '', 'z', 0, 'zero'),
+   (3, 2, 7, 101, 'idle', '', 'b', 0, 'all'),
+   (3, 2, 1, 100, 'idle', '', 'a', 0, 'zero'),
+   (3, 3, 8, 101, 'idle', 'OTA_ERR_SIGNATURE', 'a', 0, 'all'),
+   (3, 3, 1, 100, 'idle', '', 'a', 0, 'zero'),
+   (3, 4, 9, 101, 'idle', '', 'a', 2, 'all'),
+   (3, 4, 9, 101, 'idle', '', 'a', 2, 'gone')"
+q "CREATE TABLE t_reports (prefix text, phase integer, step integer, device_id text, report jsonb,
+                           digest bytea, refused integer)"
+q "INSERT INTO t_reports
+   SELECT p, s.phase, s.step, d.device_id,
+          jsonb_build_object('seq', s.seq, 'model', 'm1', 'hw_revision', 'r1', 'version', '1.0.' || s.vc,
+            'version_code', s.vc, 'security_counter', 0, 'keylist_version', 1, 'rootlist_version', 0,
+            'keylist_key_ids', '[]'::jsonb, 'pending_version', '', 'active_slot', 0, 'state', s.state,
+            'error', CASE WHEN s.state = 'failed' THEN s.error ELSE '' END, 'error_detail', '',
+            'artifact', CASE WHEN s.phase > 1 THEN 'fw-101' ELSE '' END,
+            'campaign_id', CASE WHEN s.phase > 1 THEN 'c1' ELSE '' END,
+            'events', (SELECT coalesce(jsonb_agg(jsonb_build_object('seq', x, 'kind', s.state,
+                         'error', CASE WHEN x = s.seq THEN s.error ELSE '' END, 'version', '1.0.' || s.vc,
+                         'version_code', s.vc, 'security_counter', 0, 'detail', '', 'campaign_id', '',
+                         'time', x) ORDER BY x), '[]')
+                       FROM generate_series(greatest(s.seq - 1, 1), s.seq) x WHERE s.seq > 0)),
+          decode(md5(s.seq::text || s.vc || s.state || s.tag), 'hex'), s.refused
+   FROM unnest(string_to_array('$SETS', ' ')) p
+   CROSS JOIN LATERAL (SELECT i, p || CASE WHEN i = 0 THEN '-zero' WHEN i < 0 THEN '-gone'
+                                           ELSE lpad(i::text, 5, '0') END AS device_id
+                       FROM generate_series(-1, $N) i) d
+   JOIN t_script s ON CASE s.who WHEN 'all' THEN d.i > 0 WHEN 'even' THEN d.i > 0 AND d.i % 2 = 0
+                                 WHEN 'fail' THEN d.i > 0 AND d.i % 5 = 0
+                                 WHEN 'ok' THEN d.i > 0 AND d.i % 5 <> 0
+                                 WHEN 'gone' THEN d.i < 0 WHEN 'zero' THEN d.i = 0 END"
+for p in $SETS; do
+	q "INSERT INTO devices (device_id, model, decommissioned) VALUES ('$p-gone', 'm1', true)"
 done
-# a decommissioned device in each set
-for p in one bat pre; do
-	q "INSERT INTO devices (device_id, model, decommissioned) VALUES ('$p-gone', 'm1', true);
-	   INSERT INTO t_reports SELECT '$p', 8, '$p-gone', report, digest FROM t_reports WHERE prefix = '$p' AND step = 1 LIMIT 1"
-done
-q "CREATE TABLE t_out (prefix text, step integer, device_id text, outcome text, new_events bigint,
+q "CREATE TABLE t_out (prefix text, phase integer, step integer, device_id text, outcome text, new_events bigint,
                        campaign_changes bigint, suspect boolean, refusal_events bigint)"
 
-total=$(q "SELECT count(*) FROM t_reports WHERE prefix = 'one'")
-
-# one by one: a transaction per report, as ota-server does now (one psql
-# session, so the CPU is the calls', not the connections')
-c0=$(pg_cpu)
-q "SELECT format('INSERT INTO t_out SELECT %L, %s, %L, * FROM report_ingest(%L, %L::jsonb, %L::bytea);',
-                 prefix, step, device_id, device_id, report, digest)
-   FROM t_reports WHERE prefix = 'one' ORDER BY step, device_id" >"$STACK/one.sql"
-"${PSQL[@]}" -At -f "$STACK/one.sql" >/dev/null
-c1=$(pg_cpu)
-# batches of up to report_batch_max() in report order (several reports of a
-# device may share one)
-max=$(q "SELECT report_batch_max()")
-q "SELECT format('INSERT INTO t_out SELECT ''bat'', s.step, s.device_id, b.outcome, b.new_events,
-                   b.campaign_changes, b.suspect, b.refusal_events
-                 FROM report_ingest_batch(%L::text[], %L::jsonb[], %L::bytea[]) b
-                 JOIN (SELECT * FROM unnest(%L::integer[], %L::text[]) WITH ORDINALITY AS x(step, device_id, ord)) s
-                   ON s.ord = b.ord;',
-                 array_agg(device_id ORDER BY n), array_agg(report ORDER BY n), array_agg(digest ORDER BY n),
-                 array_agg(step ORDER BY n), array_agg(device_id ORDER BY n))
-   FROM (SELECT *, row_number() OVER (ORDER BY step, device_id) - 1 AS n FROM t_reports WHERE prefix = 'bat') r
-   GROUP BY n / $max ORDER BY n / $max" >"$STACK/bat.sql"
-"${PSQL[@]}" -At -f "$STACK/bat.sql" >/dev/null
-c2=$(pg_cpu)
-hz=$(getconf CLK_TCK)
-echo "   $total reports: PostgreSQL CPU one by one $(((c1 - c0) * 1000000 / hz / total)) us/report," \
-	"in batches of $max $(((c2 - c1) * 1000000 / hz / total)) us/report (load average $(cut -d' ' -f1-3 /proc/loadavg))"
-# The figure above one by one includes parsing and planning each psql
-# statement (a literal report each); ota-server sends a prepared statement,
-# one transaction per report. As that: a procedure (plans cached) that
-# commits after each report.
-q "CREATE PROCEDURE t_one_by_one(p text) LANGUAGE plpgsql AS \$\$
+# one by one from a procedure, a commit each, as ota-server's prepared call
+q "CREATE PROCEDURE t_one_by_one(p text, ph integer) LANGUAGE plpgsql AS \$\$
    DECLARE r record;
    BEGIN
-     FOR r IN SELECT * FROM t_reports WHERE prefix = p ORDER BY step, device_id LOOP
-       INSERT INTO t_out SELECT p, r.step, r.device_id, * FROM report_ingest(r.device_id, r.report, r.digest);
+     FOR r IN SELECT * FROM t_reports WHERE prefix = p AND phase = ph ORDER BY step, device_id LOOP
+       INSERT INTO t_out SELECT p, ph, r.step, r.device_id, *
+       FROM report_ingest(r.device_id, r.report, r.digest, r.refused);
        COMMIT;
      END LOOP;
    END \$\$"
-c3=$(pg_cpu)
-q "CALL t_one_by_one('pre')"
-c4=$(pg_cpu)
-echo "   one by one with cached plans and a commit each (as ota-server's prepared call):" \
-	"$(((c4 - c3) * 1000000 / hz / total)) us/report (load average $(cut -d' ' -f1-3 /proc/loadavg))"
+# batches of SIZE in report order (by device: all of a device's reports in
+# one batch), a commit each
+q "CREATE PROCEDURE t_batches(p text, ph integer, size integer, by_device boolean) LANGUAGE plpgsql AS \$\$
+   DECLARE b record;
+   BEGIN
+     FOR b IN SELECT array_agg(device_id ORDER BY n) AS devices, array_agg(report ORDER BY n) AS reports,
+                     array_agg(digest ORDER BY n) AS digests, array_agg(refused ORDER BY n) AS refused,
+                     array_agg(step ORDER BY n) AS steps
+              FROM (SELECT *, row_number() OVER (ORDER BY CASE WHEN by_device THEN device_id END, step,
+                                                          device_id) - 1 AS n
+                    FROM t_reports WHERE prefix = p AND phase = ph) r
+              GROUP BY n / size ORDER BY n / size LOOP
+       INSERT INTO t_out SELECT p, ph, b.steps[o.ord], b.devices[o.ord], o.outcome, o.new_events,
+                                o.campaign_changes, o.suspect, o.refusal_events
+       FROM report_ingest_batch(b.devices, b.reports, b.digests, b.refused) o;
+       COMMIT;
+     END LOOP;
+   END \$\$"
 
-expect_eq "every report has an outcome each way" \
-	"$(q "SELECT count(*) FILTER (WHERE prefix = 'one'), count(*) FILTER (WHERE prefix = 'bat'),
-	            count(*) FILTER (WHERE prefix = 'pre') FROM t_out")" \
-	"$total|$total|$total"
-expect_eq "outcomes per step (stored, duplicate, replay, stale, decommissioned)" \
-	"$(q "SELECT string_agg(DISTINCT step || ':' || outcome, ',') FROM t_out WHERE prefix = 'bat'")" \
-	"1:stored,2:stored,3:duplicate,4:replay,5:stored,6:stale,7:stored,8:decommissioned"
-expect_eq "the same outcomes report by report" \
-	"$(q "SELECT count(*) FROM t_out a JOIN t_out b ON b.prefix = 'bat' AND b.step = a.step
-	        AND b.device_id = 'bat' || substr(a.device_id, 4)
-	      WHERE a.prefix = 'one' AND (a.outcome, a.new_events, a.campaign_changes, a.suspect, a.refusal_events)
-	            IS DISTINCT FROM (b.outcome, b.new_events, b.campaign_changes, b.suspect, b.refusal_events)")" 0
-expect_eq "the same outcomes with cached plans" \
-	"$(q "SELECT count(*) FROM t_out a JOIN t_out b ON b.prefix = 'pre' AND b.step = a.step
-	        AND b.device_id = 'pre' || substr(a.device_id, 4)
-	      WHERE a.prefix = 'one' AND (a.outcome, a.new_events, a.campaign_changes, a.suspect, a.refusal_events)
-	            IS DISTINCT FROM (b.outcome, b.new_events, b.campaign_changes, b.suspect, b.refusal_events)")" 0
-same() { # WHAT SQL over rows with a column k (the device id without its prefix)
-	local one="SELECT to_jsonb(x) - 'p' FROM ($2) x WHERE p = 'one'" bat="SELECT to_jsonb(x) - 'p' FROM ($2) x WHERE p = 'bat'"
-	expect_eq "$1" "$(q "SELECT count(*), (SELECT count(*) FROM ($one) o)
-	                     FROM (($one EXCEPT ALL $bat) UNION ALL ($bat EXCEPT ALL $one)) d")" "0|$3"
+hz=$(getconf CLK_TCK)
+# run_set SET PHASE: the set's reports of that phase its way; prints the
+# backend's CPU ticks
+run_set() {
+	local cpu='SELECT split_part(s, $$ $$, 14)::bigint + split_part(s, $$ $$, 15)::bigint FROM pg_read_file($$/proc/self/stat$$) s'
+	local run
+	case $1 in
+	one)
+		q "SELECT format('INSERT INTO t_out SELECT %L, %s, %s, %L, * FROM report_ingest(%L, %L::jsonb, %L::bytea, %s);',
+		                 prefix, phase, step, device_id, device_id, report, digest, refused)
+		   FROM t_reports WHERE prefix = 'one' AND phase = $2 ORDER BY step, device_id" >"$STACK/one.sql"
+		run=(-f "$STACK/one.sql") ;;
+	pre) run=(-c "CALL t_one_by_one('pre', $2)") ;;
+	b01) run=(-c "CALL t_batches('b01', $2, 1, false)") ;;
+	b16) run=(-c "CALL t_batches('b16', $2, 16, false)") ;;
+	bxx) run=(-c "CALL t_batches('bxx', $2, report_batch_max(), false)") ;;
+	dev) run=(-c "CALL t_batches('dev', $2, report_batch_max(), true)") ;;
+	esac
+	"${PSQL[@]}" -At -c "SET client_min_messages = warning" -c "$cpu" "${run[@]}" -c "$cpu" |
+		awk 'NR == 1 { a = $1 } { l = $1 } END { print l - a }'
 }
-# (p: the prefix, left out of the comparison; the last argument: rows per side)
+declare -A CPU1 CPU2 CPU3
+for p in $SETS; do CPU1[$p]=$(run_set "$p" 1); done
+
+# a campaign for every registered device, all notified
+q "SELECT rollout_create('{\"id\":\"c1\",\"artifact\":\"fw-101\",\"rate_per_minute\":100000,\"rate_burst\":100000,
+                          \"transient_retries\":2,\"target\":{\"model\":[\"m1\"]},
+                          \"stages\":[{\"percent\":100,\"max_in_flight\":100000}]}', 'alice')" >/dev/null
+q "SELECT rollout_start('c1', 'alice')" >/dev/null
+q "SELECT count(*) FROM rollout_tick('s', NULL, 30, 32, 1000000)" >/dev/null
+expect_eq "the campaign notified every registered device" \
+	"$(q "SELECT count(*) FROM campaign_devices WHERE campaign_id = 'c1' AND state = 'notified'")" \
+	"$((6 * N))"
+
+for p in $SETS; do CPU2[$p]=$(run_set "$p" 2); done
+for p in $SETS; do CPU3[$p]=$(run_set "$p" 3); done
+load=$(cut -d' ' -f1-3 /proc/loadavg)
+per() { # TICKS REPORTS: microseconds per report
+	echo $(($1 * 1000000 / hz / $2))
+}
+count() { q "SELECT count(*) FROM t_reports WHERE prefix = 'one' AND phase = $1"; }
+n1=$(count 1) n2=$(count 2) n3=$(count 3)
+echo "   PostgreSQL backend CPU per report (us): registration ($n1 reports) / install ($n2) /" \
+	"security events ($n3), load average $load:"
+line() { # WHAT SET
+	printf '     %-44s %5s / %5s / %5s\n' "$1:" "$(per "${CPU1[$2]}" "$n1")" "$(per "${CPU2[$2]}" "$n2")" \
+		"$(per "${CPU3[$2]}" "$n3")"
+}
+line "one by one, psql statements" one
+line "one by one, cached plans, a commit each" pre
+line "batches of 1" b01
+line "batches of 16" b16
+line "batches of 256" bxx
+line "batches of 256, a device's reports in one" dev
+
+total=$(q "SELECT count(*) FROM t_reports WHERE prefix = 'one'")
+expect_eq "every report has an outcome each way" \
+	"$(q "SELECT string_agg(c::text, ',' ORDER BY p) FROM (SELECT prefix p, count(*) c FROM t_out GROUP BY 1) x")" \
+	"$total,$total,$total,$total,$total,$total"
+expect_eq "outcomes per step" \
+	"$(q "SELECT string_agg(DISTINCT phase || '.' || step || ':' || outcome, ',') FROM t_out
+	      WHERE prefix = 'one' AND device_id NOT LIKE '%-%'")" \
+	"1.1:stored,2.1:stored,2.2:duplicate,2.3:stored,2.4:stale,2.5:stored,2.6:stored,2.7:stored,3.1:replay,3.2:replay,3.3:stored,3.4:stored"
+expect_eq "the unknown device and the decommissioned one" \
+	"$(q "SELECT string_agg(phase || '.' || step || ':' || outcome, ',' ORDER BY device_id, phase, step) FROM t_out
+	      WHERE prefix = 'one' AND device_id LIKE '%-%'")" \
+	"2.1:decommissioned,3.4:decommissioned,3.1:replay,3.2:stored,3.3:duplicate"
+expect_eq "campaign rows changed, refusals and suspects seen" \
+	"$(q "SELECT sum(campaign_changes) > 0, sum(refusal_events), count(*) FILTER (WHERE suspect)
+	      FROM t_out WHERE prefix = 'one'")" "t|$N|$((N * 3 / 2))"
+for p in pre b01 b16 bxx dev; do
+	expect_eq "the same outcomes report by report ($p)" \
+		"$(q "SELECT count(*) FROM t_out a FULL JOIN t_out b ON b.prefix = '$p' AND b.phase = a.phase
+		        AND b.step = a.step AND b.device_id = '$p' || substr(a.device_id, 4)
+		      WHERE (a.prefix = 'one' OR a.prefix IS NULL) AND (b.prefix = '$p' OR b.prefix IS NULL)
+		        AND (a.outcome, a.new_events, a.campaign_changes, a.suspect, a.refusal_events)
+		            IS DISTINCT FROM (b.outcome, b.new_events, b.campaign_changes, b.suspect, b.refusal_events)")" 0
+done
+same() { # WHAT SQL ROWS: SQL over rows with p (the set) and k (the device id without it)
+	local p one="SELECT to_jsonb(x) - 'p' FROM ($2) x WHERE p = 'one'"
+	for p in pre b01 b16 bxx dev; do
+		local other="SELECT to_jsonb(x) - 'p' FROM ($2) x WHERE p = '$p'"
+		expect_eq "$1 ($p)" "$(q "SELECT count(*), (SELECT count(*) FROM ($one) o)
+		                          FROM (($one EXCEPT ALL $other) UNION ALL ($other EXCEPT ALL $one)) d")" "0|$3"
+	done
+}
 same "the same device rows" \
-	"SELECT left(device_id, 3) AS p, substr(device_id, 4) AS k, model, version, version_code, state,
-	        last_report_seq, last_report_sha256, suspect, decommissioned FROM devices" $((N + 1))
+	"SELECT left(device_id, 3) AS p, substr(device_id, 4) AS k, model, hw_revision, version, version_code,
+	        security_counter, keylist_version, rootlist_version, keylist_key_ids, pending_version, active_slot,
+	        state, last_error, last_report_seq, last_report_sha256, running_sha256, suspect, suspect_reason,
+	        suspect_at IS NOT NULL AS suspect_at, decommissioned, last_seen IS NOT NULL AS seen FROM devices" \
+	$((N + 2))
 same "the same device events" \
-	"SELECT left(device_id, 3) AS p, substr(device_id, 4) AS k, seq, kind, version_code, device_time FROM device_events" $((N * 5))
-same "the same security events" \
-	"SELECT substr(object, 8, 3) AS p, substr(object, 11) AS k, action FROM audit WHERE action LIKE 'security.%'" "$N"
-expect_eq "replays were security events" \
-	"$(q "SELECT count(*) FROM audit WHERE action = 'security.replay' AND object LIKE 'device:bat%'")" "$N"
+	"SELECT left(device_id, 3) AS p, substr(device_id, 4) AS k, seq, kind, error, version, version_code,
+	        security_counter, detail, campaign_id, device_time FROM device_events" $((N * 9 + 1))
+same "the same security events and suspect flags" \
+	"SELECT substr(object, 8, 3) AS p, substr(object, 11) AS k, actor = object AS own, action,
+	        after - 'suspect_at' - 'suspect_reason' AS after, after->>'suspect_reason' AS reason
+	 FROM audit WHERE action LIKE 'security.%' OR action = 'device.suspect'" \
+	$((N * 9 / 2 + 2))
+same "the same campaign rows" \
+	"SELECT left(device_id, 3) AS p, substr(device_id, 4) AS k, state, step, attempts, error, reconciled,
+	        reported_version_code, reported_keylist, done_at IS NOT NULL AS done, notified_at IS NOT NULL AS notified,
+	        retry_at IS NOT NULL AS retry FROM campaign_devices" "$N"
+same "the same assignments" \
+	"SELECT left(device_id, 3) AS p, substr(device_id, 4) AS k, artifact_id, campaign_id, state, error,
+	        delivery, delta_rejection_forgiven FROM assignments" "$N"
+same "the same kept queue" \
+	"SELECT left(device_id, 3) AS p, substr(device_id, 4) AS k, campaign_id, version_code, keylist_version
+	 FROM campaign_targets" 1
+
+# report_rollout_set against rollout_report, case by case: devices a and b
+# in the same campaign rows (every row state, both steps, retries left or
+# not, campaigns of each kind, a draft, two rows for some), each given the
+# same report (every device state, errors transient or not, versions below,
+# at and above, addressed to its campaign, another, or none): a by
+# rollout_report, b by the set
+M=${REPORT_BATCH_CASES:-2000}
+q "INSERT INTO artifacts (artifact_id, digest, manifest, product, hw_revisions, version, version_code,
+                          image_sha256, image_size, signing_key_id, store_path)
+   VALUES ('fw-9', decode(md5('fw-9'), 'hex'), '\\x00', 'm9', '{}', '1.0.101', 101,
+           decode(repeat('ab', 32), 'hex'), 1, $KEY1, 'x')"
+for spec in '"id":"dk","kind":"keylist","keylist_version":2' '"id":"dr","kind":"rootlist","rootlist_version":1' \
+	'"id":"df","artifact":"fw-9","transient_retries":2' '"id":"dd","artifact":"fw-9"'; do
+	q "SELECT rollout_create('{$spec,\"target\":{\"model\":[\"m9\"]},\"stages\":[{\"percent\":100}]}', 'alice')" >/dev/null
+done
+q "SELECT rollout_start(c, 'alice') FROM unnest(ARRAY['dk', 'dr', 'df']) c" >/dev/null
+q "CREATE TABLE t_case AS
+   SELECT i, (ARRAY['dk', 'dr', 'df', 'dd'])[1 + i % 4] AS campaign_id,
+          (ARRAY['pending', 'notified', 'downloading', 'installed', 'confirmed', 'failed', 'timed_out',
+                 'superseded', 'cancelled'])[1 + (i / 4) % 9] AS row_state,
+          (ARRAY['firmware', 'keylist'])[1 + (i / 36) % 2] AS step, (i / 72) % 3 AS attempts,
+          (ARRAY['idle', 'downloading', 'verifying', 'pending', 'trial', 'confirmed', 'reverted', 'rejected',
+                 'failed', 'unspecified', 'unknown'])[1 + (i * 7919) % 11] AS state,
+          (ARRAY['', 'OTA_ERR_TRANSPORT', 'OTA_ERR_TIMEOUT', 'OTA_ERR_HASH'])[1 + (i * 104729) % 4] AS error,
+          100 + (i * 31) % 3 AS vc, 1 + (i * 17) % 2 AS kl, (i * 13) % 2 AS rl,
+          (ARRAY['', 'dk', 'df', 'zz'])[1 + (i * 37) % 4] AS report_campaign
+   FROM generate_series(1, $M) i;
+   INSERT INTO devices (device_id, model) SELECT s || lpad(i::text, 5, '0'), 'm9' FROM t_case, unnest(ARRAY['dfa', 'dfb']) s;
+   INSERT INTO campaign_devices (campaign_id, device_id, stage_no, step, needed_keylist, state, attempts, admit_seq,
+                                 admitted_at, reported_version_code)
+   SELECT c.campaign_id, s || lpad(c.i::text, 5, '0'), 1, CASE WHEN c.campaign_id IN ('df', 'dd') THEN c.step ELSE 'firmware' END,
+          2, c.row_state, c.attempts, c.i, now(), CASE WHEN c.i % 3 = 0 THEN 100 END
+   FROM t_case c, unnest(ARRAY['dfa', 'dfb']) s
+   UNION ALL
+   SELECT 'df', s || lpad(c.i::text, 5, '0'), 1, 'firmware', 0, 'notified', 0, c.i, now(), NULL
+   FROM t_case c, unnest(ARRAY['dfa', 'dfb']) s WHERE c.i % 7 = 0 AND c.campaign_id <> 'df';
+   INSERT INTO assignments (device_id, artifact_id, campaign_id, state)
+   SELECT m.device_id, 'fw-9', m.campaign_id, 'notified' FROM campaign_devices m WHERE m.campaign_id = 'df'"
+q "CREATE TABLE t_case_out AS
+   SELECT 'dfa' AS p, c.i, rollout_report('dfa' || lpad(c.i::text, 5, '0'), c.state, c.vc, c.kl, c.rl, c.error,
+                                         c.report_campaign) AS changes
+   FROM t_case c;
+   INSERT INTO t_case_out
+   SELECT 'dfb', c.i, coalesce(x.changes, 0)
+   FROM t_case c
+   LEFT JOIN report_rollout_set((SELECT array_agg('dfb' || lpad(i::text, 5, '0') ORDER BY i) FROM t_case),
+                                (SELECT array_agg(state ORDER BY i) FROM t_case), (SELECT array_agg(vc::bigint ORDER BY i) FROM t_case),
+                                (SELECT array_agg(kl::bigint ORDER BY i) FROM t_case), (SELECT array_agg(rl::bigint ORDER BY i) FROM t_case),
+                                (SELECT array_agg(error ORDER BY i) FROM t_case),
+                                (SELECT array_agg(report_campaign ORDER BY i) FROM t_case)) x
+     ON x.device_id = 'dfb' || lpad(c.i::text, 5, '0')"
+expect_eq "the set changes what rollout_report changes, device by device" \
+	"$(q "SELECT count(*), sum(a.changes) > 0 FROM t_case_out a JOIN t_case_out b ON b.p = 'dfb' AND b.i = a.i
+	      WHERE a.p = 'dfa' AND a.changes = b.changes")" "$M|t"
+pair() { # WHAT SQL ROWS: rows with p (dfa, dfb) and k, equal for both
+	local a="SELECT to_jsonb(x) - 'p' FROM ($2) x WHERE p = 'dfa'" b="SELECT to_jsonb(x) - 'p' FROM ($2) x WHERE p = 'dfb'"
+	expect_eq "$1" "$(q "SELECT count(*), (SELECT count(*) FROM ($a) o)
+	                     FROM (($a EXCEPT ALL $b) UNION ALL ($b EXCEPT ALL $a)) d")" "0|$3"
+}
+pair "the same campaign rows as rollout_report's" \
+	"SELECT left(device_id, 3) AS p, substr(device_id, 4) AS k, campaign_id, state, step, attempts, error, reconciled,
+	        reported_version_code, reported_keylist, done_at IS NOT NULL AS done, notified_at IS NOT NULL AS notified,
+	        retry_at IS NOT NULL AS retry, last_report_at IS NOT NULL AS reported FROM campaign_devices
+	 WHERE device_id LIKE 'df%'" "$(q "SELECT count(*) FROM campaign_devices WHERE device_id LIKE 'dfa%'")"
+pair "the same assignments as rollout_report's" \
+	"SELECT left(device_id, 3) AS p, substr(device_id, 4) AS k, campaign_id, state FROM assignments
+	 WHERE device_id LIKE 'df%'" "$(q "SELECT count(*) FROM assignments WHERE device_id LIKE 'dfa%'")"
+expect_eq "the cases reach every rule" \
+	"$(q "SELECT string_agg(DISTINCT m.state, ',' ORDER BY m.state) FROM campaign_devices m WHERE m.device_id LIKE 'dfa%'
+	        AND m.updated_at > (SELECT min(admitted_at) FROM campaign_devices WHERE device_id LIKE 'dfa%')
+	        AND m.last_report_at IS NOT NULL")" "confirmed,downloading,failed,installed,notified,pending,timed_out"
+expect_sqlstate "an unknown device state refused as rollout_report refuses it" FO422 \
+	"SELECT * FROM report_rollout_set(ARRAY['dfb00001'], ARRAY['sleeping'], ARRAY[1::bigint], ARRAY[1::bigint],
+	   ARRAY[0::bigint], ARRAY[''], ARRAY[''])"
+
+# two servers given the same 16 reports at once (a redelivery to another
+# member of the shared subscription): one stores them, the other waits for
+# its locks and finds them duplicates
+same16="SELECT string_agg(o.outcome, ',' ORDER BY o.ord) FROM report_ingest_batch(
+          ARRAY(SELECT device_id FROM t_reports WHERE prefix = 'b16' AND phase = 3 AND step = 4 ORDER BY device_id DESC LIMIT 16),
+          ARRAY(SELECT jsonb_set(report, '{seq}', '10') FROM t_reports WHERE prefix = 'b16' AND phase = 3 AND step = 4
+                ORDER BY device_id DESC LIMIT 16),
+          array_fill('\\x10'::bytea, ARRAY[16])) o"
+q "$same16" >"$STACK/same-a" & a=$!
+q "$same16" >"$STACK/same-b" & b=$!
+wait "$a" "$b"
+expect_eq "the same batch twice at once: stored once, then duplicates" \
+	"$(sort "$STACK/same-a" "$STACK/same-b" | tr '\n' ' ')" \
+	"$(printf 'duplicate,%.0s' {1..16} | sed 's/,$//') $(printf 'stored,%.0s' {1..16} | sed 's/,$//') "
 
 before=$(q "SELECT count(*) FROM device_events")
+max=$(q "SELECT report_batch_max()")
+report() { # SEQ STATE: a report of device b0100001
+	echo "jsonb_build_object('seq', $1, 'model', 'm1', 'hw_revision', 'r1', 'version', '1.0.101',
+	  'version_code', 101, 'security_counter', 0, 'keylist_version', 1, 'rootlist_version', 0,
+	  'keylist_key_ids', '[]'::jsonb, 'pending_version', '', 'active_slot', 0, 'state', '$2',
+	  'error', '', 'error_detail', '', 'artifact', '', 'campaign_id', '',
+	  'events', jsonb_build_array(jsonb_build_object('seq', $1, 'kind', 'idle', 'error', '',
+	    'version', '1.0.101', 'version_code', 101, 'security_counter', 0, 'detail', '',
+	    'campaign_id', '', 'time', $1)))"
+}
 expect_sqlstate "more than report_batch_max() reports refused" FO422 \
-	"SELECT * FROM report_ingest_batch(array_fill('bat00001'::text, ARRAY[$max + 1]),
-	   array_fill($(report x 9 101 idle), ARRAY[$max + 1]), array_fill('\\x00'::bytea, ARRAY[$max + 1]))"
+	"SELECT * FROM report_ingest_batch(array_fill('b0100001'::text, ARRAY[$max + 1]),
+	   array_fill($(report 99 idle), ARRAY[$max + 1]), array_fill('\\x00'::bytea, ARRAY[$max + 1]))"
 expect_sqlstate "arrays of different lengths refused" FO422 \
-	"SELECT * FROM report_ingest_batch(ARRAY['bat00001', 'bat00002'], ARRAY[$(report x 9 101 idle)], ARRAY['\\x00'::bytea])"
-expect_eq "nothing stored by refused batches" "$(q "SELECT count(*) FROM device_events")" "$before"
+	"SELECT * FROM report_ingest_batch(ARRAY['b0100001', 'b0100002'], ARRAY[$(report 99 idle)], ARRAY['\\x00'::bytea])"
+expect_sqlstate "a report the database refuses (an unknown state) refuses its batch" FO422 \
+	"SELECT * FROM report_ingest_batch(ARRAY['b0100001', 'b0100002'],
+	   ARRAY[$(report 99 idle), $(report 99 sleeping)], ARRAY['\\x01'::bytea, '\\x02'])"
+expect_eq "nothing stored by refused batches" \
+	"$(q "SELECT count(*), max(last_report_seq) FROM device_events, devices WHERE devices.device_id = 'b0100001'")" \
+	"$before|9"
 echo "PASS"
