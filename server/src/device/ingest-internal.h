@@ -78,6 +78,10 @@ struct srv_ingest_config {
 	double rate_per_sec; /* per-device report budget */
 	double burst;
 	unsigned deadline_ms; /* one database call */
+	const char *journal_dir; /* the report journal (journal-internal.h) */
+	bool journal_sync; /* fsync every append (a power cut loses nothing) */
+	uint64_t journal_max_bytes; /* pending reports beyond: not acknowledged */
+	unsigned linger_ms; /* the writer waits this long for a fuller batch */
 };
 
 /* Devices whose over-budget reports are held at once (beyond: dropped). */
@@ -88,11 +92,20 @@ struct srv_ingest_config {
 #define SRV_INGEST_FLUSH_MS 100u
 /* At most one flood security event per device in this many seconds. */
 #define SRV_INGEST_FLOOD_EVENT_S 60.0
+/* Most reports in one report_ingest_batch() call (report_batch_max() may
+ * say fewer) and most bytes of their JSON (beyond, a smaller batch). */
+#define SRV_INGEST_BATCH_MAX 256u
+#define SRV_INGEST_BATCH_BYTES (8u * 1024u * 1024u)
 /* Back-off between attempts while the database is away. */
 #define SRV_INGEST_RETRY_MIN_MS 100u
 #define SRV_INGEST_RETRY_MAX_MS 2000u
 
-/* Starts the flusher thread; connects lazily. */
+/*
+ * Opens the journal, starts the flusher and the writer (which stores what
+ * an earlier process left in the journal first); connects lazily.
+ * OTA_ERR_BUSY: another process holds the journal directory;
+ * OTA_ERR_STORAGE: the journal cannot be opened.
+ */
 enum ota_err srv_ingest_new(const struct srv_ingest_config *config, srv_ingest_result_cb cb,
 			    void *cb_arg, struct srv_ingest **ret_ingest);
 

@@ -69,6 +69,8 @@ void srv_mqtt_stop(struct srv_mqtt *mqtt);
  */
 void srv_mqtt_post_result(struct srv_mqtt *mqtt, const void *result, size_t len);
 bool srv_mqtt_connected(const struct srv_mqtt *mqtt);
+/* The MQTT client id (the CN of mqtt_cert); set before the receiver starts. */
+const char *srv_mqtt_client_id(const struct srv_mqtt *mqtt);
 
 /*
  * Publishes a Notify (QoS 1) to fleetota/v1/{device}/cmd. OTA_OK when Paho
