@@ -530,6 +530,7 @@ static size_t ingest_batch(struct srv_ingest *ing, const struct srv_journal_entr
 	unsigned delay = SRV_INGEST_RETRY_MIN_MS;
 	enum call_rc rc = CALL_FAIL;
 	size_t done = 0;
+	double started = srv_now();
 
 	if (n > 1 && batch_params(e, n, arrays)) {
 		for (size_t k = 0; k < 4; k++)
@@ -550,6 +551,8 @@ static size_t ingest_batch(struct srv_ingest *ing, const struct srv_journal_entr
 	if (rc == CALL_RETRY)
 		return 0; /* stopped: all of it stays journaled */
 	if (rc == CALL_OK) {
+		srv_log(SRV_LOG_DEBUG, "ingest: batch of %zu reports stored in %.1f ms", n,
+			(srv_now() - started) * 1000.0);
 		for (size_t i = 0; i < n; i++)
 			ing->cb(ing->cb_arg, &results[i]);
 		return n;
