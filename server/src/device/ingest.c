@@ -172,8 +172,9 @@ static void db_batch_max(struct srv_ingest *ing, double deadline)
 	if (res != NULL && PQresultStatus(res) == PGRES_TUPLES_OK && PQntuples(res) == 1)
 		max = strtol(PQgetvalue(res, 0, 0), NULL, 10);
 	PQclear(res);
-	ing->batch_max = max < 1 ? 1u : max > SRV_INGEST_BATCH_MAX ? SRV_INGEST_BATCH_MAX
-								  : (unsigned)max;
+	ing->batch_max = max < 1		      ? 1u
+			 : max > SRV_INGEST_BATCH_MAX ? SRV_INGEST_BATCH_MAX
+						      : (unsigned)max;
 }
 
 static bool db_connect(struct srv_ingest *ing)
@@ -211,8 +212,8 @@ static bool db_connect(struct srv_ingest *ing)
 		}
 		/* not prepared (a schema without it): sent unnamed, and a batch
 		 * that fails is ingested one by one */
-		ing->batch_prepared =
-			PQstatus(ing->conn) == CONNECTION_OK && db_prepare(ing, &stmt_batch, deadline);
+		ing->batch_prepared = PQstatus(ing->conn) == CONNECTION_OK &&
+				      db_prepare(ing, &stmt_batch, deadline);
 	}
 	if (PQstatus(ing->conn) != CONNECTION_OK) {
 		db_drop(ing);
@@ -453,11 +454,10 @@ static enum call_rc db_call_batch(struct srv_ingest *ing, const char *const para
 
 	if (!db_connect(ing))
 		return CALL_RETRY;
-	if (ing->batch_prepared
-		    ? !PQsendQueryPrepared(ing->conn, stmt_batch.name, stmt_batch.n_params, params,
-					   NULL, NULL, 0)
-		    : !PQsendQueryParams(ing->conn, stmt_batch.sql, stmt_batch.n_params, NULL,
-					 params, NULL, NULL, 0)) {
+	if (ing->batch_prepared ? !PQsendQueryPrepared(ing->conn, stmt_batch.name,
+						       stmt_batch.n_params, params, NULL, NULL, 0)
+				: !PQsendQueryParams(ing->conn, stmt_batch.sql, stmt_batch.n_params,
+						     NULL, params, NULL, NULL, 0)) {
 		db_drop(ing);
 		return CALL_RETRY;
 	}
@@ -640,7 +640,8 @@ out:
  * OTA_ERR_NOMEM: never journaled (the caller reports it failed).
  */
 static enum ota_err journal_put(struct srv_ingest *ing, const struct srv_report_doc *doc,
-				unsigned refused, bool flushed, const struct srv_ingest_result *about)
+				unsigned refused, bool flushed,
+				const struct srv_ingest_result *about)
 {
 	struct srv_journal_entry e = {0};
 	unsigned delay = SRV_INGEST_RETRY_MIN_MS;
@@ -903,8 +904,8 @@ enum ota_err srv_ingest_new(const struct srv_ingest_config *config, srv_ingest_r
 		srv_ingest_free(ing);
 		return OTA_ERR_NOMEM;
 	}
-	err = srv_journal_open(config->journal_dir, config->journal_sync,
-			       config->journal_max_bytes, &ing->journal);
+	err = srv_journal_open(config->journal_dir, config->journal_sync, config->journal_max_bytes,
+			       &ing->journal);
 	if (err != OTA_OK) {
 		srv_ingest_free(ing);
 		return err;

@@ -34,17 +34,16 @@ struct srv_journal {
 	uint64_t bytes;
 };
 
-static const char schema[] =
-	"CREATE TABLE IF NOT EXISTS reports ("
-	" id INTEGER PRIMARY KEY,"
-	" device TEXT NOT NULL,"
-	" seq INTEGER NOT NULL,"
-	" digest BLOB NOT NULL,"
-	" refused INTEGER NOT NULL,"
-	" merged INTEGER NOT NULL,"
-	" device_error INTEGER NOT NULL,"
-	" flushed INTEGER NOT NULL,"
-	" report TEXT NOT NULL)";
+static const char schema[] = "CREATE TABLE IF NOT EXISTS reports ("
+			     " id INTEGER PRIMARY KEY,"
+			     " device TEXT NOT NULL,"
+			     " seq INTEGER NOT NULL,"
+			     " digest BLOB NOT NULL,"
+			     " refused INTEGER NOT NULL,"
+			     " merged INTEGER NOT NULL,"
+			     " device_error INTEGER NOT NULL,"
+			     " flushed INTEGER NOT NULL,"
+			     " report TEXT NOT NULL)";
 
 static uint64_t row_cost(size_t report_len)
 {
@@ -120,8 +119,8 @@ static enum db_open_rc db_open(struct srv_journal *j, const char *path, bool syn
 	uint64_t pages;
 	sqlite3_stmt *st = NULL;
 
-	if (sqlite3_open_v2(path, &j->db, SQLITE_OPEN_READWRITE | SQLITE_OPEN_CREATE |
-						  SQLITE_OPEN_NOMUTEX,
+	if (sqlite3_open_v2(path, &j->db,
+			    SQLITE_OPEN_READWRITE | SQLITE_OPEN_CREATE | SQLITE_OPEN_NOMUTEX,
 			    NULL) != SQLITE_OK) {
 		srv_log(SRV_LOG_ERROR, "journal: cannot open %s: %s", path,
 			j->db != NULL ? sqlite3_errmsg(j->db) : "out of memory");
@@ -333,14 +332,13 @@ static enum row_rc row_take(sqlite3_stmt *st, struct srv_journal_entry *e)
 static void delete_row(struct srv_journal *j, int64_t id)
 {
 	sqlite3_bind_int64(j->delete_one, 1, id);
-	if (sqlite3_step(j->delete_one) == SQLITE_DONE && sqlite3_changes(j->db) > 0 &&
-	    j->rows > 0)
+	if (sqlite3_step(j->delete_one) == SQLITE_DONE && sqlite3_changes(j->db) > 0 && j->rows > 0)
 		j->rows--;
 	sqlite3_reset(j->delete_one);
 }
 
-enum ota_err srv_journal_read(struct srv_journal *j, struct srv_journal_entry *entries,
-			      size_t max, size_t *ret_n, size_t *ret_skipped)
+enum ota_err srv_journal_read(struct srv_journal *j, struct srv_journal_entry *entries, size_t max,
+			      size_t *ret_n, size_t *ret_skipped)
 {
 	enum ota_err err = OTA_OK;
 	int64_t bad[16];

@@ -103,8 +103,7 @@ static void on_result(void *arg, const struct srv_ingest_result *result)
  * per MQTT identity, so replicas that share a store_dir never share a
  * journal (the client id's characters outside [A-Za-z0-9._-] become '_').
  */
-static bool journal_dir(const struct srv_config *cfg, const char *client_id, char *out,
-			size_t cap)
+static bool journal_dir(const struct srv_config *cfg, const char *client_id, char *out, size_t cap)
 {
 	size_t len;
 	int n;

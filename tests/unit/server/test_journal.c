@@ -153,18 +153,17 @@ static void test_bad_rows(void **state)
 	assert_int_equal(sqlite3_open(path, &db), SQLITE_OK);
 	/* a short digest, a negative seq, a NULL report, an unknown error, a
 	 * device id of 200 bytes */
-	assert_int_equal(
-		sqlite3_exec(db,
-			     "INSERT INTO reports (device, seq, digest, refused, merged,"
-			     " device_error, flushed, report) VALUES"
-			     " ('dev-b', 2, x'00', 0, 1, 0, 0, '{}'),"
-			     " ('dev-b', -3, zeroblob(32), 0, 1, 0, 0, '{}'),"
-			     " ('dev-b', 4, zeroblob(32), 0, 1, 0, 0, ''),"
-			     " ('dev-b', 5, zeroblob(32), 0, 1, 100000, 0, '{}'),"
-			     " (printf('%.200c', 'd'), 6, zeroblob(32), 0, 1, 0, 0, '{}'),"
-			     " ('dev-b', 7, zeroblob(32), 0, 1, 0, 1, '{\"ok\":1}')",
-			     NULL, NULL, NULL),
-		SQLITE_OK);
+	assert_int_equal(sqlite3_exec(db,
+				      "INSERT INTO reports (device, seq, digest, refused, merged,"
+				      " device_error, flushed, report) VALUES"
+				      " ('dev-b', 2, x'00', 0, 1, 0, 0, '{}'),"
+				      " ('dev-b', -3, zeroblob(32), 0, 1, 0, 0, '{}'),"
+				      " ('dev-b', 4, zeroblob(32), 0, 1, 0, 0, ''),"
+				      " ('dev-b', 5, zeroblob(32), 0, 1, 100000, 0, '{}'),"
+				      " (printf('%.200c', 'd'), 6, zeroblob(32), 0, 1, 0, 0, '{}'),"
+				      " ('dev-b', 7, zeroblob(32), 0, 1, 0, 1, '{\"ok\":1}')",
+				      NULL, NULL, NULL),
+			 SQLITE_OK);
 	sqlite3_close(db);
 	j = NULL;
 	assert_int_equal(srv_journal_open(dir, true, 0, &j), OTA_OK);
