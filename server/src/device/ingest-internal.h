@@ -10,7 +10,7 @@
 #include "srv-limits.h"
 
 /*
- * Report ingest on the MQTT receive path: a report is stored before its
+ * Report ingest on the MQTT receive path: a report is durable before its
  * QoS 1 message is acknowledged.
  *
  * Paho MQTT C (1.3.x) sends the PUBACK of a QoS 1 message right after
@@ -20,20 +20,26 @@
  * at which a report can be made durable before its acknowledgement is
  * inside messageArrived, and nothing there may wait for the event loop:
  * the loop calls Paho (notify), which waits for that mutex. Hence
- * srv_ingest_message() runs on Paho's thread and stores the report through
- * its own PostgreSQL connection (one SELECT report_ingest(...) per report,
- * a deadline on every call, retried until stored), then returns. Results
- * go to the loop through result_cb (metrics, logs).
+ * srv_ingest_message() runs on Paho's thread, decodes, applies the budget
+ * and appends the report to the local report journal (journal-internal.h;
+ * synced unless configured otherwise), then returns. A writer thread
+ * stores the journal's oldest reports in PostgreSQL in batches (one
+ * report_ingest_batch() call for up to SRV_INGEST_BATCH_MAX, on its own
+ * connection, a deadline on every call, retried until stored; one by one
+ * with report_ingest() when a batch fails) and then deletes them from the
+ * journal; at start it stores what an earlier process left there first.
+ * Results go to the loop through result_cb (metrics, logs), from the
+ * writer for journaled reports.
  *
  * Budget: per device a token bucket (rate, burst). A report over budget is
  * not stored on its own: it is coalesced with the device's other held
  * reports (the newest state wins, events are united by seq) and
  * acknowledged at once, so a flooding device costs the other devices no
- * database time; the coalesced report is stored with the device's next
+ * database time; the coalesced report is journaled with the device's next
  * token (by the next report in budget or by a flusher thread), with a flood
- * security event. Such a held report lives in memory only: a kill -9 loses
- * it, and only it (the device re-sends its state and newest events in
- * every report).
+ * security event. Until then such a held report lives in memory only: a
+ * kill -9 loses it, and only it (the device re-sends its state and newest
+ * events in every report).
  */
 struct srv_ingest;
 
@@ -69,7 +75,8 @@ struct srv_ingest_result {
 	bool suspect; /* the device is flagged suspect */
 };
 
-/* Called on a Paho or the flusher thread, once per message or flush. */
+/* Called on Paho's, the flusher's or the writer's thread, once per message
+ * or store. */
 typedef void (*srv_ingest_result_cb)(void *arg, const struct srv_ingest_result *result);
 
 struct srv_ingest_config {
@@ -111,10 +118,11 @@ enum ota_err srv_ingest_new(const struct srv_ingest_config *config, srv_ingest_r
 
 /*
  * Handles one MQTT message (Paho's receive thread only): decode, budget,
- * store. Returns true when the message may be acknowledged (stored,
- * refused, held or dropped by policy), false when it was not stored
- * because srv_ingest_stop() was called: then never acknowledge it (the
- * call stays counted as busy, see srv_ingest_idle).
+ * journal. Returns true when the message may be acknowledged (journaled,
+ * refused, held or dropped by policy); while the journal is full it waits.
+ * false when it was not journaled because srv_ingest_stop() was called:
+ * then never acknowledge it (the call stays counted as busy, see
+ * srv_ingest_idle).
  */
 bool srv_ingest_message(struct srv_ingest *ingest, const char *topic, const uint8_t *payload,
 			size_t len);
@@ -128,7 +136,8 @@ void srv_ingest_stop(struct srv_ingest *ingest);
  */
 bool srv_ingest_idle(struct srv_ingest *ingest, unsigned timeout_ms);
 
-/* Joins the flusher, closes the connection, frees held reports. NULL ok. */
+/* Joins the flusher and the writer (what is journaled stays for the next
+ * start), closes the connection and the journal, frees held reports. NULL ok. */
 void srv_ingest_free(struct srv_ingest *ingest);
 
 /* Stable name of an outcome ("stored", "replay", ...). */

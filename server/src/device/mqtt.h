@@ -25,7 +25,7 @@ struct srv_mqtt;
 
 /* Most results waiting for the loop (beyond: dropped and counted). */
 #define SRV_MQTT_QUEUE_MAX 100000u
-/* Deadline of one report_ingest() call. */
+/* Deadline of one report_ingest_batch() or report_ingest() call. */
 #define SRV_MQTT_INGEST_DEADLINE_MS 5000u
 
 /* Longest MQTT client id (= the CN of mqtt_cert) taken. */
