@@ -34,7 +34,7 @@ ticks() { # PID: utime + stime + cutime + cstime in clock ticks
 }
 cluster_ticks() { # the postmaster with its reaped children, and the live ones
 	local pm t=0 p
-	pm=$(head -1 "$T/pg/postmaster.pid")
+	pm=$(head -1 "$T/pg/data/postmaster.pid")
 	t=$(ticks "$pm")
 	for p in $(pgrep -P "$pm"); do t=$((t + $(awk '{ print $14 + $15 }' "/proc/$p/stat" 2>/dev/null || echo 0))); done
 	echo "$t"
