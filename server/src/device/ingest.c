@@ -471,6 +471,8 @@ static enum call_rc db_call_batch(struct srv_ingest *ing, const char *const para
 	}
 	if (PQresultStatus(res) == PGRES_TUPLES_OK && PQntuples(res) == (int)n &&
 	    PQnfields(res) == 6) {
+		bool seen[SRV_INGEST_BATCH_MAX] = {false};
+
 		rc = CALL_OK;
 		for (int row = 0; row < (int)n && rc == CALL_OK; row++) {
 			long ord = strtol(PQgetvalue(res, row, 0), NULL, 10);
@@ -478,10 +480,11 @@ static enum call_rc db_call_batch(struct srv_ingest *ing, const char *const para
 			struct srv_ingest_result *r;
 			bool known = false;
 
-			if (ord < 1 || ord > (long)n) {
+			if (ord < 1 || ord > (long)n || seen[ord - 1]) {
 				rc = CALL_FAIL;
 				break;
 			}
+			seen[ord - 1] = true;
 			r = &results[ord - 1];
 			entry_result(&e[ord - 1], r);
 			for (size_t i = 0; i < sizeof(outcomes) / sizeof(outcomes[0]); i++) {
