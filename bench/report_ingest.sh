@@ -62,8 +62,10 @@ done
 end=$(date +%s.%N)
 s1=$(ticks "$SERVER_PID") i1=$(ticks "$ingest_pid") c1=$(cluster_ticks)
 n=$((DEVICES * REPORTS))
+# the writer's batches (debug lines; none from a server without the journal)
+batches=$({ grep -Eo 'ingest: batch of [0-9]+' "$T/server.log" || true; } | awk '{ r += $4; b++ } END { if (b) printf "%d batches of %.1f", b, r / b; else printf "no batches" }')
 awk -v l="$label" -v n="$n" -v w="$(echo "$end - $start" | bc)" -v hz="$hz" \
-	-v s=$((s1 - s0)) -v i=$((i1 - i0)) -v c=$((c1 - c0)) -v load="$(cut -d' ' -f1 /proc/loadavg)" \
-	'BEGIN { printf "%s: %d reports in %.2f s = %.0f/s; CPU s: server %.2f, ingest backend %.2f, cluster %.2f; per report: ingest backend %.0f us, cluster %.0f us, server %.0f us; load %s\n",
-		l, n, w, n / w, s / hz, i / hz, c / hz, i / hz / n * 1e6, c / hz / n * 1e6, s / hz / n * 1e6, load }'
+	-v s=$((s1 - s0)) -v i=$((i1 - i0)) -v c=$((c1 - c0)) -v load="$(cut -d' ' -f1 /proc/loadavg)" -v batches="$batches" \
+	'BEGIN { printf "%s: %d reports in %.2f s = %.0f/s; CPU s: server %.2f, ingest backend %.2f, cluster %.2f; per report: ingest backend %.0f us, cluster %.0f us, server %.0f us; %s; load %s\n",
+		l, n, w, n / w, s / hz, i / hz, c / hz, i / hz / n * 1e6, c / hz / n * 1e6, s / hz / n * 1e6, batches, load }'
 check_server_exit
