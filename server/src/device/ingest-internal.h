@@ -103,6 +103,8 @@ struct srv_ingest_config {
  * say fewer) and most bytes of their JSON (beyond, a smaller batch). */
 #define SRV_INGEST_BATCH_MAX 256u
 #define SRV_INGEST_BATCH_BYTES (8u * 1024u * 1024u)
+/* On stop, the writer stores what the journal holds for up to this long. */
+#define SRV_INGEST_DRAIN_MS 5000u
 /* Back-off between attempts while the database is away. */
 #define SRV_INGEST_RETRY_MIN_MS 100u
 #define SRV_INGEST_RETRY_MAX_MS 2000u

@@ -570,6 +570,58 @@ static size_t ingest_batch(struct srv_ingest *ing, const struct srv_journal_entr
 	return done;
 }
 
+/*
+ * Reads the journal's oldest reports (up to batch_max and
+ * SRV_INGEST_BATCH_BYTES), stores them and deletes them from the journal.
+ * true: all of them were dealt with; false: a read failed or the writer
+ * stopped before (what is left stays journaled).
+ */
+static bool writer_step(struct srv_ingest *ing, struct srv_journal_entry *entries,
+			struct srv_ingest_result *results)
+{
+	size_t n = 0, done, bytes = 0;
+
+	if (srv_journal_read(ing->journal, entries, ing->batch_max, &n, NULL) != OTA_OK)
+		return false;
+	/* a bound on one call's size: the rest is read again next time */
+	for (size_t i = 0; i < n; i++) {
+		bytes += entries[i].report_len;
+		if (i > 0 && bytes > SRV_INGEST_BATCH_BYTES) {
+			srv_journal_entries_clear(&entries[i], n - i);
+			n = i;
+			break;
+		}
+	}
+	done = n > 0 ? ingest_batch(ing, entries, n, results) : 0;
+	if (done > 0)
+		(void)srv_journal_consume(ing->journal, entries[done - 1].id);
+	srv_journal_entries_clear(entries, n);
+	return done == n;
+}
+
+/*
+ * Stopping: what the journal holds is stored while the database answers,
+ * for up to SRV_INGEST_DRAIN_MS, one attempt a batch (a replica that is
+ * scaled away leaves as little as it can); the rest stays for the next
+ * start.
+ */
+static void writer_drain(struct srv_ingest *ing, struct srv_journal_entry *entries,
+			 struct srv_ingest_result *results)
+{
+	double until = srv_now() + SRV_INGEST_DRAIN_MS / 1000.0;
+	uint64_t rows = 0;
+
+	for (;;) {
+		srv_journal_pending(ing->journal, &rows, NULL);
+		if (rows == 0 || srv_now() >= until || !writer_step(ing, entries, results))
+			break;
+	}
+	srv_journal_pending(ing->journal, &rows, NULL);
+	if (rows > 0)
+		srv_log(SRV_LOG_WARN, "ingest: %llu reports stay in the journal for the next start",
+			(unsigned long long)rows);
+}
+
 /* The writer: the journal's oldest reports into the database, in batches. */
 static void *writer_main(void *arg)
 {
@@ -588,7 +640,6 @@ static void *writer_main(void *arg)
 			(unsigned long long)rows);
 	pthread_mutex_lock(&ing->lock);
 	while (!ing->stopping) {
-		size_t n = 0, skipped = 0, done, bytes = 0;
 		struct timespec until;
 
 		srv_journal_pending(ing->journal, &rows, NULL);
@@ -606,28 +657,12 @@ static void *writer_main(void *arg)
 				srv_journal_pending(ing->journal, &rows, NULL);
 		}
 		pthread_mutex_unlock(&ing->lock);
-		if (srv_journal_read(ing->journal, entries, ing->batch_max, &n, &skipped) !=
-		    OTA_OK) {
-			back_off(ing, SRV_INGEST_RETRY_MAX_MS);
-			pthread_mutex_lock(&ing->lock);
-			continue;
-		}
-		/* a bound on one call's size: the rest is read again next time */
-		for (size_t i = 0; i < n; i++) {
-			bytes += entries[i].report_len;
-			if (i > 0 && bytes > SRV_INGEST_BATCH_BYTES) {
-				srv_journal_entries_clear(&entries[i], n - i);
-				n = i;
-				break;
-			}
-		}
-		done = n > 0 ? ingest_batch(ing, entries, n, results) : 0;
-		if (done > 0)
-			(void)srv_journal_consume(ing->journal, entries[done - 1].id);
-		srv_journal_entries_clear(entries, n);
+		if (!writer_step(ing, entries, results) && !stopping(ing))
+			back_off(ing, SRV_INGEST_RETRY_MIN_MS); /* a read failed */
 		pthread_mutex_lock(&ing->lock);
 	}
 	pthread_mutex_unlock(&ing->lock);
+	writer_drain(ing, entries, results);
 out:
 	free(entries);
 	free(results);

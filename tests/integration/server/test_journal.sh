@@ -108,5 +108,29 @@ timeout 60 "$OTA_SERVER" --config "$T/server2.conf" >"$T/server2.log" 2>&1 || rc
 ((rc != 0 && rc != 124)) || fail "the second server did not refuse (status $rc)"
 grep -q "is in use by another process" "$T/server2.log" || fail "no refusal: $(tail -5 "$T/server2.log")"
 
+log "5. SIGTERM: the writer stores what the journal holds before it exits"
+# dev-2's row locked by another session: the writer's batch waits for it
+mkfifo "$T/lock.fifo"
+psql "host=$T/pg port=$PG_PORT dbname=fleetota user=postgres" -v ON_ERROR_STOP=1 -q \
+	<"$T/lock.fifo" >"$T/lock.out" 2>&1 &
+lock_psql=$!
+exec {lockfd}>"$T/lock.fifo"
+echo "BEGIN; SELECT 1 FROM devices WHERE device_id = 'dev-2' FOR UPDATE;" >&$lockfd
+echo "\\! touch $T/locked" >&$lockfd
+wait_for 10 test -f "$T/locked" || fail "the row was not locked: $(cat "$T/lock.out")"
+pub dev-2 $((2 * N + 1)) 50 >"$T/pub.dev-2" 2>&1 || fail "publisher: $(cat "$T/pub.dev-2")"
+wait_for 30 journal_is 50 || fail "the journal holds $(journal_rows) of 50 reports"
+kill -TERM "$SERVER_PID"
+sleep 1
+echo "COMMIT;" >&$lockfd
+exec {lockfd}>&-
+wait "$lock_psql" || fail "the locking session: $(cat "$T/lock.out")"
 check_server_exit
+# the batch that waited for the lock ends after the signal (and any after it)
+sed -n '/signal 15/,$p' "$T/server.log" | grep -q "ingest: batch of [0-9]* reports stored" ||
+	fail "the batch was not stored after SIGTERM: $(sed -n '/signal 15/,$p' "$T/server.log" | head)"
+! grep -q "stay in the journal" "$T/server.log" || fail "not drained: $(grep 'stay in' "$T/server.log")"
+journal_is 0 || fail "the journal holds $(journal_rows) reports after the stop"
+sql_eq $((2 * N + 50)) "SELECT last_report_seq FROM devices WHERE device_id = 'dev-2'" ||
+	fail "dev-2 at seq $(sql -c "SELECT last_report_seq FROM devices WHERE device_id = 'dev-2'")"
 log "PASS"
