@@ -73,6 +73,9 @@ struct srv_ingest_result {
 	long long refusal_events; /* security refusals among the new events */
 	unsigned flood_refused; /* > 0: a flood event was recorded for these */
 	bool suspect; /* the device is flagged suspect */
+	bool batch_first; /* the first report of a batch (counts the batch) */
+	uint64_t
+		journal_reports; /* stored by the writer: the journal's rows before it deleted these */
 };
 
 /* Called on Paho's, the flusher's or the writer's thread, once per message
@@ -89,6 +92,8 @@ struct srv_ingest_config {
 	bool journal_sync; /* fsync every append (a power cut loses nothing) */
 	uint64_t journal_max_bytes; /* pending reports beyond: not acknowledged */
 	unsigned linger_ms; /* the writer waits this long for a fuller batch */
+	/* NULL, or kept at the journal's rows (atomic stores, any thread) */
+	uint64_t *journal_gauge;
 };
 
 /* Devices whose over-budget reports are held at once (beyond: dropped). */

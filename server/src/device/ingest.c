@@ -59,6 +59,7 @@ struct srv_ingest {
 	bool journal_full; /* logged once per episode (under lock) */
 	pthread_t writer;
 	bool writer_started;
+	uint64_t *journal_gauge;
 	unsigned connect_failures; /* rotates a multi-host conninfo (srv_db_conninfo_rotate) */
 	unsigned deadline_ms;
 	struct srv_ratelimit *budget;
@@ -329,6 +330,17 @@ static void back_off(struct srv_ingest *ing, unsigned ms)
 	pthread_mutex_unlock(&ing->lock);
 }
 
+/* The metrics' view of the journal (read by the loop when it renders). */
+static void gauge_update(struct srv_ingest *ing)
+{
+	uint64_t rows = 0;
+
+	if (ing->journal_gauge == NULL)
+		return;
+	srv_journal_pending(ing->journal, &rows, NULL);
+	__atomic_store_n(ing->journal_gauge, rows, __ATOMIC_RELAXED);
+}
+
 /* The result of a journal entry, before its outcome. */
 static void entry_result(const struct srv_journal_entry *e, struct srv_ingest_result *result)
 {
@@ -556,6 +568,7 @@ static size_t ingest_batch(struct srv_ingest *ing, const struct srv_journal_entr
 	if (rc == CALL_OK) {
 		srv_log(SRV_LOG_DEBUG, "ingest: batch of %zu reports stored in %.1f ms", n,
 			(srv_now() - started) * 1000.0);
+		results[0].batch_first = true;
 		for (size_t i = 0; i < n; i++)
 			ing->cb(ing->cb_arg, &results[i]);
 		return n;
@@ -595,6 +608,7 @@ static bool writer_step(struct srv_ingest *ing, struct srv_journal_entry *entrie
 	done = n > 0 ? ingest_batch(ing, entries, n, results) : 0;
 	if (done > 0)
 		(void)srv_journal_consume(ing->journal, entries[done - 1].id);
+	gauge_update(ing);
 	srv_journal_entries_clear(entries, n);
 	return done == n;
 }
@@ -725,6 +739,8 @@ static enum ota_err journal_put(struct srv_ingest *ing, const struct srv_report_
 		pthread_cond_signal(&ing->work);
 	}
 	pthread_mutex_unlock(&ing->lock);
+	if (err == OTA_OK)
+		gauge_update(ing);
 	return err;
 }
 
@@ -930,6 +946,7 @@ enum ota_err srv_ingest_new(const struct srv_ingest_config *config, srv_ingest_r
 	pthread_cond_init(&ing->work, NULL);
 	ing->batch_max = SRV_INGEST_BATCH_MAX;
 	ing->linger_ms = config->linger_ms;
+	ing->journal_gauge = config->journal_gauge;
 	ing->cb = cb;
 	ing->cb_arg = cb_arg;
 	ing->deadline_ms = config->deadline_ms;

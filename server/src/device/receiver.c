@@ -30,6 +30,8 @@ static void report_account(struct srv_server *srv, const struct srv_ingest_resul
 
 	if (!result->flushed)
 		m->reports_received++;
+	if (result->batch_first)
+		m->report_batches++;
 	if ((unsigned)result->device_error > OTA_OK &&
 	    (unsigned)result->device_error < OTA__ERR_COUNT)
 		m->device_errors[result->device_error]++;
@@ -140,6 +142,7 @@ static void *receiver_start(struct srv_server *srv, struct srv_mqtt *mqtt)
 		.journal_sync = cfg->report_journal_sync,
 		.journal_max_bytes = (uint64_t)cfg->report_journal_max_mb * 1024u * 1024u,
 		.linger_ms = cfg->report_batch_linger_ms,
+		.journal_gauge = &srv->metrics.report_journal_reports,
 	};
 	struct receiver *r;
 	enum ota_err err;

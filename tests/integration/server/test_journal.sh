@@ -3,7 +3,8 @@
 # The report journal (issue 19): a report is made durable on local disk
 # before its MQTT acknowledgement and stored in PostgreSQL in batches
 # (report_ingest_batch). Shows: reports are stored in batches (the server's
-# batch log lines, pg_stat_user_functions); reports acknowledged while
+# batch log lines, fleetota_report_batches_total, pg_stat_user_functions);
+# reports acknowledged while
 # PostgreSQL is down, left in the journal by a kill -9 (with a torn frame
 # appended to its WAL, as a power cut may leave it) and a broker that
 # forgot the server's session, are stored by the next server, first, in
@@ -12,7 +13,9 @@
 REPORT_RATE=1000 # within budget: nothing is held in memory
 REPORT_BURST=1000
 source "$(dirname "$0")/lib.sh"
+API_PORT=$(free_port)
 standard_setup
+TOKEN=$("$OTA_SERVER" token create --role viewer --name journal --config "$T/server.conf")
 N=400
 # the default: store_dir/report-journal/<client id, ':' made '_'>
 JOURNAL=$STORE/report-journal/ota-server_1
@@ -48,6 +51,8 @@ wait_for 10 journal_is 0 || fail "journal not drained: $(journal_rows) rows"
 batches=$(batch_lines "$T/server.log")
 log "$((3 * N)) reports stored in $batches batches of 2 or more (the rest one by one)"
 ((batches > 0)) || fail "no batch"
+[[ "$(metric fleetota_report_batches_total)" == "$batches" ]] ||
+	fail "fleetota_report_batches_total $(metric fleetota_report_batches_total), the log $batches"
 grep -E 'ingest: batch of [0-9]+' -o "$T/server.log" | awk '{ n += $4; b++ } END { printf "  %d reports in batches, %.1f a batch\n", n, n / b }'
 
 log "2. PostgreSQL down: reports are acknowledged into the journal"
@@ -102,6 +107,7 @@ wait_for 20 sql_eq $((2 * N + 1)) "SELECT last_report_seq FROM devices WHERE dev
 
 log "4. a second process on the same journal directory is refused"
 second_server_config "$(free_port)" "$T/server2.conf"
+sed -i "s/^admin_listen = .*/admin_listen = 127.0.0.1:$(free_port)/" "$T/server2.conf"
 echo "report_journal_dir = $JOURNAL" >>"$T/server2.conf"
 rc=0
 timeout 60 "$OTA_SERVER" --config "$T/server2.conf" >"$T/server2.log" 2>&1 || rc=$?
@@ -120,6 +126,8 @@ echo "\\! touch $T/locked" >&$lockfd
 wait_for 10 test -f "$T/locked" || fail "the row was not locked: $(cat "$T/lock.out")"
 pub dev-2 $((2 * N + 1)) 50 >"$T/pub.dev-2" 2>&1 || fail "publisher: $(cat "$T/pub.dev-2")"
 wait_for 30 journal_is 50 || fail "the journal holds $(journal_rows) of 50 reports"
+[[ "$(metric fleetota_report_journal_reports)" == 50 ]] ||
+	fail "fleetota_report_journal_reports $(metric fleetota_report_journal_reports), not 50"
 kill -TERM "$SERVER_PID"
 sleep 1
 echo "COMMIT;" >&$lockfd
