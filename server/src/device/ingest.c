@@ -592,19 +592,12 @@ static size_t ingest_batch(struct srv_ingest *ing, const struct srv_journal_entr
 static bool writer_step(struct srv_ingest *ing, struct srv_journal_entry *entries,
 			struct srv_ingest_result *results)
 {
-	size_t n = 0, done, bytes = 0;
+	size_t n = 0, done;
 
-	if (srv_journal_read(ing->journal, entries, ing->batch_max, &n, NULL) != OTA_OK)
+	/* a bound on one call's size and on what is read: the rest next time */
+	if (srv_journal_read(ing->journal, entries, ing->batch_max, SRV_INGEST_BATCH_BYTES, &n,
+			     NULL) != OTA_OK)
 		return false;
-	/* a bound on one call's size: the rest is read again next time */
-	for (size_t i = 0; i < n; i++) {
-		bytes += entries[i].report_len;
-		if (i > 0 && bytes > SRV_INGEST_BATCH_BYTES) {
-			srv_journal_entries_clear(&entries[i], n - i);
-			n = i;
-			break;
-		}
-	}
 	done = n > 0 ? ingest_batch(ing, entries, n, results) : 0;
 	if (done > 0)
 		(void)srv_journal_consume(ing->journal, entries[done - 1].id);

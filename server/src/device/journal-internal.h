@@ -79,11 +79,12 @@ enum ota_err srv_journal_append(struct srv_journal *journal, struct srv_journal_
 
 /*
  * Reads up to max of the oldest rows into entries (each report malloc'd:
- * srv_journal_entries_clear frees them) and *ret_n. Rows that fail the
- * limits are deleted and counted in *ret_skipped (may be NULL).
+ * srv_journal_entries_clear frees them) and *ret_n, and no more once their
+ * reports add up to max_bytes (the first is always read). Rows that fail
+ * the limits are deleted and counted in *ret_skipped (may be NULL).
  */
 enum ota_err srv_journal_read(struct srv_journal *journal, struct srv_journal_entry *entries,
-			      size_t max, size_t *ret_n, size_t *ret_skipped);
+			      size_t max, size_t max_bytes, size_t *ret_n, size_t *ret_skipped);
 
 void srv_journal_entries_clear(struct srv_journal_entry *entries, size_t n);
 

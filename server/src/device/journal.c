@@ -338,19 +338,21 @@ static void delete_row(struct srv_journal *j, int64_t id)
 }
 
 enum ota_err srv_journal_read(struct srv_journal *j, struct srv_journal_entry *entries, size_t max,
-			      size_t *ret_n, size_t *ret_skipped)
+			      size_t max_bytes, size_t *ret_n, size_t *ret_skipped)
 {
 	enum ota_err err = OTA_OK;
 	int64_t bad[16];
-	size_t n = 0, skipped = 0, n_bad = 0;
+	size_t n = 0, skipped = 0, n_bad = 0, bytes = 0;
 	int rc = SQLITE_DONE;
 
 	pthread_mutex_lock(&j->lock);
 	sqlite3_bind_int64(j->select, 1, (sqlite3_int64)max);
-	while (n < max && (rc = sqlite3_step(j->select)) == SQLITE_ROW) {
+	while (n < max && (n == 0 || bytes < max_bytes) &&
+	       (rc = sqlite3_step(j->select)) == SQLITE_ROW) {
 		enum row_rc taken = row_take(j->select, &entries[n]);
 
 		if (taken == ROW_OK) {
+			bytes += entries[n].report_len;
 			n++;
 		} else if (taken == ROW_NOMEM) {
 			rc = SQLITE_DONE; /* what was read; the rest stays for later */
@@ -363,7 +365,7 @@ enum ota_err srv_journal_read(struct srv_journal *j, struct srv_journal_entry *e
 				bad[n_bad++] = entries[n].id;
 		}
 	}
-	if (err == OTA_OK && n < max && rc != SQLITE_DONE) {
+	if (err == OTA_OK && rc != SQLITE_DONE && rc != SQLITE_ROW) {
 		srv_log(SRV_LOG_ERROR, "journal: read: %s", sqlite3_errmsg(j->db));
 		err = OTA_ERR_STORAGE;
 	}

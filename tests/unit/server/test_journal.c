@@ -69,7 +69,7 @@ static void test_order_and_reopen(void **state)
 	srv_journal_pending(j, &rows, &bytes);
 	assert_int_equal(rows, 5);
 	assert_true(bytes > 5 * SRV_JOURNAL_ROW_OVERHEAD);
-	assert_int_equal(srv_journal_read(j, entries, 3, &n, &skipped), OTA_OK);
+	assert_int_equal(srv_journal_read(j, entries, 3, SIZE_MAX, &n, &skipped), OTA_OK);
 	assert_int_equal(n, 3);
 	assert_int_equal(skipped, 0);
 	for (size_t i = 0; i < n; i++) {
@@ -89,7 +89,16 @@ static void test_order_and_reopen(void **state)
 	assert_int_equal(srv_journal_open(dir, false, 0, &j), OTA_OK);
 	srv_journal_pending(j, &rows, NULL);
 	assert_int_equal(rows, 3);
-	assert_int_equal(srv_journal_read(j, entries, 8, &n, NULL), OTA_OK);
+	/* a byte bound: the first row always, then none once it is reached */
+	assert_int_equal(srv_journal_read(j, entries, 8, 1, &n, NULL), OTA_OK);
+	assert_int_equal(n, 1);
+	assert_int_equal(entries[0].seq, 3);
+	srv_journal_entries_clear(entries, n);
+	assert_int_equal(srv_journal_read(j, entries, 8, 2 * strlen("{\"seq\":3}"), &n, NULL),
+			 OTA_OK);
+	assert_int_equal(n, 2);
+	srv_journal_entries_clear(entries, n);
+	assert_int_equal(srv_journal_read(j, entries, 8, SIZE_MAX, &n, NULL), OTA_OK);
 	assert_int_equal(n, 3);
 	assert_int_equal(entries[0].seq, 3);
 	assert_int_equal(entries[2].seq, 5);
@@ -125,7 +134,7 @@ static void test_cap(void **state)
 		assert_int_equal(append(j, "dev-a", seq, big), OTA_OK);
 	assert_int_equal(append(j, "dev-a", 4, big), OTA_ERR_BUSY);
 	assert_int_equal(append(j, "dev-a", 4, "{}"), OTA_OK); /* a small one fits */
-	assert_int_equal(srv_journal_read(j, entries, 1, &n, NULL), OTA_OK);
+	assert_int_equal(srv_journal_read(j, entries, 1, SIZE_MAX, &n, NULL), OTA_OK);
 	assert_int_equal(n, 1);
 	assert_int_equal(srv_journal_consume(j, entries[0].id), OTA_OK);
 	srv_journal_entries_clear(entries, n);
@@ -167,7 +176,7 @@ static void test_bad_rows(void **state)
 	sqlite3_close(db);
 	j = NULL;
 	assert_int_equal(srv_journal_open(dir, true, 0, &j), OTA_OK);
-	assert_int_equal(srv_journal_read(j, entries, 8, &n, &skipped), OTA_OK);
+	assert_int_equal(srv_journal_read(j, entries, 8, SIZE_MAX, &n, &skipped), OTA_OK);
 	assert_int_equal(n, 2);
 	assert_int_equal(skipped, 5);
 	assert_int_equal(entries[0].seq, 1);
@@ -175,7 +184,7 @@ static void test_bad_rows(void **state)
 	assert_true(entries[1].flushed);
 	srv_journal_entries_clear(entries, n);
 	/* the bad rows are gone */
-	assert_int_equal(srv_journal_read(j, entries, 8, &n, &skipped), OTA_OK);
+	assert_int_equal(srv_journal_read(j, entries, 8, SIZE_MAX, &n, &skipped), OTA_OK);
 	assert_int_equal(n, 2);
 	assert_int_equal(skipped, 0);
 	srv_journal_entries_clear(entries, n);
@@ -216,7 +225,7 @@ static void test_torn_tail(void **state)
 	assert_true(st.st_size > 100);
 	assert_int_equal(truncate(wal, st.st_size - 100), 0);
 	assert_int_equal(srv_journal_open(dir, true, 0, &j), OTA_OK);
-	assert_int_equal(srv_journal_read(j, entries, 32, &n, NULL), OTA_OK);
+	assert_int_equal(srv_journal_read(j, entries, 32, SIZE_MAX, &n, NULL), OTA_OK);
 	assert_true(n >= 18 && n < 20);
 	for (size_t i = 0; i < n; i++)
 		assert_int_equal(entries[i].seq, i + 1);
