@@ -237,6 +237,9 @@ enum ota_err srv_journal_open(const char *dir, bool sync, uint64_t max_bytes,
 		snprintf(path + strlen(path), sizeof(path) - strlen(path), "-wal");
 		snprintf(aside + strlen(aside), sizeof(aside) - strlen(aside), "-wal");
 		(void)rename(path, aside);
+		/* and its shared-memory index describes that WAL: gone */
+		memcpy(path + strlen(path) - 4, "-shm", 4);
+		(void)unlink(path);
 		path[strlen(path) - 4] = '\0';
 		rc = db_open(j, path, sync);
 	}
