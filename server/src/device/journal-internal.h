@@ -43,8 +43,8 @@ struct srv_journal;
 #define SRV_JOURNAL_MAX_REPORT_BYTES (1024u * 1024u)
 /* What a row costs beside its JSON, for the size cap. */
 #define SRV_JOURNAL_ROW_OVERHEAD 128u
-/* The smallest and the default cap of pending reports. */
-#define SRV_JOURNAL_MIN_BYTES (4u * 1024u * 1024u)
+/* The smallest cap of pending reports (one report of the largest size). */
+#define SRV_JOURNAL_MIN_BYTES (1024u * 1024u + SRV_JOURNAL_ROW_OVERHEAD)
 
 struct srv_journal_entry {
 	int64_t id; /* arrival order; set by append and read */

@@ -152,7 +152,7 @@ static enum db_open_rc db_open(struct srv_journal *j, const char *path, bool syn
 	}
 	/* a hard stop twice the cap (the cap itself is counted in rows and
 	 * bytes, below): the file never grows without bound */
-	pages = (j->max_bytes * 2u + SRV_JOURNAL_MIN_BYTES) / 4096u;
+	pages = (j->max_bytes * 2u + 16u * 1024u * 1024u) / 4096u;
 	snprintf(pragma, sizeof(pragma), "PRAGMA max_page_count=%llu", (unsigned long long)pages);
 	if (!exec(j->db, "PRAGMA application_id=1179601457") ||
 	    !exec(j->db, sync ? "PRAGMA synchronous=FULL" : "PRAGMA synchronous=NORMAL") ||

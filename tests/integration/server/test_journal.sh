@@ -29,6 +29,9 @@ print(db.execute("SELECT count(*) FROM reports").fetchone()[0])
 PY
 }
 journal_is() { [[ "$(journal_rows)" == "$1" ]]; }
+journal_is_at_least() { (($(journal_rows) >= $1)); }
+# the journal took all N published so far, or is full
+caught_up() { journal_is_at_least "$1" || grep -q "report journal is full" "$T/server.log"; }
 events() { sql -c "SELECT count(*) FROM device_events"; }
 batch_calls() { sql -c "SELECT coalesce(sum(calls), 0) FROM pg_stat_user_functions WHERE funcname = 'report_ingest_batch'"; }
 batch_calls_over() { (($(batch_calls) > $1)); }
@@ -141,4 +144,33 @@ sed -n '/signal 15/,$p' "$T/server.log" | grep -q "ingest: batch of [0-9]* repor
 journal_is 0 || fail "the journal holds $(journal_rows) reports after the stop"
 sql_eq $((2 * N + 50)) "SELECT last_report_seq FROM devices WHERE device_id = 'dev-2'" ||
 	fail "dev-2 at seq $(sql -c "SELECT last_report_seq FROM devices WHERE device_id = 'dev-2'")"
+
+log "6. a full journal: reports wait in the broker until it drains"
+echo "report_journal_max_mb = 1" >>"$T/server.conf"
+mv "$T/server.log" "$T/server.log.5"
+start_server
+stop_pg
+# in chunks, so that what waits in the broker stays within its queue
+# (mosquitto's max_queued_messages, 1000)
+seq=$((2 * N + 1))
+for ((chunk = 0; chunk < 40; chunk++)); do
+	pub dev-3 "$seq" 250 >"$T/pub.dev-3" 2>&1 || fail "publisher: $(cat "$T/pub.dev-3")"
+	seq=$((seq + 250))
+	wait_for 60 caught_up $((seq - 2 * N - 1)) || fail "the journal holds $(journal_rows) reports"
+	grep -q "report journal is full" "$T/server.log" && break
+done
+grep -q "report journal is full" "$T/server.log" || fail "the journal never filled"
+pub dev-3 "$seq" 300 >"$T/pub.dev-3" 2>&1 || fail "publisher: $(cat "$T/pub.dev-3")"
+last=$((seq + 299))
+full=$(journal_rows)
+log "   full at $full reports; $((last - 2 * N - full)) wait in the broker"
+((full < last - 2 * N)) || fail "the journal took all $((last - 2 * N)) reports"
+start_pg
+wait_for 120 sql_eq "$last" "SELECT last_report_seq FROM devices WHERE device_id = 'dev-3'" ||
+	fail "dev-3 at seq $(sql -c "SELECT last_report_seq FROM devices WHERE device_id = 'dev-3'")"
+sql_eq $((last - 2 * N)) "SELECT count(*) FROM device_events WHERE device_id = 'dev-3' AND seq > $((2 * N))" ||
+	fail "events lost: $(sql -c "SELECT count(*) FROM device_events WHERE device_id = 'dev-3' AND seq > $((2 * N))")"
+grep -q "report journal takes reports again" "$T/server.log" || fail "no 'takes reports again' line"
+wait_for 10 journal_is 0 || fail "the journal holds $(journal_rows) reports"
+check_server_exit
 log "PASS"
