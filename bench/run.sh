@@ -442,7 +442,6 @@ install_rate() {
 # shellcheck source=bench/delta.sh
 source "$top/bench/delta.sh"
 
-# median of the numbers given
 
 bench_device() {
 	local img=$T/dev/image bundle=$T/dev/image.otab bytes t0 t1

@@ -55,6 +55,11 @@ struct srv_config {
 	double rate_burst; /* bucket size */
 	double report_rate_per_sec; /* per-device MQTT report budget */
 	double report_burst;
+	/* the report journal (device/journal-internal.h): "" = under store_dir */
+	char *report_journal_dir;
+	bool report_journal_sync; /* fsync each report before its acknowledgement */
+	unsigned report_journal_max_mb; /* pending reports beyond: back-pressure */
+	unsigned report_batch_linger_ms; /* the writer waits for a fuller batch */
 	unsigned http_timeout_sec;
 	unsigned http_max_header_bytes;
 	/* connection guard of both listeners (conns-internal.h) */

@@ -88,6 +88,10 @@ struct srv_metrics {
 	uint64_t reports_coalesced; /* over budget: held and stored coalesced */
 	uint64_t reports_duplicate; /* redeliveries of a stored report */
 	uint64_t reports_stale; /* older than the stored seq (reordered) */
+	uint64_t report_batches; /* report_ingest_batch() calls that stored a batch */
+	/* gauge: reports in the journal, not yet stored; the ingest's threads
+	 * store it, the loop loads it (__atomic builtins) */
+	uint64_t report_journal_reports;
 	uint64_t security_events[SRV__SECURITY_COUNT];
 	uint64_t notifies_sent;
 	uint64_t db_reconnects;

@@ -141,6 +141,16 @@ int srv_metrics_render(const struct srv_metrics *m, struct evbuffer *out)
 		m->reports_duplicate);
 	COUNTER("reports_stale_total", "Reports older than the stored one (only new events kept).",
 		m->reports_stale);
+	COUNTER("report_batches_total",
+		"Batches of reports stored with one report_ingest_batch() call.",
+		m->report_batches);
+	evbuffer_add_printf(
+		out,
+		"# HELP fleetota_report_journal_reports Reports acknowledged and "
+		"journaled, not yet stored in PostgreSQL (after the last store).\n"
+		"# TYPE fleetota_report_journal_reports gauge\n"
+		"fleetota_report_journal_reports %llu\n",
+		(unsigned long long)__atomic_load_n(&m->report_journal_reports, __ATOMIC_RELAXED));
 	COUNTER("notifies_sent_total", "Notify messages published.", m->notifies_sent);
 	COUNTER("db_reconnects_total",
 		"PostgreSQL connections re-established after a loss (first connects excluded).",

@@ -14,18 +14,25 @@
 #include "db-internal.h"
 #include "hex-internal.h"
 #include "ingest-internal.h"
+#include "journal-internal.h"
 #include "log-internal.h"
 #include "ratelimit-internal.h"
 #include "report-internal.h"
 
 /*
- * The only SQL here: one function call (migrations/code/report.sql), on the
- * ingest thread's own connection (not the loop's pool).
+ * The only SQL here: two function calls, on the writer thread's own
+ * connection (not the loop's pool): a batch (migrations/code/report_batch.sql)
+ * and, when a batch fails, its reports one by one (report.sql).
  */
 static const struct srv_db_stmt stmt_ingest = {
 	"report_ingest",
 	"SELECT outcome, new_events, campaign_changes, suspect, refusal_events"
 	" FROM report_ingest($1, $2::jsonb, decode($3, 'hex'), $4::integer)",
+	4};
+static const struct srv_db_stmt stmt_batch = {
+	"report_ingest_batch",
+	"SELECT ord, outcome, new_events, campaign_changes, suspect, refusal_events"
+	" FROM report_ingest_batch($1::text[], $2::jsonb[], $3::bytea[], $4::integer[])",
 	4};
 
 /* A device's reports held over its budget. */
@@ -38,12 +45,21 @@ struct held {
 };
 
 struct srv_ingest {
-	pthread_mutex_t lock; /* budget, held, stopping */
+	pthread_mutex_t lock; /* budget, held, stopping, appended */
 	pthread_cond_t wake; /* flusher tick, stop, idle */
+	pthread_cond_t work; /* an append, stop: the writer */
 	pthread_mutex_t db_lock;
 	PGconn *conn; /* under db_lock */
 	char *conninfo;
 	bool prepared; /* a named statement on each connection */
+	bool batch_prepared; /* this connection has stmt_batch */
+	unsigned batch_max; /* min(SRV_INGEST_BATCH_MAX, report_batch_max()) */
+	unsigned linger_ms;
+	struct srv_journal *journal;
+	bool journal_full; /* logged once per episode (under lock) */
+	pthread_t writer;
+	bool writer_started;
+	uint64_t *journal_gauge;
 	unsigned connect_failures; /* rotates a multi-host conninfo (srv_db_conninfo_rotate) */
 	unsigned deadline_ms;
 	struct srv_ratelimit *budget;
@@ -128,6 +144,40 @@ static PGresult *wait_result(PGconn *conn, double deadline)
 	}
 }
 
+/* Prepares stmt on the new connection; false: not prepared (res's error). */
+static bool db_prepare(struct srv_ingest *ing, const struct srv_db_stmt *stmt, double deadline)
+{
+	PGresult *res;
+	bool ok;
+
+	if (!PQsendPrepare(ing->conn, stmt->name, stmt->sql, 0, NULL))
+		return false;
+	res = wait_result(ing->conn, deadline);
+	ok = res != NULL && PQresultStatus(res) == PGRES_COMMAND_OK;
+	if (!ok)
+		srv_log(SRV_LOG_WARN, "ingest: prepare %s failed: %s", stmt->name,
+			res != NULL ? PQresultErrorMessage(res) : "deadline or connection lost");
+	PQclear(res);
+	return ok;
+}
+
+/* report_batch_max() of this database (a schema without it: one by one). */
+static void db_batch_max(struct srv_ingest *ing, double deadline)
+{
+	PGresult *res;
+	long max = 0;
+
+	if (!PQsendQuery(ing->conn, "SELECT report_batch_max()"))
+		return;
+	res = wait_result(ing->conn, deadline);
+	if (res != NULL && PQresultStatus(res) == PGRES_TUPLES_OK && PQntuples(res) == 1)
+		max = strtol(PQgetvalue(res, 0, 0), NULL, 10);
+	PQclear(res);
+	ing->batch_max = max < 1		      ? 1u
+			 : max > SRV_INGEST_BATCH_MAX ? SRV_INGEST_BATCH_MAX
+						      : (unsigned)max;
+}
+
 static bool db_connect(struct srv_ingest *ing)
 {
 	static const char *const keys[] = {"dbname", "connect_timeout", "application_name", NULL};
@@ -135,8 +185,6 @@ static bool db_connect(struct srv_ingest *ing)
 	char *conninfo = NULL;
 	const char *values[4] = {NULL, timeout, "ota-server-ingest", NULL};
 	double deadline = srv_now() + ing->deadline_ms / 1000.0;
-	PGresult *res;
-	bool ok;
 
 	if (ing->conn != NULL && PQstatus(ing->conn) == CONNECTION_OK)
 		return true;
@@ -150,25 +198,29 @@ static bool db_connect(struct srv_ingest *ing)
 	ing->conn = PQconnectdbParams(keys, values, 1);
 	free(conninfo);
 	if (ing->conn == NULL || PQstatus(ing->conn) != CONNECTION_OK ||
-	    PQsetnonblocking(ing->conn, 1) != 0 ||
-	    (ing->prepared &&
-	     !PQsendPrepare(ing->conn, stmt_ingest.name, stmt_ingest.sql, 0, NULL))) {
+	    PQsetnonblocking(ing->conn, 1) != 0) {
 		srv_log(SRV_LOG_WARN, "ingest: database connection failed: %s",
 			ing->conn != NULL ? PQerrorMessage(ing->conn) : "out of memory");
 		db_drop(ing);
 		return false;
 	}
-	if (!ing->prepared)
-		return true;
-	res = wait_result(ing->conn, deadline);
-	ok = res != NULL && PQresultStatus(res) == PGRES_COMMAND_OK;
-	if (!ok) {
-		srv_log(SRV_LOG_WARN, "ingest: prepare failed: %s",
-			res != NULL ? PQresultErrorMessage(res) : "deadline or connection lost");
-		db_drop(ing);
+	db_batch_max(ing, deadline);
+	ing->batch_prepared = false;
+	if (ing->prepared) {
+		if (!db_prepare(ing, &stmt_ingest, deadline)) {
+			db_drop(ing);
+			return false;
+		}
+		/* not prepared (a schema without it): sent unnamed, and a batch
+		 * that fails is ingested one by one */
+		ing->batch_prepared = PQstatus(ing->conn) == CONNECTION_OK &&
+				      db_prepare(ing, &stmt_batch, deadline);
 	}
-	PQclear(res);
-	return ok;
+	if (PQstatus(ing->conn) != CONNECTION_OK) {
+		db_drop(ing);
+		return false;
+	}
+	return true;
 }
 
 /* SQLSTATE classes worth another try: connection, transaction rollback
@@ -278,23 +330,40 @@ static void back_off(struct srv_ingest *ing, unsigned ms)
 	pthread_mutex_unlock(&ing->lock);
 }
 
-/* Stores doc (until stored, refused by the database, or stopped). */
-static void store(struct srv_ingest *ing, const struct srv_report_doc *doc, unsigned refused,
-		  struct srv_ingest_result *result)
+/* The metrics' view of the journal (read by the loop when it renders). */
+static void gauge_update(struct srv_ingest *ing)
+{
+	uint64_t rows = 0;
+
+	if (ing->journal_gauge == NULL)
+		return;
+	srv_journal_pending(ing->journal, &rows, NULL);
+	__atomic_store_n(ing->journal_gauge, rows, __ATOMIC_RELAXED);
+}
+
+/* The result of a journal entry, before its outcome. */
+static void entry_result(const struct srv_journal_entry *e, struct srv_ingest_result *result)
+{
+	memset(result, 0, sizeof(*result));
+	snprintf(result->device, sizeof(result->device), "%s", e->device);
+	result->seq = e->seq;
+	result->merged = e->merged;
+	result->flood_refused = e->refused;
+	result->flushed = e->flushed;
+	result->device_error = (enum ota_err)e->device_error;
+}
+
+/* Stores e alone (until stored, refused by the database, or stopped). */
+static void store_one(struct srv_ingest *ing, const struct srv_journal_entry *e,
+		      struct srv_ingest_result *result)
 {
 	char digest[SRV_SHA256_HEX_BYTES], refused_text[SRV_U32_TEXT_BYTES];
-	char *text = json_dumps(doc->json, JSON_COMPACT);
-	const char *params[4] = {result->device, text, digest, refused_text};
+	const char *params[4] = {e->device, e->report, digest, refused_text};
 	unsigned delay = SRV_INGEST_RETRY_MIN_MS;
 
-	result->merged = doc->merged;
-	result->flood_refused = refused;
-	if (text == NULL) {
-		result->outcome = SRV_INGEST_FAILED;
-		return;
-	}
-	srv_hex_encode(doc->digest, sizeof(doc->digest), digest);
-	snprintf(refused_text, sizeof(refused_text), "%u", refused);
+	entry_result(e, result);
+	srv_hex_encode(e->digest, sizeof(e->digest), digest);
+	snprintf(refused_text, sizeof(refused_text), "%u", e->refused);
 	for (;;) {
 		enum call_rc rc;
 
@@ -314,7 +383,358 @@ static void store(struct srv_ingest *ing, const struct srv_report_doc *doc, unsi
 		back_off(ing, delay);
 		delay = delay * 2u > SRV_INGEST_RETRY_MAX_MS ? SRV_INGEST_RETRY_MAX_MS : delay * 2u;
 	}
-	free(text);
+}
+
+/* ---- batches ---------------------------------------------------------- */
+
+/* A PostgreSQL array literal being written (capacity computed up front). */
+struct array_text {
+	char *text;
+	size_t len;
+};
+
+/* Appends one quoted element ("..." with " and \ escaped). */
+static void array_add(struct array_text *a, const char *prefix, const char *value, size_t len)
+{
+	char sep = a->len == 0 ? '{' : ',';
+
+	a->text[a->len++] = sep;
+	a->text[a->len++] = '"';
+	for (const char *p = prefix; *p != '\0'; p++) {
+		if (*p == '"' || *p == '\\')
+			a->text[a->len++] = '\\';
+		a->text[a->len++] = *p;
+	}
+	for (size_t i = 0; i < len; i++) {
+		if (value[i] == '"' || value[i] == '\\')
+			a->text[a->len++] = '\\';
+		a->text[a->len++] = value[i];
+	}
+	a->text[a->len++] = '"';
+}
+
+static void array_end(struct array_text *a)
+{
+	if (a->len == 0)
+		a->text[a->len++] = '{';
+	a->text[a->len++] = '}';
+	a->text[a->len] = '\0';
+}
+
+/* The batch's four array parameters; false: out of memory. */
+static bool batch_params(const struct srv_journal_entry *e, size_t n, struct array_text arrays[4])
+{
+	size_t caps[4] = {3, 3, 3, 3};
+	char digest[SRV_SHA256_HEX_BYTES], number[SRV_U32_TEXT_BYTES];
+
+	for (size_t i = 0; i < n; i++) {
+		caps[0] += 2u * strlen(e[i].device) + 3u;
+		caps[1] += 2u * e[i].report_len + 3u;
+		caps[2] += 2u * (SRV_SHA256_HEX_BYTES + 2u) + 3u;
+		caps[3] += SRV_U32_TEXT_BYTES + 3u;
+	}
+	for (size_t k = 0; k < 4; k++) {
+		arrays[k].len = 0;
+		arrays[k].text = malloc(caps[k]);
+		if (arrays[k].text == NULL)
+			return false;
+	}
+	for (size_t i = 0; i < n; i++) {
+		array_add(&arrays[0], "", e[i].device, strlen(e[i].device));
+		array_add(&arrays[1], "", e[i].report, e[i].report_len);
+		srv_hex_encode(e[i].digest, sizeof(e[i].digest), digest);
+		array_add(&arrays[2], "\\x", digest, strlen(digest));
+		snprintf(number, sizeof(number), "%u", e[i].refused);
+		array_add(&arrays[3], "", number, strlen(number));
+	}
+	for (size_t k = 0; k < 4; k++)
+		array_end(&arrays[k]);
+	return true;
+}
+
+/* One report_ingest_batch() call: results[i] for entries[i] on CALL_OK. */
+static enum call_rc db_call_batch(struct srv_ingest *ing, const char *const params[4],
+				  const struct srv_journal_entry *e, size_t n,
+				  struct srv_ingest_result *results)
+{
+	/* in the order of enum srv_ingest_outcome */
+	static const char *const outcomes[] = {"stored", "duplicate", "replay", "decommissioned",
+					       "stale"};
+	double deadline = srv_now() + ing->deadline_ms / 1000.0;
+	enum call_rc rc = CALL_RETRY;
+	PGresult *res;
+
+	if (!db_connect(ing))
+		return CALL_RETRY;
+	if (ing->batch_prepared ? !PQsendQueryPrepared(ing->conn, stmt_batch.name,
+						       stmt_batch.n_params, params, NULL, NULL, 0)
+				: !PQsendQueryParams(ing->conn, stmt_batch.sql, stmt_batch.n_params,
+						     NULL, params, NULL, NULL, 0)) {
+		db_drop(ing);
+		return CALL_RETRY;
+	}
+	res = wait_result(ing->conn, deadline);
+	if (res == NULL) {
+		/* the call may still commit: a retry of it gives duplicates */
+		srv_log(SRV_LOG_WARN, "ingest: batch of %zu reports: no answer within %u ms", n,
+			ing->deadline_ms);
+		db_drop(ing);
+		return CALL_RETRY;
+	}
+	if (PQresultStatus(res) == PGRES_TUPLES_OK && PQntuples(res) == (int)n &&
+	    PQnfields(res) == 6) {
+		bool seen[SRV_INGEST_BATCH_MAX] = {false};
+
+		rc = CALL_OK;
+		for (int row = 0; row < (int)n && rc == CALL_OK; row++) {
+			long ord = strtol(PQgetvalue(res, row, 0), NULL, 10);
+			const char *outcome = PQgetvalue(res, row, 1);
+			struct srv_ingest_result *r;
+			bool known = false;
+
+			if (ord < 1 || ord > (long)n || seen[ord - 1]) {
+				rc = CALL_FAIL;
+				break;
+			}
+			seen[ord - 1] = true;
+			r = &results[ord - 1];
+			entry_result(&e[ord - 1], r);
+			for (size_t i = 0; i < sizeof(outcomes) / sizeof(outcomes[0]); i++) {
+				if (strcmp(outcome, outcomes[i]) == 0) {
+					r->outcome = (enum srv_ingest_outcome)i;
+					known = true;
+				}
+			}
+			if (!known)
+				rc = CALL_FAIL;
+			r->new_events = atoll(PQgetvalue(res, row, 2));
+			r->campaign_changes = atoll(PQgetvalue(res, row, 3));
+			r->suspect = strcmp(PQgetvalue(res, row, 4), "t") == 0;
+			r->refusal_events = atoll(PQgetvalue(res, row, 5));
+		}
+		if (rc != CALL_OK)
+			srv_log(SRV_LOG_ERROR, "ingest: batch of %zu reports: an unexpected answer",
+				n);
+	} else {
+		const char *state = PQresultErrorField(res, PG_DIAG_SQLSTATE);
+
+		rc = PQresultStatus(res) != PGRES_TUPLES_OK && sqlstate_transient(state)
+			     ? CALL_RETRY
+			     : CALL_FAIL;
+		srv_log(rc == CALL_RETRY ? SRV_LOG_WARN : SRV_LOG_ERROR,
+			"ingest: batch of %zu reports: %s", n,
+			PQresultStatus(res) == PGRES_TUPLES_OK ? "wrong row count"
+							       : PQresultErrorMessage(res));
+		if (PQstatus(ing->conn) != CONNECTION_OK)
+			db_drop(ing);
+	}
+	PQclear(res);
+	return rc;
+}
+
+/*
+ * Stores the n entries: one batch (retried while the database is away),
+ * one by one when the batch fails. Returns how many were dealt with (their
+ * results posted): n, or fewer when stopped (the rest stay journaled).
+ */
+static size_t ingest_batch(struct srv_ingest *ing, const struct srv_journal_entry *e, size_t n,
+			   struct srv_ingest_result *results)
+{
+	struct array_text arrays[4] = {{NULL, 0}};
+	const char *params[4];
+	unsigned delay = SRV_INGEST_RETRY_MIN_MS;
+	enum call_rc rc = CALL_FAIL;
+	size_t done = 0;
+	double started = srv_now();
+
+	if (n > 1 && batch_params(e, n, arrays)) {
+		for (size_t k = 0; k < 4; k++)
+			params[k] = arrays[k].text;
+		for (;;) {
+			pthread_mutex_lock(&ing->db_lock);
+			rc = db_call_batch(ing, params, e, n, results);
+			pthread_mutex_unlock(&ing->db_lock);
+			if (rc != CALL_RETRY || stopping(ing))
+				break;
+			back_off(ing, delay);
+			delay = delay * 2u > SRV_INGEST_RETRY_MAX_MS ? SRV_INGEST_RETRY_MAX_MS
+								     : delay * 2u;
+		}
+	}
+	for (size_t k = 0; k < 4; k++)
+		free(arrays[k].text);
+	if (rc == CALL_RETRY)
+		return 0; /* stopped: all of it stays journaled */
+	if (rc == CALL_OK) {
+		srv_log(SRV_LOG_DEBUG, "ingest: batch of %zu reports stored in %.1f ms", n,
+			(srv_now() - started) * 1000.0);
+		results[0].batch_first = true;
+		for (size_t i = 0; i < n; i++)
+			ing->cb(ing->cb_arg, &results[i]);
+		return n;
+	}
+	/* one report (or a failed batch, as report_batch.sql says): one by one */
+	for (; done < n; done++) {
+		store_one(ing, &e[done], &results[done]);
+		if (results[done].outcome == SRV_INGEST_ABANDONED)
+			break;
+		ing->cb(ing->cb_arg, &results[done]);
+	}
+	return done;
+}
+
+/*
+ * Reads the journal's oldest reports (up to batch_max and
+ * SRV_INGEST_BATCH_BYTES), stores them and deletes them from the journal.
+ * true: all of them were dealt with; false: a read failed or the writer
+ * stopped before (what is left stays journaled).
+ */
+static bool writer_step(struct srv_ingest *ing, struct srv_journal_entry *entries,
+			struct srv_ingest_result *results)
+{
+	size_t n = 0, done;
+
+	/* a bound on one call's size and on what is read: the rest next time */
+	if (srv_journal_read(ing->journal, entries, ing->batch_max, SRV_INGEST_BATCH_BYTES, &n,
+			     NULL) != OTA_OK)
+		return false;
+	done = n > 0 ? ingest_batch(ing, entries, n, results) : 0;
+	if (done > 0)
+		(void)srv_journal_consume(ing->journal, entries[done - 1].id);
+	gauge_update(ing);
+	srv_journal_entries_clear(entries, n);
+	return done == n;
+}
+
+/*
+ * Stopping: what the journal holds is stored while the database answers,
+ * for up to SRV_INGEST_DRAIN_MS, one attempt a batch (a replica that is
+ * scaled away leaves as little as it can); the rest stays for the next
+ * start.
+ */
+static void writer_drain(struct srv_ingest *ing, struct srv_journal_entry *entries,
+			 struct srv_ingest_result *results)
+{
+	double until = srv_now() + SRV_INGEST_DRAIN_MS / 1000.0;
+	uint64_t rows = 0;
+
+	for (;;) {
+		srv_journal_pending(ing->journal, &rows, NULL);
+		if (rows == 0 || srv_now() >= until || !writer_step(ing, entries, results))
+			break;
+	}
+	srv_journal_pending(ing->journal, &rows, NULL);
+	if (rows > 0)
+		srv_log(SRV_LOG_WARN, "ingest: %llu reports stay in the journal for the next start",
+			(unsigned long long)rows);
+}
+
+/* The writer: the journal's oldest reports into the database, in batches. */
+static void *writer_main(void *arg)
+{
+	struct srv_ingest *ing = arg;
+	struct srv_journal_entry *entries = calloc(SRV_INGEST_BATCH_MAX, sizeof(*entries));
+	struct srv_ingest_result *results = calloc(SRV_INGEST_BATCH_MAX, sizeof(*results));
+	uint64_t rows = 0;
+
+	if (entries == NULL || results == NULL) {
+		srv_log(SRV_LOG_ERROR, "ingest: writer: out of memory; reports stay journaled");
+		goto out;
+	}
+	srv_journal_pending(ing->journal, &rows, NULL);
+	if (rows > 0)
+		srv_log(SRV_LOG_INFO, "ingest: %llu reports left in the journal: stored first",
+			(unsigned long long)rows);
+	pthread_mutex_lock(&ing->lock);
+	while (!ing->stopping) {
+		struct timespec until;
+
+		srv_journal_pending(ing->journal, &rows, NULL);
+		if (rows == 0) {
+			until = in_ms(1000u);
+			pthread_cond_timedwait(&ing->work, &ing->lock, &until);
+			continue;
+		}
+		/* a short linger gathers a batch at a low rate; under load the
+		 * batch gathers while the previous one is stored */
+		if (rows < ing->batch_max && ing->linger_ms > 0) {
+			until = in_ms(ing->linger_ms);
+			while (!ing->stopping && rows < ing->batch_max &&
+			       pthread_cond_timedwait(&ing->work, &ing->lock, &until) == 0)
+				srv_journal_pending(ing->journal, &rows, NULL);
+		}
+		pthread_mutex_unlock(&ing->lock);
+		if (!writer_step(ing, entries, results) && !stopping(ing))
+			back_off(ing, SRV_INGEST_RETRY_MIN_MS); /* a read failed */
+		pthread_mutex_lock(&ing->lock);
+	}
+	pthread_mutex_unlock(&ing->lock);
+	writer_drain(ing, entries, results);
+out:
+	free(entries);
+	free(results);
+	return NULL;
+}
+
+/* ---- the journal (receive and flusher threads) ------------------------ */
+
+/*
+ * Appends doc to the journal and wakes the writer. While the journal is
+ * full or failing, waits (nothing is acknowledged meanwhile) until it takes
+ * the report or srv_ingest_stop: then OTA_ERR_TIMEOUT. OTA_ERR_SIZE,
+ * OTA_ERR_NOMEM: never journaled (the caller reports it failed).
+ */
+static enum ota_err journal_put(struct srv_ingest *ing, const struct srv_report_doc *doc,
+				unsigned refused, bool flushed,
+				const struct srv_ingest_result *about)
+{
+	struct srv_journal_entry e = {0};
+	unsigned delay = SRV_INGEST_RETRY_MIN_MS;
+	enum ota_err err;
+
+	e.report = json_dumps(doc->json, JSON_COMPACT);
+	if (e.report == NULL)
+		return OTA_ERR_NOMEM;
+	e.report_len = strlen(e.report);
+	snprintf(e.device, sizeof(e.device), "%s", about->device);
+	e.seq = doc->seq;
+	memcpy(e.digest, doc->digest, sizeof(e.digest));
+	e.refused = refused;
+	e.merged = doc->merged;
+	e.device_error = (int)about->device_error;
+	e.flushed = flushed;
+	while ((err = srv_journal_append(ing->journal, &e)) == OTA_ERR_BUSY ||
+	       err == OTA_ERR_STORAGE) {
+		bool first;
+
+		pthread_mutex_lock(&ing->lock);
+		first = !ing->journal_full;
+		ing->journal_full = true;
+		pthread_mutex_unlock(&ing->lock);
+		if (first)
+			srv_log(SRV_LOG_ERROR,
+				"ingest: the report journal %s: reports are not acknowledged "
+				"until it takes them",
+				err == OTA_ERR_BUSY ? "is full" : "fails");
+		if (stopping(ing)) {
+			err = OTA_ERR_TIMEOUT;
+			break;
+		}
+		back_off(ing, delay);
+		delay = delay * 2u > SRV_INGEST_RETRY_MAX_MS ? SRV_INGEST_RETRY_MAX_MS : delay * 2u;
+	}
+	free(e.report);
+	pthread_mutex_lock(&ing->lock);
+	if (err == OTA_OK) {
+		if (ing->journal_full)
+			srv_log(SRV_LOG_INFO, "ingest: the report journal takes reports again");
+		ing->journal_full = false;
+		pthread_cond_signal(&ing->work);
+	}
+	pthread_mutex_unlock(&ing->lock);
+	if (err == OTA_OK)
+		gauge_update(ing);
+	return err;
 }
 
 /* ---- held reports (under lock) ----------------------------------------- */
@@ -391,6 +811,7 @@ static void *flusher_main(void *arg)
 			struct srv_ingest_result result = {0};
 			struct srv_report_doc doc = {0};
 			unsigned refused;
+			enum ota_err err;
 
 			if (h->doc.json == NULL ||
 			    !srv_ratelimit_take(ing->budget, h->device, now, NULL))
@@ -399,10 +820,17 @@ static void *flusher_main(void *arg)
 			snprintf(result.device, sizeof(result.device), "%s", h->device);
 			result.flushed = true;
 			result.seq = doc.seq;
+			result.merged = doc.merged;
+			result.flood_refused = refused;
 			pthread_mutex_unlock(&ing->lock);
-			store(ing, &doc, refused, &result);
+			/* journaled: the writer stores it and reports the result */
+			err = journal_put(ing, &doc, refused, true, &result);
 			srv_report_doc_clear(&doc);
-			ing->cb(ing->cb_arg, &result);
+			if (err != OTA_OK) {
+				result.outcome = err == OTA_ERR_TIMEOUT ? SRV_INGEST_ABANDONED
+									: SRV_INGEST_FAILED;
+				ing->cb(ing->cb_arg, &result);
+			}
 			pthread_mutex_lock(&ing->lock);
 		}
 	}
@@ -461,7 +889,22 @@ bool srv_ingest_message(struct srv_ingest *ing, const char *topic, const uint8_t
 			refused = held_take(h, &doc, now);
 		pthread_mutex_unlock(&ing->lock);
 		result.seq = doc.seq;
-		store(ing, &doc, refused, &result);
+		result.merged = doc.merged;
+		result.flood_refused = refused;
+		switch (journal_put(ing, &doc, refused, false, &result)) {
+		case OTA_OK:
+			/* durable: acknowledged now, stored by the writer, which
+			 * reports the result */
+			srv_report_doc_clear(&doc);
+			busy_done(ing);
+			return true;
+		case OTA_ERR_TIMEOUT:
+			result.outcome = SRV_INGEST_ABANDONED;
+			break;
+		default:
+			result.outcome = SRV_INGEST_FAILED;
+			break;
+		}
 	} else {
 		result.outcome = SRV_INGEST_DROPPED;
 		if (h != NULL) {
@@ -486,12 +929,17 @@ enum ota_err srv_ingest_new(const struct srv_ingest_config *config, srv_ingest_r
 			    void *cb_arg, struct srv_ingest **ret_ingest)
 {
 	struct srv_ingest *ing = calloc(1, sizeof(*ing));
+	enum ota_err err;
 
 	if (ing == NULL)
 		return OTA_ERR_NOMEM;
 	pthread_mutex_init(&ing->lock, NULL);
 	pthread_mutex_init(&ing->db_lock, NULL);
 	pthread_cond_init(&ing->wake, NULL);
+	pthread_cond_init(&ing->work, NULL);
+	ing->batch_max = SRV_INGEST_BATCH_MAX;
+	ing->linger_ms = config->linger_ms;
+	ing->journal_gauge = config->journal_gauge;
 	ing->cb = cb;
 	ing->cb_arg = cb_arg;
 	ing->deadline_ms = config->deadline_ms;
@@ -500,12 +948,26 @@ enum ota_err srv_ingest_new(const struct srv_ingest_config *config, srv_ingest_r
 	ing->arena_mem = malloc(SRV_REPORT_ARENA_BYTES);
 	if (ing->conninfo == NULL || ing->arena_mem == NULL ||
 	    srv_ratelimit_new(config->rate_per_sec, config->burst, SRV_INGEST_MAX_BUCKETS,
-			      &ing->budget) != OTA_OK ||
-	    pthread_create(&ing->flusher, NULL, flusher_main, ing) != 0) {
+			      &ing->budget) != OTA_OK) {
+		srv_ingest_free(ing);
+		return OTA_ERR_NOMEM;
+	}
+	err = srv_journal_open(config->journal_dir, config->journal_sync, config->journal_max_bytes,
+			       &ing->journal);
+	if (err != OTA_OK) {
+		srv_ingest_free(ing);
+		return err;
+	}
+	if (pthread_create(&ing->flusher, NULL, flusher_main, ing) != 0) {
 		srv_ingest_free(ing);
 		return OTA_ERR_NOMEM;
 	}
 	ing->flusher_started = true;
+	if (pthread_create(&ing->writer, NULL, writer_main, ing) != 0) {
+		srv_ingest_free(ing);
+		return OTA_ERR_NOMEM;
+	}
+	ing->writer_started = true;
 	*ret_ingest = ing;
 	return OTA_OK;
 }
@@ -517,6 +979,7 @@ void srv_ingest_stop(struct srv_ingest *ing)
 	pthread_mutex_lock(&ing->lock);
 	ing->stopping = true;
 	pthread_cond_broadcast(&ing->wake);
+	pthread_cond_broadcast(&ing->work);
 	pthread_mutex_unlock(&ing->lock);
 }
 
@@ -543,6 +1006,9 @@ void srv_ingest_free(struct srv_ingest *ing)
 	srv_ingest_stop(ing);
 	if (ing->flusher_started)
 		pthread_join(ing->flusher, NULL);
+	if (ing->writer_started)
+		pthread_join(ing->writer, NULL);
+	srv_journal_close(ing->journal);
 	for (size_t i = 0; i < SRV_INGEST_MAX_HELD; i++)
 		srv_report_doc_clear(&ing->held[i].doc);
 	db_drop(ing);
@@ -550,6 +1016,7 @@ void srv_ingest_free(struct srv_ingest *ing)
 	free(ing->arena_mem);
 	free(ing->conninfo);
 	pthread_cond_destroy(&ing->wake);
+	pthread_cond_destroy(&ing->work);
 	pthread_mutex_destroy(&ing->db_lock);
 	pthread_mutex_destroy(&ing->lock);
 	free(ing);

@@ -652,6 +652,11 @@ static void wake_cb(evutil_socket_t fd, short what, void *arg)
 	}
 }
 
+const char *srv_mqtt_client_id(const struct srv_mqtt *mqtt)
+{
+	return mqtt->client_id;
+}
+
 bool srv_mqtt_connected(const struct srv_mqtt *mqtt)
 {
 	return mqtt != NULL && atomic_load(&((struct srv_mqtt *)mqtt)->connected);

@@ -25,7 +25,7 @@ struct srv_mqtt;
 
 /* Most results waiting for the loop (beyond: dropped and counted). */
 #define SRV_MQTT_QUEUE_MAX 100000u
-/* Deadline of one report_ingest() call. */
+/* Deadline of one report_ingest_batch() or report_ingest() call. */
 #define SRV_MQTT_INGEST_DEADLINE_MS 5000u
 
 /* Longest MQTT client id (= the CN of mqtt_cert) taken. */
@@ -69,6 +69,8 @@ void srv_mqtt_stop(struct srv_mqtt *mqtt);
  */
 void srv_mqtt_post_result(struct srv_mqtt *mqtt, const void *result, size_t len);
 bool srv_mqtt_connected(const struct srv_mqtt *mqtt);
+/* The MQTT client id (the CN of mqtt_cert); set before the receiver starts. */
+const char *srv_mqtt_client_id(const struct srv_mqtt *mqtt);
 
 /*
  * Publishes a Notify (QoS 1) to fleetota/v1/{device}/cmd. OTA_OK when Paho

@@ -4,6 +4,7 @@
  * knows no report, main.c wires this in. Results are posted back through
  * the transport's loop queue and accounted on the loop thread.
  */
+#include <ctype.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -11,6 +12,9 @@
 #include "ingest-internal.h"
 #include "log-internal.h"
 #include "server-internal.h"
+
+/* The journal directory's path. */
+#define SRV_RECEIVER_PATH_BYTES 1024u
 
 struct receiver {
 	struct srv_server *srv;
@@ -26,6 +30,8 @@ static void report_account(struct srv_server *srv, const struct srv_ingest_resul
 
 	if (!result->flushed)
 		m->reports_received++;
+	if (result->batch_first)
+		m->report_batches++;
 	if ((unsigned)result->device_error > OTA_OK &&
 	    (unsigned)result->device_error < OTA__ERR_COUNT)
 		m->device_errors[result->device_error]++;
@@ -94,26 +100,70 @@ static void on_result(void *arg, const struct srv_ingest_result *result)
 	srv_mqtt_post_result(r->mqtt, result, sizeof(*result));
 }
 
+/*
+ * The default journal directory: store_dir/report-journal/<client id>, one
+ * per MQTT identity, so replicas that share a store_dir never share a
+ * journal (the client id's characters outside [A-Za-z0-9._-] become '_').
+ */
+static bool journal_dir(const struct srv_config *cfg, const char *client_id, char *out, size_t cap)
+{
+	size_t len;
+	int n;
+
+	if (cfg->report_journal_dir[0] != '\0')
+		n = snprintf(out, cap, "%s", cfg->report_journal_dir);
+	else
+		n = snprintf(out, cap, "%s/report-journal/%s", cfg->store_dir, client_id);
+	if (n < 0 || (size_t)n >= cap)
+		return false;
+	if (cfg->report_journal_dir[0] != '\0')
+		return true;
+	len = (size_t)n - strlen(client_id);
+	for (char *p = out + len; *p != '\0'; p++) {
+		if (!isalnum((unsigned char)*p) && *p != '.' && *p != '_' && *p != '-')
+			*p = '_';
+	}
+	if (strcmp(out + len, ".") == 0 || strcmp(out + len, "..") == 0)
+		out[len] = '_';
+	return true;
+}
+
 static void *receiver_start(struct srv_server *srv, struct srv_mqtt *mqtt)
 {
 	const struct srv_config *cfg = srv->config;
+	char dir[SRV_RECEIVER_PATH_BYTES];
 	struct srv_ingest_config ingest = {
 		.conninfo = cfg->db_conninfo,
 		.prepared = cfg->db_prepared_statements,
 		.rate_per_sec = cfg->report_rate_per_sec,
 		.burst = cfg->report_burst,
 		.deadline_ms = SRV_MQTT_INGEST_DEADLINE_MS,
+		.journal_dir = dir,
+		.journal_sync = cfg->report_journal_sync,
+		.journal_max_bytes = (uint64_t)cfg->report_journal_max_mb * 1024u * 1024u,
+		.linger_ms = cfg->report_batch_linger_ms,
+		.journal_gauge = &srv->metrics.report_journal_reports,
 	};
-	struct receiver *r = calloc(1, sizeof(*r));
+	struct receiver *r;
+	enum ota_err err;
 
+	if (!journal_dir(cfg, srv_mqtt_client_id(mqtt), dir, sizeof(dir))) {
+		srv_log(SRV_LOG_ERROR, "report journal: the directory name is too long");
+		return NULL;
+	}
+	r = calloc(1, sizeof(*r));
 	if (r == NULL)
 		return NULL;
 	r->srv = srv;
 	r->mqtt = mqtt;
-	if (srv_ingest_new(&ingest, on_result, r, &r->ingest) != OTA_OK) {
+	err = srv_ingest_new(&ingest, on_result, r, &r->ingest);
+	if (err != OTA_OK) {
+		srv_log(SRV_LOG_ERROR, "report journal %s: %s", dir, ota_err_name(err));
 		free(r);
 		return NULL;
 	}
+	srv_log(SRV_LOG_INFO, "report journal %s (sync %s, at most %u MiB)", dir,
+		cfg->report_journal_sync ? "on" : "off", cfg->report_journal_max_mb);
 	return r;
 }
 

@@ -24,6 +24,10 @@ log "a second server with the same identity (ota-server:1)"
 API2=$(free_port)
 sed -e "s/^device_listen = .*/device_listen = 127.0.0.1:$(free_port)/" \
 	-e "s/^admin_listen = .*/admin_listen = 127.0.0.1:$API2/" "$T/server.conf" >"$T/server2.conf"
+# its own report journal, as on another host: on the same one, the default
+# (store_dir/report-journal/<client id>) is the first one's, and a second
+# process on a journal is refused at start
+echo "report_journal_dir = $T/journal2" >>"$T/server2.conf"
 "$OTA_SERVER" --config "$T/server2.conf" >"$T/server2.log" 2>&1 &
 srv2=$!
 stop_srv2() { stop_bg srv2; }
