@@ -224,8 +224,9 @@ same "the same campaign rows" \
 same "the same assignments" \
 	"SELECT left(device_id, 3) AS p, substr(device_id, 4) AS k, artifact_id, campaign_id, state, error,
 	        delivery, delta_rejection_forgiven FROM assignments" "$N"
+# the queue keeps the order only since 0020 (rank hashes the whole device id, so it differs between the ways): which campaigns queue each device
 same "the same kept queue" \
-	"SELECT left(device_id, 3) AS p, substr(device_id, 4) AS k, campaign_id, version_code, keylist_version
+	"SELECT left(device_id, 3) AS p, substr(device_id, 4) AS k, campaign_id
 	 FROM campaign_targets" 1
 
 # report_rollout_set against rollout_report, case by case: devices a and b
