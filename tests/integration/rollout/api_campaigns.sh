@@ -99,7 +99,7 @@ sql -c "INSERT INTO artifacts (artifact_id, digest, manifest, product, version, 
 	fixes_version_code_min, fixes_version_code_max, advisory, issued_at, image_sha256, image_size,
 	signing_key_id, store_path)
 	VALUES ('api-sec', decode(md5('api-sec'), 'hex'), '\\x00', 'fx-model', '9.0.1', 900001, true, 1, 1,
-	        'CVE-2026-9999', extract(epoch FROM now())::bigint - 3600, decode(repeat('ab', 32), 'hex'), 1,
+	        'CVE-2026-9999', floor(extract(epoch FROM now()))::bigint - 3600, decode(repeat('ab', 32), 'hex'), 1,
 	        decode(repeat('cd', 32), 'hex'), 'x')" >/dev/null
 TOKEN=$OPER api POST /api/v1/campaigns "${JSON[@]}" -d '{"id":"api-s1","artifact":"api-sec",
 	"security":{"override_windows":true,"preempt":true,"stall_alert_seconds":600},

@@ -253,7 +253,16 @@ MQ_PID=$(cat "$T/mq/mosquitto.pid")
 kill -STOP "$MQ_PID"
 stall_ms=$((1800 + RANDOM % 400))
 kill_at_ms=$((200 + RANDOM % 1200))
+# the kill must find publishes held back: wait (bounded) until the holder has
+# issued one into the stopped broker (with lazy admission a tick may have
+# nothing due for a moment; seen once on a fast machine), then the random part
+waited_ms=$(date +%s%3N)
+wait_for 10 sql_eq t "SELECT count(*) > 0 FROM rollout_notifications WHERE campaign_id = 'ks' AND server_id = '$holder' AND published_at IS NULL" ||
+	fail "the holder issued no notification into the stopped broker within 10 s"
+waited_ms=$(($(date +%s%3N) - waited_ms))
 sleep "$(printf '0.%03d' "$kill_at_ms")"
+kill_at_ms=$((kill_at_ms + waited_ms))
+stall_ms=$((stall_ms + waited_ms))
 unacked=$(sql -c "SELECT count(*) FROM rollout_notifications WHERE campaign_id = 'ks' AND server_id = '$holder' AND published_at IS NULL")
 kill -KILL "${PID[$victim]}"
 wait "${PID[$victim]}" 2>/dev/null || true
