@@ -18,7 +18,9 @@
 # simulator process, 6000: about 3 descriptors a device, 20,000 allowed), BENCH_FLEET_CONNECT_RATE (500 sessions/s per
 # process), BENCH_FLEET_WORKERS (16 per process), BENCH_FLEET_IMAGE_KB
 # (1024), BENCH_FLEET_SLOW (share of devices on a slow link, 0),
-# BENCH_FLEET_TIMEOUT (seconds for registration and for the campaign, each:
+# BENCH_FLEET_SERVER_CONF (extra ota-server config, space-separated
+# key=value pairs, e.g. report_batch_linger_ms=50), BENCH_FLEET_TIMEOUT
+# (seconds for registration and for the campaign, each:
 # 120 + devices / 10). Diagnostics: BENCH_FLEET_PERF=DIR records each
 # simulator with `perf record -g` into DIR (setup-N.data from its start to
 # its provisioning, campaign-N.data during the campaign), or with
@@ -167,7 +169,7 @@ if ((pgss)); then
 fi
 stack_broker_start "$T/mq" "$mq_port" "$pki"
 stack_server_conf "$T/server.conf" "$pki" "$T/pg" "$pg_port" "$dev_port" "$T/store" \
-	"mqtt=$mq_port" "admin_listen=127.0.0.1:$api_port" log_level=info
+	"mqtt=$mq_port" "admin_listen=127.0.0.1:$api_port" log_level=info ${BENCH_FLEET_SERVER_CONF:-}
 "$server" migrate --config "$T/server.conf" >"$T/migrate.log" 2>&1 || fail "migrate: $(tail -3 "$T/migrate.log")"
 export OTA_ROLLOUT_TICK_MS=500
 stack_server_start "$T/server.conf" "$T/server.log"
