@@ -19,6 +19,7 @@
 #include <unistd.h>
 
 #include "fleet_sim.h"
+#include "ota_linux.h"
 
 #define GOLDEN_FILES_MAX 256u
 #define GOLDEN_BYTES_MAX (64u * 1024u * 1024u)
@@ -36,34 +37,6 @@ struct fleet_golden {
 	size_t n;
 	size_t bytes;
 };
-
-static bool read_all(int fd, uint8_t *buf, size_t len)
-{
-	size_t at = 0;
-	while (at < len) {
-		ssize_t n = read(fd, buf + at, len - at);
-		if (n < 0 && errno == EINTR)
-			continue;
-		if (n <= 0)
-			return false;
-		at += (size_t)n;
-	}
-	return true;
-}
-
-static bool write_all(int fd, const uint8_t *buf, size_t len)
-{
-	size_t at = 0;
-	while (at < len) {
-		ssize_t n = write(fd, buf + at, len - at);
-		if (n < 0 && errno == EINTR)
-			continue;
-		if (n <= 0)
-			return false;
-		at += (size_t)n;
-	}
-	return true;
-}
 
 /* Adds DIR/REL (a regular file or, at the top, a directory and its files). */
 static bool load_dir(struct fleet_golden *g, const char *root, const char *rel, unsigned depth)
@@ -108,7 +81,9 @@ static bool load_dir(struct fleet_golden *g, const char *root, const char *rel, 
 		f->len = (size_t)st.st_size;
 		f->data = malloc(f->len ? f->len : 1);
 		int fd = open(full, O_RDONLY | O_CLOEXEC);
-		ok = f->data && fd >= 0 && read_all(fd, f->data, f->len);
+		size_t got = 0;
+		ok = f->data && fd >= 0 && ota_linux_pread_all(fd, f->data, f->len, 0, &got) &&
+		     got == f->len;
 		if (fd >= 0)
 			close(fd);
 		if (!ok) {
@@ -177,7 +152,7 @@ int fleet_golden_clone(const struct fleet_golden *g, const char *dir)
 			ok = mkdir(path, 0700) == 0;
 		} else if (ok) {
 			int fd = open(path, O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC, 0600);
-			ok = fd >= 0 && write_all(fd, f->data, f->len);
+			ok = fd >= 0 && ota_linux_pwrite_all(fd, f->data, f->len, 0);
 			if (fd >= 0)
 				ok = close(fd) == 0 && ok;
 		}

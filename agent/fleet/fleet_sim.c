@@ -522,23 +522,6 @@ static enum ota_err session_fetch(void *ctx, const struct ota_fetch_request *req
 	return err;
 }
 
-static bool pread_all(int fd, uint8_t *buf, size_t len, uint64_t off, size_t *ret_done)
-{
-	size_t done = 0;
-	while (done < len) {
-		ssize_t n = pread(fd, buf + done, len - done, (off_t)(off + done));
-		if (n < 0 && errno == EINTR)
-			continue;
-		if (n < 0)
-			return false;
-		if (n == 0)
-			break;
-		done += (size_t)n;
-	}
-	*ret_done = done;
-	return true;
-}
-
 /* The slot file, read and write, for the rest of the job (a read does not create it). */
 static bool slot_open(struct session *s, unsigned slot, int create)
 {
@@ -572,11 +555,12 @@ static enum ota_err session_slot_read(void *ctx, unsigned slot, uint64_t off, vo
 		return OTA_ERR_STORAGE;
 	size_t done = 0;
 	if (len >= SLOT_READAHEAD_BYTES || (!s->ra && !(s->ra = malloc(SLOT_READAHEAD_BYTES))))
-		return pread_all(s->slot_fd[slot], buf, len, off, &done) && done == len
+		return ota_linux_pread_all(s->slot_fd[slot], buf, len, off, &done) && done == len
 			       ? OTA_OK
 			       : OTA_ERR_STORAGE;
 	s->ra_len = 0;
-	if (!pread_all(s->slot_fd[slot], s->ra, SLOT_READAHEAD_BYTES, off, &done) || done < len)
+	if (!ota_linux_pread_all(s->slot_fd[slot], s->ra, SLOT_READAHEAD_BYTES, off, &done) ||
+	    done < len)
 		return OTA_ERR_STORAGE;
 	s->ra_slot = slot;
 	s->ra_off = off;
@@ -598,17 +582,7 @@ static enum ota_err session_slot_write(void *ctx, unsigned slot, uint64_t off, c
 		return OTA_ERR_INVALID_ARG;
 	if (s->slot_fd[slot] < 0 && !slot_open(s, slot, O_CREAT))
 		return OTA_ERR_STORAGE;
-	const uint8_t *p = buf;
-	size_t done = 0;
-	while (done < len) {
-		ssize_t n = pwrite(s->slot_fd[slot], p + done, len - done, (off_t)(off + done));
-		if (n < 0 && errno == EINTR)
-			continue;
-		if (n <= 0)
-			return OTA_ERR_STORAGE;
-		done += (size_t)n;
-	}
-	return OTA_OK;
+	return ota_linux_pwrite_all(s->slot_fd[slot], buf, len, off) ? OTA_OK : OTA_ERR_STORAGE;
 }
 
 static enum ota_err session_slot_erase(void *ctx, unsigned slot)

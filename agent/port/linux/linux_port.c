@@ -81,8 +81,7 @@ static enum ota_err fsync_dir(const char *dir)
 	return rc == 0 ? OTA_OK : OTA_ERR_STORAGE;
 }
 
-/* pwrite until len bytes are written at off (EINTR retried). */
-static bool write_all(int fd, const void *buf, size_t len, uint64_t off)
+bool ota_linux_pwrite_all(int fd, const void *buf, size_t len, uint64_t off)
 {
 	size_t done = 0;
 	while (done < len) {
@@ -94,6 +93,23 @@ static bool write_all(int fd, const void *buf, size_t len, uint64_t off)
 			return false;
 		done += (size_t)n;
 	}
+	return true;
+}
+
+bool ota_linux_pread_all(int fd, void *buf, size_t len, uint64_t off, size_t *ret_done)
+{
+	size_t done = 0;
+	while (done < len) {
+		ssize_t n = pread(fd, (uint8_t *)buf + done, len - done, (off_t)(off + done));
+		if (n < 0 && errno == EINTR)
+			continue;
+		if (n < 0)
+			return false;
+		if (n == 0)
+			break;
+		done += (size_t)n;
+	}
+	*ret_done = done;
 	return true;
 }
 
@@ -118,16 +134,9 @@ static enum ota_err lx_slot_read(void *ctx, unsigned slot, uint64_t off, void *b
 	if (fd < 0)
 		return OTA_ERR_STORAGE;
 	size_t done = 0;
-	while (done < len) {
-		ssize_t n = pread(fd, (uint8_t *)buf + done, len - done, (off_t)(off + done));
-		if (n < 0 && errno == EINTR)
-			continue;
-		if (n <= 0)
-			break;
-		done += (size_t)n;
-	}
+	bool ok = ota_linux_pread_all(fd, buf, len, off, &done);
 	close(fd);
-	return done == len ? OTA_OK : OTA_ERR_STORAGE;
+	return ok && done == len ? OTA_OK : OTA_ERR_STORAGE;
 }
 
 /*
@@ -148,7 +157,7 @@ static enum ota_err lx_slot_write(void *ctx, unsigned slot, uint64_t off, const 
 	int fd = open(path, O_WRONLY | O_CREAT | O_CLOEXEC, 0600);
 	if (fd < 0)
 		return OTA_ERR_STORAGE;
-	bool ok = write_all(fd, buf, len, off);
+	bool ok = ota_linux_pwrite_all(fd, buf, len, off);
 	return close(fd) == 0 && ok ? OTA_OK : OTA_ERR_STORAGE;
 }
 
@@ -385,7 +394,8 @@ static enum ota_err lx_record_write(void *ctx, enum ota_record rec, unsigned cop
 	}
 	if (fd < 0)
 		return OTA_ERR_STORAGE;
-	bool ok = write_all(fd, buf, len, 0) && ftruncate(fd, (off_t)len) == 0 && fsync(fd) == 0;
+	bool ok = ota_linux_pwrite_all(fd, buf, len, 0) && ftruncate(fd, (off_t)len) == 0 &&
+		  fsync(fd) == 0;
 	if (close(fd) != 0 || !ok)
 		return OTA_ERR_STORAGE;
 	/*

@@ -247,4 +247,12 @@ bool ota_linux_health_window_load(struct ota_linux_port *lx, uint64_t *ret_until
 /* Path of slot N's image file (for tools and tests). */
 void ota_linux_slot_path(const struct ota_linux_port *ctx, unsigned slot, char *buf, size_t cap);
 
+/* pwrite until len bytes are written at off (EINTR retried). */
+bool ota_linux_pwrite_all(int fd, const void *buf, size_t len, uint64_t off);
+/*
+ * pread until len bytes are read from off or the file ends (EINTR
+ * retried): *ret_done is how many were read. false: a read failed.
+ */
+bool ota_linux_pread_all(int fd, void *buf, size_t len, uint64_t off, size_t *ret_done);
+
 #endif
