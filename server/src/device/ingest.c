@@ -240,25 +240,60 @@ static bool sqlstate_transient(const char *state)
 
 enum call_rc { CALL_OK, CALL_RETRY, CALL_FAIL };
 
-static enum call_rc db_call(struct srv_ingest *ing, const char *const params[4],
-			    struct srv_ingest_result *result)
+/*
+ * Connects if needed and sends stmt (by name when prepared on this
+ * connection). false: not sent, the connection dropped (retry).
+ */
+static bool db_send(struct srv_ingest *ing, const struct srv_db_stmt *stmt, bool prepared,
+		    const char *const *params)
+{
+	if (!db_connect(ing))
+		return false;
+	if (prepared ? !PQsendQueryPrepared(ing->conn, stmt->name, stmt->n_params, params, NULL,
+					    NULL, 0)
+		     : !PQsendQueryParams(ing->conn, stmt->sql, stmt->n_params, NULL, params, NULL,
+					  NULL, 0)) {
+		db_drop(ing);
+		return false;
+	}
+	return true;
+}
+
+/*
+ * report_ingest's columns (outcome, new_events, campaign_changes, suspect,
+ * refusal_events) of row, from column col on, into r. false: an outcome
+ * this server does not know.
+ */
+static bool row_result(const PGresult *res, int row, int col, struct srv_ingest_result *r)
 {
 	/* in the order of enum srv_ingest_outcome */
 	static const char *const outcomes[] = {"stored", "duplicate", "replay", "decommissioned",
 					       "stale"};
+	const char *outcome = PQgetvalue(res, row, col);
+	bool known = false;
+
+	for (size_t i = 0; i < sizeof(outcomes) / sizeof(outcomes[0]); i++) {
+		if (strcmp(outcome, outcomes[i]) == 0) {
+			r->outcome = (enum srv_ingest_outcome)i;
+			known = true;
+		}
+	}
+	r->new_events = atoll(PQgetvalue(res, row, col + 1));
+	r->campaign_changes = atoll(PQgetvalue(res, row, col + 2));
+	r->suspect = strcmp(PQgetvalue(res, row, col + 3), "t") == 0;
+	r->refusal_events = atoll(PQgetvalue(res, row, col + 4));
+	return known;
+}
+
+static enum call_rc db_call(struct srv_ingest *ing, const char *const params[4],
+			    struct srv_ingest_result *result)
+{
 	double deadline = srv_now() + ing->deadline_ms / 1000.0;
 	enum call_rc rc = CALL_RETRY;
 	PGresult *res;
 
-	if (!db_connect(ing))
+	if (!db_send(ing, &stmt_ingest, ing->prepared, params))
 		return CALL_RETRY;
-	if (ing->prepared ? !PQsendQueryPrepared(ing->conn, stmt_ingest.name, stmt_ingest.n_params,
-						 params, NULL, NULL, 0)
-			  : !PQsendQueryParams(ing->conn, stmt_ingest.sql, stmt_ingest.n_params,
-					       NULL, params, NULL, NULL, 0)) {
-		db_drop(ing);
-		return CALL_RETRY;
-	}
 	res = wait_result(ing->conn, deadline);
 	if (res == NULL) {
 		/* the call may still commit: a retry of it is a duplicate */
@@ -268,19 +303,7 @@ static enum call_rc db_call(struct srv_ingest *ing, const char *const params[4],
 		return CALL_RETRY;
 	}
 	if (PQresultStatus(res) == PGRES_TUPLES_OK && PQntuples(res) == 1 && PQnfields(res) == 5) {
-		const char *outcome = PQgetvalue(res, 0, 0);
-
-		rc = CALL_FAIL;
-		for (size_t i = 0; i < sizeof(outcomes) / sizeof(outcomes[0]); i++) {
-			if (strcmp(outcome, outcomes[i]) == 0) {
-				result->outcome = (enum srv_ingest_outcome)i;
-				rc = CALL_OK;
-			}
-		}
-		result->new_events = atoll(PQgetvalue(res, 0, 1));
-		result->campaign_changes = atoll(PQgetvalue(res, 0, 2));
-		result->suspect = strcmp(PQgetvalue(res, 0, 3), "t") == 0;
-		result->refusal_events = atoll(PQgetvalue(res, 0, 4));
+		rc = row_result(res, 0, 0, result) ? CALL_OK : CALL_FAIL;
 	} else {
 		const char *state = PQresultErrorField(res, PG_DIAG_SQLSTATE);
 
@@ -457,22 +480,12 @@ static enum call_rc db_call_batch(struct srv_ingest *ing, const char *const para
 				  const struct srv_journal_entry *e, size_t n,
 				  struct srv_ingest_result *results)
 {
-	/* in the order of enum srv_ingest_outcome */
-	static const char *const outcomes[] = {"stored", "duplicate", "replay", "decommissioned",
-					       "stale"};
 	double deadline = srv_now() + ing->deadline_ms / 1000.0;
 	enum call_rc rc = CALL_RETRY;
 	PGresult *res;
 
-	if (!db_connect(ing))
+	if (!db_send(ing, &stmt_batch, ing->batch_prepared, params))
 		return CALL_RETRY;
-	if (ing->batch_prepared ? !PQsendQueryPrepared(ing->conn, stmt_batch.name,
-						       stmt_batch.n_params, params, NULL, NULL, 0)
-				: !PQsendQueryParams(ing->conn, stmt_batch.sql, stmt_batch.n_params,
-						     NULL, params, NULL, NULL, 0)) {
-		db_drop(ing);
-		return CALL_RETRY;
-	}
 	res = wait_result(ing->conn, deadline);
 	if (res == NULL) {
 		/* the call may still commit: a retry of it gives duplicates */
@@ -488,29 +501,15 @@ static enum call_rc db_call_batch(struct srv_ingest *ing, const char *const para
 		rc = CALL_OK;
 		for (int row = 0; row < (int)n && rc == CALL_OK; row++) {
 			long ord = strtol(PQgetvalue(res, row, 0), NULL, 10);
-			const char *outcome = PQgetvalue(res, row, 1);
-			struct srv_ingest_result *r;
-			bool known = false;
 
 			if (ord < 1 || ord > (long)n || seen[ord - 1]) {
 				rc = CALL_FAIL;
 				break;
 			}
 			seen[ord - 1] = true;
-			r = &results[ord - 1];
-			entry_result(&e[ord - 1], r);
-			for (size_t i = 0; i < sizeof(outcomes) / sizeof(outcomes[0]); i++) {
-				if (strcmp(outcome, outcomes[i]) == 0) {
-					r->outcome = (enum srv_ingest_outcome)i;
-					known = true;
-				}
-			}
-			if (!known)
+			entry_result(&e[ord - 1], &results[ord - 1]);
+			if (!row_result(res, row, 1, &results[ord - 1]))
 				rc = CALL_FAIL;
-			r->new_events = atoll(PQgetvalue(res, row, 2));
-			r->campaign_changes = atoll(PQgetvalue(res, row, 3));
-			r->suspect = strcmp(PQgetvalue(res, row, 4), "t") == 0;
-			r->refusal_events = atoll(PQgetvalue(res, row, 5));
 		}
 		if (rc != CALL_OK)
 			srv_log(SRV_LOG_ERROR, "ingest: batch of %zu reports: an unexpected answer",
