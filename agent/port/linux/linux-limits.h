@@ -28,6 +28,11 @@
  * size can hand its pieces over without a copy.
  */
 #define OTA_SLOT_WRITER_BUF_BYTES (1024u * 1024u)
+/*
+ * The alignment of the slot writer's and the read-ahead's buffers: the
+ * slot writer writes whole buffers with O_DIRECT (slot_writer.c).
+ */
+#define OTA_SLOT_WRITER_BUF_ALIGN 4096u
 /* Buffers in flight in the slot writer and in the read-ahead. */
 #define OTA_SLOT_WRITER_RING 4u
 #define OTA_READAHEAD_RING 4u

@@ -169,11 +169,14 @@ enum ota_err ota_readahead_open_ahead(int fd, uint64_t offset, size_t chunk,
 		ra->in_place = whole;
 	bool ok = true;
 	for (unsigned i = 0; i < RING; i++) {
-		ra->buf[i] = malloc(chunk);
-		ok = ok && ra->buf[i];
+		/* aligned: they change places with the slot writer's (O_DIRECT) buffers */
+		void *p = NULL;
+		ok = ok && posix_memalign(&p, OTA_SLOT_WRITER_BUF_ALIGN, chunk) == 0;
+		ra->buf[i] = p;
 		if (dec) {
-			ra->out[i] = malloc(out_cap);
-			ok = ok && ra->out[i];
+			p = NULL;
+			ok = ok && posix_memalign(&p, OTA_SLOT_WRITER_BUF_ALIGN, out_cap) == 0;
+			ra->out[i] = p;
 		}
 		if (ra->in_place) {
 			ra->tags[i] = malloc(ra->in_place * OTA_CRYPT_TAG_BYTES);
