@@ -24,6 +24,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/stat.h>
+#include <sys/uio.h>
 #include <unistd.h>
 
 #include "ota_linux.h"
@@ -219,6 +220,50 @@ static void alloc_ahead(struct ota_slot_writer *w, unsigned slot, int fd, uint64
 		w->alloc_end[slot] = UINT64_MAX; /* not here: do not ask again */
 }
 
+/*
+ * Writes a run of n queued buffers that continue each other (all but the
+ * last full): with one pwritev of their aligned bytes on the direct fd, so
+ * the disk has them all in flight at once (one 1 MiB write at a time kept
+ * this virtio disk at about 1.2 GB/s, below the install's rate), then
+ * what is left of each buffer (a short write, the unaligned tail, no
+ * direct I/O) through write_piece. 0 or errno.
+ */
+static int write_run(struct ota_slot_writer *w, unsigned slot, uint8_t *const *buf,
+		     const size_t *len, unsigned n, uint64_t off)
+{
+	struct iovec iov[OTA_SLOT_WRITER_BATCH];
+	size_t direct = 0, put = 0;
+	int dfd = w->dfd[slot];
+	bool aligned = dfd >= 0 && n > 1 && off % w->dio_off[slot] == 0;
+	for (unsigned k = 0; aligned && k < n; k++) {
+		aligned = (uintptr_t)buf[k] % w->dio_mem[slot] == 0;
+		iov[k].iov_base = buf[k];
+		iov[k].iov_len = k + 1 < n ? len[k] : len[k] - len[k] % w->dio_off[slot];
+		direct += iov[k].iov_len;
+	}
+	if (aligned) {
+		ssize_t got;
+		do
+			got = pwritev(dfd, iov, (int)n, (off_t)off);
+		while (got < 0 && errno == EINTR);
+		if (got < 0 && errno != EINVAL)
+			return errno;
+		/* refused (EINVAL) or short: write_piece takes the rest, and says why */
+		put = got > 0 ? (size_t)got : 0;
+	}
+	for (unsigned k = 0; k < n; k++) {
+		size_t skip = put < len[k] ? put : len[k];
+		put -= skip;
+		if (skip < len[k]) {
+			int e = write_piece(w, slot, buf[k] + skip, len[k] - skip, off + skip);
+			if (e != 0)
+				return e;
+		}
+		off += len[k];
+	}
+	return 0;
+}
+
 static void *writer_main(void *arg)
 {
 	struct ota_slot_writer *w = arg;
@@ -231,13 +276,27 @@ static void *writer_main(void *arg)
 		unsigned i = (unsigned)(w->done % RING);
 		unsigned slot = w->slot[i];
 		int fd = w->fd[slot];
+		uint64_t off = w->off[i], end = off;
+		uint8_t *buf[OTA_SLOT_WRITER_BATCH];
+		size_t len[OTA_SLOT_WRITER_BATCH];
+		/* the queued buffers that continue this one, up to a batch */
+		unsigned n = 0;
+		while (n < OTA_SLOT_WRITER_BATCH && w->done + n < w->submitted) {
+			unsigned j = (unsigned)((w->done + n) % RING);
+			if (w->slot[j] != slot || w->off[j] != end || (n > 0 && len[n - 1] != BUF_BYTES))
+				break;
+			buf[n] = w->buf[j];
+			len[n] = w->len[j];
+			end += len[n];
+			n++;
+		}
 		pthread_mutex_unlock(&w->lock);
-		alloc_ahead(w, slot, fd, w->off[i], w->len[i]);
-		int e = write_piece(w, slot, w->buf[i], w->len[i], w->off[i]);
+		alloc_ahead(w, slot, fd, off, (size_t)(end - off));
+		int e = write_run(w, slot, buf, len, n, off);
 		pthread_mutex_lock(&w->lock);
 		if (e != 0 && w->err == 0)
 			w->err = e;
-		w->done++;
+		w->done += n;
 		pthread_cond_broadcast(&w->cond);
 	}
 	pthread_mutex_unlock(&w->lock);
