@@ -196,6 +196,17 @@ bool ota_readahead_swap(struct ota_readahead *ra, const uint8_t *data, size_t le
 			uint8_t **io_buf);
 
 /*
+ * Buffers of OTA_SLOT_WRITER_BUF_BYTES for the slot writer and the
+ * read-ahead, which trade them (ota_readahead_swap): two to a 2 MiB
+ * aligned block the kernel is asked to back with one huge page
+ * (MADV_HUGEPAGE), so a direct write of a buffer is a few physically
+ * contiguous segments, not 256 pages (slot_writer.c). A block goes back
+ * when both its buffers are put back. Thread-safe; NULL when out of memory.
+ */
+uint8_t *ota_linux_buf_get(void);
+void ota_linux_buf_put(uint8_t *buf);
+
+/*
  * The port's transport operations (fleetota/port.h): fetch is a GET of
  * req->path on server_url with the HTTPS client (ota_https.h: mutual TLS,
  * pinning, bounded headers and body, stall and slow-drip deadlines,

@@ -23,6 +23,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/mman.h>
 #include <sys/stat.h>
 #include <sys/uio.h>
 #include <unistd.h>
@@ -79,6 +80,66 @@ static int pwrite_all(int fd, const uint8_t *buf, size_t len, uint64_t off)
 		put += (size_t)n;
 	}
 	return 0;
+}
+
+/*
+ * The buffer pool (ota_linux.h): blocks of two buffers, 2 MiB aligned and
+ * advised as huge pages. With 4 KiB pages a 1 MiB direct write was 256
+ * segments, more than this virtio disk takes in one request (254), and the
+ * disk took 256 MiB of direct writes in 0.19-0.56 s against 0.16-0.27 s
+ * buffered; from huge pages 0.15-0.22 s (docs/bench.md, "Encrypted
+ * install, sixth round"). Where the kernel has no huge page to give, the
+ * buffers are ordinary pages and everything works as before, slower.
+ */
+#define POOL_BLOCK (2u * BUF_BYTES)
+#define POOL_BLOCKS 32u
+
+static pthread_mutex_t pool_lock = PTHREAD_MUTEX_INITIALIZER;
+static uint8_t *pool_block[POOL_BLOCKS];
+static unsigned pool_used[POOL_BLOCKS]; /* bit k: buffer k of the block is out */
+
+uint8_t *ota_linux_buf_get(void)
+{
+	uint8_t *buf = NULL;
+	pthread_mutex_lock(&pool_lock);
+	for (unsigned b = 0; b < POOL_BLOCKS && !buf; b++) {
+		if (pool_block[b] && pool_used[b] != 3u) {
+			unsigned k = (pool_used[b] & 1u) ? 1u : 0u;
+			pool_used[b] |= 1u << k;
+			buf = pool_block[b] + (size_t)k * BUF_BYTES;
+		}
+	}
+	for (unsigned b = 0; b < POOL_BLOCKS && !buf; b++) {
+		void *p = NULL;
+		if (pool_block[b] || posix_memalign(&p, POOL_BLOCK, POOL_BLOCK) != 0)
+			continue;
+		(void)madvise(p, POOL_BLOCK, MADV_HUGEPAGE);
+		pool_block[b] = p;
+		pool_used[b] = 1u;
+		buf = p;
+	}
+	pthread_mutex_unlock(&pool_lock);
+	return buf;
+}
+
+void ota_linux_buf_put(uint8_t *buf)
+{
+	if (!buf)
+		return;
+	uint8_t *gone = NULL;
+	pthread_mutex_lock(&pool_lock);
+	for (unsigned b = 0; b < POOL_BLOCKS; b++) {
+		if (pool_block[b] && buf >= pool_block[b] && buf < pool_block[b] + POOL_BLOCK) {
+			pool_used[b] &= ~(1u << (unsigned)((size_t)(buf - pool_block[b]) / BUF_BYTES));
+			if (pool_used[b] == 0) {
+				gone = pool_block[b];
+				pool_block[b] = NULL;
+			}
+			break;
+		}
+	}
+	pthread_mutex_unlock(&pool_lock);
+	free(gone);
 }
 
 /*
@@ -316,10 +377,9 @@ static struct ota_slot_writer *writer_get(struct ota_linux_port *lx)
 	w->quiet = lx->quiet;
 	bool ok = true;
 	for (unsigned i = 0; i < RING; i++) {
-		/* aligned for O_DIRECT (open_direct) */
-		void *p = NULL;
-		ok = ok && posix_memalign(&p, OTA_SLOT_WRITER_BUF_ALIGN, BUF_BYTES) == 0;
-		w->buf[i] = p;
+		/* from the pool: aligned and in huge pages for O_DIRECT (open_direct) */
+		w->buf[i] = ota_linux_buf_get();
+		ok = ok && w->buf[i];
 	}
 	if (ok && pthread_mutex_init(&w->lock, NULL) != 0)
 		ok = false;
@@ -333,7 +393,7 @@ static struct ota_slot_writer *writer_get(struct ota_linux_port *lx)
 	}
 	if (!ok) {
 		for (unsigned i = 0; i < RING; i++)
-			free(w->buf[i]);
+			ota_linux_buf_put(w->buf[i]);
 		free(w);
 		return NULL;
 	}
@@ -543,7 +603,7 @@ void ota_slot_writer_close(struct ota_linux_port *lx)
 			close(w->dfd[s]);
 	}
 	for (unsigned i = 0; i < RING; i++)
-		free(w->buf[i]);
+		ota_linux_buf_put(w->buf[i]);
 	free(w);
 	lx->writer = NULL;
 }
