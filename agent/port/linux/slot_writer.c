@@ -130,7 +130,8 @@ void ota_linux_buf_put(uint8_t *buf)
 	pthread_mutex_lock(&pool_lock);
 	for (unsigned b = 0; b < POOL_BLOCKS; b++) {
 		if (pool_block[b] && buf >= pool_block[b] && buf < pool_block[b] + POOL_BLOCK) {
-			pool_used[b] &= ~(1u << (unsigned)((size_t)(buf - pool_block[b]) / BUF_BYTES));
+			pool_used[b] &=
+				~(1u << (unsigned)((size_t)(buf - pool_block[b]) / BUF_BYTES));
 			if (pool_used[b] == 0) {
 				gone = pool_block[b];
 				pool_block[b] = NULL;
@@ -344,7 +345,8 @@ static void *writer_main(void *arg)
 		unsigned n = 0;
 		while (n < OTA_SLOT_WRITER_BATCH && w->done + n < w->submitted) {
 			unsigned j = (unsigned)((w->done + n) % RING);
-			if (w->slot[j] != slot || w->off[j] != end || (n > 0 && len[n - 1] != BUF_BYTES))
+			if (w->slot[j] != slot || w->off[j] != end ||
+			    (n > 0 && len[n - 1] != BUF_BYTES))
 				break;
 			buf[n] = w->buf[j];
 			len[n] = w->len[j];

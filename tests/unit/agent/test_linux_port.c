@@ -546,6 +546,35 @@ static void test_port_slot_writer_direct(void **state)
 	writer_fx_close(&fx);
 }
 
+/*
+ * The pool of the writer's and the read-ahead's buffers: each of
+ * OTA_SLOT_WRITER_BUF_BYTES, aligned for direct I/O, two to a block; a
+ * buffer put back is handed out again, distinct buffers never overlap.
+ */
+static void test_port_buf_pool(void **state)
+{
+	(void)state;
+	uint8_t *b[5];
+	for (unsigned i = 0; i < 5; i++) {
+		b[i] = ota_linux_buf_get();
+		assert_non_null(b[i]);
+		assert_int_equal((uintptr_t)b[i] % OTA_SLOT_WRITER_BUF_ALIGN, 0);
+		memset(b[i], (int)i, OTA_SLOT_WRITER_BUF_BYTES);
+		for (unsigned j = 0; j < i; j++)
+			assert_true(b[j] + OTA_SLOT_WRITER_BUF_BYTES <= b[i] ||
+				    b[i] + OTA_SLOT_WRITER_BUF_BYTES <= b[j]);
+	}
+	for (unsigned i = 0; i < 5; i++)
+		assert_int_equal(b[i][OTA_SLOT_WRITER_BUF_BYTES - 1], i);
+	uint8_t *again = b[1];
+	ota_linux_buf_put(b[1]);
+	b[1] = ota_linux_buf_get();
+	assert_ptr_equal(b[1], again); /* the free half of its block */
+	for (unsigned i = 0; i < 5; i++)
+		ota_linux_buf_put(b[i]);
+	ota_linux_buf_put(NULL);
+}
+
 /* Bytes the file system holds for path (allocated, written or not). */
 static uint64_t allocated_bytes(const char *path)
 {
@@ -957,6 +986,7 @@ int main(void)
 		cmocka_unit_test(test_port_slot_writer),
 		cmocka_unit_test(test_port_slot_writer_allocates_ahead),
 		cmocka_unit_test(test_port_slot_writer_direct),
+		cmocka_unit_test(test_port_buf_pool),
 		cmocka_unit_test(test_port_readahead_decrypts),
 		cmocka_unit_test(test_port_readahead_in_place_cut_short),
 		cmocka_unit_test(test_port_slot_map),
