@@ -95,7 +95,7 @@ struct ota_linux_port {
 	/*
 	 * Slot writes through a writer thread (slot_writer.c, started at the
 	 * first write; ota-agent sets it after ota_linux_port_open, the fleet
-	 * simulator does not): 4 MiB of buffers and a thread per device.
+	 * simulator does not): 8 MiB of buffers and a thread per device.
 	 */
 	bool async_slot_writes;
 	struct ota_slot_writer *writer;

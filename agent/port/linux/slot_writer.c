@@ -3,11 +3,11 @@
  * Slot writes behind the core's back (the Linux port only; the core stays
  * portable and runs on its caller's thread, using a second one only
  * through run_beside, beside.c). slot_write copies the bytes into a ring
- * of large buffers and returns; one writer thread writes each full buffer
- * to the slot file with one pwrite and starts its writeback at once
- * (sync_file_range), so the core hashes the next chunk while the kernel
- * copies and the disk writes this one, and a checkpoint's fdatasync finds
- * little left to do. The port contract allows it: a write need only be
+ * of large buffers and returns; one writer thread writes the full buffers
+ * to the slot file, with O_DIRECT where it can (open_direct, write_run;
+ * the rest buffered with its writeback started at once), so the core
+ * hashes the next chunk while the disk writes this one, and a checkpoint's
+ * fdatasync finds little left to do. The port contract allows it: a write need only be
  * durable after slot_sync, and a power cut may tear it (the core re-hashes
  * what it reads back). An error of the writer is kept and returned by the
  * next slot_write, slot_sync or drain. Every other slot operation drains
