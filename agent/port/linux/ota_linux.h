@@ -205,6 +205,11 @@ bool ota_readahead_swap(struct ota_readahead *ra, const uint8_t *data, size_t le
  */
 uint8_t *ota_linux_buf_get(void);
 void ota_linux_buf_put(uint8_t *buf);
+/*
+ * Whether the kernel gives the pool huge pages (transparent_hugepage
+ * "always" or "madvise"); the slot writer writes directly only then.
+ */
+bool ota_linux_buf_huge(void);
 
 /*
  * The port's transport operations (fleetota/port.h): fetch is a GET of

@@ -122,6 +122,24 @@ uint8_t *ota_linux_buf_get(void)
 	return buf;
 }
 
+bool ota_linux_buf_huge(void)
+{
+	static int huge = -1; /* not yet known */
+	pthread_mutex_lock(&pool_lock);
+	if (huge < 0) {
+		char mode[128] = "";
+		FILE *f = fopen("/sys/kernel/mm/transparent_hugepage/enabled", "re");
+		size_t n = f ? fread(mode, 1, sizeof(mode) - 1, f) : 0;
+		if (f)
+			fclose(f);
+		mode[n] = '\0';
+		huge = strstr(mode, "[always]") || strstr(mode, "[madvise]") ? 1 : 0;
+	}
+	bool yes = huge == 1;
+	pthread_mutex_unlock(&pool_lock);
+	return yes;
+}
+
 void ota_linux_buf_put(uint8_t *buf)
 {
 	if (!buf)
@@ -200,6 +218,14 @@ static void open_direct(struct ota_slot_writer *w, unsigned slot, const char *pa
 		}
 		mem = sx.stx_dio_mem_align ? sx.stx_dio_mem_align : 1u;
 		off = sx.stx_dio_offset_align;
+	}
+	/*
+	 * from 4 KiB pages a direct write reached this VM's disk slower than a
+	 * buffered one (the pool's comment): without huge pages, buffered
+	 */
+	if (!ota_linux_buf_huge()) {
+		direct_note(w, "no huge pages for the buffers (transparent_hugepage)");
+		return;
 	}
 	/* the ring's buffers are aligned to OTA_SLOT_WRITER_BUF_ALIGN: no more */
 	if (mem > OTA_SLOT_WRITER_BUF_ALIGN || off > OTA_SLOT_WRITER_BUF_ALIGN) {

@@ -505,9 +505,9 @@ static void test_port_slot_writer_direct(void **state)
 	assert_int_equal(statx(AT_FDCWD, path, 0, STATX_DIOALIGN, &sx), 0);
 	bool direct = (sx.stx_mask & STATX_DIOALIGN) && sx.stx_dio_offset_align > 0 &&
 		      sx.stx_dio_offset_align <= OTA_SLOT_WRITER_BUF_ALIGN &&
-		      sx.stx_dio_mem_align <= OTA_SLOT_WRITER_BUF_ALIGN;
+		      sx.stx_dio_mem_align <= OTA_SLOT_WRITER_BUF_ALIGN && ota_linux_buf_huge();
 	if (!direct)
-		print_message("no direct I/O here (statx): buffered writes only\n");
+		print_message("no direct I/O or no huge pages here: buffered writes only\n");
 
 	/* 4 MiB + 3 bytes from offset 0: four whole buffers and a 3-byte tail */
 	size_t len = (4u << 20) + 3u;
