@@ -7,8 +7,8 @@
  * to the slot file, with O_DIRECT where it can (open_direct, write_run;
  * the rest buffered with its writeback started at once), so the core
  * hashes the next chunk while the disk writes this one, and a checkpoint's
- * fdatasync finds little left to do. The port contract allows it: a write need only be
- * durable after slot_sync, and a power cut may tear it (the core re-hashes
+ * fdatasync finds little left to do. The port contract allows it: a write
+ * need only be durable after slot_sync, and a power cut may tear it (the core re-hashes
  * what it reads back). An error of the writer is kept and returned by the
  * next slot_write, slot_sync or drain. Every other slot operation drains
  * the ring first, so reads see every write before them. slot_buffer lends
@@ -88,8 +88,10 @@ static int pwrite_all(int fd, const uint8_t *buf, size_t len, uint64_t off)
  * segments, more than this virtio disk takes in one request (254), and the
  * disk took 256 MiB of direct writes in 0.19-0.56 s against 0.16-0.27 s
  * buffered; from huge pages 0.15-0.22 s (docs/bench.md, "Encrypted
- * install, sixth round"). Where the kernel has no huge page to give, the
- * buffers are ordinary pages and everything works as before, slower.
+ * install, sixth round"). Where transparent huge pages are off
+ * (ota_linux_buf_huge) the writer writes buffered; where the kernel finds
+ * no huge page for a block, its buffers are ordinary pages and direct
+ * writes from them work, slower.
  */
 #define POOL_BLOCK (2u * BUF_BYTES)
 #define POOL_BLOCKS 32u
@@ -190,9 +192,9 @@ static void direct_log(struct ota_slot_writer *w)
 /*
  * Opens slot's file a second time with O_DIRECT, for the writer's whole
  * aligned buffers: the bytes go from the buffer to the disk without a copy
- * into the page cache (about 70 ms of the writer's 80 ms of kernel time per
- * 256 MiB on the development VM, docs/bench.md "Encrypted install, sixth
- * round"). The alignments come from statx (STATX_DIOALIGN, Linux 6.1);
+ * into the page cache (the writer's CPU per 256 MiB fell from about 80 to
+ * about 15 ms on the development VM, docs/bench.md "Encrypted install,
+ * sixth round"). The alignments come from statx (STATX_DIOALIGN, Linux 6.1);
  * an older kernel is tried with OTA_SLOT_WRITER_BUF_ALIGN for both. A
  * file system that offers no direct I/O (statx says so, or the open is
  * refused) keeps the buffered writes. Durability is unchanged: a direct
@@ -311,8 +313,8 @@ static void alloc_ahead(struct ota_slot_writer *w, unsigned slot, int fd, uint64
 /*
  * Writes a run of n queued buffers that continue each other (all but the
  * last full): with one pwritev of their aligned bytes on the direct fd, so
- * the disk has them all in flight at once (one 1 MiB write at a time kept
- * this virtio disk at about 1.2 GB/s, below the install's rate), then
+ * the disk gets them as few large requests (4 MiB from huge pages took
+ * 0.15-0.22 s per 256 MiB here, 1 MiB at a time 0.19-0.22 s), then
  * what is left of each buffer (a short write, the unaligned tail, no
  * direct I/O) through write_piece. 0 or errno.
  */
@@ -320,14 +322,13 @@ static int write_run(struct ota_slot_writer *w, unsigned slot, uint8_t *const *b
 		     const size_t *len, unsigned n, uint64_t off)
 {
 	struct iovec iov[OTA_SLOT_WRITER_BATCH];
-	size_t direct = 0, put = 0;
+	size_t put = 0;
 	int dfd = w->dfd[slot];
 	bool aligned = dfd >= 0 && n > 1 && off % w->dio_off[slot] == 0;
 	for (unsigned k = 0; aligned && k < n; k++) {
 		aligned = (uintptr_t)buf[k] % w->dio_mem[slot] == 0;
 		iov[k].iov_base = buf[k];
 		iov[k].iov_len = k + 1 < n ? len[k] : len[k] - len[k] % w->dio_off[slot];
-		direct += iov[k].iov_len;
 	}
 	if (aligned) {
 		ssize_t got;
