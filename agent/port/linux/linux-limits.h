@@ -28,8 +28,18 @@
  * size can hand its pieces over without a copy.
  */
 #define OTA_SLOT_WRITER_BUF_BYTES (1024u * 1024u)
-/* Buffers in flight in the slot writer and in the read-ahead. */
-#define OTA_SLOT_WRITER_RING 4u
+/*
+ * The alignment of the slot writer's and the read-ahead's buffers: the
+ * slot writer writes whole buffers with O_DIRECT (slot_writer.c).
+ */
+#define OTA_SLOT_WRITER_BUF_ALIGN 4096u
+/*
+ * Buffers in flight in the slot writer (the writer thread writes up to
+ * OTA_SLOT_WRITER_BATCH of them at once, while the core fills the rest)
+ * and in the read-ahead.
+ */
+#define OTA_SLOT_WRITER_RING 8u
+#define OTA_SLOT_WRITER_BATCH 4u
 #define OTA_READAHEAD_RING 4u
 /*
  * The slot writer writes in pieces of this size: one 1 MiB pwrite makes the

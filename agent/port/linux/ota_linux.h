@@ -95,7 +95,7 @@ struct ota_linux_port {
 	/*
 	 * Slot writes through a writer thread (slot_writer.c, started at the
 	 * first write; ota-agent sets it after ota_linux_port_open, the fleet
-	 * simulator does not): 4 MiB of buffers and a thread per device.
+	 * simulator does not): 8 MiB of buffers and a thread per device.
 	 */
 	bool async_slot_writes;
 	struct ota_slot_writer *writer;
@@ -194,6 +194,22 @@ void ota_readahead_close(struct ota_readahead *ra);
  */
 bool ota_readahead_swap(struct ota_readahead *ra, const uint8_t *data, size_t len,
 			uint8_t **io_buf);
+
+/*
+ * Buffers of OTA_SLOT_WRITER_BUF_BYTES for the slot writer and the
+ * read-ahead, which trade them (ota_readahead_swap): two to a 2 MiB
+ * aligned block the kernel is asked to back with one huge page
+ * (MADV_HUGEPAGE), so a direct write of a buffer is a few physically
+ * contiguous segments, not 256 pages (slot_writer.c). A block goes back
+ * when both its buffers are put back. Thread-safe; NULL when out of memory.
+ */
+uint8_t *ota_linux_buf_get(void);
+void ota_linux_buf_put(uint8_t *buf);
+/*
+ * Whether the kernel gives the pool huge pages (transparent_hugepage
+ * "always" or "madvise"); the slot writer writes directly only then.
+ */
+bool ota_linux_buf_huge(void);
 
 /*
  * The port's transport operations (fleetota/port.h): fetch is a GET of

@@ -81,6 +81,20 @@ static size_t read_apart(int fd, uint64_t off, uint8_t *out, uint8_t *tags, size
 	return got;
 }
 
+/* A buffer of len bytes: the slot writer's size from the pool (ota_linux_buf_get), else malloc. */
+static uint8_t *buf_new(size_t len)
+{
+	return len == OTA_SLOT_WRITER_BUF_BYTES ? ota_linux_buf_get() : malloc(len);
+}
+
+static void buf_free(uint8_t *buf, size_t len)
+{
+	if (len == OTA_SLOT_WRITER_BUF_BYTES)
+		ota_linux_buf_put(buf);
+	else
+		free(buf);
+}
+
 static void *reader_main(void *arg)
 {
 	struct ota_readahead *ra = arg;
@@ -169,10 +183,11 @@ enum ota_err ota_readahead_open_ahead(int fd, uint64_t offset, size_t chunk,
 		ra->in_place = whole;
 	bool ok = true;
 	for (unsigned i = 0; i < RING; i++) {
-		ra->buf[i] = malloc(chunk);
+		/* the slot writer's size: from its pool, as they change places with its buffers */
+		ra->buf[i] = buf_new(chunk);
 		ok = ok && ra->buf[i];
 		if (dec) {
-			ra->out[i] = malloc(out_cap);
+			ra->out[i] = buf_new(out_cap);
 			ok = ok && ra->out[i];
 		}
 		if (ra->in_place) {
@@ -193,8 +208,8 @@ enum ota_err ota_readahead_open_ahead(int fd, uint64_t offset, size_t chunk,
 	}
 	if (!ok) {
 		for (unsigned i = 0; i < RING; i++) {
-			free(ra->buf[i]);
-			free(ra->out[i]);
+			buf_free(ra->buf[i], chunk);
+			buf_free(ra->out[i], out_cap);
 			free(ra->tags[i]);
 		}
 		free(ra);
@@ -276,8 +291,8 @@ void ota_readahead_close(struct ota_readahead *ra)
 	pthread_cond_destroy(&ra->cond);
 	pthread_mutex_destroy(&ra->lock);
 	for (unsigned i = 0; i < RING; i++) {
-		free(ra->buf[i]);
-		free(ra->out[i]);
+		buf_free(ra->buf[i], ra->chunk);
+		buf_free(ra->out[i], ra->out_cap);
 		free(ra->tags[i]);
 	}
 	free(ra);

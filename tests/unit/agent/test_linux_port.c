@@ -1,6 +1,6 @@
 /* SPDX-License-Identifier: Apache-2.0 */
 /* The Linux reference port: config parser and file-backed storage. */
-#define _GNU_SOURCE /* fallocate */
+#define _GNU_SOURCE /* fallocate, statx */
 #include <fcntl.h>
 #include <pthread.h>
 #include <setjmp.h>
@@ -12,6 +12,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/mman.h>
 #include <sys/stat.h>
 #include <unistd.h>
 
@@ -460,6 +461,120 @@ static void test_port_slot_writer(void **state)
 	writer_fx_close(&fx);
 }
 
+/* Pages of path's first len bytes in the page cache (mincore of a mapping). */
+static size_t cached_pages(const char *path, size_t len)
+{
+	int fd = open(path, O_RDONLY);
+	assert_true(fd >= 0);
+	long page = sysconf(_SC_PAGESIZE);
+	size_t pages = (len + (size_t)page - 1) / (size_t)page, in = 0;
+	void *map = mmap(NULL, len, PROT_READ, MAP_SHARED, fd, 0);
+	assert_true(map != MAP_FAILED);
+	unsigned char *vec = malloc(pages);
+	assert_non_null(vec);
+	assert_int_equal(mincore(map, len, vec), 0);
+	for (size_t i = 0; i < pages; i++)
+		in += vec[i] & 1u;
+	free(vec);
+	munmap(map, len);
+	close(fd);
+	return in;
+}
+
+/*
+ * The writer thread writes its whole aligned buffers with O_DIRECT, where
+ * the file system offers it (statx STATX_DIOALIGN): those bytes do not go
+ * through the page cache; the unaligned rest (the short last piece, a
+ * write that starts off the alignment) goes buffered. Every byte reads
+ * back and is durable after slot_sync as before.
+ */
+static void test_port_slot_writer_direct(void **state)
+{
+	(void)state;
+	struct writer_fx fx;
+	writer_fx_open(&fx, 6u << 20);
+	const struct ota_port_ops *ops = fx.ops;
+	void *port_ctx = fx.port.ctx;
+	size_t total = (size_t)fx.ctx.slot_size;
+	uint8_t *want = pattern_new(total, 173u, 9), *got = malloc(total);
+	assert_non_null(got);
+	char path[OTA_CONFIG_MAX_PATH + 32];
+	ota_linux_slot_path(&fx.ctx, 0, path, sizeof(path));
+	assert_int_equal(ops->slot_erase(port_ctx, 0), OTA_OK);
+	struct statx sx;
+	assert_int_equal(statx(AT_FDCWD, path, 0, STATX_DIOALIGN, &sx), 0);
+	bool direct = (sx.stx_mask & STATX_DIOALIGN) && sx.stx_dio_offset_align > 0 &&
+		      sx.stx_dio_offset_align <= OTA_SLOT_WRITER_BUF_ALIGN &&
+		      sx.stx_dio_mem_align <= OTA_SLOT_WRITER_BUF_ALIGN && ota_linux_buf_huge();
+	if (!direct)
+		print_message("no direct I/O or no huge pages here: buffered writes only\n");
+
+	/* 4 MiB + 3 bytes from offset 0: four whole buffers and a 3-byte tail */
+	size_t len = (4u << 20) + 3u;
+	for (size_t at = 0; at < len;) {
+		size_t n = len - at < 65536 ? len - at : 65536;
+		assert_int_equal(ops->slot_write(port_ctx, 0, at, want + at, n), OTA_OK);
+		at += n;
+	}
+	/* then 1 MiB from an unaligned offset: buffered */
+	size_t off2 = len + 1000u, len2 = 1u << 20;
+	assert_int_equal(ops->slot_write(port_ctx, 0, off2, want + off2, len2), OTA_OK);
+	assert_int_equal(ops->slot_sync(port_ctx, 0), OTA_OK);
+	if (direct) {
+		/* the four direct MiB left nothing in the page cache; the tail's page is there */
+		assert_int_equal(cached_pages(path, 4u << 20), 0);
+		assert_true(cached_pages(path, off2 + len2) > 0);
+	}
+	assert_int_equal(ops->slot_read(port_ctx, 0, 0, got, len), OTA_OK);
+	assert_memory_equal(got, want, len);
+	assert_int_equal(ops->slot_read(port_ctx, 0, off2, got, len2), OTA_OK);
+	assert_memory_equal(got, want + off2, len2);
+	/* the gap was never written: zeros */
+	assert_int_equal(ops->slot_read(port_ctx, 0, len, got, off2 - len), OTA_OK);
+	for (size_t i = 0; i < off2 - len; i++)
+		assert_int_equal(got[i], 0);
+
+	/* rewriting a range that is in the page cache: the reads see the new bytes */
+	assert_int_equal(ops->slot_read(port_ctx, 0, 0, got, 1u << 20), OTA_OK);
+	for (size_t i = 0; i < (1u << 20); i++)
+		want[i] ^= 0x5a;
+	assert_int_equal(ops->slot_write(port_ctx, 0, 0, want, 1u << 20), OTA_OK);
+	assert_int_equal(ops->slot_read(port_ctx, 0, 0, got, 1u << 20), OTA_OK);
+	assert_memory_equal(got, want, 1u << 20);
+	free(want);
+	free(got);
+	writer_fx_close(&fx);
+}
+
+/*
+ * The pool of the writer's and the read-ahead's buffers: each of
+ * OTA_SLOT_WRITER_BUF_BYTES, aligned for direct I/O, two to a block; a
+ * buffer put back is handed out again, distinct buffers never overlap.
+ */
+static void test_port_buf_pool(void **state)
+{
+	(void)state;
+	uint8_t *b[5];
+	for (unsigned i = 0; i < 5; i++) {
+		b[i] = ota_linux_buf_get();
+		assert_non_null(b[i]);
+		assert_int_equal((uintptr_t)b[i] % OTA_SLOT_WRITER_BUF_ALIGN, 0);
+		memset(b[i], (int)i, OTA_SLOT_WRITER_BUF_BYTES);
+		for (unsigned j = 0; j < i; j++)
+			assert_true(b[j] + OTA_SLOT_WRITER_BUF_BYTES <= b[i] ||
+				    b[i] + OTA_SLOT_WRITER_BUF_BYTES <= b[j]);
+	}
+	for (unsigned i = 0; i < 5; i++)
+		assert_int_equal(b[i][OTA_SLOT_WRITER_BUF_BYTES - 1], i);
+	uint8_t *again = b[1];
+	ota_linux_buf_put(b[1]);
+	b[1] = ota_linux_buf_get();
+	assert_ptr_equal(b[1], again); /* the free half of its block */
+	for (unsigned i = 0; i < 5; i++)
+		ota_linux_buf_put(b[i]);
+	ota_linux_buf_put(NULL);
+}
+
 /* Bytes the file system holds for path (allocated, written or not). */
 static uint64_t allocated_bytes(const char *path)
 {
@@ -870,6 +985,8 @@ int main(void)
 		cmocka_unit_test(test_port_records_and_slots),
 		cmocka_unit_test(test_port_slot_writer),
 		cmocka_unit_test(test_port_slot_writer_allocates_ahead),
+		cmocka_unit_test(test_port_slot_writer_direct),
+		cmocka_unit_test(test_port_buf_pool),
 		cmocka_unit_test(test_port_readahead_decrypts),
 		cmocka_unit_test(test_port_readahead_in_place_cut_short),
 		cmocka_unit_test(test_port_slot_map),
