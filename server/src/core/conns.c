@@ -68,7 +68,7 @@
 /* The by-descriptor table covers descriptors below this. */
 #define CONNS_MAX_FDS (1u << 20)
 /* read passes of one drain_cb (each takes at least one TLS record) */
-#define CONNS_DRAIN_PASSES 8
+#define CONNS_DRAIN_PASSES 64
 
 enum conn_phase {
 	CONN_GATE, /* accepted, not yet admitted */
@@ -132,6 +132,7 @@ struct srv_conn {
 	enum conn_phase phase;
 	bool gated; /* admission ran */
 	bool in_idle;
+	bool replied; /* a reply was done (see drain_cb) */
 	uint8_t scan; /* head scanner: 0 in a line, 1 after LF, 2 after LF CR */
 	double accepted; /* monotonic seconds */
 	double origin; /* start of the current request's deadlines */
@@ -589,13 +590,19 @@ static void drain_cb(evutil_socket_t fd, short what, void *arg)
 	(void)what;
 	/*
 	 * The bufferevent's own read callback (consider_reading), as when
-	 * the socket is readable: a pass may stop after one record.
+	 * the socket is readable; a pass may stop after one record. Once a
+	 * reply is done, only into an empty input buffer: evhttp may have
+	 * the bytes there queued for itself (its read_more callback), and a
+	 * read pass would queue evhttp's read callback again behind it,
+	 * which then finds the connection answering the request (libevent
+	 * exits on that: "illegal connection state"). An emptied buffer
+	 * brings the next reply, and request_done_cb calls again.
 	 */
 	for (int i = 0; i < CONNS_DRAIN_PASSES; i++) {
 		size_t before = evbuffer_get_length(in);
 
 		if (ssl == NULL || read_pass == NULL || !SSL_has_pending(ssl) ||
-		    !(bufferevent_get_enabled(bev) & EV_READ))
+		    !(bufferevent_get_enabled(bev) & EV_READ) || (c->replied && before > 0))
 			return;
 		read_pass(event_get_fd(&bev->ev_read), EV_READ,
 			  event_get_callback_arg(&bev->ev_read));
@@ -868,6 +875,7 @@ static void request_done_cb(struct evhttp_request *req, void *arg)
 	if (c->phase != CONN_BUSY)
 		return;
 	c->phase = CONN_IDLE;
+	c->replied = true;
 	c->scan = 0;
 	idle_add(c);
 	pending = bufferevent_get_input(c->bev);
