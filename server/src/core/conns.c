@@ -61,8 +61,16 @@
  * into slices with the requests of good clients in between.
  */
 #define CONNS_PRIORITIES 3
-#define CONNS_GATE_PRIORITY 0
 #define CONNS_TIMER_PRIORITY 2
+/*
+ * Admission runs at the listener's (the middle) priority: made active by
+ * the accept callback, it runs in the same loop turn, right after it and
+ * before anything that turn's epoll_wait did not bring already, so before
+ * any read of the new connection (its read event can only come from a
+ * later epoll_wait). A higher one would cost a loop turn of its own (an
+ * extra epoll_wait per connection) between accept and the first read.
+ */
+#define CONNS_GATE_PRIORITY 1
 #define CONNS_SLICE_WORK 32u
 #define CONNS_SLICE_SEC 0.002
 /* The by-descriptor table covers descriptors below this. */
