@@ -651,12 +651,18 @@ static void conn_info_cb(const SSL *ssl, int where, int ret)
 
 	if (ctx_cb != NULL)
 		ctx_cb(ssl, where, ret);
-	if (!(where & SSL_CB_HANDSHAKE_DONE) || !SSL_get_read_ahead(ssl))
+	if (!(where & SSL_CB_HANDSHAKE_DONE))
 		return;
-	SSL_set_read_ahead(mutable_ssl, 0);
+	if (SSL_get_read_ahead(ssl))
+		SSL_set_read_ahead(mutable_ssl, 0);
+	/*
+	 * Every time (a TLS 1.3 server is done again once its ticket is
+	 * written, which a full socket could have delayed to a later call):
+	 * drain_cb runs after libevent has switched to its read callbacks.
+	 */
 	c = SSL_get_app_data(ssl);
 	if (c != NULL)
-		drain_later(c); /* after libevent has switched to its read callbacks */
+		drain_later(c);
 }
 
 /* ---- accept, admission ------------------------------------------------ */
