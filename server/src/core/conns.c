@@ -583,7 +583,9 @@ static void input_cb(struct evbuffer *buf, const struct evbuffer_cb_info *info, 
  * not look (it waits for the socket, which has nothing more): drain_cb
  * reads it, after the handshake and after each reply (evhttp does not
  * read while it answers a request, so a request pipelined behind the
- * first one waits there).
+ * first one waits there). The bufferevent's read event is reached through
+ * event2/bufferevent_struct.h (libevent 2.1's public layout of struct
+ * bufferevent; there is no call that makes a bufferevent_openssl read).
  */
 
 static void drain_cb(evutil_socket_t fd, short what, void *arg)
