@@ -17,6 +17,7 @@
 #include <math.h>
 #include <netdb.h>
 #include <stdbool.h>
+#include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -31,7 +32,9 @@
 
 #include <event2/bufferevent.h>
 #include <event2/bufferevent_ssl.h>
+#include <event2/bufferevent_struct.h>
 #include <event2/listener.h>
+#include <openssl/ssl.h>
 
 #include "clock-internal.h"
 #include "conns-internal.h"
@@ -58,12 +61,22 @@
  * into slices with the requests of good clients in between.
  */
 #define CONNS_PRIORITIES 3
-#define CONNS_GATE_PRIORITY 0
 #define CONNS_TIMER_PRIORITY 2
+/*
+ * Admission runs at the listener's (the middle) priority: made active by
+ * the accept callback, it runs in the same loop turn, right after it and
+ * before anything that turn's epoll_wait did not bring already, so before
+ * any read of the new connection (its read event can only come from a
+ * later epoll_wait). A higher one would cost a loop turn of its own (an
+ * extra epoll_wait per connection) between accept and the first read.
+ */
+#define CONNS_GATE_PRIORITY 1
 #define CONNS_SLICE_WORK 32u
 #define CONNS_SLICE_SEC 0.002
 /* The by-descriptor table covers descriptors below this. */
 #define CONNS_MAX_FDS (1u << 20)
+/* read passes of one drain_cb (each takes at least one TLS record) */
+#define CONNS_DRAIN_PASSES 64
 
 enum conn_phase {
 	CONN_GATE, /* accepted, not yet admitted */
@@ -115,6 +128,7 @@ struct srv_conn {
 	struct evhttp_connection *evcon; /* set when admitted */
 	struct evbuffer_cb_entry *input_cb;
 	struct event *timer;
+	struct event *drain; /* drain_cb: made when first needed */
 	/* a close callback of the connection's user (srv_conns_on_close) */
 	void (*user_closecb)(struct evhttp_connection *, void *);
 	void *user_closecb_arg;
@@ -126,6 +140,7 @@ struct srv_conn {
 	enum conn_phase phase;
 	bool gated; /* admission ran */
 	bool in_idle;
+	bool replied; /* a reply was done (see drain_cb) */
 	uint8_t scan; /* head scanner: 0 in a line, 1 after LF, 2 after LF CR */
 	double accepted; /* monotonic seconds */
 	double origin; /* start of the current request's deadlines */
@@ -308,8 +323,14 @@ static void conn_free(struct srv_conn *c)
 	struct srv_conns_listener *lst = c->lst;
 	struct srv_conns *conns = c->conns;
 
-	if (lst->tls != NULL && evbuffer_get_length(bufferevent_get_output(c->bev)) == 0)
-		srv_tls_close_notify(bufferevent_openssl_get_ssl(c->bev));
+	if (lst->tls != NULL) {
+		SSL *ssl = bufferevent_openssl_get_ssl(c->bev);
+
+		if (evbuffer_get_length(bufferevent_get_output(c->bev)) == 0)
+			srv_tls_close_notify(ssl);
+		if (ssl != NULL) /* its callbacks outlive c (evhttp frees it later) */
+			SSL_set_app_data(ssl, NULL);
+	}
 	gate_done(c);
 	idle_remove(c);
 	if (c->peer != NULL) {
@@ -331,6 +352,8 @@ static void conn_free(struct srv_conn *c)
 	if (c->all_next != NULL)
 		c->all_next->all_prev = c->all_prev;
 	event_free(c->timer);
+	if (c->drain != NULL)
+		event_free(c->drain);
 	free(c);
 }
 
@@ -545,6 +568,105 @@ static void input_cb(struct evbuffer *buf, const struct evbuffer_cb_info *info, 
 	saw_input(c, buf, len - info->n_added, info->n_added);
 }
 
+/* ---- read-ahead during the handshake ---------------------------------- */
+
+/*
+ * Without read-ahead OpenSSL reads each TLS record with two read(2), its
+ * 5-byte header and then its body: 14 reads per full TLS 1.2 handshake,
+ * where the client's second flight alone (certificate, key exchange,
+ * certificate verify, change cipher spec, finished) is 10. A handshake
+ * therefore reads ahead (one read takes a whole flight) and stops reading
+ * ahead once it is done (conn_info_cb), so a connection reads as before
+ * from then on. What the handshake read past its last message (a
+ * request sent with the client's Finished: TLS 1.3, a TLS 1.2
+ * resumption) sits in OpenSSL's buffer, where the socket bufferevent does
+ * not look (it waits for the socket, which has nothing more): drain_cb
+ * reads it, after the handshake and after each reply (evhttp does not
+ * read while it answers a request, so a request pipelined behind the
+ * first one waits there). The bufferevent's read event is reached through
+ * event2/bufferevent_struct.h (libevent 2.1's public layout of struct
+ * bufferevent; there is no call that makes a bufferevent_openssl read).
+ */
+
+static void drain_cb(evutil_socket_t fd, short what, void *arg)
+{
+	struct srv_conn *c = arg;
+	struct bufferevent *bev = c->bev;
+	SSL *ssl = bufferevent_openssl_get_ssl(bev);
+	struct evbuffer *in = bufferevent_get_input(bev);
+	event_callback_fn read_pass = event_get_callback(&bev->ev_read);
+
+	(void)fd;
+	(void)what;
+	/*
+	 * The bufferevent's own read callback (consider_reading), as when
+	 * the socket is readable; a pass may stop after one record. Once a
+	 * reply is done, only into an empty input buffer: evhttp may have
+	 * the bytes there queued for itself (its read_more callback), and a
+	 * read pass would queue evhttp's read callback again behind it,
+	 * which then finds the connection answering the request (libevent
+	 * exits on that: "illegal connection state"). An emptied buffer
+	 * brings the next reply, and request_done_cb calls again.
+	 */
+	for (int i = 0; i < CONNS_DRAIN_PASSES; i++) {
+		size_t before = evbuffer_get_length(in);
+
+		if (ssl == NULL || read_pass == NULL || !SSL_has_pending(ssl) ||
+		    !(bufferevent_get_enabled(bev) & EV_READ) || (c->replied && before > 0))
+			return;
+		read_pass(event_get_fd(&bev->ev_read), EV_READ,
+			  event_get_callback_arg(&bev->ev_read));
+		/*
+		 * Nothing read: reading is suspended, the rest of a record is
+		 * still in the socket (its read event brings it), or an error
+		 * the bufferevent reports.
+		 */
+		if (evbuffer_get_length(in) == before)
+			return;
+	}
+	event_active(c->drain, EV_TIMEOUT, 1); /* each pass took a record: more may wait */
+}
+
+/* Runs drain_cb on the next loop turn if OpenSSL holds bytes c has not read. */
+static void drain_later(struct srv_conn *c)
+{
+	SSL *ssl = bufferevent_openssl_get_ssl(c->bev);
+
+	if (ssl == NULL || !SSL_has_pending(ssl))
+		return;
+	if (c->drain == NULL)
+		c->drain = event_new(c->conns->base, -1, 0, drain_cb, c);
+	if (c->drain != NULL)
+		event_active(c->drain, EV_TIMEOUT, 1);
+}
+
+/*
+ * The connection's TLS info callback: the context's (handshake counts,
+ * tls.c), then, when the handshake is done, no more read-ahead.
+ */
+static void conn_info_cb(const SSL *ssl, int where, int ret)
+{
+	void (*ctx_cb)(const SSL *, int, int) = SSL_CTX_get_info_callback(SSL_get_SSL_CTX(ssl));
+	/* the callback gets a const SSL; changing its mode needs a writable one */
+	SSL *mutable_ssl = (SSL *)(uintptr_t)ssl;
+	struct srv_conn *c;
+
+	if (ctx_cb != NULL)
+		ctx_cb(ssl, where, ret);
+	if (!(where & SSL_CB_HANDSHAKE_DONE))
+		return;
+	if (SSL_get_read_ahead(ssl))
+		SSL_set_read_ahead(mutable_ssl, 0);
+	/*
+	 * Every time (a TLS 1.3 server is done again once its ticket is
+	 * written, which a full socket could have delayed to a later call):
+	 * drain_cb runs after libevent has switched to its read callbacks.
+	 */
+	c = SSL_get_app_data(ssl);
+	if (c != NULL)
+		drain_later(c);
+}
+
 /* ---- accept, admission ------------------------------------------------ */
 
 static struct srv_conn *oldest_idle(struct srv_conns *conns)
@@ -689,6 +811,10 @@ static struct bufferevent *conn_bevcb(struct event_base *base, void *arg)
 			free(c);
 			return NULL;
 		}
+		/* read-ahead until the handshake is done (conn_info_cb) */
+		SSL_set_app_data(ssl, c);
+		SSL_set_info_callback(ssl, conn_info_cb);
+		SSL_set_read_ahead(ssl, 1);
 		c->bev = bufferevent_openssl_socket_new(base, -1, ssl, BUFFEREVENT_SSL_ACCEPTING,
 							BEV_OPT_CLOSE_ON_FREE |
 								BEV_OPT_DEFER_CALLBACKS);
@@ -765,11 +891,14 @@ static void request_done_cb(struct evhttp_request *req, void *arg)
 	if (c->phase != CONN_BUSY)
 		return;
 	c->phase = CONN_IDLE;
+	c->replied = true;
 	c->scan = 0;
 	idle_add(c);
 	pending = bufferevent_get_input(c->bev);
 	if (evbuffer_get_length(pending) > 0)
 		saw_input(c, pending, 0, evbuffer_get_length(pending)); /* pipelined */
+	if (c->lst->tls != NULL)
+		drain_later(c); /* pipelined, still in OpenSSL's buffer */
 }
 
 static void conn_gencb(struct evhttp_request *req, void *arg)

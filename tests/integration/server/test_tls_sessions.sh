@@ -10,7 +10,8 @@
 # session, made under the old CRL, resumes after its certificate verified
 # again; a connection's certificate is verified once (at the handshake, or
 # when its ticket is taken), again on a request only when the CA or CRL was
-# reloaded since, and handshakes are counted after reloads too. Every count
+# reloaded since, and handshakes are counted after reloads too; requests sent
+# with the client's Finished (read ahead with the handshake) are answered. Every count
 # is read from /metrics.
 source "$(dirname "$0")/lib.sh"
 API_PORT=$(free_port)
@@ -215,6 +216,64 @@ with socket.create_connection(("127.0.0.1", port), timeout=10) as raw:
 PY
 [[ $(m fleetota_tls_peer_reverified_total) == $((rev0 + 1)) ]] ||
 	fail "kept-alive connection: verified again $rev0 -> $(m fleetota_tls_peer_reverified_total) (want +1)"
+
+log "read-ahead: requests sent with the client's Finished (one segment, 5 pipelined) are answered"
+python3 - "$DEV_PORT" "$PKI" <<'PY' || fail "requests that came with the Finished were not answered"
+import socket, ssl, sys
+port, pki = int(sys.argv[1]), sys.argv[2]
+ctx = ssl.SSLContext(ssl.PROTOCOL_TLS_CLIENT)
+ctx.load_verify_locations(pki + "/server-ca.crt")
+ctx.load_cert_chain(pki + "/devices/dev-1.crt", pki + "/devices/dev-1.key")
+REQ = b"GET /v1/keylist HTTP/1.1\r\nHost: x\r\n\r\n"
+LAST = b"GET /v1/keylist HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n"
+
+N = 5  # records: a read pass of the server may stop after one (dev-1 may make 20 requests at once)
+
+def connect(session=None):
+    """The client's last flight and N pipelined requests (a record each) in one send."""
+    raw = socket.create_connection(("127.0.0.1", port), timeout=10)
+    inc, out = ssl.MemoryBIO(), ssl.MemoryBIO()
+    obj = ctx.wrap_bio(inc, out, server_hostname="127.0.0.1", session=session)
+    while True:
+        try:
+            obj.do_handshake()
+            break
+        except ssl.SSLWantReadError:
+            raw.sendall(out.read())
+            data = raw.recv(65536)
+            assert data, "server closed during the handshake"
+            inc.write(data)
+    for _ in range(N - 1):
+        obj.write(REQ)
+    obj.write(LAST)  # all behind the Finished
+    raw.sendall(out.read())
+    got = b""
+    while got.count(b"HTTP/1.1 200") < N:
+        try:
+            chunk = obj.read(65536)
+            if not chunk:  # the server's close_notify
+                break
+            got += chunk
+            continue
+        except ssl.SSLWantReadError:
+            pass
+        except ssl.SSLZeroReturnError:
+            break
+        data = raw.recv(65536)  # socket.timeout: the server did not answer
+        if not data:
+            break
+        inc.write(data)
+    raw.close()
+    assert got.count(b"HTTP/1.1 200") == N, (got.count(b"HTTP/1.1 200"), got[-200:])
+    return obj
+
+for version in (ssl.TLSVersion.TLSv1_3, ssl.TLSVersion.TLSv1_2):
+    ctx.minimum_version = ctx.maximum_version = version
+    first = connect()
+    if version == ssl.TLSVersion.TLSv1_2:  # the Finished comes last on a resumption
+        again = connect(first.session)
+        assert again.session_reused, "TLS 1.2 session not resumed"
+PY
 
 check_server_exit
 log "PASS"
