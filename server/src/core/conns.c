@@ -64,14 +64,6 @@
 #define CONNS_SLICE_SEC 0.002
 /* The by-descriptor table covers descriptors below this. */
 #define CONNS_MAX_FDS (1u << 20)
-/*
- * The most one SSL_write takes from a TLS connection's output buffer
- * (libevent's default is 16 KiB: one call, one record). OpenSSL still
- * cuts it into 16 KiB records, each one write; a larger call saves
- * libevent's per-call work (peek, drain, callbacks) and OpenSSL's (error
- * queue, buffer set-up) on every record after the first.
- */
-#define CONNS_TLS_WRITE_MAX (128 * 1024)
 
 enum conn_phase {
 	CONN_GATE, /* accepted, not yet admitted */
@@ -700,13 +692,10 @@ static struct bufferevent *conn_bevcb(struct event_base *base, void *arg)
 		c->bev = bufferevent_openssl_socket_new(base, -1, ssl, BUFFEREVENT_SSL_ACCEPTING,
 							BEV_OPT_CLOSE_ON_FREE |
 								BEV_OPT_DEFER_CALLBACKS);
-		if (c->bev == NULL) {
+		if (c->bev == NULL)
 			SSL_free(ssl);
-		} else {
+		else
 			bufferevent_openssl_set_allow_dirty_shutdown(c->bev, 1);
-			/* one SSL_write per CONNS_TLS_WRITE_MAX queued, not per 16 KiB */
-			bufferevent_set_max_single_write(c->bev, CONNS_TLS_WRITE_MAX);
-		}
 	} else {
 		c->bev = bufferevent_socket_new(base, -1, BEV_OPT_CLOSE_ON_FREE);
 	}

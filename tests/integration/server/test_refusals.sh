@@ -92,8 +92,9 @@ mkdir -p "$T/fx-big"
 cp "$T/fx-big/store/"* "$STORE/"
 sql -f "$T/fx-big/big.sql"
 sql -c "INSERT INTO assignments (device_id, artifact_id, notified_at) VALUES ('dev-2', 'big', now())"
-# 16 chunks of 1 MiB, each written as 128 KiB SSL_writes of eight records:
-# read slowly, the socket fills inside a write and OpenSSL resumes it
+# 16 chunks of 1 MiB from the shared mapping, the next one's residency
+# checked (mincore) before each is queued; read slowly from an offset that
+# is neither page- nor chunk-aligned, the socket fills mid-chunk
 dev_curl dev-2 /v1/images/big
 [[ $(status) == 200 ]] && cmp -s "$T/body" "$T/fx-big/big.image" || fail "big image: $(status)"
 dev_curl dev-2 /v1/images/big -H "Range: bytes=1048577-" --limit-rate 8M
