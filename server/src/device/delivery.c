@@ -180,7 +180,7 @@ static void stream_finish(struct dlv_stream *s, bool complete)
  * Ask for the chunk after the one just queued (asynchronous readahead),
  * unless all its pages are in memory already: a file served again (every
  * device of a campaign fetches the same one) is, and MADV_WILLNEED walks
- * the page cache page by page even then (3 % of the server's CPU while it
+ * the page cache page by page even then (2-3 % of the server's CPU while it
  * served a resident image), where mincore reads the mapping's page table.
  */
 static void readahead_chunk(const struct dlv_stream *s)
