@@ -173,8 +173,17 @@ psql_ -f "$T/fx/img.sql"
 psql_ -c "INSERT INTO devices (device_id) VALUES ('bench-dev');
 	INSERT INTO assignments (device_id, artifact_id, notified_at) VALUES ('bench-dev', 'img', now())"
 listening() { (exec 3<>"/dev/tcp/127.0.0.1/$srv_port") 2>/dev/null; }
+# ota-server in a session of its own, as nginx (a daemon) and a service
+# are: with the kernel's autogroup scheduling (sched_autogroup_enabled) a
+# session is a scheduling group, and an ota-server in the bench's session
+# shared one with the load client, whose threads, woken by its writes,
+# preempted it ~15,000 times per GB served (nginx: 350-900; docs/bench.md
+# "Image delivery: the bench's scheduling groups"); setsid execs in place
+# here (not a group leader), so the PID stays the server's.
+STACK_SERVER_ENV=(setsid)
 STACK_SERVER_READY=listening stack_server_start "$T/server.conf" "$T/server.log"
 server_pid=$STACK_SERVER_PID
+[[ $(cat "/proc/$server_pid/comm") == ota-server ]] || { echo "bench: $server_pid is not ota-server" >&2; exit 1; }
 
 # nginx: same files under the same paths, same certificates, client certs required.
 store_file=$(ls "$T/fx/store")

@@ -92,6 +92,14 @@ mkdir -p "$T/fx-big"
 cp "$T/fx-big/store/"* "$STORE/"
 sql -f "$T/fx-big/big.sql"
 sql -c "INSERT INTO assignments (device_id, artifact_id, notified_at) VALUES ('dev-2', 'big', now())"
+# 16 chunks of 1 MiB from the shared mapping, the next one's residency
+# checked (mincore) before each is queued; read slowly from an offset that
+# is neither page- nor chunk-aligned, the socket fills mid-chunk
+dev_curl dev-2 /v1/images/big
+[[ $(status) == 200 ]] && cmp -s "$T/body" "$T/fx-big/big.image" || fail "big image: $(status)"
+dev_curl dev-2 /v1/images/big -H "Range: bytes=1048577-" --limit-rate 8M
+[[ $(status) == 206 ]] && cmp -s "$T/body" <(tail -c +1048578 "$T/fx-big/big.image") ||
+	fail "big image from an odd offset, read slowly: $(status)"
 (printf 'GET /v1/images/big HTTP/1.1\r\nHost: 127.0.0.1\r\n\r\n'; sleep 6) |
 	timeout 7 openssl s_client -quiet -connect "127.0.0.1:$DEV_PORT" -CAfile "$PKI/server-ca.crt" \
 		-cert "$PKI/devices/dev-2.crt" -key "$PKI/devices/dev-2.key" 2>/dev/null | sleep 6 || true
