@@ -138,10 +138,12 @@ pg_kinds() {
 server_metrics() {
 	api "$api/metrics" | awk '/^fleetota_(reports_received_total|report_batch_size)/ { print $1, $2 }'
 }
-# table_stats: "TABLE INS UPD HOT_UPD DEL" of the tables reports write
+# table_stats: "TABLE INS UPD HOT_UPD DEL SEQ_SCANS SEQ_ROWS IDX_SCANS" of
+# the tables reports write
 # (the statistics collector's counters, flushed by the backends within ~1 s)
 table_stats() {
-	sql "SELECT relname, n_tup_ins, n_tup_upd, n_tup_hot_upd, n_tup_del FROM pg_stat_user_tables
+	sql "SELECT relname, n_tup_ins, n_tup_upd, n_tup_hot_upd, n_tup_del, seq_scan, seq_tup_read,
+		coalesce(idx_scan, 0) FROM pg_stat_user_tables
 		WHERE relname IN ('devices', 'device_events', 'assignments', 'campaign_devices',
 		                  'delivery_changes', 'delivery_version', 'security_events',
 		                  'rollout_notifications', 'campaigns', 'campaign_stages')
@@ -322,10 +324,11 @@ awk -v n="$devices" 'NR == FNR { a[$1] = $2; next } { d[$1] = $2 - a[$1] }
 			printf " <=%d:%d", i, b - prev; prev = b
 		}
 		print "" }' "$T/metrics-0" "$T/metrics-1"
-# rows written per install by table (HOT: updates that changed no index)
+# rows written and scans per install by table (HOT: updates that changed no index)
 awk -v n="$devices" 'NR == FNR { for (i = 2; i <= NF; i++) a[$1, i] = $i; next }
-	{ printf "fleet: table %s per install: ins=%.2f upd=%.2f hot_upd=%.2f del=%.2f\n", $1,
-		($2 - a[$1, 2]) / n, ($3 - a[$1, 3]) / n, ($4 - a[$1, 4]) / n, ($5 - a[$1, 5]) / n }' \
+	{ printf "fleet: table %s per install: ins=%.2f upd=%.2f hot_upd=%.2f del=%.2f seq_scans=%.2f seq_rows=%.1f idx_scans=%.2f\n", $1,
+		($2 - a[$1, 2]) / n, ($3 - a[$1, 3]) / n, ($4 - a[$1, 4]) / n, ($5 - a[$1, 5]) / n,
+		($6 - a[$1, 6]) / n, ($7 - a[$1, 7]) / n, ($8 - a[$1, 8]) / n }' \
 	"$T/tables-0" "$T/tables-1"
 if ((pgss)); then
 	echo "fleet: pg_stat_statements during the campaign (ms per install: execution, planning; calls per install):"

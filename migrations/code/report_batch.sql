@@ -22,6 +22,14 @@
 -- device's reports in their order (they depend on each other: the stored
 -- seq, the campaign state). A batch or round of one report is report_ingest
 -- itself.
+--
+-- Every statement reads the batch's own rows by key, one index probe per
+-- device (LATERAL ... OFFSET 0, a scalar subquery): a batch touches a few
+-- of the fleet's devices. Joined to the arrays as plain tables, the generic
+-- plans scanned all of devices and campaign_devices instead (four whole
+-- scans per round: the lock, the classification, the rollout's campaign
+-- rows, the suspect flags), CPU per report that grew with the fleet
+-- (docs/bench.md, "Report ingest: where PostgreSQL's CPU per install went").
 -- Re-applied by `ota-server migrate` whenever this file changes (docs/server.md).
 
 CREATE OR REPLACE FUNCTION report_batch_max() RETURNS integer
@@ -72,7 +80,8 @@ BEGIN
 	      FROM (SELECT u.ord, u.device_id, u.digest, (u.report->>'seq')::bigint AS seq,
 	                   count(*) OVER (PARTITION BY u.device_id) > 1 AS several
 	            FROM unnest(p_devices, p_reports, p_digests) WITH ORDINALITY AS u(device_id, report, digest, ord)) b
-	      LEFT JOIN devices d ON d.device_id = b.device_id) c;
+	      LEFT JOIN LATERAL (SELECT x.decommissioned, x.last_report_seq, x.last_report_sha256
+	                         FROM devices x WHERE x.device_id = b.device_id OFFSET 0) d ON true) c;
 	IF v_twice THEN
 		RAISE EXCEPTION USING ERRCODE = 'FO422', MESSAGE = 'batch: a device twice in one round';
 	END IF;
@@ -210,9 +219,9 @@ BEGIN
 		END LOOP;
 	END IF;
 
-	SELECT array_agg(coalesce(d.suspect, false) ORDER BY u.ord) INTO v_suspect
-	FROM unnest(p_devices) WITH ORDINALITY AS u(device_id, ord)
-	LEFT JOIN devices d ON d.device_id = u.device_id;
+	SELECT array_agg(coalesce((SELECT d.suspect FROM devices d WHERE d.device_id = u.device_id), false)
+	                 ORDER BY u.ord) INTO v_suspect
+	FROM unnest(p_devices) WITH ORDINALITY AS u(device_id, ord);
 
 	RETURN QUERY
 	SELECT i, v_outcome[i], v_events[i], v_changes[i], v_suspect[i], v_refusals[i]
@@ -263,7 +272,9 @@ BEGIN
 	END IF;
 	-- the devices' rows locked in one order: two batches never wait on each
 	-- other in a circle
-	PERFORM 1 FROM devices d WHERE d.device_id = ANY (p_devices) ORDER BY d.device_id FOR UPDATE;
+	PERFORM 1
+	FROM (SELECT DISTINCT u.device_id FROM unnest(p_devices) AS u(device_id) ORDER BY u.device_id) u
+	CROSS JOIN LATERAL (SELECT 1 FROM devices d WHERE d.device_id = u.device_id OFFSET 0 FOR UPDATE) l;
 	-- round k: the k-th report of each device in the batch
 	SELECT array_agg(x.round ORDER BY x.ord), max(x.round) INTO v_round, v_rounds
 	FROM (SELECT u.ord, row_number() OVER (PARTITION BY u.device_id ORDER BY u.ord)::integer AS round
@@ -328,22 +339,30 @@ BEGIN
 		FROM unnest(p_devices, p_states, p_version_codes, p_keylists, p_rootlists, p_errors, p_campaigns)
 		     AS u(device_id, state, vc, kl, rl, error, campaign)
 	), cur AS (
-		SELECT m.campaign_id, m.device_id, m.state AS old_state, m.step, m.needed_keylist,
-		       k.kind, k.keylist_version AS c_kl, k.rootlist_version AS c_rl, a.version_code AS c_vc,
-		       m.state IN ('notified', 'downloading', 'installed', 'timed_out')
+		SELECT m.row_tid, m.campaign_id, m.device_id, m.old_state, m.step, m.needed_keylist,
+		       m.kind, m.c_kl, m.c_rl, m.c_vc,
+		       m.old_state IN ('notified', 'downloading', 'installed', 'timed_out')
 		       AND (i.campaign = '' OR i.campaign = m.campaign_id) AS addressed,
 		       i.v_state IN ('failed', 'rejected') AND i.v_error IN ('OTA_ERR_TRANSPORT', 'OTA_ERR_TIMEOUT')
-		       AND m.state IN ('notified', 'downloading', 'installed')
+		       AND m.old_state IN ('notified', 'downloading', 'installed')
 		       AND (i.campaign = '' OR i.campaign = m.campaign_id)
-		       AND m.attempts < k.transient_retries AS retry,
-		       m.attempts, k.retry_backoff_s, i.v_state, i.v_error, i.vc, i.kl, i.rl
+		       AND m.attempts < m.transient_retries AS retry,
+		       m.attempts, m.retry_backoff_s, i.v_state, i.v_error, i.vc, i.kl, i.rl
 		FROM inp i
-		JOIN campaign_devices m ON m.device_id = i.device_id
-		JOIN campaigns k ON k.campaign_id = m.campaign_id
-		LEFT JOIN artifacts a ON a.artifact_id = k.artifact_id
-		WHERE m.state NOT IN ('confirmed', 'superseded', 'cancelled')
-		  AND k.state NOT IN ('draft', 'awaiting_approval')
-		FOR UPDATE OF m
+		CROSS JOIN LATERAL (
+			-- the device's campaign rows by its index (rollout_report's rows, locked as there)
+			SELECT m.ctid AS row_tid, m.campaign_id, m.device_id, m.state AS old_state, m.step,
+			       m.needed_keylist, m.attempts,
+			       k.kind, k.keylist_version AS c_kl, k.rootlist_version AS c_rl, a.version_code AS c_vc,
+			       k.transient_retries, k.retry_backoff_s
+			FROM campaign_devices m
+			JOIN campaigns k ON k.campaign_id = m.campaign_id
+			LEFT JOIN artifacts a ON a.artifact_id = k.artifact_id
+			WHERE m.device_id = i.device_id
+			  AND m.state NOT IN ('confirmed', 'superseded', 'cancelled')
+			  AND k.state NOT IN ('draft', 'awaiting_approval')
+			OFFSET 0
+			FOR UPDATE OF m) m
 	), nxt AS (
 		SELECT cur.*,
 		CASE
@@ -384,7 +403,8 @@ BEGIN
 		    reported_keylist = coalesce(nxt.kl, m.reported_keylist),
 		    updated_at = v_now
 		FROM nxt
-		WHERE m.campaign_id = nxt.campaign_id AND m.device_id = nxt.device_id
+		-- the row cur locked, by its tuple id (a join on the key scanned the table)
+		WHERE m.ctid = nxt.row_tid AND m.campaign_id = nxt.campaign_id AND m.device_id = nxt.device_id
 		  AND (nxt.new_state <> nxt.old_state
 		       OR m.reported_version_code IS DISTINCT FROM coalesce(nxt.vc, m.reported_version_code)
 		       OR (nxt.addressed AND nxt.new_state NOT IN ('failed', 'timed_out')))
