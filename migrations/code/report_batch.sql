@@ -55,6 +55,7 @@ DECLARE
 	v_suspect boolean[];
 	v_refusals bigint[];
 	v_twice boolean;
+	v_health boolean; -- a report carries post-install health
 	r record;
 BEGIN
 	IF v_n = 0 THEN
@@ -69,8 +70,9 @@ BEGIN
 	v_changes := array_fill(0::bigint, ARRAY[v_n]);
 	v_refusals := array_fill(0::bigint, ARRAY[v_n]);
 	-- report_ingest's classification against the stored row
-	SELECT array_agg(c.outcome ORDER BY c.ord), bool_or(c.several) INTO v_outcome, v_twice
-	FROM (SELECT b.ord, b.several,
+	SELECT array_agg(c.outcome ORDER BY c.ord), bool_or(c.several), bool_or(c.health AND c.outcome = 'stored')
+	INTO v_outcome, v_twice, v_health
+	FROM (SELECT b.ord, b.several, b.health,
 	             CASE WHEN d.decommissioned THEN 'decommissioned'
 	                  WHEN b.seq = d.last_report_seq AND d.last_report_sha256 = b.digest THEN 'duplicate'
 	                  WHEN b.seq <= 0 OR b.seq = d.last_report_seq THEN 'replay'
@@ -78,6 +80,7 @@ BEGIN
 	                  ELSE 'stored'
 	             END AS outcome
 	      FROM (SELECT u.ord, u.device_id, u.digest, (u.report->>'seq')::bigint AS seq,
+	                   coalesce((u.report->>'health_known')::boolean, false) AS health,
 	                   count(*) OVER (PARTITION BY u.device_id) > 1 AS several
 	            FROM unnest(p_devices, p_reports, p_digests) WITH ORDINALITY AS u(device_id, report, digest, ord)) b
 	      LEFT JOIN LATERAL (SELECT x.decommissioned, x.last_report_seq, x.last_report_sha256
@@ -87,15 +90,20 @@ BEGIN
 	END IF;
 
 	-- replays: a security event each (before anything is stored, as
-	-- report_ingest; the row they name does not change in this round)
-	FOR r IN SELECT u.device_id, format('report seq %s, stored seq %s', (u.report->>'seq')::bigint,
-	                                    coalesce(d.last_report_seq, 0)) AS detail
-	         FROM unnest(p_devices, p_reports, v_outcome) WITH ORDINALITY AS u(device_id, report, outcome, ord)
-	         LEFT JOIN devices d ON d.device_id = u.device_id
-	         WHERE u.outcome = 'replay'
-	         ORDER BY u.ord LOOP
-		PERFORM security_event(r.device_id, 'replay', r.detail);
-	END LOOP;
+	-- report_ingest; the row they name does not change in this round). The
+	-- loops below that are rarely needed run only when they are (a
+	-- statement each per round, run or not, was a share of a small batch)
+	IF 'replay' = ANY (v_outcome) THEN
+		FOR r IN SELECT u.device_id, format('report seq %s, stored seq %s', (u.report->>'seq')::bigint,
+		                                    coalesce(d.last_report_seq, 0)) AS detail
+		         FROM unnest(p_devices, p_reports, v_outcome) WITH ORDINALITY AS u(device_id, report, outcome, ord)
+		         LEFT JOIN LATERAL (SELECT x.last_report_seq FROM devices x WHERE x.device_id = u.device_id
+		                            OFFSET 0) d ON true
+		         WHERE u.outcome = 'replay'
+		         ORDER BY u.ord LOOP
+			PERFORM security_event(r.device_id, 'replay', r.detail);
+		END LOOP;
+	END IF;
 
 	-- the registry: one upsert of every stored report (report_ingest's)
 	INSERT INTO devices AS d (device_id, model, hw_revision, version, version_code,
@@ -162,14 +170,16 @@ BEGIN
 	LOOP
 		v_changes[r.ord] := r.changes;
 	END LOOP;
-	FOR r IN SELECT u.ord, u.device_id, u.report
-	         FROM unnest(p_devices, p_reports, v_outcome) WITH ORDINALITY AS u(device_id, report, outcome, ord)
-	         WHERE u.outcome = 'stored' AND coalesce((u.report->>'health_known')::boolean, false) LOOP
-		v_changes[r.ord] := v_changes[r.ord]
-		                    + rollout_health(r.device_id, (r.report->>'version_code')::bigint,
-		                                     (r.report->>'unexpected_reboots')::bigint,
-		                                     (r.report->>'health_permille')::bigint);
-	END LOOP;
+	IF v_health THEN
+		FOR r IN SELECT u.ord, u.device_id, u.report
+		         FROM unnest(p_devices, p_reports, v_outcome) WITH ORDINALITY AS u(device_id, report, outcome, ord)
+		         WHERE u.outcome = 'stored' AND coalesce((u.report->>'health_known')::boolean, false) LOOP
+			v_changes[r.ord] := v_changes[r.ord]
+			                    + rollout_health(r.device_id, (r.report->>'version_code')::bigint,
+			                                     (r.report->>'unexpected_reboots')::bigint,
+			                                     (r.report->>'health_permille')::bigint);
+		END LOOP;
+	END IF;
 
 	-- the events of stored and stale reports, in one insert: each (device,
 	-- seq) once, the first in the report as report_ingest's insert keeps it
@@ -209,7 +219,7 @@ BEGIN
 		END LOOP;
 	END LOOP;
 
-	IF p_refused IS NOT NULL THEN
+	IF p_refused IS NOT NULL AND 0 < ANY (p_refused) THEN
 		FOR r IN SELECT u.device_id, u.refused
 		         FROM unnest(p_devices, p_refused, v_outcome) WITH ORDINALITY AS u(device_id, refused, outcome, ord)
 		         WHERE u.refused > 0
