@@ -23,13 +23,17 @@
 -- seq, the campaign state). A batch or round of one report is report_ingest
 -- itself.
 --
--- Every statement reads the batch's own rows by key, one index probe per
--- device (LATERAL ... OFFSET 0, a scalar subquery): a batch touches a few
--- of the fleet's devices. Joined to the arrays as plain tables, the generic
--- plans scanned all of devices and campaign_devices instead (four whole
--- scans per round: the lock, the classification, the rollout's campaign
--- rows, the suspect flags), CPU per report that grew with the fleet
--- (docs/bench.md, "Report ingest: where PostgreSQL's CPU per install went").
+-- Plans: generic, made once per connection (SET plan_cache_mode =
+-- force_generic_plan on the three functions). With the batch's arrays as
+-- constants a custom plan always looked cheaper than the generic one, so
+-- PL/pgSQL planned every statement again at every call: most of a small
+-- batch's CPU (docs/bench.md, "Report ingest: where PostgreSQL's CPU per
+-- install went"). So every statement reads the batch's own rows by key,
+-- one index probe per device (LATERAL ... OFFSET 0, a scalar subquery,
+-- tuple ids), whatever the estimates: joined to the arrays as plain tables,
+-- the plans scanned all of devices and campaign_devices instead (four whole
+-- scans per round), CPU per report that grew with the fleet. (jit = off:
+-- no statement here is worth compiling.)
 -- Re-applied by `ota-server migrate` whenever this file changes (docs/server.md).
 
 CREATE OR REPLACE FUNCTION report_batch_max() RETURNS integer
@@ -44,7 +48,9 @@ CREATE OR REPLACE FUNCTION report_ingest_distinct(p_devices text[], p_reports js
                                                   p_refused integer[] DEFAULT NULL)
 RETURNS TABLE (ord integer, outcome text, new_events bigint, campaign_changes bigint, suspect boolean,
                refusal_events bigint)
-LANGUAGE plpgsql AS $$
+LANGUAGE plpgsql
+SET plan_cache_mode = force_generic_plan SET jit = off
+AS $$
 #variable_conflict use_column
 DECLARE
 	v_n integer := coalesce(cardinality(p_devices), 0);
@@ -245,7 +251,9 @@ CREATE OR REPLACE FUNCTION report_ingest_batch(p_devices text[], p_reports jsonb
                                                p_refused integer[] DEFAULT NULL)
 RETURNS TABLE (ord integer, outcome text, new_events bigint, campaign_changes bigint, suspect boolean,
                refusal_events bigint)
-LANGUAGE plpgsql AS $$
+LANGUAGE plpgsql
+SET plan_cache_mode = force_generic_plan SET jit = off
+AS $$
 #variable_conflict use_column
 DECLARE
 	v_n integer := coalesce(cardinality(p_devices), 0);
@@ -326,7 +334,9 @@ CREATE OR REPLACE FUNCTION report_rollout_set(p_devices text[], p_states text[],
                                               p_keylists bigint[], p_rootlists bigint[], p_errors text[],
                                               p_campaigns text[])
 RETURNS TABLE (device_id text, changes bigint)
-LANGUAGE plpgsql AS $$
+LANGUAGE plpgsql
+SET plan_cache_mode = force_generic_plan SET jit = off
+AS $$
 #variable_conflict use_column
 DECLARE
 	v_now timestamptz := clock_timestamp();
@@ -413,8 +423,9 @@ BEGIN
 		    reported_keylist = coalesce(nxt.kl, m.reported_keylist),
 		    updated_at = v_now
 		FROM nxt
-		-- the row cur locked, by its tuple id (a join on the key scanned the table)
-		WHERE m.ctid = nxt.row_tid AND m.campaign_id = nxt.campaign_id AND m.device_id = nxt.device_id
+		-- the rows cur locked, by their tuple ids (a join on the key scanned the table)
+		WHERE m.ctid = ANY (ARRAY(SELECT n.row_tid FROM nxt n)) AND m.ctid = nxt.row_tid
+		  AND m.campaign_id = nxt.campaign_id AND m.device_id = nxt.device_id
 		  AND (nxt.new_state <> nxt.old_state
 		       OR m.reported_version_code IS DISTINCT FROM coalesce(nxt.vc, m.reported_version_code)
 		       OR (nxt.addressed AND nxt.new_state NOT IN ('failed', 'timed_out')))
