@@ -33,6 +33,11 @@
 # BENCH_FLEET_PGSS=1 loads pg_stat_statements and prints the campaign's
 # statements by execution time per install, and PostgreSQL's CPU per
 # install by process kind (backends of ota-server, walwriter, autovacuum...).
+# Also printed for the campaign: reports per install and the ingest's
+# database calls by reports per call (ota-server's
+# fleetota_report_batch_size), and per install for the tables reports
+# write: rows inserted, updated, updated HOT, deleted, sequential scans and
+# the rows they read, index scans (pg_stat_user_tables).
 # Prints "fleet: key=value ..." lines for run.sh, and the simulator's and
 # the server's logs on failure. Everything under one temp dir, stopped by
 # PID.
