@@ -58,7 +58,6 @@ DECLARE
 	v_outcome text[];
 	v_events bigint[];
 	v_changes bigint[];
-	v_suspect boolean[];
 	v_refusals bigint[];
 	v_twice boolean;
 	v_health boolean; -- a report carries post-install health
@@ -235,12 +234,10 @@ BEGIN
 		END LOOP;
 	END IF;
 
-	SELECT array_agg(coalesce((SELECT d.suspect FROM devices d WHERE d.device_id = u.device_id), false)
-	                 ORDER BY u.ord) INTO v_suspect
-	FROM unnest(p_devices) WITH ORDINALITY AS u(device_id, ord);
-
+	-- the suspect flags as the round left them, read by key in the result
 	RETURN QUERY
-	SELECT i, v_outcome[i], v_events[i], v_changes[i], v_suspect[i], v_refusals[i]
+	SELECT i, v_outcome[i], v_events[i], v_changes[i],
+	       coalesce((SELECT d.suspect FROM devices d WHERE d.device_id = p_devices[i]), false), v_refusals[i]
 	FROM generate_series(1, v_n) AS i;
 END $$;
 
