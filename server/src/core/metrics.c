@@ -155,7 +155,8 @@ int srv_metrics_render(const struct srv_metrics *m, struct evbuffer *out)
 				    "# TYPE fleetota_report_batch_size histogram\n");
 		for (unsigned i = 0; i < SRV_REPORT_BATCH_BUCKETS; i++) {
 			cumulative += m->report_batch_sizes[i];
-			evbuffer_add_printf(out, "fleetota_report_batch_size_bucket{le=\"%u\"} %llu\n",
+			evbuffer_add_printf(out,
+					    "fleetota_report_batch_size_bucket{le=\"%u\"} %llu\n",
 					    1u << i, (unsigned long long)cumulative);
 		}
 		evbuffer_add_printf(out,
