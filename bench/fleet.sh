@@ -33,6 +33,11 @@
 # BENCH_FLEET_PGSS=1 loads pg_stat_statements and prints the campaign's
 # statements by execution time per install, and PostgreSQL's CPU per
 # install by process kind (backends of ota-server, walwriter, autovacuum...).
+# Also printed for the campaign: reports per install and the ingest's
+# database calls by reports per call (ota-server's
+# fleetota_report_batch_size), and per install for the tables reports
+# write: rows inserted, updated, updated HOT, deleted, sequential scans and
+# the rows they read, index scans (pg_stat_user_tables).
 # Prints "fleet: key=value ..." lines for run.sh, and the simulator's and
 # the server's logs on failure. Everything under one temp dir, stopped by
 # PID.
@@ -133,6 +138,21 @@ pg_kinds() {
 		ELSE replace(backend_type, ' ', '_') END FROM pg_stat_activity" |
 		while IFS='|' read -r pid kind; do echo "$pid $kind $(cpu_s "$pid")"; done
 	echo "$(head -1 "$T/pg/data/postmaster.pid") postmaster $(cpu_s "$(head -1 "$T/pg/data/postmaster.pid")")"
+}
+# server_metrics: "NAME VALUE" of ota-server's report counters
+server_metrics() {
+	api "$api/metrics" | awk '/^fleetota_(reports_received_total|report_batch_size)/ { print $1, $2 }'
+}
+# table_stats: "TABLE INS UPD HOT_UPD DEL SEQ_SCANS SEQ_ROWS IDX_SCANS" of
+# the tables reports write
+# (the statistics collector's counters, flushed by the backends within ~1 s)
+table_stats() {
+	sql "SELECT relname, n_tup_ins, n_tup_upd, n_tup_hot_upd, n_tup_del, seq_scan, seq_tup_read,
+		coalesce(idx_scan, 0) FROM pg_stat_user_tables
+		WHERE relname IN ('devices', 'device_events', 'assignments', 'campaign_devices',
+		                  'delivery_changes', 'delivery_version', 'security_events',
+		                  'rollout_notifications', 'campaigns', 'campaign_stages')
+		ORDER BY relname" | tr '|' ' '
 }
 pg_pids() {
 	local pm
@@ -252,6 +272,8 @@ srv_cpu0=$(cpu_s "$server_pid")
 mq_cpu0=$(cpu_s "$mq_pid")
 pg_kinds >"$T/pg-kinds-0"
 ((pgss == 0)) || sql "SELECT pg_stat_statements_reset()" >/dev/null
+server_metrics >"$T/metrics-0"
+table_stats >"$T/tables-0"
 perf_start campaign
 api -H 'Content-Type: application/json' -d "{\"id\": \"bench\", \"artifact\": \"fw-1.1.0\",
 	\"stages\": [{\"percent\": 100, \"failure_ratio\": 0.5}],
@@ -272,6 +294,8 @@ t_end=$(now)
 perf_stop
 campaign_s=$(calc "$t_end - $t_start")
 pg_kinds >"$T/pg-kinds-1"
+server_metrics >"$T/metrics-1"
+table_stats >"$T/tables-1"
 per() { calc "($1 - $2) * 1000 / $devices"; }
 sim_ms=$(per "$(cpu_sum "${sim_pids[@]}")" "$sim_cpu0")
 pg_ms=$(per "$(cpu_sum $(pg_pids))" "$pg_cpu0")
@@ -293,6 +317,24 @@ awk -v n="$devices" 'NR == FNR { c0[$1] = $3; next }
 	END { printf "fleet: pg_cpu_ms_per_install_by_kind"
 		for (x in k) printf " %s=%.2f", x, k[x] * 1000 / n; print "" }' \
 	"$T/pg-kinds-0" "$T/pg-kinds-1"
+# the reports of the campaign and the database calls that stored them
+# (fleetota_report_batch_size: calls by reports per call)
+awk -v n="$devices" 'NR == FNR { a[$1] = $2; next } { d[$1] = $2 - a[$1] }
+	END { r = d["fleetota_reports_received_total"]; c = d["fleetota_report_batch_size_count"]
+		printf "fleet: reports_per_install=%.2f report_calls=%d reports_per_call=%.2f calls_by_size:",
+			r / n, c, (c > 0 ? d["fleetota_report_batch_size_sum"] / c : 0)
+		prev = 0
+		for (i = 1; i <= 256; i *= 2) {
+			b = d["fleetota_report_batch_size_bucket{le=\"" i "\"}"]
+			printf " <=%d:%d", i, b - prev; prev = b
+		}
+		print "" }' "$T/metrics-0" "$T/metrics-1"
+# rows written and scans per install by table (HOT: updates that changed no index)
+awk -v n="$devices" 'NR == FNR { for (i = 2; i <= NF; i++) a[$1, i] = $i; next }
+	{ printf "fleet: table %s per install: ins=%.2f upd=%.2f hot_upd=%.2f del=%.2f seq_scans=%.2f seq_rows=%.1f idx_scans=%.2f\n", $1,
+		($2 - a[$1, 2]) / n, ($3 - a[$1, 3]) / n, ($4 - a[$1, 4]) / n, ($5 - a[$1, 5]) / n,
+		($6 - a[$1, 6]) / n, ($7 - a[$1, 7]) / n, ($8 - a[$1, 8]) / n }' \
+	"$T/tables-0" "$T/tables-1"
 if ((pgss)); then
 	echo "fleet: pg_stat_statements during the campaign (ms per install: execution, planning; calls per install):"
 	sql "SELECT round((total_exec_time / $devices)::numeric, 3), round((total_plan_time / $devices)::numeric, 3),

@@ -34,9 +34,8 @@ BEGIN
 END $$;
 
 -- devices (decommissioned, deleted, or running another image: what the
--- delivery chooses by; the running image is read by name in the trigger
--- below so that this file does not depend on the migration that adds it),
--- artifacts (changed or deleted), TRUNCATE of any (every answer): one row
+-- delivery chooses by), artifacts (changed or deleted), TRUNCATE of any
+-- (every answer): one row
 CREATE OR REPLACE FUNCTION delivery_row_changed() RETURNS trigger
 LANGUAGE plpgsql AS $$
 DECLARE
@@ -60,9 +59,12 @@ CREATE TRIGGER delivery_assignments_deleted AFTER DELETE ON assignments
 	EXECUTE FUNCTION delivery_assignments_deleted();
 
 DROP TRIGGER IF EXISTS delivery_device_changed ON devices;
+-- (the columns themselves: code/ is applied after every schema file, and
+-- running_sha256 is 0017's; reading it through to_jsonb(OLD) and
+-- to_jsonb(NEW) built the whole row as JSON twice for every stored report)
 CREATE TRIGGER delivery_device_changed AFTER UPDATE ON devices FOR EACH ROW
 	WHEN (OLD.decommissioned IS DISTINCT FROM NEW.decommissioned
-	      OR to_jsonb(OLD) -> 'running_sha256' IS DISTINCT FROM to_jsonb(NEW) -> 'running_sha256')
+	      OR OLD.running_sha256 IS DISTINCT FROM NEW.running_sha256)
 	EXECUTE FUNCTION delivery_row_changed();
 DROP TRIGGER IF EXISTS delivery_device_deleted ON devices;
 CREATE TRIGGER delivery_device_deleted AFTER DELETE ON devices FOR EACH ROW

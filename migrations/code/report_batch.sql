@@ -22,6 +22,18 @@
 -- device's reports in their order (they depend on each other: the stored
 -- seq, the campaign state). A batch or round of one report is report_ingest
 -- itself.
+--
+-- Plans: generic, made once per connection (SET plan_cache_mode =
+-- force_generic_plan on the three functions). With the batch's arrays as
+-- constants a custom plan always looked cheaper than the generic one, so
+-- PL/pgSQL planned every statement again at every call: most of a small
+-- batch's CPU (docs/bench.md, "Report ingest: where PostgreSQL's CPU per
+-- install went"). So every statement reads the batch's own rows by key,
+-- one index probe per device (LATERAL ... OFFSET 0, a scalar subquery,
+-- tuple ids), whatever the estimates: joined to the arrays as plain tables,
+-- the plans scanned all of devices and campaign_devices instead (four whole
+-- scans per round), CPU per report that grew with the fleet. (jit = off:
+-- no statement here is worth compiling.)
 -- Re-applied by `ota-server migrate` whenever this file changes (docs/server.md).
 
 CREATE OR REPLACE FUNCTION report_batch_max() RETURNS integer
@@ -36,7 +48,9 @@ CREATE OR REPLACE FUNCTION report_ingest_distinct(p_devices text[], p_reports js
                                                   p_refused integer[] DEFAULT NULL)
 RETURNS TABLE (ord integer, outcome text, new_events bigint, campaign_changes bigint, suspect boolean,
                refusal_events bigint)
-LANGUAGE plpgsql AS $$
+LANGUAGE plpgsql
+SET plan_cache_mode = force_generic_plan SET jit = off
+AS $$
 #variable_conflict use_column
 DECLARE
 	v_n integer := coalesce(cardinality(p_devices), 0);
@@ -44,9 +58,9 @@ DECLARE
 	v_outcome text[];
 	v_events bigint[];
 	v_changes bigint[];
-	v_suspect boolean[];
 	v_refusals bigint[];
 	v_twice boolean;
+	v_health boolean; -- a report carries post-install health
 	r record;
 BEGIN
 	IF v_n = 0 THEN
@@ -61,8 +75,9 @@ BEGIN
 	v_changes := array_fill(0::bigint, ARRAY[v_n]);
 	v_refusals := array_fill(0::bigint, ARRAY[v_n]);
 	-- report_ingest's classification against the stored row
-	SELECT array_agg(c.outcome ORDER BY c.ord), bool_or(c.several) INTO v_outcome, v_twice
-	FROM (SELECT b.ord, b.several,
+	SELECT array_agg(c.outcome ORDER BY c.ord), bool_or(c.several), bool_or(c.health AND c.outcome = 'stored')
+	INTO v_outcome, v_twice, v_health
+	FROM (SELECT b.ord, b.several, b.health,
 	             CASE WHEN d.decommissioned THEN 'decommissioned'
 	                  WHEN b.seq = d.last_report_seq AND d.last_report_sha256 = b.digest THEN 'duplicate'
 	                  WHEN b.seq <= 0 OR b.seq = d.last_report_seq THEN 'replay'
@@ -70,23 +85,30 @@ BEGIN
 	                  ELSE 'stored'
 	             END AS outcome
 	      FROM (SELECT u.ord, u.device_id, u.digest, (u.report->>'seq')::bigint AS seq,
+	                   coalesce((u.report->>'health_known')::boolean, false) AS health,
 	                   count(*) OVER (PARTITION BY u.device_id) > 1 AS several
 	            FROM unnest(p_devices, p_reports, p_digests) WITH ORDINALITY AS u(device_id, report, digest, ord)) b
-	      LEFT JOIN devices d ON d.device_id = b.device_id) c;
+	      LEFT JOIN LATERAL (SELECT x.decommissioned, x.last_report_seq, x.last_report_sha256
+	                         FROM devices x WHERE x.device_id = b.device_id OFFSET 0) d ON true) c;
 	IF v_twice THEN
 		RAISE EXCEPTION USING ERRCODE = 'FO422', MESSAGE = 'batch: a device twice in one round';
 	END IF;
 
 	-- replays: a security event each (before anything is stored, as
-	-- report_ingest; the row they name does not change in this round)
-	FOR r IN SELECT u.device_id, format('report seq %s, stored seq %s', (u.report->>'seq')::bigint,
-	                                    coalesce(d.last_report_seq, 0)) AS detail
-	         FROM unnest(p_devices, p_reports, v_outcome) WITH ORDINALITY AS u(device_id, report, outcome, ord)
-	         LEFT JOIN devices d ON d.device_id = u.device_id
-	         WHERE u.outcome = 'replay'
-	         ORDER BY u.ord LOOP
-		PERFORM security_event(r.device_id, 'replay', r.detail);
-	END LOOP;
+	-- report_ingest; the row they name does not change in this round). The
+	-- loops below that are rarely needed run only when they are (a
+	-- statement each per round, run or not, was a share of a small batch)
+	IF 'replay' = ANY (v_outcome) THEN
+		FOR r IN SELECT u.device_id, format('report seq %s, stored seq %s', (u.report->>'seq')::bigint,
+		                                    coalesce(d.last_report_seq, 0)) AS detail
+		         FROM unnest(p_devices, p_reports, v_outcome) WITH ORDINALITY AS u(device_id, report, outcome, ord)
+		         LEFT JOIN LATERAL (SELECT x.last_report_seq FROM devices x WHERE x.device_id = u.device_id
+		                            OFFSET 0) d ON true
+		         WHERE u.outcome = 'replay'
+		         ORDER BY u.ord LOOP
+			PERFORM security_event(r.device_id, 'replay', r.detail);
+		END LOOP;
+	END IF;
 
 	-- the registry: one upsert of every stored report (report_ingest's)
 	INSERT INTO devices AS d (device_id, model, hw_revision, version, version_code,
@@ -153,14 +175,16 @@ BEGIN
 	LOOP
 		v_changes[r.ord] := r.changes;
 	END LOOP;
-	FOR r IN SELECT u.ord, u.device_id, u.report
-	         FROM unnest(p_devices, p_reports, v_outcome) WITH ORDINALITY AS u(device_id, report, outcome, ord)
-	         WHERE u.outcome = 'stored' AND coalesce((u.report->>'health_known')::boolean, false) LOOP
-		v_changes[r.ord] := v_changes[r.ord]
-		                    + rollout_health(r.device_id, (r.report->>'version_code')::bigint,
-		                                     (r.report->>'unexpected_reboots')::bigint,
-		                                     (r.report->>'health_permille')::bigint);
-	END LOOP;
+	IF v_health THEN
+		FOR r IN SELECT u.ord, u.device_id, u.report
+		         FROM unnest(p_devices, p_reports, v_outcome) WITH ORDINALITY AS u(device_id, report, outcome, ord)
+		         WHERE u.outcome = 'stored' AND coalesce((u.report->>'health_known')::boolean, false) LOOP
+			v_changes[r.ord] := v_changes[r.ord]
+			                    + rollout_health(r.device_id, (r.report->>'version_code')::bigint,
+			                                     (r.report->>'unexpected_reboots')::bigint,
+			                                     (r.report->>'health_permille')::bigint);
+		END LOOP;
+	END IF;
 
 	-- the events of stored and stale reports, in one insert: each (device,
 	-- seq) once, the first in the report as report_ingest's insert keeps it
@@ -200,7 +224,7 @@ BEGIN
 		END LOOP;
 	END LOOP;
 
-	IF p_refused IS NOT NULL THEN
+	IF p_refused IS NOT NULL AND 0 < ANY (p_refused) THEN
 		FOR r IN SELECT u.device_id, u.refused
 		         FROM unnest(p_devices, p_refused, v_outcome) WITH ORDINALITY AS u(device_id, refused, outcome, ord)
 		         WHERE u.refused > 0
@@ -210,12 +234,10 @@ BEGIN
 		END LOOP;
 	END IF;
 
-	SELECT array_agg(coalesce(d.suspect, false) ORDER BY u.ord) INTO v_suspect
-	FROM unnest(p_devices) WITH ORDINALITY AS u(device_id, ord)
-	LEFT JOIN devices d ON d.device_id = u.device_id;
-
+	-- the suspect flags as the round left them, read by key in the result
 	RETURN QUERY
-	SELECT i, v_outcome[i], v_events[i], v_changes[i], v_suspect[i], v_refusals[i]
+	SELECT i, v_outcome[i], v_events[i], v_changes[i],
+	       coalesce((SELECT d.suspect FROM devices d WHERE d.device_id = p_devices[i]), false), v_refusals[i]
 	FROM generate_series(1, v_n) AS i;
 END $$;
 
@@ -226,7 +248,9 @@ CREATE OR REPLACE FUNCTION report_ingest_batch(p_devices text[], p_reports jsonb
                                                p_refused integer[] DEFAULT NULL)
 RETURNS TABLE (ord integer, outcome text, new_events bigint, campaign_changes bigint, suspect boolean,
                refusal_events bigint)
-LANGUAGE plpgsql AS $$
+LANGUAGE plpgsql
+SET plan_cache_mode = force_generic_plan SET jit = off
+AS $$
 #variable_conflict use_column
 DECLARE
 	v_n integer := coalesce(cardinality(p_devices), 0);
@@ -263,7 +287,9 @@ BEGIN
 	END IF;
 	-- the devices' rows locked in one order: two batches never wait on each
 	-- other in a circle
-	PERFORM 1 FROM devices d WHERE d.device_id = ANY (p_devices) ORDER BY d.device_id FOR UPDATE;
+	PERFORM 1
+	FROM (SELECT DISTINCT u.device_id FROM unnest(p_devices) AS u(device_id) ORDER BY u.device_id) u
+	CROSS JOIN LATERAL (SELECT 1 FROM devices d WHERE d.device_id = u.device_id OFFSET 0 FOR UPDATE) l;
 	-- round k: the k-th report of each device in the batch
 	SELECT array_agg(x.round ORDER BY x.ord), max(x.round) INTO v_round, v_rounds
 	FROM (SELECT u.ord, row_number() OVER (PARTITION BY u.device_id ORDER BY u.ord)::integer AS round
@@ -305,7 +331,9 @@ CREATE OR REPLACE FUNCTION report_rollout_set(p_devices text[], p_states text[],
                                               p_keylists bigint[], p_rootlists bigint[], p_errors text[],
                                               p_campaigns text[])
 RETURNS TABLE (device_id text, changes bigint)
-LANGUAGE plpgsql AS $$
+LANGUAGE plpgsql
+SET plan_cache_mode = force_generic_plan SET jit = off
+AS $$
 #variable_conflict use_column
 DECLARE
 	v_now timestamptz := clock_timestamp();
@@ -328,22 +356,30 @@ BEGIN
 		FROM unnest(p_devices, p_states, p_version_codes, p_keylists, p_rootlists, p_errors, p_campaigns)
 		     AS u(device_id, state, vc, kl, rl, error, campaign)
 	), cur AS (
-		SELECT m.campaign_id, m.device_id, m.state AS old_state, m.step, m.needed_keylist,
-		       k.kind, k.keylist_version AS c_kl, k.rootlist_version AS c_rl, a.version_code AS c_vc,
-		       m.state IN ('notified', 'downloading', 'installed', 'timed_out')
+		SELECT m.row_tid, m.campaign_id, m.device_id, m.old_state, m.step, m.needed_keylist,
+		       m.kind, m.c_kl, m.c_rl, m.c_vc,
+		       m.old_state IN ('notified', 'downloading', 'installed', 'timed_out')
 		       AND (i.campaign = '' OR i.campaign = m.campaign_id) AS addressed,
 		       i.v_state IN ('failed', 'rejected') AND i.v_error IN ('OTA_ERR_TRANSPORT', 'OTA_ERR_TIMEOUT')
-		       AND m.state IN ('notified', 'downloading', 'installed')
+		       AND m.old_state IN ('notified', 'downloading', 'installed')
 		       AND (i.campaign = '' OR i.campaign = m.campaign_id)
-		       AND m.attempts < k.transient_retries AS retry,
-		       m.attempts, k.retry_backoff_s, i.v_state, i.v_error, i.vc, i.kl, i.rl
+		       AND m.attempts < m.transient_retries AS retry,
+		       m.attempts, m.retry_backoff_s, i.v_state, i.v_error, i.vc, i.kl, i.rl
 		FROM inp i
-		JOIN campaign_devices m ON m.device_id = i.device_id
-		JOIN campaigns k ON k.campaign_id = m.campaign_id
-		LEFT JOIN artifacts a ON a.artifact_id = k.artifact_id
-		WHERE m.state NOT IN ('confirmed', 'superseded', 'cancelled')
-		  AND k.state NOT IN ('draft', 'awaiting_approval')
-		FOR UPDATE OF m
+		CROSS JOIN LATERAL (
+			-- the device's campaign rows by its index (rollout_report's rows, locked as there)
+			SELECT m.ctid AS row_tid, m.campaign_id, m.device_id, m.state AS old_state, m.step,
+			       m.needed_keylist, m.attempts,
+			       k.kind, k.keylist_version AS c_kl, k.rootlist_version AS c_rl, a.version_code AS c_vc,
+			       k.transient_retries, k.retry_backoff_s
+			FROM campaign_devices m
+			JOIN campaigns k ON k.campaign_id = m.campaign_id
+			LEFT JOIN artifacts a ON a.artifact_id = k.artifact_id
+			WHERE m.device_id = i.device_id
+			  AND m.state NOT IN ('confirmed', 'superseded', 'cancelled')
+			  AND k.state NOT IN ('draft', 'awaiting_approval')
+			OFFSET 0
+			FOR UPDATE OF m) m
 	), nxt AS (
 		SELECT cur.*,
 		CASE
@@ -384,7 +420,9 @@ BEGIN
 		    reported_keylist = coalesce(nxt.kl, m.reported_keylist),
 		    updated_at = v_now
 		FROM nxt
-		WHERE m.campaign_id = nxt.campaign_id AND m.device_id = nxt.device_id
+		-- the rows cur locked, by their tuple ids (a join on the key scanned the table)
+		WHERE m.ctid = ANY (ARRAY(SELECT n.row_tid FROM nxt n)) AND m.ctid = nxt.row_tid
+		  AND m.campaign_id = nxt.campaign_id AND m.device_id = nxt.device_id
 		  AND (nxt.new_state <> nxt.old_state
 		       OR m.reported_version_code IS DISTINCT FROM coalesce(nxt.vc, m.reported_version_code)
 		       OR (nxt.addressed AND nxt.new_state NOT IN ('failed', 'timed_out')))

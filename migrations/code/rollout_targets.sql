@@ -76,21 +76,33 @@ CREATE OR REPLACE FUNCTION rollout_targets_sync(p_devices text[]) RETURNS void
 LANGUAGE plpgsql AS $$
 DECLARE
 	v_campaign text;
+	v_ids text[];
 	v_gone bigint;
 	v_came bigint;
 BEGIN
 	FOR v_campaign IN SELECT k FROM rollout_targets_kept() k LOOP
+		-- a member without a queue row has nothing to drop and is never
+		-- taken: left out, by key, before the target is evaluated (its
+		-- dynamic SQL, planned per call, cost most of a report batch's
+		-- trigger while the campaign's own members reported their install)
+		v_ids := ARRAY(SELECT x FROM unnest(p_devices) x
+		               WHERE NOT EXISTS (SELECT 1 FROM campaign_devices m
+		                                 WHERE m.campaign_id = v_campaign AND m.device_id = x)
+		                  OR EXISTS (SELECT 1 FROM campaign_targets q
+		                             WHERE q.campaign_id = v_campaign
+		                               AND q.rank = rollout_target_rank(v_campaign, x) AND q.device_id = x));
+		CONTINUE WHEN cardinality(v_ids) = 0;
 		DELETE FROM campaign_targets q
 		WHERE q.campaign_id = v_campaign
-		  AND (q.rank, q.device_id) IN (SELECT rollout_target_rank(v_campaign, x), x FROM unnest(p_devices) x);
+		  AND (q.rank, q.device_id) IN (SELECT rollout_target_rank(v_campaign, x), x FROM unnest(v_ids) x);
 		GET DIAGNOSTICS v_gone = ROW_COUNT;
 		INSERT INTO campaign_targets (campaign_id, rank, device_id)
 		SELECT v_campaign, rollout_target_rank(v_campaign, t.device_id), t.device_id
-		FROM rollout_target(v_campaign, p_devices) t
+		FROM rollout_target(v_campaign, v_ids) t
 		-- members among these devices, by key (an anti-join could scan
 		-- every member of the campaign per report)
 		WHERE t.device_id <> ALL (ARRAY(SELECT m.device_id FROM campaign_devices m
-		                                WHERE m.campaign_id = v_campaign AND m.device_id = ANY (p_devices)))
+		                                WHERE m.campaign_id = v_campaign AND m.device_id = ANY (v_ids)))
 		ON CONFLICT DO NOTHING;
 		GET DIAGNOSTICS v_came = ROW_COUNT;
 		IF v_came <> v_gone THEN

@@ -50,6 +50,8 @@ enum srv_security_kind {
  * 1 ms .. 5 s, +Inf implied.
  */
 #define SRV_LATENCY_BUCKETS 10
+/* Buckets of the report batch size histogram: 1, 2, 4 ... 256 reports. */
+#define SRV_REPORT_BATCH_BUCKETS 9
 
 struct srv_histogram {
 	uint64_t buckets[SRV_LATENCY_BUCKETS + 1];
@@ -89,6 +91,10 @@ struct srv_metrics {
 	uint64_t reports_duplicate; /* redeliveries of a stored report */
 	uint64_t reports_stale; /* older than the stored seq (reordered) */
 	uint64_t report_batches; /* report_ingest_batch() calls that stored a batch */
+	/* database calls that stored reports, by reports per call: bucket i
+	 * counts calls of at most 2^i reports (1, 2, 4 ... 256) */
+	uint64_t report_batch_sizes[SRV_REPORT_BATCH_BUCKETS];
+	uint64_t report_batch_reports; /* reports over those calls */
 	/* gauge: reports in the journal, not yet stored; the ingest's threads
 	 * store it, the loop loads it (__atomic builtins) */
 	uint64_t report_journal_reports;

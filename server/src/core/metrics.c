@@ -144,6 +144,29 @@ int srv_metrics_render(const struct srv_metrics *m, struct evbuffer *out)
 	COUNTER("report_batches_total",
 		"Batches of reports stored with one report_ingest_batch() call.",
 		m->report_batches);
+	{
+		uint64_t cumulative = 0, calls = 0;
+
+		for (unsigned i = 0; i < SRV_REPORT_BATCH_BUCKETS; i++)
+			calls += m->report_batch_sizes[i];
+		evbuffer_add_printf(out,
+				    "# HELP fleetota_report_batch_size Reports per database call "
+				    "of the report ingest (a batch, or one report alone).\n"
+				    "# TYPE fleetota_report_batch_size histogram\n");
+		for (unsigned i = 0; i < SRV_REPORT_BATCH_BUCKETS; i++) {
+			cumulative += m->report_batch_sizes[i];
+			evbuffer_add_printf(out,
+					    "fleetota_report_batch_size_bucket{le=\"%u\"} %llu\n",
+					    1u << i, (unsigned long long)cumulative);
+		}
+		evbuffer_add_printf(out,
+				    "fleetota_report_batch_size_bucket{le=\"+Inf\"} %llu\n"
+				    "fleetota_report_batch_size_sum %llu\n"
+				    "fleetota_report_batch_size_count %llu\n",
+				    (unsigned long long)calls,
+				    (unsigned long long)m->report_batch_reports,
+				    (unsigned long long)calls);
+	}
 	evbuffer_add_printf(
 		out,
 		"# HELP fleetota_report_journal_reports Reports acknowledged and "

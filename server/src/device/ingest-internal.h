@@ -74,6 +74,7 @@ struct srv_ingest_result {
 	unsigned flood_refused; /* > 0: a flood event was recorded for these */
 	bool suspect; /* the device is flagged suspect */
 	bool batch_first; /* the first report of a batch (counts the batch) */
+	unsigned call_reports; /* > 0 on the first result of a database call: its reports */
 	uint64_t
 		journal_reports; /* stored by the writer: the journal's rows before it deleted these */
 };

@@ -568,6 +568,7 @@ static size_t ingest_batch(struct srv_ingest *ing, const struct srv_journal_entr
 		srv_log(SRV_LOG_DEBUG, "ingest: batch of %zu reports stored in %.1f ms", n,
 			(srv_now() - started) * 1000.0);
 		results[0].batch_first = true;
+		results[0].call_reports = (unsigned)n;
 		for (size_t i = 0; i < n; i++)
 			ing->cb(ing->cb_arg, &results[i]);
 		return n;
@@ -575,6 +576,7 @@ static size_t ingest_batch(struct srv_ingest *ing, const struct srv_journal_entr
 	/* one report (or a failed batch, as report_batch.sql says): one by one */
 	for (; done < n; done++) {
 		store_one(ing, &e[done], &results[done]);
+		results[done].call_reports = 1;
 		if (results[done].outcome == SRV_INGEST_ABANDONED)
 			break;
 		ing->cb(ing->cb_arg, &results[done]);

@@ -32,6 +32,14 @@ static void report_account(struct srv_server *srv, const struct srv_ingest_resul
 		m->reports_received++;
 	if (result->batch_first)
 		m->report_batches++;
+	if (result->call_reports > 0) {
+		unsigned i = 0;
+
+		while (i + 1 < SRV_REPORT_BATCH_BUCKETS && result->call_reports > 1u << i)
+			i++;
+		m->report_batch_sizes[i]++;
+		m->report_batch_reports += result->call_reports;
+	}
 	if ((unsigned)result->device_error > OTA_OK &&
 	    (unsigned)result->device_error < OTA__ERR_COUNT)
 		m->device_errors[result->device_error]++;

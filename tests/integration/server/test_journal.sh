@@ -57,6 +57,21 @@ log "$((3 * N)) reports stored in $batches batches of 2 or more (the rest one by
 [[ "$(metric fleetota_report_batches_total)" == "$batches" ]] ||
 	fail "fleetota_report_batches_total $(metric fleetota_report_batches_total), the log $batches"
 grep -E 'ingest: batch of [0-9]+' -o "$T/server.log" | awk '{ n += $4; b++ } END { printf "  %d reports in batches, %.1f a batch\n", n, n / b }'
+# fleetota_report_batch_size: every report of a call counted once (the sum),
+# every call once (batches and reports alone), the buckets cumulative
+[[ "$(metric fleetota_report_batch_size_sum)" == $((3 * N)) ]] ||
+	fail "fleetota_report_batch_size_sum $(metric fleetota_report_batch_size_sum), not $((3 * N))"
+ones=$(metric 'fleetota_report_batch_size_bucket{le="1"}')
+[[ "$(metric fleetota_report_batch_size_count)" == $((batches + ones)) ]] ||
+	fail "fleetota_report_batch_size_count $(metric fleetota_report_batch_size_count), not $batches batches + $ones alone"
+[[ "$(metric 'fleetota_report_batch_size_bucket{le="+Inf"}')" == "$(metric fleetota_report_batch_size_count)" ]] ||
+	fail "the +Inf bucket is not the count"
+largest=$(grep -E 'ingest: batch of [0-9]+' -o "$T/server.log" | awk '{ print $4 }' | sort -n | tail -1)
+le=1
+while ((le < largest)); do le=$((le * 2)); done
+[[ "$(metric "fleetota_report_batch_size_bucket{le=\"$le\"}")" == "$(metric fleetota_report_batch_size_count)" ]] ||
+	fail "the largest batch ($largest) is not in the bucket le=$le"
+log "fleetota_report_batch_size: $(metric fleetota_report_batch_size_count) calls, $ones of one report"
 
 log "2. PostgreSQL down: reports are acknowledged into the journal"
 stop_pg
