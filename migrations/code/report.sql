@@ -12,6 +12,26 @@ LANGUAGE sql IMMUTABLE AS $$
 	                                 'OTA_ERR_THRESHOLD')
 $$;
 
+-- The last_seen a stored report writes, given the stored one (NULL: none):
+-- now() if the stored value is older than the grain (or ahead of now()),
+-- else the stored value. So last_seen moves at most once a grain and the
+-- reports in between update the row without touching its indexes (HOT;
+-- last_seen is indexed, devices_last_seen_idx): the grain is the precision
+-- of "seen within N s". Grain: the setting fleetota.last_seen_grain_s (whole
+-- seconds, 0-3600, e.g. ALTER DATABASE fleetota SET
+-- fleetota.last_seen_grain_s = 0 for every report), 30 when unset or not
+-- such a number. Every statement that stores a report writes last_seen
+-- through this function (report_ingest, report_ingest_batch).
+CREATE OR REPLACE FUNCTION report_seen_at(p_stored timestamptz) RETURNS timestamptz
+LANGUAGE sql STABLE AS $$
+	SELECT CASE WHEN p_stored IS NULL OR p_stored > now()
+	                 OR p_stored <= now() - make_interval(secs => CASE
+	                        WHEN current_setting('fleetota.last_seen_grain_s', true) ~ '^[0-9]{1,4}$'
+	                         AND current_setting('fleetota.last_seen_grain_s', true)::integer <= 3600
+	                        THEN current_setting('fleetota.last_seen_grain_s', true)::integer ELSE 30 END)
+	            THEN now() ELSE p_stored END
+$$;
+
 -- p_report: the decoded StatusReport as JSON (fields of proto/ota.proto,
 -- state and event kinds as lower-case names, keylist_key_ids as hex),
 -- p_digest: SHA-256 of the MQTT payload, p_refused: reports of this device
@@ -87,7 +107,7 @@ BEGIN
 			last_error_detail = EXCLUDED.last_error_detail,
 			last_report_seq = EXCLUDED.last_report_seq,
 			last_report_sha256 = EXCLUDED.last_report_sha256,
-			running_sha256 = EXCLUDED.running_sha256, last_seen = now();
+			running_sha256 = EXCLUDED.running_sha256, last_seen = report_seen_at(d.last_seen);
 		UPDATE assignments SET state = p_report->>'state', error = p_report->>'error', updated_at = now()
 		WHERE device_id = p_device AND artifact_id = p_report->>'artifact' AND p_report->>'artifact' <> '';
 		-- a refused delta the device falls back from is no failed install (deltas.sql)

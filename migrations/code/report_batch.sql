@@ -139,7 +139,8 @@ BEGIN
 		last_error_detail = EXCLUDED.last_error_detail,
 		last_report_seq = EXCLUDED.last_report_seq,
 		last_report_sha256 = EXCLUDED.last_report_sha256,
-		running_sha256 = EXCLUDED.running_sha256, last_seen = now();
+		running_sha256 = EXCLUDED.running_sha256,
+		last_seen = report_seen_at(d.last_seen); -- at most once a grain (report.sql)
 
 	-- the assignments the stored reports name, in one statement
 	UPDATE assignments a SET state = u.report->>'state', error = u.report->>'error', updated_at = now()

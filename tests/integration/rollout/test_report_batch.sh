@@ -341,4 +341,32 @@ expect_sqlstate "a report the database refuses (an unknown state) refuses its ba
 expect_eq "nothing stored by refused batches" \
 	"$(q "SELECT count(*), max(last_report_seq) FROM device_events, devices WHERE devices.device_id = 'b0100001'")" \
 	"$before|9"
+
+# last_seen at a grain (report_seen_at, report.sql): a stored report moves
+# it only when the stored value is older than 30 s (or ahead of now()), by
+# either function; fleetota.last_seen_grain_s sets the grain (0: every
+# report), a value that is no number of seconds up to 3600 counts as unset
+seen() { # SEQ AGE DEVICE [GRAIN]: last_seen set AGE ago, a report SEQ stored: "OUTCOME MOVED"
+	local call="report_ingest('$3', $(report "$1" idle), '\\x$1'::bytea)"
+	[[ $3 == b0100001 ]] ||
+		call="report_ingest_batch(ARRAY['$3'], ARRAY[$(report "$1" idle)], ARRAY['\\x$1'::bytea])"
+	local was
+	was=$(q "UPDATE devices SET last_seen = now() - interval '$2' WHERE device_id = '$3' RETURNING last_seen")
+	echo "$(q "${4:+SET fleetota.last_seen_grain_s = '$4';}
+	           SELECT o.outcome FROM $call o") $(q "SELECT last_seen <> '$was' FROM devices WHERE device_id = '$3'")"
+}
+for d in b0100001 b0100002; do
+	expect_eq "$d: a last_seen 10 s old stays" "$(seen 40 '10 s' $d)" "stored f"
+	expect_eq "$d: a last_seen 29 s old stays" "$(seen 41 '29 s' $d)" "stored f"
+	expect_eq "$d: a last_seen 31 s old moves" "$(seen 42 '31 s' $d)" "stored t"
+	expect_eq "$d: a last_seen ahead of now() moves" "$(seen 43 '-1 hour' $d)" "stored t"
+	expect_eq "$d: grain 0, a last_seen 1 s old moves" "$(seen 44 '1 s' $d 0)" "stored t"
+	expect_eq "$d: grain 120, a last_seen 100 s old stays" "$(seen 45 '100 s' $d 120)" "stored f"
+	expect_eq "$d: grain 'x' (the default), a last_seen 31 s old moves" "$(seen 46 '31 s' $d x)" "stored t"
+	expect_eq "$d: grain 3601 (the default), a last_seen 10 s old stays" "$(seen 47 '10 s' $d 3601)" "stored f"
+done
+q "UPDATE devices SET last_seen = NULL WHERE device_id = 'b0100001'"
+q "SELECT o.outcome FROM report_ingest('b0100001', $(report 48 idle), '\\x48'::bytea) o" >/dev/null
+expect_eq "a device never seen: its report sets last_seen" \
+	"$(q "SELECT last_seen IS NOT NULL FROM devices WHERE device_id = 'b0100001'")" "t"
 echo "PASS"

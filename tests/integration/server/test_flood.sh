@@ -31,6 +31,10 @@ dev2_report() {
 	MS=$(sql -c "SELECT round((extract(epoch FROM last_seen) - $at) * 1000) FROM devices
 		WHERE device_id = 'dev-2'")
 }
+# last_seen at every report (its default grain of 30 s would keep dev-2's
+# first; report_seen_at, migrations/code/report.sql), for all sessions
+sql -c "ALTER SYSTEM SET fleetota.last_seen_grain_s = 0"
+sql -c "SELECT pg_reload_conf()" >/dev/null
 # The server's report path is opened by the first report it stores (its
 # database connection is made then: about a second on a loaded machine):
 # dev-2's first report, before the flood, so that the flood is measured
