@@ -180,8 +180,8 @@ log "$N simulated devices through HAProxy"
 # a periodic report every 2 s: around the failover a device's reports reach
 # the database out of order (a replica holds what it received while its
 # connection is down), and a transient failure stored after the device's
-# next idle report must still be retried (0022; without it this run failed
-# 2 times in 6: a device 'downloading' until its timeout)
+# next idle report must still be retried (0022; without it 3 runs in 11
+# failed: a device 'downloading' until its timeout)
 "$OTA_FLEET_SIM" --devices "$N" --prefix sim- --pki "$PKI" --state-dir "$T/fleet" \
 	--server "https://127.0.0.1:$LB_DEV" --broker "ssl://127.0.0.1:$MQ_PORT" \
 	--rootlist "$T/fixtures/rootlist.bin" --keylist "$T/fixtures/keylist.bin" \
