@@ -45,12 +45,16 @@ $$;
 --                   redelivery): nothing changes;
 --   replay          seq 0, or another report under the stored seq: nothing
 --                   changes but a security event;
---   stale           a seq older than the stored one: the row, assignment and
---                   campaign state stay, events not seen yet are stored. Not
---                   a security event: MQTT reorders legitimately (a shared
---                   subscription member that died gets its queued reports
---                   after the others stored newer ones), and a device's own
---                   old events change nothing that newer reports set;
+--   stale           a seq older than the stored one: the row and assignment
+--                   stay, events not seen yet are stored, and the rollout
+--                   engine gets it for the campaign rows whose state is
+--                   older than it (rollout_report's p_seq: a transient
+--                   failure held by a server whose database was away is
+--                   still counted after the device's next idle report was
+--                   stored by another). Not a security event: MQTT reorders
+--                   legitimately (a shared subscription member that died
+--                   gets its queued reports after the others stored newer
+--                   ones);
 --   decommissioned  nothing changes.
 CREATE OR REPLACE FUNCTION report_ingest(p_device text, p_report jsonb, p_digest bytea,
                                          p_refused integer DEFAULT 0)
@@ -110,6 +114,8 @@ BEGIN
 			running_sha256 = EXCLUDED.running_sha256, last_seen = report_seen_at(d.last_seen);
 		UPDATE assignments SET state = p_report->>'state', error = p_report->>'error', updated_at = now()
 		WHERE device_id = p_device AND artifact_id = p_report->>'artifact' AND p_report->>'artifact' <> '';
+	END IF;
+	IF outcome IN ('stored', 'stale') THEN
 		-- a refused delta the device falls back from is no failed install (deltas.sql)
 		v_changes := rollout_report(p_device,
 		                            delta_report_state(p_device, p_report->>'artifact',
@@ -117,7 +123,9 @@ BEGIN
 		                            (p_report->>'version_code')::bigint,
 		                            (p_report->>'keylist_version')::bigint,
 		                            (p_report->>'rootlist_version')::bigint,
-		                            p_report->>'error', p_report->>'campaign_id');
+		                            p_report->>'error', p_report->>'campaign_id', NULL, v_seq);
+	END IF;
+	IF outcome = 'stored' THEN
 		-- post-install health in the window after a confirm (StatusReport 30..32)
 		IF coalesce((p_report->>'health_known')::boolean, false) THEN
 			v_changes := v_changes + rollout_health(p_device, (p_report->>'version_code')::bigint,

@@ -148,9 +148,10 @@ BEGIN
 	WHERE u.outcome = 'stored' AND a.device_id = u.device_id AND a.artifact_id = u.report->>'artifact'
 	  AND u.report->>'artifact' <> '';
 
-	-- the rollout engine for every stored report at once (report_ingest's
-	-- calls: a refused delta the device falls back from is no failed install,
-	-- deltas.sql; report_rollout_set below is rollout_report over a set),
+	-- the rollout engine for every stored and stale report at once
+	-- (report_ingest's calls: a refused delta the device falls back from is
+	-- no failed install, deltas.sql; report_rollout_set below is
+	-- rollout_report over a set, each report's seq against the rows' own),
 	-- then post-install health (StatusReport 30..32) per report that has it
 	FOR r IN
 		WITH st AS (
@@ -158,7 +159,7 @@ BEGIN
 			       delta_report_state(u.device_id, u.report->>'artifact', u.report->>'state',
 			                          u.report->>'error') AS state
 			FROM unnest(p_devices, p_reports, v_outcome) WITH ORDINALITY AS u(device_id, report, outcome, ord)
-			WHERE u.outcome = 'stored'
+			WHERE u.outcome IN ('stored', 'stale')
 		), agg AS (
 			SELECT array_agg(st.device_id ORDER BY st.device_id) AS devices,
 			       array_agg(st.state ORDER BY st.device_id) AS states,
@@ -166,12 +167,14 @@ BEGIN
 			       array_agg((st.report->>'keylist_version')::bigint ORDER BY st.device_id) AS kls,
 			       array_agg((st.report->>'rootlist_version')::bigint ORDER BY st.device_id) AS rls,
 			       array_agg(st.report->>'error' ORDER BY st.device_id) AS errors,
-			       array_agg(st.report->>'campaign_id' ORDER BY st.device_id) AS campaigns
+			       array_agg(st.report->>'campaign_id' ORDER BY st.device_id) AS campaigns,
+			       array_agg((st.report->>'seq')::bigint ORDER BY st.device_id) AS seqs
 			FROM st
 		)
 		SELECT st.ord, coalesce(x.changes, 0) AS changes
 		FROM st LEFT JOIN (SELECT s.* FROM agg, report_rollout_set(agg.devices, agg.states, agg.vcs, agg.kls,
-		                                                           agg.rls, agg.errors, agg.campaigns) s) x
+		                                                           agg.rls, agg.errors, agg.campaigns,
+		                                                           agg.seqs) s) x
 		     ON x.device_id = st.device_id
 	LOOP
 		v_changes[r.ord] := r.changes;
@@ -327,10 +330,13 @@ END $$;
 -- instead of one per device. Returns the campaign rows changed per device
 -- (devices with none left out). rollout_report's rules copied: a change to
 -- them is a change to both (test report-ingest-batch compares the two, case
--- by case, over every campaign-row state a report can meet).
+-- by case, over every campaign-row state a report can meet). p_seqs: the
+-- reports' seqs (rollout_report's p_seq; NULL: all apply).
+-- p_seqs added (0022): the old form goes, or calls without it would be ambiguous
+DROP FUNCTION IF EXISTS report_rollout_set(text[], text[], bigint[], bigint[], bigint[], text[], text[]);
 CREATE OR REPLACE FUNCTION report_rollout_set(p_devices text[], p_states text[], p_version_codes bigint[],
                                               p_keylists bigint[], p_rootlists bigint[], p_errors text[],
-                                              p_campaigns text[])
+                                              p_campaigns text[], p_seqs bigint[] DEFAULT NULL)
 RETURNS TABLE (device_id text, changes bigint)
 LANGUAGE plpgsql
 SET plan_cache_mode = force_generic_plan SET jit = off
@@ -353,9 +359,10 @@ BEGIN
 		       CASE WHEN lower(coalesce(u.state, '')) = 'reverted' AND coalesce(u.error, '') = '' THEN 'OTA_ERR_SELFTEST'
 		            WHEN lower(coalesce(u.state, '')) IN ('rejected', 'failed') AND coalesce(u.error, '') = ''
 		            THEN 'OTA_ERR_TRANSPORT' ELSE coalesce(u.error, '') END AS v_error,
-		       coalesce(u.campaign, '') AS campaign
-		FROM unnest(p_devices, p_states, p_version_codes, p_keylists, p_rootlists, p_errors, p_campaigns)
-		     AS u(device_id, state, vc, kl, rl, error, campaign)
+		       coalesce(u.campaign, '') AS campaign, u.seq
+		FROM unnest(p_devices, p_states, p_version_codes, p_keylists, p_rootlists, p_errors, p_campaigns,
+		            coalesce(p_seqs, '{}'::bigint[]))
+		     AS u(device_id, state, vc, kl, rl, error, campaign, seq)
 	), cur AS (
 		SELECT m.row_tid, m.campaign_id, m.device_id, m.old_state, m.step, m.needed_keylist,
 		       m.kind, m.c_kl, m.c_rl, m.c_vc,
@@ -365,7 +372,7 @@ BEGIN
 		       AND m.old_state IN ('notified', 'downloading', 'installed')
 		       AND (i.campaign = '' OR i.campaign = m.campaign_id)
 		       AND m.attempts < m.transient_retries AS retry,
-		       m.attempts, m.retry_backoff_s, i.v_state, i.v_error, i.vc, i.kl, i.rl
+		       m.attempts, m.retry_backoff_s, i.v_state, i.v_error, i.vc, i.kl, i.rl, i.seq
 		FROM inp i
 		CROSS JOIN LATERAL (
 			-- the device's campaign rows by its index (rollout_report's rows, locked as there)
@@ -379,6 +386,8 @@ BEGIN
 			WHERE m.device_id = i.device_id
 			  AND m.state NOT IN ('confirmed', 'superseded', 'cancelled')
 			  AND k.state NOT IN ('draft', 'awaiting_approval')
+			  -- not older than what the row's state is as of
+			  AND (i.seq IS NULL OR m.report_seq IS NULL OR i.seq > m.report_seq)
 			OFFSET 0
 			FOR UPDATE OF m) m
 	), nxt AS (
@@ -419,6 +428,8 @@ BEGIN
 		    last_report_at = v_now,
 		    reported_version_code = coalesce(nxt.vc, m.reported_version_code),
 		    reported_keylist = coalesce(nxt.kl, m.reported_keylist),
+		    report_seq = CASE WHEN nxt.seq IS NOT NULL AND nxt.new_state <> nxt.old_state THEN nxt.seq
+		                      ELSE m.report_seq END,
 		    updated_at = v_now
 		FROM nxt
 		-- the rows cur locked, by their tuple ids (a join on the key scanned the table)

@@ -715,7 +715,9 @@ BEGIN
 			FOR UPDATE OF m SKIP LOCKED
 		), upd AS (
 			UPDATE campaign_devices m
-			SET state = 'notified', notified_at = p_now, notify_count = notify_count + 1, updated_at = p_now
+			SET state = 'notified', notified_at = p_now, notify_count = notify_count + 1, updated_at = p_now,
+			    -- the reports the device sent before this are not about it (rollout_report)
+			    report_seq = (SELECT d.last_report_seq FROM devices d WHERE d.device_id = m.device_id)
 			-- by row address (the rows are locked): no plan depends on how
 			-- fresh the statistics of a table that grows by a batch per tick are
 			FROM picked WHERE m.ctid = picked.row_id AND m.campaign_id = p_campaign
@@ -889,10 +891,21 @@ END $$;
 -- outside of a trial; a device that reverted is failed with the version it
 -- really runs recorded, and a new campaign can target it again; a device that
 -- timed out and reports later is reconciled to what it reports.
+--
+-- p_seq: the report's seq (NULL: not known, the report applies). Servers
+-- store a device's reports out of order (each member of the shared
+-- subscription its own), so a report is applied to the campaign rows whose
+-- report_seq it exceeds, and a row's report_seq moves to it only when the
+-- report changes the row's state: a newer report that changes nothing (a
+-- periodic idle one) does not hide an older one that does (the transient
+-- failure a server held while its database connection was down), and a
+-- report older than a change made no longer applies (0022).
+-- p_seq added (0022): the old form goes, or calls without it would be ambiguous
+DROP FUNCTION IF EXISTS rollout_report(text, text, bigint, bigint, bigint, text, text, timestamptz);
 CREATE OR REPLACE FUNCTION rollout_report(p_device text, p_state text, p_version_code bigint,
                                p_keylist_version bigint DEFAULT NULL, p_rootlist_version bigint DEFAULT NULL,
                                p_error text DEFAULT '', p_campaign text DEFAULT '',
-                               p_now timestamptz DEFAULT NULL)
+                               p_now timestamptz DEFAULT NULL, p_seq bigint DEFAULT NULL)
 RETURNS bigint
 LANGUAGE plpgsql AS $$
 DECLARE
@@ -927,6 +940,8 @@ BEGIN
 		WHERE m.device_id = p_device
 		  AND m.state NOT IN ('confirmed', 'superseded', 'cancelled')
 		  AND k.state NOT IN ('draft', 'awaiting_approval')
+		  -- not older than what the row's state is as of
+		  AND (p_seq IS NULL OR m.report_seq IS NULL OR p_seq > m.report_seq)
 		FOR UPDATE OF m
 	), nxt AS (
 		SELECT cur.*,
@@ -968,6 +983,8 @@ BEGIN
 		    last_report_at = v_now,
 		    reported_version_code = coalesce(p_version_code, m.reported_version_code),
 		    reported_keylist = coalesce(p_keylist_version, m.reported_keylist),
+		    report_seq = CASE WHEN p_seq IS NOT NULL AND nxt.new_state <> nxt.old_state THEN p_seq
+		                      ELSE m.report_seq END,
 		    updated_at = v_now
 		FROM nxt
 		WHERE m.campaign_id = nxt.campaign_id AND m.device_id = nxt.device_id

@@ -223,13 +223,26 @@ static bool db_connect(struct srv_ingest *ing)
 	return true;
 }
 
+/*
+ * 25006 read_only_sql_transaction: the connection reached a server that
+ * takes no writes (a standby, or a demoted primary a pooler still points
+ * at). Another connection may reach the primary (target_session_attrs=
+ * read-write, the next host of the list): the connection is dropped and
+ * the call retried, the reports stay journaled.
+ */
+static bool sqlstate_read_only(const char *state)
+{
+	return state != NULL && strcmp(state, "25006") == 0;
+}
+
 /* SQLSTATE classes worth another try: connection, transaction rollback
- * (serialization, deadlock), resources, operator intervention, system. */
+ * (serialization, deadlock), resources, operator intervention, system;
+ * and a read-only server (above). */
 static bool sqlstate_transient(const char *state)
 {
 	static const char *const classes[] = {"08", "40", "53", "57", "58"};
 
-	if (state == NULL)
+	if (state == NULL || sqlstate_read_only(state))
 		return true;
 	for (size_t i = 0; i < sizeof(classes) / sizeof(classes[0]); i++) {
 		if (strncmp(state, classes[i], 2) == 0)
@@ -310,7 +323,7 @@ static enum call_rc db_call(struct srv_ingest *ing, const char *const params[4],
 		rc = sqlstate_transient(state) ? CALL_RETRY : CALL_FAIL;
 		srv_log(SRV_LOG_ERROR, "ingest: report %s seq %llu: %s", result->device,
 			(unsigned long long)result->seq, PQresultErrorMessage(res));
-		if (PQstatus(ing->conn) != CONNECTION_OK)
+		if (PQstatus(ing->conn) != CONNECTION_OK || sqlstate_read_only(state))
 			db_drop(ing);
 	}
 	PQclear(res);
@@ -524,7 +537,7 @@ static enum call_rc db_call_batch(struct srv_ingest *ing, const char *const para
 			"ingest: batch of %zu reports: %s", n,
 			PQresultStatus(res) == PGRES_TUPLES_OK ? "wrong row count"
 							       : PQresultErrorMessage(res));
-		if (PQstatus(ing->conn) != CONNECTION_OK)
+		if (PQstatus(ing->conn) != CONNECTION_OK || sqlstate_read_only(state))
 			db_drop(ing);
 	}
 	PQclear(res);

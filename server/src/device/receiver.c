@@ -62,9 +62,13 @@ static void report_account(struct srv_server *srv, const struct srv_ingest_resul
 	case SRV_INGEST_STALE:
 		m->reports_stale++;
 		m->events_stored += (uint64_t)(result->new_events > 0 ? result->new_events : 0);
+		/* campaign changes: a stale report still counts for the campaign
+		 * rows older than it (migration 0022) */
 		srv_log(SRV_LOG_DEBUG,
-			"report %s seq %llu: stale (device row kept), %lld new events",
-			result->device, (unsigned long long)result->seq, result->new_events);
+			"report %s seq %llu: stale (device row kept), %lld new events, "
+			"%lld campaign changes",
+			result->device, (unsigned long long)result->seq, result->new_events,
+			result->campaign_changes);
 		break;
 	case SRV_INGEST_DUPLICATE:
 		m->reports_duplicate++;

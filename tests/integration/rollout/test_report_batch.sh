@@ -233,7 +233,8 @@ same "the same kept queue" \
 # in the same campaign rows (every row state, both steps, retries left or
 # not, campaigns of each kind, a draft, two rows for some), each given the
 # same report (every device state, errors transient or not, versions below,
-# at and above, addressed to its campaign, another, or none): a by
+# at and above, addressed to its campaign, another, or none; its seq none,
+# older or newer than the row's own, 0022): a by
 # rollout_report, b by the set
 M=${REPORT_BATCH_CASES:-2000}
 q "INSERT INTO artifacts (artifact_id, digest, manifest, product, hw_revisions, version, version_code,
@@ -254,22 +255,23 @@ q "CREATE TABLE t_case AS
                  'failed', 'unspecified', 'unknown'])[1 + (i * 7919) % 11] AS state,
           (ARRAY['', 'OTA_ERR_TRANSPORT', 'OTA_ERR_TIMEOUT', 'OTA_ERR_HASH'])[1 + (i * 104729) % 4] AS error,
           100 + (i * 31) % 3 AS vc, 1 + (i * 17) % 2 AS kl, (i * 13) % 2 AS rl,
-          (ARRAY['', 'dk', 'df', 'zz'])[1 + (i * 37) % 4] AS report_campaign
+          (ARRAY['', 'dk', 'df', 'zz'])[1 + (i * 37) % 4] AS report_campaign,
+          (ARRAY[NULL, 5, 10])[1 + (i * 7) % 3]::bigint AS seq, CASE WHEN i % 5 = 0 THEN 7 END::bigint AS row_seq
    FROM generate_series(1, $M) i;
    INSERT INTO devices (device_id, model) SELECT s || lpad(i::text, 5, '0'), 'm9' FROM t_case, unnest(ARRAY['dfa', 'dfb']) s;
    INSERT INTO campaign_devices (campaign_id, device_id, stage_no, step, needed_keylist, state, attempts, admit_seq,
-                                 admitted_at, reported_version_code)
+                                 admitted_at, reported_version_code, report_seq)
    SELECT c.campaign_id, s || lpad(c.i::text, 5, '0'), 1, CASE WHEN c.campaign_id IN ('df', 'dd') THEN c.step ELSE 'firmware' END,
-          2, c.row_state, c.attempts, c.i, now(), CASE WHEN c.i % 3 = 0 THEN 100 END
+          2, c.row_state, c.attempts, c.i, now(), CASE WHEN c.i % 3 = 0 THEN 100 END, c.row_seq
    FROM t_case c, unnest(ARRAY['dfa', 'dfb']) s
    UNION ALL
-   SELECT 'df', s || lpad(c.i::text, 5, '0'), 1, 'firmware', 0, 'notified', 0, c.i, now(), NULL
+   SELECT 'df', s || lpad(c.i::text, 5, '0'), 1, 'firmware', 0, 'notified', 0, c.i, now(), NULL, NULL
    FROM t_case c, unnest(ARRAY['dfa', 'dfb']) s WHERE c.i % 7 = 0 AND c.campaign_id <> 'df';
    INSERT INTO assignments (device_id, artifact_id, campaign_id, state)
    SELECT m.device_id, 'fw-9', m.campaign_id, 'notified' FROM campaign_devices m WHERE m.campaign_id = 'df'"
 q "CREATE TABLE t_case_out AS
    SELECT 'dfa' AS p, c.i, rollout_report('dfa' || lpad(c.i::text, 5, '0'), c.state, c.vc, c.kl, c.rl, c.error,
-                                         c.report_campaign) AS changes
+                                         c.report_campaign, NULL, c.seq) AS changes
    FROM t_case c;
    INSERT INTO t_case_out
    SELECT 'dfb', c.i, coalesce(x.changes, 0)
@@ -278,7 +280,8 @@ q "CREATE TABLE t_case_out AS
                                 (SELECT array_agg(state ORDER BY i) FROM t_case), (SELECT array_agg(vc::bigint ORDER BY i) FROM t_case),
                                 (SELECT array_agg(kl::bigint ORDER BY i) FROM t_case), (SELECT array_agg(rl::bigint ORDER BY i) FROM t_case),
                                 (SELECT array_agg(error ORDER BY i) FROM t_case),
-                                (SELECT array_agg(report_campaign ORDER BY i) FROM t_case)) x
+                                (SELECT array_agg(report_campaign ORDER BY i) FROM t_case),
+                                (SELECT array_agg(seq ORDER BY i) FROM t_case)) x
      ON x.device_id = 'dfb' || lpad(c.i::text, 5, '0')"
 expect_eq "the set changes what rollout_report changes, device by device" \
 	"$(q "SELECT count(*), sum(a.changes) > 0 FROM t_case_out a JOIN t_case_out b ON b.p = 'dfb' AND b.i = a.i
@@ -291,11 +294,16 @@ pair() { # WHAT SQL ROWS: rows with p (dfa, dfb) and k, equal for both
 pair "the same campaign rows as rollout_report's" \
 	"SELECT left(device_id, 3) AS p, substr(device_id, 4) AS k, campaign_id, state, step, attempts, error, reconciled,
 	        reported_version_code, reported_keylist, done_at IS NOT NULL AS done, notified_at IS NOT NULL AS notified,
-	        retry_at IS NOT NULL AS retry, last_report_at IS NOT NULL AS reported FROM campaign_devices
+	        retry_at IS NOT NULL AS retry, last_report_at IS NOT NULL AS reported, report_seq FROM campaign_devices
 	 WHERE device_id LIKE 'df%'" "$(q "SELECT count(*) FROM campaign_devices WHERE device_id LIKE 'dfa%'")"
 pair "the same assignments as rollout_report's" \
 	"SELECT left(device_id, 3) AS p, substr(device_id, 4) AS k, campaign_id, state FROM assignments
 	 WHERE device_id LIKE 'df%'" "$(q "SELECT count(*) FROM assignments WHERE device_id LIKE 'dfa%'")"
+expect_eq "a report older than the row's state skips it; a change moves the row's seq" \
+	"$(q "SELECT count(*) FILTER (WHERE c.row_seq = 7 AND c.seq = 5 AND m.last_report_at IS NOT NULL),
+	             count(*) FILTER (WHERE c.row_seq = 7 AND c.seq = 5) > 0, count(*) FILTER (WHERE m.report_seq = 10) > 0
+	      FROM t_case c JOIN campaign_devices m ON m.device_id = 'dfa' || lpad(c.i::text, 5, '0')
+	                                           AND m.campaign_id = c.campaign_id")" "0|t|t"
 expect_eq "the cases reach every rule" \
 	"$(q "SELECT string_agg(DISTINCT m.state, ',' ORDER BY m.state) FROM campaign_devices m WHERE m.device_id LIKE 'dfa%'
 	        AND m.updated_at > (SELECT min(admitted_at) FROM campaign_devices WHERE device_id LIKE 'dfa%')

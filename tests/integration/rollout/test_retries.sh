@@ -211,6 +211,66 @@ q "SELECT rollout_cancel('rv-lo', 'alice', $(at 6505)), rollout_cancel('rv-hi', 
 expect_eq "status carries the progress and the retry settings" \
 	"$(q "SELECT (rollout_status('aa') -> 'progress' ->> 'reason') || ':' || (rollout_status('aa') ->> 'transient_retries') || ':' || (rollout_status('aa') ->> 'retry_backoff_seconds') || ':' || (rollout_status('aa') -> 'stages' -> 0 ->> 'budget_seconds')")" \
 	"approval:2:30:$(q "SELECT round(60.0 / 60 + (1 + 2) * 3600 + 120 * 2)")"
+# --- reports reordered across servers (0022): each member of the shared
+# subscription stores what it received, so a transient failure held by a
+# server whose database connection was down (a failover) is stored after
+# the device's next report, a periodic idle one another server stored
+# first: it is 'stale', and still counts, one by one and in a batch. A
+# report older than the failure changes nothing after it, and the reports
+# a device sent before a notification are not about that notification.
+add_devices 3 ro
+create '{"id":"ro","artifact":"fw-101","target":{"devices":["ro0000001","ro0000002","ro0000003"]},"transient_retries":2,"retry_backoff_seconds":10,"rate_per_minute":600,"rate_burst":10,"device_timeout_seconds":600,"stages":[{"percent":100}]}'
+# in real time: report_ingest's rollout_report runs at clock_timestamp()
+q "SELECT rollout_start('ro', 'alice', clock_timestamp())" >/dev/null
+tick_now() { # SECONDS: ro's notifications of a tick that many seconds from now
+	q "SELECT count(*) FILTER (WHERE campaign_id = 'ro') FROM rollout_tick('s', clock_timestamp() + interval '$1 s', 10)"
+}
+expect_eq "the three notified" "$(tick_now 1)" 3
+rep() { # SEQ STATE ERROR: ro0000001's report, as ota-server passes it
+	echo "jsonb_build_object('seq', $1, 'model', 'm1', 'hw_revision', 'r1', 'version', '1.0.100',
+	  'version_code', 100, 'security_counter', 0, 'keylist_version', 1, 'rootlist_version', 0,
+	  'keylist_key_ids', '[]'::jsonb, 'pending_version', '', 'active_slot', 0, 'state', '$2',
+	  'error', '$3', 'error_detail', '', 'artifact', 'fw-101', 'campaign_id', 'ro', 'events', '[]'::jsonb)"
+}
+one() { # DEVICE SEQ STATE ERROR TAG: report_ingest's outcome
+	q "SELECT outcome FROM report_ingest('$1', $(rep "$2" "$3" "$4"), decode(md5('$1 $2 $5'), 'hex'))"
+}
+two() { # SEQ STATE ERROR TAG: one batch for ro0000002 and ro0000003; their outcomes
+	q "SELECT string_agg(outcome, ',' ORDER BY ord) FROM report_ingest_batch(
+	     ARRAY['ro0000002', 'ro0000003'], ARRAY[$(rep "$1" "$2" "$3"), $(rep "$1" "$2" "$3")],
+	     ARRAY[decode(md5('2 $1 $4'), 'hex'), decode(md5('3 $1 $4'), 'hex')])"
+}
+# the devices' stored seq before the notification was 0: 1 is the install's first
+expect_eq "downloading, one by one" "$(one ro0000001 1 downloading '' a)" stored
+expect_eq "downloading, in a batch" "$(two 1 downloading '' a)" stored,stored
+# seq 2 (failed) is held by a server without its database; 3 (idle) stored
+expect_eq "the newer idle report first, one by one" "$(one ro0000001 3 idle '' a)" stored
+expect_eq "the newer idle report first, in a batch" "$(two 3 idle '' a)" stored,stored
+expect_eq "the held failure is stale, one by one" "$(one ro0000001 2 failed OTA_ERR_TRANSPORT a)" stale
+expect_eq "the held failure is stale, in a batch" "$(two 2 failed OTA_ERR_TRANSPORT a)" stale,stale
+for d in ro0000001 ro0000002 ro0000003; do
+	expect_eq "the stale transient failure counts ($d): pending, try 1 used" "$(dev_state ro "$d")" \
+		"pending:OTA_ERR_TRANSPORT:1"
+done
+# an older report (seq 1, another copy) after the failure changed the row
+expect_eq "an older report after the failure, one by one" "$(one ro0000001 1 downloading '' b)" stale
+expect_eq "an older report after the failure, in a batch" "$(two 1 downloading '' b)" stale,stale
+for d in ro0000001 ro0000002 ro0000003; do
+	expect_eq "a report older than the failure changes nothing ($d)" "$(dev_state ro "$d")" \
+		"pending:OTA_ERR_TRANSPORT:1"
+done
+expect_eq "notified again after the back-off" "$(tick_now 11)" 3
+expect_eq "the notification is as of each device's stored seq" \
+	"$(q "SELECT string_agg(report_seq::text, ',' ORDER BY device_id) FROM campaign_devices WHERE campaign_id = 'ro'")" "3,3,3"
+# the old failure again (a redelivery held even longer): not about the new try
+expect_eq "the first try's failure once more, one by one" "$(one ro0000001 2 failed OTA_ERR_TRANSPORT c)" stale
+expect_eq "the first try's failure once more, in a batch" "$(two 2 failed OTA_ERR_TRANSPORT c)" stale,stale
+for d in ro0000001 ro0000002 ro0000003; do
+	expect_eq "a report from before the notification does not touch the new try ($d)" "$(dev_state ro "$d")" \
+		"notified:OTA_ERR_TRANSPORT:1"
+done
+q "SELECT rollout_cancel('ro', 'alice', clock_timestamp() + interval '12 s')" >/dev/null
+
 expect_sqlstate "transient_retries out of range" FO422 "SELECT rollout_create('{\"id\":\"bad\",\"artifact\":\"fw-101\",\"transient_retries\":500,\"stages\":[{\"count\":1}]}', 'a')"
 expect_sqlstate "budget_seconds must be positive" FO422 "SELECT rollout_create('{\"id\":\"bad\",\"artifact\":\"fw-101\",\"stages\":[{\"count\":1,\"budget_seconds\":0}]}', 'a')"
 echo "PASS"

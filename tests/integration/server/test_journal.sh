@@ -9,7 +9,9 @@
 # appended to its WAL, as a power cut may leave it) and a broker that
 # forgot the server's session, are stored by the next server, first, in
 # full batches; a journal that is not a database is moved aside; a second
-# process on the same journal directory is refused.
+# process on the same journal directory is refused; a database that turned
+# read-only (a demoted primary behind a pooler: 25006) keeps the reports
+# journaled until it takes them.
 REPORT_RATE=1000 # within budget: nothing is held in memory
 REPORT_BURST=1000
 source "$(dirname "$0")/lib.sh"
@@ -186,6 +188,28 @@ wait_for 120 sql_eq "$last" "SELECT last_report_seq FROM devices WHERE device_id
 sql_eq $((last - 2 * N)) "SELECT count(*) FROM device_events WHERE device_id = 'dev-3' AND seq > $((2 * N))" ||
 	fail "events lost: $(sql -c "SELECT count(*) FROM device_events WHERE device_id = 'dev-3' AND seq > $((2 * N))")"
 grep -q "report journal takes reports again" "$T/server.log" || fail "no 'takes reports again' line"
+wait_for 10 journal_is 0 || fail "the journal holds $(journal_rows) reports"
+check_server_exit
+
+log "7. a read-only database (25006): reports stay journaled until it takes them"
+# as a demoted primary answers through a pooler that still points at it:
+# every transaction read-only, the writer's calls refused
+sed -i '/^report_journal_max_mb = /d' "$T/server.conf"
+mv "$T/server.log" "$T/server.log.6"
+start_server
+sql -c "ALTER SYSTEM SET default_transaction_read_only = on" -c "SELECT pg_reload_conf()" >/dev/null
+first=$((last + 1))
+pub dev-1 "$first" 20 >"$T/pub.dev-1" 2>&1 || fail "publisher: $(cat "$T/pub.dev-1")"
+wait_for 30 grep -q "read-only transaction" "$T/server.log" ||
+	fail "the writer was not refused: $(tail -5 "$T/server.log")"
+sleep 2 # the writer retries meanwhile
+journal_is 20 || fail "the read-only database's refusals left $(journal_rows) of 20 reports in the journal"
+sql_eq 0 "SELECT count(*) FROM device_events WHERE device_id = 'dev-1' AND seq >= $first" ||
+	fail "stored while read-only?"
+sql -c "SET default_transaction_read_only = off" -c "ALTER SYSTEM RESET default_transaction_read_only" \
+	-c "SELECT pg_reload_conf()" >/dev/null
+wait_for 60 sql_eq 20 "SELECT count(*) FROM device_events WHERE device_id = 'dev-1' AND seq >= $first" ||
+	fail "stored after: $(sql -c "SELECT count(*) FROM device_events WHERE device_id = 'dev-1' AND seq >= $first")"
 wait_for 10 journal_is 0 || fail "the journal holds $(journal_rows) reports"
 check_server_exit
 log "PASS"
