@@ -9,6 +9,7 @@
 
 #include <event2/buffer.h>
 
+#include "clock-internal.h"
 #include "db-internal.h"
 #include "log-internal.h"
 
@@ -62,6 +63,13 @@ struct db_conn {
 	PGresult *result;
 	bool was_up;
 	bool ever_up; /* a later "up" is a reconnect */
+	/*
+	 * Lost to 25006 (a read-only server): reads still succeed there, so
+	 * the back-off keeps growing until the connection has stayed up for
+	 * BACKOFF_MAX_MS.
+	 */
+	bool read_only;
+	double up_at; /* srv_now() when it was last up */
 };
 
 struct db_stmt {
@@ -297,8 +305,22 @@ static bool is_connection_error(const PGresult *res, const PGconn *pg)
 	if (res == NULL)
 		return true;
 	state = PQresultErrorField(res, PG_DIAG_SQLSTATE);
-	/* 08: connection exception; 57P: operator intervention (shutdown). */
-	return state != NULL && (strncmp(state, "08", 2) == 0 || strncmp(state, "57P", 3) == 0);
+	/*
+	 * 08: connection exception; 57P: operator intervention (shutdown);
+	 * 25006: a read-only server (a demoted primary, or a pooler still in
+	 * front of one): a new connection is where target_session_attrs finds
+	 * the primary.
+	 */
+	return state != NULL && (strncmp(state, "08", 2) == 0 || strncmp(state, "57P", 3) == 0 ||
+				 strcmp(state, "25006") == 0);
+}
+
+/* 25006: the server refused a write as read-only. */
+static bool is_read_only(const PGresult *res)
+{
+	const char *state = res != NULL ? PQresultErrorField(res, PG_DIAG_SQLSTATE) : NULL;
+
+	return state != NULL && strcmp(state, "25006") == 0;
 }
 
 static void conn_lost(struct db_conn *conn, const char *why)
@@ -366,7 +388,9 @@ static void conn_send_prepare(struct db_conn *conn)
 	if (conn->prep_index == db->n_stmts || db->unprepared) {
 		evtimer_del(conn->ev_timer); /* opened in time */
 		conn->state = CONN_IDLE;
-		conn->backoff_ms = BACKOFF_MIN_MS;
+		if (!conn->read_only)
+			conn->backoff_ms = BACKOFF_MIN_MS;
+		conn->up_at = srv_now();
 		if (conn_watch(conn, EV_READ) != 0) {
 			conn_lost(conn, "cannot watch the connection socket");
 			return;
@@ -459,9 +483,14 @@ static void conn_complete(struct db_conn *conn)
 
 		snprintf(why, sizeof(why), "%s",
 			 res != NULL ? PQresultErrorMessage(res) : PQerrorMessage(conn->pg));
+		conn->read_only = is_read_only(res);
 		PQclear(res);
 		conn_lost(conn, why);
 		return;
+	}
+	if (conn->read_only && srv_now() - conn->up_at >= BACKOFF_MAX_MS / 1000.0) {
+		conn->read_only = false;
+		conn->backoff_ms = BACKOFF_MIN_MS;
 	}
 	{
 		struct db_query *q = conn->current;

@@ -3,7 +3,8 @@
 # The database and the broker restart under a running server: reports sent
 # while PostgreSQL is down are queued and stored after it is back (none
 # lost); delivery answers 503 meanwhile and recovers; after a broker restart
-# the server reconnects, re-subscribes, receives reports and notifies again.
+# the server reconnects, re-subscribes, receives reports and notifies again;
+# a database that turns read-only (25006) makes the pool reconnect.
 source "$(dirname "$0")/lib.sh"
 standard_setup
 sql -c "INSERT INTO assignments (device_id, artifact_id, notified_at) VALUES ('dev-1', 'art-1', now())"
@@ -52,6 +53,29 @@ sleep 0.5
 sql -c "INSERT INTO assignments (device_id, artifact_id) VALUES ('dev-2', 'art-2')"
 wait "$SUB" || fail "no Notify after the broker restart"
 [[ "$("$SRV_TESTTOOL" notify "$T/notify.bin")" == "1 art-2 1.2.0 3" ]] || fail "bad Notify"
+
+log "a read-only database (25006): the pool drops the connection and reconnects"
+# as a demoted primary answers through a pooler that still points at it:
+# the pool's writes (here the notifier's claims) are refused; a new
+# connection is where target_session_attrs=read-write finds the primary
+sql -c "ALTER SYSTEM SET default_transaction_read_only = on" -c "SELECT pg_reload_conf()" >/dev/null
+wait_for 20 grep -q "db connection [0-9] lost: .*read-only transaction" "$T/server.log" ||
+	fail "a read-only connection was kept: $(grep -m 3 "read-only" "$T/server.log")"
+sleep 3
+# while read-only, the back-off grows (100 ms doubling to 5 s): a few
+# reconnects, not one per refused write
+lost=$(grep -c "db connection [0-9] lost: .*read-only transaction" "$T/server.log")
+((lost <= 12)) || fail "$lost reconnects to a read-only database in about 3 s"
+sql -c "SET default_transaction_read_only = off" -c "ALTER SYSTEM RESET default_transaction_read_only" \
+	-c "SELECT pg_reload_conf()" >/dev/null
+mosquitto_sub -V 5 -q 1 -h 127.0.0.1 -p "$MQ_PORT" --cafile "$PKI/server-ca.crt" \
+	--cert "$PKI/devices/dev-3.crt" --key "$PKI/devices/dev-3.key" \
+	-t fleetota/v1/dev-3/cmd -C 1 -W 15 -N >"$T/notify3.bin" &
+SUB=$!
+sleep 0.5
+sql -c "INSERT INTO assignments (device_id, artifact_id) VALUES ('dev-3', 'art-2')"
+wait "$SUB" || fail "no Notify after the database took writes again"
+[[ "$("$SRV_TESTTOOL" notify "$T/notify3.bin")" == "1 art-2 1.2.0 3" ]] || fail "bad Notify (dev-3)"
 
 check_server_exit
 log "PASS"
