@@ -33,6 +33,7 @@
 struct srv_tls_metrics {
 	uint64_t full_handshakes;
 	uint64_t resumed; /* SSL_session_reused */
+	uint64_t resumed_cached; /* ... of which TLS 1.2 from the session cache, not the ticket */
 	uint64_t resume_rechecked; /* ticket from another CA/CRL: certificate verified again */
 	uint64_t resume_refused; /* ... and it failed, or expired: full handshake */
 	uint64_t ticket_unknown_key; /* no key of ours decrypts it: full handshake */

@@ -1,0 +1,159 @@
+#!/usr/bin/env bash
+# SPDX-License-Identifier: Apache-2.0
+# TLS handshake A/B (not a test): CPU per connection of two ota-server
+# binaries and nginx, measured alternately on one stack (the bench's PKI,
+# fixtures, config and nginx.conf: bench/run.sh), for a fixed number of
+# connections each, which a busy machine does not move the way it moves
+# wall-clock rates. Each round runs the three in a rotated order (A B N,
+# B N A, N A B, ...), so none is always first after another's run.
+#
+#   bench/tls_ab.sh OLD_SERVER NEW_SERVER [BUILD_DIR]
+#       BUILD_DIR (build-bench) has srv_loadclient and srv_testtool
+# Knobs: AB_ROUNDS (6), AB_CONNS (4 clients), AB_PER_CLIENT (250
+#        connections each), AB_MODE (resume; full), AB_TLS (1.2; 1.3)
+# Prints one line per run (server CPU µs per connection: user, system,
+# total; conn/s) and the medians of the per-round ratios at the end.
+set -euo pipefail
+export LC_ALL=C
+top=$(cd "$(dirname "$0")/.." && pwd)
+old=$(realpath "${1:?OLD_SERVER}")
+new=$(realpath "${2:?NEW_SERVER}")
+build=${3:-build-bench}
+[[ $build = /* ]] || build=$top/$build
+tool=$build/tests/integration/server/srv_testtool
+load=$build/tests/integration/server/srv_loadclient
+rounds=${AB_ROUNDS:-6}
+clients=${AB_CONNS:-4}
+per_client=${AB_PER_CLIENT:-250}
+mode=${AB_MODE:-resume}
+tls=${AB_TLS:-1.2}
+
+source "$top/scripts/stack.sh"
+stack_init fleetota-tlsab
+T=$STACK
+pids=()
+cleanup() {
+	set +e
+	local p
+	for p in "${pids[@]}"; do
+		kill -TERM "$p" 2>/dev/null && wait "$p"
+	done
+	[[ -f $T/nginx/nginx.pid ]] && kill -QUIT "$(cat "$T/nginx/nginx.pid")" 2>/dev/null
+	sleep 0.3
+	stack_cleanup
+}
+trap cleanup EXIT
+calc() { awk "BEGIN { printf \"%.6g\", $1 }"; }
+median() { printf '%s\n' "$@" | sort -g | awk '{ v[NR] = $1 } END { print (NR % 2) ? v[(NR + 1) / 2] : (v[NR / 2] + v[NR / 2 + 1]) / 2 }'; }
+clk=$(getconf CLK_TCK)
+cpu_ticks() { awk '{ print $14, $15 }' "/proc/$1/stat"; }
+
+pg_port=$(stack_free_port)
+stack_pg_start "$T/pg" "$pg_port"
+pki=$T/pki
+stack_pki "$pki" bench-dev
+mkdir -p "$T/fx"
+"$tool" fixtures "$T/fx" "img:1.0.0:2:65536" >/dev/null
+chmod -R a+rX "$T/fx"
+(umask 077 && for _ in 1 2 3; do openssl rand -hex 80; done >"$T/tickets.keys")
+ports=()
+for name in a b; do
+	port=$(stack_free_port)
+	ports+=("$port")
+	stack_server_conf "$T/$name.conf" "$pki" "$T/pg" "$pg_port" "$port" "$T/fx/store" \
+		rate_per_sec=1000000 rate_burst=1000000 "device_ticket_keys=$T/tickets.keys" \
+		device_max_conns=7000 device_max_conns_per_peer=7000 log_level=warn
+done
+OTA_SERVER=$old
+"$OTA_SERVER" migrate --config "$T/a.conf" >/dev/null 2>&1
+psql_() { psql "host=$T/pg port=$pg_port dbname=fleetota user=postgres" -qAt "$@"; }
+psql_ -f "$T/fx/trust.sql"
+psql_ -f "$T/fx/img.sql"
+psql_ -c "INSERT INTO devices (device_id) VALUES ('bench-dev');
+	INSERT INTO assignments (device_id, artifact_id, notified_at) VALUES ('bench-dev', 'img', now())"
+STACK_SERVER_ENV=(setsid) # a session of its own, as in bench/run.sh
+listening() { (exec 3<>"/dev/tcp/127.0.0.1/$ready_port") 2>/dev/null; }
+ready_port=${ports[0]}
+OTA_SERVER=$old STACK_SERVER_READY=listening stack_server_start "$T/a.conf" "$T/a.log"
+pids+=("$STACK_SERVER_PID")
+ready_port=${ports[1]}
+OTA_SERVER=$new STACK_SERVER_READY=listening stack_server_start "$T/b.conf" "$T/b.log"
+pids+=("$STACK_SERVER_PID")
+STACK_SERVER_PID=
+
+ngx_port=$(stack_free_port)
+mkdir -p "$T/nginx/www/v1/manifests" "$T/nginx/tmp"
+cp "$T/fx/img.manifest" "$T/nginx/www/v1/manifests/img"
+chmod -R a+rX "$T/nginx"
+cat >"$T/nginx/nginx.conf" <<CONF
+worker_processes 1;
+pid $T/nginx/nginx.pid;
+error_log $T/nginx/error.log warn;
+events { worker_connections 1024; }
+http {
+	access_log off;
+	keepalive_requests 1000000;
+	client_body_temp_path $T/nginx/tmp;
+	proxy_temp_path $T/nginx/tmp;
+	fastcgi_temp_path $T/nginx/tmp;
+	uwsgi_temp_path $T/nginx/tmp;
+	scgi_temp_path $T/nginx/tmp;
+	default_type application/octet-stream;
+	server {
+		listen 127.0.0.1:$ngx_port ssl;
+		ssl_certificate $pki/server.crt;
+		ssl_certificate_key $pki/server.key;
+		ssl_client_certificate $pki/device-ca.crt;
+		ssl_verify_client on;
+		ssl_protocols TLSv1.2 TLSv1.3;
+		root $T/nginx/www;
+	}
+}
+CONF
+nginx -p "$T/nginx" -c "$T/nginx/nginx.conf"
+sleep 0.5
+ngx_pid=$(pgrep -P "$(cat "$T/nginx/nginx.pid")" | head -1)
+names=(A B N)
+srv_pids=("${pids[0]}" "${pids[1]}" "$ngx_pid")
+srv_ports=("${ports[0]}" "${ports[1]}" "$ngx_port")
+
+# measure I: one run of server I; prints "µs_user µs_sys µs_total cps"
+measure() {
+	local i=$1 u0 s0 u1 s1 out conns
+	read -r u0 s0 < <(cpu_ticks "${srv_pids[i]}")
+	out=$("$load" 127.0.0.1 "${srv_ports[i]}" "$pki/server-ca.crt" "$pki/devices/bench-dev.crt" \
+		"$pki/devices/bench-dev.key" /v1/manifests/img "$clients" "$per_client" 0 "$mode" "$tls")
+	read -r u1 s1 < <(cpu_ticks "${srv_pids[i]}")
+	conns=$(sed -E 's/.* conns=([0-9]+).*/\1/' <<<"$out")
+	[[ $out == *" s4xx=0 "* && $out == *" s5xx=0 "* && $conns -gt 0 ]] ||
+		{ echo "tls_ab: ${names[i]} failed: $out" >&2; exit 1; }
+	echo "$(calc "($u1 - $u0) / $clk * 1e6 / $conns") $(calc "($s1 - $s0) / $clk * 1e6 / $conns")" \
+		"$(calc "($u1 - $u0 + $s1 - $s0) / $clk * 1e6 / $conns")" \
+		"$(sed -E 's/.* cps=([0-9.]+).*/\1/' <<<"$out")" \
+		"$(sed -E 's/.* resumed=([0-9]+).*/\1/' <<<"$out")/$conns"
+}
+echo "tls_ab: TLS $tls $mode, $clients clients x $per_client connections; A=$old B=$new N=nginx; load $(cut -d' ' -f1-3 /proc/loadavg)"
+# warm-up: every server's first handshakes (key decoders, caches)
+for i in 0 1 2; do
+	"$load" 127.0.0.1 "${srv_ports[i]}" "$pki/server-ca.crt" "$pki/devices/bench-dev.crt" \
+		"$pki/devices/bench-dev.key" /v1/manifests/img "$clients" 20 0 "$mode" "$tls" >/dev/null
+done
+r_ab=() r_nb=() w_ab=() w_nb=()
+for ((r = 0; r < rounds; r++)); do
+	declare -A tot=() cps=()
+	for k in 0 1 2; do
+		i=$(((r + k) % 3))
+		read -r us ss ts c res < <(measure "$i")
+		tot[$i]=$ts cps[$i]=$c
+		printf 'round %d %s: user %7.1f sys %7.1f total %7.1f us/conn, %7.1f conn/s, resumed %s, load %s\n' \
+			"$r" "${names[i]}" "$us" "$ss" "$ts" "$c" "$res" "$(cut -d' ' -f1 /proc/loadavg)"
+	done
+	r_ab+=("$(calc "${tot[0]} / ${tot[1]}")")
+	r_nb+=("$(calc "${tot[2]} / ${tot[1]}")")
+	w_ab+=("$(calc "${cps[1]} / ${cps[0]}")")
+	w_nb+=("$(calc "${cps[1]} / ${cps[2]}")")
+	unset tot cps
+done
+echo "tls_ab: CPU per connection, A / B (above 1: B is cheaper): median $(median "${r_ab[@]}") of ${r_ab[*]}"
+echo "tls_ab: CPU per connection, nginx / B (above 1: B is cheaper): median $(median "${r_nb[@]}") of ${r_nb[*]}"
+echo "tls_ab: conn/s, B / A: median $(median "${w_ab[@]}"); B / nginx: median $(median "${w_nb[@]}") of ${w_nb[*]}"
