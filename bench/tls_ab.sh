@@ -12,7 +12,11 @@
 # Knobs: AB_ROUNDS (6), AB_CONNS (4 clients), AB_PER_CLIENT (250
 #        connections each), AB_MODE (resume; full), AB_TLS (1.2; 1.3)
 # Prints one line per run (server CPU µs per connection: user, system,
-# total; conn/s) and the medians of the per-round ratios at the end.
+# total; conn/s; voluntary context switches) and the medians of the
+# per-round ratios at the end. AB_CALLGRIND=1 instead runs A and B under
+# callgrind and prints user-space instructions per connection of each (one
+# run of AB_CONNS x AB_PER_CLIENT connections after the warm-up; nginx not;
+# AB_CG_DIR=DIR keeps the profiles there as A.callgrind and B.callgrind).
 set -euo pipefail
 export LC_ALL=C
 top=$(cd "$(dirname "$0")/.." && pwd)
@@ -47,6 +51,8 @@ calc() { awk "BEGIN { printf \"%.6g\", $1 }"; }
 median() { printf '%s\n' "$@" | sort -g | awk '{ v[NR] = $1 } END { print (NR % 2) ? v[(NR + 1) / 2] : (v[NR / 2] + v[NR / 2 + 1]) / 2 }'; }
 clk=$(getconf CLK_TCK)
 cpu_ticks() { awk '{ print $14, $15 }' "/proc/$1/stat"; }
+# voluntary context switches: the server's waits for the socket (wake-ups)
+vcsw() { awk '$1 == "voluntary_ctxt_switches:" { print $2 }' "/proc/$1/status"; }
 
 pg_port=$(stack_free_port)
 stack_pg_start "$T/pg" "$pg_port"
@@ -72,6 +78,16 @@ psql_ -f "$T/fx/img.sql"
 psql_ -c "INSERT INTO devices (device_id) VALUES ('bench-dev');
 	INSERT INTO assignments (device_id, artifact_id, notified_at) VALUES ('bench-dev', 'img', now())"
 STACK_SERVER_ENV=(setsid) # a session of its own, as in bench/run.sh
+if [[ ${AB_CALLGRIND:-0} == 1 ]]; then
+	for name in a b; do
+		bin=$old
+		[[ $name == a ]] || bin=$new
+		printf '#!/bin/sh\nexec valgrind --tool=callgrind --callgrind-out-file=%s "%s" "$@"\n' \
+			"$T/$name.cg" "$bin" >"$T/$name.sh"
+		chmod +x "$T/$name.sh"
+	done
+	old=$T/a.sh new=$T/b.sh
+fi
 listening() { (exec 3<>"/dev/tcp/127.0.0.1/$ready_port") 2>/dev/null; }
 ready_port=${ports[0]}
 OTA_SERVER=$old STACK_SERVER_READY=listening stack_server_start "$T/a.conf" "$T/a.log"
@@ -119,19 +135,37 @@ srv_ports=("${ports[0]}" "${ports[1]}" "$ngx_port")
 
 # measure I: one run of server I; prints "µs_user µs_sys µs_total cps"
 measure() {
-	local i=$1 u0 s0 u1 s1 out conns
+	local i=$1 u0 s0 u1 s1 out conns v0 v1
+	v0=$(vcsw "${srv_pids[i]}")
 	read -r u0 s0 < <(cpu_ticks "${srv_pids[i]}")
 	out=$("$load" 127.0.0.1 "${srv_ports[i]}" "$pki/server-ca.crt" "$pki/devices/bench-dev.crt" \
 		"$pki/devices/bench-dev.key" /v1/manifests/img "$clients" "$per_client" 0 "$mode" "$tls")
 	read -r u1 s1 < <(cpu_ticks "${srv_pids[i]}")
+	v1=$(vcsw "${srv_pids[i]}")
 	conns=$(sed -E 's/.* conns=([0-9]+).*/\1/' <<<"$out")
 	[[ $out == *" s4xx=0 "* && $out == *" s5xx=0 "* && $conns -gt 0 ]] ||
 		{ echo "tls_ab: ${names[i]} failed: $out" >&2; exit 1; }
 	echo "$(calc "($u1 - $u0) / $clk * 1e6 / $conns") $(calc "($s1 - $s0) / $clk * 1e6 / $conns")" \
 		"$(calc "($u1 - $u0 + $s1 - $s0) / $clk * 1e6 / $conns")" \
 		"$(sed -E 's/.* cps=([0-9.]+).*/\1/' <<<"$out")" \
-		"$(sed -E 's/.* resumed=([0-9]+).*/\1/' <<<"$out")/$conns"
+		"$(sed -E 's/.* resumed=([0-9]+).*/\1/' <<<"$out")/$conns" "$(calc "($v1 - $v0) / $conns")"
 }
+if [[ ${AB_CALLGRIND:-0} == 1 ]]; then
+	for i in 0 1; do
+		"$load" 127.0.0.1 "${srv_ports[i]}" "$pki/server-ca.crt" "$pki/devices/bench-dev.crt" \
+			"$pki/devices/bench-dev.key" /v1/manifests/img "$clients" 20 0 "$mode" "$tls" >/dev/null
+		callgrind_control -z "${srv_pids[i]}" >/dev/null
+		out=$("$load" 127.0.0.1 "${srv_ports[i]}" "$pki/server-ca.crt" "$pki/devices/bench-dev.crt" \
+			"$pki/devices/bench-dev.key" /v1/manifests/img "$clients" "$per_client" 0 "$mode" "$tls")
+		callgrind_control -d "${srv_pids[i]}" >/dev/null
+		conns=$(sed -E 's/.* conns=([0-9]+).*/\1/' <<<"$out")
+		f=$(ls -t "$T/${names[i],,}.cg"* | grep -v '\.cg$' | head -1)
+		ir=$(awk '/^(summary|totals):/ { print $2; exit }' "$f")
+		[[ -z ${AB_CG_DIR:-} ]] || cp "$f" "$AB_CG_DIR/${names[i]}.callgrind" # for callgrind_annotate
+		echo "tls_ab: ${names[i]} TLS $tls $mode: $(calc "$ir / $conns / 1000") thousand instructions per connection ($conns connections, $(sed -E 's/.* resumed=([0-9]+).*/\1/' <<<"$out") resumed)"
+	done
+	exit 0
+fi
 echo "tls_ab: TLS $tls $mode, $clients clients x $per_client connections; A=$old B=$new N=nginx; load $(cut -d' ' -f1-3 /proc/loadavg)"
 # warm-up: every server's first handshakes (key decoders, caches)
 for i in 0 1 2; do
@@ -143,10 +177,10 @@ for ((r = 0; r < rounds; r++)); do
 	declare -A tot=() cps=()
 	for k in 0 1 2; do
 		i=$(((r + k) % 3))
-		read -r us ss ts c res < <(measure "$i")
+		read -r us ss ts c res vc < <(measure "$i")
 		tot[$i]=$ts cps[$i]=$c
-		printf 'round %d %s: user %7.1f sys %7.1f total %7.1f us/conn, %7.1f conn/s, resumed %s, load %s\n' \
-			"$r" "${names[i]}" "$us" "$ss" "$ts" "$c" "$res" "$(cut -d' ' -f1 /proc/loadavg)"
+		printf 'round %d %s: user %7.1f sys %7.1f total %7.1f us/conn, %7.1f conn/s, resumed %s, %s wake-ups/conn, load %s\n' \
+			"$r" "${names[i]}" "$us" "$ss" "$ts" "$c" "$res" "$vc" "$(cut -d' ' -f1 /proc/loadavg)"
 	done
 	r_ab+=("$(calc "${tot[0]} / ${tot[1]}")")
 	r_nb+=("$(calc "${tot[2]} / ${tot[1]}")")

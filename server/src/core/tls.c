@@ -579,11 +579,14 @@ enum ota_err srv_tls_sessions_enable(SSL_CTX *ctx, unsigned lifetime_sec,
 		}
 	}
 	/*
-	 * OpenSSL's own cache stays off (it keeps no ticket session); the
-	 * lookup by session id is session_get_cb's, which only returns what
-	 * srv_tls_cache_take prepared for this handshake.
+	 * OpenSSL's own cache stays off and empty: the lookup by session id is
+	 * session_get_cb's alone, which only returns what srv_tls_cache_take
+	 * prepared for this handshake. Without NO_INTERNAL, OpenSSL would
+	 * store each session the callback returns in its internal cache (even
+	 * with the cache mode off) and resume the next offer of that session
+	 * id from there: no generation check, no stamp.
 	 */
-	SSL_CTX_set_session_cache_mode(ctx, SSL_SESS_CACHE_OFF);
+	SSL_CTX_set_session_cache_mode(ctx, SSL_SESS_CACHE_OFF | SSL_SESS_CACHE_NO_INTERNAL);
 	SSL_CTX_sess_set_get_cb(ctx, session_get_cb);
 	SSL_CTX_clear_options(ctx, SSL_OP_NO_TICKET);
 	/*
