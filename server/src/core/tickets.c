@@ -267,7 +267,7 @@ void srv_tls_metrics_render(const struct srv_tls_metrics *m, struct evbuffer *ou
 		"# TYPE fleetota_tls_peer_reverified_total counter\n"
 		"fleetota_tls_peer_reverified_total %llu\n",
 		(unsigned long long)m->full_handshakes, (unsigned long long)m->resumed,
-		(unsigned long long)m->resumed_cached,
-		(unsigned long long)m->resume_rechecked, (unsigned long long)m->resume_refused,
-		(unsigned long long)m->ticket_unknown_key, (unsigned long long)m->peer_reverified);
+		(unsigned long long)m->resumed_cached, (unsigned long long)m->resume_rechecked,
+		(unsigned long long)m->resume_refused, (unsigned long long)m->ticket_unknown_key,
+		(unsigned long long)m->peer_reverified);
 }

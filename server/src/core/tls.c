@@ -91,8 +91,7 @@ struct session_cache {
 	struct session_slot slots[SRV_TLS_SESSION_CACHE_SLOTS];
 };
 
-static void cache_free(void *parent, void *ptr, CRYPTO_EX_DATA *ad, int idx, long argl,
-		       void *argp)
+static void cache_free(void *parent, void *ptr, CRYPTO_EX_DATA *ad, int idx, long argl, void *argp)
 {
 	struct session_cache *cache = ptr;
 
