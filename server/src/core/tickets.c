@@ -23,7 +23,6 @@
 
 #include "srv-limits.h"
 #include "tickets-internal.h"
-#include "tls-internal.h"
 
 #define NAME_BYTES 16u
 #define HMAC_BYTES 32u
@@ -45,6 +44,12 @@ struct ticket_keys {
 };
 
 static int keys_index = -1;
+static const struct srv_tickets_cache *session_cache; /* tls.c's, or NULL */
+
+void srv_tickets_set_cache(const struct srv_tickets_cache *cache)
+{
+	session_cache = cache;
+}
 
 static void keys_free(struct ticket_keys *keys)
 {
@@ -170,7 +175,8 @@ static int ticket_key_cb(SSL *ssl, unsigned char key_name[16], unsigned char *iv
 		    !mac_init(hctx, key))
 			return -1;
 		memcpy(key_name, key->name, NAME_BYTES);
-		srv_tls_cache_put(ssl, key_name, iv);
+		if (session_cache != NULL)
+			session_cache->put(ssl, key_name, iv);
 		return 1;
 	}
 	for (size_t i = 0; i < keys->n; i++) {
@@ -178,7 +184,8 @@ static int ticket_key_cb(SSL *ssl, unsigned char key_name[16], unsigned char *iv
 		if (CRYPTO_memcmp(key_name, key->name, NAME_BYTES) != 0)
 			continue;
 		/* TLS 1.2, the current key, its session kept: no decryption (tls.c) */
-		if (i == keys->encrypt && srv_tls_cache_take(ssl, key_name, iv))
+		if (i == keys->encrypt && session_cache != NULL &&
+		    session_cache->take(ssl, key_name, iv))
 			return 0;
 		if (!mac_init(hctx, key) ||
 		    EVP_DecryptInit_ex(cctx, cipher, NULL, key->aes, iv) != 1)

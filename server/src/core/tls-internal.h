@@ -53,19 +53,6 @@ enum ota_err srv_tls_sessions_enable(SSL_CTX *ctx, unsigned lifetime_sec,
 				     struct srv_tls_metrics *metrics);
 
 /*
- * The TLS 1.2 session cache of a context with sessions enabled (tls.c's
- * comment), for the ticket key callback (tickets.c); key_name and iv are a
- * ticket's, SRV_TLS_TICKET_ID_BYTES / 2 bytes each. srv_tls_cache_put: a
- * TLS 1.2 ticket of ssl's session is being issued under them (a copy of the
- * session is kept, replacing its slot's). srv_tls_cache_take: a TLS 1.2
- * ClientHello offers that ticket under the current encrypting key; true
- * when the cached copy will resume it (the callback then declines the
- * ticket), false for the ticket path. Loop thread only.
- */
-void srv_tls_cache_put(SSL *ssl, const unsigned char *key_name, const unsigned char *iv);
-bool srv_tls_cache_take(SSL *ssl, const unsigned char *key_name, const unsigned char *iv);
-
-/*
  * Sends ssl's close_notify when its handshake is done and it has not sent
  * one: one non-blocking try (a full socket buffer means none), so that
  * clients keep their session. Call just before the connection is freed,

@@ -391,7 +391,7 @@ static void ticket_id(unsigned char id[SRV_TLS_TICKET_ID_BYTES], const unsigned 
 	memcpy(id + SRV_TLS_TICKET_ID_BYTES / 2, iv, SRV_TLS_TICKET_ID_BYTES / 2);
 }
 
-void srv_tls_cache_put(SSL *ssl, const unsigned char *key_name, const unsigned char *iv)
+static void cache_put(SSL *ssl, const unsigned char *key_name, const unsigned char *iv)
 {
 	SSL_CTX *ctx = SSL_get_SSL_CTX(ssl);
 	struct session_slot *slot;
@@ -413,7 +413,7 @@ void srv_tls_cache_put(SSL *ssl, const unsigned char *key_name, const unsigned c
 	ticket_id(slot->id, key_name, iv);
 }
 
-bool srv_tls_cache_take(SSL *ssl, const unsigned char *key_name, const unsigned char *iv)
+static bool cache_take(SSL *ssl, const unsigned char *key_name, const unsigned char *iv)
 {
 	SSL_CTX *ctx = SSL_get_SSL_CTX(ssl);
 	unsigned char id[SRV_TLS_TICKET_ID_BYTES];
@@ -462,7 +462,9 @@ bool srv_tls_cache_take(SSL *ssl, const unsigned char *key_name, const unsigned 
 	return true;
 }
 
-/* OpenSSL's lookup by session id, after srv_tls_cache_take declined the ticket. */
+static const struct srv_tickets_cache cache_hooks = {.put = cache_put, .take = cache_take};
+
+/* OpenSSL's lookup by session id, after cache_take declined the ticket. */
 static SSL_SESSION *session_get_cb(SSL *ssl, const unsigned char *id, int id_len, int *copy)
 {
 	SSL_SESSION *session = pending_index < 0 ? NULL : SSL_get_ex_data(ssl, pending_index);
@@ -474,7 +476,7 @@ static SSL_SESSION *session_get_cb(SSL *ssl, const unsigned char *id, int id_len
 		return NULL;
 	SSL_set_ex_data(ssl, pending_index, NULL);
 	*copy = 0; /* the reference passes to OpenSSL */
-	/* verified under the current store (srv_tls_cache_take checked the generation) */
+	/* verified under the current store (cache_take checked the generation) */
 	stamp(ssl);
 	metrics = SSL_CTX_get_ex_data(SSL_get_SSL_CTX(ssl), metrics_index);
 	if (metrics != NULL)
@@ -508,7 +510,7 @@ static SSL_TICKET_RETURN ticket_dec_cb(SSL *ssl, SSL_SESSION *session, const uns
 	(void)keyname;
 	(void)keyname_length;
 	(void)arg;
-	/* srv_tls_cache_take declined it: no new ticket, session_get_cb resumes */
+	/* cache_take declined it: no new ticket, session_get_cb resumes */
 	if (status == SSL_TICKET_NO_DECRYPT && SSL_get_ex_data(ssl, pending_index) != NULL)
 		return SSL_TICKET_RETURN_IGNORE;
 	if (status == SSL_TICKET_FATAL_ERR_MALLOC || status == SSL_TICKET_FATAL_ERR_OTHER)
@@ -579,7 +581,7 @@ enum ota_err srv_tls_sessions_enable(SSL_CTX *ctx, unsigned lifetime_sec,
 	}
 	/*
 	 * OpenSSL's own cache stays off and empty: the lookup by session id is
-	 * session_get_cb's alone, which only returns what srv_tls_cache_take
+	 * session_get_cb's alone, which only returns what cache_take
 	 * prepared for this handshake. Without NO_INTERNAL, OpenSSL would
 	 * store each session the callback returns in its internal cache (even
 	 * with the cache mode off) and resume the next offer of that session
@@ -587,6 +589,7 @@ enum ota_err srv_tls_sessions_enable(SSL_CTX *ctx, unsigned lifetime_sec,
 	 */
 	SSL_CTX_set_session_cache_mode(ctx, SSL_SESS_CACHE_OFF | SSL_SESS_CACHE_NO_INTERNAL);
 	SSL_CTX_sess_set_get_cb(ctx, session_get_cb);
+	srv_tickets_set_cache(&cache_hooks);
 	SSL_CTX_clear_options(ctx, SSL_OP_NO_TICKET);
 	/*
 	 * One TLS 1.3 ticket after a full handshake, not OpenSSL's two: a
