@@ -179,8 +179,9 @@ for ((r = 0; r < rounds; r++)); do
 		i=$(((r + k) % 3))
 		read -r us ss ts c res vc < <(measure "$i")
 		tot[$i]=$ts cps[$i]=$c
-		printf 'round %d %s: user %7.1f sys %7.1f total %7.1f us/conn, %7.1f conn/s, resumed %s, %s wake-ups/conn, load %s\n' \
-			"$r" "${names[i]}" "$us" "$ss" "$ts" "$c" "$res" "$vc" "$(cut -d' ' -f1 /proc/loadavg)"
+		printf 'round %d %s: user %7.1f sys %7.1f total %7.1f us/conn, %7.1f conn/s, resumed %s, %s wake-ups/conn, RSS %s kB, load %s\n' \
+			"$r" "${names[i]}" "$us" "$ss" "$ts" "$c" "$res" "$vc" \
+			"$(awk '$1 == "VmRSS:" { print $2 }' "/proc/${srv_pids[i]}/status")" "$(cut -d' ' -f1 /proc/loadavg)"
 	done
 	r_ab+=("$(calc "${tot[0]} / ${tot[1]}")")
 	r_nb+=("$(calc "${tot[2]} / ${tot[1]}")")

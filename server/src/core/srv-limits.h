@@ -47,9 +47,11 @@
 /*
  * TLS 1.2 sessions the device listener keeps to resume without decoding
  * their tickets (a power of two; a slot taken by a newer session leaves the
- * older one to its ticket), and what names one: a ticket's key name and IV.
+ * older one to its ticket; ~4.2 KB of heap each with its client
+ * certificate, so ~34 MB when all are taken), and what names one: a
+ * ticket's key name and IV.
  */
-#define SRV_TLS_SESSION_CACHE_SLOTS 16384u
+#define SRV_TLS_SESSION_CACHE_SLOTS 8192u
 #define SRV_TLS_TICKET_ID_BYTES 32u
 
 #endif
