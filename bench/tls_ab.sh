@@ -15,8 +15,9 @@
 # total; conn/s; voluntary context switches) and the medians of the
 # per-round ratios at the end. AB_CALLGRIND=1 instead runs A and B under
 # callgrind and prints user-space instructions per connection of each (one
-# run of AB_CONNS x AB_PER_CLIENT connections after the warm-up; nginx not;
-# AB_CG_DIR=DIR keeps the profiles there as A.callgrind and B.callgrind).
+# run of AB_CONNS x AB_PER_CLIENT connections after the warm-up; nginx as
+# one process, master_process off; AB_CG_DIR=DIR keeps the profiles there
+# as A.callgrind, B.callgrind and N.callgrind).
 set -euo pipefail
 export LC_ALL=C
 top=$(cd "$(dirname "$0")/.." && pwd)
@@ -126,9 +127,21 @@ http {
 	}
 }
 CONF
-nginx -p "$T/nginx" -c "$T/nginx/nginx.conf"
-sleep 0.5
-ngx_pid=$(pgrep -P "$(cat "$T/nginx/nginx.pid")" | head -1)
+if [[ ${AB_CALLGRIND:-0} == 1 ]]; then
+	# one process, in the foreground, under callgrind
+	valgrind --tool=callgrind --callgrind-out-file="$T/n.cg" nginx -p "$T/nginx" \
+		-c "$T/nginx/nginx.conf" -g "daemon off; master_process off;" 2>"$T/nginx/vg.log" &
+	ngx_pid=$!
+	pids+=("$ngx_pid")
+	for _ in $(seq 1 100); do
+		(exec 3<>"/dev/tcp/127.0.0.1/$ngx_port") 2>/dev/null && break
+		sleep 0.1
+	done
+else
+	nginx -p "$T/nginx" -c "$T/nginx/nginx.conf"
+	sleep 0.5
+	ngx_pid=$(pgrep -P "$(cat "$T/nginx/nginx.pid")" | head -1)
+fi
 names=(A B N)
 srv_pids=("${pids[0]}" "${pids[1]}" "$ngx_pid")
 srv_ports=("${ports[0]}" "${ports[1]}" "$ngx_port")
@@ -151,7 +164,7 @@ measure() {
 		"$(sed -E 's/.* resumed=([0-9]+).*/\1/' <<<"$out")/$conns" "$(calc "($v1 - $v0) / $conns")"
 }
 if [[ ${AB_CALLGRIND:-0} == 1 ]]; then
-	for i in 0 1; do
+	for i in 0 1 2; do
 		"$load" 127.0.0.1 "${srv_ports[i]}" "$pki/server-ca.crt" "$pki/devices/bench-dev.crt" \
 			"$pki/devices/bench-dev.key" /v1/manifests/img "$clients" 20 0 "$mode" "$tls" >/dev/null
 		callgrind_control -z "${srv_pids[i]}" >/dev/null
