@@ -65,6 +65,8 @@ static int metrics_index = -1; /* SSL_CTX: struct srv_tls_metrics *, borrowed */
 static int counted_index = -1; /* SSL: the handshake was counted */
 static int cache_index = -1; /* SSL_CTX: struct session_cache *, owned */
 static int pending_index = -1; /* SSL: SSL_SESSION * from the cache for session_get_cb, owned */
+static int refill_index =
+	-1; /* SSL: the offered ticket's id (key name, IV) the cache missed, owned */
 
 #define SRV_TLS_FP_BYTES 32u
 /* A CA or CRL file larger than this is refused (a CRL of ~1M entries). */
@@ -134,8 +136,10 @@ static bool indexes_ready(void)
 		cache_index = SSL_CTX_get_ex_new_index(0, NULL, NULL, NULL, cache_free);
 	if (pending_index < 0)
 		pending_index = SSL_get_ex_new_index(0, NULL, NULL, NULL, pending_free);
+	if (refill_index < 0)
+		refill_index = SSL_get_ex_new_index(0, NULL, NULL, NULL, fp_free);
 	return gen_index >= 0 && fp_index >= 0 && metrics_index >= 0 && counted_index >= 0 &&
-	       stamp_index >= 0 && cache_index >= 0 && pending_index >= 0;
+	       stamp_index >= 0 && cache_index >= 0 && pending_index >= 0 && refill_index >= 0;
 }
 
 /* Adds the bytes of the file path to md (a missing path adds nothing). */
@@ -391,18 +395,17 @@ static void ticket_id(unsigned char id[SRV_TLS_TICKET_ID_BYTES], const unsigned 
 	memcpy(id + SRV_TLS_TICKET_ID_BYTES / 2, iv, SRV_TLS_TICKET_ID_BYTES / 2);
 }
 
-static void cache_put(SSL *ssl, const unsigned char *key_name, const unsigned char *iv)
+/* A copy of session into slot under id, verified under ssl's stamp (the current generation). */
+static void cache_store(SSL *ssl, struct session_slot *slot, const unsigned char *id,
+			const SSL_SESSION *session)
 {
 	SSL_CTX *ctx = SSL_get_SSL_CTX(ssl);
-	struct session_slot *slot;
 	SSL_SESSION *copy;
 
-	if (SSL_version(ssl) != TLS1_2_VERSION || (slot = cache_slot(ctx, iv)) == NULL)
-		return;
 	/* with client certificates: only a session verified under the current CA and CRL */
-	if (SSL_CTX_get_ex_data(ctx, fp_index) != NULL && !stamped_now(ssl))
+	if (session == NULL || (SSL_CTX_get_ex_data(ctx, fp_index) != NULL && !stamped_now(ssl)))
 		return;
-	copy = SSL_SESSION_dup(SSL_get_session(ssl));
+	copy = SSL_SESSION_dup(session);
 	if (copy == NULL) {
 		ERR_clear_error();
 		return; /* the ticket path serves it */
@@ -410,7 +413,50 @@ static void cache_put(SSL *ssl, const unsigned char *key_name, const unsigned ch
 	SSL_SESSION_free(slot->session);
 	slot->session = copy;
 	slot->generation = ctx_generation(ctx) + 1;
-	ticket_id(slot->id, key_name, iv);
+	memcpy(slot->id, id, SRV_TLS_TICKET_ID_BYTES);
+}
+
+static void cache_put(SSL *ssl, const unsigned char *key_name, const unsigned char *iv)
+{
+	unsigned char id[SRV_TLS_TICKET_ID_BYTES];
+	struct session_slot *slot;
+
+	if (SSL_version(ssl) != TLS1_2_VERSION ||
+	    (slot = cache_slot(SSL_get_SSL_CTX(ssl), iv)) == NULL)
+		return;
+	ticket_id(id, key_name, iv);
+	cache_store(ssl, slot, id, SSL_get_session(ssl));
+}
+
+/*
+ * ticket_dec_cb takes a TLS 1.2 ticket of the current key as it is (no new
+ * ticket, so no cache_put) that the cache missed: another replica's, one
+ * from before a reload, or one whose slot was taken. Its session goes into
+ * the cache now, so that its next offers skip the decoding.
+ */
+static void cache_refill(SSL *ssl, const SSL_SESSION *session)
+{
+	const unsigned char *id = SSL_get_ex_data(ssl, refill_index);
+	struct session_slot *slot;
+
+	if (id == NULL ||
+	    (slot = cache_slot(SSL_get_SSL_CTX(ssl), id + SRV_TLS_TICKET_ID_BYTES / 2)) == NULL)
+		return;
+	cache_store(ssl, slot, id, session);
+}
+
+/* Notes id (key name and IV) on ssl for cache_refill. */
+static void note_refill(SSL *ssl, const unsigned char *id)
+{
+	unsigned char *copy;
+
+	if (SSL_get_ex_data(ssl, refill_index) != NULL)
+		return;
+	copy = OPENSSL_memdup(id, SRV_TLS_TICKET_ID_BYTES);
+	if (copy != NULL && SSL_set_ex_data(ssl, refill_index, copy) != 1) {
+		OPENSSL_free(copy);
+		ERR_clear_error();
+	}
 }
 
 static bool cache_take(SSL *ssl, const unsigned char *key_name, const unsigned char *iv)
@@ -428,8 +474,10 @@ static bool cache_take(SSL *ssl, const unsigned char *key_name, const unsigned c
 	session = slot->session;
 	ticket_id(id, key_name, iv);
 	if (session == NULL || slot->generation != ctx_generation(ctx) + 1 ||
-	    CRYPTO_memcmp(slot->id, id, sizeof(id)) != 0)
+	    CRYPTO_memcmp(slot->id, id, sizeof(id)) != 0) {
+		note_refill(ssl, id);
 		return false;
+	}
 	/* OpenSSL looks the cache up by the ClientHello's session id only */
 	sid_len = SSL_client_hello_get0_session_id(ssl, &sid);
 	if (sid_len == 0 || sid_len > SSL_MAX_SSL_SESSION_ID_LENGTH)
@@ -540,7 +588,10 @@ static SSL_TICKET_RETURN ticket_dec_cb(SSL *ssl, SSL_SESSION *session, const uns
 	}
 	/* verified under the current store: srv_tls_peer_verified need not check again */
 	stamp(ssl);
-	return renew ? SSL_TICKET_RETURN_USE_RENEW : SSL_TICKET_RETURN_USE;
+	if (renew)
+		return SSL_TICKET_RETURN_USE_RENEW; /* the new ticket's session goes into the cache */
+	cache_refill(ssl, session);
+	return SSL_TICKET_RETURN_USE;
 }
 
 /* Counts each connection's handshake once (TLS 1.3 servers report "done" again after tickets). */

@@ -14,7 +14,8 @@
 # with the client's Finished (read ahead with the handshake) are answered; a
 # TLS 1.2 ticket of the current key that this replica issued resumes from
 # its session cache (no ticket decoding) every time it is offered, and only
-# then (another replica's, a key being rotated out: the ticket). Every count
+# then (another replica's, a key being rotated out: the ticket; another
+# replica's is kept then, and resumes from the cache next time). Every count
 # is read from /metrics.
 source "$(dirname "$0")/lib.sh"
 API_PORT=$(free_port)
@@ -130,6 +131,10 @@ done
 [[ $(m2 fleetota_tls_resumed_total) == 2 && $(m2 fleetota_tls_handshakes_total) == 0 &&
 	$(m2 fleetota_tls_resumed_cached_total) == 0 ]] ||
 	fail "replica 2 metrics: resumed $(m2 fleetota_tls_resumed_total), full $(m2 fleetota_tls_handshakes_total), cached $(m2 fleetota_tls_resumed_cached_total)"
+# ... and kept then: its next offer there resumes from replica 2's cache
+get dev-1 "$DEV_PORT2" /v1/manifests/art-2 r2again -tls1_2 -sess_in "$T/dev1-1_2.sess"
+reused r2again && [[ $(http_status r2again) == 200 && $(m2 fleetota_tls_resumed_cached_total) == 1 ]] ||
+	fail "replica 2, the same TLS 1.2 session again: cached $(m2 fleetota_tls_resumed_cached_total), want 1"
 kill -TERM "$server2_pid"
 wait "$server2_pid" || fail "second server exited with $? (sanitizer report?)"
 server2_pid=
