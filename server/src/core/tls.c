@@ -65,8 +65,7 @@ static int metrics_index = -1; /* SSL_CTX: struct srv_tls_metrics *, borrowed */
 static int counted_index = -1; /* SSL: the handshake was counted */
 static int cache_index = -1; /* SSL_CTX: struct session_cache *, owned */
 static int pending_index = -1; /* SSL: SSL_SESSION * from the cache for session_get_cb, owned */
-static int refill_index =
-	-1; /* SSL: the offered ticket's id (key name, IV) the cache missed, owned */
+static int refill_index = -1; /* SSL: the ticket id the cache missed (cache_refill), owned */
 
 #define SRV_TLS_FP_BYTES 32u
 /* A CA or CRL file larger than this is refused (a CRL of ~1M entries). */
