@@ -38,11 +38,12 @@
  *
  * TLS 1.2 session cache: OpenSSL decodes every ticket it takes (the client
  * certificate inside through OpenSSL 3.0's slow key decoders: about three
- * quarters of a resumed TLS 1.2 connection's instructions). So each TLS 1.2
- * ticket this process issues also leaves a copy of its session in a small
- * direct-mapped table, under the ticket's key name and IV (random, ours).
- * When a ClientHello offers a ticket of the current encrypting key whose key
- * name and IV are in the table, the key callback declines the ticket (no
+ * quarters of a resumed TLS 1.2 connection's instructions). So a TLS 1.2
+ * session that resumed through its ticket (or got a renewed one) leaves a
+ * copy in a small direct-mapped table, under the ticket's key name and IV
+ * (random, made by a replica's key callback). When a ClientHello offers a
+ * ticket of the current encrypting key whose key name and IV are in the
+ * table, the key callback declines the ticket (no
  * decryption, no decoding), ticket_dec_cb ignores it without a new ticket,
  * and OpenSSL asks session_get_cb for the ClientHello's session id, which
  * returns the copy. Only a session that ticket_dec_cb would take as it is
@@ -415,12 +416,21 @@ static void cache_store(SSL *ssl, struct session_slot *slot, const unsigned char
 	memcpy(slot->id, id, SRV_TLS_TICKET_ID_BYTES);
 }
 
+/*
+ * A TLS 1.2 ticket is being issued. Only a resumed connection's session
+ * (its ticket renewed: a key being rotated out, another CA or CRL) goes
+ * into the cache here; a full handshake's waits for its first resumption
+ * (cache_refill): devices that never come back take no slot, and a full
+ * handshake keeps no session beyond its connection (a full cache of kept
+ * sessions made full TLS 1.2 handshakes ~8 % dearer in CPU, not in
+ * instructions: docs/bench.md).
+ */
 static void cache_put(SSL *ssl, const unsigned char *key_name, const unsigned char *iv)
 {
 	unsigned char id[SRV_TLS_TICKET_ID_BYTES];
 	struct session_slot *slot;
 
-	if (SSL_version(ssl) != TLS1_2_VERSION ||
+	if (SSL_version(ssl) != TLS1_2_VERSION || !SSL_session_reused(ssl) ||
 	    (slot = cache_slot(SSL_get_SSL_CTX(ssl), iv)) == NULL)
 		return;
 	ticket_id(id, key_name, iv);
@@ -429,9 +439,10 @@ static void cache_put(SSL *ssl, const unsigned char *key_name, const unsigned ch
 
 /*
  * ticket_dec_cb takes a TLS 1.2 ticket of the current key as it is (no new
- * ticket, so no cache_put) that the cache missed: another replica's, one
- * from before a reload, or one whose slot was taken. Its session goes into
- * the cache now, so that its next offers skip the decoding.
+ * ticket, so no cache_put) that the cache missed: its first resumption, or
+ * another replica's, one from before a reload, one whose slot was taken.
+ * Its session goes into the cache now, so that its next offers skip the
+ * decoding.
  */
 static void cache_refill(SSL *ssl, const SSL_SESSION *session)
 {
