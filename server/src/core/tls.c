@@ -422,7 +422,7 @@ static void cache_store(SSL *ssl, struct session_slot *slot, const unsigned char
  * into the cache here; a full handshake's waits for its first resumption
  * (cache_refill): devices that never come back take no slot, and a full
  * handshake keeps no session beyond its connection (a full cache of kept
- * sessions made full TLS 1.2 handshakes ~8 % dearer in CPU, not in
+ * sessions made full TLS 1.2 handshakes ~9 % dearer in CPU, not in
  * instructions: docs/bench.md).
  */
 static void cache_put(SSL *ssl, const unsigned char *key_name, const unsigned char *iv)
