@@ -9,7 +9,8 @@
 #            loopback: MB/s for image delivery, requests/s for manifests,
 #            connections/s for a new connection per request, TLS 1.3 and
 #            1.2, with a full handshake and resuming the previous
-#            connection's session (a device reconnecting); ota-server reads
+#            connection's session (a device reconnecting), each row in two
+#            halves, ota-server, nginx, nginx, ota-server; ota-server reads
 #            its tickets' keys from a ticket key file, as replicas do
 #   device   `ota-agent install` of a bundle with a 256 MiB image (MB/s)
 #            against `openssl speed -evp sha256` (16 KiB blocks) and against
@@ -298,21 +299,43 @@ STACK_SERVER_PID=$server_pid
 srv_man_nc=$(runcpu_pg "$nc_pid" "$nc_port" /v1/manifests/img "$small_conns"); check ota-server-manifest-nocache "$srv_man_nc"
 STACK_STOP_PID=$nc_pid stack_server_stop
 
-local v mode out name ours_c anchor_c resumed ours_cpu anchor_cpu
+# The TLS rows in two halves, ota-server, nginx, nginx, ota-server (ABBA):
+# a load that drifts during a row (one 5 s run scattered by +-15 % even on
+# a quiet machine, docs/bench.md) moves both sides alike, and neither
+# always runs first after the other's run.
+tls_half=$(calc "$tls_seconds / 2")
+# merge OUT1 OUT2: the two halves' counts as one line (cps over both)
+merge() {
+	local k line=""
+	for k in conns resumed dirty_closes; do
+		line+=" $k=$(($(field "$k" "$1") + $(field "$k" "$2")))"
+	done
+	line+=" seconds=$(calc "$(field seconds "$1") + $(field seconds "$2")")"
+	line+=" cpu=$(calc "$(field cpu "$1") + $(field cpu "$2")")"
+	echo "halves$line cps=$(calc "($(field conns "$1") + $(field conns "$2")) / ($(field seconds "$1") + $(field seconds "$2"))")"
+}
+local v mode out out1 out2 name ours_c anchor_c resumed ours_cpu anchor_cpu h
 for v in 1.3 1.2; do
 	for mode in full resume; do
-		echo "bench: TLS $v, a new connection per request ($mode), $tls_conns clients, ${tls_seconds}s each"
-		out=$(runcpu "$server_pid" "$srv_port" /v1/manifests/img "$tls_conns" "$tls_seconds" "$mode" "$v")
-		check "ota-server-tls$v-$mode" "$out"
+		echo "bench: TLS $v, a new connection per request ($mode), $tls_conns clients, ${tls_seconds}s each (two halves, ABBA)"
+		out1=$(runcpu "$server_pid" "$srv_port" /v1/manifests/img "$tls_conns" "$tls_half" "$mode" "$v")
+		check "ota-server-tls$v-$mode" "$out1"
+		for h in 1 2; do
+			out=$(runcpu "$ngx_pid" "$ngx_port" /v1/manifests/img "$tls_conns" "$tls_half" "$mode" "$v")
+			check "nginx-tls$v-$mode" "$out"
+			[[ $h == 2 ]] || out2=$out
+		done
+		out=$(merge "$out2" "$out")
+		anchor_c=$(field cps "$out")
+		anchor_cpu=$(per_cpu cps "$out")
+		echo "bench:   nginx: $(field conns "$out") connections, $(field resumed "$out") resumed, $(field dirty_closes "$out") closed without close_notify"
+		out2=$(runcpu "$server_pid" "$srv_port" /v1/manifests/img "$tls_conns" "$tls_half" "$mode" "$v")
+		check "ota-server-tls$v-$mode" "$out2"
+		out=$(merge "$out1" "$out2")
 		ours_c=$(field cps "$out")
 		ours_cpu=$(per_cpu cps "$out")
 		resumed=$(field resumed "$out")
 		echo "bench:   ota-server: $(field conns "$out") connections, $resumed resumed, $(field dirty_closes "$out") closed without close_notify"
-		out=$(runcpu "$ngx_pid" "$ngx_port" /v1/manifests/img "$tls_conns" "$tls_seconds" "$mode" "$v")
-		check "nginx-tls$v-$mode" "$out"
-		anchor_c=$(field cps "$out")
-		anchor_cpu=$(per_cpu cps "$out")
-		echo "bench:   nginx: $(field conns "$out") connections, $(field resumed "$out") resumed, $(field dirty_closes "$out") closed without close_notify"
 		if [[ $mode == full ]]; then
 			name="mTLS new connection, full handshake, TLS $v (conn/s)"
 		else

@@ -44,5 +44,14 @@
 /* Read chunks: hashing a TLS file, copying a file into the store. */
 #define SRV_TLS_FILE_CHUNK_BYTES (16u * 1024u)
 #define SRV_STORE_COPY_CHUNK_BYTES (64u * 1024u)
+/*
+ * TLS 1.2 sessions the device listener keeps to resume without decoding
+ * their tickets (a power of two; a slot taken by a newer session leaves the
+ * older one to its ticket; ~4.2 KB of heap each with its client
+ * certificate, so ~34 MB when all are taken), and what names one: a
+ * ticket's key name and IV.
+ */
+#define SRV_TLS_SESSION_CACHE_SLOTS 8192u
+#define SRV_TLS_TICKET_ID_BYTES 32u
 
 #endif

@@ -2,6 +2,7 @@
 #ifndef SRV_TICKETS_INTERNAL_H
 #define SRV_TICKETS_INTERNAL_H
 
+#include <stdbool.h>
 #include <stdint.h>
 
 #include <event2/buffer.h>
@@ -33,6 +34,7 @@
 struct srv_tls_metrics {
 	uint64_t full_handshakes;
 	uint64_t resumed; /* SSL_session_reused */
+	uint64_t resumed_cached; /* ... of which TLS 1.2 from the session cache, not the ticket */
 	uint64_t resume_rechecked; /* ticket from another CA/CRL: certificate verified again */
 	uint64_t resume_refused; /* ... and it failed, or expired: full handshake */
 	uint64_t ticket_unknown_key; /* no key of ours decrypts it: full handshake */
@@ -47,6 +49,23 @@ struct srv_tls_metrics {
  * message in err (never key bytes); on error ctx keeps its keys.
  */
 enum ota_err srv_tickets_load(SSL_CTX *ctx, const char *path, char *err, size_t err_cap);
+
+/*
+ * The TLS 1.2 session cache's side of the key callback (tls.c registers it
+ * with srv_tickets_set_cache; loop thread only). key_name and iv are a
+ * ticket's, SRV_TLS_TICKET_ID_BYTES / 2 bytes each. put: a TLS 1.2 ticket
+ * of ssl's session is being issued under them. take: a TLS 1.2 ClientHello
+ * offers such a ticket under the current encrypting key; true when the
+ * cache will resume it (the callback then declines to decrypt the ticket),
+ * false for the ticket path.
+ */
+struct srv_tickets_cache {
+	void (*put)(SSL *ssl, const unsigned char *key_name, const unsigned char *iv);
+	bool (*take)(SSL *ssl, const unsigned char *key_name, const unsigned char *iv);
+};
+
+/* Installs cache (borrowed, static; NULL: none) for every context's key callback. */
+void srv_tickets_set_cache(const struct srv_tickets_cache *cache);
 
 /* Appends the Prometheus text of metrics to out. */
 void srv_tls_metrics_render(const struct srv_tls_metrics *metrics, struct evbuffer *out);

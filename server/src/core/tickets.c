@@ -21,12 +21,15 @@
 #include <openssl/params.h>
 #include <openssl/rand.h>
 
+#include "srv-limits.h"
 #include "tickets-internal.h"
 
 #define NAME_BYTES 16u
 #define HMAC_BYTES 32u
 #define AES_BYTES 32u
 #define KEY_BYTES (NAME_BYTES + HMAC_BYTES + AES_BYTES)
+/* the session cache names a ticket by its key name and its AES-256-CBC IV (16 bytes) */
+_Static_assert(2u * NAME_BYTES == SRV_TLS_TICKET_ID_BYTES, "ticket id: key name + IV");
 
 struct ticket_key {
 	unsigned char name[NAME_BYTES];
@@ -41,6 +44,12 @@ struct ticket_keys {
 };
 
 static int keys_index = -1;
+static const struct srv_tickets_cache *session_cache; /* tls.c's, or NULL */
+
+void srv_tickets_set_cache(const struct srv_tickets_cache *cache)
+{
+	session_cache = cache;
+}
 
 static void keys_free(struct ticket_keys *keys)
 {
@@ -166,12 +175,18 @@ static int ticket_key_cb(SSL *ssl, unsigned char key_name[16], unsigned char *iv
 		    !mac_init(hctx, key))
 			return -1;
 		memcpy(key_name, key->name, NAME_BYTES);
+		if (session_cache != NULL)
+			session_cache->put(ssl, key_name, iv);
 		return 1;
 	}
 	for (size_t i = 0; i < keys->n; i++) {
 		key = &keys->keys[i];
 		if (CRYPTO_memcmp(key_name, key->name, NAME_BYTES) != 0)
 			continue;
+		/* TLS 1.2, the current key, its session kept: no decryption (tls.c) */
+		if (i == keys->encrypt && session_cache != NULL &&
+		    session_cache->take(ssl, key_name, iv))
+			return 0;
 		if (!mac_init(hctx, key) ||
 		    EVP_DecryptInit_ex(cctx, cipher, NULL, key->aes, iv) != 1)
 			return -1;
@@ -234,6 +249,11 @@ void srv_tls_metrics_render(const struct srv_tls_metrics *m, struct evbuffer *ou
 		"that resumed a session (a ticket).\n"
 		"# TYPE fleetota_tls_resumed_total counter\n"
 		"fleetota_tls_resumed_total %llu\n"
+		"# HELP fleetota_tls_resumed_cached_total TLS 1.2 sessions resumed from the "
+		"server's session cache without decoding their ticket (counted in "
+		"fleetota_tls_resumed_total too).\n"
+		"# TYPE fleetota_tls_resumed_cached_total counter\n"
+		"fleetota_tls_resumed_cached_total %llu\n"
 		"# HELP fleetota_tls_resume_rechecked_total Tickets issued under another device CA "
 		"or CRL whose certificate was verified again before resuming.\n"
 		"# TYPE fleetota_tls_resume_rechecked_total counter\n"
@@ -254,6 +274,7 @@ void srv_tls_metrics_render(const struct srv_tls_metrics *m, struct evbuffer *ou
 		"# TYPE fleetota_tls_peer_reverified_total counter\n"
 		"fleetota_tls_peer_reverified_total %llu\n",
 		(unsigned long long)m->full_handshakes, (unsigned long long)m->resumed,
-		(unsigned long long)m->resume_rechecked, (unsigned long long)m->resume_refused,
-		(unsigned long long)m->ticket_unknown_key, (unsigned long long)m->peer_reverified);
+		(unsigned long long)m->resumed_cached, (unsigned long long)m->resume_rechecked,
+		(unsigned long long)m->resume_refused, (unsigned long long)m->ticket_unknown_key,
+		(unsigned long long)m->peer_reverified);
 }

@@ -3,6 +3,7 @@
 #include <stdint.h>
 #include <stdio.h>
 #include <string.h>
+#include <time.h>
 
 #include <openssl/crypto.h>
 #include <openssl/err.h>
@@ -34,6 +35,24 @@
  * connection's client certificate again (once) when the generation moved:
  * a device revoked while it holds a keep-alive connection is refused on
  * its next request.
+ *
+ * TLS 1.2 session cache: OpenSSL decodes every ticket it takes (the client
+ * certificate inside through OpenSSL 3.0's slow key decoders: about three
+ * quarters of a resumed TLS 1.2 connection's instructions). So a TLS 1.2
+ * session that resumed through its ticket (or got a renewed one) leaves a
+ * copy in a small direct-mapped table, under the ticket's key name and IV
+ * (random, made by a replica's key callback). When a ClientHello offers a
+ * ticket of the current encrypting key whose key name and IV are in the
+ * table, the key callback declines the ticket (no
+ * decryption, no decoding), ticket_dec_cb ignores it without a new ticket,
+ * and OpenSSL asks session_get_cb for the ClientHello's session id, which
+ * returns the copy. Only a session that ticket_dec_cb would take as it is
+ * comes from the table: verified under the current CA and CRL generation,
+ * not expired, its certificate not expired, a ClientHello with a session id
+ * (OpenSSL resumes a TLS 1.2 ticket through it). Everything else (another
+ * replica's ticket, a key being rotated out, a reload since, a slot taken by
+ * a newer session) takes the ticket path as before. Like a session id, the
+ * key name and IV travel in clear; resuming still needs the master secret.
  */
 
 /*
@@ -45,6 +64,9 @@ static int stamp_index = -1; /* SSL: 1 + the generation it was verified under; N
 static int fp_index = -1; /* SSL_CTX: the store fingerprint, SRV_TLS_FP_BYTES, OPENSSL_malloc'd */
 static int metrics_index = -1; /* SSL_CTX: struct srv_tls_metrics *, borrowed */
 static int counted_index = -1; /* SSL: the handshake was counted */
+static int cache_index = -1; /* SSL_CTX: struct session_cache *, owned */
+static int pending_index = -1; /* SSL: SSL_SESSION * from the cache for session_get_cb, owned */
+static int refill_index = -1; /* SSL: the ticket id the cache missed (cache_refill), owned */
 
 #define SRV_TLS_FP_BYTES 32u
 /* A CA or CRL file larger than this is refused (a CRL of ~1M entries). */
@@ -60,6 +82,44 @@ static void fp_free(void *parent, void *ptr, CRYPTO_EX_DATA *ad, int idx, long a
 	OPENSSL_free(ptr);
 }
 
+/* TLS 1.2 sessions kept (a power of two): SRV_TLS_SESSION_CACHE_SLOTS in srv-limits.h. */
+struct session_slot {
+	unsigned char id[SRV_TLS_TICKET_ID_BYTES]; /* the ticket's key name and IV */
+	uintptr_t generation; /* verified under: 1 + the context's generation */
+	SSL_SESSION *session; /* NULL: empty */
+};
+
+struct session_cache {
+	struct session_slot slots[SRV_TLS_SESSION_CACHE_SLOTS];
+};
+
+static void cache_free(void *parent, void *ptr, CRYPTO_EX_DATA *ad, int idx, long argl, void *argp)
+{
+	struct session_cache *cache = ptr;
+
+	(void)parent;
+	(void)ad;
+	(void)idx;
+	(void)argl;
+	(void)argp;
+	if (cache == NULL)
+		return;
+	for (size_t i = 0; i < SRV_TLS_SESSION_CACHE_SLOTS; i++)
+		SSL_SESSION_free(cache->slots[i].session);
+	OPENSSL_clear_free(cache, sizeof(*cache));
+}
+
+static void pending_free(void *parent, void *ptr, CRYPTO_EX_DATA *ad, int idx, long argl,
+			 void *argp)
+{
+	(void)parent;
+	(void)ad;
+	(void)idx;
+	(void)argl;
+	(void)argp;
+	SSL_SESSION_free(ptr);
+}
+
 static bool indexes_ready(void)
 {
 	if (gen_index < 0)
@@ -72,8 +132,14 @@ static bool indexes_ready(void)
 		counted_index = SSL_get_ex_new_index(0, NULL, NULL, NULL, NULL);
 	if (stamp_index < 0)
 		stamp_index = SSL_get_ex_new_index(0, NULL, NULL, NULL, NULL);
+	if (cache_index < 0)
+		cache_index = SSL_CTX_get_ex_new_index(0, NULL, NULL, NULL, cache_free);
+	if (pending_index < 0)
+		pending_index = SSL_get_ex_new_index(0, NULL, NULL, NULL, pending_free);
+	if (refill_index < 0)
+		refill_index = SSL_get_ex_new_index(0, NULL, NULL, NULL, fp_free);
 	return gen_index >= 0 && fp_index >= 0 && metrics_index >= 0 && counted_index >= 0 &&
-	       stamp_index >= 0;
+	       stamp_index >= 0 && cache_index >= 0 && pending_index >= 0 && refill_index >= 0;
 }
 
 /* Adds the bytes of the file path to md (a missing path adds nothing). */
@@ -310,6 +376,172 @@ bool srv_tls_peer_verified(SSL *ssl)
 	return true;
 }
 
+static struct session_slot *cache_slot(SSL_CTX *ctx, const unsigned char *iv)
+{
+	struct session_cache *cache =
+		cache_index < 0 ? NULL : SSL_CTX_get_ex_data(ctx, cache_index);
+	uint64_t h;
+
+	if (cache == NULL)
+		return NULL;
+	memcpy(&h, iv, sizeof(h)); /* random, made by ticket_key_cb */
+	return &cache->slots[h & (SRV_TLS_SESSION_CACHE_SLOTS - 1u)];
+}
+
+static void ticket_id(unsigned char id[SRV_TLS_TICKET_ID_BYTES], const unsigned char *key_name,
+		      const unsigned char *iv)
+{
+	memcpy(id, key_name, SRV_TLS_TICKET_ID_BYTES / 2);
+	memcpy(id + SRV_TLS_TICKET_ID_BYTES / 2, iv, SRV_TLS_TICKET_ID_BYTES / 2);
+}
+
+/* A copy of session into slot under id, verified under ssl's stamp (the current generation). */
+static void cache_store(SSL *ssl, struct session_slot *slot, const unsigned char *id,
+			const SSL_SESSION *session)
+{
+	SSL_CTX *ctx = SSL_get_SSL_CTX(ssl);
+	SSL_SESSION *copy;
+
+	/* with client certificates: only a session verified under the current CA and CRL */
+	if (session == NULL || (SSL_CTX_get_ex_data(ctx, fp_index) != NULL && !stamped_now(ssl)))
+		return;
+	copy = SSL_SESSION_dup(session);
+	if (copy == NULL) {
+		ERR_clear_error();
+		return; /* the ticket path serves it */
+	}
+	SSL_SESSION_free(slot->session);
+	slot->session = copy;
+	slot->generation = ctx_generation(ctx) + 1;
+	memcpy(slot->id, id, SRV_TLS_TICKET_ID_BYTES);
+}
+
+/*
+ * A TLS 1.2 ticket is being issued. Only a resumed connection's session
+ * (its ticket renewed: a key being rotated out, another CA or CRL) goes
+ * into the cache here; a full handshake's waits for its first resumption
+ * (cache_refill): devices that never come back take no slot, and a full
+ * handshake keeps no session beyond its connection (a full cache of kept
+ * sessions made full TLS 1.2 handshakes ~9 % dearer in CPU, not in
+ * instructions: docs/bench.md).
+ */
+static void cache_put(SSL *ssl, const unsigned char *key_name, const unsigned char *iv)
+{
+	unsigned char id[SRV_TLS_TICKET_ID_BYTES];
+	struct session_slot *slot;
+
+	if (SSL_version(ssl) != TLS1_2_VERSION || !SSL_session_reused(ssl) ||
+	    (slot = cache_slot(SSL_get_SSL_CTX(ssl), iv)) == NULL)
+		return;
+	ticket_id(id, key_name, iv);
+	cache_store(ssl, slot, id, SSL_get_session(ssl));
+}
+
+/*
+ * ticket_dec_cb takes a TLS 1.2 ticket of the current key as it is (no new
+ * ticket, so no cache_put) that the cache missed: its first resumption, or
+ * another replica's, one from before a reload, one whose slot was taken.
+ * Its session goes into the cache now, so that its next offers skip the
+ * decoding.
+ */
+static void cache_refill(SSL *ssl, const SSL_SESSION *session)
+{
+	const unsigned char *id = SSL_get_ex_data(ssl, refill_index);
+	struct session_slot *slot;
+
+	if (id == NULL ||
+	    (slot = cache_slot(SSL_get_SSL_CTX(ssl), id + SRV_TLS_TICKET_ID_BYTES / 2)) == NULL)
+		return;
+	cache_store(ssl, slot, id, session);
+}
+
+/* Notes id (key name and IV) on ssl for cache_refill. */
+static void note_refill(SSL *ssl, const unsigned char *id)
+{
+	unsigned char *copy;
+
+	if (SSL_get_ex_data(ssl, refill_index) != NULL)
+		return;
+	copy = OPENSSL_memdup(id, SRV_TLS_TICKET_ID_BYTES);
+	if (copy != NULL && SSL_set_ex_data(ssl, refill_index, copy) != 1) {
+		OPENSSL_free(copy);
+		ERR_clear_error();
+	}
+}
+
+static bool cache_take(SSL *ssl, const unsigned char *key_name, const unsigned char *iv)
+{
+	SSL_CTX *ctx = SSL_get_SSL_CTX(ssl);
+	unsigned char id[SRV_TLS_TICKET_ID_BYTES];
+	const unsigned char *sid = NULL;
+	struct session_slot *slot;
+	SSL_SESSION *session, *copy;
+	X509 *peer;
+	size_t sid_len;
+
+	if (SSL_version(ssl) != TLS1_2_VERSION || (slot = cache_slot(ctx, iv)) == NULL)
+		return false;
+	session = slot->session;
+	ticket_id(id, key_name, iv);
+	if (session == NULL || slot->generation != ctx_generation(ctx) + 1 ||
+	    CRYPTO_memcmp(slot->id, id, sizeof(id)) != 0) {
+		note_refill(ssl, id);
+		return false;
+	}
+	/* OpenSSL looks the cache up by the ClientHello's session id only */
+	sid_len = SSL_client_hello_get0_session_id(ssl, &sid);
+	if (sid_len == 0 || sid_len > SSL_MAX_SSL_SESSION_ID_LENGTH)
+		return false;
+	/*
+	 * What OpenSSL and ticket_dec_cb would refuse goes the ticket path
+	 * (a second's margin: OpenSSL checks the time again after
+	 * session_get_cb, and a session it refuses there gets no new ticket).
+	 */
+	if ((time_t)SSL_SESSION_get_time(session) + (time_t)SSL_SESSION_get_timeout(session) <=
+	    time(NULL) + 1)
+		return false;
+	peer = SSL_SESSION_get0_peer(session);
+	if (SSL_CTX_get_ex_data(ctx, fp_index) != NULL &&
+	    (peer == NULL || X509_cmp_current_time(X509_get0_notAfter(peer)) <= 0))
+		return false;
+	/* a copy with the client's session id, which the ServerHello echoes */
+	copy = SSL_SESSION_dup(session);
+	if (copy == NULL || SSL_SESSION_set1_id(copy, sid, (unsigned)sid_len) != 1) {
+		SSL_SESSION_free(copy);
+		ERR_clear_error();
+		return false;
+	}
+	SSL_SESSION_free(SSL_get_ex_data(ssl, pending_index));
+	if (SSL_set_ex_data(ssl, pending_index, copy) != 1) {
+		SSL_SESSION_free(copy);
+		ERR_clear_error();
+		return false;
+	}
+	return true;
+}
+
+static const struct srv_tickets_cache cache_hooks = {.put = cache_put, .take = cache_take};
+
+/* OpenSSL's lookup by session id, after cache_take declined the ticket. */
+static SSL_SESSION *session_get_cb(SSL *ssl, const unsigned char *id, int id_len, int *copy)
+{
+	SSL_SESSION *session = pending_index < 0 ? NULL : SSL_get_ex_data(ssl, pending_index);
+	struct srv_tls_metrics *metrics;
+
+	(void)id;
+	(void)id_len;
+	if (session == NULL)
+		return NULL;
+	SSL_set_ex_data(ssl, pending_index, NULL);
+	*copy = 0; /* the reference passes to OpenSSL */
+	/* verified under the current store (cache_take checked the generation) */
+	stamp(ssl);
+	metrics = SSL_CTX_get_ex_data(SSL_get_SSL_CTX(ssl), metrics_index);
+	if (metrics != NULL)
+		metrics->resumed_cached++;
+	return session;
+}
+
 /* Every ticket carries the store fingerprint it was issued under. */
 static int ticket_gen_cb(SSL *ssl, void *arg)
 {
@@ -336,6 +568,9 @@ static SSL_TICKET_RETURN ticket_dec_cb(SSL *ssl, SSL_SESSION *session, const uns
 	(void)keyname;
 	(void)keyname_length;
 	(void)arg;
+	/* cache_take declined it: no new ticket, session_get_cb resumes */
+	if (status == SSL_TICKET_NO_DECRYPT && SSL_get_ex_data(ssl, pending_index) != NULL)
+		return SSL_TICKET_RETURN_IGNORE;
 	if (status == SSL_TICKET_FATAL_ERR_MALLOC || status == SSL_TICKET_FATAL_ERR_OTHER)
 		return SSL_TICKET_RETURN_ABORT;
 	if (status == SSL_TICKET_NO_DECRYPT && metrics != NULL)
@@ -363,7 +598,10 @@ static SSL_TICKET_RETURN ticket_dec_cb(SSL *ssl, SSL_SESSION *session, const uns
 	}
 	/* verified under the current store: srv_tls_peer_verified need not check again */
 	stamp(ssl);
-	return renew ? SSL_TICKET_RETURN_USE_RENEW : SSL_TICKET_RETURN_USE;
+	if (renew)
+		return SSL_TICKET_RETURN_USE_RENEW; /* the new ticket's session goes into the cache */
+	cache_refill(ssl, session);
+	return SSL_TICKET_RETURN_USE;
 }
 
 /* Counts each connection's handshake once (TLS 1.3 servers report "done" again after tickets). */
@@ -390,10 +628,29 @@ static void info_cb(const SSL *ssl, int where, int ret)
 enum ota_err srv_tls_sessions_enable(SSL_CTX *ctx, unsigned lifetime_sec,
 				     struct srv_tls_metrics *metrics)
 {
+	struct session_cache *cache;
+
 	if (!indexes_ready() || SSL_CTX_set_ex_data(ctx, metrics_index, metrics) != 1 ||
 	    SSL_CTX_set_session_ticket_cb(ctx, ticket_gen_cb, ticket_dec_cb, NULL) != 1)
 		return OTA_ERR_NOMEM;
-	SSL_CTX_set_session_cache_mode(ctx, SSL_SESS_CACHE_OFF);
+	if (SSL_CTX_get_ex_data(ctx, cache_index) == NULL) {
+		cache = OPENSSL_zalloc(sizeof(*cache));
+		if (cache == NULL || SSL_CTX_set_ex_data(ctx, cache_index, cache) != 1) {
+			OPENSSL_free(cache);
+			return OTA_ERR_NOMEM;
+		}
+	}
+	/*
+	 * OpenSSL's own cache stays off and empty: the lookup by session id is
+	 * session_get_cb's alone, which only returns what cache_take
+	 * prepared for this handshake. Without NO_INTERNAL, OpenSSL would
+	 * store each session the callback returns in its internal cache (even
+	 * with the cache mode off) and resume the next offer of that session
+	 * id from there: no generation check, no stamp.
+	 */
+	SSL_CTX_set_session_cache_mode(ctx, SSL_SESS_CACHE_OFF | SSL_SESS_CACHE_NO_INTERNAL);
+	SSL_CTX_sess_set_get_cb(ctx, session_get_cb);
+	srv_tickets_set_cache(&cache_hooks);
 	SSL_CTX_clear_options(ctx, SSL_OP_NO_TICKET);
 	/*
 	 * One TLS 1.3 ticket after a full handshake, not OpenSSL's two: a

@@ -11,7 +11,11 @@
 # again; a connection's certificate is verified once (at the handshake, or
 # when its ticket is taken), again on a request only when the CA or CRL was
 # reloaded since, and handshakes are counted after reloads too; requests sent
-# with the client's Finished (read ahead with the handshake) are answered. Every count
+# with the client's Finished (read ahead with the handshake) are answered; a
+# TLS 1.2 ticket of the current key resumes through the ticket once, which
+# keeps its session in the replica's cache, then from the cache (no ticket
+# decoding) every time it is offered (another replica's too); a ticket of a
+# key being rotated out is renewed, and the renewed one cached. Every count
 # is read from /metrics.
 source "$(dirname "$0")/lib.sh"
 API_PORT=$(free_port)
@@ -75,7 +79,7 @@ PY
 for v in 1_3 1_2; do
 	log "TLS ${v/_/.}: a session of dev-1 resumes, and the resumed connection is dev-1"
 	full0=$(m fleetota_tls_handshakes_total) res0=$(m fleetota_tls_resumed_total)
-	rev0=$(m fleetota_tls_peer_reverified_total)
+	rev0=$(m fleetota_tls_peer_reverified_total) cached0=$(m fleetota_tls_resumed_cached_total)
 	get dev-1 "$DEV_PORT" /v1/manifests/art-2 "new$v" -tls$v -sess_out "$T/dev1-$v.sess"
 	[[ $(http_status "new$v") == 200 ]] && ! reused "new$v" || fail "first connection: $(tail -5 "$T/new$v")"
 	[[ -s "$T/dev1-$v.sess" ]] || fail "no session from the first connection"
@@ -90,6 +94,21 @@ for v in 1_3 1_2; do
 	# verified at the handshake (or when the ticket was issued): not again on the request
 	[[ $(m fleetota_tls_peer_reverified_total) == "$rev0" ]] ||
 		fail "certificates verified again without a reload: $rev0 -> $(m fleetota_tls_peer_reverified_total)"
+	# TLS 1.2: the first resumption through the ticket, which leaves the
+	# session in the cache; from then on from the cache (no ticket
+	# decoding), every time the ticket is offered. TLS 1.3: the ticket.
+	[[ $(m fleetota_tls_resumed_cached_total) == "$cached0" ]] ||
+		fail "TLS ${v/_/.} first resumption from the session cache: $cached0 -> $(m fleetota_tls_resumed_cached_total)"
+	want=0
+	[[ $v == 1_3 ]] || want=1
+	for i in 1 2; do
+		get dev-1 "$DEV_PORT" /v1/manifests/art-2 "again$v" -tls$v -sess_in "$T/dev1-$v.sess"
+		reused "again$v" && [[ $(http_status "again$v") == 200 ]] ||
+			fail "TLS ${v/_/.} resumption $((i + 1)): $(grep -a -m3 'New,\|Reused\|HTTP' "$T/again$v")"
+		[[ $(m fleetota_tls_resumed_cached_total) == $((cached0 + i * want)) &&
+			$(m fleetota_tls_peer_reverified_total) == "$rev0" ]] ||
+			fail "TLS ${v/_/.} resumption $((i + 1)): cached $cached0 -> $(m fleetota_tls_resumed_cached_total) (want +$((i * want))), verified again $rev0 -> $(m fleetota_tls_peer_reverified_total)"
+	done
 done
 log "a resumed session of dev-2 is dev-2: art-2 is not assigned to it (403)"
 get dev-2 "$DEV_PORT" /v1/keylist d2new -tls1_3 -sess_out "$T/dev2.sess"
@@ -111,16 +130,66 @@ for v in 1_3 1_2; do
 	reused "r2$v" && [[ $(http_status "r2$v") == 200 ]] ||
 		fail "TLS ${v/_/.} session of replica 1 on replica 2: $(grep -a -m3 'New,\|Reused\|HTTP/' "$T/r2$v")"
 done
-[[ $(m2 fleetota_tls_resumed_total) == 2 && $(m2 fleetota_tls_handshakes_total) == 0 ]] ||
-	fail "replica 2 metrics: resumed $(m2 fleetota_tls_resumed_total), full $(m2 fleetota_tls_handshakes_total)"
+# replica 2 never saw the session: its TLS 1.2 ticket is decoded, not cached
+[[ $(m2 fleetota_tls_resumed_total) == 2 && $(m2 fleetota_tls_handshakes_total) == 0 &&
+	$(m2 fleetota_tls_resumed_cached_total) == 0 ]] ||
+	fail "replica 2 metrics: resumed $(m2 fleetota_tls_resumed_total), full $(m2 fleetota_tls_handshakes_total), cached $(m2 fleetota_tls_resumed_cached_total)"
+# ... and kept then: its next offer there resumes from replica 2's cache
+get dev-1 "$DEV_PORT2" /v1/manifests/art-2 r2again -tls1_2 -sess_in "$T/dev1-1_2.sess"
+reused r2again && [[ $(http_status r2again) == 200 && $(m2 fleetota_tls_resumed_cached_total) == 1 ]] ||
+	fail "replica 2, the same TLS 1.2 session again: cached $(m2 fleetota_tls_resumed_cached_total), want 1"
 kill -TERM "$server2_pid"
 wait "$server2_pid" || fail "second server exited with $? (sanitizer report?)"
 server2_pid=
 
 log "rotation (append a key, drop the first): sessions made before still resume"
-keys_file "$T/tickets.keys" "$K2" "$K3" "$K4"
-kill -HUP "$SERVER_PID"
-wait_for 10 grep -q "reload (SIGHUP): device listener" "$T/server.log" || fail "no reload"
+# TLS 1.2 in Python (s_client writes no renewed session): a session made
+# before the rotation resumes through its ticket (its key no longer
+# encrypts: renewed, not from the cache); the renewed one from the cache
+keys_file "$T/tickets.keys.next" "$K2" "$K3" "$K4"
+python3 - "$DEV_PORT" "$PKI" "$SERVER_PID" "$T/server.log" "$T/tickets.keys" "$API_PORT" "$TOKEN" <<'PY' ||
+import os, signal, socket, ssl, sys, time, urllib.request
+port, pki, pid, log, keys, api, token = sys.argv[1:8]
+def reloads():
+    with open(log, errors="replace") as f:
+        return f.read().count("reload (SIGHUP): device listener")
+def cached():
+    req = urllib.request.Request("http://127.0.0.1:%s/metrics" % api, headers={"Authorization": "Bearer " + token})
+    for line in urllib.request.urlopen(req, timeout=10).read().decode().splitlines():
+        if line.startswith("fleetota_tls_resumed_cached_total "):
+            return int(line.split()[1])
+    raise AssertionError("no fleetota_tls_resumed_cached_total")
+ctx = ssl.SSLContext(ssl.PROTOCOL_TLS_CLIENT)
+ctx.minimum_version = ctx.maximum_version = ssl.TLSVersion.TLSv1_2
+ctx.load_verify_locations(pki + "/server-ca.crt")
+ctx.load_cert_chain(pki + "/devices/dev-1.crt", pki + "/devices/dev-1.key")
+def connect(session=None):
+    with socket.create_connection(("127.0.0.1", int(port)), timeout=10) as raw:
+        with ctx.wrap_socket(raw, server_hostname="127.0.0.1", session=session) as s:
+            s.sendall(b"GET /v1/keylist HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n")
+            data = b""
+            while True:
+                chunk = s.recv(65536)
+                if not chunk:
+                    break
+                data += chunk
+            assert data.startswith(b"HTTP/1.1 200"), data[:40]
+            return s.session_reused, s.session
+_, before = connect()
+n = reloads()
+os.rename(keys + ".next", keys)
+os.kill(int(pid), signal.SIGHUP)
+deadline = time.monotonic() + 10
+while reloads() == n:
+    assert time.monotonic() < deadline, "no reload"
+    time.sleep(0.1)
+c0 = cached()
+reused, renewed = connect(before)
+assert reused and cached() == c0, ("made before the rotation", reused, c0, cached())
+reused, _ = connect(renewed)
+assert reused and cached() == c0 + 1, ("renewed", reused, c0, cached())
+PY
+	fail "TLS 1.2 sessions across a ticket key rotation"
 get dev-1 "$DEV_PORT" /v1/keylist rot -tls1_3 -sess_in "$T/dev1-1_3.sess" -sess_out "$T/dev1-rot.sess"
 reused rot && [[ $(http_status rot) == 200 ]] || fail "after rotation: $(grep -a -m3 'New,\|Reused\|HTTP' "$T/rot")"
 
