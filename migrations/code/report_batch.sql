@@ -343,7 +343,11 @@ CREATE OR REPLACE FUNCTION report_rollout_set(p_devices text[], p_states text[],
                                               p_report_states text[] DEFAULT NULL)
 RETURNS TABLE (device_id text, changes bigint)
 LANGUAGE plpgsql
-SET plan_cache_mode = force_generic_plan SET jit = off
+-- enable_seqscan = off: every row it reads is reached by key; the generic
+-- plan, made once per connection (often while the fleet registers and
+-- campaign_devices and assignments are nearly empty), hash-joined a whole
+-- table scan of assignments per round otherwise
+SET plan_cache_mode = force_generic_plan SET jit = off SET enable_seqscan = off
 AS $$
 #variable_conflict use_column
 DECLARE
