@@ -142,14 +142,16 @@ BEGIN
 		running_sha256 = EXCLUDED.running_sha256,
 		last_seen = report_seen_at(d.last_seen); -- at most once a grain (report.sql)
 
+	-- the assignments the stored reports name, in one statement
+	UPDATE assignments a SET state = u.report->>'state', error = u.report->>'error', updated_at = now()
+	FROM unnest(p_devices, p_reports, v_outcome) AS u(device_id, report, outcome)
+	WHERE u.outcome = 'stored' AND a.device_id = u.device_id AND a.artifact_id = u.report->>'artifact'
+	  AND u.report->>'artifact' <> '';
+
 	-- the rollout engine for every stored report at once (report_ingest's
 	-- calls: a refused delta the device falls back from is no failed install,
 	-- deltas.sql; report_rollout_set below is rollout_report over a set),
-	-- with the assignments the stored reports name (report_ingest's
-	-- assignments update, before rollout_report's: given p_artifacts,
-	-- report_rollout_set writes each assignment row once with what the two
-	-- updates leave), then post-install health (StatusReport 30..32) per
-	-- report that has it
+	-- then post-install health (StatusReport 30..32) per report that has it
 	FOR r IN
 		WITH st AS (
 			SELECT u.ord, u.device_id, u.report,
@@ -164,15 +166,12 @@ BEGIN
 			       array_agg((st.report->>'keylist_version')::bigint ORDER BY st.device_id) AS kls,
 			       array_agg((st.report->>'rootlist_version')::bigint ORDER BY st.device_id) AS rls,
 			       array_agg(st.report->>'error' ORDER BY st.device_id) AS errors,
-			       array_agg(st.report->>'campaign_id' ORDER BY st.device_id) AS campaigns,
-			       array_agg(st.report->>'artifact' ORDER BY st.device_id) AS artifacts,
-			       array_agg(st.report->>'state' ORDER BY st.device_id) AS report_states
+			       array_agg(st.report->>'campaign_id' ORDER BY st.device_id) AS campaigns
 			FROM st
 		)
 		SELECT st.ord, coalesce(x.changes, 0) AS changes
 		FROM st LEFT JOIN (SELECT s.* FROM agg, report_rollout_set(agg.devices, agg.states, agg.vcs, agg.kls,
-		                                                           agg.rls, agg.errors, agg.campaigns,
-		                                                           agg.artifacts, agg.report_states) s) x
+		                                                           agg.rls, agg.errors, agg.campaigns) s) x
 		     ON x.device_id = st.device_id
 	LOOP
 		v_changes[r.ord] := r.changes;
@@ -329,25 +328,12 @@ END $$;
 -- (devices with none left out). rollout_report's rules copied: a change to
 -- them is a change to both (test report-ingest-batch compares the two, case
 -- by case, over every campaign-row state a report can meet).
--- p_artifacts, p_report_states (the reports' artifact and state as sent;
--- NULL: not given): report_ingest's own assignments update too, folded into
--- rollout_report's: the row a report names (its artifact) takes the report's
--- state and error, then a campaign row that changed gives its assignment
--- its state, and each assignment row is written once with the result of the
--- two (twice, with each rewrite of a row this transaction wrote again
--- checking both foreign keys by query, was most of the batch's row updates).
-DROP FUNCTION IF EXISTS report_rollout_set(text[], text[], bigint[], bigint[], bigint[], text[], text[]);
 CREATE OR REPLACE FUNCTION report_rollout_set(p_devices text[], p_states text[], p_version_codes bigint[],
                                               p_keylists bigint[], p_rootlists bigint[], p_errors text[],
-                                              p_campaigns text[], p_artifacts text[] DEFAULT NULL,
-                                              p_report_states text[] DEFAULT NULL)
+                                              p_campaigns text[])
 RETURNS TABLE (device_id text, changes bigint)
 LANGUAGE plpgsql
--- enable_seqscan = off: every row it reads is reached by key; the generic
--- plan, made once per connection (often while the fleet registers and
--- campaign_devices and assignments are nearly empty), hash-joined a whole
--- table scan of assignments per round otherwise
-SET plan_cache_mode = force_generic_plan SET jit = off SET enable_seqscan = off
+SET plan_cache_mode = force_generic_plan SET jit = off
 AS $$
 #variable_conflict use_column
 DECLARE
@@ -442,33 +428,10 @@ BEGIN
 		       OR m.reported_version_code IS DISTINCT FROM coalesce(nxt.vc, m.reported_version_code)
 		       OR (nxt.addressed AND nxt.new_state NOT IN ('failed', 'timed_out')))
 		RETURNING m.campaign_id, m.device_id, m.state, nxt.old_state
-	), rep AS (
-		-- the rows the reports name (report_ingest's update)
-		SELECT r.device_id, r.artifact AS artifact_id, r.state AS r_state, r.error AS r_error
-		FROM unnest(p_devices, p_artifacts, p_report_states, p_errors) AS r(device_id, artifact, state, error)
-		WHERE r.artifact <> ''
-	), cam AS (
-		-- the rows of the campaign rows that changed (rollout_report's)
-		SELECT x.device_id, x.artifact_id, upd.state AS c_state
-		FROM upd JOIN assignments x ON x.device_id = upd.device_id AND x.campaign_id = upd.campaign_id
-	), f AS (
-		SELECT coalesce(rep.device_id, cam.device_id) AS device_id,
-		       coalesce(rep.artifact_id, cam.artifact_id) AS artifact_id,
-		       rep.device_id IS NOT NULL AS by_report, rep.r_state, rep.r_error, cam.c_state
-		FROM rep FULL JOIN cam ON cam.device_id = rep.device_id AND cam.artifact_id = rep.artifact_id
 	), asg AS (
-		-- the state after the report's update, then the campaign row's if
-		-- it differs (rollout_report: x.state <> upd.state), in one write
-		UPDATE assignments x
-		SET state = CASE WHEN f.c_state <> CASE WHEN f.by_report THEN f.r_state ELSE x.state END
-		                 THEN f.c_state
-		                 WHEN f.by_report THEN f.r_state ELSE x.state END,
-		    error = CASE WHEN f.by_report THEN f.r_error ELSE x.error END,
-		    updated_at = CASE WHEN f.c_state <> CASE WHEN f.by_report THEN f.r_state ELSE x.state END
-		                      THEN v_now ELSE now() END
-		FROM f
-		WHERE x.device_id = f.device_id AND x.artifact_id = f.artifact_id
-		  AND (f.by_report OR x.state <> f.c_state)
+		UPDATE assignments x SET state = upd.state, updated_at = v_now
+		FROM upd
+		WHERE x.device_id = upd.device_id AND x.campaign_id = upd.campaign_id AND x.state <> upd.state
 		RETURNING 1
 	)
 	SELECT upd.device_id, count(*) FILTER (WHERE upd.state <> upd.old_state) FROM upd GROUP BY upd.device_id;

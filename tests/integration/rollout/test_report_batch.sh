@@ -300,56 +300,6 @@ expect_eq "the cases reach every rule" \
 	"$(q "SELECT string_agg(DISTINCT m.state, ',' ORDER BY m.state) FROM campaign_devices m WHERE m.device_id LIKE 'dfa%'
 	        AND m.updated_at > (SELECT min(admitted_at) FROM campaign_devices WHERE device_id LIKE 'dfa%')
 	        AND m.last_report_at IS NOT NULL")" "confirmed,downloading,failed,installed,notified,pending,timed_out"
-# the batch's call (report_rollout_set given the reports' artifacts and
-# states: each assignment row written once) against report_ingest's two
-# statements (the report's own assignments update, then rollout_report),
-# case by case: devices c by the two, d by the set, each report naming the
-# campaign's artifact, none or another
-q "INSERT INTO devices (device_id, model) SELECT s || lpad(i::text, 5, '0'), 'm9' FROM t_case, unnest(ARRAY['dfc', 'dfd']) s;
-   INSERT INTO campaign_devices (campaign_id, device_id, stage_no, step, needed_keylist, state, attempts, admit_seq,
-                                 admitted_at, reported_version_code)
-   SELECT c.campaign_id, s || lpad(c.i::text, 5, '0'), 1, CASE WHEN c.campaign_id IN ('df', 'dd') THEN c.step ELSE 'firmware' END,
-          2, c.row_state, c.attempts, c.i, now(), CASE WHEN c.i % 3 = 0 THEN 100 END
-   FROM t_case c, unnest(ARRAY['dfc', 'dfd']) s
-   UNION ALL
-   SELECT 'df', s || lpad(c.i::text, 5, '0'), 1, 'firmware', 0, 'notified', 0, c.i, now(), NULL
-   FROM t_case c, unnest(ARRAY['dfc', 'dfd']) s WHERE c.i % 7 = 0 AND c.campaign_id <> 'df';
-   INSERT INTO assignments (device_id, artifact_id, campaign_id, state, error)
-   SELECT m.device_id, 'fw-9', m.campaign_id, 'notified', 'OTA_ERR_OLD' FROM campaign_devices m
-   WHERE m.campaign_id = 'df' AND (m.device_id LIKE 'dfc%' OR m.device_id LIKE 'dfd%');
-   ALTER TABLE t_case ADD COLUMN artifact text;
-   UPDATE t_case SET artifact = (ARRAY['fw-9', '', 'fw-x'])[1 + (i * 11) % 3]"
-q "UPDATE assignments a SET state = c.state, error = c.error, updated_at = now()
-   FROM t_case c WHERE a.device_id = 'dfc' || lpad(c.i::text, 5, '0') AND a.artifact_id = c.artifact
-     AND c.artifact <> '';
-   SELECT count(rollout_report('dfc' || lpad(c.i::text, 5, '0'), c.state, c.vc, c.kl, c.rl, c.error,
-                               c.report_campaign)) FROM t_case c;
-   SELECT count(*) FROM report_rollout_set(
-     (SELECT array_agg('dfd' || lpad(i::text, 5, '0') ORDER BY i) FROM t_case),
-     (SELECT array_agg(state ORDER BY i) FROM t_case), (SELECT array_agg(vc::bigint ORDER BY i) FROM t_case),
-     (SELECT array_agg(kl::bigint ORDER BY i) FROM t_case), (SELECT array_agg(rl::bigint ORDER BY i) FROM t_case),
-     (SELECT array_agg(error ORDER BY i) FROM t_case), (SELECT array_agg(report_campaign ORDER BY i) FROM t_case),
-     (SELECT array_agg(artifact ORDER BY i) FROM t_case), (SELECT array_agg(state ORDER BY i) FROM t_case))" >/dev/null
-pair2() { # WHAT SQL ROWS: rows with p (dfc, dfd) and k, equal for both
-	local a="SELECT to_jsonb(x) - 'p' FROM ($2) x WHERE p = 'dfc'" b="SELECT to_jsonb(x) - 'p' FROM ($2) x WHERE p = 'dfd'"
-	expect_eq "$1" "$(q "SELECT count(*), (SELECT count(*) FROM ($a) o)
-	                     FROM (($a EXCEPT ALL $b) UNION ALL ($b EXCEPT ALL $a)) d")" "0|$3"
-}
-pair2 "assignments written once: the same rows as report_ingest's two updates" \
-	"SELECT left(device_id, 3) AS p, substr(device_id, 4) AS k, campaign_id, state, error,
-	        updated_at > created_at AS updated FROM assignments WHERE device_id LIKE 'dfc%' OR device_id LIKE 'dfd%'" \
-	"$(q "SELECT count(*) FROM assignments WHERE device_id LIKE 'dfc%'")"
-pair2 "assignments written once: the same campaign rows" \
-	"SELECT left(device_id, 3) AS p, substr(device_id, 4) AS k, campaign_id, state, step, attempts, error, reconciled,
-	        reported_version_code, reported_keylist, done_at IS NOT NULL AS done FROM campaign_devices
-	 WHERE device_id LIKE 'dfc%' OR device_id LIKE 'dfd%'" \
-	"$(q "SELECT count(*) FROM campaign_devices WHERE device_id LIKE 'dfc%'")"
-expect_eq "assignments written once: the cases reach both updates, each alone and both on one row" \
-	"$(q "SELECT count(*) FILTER (WHERE a.state = c.state AND a.error = c.error AND c.artifact = 'fw-9') > 0,
-	             count(*) FILTER (WHERE a.state <> c.state AND c.artifact = 'fw-9') > 0,
-	             count(*) FILTER (WHERE a.state <> 'notified' AND c.artifact <> 'fw-9') > 0,
-	             count(*) FILTER (WHERE a.state = 'notified' AND a.error = 'OTA_ERR_OLD') > 0
-	      FROM assignments a JOIN t_case c ON a.device_id = 'dfd' || lpad(c.i::text, 5, '0')")" "t|t|t|t"
 expect_sqlstate "an unknown device state refused as rollout_report refuses it" FO422 \
 	"SELECT * FROM report_rollout_set(ARRAY['dfb00001'], ARRAY['sleeping'], ARRAY[1::bigint], ARRAY[1::bigint],
 	   ARRAY[0::bigint], ARRAY[''], ARRAY[''])"
