@@ -43,9 +43,12 @@ $$;
 
 -- report_ingest_batch's work for reports of distinct devices (one round):
 -- arguments and result as report_ingest_batch's; the caller validated the
--- arrays and locked the devices' rows.
+-- arrays and locked the devices' rows. p_events false: the reports' events
+-- are left to the caller (new_events and refusal_events 0), which stores
+-- them for all rounds at once (report_batch_events).
+DROP FUNCTION IF EXISTS report_ingest_distinct(text[], jsonb[], bytea[], integer[]);
 CREATE OR REPLACE FUNCTION report_ingest_distinct(p_devices text[], p_reports jsonb[], p_digests bytea[],
-                                                  p_refused integer[] DEFAULT NULL)
+                                                  p_refused integer[] DEFAULT NULL, p_events boolean DEFAULT true)
 RETURNS TABLE (ord integer, outcome text, new_events bigint, campaign_changes bigint, suspect boolean,
                refusal_events bigint)
 LANGUAGE plpgsql
@@ -189,41 +192,44 @@ BEGIN
 
 	-- the events of stored and stale reports, in one insert: each (device,
 	-- seq) once, the first in the report as report_ingest's insert keeps it
-	FOR r IN
-		WITH src AS (
-			SELECT DISTINCT ON (u.device_id, e.seq) u.ord, e.idx, u.device_id, e.seq, e.kind, e.error,
-			       e.version, e.version_code, e.security_counter, e.detail,
-			       coalesce(nullif(e.campaign_id, ''), u.report->>'campaign_id') AS campaign_id, e.time
-			FROM unnest(p_devices, p_reports, v_outcome) WITH ORDINALITY AS u(device_id, report, outcome, ord)
-			CROSS JOIN LATERAL ROWS FROM (jsonb_to_recordset(u.report->'events')
-			         AS (seq bigint, kind text, error text, version text, version_code bigint,
-			             security_counter bigint, detail text, campaign_id text, time bigint))
-			     WITH ORDINALITY AS e(seq, kind, error, version, version_code, security_counter, detail,
-			                          campaign_id, time, idx)
-			WHERE u.outcome IN ('stored', 'stale')
-			ORDER BY u.device_id, e.seq, e.idx
-		), ins AS (
-			INSERT INTO device_events (device_id, seq, kind, error, version, version_code,
-			                           security_counter, detail, campaign_id, device_time)
-			SELECT s.device_id, s.seq, s.kind, s.error, s.version, s.version_code, s.security_counter,
-			       s.detail, s.campaign_id, s.time
-			FROM src s ORDER BY s.ord, s.idx
-			ON CONFLICT (device_id, seq) DO NOTHING
-			RETURNING device_id, seq
-		)
-		SELECT s.ord, count(*) AS n,
-		       coalesce(array_agg(format('event %s %s: %s', s.seq, s.kind, s.error) ORDER BY s.idx)
-		                FILTER (WHERE report_security_error(s.error)), '{}') AS refusals
-		FROM ins JOIN src s ON s.device_id = ins.device_id AND s.seq = ins.seq
-		GROUP BY s.ord
-	LOOP
-		v_events[r.ord] := r.n;
-		v_refusals[r.ord] := cardinality(r.refusals);
-		-- each new event once: a device re-sends its newest events in every report
-		FOR i IN 1 .. cardinality(r.refusals) LOOP
-			PERFORM security_event(p_devices[r.ord], 'refusal', r.refusals[i]);
+	-- (p_events false: the caller's, report_batch_events)
+	IF p_events THEN
+		FOR r IN
+			WITH src AS (
+				SELECT DISTINCT ON (u.device_id, e.seq) u.ord, e.idx, u.device_id, e.seq, e.kind, e.error,
+				       e.version, e.version_code, e.security_counter, e.detail,
+				       coalesce(nullif(e.campaign_id, ''), u.report->>'campaign_id') AS campaign_id, e.time
+				FROM unnest(p_devices, p_reports, v_outcome) WITH ORDINALITY AS u(device_id, report, outcome, ord)
+				CROSS JOIN LATERAL ROWS FROM (jsonb_to_recordset(u.report->'events')
+				         AS (seq bigint, kind text, error text, version text, version_code bigint,
+				             security_counter bigint, detail text, campaign_id text, time bigint))
+				     WITH ORDINALITY AS e(seq, kind, error, version, version_code, security_counter, detail,
+				                          campaign_id, time, idx)
+				WHERE u.outcome IN ('stored', 'stale')
+				ORDER BY u.device_id, e.seq, e.idx
+			), ins AS (
+				INSERT INTO device_events (device_id, seq, kind, error, version, version_code,
+				                           security_counter, detail, campaign_id, device_time)
+				SELECT s.device_id, s.seq, s.kind, s.error, s.version, s.version_code, s.security_counter,
+				       s.detail, s.campaign_id, s.time
+				FROM src s ORDER BY s.ord, s.idx
+				ON CONFLICT (device_id, seq) DO NOTHING
+				RETURNING device_id, seq
+			)
+			SELECT s.ord, count(*) AS n,
+			       coalesce(array_agg(format('event %s %s: %s', s.seq, s.kind, s.error) ORDER BY s.idx)
+			                FILTER (WHERE report_security_error(s.error)), '{}') AS refusals
+			FROM ins JOIN src s ON s.device_id = ins.device_id AND s.seq = ins.seq
+			GROUP BY s.ord
+		LOOP
+			v_events[r.ord] := r.n;
+			v_refusals[r.ord] := cardinality(r.refusals);
+			-- each new event once: a device re-sends its newest events in every report
+			FOR i IN 1 .. cardinality(r.refusals) LOOP
+				PERFORM security_event(p_devices[r.ord], 'refusal', r.refusals[i]);
+			END LOOP;
 		END LOOP;
-	END LOOP;
+	END IF;
 
 	IF p_refused IS NOT NULL AND 0 < ANY (p_refused) THEN
 		FOR r IN SELECT u.device_id, u.refused
@@ -268,6 +274,7 @@ DECLARE
 	v_changes bigint[];
 	v_suspect boolean[];
 	v_refusals bigint[];
+	v_events_after boolean;
 	r record;
 BEGIN
 	IF v_n > report_batch_max() THEN
@@ -300,6 +307,14 @@ BEGIN
 		             ORDER BY i.ord;
 		RETURN;
 	END IF;
+	-- the events of every round in one insert after the rounds (one
+	-- statement instead of one a round; the rows, their order and each
+	-- report's new_events as the rounds' own inserts leave them), unless an
+	-- event carries a security refusal: its security event and the suspect
+	-- flag belong to its round, so then each round stores its own
+	v_events_after := NOT EXISTS (SELECT 1 FROM unnest(p_reports) AS u(report)
+	                              CROSS JOIN LATERAL jsonb_to_recordset(u.report->'events') AS e(error text)
+	                              WHERE report_security_error(e.error));
 	FOR k IN 1 .. v_rounds LOOP
 		SELECT array_agg(u.ord ORDER BY u.ord), array_agg(u.device_id ORDER BY u.ord),
 		       array_agg(u.report ORDER BY u.ord), array_agg(u.digest ORDER BY u.ord),
@@ -308,7 +323,8 @@ BEGIN
 		FROM unnest(p_devices, p_reports, p_digests, p_refused, v_round)
 		     WITH ORDINALITY AS u(device_id, report, digest, refused, round, ord)
 		WHERE u.round = k;
-		FOR r IN SELECT * FROM report_ingest_distinct(v_devices, v_reports, v_digests, v_refused) LOOP
+		FOR r IN SELECT * FROM report_ingest_distinct(v_devices, v_reports, v_digests, v_refused,
+		                                              NOT v_events_after) LOOP
 			v_outcome[v_ords[r.ord]] := r.outcome;
 			v_events[v_ords[r.ord]] := r.new_events;
 			v_changes[v_ords[r.ord]] := r.campaign_changes;
@@ -316,6 +332,40 @@ BEGIN
 			v_refusals[v_ords[r.ord]] := r.refusal_events;
 		END LOOP;
 	END LOOP;
+	IF v_events_after THEN
+		-- report_ingest_distinct's insert over all rounds: each (device, seq)
+		-- once, from the device's first report that has it, inserted round by
+		-- round in report order
+		FOR r IN
+			WITH src AS (
+				SELECT DISTINCT ON (u.device_id, e.seq) u.ord, u.round, e.idx, u.device_id, e.seq, e.kind,
+				       e.error, e.version, e.version_code, e.security_counter, e.detail,
+				       coalesce(nullif(e.campaign_id, ''), u.report->>'campaign_id') AS campaign_id, e.time
+				FROM unnest(p_devices, p_reports, v_outcome, v_round)
+				     WITH ORDINALITY AS u(device_id, report, outcome, round, ord)
+				CROSS JOIN LATERAL ROWS FROM (jsonb_to_recordset(u.report->'events')
+				         AS (seq bigint, kind text, error text, version text, version_code bigint,
+				             security_counter bigint, detail text, campaign_id text, time bigint))
+				     WITH ORDINALITY AS e(seq, kind, error, version, version_code, security_counter, detail,
+				                          campaign_id, time, idx)
+				WHERE u.outcome IN ('stored', 'stale')
+				ORDER BY u.device_id, e.seq, u.ord, e.idx
+			), ins AS (
+				INSERT INTO device_events (device_id, seq, kind, error, version, version_code,
+				                           security_counter, detail, campaign_id, device_time)
+				SELECT s.device_id, s.seq, s.kind, s.error, s.version, s.version_code, s.security_counter,
+				       s.detail, s.campaign_id, s.time
+				FROM src s ORDER BY s.round, s.ord, s.idx
+				ON CONFLICT (device_id, seq) DO NOTHING
+				RETURNING device_id, seq
+			)
+			SELECT s.ord, count(*) AS n
+			FROM ins JOIN src s ON s.device_id = ins.device_id AND s.seq = ins.seq
+			GROUP BY s.ord
+		LOOP
+			v_events[r.ord] := r.n;
+		END LOOP;
+	END IF;
 	RETURN QUERY
 	SELECT i, v_outcome[i], v_events[i], v_changes[i], v_suspect[i], v_refusals[i]
 	FROM generate_series(1, v_n) AS i;
