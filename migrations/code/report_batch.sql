@@ -275,6 +275,15 @@ DECLARE
 	v_suspect boolean[];
 	v_refusals bigint[];
 	v_events_after boolean;
+	-- the reports sorted by round, and a round's bounds in them
+	s_ords integer[];
+	s_devices text[];
+	s_reports jsonb[];
+	s_digests bytea[];
+	s_refused integer[];
+	s_rounds integer[];
+	v_lo integer;
+	v_hi integer;
 	r record;
 BEGIN
 	IF v_n > report_batch_max() THEN
@@ -298,10 +307,18 @@ BEGIN
 	PERFORM 1
 	FROM (SELECT DISTINCT u.device_id FROM unnest(p_devices) AS u(device_id) ORDER BY u.device_id) u
 	CROSS JOIN LATERAL (SELECT 1 FROM devices d WHERE d.device_id = u.device_id OFFSET 0 FOR UPDATE) l;
-	-- round k: the k-th report of each device in the batch
-	SELECT array_agg(x.round ORDER BY x.ord), max(x.round) INTO v_round, v_rounds
-	FROM (SELECT u.ord, row_number() OVER (PARTITION BY u.device_id ORDER BY u.ord)::integer AS round
-	      FROM unnest(p_devices) WITH ORDINALITY AS u(device_id, ord)) x;
+	-- round k: the k-th report of each device in the batch; the reports
+	-- also sorted by round (s_*), each round a slice of them (one statement
+	-- a batch, not one a round)
+	SELECT array_agg(x.round ORDER BY x.ord), max(x.round),
+	       array_agg(x.ord ORDER BY x.round, x.ord), array_agg(x.device_id ORDER BY x.round, x.ord),
+	       array_agg(x.report ORDER BY x.round, x.ord), array_agg(x.digest ORDER BY x.round, x.ord),
+	       array_agg(x.refused ORDER BY x.round, x.ord), array_agg(x.round ORDER BY x.round, x.ord)
+	INTO v_round, v_rounds, s_ords, s_devices, s_reports, s_digests, s_refused, s_rounds
+	FROM (SELECT u.ord::integer AS ord, u.device_id, u.report, u.digest, u.refused,
+	             row_number() OVER (PARTITION BY u.device_id ORDER BY u.ord)::integer AS round
+	      FROM unnest(p_devices, p_reports, p_digests, p_refused)
+	           WITH ORDINALITY AS u(device_id, report, digest, refused, ord)) x;
 	IF v_rounds = 1 THEN
 		RETURN QUERY SELECT * FROM report_ingest_distinct(p_devices, p_reports, p_digests, p_refused) i
 		             ORDER BY i.ord;
@@ -316,13 +333,13 @@ BEGIN
 	                              CROSS JOIN LATERAL jsonb_to_recordset(u.report->'events') AS e(error text)
 	                              WHERE report_security_error(e.error));
 	FOR k IN 1 .. v_rounds LOOP
-		SELECT array_agg(u.ord ORDER BY u.ord), array_agg(u.device_id ORDER BY u.ord),
-		       array_agg(u.report ORDER BY u.ord), array_agg(u.digest ORDER BY u.ord),
-		       array_agg(u.refused ORDER BY u.ord)
-		INTO v_ords, v_devices, v_reports, v_digests, v_refused
-		FROM unnest(p_devices, p_reports, p_digests, p_refused, v_round)
-		     WITH ORDINALITY AS u(device_id, report, digest, refused, round, ord)
-		WHERE u.round = k;
+		v_lo := array_position(s_rounds, k);
+		v_hi := CASE WHEN k < v_rounds THEN array_position(s_rounds, k + 1) - 1 ELSE v_n END;
+		v_ords := s_ords[v_lo:v_hi];
+		v_devices := s_devices[v_lo:v_hi];
+		v_reports := s_reports[v_lo:v_hi];
+		v_digests := s_digests[v_lo:v_hi];
+		v_refused := s_refused[v_lo:v_hi];
 		FOR r IN SELECT * FROM report_ingest_distinct(v_devices, v_reports, v_digests, v_refused,
 		                                              NOT v_events_after) LOOP
 			v_outcome[v_ords[r.ord]] := r.outcome;
@@ -390,12 +407,18 @@ DECLARE
 	v_now timestamptz := clock_timestamp();
 	v_bad text;
 BEGIN
-	SELECT x INTO v_bad FROM unnest(p_states) WITH ORDINALITY AS u(x, o)
-	WHERE lower(coalesce(x, '')) NOT IN ('idle', 'downloading', 'verifying', 'pending', 'trial', 'confirmed',
-	                                     'reverted', 'rejected', 'failed', 'unspecified', 'unknown')
-	ORDER BY o LIMIT 1;
-	IF found THEN
-		PERFORM rollout_fail('FO422', 'state: unknown device state ' || lower(coalesce(v_bad, '')));
+	-- every state known: an expression (the array's text lower-cased, NULL
+	-- elements stay NULL and fail), no statement; else the first unknown
+	IF NOT coalesce(lower(p_states::text)::text[] <@ ARRAY['idle', 'downloading', 'verifying', 'pending', 'trial',
+	                                                      'confirmed', 'reverted', 'rejected', 'failed',
+	                                                      'unspecified', 'unknown'], false) THEN
+		SELECT x INTO v_bad FROM unnest(p_states) WITH ORDINALITY AS u(x, o)
+		WHERE lower(coalesce(x, '')) NOT IN ('idle', 'downloading', 'verifying', 'pending', 'trial', 'confirmed',
+		                                     'reverted', 'rejected', 'failed', 'unspecified', 'unknown')
+		ORDER BY o LIMIT 1;
+		IF found THEN
+			PERFORM rollout_fail('FO422', 'state: unknown device state ' || lower(coalesce(v_bad, '')));
+		END IF;
 	END IF;
 	RETURN QUERY
 	WITH inp AS (
