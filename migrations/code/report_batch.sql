@@ -45,10 +45,15 @@ $$;
 -- arguments and result as report_ingest_batch's; the caller validated the
 -- arrays and locked the devices' rows. p_events false: the reports' events
 -- are left to the caller (new_events and refusal_events 0), which stores
--- them for all rounds at once (report_batch_events).
+-- them for all rounds at once. p_outcomes (not NULL): the caller classified
+-- the reports and stored the registry rows for all rounds at once, and no
+-- report of the batch makes a security event: the round updates the
+-- assignments and runs the rollout engine only (suspect NULL: the caller's).
 DROP FUNCTION IF EXISTS report_ingest_distinct(text[], jsonb[], bytea[], integer[]);
+DROP FUNCTION IF EXISTS report_ingest_distinct(text[], jsonb[], bytea[], integer[], boolean);
 CREATE OR REPLACE FUNCTION report_ingest_distinct(p_devices text[], p_reports jsonb[], p_digests bytea[],
-                                                  p_refused integer[] DEFAULT NULL, p_events boolean DEFAULT true)
+                                                  p_refused integer[] DEFAULT NULL, p_events boolean DEFAULT true,
+                                                  p_outcomes text[] DEFAULT NULL)
 RETURNS TABLE (ord integer, outcome text, new_events bigint, campaign_changes bigint, suspect boolean,
                refusal_events bigint)
 LANGUAGE plpgsql
@@ -68,8 +73,9 @@ DECLARE
 BEGIN
 	IF v_n = 0 THEN
 		RETURN;
-	ELSIF v_n = 1 THEN
-		-- one report: report_ingest itself (fewer statements, the same rows)
+	ELSIF v_n = 1 AND p_events AND p_outcomes IS NULL THEN
+		-- one report: report_ingest itself (fewer statements, the same rows;
+		-- not when the caller stores the events or the registry rows)
 		RETURN QUERY SELECT 1, i.* FROM report_ingest(p_devices[1], p_reports[1], p_digests[1],
 		                                               coalesce(p_refused[1], 0)) i;
 		RETURN;
@@ -77,6 +83,11 @@ BEGIN
 	v_events := array_fill(0::bigint, ARRAY[v_n]);
 	v_changes := array_fill(0::bigint, ARRAY[v_n]);
 	v_refusals := array_fill(0::bigint, ARRAY[v_n]);
+	IF p_outcomes IS NOT NULL THEN
+		v_outcome := p_outcomes;
+		SELECT bool_or(coalesce((u.report->>'health_known')::boolean, false) AND u.outcome = 'stored')
+		INTO v_health FROM unnest(p_reports, v_outcome) AS u(report, outcome);
+	ELSE
 	-- report_ingest's classification against the stored row
 	SELECT array_agg(c.outcome ORDER BY c.ord), bool_or(c.several), bool_or(c.health AND c.outcome = 'stored')
 	INTO v_outcome, v_twice, v_health
@@ -144,6 +155,7 @@ BEGIN
 		last_report_sha256 = EXCLUDED.last_report_sha256,
 		running_sha256 = EXCLUDED.running_sha256,
 		last_seen = report_seen_at(d.last_seen); -- at most once a grain (report.sql)
+	END IF;
 
 	-- the assignments the stored reports name, in one statement
 	UPDATE assignments a SET state = u.report->>'state', error = u.report->>'error', updated_at = now()
@@ -242,6 +254,12 @@ BEGIN
 	END IF;
 
 	-- the suspect flags as the round left them, read by key in the result
+	IF p_outcomes IS NOT NULL THEN
+		RETURN QUERY
+		SELECT i, v_outcome[i], v_events[i], v_changes[i], NULL::boolean, v_refusals[i]
+		FROM generate_series(1, v_n) AS i;
+		RETURN;
+	END IF;
 	RETURN QUERY
 	SELECT i, v_outcome[i], v_events[i], v_changes[i],
 	       coalesce((SELECT d.suspect FROM devices d WHERE d.device_id = p_devices[i]), false), v_refusals[i]
