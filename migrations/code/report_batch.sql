@@ -302,6 +302,16 @@ DECLARE
 	s_rounds integer[];
 	v_lo integer;
 	v_hi integer;
+	-- the registry once a batch: its devices' stored rows, outcomes
+	v_registry boolean;
+	dv_ids text[];
+	dv_dec boolean[];
+	dv_seq bigint[];
+	dv_sha bytea[];
+	v_all text[];
+	s_all text[];
+	v_j integer;
+	v_seq bigint;
 	r record;
 BEGIN
 	IF v_n > report_batch_max() THEN
@@ -350,6 +360,84 @@ BEGIN
 	v_events_after := NOT EXISTS (SELECT 1 FROM unnest(p_reports) AS u(report)
 	                              CROSS JOIN LATERAL jsonb_to_recordset(u.report->'events') AS e(error text)
 	                              WHERE report_security_error(e.error));
+	-- the registry rows once for all rounds, when no report of the batch
+	-- makes a security event (no refusal, none over the budget, no replay):
+	-- the rounds' classification done here in report order against the
+	-- stored row as the rounds leave it (a stored report sets its seq and
+	-- digest), then one upsert of each device's stored reports with what
+	-- their upserts one after the other leave (the last report's fields,
+	-- the last model and hw_revision that are not empty; last_seen moves at
+	-- most once a grain either way). Nothing the rounds do reads these
+	-- columns, and nothing in them reads the registry but the statement
+	-- triggers, which then see each device's first and last row.
+	v_registry := v_events_after AND (p_refused IS NULL OR NOT (0 < ANY (p_refused)));
+	IF v_registry THEN
+		SELECT array_agg(u.device_id), array_agg(x.decommissioned), array_agg(x.last_report_seq),
+		       array_agg(x.last_report_sha256)
+		INTO dv_ids, dv_dec, dv_seq, dv_sha
+		FROM (SELECT DISTINCT v.device_id FROM unnest(p_devices) AS v(device_id)) u
+		LEFT JOIN LATERAL (SELECT d.decommissioned, d.last_report_seq, d.last_report_sha256
+		                   FROM devices d WHERE d.device_id = u.device_id OFFSET 0) x ON true;
+		FOR i IN 1 .. v_n LOOP
+			v_j := array_position(dv_ids, p_devices[i]);
+			v_seq := (p_reports[i]->>'seq')::bigint;
+			v_all[i] := CASE WHEN dv_dec[v_j] THEN 'decommissioned'
+			                 WHEN v_seq = dv_seq[v_j] AND dv_sha[v_j] = p_digests[i] THEN 'duplicate'
+			                 WHEN v_seq <= 0 OR v_seq = dv_seq[v_j] THEN 'replay'
+			                 WHEN v_seq < dv_seq[v_j] THEN 'stale'
+			                 ELSE 'stored' END;
+			IF v_all[i] = 'replay' THEN
+				v_registry := false;
+				EXIT;
+			ELSIF v_all[i] = 'stored' THEN
+				dv_seq[v_j] := v_seq;
+				dv_sha[v_j] := p_digests[i];
+			END IF;
+		END LOOP;
+	END IF;
+	IF v_registry THEN
+		FOR i IN 1 .. v_n LOOP
+			s_all[i] := v_all[s_ords[i]];
+		END LOOP;
+		INSERT INTO devices AS d (device_id, model, hw_revision, version, version_code,
+		                          security_counter, keylist_version, rootlist_version, keylist_key_ids,
+		                          pending_version, active_slot, state, last_error, last_error_detail,
+		                          last_report_seq, last_report_sha256, running_sha256, last_seen)
+		SELECT x.device_id, coalesce(x.model, p_reports[x.first_ord]->>'model'),
+		       coalesce(x.hw_revision, p_reports[x.first_ord]->>'hw_revision'), l.report->>'version',
+		       (l.report->>'version_code')::bigint, (l.report->>'security_counter')::bigint,
+		       (l.report->>'keylist_version')::bigint, (l.report->>'rootlist_version')::bigint,
+		       ARRAY(SELECT decode(k, 'hex') FROM jsonb_array_elements_text(l.report->'keylist_key_ids') k),
+		       l.report->>'pending_version', (l.report->>'active_slot')::integer, l.report->>'state',
+		       l.report->>'error', l.report->>'error_detail', (l.report->>'seq')::bigint, l.digest,
+		       decode(nullif(l.report->>'running_sha256', ''), 'hex'), now()
+		FROM (SELECT u.device_id, max(u.ord)::integer AS last_ord, min(u.ord)::integer AS first_ord,
+		             (array_agg(u.report->>'model' ORDER BY u.ord DESC)
+		                  FILTER (WHERE u.report->>'model' <> ''))[1] AS model,
+		             (array_agg(u.report->>'hw_revision' ORDER BY u.ord DESC)
+		                  FILTER (WHERE u.report->>'hw_revision' <> ''))[1] AS hw_revision
+		      FROM unnest(p_devices, p_reports, v_all) WITH ORDINALITY AS u(device_id, report, outcome, ord)
+		      WHERE u.outcome = 'stored'
+		      GROUP BY u.device_id) x
+		CROSS JOIN LATERAL (SELECT p_reports[x.last_ord] AS report, p_digests[x.last_ord] AS digest) l
+		ORDER BY x.device_id
+		ON CONFLICT (device_id) DO UPDATE SET
+			model = CASE WHEN EXCLUDED.model <> '' THEN EXCLUDED.model ELSE d.model END,
+			hw_revision = CASE WHEN EXCLUDED.hw_revision <> '' THEN EXCLUDED.hw_revision
+			                   ELSE d.hw_revision END,
+			version = EXCLUDED.version, version_code = EXCLUDED.version_code,
+			security_counter = EXCLUDED.security_counter,
+			keylist_version = EXCLUDED.keylist_version,
+			rootlist_version = EXCLUDED.rootlist_version,
+			keylist_key_ids = EXCLUDED.keylist_key_ids,
+			pending_version = EXCLUDED.pending_version, active_slot = EXCLUDED.active_slot,
+			state = EXCLUDED.state, last_error = EXCLUDED.last_error,
+			last_error_detail = EXCLUDED.last_error_detail,
+			last_report_seq = EXCLUDED.last_report_seq,
+			last_report_sha256 = EXCLUDED.last_report_sha256,
+			running_sha256 = EXCLUDED.running_sha256,
+			last_seen = report_seen_at(d.last_seen); -- at most once a grain (report.sql)
+	END IF;
 	FOR k IN 1 .. v_rounds LOOP
 		v_lo := array_position(s_rounds, k);
 		v_hi := CASE WHEN k < v_rounds THEN array_position(s_rounds, k + 1) - 1 ELSE v_n END;
@@ -359,7 +447,8 @@ BEGIN
 		v_digests := s_digests[v_lo:v_hi];
 		v_refused := s_refused[v_lo:v_hi];
 		FOR r IN SELECT * FROM report_ingest_distinct(v_devices, v_reports, v_digests, v_refused,
-		                                              NOT v_events_after) LOOP
+		                                              NOT v_events_after,
+		                                              CASE WHEN v_registry THEN s_all[v_lo:v_hi] END) LOOP
 			v_outcome[v_ords[r.ord]] := r.outcome;
 			v_events[v_ords[r.ord]] := r.new_events;
 			v_changes[v_ords[r.ord]] := r.campaign_changes;
@@ -367,6 +456,12 @@ BEGIN
 			v_refusals[v_ords[r.ord]] := r.refusal_events;
 		END LOOP;
 	END LOOP;
+	IF v_registry THEN
+		-- no security event in the batch: the flags are the rounds' own
+		SELECT array_agg(coalesce(x.suspect, false) ORDER BY u.ord) INTO v_suspect
+		FROM unnest(p_devices) WITH ORDINALITY AS u(device_id, ord)
+		LEFT JOIN LATERAL (SELECT d.suspect FROM devices d WHERE d.device_id = u.device_id OFFSET 0) x ON true;
+	END IF;
 	IF v_events_after THEN
 		-- report_ingest_distinct's insert over all rounds: each (device, seq)
 		-- once, from the device's first report that has it, inserted round by

@@ -345,6 +345,33 @@ expect_eq "nothing stored by refused batches" \
 	"$(q "SELECT count(*), max(last_report_seq) FROM device_events, devices WHERE devices.device_id = 'b0100001'")" \
 	"$before|9"
 
+# a device unknown before the batch, its reports in several rounds, models
+# and hw revisions left empty by some (an empty one keeps the stored one):
+# the batch leaves the row and outcomes the calls one by one leave
+rx() { # SEQ MODEL HW VERSION_CODE
+	echo "jsonb_build_object('seq', $1, 'model', '$2', 'hw_revision', '$3', 'version', '1.0.$4',
+	  'version_code', $4, 'security_counter', 0, 'keylist_version', 1, 'rootlist_version', 0,
+	  'keylist_key_ids', '[]'::jsonb, 'pending_version', '', 'active_slot', 0, 'state', 'idle',
+	  'error', '', 'error_detail', '', 'artifact', '', 'campaign_id', '',
+	  'events', jsonb_build_array(jsonb_build_object('seq', $1, 'kind', 'idle', 'error', '',
+	    'version', '1.0.$4', 'version_code', $4, 'security_counter', 0, 'detail', '',
+	    'campaign_id', '', 'time', $1)))"
+}
+xs=("$(rx 1 '' '' 100)" "$(rx 2 mA '' 100)" "$(rx 2 mA '' 100)" "$(rx 4 '' h4 101)" "$(rx 3 mB hB 100)" "$(rx 5 '' '' 102)")
+xd=("'\\x01'" "'\\x02'" "'\\x02'" "'\\x04'" "'\\x03'" "'\\x05'")
+one=""
+for i in "${!xs[@]}"; do
+	one+="$(q "SELECT outcome || ':' || new_events FROM report_ingest('x1', ${xs[$i]}, ${xd[$i]}::bytea)"),"
+done
+batch=$(q "SELECT string_agg(outcome || ':' || new_events, ',' ORDER BY ord) || ','
+           FROM report_ingest_batch(ARRAY['x2', 'x2', 'x2', 'x2', 'x2', 'x2'],
+                                    ARRAY[$(IFS=,; echo "${xs[*]}")], ARRAY[$(IFS=,; echo "${xd[*]}")]::bytea[])")
+expect_eq "a new device over several rounds: the same outcomes" "$batch" "$one"
+expect_eq "a new device over several rounds: the same row" \
+	"$(q "SELECT count(DISTINCT (model, hw_revision, version, version_code, last_report_seq, last_report_sha256))
+	      || ':' || max(model) || ':' || max(hw_revision) || ':' || max(last_report_seq)
+	      FROM devices WHERE device_id IN ('x1', 'x2')")" "1:mA:h4:5"
+
 # last_seen at a grain (report_seen_at, report.sql): a stored report moves
 # it only when the stored value is older than 30 s (or ahead of now()), by
 # either function; fleetota.last_seen_grain_s sets the grain (0: every
