@@ -30,9 +30,13 @@
 # state directories: about 1.2 MB a device after the campaign) in a temp
 # dir under DIR, e.g. /dev/shm (docs/bench.md: what this machine's ext4
 # charges per file created);
+# BENCH_FLEET_PG_PERF=FILE records the ingest's PostgreSQL backend
+# during the campaign with `perf record -g` into FILE;
 # BENCH_FLEET_PGSS=1 loads pg_stat_statements and prints the campaign's
 # statements by execution time per install, and PostgreSQL's CPU per
-# install by process kind (backends of ota-server, walwriter, autovacuum...).
+# install by process kind (backends of ota-server, walwriter, autovacuum...),
+# the BENCH_FLEET_PGSS_ROWS (15) statements of most execution time and the
+# functions of most self time (track_functions = all).
 # Also printed for the campaign: reports per install and the ingest's
 # database calls by reports per call (ota-server's
 # fleetota_report_batch_size), and per install for the tables reports
@@ -55,9 +59,12 @@ slow=${BENCH_FLEET_SLOW:-0}
 perf_dir=${BENCH_FLEET_PERF:-}
 fleet_base=${BENCH_FLEET_DIR:-}
 pgss=${BENCH_FLEET_PGSS:-0}
+pgss_rows=${BENCH_FLEET_PGSS_ROWS:-15}
 limit=${BENCH_FLEET_TIMEOUT:-$((120 + devices / 10))}
 [[ $devices =~ ^[0-9]+$ ]] && ((devices >= 10 && devices <= 20000)) ||
 	{ echo "fleet: BENCH_FLEET_DEVICES must be 10..20000" >&2; exit 2; }
+[[ $pgss_rows =~ ^[0-9]+$ ]] && ((pgss_rows >= 1 && pgss_rows <= 500)) ||
+	{ echo "fleet: BENCH_FLEET_PGSS_ROWS must be 1..500" >&2; exit 2; }
 [[ $per_sim =~ ^[0-9]+$ ]] && ((per_sim >= 100)) ||
 	{ echo "fleet: BENCH_FLEET_PER_SIM must be at least 100" >&2; exit 2; }
 server=$build/server/ota-server
@@ -185,7 +192,8 @@ if ((pgss)); then
 	stack_pg_start "$T/pg" "$pg_port"
 	psql "host=$T/pg port=$pg_port dbname=fleetota user=postgres" -qAt \
 		-c "CREATE EXTENSION pg_stat_statements" \
-		-c "ALTER SYSTEM SET pg_stat_statements.track = 'all'" -c "SELECT pg_reload_conf()" >/dev/null
+		-c "ALTER SYSTEM SET pg_stat_statements.track = 'all'" -c "ALTER SYSTEM SET track_functions = 'all'" \
+		-c "SELECT pg_reload_conf()" >/dev/null
 fi
 stack_broker_start "$T/mq" "$mq_port" "$pki"
 stack_server_conf "$T/server.conf" "$pki" "$T/pg" "$pg_port" "$dev_port" "$T/store" \
@@ -271,10 +279,18 @@ pg_cpu0=$(cpu_sum $(pg_pids))
 srv_cpu0=$(cpu_s "$server_pid")
 mq_cpu0=$(cpu_s "$mq_pid")
 pg_kinds >"$T/pg-kinds-0"
-((pgss == 0)) || sql "SELECT pg_stat_statements_reset()" >/dev/null
+((pgss == 0)) || sql "SELECT pg_stat_statements_reset(), pg_stat_reset()" >/dev/null
 server_metrics >"$T/metrics-0"
 table_stats >"$T/tables-0"
 perf_start campaign
+# BENCH_FLEET_PG_PERF=FILE: perf record -g of the ingest's PostgreSQL backend
+if [[ -n ${BENCH_FLEET_PG_PERF:-} ]]; then
+	ingest_pid=$(sql "SELECT pid FROM pg_stat_activity WHERE application_name = 'ota-server-ingest' LIMIT 1")
+	if [[ -n $ingest_pid ]]; then
+		perf record -q -g -F 999 -p "$ingest_pid" -o "$BENCH_FLEET_PG_PERF" >/dev/null 2>&1 &
+		perf_pids+=($!)
+	fi
+fi
 api -H 'Content-Type: application/json' -d "{\"id\": \"bench\", \"artifact\": \"fw-1.1.0\",
 	\"stages\": [{\"percent\": 100, \"failure_ratio\": 0.5}],
 	\"rate_per_minute\": $((devices * 60 > 6000 ? devices * 60 : 6000)),
@@ -339,6 +355,10 @@ if ((pgss)); then
 	echo "fleet: pg_stat_statements during the campaign (ms per install: execution, planning; calls per install):"
 	sql "SELECT round((total_exec_time / $devices)::numeric, 3), round((total_plan_time / $devices)::numeric, 3),
 		round(calls::numeric / $devices, 2), left(regexp_replace(query, '\\s+', ' ', 'g'), 90)
-		FROM pg_stat_statements ORDER BY total_exec_time DESC LIMIT 15" | sed 's/^/fleet:   /'
+		FROM pg_stat_statements ORDER BY total_exec_time DESC LIMIT $pgss_rows" | sed 's/^/fleet:   /'
+	echo "fleet: functions during the campaign (ms per install: total, self; calls per install):"
+	sql "SELECT round((total_time / $devices)::numeric, 3), round((self_time / $devices)::numeric, 3),
+		round(calls::numeric / $devices, 2), funcname
+		FROM pg_stat_user_functions ORDER BY self_time DESC LIMIT $pgss_rows" | sed 's/^/fleet:   /'
 fi
 ok=1

@@ -43,9 +43,17 @@ $$;
 
 -- report_ingest_batch's work for reports of distinct devices (one round):
 -- arguments and result as report_ingest_batch's; the caller validated the
--- arrays and locked the devices' rows.
+-- arrays and locked the devices' rows. p_events false: the reports' events
+-- are left to the caller (new_events and refusal_events 0), which stores
+-- them for all rounds at once. p_outcomes (not NULL): the caller classified
+-- the reports and stored the registry rows for all rounds at once, and no
+-- report of the batch makes a security event: the round updates the
+-- assignments and runs the rollout engine only (suspect NULL: the caller's).
+DROP FUNCTION IF EXISTS report_ingest_distinct(text[], jsonb[], bytea[], integer[]);
+DROP FUNCTION IF EXISTS report_ingest_distinct(text[], jsonb[], bytea[], integer[], boolean);
 CREATE OR REPLACE FUNCTION report_ingest_distinct(p_devices text[], p_reports jsonb[], p_digests bytea[],
-                                                  p_refused integer[] DEFAULT NULL)
+                                                  p_refused integer[] DEFAULT NULL, p_events boolean DEFAULT true,
+                                                  p_outcomes text[] DEFAULT NULL)
 RETURNS TABLE (ord integer, outcome text, new_events bigint, campaign_changes bigint, suspect boolean,
                refusal_events bigint)
 LANGUAGE plpgsql
@@ -65,8 +73,9 @@ DECLARE
 BEGIN
 	IF v_n = 0 THEN
 		RETURN;
-	ELSIF v_n = 1 THEN
-		-- one report: report_ingest itself (fewer statements, the same rows)
+	ELSIF v_n = 1 AND p_events AND p_outcomes IS NULL THEN
+		-- one report: report_ingest itself (fewer statements, the same rows;
+		-- not when the caller stores the events or the registry rows)
 		RETURN QUERY SELECT 1, i.* FROM report_ingest(p_devices[1], p_reports[1], p_digests[1],
 		                                               coalesce(p_refused[1], 0)) i;
 		RETURN;
@@ -74,6 +83,11 @@ BEGIN
 	v_events := array_fill(0::bigint, ARRAY[v_n]);
 	v_changes := array_fill(0::bigint, ARRAY[v_n]);
 	v_refusals := array_fill(0::bigint, ARRAY[v_n]);
+	IF p_outcomes IS NOT NULL THEN
+		v_outcome := p_outcomes;
+		SELECT bool_or(coalesce((u.report->>'health_known')::boolean, false) AND u.outcome = 'stored')
+		INTO v_health FROM unnest(p_reports, v_outcome) AS u(report, outcome);
+	ELSE
 	-- report_ingest's classification against the stored row
 	SELECT array_agg(c.outcome ORDER BY c.ord), bool_or(c.several), bool_or(c.health AND c.outcome = 'stored')
 	INTO v_outcome, v_twice, v_health
@@ -141,6 +155,7 @@ BEGIN
 		last_report_sha256 = EXCLUDED.last_report_sha256,
 		running_sha256 = EXCLUDED.running_sha256,
 		last_seen = report_seen_at(d.last_seen); -- at most once a grain (report.sql)
+	END IF;
 
 	-- the assignments the stored reports name, in one statement
 	UPDATE assignments a SET state = u.report->>'state', error = u.report->>'error', updated_at = now()
@@ -192,41 +207,44 @@ BEGIN
 
 	-- the events of stored and stale reports, in one insert: each (device,
 	-- seq) once, the first in the report as report_ingest's insert keeps it
-	FOR r IN
-		WITH src AS (
-			SELECT DISTINCT ON (u.device_id, e.seq) u.ord, e.idx, u.device_id, e.seq, e.kind, e.error,
-			       e.version, e.version_code, e.security_counter, e.detail,
-			       coalesce(nullif(e.campaign_id, ''), u.report->>'campaign_id') AS campaign_id, e.time
-			FROM unnest(p_devices, p_reports, v_outcome) WITH ORDINALITY AS u(device_id, report, outcome, ord)
-			CROSS JOIN LATERAL ROWS FROM (jsonb_to_recordset(u.report->'events')
-			         AS (seq bigint, kind text, error text, version text, version_code bigint,
-			             security_counter bigint, detail text, campaign_id text, time bigint))
-			     WITH ORDINALITY AS e(seq, kind, error, version, version_code, security_counter, detail,
-			                          campaign_id, time, idx)
-			WHERE u.outcome IN ('stored', 'stale')
-			ORDER BY u.device_id, e.seq, e.idx
-		), ins AS (
-			INSERT INTO device_events (device_id, seq, kind, error, version, version_code,
-			                           security_counter, detail, campaign_id, device_time)
-			SELECT s.device_id, s.seq, s.kind, s.error, s.version, s.version_code, s.security_counter,
-			       s.detail, s.campaign_id, s.time
-			FROM src s ORDER BY s.ord, s.idx
-			ON CONFLICT (device_id, seq) DO NOTHING
-			RETURNING device_id, seq
-		)
-		SELECT s.ord, count(*) AS n,
-		       coalesce(array_agg(format('event %s %s: %s', s.seq, s.kind, s.error) ORDER BY s.idx)
-		                FILTER (WHERE report_security_error(s.error)), '{}') AS refusals
-		FROM ins JOIN src s ON s.device_id = ins.device_id AND s.seq = ins.seq
-		GROUP BY s.ord
-	LOOP
-		v_events[r.ord] := r.n;
-		v_refusals[r.ord] := cardinality(r.refusals);
-		-- each new event once: a device re-sends its newest events in every report
-		FOR i IN 1 .. cardinality(r.refusals) LOOP
-			PERFORM security_event(p_devices[r.ord], 'refusal', r.refusals[i]);
+	-- (p_events false: the caller's, report_batch_events)
+	IF p_events THEN
+		FOR r IN
+			WITH src AS (
+				SELECT DISTINCT ON (u.device_id, e.seq) u.ord, e.idx, u.device_id, e.seq, e.kind, e.error,
+				       e.version, e.version_code, e.security_counter, e.detail,
+				       coalesce(nullif(e.campaign_id, ''), u.report->>'campaign_id') AS campaign_id, e.time
+				FROM unnest(p_devices, p_reports, v_outcome) WITH ORDINALITY AS u(device_id, report, outcome, ord)
+				CROSS JOIN LATERAL ROWS FROM (jsonb_to_recordset(u.report->'events')
+				         AS (seq bigint, kind text, error text, version text, version_code bigint,
+				             security_counter bigint, detail text, campaign_id text, time bigint))
+				     WITH ORDINALITY AS e(seq, kind, error, version, version_code, security_counter, detail,
+				                          campaign_id, time, idx)
+				WHERE u.outcome IN ('stored', 'stale')
+				ORDER BY u.device_id, e.seq, e.idx
+			), ins AS (
+				INSERT INTO device_events (device_id, seq, kind, error, version, version_code,
+				                           security_counter, detail, campaign_id, device_time)
+				SELECT s.device_id, s.seq, s.kind, s.error, s.version, s.version_code, s.security_counter,
+				       s.detail, s.campaign_id, s.time
+				FROM src s ORDER BY s.ord, s.idx
+				ON CONFLICT (device_id, seq) DO NOTHING
+				RETURNING device_id, seq
+			)
+			SELECT s.ord, count(*) AS n,
+			       coalesce(array_agg(format('event %s %s: %s', s.seq, s.kind, s.error) ORDER BY s.idx)
+			                FILTER (WHERE report_security_error(s.error)), '{}') AS refusals
+			FROM ins JOIN src s ON s.device_id = ins.device_id AND s.seq = ins.seq
+			GROUP BY s.ord
+		LOOP
+			v_events[r.ord] := r.n;
+			v_refusals[r.ord] := cardinality(r.refusals);
+			-- each new event once: a device re-sends its newest events in every report
+			FOR i IN 1 .. cardinality(r.refusals) LOOP
+				PERFORM security_event(p_devices[r.ord], 'refusal', r.refusals[i]);
+			END LOOP;
 		END LOOP;
-	END LOOP;
+	END IF;
 
 	IF p_refused IS NOT NULL AND 0 < ANY (p_refused) THEN
 		FOR r IN SELECT u.device_id, u.refused
@@ -239,6 +257,12 @@ BEGIN
 	END IF;
 
 	-- the suspect flags as the round left them, read by key in the result
+	IF p_outcomes IS NOT NULL THEN
+		RETURN QUERY
+		SELECT i, v_outcome[i], v_events[i], v_changes[i], NULL::boolean, v_refusals[i]
+		FROM generate_series(1, v_n) AS i;
+		RETURN;
+	END IF;
 	RETURN QUERY
 	SELECT i, v_outcome[i], v_events[i], v_changes[i],
 	       coalesce((SELECT d.suspect FROM devices d WHERE d.device_id = p_devices[i]), false), v_refusals[i]
@@ -271,6 +295,26 @@ DECLARE
 	v_changes bigint[];
 	v_suspect boolean[];
 	v_refusals bigint[];
+	v_events_after boolean;
+	-- the reports sorted by round, and a round's bounds in them
+	s_ords integer[];
+	s_devices text[];
+	s_reports jsonb[];
+	s_digests bytea[];
+	s_refused integer[];
+	s_rounds integer[];
+	v_lo integer;
+	v_hi integer;
+	-- the registry once a batch: its devices' stored rows, outcomes
+	v_registry boolean;
+	dv_ids text[];
+	dv_dec boolean[];
+	dv_seq bigint[];
+	dv_sha bytea[];
+	v_all text[];
+	s_all text[];
+	v_j integer;
+	v_seq bigint;
 	r record;
 BEGIN
 	IF v_n > report_batch_max() THEN
@@ -294,24 +338,120 @@ BEGIN
 	PERFORM 1
 	FROM (SELECT DISTINCT u.device_id FROM unnest(p_devices) AS u(device_id) ORDER BY u.device_id) u
 	CROSS JOIN LATERAL (SELECT 1 FROM devices d WHERE d.device_id = u.device_id OFFSET 0 FOR UPDATE) l;
-	-- round k: the k-th report of each device in the batch
-	SELECT array_agg(x.round ORDER BY x.ord), max(x.round) INTO v_round, v_rounds
-	FROM (SELECT u.ord, row_number() OVER (PARTITION BY u.device_id ORDER BY u.ord)::integer AS round
-	      FROM unnest(p_devices) WITH ORDINALITY AS u(device_id, ord)) x;
+	-- round k: the k-th report of each device in the batch; the reports
+	-- also sorted by round (s_*), each round a slice of them (one statement
+	-- a batch, not one a round)
+	SELECT array_agg(x.round ORDER BY x.ord), max(x.round),
+	       array_agg(x.ord ORDER BY x.round, x.ord), array_agg(x.device_id ORDER BY x.round, x.ord),
+	       array_agg(x.report ORDER BY x.round, x.ord), array_agg(x.digest ORDER BY x.round, x.ord),
+	       array_agg(x.refused ORDER BY x.round, x.ord), array_agg(x.round ORDER BY x.round, x.ord)
+	INTO v_round, v_rounds, s_ords, s_devices, s_reports, s_digests, s_refused, s_rounds
+	FROM (SELECT u.ord::integer AS ord, u.device_id, u.report, u.digest, u.refused,
+	             row_number() OVER (PARTITION BY u.device_id ORDER BY u.ord)::integer AS round
+	      FROM unnest(p_devices, p_reports, p_digests, p_refused)
+	           WITH ORDINALITY AS u(device_id, report, digest, refused, ord)) x;
 	IF v_rounds = 1 THEN
 		RETURN QUERY SELECT * FROM report_ingest_distinct(p_devices, p_reports, p_digests, p_refused) i
 		             ORDER BY i.ord;
 		RETURN;
 	END IF;
+	-- the events of every round in one insert after the rounds (one
+	-- statement instead of one a round; the rows, their order and each
+	-- report's new_events as the rounds' own inserts leave them), unless an
+	-- event carries a security refusal: its security event and the suspect
+	-- flag belong to its round, so then each round stores its own
+	v_events_after := NOT EXISTS (SELECT 1 FROM unnest(p_reports) AS u(report)
+	                              CROSS JOIN LATERAL jsonb_to_recordset(u.report->'events') AS e(error text)
+	                              WHERE report_security_error(e.error));
+	-- the registry rows once for all rounds, when no report of the batch
+	-- makes a security event (no refusal, none over the budget, no replay):
+	-- the rounds' classification done here in report order against the
+	-- stored row as the rounds leave it (a stored report sets its seq and
+	-- digest), then one upsert of each device's stored reports with what
+	-- their upserts one after the other leave (the last report's fields,
+	-- the last model and hw_revision that are not empty; last_seen moves at
+	-- most once a grain either way). Nothing the rounds do reads these
+	-- columns, and nothing in them reads the registry but the statement
+	-- triggers, which then see each device's first and last row.
+	v_registry := v_events_after AND (p_refused IS NULL OR NOT (0 < ANY (p_refused)));
+	IF v_registry THEN
+		SELECT array_agg(u.device_id), array_agg(x.decommissioned), array_agg(x.last_report_seq),
+		       array_agg(x.last_report_sha256)
+		INTO dv_ids, dv_dec, dv_seq, dv_sha
+		FROM (SELECT DISTINCT v.device_id FROM unnest(p_devices) AS v(device_id)) u
+		LEFT JOIN LATERAL (SELECT d.decommissioned, d.last_report_seq, d.last_report_sha256
+		                   FROM devices d WHERE d.device_id = u.device_id OFFSET 0) x ON true;
+		FOR i IN 1 .. v_n LOOP
+			v_j := array_position(dv_ids, p_devices[i]);
+			v_seq := (p_reports[i]->>'seq')::bigint;
+			v_all[i] := CASE WHEN dv_dec[v_j] THEN 'decommissioned'
+			                 WHEN v_seq = dv_seq[v_j] AND dv_sha[v_j] = p_digests[i] THEN 'duplicate'
+			                 WHEN v_seq <= 0 OR v_seq = dv_seq[v_j] THEN 'replay'
+			                 WHEN v_seq < dv_seq[v_j] THEN 'stale'
+			                 ELSE 'stored' END;
+			IF v_all[i] = 'replay' THEN
+				v_registry := false;
+				EXIT;
+			ELSIF v_all[i] = 'stored' THEN
+				dv_seq[v_j] := v_seq;
+				dv_sha[v_j] := p_digests[i];
+			END IF;
+		END LOOP;
+	END IF;
+	IF v_registry THEN
+		FOR i IN 1 .. v_n LOOP
+			s_all[i] := v_all[s_ords[i]];
+		END LOOP;
+		INSERT INTO devices AS d (device_id, model, hw_revision, version, version_code,
+		                          security_counter, keylist_version, rootlist_version, keylist_key_ids,
+		                          pending_version, active_slot, state, last_error, last_error_detail,
+		                          last_report_seq, last_report_sha256, running_sha256, last_seen)
+		SELECT x.device_id, coalesce(x.model, p_reports[x.first_ord]->>'model'),
+		       coalesce(x.hw_revision, p_reports[x.first_ord]->>'hw_revision'), l.report->>'version',
+		       (l.report->>'version_code')::bigint, (l.report->>'security_counter')::bigint,
+		       (l.report->>'keylist_version')::bigint, (l.report->>'rootlist_version')::bigint,
+		       ARRAY(SELECT decode(k, 'hex') FROM jsonb_array_elements_text(l.report->'keylist_key_ids') k),
+		       l.report->>'pending_version', (l.report->>'active_slot')::integer, l.report->>'state',
+		       l.report->>'error', l.report->>'error_detail', (l.report->>'seq')::bigint, l.digest,
+		       decode(nullif(l.report->>'running_sha256', ''), 'hex'), now()
+		FROM (SELECT u.device_id, max(u.ord)::integer AS last_ord, min(u.ord)::integer AS first_ord,
+		             (array_agg(u.report->>'model' ORDER BY u.ord DESC)
+		                  FILTER (WHERE u.report->>'model' <> ''))[1] AS model,
+		             (array_agg(u.report->>'hw_revision' ORDER BY u.ord DESC)
+		                  FILTER (WHERE u.report->>'hw_revision' <> ''))[1] AS hw_revision
+		      FROM unnest(p_devices, p_reports, v_all) WITH ORDINALITY AS u(device_id, report, outcome, ord)
+		      WHERE u.outcome = 'stored'
+		      GROUP BY u.device_id) x
+		CROSS JOIN LATERAL (SELECT p_reports[x.last_ord] AS report, p_digests[x.last_ord] AS digest) l
+		ORDER BY x.device_id
+		ON CONFLICT (device_id) DO UPDATE SET
+			model = CASE WHEN EXCLUDED.model <> '' THEN EXCLUDED.model ELSE d.model END,
+			hw_revision = CASE WHEN EXCLUDED.hw_revision <> '' THEN EXCLUDED.hw_revision
+			                   ELSE d.hw_revision END,
+			version = EXCLUDED.version, version_code = EXCLUDED.version_code,
+			security_counter = EXCLUDED.security_counter,
+			keylist_version = EXCLUDED.keylist_version,
+			rootlist_version = EXCLUDED.rootlist_version,
+			keylist_key_ids = EXCLUDED.keylist_key_ids,
+			pending_version = EXCLUDED.pending_version, active_slot = EXCLUDED.active_slot,
+			state = EXCLUDED.state, last_error = EXCLUDED.last_error,
+			last_error_detail = EXCLUDED.last_error_detail,
+			last_report_seq = EXCLUDED.last_report_seq,
+			last_report_sha256 = EXCLUDED.last_report_sha256,
+			running_sha256 = EXCLUDED.running_sha256,
+			last_seen = report_seen_at(d.last_seen); -- at most once a grain (report.sql)
+	END IF;
 	FOR k IN 1 .. v_rounds LOOP
-		SELECT array_agg(u.ord ORDER BY u.ord), array_agg(u.device_id ORDER BY u.ord),
-		       array_agg(u.report ORDER BY u.ord), array_agg(u.digest ORDER BY u.ord),
-		       array_agg(u.refused ORDER BY u.ord)
-		INTO v_ords, v_devices, v_reports, v_digests, v_refused
-		FROM unnest(p_devices, p_reports, p_digests, p_refused, v_round)
-		     WITH ORDINALITY AS u(device_id, report, digest, refused, round, ord)
-		WHERE u.round = k;
-		FOR r IN SELECT * FROM report_ingest_distinct(v_devices, v_reports, v_digests, v_refused) LOOP
+		v_lo := array_position(s_rounds, k);
+		v_hi := CASE WHEN k < v_rounds THEN array_position(s_rounds, k + 1) - 1 ELSE v_n END;
+		v_ords := s_ords[v_lo:v_hi];
+		v_devices := s_devices[v_lo:v_hi];
+		v_reports := s_reports[v_lo:v_hi];
+		v_digests := s_digests[v_lo:v_hi];
+		v_refused := s_refused[v_lo:v_hi];
+		FOR r IN SELECT * FROM report_ingest_distinct(v_devices, v_reports, v_digests, v_refused,
+		                                              NOT v_events_after,
+		                                              CASE WHEN v_registry THEN s_all[v_lo:v_hi] END) LOOP
 			v_outcome[v_ords[r.ord]] := r.outcome;
 			v_events[v_ords[r.ord]] := r.new_events;
 			v_changes[v_ords[r.ord]] := r.campaign_changes;
@@ -319,6 +459,46 @@ BEGIN
 			v_refusals[v_ords[r.ord]] := r.refusal_events;
 		END LOOP;
 	END LOOP;
+	IF v_registry THEN
+		-- no security event in the batch: the flags are the rounds' own
+		SELECT array_agg(coalesce(x.suspect, false) ORDER BY u.ord) INTO v_suspect
+		FROM unnest(p_devices) WITH ORDINALITY AS u(device_id, ord)
+		LEFT JOIN LATERAL (SELECT d.suspect FROM devices d WHERE d.device_id = u.device_id OFFSET 0) x ON true;
+	END IF;
+	IF v_events_after THEN
+		-- report_ingest_distinct's insert over all rounds: each (device, seq)
+		-- once, from the device's first report that has it, inserted round by
+		-- round in report order
+		FOR r IN
+			WITH src AS (
+				SELECT DISTINCT ON (u.device_id, e.seq) u.ord, u.round, e.idx, u.device_id, e.seq, e.kind,
+				       e.error, e.version, e.version_code, e.security_counter, e.detail,
+				       coalesce(nullif(e.campaign_id, ''), u.report->>'campaign_id') AS campaign_id, e.time
+				FROM unnest(p_devices, p_reports, v_outcome, v_round)
+				     WITH ORDINALITY AS u(device_id, report, outcome, round, ord)
+				CROSS JOIN LATERAL ROWS FROM (jsonb_to_recordset(u.report->'events')
+				         AS (seq bigint, kind text, error text, version text, version_code bigint,
+				             security_counter bigint, detail text, campaign_id text, time bigint))
+				     WITH ORDINALITY AS e(seq, kind, error, version, version_code, security_counter, detail,
+				                          campaign_id, time, idx)
+				WHERE u.outcome IN ('stored', 'stale')
+				ORDER BY u.device_id, e.seq, u.ord, e.idx
+			), ins AS (
+				INSERT INTO device_events (device_id, seq, kind, error, version, version_code,
+				                           security_counter, detail, campaign_id, device_time)
+				SELECT s.device_id, s.seq, s.kind, s.error, s.version, s.version_code, s.security_counter,
+				       s.detail, s.campaign_id, s.time
+				FROM src s ORDER BY s.round, s.ord, s.idx
+				ON CONFLICT (device_id, seq) DO NOTHING
+				RETURNING device_id, seq
+			)
+			SELECT s.ord, count(*) AS n
+			FROM ins JOIN src s ON s.device_id = ins.device_id AND s.seq = ins.seq
+			GROUP BY s.ord
+		LOOP
+			v_events[r.ord] := r.n;
+		END LOOP;
+	END IF;
 	RETURN QUERY
 	SELECT i, v_outcome[i], v_events[i], v_changes[i], v_suspect[i], v_refusals[i]
 	FROM generate_series(1, v_n) AS i;
@@ -346,12 +526,18 @@ DECLARE
 	v_now timestamptz := clock_timestamp();
 	v_bad text;
 BEGIN
-	SELECT x INTO v_bad FROM unnest(p_states) WITH ORDINALITY AS u(x, o)
-	WHERE lower(coalesce(x, '')) NOT IN ('idle', 'downloading', 'verifying', 'pending', 'trial', 'confirmed',
-	                                     'reverted', 'rejected', 'failed', 'unspecified', 'unknown')
-	ORDER BY o LIMIT 1;
-	IF found THEN
-		PERFORM rollout_fail('FO422', 'state: unknown device state ' || lower(coalesce(v_bad, '')));
+	-- every state known: an expression (the array's text lower-cased, NULL
+	-- elements stay NULL and fail), no statement; else the first unknown
+	IF NOT coalesce(lower(p_states::text)::text[] <@ ARRAY['idle', 'downloading', 'verifying', 'pending', 'trial',
+	                                                      'confirmed', 'reverted', 'rejected', 'failed',
+	                                                      'unspecified', 'unknown'], false) THEN
+		SELECT x INTO v_bad FROM unnest(p_states) WITH ORDINALITY AS u(x, o)
+		WHERE lower(coalesce(x, '')) NOT IN ('idle', 'downloading', 'verifying', 'pending', 'trial', 'confirmed',
+		                                     'reverted', 'rejected', 'failed', 'unspecified', 'unknown')
+		ORDER BY o LIMIT 1;
+		IF found THEN
+			PERFORM rollout_fail('FO422', 'state: unknown device state ' || lower(coalesce(v_bad, '')));
+		END IF;
 	END IF;
 	RETURN QUERY
 	WITH inp AS (

@@ -84,13 +84,17 @@ BEGIN
 		-- a member without a queue row has nothing to drop and is never
 		-- taken: left out, by key, before the target is evaluated (its
 		-- dynamic SQL, planned per call, cost most of a report batch's
-		-- trigger while the campaign's own members reported their install)
+		-- trigger while the campaign's own members reported their install).
+		-- One probe of each index per device (OFFSET 0: kept a subplan by
+		-- key; pulled up into an anti-join, the plan made while
+		-- campaign_devices was small scanned the whole table at every call)
 		v_ids := ARRAY(SELECT x FROM unnest(p_devices) x
 		               WHERE NOT EXISTS (SELECT 1 FROM campaign_devices m
-		                                 WHERE m.campaign_id = v_campaign AND m.device_id = x)
+		                                 WHERE m.campaign_id = v_campaign AND m.device_id = x OFFSET 0)
 		                  OR EXISTS (SELECT 1 FROM campaign_targets q
 		                             WHERE q.campaign_id = v_campaign
-		                               AND q.rank = rollout_target_rank(v_campaign, x) AND q.device_id = x));
+		                               AND q.rank = rollout_target_rank(v_campaign, x) AND q.device_id = x
+		                             OFFSET 0));
 		CONTINUE WHEN cardinality(v_ids) = 0;
 		DELETE FROM campaign_targets q
 		WHERE q.campaign_id = v_campaign

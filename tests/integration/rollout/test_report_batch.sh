@@ -8,7 +8,8 @@
 # one way: one by one as psql statements (the reference), one by one from a
 # procedure with a commit each (as ota-server's prepared call), and in
 # batches of 1, 16 and 256 in report order, and of 256 in device order (all
-# of a device's reports in one batch). The script, in three phases:
+# of a device's reports in one batch) and of 5 in device order (rounds of
+# uneven size, as a fleet's batches have). The script, in three phases:
 # registration (the first report of an unknown device); a campaign notifies
 # every device, then its install: a redelivery (duplicate), an older report
 # after a newer one (stale), a transient failure retried on every fifth
@@ -27,7 +28,7 @@ source "$(dirname "$0")/lib.sh" "$1"
 seed_trust
 add_artifact fw-101 101
 N=${REPORT_BATCH_DEVICES:-100}
-SETS="one pre b01 b16 bxx dev"
+SETS="one pre b01 b16 bxx dev d05"
 q "UPDATE rollout_settings SET value = '3' WHERE name = 'suspect_threshold';
    INSERT INTO rollout_settings (name, value) SELECT 'suspect_threshold', '3'
    WHERE NOT EXISTS (SELECT 1 FROM rollout_settings WHERE name = 'suspect_threshold')"
@@ -134,6 +135,7 @@ run_set() {
 	b16) run=(-c "CALL t_batches('b16', $2, 16, false)") ;;
 	bxx) run=(-c "CALL t_batches('bxx', $2, report_batch_max(), false)") ;;
 	dev) run=(-c "CALL t_batches('dev', $2, report_batch_max(), true)") ;;
+	d05) run=(-c "CALL t_batches('d05', $2, 5, true)") ;;
 	esac
 	"${PSQL[@]}" -At -c "SET client_min_messages = warning" -c "$cpu" "${run[@]}" -c "$cpu" |
 		awk 'NR == 1 { a = $1 } { l = $1 } END { print l - a }'
@@ -149,7 +151,7 @@ q "SELECT rollout_start('c1', 'alice')" >/dev/null
 q "SELECT count(*) FROM rollout_tick('s', NULL, 30, 32, 1000000)" >/dev/null
 expect_eq "the campaign notified every registered device" \
 	"$(q "SELECT count(*) FROM campaign_devices WHERE campaign_id = 'c1' AND state = 'notified'")" \
-	"$((6 * N))"
+	"$((7 * N))"
 
 for p in $SETS; do CPU2[$p]=$(run_set "$p" 2); done
 for p in $SETS; do CPU3[$p]=$(run_set "$p" 3); done
@@ -171,11 +173,12 @@ line "batches of 1" b01
 line "batches of 16" b16
 line "batches of 256" bxx
 line "batches of 256, a device's reports in one" dev
+line "batches of 5 in device order (rounds of 2, then 1)" d05
 
 total=$(q "SELECT count(*) FROM t_reports WHERE prefix = 'one'")
 expect_eq "every report has an outcome each way" \
 	"$(q "SELECT string_agg(c::text, ',' ORDER BY p) FROM (SELECT prefix p, count(*) c FROM t_out GROUP BY 1) x")" \
-	"$total,$total,$total,$total,$total,$total"
+	"$total,$total,$total,$total,$total,$total,$total"
 expect_eq "outcomes per step" \
 	"$(q "SELECT string_agg(DISTINCT phase || '.' || step || ':' || outcome, ',') FROM t_out
 	      WHERE prefix = 'one' AND device_id NOT LIKE '%-%'")" \
@@ -187,7 +190,7 @@ expect_eq "the unknown device and the decommissioned one" \
 expect_eq "campaign rows changed, refusals and suspects seen" \
 	"$(q "SELECT sum(campaign_changes) > 0, sum(refusal_events), count(*) FILTER (WHERE suspect)
 	      FROM t_out WHERE prefix = 'one'")" "t|$N|$((N * 3 / 2))"
-for p in pre b01 b16 bxx dev; do
+for p in pre b01 b16 bxx dev d05; do
 	expect_eq "the same outcomes report by report ($p)" \
 		"$(q "SELECT count(*) FROM t_out a FULL JOIN t_out b ON b.prefix = '$p' AND b.phase = a.phase
 		        AND b.step = a.step AND b.device_id = '$p' || substr(a.device_id, 4)
@@ -197,7 +200,7 @@ for p in pre b01 b16 bxx dev; do
 done
 same() { # WHAT SQL ROWS: SQL over rows with p (the set) and k (the device id without it)
 	local p one="SELECT to_jsonb(x) - 'p' FROM ($2) x WHERE p = 'one'"
-	for p in pre b01 b16 bxx dev; do
+	for p in pre b01 b16 bxx dev d05; do
 		local other="SELECT to_jsonb(x) - 'p' FROM ($2) x WHERE p = '$p'"
 		expect_eq "$1 ($p)" "$(q "SELECT count(*), (SELECT count(*) FROM ($one) o)
 		                          FROM (($one EXCEPT ALL $other) UNION ALL ($other EXCEPT ALL $one)) d")" "0|$3"
@@ -349,6 +352,33 @@ expect_sqlstate "a report the database refuses (an unknown state) refuses its ba
 expect_eq "nothing stored by refused batches" \
 	"$(q "SELECT count(*), max(last_report_seq) FROM device_events, devices WHERE devices.device_id = 'b0100001'")" \
 	"$before|9"
+
+# a device unknown before the batch, its reports in several rounds, models
+# and hw revisions left empty by some (an empty one keeps the stored one):
+# the batch leaves the row and outcomes the calls one by one leave
+rx() { # SEQ MODEL HW VERSION_CODE
+	echo "jsonb_build_object('seq', $1, 'model', '$2', 'hw_revision', '$3', 'version', '1.0.$4',
+	  'version_code', $4, 'security_counter', 0, 'keylist_version', 1, 'rootlist_version', 0,
+	  'keylist_key_ids', '[]'::jsonb, 'pending_version', '', 'active_slot', 0, 'state', 'idle',
+	  'error', '', 'error_detail', '', 'artifact', '', 'campaign_id', '',
+	  'events', jsonb_build_array(jsonb_build_object('seq', $1, 'kind', 'idle', 'error', '',
+	    'version', '1.0.$4', 'version_code', $4, 'security_counter', 0, 'detail', '',
+	    'campaign_id', '', 'time', $1)))"
+}
+xs=("$(rx 1 '' '' 100)" "$(rx 2 mA '' 100)" "$(rx 2 mA '' 100)" "$(rx 4 '' h4 101)" "$(rx 3 mB hB 100)" "$(rx 5 '' '' 102)")
+xd=("'\\x01'" "'\\x02'" "'\\x02'" "'\\x04'" "'\\x03'" "'\\x05'")
+one=""
+for i in "${!xs[@]}"; do
+	one+="$(q "SELECT outcome || ':' || new_events FROM report_ingest('x1', ${xs[$i]}, ${xd[$i]}::bytea)"),"
+done
+batch=$(q "SELECT string_agg(outcome || ':' || new_events, ',' ORDER BY ord) || ','
+           FROM report_ingest_batch(ARRAY['x2', 'x2', 'x2', 'x2', 'x2', 'x2'],
+                                    ARRAY[$(IFS=,; echo "${xs[*]}")], ARRAY[$(IFS=,; echo "${xd[*]}")]::bytea[])")
+expect_eq "a new device over several rounds: the same outcomes" "$batch" "$one"
+expect_eq "a new device over several rounds: the same row" \
+	"$(q "SELECT count(DISTINCT (model, hw_revision, version, version_code, last_report_seq, last_report_sha256))
+	      || ':' || max(model) || ':' || max(hw_revision) || ':' || max(last_report_seq)
+	      FROM devices WHERE device_id IN ('x1', 'x2')")" "1:mA:h4:5"
 
 # last_seen at a grain (report_seen_at, report.sql): a stored report moves
 # it only when the stored value is older than 30 s (or ahead of now()), by
