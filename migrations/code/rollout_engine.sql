@@ -839,15 +839,21 @@ BEGIN
 		END IF;
 		PERFORM rollout_security_watch(c.campaign_id, v_now);
 	END LOOP;
+	-- driven by the ids (primary key); the member's row is read by its key
+	-- for a key-list step only: joined, the plan made with the statistics
+	-- of a campaign's first seconds (a few rows) read every member of the
+	-- campaign and probed the notifications for each, per tick (quadratic)
 	RETURN QUERY
 	SELECT n.id, n.campaign_id, n.device_id, n.step, k.artifact_id, a.version, a.version_code,
 	       coalesce(a.is_security_update, false),
-	       CASE WHEN n.step = 'keylist' THEN coalesce(nullif(m.needed_keylist, 0), k.keylist_version) END,
+	       CASE WHEN n.step = 'keylist'
+	            THEN coalesce(nullif((SELECT m.needed_keylist FROM campaign_devices m
+	                                  WHERE m.campaign_id = n.campaign_id AND m.device_id = n.device_id), 0),
+	                          k.keylist_version) END,
 	       k.rootlist_version, n.fence,
 	       CASE WHEN n.step = 'firmware' THEN rollout_health_window(n.campaign_id, n.stage_no) ELSE 0 END
 	FROM rollout_notifications n
 	JOIN campaigns k ON k.campaign_id = n.campaign_id
-	JOIN campaign_devices m ON m.campaign_id = n.campaign_id AND m.device_id = n.device_id
 	LEFT JOIN artifacts a ON a.artifact_id = k.artifact_id
 	WHERE n.id = ANY (v_ids)
 	ORDER BY n.id;
