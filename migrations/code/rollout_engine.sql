@@ -839,24 +839,31 @@ BEGIN
 		END IF;
 		PERFORM rollout_security_watch(c.campaign_id, v_now);
 	END LOOP;
-	-- driven by the ids (primary key); the member's row is read by its key
-	-- for a key-list step only: joined, the plan made with the statistics
-	-- of a campaign's first seconds (a few rows) read every member of the
-	-- campaign and probed the notifications for each, per tick (quadratic)
-	RETURN QUERY
-	SELECT n.id, n.campaign_id, n.device_id, n.step, k.artifact_id, a.version, a.version_code,
-	       coalesce(a.is_security_update, false),
-	       CASE WHEN n.step = 'keylist'
-	            THEN coalesce(nullif((SELECT m.needed_keylist FROM campaign_devices m
-	                                  WHERE m.campaign_id = n.campaign_id AND m.device_id = n.device_id), 0),
-	                          k.keylist_version) END,
-	       k.rootlist_version, n.fence,
-	       CASE WHEN n.step = 'firmware' THEN rollout_health_window(n.campaign_id, n.stage_no) ELSE 0 END
-	FROM rollout_notifications n
-	JOIN campaigns k ON k.campaign_id = n.campaign_id
-	LEFT JOIN artifacts a ON a.artifact_id = k.artifact_id
-	WHERE n.id = ANY (v_ids)
-	ORDER BY n.id;
+	IF cardinality(v_ids) = 0 THEN
+		RETURN;
+	END IF;
+	-- planned for these ids at every tick (EXECUTE): the primary key probed
+	-- per id, the member's row read by its key for a key-list step only.
+	-- A plan cached in the server's long-lived session keeps the table
+	-- sizes of when it was made: joined to campaign_devices, the plan of a
+	-- campaign's first seconds read every member and probed the
+	-- notifications for each, per tick; with the ids as a parameter it read
+	-- every notification of the campaign (quadratic; docs/campaigns.md
+	-- "Plans"). OFFSET 0: the ids alone choose the rows (not intersected
+	-- with every notification of the campaign through its index).
+	RETURN QUERY EXECUTE
+	'SELECT n.id, n.campaign_id, n.device_id, n.step, k.artifact_id, a.version, a.version_code,
+	        coalesce(a.is_security_update, false),
+	        CASE WHEN n.step = ''keylist''
+	             THEN coalesce(nullif((SELECT m.needed_keylist FROM campaign_devices m
+	                                   WHERE m.campaign_id = n.campaign_id AND m.device_id = n.device_id), 0),
+	                           k.keylist_version) END,
+	        k.rootlist_version, n.fence,
+	        CASE WHEN n.step = ''firmware'' THEN rollout_health_window(n.campaign_id, n.stage_no) ELSE 0 END
+	 FROM (SELECT * FROM rollout_notifications x WHERE x.id = ANY ($1) OFFSET 0) n
+	 JOIN campaigns k ON k.campaign_id = n.campaign_id
+	 LEFT JOIN artifacts a ON a.artifact_id = k.artifact_id
+	 ORDER BY n.id' USING v_ids;
 END $$;
 
 -- The broker acknowledged these notifications (QoS 1 PUBACK), published by
