@@ -213,4 +213,5 @@ expect_eq "status carries the progress and the retry settings" \
 	"approval:2:30:$(q "SELECT round(60.0 / 60 + (1 + 2) * 3600 + 120 * 2)")"
 expect_sqlstate "transient_retries out of range" FO422 "SELECT rollout_create('{\"id\":\"bad\",\"artifact\":\"fw-101\",\"transient_retries\":500,\"stages\":[{\"count\":1}]}', 'a')"
 expect_sqlstate "budget_seconds must be positive" FO422 "SELECT rollout_create('{\"id\":\"bad\",\"artifact\":\"fw-101\",\"stages\":[{\"count\":1,\"budget_seconds\":0}]}', 'a')"
+expect_counts_kept "at the end"
 echo "PASS"
