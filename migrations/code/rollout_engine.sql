@@ -667,6 +667,7 @@ DECLARE
 	v_count bigint := 0;
 	v_ids bigint[];
 	v_reserving text[];
+	v_others text[];
 BEGIN
 	SELECT * INTO c FROM campaigns WHERE campaign_id = p_campaign;
 	v_tokens := least(c.rate_burst::double precision,
@@ -716,6 +717,8 @@ BEGIN
 		-- a higher-priority campaign's admitted devices without a row there
 		-- yet are not ours to notify (it supersedes our row when it writes its own)
 		v_reserving := rollout_reserving(p_campaign);
+		v_others := ARRAY(SELECT o.campaign_id FROM campaigns o
+		                  WHERE o.state IN ('running', 'paused') AND o.campaign_id <> p_campaign);
 		WITH picked AS (
 			SELECT m.ctid AS row_id, m.device_id, m.stage_no, m.step FROM campaign_devices m
 			WHERE m.campaign_id = p_campaign AND m.state = 'pending'
@@ -723,10 +726,14 @@ BEGIN
 			  AND (m.retry_at IS NULL OR m.retry_at <= p_now)
 			  -- one update at a time per device: not while another running
 			  -- campaign has it in flight (a finished campaign's stragglers do not block)
-			  AND NOT EXISTS (SELECT 1 FROM campaign_devices o JOIN campaigns oc USING (campaign_id)
-			                  WHERE o.device_id = m.device_id AND o.campaign_id <> p_campaign
-			                    AND o.state IN ('notified', 'downloading', 'installed')
-			                    AND oc.state IN ('running', 'paused'))
+			  -- (the other campaigns first: joined to the running ones in
+			  -- the statement, the plan read every row in flight of each of
+			  -- them, this one's too, per row picked; none: nothing is read,
+			  -- the OR keeps the lookup a subplan that is not even started)
+			  AND (cardinality(v_others) = 0
+			       OR NOT EXISTS (SELECT 1 FROM campaign_devices o
+			                      WHERE o.campaign_id = ANY (v_others) AND o.device_id = m.device_id
+			                        AND o.state IN ('notified', 'downloading', 'installed')))
 			  -- (rollout_reserved, written out)
 			  AND NOT EXISTS (SELECT 1 FROM campaigns o
 			                  JOIN campaign_targets t ON t.campaign_id = o.campaign_id
