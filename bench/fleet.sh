@@ -32,10 +32,7 @@
 # charges per file created);
 # BENCH_FLEET_PGSS=1 loads pg_stat_statements and prints the campaign's
 # statements by execution time per install, and PostgreSQL's CPU per
-# install by process kind (backends of ota-server, walwriter, autovacuum...);
-# with BENCH_FLEET_PGSS_OUT=FILE also every statement of the campaign into
-# FILE (exec and plan ms per install, calls and rows per install, blocks
-# hit, the whole query text; '|'-separated, by execution time).
+# install by process kind (backends of ota-server, walwriter, autovacuum...).
 # Also printed for the campaign: reports per install and the ingest's
 # database calls by reports per call (ota-server's
 # fleetota_report_batch_size), and per install for the tables reports
@@ -343,11 +340,5 @@ if ((pgss)); then
 	sql "SELECT round((total_exec_time / $devices)::numeric, 3), round((total_plan_time / $devices)::numeric, 3),
 		round(calls::numeric / $devices, 2), left(regexp_replace(query, '\\s+', ' ', 'g'), 90)
 		FROM pg_stat_statements ORDER BY total_exec_time DESC LIMIT 15" | sed 's/^/fleet:   /'
-	[[ -z ${BENCH_FLEET_PGSS_OUT:-} ]] ||
-		sql "SELECT round((total_exec_time / $devices)::numeric, 4), round((total_plan_time / $devices)::numeric, 4),
-			round(calls::numeric / $devices, 3), round(rows::numeric / $devices, 2),
-			round(shared_blks_hit::numeric / $devices, 1), toplevel,
-			regexp_replace(query, '\s+', ' ', 'g')
-			FROM pg_stat_statements ORDER BY total_exec_time DESC" >"$BENCH_FLEET_PGSS_OUT"
 fi
 ok=1
