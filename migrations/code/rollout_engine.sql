@@ -385,8 +385,33 @@ BEGIN
 	RETURN v_count;
 END $$;
 
--- Counts per stage, derived from per-device rows (also for the REST API).
+-- Counts per stage (also for the REST API), from the counts kept as rows
+-- change (rollout_state_counts, migrations/code/rollout_counts.sql): no
+-- pass over the campaign's members (docs/campaigns.md "Stage counts").
 CREATE OR REPLACE FUNCTION rollout_stage_counts(p_campaign text)
+RETURNS TABLE (stage_no integer, admitted bigint, pending bigint, in_flight bigint,
+               confirmed bigint, failed bigint, timed_out bigint, superseded bigint,
+               cancelled bigint)
+LANGUAGE sql STABLE AS $$
+	SELECT s.stage_no,
+	       coalesce(sum(k.n) FILTER (WHERE k.state NOT IN ('superseded', 'cancelled')), 0)::bigint,
+	       coalesce(sum(k.n) FILTER (WHERE k.state = 'pending'), 0)::bigint,
+	       coalesce(sum(k.n) FILTER (WHERE k.state IN ('notified', 'downloading', 'installed')), 0)::bigint,
+	       coalesce(sum(k.n) FILTER (WHERE k.state = 'confirmed'), 0)::bigint,
+	       coalesce(sum(k.n) FILTER (WHERE k.state = 'failed'), 0)::bigint,
+	       coalesce(sum(k.n) FILTER (WHERE k.state = 'timed_out'), 0)::bigint,
+	       coalesce(sum(k.n) FILTER (WHERE k.state = 'superseded'), 0)::bigint,
+	       coalesce(sum(k.n) FILTER (WHERE k.state = 'cancelled'), 0)::bigint
+	FROM campaign_stages s
+	LEFT JOIN rollout_state_counts(p_campaign) k ON k.stage_no = s.stage_no
+	WHERE s.campaign_id = p_campaign
+	GROUP BY s.stage_no
+	ORDER BY s.stage_no
+$$;
+
+-- The same counts by a pass over the members (the tests check that the
+-- kept counts equal it).
+CREATE OR REPLACE FUNCTION rollout_stage_counts_scan(p_campaign text)
 RETURNS TABLE (stage_no integer, admitted bigint, pending bigint, in_flight bigint,
                confirmed bigint, failed bigint, timed_out bigint, superseded bigint,
                cancelled bigint)
@@ -642,6 +667,7 @@ DECLARE
 	v_count bigint := 0;
 	v_ids bigint[];
 	v_reserving text[];
+	v_others text[];
 BEGIN
 	SELECT * INTO c FROM campaigns WHERE campaign_id = p_campaign;
 	v_tokens := least(c.rate_burst::double precision,
@@ -691,6 +717,8 @@ BEGIN
 		-- a higher-priority campaign's admitted devices without a row there
 		-- yet are not ours to notify (it supersedes our row when it writes its own)
 		v_reserving := rollout_reserving(p_campaign);
+		v_others := ARRAY(SELECT o.campaign_id FROM campaigns o
+		                  WHERE o.state IN ('running', 'paused') AND o.campaign_id <> p_campaign);
 		WITH picked AS (
 			SELECT m.ctid AS row_id, m.device_id, m.stage_no, m.step FROM campaign_devices m
 			WHERE m.campaign_id = p_campaign AND m.state = 'pending'
@@ -698,10 +726,14 @@ BEGIN
 			  AND (m.retry_at IS NULL OR m.retry_at <= p_now)
 			  -- one update at a time per device: not while another running
 			  -- campaign has it in flight (a finished campaign's stragglers do not block)
-			  AND NOT EXISTS (SELECT 1 FROM campaign_devices o JOIN campaigns oc USING (campaign_id)
-			                  WHERE o.device_id = m.device_id AND o.campaign_id <> p_campaign
-			                    AND o.state IN ('notified', 'downloading', 'installed')
-			                    AND oc.state IN ('running', 'paused'))
+			  -- (the other campaigns first: joined to the running ones in
+			  -- the statement, the plan read every row in flight of each of
+			  -- them, this one's too, per row picked; none: nothing is read,
+			  -- the OR keeps the lookup a subplan that is not even started)
+			  AND (cardinality(v_others) = 0
+			       OR NOT EXISTS (SELECT 1 FROM campaign_devices o
+			                      WHERE o.campaign_id = ANY (v_others) AND o.device_id = m.device_id
+			                        AND o.state IN ('notified', 'downloading', 'installed')))
 			  -- (rollout_reserved, written out)
 			  AND NOT EXISTS (SELECT 1 FROM campaigns o
 			                  JOIN campaign_targets t ON t.campaign_id = o.campaign_id
@@ -784,6 +816,8 @@ BEGIN
 	IF NOT pg_try_advisory_xact_lock(rollout_lock_key()) THEN
 		RETURN;
 	END IF;
+	-- the member counts the stage evaluations read (rollout_counts.sql)
+	PERFORM rollout_counts_fold();
 	FOR c IN SELECT * FROM campaigns k
 	         WHERE k.state = 'running'
 	           AND (k.start_at IS NULL OR k.start_at <= coalesce(p_now, clock_timestamp()))
@@ -841,18 +875,31 @@ BEGIN
 		END IF;
 		PERFORM rollout_security_watch(c.campaign_id, v_now);
 	END LOOP;
-	RETURN QUERY
-	SELECT n.id, n.campaign_id, n.device_id, n.step, k.artifact_id, a.version, a.version_code,
-	       coalesce(a.is_security_update, false),
-	       CASE WHEN n.step = 'keylist' THEN coalesce(nullif(m.needed_keylist, 0), k.keylist_version) END,
-	       k.rootlist_version, n.fence,
-	       CASE WHEN n.step = 'firmware' THEN rollout_health_window(n.campaign_id, n.stage_no) ELSE 0 END
-	FROM rollout_notifications n
-	JOIN campaigns k ON k.campaign_id = n.campaign_id
-	JOIN campaign_devices m ON m.campaign_id = n.campaign_id AND m.device_id = n.device_id
-	LEFT JOIN artifacts a ON a.artifact_id = k.artifact_id
-	WHERE n.id = ANY (v_ids)
-	ORDER BY n.id;
+	IF cardinality(v_ids) = 0 THEN
+		RETURN;
+	END IF;
+	-- planned for these ids at every tick (EXECUTE): the primary key probed
+	-- per id, the member's row read by its key for a key-list step only.
+	-- A plan cached in the server's long-lived session keeps the table
+	-- sizes of when it was made: joined to campaign_devices, the plan of a
+	-- campaign's first seconds read every member and probed the
+	-- notifications for each, per tick; with the ids as a parameter it read
+	-- every notification of the campaign (quadratic; docs/campaigns.md
+	-- "Plans"). OFFSET 0: the ids alone choose the rows (not intersected
+	-- with every notification of the campaign through its index).
+	RETURN QUERY EXECUTE
+	'SELECT n.id, n.campaign_id, n.device_id, n.step, k.artifact_id, a.version, a.version_code,
+	        coalesce(a.is_security_update, false),
+	        CASE WHEN n.step = ''keylist''
+	             THEN coalesce(nullif((SELECT m.needed_keylist FROM campaign_devices m
+	                                   WHERE m.campaign_id = n.campaign_id AND m.device_id = n.device_id), 0),
+	                           k.keylist_version) END,
+	        k.rootlist_version, n.fence,
+	        CASE WHEN n.step = ''firmware'' THEN rollout_health_window(n.campaign_id, n.stage_no) ELSE 0 END
+	 FROM (SELECT * FROM rollout_notifications x WHERE x.id = ANY ($1) OFFSET 0) n
+	 JOIN campaigns k ON k.campaign_id = n.campaign_id
+	 LEFT JOIN artifacts a ON a.artifact_id = k.artifact_id
+	 ORDER BY n.id' USING v_ids;
 END $$;
 
 -- The broker acknowledged these notifications (QoS 1 PUBACK), published by

@@ -331,10 +331,11 @@ BEGIN
 	IF c.state <> 'running' THEN
 		RETURN;
 	END IF;
-	SELECT max(m.done_at) FILTER (WHERE m.state = 'confirmed'),
-	       count(*) FILTER (WHERE m.state IN ('pending', 'notified', 'downloading', 'installed'))
+	-- the kept counts (rollout_counts.sql), not a pass over the members
+	SELECT max(k.last_done_at) FILTER (WHERE k.state = 'confirmed'),
+	       coalesce(sum(k.n) FILTER (WHERE k.state IN ('pending', 'notified', 'downloading', 'installed')), 0)
 	INTO v_last, v_open
-	FROM campaign_devices m WHERE m.campaign_id = p_campaign;
+	FROM rollout_state_counts(p_campaign) k;
 	-- waiting for a maintenance window counts here (unlike a stage budget):
 	-- a security fix held back by windows is what operators must hear about
 	v_last := greatest(v_last, c.started_at, c.security_stall_alert_at,

@@ -125,3 +125,27 @@ add_devices() {
 	   SELECT '$2' || lpad(i::text, 7, '0'), '${3:-m1}', 'r1', '1.0.${4:-100}', ${4:-100}, ${5:-1}, now()
 	   FROM generate_series(1, $1) i;"
 }
+
+# expect_counts_kept WHAT: the member counts kept as rows change
+# (campaign_state_counts plus the deltas not folded yet, 0023) equal the
+# rows of campaign_devices, for every campaign, stage and state, and
+# rollout_stage_counts equals its pass over the members
+expect_counts_kept() {
+	expect_eq "$1: counts kept equal the members" "$(q "
+		WITH kept AS (
+			SELECT campaign_id, stage_no, state, sum(n) AS n
+			FROM (SELECT campaign_id, stage_no, state, n FROM campaign_state_counts
+			      UNION ALL SELECT campaign_id, stage_no, state, n FROM campaign_state_deltas) x
+			GROUP BY 1, 2, 3),
+		rows AS (
+			SELECT campaign_id, stage_no, state, count(*) AS n FROM campaign_devices GROUP BY 1, 2, 3)
+		SELECT count(*) FROM kept FULL JOIN rows USING (campaign_id, stage_no, state)
+		WHERE coalesce(kept.n, 0) <> coalesce(rows.n, 0)")" 0
+	expect_eq "$1: stage counts equal a pass over the members" "$(q "
+		SELECT count(*) FROM campaigns c,
+		LATERAL ((SELECT * FROM rollout_stage_counts(c.campaign_id)
+		          EXCEPT ALL SELECT * FROM rollout_stage_counts_scan(c.campaign_id))
+		         UNION ALL
+		         (SELECT * FROM rollout_stage_counts_scan(c.campaign_id)
+		          EXCEPT ALL SELECT * FROM rollout_stage_counts(c.campaign_id))) d")" 0
+}

@@ -161,4 +161,5 @@ expect_eq "history of finished campaigns purged, campaigns kept" \
 	"$(q "SELECT (SELECT count(*) FROM campaign_devices WHERE campaign_id IN ('ap','dyn')), (SELECT count(*) FROM campaigns WHERE campaign_id IN ('ap','dyn'))")" "0|2"
 expect_eq "purges are audited" "$(q "SELECT count(*) > 0 FROM audit WHERE action='retention.purge'")" t
 expect_sqlstate "an artifact in use by a campaign cannot be deleted" 23503 "DELETE FROM artifacts WHERE artifact_id='fw-101'"
+expect_counts_kept "at the end"
 echo "PASS"

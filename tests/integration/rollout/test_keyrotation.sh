@@ -53,4 +53,5 @@ expect_eq "only the stragglers needed the key-list step" \
 	"$(q "SELECT count(DISTINCT device_id) FROM rollout_notifications WHERE campaign_id='fw' AND step='keylist'")" 10
 expect_eq "each straggler got the KeyList before the firmware" \
 	"$(q "SELECT count(*) FROM (SELECT device_id FROM rollout_notifications WHERE campaign_id='fw' GROUP BY device_id HAVING min(created_at) FILTER (WHERE step='keylist') < min(created_at) FILTER (WHERE step='firmware')) x")" 10
+expect_counts_kept "at the end"
 echo "PASS"

@@ -257,4 +257,5 @@ expect_eq "again after another period" \
 	"$(q "SELECT count(*) FROM campaign_events WHERE campaign_id = 'stall' AND kind = 'security_stalled'")" 2
 expect_eq "a functional campaign never raises it" \
 	"$(q "SELECT count(*) FROM campaign_events e JOIN campaigns k USING (campaign_id) WHERE e.kind = 'security_stalled' AND k.security_stall_alert_s IS NULL")" 0
+expect_counts_kept "at the end"
 echo "all update-policy checks passed"

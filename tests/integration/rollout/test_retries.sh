@@ -273,4 +273,5 @@ q "SELECT rollout_cancel('ro', 'alice', clock_timestamp() + interval '12 s')" >/
 
 expect_sqlstate "transient_retries out of range" FO422 "SELECT rollout_create('{\"id\":\"bad\",\"artifact\":\"fw-101\",\"transient_retries\":500,\"stages\":[{\"count\":1}]}', 'a')"
 expect_sqlstate "budget_seconds must be positive" FO422 "SELECT rollout_create('{\"id\":\"bad\",\"artifact\":\"fw-101\",\"stages\":[{\"count\":1,\"budget_seconds\":0}]}', 'a')"
+expect_counts_kept "at the end"
 echo "PASS"

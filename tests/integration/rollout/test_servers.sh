@@ -89,4 +89,5 @@ expect_eq "stage counts add up to the fleet" \
 expect_eq "a device is notified again only when its notification was lost" \
 	"$(q "SELECT count(*) FROM (SELECT device_id FROM rollout_notifications WHERE campaign_id='cc' AND NOT reissued GROUP BY device_id HAVING count(*) > 1) x")" 0
 expect_eq "rate limit held across both servers" "$(q "SELECT sim_rate_violations('cc')")" 0
+expect_counts_kept "at the end"
 echo "PASS"

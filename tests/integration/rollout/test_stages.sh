@@ -78,4 +78,5 @@ q "SELECT rollout_report(device_id, 'reverted', 100, 1, NULL, 'OTA_ERR_SELFTEST'
 q "SELECT sim_step('sim', '$T1'::timestamptz + interval '2001 s')" >/dev/null
 expect_eq "repeated reports and ticks change nothing" \
 	"$(q "SELECT md5(string_agg(device_id||state||error||notify_count, ',' ORDER BY device_id)) FROM campaign_devices")" "$before"
+expect_counts_kept "at the end"
 echo "PASS"

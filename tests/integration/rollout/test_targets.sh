@@ -237,4 +237,5 @@ q "SELECT rollout_cancel('grp', 'alice')" >/dev/null
 expect_eq "a cancelled campaign keeps no queue" "$(queued grp)" 0
 q "UPDATE devices SET tags = '{eu}' WHERE device_id = 'dev0000030'"
 expect_eq "nor gets one back when devices change" "$(queued grp)" 0
+expect_counts_kept "at the end"
 echo "PASS"
