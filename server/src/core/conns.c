@@ -43,6 +43,7 @@
 #include "ratelimit-internal.h"
 #include "srv-limits.h"
 #include "tls-internal.h"
+#include "wbio-internal.h"
 
 /* listen(2) backlog: slow clients must not make good ones wait for a SYN retry. */
 #define CONNS_BACKLOG 1024
@@ -788,6 +789,9 @@ static void admit(struct srv_conn *c)
 	conns->metrics[lst->kind].open++;
 	conns->by_fd[fd] = c;
 	c->phase = lst->tls != NULL ? CONN_HANDSHAKE : CONN_HEAD;
+	/* TLS records leave several per write(2) (wbio.c); without it, one each */
+	if (lst->tls != NULL)
+		(void)srv_wbio_attach(bufferevent_openssl_get_ssl(c->bev), c->bev);
 	idle_add(c);
 	event_priority_set(c->timer, CONNS_TIMER_PRIORITY);
 	arm_phase(c);
