@@ -32,7 +32,4 @@ bool srv_wbio_attach(SSL *ssl, struct bufferevent *bev);
 /* Bytes the BIO under ssl holds that have not reached the kernel (0: none or no such BIO). */
 size_t srv_wbio_pending(SSL *ssl);
 
-/* Counters since start (for tests and the bench): write(2)/writev(2) calls and bytes written. */
-void srv_wbio_stats(unsigned long long *ret_writes, unsigned long long *ret_bytes);
-
 #endif

@@ -32,7 +32,6 @@
  */
 #include <errno.h>
 #include <pthread.h>
-#include <stdatomic.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/uio.h>
@@ -75,15 +74,6 @@ static pthread_once_t wbio_once = PTHREAD_ONCE_INIT;
 static pthread_mutex_t spare_lock = PTHREAD_MUTEX_INITIALIZER;
 static unsigned char *spare[WBIO_SPARE_MAX];
 static unsigned spare_count;
-
-static atomic_ullong stat_writes;
-static atomic_ullong stat_bytes;
-
-void srv_wbio_stats(unsigned long long *ret_writes, unsigned long long *ret_bytes)
-{
-	*ret_writes = atomic_load(&stat_writes);
-	*ret_bytes = atomic_load(&stat_bytes);
-}
 
 static unsigned char *buf_take(void)
 {
@@ -152,10 +142,14 @@ static void hold(struct wbio *w)
 	w->bev->writecb = held_writecb;
 }
 
-/* Gives the write callback back; a call it missed runs (deferred) now. */
-static void release(struct wbio *w)
+/*
+ * Gives the write callback back; a call it missed runs (deferred) now when
+ * the bytes went out (deliver), not when the connection broke: its error
+ * event follows.
+ */
+static void release(struct wbio *w, bool deliver)
 {
-	bool called = w->held_called;
+	bool called = w->held_called && deliver;
 
 	if (!w->held)
 		return;
@@ -180,12 +174,6 @@ static void fail(struct wbio *w, int err)
 	w->off = w->len = 0;
 }
 
-static void count_write(size_t bytes)
-{
-	atomic_fetch_add_explicit(&stat_writes, 1, memory_order_relaxed);
-	atomic_fetch_add_explicit(&stat_bytes, bytes, memory_order_relaxed);
-}
-
 /* Writes what waits. 1: all of it is out; 0: the socket is full; -1: failed. */
 static int flush_now(struct wbio *w)
 {
@@ -200,7 +188,6 @@ static int flush_now(struct wbio *w)
 			fail(w, errno);
 			return -1;
 		}
-		count_write((size_t)n);
 		w->off += (size_t)n;
 	}
 	buf_give(w->buf);
@@ -240,14 +227,14 @@ static void flush_soon(struct wbio *w)
 	event_active(w->ev, EV_WRITE, 1);
 }
 
-/* Nothing waits any more: no event, the write callback back. */
+/* Nothing waits any more (written, or dropped when failed): no event, the write callback back. */
 static void settled(struct wbio *w)
 {
 	if (w->waiting) {
 		event_del(w->ev);
 		w->waiting = false;
 	}
-	release(w);
+	release(w, !w->failed);
 }
 
 static void flush_cb(evutil_socket_t fd, short what, void *arg)
@@ -349,7 +336,6 @@ static int wbio_write(BIO *b, const char *data, int len)
 		n = 0;
 		full = true;
 	} else {
-		count_write((size_t)n);
 		full = (size_t)n < waiting + want;
 	}
 	if ((size_t)n >= waiting) {
