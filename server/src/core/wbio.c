@@ -262,9 +262,9 @@ static void flush_cb(evutil_socket_t fd, short what, void *arg)
 	if (r == 0)
 		fail(w, ETIMEDOUT);
 	settled(w);
-	bufferevent_trigger_event(bev,
-				  BEV_EVENT_WRITING | (r == 0 ? BEV_EVENT_TIMEOUT : BEV_EVENT_ERROR),
-				  BEV_TRIG_DEFER_CALLBACKS);
+	bufferevent_trigger_event(
+		bev, BEV_EVENT_WRITING | (r == 0 ? BEV_EVENT_TIMEOUT : BEV_EVENT_ERROR),
+		BEV_TRIG_DEFER_CALLBACKS);
 }
 
 /* Copies len bytes of data behind what waits (room was checked). */
