@@ -328,7 +328,7 @@ static void conn_free(struct srv_conn *c)
 		SSL *ssl = bufferevent_openssl_get_ssl(c->bev);
 
 		if (evbuffer_get_length(bufferevent_get_output(c->bev)) == 0 &&
-		    srv_wbio_pending(ssl) == 0)
+		    srv_wbio_flush(ssl) == 0)
 			srv_tls_close_notify(ssl);
 		if (ssl != NULL) /* its callbacks outlive c (evhttp frees it later) */
 			SSL_set_app_data(ssl, NULL);

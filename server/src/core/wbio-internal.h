@@ -29,7 +29,7 @@
  */
 bool srv_wbio_attach(SSL *ssl, struct bufferevent *bev);
 
-/* Bytes the BIO under ssl holds that have not reached the kernel (0: none or no such BIO). */
-size_t srv_wbio_pending(SSL *ssl);
+/* Writes what the BIO under ssl holds, without waiting; returns the bytes still held. */
+size_t srv_wbio_flush(SSL *ssl);
 
 #endif

@@ -13,9 +13,12 @@
  * - at once on BIO_flush: OpenSSL flushes at the end of every handshake
  *   flight, after an alert (close_notify), after a post-handshake message;
  * - otherwise when the loop is done with the callback that wrote them: the
- *   first buffered record makes the BIO's event active, at the priority of
- *   the bufferevent's own callbacks, so it runs in the same loop turn,
- *   before the bufferevent's deferred write callback that follows it.
+ *   first buffered record makes the BIO's event active, at a priority above
+ *   every other event of the loop, so it runs right after that callback,
+ *   before any other (the bufferevent's deferred write callback; a read
+ *   event of the same epoll_wait that finds the client's EOF and frees the
+ *   connection). libevent then polls once more (epoll_wait with no wait)
+ *   before it runs the rest of that turn's callbacks.
  *
  * The bufferevent counts a record as written once this BIO took it. When
  * the socket is full and bytes stay here, the BIO waits for the socket
@@ -113,14 +116,31 @@ static struct wbio *wbio_of_ssl(SSL *ssl)
 	return BIO_get_data(b);
 }
 
-size_t srv_wbio_pending(SSL *ssl)
+static int flush_now(struct wbio *w);
+
+size_t srv_wbio_flush(SSL *ssl)
 {
 	struct wbio *w = wbio_of_ssl(ssl);
 
-	return w != NULL ? waiting_bytes(w) : 0;
+	if (w == NULL)
+		return 0;
+	if (!w->failed)
+		(void)flush_now(w);
+	return waiting_bytes(w);
 }
 
 /* ---- the held write callback ----------------------------------------- */
+
+/*
+ * false once the bufferevent is being freed: bufferevent_free clears its
+ * callbacks at once but frees it (and the SSL, and this BIO) later, in a
+ * finalizer. A deferred callback scheduled on it in between would take a
+ * reference again and free it a second time.
+ */
+static bool bev_alive(const struct wbio *w)
+{
+	return w->bev->readcb != NULL || w->bev->writecb != NULL || w->bev->errorcb != NULL;
+}
 
 /* Stands in for the bufferevent's write callback while bytes wait here. */
 static void held_writecb(struct bufferevent *bev, void *arg)
@@ -156,7 +176,7 @@ static void release(struct wbio *w, bool deliver)
 	w->held = false;
 	w->held_called = false;
 	/* evhttp may have set callbacks of its own since: those stay */
-	if (w->bev->writecb != held_writecb)
+	if (w->bev->writecb != held_writecb || !bev_alive(w))
 		return;
 	w->bev->writecb = w->held_cb;
 	if (called)
@@ -262,9 +282,10 @@ static void flush_cb(evutil_socket_t fd, short what, void *arg)
 	if (r == 0)
 		fail(w, ETIMEDOUT);
 	settled(w);
-	bufferevent_trigger_event(
-		bev, BEV_EVENT_WRITING | (r == 0 ? BEV_EVENT_TIMEOUT : BEV_EVENT_ERROR),
-		BEV_TRIG_DEFER_CALLBACKS);
+	if (bev_alive(w))
+		bufferevent_trigger_event(
+			bev, BEV_EVENT_WRITING | (r == 0 ? BEV_EVENT_TIMEOUT : BEV_EVENT_ERROR),
+			BEV_TRIG_DEFER_CALLBACKS);
 }
 
 /* Copies len bytes of data behind what waits (room was checked). */
@@ -481,6 +502,11 @@ bool srv_wbio_attach(SSL *ssl, struct bufferevent *bev)
 	w->bev = bev;
 	w->fd = fd;
 	w->ev = event_new(bufferevent_get_base(bev), fd, EV_WRITE, flush_cb, w);
+	/* above every other callback: none may see the connection before its bytes left */
+	if (w->ev != NULL && event_priority_set(w->ev, 0) != 0) {
+		event_free(w->ev);
+		w->ev = NULL;
+	}
 	b = w->ev != NULL ? BIO_new(wbio_method) : NULL;
 	if (b == NULL) {
 		if (w->ev != NULL)
