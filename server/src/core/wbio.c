@@ -250,9 +250,10 @@ static void flush_soon(struct wbio *w)
 /* Nothing waits any more (written, or dropped when failed): no event, the write callback back. */
 static void settled(struct wbio *w)
 {
-	if (w->waiting) {
+	if (w->waiting || w->active) { /* an active event that is deleted does not run */
 		event_del(w->ev);
 		w->waiting = false;
+		w->active = false;
 	}
 	release(w, !w->failed);
 }
