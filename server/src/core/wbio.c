@@ -411,9 +411,15 @@ static long wbio_ctrl(BIO *b, int cmd, long num, void *ptr)
 			return -1;
 		}
 		if (r == 0) {
+			/*
+			 * The socket is full: the bytes stay here and leave when it
+			 * takes them (the write callback held meanwhile). No "retry":
+			 * OpenSSL's handshake buffer (BIO_f_buffer) does not pass a
+			 * retry of its next BIO's flush on, so OpenSSL would take it
+			 * for an error and the connection would fail.
+			 */
 			wait_socket(w);
-			BIO_set_retry_write(b);
-			return 0;
+			return 1;
 		}
 		settled(w);
 		return next != NULL ? BIO_ctrl(next, cmd, num, ptr) : 1;
