@@ -9,8 +9,9 @@
  * and writes up to SRV_WBIO_GATHER_BYTES with one writev(2).
  *
  * When the gathered bytes leave:
- * - at once when the next record would take them past the gather size
- *   (the buffer and that record go out in one writev);
+ * - at once when the next record would take them past the gather size,
+ *   or is not a full record (the end of what the bufferevent writes now):
+ *   the buffer and that record go out in one writev;
  * - at once on BIO_flush: OpenSSL flushes at the end of every handshake
  *   flight, after an alert (close_notify), after a post-handshake message;
  * - otherwise when the loop is done with the callback that wrote them: the
@@ -50,6 +51,8 @@
 
 /* Room for the gather size plus one largest record (TLS 1.2: 16 KiB + 2 KiB expansion + header). */
 #define WBIO_BUF_BYTES (SRV_WBIO_GATHER_BYTES + 20u * 1024u)
+/* The smallest record with a full 16 KiB payload (5-byte header; AEAD tag and the like on top). */
+#define WBIO_FULL_RECORD_BYTES (16384u + 5u)
 /* Buffers kept for reuse (a buffer is taken only while bytes wait in it). */
 #define WBIO_SPARE_MAX 64u
 /* How long bytes may wait for a socket that takes nothing, when the bufferevent has no write timeout. */
@@ -329,7 +332,13 @@ static int wbio_write(BIO *b, const char *data, int len)
 		return -1;
 	}
 	waiting = waiting_bytes(w);
-	if (waiting + want < SRV_WBIO_GATHER_BYTES) {
+	/*
+	 * Only full records wait for more: a shorter one ends what the
+	 * bufferevent has to write now (a reply's head or tail, a small
+	 * reply), so it goes out at once with what waits, as before this BIO
+	 * (no event, no extra loop turn for a manifest).
+	 */
+	if (waiting + want < SRV_WBIO_GATHER_BYTES && want >= WBIO_FULL_RECORD_BYTES) {
 		if (!append(w, data, want)) {
 			errno = ENOMEM;
 			return -1;
@@ -337,7 +346,7 @@ static int wbio_write(BIO *b, const char *data, int len)
 		flush_soon(w);
 		return len;
 	}
-	/* the gather size is reached: what waits and this record in one call */
+	/* the gather size is reached, or a short record: what waits and this record in one call */
 	if (waiting > 0) {
 		iov[iovcnt].iov_base = w->buf + w->off;
 		iov[iovcnt++].iov_len = waiting;
