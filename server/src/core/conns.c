@@ -43,6 +43,7 @@
 #include "ratelimit-internal.h"
 #include "srv-limits.h"
 #include "tls-internal.h"
+#include "wbio-internal.h"
 
 /* listen(2) backlog: slow clients must not make good ones wait for a SYN retry. */
 #define CONNS_BACKLOG 1024
@@ -326,7 +327,8 @@ static void conn_free(struct srv_conn *c)
 	if (lst->tls != NULL) {
 		SSL *ssl = bufferevent_openssl_get_ssl(c->bev);
 
-		if (evbuffer_get_length(bufferevent_get_output(c->bev)) == 0)
+		if (evbuffer_get_length(bufferevent_get_output(c->bev)) == 0 &&
+		    srv_wbio_flush(ssl) == 0)
 			srv_tls_close_notify(ssl);
 		if (ssl != NULL) /* its callbacks outlive c (evhttp frees it later) */
 			SSL_set_app_data(ssl, NULL);
@@ -788,6 +790,9 @@ static void admit(struct srv_conn *c)
 	conns->metrics[lst->kind].open++;
 	conns->by_fd[fd] = c;
 	c->phase = lst->tls != NULL ? CONN_HANDSHAKE : CONN_HEAD;
+	/* TLS records leave several per write(2) (wbio.c); without it, one each */
+	if (lst->tls != NULL)
+		(void)srv_wbio_attach(bufferevent_openssl_get_ssl(c->bev), c->bev);
 	idle_add(c);
 	event_priority_set(c->timer, CONNS_TIMER_PRIORITY);
 	arm_phase(c);
