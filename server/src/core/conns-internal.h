@@ -2,6 +2,7 @@
 #ifndef SRV_CONNS_INTERNAL_H
 #define SRV_CONNS_INTERNAL_H
 
+#include <stdbool.h>
 #include <stdint.h>
 
 #include <event2/buffer.h>
@@ -80,6 +81,7 @@ struct srv_conn_limits {
 	unsigned request_timeout_sec; /* head and body */
 	unsigned max_conns;
 	unsigned max_conns_per_peer;
+	bool write_gather; /* TLS: several records per write(2) (wbio-internal.h) */
 };
 
 struct srv_conns;

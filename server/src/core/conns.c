@@ -791,8 +791,10 @@ static void admit(struct srv_conn *c)
 	conns->by_fd[fd] = c;
 	c->phase = lst->tls != NULL ? CONN_HANDSHAKE : CONN_HEAD;
 	/* TLS records leave several per write(2) (wbio.c); without it, one each */
-	if (lst->tls != NULL)
-		(void)srv_wbio_attach(bufferevent_openssl_get_ssl(c->bev), c->bev);
+	if (lst->tls != NULL && lst->limits.write_gather &&
+	    !srv_wbio_attach(bufferevent_openssl_get_ssl(c->bev), c->bev))
+		srv_log(SRV_LOG_DEBUG, "%s listener: fd %d: records not gathered (no memory?)",
+			srv_listener_name(lst->kind), (int)fd);
 	idle_add(c);
 	event_priority_set(c->timer, CONNS_TIMER_PRIORITY);
 	arm_phase(c);

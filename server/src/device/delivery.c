@@ -633,8 +633,10 @@ enum ota_err srv_delivery_start(struct srv_server *srv)
 	err = srv_http_listener_new(srv->base, &opts, &srv->device_listener);
 	if (err != OTA_OK)
 		return err;
-	srv_log(SRV_LOG_INFO, "device listener on %s:%u (mTLS)", addr,
-		srv_http_listener_port(srv->device_listener));
+	srv_log(SRV_LOG_INFO, "device listener on %s:%u (mTLS%s)", addr,
+		srv_http_listener_port(srv->device_listener),
+		cfg->device_write_gather ? ", TLS records gathered per write: device_write_gather"
+					 : "");
 	return OTA_OK;
 }
 

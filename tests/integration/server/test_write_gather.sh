@@ -13,8 +13,10 @@
 # once failed the connection.
 RATE_PER_SEC=1000
 RATE_BURST=1000
+SERVER_CONF_EXTRA="device_write_gather=true" # off by default (docs/server.md)
 source "$(dirname "$0")/lib.sh"
 standard_setup
+grep -q "TLS records gathered per write" "$T/server.log" || fail "device_write_gather is not on"
 BIG=16000000
 mkdir -p "$T/fx-big"
 "$SRV_TESTTOOL" fixtures "$T/fx-big" big:2.0.0:5:$BIG >/dev/null
