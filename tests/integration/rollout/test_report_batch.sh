@@ -20,6 +20,8 @@
 # Then report_rollout_set (the batch's rollout engine) against rollout_report
 # case by case over every campaign-row state a report can meet.
 # The same batch twice at once (two servers): stored once, then duplicates.
+# The device-row lock: the rollout tick's insert into assignments does not
+# wait for an ingest holding the device, another ingest of it does.
 # Bounds: at most report_batch_max() reports, arrays of one length, and a
 # report the database refuses stores none of its batch (FO422). Prints the
 # PostgreSQL backend CPU per report of each way (CPU seconds of the
