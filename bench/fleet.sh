@@ -326,6 +326,9 @@ echo "fleet: campaign_s=$campaign_s installs_per_s=$(calc "$devices / $campaign_
 echo "fleet: cpu_ms_per_install sim=$sim_ms pg=$pg_ms server=$srv_ms mosquitto=$mq_ms"
 echo "fleet: peak_rss_mb sim=$((rss_kb / 1024)) mosquitto=$((mq_rss_kb / 1024)) load=$(cut -d' ' -f1-3 /proc/loadavg | tr ' ' /)"
 grep -h "all .* sessions connected in" "$T"/fleet-*.log | sed 's/^/fleet: /'
+# deadlocks PostgreSQL detected (the whole run) and ingest batches retried
+# for one (each stores its batch again)
+echo "fleet: deadlocks pg=$(sql "SELECT deadlocks FROM pg_stat_database WHERE datname = 'fleetota'") ingest_retried=$(grep -c 'ingest: batch.*deadlock' "$T/server.log")"
 # PostgreSQL's CPU per install by process kind (processes alive at the end;
 # one that started during the campaign counts from 0)
 awk -v n="$devices" 'NR == FNR { c0[$1] = $3; next }

@@ -71,7 +71,11 @@ DECLARE
 	v_detail text;
 BEGIN
 	outcome := 'stored';
-	SELECT * INTO v_dev FROM devices WHERE device_id = p_device FOR UPDATE;
+	-- FOR NO KEY UPDATE: an ingest never changes device_id, so the lock
+	-- serialises ingests of the device (it conflicts with itself) without
+	-- blocking the KEY SHARE lock of a foreign key check (the rollout
+	-- tick's INSERT into assignments, device_events): report_ingest_batch
+	SELECT * INTO v_dev FROM devices WHERE device_id = p_device FOR NO KEY UPDATE;
 	v_found := found;
 	IF v_found AND v_dev.decommissioned THEN
 		outcome := 'decommissioned';

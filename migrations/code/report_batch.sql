@@ -334,10 +334,15 @@ BEGIN
 		RETURN;
 	END IF;
 	-- the devices' rows locked in one order: two batches never wait on each
-	-- other in a circle
+	-- other in a circle. FOR NO KEY UPDATE (report_ingest's lock): it
+	-- serialises two ingests of a device (it conflicts with itself) but not
+	-- the rollout tick's INSERT into assignments, whose foreign key takes
+	-- KEY SHARE on the device row (FOR UPDATE blocked it: a deadlock when
+	-- the batch then waited on the campaign rows the tick holds)
 	PERFORM 1
 	FROM (SELECT DISTINCT u.device_id FROM unnest(p_devices) AS u(device_id) ORDER BY u.device_id) u
-	CROSS JOIN LATERAL (SELECT 1 FROM devices d WHERE d.device_id = u.device_id OFFSET 0 FOR UPDATE) l;
+	CROSS JOIN LATERAL (SELECT 1 FROM devices d WHERE d.device_id = u.device_id OFFSET 0
+	                    FOR NO KEY UPDATE) l;
 	-- round k: the k-th report of each device in the batch; the reports
 	-- also sorted by round (s_*), each round a slice of them (one statement
 	-- a batch, not one a round)

@@ -20,6 +20,8 @@
 # Then report_rollout_set (the batch's rollout engine) against rollout_report
 # case by case over every campaign-row state a report can meet.
 # The same batch twice at once (two servers): stored once, then duplicates.
+# The device-row lock: the rollout tick's insert into assignments does not
+# wait for an ingest holding the device, another ingest of it does.
 # Bounds: at most report_batch_max() reports, arrays of one length, and a
 # report the database refuses stores none of its batch (FO422). Prints the
 # PostgreSQL backend CPU per report of each way (CPU seconds of the
@@ -352,6 +354,47 @@ expect_sqlstate "a report the database refuses (an unknown state) refuses its ba
 expect_eq "nothing stored by refused batches" \
 	"$(q "SELECT count(*), max(last_report_seq) FROM device_events, devices WHERE devices.device_id = 'b0100001'")" \
 	"$before|9"
+
+# the ingest's device-row lock and the rollout tick (issue 19): while a
+# transaction holds what an ingest locks on a device, the tick's INSERT into
+# assignments (its foreign key takes KEY SHARE on the device row) must not
+# wait; a FOR UPDATE lock (what the ingest took before) makes it wait, which
+# with the campaign rows the tick holds was a deadlock. Two ingests of a
+# device still wait on each other (the lock conflicts with itself).
+for d in lk1 lk2 lk3; do q "SELECT 1 FROM report_ingest('$d', $(report 1 idle), '\\x01'::bytea)" >/dev/null; done
+held() { # NAME SQL: runs SQL in a transaction that stays open 20 s, returns once it holds its locks
+	PGAPPNAME="lock-$1" "${PSQL[@]}" -At -c "BEGIN" -c "$2" -c "SELECT pg_sleep(20)" -c "ROLLBACK" \
+		>/dev/null 2>&1 &
+	holder=$!
+	for _ in $(seq 200); do
+		[[ $(q "SELECT count(*) FROM pg_stat_activity WHERE application_name = 'lock-$1'
+		         AND wait_event = 'PgSleep'") == 1 ]] && return
+		sleep 0.1
+	done
+	fail "$1: the holding transaction never got its locks"
+}
+release() { # the holder's backend ends its transaction (rolled back)
+	q "SELECT pg_cancel_backend(pid) FROM pg_stat_activity WHERE application_name LIKE 'lock-%'" >/dev/null
+	wait "$holder" || true
+}
+tick_insert="SET lock_timeout = '2s'; BEGIN;
+  INSERT INTO assignments (device_id, artifact_id, campaign_id, state) VALUES ('lk1', 'fw-101', 'c-lock', 'notified');
+  SELECT 'inserted'; ROLLBACK"
+held single "SELECT outcome FROM report_ingest('lk1', $(report 2 idle), '\\x02'::bytea)"
+expect_eq "report_ingest holding a device: the tick's assignment insert does not wait" "$(q "$tick_insert")" inserted
+release
+held batch "SELECT count(*) FROM report_ingest_batch(ARRAY['lk1', 'lk2'],
+  ARRAY[$(report 2 idle), $(report 2 idle)], ARRAY['\\x02'::bytea, '\\x02'])"
+expect_eq "report_ingest_batch holding devices: the tick's assignment insert does not wait" "$(q "$tick_insert")" inserted
+expect_sqlstate "report_ingest_batch holding devices: another ingest of one waits" 55P03 \
+	"SET lock_timeout = '1s'; SELECT * FROM report_ingest('lk2', $(report 3 idle), '\\x03'::bytea)"
+release
+held for-update "SELECT 1 FROM devices WHERE device_id = 'lk1' FOR UPDATE"
+expect_sqlstate "a FOR UPDATE lock on the device: the tick's assignment insert waits" 55P03 "$tick_insert"
+release
+expect_eq "the held ingests rolled back" \
+	"$(q "SELECT string_agg(last_report_seq::text, ',' ORDER BY device_id) FROM devices WHERE device_id LIKE 'lk%'")" \
+	"1,1,1"
 
 # a device unknown before the batch, its reports in several rounds, models
 # and hw revisions left empty by some (an empty one keeps the stored one):
