@@ -296,6 +296,14 @@ static void conn_timer_cb(evutil_socket_t fd, short what, void *arg)
 		conn_lost(conn, "opening the connection timed out");
 }
 
+/* 25006: the server refused a write as read-only. */
+static bool is_read_only(const PGresult *res)
+{
+	const char *state = res != NULL ? PQresultErrorField(res, PG_DIAG_SQLSTATE) : NULL;
+
+	return state != NULL && strcmp(state, "25006") == 0;
+}
+
 static bool is_connection_error(const PGresult *res, const PGconn *pg)
 {
 	const char *state;
@@ -311,16 +319,8 @@ static bool is_connection_error(const PGresult *res, const PGconn *pg)
 	 * front of one): a new connection is where target_session_attrs finds
 	 * the primary.
 	 */
-	return state != NULL && (strncmp(state, "08", 2) == 0 || strncmp(state, "57P", 3) == 0 ||
-				 strcmp(state, "25006") == 0);
-}
-
-/* 25006: the server refused a write as read-only. */
-static bool is_read_only(const PGresult *res)
-{
-	const char *state = res != NULL ? PQresultErrorField(res, PG_DIAG_SQLSTATE) : NULL;
-
-	return state != NULL && strcmp(state, "25006") == 0;
+	return (state != NULL && (strncmp(state, "08", 2) == 0 || strncmp(state, "57P", 3) == 0)) ||
+	       is_read_only(res);
 }
 
 static void conn_lost(struct db_conn *conn, const char *why)

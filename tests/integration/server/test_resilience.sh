@@ -7,6 +7,20 @@
 # a database that turns read-only (25006) makes the pool reconnect.
 source "$(dirname "$0")/lib.sh"
 standard_setup
+
+# expect_notify DEVICE WHEN: art-2 assigned to DEVICE reaches it as a Notify
+expect_notify() {
+	local sub
+	mosquitto_sub -V 5 -q 1 -h 127.0.0.1 -p "$MQ_PORT" --cafile "$PKI/server-ca.crt" \
+		--cert "$PKI/devices/$1.crt" --key "$PKI/devices/$1.key" \
+		-t "fleetota/v1/$1/cmd" -C 1 -W 15 -N >"$T/notify-$1.bin" &
+	sub=$!
+	sleep 0.5
+	sql -c "INSERT INTO assignments (device_id, artifact_id) VALUES ('$1', 'art-2')"
+	wait "$sub" || fail "no Notify $2"
+	[[ "$("$SRV_TESTTOOL" notify "$T/notify-$1.bin")" == "1 art-2 1.2.0 3" ]] || fail "bad Notify to $1 $2"
+}
+
 sql -c "INSERT INTO assignments (device_id, artifact_id, notified_at) VALUES ('dev-1', 'art-1', now())"
 
 report dev-1 dev-1 1 idle 1.0.0 1 1 1:12
@@ -45,14 +59,7 @@ wait_for 20 bash -c "[[ \$(grep -c 'mqtt connected' '$T/server.log') -ge 2 ]]" |
 report dev-1 dev-1 5 confirmed 1.1.0 2 2 art-1 7:6
 wait_for 10 sql_eq "confirmed|7" "SELECT d.state, count(e.*) FROM devices d JOIN device_events e
 	USING (device_id) WHERE device_id = 'dev-1' GROUP BY d.state" || fail "report after broker restart"
-mosquitto_sub -V 5 -q 1 -h 127.0.0.1 -p "$MQ_PORT" --cafile "$PKI/server-ca.crt" \
-	--cert "$PKI/devices/dev-2.crt" --key "$PKI/devices/dev-2.key" \
-	-t fleetota/v1/dev-2/cmd -C 1 -W 15 -N >"$T/notify.bin" &
-SUB=$!
-sleep 0.5
-sql -c "INSERT INTO assignments (device_id, artifact_id) VALUES ('dev-2', 'art-2')"
-wait "$SUB" || fail "no Notify after the broker restart"
-[[ "$("$SRV_TESTTOOL" notify "$T/notify.bin")" == "1 art-2 1.2.0 3" ]] || fail "bad Notify"
+expect_notify dev-2 "after the broker restart"
 
 log "a read-only database (25006): the pool drops the connection and reconnects"
 # as a demoted primary answers through a pooler that still points at it:
@@ -68,14 +75,7 @@ lost=$(grep -c "db connection [0-9] lost: .*read-only transaction" "$T/server.lo
 ((lost <= 12)) || fail "$lost reconnects to a read-only database in about 3 s"
 sql -c "SET default_transaction_read_only = off" -c "ALTER SYSTEM RESET default_transaction_read_only" \
 	-c "SELECT pg_reload_conf()" >/dev/null
-mosquitto_sub -V 5 -q 1 -h 127.0.0.1 -p "$MQ_PORT" --cafile "$PKI/server-ca.crt" \
-	--cert "$PKI/devices/dev-3.crt" --key "$PKI/devices/dev-3.key" \
-	-t fleetota/v1/dev-3/cmd -C 1 -W 15 -N >"$T/notify3.bin" &
-SUB=$!
-sleep 0.5
-sql -c "INSERT INTO assignments (device_id, artifact_id) VALUES ('dev-3', 'art-2')"
-wait "$SUB" || fail "no Notify after the database took writes again"
-[[ "$("$SRV_TESTTOOL" notify "$T/notify3.bin")" == "1 art-2 1.2.0 3" ]] || fail "bad Notify (dev-3)"
+expect_notify dev-3 "after the database took writes again"
 
 check_server_exit
 log "PASS"
