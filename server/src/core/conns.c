@@ -14,6 +14,7 @@
  * tail of a reply it closes the connection after.)
  */
 #include <errno.h>
+#include <fcntl.h>
 #include <math.h>
 #include <netdb.h>
 #include <stdbool.h>
@@ -78,6 +79,18 @@
 #define CONNS_MAX_FDS (1u << 20)
 /* read passes of one drain_cb (each takes at least one TLS record) */
 #define CONNS_DRAIN_PASSES 64
+/*
+ * A handshake refused with a fatal alert closes gracefully (linger_start):
+ * the alert, a FIN, then what the client still sends is read and dropped
+ * for at most CONNS_LINGER_SEC and CONNS_LINGER_BYTES, so its reads find
+ * the alert rather than a reset. At most CONNS_LINGER_MAX sockets linger
+ * at once, CONNS_LINGER_PER_PEER of one peer; past that the refusal closes
+ * at once, as before.
+ */
+#define CONNS_LINGER_SEC 2.0
+#define CONNS_LINGER_BYTES (64u * 1024u)
+#define CONNS_LINGER_MAX 64u
+#define CONNS_LINGER_PER_PEER 4u
 
 enum conn_phase {
 	CONN_GATE, /* accepted, not yet admitted */
@@ -101,7 +114,19 @@ struct conn_peer {
 	struct conn_peer *next;
 	struct conn_key key;
 	unsigned count; /* connections of this peer on its listener */
+	unsigned lingering; /* its refused sockets being closed (linger_start) */
 	struct conn_list idle; /* its idle ones, oldest first */
+};
+
+/* A refused connection's socket, closing gracefully (linger_start). */
+struct conn_linger {
+	struct srv_conns *conns;
+	struct conn_peer *peer;
+	struct event *ev; /* readable, or the deadline */
+	evutil_socket_t fd; /* a duplicate: the bufferevent closes its own */
+	double deadline; /* monotonic seconds */
+	size_t drained;
+	struct conn_linger *prev, *next;
 };
 
 struct srv_conns_listener {
@@ -142,6 +167,7 @@ struct srv_conn {
 	bool gated; /* admission ran */
 	bool in_idle;
 	bool replied; /* a reply was done (see drain_cb) */
+	int alert; /* the fatal alert this side sent in the handshake ((level << 8) | code), or 0 */
 	uint8_t scan; /* head scanner: 0 in a line, 1 after LF, 2 after LF CR */
 	double accepted; /* monotonic seconds */
 	double origin; /* start of the current request's deadlines */
@@ -156,6 +182,9 @@ struct srv_conns {
 	size_t n_fds;
 	struct conn_peer *peers[CONNS_PEER_SLOTS];
 	struct srv_conn *all; /* every connection not finalized yet */
+	struct conn_linger *lingering; /* oldest first */
+	struct conn_linger *lingering_last;
+	unsigned n_lingering;
 	unsigned long long nofile;
 	double slice_start; /* see CONNS_SLICE_WORK */
 	unsigned slice_work;
@@ -264,7 +293,7 @@ static void peer_put(struct srv_conns *conns, struct conn_peer *peer)
 {
 	struct conn_peer **link;
 
-	if (peer->count > 0)
+	if (peer->count > 0 || peer->lingering > 0)
 		return;
 	for (link = &conns->peers[key_slot(&peer->key)]; *link != NULL; link = &(*link)->next) {
 		if (*link == peer) {
@@ -314,10 +343,133 @@ static void gate_done(struct srv_conn *c)
 	}
 }
 
+/* ---- a refused handshake's graceful close ------------------------------- */
+
+/*
+ * Closing a socket whose receive buffer holds unread bytes sends a TCP
+ * reset, and a client that writes after the reset arrived (a TLS 1.3
+ * client's request: its side of the handshake is done before the server
+ * has checked its certificate) gets "connection reset" and never reads
+ * the alert that tells it why. So a refused handshake's socket is kept a
+ * little after the connection is freed: its write side shut (a FIN right
+ * behind the alert), and what the client sends read and dropped until its
+ * EOF, CONNS_LINGER_BYTES or CONNS_LINGER_SEC, whichever comes first.
+ * The socket is a duplicate of the connection's (the bufferevent closes
+ * its own when it is freed). Only a socket: no TLS, no evhttp, no slot in
+ * the listener's table; on EMFILE the oldest one goes first
+ * (accept_error_cb).
+ */
+
+static void linger_end(struct conn_linger *l)
+{
+	struct srv_conns *conns = l->conns;
+
+	if (l->prev != NULL)
+		l->prev->next = l->next;
+	else
+		conns->lingering = l->next;
+	if (l->next != NULL)
+		l->next->prev = l->prev;
+	else
+		conns->lingering_last = l->prev;
+	conns->n_lingering--;
+	event_free(l->ev);
+	close(l->fd);
+	l->peer->lingering--;
+	peer_put(conns, l->peer);
+	free(l);
+}
+
+static struct timeval seconds_tv(double sec)
+{
+	struct timeval tv;
+
+	if (sec < 0)
+		sec = 0;
+	tv.tv_sec = (time_t)sec;
+	tv.tv_usec = (suseconds_t)((sec - floor(sec)) * 1e6);
+	return tv;
+}
+
+static void linger_cb(evutil_socket_t fd, short what, void *arg)
+{
+	struct conn_linger *l = arg;
+	char buf[4096];
+
+	(void)what;
+	while (l->drained < CONNS_LINGER_BYTES) {
+		double left = l->deadline - srv_now();
+		ssize_t n;
+
+		if (left <= 0)
+			break;
+		n = read(fd, buf, sizeof(buf));
+		if (n > 0) {
+			l->drained += (size_t)n;
+			continue;
+		}
+		if (n < 0 && errno == EINTR)
+			continue;
+		if (n < 0 && (errno == EAGAIN || errno == EWOULDBLOCK)) {
+			struct timeval tv = seconds_tv(left);
+
+			if (event_add(l->ev, &tv) == 0)
+				return;
+		}
+		break; /* the client's EOF, an error */
+	}
+	linger_end(l);
+}
+
+/*
+ * c's handshake was refused with a fatal alert (c->alert): its socket
+ * lingers (see above). false when it cannot (caps, no descriptor, the
+ * alert not out yet): the connection then closes at once.
+ */
+static bool linger_start(struct srv_conn *c, SSL *ssl)
+{
+	struct srv_conns *conns = c->conns;
+	struct conn_linger *l;
+	struct timeval tv = seconds_tv(CONNS_LINGER_SEC);
+
+	if (c->peer == NULL || c->fd < 0 || SSL_is_init_finished(ssl) ||
+	    conns->n_lingering >= CONNS_LINGER_MAX || c->peer->lingering >= CONNS_LINGER_PER_PEER ||
+	    srv_wbio_flush(ssl) > 0 || BIO_wpending(SSL_get_wbio(ssl)) > 0)
+		return false;
+	l = calloc(1, sizeof(*l));
+	if (l == NULL)
+		return false;
+	l->fd = fcntl(c->fd, F_DUPFD_CLOEXEC, 0);
+	l->ev = l->fd >= 0 ? event_new(conns->base, l->fd, EV_READ, linger_cb, l) : NULL;
+	if (l->ev == NULL || event_priority_set(l->ev, CONNS_TIMER_PRIORITY) != 0 ||
+	    event_add(l->ev, &tv) != 0) {
+		if (l->ev != NULL)
+			event_free(l->ev);
+		if (l->fd >= 0)
+			close(l->fd);
+		free(l);
+		return false;
+	}
+	(void)shutdown(l->fd, SHUT_WR);
+	l->conns = conns;
+	l->peer = c->peer;
+	l->deadline = srv_now() + CONNS_LINGER_SEC;
+	l->prev = conns->lingering_last;
+	if (l->prev != NULL)
+		l->prev->next = l;
+	else
+		conns->lingering = l;
+	conns->lingering_last = l;
+	conns->n_lingering++;
+	c->peer->lingering++;
+	return true;
+}
+
 /*
  * Forgets c: its slot, its callbacks, its memory. Its connection is about
  * to be freed: when every byte of it was written, TLS ends with a
- * close_notify (a client that sees a bare EOF drops its session).
+ * close_notify (a client that sees a bare EOF drops its session); a
+ * handshake refused with an alert closes gracefully (linger_start).
  */
 static void conn_free(struct srv_conn *c)
 {
@@ -330,6 +482,15 @@ static void conn_free(struct srv_conn *c)
 		if (evbuffer_get_length(bufferevent_get_output(c->bev)) == 0 &&
 		    srv_wbio_flush(ssl) == 0)
 			srv_tls_close_notify(ssl);
+		if (ssl != NULL && c->alert != 0) {
+			bool graceful = linger_start(c, ssl);
+
+			srv_log(SRV_LOG_DEBUG,
+				"%s listener: fd %d: handshake refused (alert %s): %s",
+				srv_listener_name(lst->kind), (int)c->fd,
+				SSL_alert_desc_string_long(c->alert),
+				graceful ? "closing gracefully" : "closed");
+		}
 		if (ssl != NULL) /* its callbacks outlive c (evhttp frees it later) */
 			SSL_set_app_data(ssl, NULL);
 	}
@@ -394,13 +555,8 @@ static void close_counted(struct srv_conn *c, enum srv_conn_close reason)
 
 static void arm(struct srv_conn *c, double deadline)
 {
-	double wait = deadline - srv_now();
-	struct timeval tv;
+	struct timeval tv = seconds_tv(deadline - srv_now());
 
-	if (wait < 0)
-		wait = 0;
-	tv.tv_sec = (time_t)wait;
-	tv.tv_usec = (suseconds_t)((wait - floor(wait)) * 1e6);
 	event_add(c->timer, &tv);
 }
 
@@ -655,6 +811,13 @@ static void conn_info_cb(const SSL *ssl, int where, int ret)
 
 	if (ctx_cb != NULL)
 		ctx_cb(ssl, where, ret);
+	if ((where & SSL_CB_WRITE_ALERT) && (ret >> 8) == SSL3_AL_FATAL) {
+		/* a refusal: the connection closes gracefully (conn_free) */
+		c = SSL_get_app_data(ssl);
+		if (c != NULL)
+			c->alert = ret;
+		return;
+	}
 	if (!(where & SSL_CB_HANDSHAKE_DONE))
 		return;
 	if (SSL_get_read_ahead(ssl))
@@ -955,8 +1118,11 @@ static void accept_error_cb(struct evconnlistener *lev, void *arg)
 	lst->conns->metrics[lst->kind].closed[SRV_CONN_CLOSE_FD_LIMIT]++;
 	srv_log(SRV_LOG_WARN, "%s listener: accept: %s; closing the oldest idle connection",
 		srv_listener_name(lst->kind), strerror(err));
-	victim = oldest_idle(lst->conns);
-	if (victim != NULL)
+	/* a refused connection's lingering socket first: it only waits to close */
+	victim = lst->conns->lingering == NULL ? oldest_idle(lst->conns) : NULL;
+	if (lst->conns->lingering != NULL)
+		linger_end(lst->conns->lingering);
+	else if (victim != NULL)
 		close_counted(victim, SRV_CONN_CLOSE_EVICTED);
 	evconnlistener_disable(lev);
 	event_add(lst->resume_ev, &pause);
@@ -1158,6 +1324,8 @@ void srv_conns_free(struct srv_conns *conns)
 	/* evhttp_free freed the listeners' connections; these never got that far */
 	while (conns->all != NULL)
 		conn_free(conns->all);
+	while (conns->lingering != NULL)
+		linger_end(conns->lingering);
 	for (int k = 0; k < SRV__LISTENER_COUNT; k++) {
 		struct srv_conns_listener *lst = conns->listeners[k];
 
