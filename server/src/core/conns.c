@@ -85,12 +85,14 @@
  * for at most CONNS_LINGER_SEC and CONNS_LINGER_BYTES, so its reads find
  * the alert rather than a reset. At most CONNS_LINGER_MAX sockets linger
  * at once, CONNS_LINGER_PER_PEER of one peer; past that the refusal closes
- * at once, as before.
+ * at once, as before. Their reads run at the middle priority, with the
+ * requests (at the guard's, below them, a busy loop would hold the ones
+ * whose clients have closed long enough to fill the per-peer bound).
  */
 #define CONNS_LINGER_SEC 2.0
 #define CONNS_LINGER_BYTES (64u * 1024u)
 #define CONNS_LINGER_MAX 64u
-#define CONNS_LINGER_PER_PEER 4u
+#define CONNS_LINGER_PER_PEER 8u
 
 enum conn_phase {
 	CONN_GATE, /* accepted, not yet admitted */
@@ -360,9 +362,13 @@ static void gate_done(struct srv_conn *c)
  * (accept_error_cb).
  */
 
-static void linger_end(struct conn_linger *l)
+/* why: the client's EOF, the deadline... (the debug log) */
+static void linger_end(struct conn_linger *l, const char *why)
 {
 	struct srv_conns *conns = l->conns;
+
+	srv_log(SRV_LOG_DEBUG, "refused connection: socket %d closed after %zu bytes read: %s",
+		(int)l->fd, l->drained, why);
 
 	if (l->prev != NULL)
 		l->prev->next = l->next;
@@ -395,14 +401,17 @@ static void linger_cb(evutil_socket_t fd, short what, void *arg)
 {
 	struct conn_linger *l = arg;
 	char buf[4096];
+	const char *why = "byte bound";
 
 	(void)what;
 	while (l->drained < CONNS_LINGER_BYTES) {
 		double left = l->deadline - srv_now();
 		ssize_t n;
 
-		if (left <= 0)
+		if (left <= 0) {
+			why = "deadline";
 			break;
+		}
 		n = read(fd, buf, sizeof(buf));
 		if (n > 0) {
 			l->drained += (size_t)n;
@@ -416,9 +425,10 @@ static void linger_cb(evutil_socket_t fd, short what, void *arg)
 			if (event_add(l->ev, &tv) == 0)
 				return;
 		}
-		break; /* the client's EOF, an error */
+		why = n == 0 ? "client closed" : "read error";
+		break;
 	}
-	linger_end(l);
+	linger_end(l, why);
 }
 
 /*
@@ -441,7 +451,7 @@ static bool linger_start(struct srv_conn *c, SSL *ssl)
 		return false;
 	l->fd = fcntl(c->fd, F_DUPFD_CLOEXEC, 0);
 	l->ev = l->fd >= 0 ? event_new(conns->base, l->fd, EV_READ, linger_cb, l) : NULL;
-	if (l->ev == NULL || event_priority_set(l->ev, CONNS_TIMER_PRIORITY) != 0 ||
+	if (l->ev == NULL || event_priority_set(l->ev, CONNS_GATE_PRIORITY) != 0 ||
 	    event_add(l->ev, &tv) != 0) {
 		if (l->ev != NULL)
 			event_free(l->ev);
@@ -1121,7 +1131,7 @@ static void accept_error_cb(struct evconnlistener *lev, void *arg)
 	/* a refused connection's lingering socket first: it only waits to close */
 	victim = lst->conns->lingering == NULL ? oldest_idle(lst->conns) : NULL;
 	if (lst->conns->lingering != NULL)
-		linger_end(lst->conns->lingering);
+		linger_end(lst->conns->lingering, "descriptor limit");
 	else if (victim != NULL)
 		close_counted(victim, SRV_CONN_CLOSE_EVICTED);
 	evconnlistener_disable(lev);
@@ -1325,7 +1335,7 @@ void srv_conns_free(struct srv_conns *conns)
 	while (conns->all != NULL)
 		conn_free(conns->all);
 	while (conns->lingering != NULL)
-		linger_end(conns->lingering);
+		linger_end(conns->lingering, "shutdown");
 	for (int k = 0; k < SRV__LISTENER_COUNT; k++) {
 		struct srv_conns_listener *lst = conns->listeners[k];
 

@@ -43,6 +43,47 @@ for v in 1.3 1.2; do
 	expect "no certificate" $v 50 "$([[ $v == 1.3 ]] && echo TLSV13_ALERT_CERTIFICATE_REQUIRED ||
 		echo SSLV3_ALERT_HANDSHAKE_FAILURE)"
 done
+# refused: the client closed first; counted again below
+n_client_closed=$(grep -c "refused connection: socket [0-9]* closed after [0-9]* bytes read: client closed" "$T/server.log" || true)
+((n_client_closed > 0)) || fail "no refused socket was closed by its client"
+
+log "bounds: one refused connection sends 1 MiB, then 9 more of the same peer are held open"
+n_graceful=$(grep -c "handshake refused (alert certificate revoked): closing gracefully" "$T/server.log")
+n_closed=$(grep -c "handshake refused (alert certificate revoked): closed$" "$T/server.log" || true)
+python3 - "$DEV_PORT" "$PKI" <<'PY'
+import os, socket, ssl, sys, time
+port, pki = int(sys.argv[1]), sys.argv[2]
+ctx = ssl.SSLContext(ssl.PROTOCOL_TLS_CLIENT)
+ctx.load_verify_locations(pki + "/server-ca.crt")
+ctx.minimum_version = ssl.TLSVersion.TLSv1_3
+ctx.load_cert_chain(pki + "/devices/dev-3.crt", pki + "/devices/dev-3.key")
+def refused():
+    t = ctx.wrap_socket(socket.create_connection(("127.0.0.1", port), timeout=10), server_hostname="127.0.0.1")
+    t.sendall(b"GET /v1/keylist HTTP/1.1\r\n")
+    return t
+# the first one's raw socket sends 1 MiB behind the handshake: the server
+# reads and drops 64 KiB of it, then closes (a reset: this send fails)
+first = refused()
+time.sleep(0.3)
+raw = socket.socket(fileno=os.dup(first.fileno()))
+raw.settimeout(10)
+try:
+    raw.sendall(b"x" * (1 << 20))
+except OSError:
+    pass
+time.sleep(0.3)
+# 9 more held open: 8 linger (the per-peer bound), the 9th closes at once
+held = [refused() for _ in range(9)]
+time.sleep(4)  # past the deadline, still open
+PY
+got=$(($(grep -c "handshake refused (alert certificate revoked): closing gracefully" "$T/server.log") - n_graceful))
+[[ $got == 9 ]] || fail "graceful closes: $got, expected 9 (8 of them at once)"
+got=$(($(grep -c "handshake refused (alert certificate revoked): closed$" "$T/server.log" || true) - n_closed))
+[[ $got == 1 ]] || fail "refusals closed at once past the per-peer bound: $got, expected 1"
+got=$(grep -c "refused connection: socket [0-9]* closed after [0-9]* bytes read: byte bound" "$T/server.log" || true)
+[[ $got == 1 ]] || fail "closes at the byte bound: $got"
+got=$(grep -c "refused connection: socket [0-9]* closed after [0-9]* bytes read: deadline" "$T/server.log" || true)
+[[ $got == 8 ]] || fail "closes at the deadline: $got"
 
 check_server_exit
 log "PASS"
