@@ -206,14 +206,23 @@ static enum ota_err transport_fetch(struct ota_online *o, const struct ota_fetch
 	return port->ops->fetch(port->ctx, req, sink, sink_arg, ret);
 }
 
-/* "<what>: status <n>" as the detail of a failed transfer. */
-static void status_detail(char *buf, size_t cap, const char *what, size_t what_max, int status)
+/*
+ * "<what>: status <n>" as the detail of a failed transfer, or "<what>: <the
+ * transport's detail>" (a TLS alert) when there was no status.
+ */
+static void status_detail(char *buf, size_t cap, const char *what, size_t what_max,
+			  const struct ota_fetch_result *res)
 {
 	struct ota_text t;
 	ota_text_init(&t, buf, cap);
 	ota_text_strn(&t, what, what_max);
+	if (res->status == 0 && res->detail[0] != '\0') {
+		ota_text_str(&t, ": ");
+		ota_text_strn(&t, res->detail, sizeof(res->detail));
+		return;
+	}
 	ota_text_str(&t, ": status ");
-	ota_text_int(&t, status);
+	ota_text_int(&t, res->status);
 }
 
 /* GET a signed object (at most one envelope) into buf. */
@@ -234,7 +243,7 @@ static enum ota_err fetch_envelope(struct ota_online *o, enum ota_fetch_what wha
 		ota_text_init(&t, what_text, sizeof(what_text));
 		ota_text_str(&t, "GET ");
 		ota_text_strn(&t, path, OTA_ONLINE_DETAIL_PATH_MAX);
-		status_detail(detail, sizeof(detail), what_text, sizeof(what_text), res.status);
+		status_detail(detail, sizeof(detail), what_text, sizeof(what_text), &res);
 		(void)ota_agent_record_failure(o->agent, err, detail);
 	}
 	return err;
@@ -471,8 +480,7 @@ static enum ota_err stage(struct ota_online *o, const char *artifact, bool full,
 		} else if (err == OTA_ERR_SIZE || err == OTA_ERR_PIN ||
 			   attempt >= o->download_retries || (o->stop_aborts && stopping(o))) {
 			char detail[OTA_AGENT_DETAIL_BYTES];
-			status_detail(detail, sizeof(detail), "image download", SIZE_MAX,
-				      res.status);
+			status_detail(detail, sizeof(detail), "image download", SIZE_MAX, &res);
 			(void)ota_agent_abort(o->agent, err, detail, err != OTA_ERR_SIZE);
 			*ret_rejected = false;
 			return err;

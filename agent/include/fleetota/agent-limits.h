@@ -16,6 +16,8 @@
 /* Fixed text fields of the persisted state. */
 #define OTA_AGENT_VERSION_BYTES (OTA_MAX_STRING_BYTES + 1u)
 #define OTA_AGENT_DETAIL_BYTES 96u
+/* struct ota_fetch_result's detail (a TLS alert's name and number). */
+#define OTA_FETCH_DETAIL_BYTES 48u
 /* A u64 in decimal: 20 digits + NUL. */
 #define OTA_AGENT_U64_TEXT_BYTES 21u
 /* Chunk used to re-hash a slot (resume, boot verification). */

@@ -109,6 +109,12 @@ struct ota_fetch_result {
 	 * agent/port/sim, does this): the core starts the attempt over.
 	 */
 	bool restarted;
+	/*
+	 * Why the transfer failed before any status, when the transport
+	 * knows: the server's TLS alert ("TLS alert certificate revoked
+	 * (44)"); "" otherwise.
+	 */
+	char detail[OTA_FETCH_DETAIL_BYTES];
 };
 
 /* Receives body bytes in order; any error aborts the fetch with that error. */

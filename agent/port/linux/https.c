@@ -425,6 +425,26 @@ static bool is_ip_literal(const char *host)
 	return inet_pton(AF_INET, host, buf) == 1 || inet_pton(AF_INET6, host, buf) == 1;
 }
 
+/*
+ * A fatal alert of the server that failed ssl, from OpenSSL's error queue
+ * (its reason is the alert's number + SSL_AD_REASON_OFFSET), into the
+ * response the SSL's app data points at: a refused certificate then reads
+ * "TLS alert certificate revoked (44)" rather than "status 0".
+ */
+static void note_alert(SSL *ssl)
+{
+	struct ota_https_response *ret = SSL_get_app_data(ssl);
+	unsigned long e = ERR_peek_last_error();
+	int reason = ERR_GET_REASON(e);
+
+	if (ret == NULL || e == 0 || ERR_GET_LIB(e) != ERR_LIB_SSL ||
+	    reason <= SSL_AD_REASON_OFFSET || reason > SSL_AD_REASON_OFFSET + 255)
+		return;
+	reason -= SSL_AD_REASON_OFFSET;
+	snprintf(ret->tls_alert, sizeof(ret->tls_alert), "TLS alert %s (%d)",
+		 SSL_alert_desc_string_long(reason), reason);
+}
+
 /* The parser's byte source: SSL_read on the blocking socket. */
 static enum ota_err tls_read(void *ctx, uint8_t *buf, size_t cap, size_t *ret_n)
 {
@@ -446,6 +466,8 @@ static enum ota_err tls_read(void *ctx, uint8_t *buf, size_t cap, size_t *ret_n)
 		err = OTA_OK; /* EOF without close_notify: the length checks decide */
 	else
 		err = OTA_ERR_TRANSPORT;
+	if (e == SSL_ERROR_SSL)
+		note_alert(ssl);
 	ERR_clear_error();
 	return err;
 }
@@ -454,10 +476,12 @@ static enum ota_err tls_read(void *ctx, uint8_t *buf, size_t cap, size_t *ret_n)
  * A TCP connection and a TLS handshake with u's server, offering the kept
  * session when offer is true. OTA_OK with *ret_fd and *ret_ssl (the
  * caller frees both), or OTA_ERR_TRANSPORT / OTA_ERR_TIMEOUT with nothing
- * to free.
+ * to free. A fatal alert of the server goes to resp->tls_alert (during
+ * the handshake and in the reads after it).
  */
 static enum ota_err tls_open(struct ota_https *client, const struct url *u, const char *session_key,
-			     bool offer, int *ret_fd, SSL **ret_ssl)
+			     bool offer, struct ota_https_response *resp, int *ret_fd,
+			     SSL **ret_ssl)
 {
 	enum ota_err err = OTA_ERR_TRANSPORT;
 	SSL *ssl = NULL;
@@ -468,6 +492,7 @@ static enum ota_err tls_open(struct ota_https *client, const struct url *u, cons
 	ssl = SSL_new(client->ctx);
 	if (!ssl || SSL_set_fd(ssl, fd) != 1)
 		goto fail;
+	SSL_set_app_data(ssl, resp);
 	/* the certificate must name the host we asked for, and chain to ca_file */
 	if (is_ip_literal(u->host)) {
 		if (X509_VERIFY_PARAM_set1_ip_asc(SSL_get0_param(ssl), u->host) != 1)
@@ -483,6 +508,8 @@ static enum ota_err tls_open(struct ota_https *client, const struct url *u, cons
 		int e = SSL_get_error(ssl, rc);
 		err = e == SSL_ERROR_WANT_READ || e == SSL_ERROR_WANT_WRITE ? OTA_ERR_TIMEOUT
 									    : OTA_ERR_TRANSPORT;
+		if (e == SSL_ERROR_SSL)
+			note_alert(ssl);
 		goto fail;
 	}
 	client->connections++;
@@ -514,11 +541,12 @@ enum ota_err ota_https_get(struct ota_https *client, const char *base_url, const
 	if (!url_parse(base_url, &u) || strlen(path) > OTA_HTTPS_MAX_PATH || path[0] != '/')
 		goto out;
 	snprintf(session_key, sizeof(session_key), "%s:%s", u.host, u.port);
-	err = tls_open(client, &u, session_key, true, &fd, &ssl);
+	err = tls_open(client, &u, session_key, true, ret, &fd, &ssl);
 	if (err == OTA_ERR_TRANSPORT && client->session != NULL) {
 		/* a server that cannot take the session back may fail the handshake: once without */
 		session_forget(client);
-		err = tls_open(client, &u, session_key, false, &fd, &ssl);
+		ret->tls_alert[0] = '\0';
+		err = tls_open(client, &u, session_key, false, ret, &fd, &ssl);
 	}
 	if (err != OTA_OK)
 		goto out;

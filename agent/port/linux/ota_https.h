@@ -35,6 +35,7 @@
 
 #include <openssl/ssl.h>
 
+#include "fleetota/agent-limits.h"
 #include "fleetota/err.h"
 #include "fleetota/limits.h"
 #include "linux-limits.h"
@@ -67,6 +68,8 @@ struct ota_https_response {
 	int status;
 	uint64_t body_bytes; /* bytes handed to the body callback */
 	unsigned retry_after_s; /* from a 429, 0 if absent */
+	/* the fatal TLS alert the server sent: "TLS alert certificate revoked (44)"; "" if none */
+	char tls_alert[OTA_FETCH_DETAIL_BYTES];
 };
 
 /* Receives body bytes in order; a non-OTA_OK return aborts the request. */

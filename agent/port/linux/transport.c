@@ -23,6 +23,7 @@ enum ota_err ota_linux_fetch(void *ctx, const struct ota_fetch_request *req, ota
 	ret->status = resp.status;
 	ret->body_bytes = resp.body_bytes;
 	ret->retry_after_s = resp.retry_after_s;
+	memcpy(ret->detail, resp.tls_alert, sizeof(ret->detail));
 	return err;
 }
 

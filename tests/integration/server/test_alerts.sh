@@ -12,7 +12,9 @@
 # protocol", "connection reset") and the client never read the alert.
 # Revoked (44 certificate_revoked), another CA (48 unknown_ca), no
 # certificate (TLS 1.3: 116 certificate_required; TLS 1.2: 40
-# handshake_failure), under TLS 1.3 and 1.2; ota-agent names the alert.
+# handshake_failure), under TLS 1.3 and 1.2; ota-agent names the alert
+# (OTA_ERR_TRANSPORT with "TLS alert certificate revoked (44)", not
+# "status 0").
 source "$(dirname "$0")/lib.sh"
 TRIES=${ALERT_TRIES:-20}
 SERVER_CONF_EXTRA="device_crl = $PKI/device-ca.crl"
@@ -43,6 +45,22 @@ for v in 1.3 1.2; do
 	expect "no certificate" $v 50 "$([[ $v == 1.3 ]] && echo TLSV13_ALERT_CERTIFICATE_REQUIRED ||
 		echo SSLV3_ALERT_HANDSHAKE_FAILURE)"
 done
+log "ota-agent names the alert"
+# agent_fetch DEVICE CERT_DIR: ota-agent fetch art-1 as DEVICE with the certificate in CERT_DIR
+agent_fetch() {
+	mkdir -p "$T/agent-$1"
+	agent_config "$T/agent-$1.conf" "$1" "$T/agent-$1" 1048576
+	sed -i "s|$PKI/devices/|$2/|" "$T/agent-$1.conf"
+	agent_provision "$T/agent-$1.conf"
+	"$OTA_AGENT" fetch art-1 --config "$T/agent-$1.conf" >"$T/agent-$1.out" 2>&1 || true
+}
+agent_fetch dev-3 "$PKI/devices"
+grep -q "^ota-agent: warn: OTA_ERR_TRANSPORT: GET /v1/manifests/art-1: TLS alert certificate revoked (44)$" \
+	"$T/agent-dev-3.out" || fail "ota-agent, revoked: $(cat "$T/agent-dev-3.out")"
+agent_fetch dev-1 "$T/other/devices"
+grep -q "^ota-agent: warn: OTA_ERR_TRANSPORT: GET /v1/manifests/art-1: TLS alert unknown CA (48)$" \
+	"$T/agent-dev-1.out" || fail "ota-agent, another CA: $(cat "$T/agent-dev-1.out")"
+
 # refused: the client closed first; counted again below
 n_client_closed=$(grep -c "refused connection: socket [0-9]* closed after [0-9]* bytes read: client closed" "$T/server.log" || true)
 ((n_client_closed > 0)) || fail "no refused socket was closed by its client"
