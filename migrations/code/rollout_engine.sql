@@ -433,37 +433,84 @@ LANGUAGE sql STABLE AS $$
 $$;
 
 -- The devices of a campaign's queue that a higher-priority campaign holds
--- (its member, not finished), with the holder: admission skips them, so the
--- campaign waits for them. Probes the queue by its key for each active
--- member of a higher-priority campaign (none run: nothing is read).
--- Also the devices such a campaign admitted without writing their rows yet
--- (rollout_reserved): a probe per row of its queue as far as its admitted
--- share reaches.
-CREATE OR REPLACE FUNCTION rollout_held(p_campaign text)
-RETURNS TABLE (device_id text, holder text)
+-- (its member, not finished; or admitted by it without a row yet,
+-- rollout_reserved): admission skips them, so the campaign waits for them.
+-- Bounded: the candidates, the higher-priority campaigns' pending and
+-- in-flight members and then the head of their queues as far as their
+-- admitted share reaches, are read through their indexes, at most p_scan
+-- of them, and each is probed in this campaign's queue by its key. A
+-- million-device campaign behind another one costs p_scan probes, not a
+-- million (docs/campaigns.md "Progress"). held: the distinct held devices
+-- found; complete: every candidate was read, so held is exact (else it is
+-- a lower bound); devices: the first 10 held by id; holders: the campaigns
+-- holding them (each device's highest-priority one), the first 5 by id and
+-- "and K more".
+DROP FUNCTION IF EXISTS rollout_held(text);
+CREATE OR REPLACE FUNCTION rollout_held(p_campaign text, p_scan integer,
+                                        OUT held bigint, OUT complete boolean,
+                                        OUT devices text, OUT holders text)
+-- (index scans that stop at the limit: a bitmap scan reads the whole range
+-- before the first row, and a small table's stale statistics choose one)
+LANGUAGE sql STABLE SET enable_bitmapscan = off SET enable_seqscan = off AS $$
+	WITH higher AS MATERIALIZED (
+		SELECT o.campaign_id, o.priority, o.admit_bound_rank, o.admit_bound_device,
+		       o.campaign_id = ANY (rollout_reserving(p_campaign)) AS reserving
+		FROM campaigns c
+		JOIN campaigns o ON o.state IN ('running', 'paused') AND o.campaign_id <> c.campaign_id
+		                AND (o.security_preempt, o.priority) > (c.security_preempt, c.priority)
+		WHERE c.campaign_id = p_campaign),
+	cand AS MATERIALIZED (
+		SELECT x.device_id, x.campaign_id, x.priority
+		FROM (SELECT m.device_id, o.campaign_id, o.priority, 1 AS part
+		      FROM higher o
+		      CROSS JOIN LATERAL (SELECT m.device_id FROM campaign_devices m
+		                          WHERE m.campaign_id = o.campaign_id AND m.state = 'pending'
+		                          UNION ALL
+		                          SELECT m.device_id FROM campaign_devices m
+		                          WHERE m.campaign_id = o.campaign_id
+		                            AND m.state IN ('notified', 'downloading', 'installed')) m
+		      UNION ALL
+		      -- the queue's key from its head to the bound (an index range)
+		      SELECT r.device_id, o.campaign_id, o.priority, 2
+		      FROM higher o
+		      CROSS JOIN LATERAL (SELECT r.device_id FROM campaign_targets r
+		                          WHERE r.campaign_id = o.campaign_id
+		                            AND r.rank <= coalesce(o.admit_bound_rank, 9223372036854775807)
+		                            AND (o.admit_bound_rank IS NULL
+		                                 OR (r.rank, r.device_id) <= (o.admit_bound_rank, o.admit_bound_device))
+		                          LIMIT p_scan + 1) r
+		      WHERE o.reserving) x
+		LIMIT p_scan + 1),
+	h AS MATERIALIZED (
+		SELECT DISTINCT ON (k.device_id) k.device_id, k.campaign_id AS holder
+		FROM (SELECT * FROM cand LIMIT p_scan) k
+		WHERE EXISTS (SELECT 1 FROM campaign_targets t
+		              WHERE t.campaign_id = p_campaign AND t.rank = rollout_target_rank(p_campaign, k.device_id)
+		                AND t.device_id = k.device_id)
+		ORDER BY k.device_id, k.priority DESC, k.campaign_id)
+	SELECT (SELECT count(*) FROM h),
+	       (SELECT count(*) FROM cand) <= p_scan,
+	       (SELECT string_agg(d.device_id, ', ' ORDER BY d.device_id)
+	        FROM (SELECT h.device_id FROM h ORDER BY h.device_id LIMIT 10) d),
+	       (SELECT string_agg(g.holder, ', ' ORDER BY g.holder)
+	               || CASE WHEN max(g.n) > 5 THEN format(' and %s more', max(g.n) - 5) ELSE '' END
+	        FROM (SELECT u.holder, count(*) OVER () AS n, row_number() OVER (ORDER BY u.holder) AS i
+	              FROM (SELECT DISTINCT h.holder FROM h) u) g
+	        WHERE g.i <= 5)
+$$;
+
+-- How many candidates rollout_held reads for a campaign's progress and
+-- stall reason: the setting fleetota.held_scan (a session's, for tests),
+-- else 10,000 (about 20 ms).
+CREATE OR REPLACE FUNCTION rollout_held_scan() RETURNS integer
 LANGUAGE sql STABLE AS $$
-	SELECT DISTINCT ON (x.device_id) x.device_id, x.campaign_id
-	FROM (SELECT m.device_id, m.campaign_id, o.priority
-	      FROM campaigns c
-	      JOIN campaigns o ON o.state IN ('running', 'paused') AND o.campaign_id <> c.campaign_id
-	                      AND (o.security_preempt, o.priority) > (c.security_preempt, c.priority)
-	      JOIN campaign_devices m ON m.campaign_id = o.campaign_id
-	                             AND m.state IN ('pending', 'notified', 'downloading', 'installed')
-	      WHERE c.campaign_id = p_campaign
-	      UNION ALL
-	      -- (the campaigns first, as an index condition: a join let the
-	      -- planner hash the whole table of queues, 1.8 million rows, to find
-	      -- that no higher-priority campaign reserves anything)
-	      SELECT r.device_id, o.campaign_id, o.priority
-	      FROM campaign_targets r
-	      JOIN campaigns o ON o.campaign_id = r.campaign_id
-	      WHERE r.campaign_id = ANY (rollout_reserving(p_campaign))
-	        AND (o.admit_bound_rank IS NULL
-	             OR (r.rank, r.device_id) <= (o.admit_bound_rank, o.admit_bound_device))) x
-	WHERE EXISTS (SELECT 1 FROM campaign_targets t
-	              WHERE t.campaign_id = p_campaign AND t.rank = rollout_target_rank(p_campaign, x.device_id)
-	                AND t.device_id = x.device_id)
-	ORDER BY x.device_id, x.priority DESC, x.campaign_id
+	SELECT coalesce(nullif(current_setting('fleetota.held_scan', true), '')::integer, 10000)
+$$;
+
+-- "N devices", or "at least N devices" when the scan was cut (rollout_held).
+CREATE OR REPLACE FUNCTION rollout_held_text(p_held bigint, p_complete boolean) RETURNS text
+LANGUAGE sql IMMUTABLE AS $$
+	SELECT CASE WHEN p_complete THEN '' ELSE 'at least ' END || p_held || ' devices'
 $$;
 
 -- Why the current stage is stalled, or NULL. Stalled: every device of the
@@ -483,6 +530,7 @@ DECLARE
 	v_devices text;
 	v_open bigint;
 	v_held bigint := 0;
+	v_held_complete boolean := true;
 	v_held_devices text;
 	v_holders text;
 BEGIN
@@ -512,11 +560,9 @@ BEGIN
 	  AND m.state NOT IN ('confirmed', 'superseded', 'cancelled');
 	-- devices the stage still wants that a higher-priority campaign holds
 	IF NOT p_all_admitted THEN
-		SELECT count(*), string_agg(h.device_id, ', ' ORDER BY h.device_id) FILTER (WHERE h.n <= 10),
-		       string_agg(DISTINCT h.holder, ', ')
-		INTO v_held, v_held_devices, v_holders
-		FROM (SELECT r.device_id, r.holder, row_number() OVER (ORDER BY r.device_id) AS n
-		      FROM rollout_held(p_campaign) r) h;
+		SELECT h.held, h.complete, h.devices, h.holders
+		INTO v_held, v_held_complete, v_held_devices, v_holders
+		FROM rollout_held(p_campaign, rollout_held_scan()) h;
 	END IF;
 	RETURN format('stalled: stage %s %s: %s of %s devices confirmed, success_ratio %s; errors: %s; not confirmed: %s%s',
 	              s.stage_no, v_why, p_confirmed, p_admitted - p_acked, s.success_ratio,
@@ -524,7 +570,10 @@ BEGIN
 	              CASE WHEN v_open > 10 THEN format(' and %s more', v_open - 10) ELSE '' END)
 	       || CASE WHEN v_held > 0
 	               THEN format('; not admitted: %s%s (held by a higher-priority campaign: %s)', v_held_devices,
-	                           CASE WHEN v_held > 10 THEN format(' and %s more', v_held - 10) ELSE '' END, v_holders)
+	                           CASE WHEN v_held > 10
+	                                THEN format(' and %s%s more', CASE WHEN v_held_complete THEN '' ELSE 'at least ' END,
+	                                            v_held - 10)
+	                                ELSE '' END, v_holders)
 	               ELSE '' END;
 END $$;
 
@@ -1072,6 +1121,7 @@ DECLARE
 	v_tokens double precision;
 	v_quota bigint;
 	v_held bigint;
+	v_held_complete boolean;
 	v_holders text;
 	v_reserving text[];
 BEGIN
@@ -1178,11 +1228,12 @@ BEGIN
 	v_quota := CASE WHEN s.device_count IS NOT NULL THEN least(s.device_count, c.target_members + c.target_queued)
 	                ELSE ceil((c.target_members + c.target_queued) * s.percent / 100.0)::bigint END;
 	IF c.target_queued > 0 AND c.target_members < v_quota THEN
-		SELECT count(*), string_agg(DISTINCT h.holder, ', ') INTO v_held, v_holders FROM rollout_held(p_campaign) h;
+		SELECT h.held, h.complete, h.holders INTO v_held, v_held_complete, v_holders
+		FROM rollout_held(p_campaign, rollout_held_scan()) h;
 		IF v_held > 0 THEN
 			RETURN jsonb_build_object('state', 'waiting', 'reason', 'higher_priority',
-			                          'detail', format('%s devices are held by a higher-priority campaign: %s',
-			                                           v_held, v_holders));
+			                          'detail', format('%s are held by a higher-priority campaign: %s',
+			                                           rollout_held_text(v_held, v_held_complete), v_holders));
 		END IF;
 	END IF;
 	RETURN jsonb_build_object('state', 'moving', 'reason', 'evaluating',

@@ -208,6 +208,43 @@ progress_rv=$(q "SELECT (p ->> 'state') || ':' || (p ->> 'reason') || ':' || (p 
 	fail "progress: reserved by a higher-priority campaign: $progress_rv"
 echo "ok - progress: reserved by a higher-priority campaign: $progress_rv"
 q "SELECT rollout_cancel('rv-lo', 'alice', $(at 6505)), rollout_cancel('rv-hi', 'alice', $(at 6505))" >/dev/null
+# many held devices: the progress reads a bounded number of candidates
+# (rollout_held, fleetota.held_scan), exact below the bound, "at least N"
+# past it, and the rows it reads do not grow with the held devices
+add_devices 300 bh
+q "UPDATE devices SET tags = '{bh}' WHERE device_id LIKE 'bh%'"
+create '{"id":"bh-hi","artifact":"fw-101","priority":5,"target":{"tags_any":["bh"]},"rate_per_minute":600,"rate_burst":1,"device_timeout_seconds":6000,"stages":[{"percent":100,"max_in_flight":1}]}'
+start bh-hi 6600
+tick bh-hi 6601 >/dev/null
+create '{"id":"bh-lo","artifact":"fw-101","priority":1,"target":{"tags_any":["bh"]},"rate_per_minute":600,"device_timeout_seconds":6000,"stages":[{"percent":100}]}'
+start bh-lo 6602
+tick bh-lo 6603 >/dev/null
+# held_progress SCAN: bh-lo's progress with that bound in $HELD, the index
+# entries it read (campaign_targets, campaign_devices) in $HELD_READ
+held_progress() {
+	local before after
+	before=$(q "SELECT sum(idx_tup_read) FROM pg_stat_user_indexes WHERE relname IN ('campaign_targets', 'campaign_devices')")
+	HELD=$(q "SET fleetota.held_scan = $1; SELECT pg_stat_force_next_flush();
+	          SELECT (p ->> 'state') || ':' || (p ->> 'reason') || ':' || (p ->> 'detail') FROM rollout_progress('bh-lo', $(at 6604)) p" | tail -1)
+	after=$(q "SELECT sum(idx_tup_read) FROM pg_stat_user_indexes WHERE relname IN ('campaign_targets', 'campaign_devices')")
+	HELD_READ=$((after - before))
+}
+held_progress 10000
+expect_eq "progress: 300 held, below the bound: exact" "$HELD" \
+	"waiting:higher_priority:300 devices are held by a higher-priority campaign: bh-hi"
+read_all=$HELD_READ
+held_progress 100
+expect_eq "progress: 300 held, bound 100: a lower bound" "$HELD" \
+	"waiting:higher_priority:at least 100 devices are held by a higher-priority campaign: bh-hi"
+# 101 candidates and 100 probes, plus the campaign's own rows
+((HELD_READ <= 250 && read_all >= 600)) || fail "index entries read: $HELD_READ with the bound 100, $read_all without"
+echo "ok - index entries read: $HELD_READ with the bound 100, $read_all with 300 held and the bound 10000"
+expect_eq "rollout_held: exact below the bound, the devices and holders named" \
+	"$(q "SELECT held || ':' || complete || ':' || devices || ':' || holders FROM rollout_held('bh-lo', 300)")" \
+	"300:true:$(q "SELECT string_agg(device_id, ', ' ORDER BY device_id) FROM (SELECT device_id FROM devices WHERE device_id LIKE 'bh%' ORDER BY 1 LIMIT 10) d"):bh-hi"
+expect_eq "rollout_held: past the bound, a lower bound" \
+	"$(q "SELECT held || ':' || complete FROM rollout_held('bh-lo', 299)")" "299:false"
+q "SELECT rollout_cancel('bh-lo', 'alice', $(at 6605)), rollout_cancel('bh-hi', 'alice', $(at 6605))" >/dev/null
 expect_eq "status carries the progress and the retry settings" \
 	"$(q "SELECT (rollout_status('aa') -> 'progress' ->> 'reason') || ':' || (rollout_status('aa') ->> 'transient_retries') || ':' || (rollout_status('aa') ->> 'retry_backoff_seconds') || ':' || (rollout_status('aa') -> 'stages' -> 0 ->> 'budget_seconds')")" \
 	"approval:2:30:$(q "SELECT round(60.0 / 60 + (1 + 2) * 3600 + 120 * 2)")"
