@@ -30,6 +30,15 @@
 #                         same for the device listener). Runs in the
 #                         foreground while the broker runs; one line per
 #                         reload.
+#   scripts/mosquitto.sh decommissioned DIR < IDS
+#                         the decommissioned devices, one id a line on stdin
+#                         (ota-server's database or REST API: docs/operator.md),
+#                         into DIR/decommissioned; the next reload (watch runs
+#                         it when the file changes) writes an ACL that denies
+#                         each its status and cmd topics, which mosquitto
+#                         applies to live sessions: no device CA key needed.
+#                         Prints the number of ids kept (a line that is no
+#                         device id is dropped, named on stderr).
 #   scripts/mosquitto.sh kick DIR DEVICE_ID...
 #                         closes the live sessions of these devices (after a
 #                         revoke + reload: they cannot come back). Takes each
@@ -40,7 +49,7 @@
 #                         container entrypoint runs mosquitto itself)
 set -euo pipefail
 here=$(cd "$(dirname "$0")" && pwd)
-cmd=${1:?usage: mosquitto.sh start|stop|status|reload|watch|kick|config DIR ...}
+cmd=${1:?usage: mosquitto.sh start|stop|status|reload|watch|decommissioned|kick|config DIR ...}
 dir=${2:?DIR}
 
 pid_of() {
@@ -49,6 +58,9 @@ pid_of() {
 	read -r pid <"$dir/mosquitto.pid" || true
 	[[ -n "$pid" ]] && kill -0 "$pid" 2>/dev/null && echo "$pid"
 }
+
+# a device id (pki.sh): what DIR/decommissioned may list
+device_id_re='[A-Za-z0-9][A-Za-z0-9._-]{0,63}'
 
 # acl_users CERT_DIR CN_PREFIX RULE...: one `user` block with RULEs for each
 # certificate in CERT_DIR whose CN starts with CN_PREFIX
@@ -86,9 +98,11 @@ revoked_devices() {
 # The ACL: the device patterns, then one block per server identity, one per
 # observer (a test's read-only witness of the cmd topics: it may publish
 # nowhere, not even to the status topic the device pattern would give it)
-# and one per revoked device (a deny of its status topic: mosquitto applies
+# one per revoked device (a deny of its status topic: mosquitto applies
 # the ACL to live sessions on SIGHUP, so its next report is refused even
-# before its session is closed).
+# before its session is closed) and one per decommissioned device of
+# DIR/decommissioned (a deny of both its topics: it can neither report nor
+# be told anything, connected or not).
 write_acl() {
 	local pki=$1 id
 	{
@@ -99,6 +113,12 @@ write_acl() {
 			printf '\n# revoked (%s)\nuser %s\ntopic deny fleetota/v1/%s/status\n' \
 				"$pki/device-ca.index" "$id" "$id"
 		done
+		if [[ -f "$dir/decommissioned" ]]; then
+			for id in $(grep -xE "$device_id_re" "$dir/decommissioned" || true); do
+				printf '\n# decommissioned (%s)\nuser %s\ntopic deny fleetota/v1/%s/status\ntopic deny fleetota/v1/%s/cmd\n' \
+					"$dir/decommissioned" "$id" "$id" "$id"
+			done
+		fi
 	} >"$dir/acl.tmp"
 	mv "$dir/acl.tmp" "$dir/acl"
 }
@@ -210,7 +230,8 @@ watch)
 	applied() {
 		local f
 		for f in "$pki/mqtt-client-ca.crl" "$pki/mqtt-client-ca.crt" "$pki/broker.crt" \
-			"$pki/broker.key" "$pki/device-ca.index" "$pki/servers" "$pki"/servers/*.crt; do
+			"$pki/broker.key" "$pki/device-ca.index" "$pki/servers" "$pki"/servers/*.crt \
+			"$dir/decommissioned"; do
 			stat -c '%n %i %s %.9Y' "$f" 2>/dev/null || echo "$f -"
 		done
 	}
@@ -233,6 +254,24 @@ watch)
 		"$here/mosquitto.sh" reload "$dir" || echo "$(date -u +%FT%TZ) reload failed" >&2
 		last=$now
 	done
+	;;
+decommissioned)
+	mkdir -p "$dir"
+	# at most a million ids; the file changes only when the list does (a
+	# cron job that writes the same list does not make watch reload)
+	head -n 1000001 >"$dir/decommissioned.in"
+	(($(wc -l <"$dir/decommissioned.in") <= 1000000)) ||
+		{ rm -f "$dir/decommissioned.in"; echo "mosquitto.sh: more than 1000000 ids" >&2; exit 2; }
+	{ grep -vxE "$device_id_re" "$dir/decommissioned.in" || true; } | grep -v '^$' |
+		sed 's/^/mosquitto.sh: not a device id, dropped: /' >&2 || true
+	{ grep -xE "$device_id_re" "$dir/decommissioned.in" || true; } | sort -u >"$dir/decommissioned.tmp"
+	rm -f "$dir/decommissioned.in"
+	if cmp -s "$dir/decommissioned.tmp" "$dir/decommissioned"; then
+		rm -f "$dir/decommissioned.tmp"
+	else
+		mv "$dir/decommissioned.tmp" "$dir/decommissioned"
+	fi
+	wc -l <"$dir/decommissioned"
 	;;
 kick)
 	shift 2

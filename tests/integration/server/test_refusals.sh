@@ -50,6 +50,31 @@ report dev-3 dev-3 1 confirmed 9.9.9 99 99 1:6
 wait_for 10 grep -q "report dev-3 seq 1: device decommissioned (ignored)" "$T/server.log" ||
 	fail "the decommissioned device's report was not processed"
 
+log "the broker: the decommissioned list through mosquitto.sh denies dev-3 both topics, live"
+mq_sub_bg dev-3 dev-3 "$T/dev3.msgs"
+mq_sub_bg dev-2 dev-2 "$T/dev2.msgs"
+wait_for 10 bash -c "grep -q \"as dev-3 (p5\" '$T/mq/mosquitto.log' && grep -q \"as dev-2 (p5\" '$T/mq/mosquitto.log'" ||
+	fail "subscribers did not connect"
+sleep 0.5
+{ sql -c "SELECT device_id FROM devices WHERE decommissioned"; echo "not an id!"; } |
+	"$TOP/scripts/mosquitto.sh" decommissioned "$T/mq" >"$T/decom.out" 2>"$T/decom.err"
+[[ $(cat "$T/decom.out") == 1 && $(cat "$T/decom.err") == "mosquitto.sh: not a device id, dropped: not an id!" ]] ||
+	fail "decommissioned list: $(cat "$T/decom.out" "$T/decom.err")"
+"$TOP/scripts/mosquitto.sh" reload "$T/mq" || fail "broker reload"
+grep -qx "topic deny fleetota/v1/dev-3/cmd" "$T/mq/acl" || fail "the ACL: $(tail -5 "$T/mq/acl")"
+# a command on each cmd topic (as the second server identity: the first is ota-server's session)
+for d in dev-3 dev-2; do
+	mosquitto_pub -V 5 -q 1 -h 127.0.0.1 -p "$MQ_PORT" --cafile "$PKI/server-ca.crt" \
+		--cert "$PKI/servers/2.crt" --key "$PKI/servers/2.key" -t "fleetota/v1/$d/cmd" -m "to $d"
+done
+wait_for 10 test -s "$T/dev2.msgs" || fail "dev-2 got no command"
+sleep 1
+[[ ! -s "$T/dev3.msgs" ]] || fail "the decommissioned dev-3 got a command: $(cat "$T/dev3.msgs")"
+report dev-3 dev-3 2 confirmed 9.9.9 99 99 1:6 2>"$T/pub3.err" || true
+grep -q "Not authorized" "$T/pub3.err" || fail "the broker took dev-3's report: $(cat "$T/pub3.err")"
+! grep -q "report dev-3 seq 2" "$T/server.log" || fail "dev-3's report reached ota-server"
+stop_mq_subs
+
 log "dev-2 publishes on dev-1's status topic: the broker drops it"
 report dev-2 dev-1 100 confirmed 6.6.6 66 66 100:6 2>"$T/pub.err" || true
 grep -q "Not authorized" "$T/pub.err" || fail "the broker did not refuse: $(cat "$T/pub.err")"
