@@ -101,6 +101,12 @@ static enum ota_err fake_fetch(void *ctx, const struct ota_fetch_request *req,
 	fk.fetches[req->what]++;
 	switch (req->what) {
 	case OTA_FETCH_MANIFEST:
+		if (strcmp(req->artifact, "refused-here") == 0) {
+			/* the server refused the handshake: no status, the transport's detail */
+			snprintf(ret->detail, sizeof(ret->detail),
+				 "TLS alert certificate revoked (44)");
+			return OTA_ERR_TRANSPORT;
+		}
 		if (strcmp(req->artifact, ART) != 0) {
 			assert_string_equal(req->path, "/v1/manifests/nothing-here");
 			ret->status = 404;
@@ -659,6 +665,20 @@ static void test_manifest_missing(void **state)
 	assert_int_equal(fk.states[fk.n_states - 1], S(FAILED));
 }
 
+/* A fetch that failed without a status: the detail is the transport's (a TLS alert). */
+static void test_manifest_refused(void **state)
+{
+	struct world *w = *state;
+	struct ota_online o = policy(w);
+	assert_int_equal(ota_online_install(&o, "refused-here"), OTA_ERR_TRANSPORT);
+	struct ota_agent_status st;
+	ota_agent_status(&w->agent, &st);
+	assert_int_equal(st.last_error, OTA_ERR_TRANSPORT);
+	assert_string_equal(st.last_error_detail,
+			    "GET /v1/manifests/refused-here: TLS alert certificate revoked (44)");
+	assert_int_equal(fk.fetches[OTA_FETCH_IMAGE], 0);
+}
+
 /* A stop request ends the retries. */
 static void test_stop(void **state)
 {
@@ -884,6 +904,7 @@ int main(void)
 		T(test_key_unknown_everywhere),
 		T(test_key_unknown_no_keylist),
 		T(test_manifest_missing),
+		T(test_manifest_refused),
 		T(test_stop),
 		T(test_sim_power_cut),
 		T(test_no_transport),
