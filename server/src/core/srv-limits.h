@@ -53,5 +53,14 @@
  */
 #define SRV_TLS_SESSION_CACHE_SLOTS 8192u
 #define SRV_TLS_TICKET_ID_BYTES 32u
+/*
+ * Client certificate chains the device listener remembers as verified
+ * (a power of two; docs/server.md "Verified client certificates"), and the
+ * largest chain (DER, every certificate the client sent) it remembers:
+ * a larger one is verified every time. ~2.3 MB when every slot holds a
+ * ~500-byte device certificate, at most ~17 MB.
+ */
+#define SRV_TLS_VERIFY_CACHE_SLOTS 4096u
+#define SRV_TLS_VERIFY_CACHE_MAX_DER (4u * 1024u)
 
 #endif

@@ -39,6 +39,8 @@ struct srv_tls_metrics {
 	uint64_t resume_refused; /* ... and it failed, or expired: full handshake */
 	uint64_t ticket_unknown_key; /* no key of ours decrypts it: full handshake */
 	uint64_t peer_reverified; /* a connection's certificate verified again after a reload */
+	uint64_t
+		verify_cached; /* full handshakes whose chain was found verified (no X509_verify_cert) */
 };
 
 /*

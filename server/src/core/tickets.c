@@ -272,9 +272,14 @@ void srv_tls_metrics_render(const struct srv_tls_metrics *m, struct evbuffer *ou
 		"was verified again on a request because the device CA or CRL was reloaded since "
 		"it was verified.\n"
 		"# TYPE fleetota_tls_peer_reverified_total counter\n"
-		"fleetota_tls_peer_reverified_total %llu\n",
+		"fleetota_tls_peer_reverified_total %llu\n"
+		"# HELP fleetota_tls_verify_cached_total Full handshakes on the device listener "
+		"whose client certificate chain was accepted as verified under the current device "
+		"CA and CRL before (no chain verification; the key's proof is checked as always).\n"
+		"# TYPE fleetota_tls_verify_cached_total counter\n"
+		"fleetota_tls_verify_cached_total %llu\n",
 		(unsigned long long)m->full_handshakes, (unsigned long long)m->resumed,
 		(unsigned long long)m->resumed_cached, (unsigned long long)m->resume_rechecked,
 		(unsigned long long)m->resume_refused, (unsigned long long)m->ticket_unknown_key,
-		(unsigned long long)m->peer_reverified);
+		(unsigned long long)m->peer_reverified, (unsigned long long)m->verify_cached);
 }

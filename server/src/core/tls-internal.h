@@ -17,7 +17,10 @@
 /*
  * A TLS server context (TLS 1.2+): cert chain and key; when client_ca is
  * set, a client certificate is required and verified against it (and
- * against the CRL file crl when not NULL/empty). OTA_OK and *ret_ctx, or
+ * against the CRL file crl when not NULL/empty); a chain verified before
+ * under the same CA and CRL (no reload since) and still within its validity
+ * is not verified again (the client's proof of its key always is; docs/
+ * server.md, "Verified client certificates"). OTA_OK and *ret_ctx, or
  * OTA_ERR_STORAGE/OTA_ERR_FORMAT with a message in err.
  */
 enum ota_err srv_tls_server_ctx(const char *cert, const char *key, const char *client_ca,

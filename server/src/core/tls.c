@@ -9,6 +9,7 @@
 #include <openssl/err.h>
 #include <openssl/evp.h>
 #include <openssl/pem.h>
+#include <openssl/sha.h>
 #include <openssl/x509.h>
 
 #include "srv-limits.h"
@@ -53,6 +54,19 @@
  * replica's ticket, a key being rotated out, a reload since, a slot taken by
  * a newer session) takes the ticket path as before. Like a session id, the
  * key name and IV travel in clear; resuming still needs the master secret.
+ *
+ * Verified client certificates (cert_verify_cb): a full handshake's chain
+ * (every certificate the client sent, DER) that X509_verify_cert accepted
+ * under the context's current generation is remembered in a direct-mapped
+ * table under its SHA-256, with the time it stops being valid (the
+ * earliest notAfter of the verified chain and nextUpdate of the store's
+ * CRLs). The same chain again (the DER compared whole), under the same
+ * generation and before that time, is accepted without X509_verify_cert:
+ * no chain building, no CA signature check, no CRL lookup. The client's
+ * proof that it holds the key (CertificateVerify) is OpenSSL's as always.
+ * A reload bumps the generation: a chain revoked by the new CRL is
+ * verified again, and fails, at its next handshake. docs/server.md,
+ * "Verified client certificates", has the argument.
  */
 
 /*
@@ -67,6 +81,7 @@ static int counted_index = -1; /* SSL: the handshake was counted */
 static int cache_index = -1; /* SSL_CTX: struct session_cache *, owned */
 static int pending_index = -1; /* SSL: SSL_SESSION * from the cache for session_get_cb, owned */
 static int refill_index = -1; /* SSL: the ticket id the cache missed (cache_refill), owned */
+static int verify_index = -1; /* SSL_CTX: struct verify_cache *, owned, made on first use */
 
 #define SRV_TLS_FP_BYTES 32u
 /* A CA or CRL file larger than this is refused (a CRL of ~1M entries). */
@@ -120,6 +135,38 @@ static void pending_free(void *parent, void *ptr, CRYPTO_EX_DATA *ad, int idx, l
 	SSL_SESSION_free(ptr);
 }
 
+/* Verified client certificate chains (SRV_TLS_VERIFY_CACHE_SLOTS, a power of two). */
+struct verify_slot {
+	unsigned char digest[SHA256_DIGEST_LENGTH]; /* of der */
+	unsigned char *der; /* every certificate the client sent, DER; NULL: empty */
+	size_t der_len;
+	uintptr_t generation; /* verified under: 1 + the context's generation */
+	time_t expires; /* valid before this: the chain's notAfter, the CRLs' nextUpdate */
+};
+
+struct verify_cache {
+	EVP_MD *sha256;
+	struct verify_slot slots[SRV_TLS_VERIFY_CACHE_SLOTS];
+};
+
+static void verify_cache_free(void *parent, void *ptr, CRYPTO_EX_DATA *ad, int idx, long argl,
+			      void *argp)
+{
+	struct verify_cache *cache = ptr;
+
+	(void)parent;
+	(void)ad;
+	(void)idx;
+	(void)argl;
+	(void)argp;
+	if (cache == NULL)
+		return;
+	for (size_t i = 0; i < SRV_TLS_VERIFY_CACHE_SLOTS; i++)
+		OPENSSL_free(cache->slots[i].der);
+	EVP_MD_free(cache->sha256);
+	OPENSSL_free(cache);
+}
+
 static bool indexes_ready(void)
 {
 	if (gen_index < 0)
@@ -138,8 +185,11 @@ static bool indexes_ready(void)
 		pending_index = SSL_get_ex_new_index(0, NULL, NULL, NULL, pending_free);
 	if (refill_index < 0)
 		refill_index = SSL_get_ex_new_index(0, NULL, NULL, NULL, fp_free);
+	if (verify_index < 0)
+		verify_index = SSL_CTX_get_ex_new_index(0, NULL, NULL, NULL, verify_cache_free);
 	return gen_index >= 0 && fp_index >= 0 && metrics_index >= 0 && counted_index >= 0 &&
-	       stamp_index >= 0 && cache_index >= 0 && pending_index >= 0 && refill_index >= 0;
+	       stamp_index >= 0 && cache_index >= 0 && pending_index >= 0 && refill_index >= 0 &&
+	       verify_index >= 0;
 }
 
 /* Adds the bytes of the file path to md (a missing path adds nothing). */
@@ -224,6 +274,162 @@ static int verify_cb(int preverify_ok, X509_STORE_CTX *store_ctx)
 	return preverify_ok;
 }
 
+/* The context's table of verified chains, made on first use; NULL when out of memory. */
+static struct verify_cache *verify_cache_get(SSL_CTX *ctx)
+{
+	struct verify_cache *cache = SSL_CTX_get_ex_data(ctx, verify_index);
+
+	if (cache != NULL)
+		return cache;
+	cache = OPENSSL_zalloc(sizeof(*cache));
+	if (cache == NULL || (cache->sha256 = EVP_MD_fetch(NULL, "SHA256", NULL)) == NULL ||
+	    SSL_CTX_set_ex_data(ctx, verify_index, cache) != 1) {
+		if (cache != NULL)
+			EVP_MD_free(cache->sha256);
+		OPENSSL_free(cache);
+		ERR_clear_error();
+		return NULL;
+	}
+	return cache;
+}
+
+/* Appends x's DER to der (cap SRV_TLS_VERIFY_CACHE_MAX_DER) at *len; false when it does not fit. */
+static bool der_append(unsigned char *der, size_t *len, X509 *x)
+{
+	int n = i2d_X509(x, NULL);
+	unsigned char *p = der + *len;
+
+	if (n <= 0 || (size_t)n > SRV_TLS_VERIFY_CACHE_MAX_DER - *len || i2d_X509(x, &p) != n)
+		return false;
+	*len += (size_t)n;
+	return true;
+}
+
+/* The chain the client sent (the leaf, then the others), DER, into der. */
+static bool sent_chain_der(X509_STORE_CTX *store_ctx, unsigned char *der, size_t *len)
+{
+	X509 *leaf = X509_STORE_CTX_get0_cert(store_ctx);
+	STACK_OF(X509) *sent = X509_STORE_CTX_get0_untrusted(store_ctx);
+
+	*len = 0;
+	if (leaf == NULL || !der_append(der, len, leaf))
+		return false;
+	for (int i = 0; i < sk_X509_num(sent); i++) {
+		X509 *x = sk_X509_value(sent, i);
+
+		if (x != leaf && !der_append(der, len, x))
+			return false;
+	}
+	return true;
+}
+
+/* t as a time_t (through its distance from now); false when unreadable. */
+static bool asn1_time_at(const ASN1_TIME *t, time_t now, time_t *at)
+{
+	int days = 0, secs = 0;
+
+	if (t == NULL || ASN1_TIME_diff(&days, &secs, NULL, t) != 1)
+		return false;
+	*at = now + (time_t)days * 86400 + (time_t)secs;
+	return true;
+}
+
+/*
+ * When a chain verified by store_ctx stops being valid: the earliest
+ * notAfter of the verified chain and nextUpdate of the CRLs in ctx's store
+ * (an outdated CRL fails verification); false when one is unreadable.
+ */
+static bool verified_until(SSL_CTX *ctx, X509_STORE_CTX *store_ctx, time_t now, time_t *until)
+{
+	STACK_OF(X509) *chain = X509_STORE_CTX_get0_chain(store_ctx);
+	STACK_OF(X509_OBJECT) *objects = X509_STORE_get0_objects(SSL_CTX_get_cert_store(ctx));
+	time_t t;
+
+	if (sk_X509_num(chain) <= 0)
+		return false;
+	*until = (time_t)INT64_MAX;
+	for (int i = 0; i < sk_X509_num(chain); i++) {
+		if (!asn1_time_at(X509_get0_notAfter(sk_X509_value(chain, i)), now, &t))
+			return false;
+		if (t < *until)
+			*until = t;
+	}
+	for (int i = 0; i < sk_X509_OBJECT_num(objects); i++) {
+		X509_OBJECT *o = sk_X509_OBJECT_value(objects, i);
+		const ASN1_TIME *next;
+
+		if (X509_OBJECT_get_type(o) != X509_LU_CRL)
+			continue;
+		next = X509_CRL_get0_nextUpdate(X509_OBJECT_get0_X509_CRL(o));
+		if (next == NULL)
+			continue; /* no next update: never outdated */
+		if (!asn1_time_at(next, now, &t))
+			return false;
+		if (t < *until)
+			*until = t;
+	}
+	return true;
+}
+
+/*
+ * OpenSSL's verification of a client's certificate chain (instead of its
+ * X509_verify_cert): the same chain verified under the current generation
+ * before, and still within its validity, is accepted as it was (see the
+ * comment at the top); anything else is verified, and remembered when it
+ * verifies.
+ */
+static int cert_verify_cb(X509_STORE_CTX *store_ctx, void *arg)
+{
+	SSL *ssl = X509_STORE_CTX_get_ex_data(store_ctx, SSL_get_ex_data_X509_STORE_CTX_idx());
+	unsigned char der[SRV_TLS_VERIFY_CACHE_MAX_DER], digest[SHA256_DIGEST_LENGTH];
+	struct verify_cache *cache;
+	struct verify_slot *slot = NULL;
+	struct srv_tls_metrics *metrics;
+	uintptr_t generation = 0;
+	unsigned digest_len = 0;
+	size_t der_len = 0;
+	uint64_t h;
+	SSL_CTX *ctx = NULL;
+	time_t now = time(NULL), until;
+	int ok;
+
+	(void)arg;
+	if (ssl != NULL && (ctx = SSL_get_SSL_CTX(ssl)) != NULL &&
+	    (cache = verify_cache_get(ctx)) != NULL && sent_chain_der(store_ctx, der, &der_len) &&
+	    EVP_Digest(der, der_len, digest, &digest_len, cache->sha256, NULL) == 1 &&
+	    digest_len == sizeof(digest)) {
+		memcpy(&h, digest, sizeof(h));
+		slot = &cache->slots[h & (SRV_TLS_VERIFY_CACHE_SLOTS - 1u)];
+		generation = ctx_generation(ctx) + 1;
+		if (slot->der != NULL && slot->generation == generation && now < slot->expires &&
+		    slot->der_len == der_len && memcmp(slot->digest, digest, sizeof(digest)) == 0 &&
+		    memcmp(slot->der, der, der_len) == 0) {
+			X509_STORE_CTX_set_error(store_ctx, X509_V_OK);
+			stamp(ssl);
+			metrics = SSL_CTX_get_ex_data(ctx, metrics_index);
+			if (metrics != NULL)
+				metrics->verify_cached++;
+			return 1;
+		}
+	}
+	ERR_clear_error();
+	ok = X509_verify_cert(store_ctx);
+	if (ok != 1 || slot == NULL || X509_STORE_CTX_get_error(store_ctx) != X509_V_OK ||
+	    !verified_until(ctx, store_ctx, now, &until) || until <= now)
+		return ok;
+	OPENSSL_free(slot->der);
+	slot->der = OPENSSL_memdup(der, der_len);
+	if (slot->der == NULL) {
+		ERR_clear_error();
+		return ok;
+	}
+	memcpy(slot->digest, digest, sizeof(digest));
+	slot->der_len = der_len;
+	slot->generation = generation;
+	slot->expires = until;
+	return ok;
+}
+
 /*
  * One session id context for every replica and generation: whether a
  * session may resume after a reload is ticket_dec_cb's decision.
@@ -251,6 +457,7 @@ static enum ota_err load_verify(SSL_CTX *ctx, const char *client_ca, const char 
 		return fail(ctx, err, OTA_ERR_FORMAT, "reading client CA", client_ca);
 	SSL_CTX_set_client_CA_list(ctx, names);
 	SSL_CTX_set_verify(ctx, SSL_VERIFY_PEER | SSL_VERIFY_FAIL_IF_NO_PEER_CERT, verify_cb);
+	SSL_CTX_set_cert_verify_callback(ctx, cert_verify_cb, NULL);
 	SSL_CTX_set_verify_depth(ctx, 4);
 	set_session_context(ctx);
 	if (crl != NULL && crl[0] != '\0') {

@@ -15,7 +15,12 @@
 # TLS 1.2 ticket of the current key resumes through the ticket once, which
 # keeps its session in the replica's cache, then from the cache (no ticket
 # decoding) every time it is offered (another replica's too); a ticket of a
-# key being rotated out is renewed, and the renewed one cached. Every count
+# key being rotated out is renewed, and the renewed one cached. A full
+# handshake whose certificate chain was verified before (same DER, same CA
+# and CRL generation) is not verified again, but the same subject and key
+# under another CA is refused, another certificate of the same device is
+# verified before it is cached, a certificate that expired since it was
+# cached is refused, and so is one revoked and reloaded since. Every count
 # is read from /metrics.
 source "$(dirname "$0")/lib.sh"
 API_PORT=$(free_port)
@@ -343,6 +348,115 @@ for version in (ssl.TLSVersion.TLSv1_3, ssl.TLSVersion.TLSv1_2):
         again = connect(first.session)
         assert again.session_reused, "TLS 1.2 session not resumed"
 PY
+
+log "verified chains: a full handshake with a chain verified before skips its verification"
+# short_cert ID OUT SECONDS [CA]: OUT.{crt,key}, CN=ID, valid for SECONDS from now,
+# signed by CA (PKI's device CA unless given: DIR holding ca.crt and ca.key)
+short_cert() {
+	local id=$1 out=$2 secs=$3 ca_crt=$PKI/device-ca.crt ca_key=$PKI/device-ca.key tmp
+	[[ -z ${4:-} ]] || ca_crt=$4/ca.crt ca_key=$4/ca.key
+	tmp=$(mktemp -d "$T/short.XXXXXX")
+	touch "$tmp/index"
+	openssl rand -hex 16 >"$tmp/serial"
+	printf '%s\n' "[ca]" "default_ca = c" "[c]" "database = $tmp/index" \
+		"serial = $tmp/serial" "new_certs_dir = $tmp" "default_md = sha256" \
+		"policy = p" "x509_extensions = x" "unique_subject = no" \
+		"[p]" "commonName = supplied" "organizationName = optional" \
+		"[x]" "basicConstraints = critical,CA:FALSE" \
+		"keyUsage = critical,digitalSignature" "extendedKeyUsage = clientAuth" >"$tmp/cnf"
+	[[ -f $out.key ]] || openssl genpkey -algorithm EC -pkeyopt ec_paramgen_curve:P-256 -out "$out.key" 2>/dev/null
+	openssl req -new -key "$out.key" -subj "/O=fleetota dev/CN=$id" -out "$tmp/csr" 2>/dev/null
+	openssl ca -batch -notext -config "$tmp/cnf" -cert "$ca_crt" -keyfile "$ca_key" \
+		-in "$tmp/csr" -out "$out.crt" -startdate "$(date -u -d '-1 min' +%Y%m%d%H%M%SZ)" \
+		-enddate "$(date -u -d "+$secs sec" +%Y%m%d%H%M%SZ)" 2>/dev/null || fail "short_cert $id"
+}
+# getc CERT_BASE OUT [s_client args]: one connection with CERT_BASE.{crt,key}, no session
+getc() {
+	local base=$1 out=$2
+	shift 2
+	printf 'GET /v1/keylist HTTP/1.1\r\nHost: 127.0.0.1\r\nConnection: close\r\n\r\n' |
+		timeout 20 openssl s_client -ign_eof -connect "127.0.0.1:$DEV_PORT" \
+			-CAfile "$PKI/server-ca.crt" -cert "$base.crt" -key "$base.key" -no_ticket "$@" \
+			>"$T/$out" 2>&1 || true
+}
+for v in 1_3 1_2; do
+	vc0=$(m fleetota_tls_verify_cached_total) full0=$(m fleetota_tls_handshakes_total)
+	getc "$PKI/devices/dev-1" "vc1$v" -tls$v
+	getc "$PKI/devices/dev-1" "vc2$v" -tls$v
+	[[ $(http_status "vc1$v") == 200 && $(http_status "vc2$v") == 200 ]] && ! reused "vc2$v" ||
+		fail "TLS ${v/_/.} full handshakes of dev-1: $(http_status "vc1$v") $(http_status "vc2$v")"
+	# the first may find dev-1's chain of an earlier test above: one at least from the cache
+	vc=$(m fleetota_tls_verify_cached_total)
+	((vc >= vc0 + 1 && vc <= vc0 + 2)) && [[ $(m fleetota_tls_handshakes_total) == $((full0 + 2)) ]] ||
+		fail "TLS ${v/_/.}: verified chains from the cache $vc0 -> $vc (want +1 or +2), full handshakes $full0 -> $(m fleetota_tls_handshakes_total)"
+	vc0=$(m fleetota_tls_verify_cached_total)
+	getc "$PKI/devices/dev-1" "vc3$v" -tls$v
+	[[ $(http_status "vc3$v") == 200 && $(m fleetota_tls_verify_cached_total) == $((vc0 + 1)) ]] ||
+		fail "TLS ${v/_/.}: dev-1 again: $(http_status "vc3$v"), cached $vc0 -> $(m fleetota_tls_verify_cached_total)"
+done
+
+log "verified chains: the same subject (and key) under another CA is not taken from the cache"
+mkdir -p "$T/rogue"
+# a CA with the device CA's own name, and dev-1's key under it
+openssl req -x509 -new -newkey ec -pkeyopt ec_paramgen_curve:P-256 -nodes -days 1 \
+	-subj "$(openssl x509 -in "$PKI/device-ca.crt" -noout -subject -nameopt compat | sed 's/^subject=//')" \
+	-keyout "$T/rogue/ca.key" -out "$T/rogue/ca.crt" 2>/dev/null || fail "rogue CA"
+cp "$PKI/devices/dev-1.key" "$T/rogue/dev-1.key"
+short_cert dev-1 "$T/rogue/dev-1" 3600 "$T/rogue"
+vc0=$(m fleetota_tls_verify_cached_total)
+for v in 1_3 1_2; do
+	getc "$T/rogue/dev-1" "rogue$v" -tls$v
+	! grep -q "HTTP/1.1" "$T/rogue$v" || fail "TLS ${v/_/.}: dev-1 under another CA got an HTTP answer"
+done
+[[ $(m fleetota_tls_verify_cached_total) == "$vc0" ]] || fail "a rogue chain came from the cache"
+log "verified chains: another certificate of dev-1 (same subject, same CA) is verified, then cached"
+short_cert dev-1 "$T/dev-1-second" 3600
+getc "$T/dev-1-second" second1 -tls1_2
+getc "$T/dev-1-second" second2 -tls1_2
+[[ $(http_status second1) == 200 && $(http_status second2) == 200 &&
+	$(m fleetota_tls_verify_cached_total) == $((vc0 + 1)) ]] ||
+	fail "dev-1's second certificate: $(http_status second1) $(http_status second2), cached $vc0 -> $(m fleetota_tls_verify_cached_total) (want +1)"
+
+log "verified chains: a certificate that expired since it was cached is refused"
+short_cert dev-2 "$T/dev-2-short" 8
+getc "$T/dev-2-short" short1 -tls1_2
+getc "$T/dev-2-short" short2 -tls1_2
+[[ $(http_status short1) == 200 && $(http_status short2) == 200 ]] ||
+	fail "dev-2's short certificate before it expired: $(http_status short1) $(http_status short2)"
+end=$(date -d "$(openssl x509 -in "$T/dev-2-short.crt" -noout -enddate | cut -d= -f2)" +%s)
+while (($(date +%s) <= end + 1)); do sleep 0.5; done
+vc0=$(m fleetota_tls_verify_cached_total)
+for v in 1_3 1_2; do
+	getc "$T/dev-2-short" "expired$v" -tls$v
+	! grep -q "HTTP/1.1" "$T/expired$v" || fail "TLS ${v/_/.}: an expired certificate got an HTTP answer"
+	grep -q "alert certificate expired" "$T/expired$v" ||
+		fail "TLS ${v/_/.} expired: $(grep -a -m3 -i 'alert\|verify' "$T/expired$v")"
+done
+[[ $(m fleetota_tls_verify_cached_total) == "$vc0" ]] || fail "an expired chain came from the cache"
+
+log "verified chains: a certificate revoked and reloaded is refused at its next handshake"
+setup_pki dev-4
+sql -c "INSERT INTO devices (device_id) VALUES ('dev-4')"
+getc "$PKI/devices/dev-4" d4a -tls1_2
+vc0=$(m fleetota_tls_verify_cached_total)
+getc "$PKI/devices/dev-4" d4b -tls1_2
+[[ $(http_status d4a) == 200 && $(http_status d4b) == 200 && $(m fleetota_tls_verify_cached_total) == $((vc0 + 1)) ]] ||
+	fail "dev-4 before: $(http_status d4a) $(http_status d4b), cached $vc0 -> $(m fleetota_tls_verify_cached_total)"
+reloads0=$(grep -c 'reload (SIGHUP): device listener' "$T/server.log")
+"$TOP/scripts/pki.sh" revoke "$PKI" dev-4
+kill -HUP "$SERVER_PID"
+wait_for 10 bash -c "(( \$(grep -c 'reload (SIGHUP): device listener' '$T/server.log') > $reloads0 ))" || fail "no reload"
+for v in 1_3 1_2; do
+	getc "$PKI/devices/dev-4" "d4rev$v" -tls$v
+	! grep -q "HTTP/1.1" "$T/d4rev$v" || fail "TLS ${v/_/.}: revoked dev-4 got an HTTP answer"
+	grep -q "alert certificate revoked" "$T/d4rev$v" || fail "dev-4: $(grep -a -m3 -i 'alert\|verify' "$T/d4rev$v")"
+done
+vc0=$(m fleetota_tls_verify_cached_total)
+getc "$PKI/devices/dev-1" d1after -tls1_2
+getc "$PKI/devices/dev-1" d1after2 -tls1_2
+[[ $(http_status d1after) == 200 && $(http_status d1after2) == 200 &&
+	$(m fleetota_tls_verify_cached_total) == $((vc0 + 1)) ]] ||
+	fail "dev-1 after the reload: verified again, then cached: $vc0 -> $(m fleetota_tls_verify_cached_total) (want +1)"
 
 check_server_exit
 log "PASS"
