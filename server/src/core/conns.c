@@ -330,6 +330,7 @@ static void conn_free(struct srv_conn *c)
 		if (evbuffer_get_length(bufferevent_get_output(c->bev)) == 0 &&
 		    srv_wbio_flush(ssl) == 0)
 			srv_tls_close_notify(ssl);
+		srv_wbio_detach(ssl); /* evhttp frees the bufferevent next */
 		if (ssl != NULL) /* its callbacks outlive c (evhttp frees it later) */
 			SSL_set_app_data(ssl, NULL);
 	}
