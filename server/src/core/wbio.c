@@ -170,8 +170,9 @@ void srv_wbio_detach(SSL *ssl)
  * double free of docs/server.md, "Per-record system calls"). The guard
  * says when it lets the connection go (srv_wbio_detach, from conn_free,
  * before evhttp frees it); bufferevent_free clearing the callbacks (all
- * NULL: evhttp never clears them on a connection it keeps) is the second
- * sign, for a free the guard did not see.
+ * NULL; evhttp clears them otherwise only where its bufferevent_setfd
+ * replaces this BIO in the same call) is the second sign, for a free the
+ * guard did not see.
  */
 static bool bev_alive(const struct wbio *w)
 {
