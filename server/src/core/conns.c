@@ -501,6 +501,7 @@ static void conn_free(struct srv_conn *c)
 				SSL_alert_desc_string_long(c->alert),
 				graceful ? "closing gracefully" : "closed");
 		}
+		srv_wbio_detach(ssl); /* evhttp frees the bufferevent next */
 		if (ssl != NULL) /* its callbacks outlive c (evhttp frees it later) */
 			SSL_set_app_data(ssl, NULL);
 	}

@@ -32,4 +32,13 @@ bool srv_wbio_attach(SSL *ssl, struct bufferevent *bev);
 /* Writes what the BIO under ssl holds, without waiting; returns the bytes still held. */
 size_t srv_wbio_flush(SSL *ssl);
 
+/*
+ * The connection is being let go (the guard's conn_free, right before
+ * evhttp frees its bufferevent): the BIO writes what it can without
+ * waiting, drops its event and gives back the write callback it held; from
+ * then on it calls nothing of the bufferevent, whose free is in progress
+ * (wbio.c, bev_alive). What the socket did not take is dropped with it.
+ */
+void srv_wbio_detach(SSL *ssl);
+
 #endif

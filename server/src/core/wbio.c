@@ -72,6 +72,7 @@ struct wbio {
 	bool held; /* the bufferevent's write callback is held (held_writecb) */
 	bufferevent_data_cb held_cb;
 	bool held_called;
+	bool detached; /* the bufferevent is being freed: nothing of it is called any more */
 };
 
 static BIO_METHOD *wbio_method;
@@ -133,17 +134,50 @@ size_t srv_wbio_flush(SSL *ssl)
 	return waiting_bytes(w);
 }
 
+static void held_writecb(struct bufferevent *bev, void *arg);
+
+void srv_wbio_detach(SSL *ssl)
+{
+	struct wbio *w = wbio_of_ssl(ssl);
+
+	if (w == NULL || w->detached)
+		return;
+	if (!w->failed)
+		(void)flush_now(w);
+	if (w->waiting || w->active) {
+		event_del(w->ev);
+		w->waiting = false;
+		w->active = false;
+	}
+	/* the write callback back, not called: the bufferevent is about to be freed */
+	if (w->held && w->bev->writecb == held_writecb)
+		w->bev->writecb = w->held_cb;
+	w->held = false;
+	w->held_called = false;
+	w->detached = true;
+}
+
 /* ---- the held write callback ----------------------------------------- */
 
 /*
- * false once the bufferevent is being freed: bufferevent_free clears its
- * callbacks at once but frees it (and the SSL, and this BIO) later, in a
- * finalizer. A deferred callback scheduled on it in between would take a
- * reference again and free it a second time.
+ * Whether the BIO may still call the bufferevent (bufferevent_trigger,
+ * bufferevent_trigger_event, its write callback). Not once it is being
+ * freed: bufferevent_free drops the last reference at once but frees the
+ * bufferevent (and the SSL, and this BIO) later, in a finalizer run by the
+ * loop. A trigger in between takes a reference and drops it again: the
+ * count reaches 0 a second time and libevent finalizes the bufferevent a
+ * second time, and its second finalizer runs SSL_free on a freed SSL (the
+ * double free of docs/server.md, "Per-record system calls"). The guard
+ * says when it lets the connection go (srv_wbio_detach, from conn_free,
+ * before evhttp frees it); bufferevent_free clearing the callbacks (all
+ * NULL; evhttp clears them otherwise only where its bufferevent_setfd
+ * replaces this BIO in the same call) is the second sign, for a free the
+ * guard did not see.
  */
 static bool bev_alive(const struct wbio *w)
 {
-	return w->bev->readcb != NULL || w->bev->writecb != NULL || w->bev->errorcb != NULL;
+	return !w->detached &&
+	       (w->bev->readcb != NULL || w->bev->writecb != NULL || w->bev->errorcb != NULL);
 }
 
 /* Stands in for the bufferevent's write callback while bytes wait here. */
@@ -158,7 +192,7 @@ static void held_writecb(struct bufferevent *bev, void *arg)
 
 static void hold(struct wbio *w)
 {
-	if (w->held || w->bev->writecb == NULL)
+	if (w->held || !bev_alive(w) || w->bev->writecb == NULL)
 		return;
 	w->held = true;
 	w->held_called = false;
@@ -234,6 +268,8 @@ static void wait_socket(struct wbio *w)
 {
 	struct timeval tv;
 
+	if (w->detached) /* nobody waits for these bytes: they are dropped with the BIO */
+		return;
 	hold(w);
 	if (w->waiting)
 		return;
@@ -245,7 +281,7 @@ static void wait_socket(struct wbio *w)
 /* Bytes wait and the socket may take them: write them once this callback is done. */
 static void flush_soon(struct wbio *w)
 {
-	if (w->waiting || w->active)
+	if (w->waiting || w->active || w->detached)
 		return;
 	w->active = true;
 	event_active(w->ev, EV_WRITE, 1);
@@ -272,7 +308,7 @@ static void flush_cb(evutil_socket_t fd, short what, void *arg)
 	w->active = false;
 	/* a non-persistent event that fired is no longer added */
 	w->waiting = event_pending(w->ev, EV_WRITE | EV_TIMEOUT, NULL) != 0;
-	if (w->failed)
+	if (w->failed || w->detached)
 		return;
 	r = flush_now(w);
 	if (r > 0) {
@@ -338,7 +374,8 @@ static int wbio_write(BIO *b, const char *data, int len)
 	 * reply), so it goes out at once with what waits, as before this BIO
 	 * (no event, no extra loop turn for a manifest).
 	 */
-	if (waiting + want < SRV_WBIO_GATHER_BYTES && want >= WBIO_FULL_RECORD_BYTES) {
+	if (waiting + want < SRV_WBIO_GATHER_BYTES && want >= WBIO_FULL_RECORD_BYTES &&
+	    !w->detached) {
 		if (!append(w, data, want)) {
 			errno = ENOMEM;
 			return -1;
