@@ -388,9 +388,18 @@ static void prefill_cb(void *arg, enum ota_err err, const PGresult *res)
 	long long size;
 	char key[SRV_ASSIGN_KEY_BYTES];
 
-	if (c == NULL || err != OTA_OK || PQnfields(res) != 4 || q->generation != c->generation ||
-	    c->good_poll_sent == 0)
-		goto done; /* a change was applied meanwhile: the answers may predate it */
+	if (c == NULL)
+		goto done;
+	if (err != OTA_OK || PQnfields(res) != 4) {
+		srv_log(SRV_LOG_WARN, "manifest cache: prefill of %s failed: %s", q->artifact,
+			res != NULL ? PQresultErrorMessage(res) : ota_err_name(err));
+		goto done;
+	}
+	if (q->generation != c->generation || c->good_poll_sent == 0) {
+		srv_log(SRV_LOG_DEBUG, "manifest cache: prefill of %s dropped (a change applied)",
+			q->artifact);
+		goto done; /* the answers may predate the change */
+	}
 	rows = PQntuples(res);
 	for (int i = 0; i < rows && info < 0; i++)
 		if (PQgetisnull(res, i, 0))

@@ -21,6 +21,8 @@ now_ms() { date +%s%3N; }
 m() { metric "$1"; }
 
 log "a campaign's Notifies fill the view"
+# the devices hold the KeyList that signed art-2: the firmware step at once
+sql -c "UPDATE devices SET keylist_version = (SELECT max(version) FROM keylists)"
 prefilled0=$(m fleetota_manifest_cache_prefilled_total)
 code=$(curl -sS -o "$T/create.json" -w '%{http_code}' -X POST "${AUTH[@]}" \
 	-H 'Content-Type: application/json' "$API/api/v1/campaigns" \
