@@ -364,9 +364,13 @@ DECLARE
 	v_count bigint;
 BEGIN
 	SELECT * INTO c FROM campaigns WHERE campaign_id = p_campaign;
+	-- notified_at first: the rows notified longer ago than the timeout are
+	-- a range of campaign_devices_flight_idx (0025), so a tick reads those,
+	-- not every member in flight (greatest(...) is never below notified_at)
 	WITH late AS (
 		SELECT m.device_id, m.attempts FROM campaign_devices m
 		WHERE m.campaign_id = p_campaign AND m.state IN ('notified', 'downloading', 'installed')
+		  AND m.notified_at <= p_now - make_interval(secs => c.device_timeout_s)
 		  AND greatest(m.notified_at, m.last_report_at) + make_interval(secs => c.device_timeout_s) <= p_now
 		FOR UPDATE
 	)
@@ -679,8 +683,11 @@ BEGIN
 	END IF;
 	SELECT max_in_flight INTO v_max_in_flight FROM campaign_stages
 	WHERE campaign_id = p_campaign AND stage_no = c.current_stage;
-	SELECT count(*) INTO v_in_flight FROM campaign_devices
-	WHERE campaign_id = p_campaign AND state IN ('notified', 'downloading', 'installed');
+	-- from the kept counts (rollout_counts.sql; the tick folded them, and
+	-- this transaction sees its own and every committed delta): counting
+	-- the members in flight read every one of them at every tick
+	SELECT coalesce(sum(x.n), 0) INTO v_in_flight FROM rollout_state_counts(p_campaign) x
+	WHERE x.state IN ('notified', 'downloading', 'installed');
 	v_budget := greatest(0, least(floor(v_tokens + 1e-9)::bigint, v_max_in_flight - v_in_flight, p_max));
 
 	-- notifications handed to a server that never published them (it died
