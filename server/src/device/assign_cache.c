@@ -21,6 +21,8 @@
 /* delivery marks waiting (beyond: dropped and counted), and per batch */
 #define MARK_QUEUE_MAX 65536u
 #define MARK_BATCH 1000u
+/* devices forgotten while prefills are in flight, noted one by one (beyond: all) */
+#define FORGOT_MAX 4096u
 
 /* The SQL: function calls (migrations/code/delivery_changes.sql, delivery.sql). */
 static const char sql_changes[] =
@@ -69,6 +71,14 @@ struct srv_assign_cache {
 	bool *alive; /* the poll in flight's view of this cache (NULL when none) */
 	struct request *requests; /* prefills and mark batches in flight */
 	unsigned prefilling;
+	/*
+	 * While prefills are in flight: the devices the polls forgot meanwhile
+	 * (a prefill keeps none of those: its answer may predate the change),
+	 * and how many times everything was forgotten (then it keeps nothing).
+	 */
+	char **forgot;
+	size_t n_forgot;
+	uint64_t forgot_all;
 	bool marking;
 	char **marks; /* keys "device\0artifact\0" of delivery marks to write */
 	size_t n_marks;
@@ -79,7 +89,8 @@ struct request {
 	struct request *next;
 	struct srv_assign_cache *cache; /* NULL: the cache was freed meanwhile */
 	bool mark;
-	uint64_t generation; /* a prefill's: the cache's when it was sent */
+	size_t forgot_from; /* a prefill's: c->n_forgot when it was sent */
+	uint64_t forgot_all; /* and c->forgot_all */
 	char **keys; /* a mark batch's (owned) */
 	size_t n_keys;
 	char artifact[MAX_ARTIFACT_ID + 1];
@@ -185,6 +196,7 @@ static void forget_device(struct srv_assign_cache *c, const char *device)
 
 static void forget_all(struct srv_assign_cache *c)
 {
+	c->forgot_all++;
 	for (size_t i = 0; i < c->n_buckets; i++) {
 		while (c->buckets[i] != NULL) {
 			struct entry *e = c->buckets[i];
@@ -349,10 +361,13 @@ static void request_done(struct request *q)
 				break;
 			}
 		}
-		if (q->mark)
+		if (q->mark) {
 			c->marking = false;
-		else
-			c->prefilling--;
+		} else if (--c->prefilling == 0) {
+			for (size_t i = 0; i < c->n_forgot; i++)
+				free(c->forgot[i]);
+			c->n_forgot = 0;
+		}
 	}
 	for (size_t i = 0; i < q->n_keys; i++)
 		free(q->keys[i]);
@@ -380,6 +395,30 @@ static void array_end(char *buf, size_t at)
 	buf[at] = '\0';
 }
 
+/* A device the polls forgot since the prefill that noted from was sent. */
+static bool forgotten_since(const struct srv_assign_cache *c, size_t from, const char *device)
+{
+	for (size_t i = from; i < c->n_forgot; i++)
+		if (strcmp(c->forgot[i], device) == 0)
+			return true;
+	return false;
+}
+
+/* A poll forgot device: noted while prefills are in flight (too many: all). */
+static void note_forgotten(struct srv_assign_cache *c, const char *device)
+{
+	if (c->prefilling == 0)
+		return;
+	if (c->forgot == NULL)
+		c->forgot = calloc(FORGOT_MAX, sizeof(*c->forgot));
+	if (c->forgot == NULL || c->n_forgot >= FORGOT_MAX ||
+	    (c->forgot[c->n_forgot] = strdup(device)) == NULL) {
+		c->forgot_all++;
+		return;
+	}
+	c->n_forgot++;
+}
+
 static void prefill_cb(void *arg, enum ota_err err, const PGresult *res)
 {
 	struct request *q = arg;
@@ -395,10 +434,11 @@ static void prefill_cb(void *arg, enum ota_err err, const PGresult *res)
 			res != NULL ? PQresultErrorMessage(res) : ota_err_name(err));
 		goto done;
 	}
-	if (q->generation != c->generation || c->good_poll_sent == 0) {
-		srv_log(SRV_LOG_DEBUG, "manifest cache: prefill of %s dropped (a change applied)",
+	if (q->forgot_all != c->forgot_all || c->good_poll_sent == 0) {
+		srv_log(SRV_LOG_DEBUG,
+			"manifest cache: prefill of %s dropped (everything forgotten)",
 			q->artifact);
-		goto done; /* the answers may predate the change */
+		goto done; /* the answers may predate what was forgotten */
 	}
 	rows = PQntuples(res);
 	for (int i = 0; i < rows && info < 0; i++)
@@ -420,6 +460,7 @@ static void prefill_cb(void *arg, enum ota_err err, const PGresult *res)
 
 		if (i == info || PQgetisnull(res, i, 0) ||
 		    !srv_id_valid(device, SRV_MAX_DEVICE_ID) ||
+		    forgotten_since(c, q->forgot_from, device) ||
 		    (key_len = make_key(key, sizeof(key), device, q->artifact, "")) == 0)
 			continue;
 		forget_device(c, device); /* one answer per device: its latest */
@@ -474,7 +515,8 @@ void srv_assign_cache_prefill(struct srv_assign_cache *c, const char *artifact,
 		return;
 	}
 	c->prefilling++;
-	q->generation = c->generation;
+	q->forgot_from = c->n_forgot;
+	q->forgot_all = c->forgot_all;
 	snprintf(q->artifact, sizeof(q->artifact), "%s", artifact);
 	params[0] = list;
 	params[1] = q->artifact;
@@ -614,6 +656,7 @@ static void apply(struct srv_assign_cache *c, const PGresult *res, double sent)
 				break;
 			}
 			forget_device(c, PQgetvalue(res, i, 3));
+			note_forgotten(c, PQgetvalue(res, i, 3));
 			forgot = true;
 		}
 	}
@@ -723,6 +766,9 @@ void srv_assign_cache_free(struct srv_assign_cache *c)
 	for (size_t i = 0; i < c->n_marks; i++)
 		free(c->marks[i]);
 	free(c->marks);
+	for (size_t i = 0; i < c->n_forgot; i++)
+		free(c->forgot[i]);
+	free(c->forgot);
 	if (c->ev_poll != NULL)
 		event_free(c->ev_poll);
 	if (c->buckets != NULL) {
