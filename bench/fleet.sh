@@ -37,7 +37,9 @@
 # install by process kind (backends of ota-server, walwriter, autovacuum...),
 # the BENCH_FLEET_PGSS_ROWS (15) statements of most execution time and the
 # functions of most self time (track_functions = all).
-# Also printed for the campaign: reports per install and the ingest's
+# Also printed for the campaign: the delivery's assignment view (manifests
+# and images answered without PostgreSQL, answers prefilled, delivery
+# marks written), reports per install and the ingest's
 # database calls by reports per call (ota-server's
 # fleetota_report_batch_size), and per install for the tables reports
 # write: rows inserted, updated, updated HOT, deleted, sequential scans and
@@ -148,7 +150,8 @@ pg_kinds() {
 }
 # server_metrics: "NAME VALUE" of ota-server's report counters
 server_metrics() {
-	api "$api/metrics" | awk '/^fleetota_(reports_received_total|report_batch_size)/ { print $1, $2 }'
+	api "$api/metrics" |
+		awk '/^fleetota_(reports_received_total|report_batch_size|manifest_cache_|image_cache_|delivery_marks_)/ { print $1, $2 }'
 }
 # table_stats: "TABLE INS UPD HOT_UPD DEL SEQ_SCANS SEQ_ROWS IDX_SCANS" of
 # the tables reports write
@@ -348,6 +351,14 @@ awk -v n="$devices" 'NR == FNR { a[$1] = $2; next } { d[$1] = $2 - a[$1] }
 			printf " <=%d:%d", i, b - prev; prev = b
 		}
 		print "" }' "$T/metrics-0" "$T/metrics-1"
+# the delivery's assignment view during the campaign (docs/scaling.md "The
+# manifest cache"): manifests and images answered without PostgreSQL
+awk 'NR == FNR { a[$1] = $2; next } { d[$1] = $2 - a[$1] }
+	END { printf "fleet: delivery_view manifest_hits=%d manifest_misses=%d prefilled=%d image_hits=%d marks_written=%d marks_dropped=%d flushes=%d\n",
+		d["fleetota_manifest_cache_hits_total"], d["fleetota_manifest_cache_misses_total"],
+		d["fleetota_manifest_cache_prefilled_total"], d["fleetota_image_cache_hits_total"],
+		d["fleetota_delivery_marks_written_total"], d["fleetota_delivery_marks_dropped_total"],
+		d["fleetota_manifest_cache_flushes_total"] }' "$T/metrics-0" "$T/metrics-1"
 # rows written and scans per install by table (HOT: updates that changed no index)
 awk -v n="$devices" 'NR == FNR { for (i = 2; i <= NF; i++) a[$1, i] = $i; next }
 	{ printf "fleet: table %s per install: ins=%.2f upd=%.2f hot_upd=%.2f del=%.2f seq_scans=%.2f seq_rows=%.1f idx_scans=%.2f\n", $1,

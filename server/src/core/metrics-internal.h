@@ -80,6 +80,10 @@ struct srv_metrics {
 	uint64_t manifest_cache_hits; /* answered from the assignment view */
 	uint64_t manifest_cache_misses; /* asked PostgreSQL */
 	uint64_t manifest_cache_flushes; /* the view forgot everything */
+	uint64_t manifest_cache_prefilled; /* answers kept ahead of the request (a tick's) */
+	uint64_t image_cache_hits; /* images served without asking PostgreSQL */
+	uint64_t delivery_marks_written; /* delivery marks of cached answers written */
+	uint64_t delivery_marks_dropped; /* ... dropped (queue full) */
 	uint64_t timestamps_signed; /* signed freshness (timestamp.c) */
 	uint64_t timestamps_served;
 	uint64_t rejections[SRV__REJECT_COUNT];

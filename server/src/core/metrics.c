@@ -128,6 +128,16 @@ int srv_metrics_render(const struct srv_metrics *m, struct evbuffer *out)
 		m->manifest_cache_misses);
 	COUNTER("manifest_cache_flushes_total", "Times the assignment view forgot everything.",
 		m->manifest_cache_flushes);
+	COUNTER("manifest_cache_prefilled_total",
+		"Answers the assignment view kept ahead of the request (a tick's devices).",
+		m->manifest_cache_prefilled);
+	COUNTER("image_cache_hits_total", "Images served without asking PostgreSQL.",
+		m->image_cache_hits);
+	COUNTER("delivery_marks_written_total",
+		"Delivery marks of manifests answered from the assignment view, written.",
+		m->delivery_marks_written);
+	COUNTER("delivery_marks_dropped_total", "Delivery marks not written: the queue was full.",
+		m->delivery_marks_dropped);
 	COUNTER("timestamps_signed_total", "Timestamps signed by the timestamp role.",
 		m->timestamps_signed);
 	COUNTER("timestamps_served_total", "Timestamps served to devices.", m->timestamps_served);

@@ -48,6 +48,8 @@ struct srv_assign_cache_config {
 #define SRV_ASSIGN_CACHE_MAX_VARIANT 32u
 /* Changes read per poll; more waiting: everything is forgotten. */
 #define SRV_ASSIGN_CACHE_POLL_LIMIT 1000u
+/* Devices asked for per prefill (delivery_prefill reads at most as many). */
+#define SRV_ASSIGN_CACHE_MAX_PREFILL 10000u
 
 /* Registers the poll statement. Before srv_db_start(). */
 enum ota_err srv_assign_cache_prepare(struct srv_db *db);
@@ -81,5 +83,31 @@ uint64_t srv_assign_cache_generation(const struct srv_assign_cache *cache);
  */
 void srv_assign_cache_put(struct srv_assign_cache *cache, const char *device, const char *artifact,
 			  const char *variant, uint64_t generation, const char *data, size_t len);
+
+/*
+ * Filled ahead of the requests: the replica that published a tick's
+ * firmware notifications asks once what each of those devices would be
+ * answered for artifact (delivery_prefill: the full image only, no delta)
+ * and keeps it as srv_assign_cache_put would, dropped as a whole when a
+ * change was applied while the query ran. Such an entry also answers the
+ * image request without ?base= (srv_assign_cache_get_image), and the first
+ * time it answers a manifest, the assignment's delivery mark ('full', what
+ * delivery_manifest writes) is queued: each poll writes up to 1,000 of
+ * them in one statement (delivery_mark_full). A replica that stops loses
+ * the marks not yet written (rollout_status "delivery" counts them as not
+ * yet delivered); the delivery itself is unaffected. Devices beyond
+ * SRV_ASSIGN_CACHE_MAX_PREFILL, or when the cache is full, are not kept.
+ */
+void srv_assign_cache_prefill(struct srv_assign_cache *cache, const char *artifact,
+			      const char *const *devices, size_t n);
+
+/*
+ * The full image of a prefilled answer for (device, artifact): true with
+ * its store name (64 hex digits, owned by the cache, valid until the
+ * callback returns to the loop) and size when fresh; false: ask PostgreSQL.
+ */
+bool srv_assign_cache_get_image(struct srv_assign_cache *cache, const char *device,
+				const char *artifact, const char **ret_store_name,
+				uint64_t *ret_size);
 
 #endif

@@ -526,6 +526,17 @@ static void handle(struct evhttp_request *req, const char *rest, struct srv_serv
 		}
 		r->cache_generation = srv_assign_cache_generation(srv->assign_cache);
 	}
+	if (kind == DLV_IMAGE && r->base[0] == '\0') {
+		const char *store_name;
+		uint64_t size;
+
+		/* prefilled with the manifest (the device was just notified) */
+		if (srv_assign_cache_get_image(srv->assign_cache, r->device, r->artifact,
+					       &store_name, &size)) {
+			serve_image(r, store_name, size, false, 0);
+			goto done;
+		}
+	}
 	params[0] = r->device;
 	params[1] = r->artifact;
 	params[2] = kind == DLV_MANIFEST ? (r->full ? "true" : "false") : r->base;
@@ -537,6 +548,12 @@ static void handle(struct evhttp_request *req, const char *rest, struct srv_serv
 	       "database unavailable");
 done:
 	free(r);
+}
+
+void srv_delivery_notified(struct srv_server *srv, const char *artifact, const char *const *devices,
+			   size_t n)
+{
+	srv_assign_cache_prefill(srv->assign_cache, artifact, devices, n);
 }
 
 static void handle_manifest(struct evhttp_request *req, const char *rest, void *ctx)

@@ -2,6 +2,8 @@
 #ifndef SRV_DEVICE_H
 #define SRV_DEVICE_H
 
+#include <stddef.h>
+
 #include "fleetota/err.h"
 #include "mqtt.h"
 
@@ -26,6 +28,16 @@ enum ota_err srv_delivery_prepare(struct srv_db *db);
 enum ota_err srv_delivery_start(struct srv_server *srv);
 
 void srv_delivery_stop(struct srv_server *srv);
+
+/*
+ * The rollout pump is about to publish firmware Notifies of artifact to
+ * devices[0..n): the assignment view asks once what they will be served
+ * and keeps it (assign_cache-internal.h, srv_assign_cache_prefill). The
+ * strings are copied before this returns. No view (manifest_cache off,
+ * no listener): nothing.
+ */
+void srv_delivery_notified(struct srv_server *srv, const char *artifact, const char *const *devices,
+			   size_t n);
 
 /* ---- notify.c ----------------------------------------------------------- */
 

@@ -303,6 +303,42 @@ static void on_ack(void *arg, uint64_t seq, uint64_t fence)
 	pump(r);
 }
 
+/*
+ * Before publishing: the firmware rows' devices, per artifact, to the
+ * delivery's assignment view, which asks once what they will be served
+ * (their manifest and image requests follow the Notify).
+ */
+static void prefill(struct srv_rollout *r, const PGresult *res)
+{
+	int rows = PQntuples(res);
+	const char **devices;
+	bool *done;
+
+	if (rows <= 0 || r->srv->assign_cache == NULL)
+		return;
+	devices = calloc((size_t)rows, sizeof(*devices));
+	done = calloc((size_t)rows, sizeof(*done));
+	for (int first = 0; devices != NULL && done != NULL && first < rows; first++) {
+		const char *artifact = PQgetvalue(res, first, 4);
+		size_t n = 0;
+
+		if (done[first] || strcmp(PQgetvalue(res, first, 3), "firmware") != 0 ||
+		    PQgetisnull(res, first, 4) || PQgetisnull(res, first, 2))
+			continue;
+		for (int row = first; row < rows; row++) {
+			if (!done[row] && strcmp(PQgetvalue(res, row, 3), "firmware") == 0 &&
+			    !PQgetisnull(res, row, 2) &&
+			    strcmp(PQgetvalue(res, row, 4), artifact) == 0) {
+				done[row] = true;
+				devices[n++] = PQgetvalue(res, row, 2);
+			}
+		}
+		srv_delivery_notified(r->srv, artifact, devices, n);
+	}
+	free(devices);
+	free(done);
+}
+
 /* Publishes a tick's rows while the lease is surely ours, re-checked before each. */
 static void publish_rows(struct srv_rollout *r, const PGresult *res)
 {
@@ -317,6 +353,7 @@ static void publish_rows(struct srv_rollout *r, const PGresult *res)
 	}
 	if (rows > 0)
 		failpoint(r, SRV_ROLLOUT_FP_TICK_RESULT);
+	prefill(r, res);
 	for (int row = 0; row < rows; row++) {
 		const char *fields[TICK_COLUMNS];
 		Fleetota__V1__Notify notify;
