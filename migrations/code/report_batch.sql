@@ -157,11 +157,27 @@ BEGIN
 		last_seen = report_seen_at(d.last_seen); -- at most once a grain (report.sql)
 	END IF;
 
-	-- the assignments the stored reports name, in one statement
-	UPDATE assignments a SET state = u.report->>'state', error = u.report->>'error', updated_at = now()
-	FROM unnest(p_devices, p_reports, v_outcome) AS u(device_id, report, outcome)
-	WHERE u.outcome = 'stored' AND a.device_id = u.device_id AND a.artifact_id = u.report->>'artifact'
-	  AND u.report->>'artifact' <> '';
+	-- the assignments the stored reports name, in one statement, written
+	-- only when their state or error changes. Each device's rows by its key
+	-- (a device has a few): joined on the artifact with =, the generic plan
+	-- walked assignments_artifact_idx, every device of the campaign's
+	-- artifact per report, a scan that grew with the fleet (IS NOT DISTINCT
+	-- FROM: no index takes it). Locked, read by tuple id (as
+	-- report_rollout_set's campaign rows): the lock gives the newest
+	-- version of a row the tick or the manifest path just updated.
+	WITH x AS (
+		SELECT l.row_tid, u.report->>'state' AS state, u.report->>'error' AS error
+		FROM unnest(p_devices, p_reports, v_outcome) AS u(device_id, report, outcome)
+		CROSS JOIN LATERAL (SELECT y.ctid AS row_tid FROM assignments y
+		                    WHERE y.device_id = u.device_id
+		                      AND y.artifact_id IS NOT DISTINCT FROM u.report->>'artifact'
+		                      AND (y.state, y.error) IS DISTINCT FROM (u.report->>'state', u.report->>'error')
+		                    OFFSET 0 FOR NO KEY UPDATE) l
+		WHERE u.outcome = 'stored' AND u.report->>'artifact' <> ''
+	)
+	UPDATE assignments a SET state = x.state, error = x.error, updated_at = now()
+	FROM x
+	WHERE a.ctid = ANY (ARRAY(SELECT x.row_tid FROM x)) AND a.ctid = x.row_tid;
 
 	-- the rollout engine for every stored and stale report at once
 	-- (report_ingest's calls: a refused delta the device falls back from is
