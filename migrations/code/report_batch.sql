@@ -33,7 +33,13 @@
 -- tuple ids), whatever the estimates: joined to the arrays as plain tables,
 -- the plans scanned all of devices and campaign_devices instead (four whole
 -- scans per round), CPU per report that grew with the fleet. (jit = off:
--- no statement here is worth compiling.)
+-- no statement here is worth compiling.) enable_seqscan = off: ota-server's
+-- ingest connection makes these plans once, often while the tables are
+-- still empty, and keeps them until an ANALYZE; on an empty table a
+-- sequential scan looked cheaper than reading the rows by tuple id or key
+-- (report_rollout_set's update of the campaign rows it locked was a hash
+-- join over all of campaign_devices, once a round: a read that grew with
+-- the fleet). No statement here, nor one they fire, needs a whole table.
 -- Re-applied by `ota-server migrate` whenever this file changes (docs/server.md).
 
 CREATE OR REPLACE FUNCTION report_batch_max() RETURNS integer
@@ -57,7 +63,7 @@ CREATE OR REPLACE FUNCTION report_ingest_distinct(p_devices text[], p_reports js
 RETURNS TABLE (ord integer, outcome text, new_events bigint, campaign_changes bigint, suspect boolean,
                refusal_events bigint)
 LANGUAGE plpgsql
-SET plan_cache_mode = force_generic_plan SET jit = off
+SET plan_cache_mode = force_generic_plan SET jit = off SET enable_seqscan = off
 AS $$
 #variable_conflict use_column
 DECLARE
@@ -293,7 +299,7 @@ CREATE OR REPLACE FUNCTION report_ingest_batch(p_devices text[], p_reports jsonb
 RETURNS TABLE (ord integer, outcome text, new_events bigint, campaign_changes bigint, suspect boolean,
                refusal_events bigint)
 LANGUAGE plpgsql
-SET plan_cache_mode = force_generic_plan SET jit = off
+SET plan_cache_mode = force_generic_plan SET jit = off SET enable_seqscan = off
 AS $$
 #variable_conflict use_column
 DECLARE
@@ -540,7 +546,7 @@ CREATE OR REPLACE FUNCTION report_rollout_set(p_devices text[], p_states text[],
                                               p_campaigns text[], p_seqs bigint[] DEFAULT NULL)
 RETURNS TABLE (device_id text, changes bigint)
 LANGUAGE plpgsql
-SET plan_cache_mode = force_generic_plan SET jit = off
+SET plan_cache_mode = force_generic_plan SET jit = off SET enable_seqscan = off
 AS $$
 #variable_conflict use_column
 DECLARE

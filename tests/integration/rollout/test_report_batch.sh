@@ -104,7 +104,10 @@ q "CREATE FUNCTION t_rep(p_seq bigint, p_state text, p_artifact text) RETURNS js
 artifact_reads() {
 	q "SELECT idx_tup_read FROM pg_stat_user_indexes WHERE indexrelname = 'assignments_artifact_idx'"
 }
-art0=$(artifact_reads)
+cd_scans() {
+	q "SELECT seq_scan FROM pg_stat_user_tables WHERE relname = 'campaign_devices'"
+}
+art0=$(artifact_reads) cds0=$(cd_scans)
 "${PSQL[@]}" -At -c "SET client_min_messages = warning" \
 	-c "SELECT count(*) FROM report_ingest_batch('{ax1,ax2}', ARRAY[t_rep(1, 'idle', ''), t_rep(1, 'idle', '')],
 	                                             '{\\x01,\\x02}')" \
@@ -118,6 +121,9 @@ expect_eq "the assignments of the reports written" \
 	"$(q "SELECT string_agg(device_id || ':' || state, ',' ORDER BY device_id) FROM assignments
 	      WHERE device_id LIKE 'ax%' AND state <> 'pending'")" "ax1:downloading,ax2:verifying"
 expect_eq "no assignment read through the artifact's index" "$(($(artifact_reads) - art0))" 0
+# likewise the rollout engine's update of the campaign rows it locked: by
+# their tuple ids, planned on an empty table it read all of it (a hash join)
+expect_eq "no campaign row read by a sequential scan" "$(($(cd_scans) - cds0))" 0
 q "DELETE FROM assignments WHERE device_id LIKE 'ax%'; DELETE FROM devices WHERE device_id LIKE 'ax%'"
 
 q "CREATE TABLE t_out (prefix text, phase integer, step integer, device_id text, outcome text, new_events bigint,
