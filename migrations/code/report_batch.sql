@@ -75,6 +75,10 @@ DECLARE
 	v_refusals bigint[];
 	v_twice boolean;
 	v_health boolean; -- a report carries post-install health
+	-- the campaign rows the engine wrote: device, campaign, state
+	v_eng_devices text[] := '{}';
+	v_eng_campaigns text[] := '{}';
+	v_eng_states text[] := '{}';
 	r record;
 BEGIN
 	IF v_n = 0 THEN
@@ -163,28 +167,6 @@ BEGIN
 		last_seen = report_seen_at(d.last_seen); -- at most once a grain (report.sql)
 	END IF;
 
-	-- the assignments the stored reports name, in one statement, written
-	-- only when their state or error changes. Each device's rows by its key
-	-- (a device has a few): joined on the artifact with =, the generic plan
-	-- walked assignments_artifact_idx, every device of the campaign's
-	-- artifact per report, a scan that grew with the fleet (IS NOT DISTINCT
-	-- FROM: no index takes it). Locked, read by tuple id (as
-	-- report_rollout_set's campaign rows): the lock gives the newest
-	-- version of a row the tick or the manifest path just updated.
-	WITH x AS (
-		SELECT l.row_tid, u.report->>'state' AS state, u.report->>'error' AS error
-		FROM unnest(p_devices, p_reports, v_outcome) AS u(device_id, report, outcome)
-		CROSS JOIN LATERAL (SELECT y.ctid AS row_tid FROM assignments y
-		                    WHERE y.device_id = u.device_id
-		                      AND y.artifact_id IS NOT DISTINCT FROM u.report->>'artifact'
-		                      AND (y.state, y.error) IS DISTINCT FROM (u.report->>'state', u.report->>'error')
-		                    OFFSET 0 FOR NO KEY UPDATE) l
-		WHERE u.outcome = 'stored' AND u.report->>'artifact' <> ''
-	)
-	UPDATE assignments a SET state = x.state, error = x.error, updated_at = now()
-	FROM x
-	WHERE a.ctid = ANY (ARRAY(SELECT x.row_tid FROM x)) AND a.ctid = x.row_tid;
-
 	-- the rollout engine for every stored and stale report at once
 	-- (report_ingest's calls: a refused delta the device falls back from is
 	-- no failed install, deltas.sql; report_rollout_set below is
@@ -208,14 +190,55 @@ BEGIN
 			       array_agg((st.report->>'seq')::bigint ORDER BY st.device_id) AS seqs
 			FROM st
 		)
-		SELECT st.ord, coalesce(x.changes, 0) AS changes
+		SELECT st.ord, coalesce(x.changes, 0) AS changes, x.device_id, x.campaigns, x.states
 		FROM st LEFT JOIN (SELECT s.* FROM agg, report_rollout_set(agg.devices, agg.states, agg.vcs, agg.kls,
 		                                                           agg.rls, agg.errors, agg.campaigns,
-		                                                           agg.seqs) s) x
+		                                                           agg.seqs, false) s) x
 		     ON x.device_id = st.device_id
 	LOOP
 		v_changes[r.ord] := r.changes;
+		IF r.campaigns IS NOT NULL THEN
+			v_eng_devices := v_eng_devices || array_fill(r.device_id, ARRAY[cardinality(r.campaigns)]);
+			v_eng_campaigns := v_eng_campaigns || r.campaigns;
+			v_eng_states := v_eng_states || r.states;
+		END IF;
 	END LOOP;
+
+	-- the assignments, in one statement after the engine, each row written
+	-- once and only when its state or error changes: what report_ingest's
+	-- two updates leave (its own of the assignment the stored report names:
+	-- the report's state and error; then rollout_report's of the assignment
+	-- of each campaign row it wrote: that row's state). Written twice, a row
+	-- cost a second version and, updated again in its transaction, the
+	-- foreign-key checks of both its keys. Each device's rows by its key (a
+	-- device has a few; joined on the artifact with =, the generic plan made
+	-- while assignments was empty walked assignments_artifact_idx, every
+	-- device of the campaign's artifact per report: a read that grew with
+	-- the fleet). Locked and written by tuple id (as report_rollout_set's
+	-- campaign rows): the lock gives the newest version of a row the tick or
+	-- the manifest path just wrote, after the campaign rows (the tick's
+	-- order).
+	WITH x AS (
+		SELECT l.row_tid, l.state, l.error
+		FROM unnest(p_devices, p_reports, v_outcome) AS u(device_id, report, outcome)
+		CROSS JOIN LATERAL (
+			SELECT y.ctid AS row_tid, n.state, n.error
+			FROM assignments y
+			CROSS JOIN LATERAL (
+				SELECT coalesce((SELECT e.state FROM unnest(v_eng_devices, v_eng_campaigns, v_eng_states)
+				                                     AS e(device_id, campaign_id, state)
+				                 WHERE e.device_id = y.device_id AND e.campaign_id = y.campaign_id LIMIT 1),
+				                CASE WHEN named THEN u.report->>'state' END, y.state) AS state,
+				       CASE WHEN named THEN u.report->>'error' ELSE y.error END AS error
+				FROM (VALUES (u.outcome = 'stored' AND u.report->>'artifact' <> ''
+				              AND y.artifact_id = u.report->>'artifact')) AS m(named)) n
+			WHERE y.device_id = u.device_id AND (y.state, y.error) IS DISTINCT FROM (n.state, n.error)
+			OFFSET 0 FOR NO KEY UPDATE OF y) l
+		WHERE (u.outcome = 'stored' AND u.report->>'artifact' <> '') OR u.device_id = ANY (v_eng_devices)
+	)
+	UPDATE assignments a SET state = x.state, error = x.error, updated_at = now()
+	FROM x
+	WHERE a.ctid = ANY (ARRAY(SELECT x.row_tid FROM x)) AND a.ctid = x.row_tid;
 	IF v_health THEN
 		FOR r IN SELECT u.ord, u.device_id, u.report
 		         FROM unnest(p_devices, p_reports, v_outcome) WITH ORDINALITY AS u(device_id, report, outcome, ord)
@@ -539,12 +562,19 @@ END $$;
 -- them is a change to both (test report-ingest-batch compares the two, case
 -- by case, over every campaign-row state a report can meet). p_seqs: the
 -- reports' seqs (rollout_report's p_seq; NULL: all apply).
--- p_seqs added (0022): the old form goes, or calls without it would be ambiguous
+-- p_assignments false: the assignments are left to the caller (report_ingest_distinct writes
+-- each row once), which gets the rows written: per device, the campaigns
+-- and states of its campaign rows the statement wrote (campaigns, states;
+-- rollout_report's assignments update writes the assignment of each).
+-- p_seqs added (0022), p_assignments and campaigns, states (issue 19): the
+-- old forms go, or calls without them would be ambiguous
 DROP FUNCTION IF EXISTS report_rollout_set(text[], text[], bigint[], bigint[], bigint[], text[], text[]);
+DROP FUNCTION IF EXISTS report_rollout_set(text[], text[], bigint[], bigint[], bigint[], text[], text[], bigint[]);
 CREATE OR REPLACE FUNCTION report_rollout_set(p_devices text[], p_states text[], p_version_codes bigint[],
                                               p_keylists bigint[], p_rootlists bigint[], p_errors text[],
-                                              p_campaigns text[], p_seqs bigint[] DEFAULT NULL)
-RETURNS TABLE (device_id text, changes bigint)
+                                              p_campaigns text[], p_seqs bigint[] DEFAULT NULL,
+                                              p_assignments boolean DEFAULT true)
+RETURNS TABLE (device_id text, changes bigint, campaigns text[], states text[])
 LANGUAGE plpgsql
 SET plan_cache_mode = force_generic_plan SET jit = off SET enable_seqscan = off
 AS $$
@@ -655,8 +685,11 @@ BEGIN
 	), asg AS (
 		UPDATE assignments x SET state = upd.state, updated_at = v_now
 		FROM upd
-		WHERE x.device_id = upd.device_id AND x.campaign_id = upd.campaign_id AND x.state <> upd.state
+		WHERE p_assignments
+		  AND x.device_id = upd.device_id AND x.campaign_id = upd.campaign_id AND x.state <> upd.state
 		RETURNING 1
 	)
-	SELECT upd.device_id, count(*) FILTER (WHERE upd.state <> upd.old_state) FROM upd GROUP BY upd.device_id;
+	SELECT upd.device_id, count(*) FILTER (WHERE upd.state <> upd.old_state), array_agg(upd.campaign_id),
+	       array_agg(upd.state)
+	FROM upd GROUP BY upd.device_id;
 END $$;
