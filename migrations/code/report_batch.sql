@@ -239,7 +239,17 @@ BEGIN
 	UPDATE assignments a SET state = x.state, error = x.error, updated_at = now()
 	FROM x
 	WHERE a.ctid = ANY (ARRAY(SELECT x.row_tid FROM x)) AND a.ctid = x.row_tid;
-	IF v_health THEN
+	-- (rollout_health changes nothing, but refuses values out of range, while
+	-- no running or paused campaign has a stage that watches health: then
+	-- no call, no update and no statement trigger per report)
+	IF v_health AND (EXISTS (SELECT 1 FROM campaign_stages s JOIN campaigns k ON k.campaign_id = s.campaign_id
+	                         WHERE s.health_window_s IS NOT NULL AND k.state IN ('running', 'paused'))
+	                 OR EXISTS (SELECT 1 FROM unnest(p_reports, v_outcome) AS u(report, outcome)
+	                            WHERE u.outcome = 'stored' AND coalesce((u.report->>'health_known')::boolean, false)
+	                              AND ((u.report->>'unexpected_reboots')::bigint IS NULL
+	                                   OR (u.report->>'unexpected_reboots')::bigint < 0
+	                                   OR (u.report->>'health_permille')::bigint IS NULL
+	                                   OR (u.report->>'health_permille')::bigint NOT BETWEEN 0 AND 1000))) THEN
 		FOR r IN SELECT u.ord, u.device_id, u.report
 		         FROM unnest(p_devices, p_reports, v_outcome) WITH ORDINALITY AS u(device_id, report, outcome, ord)
 		         WHERE u.outcome = 'stored' AND coalesce((u.report->>'health_known')::boolean, false) LOOP
