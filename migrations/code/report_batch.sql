@@ -75,10 +75,7 @@ DECLARE
 	v_refusals bigint[];
 	v_twice boolean;
 	v_health boolean; -- a report carries post-install health
-	-- the campaign rows the engine wrote: device, campaign, state
-	v_eng_devices text[] := '{}';
-	v_eng_campaigns text[] := '{}';
-	v_eng_states text[] := '{}';
+	v_written jsonb[]; -- per report: the campaign rows the engine wrote, {campaign: state}
 	r record;
 BEGIN
 	IF v_n = 0 THEN
@@ -92,6 +89,7 @@ BEGIN
 	END IF;
 	v_events := array_fill(0::bigint, ARRAY[v_n]);
 	v_changes := array_fill(0::bigint, ARRAY[v_n]);
+	v_written := array_fill(NULL::jsonb, ARRAY[v_n]);
 	v_refusals := array_fill(0::bigint, ARRAY[v_n]);
 	IF p_outcomes IS NOT NULL THEN
 		v_outcome := p_outcomes;
@@ -198,9 +196,7 @@ BEGIN
 	LOOP
 		v_changes[r.ord] := r.changes;
 		IF r.campaigns IS NOT NULL THEN
-			v_eng_devices := v_eng_devices || array_fill(r.device_id, ARRAY[cardinality(r.campaigns)]);
-			v_eng_campaigns := v_eng_campaigns || r.campaigns;
-			v_eng_states := v_eng_states || r.states;
+			v_written[r.ord] := jsonb_object(r.campaigns, r.states);
 		END IF;
 	END LOOP;
 
@@ -220,21 +216,19 @@ BEGIN
 	-- order).
 	WITH x AS (
 		SELECT l.row_tid, l.state, l.error
-		FROM unnest(p_devices, p_reports, v_outcome) AS u(device_id, report, outcome)
+		FROM unnest(p_devices, p_reports, v_outcome, v_written) AS u(device_id, report, outcome, written)
 		CROSS JOIN LATERAL (
 			SELECT y.ctid AS row_tid, n.state, n.error
 			FROM assignments y
 			CROSS JOIN LATERAL (
-				SELECT coalesce((SELECT e.state FROM unnest(v_eng_devices, v_eng_campaigns, v_eng_states)
-				                                     AS e(device_id, campaign_id, state)
-				                 WHERE e.device_id = y.device_id AND e.campaign_id = y.campaign_id LIMIT 1),
-				                CASE WHEN named THEN u.report->>'state' END, y.state) AS state,
+				SELECT coalesce(u.written->>y.campaign_id, CASE WHEN named THEN u.report->>'state' END,
+				                y.state) AS state,
 				       CASE WHEN named THEN u.report->>'error' ELSE y.error END AS error
 				FROM (VALUES (u.outcome = 'stored' AND u.report->>'artifact' <> ''
 				              AND y.artifact_id = u.report->>'artifact')) AS m(named)) n
 			WHERE y.device_id = u.device_id AND (y.state, y.error) IS DISTINCT FROM (n.state, n.error)
 			OFFSET 0 FOR NO KEY UPDATE OF y) l
-		WHERE (u.outcome = 'stored' AND u.report->>'artifact' <> '') OR u.device_id = ANY (v_eng_devices)
+		WHERE (u.outcome = 'stored' AND u.report->>'artifact' <> '') OR u.written IS NOT NULL
 	)
 	UPDATE assignments a SET state = x.state, error = x.error, updated_at = now()
 	FROM x
