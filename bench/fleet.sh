@@ -36,7 +36,11 @@
 # statements by execution time per install, and PostgreSQL's CPU per
 # install by process kind (backends of ota-server, walwriter, autovacuum...),
 # the BENCH_FLEET_PGSS_ROWS (15) statements of most execution time and the
-# functions of most self time (track_functions = all).
+# functions of most self time (track_functions = all), and the indexes of
+# the tables reports write by the index tuples read (the whole run);
+# with BENCH_FLEET_PG_EXPLAIN=FILE also auto_explain (nested statements,
+# plans of those slower than BENCH_FLEET_PG_EXPLAIN_MS, 1) into FILE (the
+# server log; large).
 # Also printed for the campaign: the delivery's assignment view (manifests
 # and images answered without PostgreSQL, answers prefilled, delivery
 # marks written), reports per install and the ingest's
@@ -119,6 +123,7 @@ cleanup() {
 		tail -15 "$T/server.log" >&2 2>/dev/null
 	fi
 	stack_server_stop TERM 10
+	[[ -z ${BENCH_FLEET_PG_EXPLAIN:-} ]] || cp "$T/pg/postgres.log" "$BENCH_FLEET_PG_EXPLAIN"
 	stack_cleanup
 	[[ -z $fleet_dir ]] || rm -rf "$fleet_dir"
 }
@@ -190,13 +195,19 @@ fi
 stack_pg_start "$T/pg" "$pg_port"
 if ((pgss)); then
 	psql "host=$T/pg port=$pg_port dbname=fleetota user=postgres" -qAt \
-		-c "ALTER SYSTEM SET shared_preload_libraries = 'pg_stat_statements'" >/dev/null
+		-c "ALTER SYSTEM SET shared_preload_libraries = 'pg_stat_statements'${BENCH_FLEET_PG_EXPLAIN:+, 'auto_explain'}" >/dev/null
 	"$top/scripts/pg.sh" stop "$T/pg" >/dev/null
 	stack_pg_start "$T/pg" "$pg_port"
 	psql "host=$T/pg port=$pg_port dbname=fleetota user=postgres" -qAt \
 		-c "CREATE EXTENSION pg_stat_statements" \
 		-c "ALTER SYSTEM SET pg_stat_statements.track = 'all'" -c "ALTER SYSTEM SET track_functions = 'all'" \
 		-c "SELECT pg_reload_conf()" >/dev/null
+	if [[ -n ${BENCH_FLEET_PG_EXPLAIN:-} ]]; then
+		psql "host=$T/pg port=$pg_port dbname=fleetota user=postgres" -qAt \
+			-c "ALTER SYSTEM SET auto_explain.log_min_duration = '${BENCH_FLEET_PG_EXPLAIN_MS:-1}ms'" \
+			-c "ALTER SYSTEM SET auto_explain.log_nested_statements = on" \
+			-c "SELECT pg_reload_conf()" >/dev/null
+	fi
 fi
 stack_broker_start "$T/mq" "$mq_port" "$pki"
 stack_server_conf "$T/server.conf" "$pki" "$T/pg" "$pg_port" "$dev_port" "$T/store" \
@@ -370,6 +381,11 @@ if ((pgss)); then
 	sql "SELECT round((total_exec_time / $devices)::numeric, 3), round((total_plan_time / $devices)::numeric, 3),
 		round(calls::numeric / $devices, 2), left(regexp_replace(query, '\\s+', ' ', 'g'), 90)
 		FROM pg_stat_statements ORDER BY total_exec_time DESC LIMIT $pgss_rows" | sed 's/^/fleet:   /'
+	echo "fleet: indexes of the tables reports write, the whole run (scans, tuples read per install):"
+	sql "SELECT relname, indexrelname, round(idx_scan::numeric / $devices, 2), round(idx_tup_read::numeric / $devices, 1)
+		FROM pg_stat_user_indexes
+		WHERE relname IN ('devices', 'device_events', 'assignments', 'campaign_devices', 'campaigns')
+		  AND idx_scan > 0 ORDER BY idx_tup_read DESC LIMIT 12" | sed 's/^/fleet:   /'
 	echo "fleet: functions during the campaign (ms per install: total, self; calls per install):"
 	sql "SELECT round((total_time / $devices)::numeric, 3), round((self_time / $devices)::numeric, 3),
 		round(calls::numeric / $devices, 2), funcname

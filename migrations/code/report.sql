@@ -116,8 +116,13 @@ BEGIN
 			last_report_seq = EXCLUDED.last_report_seq,
 			last_report_sha256 = EXCLUDED.last_report_sha256,
 			running_sha256 = EXCLUDED.running_sha256, last_seen = report_seen_at(d.last_seen);
+		-- by the device's key only (IS NOT DISTINCT FROM: no index takes it; a
+		-- generic plan on artifact_id = walked every device of the artifact),
+		-- written only when the state or error changes
 		UPDATE assignments SET state = p_report->>'state', error = p_report->>'error', updated_at = now()
-		WHERE device_id = p_device AND artifact_id = p_report->>'artifact' AND p_report->>'artifact' <> '';
+		WHERE device_id = p_device AND artifact_id IS NOT DISTINCT FROM p_report->>'artifact'
+		  AND p_report->>'artifact' <> ''
+		  AND (state, error) IS DISTINCT FROM (p_report->>'state', p_report->>'error');
 	END IF;
 	IF outcome IN ('stored', 'stale') THEN
 		-- a refused delta the device falls back from is no failed install (deltas.sql)

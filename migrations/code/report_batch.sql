@@ -33,7 +33,13 @@
 -- tuple ids), whatever the estimates: joined to the arrays as plain tables,
 -- the plans scanned all of devices and campaign_devices instead (four whole
 -- scans per round), CPU per report that grew with the fleet. (jit = off:
--- no statement here is worth compiling.)
+-- no statement here is worth compiling.) enable_seqscan = off: ota-server's
+-- ingest connection makes these plans once, often while the tables are
+-- still empty, and keeps them until an ANALYZE; on an empty table a
+-- sequential scan looked cheaper than reading the rows by tuple id or key
+-- (report_rollout_set's update of the campaign rows it locked was a hash
+-- join over all of campaign_devices, once a round: a read that grew with
+-- the fleet). No statement here, nor one they fire, needs a whole table.
 -- Re-applied by `ota-server migrate` whenever this file changes (docs/server.md).
 
 CREATE OR REPLACE FUNCTION report_batch_max() RETURNS integer
@@ -57,7 +63,7 @@ CREATE OR REPLACE FUNCTION report_ingest_distinct(p_devices text[], p_reports js
 RETURNS TABLE (ord integer, outcome text, new_events bigint, campaign_changes bigint, suspect boolean,
                refusal_events bigint)
 LANGUAGE plpgsql
-SET plan_cache_mode = force_generic_plan SET jit = off
+SET plan_cache_mode = force_generic_plan SET jit = off SET enable_seqscan = off
 AS $$
 #variable_conflict use_column
 DECLARE
@@ -69,6 +75,7 @@ DECLARE
 	v_refusals bigint[];
 	v_twice boolean;
 	v_health boolean; -- a report carries post-install health
+	v_written jsonb[]; -- per report: the campaign rows the engine wrote, {campaign: state}
 	r record;
 BEGIN
 	IF v_n = 0 THEN
@@ -82,6 +89,7 @@ BEGIN
 	END IF;
 	v_events := array_fill(0::bigint, ARRAY[v_n]);
 	v_changes := array_fill(0::bigint, ARRAY[v_n]);
+	v_written := array_fill(NULL::jsonb, ARRAY[v_n]);
 	v_refusals := array_fill(0::bigint, ARRAY[v_n]);
 	IF p_outcomes IS NOT NULL THEN
 		v_outcome := p_outcomes;
@@ -157,12 +165,6 @@ BEGIN
 		last_seen = report_seen_at(d.last_seen); -- at most once a grain (report.sql)
 	END IF;
 
-	-- the assignments the stored reports name, in one statement
-	UPDATE assignments a SET state = u.report->>'state', error = u.report->>'error', updated_at = now()
-	FROM unnest(p_devices, p_reports, v_outcome) AS u(device_id, report, outcome)
-	WHERE u.outcome = 'stored' AND a.device_id = u.device_id AND a.artifact_id = u.report->>'artifact'
-	  AND u.report->>'artifact' <> '';
-
 	-- the rollout engine for every stored and stale report at once
 	-- (report_ingest's calls: a refused delta the device falls back from is
 	-- no failed install, deltas.sql; report_rollout_set below is
@@ -186,15 +188,62 @@ BEGIN
 			       array_agg((st.report->>'seq')::bigint ORDER BY st.device_id) AS seqs
 			FROM st
 		)
-		SELECT st.ord, coalesce(x.changes, 0) AS changes
+		SELECT st.ord, coalesce(x.changes, 0) AS changes, x.device_id, x.campaigns, x.states
 		FROM st LEFT JOIN (SELECT s.* FROM agg, report_rollout_set(agg.devices, agg.states, agg.vcs, agg.kls,
 		                                                           agg.rls, agg.errors, agg.campaigns,
-		                                                           agg.seqs) s) x
+		                                                           agg.seqs, false) s) x
 		     ON x.device_id = st.device_id
 	LOOP
 		v_changes[r.ord] := r.changes;
+		IF r.campaigns IS NOT NULL THEN
+			v_written[r.ord] := jsonb_object(r.campaigns, r.states);
+		END IF;
 	END LOOP;
-	IF v_health THEN
+
+	-- the assignments, in one statement after the engine, each row written
+	-- once and only when its state or error changes: what report_ingest's
+	-- two updates leave (its own of the assignment the stored report names:
+	-- the report's state and error; then rollout_report's of the assignment
+	-- of each campaign row it wrote: that row's state). Written twice, a row
+	-- cost a second version and, updated again in its transaction, the
+	-- foreign-key checks of both its keys. Each device's rows by its key (a
+	-- device has a few; joined on the artifact with =, the generic plan made
+	-- while assignments was empty walked assignments_artifact_idx, every
+	-- device of the campaign's artifact per report: a read that grew with
+	-- the fleet). Locked and written by tuple id (as report_rollout_set's
+	-- campaign rows): the lock gives the newest version of a row the tick or
+	-- the manifest path just wrote, after the campaign rows (the tick's
+	-- order).
+	WITH x AS (
+		SELECT l.row_tid, l.state, l.error
+		FROM unnest(p_devices, p_reports, v_outcome, v_written) AS u(device_id, report, outcome, written)
+		CROSS JOIN LATERAL (
+			SELECT y.ctid AS row_tid, n.state, n.error
+			FROM assignments y
+			CROSS JOIN LATERAL (
+				SELECT coalesce(u.written->>y.campaign_id, CASE WHEN named THEN u.report->>'state' END,
+				                y.state) AS state,
+				       CASE WHEN named THEN u.report->>'error' ELSE y.error END AS error
+				FROM (VALUES (u.outcome = 'stored' AND u.report->>'artifact' <> ''
+				              AND y.artifact_id = u.report->>'artifact')) AS m(named)) n
+			WHERE y.device_id = u.device_id AND (y.state, y.error) IS DISTINCT FROM (n.state, n.error)
+			OFFSET 0 FOR NO KEY UPDATE OF y) l
+		WHERE (u.outcome = 'stored' AND u.report->>'artifact' <> '') OR u.written IS NOT NULL
+	)
+	UPDATE assignments a SET state = x.state, error = x.error, updated_at = now()
+	FROM x
+	WHERE a.ctid = ANY (ARRAY(SELECT x.row_tid FROM x)) AND a.ctid = x.row_tid;
+	-- (rollout_health changes nothing, but refuses values out of range, while
+	-- no running or paused campaign has a stage that watches health: then
+	-- no call, no update and no statement trigger per report)
+	IF v_health AND (EXISTS (SELECT 1 FROM campaign_stages s JOIN campaigns k ON k.campaign_id = s.campaign_id
+	                         WHERE s.health_window_s IS NOT NULL AND k.state IN ('running', 'paused'))
+	                 OR EXISTS (SELECT 1 FROM unnest(p_reports, v_outcome) AS u(report, outcome)
+	                            WHERE u.outcome = 'stored' AND coalesce((u.report->>'health_known')::boolean, false)
+	                              AND ((u.report->>'unexpected_reboots')::bigint IS NULL
+	                                   OR (u.report->>'unexpected_reboots')::bigint < 0
+	                                   OR (u.report->>'health_permille')::bigint IS NULL
+	                                   OR (u.report->>'health_permille')::bigint NOT BETWEEN 0 AND 1000))) THEN
 		FOR r IN SELECT u.ord, u.device_id, u.report
 		         FROM unnest(p_devices, p_reports, v_outcome) WITH ORDINALITY AS u(device_id, report, outcome, ord)
 		         WHERE u.outcome = 'stored' AND coalesce((u.report->>'health_known')::boolean, false) LOOP
@@ -277,7 +326,7 @@ CREATE OR REPLACE FUNCTION report_ingest_batch(p_devices text[], p_reports jsonb
 RETURNS TABLE (ord integer, outcome text, new_events bigint, campaign_changes bigint, suspect boolean,
                refusal_events bigint)
 LANGUAGE plpgsql
-SET plan_cache_mode = force_generic_plan SET jit = off
+SET plan_cache_mode = force_generic_plan SET jit = off SET enable_seqscan = off
 AS $$
 #variable_conflict use_column
 DECLARE
@@ -517,14 +566,21 @@ END $$;
 -- them is a change to both (test report-ingest-batch compares the two, case
 -- by case, over every campaign-row state a report can meet). p_seqs: the
 -- reports' seqs (rollout_report's p_seq; NULL: all apply).
--- p_seqs added (0022): the old form goes, or calls without it would be ambiguous
+-- p_assignments false: the assignments are left to the caller (report_ingest_distinct writes
+-- each row once), which gets the rows written: per device, the campaigns
+-- and states of its campaign rows the statement wrote (campaigns, states;
+-- rollout_report's assignments update writes the assignment of each).
+-- p_seqs added (0022), p_assignments and campaigns, states (issue 19): the
+-- old forms go, or calls without them would be ambiguous
 DROP FUNCTION IF EXISTS report_rollout_set(text[], text[], bigint[], bigint[], bigint[], text[], text[]);
+DROP FUNCTION IF EXISTS report_rollout_set(text[], text[], bigint[], bigint[], bigint[], text[], text[], bigint[]);
 CREATE OR REPLACE FUNCTION report_rollout_set(p_devices text[], p_states text[], p_version_codes bigint[],
                                               p_keylists bigint[], p_rootlists bigint[], p_errors text[],
-                                              p_campaigns text[], p_seqs bigint[] DEFAULT NULL)
-RETURNS TABLE (device_id text, changes bigint)
+                                              p_campaigns text[], p_seqs bigint[] DEFAULT NULL,
+                                              p_assignments boolean DEFAULT true)
+RETURNS TABLE (device_id text, changes bigint, campaigns text[], states text[])
 LANGUAGE plpgsql
-SET plan_cache_mode = force_generic_plan SET jit = off
+SET plan_cache_mode = force_generic_plan SET jit = off SET enable_seqscan = off
 AS $$
 #variable_conflict use_column
 DECLARE
@@ -633,8 +689,11 @@ BEGIN
 	), asg AS (
 		UPDATE assignments x SET state = upd.state, updated_at = v_now
 		FROM upd
-		WHERE x.device_id = upd.device_id AND x.campaign_id = upd.campaign_id AND x.state <> upd.state
+		WHERE p_assignments
+		  AND x.device_id = upd.device_id AND x.campaign_id = upd.campaign_id AND x.state <> upd.state
 		RETURNING 1
 	)
-	SELECT upd.device_id, count(*) FILTER (WHERE upd.state <> upd.old_state) FROM upd GROUP BY upd.device_id;
+	SELECT upd.device_id, count(*) FILTER (WHERE upd.state <> upd.old_state), array_agg(upd.campaign_id),
+	       array_agg(upd.state)
+	FROM upd GROUP BY upd.device_id;
 END $$;

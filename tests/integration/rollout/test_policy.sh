@@ -223,6 +223,21 @@ expect_eq "2 of 10 unhealthy is not over 0.2: still running" "$(state hl)" runni
 q "UPDATE campaign_devices SET done_at = clock_timestamp() WHERE campaign_id = 'hl' AND device_id = '${HD[2]}'"
 expect_eq "a third reboots (StatusReport health fields through report_ingest)" \
 	"$(q "SELECT campaign_changes FROM report_ingest('${HD[2]}', '{\"seq\": 5, \"state\": \"idle\", \"version\": \"1.0.400\", \"version_code\": 400, \"keylist_version\": 1, \"rootlist_version\": 0, \"security_counter\": 0, \"model\": \"m1\", \"hw_revision\": \"r1\", \"active_slot\": 1, \"pending_version\": \"\", \"artifact\": \"\", \"campaign_id\": \"\", \"error\": \"\", \"error_detail\": \"\", \"events\": [], \"keylist_key_ids\": [], \"health_known\": true, \"unexpected_reboots\": 1, \"health_permille\": 900}', '\\x01')")" 1
+# and through a batch (report_ingest_batch, a round of two devices): the
+# first reports more reboots, the second the same values again
+hrep() { # SEQ REBOOTS PERMILLE
+	echo "'{\"seq\": $1, \"state\": \"idle\", \"version\": \"1.0.400\", \"version_code\": 400, \"keylist_version\": 1, \"rootlist_version\": 0, \"security_counter\": 0, \"model\": \"m1\", \"hw_revision\": \"r1\", \"active_slot\": 1, \"pending_version\": \"\", \"artifact\": \"\", \"campaign_id\": \"\", \"error\": \"\", \"error_detail\": \"\", \"events\": [], \"keylist_key_ids\": [], \"health_known\": true, \"unexpected_reboots\": $2, \"health_permille\": $3}'::jsonb"
+}
+q "UPDATE campaign_devices SET done_at = clock_timestamp() WHERE campaign_id = 'hl' AND device_id IN ('${HD[0]}', '${HD[1]}')"
+expect_eq "health through a batch: the first device's reboots counted, the repeated report changes nothing" \
+	"$(q "SELECT string_agg(campaign_changes::text, ',' ORDER BY ord) FROM report_ingest_batch(
+	        ARRAY['${HD[0]}', '${HD[1]}'], ARRAY[$(hrep 5 3 1000), $(hrep 5 2 1000)], '{\\x01,\\x02}')")" "1,0"
+expect_eq "the reboots stored" \
+	"$(q "SELECT string_agg(health_reboots::text, ',' ORDER BY device_id) FROM campaign_devices
+	      WHERE campaign_id = 'hl' AND device_id IN ('${HD[0]}', '${HD[1]}')")" "3,2"
+expect_sqlstate "a batch with health out of range is refused whole" FO422 \
+	"SELECT * FROM report_ingest_batch(ARRAY['${HD[3]}', '${HD[4]}'], ARRAY[$(hrep 6 0 1000), $(hrep 6 0 1001)],
+	                                   '{\\x03,\\x04}')"
 tick hl 2300 >/dev/null
 expect_eq "3 of 10 unhealthy after confirm: paused" "$(state hl)" paused
 expect_eq "the reason names the health signal" "$(reason hl)" \

@@ -88,6 +88,44 @@ q "INSERT INTO t_reports
 for p in $SETS; do
 	q "INSERT INTO devices (device_id, model, decommissioned) VALUES ('$p-gone', 'm1', true)"
 done
+# A report writes its device's assignment found by the device's key, whatever
+# the plan: ota-server's ingest connection plans its statements once (generic
+# plans), often while assignments is still empty, and a plan on the artifact's
+# index then walked every device of the campaign's artifact for each report
+# (a read that grew with the fleet). Devices ax1..ax2000 (model mx: no
+# campaign takes them): one session registers two, then 2000 assignments of
+# one artifact appear (not analyzed yet), then the two report on it.
+q "CREATE FUNCTION t_rep(p_seq bigint, p_state text, p_artifact text) RETURNS jsonb LANGUAGE sql AS \$\$
+   SELECT jsonb_build_object('seq', p_seq, 'model', 'mx', 'hw_revision', 'r1', 'version', '1.0.100',
+            'version_code', 100, 'security_counter', 0, 'keylist_version', 1, 'rootlist_version', 0,
+            'keylist_key_ids', '[]'::jsonb, 'pending_version', '', 'active_slot', 0, 'state', p_state,
+            'error', '', 'error_detail', '', 'artifact', p_artifact, 'campaign_id', '', 'events', '[]'::jsonb)
+   \$\$"
+artifact_reads() {
+	q "SELECT idx_tup_read FROM pg_stat_user_indexes WHERE indexrelname = 'assignments_artifact_idx'"
+}
+cd_scans() {
+	q "SELECT seq_scan FROM pg_stat_user_tables WHERE relname = 'campaign_devices'"
+}
+art0=$(artifact_reads) cds0=$(cd_scans)
+"${PSQL[@]}" -At -c "SET client_min_messages = warning" \
+	-c "SELECT count(*) FROM report_ingest_batch('{ax1,ax2}', ARRAY[t_rep(1, 'idle', ''), t_rep(1, 'idle', '')],
+	                                             '{\\x01,\\x02}')" \
+	-c "INSERT INTO devices (device_id, model) SELECT 'ax' || i, 'mx' FROM generate_series(3, 2000) i" \
+	-c "INSERT INTO assignments (device_id, artifact_id, state)
+	    SELECT 'ax' || i, 'fw-101', 'pending' FROM generate_series(1, 2000) i" \
+	-c "SELECT count(*) FROM report_ingest_batch('{ax1,ax2}',
+	                                             ARRAY[t_rep(2, 'downloading', 'fw-101'), t_rep(2, 'verifying', 'fw-101')],
+	                                             '{\\x03,\\x04}')" -c "SELECT pg_stat_force_next_flush()" >/dev/null
+expect_eq "the assignments of the reports written" \
+	"$(q "SELECT string_agg(device_id || ':' || state, ',' ORDER BY device_id) FROM assignments
+	      WHERE device_id LIKE 'ax%' AND state <> 'pending'")" "ax1:downloading,ax2:verifying"
+expect_eq "no assignment read through the artifact's index" "$(($(artifact_reads) - art0))" 0
+# likewise the rollout engine's update of the campaign rows it locked: by
+# their tuple ids, planned on an empty table it read all of it (a hash join)
+expect_eq "no campaign row read by a sequential scan" "$(($(cd_scans) - cds0))" 0
+q "DELETE FROM assignments WHERE device_id LIKE 'ax%'; DELETE FROM devices WHERE device_id LIKE 'ax%'"
+
 q "CREATE TABLE t_out (prefix text, phase integer, step integer, device_id text, outcome text, new_events bigint,
                        campaign_changes bigint, suspect boolean, refusal_events bigint)"
 
