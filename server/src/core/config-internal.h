@@ -46,7 +46,7 @@ struct srv_config {
 	char *device_crl; /* optional */
 	char *device_ticket_keys; /* optional: TLS ticket keys shared by replicas */
 	unsigned device_session_sec; /* TLS session (ticket) lifetime */
-	bool device_write_gather; /* several TLS records per write(2) (core/wbio.c); on by default */
+	bool device_write_gather; /* several TLS records per write(2) (core/wbio.c); off by default */
 	/* signed freshness: the timestamp role's key (PEM PKCS#8, 0600), "" = off */
 	char *timestamp_key;
 	unsigned timestamp_lifetime_sec; /* life of a signed Timestamp (8 .. 604800) */

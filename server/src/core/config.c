@@ -48,7 +48,7 @@ static const struct key_def key_defs[] = {
 	{"device_crl", KEY_STRING, OFF(device_crl), "", false, 0, 0},
 	{"device_ticket_keys", KEY_STRING, OFF(device_ticket_keys), "", false, 0, 0},
 	{"device_session_sec", KEY_UINT, OFF(device_session_sec), "86400", false, 60, 604800},
-	{"device_write_gather", KEY_BOOL, OFF(device_write_gather), "true", false, 0, 0},
+	{"device_write_gather", KEY_BOOL, OFF(device_write_gather), "false", false, 0, 0},
 	{"store_dir", KEY_STRING, OFF(store_dir), NULL, true, 0, 0},
 	{"rate_per_sec", KEY_DOUBLE, OFF(rate_per_sec), "5", false, 0.001, 1e6},
 	{"rate_burst", KEY_DOUBLE, OFF(rate_burst), "20", false, 1, 1e6},

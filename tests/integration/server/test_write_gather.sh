@@ -13,7 +13,7 @@
 # once failed the connection.
 RATE_PER_SEC=1000
 RATE_BURST=1000
-SERVER_CONF_EXTRA="device_write_gather=true" # the default; said here, as this test is about it
+SERVER_CONF_EXTRA="device_write_gather=true" # off by default; this test is about it
 source "$(dirname "$0")/lib.sh"
 standard_setup
 grep -q "TLS records gathered per write" "$T/server.log" || fail "device_write_gather is not on"
