@@ -223,22 +223,17 @@ static void queue_mark(struct srv_assign_cache *c, const char *key, size_t key_l
 	c->marks[c->n_marks++] = copy;
 }
 
-bool srv_assign_cache_get(struct srv_assign_cache *c, const char *device, const char *artifact,
-			  const char *variant, const char **ret_data, size_t *ret_len)
+/* The last poll that succeeded was sent within the staleness bound. */
+static bool fresh(const struct srv_assign_cache *c, double now)
 {
-	char key[SRV_ASSIGN_KEY_BYTES];
-	size_t key_len = make_key(key, sizeof(key), device, artifact, variant);
-	double now = srv_now();
-	struct entry **p;
+	return c->good_poll_sent != 0 && (now - c->good_poll_sent) * 1000.0 <= c->config.stale_ms;
+}
 
-	if (c == NULL)
-		return false;
-	if (key_len == 0 || c->good_poll_sent == 0 ||
-	    (now - c->good_poll_sent) * 1000.0 > c->config.stale_ms) {
-		c->metrics->manifest_cache_misses++;
-		return false;
-	}
-	for (p = &c->buckets[bucket_of(c, device)]; *p != NULL; p = &(*p)->next) {
+/* The entry of key, or NULL (none, or too old: then freed). */
+static struct entry *find_live(struct srv_assign_cache *c, const char *device, const char *key,
+			       size_t key_len, double now)
+{
+	for (struct entry **p = &c->buckets[bucket_of(c, device)]; *p != NULL; p = &(*p)->next) {
 		struct entry *e = *p;
 
 		if (e->key_len != key_len || memcmp(e->key, key, key_len) != 0)
@@ -246,19 +241,36 @@ bool srv_assign_cache_get(struct srv_assign_cache *c, const char *device, const 
 		if ((now - e->added) * 1000.0 > c->config.ttl_ms) {
 			*p = e->next;
 			entry_free(c, e);
-			break;
+			return NULL;
 		}
-		c->metrics->manifest_cache_hits++;
-		if (e->mark) {
-			e->mark = false;
-			queue_mark(c, e->key, key_len - strlen(variant) - 1);
-		}
-		*ret_data = e->blob->data;
-		*ret_len = e->blob->len;
-		return true;
+		return e;
 	}
-	c->metrics->manifest_cache_misses++;
-	return false;
+	return NULL;
+}
+
+bool srv_assign_cache_get(struct srv_assign_cache *c, const char *device, const char *artifact,
+			  const char *variant, const char **ret_data, size_t *ret_len)
+{
+	char key[SRV_ASSIGN_KEY_BYTES];
+	size_t key_len = make_key(key, sizeof(key), device, artifact, variant);
+	double now = srv_now();
+	struct entry *e;
+
+	if (c == NULL)
+		return false;
+	e = key_len == 0 || !fresh(c, now) ? NULL : find_live(c, device, key, key_len, now);
+	if (e == NULL) {
+		c->metrics->manifest_cache_misses++;
+		return false;
+	}
+	c->metrics->manifest_cache_hits++;
+	if (e->mark) {
+		e->mark = false;
+		queue_mark(c, e->key, key_len - strlen(variant) - 1);
+	}
+	*ret_data = e->blob->data;
+	*ret_len = e->blob->len;
+	return true;
 }
 
 bool srv_assign_cache_get_image(struct srv_assign_cache *c, const char *device,
@@ -268,29 +280,17 @@ bool srv_assign_cache_get_image(struct srv_assign_cache *c, const char *device,
 	char key[SRV_ASSIGN_KEY_BYTES];
 	size_t key_len = make_key(key, sizeof(key), device, artifact, "");
 	double now = srv_now();
-	struct entry **p;
+	struct entry *e;
 
-	if (c == NULL || key_len == 0 || c->good_poll_sent == 0 ||
-	    (now - c->good_poll_sent) * 1000.0 > c->config.stale_ms)
+	if (c == NULL || key_len == 0 || !fresh(c, now))
 		return false;
-	for (p = &c->buckets[bucket_of(c, device)]; *p != NULL; p = &(*p)->next) {
-		struct entry *e = *p;
-
-		if (e->key_len != key_len || memcmp(e->key, key, key_len) != 0)
-			continue;
-		if ((now - e->added) * 1000.0 > c->config.ttl_ms) {
-			*p = e->next;
-			entry_free(c, e);
-			return false;
-		}
-		if (e->image == NULL)
-			return false;
-		c->metrics->image_cache_hits++;
-		*ret_store_name = e->image->data;
-		*ret_size = e->image_size;
-		return true;
-	}
-	return false;
+	e = find_live(c, device, key, key_len, now);
+	if (e == NULL || e->image == NULL)
+		return false;
+	c->metrics->image_cache_hits++;
+	*ret_store_name = e->image->data;
+	*ret_size = e->image_size;
+	return true;
 }
 
 uint64_t srv_assign_cache_generation(const struct srv_assign_cache *c)
