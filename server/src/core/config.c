@@ -57,7 +57,7 @@ static const struct key_def key_defs[] = {
 	{"report_journal_dir", KEY_STRING, OFF(report_journal_dir), "", false, 0, 0},
 	{"report_journal_sync", KEY_BOOL, OFF(report_journal_sync), "true", false, 0, 0},
 	{"report_journal_max_mb", KEY_UINT, OFF(report_journal_max_mb), "256", false, 1, 65536},
-	{"report_batch_linger_ms", KEY_UINT, OFF(report_batch_linger_ms), "5", false, 0, 1000},
+	{"report_batch_linger_ms", KEY_UINT, OFF(report_batch_linger_ms), "50", false, 0, 1000},
 	{"manifest_cache", KEY_BOOL, OFF(manifest_cache), "true", false, 0, 0},
 	{"manifest_cache_poll_ms", KEY_UINT, OFF(manifest_cache_poll_ms), "200", false, 10, 60000},
 	{"manifest_cache_stale_ms", KEY_UINT, OFF(manifest_cache_stale_ms), "1000", false, 20,
